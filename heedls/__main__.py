@@ -1,0 +1,3 @@
+from heedls.server.cli import main
+
+main()

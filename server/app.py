@@ -1,0 +1,107 @@
+"""The heedls language server: a pygls LanguageServer plus the shared state feature modules use.
+
+Each LSP feature lives in its own module under `features/` with a `register(server)` function;
+handlers there are thin and async and call the pure core. Document sync is central (documents.py)
+and fans out to listeners so several features can react to the same didChange/didSave.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from heedls import __version__
+from heedls.server import config as config_mod
+from heedls.server.config import HeedlsConfig
+
+log = logging.getLogger("heedls")
+
+
+class DocumentListener(Protocol):
+    """Optional hooks; implement the ones you need (missing ones are skipped)."""
+
+    async def on_open(self, uri: str) -> None: ...
+    async def on_change(self, uri: str, changes: list[types.TextDocumentContentChangeEvent]) -> None: ...
+    async def on_save(self, uri: str) -> None: ...
+    async def on_close(self, uri: str) -> None: ...
+
+
+ConfigListener = Callable[[HeedlsConfig], Awaitable[None] | None]
+
+
+class HeedlsServer(LanguageServer):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            "heedls",
+            __version__,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            **kwargs,
+        )
+        self.config: HeedlsConfig = HeedlsConfig()
+        self.root: Path | None = None
+        self.init_options: Any = None
+        self.client_settings: Any = None
+        self.document_listeners: list[Any] = []
+        self.config_listeners: list[ConfigListener] = []
+        # Services created lazily by feature modules, keyed by name (engine, telemetry, ...).
+        self.services: dict[str, Any] = {}
+
+    # -- logging -----------------------------------------------------------------------------
+    def notify_log(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
+        """Log to stderr and to the client's output panel. Never call with code or keys."""
+        log.log(logging.WARNING if kind <= types.MessageType.Warning else logging.INFO, message)
+        try:
+            self.window_log_message(types.LogMessageParams(type=kind, message=f"heedls: {message}"))
+        except Exception:  # no client connected yet (tests, CLI)
+            pass
+
+    # -- configuration ------------------------------------------------------------------------
+    async def reload_config(self) -> None:
+        new, warnings = config_mod.load(self.root, self.init_options, self.client_settings)
+        for warning in warnings:
+            self.notify_log(f"configuration: {warning}")
+        self.config = new
+        logging.getLogger("heedls").setLevel(new.log_level.upper())
+        for listener in list(self.config_listeners):
+            try:
+                result = listener(new)
+                if result is not None:
+                    await result
+            except Exception as exc:  # a broken listener must not take the server down
+                log.exception("config listener failed: %s", exc)
+
+    async def dispatch(self, hook: str, *args: Any) -> None:
+        for listener in list(self.document_listeners):
+            method = getattr(listener, hook, None)
+            if method is None:
+                continue
+            try:
+                await method(*args)
+            except Exception:
+                log.exception("%s listener %r failed", hook, listener)
+
+
+def create_server(**services: Any) -> HeedlsServer:
+    """Build a server with every feature registered. `services` pre-seeds server.services
+    (tests and the latency benchmark inject an instant provider this way)."""
+    from heedls.server.features import FEATURES
+
+    server = HeedlsServer()
+    server.services.update(services)
+    for feature in FEATURES:
+        feature.register(server)
+    return server
+
+
+def configure_logging(level: str = "WARNING") -> None:
+    handler = logging.StreamHandler(sys.stderr)  # stdout is the LSP channel
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("heedls")
+    root.handlers[:] = [handler]
+    root.setLevel(level)

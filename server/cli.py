@@ -1,0 +1,80 @@
+"""The `heedls` command line. Subcommand groups live beside the code they drive and register here.
+
+Contract (DESIGN.md): `--json` prints exactly one JSON object on stdout; progress and logs go to
+stderr; `complete` prints only the suggestion text.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from heedls import __version__
+
+app = typer.Typer(
+    name="heedls",
+    help="Inline suggestions, explained errors and test-validated fixes for Python.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Modules that add commands: each defines register(app: typer.Typer).
+COMMAND_MODULES = [
+    "heedls.server.complete_cli",
+    "heedls.server.cli_check",
+    "heedls.server.cli_fix",
+    "heedls.server.acceptance.cli",
+    "heedls.server.telemetry.cli",
+    "heedls.server.bench.cli",
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"heedls {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """heedls — a Python language server you can trust."""
+
+
+@app.command()
+def serve(
+    tcp: Annotated[Optional[str], typer.Option("--tcp", metavar="HOST:PORT", help="Listen on TCP instead of stdio.")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="error|warning|info|debug (stderr)")] = "warning",
+) -> None:
+    """Run the language server (stdio by default)."""
+    from heedls.server.app import configure_logging, create_server
+
+    configure_logging(log_level.upper())
+    server = create_server()
+    if tcp:
+        host, _, port = tcp.rpartition(":")
+        if not port.isdigit():
+            typer.echo(f"heedls: --tcp expects HOST:PORT, got {tcp!r}", err=True)
+            raise typer.Exit(2)
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io()
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

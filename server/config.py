@@ -1,0 +1,234 @@
+"""One typed configuration object, merged from defaults <- pyproject [tool.heedls] <- editor options.
+
+Bad values never crash anything: each is replaced by its default and reported as a warning string
+that the server forwards as `window/logMessage` (and the CLI prints to stderr).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+ProviderName = Literal["local", "openai", "ollama", "llamacpp"]
+GateMode = Literal["off", "stage1", "cascade"]
+Privacy = Literal["full", "nocode"]
+AcceptLabel = Literal["accepted", "persisted"]
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """Where suggestions come from. `local` needs nothing; the HTTP providers need an endpoint."""
+
+    name: ProviderName = "local"
+    endpoint: str = ""
+    model: str = ""
+    # Name of the environment variable holding the key; `api_key` in settings is accepted but
+    # discouraged because settings files get shared. Keys are never logged.
+    api_key_env: str = "HEEDLS_API_KEY"
+    api_key: str = ""
+    mode: Literal["fim", "chat"] = "fim"
+    fim_template: str = "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"
+    max_tokens: int = 64
+    temperature: float = 0.0
+    deadline_ms: int = 1500
+    # Circuit breaker: after `breaker_failures` consecutive failures, skip the endpoint for
+    # `breaker_cooldown_s` seconds (doubling up to 10 minutes) and serve `local` instead.
+    breaker_failures: int = 3
+    breaker_cooldown_s: float = 30.0
+
+    def resolved_api_key(self) -> str:
+        return self.api_key or os.environ.get(self.api_key_env, "")
+
+
+@dataclass(frozen=True)
+class InlineConfig:
+    enabled: bool = True
+    debounce_ms: int = 120
+    max_prefix_chars: int = 6000
+    max_suffix_chars: int = 2000
+    max_lines: int = 8
+    cache_entries: int = 512
+    disk_cache: bool = True
+    disk_cache_mb: int = 64
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    mode: GateMode = "cascade"
+    keep_accepted: float = 0.95
+    label: AcceptLabel = "accepted"
+    refit: bool = True
+    min_events_for_refit: int = 200
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    enabled: bool = True
+    privacy: Privacy = "full"
+    path: str = ""  # empty = per-workspace store in the user data directory
+    push_endpoint: str = ""
+    reject_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class TestsConfig:
+    enabled: bool = True
+    # Tests execute workspace code: nothing runs unless the workspace is trusted. Editors that
+    # know about trust (VS Code's Workspace Trust) pass it in initializationOptions; elsewhere the
+    # default is to trust the workspace the user opened, as pytest itself does.
+    trusted: bool = True
+    on_save: bool = True
+    timeout_s: float = 60.0
+    python: str = ""  # empty = auto-detect .venv/venv, else the interpreter running heedls
+    debounce_ms: int = 400
+
+
+@dataclass(frozen=True)
+class LintConfig:
+    enabled: bool = True
+    ruff: str = ""  # empty = ruff from the environment, else the bundled one
+
+
+@dataclass(frozen=True)
+class RepairConfig:
+    enabled: bool = True
+    budget_s: float = 60.0
+    jobs: int = 0  # 0 = number of cores
+    use_provider: bool = False
+
+
+@dataclass(frozen=True)
+class HeedlsConfig:
+    provider: ProviderConfig = field(default_factory=ProviderConfig)
+    inline: InlineConfig = field(default_factory=InlineConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    tests: TestsConfig = field(default_factory=TestsConfig)
+    lint: LintConfig = field(default_factory=LintConfig)
+    repair: RepairConfig = field(default_factory=RepairConfig)
+    log_level: Literal["error", "warning", "info", "debug"] = "warning"
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as a dict safe to log: API keys are masked."""
+        data = dataclasses.asdict(self)
+        if data["provider"].get("api_key"):
+            data["provider"]["api_key"] = "***"
+        return data
+
+
+def _coerce(value: Any, annotation: Any, where: str, warnings: list[str], default: Any) -> Any:
+    origin = get_origin(annotation)
+    if origin is Literal:
+        allowed = get_args(annotation)
+        if value in allowed:
+            return value
+        warnings.append(f"{where}: {value!r} is not one of {list(allowed)}; using {default!r}")
+        return default
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        warnings.append(f"{where}: expected true/false, got {value!r}; using {default!r}")
+        return default
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, float) and value.is_integer() and value >= 0:
+            return int(value)
+        warnings.append(f"{where}: expected a non-negative integer, got {value!r}; using {default!r}")
+        return default
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        warnings.append(f"{where}: expected a non-negative number, got {value!r}; using {default!r}")
+        return default
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        warnings.append(f"{where}: expected a string, got {value!r}; using {default!r}")
+        return default
+    return value
+
+
+def _merge_section(current: Any, overrides: Mapping[str, Any], where: str, warnings: list[str]) -> Any:
+    hints = get_type_hints(type(current))
+    defaults = type(current)()
+    changes: dict[str, Any] = {}
+    known = {f.name: f for f in fields(current)}
+    for raw_key, value in overrides.items():
+        key = raw_key.replace("-", "_")
+        # editors send camelCase (VS Code settings); TOML uses snake/kebab case
+        key = "".join("_" + c.lower() if c.isupper() else c for c in key)
+        if key not in known:
+            warnings.append(f"{where}.{raw_key}: unknown setting, ignored")
+            continue
+        annotation = hints[key]
+        sub_default = getattr(current, key)
+        if dataclasses.is_dataclass(sub_default):
+            if isinstance(value, Mapping):
+                changes[key] = _merge_section(sub_default, value, f"{where}.{raw_key}", warnings)
+            elif key == "provider" and isinstance(value, str):
+                # shorthand: provider = "ollama"
+                changes[key] = _merge_section(sub_default, {"name": value}, f"{where}.{raw_key}", warnings)
+            else:
+                warnings.append(f"{where}.{raw_key}: expected a table, got {value!r}; ignored")
+            continue
+        if value is None:
+            continue
+        changes[key] = _coerce(value, annotation, f"{where}.{raw_key}", warnings, getattr(defaults, key))
+    if isinstance(current, GateConfig):
+        keep = changes.get("keep_accepted", current.keep_accepted)
+        if not 0.5 <= keep <= 1.0:
+            warnings.append(f"{where}.keepAccepted: {keep!r} must be between 0.5 and 1.0; using 0.95")
+            changes["keep_accepted"] = 0.95
+    return replace(current, **changes)
+
+
+def merge(base: HeedlsConfig, overrides: Any, source: str) -> tuple[HeedlsConfig, list[str]]:
+    """Apply one layer of overrides; returns the new config and human-readable warnings."""
+    warnings: list[str] = []
+    if overrides is None:
+        return base, warnings
+    if not isinstance(overrides, Mapping):
+        return base, [f"{source}: expected an object of settings, got {type(overrides).__name__}; ignored"]
+    # VS Code sends {"heedls": {...}} from workspace/configuration sections.
+    if set(overrides) == {"heedls"} and isinstance(overrides["heedls"], Mapping):
+        overrides = overrides["heedls"]
+    return _merge_section(base, overrides, source, warnings), warnings
+
+
+def read_pyproject(root: Path) -> tuple[dict[str, Any], list[str]]:
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}, []
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return {}, [f"{path}: cannot read [tool.heedls] ({exc}); using defaults"]
+    section = data.get("tool", {}).get("heedls", {})
+    if not isinstance(section, dict):
+        return {}, [f"{path}: [tool.heedls] must be a table; using defaults"]
+    return section, []
+
+
+def load(
+    root: Path | None,
+    init_options: Any = None,
+    client_settings: Any = None,
+) -> tuple[HeedlsConfig, list[str]]:
+    """defaults <- pyproject.toml [tool.heedls] <- initializationOptions <- didChangeConfiguration."""
+    config = HeedlsConfig()
+    warnings: list[str] = []
+    if root is not None:
+        section, problems = read_pyproject(root)
+        warnings += problems
+        config, w = merge(config, section, "pyproject.toml [tool.heedls]")
+        warnings += w
+    for layer, name in ((init_options, "initializationOptions"), (client_settings, "settings")):
+        config, w = merge(config, layer, name)
+        warnings += w
+    return config, warnings

@@ -1,0 +1,112 @@
+"""The `heedls.suggestion/1` event: one suggestion's life, as stored, exported, replayed and evaluated.
+
+Unknown values are None (JSON null), never invented. Readers ignore fields they do not know, so
+files from other tools (or a later schema) can be read as long as the core fields are there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+SCHEMA = "heedls.suggestion/1"
+Outcome = Literal["accepted", "rejected", "ignored"]
+OUTCOMES: tuple[str, ...] = ("accepted", "rejected", "ignored")
+
+# Fields whose text is code; dropped by the `nocode` privacy level (lengths are kept instead).
+CODE_FIELDS: tuple[str, ...] = ("prefix", "suffix", "suggestion")
+
+
+@dataclass
+class SuggestionEvent:
+    id: str
+    session: str
+    ts: float
+    language: str | None = None
+    file: str | None = None
+    prefix: str | None = None
+    suffix: str | None = None
+    suggestion: str | None = None
+    shown: bool = False
+    outcome: Outcome | None = None
+    latency_ms: float | None = None
+    decision_ms: float | None = None
+    provider: str | None = None
+    model: str | None = None
+    persisted_30s: bool | None = None
+    persisted_120s: bool | None = None
+    persisted_600s: bool | None = None
+    gate: dict[str, Any] | None = None
+    schema: str = SCHEMA
+    # Anything else a producer attached (features, lengths in nocode exports, ...).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        ordered = {"schema": data.pop("schema"), **data}
+        for key, value in self.extra.items():
+            ordered.setdefault(key, value)
+        return ordered
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SuggestionEvent:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: data.get(k) for k in names if k in data}
+        extra = {k: v for k, v in data.items() if k not in names}
+        if "id" not in known or "session" not in known or "ts" not in known:
+            raise ValueError("event needs at least id, session and ts")
+        outcome = known.get("outcome")
+        if outcome is not None and outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        known["id"] = str(known["id"])
+        known["session"] = str(known["session"])
+        known["ts"] = float(known["ts"])
+        known["shown"] = bool(known.get("shown") or False)
+        if known.get("schema") is None:
+            known["schema"] = SCHEMA
+        return cls(**known, extra=extra)
+
+    def label(self, kind: Literal["accepted", "persisted"] = "accepted") -> int | None:
+        """1/0 training label, or None when the event carries no decision."""
+        if self.outcome is None:
+            return None
+        accepted = self.outcome == "accepted"
+        if kind == "accepted":
+            return int(accepted)
+        if not accepted:
+            return 0
+        # persisted = accepted and still (mostly) there at the longest check we have
+        for key in ("persisted_600s", "persisted_120s", "persisted_30s"):
+            value = getattr(self, key)
+            if value is not None:
+                return int(bool(value))
+        return None
+
+
+def read_jsonl(path: Path | str) -> Iterator[SuggestionEvent]:
+    """Read events, skipping (and counting in the raised warning list) malformed lines."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield SuggestionEvent.from_dict(json.loads(line))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{path}:{number}: not a heedls.suggestion/1 event: {exc}") from exc
+
+
+def write_jsonl(events: Iterable[SuggestionEvent], path: Path | str) -> int:
+    count = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for event in events:
+            fh.write(event.to_json() + "\n")
+            count += 1
+    return count

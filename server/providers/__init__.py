@@ -1,0 +1,1 @@
+"""Suggestion providers behind one async protocol (see base.py)."""
