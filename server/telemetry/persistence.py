@@ -1,0 +1,144 @@
+"""Is accepted text still in the code 30 s / 120 s / 600 s later? (CDHF's warning: acceptance alone
+is a poor reward; an accepted suggestion deleted a minute later was not useful.)
+
+Pure: no pygls. The server calls `track()` when `heedls.accept` arrives and `check()` from didChange
+and from a timer (every ~10 s is plenty); `check()` returns the events whose `persisted_*` fields
+just became known, already updated in place, for the caller to `store.record()` and `gate.observe()`.
+
+The rule (documented in docs/telemetry.md):
+- Whitespace runs are collapsed to one space on both sides first (a reformat is not an edit).
+- *Exact*: the accepted text occurs verbatim near the insertion point (the region from
+  `offset - span` to `offset + len(text) + span`, `span = max(2000, 2·len)` characters), or, for
+  texts of at least `anywhere_min_chars` (20) characters, anywhere in the document (moved code is
+  still code the user kept; short texts like `)` would match anywhere by accident).
+- *Similar*: otherwise the best-matching window in that region — windows anchored at every
+  matching block of `difflib.SequenceMatcher`, at 0.8×, 1× and 1.25× the text length — scores
+  `SequenceMatcher.ratio() ≥ threshold` (default 0.7: a few renamed identifiers or an added argument
+  keep it, rewriting half of it does not).
+- A document that cannot be read at a checkpoint (closed, gone) leaves that checkpoint `null`.
+Each checkpoint is judged on the document as it is when `check()` first runs at or after it, so a
+check long overdue (the editor was idle) judges all its checkpoints on the same text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from heedls.server.events import SuggestionEvent
+
+CHECKPOINTS: tuple[tuple[int, str], ...] = ((30, "persisted_30s"), (120, "persisted_120s"), (600, "persisted_600s"))
+DEFAULT_THRESHOLD = 0.7
+_WS = re.compile(r"\s+")
+
+
+def _norm(text: str) -> str:
+    return _WS.sub(" ", text).strip()
+
+
+def similarity(text: str, document: str, offset: int, anywhere_min_chars: int = 20) -> float:
+    """How much of `text` survives in `document` near `offset`: 1.0 = verbatim, 0.0 = gone."""
+    wanted = _norm(text)
+    if not wanted:
+        return 1.0  # an all-whitespace suggestion cannot be told apart from its surroundings
+    offset = max(0, min(offset, len(document)))
+    span = max(2000, 2 * len(text))
+    region = _norm(document[max(0, offset - span) : offset + len(text) + span])
+    if wanted in region:
+        return 1.0
+    if len(wanted) >= anywhere_min_chars and wanted in _norm(document):
+        return 1.0
+    matcher = difflib.SequenceMatcher(None, region, wanted, autojunk=False)
+    best = 0.0
+    size = len(wanted)
+    lengths = sorted({max(1, int(size * 0.8)), size, int(size * 1.25) + 1})
+    starts: set[int] = set()
+    for block in matcher.get_matching_blocks():
+        if block.size == 0:
+            continue
+        # Align the window so that this block sits where it sits in the accepted text.
+        starts.add(max(0, block.a - block.b))
+    scorer = difflib.SequenceMatcher(None, autojunk=False)
+    scorer.set_seq2(wanted)
+    for start in starts:
+        for length in lengths:
+            window = region[start : start + length]
+            scorer.set_seq1(window)
+            if scorer.real_quick_ratio() <= best or scorer.quick_ratio() <= best:
+                continue
+            best = max(best, scorer.ratio())
+            if best >= 0.999:
+                return best
+    return best
+
+
+@dataclass
+class Tracked:
+    event: SuggestionEvent
+    uri: str
+    text: str
+    offset: int
+    accepted_at: float
+    pending: list[tuple[int, str]] = field(default_factory=lambda: list(CHECKPOINTS))
+
+
+class PersistenceTracker:
+    def __init__(
+        self,
+        threshold: float = DEFAULT_THRESHOLD,
+        clock: Callable[[], float] = time.time,
+        max_tracked: int = 2000,
+    ) -> None:
+        self.threshold = threshold
+        self.clock = clock
+        self.max_tracked = max_tracked
+        self._tracked: list[Tracked] = []
+
+    def track(
+        self, event: SuggestionEvent, uri: str, text: str, offset: int, accepted_at: float | None = None
+    ) -> None:
+        """Remember an accepted suggestion: `text` as inserted, at character `offset` of `uri`."""
+        when = self.clock() if accepted_at is None else accepted_at
+        self._tracked.append(Tracked(event, uri, text, max(0, offset), when))
+        if len(self._tracked) > self.max_tracked:  # bounded memory under a runaway client
+            del self._tracked[0]
+
+    def __len__(self) -> int:
+        return len(self._tracked)
+
+    def next_due(self) -> float | None:
+        """When the next checkpoint falls due (for scheduling a timer), or None."""
+        dues = [t.accepted_at + t.pending[0][0] for t in self._tracked if t.pending]
+        return min(dues) if dues else None
+
+    def check(self, now: float | None, get_text: Callable[[str], str | None]) -> list[SuggestionEvent]:
+        """Decide every checkpoint that is due; return the events that changed (updated in place)."""
+        now = self.clock() if now is None else now
+        changed: list[SuggestionEvent] = []
+        texts: dict[str, str | None] = {}
+        keep: list[Tracked] = []
+        for item in self._tracked:
+            due = [cp for cp in item.pending if now >= item.accepted_at + cp[0]]
+            if due:
+                if item.uri not in texts:
+                    texts[item.uri] = get_text(item.uri)
+                document = texts[item.uri]
+                known = False
+                score = None
+                if document is not None:
+                    score = similarity(item.text, document, item.offset)
+                for cp in due:
+                    item.pending.remove(cp)
+                    if score is not None:
+                        setattr(item.event, cp[1], score >= self.threshold)
+                        known = True
+                if known:
+                    item.event.extra["persisted_similarity"] = round(score or 0.0, 3)
+                    changed.append(item.event)
+            if item.pending:
+                keep.append(item)
+        self._tracked = keep
+        return changed

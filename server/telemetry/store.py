@@ -1,0 +1,480 @@
+"""The telemetry store: an append-only SQLite log of `heedls.suggestion/1` events.
+
+Every state change of a suggestion (requested/skipped, shown, accepted, rejected, persistence
+known) is appended as a *full snapshot* row; readers take the latest row per suggestion id. Nothing
+is ever updated in place, so a crash can only lose rows, never damage earlier ones.
+
+Writes never happen on the caller's thread: `record()` serialises the event (a snapshot, so later
+mutation of the object does not leak in) and puts it on a queue; one background thread writes
+batches (every `batch_interval_s` or `batch_size` events, whichever comes first) in a single
+transaction. SQLite in WAL mode with `synchronous=NORMAL` makes each committed batch survive a
+`kill -9` of the process; only the batch being collected is lost.
+
+Failure behaviour (never a crash, never a blocked request):
+- corrupt / not-a-database / unreadable / locked-for-longer-than-`lock_timeout_s` file, at open or on
+  a write: the file is moved aside to `events.sqlite3.corrupt-<UTC stamp>` (with its -wal), a new
+  store is created, a warning is issued;
+- read-only location, disk full (or the optional size cap `max_size_mb`), other I/O errors: events
+  are kept in a bounded in-memory buffer (`max_buffered`, oldest dropped first and counted), a
+  warning is issued once, and writing is retried every `retry_interval_s`.
+Warnings go to the `heedls.telemetry` logger (stderr), to `store.warnings`, and to the optional
+`on_warning` callback, which is called from the writer thread (marshal it onto your event loop).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from heedls.server.events import SuggestionEvent
+
+log = logging.getLogger("heedls.telemetry")
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,      -- append order; rows are never deleted, so it only grows
+    id TEXT NOT NULL,             -- suggestion id; several snapshot rows per id
+    ts REAL NOT NULL,             -- the event's own ts (suggestion created), for --since
+    recorded REAL NOT NULL,       -- wall clock when the row was handed to record()
+    data TEXT NOT NULL            -- SuggestionEvent.to_json()
+);
+CREATE INDEX IF NOT EXISTS events_id_seq ON events(id, seq);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta(key, value) VALUES ('store_schema', '1');
+"""
+
+# Latest snapshot per id. The GROUP BY runs on the covering index (id, seq).
+LATEST_SQL = (
+    "SELECT seq, data FROM events WHERE seq IN (SELECT MAX(seq) FROM events GROUP BY id)"
+    " AND ts >= ? ORDER BY ts, seq"
+)
+
+# SQLite primary result codes (sqlite3.h), used to decide what a failure means.
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
+Row = tuple[str, float, float, str]  # id, ts, recorded, json
+
+
+@dataclass
+class _Flush:
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _Close:
+    pass
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def classify(exc: BaseException) -> str:
+    """'corrupt' | 'locked' | 'unavailable' (read-only, full, I/O) for an sqlite3 error."""
+    if isinstance(exc, _Corrupt):
+        return "corrupt"
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        primary = code & 0xFF
+        if primary in (_CORRUPT, _NOTADB):
+            return "corrupt"
+        if primary in (_BUSY, _LOCKED):
+            return "locked"
+        return "unavailable"
+    text = str(exc).lower()
+    if "not a database" in text or "malformed" in text:
+        return "corrupt"
+    if "locked" in text or "busy" in text:
+        return "locked"
+    return "unavailable"
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection (readers never create, repair or lock out the writer)."""
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=5.0, check_same_thread=False)
+    conn.execute("PRAGMA query_only = 1")
+    return conn
+
+
+def read_events(path: Path | str, since: float | None = None) -> Iterator[SuggestionEvent]:
+    """Latest snapshot of every suggestion in the store at `path`, oldest first (streamed)."""
+    for _seq, data in read_rows(path, since):
+        try:
+            yield SuggestionEvent.from_dict(json.loads(data))
+        except (ValueError, TypeError) as exc:  # a row we did not write; skip, never crash
+            log.warning("telemetry: skipping an unreadable row in %s: %s", path, exc)
+
+
+def read_rows(path: Path | str, since: float | None = None) -> Iterator[tuple[int, str]]:
+    path = Path(path)
+    if not path.exists():
+        return
+    conn = connect_readonly(path)
+    try:
+        cursor = conn.execute(LATEST_SQL, (float("-inf") if since is None else float(since),))
+        while True:
+            chunk = cursor.fetchmany(2048)
+            if not chunk:
+                break
+            for seq, data in chunk:
+                yield int(seq), str(data)
+    finally:
+        conn.close()
+
+
+def count_events(path: Path | str) -> int:
+    path = Path(path)
+    if not path.exists():
+        return 0
+    conn = connect_readonly(path)
+    try:
+        return int(conn.execute("SELECT COUNT(DISTINCT id) FROM events").fetchone()[0])
+    finally:
+        conn.close()
+
+
+class TelemetryStore:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        batch_interval_s: float = 0.2,
+        batch_size: int = 256,
+        max_buffered: int = 20_000,
+        max_size_mb: float = 0.0,
+        lock_timeout_s: float = 5.0,
+        retry_interval_s: float = 30.0,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.batch_interval_s = batch_interval_s
+        self.batch_size = max(1, batch_size)
+        self.max_size_mb = max_size_mb
+        self.lock_timeout_s = lock_timeout_s
+        self.retry_interval_s = retry_interval_s
+        self.on_warning = on_warning
+        self.warnings: list[str] = []
+        self._warned: set[str] = set()
+        self._queue: queue.SimpleQueue[Row | _Flush | _Close] = queue.SimpleQueue()
+        # Rows that could not be written yet (degraded mode); bounded, oldest dropped first.
+        self._buffer: collections.deque[Row] = collections.deque(maxlen=max(1, max_buffered))
+        self._buffer_lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._next_retry = 0.0
+        self.state = "starting"  # starting | ok | degraded | closed
+        self.recorded = 0
+        self.written = 0
+        self.dropped = 0
+        self.set_aside: list[Path] = []
+        self._closed = False
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heedls-telemetry-writer", daemon=True)
+        self._thread.start()
+        # A normal interpreter exit flushes; kill -9 loses only the batch being collected.
+        ref = weakref.ref(self)
+        atexit.register(lambda: (store := ref()) is not None and store.close(timeout=2.0))
+
+    # -- caller side (any thread, never blocks) -----------------------------------------------
+    def record(self, event: SuggestionEvent) -> None:
+        if self._closed:
+            self._warn("telemetry: record() after close(); event dropped", once="closed")
+            return
+        row = (event.id, float(event.ts), time.time(), event.to_json())
+        self._queue.put(row)
+        self.recorded += 1
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything recorded so far is committed (or buffered, if degraded)."""
+        if not self._thread.is_alive():
+            return False
+        marker = _Flush()
+        self._queue.put(marker)
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._queue.put(_Close())
+            self._thread.join(timeout)
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """Opening happens on the writer thread; tests and the CLI can wait for it."""
+        return self._ready.wait(timeout)
+
+    def iter_events(self, since: float | None = None) -> Iterator[SuggestionEvent]:
+        """Latest snapshot per id: the database, overlaid with rows still held in memory."""
+        self.flush()
+        with self._buffer_lock:
+            pending: dict[str, str] = {row[0]: row[3] for row in self._buffer if since is None or row[1] >= since}
+        try:
+            for _seq, data in read_rows(self.path, since):
+                event = SuggestionEvent.from_dict(json.loads(data))
+                if event.id not in pending:
+                    yield event
+        except sqlite3.Error as exc:
+            self._warn(f"telemetry: cannot read {self.path}: {exc}", once="read")
+        for data in pending.values():
+            yield SuggestionEvent.from_dict(json.loads(data))
+
+    def count(self) -> int:
+        return sum(1 for _ in self.iter_events())
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "state": self.state,
+            "recorded": self.recorded,
+            "written": self.written,
+            "buffered": self.buffered,
+            "dropped": self.dropped,
+            "warnings": list(self.warnings),
+        }
+
+    def __enter__(self) -> TelemetryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writer thread ------------------------------------------------------------------------
+    def _warn(self, message: str, once: str | None = None) -> None:
+        if once is not None:
+            if once in self._warned:
+                return
+            self._warned.add(once)
+        self.warnings.append(message)
+        log.warning("%s", message)
+        if self.on_warning is not None:
+            try:
+                self.on_warning(message)
+            except Exception:  # a broken callback must not stop the writer
+                log.exception("telemetry warning callback failed")
+
+    def _run(self) -> None:
+        try:
+            self._open()
+        finally:
+            self._ready.set()
+        while True:
+            batch: list[Row] = []
+            controls: list[_Flush | _Close] = []
+            wait = self.retry_interval_s if self.state == "degraded" else None
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                self._write([])  # periodic retry of the in-memory buffer
+                continue
+            self._take(item, batch, controls)
+            deadline = time.monotonic() + self.batch_interval_s
+            while len(batch) < self.batch_size and not controls:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                self._take(item, batch, controls)
+            try:
+                self._write(batch, force_retry=bool(controls))
+            except Exception as exc:  # never let the writer die: keep the rows in memory
+                self._buffer_rows(batch)
+                self._warn(f"telemetry: unexpected write failure ({exc!r}); keeping events in memory", once="unexpected")
+            for control in controls:
+                if isinstance(control, _Flush):
+                    control.done.set()
+            if any(isinstance(c, _Close) for c in controls):
+                self._drain_after_close()
+                return
+
+    def _take(self, item: Row | _Flush | _Close, batch: list[Row], controls: list[_Flush | _Close]) -> None:
+        if isinstance(item, (_Flush, _Close)):
+            controls.append(item)
+        else:
+            batch.append(item)
+
+    def _drain_after_close(self) -> None:
+        rest: list[Row] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Flush):
+                item.done.set()
+            elif not isinstance(item, _Close):
+                rest.append(item)
+        if rest:
+            self._write(rest, force_retry=True)
+        if self._buffer:
+            self._warn(f"telemetry: {len(self._buffer)} events could not be written to {self.path} and are lost")
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+        self.state = "closed"
+
+    # -- opening and repairing ------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.lock_timeout_s, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout_s * 1000)}")
+            # Fails with SQLITE_NOTADB on garbage and SQLITE_BUSY when someone holds the file.
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.info("telemetry: journal_mode is %s, not wal, for %s", mode, self.path)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(SCHEMA_SQL)
+            if self.max_size_mb > 0:
+                page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+                pages = max(16, int(self.max_size_mb * 1024 * 1024 / page_size))
+                conn.execute(f"PRAGMA max_page_count = {pages}")
+            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise _Corrupt(f"quick_check: {check}")
+            return conn
+        except BaseException:
+            conn.close()
+            raise
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._degrade(f"cannot create {self.path.parent} ({exc.strerror or exc})")
+            return
+        for attempt in range(2):
+            try:
+                self._conn = self._connect()
+                self.state = "ok"
+                return
+            except (sqlite3.Error, _Corrupt) as exc:
+                kind = classify(exc)
+                unreadable = kind == "unavailable" and self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK)
+                if attempt == 0 and (kind in ("corrupt", "locked") or unreadable):
+                    reason = "unreadable" if unreadable else kind
+                    if self._set_aside(f"{reason}: {exc}"):
+                        continue
+                self._degrade(f"cannot open {self.path} ({exc})")
+                return
+
+    def _set_aside(self, reason: str) -> bool:
+        """Move a bad database (and its WAL) out of the way; True when the path is free again."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+        target = self.path.with_name(f"{self.path.name}.corrupt-{_stamp()}")
+        try:
+            if self.path.exists():
+                os.replace(self.path, target)
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists():
+                os.replace(wal, target.with_name(target.name + "-wal"))
+            shm = self.path.with_name(self.path.name + "-shm")
+            if shm.exists():
+                shm.unlink()
+        except OSError as exc:
+            self._warn(f"telemetry: {self.path} is {reason.split(':')[0]} and cannot be moved aside ({exc})")
+            return False
+        self.set_aside.append(target)
+        self._warn(f"telemetry: {self.path} was {reason}; moved aside to {target.name} and started a new store")
+        return True
+
+    def _degrade(self, why: str) -> None:
+        self.state = "degraded"
+        self._next_retry = time.monotonic() + self.retry_interval_s
+        self._warn(
+            f"telemetry: {why}; events are kept in memory (up to {self._buffer.maxlen}) and writing is retried",
+            once="degraded",
+        )
+
+    def _buffer_rows(self, rows: list[Row]) -> None:
+        with self._buffer_lock:
+            room = (self._buffer.maxlen or 0) - len(self._buffer)
+            overflow = max(0, len(rows) - room)
+            if overflow:
+                self.dropped += overflow
+                self._warn(
+                    f"telemetry: in-memory buffer full; dropping the oldest events ({self.path} is not writable)",
+                    once="dropping",
+                )
+            self._buffer.extend(rows)
+
+    # -- writing --------------------------------------------------------------------------------
+    def _write(self, batch: list[Row], force_retry: bool = False) -> None:
+        if self.state == "degraded":
+            due = force_retry or time.monotonic() >= self._next_retry
+            if not due:
+                self._buffer_rows(batch)
+                return
+            if self._conn is None:
+                self._open()
+                if self._conn is None:
+                    self._buffer_rows(batch)
+                    self._next_retry = time.monotonic() + self.retry_interval_s
+                    return
+        elif self._conn is None:
+            self._buffer_rows(batch)
+            return
+        with self._buffer_lock:
+            rows = list(self._buffer) + batch
+        if not rows:
+            return
+        for attempt in range(2):
+            assert self._conn is not None
+            try:
+                with self._conn:
+                    self._conn.executemany("INSERT INTO events(id, ts, recorded, data) VALUES (?, ?, ?, ?)", rows)
+            except sqlite3.Error as exc:
+                kind = classify(exc)
+                if attempt == 0 and kind in ("corrupt", "locked") and self._set_aside(f"{kind}: {exc}"):
+                    try:
+                        self._conn = self._connect()
+                        continue
+                    except (sqlite3.Error, _Corrupt) as again:
+                        exc = again  # type: ignore[assignment]
+                with self._buffer_lock:
+                    self._buffer.clear()
+                self._buffer_rows(rows)
+                if self._conn is not None and kind != "unavailable":
+                    self._conn = None
+                self._degrade(f"cannot write to {self.path} ({exc})")
+                return
+            with self._buffer_lock:
+                self._buffer.clear()
+            self.written += len(rows)
+            if self.state == "degraded":
+                self._warn(f"telemetry: writing to {self.path} works again; {len(rows)} buffered events saved")
+                self._warned.discard("degraded")
+                self._warned.discard("dropping")
+            self.state = "ok"
+            return
