@@ -1,0 +1,382 @@
+"""The one shared `httpx.AsyncClient` and the JSON-over-HTTP helpers every HTTP provider uses.
+
+One client per process (per event loop, to be exact: an AsyncClient's connection pool belongs to
+the loop that opened it) keeps connections to the model server warm, which matters when a
+completion must come back in a few hundred milliseconds. The client (or only its transport) is
+the test seam: providers accept an injected client, and `make_client(transport=...)` builds one
+around `httpx.MockTransport`.
+
+Every failure of the backend (timeout, refused connection, HTTP status, a body that is not the
+JSON we expect) becomes `ProviderError`, whose message is safe to log: it never carries the API
+key, the request body (code) or the response body (which may echo code); those go to DEBUG only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from heedls.server.config import ProviderConfig
+from heedls.server.providers.base import Candidate, CompletionRequest, ProviderError
+
+from heedls import __version__
+
+log = logging.getLogger("heedls.providers")
+
+# Completions are small; a model server answering with megabytes is broken (or not a model server).
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+# Per-phase timeouts are only a backstop: each request also runs under the caller's deadline.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=60.0, write=10.0, pool=3.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=8, keepalive_expiry=60.0)
+
+
+class HTTPStatusProviderError(ProviderError):
+    """The server answered with an error status; `status` lets providers pick a fallback route."""
+
+    def __init__(self, message: str, status: int, detail: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        # The server's own error text (truncated); may echo input, so only logged at DEBUG.
+        self.detail = detail
+
+
+def make_client(
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    limits: httpx.Limits = DEFAULT_LIMITS,
+) -> httpx.AsyncClient:
+    """A client with sane limits. `transport` is the seam for `httpx.MockTransport` in tests."""
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=timeout,
+        limits=limits,
+        # Model servers are local or explicitly configured; proxies from the environment would
+        # route `localhost:11434` through a corporate proxy and break offline use.
+        trust_env=False,
+        follow_redirects=False,
+        headers={"User-Agent": f"heedls/{__version__}"},
+    )
+
+
+_shared: httpx.AsyncClient | None = None
+_shared_loop: asyncio.AbstractEventLoop | None = None
+
+
+def shared_client() -> httpx.AsyncClient:
+    """The process-wide client, created on first use in the running event loop."""
+    global _shared, _shared_loop
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if _shared is None or _shared.is_closed or (loop is not None and _shared_loop is not loop):
+        # A client left behind by a finished loop cannot be closed from here; its sockets were
+        # already torn down with that loop, so dropping the reference is all that is left to do.
+        _shared = make_client()
+        _shared_loop = loop
+    return _shared
+
+
+async def aclose_shared_client() -> None:
+    """Close the shared client (server shutdown). Safe to call when none was created."""
+    global _shared, _shared_loop
+    client, _shared, _shared_loop = _shared, None, None
+    if client is not None and not client.is_closed:
+        await client.aclose()
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password and query string (either may hold a credential)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def join_url(endpoint: str, path: str) -> str:
+    return endpoint.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: Mapping[str, Any],
+    *,
+    deadline_s: float,
+    api_key: str = "",
+    headers: Mapping[str, str] | None = None,
+) -> Any:
+    """POST `payload` as JSON and return the decoded JSON body, all within `deadline_s`.
+
+    Raises ProviderError (HTTPStatusProviderError for error statuses) for every backend failure,
+    including running out of time. `asyncio.CancelledError` (a superseded request) propagates.
+    """
+    if deadline_s <= 0:
+        raise ProviderError(f"no time left for {redact_url(url)}")
+    send_headers = {"Accept": "application/json"}
+    if headers:
+        send_headers.update(headers)
+    if api_key:
+        send_headers["Authorization"] = f"Bearer {api_key}"
+    # httpx's per-phase timeouts cannot bound the whole exchange (a server trickling bytes resets
+    # the read timeout forever), so the overall deadline is asyncio's; httpx's is a backstop.
+    per_phase = httpx.Timeout(deadline_s)
+    where = redact_url(url)
+    try:
+        async with asyncio.timeout(deadline_s):
+            async with client.stream(
+                "POST", url, json=dict(payload), headers=send_headers, timeout=per_phase
+            ) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise ProviderError(f"{where}: response larger than {MAX_RESPONSE_BYTES} bytes")
+                status = response.status_code
+    except TimeoutError as exc:
+        raise ProviderError(f"{where}: no answer within {deadline_s * 1000:.0f} ms") from exc
+    except httpx.TimeoutException as exc:
+        raise ProviderError(f"{where}: timed out ({type(exc).__name__})") from exc
+    except httpx.HTTPError as exc:
+        # The exception text names the URL or the socket error, never headers; scrub anyway.
+        reason = _scrub(str(exc), api_key)[:200] or type(exc).__name__
+        raise ProviderError(f"{where}: {type(exc).__name__}: {reason}") from exc
+    except (httpx.InvalidURL, OSError, ValueError) as exc:  # e.g. an invalid URL in the settings
+        raise ProviderError(f"{where}: {type(exc).__name__}") from exc
+
+    text = bytes(body).decode("utf-8", errors="replace")
+    if status >= 400:
+        detail = _scrub(_error_detail(text), api_key)
+        log.debug("%s answered HTTP %d: %s", where, status, detail)
+        raise HTTPStatusProviderError(f"{where}: HTTP {status}", status, detail)
+    if status != 200:
+        raise ProviderError(f"{where}: unexpected HTTP {status}")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        log.debug("%s answered with non-JSON (%d bytes)", where, len(body))
+        raise ProviderError(f"{where}: response is not JSON ({len(body)} bytes)") from exc
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN/Infinity are not JSON; a server emitting them is producing garbage.
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+def _error_detail(text: str) -> str:
+    """The server's error message, from the usual shapes ({"error": "..."} or {"error": {"message"}})."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:300]
+    if isinstance(data, dict):
+        err = data.get("error", data.get("detail", data))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        return str(err)[:300]
+    return text[:300]
+
+
+# -- parsing helpers shared by the providers -----------------------------------------------------
+
+
+def require_dict(data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ProviderError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def require_text(value: Any, where: str) -> str:
+    """A completion text field: must be a string without NUL bytes (binary junk is garbage)."""
+    if not isinstance(value, str):
+        raise ProviderError(f"{where}: expected text, got {type(value).__name__}")
+    if "\x00" in value:
+        raise ProviderError(f"{where}: text contains NUL bytes")
+    return value
+
+
+def confidence_from_logprobs(logprobs: list[float]) -> tuple[float | None, float | None]:
+    """(sum of token logprobs, mean token probability) or (None, None) when there are none.
+
+    The mean per-token probability is what the acceptance gate uses as `confidence`: unlike the
+    sequence probability it does not punish longer suggestions."""
+    values = [v for v in logprobs if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not values:
+        return None, None
+    total = float(sum(values))
+    mean_prob = sum(math.exp(min(0.0, v)) for v in values) / len(values)
+    return total, mean_prob
+
+
+_SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>|<(?:fim|FIM)[_-][A-Za-z_]{1,20}>|</s>|<EOT>|<eos>")
+_FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:\n```|$)", re.DOTALL)
+
+
+def special_tokens(template: str) -> list[str]:
+    """The special tokens a FIM template uses (`<|fim_middle|>`, `<fim_suffix>`, ...), in order."""
+    seen: list[str] = []
+    for token in _SPECIAL_TOKEN.findall(template):
+        if token not in seen:
+            seen.append(token)
+    return seen
+
+
+def cut_at_special_tokens(text: str) -> str:
+    """Models sometimes run past the middle into the next FIM/file marker: keep what came before."""
+    match = _SPECIAL_TOKEN.search(text)
+    return text[: match.start()] if match else text
+
+
+def fill_template(template: str, prefix: str, suffix: str) -> str:
+    """Substitute {prefix}/{suffix} in one pass: code contains braces (and even the text
+    "{suffix}"), so neither str.format nor two str.replace calls are safe."""
+    values = {"prefix": prefix, "suffix": suffix}
+    return re.sub(r"\{(prefix|suffix)\}", lambda m: values[m.group(1)], template)
+
+
+def strip_fences(text: str) -> str:
+    """Chat models wrap code in ```lang fences despite being asked not to: keep the inside."""
+    match = _FENCE.search(text)
+    return match.group(1) if match else text
+
+
+# -- the common part of the HTTP providers ----------------------------------------------------------
+
+CURSOR = "<CURSOR>"
+
+_CHAT_SYSTEM = (
+    "You are a code completion engine inside a code editor. You receive one {language} file in which "
+    "the cursor is marked " + CURSOR + ". Reply with exactly the text to insert at the cursor and "
+    "nothing else: no explanation, no markdown fences, and do not repeat the code before or after "
+    "the cursor. Complete at most {max_lines} lines. If nothing should be inserted, reply with an "
+    "empty message."
+)
+
+
+def completion_messages(request: CompletionRequest) -> list[dict[str, str]]:
+    """Chat messages asking a chat model for the insertion at the cursor (chat mode)."""
+    system = _CHAT_SYSTEM.format(language=request.language or "code", max_lines=request.max_lines)
+    name = request.path.rsplit("/", 1)[-1] if request.path else "untitled"
+    user = f"File {name}:\n{request.prefix}{CURSOR}{request.suffix}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def clean_chat_completion(text: str, request: CompletionRequest) -> str:
+    """Undo the usual chat-model habits: fences, an echoed cursor marker, the current line retyped."""
+    text = strip_fences(text).replace(CURSOR, "")
+    line_before = request.prefix.rsplit("\n", 1)[-1].lstrip()
+    stripped = text.lstrip()
+    if line_before and stripped.startswith(line_before):
+        text = stripped[len(line_before) :]
+    return text
+
+
+class Budget:
+    """Time left of a budget, for a second request (a fallback route) inside the same deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self._end - time.monotonic()
+
+
+class HTTPProvider:
+    """Shared plumbing: endpoint, model, key resolution and the (injected or shared) client.
+
+    Subclasses implement `complete` and `chat`. They raise ProviderError on any backend failure;
+    FallbackProvider turns that into local suggestions and a breaker tick."""
+
+    name = "http"
+
+    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self.endpoint = config.endpoint.strip().rstrip("/")
+        self.model = config.model
+        self._client = client
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self._client if self._client is not None else shared_client()
+
+    @property
+    def where(self) -> str:
+        return redact_url(self.endpoint)
+
+    def url(self, path: str) -> str:
+        return join_url(self.endpoint, path)
+
+    async def post(self, path: str, payload: Mapping[str, Any], deadline_s: float) -> dict[str, Any]:
+        url = path if path.startswith(("http://", "https://")) else self.url(path)
+        data = await post_json(
+            self.client,
+            url,
+            payload,
+            deadline_s=deadline_s,
+            # Resolved per request: the environment variable may be set after start-up.
+            api_key=self.config.resolved_api_key(),
+        )
+        return require_dict(data, redact_url(url))
+
+    async def complete(self, request: CompletionRequest, deadline_s: float) -> list[Candidate]:
+        raise NotImplementedError
+
+    async def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float,
+        n: int = 1,
+        deadline_s: float,
+    ) -> list[str]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        # The client is shared (closed by aclose_shared_client at shutdown) or injected (closed
+        # by whoever injected it): nothing of ours to release.
+        return None
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"{type(self).__name__}(endpoint={self.where!r}, model={self.model!r})"
+
+
+async def gather_n(
+    n: int, one: Callable[[], Awaitable[str]], where: str
+) -> list[str]:
+    """Run `one` n times concurrently (for servers without an `n` parameter); keep the answers
+    that arrived, raise the first error only when none did."""
+    results = await asyncio.gather(*(one() for _ in range(max(1, n))), return_exceptions=True)
+    texts: list[str] = []
+    errors: list[BaseException] = []
+    for result in results:
+        if isinstance(result, asyncio.CancelledError):
+            raise result
+        if isinstance(result, BaseException):
+            errors.append(result)
+        else:
+            texts.append(result)
+    if not texts and errors:
+        first = errors[0]
+        if isinstance(first, ProviderError):
+            raise first
+        raise ProviderError(f"{where}: {type(first).__name__}") from first
+    return texts
