@@ -1,0 +1,194 @@
+"""Lint findings from ruff, run as a subprocess with its JSON output.
+
+ruff runs with cwd = the workspace root and gets the real file name (`--stdin-filename` for
+buffers), so it finds and applies the workspace's own configuration (pyproject.toml / ruff.toml,
+including excludes, thanks to `--force-exclude`) exactly as `ruff check` on the command line would.
+Which ruff: the configured path, else the workspace's virtualenv, else PATH, else the copy bundled
+with heedls (the `ruff` package's `find_ruff_bin`).
+
+A missing or broken ruff is reported as one `problem` string, never an exception: lint is a
+nice-to-have next to syntax errors and test failures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from heedls.analyzers import proc
+from heedls.analyzers.model import Applicability, Diagnostic, Fix, Position, Range, Severity, TextEdit
+
+log = logging.getLogger("heedls.lint")
+
+SOURCE = "ruff"
+# ruff reports parse errors too; the syntax analyzer owns those (with the interpreter's message).
+_SYNTAX_CODES = {None, "", "invalid-syntax", "E999"}
+# Findings that are almost certainly bugs (the code fails at run time), shown as errors; the rest
+# are warnings, as ruff's own language server shows them.
+_ERROR_CODES = {"F821", "F822", "F823", "F701", "F702", "F704", "F706", "F707", "E902", "PLE0101", "PLE0116"}
+# Unused things are drawn faded in editors (DiagnosticTag.Unnecessary); deprecated ones struck out.
+_UNNECESSARY = {"F401", "F841", "F811", "F632", "ERA001", "ARG001", "ARG002", "RUF100"}
+_APPLICABILITY: dict[str, Applicability] = {"safe": "safe", "unsafe": "unsafe", "display-only": "display-only"}
+_BASE_ARGS = ["check", "--output-format", "json", "--no-cache", "--exit-zero", "--force-exclude"]
+
+
+@dataclass
+class LintResult:
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    problem: str | None = None  # one human-readable line when ruff is missing or failed
+    ruff: str | None = None
+    seconds: float = 0.0
+
+
+def find_ruff(workspace: Path | None = None, configured: str = "") -> str | None:
+    """Path of the ruff to use, or None when there is none at all."""
+    if configured:
+        found = shutil.which(configured) if os.sep not in configured else configured
+        if found and os.access(found, os.X_OK):
+            return found
+        log.warning("configured ruff %r is not an executable; looking elsewhere", configured)
+    if workspace is not None:
+        for venv in (".venv", "venv"):
+            candidate = workspace / venv / "bin" / "ruff"
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    on_path = shutil.which("ruff")
+    if on_path:
+        return on_path
+    try:
+        from ruff.__main__ import find_ruff_bin  # the bundled dependency
+
+        return str(find_ruff_bin())
+    except (ImportError, FileNotFoundError):
+        return None
+
+
+def _range(start: dict[str, Any] | None, end: dict[str, Any] | None) -> Range:
+    # ruff: 1-based row, 1-based column counted in characters.
+    s = start or {"row": 1, "column": 1}
+    e = end or s
+    return Range(
+        Position(max(int(s["row"]) - 1, 0), max(int(s["column"]) - 1, 0)),
+        Position(max(int(e["row"]) - 1, 0), max(int(e["column"]) - 1, 0)),
+    )
+
+
+def _fix(raw: dict[str, Any] | None, path: str, code: str) -> Fix | None:
+    if not raw or not raw.get("edits"):
+        return None
+    edits = tuple(
+        TextEdit(path, _range(edit.get("location"), edit.get("end_location")), edit.get("content") or "")
+        for edit in raw["edits"]
+    )
+    applicability = _APPLICABILITY.get(str(raw.get("applicability")), "display-only")
+    title = raw.get("message") or f"Fix {code}"
+    return Fix(title=f"{title} ({code})", edits=edits, applicability=applicability, source=SOURCE)
+
+
+def to_diagnostics(findings: Sequence[dict[str, Any]], path_override: str | None = None) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for item in findings:
+        code = item.get("code")
+        if code in _SYNTAX_CODES:
+            continue
+        path = path_override or str(Path(item.get("filename") or "").resolve())
+        severity: Severity = "error" if code in _ERROR_CODES else "warning"
+        fix = _fix(item.get("fix"), path, str(code))
+        data: dict[str, Any] = {"name": item.get("name"), "noqa_row": item.get("noqa_row")}
+        if code in _UNNECESSARY:
+            data["tags"] = ["unnecessary"]
+        out.append(
+            Diagnostic(
+                path=path,
+                range=_range(item.get("location"), item.get("end_location")),
+                severity=severity,
+                source=SOURCE,
+                code=str(code),
+                message=str(item.get("message", "")),
+                fixes=[fix] if fix else [],
+                url=item.get("url"),
+                # Lint findings rarely explain a failing test; below syntax errors and failures.
+                rank=0.3 if severity == "error" else 0.1,
+                data=data,
+            )
+        )
+    return out
+
+
+def _parse(result: proc.ProcResult, ruff: str, path_override: str | None) -> LintResult:
+    if result.timed_out:
+        return LintResult(problem=f"ruff timed out after {result.seconds:.1f}s", ruff=ruff, seconds=result.seconds)
+    if result.returncode != 0:
+        first = next((line for line in result.stderr.splitlines() if line.strip()), "no output")
+        return LintResult(
+            problem=f"ruff failed (exit {result.returncode}): {first[:300]}", ruff=ruff, seconds=result.seconds
+        )
+    try:
+        findings = json.loads(result.stdout or "[]")
+    except json.JSONDecodeError as exc:
+        return LintResult(problem=f"ruff printed something that is not JSON ({exc})", ruff=ruff, seconds=result.seconds)
+    if not isinstance(findings, list):
+        return LintResult(problem="ruff's JSON output is not a list", ruff=ruff, seconds=result.seconds)
+    return LintResult(to_diagnostics(findings, path_override), None, ruff, result.seconds)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("RUFF_OUTPUT_FORMAT", None)  # would override --output-format json
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def _missing(configured: str) -> LintResult:
+    hint = f" (configured: {configured!r})" if configured else ""
+    return LintResult(problem=f"ruff was not found{hint}; lint diagnostics are off (pip install ruff)")
+
+
+def lint_text(
+    text: str,
+    path: Path | str,
+    *,
+    workspace: Path | str,
+    ruff: str = "",
+    timeout_s: float = 10.0,
+) -> LintResult:
+    """Lint an editor buffer as if it were saved at `path` (the workspace's config applies)."""
+    workspace = Path(workspace)
+    exe = find_ruff(workspace, ruff)
+    if exe is None:
+        return _missing(ruff)
+    path = Path(path)
+    argv = [exe, *_BASE_ARGS, "--stdin-filename", str(path), "-"]
+    try:
+        result = proc.run(argv, cwd=workspace, timeout_s=timeout_s, env=_env(), stdin=text)
+    except OSError as exc:
+        return LintResult(problem=f"ruff could not be started: {exc}", ruff=exe)
+    return _parse(result, exe, str(path.resolve()))
+
+
+def lint_paths(
+    paths: Sequence[Path | str],
+    *,
+    workspace: Path | str,
+    ruff: str = "",
+    timeout_s: float = 120.0,
+) -> LintResult:
+    """Lint files and directories on disk in one ruff run (ruff walks directories itself)."""
+    workspace = Path(workspace)
+    exe = find_ruff(workspace, ruff)
+    if exe is None:
+        return _missing(ruff)
+    if not paths:
+        return LintResult(ruff=exe)
+    argv = [exe, *_BASE_ARGS, *[str(Path(p).resolve()) for p in paths]]
+    try:
+        result = proc.run(argv, cwd=workspace, timeout_s=timeout_s, env=_env())
+    except OSError as exc:
+        return LintResult(problem=f"ruff could not be started: {exc}", ruff=exe)
+    return _parse(result, exe, None)
