@@ -53,12 +53,18 @@ def _root(
 def serve(
     tcp: Annotated[Optional[str], typer.Option("--tcp", metavar="HOST:PORT", help="Listen on TCP instead of stdio.")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="error|warning|info|debug (stderr)")] = "warning",
+    stub_provider: Annotated[Optional[str], typer.Option("--stub-provider", hidden=True, help="Answer every request with this text (tests, benchmarks).")] = None,
 ) -> None:
     """Run the language server (stdio by default)."""
     from heedls.server.app import configure_logging, create_server
 
     configure_logging(log_level.upper())
-    server = create_server()
+    seeded = {}
+    if stub_provider is not None:
+        from heedls.server.providers.static import StaticProvider
+
+        seeded["provider"] = StaticProvider(stub_provider)
+    server = create_server(**seeded)
     if tcp:
         host, _, port = tcp.rpartition(":")
         if not port.isdigit():

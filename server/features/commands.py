@@ -1,10 +1,163 @@
+"""The suggestion lifecycle protocol: accept (command), shown/rejected (notifications), status,
+toggle and report. See docs/architecture.md for the shapes."""
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import time
+from typing import Any
 
-if TYPE_CHECKING:
-    from heedls.server.app import HeedlsServer
+from lsprotocol import types
+
+from heedls.server.features.inline import engine_of
+
+from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+
+log = logging.getLogger(__name__)
+
+
+def _field(params: Any, name: str) -> Any:
+    """Custom-method params arrive as dicts, attribute objects or positional lists."""
+    if params is None:
+        return None
+    if isinstance(params, dict):
+        return params.get(name)
+    if isinstance(params, (list, tuple)):
+        return params[0] if params and name == "id" else None
+    return getattr(params, name, None)
+
+
+def _persistence(server: HeedlsServer) -> Any | None:
+    if "persistence" not in server.services:
+        try:
+            from heedls.server.telemetry.persistence import PersistenceTracker
+
+            server.services["persistence"] = PersistenceTracker()
+        except Exception as exc:
+            log.info("persistence tracking unavailable: %s", exc)
+            server.services["persistence"] = None
+    return server.services["persistence"]
+
+
+def check_persistence(server: HeedlsServer) -> None:
+    tracker = server.services.get("persistence")
+    if tracker is None:
+        return
+
+    def get_text(uri: str) -> str | None:
+        try:
+            return server.workspace.get_text_document(uri).source
+        except Exception:
+            return None
+
+    engine = server.services.get("engine")
+    for event in tracker.check(time.time(), get_text):
+        if engine is not None:
+            engine.sink.record(event)
+            try:
+                engine.gate.observe(event)
+            except Exception:
+                log.exception("gate.observe failed")
+
+
+def status(server: HeedlsServer) -> dict[str, Any]:
+    engine = engine_of(server)
+    gate_status: dict[str, Any] = {}
+    try:
+        gate_status = dict(engine.gate.status())
+    except Exception:
+        gate_status = {"mode": getattr(engine.gate, "mode", None)}
+    stats = engine.stats
+    decided = stats.shown + stats.hidden_stage2 + stats.skipped_stage1
+    gate_status.setdefault("requests", decided)
+    gate_status.setdefault("skipped", stats.skipped_stage1)
+    gate_status.setdefault("hidden", stats.hidden_stage2)
+    total = max(1, gate_status.get("requests") or 0)
+    gate_status.setdefault("hidden_share", round((gate_status["skipped"] + gate_status["hidden"]) / total, 3))
+    return {
+        "enabled": engine.enabled,
+        "provider": getattr(engine.provider, "name", None),
+        "shown": stats.shown,
+        "gate": gate_status,
+    }
 
 
 def register(server: HeedlsServer) -> None:
-    return None
+    @server.command("heedls.accept")
+    async def accept(ls: HeedlsServer, *args: Any) -> dict[str, Any]:
+        suggestion_id = args[0] if args else None
+        if isinstance(suggestion_id, list):  # some clients wrap arguments once more
+            suggestion_id = suggestion_id[0] if suggestion_id else None
+        engine = engine_of(ls)
+        if not isinstance(suggestion_id, str):
+            return {"accepted": False, "reason": "missing suggestion id"}
+        where = engine.placement(suggestion_id)
+        event = engine.resolve(suggestion_id, "accepted")
+        if event is None:
+            return {"accepted": False, "reason": "unknown or already decided"}
+        tracker = _persistence(ls)
+        if tracker is not None and where is not None and event.suggestion:
+            try:
+                tracker.track(event, where[0], event.suggestion, where[1])
+            except Exception:
+                log.exception("persistence tracking failed")
+        return {"accepted": True, "id": suggestion_id}
+
+    @server.feature("heedls/suggestionShown")
+    async def shown(ls: HeedlsServer, params: Any) -> None:
+        suggestion_id = _field(params, "id")
+        if isinstance(suggestion_id, str):
+            engine_of(ls).mark_displayed(suggestion_id)
+
+    @server.feature("heedls/suggestionRejected")
+    async def rejected(ls: HeedlsServer, params: Any) -> None:
+        suggestion_id = _field(params, "id")
+        reason = _field(params, "reason")
+        if isinstance(suggestion_id, str):
+            engine_of(ls).resolve(suggestion_id, "rejected", reason if isinstance(reason, str) else "dismissed")
+
+    @server.feature("heedls/status")
+    async def status_request(ls: HeedlsServer, params: Any) -> dict[str, Any]:
+        return status(ls)
+
+    @server.command("heedls.toggleSuggestions")
+    async def toggle(ls: HeedlsServer, *args: Any) -> dict[str, Any]:
+        engine = engine_of(ls)
+        wanted = args[0] if args and isinstance(args[0], bool) else not engine.enabled
+        engine.enabled = wanted
+        return {"enabled": engine.enabled}
+
+    @server.command("heedls.report")
+    async def report(ls: HeedlsServer, *args: Any) -> dict[str, Any]:
+        store = ls.services.get("telemetry")
+        if store is None:
+            return {"html": None, "reason": "telemetry is disabled"}
+        try:
+            from heedls.server.telemetry.report import write_html_report
+            from heedls.server.services import data_dir
+
+            store.flush()
+            path = write_html_report(store, data_dir() / "report.html")
+            return {"html": str(path)}
+        except Exception as exc:
+            ls.notify_log(f"report failed: {exc}")
+            return {"html": None, "reason": str(exc)}
+
+    @server.feature(types.SHUTDOWN)
+    async def shutdown(ls: HeedlsServer, params: Any) -> None:
+        engine = ls.services.get("engine")
+        if engine is not None:
+            engine.debouncer.cancel_all()
+            engine.cache.close()
+            close = getattr(engine.provider, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:
+                    pass
+        store = ls.services.get("telemetry")
+        if store is not None:
+            try:
+                store.close()
+            except Exception:
+                log.exception("telemetry close failed")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-if TYPE_CHECKING:
-    from heedls.server.app import HeedlsServer
+from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 
 
 def register(server: HeedlsServer) -> None:

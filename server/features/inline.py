@@ -1,10 +1,140 @@
+"""textDocument/inlineCompletion: thin handler over the suggestion engine (pipeline/engine.py)."""
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import Any
 
-if TYPE_CHECKING:
-    from heedls.server.app import HeedlsServer
+from lsprotocol import types
+from pygls import uris
+
+from heedls.server import services
+from heedls.server.pipeline.debounce import Superseded
+from heedls.server.pipeline.engine import SuggestionEngine
+
+from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+
+log = logging.getLogger(__name__)
+
+
+def engine_of(server: HeedlsServer) -> SuggestionEngine:
+    engine = server.services.get("engine")
+    if engine is None:
+        telemetry = server.services.get("telemetry")
+        if telemetry is None and "telemetry" not in server.services:
+            telemetry = services.open_telemetry(server.config, server.root, server.notify_log)
+            server.services["telemetry"] = telemetry
+        engine = services.build_engine(
+            server.config,
+            server.root,
+            server.notify_log,
+            provider=server.services.get("provider"),
+            sink=telemetry,
+            gate=server.services.get("gate"),
+        )
+        server.services["engine"] = engine
+        server.services.setdefault("gate", engine.gate)
+        start = getattr(engine.provider, "start_indexing", None)
+        if callable(start):
+            try:
+                start()
+            except Exception as exc:
+                server.notify_log(f"workspace indexing unavailable: {exc}")
+    return engine
+
+
+class _Feeder:
+    """Feeds open buffers to the local provider's cache model and tracks typing speed."""
+
+    def __init__(self, server: HeedlsServer) -> None:
+        self.server = server
+
+    def _update(self, uri: str) -> None:
+        engine = self.server.services.get("engine")
+        if engine is None:
+            return
+        update = getattr(engine.provider, "update_document", None)
+        if not callable(update):
+            local = getattr(engine.provider, "fallback", None)
+            update = getattr(local, "update_document", None)
+        if callable(update):
+            doc = self.server.workspace.get_text_document(uri)
+            update(uris.to_fs_path(uri) or uri, doc.source)
+
+    async def on_open(self, uri: str) -> None:
+        engine_of(self.server)
+        self._update(uri)
+
+    async def on_change(self, uri: str, changes: list[Any]) -> None:
+        engine = self.server.services.get("engine")
+        if engine is None:
+            return
+        inserted = sum(len(getattr(c, "text", "")) for c in changes)
+        engine.note_typing(uri, inserted)
+        self._update(uri)
+        tracker = self.server.services.get("persistence")
+        if tracker is not None:
+            await _check_persistence(self.server)
+
+
+async def _check_persistence(server: HeedlsServer) -> None:
+    from heedls.server.features.commands import check_persistence
+
+    check_persistence(server)
 
 
 def register(server: HeedlsServer) -> None:
-    return None
+    server.document_listeners.append(_Feeder(server))
+
+    async def on_config(config: Any) -> None:
+        engine = server.services.get("engine")
+        if engine is None:
+            return
+        old = engine.config
+        engine.config = config
+        engine.enabled = config.inline.enabled
+        if old.provider != config.provider and "provider" not in server.services:
+            local = getattr(engine.provider, "fallback", None) if engine.provider.name != "local" else engine.provider
+            engine.provider = services.build_provider(config, local or services.build_local(server.root), server.notify_log)
+        if old.gate != config.gate:
+            engine.gate = services.build_gate(config, server.notify_log)
+            server.services["gate"] = engine.gate
+
+    server.config_listeners.append(on_config)
+
+    @server.feature(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION,
+        types.InlineCompletionOptions(),
+    )
+    async def inline_completion(ls: HeedlsServer, params: types.InlineCompletionParams) -> types.InlineCompletionList | None:
+        engine = engine_of(ls)
+        uri = params.text_document.uri
+        try:
+            doc = ls.workspace.get_text_document(uri)
+            source = doc.source
+            lines = doc.lines
+        except Exception:
+            return None
+        # Clamp out-of-range positions instead of failing: editors race with edits.
+        line = min(max(params.position.line, 0), max(len(lines) - 1, 0))
+        position = types.Position(line, max(params.position.character, 0))
+        if lines:
+            position = types.Position(line, min(position.character, len(lines[line].rstrip("\r\n").encode("utf-16-le")) // 2))
+        try:
+            offset = doc.offset_at_position(position)
+        except Exception:
+            return None
+        offset = min(offset, len(source))
+        path = uris.to_fs_path(uri) or ""
+        try:
+            suggestion = await engine.suggest(uri, path, source, offset, position.line, position.character)
+        except Superseded:
+            return None
+        if suggestion is None:
+            return None
+        item = types.InlineCompletionItem(
+            insert_text=suggestion.text,
+            range=types.Range(position, position),
+            command=types.Command(title="heedls: accept", command="heedls.accept", arguments=[suggestion.id]),
+        )
+        return types.InlineCompletionList(items=[item])

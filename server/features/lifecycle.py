@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lsprotocol import types
 from pygls import uris
 
-if TYPE_CHECKING:
-    from heedls.server.app import HeedlsServer
+from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 
 
 def _root_from(params: types.InitializeParams) -> Path | None:

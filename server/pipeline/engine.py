@@ -1,0 +1,338 @@
+"""One inline-suggestion request, end to end (DESIGN.md "The suggestion pipeline"):
+
+    debounce (cancel superseded) → typing-through reuse → stage-1 gate → cache → provider (deadline)
+    → post-process → stage-2 gate → a Suggestion with a fresh id, recorded as an event.
+
+Pure asyncio, no pygls: the LSP feature and `heedls complete` both drive this class, so what the
+CLI prints is what the editor would show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from heedls.server.config import HeedlsConfig
+from heedls.server.events import SuggestionEvent
+from heedls.server.pipeline.cache import SuggestionCache, cache_key
+from heedls.server.pipeline.debounce import Debouncer, Superseded
+from heedls.server.pipeline.gate import Gate, GateDecision, PassThroughGate
+from heedls.server.pipeline.postprocess import postprocess
+from heedls.server.providers.base import Candidate, CompletionRequest, Provider
+
+log = logging.getLogger(__name__)
+
+
+class EventSink(Protocol):
+    def record(self, event: SuggestionEvent) -> None: ...
+
+
+class NullSink:
+    def record(self, event: SuggestionEvent) -> None:
+        return None
+
+
+@dataclass
+class Suggestion:
+    id: str
+    text: str  # what to insert at the cursor
+    event: SuggestionEvent
+    reused: bool = False  # served by typing-through, no provider call
+
+
+@dataclass
+class _Live:
+    """A suggestion the editor may still be showing (for typing-through and supersede-rejects)."""
+
+    uri: str
+    prefix: str  # document text before the cursor when it was shown
+    text: str
+    event: SuggestionEvent
+    shown_at: float
+    reject_timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    superseded: int = 0
+    skipped_stage1: int = 0
+    hidden_stage2: int = 0
+    empty: int = 0
+    shown: int = 0
+    reused: int = 0
+    cache_hits: int = 0
+    provider_errors: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def language_of(path: str) -> str:
+    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    return {"py": "python", "pyi": "python", "js": "javascript", "ts": "typescript"}.get(suffix, "python")
+
+
+class SuggestionEngine:
+    def __init__(
+        self,
+        provider: Provider,
+        config: HeedlsConfig,
+        *,
+        gate: Gate | None = None,
+        sink: EventSink | None = None,
+        cache: SuggestionCache | None = None,
+        session: str | None = None,
+        clock: Callable[[], float] = time.time,
+        file_label: Callable[[str], str] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.config = config
+        self.gate: Gate = gate or PassThroughGate()
+        self.sink: EventSink = sink or NullSink()
+        self.cache = cache or SuggestionCache(config.inline.cache_entries)
+        self.session = session or f"s-{uuid.uuid4().hex[:12]}"
+        self.clock = clock
+        self.file_label = file_label or (lambda path: path)
+        self.debouncer = Debouncer()
+        self.stats = EngineStats()
+        self.enabled = config.inline.enabled
+        self.history: deque[SuggestionEvent] = deque(maxlen=200)
+        self._live: dict[str, _Live] = {}  # by uri
+        self._by_id: dict[str, SuggestionEvent] = {}
+        self._placement: dict[str, tuple[str, int]] = {}  # id -> (uri, offset where shown)
+        self._typing: dict[str, tuple[float, int]] = {}  # uri -> (last change ts, chars/sec EMA*1000)
+
+    # -- inputs from the editor ------------------------------------------------------------------
+    def note_typing(self, uri: str, inserted_chars: int) -> None:
+        """Keeps a typing-speed estimate (chars/s) per document; a context feature for the gate."""
+        now = self.clock()
+        last, cps_milli = self._typing.get(uri, (now, 0))
+        gap = max(now - last, 1e-3)
+        inst = min(inserted_chars / gap, 50.0) if gap < 5 else 0.0
+        cps = 0.7 * (cps_milli / 1000) + 0.3 * inst
+        self._typing[uri] = (now, int(cps * 1000))
+
+    def typing_cps(self, uri: str) -> float | None:
+        entry = self._typing.get(uri)
+        return None if entry is None else entry[1] / 1000
+
+    # -- the request ---------------------------------------------------------------------------
+    async def suggest(self, uri: str, path: str, document: str, offset: int, line: int, character: int) -> Suggestion | None:
+        """Returns the suggestion to show at `offset`, or None. Raises Superseded when a newer
+        request for the same document replaced this one during the debounce or provider wait."""
+        self.stats.requests += 1
+        if not self.enabled:
+            return None
+        prefix_full = document[:offset]
+        reused = self._typing_through(uri, prefix_full)
+        if reused is not None:
+            self.stats.reused += 1
+            return reused
+        delay = self.config.inline.debounce_ms / 1000
+        try:
+            return await self.debouncer.run(uri, delay, lambda: self._compute(uri, path, document, offset, line, character))
+        except Superseded:
+            self.stats.superseded += 1
+            raise
+
+    def _typing_through(self, uri: str, prefix_full: str) -> Suggestion | None:
+        live = self._live.get(uri)
+        if live is None or live.event.outcome is not None:
+            return None
+        if not prefix_full.startswith(live.prefix):
+            return None
+        typed = prefix_full[len(live.prefix) :]
+        if not typed or not live.text.startswith(typed) or typed == live.text:
+            return None
+        rest = live.text[len(typed) :]
+        if not rest.strip():
+            return None
+        return Suggestion(live.event.id, rest, live.event, reused=True)
+
+    def _base_event(self, uri: str, path: str, request: CompletionRequest) -> SuggestionEvent:
+        extra: dict[str, Any] = {}
+        cps = self.typing_cps(uri)
+        if cps is not None:
+            extra["typing_cps"] = round(cps, 3)
+        return SuggestionEvent(
+            id=f"h-{uuid.uuid4().hex[:16]}",
+            session=self.session,
+            ts=self.clock(),
+            language=request.language,
+            file=self.file_label(path) if path else None,
+            prefix=request.prefix,
+            suffix=request.suffix,
+            provider=getattr(self.provider, "name", None),
+            extra=extra,
+        )
+
+    async def _compute(self, uri: str, path: str, document: str, offset: int, line: int, character: int) -> Suggestion | None:
+        cfg = self.config.inline
+        request = CompletionRequest(
+            prefix=document[max(0, offset - cfg.max_prefix_chars) : offset],
+            suffix=document[offset : offset + cfg.max_suffix_chars],
+            path=path,
+            language=language_of(path),
+            line=line,
+            character=character,
+            max_lines=cfg.max_lines,
+            document=document,
+        )
+        event = self._base_event(uri, path, request)
+        history = list(self.history)
+        started = time.perf_counter()
+
+        decision1 = self._gate_stage(self.gate.stage1, event, history, "stage1")
+        if not decision1.show:
+            self.stats.skipped_stage1 += 1
+            event.gate = self._gate_info(decision1, None)
+            event.extra["gate_skipped"] = "stage1"
+            self._finish(event, shown=False)
+            return None
+
+        key = cache_key(event.provider or "", None, request.prefix, request.suffix)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            candidates: list[Candidate] = cached
+        else:
+            deadline = self.config.provider.deadline_ms / 1000 if self.config.provider.name != "local" else 0.25
+            try:
+                candidates = await asyncio.wait_for(self.provider.complete(request, deadline), deadline + 0.5)
+            except asyncio.TimeoutError:
+                candidates = []
+                self.stats.provider_errors += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a provider must never surface an error to the editor
+                log.warning("provider %s failed: %s", event.provider, type(exc).__name__)
+                self.stats.provider_errors += 1
+                candidates = []
+            if candidates:
+                self.cache.put(key, candidates)
+
+        text: str | None = None
+        chosen: Candidate | None = None
+        for candidate in candidates:
+            text = postprocess(candidate.text, request)
+            if text:
+                chosen = candidate
+                break
+        event.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        if not text or chosen is None:
+            self.stats.empty += 1
+            event.gate = self._gate_info(decision1, None)
+            return None
+
+        event.suggestion = text
+        event.provider = chosen.provider
+        event.model = chosen.model
+        if chosen.confidence is not None:
+            event.extra["confidence"] = chosen.confidence
+        if chosen.logprob is not None:
+            event.extra["logprob"] = chosen.logprob
+        if chosen.source:
+            event.extra["source"] = chosen.source
+        decision2 = self._gate_stage(self.gate.stage2, event, history, "stage2")
+        event.gate = self._gate_info(decision1, decision2)
+        if not decision2.show:
+            self.stats.hidden_stage2 += 1
+            event.extra["gate_skipped"] = "stage2"
+            self._finish(event, shown=False)
+            return None
+        self.stats.shown += 1
+        self._finish(event, shown=True)
+        self._supersede(uri)
+        self._live[uri] = _Live(uri, document[:offset], text, event, self.clock())
+        self._placement[event.id] = (uri, offset)
+        if len(self._placement) > 2000:
+            for old in list(self._placement)[:500]:
+                del self._placement[old]
+        return Suggestion(event.id, text, event)
+
+    def _gate_stage(self, fn: Callable[[SuggestionEvent, list[SuggestionEvent]], GateDecision], event: SuggestionEvent, history: list[SuggestionEvent], stage: str) -> GateDecision:
+        try:
+            return fn(event, history)
+        except Exception as exc:  # a broken model shows everything rather than nothing
+            log.warning("acceptance gate %s failed (%s); showing", stage, type(exc).__name__)
+            return GateDecision(True, "stage1" if stage == "stage1" else "stage2")
+
+    def _gate_info(self, d1: GateDecision, d2: GateDecision | None) -> dict[str, Any]:
+        return {
+            "mode": getattr(self.gate, "mode", None),
+            "stage1": d1.score,
+            "stage2": d2.score if d2 else None,
+            "threshold": {"stage1": d1.threshold, "stage2": d2.threshold if d2 else None},
+            "model_version": (d2 or d1).model_version,
+        }
+
+    def _finish(self, event: SuggestionEvent, shown: bool) -> None:
+        event.shown = shown
+        self.history.append(event)
+        self._by_id[event.id] = event
+        if len(self._by_id) > 2000:
+            for old in list(self._by_id)[:500]:
+                del self._by_id[old]
+        self.sink.record(event)
+
+    # -- outcomes ------------------------------------------------------------------------------
+    def event(self, suggestion_id: str) -> SuggestionEvent | None:
+        return self._by_id.get(suggestion_id)
+
+    def placement(self, suggestion_id: str) -> tuple[str, int] | None:
+        """(uri, document offset) where the suggestion was shown."""
+        return self._placement.get(suggestion_id)
+
+    def mark_displayed(self, suggestion_id: str) -> SuggestionEvent | None:
+        event = self._by_id.get(suggestion_id)
+        if event is None or "displayed_ts" in event.extra:
+            return event
+        event.extra["displayed_ts"] = self.clock()
+        self.sink.record(event)
+        return event
+
+    def resolve(self, suggestion_id: str, outcome: str, reason: str | None = None) -> SuggestionEvent | None:
+        """Record accept/reject once; later contradicting reports are ignored (first decision wins)."""
+        event = self._by_id.get(suggestion_id)
+        if event is None or event.outcome is not None:
+            return None
+        event.outcome = outcome  # type: ignore[assignment]
+        shown_at = event.extra.get("displayed_ts") or event.ts
+        event.decision_ms = round(max(0.0, self.clock() - float(shown_at)) * 1000, 1)
+        if reason:
+            event.extra["reason"] = reason
+        for uri, live in list(self._live.items()):
+            if live.event.id == suggestion_id:
+                if live.reject_timer:
+                    live.reject_timer.cancel()
+                del self._live[uri]
+        self.sink.record(event)
+        try:
+            self.gate.observe(event)
+        except Exception:
+            log.exception("gate.observe failed")
+        return event
+
+    def _supersede(self, uri: str) -> None:
+        """A new suggestion at the same place without an accept: the old one counts as rejected
+        after the configured timeout (unless an accept for it arrives late)."""
+        live = self._live.pop(uri, None)
+        if live is None or live.event.outcome is not None:
+            return
+        timeout = self.config.telemetry.reject_timeout_s
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.resolve(live.event.id, "rejected", "superseded")
+            return
+        loop.call_later(timeout, self.resolve, live.event.id, "rejected", "superseded")
+
+    def dismiss_live(self, uri: str) -> None:
+        live = self._live.get(uri)
+        if live is not None:
+            self.resolve(live.event.id, "rejected", "dismissed")

@@ -1,0 +1,173 @@
+"""Clean a raw provider suggestion before it is gated and shown.
+
+Every producer of suggestions (the server, `heedls complete`, the replay and the quality benchmark)
+runs the same steps, so what is measured is what users see:
+1. drop leading text the user already typed (providers sometimes echo the line),
+2. stop at a dedent below the cursor's block or at a line that repeats an earlier one,
+3. cap the number of lines,
+4. drop the tail that the suffix already contains (the "dedupe vs suffix" rule),
+5. balance brackets against what is open on the cursor line and closed in the suffix,
+6. normalise indentation of continuation lines to the document's indent unit,
+7. return None for empty / whitespace-only results.
+"""
+
+from __future__ import annotations
+
+from heedls.server.providers.base import CompletionRequest
+
+OPENERS = {"(": ")", "[": "]", "{": "}"}
+CLOSERS = {v: k for k, v in OPENERS.items()}
+
+
+def _indent_of(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _strip_echo(text: str, current_line_prefix: str) -> str:
+    """If the provider repeated the start of the current line, drop the repeated part."""
+    stripped = current_line_prefix.lstrip()
+    if stripped and text.startswith(current_line_prefix) and len(text) > len(current_line_prefix):
+        return text[len(current_line_prefix) :]
+    if stripped and text.startswith(stripped) and len(text) > len(stripped) and not current_line_prefix.endswith(stripped[:1]):
+        return text[len(stripped) :]
+    return text
+
+
+def _cut_lines(text: str, request: CompletionRequest, max_lines: int) -> str:
+    lines = text.split("\n")
+    prefix_lines = request.prefix.split("\n")
+    current = prefix_lines[-1]
+    base_indent = len(_indent_of(current)) if current.strip() else len(current)
+    seen: set[str] = set()
+    for previous in prefix_lines[-40:]:
+        if previous.strip():
+            seen.add(previous.strip())
+    kept = [lines[0]]
+    # The first line continues the cursor line; a block opener lets the next lines indent deeper.
+    for line in lines[1:]:
+        if len(kept) >= max_lines:
+            break
+        if not line.strip():
+            # a blank line ends a multi-line suggestion (the block is done)
+            break
+        indent = len(_indent_of(line))
+        if indent < base_indent:
+            break  # dedent past the cursor's block: the suggestion wandered off
+        if line.strip() in seen and line.strip() not in {")", "]", "}", "pass", "else:"}:
+            break  # repeating an earlier line is the classic degenerate loop
+        seen.add(line.strip())
+        kept.append(line)
+    if kept[0].strip() and kept[0].strip() in seen and len(kept[0].strip()) > 8 and not current.strip():
+        # a whole-line suggestion that repeats a recent line verbatim is noise
+        return ""
+    return "\n".join(kept)
+
+
+def _dedupe_suffix(text: str, suffix: str) -> str:
+    """Remove the tail of the suggestion that the text after the cursor already provides."""
+    rest_of_line = suffix.split("\n", 1)[0]
+    if not rest_of_line.strip():
+        return text
+    first, sep, tail = text.partition("\n")
+    # Longest tail of the suggestion's first line that the rest of the line starts with
+    probe = rest_of_line.rstrip()
+    for size in range(min(len(first), len(probe)), 0, -1):
+        if first.endswith(probe[:size]) and (size == len(probe) or probe[:size].strip()):
+            if size == len(probe) or not probe[:size].isalnum():
+                first = first[: len(first) - size]
+                break
+    # If the remaining line still has characters only in the suffix's closers, keep as is.
+    if tail:
+        # The rest of the cursor line stays after our insertion; a multi-line insertion
+        # would push it to the last line, which is rarely what the user wants.
+        return first
+    return first + sep + tail
+
+
+def _balance(text: str, request: CompletionRequest) -> str:
+    """Drop closing brackets that close nothing and stop before a bracket that the suffix closes."""
+    line_prefix = request.prefix.rsplit("\n", 1)[-1]
+    stack: list[str] = []
+    in_string: str | None = None
+    for ch in line_prefix:
+        if in_string:
+            if ch == in_string:
+                in_string = None
+            continue
+        if ch in "\"'":
+            in_string = ch
+        elif ch in OPENERS:
+            stack.append(ch)
+        elif ch in CLOSERS and stack and stack[-1] == CLOSERS[ch]:
+            stack.pop()
+    suffix_line = request.suffix.split("\n", 1)[0]
+    closers_in_suffix = [c for c in suffix_line if c in CLOSERS]
+    out: list[str] = []
+    quote: str | None = None
+    for ch in text:
+        if quote:
+            out.append(ch)
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "\"'":
+            quote = ch
+            out.append(ch)
+            continue
+        if ch in OPENERS:
+            stack.append(ch)
+        elif ch in CLOSERS:
+            if not stack or stack[-1] != CLOSERS[ch]:
+                # closes something that isn't open: the provider overshot
+                break
+            if closers_in_suffix and closers_in_suffix[0] == ch and len(stack) == 1 and "\n" not in "".join(out):
+                # the suffix already has this closer; let the suffix provide it
+                stack.pop()
+                closers_in_suffix.pop(0)
+                break
+            stack.pop()
+        out.append(ch)
+    return "".join(out)
+
+
+def _normalise_indent(text: str, request: CompletionRequest) -> str:
+    if "\n" not in text:
+        return text
+    uses_tabs = "\n\t" in request.prefix and "\n    " not in request.prefix
+    lines = text.split("\n")
+    fixed = [lines[0]]
+    for line in lines[1:]:
+        indent = _indent_of(line)
+        body = line[len(indent) :]
+        if uses_tabs:
+            indent = indent.replace("    ", "\t")
+        else:
+            indent = indent.replace("\t", "    ")
+        fixed.append(indent + body)
+    return "\n".join(fixed)
+
+
+def postprocess(text: str, request: CompletionRequest) -> str | None:
+    if not text:
+        return None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    current_line_prefix = request.prefix.rsplit("\n", 1)[-1]
+    text = _strip_echo(text, current_line_prefix)
+    if not current_line_prefix.strip():
+        # at the start of a line the provider may repeat the indentation we already have
+        if text.startswith(current_line_prefix) and current_line_prefix:
+            text = text[len(current_line_prefix) :]
+    text = text.rstrip()
+    # leading newline: the provider skipped to the next line; keep it only when the cursor line
+    # already has content (then it is a real "next line" suggestion)
+    if text.startswith("\n") and not current_line_prefix.strip():
+        text = text.lstrip("\n")
+        if not text.strip():
+            return None
+    text = _cut_lines(text, request, max(1, request.max_lines))
+    text = _dedupe_suffix(text, request.suffix)
+    text = _balance(text, request)
+    text = _normalise_indent(text, request).rstrip()
+    if not text.strip():
+        return None
+    return text

@@ -1,0 +1,117 @@
+"""Builds the long-lived objects the server features share (engine, provider, gate, telemetry).
+
+Everything optional degrades: a provider that cannot be built falls back to `local`, a gate model
+that cannot be loaded to the pass-through gate, a telemetry store that cannot be opened to none.
+Each failure is reported once through `warn`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from heedls.server.config import HeedlsConfig
+from heedls.server.pipeline.cache import SuggestionCache
+from heedls.server.pipeline.engine import EventSink, SuggestionEngine
+from heedls.server.pipeline.gate import Gate, PassThroughGate
+from heedls.server.providers.base import Provider
+
+log = logging.getLogger(__name__)
+Warn = Callable[[str], None]
+
+
+def cache_dir() -> Path:
+    override = os.environ.get("HEEDLS_CACHE_DIR")
+    return Path(override) if override else Path(platformdirs.user_cache_dir("heedls"))
+
+
+def data_dir() -> Path:
+    override = os.environ.get("HEEDLS_DATA_DIR")
+    return Path(override) if override else Path(platformdirs.user_data_dir("heedls"))
+
+
+def build_local(root: Path | None) -> Provider:
+    from heedls.server.providers.local import LocalProvider
+
+    return LocalProvider(root, cache_dir=cache_dir() / "index")
+
+
+def build_provider(config: HeedlsConfig, local: Provider, warn: Warn) -> Provider:
+    if config.provider.name == "local":
+        return local
+    try:
+        from heedls.server.providers.registry import build_provider as registry_build
+
+        return registry_build(config.provider, local)
+    except Exception as exc:
+        warn(f"provider {config.provider.name!r} unavailable ({exc}); using local")
+        return local
+
+
+def build_gate(config: HeedlsConfig, warn: Warn) -> Gate:
+    if config.gate.mode == "off":
+        return PassThroughGate()
+    try:
+        from heedls.server.acceptance.gate import build_gate as acceptance_gate
+
+        gate: Gate = acceptance_gate(config.gate, data_dir())
+        return gate
+    except Exception as exc:
+        warn(f"acceptance gate unavailable ({exc}); showing every suggestion")
+        return PassThroughGate()
+
+
+def open_telemetry(config: HeedlsConfig, root: Path | None, warn: Warn) -> Any | None:
+    if not config.telemetry.enabled:
+        return None
+    try:
+        from heedls.server.telemetry.paths import default_store_path
+        from heedls.server.telemetry.store import TelemetryStore
+
+        path = Path(config.telemetry.path) if config.telemetry.path else default_store_path(root or Path.cwd())
+        return TelemetryStore(path)
+    except Exception as exc:
+        warn(f"telemetry store unavailable ({exc}); suggestions are not recorded")
+        return None
+
+
+def build_engine(
+    config: HeedlsConfig,
+    root: Path | None,
+    warn: Warn,
+    *,
+    provider: Provider | None = None,
+    sink: EventSink | None = None,
+    gate: Gate | None = None,
+    disk_cache: bool | None = None,
+) -> SuggestionEngine:
+    use_disk = config.inline.disk_cache if disk_cache is None else disk_cache
+    cache = SuggestionCache(
+        config.inline.cache_entries,
+        cache_dir() / "suggestions" if use_disk else None,
+        config.inline.disk_cache_mb,
+    )
+
+    def label(path: str) -> str:
+        if root is not None:
+            try:
+                return str(Path(path).resolve().relative_to(root.resolve()))
+            except ValueError:
+                pass
+        return os.path.basename(path)
+
+    if provider is None:
+        provider = build_provider(config, build_local(root), warn)
+    return SuggestionEngine(
+        provider,
+        config,
+        gate=gate if gate is not None else build_gate(config, warn),
+        sink=sink,
+        cache=cache,
+        file_label=label,
+    )

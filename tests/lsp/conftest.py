@@ -1,0 +1,139 @@
+"""Shared pytest-lsp fixtures: the real `heedls serve` over stdio, driven by clients that declare
+VS Code-like or Neovim-like capabilities (both declare inlineCompletion: pytest-lsp doesn't)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+VSCODE = types.ClientCapabilities(
+    workspace=types.WorkspaceClientCapabilities(
+        configuration=True,
+        did_change_configuration=types.DidChangeConfigurationClientCapabilities(dynamic_registration=True),
+        workspace_folders=True,
+        execute_command=types.ExecuteCommandClientCapabilities(dynamic_registration=True),
+    ),
+    text_document=types.TextDocumentClientCapabilities(
+        synchronization=types.TextDocumentSyncClientCapabilities(did_save=True, dynamic_registration=True),
+        inline_completion=types.InlineCompletionClientCapabilities(dynamic_registration=True),
+        publish_diagnostics=types.PublishDiagnosticsClientCapabilities(related_information=True, code_description_support=True, data_support=True),
+        hover=types.HoverClientCapabilities(content_format=[types.MarkupKind.Markdown, types.MarkupKind.PlainText]),
+        code_action=types.CodeActionClientCapabilities(
+            code_action_literal_support=types.ClientCodeActionLiteralOptions(
+                code_action_kind=types.ClientCodeActionKindOptions(value_set=[types.CodeActionKind.QuickFix, types.CodeActionKind.Refactor])
+            ),
+            data_support=True,
+            resolve_support=types.ClientCodeActionResolveOptions(properties=["edit"]),
+        ),
+    ),
+    window=types.WindowClientCapabilities(work_done_progress=True, show_message=types.ShowMessageRequestClientCapabilities()),
+    general=types.GeneralClientCapabilities(position_encodings=[types.PositionEncodingKind.Utf16]),
+)
+
+# Neovim 0.11 declares less: no dynamic registration of sync, plain-text-first hover, utf-16.
+NEOVIM = types.ClientCapabilities(
+    workspace=types.WorkspaceClientCapabilities(configuration=True, workspace_folders=True, did_change_configuration=types.DidChangeConfigurationClientCapabilities(dynamic_registration=False)),
+    text_document=types.TextDocumentClientCapabilities(
+        synchronization=types.TextDocumentSyncClientCapabilities(did_save=True, will_save=True),
+        inline_completion=types.InlineCompletionClientCapabilities(dynamic_registration=False),
+        publish_diagnostics=types.PublishDiagnosticsClientCapabilities(related_information=True, tag_support=types.ClientDiagnosticsTagOptions(value_set=[types.DiagnosticTag.Unnecessary])),
+        hover=types.HoverClientCapabilities(content_format=[types.MarkupKind.Markdown, types.MarkupKind.PlainText]),
+        code_action=types.CodeActionClientCapabilities(
+            code_action_literal_support=types.ClientCodeActionLiteralOptions(
+                code_action_kind=types.ClientCodeActionKindOptions(value_set=["", "quickfix", "refactor", "source"])
+            ),
+        ),
+    ),
+    window=types.WindowClientCapabilities(work_done_progress=True),
+    general=types.GeneralClientCapabilities(position_encodings=[types.PositionEncodingKind.Utf16]),
+)
+
+CAPABILITIES = {"vscode": VSCODE, "neovim": NEOVIM}
+
+
+def server_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["HEEDLS_DATA_DIR"] = str(tmp / "data")
+    env["HEEDLS_CACHE_DIR"] = str(tmp / "cache")
+    return env
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    root.mkdir()
+    return root
+
+
+async def initialize(client: LanguageClient, root: Path, capabilities: types.ClientCapabilities, options: Any = None) -> types.InitializeResult:
+    result = await client.initialize_session(
+        types.InitializeParams(
+            capabilities=capabilities,
+            root_uri=root.as_uri(),
+            workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
+            initialization_options=options,
+        )
+    )
+    return result
+
+
+class ClientFactory:
+    """Starts `heedls serve` with a per-test data/cache dir; stops every client it made."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.clients: list[LanguageClient] = []
+
+    async def __call__(
+        self,
+        root: Path,
+        capabilities: str = "vscode",
+        *,
+        stub: str | None = "print('heedls {line}')",
+        options: Any = None,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> LanguageClient:
+        command = [sys.executable, "-m", "heedls", "serve", *(extra_args or [])]
+        if stub is not None:
+            command += ["--stub-provider", stub]
+        environment = server_env(self.tmp)
+        environment.update(env or {})
+        client = await ClientServerConfig(server_command=command, server_env=environment).start()
+        self.clients.append(client)
+        await initialize(client, root, CAPABILITIES[capabilities], options)
+        return client
+
+
+@pytest.fixture
+async def lsp(tmp_path: Path) -> Any:
+    factory = ClientFactory(tmp_path)
+    yield factory
+    for client in factory.clients:
+        try:
+            await client.shutdown_session()
+        except Exception:
+            pass
+        await client.stop()
+
+
+@pytest.fixture(params=["vscode", "neovim"])
+def editor(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def plain(value: Any) -> Any:
+    """pygls turns custom-method results into namedtuples; compare them as plain JSON values."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value

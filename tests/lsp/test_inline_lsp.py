@@ -1,0 +1,98 @@
+"""Inline suggestions over the real stdio server, as VS Code and Neovim would use them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from lsprotocol import types
+
+from tests.lsp.conftest import plain
+
+SOURCE = "def greet(name):\n    \n"
+
+
+async def _open(client, root: Path, text: str = SOURCE, name: str = "demo.py") -> str:
+    path = root / name
+    path.write_text(text)
+    uri = path.as_uri()
+    client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
+    return uri
+
+
+def _request(uri: str, line: int, character: int) -> types.InlineCompletionParams:
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=character),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+    )
+
+
+async def test_server_advertises_inline_completion_and_accept_command(lsp, workspace: Path, editor: str) -> None:
+    client = await lsp(workspace, editor)
+    uri = await _open(client, workspace)
+    items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
+    assert items is not None
+    item = items.items[0] if isinstance(items, types.InlineCompletionList) else items[0]
+    assert item.insert_text == "print('heedls 1')"
+    assert item.command is not None and item.command.command == "heedls.accept"
+    assert isinstance(item.command.arguments[0], str)
+
+
+async def test_show_then_accept_records_the_outcome(lsp, workspace: Path) -> None:
+    client = await lsp(workspace, "vscode")
+    uri = await _open(client, workspace)
+    items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
+    item = items.items[0]
+    suggestion_id = item.command.arguments[0]
+    client.protocol.notify("heedls/suggestionShown", {"id": suggestion_id})
+    result = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.accept", arguments=[suggestion_id]))
+    assert result["accepted"] is True
+    again = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.accept", arguments=[suggestion_id]))
+    assert again["accepted"] is False  # first decision wins
+    status = plain(await client.protocol.send_request_async("heedls/status", {}))
+    assert status["shown"] == 1
+
+
+async def test_rejection_notification_is_accepted_and_server_keeps_serving(lsp, workspace: Path) -> None:
+    client = await lsp(workspace, "neovim")
+    uri = await _open(client, workspace)
+    items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
+    client.protocol.notify("heedls/suggestionRejected", {"id": items.items[0].command.arguments[0], "reason": "dismissed"})
+    accept = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="heedls.accept", arguments=[items.items[0].command.arguments[0]])
+    )
+    assert accept["accepted"] is False  # already rejected
+
+
+async def test_fast_typing_cancels_superseded_requests(lsp, workspace: Path) -> None:
+    client = await lsp(workspace, "vscode", options={"inline": {"debounceMs": 150}})
+    uri = await _open(client, workspace)
+    # five requests in quick succession: only the last survives the debounce
+    tasks = [asyncio.ensure_future(client.text_document_inline_completion_async(_request(uri, 1, 4))) for _ in range(5)]
+    results = await asyncio.gather(*tasks)
+    shown = [r for r in results if r is not None and r.items]
+    assert len(shown) == 1
+    assert results[-1] is not None and results[-1].items
+
+
+async def test_invalid_configuration_falls_back_with_a_warning(lsp, workspace: Path) -> None:
+    client = await lsp(workspace, "vscode", options={"inline": {"debounceMs": "fast", "maxLines": -3}, "gate": {"mode": "sometimes"}})
+    await asyncio.sleep(0.2)
+    warnings = [m.message for m in client.log_messages if m.type <= types.MessageType.Warning]
+    assert any("debounceMs" in w for w in warnings)
+    assert any("sometimes" in w for w in warnings)
+    uri = await _open(client, workspace)
+    items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
+    assert items is not None and items.items  # still serving with defaults
+
+
+async def test_toggle_turns_suggestions_off_and_on(lsp, workspace: Path) -> None:
+    client = await lsp(workspace, "vscode")
+    uri = await _open(client, workspace)
+    off = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.toggleSuggestions", arguments=[False]))
+    assert off == {"enabled": False}
+    assert await client.text_document_inline_completion_async(_request(uri, 1, 4)) is None
+    await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.toggleSuggestions", arguments=[True]))
+    items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
+    assert items is not None and items.items
