@@ -1,0 +1,394 @@
+"""Token n-gram model with a cache component (after Hellendoorn & Devanbu, FSE 2017).
+
+Two count sources are interpolated:
+- the *global* model: every token of the workspace, held in a suffix array over the reversed token
+  stream. Counting the successors of a context of any length is then a few binary searches inside a
+  shrinking range (no per-n-gram dictionaries, so memory is ~20 bytes per token and a file can be
+  left out of the counts at query time: that is how the current file's stale disk copy, or the
+  benchmark's held-out file, is excluded);
+- the *cache* model: the tokens of the current file before the cursor, matched by brute force with
+  numpy (a few thousand tokens), whose counts are boosted so local repetition dominates when present.
+
+Probabilities use Witten-Bell interpolation from the unigram up to the longest matched context.
+Generation is a small beam search that stops at the end of the line; the product of the token
+probabilities (including the end-of-line token) is the model's probability that the rest of the line
+is exactly this text, which is what `confidence` starts from.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from heedls.server.providers.code_tokens import BOF, EOL, SPECIAL
+
+IntArray = npt.NDArray[np.int64]
+
+MAX_ORDER = 10  # longest context (tokens) used for counting
+_SORT_DEPTH = 16  # suffixes are sorted by their first 16 tokens: contexts up to that length work
+_SAMPLE = 2048  # above this many occurrences, successors are estimated from a stride sample
+
+
+class Vocab:
+    """Token string <-> integer id; shared by the global and the cache model."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.strings: list[str] = []
+        self._sorted: list[str] | None = None
+        for tok in (BOF, EOL):
+            self.id(tok)
+
+    def id(self, tok: str) -> int:
+        found = self.ids.get(tok)
+        if found is None:
+            found = len(self.strings)
+            self.ids[tok] = found
+            self.strings.append(tok)
+            self._sorted = None
+        return found
+
+    def get(self, tok: str) -> int:
+        return self.ids.get(tok, -1)
+
+    def __len__(self) -> int:
+        return len(self.strings)
+
+    def with_prefix(self, prefix: str, limit: int = 4000) -> list[int]:
+        """Ids of tokens starting with `prefix` (for the constrained first token)."""
+        import bisect
+
+        if self._sorted is None:
+            self._sorted = sorted(self.strings)
+        lo = bisect.bisect_left(self._sorted, prefix)
+        out: list[int] = []
+        for s in self._sorted[lo:]:
+            if not s.startswith(prefix) or len(out) >= limit:
+                break
+            out.append(self.ids[s])
+        return out
+
+
+@dataclass
+class Counts:
+    """Successor counts of one context: total, distinct, and per-token counts."""
+
+    total: float
+    distinct: int
+    counts: dict[int, float]
+
+
+class GlobalModel:
+    """Suffix array over the reversed token stream of a set of files."""
+
+    def __init__(self, vocab: Vocab, files: list[tuple[str, list[str]]]) -> None:
+        self.vocab = vocab
+        self.spans: dict[str, tuple[int, int]] = {}
+        ids: list[int] = []
+        for key, toks in files:
+            start = len(ids)
+            ids.extend(vocab.id(t) for t in toks)
+            self.spans[key] = (start, len(ids))
+        corpus = np.asarray(ids, dtype=np.int64)
+        self.n = n = len(corpus)
+        rev = corpus[::-1].copy()
+        sa = _suffix_array(rev, _SORT_DEPTH)
+        self.first = rev[sa] if n else np.zeros(0, np.int64)
+        self.rev = rev
+        self.sa = sa
+        # Second and third context tokens of each suffix, precomputed because the ranges of one-
+        # and two-token contexts are the large ones (".", "(", "self" …).
+        self.cols = [self.first]
+        for d in (1, 2):
+            pos = sa + d
+            self.cols.append(np.where(pos < n, rev[np.minimum(pos, max(n - 1, 0))], -1) if n else self.first)
+        # Successor (next token in reading order) and position (of the context's last token).
+        self.succ = np.where(sa >= 1, rev[np.maximum(sa - 1, 0)], -1) if n else np.zeros(0, np.int64)
+        self.orig = (n - 1 - sa) if n else np.zeros(0, np.int64)
+        size = max(len(vocab), 1)
+        self.unigram = np.bincount(corpus, minlength=size).astype(np.float64) if n else np.zeros(size)
+
+    def file_unigram(self, key: str) -> IntArray | None:
+        span = self.spans.get(key)
+        if span is None or self.n == 0:
+            return None
+        rev_lo, rev_hi = self.n - span[1], self.n - span[0]
+        return np.bincount(self.rev[rev_lo:rev_hi], minlength=len(self.unigram))
+
+    def ranges(self, ctx_rev: list[int]) -> list[tuple[int, int]]:
+        """SA ranges of the contexts ctx[-1:], ctx[-2:], … (ctx_rev is the context reversed)."""
+        out: list[tuple[int, int]] = []
+        if self.n == 0 or not ctx_rev:
+            return out
+        tok = ctx_rev[0]
+        lo = int(np.searchsorted(self.first, tok, "left"))
+        hi = int(np.searchsorted(self.first, tok, "right"))
+        for depth in range(min(len(ctx_rev), MAX_ORDER, _SORT_DEPTH)):
+            if depth:
+                tok = ctx_rev[depth]
+                if tok < 0:
+                    break
+                if depth < len(self.cols):
+                    col = self.cols[depth][lo:hi]
+                else:
+                    pos = self.sa[lo:hi] + depth
+                    col = np.where(pos < self.n, self.rev[np.minimum(pos, self.n - 1)], -1)
+                # Within the range suffixes are sorted by their next token: binary search it.
+                a = int(np.searchsorted(col, tok, "left"))
+                b = int(np.searchsorted(col, tok, "right"))
+                lo, hi = lo + a, lo + b
+            if hi <= lo:
+                break
+            out.append((lo, hi))
+        return out
+
+    def counts(self, lo: int, hi: int, exclude: tuple[int, int] | None) -> Counts | None:
+        step = max(1, (hi - lo) // _SAMPLE)
+        succ = self.succ[lo:hi:step]
+        if exclude is not None:
+            orig = self.orig[lo:hi:step]
+            keep = (orig < exclude[0]) | (orig >= exclude[1])
+            succ = succ[keep]
+        succ = succ[succ >= 0]
+        if len(succ) == 0:
+            return None
+        uniq, cnt = np.unique(succ, return_counts=True)
+        scale = float(step)
+        return Counts(
+            total=float(len(succ)) * scale,
+            distinct=len(uniq),
+            counts={int(u): float(c) * scale for u, c in zip(uniq.tolist(), cnt.tolist())},
+        )
+
+
+def _suffix_array(arr: IntArray, depth: int) -> IntArray:
+    """Suffix positions sorted by their first `depth` tokens (prefix doubling with numpy)."""
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    rank = arr.astype(np.int64)
+    k = 1
+    order = np.argsort(rank, kind="stable")
+    while k < depth:
+        nxt = np.full(n, -1, np.int64)
+        nxt[: n - k] = rank[k:]
+        order = np.lexsort((nxt, rank))
+        r_sorted = rank[order]
+        n_sorted = nxt[order]
+        change = np.empty(n, bool)
+        change[0] = True
+        change[1:] = (r_sorted[1:] != r_sorted[:-1]) | (n_sorted[1:] != n_sorted[:-1])
+        new_rank = np.empty(n, np.int64)
+        new_rank[order] = np.cumsum(change) - 1
+        rank = new_rank
+        if change.all():
+            break
+        k *= 2
+    return order.astype(np.int64)
+
+
+class CacheModel:
+    """The current file's tokens before the cursor, counted by brute-force matching."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.arr = np.asarray(ids, dtype=np.int64)
+
+    def all_counts(self, ctx: list[int], levels: int = 99) -> list[Counts | None]:
+        """Counts for contexts of length 1..len(ctx) (ctx in reading order); only the longest
+        `levels` are counted (shorter ones are None): they are the ones that matter."""
+        out: list[Counts | None] = []
+        depths: list[IntArray] = []
+        arr = self.arr
+        n = len(arr)
+        if n < 2 or not ctx:
+            return out
+        # Candidate positions p: arr[p] is the successor, arr[p-1] the last context token.
+        pos = np.nonzero(arr[:-1] == ctx[-1])[0] + 1
+        for depth in range(1, min(len(ctx), MAX_ORDER) + 1):
+            if depth > 1:
+                back = pos - depth
+                pos = pos[back >= 0]
+                pos = pos[arr[pos - depth] == ctx[-depth]]
+            if len(pos) == 0:
+                break
+            depths.append(pos)
+        for i, pos in enumerate(depths):
+            if i < len(depths) - levels:
+                out.append(None)
+                continue
+            uniq, cnt = np.unique(arr[pos], return_counts=True)
+            out.append(
+                Counts(
+                    total=float(len(pos)),
+                    distinct=len(uniq),
+                    counts={int(u): float(c) for u, c in zip(uniq.tolist(), cnt.tolist())},
+                )
+            )
+        return out
+
+
+@dataclass
+class Step:
+    """The interpolated distribution at one context, lazily evaluated per token."""
+
+    levels: list[Counts]  # merged global+cache counts, shortest context first
+    unigram: npt.NDArray[np.float64]
+    uni_total: float
+    vocab_size: int
+
+    def prob(self, tok: int) -> float:
+        base = self.unigram[tok] if 0 <= tok < len(self.unigram) else 0.0
+        p = (base + 0.5) / (self.uni_total + 0.5 * self.vocab_size)
+        for level in self.levels:
+            d = level.distinct
+            p = (level.counts.get(tok, 0.0) + d * p) / (level.total + d)
+        return p
+
+    def candidates(self, limit: int = 12) -> list[int]:
+        """Likely next tokens: successors of the longest contexts, most frequent first."""
+        seen: dict[int, float] = {}
+        for level in reversed(self.levels):
+            for tok, c in sorted(level.counts.items(), key=lambda kv: -kv[1])[:limit]:
+                seen.setdefault(tok, c)
+            if len(seen) >= limit:
+                break
+        return list(seen)
+
+
+@dataclass
+class Generation:
+    tokens: list[str]
+    prob: float  # probability of the whole sequence, EOL included when `complete`
+    complete: bool  # ended with EOL (the rest of the line is fully predicted)
+    min_prob: float
+    order: int  # longest context matched at the first step
+    meta: dict[str, float] = field(default_factory=dict)
+
+
+class NgramModel:
+    """Interpolation of a global model and a cache model, and line generation from them."""
+
+    def __init__(
+        self, vocab: Vocab, global_model: GlobalModel | None, cache_boost: float = 4.0, levels: int = 4
+    ) -> None:
+        self.vocab = vocab
+        self.levels = levels
+        self.glob = global_model
+        self.cache_boost = cache_boost
+
+    def step(
+        self,
+        ctx: list[int],
+        cache: CacheModel | None,
+        exclude: tuple[int, int] | None,
+        memo: dict[tuple[int, ...], Step],
+    ) -> Step:
+        key = tuple(ctx[-MAX_ORDER:])
+        hit = memo.get(key)
+        if hit is not None:
+            return hit
+        ctx = list(key)
+        glevels: list[Counts | None] = []
+        if self.glob is not None:
+            ranges = self.glob.ranges(ctx[::-1])
+            glevels = [None] * len(ranges)
+            found = 0
+            # Only the longest contexts with data are counted: below them the interpolation weight
+            # is small and counting the huge short-context ranges would dominate the latency.
+            for i in range(len(ranges) - 1, -1, -1):
+                if found >= self.levels:
+                    break
+                counted = self.glob.counts(ranges[i][0], ranges[i][1], exclude)
+                glevels[i] = counted
+                found += counted is not None
+        clevels = cache.all_counts(ctx, self.levels) if cache is not None else []
+        levels: list[Counts] = []
+        for i in range(max(len(glevels), len(clevels))):
+            g = glevels[i] if i < len(glevels) else None
+            c = clevels[i] if i < len(clevels) else None
+            if g is None and c is None:
+                continue
+            merged: dict[int, float] = dict(g.counts) if g else {}
+            if c is not None:
+                for tok, cnt in c.counts.items():
+                    merged[tok] = merged.get(tok, 0.0) + self.cache_boost * cnt
+            total = (g.total if g else 0.0) + (self.cache_boost * c.total if c else 0.0)
+            levels.append(Counts(total=total, distinct=len(merged), counts=merged))
+        if self.glob is not None:
+            uni = self.glob.unigram
+            total = float(self.glob.n)
+        else:
+            uni = np.zeros(len(self.vocab))
+            total = 0.0
+        step = Step(levels=levels, unigram=uni, uni_total=total, vocab_size=len(self.vocab))
+        memo[key] = step
+        return step
+
+    def generate(
+        self,
+        context: list[str],
+        pending: str,
+        cache: CacheModel | None,
+        exclude: tuple[int, int] | None = None,
+        beam: int = 3,
+        max_tokens: int = 24,
+        first_tokens: list[str] | None = None,
+        until: float | None = None,
+    ) -> list[Generation]:
+        """Most probable continuations up to the end of the line, best first."""
+        vocab = self.vocab
+        ctx = [vocab.get(t) for t in context]
+        memo: dict[tuple[int, ...], Step] = {}
+        first = self.step(ctx, cache, exclude, memo)
+        order = len(first.levels)
+        # First token: constrained to extend what is being typed.
+        cand = [t for t in first.candidates(limit=40) if vocab.strings[t].startswith(pending)]
+        if pending:
+            extra = vocab.with_prefix(pending, limit=400)
+            if extra:
+                uni = first.unigram
+                extra.sort(key=lambda t: -(uni[t] if t < len(uni) else 0.0))
+                cand.extend(t for t in extra[:30] if t not in cand)
+        if first_tokens:
+            cand.extend(vocab.id(t) for t in first_tokens if vocab.id(t) not in cand)
+        cand = [t for t in cand if vocab.strings[t] != BOF]
+        if not cand:
+            return []
+        scored = [(first.prob(t), t) for t in cand]
+        if pending:
+            z = sum(p for p, _ in scored)
+            scored = [(p / z, t) for p, t in scored]
+        scored.sort(reverse=True)
+        beams: list[tuple[float, float, list[int]]] = [(math.log(p), p, [t]) for p, t in scored[:beam]]
+        finished: list[tuple[float, float, list[int]]] = []
+        for _ in range(max_tokens):
+            if until is not None and time.perf_counter() > until:
+                break  # out of time: unfinished beams are returned as incomplete
+            grown: list[tuple[float, float, list[int]]] = []
+            for lp, mn, seq in beams:
+                if vocab.strings[seq[-1]] in SPECIAL:
+                    finished.append((lp, mn, seq))
+                    continue
+                st = self.step(ctx + seq, cache, exclude, memo)
+                options = st.candidates(limit=beam + 2) or [vocab.get(EOL)]
+                for tok in options[: beam + 2]:
+                    p = st.prob(tok)
+                    grown.append((lp + math.log(p), min(mn, p), seq + [tok]))
+            grown.sort(key=lambda b: -b[0])
+            beams = grown[:beam]
+            if not beams:
+                break
+        finished.extend(b for b in beams if vocab.strings[b[2][-1]] not in SPECIAL)
+        finished.sort(key=lambda b: -b[0])
+        out: list[Generation] = []
+        for lp, mn, seq in finished[:beam]:
+            strs = [vocab.strings[t] for t in seq]
+            complete = bool(strs) and strs[-1] in SPECIAL
+            out.append(
+                Generation(tokens=strs, prob=math.exp(lp), complete=complete, min_prob=mn, order=order)
+            )
+        return out
