@@ -1,0 +1,241 @@
+"""Leave-one-session-out evaluation of the acceptance cascade (the fixed protocol of DESIGN.md).
+
+For each session S: fit on the labelled events of all other sessions (calibration and threshold
+from out-of-fold scores inside those sessions), score the labelled events of S with S's own
+threshold. All figures are then computed on the *pooled* held-out predictions (every labelled
+event is predicted exactly once, by a model that never saw its session). See docs/acceptance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heedls.server.acceptance.features import (
+    STAGE_FEATURES,
+    context_features,
+    session_histories,
+    suggestion_features,
+    vectorize,
+)
+from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel, fit_stage
+from heedls.server.events import SuggestionEvent
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KIND: Kind = "blend"
+ECE_BINS = 10
+
+# Copilot's published contextual-filter inputs, as far as the schema carries them: previous outcome,
+# time since it, whitespace after the cursor, prefix and line lengths, cursor position, language,
+# last character.
+COPILOT_FEATURES: tuple[str, ...] = (
+    "prev_accepted", "prev_rejected", "dt_prev_decision_log", "suffix_known", "ws_after_cursor",
+    "prefix_chars_log", "line_chars_log", "rel_position", "language_python",
+    "last_alnum", "last_space", "last_newline", "last_open", "last_close", "last_colon", "last_dot",
+    "last_comma", "last_operator", "last_quote", "last_other",
+)
+LENGTH_FEATURES: tuple[str, ...] = ("sugg_chars_log",)
+
+
+def load_events(path: Path | str) -> tuple[list[SuggestionEvent], int]:
+    """Every parseable event of a JSONL file, and how many lines were skipped as malformed."""
+    events: list[SuggestionEvent] = []
+    skipped = 0
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise ValueError("not an object")
+                events.append(SuggestionEvent.from_dict(data))
+            except (ValueError, TypeError):
+                skipped += 1
+    if skipped:
+        log.warning("%s: skipped %d malformed line(s)", path, skipped)
+    return events, skipped
+
+
+@dataclass
+class Dataset:
+    stage: str
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    rows: list[dict[str, float]]
+    events: list[SuggestionEvent]
+
+
+def build_dataset(events: Sequence[SuggestionEvent], stage: str, label: str = "accepted",
+                  progress: Callable[[int, int], None] | None = None) -> Dataset:
+    """Labelled rows of `stage`. Unlabelled events still count as history for the others."""
+    histories = session_histories(events)
+    rows: list[dict[str, float]] = []
+    ys: list[int] = []
+    groups: list[str] = []
+    kept: list[SuggestionEvent] = []
+    for i, (event, history) in enumerate(zip(events, histories)):
+        if progress is not None:
+            progress(i, len(events))
+        y = event.label("persisted" if label == "persisted" else "accepted")
+        if y is None:
+            continue
+        if stage == "context":
+            row = context_features(event, history)
+        else:
+            row = suggestion_features(event, history)
+        rows.append(row)
+        ys.append(y)
+        groups.append(event.session)
+        kept.append(event)
+    names = STAGE_FEATURES[stage]
+    return Dataset(stage, vectorize(rows, names), np.asarray(ys, dtype=float), np.asarray(groups, dtype=object),
+                   rows, kept)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    """Mann-Whitney AUC with tied scores counted half; None when one class is missing."""
+    pos, neg = int((y == 1).sum()), int((y == 0).sum())
+    if pos == 0 or neg == 0:
+        return None
+    order = np.argsort(p, kind="mergesort")
+    ranks = np.empty(p.size)
+    sorted_p = p[order]
+    i = 0
+    while i < p.size:
+        j = i
+        while j + 1 < p.size and sorted_p[j + 1] == sorted_p[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[y == 1].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float | None:
+    """Expected calibration error: 10 equal-width probability bins, weighted by bin size."""
+    if y.size == 0:
+        return None
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            total += mask.sum() / y.size * abs(float(p[mask].mean()) - float(y[mask].mean()))
+    return float(total)
+
+
+def metrics(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, stage: str) -> dict[str, Any]:
+    show = p >= thresholds
+    neg, pos = y == 0, y == 1
+    return {
+        "auc": _r(auc(y, p)),
+        "hidden_rejected_at_95": _r(float((~show[neg]).mean())) if neg.any() else None,
+        "accepted_kept": _r(float(show[pos].mean())) if pos.any() else None,
+        "ece": _r(ece(y, p)),
+        "requests_avoided": _r(float((~show).mean())) if stage == "context" and y.size else None,
+        "shown_share": _r(float(show.mean())) if y.size else None,
+    }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, 4)
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float, seed: int = 0,
+                 params: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """Held-out calibrated scores and the threshold each was judged against (from its training folds)."""
+    cols = [STAGE_FEATURES[data.stage].index(name) for name in features]
+    X = data.X[:, cols]
+    p = np.zeros(data.y.size)
+    thr = np.zeros(data.y.size)
+    folds: list[dict[str, Any]] = []
+    for session in sorted(set(data.groups.tolist())):
+        test = data.groups == session
+        train = ~test
+        model = fit_stage(data.stage, features, X[train], data.y[train], data.groups[train], kind=kind,
+                          keep_accepted=keep, seed=seed, params=params)
+        p[test] = model.predict(X[test])
+        thr[test] = model.threshold
+        folds.append({"session": session, "n": int(test.sum()), "threshold": round(model.threshold, 4)})
+    return p, thr, folds
+
+
+def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accepted", keep: float = 0.95,
+             kind: Kind = DEFAULT_KIND, baselines: bool = False, pretrained: AcceptanceModel | None = None,
+             seed: int = 0, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    if stage not in STAGE_FEATURES:
+        raise ValueError(f"unknown stage {stage!r}")
+    data = build_dataset(events, stage, label, progress)
+    sessions = sorted(set(data.groups.tolist()))
+    result: dict[str, Any] = {"n": int(data.y.size), "positives": int(data.y.sum()), "stage": stage,
+                              "label": label, "sessions": len(sessions)}
+    if pretrained is not None:
+        stage_model = pretrained.stages.get(stage)
+        if stage_model is None:
+            raise ValueError(f"the model file has no {stage!r} stage")
+        X = vectorize(data.rows, stage_model.features)
+        p = stage_model.predict(X) if data.y.size else np.zeros(0)
+        thr = np.full(data.y.size, stage_model.threshold_for(keep))
+        result.update(metrics(data.y, p, thr, stage))
+        result["model"] = {"kind": stage_model.kind, "version": pretrained.version}
+        result["protocol"] = (f"pretrained: shipped model {pretrained.version} scored on every labelled event, "
+                              f"no fitting; its threshold for keep>={keep:g} of accepted was chosen on its own "
+                              "training data; figures pooled over all events")
+    elif len(sessions) < 2:
+        result.update({k: None for k in ("auc", "hidden_rejected_at_95", "accepted_kept", "ece",
+                                         "requests_avoided", "shown_share")})
+        result["model"] = {"kind": kind}
+        result["protocol"] = "leave-one-session-out needs at least two sessions with labelled events"
+    else:
+        p, thr, folds = loso_predict(data, STAGE_FEATURES[stage], kind, keep, seed)
+        result.update(metrics(data.y, p, thr, stage))
+        result["model"] = {"kind": kind, "features": len(STAGE_FEATURES[stage])}
+        result["protocol"] = (
+            f"leave-one-session-out over {len(sessions)} sessions: for each session, fit on the other "
+            "sessions; calibration (Platt) and the threshold keeping >= "
+            f"{keep:g} of accepted are chosen on out-of-fold scores inside those training sessions only; "
+            f"the held-out session is scored once; all figures pooled over the held-out predictions; "
+            f"ECE over {ECE_BINS} equal-width bins; label={label}")
+        result["folds"] = folds
+        if baselines:
+            result["baselines"] = run_baselines(data, stage, keep, seed)
+    return result
+
+
+def run_baselines(data: Dataset, stage: str, keep: float, seed: int = 0) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    # Always show: predicts the training folds' acceptance rate, hides nothing.
+    p = np.zeros(data.y.size)
+    for session in sorted(set(data.groups.tolist())):
+        test = data.groups == session
+        p[test] = float(data.y[~test].mean()) if (~test).any() else 0.5
+    out["always_show"] = metrics(data.y, p, np.zeros(data.y.size), stage)
+    p, thr, _ = loso_predict(data, COPILOT_FEATURES, "logreg", keep, seed)
+    out["copilot_filter"] = metrics(data.y, p, thr, stage)
+    if stage == "suggestion":
+        p, thr, _ = loso_predict(data, LENGTH_FEATURES, "logreg", keep, seed)
+        out["suggestion_length"] = metrics(data.y, p, thr, stage)
+    return out
+
+
+def iter_labelled(events: Iterable[SuggestionEvent], label: str) -> Iterable[SuggestionEvent]:
+    return (e for e in events if e.label("persisted" if label == "persisted" else "accepted") is not None)
+
+
+__all__ = ["evaluate", "build_dataset", "load_events", "auc", "ece", "metrics", "loso_predict", "StageModel"]

@@ -1,0 +1,457 @@
+"""The one feature extractor of the acceptance cascade (training, evaluation and serving share it).
+
+`context_features(event, history)` sees what is known *before* a suggestion is requested (stage 1);
+`suggestion_features(event, history)` adds what is known once the suggestion is in hand (stage 2).
+Both return plain dicts of floats; `CONTEXT_FEATURES` / `SUGGESTION_FEATURES` fix the order used to
+vectorise them, so a model file names the features it was trained on.
+
+Leakage rules (tested): only events strictly earlier than `event.ts` in `history` are used, and an
+earlier event's outcome counts only if it was decided before `event.ts` (shown at `ts`, decided
+`decision_ms` later). The current event's `outcome`, `decision_ms` and persistence are never read.
+
+Unknown is not empty: a `suffix` of "" cannot be told apart from "not logged" (CUPS logs none), so
+suffix features are only set when the suffix is a non-empty string (or `extra["suffix_known"]` says
+so), and `suffix_known` tells the model which case it is in. Unknown values are 0 with a flag.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import math
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from heedls.server.events import SuggestionEvent
+
+# How much of the prefix tail the syntactic features look at: enough for the enclosing statement
+# and block, small enough to parse in tens of microseconds.
+TAIL_LINES = 12
+TAIL_CHARS = 800
+RECENT_DECISIONS = 10
+_MAX_GAP_S = 3600.0
+
+_LAST_CHAR_CLASSES = ("alnum", "space", "newline", "open", "close", "colon", "dot", "comma", "operator",
+                      "quote", "other")
+_OPEN = "([{"
+_CLOSE = ")]}"
+_OPERATORS = set("=+-*/<>!&|%^~@")
+_CONTROL_KW = ("if ", "elif ", "else", "for ", "while ", "try", "except", "finally", "with ", "async ")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TOKEN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\S")
+_BUILTIN_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+_JS_KEYWORDS = frozenset("""var let const function return if else for while do switch case break continue new
+this typeof instanceof null undefined true false class extends import export from default try catch finally
+throw async await of in yield delete void console""".split())
+
+CONTEXT_FEATURES: tuple[str, ...] = (
+    "prefix_chars_log", "prefix_lines_log", "line_chars_log", "line_stripped_chars_log", "at_line_start",
+    "indent_level", "indent_delta", "blank_lines_before",
+    "suffix_known", "ws_after_cursor", "suffix_line_chars_log", "rel_position",
+    *(f"last_{name}" for name in _LAST_CHAR_CLASSES),
+    "in_string", "in_comment", "bracket_depth", "in_call", "in_list",
+    "after_colon", "line_is_comment", "prev_line_comment", "line_kw_def", "line_kw_import", "line_kw_return",
+    "line_kw_control", "line_has_assign",
+    "syntax_known", "scope_function", "scope_class", "tail_parse_error",
+    "language_python",
+    "has_prev", "dt_prev_log", "prev_accepted", "prev_rejected", "dt_prev_decision_log",
+    "recent_accept_rate", "decided_log", "same_place_as_prev",
+    "typing_known", "typing_cps_log",
+)
+
+SUGGESTION_ONLY_FEATURES: tuple[str, ...] = (
+    "sugg_chars_log", "sugg_lines_log", "sugg_tokens_log", "sugg_first_line_chars_log", "sugg_multiline",
+    "sugg_starts_newline", "sugg_is_comment", "sugg_comment_frac", "sugg_alnum_frac", "sugg_mid_word",
+    "sugg_bracket_net", "sugg_unbalanced_close", "sugg_closes_context",
+    "sugg_repeated_lines", "sugg_token_distinct", "sugg_lines_in_prefix", "sugg_ident_known_frac",
+    "sugg_ident_unknown_log", "sugg_defines", "sugg_suffix_dup",
+    "parse_known", "parse_ok", "parse_fixes",
+    "latency_known", "latency_log",
+    "confidence_known", "confidence", "logprob_known", "logprob",
+    "jedi_known", "jedi_agree",
+    "sugg_rejected_before", "sugg_shown_before",
+)
+
+SUGGESTION_FEATURES: tuple[str, ...] = CONTEXT_FEATURES + SUGGESTION_ONLY_FEATURES
+
+STAGE_FEATURES: dict[str, tuple[str, ...]] = {"context": CONTEXT_FEATURES, "suggestion": SUGGESTION_FEATURES}
+
+
+def _log(x: float) -> float:
+    return math.log1p(max(0.0, x))
+
+
+def _flt(value: Any) -> float | None:
+    """A finite float from a provider-supplied extra, or None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _last_char_class(prefix: str) -> str:
+    if not prefix:
+        return "newline"
+    ch = prefix[-1]
+    if ch == "\n":
+        return "newline"
+    if ch.isalnum() or ch == "_":
+        return "alnum"
+    if ch in " \t":
+        return "space"
+    if ch in _OPEN:
+        return "open"
+    if ch in _CLOSE:
+        return "close"
+    if ch == ":":
+        return "colon"
+    if ch == ".":
+        return "dot"
+    if ch == ",":
+        return "comma"
+    if ch in _OPERATORS:
+        return "operator"
+    if ch in "'\"`":
+        return "quote"
+    return "other"
+
+
+def _lex_tail(text: str, python: bool) -> tuple[bool, bool, str]:
+    """Scan `text` for (in_string, in_comment, open-bracket stack) at its end.
+
+    A tiny lexer rather than tree-sitter: at the cursor the code is incomplete, and the error
+    recovery of a parser says little about whether we are inside a string or a call.
+    """
+    stack: list[str] = []
+    i, n = 0, len(text)
+    in_string = in_comment = False
+    while i < n:
+        ch = text[i]
+        if ch == "#" and python or ch == "/" and not python and text.startswith("//", i):
+            j = text.find("\n", i)
+            if j < 0:
+                in_comment = True
+                break
+            i = j + 1
+            continue
+        if ch in "'\"" or ch == "`" and not python:
+            triple = python and text.startswith(ch * 3, i)
+            quote = ch * 3 if triple else ch
+            j = i + len(quote)
+            while j < n:
+                if text[j] == "\\":
+                    j += 2
+                    continue
+                if text.startswith(quote, j):
+                    break
+                if text[j] == "\n" and not triple and ch != "`":
+                    break
+                j += 1
+            if j >= n:
+                in_string = True
+                break
+            i = j + (len(quote) if text.startswith(quote, j) else 1)
+            continue
+        if ch in _OPEN:
+            stack.append(ch)
+        elif ch in _CLOSE and stack:
+            stack.pop()
+        i += 1
+    return in_string, in_comment, "".join(stack)
+
+
+@lru_cache(maxsize=1)
+def _python_parser() -> Any:
+    try:
+        import tree_sitter
+        import tree_sitter_python
+
+        return tree_sitter.Parser(tree_sitter.Language(tree_sitter_python.language()))
+    except Exception:  # pragma: no cover - tree-sitter is a dependency; stay usable without it
+        return None
+
+
+def _tail(prefix: str) -> str:
+    tail = prefix[-TAIL_CHARS:]
+    cut = tail.split("\n")
+    if len(cut) > TAIL_LINES:
+        cut = cut[-TAIL_LINES:]
+    elif len(prefix) > TAIL_CHARS and len(cut) > 1:
+        cut = cut[1:]  # drop the partial first line
+    return "\n".join(cut)
+
+
+def _scope(tail_before_line: str) -> tuple[float, float, float]:
+    """(inside a function, inside a class, tail has a syntax error) from a tree-sitter parse."""
+    parser = _python_parser()
+    if parser is None:
+        return 0.0, 0.0, 0.0
+    data = tail_before_line.encode("utf-8", "replace")
+    tree = parser.parse(data)
+    root = tree.root_node
+    # The last non-blank byte: a trailing newline belongs to the module node, not the block.
+    end = max(0, len(data.rstrip()) - 1)
+    node = root.descendant_for_byte_range(end, end)
+    in_function = in_class = 0.0
+    while node is not None:
+        if node.type == "function_definition":
+            in_function = 1.0
+        elif node.type == "class_definition":
+            in_class = 1.0
+        node = node.parent
+    return in_function, in_class, float(root.has_error)
+
+
+def _parses(text: str) -> bool | None:
+    parser = _python_parser()
+    if parser is None:
+        return None
+    return not parser.parse(text.encode("utf-8", "replace")).root_node.has_error
+
+
+def _is_python(event: SuggestionEvent) -> bool:
+    lang = (event.language or "python").lower()
+    return lang in ("python", "py", "python3")
+
+
+def _indent(line: str) -> int:
+    expanded = line.expandtabs(4)
+    return len(expanded) - len(expanded.lstrip(" "))
+
+
+def _suffix_known(event: SuggestionEvent) -> bool:
+    flag = event.extra.get("suffix_known") if event.extra else None
+    if isinstance(flag, bool):
+        return flag and event.suffix is not None
+    return bool(event.suffix)
+
+
+def _earlier(event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> list[SuggestionEvent]:
+    """Events strictly before `event` (in time), oldest first; never the event itself."""
+    return sorted((h for h in history if h.ts < event.ts and h.id != event.id), key=lambda h: h.ts)
+
+
+def _decided_before(h: SuggestionEvent, ts: float) -> bool:
+    if h.outcome not in ("accepted", "rejected"):
+        return False
+    if h.decision_ms is None:
+        return True  # no timing: the caller (server) passes only events already decided
+    return h.ts + h.decision_ms / 1000.0 <= ts
+
+
+def context_features(event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> dict[str, float]:
+    prefix = event.prefix or ""
+    python = _is_python(event)
+    f: dict[str, float] = {}
+    lines = prefix.split("\n")
+    line = lines[-1]
+    stripped = line.strip()
+    f["prefix_chars_log"] = _log(len(prefix))
+    f["prefix_lines_log"] = _log(len(lines))
+    f["line_chars_log"] = _log(len(line))
+    f["line_stripped_chars_log"] = _log(len(stripped))
+    f["at_line_start"] = float(not stripped)
+    prev_nonblank = ""
+    blank = 0
+    for candidate in reversed(lines[:-1]):
+        if candidate.strip():
+            prev_nonblank = candidate
+            break
+        blank += 1
+    f["indent_level"] = min(_indent(line), 40) / 4.0
+    f["indent_delta"] = max(-3.0, min(3.0, (_indent(line) - _indent(prev_nonblank)) / 4.0)) if prev_nonblank else 0.0
+    f["blank_lines_before"] = float(min(blank, 3))
+
+    known = _suffix_known(event)
+    suffix = event.suffix or "" if known else ""
+    rest_of_line = suffix.split("\n", 1)[0]
+    f["suffix_known"] = float(known)
+    f["ws_after_cursor"] = float(known and not rest_of_line.strip())
+    f["suffix_line_chars_log"] = _log(len(rest_of_line.strip())) if known else 0.0
+    f["rel_position"] = len(prefix) / (len(prefix) + len(suffix)) if known and (prefix or suffix) else 0.0
+
+    last = _last_char_class(prefix)
+    for name in _LAST_CHAR_CLASSES:
+        f[f"last_{name}"] = float(name == last)
+
+    tail = _tail(prefix)
+    in_string, in_comment, stack = _lex_tail(tail, python)
+    f["in_string"] = float(in_string)
+    f["in_comment"] = float(in_comment)
+    f["bracket_depth"] = float(min(len(stack), 4))
+    f["in_call"] = float(stack.endswith("("))
+    f["in_list"] = float(stack.endswith("[") or stack.endswith("{"))
+    f["after_colon"] = float(stripped.endswith(":") or (not stripped and prev_nonblank.rstrip().endswith(":")))
+    comment_mark = "#" if python else "//"
+    f["line_is_comment"] = float(stripped.startswith(comment_mark))
+    f["prev_line_comment"] = float(prev_nonblank.strip().startswith(comment_mark))
+    f["line_kw_def"] = float(stripped.startswith(("def ", "class ", "async def ", "function ")))
+    f["line_kw_import"] = float(stripped.startswith(("import ", "from ")) or "require(" in stripped)
+    f["line_kw_return"] = float(stripped.startswith(("return", "yield")))
+    f["line_kw_control"] = float(stripped.startswith(_CONTROL_KW))
+    f["line_has_assign"] = float(bool(re.search(r"[^=!<>]=[^=]", stripped)))
+
+    if python:
+        before_line = tail[: len(tail) - len(line)]
+        scope_fn, scope_cls, err = _scope(before_line)
+        f["syntax_known"] = 1.0 if _python_parser() is not None else 0.0
+    else:
+        scope_fn = scope_cls = err = 0.0
+        f["syntax_known"] = 0.0
+    f["scope_function"] = scope_fn
+    f["scope_class"] = scope_cls
+    f["tail_parse_error"] = err
+    f["language_python"] = float(python)
+
+    _history_features(f, event, history)
+    cps = _flt(event.extra.get("typing_cps")) if event.extra else None
+    f["typing_known"] = float(cps is not None)
+    f["typing_cps_log"] = _log(cps) if cps is not None else 0.0
+    return f
+
+
+def _history_features(f: dict[str, float], event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> None:
+    earlier = _earlier(event, history)
+    f["has_prev"] = float(bool(earlier))
+    f["dt_prev_log"] = _log(min(event.ts - earlier[-1].ts, _MAX_GAP_S)) if earlier else 0.0
+    decided = [h for h in earlier if _decided_before(h, event.ts)]
+    if decided:
+        prev = decided[-1]
+        f["prev_accepted"] = float(prev.outcome == "accepted")
+        f["prev_rejected"] = float(prev.outcome == "rejected")
+        done = prev.ts + (prev.decision_ms or 0.0) / 1000.0
+        f["dt_prev_decision_log"] = _log(min(max(event.ts - done, 0.0), _MAX_GAP_S))
+    else:
+        f["prev_accepted"] = f["prev_rejected"] = f["dt_prev_decision_log"] = 0.0
+    recent = decided[-RECENT_DECISIONS:]
+    accepted = sum(1 for h in recent if h.outcome == "accepted")
+    # Shrunk towards 1/3 (typical acceptance) so two decisions do not read as certainty.
+    f["recent_accept_rate"] = (accepted + 1.0) / (len(recent) + 3.0)
+    f["decided_log"] = _log(len(decided))
+    f["same_place_as_prev"] = float(bool(earlier) and earlier[-1].prefix is not None
+                                    and earlier[-1].prefix == event.prefix)
+
+
+def _identifiers(text: str) -> list[str]:
+    return _IDENT_RE.findall(text)
+
+
+def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEvent],
+                        context: dict[str, float] | None = None) -> dict[str, float]:
+    """Context features plus features of `event.suggestion`. Pass `context` to reuse stage 1's."""
+    f = dict(context) if context is not None else context_features(event, history)
+    prefix = event.prefix or ""
+    sugg = event.suggestion or ""
+    python = _is_python(event)
+    lines = sugg.split("\n")
+    nonblank = [ln.strip() for ln in lines if ln.strip()]
+    tokens = _TOKEN_RE.findall(sugg)
+    f["sugg_chars_log"] = _log(len(sugg))
+    f["sugg_lines_log"] = _log(len(nonblank))
+    f["sugg_tokens_log"] = _log(len(tokens))
+    first = next((ln for ln in lines if ln.strip()), "")
+    f["sugg_first_line_chars_log"] = _log(len(first.strip()))
+    f["sugg_multiline"] = float(len(nonblank) > 1)
+    f["sugg_starts_newline"] = float(sugg.startswith("\n") or sugg.startswith("\r\n"))
+    mark = "#" if python else "//"
+    comments = sum(1 for ln in nonblank if ln.startswith(mark))
+    f["sugg_is_comment"] = float(bool(nonblank) and nonblank[0].startswith(mark))
+    f["sugg_comment_frac"] = comments / len(nonblank) if nonblank else 0.0
+    f["sugg_alnum_frac"] = sum(ch.isalnum() for ch in sugg) / len(sugg) if sugg else 0.0
+    f["sugg_mid_word"] = float(bool(prefix) and bool(sugg) and (prefix[-1].isalnum() or prefix[-1] == "_")
+                               and (sugg[0].isalnum() or sugg[0] == "_"))
+
+    _, _, sugg_stack = _lex_tail(sugg, python)
+    opens = sum(sugg.count(c) for c in _OPEN)
+    closes = sum(sugg.count(c) for c in _CLOSE)
+    depth = f.get("bracket_depth", 0.0)
+    f["sugg_bracket_net"] = float(max(-3, min(3, opens - closes)))
+    # More closing brackets than the context has open ones: the suggestion cannot fit.
+    f["sugg_unbalanced_close"] = float(closes - opens > depth)
+    f["sugg_closes_context"] = float(depth > 0 and closes - opens >= depth)
+
+    f["sugg_repeated_lines"] = 1.0 - len(set(nonblank)) / len(nonblank) if nonblank else 0.0
+    f["sugg_token_distinct"] = len(set(tokens)) / len(tokens) if tokens else 0.0
+    prefix_lines = {ln.strip() for ln in prefix.split("\n")}
+    long_lines = [ln for ln in nonblank if len(ln) > 3]
+    f["sugg_lines_in_prefix"] = (sum(1 for ln in long_lines if ln in prefix_lines) / len(long_lines)
+                                 if long_lines else 0.0)
+    # Names the suggestion uses that the visible code never mentions: a cheap stand-in for "jedi
+    # would not know this name" (hallucinated attributes and helpers get rejected).
+    known_names = set(_identifiers(prefix)) | set(_identifiers(event.suffix or ""))
+    stop = _BUILTIN_NAMES if python else _JS_KEYWORDS
+    idents = [name for name in _identifiers(sugg) if name not in stop]
+    # The identifier being completed at the cursor counts as known when it extends the prefix's word.
+    if idents and f["sugg_mid_word"]:
+        idents = idents[1:]
+    unknown = [name for name in idents if name not in known_names]
+    f["sugg_ident_known_frac"] = 1.0 - len(unknown) / len(idents) if idents else 1.0
+    f["sugg_ident_unknown_log"] = _log(len(set(unknown)))
+    f["sugg_defines"] = float(any(ln.startswith(("def ", "class ", "async def ", "function ")) for ln in nonblank))
+    if _suffix_known(event) and long_lines:
+        suffix_lines = {ln.strip() for ln in (event.suffix or "").split("\n")[:20]}
+        f["sugg_suffix_dup"] = sum(1 for ln in long_lines if ln in suffix_lines) / len(long_lines)
+    else:
+        f["sugg_suffix_dup"] = 0.0
+
+    ok = _parses(_tail(prefix) + sugg + "\n") if python and sugg else None
+    f["parse_known"] = float(ok is not None)
+    f["parse_ok"] = float(bool(ok))
+    f["parse_fixes"] = float(bool(ok) and f.get("tail_parse_error", 0.0) > 0)
+
+    latency = _flt(event.latency_ms)
+    f["latency_known"] = float(latency is not None)
+    f["latency_log"] = _log(latency) if latency is not None else 0.0
+    extra = event.extra or {}
+    conf = _flt(extra.get("confidence"))
+    f["confidence_known"] = float(conf is not None)
+    f["confidence"] = max(0.0, min(1.0, conf)) if conf is not None else 0.0
+    logprob = _flt(extra.get("logprob"))
+    f["logprob_known"] = float(logprob is not None)
+    f["logprob"] = max(-20.0, min(0.0, logprob)) if logprob is not None else 0.0
+    jedi = extra.get("jedi_agree")
+    f["jedi_known"] = float(isinstance(jedi, (bool, int, float)) and not isinstance(jedi, str))
+    f["jedi_agree"] = float(jedi) if f["jedi_known"] else 0.0
+
+    earlier = _earlier(event, history)
+    same = [h for h in earlier if h.suggestion == sugg and sugg]
+    f["sugg_shown_before"] = float(any(h.shown for h in same))
+    f["sugg_rejected_before"] = float(any(h.outcome == "rejected" and _decided_before(h, event.ts) for h in same))
+    return f
+
+
+def features_for_stage(stage: str, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> dict[str, float]:
+    if stage == "context":
+        return context_features(event, history)
+    if stage == "suggestion":
+        return suggestion_features(event, history)
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def vectorize(rows: Sequence[dict[str, float]], names: Sequence[str]) -> np.ndarray:
+    """Rows of feature dicts -> float matrix in `names` order (missing names are 0)."""
+    out = np.zeros((len(rows), len(names)), dtype=float)
+    for i, row in enumerate(rows):
+        out[i] = [row.get(name, 0.0) for name in names]
+    return out
+
+
+def session_histories(events: Sequence[SuggestionEvent]) -> list[list[SuggestionEvent]]:
+    """For each event (in input order), the earlier events of its session (oldest first)."""
+    by_session: dict[str, list[SuggestionEvent]] = {}
+    for event in events:
+        by_session.setdefault(event.session, []).append(event)
+    for items in by_session.values():
+        items.sort(key=lambda e: e.ts)
+    out: list[list[SuggestionEvent]] = []
+    for event in events:
+        items = by_session[event.session]
+        out.append([h for h in items if h.ts < event.ts])
+    return out

@@ -1,0 +1,418 @@
+"""Small acceptance models: fit with NumPy, serve in pure Python, saved as versioned JSON.
+
+Two learners, both cheap to evaluate (tens of microseconds in pure Python):
+- `LogReg`: L2-regularised logistic regression on standardised features (Newton's method);
+- `Trees`: a compact gradient-boosted ensemble of shallow trees (histogram splits, Newton leaves).
+A `StageModel` combines them (`kind` = logreg | gbm | blend: mean of the two logits), then maps the
+raw logit through a Platt calibration fitted on *out-of-fold* scores of its own training data, and
+carries the threshold that keeps the target share of accepted suggestions (see `policy.py`).
+
+No scikit-learn at serve time or evaluation time: everything here needs NumPy only, and serving a
+fitted model (`StageModel.score`) needs nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heedls.server.acceptance.policy import positive_quantiles, threshold_for_keep
+
+FORMAT = "heedls.acceptance/1"
+Kind = str  # "logreg" | "gbm" | "blend"
+KINDS = ("logreg", "gbm", "blend")
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -35.0, 35.0)))
+
+
+def _psig(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-min(z, 35.0)))
+    e = math.exp(max(z, -35.0))
+    return e / (1.0 + e)
+
+
+# --------------------------------------------------------------------------- logistic regression
+
+
+@dataclass
+class LogReg:
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, l2: float = 1.0, max_iter: int = 50) -> LogReg:
+        """Newton-Raphson on the penalised log-likelihood (intercept unpenalised)."""
+        mean = X.mean(axis=0)
+        scale = X.std(axis=0)
+        scale[scale < 1e-9] = 1.0
+        Z = np.hstack([np.ones((X.shape[0], 1)), (X - mean) / scale])
+        w = np.zeros(Z.shape[1])
+        prior = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+        w[0] = math.log(prior / (1 - prior))
+        penalty = np.full(Z.shape[1], l2)
+        penalty[0] = 0.0
+        for _ in range(max_iter):
+            p = _sigmoid(Z @ w)
+            grad = Z.T @ (p - y) + penalty * w
+            hess = (Z * (p * (1 - p))[:, None]).T @ Z + np.diag(penalty + 1e-9)
+            step = np.linalg.solve(hess, grad)
+            w -= step
+            if float(np.max(np.abs(step))) < 1e-7:
+                break
+        return cls(mean.tolist(), scale.tolist(), w[1:].tolist(), float(w[0]))
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        return ((X - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef) + self.intercept
+
+    def folded(self) -> tuple[list[float], float]:
+        """Weights and bias on raw features (standardisation folded in), for pure-Python serving."""
+        w = [c / s for c, s in zip(self.coef, self.scale)]
+        b = self.intercept - sum(wi * m for wi, m in zip(w, self.mean))
+        return w, b
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LogReg:
+        return cls([float(v) for v in data["mean"]], [float(v) for v in data["scale"]],
+                   [float(v) for v in data["coef"]], float(data["intercept"]))
+
+
+# --------------------------------------------------------------------------- boosted trees
+
+
+@dataclass
+class Trees:
+    """Flattened trees: node i of tree t is (feature, threshold, left, right, value); leaves have feature -1.
+
+    A sample goes left when x[feature] <= threshold.
+    """
+
+    base: float
+    trees: list[dict[str, list[float]]]
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, n_trees: int = 80, depth: int = 3, learning_rate: float = 0.06,
+            l2: float = 2.0, min_leaf: int = 12, subsample: float = 0.8, colsample: float = 0.8,
+            max_bins: int = 24, seed: int = 0) -> Trees:
+        rng = np.random.default_rng(seed)
+        n, d = X.shape
+        edges: list[np.ndarray] = []
+        binned = np.zeros((n, d), dtype=np.int64)
+        for j in range(d):
+            qs = np.unique(np.quantile(X[:, j], np.linspace(0, 1, max_bins + 1)[1:-1]))
+            edges.append(qs)
+            binned[:, j] = np.searchsorted(qs, X[:, j], side="left")  # bin b <=> x <= qs[b]
+        n_bins = max_bins
+        prior = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+        base = math.log(prior / (1 - prior))
+        raw = np.full(n, base)
+        trees: list[dict[str, list[float]]] = []
+        for _ in range(n_trees):
+            p = _sigmoid(raw)
+            g = p - y
+            h = np.maximum(p * (1 - p), 1e-6)
+            rows = np.flatnonzero(rng.random(n) < subsample) if subsample < 1 else np.arange(n)
+            cols = np.flatnonzero(rng.random(d) < colsample) if colsample < 1 else np.arange(d)
+            if cols.size == 0:
+                cols = np.arange(d)
+            tree: dict[str, list[float]] = {"feature": [], "threshold": [], "left": [], "right": [], "value": []}
+            cls._grow(tree, binned, edges, g, h, rows, cols, depth, l2, min_leaf, n_bins, learning_rate)
+            trees.append(tree)
+            raw += cls._apply_tree(tree, X)
+        return cls(base, trees)
+
+    @staticmethod
+    def _grow(tree: dict[str, list[float]], binned: np.ndarray, edges: list[np.ndarray], g: np.ndarray,
+              h: np.ndarray, rows: np.ndarray, cols: np.ndarray, depth: int, l2: float, min_leaf: int,
+              n_bins: int, lr: float) -> int:
+        node = len(tree["feature"])
+        for key in tree:
+            tree[key].append(-1.0 if key != "value" else 0.0)
+        G, H = float(g[rows].sum()), float(h[rows].sum())
+        tree["value"][node] = -lr * G / (H + l2)
+        if depth == 0 or rows.size < 2 * min_leaf:
+            return node
+        sub = binned[np.ix_(rows, cols)]
+        k = len(cols)
+        offs = sub + np.arange(k) * (n_bins + 1)
+        size = k * (n_bins + 1)
+        gs = np.bincount(offs.ravel(), weights=np.repeat(g[rows], k), minlength=size).reshape(k, n_bins + 1)
+        hs = np.bincount(offs.ravel(), weights=np.repeat(h[rows], k), minlength=size).reshape(k, n_bins + 1)
+        cs = np.bincount(offs.ravel(), minlength=size).reshape(k, n_bins + 1)
+        GL, HL, CL = gs.cumsum(axis=1), hs.cumsum(axis=1), cs.cumsum(axis=1)
+        GR, HR, CR = G - GL, H - HL, rows.size - CL
+        gain = GL**2 / (HL + l2) + GR**2 / (HR + l2) - G**2 / (H + l2)
+        valid = (CL >= min_leaf) & (CR >= min_leaf)
+        # A split needs a real threshold: bin b is only usable if the feature has edge b.
+        for i, j in enumerate(cols):
+            valid[i, len(edges[j]):] = False
+        gain = np.where(valid, gain, -np.inf)
+        best = int(np.argmax(gain))
+        bi, bb = divmod(best, n_bins + 1)
+        if not np.isfinite(gain[bi, bb]) or gain[bi, bb] <= 1e-9:
+            return node
+        j = int(cols[bi])
+        go_left = binned[rows, j] <= bb
+        tree["feature"][node] = float(j)
+        tree["threshold"][node] = float(edges[j][bb])
+        left = Trees._grow(tree, binned, edges, g, h, rows[go_left], cols, depth - 1, l2, min_leaf, n_bins, lr)
+        right = Trees._grow(tree, binned, edges, g, h, rows[~go_left], cols, depth - 1, l2, min_leaf, n_bins, lr)
+        tree["left"][node] = float(left)
+        tree["right"][node] = float(right)
+        return node
+
+    @staticmethod
+    def _apply_tree(tree: Mapping[str, Sequence[float]], X: np.ndarray) -> np.ndarray:
+        feature = np.asarray(tree["feature"], dtype=np.int64)
+        threshold = np.asarray(tree["threshold"])
+        left = np.asarray(tree["left"], dtype=np.int64)
+        right = np.asarray(tree["right"], dtype=np.int64)
+        value = np.asarray(tree["value"])
+        node = np.zeros(X.shape[0], dtype=np.int64)
+        for _ in range(64):
+            f = feature[node]
+            inner = f >= 0
+            if not inner.any():
+                break
+            idx = np.flatnonzero(inner)
+            x = X[idx, f[idx]]
+            node[idx] = np.where(x <= threshold[node[idx]], left[node[idx]], right[node[idx]])
+        return value[node]
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        out = np.full(X.shape[0], self.base)
+        for tree in self.trees:
+            out += self._apply_tree(tree, X)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        def compact(tree: dict[str, list[float]]) -> dict[str, list[Any]]:
+            return {"feature": [int(v) for v in tree["feature"]], "threshold": [round(v, 6) for v in tree["threshold"]],
+                    "left": [int(v) for v in tree["left"]], "right": [int(v) for v in tree["right"]],
+                    "value": [round(v, 8) for v in tree["value"]]}
+
+        return {"base": self.base, "trees": [compact(t) for t in self.trees]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Trees:
+        trees = [{k: [float(v) for v in t[k]] for k in ("feature", "threshold", "left", "right", "value")}
+                 for t in data["trees"]]
+        return cls(float(data["base"]), trees)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+@dataclass
+class Platt:
+    a: float = 1.0
+    b: float = 0.0
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> Platt:
+        """p = sigmoid(a * raw + b), fitted by Newton on (out-of-fold) raw logits."""
+        if y.size == 0 or y.min() == y.max():
+            prior = float(np.clip(y.mean() if y.size else 0.5, 1e-3, 1 - 1e-3))
+            return cls(0.0, math.log(prior / (1 - prior)))
+        fitted = LogReg.fit(raw.reshape(-1, 1), y, l2=l2)
+        w, b = fitted.folded()
+        return cls(float(w[0]), float(b))
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.a * raw + self.b)
+
+
+# --------------------------------------------------------------------------- one stage
+
+
+@dataclass
+class StageModel:
+    stage: str
+    features: list[str]
+    kind: Kind
+    logreg: LogReg | None
+    gbm: Trees | None
+    calibration: Platt
+    keep_accepted: float
+    threshold: float
+    # Calibrated out-of-fold scores of the training positives at quantile levels 0, 0.005, …, 1:
+    # lets the gate derive the threshold for another "keep ≥ X %" target without refitting.
+    positive_quantiles: list[float] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    _fast: tuple[list[float], float] | None = field(default=None, repr=False, compare=False)
+
+    # ---- scoring
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        parts = []
+        if self.logreg is not None:
+            parts.append(self.logreg.logits(X))
+        if self.gbm is not None:
+            parts.append(self.gbm.logits(X))
+        return np.mean(parts, axis=0) if parts else np.zeros(X.shape[0])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.calibration(self.raw(X))
+
+    def score(self, row: Mapping[str, float]) -> float:
+        """Calibrated acceptance probability of one feature dict, in pure Python (serve path)."""
+        x = [row.get(name, 0.0) for name in self.features]
+        parts = 0
+        total = 0.0
+        if self.logreg is not None:
+            if self._fast is None:
+                self._fast = self.logreg.folded()
+            w, b = self._fast
+            total += b + sum(wi * xi for wi, xi in zip(w, x))
+            parts += 1
+        if self.gbm is not None:
+            z = self.gbm.base
+            for tree in self.gbm.trees:
+                feature, threshold, left, right = tree["feature"], tree["threshold"], tree["left"], tree["right"]
+                node = 0
+                while feature[node] >= 0:
+                    node = int(left[node] if x[int(feature[node])] <= threshold[node] else right[node])
+                z += tree["value"][node]
+            total += z
+            parts += 1
+        raw = total / parts if parts else 0.0
+        return _psig(self.calibration.a * raw + self.calibration.b)
+
+    def threshold_for(self, keep: float) -> float:
+        if abs(keep - self.keep_accepted) < 1e-9 or not self.positive_quantiles:
+            return self.threshold
+        level = min(max(1.0 - keep, 0.0), 1.0)
+        qs = self.positive_quantiles
+        return float(qs[int(math.floor(level * (len(qs) - 1)))])
+
+    # ---- persistence
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage, "features": self.features, "kind": self.kind,
+            "logreg": self.logreg.to_json() if self.logreg else None,
+            "gbm": self.gbm.to_json() if self.gbm else None,
+            "calibration": {"a": self.calibration.a, "b": self.calibration.b},
+            "keep_accepted": self.keep_accepted, "threshold": self.threshold,
+            "positive_quantiles": [round(v, 6) for v in self.positive_quantiles], "meta": self.meta,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StageModel:
+        kind = str(data["kind"])
+        if kind not in KINDS:
+            raise ValueError(f"unknown model kind {kind!r}")
+        features = [str(n) for n in data["features"]]
+        logreg = LogReg.from_json(data["logreg"]) if data.get("logreg") else None
+        gbm = Trees.from_json(data["gbm"]) if data.get("gbm") else None
+        if logreg is not None and len(logreg.coef) != len(features):
+            raise ValueError("logreg weights do not match the feature list")
+        if gbm is not None and any(int(f) >= len(features) for t in gbm.trees for f in t["feature"]):
+            raise ValueError("tree refers to a feature outside the feature list")
+        cal = data.get("calibration") or {}
+        return cls(str(data["stage"]), features, kind, logreg, gbm, Platt(float(cal.get("a", 1.0)),
+                   float(cal.get("b", 0.0))), float(data["keep_accepted"]), float(data["threshold"]),
+                   [float(v) for v in data.get("positive_quantiles") or []], dict(data.get("meta") or {}))
+
+
+def _inner_folds(groups: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """Fold ids for out-of-fold scores: by session when there are enough sessions, else random."""
+    uniq = sorted(set(groups.tolist()))
+    n = groups.size
+    if len(uniq) >= 3:
+        k = min(k, len(uniq))
+        fold_of = {g: i % k for i, g in enumerate(uniq)}
+        ids = np.array([fold_of[g] for g in groups.tolist()])
+    else:
+        rng = np.random.default_rng(seed)
+        ids = rng.permutation(n) % min(k, max(2, n))
+    return [np.flatnonzero(ids == f) for f in range(int(ids.max()) + 1)] if n else []
+
+
+def _fit_raw(X: np.ndarray, y: np.ndarray, kind: Kind, seed: int, params: Mapping[str, Any]) -> tuple[LogReg | None, Trees | None]:
+    logreg = LogReg.fit(X, y, l2=float(params.get("l2", 10.0))) if kind in ("logreg", "blend") else None
+    gbm = None
+    if kind in ("gbm", "blend"):
+        gbm = Trees.fit(X, y, seed=seed, **{k: v for k, v in params.items() if k in (
+            "n_trees", "depth", "learning_rate", "min_leaf", "subsample", "colsample", "max_bins")})
+    return logreg, gbm
+
+
+def fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+              kind: Kind = "blend", keep_accepted: float = 0.95, seed: int = 0, inner_folds: int = 5,
+              params: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None) -> StageModel:
+    """Fit one stage on training data only.
+
+    Calibration and threshold come from out-of-fold scores *within* these training data (grouped by
+    session), never from in-sample scores, which would be over-confident for the trees.
+    """
+    params = dict(params or {})
+    y = y.astype(float)
+    meta_out = {"n": int(y.size), "positives": int(y.sum()), **(meta or {})}
+    if y.size == 0 or y.min() == y.max():
+        # One class only: a constant model at the observed rate; show everything.
+        prior = float(np.clip(y.mean() if y.size else 0.5, 1e-3, 1 - 1e-3))
+        return StageModel(stage, list(features), "logreg", None, None, Platt(0.0, math.log(prior / (1 - prior))),
+                          keep_accepted, 0.0, [], {**meta_out, "degenerate": True})
+    oof = np.zeros(y.size)
+    for fold in _inner_folds(groups, inner_folds, seed):
+        train = np.setdiff1d(np.arange(y.size), fold)
+        if train.size == 0 or y[train].min() == y[train].max():
+            oof[fold] = 0.0
+            continue
+        lr_m, gb_m = _fit_raw(X[train], y[train], kind, seed, params)
+        probe = StageModel(stage, list(features), kind, lr_m, gb_m, Platt(), keep_accepted, 0.0)
+        oof[fold] = probe.raw(X[fold])
+    calibration = Platt.fit(oof, y)
+    calibrated = calibration(oof)
+    pos = calibrated[y == 1]
+    logreg, gbm = _fit_raw(X, y, kind, seed, params)
+    return StageModel(stage, list(features), kind, logreg, gbm, calibration, keep_accepted,
+                      threshold_for_keep(pos, keep_accepted), positive_quantiles(pos), meta_out)
+
+
+# --------------------------------------------------------------------------- both stages, on disk
+
+
+@dataclass
+class AcceptanceModel:
+    version: str
+    stages: dict[str, StageModel]
+    label: str = "accepted"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": self.version, "label": self.label, "meta": self.meta,
+                "stages": {name: model.to_json() for name, model in self.stages.items()}}
+
+    def save(self, path: Path | str) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")) + "\n", encoding="utf-8")
+        tmp.replace(path)  # atomic: a crash never leaves half a model file
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AcceptanceModel:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} model file")
+        version = data.get("version")
+        if not isinstance(version, str) or not version:
+            raise ValueError("model file has no version")
+        stages = {str(k): StageModel.from_json(v) for k, v in (data.get("stages") or {}).items()}
+        return cls(version, stages, str(data.get("label") or "accepted"), dict(data.get("meta") or {}))
+
+    @classmethod
+    def load(cls, path: Path | str) -> AcceptanceModel:
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
