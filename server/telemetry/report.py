@@ -1,0 +1,434 @@
+"""`heedls telemetry report`: how suggestions are received, from the stored (or any) events.
+
+Definitions (also in docs/telemetry.md):
+- *request*: one event (one inline-completion request that reached the pipeline).
+- *avoided* (stage 1): the gate skipped the request before any provider call.
+- *hidden* (stage 2): a suggestion was produced, and the gate hid it.
+- *empty*: no suggestion (the provider had none or post-processing removed it), not the gate's doing.
+- *shown*: `shown` is true (or an outcome was recorded, for files from tools that do not set `shown`).
+- *acceptance rate*: accepted / shown. *persistence rate*: of the accepted suggestions whose
+  persistence is known, the share still in the code at the latest known checkpoint (600 s, else
+  120 s, else 30 s); per-checkpoint rates are given too.
+- *latency*: `latency_ms` of events that carry a suggestion (request → suggestion ready).
+Days are UTC calendar days.
+
+How the gate's decision is read from an event: `gate["decision"]` ("skipped" | "hidden" | "shown") when
+present; otherwise inferred: a stage score (or boolean) below its threshold (`threshold` a number or
+`{"stage1": t1, "stage2": t2}`) means that stage said no.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from heedls.server.events import SuggestionEvent
+
+PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
+CHECKPOINT_FIELDS: tuple[str, ...] = ("persisted_30s", "persisted_120s", "persisted_600s")
+DIMENSIONS: tuple[str, ...] = ("day", "provider", "file_type", "gate_model")
+
+
+def _threshold(gate: dict[str, Any], stage: str) -> float | None:
+    value = gate.get("threshold")
+    if isinstance(value, dict):
+        value = value.get(stage)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _stage_says_no(gate: dict[str, Any], stage: str) -> bool | None:
+    score = gate.get(stage)
+    if isinstance(score, bool):
+        return not score
+    if isinstance(score, dict):  # {"score": .., "show": ..} shapes
+        if isinstance(score.get("show"), bool):
+            return not score["show"]
+        score = score.get("score")
+    if isinstance(score, (int, float)):
+        threshold = _threshold(gate, stage)
+        if threshold is not None:
+            return float(score) < threshold
+    return None
+
+
+def gate_outcome(event: SuggestionEvent) -> str:
+    """'shown' | 'skipped' (stage 1) | 'hidden' (stage 2) | 'empty' (no suggestion, not the gate)."""
+    if event.shown or event.outcome is not None:
+        return "shown"
+    gate = event.gate or {}
+    decision = gate.get("decision")
+    if decision in ("skipped", "hidden", "shown"):
+        return "empty" if decision == "shown" else str(decision)
+    if _stage_says_no(gate, "stage1"):
+        return "skipped"
+    if event.suggestion:
+        return "hidden" if _stage_says_no(gate, "stage2") else "empty"
+    return "empty"
+
+
+def file_type(event: SuggestionEvent) -> str:
+    if event.file:
+        suffix = Path(event.file).suffix.lower()
+        if suffix:
+            return suffix
+    return event.language or "unknown"
+
+
+def day_of(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default), on pre-sorted values."""
+    if not sorted_values:
+        return None
+    k = (len(sorted_values) - 1) * p / 100.0
+    lo, hi = math.floor(k), math.ceil(k)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def _rate(num: int, den: int) -> float | None:
+    return None if den == 0 else num / den
+
+
+@dataclass
+class Bucket:
+    requests: int = 0
+    skipped: int = 0
+    hidden: int = 0
+    empty: int = 0
+    shown: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    ignored: int = 0
+    persisted: int = 0
+    persistence_known: int = 0
+    checkpoint_known: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECKPOINT_FIELDS, 0))
+    checkpoint_kept: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECKPOINT_FIELDS, 0))
+    latencies: list[float] = field(default_factory=list)
+    decisions: list[float] = field(default_factory=list)
+
+    def add(self, event: SuggestionEvent) -> None:
+        self.requests += 1
+        kind = gate_outcome(event)
+        if kind == "skipped":
+            self.skipped += 1
+        elif kind == "hidden":
+            self.hidden += 1
+        elif kind == "empty":
+            self.empty += 1
+        else:
+            self.shown += 1
+        if event.outcome == "accepted":
+            self.accepted += 1
+            label = event.label("persisted")
+            if label is not None:
+                self.persistence_known += 1
+                self.persisted += label
+            for key in CHECKPOINT_FIELDS:
+                value = getattr(event, key)
+                if value is not None:
+                    self.checkpoint_known[key] += 1
+                    self.checkpoint_kept[key] += int(bool(value))
+        elif event.outcome == "rejected":
+            self.rejected += 1
+        elif event.outcome == "ignored":
+            self.ignored += 1
+        if event.suggestion is not None and event.latency_ms is not None:
+            self.latencies.append(float(event.latency_ms))
+        if event.decision_ms is not None:
+            self.decisions.append(float(event.decision_ms))
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+        dec = sorted(self.decisions)
+        return {
+            "requests": self.requests,
+            "avoided_stage1": self.skipped,
+            "hidden_stage2": self.hidden,
+            "empty": self.empty,
+            "shown": self.shown,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "ignored": self.ignored,
+            "acceptance_rate": _rate(self.accepted, self.shown),
+            "persistence_rate": _rate(self.persisted, self.persistence_known),
+            "persistence_known": self.persistence_known,
+            "persistence_by_checkpoint": {
+                key.removeprefix("persisted_"): _rate(self.checkpoint_kept[key], self.checkpoint_known[key])
+                for key in CHECKPOINT_FIELDS
+            },
+            "avoided_share": _rate(self.skipped, self.requests),
+            "hidden_share": _rate(self.hidden, self.hidden + self.shown),
+            "latency_ms": {f"p{p}": percentile(lat, p) for p in PERCENTILES},
+            "latency_n": len(lat),
+            "decision_ms": {"p50": percentile(dec, 50), "p90": percentile(dec, 90)},
+        }
+
+
+def compute_report(events: Iterable[SuggestionEvent]) -> dict[str, Any]:
+    """One pass over the events; returns the JSON-able report (`heedls telemetry report --json`)."""
+    total = Bucket()
+    by: dict[str, dict[str, Bucket]] = {dim: defaultdict(Bucket) for dim in DIMENSIONS}
+    latency_hist: list[float] = []
+    first: float | None = None
+    last: float | None = None
+    for event in events:
+        total.add(event)
+        by["day"][day_of(event.ts)].add(event)
+        by["provider"][event.provider or "unknown"].add(event)
+        by["file_type"][file_type(event)].add(event)
+        version = (event.gate or {}).get("model_version")
+        by["gate_model"][str(version) if version is not None else "none"].add(event)
+        first = event.ts if first is None else min(first, event.ts)
+        last = event.ts if last is None else max(last, event.ts)
+    latency_hist = total.latencies
+    return {
+        "period": {
+            "first": None if first is None else datetime.fromtimestamp(first, timezone.utc).isoformat(timespec="seconds"),
+            "last": None if last is None else datetime.fromtimestamp(last, timezone.utc).isoformat(timespec="seconds"),
+        },
+        "total": total.summary(),
+        "by": {dim: {key: b.summary() for key, b in sorted(buckets.items())} for dim, buckets in by.items()},
+        "latency_histogram": _histogram(latency_hist),
+    }
+
+
+def _histogram(values: list[float]) -> list[dict[str, float | int]]:
+    edges = [0, 50, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, math.inf]
+    counts = [0] * (len(edges) - 1)
+    for value in values:
+        for i in range(len(edges) - 1):
+            if edges[i] <= value < edges[i + 1]:
+                counts[i] += 1
+                break
+    return [
+        {"from": edges[i], "to": (edges[i + 1] if edges[i + 1] != math.inf else -1), "count": counts[i]}
+        for i in range(len(counts))
+    ]
+
+
+# -- terminal --------------------------------------------------------------------------------------
+def _pct(value: Any) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _ms(value: Any) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
+def render_terminal(report: dict[str, Any], console: Any) -> None:
+    """Rich tables: the totals and one table per breakdown."""
+    from rich import box
+    from rich.table import Table
+
+    period = report["period"]
+    console.print(f"[bold]heedls suggestions[/bold]  {period['first'] or '—'} → {period['last'] or '—'}")
+    for dim, title in (
+        (None, "total"),
+        ("day", "by day (UTC)"),
+        ("provider", "by provider"),
+        ("file_type", "by file type"),
+        ("gate_model", "by gate model"),
+    ):
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for name, justify in (
+            ("", "left"), ("req", "right"), ("avoid1", "right"), ("hide2", "right"), ("shown", "right"),
+            ("acc", "right"), ("acc%", "right"), ("kept%", "right"), ("p50ms", "right"), ("p95ms", "right"),
+        ):  # fmt: skip
+            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        rows = [("all", report["total"])] if dim is None else list(report["by"][dim].items())
+        for key, s in rows:
+            table.add_row(
+                str(key), str(s["requests"]), str(s["avoided_stage1"]), str(s["hidden_stage2"]), str(s["shown"]),
+                str(s["accepted"]), _pct(s["acceptance_rate"]), _pct(s["persistence_rate"]),
+                _ms(s["latency_ms"]["p50"]), _ms(s["latency_ms"]["p95"]),
+            )  # fmt: skip
+        console.print(table)
+    console.print(
+        "avoid1 = skipped by the stage-1 gate before any provider call; hide2 = hidden by the stage-2 gate;"
+        " acc% = accepted / shown; kept% = accepted and still in the code at the latest check"
+    )
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+_COLORS = {"accepted": "#2e7d32", "shown": "#90caf9", "hidden": "#ffb74d", "skipped": "#bdbdbd", "line2": "#6a1b9a"}
+
+
+def _svg_stacked_bars(labels: list[str], series: list[tuple[str, list[int], str]], title: str) -> str:
+    width, height, left, bottom, top = 720, 260, 48, 40, 28
+    n = max(1, len(labels))
+    totals = [sum(values[i] for _, values, _ in series) for i in range(len(labels))]
+    peak = max(totals, default=0) or 1
+    slot = (width - left - 10) / n
+    bar = max(2.0, slot * 0.7)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img">',
+             f'<title>{html.escape(title)}</title>',
+             f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - 5}" y2="{height - bottom}" stroke="#444"/>',
+             f'<text x="{left - 6}" y="{top + 4}" font-size="10" text-anchor="end">{peak}</text>',
+             f'<text x="{left - 6}" y="{height - bottom}" font-size="10" text-anchor="end">0</text>']  # fmt: skip
+    scale = (height - bottom - top) / peak
+    for i, label in enumerate(labels):
+        x = left + i * slot + (slot - bar) / 2
+        y = float(height - bottom)
+        for name, values, color in series:
+            h = values[i] * scale
+            if h > 0:
+                y -= h
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{color}">'
+                    f"<title>{html.escape(label)} {html.escape(name)}: {values[i]}</title></rect>"
+                )
+        if n <= 16 or i % math.ceil(n / 16) == 0:
+            parts.append(
+                f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 14}" font-size="9" text-anchor="middle">'
+                f"{html.escape(label[-5:] if len(label) > 8 else label)}</text>"
+            )
+    lx = left
+    for name, _, color in series:
+        parts.append(f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{lx + 14}" y="{height - 5}" font-size="10">{html.escape(name)}</text>')
+        lx += 24 + 7 * len(name)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _svg_rate_lines(labels: list[str], series: list[tuple[str, list[float | None], str]], title: str) -> str:
+    width, height, left, bottom, top = 720, 220, 48, 40, 28
+    n = max(1, len(labels))
+    step = (width - left - 20) / max(1, n - 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img">',
+             f'<title>{html.escape(title)}</title>',
+             f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - 5}" y2="{height - bottom}" stroke="#444"/>']  # fmt: skip
+    for frac in (0.0, 0.5, 1.0):
+        y = height - bottom - frac * (height - bottom - top)
+        parts.append(f'<text x="{left - 6}" y="{y + 3:.1f}" font-size="10" text-anchor="end">{int(frac * 100)} %</text>')
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 5}" y2="{y:.1f}" stroke="#ddd"/>')
+    for name, values, color in series:
+        points = [
+            (left + i * step, height - bottom - v * (height - bottom - top))
+            for i, v in enumerate(values)
+            if v is not None
+        ]
+        if len(points) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for x, y in points:
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
+    lx = left
+    for name, _, color in series:
+        parts.append(f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{lx + 14}" y="{height - 5}" font-size="10">{html.escape(name)}</text>')
+        lx += 24 + 7 * len(name)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _table_html(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
+    head = ("", "requests", "avoided (stage 1)", "hidden (stage 2)", "shown", "accepted", "acceptance",
+            "persisted", "p50 ms", "p95 ms", "p99 ms")  # fmt: skip
+    out = [f"<h2>{html.escape(title)}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for key, s in rows:
+        cells = (key, s["requests"], s["avoided_stage1"], s["hidden_stage2"], s["shown"], s["accepted"],
+                 _pct(s["acceptance_rate"]), _pct(s["persistence_rate"]), _ms(s["latency_ms"]["p50"]),
+                 _ms(s["latency_ms"]["p95"]), _ms(s["latency_ms"]["p99"]))  # fmt: skip
+        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """A self-contained page: inline CSS and SVG, no scripts, no external URLs."""
+    days = list(report["by"]["day"].items())
+    labels = [d for d, _ in days]
+    bars = _svg_stacked_bars(
+        labels,
+        [
+            ("accepted", [s["accepted"] for _, s in days], _COLORS["accepted"]),
+            ("shown, not accepted", [s["shown"] - s["accepted"] for _, s in days], _COLORS["shown"]),
+            ("hidden (stage 2)", [s["hidden_stage2"] for _, s in days], _COLORS["hidden"]),
+            ("avoided (stage 1)", [s["avoided_stage1"] for _, s in days], _COLORS["skipped"]),
+        ],
+        "Requests per day",
+    )
+    rates = _svg_rate_lines(
+        labels,
+        [
+            ("acceptance rate", [s["acceptance_rate"] for _, s in days], _COLORS["accepted"]),
+            ("persistence rate", [s["persistence_rate"] for _, s in days], _COLORS["line2"]),
+        ],
+        "Acceptance and persistence per day",
+    )
+    hist = report["latency_histogram"]
+    hist_labels = [f"{h['from']}+" if h["to"] == -1 else f"<{h['to']}" for h in hist]
+    latency = _svg_stacked_bars(
+        hist_labels, [("suggestions", [int(h["count"]) for h in hist], "#42a5f5")], "Latency (ms)"
+    )
+    t = report["total"]
+    cards = [
+        ("requests", str(t["requests"])),
+        ("acceptance rate", _pct(t["acceptance_rate"])),
+        ("persistence rate", _pct(t["persistence_rate"])),
+        ("avoided by stage 1", f"{t['avoided_stage1']} ({_pct(t['avoided_share'])})"),
+        ("hidden by stage 2", f"{t['hidden_stage2']} ({_pct(t['hidden_share'])})"),
+        ("latency p50 / p95", f"{_ms(t['latency_ms']['p50'])} / {_ms(t['latency_ms']['p95'])} ms"),
+    ]
+    period = report["period"]
+    # Machine-readable copy for anyone scraping the page; `</` escaped so it cannot close the tag.
+    data = json.dumps(report).replace("</", "<\\/")
+    body = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        "<title>heedls suggestion report</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1000px}",
+        "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;",
+        "text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f4f4f4}",
+        ".cards{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 14px}",
+        ".card b{display:block;font-size:1.3em}svg{max-width:100%;height:auto;margin:1em 0}",
+        "</style></head><body>",
+        "<h1>heedls suggestion report</h1>",
+        f"<p>{html.escape(period['first'] or '—')} → {html.escape(period['last'] or '—')} (UTC)</p>",
+        "<div class='cards'>"
+        + "".join(f"<div class='card'>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in cards)
+        + "</div>",
+        bars,
+        rates,
+        latency,
+        _table_html("By day (UTC)", days),
+        _table_html("By provider", list(report["by"]["provider"].items())),
+        _table_html("By file type", list(report["by"]["file_type"].items())),
+        _table_html("By gate model", list(report["by"]["gate_model"].items())),
+        "<p><small>Acceptance = accepted / shown. Persistence = accepted suggestions still in the code at the",
+        " latest known check (30 s / 120 s / 600 s). Avoided = requests the stage-1 gate skipped before any",
+        " provider call; hidden = suggestions the stage-2 gate did not show.</small></p>",
+        "<script type='application/json' id='report-data'>" + data + "</script>",
+        "</body></html>",
+    ]
+    return "\n".join(body)
+
+
+def write_html_report(store: Any, path: Path | str) -> Path:
+    """Write the HTML report for a `TelemetryStore`, a store path, or any iterable of events."""
+    from heedls.server.telemetry.store import TelemetryStore, read_events
+
+    if isinstance(store, TelemetryStore):
+        events: Iterable[SuggestionEvent] = store.iter_events()
+    elif isinstance(store, (str, Path)):
+        events = read_events(store)
+    else:
+        events = store
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_html(compute_report(events)), encoding="utf-8")
+    return target
