@@ -1,0 +1,112 @@
+// Finding the heedls language server: explicit command > interpreter setting > `heedls` on PATH >
+// the workspace's own .venv (trusted workspaces only) > the Python extension's interpreter.
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+
+export interface ServerLaunch {
+  command: string;
+  args: string[];
+  /** Where the command came from, for the output channel and error messages. */
+  source: string;
+  /** The same installation's CLI prefix (`heedls …` commands such as telemetry export). */
+  cli: string[];
+}
+
+export const INSTALL_HINT = 'python -m pip install heedls';
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+export function whichOnPath(name: string, envPath = process.env.PATH ?? ''): string | undefined {
+  const exts = process.platform === 'win32' ? ['.exe', '.cmd', '.bat', ''] : [''];
+  for (const dir of envPath.split(path.delimiter)) {
+    if (!dir) {
+      continue;
+    }
+    for (const ext of exts) {
+      const candidate = path.join(dir, name + ext);
+      if (isExecutable(candidate)) {
+        return candidate;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Does this interpreter have heedls importable? (5 s limit: never hangs activation.) */
+export function hasHeedls(python: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile(python, ['-c', 'import heedls'], { timeout: 5000 }, (err) => resolve(!err));
+  });
+}
+
+function fromInterpreter(python: string, source: string): ServerLaunch {
+  return { command: python, args: ['-m', 'heedls', 'serve'], source, cli: [python, '-m', 'heedls'] };
+}
+
+async function pythonExtensionInterpreter(resource: vscode.Uri | undefined): Promise<string | undefined> {
+  const ext = vscode.extensions.getExtension('ms-python.python');
+  if (!ext) {
+    return undefined;
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const api: any = ext.isActive ? ext.exports : await ext.activate();
+    const env = api?.environments?.getActiveEnvironmentPath?.(resource);
+    if (env?.path) {
+      const resolved = await api.environments.resolveEnvironment?.(env);
+      return resolved?.executable?.uri?.fsPath ?? env.path;
+    }
+    const details = api?.settings?.getExecutionDetails?.(resource);
+    return details?.execCommand?.[0];
+  } catch {
+    return undefined;
+  }
+}
+
+export async function resolveServer(): Promise<ServerLaunch | undefined> {
+  const cfg = vscode.workspace.getConfiguration('heedls');
+  const folder = vscode.workspace.workspaceFolders?.[0];
+
+  const command = cfg.get<string[] | string>('serverCommand', []);
+  const parts = Array.isArray(command) ? command.filter((p) => p.length > 0) : command ? [command] : [];
+  if (parts.length > 0) {
+    const cli = parts[parts.length - 1] === 'serve' ? parts.slice(0, -1) : [parts[0]];
+    return { command: parts[0], args: parts.slice(1), source: 'setting heedls.serverCommand', cli };
+  }
+
+  const interpreter = cfg.get<string>('interpreter', '').trim();
+  if (interpreter) {
+    return fromInterpreter(interpreter, 'setting heedls.interpreter');
+  }
+
+  const onPath = whichOnPath('heedls');
+  if (onPath) {
+    return { command: onPath, args: ['serve'], source: `PATH (${onPath})`, cli: [onPath] };
+  }
+
+  // A workspace's own interpreter is workspace code: only consult it when the workspace is trusted.
+  if (folder && vscode.workspace.isTrusted) {
+    for (const venv of ['.venv', 'venv']) {
+      const bin = process.platform === 'win32' ? path.join(venv, 'Scripts', 'python.exe') : path.join(venv, 'bin', 'python');
+      const python = path.join(folder.uri.fsPath, bin);
+      if (isExecutable(python) && (await hasHeedls(python))) {
+        return fromInterpreter(python, `workspace ${venv}`);
+      }
+    }
+  }
+
+  const python = await pythonExtensionInterpreter(folder?.uri);
+  if (python && (await hasHeedls(python))) {
+    return fromInterpreter(python, `Python extension interpreter (${python})`);
+  }
+  return undefined;
+}
