@@ -349,9 +349,11 @@ class LocalProvider:
 
         found: dict[str, tuple[float, str, dict[str, object]]] = {}
 
-        def offer(text: str, conf: float, source: str, meta: dict[str, object]) -> None:
+        def offer(text: str, raw: float, source: str, meta: dict[str, object]) -> None:
             if not text.strip():
                 return
+            conf = calibrate(source, raw)
+            meta["raw"] = round(raw, 5)
             prev = found.get(text)
             if prev is None or conf > prev[0]:
                 found[text] = (conf, source, meta)
@@ -359,7 +361,7 @@ class LocalProvider:
         # Retrieval first: it is cheap and, when it fires, usually right.
         for hit in lookup(idx.lines if idx else None, cache_lines, ctx.line_prefix, ctx.prev_lines, fid):
             text = hit.line[len(ctx.line_prefix.lstrip()):]
-            offer(text, calibrate("retrieval", hit.confidence), "retrieval",
+            offer(text, hit.confidence, "retrieval",
                   {"kind": hit.kind, "support": hit.support, "total": hit.total})
 
         first_tokens: list[str] = []
@@ -383,12 +385,12 @@ class LocalProvider:
             for gen in gens:
                 text = render(gen.tokens, ctx.pending)
                 raw = gen.prob if gen.complete else gen.prob * 0.3
-                offer(text, calibrate("ngram", raw), "ngram", {"order": gen.order, "complete": gen.complete})
+                offer(text, raw, "ngram", {"order": gen.order, "complete": gen.complete})
 
         if len(jedi_rest) == 1:
             rest, kind = jedi_rest[0]
             text = rest + ("(" if kind in ("function", "class") else "")
-            offer(text, calibrate("jedi", 0.3), "jedi", {"kind": kind})
+            offer(text, 0.3, "jedi", {"kind": kind})
 
         ranked = sorted(found.items(), key=lambda kv: -kv[1][0])
         return [
