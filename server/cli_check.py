@@ -1,9 +1,233 @@
-"""CLI command (filled in by its own issue)."""
+"""`heedls check PATH… [--tests] [--explain] [--format text|json|sarif] [--fail-on error|warning]`.
+
+The same analyzers as the server (`analyzers.check.check_paths`). Exit codes follow ruff: 0 when
+nothing at or above `--fail-on` was found, 1 when something was, 2 for usage or internal errors.
+`--format json` prints one JSON object on stdout (DESIGN.md shape: 0-based lines, paths relative to
+the current directory); logs and analyzer trouble go to stderr. Colour only on a terminal (rich
+decides; NO_COLOR is honoured).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from heedls.analyzers.check import CheckResult
+    from heedls.analyzers.model import Diagnostic
+    from rich.console import Console
+
+log = logging.getLogger("heedls.check")
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+_RANK = {"error": 0, "warning": 1, "information": 2, "hint": 3}
+_STYLE = {"error": "bold red", "warning": "yellow", "information": "cyan", "hint": "dim"}
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+
+
+def exit_code(diagnostics: list[Diagnostic], fail_on: str) -> int:
+    threshold = _RANK[fail_on]
+    return EXIT_FINDINGS if any(_RANK.get(d.severity, 9) <= threshold for d in diagnostics) else EXIT_CLEAN
+
+
+def to_json(result: CheckResult, cwd: Path) -> dict[str, Any]:
+    return {
+        "diagnostics": [d.to_json(relative_to=str(cwd)) for d in result.diagnostics],
+        "summary": result.summary,
+    }
+
+
+# -- text ----------------------------------------------------------------------------------------
+
+
+def _excerpt(console: Console, lines: list[str], diagnostic: Diagnostic) -> None:
+    from rich.markup import escape
+
+    start, end = diagnostic.range.start, diagnostic.range.end
+    last = min(end.line, start.line + 2, len(lines) - 1)
+    width = len(str(last + 1))
+    for number in range(start.line, last + 1):
+        text = lines[number].expandtabs(1) if number < len(lines) else ""
+        console.print(f"[dim]{number + 1:>{width}} │[/dim] {escape(text)}", highlight=False)
+        lo = start.character if number == start.line else len(text) - len(text.lstrip())
+        hi = end.character if number == end.line else len(text)
+        hi = max(hi, lo + 1)
+        style = _STYLE.get(diagnostic.severity, "")
+        console.print(f"[dim]{'':>{width}} │[/dim] {' ' * lo}[{style}]{'^' * (hi - lo)}[/{style}]", highlight=False)
+
+
+def print_text(console: Console, result: CheckResult, cwd: Path, fail_on: str) -> None:
+    from heedls.analyzers.syntax import read_source
+    from rich.markup import escape
+
+    cache: dict[str, list[str]] = {}
+    for d in result.diagnostics:
+        shown = os.path.relpath(d.path, cwd)
+        pos = f"{shown}:{d.range.start.line + 1}:{d.range.start.character + 1}"
+        style = _STYLE.get(d.severity, "")
+        code = f" {d.code}" if d.code else ""
+        console.print(
+            f"[bold]{escape(pos)}[/bold]: [{style}]{d.severity}[/{style}] "
+            f"[dim]\\[{escape(d.source)}{escape(code)}][/dim] {escape(d.message)}",
+            highlight=False,
+        )
+        if d.path not in cache:
+            try:
+                cache[d.path] = read_source(d.path).text.split("\n")
+            except OSError:
+                cache[d.path] = []
+        if cache[d.path] and d.range.start.line < len(cache[d.path]):
+            _excerpt(console, cache[d.path], d)
+        for rel in d.related:
+            where = f"{os.path.relpath(rel.path, cwd)}:{rel.range.start.line + 1}:{rel.range.start.character + 1}"
+            console.print(f"  [dim]related:[/dim] {escape(where)} {escape(rel.message)}", highlight=False)
+        if d.explanation:
+            console.print(f"  [italic]{escape(d.explanation)}[/italic]", highlight=False)
+        for fix in d.fixes:
+            console.print(f"  [green]fix ({fix.applicability}):[/green] {escape(fix.title)}", highlight=False)
+        if d.url:
+            console.print(f"  [dim]{escape(d.url)}[/dim]", highlight=False)
+        console.print()
+    s = result.summary
+    if not result.diagnostics:
+        console.print(f"[green]All checks passed![/green] ({s.get('files', 0)} files)", highlight=False)
+    else:
+        parts = [f"{s.get('errors', 0)} errors", f"{s.get('warnings', 0)} warnings"]
+        if s.get("information") or s.get("hints"):
+            parts.append(f"{s.get('information', 0) + s.get('hints', 0)} notes")
+        console.print(
+            f"Found {len(result.diagnostics)} diagnostics ({', '.join(parts)}) in {s.get('files', 0)} files.",
+            highlight=False,
+        )
+        if s.get("fixable"):
+            console.print(f"[dim]{s['fixable']} fixable with a safe fix.[/dim]", highlight=False)
+    tests = s.get("tests")
+    if isinstance(tests, dict) and tests.get("ran"):
+        counts = ", ".join(f"{k} {v}" for k, v in tests.items() if k in ("passed", "failed", "errors", "skipped"))
+        console.print(f"Tests: {counts or 'ran'}", highlight=False)
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def _options(workspace: Path, timeout: float | None) -> tuple[Any, list[str]]:
+    from heedls.analyzers.check import CheckOptions
+    from heedls.server import config as config_mod
+
+    config, warnings = config_mod.load(workspace)
+    return (
+        CheckOptions(
+            lint=config.lint.enabled,
+            ruff=config.lint.ruff,
+            python=config.tests.python or None,
+            timeout_s=timeout if timeout is not None else config.tests.timeout_s,
+            # Asking for --tests on the command line is the user's consent to run them.
+            trusted=True,
+        ),
+        warnings,
+    )
+
+
+def run_check(
+    paths: list[Path],
+    *,
+    tests: bool,
+    explain: bool,
+    fmt: str,
+    fail_on: str,
+    timeout: float | None,
+    output: Path | None,
+) -> int:
+    from heedls.analyzers import check, sarif
+    from rich.console import Console
+
+    from heedls import __version__
+
+    err = Console(stderr=True, highlight=False)
+    cwd = Path.cwd()
+    try:
+        workspace = check.find_workspace(paths)
+        options, warnings = _options(workspace, timeout)
+        for warning in warnings:
+            err.print(f"heedls: configuration: {warning}", markup=False)
+        result = check.check_paths(
+            paths, workspace=workspace, tests=tests, explain=explain, config=options, relative_to=cwd
+        )
+    except check.CheckUsageError as exc:
+        err.print(f"heedls check: {exc}", markup=False)
+        return EXIT_ERROR
+    except Exception as exc:  # an internal error is exit 2, like ruff, never a traceback on stdout
+        log.debug("check failed", exc_info=True)
+        err.print(f"heedls check: internal error: {type(exc).__name__}: {exc}", markup=False)
+        return EXIT_ERROR
+    for problem in result.problems:
+        err.print(f"heedls: warning: {problem}", markup=False)
+    if fmt == Format.json.value:
+        text = json.dumps(to_json(result, cwd), ensure_ascii=False)
+    elif fmt == Format.sarif.value:
+        doc = sarif.to_sarif(result.diagnostics, base=cwd, tool_version=__version__, problems=result.problems)
+        text = json.dumps(doc, ensure_ascii=False, indent=2)
+    else:
+        text = ""
+    if fmt == Format.text.value:
+        if output is not None:
+            with output.open("w", encoding="utf-8") as handle:
+                print_text(Console(file=handle, no_color=True, width=120), result, cwd, fail_on)
+        else:
+            print_text(Console(highlight=False, soft_wrap=True), result, cwd, fail_on)
+    elif output is not None:
+        output.write_text(text + "\n", encoding="utf-8")
+    else:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    return exit_code(result.diagnostics, fail_on)
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    @app.command("check")
+    def check_command(
+        paths: Annotated[list[Path], typer.Argument(help="Files or directories to check.", show_default=False)],
+        tests: Annotated[bool, typer.Option("--tests", help="Also run the related tests (pytest).")] = False,
+        explain: Annotated[bool, typer.Option("--explain", help="Add a plain-language explanation.")] = False,
+        fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+        fail_on: Annotated[
+            FailOn, typer.Option("--fail-on", help="Exit 1 when a finding at or above this severity exists.")
+        ] = FailOn.warning,
+        timeout: Annotated[
+            float | None, typer.Option("--timeout", min=0.1, help="Wall-clock limit of the test run, seconds.")
+        ] = None,
+        output: Annotated[
+            Path | None, typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.")
+        ] = None,
+    ) -> None:
+        """Syntax errors, lint findings and (with --tests) test failures, explained.
+
+        Exit status: 0 clean, 1 findings at or above --fail-on, 2 usage or internal error.
+        """
+        code = run_check(
+            paths,
+            tests=tests,
+            explain=explain,
+            fmt=fmt.value,
+            fail_on=fail_on.value,
+            timeout=timeout,
+            output=output,
+        )
+        raise typer.Exit(code)

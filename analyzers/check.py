@@ -1,0 +1,350 @@
+"""`heedls check` without the presentation: run the analyzers over paths and collect one ordered list.
+
+Used by the CLI (`server/cli_check.py`) and by the server's `heedls.runTests`-style batch paths, so
+the editor and CI see the same findings. Test runs and explanations belong to other modules
+(`testrun`, `explain`), imported lazily so syntax and lint work even when those are absent.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from heedls.analyzers import lint, syntax
+from heedls.analyzers.model import Diagnostic, Fix, Position, Severity
+
+log = logging.getLogger("heedls.check")
+
+SEVERITY_ORDER: dict[Severity, int] = {"error": 0, "warning": 1, "information": 2, "hint": 3}
+# Directories nobody wants checked; ruff has its own (configurable) excludes for lint.
+SKIP_DIRS = {
+    ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "__pycache__", "node_modules", "build", "dist",
+    ".mypy_cache", ".ruff_cache", ".pytest_cache", "site-packages", ".eggs",
+}
+PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", "pytest.ini", "tox.ini", ".git")
+
+
+class CheckUsageError(ValueError):
+    """Bad input from the user (a path that does not exist); the CLI exits 2."""
+
+
+@dataclass
+class CheckOptions:
+    lint: bool = True
+    ruff: str = ""
+    python: str | None = None
+    timeout_s: float = 60.0
+    trusted: bool = True
+
+
+@dataclass
+class CheckResult:
+    diagnostics: list[Diagnostic]
+    summary: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # analyzer trouble (ruff missing, ...)
+
+
+# -- paths ---------------------------------------------------------------------------------------
+
+
+def python_files(paths: Iterable[Path]) -> list[Path]:
+    """Files to check: .py files given explicitly, and those found under given directories."""
+    out: dict[Path, None] = {}
+    for path in paths:
+        if path.is_file():
+            out[path.resolve()] = None
+            continue
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+            for name in sorted(files):
+                if name.endswith((".py", ".pyi")):
+                    out[(Path(root) / name).resolve()] = None
+    return list(out)
+
+
+def find_workspace(paths: Sequence[Path]) -> Path:
+    """The project the paths belong to: the nearest ancestor with a project marker, else the
+    directory given (or the file's folder). Tests and ruff run from there."""
+    if not paths:
+        return Path.cwd()
+    first = paths[0].resolve()
+    start = first if first.is_dir() else first.parent
+    for candidate in (start, *start.parents):
+        if any((candidate / marker).exists() for marker in PROJECT_MARKERS):
+            return candidate
+    return start
+
+
+def is_test_file(path: Path) -> bool:
+    return path.suffix == ".py" and (path.name.startswith("test_") or path.stem.endswith("_test"))
+
+
+def test_targets(paths: Sequence[Path], workspace: Path) -> list[str] | None:
+    """pytest targets for the given paths; None means the whole suite."""
+    targets: list[str] = []
+    related = _related_tests_fn()
+    for path in paths:
+        path = path.resolve()
+        if path == workspace:
+            return None
+        if path.is_dir() or is_test_file(path):
+            targets.append(str(path))
+        elif related is not None:
+            try:
+                found = related(workspace, path)
+            except Exception as exc:  # noqa: BLE001 -- a helper of another module must not break check
+                log.warning("related_tests failed for %s: %s", path, exc)
+                return None
+            if not found:
+                return None
+            targets.extend(str(t) for t in found)
+        else:
+            return None
+    return list(dict.fromkeys(targets)) or None
+
+
+def _related_tests_fn() -> Any:
+    try:
+        from heedls.analyzers import testrun
+    except ImportError:
+        return None
+    return getattr(testrun, "related_tests", None)
+
+
+# -- fixes -----------------------------------------------------------------------------------------
+
+
+def _offset(lines: list[str], pos: Position) -> int:
+    line = min(pos.line, len(lines))
+    return sum(len(x) for x in lines[:line]) + (min(pos.character, len(lines[line])) if line < len(lines) else 0)
+
+
+def apply_edits(text: str, fix: Fix, path: str) -> str:
+    """The text after applying the fix's edits for `path` (edits applied back to front)."""
+    lines = text.splitlines(keepends=True)
+    edits = sorted((e for e in fix.edits if e.path == path), key=lambda e: e.range.start, reverse=True)
+    for edit in edits:
+        start, end = _offset(lines, edit.range.start), _offset(lines, edit.range.end)
+        text = text[:start] + edit.new_text + text[end:]
+        lines = text.splitlines(keepends=True)
+    return text
+
+
+def patch_for(fix: Fix, path: str, text: str, display_path: str) -> str:
+    new = apply_edits(text, fix, path)
+    return "".join(
+        difflib.unified_diff(
+            text.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"a/{display_path}",
+            tofile=f"b/{display_path}",
+        )
+    )
+
+
+def _with_patches(diagnostics: list[Diagnostic], relative_to: Path) -> None:
+    texts: dict[str, str | None] = {}
+    for diagnostic in diagnostics:
+        if not diagnostic.fixes or all(f.patch for f in diagnostic.fixes):
+            continue
+        if diagnostic.path not in texts:
+            try:
+                texts[diagnostic.path] = syntax.read_source(diagnostic.path).text
+            except OSError:
+                texts[diagnostic.path] = None
+        text = texts[diagnostic.path]
+        if text is None:
+            continue
+        shown = os.path.relpath(diagnostic.path, relative_to)
+        diagnostic.fixes = [
+            f if f.patch else replace(f, patch=patch_for(f, diagnostic.path, text, shown)) for f in diagnostic.fixes
+        ]
+
+
+# -- explanations ----------------------------------------------------------------------------------
+
+
+def plain_explanation(diagnostic: Diagnostic) -> str:
+    """A short explanation from the diagnostic alone, for kinds the explain module has no rule for."""
+    where = f"line {diagnostic.range.start.line + 1}, column {diagnostic.range.start.character + 1}"
+    if diagnostic.source == "syntax":
+        kind = diagnostic.code or "SyntaxError"
+        if diagnostic.data.get("kind") == "UnicodeDecodeError":
+            enc = diagnostic.data.get("encoding", "utf-8")
+            return (
+                f"The file is not valid {enc} at {where}, so Python refuses to read it. Save it as UTF-8, or "
+                "declare its real encoding in a `# -*- coding: … -*-` comment on the first or second line."
+            )
+        if diagnostic.data.get("first", False):
+            return (
+                f"Python cannot parse this file: {kind} at {where}: {diagnostic.message}. Nothing in the file "
+                "runs until this is fixed; errors reported after this one may be consequences of it."
+            )
+        return (
+            f"The parser also stumbles at {where} ({diagnostic.message}). This is often a consequence of an "
+            "earlier syntax error; fix that one first."
+        )
+    if diagnostic.source == "ruff":
+        link = f" See {diagnostic.url}." if diagnostic.url else ""
+        fix = ""
+        if diagnostic.fixes:
+            applicability = diagnostic.fixes[0].applicability
+            fix = {
+                "safe": " ruff has a safe automatic fix for it.",
+                "unsafe": " ruff has an automatic fix, but it may change behaviour: review it before applying.",
+            }.get(applicability, " ruff can show a suggested change.")
+        return f"ruff rule {diagnostic.code} flags {where}: {diagnostic.message}.{fix}{link}"
+    return f"{diagnostic.message} ({where})."
+
+
+def explain_all(diagnostics: list[Diagnostic]) -> list[str]:
+    """Fill `explanation` in place; returns the kinds the explain module had no rule for."""
+    explain_fn: Any = None
+    try:
+        from heedls.analyzers import explain as explain_mod
+
+        explain_fn = getattr(explain_mod, "explain", None)
+    except ImportError:
+        log.debug("heedls.analyzers.explain is not available; plain explanations only")
+    missing: list[str] = []
+    for diagnostic in diagnostics:
+        text: str | None = None
+        if explain_fn is not None:
+            try:
+                text = explain_fn(diagnostic)
+            except Exception as exc:  # noqa: BLE001 -- one explanation must not break the report
+                log.warning("explain failed for %s %s: %s", diagnostic.source, diagnostic.code, exc)
+        if not text:
+            missing.append(f"{diagnostic.source}:{diagnostic.code}")
+            text = diagnostic.explanation or plain_explanation(diagnostic)
+        diagnostic.explanation = text
+    return missing
+
+
+# -- ordering --------------------------------------------------------------------------------------
+
+
+def order(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Per file (files in path order), most likely cause first: rank, then severity, then position."""
+    return sorted(
+        diagnostics,
+        key=lambda d: (d.path, -d.rank, SEVERITY_ORDER.get(d.severity, 9), d.range.start, d.source, d.code or ""),
+    )
+
+
+def dedupe(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for d in diagnostics:
+        key = (d.path, d.range, d.source, d.code, d.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def _run_tests(
+    workspace: Path, targets: list[str] | None, options: CheckOptions, problems: list[str]
+) -> tuple[list[Diagnostic], dict[str, Any]]:
+    if not options.trusted:
+        problems.append("tests were not run: the workspace is not trusted ([tool.heedls.tests] trusted = false)")
+        return [], {"ran": False, "reason": "untrusted"}
+    try:
+        from heedls.analyzers import testrun
+    except ImportError as exc:
+        problems.append(f"tests were not run: the test runner is not available ({exc})")
+        return [], {"ran": False, "reason": "unavailable"}
+    run = testrun.run_tests(workspace, targets, python=options.python, timeout_s=options.timeout_s)
+    diagnostics = list(testrun.failures_to_diagnostics(run, workspace))
+    return diagnostics, {"ran": True, **_run_summary(run)}
+
+
+def _run_summary(run: Any) -> dict[str, Any]:
+    """Whatever counts the TestRun carries, as plain JSON values."""
+    out: dict[str, Any] = {}
+    summary = getattr(run, "summary", None)
+    if isinstance(summary, dict):
+        out.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None})
+    for name in ("passed", "failed", "errors", "skipped", "timed_out", "seconds", "exit_code", "returncode"):
+        value = getattr(run, name, None)
+        if isinstance(value, (int, float, str, bool)):
+            out.setdefault(name, value)
+        elif isinstance(value, (list, tuple)):
+            out.setdefault(name, len(value))
+    for name in ("failures",):
+        value = getattr(run, name, None)
+        if isinstance(value, (list, tuple)):
+            out.setdefault(name, len(value))
+    return out
+
+
+def check_paths(
+    paths: Sequence[Path | str],
+    *,
+    workspace: Path | str | None = None,
+    tests: bool = False,
+    explain: bool = False,
+    config: CheckOptions | None = None,
+    relative_to: Path | str | None = None,
+) -> CheckResult:
+    """Syntax + lint (+ tests) over `paths`; diagnostics ordered per file, most likely cause first."""
+    options = config or CheckOptions()
+    started = time.monotonic()
+    given = [Path(p) for p in paths]
+    missing = [str(p) for p in given if not p.exists()]
+    if missing:
+        raise CheckUsageError(f"no such file or directory: {', '.join(missing)}")
+    root = Path(workspace).resolve() if workspace is not None else find_workspace(given)
+    files = python_files(given)
+    problems: list[str] = []
+    diagnostics: list[Diagnostic] = []
+    for file in files:
+        try:
+            diagnostics.extend(syntax.check_file(file))
+        except OSError as exc:
+            problems.append(f"{file}: cannot read ({exc.strerror or exc})")
+    if options.lint and files:
+        result = lint.lint_paths(given, workspace=root, ruff=options.ruff)
+        if result.problem:
+            problems.append(result.problem)
+        diagnostics.extend(result.diagnostics)
+    tests_summary: dict[str, Any] | None = None
+    if tests:
+        test_diagnostics, tests_summary = _run_tests(root, test_targets(given, root), options, problems)
+        diagnostics.extend(test_diagnostics)
+    diagnostics = order(dedupe(diagnostics))
+    rel = Path(relative_to) if relative_to is not None else Path.cwd()
+    _with_patches(diagnostics, rel)
+    if explain:
+        missing_rules = explain_all(diagnostics)
+        if missing_rules:
+            log.debug("no explain rule for: %s", sorted(set(missing_rules)))
+    else:
+        for diagnostic in diagnostics:
+            diagnostic.explanation = None
+    counts = Counter(d.severity for d in diagnostics)
+    summary: dict[str, Any] = {
+        "files": len(files),
+        "diagnostics": len(diagnostics),
+        "errors": counts.get("error", 0),
+        "warnings": counts.get("warning", 0),
+        "information": counts.get("information", 0),
+        "hints": counts.get("hint", 0),
+        "by_source": dict(sorted(Counter(d.source for d in diagnostics).items())),
+        "fixable": sum(1 for d in diagnostics if any(f.applicability == "safe" for f in d.fixes)),
+        "tests": tests_summary,
+        "workspace": os.path.relpath(root, rel),
+        "problems": problems,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    return CheckResult(diagnostics, summary, problems)
