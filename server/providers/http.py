@@ -99,11 +99,11 @@ def redact_url(url: str) -> str:
     """The URL without user:password and query string (either may hold a credential)."""
     try:
         parts = urlsplit(url)
-    except ValueError:
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+    except ValueError:  # unparsable, or a port that is not a number
         return "<invalid url>"
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
@@ -226,7 +226,11 @@ def confidence_from_logprobs(logprobs: list[float]) -> tuple[float | None, float
     return total, mean_prob
 
 
-_SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>|<(?:fim|FIM)[_-][A-Za-z_]{1,20}>|</s>|<EOT>|<eos>")
+# <|fim_prefix|> (Qwen, DeepSeek, StarCoder2 <|file_sep|>), <fim_prefix> (StarCoder), <PRE> <SUF>
+# <MID> <EOT> (CodeLlama), </s> and <eos> (end of sequence leaking through as text).
+_SPECIAL_TOKEN = re.compile(
+    r"<\|[^|<>\s]{1,40}\|>|<(?:fim|FIM)[_-][A-Za-z_]{1,20}>|<(?:PRE|SUF|MID|EOT)>|</s>|<eos>"
+)
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:\n```|$)", re.DOTALL)
 
 
@@ -237,6 +241,13 @@ def special_tokens(template: str) -> list[str]:
         if token not in seen:
             seen.append(token)
     return seen
+
+
+def stop_tokens(template: str) -> list[str]:
+    """Markers that must end the generated middle: the template's tokens except the one it ends
+    with (that one precedes the middle, e.g. <|fim_middle|>)."""
+    tail = template.rstrip()
+    return [t for t in special_tokens(template) if not tail.endswith(t)]
 
 
 def cut_at_special_tokens(text: str) -> str:

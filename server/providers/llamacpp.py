@@ -29,7 +29,7 @@ from heedls.server.providers.http import (
     gather_n,
     require_dict,
     require_text,
-    special_tokens,
+    stop_tokens,
 )
 
 log = logging.getLogger("heedls.providers")
@@ -67,7 +67,7 @@ class LlamaCppProvider(HTTPProvider):
 
     def completion_payload(self, request: CompletionRequest) -> dict[str, Any]:
         template = self.config.fim_template or "{prefix}"
-        stop = [t for t in special_tokens(template) if "middle" not in t.lower()]
+        stop = stop_tokens(template)
         payload: dict[str, Any] = {"prompt": fill_template(template, request.prefix, request.suffix)}
         payload.update(self._sampling(request, stop))
         return payload

@@ -27,7 +27,7 @@ from heedls.server.providers.http import (
     gather_n,
     require_dict,
     require_text,
-    special_tokens,
+    stop_tokens,
 )
 
 log = logging.getLogger("heedls.providers")
@@ -58,7 +58,7 @@ class OllamaProvider(HTTPProvider):
             template = self.config.fim_template or "{prefix}"
             payload["prompt"] = fill_template(template, request.prefix, request.suffix)
             payload["raw"] = True
-            stop = [t for t in special_tokens(template) if "middle" not in t.lower()]
+            stop = stop_tokens(template)
         else:
             payload["prompt"] = request.prefix
             payload["suffix"] = request.suffix

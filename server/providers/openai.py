@@ -28,7 +28,7 @@ from heedls.server.providers.http import (
     fill_template,
     require_dict,
     require_text,
-    special_tokens,
+    stop_tokens,
 )
 
 # The OpenAI API rejects more than four stop sequences.
@@ -72,7 +72,7 @@ class OpenAIProvider(HTTPProvider):
         if template:
             payload["prompt"] = fill_template(template, request.prefix, request.suffix)
             # The template's own markers end the middle (e.g. a model starting the next file).
-            stop = [t for t in special_tokens(template) if "middle" not in t.lower()]
+            stop = stop_tokens(template)
         else:
             payload["prompt"] = request.prefix
             payload["suffix"] = request.suffix
