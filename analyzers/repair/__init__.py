@@ -1,0 +1,1 @@
+"""Repair engine: fault localisation, candidate generation and test-validated fixes."""

@@ -1,0 +1,512 @@
+"""heedls repair runner: a persistent fork-server that runs a workspace's tests for repair candidates.
+
+Runs in the *workspace's* interpreter, which may have neither heedls nor coverage installed, so this
+file is self-contained (stdlib only; pytest when available). It lives alone in its folder so that
+starting it as a script puts nothing else on sys.path.
+
+Protocol: one JSON request per line on stdin, one JSON response per line on the original stdout
+(fd 1 is redirected to stderr so tests that print cannot corrupt the channel).
+
+Request: {"id", "module": relpath, "source": str|null, "tests": [relpath], "order": [nodeid],
+          "exitfirst": bool, "trace": bool, "timeout": s, "test_limit": s}
+Response: {"id", "status": "ok"|"timeout"|"crash", "rc", "tests": [{"nodeid","outcome","seconds",
+          "lines"?: [int], "failure"?: {...}}], "collected", "errors", "seconds"}
+
+Why a fork-server: importing pytest costs ~100-150 ms and a fresh `python -m pytest` ~300+ ms;
+a forked child of a warm parent runs a tiny test file in tens of ms, and every run starts from the
+same clean state (the module under test is imported afresh in each child). The child gets its own
+process group so a candidate that forks or hangs is killed as a whole.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import signal
+import sys
+import threading
+import time
+import traceback
+
+PROTO_FD = os.dup(1)
+os.dup2(2, 1)  # anything printed by tests or pytest goes to stderr, never into the protocol
+sys.stdout = sys.stderr
+# `python -m pytest` puts the cwd first on sys.path; starting this script put its own folder there.
+sys.path[0] = os.getcwd()
+ROOT = os.getcwd()
+
+try:  # warm the expensive imports once in the parent; children inherit them
+    import pytest  # noqa: F401
+
+    HAVE_PYTEST = True
+except Exception:  # pragma: no cover - workspaces without pytest use the direct runner
+    HAVE_PYTEST = False
+
+MAX_REPR = 160
+MAX_LOCALS = 16
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not break the runner
+        text = f"<repr failed: {type(exc).__name__}>"
+    return text if len(text) <= MAX_REPR else text[: MAX_REPR - 3] + "..."
+
+
+def _in_workspace(filename: str) -> bool:
+    return filename.startswith(ROOT + os.sep) and f"{os.sep}site-packages{os.sep}" not in filename
+
+
+def _describe_failure(exc_type: type, exc: BaseException, tb: object) -> dict:
+    """Frames in workspace code with the values of their locals at the moment of failure."""
+    frames = []
+    while tb is not None:
+        frame = tb.tb_frame  # type: ignore[attr-defined]
+        fname = frame.f_code.co_filename
+        if _in_workspace(fname):
+            frames.append((fname, tb.tb_lineno, frame))  # type: ignore[attr-defined]
+        tb = tb.tb_next  # type: ignore[attr-defined]
+    if len(frames) > 12:  # deep recursion: keep where it entered and where it blew up
+        frames = frames[:4] + frames[-8:]
+    out = []
+    for fname, lineno, frame in frames:
+        local_vars = {}
+        for name, value in list(frame.f_locals.items())[:MAX_LOCALS]:
+            if name.startswith("@") or name.startswith("__"):
+                continue
+            local_vars[name] = _safe_repr(value)
+        out.append(
+            {
+                "path": os.path.relpath(fname, ROOT),
+                "line": lineno,
+                "function": frame.f_code.co_name,
+                "locals": local_vars,
+            }
+        )
+    message = ""
+    try:
+        message = str(exc)
+    except Exception:
+        pass
+    return {"type": exc_type.__name__, "message": message[:2000], "frames": out}
+
+
+# --------------------------------------------------------------------------------------------
+# per-test time limit: a watchdog thread injects TimeoutError into the main thread. The tests'
+# own SIGALRM fixtures keep working (we do not touch signals), and pure-Python infinite loops stop.
+class Watchdog:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.deadline = None  # type: float | None
+        self.generation = 0
+        self.fired = False
+        self.main_id = threading.main_thread().ident
+        thread = threading.Thread(target=self._loop, daemon=True)
+        thread.start()
+
+    def arm(self, seconds: float) -> None:
+        with self.lock:
+            self.generation += 1
+            self.deadline = time.monotonic() + seconds if seconds > 0 else None
+            self.fired = False
+
+    def disarm(self) -> bool:
+        with self.lock:
+            self.generation += 1
+            self.deadline = None
+            fired = self.fired
+            self.fired = False
+        if fired:
+            # let an exception injected a moment before disarming be delivered here, harmlessly
+            # (clearing it through the C API deadlocks under a trace function on 3.11)
+            for _ in range(3):
+                try:
+                    for _ in range(2000):
+                        pass
+                except TimeoutError:
+                    pass
+        return fired
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(0.02)
+            with self.lock:
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    self.fired = True
+                    # re-inject every tick: a test may swallow the first one with `except Exception`
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                        ctypes.c_ulong(self.main_id), ctypes.py_object(TimeoutError)
+                    )
+                    self.deadline = time.monotonic() + 0.05
+
+
+# --------------------------------------------------------------------------------------------
+# line coverage of workspace code (not the test files) per test: sys.monitoring on 3.12+,
+# sys.settrace before. Only lines are recorded; that is all spectrum-based localisation needs.
+class Tracer:
+    def __init__(self, targets: set[str]) -> None:
+        self.targets = targets
+        self.lines: set[tuple[str, int]] = set()
+        self.use_monitoring = sys.version_info >= (3, 12) and hasattr(sys, "monitoring")
+        self.tool = None
+
+    def start(self) -> None:
+        self.lines = set()
+        if self.use_monitoring:
+            mon = sys.monitoring  # type: ignore[attr-defined]
+            for tool in (3, 4, 5):
+                try:
+                    mon.use_tool_id(tool, "heedls-repair")
+                    self.tool = tool
+                    break
+                except ValueError:
+                    continue
+            if self.tool is None:
+                self.use_monitoring = False
+            else:
+                lines = self.lines
+                targets = self.targets
+                disable = mon.DISABLE
+
+                def on_line(code, line):  # type: ignore[no-untyped-def]
+                    if code.co_filename in targets:
+                        lines.add((code.co_filename, line))
+                        return None
+                    return disable
+
+                mon.register_callback(self.tool, mon.events.LINE, on_line)
+                mon.set_events(self.tool, mon.events.LINE)
+                mon.restart_events()
+                return
+        targets = self.targets
+        lines = self.lines
+
+        def local(frame, event, arg):  # type: ignore[no-untyped-def]
+            if event == "line":
+                lines.add((frame.f_code.co_filename, frame.f_lineno))
+            return local
+
+        def global_(frame, event, arg):  # type: ignore[no-untyped-def]
+            if frame.f_code.co_filename in targets:
+                lines.add((frame.f_code.co_filename, frame.f_lineno))
+                return local
+            return None
+
+        threading.settrace(global_)
+        sys.settrace(global_)
+
+    def stop(self) -> set[tuple[str, int]]:
+        if self.use_monitoring and self.tool is not None:
+            mon = sys.monitoring  # type: ignore[attr-defined]
+            mon.set_events(self.tool, 0)
+            mon.register_callback(self.tool, mon.events.LINE, None)
+            mon.free_tool_id(self.tool)
+            self.tool = None
+        else:
+            sys.settrace(None)
+            threading.settrace(None)  # type: ignore[arg-type]
+        return self.lines
+
+
+# --------------------------------------------------------------------------------------------
+class Plugin:
+    """pytest plugin used inside the forked child: ordering, per-test limits, coverage, results."""
+
+    def __init__(self, req: dict, emit) -> None:  # type: ignore[no-untyped-def]
+        self.req = req
+        self.emit = emit
+        self.order = {nodeid: i for i, nodeid in enumerate(req.get("order") or [])}
+        self.trace = bool(req.get("trace"))
+        self.limit = float(req.get("test_limit") or 0)
+        self.watchdog = Watchdog() if self.limit > 0 else None
+        tests = {os.path.abspath(t) for t in req.get("tests") or []}
+        self.targets = self._targets(tests)
+        self.tracer = Tracer(self.targets) if self.trace else None
+        self.current: dict = {}
+        self.timeouts = 0
+
+    @staticmethod
+    def _targets(tests: set[str]) -> set[str]:
+        targets = set()
+        for dirpath, dirnames, filenames in os.walk(ROOT):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in ("__pycache__", "node_modules")]
+            for name in filenames:
+                if name.endswith(".py"):
+                    path = os.path.join(dirpath, name)
+                    if path not in tests and not name.startswith("test_") and name != "conftest.py":
+                        targets.add(path)
+        return targets
+
+    def pytest_collection_modifyitems(self, session, config, items):  # type: ignore[no-untyped-def]
+        if self.order:
+            big = len(self.order)
+            keyed = sorted(enumerate(items), key=lambda p: (self.order.get(p[1].nodeid, big), p[0]))
+            items[:] = [item for _, item in keyed]
+        self.emit({"event": "collected", "count": len(items)})
+
+    def pytest_runtest_setup(self, item):  # type: ignore[no-untyped-def]
+        self.current = {"nodeid": item.nodeid, "outcome": "passed", "start": time.perf_counter()}
+        if self.watchdog is not None:
+            # after the first runaway test, give the rest less rope: they are most likely the same bug
+            self.watchdog.arm(self.limit if self.timeouts == 0 else max(0.2, self.limit / 4))
+        if self.tracer is not None:
+            self.tracer.start()
+
+    def pytest_runtest_teardown(self, item, nextitem):  # type: ignore[no-untyped-def]
+        pass
+
+    def pytest_runtest_makereport(self, item, call):  # type: ignore[no-untyped-def]
+        if call.excinfo is not None and call.when in ("setup", "call") and "failure" not in self.current:
+            exc = call.excinfo
+            if not exc.errisinstance(pytest.skip.Exception):
+                self.current["failure"] = _describe_failure(exc.type, exc.value, exc.tb)
+
+    def pytest_runtest_logreport(self, report):  # type: ignore[no-untyped-def]
+        if report.failed:
+            self.current["outcome"] = "failed"
+        elif report.skipped and self.current.get("outcome") == "passed":
+            self.current["outcome"] = "skipped"
+        if report.when == "teardown" or (report.when == "setup" and not report.passed):
+            pass
+
+    def pytest_runtest_logfinish(self, nodeid, location):  # type: ignore[no-untyped-def]
+        fired = False
+        if self.watchdog is not None:
+            fired = self.watchdog.disarm()
+        lines: set = set()
+        if self.tracer is not None:
+            lines = self.tracer.stop()
+        cur = self.current
+        result = {
+            "event": "test",
+            "nodeid": nodeid,
+            "outcome": cur.get("outcome", "failed"),
+            "seconds": time.perf_counter() - cur.get("start", time.perf_counter()),
+        }
+        if fired:
+            self.timeouts += 1
+            result["outcome"] = "failed"
+            result["timeout"] = True
+        if "failure" in cur:
+            result["failure"] = cur["failure"]
+        if self.tracer is not None:
+            by_file: dict[str, list[int]] = {}
+            for fname, line in lines:
+                by_file.setdefault(os.path.relpath(fname, ROOT), []).append(line)
+            result["lines"] = by_file
+        self.emit(result)
+
+    def pytest_collectreport(self, report):  # type: ignore[no-untyped-def]
+        if report.failed:
+            self.emit({"event": "collect_error", "nodeid": report.nodeid, "message": str(report.longrepr)[-3000:]})
+
+
+def _child_pytest(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
+    args = [
+        "-q",
+        "--tb=no",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "-o",
+        "console_output_style=classic",
+        "-W",
+        "ignore::DeprecationWarning",
+    ]
+    if req.get("exitfirst"):
+        args.append("-x")
+    args += list(req.get("tests") or [])
+    return int(pytest.main(args, plugins=[Plugin(req, emit)]))
+
+
+def _child_direct(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
+    """No pytest in the workspace: import each test file and call its argument-free test_* functions."""
+    import importlib.util
+    import inspect
+
+    rc = 0
+    tests = req.get("tests") or []
+    nodes = []
+    for rel in tests:
+        name = os.path.splitext(os.path.basename(rel))[0]
+        try:
+            spec = importlib.util.spec_from_file_location(name, os.path.abspath(rel))
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[name] = module
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except BaseException as exc:
+            emit({"event": "collect_error", "nodeid": rel, "message": f"{type(exc).__name__}: {exc}"})
+            return 2
+        for fname, fn in vars(module).items():
+            if fname.startswith("test") and inspect.isfunction(fn) and not inspect.signature(fn).parameters:
+                nodes.append((f"{rel}::{fname}", fn))
+    order = {n: i for i, n in enumerate(req.get("order") or [])}
+    nodes.sort(key=lambda p: order.get(p[0], len(order)))
+    emit({"event": "collected", "count": len(nodes)})
+    watchdog = Watchdog() if float(req.get("test_limit") or 0) > 0 else None
+    tracer = Tracer(Plugin._targets({os.path.abspath(t) for t in tests})) if req.get("trace") else None
+    for nodeid, fn in nodes:
+        start = time.perf_counter()
+        result: dict = {"event": "test", "nodeid": nodeid, "outcome": "passed"}
+        if watchdog is not None:
+            watchdog.arm(float(req["test_limit"]))
+        if tracer is not None:
+            tracer.start()
+        try:
+            fn()
+        except BaseException as exc:
+            result["outcome"] = "failed"
+            result["failure"] = _describe_failure(type(exc), exc, exc.__traceback__)
+        lines = tracer.stop() if tracer is not None else set()
+        if watchdog is not None and watchdog.disarm():
+            result["timeout"] = True
+            result["outcome"] = "failed"
+        result["seconds"] = time.perf_counter() - start
+        if tracer is not None:
+            by_file: dict[str, list[int]] = {}
+            for f, line in lines:
+                by_file.setdefault(os.path.relpath(f, ROOT), []).append(line)
+            result["lines"] = by_file
+        emit(result)
+        if result["outcome"] == "failed":
+            rc = 1
+            if req.get("exitfirst"):
+                break
+    return rc
+
+
+def _limit_resources() -> None:
+    try:
+        import resource
+
+        # memory bombs: 2 GiB of address space is plenty for unit tests of small modules
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        # fork bombs: effective for non-root users only (root ignores RLIMIT_NPROC); the group kill
+        # after every run is the backstop
+        soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+        if os.getuid() != 0:
+            want = 256 if hard == resource.RLIM_INFINITY else min(hard, 256)
+            resource.setrlimit(resource.RLIMIT_NPROC, (want, hard))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except Exception:
+        pass
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def handle(req: dict) -> dict:
+    start = time.perf_counter()
+    module = req.get("module")
+    source = req.get("source")
+    if module and source is not None:
+        with open(os.path.join(ROOT, module), "w", encoding="utf-8") as handle_:
+            handle_.write(source)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.setpgid(0, 0)
+            os.close(read_fd)
+            _limit_resources()
+            out = os.fdopen(write_fd, "w", buffering=1)
+
+            def emit(obj: dict) -> None:
+                out.write(json.dumps(obj) + "\n")
+                out.flush()
+
+            rc = _child_pytest(req, emit) if HAVE_PYTEST else _child_direct(req, emit)
+            emit({"event": "done", "rc": rc})
+            out.flush()
+        except BaseException:
+            try:
+                os.write(write_fd, (json.dumps({"event": "error", "message": traceback.format_exc()[-2000:]}) + "\n").encode())
+            except Exception:
+                pass
+        os._exit(0)
+    os.close(write_fd)
+    try:
+        os.setpgid(pid, pid)  # also from the parent, to win the race with an early fork in the child
+    except OSError:
+        pass
+    deadline = time.monotonic() + float(req.get("timeout") or 30)
+    buf = b""
+    status = "crash"
+    events = []
+    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                status = "timeout"
+                break
+            ready, _, _ = select.select([pipe], [], [], min(left, 0.5))
+            if not ready:
+                continue
+            chunk = pipe.read(65536)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                events.append(event)
+                if event.get("event") == "done":
+                    status = "ok"
+    _kill_group(pid)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    response: dict = {"id": req.get("id"), "status": status, "rc": None, "tests": [], "collected": 0, "errors": []}
+    for event in events:
+        kind = event.pop("event", None)
+        if kind == "test":
+            response["tests"].append(event)
+        elif kind == "collected":
+            response["collected"] = event["count"]
+        elif kind == "collect_error":
+            response["errors"].append(event)
+        elif kind == "done":
+            response["rc"] = event["rc"]
+        elif kind == "error":
+            response["errors"].append(event)
+    response["seconds"] = time.perf_counter() - start
+    return response
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    proto = os.fdopen(PROTO_FD, "w", buffering=1)
+    proto.write(json.dumps({"ready": True, "pytest": HAVE_PYTEST, "python": sys.version.split()[0]}) + "\n")
+    proto.flush()
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            req = json.loads(line)
+        except ValueError:
+            continue
+        if req.get("op") == "exit":
+            break
+        try:
+            resp = handle(req)
+        except Exception:
+            resp = {"id": req.get("id"), "status": "crash", "errors": [{"message": traceback.format_exc()[-2000:]}]}
+        proto.write(json.dumps(resp) + "\n")
+        proto.flush()
+
+
+if __name__ == "__main__":
+    main()
