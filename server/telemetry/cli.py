@@ -9,10 +9,9 @@ import json
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-
 from heedls.server import config as config_mod
 from heedls.server.config import HeedlsConfig
 
@@ -24,7 +23,7 @@ telemetry = typer.Typer(
 )
 
 StoreOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--store", help="Store file (default: this workspace's store in the user data directory)."),
 ]
 
@@ -52,7 +51,7 @@ def _since(value: str | None) -> float | None:
     from heedls.server.telemetry.export import parse_since
 
     try:
-        return parse_since(value)
+        return float(parse_since(value))
     except ValueError as exc:
         _err(str(exc))
         raise typer.Exit(2) from None
@@ -73,10 +72,12 @@ def path_cmd(store: StoreOpt = None) -> None:
 def export_cmd(
     fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl | csv | parquet")] = "jsonl",
     privacy: Annotated[
-        Optional[str], typer.Option("--privacy", help="full | nocode (no code text; lengths instead)")
+        str | None, typer.Option("--privacy", help="full | nocode (no code text; lengths instead)")
     ] = None,
-    since: Annotated[Optional[str], typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (default stdout)")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output file (default stdout)")
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Export the latest state of every suggestion (JSONL is exactly the heedls.suggestion/1 schema)."""
@@ -97,7 +98,7 @@ def export_cmd(
     path = _store(store, cfg)
     _check_store(path)
     try:
-        count = export(read_events(path, _since(since)), fmt, level, output)  # type: ignore[arg-type]
+        count = export(read_events(path, _since(since)), fmt, level, output)  # type: ignore[arg-type,unused-ignore]
     except sqlite3.Error as exc:
         _err(f"cannot read {path}: {exc}")
         raise typer.Exit(1) from None
@@ -106,9 +107,9 @@ def export_cmd(
 
 @telemetry.command("report")
 def report_cmd(
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML page")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object")] = False,
-    since: Annotated[Optional[str], typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")] = None,
     store: StoreOpt = None,
 ) -> None:
     """Acceptance, persistence, gate effect and latency, by day, provider and file type."""
@@ -138,8 +139,10 @@ def report_cmd(
 
 @telemetry.command("push")
 def push_cmd(
-    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="URL (default: telemetry.push_endpoint)")] = None,
-    privacy: Annotated[Optional[str], typer.Option("--privacy", help="full | nocode")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="URL (default: telemetry.push_endpoint)")
+    ] = None,
+    privacy: Annotated[str | None, typer.Option("--privacy", help="full | nocode")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object")] = False,
     store: StoreOpt = None,
 ) -> None:
@@ -154,7 +157,7 @@ def push_cmd(
         raise typer.Exit(2)
     path = _store(store, cfg)
     _check_store(path)
-    result = push(path, url, level)  # type: ignore[arg-type]
+    result = push(path, url, level)  # type: ignore[arg-type,unused-ignore]
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
     else:

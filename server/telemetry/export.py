@@ -25,7 +25,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -64,9 +64,11 @@ def parse_since(value: str, now: float | None = None) -> float:
     if match:
         return now - float(match.group(1)) * _UNITS[match.group(2).lower()]
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError(f"--since expects a duration like 7d/12h/30m or an ISO date, got {value!r}") from None
+        raise ValueError(
+            f"--since expects a duration like 7d/12h/30m or an ISO date, got {value!r}"
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.astimezone()  # naive = the user's local time
     return parsed.timestamp()
@@ -123,11 +125,11 @@ def _safe_gate(gate: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def to_record(event: SuggestionEvent, privacy: PrivacyLevel) -> dict[str, Any]:
     """The exported dict: exactly to_dict() for `full`; code removed and lengths added for `nocode`."""
+    data: dict[str, Any] = event.to_dict()
     if privacy == "full":
-        return event.to_dict()
+        return data
     if privacy != "nocode":
         raise ValueError(f"unknown privacy level {privacy!r}")
-    data = event.to_dict()
     extra_keys = set(data) - set(SCHEMA_COLUMNS) - {"gate"}
     for key in CODE_FIELDS:
         data[key] = None
@@ -168,7 +170,9 @@ def flatten(record: dict[str, Any], event: SuggestionEvent) -> dict[str, Any]:
             row[key] = None
     for key, value in lengths(event).items():
         row[key] = value
-    extra = {k: v for k, v in record.items() if k not in SCHEMA_COLUMNS and k not in LENGTH_FIELDS and k != "gate"}
+    extra = {
+        k: v for k, v in record.items() if k not in SCHEMA_COLUMNS and k not in LENGTH_FIELDS and k != "gate"
+    }
     row["extra_json"] = json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None
     return row
 
@@ -298,7 +302,7 @@ def csv_rows(text: str) -> list[dict[str, str]]:
 
 
 def since_label(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 __all__ = [

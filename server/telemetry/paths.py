@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 
 import platformdirs
-
 from heedls.server.config import TelemetryConfig
 
 DATA_DIR_ENV = "HEEDLS_DATA_DIR"

@@ -30,7 +30,11 @@ from dataclasses import dataclass, field
 
 from heedls.server.events import SuggestionEvent
 
-CHECKPOINTS: tuple[tuple[int, str], ...] = ((30, "persisted_30s"), (120, "persisted_120s"), (600, "persisted_600s"))
+CHECKPOINTS: tuple[tuple[int, str], ...] = (
+    (30, "persisted_30s"),
+    (120, "persisted_120s"),
+    (600, "persisted_600s"),
+)
 DEFAULT_THRESHOLD = 0.7
 _WS = re.compile(r"\s+")
 

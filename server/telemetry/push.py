@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
 from heedls.server.events import SCHEMA, SuggestionEvent
 from heedls.server.telemetry.export import PrivacyLevel, to_record
 
@@ -169,7 +168,9 @@ def push(
                 except (ValueError, TypeError):
                     continue
             payload = json.dumps(
-                {"schema": SCHEMA, "privacy": privacy, "events": events}, ensure_ascii=False, separators=(",", ":")
+                {"schema": SCHEMA, "privacy": privacy, "events": events},
+                ensure_ascii=False,
+                separators=(",", ":"),
             ).encode("utf-8")
             if not _post(http, endpoint, payload, headers, result, max_retries, backoff_s, sleep):
                 break

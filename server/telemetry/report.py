@@ -25,7 +25,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def file_type(event: SuggestionEvent) -> str:
 
 
 def day_of(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
 def percentile(sorted_values: list[float], p: float) -> float | None:
@@ -194,8 +194,10 @@ def compute_report(events: Iterable[SuggestionEvent]) -> dict[str, Any]:
     latency_hist = total.latencies
     return {
         "period": {
-            "first": None if first is None else datetime.fromtimestamp(first, timezone.utc).isoformat(timespec="seconds"),
-            "last": None if last is None else datetime.fromtimestamp(last, timezone.utc).isoformat(timespec="seconds"),
+            "first": None
+            if first is None
+            else datetime.fromtimestamp(first, UTC).isoformat(timespec="seconds"),
+            "last": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds"),
         },
         "total": total.summary(),
         "by": {dim: {key: b.summary() for key, b in sorted(buckets.items())} for dim, buckets in by.items()},
@@ -240,7 +242,9 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
         ("file_type", "by file type"),
         ("gate_model", "by gate model"),
     ):
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        table = Table(
+            title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+        )
         for name, justify in (
             ("", "left"), ("req", "right"), ("avoid1", "right"), ("hide2", "right"), ("shown", "right"),
             ("acc", "right"), ("acc%", "right"), ("kept%", "right"), ("p50ms", "right"), ("p95ms", "right"),
@@ -261,7 +265,13 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
 
 
 # -- HTML ------------------------------------------------------------------------------------------
-_COLORS = {"accepted": "#2e7d32", "shown": "#90caf9", "hidden": "#ffb74d", "skipped": "#bdbdbd", "line2": "#6a1b9a"}
+_COLORS = {
+    "accepted": "#2e7d32",
+    "shown": "#90caf9",
+    "hidden": "#ffb74d",
+    "skipped": "#bdbdbd",
+    "line2": "#6a1b9a",
+}
 
 
 def _svg_stacked_bars(labels: list[str], series: list[tuple[str, list[int], str]], title: str) -> str:
@@ -271,7 +281,7 @@ def _svg_stacked_bars(labels: list[str], series: list[tuple[str, list[int], str]
     peak = max(totals, default=0) or 1
     slot = (width - left - 10) / n
     bar = max(2.0, slot * 0.7)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img">',
+    parts = [f'<svg viewBox="0 0 {width} {height}" role="img">',
              f'<title>{html.escape(title)}</title>',
              f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
              f'<line x1="{left}" y1="{height - bottom}" x2="{width - 5}" y2="{height - bottom}" stroke="#444"/>',
@@ -307,13 +317,15 @@ def _svg_rate_lines(labels: list[str], series: list[tuple[str, list[float | None
     width, height, left, bottom, top = 720, 220, 48, 40, 28
     n = max(1, len(labels))
     step = (width - left - 20) / max(1, n - 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img">',
+    parts = [f'<svg viewBox="0 0 {width} {height}" role="img">',
              f'<title>{html.escape(title)}</title>',
              f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
              f'<line x1="{left}" y1="{height - bottom}" x2="{width - 5}" y2="{height - bottom}" stroke="#444"/>']  # fmt: skip
     for frac in (0.0, 0.5, 1.0):
         y = height - bottom - frac * (height - bottom - top)
-        parts.append(f'<text x="{left - 6}" y="{y + 3:.1f}" font-size="10" text-anchor="end">{int(frac * 100)} %</text>')
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 3:.1f}" font-size="10" text-anchor="end">{int(frac * 100)} %</text>'
+        )
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 5}" y2="{y:.1f}" stroke="#ddd"/>')
     for name, values, color in series:
         points = [
@@ -338,7 +350,11 @@ def _svg_rate_lines(labels: list[str], series: list[tuple[str, list[float | None
 def _table_html(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
     head = ("", "requests", "avoided (stage 1)", "hidden (stage 2)", "shown", "accepted", "acceptance",
             "persisted", "p50 ms", "p95 ms", "p99 ms")  # fmt: skip
-    out = [f"<h2>{html.escape(title)}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    out = [
+        f"<h2>{html.escape(title)}</h2><table><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        + "</tr>"
+    ]
     for key, s in rows:
         cells = (key, s["requests"], s["avoided_stage1"], s["hidden_stage2"], s["shown"], s["accepted"],
                  _pct(s["acceptance_rate"]), _pct(s["persistence_rate"]), _ms(s["latency_ms"]["p50"]),

@@ -35,9 +35,9 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from heedls.server.events import SuggestionEvent
 
@@ -103,7 +103,7 @@ def classify(exc: BaseException) -> str:
 
 
 def _stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:
@@ -151,6 +151,12 @@ def count_events(path: Path | str) -> int:
         conn.close()
 
 
+def _close_at_exit(ref: weakref.ref[TelemetryStore]) -> None:
+    store = ref()
+    if store is not None:
+        store.close(timeout=2.0)
+
+
 class TelemetryStore:
     def __init__(
         self,
@@ -189,8 +195,7 @@ class TelemetryStore:
         self._thread = threading.Thread(target=self._run, name="heedls-telemetry-writer", daemon=True)
         self._thread.start()
         # A normal interpreter exit flushes; kill -9 loses only the batch being collected.
-        ref = weakref.ref(self)
-        atexit.register(lambda: (store := ref()) is not None and store.close(timeout=2.0))
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     # -- caller side (any thread, never blocks) -----------------------------------------------
     def record(self, event: SuggestionEvent) -> None:
@@ -225,7 +230,9 @@ class TelemetryStore:
         """Latest snapshot per id: the database, overlaid with rows still held in memory."""
         self.flush()
         with self._buffer_lock:
-            pending: dict[str, str] = {row[0]: row[3] for row in self._buffer if since is None or row[1] >= since}
+            pending: dict[str, str] = {
+                row[0]: row[3] for row in self._buffer if since is None or row[1] >= since
+            }
         try:
             for _seq, data in read_rows(self.path, since):
                 event = SuggestionEvent.from_dict(json.loads(data))
@@ -254,7 +261,7 @@ class TelemetryStore:
             "warnings": list(self.warnings),
         }
 
-    def __enter__(self) -> TelemetryStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -301,9 +308,12 @@ class TelemetryStore:
                 self._take(item, batch, controls)
             try:
                 self._write(batch, force_retry=bool(controls))
-            except Exception as exc:  # never let the writer die: keep the rows in memory
+            except Exception as exc:  # noqa: BLE001 -- never let the writer die: keep the rows in memory
                 self._buffer_rows(batch)
-                self._warn(f"telemetry: unexpected write failure ({exc!r}); keeping events in memory", once="unexpected")
+                self._warn(
+                    f"telemetry: unexpected write failure ({exc!r}); keeping events in memory",
+                    once="unexpected",
+                )
             for control in controls:
                 if isinstance(control, _Flush):
                     control.done.set()
@@ -331,7 +341,9 @@ class TelemetryStore:
         if rest:
             self._write(rest, force_retry=True)
         if self._buffer:
-            self._warn(f"telemetry: {len(self._buffer)} events could not be written to {self.path} and are lost")
+            self._warn(
+                f"telemetry: {len(self._buffer)} events could not be written to {self.path} and are lost"
+            )
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -376,7 +388,11 @@ class TelemetryStore:
                 return
             except (sqlite3.Error, _Corrupt) as exc:
                 kind = classify(exc)
-                unreadable = kind == "unavailable" and self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK)
+                unreadable = (
+                    kind == "unavailable"
+                    and self.path.exists()
+                    and not os.access(self.path, os.R_OK | os.W_OK)
+                )
                 if attempt == 0 and (kind in ("corrupt", "locked") or unreadable):
                     reason = "unreadable" if unreadable else kind
                     if self._set_aside(f"{reason}: {exc}"):
@@ -406,7 +422,9 @@ class TelemetryStore:
             self._warn(f"telemetry: {self.path} is {reason.split(':')[0]} and cannot be moved aside ({exc})")
             return False
         self.set_aside.append(target)
-        self._warn(f"telemetry: {self.path} was {reason}; moved aside to {target.name} and started a new store")
+        self._warn(
+            f"telemetry: {self.path} was {reason}; moved aside to {target.name} and started a new store"
+        )
         return True
 
     def _degrade(self, why: str) -> None:
@@ -447,34 +465,47 @@ class TelemetryStore:
             return
         with self._buffer_lock:
             rows = list(self._buffer) + batch
+            self._buffer.clear()
         if not rows:
             return
-        for attempt in range(2):
-            assert self._conn is not None
+        was_degraded = self.state == "degraded"
+        done = 0
+        repaired = False
+        # One transaction per batch; a backlog (after an outage) goes in batch-sized transactions
+        # so that a nearly full disk still takes what fits.
+        while done < len(rows):
+            chunk = rows[done : done + self.batch_size]
             try:
+                if self._conn is None:
+                    raise sqlite3.OperationalError("no connection")
                 with self._conn:
-                    self._conn.executemany("INSERT INTO events(id, ts, recorded, data) VALUES (?, ?, ?, ?)", rows)
-            except sqlite3.Error as exc:
+                    self._conn.executemany(
+                        "INSERT INTO events(id, ts, recorded, data) VALUES (?, ?, ?, ?)", chunk
+                    )
+            except (sqlite3.Error, _Corrupt) as exc:
+                problem: BaseException = exc
                 kind = classify(exc)
-                if attempt == 0 and kind in ("corrupt", "locked") and self._set_aside(f"{kind}: {exc}"):
+                if not repaired and kind in ("corrupt", "locked") and self._set_aside(f"{kind}: {exc}"):
+                    repaired = True
                     try:
                         self._conn = self._connect()
                         continue
                     except (sqlite3.Error, _Corrupt) as again:
-                        exc = again  # type: ignore[assignment]
-                with self._buffer_lock:
-                    self._buffer.clear()
-                self._buffer_rows(rows)
-                if self._conn is not None and kind != "unavailable":
+                        problem = again
+                self._buffer_rows(rows[done:])
+                if kind != "unavailable" and self._conn is not None:
+                    # a locked/corrupt file we could not replace: reopen on the next retry
+                    try:
+                        self._conn.close()
+                    except sqlite3.Error:
+                        pass
                     self._conn = None
-                self._degrade(f"cannot write to {self.path} ({exc})")
+                self._degrade(f"cannot write to {self.path} ({problem})")
                 return
-            with self._buffer_lock:
-                self._buffer.clear()
-            self.written += len(rows)
-            if self.state == "degraded":
-                self._warn(f"telemetry: writing to {self.path} works again; {len(rows)} buffered events saved")
-                self._warned.discard("degraded")
-                self._warned.discard("dropping")
-            self.state = "ok"
-            return
+            done += len(chunk)
+            self.written += len(chunk)
+        if was_degraded:
+            self._warn(f"telemetry: writing to {self.path} works again; {len(rows)} buffered events saved")
+            self._warned.discard("degraded")
+            self._warned.discard("dropping")
+        self.state = "ok"
