@@ -1,9 +1,128 @@
-"""CLI command (filled in by its own issue)."""
+"""`heedls eval acceptance …` and `heedls replay …`.
+
+`eval acceptance --json` prints exactly one JSON object on stdout; progress goes to stderr.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+eval_app = typer.Typer(help="Evaluate heedls components on recorded data.", no_args_is_help=True)
+
+
+class Stage(str, Enum):
+    context = "context"
+    suggestion = "suggestion"
+
+
+class Label(str, Enum):
+    accepted = "accepted"
+    persisted = "persisted"
+
+
+class Kind(str, Enum):
+    logreg = "logreg"
+    gbm = "gbm"
+    blend = "blend"
+
+
+@eval_app.command("acceptance")
+def eval_acceptance(
+    events: Annotated[Path, typer.Argument(help="A heedls.suggestion/1 JSONL file (any origin).")],
+    stage: Annotated[Stage, typer.Option("--stage", help="context (stage 1) or suggestion (stage 2)")] = Stage.suggestion,
+    label: Annotated[Label, typer.Option("--label", help="accepted, or persisted (accepted and still in code)")] = Label.accepted,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Score with the shipped model, no fitting.")] = False,
+    model_file: Annotated[Path | None, typer.Option("--model-file", help="With --pretrained: this model file instead of the shipped one.")] = None,
+    baselines: Annotated[bool, typer.Option("--baselines", help="Also report always-show, Copilot-style filter, suggestion length.")] = False,
+    keep: Annotated[float, typer.Option("--keep", help="Share of accepted suggestions to keep.")] = 0.95,
+    kind: Annotated[Kind, typer.Option("--model", help="Learner refitted in each fold.")] = Kind.blend,
+    folds: Annotated[bool, typer.Option("--folds", help="Include per-session thresholds in the JSON.")] = False,
+) -> None:
+    """Leave-one-session-out evaluation of the acceptance model (protocol of DESIGN.md)."""
+    from heedls.server.acceptance.evaluate import evaluate, load_events
+    from heedls.server.acceptance.model import AcceptanceModel
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    if not events.exists():
+        typer.echo(f"heedls: {events}: no such file", err=True)
+        raise typer.Exit(2)
+    loaded, skipped = load_events(events)
+    model = None
+    if pretrained:
+        from heedls.server.acceptance.gate import default_model_path
+
+        path = model_file or default_model_path()
+        try:
+            model = AcceptanceModel.load(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            typer.echo(f"heedls: cannot load model {path}: {exc}", err=True)
+            raise typer.Exit(2) from exc
+    result = evaluate(loaded, stage.value, label=label.value, keep=keep, kind=kind.value, baselines=baselines,
+                      pretrained=model)
+    if skipped:
+        result["skipped_lines"] = skipped
+    if not folds:
+        result.pop("folds", None)
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    _print_table(result)
+
+
+def _print_table(result: dict[str, object]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    keys = ("auc", "hidden_rejected_at_95", "accepted_kept", "ece", "requests_avoided")
+    table = Table(title=f"acceptance, {result['stage']} stage: n={result['n']} positives={result['positives']}")
+    table.add_column("model")
+    for key in keys:
+        table.add_column(key, justify="right")
+    rows = [("heedls", result)]
+    baselines = result.get("baselines")
+    if isinstance(baselines, dict):
+        rows += list(baselines.items())
+    for name, values in rows:
+        assert isinstance(values, dict)
+        table.add_row(name, *("-" if values.get(k) is None else f"{values[k]:.3f}" for k in keys))
+    console = Console()
+    console.print(table)
+    console.print(str(result.get("protocol", "")), style="dim")
+
+
+def replay_command(
+    sources: Annotated[list[Path], typer.Argument(help="Files or directories of real code (not yours).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Events JSONL to write.")],
+    provider: Annotated[str, typer.Option("--provider", help="local | openai | ollama | llamacpp")] = "local",
+    cuts: Annotated[int, typer.Option("--cuts", help="Number of cut points (requests).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed (reproducible replays).")] = 0,
+    per_file: Annotated[int, typer.Option("--per-file", help="Cut points per file.")] = 10,
+    files_per_session: Annotated[int, typer.Option("--files-per-session", help="Files per synthetic session.")] = 4,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Cut real files, run the provider and post-processing, label by what the author wrote next."""
+    from heedls.server.acceptance.replay import run
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    if cuts <= 0:
+        typer.echo("heedls: --cuts must be positive", err=True)
+        raise typer.Exit(2)
+    try:
+        summary = run(sources, output, cuts, seed, provider, per_file, files_per_session, quiet=quiet)
+    except ImportError as exc:
+        typer.echo(f"heedls: replay needs the provider and pipeline modules: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(summary), err=True)
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.add_typer(eval_app, name="eval")
+    app.command("replay")(replay_command)

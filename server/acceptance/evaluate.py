@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from heedls.server.acceptance.features import (
     STAGE_FEATURES,
     context_features,
@@ -238,4 +237,4 @@ def iter_labelled(events: Iterable[SuggestionEvent], label: str) -> Iterable[Sug
     return (e for e in events if e.label("persisted" if label == "persisted" else "accepted") is not None)
 
 
-__all__ = ["evaluate", "build_dataset", "load_events", "auc", "ece", "metrics", "loso_predict", "StageModel"]
+__all__ = ["StageModel", "auc", "build_dataset", "ece", "evaluate", "load_events", "loso_predict", "metrics"]

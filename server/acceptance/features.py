@@ -25,7 +25,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-
 from heedls.server.events import SuggestionEvent
 
 # How much of the prefix tail the syntactic features look at: enough for the enclosing statement
@@ -44,9 +43,7 @@ _CONTROL_KW = ("if ", "elif ", "else", "for ", "while ", "try", "except", "final
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\S")
 _BUILTIN_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
-_JS_KEYWORDS = frozenset("""var let const function return if else for while do switch case break continue new
-this typeof instanceof null undefined true false class extends import export from default try catch finally
-throw async await of in yield delete void console""".split())
+_JS_KEYWORDS = frozenset(["var", "let", "const", "function", "return", "if", "else", "for", "while", "do", "switch", "case", "break", "continue", "new", "this", "typeof", "instanceof", "null", "undefined", "true", "false", "class", "extends", "import", "export", "from", "default", "try", "catch", "finally", "throw", "async", "await", "of", "in", "yield", "delete", "void", "console"])
 
 CONTEXT_FEATURES: tuple[str, ...] = (
     "prefix_chars_log", "prefix_lines_log", "line_chars_log", "line_stripped_chars_log", "at_line_start",

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from heedls.server.acceptance.policy import positive_quantiles, threshold_for_keep
 
 FORMAT = "heedls.acceptance/1"

@@ -1,0 +1,320 @@
+"""The learned acceptance gate of the live server (CDHF cascade), behind `pipeline.gate.Gate`.
+
+- mode `off`: shows everything and scores nothing; `stage1`: stage 1 may skip the provider call,
+  stage 2 is scored for telemetry but never hides; `cascade`: both stages may act.
+- Every decision carries score, threshold (None when that stage does not act) and model_version.
+- The model is the user's own refit when one exists in `data_dir`, else the shipped default. A
+  missing or corrupt model file never crashes anything: the gate falls back to showing everything
+  and logs a warning.
+- Refit (`observe`): decided events are kept as feature rows (no code text) in
+  `data_dir/acceptance-rows.jsonl`. Once there are `min_events_for_refit` labelled rows with both
+  classes well represented, a background thread fits a candidate on all but the newest 20 % and
+  compares it with the current model on those newest events; only if it is at least as good (AUC,
+  then log-loss) is the model refitted on everything and installed (the previous one is kept as
+  `acceptance-user.prev.json`); otherwise the current model stays (rollback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from heedls.server.acceptance.features import STAGE_FEATURES, context_features, suggestion_features, vectorize
+from heedls.server.acceptance.model import AcceptanceModel, StageModel, fit_stage
+from heedls.server.events import SuggestionEvent
+from heedls.server.pipeline.gate import GateDecision
+
+log = logging.getLogger(__name__)
+
+USER_MODEL = "acceptance-user.json"
+USER_MODEL_PREV = "acceptance-user.prev.json"
+ROWS_FILE = "acceptance-rows.jsonl"
+HOLDOUT_SHARE = 0.2
+MIN_MINORITY = 20  # class-balance guard: at least this many of each class ...
+MIN_MINORITY_SHARE = 0.05  # ... and at least this share
+REFIT_EVERY = 50  # new labelled rows between refit attempts
+_ROW_CACHE = 512
+
+
+def default_model_path() -> Path:
+    import heedls.server
+
+    return Path(heedls.server.__file__).resolve().parent / "data" / "acceptance-default.json"
+
+
+def _load(path: Path) -> AcceptanceModel | None:
+    try:
+        model = AcceptanceModel.load(path)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # corrupt, truncated, wrong format: never fatal
+        log.warning("acceptance model %s unusable (%s); ignoring it", path, type(exc).__name__)
+        return None
+    return model
+
+
+class AcceptanceGate:
+    def __init__(self, mode: str = "cascade", keep_accepted: float = 0.95, label: str = "accepted",
+                 model: AcceptanceModel | None = None, data_dir: Path | None = None, refit: bool = True,
+                 min_events_for_refit: int = 200, background: bool = True) -> None:
+        self.mode = mode if mode in ("off", "stage1", "cascade") else "cascade"
+        self.keep = keep_accepted if 0.0 < keep_accepted <= 1.0 else 0.95
+        self.label = label if label in ("accepted", "persisted") else "accepted"
+        self.model = model
+        self.data_dir = data_dir
+        self.refit_enabled = refit
+        self.min_events = max(20, int(min_events_for_refit))
+        self.background = background
+        self.requests = self.skipped = self.hidden = self.scored2 = 0
+        self.refits = self.rollbacks = 0
+        self.last_refit: dict[str, Any] | None = None
+        self._rows: OrderedDict[str, dict[str, dict[str, float]]] = OrderedDict()
+        self._stored: dict[str, dict[str, Any]] = {}
+        self._since_refit = 0
+        self._lock = threading.Lock()
+        self._refitting = False
+        if data_dir is not None:
+            self._stored = self._read_rows()
+
+    # ------------------------------------------------------------------ decisions
+    @property
+    def model_version(self) -> str | None:
+        return self.model.version if self.model is not None else None
+
+    def _stage(self, name: str) -> StageModel | None:
+        return self.model.stages.get(name) if self.model is not None else None
+
+    def _remember(self, event: SuggestionEvent, key: str, row: dict[str, float]) -> None:
+        entry = self._rows.setdefault(event.id, {})
+        entry[key] = row
+        self._rows.move_to_end(event.id)
+        while len(self._rows) > _ROW_CACHE:
+            self._rows.popitem(last=False)
+
+    def stage1(self, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> GateDecision:
+        self.requests += 1
+        stage = self._stage("context")
+        if self.mode == "off" or stage is None:
+            return GateDecision(True, "stage1", model_version=self.model_version)
+        row = context_features(event, history)
+        self._remember(event, "context", row)
+        score = stage.score(row)
+        threshold = stage.threshold_for(self.keep)
+        show = score >= threshold
+        if not show:
+            self.skipped += 1
+        return GateDecision(show, "stage1", round(score, 5), round(threshold, 5), self.model_version)
+
+    def stage2(self, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> GateDecision:
+        stage = self._stage("suggestion")
+        if self.mode == "off" or stage is None:
+            return GateDecision(True, "stage2", model_version=self.model_version)
+        cached = self._rows.get(event.id, {}).get("context")
+        row = suggestion_features(event, history, context=cached)
+        self._remember(event, "suggestion", row)
+        score = stage.score(row)
+        self.scored2 += 1
+        if self.mode != "cascade":  # scored for telemetry, never hides
+            return GateDecision(True, "stage2", round(score, 5), None, self.model_version)
+        threshold = stage.threshold_for(self.keep)
+        show = score >= threshold
+        if not show:
+            self.hidden += 1
+        return GateDecision(show, "stage2", round(score, 5), round(threshold, 5), self.model_version)
+
+    def status(self) -> dict[str, Any]:
+        gated = self.skipped + self.hidden
+        return {
+            "mode": self.mode, "model_version": self.model_version, "keep_accepted": self.keep,
+            "requests": self.requests, "skipped": self.skipped, "hidden": self.hidden,
+            # share of requests that showed nothing because of the gate (stage 1 skip or stage 2 hide)
+            "hidden_share": round(gated / self.requests, 4) if self.requests else 0.0,
+            "label": self.label, "user_events": len(self._labelled()), "refits": self.refits,
+            "rollbacks": self.rollbacks, "last_refit": self.last_refit,
+        }
+
+    # ------------------------------------------------------------------ learning
+    def observe(self, event: SuggestionEvent) -> None:
+        if not self.refit_enabled or event.outcome not in ("accepted", "rejected"):
+            return
+        rows = self._rows.get(event.id)
+        if not rows or "context" not in rows:
+            return  # not scored here (gate off, or from before a restart): nothing to learn from
+        record = {"id": event.id, "session": event.session, "ts": event.ts, "accepted": event.label("accepted"),
+                  "persisted": event.label("persisted"), "context": rows.get("context"),
+                  "suggestion": rows.get("suggestion")}
+        fresh = event.id not in self._stored
+        self._stored[event.id] = record
+        self._append_row(record)
+        if fresh:
+            self._since_refit += 1
+        if self._since_refit >= REFIT_EVERY or (fresh and len(self._stored) == self.min_events):
+            self.maybe_refit()
+
+    def _labelled(self) -> list[dict[str, Any]]:
+        return [r for r in self._stored.values() if r.get(self.label) is not None]
+
+    def maybe_refit(self) -> bool:
+        """Start a refit if the guards allow; returns whether one was started (or run)."""
+        rows = sorted(self._labelled(), key=lambda r: r["ts"])
+        if len(rows) < self.min_events:
+            return False
+        positives = sum(int(r[self.label]) for r in rows)
+        minority = min(positives, len(rows) - positives)
+        if minority < max(MIN_MINORITY, MIN_MINORITY_SHARE * len(rows)):
+            self.last_refit = {"ts": time.time(), "result": "skipped: class balance", "n": len(rows)}
+            return False
+        with self._lock:
+            if self._refitting:
+                return False
+            self._refitting = True
+        self._since_refit = 0
+        if self.background:
+            threading.Thread(target=self._refit, args=(rows,), name="heedls-gate-refit", daemon=True).start()
+        else:
+            self._refit(rows)
+        return True
+
+    def _refit(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            self._refit_inner(rows)
+        except Exception:
+            log.exception("acceptance refit failed; keeping the current model")
+        finally:
+            with self._lock:
+                self._refitting = False
+
+    def _refit_inner(self, rows: list[dict[str, Any]]) -> None:
+        from heedls.server.acceptance.evaluate import auc
+
+        cut = int(len(rows) * (1.0 - HOLDOUT_SHARE))
+        old, new = rows[:cut], rows[cut:]
+        current = self.model
+        stages: dict[str, StageModel] = {}
+        report: dict[str, Any] = {"ts": time.time(), "n": len(rows), "holdout": len(new)}
+        for stage in ("context", "suggestion"):
+            usable_old = [r for r in old if r.get(stage)]
+            usable_new = [r for r in new if r.get(stage)]
+            usable_all = [r for r in rows if r.get(stage)]
+            if len(usable_old) < 10 or len(usable_new) < 5:
+                continue
+            names = STAGE_FEATURES[stage]
+            kind = self._kind(stage)
+            X_old, y_old, g_old = self._matrix(usable_old, stage, names)
+            X_new, y_new, _ = self._matrix(usable_new, stage, names)
+            candidate = fit_stage(stage, names, X_old, y_old, g_old, kind=kind, keep_accepted=self.keep)
+            cand_p = candidate.predict(X_new)
+            incumbent = current.stages.get(stage) if current is not None else None
+            inc_p = incumbent.predict(vectorize([r[stage] for r in usable_new], incumbent.features)) \
+                if incumbent is not None else np.full(y_new.size, float(y_old.mean()))
+            cand = (auc(y_new, cand_p) or 0.5, -_logloss(y_new, cand_p))
+            inc = (auc(y_new, inc_p) or 0.5, -_logloss(y_new, inc_p))
+            report[stage] = {"candidate_auc": round(cand[0], 4), "current_auc": round(inc[0], 4)}
+            if cand < inc:
+                report[stage]["result"] = "rolled back"
+                continue
+            X_all, y_all, g_all = self._matrix(usable_all, stage, names)
+            stages[stage] = fit_stage(stage, names, X_all, y_all, g_all, kind=kind, keep_accepted=self.keep,
+                                      meta={"source": "user refit", "label": self.label})
+            report[stage]["result"] = "installed"
+        if not stages:
+            self.rollbacks += 1
+            report["result"] = "rolled back"
+            self.last_refit = report
+            log.info("acceptance refit evaluated worse than the current model: kept %s", self.model_version)
+            return
+        merged = dict(current.stages) if current is not None else {}
+        merged.update(stages)
+        base = (current.version if current is not None else "none").split("+user")[0]
+        model = AcceptanceModel(f"{base}+user{int(time.time())}", merged, self.label,
+                                {"refit": report})
+        if self.data_dir is not None:
+            target = self.data_dir / USER_MODEL
+            try:
+                if target.exists():
+                    target.replace(self.data_dir / USER_MODEL_PREV)
+                model.save(target)
+            except OSError as exc:
+                log.warning("cannot save the refitted acceptance model: %s", exc)
+        self.model = model  # one reference swap: decisions in flight see the old or the new model
+        self.refits += 1
+        report["result"] = "installed"
+        self.last_refit = report
+        log.info("acceptance model refitted: %s", model.version)
+
+    def _kind(self, stage: str) -> str:
+        current = self._stage(stage)
+        return current.kind if current is not None and current.kind in ("logreg", "gbm", "blend") else "logreg"
+
+    def _matrix(self, rows: list[dict[str, Any]], stage: str, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        X = vectorize([r[stage] for r in rows], names)
+        y = np.asarray([float(r[self.label]) for r in rows])
+        groups = np.asarray([str(r.get("session")) for r in rows], dtype=object)
+        return X, y, groups
+
+    # ------------------------------------------------------------------ persistence of rows
+    def _read_rows(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        if self.data_dir is None:
+            return out
+        path = self.data_dir / ROWS_FILE
+        try:
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        record = json.loads(line)
+                        out[str(record["id"])] = record
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a torn last line after a crash
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("cannot read acceptance rows: %s", exc)
+        return out
+
+    def _append_row(self, record: dict[str, Any]) -> None:
+        if self.data_dir is None:
+            return
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.data_dir / ROWS_FILE, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+        except OSError as exc:
+            log.warning("cannot store acceptance row: %s", exc)
+
+
+def _logloss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def build_gate(config: Any, data_dir: Path | None = None, model_path: Path | None = None) -> AcceptanceGate:
+    """The server's gate for a `GateConfig`; never raises (a bad model means showing everything)."""
+    mode = str(getattr(config, "mode", "cascade"))
+    keep = float(getattr(config, "keep_accepted", 0.95))
+    label = str(getattr(config, "label", "accepted"))
+    refit = bool(getattr(config, "refit", True))
+    min_events = int(getattr(config, "min_events_for_refit", 200))
+    model: AcceptanceModel | None = None
+    if mode != "off":
+        if refit and data_dir is not None:
+            model = _load(Path(data_dir) / USER_MODEL)
+            if model is not None and set(model.stages) != {"context", "suggestion"}:
+                model = None
+        if model is None:
+            path = model_path or default_model_path()
+            model = _load(path)
+            if model is None:
+                log.warning("no usable acceptance model at %s: the gate shows every suggestion", path)
+    return AcceptanceGate(mode, keep, label, model, Path(data_dir) if data_dir is not None else None, refit,
+                          min_events)
+
+
+__all__ = ["AcceptanceGate", "build_gate", "default_model_path"]

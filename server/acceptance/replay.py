@@ -1,0 +1,301 @@
+"""`heedls replay`: proxy-labelled suggestion events from real code nobody here wrote.
+
+How a replay is made (docs/acceptance.md has the rationale):
+1. *Projects*: each source directory holding packages (folders with `__init__.py`) yields one
+   project per package; any other directory is one project; a file's project is its folder.
+   One project = one synthetic session (a developer working in one code base).
+2. *Cut points*: per project up to `files_per_session` files (1 KB–200 KB) sampled with the seed,
+   `per_file` cuts each, visited top to bottom as a user writes. Half the cuts sit at a line start
+   (after the indentation), half mid-line (a uniform column inside the line's code). Half of the
+   requests see the rest of the file after the current line as the suffix (editing in the middle),
+   half see none (writing new code at the end; the suffix is then really empty, `suffix_known`).
+3. The provider indexes the project like a workspace (the current file is held out of that index:
+   the local provider always excludes the current document) and gets the text before the cursor;
+   its first candidate goes through the pipeline's post-processing, exactly as in the server.
+4. *Label* (what a user who knew what they were about to type would do), against the truth T =
+   the text the author actually wrote from the cursor on, cut to as many lines as the suggestion S:
+   accepted iff S == T (exact), or T starts with S and S has >= 4 non-blank characters (a correct
+   partial), or the edit similarity (difflib ratio) of S and T is >= 0.8; otherwise rejected.
+   Persisted (30/120/600 s) = accepted with similarity >= 0.9 (little left to edit afterwards).
+5. Timing is synthetic and carries no signal: gaps between requests ~ lognormal (median 8 s),
+   decision time ~ lognormal (median 1.2 s); latency is the measured provider + post-processing
+   time. Every event carries `extra.synthetic = true` and `extra.replay = {...}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import importlib
+import logging
+import math
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from heedls.server.events import SuggestionEvent
+
+log = logging.getLogger(__name__)
+
+SIMILARITY_ACCEPT = 0.8
+SIMILARITY_PERSIST = 0.9
+MIN_PARTIAL_CHARS = 4
+SKIP_PROJECTS = frozenset({"test", "tests", "encodings", "heedls", "__phello__", "pydoc_data", "idlelib",
+                           "lib2to3", "turtledemo"})
+REPLAY_EPOCH = 1_700_000_000.0  # synthetic clock start (2023-11-14), fixed for reproducibility
+RULE = (f"accepted iff exact, or correct partial (truth starts with it, >= {MIN_PARTIAL_CHARS} chars), or "
+        f"difflib ratio >= {SIMILARITY_ACCEPT} against the truth cut to the suggestion's line count")
+
+
+@dataclass(frozen=True)
+class Cut:
+    path: Path
+    offset: int
+    line: int
+    column: int
+    kind: str  # "start" | "mid"
+    with_suffix: bool
+
+
+def find_projects(sources: Sequence[Path]) -> list[tuple[Path, list[Path]]]:
+    """(workspace, candidate files) per project, in a stable order."""
+    projects: dict[Path, list[Path]] = {}
+    for source in sources:
+        source = source.resolve()
+        if source.is_file():
+            projects.setdefault(source.parent, []).append(source)
+            continue
+        if not source.is_dir():
+            log.warning("replay: %s does not exist; skipped", source)
+            continue
+        subs = sorted(p for p in source.iterdir() if p.is_dir() and (p / "__init__.py").exists()
+                      and p.name not in SKIP_PROJECTS and not p.name.startswith(("_", ".")))
+        if subs:
+            for sub in subs:
+                projects.setdefault(sub, []).extend(_eligible(sub.rglob("*.py")))
+        else:
+            projects.setdefault(source, []).extend(_eligible(source.glob("*.py")))
+    return [(root, sorted(set(files))) for root, files in sorted(projects.items()) if files]
+
+
+def _eligible(paths: Iterable[Path]) -> list[Path]:
+    out = []
+    for path in paths:
+        if any(part in ("test", "tests", "__pycache__") for part in path.parts[-4:-1]):
+            continue  # tests are repetitive enough to flatter any provider
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        if 1_000 <= size <= 200_000:
+            out.append(path)
+    return out
+
+
+def sample_cuts(text: str, path: Path, count: int, rng: random.Random) -> list[Cut]:
+    lines = text.split("\n")
+    offsets = [0]
+    for ln in lines:
+        offsets.append(offsets[-1] + len(ln) + 1)
+    code = [i for i, ln in enumerate(lines) if len(ln.strip()) >= 2 and i > 0]
+    if not code:
+        return []
+    picked = rng.sample(code, min(count, len(code)))
+    cuts = []
+    for k, i in enumerate(sorted(picked)):
+        line = lines[i].rstrip()
+        indent = len(line) - len(line.lstrip())
+        if rng.random() < 0.5 or len(line) - indent < 2:
+            kind, col = "start", indent
+        else:
+            kind, col = "mid", rng.randint(indent + 1, len(line) - 1)
+        cuts.append(Cut(path, offsets[i] + col, i, col, kind, rng.random() < 0.5))
+    return cuts
+
+
+def similarity(a: str, b: str) -> float:
+    if not a and not b:
+        return 1.0
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def label_suggestion(suggestion: str, truth: str) -> dict[str, Any]:
+    """Compare a suggestion with what the author wrote next (see the module docstring)."""
+    n_lines = suggestion.count("\n") + 1
+    target = "\n".join(truth.split("\n")[:n_lines])
+    s, t = suggestion.rstrip(), target.rstrip()
+    exact = s == t
+    partial = not exact and t.startswith(s) and len(s.strip()) >= MIN_PARTIAL_CHARS
+    sim = 1.0 if exact else similarity(s, t)
+    accepted = exact or partial or sim >= SIMILARITY_ACCEPT
+    persisted = accepted and (exact or partial or sim >= SIMILARITY_PERSIST)
+    return {"accepted": accepted, "persisted": persisted, "exact": exact, "partial": partial,
+            "similarity": round(sim, 4)}
+
+
+def _load_postprocess() -> Callable[[str, Any], str | None]:
+    module = importlib.import_module("heedls.server.pipeline.postprocess")
+    fn: Callable[[str, Any], str | None] = module.postprocess
+    return fn
+
+
+def _make_provider(name: str, workspace: Path, cache_dir: Path) -> Any:
+    """The configured provider for one project: `local`, or an HTTP one falling back to local."""
+    from heedls.server.providers.local import IndexLimits, LocalProvider
+
+    local = LocalProvider(workspace, cache_dir=cache_dir, limits=IndexLimits(max_files=400, max_tokens=1_500_000))
+    local.index_now()
+    if name == "local":
+        return local
+    from heedls.server import config as config_mod
+    from heedls.server.providers.registry import build_provider
+
+    cfg, warnings = config_mod.load(Path.cwd())
+    for warning in warnings:
+        log.warning("%s", warning)
+    from dataclasses import replace
+
+    return build_provider(replace(cfg.provider, name=name), local)
+
+
+async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provider: str = "local",
+                 per_file: int = 10, files_per_session: int = 4, deadline_s: float = 0.25,
+                 progress: Callable[[int, int], None] | None = None) -> list[SuggestionEvent]:
+    from heedls.server.providers.base import CompletionRequest
+
+    postprocess = _load_postprocess()
+    rng = random.Random(seed)
+    projects = find_projects(sources)
+    rng.shuffle(projects)
+    plan: list[tuple[Path, list[Path]]] = []
+    planned = 0
+    for root, files in projects:
+        if planned >= cuts:
+            break
+        if len(files) < 2 and len(projects) > 1:
+            continue  # nothing to index once the file is held out
+        picked = rng.sample(files, min(files_per_session, len(files)))
+        plan.append((root, picked))
+        planned += len(picked) * per_file
+    events: list[SuggestionEvent] = []
+    done = 0
+    with tempfile.TemporaryDirectory(prefix="heedls-replay-") as tmp:
+        for s_index, (root, files) in enumerate(plan):
+            if done >= cuts:
+                break
+            session = f"replay-{seed}-{s_index:03d}-{root.name}"
+            clock = REPLAY_EPOCH + s_index * 86_400.0
+            backend = _make_provider(provider, root, Path(tmp))
+            try:
+                for path in files:
+                    text = path.read_text(encoding="utf-8", errors="replace")
+                    for cut in sample_cuts(text, path, min(per_file, cuts - done), rng):
+                        if done >= cuts:
+                            break
+                        clock += rng.lognormvariate(math.log(8.0), 0.9)
+                        event = await _one(backend, postprocess, CompletionRequest, text, cut, root, session,
+                                           clock, deadline_s, rng, seed)
+                        events.append(event)
+                        done += 1
+                        if progress is not None:
+                            progress(done, cuts)
+                        if event.decision_ms:
+                            clock += event.decision_ms / 1000.0
+            finally:
+                closer = getattr(backend, "aclose", None)
+                if closer is not None:
+                    await closer()
+    return events
+
+
+async def _one(backend: Any, postprocess: Callable[[str, Any], str | None], request_cls: Any, text: str, cut: Cut,
+               root: Path, session: str, ts: float, deadline_s: float, rng: random.Random, seed: int) -> SuggestionEvent:
+    prefix = text[: cut.offset]
+    line_end = text.find("\n", cut.offset)
+    line_end = len(text) if line_end < 0 else line_end
+    suffix = text[line_end:] if cut.with_suffix else ""
+    document = prefix + suffix
+    request = request_cls(prefix=prefix, suffix=suffix, path=str(cut.path), language="python", line=cut.line,
+                          character=cut.column, workspace=root, max_lines=8, document=document)
+    started = time.perf_counter()
+    try:
+        candidates = await backend.complete(request, deadline_s)
+    except Exception as exc:  # a failing provider is an empty suggestion, as in the server
+        log.debug("provider failed: %s", exc)
+        candidates = []
+    suggestion = None
+    chosen = None
+    for candidate in candidates:
+        suggestion = postprocess(candidate.text, request)
+        if suggestion:
+            chosen = candidate
+            break
+    latency = round((time.perf_counter() - started) * 1000.0, 3)
+    try:
+        rel = str(cut.path.relative_to(root.parent))
+    except ValueError:
+        rel = cut.path.name
+    info: dict[str, Any] = {"file": rel, "offset": cut.offset, "kind": cut.kind, "seed": seed, "rule": RULE}
+    extra: dict[str, Any] = {"synthetic": True, "suffix_known": True, "replay": info}
+    event = SuggestionEvent(id=f"r-{uuid.UUID(int=rng.getrandbits(128)).hex[:16]}", session=session,
+                            ts=round(ts, 3), language="python", file=rel, prefix=prefix, suffix=suffix,
+                            latency_ms=latency, extra=extra)
+    if not suggestion or chosen is None:
+        info["empty"] = True
+        event.provider = getattr(backend, "name", None)
+        return event
+    verdict = label_suggestion(suggestion, text[cut.offset:])
+    info.update(verdict)
+    event.suggestion = suggestion
+    event.shown = True
+    event.provider = chosen.provider
+    event.model = chosen.model
+    if chosen.confidence is not None:
+        extra["confidence"] = chosen.confidence
+    if chosen.logprob is not None:
+        extra["logprob"] = chosen.logprob
+    if chosen.source:
+        extra["source"] = chosen.source
+    event.outcome = "accepted" if verdict["accepted"] else "rejected"
+    event.decision_ms = round(rng.lognormvariate(math.log(1200.0), 0.6), 1)
+    if verdict["accepted"]:
+        event.persisted_30s = event.persisted_120s = event.persisted_600s = bool(verdict["persisted"])
+    return event
+
+
+def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: str, per_file: int = 10,
+        files_per_session: int = 4, quiet: bool = False) -> dict[str, Any]:
+    """Blocking wrapper for the CLI and the training script, with a progress bar on stderr."""
+    from heedls.server.events import write_jsonl
+
+    started = time.perf_counter()
+    if quiet:
+        events = asyncio.run(replay(sources, cuts, seed, provider, per_file, files_per_session))
+    else:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        with Progress("replay", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("cuts", total=cuts)
+
+            def tick(done: int, total: int) -> None:
+                bar.update(task, completed=done)
+
+            events = asyncio.run(replay(sources, cuts, seed, provider, per_file, files_per_session, progress=tick))
+    write_jsonl(events, output)
+    labelled = [e for e in events if e.outcome is not None]
+    return {"events": len(events), "labelled": len(labelled),
+            "accepted": sum(1 for e in labelled if e.outcome == "accepted"),
+            "sessions": len({e.session for e in events}), "seconds": round(time.perf_counter() - started, 1),
+            "output": str(output)}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(run([Path(p) for p in sys.argv[1:]], Path("replay.jsonl"), 200, 0, "local"))
