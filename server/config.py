@@ -73,6 +73,8 @@ class TelemetryConfig:
     path: str = ""  # empty = per-workspace store in the user data directory
     push_endpoint: str = ""
     reject_timeout_s: float = 5.0
+    # Speeds up the persistence clock (30 s / 120 s / 600 s checkpoints); for end-to-end tests.
+    persistence_time_scale: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -70,11 +70,10 @@ def open_telemetry(config: HeedlsConfig, root: Path | None, warn: Warn) -> Any |
     if not config.telemetry.enabled:
         return None
     try:
-        from heedls.server.telemetry.paths import default_store_path
+        from heedls.server.telemetry.paths import store_path
         from heedls.server.telemetry.store import TelemetryStore
 
-        path = Path(config.telemetry.path) if config.telemetry.path else default_store_path(root or Path.cwd())
-        return TelemetryStore(path)
+        return TelemetryStore(store_path(root or Path.cwd(), config.telemetry), on_warning=warn)
     except Exception as exc:
         warn(f"telemetry store unavailable ({exc}); suggestions are not recorded")
         return None

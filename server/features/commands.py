@@ -32,7 +32,9 @@ def _persistence(server: HeedlsServer) -> Any | None:
         try:
             from heedls.server.telemetry.persistence import PersistenceTracker
 
-            server.services["persistence"] = PersistenceTracker()
+            scale = max(1.0, server.config.telemetry.persistence_time_scale)
+            start = time.time()
+            server.services["persistence"] = PersistenceTracker(clock=lambda: start + (time.time() - start) * scale)
         except Exception as exc:
             log.info("persistence tracking unavailable: %s", exc)
             server.services["persistence"] = None
@@ -51,13 +53,34 @@ def check_persistence(server: HeedlsServer) -> None:
             return None
 
     engine = server.services.get("engine")
-    for event in tracker.check(time.time(), get_text):
+    for event in tracker.check(None, get_text):
         if engine is not None:
             engine.sink.record(event)
             try:
                 engine.gate.observe(event)
             except Exception:
                 log.exception("gate.observe failed")
+    _schedule_persistence(server, tracker)
+
+
+def _schedule_persistence(server: HeedlsServer, tracker: Any) -> None:
+    """Checkpoints fall due even when the user stops typing: a timer checks at the next one."""
+    import asyncio
+
+    due = tracker.next_due()
+    old = server.services.get("persistence_timer")
+    if old is not None:
+        old.cancel()
+        server.services["persistence_timer"] = None
+    if due is None:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    scale = max(1.0, server.config.telemetry.persistence_time_scale)
+    delay = max(0.05, (due - tracker.clock()) / scale + 0.01)
+    server.services["persistence_timer"] = loop.call_later(delay, check_persistence, server)
 
 
 def status(server: HeedlsServer) -> dict[str, Any]:
@@ -99,6 +122,7 @@ def register(server: HeedlsServer) -> None:
         if tracker is not None and where is not None and event.suggestion:
             try:
                 tracker.track(event, where[0], event.suggestion, where[1])
+                _schedule_persistence(ls, tracker)
             except Exception:
                 log.exception("persistence tracking failed")
         return {"accepted": True, "id": suggestion_id}
