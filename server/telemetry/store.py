@@ -449,6 +449,7 @@ class TelemetryStore:
 
     # -- writing --------------------------------------------------------------------------------
     def _write(self, batch: list[Row], force_retry: bool = False) -> None:
+        was_degraded = self.state == "degraded"
         if self.state == "degraded":
             due = force_retry or time.monotonic() >= self._next_retry
             if not due:
@@ -468,7 +469,6 @@ class TelemetryStore:
             self._buffer.clear()
         if not rows:
             return
-        was_degraded = self.state == "degraded"
         done = 0
         repaired = False
         # One transaction per batch; a backlog (after an outage) goes in batch-sized transactions

@@ -122,7 +122,10 @@ def test_close_flushes_and_late_records_are_dropped_with_a_warning(tmp_path: Pat
 
 
 def test_exported_jsonl_round_trips_through_the_schema_reader(tmp_path: Path) -> None:
-    originals = [event(i, gate={"stage1": 0.4, "stage2": 0.7, "threshold": 0.2, "model_version": "m1"}) for i in range(20)]
+    originals = [
+        event(i, gate={"stage1": 0.4, "stage2": 0.7, "threshold": 0.2, "model_version": "m1"})
+        for i in range(20)
+    ]
     originals[3].extra["features"] = {"prefix_len": 12}
     with TelemetryStore(tmp_path / "ev.sqlite3") as store:
         for e in originals:

@@ -1,0 +1,335 @@
+"""Fault behaviour of the telemetry store: kill -9, read-only location, corrupt and locked files,
+a full disk. The rule everywhere: nothing already committed is lost, at most the in-flight batch is,
+the caller is never blocked or crashed, and the user gets one warning."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from heedls.server.events import SuggestionEvent
+from heedls.server.telemetry.store import TelemetryStore, read_events
+
+
+def event(i: int, size: int = 40) -> SuggestionEvent:
+    return SuggestionEvent(
+        id=f"e{i:06d}", session="s", ts=1_700_000_000.0 + i, language="python", file="m.py",
+        prefix="x = 1\n" * (size // 6), suffix="", suggestion=f"y = {i}", shown=True,
+    )  # fmt: skip
+
+
+def ids(path: Path) -> list[str]:
+    return sorted(e.id for e in read_events(path))
+
+
+def integrity(path: Path) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        conn.close()
+
+
+# -- kill -9 ---------------------------------------------------------------------------------------
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from heedls.server.events import SuggestionEvent
+    from heedls.server.telemetry.store import TelemetryStore
+
+    store = TelemetryStore(Path(sys.argv[1]), batch_interval_s=0.05, batch_size=64)
+    store.wait_ready()
+    i = 0
+    while True:
+        store.record(SuggestionEvent(id=f"e{i:06d}", session="s", ts=1.0 + i, prefix="p" * 200,
+                                     suggestion=f"s{i}", shown=True))
+        if i % 20 == 0:
+            print(f"recorded {i} {time.time():.6f}", flush=True)
+        i += 1
+        time.sleep(0.0005)
+    """
+)
+
+
+def test_kill_9_mid_stream_loses_at_most_the_in_flight_batch(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    progress: list[tuple[int, float]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            _, n, t = line.split()
+            progress.append((int(n), float(t)))
+            if progress[-1][1] - progress[0][1] >= 2.0:  # kill at a moment the test does not choose
+                break
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(10)
+    assert progress and progress[-1][1] - progress[0][1] >= 2.0, child.stderr.read() if child.stderr else ""
+    # the database is intact after the kill
+    assert integrity(path) == "ok"
+    present = ids(path)
+    # batches commit whole and in order: what is there is an unbroken prefix of what was recorded
+    assert present == [f"e{i:06d}" for i in range(len(present))]
+    # everything recorded well before the kill (one batch interval + scheduling slack) was committed
+    kill_time = progress[-1][1]
+    old_enough = [n for n, t in progress if t < kill_time - 0.75]
+    assert old_enough
+    assert len(present) > max(old_enough)
+
+
+# -- read-only location ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def read_only_dir(path: Path) -> Iterator[None]:
+    """A directory nobody can create files in: chmod for normal users, the immutable flag for root."""
+    path.mkdir(parents=True, exist_ok=True)
+    undo: list[str] = []
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        undo = ["chmod"]
+    else:
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+        if done.returncode == 0:
+            undo = ["chattr"]
+    try:
+        probe = path / "probe"
+        try:
+            probe.touch()
+        except OSError:
+            pass
+        else:
+            probe.unlink()
+            pytest.skip("cannot make a read-only directory here (root without CAP_LINUX_IMMUTABLE)")
+        yield
+    finally:
+        if "chmod" in undo:
+            path.chmod(0o755)
+        if "chattr" in undo:
+            subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+
+
+def test_read_only_location_keeps_serving_from_memory_and_warns_once(tmp_path: Path) -> None:
+    location = tmp_path / "ro"
+    with read_only_dir(location):
+        warnings: list[str] = []
+        store = TelemetryStore(location / "events.sqlite3", retry_interval_s=0.05, on_warning=warnings.append)
+        try:
+            t0 = time.perf_counter()
+            for i in range(300):
+                store.record(event(i))
+            record_time = time.perf_counter() - t0
+            assert store.flush()
+            time.sleep(0.2)  # several retry intervals pass
+            for i in range(300, 310):
+                store.record(event(i))
+            assert store.flush()
+            assert store.state == "degraded"
+            assert store.buffered == 310
+            # readers still see everything that was recorded
+            assert store.count() == 310
+            assert len(warnings) == 1 and "kept in memory" in warnings[0]
+            assert record_time < 5.0  # no waiting on the disk in record()
+        finally:
+            store.close(timeout=5)
+    assert not (location / "events.sqlite3").exists()
+
+
+def test_memory_buffer_is_bounded_and_drops_oldest(tmp_path: Path) -> None:
+    location = tmp_path / "ro"
+    with read_only_dir(location):
+        store = TelemetryStore(location / "events.sqlite3", max_buffered=50)
+        try:
+            for i in range(120):
+                store.record(event(i))
+            store.flush()
+            assert store.buffered == 50
+            assert store.dropped == 70
+            assert sorted(e.id for e in store.iter_events()) == [f"e{i:06d}" for i in range(70, 120)]
+            assert any("dropping the oldest" in w for w in store.warnings)
+        finally:
+            store.close(timeout=5)
+
+
+def test_recovers_when_the_location_becomes_writable(tmp_path: Path) -> None:
+    location = tmp_path / "ro"
+    with read_only_dir(location):
+        store = TelemetryStore(location / "events.sqlite3", retry_interval_s=0.05)
+        for i in range(30):
+            store.record(event(i))
+        store.flush()
+        assert store.state == "degraded"
+    # the directory is writable again; the next write (after the retry interval) saves the backlog
+    time.sleep(0.1)
+    for i in range(30, 40):
+        store.record(event(i))
+    store.flush()
+    store.close()
+    assert store.state == "closed"
+    assert ids(location / "events.sqlite3") == [f"e{i:06d}" for i in range(40)]
+    assert any("works again" in w for w in store.warnings)
+
+
+# -- corrupt file ----------------------------------------------------------------------------------
+def test_garbage_file_is_set_aside_and_replaced_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    garbage = os.urandom(64 * 1024)
+    path.write_bytes(garbage)
+    warnings: list[str] = []
+    with TelemetryStore(path, on_warning=warnings.append) as store:
+        for i in range(10):
+            store.record(event(i))
+        store.flush()
+        assert store.state == "ok"
+        assert store.count() == 10
+    aside = list(tmp_path.glob("events.sqlite3.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == garbage  # kept for inspection, untouched
+    assert len(warnings) == 1 and "corrupt" in warnings[0] and "moved aside" in warnings[0]
+    assert ids(path) == [f"e{i:06d}" for i in range(10)]
+
+
+def test_damaged_pages_are_detected_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    with TelemetryStore(path) as store:
+        for i in range(400):
+            store.record(event(i, size=400))
+    # checkpoint the WAL into the main file, then overwrite pages in the middle (header intact)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.seek(4096 * 2)
+        fh.write(b"\xde\xad\xbe\xef" * ((size - 4096 * 3) // 4))
+    with TelemetryStore(path) as store:
+        store.record(event(1000))
+        store.flush()
+        assert store.set_aside, store.warnings
+        assert ids(path) == ["e001000"]
+    assert integrity(path) == "ok"
+
+
+# -- locked ----------------------------------------------------------------------------------------
+def test_database_locked_at_open_is_set_aside_after_the_lock_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=DELETE")
+    holder.execute("CREATE TABLE other(x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO other VALUES (1)")
+    try:
+        warnings: list[str] = []
+        t0 = time.perf_counter()
+        store = TelemetryStore(path, lock_timeout_s=0.3, on_warning=warnings.append)
+        for i in range(5):
+            store.record(event(i))
+        assert time.perf_counter() - t0 < 0.3  # the caller never waits for the lock
+        store.flush()
+        assert store.state == "ok"
+        assert store.count() == 5
+        assert any("locked" in w and "moved aside" in w for w in warnings)
+        store.close()
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_lock_held_during_writes_does_not_block_record(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    store = TelemetryStore(path, lock_timeout_s=0.3, batch_interval_s=0.01)
+    try:
+        store.record(event(0))
+        store.flush()
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        t0 = time.perf_counter()
+        for i in range(1, 200):
+            store.record(event(i))
+        elapsed = time.perf_counter() - t0
+        store.flush()
+        holder.rollback()
+        holder.close()
+        assert elapsed < 0.25  # writes wait on the writer thread, not in record()
+        # the lock outlived lock_timeout_s: the file was set aside and the events went to a new one
+        assert store.state == "ok"
+        assert store.count() == 199
+        aside = store.set_aside[0]
+        assert [e.id for e in read_events(aside)] == ["e000000"]
+    finally:
+        store.close()
+
+
+# -- disk full -------------------------------------------------------------------------------------
+def test_size_cap_full_degrades_to_memory_and_keeps_what_was_written(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    store = TelemetryStore(path, max_size_mb=0.25, batch_size=16)
+    try:
+        for i in range(400):  # ~1 KB each: does not fit in 0.25 MB
+            store.record(event(i, size=1000))
+        store.flush()
+        assert store.state == "degraded"
+        assert 0 < store.written < 400
+        assert store.written + store.buffered == 400
+        assert store.count() == 400
+        assert sum("SQLITE_FULL" in w or "full" in w for w in store.warnings) == 1
+    finally:
+        store.close()
+    # what reached the disk is intact and is a prefix of what was recorded
+    assert integrity(path) == "ok"
+    on_disk = ids(path)
+    assert on_disk == [f"e{i:06d}" for i in range(len(on_disk))]
+
+
+DISK_FULL = textwrap.dedent(
+    """
+    import json, resource, signal, sys
+    from pathlib import Path
+    from heedls.server.events import SuggestionEvent
+    from heedls.server.telemetry.store import TelemetryStore
+
+    # A real write failure from the kernel (EFBIG) once the files reach 256 KiB.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+    store = TelemetryStore(Path(sys.argv[1]), batch_size=16)
+    for i in range(600):
+        store.record(SuggestionEvent(id=f"e{i:06d}", session="s", ts=1.0 + i, prefix="p" * 1000))
+    store.flush()
+    print(json.dumps({"state": store.state, "written": store.written, "buffered": store.buffered,
+                      "count": store.count(), "warnings": store.warnings}))
+    """
+)
+
+
+def test_file_size_limit_from_the_kernel_is_survived(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    done = subprocess.run(
+        [sys.executable, "-c", DISK_FULL, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["state"] == "degraded"
+    assert result["count"] == 600
+    assert result["written"] + result["buffered"] == 600
+    assert len(result["warnings"]) >= 1
+    assert integrity(path) == "ok"
+    on_disk = ids(path)
+    assert len(on_disk) == result["written"]
+    assert on_disk == [f"e{i:06d}" for i in range(len(on_disk))]
