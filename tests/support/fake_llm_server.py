@@ -136,7 +136,10 @@ class FakeLLMServer:
             return [r for r in self.requests if r.path == path]
 
     def start(self) -> FakeLLMServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-llm", daemon=True)
+        # A short poll interval: shutdown() waits for the next poll, and tests stop servers often.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-llm", daemon=True
+        )
         self._thread.start()
         return self
 
