@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from heedls.server.config import ProviderConfig
 from heedls.server.providers.base import Candidate, CompletionRequest, Provider
 from heedls.server.providers.fallback import FallbackProvider
@@ -22,6 +21,7 @@ from heedls.server.providers.llamacpp import LlamaCppProvider
 from heedls.server.providers.ollama import OllamaProvider
 from heedls.server.providers.openai import OpenAIProvider
 from heedls.server.providers.registry import build_provider
+
 from tests.support.fake_llm_server import FakeLLMServer, fake_llm  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(60)
