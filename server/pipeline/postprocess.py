@@ -23,6 +23,32 @@ def _indent_of(line: str) -> str:
     return line[: len(line) - len(line.lstrip(" \t"))]
 
 
+def _width(indent: str) -> int:
+    return len(indent.expandtabs(4))
+
+
+def _imbalance(text: str) -> int:
+    """Unmatched brackets in one line of code (strings skipped roughly)."""
+    stack: list[str] = []
+    unmatched = 0
+    quote: str | None = None
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "\"'":
+            quote = ch
+        elif ch in OPENERS:
+            stack.append(ch)
+        elif ch in CLOSERS:
+            if stack and stack[-1] == CLOSERS[ch]:
+                stack.pop()
+            else:
+                unmatched += 1
+    return unmatched + len(stack)
+
+
 def _strip_echo(text: str, current_line_prefix: str) -> str:
     """If the provider repeated the start of the current line, drop the repeated part."""
     stripped = current_line_prefix.lstrip()
@@ -37,12 +63,15 @@ def _cut_lines(text: str, request: CompletionRequest, max_lines: int) -> str:
     lines = text.split("\n")
     prefix_lines = request.prefix.split("\n")
     current = prefix_lines[-1]
-    base_indent = len(_indent_of(current)) if current.strip() else len(current)
+    base_indent = _width(_indent_of(current)) if current.strip() else _width(current)
     seen: set[str] = set()
     for previous in prefix_lines[-40:]:
         if previous.strip():
             seen.add(previous.strip())
     kept = [lines[0]]
+    repeats_recent_line = lines[0].strip() in seen
+    if lines[0].strip():
+        seen.add(lines[0].strip())
     # The first line continues the cursor line; a block opener lets the next lines indent deeper.
     for line in lines[1:]:
         if len(kept) >= max_lines:
@@ -50,20 +79,20 @@ def _cut_lines(text: str, request: CompletionRequest, max_lines: int) -> str:
         if not line.strip():
             # a blank line ends a multi-line suggestion (the block is done)
             break
-        indent = len(_indent_of(line))
+        indent = _width(_indent_of(line))
         if indent < base_indent:
             break  # dedent past the cursor's block: the suggestion wandered off
         if line.strip() in seen and line.strip() not in {")", "]", "}", "pass", "else:"}:
             break  # repeating an earlier line is the classic degenerate loop
         seen.add(line.strip())
         kept.append(line)
-    if kept[0].strip() and kept[0].strip() in seen and len(kept[0].strip()) > 8 and not current.strip():
+    if repeats_recent_line and len(kept[0].strip()) > 8 and not current.strip():
         # a whole-line suggestion that repeats a recent line verbatim is noise
         return ""
     return "\n".join(kept)
 
 
-def _dedupe_suffix(text: str, suffix: str) -> str:
+def _dedupe_suffix(text: str, suffix: str, line_prefix: str = "") -> str:
     """Remove the tail of the suggestion that the text after the cursor already provides."""
     rest_of_line = suffix.split("\n", 1)[0]
     if not rest_of_line.strip():
@@ -74,7 +103,11 @@ def _dedupe_suffix(text: str, suffix: str) -> str:
     for size in range(min(len(first), len(probe)), 0, -1):
         if first.endswith(probe[:size]) and (size == len(probe) or probe[:size].strip()):
             if size == len(probe) or not probe[:size].isalnum():
-                first = first[: len(first) - size]
+                stripped = first[: len(first) - size]
+                # Only drop the overlap when the line is at least as balanced without it:
+                # "print(len(" + "values)" + ")" needs its ")", "f(" + "x)" + ")" does not.
+                if _imbalance(line_prefix + stripped + rest_of_line) <= _imbalance(line_prefix + first + rest_of_line):
+                    first = stripped
                 break
     # If the remaining line still has characters only in the suffix's closers, keep as is.
     if tail:
@@ -164,10 +197,10 @@ def postprocess(text: str, request: CompletionRequest) -> str | None:
         text = text.lstrip("\n")
         if not text.strip():
             return None
+    text = _normalise_indent(text, request)
     text = _cut_lines(text, request, max(1, request.max_lines))
-    text = _dedupe_suffix(text, request.suffix)
-    text = _balance(text, request)
-    text = _normalise_indent(text, request).rstrip()
+    text = _dedupe_suffix(text, request.suffix, current_line_prefix)
+    text = _balance(text, request).rstrip()
     if not text.strip():
         return None
     return text

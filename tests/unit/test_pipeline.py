@@ -1,0 +1,208 @@
+"""The suggestion engine: debounce, cache, typing-through, gates and outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from heedls.server.config import HeedlsConfig
+from heedls.server.events import SuggestionEvent
+from heedls.server.pipeline.cache import SuggestionCache, cache_key
+from heedls.server.pipeline.debounce import Superseded
+from heedls.server.pipeline.engine import SuggestionEngine
+from heedls.server.pipeline.gate import GateDecision
+from heedls.server.providers.base import Candidate, CompletionRequest
+
+
+class CountingProvider:
+    name = "counting"
+
+    def __init__(self, text: str = "values)", delay: float = 0.0, fail: bool = False) -> None:
+        self.text, self.delay, self.fail = text, delay, fail
+        self.calls = 0
+        self.started = 0
+
+    async def complete(self, request: CompletionRequest, deadline_s: float) -> list[Candidate]:
+        self.started += 1
+        await asyncio.sleep(self.delay)
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("backend exploded")
+        return [Candidate(self.text, provider=self.name, confidence=0.5)]
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def record(self, event: SuggestionEvent) -> None:
+        self.events.append(event.to_dict())
+
+
+class ThresholdGate:
+    mode = "cascade"
+
+    def __init__(self, skip_stage1: bool = False, hide_stage2: bool = False) -> None:
+        self.skip_stage1, self.hide_stage2 = skip_stage1, hide_stage2
+        self.observed: list[SuggestionEvent] = []
+
+    def stage1(self, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> GateDecision:
+        assert event.suggestion is None
+        return GateDecision(not self.skip_stage1, "stage1", 0.1 if self.skip_stage1 else 0.9, 0.2, "test-1")
+
+    def stage2(self, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> GateDecision:
+        assert event.suggestion
+        return GateDecision(not self.hide_stage2, "stage2", 0.1 if self.hide_stage2 else 0.9, 0.3, "test-1")
+
+    def observe(self, event: SuggestionEvent) -> None:
+        self.observed.append(event)
+
+    def status(self) -> dict[str, Any]:
+        return {"mode": self.mode}
+
+
+def config(debounce_ms: int = 0) -> HeedlsConfig:
+    c = HeedlsConfig()
+    return replace(c, inline=replace(c.inline, debounce_ms=debounce_ms))
+
+
+DOC = "n = len("
+
+
+async def test_a_suggestion_is_minted_with_an_id_and_recorded_as_shown() -> None:
+    sink = RecordingSink()
+    engine = SuggestionEngine(CountingProvider(), config(), sink=sink)
+    s = await engine.suggest("file:///a.py", "/a.py", DOC, len(DOC), 0, len(DOC))
+    assert s is not None and s.text == "values)"
+    assert sink.events[-1]["id"] == s.id and sink.events[-1]["shown"] is True
+    assert sink.events[-1]["outcome"] is None and sink.events[-1]["latency_ms"] is not None
+
+
+async def test_superseded_requests_are_cancelled_before_the_provider_is_called() -> None:
+    provider = CountingProvider()
+    engine = SuggestionEngine(provider, config(debounce_ms=50))
+    tasks = [asyncio.ensure_future(engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)) for _ in range(5)]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(isinstance(r, Superseded) for r in results) == 4
+    assert provider.started == 1  # only the last request reached the provider
+
+
+async def test_a_request_superseded_while_waiting_on_the_provider_is_dropped() -> None:
+    provider = CountingProvider(delay=0.2)
+    engine = SuggestionEngine(provider, config())
+    first = asyncio.ensure_future(engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8))
+    await asyncio.sleep(0.05)
+    second = await engine.suggest("u", "/a.py", DOC + "v", len(DOC) + 1, 0, 9)
+    with pytest.raises(Superseded):
+        await first
+    assert second is not None and provider.calls == 1
+
+
+async def test_same_context_is_served_from_the_cache() -> None:
+    provider = CountingProvider()
+    engine = SuggestionEngine(provider, config())
+    await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    engine.resolve(engine.history[-1].id, "rejected")
+    await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    assert provider.calls == 1 and engine.stats.cache_hits == 1
+
+
+async def test_typing_through_reuses_the_shown_suggestion_without_a_request() -> None:
+    provider = CountingProvider()
+    engine = SuggestionEngine(provider, config())
+    first = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    assert first is not None
+    doc = DOC + "val"
+    again = await engine.suggest("u", "/a.py", doc, len(doc), 0, len(doc))
+    assert again is not None and again.text == "ues)" and again.id == first.id and again.reused
+    assert provider.calls == 1
+
+
+async def test_typing_something_else_asks_again() -> None:
+    provider = CountingProvider()
+    engine = SuggestionEngine(provider, config())
+    await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    doc = DOC + "items"
+    await engine.suggest("u", "/a.py", doc, len(doc), 0, len(doc))
+    assert provider.calls == 2
+
+
+async def test_stage1_skip_avoids_the_provider_call_and_is_recorded() -> None:
+    provider, sink = CountingProvider(), RecordingSink()
+    engine = SuggestionEngine(provider, config(), gate=ThresholdGate(skip_stage1=True), sink=sink)
+    assert await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8) is None
+    assert provider.started == 0
+    assert sink.events[-1]["shown"] is False and sink.events[-1]["gate"]["stage1"] == 0.1
+
+
+async def test_stage2_hide_records_the_suggestion_unshown() -> None:
+    sink = RecordingSink()
+    engine = SuggestionEngine(CountingProvider(), config(), gate=ThresholdGate(hide_stage2=True), sink=sink)
+    assert await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8) is None
+    last = sink.events[-1]
+    assert last["shown"] is False and last["suggestion"] == "values)"
+    assert last["gate"]["stage2"] == 0.1 and last["gate"]["model_version"] == "test-1"
+
+
+async def test_a_failing_provider_yields_no_suggestion_and_no_error() -> None:
+    engine = SuggestionEngine(CountingProvider(fail=True), config())
+    assert await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8) is None
+    assert engine.stats.provider_errors == 1
+
+
+async def test_first_decision_wins_and_the_gate_observes_it() -> None:
+    gate = ThresholdGate()
+    engine = SuggestionEngine(CountingProvider(), config(), gate=gate)
+    s = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    assert s is not None
+    assert engine.resolve(s.id, "accepted") is not None
+    assert engine.resolve(s.id, "rejected") is None
+    assert gate.observed[-1].outcome == "accepted" and gate.observed[-1].decision_ms is not None
+
+
+async def test_a_new_suggestion_at_the_same_place_rejects_the_old_one_after_the_timeout() -> None:
+    c = config()
+    c = replace(c, telemetry=replace(c.telemetry, reject_timeout_s=0.05))
+    engine = SuggestionEngine(CountingProvider(), c)
+    first = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    doc = DOC + "x, "
+    await engine.suggest("u", "/a.py", doc, len(doc), 0, len(doc))
+    await asyncio.sleep(0.1)
+    assert first is not None
+    event = engine.event(first.id)
+    assert event is not None and event.outcome == "rejected" and event.extra["reason"] == "superseded"
+
+
+def test_cache_is_bounded_and_keyed_by_context() -> None:
+    cache = SuggestionCache(entries=2)
+    keys = [cache_key("p", None, f"prefix{i}", "") for i in range(3)]
+    assert len(set(keys)) == 3
+    for k in keys:
+        cache.put(k, [k])
+    assert len(cache) == 2 and cache.get(keys[0]) is None and cache.get(keys[2]) == [keys[2]]
+    # text far before the cursor does not change the key
+    tail = "t" * 2000
+    assert cache_key("p", None, "x" * 5000 + tail, "") == cache_key("p", None, "y" * 5000 + tail, "")
+
+
+def test_disk_cache_survives_a_new_process_object(tmp_path) -> None:
+    first = SuggestionCache(entries=4, disk_dir=tmp_path)
+    first.put("k", ["v"])
+    first.close()
+    second = SuggestionCache(entries=4, disk_dir=tmp_path)
+    assert second.get("k") == ["v"]
+
+
+def test_an_unusable_disk_cache_degrades_to_memory(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    cache = SuggestionCache(entries=4, disk_dir=blocker / "cache")
+    cache.put("k", 1)
+    assert cache.get("k") == 1

@@ -1,0 +1,61 @@
+"""Post-processing: what the user sees is what the provider meant, without the noise."""
+
+from __future__ import annotations
+
+from heedls.server.pipeline.postprocess import postprocess
+from heedls.server.providers.base import CompletionRequest
+
+
+def req(prefix: str, suffix: str = "", max_lines: int = 8) -> CompletionRequest:
+    return CompletionRequest(prefix=prefix, suffix=suffix, max_lines=max_lines)
+
+
+def test_drops_the_part_the_suffix_already_has() -> None:
+    assert postprocess("values)", req("print(len(", ")")) == "values)"
+    assert postprocess("x, y)", req("f(", ")")) == "x, y"
+
+
+def test_drops_closers_that_close_nothing() -> None:
+    assert postprocess("values)))", req("n = len(")) == "values)"
+
+
+def test_keeps_brackets_inside_strings() -> None:
+    assert postprocess("')')", req("print(")) == "')')"
+
+
+def test_stops_at_a_dedent_below_the_cursor_block() -> None:
+    prefix = "def f(xs):\n    for x in xs:\n        "
+    text = "total += x\n        count += 1\n    return total\n"
+    assert postprocess(text, req(prefix)) == "total += x\n        count += 1"
+
+
+def test_stops_at_a_repeated_line() -> None:
+    prefix = "def f():\n    a = 1\n    "
+    assert postprocess("b = 2\n    b = 2\n    b = 2", req(prefix)) == "b = 2"
+
+
+def test_caps_the_number_of_lines() -> None:
+    prefix = "def f():\n    "
+    text = "\n    ".join(f"x{i} = {i}" for i in range(10))
+    assert postprocess(text, req(prefix, max_lines=3)) == "x0 = 0\n    x1 = 1\n    x2 = 2"
+
+
+def test_drops_an_echo_of_the_current_line() -> None:
+    assert postprocess("    return total", req("def f():\n    return ")) == "total"
+
+
+def test_empty_and_whitespace_only_results_are_dropped() -> None:
+    assert postprocess("", req("x = ")) is None
+    assert postprocess("   \n\t\n", req("x = ")) is None
+
+
+def test_tabs_follow_the_document() -> None:
+    prefix = "def f():\n\tif x:\n\t\t"
+    assert postprocess("y = 1\n\t\tz = 2", req(prefix)) == "y = 1\n\t\tz = 2"
+    prefix_spaces = "def f():\n    if x:\n        "
+    assert postprocess("y = 1\n\t\tz = 2", req(prefix_spaces)) == "y = 1\n        z = 2"
+
+
+def test_a_multiline_suggestion_in_the_middle_of_a_line_keeps_only_its_first_line() -> None:
+    # the rest of the cursor line would otherwise be pushed after the last suggested line
+    assert postprocess("a, b):\n    pass", req("def f(", "):")) == "a, b"
