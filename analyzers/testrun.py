@@ -1,0 +1,931 @@
+"""Run the workspace's tests with pytest in the workspace's interpreter, and turn failures into
+diagnostics that point at the failing assertion *and* at the most likely cause in the code under test.
+
+The run happens in a child process (its own process group, killed whole at the timeout or on
+cancellation, see `proc.py`) with heedls' self-contained pytest plugin loaded from
+`pytest_plugin/` through PYTHONPATH; the plugin writes a JSON-lines report to a temporary file.
+
+Lines in `TestFailure`, `Frame`, `Suspect` are 1-based, as Python prints them; `Diagnostic` ranges
+are 0-based, as in LSP.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from heedls.analyzers import proc
+from heedls.analyzers.model import Diagnostic, Range, RelatedLocation
+from heedls.analyzers.pytest_plugin import PLUGIN_DIR, PLUGIN_MODULE
+
+log = logging.getLogger("heedls.testrun")
+
+Outcome = Literal["passed", "failed", "error", "timeout", "no-tests", "cancelled"]
+
+# Folders never searched for tests nor treated as the user's code.
+SKIP_DIRS = {".git", ".hg", ".venv", "venv", "env", ".tox", ".nox", "node_modules", "__pycache__", "build",
+             "dist", ".mypy_cache", ".ruff_cache", ".pytest_cache", "site-packages"}
+MAX_TEST_FILES = 5000
+STDERR_TAIL = 4000
+
+
+# -- data ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Frame:
+    path: str
+    line: int
+    function: str
+    source: str
+    kind: str  # "test" | "code"
+
+
+@dataclass(frozen=True)
+class Assertion:
+    op: str
+    left: str
+    right: str
+    left_type: str = ""
+    right_type: str = ""
+    left_len: int | None = None
+    right_len: int | None = None
+
+
+@dataclass(frozen=True)
+class FailingCall:
+    """The call from the test into the code under test that produced the failure."""
+
+    expr: str
+    function: str
+    path: str
+    def_line: int
+    args: list[str] | None
+    input: str | None  # "f(1, [2, 3])" with the argument values, None when they could not be re-evaluated
+
+
+@dataclass
+class CallTrace:
+    """The failing call re-executed under tracing by the plugin (the code under test only)."""
+
+    path: str
+    hits: dict[str, dict[int, int]]
+    sequence: list[tuple[int, list[str]]]  # top frame: (line, variables that line wrote)
+    return_line: int | None
+    return_value: str | None
+    raised: str | None
+    raised_line: int | None
+    stopped: str | None  # "time" | "events" when the budget ran out (an infinite loop, usually)
+    events: int = 0
+
+
+@dataclass(frozen=True)
+class Suspect:
+    path: str
+    line: int
+    score: float
+    reason: str
+
+
+@dataclass
+class TestFailure:
+    test_id: str
+    path: str  # the test file
+    line: int | None  # the test function's line
+    exc_type: str
+    message: str
+    when: str = "call"
+    assertion: Assertion | None = None
+    frames: list[Frame] = field(default_factory=list)
+    frames_total: int = 0
+    test_frame: Frame | None = None
+    code_frame: Frame | None = None
+    test_locals: dict[str, str] = field(default_factory=dict)
+    code_locals: dict[str, str] = field(default_factory=dict)
+    # len/type (and first keys of dicts) of the sized locals at the code frame
+    code_shapes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    missing_name: str | None = None  # AttributeError/NameError: the name that was not found
+    similar_names: list[str] = field(default_factory=list)
+    call: FailingCall | None = None
+    trace: CallTrace | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    suspects: list[Suspect] = field(default_factory=list)
+
+    @property
+    def recursion_depth(self) -> int:
+        return self.frames_total
+
+
+@dataclass(frozen=True)
+class CollectError:
+    path: str
+    line: int | None
+    exc_type: str
+    message: str
+    nodeid: str = ""
+    text: str = ""
+
+
+@dataclass
+class TestRun:
+    outcome: Outcome
+    failures: list[TestFailure] = field(default_factory=list)
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    collected: int | None = None
+    seconds: float = 0.0
+    stderr_tail: str = ""
+    collect_errors: list[CollectError] = field(default_factory=list)
+    timeout_s: float = 0.0
+    running_test: str | None = None  # the test that was running when the run was killed
+    returncode: int | None = None
+    targets: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.errors + self.skipped
+
+
+# -- interpreter and related tests ----------------------------------------------------------------
+
+def find_python(workspace: Path, configured: str | None = None) -> str:
+    """The configured interpreter, else the workspace's `.venv`/`venv`/`env`, else our own."""
+    if configured:
+        candidate = Path(configured).expanduser()
+        if not candidate.is_absolute():
+            candidate = workspace / candidate
+        if candidate.is_dir():  # a venv folder rather than its interpreter
+            candidate = candidate / "bin" / "python"
+        if candidate.exists():
+            return str(candidate)
+        log.warning("configured python %s does not exist; auto-detecting", configured)
+    for name in (".venv", "venv", "env"):
+        for rel in ("bin/python", "Scripts/python.exe"):
+            candidate = workspace / name / rel
+            if candidate.exists():
+                return str(candidate)
+    return sys.executable
+
+
+def is_test_file(path: Path) -> bool:
+    name = path.name
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+
+def _iter_test_files(workspace: Path) -> Iterable[Path]:
+    count = 0
+    for root, dirs, files in os.walk(workspace):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+        for name in sorted(files):
+            if is_test_file(Path(name)):
+                count += 1
+                if count > MAX_TEST_FILES:
+                    return
+                yield Path(root) / name
+
+
+def _module_names(workspace: Path, path: Path) -> set[str]:
+    """Dotted names the file can be imported as (from the workspace root and from `src/`)."""
+    names = {path.stem}
+    for base in (workspace, workspace / "src"):
+        try:
+            rel = path.relative_to(base).with_suffix("")
+        except ValueError:
+            continue
+        parts = list(rel.parts)
+        if parts and parts[-1] == "__init__":
+            parts = parts[:-1]
+        for i in range(len(parts)):
+            names.add(".".join(parts[i:]))
+    names.discard("")
+    return names
+
+
+def _imports(tree: ast.AST, test_file: Path, workspace: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative import: resolve against the test file's package path
+                base = test_file.parent
+                for _ in range(node.level - 1):
+                    base = base.parent
+                try:
+                    prefix = ".".join(base.relative_to(workspace).parts)
+                except ValueError:
+                    prefix = ""
+                module = ".".join(p for p in (prefix, module) if p)
+            found.add(module)
+            found.update(f"{module}.{alias.name}" if module else alias.name for alias in node.names)
+    return found
+
+
+def related_tests(workspace: Path, changed_file: Path) -> list[str]:
+    """Test files related to `changed_file`: itself if it is a test, else the test files importing
+    it, else the nearest `test_<name>.py`/`<name>_test.py`. `[]` means "run the whole suite"."""
+    workspace = workspace.resolve()
+    changed = changed_file.resolve()
+    if is_test_file(changed):
+        return [str(changed)]
+    if changed.suffix != ".py":
+        return []
+    names = _module_names(workspace, changed)
+    stem = changed.stem if changed.stem != "__init__" else changed.parent.name
+    importers: list[str] = []
+    same_name: list[Path] = []
+    for test_file in _iter_test_files(workspace):
+        if test_file.name in (f"test_{stem}.py", f"{stem}_test.py"):
+            same_name.append(test_file)
+        try:
+            text = test_file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if stem not in text:
+            continue  # cheap pre-filter before parsing
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        if _imports(tree, test_file, workspace) & names:
+            importers.append(str(test_file))
+    if importers:
+        return importers
+    if same_name:
+        # nearest = the one sharing the longest path prefix with the changed file
+        def distance(p: Path) -> int:
+            common = os.path.commonpath([p, changed])
+            return len(p.relative_to(common).parts) + len(changed.relative_to(common).parts)
+
+        return [str(min(same_name, key=distance))]
+    return []
+
+
+# -- running ------------------------------------------------------------------------------------------
+
+def _command(python: str, targets: Sequence[str] | None) -> list[str]:
+    # -p no:cacheprovider: a heedls run must not change --lf/--ff state or write into the workspace.
+    return [python, "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider", "-q", "--no-header",
+            "-rN", "--color=no", *(targets or [])]
+
+
+def _environ(workspace: Path, report: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN_DIR), env.get("PYTHONPATH", "")) if p)
+    env["HEEDLS_REPORT"] = str(report)
+    env["HEEDLS_WORKSPACE"] = str(workspace.resolve())
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.pop("PYTEST_ADDOPTS", None)  # the user's -x/--pdb/-n would change what we can report
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    return env
+
+
+def _report_path() -> Path:
+    fd, name = tempfile.mkstemp(prefix="heedls-pytest-", suffix=".jsonl")
+    os.close(fd)
+    return Path(name)
+
+
+def run_tests(
+    workspace: Path,
+    targets: Sequence[str] | None,
+    *,
+    python: str | None = None,
+    timeout_s: float = 60.0,
+) -> TestRun:
+    """Run pytest on `targets` (None/[] = the whole suite) and parse the plugin's report."""
+    workspace = workspace.resolve()
+    report = _report_path()
+    try:
+        result = proc.run(_command(python or find_python(workspace), targets), workspace, timeout_s,
+                          env=_environ(workspace, report))
+        return parse_report(report, result, workspace, timeout_s, list(targets or []))
+    finally:
+        report.unlink(missing_ok=True)
+
+
+async def run_tests_async(
+    workspace: Path,
+    targets: Sequence[str] | None,
+    *,
+    python: str | None = None,
+    timeout_s: float = 60.0,
+) -> TestRun:
+    """As `run_tests`; cancelling the awaiting task kills the whole process group and re-raises."""
+    workspace = workspace.resolve()
+    report = _report_path()
+    try:
+        result = await proc.run_async(_command(python or find_python(workspace), targets), workspace,
+                                      timeout_s, env=_environ(workspace, report))
+        return await asyncio.to_thread(parse_report, report, result, workspace, timeout_s,
+                                       list(targets or []))
+    finally:
+        report.unlink(missing_ok=True)
+
+
+# -- report parsing -------------------------------------------------------------------------------------
+
+def _read_events(report: Path) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    try:
+        text = report.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return events
+    for raw in text.splitlines():
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            continue  # the last line of a killed run may be cut short
+        if isinstance(value, dict):
+            events.append(value)
+    return events
+
+
+def _frame(data: dict[str, Any] | None) -> Frame | None:
+    if not data:
+        return None
+    return Frame(str(data.get("path", "")), int(data.get("line") or 0), str(data.get("function", "")),
+                 str(data.get("source", "")), str(data.get("kind", "code")))
+
+
+def _failure(event: dict[str, Any]) -> TestFailure:
+    frames = [f for f in (_frame(d) for d in event.get("frames") or []) if f is not None]
+    ti, ci = event.get("test_frame"), event.get("code_frame")
+    cmp = event.get("compare")
+    call = event.get("call")
+    trace = event.get("trace")
+    failure = TestFailure(
+        test_id=str(event.get("nodeid", "")),
+        path=str(event.get("path", "")),
+        line=event.get("line"),
+        exc_type=str(event.get("exc_type", "")),
+        message=str(event.get("message", "")),
+        when=str(event.get("when", "call")),
+        assertion=Assertion(
+            str(cmp.get("op", "")), str(cmp.get("left", "")), str(cmp.get("right", "")),
+            str(cmp.get("left_type", "")), str(cmp.get("right_type", "")),
+            cmp.get("left_len"), cmp.get("right_len"),
+        ) if isinstance(cmp, dict) else None,
+        frames=frames,
+        frames_total=int(event.get("frames_total") or len(frames)),
+        test_frame=frames[ti] if isinstance(ti, int) and ti < len(frames) else None,
+        code_frame=frames[ci] if isinstance(ci, int) and ci < len(frames) else None,
+        test_locals=dict(event.get("test_locals") or {}),
+        code_locals=dict(event.get("code_locals") or {}),
+        code_shapes=dict(event.get("code_shapes") or {}),
+        missing_name=event.get("missing_name"),
+        similar_names=list(event.get("similar_names") or []),
+        call=FailingCall(
+            str(call.get("expr", "")), str(call.get("function", "")), str(call.get("path", "")),
+            int(call.get("def_line") or 0), call.get("args"), call.get("input"),
+        ) if isinstance(call, dict) else None,
+        trace=CallTrace(
+            str(trace.get("path", "")),
+            {p: {int(k): int(v) for k, v in h.items()} for p, h in (trace.get("hits") or {}).items()},
+            [(int(line), list(w)) for line, w in trace.get("sequence") or []],
+            trace.get("return_line"), trace.get("return_value"), trace.get("raised"),
+            trace.get("raised_line"), trace.get("stopped"), int(trace.get("events") or 0),
+        ) if isinstance(trace, dict) else None,
+        stdout_tail=str(event.get("stdout_tail", "")),
+        stderr_tail=str(event.get("stderr_tail", "")),
+    )
+    failure.suspects = localise(failure)
+    return failure
+
+
+_LOC_TB = re.compile(r"^(?P<path>[^\s:][^:\n]*\.py):(?P<line>\d+): in ", re.M)
+_LOC_FILE = re.compile(r'File "(?P<path>[^"]+\.py)", line (?P<line>\d+)')
+_E_LINE = re.compile(r"^E\s+(?P<msg>.+)$", re.M)
+_CONFTEST = re.compile(r"(?:ImportError|Error) while loading conftest '(?P<path>[^']+)'")
+
+
+def _collect_error(text: str, workspace: Path, nodeid: str = "") -> CollectError:
+    """Where a collection error happened: the deepest location in the workspace in pytest's text."""
+    locations: list[tuple[str, int]] = []
+    for match in list(_LOC_TB.finditer(text)) + list(_LOC_FILE.finditer(text)):
+        path = Path(match["path"])
+        if not path.is_absolute():
+            path = workspace / path
+        try:
+            path.resolve().relative_to(workspace)
+        except ValueError:
+            continue
+        if any(part in SKIP_DIRS for part in path.parts):
+            continue
+        locations.append((str(path.resolve()), int(match["line"])))
+    messages = [m["msg"].strip() for m in _E_LINE.finditer(text)]
+    message = next((m for m in reversed(messages) if re.match(r"^[A-Za-z_.]*(Error|Exception|Exit)\b", m)),
+                   messages[-1] if messages else text.strip().splitlines()[-1] if text.strip() else "")
+    exc_type = message.split(":", 1)[0].strip() if ":" in message else "CollectionError"
+    exc_type = exc_type.rsplit(".", 1)[-1]
+    if locations:
+        path, line = locations[-1]
+    else:
+        conftest = _CONFTEST.search(text)
+        node_path = nodeid.split("::", 1)[0]
+        path = conftest["path"] if conftest else str(workspace / node_path) if node_path else ""
+        line = None
+    return CollectError(path, line, exc_type if exc_type.isidentifier() else "CollectionError",
+                        message[:2000], nodeid, text[-4000:])
+
+
+def parse_report(report: Path, result: proc.ProcResult, workspace: Path, timeout_s: float,
+                 targets: list[str]) -> TestRun:
+    events = _read_events(report)
+    run = TestRun(outcome="passed", seconds=result.seconds, timeout_s=timeout_s,
+                  returncode=result.returncode, targets=targets)
+    tail_source = (result.stderr or "") + ("\n" + result.stdout if result.stdout else "")
+    run.stderr_tail = tail_source[-STDERR_TAIL:]
+    running: str | None = None
+    exitstatus: int | None = None
+    for event in events:
+        kind = event.get("event")
+        if kind == "test_start":
+            running = str(event.get("nodeid"))
+        elif kind == "report":
+            when, outcome = event.get("when"), event.get("outcome")
+            if when == "call":
+                running = None
+                if outcome == "passed":
+                    run.passed += 1
+                elif outcome == "failed":
+                    run.failed += 1
+                else:
+                    run.skipped += 1
+            elif outcome == "failed":
+                run.errors += 1
+                running = None if when == "setup" else running
+            elif outcome == "skipped":
+                run.skipped += 1
+        elif kind == "failure":
+            try:
+                run.failures.append(_failure(event))
+            except Exception:  # a malformed record must not hide the others
+                log.exception("unreadable failure record")
+        elif kind == "collect_error":
+            run.collect_errors.append(_collect_error(str(event.get("longrepr", "")), workspace,
+                                                     str(event.get("nodeid", ""))))
+        elif kind == "finish":
+            exitstatus = int(event.get("exitstatus", 0))
+            run.collected = event.get("collected")
+    if result.timed_out:
+        run.outcome = "timeout"
+        run.running_test = running
+        return run
+    session_started = any(e.get("event") == "session" for e in events)
+    code = exitstatus if exitstatus is not None else result.returncode
+    if not session_started and code not in (0, 5):
+        # pytest died before our plugin was configured: a conftest that fails to import, a usage
+        # error, or no pytest in that interpreter at all.
+        text = (result.stderr or "") + "\n" + (result.stdout or "")
+        if _CONFTEST.search(text) or "Traceback" in text or re.search(r"^E\s", text, re.M):
+            run.collect_errors.append(_collect_error(text, workspace))
+        run.outcome = "error"
+        return run
+    if run.failed or run.errors or run.failures:
+        run.outcome = "failed"
+    elif run.collect_errors or code in (2, 3, 4):
+        run.outcome = "error"
+    elif code == 5 or run.total == 0:
+        run.outcome = "no-tests"
+    else:
+        run.outcome = "passed"
+    return run
+
+
+# -- localisation ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Static:
+    """Per-line facts of one source file: names read and written, enclosing control statements."""
+
+    uses: dict[int, set[str]] = field(default_factory=dict)
+    defs: dict[int, set[str]] = field(default_factory=dict)
+    kills: dict[int, set[str]] = field(default_factory=dict)  # plain (re)assignments
+    controls: dict[int, list[int]] = field(default_factory=dict)  # innermost first
+    loops: dict[int, list[int]] = field(default_factory=dict)  # enclosing loop headers, innermost first
+    stmt_of: dict[int, int] = field(default_factory=dict)  # any line -> its statement's first line
+    functions: dict[int, tuple[int, int]] = field(default_factory=dict)  # def line -> (start, end)
+    returns: dict[int, list[int]] = field(default_factory=dict)  # def line -> return lines
+
+
+_STATIC_CACHE: dict[tuple[str, float], _Static | None] = {}
+_MUTATORS = {"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse", "add", "update",
+             "discard", "setdefault", "popitem", "appendleft", "extendleft", "popleft", "push"}
+
+
+def _base_name(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _header_nodes(stmt: ast.stmt) -> list[ast.AST]:
+    """The parts of a statement evaluated on its own first line (not its body)."""
+    if isinstance(stmt, (ast.If, ast.While)):
+        return [stmt.test]
+    if isinstance(stmt, (ast.For, ast.AsyncFor)):
+        return [stmt.target, stmt.iter]
+    if isinstance(stmt, (ast.With, ast.AsyncWith)):
+        return list(stmt.items)
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Try)):
+        return []
+    return [stmt]
+
+
+def static_facts(path: str) -> _Static | None:
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        return None
+    key = (path, mtime)
+    if key in _STATIC_CACHE:
+        return _STATIC_CACHE[key]
+    try:
+        tree = ast.parse(Path(path).read_bytes())
+    except (SyntaxError, ValueError, OSError):
+        _STATIC_CACHE[key] = None
+        return None
+    facts = _Static()
+
+    def visit(body: list[ast.stmt], controls: list[int], loops: list[int], func: int | None) -> None:
+        for stmt in body:
+            line = stmt.lineno
+            end = stmt.end_lineno or line
+            header_end = end
+            if isinstance(stmt, (ast.If, ast.While, ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.Try,
+                                 ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                header_end = max(line, stmt.body[0].lineno - 1) if stmt.body else line
+            for ln in range(line, header_end + 1):
+                facts.stmt_of.setdefault(ln, line)
+            uses: set[str] = set()
+            defs: set[str] = set()
+            kills: set[str] = set()
+            for part in _header_nodes(stmt):
+                for node in ast.walk(part):
+                    if isinstance(node, ast.Name):
+                        (uses if isinstance(node.ctx, ast.Load) else defs).add(node.id)
+                        if isinstance(node.ctx, ast.Store):
+                            kills.add(node.id)
+                    elif isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(node.ctx, ast.Store):
+                        name = _base_name(node)
+                        if name:
+                            defs.add(name)
+                            kills.discard(name)
+                    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                            and node.func.attr in _MUTATORS:
+                        name = _base_name(node.func.value)
+                        if name:
+                            defs.add(name)
+            if isinstance(stmt, ast.AugAssign):
+                name = _base_name(stmt.target)
+                if name:
+                    uses.add(name)
+                    kills.discard(name)
+            facts.uses[line] = uses
+            facts.defs[line] = defs
+            facts.kills[line] = kills
+            facts.controls[line] = list(controls)
+            facts.loops[line] = list(loops)
+            if isinstance(stmt, ast.Return) and func is not None:
+                facts.returns.setdefault(func, []).append(line)
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                facts.functions[line] = (line, end)
+                visit(stmt.body, [], [], line)
+            elif isinstance(stmt, ast.ClassDef):
+                visit(stmt.body, [], [], None)
+            elif isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
+                visit(stmt.body, [line, *controls], [line, *loops], func)
+                visit(stmt.orelse, [line, *controls], loops, func)
+            elif isinstance(stmt, ast.If):
+                visit(stmt.body, [line, *controls], loops, func)
+                visit(stmt.orelse, [line, *controls], loops, func)
+            elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+                visit(stmt.body, controls, loops, func)
+            elif isinstance(stmt, ast.Try):
+                visit(stmt.body, controls, loops, func)
+                for handler in stmt.handlers:
+                    visit(handler.body, controls, loops, func)
+                visit(stmt.orelse, controls, loops, func)
+                visit(stmt.finalbody, controls, loops, func)
+
+    visit(tree.body, [], [], None)
+    _STATIC_CACHE[key] = facts
+    return facts
+
+
+def _backward_slice(start: int, sequence: list[tuple[int, list[str]]], facts: _Static,
+                    executed: set[int]) -> list[tuple[int, int, str]]:
+    """Dynamic backward slice from `start` over the traced line sequence: data dependences from the
+    variables each line wrote, control dependences from the innermost enclosing if/loop header that
+    ran (whose own reads join the slice). Returns (line, depth, reason) in order of discovery."""
+    found: dict[int, tuple[int, str]] = {}
+    needed: dict[str, int] = {}
+
+    def include(line: int, depth: int, reason: str) -> None:
+        while line not in found:
+            if line != start:
+                found[line] = (depth, reason)
+            for name in facts.uses.get(line, set()):
+                needed.setdefault(name, depth + 1)
+            controls = [c for c in facts.controls.get(line, []) if c in executed]
+            if not controls:
+                return
+            line, depth, reason = controls[0], depth + 1, "control"
+        return
+
+    include(start, 0, "start")
+    found.pop(start, None)
+    idx = max((i for i, (ln, _w) in enumerate(sequence) if facts.stmt_of.get(ln, ln) == start),
+              default=len(sequence))
+    for ln, written in reversed(sequence[:idx]):
+        line = facts.stmt_of.get(ln, ln)
+        writes = set(written) | facts.defs.get(line, set())
+        hit = [n for n in writes if n in needed]
+        if not hit:
+            continue
+        depth = min(needed[n] for n in hit)
+        for name in facts.kills.get(line, set()) & set(hit):
+            del needed[name]
+        if line not in found and line != start:
+            include(line, depth, "writes " + ", ".join(f"`{n}`" for n in sorted(hit)))
+        else:
+            for name in facts.uses.get(line, set()):
+                needed.setdefault(name, depth + 1)
+        if len(found) >= 10:
+            break
+    return [(line, depth, reason) for line, (depth, reason) in found.items()]
+
+
+def _loop_suspects(path: str, line: int, facts: _Static) -> list[Suspect]:
+    """An infinite loop: the statements in the innermost loop that update its condition's variables."""
+    loops = facts.loops.get(line, [])
+    if not loops and line in facts.uses and any(facts.loops.get(l2) == [] for l2 in (line,)):
+        loops = [line] if line in facts.controls else []
+    if not loops:
+        return []
+    header = loops[0]
+    cond_vars = facts.uses.get(header, set()) | facts.defs.get(header, set())
+    out = [Suspect(path, header, 0.85, "is the loop that never ends")]
+    for ln, uses in facts.uses.items():
+        if header in facts.loops.get(ln, []) and facts.defs.get(ln, set()) & cond_vars and ln != header:
+            out.append(Suspect(path, ln, 0.95, "updates the loop's condition variables "
+                               + ", ".join(f"`{n}`" for n in sorted(facts.defs[ln] & cond_vars))))
+    return out
+
+
+def localise(failure: TestFailure) -> list[Suspect]:
+    """Rank lines of the code under test by how likely they cause `failure` (highest first)."""
+    suspects: dict[tuple[str, int], Suspect] = {}
+
+    def add(path: str, line: int | None, score: float, reason: str) -> None:
+        if not path or not line:
+            return
+        key = (path, line)
+        if key not in suspects or suspects[key].score < score:
+            suspects[key] = Suspect(path, line, round(score, 4), reason)
+
+    trace = failure.trace
+    code = failure.code_frame
+    timeout_like = failure.exc_type in ("TimeoutError", "Timeout", "Failed") and "took longer" in failure.message \
+        or failure.exc_type == "TimeoutError"
+    # 1. An exception raised inside the code under test: its line, unless it is an alarm interrupting a loop.
+    if code is not None:
+        facts = static_facts(code.path)
+        line = facts.stmt_of.get(code.line, code.line) if facts else code.line
+        if failure.exc_type == "RecursionError":
+            add(code.path, line, 0.9, "is the recursive call that never reaches a base case")
+            if facts:
+                for def_line, (start, end) in facts.functions.items():
+                    if start <= line <= end:
+                        for ln, ctl in facts.controls.items():
+                            if start < ln <= end and ln in facts.returns.get(def_line, []) and ctl:
+                                add(code.path, ctl[0], 0.8, "is the base case that should stop the recursion")
+        elif timeout_like:
+            add(code.path, line, 0.7, "was running when the time limit hit")
+            if facts:
+                for s in _loop_suspects(code.path, line, facts):
+                    add(s.path, s.line, s.score, s.reason)
+        else:
+            add(code.path, line, 1.0, f"raised {failure.exc_type}")
+            if facts:
+                for ctl in facts.controls.get(line, [])[:1]:
+                    add(code.path, ctl, 0.55, "decides whether the failing line runs")
+    # 2. The re-executed failing call: the returning (or raising) line and its dynamic backward slice.
+    if trace is not None and trace.path:
+        facts = static_facts(trace.path)
+        hits = trace.hits.get(trace.path, {})
+        executed = {facts.stmt_of.get(ln, ln) for ln in hits} if facts else set(hits)
+        start: int | None = None
+        base = 0.9
+        if trace.stopped and not trace.return_line and facts:
+            hottest = max(hits, key=lambda ln: hits[ln], default=None)
+            if hottest is not None:
+                for s in _loop_suspects(trace.path, facts.stmt_of.get(hottest, hottest), facts):
+                    add(s.path, s.line, s.score - 0.02, s.reason)
+        elif trace.raised and trace.raised_line and code is None:
+            start = trace.raised_line
+            add(trace.path, start, 0.95, f"raised {trace.raised}")
+        elif trace.return_line:
+            start = trace.return_line
+            what = f"returned {trace.return_value}" if trace.return_value is not None else "returned"
+            add(trace.path, start, base, what)
+        elif code is not None and os.path.realpath(code.path) == trace.path:
+            start = code.line
+        if start is not None and facts is not None:
+            start = facts.stmt_of.get(start, start)
+            for line, depth, reason in _backward_slice(start, trace.sequence, facts, executed):
+                if reason == "control":
+                    add(trace.path, line, base * 0.9 * (0.85 ** depth), "decides whether the failing line runs")
+                else:
+                    add(trace.path, line, base * (0.85 ** depth), reason)
+            if not trace.sequence:
+                for ctl in facts.controls.get(start, [])[:1]:
+                    add(trace.path, ctl, 0.6, "decides whether the failing line runs")
+    # 3. Nothing executed could be traced: the called function's return statements, weakly.
+    if not suspects and failure.call is not None and failure.call.path:
+        facts = static_facts(failure.call.path)
+        if facts:
+            for ln in facts.returns.get(failure.call.def_line, []):
+                add(failure.call.path, ln, 0.3, "is a return statement of the function the test calls")
+    return sorted(suspects.values(), key=lambda s: (-s.score, s.line))
+
+
+def rank_lines(failures: Sequence[TestFailure]) -> list[Suspect]:
+    """Merge the suspects of several failures (e.g. parametrized cases) into one ranking: the best
+    score of a line, plus a small bonus for each further failure that implicates it."""
+    best: dict[tuple[str, int], Suspect] = {}
+    count: dict[tuple[str, int], int] = {}
+    for failure in failures:
+        for s in failure.suspects:
+            key = (s.path, s.line)
+            count[key] = count.get(key, 0) + 1
+            if key not in best or best[key].score < s.score:
+                best[key] = s
+    merged = [Suspect(s.path, s.line, round(s.score + 0.02 * min(count[k] - 1, 5), 4), s.reason)
+              for k, s in best.items()]
+    return sorted(merged, key=lambda s: (-s.score, s.path, s.line))
+
+
+# -- diagnostics -----------------------------------------------------------------------------------------
+
+def _line_range(path: str, line: int) -> Range:
+    """0-based range covering the non-blank text of 1-based `line`."""
+    text = ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for i, raw in enumerate(fh, 1):
+                if i == line:
+                    text = raw.rstrip("\r\n")
+                    break
+    except OSError:
+        pass
+    start = len(text) - len(text.lstrip())
+    return Range.of(max(line - 1, 0), start, max(line - 1, 0), max(len(text), start))
+
+
+def _test_location(failure: TestFailure) -> tuple[str, int]:
+    if failure.test_frame is not None:
+        return failure.test_frame.path, failure.test_frame.line
+    return failure.path, failure.line or 1
+
+
+def _short(text: str, limit: int = 160) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def _def_line(path: str, test_name: str) -> int:
+    name = test_name.split("[", 1)[0]
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for i, raw in enumerate(fh, 1):
+                if re.match(rf"\s*(async\s+)?def\s+{re.escape(name)}\b", raw):
+                    return i
+    except OSError:
+        pass
+    return 1
+
+
+def failures_to_diagnostics(run: TestRun, workspace: Path) -> list[Diagnostic]:
+    """Diagnostics for a run: at each failing assertion and at the most likely causes in the code
+    under test (linked by `related`), collection errors at the import that failed, and a timeout
+    at the test that was running when the run was killed. Sorted most likely cause first."""
+    from heedls.analyzers import explain as explain_mod
+
+    workspace = workspace.resolve()
+    out: list[Diagnostic] = []
+    merged: dict[tuple[str, int, str], Diagnostic] = {}
+
+    def put(diag: Diagnostic, key: tuple[str, int, str]) -> None:
+        if key in merged:  # parametrized cases failing at the same place: one diagnostic, counted
+            existing = merged[key]
+            existing.data["count"] = int(existing.data.get("count", 1)) + 1
+            existing.rank = max(existing.rank, diag.rank)
+            for rel in diag.related:
+                if rel not in existing.related and len(existing.related) < 10:
+                    existing.related.append(rel)
+            return
+        merged[key] = diag
+        out.append(diag)
+
+    for failure in run.failures:
+        test_path, test_line = _test_location(failure)
+        test_range = _line_range(test_path, test_line)
+        explanation = explain_mod.explain_failure(failure)
+        facts = _facts(failure)
+        code_suspects = [s for s in failure.suspects if s.path != test_path][:3]
+        related_to_code = [RelatedLocation(s.path, _line_range(s.path, s.line), f"likely cause: {s.reason}")
+                           for s in code_suspects]
+        headline = _headline(failure)
+        put(Diagnostic(
+            path=test_path, range=test_range, severity="error", source="pytest", code=failure.exc_type,
+            message=f"{failure.test_id.split('::')[-1]} failed: {headline}", explanation=explanation,
+            related=related_to_code, rank=0.5, data={**facts, "role": "assertion"},
+        ), (test_path, test_line, failure.exc_type))
+        for i, suspect in enumerate(code_suspects):
+            put(Diagnostic(
+                path=suspect.path, range=_line_range(suspect.path, suspect.line),
+                severity="error" if i == 0 else "information", source="pytest", code=failure.exc_type,
+                message=(f"{headline} (test {failure.test_id.split('::')[-1]})" if i == 0
+                         else f"possible cause of {failure.test_id.split('::')[-1]} failing: this line "
+                              f"{suspect.reason}"),
+                explanation=explanation,
+                related=[RelatedLocation(test_path, test_range, f"failing test {failure.test_id}")],
+                rank=1.0 + suspect.score,
+                data={**facts, "role": "cause", "suspect_reason": suspect.reason, "suspect_rank": i + 1},
+            ), (suspect.path, suspect.line, failure.exc_type))
+    for err in run.collect_errors:
+        path = err.path or str(workspace)
+        line = err.line or 1
+        out.append(Diagnostic(
+            path=path, range=_line_range(path, line), severity="error", source="pytest",
+            code=err.exc_type, message=f"tests could not be collected: {_short(err.message)}",
+            explanation=None, rank=2.0,
+            data={"kind": "collect_error", "exc_type": err.exc_type, "error_message": err.message,
+                  "nodeid": err.nodeid},
+        ))
+        out[-1].explanation = explain_mod.explain(out[-1])
+    if run.outcome == "timeout":
+        where, line = str(workspace), 1
+        if run.running_test:
+            file_part, _, name = run.running_test.partition("::")
+            where = str((workspace / file_part).resolve())
+            line = _def_line(where, name.split("::")[-1]) if name else 1
+        elif run.targets:
+            where = run.targets[0]
+        what = f"test {run.running_test}" if run.running_test else "the test run"
+        out.append(Diagnostic(
+            path=where, range=_line_range(where, line), severity="error", source="pytest", code="timeout",
+            message=f"{what} was killed after {run.timeout_s:g} s (time limit)", rank=2.0,
+            data={"kind": "timeout", "timeout_s": run.timeout_s, "test_id": run.running_test,
+                  "passed": run.passed, "failed": run.failed},
+        ))
+        out[-1].explanation = explain_mod.explain(out[-1])
+    for diag in out:
+        count = int(diag.data.get("count", 1))
+        if count > 1:
+            diag.message += f" [{count} failing cases]"
+    return sorted(out, key=lambda d: (d.path, -d.rank, d.range.start.line))
+
+
+def _headline(failure: TestFailure) -> str:
+    a, call = failure.assertion, failure.call
+    ret = failure.trace.return_value if failure.trace else None
+    if failure.exc_type == "AssertionError" and call is not None and call.input and a is not None:
+        return f"{call.input} returned {a.left}, expected {a.right}" if a.op == "==" else \
+            f"{call.input}: assert {a.left} {a.op} {a.right}"
+    if failure.exc_type == "AssertionError" and call is not None and call.input and ret is not None:
+        return f"{call.input} returned {ret}; the assertion failed"
+    return f"{failure.exc_type}: {_short(failure.message)}" if failure.message else failure.exc_type
+
+
+def _facts(failure: TestFailure) -> dict[str, Any]:
+    """The facts a diagnostic carries in `data` (JSON-safe), the explanation's grounding."""
+    return {
+        "kind": "test_failure",
+        "test_id": failure.test_id,
+        "exc_type": failure.exc_type,
+        "error_message": failure.message[:2000],
+        "input": failure.call.input if failure.call else None,
+        "function": failure.call.function if failure.call else None,
+        "left": failure.assertion.left if failure.assertion else None,
+        "right": failure.assertion.right if failure.assertion else None,
+        "op": failure.assertion.op if failure.assertion else None,
+        "returned": failure.trace.return_value if failure.trace else None,
+        "code_locals": dict(failure.code_locals),
+        "test_locals": dict(failure.test_locals),
+    }
