@@ -227,9 +227,10 @@ def confidence_from_logprobs(logprobs: list[float]) -> tuple[float | None, float
 
 
 # <|fim_prefix|> (Qwen, DeepSeek, StarCoder2 <|file_sep|>), <fim_prefix> (StarCoder), <PRE> <SUF>
-# <MID> <EOT> (CodeLlama), </s> and <eos> (end of sequence leaking through as text).
+# <MID> <EOT> (CodeLlama), <｜fim▁hole｜> (DeepSeek-Coder v1), </s> and <eos> (end of sequence leaking through as text).
 _SPECIAL_TOKEN = re.compile(
-    r"<\|[^|<>\s]{1,40}\|>|<(?:fim|FIM)[_-][A-Za-z_]{1,20}>|<(?:PRE|SUF|MID|EOT)>|</s>|<eos>"
+    r"<\|[^|<>\s]{1,40}\|>|<｜[^｜<>\s]{1,40}｜>|<(?:fim|FIM)[_-][A-Za-z_]{1,20}>|<(?:PRE|SUF|MID|EOT)>"
+    r"|</s>|<eos>"
 )
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:\n```|$)", re.DOTALL)
 

@@ -146,6 +146,22 @@ def test_fim_template_substitutes_once_even_when_code_contains_placeholders() ->
     assert out == f"<PRE> {prefix} <SUF>{suffix} <MID>"
 
 
+@pytest.mark.parametrize(
+    ("template", "stops"),
+    [
+        (ProviderConfig().fim_template, ["<|fim_prefix|>", "<|fim_suffix|>"]),
+        ("<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>", ["<fim_prefix>", "<fim_suffix>"]),
+        ("<PRE> {prefix} <SUF>{suffix} <MID>", ["<PRE>", "<SUF>"]),
+        ("<｜fim▁begin｜>{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>", ["<｜fim▁begin｜>", "<｜fim▁hole｜>"]),
+        ("{prefix}", []),
+    ],
+)
+def test_stop_sequences_come_from_the_template(template: str, stops: list[str]) -> None:
+    assert http_mod.stop_tokens(template) == stops
+    for marker in stops:
+        assert http_mod.cut_at_special_tokens(f"x = 1\n{marker}junk") == "x = 1\n"
+
+
 async def test_openai_single_line_request_stops_at_newline() -> None:
     rec = Recorder(ok_json({"choices": [{"text": "x"}]}))
     async with client_for(rec) as client:
