@@ -24,7 +24,10 @@ telemetry = typer.Typer(
 
 StoreOpt = Annotated[
     Path | None,
-    typer.Option("--store", help="Store file (default: this workspace's store in the user data directory)."),
+    typer.Option(
+        "--store",
+        help="Store file (default: this workspace's store in the user data directory).",
+    ),
 ]
 
 
@@ -70,11 +73,16 @@ def path_cmd(store: StoreOpt = None) -> None:
 
 @telemetry.command("export")
 def export_cmd(
-    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl | csv | parquet")] = "jsonl",
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="jsonl | csv | parquet")
+    ] = "jsonl",
     privacy: Annotated[
-        str | None, typer.Option("--privacy", help="full | nocode (no code text; lengths instead)")
+        str | None,
+        typer.Option("--privacy", help="full | nocode (no code text; lengths instead)"),
     ] = None,
-    since: Annotated[str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Output file (default stdout)")
     ] = None,
@@ -102,18 +110,32 @@ def export_cmd(
     except sqlite3.Error as exc:
         _err(f"cannot read {path}: {exc}")
         raise typer.Exit(1) from None
-    _err(f"exported {count} events ({fmt}, {level})" + (f" to {output}" if output else ""))
+    _err(
+        f"exported {count} events ({fmt}, {level})"
+        + (f" to {output}" if output else "")
+    )
 
 
 @telemetry.command("report")
 def report_cmd(
-    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object")] = False,
-    since: Annotated[str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write a self-contained HTML page"),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as one JSON object")
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Acceptance, persistence, gate effect and latency, by day, provider and file type."""
-    from heedls.server.telemetry.report import compute_report, render_html, render_terminal
+    from heedls.server.telemetry.report import (
+        compute_report,
+        render_html,
+        render_terminal,
+    )
     from heedls.server.telemetry.store import read_events
 
     cfg = _config()
@@ -140,10 +162,15 @@ def report_cmd(
 @telemetry.command("push")
 def push_cmd(
     endpoint: Annotated[
-        str | None, typer.Option("--endpoint", help="URL (default: telemetry.push_endpoint)")
+        str | None,
+        typer.Option("--endpoint", help="URL (default: telemetry.push_endpoint)"),
     ] = None,
-    privacy: Annotated[str | None, typer.Option("--privacy", help="full | nocode")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object")] = False,
+    privacy: Annotated[
+        str | None, typer.Option("--privacy", help="full | nocode")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as one JSON object")
+    ] = False,
     store: StoreOpt = None,
 ) -> None:
     """Send the events recorded since the last push to a team endpoint (batched JSON POST, retried)."""

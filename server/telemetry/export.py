@@ -36,10 +36,26 @@ PrivacyLevel = Literal["full", "nocode"]
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "parquet")
 PRIVACY_LEVELS: tuple[str, ...] = ("full", "nocode")
 
-LENGTH_FIELDS: tuple[str, ...] = ("prefix_len", "suffix_len", "suggestion_len", "suggestion_lines")
+LENGTH_FIELDS: tuple[str, ...] = (
+    "prefix_len",
+    "suffix_len",
+    "suggestion_len",
+    "suggestion_lines",
+)
 # String-valued extras that are enumerations, not text the user typed.
 SAFE_STRING_EXTRAS: frozenset[str] = frozenset(
-    {"reason", "kind", "trigger", "client", "editor", "source", "stage", "decision", "event", "label"}
+    {
+        "reason",
+        "kind",
+        "trigger",
+        "client",
+        "editor",
+        "source",
+        "stage",
+        "decision",
+        "event",
+        "label",
+    }
 )
 SCHEMA_COLUMNS: tuple[str, ...] = (
     "schema", "id", "session", "ts", "language", "file", "prefix", "suffix", "suggestion", "shown",
@@ -49,7 +65,9 @@ SCHEMA_COLUMNS: tuple[str, ...] = (
 GATE_COLUMNS: tuple[str, ...] = (
     "gate_stage1", "gate_stage2", "gate_threshold", "gate_model_version", "gate_decision", "gate_json",
 )  # fmt: skip
-COLUMNS: tuple[str, ...] = SCHEMA_COLUMNS + GATE_COLUMNS + LENGTH_FIELDS + ("extra_json",)
+COLUMNS: tuple[str, ...] = (
+    SCHEMA_COLUMNS + GATE_COLUMNS + LENGTH_FIELDS + ("extra_json",)
+)
 
 
 # -- --since ---------------------------------------------------------------------------------------
@@ -96,7 +114,10 @@ def hash_file(file: str | None) -> str | None:
     suffix = Path(file).suffix
     if not re.fullmatch(r"\.[A-Za-z0-9_+-]{1,12}", suffix or "x"):
         suffix = ""
-    return hashlib.sha256(file.encode("utf-8", "surrogateescape")).hexdigest()[:12] + suffix
+    return (
+        hashlib.sha256(file.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        + suffix
+    )
 
 
 def _numeric_only(value: Any) -> bool:
@@ -120,7 +141,11 @@ def _safe_extra(key: str, value: Any) -> bool:
 def _safe_gate(gate: dict[str, Any] | None) -> dict[str, Any] | None:
     if gate is None:
         return None
-    return {k: v for k, v in gate.items() if _numeric_only(v) or (isinstance(v, str) and len(v) <= 64)}
+    return {
+        k: v
+        for k, v in gate.items()
+        if _numeric_only(v) or (isinstance(v, str) and len(v) <= 64)
+    }
 
 
 def to_record(event: SuggestionEvent, privacy: PrivacyLevel) -> dict[str, Any]:
@@ -171,9 +196,13 @@ def flatten(record: dict[str, Any], event: SuggestionEvent) -> dict[str, Any]:
     for key, value in lengths(event).items():
         row[key] = value
     extra = {
-        k: v for k, v in record.items() if k not in SCHEMA_COLUMNS and k not in LENGTH_FIELDS and k != "gate"
+        k: v
+        for k, v in record.items()
+        if k not in SCHEMA_COLUMNS and k not in LENGTH_FIELDS and k != "gate"
     }
-    row["extra_json"] = json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None
+    row["extra_json"] = (
+        json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None
+    )
     return row
 
 
@@ -186,10 +215,16 @@ def _open_text(out: Path | str | IO[str] | None) -> tuple[IO[str], bool]:
     return out, False
 
 
-def export_jsonl(events: Iterable[SuggestionEvent], privacy: PrivacyLevel, out: IO[str]) -> int:
+def export_jsonl(
+    events: Iterable[SuggestionEvent], privacy: PrivacyLevel, out: IO[str]
+) -> int:
     count = 0
     for event in events:
-        out.write(json.dumps(to_record(event, privacy), ensure_ascii=False, separators=(",", ":")))
+        out.write(
+            json.dumps(
+                to_record(event, privacy), ensure_ascii=False, separators=(",", ":")
+            )
+        )
         out.write("\n")
         count += 1
     return count
@@ -203,7 +238,9 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def export_csv(events: Iterable[SuggestionEvent], privacy: PrivacyLevel, out: IO[str]) -> int:
+def export_csv(
+    events: Iterable[SuggestionEvent], privacy: PrivacyLevel, out: IO[str]
+) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     count = 0
@@ -234,7 +271,10 @@ def parquet_schema() -> Any:
 
 
 def export_parquet(
-    events: Iterable[SuggestionEvent], privacy: PrivacyLevel, out: Path | str | IO[bytes], chunk: int = 10_000
+    events: Iterable[SuggestionEvent],
+    privacy: PrivacyLevel,
+    out: Path | str | IO[bytes],
+    chunk: int = 10_000,
 ) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -271,7 +311,9 @@ def export(
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {list(FORMATS)}")
     if privacy not in PRIVACY_LEVELS:
-        raise ValueError(f"unknown privacy level {privacy!r}; expected one of {list(PRIVACY_LEVELS)}")
+        raise ValueError(
+            f"unknown privacy level {privacy!r}; expected one of {list(PRIVACY_LEVELS)}"
+        )
     if fmt == "parquet":
         if out is None or out == "-":
             raise ValueError("Parquet is binary: give an output file with -o")

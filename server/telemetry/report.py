@@ -32,7 +32,11 @@ from typing import Any
 from heedls.server.events import SuggestionEvent
 
 PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
-CHECKPOINT_FIELDS: tuple[str, ...] = ("persisted_30s", "persisted_120s", "persisted_600s")
+CHECKPOINT_FIELDS: tuple[str, ...] = (
+    "persisted_30s",
+    "persisted_120s",
+    "persisted_600s",
+)
 DIMENSIONS: tuple[str, ...] = ("day", "provider", "file_type", "gate_model")
 
 
@@ -112,8 +116,12 @@ class Bucket:
     ignored: int = 0
     persisted: int = 0
     persistence_known: int = 0
-    checkpoint_known: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECKPOINT_FIELDS, 0))
-    checkpoint_kept: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECKPOINT_FIELDS, 0))
+    checkpoint_known: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(CHECKPOINT_FIELDS, 0)
+    )
+    checkpoint_kept: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(CHECKPOINT_FIELDS, 0)
+    )
     latencies: list[float] = field(default_factory=list)
     decisions: list[float] = field(default_factory=list)
 
@@ -164,7 +172,9 @@ class Bucket:
             "persistence_rate": _rate(self.persisted, self.persistence_known),
             "persistence_known": self.persistence_known,
             "persistence_by_checkpoint": {
-                key.removeprefix("persisted_"): _rate(self.checkpoint_kept[key], self.checkpoint_known[key])
+                key.removeprefix("persisted_"): _rate(
+                    self.checkpoint_kept[key], self.checkpoint_known[key]
+                )
                 for key in CHECKPOINT_FIELDS
             },
             "avoided_share": _rate(self.skipped, self.requests),
@@ -197,16 +207,36 @@ def compute_report(events: Iterable[SuggestionEvent]) -> dict[str, Any]:
             "first": None
             if first is None
             else datetime.fromtimestamp(first, UTC).isoformat(timespec="seconds"),
-            "last": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds"),
+            "last": None
+            if last is None
+            else datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds"),
         },
         "total": total.summary(),
-        "by": {dim: {key: b.summary() for key, b in sorted(buckets.items())} for dim, buckets in by.items()},
+        "by": {
+            dim: {key: b.summary() for key, b in sorted(buckets.items())}
+            for dim, buckets in by.items()
+        },
         "latency_histogram": _histogram(latency_hist),
     }
 
 
 def _histogram(values: list[float]) -> list[dict[str, float | int]]:
-    edges = [0, 50, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, math.inf]
+    edges = [
+        0,
+        50,
+        100,
+        150,
+        200,
+        300,
+        500,
+        750,
+        1000,
+        1500,
+        2000,
+        3000,
+        5000,
+        math.inf,
+    ]
     counts = [0] * (len(edges) - 1)
     for value in values:
         for i in range(len(edges) - 1):
@@ -214,7 +244,11 @@ def _histogram(values: list[float]) -> list[dict[str, float | int]]:
                 counts[i] += 1
                 break
     return [
-        {"from": edges[i], "to": (edges[i + 1] if edges[i + 1] != math.inf else -1), "count": counts[i]}
+        {
+            "from": edges[i],
+            "to": (edges[i + 1] if edges[i + 1] != math.inf else -1),
+            "count": counts[i],
+        }
         for i in range(len(counts))
     ]
 
@@ -234,7 +268,9 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     period = report["period"]
-    console.print(f"[bold]heedls suggestions[/bold]  {period['first'] or '—'} → {period['last'] or '—'}")
+    console.print(
+        f"[bold]heedls suggestions[/bold]  {period['first'] or '—'} → {period['last'] or '—'}"
+    )
     for dim, title in (
         (None, "total"),
         ("day", "by day (UTC)"),
@@ -243,14 +279,22 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
         ("gate_model", "by gate model"),
     ):
         table = Table(
-            title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+            title=title,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            collapse_padding=True,
         )
         for name, justify in (
             ("", "left"), ("req", "right"), ("avoid1", "right"), ("hide2", "right"), ("shown", "right"),
             ("acc", "right"), ("acc%", "right"), ("kept%", "right"), ("p50ms", "right"), ("p95ms", "right"),
         ):  # fmt: skip
             table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        rows = [("all", report["total"])] if dim is None else list(report["by"][dim].items())
+        rows = (
+            [("all", report["total"])]
+            if dim is None
+            else list(report["by"][dim].items())
+        )
         for key, s in rows:
             table.add_row(
                 str(key), str(s["requests"]), str(s["avoided_stage1"]), str(s["hidden_stage2"]), str(s["shown"]),
@@ -274,7 +318,9 @@ _COLORS = {
 }
 
 
-def _svg_stacked_bars(labels: list[str], series: list[tuple[str, list[int], str]], title: str) -> str:
+def _svg_stacked_bars(
+    labels: list[str], series: list[tuple[str, list[int], str]], title: str
+) -> str:
     width, height, left, bottom, top = 720, 260, 48, 40, 28
     n = max(1, len(labels))
     totals = [sum(values[i] for _, values, _ in series) for i in range(len(labels))]
@@ -306,14 +352,20 @@ def _svg_stacked_bars(labels: list[str], series: list[tuple[str, list[int], str]
             )
     lx = left
     for name, _, color in series:
-        parts.append(f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{lx + 14}" y="{height - 5}" font-size="10">{html.escape(name)}</text>')
+        parts.append(
+            f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>'
+        )
+        parts.append(
+            f'<text x="{lx + 14}" y="{height - 5}" font-size="10">{html.escape(name)}</text>'
+        )
         lx += 24 + 7 * len(name)
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _svg_rate_lines(labels: list[str], series: list[tuple[str, list[float | None], str]], title: str) -> str:
+def _svg_rate_lines(
+    labels: list[str], series: list[tuple[str, list[float | None], str]], title: str
+) -> str:
     width, height, left, bottom, top = 720, 220, 48, 40, 28
     n = max(1, len(labels))
     step = (width - left - 20) / max(1, n - 1)
@@ -326,7 +378,9 @@ def _svg_rate_lines(labels: list[str], series: list[tuple[str, list[float | None
         parts.append(
             f'<text x="{left - 6}" y="{y + 3:.1f}" font-size="10" text-anchor="end">{int(frac * 100)} %</text>'
         )
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 5}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - 5}" y2="{y:.1f}" stroke="#ddd"/>'
+        )
     for name, values, color in series:
         points = [
             (left + i * step, height - bottom - v * (height - bottom - top))
@@ -335,13 +389,19 @@ def _svg_rate_lines(labels: list[str], series: list[tuple[str, list[float | None
         ]
         if len(points) > 1:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-            parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+            parts.append(
+                f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>'
+            )
         for x, y in points:
             parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
     lx = left
     for name, _, color in series:
-        parts.append(f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{lx + 14}" y="{height - 5}" font-size="10">{html.escape(name)}</text>')
+        parts.append(
+            f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>'
+        )
+        parts.append(
+            f'<text x="{lx + 14}" y="{height - 5}" font-size="10">{html.escape(name)}</text>'
+        )
         lx += 24 + 7 * len(name)
     parts.append("</svg>")
     return "".join(parts)
@@ -359,7 +419,9 @@ def _table_html(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
         cells = (key, s["requests"], s["avoided_stage1"], s["hidden_stage2"], s["shown"], s["accepted"],
                  _pct(s["acceptance_rate"]), _pct(s["persistence_rate"]), _ms(s["latency_ms"]["p50"]),
                  _ms(s["latency_ms"]["p95"]), _ms(s["latency_ms"]["p99"]))  # fmt: skip
-        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        out.append(
+            "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+        )
     out.append("</table>")
     return "".join(out)
 
@@ -372,24 +434,46 @@ def render_html(report: dict[str, Any]) -> str:
         labels,
         [
             ("accepted", [s["accepted"] for _, s in days], _COLORS["accepted"]),
-            ("shown, not accepted", [s["shown"] - s["accepted"] for _, s in days], _COLORS["shown"]),
-            ("hidden (stage 2)", [s["hidden_stage2"] for _, s in days], _COLORS["hidden"]),
-            ("avoided (stage 1)", [s["avoided_stage1"] for _, s in days], _COLORS["skipped"]),
+            (
+                "shown, not accepted",
+                [s["shown"] - s["accepted"] for _, s in days],
+                _COLORS["shown"],
+            ),
+            (
+                "hidden (stage 2)",
+                [s["hidden_stage2"] for _, s in days],
+                _COLORS["hidden"],
+            ),
+            (
+                "avoided (stage 1)",
+                [s["avoided_stage1"] for _, s in days],
+                _COLORS["skipped"],
+            ),
         ],
         "Requests per day",
     )
     rates = _svg_rate_lines(
         labels,
         [
-            ("acceptance rate", [s["acceptance_rate"] for _, s in days], _COLORS["accepted"]),
-            ("persistence rate", [s["persistence_rate"] for _, s in days], _COLORS["line2"]),
+            (
+                "acceptance rate",
+                [s["acceptance_rate"] for _, s in days],
+                _COLORS["accepted"],
+            ),
+            (
+                "persistence rate",
+                [s["persistence_rate"] for _, s in days],
+                _COLORS["line2"],
+            ),
         ],
         "Acceptance and persistence per day",
     )
     hist = report["latency_histogram"]
     hist_labels = [f"{h['from']}+" if h["to"] == -1 else f"<{h['to']}" for h in hist]
     latency = _svg_stacked_bars(
-        hist_labels, [("suggestions", [int(h["count"]) for h in hist], "#42a5f5")], "Latency (ms)"
+        hist_labels,
+        [("suggestions", [int(h["count"]) for h in hist], "#42a5f5")],
+        "Latency (ms)",
     )
     t = report["total"]
     cards = [
@@ -398,7 +482,10 @@ def render_html(report: dict[str, Any]) -> str:
         ("persistence rate", _pct(t["persistence_rate"])),
         ("avoided by stage 1", f"{t['avoided_stage1']} ({_pct(t['avoided_share'])})"),
         ("hidden by stage 2", f"{t['hidden_stage2']} ({_pct(t['hidden_share'])})"),
-        ("latency p50 / p95", f"{_ms(t['latency_ms']['p50'])} / {_ms(t['latency_ms']['p95'])} ms"),
+        (
+            "latency p50 / p95",
+            f"{_ms(t['latency_ms']['p50'])} / {_ms(t['latency_ms']['p95'])} ms",
+        ),
     ]
     period = report["period"]
     # Machine-readable copy for anyone scraping the page; `</` escaped so it cannot close the tag.
@@ -416,7 +503,10 @@ def render_html(report: dict[str, Any]) -> str:
         "<h1>heedls suggestion report</h1>",
         f"<p>{html.escape(period['first'] or '—')} → {html.escape(period['last'] or '—')} (UTC)</p>",
         "<div class='cards'>"
-        + "".join(f"<div class='card'>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in cards)
+        + "".join(
+            f"<div class='card'>{html.escape(k)}<b>{html.escape(v)}</b></div>"
+            for k, v in cards
+        )
         + "</div>",
         bars,
         rates,

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from heedls.server.config import TelemetryConfig
 from heedls.server.events import SuggestionEvent, read_jsonl, write_jsonl
 from heedls.server.telemetry.paths import default_store_path, store_path, workspace_key
@@ -16,10 +15,10 @@ from heedls.server.telemetry.store import TelemetryStore, count_events, read_eve
 
 
 def event(i: int, **kw: object) -> SuggestionEvent:
-    base: dict[str, object] = dict(
-        id=f"s-{i}", session="sess", ts=1_700_000_000.0 + i, language="python", file="pkg/mod.py",
-        prefix=f"def f{i}(x):\n    ", suffix="\n", suggestion=f"return x + {i}", latency_ms=12.5,
-    )  # fmt: skip
+    base: dict[str, object] = {
+        "id": f"s-{i}", "session": "sess", "ts": 1_700_000_000.0 + i, "language": "python", "file": "pkg/mod.py",
+        "prefix": f"def f{i}(x):\n    ", "suffix": "\n", "suggestion": f"return x + {i}", "latency_ms": 12.5,
+    }  # fmt: skip
     base.update(kw)
     return SuggestionEvent(**base)  # type: ignore[arg-type]
 

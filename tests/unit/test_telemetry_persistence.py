@@ -1,0 +1,200 @@
+"""Persistence of accepted text at 30 s / 120 s / 600 s: kept, edited slightly, deleted, moved."""
+
+from __future__ import annotations
+
+from heedls.server.events import SuggestionEvent
+from heedls.server.telemetry.persistence import PersistenceTracker, similarity
+
+BEFORE = "import math\n\n\ndef area(r):\n    "
+AFTER = "\n\n\ndef main():\n    print(area(2))\n"
+ACCEPTED = "return math.pi * r ** 2 if r >= 0 else float('nan')"
+DOC = BEFORE + ACCEPTED + AFTER
+OFFSET = len(BEFORE)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def accepted_event() -> SuggestionEvent:
+    return SuggestionEvent(
+        id="a1",
+        session="s",
+        ts=990.0,
+        suggestion=ACCEPTED,
+        shown=True,
+        outcome="accepted",
+    )
+
+
+def tracker_with(
+    doc: dict[str, str | None],
+) -> tuple[PersistenceTracker, Clock, SuggestionEvent]:
+    clock = Clock()
+    tracker = PersistenceTracker(clock=clock)
+    event = accepted_event()
+    tracker.track(event, "file:///w/geo.py", ACCEPTED, OFFSET)
+    return tracker, clock, event
+
+
+def test_kept_text_persists_at_every_checkpoint_and_each_is_reported_once() -> None:
+    docs: dict[str, str | None] = {"file:///w/geo.py": DOC}
+    tracker, clock, event = tracker_with(docs)
+    assert tracker.check(clock.now + 29, docs.get) == []
+    assert event.persisted_30s is None
+    changed = tracker.check(clock.now + 30, docs.get)
+    assert changed == [event]
+    assert (event.persisted_30s, event.persisted_120s, event.persisted_600s) == (
+        True,
+        None,
+        None,
+    )
+    assert tracker.check(clock.now + 60, docs.get) == []
+    assert tracker.check(clock.now + 120, docs.get) == [event]
+    assert event.persisted_120s is True
+    assert tracker.check(clock.now + 600, docs.get) == [event]
+    assert event.persisted_600s is True
+    assert len(tracker) == 0  # done with it
+    assert event.label("persisted") == 1
+
+
+def test_slightly_edited_text_still_counts() -> None:
+    edited = DOC.replace("r ** 2", "radius ** 2").replace("float('nan')", "math.nan")
+    assert ACCEPTED not in edited
+    docs: dict[str, str | None] = {"file:///w/geo.py": edited}
+    tracker, clock, event = tracker_with(docs)
+    tracker.check(clock.now + 30, docs.get)
+    assert event.persisted_30s is True
+    assert 0.7 <= event.extra["persisted_similarity"] < 1.0
+
+
+def test_reformatting_is_not_an_edit() -> None:
+    reformatted = DOC.replace("r ** 2 if r", "r**2  if  r").replace(
+        " else ", "\n        else "
+    )
+    assert similarity(ACCEPTED, reformatted, OFFSET) > 0.9
+
+
+def test_deleted_text_does_not_persist() -> None:
+    docs: dict[str, str | None] = {"file:///w/geo.py": BEFORE + "return 0" + AFTER}
+    tracker, clock, event = tracker_with(docs)
+    tracker.check(clock.now + 30, docs.get)
+    assert event.persisted_30s is False
+    assert event.label("persisted") == 0
+
+
+def test_rewritten_text_does_not_persist() -> None:
+    rewritten = (
+        BEFORE
+        + "if r < 0:\n        raise ValueError(r)\n    return 3.14159 * r * r"
+        + AFTER
+    )
+    docs: dict[str, str | None] = {"file:///w/geo.py": rewritten}
+    tracker, clock, event = tracker_with(docs)
+    tracker.check(clock.now + 30, docs.get)
+    assert event.persisted_30s is False
+
+
+def test_kept_then_deleted_between_checkpoints() -> None:
+    docs: dict[str, str | None] = {"file:///w/geo.py": DOC}
+    tracker, clock, event = tracker_with(docs)
+    tracker.check(clock.now + 31, docs.get)
+    docs["file:///w/geo.py"] = BEFORE + "pass" + AFTER
+    tracker.check(clock.now + 125, docs.get)
+    tracker.check(clock.now + 700, docs.get)
+    assert (event.persisted_30s, event.persisted_120s, event.persisted_600s) == (
+        True,
+        False,
+        False,
+    )
+
+
+def test_text_shifted_by_edits_above_is_found() -> None:
+    header = "# a long licence header\n" * 400  # ~10 kB inserted above the suggestion
+    docs: dict[str, str | None] = {"file:///w/geo.py": header + DOC}
+    tracker, clock, event = tracker_with(docs)
+    tracker.check(clock.now + 30, docs.get)
+    assert event.persisted_30s is True
+
+
+def test_text_moved_elsewhere_in_the_file_is_found() -> None:
+    moved = (
+        BEFORE
+        + "pass"
+        + AFTER
+        + "# filler line\n" * 300
+        + "\ndef area2(r):\n    "
+        + ACCEPTED
+        + "\n"
+    )
+    docs: dict[str, str | None] = {"file:///w/geo.py": moved}
+    tracker, clock, event = tracker_with(docs)
+    tracker.check(clock.now + 30, docs.get)
+    assert event.persisted_30s is True
+
+
+def test_short_text_only_counts_near_where_it_was_inserted() -> None:
+    # ")" exists all over a file; it must not count as kept when it is gone from its place
+    far_away = "x = f(1)\n" + "# filler\n" * 500
+    doc = far_away + "y = g(2\n"
+    assert ")" not in doc[-2100:]
+    assert similarity(")", doc, len(doc) - 1) < 0.7
+    assert similarity(")", doc + ")", len(doc)) == 1.0
+    assert similarity("return x", "y = 1\n" * 1000 + "return x", 0) < 0.7
+
+
+def test_closed_document_leaves_the_checkpoint_unknown() -> None:
+    docs: dict[str, str | None] = {}
+    tracker, clock, event = tracker_with(docs)
+    assert tracker.check(clock.now + 30, docs.get) == []
+    assert event.persisted_30s is None
+    docs["file:///w/geo.py"] = DOC  # reopened later: the next checkpoints are decided
+    assert tracker.check(clock.now + 120, docs.get) == [event]
+    assert (event.persisted_30s, event.persisted_120s) == (None, True)
+
+
+def test_overdue_check_decides_all_due_checkpoints_at_once_and_clock_is_injectable() -> (
+    None
+):
+    docs: dict[str, str | None] = {"file:///w/geo.py": DOC}
+    tracker, clock, event = tracker_with(docs)
+    assert tracker.next_due() == clock.now + 30
+    clock.now += 601
+    assert tracker.check(None, docs.get) == [event]
+    assert (event.persisted_30s, event.persisted_120s, event.persisted_600s) == (
+        True,
+        True,
+        True,
+    )
+    assert tracker.next_due() is None
+
+
+def test_documents_are_read_once_per_check() -> None:
+    reads: list[str] = []
+
+    def get_text(uri: str) -> str | None:
+        reads.append(uri)
+        return DOC
+
+    clock = Clock()
+    tracker = PersistenceTracker(clock=clock)
+    events = [accepted_event() for _ in range(5)]
+    for e in events:
+        tracker.track(e, "file:///w/geo.py", ACCEPTED, OFFSET)
+    assert len(tracker.check(clock.now + 30, get_text)) == 5
+    assert reads == ["file:///w/geo.py"]
+
+
+def test_threshold_is_configurable() -> None:
+    edited = DOC.replace("r ** 2", "radius ** 2").replace("float('nan')", "math.nan")
+    docs: dict[str, str | None] = {"file:///w/geo.py": edited}
+    clock = Clock()
+    strict = PersistenceTracker(threshold=0.99, clock=clock)
+    event = accepted_event()
+    strict.track(event, "file:///w/geo.py", ACCEPTED, OFFSET)
+    strict.check(clock.now + 30, docs.get)
+    assert event.persisted_30s is False
