@@ -1,0 +1,168 @@
+"""Fuzzed and hostile input: the server stays up and keeps answering.
+
+Raw frames are written to `heedls serve`'s stdin (malformed JSON, wrong shapes, bad bytes), then a
+real request must still get its answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lsprotocol import types
+
+
+class RawServer:
+    def __init__(self, tmp: Path) -> None:
+        env = dict(os.environ, HEEDLS_DATA_DIR=str(tmp / "data"), HEEDLS_CACHE_DIR=str(tmp / "cache"))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "heedls", "serve", "--stub-provider", "print('ok')"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        self.responses: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        out = self.proc.stdout
+        assert out is not None
+        while True:
+            headers = {}
+            while True:
+                line = out.readline()
+                if not line:
+                    return
+                line = line.strip()
+                if not line:
+                    break
+                key, _, value = line.decode("ascii", "replace").partition(":")
+                headers[key.lower()] = value.strip()
+            body = out.read(int(headers.get("content-length", "0")))
+            try:
+                message = json.loads(body)
+            except ValueError:
+                continue
+            if "id" in message and "method" not in message:
+                with self._lock:
+                    self.responses[message["id"]] = message
+
+    def raw(self, body: bytes, length: int | None = None) -> None:
+        assert self.proc.stdin is not None
+        header = f"Content-Length: {len(body) if length is None else length}\r\n\r\n".encode()
+        self.proc.stdin.write(header + body)
+        self.proc.stdin.flush()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.raw(json.dumps({"jsonrpc": "2.0", **message}).encode())
+
+    def wait(self, msg_id: Any, timeout: float = 20.0) -> Any:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                if msg_id in self.responses:
+                    return self.responses[msg_id]
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}")
+            time.sleep(0.02)
+        raise AssertionError(f"no response to {msg_id}")
+
+    def initialize(self, root: Path) -> None:
+        self.send({"id": "init", "method": "initialize", "params": {"processId": None, "rootUri": root.as_uri(), "capabilities": {"textDocument": {"inlineCompletion": {}}}}})
+        assert "result" in self.wait("init")
+        self.send({"method": "initialized", "params": {}})
+
+    def open(self, uri: str, text: str) -> None:
+        self.send({"method": "textDocument/didOpen", "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}}})
+
+    def inline(self, msg_id: Any, uri: str, line: int, character: int) -> Any:
+        self.send({"id": msg_id, "method": "textDocument/inlineCompletion", "params": {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}, "context": {"triggerKind": 1}}})
+        return self.wait(msg_id)
+
+    def close(self) -> None:
+        try:
+            self.send({"id": "bye", "method": "shutdown"})
+            self.wait("bye", 5)
+            self.send({"method": "exit"})
+            self.proc.wait(5)
+        except Exception:
+            self.proc.kill()
+
+
+@pytest.fixture
+def raw_server(tmp_path: Path):
+    server = RawServer(tmp_path)
+    root = tmp_path / "ws"
+    root.mkdir()
+    server.initialize(root)
+    yield server, root
+    server.close()
+
+
+def test_malformed_frames_do_not_take_the_server_down(raw_server) -> None:
+    server, root = raw_server
+    server.raw(b"{not json at all")
+    server.raw(b'{"jsonrpc": "2.0", "id": 7, "method": "textDocument/inlineCompletion", "params": 42}')
+    server.raw(b'{"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {"textDocument": {"uri": "file:///nowhere.py", "version": 2}, "contentChanges": [{"text": "x"}]}}')
+    server.raw(b'[1, 2, 3]')
+    server.raw(b'{"jsonrpc": "2.0", "id": 8, "method": "no/such/method", "params": {}}')
+    server.raw(b'{"jsonrpc": "2.0", "id": 9, "method": "workspace/executeCommand", "params": {"command": "heedls.accept", "arguments": [null, {}, 3]}}')
+    server.raw(b'{"jsonrpc": "2.0", "method": "heedls/suggestionRejected", "params": "garbage"}')
+    server.raw("{\"jsonrpc\": \"2.0\", \"method\": \"x\", \"params\": \"\xff\xfe\"}".encode("latin-1"))
+    assert "error" in server.wait(8)
+    assert server.wait(9).get("result", {}).get("accepted") is False
+    uri = (root / "a.py").as_uri()
+    server.open(uri, "def f():\n    \n")
+    answer = server.inline(100, uri, 1, 4)
+    assert answer["result"]["items"][0]["insertText"] == "print('ok')"
+
+
+def test_out_of_range_positions_and_edits_are_tolerated(raw_server) -> None:
+    server, root = raw_server
+    uri = (root / "b.py").as_uri()
+    server.open(uri, "x = 1\n")
+    server.send({"method": "textDocument/didChange", "params": {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"range": {"start": {"line": 99, "character": 5}, "end": {"line": 120, "character": 0}}, "text": "y = 2\n"}]}})
+    server.send({"method": "textDocument/didChange", "params": {"textDocument": {"uri": uri, "version": 3}, "contentChanges": [{"range": {"start": {"line": 0, "character": 500}, "end": {"line": 0, "character": 2}}, "text": "z"}]}})
+    answer = server.inline(1, uri, 5000, 5000)
+    assert "result" in answer
+    unopened = server.inline(2, (root / "never-opened.py").as_uri(), 0, 0)
+    assert "result" in unopened or "error" in unopened
+    assert server.inline(3, uri, 0, 0).get("result") is not None
+
+
+def test_a_five_megabyte_file_and_non_utf8_bytes(raw_server, tmp_path: Path) -> None:
+    server, root = raw_server
+    block = "def handler_%d(request):\n    return request.value + %d\n\n"
+    text = "".join(block % (i, i) for i in range(85000))
+    assert len(text) > 5_000_000
+    uri = (root / "big.py").as_uri()
+    server.open(uri, text + "def tail():\n    \n")
+    lines = text.count("\n")
+    answer = server.inline(1, uri, lines + 1, 4)
+    assert answer["result"] is not None
+    weird = root / "latin.py"
+    weird.write_bytes(b"# caf\xe9\nx = '\xff'\n")
+    server.open(weird.as_uri(), weird.read_bytes().decode("latin-1"))
+    assert "result" in server.inline(2, weird.as_uri(), 1, 3)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode)), min_size=1, max_size=8))
+def test_random_bodies_never_stop_the_server(raw_server, bodies: list[bytes]) -> None:
+    server, root = raw_server
+    for body in bodies:
+        server.raw(body)
+    msg_id = random.randrange(10**9)
+    server.send({"id": msg_id, "method": "heedls/status", "params": {}})
+    assert "result" in server.wait(msg_id)
