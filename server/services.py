@@ -47,7 +47,7 @@ def build_provider(config: HeedlsConfig, local: Provider, warn: Warn) -> Provide
     try:
         from heedls.server.providers.registry import build_provider as registry_build
 
-        return registry_build(config.provider, local)
+        return registry_build(config.provider, local, on_warning=warn)
     except Exception as exc:
         warn(f"provider {config.provider.name!r} unavailable ({exc}); using local")
         return local
