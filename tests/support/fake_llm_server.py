@@ -135,7 +135,7 @@ class FakeLLMServer:
         with self._lock:
             return [r for r in self.requests if r.path == path]
 
-    def start(self) -> FakeLLMServer:
+    def start(self) -> Self:
         # A short poll interval: shutdown() waits for the next poll, and tests stop servers often.
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-llm", daemon=True

@@ -16,7 +16,7 @@ import pytest
 from heedls.server.config import ProviderConfig
 from heedls.server.providers.base import Candidate, CompletionRequest, Provider
 from heedls.server.providers.fallback import FallbackProvider
-from heedls.server.providers.http import make_client
+from heedls.server.providers.http import HTTPProvider, make_client
 from heedls.server.providers.llamacpp import LlamaCppProvider
 from heedls.server.providers.ollama import OllamaProvider
 from heedls.server.providers.openai import OpenAIProvider
@@ -72,7 +72,7 @@ def config_for(name: str, server: FakeLLMServer, **kw: Any) -> ProviderConfig:
     [(OpenAIProvider, "/v1/completions"), (OllamaProvider, "/api/generate"), (LlamaCppProvider, "/infill")],
 )
 async def test_fim_over_loopback(
-    cls: type, path: str, fake_llm: FakeLLMServer, client: httpx.AsyncClient  # noqa: F811
+    cls: type[HTTPProvider], path: str, fake_llm: FakeLLMServer, client: httpx.AsyncClient  # noqa: F811
 ) -> None:
     fake_llm.logprobs = [-0.25, -0.5]
     provider = cls(config_for(cls.name, fake_llm), client)
@@ -91,7 +91,7 @@ async def test_fim_over_loopback(
     [(OpenAIProvider, "/v1/chat/completions"), (OllamaProvider, "/api/chat"), (LlamaCppProvider, "/v1/chat/completions")],
 )
 async def test_chat_mode_completion_over_loopback(
-    cls: type, path: str, fake_llm: FakeLLMServer, client: httpx.AsyncClient  # noqa: F811
+    cls: type[HTTPProvider], path: str, fake_llm: FakeLLMServer, client: httpx.AsyncClient  # noqa: F811
 ) -> None:
     fake_llm.script_chat("```python\nreturn a + b\n```")
     provider = cls(config_for(cls.name, fake_llm, mode="chat"), client)
@@ -102,7 +102,7 @@ async def test_chat_mode_completion_over_loopback(
 
 @pytest.mark.parametrize("cls", [OpenAIProvider, OllamaProvider, LlamaCppProvider])
 async def test_scripted_chat_answers_come_back_in_order(
-    cls: type, fake_llm: FakeLLMServer, client: httpx.AsyncClient  # noqa: F811
+    cls: type[HTTPProvider], fake_llm: FakeLLMServer, client: httpx.AsyncClient  # noqa: F811
 ) -> None:
     """What the repair engine relies on: n answers from a scripted queue."""
     fake_llm.script_chat("patch A", "patch B", "patch C")
@@ -154,7 +154,7 @@ async def test_misbehaving_endpoint_falls_back_to_local_within_the_deadline(
     assert provider.breaker.consecutive_failures == 1  # ... and its failure counted
     # The hang/slow server would keep us 20 s; the deadline (0.4 s) must cut it. The bound is
     # loose on purpose (shared CI cores); it separates "respected the deadline" from "waited".
-    assert elapsed < 0.4 + 1.5
+    assert elapsed < 0.4 + 3.0
 
 
 async def test_dead_endpoint_falls_back(client: httpx.AsyncClient) -> None:
