@@ -122,7 +122,9 @@ def _word_end(line: str, col: int) -> int:
 def compile_error(text: str, filename: str = "<unknown>") -> CompileError | None:
     """The interpreter's verdict on `text`: None when it compiles, else its first error."""
     try:
-        compile(text, filename, "exec", dont_inherit=True)
+        # Never the real path: when the file exists, CPython re-reads the error line from disk to
+        # place the column, and the buffer being typed is not what is on disk.
+        compile(text, f"<{filename}>", "exec", dont_inherit=True)
         return None
     except SyntaxError as exc:
         err: SyntaxError = exc
@@ -277,7 +279,7 @@ def _decode_diagnostic(path: str, source: Source) -> Diagnostic | None:
     # The interpreter's message for this file, e.g. "(unicode error) 'utf-8' codec can't decode ...".
     message = str(exc)
     try:
-        compile(source.raw, path, "exec", dont_inherit=True)
+        compile(source.raw, f"<{path}>", "exec", dont_inherit=True)
     except SyntaxError as err:
         message = err.msg or message
     except (ValueError, RecursionError, MemoryError):

@@ -1,12 +1,526 @@
-"""LSP face of the analyzers (filled in by its own issue)."""
+"""Diagnostics: syntax errors while typing, ruff on open/save, test failures on save.
+
+- syntax: on open at once, on change after one debounce (`inline.debounceMs`; a newer change
+  cancels the pending one); the tree-sitter tree is kept per document for incremental re-parsing.
+- ruff: on open and on save, in a worker thread (it is a subprocess).
+- tests: on save after `tests.debounceMs`, only the tests related to the saved file, only when the
+  workspace is trusted, never more than one run per workspace (a newer save cancels the older run,
+  whose process group is killed), with `$/progress` (server-initiated work-done progress) and the
+  client's cancel button wired to the run. A run killed at `tests.timeoutS` becomes a diagnostic
+  saying so. The command `heedls.runTests [uri?]` runs the same thing on demand.
+
+`server.services["diagnostics"]` is this module's store: `.for_uri(uri)` gives the analyzer-level
+diagnostics (with fixes, explanations and facts) that code actions and hover build on; each LSP
+diagnostic carries `data.id`, which `.get(id)` maps back.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
-if TYPE_CHECKING:
-    from heedls.server.app import HeedlsServer
+from heedls.analyzers import check, lint, syntax
+from heedls.analyzers.model import Diagnostic, Range
+from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from lsprotocol import types
+from pygls import uris
+
+log = logging.getLogger("heedls.diagnostics")
+
+SYNTAX, RUFF, PYTEST = "syntax", "ruff", "pytest"
+_SEVERITY = {
+    "error": types.DiagnosticSeverity.Error,
+    "warning": types.DiagnosticSeverity.Warning,
+    "information": types.DiagnosticSeverity.Information,
+    "hint": types.DiagnosticSeverity.Hint,
+}
+# Above this size the parse and compile() run in a worker thread so typing stays responsive.
+_THREAD_THRESHOLD = 200_000
+_PROGRESS_TICK_S = 1.0
+_RELATED_EXPLANATION_CHARS = 400
+
+
+def _path_of(uri: str) -> str | None:
+    path = uris.to_fs_path(uri)
+    return str(Path(path).resolve()) if path else None
+
+
+def _uri_of(path: str) -> str:
+    return uris.from_fs_path(path) or Path(path).as_uri()
+
+
+class DiagnosticsService:
+    """Per-document analyzer results, the tasks computing them, and publishing to the client."""
+
+    def __init__(self, server: HeedlsServer) -> None:
+        self.server = server
+        self._docs: dict[str, syntax.SyntaxDocument] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._store: dict[str, dict[str, list[Diagnostic]]] = {}
+        self._by_id: dict[str, Diagnostic] = {}
+        self._ids = itertools.count(1)
+        self._syntax_tasks: dict[str, asyncio.Task[None]] = {}
+        self._lint_tasks: dict[str, asyncio.Task[None]] = {}
+        # tests: per workspace, the pending debounce, the running run and a generation counter
+        self._test_timers: dict[Path, asyncio.Task[Any]] = {}
+        self._test_runs: dict[Path, asyncio.Task[dict[str, Any]]] = {}
+        self._test_gen: dict[Path, int] = {}
+        # pytest diagnostics per workspace, keyed by the test file (or run) that produced them
+        self._test_results: dict[Path, dict[str, list[Diagnostic]]] = {}
+        self._lint_problem_reported = False
+        self._untrusted_reported = False
+        self.last_syntax_ms: float = 0.0
+        self.runs_started = 0
+        self.runs_cancelled = 0
+
+    # -- the store ------------------------------------------------------------------------------
+    def for_uri(self, uri: str) -> list[Diagnostic]:
+        found: list[Diagnostic] = []
+        for items in self._store.get(uri, {}).values():
+            found.extend(items)
+        return check.order(found)
+
+    def get(self, diagnostic_id: str) -> Diagnostic | None:
+        return self._by_id.get(diagnostic_id)
+
+    def _set(self, uri: str, source: str, diagnostics: list[Diagnostic]) -> None:
+        per_source = self._store.setdefault(uri, {})
+        for old in per_source.get(source, []):
+            self._by_id.pop(str(old.data.get("id")), None)
+        for diagnostic in diagnostics:
+            if "id" not in diagnostic.data:
+                diagnostic.data["id"] = f"d{next(self._ids)}"
+            self._by_id[str(diagnostic.data["id"])] = diagnostic
+        if diagnostics:
+            per_source[source] = diagnostics
+        else:
+            per_source.pop(source, None)
+        if not per_source:
+            self._store.pop(uri, None)
+
+    # -- configuration --------------------------------------------------------------------------
+    @property
+    def _config(self) -> Any:
+        return self.server.config
+
+    def _workspace_for(self, path: str | None) -> Path:
+        root = self.server.root
+        if path is None:
+            return (root or Path.cwd()).resolve()
+        if root is not None:
+            resolved = root.resolve()
+            if Path(path).is_relative_to(resolved):
+                return resolved
+        return check.find_workspace([Path(path)])
+
+    def _text(self, uri: str) -> str | None:
+        try:
+            return self.server.workspace.get_text_document(uri).source
+        except Exception:  # noqa: BLE001 -- closed/unknown documents: read from disk instead
+            return None
+
+    def _is_open(self, uri: str) -> bool:
+        return uri in self.server.workspace.text_documents
+
+    # -- conversion to LSP ----------------------------------------------------------------------
+    def _lines_for(self, path: str, cache: dict[str, list[str] | None]) -> list[str] | None:
+        if path not in cache:
+            uri = _uri_of(path)
+            text = self._text(uri) if self._is_open(uri) else None
+            if text is None:
+                try:
+                    text = syntax.read_source(path).text
+                except OSError:
+                    text = None
+            cache[path] = text.split("\n") if text is not None else None
+        return cache[path]
+
+    def _position(self, lines: list[str] | None, line: int, character: int) -> types.Position:
+        # Analyzers count Python characters; the client counts in the negotiated encoding (UTF-16).
+        if lines is not None and 0 <= line < len(lines):
+            text = lines[line]
+            if not text.isascii():
+                character = self.server.workspace.position_codec.client_num_units(text[:character])
+        return types.Position(line=max(line, 0), character=max(character, 0))
+
+    def _range(self, path: str, rng: Range, cache: dict[str, list[str] | None]) -> types.Range:
+        lines = self._lines_for(path, cache)
+        return types.Range(
+            start=self._position(lines, rng.start.line, rng.start.character),
+            end=self._position(lines, rng.end.line, rng.end.character),
+        )
+
+    def to_lsp(self, diagnostic: Diagnostic, cache: dict[str, list[str] | None]) -> types.Diagnostic:
+        related = [
+            types.DiagnosticRelatedInformation(
+                location=types.Location(uri=_uri_of(rel.path), range=self._range(rel.path, rel.range, cache)),
+                message=rel.message,
+            )
+            for rel in diagnostic.related
+        ]
+        own_range = self._range(diagnostic.path, diagnostic.range, cache)
+        if diagnostic.explanation and diagnostic.source != RUFF:
+            # DESIGN: the explanation also travels in the related information (hover has it in full).
+            text = diagnostic.explanation
+            if len(text) > _RELATED_EXPLANATION_CHARS:
+                text = text[: _RELATED_EXPLANATION_CHARS - 1] + "…"
+            related.insert(
+                0,
+                types.DiagnosticRelatedInformation(
+                    location=types.Location(uri=_uri_of(diagnostic.path), range=own_range), message=text
+                ),
+            )
+        tags = [types.DiagnosticTag.Unnecessary] if "unnecessary" in diagnostic.data.get("tags", ()) else None
+        return types.Diagnostic(
+            range=own_range,
+            message=diagnostic.message,
+            severity=_SEVERITY.get(diagnostic.severity, types.DiagnosticSeverity.Warning),
+            code=diagnostic.code,
+            code_description=types.CodeDescription(href=diagnostic.url) if diagnostic.url else None,
+            source=f"heedls/{diagnostic.source}",
+            related_information=related or None,
+            tags=tags,
+            data={
+                "id": diagnostic.data.get("id"),
+                "source": diagnostic.source,
+                "fixable": any(f.applicability in ("safe", "unsafe", "validated") for f in diagnostic.fixes),
+            },
+        )
+
+    def publish(self, uris_: Iterable[str]) -> None:
+        cache: dict[str, list[str] | None] = {}
+        for uri in dict.fromkeys(uris_):
+            items = [self.to_lsp(d, cache) for d in self.for_uri(uri)]
+            version = None
+            if self._is_open(uri):
+                version = self.server.workspace.get_text_document(uri).version
+            try:
+                self.server.text_document_publish_diagnostics(
+                    types.PublishDiagnosticsParams(uri=uri, diagnostics=items, version=version)
+                )
+            except Exception:
+                log.debug("publish failed for %s", uri, exc_info=True)
+
+    # -- syntax ---------------------------------------------------------------------------------
+    def _syntax_now(self, uri: str, text: str) -> list[Diagnostic]:
+        path = _path_of(uri) or uri
+        started = time.perf_counter()
+        doc = self._docs.get(uri)
+        if doc is None:
+            doc = self._docs[uri] = syntax.SyntaxDocument(path, text)
+        else:
+            doc.update(text)
+        found = doc.diagnostics()
+        self.last_syntax_ms = (time.perf_counter() - started) * 1000
+        return found
+
+    async def refresh_syntax(self, uri: str) -> None:
+        text = self._text(uri)
+        if text is None:
+            return
+        lock = self._locks.setdefault(uri, asyncio.Lock())
+        async with lock:  # one parse per document at a time (the tree is not thread-safe)
+            if len(text) > _THREAD_THRESHOLD:
+                found = await asyncio.to_thread(self._syntax_now, uri, text)
+            else:
+                found = self._syntax_now(uri, text)
+        if self._is_open(uri):
+            self._set(uri, SYNTAX, found)
+            self.publish([uri])
+
+    def _schedule(self, tasks: dict[str, asyncio.Task[None]], uri: str, delay_s: float, job: Any) -> None:
+        old = tasks.pop(uri, None)
+        if old is not None and not old.done():
+            old.cancel()
+
+        async def later() -> None:
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
+            await job(uri)
+
+        task = asyncio.ensure_future(later())
+        tasks[uri] = task
+        task.add_done_callback(lambda t: self._log_failure(t, "diagnostics"))
+
+    @staticmethod
+    def _log_failure(task: asyncio.Task[Any], what: str) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s task failed", what, exc_info=task.exception())
+
+    # -- lint -----------------------------------------------------------------------------------
+    async def refresh_lint(self, uri: str) -> None:
+        cfg = self._config.lint
+        path = _path_of(uri)
+        text = self._text(uri)
+        if not cfg.enabled or path is None or text is None or not path.endswith((".py", ".pyi")):
+            return
+        workspace = self._workspace_for(path)
+        result = await asyncio.to_thread(lint.lint_text, text, path, workspace=workspace, ruff=cfg.ruff)
+        if result.problem and not self._lint_problem_reported:
+            self._lint_problem_reported = True  # one warning per session, not one per keystroke
+            self.server.notify_log(result.problem, types.MessageType.Warning)
+        if self._is_open(uri):
+            self._set(uri, RUFF, result.diagnostics)
+            self.publish([uri])
+
+    # -- tests ----------------------------------------------------------------------------------
+    def _tests_allowed(self) -> str | None:
+        cfg = self._config.tests
+        if not cfg.enabled:
+            return "tests are disabled (tests.enabled = false)"
+        if not cfg.trusted:
+            return "the workspace is not trusted (tests.trusted = false); tests are not run"
+        return None
+
+    def schedule_tests(self, uri: str) -> None:
+        path = _path_of(uri)
+        if path is None or not path.endswith(".py"):
+            return
+        workspace = self._workspace_for(path)
+        old = self._test_timers.pop(workspace, None)
+        if old is not None and not old.done():
+            old.cancel()
+        running = self._test_runs.get(workspace)
+        if running is not None and not running.done():
+            running.cancel()  # it tests code that just changed: stop it now, not after the debounce
+        delay = self._config.tests.debounce_ms / 1000
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            await self.run_tests(workspace, path)
+
+        task = asyncio.ensure_future(later())
+        self._test_timers[workspace] = task
+        task.add_done_callback(lambda t: self._log_failure(t, "test run"))
+
+    async def run_tests(self, workspace: Path, path: str | None) -> dict[str, Any]:
+        """Run the tests related to `path` (all of them when None) in `workspace`; a newer call for
+        the same workspace cancels this one. Returns a summary for the command's caller."""
+        reason = self._tests_allowed()
+        if reason is not None:
+            if not self._untrusted_reported:
+                self._untrusted_reported = True
+                self.server.notify_log(reason, types.MessageType.Info)
+            return {"ran": False, "reason": reason}
+        generation = self._test_gen[workspace] = self._test_gen.get(workspace, 0) + 1
+        old = self._test_runs.get(workspace)
+        if old is not None and not old.done():
+            old.cancel()  # kills the old run's process group (proc.run_async)
+            await asyncio.gather(old, return_exceptions=True)
+        if self._test_gen.get(workspace) != generation:
+            return {"ran": False, "outcome": "cancelled", "reason": "superseded by a newer run"}
+        task = asyncio.ensure_future(self._run(workspace, path))
+        self._test_runs[workspace] = task
+        self.runs_started += 1
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                return {"ran": False, "outcome": "cancelled", "reason": "superseded by a newer run"}
+            raise
+
+    async def _targets(self, workspace: Path, path: str | None) -> list[str] | None:
+        if path is None:
+            return None
+        from heedls.analyzers import testrun
+
+        found = await asyncio.to_thread(testrun.related_tests, workspace, Path(path))
+        return list(found) or None
+
+    def _progress_supported(self) -> bool:
+        caps = self.server.client_capabilities
+        return bool(caps and caps.window and caps.window.work_done_progress)
+
+    async def _progress_begin(self, title: str, message: str) -> str | None:
+        if not self._progress_supported():
+            return None
+        token = f"heedls-tests-{next(self._ids)}"
+        progress = self.server.work_done_progress
+        try:
+            await asyncio.wait_for(progress.create_async(token), 5.0)
+        except Exception:
+            log.debug("work done progress create failed", exc_info=True)
+            return None
+        progress.begin(token, types.WorkDoneProgressBegin(title=title, message=message, cancellable=True))
+        return token
+
+    def _progress_end(self, token: str | None, message: str) -> None:
+        if token is None:
+            return
+        progress = self.server.work_done_progress
+        try:
+            progress.end(token, types.WorkDoneProgressEnd(message=message))
+        finally:
+            progress.tokens.pop(token, None)
+
+    async def _run(self, workspace: Path, path: str | None) -> dict[str, Any]:
+        from heedls.analyzers import testrun
+
+        cfg = self._config.tests
+        targets = await self._targets(workspace, path)
+        shown = ", ".join(Path(t).name for t in targets[:3]) + (" …" if len(targets) > 3 else "") if targets else "all tests"
+        token = await self._progress_begin("heedls: running tests", shown)
+        me = asyncio.current_task()
+        if token is not None:
+            # The client's cancel button on the progress cancels this run.
+            future = self.server.work_done_progress.tokens.get(token)
+            if future is not None and me is not None:
+                future.add_done_callback(lambda f: me.cancel() if f.cancelled() else None)
+        started = time.monotonic()
+
+        async def ticker() -> None:
+            while token is not None:
+                await asyncio.sleep(_PROGRESS_TICK_S)
+                self.server.work_done_progress.report(
+                    token, types.WorkDoneProgressReport(message=f"{shown} ({time.monotonic() - started:.0f}s)")
+                )
+
+        tick = asyncio.ensure_future(ticker())
+        end_message = "cancelled"
+        try:
+            run = await testrun.run_tests_async(
+                workspace, targets, python=cfg.python or None, timeout_s=cfg.timeout_s
+            )
+            found = await asyncio.to_thread(testrun.failures_to_diagnostics, run, workspace)
+            if run.outcome == "timeout" and not any(d.code == "timeout" for d in found):
+                found.append(self._timeout_diagnostic(workspace, path, targets, cfg.timeout_s))
+            self._store_test_results(workspace, targets, found)
+            end_message = (
+                f"killed after {cfg.timeout_s:g} s (time limit)"
+                if run.outcome == "timeout"
+                else f"{run.failed} failed, {run.passed} passed" + (f", {run.errors} errors" if run.errors else "")
+            )
+            return {
+                "ran": True,
+                "outcome": run.outcome,
+                "passed": run.passed,
+                "failed": run.failed,
+                "errors": run.errors,
+                "seconds": round(run.seconds, 3),
+                "targets": targets,
+                "diagnostics": len(found),
+            }
+        except asyncio.CancelledError:
+            self.runs_cancelled += 1
+            end_message = "cancelled (superseded by a newer run)"
+            raise
+        finally:
+            tick.cancel()
+            self._progress_end(token, end_message)
+
+    @staticmethod
+    def _timeout_diagnostic(workspace: Path, path: str | None, targets: Sequence[str] | None, timeout_s: float) -> Diagnostic:
+        where = (targets[0] if targets else path) or str(workspace)
+        return Diagnostic(
+            path=where,
+            range=Range.of(0, 0, 0, 1),
+            severity="error",
+            source=PYTEST,
+            code="timeout",
+            message=f"the test run was killed after {timeout_s:g} s (time limit)",
+            rank=2.0,
+            data={"kind": "timeout", "timeout_s": timeout_s},
+        )
+
+    @staticmethod
+    def _result_key(workspace: Path, diagnostic: Diagnostic, run_key: str) -> str:
+        test_id = diagnostic.data.get("test_id")
+        if isinstance(test_id, str) and "::" in test_id and diagnostic.data.get("kind") != "timeout":
+            return str((workspace / test_id.split("::", 1)[0]).resolve())
+        return run_key
+
+    def _store_test_results(self, workspace: Path, targets: Sequence[str] | None, found: list[Diagnostic]) -> None:
+        results = self._test_results.setdefault(workspace, {})
+        touched: set[str] = set()
+        if targets is None:
+            stale = list(results)
+        else:
+            covered = {str(Path(t).resolve()) for t in targets}
+            run_key = "run:" + "\0".join(sorted(covered))
+            stale = [k for k in results if k in covered or k == run_key]
+        for key in stale:
+            touched.update(_uri_of(d.path) for d in results.pop(key))
+        run_key = "run:" + ("\0".join(sorted(str(Path(t).resolve()) for t in targets)) if targets else "*")
+        for diagnostic in found:
+            results.setdefault(self._result_key(workspace, diagnostic, run_key), []).append(diagnostic)
+            touched.add(_uri_of(diagnostic.path))
+        # Rebuild the pytest layer of every touched document from all runs' results.
+        by_uri: dict[str, list[Diagnostic]] = {uri: [] for uri in touched}
+        for items in results.values():
+            for diagnostic in items:
+                uri = _uri_of(diagnostic.path)
+                if uri in by_uri:
+                    by_uri[uri].append(diagnostic)
+        for uri, items in by_uri.items():
+            self._set(uri, PYTEST, items)
+        self.publish(by_uri)
+
+    # -- document listener ----------------------------------------------------------------------
+    async def on_open(self, uri: str) -> None:
+        await self.refresh_syntax(uri)
+        self._schedule(self._lint_tasks, uri, 0, self.refresh_lint)
+
+    async def on_change(self, uri: str, changes: list[types.TextDocumentContentChangeEvent]) -> None:
+        self._schedule(self._syntax_tasks, uri, self._config.inline.debounce_ms / 1000, self.refresh_syntax)
+
+    async def on_save(self, uri: str) -> None:
+        self._schedule(self._lint_tasks, uri, 0, self.refresh_lint)
+        if self._config.tests.on_save:
+            if self._store.get(uri, {}).get(SYNTAX):
+                # pytest would only report the same syntax error as a collection error.
+                log.info("not running tests for %s: it has a syntax error", uri)
+                return
+            self.schedule_tests(uri)
+
+    async def on_close(self, uri: str) -> None:
+        for tasks in (self._syntax_tasks, self._lint_tasks):
+            task = tasks.pop(uri, None)
+            if task is not None:
+                task.cancel()
+        self._docs.pop(uri, None)
+        self._locks.pop(uri, None)
+        # Test failures describe files on disk and stay; buffer-only findings go.
+        self._set(uri, SYNTAX, [])
+        self._set(uri, RUFF, [])
+        self.publish([uri])
+
+    async def on_config(self, config: Any) -> None:
+        if not config.lint.enabled:
+            for uri in list(self._store):
+                self._set(uri, RUFF, [])
+            self.publish(list(self._store))
+        if not config.tests.enabled or not config.tests.trusted:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Cancel pending and running work (running tests' process groups are killed)."""
+        tasks = [*self._test_timers.values(), *self._test_runs.values(), *self._syntax_tasks.values(),
+                 *self._lint_tasks.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._test_timers.clear()
+        self._test_runs.clear()
 
 
 def register(server: HeedlsServer) -> None:
-    return None
+    service = DiagnosticsService(server)
+    server.services["diagnostics"] = service
+    server.document_listeners.append(service)
+    server.config_listeners.append(service.on_config)
+
+    @server.command("heedls.runTests")
+    async def run_tests_command(ls: HeedlsServer, *args: Any) -> dict[str, Any]:
+        uri = args[0] if args else None
+        if isinstance(uri, list):  # some clients wrap the arguments once more
+            uri = uri[0] if uri else None
+        if isinstance(uri, dict):
+            uri = uri.get("uri")
+        path = _path_of(uri) if isinstance(uri, str) and uri else None
+        workspace = service._workspace_for(path)
+        return await service.run_tests(workspace, path)

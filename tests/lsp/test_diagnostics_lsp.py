@@ -1,0 +1,212 @@
+"""Diagnostics over the real stdio server: syntax errors while typing, ruff, test failures on save
+with progress, cancellation by a newer save, and a hanging test killed at the time limit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+
+pytest.importorskip("heedls.analyzers.testrun", reason="the test runner (analyzers/testrun.py) is not there yet")
+
+DEBOUNCE_MS = 120
+OPTIONS: dict[str, Any] = {"inline": {"debounceMs": DEBOUNCE_MS}, "tests": {"debounceMs": 50, "timeoutS": 30}}
+
+
+async def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _open(client: Any, path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    uri = path.as_uri()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text))
+    )
+    return uri
+
+
+def _save(client: Any, uri: str) -> None:
+    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+
+
+def _by_source(client: Any, uri: str, source: str) -> list[types.Diagnostic]:
+    return [d for d in client.diagnostics.get(uri, []) if d.source == f"heedls/{source}"]
+
+
+async def test_syntax_error_typed_is_reported_within_one_debounce(lsp: Any, workspace: Path) -> None:
+    client = await lsp(workspace, "vscode", options=OPTIONS)
+    uri = _open(client, workspace / "mod.py", "def area(w, h):\n    return w * h\n")
+    await _until(lambda: uri in client.diagnostics, 10, "the first publish")
+    assert _by_source(client, uri, "syntax") == []
+
+    # Type an unclosed call at the end of the function, as an editor would send it.
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(types.Position(1, 16), types.Position(1, 16)), text=" + max(w"
+                )
+            ],
+        )
+    )
+    sent = time.monotonic()
+    found = await _until(lambda: _by_source(client, uri, "syntax"), 5, "a syntax diagnostic")
+    elapsed_ms = (time.monotonic() - sent) * 1000
+    # One debounce plus a generous allowance for a loaded 2-core machine and the stdio round trip.
+    assert elapsed_ms < DEBOUNCE_MS + 1500, elapsed_ms
+    diag = found[0]
+    assert diag.severity == types.DiagnosticSeverity.Error
+    assert diag.message == "'(' was never closed"  # the interpreter's own words
+    assert diag.range.start == types.Position(1, 22)  # the '(' of max(
+    assert diag.code == "SyntaxError"
+    assert diag.data["id"]
+
+    # Fixing it clears the diagnostic.
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=3),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(types.Position(1, 24), types.Position(1, 24)), text=", 0)"
+                )
+            ],
+        )
+    )
+    await _until(lambda: not _by_source(client, uri, "syntax"), 5, "the syntax diagnostic to clear")
+
+
+async def test_ruff_findings_on_open_carry_code_link_and_fix_data(lsp: Any, workspace: Path) -> None:
+    (workspace / "pyproject.toml").write_text('[tool.ruff]\nlint.select = ["F"]\n')
+    client = await lsp(workspace, "neovim", options=OPTIONS)
+    uri = _open(client, workspace / "lib.py", "import os\n\n\ndef f():\n    return 1\n")
+    found = await _until(lambda: _by_source(client, uri, "ruff"), 15, "a ruff diagnostic")
+    (diag,) = found
+    assert diag.code == "F401"
+    assert diag.code_description is not None and "unused-import" in diag.code_description.href
+    assert list(diag.tags or []) == [types.DiagnosticTag.Unnecessary]
+    assert diag.data["fixable"] is True and diag.data["source"] == "ruff"
+
+
+WORKSPACE_FILES = {
+    "stats.py": "def mean(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total / (len(xs) + 1)\n",
+    "test_stats.py": "from stats import mean\n\n\ndef test_mean():\n    assert mean([2, 4]) == 3\n",
+}
+
+
+def _make(workspace: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (workspace / name).write_text(text, encoding="utf-8")
+
+
+async def test_save_runs_related_tests_with_progress_and_diagnostics(lsp: Any, workspace: Path) -> None:
+    _make(workspace, WORKSPACE_FILES)
+    client = await lsp(workspace, "vscode", options=OPTIONS)
+    uri = _open(client, workspace / "stats.py", WORKSPACE_FILES["stats.py"])
+    test_uri = (workspace / "test_stats.py").as_uri()
+    _save(client, uri)
+    await _until(lambda: _by_source(client, test_uri, "pytest"), 60, "test failure diagnostics")
+    at_test = _by_source(client, test_uri, "pytest")[0]
+    assert at_test.severity == types.DiagnosticSeverity.Error
+    assert at_test.range.start.line == 4  # the failing assert
+    assert "test_mean" in at_test.message
+    at_code = await _until(lambda: _by_source(client, uri, "pytest"), 10, "a diagnostic in the code under test")
+    # the code-side diagnostic links back to the failing test
+    assert any(r.location.uri == test_uri for r in at_code[0].related_information or [])
+
+    reports = await _until(
+        lambda: next((r for r in client.progress_reports.values() if r and isinstance(r[-1], types.WorkDoneProgressEnd)), None),
+        10,
+        "the end of the progress",
+    )
+    assert isinstance(reports[0], types.WorkDoneProgressBegin)
+    assert "test_stats.py" in (reports[0].message or "")
+    assert "1 failed" in (reports[-1].message or "")
+
+
+SLOW_FILES = {
+    "slow.py": "def value():\n    return 1\n",
+    "test_slow.py": (
+        "import os, time\nfrom slow import value\n\n\n"
+        "def test_slow():\n"
+        "    with open(os.environ['MARKS'], 'a') as f:\n        f.write('start\\n')\n"
+        "    time.sleep(3)\n"
+        "    with open(os.environ['MARKS'], 'a') as f:\n        f.write('end\\n')\n"
+        "    assert value() == 2\n"
+    ),
+}
+
+
+async def test_newer_save_cancels_the_running_test_run(lsp: Any, workspace: Path, tmp_path: Path) -> None:
+    _make(workspace, SLOW_FILES)
+    marks = tmp_path / "marks.txt"
+    client = await lsp(workspace, "vscode", options=OPTIONS, env={"MARKS": str(marks)})
+    uri = _open(client, workspace / "slow.py", SLOW_FILES["slow.py"])
+    _save(client, uri)
+    await _until(lambda: marks.exists() and "start" in marks.read_text(), 30, "the first run to start its test")
+    _save(client, uri)  # a newer save while the first run is still sleeping
+    await _until(lambda: _by_source(client, uri, "pytest") or _by_source(client, (workspace / "test_slow.py").as_uri(), "pytest"), 60, "the second run's diagnostics")
+
+    def ends() -> list[types.WorkDoneProgressEnd]:
+        return [r[-1] for r in client.progress_reports.values() if r and isinstance(r[-1], types.WorkDoneProgressEnd)]
+
+    await _until(lambda: len(ends()) == 2, 10, "both progress reports to end")
+    assert any("cancelled" in (e.message or "") for e in ends()), ends()
+    assert any("1 failed" in (e.message or "") for e in ends()), ends()
+    await asyncio.sleep(1.0)
+    # two runs started the test; only the second one got to finish it (the first was killed)
+    assert marks.read_text().split() == ["start", "start", "end"]
+
+
+HANGING_FILES = {
+    "hang.py": "def wait():\n    while True:\n        pass\n",
+    "test_hang.py": "import time\nfrom hang import wait\n\n\ndef test_hang():\n    time.sleep(120)\n",
+}
+
+
+async def test_hanging_test_is_killed_at_the_timeout_and_reported(lsp: Any, workspace: Path) -> None:
+    _make(workspace, HANGING_FILES)
+    options = {**OPTIONS, "tests": {"debounceMs": 50, "timeoutS": 3}}
+    client = await lsp(workspace, "vscode", options=options)
+    uri = _open(client, workspace / "hang.py", HANGING_FILES["hang.py"])
+    test_uri = (workspace / "test_hang.py").as_uri()
+    started = time.monotonic()
+    _save(client, uri)
+
+    def timeout_diagnostic() -> list[types.Diagnostic]:
+        return [d for uri_ in (uri, test_uri) for d in _by_source(client, uri_, "pytest") if d.code == "timeout"]
+
+    (diag,) = await _until(timeout_diagnostic, 40, "a timeout diagnostic")
+    assert time.monotonic() - started < 30
+    assert "killed" in diag.message and "3 s" in diag.message
+
+
+async def test_untrusted_workspace_runs_no_tests(lsp: Any, workspace: Path) -> None:
+    _make(workspace, WORKSPACE_FILES)
+    client = await lsp(workspace, "vscode", options={**OPTIONS, "tests": {"trusted": False}})
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="heedls.runTests", arguments=[(workspace / "stats.py").as_uri()])
+    )
+    assert result["ran"] is False and "trusted" in result["reason"]
+
+
+async def test_run_tests_command_runs_the_related_tests(lsp: Any, workspace: Path) -> None:
+    _make(workspace, WORKSPACE_FILES)
+    client = await lsp(workspace, "neovim", options=OPTIONS)
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="heedls.runTests", arguments=[(workspace / "stats.py").as_uri()])
+    )
+    assert result["ran"] is True and result["failed"] == 1 and result["passed"] == 0
+    assert result["targets"] == [str((workspace / "test_stats.py").resolve())]
