@@ -1,0 +1,505 @@
+"""The repair loop: baseline run → localisation → candidates → parallel validation → ranked fixes.
+
+Only plausible fixes are returned: with the candidate in place (in a temporary copy), the tests
+that failed now pass and the tests that passed still pass. The best one is re-checked in a fresh
+`python -m pytest` subprocess before it is offered, so the fork-server's speed never buys a wrong
+answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import itertools
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from heedls.analyzers import proc
+from heedls.analyzers.repair import operators, ruff_fixes, syntax_fix
+from heedls.analyzers.repair.edits import Candidate, change_size, normalised, unified_diff
+from heedls.analyzers.repair.localize import LineScore, localise
+from heedls.analyzers.repair.workers import RunResult, TestOutcome, Worker, WorkerError, copy_workspace, find_python, sandbox_env
+
+log = logging.getLogger("heedls.repair")
+
+Progress = Callable[[str, float], None]
+
+# outcome cache: content hash of (module text, test files, interpreter) -> plausible?
+_CACHE: dict[str, bool] = {}
+_CACHE_MAX = 20000
+
+
+@dataclass
+class RepairRequest:
+    module: Path
+    tests: list[Path]
+    root: Path | None = None
+    budget_s: float = 60.0
+    jobs: int = 0
+    python: str = ""
+    chat: Any = None  # object with async chat(messages, *, max_tokens, temperature, n, deadline_s)
+    llm_samples: int = 3
+    llm_rounds: int = 2
+    autoload_plugins: bool = False
+    max_plausible: int = 3
+    confirm: bool = True
+    focus_line: int | None = None  # 1-based; editors ask about a position
+
+
+@dataclass
+class PlausibleFix:
+    new_text: str
+    patch: str
+    operator: str
+    description: str
+    line: int
+    score: float
+    size: int
+    source: str
+    found_after_s: float
+    confirmed: bool = False
+
+
+@dataclass
+class RepairResult:
+    fixed: bool
+    patch: str
+    candidates_tried: int
+    test_runs: int
+    seconds: float
+    explanation: str
+    status: str  # fixed | no-failing-tests | not-found | cancelled | error
+    fixes: list[PlausibleFix] = field(default_factory=list)
+    first_plausible_s: float | None = None
+    operator: str | None = None
+    failing_tests: list[str] = field(default_factory=list)
+    suspicious_lines: list[LineScore] = field(default_factory=list)
+    new_text: str | None = None
+    module: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fixed": self.fixed,
+            "patch": self.patch,
+            "candidates_tried": self.candidates_tried,
+            "test_runs": self.test_runs,
+            "seconds": round(self.seconds, 3),
+            "explanation": self.explanation,
+            "status": self.status,
+            "operator": self.operator,
+            "first_plausible_s": None if self.first_plausible_s is None else round(self.first_plausible_s, 3),
+            "failing_tests": self.failing_tests,
+            "alternatives": [
+                {"operator": f.operator, "description": f.description, "line": f.line, "patch": f.patch}
+                for f in self.fixes[1:]
+            ],
+        }
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class _Queue:
+    """Priority queue shared by the worker threads; LLM candidates can be pushed at any time."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Candidate]] = []
+        self._count = itertools.count()
+        self._lock = threading.Lock()
+
+    def push(self, cand: Candidate) -> None:
+        with self._lock:
+            heapq.heappush(self._heap, (-cand.score, next(self._count), cand))
+
+    def pop(self) -> Candidate | None:
+        with self._lock:
+            if not self._heap:
+                return None
+            return heapq.heappop(self._heap)[2]
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+class Repairer:
+    def __init__(self, req: RepairRequest, cancel: threading.Event | None = None, progress: Progress | None = None) -> None:
+        self.req = req
+        self.cancel = cancel or threading.Event()
+        self.progress = progress or (lambda message, fraction: None)
+        self.start = time.monotonic()
+        self.deadline = self.start + req.budget_s
+        self.module = req.module.resolve()
+        self.tests = [t.resolve() for t in req.tests]
+        self.root = (req.root or Path(os.path.commonpath([self.module.parent, *[t.parent for t in self.tests]]))).resolve()
+        self.rel_module = str(self.module.relative_to(self.root))
+        self.rel_tests = [str(t.relative_to(self.root)) for t in self.tests]
+        self.python = find_python(self.root, req.python)
+        self.original = self.module.read_text(encoding="utf-8")
+        self.tests_digest = _digest(self.python, *[t.read_text(encoding="utf-8", errors="replace") for t in self.tests])
+        self.workers: list[Worker] = []
+        self.lock = threading.Lock()
+        self.queue = _Queue()
+        self.seen: set[str] = {normalised(self.original) or ""}
+        self.plausible: list[PlausibleFix] = []
+        self.first_plausible_s: float | None = None
+        self.tried = 0
+        self.runs = 0
+        self.baseline: RunResult | None = None
+        self.order: list[str] = []
+        self.run_timeout = 5.0
+        self.expected_tests = 0
+        self.llm_feedback: list[str] = []
+        self.llm_pending = 0
+        self.stop_after: float | None = None
+
+    # -- helpers -------------------------------------------------------------------------------
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def stopped(self) -> bool:
+        if self.cancel.is_set() or self.left() <= 0.15:
+            return True
+        if self.stop_after is not None and time.monotonic() >= self.stop_after:
+            return True
+        return len(self.plausible) >= self.req.max_plausible
+
+    def _start_workers(self) -> None:
+        cores = os.cpu_count() or 1
+        n = self.req.jobs or cores
+        n = max(1, min(n, cores, 8))
+        errors: list[BaseException] = []
+
+        def start_one() -> None:
+            try:
+                worker = Worker(self.root, self.python, self.req.autoload_plugins)
+                with self.lock:
+                    if self.cancel.is_set():
+                        worker.close()
+                        return
+                    self.workers.append(worker)
+                worker.start(timeout_s=max(5.0, min(30.0, self.left())))
+            except (WorkerError, OSError) as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start_one, daemon=True) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with self.lock:
+            self.workers = [w for w in self.workers if w.proc is not None]
+        if not self.workers:
+            raise WorkerError(f"could not start a test runner with {self.python}: {errors[:1]}")
+
+    def close(self) -> None:
+        with self.lock:
+            workers, self.workers = list(self.workers), []
+        for w in workers:
+            w.close()
+
+    # -- phases --------------------------------------------------------------------------------
+    def run(self) -> RepairResult:
+        try:
+            return self._run()
+        except WorkerError as exc:
+            return self._result("error", str(exc))
+        finally:
+            self.close()
+
+    def _run(self) -> RepairResult:
+        self.progress("starting test runners", 0.0)
+        self._start_workers()
+        if self.cancel.is_set():
+            return self._result("cancelled", "Cancelled.")
+        self.progress("running the tests with coverage", 0.05)
+        baseline = self.workers[0].run(
+            self.rel_module, None, self.rel_tests, exitfirst=False, trace=True,
+            timeout_s=max(1.0, min(60.0, self.left() * 0.5)), test_limit_s=0.6,
+        )
+        self.runs += 1
+        self.baseline = baseline
+        failing = baseline.failed
+        if baseline.status == "ok" and not failing and not baseline.errors and baseline.collected > 0:
+            return self._result("no-failing-tests", "All tests pass: nothing to fix.")
+        ran_ok = [t for t in baseline.tests if not t.timeout]
+        self.expected_tests = len([t for t in baseline.tests if t.outcome != "skipped"]) or baseline.collected
+        self.order = [t.nodeid for t in failing] + [t.nodeid for t in baseline.tests if t.outcome == "passed"]
+        # traced times overestimate untraced ones: a generous but bounded limit per validation run
+        self.run_timeout = max(2.0, 3.0 * sum(t.seconds for t in ran_ok) + 1.0)
+        self.floor_timeout = max(0.6, 3.0 * sum(t.seconds for t in ran_ok) + 0.4)
+        self.durations: list[float] = []
+        if baseline.status != "ok":
+            self.run_timeout = max(self.run_timeout, 5.0)
+
+        scores = localise(baseline.tests, self.rel_module, all_lines=set(range(1, self.original.count("\n") + 2)))
+        line_scores = {s.line: s.score for s in scores}
+        if self.req.focus_line is not None:
+            for ln in range(self.req.focus_line - 2, self.req.focus_line + 3):
+                if ln in line_scores:
+                    line_scores[ln] = min(1.0, line_scores[ln] + 0.2)
+        self.scores = scores
+
+        self.progress("generating candidates", 0.1)
+        if syntax_fix.syntax_error(self.original) is not None:
+            for cand in syntax_fix.candidates(self.original, max_rounds=3):
+                self.queue.push(cand)
+        else:
+            for cand in operators.generate(self.original, line_scores):
+                self.queue.push(cand)
+        for cand in ruff_fixes.candidates(self.original, str(self.module), self.root):
+            cand.score = cand.prior * 0.5
+            self.queue.push(cand)
+        total = len(self.queue)
+        log.info("repair: %d candidates, %d failing tests, run timeout %.1fs", total, len(failing), self.run_timeout)
+
+        llm_thread = None
+        if self.req.chat is not None:
+            llm_thread = threading.Thread(target=self._llm_loop, args=(failing,), daemon=True)
+            llm_thread.start()
+
+        threads = [threading.Thread(target=self._work, args=(w, total), daemon=True) for w in self.workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.1)
+                if self.cancel.is_set():
+                    self.close()  # kills the runners and their children now
+        if self.cancel.is_set():
+            return self._result("cancelled", "Cancelled.")
+        return self._finish()
+
+    def _work(self, worker: Worker, total: int) -> None:
+        idle_since: float | None = None
+        while not self.stopped():
+            cand = self.queue.pop()
+            if cand is None:
+                if self.llm_pending > 0 and not self.cancel.is_set():
+                    idle_since = idle_since or time.monotonic()
+                    time.sleep(0.05)
+                    continue
+                return
+            idle_since = None
+            try:
+                new_text = cand.apply(self.original)
+            except ValueError:
+                continue
+            norm = normalised(new_text)
+            if norm is None:
+                continue
+            with self.lock:
+                if norm in self.seen:
+                    continue
+                self.seen.add(norm)
+                self.tried += 1
+                tried = self.tried
+            key = _digest(self.tests_digest, new_text)
+            cached = _CACHE.get(key)
+            if cached is not None:
+                ok = cached
+                result = None
+            else:
+                timeout = min(self._timeout(), max(0.2, self.left()))
+                try:
+                    result = worker.run(self.rel_module, new_text, self.rel_tests, order=self.order, exitfirst=True,
+                                        timeout_s=timeout)
+                except (WorkerError, OSError, ValueError):
+                    return
+                with self.lock:
+                    self.runs += 1
+                    if result.status == "ok":
+                        self.durations.append(result.seconds)
+                ok = self._plausible(result)
+                if result.status != "timeout" or timeout >= self.run_timeout:
+                    if len(_CACHE) < _CACHE_MAX:
+                        _CACHE[key] = ok
+            if cand.source == "llm":
+                self._llm_feedback(cand, result, ok)
+            if tried % 10 == 0:
+                self.progress(f"tried {tried} candidates", min(0.95, 0.1 + 0.85 * (1 - max(0.0, self.left()) / self.req.budget_s)))
+            if ok:
+                self._record(cand, new_text)
+
+    def _timeout(self) -> float:
+        """Per-run limit: generous until a few runs were measured, then 6x the typical run."""
+        if len(self.durations) < 4:
+            return self.run_timeout
+        recent = sorted(self.durations[-20:])
+        typical = recent[len(recent) // 2]
+        return min(self.run_timeout, max(self.floor_timeout, 6.0 * typical))
+
+    def _plausible(self, result: RunResult) -> bool:
+        if result.status != "ok" or result.rc != 0 or result.errors:
+            return False
+        if any(t.outcome == "failed" for t in result.tests):
+            return False
+        return len(result.passed) >= self.expected_tests
+
+    def _record(self, cand: Candidate, new_text: str) -> None:
+        elapsed = time.monotonic() - self.start
+        fix = PlausibleFix(
+            new_text=new_text,
+            patch=unified_diff(self.original, new_text, self.rel_module),
+            operator=cand.operator,
+            description=cand.description,
+            line=cand.line,
+            score=cand.score,
+            size=change_size(self.original, new_text),
+            source=cand.source,
+            found_after_s=elapsed,
+        )
+        with self.lock:
+            self.plausible.append(fix)
+            if self.first_plausible_s is None:
+                self.first_plausible_s = elapsed
+                # look a little further for a smaller fix, then stop
+                self.stop_after = time.monotonic() + min(max(1.0, 0.25 * elapsed), 5.0)
+        self.progress(f"plausible fix found ({cand.operator})", 0.9)
+
+    # -- LLM -----------------------------------------------------------------------------------
+    def _llm_loop(self, failing: list[TestOutcome]) -> None:
+        from heedls.analyzers.repair.llm import llm_candidates
+
+        test_source = "\n\n".join(t.read_text(encoding="utf-8", errors="replace") for t in self.tests)
+        for round_no in range(self.req.llm_rounds):
+            if self.stopped() or self.plausible:
+                return
+            self.llm_pending += 1
+            try:
+                cands = asyncio.run(
+                    llm_candidates(self.req.chat, self.rel_module, self.original, test_source, failing,
+                                   list(self.llm_feedback), samples=self.req.llm_samples,
+                                   deadline_s=max(1.0, min(60.0, self.left() - 1.0)), round_no=round_no)
+                )
+            finally:
+                self.llm_pending -= 1
+            if not cands:
+                continue
+            waiting = len(cands)
+            for c in cands:
+                c.score = 2.0 - 0.01 * round_no  # ahead of every mutation
+                self.queue.push(c)
+            # wait until this round's candidates were run, then ask again with their feedback
+            deadline = time.monotonic() + max(0.0, self.left())
+            target = len(self.llm_feedback) + waiting
+            self.llm_pending += 1
+            try:
+                while len(self.llm_feedback) < target and time.monotonic() < deadline and not self.stopped():
+                    time.sleep(0.05)
+            finally:
+                self.llm_pending -= 1
+
+    def _llm_feedback(self, cand: Candidate, result: RunResult | None, ok: bool) -> None:
+        if ok:
+            note = "passed all tests"
+        elif result is None:
+            note = "failed (seen before)"
+        else:
+            failed = result.failed[:1]
+            if failed:
+                from heedls.analyzers.repair.llm import describe_failure
+
+                note = "still failed:\n" + describe_failure(failed[0], limit=3)
+            elif result.errors:
+                note = "could not be imported/collected: " + str(result.errors[0].get("message", ""))[-400:]
+            else:
+                note = f"did not finish ({result.status})"
+        diff = unified_diff(self.original, cand.apply(self.original), self.rel_module)
+        with self.lock:
+            self.llm_feedback.append(f"Attempt:\n```diff\n{diff[:1500]}\n```\nResult: {note}")
+
+    # -- results -------------------------------------------------------------------------------
+    def _confirm(self, fix: PlausibleFix) -> bool:
+        """Fresh-process check (no fork-server): a separate copy, `python -m pytest -x`."""
+        tmp = Path(tempfile.mkdtemp(prefix="heedls-confirm-"))
+        try:
+            copy = tmp / "ws"
+            copy.mkdir()
+            copy_workspace(self.root, copy)
+            (copy / self.rel_module).write_text(fix.new_text, encoding="utf-8")
+            env = sandbox_env(copy, self.root, self.req.autoload_plugins)
+            timeout = max(1.0, min(self.left() + self.req.budget_s * 0.08, 10.0 + 3 * self.run_timeout))
+            result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *self.rel_tests],
+                              cwd=copy, timeout_s=timeout, env=env)
+            return result.returncode == 0
+        except OSError:
+            return False
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _finish(self) -> RepairResult:
+        ranked = sorted(self.plausible, key=lambda f: (f.size, -f.score, f.found_after_s))
+        chosen: list[PlausibleFix] = []
+        for fix in ranked:
+            if self.req.confirm and not chosen and self.left() > -0.05 * self.req.budget_s:
+                if not self._confirm(fix):
+                    log.info("repair: candidate rejected by the fresh-process check: %s", fix.description)
+                    continue
+                fix.confirmed = True
+            chosen.append(fix)
+        self.plausible = chosen
+        if not chosen:
+            return self._result("not-found", self._not_found_text())
+        return self._result("fixed", self._explain(chosen[0]))
+
+    def _not_found_text(self) -> str:
+        failing = self.baseline.failed if self.baseline else []
+        where = ", ".join(f"line {s.line}" for s in getattr(self, "scores", [])[:3])
+        return (
+            f"No candidate made the {len(failing)} failing test(s) pass within the budget "
+            f"({self.tried} candidates tried). Most suspicious: {where or 'unknown'}."
+        )
+
+    def _explain(self, fix: PlausibleFix) -> str:
+        failing = self.baseline.failed if self.baseline else []
+        passing = self.baseline.passed if self.baseline else []
+        first = failing[0] if failing else None
+        what = ""
+        if first and first.failure:
+            what = f" `{first.nodeid}` failed with {first.failure.get('type')}"
+            msg = str(first.failure.get("message", "")).strip().splitlines()
+            if msg:
+                what += f" ({msg[0][:120]})"
+            what += "."
+        return (
+            f"Line {fix.line}: {fix.description} ({fix.operator}).{what} With this change the "
+            f"{len(failing)} failing test(s) pass and the {len(passing)} passing test(s) still pass."
+        )
+
+    def _result(self, status: str, explanation: str) -> RepairResult:
+        best = self.plausible[0] if self.plausible and status == "fixed" else None
+        return RepairResult(
+            fixed=best is not None,
+            patch=best.patch if best else "",
+            candidates_tried=self.tried,
+            test_runs=self.runs,
+            seconds=time.monotonic() - self.start,
+            explanation=explanation,
+            status=status,
+            fixes=list(self.plausible) if best else [],
+            first_plausible_s=self.first_plausible_s if best else None,
+            operator=best.operator if best else None,
+            failing_tests=[t.nodeid for t in self.baseline.failed] if self.baseline else [],
+            suspicious_lines=list(getattr(self, "scores", [])[:10]),
+            new_text=best.new_text if best else None,
+            module=self.rel_module,
+        )
+
+
+def repair(req: RepairRequest, *, cancel: threading.Event | None = None, progress: Progress | None = None) -> RepairResult:
+    """Search for a test-validated fix of `req.module` within `req.budget_s` seconds."""
+    return Repairer(req, cancel, progress).run()

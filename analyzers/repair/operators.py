@@ -1,0 +1,516 @@
+"""Model-free repair candidates: mutation and template operators applied at suspicious lines.
+
+Each operator proposes small text edits located by AST positions (see edits.py), so the rest of the
+file keeps its formatting. `prior` is how often an operator of that kind is the right fix in
+single-hunk bugs (a hand-set ordering, not fitted to any benchmark); the engine multiplies it by the
+line's localisation score.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from collections.abc import Callable, Iterator
+
+from heedls.analyzers.repair.edits import Candidate, SourceMap, Span, gap_operator
+
+CMP = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
+       ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in"}
+CMP_ALTS: dict[str, list[tuple[str, float]]] = {
+    "<": [("<=", 0.9), (">", 0.6), (">=", 0.5), ("!=", 0.4), ("==", 0.35)],
+    "<=": [("<", 0.9), (">=", 0.6), (">", 0.5), ("==", 0.4)],
+    ">": [(">=", 0.9), ("<", 0.6), ("<=", 0.5), ("!=", 0.4), ("==", 0.35)],
+    ">=": [(">", 0.9), ("<=", 0.6), ("<", 0.5), ("==", 0.4)],
+    "==": [("!=", 0.8), ("<=", 0.5), (">=", 0.5), ("<", 0.4), (">", 0.4)],
+    "!=": [("==", 0.8), ("<", 0.4), (">", 0.4)],
+    "is": [("is not", 0.8), ("==", 0.3)],
+    "is not": [("is", 0.8), ("!=", 0.3)],
+    "in": [("not in", 0.8)],
+    "not in": [("in", 0.8)],
+}
+BIN = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
+       ast.Pow: "**", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&"}
+BIN_ALTS: dict[str, list[tuple[str, float]]] = {
+    "+": [("-", 0.8), ("*", 0.4)],
+    "-": [("+", 0.8), ("*", 0.3)],
+    "*": [("+", 0.5), ("//", 0.45), ("/", 0.45), ("**", 0.4), ("-", 0.3)],
+    "/": [("//", 0.7), ("*", 0.5)],
+    "//": [("/", 0.7), ("%", 0.5), ("*", 0.4)],
+    "%": [("//", 0.6), ("/", 0.3)],
+    "**": [("*", 0.6)],
+    "<<": [(">>", 0.7)],
+    ">>": [("<<", 0.7)],
+    "&": [("|", 0.6), ("^", 0.5)],
+    "|": [("&", 0.6), ("^", 0.5)],
+    "^": [("&", 0.6), ("|", 0.6)],
+}
+NON_COMMUTATIVE = {"-", "/", "//", "%", "**", "+", "<<", ">>"}
+# method/function pairs that are easy to confuse (function misuse)
+SWAPS: dict[str, list[str]] = {
+    "append": ["extend"], "extend": ["append"], "min": ["max"], "max": ["min"], "any": ["all"], "all": ["any"],
+    "lower": ["upper"], "upper": ["lower"], "islower": ["isupper"], "isupper": ["islower"],
+    "startswith": ["endswith"], "endswith": ["startswith"], "isdigit": ["isalpha"], "isalpha": ["isdigit"],
+    "keys": ["values", "items"], "values": ["keys", "items"], "items": ["keys", "values"],
+    "find": ["rfind"], "rfind": ["find"], "index": ["rindex"], "lstrip": ["rstrip", "strip"],
+    "rstrip": ["lstrip", "strip"], "strip": ["lstrip", "rstrip"], "floor": ["ceil"], "ceil": ["floor"],
+    "sorted": ["reversed"], "reversed": ["sorted"], "ord": ["chr"], "chr": ["ord"], "int": ["round"],
+    "round": ["int"], "remove": ["discard"], "add": ["update"], "update": ["add"], "isspace": ["isalnum"],
+    "swapcase": ["upper", "lower"], "capitalize": ["upper"], "title": ["capitalize"],
+}
+BUILTINS = set(dir(builtins))
+
+
+def _paren(text: str, node: ast.AST) -> str:
+    simple = (ast.Name, ast.Constant, ast.Attribute, ast.Subscript, ast.Call, ast.List, ast.Tuple, ast.Dict)
+    return text if isinstance(node, simple) else f"({text})"
+
+
+class Generator:
+    def __init__(self, text: str, tree: ast.Module, line_scores: dict[int, float]) -> None:
+        self.text = text
+        self.tree = tree
+        self.sm = SourceMap(text)
+        self.scores = line_scores
+        self.out: list[Candidate] = []
+        self.parents: dict[ast.AST, ast.AST] = {}
+        for parent in ast.walk(tree):
+            for child in ast.iter_child_nodes(parent):
+                self.parents[child] = parent
+        self.attr_names = sorted({n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)})
+        # a statement spanning several lines is traced on its first line: score continuation lines by it
+        self.owner: dict[int, int] = {}
+        for stmt in ast.walk(tree):
+            if isinstance(stmt, ast.stmt):
+                body = getattr(stmt, "body", None)
+                last = body[0].lineno - 1 if isinstance(body, list) and body and isinstance(body[0], ast.stmt) else stmt.end_lineno
+                for ln in range(stmt.lineno, (last or stmt.lineno) + 1):
+                    self.owner[ln] = stmt.lineno
+        self.module_funcs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+
+    # -- helpers -------------------------------------------------------------------------------
+    def score(self, line: int) -> float:
+        if not self.scores:
+            return 0.5
+        return self.scores.get(line) or self.scores.get(self.owner.get(line, line), 0.0)
+
+    def add(self, spans: list[Span], operator: str, description: str, line: int, prior: float) -> None:
+        s = self.score(line)
+        if s <= 0:
+            return
+        self.out.append(Candidate(tuple(spans), operator, description, line, prior, s * prior))
+
+    def replace(self, node: ast.AST, new: str, operator: str, description: str, prior: float) -> None:
+        start, end = self.sm.node_span(node)
+        if self.text[start:end] == new:
+            return
+        self.add([Span(start, end, new)], operator, description, node.lineno, prior)  # type: ignore[attr-defined]
+
+    def seg(self, node: ast.AST) -> str:
+        return self.sm.segment(node)
+
+    def function_of(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        cur: ast.AST | None = node
+        while cur is not None:
+            cur = self.parents.get(cur)
+            if isinstance(cur, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                return cur
+        return None
+
+    # -- run -----------------------------------------------------------------------------------
+    def generate(self) -> list[Candidate]:
+        scopes: dict[ast.AST, tuple[list[str], set[str]]] = {}
+        for fn in ast.walk(self.tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                scopes[fn] = self._scope_names(fn)
+        for node in ast.walk(self.tree):
+            line = getattr(node, "lineno", None)
+            if line is None or self.score(line) <= 0:
+                continue
+            for op in self.OPERATORS:
+                try:
+                    op(self, node, scopes)
+                except (ValueError, IndexError, AttributeError, KeyError):
+                    continue
+        return self.out
+
+    def _scope_names(self, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[list[str], set[str]]:
+        params = [a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs]
+        if fn.args.vararg:
+            params.append(fn.args.vararg.arg)
+        stores: list[str] = []
+        loads: set[str] = set()
+        for n in ast.walk(fn):
+            if isinstance(n, ast.Name):
+                if isinstance(n.ctx, ast.Store) and n.id not in stores:
+                    stores.append(n.id)
+                elif isinstance(n.ctx, ast.Load):
+                    loads.add(n.id)
+        return [*params, *[s for s in stores if s not in params]], loads
+
+    # -- operators -----------------------------------------------------------------------------
+    def op_compare(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, ast.Compare):
+            return
+        operands = [node.left, *node.comparators]
+        for i, op in enumerate(node.ops):
+            sym = CMP.get(type(op))
+            if sym is None:
+                continue
+            a_end = self.sm.node_span(operands[i])[1]
+            b_start = self.sm.node_span(operands[i + 1])[0]
+            loc = gap_operator(self.text, a_end, b_start)
+            if loc is None:
+                continue
+            for alt, prior in CMP_ALTS.get(sym, []):
+                self.add([Span(loc[0], loc[1], alt)], "comparison", f"`{sym}` → `{alt}`", node.lineno, prior)
+            # comparison against an int constant: change operator and bound together (`== 0` → `<= 1`)
+            right = operands[i + 1]
+            if isinstance(right, ast.Constant) and type(right.value) is int and sym in ("<", "<=", ">", ">=", "=="):
+                r0, r1 = self.sm.node_span(right)
+                for alt in ("<", "<=", ">", ">=", "=="):
+                    for delta in (1, -1):
+                        if alt == sym:
+                            continue
+                        value = right.value + delta
+                        self.add([Span(loc[0], loc[1], alt), Span(r0, r1, str(value))], "comparison-bound",
+                                 f"`{sym} {right.value}` → `{alt} {value}`", node.lineno, 0.3)
+
+    def op_binop(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, ast.BinOp):
+            return
+        sym = BIN.get(type(node.op))
+        if sym is None:
+            return
+        a_end = self.sm.node_span(node.left)[1]
+        b_start = self.sm.node_span(node.right)[0]
+        loc = gap_operator(self.text, a_end, b_start)
+        if loc is None:
+            return
+        for alt, prior in BIN_ALTS.get(sym, []):
+            self.add([Span(loc[0], loc[1], alt)], "binary-operator", f"`{sym}` → `{alt}`", node.lineno, prior)
+        left, right = self.seg(node.left), self.seg(node.right)
+        if sym in NON_COMMUTATIVE:
+            l0, l1 = self.sm.node_span(node.left)
+            r0, r1 = self.sm.node_span(node.right)
+            self.add([Span(l0, l1, right), Span(r0, r1, left)], "swap-operands",
+                     f"swap the operands of `{sym}`", node.lineno, 0.5)
+        # excess logic: keep one operand
+        self.replace(node, _paren(left, node.left), "drop-operand", f"drop `{sym} {right}`", 0.45)
+        self.replace(node, _paren(right, node.right), "drop-operand", f"drop `{left} {sym}`", 0.4)
+        if sym == "-":
+            self.replace(node, f"abs({self.seg(node)})", "wrap-abs", "take the absolute difference", 0.45)
+
+    def op_augassign(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, ast.AugAssign):
+            return
+        sym = BIN.get(type(node.op))
+        if sym is None:
+            return
+        loc = gap_operator(self.text, self.sm.node_span(node.target)[1], self.sm.node_span(node.value)[0])
+        if loc is None:
+            return
+        for alt, prior in BIN_ALTS.get(sym, []):
+            self.add([Span(loc[0], loc[1], alt + "=")], "augmented-assignment", f"`{sym}=` → `{alt}=`", node.lineno, prior)
+        self.add([Span(loc[0], loc[1], "=")], "augmented-assignment", f"`{sym}=` → `=`", node.lineno, 0.5)
+
+    def op_assign_to_aug(self, node: ast.AST, scopes: object) -> None:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            return
+        loc = gap_operator(self.text, self.sm.node_span(node.targets[0])[1], self.sm.node_span(node.value)[0])
+        if loc is None or self.text[loc[0]:loc[1]] != "=":
+            return
+        for alt, prior in (("+=", 0.4), ("-=", 0.25), ("*=", 0.2)):
+            self.add([Span(loc[0], loc[1], alt)], "augmented-assignment", f"`=` → `{alt}`", node.lineno, prior)
+        # accumulate an extreme instead of overwriting it
+        name = node.targets[0].id
+        value = self.seg(node.value)
+        for fn, prior in (("max", 0.3), ("min", 0.25)):
+            self.replace(node.value, f"{fn}({name}, {value})", "accumulate", f"keep the {fn} of `{name}`", prior)
+        self.replace(node.value, f"max(0, {value})", "accumulate", "clamp at zero", 0.25)
+
+    def op_boolop(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, ast.BoolOp):
+            return
+        sym, alt = ("and", "or") if isinstance(node.op, ast.And) else ("or", "and")
+        for i in range(len(node.values) - 1):
+            loc = gap_operator(self.text, self.sm.node_span(node.values[i])[1], self.sm.node_span(node.values[i + 1])[0])
+            if loc is not None:
+                self.add([Span(loc[0], loc[1], alt)], "boolean-operator", f"`{sym}` → `{alt}`", node.lineno, 0.75)
+        for i, value in enumerate(node.values):  # excess logic: drop one condition
+            rest = [self.seg(v) for j, v in enumerate(node.values) if j != i]
+            new = f" {sym} ".join(rest) if len(rest) > 1 else rest[0]
+            self.replace(node, new, "drop-condition",
+                         f"drop `{self.seg(value)}`", 0.5)
+
+    def op_condition(self, node: ast.AST, scopes: object) -> None:
+        test = None
+        if isinstance(node, (ast.If, ast.While, ast.IfExp)):
+            test = node.test
+        elif isinstance(node, ast.comprehension) and node.ifs:
+            test = node.ifs[0]
+        if test is None:
+            return
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            self.replace(test, self.seg(test.operand), "negate-condition", "remove `not`", 0.7)
+        else:
+            self.replace(test, f"not {_paren(self.seg(test), test)}", "negate-condition", "negate the condition", 0.55)
+        if not isinstance(node, ast.While) and not (isinstance(test, ast.Constant)):
+            self.replace(test, "True", "remove-condition", "make the condition always true", 0.3)
+            self.replace(test, "False", "remove-condition", "make the condition always false", 0.25)
+        fn = self.function_of(node)
+        if isinstance(node, ast.While) and isinstance(test, ast.Constant) and fn is not None:
+            for name in scopes[fn][0]:  # type: ignore[index]
+                self.replace(test, name, "loop-condition", f"loop while `{name}` is non-empty", 0.4)
+        # missing base case: `if a:` → `if a or not p:` for collection-like parameters
+        if isinstance(node, ast.If) and fn is not None and node.body and isinstance(node.body[0], (ast.Return, ast.Raise)):
+            for arg in fn.args.args:
+                self.replace(test, f"{_paren(self.seg(test), test)} or not {arg.arg}", "base-case",
+                             f"also stop when `{arg.arg}` is empty", 0.3)
+
+    def op_unary(self, node: ast.AST, scopes: object) -> None:
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Invert)):
+            self.replace(node, self.seg(node.operand), "unary", "drop the unary operator", 0.4)
+
+    def op_constant(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, ast.Constant):
+            return
+        parent = self.parents.get(node)
+        if isinstance(parent, ast.Expr):  # docstrings
+            return
+        value = node.value
+        if isinstance(value, bool):
+            self.replace(node, str(not value), "constant", f"`{value}` → `{not value}`", 0.6)
+        elif isinstance(value, int):
+            for delta, prior in ((1, 0.6), (-1, 0.6)):
+                self.replace(node, str(value + delta), "off-by-one", f"`{value}` → `{value + delta}`", prior)
+            if value not in (0, 1, -1):
+                self.replace(node, "0", "constant", f"`{value}` → `0`", 0.3)
+                self.replace(node, "1", "constant", f"`{value}` → `1`", 0.3)
+        elif isinstance(value, float) and value not in (0.0,):
+            for new in (str(-value), "0.0", "1.0"):
+                self.replace(node, new, "constant", f"`{value}` → `{new}`", 0.25)
+
+    def _index_context(self, node: ast.AST) -> float:
+        """How likely an off-by-one on this expression is: high in indexes, slices and range bounds."""
+        parent = self.parents.get(node)
+        if isinstance(parent, ast.Subscript) and parent.slice is node:
+            return 0.65
+        if isinstance(parent, ast.Slice):
+            return 0.65
+        if isinstance(parent, ast.Tuple) and isinstance(self.parents.get(parent), ast.Subscript):
+            return 0.6
+        if isinstance(parent, ast.Call) and node in parent.args:
+            func = parent.func
+            if isinstance(func, ast.Name) and func.id == "range":
+                return 0.7
+            fn = self.function_of(node)
+            if isinstance(func, ast.Name) and fn is not None and func.id == fn.name:
+                return 0.45  # recursive call
+            return 0.25
+        if isinstance(parent, ast.Return):
+            return 0.3
+        if isinstance(parent, ast.Compare):
+            return 0.3
+        if isinstance(parent, ast.BinOp) and isinstance(parent.op, ast.Mult):
+            return 0.35
+        return 0.0
+
+    def op_off_by_one(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, (ast.Name, ast.BinOp, ast.Call, ast.Attribute, ast.Subscript)):
+            return
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            return
+        prior = self._index_context(node)
+        if prior <= 0:
+            return
+        text = _paren(self.seg(node), node)
+        self.replace(node, f"{text} + 1", "off-by-one", f"`{self.seg(node)}` → `{text} + 1`", prior)
+        self.replace(node, f"{text} - 1", "off-by-one", f"`{self.seg(node)}` → `{text} - 1`", prior)
+
+    def op_range(self, node: ast.AST, scopes: object) -> None:
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"):
+            return
+        if len(node.args) == 2:
+            self.replace(node, f"range({self.seg(node.args[1])})", "loop-bound", "start the range at 0", 0.4)
+        elif len(node.args) == 1:
+            self.replace(node, f"range(1, {self.seg(node.args[0])})", "loop-bound", "start the range at 1", 0.35)
+
+    def op_subscript(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, ast.Subscript):
+            return
+        sl = node.slice
+        if isinstance(sl, ast.Constant) and sl.value in (0, -1) and type(sl.value) is int:
+            new = "-1" if sl.value == 0 else "0"
+            self.replace(sl, new, "index", f"`[{sl.value}]` → `[{new}]`", 0.65)
+        if isinstance(sl, ast.Slice):
+            if sl.lower is not None and sl.upper is None and sl.step is None:
+                self.replace(sl, f":{self.seg(sl.lower)}", "slice", "slice the other end", 0.45)
+            if sl.upper is not None and sl.lower is None and sl.step is None:
+                self.replace(sl, f"{self.seg(sl.upper)}:", "slice", "slice the other end", 0.45)
+            if sl.step is not None and sl.lower is None and sl.upper is None:
+                self.replace(node, self.seg(node.value), "slice", "drop the slice", 0.4)
+        if isinstance(sl, ast.Tuple) and len(sl.elts) == 2:
+            a, b = sl.elts
+            a0, a1 = self.sm.node_span(a)
+            b0, b1 = self.sm.node_span(b)
+            self.add([Span(a0, a1, self.seg(b)), Span(b0, b1, self.seg(a))], "swap-index", "swap the index pair", node.lineno, 0.55)
+
+    def op_call(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, ast.Call):
+            return
+        args = node.args
+        for i in range(len(args) - 1):
+            if any(isinstance(a, ast.Starred) for a in args[i : i + 2]):
+                continue
+            a0, a1 = self.sm.node_span(args[i])
+            b0, b1 = self.sm.node_span(args[i + 1])
+            self.add([Span(a0, a1, self.seg(args[i + 1])), Span(b0, b1, self.seg(args[i]))], "swap-arguments",
+                     f"swap arguments {i + 1} and {i + 2}", node.lineno, 0.6)
+        for arg in args:  # the call was not needed: use its argument
+            if not isinstance(arg, ast.Starred):
+                self.replace(node, _paren(self.seg(arg), arg), "unwrap-call", f"use `{self.seg(arg)}` directly", 0.4)
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id if isinstance(node.func, ast.Name) else None
+        if name in SWAPS:
+            func = node.func
+            if isinstance(func, ast.Attribute):
+                end = self.sm.node_span(func)[1]
+                start = end - len(func.attr)
+            else:
+                start, end = self.sm.node_span(func)
+            for alt in SWAPS[name or ""]:
+                self.add([Span(start, end, alt)], "wrong-function", f"`{name}` → `{alt}`", node.lineno, 0.55)
+        if name == "pop" and isinstance(node.func, ast.Attribute):
+            if not args:
+                self.replace(node, f"{self.seg(node.func)}(0)", "wrong-function", "pop from the front", 0.5)
+            elif isinstance(args[0], ast.Constant) and args[0].value == 0:
+                self.replace(node, f"{self.seg(node.func)}()", "wrong-function", "pop from the back", 0.5)
+        if name == "sorted" and not any(k.arg == "reverse" for k in node.keywords) and args:
+            inner = ", ".join(self.seg(a) for a in args)
+            self.replace(node, f"sorted({inner}, reverse=True)", "wrong-function", "sort in reverse", 0.45)
+
+    def op_wrong_variable(self, node: ast.AST, scopes: object) -> None:
+        if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)):
+            return
+        parent = self.parents.get(node)
+        if isinstance(parent, ast.Call) and parent.func is node:
+            return
+        fn = self.function_of(node)
+        if fn is None:
+            return
+        names, _loads = scopes[fn]  # type: ignore[index]
+        for other in names:
+            if other != node.id and other not in self.module_funcs:
+                self.replace(node, other, "wrong-variable", f"`{node.id}` → `{other}`", 0.5)
+
+    def op_wrong_attribute(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, ast.Attribute) or isinstance(self.parents.get(node), ast.Call):
+            return
+        end = self.sm.node_span(node)[1]
+        start = end - len(node.attr)
+        if self.text[start:end] != node.attr:
+            return
+        for other in self.attr_names:
+            if other != node.attr:
+                self.add([Span(start, end, other)], "wrong-attribute", f"`.{node.attr}` → `.{other}`", node.lineno, 0.45)
+
+    def op_return(self, node: ast.AST, scopes: object) -> None:
+        fn = self.function_of(node)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and fn is not None:
+            self.replace(node, f"return {self.seg(node.value)}", "missing-return", "return the call's result", 0.4)
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.List) and not node.value.elts and fn is not None:
+            self.replace(node.value, "[[]]", "return-value", "return a list holding the empty list", 0.4)
+            for name in scopes[fn][0][:6]:  # type: ignore[index]
+                self.replace(node.value, f"[{name}]", "return-value", f"return `[{name}]`", 0.35)
+        if isinstance(node, ast.Return) and node.value is not None and fn is not None:
+            for name in scopes[fn][0][:8]:  # type: ignore[index]
+                if self.seg(node.value) != name:
+                    self.replace(node.value, name, "return-value", f"return `{name}`", 0.3)
+
+    def op_statement(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, (ast.Expr, ast.Assign, ast.AugAssign, ast.Return, ast.If, ast.Break, ast.Continue, ast.For, ast.While)):
+            return
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            return
+        parent = self.parents.get(node)
+        if parent is None:
+            return
+        block = next((b for b in ("body", "orelse", "finalbody") if node in getattr(parent, b, [])), None)
+        if block is None:
+            return
+        siblings = getattr(parent, block)
+        start, end = self.sm.line_span(node.lineno)[0], self.sm.line_span(node.end_lineno or node.lineno)[1]  # type: ignore[attr-defined]
+        indent = self.sm.indent_of(node.lineno)
+        prior = 0.4 if isinstance(node, (ast.Expr, ast.Assign, ast.AugAssign, ast.Break, ast.Continue)) else 0.25
+        if len(siblings) == 1:
+            self.add([Span(start, end, f"{indent}pass\n")], "delete-statement", "delete the statement", node.lineno, prior)
+        else:
+            self.add([Span(start, end, "")], "delete-statement", "delete the statement", node.lineno, prior)
+        # insertion: copy a nearby simple statement of the same function before/after this one
+        fn = self.function_of(node)
+        if fn is None or not isinstance(node, (ast.Expr, ast.Assign, ast.AugAssign, ast.Return, ast.If, ast.For, ast.While)):
+            return
+        for other in ast.walk(fn):
+            if not isinstance(other, (ast.Expr, ast.Assign, ast.AugAssign)) or other is node:
+                continue
+            if abs(other.lineno - node.lineno) > 8 or other.lineno != other.end_lineno:
+                continue
+            stmt = self.sm.segment(other)
+            here = self.sm.line_span(node.lineno)[0]
+            self.add([Span(here, here, f"{indent}{stmt}\n")], "insert-statement", f"insert `{stmt}` before", node.lineno, 0.22)
+            if isinstance(node, (ast.Expr, ast.Assign, ast.AugAssign)):
+                self.add([Span(end, end, f"{indent}{stmt}\n")], "insert-statement", f"insert `{stmt}` after", node.lineno, 0.2)
+
+    def op_loop_iter(self, node: ast.AST, scopes: object) -> None:
+        if not (isinstance(node, ast.For) and isinstance(node.iter, ast.Name)):
+            return
+        fn = self.function_of(node)
+        if fn is None:
+            return
+        for arg in fn.args.args:
+            if arg.arg != node.iter.id:
+                it = node.iter.id
+                self.replace(node.iter, f"{it}[{arg.arg}:]", "loop-bound", f"iterate over `{it}[{arg.arg}:]`", 0.25)
+                self.replace(node.iter, f"{it}[:{arg.arg}]", "loop-bound", f"iterate over `{it}[:{arg.arg}]`", 0.2)
+
+    def op_recursive_arg(self, node: ast.AST, scopes: object) -> None:
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            return
+        fn = self.function_of(node)
+        if fn is None or node.func.id != fn.name:
+            return
+        for arg in node.args:
+            if isinstance(arg, ast.Name):
+                self.replace(arg, f"{arg.id}[1:]", "recursive-argument", f"recurse on `{arg.id}[1:]`", 0.3)
+
+    def op_base_case(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not node.body:
+            return
+        calls_itself = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == node.name for n in ast.walk(node))
+        if not calls_itself:
+            return
+        first = node.body[0]
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and len(node.body) > 1:
+            first = node.body[1]
+        here = self.sm.line_span(first.lineno)[0]
+        indent = self.sm.indent_of(first.lineno)
+        for arg in node.args.args:
+            code = f"{indent}if not {arg.arg}:\n{indent}    return {arg.arg}\n"
+            self.add([Span(here, here, code)], "base-case", f"return `{arg.arg}` when it is empty", first.lineno, 0.3)
+
+    OPERATORS: list[Callable[[Generator, ast.AST, object], None]] = [
+        op_compare, op_binop, op_augassign, op_assign_to_aug, op_boolop, op_condition, op_unary, op_constant,
+        op_off_by_one, op_range, op_subscript, op_call, op_wrong_variable, op_wrong_attribute, op_return,
+        op_statement, op_loop_iter, op_recursive_arg, op_base_case,
+    ]
+
+
+def generate(text: str, line_scores: dict[int, float]) -> list[Candidate]:
+    """All mutation/template candidates at lines with a positive score, best first."""
+    tree = ast.parse(text)
+    cands = Generator(text, tree, line_scores).generate()
+    cands.sort(key=lambda c: -c.score)
+    return cands
+
+
+def iter_lines(cands: list[Candidate]) -> Iterator[int]:
+    return (c.line for c in cands)

@@ -1,0 +1,281 @@
+"""Test-run workers: each owns a temporary copy of the workspace and a persistent runner process.
+
+The user's files are never written: candidates are written into the worker's copy, and the runner
+(`runner/heedls_repair_runner.py`, started with the workspace's interpreter) forks one child per
+run from a warm parent. The worker process is started in its own session so the whole tree can be
+killed at once (cancellation, a hung runner, shutdown).
+
+Containment (see docs/repair.md): cwd is the copy, HOME and TMPDIR point inside it, PYTHONPATH
+entries inside the real workspace are dropped, each run has a wall-clock limit and its process
+group is SIGKILLed afterwards. Remaining risk: code that writes to absolute paths, uses the network,
+or calls setsid() to leave the process group is not sandboxed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("heedls.repair")
+
+RUNNER = Path(__file__).resolve().parent / "runner" / "heedls_repair_runner.py"
+SKIP_DIRS = {".git", ".hg", ".venv", "venv", "env", "node_modules", "__pycache__", ".mypy_cache",
+             ".pytest_cache", ".ruff_cache", ".tox", ".nox", "build", "dist", ".heedls"}
+MAX_FILE_BYTES = 5 << 20
+MAX_COPY_FILES = 5000
+
+
+@dataclass
+class TestOutcome:
+    nodeid: str
+    outcome: str  # passed | failed | skipped
+    seconds: float = 0.0
+    timeout: bool = False
+    lines: dict[str, list[int]] = field(default_factory=dict)
+    failure: dict[str, Any] | None = None
+
+
+@dataclass
+class RunResult:
+    status: str  # ok | timeout | crash
+    rc: int | None
+    tests: list[TestOutcome]
+    collected: int
+    errors: list[dict[str, Any]]
+    seconds: float
+
+    @property
+    def failed(self) -> list[TestOutcome]:
+        return [t for t in self.tests if t.outcome == "failed"]
+
+    @property
+    def passed(self) -> list[TestOutcome]:
+        return [t for t in self.tests if t.outcome == "passed"]
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> RunResult:
+        tests = [
+            TestOutcome(
+                nodeid=t.get("nodeid", ""),
+                outcome=t.get("outcome", "failed"),
+                seconds=float(t.get("seconds") or 0.0),
+                timeout=bool(t.get("timeout")),
+                lines=t.get("lines") or {},
+                failure=t.get("failure"),
+            )
+            for t in data.get("tests") or []
+        ]
+        return RunResult(
+            status=str(data.get("status", "crash")),
+            rc=data.get("rc"),
+            tests=tests,
+            collected=int(data.get("collected") or 0),
+            errors=list(data.get("errors") or []),
+            seconds=float(data.get("seconds") or 0.0),
+        )
+
+
+def find_python(root: Path, configured: str = "") -> str:
+    """The workspace's interpreter: configured, else a .venv/venv in or above root, else ours."""
+    if configured:
+        return configured
+    for folder in [root, *root.parents][:4]:
+        for name in (".venv", "venv"):
+            candidate = folder / name / "bin" / "python"
+            if candidate.exists():
+                return str(candidate)
+    return sys.executable
+
+
+def copy_workspace(root: Path, dest: Path) -> None:
+    """Copy the source files a test run needs (skipping VCS, venvs, caches and huge files)."""
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info")]
+        rel = Path(dirpath).relative_to(root)
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+        for name in filenames:
+            src = Path(dirpath) / name
+            try:
+                if src.is_symlink() or src.stat().st_size > MAX_FILE_BYTES:
+                    continue
+                shutil.copy2(src, dest / rel / name)
+            except OSError:
+                continue
+            count += 1
+            if count >= MAX_COPY_FILES:
+                log.warning("workspace copy truncated at %d files", count)
+                return
+
+
+def sandbox_env(copy: Path, real_root: Path, autoload_plugins: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    home = copy / ".heedls-home"
+    tmp = copy / ".heedls-tmp"
+    home.mkdir(exist_ok=True)
+    tmp.mkdir(exist_ok=True)
+    env.update(
+        HOME=str(home), TMPDIR=str(tmp), TMP=str(tmp), TEMP=str(tmp),
+        PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0", PYTHONUNBUFFERED="1",
+        XDG_CACHE_HOME=str(tmp), XDG_CONFIG_HOME=str(home), XDG_DATA_HOME=str(home),
+    )
+    # entries pointing into the real workspace would import the user's files instead of the copy's
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and not _inside(Path(p), real_root)]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    else:
+        env.pop("PYTHONPATH", None)
+    if not autoload_plugins:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    for key in list(env):  # the code under test has no business with provider keys
+        if key.endswith("_API_KEY") or key.endswith("_TOKEN"):
+            env.pop(key, None)
+    return env
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+class WorkerError(RuntimeError):
+    pass
+
+
+class Worker:
+    """One workspace copy + one runner process; `run` is called from one thread at a time."""
+
+    def __init__(self, root: Path, python: str, autoload_plugins: bool = False, parent_dir: str | None = None) -> None:
+        self.root = root
+        self.python = python
+        self.autoload_plugins = autoload_plugins
+        self.tmp = Path(tempfile.mkdtemp(prefix="heedls-repair-", dir=parent_dir))
+        self.copy = self.tmp / "ws"
+        self.copy.mkdir()
+        copy_workspace(root, self.copy)
+        self.env = sandbox_env(self.copy, root, autoload_plugins)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._buf = b""
+        self._lock = threading.Lock()
+        self.runs = 0
+        self.closed = False
+
+    # -- process management ------------------------------------------------------------------
+    def start(self, timeout_s: float = 30.0) -> None:
+        self.proc = subprocess.Popen(
+            [self.python, str(RUNNER)],
+            cwd=str(self.copy),
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._buf = b""
+        hello = self._read_line(timeout_s)
+        if hello is None or not hello.get("ready"):
+            self.kill()
+            raise WorkerError("test runner did not start")
+
+    def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.closed = True
+        self.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _read_line(self, timeout_s: float) -> dict[str, Any] | None:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], min(left, 0.25))
+            if self.closed:
+                return None
+            if not ready:
+                continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return None
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        try:
+            value = json.loads(line)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    # -- runs ----------------------------------------------------------------------------------
+    def run(
+        self,
+        module: str,
+        source: str | None,
+        tests: list[str],
+        *,
+        order: list[str] | None = None,
+        exitfirst: bool = True,
+        trace: bool = False,
+        timeout_s: float = 10.0,
+        test_limit_s: float = 0.0,
+    ) -> RunResult:
+        """Run the tests in the copy with `source` as the module's text (None = leave as is)."""
+        with self._lock:
+            if self.closed:
+                raise WorkerError("worker closed")
+            if self.proc is None or self.proc.poll() is not None:
+                self.kill()
+                self.start()
+            assert self.proc is not None and self.proc.stdin is not None
+            self.runs += 1
+            request = {
+                "id": self.runs, "module": module, "source": source, "tests": tests,
+                "order": order or [], "exitfirst": exitfirst, "trace": trace,
+                "timeout": timeout_s, "test_limit": test_limit_s,
+            }
+            try:
+                self.proc.stdin.write((json.dumps(request) + "\n").encode())
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                self.kill()
+                return RunResult("crash", None, [], 0, [{"message": "runner died"}], 0.0)
+            # the runner kills its child at timeout_s; the margin covers a runner that itself hangs
+            response = self._read_line(timeout_s + 3.0)
+            if response is None:
+                self.kill()
+                return RunResult("timeout", None, [], 0, [{"message": "runner unresponsive"}], timeout_s)
+            return RunResult.from_json(response)
