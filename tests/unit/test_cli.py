@@ -1,0 +1,54 @@
+"""The CLI contract: --version, serve answers initialize over stdio, complete prints only text."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def heedls(*args: str, cwd: Path, env_dir: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = dict(os.environ, HEEDLS_DATA_DIR=str(env_dir / "data"), HEEDLS_CACHE_DIR=str(env_dir / "cache"))
+    return subprocess.run([sys.executable, "-m", "heedls", *args], cwd=cwd, env=env, input=stdin, capture_output=True, timeout=120)
+
+
+def test_version(tmp_path: Path) -> None:
+    out = heedls("--version", cwd=tmp_path, env_dir=tmp_path)
+    assert out.returncode == 0 and out.stdout.decode().startswith("heedls ")
+
+
+def test_serve_answers_initialize_over_stdio(tmp_path: Path) -> None:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"processId": None, "rootUri": None, "capabilities": {}}}).encode()
+    exit_body = json.dumps({"jsonrpc": "2.0", "method": "exit"}).encode()
+    frames = b"Content-Length: %d\r\n\r\n%s" % (len(body), body) + b"Content-Length: %d\r\n\r\n%s" % (len(exit_body), exit_body)
+    out = heedls("serve", cwd=tmp_path, env_dir=tmp_path, stdin=frames)
+    header, _, payload = out.stdout.partition(b"\r\n\r\n")
+    assert header.startswith(b"Content-Length:")
+    result = json.loads(payload[: int(header.split(b":")[1].split(b"\r\n")[0])])["result"]
+    assert "inlineCompletionProvider" in result["capabilities"]
+    assert "heedls.accept" in result["capabilities"]["executeCommandProvider"]["commands"]
+    assert result["serverInfo"]["name"] == "heedls"
+
+
+def test_complete_prints_a_suggestion_from_the_workspace_on_a_real_file(tmp_path: Path) -> None:
+    demo = ROOT / "examples" / "demo"
+    out = heedls("complete", "stats.py:29:24", cwd=demo, env_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode() == "values)):\n"
+
+
+def test_complete_with_no_suggestion_prints_nothing_and_exits_zero(tmp_path: Path) -> None:
+    (tmp_path / "empty.py").write_text("")
+    out = heedls("complete", "empty.py:1:1", cwd=tmp_path, env_dir=tmp_path)
+    assert out.returncode == 0 and out.stdout == b""
+
+
+def test_complete_rejects_a_bad_location(tmp_path: Path) -> None:
+    out = heedls("complete", "nowhere.py", cwd=tmp_path, env_dir=tmp_path)
+    assert out.returncode == 2 and out.stdout == b"" and b"FILE:LINE:COL" in out.stderr
+    missing = heedls("complete", "nowhere.py:1:1", cwd=tmp_path, env_dir=tmp_path)
+    assert missing.returncode == 2 and b"cannot read" in missing.stderr
