@@ -1,9 +1,136 @@
-"""CLI command (filled in by its own issue)."""
+"""`heedls fix MODULE --test TEST_FILE [--write] [--json] [--budget-seconds N] [--provider …]`.
+
+Searches for a fix proven by the tests (analyzers.repair). Without `--write` nothing is touched;
+with it the patch is applied to MODULE only when a plausible fix was found. `--json` prints exactly
+one object: {"fixed", "patch", "candidates_tried", "test_runs", "seconds", "explanation", …}.
+Exit status: 0 fixed or nothing to fix, 1 no fix found, 2 usage/internal error.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
+
+log = logging.getLogger("heedls.fix")
+
+
+class ChatAdapter:
+    """A provider's `chat` usable from any event loop: a fresh HTTP client per call.
+
+    The repair engine runs each LLM round in its own thread/loop; a shared httpx client bound to
+    another loop would fail there.
+    """
+
+    def __init__(self, provider_config: Any) -> None:
+        self.config = provider_config
+
+    async def chat(
+        self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float, n: int = 1, deadline_s: float
+    ) -> list[str]:
+        import httpx
+
+        from heedls.server.providers.registry import HTTP_PROVIDERS
+
+        cls = HTTP_PROVIDERS[self.config.name]
+        async with httpx.AsyncClient() as client:
+            provider = cls(self.config, client)
+            result: list[str] = await provider.chat(  # type: ignore[attr-defined]
+                messages, max_tokens=max_tokens, temperature=temperature, n=n, deadline_s=deadline_s
+            )
+            return result
+
+
+def build_chat(provider: str | None, endpoint: str | None, model: str | None, root: Path) -> Any:
+    """The chat model for `--provider` (None = model-free). `config` uses [tool.heedls] settings."""
+    if not provider or provider == "none":
+        return None
+    from dataclasses import replace
+
+    from heedls.server import config as config_mod
+    from heedls.server.providers.registry import HTTP_PROVIDERS, config_problems
+
+    cfg, warnings = config_mod.load(root)
+    for warning in warnings:
+        log.warning("configuration: %s", warning)
+    pc = cfg.provider
+    if provider != "config":
+        pc = replace(pc, name=provider)  # type: ignore[arg-type]
+    if endpoint:
+        pc = replace(pc, endpoint=endpoint)
+    if model:
+        pc = replace(pc, model=model)
+    if pc.name not in HTTP_PROVIDERS:
+        return None
+    problems = config_problems(pc)
+    if problems:
+        raise typer.BadParameter("; ".join(problems), param_hint="--provider")
+    return ChatAdapter(pc)
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    @app.command("fix")
+    def fix(
+        module: Annotated[Path, typer.Argument(help="The module to repair.")],
+        test: Annotated[list[Path], typer.Option("--test", "-t", help="Test file(s) that must pass.")],
+        write: Annotated[bool, typer.Option("--write", help="Apply the fix to MODULE.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+        budget_seconds: Annotated[float, typer.Option("--budget-seconds", help="Wall-clock budget.")] = 60.0,
+        jobs: Annotated[int, typer.Option("--jobs", help="Parallel test workers (0 = cores).")] = 0,
+        provider: Annotated[
+            Optional[str], typer.Option("--provider", help="none | openai | ollama | llamacpp | config")
+        ] = None,
+        endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Provider endpoint URL.")] = None,
+        model: Annotated[Optional[str], typer.Option("--model", help="Provider model name.")] = None,
+        python: Annotated[str, typer.Option("--python", help="Interpreter for the tests (default: auto).")] = "",
+        log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+    ) -> None:
+        """Find a fix that makes the failing tests pass (validated by running them)."""
+        from heedls.analyzers.repair.engine import RepairRequest, repair
+        from heedls.server.app import configure_logging
+
+        configure_logging(log_level.upper())
+        if not module.is_file():
+            typer.echo(f"heedls fix: {module} is not a file", err=True)
+            raise typer.Exit(2)
+        missing = [t for t in test if not t.is_file()]
+        if missing:
+            typer.echo(f"heedls fix: test file not found: {missing[0]}", err=True)
+            raise typer.Exit(2)
+        if budget_seconds <= 0:
+            typer.echo("heedls fix: --budget-seconds must be positive", err=True)
+            raise typer.Exit(2)
+        chat = build_chat(provider, endpoint, model, module.resolve().parent)
+        progress = None
+        if not as_json:
+            def progress(message: str, fraction: float) -> None:
+                log.info("%3d%% %s", int(fraction * 100), message)
+
+        result = repair(
+            RepairRequest(module=module, tests=list(test), budget_s=budget_seconds, jobs=jobs, python=python, chat=chat),
+            progress=progress,
+        )
+        if write and result.fixed and result.new_text is not None:
+            module.write_text(result.new_text, encoding="utf-8")
+        payload = result.to_json()
+        payload["written"] = bool(write and result.fixed)
+        if as_json:
+            sys.stdout.write(json.dumps(payload) + "\n")
+        else:
+            if result.fixed:
+                typer.echo(result.patch, nl=False)
+                typer.echo(f"\n{result.explanation}", err=True)
+                if write:
+                    typer.echo(f"applied to {module}", err=True)
+            else:
+                typer.echo(result.explanation, err=True)
+            typer.echo(
+                f"{result.candidates_tried} candidates, {result.test_runs} test runs, {result.seconds:.1f}s", err=True
+            )
+        if result.status == "error":
+            raise typer.Exit(2)
+        raise typer.Exit(0 if result.fixed or result.status == "no-failing-tests" else 1)
