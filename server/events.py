@@ -67,11 +67,11 @@ class SuggestionEvent:
             raise ValueError(f"unknown outcome {outcome!r}")
         known["id"] = str(known["id"])
         known["session"] = str(known["session"])
-        known["ts"] = float(known["ts"])
+        known["ts"] = float(known["ts"])  # type: ignore[arg-type]
         known["shown"] = bool(known.get("shown") or False)
         if known.get("schema") is None:
             known["schema"] = SCHEMA
-        return cls(**known, extra=extra)
+        return cls(**known, extra=extra)  # type: ignore[arg-type]
 
     def label(self, kind: Literal["accepted", "persisted"] = "accepted") -> int | None:
         """1/0 training label, or None when the event carries no decision."""

@@ -48,7 +48,8 @@ def check_persistence(server: HeedlsServer) -> None:
 
     def get_text(uri: str) -> str | None:
         try:
-            return server.workspace.get_text_document(uri).source
+            text: str = server.workspace.get_text_document(uri).source
+            return text
         except Exception:
             return None
 

@@ -36,7 +36,7 @@ class Debouncer:
             return await work()
 
         task: asyncio.Task[T] = asyncio.ensure_future(delayed())
-        self._tasks[key] = task  # type: ignore[assignment]
+        self._tasks[key] = task
         try:
             return await task
         except asyncio.CancelledError:

@@ -135,7 +135,10 @@ class SuggestionEngine:
             return reused
         delay = self.config.inline.debounce_ms / 1000
         try:
-            return await self.debouncer.run(uri, delay, lambda: self._compute(uri, path, document, offset, line, character))
+            result: Suggestion | None = await self.debouncer.run(
+                uri, delay, lambda: self._compute(uri, path, document, offset, line, character)
+            )
+            return result
         except Superseded:
             self.stats.superseded += 1
             raise
@@ -301,7 +304,7 @@ class SuggestionEngine:
         event = self._by_id.get(suggestion_id)
         if event is None or event.outcome is not None:
             return None
-        event.outcome = outcome  # type: ignore[assignment]
+        event.outcome = outcome if outcome in ("accepted", "rejected", "ignored") else None
         shown_at = event.extra.get("displayed_ts") or event.ts
         event.decision_ms = round(max(0.0, self.clock() - float(shown_at)) * 1000, 1)
         if reason:
