@@ -73,24 +73,19 @@ def path_cmd(store: StoreOpt = None) -> None:
 
 @telemetry.command("export")
 def export_cmd(
-    fmt: Annotated[
-        str, typer.Option("--format", "-f", help="jsonl | csv | parquet")
-    ] = "jsonl",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl | csv | parquet")] = "jsonl",
     privacy: Annotated[
         str | None,
         typer.Option("--privacy", help="full | nocode (no code text; lengths instead)"),
     ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")
-    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Output file (default stdout)")
     ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Export the latest state of every suggestion (JSONL is exactly the heedls.suggestion/1 schema)."""
-    from heedls.server.telemetry.export import FORMATS, PRIVACY_LEVELS, export
-    from heedls.server.telemetry.store import read_events
+    from heedls.server.telemetry.export import FORMATS, PRIVACY_LEVELS, export_store
 
     cfg = _config()
     level = privacy or cfg.telemetry.privacy
@@ -106,14 +101,11 @@ def export_cmd(
     path = _store(store, cfg)
     _check_store(path)
     try:
-        count = export(read_events(path, _since(since)), fmt, level, output)  # type: ignore[arg-type,unused-ignore]
+        count = export_store(path, fmt, level, output, _since(since))  # type: ignore[arg-type,unused-ignore]
     except sqlite3.Error as exc:
         _err(f"cannot read {path}: {exc}")
         raise typer.Exit(1) from None
-    _err(
-        f"exported {count} events ({fmt}, {level})"
-        + (f" to {output}" if output else "")
-    )
+    _err(f"exported {count} events ({fmt}, {level})" + (f" to {output}" if output else ""))
 
 
 @telemetry.command("report")
@@ -122,12 +114,8 @@ def report_cmd(
         Path | None,
         typer.Option("--html", help="Also write a self-contained HTML page"),
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the report as one JSON object")
-    ] = False,
-    since: Annotated[
-        str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")
-    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object")] = False,
+    since: Annotated[str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")] = None,
     store: StoreOpt = None,
 ) -> None:
     """Acceptance, persistence, gate effect and latency, by day, provider and file type."""
@@ -165,12 +153,8 @@ def push_cmd(
         str | None,
         typer.Option("--endpoint", help="URL (default: telemetry.push_endpoint)"),
     ] = None,
-    privacy: Annotated[
-        str | None, typer.Option("--privacy", help="full | nocode")
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the result as one JSON object")
-    ] = False,
+    privacy: Annotated[str | None, typer.Option("--privacy", help="full | nocode")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object")] = False,
     store: StoreOpt = None,
 ) -> None:
     """Send the events recorded since the last push to a team endpoint (batched JSON POST, retried)."""

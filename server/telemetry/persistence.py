@@ -49,9 +49,7 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def similarity(
-    text: str, document: str, offset: int, anywhere_min_chars: int = 20
-) -> float:
+def similarity(text: str, document: str, offset: int, anywhere_min_chars: int = 20) -> float:
     """How much of `text` survives in `document` near `offset`: 1.0 = verbatim, 0.0 = gone."""
     wanted = _norm(text)
     if not wanted:
@@ -70,9 +68,7 @@ def similarity(
     if not want or not region:
         return 0.0
     matcher = difflib.SequenceMatcher(None, region, want, autojunk=False)
-    blocks = sorted(
-        (b for b in matcher.get_matching_blocks() if b.size), key=lambda b: -b.size
-    )[:_ANCHORS]
+    blocks = sorted((b for b in matcher.get_matching_blocks() if b.size), key=lambda b: -b.size)[:_ANCHORS]
     size = len(want)
     lengths = sorted({max(1, round(size * 0.8)), size, round(size * 1.25) + 1})
     scorer = difflib.SequenceMatcher(None, autojunk=False)
@@ -121,9 +117,7 @@ class PersistenceTracker:
         """Remember an accepted suggestion: `text` as inserted, at character `offset` of `uri`."""
         when = self.clock() if accepted_at is None else accepted_at
         self._tracked.append(Tracked(event, uri, text, max(0, offset), when))
-        if (
-            len(self._tracked) > self.max_tracked
-        ):  # bounded memory under a runaway client
+        if len(self._tracked) > self.max_tracked:  # bounded memory under a runaway client
             del self._tracked[0]
 
     def __len__(self) -> int:
@@ -134,9 +128,7 @@ class PersistenceTracker:
         dues = [t.accepted_at + t.pending[0][0] for t in self._tracked if t.pending]
         return min(dues) if dues else None
 
-    def check(
-        self, now: float | None, get_text: Callable[[str], str | None]
-    ) -> list[SuggestionEvent]:
+    def check(self, now: float | None, get_text: Callable[[str], str | None]) -> list[SuggestionEvent]:
         """Decide every checkpoint that is due; return the events that changed (updated in place)."""
         now = self.clock() if now is None else now
         changed: list[SuggestionEvent] = []

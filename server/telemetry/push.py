@@ -59,16 +59,12 @@ def _cursor_key(endpoint: str) -> str:
 
 
 def _ensure_meta(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-    )
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
 def read_cursor(conn: sqlite3.Connection, endpoint: str) -> int:
     _ensure_meta(conn)
-    row = conn.execute(
-        "SELECT value FROM meta WHERE key = ?", (_cursor_key(endpoint),)
-    ).fetchone()
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_cursor_key(endpoint),)).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -112,9 +108,7 @@ def _post(
                 return True
             problem = f"HTTP {response.status_code}"
             if response.status_code not in RETRY_STATUS:
-                result.error = (
-                    f"{endpoint} refused the events ({problem}); not retrying"
-                )
+                result.error = f"{endpoint} refused the events ({problem}); not retrying"
                 return False
             wait = _retry_after(response)
         result.errors.append(problem)
@@ -166,16 +160,12 @@ def push(
                 break
             latest: dict[str, str] = {}
             for _seq, ident, data in rows:
-                latest.pop(
-                    ident, None
-                )  # keep append order of each id's newest snapshot
+                latest.pop(ident, None)  # keep append order of each id's newest snapshot
                 latest[ident] = data
             events = []
             for data in latest.values():
                 try:
-                    events.append(
-                        to_record(SuggestionEvent.from_dict(json.loads(data)), privacy)
-                    )
+                    events.append(to_record(SuggestionEvent.from_dict(json.loads(data)), privacy))
                 except (ValueError, TypeError):
                     continue
             payload = json.dumps(
@@ -183,9 +173,7 @@ def push(
                 ensure_ascii=False,
                 separators=(",", ":"),
             ).encode("utf-8")
-            if not _post(
-                http, endpoint, payload, headers, result, max_retries, backoff_s, sleep
-            ):
+            if not _post(http, endpoint, payload, headers, result, max_retries, backoff_s, sleep):
                 break
             cursor = int(rows[-1][0])
             _write_cursor(conn, endpoint, cursor)

@@ -116,12 +116,8 @@ class Bucket:
     ignored: int = 0
     persisted: int = 0
     persistence_known: int = 0
-    checkpoint_known: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(CHECKPOINT_FIELDS, 0)
-    )
-    checkpoint_kept: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(CHECKPOINT_FIELDS, 0)
-    )
+    checkpoint_known: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECKPOINT_FIELDS, 0))
+    checkpoint_kept: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECKPOINT_FIELDS, 0))
     latencies: list[float] = field(default_factory=list)
     decisions: list[float] = field(default_factory=list)
 
@@ -172,9 +168,7 @@ class Bucket:
             "persistence_rate": _rate(self.persisted, self.persistence_known),
             "persistence_known": self.persistence_known,
             "persistence_by_checkpoint": {
-                key.removeprefix("persisted_"): _rate(
-                    self.checkpoint_kept[key], self.checkpoint_known[key]
-                )
+                key.removeprefix("persisted_"): _rate(self.checkpoint_kept[key], self.checkpoint_known[key])
                 for key in CHECKPOINT_FIELDS
             },
             "avoided_share": _rate(self.skipped, self.requests),
@@ -207,15 +201,10 @@ def compute_report(events: Iterable[SuggestionEvent]) -> dict[str, Any]:
             "first": None
             if first is None
             else datetime.fromtimestamp(first, UTC).isoformat(timespec="seconds"),
-            "last": None
-            if last is None
-            else datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds"),
+            "last": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds"),
         },
         "total": total.summary(),
-        "by": {
-            dim: {key: b.summary() for key, b in sorted(buckets.items())}
-            for dim, buckets in by.items()
-        },
+        "by": {dim: {key: b.summary() for key, b in sorted(buckets.items())} for dim, buckets in by.items()},
         "latency_histogram": _histogram(latency_hist),
     }
 
@@ -268,9 +257,7 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     period = report["period"]
-    console.print(
-        f"[bold]heedls suggestions[/bold]  {period['first'] or '—'} → {period['last'] or '—'}"
-    )
+    console.print(f"[bold]heedls suggestions[/bold]  {period['first'] or '—'} → {period['last'] or '—'}")
     for dim, title in (
         (None, "total"),
         ("day", "by day (UTC)"),
@@ -290,11 +277,7 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
             ("acc", "right"), ("acc%", "right"), ("kept%", "right"), ("p50ms", "right"), ("p95ms", "right"),
         ):  # fmt: skip
             table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        rows = (
-            [("all", report["total"])]
-            if dim is None
-            else list(report["by"][dim].items())
-        )
+        rows = [("all", report["total"])] if dim is None else list(report["by"][dim].items())
         for key, s in rows:
             table.add_row(
                 str(key), str(s["requests"]), str(s["avoided_stage1"]), str(s["hidden_stage2"]), str(s["shown"]),
@@ -318,9 +301,7 @@ _COLORS = {
 }
 
 
-def _svg_stacked_bars(
-    labels: list[str], series: list[tuple[str, list[int], str]], title: str
-) -> str:
+def _svg_stacked_bars(labels: list[str], series: list[tuple[str, list[int], str]], title: str) -> str:
     width, height, left, bottom, top = 720, 260, 48, 40, 28
     n = max(1, len(labels))
     totals = [sum(values[i] for _, values, _ in series) for i in range(len(labels))]
@@ -352,20 +333,14 @@ def _svg_stacked_bars(
             )
     lx = left
     for name, _, color in series:
-        parts.append(
-            f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>'
-        )
-        parts.append(
-            f'<text x="{lx + 14}" y="{height - 5}" font-size="10">{html.escape(name)}</text>'
-        )
+        parts.append(f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{lx + 14}" y="{height - 5}" font-size="10">{html.escape(name)}</text>')
         lx += 24 + 7 * len(name)
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _svg_rate_lines(
-    labels: list[str], series: list[tuple[str, list[float | None], str]], title: str
-) -> str:
+def _svg_rate_lines(labels: list[str], series: list[tuple[str, list[float | None], str]], title: str) -> str:
     width, height, left, bottom, top = 720, 220, 48, 40, 28
     n = max(1, len(labels))
     step = (width - left - 20) / max(1, n - 1)
@@ -378,9 +353,7 @@ def _svg_rate_lines(
         parts.append(
             f'<text x="{left - 6}" y="{y + 3:.1f}" font-size="10" text-anchor="end">{int(frac * 100)} %</text>'
         )
-        parts.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{width - 5}" y2="{y:.1f}" stroke="#ddd"/>'
-        )
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 5}" y2="{y:.1f}" stroke="#ddd"/>')
     for name, values, color in series:
         points = [
             (left + i * step, height - bottom - v * (height - bottom - top))
@@ -389,19 +362,13 @@ def _svg_rate_lines(
         ]
         if len(points) > 1:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-            parts.append(
-                f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>'
-            )
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
         for x, y in points:
             parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
     lx = left
     for name, _, color in series:
-        parts.append(
-            f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>'
-        )
-        parts.append(
-            f'<text x="{lx + 14}" y="{height - 5}" font-size="10">{html.escape(name)}</text>'
-        )
+        parts.append(f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{lx + 14}" y="{height - 5}" font-size="10">{html.escape(name)}</text>')
         lx += 24 + 7 * len(name)
     parts.append("</svg>")
     return "".join(parts)
@@ -419,9 +386,7 @@ def _table_html(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
         cells = (key, s["requests"], s["avoided_stage1"], s["hidden_stage2"], s["shown"], s["accepted"],
                  _pct(s["acceptance_rate"]), _pct(s["persistence_rate"]), _ms(s["latency_ms"]["p50"]),
                  _ms(s["latency_ms"]["p95"]), _ms(s["latency_ms"]["p99"]))  # fmt: skip
-        out.append(
-            "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
-        )
+        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     out.append("</table>")
     return "".join(out)
 
@@ -503,10 +468,7 @@ def render_html(report: dict[str, Any]) -> str:
         "<h1>heedls suggestion report</h1>",
         f"<p>{html.escape(period['first'] or '—')} → {html.escape(period['last'] or '—')} (UTC)</p>",
         "<div class='cards'>"
-        + "".join(
-            f"<div class='card'>{html.escape(k)}<b>{html.escape(v)}</b></div>"
-            for k, v in cards
-        )
+        + "".join(f"<div class='card'>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in cards)
         + "</div>",
         bars,
         rates,

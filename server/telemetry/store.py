@@ -123,9 +123,7 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def read_events(
-    path: Path | str, since: float | None = None
-) -> Iterator[SuggestionEvent]:
+def read_events(path: Path | str, since: float | None = None) -> Iterator[SuggestionEvent]:
     """Latest snapshot of every suggestion in the store at `path`, oldest first (streamed)."""
     for _seq, data in read_rows(path, since):
         try:
@@ -137,17 +135,25 @@ def read_events(
             log.warning("telemetry: skipping an unreadable row in %s: %s", path, exc)
 
 
-def read_rows(
-    path: Path | str, since: float | None = None
-) -> Iterator[tuple[int, str]]:
+def read_dicts(path: Path | str, since: float | None = None) -> Iterator[dict[str, Any]]:
+    """Like read_events, as the stored to_dict() form (skips the dataclass round trip: exports)."""
+    for _seq, data in read_rows(path, since):
+        try:
+            value = json.loads(data)
+        except ValueError as exc:
+            log.warning("telemetry: skipping an unreadable row in %s: %s", path, exc)
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
+def read_rows(path: Path | str, since: float | None = None) -> Iterator[tuple[int, str]]:
     path = Path(path)
     if not path.exists():
         return
     conn = connect_readonly(path)
     try:
-        cursor = conn.execute(
-            LATEST_SQL, (float("-inf") if since is None else float(since),)
-        )
+        cursor = conn.execute(LATEST_SQL, (float("-inf") if since is None else float(since),))
         while True:
             chunk = cursor.fetchmany(2048)
             if not chunk:
@@ -199,9 +205,7 @@ class TelemetryStore:
         self._warned: set[str] = set()
         self._queue: queue.SimpleQueue[Row | _Flush | _Close] = queue.SimpleQueue()
         # Rows that could not be written yet (degraded mode); bounded, oldest dropped first.
-        self._buffer: collections.deque[Row] = collections.deque(
-            maxlen=max(1, max_buffered)
-        )
+        self._buffer: collections.deque[Row] = collections.deque(maxlen=max(1, max_buffered))
         self._buffer_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._next_retry = 0.0
@@ -212,9 +216,7 @@ class TelemetryStore:
         self.set_aside: list[Path] = []
         self._closed = False
         self._ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="heedls-telemetry-writer", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="heedls-telemetry-writer", daemon=True)
         self._thread.start()
         # A normal interpreter exit flushes; kill -9 loses only the batch being collected.
         atexit.register(_close_at_exit, weakref.ref(self))
@@ -222,9 +224,7 @@ class TelemetryStore:
     # -- caller side (any thread, never blocks) -----------------------------------------------
     def record(self, event: SuggestionEvent) -> None:
         if self._closed:
-            self._warn(
-                "telemetry: record() after close(); event dropped", once="closed"
-            )
+            self._warn("telemetry: record() after close(); event dropped", once="closed")
             return
         row = (event.id, float(event.ts), time.time(), event.to_json())
         self._queue.put(row)
@@ -255,9 +255,7 @@ class TelemetryStore:
         self.flush()
         with self._buffer_lock:
             pending: dict[str, str] = {
-                row[0]: row[3]
-                for row in self._buffer
-                if since is None or row[1] >= since
+                row[0]: row[3] for row in self._buffer if since is None or row[1] >= since
             }
         try:
             for _seq, data in read_rows(self.path, since):
@@ -385,17 +383,13 @@ class TelemetryStore:
 
     # -- opening and repairing ------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=self.lock_timeout_s, check_same_thread=False
-        )
+        conn = sqlite3.connect(self.path, timeout=self.lock_timeout_s, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout_s * 1000)}")
             # Fails with SQLITE_NOTADB on garbage and SQLITE_BUSY when someone holds the file.
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                log.info(
-                    "telemetry: journal_mode is %s, not wal, for %s", mode, self.path
-                )
+                log.info("telemetry: journal_mode is %s, not wal, for %s", mode, self.path)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(SCHEMA_SQL)
             if self.max_size_mb > 0:
@@ -454,9 +448,7 @@ class TelemetryStore:
             if shm.exists():
                 shm.unlink()
         except OSError as exc:
-            self._warn(
-                f"telemetry: {self.path} is {reason.split(':')[0]} and cannot be moved aside ({exc})"
-            )
+            self._warn(f"telemetry: {self.path} is {reason.split(':')[0]} and cannot be moved aside ({exc})")
             return False
         self.set_aside.append(target)
         self._warn(
@@ -523,11 +515,7 @@ class TelemetryStore:
             except (sqlite3.Error, _Corrupt) as exc:
                 problem: BaseException = exc
                 kind = classify(exc)
-                if (
-                    not repaired
-                    and kind in ("corrupt", "locked")
-                    and self._set_aside(f"{kind}: {exc}")
-                ):
+                if not repaired and kind in ("corrupt", "locked") and self._set_aside(f"{kind}: {exc}"):
                     repaired = True
                     try:
                         self._conn = self._connect()
@@ -547,9 +535,7 @@ class TelemetryStore:
             done += len(chunk)
             self.written += len(chunk)
         if was_degraded:
-            self._warn(
-                f"telemetry: writing to {self.path} works again; {len(rows)} buffered events saved"
-            )
+            self._warn(f"telemetry: writing to {self.path} works again; {len(rows)} buffered events saved")
             self._warned.discard("degraded")
             self._warned.discard("dropping")
         self.state = "ok"

@@ -1,0 +1,216 @@
+"""Export round trips (JSONL, CSV, Parquet) at both privacy levels; nocode leaks no code."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from heedls.server.events import SuggestionEvent, read_jsonl
+from heedls.server.telemetry.export import (
+    COLUMNS,
+    csv_rows,
+    export,
+    parquet_schema,
+    parse_since,
+    read_parquet,
+    to_record,
+)
+from heedls.server.telemetry.store import TelemetryStore, read_events
+
+CODE = (
+    "zebra_quantum_helper",
+    "alpha_unique_arg",
+    "trailing_marker_xyz",
+    "beta_unique * 42",
+    "secret_module",
+)
+
+
+def sample_events() -> list[SuggestionEvent]:
+    events = []
+    for i in range(12):
+        e = SuggestionEvent(
+            id=f"id-{i}",
+            session=f"sess-{i % 3}",
+            ts=1_700_000_000.0 + 3600 * i,
+            language="python",
+            file="pkg/secret_module.py",
+            prefix=f"def zebra_quantum_helper(alpha_unique_arg):\n    # step {i}\n    ",
+            suffix="\n# trailing_marker_xyz\n",
+            suggestion=None if i % 4 == 0 else "return alpha_unique_arg + beta_unique * 42\n    pass",
+            shown=i % 4 != 0,
+            outcome=(None, "accepted", "rejected", "ignored")[i % 4],
+            latency_ms=None if i % 4 == 0 else 100.0 + i,
+            decision_ms=None if i % 4 in (0, 3) else 900.0,
+            provider="local",
+            model="ngram-v1",
+            persisted_30s=True if i % 4 == 1 else None,
+            gate={"stage1": 0.1 * (i % 10), "stage2": None if i % 4 == 0 else 0.6, "threshold": 0.15,
+                  "model_version": "cdhf-1", "decision": "skipped" if i % 4 == 0 else "shown"},
+        )  # fmt: skip
+        e.extra["features"] = {"prefix_len": 40.0, "after_colon": True}
+        e.extra["line_text"] = "def zebra_quantum_helper(alpha_unique_arg):"  # code in an unknown extra
+        e.extra["reason"] = "dismissed"
+        events.append(e)
+    return events
+
+
+def assert_no_code(text: str) -> None:
+    for needle in CODE:
+        assert needle not in text, needle
+
+
+# -- JSONL ------------------------------------------------------------------------------------------
+def test_full_jsonl_is_exactly_the_schema_and_round_trips(tmp_path: Path) -> None:
+    events = sample_events()
+    out = tmp_path / "full.jsonl"
+    assert export(events, "jsonl", "full", out) == len(events)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [e.to_dict() for e in events]
+    back = list(read_jsonl(out))
+    assert [b.to_dict() for b in back] == [e.to_dict() for e in events]
+
+
+def test_nocode_jsonl_has_no_code_but_lengths_outcomes_and_features(tmp_path: Path) -> None:
+    events = sample_events()
+    out = tmp_path / "nocode.jsonl"
+    export(events, "jsonl", "nocode", out)
+    text = out.read_text(encoding="utf-8")
+    assert_no_code(text)
+    back = list(read_jsonl(out))  # still readable by the schema reader (eval acceptance)
+    assert len(back) == len(events)
+    for original, got in zip(events, back, strict=True):
+        assert got.prefix is None and got.suffix is None and got.suggestion is None
+        assert got.extra["prefix_len"] == len(original.prefix or "")
+        assert got.extra["suffix_len"] == len(original.suffix or "")
+        if original.suggestion is None:
+            assert got.extra["suggestion_len"] is None and got.extra["suggestion_lines"] is None
+        else:
+            assert got.extra["suggestion_len"] == len(original.suggestion)
+            assert got.extra["suggestion_lines"] == 2
+        assert got.outcome == original.outcome and got.shown == original.shown
+        assert got.label() == original.label() and got.label("persisted") == original.label("persisted")
+        assert got.session == original.session and got.ts == original.ts
+        assert got.extra["features"] == original.extra["features"]
+        assert got.extra["reason"] == "dismissed"
+        assert "line_text" not in got.extra
+        assert got.gate == original.gate
+        assert got.file is not None and got.file.endswith(".py") and "secret" not in got.file
+
+
+def test_nocode_hash_is_stable_so_files_can_be_grouped() -> None:
+    a, b = sample_events()[:2]
+    assert to_record(a, "nocode")["file"] == to_record(b, "nocode")["file"]
+
+
+# -- CSV --------------------------------------------------------------------------------------------
+def test_csv_round_trip_with_flattened_gate() -> None:
+    events = sample_events()
+    buffer = io.StringIO()
+    export(events, "csv", "full", buffer)
+    rows = csv_rows(buffer.getvalue())
+    assert list(rows[0]) == list(COLUMNS)
+    assert len(rows) == len(events)
+    for e, row in zip(events, rows, strict=True):
+        assert row["id"] == e.id and float(row["ts"]) == e.ts
+        assert row["prefix"] == e.prefix  # multi-line text survives quoting
+        assert row["shown"] == ("true" if e.shown else "false")
+        assert row["outcome"] == (e.outcome or "")
+        assert e.gate is not None
+        assert float(row["gate_stage1"]) == pytest.approx(e.gate["stage1"])
+        assert row["gate_threshold"] == "0.15" and row["gate_model_version"] == "cdhf-1"
+        assert row["gate_decision"] == e.gate["decision"]
+        assert json.loads(row["gate_json"]) == e.gate
+        assert int(row["prefix_len"]) == len(e.prefix or "")
+        assert json.loads(row["extra_json"])["features"] == e.extra["features"]
+
+
+def test_nocode_csv_has_no_code() -> None:
+    buffer = io.StringIO()
+    export(sample_events(), "csv", "nocode", buffer)
+    assert_no_code(buffer.getvalue())
+    rows = csv_rows(buffer.getvalue())
+    assert all(r["prefix"] == "" and r["suggestion"] == "" for r in rows)
+    assert {r["suggestion_len"] for r in rows} == {
+        "",
+        str(len("return alpha_unique_arg + beta_unique * 42\n    pass")),
+    }
+
+
+# -- Parquet ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("privacy", ["full", "nocode"])
+def test_parquet_round_trip_and_stable_schema(tmp_path: Path, privacy: str) -> None:
+    events = sample_events()
+    events[5].gate = {"stage1": {"score": 0.3}, "threshold": {"stage1": 0.1, "stage2": 0.2}}  # odd shape
+    out = tmp_path / "ev.parquet"
+    assert export(events, "parquet", privacy, out) == len(events)  # type: ignore[arg-type]
+    assert pq.read_schema(out).remove_metadata() == parquet_schema()
+    rows = list(read_parquet(out))
+    assert [r["id"] for r in rows] == [e.id for e in events]
+    assert [r["outcome"] for r in rows] == [e.outcome for e in events]
+    assert [r["shown"] for r in rows] == [e.shown for e in events]
+    assert rows[5]["gate_stage1"] is None and json.loads(rows[5]["gate_json"])["threshold"]["stage2"] == 0.2
+    assert rows[1]["gate_stage1"] == pytest.approx(0.1)
+    assert [r["suggestion_len"] for r in rows] == [
+        None if e.suggestion is None else len(e.suggestion) for e in events
+    ]
+    if privacy == "nocode":
+        assert_no_code(json.dumps(rows))
+    else:
+        assert rows[1]["prefix"] == events[1].prefix
+    empty = tmp_path / "empty.parquet"
+    assert export([], "parquet", "full", empty) == 0
+    assert pq.read_schema(empty).remove_metadata() == parquet_schema()
+
+
+def test_parquet_needs_a_file() -> None:
+    with pytest.raises(ValueError, match="-o"):
+        export(sample_events(), "parquet", "full", None)
+
+
+def test_unknown_format_or_privacy_is_refused() -> None:
+    with pytest.raises(ValueError):
+        export([], "xml", "full", io.StringIO())  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        export([], "jsonl", "some", io.StringIO())  # type: ignore[arg-type]
+
+
+# -- --since ----------------------------------------------------------------------------------------
+def test_parse_since_durations_and_dates() -> None:
+    now = 1_700_000_000.0
+    assert parse_since("7d", now) == now - 7 * 86400
+    assert parse_since("12h", now) == now - 12 * 3600
+    assert parse_since("30m", now) == now - 1800
+    assert parse_since("2w", now) == now - 14 * 86400
+    assert parse_since("2023-11-14T22:13:20+00:00") == 1_700_000_000.0
+    assert parse_since("2023-11-14T22:13:20Z") == 1_700_000_000.0
+    assert isinstance(parse_since("2023-11-14"), float)
+    with pytest.raises(ValueError, match="--since"):
+        parse_since("last tuesday")
+
+
+# -- scale ------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_100k_events_export_streamed(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    base = sample_events()[1]
+    with TelemetryStore(path, batch_size=4096) as store:
+        for i in range(100_000):
+            base.id = f"ev-{i:06d}"
+            base.ts = 1_700_000_000.0 + i
+            store.record(base)
+        assert store.flush(timeout=120)
+    timings = {}
+    for fmt, privacy in (("jsonl", "full"), ("jsonl", "nocode"), ("csv", "nocode"), ("parquet", "full")):
+        out = tmp_path / f"out.{fmt}.{privacy}"
+        t0 = time.perf_counter()
+        assert export(read_events(path), fmt, privacy, out) == 100_000  # type: ignore[arg-type]
+        timings[f"{fmt}/{privacy}"] = round(time.perf_counter() - t0, 2)
+    print("100k export seconds:", timings)
+    assert sum(1 for _ in read_jsonl(tmp_path / "out.jsonl.nocode")) == 100_000
+    assert_no_code((tmp_path / "out.csv.nocode").read_text(encoding="utf-8"))
+    assert pq.ParquetFile(tmp_path / "out.parquet.full").metadata.num_rows == 100_000
