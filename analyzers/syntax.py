@@ -141,7 +141,7 @@ def compile_error(text: str, filename: str = "<unknown>") -> CompileError | None
         pos = max(nul, 0)
         line = text.count("\n", 0, pos)
         col = pos - (text.rfind("\n", 0, pos) + 1)
-        return CompileError(type(err).__name__, message, _widen(Range.of(line, col), lines))
+        return CompileError(type(err).__name__, message, Range.of(line, col, line, col + 1))
     line = max(err.lineno - 1, 0)
     line = min(line, max(len(lines) - 1, 0))
     text_line = lines[line] if lines else ""
