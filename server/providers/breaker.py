@@ -92,6 +92,13 @@ class CircuitBreaker:
             self._open()
         # open: a request started before the breaker opened failed late; nothing new learned.
 
+    def trip(self, cooldown_s: float) -> None:
+        """Open now for at least `cooldown_s` (the server said so: 429 with Retry-After)."""
+        self.consecutive_failures = max(self.consecutive_failures, self.failure_threshold)
+        self._probe_started = None
+        self.cooldown_s = min(self.max_cooldown_s, max(self.cooldown_s, cooldown_s))
+        self._open()
+
     def abandon(self) -> None:
         """The probe was cancelled (superseded keystroke) before it could tell us anything."""
         self._probe_started = None

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from heedls.server.providers.base import Candidate, CompletionRequest, Provider, ProviderError
 from heedls.server.providers.breaker import CircuitBreaker, State
+from heedls.server.providers.http import HTTPStatusProviderError
 
 log = logging.getLogger("heedls.providers")
 
@@ -160,7 +161,11 @@ class FallbackProvider:
         self.last_error = reason
         self.counts["failures"] += 1
         log.debug("provider %s failed: %s", self.name, reason)
-        self.breaker.record_failure()
+        if isinstance(exc, HTTPStatusProviderError) and exc.status == 429 and exc.retry_after_s:
+            # Rate-limited with an explicit wait: asking again sooner only prolongs it.
+            self.breaker.trip(exc.retry_after_s)
+        else:
+            self.breaker.record_failure()
 
     async def _fallback(self, request: CompletionRequest, left_s: float) -> list[Candidate]:
         self.counts["fallback"] += 1

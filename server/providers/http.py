@@ -14,6 +14,7 @@ key, the request body (code) or the response body (which may echo code); those g
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
 import math
@@ -42,11 +43,13 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=8, k
 class HTTPStatusProviderError(ProviderError):
     """The server answered with an error status; `status` lets providers pick a fallback route."""
 
-    def __init__(self, message: str, status: int, detail: str = "") -> None:
+    def __init__(self, message: str, status: int, detail: str = "", retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         # The server's own error text (truncated); may echo input, so only logged at DEBUG.
         self.detail = detail
+        # From a 429/503 `Retry-After` header: the server told us how long to stay away.
+        self.retry_after_s = retry_after_s
 
 
 def make_client(
@@ -151,6 +154,7 @@ async def post_json(
                     if len(body) > MAX_RESPONSE_BYTES:
                         raise ProviderError(f"{where}: response larger than {MAX_RESPONSE_BYTES} bytes")
                 status = response.status_code
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
     except TimeoutError as exc:
         raise ProviderError(f"{where}: no answer within {deadline_s * 1000:.0f} ms") from exc
     except httpx.TimeoutException as exc:
@@ -166,7 +170,7 @@ async def post_json(
     if status >= 400:
         detail = _scrub(_error_detail(text), api_key)
         log.debug("%s answered HTTP %d: %s", where, status, detail)
-        raise HTTPStatusProviderError(f"{where}: HTTP {status}", status, detail)
+        raise HTTPStatusProviderError(f"{where}: HTTP {status}", status, detail, retry_after)
     if status != 200:
         raise ProviderError(f"{where}: unexpected HTTP {status}")
     try:
@@ -174,6 +178,24 @@ async def post_json(
     except ValueError as exc:
         log.debug("%s answered with non-JSON (%d bytes)", where, len(body))
         raise ProviderError(f"{where}: response is not JSON ({len(body)} bytes)") from exc
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), None when absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _reject_constant(name: str) -> Any:

@@ -121,3 +121,20 @@ def test_degenerate_settings_are_clamped(clock: FakeClock) -> None:
     # zero cooldown: immediately half-open, i.e. every request is a probe
     assert breaker.state == "half_open"
     assert breaker.allow()
+
+
+def test_trip_opens_at_once_for_at_least_the_given_time(clock: FakeClock) -> None:
+    breaker, changes = make(clock, failures=3, cooldown_s=30)
+    breaker.trip(120)  # e.g. HTTP 429 with Retry-After: 120
+    assert breaker.state == "open" and breaker.cooldown_s == 120
+    clock.advance(119)
+    assert not breaker.allow()
+    clock.advance(1)
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.cooldown_s == 30
+    breaker.trip(5)  # shorter than the base cooldown: the base wins
+    assert breaker.cooldown_s == 30
+    breaker.trip(10_000)  # capped like any cooldown
+    assert breaker.cooldown_s == MAX_COOLDOWN_S
+    assert changes[0] == ("closed", "open")

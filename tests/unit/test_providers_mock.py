@@ -519,6 +519,27 @@ async def test_fallback_serves_local_on_garbage_and_counts_a_failure() -> None:
     assert provider.status()["last_error"].endswith("response is not JSON (8 bytes)")
 
 
+async def test_rate_limit_with_retry_after_opens_the_breaker_at_once() -> None:
+    rec = Recorder(lambda r: httpx.Response(429, headers={"Retry-After": "90"}, json={"error": "slow down"}))
+    async with client_for(rec) as client:
+        breaker = CircuitBreaker(3, 30)
+        provider = FallbackProvider(OpenAIProvider(openai_config(), client), StaticLocal(), breaker, 1500)
+        assert (await provider.complete(REQ, 1.5))[0].provider == "local"
+        assert (await provider.complete(REQ, 1.5))[0].provider == "local"
+    assert len(rec.requests) == 1  # no second request while the server asked us to wait
+    assert breaker.state == "open" and breaker.cooldown_s == 90
+
+
+def test_retry_after_parsing() -> None:
+    assert http_mod.parse_retry_after("12") == 12
+    assert http_mod.parse_retry_after(" 1.5 ") == 1.5
+    assert http_mod.parse_retry_after("-3") == 0
+    assert http_mod.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # in the past
+    assert http_mod.parse_retry_after("soon") is None
+    assert http_mod.parse_retry_after(None) is None
+    assert http_mod.parse_retry_after("nan") is None
+
+
 async def test_fallback_turns_unexpected_exceptions_into_local_answers() -> None:
     class Broken:
         name = "broken"
