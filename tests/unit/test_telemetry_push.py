@@ -1,0 +1,162 @@
+"""Push to a team endpoint: batches, retries with backoff, privacy, nothing sent twice."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from heedls.server.events import SuggestionEvent
+from heedls.server.telemetry.push import push
+from heedls.server.telemetry.store import TelemetryStore
+
+URL = "https://telemetry.example.test/ingest"
+
+
+def fill(path: Path, n: int, start: int = 0) -> None:
+    with TelemetryStore(path) as store:
+        for i in range(start, start + n):
+            e = SuggestionEvent(
+                id=f"p{i}", session="s", ts=1_700_000_000.0 + i, prefix="def private_helper_fn():\n    ",
+                suggestion="return hidden_value_42", shown=True,
+            )  # fmt: skip
+            store.record(e)
+            e.outcome = "accepted" if i % 2 else "rejected"
+            store.record(e)  # a second snapshot of the same suggestion
+
+
+class Recorder:
+    def __init__(self, script: list[int] | None = None) -> None:
+        self.script = list(script or [])
+        self.payloads: list[dict[str, Any]] = []
+        self.headers: list[httpx.Headers] = []
+        self.calls = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        status = self.script.pop(0) if self.script else 200
+        if status == -1:
+            raise httpx.ConnectError("refused", request=request)
+        if status == 200:
+            self.payloads.append(json.loads(request.content))
+            self.headers.append(request.headers)
+        return httpx.Response(status, headers={"retry-after": "7"} if status == 429 else {})
+
+    def ids(self) -> list[str]:
+        return [e["id"] for p in self.payloads for e in p["events"]]
+
+
+def run(path: Path, recorder: Recorder, sleeps: list[float] | None = None, **kw: Any) -> Any:
+    client = httpx.Client(transport=httpx.MockTransport(recorder))
+    sleep: Callable[[float], None] = sleeps.append if sleeps is not None else (lambda s: None)
+    return push(path, URL, client=client, sleep=sleep, **kw)
+
+
+def test_batches_latest_snapshot_and_nothing_twice(tmp_path: Path) -> None:
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 6)
+    rec = Recorder()
+    result = run(path, rec, batch_size=4)  # 12 rows -> 3 batches of 4 rows (2 suggestions each)
+    assert result.error is None
+    assert result.batches == 3 and rec.calls == 3
+    assert rec.ids() == [f"p{i}" for i in range(6)]
+    assert all(p["schema"] == "heedls.suggestion/1" for p in rec.payloads)
+    outcomes = {e["id"]: e["outcome"] for p in rec.payloads for e in p["events"]}
+    assert outcomes == {f"p{i}": "accepted" if i % 2 else "rejected" for i in range(6)}
+    # the cursor is remembered: a second push sends nothing
+    again = Recorder()
+    assert run(path, again).sent == 0 and again.calls == 0
+    # new rows (including a new snapshot of an old suggestion) go out, once
+    fill(path, 2, start=6)
+    with TelemetryStore(path) as store:
+        store.record(SuggestionEvent(id="p0", session="s", ts=1_700_000_000.0, persisted_30s=False))
+    third = Recorder()
+    assert run(path, third).sent == 3
+    assert third.ids() == ["p6", "p7", "p0"]
+
+
+def test_retries_with_backoff_then_succeeds(tmp_path: Path) -> None:
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 3)
+    rec = Recorder([503, -1, 429])
+    sleeps: list[float] = []
+    result = run(path, rec, sleeps, backoff_s=0.5)
+    assert result.error is None and result.sent == 3
+    assert result.retries == 3 and rec.calls == 4
+    assert sleeps == [0.5, 1.0, 7.0]  # exponential, and Retry-After wins when given
+
+
+def test_gives_up_after_max_retries_and_resumes_next_time(tmp_path: Path) -> None:
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 3)
+    failing = Recorder([503] * 10)
+    result = run(path, failing, max_retries=2)
+    assert result.sent == 0 and failing.calls == 3
+    assert result.error is not None and "resume" in result.error
+    later = Recorder()
+    assert run(path, later).sent == 3
+
+
+def test_client_error_is_not_retried(tmp_path: Path) -> None:
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 3)
+    rec = Recorder([400])
+    result = run(path, rec)
+    assert rec.calls == 1 and result.sent == 0
+    assert result.error is not None and "400" in result.error
+
+
+def test_nocode_push_sends_no_code_and_token_is_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEEDLS_TELEMETRY_TOKEN", "tok-123")
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 4)
+    rec = Recorder()
+    run(path, rec, privacy="nocode")
+    body = json.dumps(rec.payloads)
+    assert "private_helper_fn" not in body and "hidden_value_42" not in body
+    assert rec.payloads[0]["privacy"] == "nocode"
+    assert rec.payloads[0]["events"][0]["suggestion_len"] == len("return hidden_value_42")
+    assert rec.headers[0]["authorization"] == "Bearer tok-123"
+
+
+def test_no_endpoint_or_no_store(tmp_path: Path) -> None:
+    assert push(tmp_path / "ev.sqlite3", "").error is not None
+    assert push(tmp_path / "missing.sqlite3", URL).sent == 0
+
+
+@pytest.fixture
+def loopback() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/events", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_push_to_a_real_loopback_server(tmp_path: Path, loopback: tuple[str, list[dict[str, Any]]]) -> None:
+    url, received = loopback
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 5)
+    result = push(path, url, batch_size=100)
+    assert result.error is None and result.sent == 5
+    assert [e["id"] for e in received[0]["events"]] == [f"p{i}" for i in range(5)]
