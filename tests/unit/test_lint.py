@@ -1,0 +1,141 @@
+"""ruff as a subprocess: the workspace's configuration, buffers vs files, fixes with their
+applicability, and trouble (missing, broken, misconfigured ruff) reported instead of raised."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from heedls.analyzers import check, lint
+
+CONFIG = """\
+[tool.ruff]
+extend-exclude = ["generated"]
+
+[tool.ruff.lint]
+select = ["F", "E711"]
+ignore = ["F841"]
+"""
+
+SOURCE = """\
+import os
+import sys
+
+print(sys.argv)
+
+
+def f(x):
+    unused = 1
+    if x == None:
+        return 1
+    return undefined_name
+"""
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    (tmp_path / "pyproject.toml").write_text(CONFIG)
+    return tmp_path
+
+
+def _codes(result: lint.LintResult) -> list[str]:
+    return sorted(d.code or "" for d in result.diagnostics)
+
+
+def test_workspace_configuration_is_respected(ws: Path) -> None:
+    result = lint.lint_text(SOURCE, ws / "mod.py", workspace=ws)
+    assert result.problem is None
+    # F401 (os), E711 (== None, selected only by the config), F821; F841 ignored by the config.
+    assert _codes(result) == ["E711", "F401", "F821"]
+    by_code = {d.code: d for d in result.diagnostics}
+    assert by_code["F821"].severity == "error"  # a NameError waiting to happen
+    assert by_code["F401"].severity == "warning"
+    assert by_code["F401"].url is not None and by_code["F401"].url.endswith("/unused-import")
+    assert by_code["F401"].data["tags"] == ["unnecessary"]
+    assert by_code["F401"].path == str((ws / "mod.py").resolve())
+    assert (by_code["F401"].range.start.line, by_code["F401"].range.start.character) == (0, 7)
+
+
+def test_the_buffer_is_linted_not_the_file_on_disk(ws: Path) -> None:
+    (ws / "mod.py").write_text("print('clean')\n")
+    result = lint.lint_text("import json\n", ws / "mod.py", workspace=ws)
+    assert _codes(result) == ["F401"]
+
+
+def test_fixes_carry_edits_and_applicability(ws: Path) -> None:
+    result = lint.lint_text(SOURCE, ws / "mod.py", workspace=ws)
+    by_code = {d.code: d for d in result.diagnostics}
+    (safe,) = by_code["F401"].fixes
+    assert safe.applicability == "safe" and safe.source == "ruff"
+    fixed = check.apply_edits(SOURCE, safe, by_code["F401"].path)
+    assert fixed.startswith("import sys\n") and "import os" not in fixed
+    (unsafe,) = by_code["E711"].fixes
+    assert unsafe.applicability == "unsafe"
+    assert "x is None" in check.apply_edits(SOURCE, unsafe, by_code["E711"].path)
+    assert by_code["F821"].fixes == []
+
+
+def test_excluded_paths_are_not_linted(ws: Path) -> None:
+    (ws / "generated").mkdir()
+    result = lint.lint_text("import os\n", ws / "generated" / "out.py", workspace=ws)
+    assert result.diagnostics == [] and result.problem is None
+
+
+def test_columns_are_characters(ws: Path) -> None:
+    result = lint.lint_text("s = '😀é'; import os\nprint(s)\n", ws / "u.py", workspace=ws)
+    (d,) = result.diagnostics
+    assert "s = '😀é'; import os"[d.range.start.character :].startswith("os")
+
+
+def test_syntax_errors_are_left_to_the_syntax_analyzer(ws: Path) -> None:
+    result = lint.lint_text("x = (\n", ws / "broken.py", workspace=ws)
+    assert result.problem is None
+    assert result.diagnostics == []
+
+
+def test_paths_mode_walks_directories(ws: Path) -> None:
+    (ws / "pkg").mkdir()
+    (ws / "pkg" / "a.py").write_text("import os\n")
+    (ws / "pkg" / "b.py").write_text("import sys\nprint(sys)\n")
+    (ws / "pkg" / "c.py").write_text("print(name)\n")
+    result = lint.lint_paths([ws / "pkg"], workspace=ws)
+    assert sorted((Path(d.path).name, d.code) for d in result.diagnostics) == [("a.py", "F401"), ("c.py", "F821")]
+
+
+def test_broken_configuration_is_one_problem_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.ruff]\nline-length = "wide"\n')
+    result = lint.lint_text("import os\n", tmp_path / "m.py", workspace=tmp_path)
+    assert result.diagnostics == []
+    assert result.problem is not None and "ruff failed" in result.problem
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def test_broken_ruff_binary_is_reported(tmp_path: Path) -> None:
+    garbage = _script(tmp_path / "ruff-garbage", "echo 'this is not json'\n")
+    result = lint.lint_text("import os\n", tmp_path / "m.py", workspace=tmp_path, ruff=garbage)
+    assert result.problem is not None and "not JSON" in result.problem
+    crashing = _script(tmp_path / "ruff-crash", "echo 'panic: something' >&2\nexit 101\n")
+    result = lint.lint_text("import os\n", tmp_path / "m.py", workspace=tmp_path, ruff=crashing)
+    assert result.problem is not None and "exit 101" in result.problem and "panic" in result.problem
+
+
+def test_missing_ruff_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lint, "find_ruff", lambda workspace=None, configured="": None)
+    result = lint.lint_paths([tmp_path], workspace=tmp_path)
+    assert result.diagnostics == []
+    assert result.problem is not None and "not found" in result.problem
+
+
+def test_ruff_is_found_in_the_workspace_venv_first(tmp_path: Path) -> None:
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    fake = _script(tmp_path / ".venv" / "bin" / "ruff", "echo '[]'\n")
+    assert lint.find_ruff(tmp_path) == fake
+    assert lint.find_ruff(tmp_path, configured=fake) == fake
+    assert lint.find_ruff(Path("/nonexistent")) is not None  # PATH or the bundled one
