@@ -1,0 +1,155 @@
+"""`heedls telemetry …` in a workspace: the same store `heedls serve` writes there; export → eval."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from heedls.server.cli import app
+from heedls.server.events import SuggestionEvent, read_jsonl
+from heedls.server.telemetry.paths import default_store_path
+from heedls.server.telemetry.store import TelemetryStore
+from typer.testing import CliRunner
+
+CUPS = Path("/work/shared/bench/acceptance/cups-dev.jsonl")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HEEDLS_DATA_DIR", str(tmp_path / "data"))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    monkeypatch.chdir(ws)
+    return ws
+
+
+def populate(path: Path, n: int = 8) -> list[SuggestionEvent]:
+    events = [
+        SuggestionEvent(
+            id=f"c{i}",
+            session="s1",
+            ts=1_700_000_000.0 + 3600 * i,
+            language="python",
+            file="app/views.py",
+            prefix="def render_invoice_total(order):\n    ",
+            suffix="",
+            suggestion="return sum(order.lines_amount)",
+            shown=True,
+            outcome="accepted" if i % 3 == 0 else "rejected",
+            latency_ms=50.0 + i,
+            provider="local",
+        )  # fmt: skip
+        for i in range(n)
+    ]
+    with TelemetryStore(path) as store:
+        for e in events:
+            store.record(e)
+    return events
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["telemetry", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_path_is_the_workspace_store_and_config_overrides_it(workspace: Path) -> None:
+    code, out, _ = invoke("path")
+    assert code == 0 and out.strip() == str(default_store_path(workspace))
+    (workspace / "pyproject.toml").write_text('[tool.heedls.telemetry]\npath = "local/events.db"\n')
+    code, out, _ = invoke("path")
+    assert out.strip() == str(workspace / "local/events.db")
+
+
+def test_export_jsonl_to_stdout_round_trips(workspace: Path, tmp_path: Path) -> None:
+    events = populate(default_store_path(workspace))
+    code, out, err = invoke("export", "--format", "jsonl")
+    assert code == 0, err
+    (tmp_path / "x.jsonl").write_text(out, encoding="utf-8")
+    back = list(read_jsonl(tmp_path / "x.jsonl"))
+    assert [b.to_dict() for b in back] == [e.to_dict() for e in events]
+    assert "exported 8 events" in err
+
+
+def test_export_nocode_csv_and_since(workspace: Path) -> None:
+    populate(default_store_path(workspace))
+    code, out, _ = invoke("export", "-f", "csv", "--privacy", "nocode", "--since", "2023-11-15T00:00:00Z")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 + 6  # header + c2 … c7 (c0 is at 22:13 UTC on the 14th, one per hour)
+    for needle in ("render_invoice_total", "lines_amount", "views"):
+        assert needle not in out
+
+
+def test_export_parquet_needs_output(workspace: Path, tmp_path: Path) -> None:
+    populate(default_store_path(workspace))
+    code, _, err = invoke("export", "-f", "parquet")
+    assert code == 2 and "-o" in err
+    code, _, _ = invoke("export", "-f", "parquet", "-o", str(tmp_path / "e.parquet"))
+    assert code == 0 and pq.ParquetFile(tmp_path / "e.parquet").metadata.num_rows == 8
+
+
+def test_bad_options_exit_2(workspace: Path) -> None:
+    assert invoke("export", "-f", "xml")[0] == 2
+    assert invoke("export", "--privacy", "partial")[0] == 2
+    assert invoke("export", "--since", "yesterday-ish")[0] == 2
+
+
+def test_report_json_is_one_object_and_html_is_written(workspace: Path, tmp_path: Path) -> None:
+    populate(default_store_path(workspace))
+    code, out, err = invoke("report", "--json", "--html", str(tmp_path / "r.html"))
+    assert code == 0, err
+    report = json.loads(out)  # the whole stdout is one JSON object
+    assert report["total"]["requests"] == 8 and report["total"]["accepted"] == 3
+    assert (tmp_path / "r.html").read_text(encoding="utf-8").count("<svg") >= 3
+    code, out, _ = invoke("report")
+    assert code == 0 and "by file type" in out
+
+
+def test_missing_store_is_not_an_error(workspace: Path) -> None:
+    code, out, err = invoke("export")
+    assert code == 0 and out == "" and "no telemetry recorded yet" in err
+
+
+def test_explicit_store_and_push_without_endpoint(workspace: Path, tmp_path: Path) -> None:
+    store = tmp_path / "elsewhere.sqlite3"
+    populate(store, 3)
+    code, out, _ = invoke("export", "--store", str(store))
+    assert code == 0 and len(out.splitlines()) == 3
+    code, out, _ = invoke("push", "--store", str(store), "--json")
+    assert code == 1 and json.loads(out)["error"].startswith("no endpoint")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CUPS.exists(), reason="shared acceptance data not available")
+def test_real_decisions_through_store_export_and_eval(workspace: Path, tmp_path: Path) -> None:
+    """Real accept/reject events → store → export (full, nocode) → `heedls eval acceptance` reads them."""
+    original = list(read_jsonl(CUPS))
+    with TelemetryStore(default_store_path(workspace)) as store:
+        for e in original:
+            store.record(e)
+    for privacy in ("full", "nocode"):
+        out = tmp_path / f"{privacy}.jsonl"
+        assert invoke("export", "--privacy", privacy, "-o", str(out))[0] == 0
+        back = list(read_jsonl(out))
+        assert len(back) == len(original)
+        assert [b.label() for b in back] == [e.label() for e in sorted(original, key=lambda x: x.ts)]
+    full = tmp_path / "full.jsonl"
+    assert sorted(json.loads(line)["id"] for line in full.read_text().splitlines()) == sorted(
+        e.id for e in original
+    )
+    runs = {}
+    for name, path in (("original", CUPS), ("exported", full)):
+        done = subprocess.run(
+            [sys.executable, "-m", "heedls", "eval", "acceptance", str(path), "--stage", "context", "--json",
+             "--model", "logreg"],
+            check=False, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        runs[name] = json.loads(done.stdout)
+    assert runs["exported"]["n"] == runs["original"]["n"] == len(original)
+    assert runs["exported"]["positives"] == runs["original"]["positives"]
+    assert runs["exported"]["auc"] == pytest.approx(runs["original"]["auc"], abs=0.02)
