@@ -64,6 +64,9 @@ async def _complete(path: Path, text: str, line: int, col: int, use_gate: bool) 
     close = getattr(provider, "aclose", None)
     if close is not None:
         await close()
+    from heedls.server.providers.http import aclose_shared_client
+
+    await aclose_shared_client()
     return (suggestion.text if suggestion else None), "\n".join(notes)
 
 

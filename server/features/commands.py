@@ -98,9 +98,11 @@ def status(server: HeedlsServer) -> dict[str, Any]:
     gate_status.setdefault("hidden", stats.hidden_stage2)
     total = max(1, gate_status.get("requests") or 0)
     gate_status.setdefault("hidden_share", round((gate_status["skipped"] + gate_status["hidden"]) / total, 3))
+    provider_status = getattr(engine.provider, "status", None)
     return {
         "enabled": engine.enabled,
         "provider": getattr(engine.provider, "name", None),
+        "provider_status": provider_status() if callable(provider_status) else None,
         "shown": stats.shown,
         "gate": gate_status,
     }
@@ -180,6 +182,12 @@ def register(server: HeedlsServer) -> None:
                     await close()
                 except Exception:
                     pass
+            try:
+                from heedls.server.providers.http import aclose_shared_client
+
+                await aclose_shared_client()
+            except Exception:
+                pass
         store = ls.services.get("telemetry")
         if store is not None:
             try:

@@ -216,7 +216,9 @@ class SuggestionEngine:
                 log.warning("provider %s failed: %s", event.provider, type(exc).__name__)
                 self.stats.provider_errors += 1
                 candidates = []
-            if candidates:
+            # Only cache what the configured provider itself answered: a fallback answer given
+            # while the remote was down should not outlive the outage.
+            if candidates and all(c.provider == event.provider for c in candidates):
                 self.cache.put(key, candidates)
 
         text: str | None = None
