@@ -27,24 +27,16 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return ws
 
 
+def one(i: int) -> SuggestionEvent:
+    return SuggestionEvent(
+        id=f"c{i}", session="s1", ts=1_700_000_000.0 + 3600 * i, language="python", file="app/views.py",
+        prefix="def render_invoice_total(order):\n    ", suffix="", suggestion="return sum(order.lines_amount)",
+        shown=True, outcome="accepted" if i % 3 == 0 else "rejected", latency_ms=50.0 + i, provider="local",
+    )  # fmt: skip
+
+
 def populate(path: Path, n: int = 8) -> list[SuggestionEvent]:
-    events = [
-        SuggestionEvent(
-            id=f"c{i}",
-            session="s1",
-            ts=1_700_000_000.0 + 3600 * i,
-            language="python",
-            file="app/views.py",
-            prefix="def render_invoice_total(order):\n    ",
-            suffix="",
-            suggestion="return sum(order.lines_amount)",
-            shown=True,
-            outcome="accepted" if i % 3 == 0 else "rejected",
-            latency_ms=50.0 + i,
-            provider="local",
-        )  # fmt: skip
-        for i in range(n)
-    ]
+    events = [one(i) for i in range(n)]
     with TelemetryStore(path) as store:
         for e in events:
             store.record(e)
