@@ -138,3 +138,37 @@ def test_exported_jsonl_round_trips_through_the_schema_reader(tmp_path: Path) ->
 def test_reader_on_missing_store_yields_nothing(tmp_path: Path) -> None:
     assert list(read_events(tmp_path / "nope.sqlite3")) == []
     assert count_events(tmp_path / "nope.sqlite3") == 0
+
+
+def test_open_store_follows_config_and_delivers_warnings_on_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from heedls.server.telemetry.service import open_store
+
+    monkeypatch.setenv("HEEDLS_DATA_DIR", str(tmp_path / "data"))
+    assert open_store(tmp_path, TelemetryConfig(enabled=False)) is None
+
+    async def scenario() -> tuple[list[tuple[str, int]], Path]:
+        loop = asyncio.get_running_loop()
+        seen: list[tuple[str, int]] = []
+        bad = tmp_path / "bad.sqlite3"
+        bad.write_bytes(b"not a database at all" * 100)
+        store = open_store(
+            tmp_path, TelemetryConfig(path=str(bad)), lambda m: seen.append((m, threading.get_ident())), loop
+        )
+        assert store is not None
+        store.record(event(1))
+        await asyncio.to_thread(store.flush)
+        await asyncio.sleep(0.05)
+        store.close()
+        return seen, store.path
+
+    seen, path = asyncio.run(scenario())
+    assert path == tmp_path / "bad.sqlite3"
+    assert len(seen) == 1 and "moved aside" in seen[0][0]
+    assert seen[0][1] == threading.get_ident()  # delivered on the loop's thread, not the writer's
+    default = open_store(tmp_path, TelemetryConfig())
+    assert default is not None and default.path == default_store_path(tmp_path)
+    default.close()
