@@ -75,7 +75,9 @@ def _excerpt(console: Console, lines: list[str], diagnostic: Diagnostic) -> None
 
 def print_text(console: Console, result: CheckResult, cwd: Path, fail_on: str) -> None:
     from heedls.analyzers.syntax import read_source
+    from rich.markdown import Markdown
     from rich.markup import escape
+    from rich.padding import Padding
 
     cache: dict[str, list[str]] = {}
     for d in result.diagnostics:
@@ -95,11 +97,23 @@ def print_text(console: Console, result: CheckResult, cwd: Path, fail_on: str) -
                 cache[d.path] = []
         if cache[d.path] and d.range.start.line < len(cache[d.path]):
             _excerpt(console, cache[d.path], d)
+        seen: dict[str, int] = {}
         for rel in d.related:
             where = f"{os.path.relpath(rel.path, cwd)}:{rel.range.start.line + 1}:{rel.range.start.character + 1}"
-            console.print(f"  [dim]related:[/dim] {escape(where)} {escape(rel.message)}", highlight=False)
+            seen[where] = seen.get(where, 0) + 1
+            if seen[where] == 1:
+                console.print(f"  [dim]related:[/dim] {escape(where)} {escape(rel.message)}", highlight=False)
+        for where, count in seen.items():
+            if count > 1:
+                console.print(f"  [dim]related: {escape(where)} ({count - 1} more like it)[/dim]", highlight=False)
         if d.explanation:
-            console.print(f"  [italic]{escape(d.explanation)}[/italic]", highlight=False)
+            # Explanations are Markdown (hover shows them too): rendered on a terminal, as-is in
+            # logs and files, where Markdown source reads fine and nothing gets cropped.
+            if console.is_terminal:
+                console.print(Padding(Markdown(d.explanation), (0, 0, 0, 2)), soft_wrap=False)
+            else:
+                for line in d.explanation.splitlines():
+                    console.print(f"  {escape(line)}" if line else "", highlight=False)
         for fix in d.fixes:
             console.print(f"  [green]fix ({fix.applicability}):[/green] {escape(fix.title)}", highlight=False)
         if d.url:

