@@ -19,7 +19,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -86,6 +86,19 @@ class CallTrace:
     raised_line: int | None
     stopped: str | None  # "time" | "events" when the budget ran out (an infinite loop, usually)
     events: int = 0
+    callees: list[CallRecord] = field(default_factory=list)  # last call of each other function
+
+
+@dataclass
+class CallRecord:
+    """One finished call seen while re-tracing: where it returned and its executed lines."""
+
+    path: str
+    function: str
+    def_line: int
+    return_line: int | None
+    return_value: str | None
+    sequence: list[tuple[int, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,7 @@ class Suspect:
 
 @dataclass
 class TestFailure:
+    __test__ = False  # not a pytest test class, despite the name
     test_id: str
     path: str  # the test file
     line: int | None  # the test function's line
@@ -138,6 +152,7 @@ class CollectError:
 
 @dataclass
 class TestRun:
+    __test__ = False
     outcome: Outcome
     failures: list[TestFailure] = field(default_factory=list)
     passed: int = 0
@@ -398,6 +413,10 @@ def _failure(event: dict[str, Any]) -> TestFailure:
             [(int(line), list(w)) for line, w in trace.get("sequence") or []],
             trace.get("return_line"), trace.get("return_value"), trace.get("raised"),
             trace.get("raised_line"), trace.get("stopped"), int(trace.get("events") or 0),
+            [CallRecord(str(c.get("path", "")), str(c.get("function", "")), int(c.get("def_line") or 0),
+                        c.get("return_line"), c.get("return_value"),
+                        [(int(line), list(w)) for line, w in c.get("sequence") or []])
+             for c in trace.get("callees") or [] if isinstance(c, dict)],
         ) if isinstance(trace, dict) else None,
         stdout_tail=str(event.get("stdout_tail", "")),
         stderr_tail=str(event.get("stderr_tail", "")),
@@ -520,6 +539,10 @@ class _Static:
     stmt_of: dict[int, int] = field(default_factory=dict)  # any line -> its statement's first line
     functions: dict[int, tuple[int, int]] = field(default_factory=dict)  # def line -> (start, end)
     returns: dict[int, list[int]] = field(default_factory=dict)  # def line -> return lines
+    constant_returns: set[int] = field(default_factory=set)  # `return True`, `return []`, bare `return`
+    initialisers: set[int] = field(default_factory=set)  # `x = 0`, `out = []`: assignments reading nothing
+    not_data: set[int] = field(default_factory=set)  # def/class/import lines: never a data dependence
+    func_of: dict[int, int] = field(default_factory=dict)  # statement line -> enclosing def line
 
 
 _STATIC_CACHE: dict[tuple[str, float], _Static | None] = {}
@@ -600,8 +623,16 @@ def static_facts(path: str) -> _Static | None:
             facts.kills[line] = kills
             facts.controls[line] = list(controls)
             facts.loops[line] = list(loops)
+            if func is not None:
+                facts.func_of[line] = func
             if isinstance(stmt, ast.Return) and func is not None:
                 facts.returns.setdefault(func, []).append(line)
+                if not uses:
+                    facts.constant_returns.add(line)
+            if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and not uses:
+                facts.initialisers.add(line)
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+                facts.not_data.add(line)
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 facts.functions[line] = (line, end)
                 visit(stmt.body, [], [], line)
@@ -628,31 +659,35 @@ def static_facts(path: str) -> _Static | None:
 
 
 def _backward_slice(start: int, sequence: list[tuple[int, list[str]]], facts: _Static,
-                    executed: set[int]) -> list[tuple[int, int, str]]:
-    """Dynamic backward slice from `start` over the traced line sequence: data dependences from the
-    variables each line wrote, control dependences from the innermost enclosing if/loop header that
-    ran (whose own reads join the slice). Returns (line, depth, reason) in order of discovery."""
-    found: dict[int, tuple[int, str]] = {}
+                    executed: set[int]) -> list[tuple[int, int, bool, str]]:
+    """Dynamic backward slice from `start` over a traced line sequence: data dependences from the
+    variables each line wrote, control dependences from the enclosing if/loop headers that ran
+    (the innermost one at the same depth as the line it guards; their reads join the slice).
+    Returns (line, depth, is_control, reason) in order of discovery, nearest first."""
+    found: dict[int, tuple[int, bool, str]] = {}
     needed: dict[str, int] = {}
 
-    def include(line: int, depth: int, reason: str) -> None:
+    def include(line: int, depth: int, reason: str, control: bool) -> None:
+        first = True
         while line not in found:
             if line != start:
-                found[line] = (depth, reason)
+                found[line] = (depth, control, reason)
             for name in facts.uses.get(line, set()):
                 needed.setdefault(name, depth + 1)
             controls = [c for c in facts.controls.get(line, []) if c in executed]
             if not controls:
                 return
-            line, depth, reason = controls[0], depth + 1, "control"
-        return
+            line, depth, reason, control = controls[0], depth if first else depth + 1, \
+                "decides whether the failing line runs", True
+            first = False
 
-    include(start, 0, "start")
-    found.pop(start, None)
+    include(start, 0, "start", False)
     idx = max((i for i, (ln, _w) in enumerate(sequence) if facts.stmt_of.get(ln, ln) == start),
               default=len(sequence))
     for ln, written in reversed(sequence[:idx]):
         line = facts.stmt_of.get(ln, ln)
+        if line in facts.not_data:
+            continue
         writes = set(written) | facts.defs.get(line, set())
         hit = [n for n in writes if n in needed]
         if not hit:
@@ -661,13 +696,43 @@ def _backward_slice(start: int, sequence: list[tuple[int, list[str]]], facts: _S
         for name in facts.kills.get(line, set()) & set(hit):
             del needed[name]
         if line not in found and line != start:
-            include(line, depth, "writes " + ", ".join(f"`{n}`" for n in sorted(hit)))
+            include(line, depth, "computes " + ", ".join(f"`{n}`" for n in sorted(hit)), False)
         else:
             for name in facts.uses.get(line, set()):
                 needed.setdefault(name, depth + 1)
-        if len(found) >= 10:
+        if len(found) >= 12:
             break
-    return [(line, depth, reason) for line, (depth, reason) in found.items()]
+    return [(line, depth, control, reason) for line, (depth, control, reason) in found.items()]
+
+
+def _score_call(path: str, facts: _Static, sequence: list[tuple[int, list[str]]], executed: set[int],
+                start: int, how: str, value: str | None, base: float,
+                add: Callable[[str, int | None, float, str], None]) -> None:
+    """Suspects from one traced call that ended at `start`: how = "value" (returned a computed
+    value), "constant" (`return False`), "implicit" (fell off the end: None) or "raised"."""
+    start = facts.stmt_of.get(start, start)
+    if how == "value":
+        add(path, start, base, f"returned {value}" if value is not None else "returned the wrong value")
+    elif how == "raised":
+        add(path, start, base * 1.05, "raised the exception")
+    elif how == "constant":
+        add(path, start, base * 0.5, f"returned the constant {value}")
+    else:
+        add(path, start, base * 0.4, "is where the function fell off its end (returning None)")
+    if how in ("constant", "implicit"):
+        # The value came from the path taken: the guards of the returns that did *not* run are suspect.
+        func = facts.func_of.get(start)
+        for ret in facts.returns.get(func, []) if func is not None else []:
+            if ret == start or ret in executed:
+                continue
+            guards = [c for c in facts.controls.get(ret, []) if c in executed]
+            if guards:
+                add(path, guards[0], base * 0.92, f"decides whether line {ret} (a `return` that never ran) runs")
+    for line, depth, control, reason in _backward_slice(start, sequence, facts, executed):
+        score = base * (0.85 ** depth) * (0.95 if control else 1.0)
+        if line in facts.initialisers:
+            score *= 0.6  # `x = 0` / `out = []`: rarely the mistake
+        add(path, line, score, reason)
 
 
 def _loop_suspects(path: str, line: int, facts: _Static) -> list[Suspect]:
@@ -689,19 +754,20 @@ def _loop_suspects(path: str, line: int, facts: _Static) -> list[Suspect]:
 
 def localise(failure: TestFailure) -> list[Suspect]:
     """Rank lines of the code under test by how likely they cause `failure` (highest first)."""
-    suspects: dict[tuple[str, int], Suspect] = {}
+    suspects: dict[tuple[str, int], tuple[Suspect, int]] = {}
 
     def add(path: str, line: int | None, score: float, reason: str) -> None:
         if not path or not line:
             return
         key = (path, line)
-        if key not in suspects or suspects[key].score < score:
-            suspects[key] = Suspect(path, line, round(score, 4), reason)
+        if key not in suspects:
+            suspects[key] = (Suspect(path, line, round(score, 4), reason), len(suspects))
+        elif suspects[key][0].score < score:
+            suspects[key] = (Suspect(path, line, round(score, 4), reason), suspects[key][1])
 
     trace = failure.trace
     code = failure.code_frame
-    timeout_like = failure.exc_type in ("TimeoutError", "Timeout", "Failed") and "took longer" in failure.message \
-        or failure.exc_type == "TimeoutError"
+    timeout_like = failure.exc_type == "TimeoutError" or "took longer" in failure.message
     # 1. An exception raised inside the code under test: its line, unless it is an alarm interrupting a loop.
     if code is not None:
         facts = static_facts(code.path)
@@ -711,8 +777,9 @@ def localise(failure: TestFailure) -> list[Suspect]:
             if facts:
                 for def_line, (start, end) in facts.functions.items():
                     if start <= line <= end:
-                        for ln, ctl in facts.controls.items():
-                            if start < ln <= end and ln in facts.returns.get(def_line, []) and ctl:
+                        for ret in facts.returns.get(def_line, []):
+                            ctl = facts.controls.get(ret, [])
+                            if ctl and start < ctl[0] <= end:
                                 add(code.path, ctl[0], 0.8, "is the base case that should stop the recursion")
         elif timeout_like:
             add(code.path, line, 0.7, "was running when the time limit hit")
@@ -724,44 +791,47 @@ def localise(failure: TestFailure) -> list[Suspect]:
             if facts:
                 for ctl in facts.controls.get(line, [])[:1]:
                     add(code.path, ctl, 0.55, "decides whether the failing line runs")
-    # 2. The re-executed failing call: the returning (or raising) line and its dynamic backward slice.
+    # 2. The re-executed failing call: the returning (or raising) line and its dynamic backward slice,
+    #    then the same for the last call of each function it called (helpers, recursive calls).
     if trace is not None and trace.path:
         facts = static_facts(trace.path)
         hits = trace.hits.get(trace.path, {})
         executed = {facts.stmt_of.get(ln, ln) for ln in hits} if facts else set(hits)
-        start: int | None = None
-        base = 0.9
+        raised_here = bool(trace.raised and trace.raised_line and trace.return_line == trace.raised_line
+                           and trace.return_value == "None")
         if trace.stopped and not trace.return_line and facts:
             hottest = max(hits, key=lambda ln: hits[ln], default=None)
             if hottest is not None:
                 for s in _loop_suspects(trace.path, facts.stmt_of.get(hottest, hottest), facts):
                     add(s.path, s.line, s.score - 0.02, s.reason)
-        elif trace.raised and trace.raised_line and code is None:
-            start = trace.raised_line
-            add(trace.path, start, 0.95, f"raised {trace.raised}")
-        elif trace.return_line:
-            start = trace.return_line
-            what = f"returned {trace.return_value}" if trace.return_value is not None else "returned"
-            add(trace.path, start, base, what)
-        elif code is not None and os.path.realpath(code.path) == trace.path:
-            start = code.line
-        if start is not None and facts is not None:
-            start = facts.stmt_of.get(start, start)
-            for line, depth, reason in _backward_slice(start, trace.sequence, facts, executed):
-                if reason == "control":
-                    add(trace.path, line, base * 0.9 * (0.85 ** depth), "decides whether the failing line runs")
-                else:
-                    add(trace.path, line, base * (0.85 ** depth), reason)
-            if not trace.sequence:
-                for ctl in facts.controls.get(start, [])[:1]:
-                    add(trace.path, ctl, 0.6, "decides whether the failing line runs")
+        elif facts is not None and trace.return_line:
+            start = facts.stmt_of.get(trace.return_line, trace.return_line)
+            if raised_here:
+                how = "raised"
+            elif start in facts.constant_returns:
+                how = "constant"
+            elif start in facts.returns.get(facts.func_of.get(start, -1), []):
+                how = "value"
+            else:
+                how = "implicit"
+            if not (how == "raised" and code is not None):
+                _score_call(trace.path, facts, trace.sequence, executed, start, how, trace.return_value, 0.9, add)
+        for callee in trace.callees[:6]:
+            cfacts = static_facts(callee.path)
+            if cfacts is None or not callee.return_line:
+                continue
+            cexec = {cfacts.stmt_of.get(ln, ln) for ln, _w in callee.sequence}
+            start = cfacts.stmt_of.get(callee.return_line, callee.return_line)
+            how = ("constant" if start in cfacts.constant_returns else
+                   "value" if start in cfacts.returns.get(cfacts.func_of.get(start, -1), []) else "implicit")
+            _score_call(callee.path, cfacts, callee.sequence, cexec, start, how, callee.return_value, 0.7, add)
     # 3. Nothing executed could be traced: the called function's return statements, weakly.
     if not suspects and failure.call is not None and failure.call.path:
         facts = static_facts(failure.call.path)
         if facts:
             for ln in facts.returns.get(failure.call.def_line, []):
                 add(failure.call.path, ln, 0.3, "is a return statement of the function the test calls")
-    return sorted(suspects.values(), key=lambda s: (-s.score, s.line))
+    return [s for s, _order in sorted(suspects.values(), key=lambda so: (-so[0].score, so[1]))]
 
 
 def rank_lines(failures: Sequence[TestFailure]) -> list[Suspect]:
@@ -899,7 +969,7 @@ def failures_to_diagnostics(run: TestRun, workspace: Path) -> list[Diagnostic]:
         count = int(diag.data.get("count", 1))
         if count > 1:
             diag.message += f" [{count} failing cases]"
-    return sorted(out, key=lambda d: (d.path, -d.rank, d.range.start.line))
+    return sorted(out, key=lambda d: (d.path, -d.rank))  # stable: ties keep the ranking order
 
 
 def _headline(failure: TestFailure) -> str:

@@ -255,50 +255,68 @@ def _find_call(frame, line):
     return None
 
 
+_GENERATOR_FLAGS = 0x20 | 0x80 | 0x200  # CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
+MAX_CALLEES = 12
+CALLEE_SEQUENCE = 400
+
+
 def _trace(func, args, kwargs):
-    """Re-run the failing call under sys.settrace: executed lines, the top frame's line sequence
-    with the variables each line wrote, and the line that returned (or raised)."""
+    """Re-run the failing call under sys.settrace (code under test only): the lines executed, and
+    for the called function's frame and the last call of every other function, the executed line
+    sequence with the variables each line wrote and the line that returned (or raised)."""
     hits = {}
-    seq = []
-    st = {"events": 0, "deadline": time.perf_counter() + TRACE_SECONDS, "top": None, "prev": None,
-          "snap": None, "return_line": None, "return_value": None, "raised": None, "raised_line": None,
-          "stopped": None}
+    frames = {}  # id(frame) -> [previous line, locals snapshot, sequence]
+    callees = {}  # code object -> record of its last finished call
+    st = {"events": 0, "deadline": time.perf_counter() + TRACE_SECONDS, "top": None, "top_record": None,
+          "raised": None, "raised_line": None, "stopped": None}
     top_code = func.__code__
 
-    def _writes(frame):
+    def _step(frame, fs):
         try:
-            now = frame.f_locals
+            now = dict(frame.f_locals)
         except Exception:
-            return {}, []
-        old = st["snap"] or {}
+            now = {}
+        old = fs[1] or {}
         changed = [k for k, v in now.items() if k not in old or old[k] is not v]
-        return dict(now), changed
+        if fs[0] is not None:
+            fs[2].append([fs[0], changed])
+            if len(fs[2]) > TRACE_SEQUENCE * 2:
+                del fs[2][: len(fs[2]) - TRACE_SEQUENCE]
+        fs[1] = now
 
     def local(frame, event, arg):
         st["events"] += 1
         if st["events"] >= TRACE_EVENTS or (st["events"] & 1023 == 0 and time.perf_counter() > st["deadline"]):
             st["stopped"] = "events" if st["events"] >= TRACE_EVENTS else "time"
             raise _Budget()
-        is_top = frame is st["top"]
+        key = id(frame)
+        fs = frames.get(key)
+        if fs is None:
+            fs = frames[key] = [None, None, []]
         if event == "line":
-            key = "%d" % frame.f_lineno
             per = hits.setdefault(frame.f_code.co_filename, {})
-            per[key] = per.get(key, 0) + 1
-            if is_top:
-                snap, changed = _writes(frame)
-                if st["prev"] is not None:
-                    seq.append([st["prev"], changed])
-                    if len(seq) > TRACE_SEQUENCE * 2:
-                        del seq[: len(seq) - TRACE_SEQUENCE]
-                st["prev"], st["snap"] = frame.f_lineno, snap
-        elif event == "return" and is_top:
-            _snap, changed = _writes(frame)
-            if st["prev"] is not None:
-                seq.append([st["prev"], changed])
-                st["prev"] = None
-            st["return_line"] = frame.f_lineno
-            st["return_value"] = _repr(arg)
-        elif event == "exception" and is_top:
+            line = "%d" % frame.f_lineno
+            per[line] = per.get(line, 0) + 1
+            _step(frame, fs)
+            fs[0] = frame.f_lineno
+        elif event == "return":
+            _step(frame, fs)
+            fs[0] = None
+            code = frame.f_code
+            record = {"path": os.path.realpath(code.co_filename), "function": code.co_name,
+                      "def_line": code.co_firstlineno, "return_line": frame.f_lineno,
+                      "return_value": _repr(arg), "sequence": list(fs[2])}
+            if not code.co_flags & _GENERATOR_FLAGS:
+                frames.pop(key, None)  # a generator's frame lives on after a yield
+            if frame is st["top"]:
+                st["top_record"] = record
+            else:
+                record["sequence"] = record["sequence"][-CALLEE_SEQUENCE:]
+                callees.pop(code, None)
+                callees[code] = record
+                while len(callees) > MAX_CALLEES:
+                    callees.pop(next(iter(callees)))
+        elif event == "exception" and frame is st["top"]:
             st["raised"] = arg[0].__name__ if arg and arg[0] is not None else None
             st["raised_line"] = frame.f_lineno
         return local
@@ -331,17 +349,20 @@ def _trace(func, args, kwargs):
         sys.settrace(old)
         if saved_timer is not None and saved_timer[0] > 0:
             signal.setitimer(signal.ITIMER_REAL, max(saved_timer[0], 0.01), saved_timer[1])
-    top_file = top_code.co_filename
+    top = st["top_record"] or {}
+    top_fs = frames.get(id(st["top"])) if st["top"] is not None else None
+    sequence = top.get("sequence") or (top_fs[2] if top_fs else [])
     return {
-        "path": os.path.realpath(top_file),
+        "path": os.path.realpath(top_code.co_filename),
         "hits": {os.path.realpath(f): h for f, h in hits.items()},
-        "sequence": seq[-TRACE_SEQUENCE:],
-        "return_line": st["return_line"],
-        "return_value": st["return_value"],
+        "sequence": sequence[-TRACE_SEQUENCE:],
+        "return_line": top.get("return_line"),
+        "return_value": top.get("return_value"),
         "raised": st["raised"],
         "raised_line": st["raised_line"],
         "stopped": st["stopped"],
         "events": st["events"],
+        "callees": list(callees.values())[::-1],
         "seconds": round(time.perf_counter() - started, 4),
     }
 
@@ -413,7 +434,8 @@ def _failure(item, call, report):
             target = found.pop("_callable")
             record["call"] = found
             if (target is not None and os.environ.get(TRACE_ENV, "1") != "0" and _traces_done < MAX_TRACES
-                    and not isinstance(exc, RecursionError)):
+                    and not isinstance(exc, (RecursionError, TimeoutError))):
+                # (a recursion or an alarm-interrupted loop would only burn the whole budget again)
                 _traces_done += 1
                 func, args, kwargs = target
                 try:

@@ -1,12 +1,169 @@
-"""LSP face of the analyzers (filled in by its own issue)."""
+"""Hover and `heedls/explain`: the plain-language explanation of the diagnostics under the cursor.
+
+Diagnostics come from the diagnostics feature's store (`server.services["diagnostics"].for_uri`);
+without it (feature disabled or not registered) hover shows nothing and `heedls/explain` answers
+an empty list. The explanation is the analyzer's (`analyzers.explain`), computed on demand; with
+`{"ai": true}` in the request and a provider that can chat, `heedls/explain` asks it for an
+explanation grounded in the same facts, marked "(AI-generated)".
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import Any
 
-if TYPE_CHECKING:
-    from heedls.server.app import HeedlsServer
+from heedls.analyzers import explain as explain_mod
+from heedls.analyzers.model import Diagnostic
+from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from lsprotocol import types
+
+log = logging.getLogger("heedls.hover")
+
+EXPLAIN_METHOD = "heedls/explain"
+AI_DEADLINE_S = 15.0
+
+
+def _field(params: Any, name: str) -> Any:
+    """Custom-method params arrive as dicts or attribute objects."""
+    if params is None:
+        return None
+    if isinstance(params, dict):
+        return params.get(name)
+    return getattr(params, name, None)
+
+
+def _diagnostics(server: HeedlsServer, uri: str) -> list[Diagnostic]:
+    store = server.services.get("diagnostics")
+    if store is None or not hasattr(store, "for_uri"):
+        return []
+    try:
+        return list(store.for_uri(uri))
+    except Exception:  # a store error must not break hover
+        log.exception("diagnostics store failed for hover")
+        return []
+
+
+def _lines(server: HeedlsServer, uri: str) -> list[str] | None:
+    try:
+        return server.workspace.get_text_document(uri).source.split("\n")
+    except Exception:
+        return None
+
+
+def _to_python_char(server: HeedlsServer, lines: list[str] | None, line: int, character: int) -> int:
+    """Client (UTF-16) column -> Python str index, which analyzer ranges use."""
+    if lines is None or not 0 <= line < len(lines) or lines[line].isascii():
+        return character
+    try:
+        pos = server.workspace.position_codec.position_from_client_units(
+            lines, types.Position(line=line, character=character))
+        return int(pos.character)
+    except Exception:
+        return character
+
+
+def _to_client_char(server: HeedlsServer, lines: list[str] | None, line: int, character: int) -> int:
+    if lines is None or not 0 <= line < len(lines) or lines[line].isascii():
+        return character
+    try:
+        return int(server.workspace.position_codec.client_num_units(lines[line][:character]))
+    except Exception:
+        return character
+
+
+def at_position(diagnostics: list[Diagnostic], line: int, character: int, *, same_line: bool = False) -> list[Diagnostic]:
+    """Diagnostics whose range contains (line, character); with `same_line`, those on the line
+    when none contains the position exactly (an explain request from a line-level gesture)."""
+    hits = []
+    for d in diagnostics:
+        start, end = d.range.start, d.range.end
+        # an empty range (a syntax error at a point) still answers on the character it sits on
+        end_char = end.character if (end.line, end.character) > (start.line, start.character) else start.character + 1
+        if (start.line, start.character) <= (line, character) <= (end.line, end_char):
+            hits.append(d)
+    if not hits and same_line:
+        hits = [d for d in diagnostics if d.range.start.line <= line <= d.range.end.line]
+    return hits
+
+
+def explanation_of(diagnostic: Diagnostic) -> str:
+    try:
+        return explain_mod.explain(diagnostic) or diagnostic.explanation or diagnostic.message
+    except Exception:
+        log.exception("explain failed for %s %s", diagnostic.source, diagnostic.code)
+        return diagnostic.explanation or diagnostic.message
+
+
+def _range_json(server: HeedlsServer, lines: list[str] | None, d: Diagnostic) -> dict[str, Any]:
+    s, e = d.range.start, d.range.end
+    return {
+        "start": {"line": s.line, "character": _to_client_char(server, lines, s.line, s.character)},
+        "end": {"line": e.line, "character": _to_client_char(server, lines, e.line, e.character)},
+    }
+
+
+def hover_markdown(diagnostics: list[Diagnostic]) -> str:
+    blocks = []
+    for d in diagnostics:
+        head = f"**heedls** · {d.source}" + (f" `{d.code}`" if d.code else "")
+        blocks.append(f"{head}\n\n{explanation_of(d)}")
+    return "\n\n---\n\n".join(blocks)
+
+
+def _chat_provider(server: HeedlsServer) -> Any | None:
+    for candidate in (server.services.get("chat"), getattr(server.services.get("engine"), "provider", None),
+                      server.services.get("provider")):
+        if candidate is not None and hasattr(candidate, "chat"):
+            return candidate
+    return None
 
 
 def register(server: HeedlsServer) -> None:
-    return None
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    async def hover(ls: HeedlsServer, params: types.HoverParams) -> types.Hover | None:
+        uri = params.text_document.uri
+        diagnostics = _diagnostics(ls, uri)
+        if not diagnostics:
+            return None
+        lines = _lines(ls, uri)
+        line = params.position.line
+        character = _to_python_char(ls, lines, line, params.position.character)
+        found = at_position(diagnostics, line, character)
+        if not found:
+            return None
+        first = found[0].range
+        return types.Hover(
+            contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=hover_markdown(found)),
+            range=types.Range(
+                start=types.Position(line=first.start.line,
+                                     character=_to_client_char(ls, lines, first.start.line, first.start.character)),
+                end=types.Position(line=first.end.line,
+                                   character=_to_client_char(ls, lines, first.end.line, first.end.character)),
+            ),
+        )
+
+    @server.feature(EXPLAIN_METHOD)
+    async def explain_request(ls: HeedlsServer, params: Any) -> dict[str, Any]:
+        document = _field(params, "textDocument")
+        uri = _field(document, "uri")
+        if not isinstance(uri, str):
+            return {"explanations": []}
+        diagnostics = _diagnostics(ls, uri)
+        position = _field(params, "position")
+        lines = _lines(ls, uri)
+        if position is not None:
+            line = int(_field(position, "line") or 0)
+            character = _to_python_char(ls, lines, line, int(_field(position, "character") or 0))
+            diagnostics = at_position(diagnostics, line, character, same_line=True)
+        chat = _chat_provider(ls) if _field(params, "ai") else None
+        out = []
+        for d in diagnostics:
+            text = explanation_of(d)
+            if chat is not None:
+                try:
+                    text = await explain_mod.explain_with_llm(d, chat, deadline_s=AI_DEADLINE_S)
+                except Exception:
+                    log.exception("LLM explanation failed")
+            out.append({"message": d.message, "explanation": text, "range": _range_json(ls, lines, d),
+                        "source": d.source, "code": d.code, "severity": d.severity})
+        return {"explanations": out}
