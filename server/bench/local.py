@@ -19,18 +19,19 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import random
 import statistics
 import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Optional
 
 import typer
-
 from heedls.server.providers.base import CompletionRequest
 
 SKIP_PROJECTS = frozenset({"test", "encodings", "heedls", "__phello__", "pydoc_data", "idlelib"})
@@ -113,7 +114,8 @@ def _load_postprocess() -> Callable[[str, CompletionRequest], str | None]:
     try:
         from heedls.server.pipeline.postprocess import postprocess
 
-        return postprocess
+        fn: Callable[[str, CompletionRequest], str | None] = postprocess
+        return fn
     except ImportError:  # the pipeline not installed yet: score the raw text
         return lambda text, request: text.rstrip() or None
 
@@ -212,7 +214,8 @@ async def run_bench(
                     row = {
                         "kind": cut.kind,
                         "shown": bool(shown_text),
-                        "exact": bool(shown_text) and shown_text.split("\n")[0].rstrip() == cut.rest.rstrip(),
+                        "exact": shown_text is not None
+                        and shown_text.split("\n")[0].rstrip() == cut.rest.rstrip(),
                         "saved": len(shown_text) if shown_text and continuation.startswith(shown_text) else 0,
                         "confidence": top.confidence if top else None,
                         "raw": top.meta.get("raw") if top else None,
@@ -261,6 +264,9 @@ async def run_bench(
             "mean_build_s": round(statistics.fmean(b["built_s"] for b in builds), 3) if builds else 0,
         },
         "jedi": use_jedi,
+        # Latency depends on what else the machine is doing: record it next to the figures.
+        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "cpus": os.cpu_count(),
         "protocol": "held-out file, project index without it; prefix only; post-processed top candidate",
         "targets": TARGETS,
     }
@@ -294,6 +300,7 @@ def _print_table(result: dict[str, Any]) -> None:
                       fmt.format(result["by_kind"]["mid"][key]))
     lat = result["latency_ms"]
     table.add_row("latency p50 / p95 (ms)", f"{lat['p50']:.1f} / {lat['p95']:.1f}", "", "")
+    table.add_row("machine load (1 min) / cpus", f"{result['load_avg_1m']} / {result['cpus']}", "", "")
     table.add_row("calibration error (ECE)", f"{result['ece']:.3f}", "", "")
     table.add_row("targets met", "yes" if result["targets_met"] else "no", "", "")
     Console().print(table)
@@ -302,14 +309,21 @@ def _print_table(result: dict[str, Any]) -> None:
 def register(bench_app: typer.Typer) -> None:
     @bench_app.command("local")
     def bench_local(
-        json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
-        root: list[Path] = typer.Option(None, "--root", help="Folder(s) of projects (default: stdlib and site-packages)."),
-        cuts: int = typer.Option(2000, "--cuts", min=1, help="Number of cut points."),
-        seed: int = typer.Option(0, "--seed", help="Sampling seed."),
-        per_file: int = typer.Option(25, "--per-file", min=1, help="Cut points per file."),
-        jedi: bool = typer.Option(True, "--jedi/--no-jedi", help="Include jedi completions."),
-        min_confidence: float = typer.Option(None, "--min-confidence", help="Override the provider's floor."),
-        dump: Path = typer.Option(None, "--dump", help="Write one JSON line per cut point here."),
+        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+        root: Annotated[
+            Optional[list[Path]],  # noqa: UP045 (typer needs Optional here)
+            typer.Option("--root", help="Folder of projects (repeatable; default: stdlib and site-packages)."),
+        ] = None,
+        cuts: Annotated[int, typer.Option("--cuts", min=1, help="Number of cut points.")] = 2000,
+        seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+        per_file: Annotated[int, typer.Option("--per-file", min=1, help="Cut points per file.")] = 25,
+        jedi: Annotated[bool, typer.Option("--jedi/--no-jedi", help="Include jedi completions.")] = True,
+        min_confidence: Annotated[
+            Optional[float], typer.Option("--min-confidence", help="Override the provider's floor.")  # noqa: UP045
+        ] = None,
+        dump: Annotated[
+            Optional[Path], typer.Option("--dump", help="Write one JSON line per cut point here.")  # noqa: UP045
+        ] = None,
     ) -> None:
         """Latency p50/p95 and suggestion quality of the local provider on held-out real code."""
         from rich.console import Console

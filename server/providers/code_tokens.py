@@ -60,61 +60,86 @@ def indent_of(line: str) -> int:
     return len(line.expandtabs(8)) - len(line.expandtabs(8).lstrip())
 
 
-@dataclass
-class _LineState:
-    in_string: str | None = None  # the triple quote we are inside, if any
-
-
-def _string_state_after(line: str, state: str | None) -> str | None:
-    """Track whether a line ends inside a triple-quoted string (docstrings span lines)."""
-    pos = 0
-    if state is not None:
-        end = line.find(state)
-        if end < 0:
-            return state
-        pos = end + 3
-        state = None
-    # Only look at code tokens so quotes inside comments or ordinary strings don't toggle state.
-    for tok in tokenize_line(line[pos:]):
-        body = tok.lstrip().lstrip("rRbBuUfF")
-        if body.startswith(("'''", '"""')):
-            quote = body[:3]
-            if len(body) < 6 or not body.endswith(quote):
-                return quote
+def _open_quote(toks: list[str]) -> str | None:
+    """The triple quote left open by the last token of a line, if any (a docstring goes on)."""
+    if not toks:
+        return None
+    body = toks[-1].lstrip().lstrip("rRbBuUfF")
+    if body.startswith(("'''", '"""')):
+        quote = body[:3]
+        if len(body) < 6 or not body.endswith(quote):
+            return quote
     return None
+
+
+LineState = tuple[str | None, int]  # (open triple quote, indentation) after a line
+
+
+def tokenize_one(line: str, state: LineState) -> tuple[list[str], LineState]:
+    """Tokens of one physical line given the state after the previous line."""
+    quote, prev_indent = state
+    stripped = line.strip()
+    if not stripped:
+        return [], state
+    if quote is not None:
+        # Inside a multi-line string: the line is prose, kept as one opaque token.
+        end = line.find(quote)
+        if end < 0:
+            return [stripped, EOL], (quote, prev_indent)
+        rest = tokenize_line(line[end + 3 :])
+        return [line[: end + 3].strip()] + rest + [EOL], (_open_quote(rest), prev_indent)
+    ind = indent_of(line)
+    head = [IND] if ind > prev_indent else [DED] if ind < prev_indent else []
+    toks = tokenize_line(line)
+    return head + toks + [EOL], (_open_quote(toks), ind)
 
 
 def line_tokens(lines: list[str]) -> list[list[str]]:
     """Per physical line, its tokens with EOL/IND/DED markers (blank lines give [])."""
+    return _line_tokens(lines)[0]
+
+
+def _line_tokens(lines: list[str]) -> tuple[list[list[str]], str | None, int]:
+    """line_tokens plus the state after the last line: open triple quote and indentation."""
     result: list[list[str]] = []
-    prev_indent = 0
-    state: str | None = None
+    state: LineState = (None, 0)
     for line in lines:
-        stripped = line.strip()
-        if not stripped:
-            result.append([])
-            continue
-        if state is not None:
-            # Inside a multi-line string: the line is prose, keep it as one opaque token.
-            new_state = _string_state_after(line, state)
-            if new_state is None:
-                end = line.find(state) + 3
-                toks = [line[:end].strip()] + tokenize_line(line[end:])
-            else:
-                toks = [stripped]
-            state = new_state
-            result.append(toks + [EOL])
-            continue
-        ind = indent_of(line)
-        head: list[str] = []
-        if ind > prev_indent:
-            head = [IND]
-        elif ind < prev_indent:
-            head = [DED]
-        prev_indent = ind
-        state = _string_state_after(line, None)
-        result.append(head + tokenize_line(line) + [EOL])
-    return result
+        toks, state = tokenize_one(line, state)
+        result.append(toks)
+    return result, state[0], state[1]
+
+
+class DocTokens:
+    """Incremental tokenization of one document's complete lines before the cursor.
+
+    Typing changes the last lines only, so consecutive requests re-tokenize just the lines that
+    differ from the previous call (lines are compared as strings, which is cheap)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.tokens: list[list[str]] = []
+        self.states: list[LineState] = []
+        self.kept = 0  # lines kept unchanged by the last update
+
+    def update(self, lines: list[str]) -> int:
+        """Make the document `lines`; returns how many leading lines were kept as they were."""
+        same = 0
+        limit = min(len(lines), len(self.lines))
+        while same < limit and lines[same] == self.lines[same]:
+            same += 1
+        del self.lines[same:], self.tokens[same:], self.states[same:]
+        self.kept = same
+        state = self.states[-1] if self.states else (None, 0)
+        for line in lines[same:]:
+            toks, state = tokenize_one(line, state)
+            self.lines.append(line)
+            self.tokens.append(toks)
+            self.states.append(state)
+        return same
+
+    @property
+    def state(self) -> LineState:
+        return self.states[-1] if self.states else (None, 0)
 
 
 def tokenize_source(text: str) -> list[str]:
@@ -136,30 +161,48 @@ class CursorContext:
     prev_lines: list[str]  # up to two previous non-blank lines, stripped, nearest last
 
 
-def cursor_context(prefix: str, max_lines: int = 400) -> CursorContext:
-    """Split the text before the cursor into completed tokens and the token being typed."""
+def cursor_context(prefix: str, max_lines: int = 400, doc: DocTokens | None = None) -> CursorContext:
+    """Split the text before the cursor into completed tokens and the token being typed.
+
+    With `doc`, the complete lines are tokenized incrementally (and all of them are kept)."""
     head, _, current = prefix.rpartition("\n")
-    lines = head.split("\n")[-max_lines:] if head or prefix.startswith("\n") else []
-    # When the prefix was truncated by the caller, the first line may be partial: harmless.
+    lines = head.split("\n") if head or prefix.startswith("\n") else []
+    if doc is None:
+        doc = DocTokens()
+        lines = lines[-max_lines:]
+    doc.update(lines)
+    quote, prev_indent = doc.state
     indent_str = current[: len(current) - len(current.lstrip())]
     body = current[len(indent_str):]
-    per_line = line_tokens(lines + [indent_str + "x"]) if lines or body or indent_str else [[]]
     tokens = [BOF]
-    for toks in per_line[:-1]:
+    for toks in doc.tokens[-max_lines:]:
         tokens.extend(toks)
-    # The marker of the current line's indentation (computed with a placeholder token "x").
-    last = per_line[-1]
-    if last and last[0] in (IND, DED):
-        tokens.append(last[0])
-    cur = tokenize_line(body)
-    if not body:
-        pending = ""
-    elif body[-1] in " \t":
-        pending = " "
+    if quote is not None:
+        # Inside a docstring: its lines are opaque tokens, so the whole typed text is pending.
+        pending = body
+        cur: list[str] = []
     else:
-        pending = cur.pop() if cur else ""
+        # The cursor line's indentation is known even before anything is typed on it.
+        if lines or body:
+            ind = indent_of(current)
+            if ind > prev_indent:
+                tokens.append(IND)
+            elif ind < prev_indent:
+                tokens.append(DED)
+        cur = tokenize_line(body)
+        if not body:
+            pending = ""
+        elif body[-1] in " \t":
+            pending = " "
+        else:
+            pending = cur.pop() if cur else ""
     tokens.extend(cur)
-    prev = [ln.strip() for ln in lines if ln.strip()][-2:]
+    prev: list[str] = []
+    for ln in reversed(doc.lines):
+        if ln.strip():
+            prev.insert(0, ln.strip())
+            if len(prev) == 2:
+                break
     return CursorContext(tokens=tokens, pending=pending, line_prefix=body, indent=indent_str, prev_lines=prev)
 
 

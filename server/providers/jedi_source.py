@@ -1,10 +1,13 @@
 """Jedi completions for the identifier or attribute being typed, bounded by a deadline.
 
 Jedi is the only source that knows names the workspace has never spelled out (attributes of
-installed libraries), but its first call in a file can take hundreds of milliseconds. So it runs on
-its own single worker thread: a request waits for it only as long as its deadline allows; a late
-result is kept (keyed by the document text and position) and serves the next request at the same
-place; and at most one job runs at a time, so slow jobs never pile up behind each other.
+installed libraries), but its first call in a file can take hundreds of milliseconds of pure-Python
+CPU. So it runs in its own worker *process* (a thread would hold the GIL and slow every request
+down), at a lower CPU priority, speaking JSON lines over stdin/stdout. A plain child process rather
+than multiprocessing: spawn re-imports the parent's `__main__`, which for `python -m heedls` would
+run the CLI again. A request waits for jedi only as long as its deadline allows; a late result is
+kept (keyed by the code and position) and serves the next request at the same place; at most one job
+runs at a time, so slow jobs never pile up.
 """
 
 from __future__ import annotations
@@ -12,77 +15,183 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("heedls.local.jedi")
 
 _RESULTS = 64
+_MAX_RESTARTS = 3
+Key = tuple[str, str, int, int]
 
 
 @dataclass(frozen=True)
 class NameCompletion:
     name: str  # the full name
-    rest: str  # what remains to be typed of it
+    rest: str  # what remains to be typed of it at the position asked
     kind: str  # jedi's type: "function", "class", "module", "instance", "keyword", …
+
+
+def _complete(project: Any, code: str, path: str, line: int, column: int) -> list[list[str]]:
+    import jedi
+
+    script = jedi.Script(code=code, path=path or None, project=project)
+    found = script.complete(line, column, fuzzy=False)
+    return [[c.name, c.complete or "", c.type] for c in found[:300] if c.complete is not None]
+
+
+def worker_main() -> None:
+    """The worker process: one JSON request per stdin line, one JSON answer per stdout line."""
+    try:
+        os.nice(10)  # background work: the server and the editor win the CPU when it is busy
+    except (AttributeError, OSError):
+        pass
+    import jedi
+
+    projects: dict[str, Any] = {}
+    for raw in sys.stdin:
+        try:
+            req = json.loads(raw)
+            ws = req.get("workspace") or ""
+            if ws and ws not in projects:
+                projects[ws] = jedi.Project(ws, load_unsafe_extensions=False)
+            items = _complete(projects.get(ws), req["code"], req["path"], req["line"], req["column"])
+        except Exception:  # noqa: BLE001 - jedi bugs on odd code must never kill the worker
+            items = []
+        sys.stdout.write(json.dumps({"id": req.get("id") if isinstance(req, dict) else None, "items": items}) + "\n")
+        sys.stdout.flush()
 
 
 class JediSource:
     def __init__(self, workspace: Path | None) -> None:
         self.workspace = workspace
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="heedls-jedi")
-        self._busy = threading.Lock()
-        self._results: OrderedDict[tuple[str, str, int, int], list[NameCompletion]] = OrderedDict()
-        self._project: object | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+        self._busy = False
+        self._pending: dict[int, tuple[Key, concurrent.futures.Future[None]]] = {}
+        self._results: OrderedDict[Key, list[NameCompletion]] = OrderedDict()
+        self._next_id = 0
+        self._restarts = 0
         self._available = True
 
-    def _key(self, code: str, path: str, line: int, column: int) -> tuple[str, str, int, int]:
+    @staticmethod
+    def _key(code: str, path: str, line: int, column: int) -> Key:
         return (path, hashlib.blake2b(code.encode("utf-8", "replace"), digest_size=12).hexdigest(), line, column)
 
-    def _run(self, key: tuple[str, str, int, int], code: str, path: str, line: int, column: int) -> None:
-        try:
-            import jedi
+    def cached(self, code: str, path: str, line: int, column: int) -> list[NameCompletion] | None:
+        return self._results.get(self._key(code, path, line, column))
 
-            if self._project is None and self.workspace is not None:
-                self._project = jedi.Project(self.workspace, load_unsafe_extensions=False)
-            script = jedi.Script(code=code, path=path or None, project=self._project)  # type: ignore[arg-type]
-            found = script.complete(line, column, fuzzy=False)
-            out = [NameCompletion(c.name, c.complete or "", c.type) for c in found[:50] if c.complete is not None]
-        except Exception as exc:  # jedi bugs on odd code must never surface
-            log.debug("jedi failed: %s", type(exc).__name__)
-            out = []
-        finally:
-            self._busy.release()
-        self._results[key] = out
-        while len(self._results) > _RESULTS:
-            self._results.popitem(last=False)
+    # -- the worker process ------------------------------------------------------------------
+    def _start(self) -> subprocess.Popen[str] | None:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        if self._restarts >= _MAX_RESTARTS:
+            self._available = False
+            return None
+        self._restarts += 1
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "from heedls.server.providers.jedi_source import worker_main; worker_main()"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                bufsize=1,
+            )
+        except OSError as exc:
+            log.warning("cannot start the jedi worker: %s", exc)
+            self._available = False
+            return None
+        self._proc = proc
+        threading.Thread(target=self._reader, args=(proc,), name="heedls-jedi-reader", daemon=True).start()
+        return proc
+
+    def _reader(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                continue
+            with self._lock:
+                entry = self._pending.pop(msg.get("id"), None)
+                self._busy = False
+            if entry is None:
+                continue
+            key, fut = entry
+            self._results[key] = [NameCompletion(*item) for item in msg.get("items", []) if len(item) == 3]
+            while len(self._results) > _RESULTS:
+                self._results.popitem(last=False)
+            if not fut.done():
+                fut.set_result(None)
+        # EOF: the worker died (or was closed); fail whatever was waiting and allow a restart.
+        with self._lock:
+            for _, fut in self._pending.values():
+                if not fut.done():
+                    fut.set_result(None)
+            self._pending.clear()
+            self._busy = False
+
+    def _submit(self, key: Key, code: str, path: str, line: int, column: int) -> concurrent.futures.Future[None] | None:
+        with self._lock:
+            if self._busy or not self._available:
+                return None  # one job at a time: never queue behind a slow one
+            proc = self._start()
+            if proc is None or proc.stdin is None:
+                return None
+            self._next_id += 1
+            fut: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._pending[self._next_id] = (key, fut)
+            self._busy = True
+            req = {"id": self._next_id, "workspace": str(self.workspace or ""), "code": code, "path": path,
+                   "line": line, "column": column}
+            try:
+                proc.stdin.write(json.dumps(req) + "\n")
+                proc.stdin.flush()
+            except (OSError, ValueError):
+                self._pending.pop(self._next_id, None)
+                self._busy = False
+                return None
+            return fut
 
     async def complete(
         self, code: str, path: str, line: int, column: int, timeout_s: float
     ) -> list[NameCompletion] | None:
         """Completions at 1-based `line`, 0-based `column`; None when not ready within timeout_s."""
-        if not self._available:
-            return None
         key = self._key(code, path, line, column)
         if key in self._results:
             return self._results[key]
-        if timeout_s <= 0 or not self._busy.acquire(blocking=False):
-            return None  # a previous job is still running: don't queue behind it
-        loop = asyncio.get_running_loop()
-        try:
-            fut = loop.run_in_executor(self._pool, self._run, key, code, path, line, column)
-        except RuntimeError:  # executor shut down
-            self._busy.release()
+        fut = self._submit(key, code, path, line, column)
+        if fut is None or timeout_s <= 0:
             return None
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout_s)
-        except (TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout_s)
+        except Exception:  # noqa: BLE001 - timeout: the job goes on and fills the cache for the next keystroke
             return None
         return self._results.get(key)
 
+    def warm_up(self) -> None:
+        """Start the worker and import jedi there, so the first real request isn't the one paying."""
+        self._submit(("", "", 0, 0), "import os\nos.", "", 2, 3)
+
     def close(self) -> None:
         self._available = False
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                if proc.stdin:
+                    proc.stdin.close()
+                proc.terminate()
+                proc.wait(timeout=2)
+            except Exception:  # noqa: BLE001
+                proc.kill()

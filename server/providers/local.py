@@ -29,8 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from heedls.server.providers.base import Candidate, CompletionRequest
-from heedls.server.providers.code_tokens import CursorContext, cursor_context, render, tokenize_source
-from heedls.server.providers.jedi_source import JediSource
+from heedls.server.providers.code_tokens import (
+    CursorContext,
+    DocTokens,
+    cursor_context,
+    render,
+    tokenize_source,
+)
+from heedls.server.providers.jedi_source import JediSource, NameCompletion
 from heedls.server.providers.ngram import MAX_ORDER, CacheModel, GlobalModel, NgramModel, Vocab
 from heedls.server.providers.retrieval import LineIndex, lookup
 
@@ -44,6 +50,10 @@ SKIP_DIRS = frozenset(
         ".ruff_cache", ".eggs", ".idea", ".vscode",
     }
 )
+CONTEXT_LINES = 60  # lines of tokens the n-gram context may reach back into
+CACHE_LINES = 2000  # the cache component: at most this many lines before the cursor
+JEDI_WHEN_BELOW = 0.5  # jedi is consulted when the best other candidate is less confident
+JEDI_RAW = 0.3  # raw confidence of an unambiguous jedi name (calibrated below like the others)
 _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 # Per-source calibration, logit(conf) = a * logit(raw) + b, fitted on cut points of real code
@@ -93,10 +103,13 @@ class _FileEntry:
 
 
 @dataclass
-class _PrefixMemo:
-    key: str = ""
+class _DocMemo:
+    """Per document: incremental tokens, their ids in the current vocabulary, the cache model."""
+
+    doc: DocTokens = field(default_factory=DocTokens)
+    vocab: Vocab | None = None
+    ids: list[list[int]] = field(default_factory=list)
     cache: CacheModel | None = None
-    lines: list[str] = field(default_factory=list)
 
 
 def iter_python_files(root: Path, limits: IndexLimits) -> list[Path]:
@@ -138,6 +151,8 @@ class LocalProvider:
         use_jedi: bool = True,
         min_confidence: float = 0.0,
         budget_s: float = 0.045,
+        jedi_share: float = 0.0,
+        threaded: bool = True,
     ) -> None:
         self.workspace = Path(workspace).resolve() if workspace else None
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -145,6 +160,14 @@ class LocalProvider:
         self.min_confidence = min_confidence
         # The provider's own latency budget; a caller's larger deadline doesn't make it slower.
         self.budget_s = budget_s
+        # Share of the budget a request waits for jedi before the n-gram model runs (default 0:
+        # jedi runs in parallel and is used if it answered by the time the n-gram model is done;
+        # a late answer serves the next keystrokes of the same name).
+        self.jedi_share = jedi_share
+        # Run the model on a worker thread (keeps the event loop free) or inline (no thread hand-
+        # off, which costs milliseconds of scheduling delay on a busy machine). The work itself is
+        # bounded by budget_s either way.
+        self.threaded = threaded
         self._index: _Index | None = None
         self._open_docs: dict[str, str] = {}
         self._dirty = threading.Event()
@@ -153,7 +176,7 @@ class LocalProvider:
         self._index_lock = threading.Lock()
         self._cpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="heedls-local")
         self._jedi = JediSource(self.workspace) if use_jedi else None
-        self._memo: dict[str, _PrefixMemo] = {}
+        self._memo: dict[str, _DocMemo] = {}
         self._file_cache: dict[str, _FileEntry] = {}
 
     # -- documents and indexing ---------------------------------------------------------------
@@ -167,6 +190,8 @@ class LocalProvider:
 
     def start_indexing(self) -> None:
         """Index the workspace on a daemon thread, then re-index (at most every 30 s) after changes."""
+        if self._jedi is not None:
+            self._jedi.warm_up()
         if self.workspace is None or self._indexer is not None:
             return
         self._indexer = threading.Thread(target=self._index_loop, name="heedls-local-index", daemon=True)
@@ -209,7 +234,7 @@ class LocalProvider:
                 return
             for path, (size, mtime, digest, toks, lines) in data["files"].items():
                 self._file_cache[path] = _FileEntry(size, mtime, digest, list(toks), list(lines))
-        except Exception:  # a corrupt cache is just a cold start
+        except Exception:  # noqa: BLE001 - a corrupt cache is just a cold start
             log.warning("local index cache unreadable; rebuilding")
             self._file_cache = {}
 
@@ -306,38 +331,82 @@ class LocalProvider:
         budget = max(0.0, min(deadline_s, self.budget_s))
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        ctx = cursor_context(request.prefix)
-        names = None
-        if self._jedi is not None and _wants_names(ctx):
-            code = request.document if request.document is not None else request.prefix
-            names = await self._jedi.complete(
-                code, request.path, request.line + 1, request.character, timeout_s=budget * 0.4
-            )
+        # Only the cursor line is needed to decide whether jedi can help.
+        line_ctx = cursor_context(request.prefix[request.prefix.rfind("\n") + 1 :])
+        names: list[NameCompletion] | None = None
+        jedi_args: tuple[str, str, int, int] | None = None
+        typed = "" if line_ctx.pending.strip() == "." else line_ctx.pending.strip()
+        if self._jedi is not None and _wants_names(line_ctx.pending):
+            # Ask jedi at the *start* of the name being typed and filter locally: the answer is
+            # then the same for every keystroke of the name, so a late result is reused.
+            head = request.prefix[: len(request.prefix) - len(typed)]
+            tail = ""
+            if request.document is not None and request.document.startswith(request.prefix):
+                tail = request.document[len(request.prefix):]
+            jedi_args = (head + tail, request.path, request.line + 1, request.character - len(typed))
+            if self.jedi_share > 0:
+                found = await self._jedi.complete(*jedi_args, timeout_s=budget * self.jedi_share)
+            else:
+                found = self._jedi.cached(*jedi_args)
+            names = _filter_names(found, typed)
         remaining = budget - (time.perf_counter() - started)
-        fut = loop.run_in_executor(self._cpu, self._suggest, request, ctx, names, started + budget)
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.005) + 0.01)
-        except (TimeoutError, asyncio.TimeoutError):
-            return []
+        if self.threaded:
+            fut = loop.run_in_executor(self._cpu, self._suggest, request, names, started + budget)
+            try:
+                out = await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.005) + 0.01)
+            except TimeoutError:
+                return []
+        else:
+            out = self._suggest(request, names, started + budget)
+        if names is None and jedi_args is not None and self._jedi is not None:
+            top = out[0].confidence or 0.0 if out else 0.0
+            if top < JEDI_WHEN_BELOW:
+                # The n-gram model is unsure: start jedi now (no waiting); its answer serves the
+                # next keystrokes of this name, and this request if it is already there.
+                await self._jedi.complete(*jedi_args, timeout_s=0.0)
+                late = _filter_names(self._jedi.cached(*jedi_args), typed)
+                if late is not None:
+                    out = self._with_jedi(out, late, line_ctx.pending)
+        return out
 
-    def _cache_for(self, request: CompletionRequest, vocab: Vocab) -> tuple[CacheModel, list[str]]:
-        """The cache component: the current file's complete lines before the cursor (memoised
-        per file while the cursor stays on the same line, which is the common case when typing)."""
-        head = request.prefix.rpartition("\n")[0]
-        head_lines = head.split("\n")[-600:] if head else []
-        key = hashlib.blake2b(head.encode("utf-8", "replace"), digest_size=12).hexdigest() + str(id(vocab))
+    def _with_jedi(self, out: list[Candidate], names: list[NameCompletion], pending: str) -> list[Candidate]:
+        if len(names) != 1:
+            return out
+        text = _jedi_text(names[0], pending)
+        if not text or any(c.text == text for c in out):
+            return out
+        raw = JEDI_RAW
+        cand = Candidate(text=text, provider=self.name, confidence=round(calibrate("jedi", raw), 4),
+                         source="jedi", meta={"kind": names[0].kind, "raw": raw})
+        if cand.confidence is not None and cand.confidence < self.min_confidence:
+            return out
+        merged = out + [cand]
+        merged.sort(key=lambda c: -(c.confidence or 0.0))
+        return merged
+
+    def _context(self, request: CompletionRequest, vocab: Vocab) -> tuple[CursorContext, CacheModel, list[str]]:
+        """The cursor context and the cache component (the current file's complete lines before
+        the cursor), both maintained incrementally per document: typing re-tokenizes one line."""
         memo = self._memo.get(request.path)
-        if memo is not None and memo.key == key and memo.cache is not None:
-            return memo.cache, memo.lines
-        toks = tokenize_source("\n".join(head_lines))
-        cache = CacheModel([vocab.id(t) for t in toks])
-        if len(self._memo) > 32:
-            self._memo.clear()
-        self._memo[request.path] = _PrefixMemo(key=key, cache=cache, lines=head_lines)
-        return cache, head_lines
+        if memo is None:
+            if len(self._memo) >= 32:
+                self._memo.pop(next(iter(self._memo)))
+            memo = self._memo[request.path] = _DocMemo()
+        before = len(memo.doc.lines)
+        ctx = cursor_context(request.prefix, max_lines=CONTEXT_LINES, doc=memo.doc)
+        same = memo.doc.kept
+        if memo.vocab is not vocab:
+            memo.vocab, memo.ids, memo.cache, same = vocab, [], None, 0
+        if memo.cache is None or same < before or len(memo.doc.lines) != before:
+            del memo.ids[same:]
+            for toks in memo.doc.tokens[same:]:
+                memo.ids.append([vocab.id(t) for t in toks])
+            window = memo.ids[-CACHE_LINES:]
+            memo.cache = CacheModel([i for line in window for i in line])
+        return ctx, memo.cache, memo.doc.lines[-CACHE_LINES:]
 
     def _suggest(
-        self, request: CompletionRequest, ctx: CursorContext, names: list[object] | None, until: float
+        self, request: CompletionRequest, names: list[NameCompletion] | None, until: float
     ) -> list[Candidate]:
         idx = self._index
         vocab = idx.vocab if idx else Vocab()
@@ -345,7 +414,7 @@ class LocalProvider:
         key = str(Path(request.path).resolve()) if request.path else ""
         fid = idx.fids.get(key) if idx else None
         exclude = model.glob.spans.get(key) if (model.glob is not None and key) else None
-        cache, cache_lines = self._cache_for(request, vocab)
+        ctx, cache, cache_lines = self._context(request, vocab)
 
         found: dict[str, tuple[float, str, dict[str, object]]] = {}
 
@@ -365,17 +434,12 @@ class LocalProvider:
                   {"kind": hit.kind, "support": hit.support, "total": hit.total})
 
         first_tokens: list[str] = []
-        jedi_rest: list[tuple[str, str]] = []
+        typed = ctx.pending.strip()
         for nc in names or []:
-            rest = getattr(nc, "rest", "")
-            full = getattr(nc, "name", "")
-            # The jedi name as a token in the spacing-aware form the n-gram model uses.
-            tok = ctx.pending[: len(ctx.pending) - len(ctx.pending.lstrip())] + full
-            if ctx.pending.strip() == ".":
+            if typed == ".":
                 continue  # attribute names follow the "." token: not a first token
-            if tok.startswith(ctx.pending):
-                first_tokens.append(tok)
-                jedi_rest.append((rest, getattr(nc, "kind", "")))
+            # The jedi name as a token in the spacing-aware form the n-gram model uses.
+            first_tokens.append(ctx.pending[: len(ctx.pending) - len(typed)] + nc.name)
 
         if time.perf_counter() < until:
             gens = model.generate(
@@ -387,10 +451,9 @@ class LocalProvider:
                 raw = gen.prob if gen.complete else gen.prob * 0.3
                 offer(text, raw, "ngram", {"order": gen.order, "complete": gen.complete})
 
-        if len(jedi_rest) == 1:
-            rest, kind = jedi_rest[0]
-            text = rest + ("(" if kind in ("function", "class") else "")
-            offer(text, 0.3, "jedi", {"kind": kind})
+        if len(names or []) == 1:
+            assert names is not None
+            offer(_jedi_text(names[0], ctx.pending), JEDI_RAW, "jedi", {"kind": names[0].kind})
 
         ranked = sorted(found.items(), key=lambda kv: -kv[1][0])
         return [
@@ -406,9 +469,22 @@ class LocalProvider:
         self._cpu.shutdown(wait=False, cancel_futures=True)
 
 
-def _wants_names(ctx: CursorContext) -> bool:
+def _filter_names(found: list[NameCompletion] | None, typed: str) -> list[NameCompletion] | None:
+    if found is None:
+        return None
+    return [nc for nc in found if nc.name.startswith(typed) and nc.name != typed]
+
+
+def _jedi_text(nc: NameCompletion, pending: str) -> str:
+    """The rest of the name, and the call's open paren when it is a function or class."""
+    typed = pending.strip()
+    rest: str = nc.name if typed == "." else nc.name[len(typed) :]
+    return rest + ("(" if nc.kind in ("function", "class") else "")
+
+
+def _wants_names(pending: str) -> bool:
     """Jedi helps while an identifier or an attribute is being typed."""
-    p = ctx.pending.strip()
+    p = pending.strip()
     if not p:
         return False
     return p == "." or (p[0] in _IDENT_CHARS and not p[0].isdigit())

@@ -17,13 +17,13 @@ is exactly this text, which is what `confidence` starts from.
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-
 from heedls.server.providers.code_tokens import BOF, EOL, SPECIAL
 
 IntArray = npt.NDArray[np.int64]
@@ -49,7 +49,6 @@ class Vocab:
             found = len(self.strings)
             self.ids[tok] = found
             self.strings.append(tok)
-            self._sorted = None
         return found
 
     def get(self, tok: str) -> int:
@@ -58,12 +57,18 @@ class Vocab:
     def __len__(self) -> int:
         return len(self.strings)
 
+    def freeze(self) -> None:
+        """Sort the spellings known so far for prefix search. Tokens added later (the current
+        file's new names) are not in it: re-sorting on every request would cost milliseconds."""
+        self._sorted = sorted(self.strings)
+
     def with_prefix(self, prefix: str, limit: int = 4000) -> list[int]:
-        """Ids of tokens starting with `prefix` (for the constrained first token)."""
+        """Ids of (frozen) tokens starting with `prefix` (for the constrained first token)."""
         import bisect
 
         if self._sorted is None:
-            self._sorted = sorted(self.strings)
+            self.freeze()
+        assert self._sorted is not None
         lo = bisect.bisect_left(self._sorted, prefix)
         out: list[int] = []
         for s in self._sorted[lo:]:
@@ -111,13 +116,7 @@ class GlobalModel:
         self.orig = (n - 1 - sa) if n else np.zeros(0, np.int64)
         size = max(len(vocab), 1)
         self.unigram = np.bincount(corpus, minlength=size).astype(np.float64) if n else np.zeros(size)
-
-    def file_unigram(self, key: str) -> IntArray | None:
-        span = self.spans.get(key)
-        if span is None or self.n == 0:
-            return None
-        rev_lo, rev_hi = self.n - span[1], self.n - span[0]
-        return np.bincount(self.rev[rev_lo:rev_hi], minlength=len(self.unigram))
+        vocab.freeze()
 
     def ranges(self, ctx_rev: list[int]) -> list[tuple[int, int]]:
         """SA ranges of the contexts ctx[-1:], ctx[-2:], … (ctx_rev is the context reversed)."""
@@ -156,13 +155,19 @@ class GlobalModel:
         succ = succ[succ >= 0]
         if len(succ) == 0:
             return None
-        uniq, cnt = np.unique(succ, return_counts=True)
-        scale = float(step)
-        return Counts(
-            total=float(len(succ)) * scale,
-            distinct=len(uniq),
-            counts={int(u): float(c) * scale for u, c in zip(uniq.tolist(), cnt.tolist())},
-        )
+        return _count(succ, float(step))
+
+
+def _count(values: IntArray, scale: float) -> Counts:
+    """Counts of token ids; small arrays (the common, long-context case) skip numpy's sort."""
+    if len(values) <= 96:
+        counts: dict[int, float] = {}
+        for v in values.tolist():
+            counts[v] = counts.get(v, 0.0) + scale
+    else:
+        uniq, cnt = np.unique(values, return_counts=True)
+        counts = {u: c * scale for u, c in zip(uniq.tolist(), cnt.tolist())}
+    return Counts(total=float(len(values)) * scale, distinct=len(counts), counts=counts)
 
 
 def _suffix_array(arr: IntArray, depth: int) -> IntArray:
@@ -220,14 +225,7 @@ class CacheModel:
             if i < len(depths) - levels:
                 out.append(None)
                 continue
-            uniq, cnt = np.unique(arr[pos], return_counts=True)
-            out.append(
-                Counts(
-                    total=float(len(pos)),
-                    distinct=len(uniq),
-                    counts={int(u): float(c) for u, c in zip(uniq.tolist(), cnt.tolist())},
-                )
-            )
+            out.append(_count(arr[pos], 1.0))
         return out
 
 
@@ -236,7 +234,7 @@ class Step:
     """The interpolated distribution at one context, lazily evaluated per token."""
 
     levels: list[Counts]  # merged global+cache counts, shortest context first
-    unigram: npt.NDArray[np.float64]
+    unigram: npt.NDArray[np.float64]  # workspace counts without the excluded file
     uni_total: float
     vocab_size: int
 
@@ -251,8 +249,10 @@ class Step:
     def candidates(self, limit: int = 12) -> list[int]:
         """Likely next tokens: successors of the longest contexts, most frequent first."""
         seen: dict[int, float] = {}
-        for level in reversed(self.levels):
-            for tok, c in sorted(level.counts.items(), key=lambda kv: -kv[1])[:limit]:
+        for level in reversed(self.levels[-2:]):
+            items = level.counts.items()
+            top = heapq.nlargest(limit, items, key=lambda kv: kv[1]) if len(items) > limit else items
+            for tok, c in sorted(top, key=lambda kv: -kv[1]):
                 seen.setdefault(tok, c)
             if len(seen) >= limit:
                 break
@@ -277,8 +277,23 @@ class NgramModel:
     ) -> None:
         self.vocab = vocab
         self.levels = levels
+        self._uni_memo: tuple[tuple[int, int], npt.NDArray[np.float64], float] | None = None
         self.glob = global_model
         self.cache_boost = cache_boost
+
+    def _unigram(self, exclude: tuple[int, int] | None) -> tuple[npt.NDArray[np.float64], float]:
+        """Unigram counts of the workspace minus the excluded span (memoised for the last span)."""
+        if self.glob is None or self.glob.n == 0:
+            return np.zeros(max(len(self.vocab), 1)), 0.0
+        if exclude is None:
+            return self.glob.unigram, float(self.glob.n)
+        if self._uni_memo is not None and self._uni_memo[0] == exclude:
+            return self._uni_memo[1], self._uni_memo[2]
+        g = self.glob
+        held = np.bincount(g.rev[g.n - exclude[1] : g.n - exclude[0]], minlength=len(g.unigram))
+        uni = g.unigram - held[: len(g.unigram)]
+        self._uni_memo = (exclude, uni, float(uni.sum()))
+        return uni, float(uni.sum())
 
     def step(
         self,
@@ -318,12 +333,7 @@ class NgramModel:
                     merged[tok] = merged.get(tok, 0.0) + self.cache_boost * cnt
             total = (g.total if g else 0.0) + (self.cache_boost * c.total if c else 0.0)
             levels.append(Counts(total=total, distinct=len(merged), counts=merged))
-        if self.glob is not None:
-            uni = self.glob.unigram
-            total = float(self.glob.n)
-        else:
-            uni = np.zeros(len(self.vocab))
-            total = 0.0
+        uni, total = self._unigram(exclude)
         step = Step(levels=levels, unigram=uni, uni_total=total, vocab_size=len(self.vocab))
         memo[key] = step
         return step
@@ -348,10 +358,15 @@ class NgramModel:
         # First token: constrained to extend what is being typed.
         cand = [t for t in first.candidates(limit=40) if vocab.strings[t].startswith(pending)]
         if pending:
-            extra = vocab.with_prefix(pending, limit=400)
+            # Spellings seen in the workspace (minus the excluded file) or earlier in this file.
+            extra = vocab.with_prefix(pending, limit=2000)
             if extra:
                 uni = first.unigram
-                extra.sort(key=lambda t: -(uni[t] if t < len(uni) else 0.0))
+                local = set(cache.arr.tolist()) if cache is not None else set()
+                extra.extend(t for t in local if t >= len(uni) and vocab.strings[t].startswith(pending))
+                weight = {t: (uni[t] if t < len(uni) else 0.0) + (5.0 if t in local else 0.0) for t in extra}
+                extra = [t for t in extra if weight[t] > 0]
+                extra.sort(key=lambda t: -weight[t])
                 cand.extend(t for t in extra[:30] if t not in cand)
         if first_tokens:
             cand.extend(vocab.id(t) for t in first_tokens if vocab.id(t) not in cand)
