@@ -1,0 +1,296 @@
+"""Specifications of the test runner, the pytest plugin and failure diagnostics (analyzers/testrun.py).
+
+Real failures come from QuixBugs bug folders (read in place, copied into tmp_path only); the rest
+are small workspaces built here: a hanging test, a test that forks and sleeps, a test that prints
+megabytes, a conftest that fails to import, a workspace without tests, non-UTF-8 source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from heedls.analyzers import testrun
+from heedls.analyzers.pytest_plugin import PLUGIN_DIR, PLUGIN_MODULE
+from heedls.analyzers.testrun import failures_to_diagnostics, find_python, related_tests, run_tests
+
+BENCH = Path("/work/shared/bench/quixbugs")
+needs_bench = pytest.mark.skipif(not BENCH.is_dir(), reason="QuixBugs bench not available")
+
+
+def _write(root: Path, files: dict[str, str | bytes]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return root
+
+
+def _bug(tmp_path: Path, name: str) -> Path:
+    work = tmp_path / name
+    shutil.copytree(BENCH / name, work)
+    return work
+
+
+def _dead(pid: int, wait_s: float = 5.0) -> bool:
+    """Gone, or a zombie waiting for a reaper (the container's init may not reap)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# -- interpreter and related tests ------------------------------------------------------------------
+
+def test_find_python_prefers_configured_then_workspace_venv(tmp_path: Path) -> None:
+    assert find_python(tmp_path) == sys.executable
+    venv_python = tmp_path / ".venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(sys.executable)
+    assert find_python(tmp_path) == str(venv_python)
+    other = tmp_path / "envs" / "py311" / "bin" / "python"
+    other.parent.mkdir(parents=True)
+    other.symlink_to(sys.executable)
+    assert find_python(tmp_path, "envs/py311/bin/python") == str(other)
+    assert find_python(tmp_path, str(tmp_path / "envs" / "py311")) == str(other)  # a venv folder
+    assert find_python(tmp_path, "/does/not/exist") == str(venv_python)  # bad setting: auto-detect
+
+
+def test_related_tests_by_import_then_by_name(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/shapes.py": "def area(): return 1\n",
+        "pkg/colors.py": "RED = 1\n",
+        "pkg/lonely.py": "X = 1\n",
+        "tests/test_a.py": "from pkg import shapes\n",
+        "tests/test_b.py": "import pkg.shapes as s\n",
+        "tests/test_c.py": "from pkg.colors import RED\n",
+        "tests/unit/test_lonely.py": "def test_x(): pass\n",
+        "other/deep/er/test_lonely.py": "def test_y(): pass\n",  # farther away
+        ".venv/lib/test_shapes.py": "import pkg.shapes\n",
+    })
+    found = related_tests(ws, ws / "pkg" / "shapes.py")
+    assert sorted(Path(p).name for p in found) == ["test_a.py", "test_b.py"]
+    assert related_tests(ws, ws / "pkg" / "colors.py") == [str((ws / "tests" / "test_c.py").resolve())]
+    # nobody imports it: the nearest test_<name>.py
+    assert related_tests(ws, ws / "pkg" / "lonely.py") == [str((ws / "tests" / "unit" / "test_lonely.py").resolve())]
+    # a test file is its own related test; an unrelated module means "the whole suite"
+    assert related_tests(ws, ws / "tests" / "test_a.py") == [str((ws / "tests" / "test_a.py").resolve())]
+    _write(ws, {"pkg/orphan.py": "Y = 2\n"})
+    assert related_tests(ws, ws / "pkg" / "orphan.py") == []
+
+
+def test_plugin_is_a_self_contained_file_shipped_in_the_package() -> None:
+    source = (PLUGIN_DIR / f"{PLUGIN_MODULE}.py").read_text(encoding="utf-8")
+    imports = {line.split()[1].split(".")[0] for line in source.splitlines()
+               if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
+    assert "heedls" not in imports
+    assert imports <= {"ast", "copy", "json", "linecache", "os", "reprlib", "signal", "sys", "threading", "time",
+                       "pytest", "difflib", "builtins"}
+    assert (PLUGIN_DIR / "__init__.py").exists()  # so setuptools ships it as heedls.analyzers.pytest_plugin
+
+
+# -- real failures ---------------------------------------------------------------------------------------
+
+@needs_bench
+def test_quixbugs_wrong_value_becomes_linked_diagnostics_with_the_input(tmp_path: Path) -> None:
+    ws = _bug(tmp_path, "bucketsort")
+    run = run_tests(ws, ["test_bucketsort.py"], timeout_s=60)
+    assert run.outcome == "failed" and run.failed >= 1 and run.failures
+    failure = run.failures[0]
+    assert failure.exc_type == "AssertionError"
+    assert failure.assertion is not None and failure.assertion.op == "=="
+    assert failure.call is not None and failure.call.input and failure.call.input.startswith("bucketsort(")
+    assert failure.test_frame is not None and failure.test_frame.path.endswith("test_bucketsort.py")
+    assert failure.trace is not None and failure.trace.return_line is not None
+    assert failure.test_locals  # the values at the failing frame
+    diags = failures_to_diagnostics(run, ws)
+    module = str((ws / "bucketsort.py").resolve())
+    test_diags = [d for d in diags if d.path.endswith("test_bucketsort.py")]
+    code_diags = [d for d in diags if d.path == module]
+    assert test_diags and code_diags
+    assert all(d.source == "pytest" and d.explanation for d in diags)
+    # linked both ways
+    assert any(r.path == module for r in test_diags[0].related)
+    assert any(r.path.endswith("test_bucketsort.py") for r in code_diags[0].related)
+    # the explanation names the failing input and the wrong value
+    text = code_diags[0].explanation or ""
+    assert failure.call.input[:40] in text and failure.assertion.left[:40] in text
+    # most likely cause first: the code diagnostics outrank the assertion
+    assert max(d.rank for d in code_diags) > max(d.rank for d in test_diags)
+
+
+@needs_bench
+def test_quixbugs_recursion_error_points_into_the_code_under_test(tmp_path: Path) -> None:
+    ws = _bug(tmp_path, "gcd")
+    run = run_tests(ws, None, timeout_s=60)
+    rec = [f for f in run.failures if f.exc_type == "RecursionError"]
+    assert rec, [f.exc_type for f in run.failures]
+    f = rec[0]
+    assert f.code_frame is not None and f.code_frame.path.endswith("gcd.py") and f.code_frame.function == "gcd"
+    assert f.frames_total > 100 and len(f.frames) <= 30  # a deep traceback, kept small
+    assert f.code_locals and set(f.code_locals) >= {"a", "b"}
+    assert f.suspects[0].path.endswith("gcd.py")
+    assert "base case" in (failures_to_diagnostics(run, ws)[0].explanation or "")
+
+
+# -- containment ------------------------------------------------------------------------------------------
+
+def test_a_hanging_test_is_killed_at_the_timeout(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {
+        "test_fast.py": "def test_ok():\n    assert True\n",
+        "test_slow.py": "import time\n\ndef test_hangs():\n    while True:\n        time.sleep(0.05)\n",
+    })
+    run = run_tests(ws, None, timeout_s=4)
+    assert run.outcome == "timeout"
+    assert run.running_test == "test_slow.py::test_hangs"
+    assert run.passed == 1 and run.seconds < 30
+    diags = failures_to_diagnostics(run, ws)
+    timeout = [d for d in diags if d.code == "timeout"]
+    assert len(timeout) == 1
+    assert timeout[0].path == str((ws / "test_slow.py").resolve()) and timeout[0].range.start.line == 2
+    assert "killed after 4 s" in timeout[0].message and "killed" in (timeout[0].explanation or "")
+
+
+def test_a_test_that_forks_and_sleeps_has_its_whole_group_killed(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {"test_fork.py": """
+        import os, time
+
+        def test_forks():
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(120)
+                os._exit(0)
+            with open("child.pid", "w") as fh:
+                fh.write(str(pid))
+            time.sleep(120)
+    """})
+    run = run_tests(ws, None, timeout_s=4)
+    assert run.outcome == "timeout"
+    child = int((ws / "child.pid").read_text())
+    assert _dead(child), "the forked grandchild survived the run"
+
+
+async def test_cancelling_an_async_run_kills_the_process_group(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {"test_wait.py": """
+        import os, time
+
+        def test_waits():
+            with open("test.pid", "w") as fh:
+                fh.write(str(os.getpid()))
+            time.sleep(120)
+    """})
+    task = asyncio.create_task(testrun.run_tests_async(ws, None, timeout_s=60))
+    for _ in range(200):
+        if (ws / "test.pid").exists() and (ws / "test.pid").read_text():
+            break
+        await asyncio.sleep(0.05)
+    pid = int((ws / "test.pid").read_text())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _dead(pid)
+
+
+def test_a_test_printing_megabytes_is_bounded(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {"test_noisy.py": """
+        import sys
+
+        def test_prints_then_passes():
+            sys.stdout.write("x" * 8_000_000)
+
+        def test_prints_then_fails():
+            print("y" * 3_000_000)
+            print("the last line")
+            assert 1 == 2
+    """})
+    run = run_tests(ws, None, timeout_s=60)
+    assert run.outcome == "failed" and run.passed == 1 and run.failed == 1
+    assert len(run.stderr_tail) <= testrun.STDERR_TAIL
+    failure = run.failures[0]
+    assert len(failure.stdout_tail) <= 2000 and "the last line" in failure.stdout_tail
+
+
+def test_a_conftest_that_fails_to_import_is_a_diagnostic_at_the_import(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {
+        "conftest.py": "import os\nimport heedls_no_such_module_xyz\n",
+        "test_x.py": "def test_x():\n    assert True\n",
+    })
+    run = run_tests(ws, None, timeout_s=60)
+    assert run.outcome == "error" and run.passed == 0
+    assert len(run.collect_errors) == 1
+    err = run.collect_errors[0]
+    assert Path(err.path) == (ws / "conftest.py").resolve() and err.line == 2
+    assert err.exc_type == "ModuleNotFoundError" and "heedls_no_such_module_xyz" in err.message
+    diags = failures_to_diagnostics(run, ws)
+    assert len(diags) == 1 and diags[0].range.start.line == 1 and diags[0].code == "ModuleNotFoundError"
+    assert "not installed" in (diags[0].explanation or "")
+
+
+def test_a_test_module_that_fails_to_import_is_a_collection_error(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {
+        "test_ok.py": "def test_ok():\n    assert True\n",
+        "test_broken.py": "\n\nfrom helpers import nothing_here\n",
+        "helpers.py": "X = 1\n",
+    })
+    run = run_tests(ws, None, timeout_s=60)
+    assert run.outcome == "error" and run.collect_errors
+    err = run.collect_errors[0]
+    assert Path(err.path).name == "test_broken.py" and err.line == 3 and err.exc_type == "ImportError"
+
+
+def test_a_workspace_without_tests(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {"mod.py": "X = 1\n"})
+    run = run_tests(ws, None, timeout_s=60)
+    assert run.outcome == "no-tests" and run.total == 0
+    assert failures_to_diagnostics(run, ws) == []
+
+
+def test_non_utf8_sources(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {
+        "legacy.py": "# -*- coding: latin-1 -*-\nNAME = 'caf\xe9'\n\ndef greet():\n    return NAME + 1\n".encode("latin-1"),
+        "undeclared.py": b"NAME = 'caf\xe9'\n",
+        "test_legacy.py": "from legacy import greet\n\ndef test_greet():\n    assert greet() == 'x'\n",
+        "test_undeclared.py": "import undeclared\n\ndef test_u():\n    assert undeclared.NAME\n",
+    })
+    run = run_tests(ws, ["test_legacy.py"], timeout_s=60)
+    assert run.outcome == "failed"
+    f = run.failures[0]
+    assert f.exc_type == "TypeError" and f.code_frame is not None and f.code_frame.line == 5
+    assert "caf\xe9" in f.code_locals.get("NAME", "") or "NAME" not in f.code_locals
+    diags = failures_to_diagnostics(run, ws)
+    assert any(d.path.endswith("legacy.py") and d.range.start.line == 4 for d in diags)
+    broken = run_tests(ws, ["test_undeclared.py"], timeout_s=60)
+    assert broken.outcome == "error" and broken.collect_errors
+    assert broken.collect_errors[0].exc_type == "SyntaxError"
+    assert Path(broken.collect_errors[0].path).name == "undeclared.py"
+
+
+def test_reading_a_report_cut_short_by_a_kill(tmp_path: Path) -> None:
+    from heedls.analyzers.proc import ProcResult
+
+    report = tmp_path / "r.jsonl"
+    report.write_text('{"event": "session"}\n{"event": "test_start", "nodeid": "t.py::a"}\n'
+                      '{"event": "report", "nodeid": "t.py::a", "when": "call", "outcome": "passed"}\n'
+                      '{"event": "test_start", "nodeid": "t.py::b"}\n{"event": "fail', encoding="utf-8")
+    run = testrun.parse_report(report, ProcResult(None, "", "", 3.0, True), tmp_path, 3.0, [])
+    assert run.outcome == "timeout" and run.passed == 1 and run.running_test == "t.py::b"
