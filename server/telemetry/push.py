@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 from heedls.server.events import SCHEMA, SuggestionEvent
 from heedls.server.telemetry.export import PrivacyLevel, to_record
+from heedls.server.telemetry.store import decode_data
 
 log = logging.getLogger("heedls.telemetry")
 TOKEN_ENV = "HEEDLS_TELEMETRY_TOKEN"
@@ -165,7 +166,9 @@ def push(
             events = []
             for data in latest.values():
                 try:
-                    events.append(to_record(SuggestionEvent.from_dict(json.loads(data)), privacy))
+                    events.append(
+                        to_record(SuggestionEvent.from_dict(json.loads(decode_data(data))), privacy)
+                    )
                 except (ValueError, TypeError):
                     continue
             payload = json.dumps(

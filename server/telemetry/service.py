@@ -28,6 +28,7 @@ def open_store(
 
     `notify` (e.g. `server.notify_log`) receives the store's warnings; they are raised on the
     writer thread, so with `loop` given they are handed to that loop with call_soon_threadsafe.
+    `config.privacy == "nocode"` keeps code out of the store itself (lengths are stored instead).
     Never raises: opening happens on the writer thread and failures become warnings.
     """
     if not config.enabled:
@@ -43,4 +44,4 @@ def open_store(
             except RuntimeError:  # loop closed during shutdown
                 log.warning("%s", message)
 
-    return TelemetryStore(store_path(root, config), on_warning=on_warning)
+    return TelemetryStore(store_path(root, config), on_warning=on_warning, privacy=config.privacy)

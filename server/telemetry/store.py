@@ -33,6 +33,7 @@ import sqlite3
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,7 +50,7 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT NOT NULL,             -- suggestion id; several snapshot rows per id
     ts REAL NOT NULL,             -- the event's own ts (suggestion created), for --since
     recorded REAL NOT NULL,       -- wall clock when the row was handed to record()
-    data TEXT NOT NULL            -- SuggestionEvent.to_json()
+    data TEXT NOT NULL            -- SuggestionEvent.to_json(); a zlib BLOB when over 1 kB
 );
 CREATE INDEX IF NOT EXISTS events_id_seq ON events(id, seq);
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
@@ -76,6 +77,23 @@ _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = (
 )
 
 Row = tuple[str, float, float, str]  # id, ts, recorded, json
+
+# Rows above this size are stored zlib-compressed (a BLOB instead of TEXT): prefixes and suffixes of
+# several kB repeat in every snapshot of a suggestion, and code compresses 3-5x. Done on the writer
+# thread; readers decode both forms (decode_data), so old and new rows mix freely.
+COMPRESS_ABOVE = 1024
+
+
+def encode_data(data: str) -> str | bytes:
+    if len(data) <= COMPRESS_ABOVE:
+        return data
+    return zlib.compress(data.encode("utf-8"), 1)
+
+
+def decode_data(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        return zlib.decompress(value).decode("utf-8")
+    return str(value)
 
 
 @dataclass
@@ -159,7 +177,7 @@ def read_rows(path: Path | str, since: float | None = None) -> Iterator[tuple[in
             if not chunk:
                 break
             for seq, data in chunk:
-                yield int(seq), str(data)
+                yield int(seq), decode_data(data)
     finally:
         conn.close()
 
@@ -193,8 +211,11 @@ class TelemetryStore:
         lock_timeout_s: float = 5.0,
         retry_interval_s: float = 30.0,
         on_warning: Callable[[str], None] | None = None,
+        privacy: str = "full",
     ) -> None:
         self.path = Path(path)
+        # "nocode": code never reaches the disk; rows are stored as the nocode export writes them.
+        self.privacy = privacy
         self.batch_interval_s = batch_interval_s
         self.batch_size = max(1, batch_size)
         self.max_size_mb = max_size_mb
@@ -226,7 +247,13 @@ class TelemetryStore:
         if self._closed:
             self._warn("telemetry: record() after close(); event dropped", once="closed")
             return
-        row = (event.id, float(event.ts), time.time(), event.to_json())
+        if self.privacy == "nocode":
+            from heedls.server.telemetry.export import to_record
+
+            data = json.dumps(to_record(event, "nocode"), ensure_ascii=False, separators=(",", ":"))
+        else:
+            data = event.to_json()
+        row = (event.id, float(event.ts), time.time(), data)
         self._queue.put(row)
         self.recorded += 1
 
@@ -510,7 +537,7 @@ class TelemetryStore:
                 with self._conn:
                     self._conn.executemany(
                         "INSERT INTO events(id, ts, recorded, data) VALUES (?, ?, ?, ?)",
-                        chunk,
+                        [(ident, ts, recorded, encode_data(data)) for ident, ts, recorded, data in chunk],
                     )
             except (sqlite3.Error, _Corrupt) as exc:
                 problem: BaseException = exc

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -22,9 +23,10 @@ from heedls.server.telemetry.store import TelemetryStore, read_events
 
 
 def event(i: int, size: int = 40) -> SuggestionEvent:
+    # random text: the store compresses large rows, and the size tests need rows of known size
     return SuggestionEvent(
         id=f"e{i:06d}", session="s", ts=1_700_000_000.0 + i, language="python", file="m.py",
-        prefix="x = 1\n" * (size // 6), suffix="", suggestion=f"y = {i}", shown=True,
+        prefix=secrets.token_hex(size // 2), suffix="", suggestion=f"y = {i}", shown=True,
     )  # fmt: skip
 
 
@@ -299,7 +301,7 @@ def test_size_cap_full_degrades_to_memory_and_keeps_what_was_written(tmp_path: P
 
 DISK_FULL = textwrap.dedent(
     """
-    import json, resource, signal, sys
+    import json, resource, secrets, signal, sys
     from pathlib import Path
     from heedls.server.events import SuggestionEvent
     from heedls.server.telemetry.store import TelemetryStore
@@ -309,7 +311,7 @@ DISK_FULL = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
     store = TelemetryStore(Path(sys.argv[1]), batch_size=16)
     for i in range(600):
-        store.record(SuggestionEvent(id=f"e{i:06d}", session="s", ts=1.0 + i, prefix="p" * 1000))
+        store.record(SuggestionEvent(id=f"e{i:06d}", session="s", ts=1.0 + i, prefix=secrets.token_hex(500)))
     store.flush()
     print(json.dumps({"state": store.state, "written": store.written, "buffered": store.buffered,
                       "count": store.count(), "warnings": store.warnings}))

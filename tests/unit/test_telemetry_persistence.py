@@ -73,9 +73,7 @@ def test_slightly_edited_text_still_counts() -> None:
 
 
 def test_reformatting_is_not_an_edit() -> None:
-    reformatted = DOC.replace("r ** 2 if r", "r**2  if  r").replace(
-        " else ", "\n        else "
-    )
+    reformatted = DOC.replace("r ** 2 if r", "r**2  if  r").replace(" else ", "\n        else ")
     assert similarity(ACCEPTED, reformatted, OFFSET) > 0.9
 
 
@@ -88,11 +86,7 @@ def test_deleted_text_does_not_persist() -> None:
 
 
 def test_rewritten_text_does_not_persist() -> None:
-    rewritten = (
-        BEFORE
-        + "if r < 0:\n        raise ValueError(r)\n    return 3.14159 * r * r"
-        + AFTER
-    )
+    rewritten = BEFORE + "if r < 0:\n        raise ValueError(r)\n    return 3.14159 * r * r" + AFTER
     docs: dict[str, str | None] = {"file:///w/geo.py": rewritten}
     tracker, clock, event = tracker_with(docs)
     tracker.check(clock.now + 30, docs.get)
@@ -122,15 +116,7 @@ def test_text_shifted_by_edits_above_is_found() -> None:
 
 
 def test_text_moved_elsewhere_in_the_file_is_found() -> None:
-    moved = (
-        BEFORE
-        + "pass"
-        + AFTER
-        + "# filler line\n" * 300
-        + "\ndef area2(r):\n    "
-        + ACCEPTED
-        + "\n"
-    )
+    moved = BEFORE + "pass" + AFTER + "# filler line\n" * 300 + "\ndef area2(r):\n    " + ACCEPTED + "\n"
     docs: dict[str, str | None] = {"file:///w/geo.py": moved}
     tracker, clock, event = tracker_with(docs)
     tracker.check(clock.now + 30, docs.get)
@@ -157,9 +143,7 @@ def test_closed_document_leaves_the_checkpoint_unknown() -> None:
     assert (event.persisted_30s, event.persisted_120s) == (None, True)
 
 
-def test_overdue_check_decides_all_due_checkpoints_at_once_and_clock_is_injectable() -> (
-    None
-):
+def test_overdue_check_decides_all_due_checkpoints_at_once_and_clock_is_injectable() -> None:
     docs: dict[str, str | None] = {"file:///w/geo.py": DOC}
     tracker, clock, event = tracker_with(docs)
     assert tracker.next_due() == clock.now + 30

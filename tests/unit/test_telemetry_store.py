@@ -172,3 +172,32 @@ def test_open_store_follows_config_and_delivers_warnings_on_the_loop(
     default = open_store(tmp_path, TelemetryConfig())
     assert default is not None and default.path == default_store_path(tmp_path)
     default.close()
+
+
+def test_large_rows_are_compressed_and_read_back_identically(tmp_path: Path) -> None:
+    big = event(1, prefix="def f(x):\n    return x\n" * 400)
+    with TelemetryStore(tmp_path / "ev.sqlite3") as store:
+        store.record(big)
+        store.record(event(2))
+        store.flush()
+        (got_big, got_small) = list(store.iter_events())
+    assert got_big.to_dict() == big.to_dict() and got_small.id == "s-2"
+    conn = sqlite3.connect(tmp_path / "ev.sqlite3")
+    kinds = [r[0] for r in conn.execute("SELECT typeof(data) FROM events ORDER BY seq")]
+    size = conn.execute("SELECT length(data) FROM events WHERE seq = 1").fetchone()[0]
+    conn.close()
+    assert kinds == ["blob", "text"]
+    assert size < len(big.to_json()) / 5
+
+
+def test_nocode_store_never_writes_code(tmp_path: Path) -> None:
+    path = tmp_path / "ev.sqlite3"
+    with TelemetryStore(path, privacy="nocode") as store:
+        store.record(
+            event(1, prefix="def very_private_name():\n    ", suggestion="return secret_token_value")
+        )
+        store.flush()
+        (got,) = list(store.iter_events())
+    assert got.prefix is None and got.suggestion is None and got.extra["suggestion_len"] == 25
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert b"very_private_name" not in raw and b"secret_token_value" not in raw
