@@ -53,6 +53,7 @@ class RepairRequest:
     max_plausible: int = 3
     confirm: bool = True
     focus_line: int | None = None  # 1-based; editors ask about a position
+    source: str | None = None  # the editor's unsaved text of the module (None = read the file)
 
 
 @dataclass
@@ -148,7 +149,7 @@ class Repairer:
         self.rel_module = str(self.module.relative_to(self.root))
         self.rel_tests = [str(t.relative_to(self.root)) for t in self.tests]
         self.python = find_python(self.root, req.python)
-        self.original = self.module.read_text(encoding="utf-8")
+        self.original = req.source if req.source is not None else self.module.read_text(encoding="utf-8")
         self.tests_digest = _digest(self.python, *[t.read_text(encoding="utf-8", errors="replace") for t in self.tests])
         self.workers: list[Worker] = []
         self.lock = threading.Lock()
@@ -227,7 +228,7 @@ class Repairer:
             return self._result("cancelled", "Cancelled.")
         self.progress("running the tests with coverage", 0.05)
         baseline = self.workers[0].run(
-            self.rel_module, None, self.rel_tests, exitfirst=False, trace=True,
+            self.rel_module, self.original, self.rel_tests, exitfirst=False, trace=True,
             timeout_s=max(1.0, min(60.0, self.left() * 0.5)), test_limit_s=0.6,
         )
         self.runs += 1

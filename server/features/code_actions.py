@@ -1,12 +1,340 @@
-"""LSP face of the analyzers (filled in by its own issue)."""
+"""Code actions: ruff's fixes carried on diagnostics, and repairs proven by running the tests.
+
+- ruff fixes come from `server.services["diagnostics"].for_uri(uri)` (`Diagnostic.fixes`):
+  safe → quickfix, unsafe → quickfix titled "(unsafe)", display-only → never applied.
+  Fixes with applicability "validated" (proven by tests) are offered too; "hint" never as a fix.
+- `heedls/fix` ({"textDocument": {"uri"}, "position"?}) runs the repair engine (work-done progress,
+  cancellable: $/cancelRequest or the progress's cancel button stops the worker processes) and
+  returns {"fixed", "patch", "edit", "explanation", …}. A found fix is cached per document text, so
+  a later `textDocument/codeAction` on the failing test's diagnostics offers
+  "Fix: … (tests pass)" with the edit.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import hashlib
+import itertools
+import logging
+import threading
+from pathlib import Path
+from typing import Any
 
-if TYPE_CHECKING:
-    from heedls.server.app import HeedlsServer
+from heedls.analyzers.model import Diagnostic, Fix
+from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from lsprotocol import types
+from pygls import uris
+
+log = logging.getLogger("heedls.code_actions")
+
+FIX_METHOD = "heedls/fix"
+_ids = itertools.count(1)
+
+
+def _field(params: Any, name: str) -> Any:
+    if params is None:
+        return None
+    if isinstance(params, dict):
+        return params.get(name)
+    return getattr(params, name, None)
+
+
+def _text_of(server: HeedlsServer, uri: str) -> str | None:
+    try:
+        return server.workspace.get_text_document(uri).source
+    except Exception:  # noqa: BLE001 - unknown document: read from disk
+        path = uris.to_fs_path(uri)
+        if path and Path(path).is_file():
+            return Path(path).read_text(encoding="utf-8", errors="replace")
+        return None
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _position(lines: list[str], offset_line: int, col: int) -> types.Position:
+    line_text = lines[offset_line] if offset_line < len(lines) else ""
+    return types.Position(line=offset_line, character=_utf16(line_text[:col]))
+
+
+def minimal_edit(old: str, new: str) -> tuple[types.Range, str]:
+    """One TextEdit turning old into new: the differing middle, at whole-line granularity."""
+    old_lines = old.splitlines(keepends=True)
+    new_lines = new.splitlines(keepends=True)
+    start = 0
+    while start < min(len(old_lines), len(new_lines)) and old_lines[start] == new_lines[start]:
+        start += 1
+    end_old, end_new = len(old_lines), len(new_lines)
+    while end_old > start and end_new > start and old_lines[end_old - 1] == new_lines[end_new - 1]:
+        end_old -= 1
+        end_new -= 1
+    rng = types.Range(start=types.Position(line=start, character=0), end=types.Position(line=end_old, character=0))
+    if end_old == len(old_lines) and old_lines and not old_lines[-1].endswith("\n"):
+        # the last line has no newline: end the range at its last character instead
+        last = old_lines[-1]
+        rng = types.Range(start=rng.start, end=types.Position(line=len(old_lines) - 1, character=_utf16(last)))
+    return rng, "".join(new_lines[start:end_new])
+
+
+def workspace_edit(uri: str, old: str, new: str, version: int | None = None) -> types.WorkspaceEdit:
+    rng, text = minimal_edit(old, new)
+    return types.WorkspaceEdit(changes={uri: [types.TextEdit(range=rng, new_text=text)]})
+
+
+def _lsp_range(d: Diagnostic) -> types.Range:
+    return types.Range(
+        start=types.Position(line=d.range.start.line, character=d.range.start.character),
+        end=types.Position(line=d.range.end.line, character=d.range.end.character),
+    )
+
+
+def _overlaps(d: Diagnostic, rng: types.Range) -> bool:
+    return not (d.range.end.line < rng.start.line or d.range.start.line > rng.end.line)
+
+
+def _fix_edit(server: HeedlsServer, uri: str, fix: Fix) -> types.WorkspaceEdit:
+    changes: dict[str, list[types.TextEdit]] = {}
+    for e in fix.edits:
+        target = uris.from_fs_path(e.path) or uri if e.path else uri
+        lines = (_text_of(server, target) or "").split("\n")
+        changes.setdefault(target, []).append(
+            types.TextEdit(
+                range=types.Range(
+                    start=_position(lines, e.range.start.line, e.range.start.character),
+                    end=_position(lines, e.range.end.line, e.range.end.character),
+                ),
+                new_text=e.new_text,
+            )
+        )
+    return types.WorkspaceEdit(changes=changes)
+
+
+class RepairService:
+    """Runs `heedls/fix` requests and remembers their validated fixes per document text."""
+
+    def __init__(self, server: HeedlsServer) -> None:
+        self.server = server
+        self.cache: dict[str, dict[str, Any]] = {}  # uri -> {"digest", "result"}
+        self.running: dict[str, threading.Event] = {}
+        self.last_workers: list[int] = []  # pids of the runner processes of the latest repair (tests)
+
+    @staticmethod
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def cached(self, uri: str, text: str) -> Any | None:
+        entry = self.cache.get(uri)
+        if entry and entry["digest"] == self.digest(text):
+            return entry["result"]
+        return None
+
+    def _chat(self) -> Any | None:
+        if not self.server.config.repair.use_provider:
+            return None
+        for candidate in (self.server.services.get("chat"), getattr(self.server.services.get("engine"), "provider", None),
+                          self.server.services.get("provider")):
+            if candidate is not None and hasattr(candidate, "chat"):
+                return _LoopBridge(candidate, asyncio.get_running_loop())
+        return None
+
+    async def fix(self, params: Any) -> dict[str, Any]:
+        from heedls.analyzers import check, testrun
+        from heedls.analyzers.repair.engine import RepairRequest, Repairer
+
+        uri = _field(_field(params, "textDocument"), "uri")
+        empty = {"fixed": False, "patch": "", "edit": None, "explanation": ""}
+        if not isinstance(uri, str):
+            return {**empty, "explanation": "no document given"}
+        path_str = uris.to_fs_path(uri)
+        if not path_str or not Path(path_str).is_file():
+            return {**empty, "explanation": "the document is not a file on disk"}
+        path = Path(path_str).resolve()
+        text = _text_of(self.server, uri)
+        if text is None:
+            return {**empty, "explanation": "the document could not be read"}
+        cfg = self.server.config
+        if not cfg.tests.trusted:
+            return {**empty, "explanation": "the workspace is not trusted: tests are not run"}
+        workspace = (self.server.root or check.find_workspace([path])).resolve()
+        if testrun.is_test_file(path):
+            return {**empty, "explanation": "open the module under test to repair it (this is a test file)"}
+        tests = await asyncio.to_thread(testrun.related_tests, workspace, path)
+        if not tests:
+            return {**empty, "explanation": "no test file imports this module"}
+        position = _field(params, "position")
+        focus = int(_field(position, "line")) + 1 if position is not None else None
+        cancel = threading.Event()
+        previous = self.running.pop(uri, None)
+        if previous is not None:
+            previous.set()  # a newer request for the same document wins
+        self.running[uri] = cancel
+        token = await self._progress_begin()
+        loop = asyncio.get_running_loop()
+
+        def progress(message: str, fraction: float) -> None:
+            if token is not None:
+                loop.call_soon_threadsafe(self._progress_report, token, message, fraction)
+
+        req = RepairRequest(
+            module=path, tests=[Path(t) for t in tests], root=workspace, budget_s=cfg.repair.budget_s,
+            jobs=cfg.repair.jobs, python=cfg.tests.python, chat=self._chat(), focus_line=focus, source=text,
+        )
+        repairer = Repairer(req, cancel, progress)
+        self._watch_workers(repairer)
+        if token is not None:
+            future = self.server.work_done_progress.tokens.get(token)
+            if future is not None:
+                future.add_done_callback(lambda f: cancel.set() if f.cancelled() else None)
+        end = "cancelled"
+        try:
+            result = await asyncio.shield(asyncio.to_thread(repairer.run))
+            end = "fix found (tests pass)" if result.fixed else "no fix found"
+        except asyncio.CancelledError:
+            cancel.set()  # stops the search and kills its worker process groups
+            raise
+        finally:
+            if self.running.get(uri) is cancel:
+                self.running.pop(uri, None)
+            self._progress_end(token, end)
+        edit = None
+        if result.fixed and result.new_text is not None:
+            self.cache[uri] = {"digest": self.digest(text), "result": result}
+            edit = workspace_edit(uri, text, result.new_text)
+        out = result.to_json()
+        out["edit"] = edit
+        return out
+
+    def _watch_workers(self, repairer: Any) -> None:
+        """Record the runner pids as they start (the cancellation test checks they are gone)."""
+        original = repairer._start_workers
+
+        def start() -> None:
+            original()
+            self.last_workers = [w.proc.pid for w in repairer.workers if w.proc is not None]
+
+        repairer._start_workers = start
+
+    # -- progress -----------------------------------------------------------------------------
+    async def _progress_begin(self) -> str | None:
+        caps = self.server.client_capabilities
+        if not (caps and caps.window and caps.window.work_done_progress):
+            return None
+        token = f"heedls-fix-{next(_ids)}"
+        progress = self.server.work_done_progress
+        try:
+            await asyncio.wait_for(progress.create_async(token), 5.0)
+        except Exception:  # noqa: BLE001 - a client refusing progress must not stop the repair
+            return None
+        progress.begin(token, types.WorkDoneProgressBegin(title="heedls: searching for a fix", cancellable=True,
+                                                          percentage=0))
+        return token
+
+    def _progress_report(self, token: str, message: str, fraction: float) -> None:
+        try:
+            self.server.work_done_progress.report(
+                token, types.WorkDoneProgressReport(message=message, percentage=int(fraction * 100))
+            )
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _progress_end(self, token: str | None, message: str) -> None:
+        if token is None:
+            return
+        try:
+            self.server.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+        except Exception:  # noqa: BLE001
+            pass
+        finally:
+            self.server.work_done_progress.tokens.pop(token, None)
+
+
+class _LoopBridge:
+    """Runs the server's chat provider on the server's loop for the engine's own threads/loops."""
+
+    def __init__(self, chat: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.chat_obj = chat
+        self.loop = loop
+
+    async def chat(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float, n: int = 1,
+                   deadline_s: float) -> list[str]:
+        fut = asyncio.run_coroutine_threadsafe(
+            self.chat_obj.chat(messages, max_tokens=max_tokens, temperature=temperature, n=n, deadline_s=deadline_s),
+            self.loop,
+        )
+        result: list[str] = await asyncio.wrap_future(fut)
+        return result
+
+
+def code_actions(server: HeedlsServer, service: RepairService, params: types.CodeActionParams) -> list[types.CodeAction]:
+    uri = params.text_document.uri
+    store = server.services.get("diagnostics")
+    diagnostics: list[Diagnostic] = []
+    if store is not None and hasattr(store, "for_uri"):
+        try:
+            diagnostics = list(store.for_uri(uri))
+        except Exception:  # noqa: BLE001
+            log.exception("diagnostics store failed")
+    only = set(params.context.only or []) if params.context and params.context.only else None
+    actions: list[types.CodeAction] = []
+    wanted_ids = {str(_field(d.data, "id")) for d in (params.context.diagnostics if params.context else []) if d.data}
+    for d in diagnostics:
+        if not (_overlaps(d, params.range) or str(d.data.get("id")) in wanted_ids):
+            continue
+        for fix in d.fixes:
+            if fix.applicability in ("display-only", "hint") or not fix.edits:
+                continue
+            title = fix.title
+            if fix.applicability == "unsafe":
+                title += " (unsafe)"
+            elif fix.applicability == "validated" and "(tests pass)" not in title:
+                title += " (tests pass)"
+            actions.append(
+                types.CodeAction(
+                    title=title,
+                    kind=types.CodeActionKind.QuickFix,
+                    diagnostics=[_lsp_range_diag(d)],
+                    edit=_fix_edit(server, uri, fix),
+                    is_preferred=fix.applicability in ("safe", "validated"),
+                )
+            )
+    text = _text_of(server, uri)
+    result = service.cached(uri, text) if text is not None else None
+    if result is not None and result.fixed and result.new_text is not None and text is not None:
+        failing = [d for d in diagnostics if d.source == "pytest"]
+        best = result.fixes[0] if result.fixes else None
+        title = f"Fix: {best.description if best else 'repair'} (tests pass)"
+        actions.insert(
+            0,
+            types.CodeAction(
+                title=title,
+                kind=types.CodeActionKind.QuickFix,
+                diagnostics=[_lsp_range_diag(d) for d in failing] or None,
+                edit=workspace_edit(uri, text, result.new_text),
+                is_preferred=True,
+                data={"explanation": result.explanation, "patch": result.patch},
+            ),
+        )
+    if only is not None:
+        actions = [a for a in actions if a.kind is None or any(str(a.kind).startswith(str(k)) for k in only)]
+    return actions
+
+
+def _lsp_range_diag(d: Diagnostic) -> types.Diagnostic:
+    return types.Diagnostic(range=_lsp_range(d), message=d.message, source=d.source, code=d.code)
 
 
 def register(server: HeedlsServer) -> None:
-    return None
+    service = RepairService(server)
+    server.services["repair"] = service
+
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix], resolve_provider=False),
+    )
+    async def on_code_action(ls: HeedlsServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
+        return code_actions(ls, service, params) or None
+
+    @server.feature(FIX_METHOD)
+    async def on_fix(ls: HeedlsServer, params: Any) -> dict[str, Any]:
+        return await service.fix(params)

@@ -1,0 +1,133 @@
+"""Code actions end to end: a failing test → `heedls/fix` → a validated "Fix: … (tests pass)" code
+action whose edit makes the test pass; cancelling a running repair stops its worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+
+from tests.lsp.conftest import plain
+
+BUGGY = """def clamp(value, low, high):
+    \"\"\"Limit value to [low, high].\"\"\"
+    if value < low:
+        return low
+    if value < high:
+        return high
+    return value
+"""
+TESTS = """from mathx import clamp
+
+
+def test_inside():
+    assert clamp(5, 0, 10) == 5
+
+
+def test_below():
+    assert clamp(-3, 0, 10) == 0
+
+
+def test_above():
+    assert clamp(42, 0, 10) == 10
+"""
+
+
+def _apply(text: str, edit: types.TextEdit) -> str:
+    lines = text.splitlines(keepends=True)
+    start = sum(len(x) for x in lines[: edit.range.start.line]) + edit.range.start.character
+    end = sum(len(x) for x in lines[: edit.range.end.line]) + edit.range.end.character
+    return text[:start] + edit.new_text + text[end:]
+
+
+def _runner_pids(under: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if b"heedls_repair_runner.py" in cmd and cwd.startswith(str(under)):
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+async def test_failing_test_gets_a_validated_fix_code_action(lsp: Any, workspace: Path) -> None:
+    module = workspace / "mathx.py"
+    module.write_text(BUGGY)
+    (workspace / "test_mathx.py").write_text(TESTS)
+    client = await lsp(workspace, options={"repair": {"budgetS": 40}})
+    uri = module.as_uri()
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=BUGGY)))
+
+    result = plain(await client.protocol.send_request_async("heedls/fix", {"textDocument": {"uri": uri}}))
+    assert result["fixed"] is True, result
+    assert "tests pass" in result["explanation"] or "pass" in result["explanation"]
+    assert result["patch"].startswith("--- a/mathx.py")
+    assert module.read_text() == BUGGY  # nothing is written until the user applies the fix
+
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        range=types.Range(start=types.Position(line=4, character=0), end=types.Position(line=4, character=0)),
+        context=types.CodeActionContext(diagnostics=[]),
+    ))
+    assert actions
+    fix = next(a for a in actions if isinstance(a, types.CodeAction) and a.title.startswith("Fix:"))
+    assert fix.title.endswith("(tests pass)")
+    assert fix.kind == types.CodeActionKind.QuickFix
+    assert fix.edit is not None and fix.edit.changes is not None
+    edits = fix.edit.changes[uri]
+    fixed = BUGGY
+    for edit in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True):
+        fixed = _apply(fixed, edit)
+    assert fixed != BUGGY
+    module.write_text(fixed)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mathx.py"],
+                         cwd=workspace, capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.slow
+async def test_cancelling_a_repair_stops_its_workers(lsp: Any, workspace: Path, tmp_path: Path) -> None:
+    # every candidate takes long and nothing fixes it: the search would run for the whole budget
+    module = workspace / "slow.py"
+    module.write_text("import time\n\n\ndef answer(x):\n    time.sleep(0.3)\n    return x * 2 + 7\n")
+    (workspace / "test_slow.py").write_text(
+        "from slow import answer\n\n\ndef test_answer():\n    assert answer(3) == 123456\n")
+    server_tmp = tmp_path / "server-tmp"
+    server_tmp.mkdir()
+    client = await lsp(workspace, options={"repair": {"budgetS": 120}}, env={"TMPDIR": str(server_tmp)})
+    uri = module.as_uri()
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=module.read_text())))
+    request = asyncio.ensure_future(
+        client.protocol.send_request_async("heedls/fix", {"textDocument": {"uri": uri}}, msg_id="fix-1"))
+    deadline = time.monotonic() + 60
+    pids: list[int] = []
+    while time.monotonic() < deadline and not pids:
+        await asyncio.sleep(0.2)
+        pids = _runner_pids(server_tmp)
+    assert pids, "the repair never started its workers"
+    await asyncio.sleep(1.0)
+    client.protocol.notify("$/cancelRequest", types.CancelParams(id="fix-1"))
+    try:
+        await asyncio.wait_for(request, 15)
+    except Exception:
+        pass  # a cancelled request answers with an error
+    gone_by = time.monotonic() + 10
+    while time.monotonic() < gone_by and _runner_pids(server_tmp):
+        await asyncio.sleep(0.2)
+    assert _runner_pids(server_tmp) == []
