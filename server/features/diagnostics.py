@@ -217,6 +217,8 @@ class DiagnosticsService:
             doc.update(text)
         found = doc.diagnostics()
         self.last_syntax_ms = (time.perf_counter() - started) * 1000
+        if found:
+            check.explain_all(found)  # a handful at most; hover and relatedInformation show it
         return found
 
     async def refresh_syntax(self, uri: str) -> None:

@@ -149,6 +149,7 @@ SLOW_FILES = {
 }
 
 
+@pytest.mark.slow
 async def test_newer_save_cancels_the_running_test_run(lsp: Any, workspace: Path, tmp_path: Path) -> None:
     _make(workspace, SLOW_FILES)
     marks = tmp_path / "marks.txt"
