@@ -222,8 +222,17 @@ async def run_bench(
                         "source": top.source if top else None,
                     }
                     if dump is not None:
-                        row.update(meta={k: v for k, v in (top.meta.items() if top else [])},
-                                   file=str(path), rest=cut.rest, text=shown_text)
+                        # Every candidate with its label: the calibration fit reads these.
+                        alts = []
+                        for cand in cands:
+                            pp = postprocess(cand.text, request)
+                            alts.append({
+                                "source": cand.source, "meta": dict(cand.meta), "text": pp,
+                                "confidence": cand.confidence,
+                                "exact": pp is not None and pp.split("\n")[0].rstrip() == cut.rest.rstrip(),
+                            })
+                        row.update(file=str(path), rest=cut.rest, text=shown_text, candidates=alts,
+                                   line_start=not prefix.rsplit("\n", 1)[-1].strip())
                     rows.append(row)
                     done += 1
                     if progress:

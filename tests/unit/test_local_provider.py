@@ -1,0 +1,228 @@
+"""The `local` provider end to end (no server): useful whole-line suggestions on ordinary code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from heedls.server.providers import local as local_mod
+from heedls.server.providers.base import Candidate, CompletionRequest, Provider
+from heedls.server.providers.local import IndexLimits, LocalProvider, iter_python_files
+
+
+def _request(path: Path, prefix: str) -> CompletionRequest:
+    line = prefix.count("\n")
+    col = len(prefix) - (prefix.rfind("\n") + 1)
+    return CompletionRequest(prefix=prefix, suffix="", path=str(path), line=line, character=col, document=prefix)
+
+
+async def _complete(provider: LocalProvider, path: Path, prefix: str) -> list[Candidate]:
+    # A generous budget: these tests are about what is suggested, not how fast.
+    provider.budget_s = 2.0
+    return await provider.complete(_request(path, prefix), 2.0)
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+LIB = '''import os
+import sys
+from collections import OrderedDict, defaultdict
+
+
+def scale(values, factor):
+    out = []
+    for i in range(len(values)):
+        out.append(values[i] * factor)
+    return out
+
+
+def pairs(values):
+    for i in range(len(values)):
+        for j in range(len(values)):
+            yield values[i], values[j]
+'''
+
+OTHER = '''import os
+import sys
+from collections import OrderedDict, defaultdict
+
+
+def index_of(items, wanted):
+    for i in range(len(items)):
+        if items[i] == wanted:
+            return i
+    return -1
+'''
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/lib.py": LIB, "pkg/other.py": OTHER})
+    return tmp_path
+
+
+@pytest.fixture
+async def provider(workspace: Path, tmp_path: Path) -> LocalProvider:
+    prov = LocalProvider(workspace, cache_dir=tmp_path / "cache", use_jedi=False)
+    prov.index_now()
+    yield prov  # type: ignore[misc]
+    await prov.aclose()
+
+
+def test_it_is_a_provider_named_local(provider: LocalProvider) -> None:
+    assert isinstance(provider, Provider)
+    assert provider.name == "local"
+
+
+async def test_finishes_for_i_in_range_len(provider: LocalProvider, workspace: Path) -> None:
+    prefix = "def total(numbers):\n    s = 0\n    for i in range(len("
+    cands = await _complete(provider, workspace / "pkg" / "new.py", prefix)
+    assert cands, "no suggestion"
+    top = cands[0]
+    # Whatever name it picks, it closes both calls and opens the block.
+    assert re.fullmatch(r"\w+\)\):", top.text), top.text
+    assert top.provider == "local" and top.source
+    assert top.confidence is not None and 0.0 <= top.confidence <= 1.0
+
+
+async def test_finishes_for_i_in_range_len_with_the_name_used_earlier_in_the_file(
+    provider: LocalProvider, workspace: Path
+) -> None:
+    prefix = (
+        "def first(rows):\n"
+        "    for i in range(len(rows)):\n"
+        "        print(rows[i])\n"
+        "\n"
+        "\n"
+        "def second(rows):\n"
+        "    for i in range(len("
+    )
+    cands = await _complete(provider, workspace / "pkg" / "new.py", prefix)
+    assert cands and cands[0].text == "rows)):"
+
+
+TEST_FILE = '''import unittest
+
+from pkg.lib import scale
+
+
+class TestScale(unittest.TestCase):
+    def test_one(self):
+        self.assertEqual(scale([1], 2), [2])
+        self.assertEqual(scale([1, 2], 2), [2, 4])
+        self.assertEqual(scale([], 2), [])
+'''
+
+
+async def test_repeats_the_assert_equal_pattern_of_a_test_file(provider: LocalProvider, workspace: Path) -> None:
+    path = workspace / "tests" / "test_scale.py"
+    # At the start of the next line: the whole pattern's opening.
+    cands = await _complete(provider, path, TEST_FILE + "        ")
+    assert cands and cands[0].text.startswith("self.assertEqual(scale("), cands[0].text
+    # Mid-way through the attribute: the rest of the name and the call.
+    cands = await _complete(provider, path, TEST_FILE + "        self.assertE")
+    assert cands and cands[0].text.startswith("qual(scale("), cands[0].text
+    assert cands[0].confidence is not None and cands[0].confidence > 0.05
+
+
+async def test_suggests_an_import_line_seen_elsewhere_in_the_repo(provider: LocalProvider, workspace: Path) -> None:
+    path = workspace / "pkg" / "third.py"
+    cands = await _complete(provider, path, "import os\nimport sys\nfrom collections import ")
+    assert cands and cands[0].text == "OrderedDict, defaultdict"
+    # At a line start right after `import os`: the import that followed it elsewhere.
+    cands = await _complete(provider, path, "import os\n")
+    assert cands and cands[0].text == "import sys"
+
+
+async def test_the_current_file_is_held_out_of_the_index(workspace: Path, tmp_path: Path) -> None:
+    _write(workspace, {"pkg/unique.py": "magic_value = compute_the_unique_thing(42)\n"})
+    prov = LocalProvider(workspace, use_jedi=False)
+    prov.index_now()
+    try:
+        # Typed in another file, the line is found in pkg/unique.py ...
+        elsewhere = await _complete(prov, workspace / "pkg" / "mine.py", "magic_value = comp")
+        assert any("ute_the_unique_thing(42)" in c.text for c in elsewhere)
+        # ... but not when editing pkg/unique.py itself: its disk copy is not evidence.
+        itself = await _complete(prov, workspace / "pkg" / "unique.py", "magic_value = comp")
+        assert not any("unique_thing" in c.text for c in itself)
+    finally:
+        await prov.aclose()
+
+
+async def test_confidence_is_ordered_and_bounded(provider: LocalProvider, workspace: Path) -> None:
+    cands = await _complete(provider, workspace / "pkg" / "new.py", "import os\nimport sys\nfrom collections import ")
+    confs = [c.confidence for c in cands]
+    assert all(c is not None and 0.0 <= c <= 1.0 for c in confs)
+    assert confs == sorted(confs, reverse=True)  # type: ignore[type-var]
+
+
+async def test_open_buffers_override_the_disk_at_reindex(provider: LocalProvider, workspace: Path) -> None:
+    provider.update_document(str(workspace / "pkg" / "other.py"), "zebra_count = count_the_zebras(herd)\n")
+    provider.index_now()
+    cands = await _complete(provider, workspace / "pkg" / "new.py", "zebra_count = cou")
+    assert cands and cands[0].text == "nt_the_zebras(herd)"
+
+
+def test_indexing_skips_environments_vcs_and_huge_files(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "app.py": "x = 1\n",
+            ".venv/lib/site.py": "x = 1\n",
+            "node_modules/pkg/a.py": "x = 1\n",
+            ".git/hooks/h.py": "x = 1\n",
+            "env2/pyvenv.cfg": "home = /usr\n",
+            "env2/lib/mod.py": "x = 1\n",
+            "big.py": "x = 1\n" * 200_000,
+        },
+    )
+    found = [p.relative_to(tmp_path).as_posix() for p in iter_python_files(tmp_path, IndexLimits())]
+    assert found == ["app.py"]
+    assert len(iter_python_files(tmp_path, IndexLimits(max_files=0))) <= 1
+
+
+async def test_a_restart_reuses_the_persisted_index(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache2"
+    first = LocalProvider(workspace, cache_dir=cache, use_jedi=False)
+    first.index_now()
+    await first.aclose()
+    assert list(cache.glob("local-index-*.marshal"))
+
+    def no_tokenizing(text: str) -> list[str]:
+        raise AssertionError("unchanged files must not be re-tokenized")
+
+    monkeypatch.setattr(local_mod, "tokenize_source", no_tokenizing)
+    second = LocalProvider(workspace, cache_dir=cache, use_jedi=False)
+    second.index_now()
+    assert second.index_stats()["files"] == first.index_stats()["files"]
+    await second.aclose()
+
+
+async def test_background_indexing_does_not_block_requests(workspace: Path) -> None:
+    prov = LocalProvider(workspace, use_jedi=False)
+    prov.start_indexing()  # returns at once; requests before the index exists still answer
+    cands = await prov.complete(_request(workspace / "x.py", "import o"), 0.05)
+    assert isinstance(cands, list)
+    await prov.aclose()
+
+
+async def test_a_zero_deadline_returns_promptly_with_a_list(provider: LocalProvider, workspace: Path) -> None:
+    assert isinstance(await provider.complete(_request(workspace / "x.py", "for i in range(len("), 0.0), list)
+
+
+async def test_jedi_completes_an_attribute_with_the_open_paren(workspace: Path) -> None:
+    prov = LocalProvider(workspace, jedi_share=1.0, budget_s=20.0)  # wait for jedi's first start
+    try:
+        prefix = "import collections\ncollections.OrderedD"
+        cands = await prov.complete(_request(workspace / "pkg" / "j.py", prefix), 20.0)
+        jedi = [c for c in cands if c.source == "jedi"]
+        assert jedi and jedi[0].text == "ict("
+    finally:
+        await prov.aclose()
