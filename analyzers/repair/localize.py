@@ -62,7 +62,8 @@ def localise(tests: list[TestOutcome], module: str, all_lines: set[int] | None =
         # lines no failing test ran still get a little weight: the bug may be a missing statement
         # next to them, and coverage is empty when the module failed at import
         base = 0.7 * ochiai + 0.3 * dnorm if (ef or not failing) else 0.3
-        score = min(1.0, base + boost) if base > 0 or boost > 0 else 0.05
+        # the spectrum gives at most 0.7 so that the traceback can still separate equal spectra
+        score = 0.7 * base + boost if base > 0 or boost > 0 else 0.05
         raw.append(LineScore(line, score, ochiai, dstar, bool(trace[line])))
     raw.sort(key=lambda s: (-s.score, s.line))
     return raw

@@ -39,6 +39,7 @@ MAX_COPY_FILES = 5000
 
 @dataclass
 class TestOutcome:
+    __test__ = False  # not a pytest test class
     nodeid: str
     outcome: str  # passed | failed | skipped
     seconds: float = 0.0

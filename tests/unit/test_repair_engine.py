@@ -1,0 +1,260 @@
+"""The repair loop with real test runs: validation semantics, dedupe, containment, budget, user files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from heedls.analyzers.repair import engine, operators
+from heedls.analyzers.repair.edits import Candidate, Span
+from heedls.analyzers.repair.engine import RepairRequest, Repairer, repair
+from heedls.analyzers.repair.workers import RunResult, TestOutcome, Worker
+
+BUGGY = """def middle(a, b, c):
+    # the median of three numbers
+    if a < b:
+        if b < c:
+            return b
+        elif a < c:
+            return c
+        return a
+    else:
+        if a < c:
+            return a
+        elif b < c:
+            return c
+        return b
+"""
+TESTS = """from mid import middle
+
+
+def test_sorted():
+    assert middle(1, 2, 3) == 2
+
+
+def test_reversed():
+    assert middle(3, 2, 1) == 2
+
+
+def test_first_is_middle():
+    assert middle(2, 1, 3) == 2
+
+
+def test_last_is_middle():
+    assert middle(1, 3, 2) == 2
+"""
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    root.mkdir()
+    # bug: `a < c` in the first branch should be `a > c`... the mutated operator is on line 6
+    (root / "mid.py").write_text(BUGGY.replace("elif a < c:\n            return c", "elif a > c:\n            return c"))
+    (root / "test_mid.py").write_text(TESTS)
+    return root
+
+
+def _pytest_passes(root: Path, module_text: str) -> bool:
+    (root / "mid.py").write_text(module_text)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mid.py"], cwd=root,
+                         capture_output=True, timeout=60, env=dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
+                                                                   PYTHONDONTWRITEBYTECODE="1"))
+    return run.returncode == 0
+
+
+def test_repair_finds_a_plausible_fix_and_leaves_user_files_untouched(ws: Path, tmp_path: Path) -> None:
+    before = _files(ws)
+    result = repair(RepairRequest(ws / "mid.py", [ws / "test_mid.py"], budget_s=30))
+    assert _files(ws) == before  # no edits, no __pycache__, no .pytest_cache
+    assert result.fixed and result.status == "fixed"
+    assert result.new_text is not None and result.patch.startswith("--- a/mid.py")
+    assert result.test_runs >= 2 and result.candidates_tried >= 1
+    assert result.failing_tests and all("test_mid.py::" in t for t in result.failing_tests)
+    # plausible = the previously failing tests pass and the passing ones still pass (whole file)
+    check = tmp_path / "check"
+    check.mkdir()
+    (check / "test_mid.py").write_text(TESTS)
+    assert _pytest_passes(check, result.new_text)
+    # formatting outside the edit is preserved: only one line differs
+    changed = [(a, b) for a, b in zip(before["mid.py"].decode().splitlines(), result.new_text.splitlines()) if a != b]
+    assert len(changed) == 1
+    assert "# the median of three numbers" in result.new_text
+
+
+def test_nothing_to_fix_when_tests_pass(tmp_path: Path) -> None:
+    (tmp_path / "mid.py").write_text(BUGGY)
+    (tmp_path / "test_mid.py").write_text(TESTS)
+    result = repair(RepairRequest(tmp_path / "mid.py", [tmp_path / "test_mid.py"], budget_s=20))
+    assert result.status == "no-failing-tests" and not result.fixed and result.patch == ""
+
+
+def _run(tests: list[tuple[str, str]], status: str = "ok", rc: int | None = 0, errors: int = 0) -> RunResult:
+    return RunResult(status, rc, [TestOutcome(n, o) for n, o in tests], len(tests),
+                     [{"message": "boom"}] * errors, 0.1)
+
+
+def test_plausibility_requires_every_test_to_pass(ws: Path) -> None:
+    r = Repairer(RepairRequest(ws / "mid.py", [ws / "test_mid.py"], budget_s=5))
+    r.expected_tests = 3
+    assert r._plausible(_run([("a", "passed"), ("b", "passed"), ("c", "passed")]))
+    # a previously passing test now fails
+    assert not r._plausible(_run([("a", "passed"), ("b", "failed"), ("c", "passed")], rc=1))
+    # early exit on the first failure: fewer tests ran
+    assert not r._plausible(_run([("a", "failed")], rc=1))
+    # tests disappeared (e.g. a collection change) even with rc 0
+    assert not r._plausible(_run([("a", "passed")]))
+    assert not r._plausible(_run([("a", "passed"), ("b", "passed"), ("c", "passed")], status="timeout", rc=None))
+    assert not r._plausible(_run([("a", "passed"), ("b", "passed"), ("c", "passed")], errors=1))
+
+
+def test_equivalent_candidates_are_run_once(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (ws / "mid.py").read_text()
+    start = text.index("a > c")
+    same = [
+        Candidate((Span(start, start + 5, "a < c"),), "comparison", "fix", 6, 0.9, 0.9),
+        Candidate((Span(start, start + 5, "a<c"),), "comparison", "fix (other spacing)", 6, 0.9, 0.8),
+        Candidate((Span(start, start + 5, "(a < c)"),), "comparison", "fix (parenthesised)", 6, 0.9, 0.7),
+    ]
+    monkeypatch.setattr(operators, "generate", lambda text, scores: list(same))
+    monkeypatch.setattr(engine.ruff_fixes, "candidates", lambda *a, **k: [])
+    engine._CACHE.clear()
+    result = repair(RepairRequest(ws / "mid.py", [ws / "test_mid.py"], budget_s=30, confirm=False))
+    assert result.fixed
+    assert result.candidates_tried == 1
+    assert result.test_runs == 2  # baseline + one validation
+
+
+def test_outcomes_are_cached_by_content(ws: Path) -> None:
+    engine._CACHE.clear()
+    first = repair(RepairRequest(ws / "mid.py", [ws / "test_mid.py"], budget_s=30, confirm=False, max_plausible=1))
+    second = repair(RepairRequest(ws / "mid.py", [ws / "test_mid.py"], budget_s=30, confirm=False, max_plausible=1))
+    assert first.fixed and second.fixed
+    assert second.test_runs < first.test_runs or second.test_runs == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # zombies count as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_infinite_loop_and_fork_bomb_candidates_are_killed(ws: Path) -> None:
+    worker = Worker(ws, sys.executable)
+    try:
+        worker.start()
+        start = time.monotonic()
+        loop = worker.run("mid.py", "def middle(a, b, c):\n    while True:\n        pass\n", ["test_mid.py"],
+                          order=[], timeout_s=1.5)
+        assert loop.status == "timeout" and time.monotonic() - start < 6
+        # a (bounded) fork bomb: children that outlive the test and hide from the parent
+        bomb = (
+            "import os, time\n"
+            "def middle(a, b, c):\n"
+            "    for _ in range(8):\n"
+            "        pid = os.fork()\n"
+            "        if pid == 0:\n"
+            "            with open('pids.txt', 'a') as f:\n"
+            "                f.write(f'{os.getpid()}\\n')\n"
+            "            time.sleep(120)\n"
+            "            os._exit(0)\n"
+            "    time.sleep(120)\n"
+        )
+        res = worker.run("mid.py", bomb, ["test_mid.py"], order=[], timeout_s=1.5)
+        assert res.status == "timeout"
+        pids = [int(x) for x in (worker.copy / "pids.txt").read_text().split()]
+        assert len(pids) >= 1
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in pids)
+        # the worker is still usable afterwards
+        ok = worker.run("mid.py", BUGGY, ["test_mid.py"], order=[], timeout_s=20)
+        assert ok.status == "ok" and ok.rc == 0
+    finally:
+        worker.close()
+    assert not worker.tmp.exists()
+
+
+@pytest.mark.slow
+def test_budget_is_honoured(tmp_path: Path) -> None:
+    # unfixable by small edits, and every run is slowish: the search runs until the budget
+    (tmp_path / "m.py").write_text("import time\n\n\ndef f(x):\n    time.sleep(0.05)\n    return x * 3 + 1\n")
+    (tmp_path / "test_m.py").write_text("from m import f\n\n\ndef test_f():\n    assert f(2) == 99\n")
+    budget = 6.0
+    start = time.monotonic()
+    result = repair(RepairRequest(tmp_path / "m.py", [tmp_path / "test_m.py"], budget_s=budget))
+    wall = time.monotonic() - start
+    assert not result.fixed and result.status == "not-found"
+    assert wall <= budget * 1.1
+    assert result.seconds <= budget * 1.1
+    assert result.test_runs > 2
+
+
+def test_cancel_stops_the_search(ws: Path) -> None:
+    import threading
+
+    cancel = threading.Event()
+    seen: list[str] = []
+
+    def progress(message: str, fraction: float) -> None:
+        seen.append(message)
+        if message.startswith("running the tests"):
+            cancel.set()
+
+    result = Repairer(RepairRequest(ws / "mid.py", [ws / "test_mid.py"], budget_s=30), cancel, progress).run()
+    assert result.status == "cancelled" and not result.fixed
+    assert seen
+
+
+def test_syntax_error_is_repaired(tmp_path: Path) -> None:
+    (tmp_path / "mid.py").write_text(BUGGY.replace("if a < b:", "if a < b"))
+    (tmp_path / "test_mid.py").write_text(TESTS)
+    result = repair(RepairRequest(tmp_path / "mid.py", [tmp_path / "test_mid.py"], budget_s=30))
+    assert result.fixed and result.operator == "syntax"
+    assert result.new_text == BUGGY
+
+
+def test_runner_reports_coverage_and_failure_locals(ws: Path) -> None:
+    worker = Worker(ws, sys.executable)
+    try:
+        worker.start()
+        res = worker.run("mid.py", None, ["test_mid.py"], exitfirst=False, trace=True, timeout_s=30, test_limit_s=1.0)
+    finally:
+        worker.close()
+    assert res.status == "ok" and res.collected == 4
+    failed = res.failed
+    assert [t.nodeid for t in failed] == ["test_mid.py::test_last_is_middle"]
+    assert failed[0].lines["mid.py"]
+    frames = failed[0].failure["frames"]  # type: ignore[index]
+    assert frames[-1]["path"] == "test_mid.py" or frames[0]["path"] == "test_mid.py"
+    # pytest's rewritten assertion carries the runtime values of the failing call
+    assert "middle(1, 3, 2)" in failed[0].failure["message"]  # type: ignore[index]
+    assert all("test_mid.py" not in t.lines for t in res.tests)
+
+
+def test_worker_env_is_sandboxed(ws: Path) -> None:
+    worker = Worker(ws, sys.executable)
+    try:
+        assert worker.env["HOME"].startswith(str(worker.copy))
+        assert worker.env["TMPDIR"].startswith(str(worker.copy))
+        assert worker.copy != ws and (worker.copy / "mid.py").exists()
+    finally:
+        worker.close()
+    assert signal.SIGKILL  # (kills are by process group; see the fork-bomb test)

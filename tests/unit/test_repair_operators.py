@@ -1,0 +1,136 @@
+"""Candidate generation: operators, formatting preserved outside the edit, syntax rules, LLM answers."""
+
+from __future__ import annotations
+
+import ast
+
+from heedls.analyzers.repair import operators, syntax_fix
+from heedls.analyzers.repair.edits import SourceMap, apply_spans, change_size, gap_operator, normalised, unified_diff
+from heedls.analyzers.repair.llm import parse_answer
+
+SRC = '''import math  # keep me
+
+
+def search(items,   target):   # odd spacing stays
+    lo, hi = 0, len(items)
+    while lo <= hi:   # the bug
+        mid = (lo + hi) // 2
+        if items[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+'''
+
+
+def _all(text: str) -> list[tuple[str, str]]:
+    lines = len(text.splitlines())
+    cands = operators.generate(text, {i: 1.0 for i in range(1, lines + 1)})
+    return [(c.operator, c.apply(text)) for c in cands]
+
+
+def test_comparison_operator_replacement_is_generated_and_only_changes_that_token() -> None:
+    results = _all(SRC)
+    fixed = SRC.replace("while lo <= hi:", "while lo < hi:")
+    assert ("comparison", fixed) in results
+    # every other byte of the file is untouched (comments, odd spacing)
+    for _, new in results:
+        assert "import math  # keep me" in new
+        assert "def search(items,   target):   # odd spacing stays" in new or "search(target,   items)" in new
+
+
+def test_each_operator_family_is_present() -> None:
+    text = '''def f(xs, n):
+    total = 0
+    for i in range(1, n):
+        total += xs[i] - xs[0]
+    if total > 0 and n:
+        xs.append(total)
+    return g(n, total)
+'''
+    ops = {op for op, _ in _all(text)}
+    for expected in ("comparison", "binary-operator", "augmented-assignment", "boolean-operator", "negate-condition",
+                     "off-by-one", "swap-arguments", "wrong-variable", "index", "wrong-function", "delete-statement",
+                     "insert-statement", "loop-bound", "unwrap-call", "drop-condition", "swap-operands"):
+        assert expected in ops, expected
+    news = {new for _, new in _all(text)}
+    assert text.replace("range(1, n)", "range(1, n + 1)") in news
+    assert text.replace("xs[0]", "xs[-1]") in news
+    assert text.replace("xs.append(total)", "xs.extend(total)") in news
+    assert text.replace("total += xs", "total = xs") in news
+    assert text.replace("g(n, total)", "g(total, n)") in news
+
+
+def test_all_candidates_parse_and_differ_from_the_original() -> None:
+    original = normalised(SRC)
+    for _, new in _all(SRC):
+        norm = normalised(new)
+        assert norm is not None and norm != original
+
+
+def test_only_suspicious_lines_are_mutated() -> None:
+    cands = operators.generate(SRC, {6: 1.0})
+    assert cands
+    assert {c.line for c in cands} == {6}
+    assert all(SRC.splitlines()[:5] == c.apply(SRC).splitlines()[:5] for c in cands)
+
+
+def test_candidates_are_ordered_by_score_times_prior() -> None:
+    cands = operators.generate(SRC, {6: 1.0, 8: 0.2})
+    scores = [c.score for c in cands]
+    assert scores == sorted(scores, reverse=True)
+    assert cands[0].line == 6
+
+
+def test_non_ascii_text_positions_are_handled() -> None:
+    text = 'def f(x):\n    s = "héllo wörld"; return x < 1\n'
+    fixed = [new for op, new in _all(text) if op == "comparison"]
+    assert 'def f(x):\n    s = "héllo wörld"; return x <= 1\n' in fixed
+
+
+def test_gap_operator_skips_parentheses_and_whitespace() -> None:
+    text = "(a)  not in  (b)"
+    start, end = gap_operator(text, 3, 12) or (0, 0)
+    assert text[start:end] == "not in"
+
+
+def test_spans_diff_and_size() -> None:
+    text = "a = 1\nb = 2\n"
+    sm = SourceMap(text)
+    tree = ast.parse(text)
+    s, e = sm.node_span(tree.body[1].value)  # type: ignore[attr-defined]
+    from heedls.analyzers.repair.edits import Span
+
+    new = apply_spans(text, [Span(s, e, "3")])
+    assert new == "a = 1\nb = 3\n"
+    assert change_size(text, new) == 1
+    assert unified_diff(text, new, "m.py").startswith("--- a/m.py\n+++ b/m.py\n")
+
+
+def test_syntax_rules_fix_common_errors_and_every_result_parses() -> None:
+    broken = "def f(x)\n    if x = 1:\n        return (x + 1\n    return x\n"
+    cands = syntax_fix.candidates(broken, max_rounds=3)
+    assert cands
+    for c in cands:
+        assert c.new_text is not None
+        ast.parse(c.new_text)
+    assert "def f(x):\n    if x == 1:\n        return (x + 1)\n    return x\n" in {c.new_text for c in cands}
+
+
+def test_syntax_rules_missing_quote_and_indentation() -> None:
+    assert any(c.new_text == "s = 'abc'\n" for c in syntax_fix.candidates("s = 'abc\n"))
+    bad_indent = "def f():\n    x = 1\n      return x\n"
+    assert any(c.new_text == "def f():\n    x = 1\n    return x\n" for c in syntax_fix.candidates(bad_indent))
+
+
+def test_llm_answer_whole_module_and_partial_function() -> None:
+    original = "import os\n\n\ndef a():\n    return 1\n\n\ndef b():\n    return 2\n"
+    whole = "Here:\n```python\nimport os\n\n\ndef a():\n    return 10\n\n\ndef b():\n    return 2\n```\nChanged a."
+    new, expl = parse_answer(whole, original)
+    assert new == "import os\n\n\ndef a():\n    return 10\n\n\ndef b():\n    return 2\n"
+    assert expl == "Changed a."
+    partial = "```python\ndef b():\n    return 20\n```\nFixed b's value."
+    new, _ = parse_answer(partial, original)
+    assert new == "import os\n\n\ndef a():\n    return 1\n\n\ndef b():\n    return 20\n"
+    assert parse_answer("no code here", original)[0] is None
+    assert parse_answer("```python\ndef (:\n```", original)[0] is None
