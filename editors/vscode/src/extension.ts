@@ -13,7 +13,6 @@ import {
   RevealOutputChannelOn,
   type ServerOptions,
   State,
-  TransportKind,
 } from 'vscode-languageclient/node';
 import * as commands from './commands';
 import { INSTALL_HINT, resolveServer, type ServerLaunch } from './server';
@@ -28,6 +27,7 @@ const STATUS_POLL_MS = 15_000;
 let client: LanguageClient | undefined;
 let launch: ServerLaunch | undefined;
 let output: vscode.LogOutputChannel;
+let trace: vscode.LogOutputChannel;
 let status: StatusItem;
 let tracker: SuggestionTracker;
 let pollTimer: NodeJS.Timeout | undefined;
@@ -59,6 +59,7 @@ function clientOptions(): LanguageClientOptions {
     ],
     initializationOptions: serverSettings(),
     outputChannel: output,
+    traceOutputChannel: trace,
     // Failed requests are logged, never popped up: a slow or restarting server must not nag.
     revealOutputChannelOn: RevealOutputChannelOn.Never,
     middleware: {
@@ -114,6 +115,7 @@ async function missingServer(): Promise<void> {
     `heedls: the language server is not installed. Install it into your project's Python environment ` +
     `with \`${INSTALL_HINT}\`, or point the setting heedls.serverCommand (or heedls.interpreter) at it.`;
   output.appendLine(message);
+  output.appendLine(`heedls: searched PATH=${process.env.PATH ?? ''}`);
   const choice = await vscode.window.showErrorMessage(message, 'Copy Install Command', 'Open Settings');
   if (choice === 'Copy Install Command') {
     await vscode.env.clipboard.writeText(INSTALL_HINT);
@@ -134,7 +136,7 @@ async function startClient(): Promise<void> {
   const serverOptions: ServerOptions = {
     command: launch.command,
     args: launch.args,
-    transport: TransportKind.stdio,
+    // No `transport`: languageclient would append `--stdio`; `heedls serve` speaks stdio by default.
     options: { cwd, env: process.env },
   };
   client = new LanguageClient('heedls', 'heedls', serverOptions, clientOptions());
@@ -222,6 +224,7 @@ function withClient(fn: (c: LanguageClient) => Promise<void>): () => Promise<voi
 
 export async function activate(context: vscode.ExtensionContext): Promise<HeedlsApi> {
   output = vscode.window.createOutputChannel('heedls', { log: true });
+  trace = vscode.window.createOutputChannel('heedls trace', { log: true });
   status = new StatusItem();
   tracker = new SuggestionTracker(() => client);
   tracker.enabled = vscode.workspace.getConfiguration(SECTION).get<boolean>('inline.enabled', true);
@@ -230,6 +233,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Heedls
 
   context.subscriptions.push(
     output,
+    trace,
     status,
     tracker,
     vscode.workspace.registerTextDocumentContentProvider(commands.EXPLAIN_SCHEME, docs),
