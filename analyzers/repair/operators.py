@@ -282,7 +282,14 @@ class Generator:
             self.replace(node, str(not value), "constant", f"`{value}` → `{not value}`", 0.6)
         elif isinstance(value, int):
             for delta, prior in ((1, 0.6), (-1, 0.6)):
-                self.replace(node, str(value + delta), "off-by-one", f"`{value}` → `{value + delta}`", prior)
+                new = value + delta
+                # `x - 0` / `x * 1` are the drop-operand candidates written worse
+                if isinstance(parent, ast.BinOp) and parent.right is node and (
+                    (new == 0 and isinstance(parent.op, (ast.Add, ast.Sub)))
+                    or (new == 1 and isinstance(parent.op, (ast.Mult, ast.Div, ast.FloorDiv, ast.Pow)))
+                ):
+                    continue
+                self.replace(node, str(new), "off-by-one", f"`{value}` → `{new}`", prior)
             if value not in (0, 1, -1):
                 self.replace(node, "0", "constant", f"`{value}` → `0`", 0.3)
                 self.replace(node, "1", "constant", f"`{value}` → `1`", 0.3)

@@ -1,0 +1,79 @@
+"""`heedls fix MODULE --test TEST_FILE [--write] [--json] [--budget-seconds N]`: the CLI contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MODULE = "def mean(xs):\n    # average of a non-empty list\n    return sum(xs) / (len(xs) - 1)\n"
+TESTS = "from stats import mean\n\n\ndef test_mean():\n    assert mean([2, 4, 6]) == 4\n\n\ndef test_one():\n    assert mean([5]) == 5\n"
+
+
+def _heedls(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "heedls", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    (tmp_path / "stats.py").write_text(MODULE)
+    (tmp_path / "test_stats.py").write_text(TESTS)
+    return tmp_path
+
+
+def test_json_without_write_touches_nothing(ws: Path) -> None:
+    run = _heedls("fix", "stats.py", "--test", "test_stats.py", "--json", "--budget-seconds", "30", cwd=ws)
+    assert run.returncode == 0, run.stderr
+    lines = [ln for ln in run.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1  # one JSON object, nothing else on stdout
+    data = json.loads(lines[0])
+    assert {"fixed", "patch", "candidates_tried", "test_runs", "seconds", "explanation"} <= set(data)
+    assert data["fixed"] is True
+    assert isinstance(data["candidates_tried"], int) and isinstance(data["test_runs"], int)
+    assert isinstance(data["seconds"], float) and data["seconds"] <= 30 * 1.1
+    assert "-    return sum(xs) / (len(xs) - 1)" in data["patch"]
+    added = [ln for ln in data["patch"].splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    assert len(added) == 1 and "len(xs) - 1" not in added[0] and "- 0" not in added[0]
+    assert (ws / "stats.py").read_text() == MODULE
+    assert data["written"] is False
+
+
+def test_write_applies_the_fix_and_tests_pass(ws: Path) -> None:
+    test_before = (ws / "test_stats.py").read_bytes()
+    run = _heedls("fix", "stats.py", "--test", "test_stats.py", "--json", "--write", "--budget-seconds", "30", cwd=ws)
+    data = json.loads(run.stdout)
+    assert data["fixed"] is True and data["written"] is True
+    assert (ws / "stats.py").read_text() != MODULE
+    assert "# average of a non-empty list" in (ws / "stats.py").read_text()
+    assert (ws / "test_stats.py").read_bytes() == test_before
+    check = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_stats.py"], cwd=ws,
+                           capture_output=True, timeout=60, env=dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
+    assert check.returncode == 0
+
+
+def test_no_fix_found_exits_1_with_fixed_false(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text("def f():\n    return 'abc'\n")
+    (tmp_path / "test_m.py").write_text("from m import f\n\n\ndef test_f():\n    assert f() == 'a totally different string'\n")
+    run = _heedls("fix", "m.py", "--test", "test_m.py", "--json", "--budget-seconds", "5", "--write", cwd=tmp_path)
+    assert run.returncode == 1
+    data = json.loads(run.stdout)
+    assert data["fixed"] is False and data["patch"] == "" and data["explanation"]
+    assert (tmp_path / "m.py").read_text() == "def f():\n    return 'abc'\n"
+
+
+def test_missing_module_is_a_usage_error(tmp_path: Path) -> None:
+    run = _heedls("fix", "nope.py", "--test", "test_nope.py", "--json", cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stdout == ""
+
+
+def test_text_output_prints_the_patch(ws: Path) -> None:
+    run = _heedls("fix", "stats.py", "--test", "test_stats.py", "--budget-seconds", "30", cwd=ws)
+    assert run.returncode == 0
+    assert run.stdout.startswith("--- a/stats.py")
+    assert "test runs" in run.stderr
