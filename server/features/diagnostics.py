@@ -155,6 +155,11 @@ class DiagnosticsService:
             end=self._position(lines, rng.end.line, rng.end.character),
         )
 
+    def lsp_range(self, path: str, rng: Range) -> types.Range:
+        """An analyzer range (Python characters) in the client's position encoding, e.g. for the
+        TextEdits of a fix."""
+        return self._range(path, rng, {})
+
     def to_lsp(self, diagnostic: Diagnostic, cache: dict[str, list[str] | None]) -> types.Diagnostic:
         related = [
             types.DiagnosticRelatedInformation(
