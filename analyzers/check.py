@@ -59,7 +59,8 @@ def python_files(paths: Iterable[Path]) -> list[Path]:
     out: dict[Path, None] = {}
     for path in paths:
         if path.is_file():
-            out[path.resolve()] = None
+            if path.suffix in (".py", ".pyi"):
+                out[path.resolve()] = None
             continue
         for root, dirs, files in os.walk(path):
             dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
@@ -306,7 +307,7 @@ def check_paths(
         raise CheckUsageError(f"no such file or directory: {', '.join(missing)}")
     root = Path(workspace).resolve() if workspace is not None else find_workspace(given)
     files = python_files(given)
-    problems: list[str] = []
+    problems: list[str] = [f"{p}: not a Python file, skipped" for p in given if p.is_file() and p.suffix not in (".py", ".pyi")]
     diagnostics: list[Diagnostic] = []
     for file in files:
         try:
@@ -314,7 +315,8 @@ def check_paths(
         except OSError as exc:
             problems.append(f"{file}: cannot read ({exc.strerror or exc})")
     if options.lint and files:
-        result = lint.lint_paths(given, workspace=root, ruff=options.ruff)
+        lintable = [p for p in given if p.is_dir() or p.suffix in (".py", ".pyi")]
+        result = lint.lint_paths(lintable, workspace=root, ruff=options.ruff)
         if result.problem:
             problems.append(result.problem)
         diagnostics.extend(result.diagnostics)

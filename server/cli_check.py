@@ -174,7 +174,7 @@ def run_check(
 
     from heedls import __version__
 
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     cwd = Path.cwd()
     try:
         workspace = check.find_workspace(paths)
