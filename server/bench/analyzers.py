@@ -114,24 +114,24 @@ def bench_syntax(edits: int = 400, seed: int = 7) -> dict[str, Any]:
     }
 
 
-def _plain_pytest(bug: Path, test: str, timeout_s: float) -> float:
+def _plain_pytest(bug: Path, test: str, timeout_s: float) -> tuple[float, bool]:
     from heedls.analyzers import proc
 
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     env.pop("PYTEST_ADDOPTS", None)
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header", "-rN", "--color=no", test]
     start = time.perf_counter()
-    proc.run(argv, cwd=bug, timeout_s=timeout_s, env=env)
-    return time.perf_counter() - start
+    result = proc.run(argv, cwd=bug, timeout_s=timeout_s, env=env)
+    return time.perf_counter() - start, result.timed_out
 
 
-def _heedls_run(bug: Path, test: str, timeout_s: float) -> tuple[float, int]:
+def _heedls_run(bug: Path, test: str, timeout_s: float) -> tuple[float, int, bool]:
     from heedls.analyzers import testrun
 
     start = time.perf_counter()
     run = testrun.run_tests(bug, [str(bug / test)], python=sys.executable, timeout_s=timeout_s)
     testrun.failures_to_diagnostics(run, bug)
-    return time.perf_counter() - start, run.failed
+    return time.perf_counter() - start, run.failed, run.outcome == "timeout"
 
 
 def bench_tests(bench_set: Path, bugs: int, repeats: int) -> dict[str, Any]:
@@ -143,18 +143,23 @@ def bench_tests(bench_set: Path, bugs: int, repeats: int) -> dict[str, Any]:
         plain: list[float] = []
         ours: list[float] = []
         failed = 0
+        timed_out = False
         for _ in range(repeats):
             # Interleaved so both sides see the same machine load.
-            plain.append(_plain_pytest(folder, meta["test"], timeout_s))
-            seconds, failed = _heedls_run(folder, meta["test"], timeout_s)
+            seconds, plain_killed = _plain_pytest(folder, meta["test"], timeout_s)
+            plain.append(seconds)
+            seconds, failed, ours_killed = _heedls_run(folder, meta["test"], timeout_s)
             ours.append(seconds)
+            timed_out = timed_out or plain_killed or ours_killed
         row = {
             "id": meta.get("id", folder.name),
             "plain_s": round(statistics.median(plain), 3),
             "heedls_s": round(statistics.median(ours), 3),
             "failed": failed,
+            # a run killed at the time limit measures the limit, not the runner: no ratio
+            "timed_out": timed_out,
         }
-        row["ratio"] = round(row["heedls_s"] / row["plain_s"], 3) if row["plain_s"] else None
+        row["ratio"] = round(row["heedls_s"] / row["plain_s"], 3) if row["plain_s"] and not timed_out else None
         _log(f"  {row['id']}: plain {row['plain_s']:.2f}s heedls {row['heedls_s']:.2f}s ratio {row['ratio']}")
         rows.append(row)
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
