@@ -163,8 +163,8 @@ def bench_tests(bench_set: Path, bugs: int, repeats: int) -> dict[str, Any]:
         _log(f"  {row['id']}: plain {row['plain_s']:.2f}s heedls {row['heedls_s']:.2f}s ratio {row['ratio']}")
         rows.append(row)
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
-    total_plain = sum(r["plain_s"] for r in rows)
-    total_ours = sum(r["heedls_s"] for r in rows)
+    total_plain = sum(r["plain_s"] for r in rows if r["ratio"] is not None)
+    total_ours = sum(r["heedls_s"] for r in rows if r["ratio"] is not None)
     median = statistics.median(ratios) if ratios else None
     return {
         "set": str(bench_set),
