@@ -117,7 +117,7 @@ def _diff_values(left: str, right: str) -> str | None:
                 parts.append("(off by one item: check the loop bounds)")
             return "; ".join(parts)
         try:
-            if sorted(a) == sorted(b):  # type: ignore[type-var]
+            if sorted(a) == sorted(b):
                 return "the result has the right items in the wrong order"
         except TypeError:
             pass
@@ -360,13 +360,13 @@ _SYNTAX_HINTS = [
     (r"was never closed|unexpected EOF|EOF while", "a bracket, parenthesis or brace is opened but never closed"),
     (r"unmatched|does not match", "a closing bracket has no matching opening bracket (or the wrong kind)"),
     (r"unterminated (triple-quoted )?string", "a string literal is missing its closing quote"),
-    (r"indent", "the indentation does not match the surrounding block (mixing tabs and spaces, or a "
-                "missing/extra indent after a block statement)"),
+    (r"indent", ("the indentation does not match the surrounding block (mixing tabs and spaces, or a "
+                 "missing/extra indent after a block statement)")),
     (r"invalid syntax\. Perhaps you forgot a comma", "two expressions are next to each other: a comma is missing"),
-    (r"cannot assign to|assignment", "the left side of `=` is not something that can be assigned "
-                                     "(did you mean `==`?)"),
-    (r"invalid character", "the line contains a character Python does not accept (a smart quote or "
-                           "a non-ASCII symbol pasted from elsewhere?)"),
+    (r"cannot assign to|assignment", ("the left side of `=` is not something that can be assigned "
+                                      "(did you mean `==`?)")),
+    (r"invalid character", ("the line contains a character Python does not accept (a smart quote or "
+                            "a non-ASCII symbol pasted from elsewhere?)")),
 ]
 
 _RUFF_HINTS = {
@@ -435,7 +435,7 @@ def explain(diagnostic: Diagnostic) -> str:
         line = diagnostic.range.start.line + 1
         parts.append(f"**Syntax error** at line {line}, column {diagnostic.range.start.character + 1}: "
                      f"{diagnostic.message}.")
-        hint = next((h for pat, h in _SYNTAX_HINTS if re.search(pat, diagnostic.message, re.I)), None)
+        hint = next((h for pat, h in _SYNTAX_HINTS if re.search(pat, diagnostic.message, re.IGNORECASE)), None)
         parts.append(f"Likely cause: {hint}." if hint else
                      "Python cannot parse the file from here on; the real mistake is often at the end of the "
                      "previous line (a missing bracket, colon, comma or quote).")
@@ -493,7 +493,7 @@ async def explain_with_llm(diagnostic: Diagnostic, chat: ChatProvider, *, deadli
     ]
     try:
         answers = await chat.chat(messages, max_tokens=300, temperature=0.0, n=1, deadline_s=deadline_s)
-    except Exception as exc:  # provider down or too slow: the rules still explain it
+    except Exception as exc:  # noqa: BLE001 -- provider down or too slow: the rules still explain it
         log.warning("LLM explanation failed: %s", type(exc).__name__)
         answers = []
     text = next((a.strip() for a in answers if a and a.strip()), "")

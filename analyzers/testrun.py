@@ -425,9 +425,9 @@ def _failure(event: dict[str, Any]) -> TestFailure:
     return failure
 
 
-_LOC_TB = re.compile(r"^(?P<path>[^\s:][^:\n]*\.py):(?P<line>\d+): in ", re.M)
+_LOC_TB = re.compile(r"^(?P<path>[^\s:][^:\n]*\.py):(?P<line>\d+): in ", re.MULTILINE)
 _LOC_FILE = re.compile(r'File "(?P<path>[^"]+\.py)", line (?P<line>\d+)')
-_E_LINE = re.compile(r"^E\s+(?P<msg>.+)$", re.M)
+_E_LINE = re.compile(r"^E\s+(?P<msg>.+)$", re.MULTILINE)
 _CONFTEST = re.compile(r"(?:ImportError|Error) while loading conftest '(?P<path>[^']+)'")
 
 
@@ -450,14 +450,16 @@ def _collect_error(text: str, workspace: Path, nodeid: str = "") -> CollectError
                    messages[-1] if messages else text.strip().splitlines()[-1] if text.strip() else "")
     exc_type = message.split(":", 1)[0].strip() if ":" in message else "CollectionError"
     exc_type = exc_type.rsplit(".", 1)[-1]
+    where: str
+    line: int | None
     if locations:
-        path, line = locations[-1]
+        where, line = locations[-1]
     else:
         conftest = _CONFTEST.search(text)
         node_path = nodeid.split("::", 1)[0]
-        path = conftest["path"] if conftest else str(workspace / node_path) if node_path else ""
+        where = conftest["path"] if conftest else str(workspace / node_path) if node_path else ""
         line = None
-    return CollectError(path, line, exc_type if exc_type.isidentifier() else "CollectionError",
+    return CollectError(where, line, exc_type if exc_type.isidentifier() else "CollectionError",
                         message[:2000], nodeid, text[-4000:])
 
 
@@ -510,7 +512,7 @@ def parse_report(report: Path, result: proc.ProcResult, workspace: Path, timeout
         # pytest died before our plugin was configured: a conftest that fails to import, a usage
         # error, or no pytest in that interpreter at all.
         text = (result.stderr or "") + "\n" + (result.stdout or "")
-        if _CONFTEST.search(text) or "Traceback" in text or re.search(r"^E\s", text, re.M):
+        if _CONFTEST.search(text) or "Traceback" in text or re.search(r"^E\s", text, re.MULTILINE):
             run.collect_errors.append(_collect_error(text, workspace))
         run.outcome = "error"
         return run
@@ -728,8 +730,20 @@ def _score_call(path: str, facts: _Static, sequence: list[tuple[int, list[str]]]
             guards = [c for c in facts.controls.get(ret, []) if c in executed]
             if guards:
                 add(path, guards[0], base * 0.92, f"decides whether line {ret} (a `return` that never ran) runs")
+    # Statements that would have updated a variable the failing line reads, but never ran: the
+    # condition that skipped them is on the failing path (a "missing update").
+    func = facts.func_of.get(start)
+    if func is not None:
+        lo, hi = facts.functions.get(func, (0, 0))
+        wanted = facts.uses.get(start, set())
+        for ln in sorted(facts.defs):
+            if lo < ln <= hi and ln not in executed and facts.func_of.get(ln) == func and facts.defs[ln] & wanted:
+                guards = [c for c in facts.controls.get(ln, []) if c in executed]
+                if guards:
+                    names = ", ".join(f"`{n}`" for n in sorted(facts.defs[ln] & wanted))
+                    add(path, guards[0], base * 0.85, f"decides whether line {ln} (which updates {names}) runs — it never did")
     for line, depth, control, reason in _backward_slice(start, sequence, facts, executed):
-        score = base * (0.85 ** depth) * (0.95 if control else 1.0)
+        score = base * (0.85 ** depth)
         if line in facts.initialisers:
             score *= 0.6  # `x = 0` / `out = []`: rarely the mistake
         add(path, line, score, reason)
@@ -745,7 +759,7 @@ def _loop_suspects(path: str, line: int, facts: _Static) -> list[Suspect]:
     header = loops[0]
     cond_vars = facts.uses.get(header, set()) | facts.defs.get(header, set())
     out = [Suspect(path, header, 0.85, "is the loop that never ends")]
-    for ln, uses in facts.uses.items():
+    for ln in facts.uses:
         if header in facts.loops.get(ln, []) and facts.defs.get(ln, set()) & cond_vars and ln != header:
             out.append(Suspect(path, ln, 0.95, "updates the loop's condition variables "
                                + ", ".join(f"`{n}`" for n in sorted(facts.defs[ln] & cond_vars))))
@@ -778,9 +792,9 @@ def localise(failure: TestFailure) -> list[Suspect]:
                 for def_line, (start, end) in facts.functions.items():
                     if start <= line <= end:
                         for ret in facts.returns.get(def_line, []):
-                            ctl = facts.controls.get(ret, [])
-                            if ctl and start < ctl[0] <= end:
-                                add(code.path, ctl[0], 0.8, "is the base case that should stop the recursion")
+                            guards = facts.controls.get(ret, [])
+                            if guards and start < guards[0] <= end:
+                                add(code.path, guards[0], 0.8, "is the base case that should stop the recursion")
         elif timeout_like:
             add(code.path, line, 0.7, "was running when the time limit hit")
             if facts:

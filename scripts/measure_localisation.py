@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             bugs = [b for b in bugs if b.name in args.only]
         ref_root = args.bench / f"{name}-references"
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            rows = list(pool.map(lambda b: measure_bug(b, ref_root), bugs))
+            rows = list(pool.map(measure_bug, bugs, [ref_root] * len(bugs)))
         for row in rows:
             row["set"] = name
             mark = "H1" if row["hit1"] else "H3" if row["hit3"] else "--"

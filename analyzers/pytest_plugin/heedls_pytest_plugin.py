@@ -12,6 +12,11 @@ test under ``sys.settrace`` (bounded in time and events) to see which lines prod
 value -- a failing assertion's traceback never enters the code under test.
 """
 
+# This file must never turn a test failure into a pytest internal error, so it catches broadly
+# where it inspects user objects (reprs, frames, re-executed calls) and keeps the report file open
+# for the whole session.
+# ruff: noqa: BLE001, S110, SIM115, UP031, SIM102, PIE810
+
 from __future__ import annotations
 
 import ast
@@ -178,7 +183,7 @@ def _safe_expr(node):
 
 def _eval(node, frame):
     code = compile(ast.Expression(body=node), "<heedls>", "eval")
-    return eval(code, frame.f_globals, dict(frame.f_locals))  # noqa: S307 - the user's own test expression
+    return eval(code, frame.f_globals, dict(frame.f_locals))
 
 
 def _function_of(node, frame):
@@ -478,7 +483,7 @@ def pytest_assertrepr_compare(config, op, left, right):
     # Called only for failing comparisons; keep the values, leave pytest's own output alone.
     global _compare
     if _out is None:
-        return None
+        return
     info = {"op": op, "left": _repr(left), "right": _repr(right),
             "left_type": type(left).__name__, "right_type": type(right).__name__}
     for side, value in (("left", left), ("right", right)):
@@ -487,7 +492,7 @@ def pytest_assertrepr_compare(config, op, left, right):
         except Exception:
             pass
     _compare = info
-    return None
+    return
 
 
 def pytest_runtest_logstart(nodeid, location):

@@ -38,16 +38,17 @@ def _diagnostics(server: HeedlsServer, uri: str) -> list[Diagnostic]:
         return []
     try:
         return list(store.for_uri(uri))
-    except Exception:  # a store error must not break hover
+    except Exception:
         log.exception("diagnostics store failed for hover")
         return []
 
 
 def _lines(server: HeedlsServer, uri: str) -> list[str] | None:
     try:
-        return server.workspace.get_text_document(uri).source.split("\n")
-    except Exception:
+        text: str = server.workspace.get_text_document(uri).source
+    except Exception:  # noqa: BLE001 -- not open: no client-unit conversion needed beyond ASCII
         return None
+    return text.split("\n")
 
 
 def _to_python_char(server: HeedlsServer, lines: list[str] | None, line: int, character: int) -> int:
@@ -58,7 +59,7 @@ def _to_python_char(server: HeedlsServer, lines: list[str] | None, line: int, ch
         pos = server.workspace.position_codec.position_from_client_units(
             lines, types.Position(line=line, character=character))
         return int(pos.character)
-    except Exception:
+    except Exception:  # noqa: BLE001 -- out-of-range positions keep the client's column
         return character
 
 
@@ -67,7 +68,7 @@ def _to_client_char(server: HeedlsServer, lines: list[str] | None, line: int, ch
         return character
     try:
         return int(server.workspace.position_codec.client_num_units(lines[line][:character]))
-    except Exception:
+    except Exception:  # noqa: BLE001
         return character
 
 
@@ -88,10 +89,10 @@ def at_position(diagnostics: list[Diagnostic], line: int, character: int, *, sam
 
 def explanation_of(diagnostic: Diagnostic) -> str:
     try:
-        return explain_mod.explain(diagnostic) or diagnostic.explanation or diagnostic.message
+        return str(explain_mod.explain(diagnostic) or diagnostic.explanation or diagnostic.message)
     except Exception:
         log.exception("explain failed for %s %s", diagnostic.source, diagnostic.code)
-        return diagnostic.explanation or diagnostic.message
+        return str(diagnostic.explanation or diagnostic.message)
 
 
 def _range_json(server: HeedlsServer, lines: list[str] | None, d: Diagnostic) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from heedls.analyzers.explain import AI_MARK, explain, explain_failure, explain_with_llm
 from heedls.analyzers.model import Diagnostic, Fix, Range, TextEdit
 from heedls.analyzers.testrun import Assertion, FailingCall, Frame, Suspect, TestFailure

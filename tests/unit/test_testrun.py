@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from heedls.analyzers import testrun
 from heedls.analyzers.pytest_plugin import PLUGIN_DIR, PLUGIN_MODULE
 from heedls.analyzers.testrun import failures_to_diagnostics, find_python, related_tests, run_tests
