@@ -226,9 +226,17 @@ class DiagnosticsService:
             check.explain_all(found)  # a handful at most; hover and relatedInformation show it
         return found
 
+    def _is_python(self, uri: str) -> bool:
+        if uri.endswith((".py", ".pyi")):
+            return True
+        try:
+            return self.server.workspace.get_text_document(uri).language_id == "python"
+        except Exception:  # noqa: BLE001
+            return False
+
     async def refresh_syntax(self, uri: str) -> None:
         text = self._text(uri)
-        if text is None:
+        if text is None or not self._is_python(uri):
             return
         lock = self._locks.setdefault(uri, asyncio.Lock())
         async with lock:  # one parse per document at a time (the tree is not thread-safe)
