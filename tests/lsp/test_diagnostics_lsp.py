@@ -211,3 +211,13 @@ async def test_run_tests_command_runs_the_related_tests(lsp: Any, workspace: Pat
     )
     assert result["ran"] is True and result["failed"] == 1 and result["passed"] == 0
     assert result["targets"] == [str((workspace / "test_stats.py").resolve())]
+
+
+async def test_positions_are_in_utf16_code_units(lsp: Any, workspace: Path) -> None:
+    client = await lsp(workspace, "neovim", options=OPTIONS)
+    text = "s = '😀😀' + max(1\n"
+    uri = _open(client, workspace / "emoji.py", text)
+    (diag,) = await _until(lambda: _by_source(client, uri, "syntax"), 10, "a syntax diagnostic")
+    # '(' is Python character 14; each emoji is two UTF-16 code units
+    assert text[14] == "("
+    assert diag.range.start == types.Position(0, 16)
