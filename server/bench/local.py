@@ -183,6 +183,7 @@ async def run_bench(
             break
     rows: list[dict[str, Any]] = []
     latencies: list[float] = []
+    cpu_times: list[float] = []
     builds: list[dict[str, float]] = []
     done = 0
     total = chosen * per_file
@@ -205,9 +206,12 @@ async def run_bench(
                         prefix=prefix, suffix="", path=str(path), line=cut.line, character=cut.column,
                         document=prefix,
                     )
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     cands = await provider.complete(request, 1.0)
                     latencies.append((time.perf_counter() - t0) * 1000)
+                    # CPU time of this process (all its threads): what the request costs, whatever
+                    # else the machine is doing. Wall-clock latency includes waiting for a core.
+                    cpu_times.append((time.process_time() - c0) * 1000)
                     top = cands[0] if cands else None
                     shown_text = postprocess(top.text, request) if top else None
                     continuation = text[cut.offset :]
@@ -267,6 +271,11 @@ async def run_bench(
             "mean": round(statistics.fmean(latencies), 2) if latencies else 0.0,
             "max": round(max(latencies), 2) if latencies else 0.0,
         },
+        "cpu_ms": {
+            "p50": round(_percentile(cpu_times, 0.50), 2),
+            "p95": round(_percentile(cpu_times, 0.95), 2),
+            "mean": round(statistics.fmean(cpu_times), 2) if cpu_times else 0.0,
+        },
         "index": {
             "mean_files": round(statistics.fmean(b["files"] for b in builds), 1) if builds else 0,
             "mean_tokens": round(statistics.fmean(b["tokens"] for b in builds)) if builds else 0,
@@ -309,6 +318,8 @@ def _print_table(result: dict[str, Any]) -> None:
                       fmt.format(result["by_kind"]["mid"][key]))
     lat = result["latency_ms"]
     table.add_row("latency p50 / p95 (ms)", f"{lat['p50']:.1f} / {lat['p95']:.1f}", "", "")
+    cpu = result["cpu_ms"]
+    table.add_row("CPU time p50 / p95 (ms)", f"{cpu['p50']:.1f} / {cpu['p95']:.1f}", "", "")
     table.add_row("machine load (1 min) / cpus", f"{result['load_avg_1m']} / {result['cpus']}", "", "")
     table.add_row("calibration error (ECE)", f"{result['ece']:.3f}", "", "")
     table.add_row("targets met", "yes" if result["targets_met"] else "no", "", "")

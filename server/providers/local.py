@@ -50,6 +50,7 @@ SKIP_DIRS = frozenset(
         ".ruff_cache", ".eggs", ".idea", ".vscode",
     }
 )
+REINDEX_INTERVAL_S = 120.0
 CONTEXT_LINES = 60  # lines of tokens the n-gram context may reach back into
 CACHE_LINES = 2000  # the cache component: at most this many lines before the cursor
 # Below this calibrated confidence nothing is returned: on held-out code (bench seed 1) it hides
@@ -65,7 +66,7 @@ _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 class IndexLimits:
     max_files: int = 3000
     max_file_bytes: int = 1_000_000
-    max_tokens: int = 3_000_000
+    max_tokens: int = 2_000_000  # ~8 arrays of int32 per token: ~64 MB at the cap
 
 
 @dataclass
@@ -175,7 +176,7 @@ class LocalProvider:
         self._open_docs.pop(str(Path(path).resolve()) if path else path, None)
 
     def start_indexing(self) -> None:
-        """Index the workspace on a daemon thread, then re-index (at most every 30 s) after changes."""
+        """Index the workspace on a daemon thread, then re-index (at most every 2 min) after changes."""
         if self._jedi is not None:
             self._jedi.warm_up()
         if self.workspace is None or self._indexer is not None:
@@ -192,7 +193,9 @@ class LocalProvider:
                 log.exception("local index build failed")
             while not self._closed.is_set() and not self._dirty.wait(timeout=1.0):
                 pass
-            self._closed.wait(timeout=30.0)
+            # Rebuilds are whole (tokens are cached per file, the suffix array is not), so they are
+            # spaced out: edits to the current file never need one (its prefix is the cache).
+            self._closed.wait(timeout=REINDEX_INTERVAL_S)
 
     @property
     def indexed(self) -> bool:

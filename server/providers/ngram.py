@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from heedls.server.providers.code_tokens import BOF, EOL, SPECIAL
 
-IntArray = npt.NDArray[np.int64]
+IntArray = npt.NDArray[np.int32]  # int32 halves the index's memory (n < 2**31 tokens)
 
 MAX_ORDER = 10  # longest context (tokens) used for counting
 _SORT_DEPTH = 16  # suffixes are sorted by their first 16 tokens: contexts up to that length work
@@ -98,11 +98,11 @@ class GlobalModel:
             start = len(ids)
             ids.extend(vocab.id(t) for t in toks)
             self.spans[key] = (start, len(ids))
-        corpus = np.asarray(ids, dtype=np.int64)
+        corpus = np.asarray(ids, dtype=np.int32)
         self.n = n = len(corpus)
         rev = corpus[::-1].copy()
         sa = _suffix_array(rev, _SORT_DEPTH)
-        self.first = rev[sa] if n else np.zeros(0, np.int64)
+        self.first = rev[sa] if n else np.zeros(0, np.int32)
         self.rev = rev
         self.sa = sa
         # Second and third context tokens of each suffix, precomputed because the ranges of one-
@@ -110,10 +110,11 @@ class GlobalModel:
         self.cols = [self.first]
         for d in (1, 2):
             pos = sa + d
-            self.cols.append(np.where(pos < n, rev[np.minimum(pos, max(n - 1, 0))], -1) if n else self.first)
+            col = np.where(pos < n, rev[np.minimum(pos, max(n - 1, 0))], -1).astype(np.int32) if n else self.first
+            self.cols.append(col)
         # Successor (next token in reading order) and position (of the context's last token).
-        self.succ = np.where(sa >= 1, rev[np.maximum(sa - 1, 0)], -1) if n else np.zeros(0, np.int64)
-        self.orig = (n - 1 - sa) if n else np.zeros(0, np.int64)
+        self.succ = np.where(sa >= 1, rev[np.maximum(sa - 1, 0)], -1).astype(np.int32) if n else np.zeros(0, np.int32)
+        self.orig = (n - 1 - sa).astype(np.int32) if n else np.zeros(0, np.int32)
         size = max(len(vocab), 1)
         self.unigram = np.bincount(corpus, minlength=size).astype(np.float64) if n else np.zeros(size)
         vocab.freeze()
@@ -174,7 +175,7 @@ def _suffix_array(arr: IntArray, depth: int) -> IntArray:
     """Suffix positions sorted by their first `depth` tokens (prefix doubling with numpy)."""
     n = len(arr)
     if n == 0:
-        return np.zeros(0, np.int64)
+        return np.zeros(0, np.int32)
     rank = arr.astype(np.int64)
     k = 1
     order = np.argsort(rank, kind="stable")
@@ -193,20 +194,20 @@ def _suffix_array(arr: IntArray, depth: int) -> IntArray:
         if change.all():
             break
         k *= 2
-    return order.astype(np.int64)
+    return order.astype(np.int32)
 
 
 class CacheModel:
     """The current file's tokens before the cursor, counted by brute-force matching."""
 
     def __init__(self, ids: list[int]) -> None:
-        self.arr = np.asarray(ids, dtype=np.int64)
+        self.arr = np.asarray(ids, dtype=np.int32)
 
     def all_counts(self, ctx: list[int], levels: int = 99) -> list[Counts | None]:
         """Counts for contexts of length 1..len(ctx) (ctx in reading order); only the longest
         `levels` are counted (shorter ones are None): they are the ones that matter."""
         out: list[Counts | None] = []
-        depths: list[IntArray] = []
+        depths: list[npt.NDArray[np.intp]] = []
         arr = self.arr
         n = len(arr)
         if n < 2 or not ctx:
@@ -221,11 +222,11 @@ class CacheModel:
             if len(pos) == 0:
                 break
             depths.append(pos)
-        for i, pos in enumerate(depths):
+        for i, found in enumerate(depths):
             if i < len(depths) - levels:
                 out.append(None)
                 continue
-            out.append(_count(arr[pos], 1.0))
+            out.append(_count(arr[found], 1.0))
         return out
 
 
