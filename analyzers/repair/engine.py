@@ -166,6 +166,7 @@ class Repairer:
         self.llm_feedback: list[str] = []
         self.llm_pending = 0
         self.stop_after: float | None = None
+        self.fast = False
 
     # -- helpers -------------------------------------------------------------------------------
     def left(self) -> float:
@@ -186,7 +187,7 @@ class Repairer:
 
         def start_one() -> None:
             try:
-                worker = Worker(self.root, self.python, self.req.autoload_plugins)
+                worker = Worker(self.root, self.python, self.req.autoload_plugins, tests=self.rel_tests)
                 with self.lock:
                     if self.cancel.is_set():
                         worker.close()
@@ -246,6 +247,8 @@ class Repairer:
         if baseline.status != "ok":
             self.run_timeout = max(self.run_timeout, 5.0)
 
+        self.fast = self._check_fast(baseline)
+
         scores = localise(baseline.tests, self.rel_module, all_lines=set(range(1, self.original.count("\n") + 2)))
         line_scores = {s.line: s.score for s in scores}
         if self.req.focus_line is not None:
@@ -284,6 +287,21 @@ class Repairer:
             return self._result("cancelled", "Cancelled.")
         return self._finish()
 
+    def _check_fast(self, baseline: RunResult) -> bool:
+        """Use the no-re-collection path only if it reproduces the baseline's outcomes exactly."""
+        worker = self.workers[0]
+        if not worker.fast or baseline.status != "ok" or baseline.errors:
+            return False
+        check = worker.run(self.rel_module, self.original, self.rel_tests, order=self.order, exitfirst=False,
+                           timeout_s=max(2.0, min(self.left() * 0.3, 2 * self.run_timeout + 2.0)), test_limit_s=0.6,
+                           fast=True)
+        self.runs += 1
+        same = check.status == "ok" and {t.nodeid for t in check.passed} == {t.nodeid for t in baseline.passed} and (
+            {t.nodeid for t in check.failed} == {t.nodeid for t in baseline.failed})
+        if not same:
+            log.info("repair: fast path disagrees with the baseline; re-collecting for every run")
+        return same
+
     def _work(self, worker: Worker, total: int) -> None:
         idle_since: float | None = None
         while not self.stopped():
@@ -317,7 +335,7 @@ class Repairer:
                 timeout = min(self._timeout(), max(0.2, self.left()))
                 try:
                     result = worker.run(self.rel_module, new_text, self.rel_tests, order=self.order, exitfirst=True,
-                                        timeout_s=timeout)
+                                        timeout_s=timeout, fast=self.fast)
                 except (WorkerError, OSError, ValueError):
                     return
                 with self.lock:

@@ -161,8 +161,14 @@ class WorkerError(RuntimeError):
 class Worker:
     """One workspace copy + one runner process; `run` is called from one thread at a time."""
 
-    def __init__(self, root: Path, python: str, autoload_plugins: bool = False, parent_dir: str | None = None) -> None:
+    def __init__(
+        self, root: Path, python: str, autoload_plugins: bool = False, parent_dir: str | None = None,
+        tests: list[str] | None = None,
+    ) -> None:
         self.root = root
+        # with tests, the runner collects them once and can run candidates without re-collecting
+        self.tests = list(tests or [])
+        self.fast = False
         self.python = python
         self.autoload_plugins = autoload_plugins
         self.tmp = Path(tempfile.mkdtemp(prefix="heedls-repair-", dir=parent_dir))
@@ -179,7 +185,7 @@ class Worker:
     # -- process management ------------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> None:
         self.proc = subprocess.Popen(
-            [self.python, str(RUNNER)],
+            [self.python, str(RUNNER), *self.tests],
             cwd=str(self.copy),
             env=self.env,
             stdin=subprocess.PIPE,
@@ -192,6 +198,7 @@ class Worker:
         if hello is None or not hello.get("ready"):
             self.kill()
             raise WorkerError("test runner did not start")
+        self.fast = bool(hello.get("fast"))
 
     def kill(self) -> None:
         proc, self.proc = self.proc, None
@@ -253,6 +260,7 @@ class Worker:
         trace: bool = False,
         timeout_s: float = 10.0,
         test_limit_s: float = 0.0,
+        fast: bool = False,
     ) -> RunResult:
         """Run the tests in the copy with `source` as the module's text (None = leave as is)."""
         with self._lock:
@@ -266,7 +274,7 @@ class Worker:
             request = {
                 "id": self.runs, "module": module, "source": source, "tests": tests,
                 "order": order or [], "exitfirst": exitfirst, "trace": trace,
-                "timeout": timeout_s, "test_limit": test_limit_s,
+                "timeout": timeout_s, "test_limit": test_limit_s, "fast": fast and self.fast,
             }
             try:
                 self.proc.stdin.write((json.dumps(request) + "\n").encode())

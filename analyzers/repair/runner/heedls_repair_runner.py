@@ -31,6 +31,7 @@ import time
 import traceback
 
 PROTO_FD = os.dup(1)
+REQ_FD = os.dup(0)  # pytest's capture may replace fd 0; requests keep coming on this copy
 os.dup2(2, 1)  # anything printed by tests or pytest goes to stderr, never into the protocol
 sys.stdout = sys.stderr
 # `python -m pytest` puts the cwd first on sys.path; starting this script put its own folder there.
@@ -305,6 +306,9 @@ class Plugin:
 
 
 def _child_pytest(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
+    # a fast-path parent already imported the tests and the module: import them afresh here
+    for name in [n for n, m in list(sys.modules.items()) if getattr(m, "__file__", None) and _in_workspace(os.path.abspath(m.__file__))]:
+        sys.modules.pop(name, None)
     args = [
         "-q",
         "--tb=no",
@@ -321,6 +325,81 @@ def _child_pytest(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
         args.append("-x")
     args += list(req.get("tests") or [])
     return int(pytest.main(args, plugins=[Plugin(req, emit)]))
+
+
+SESSION = None  # the collected pytest session of the fast path (set inside pytest_runtestloop)
+
+
+def _swap_module(path: str, source: str):  # type: ignore[no-untyped-def]
+    """Execute `source` as a fresh copy of the module at `path` and point every reference held
+    by workspace modules (the test module's `from m import f`, `import m`) at the new objects."""
+    import types as _types
+
+    old = None
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__file__", None) and os.path.abspath(mod.__file__) == path:
+            old = mod
+            break
+    if old is None:
+        raise LookupError("module under test was not imported by the tests")
+    new = _types.ModuleType(old.__name__)
+    for attr in ("__file__", "__spec__", "__loader__", "__package__", "__path__"):
+        if hasattr(old, attr):
+            setattr(new, attr, getattr(old, attr))
+    sys.modules[old.__name__] = new
+    exec(compile(source, path, "exec"), new.__dict__)
+    old_ids = {id(v): k for k, v in vars(old).items() if not k.startswith("__")}
+    for mod in list(sys.modules.values()):
+        fname = getattr(mod, "__file__", None)
+        if mod is new or not fname or not _in_workspace(os.path.abspath(fname)):
+            continue
+        space = vars(mod)
+        for key, value in list(space.items()):
+            if value is old:
+                space[key] = new
+            else:
+                name = old_ids.get(id(value))
+                if name is not None and name in new.__dict__:
+                    space[key] = new.__dict__[name]
+    parent_name, _, child = old.__name__.rpartition(".")
+    if parent_name and parent_name in sys.modules:
+        setattr(sys.modules[parent_name], child, new)
+    return new
+
+
+def _child_fast(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
+    """Run the already-collected items with the candidate module swapped in (no re-collection)."""
+    session = SESSION
+    plugin = Plugin(req, emit)
+    try:
+        _swap_module(os.path.join(ROOT, req["module"]), req["source"])
+    except BaseException as exc:  # the candidate fails at import: every test fails
+        emit({"event": "collect_error", "nodeid": req["module"], "message": f"{type(exc).__name__}: {exc}"[:3000]})
+        return 2
+    session.config.pluginmanager.register(plugin, "heedls-repair-fast")
+    items = list(session.items)
+    plugin.pytest_collection_modifyitems(session, session.config, items)
+    failed = False
+    for i, item in enumerate(items):
+        nextitem = items[i + 1] if i + 1 < len(items) else None
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        if plugin.current.get("outcome") == "failed":
+            failed = True
+            if req.get("exitfirst"):
+                break
+    return 1 if failed else 0
+
+
+class ServerPlugin:
+    """Keeps the collected session alive and serves requests from inside pytest_runtestloop."""
+
+    def pytest_runtestloop(self, session):  # type: ignore[no-untyped-def]
+        global SESSION
+        if session.testsfailed:  # collection errors: no fast path
+            return None
+        SESSION = session
+        serve(fast=True)
+        return True
 
 
 def _child_direct(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
@@ -414,6 +493,9 @@ def handle(req: dict) -> dict:
     pid = os.fork()
     if pid == 0:  # child
         try:
+            import gc
+
+            gc.disable()  # short-lived child: collection would only copy pages
             os.setpgid(0, 0)
             os.close(read_fd)
             _limit_resources()
@@ -423,7 +505,12 @@ def handle(req: dict) -> dict:
                 out.write(json.dumps(obj) + "\n")
                 out.flush()
 
-            rc = _child_pytest(req, emit) if HAVE_PYTEST else _child_direct(req, emit)
+            if req.get("fast") and SESSION is not None and req.get("source") is not None:
+                rc = _child_fast(req, emit)
+            elif HAVE_PYTEST:
+                rc = _child_pytest(req, emit)
+            else:
+                rc = _child_direct(req, emit)
             emit({"event": "done", "rc": rc})
             out.flush()
         except BaseException:
@@ -485,12 +572,18 @@ def handle(req: dict) -> dict:
     return response
 
 
-def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    proto = os.fdopen(PROTO_FD, "w", buffering=1)
-    proto.write(json.dumps({"ready": True, "pytest": HAVE_PYTEST, "python": sys.version.split()[0]}) + "\n")
+def serve(fast: bool) -> None:
+    import gc
+
+    # forked children share the parent's pages copy-on-write: keep the collector from touching
+    # (and so copying) every object the parent holds
+    gc.collect()
+    gc.freeze()
+    proto = os.fdopen(os.dup(PROTO_FD), "w", buffering=1)
+    proto.write(json.dumps({"ready": True, "pytest": HAVE_PYTEST, "fast": fast, "python": sys.version.split()[0]}) + "\n")
     proto.flush()
-    for line in sys.stdin:
+    requests = os.fdopen(os.dup(REQ_FD), "r", encoding="utf-8")
+    for line in requests:
         line = line.strip()
         if not line:
             continue
@@ -506,6 +599,23 @@ def main() -> None:
             resp = {"id": req.get("id"), "status": "crash", "errors": [{"message": traceback.format_exc()[-2000:]}]}
         proto.write(json.dumps(resp) + "\n")
         proto.flush()
+    os._exit(0)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    tests = sys.argv[1:]
+    if HAVE_PYTEST and tests:
+        # collect once in this (parent) process; requests are then served from inside the session
+        args = ["-q", "-s", "--tb=no", "-p", "no:cacheprovider", "-p", "no:randomly", "-W", "ignore::DeprecationWarning", *tests]
+        try:
+            pytest.main(args, plugins=[ServerPlugin()])
+        except BaseException:
+            pass
+        # collection failed (e.g. the module does not import): serve without the fast path
+        for name in [n for n, m in list(sys.modules.items()) if getattr(m, "__file__", None) and _in_workspace(os.path.abspath(m.__file__))]:
+            sys.modules.pop(name, None)
+    serve(fast=False)
 
 
 if __name__ == "__main__":
