@@ -124,13 +124,13 @@ def report_cmd(
         render_html,
         render_terminal,
     )
-    from heedls.server.telemetry.store import read_events
+    from heedls.server.telemetry.store import read_dicts
 
     cfg = _config()
     path = _store(store, cfg)
     _check_store(path)
     try:
-        report = compute_report(read_events(path, _since(since)))
+        report = compute_report(read_dicts(path, _since(since)))
     except sqlite3.Error as exc:
         _err(f"cannot read {path}: {exc}")
         raise typer.Exit(1) from None

@@ -22,12 +22,13 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from heedls.server.events import SuggestionEvent
 
@@ -64,27 +65,49 @@ def _stage_says_no(gate: dict[str, Any], stage: str) -> bool | None:
     return None
 
 
-def gate_outcome(event: SuggestionEvent) -> str:
+Item: TypeAlias = SuggestionEvent | Mapping[str, Any]
+
+
+def _as_dict(event: Item) -> Mapping[str, Any]:
+    if isinstance(event, SuggestionEvent):
+        data: dict[str, Any] = event.to_dict()
+        return data
+    return event
+
+
+def gate_outcome(event: Item) -> str:
     """'shown' | 'skipped' (stage 1) | 'hidden' (stage 2) | 'empty' (no suggestion, not the gate)."""
-    if event.shown or event.outcome is not None:
+    d = _as_dict(event)
+    if d.get("shown") or d.get("outcome") is not None:
         return "shown"
-    gate = event.gate or {}
+    gate = d.get("gate") or {}
     decision = gate.get("decision")
     if decision in ("skipped", "hidden", "shown"):
         return "empty" if decision == "shown" else str(decision)
     if _stage_says_no(gate, "stage1"):
         return "skipped"
-    if event.suggestion:
+    if d.get("suggestion"):
         return "hidden" if _stage_says_no(gate, "stage2") else "empty"
     return "empty"
 
 
-def file_type(event: SuggestionEvent) -> str:
-    if event.file:
-        suffix = Path(event.file).suffix.lower()
+def file_type(event: Item) -> str:
+    d = _as_dict(event)
+    file = d.get("file")
+    if isinstance(file, str) and file:
+        suffix = os.path.splitext(file)[1].lower()
         if suffix:
             return suffix
-    return event.language or "unknown"
+    return str(d.get("language") or "unknown")
+
+
+def _persisted(d: Mapping[str, Any]) -> int | None:
+    """SuggestionEvent.label("persisted") for an accepted event: the latest known checkpoint."""
+    for key in ("persisted_600s", "persisted_120s", "persisted_30s"):
+        value = d.get(key)
+        if value is not None:
+            return int(bool(value))
+    return None
 
 
 def day_of(ts: float) -> str:
@@ -121,9 +144,8 @@ class Bucket:
     latencies: list[float] = field(default_factory=list)
     decisions: list[float] = field(default_factory=list)
 
-    def add(self, event: SuggestionEvent) -> None:
+    def add(self, d: Mapping[str, Any], kind: str) -> None:
         self.requests += 1
-        kind = gate_outcome(event)
         if kind == "skipped":
             self.skipped += 1
         elif kind == "hidden":
@@ -132,25 +154,28 @@ class Bucket:
             self.empty += 1
         else:
             self.shown += 1
-        if event.outcome == "accepted":
+        outcome = d.get("outcome")
+        if outcome == "accepted":
             self.accepted += 1
-            label = event.label("persisted")
+            label = _persisted(d)
             if label is not None:
                 self.persistence_known += 1
                 self.persisted += label
             for key in CHECKPOINT_FIELDS:
-                value = getattr(event, key)
+                value = d.get(key)
                 if value is not None:
                     self.checkpoint_known[key] += 1
                     self.checkpoint_kept[key] += int(bool(value))
-        elif event.outcome == "rejected":
+        elif outcome == "rejected":
             self.rejected += 1
-        elif event.outcome == "ignored":
+        elif outcome == "ignored":
             self.ignored += 1
-        if event.suggestion is not None and event.latency_ms is not None:
-            self.latencies.append(float(event.latency_ms))
-        if event.decision_ms is not None:
-            self.decisions.append(float(event.decision_ms))
+        latency = d.get("latency_ms")
+        if d.get("suggestion") is not None and latency is not None:
+            self.latencies.append(float(latency))
+        decision = d.get("decision_ms")
+        if decision is not None:
+            self.decisions.append(float(decision))
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -179,22 +204,26 @@ class Bucket:
         }
 
 
-def compute_report(events: Iterable[SuggestionEvent]) -> dict[str, Any]:
-    """One pass over the events; returns the JSON-able report (`heedls telemetry report --json`)."""
+def compute_report(events: Iterable[Item]) -> dict[str, Any]:
+    """One pass over events (or their to_dict() form, as the store holds them); returns the JSON-able
+    report (`heedls telemetry report --json`)."""
     total = Bucket()
     by: dict[str, dict[str, Bucket]] = {dim: defaultdict(Bucket) for dim in DIMENSIONS}
     latency_hist: list[float] = []
     first: float | None = None
     last: float | None = None
     for event in events:
-        total.add(event)
-        by["day"][day_of(event.ts)].add(event)
-        by["provider"][event.provider or "unknown"].add(event)
-        by["file_type"][file_type(event)].add(event)
-        version = (event.gate or {}).get("model_version")
-        by["gate_model"][str(version) if version is not None else "none"].add(event)
-        first = event.ts if first is None else min(first, event.ts)
-        last = event.ts if last is None else max(last, event.ts)
+        d = _as_dict(event)
+        kind = gate_outcome(d)
+        ts = float(d["ts"])
+        total.add(d, kind)
+        by["day"][day_of(ts)].add(d, kind)
+        by["provider"][str(d.get("provider") or "unknown")].add(d, kind)
+        by["file_type"][file_type(d)].add(d, kind)
+        version = (d.get("gate") or {}).get("model_version")
+        by["gate_model"][str(version) if version is not None else "none"].add(d, kind)
+        first = ts if first is None else min(first, ts)
+        last = ts if last is None else max(last, ts)
     latency_hist = total.latencies
     return {
         "period": {
@@ -488,12 +517,13 @@ def render_html(report: dict[str, Any]) -> str:
 
 def write_html_report(store: Any, path: Path | str) -> Path:
     """Write the HTML report for a `TelemetryStore`, a store path, or any iterable of events."""
-    from heedls.server.telemetry.store import TelemetryStore, read_events
+    from heedls.server.telemetry.store import TelemetryStore, read_dicts
 
+    events: Iterable[Item]
     if isinstance(store, TelemetryStore):
-        events: Iterable[SuggestionEvent] = store.iter_events()
+        events = store.iter_events()
     elif isinstance(store, (str, Path)):
-        events = read_events(store)
+        events = read_dicts(store)
     else:
         events = store
     target = Path(path)
