@@ -201,3 +201,24 @@ def test_nocode_store_never_writes_code(tmp_path: Path) -> None:
     assert got.prefix is None and got.suggestion is None and got.extra["suggestion_len"] == 25
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert b"very_private_name" not in raw and b"secret_token_value" not in raw
+
+
+def test_the_database_is_only_touched_on_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import heedls.server.telemetry.store as store_mod
+
+    threads: list[str] = []
+    real_connect = sqlite3.connect
+
+    def spy(*args: object, **kwargs: object) -> sqlite3.Connection:
+        threads.append(threading.current_thread().name)
+        return real_connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_mod.sqlite3, "connect", spy)
+    store = TelemetryStore(tmp_path / "ev.sqlite3")
+    for i in range(50):
+        store.record(event(i))
+    assert store.flush()
+    store.close()
+    assert threads == ["heedls-telemetry-writer"]
