@@ -328,10 +328,11 @@ class LocalProvider:
         if self._jedi is not None and _wants_names(line_ctx.pending):
             # Ask jedi at the *start* of the name being typed and filter locally: the answer is
             # then the same for every keystroke of the name, so a late result is reused.
-            head = request.prefix[: len(request.prefix) - len(typed)]
+            full = _full_prefix(request)
+            head = full[: len(full) - len(typed)]
             tail = ""
-            if request.document is not None and request.document.startswith(request.prefix):
-                tail = request.document[len(request.prefix):]
+            if request.document is not None and request.document.startswith(full):
+                tail = request.document[len(full):]
             jedi_args = (head + tail, request.path, request.line + 1, request.character - len(typed))
             if self.jedi_share > 0:
                 found = await self._jedi.complete(*jedi_args, timeout_s=budget * self.jedi_share)
@@ -385,7 +386,7 @@ class LocalProvider:
                 self._memo.pop(next(iter(self._memo)))
             memo = self._memo[request.path] = _DocMemo()
         before = len(memo.doc.lines)
-        ctx = cursor_context(request.prefix, max_lines=CONTEXT_LINES, doc=memo.doc)
+        ctx = cursor_context(_full_prefix(request), max_lines=CONTEXT_LINES, doc=memo.doc)
         same = memo.doc.kept
         if memo.vocab is not vocab:
             memo.vocab, memo.ids, memo.cache, same = vocab, [], None, 0
@@ -482,6 +483,21 @@ class LocalProvider:
         if self._jedi is not None:
             self._jedi.close()
         self._cpu.shutdown(wait=False, cancel_futures=True)
+
+
+def _full_prefix(request: CompletionRequest) -> str:
+    """The whole text before the cursor: callers truncate `prefix` (a few thousand characters),
+    but the cache component wants the whole file above the cursor when the document is given."""
+    doc = request.document
+    if doc is None or len(doc) <= len(request.prefix):
+        return request.prefix
+    pos = 0
+    for _ in range(request.line):
+        pos = doc.find("\n", pos) + 1
+        if pos == 0:
+            return request.prefix
+    full = doc[: pos + request.character]
+    return full if full.endswith(request.prefix) else request.prefix
 
 
 def _common_token_prefix(seqs: list[list[str]]) -> list[str]:

@@ -226,3 +226,19 @@ async def test_jedi_completes_an_attribute_with_the_open_paren(workspace: Path) 
         assert jedi and jedi[0].text == "ict("
     finally:
         await prov.aclose()
+
+
+async def test_the_cache_sees_the_whole_file_when_the_prefix_is_truncated(workspace: Path) -> None:
+    prov = LocalProvider(workspace, use_jedi=False, budget_s=2.0)
+    try:
+        head = "ANSWER = compute_the_answer(6, 7)\n" + "x = 0\n" * 1000
+        document = head + "ANSWER = comp"
+        line = document.count("\n")
+        # The caller sends only the last few thousand characters, as the pipeline does ...
+        request = CompletionRequest(prefix=document[-3000:], suffix="", path=str(workspace / "big.py"),
+                                    line=line, character=len("ANSWER = comp"), document=document)
+        cands = await prov.complete(request, 2.0)
+        # ... and the line from the top of the file still completes from the cache component.
+        assert cands and cands[0].text == "ute_the_answer(6, 7)"
+    finally:
+        await prov.aclose()
