@@ -488,16 +488,17 @@ class LocalProvider:
 def _full_prefix(request: CompletionRequest) -> str:
     """The whole text before the cursor: callers truncate `prefix` (a few thousand characters),
     but the cache component wants the whole file above the cursor when the document is given."""
-    doc = request.document
-    if doc is None or len(doc) <= len(request.prefix):
-        return request.prefix
+    doc: str | None = request.document
+    prefix: str = request.prefix
+    if doc is None or len(doc) <= len(prefix):
+        return prefix
     pos = 0
     for _ in range(request.line):
         pos = doc.find("\n", pos) + 1
         if pos == 0:
-            return request.prefix
+            return prefix
     full = doc[: pos + request.character]
-    return full if full.endswith(request.prefix) else request.prefix
+    return full if full.endswith(prefix) else prefix
 
 
 def _common_token_prefix(seqs: list[list[str]]) -> list[str]:

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from heedls.server.providers import local as local_mod
 from heedls.server.providers.base import Candidate, CompletionRequest, Provider
 from heedls.server.providers.local import IndexLimits, LocalProvider, iter_python_files
