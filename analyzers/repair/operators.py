@@ -32,7 +32,7 @@ BIN = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "/
        ast.Pow: "**", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&"}
 BIN_ALTS: dict[str, list[tuple[str, float]]] = {
     "+": [("-", 0.8), ("*", 0.4)],
-    "-": [("+", 0.8), ("*", 0.3)],
+    "-": [("+", 0.8), ("*", 0.3), ("%", 0.3), ("//", 0.25)],
     "*": [("+", 0.5), ("//", 0.45), ("/", 0.45), ("**", 0.4), ("-", 0.3)],
     "/": [("//", 0.7), ("*", 0.5)],
     "//": [("/", 0.7), ("%", 0.5), ("*", 0.4)],
@@ -209,8 +209,18 @@ class Generator:
         loc = gap_operator(self.text, self.sm.node_span(node.target)[1], self.sm.node_span(node.value)[0])
         if loc is None:
             return
-        for alt, prior in BIN_ALTS.get(sym, []):
+        alts = dict(BIN_ALTS.get(sym, []))
+        for extra in ("+", "-", "*", "//", "/", "%"):
+            if extra != sym and extra not in alts:
+                alts[extra] = 0.25
+        for alt, prior in alts.items():
             self.add([Span(loc[0], loc[1], alt + "=")], "augmented-assignment", f"`{sym}=` → `{alt}=`", node.lineno, prior)
+        # the wrong variable is updated
+        fn = self.function_of(node)
+        if isinstance(node.target, ast.Name) and fn is not None:
+            for other in scopes[fn][0]:  # type: ignore[index]
+                if other != node.target.id:
+                    self.replace(node.target, other, "wrong-variable", f"update `{other}` instead of `{node.target.id}`", 0.4)
         self.add([Span(loc[0], loc[1], "=")], "augmented-assignment", f"`{sym}=` → `=`", node.lineno, 0.5)
 
     def op_assign_to_aug(self, node: ast.AST, scopes: object) -> None:
@@ -223,6 +233,11 @@ class Generator:
             self.add([Span(loc[0], loc[1], alt)], "augmented-assignment", f"`=` → `{alt}`", node.lineno, prior)
         # accumulate an extreme instead of overwriting it
         name = node.targets[0].id
+        fn = self.function_of(node)
+        if fn is not None:
+            for other in scopes[fn][0]:  # type: ignore[index]
+                if other != name:
+                    self.replace(node.targets[0], other, "wrong-variable", f"assign `{other}` instead of `{name}`", 0.3)
         value = self.seg(node.value)
         for fn, prior in (("max", 0.3), ("min", 0.25)):
             self.replace(node.value, f"{fn}({name}, {value})", "accumulate", f"keep the {fn} of `{name}`", prior)
@@ -293,6 +308,12 @@ class Generator:
             if value not in (0, 1, -1):
                 self.replace(node, "0", "constant", f"`{value}` → `0`", 0.3)
                 self.replace(node, "1", "constant", f"`{value}` → `1`", 0.3)
+        elif isinstance(value, str) and len(value) <= 3:
+            alts = {"": [" "], " ": [""]}.get(value, [])
+            if value.isalpha() and value.lower() != value.upper():
+                alts.append(value.swapcase())
+            for new in alts:
+                self.replace(node, repr(new), "constant", f"`{value!r}` → `{new!r}`", 0.35)
         elif isinstance(value, float) and value not in (0.0,):
             for new in (str(-value), "0.0", "1.0"):
                 self.replace(node, new, "constant", f"`{value}` → `{new}`", 0.25)
@@ -395,6 +416,49 @@ class Generator:
             inner = ", ".join(self.seg(a) for a in args)
             self.replace(node, f"sorted({inner}, reverse=True)", "wrong-function", "sort in reverse", 0.45)
 
+    def op_call_templates(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, ast.Call):
+            return
+        fn = self.function_of(node)
+        name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr if isinstance(node.func, ast.Attribute) else ""
+        locals_ = scopes[fn][0] if fn is not None else []  # type: ignore[index]
+        recursive = fn is not None and name == fn.name
+        for arg in node.args:
+            if not isinstance(arg, ast.Name):
+                continue
+            for v in locals_[:8]:
+                if v != arg.id:
+                    self.replace(arg, f"{arg.id}[{v}:]", "slice-argument", f"pass `{arg.id}[{v}:]`", 0.18)
+                    if recursive:
+                        self.replace(arg, f"{arg.id} - {v}", "argument-expression", f"pass `{arg.id} - {v}`", 0.2)
+                        self.replace(arg, f"{arg.id} + {v}", "argument-expression", f"pass `{arg.id} + {v}`", 0.15)
+            if name in ("sorted", "len", "list", "sum", "max", "min"):
+                self.replace(arg, f"set({arg.id})", "wrap-argument", f"use the distinct values of `{arg.id}`", 0.25)
+            self.replace(arg, f"{arg.id}.lower()", "wrap-argument", f"lower-case `{arg.id}`", 0.12)
+        # the function must be applied twice (decode = encode∘encode)
+        if isinstance(node.func, ast.Name) and len(node.args) == 1 and not recursive:
+            self.replace(node, f"{name}({self.seg(node)})", "apply-twice", f"apply `{name}` twice", 0.15)
+
+    def op_expression_substitution(self, node: ast.AST, scopes: object) -> None:
+        """A name used where another expression of the same function was meant (`/ mean` → `/ len(xs)`)."""
+        if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)):
+            return
+        parent = self.parents.get(node)
+        if isinstance(parent, ast.Call) and parent.func is node:
+            return
+        fn = self.function_of(node)
+        if fn is None:
+            return
+        seen: set[str] = set()
+        for other in ast.walk(fn):
+            if isinstance(other, (ast.Call, ast.Subscript)) and other.lineno == other.end_lineno:
+                text = self.seg(other)
+                if text in seen or node.id not in text and len(seen) > 12 or len(text) > 40:
+                    continue
+                seen.add(text)
+                if node.id + "(" not in text:
+                    self.replace(node, text, "expression-substitution", f"`{node.id}` → `{text}`", 0.18)
+
     def op_wrong_variable(self, node: ast.AST, scopes: object) -> None:
         if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)):
             return
@@ -428,6 +492,9 @@ class Generator:
             self.replace(node.value, "[[]]", "return-value", "return a list holding the empty list", 0.4)
             for name in scopes[fn][0][:6]:  # type: ignore[index]
                 self.replace(node.value, f"[{name}]", "return-value", f"return `[{name}]`", 0.35)
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, bool) and fn is not None:
+            for name in scopes[fn][0][:8]:  # type: ignore[index]
+                self.replace(node.value, f"{name} == 0", "return-value", f"return whether `{name}` is 0", 0.2)
         if isinstance(node, ast.Return) and node.value is not None and fn is not None:
             for name in scopes[fn][0][:8]:  # type: ignore[index]
                 if self.seg(node.value) != name:
@@ -466,6 +533,17 @@ class Generator:
             self.add([Span(here, here, f"{indent}{stmt}\n")], "insert-statement", f"insert `{stmt}` before", node.lineno, 0.22)
             if isinstance(node, (ast.Expr, ast.Assign, ast.AugAssign)):
                 self.add([Span(end, end, f"{indent}{stmt}\n")], "insert-statement", f"insert `{stmt}` after", node.lineno, 0.2)
+            # the copied call with one name replaced (`out.append(x)` → `rest.append(x)` / `out.append(y)`)
+            if isinstance(other, ast.Expr) and isinstance(other.value, ast.Call) and abs(other.lineno - node.lineno) <= 5:
+                o0 = self.sm.node_span(other)[0]
+                for sub in ast.walk(other):
+                    if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+                        s0, s1 = self.sm.node_span(sub)
+                        for alt in scopes[fn][0][:10]:  # type: ignore[index]
+                            if alt != sub.id:
+                                variant = stmt[: s0 - o0] + alt + stmt[s1 - o0 :]
+                                self.add([Span(here, here, f"{indent}{variant}\n")], "insert-statement",
+                                         f"insert `{variant}` before", node.lineno, 0.12)
 
     def op_loop_iter(self, node: ast.AST, scopes: object) -> None:
         if not (isinstance(node, ast.For) and isinstance(node.iter, ast.Name)):
@@ -507,7 +585,7 @@ class Generator:
     OPERATORS: list[Callable[[Generator, ast.AST, object], None]] = [
         op_compare, op_binop, op_augassign, op_assign_to_aug, op_boolop, op_condition, op_unary, op_constant,
         op_off_by_one, op_range, op_subscript, op_call, op_wrong_variable, op_wrong_attribute, op_return,
-        op_statement, op_loop_iter, op_recursive_arg, op_base_case,
+        op_statement, op_loop_iter, op_recursive_arg, op_base_case, op_call_templates, op_expression_substitution,
     ]
 
 
