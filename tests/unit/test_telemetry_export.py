@@ -14,12 +14,13 @@ from heedls.server.telemetry.export import (
     COLUMNS,
     csv_rows,
     export,
+    export_store,
     parquet_schema,
     parse_since,
     read_parquet,
     to_record,
 )
-from heedls.server.telemetry.store import TelemetryStore, read_events
+from heedls.server.telemetry.store import TelemetryStore
 
 CODE = (
     "zebra_quantum_helper",
@@ -208,7 +209,7 @@ def test_100k_events_export_streamed(tmp_path: Path) -> None:
     for fmt, privacy in (("jsonl", "full"), ("jsonl", "nocode"), ("csv", "nocode"), ("parquet", "full")):
         out = tmp_path / f"out.{fmt}.{privacy}"
         t0 = time.perf_counter()
-        assert export(read_events(path), fmt, privacy, out) == 100_000  # type: ignore[arg-type]
+        assert export_store(path, fmt, privacy, out) == 100_000  # type: ignore[arg-type]
         timings[f"{fmt}/{privacy}"] = round(time.perf_counter() - t0, 2)
     print("100k export seconds:", timings)
     assert sum(1 for _ in read_jsonl(tmp_path / "out.jsonl.nocode")) == 100_000
