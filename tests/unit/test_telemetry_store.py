@@ -222,3 +222,21 @@ def test_the_database_is_only_touched_on_the_writer_thread(
     assert store.flush()
     store.close()
     assert threads == ["heedls-telemetry-writer"]
+
+
+def test_an_export_in_progress_does_not_block_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "ev.sqlite3"
+    with TelemetryStore(path, lock_timeout_s=1.0) as store:
+        for i in range(3000):
+            store.record(event(i))
+        store.flush()
+        reader = read_events(path)
+        first = [next(reader) for _ in range(100)]  # a read transaction is now open
+        for i in range(3000, 3500):
+            store.record(event(i))
+        assert store.flush()
+        assert store.state == "ok" and not store.set_aside  # the writer was not locked out
+        rest = list(reader)
+        # the reader saw one consistent snapshot: the 3000 events that existed when it started
+        assert len(first) + len(rest) == 3000
+        assert store.count() == 3500
