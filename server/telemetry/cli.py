@@ -116,6 +116,10 @@ def report_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object")] = False,
     since: Annotated[str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")] = None,
+    events_file: Annotated[
+        Path | None,
+        typer.Option("--events", help="Report on a heedls.suggestion/1 JSONL file instead of the store"),
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Acceptance, persistence, gate effect and latency, by day, provider and file type."""
@@ -126,15 +130,25 @@ def report_cmd(
     )
     from heedls.server.telemetry.store import read_dicts
 
-    cfg = _config()
-    path = _store(store, cfg)
-    _check_store(path)
-    try:
-        report = compute_report(read_dicts(path, _since(since)))
-    except sqlite3.Error as exc:
-        _err(f"cannot read {path}: {exc}")
-        raise typer.Exit(1) from None
-    report["store"] = str(path)
+    cutoff = _since(since)
+    if events_file is not None:
+        from heedls.server.events import read_jsonl
+
+        try:
+            report = compute_report(e for e in read_jsonl(events_file) if cutoff is None or e.ts >= cutoff)
+        except (OSError, ValueError) as exc:
+            _err(f"cannot read {events_file}: {exc}")
+            raise typer.Exit(1) from None
+        report["store"] = str(events_file)
+    else:
+        path = _store(store, _config())
+        _check_store(path)
+        try:
+            report = compute_report(read_dicts(path, cutoff))
+        except sqlite3.Error as exc:
+            _err(f"cannot read {path}: {exc}")
+            raise typer.Exit(1) from None
+        report["store"] = str(path)
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_html(report), encoding="utf-8")

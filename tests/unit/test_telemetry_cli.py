@@ -145,3 +145,14 @@ def test_real_decisions_through_store_export_and_eval(workspace: Path, tmp_path:
     assert runs["exported"]["n"] == runs["original"]["n"] == len(original)
     assert runs["exported"]["positives"] == runs["original"]["positives"]
     assert runs["exported"]["auc"] == pytest.approx(runs["original"]["auc"], abs=0.02)
+
+
+def test_report_on_a_jsonl_file(workspace: Path, tmp_path: Path) -> None:
+    from heedls.server.events import write_jsonl
+
+    write_jsonl([one(i) for i in range(6)], tmp_path / "ev.jsonl")
+    code, out, err = invoke("report", "--events", str(tmp_path / "ev.jsonl"), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["total"]["requests"] == 6 and report["total"]["accepted"] == 2
+    assert report["store"] == str(tmp_path / "ev.jsonl")
