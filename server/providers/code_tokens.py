@@ -18,6 +18,7 @@ IND = "<IND>"
 DED = "<DED>"
 BOF = "<BOF>"
 SPECIAL = frozenset({EOL, IND, DED, BOF})
+MAX_LINE_CHARS = 4000
 
 _STRING_PREFIX = r"(?:[rRbBuUfF]{1,2})?"
 _TOKEN = re.compile(
@@ -161,20 +162,28 @@ class CursorContext:
     prev_lines: list[str]  # up to two previous non-blank lines, stripped, nearest last
 
 
-def cursor_context(prefix: str, max_lines: int = 400, doc: DocTokens | None = None) -> CursorContext:
+def cursor_context(
+    prefix: str, max_lines: int = 400, doc: DocTokens | None = None, window: int = 2000
+) -> CursorContext:
     """Split the text before the cursor into completed tokens and the token being typed.
 
-    With `doc`, the complete lines are tokenized incrementally (and all of them are kept)."""
+    With `doc`, the complete lines are tokenized incrementally; `doc` keeps at most about `window`
+    lines, its start moving in steps of a quarter window so that typing rarely shifts it (a 5 MB
+    file costs the same per keystroke as a small one)."""
     head, _, current = prefix.rpartition("\n")
     lines = head.split("\n") if head or prefix.startswith("\n") else []
+    step = max(window // 4, 1)
+    start = max(0, (len(lines) - window + step - 1) // step * step) if len(lines) > window else 0
     if doc is None:
         doc = DocTokens()
-        lines = lines[-max_lines:]
-    doc.update(lines)
+        start = max(0, len(lines) - max_lines)
+    doc.update(lines[start:] if start else lines)
     quote, prev_indent = doc.state
+    current = current[-MAX_LINE_CHARS:]  # a pathological single line must not cost seconds
     indent_str = current[: len(current) - len(current.lstrip())]
     body = current[len(indent_str):]
-    tokens = [BOF]
+    # BOF only when the context really reaches the top of the file.
+    tokens = [BOF] if start == 0 and len(doc.tokens) <= max_lines else []
     for toks in doc.tokens[-max_lines:]:
         tokens.extend(toks)
     if quote is not None:

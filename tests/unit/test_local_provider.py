@@ -241,3 +241,18 @@ async def test_the_cache_sees_the_whole_file_when_the_prefix_is_truncated(worksp
         assert cands and cands[0].text == "ute_the_answer(6, 7)"
     finally:
         await prov.aclose()
+
+
+async def test_huge_documents_and_lines_are_handled(workspace: Path) -> None:
+    prov = LocalProvider(workspace, use_jedi=False, budget_s=5.0)
+    try:
+        big = "value = compute(1)\n" * 250_000 + "value = comp"  # ~5 MB above the cursor
+        request = CompletionRequest(prefix=big[-6000:], suffix="", path=str(workspace / "huge.py"),
+                                    line=big.count("\n"), character=len("value = comp"), document=big)
+        cands = await prov.complete(request, 5.0)
+        assert cands and cands[0].text == "ute(1)"
+        line = "x = [" + "1, " * 400_000  # a single 1.2 MB line
+        cands = await prov.complete(_request(workspace / "long.py", line), 5.0)
+        assert isinstance(cands, list)
+    finally:
+        await prov.aclose()
