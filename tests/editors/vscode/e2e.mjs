@@ -72,6 +72,17 @@ async function openFile(name) {
   await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
 }
 
+async function waitGhost() {
+  try {
+    await page.locator(GHOST).first().waitFor({ state: 'visible', timeout: 10000 });
+    return false;
+  } catch {
+    await page.keyboard.press('Alt+Backslash');
+    await page.locator(GHOST).first().waitFor({ state: 'visible', timeout: 15000 });
+    return true;
+  }
+}
+
 async function type(items) {
   for (const item of items) {
     if (item === '\n') await page.keyboard.press('Enter');
@@ -142,14 +153,7 @@ try {
     await type(config.typing);
     // The first request may meet a cold server (indexing, jedi start-up): a person would wait or ask
     // again (Alt+\\ = editor.action.inlineSuggest.trigger).
-    let retriggered = false;
-    try {
-      await page.locator(GHOST).first().waitFor({ state: 'visible', timeout: 10000 });
-    } catch {
-      retriggered = true;
-      await page.keyboard.press('Alt+Backslash');
-      await page.locator(GHOST).first().waitFor({ state: 'visible', timeout: 15000 });
-    }
+    const retriggered = await waitGhost();
     await sleep(300);
     firstGhost = await ghostText();
     await page.screenshot({ path: path.join(config.artifacts, 'vscode-ghost-text.png') });
@@ -173,7 +177,7 @@ try {
       const before = new Set((await telemetry()).filter((e) => e.outcome === 'rejected').map((e) => e.id));
       await page.keyboard.press('Control+End');
       await type(config.typingSecond);
-      await page.locator(GHOST).first().waitFor({ state: 'visible', timeout: 20000 });
+      await waitGhost();
       const ghost = await ghostText();
       const pressedAt = Date.now() / 1000;
       await page.keyboard.press('Escape');

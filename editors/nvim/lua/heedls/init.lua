@@ -1,0 +1,273 @@
+-- heedls for Neovim: server command, settings, commands and the inline-suggestion front end.
+-- Options: vim.g.heedls = { cmd = {...}, settings = {...}, inline = {...} } (see :help heedls).
+local M = {}
+
+local defaults = {
+  cmd = nil, -- list: the server command; nil = find it
+  settings = {}, -- forwarded to the server (camelCase keys, server section names)
+  inline = {
+    enabled = true,
+    native = nil, -- nil: native vim.lsp.inline_completion when Neovim has it (0.12+), else the fallback
+    debounce_ms = 30, -- the server debounces too; this only coalesces keystrokes
+    accept_key = '<Tab>',
+    dismiss_key = '<C-]>',
+    next_key = '<M-]>', -- ask again (manual trigger)
+  },
+}
+
+function M.options()
+  return vim.tbl_deep_extend('force', defaults, vim.g.heedls or {})
+end
+
+local function executable(path)
+  return path and vim.fn.executable(path) == 1
+end
+
+--- The command that starts the server, and where it came from.
+---@return string[] cmd, string source
+function M.resolve_cmd(root)
+  local opts = M.options()
+  if type(opts.cmd) == 'table' and #opts.cmd > 0 then
+    return opts.cmd, 'vim.g.heedls.cmd'
+  end
+  if executable('heedls') then
+    return { vim.fn.exepath('heedls'), 'serve' }, 'PATH'
+  end
+  root = root or vim.fs.root(0, { 'pyproject.toml', 'setup.py', '.git' }) or vim.fn.getcwd()
+  for _, venv in ipairs({ '.venv', 'venv' }) do
+    local python = vim.fs.joinpath(root, venv, 'bin', 'python')
+    if executable(python) then
+      return { python, '-m', 'heedls', 'serve' }, venv
+    end
+  end
+  return { 'heedls', 'serve' }, 'not found'
+end
+
+function M.server_cmd()
+  return (M.resolve_cmd())
+end
+
+function M.server_settings()
+  local settings = vim.deepcopy(M.options().settings or {})
+  return settings
+end
+
+function M.capabilities()
+  -- 0.11's client does not announce inline completion; the fallback requests it itself.
+  return { textDocument = { inlineCompletion = { dynamicRegistration = false } } }
+end
+
+---@return vim.lsp.Client?
+function M.client(bufnr)
+  return vim.lsp.get_clients({ bufnr = bufnr or 0, name = 'heedls' })[1]
+    or vim.lsp.get_clients({ name = 'heedls' })[1]
+end
+
+local function notify(msg, level)
+  vim.notify('heedls: ' .. msg, level or vim.log.levels.INFO)
+end
+
+--- Synchronous request with a timeout; returns result, err.
+function M.request_sync(method, params, timeout_ms, bufnr)
+  local client = M.client(bufnr)
+  if not client then
+    return nil, 'heedls is not attached to this buffer'
+  end
+  local response = client:request_sync(method, params, timeout_ms or 10000, bufnr or 0)
+  if not response then
+    return nil, 'no answer from the server (timeout)'
+  end
+  if response.err then
+    return nil, response.err.message or vim.inspect(response.err)
+  end
+  return response.result, nil
+end
+
+local function cursor_params(bufnr)
+  local client = M.client(bufnr)
+  return vim.lsp.util.make_position_params(0, client and client.offset_encoding or 'utf-16')
+end
+
+-- Inline suggestions ---------------------------------------------------------------------------
+
+M.enabled = true
+
+function M.use_native()
+  local native = M.options().inline.native
+  if native == nil then
+    native = vim.lsp.inline_completion ~= nil
+  end
+  return native and vim.lsp.inline_completion ~= nil
+end
+
+function M.on_attach(client, bufnr)
+  local opts = M.options().inline
+  if not opts.enabled then
+    return
+  end
+  if M.use_native() then
+    vim.lsp.inline_completion.enable(M.enabled, { bufnr = bufnr })
+    vim.keymap.set('i', opts.accept_key, function()
+      if not vim.lsp.inline_completion.get() then
+        return opts.accept_key
+      end
+    end, { buffer = bufnr, expr = true, replace_keycodes = true, desc = 'heedls: accept suggestion' })
+  else
+    require('heedls.inline').attach(client, bufnr, opts)
+  end
+end
+
+function M.toggle(enabled)
+  if enabled == nil then
+    enabled = not M.enabled
+  end
+  M.enabled = enabled
+  local client = M.client()
+  if client then
+    client:request('workspace/executeCommand', { command = 'heedls.toggleSuggestions', arguments = { enabled } },
+      function() end)
+  end
+  if M.use_native() then
+    vim.lsp.inline_completion.enable(enabled)
+  elseif not enabled then
+    require('heedls.inline').dismiss_all()
+  end
+  notify('inline suggestions ' .. (enabled and 'on' or 'off'))
+  return enabled
+end
+
+-- Status ---------------------------------------------------------------------------------------
+
+M.last_status = nil
+
+function M.status()
+  local result = M.request_sync('heedls/status', {}, 3000)
+  if result then
+    M.last_status = result
+  end
+  return result
+end
+
+--- For statuslines: "heedls", "heedls 23% hidden", "heedls off".
+function M.statusline()
+  if not M.client() then
+    return ''
+  end
+  if not M.enabled then
+    return 'heedls off'
+  end
+  local gate = M.last_status and M.last_status.gate
+  if gate and type(gate.hidden_share) == 'number' and (gate.requests or 0) > 0 then
+    return string.format('heedls %d%% hidden', math.floor(gate.hidden_share * 100 + 0.5))
+  end
+  return 'heedls'
+end
+
+function M.show_status()
+  local s = M.status()
+  if not s then
+    return notify('no status (server not attached?)', vim.log.levels.WARN)
+  end
+  local gate = s.gate or {}
+  notify(string.format('%s, provider %s, gate %s: %d requests, %d skipped, %d hidden',
+    s.enabled and 'on' or 'off', tostring(s.provider), tostring(gate.mode), gate.requests or 0,
+    gate.skipped or 0, gate.hidden or 0))
+end
+
+-- Explain / fix / tests / report ---------------------------------------------------------------
+
+function M.explain()
+  local result, err = M.request_sync('heedls/explain', cursor_params(), 15000)
+  if err then
+    return notify(err, vim.log.levels.ERROR)
+  end
+  local items = result and result.explanations or {}
+  if #items == 0 then
+    notify('no problem to explain at the cursor')
+    return {}
+  end
+  local lines = {}
+  for _, e in ipairs(items) do
+    vim.list_extend(lines, { '## ' .. (e.message or 'Problem'), '' })
+    vim.list_extend(lines, vim.split(e.explanation or '', '\n', { plain = true }))
+    table.insert(lines, '')
+  end
+  vim.lsp.util.open_floating_preview(lines, 'markdown', { border = 'rounded', focus_id = 'heedls-explain' })
+  return items
+end
+
+function M.fix(opts)
+  opts = opts or {}
+  local bufnr = vim.api.nvim_get_current_buf()
+  if vim.bo[bufnr].modified then
+    vim.cmd('silent write')
+  end
+  notify('searching for a fix the tests accept…')
+  local client = M.client(bufnr)
+  if not client then
+    return notify('heedls is not attached to this buffer', vim.log.levels.WARN)
+  end
+  local params = cursor_params(bufnr)
+  local done = false
+  local outcome
+  client:request('heedls/fix', params, function(err, result)
+    done = true
+    outcome = result
+    if err then
+      return notify('fix failed: ' .. (err.message or '?'), vim.log.levels.ERROR)
+    end
+    if not (result and result.fixed and result.edit) then
+      return notify('no validated fix found. ' .. (result and result.explanation or ''))
+    end
+    local function apply()
+      vim.lsp.util.apply_workspace_edit(result.edit, client.offset_encoding)
+      notify('applied a fix that makes the failing tests pass (u undoes it). ' .. (result.explanation or ''))
+    end
+    if opts.apply then
+      apply()
+    else
+      vim.ui.select({ 'Apply', 'Show patch', 'Cancel' }, { prompt = 'heedls found a validated fix' }, function(choice)
+        if choice == 'Apply' then
+          apply()
+        elseif choice == 'Show patch' then
+          vim.lsp.util.open_floating_preview(vim.split(result.patch or '', '\n'), 'diff', { border = 'rounded' })
+        end
+      end)
+    end
+  end, bufnr)
+  if opts.wait then
+    vim.wait(opts.wait, function() return done end, 100)
+  end
+  return outcome
+end
+
+function M.run_tests()
+  local uri = vim.uri_from_bufnr(0)
+  local result, err = M.request_sync('workspace/executeCommand', { command = 'heedls.runTests', arguments = { uri } }, 120000)
+  if err then
+    return notify(err, vim.log.levels.ERROR)
+  end
+  if type(result) == 'table' and result.ran == false and result.reason then
+    notify(tostring(result.reason), vim.log.levels.WARN)
+  end
+  return result
+end
+
+function M.report(opts)
+  local result, err = M.request_sync('workspace/executeCommand', { command = 'heedls.report', arguments = {} }, 30000)
+  if err then
+    return notify(err, vim.log.levels.ERROR)
+  end
+  local path = type(result) == 'table' and result.html or nil
+  if not path then
+    notify('no report: ' .. tostring(type(result) == 'table' and result.reason or 'unknown'), vim.log.levels.WARN)
+    return nil
+  end
+  if opts and opts.open and vim.ui.open then
+    vim.ui.open(path)
+  end
+  notify('report written to ' .. path)
+  return path
+end
+
+return M

@@ -1,0 +1,220 @@
+-- Drives Neovim headless through its Lua API against the real heedls server; writes what it saw to
+-- $HEEDLS_RESULTS (JSON) for tests/editors/test_nvim_e2e.py to assert on, then quits.
+local results = { steps = {} }
+local ws = assert(vim.env.HEEDLS_WORKSPACE)
+local out = assert(vim.env.HEEDLS_RESULTS)
+
+local function save()
+  local f = assert(io.open(out, 'w'))
+  f:write(vim.json.encode(results))
+  f:close()
+end
+
+local only = vim.env.HEEDLS_E2E_ONLY -- comma list of steps, for working on one step
+local function step(name, fn)
+  if only and only ~= '' and not vim.tbl_contains(vim.split(only, ','), name) and name ~= 'attach' then
+    return true
+  end
+  local started = vim.uv.hrtime()
+  local ok, detail = xpcall(fn, debug.traceback)
+  local entry = type(detail) == 'table' and detail or {}
+  entry.ok = ok
+  entry.seconds = (vim.uv.hrtime() - started) / 1e9
+  if not ok then
+    entry.error = tostring(detail)
+  end
+  results.steps[name] = entry
+  save()
+  return ok
+end
+
+local heedls = require('heedls')
+local inline = require('heedls.inline')
+local ns = vim.api.nvim_get_namespaces()['heedls.ghost']
+
+local function ghost_marks(buf)
+  local marks = vim.api.nvim_buf_get_extmarks(buf, ns, 0, -1, { details = true })
+  local texts = {}
+  for _, m in ipairs(marks) do
+    for _, chunk in ipairs(m[4].virt_text or {}) do
+      table.insert(texts, chunk[1])
+    end
+  end
+  return table.concat(texts)
+end
+
+--- Append lines at the end of the buffer; returns the 0-based row and byte col of the end.
+local function append(buf, lines)
+  local n = vim.api.nvim_buf_line_count(buf)
+  vim.api.nvim_buf_set_lines(buf, n, n, false, lines)
+  local row = vim.api.nvim_buf_line_count(buf) - 1
+  return row, #lines[#lines]
+end
+
+local function suggest(buf, row, col)
+  -- A cold server (indexing, jedi start-up) may answer the first request empty: ask up to 3 times,
+  -- as a person would keep typing.
+  for _ = 1, 3 do
+    local got, done = nil, false
+    inline.request(buf, { position = { row, col }, invoked = true, callback = function(s) got, done = s, true end })
+    vim.wait(15000, function() return done end, 50)
+    if got then
+      return got
+    end
+  end
+end
+
+local buf
+local ok = step('attach', function()
+  vim.cmd.edit(ws .. '/shapes.py')
+  buf = vim.api.nvim_get_current_buf()
+  assert(vim.wait(30000, function() return heedls.client(buf) ~= nil end, 50), 'heedls did not attach')
+  local client = heedls.client(buf)
+  assert(vim.wait(30000, function() return client.initialized end, 50), 'not initialized')
+  local caps = client.server_capabilities
+  return {
+    name = client.name,
+    cmd = client.config.cmd,
+    inline_provider = caps.inlineCompletionProvider ~= nil,
+    commands = caps.executeCommandProvider and caps.executeCommandProvider.commands or {},
+    native = heedls.use_native(),
+  }
+end)
+
+if ok then
+  step('inline_accept', function()
+    local row, col = append(buf, { '', '', 'def total3(a, b, c):', '    return ' })
+    local s = assert(suggest(buf, row, col), 'no suggestion')
+    local ghost = ghost_marks(buf)
+    assert(ghost == s.text, 'ghost text differs: ' .. ghost)
+    local before = vim.api.nvim_buf_get_lines(buf, row, row + 1, false)[1]
+    assert(inline.accept(buf), 'accept found nothing')
+    local after = vim.api.nvim_buf_get_lines(buf, row, row + #vim.split(s.text, '\n'), false)
+    vim.wait(500)
+    return { id = s.id, text = s.text, ghost = ghost, line_before = before, lines_after = after,
+      marks_after = ghost_marks(buf) }
+  end)
+
+  step('inline_dismiss', function()
+    local row, col = append(buf, { '', '', 'def sub3(a, b, c):', '    ret' })
+    local s = assert(suggest(buf, row, col), 'no suggestion')
+    local ghost = ghost_marks(buf)
+    inline.dismiss(buf)
+    vim.wait(300)
+    return { id = s.id, text = s.text, ghost = ghost, marks_after = ghost_marks(buf),
+      line = vim.api.nvim_buf_get_lines(buf, row, row + 1, false)[1] }
+  end)
+
+  step('toggle', function()
+    local off = heedls.toggle(false)
+    vim.wait(300)
+    local status_off = heedls.status()
+    local row, col = append(buf, { '', '', 'def mul3(a, b, c):', '    return ' })
+    local got, done = nil, false
+    inline.request(buf, { position = { row, col }, invoked = true, callback = function(s) got, done = s, true end })
+    vim.wait(5000, function() return done end, 50)
+    heedls.toggle(true)
+    local status_on = heedls.status()
+    vim.api.nvim_buf_set_lines(buf, row - 3, row + 1, false, {})
+    return { off = off, status_off_enabled = status_off and status_off.enabled, suggestion_while_off = got ~= nil,
+      status_on_enabled = status_on and status_on.enabled, status = status_on }
+  end)
+  vim.cmd('silent write')
+end
+
+local stats
+if ok then
+  step('diagnostics', function()
+    vim.cmd.edit(ws .. '/stats.py')
+    stats = vim.api.nvim_get_current_buf()
+    assert(vim.wait(20000, function() return heedls.client(stats) ~= nil end, 50), 'not attached to stats.py')
+    vim.cmd('silent write') -- didSave runs the related tests
+    local found = vim.wait(90000, function()
+      for _, d in ipairs(vim.diagnostic.get(stats)) do
+        if d.severity == vim.diagnostic.severity.ERROR then
+          return true
+        end
+      end
+      return false
+    end, 200)
+    local diags = {}
+    for _, d in ipairs(vim.diagnostic.get(stats)) do
+      table.insert(diags, { lnum = d.lnum, col = d.col, severity = d.severity, message = d.message, source = d.source,
+        code = d.code })
+    end
+    assert(found, 'no error diagnostic on stats.py: ' .. vim.inspect(diags))
+    return { diagnostics = diags }
+  end)
+
+  step('explain', function()
+    local target
+    for _, d in ipairs(vim.diagnostic.get(stats, { severity = vim.diagnostic.severity.ERROR })) do
+      target = d
+      break
+    end
+    assert(target, 'no error diagnostic')
+    vim.api.nvim_win_set_cursor(0, { target.lnum + 1, target.col })
+    local items = heedls.explain()
+    return { explanations = items }
+  end)
+
+  step('code_actions', function()
+    local target
+    for _, d in ipairs(vim.diagnostic.get(stats, { severity = vim.diagnostic.severity.ERROR })) do
+      target = d
+      break
+    end
+    assert(target, 'no error diagnostic')
+    local client = assert(heedls.client(stats))
+    local lsp_diags = {}
+    for _, d in ipairs(vim.diagnostic.get(stats, { lnum = target.lnum })) do
+      if d.user_data and d.user_data.lsp then
+        table.insert(lsp_diags, d.user_data.lsp)
+      end
+    end
+    local params = {
+      textDocument = { uri = vim.uri_from_bufnr(stats) },
+      range = { start = { line = target.lnum, character = 0 }, ['end'] = { line = target.lnum + 1, character = 0 } },
+      context = { diagnostics = lsp_diags, only = { 'quickfix' } },
+    }
+    -- Validated fixes need test runs: ask again until one is offered (or give up after 90 s).
+    local actions, titles = {}, {}
+    local deadline = vim.uv.now() + 90000
+    repeat
+      local response = client:request_sync('textDocument/codeAction', params, 30000, stats)
+      actions = response and response.result or {}
+      if #actions > 0 then
+        break
+      end
+      vim.wait(2000)
+    until vim.uv.now() > deadline
+    for _, a in ipairs(actions) do
+      table.insert(titles, a.title)
+    end
+    assert(#actions > 0, 'no quick fix offered')
+    local action = actions[1]
+    if not action.edit and not action.command and client:supports_method('codeAction/resolve') then
+      action = client:request_sync('codeAction/resolve', action, 30000, stats).result or action
+    end
+    if action.edit then
+      vim.lsp.util.apply_workspace_edit(action.edit, client.offset_encoding)
+    end
+    if action.command then
+      local cmd = type(action.command) == 'table' and action.command or action
+      client:request_sync('workspace/executeCommand', { command = cmd.command, arguments = cmd.arguments }, 60000, stats)
+    end
+    vim.wait(1000)
+    vim.cmd('silent write')
+    return { titles = titles, applied = action.title,
+      lines = vim.api.nvim_buf_get_lines(stats, 0, -1, false) }
+  end)
+end
+
+step('checkhealth', function()
+  vim.cmd('checkhealth heedls')
+  local lines = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+  return { lines = lines }
+end)
+
+save()
+vim.cmd('qa!')

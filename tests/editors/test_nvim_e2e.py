@@ -1,0 +1,229 @@
+"""Neovim end to end: the plugin in editors/nvim against the real `heedls serve`.
+
+1. Headless, through Neovim's Lua API (tests/editors/nvim/e2e.lua): attach with zero configuration
+   (`heedls` on PATH), request a suggestion and accept it (virtual-text ghost text on 0.11, native
+   inline completion on 0.12+), dismiss one, toggle, diagnostics from a failing test, explain, code
+   actions, `:checkhealth heedls`. Accept/reject are checked in the server's telemetry store.
+2. In a real terminal (tmux): keystrokes in insert mode, the ghost text on screen (rendered to
+   test-artifacts/nvim-ghost-text.png through Chromium), Tab accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.editors import ansi_html
+from tests.editors import conftest as tools
+from tests.editors.test_vscode_e2e import WORKSPACE
+
+pytestmark = [pytest.mark.editor, pytest.mark.slow]
+
+NVIM_TESTS = Path(__file__).parent / "nvim"
+
+
+def _workspace(root: Path) -> Path:
+    workspace = root / "workspace"
+    workspace.mkdir()
+    for name, text in WORKSPACE.items():
+        (workspace / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    return workspace
+
+
+def _env(data: Path, workspace: Path, **extra: str) -> dict[str, str]:
+    bindir = Path(sys.executable).parent
+    return {
+        **os.environ,
+        # zero configuration: the plugin finds `heedls` on PATH
+        "PATH": os.pathsep.join([str(bindir), os.environ.get("PATH", "")]),
+        "HEEDLS_DATA_DIR": str(data),
+        "HEEDLS_REPO": str(tools.REPO),
+        "HEEDLS_WORKSPACE": str(workspace),
+        "XDG_CONFIG_HOME": str(data / "xdg-config"),
+        "XDG_STATE_HOME": str(data / "xdg-state"),
+        "XDG_DATA_HOME": str(data / "xdg-data"),
+        "HEEDLS_TEST_OPTIONS": json.dumps({"settings": {"gate": {"mode": "off"}}}),
+        **extra,
+    }
+
+
+def _events(workspace: Path, data: Path) -> list[dict[str, Any]]:
+    out = tools.run([*tools.heedls_cli(), "telemetry", "export", "--format", "jsonl"], timeout=60,
+                    cwd=workspace, env={**os.environ, "HEEDLS_DATA_DIR": str(data)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def headless(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    nvim = tools.nvim()
+    tools.require(nvim=nvim)
+    assert nvim is not None
+    root = tmp_path_factory.mktemp("nvim-e2e")
+    workspace, data = _workspace(root), root / "data"
+    data.mkdir()
+    results_path = root / "results.json"
+    env = _env(data, workspace, HEEDLS_RESULTS=str(results_path))
+    run = tools.run([str(nvim), "--headless", "-u", str(NVIM_TESTS / "init.lua"),
+                     "-c", f"luafile {NVIM_TESTS / 'e2e.lua'}"], timeout=400, cwd=workspace, env=env)
+    (tools.artifacts() / "nvim-headless.log").write_text(run.stdout[-20000:] + run.stderr[-20000:])
+    assert results_path.exists(), f"nvim wrote no results (exit {run.returncode}):\n{run.stderr[-3000:]}"
+    results: dict[str, Any] = json.loads(results_path.read_text())
+    results["workspace"], results["data"], results["version"] = workspace, data, tools.run(
+        [str(nvim), "--version"], timeout=30).stdout.splitlines()[0]
+    return results
+
+
+def _step(results: dict[str, Any], name: str) -> dict[str, Any]:
+    step = results["steps"].get(name)
+    if step is None:
+        pytest.fail(f"step {name!r} did not run (steps: {list(results['steps'])})")
+    assert step["ok"], f"step {name!r} failed: {step.get('error')}"
+    return step
+
+
+def test_attaches_with_zero_configuration(headless: dict[str, Any]) -> None:
+    step = _step(headless, "attach")
+    assert step["name"] == "heedls"
+    assert step["inline_provider"], "server does not announce inlineCompletionProvider"
+    assert "heedls.accept" in step["commands"]
+    assert Path(step["cmd"][0]).name == "heedls"  # found on PATH, nothing configured
+
+
+def test_inline_suggestion_accepted_and_recorded(headless: dict[str, Any]) -> None:
+    step = _step(headless, "inline_accept")
+    assert step["text"] and step["ghost"] == step["text"]
+    assert step["marks_after"] == "", "ghost text left on screen after accepting"
+    assert "".join(step["lines_after"]).endswith(step["text"].split("\n")[-1])
+    assert step["lines_after"][0] == step["line_before"] + step["text"].split("\n")[0]
+    events = {e["id"]: e for e in _events(headless["workspace"], headless["data"])}
+    assert events[step["id"]]["outcome"] == "accepted"
+    assert events[step["id"]]["suggestion"].endswith(step["text"])
+
+
+def test_inline_suggestion_dismissed_and_recorded(headless: dict[str, Any]) -> None:
+    step = _step(headless, "inline_dismiss")
+    assert step["ghost"] == step["text"] and step["marks_after"] == ""
+    assert step["line"] == "    ret", "dismissing must not change the buffer"
+    events = _events(headless["workspace"], headless["data"])
+    event = {e["id"]: e for e in events}[step["id"]]
+    assert event["outcome"] == "rejected" and event["reason"] == "dismissed" and event["shown"], events
+
+
+def test_toggle_turns_suggestions_off_and_on(headless: dict[str, Any]) -> None:
+    step = _step(headless, "toggle")
+    assert step["off"] is False and step["status_off_enabled"] is False
+    assert step["suggestion_while_off"] is False
+    assert step["status_on_enabled"] is True
+
+
+def test_failing_test_diagnostic(headless: dict[str, Any]) -> None:
+    step = _step(headless, "diagnostics")
+    errors = [d for d in step["diagnostics"] if d["severity"] == 1]
+    assert any(d["lnum"] == 5 for d in errors), errors  # the buggy return line of stats.py
+
+
+def test_explain_at_cursor(headless: dict[str, Any]) -> None:
+    step = _step(headless, "explain")
+    assert step["explanations"], "no explanation"
+    assert "3" in step["explanations"][0]["explanation"]
+
+
+def test_code_action_applies_validated_fix(headless: dict[str, Any]) -> None:
+    step = _step(headless, "code_actions")
+    assert step["titles"]
+    assert "len(values) + 1" not in "\n".join(step["lines"])
+    result = tools.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_stats.py"],
+                       timeout=60, cwd=headless["workspace"])
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_checkhealth_clean(headless: dict[str, Any]) -> None:
+    lines = _step(headless, "checkhealth")["lines"]
+    text = "\n".join(lines)
+    assert "heedls" in text and "OK" in text, text
+    assert "ERROR" not in text, text
+    assert "WARNING" not in text, text
+
+
+# -- in a terminal: real keys, and a screenshot for the docs -----------------------------------------
+
+def _tmux(*args: str, env: dict[str, str] | None = None) -> str:
+    result = tools.run(["tmux", "-L", "heedls-e2e", *args], timeout=30, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _wait_screen(pred: Any, timeout: float) -> str:
+    end = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < end:
+        screen = _tmux("capture-pane", "-p", "-t", "e2e")
+        if pred(screen):
+            return screen
+        time.sleep(0.2)
+    raise AssertionError(f"screen never matched; last screen:\n{screen}")
+
+
+def _ghost_shown(screen: str) -> str | None:
+    """The line after `def total3(...)` once something follows its `return `."""
+    lines = screen.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if "def total3" in line and "return " in lines[i + 1] and lines[i + 1].split("return ", 1)[1].strip():
+            return lines[i + 1]
+    return None
+
+
+def test_terminal_ghost_text_tab_accepts(tmp_path: Path) -> None:
+    nvim, chrome, tmux = tools.nvim(), tools.chromium(), shutil.which("tmux")
+    tools.require(nvim=nvim, chromium=chrome, tmux=Path(tmux) if tmux else None)
+    assert nvim and chrome
+    workspace, data = _workspace(tmp_path), tmp_path / "data"
+    data.mkdir()
+    env = _env(data, workspace, TERM="xterm-256color", COLORTERM="truecolor")
+    cmd = f"{nvim} -u {NVIM_TESTS / 'init.lua'} shapes.py"
+    tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", "100", "-y", "26", "-c", str(workspace), cmd, env=env)
+    try:
+        _wait_screen(lambda s: "def sub2" in s, 30)
+        # the server attached: the plugin's statusline component shows it
+        _wait_screen(lambda s: "heedls" in s.splitlines()[-2], 30)
+        _tmux("send-keys", "-t", "e2e", "G", "o", "Enter")
+        _tmux("send-keys", "-t", "e2e", "-l", "def total3(a, b, c):")
+        _tmux("send-keys", "-t", "e2e", "Enter")
+        for ch in "return ":
+            _tmux("send-keys", "-t", "e2e", "-l", ch)
+            time.sleep(0.05)
+        try:
+            screen = _wait_screen(_ghost_shown, 15)
+        except AssertionError:
+            _tmux("send-keys", "-t", "e2e", "M-]")  # ask again (a cold server may answer the first one empty)
+            screen = _wait_screen(_ghost_shown, 20)
+        ansi = _tmux("capture-pane", "-p", "-e", "-t", "e2e")
+        png = tools.artifacts() / "nvim-ghost-text.png"
+        ansi_html.screenshot(ansi, png, chrome, title="Neovim 0.11 + heedls")
+        (tools.artifacts() / "nvim-ghost-text.txt").write_text(screen)
+        ghost_line = _ghost_shown(screen)
+        _tmux("send-keys", "-t", "e2e", "Tab")
+        _tmux("send-keys", "-t", "e2e", "Escape")
+        _tmux("send-keys", "-t", "e2e", ":w", "Enter")
+        _wait_screen(lambda s: "written" in s, 15)
+        _tmux("send-keys", "-t", "e2e", ":qa!", "Enter")
+        time.sleep(1.5)
+    finally:
+        tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+    saved = (workspace / "shapes.py").read_text()
+    assert ghost_line
+    suggestion = ghost_line.split("return ", 1)[1].strip()
+    assert f"return {suggestion}" in saved, saved
+    assert png.stat().st_size > 5_000
+    accepted = [e for e in _events(workspace, data) if e["outcome"] == "accepted"]
+    assert accepted and accepted[-1]["suggestion"].strip().endswith(suggestion.split()[-1])
