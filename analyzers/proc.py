@@ -122,6 +122,7 @@ async def run_async(
     except asyncio.CancelledError:
         _kill_group(proc.pid)
         readers.cancel()
+        await asyncio.gather(readers, return_exceptions=True)
         raise
     finally:
         _kill_group(proc.pid)

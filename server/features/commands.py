@@ -172,6 +172,13 @@ def register(server: HeedlsServer) -> None:
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: HeedlsServer, params: Any) -> None:
+        diagnostics = ls.services.get("diagnostics")
+        stop = getattr(diagnostics, "shutdown", None)
+        if stop is not None:
+            try:
+                await stop()  # kills a test run still going
+            except Exception:
+                log.exception("diagnostics shutdown failed")
         engine = ls.services.get("engine")
         if engine is not None:
             engine.debouncer.cancel_all()
