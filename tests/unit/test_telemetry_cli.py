@@ -156,3 +156,12 @@ def test_report_on_a_jsonl_file(workspace: Path, tmp_path: Path) -> None:
     report = json.loads(out)
     assert report["total"]["requests"] == 6 and report["total"]["accepted"] == 2
     assert report["store"] == str(tmp_path / "ev.jsonl")
+
+
+def test_a_corrupt_store_is_reported_not_repaired_by_readers(workspace: Path) -> None:
+    path = default_store_path(workspace)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00garbage" * 512)
+    code, out, err = invoke("export")
+    assert code == 1 and out == "" and "cannot read" in err
+    assert path.read_bytes() == b"\x00garbage" * 512  # only the server's writer sets files aside
