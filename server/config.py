@@ -94,6 +94,8 @@ class TestsConfig:
 class LintConfig:
     enabled: bool = True
     ruff: str = ""  # empty = ruff from the environment, else the bundled one
+    # Syntax diagnostics wait this long after the last change (a newer change reschedules).
+    syntax_debounce_ms: int = 120
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Diagnostics: syntax errors while typing, ruff on open/save, test failures on save.
 
-- syntax: on open at once, on change after one debounce (`inline.debounceMs`; a newer change
+- syntax: on open at once, on change after one debounce (`lint.syntaxDebounceMs`; a newer change
   cancels the pending one); the tree-sitter tree is kept per document for incremental re-parsing.
 - ruff: on open and on save, in a worker thread (it is a subprocess).
 - tests: on save after `tests.debounceMs`, only the tests related to the saved file, only when the
@@ -481,7 +481,7 @@ class DiagnosticsService:
         self._schedule(self._lint_tasks, uri, 0, self.refresh_lint)
 
     async def on_change(self, uri: str, changes: list[types.TextDocumentContentChangeEvent]) -> None:
-        self._schedule(self._syntax_tasks, uri, self._config.inline.debounce_ms / 1000, self.refresh_syntax)
+        self._schedule(self._syntax_tasks, uri, self._config.lint.syntax_debounce_ms / 1000, self.refresh_syntax)
 
     async def on_save(self, uri: str) -> None:
         self._schedule(self._lint_tasks, uri, 0, self.refresh_lint)

@@ -15,7 +15,7 @@ from lsprotocol import types
 pytest.importorskip("heedls.analyzers.testrun", reason="the test runner (analyzers/testrun.py) is not there yet")
 
 DEBOUNCE_MS = 120
-OPTIONS: dict[str, Any] = {"inline": {"debounceMs": DEBOUNCE_MS}, "tests": {"debounceMs": 50, "timeoutS": 30}}
+OPTIONS: dict[str, Any] = {"lint": {"syntaxDebounceMs": DEBOUNCE_MS}, "tests": {"debounceMs": 50, "timeoutS": 30}}
 
 
 async def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
