@@ -413,7 +413,13 @@ class LocalProvider:
         found: dict[str, tuple[float, str, dict[str, object]]] = {}
         line_start = not ctx.line_prefix.strip()
 
+        # What already follows the cursor on its line (an auto-closed bracket, the rest of a line
+        # being edited): a suggestion must not type it a second time.
+        after = request.suffix.split("\n", 1)[0].rstrip()
+
         def offer(text: str, raw: float, source: str, meta: dict[str, object]) -> None:
+            if after and text.rstrip().endswith(after):
+                text = text.rstrip()[: len(text.rstrip()) - len(after)]
             if not text.strip():
                 return
             conf = confidence(source, raw, meta, line_start, text)

@@ -256,3 +256,13 @@ async def test_huge_documents_and_lines_are_handled(workspace: Path) -> None:
         assert isinstance(cands, list)
     finally:
         await prov.aclose()
+
+
+async def test_what_follows_the_cursor_is_not_suggested_again(provider: LocalProvider, workspace: Path) -> None:
+    prefix = "import os\nimport sys\nfrom collections import OrderedDict, "
+    request = CompletionRequest(prefix=prefix, suffix="defaultdict\n", path=str(workspace / "pkg" / "s.py"),
+                                line=2, character=len("from collections import OrderedDict, "),
+                                document=prefix + "defaultdict\n")
+    provider.budget_s = 2.0
+    cands = await provider.complete(request, 2.0)
+    assert all(not c.text.endswith("defaultdict") for c in cands)
