@@ -70,10 +70,16 @@ def open_telemetry(config: HeedlsConfig, root: Path | None, warn: Warn) -> Any |
     if not config.telemetry.enabled:
         return None
     try:
-        from heedls.server.telemetry.paths import store_path
-        from heedls.server.telemetry.store import TelemetryStore
+        import asyncio
 
-        return TelemetryStore(store_path(root or Path.cwd(), config.telemetry), on_warning=warn)
+        from heedls.server.telemetry.service import open_store
+
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        # The store warns from its writer thread; open_store hands warnings to the loop thread.
+        return open_store(root, config.telemetry, warn, loop)
     except Exception as exc:
         warn(f"telemetry store unavailable ({exc}); suggestions are not recorded")
         return None

@@ -35,68 +35,72 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-async def _drive(command: list[str], n: int, warmup: int, env: dict[str, str], root: Path, options: Any) -> list[float]:
-    client = LanguageClient("heedls-bench", "1")
+class _Session:
+    """One server under test, driven the way an editor drives it: type a character, ask."""
 
-    @client.feature(types.WINDOW_LOG_MESSAGE)
-    def _log(params: types.LogMessageParams) -> None:  # the server's warnings are not our concern here
-        return None
+    def __init__(self, command: list[str], env: dict[str, str], root: Path, options: Any, name: str) -> None:
+        self.command, self.env, self.root, self.options, self.name = command, env, root, options, name
+        self.client = LanguageClient("heedls-bench", "1")
+        self.line, self.col, self.version = 5, 4, 1
 
-    @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
-    def _diagnostics(params: types.PublishDiagnosticsParams) -> None:
-        return None
-    await client.start_io(*command, env=env)
-    await client.initialize_async(
-        types.InitializeParams(
-            capabilities=types.ClientCapabilities(
-                text_document=types.TextDocumentClientCapabilities(
-                    inline_completion=types.InlineCompletionClientCapabilities()
-                )
-            ),
-            root_uri=root.as_uri(),
-            initialization_options=options,
+        @self.client.feature(types.WINDOW_LOG_MESSAGE)
+        def _log(params: types.LogMessageParams) -> None:  # the server's warnings are not our concern here
+            return None
+
+        @self.client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        def _diagnostics(params: types.PublishDiagnosticsParams) -> None:
+            return None
+
+    async def start(self) -> None:
+        await self.client.start_io(*self.command, env=self.env)
+        await self.client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(
+                    text_document=types.TextDocumentClientCapabilities(inline_completion=types.InlineCompletionClientCapabilities())
+                ),
+                root_uri=self.root.as_uri(),
+                initialization_options=self.options,
+            )
         )
-    )
-    client.initialized(types.InitializedParams())
-    path = root / "bench_doc.py"
-    path.write_text(DOC)
-    uri = path.as_uri()
-    client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, DOC)))
-    line, col = 5, 4
-    timings: list[float] = []
-    for i in range(warmup + n):
-        # type one character, then ask (the editor's pattern); the new text changes the cache key
-        client.text_document_did_change(
+        self.client.initialized(types.InitializedParams())
+        path = self.root / f"bench_{self.name}.py"
+        path.write_text(DOC)
+        self.uri = path.as_uri()
+        self.client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(self.uri, "python", 1, DOC)))
+
+    def _type(self, text: str) -> None:
+        self.version += 1
+        at = types.Position(self.line, self.col)
+        self.client.text_document_did_change(
             types.DidChangeTextDocumentParams(
-                types.VersionedTextDocumentIdentifier(version=i + 2, uri=uri),
-                [types.TextDocumentContentChangePartial(range=types.Range(types.Position(line, col), types.Position(line, col)), text="x")],
+                types.VersionedTextDocumentIdentifier(version=self.version, uri=self.uri),
+                [types.TextDocumentContentChangePartial(range=types.Range(at, at), text=text)],
             )
         )
-        col += 1
-        if col > 60:  # start a new line so lines stay short
-            client.text_document_did_change(
-                types.DidChangeTextDocumentParams(
-                    types.VersionedTextDocumentIdentifier(version=i + 2, uri=uri),
-                    [types.TextDocumentContentChangePartial(range=types.Range(types.Position(line, col), types.Position(line, col)), text="\n    ")],
-                )
-            )
-            line, col = line + 1, 4
+
+    async def round_trip(self) -> float:
+        # type one character, then ask (the editor's pattern); the new text changes the cache key
+        self._type("x")
+        self.col += 1
+        if self.col > 60:  # start a new line so lines stay short
+            self._type("\n    ")
+            self.line, self.col = self.line + 1, 4
         params = types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri),
-            position=types.Position(line, col),
+            text_document=types.TextDocumentIdentifier(self.uri),
+            position=types.Position(self.line, self.col),
             context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
         )
         start = time.perf_counter()
-        result = await client.text_document_inline_completion_async(params)
+        result = await self.client.text_document_inline_completion_async(params)
         elapsed = (time.perf_counter() - start) * 1000
-        if i >= warmup:
-            timings.append(elapsed)
         if result is None:
-            raise RuntimeError(f"{command[-1]} returned no suggestion; the benchmark would measure nothing")
-    await client.shutdown_async(None)
-    client.exit(None)
-    await client.stop()
-    return timings
+            raise RuntimeError(f"{self.name} returned no suggestion; the benchmark would measure nothing")
+        return elapsed
+
+    async def stop(self) -> None:
+        await self.client.shutdown_async(None)
+        self.client.exit(None)
+        await self.client.stop()
 
 
 def summarise(values: list[float]) -> dict[str, float]:
@@ -107,25 +111,32 @@ def summarise(values: list[float]) -> dict[str, float]:
     }
 
 
-async def run_latency(n: int = 500, warmup: int = 50) -> dict[str, Any]:
+async def run_latency(n: int = 500, warmup: int = 50, block: int = 25) -> dict[str, Any]:
     import os
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         env = dict(os.environ, HEEDLS_DATA_DIR=str(root / "data"), HEEDLS_CACHE_DIR=str(root / "cache"))
         options = {"inline": {"debounceMs": 0, "diskCache": False}, "tests": {"onSave": False}}
-        heedls_cmd = [sys.executable, "-m", "heedls", "serve", "--stub-provider", "print('heedls')"]
-        bare_cmd = [sys.executable, "-m", "heedls.server.bench.bare_server"]
-        # interleave to share whatever else the machine is doing between both
-        bare1 = await _drive(bare_cmd, n // 2, warmup, env, root, None)
-        heedls1 = await _drive(heedls_cmd, n // 2, warmup, env, root, options)
-        bare2 = await _drive(bare_cmd, n - n // 2, warmup, env, root, None)
-        heedls2 = await _drive(heedls_cmd, n - n // 2, warmup, env, root, options)
-    heedls, bare = heedls1 + heedls2, bare1 + bare2
-    h, b = summarise(heedls), summarise(bare)
+        heedls = _Session([sys.executable, "-m", "heedls", "serve", "--stub-provider", "print('heedls')"], env, root, options, "heedls")
+        bare = _Session([sys.executable, "-m", "heedls.server.bench.bare_server"], env, root, None, "bare")
+        await heedls.start()
+        await bare.start()
+        for _ in range(warmup):
+            await heedls.round_trip()
+            await bare.round_trip()
+        # Alternate short blocks so both servers see the same background load on a shared machine.
+        timings: dict[str, list[float]] = {"heedls": [], "bare": []}
+        while len(timings["heedls"]) < n:
+            size = min(block, n - len(timings["heedls"]))
+            for session in (heedls, bare):
+                timings[session.name] += [await session.round_trip() for _ in range(size)]
+        await heedls.stop()
+        await bare.stop()
+    h, b = summarise(timings["heedls"]), summarise(timings["bare"])
     return {
         "benchmark": "latency",
-        "requests": len(heedls),
+        "requests": n,
         "heedls": h,
         "bare_pygls": b,
         "p50_ratio": round(h["p50_ms"] / b["p50_ms"], 3),

@@ -160,11 +160,13 @@ def register(server: HeedlsServer) -> None:
         if store is None:
             return {"html": None, "reason": "telemetry is disabled"}
         try:
-            from heedls.server.telemetry.report import write_html_report
-            from heedls.server.services import data_dir
+            import asyncio
 
-            store.flush()
-            path = write_html_report(store, data_dir() / "report.html")
+            from heedls.server.services import data_dir
+            from heedls.server.telemetry.report import write_html_report
+
+            # flushing can wait on a locked disk: never on the event loop
+            path = await asyncio.to_thread(write_html_report, store, data_dir() / "report.html")
             return {"html": str(path)}
         except Exception as exc:
             ls.notify_log(f"report failed: {exc}")

@@ -193,7 +193,7 @@ class SuggestionEngine:
         decision1 = self._gate_stage(self.gate.stage1, event, history, "stage1")
         if not decision1.show:
             self.stats.skipped_stage1 += 1
-            event.gate = self._gate_info(decision1, None)
+            event.gate = self._gate_info(decision1, None, "skipped")
             event.extra["gate_skipped"] = "stage1"
             self._finish(event, shown=False)
             return None
@@ -231,7 +231,7 @@ class SuggestionEngine:
         event.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         if not text or chosen is None:
             self.stats.empty += 1
-            event.gate = self._gate_info(decision1, None)
+            event.gate = self._gate_info(decision1, None, "empty")
             return None
 
         event.suggestion = text
@@ -244,7 +244,7 @@ class SuggestionEngine:
         if chosen.source:
             event.extra["source"] = chosen.source
         decision2 = self._gate_stage(self.gate.stage2, event, history, "stage2")
-        event.gate = self._gate_info(decision1, decision2)
+        event.gate = self._gate_info(decision1, decision2, "shown" if decision2.show else "hidden")
         if not decision2.show:
             self.stats.hidden_stage2 += 1
             event.extra["gate_skipped"] = "stage2"
@@ -267,8 +267,9 @@ class SuggestionEngine:
             log.warning("acceptance gate %s failed (%s); showing", stage, type(exc).__name__)
             return GateDecision(True, "stage1" if stage == "stage1" else "stage2")
 
-    def _gate_info(self, d1: GateDecision, d2: GateDecision | None) -> dict[str, Any]:
+    def _gate_info(self, d1: GateDecision, d2: GateDecision | None, decision: str) -> dict[str, Any]:
         return {
+            "decision": decision,  # skipped (stage 1) | hidden (stage 2) | shown | empty
             "mode": getattr(self.gate, "mode", None),
             "stage1": d1.score,
             "stage2": d2.score if d2 else None,
