@@ -200,29 +200,31 @@ def explain_failure(failure: TestFailure) -> str:
     parts: list[str] = []
     test_name = failure.test_id.split("::")[-1] or failure.test_id
     call, a = failure.call, failure.assertion
+    # the call with its argument values, else (arguments that could not be re-evaluated) its source
+    shown_call = (call.input or call.expr or None) if call is not None else None
     returned = failure.trace.return_value if failure.trace else None
     wrong = a.left if a is not None else returned
     # What happened, with the failing input and the wrong value.
-    if failure.exc_type == "AssertionError" and call is not None and call.input:
+    if failure.exc_type == "AssertionError" and shown_call:
         if a is not None and a.op == "==":
-            parts.append(f"**Test `{test_name}` failed**: {_code(call.input)} returned {_code(a.left)}, "
+            parts.append(f"**Test `{test_name}` failed**: {_code(shown_call)} returned {_code(a.left)}, "
                          f"but the test expected {_code(a.right)}.")
         elif a is not None:
-            parts.append(f"**Test `{test_name}` failed**: for {_code(call.input)} the check "
+            parts.append(f"**Test `{test_name}` failed**: for {_code(shown_call)} the check "
                          f"{_code(f'{a.left} {a.op} {a.right}')} is false.")
         elif returned is not None:
-            parts.append(f"**Test `{test_name}` failed**: {_code(call.input)} returned {_code(returned)}, "
+            parts.append(f"**Test `{test_name}` failed**: {_code(shown_call)} returned {_code(returned)}, "
                          "which the test's assertion rejects.")
         else:
-            parts.append(f"**Test `{test_name}` failed** on the input {_code(call.input)}.")
+            parts.append(f"**Test `{test_name}` failed** on the input {_code(shown_call)}.")
     elif failure.exc_type == "AssertionError" and a is not None:
         parts.append(f"**Test `{test_name}` failed**: {_code(f'{a.left} {a.op} {a.right}')} is false "
                      f"(actual {_code(a.left)}, expected {_code(a.right)}).")
     else:
         msg = failure.message.strip().splitlines()[0] if failure.message.strip() else ""
         head = f"**{failure.exc_type}** in test `{test_name}`" + (f": {msg}" if msg else "")
-        if call is not None and call.input:
-            head += f" — while running {_code(call.input)}"
+        if shown_call:
+            head += f" — while running {_code(shown_call)}"
         parts.append(head + ".")
     # Where.
     where = failure.code_frame

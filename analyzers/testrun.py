@@ -1004,7 +1004,7 @@ def _facts(failure: TestFailure) -> dict[str, Any]:
         "test_id": failure.test_id,
         "exc_type": failure.exc_type,
         "error_message": failure.message[:2000],
-        "input": failure.call.input if failure.call else None,
+        "input": (failure.call.input or failure.call.expr or None) if failure.call else None,
         "function": failure.call.function if failure.call else None,
         "left": failure.assertion.left if failure.assertion else None,
         "right": failure.assertion.right if failure.assertion else None,

@@ -82,6 +82,12 @@ def measure_bug(bug_dir: Path, ref_root: Path) -> dict[str, Any]:
             line = d.range.start.line + 1
             if line not in ranked:
                 ranked.append(line)
+        # Baseline: only the traceback's deepest frame in the code under test, in failure order.
+        baseline: list[int] = []
+        for failure in run.failures:
+            frame = failure.code_frame
+            if frame is not None and frame.path == target and frame.line not in baseline:
+                baseline.append(frame.line)
         # Does an explanation name the failing input and the wrong value?
         names_input = names_value = False
         for d in diags:
@@ -106,6 +112,9 @@ def measure_bug(bug_dir: Path, ref_root: Path) -> dict[str, Any]:
         "ranked": ranked[:5],
         "hit1": bool(ranked[:1] and set(ranked[:1]) & truth),
         "hit3": bool(set(ranked[:3]) & truth),
+        "baseline": baseline[:5],
+        "baseline_hit1": bool(set(baseline[:1]) & truth),
+        "baseline_hit3": bool(set(baseline[:3]) & truth),
         "names_input": names_input,
         "names_value": names_value,
         "seconds": round(elapsed, 2),
@@ -142,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             "hit@1": round(sum(r["hit1"] for r in rows) / n, 3) if n else None,
             "hit@3": round(sum(r["hit3"] for r in rows) / n, 3) if n else None,
             "with_diagnostic_in_module": sum(bool(r["ranked"]) for r in rows),
+            "baseline_deepest_frame_hit@1": round(sum(r["baseline_hit1"] for r in rows) / n, 3) if n else None,
+            "baseline_deepest_frame_hit@3": round(sum(r["baseline_hit3"] for r in rows) / n, 3) if n else None,
+            "baseline_with_frame_in_module": sum(bool(r["baseline"]) for r in rows),
             "explanation_names_input": sum(r["names_input"] for r in rows),
             "explanation_names_value": sum(r["names_value"] for r in rows),
         }
@@ -151,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "bugs": n,
         "hit@1": round(sum(r["hit1"] for r in all_rows) / n, 3) if n else None,
         "hit@3": round(sum(r["hit3"] for r in all_rows) / n, 3) if n else None,
+        "baseline_deepest_frame_hit@3": round(sum(r["baseline_hit3"] for r in all_rows) / n, 3) if n else None,
     }
     print(json.dumps(summary, indent=1))
     if args.json:
