@@ -292,12 +292,18 @@ class Repairer:
         worker = self.workers[0]
         if not worker.fast or baseline.status != "ok" or baseline.errors:
             return False
-        check = worker.run(self.rel_module, self.original, self.rel_tests, order=self.order, exitfirst=False,
-                           timeout_s=max(2.0, min(self.left() * 0.3, 2 * self.run_timeout + 2.0)), test_limit_s=0.6,
-                           fast=True)
+        # passing tests first, stop at the first failure: cheap even when every failing test hangs
+        passed = [t.nodeid for t in baseline.passed]
+        failed = {t.nodeid for t in baseline.failed}
+        check = worker.run(self.rel_module, self.original, self.rel_tests, order=passed + sorted(failed),
+                           exitfirst=True, timeout_s=max(2.0, min(self.left() * 0.3, 2 * self.run_timeout + 2.0)),
+                           test_limit_s=0.6, fast=True)
         self.runs += 1
-        same = check.status == "ok" and {t.nodeid for t in check.passed} == {t.nodeid for t in baseline.passed} and (
-            {t.nodeid for t in check.failed} == {t.nodeid for t in baseline.failed})
+        same = (
+            check.status == "ok"
+            and {t.nodeid for t in check.passed} == set(passed)
+            and (not failed or (len(check.failed) == 1 and check.failed[0].nodeid in failed))
+        )
         if not same:
             log.info("repair: fast path disagrees with the baseline; re-collecting for every run")
         return same
@@ -355,8 +361,8 @@ class Repairer:
 
     def _timeout(self) -> float:
         """Per-run limit: generous until a few runs were measured, then 6x the typical run."""
-        if len(self.durations) < 4:
-            return self.run_timeout
+        if len(self.durations) < 2:
+            return max(self.floor_timeout, min(self.run_timeout, 1.0))
         recent = sorted(self.durations[-20:])
         typical = recent[len(recent) // 2]
         return min(self.run_timeout, max(self.floor_timeout, 6.0 * typical))

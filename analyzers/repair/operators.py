@@ -459,6 +459,62 @@ class Generator:
                 if node.id + "(" not in text:
                     self.replace(node, text, "expression-substitution", f"`{node.id}` → `{text}`", 0.18)
 
+    def op_function_templates(self, node: ast.AST, scopes: object) -> None:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return
+        # the answer is negated everywhere: swap every `return True` / `return False` at once
+        spans = []
+        for ret in ast.walk(node):
+            if isinstance(ret, ast.Return) and isinstance(ret.value, ast.Constant) and isinstance(ret.value.value, bool):
+                if self.function_of(ret) is node:
+                    s, e = self.sm.node_span(ret.value)
+                    spans.append(Span(s, e, str(not ret.value.value)))
+        if len(spans) >= 2:
+            self.add(spans, "negate-result", "swap every returned True/False", node.lineno, 0.3)
+
+    def op_compare_wrap(self, node: ast.AST, scopes: object) -> None:
+        if not (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.Eq, ast.NotEq))):
+            return
+        a, b = node.left, node.comparators[0]
+        if isinstance(a, ast.Name) and isinstance(b, ast.Name):
+            a0, a1 = self.sm.node_span(a)
+            b0, b1 = self.sm.node_span(b)
+            for fn, prior in (("set", 0.25), ("sorted", 0.2), ("len", 0.15)):
+                self.add([Span(a0, a1, f"{fn}({a.id})"), Span(b0, b1, f"{fn}({b.id})")], "wrap-comparison",
+                         f"compare `{fn}()` of both sides", node.lineno, prior)
+
+    def op_return_slice(self, node: ast.AST, scopes: object) -> None:
+        if isinstance(node, ast.Return) and isinstance(node.value, (ast.ListComp, ast.Call, ast.Name, ast.Subscript)):
+            text = self.seg(node.value)
+            for sl, prior in (("[1:]", 0.2), ("[:-1]", 0.15), ("[::-1]", 0.15)):
+                self.replace(node.value, f"{text}{sl}", "return-slice", f"return `{text}{sl}`", prior)
+
+    def op_comprehension_iter(self, node: ast.AST, scopes: object) -> None:
+        if not (isinstance(node, ast.comprehension) and isinstance(node.iter, ast.Name)):
+            return
+        fn = self.function_of(node.iter)
+        if fn is None:
+            return
+        it = node.iter.id
+        for arg in fn.args.args:
+            if arg.arg != it:
+                self.replace(node.iter, f"{it}[:{arg.arg}]", "loop-bound", f"iterate over `{it}[:{arg.arg}]`", 0.22)
+                self.replace(node.iter, f"{it}[{arg.arg}:]", "loop-bound", f"iterate over `{it}[{arg.arg}:]`", 0.18)
+
+    def op_call_substitution(self, node: ast.AST, scopes: object) -> None:
+        """`ord(ch)` where `ord("a")` was meant: another call of the same function in this function."""
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            return
+        fn = self.function_of(node)
+        if fn is None:
+            return
+        mine = self.seg(node)
+        for other in ast.walk(fn):
+            if isinstance(other, ast.Call) and isinstance(other.func, ast.Name) and other.func.id == node.func.id:
+                text = self.seg(other)
+                if text != mine and "\n" not in text:
+                    self.replace(node, text, "expression-substitution", f"`{mine}` → `{text}`", 0.25)
+
     def op_wrong_variable(self, node: ast.AST, scopes: object) -> None:
         if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)):
             return
@@ -474,7 +530,8 @@ class Generator:
                 self.replace(node, other, "wrong-variable", f"`{node.id}` → `{other}`", 0.5)
 
     def op_wrong_attribute(self, node: ast.AST, scopes: object) -> None:
-        if not isinstance(node, ast.Attribute) or isinstance(self.parents.get(node), ast.Call):
+        parent = self.parents.get(node)
+        if not isinstance(node, ast.Attribute) or (isinstance(parent, ast.Call) and parent.func is node):
             return
         end = self.sm.node_span(node)[1]
         start = end - len(node.attr)
@@ -544,6 +601,8 @@ class Generator:
                                 variant = stmt[: s0 - o0] + alt + stmt[s1 - o0 :]
                                 self.add([Span(here, here, f"{indent}{variant}\n")], "insert-statement",
                                          f"insert `{variant}` before", node.lineno, 0.12)
+                                self.add([Span(end, end, f"{indent}{variant}\n")], "insert-statement",
+                                         f"insert `{variant}` after", node.lineno, 0.1)
 
     def op_loop_iter(self, node: ast.AST, scopes: object) -> None:
         if not (isinstance(node, ast.For) and isinstance(node.iter, ast.Name)):
@@ -586,6 +645,7 @@ class Generator:
         op_compare, op_binop, op_augassign, op_assign_to_aug, op_boolop, op_condition, op_unary, op_constant,
         op_off_by_one, op_range, op_subscript, op_call, op_wrong_variable, op_wrong_attribute, op_return,
         op_statement, op_loop_iter, op_recursive_arg, op_base_case, op_call_templates, op_expression_substitution,
+        op_function_templates, op_compare_wrap, op_return_slice, op_comprehension_iter, op_call_substitution,
     ]
 
 
