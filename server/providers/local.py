@@ -62,11 +62,13 @@ JEDI_WHEN_BELOW = 0.5  # jedi is consulted when the best other candidate is less
 JEDI_RAW = 0.15  # an unambiguous jedi name is rarely the whole rest of the line (6 cases on seed 1)
 _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
+
 @dataclass
 class IndexLimits:
     max_files: int = 3000
     max_file_bytes: int = 1_000_000
     max_tokens: int = 2_000_000  # ~8 arrays of int32 per token: ~64 MB at the cap
+    max_entries: int = 200_000  # directory entries looked at while walking
 
 
 @dataclass
@@ -102,7 +104,11 @@ class _DocMemo:
 def iter_python_files(root: Path, limits: IndexLimits) -> list[Path]:
     """The workspace's .py files, skipping environments, VCS and build folders, bounded in count."""
     out: list[Path] = []
+    seen = 0
     for dirpath, dirnames, filenames in os.walk(root):
+        seen += len(dirnames) + len(filenames)
+        if seen > limits.max_entries:
+            break  # a home directory opened as a workspace must not be walked whole
         # Prune in place so os.walk never descends into virtualenvs or VCS folders.
         dirnames[:] = sorted(
             d
