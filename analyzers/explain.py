@@ -80,6 +80,14 @@ def _short_path(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+def _unique(items: Any) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
 def _diff_values(left: str, right: str) -> str | None:
     """How `left` (actual) differs from `right` (expected), when both are literals."""
     a, b = _literal(left), _literal(right)
@@ -106,8 +114,8 @@ def _diff_values(left: str, right: str) -> str | None:
         return f"the strings first differ at position {pos} ({_code(a[pos:pos + 10] or 'end')} vs {_code(b[pos:pos + 10] or 'end')})"
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         if len(a) != len(b):
-            extra = [x for x in a if x not in b][:3]
-            missing = [x for x in b if x not in a][:3]
+            extra = _unique(x for x in a if x not in b)[:3]
+            missing = _unique(x for x in b if x not in a)[:3]
             parts = [f"the result has {len(a)} items, the expected value {len(b)}"]
             if missing:
                 parts.append(f"missing {', '.join(repr(x) for x in missing)}")

@@ -947,7 +947,9 @@ def failures_to_diagnostics(run: TestRun, workspace: Path) -> list[Diagnostic]:
                 message=(f"{headline} (test {failure.test_id.split('::')[-1]})" if i == 0
                          else f"possible cause of {failure.test_id.split('::')[-1]} failing: this line "
                               f"{suspect.reason}"),
-                explanation=explanation,
+                explanation=explanation if i == 0 else (
+                    f"**Possible cause #{i + 1}**: `{Path(suspect.path).name}:{suspect.line}` "
+                    f"{suspect.reason}.\n\n{explanation}"),
                 related=[RelatedLocation(test_path, test_range, f"failing test {failure.test_id}")],
                 rank=1.0 + suspect.score,
                 data={**facts, "role": "cause", "suspect_reason": suspect.reason, "suspect_rank": i + 1},

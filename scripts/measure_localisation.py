@@ -50,18 +50,20 @@ def _ignorable_lines(source: str) -> set[int]:
 
 
 def changed_lines(buggy: str, fixed: str) -> set[int]:
-    a, b = buggy.splitlines(), fixed.splitlines()
-    ignore = _ignorable_lines(buggy)
-    ignore_fixed = _ignorable_lines(fixed)
+    """Buggy-side code lines the fix changes. Blank lines, comments and module-level strings are left
+    out of the comparison on both sides (some QuixBugs references carry an alternative fix inside a
+    trailing docstring, which a plain line diff would align the buggy code with)."""
+    a_all, b_all = buggy.splitlines(), fixed.splitlines()
+    ignore_a, ignore_b = _ignorable_lines(buggy), _ignorable_lines(fixed)
+    a = [(i, t.strip()) for i, t in enumerate(a_all, 1) if i not in ignore_a]
+    b = [(j, t.strip()) for j, t in enumerate(b_all, 1) if j not in ignore_b]
     out: set[int] = set()
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    matcher = difflib.SequenceMatcher(None, [t for _, t in a], [t for _, t in b], autojunk=False)
+    for tag, i1, i2, _j1, _j2 in matcher.get_opcodes():
         if tag in ("replace", "delete"):
-            out.update(i for i in range(i1 + 1, i2 + 1) if i not in ignore)
-        elif tag == "insert":
-            if all(j in ignore_fixed for j in range(j1 + 1, j2 + 1)):
-                continue  # only blank lines/comments/docstring inserted
-            out.update(i for i in (i1, i1 + 1) if 1 <= i <= len(a) and i not in ignore)
+            out.update(a[k][0] for k in range(i1, i2))
+        elif tag == "insert":  # a missing statement: the code lines on either side of the gap
+            out.update(a[k][0] for k in (i1 - 1, i1) if 0 <= k < len(a))
     return out
 
 
