@@ -18,6 +18,7 @@ import * as commands from './commands';
 import { INSTALL_HINT, resolveServer, type ServerLaunch } from './server';
 import { RESTART_SETTINGS, SECTION, serverSettings } from './settings';
 import { StatusItem, type ServerStatus } from './status';
+import { RepairOnDemand } from './repair';
 import { SuggestionTracker } from './suggestions';
 
 const MAX_RESTARTS = 4;
@@ -30,6 +31,7 @@ let output: vscode.LogOutputChannel;
 let trace: vscode.LogOutputChannel;
 let status: StatusItem;
 let tracker: SuggestionTracker;
+let repair: RepairOnDemand;
 let pollTimer: NodeJS.Timeout | undefined;
 
 /** Exposed for the end-to-end tests and for other extensions. */
@@ -64,6 +66,7 @@ function clientOptions(): LanguageClientOptions {
     revealOutputChannelOn: RevealOutputChannelOn.Never,
     middleware: {
       ...tracker.middleware(),
+      ...repair.middleware(),
       workspace: {
         // Servers that pull settings get the same object as initializationOptions.
         configuration: async (params, token, next) => {
@@ -227,6 +230,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Heedls
   trace = vscode.window.createOutputChannel('heedls trace', { log: true });
   status = new StatusItem();
   tracker = new SuggestionTracker(() => client);
+  repair = new RepairOnDemand(() => client);
   tracker.enabled = vscode.workspace.getConfiguration(SECTION).get<boolean>('inline.enabled', true);
   status.setEnabled(tracker.enabled);
   const docs = new commands.VirtualDocs();
