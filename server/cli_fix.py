@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -33,13 +33,12 @@ class ChatAdapter:
         self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float, n: int = 1, deadline_s: float
     ) -> list[str]:
         import httpx
-
         from heedls.server.providers.registry import HTTP_PROVIDERS
 
         cls = HTTP_PROVIDERS[self.config.name]
         async with httpx.AsyncClient() as client:
             provider = cls(self.config, client)
-            result: list[str] = await provider.chat(  # type: ignore[attr-defined]
+            result: list[str] = await provider.chat(
                 messages, max_tokens=max_tokens, temperature=temperature, n=n, deadline_s=deadline_s
             )
             return result
@@ -59,7 +58,7 @@ def build_chat(provider: str | None, endpoint: str | None, model: str | None, ro
         log.warning("configuration: %s", warning)
     pc = cfg.provider
     if provider != "config":
-        pc = replace(pc, name=provider)  # type: ignore[arg-type]
+        pc = replace(pc, name=provider)
     if endpoint:
         pc = replace(pc, endpoint=endpoint)
     if model:
@@ -82,10 +81,10 @@ def register(app: typer.Typer) -> None:
         budget_seconds: Annotated[float, typer.Option("--budget-seconds", help="Wall-clock budget.")] = 60.0,
         jobs: Annotated[int, typer.Option("--jobs", help="Parallel test workers (0 = cores).")] = 0,
         provider: Annotated[
-            Optional[str], typer.Option("--provider", help="none | openai | ollama | llamacpp | config")
+            str | None, typer.Option("--provider", help="none | openai | ollama | llamacpp | config")
         ] = None,
-        endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Provider endpoint URL.")] = None,
-        model: Annotated[Optional[str], typer.Option("--model", help="Provider model name.")] = None,
+        endpoint: Annotated[str | None, typer.Option("--endpoint", help="Provider endpoint URL.")] = None,
+        model: Annotated[str | None, typer.Option("--model", help="Provider model name.")] = None,
         python: Annotated[str, typer.Option("--python", help="Interpreter for the tests (default: auto).")] = "",
         log_level: Annotated[str, typer.Option("--log-level")] = "warning",
     ) -> None:

@@ -27,7 +27,15 @@ from heedls.analyzers import proc
 from heedls.analyzers.repair import operators, ruff_fixes, syntax_fix
 from heedls.analyzers.repair.edits import Candidate, change_size, normalised, unified_diff
 from heedls.analyzers.repair.localize import LineScore, localise
-from heedls.analyzers.repair.workers import RunResult, TestOutcome, Worker, WorkerError, copy_workspace, find_python, sandbox_env
+from heedls.analyzers.repair.workers import (
+    RunResult,
+    TestOutcome,
+    Worker,
+    WorkerError,
+    copy_workspace,
+    find_python,
+    sandbox_env,
+)
 
 log = logging.getLogger("heedls.repair")
 
@@ -162,6 +170,8 @@ class Repairer:
         self.baseline: RunResult | None = None
         self.order: list[str] = []
         self.run_timeout = 5.0
+        self.floor_timeout = 0.6
+        self.durations: list[float] = []
         self.expected_tests = 0
         self.llm_feedback: list[str] = []
         self.llm_pending = 0
@@ -243,7 +253,6 @@ class Repairer:
         # traced times overestimate untraced ones: a generous but bounded limit per validation run
         self.run_timeout = max(2.0, 3.0 * sum(t.seconds for t in ran_ok) + 1.0)
         self.floor_timeout = max(0.6, 3.0 * sum(t.seconds for t in ran_ok) + 0.4)
-        self.durations: list[float] = []
         if baseline.status != "ok":
             self.run_timeout = max(self.run_timeout, 5.0)
 
@@ -460,7 +469,7 @@ class Repairer:
             timeout = max(1.0, min(self.left() + self.req.budget_s * 0.08, 10.0 + 3 * self.run_timeout))
             result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *self.rel_tests],
                               cwd=copy, timeout_s=timeout, env=env)
-            return result.returncode == 0
+            return bool(result.returncode == 0)
         except OSError:
             return False
         finally:

@@ -58,7 +58,7 @@ def build_messages(
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
-CODE_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.S)
+CODE_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 
 
 def parse_answer(answer: str, original: str) -> tuple[str | None, str]:
@@ -119,7 +119,7 @@ async def llm_candidates(
     temperature = 0.2 if round_no == 0 else 0.6
     try:
         answers = await chat.chat(messages, max_tokens=2048, temperature=temperature, n=samples, deadline_s=deadline_s)
-    except Exception:  # a dead endpoint costs us the model's help, never the repair
+    except Exception:  # a dead endpoint costs us the model's help, never the repair  # noqa: BLE001
         return []
     out: list[Candidate] = []
     for i, answer in enumerate(answers or []):

@@ -106,7 +106,7 @@ class Generator:
         self.add([Span(start, end, new)], operator, description, node.lineno, prior)  # type: ignore[attr-defined]
 
     def seg(self, node: ast.AST) -> str:
-        return self.sm.segment(node)
+        return str(self.sm.segment(node))
 
     def function_of(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
         cur: ast.AST | None = node
@@ -239,8 +239,8 @@ class Generator:
                 if other != name:
                     self.replace(node.targets[0], other, "wrong-variable", f"assign `{other}` instead of `{name}`", 0.3)
         value = self.seg(node.value)
-        for fn, prior in (("max", 0.3), ("min", 0.25)):
-            self.replace(node.value, f"{fn}({name}, {value})", "accumulate", f"keep the {fn} of `{name}`", prior)
+        for agg, prior in (("max", 0.3), ("min", 0.25)):
+            self.replace(node.value, f"{agg}({name}, {value})", "accumulate", f"keep the {agg} of `{name}`", prior)
         self.replace(node.value, f"max(0, {value})", "accumulate", "clamp at zero", 0.25)
 
     def op_boolop(self, node: ast.AST, scopes: object) -> None:
@@ -312,11 +312,11 @@ class Generator:
             alts = {"": [" "], " ": [""]}.get(value, [])
             if value.isalpha() and value.lower() != value.upper():
                 alts.append(value.swapcase())
-            for new in alts:
-                self.replace(node, repr(new), "constant", f"`{value!r}` → `{new!r}`", 0.35)
+            for text in alts:
+                self.replace(node, repr(text), "constant", f"`{value!r}` → `{text!r}`", 0.35)
         elif isinstance(value, float) and value not in (0.0,):
-            for new in (str(-value), "0.0", "1.0"):
-                self.replace(node, new, "constant", f"`{value}` → `{new}`", 0.25)
+            for text in (str(-value), "0.0", "1.0"):
+                self.replace(node, text, "constant", f"`{value}` → `{text}`", 0.25)
 
     def _index_context(self, node: ast.AST) -> float:
         """How likely an off-by-one on this expression is: high in indexes, slices and range bounds."""
@@ -569,7 +569,7 @@ class Generator:
         if block is None:
             return
         siblings = getattr(parent, block)
-        start, end = self.sm.line_span(node.lineno)[0], self.sm.line_span(node.end_lineno or node.lineno)[1]  # type: ignore[attr-defined]
+        start, end = self.sm.line_span(node.lineno)[0], self.sm.line_span(node.end_lineno or node.lineno)[1]
         indent = self.sm.indent_of(node.lineno)
         prior = 0.4 if isinstance(node, (ast.Expr, ast.Assign, ast.AugAssign, ast.Break, ast.Continue)) else 0.25
         if len(siblings) == 1:
@@ -641,7 +641,7 @@ class Generator:
             code = f"{indent}if not {arg.arg}:\n{indent}    return {arg.arg}\n"
             self.add([Span(here, here, code)], "base-case", f"return `{arg.arg}` when it is empty", first.lineno, 0.3)
 
-    OPERATORS: list[Callable[[Generator, ast.AST, object], None]] = [
+    OPERATORS: list[Callable[[Generator, ast.AST, object], None]] = [  # noqa: RUF012
         op_compare, op_binop, op_augassign, op_assign_to_aug, op_boolop, op_condition, op_unary, op_constant,
         op_off_by_one, op_range, op_subscript, op_call, op_wrong_variable, op_wrong_attribute, op_return,
         op_statement, op_loop_iter, op_recursive_arg, op_base_case, op_call_templates, op_expression_substitution,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import re
 
-from heedls.analyzers.repair.edits import Candidate, SourceMap, Span
+from heedls.analyzers.repair.edits import Candidate, SourceMap
 
 COMPOUND = re.compile(r"^\s*(if|elif|else|for|while|def|class|try|except|finally|with|async\s+def|async\s+for|async\s+with|match|case)\b")
 PAIRS = {"(": ")", "[": "]", "{": "}"}
@@ -51,7 +51,7 @@ def _unclosed(line: str) -> str:
 def candidates(text: str, max_rounds: int = 2) -> list[Candidate]:
     """Edits that make the module parse (several errors: rules are chained up to max_rounds)."""
     found: list[Candidate] = []
-    frontier = [(text, [], "")]
+    frontier: list[tuple[str, list[str], str]] = [(text, [], "")]
     for _ in range(max_rounds):
         nxt = []
         for current, applied, desc in frontier:

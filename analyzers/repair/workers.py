@@ -141,7 +141,7 @@ def sandbox_env(copy: Path, real_root: Path, autoload_plugins: bool) -> dict[str
     if not autoload_plugins:
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     for key in list(env):  # the code under test has no business with provider keys
-        if key.endswith("_API_KEY") or key.endswith("_TOKEN"):
+        if key.endswith(("_API_KEY", "_TOKEN")):
             env.pop(key, None)
     return env
 

@@ -22,7 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -69,7 +69,7 @@ def verify(bug_dir: Path, module: str, test: str, final_module: str, python: str
         env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONDONTWRITEBYTECODE="1")
         result = proc.run([python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", test], cwd=clean,
                           timeout_s=timeout_s, env=env)
-        return result.returncode == 0
+        return bool(result.returncode == 0)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -110,7 +110,7 @@ def run_bug(meta: dict[str, Any], budget_s: float, workers: int, python: str) ->
             test_unchanged=test_unchanged,
             patch=result.patch,
         )
-    except Exception as exc:  # one broken bug must not sink the whole benchmark
+    except Exception as exc:  # one broken bug must not sink the whole benchmark  # noqa: BLE001
         row.update(fixed=False, claimed=False, status="error", error=f"{type(exc).__name__}: {exc}", seconds=None,
                    first_plausible_s=None, test_runs=0, candidates_tried=0, operator=None, patch="")
     finally:
@@ -122,7 +122,7 @@ def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
     values = sorted(values)
-    k = max(0, min(len(values) - 1, int(round(q * (len(values) - 1)))))
+    k = max(0, min(len(values) - 1, round(q * (len(values) - 1))))
     return round(values[k], 2)
 
 
@@ -179,8 +179,8 @@ def register(bench_app: typer.Typer) -> None:
         budget_seconds: Annotated[float, typer.Option("--budget-seconds")] = 20.0,
         jobs: Annotated[int, typer.Option("--jobs", help="Bugs repaired at once.")] = 1,
         as_json: Annotated[bool, typer.Option("--json")] = False,
-        html_path: Annotated[Optional[Path], typer.Option("--html", help="Write an HTML table here.")] = None,
-        only: Annotated[Optional[str], typer.Option("--only", help="Comma-separated bug ids.")] = None,
+        html_path: Annotated[Path | None, typer.Option("--html", help="Write an HTML table here.")] = None,
+        only: Annotated[str | None, typer.Option("--only", help="Comma-separated bug ids.")] = None,
         python: Annotated[str, typer.Option("--python", help="Interpreter for the tests.")] = sys.executable,
     ) -> None:
         """Repair every bug of a bug set without a model; report fixed/total and times."""

@@ -41,7 +41,7 @@ def _field(params: Any, name: str) -> Any:
 
 def _text_of(server: HeedlsServer, uri: str) -> str | None:
     try:
-        return server.workspace.get_text_document(uri).source
+        return str(server.workspace.get_text_document(uri).source)
     except Exception:  # noqa: BLE001 - unknown document: read from disk
         path = uris.to_fs_path(uri)
         if path and Path(path).is_file():
@@ -140,7 +140,7 @@ class RepairService:
 
     async def fix(self, params: Any) -> dict[str, Any]:
         from heedls.analyzers import check, testrun
-        from heedls.analyzers.repair.engine import RepairRequest, Repairer
+        from heedls.analyzers.repair.engine import Repairer, RepairRequest
 
         uri = _field(_field(params, "textDocument"), "uri")
         empty = {"fixed": False, "patch": "", "edit": None, "explanation": ""}
@@ -201,7 +201,7 @@ class RepairService:
         if result.fixed and result.new_text is not None:
             self.cache[uri] = {"digest": self.digest(text), "result": result}
             edit = workspace_edit(uri, text, result.new_text)
-        out = result.to_json()
+        out: dict[str, Any] = result.to_json()
         out["edit"] = edit
         return out
 
@@ -235,16 +235,16 @@ class RepairService:
             self.server.work_done_progress.report(
                 token, types.WorkDoneProgressReport(message=message, percentage=int(fraction * 100))
             )
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception:
+            log.debug("progress update failed", exc_info=True)
 
     def _progress_end(self, token: str | None, message: str) -> None:
         if token is None:
             return
         try:
             self.server.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception:
+            log.debug("progress update failed", exc_info=True)
         finally:
             self.server.work_done_progress.tokens.pop(token, None)
 
@@ -273,7 +273,7 @@ def code_actions(server: HeedlsServer, service: RepairService, params: types.Cod
     if store is not None and hasattr(store, "for_uri"):
         try:
             diagnostics = list(store.for_uri(uri))
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("diagnostics store failed")
     only = set(params.context.only or []) if params.context and params.context.only else None
     actions: list[types.CodeAction] = []

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from heedls.analyzers import proc
 from heedls.analyzers.repair.workers import Worker
 from heedls.server.bench.fix import load_bugs, run_bug, summarise

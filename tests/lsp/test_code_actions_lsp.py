@@ -94,7 +94,7 @@ async def test_failing_test_gets_a_validated_fix_code_action(lsp: Any, workspace
         fixed = _apply(fixed, edit)
     assert fixed != BUGGY
     module.write_text(fixed)
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mathx.py"],
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mathx.py"],  # noqa: ASYNC221, PLW1510
                          cwd=workspace, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
     assert run.returncode == 0, run.stdout + run.stderr
@@ -125,7 +125,7 @@ async def test_cancelling_a_repair_stops_its_workers(lsp: Any, workspace: Path, 
     client.protocol.notify("$/cancelRequest", types.CancelParams(id="fix-1"))
     try:
         await asyncio.wait_for(request, 15)
-    except Exception:
+    except Exception:  # noqa: BLE001, S110
         pass  # a cancelled request answers with an error
     gone_by = time.monotonic() + 10
     while time.monotonic() < gone_by and _runner_pids(server_tmp):

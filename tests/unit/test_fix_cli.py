@@ -15,7 +15,7 @@ TESTS = "from stats import mean\n\n\ndef test_mean():\n    assert mean([2, 4, 6]
 
 
 def _heedls(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "heedls", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "heedls", *args], cwd=cwd, capture_output=True, text=True,  # noqa: PLW1510
                           timeout=120, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
 
 
@@ -51,7 +51,7 @@ def test_write_applies_the_fix_and_tests_pass(ws: Path) -> None:
     assert (ws / "stats.py").read_text() != MODULE
     assert "# average of a non-empty list" in (ws / "stats.py").read_text()
     assert (ws / "test_stats.py").read_bytes() == test_before
-    check = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_stats.py"], cwd=ws,
+    check = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_stats.py"], cwd=ws,  # noqa: PLW1510
                            capture_output=True, timeout=60, env=dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
     assert check.returncode == 0
 

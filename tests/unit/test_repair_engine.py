@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from heedls.analyzers.repair import engine, operators
 from heedls.analyzers.repair.edits import Candidate, Span
-from heedls.analyzers.repair.engine import RepairRequest, Repairer, repair
+from heedls.analyzers.repair.engine import Repairer, RepairRequest, repair
 from heedls.analyzers.repair.workers import RunResult, TestOutcome, Worker
 
 BUGGY = """def middle(a, b, c):
@@ -67,7 +66,7 @@ def ws(tmp_path: Path) -> Path:
 
 def _pytest_passes(root: Path, module_text: str) -> bool:
     (root / "mid.py").write_text(module_text)
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mid.py"], cwd=root,
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mid.py"], cwd=root,  # noqa: PLW1510
                          capture_output=True, timeout=60, env=dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
                                                                    PYTHONDONTWRITEBYTECODE="1"))
     return run.returncode == 0

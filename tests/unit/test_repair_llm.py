@@ -7,6 +7,7 @@ from pathlib import Path
 from heedls.analyzers.repair.engine import RepairRequest, repair
 from heedls.server.cli_fix import ChatAdapter
 from heedls.server.config import ProviderConfig
+
 from tests.support.fake_llm_server import FakeLLMServer
 
 MODULE = '''def fizzbuzz(n):

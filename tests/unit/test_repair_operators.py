@@ -5,7 +5,14 @@ from __future__ import annotations
 import ast
 
 from heedls.analyzers.repair import operators, syntax_fix
-from heedls.analyzers.repair.edits import SourceMap, apply_spans, change_size, gap_operator, normalised, unified_diff
+from heedls.analyzers.repair.edits import (
+    SourceMap,
+    apply_spans,
+    change_size,
+    gap_operator,
+    normalised,
+    unified_diff,
+)
 from heedls.analyzers.repair.llm import parse_answer
 
 SRC = '''import math  # keep me

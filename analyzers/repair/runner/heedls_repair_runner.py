@@ -1,3 +1,5 @@
+# mypy: ignore-errors
+# (runs in the workspace interpreter, any Python 3.8+; kept dependency- and annotation-light)
 """heedls repair runner: a persistent fork-server that runs a workspace's tests for repair candidates.
 
 Runs in the *workspace's* interpreter, which may have neither heedls nor coverage installed, so this
@@ -39,10 +41,10 @@ sys.path[0] = os.getcwd()
 ROOT = os.getcwd()
 
 try:  # warm the expensive imports once in the parent; children inherit them
-    import pytest  # noqa: F401
+    import pytest
 
     HAVE_PYTEST = True
-except Exception:  # pragma: no cover - workspaces without pytest use the direct runner
+except Exception:  # pragma: no cover - workspaces without pytest use the direct runner  # noqa: BLE001
     HAVE_PYTEST = False
 
 MAX_REPR = 160
@@ -52,7 +54,7 @@ MAX_LOCALS = 16
 def _safe_repr(value: object) -> str:
     try:
         text = repr(value)
-    except Exception as exc:  # a broken __repr__ must not break the runner
+    except Exception as exc:  # a broken __repr__ must not break the runner  # noqa: BLE001
         text = f"<repr failed: {type(exc).__name__}>"
     return text if len(text) <= MAX_REPR else text[: MAX_REPR - 3] + "..."
 
@@ -76,7 +78,7 @@ def _describe_failure(exc_type: type, exc: BaseException, tb: object) -> dict:
     for fname, lineno, frame in frames:
         local_vars = {}
         for name, value in list(frame.f_locals.items())[:MAX_LOCALS]:
-            if name.startswith("@") or name.startswith("__"):
+            if name.startswith(("@", "__")):
                 continue
             local_vars[name] = _safe_repr(value)
         out.append(
@@ -90,7 +92,7 @@ def _describe_failure(exc_type: type, exc: BaseException, tb: object) -> dict:
     message = ""
     try:
         message = str(exc)
-    except Exception:
+    except Exception:  # noqa: BLE001, S110
         pass
     return {"type": exc_type.__name__, "message": message[:2000], "frames": out}
 
@@ -347,7 +349,7 @@ def _swap_module(path: str, source: str):  # type: ignore[no-untyped-def]
         if hasattr(old, attr):
             setattr(new, attr, getattr(old, attr))
     sys.modules[old.__name__] = new
-    exec(compile(source, path, "exec"), new.__dict__)
+    exec(compile(source, path, "exec"), new.__dict__)  # noqa: S102
     old_ids = {id(v): k for k, v in vars(old).items() if not k.startswith("__")}
     for mod in list(sys.modules.values()):
         fname = getattr(mod, "__file__", None)
@@ -373,7 +375,7 @@ def _child_fast(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
     plugin = Plugin(req, emit)
     try:
         _swap_module(os.path.join(ROOT, req["module"]), req["source"])
-    except BaseException as exc:  # the candidate fails at import: every test fails
+    except BaseException as exc:  # the candidate fails at import: every test fails  # noqa: BLE001
         emit({"event": "collect_error", "nodeid": req["module"], "message": f"{type(exc).__name__}: {exc}"[:3000]})
         return 2
     session.config.pluginmanager.register(plugin, "heedls-repair-fast")
@@ -417,7 +419,7 @@ def _child_direct(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
             module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
             sys.modules[name] = module
             spec.loader.exec_module(module)  # type: ignore[union-attr]
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001
             emit({"event": "collect_error", "nodeid": rel, "message": f"{type(exc).__name__}: {exc}"})
             return 2
         for fname, fn in vars(module).items():
@@ -437,7 +439,7 @@ def _child_direct(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
             tracer.start()
         try:
             fn()
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001
             result["outcome"] = "failed"
             result["failure"] = _describe_failure(type(exc), exc, exc.__traceback__)
         lines = tracer.stop() if tracer is not None else set()
@@ -466,12 +468,12 @@ def _limit_resources() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
         # fork bombs: effective for non-root users only (root ignores RLIMIT_NPROC); the group kill
         # after every run is the backstop
-        soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
         if os.getuid() != 0:
             want = 256 if hard == resource.RLIM_INFINITY else min(hard, 256)
             resource.setrlimit(resource.RLIMIT_NPROC, (want, hard))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except Exception:
+    except Exception:  # noqa: BLE001, S110
         pass
 
 
@@ -513,10 +515,10 @@ def handle(req: dict) -> dict:
                 rc = _child_direct(req, emit)
             emit({"event": "done", "rc": rc})
             out.flush()
-        except BaseException:
+        except BaseException:  # noqa: BLE001
             try:
                 os.write(write_fd, (json.dumps({"event": "error", "message": traceback.format_exc()[-2000:]}) + "\n").encode())
-            except Exception:
+            except Exception:  # noqa: BLE001, S110
                 pass
         os._exit(0)
     os.close(write_fd)
@@ -595,7 +597,7 @@ def serve(fast: bool) -> None:
             break
         try:
             resp = handle(req)
-        except Exception:
+        except Exception:  # noqa: BLE001
             resp = {"id": req.get("id"), "status": "crash", "errors": [{"message": traceback.format_exc()[-2000:]}]}
         proto.write(json.dumps(resp) + "\n")
         proto.flush()
@@ -610,7 +612,7 @@ def main() -> None:
         args = ["-q", "-s", "--tb=no", "-p", "no:cacheprovider", "-p", "no:randomly", "-W", "ignore::DeprecationWarning", *tests]
         try:
             pytest.main(args, plugins=[ServerPlugin()])
-        except BaseException:
+        except BaseException:  # noqa: BLE001, S110
             pass
         # collection failed (e.g. the module does not import): serve without the fast path
         for name in [n for n, m in list(sys.modules.items()) if getattr(m, "__file__", None) and _in_workspace(os.path.abspath(m.__file__))]:
