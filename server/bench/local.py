@@ -195,6 +195,7 @@ async def run_bench(
                 kwargs["min_confidence"] = min_confidence
             provider = LocalProvider(project, cache_dir=Path(tmp), **kwargs)
             provider.index_now()
+            provider.warm_up()  # as the server's start_indexing() does at start-up
             builds.append(provider.index_stats())
             for path in files:
                 text = path.read_text(encoding="utf-8", errors="replace")

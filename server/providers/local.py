@@ -184,12 +184,16 @@ class LocalProvider:
 
     def start_indexing(self) -> None:
         """Index the workspace on a daemon thread, then re-index (at most every 2 min) after changes."""
-        if self._jedi is not None:
-            self._jedi.warm_up()
+        self.warm_up()
         if self.workspace is None or self._indexer is not None:
             return
         self._indexer = threading.Thread(target=self._index_loop, name="heedls-local-index", daemon=True)
         self._indexer.start()
+
+    def warm_up(self) -> None:
+        """Start the jedi worker now (start_indexing does), so no request pays for starting it."""
+        if self._jedi is not None:
+            self._jedi.warm_up()
 
     def _index_loop(self) -> None:
         while not self._closed.is_set():
