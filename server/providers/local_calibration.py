@@ -4,7 +4,9 @@ Each source's raw score (the n-gram sequence probability, the retrieval frequenc
 an unambiguous jedi name) is mapped through a small logistic regression over features known at
 serving time. The coefficients below are fitted by `main()` from `heedls bench local --dump` output
 on a seed that is *not* the one reported (reproduce with
-`heedls bench local --seed 1 --dump dev.jsonl && python -m heedls.server.providers.local_calibration dev.jsonl`).
+`heedls bench local --seed 1 --min-confidence 0 --dump dev.jsonl` then
+`python -m heedls.server.providers.local_calibration dev.jsonl`; the floor must be off so that the
+dump holds every candidate, not only those the current calibration lets through).
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ FEATURES = ("bias", "logit_raw", "line_start", "log_len", "order", "complete", "
             "log_support")
 
 # Fitted coefficients per source (see the module docstring); missing sources use the identity.
-# Fitted on `bench local --seed 1` (2,000 cut points, all candidates labelled), 2026-11-29.
+# Fitted on `bench local --seed 1 --min-confidence 0` (2,000 cut points, all candidates labelled).
 COEFFICIENTS: dict[str, list[float]] = {
-    "ngram": [-0.208, 0.5369, -0.0626, -0.7835, 0.4005, 0.5856, 0.0, 0.0, 0.0],
-    "retrieval": [0.889, 1.2227, -0.0349, -0.8588, 0.0, 0.0, 0.246, 1.7119, -0.1745],
+    "ngram": [0.5461, 0.49, -0.3801, -0.8937, -0.0792, 0.1538, 0.0, 0.0, 0.0],
+    "retrieval": [0.7078, 1.4232, -0.2652, -0.7016, 0.0, 0.0, 0.0887, 2.3087, -0.3827],
 }
 
 
@@ -84,8 +86,8 @@ def main(argv: list[str] | None = None) -> None:
             for raw_line in fh:
                 row = json.loads(raw_line)
                 for cand in row.get("candidates", []):
-                    if not cand.get("text"):
-                        continue
+                    if not cand.get("text") or cand.get("meta", {}).get("partial"):
+                        continue  # partial lines are never the whole rest of the line
                     meta = cand.get("meta", {})
                     xs, ys = data.setdefault(cand["source"], ([], []))
                     xs.append(features(cand["source"], float(meta.get("raw", 0.0)), meta,
