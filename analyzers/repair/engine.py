@@ -177,6 +177,8 @@ class Repairer:
         self.llm_pending = 0
         self.stop_after: float | None = None
         self.fast = False
+        self.tried_singles: list[tuple[int, Candidate]] = []  # (progress, candidate) of failed single edits
+        self.second_order_done = False
 
     # -- helpers -------------------------------------------------------------------------------
     def left(self) -> float:
@@ -321,6 +323,8 @@ class Repairer:
         idle_since: float | None = None
         while not self.stopped():
             cand = self.queue.pop()
+            if cand is None and self._second_order():
+                continue
             if cand is None:
                 if self.llm_pending > 0 and not self.cancel.is_set():
                     idle_since = idle_since or time.monotonic()
@@ -367,6 +371,10 @@ class Repairer:
                 self.progress(f"tried {tried} candidates", min(0.95, 0.1 + 0.85 * (1 - max(0.0, self.left()) / self.req.budget_s)))
             if ok:
                 self._record(cand, new_text)
+            elif result is not None and cand.spans and cand.new_text is None and "+" not in cand.operator:
+                # how far the run got before the first failure (previously failing tests run first)
+                with self.lock:
+                    self.tried_singles.append((len(result.passed), cand))
 
     def _timeout(self) -> float:
         """Per-run limit: generous until a few runs were measured, then 6x the typical run."""
@@ -375,6 +383,27 @@ class Repairer:
         recent = sorted(self.durations[-20:])
         typical = recent[len(recent) // 2]
         return min(self.run_timeout, max(self.floor_timeout, 6.0 * typical))
+
+    def _second_order(self) -> bool:
+        """When every single edit failed, try pairs of them (best-progressing and best-scored first)."""
+        with self.lock:
+            if self.second_order_done or self.plausible:
+                return False
+            self.second_order_done = True
+            singles = sorted(self.tried_singles, key=lambda p: (-p[0], -p[1].score))[:60]
+        pairs: list[Candidate] = []
+        for i, (pa, a) in enumerate(singles):
+            for pb, b in singles[i + 1 :]:
+                if any(not (x.end <= y.start or y.end <= x.start) for x in a.spans for y in b.spans):
+                    continue
+                progress = 1.0 + pa + pb
+                pairs.append(Candidate(a.spans + b.spans, f"{a.operator}+{b.operator}", f"{a.description}; {b.description}",
+                                       a.line, a.prior * b.prior, 0.01 * progress * a.score * b.score))
+        pairs.sort(key=lambda c: -c.score)
+        for cand in pairs[:2000]:
+            self.queue.push(cand)
+        log.info("repair: %d second-order candidates", min(len(pairs), 2000))
+        return bool(pairs)
 
     def _plausible(self, result: RunResult) -> bool:
         if result.status != "ok" or result.rc != 0 or result.errors:

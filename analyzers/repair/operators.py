@@ -123,7 +123,8 @@ class Generator:
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 scopes[fn] = self._scope_names(fn)
         for node in ast.walk(self.tree):
-            line = getattr(node, "lineno", None)
+            # comprehensions carry no position of their own: they sit on their iterable's line
+            line = getattr(node.iter if isinstance(node, ast.comprehension) else node, "lineno", None)
             if line is None or self.score(line) <= 0:
                 continue
             for op in self.OPERATORS:
