@@ -72,6 +72,15 @@ async def test_failing_test_gets_a_validated_fix_code_action(lsp: Any, workspace
     client.text_document_did_open(types.DidOpenTextDocumentParams(
         text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=BUGGY)))
 
+    # the failing test shows up as pytest diagnostics after a save (the diagnostics feature)
+    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    deadline = time.monotonic() + 90
+    failing: list[types.Diagnostic] = []
+    while time.monotonic() < deadline and not failing:
+        await asyncio.sleep(0.2)
+        failing = [d for d in client.diagnostics.get(uri, []) if "pytest" in (d.source or "")]
+    assert failing, "no pytest diagnostic for the failing test"
+
     result = plain(await client.protocol.send_request_async("heedls/fix", {"textDocument": {"uri": uri}}))
     assert result["fixed"] is True, result
     assert "tests pass" in result["explanation"] or "pass" in result["explanation"]
@@ -80,13 +89,14 @@ async def test_failing_test_gets_a_validated_fix_code_action(lsp: Any, workspace
 
     actions = await client.text_document_code_action_async(types.CodeActionParams(
         text_document=types.TextDocumentIdentifier(uri=uri),
-        range=types.Range(start=types.Position(line=4, character=0), end=types.Position(line=4, character=0)),
-        context=types.CodeActionContext(diagnostics=[]),
+        range=failing[0].range,
+        context=types.CodeActionContext(diagnostics=failing),
     ))
     assert actions
     fix = next(a for a in actions if isinstance(a, types.CodeAction) and a.title.startswith("Fix:"))
     assert fix.title.endswith("(tests pass)")
     assert fix.kind == types.CodeActionKind.QuickFix
+    assert fix.diagnostics  # offered on the failing test's diagnostics
     assert fix.edit is not None and fix.edit.changes is not None
     edits = fix.edit.changes[uri]
     fixed = BUGGY
