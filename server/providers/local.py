@@ -336,7 +336,7 @@ class LocalProvider:
         names: list[NameCompletion] | None = None
         jedi_args: tuple[str, str, int, int] | None = None
         typed = "" if line_ctx.pending.strip() == "." else line_ctx.pending.strip()
-        if self._jedi is not None and _wants_names(line_ctx.pending):
+        if self._jedi is not None and _wants_names(line_ctx.pending, line_ctx.tokens[-1:]):
             # Ask jedi at the *start* of the name being typed and filter locally: the answer is
             # then the same for every keystroke of the name, so a late result is reused.
             full = _full_prefix(request)
@@ -542,9 +542,11 @@ def _jedi_text(nc: NameCompletion, pending: str) -> str:
     return rest + ("(" if nc.kind in ("function", "class") else "")
 
 
-def _wants_names(pending: str) -> bool:
-    """Jedi helps while an identifier or an attribute is being typed."""
+def _wants_names(pending: str, before: list[str]) -> bool:
+    """Jedi helps while an *attribute* is being typed (`os.pa`, or just after the dot): plain
+    names are what the cache and workspace models already know, attributes of installed libraries
+    are not. Limiting jedi to attributes halves its jobs, and its CPU use competes with requests."""
     p = pending.strip()
-    if not p:
-        return False
-    return p == "." or (p[0] in _IDENT_CHARS and not p[0].isdigit())
+    if p == ".":
+        return True
+    return bool(p) and p[0] in _IDENT_CHARS and not p[0].isdigit() and before == ["."]
