@@ -225,6 +225,9 @@ def run_baselines(data: Dataset, stage: str, keep: float, seed: int = 0) -> dict
         test = data.groups == session
         p[test] = float(data.y[~test].mean()) if (~test).any() else 0.5
     out["always_show"] = metrics(data.y, p, np.zeros(data.y.size), stage)
+    # A constant score ranks nothing: AUC 0.5 by definition (pooling the per-fold constants would
+    # otherwise turn the leave-one-out shift of the training rate into a spurious ranking).
+    out["always_show"]["auc"] = 0.5 if data.y.min() != data.y.max() else None
     p, thr, _ = loso_predict(data, COPILOT_FEATURES, "logreg", keep, seed)
     out["copilot_filter"] = metrics(data.y, p, thr, stage)
     if stage == "suggestion":

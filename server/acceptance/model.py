@@ -13,6 +13,7 @@ fitted model (`StageModel.score`) needs nothing but the standard library.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -92,6 +93,70 @@ class LogReg:
 # --------------------------------------------------------------------------- boosted trees
 
 
+class _Grower:
+    """Grows one tree by exhaustive histogram splits; a child's histogram is parent minus sibling."""
+
+    def __init__(self, flat: np.ndarray, cols: np.ndarray, edges: list[np.ndarray], g: np.ndarray, h: np.ndarray,
+                 width: int, l2: float, min_leaf: int, lr: float) -> None:
+        self.flat, self.cols, self.edges = flat, cols, edges
+        self.g, self.h = g, h
+        self.width, self.l2, self.min_leaf, self.lr = width, l2, min_leaf, lr
+        self.k = cols.size
+        self.base = cols[:, None] * width  # flat offsets of the sampled columns
+        usable = np.zeros((self.k, width), dtype=bool)
+        for i, j in enumerate(cols):
+            usable[i, : len(edges[j])] = True  # bin b is a split only if the feature has edge b
+        self.usable = usable
+
+    def hist(self, rows: np.ndarray) -> np.ndarray:
+        sub = self.flat[rows]
+        size = (int(self.cols.max()) + 1) * self.width
+        out = np.empty((3, self.k, self.width))
+        idx = sub.ravel()
+        for slot, weights in ((0, self.g[rows]), (1, self.h[rows]), (2, None)):
+            w = None if weights is None else np.broadcast_to(weights[:, None], sub.shape).ravel()
+            full = np.bincount(idx, weights=w, minlength=size)
+            out[slot] = full[self.base + np.arange(self.width)]
+        return out
+
+    def grow(self, tree: dict[str, list[float]], rows: np.ndarray, depth: int, hist: np.ndarray | None) -> int:
+        node = len(tree["feature"])
+        for key in ("feature", "threshold", "left", "right"):
+            tree[key].append(-1.0)
+        G, H = float(self.g[rows].sum()), float(self.h[rows].sum())
+        tree["value"].append(-self.lr * G / (H + self.l2))
+        if depth == 0 or rows.size < 2 * self.min_leaf:
+            return node
+        if hist is None:
+            hist = self.hist(rows)
+        GL, HL, CL = (hist[i].cumsum(axis=1) for i in range(3))
+        GR, HR, CR = G - GL, H - HL, rows.size - CL
+        l2 = self.l2
+        gain = GL**2 / (HL + l2) + GR**2 / (HR + l2) - G**2 / (H + l2)
+        valid = self.usable & (CL >= self.min_leaf) & (CR >= self.min_leaf)
+        gain = np.where(valid, gain, -np.inf)
+        best = int(np.argmax(gain))
+        bi, bb = divmod(best, self.width)
+        if not np.isfinite(gain[bi, bb]) or gain[bi, bb] <= 1e-9:
+            return node
+        j = int(self.cols[bi])
+        go_left = (self.flat[rows, bi] - j * self.width) <= bb
+        left_rows, right_rows = rows[go_left], rows[~go_left]
+        tree["feature"][node] = float(j)
+        tree["threshold"][node] = float(self.edges[j][bb])
+        left_hist = right_hist = None
+        if depth > 1:
+            if left_rows.size <= right_rows.size:
+                left_hist = self.hist(left_rows)
+                right_hist = hist - left_hist
+            else:
+                right_hist = self.hist(right_rows)
+                left_hist = hist - right_hist
+        tree["left"][node] = float(self.grow(tree, left_rows, depth - 1, left_hist))
+        tree["right"][node] = float(self.grow(tree, right_rows, depth - 1, right_hist))
+        return node
+
+
 @dataclass
 class Trees:
     """Flattened trees: node i of tree t is (feature, threshold, left, right, value); leaves have feature -1.
@@ -103,18 +168,19 @@ class Trees:
     trees: list[dict[str, list[float]]]
 
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, n_trees: int = 80, depth: int = 3, learning_rate: float = 0.06,
+    def fit(cls, X: np.ndarray, y: np.ndarray, n_trees: int = 60, depth: int = 3, learning_rate: float = 0.08,
             l2: float = 2.0, min_leaf: int = 12, subsample: float = 0.8, colsample: float = 0.8,
             max_bins: int = 24, seed: int = 0) -> Trees:
         rng = np.random.default_rng(seed)
         n, d = X.shape
+        width = max_bins + 1
         edges: list[np.ndarray] = []
-        binned = np.zeros((n, d), dtype=np.int64)
+        flat = np.zeros((n, d), dtype=np.int64)  # bin index offset by feature: one bincount per node
         for j in range(d):
             qs = np.unique(np.quantile(X[:, j], np.linspace(0, 1, max_bins + 1)[1:-1]))
             edges.append(qs)
-            binned[:, j] = np.searchsorted(qs, X[:, j], side="left")  # bin b <=> x <= qs[b]
-        n_bins = max_bins
+            flat[:, j] = np.searchsorted(qs, X[:, j], side="left") + j * width  # bin b <=> x <= qs[b]
+        splittable = np.array([len(e) > 0 for e in edges])
         prior = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
         base = math.log(prior / (1 - prior))
         raw = np.full(n, base)
@@ -124,54 +190,17 @@ class Trees:
             g = p - y
             h = np.maximum(p * (1 - p), 1e-6)
             rows = np.flatnonzero(rng.random(n) < subsample) if subsample < 1 else np.arange(n)
-            cols = np.flatnonzero(rng.random(d) < colsample) if colsample < 1 else np.arange(d)
-            if cols.size == 0:
-                cols = np.arange(d)
+            mask = (rng.random(d) < colsample) & splittable if colsample < 1 else splittable.copy()
+            cols = np.flatnonzero(mask if mask.any() else splittable)
             tree: dict[str, list[float]] = {"feature": [], "threshold": [], "left": [], "right": [], "value": []}
-            cls._grow(tree, binned, edges, g, h, rows, cols, depth, l2, min_leaf, n_bins, learning_rate)
+            if cols.size:
+                grower = _Grower(flat[:, cols], cols, edges, g, h, width, l2, min_leaf, learning_rate)
+                grower.grow(tree, rows, depth, None)
+            else:
+                tree = {"feature": [-1.0], "threshold": [-1.0], "left": [-1.0], "right": [-1.0], "value": [0.0]}
             trees.append(tree)
             raw += cls._apply_tree(tree, X)
         return cls(base, trees)
-
-    @staticmethod
-    def _grow(tree: dict[str, list[float]], binned: np.ndarray, edges: list[np.ndarray], g: np.ndarray,
-              h: np.ndarray, rows: np.ndarray, cols: np.ndarray, depth: int, l2: float, min_leaf: int,
-              n_bins: int, lr: float) -> int:
-        node = len(tree["feature"])
-        for key in tree:
-            tree[key].append(-1.0 if key != "value" else 0.0)
-        G, H = float(g[rows].sum()), float(h[rows].sum())
-        tree["value"][node] = -lr * G / (H + l2)
-        if depth == 0 or rows.size < 2 * min_leaf:
-            return node
-        sub = binned[np.ix_(rows, cols)]
-        k = len(cols)
-        offs = sub + np.arange(k) * (n_bins + 1)
-        size = k * (n_bins + 1)
-        gs = np.bincount(offs.ravel(), weights=np.repeat(g[rows], k), minlength=size).reshape(k, n_bins + 1)
-        hs = np.bincount(offs.ravel(), weights=np.repeat(h[rows], k), minlength=size).reshape(k, n_bins + 1)
-        cs = np.bincount(offs.ravel(), minlength=size).reshape(k, n_bins + 1)
-        GL, HL, CL = gs.cumsum(axis=1), hs.cumsum(axis=1), cs.cumsum(axis=1)
-        GR, HR, CR = G - GL, H - HL, rows.size - CL
-        gain = GL**2 / (HL + l2) + GR**2 / (HR + l2) - G**2 / (H + l2)
-        valid = (CL >= min_leaf) & (CR >= min_leaf)
-        # A split needs a real threshold: bin b is only usable if the feature has edge b.
-        for i, j in enumerate(cols):
-            valid[i, len(edges[j]):] = False
-        gain = np.where(valid, gain, -np.inf)
-        best = int(np.argmax(gain))
-        bi, bb = divmod(best, n_bins + 1)
-        if not np.isfinite(gain[bi, bb]) or gain[bi, bb] <= 1e-9:
-            return node
-        j = int(cols[bi])
-        go_left = binned[rows, j] <= bb
-        tree["feature"][node] = float(j)
-        tree["threshold"][node] = float(edges[j][bb])
-        left = Trees._grow(tree, binned, edges, g, h, rows[go_left], cols, depth - 1, l2, min_leaf, n_bins, lr)
-        right = Trees._grow(tree, binned, edges, g, h, rows[~go_left], cols, depth - 1, l2, min_leaf, n_bins, lr)
-        tree["left"][node] = float(left)
-        tree["right"][node] = float(right)
-        return node
 
     @staticmethod
     def _apply_tree(tree: Mapping[str, Sequence[float]], X: np.ndarray) -> np.ndarray:
@@ -348,6 +377,15 @@ def _fit_raw(X: np.ndarray, y: np.ndarray, kind: Kind, seed: int, params: Mappin
     return logreg, gbm
 
 
+def blas_single_thread() -> contextlib.AbstractContextManager[object]:
+    """Small matrices: multi-threaded BLAS only adds contention (24x slower on a loaded 2-core box)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - declared dependency; stay usable without it
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray,
               kind: Kind = "blend", keep_accepted: float = 0.95, seed: int = 0, inner_folds: int = 5,
               params: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None) -> StageModel:
@@ -356,6 +394,13 @@ def fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray,
     Calibration and threshold come from out-of-fold scores *within* these training data (grouped by
     session), never from in-sample scores, which would be over-confident for the trees.
     """
+    with blas_single_thread():
+        return _fit_stage(stage, features, X, y, groups, kind, keep_accepted, seed, inner_folds, params, meta)
+
+
+def _fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray, kind: Kind,
+               keep_accepted: float, seed: int, inner_folds: int, params: Mapping[str, Any] | None,
+               meta: Mapping[str, Any] | None) -> StageModel:
     params = dict(params or {})
     y = y.astype(float)
     meta_out = {"n": int(y.size), "positives": int(y.sum()), **(meta or {})}

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 SIMILARITY_ACCEPT = 0.8
 SIMILARITY_PERSIST = 0.9
 MIN_PARTIAL_CHARS = 4
+MAX_PREFIX_CHARS = 6000  # InlineConfig.max_prefix_chars / max_suffix_chars defaults
+MAX_SUFFIX_CHARS = 2000
 SKIP_PROJECTS = frozenset({"test", "tests", "encodings", "heedls", "__phello__", "pydoc_data", "idlelib",
                            "lib2to3", "turtledemo"})
 REPLAY_EPOCH = 1_700_000_000.0  # synthetic clock start (2023-11-14), fixed for reproducibility
@@ -216,11 +218,12 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
 
 async def _one(backend: Any, postprocess: Callable[[str, Any], str | None], request_cls: Any, text: str, cut: Cut,
                root: Path, session: str, ts: float, deadline_s: float, rng: random.Random, seed: int) -> SuggestionEvent:
-    prefix = text[: cut.offset]
     line_end = text.find("\n", cut.offset)
     line_end = len(text) if line_end < 0 else line_end
-    suffix = text[line_end:] if cut.with_suffix else ""
-    document = prefix + suffix
+    document = text[: cut.offset] + (text[line_end:] if cut.with_suffix else "")
+    # What the server sends and records: the text around the cursor, truncated as InlineConfig does.
+    prefix = text[max(0, cut.offset - MAX_PREFIX_CHARS): cut.offset]
+    suffix = text[line_end: line_end + MAX_SUFFIX_CHARS] if cut.with_suffix else ""
     request = request_cls(prefix=prefix, suffix=suffix, path=str(cut.path), language="python", line=cut.line,
                           character=cut.column, workspace=root, max_lines=8, document=document)
     started = time.perf_counter()

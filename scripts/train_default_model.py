@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+"""Train the shipped default acceptance model (both stages): server/data/acceptance-default.json.
+
+    .venv/bin/python scripts/train_default_model.py [--seed 0] [--cuts 3000] [--no-cups]
+
+1. Replays real code nobody here wrote (the stdlib and the venv's site-packages) through the
+   local provider and the pipeline's post-processing (`heedls replay`, seeded), cached under
+   `.cache/` so a re-run trains from the same events.
+2. Adds the real human decisions of `../shared/bench/acceptance/cups-dev.jsonl` when present:
+   the replay's labels are a proxy (does the suggestion match what the author wrote?) and its
+   timing is synthetic, so the human side of acceptance (previous outcome, pauses, how long a
+   suggestion people take) can only be learned from real decisions. The features say which regime
+   an event is in (`confidence_known`, `suffix_known`, `language_python`), so the two sources do not
+   blur each other. The sealed evaluation half of CUPS is other people and is never read.
+3. Fits each stage (learner `blend`: logistic regression + boosted trees, mean logit) with Platt
+   calibration and the keep-95 %-of-accepted threshold from out-of-fold scores grouped by session.
+
+The fit is deterministic given the events (NumPy with fixed seeds). The replay's cut points are
+deterministic given the seed; the local provider works within a time budget, so on a loaded
+machine a few of its suggestions (and the measured latencies) can differ between replays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CUPS = ROOT.parent / "shared" / "bench" / "acceptance" / "cups-dev.jsonl"
+OUT = ROOT / "server" / "data" / "acceptance-default.json"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cuts", type=int, default=3000)
+    parser.add_argument("--kind", default="blend", choices=("logreg", "gbm", "blend"))
+    parser.add_argument("--keep", type=float, default=0.95)
+    parser.add_argument("--cups", type=Path, default=CUPS, help="real decisions to add (default: cups-dev)")
+    parser.add_argument("--no-cups", action="store_true", help="train on the replay alone")
+    parser.add_argument("--replay", type=Path, default=None, help="use this replay file instead of generating one")
+    parser.add_argument("-o", "--output", type=Path, default=OUT)
+    args = parser.parse_args()
+
+    from heedls.server.acceptance.evaluate import build_dataset, load_events
+    from heedls.server.acceptance.features import STAGE_FEATURES
+    from heedls.server.acceptance.model import AcceptanceModel, fit_stage
+    from heedls.server.acceptance.replay import run
+
+    replay_path = args.replay or ROOT / ".cache" / f"acceptance-replay-seed{args.seed}-{args.cuts}.jsonl"
+    if not replay_path.exists():
+        replay_path.parent.mkdir(parents=True, exist_ok=True)
+        sources = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
+        print(f"replaying {args.cuts} cut points (seed {args.seed}) -> {replay_path}", file=sys.stderr)
+        print(json.dumps(run(sources, replay_path, args.cuts, args.seed, "local")), file=sys.stderr)
+    events, _ = load_events(replay_path)
+    sources_meta: list[dict[str, object]] = [{"name": "replay", "file": replay_path.name, "seed": args.seed,
+                                              "cuts": args.cuts, "sha256": _sha(replay_path)}]
+    if not args.no_cups and args.cups.exists():
+        cups, _ = load_events(args.cups)
+        events += cups
+        sources_meta.append({"name": "cups-dev", "file": args.cups.name, "sha256": _sha(args.cups)})
+
+    stages = {}
+    for stage in ("context", "suggestion"):
+        data = build_dataset(events, stage)
+        print(f"{stage}: {data.y.size} rows, {int(data.y.sum())} accepted", file=sys.stderr)
+        stages[stage] = fit_stage(stage, STAGE_FEATURES[stage], data.X, data.y, data.groups, kind=args.kind,
+                                  keep_accepted=args.keep, seed=args.seed,
+                                  meta={"sources": [s["name"] for s in sources_meta]})
+    digest = hashlib.sha256(json.dumps([s["sha256"] for s in sources_meta]).encode()).hexdigest()[:8]
+    version = f"default-{dt.date.today():%Y%m%d}-s{args.seed}-{digest}"
+    model = AcceptanceModel(version, stages, "accepted", {
+        "trained_by": "scripts/train_default_model.py", "sources": sources_meta, "kind": args.kind,
+        "keep_accepted": args.keep, "numpy": np.__version__,
+    })
+    model.save(args.output)
+    print(json.dumps({"version": version, "output": str(args.output),
+                      "thresholds": {k: round(v.threshold, 4) for k, v in stages.items()}}), file=sys.stderr)
+    return 0
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
