@@ -181,7 +181,9 @@ def session(vsix: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
             "typingFile": "shapes.py",
             "typing": TYPING,
             "typingSecond": TYPING_SECOND,
-            "diagnostics": {"file": "stats.py", "line": BUG_LINE, "fixTitle": FIX_TITLE},
+            # HEEDLS_E2E_QUICK=1: only the suggestion steps (for working on the extension)
+            "diagnostics": None if os.environ.get("HEEDLS_E2E_QUICK") else
+            {"file": "stats.py", "line": BUG_LINE, "fixTitle": FIX_TITLE},
             "artifacts": str(tools.artifacts()),
             "results": str(results_path),
             "chromium": str(chrome),
@@ -253,6 +255,13 @@ def test_escape_dismisses_and_server_records_reject(session: dict[str, Any]) -> 
     # "dismissed" is the editor's Esc (the server's own supersede timeout records "superseded").
     assert rejected[step["rejectedId"]]["reason"] == "dismissed"
     assert rejected[step["rejectedId"]]["suggestion"] == step["suggestion"]
+
+
+def test_server_crash_is_restarted_with_a_message(session: dict[str, Any]) -> None:
+    step = _step(session, "crash_restart")
+    assert step["newPid"] != step["oldPid"]
+    assert "restarted" in step["message"]
+    assert step["ghostAfterRestart"].strip(), "no suggestion after the restart"
 
 
 def test_failing_test_shows_diagnostic(session: dict[str, Any]) -> None:

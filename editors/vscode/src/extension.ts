@@ -84,14 +84,22 @@ function clientOptions(): LanguageClientOptions {
       }),
       closed: (): CloseHandlerResult => {
         status.setState('stopped');
+        // Our own message (languageclient only logs its one): the user should know, once, briefly.
         if (mayRestart()) {
-          output.appendLine('heedls: the server stopped unexpectedly; restarting it.');
-          return { action: CloseAction.Restart, message: 'heedls: the server stopped unexpectedly and was restarted.' };
+          output.warn('the server stopped unexpectedly; restarting it.');
+          void vscode.window.showWarningMessage('heedls: the server stopped unexpectedly and was restarted.');
+          return { action: CloseAction.Restart, handled: true };
         }
-        return {
-          action: CloseAction.DoNotRestart,
-          message: `heedls: the server crashed ${MAX_RESTARTS + 1} times in 3 minutes and was not restarted. See the "heedls" output, then run "heedls: Restart Language Server".`,
-        };
+        const message = `heedls: the server crashed ${MAX_RESTARTS + 1} times in 3 minutes and was not restarted. See the "heedls" output, then run "heedls: Restart Language Server".`;
+        output.error(message);
+        void vscode.window.showErrorMessage(message, 'Restart', 'Show Output').then((choice) => {
+          if (choice === 'Restart') {
+            void vscode.commands.executeCommand('heedls.restartServer');
+          } else if (choice === 'Show Output') {
+            output.show();
+          }
+        });
+        return { action: CloseAction.DoNotRestart, handled: true };
       },
     },
   };
