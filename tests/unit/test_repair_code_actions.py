@@ -6,11 +6,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from lsprotocol import types
-
 from heedls.analyzers.model import Diagnostic, Fix, Range, TextEdit
 from heedls.analyzers.repair.engine import PlausibleFix, RepairResult
 from heedls.server.features.code_actions import RepairService, code_actions, minimal_edit
+from lsprotocol import types
 
 TEXT = "import os\nx = 1\n\n\ndef f(a):\n    return a - 1\n"
 
