@@ -228,7 +228,7 @@ class Trees:
 
     def to_json(self) -> dict[str, Any]:
         def compact(tree: dict[str, list[float]]) -> dict[str, list[Any]]:
-            return {"feature": [int(v) for v in tree["feature"]], "threshold": [round(v, 6) for v in tree["threshold"]],
+            return {"feature": [int(v) for v in tree["feature"]], "threshold": list(tree["threshold"]),
                     "left": [int(v) for v in tree["left"]], "right": [int(v) for v in tree["right"]],
                     "value": [round(v, 8) for v in tree["value"]]}
 

@@ -168,7 +168,9 @@ def _make_provider(name: str, workspace: Path, cache_dir: Path) -> Any:
 
 async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provider: str = "local",
                  per_file: int = 10, files_per_session: int = 4, deadline_s: float = 0.25,
-                 progress: Callable[[int, int], None] | None = None) -> list[SuggestionEvent]:
+                 progress: Callable[[int, int], None] | None = None,
+                 make_provider: Callable[[Path, Path], Any] | None = None) -> list[SuggestionEvent]:
+    """Replay `cuts` requests; `make_provider(workspace, cache_dir)` replaces the configured provider."""
     from heedls.server.providers.base import CompletionRequest
 
     postprocess = _load_postprocess()
@@ -193,7 +195,7 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
                 break
             session = f"replay-{seed}-{s_index:03d}-{root.name}"
             clock = REPLAY_EPOCH + s_index * 86_400.0
-            backend = _make_provider(provider, root, Path(tmp))
+            backend = (make_provider or (lambda ws, cache: _make_provider(provider, ws, cache)))(root, Path(tmp))
             try:
                 for path in files:
                     text = path.read_text(encoding="utf-8", errors="replace")

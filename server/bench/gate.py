@@ -1,9 +1,141 @@
-"""Benchmark (filled in by its own issue)."""
+"""`heedls bench gate`: time per acceptance decision of the shipped model.
+
+Two figures per stage, p50/p95 over `--decisions` requests built from cut points in real code
+(the stdlib, or the events of `--events FILE`):
+- `model_ms`: scoring one feature row (the model itself; target p95 <= 0.1 ms);
+- `gate_ms`: the whole gate call the server makes (feature extraction, including the
+  tree-sitter parse of the prefix tail, plus scoring and threshold).
+"""
 
 from __future__ import annotations
 
+import json
+import random
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+TARGET_P95_MS = 0.1
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered))) - 1))]
+
+
+def _summary(values_s: list[float]) -> dict[str, float]:
+    ms = [v * 1000.0 for v in values_s]
+    return {"p50_ms": round(_pct(ms, 0.50), 5), "p95_ms": round(_pct(ms, 0.95), 5),
+            "mean_ms": round(sum(ms) / len(ms), 5) if ms else 0.0}
+
+
+def synthetic_events(count: int, seed: int) -> list[Any]:
+    """Requests at random cut points of stdlib files; the suggestion is the rest of the line."""
+    from heedls.server.events import SuggestionEvent
+
+    rng = random.Random(seed)
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in stdlib.glob("*.py") if 2_000 < p.stat().st_size < 100_000)
+    events = []
+    ts = 1_700_000_000.0
+    while len(events) < count and files:
+        text = rng.choice(files).read_text(encoding="utf-8", errors="replace")
+        lines = text.split("\n")
+        i = rng.randrange(1, len(lines))
+        offset = sum(len(ln) + 1 for ln in lines[:i])
+        line = lines[i]
+        col = rng.randint(len(line) - len(line.lstrip()), max(len(line) - len(line.lstrip()), len(line) - 1))
+        cut = offset + col
+        rest = line[col:]
+        if not rest.strip():
+            continue
+        ts += rng.uniform(1, 20)
+        events.append(SuggestionEvent(id=f"b{len(events)}", session="bench", ts=ts, language="python",
+                                      prefix=text[max(0, cut - 6000):cut], suffix=text[cut + len(rest):][:2000],
+                                      suggestion=rest, latency_ms=rng.uniform(5, 60),
+                                      extra={"confidence": rng.random(), "source": "ngram"}))
+    return events
+
+
+def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | None = None,
+                   model_file: Path | None = None) -> dict[str, Any]:
+    from heedls.server.acceptance.features import context_features, suggestion_features
+    from heedls.server.acceptance.gate import AcceptanceGate, default_model_path
+    from heedls.server.acceptance.model import AcceptanceModel
+
+    model = AcceptanceModel.load(model_file or default_model_path())
+    if events_file is not None:
+        from heedls.server.acceptance.evaluate import load_events
+
+        events = [e for e in load_events(events_file)[0] if e.suggestion][:decisions]
+    else:
+        events = synthetic_events(decisions, seed)
+    gate = AcceptanceGate("cascade", 0.95, model=model, refit=False)
+    history: list[Any] = []
+    model_s: dict[str, list[float]] = {"context": [], "suggestion": []}
+    gate_s: dict[str, list[float]] = {"stage1": [], "stage2": [], "both": []}
+    for event in events[:50]:  # warm-up: imports, tree-sitter parser, caches
+        gate.stage2(event, [])
+    for event in events:
+        pending = event.suggestion
+        event.suggestion = None
+        t0 = time.perf_counter()
+        gate.stage1(event, history)
+        t1 = time.perf_counter()
+        event.suggestion = pending
+        gate.stage2(event, history)
+        t2 = time.perf_counter()
+        gate_s["stage1"].append(t1 - t0)
+        gate_s["stage2"].append(t2 - t1)
+        gate_s["both"].append(t2 - t0)
+        ctx = context_features(event, history)
+        row = suggestion_features(event, history, context=ctx)
+        for stage, features in (("context", ctx), ("suggestion", row)):
+            m = model.stages[stage]
+            t = time.perf_counter()
+            m.score(features)
+            model_s[stage].append(time.perf_counter() - t)
+        history.append(event)
+        if len(history) > 50:
+            history.pop(0)
+    model_p95 = max(_summary(v)["p95_ms"] for v in model_s.values())
+    return {
+        "decisions": len(events), "model_version": model.version,
+        "kinds": {k: v.kind for k, v in model.stages.items()},
+        "model_ms": {k: _summary(v) for k, v in model_s.items()},
+        "gate_ms": {k: _summary(v) for k, v in gate_s.items()},
+        "target_p95_ms": TARGET_P95_MS, "model_within_target": model_p95 <= TARGET_P95_MS,
+        "python": sys.version.split()[0],
+    }
 
 
 def register(bench_app: typer.Typer) -> None:
-    return None
+    @bench_app.command("gate")
+    def gate(
+        decisions: Annotated[int, typer.Option("--decisions", "-n", min=10, help="Decisions to time.")] = 2000,
+        seed: Annotated[int, typer.Option(help="Cut-point seed.")] = 0,
+        events: Annotated[Path | None, typer.Option("--events", help="Time on these events instead.")] = None,
+        model_file: Annotated[Path | None, typer.Option("--model-file", help="Model JSON (default: shipped).")] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """Acceptance-gate decision time per suggestion (model alone and whole gate call)."""
+        result = run_gate_bench(decisions, seed, events, model_file)
+        if json_out:
+            sys.stdout.write(json.dumps(result) + "\n")
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"acceptance gate, {result['decisions']} decisions, model {result['model_version']}")
+        for col in ("what", "p50 ms", "p95 ms", "mean ms"):
+            table.add_column(col)
+        for group in ("model_ms", "gate_ms"):
+            for name, s in result[group].items():
+                table.add_row(f"{group[:-3]} {name}", f"{s['p50_ms']:.4f}", f"{s['p95_ms']:.4f}", f"{s['mean_ms']:.4f}")
+        Console().print(table)

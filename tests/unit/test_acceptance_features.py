@@ -1,0 +1,108 @@
+"""The feature extractor: no leakage from the future or from the outcome, honest unknowns."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from heedls.server.acceptance.features import (
+    CONTEXT_FEATURES,
+    SUGGESTION_FEATURES,
+    context_features,
+    session_histories,
+    suggestion_features,
+    vectorize,
+)
+from heedls.server.events import SuggestionEvent
+from tests.unit.test_acceptance_data import make_events
+
+
+def test_rows_have_exactly_the_declared_features() -> None:
+    events = make_events(sessions=1, per_session=5)
+    ctx = context_features(events[3], events[:3])
+    row = suggestion_features(events[3], events[:3])
+    assert set(ctx) == set(CONTEXT_FEATURES)
+    assert set(row) == set(SUGGESTION_FEATURES)
+    assert all(isinstance(v, float) for v in row.values())
+    assert len(set(SUGGESTION_FEATURES)) == len(SUGGESTION_FEATURES)
+
+
+def test_future_events_do_not_change_a_row() -> None:
+    events = make_events(sessions=1, per_session=30, seed=3)
+    rng = random.Random(0)
+    for i in (0, 5, 17, 29):
+        past = events[:i]
+        everything = list(events)
+        rng.shuffle(everything)  # history in any order, including the future and the event itself
+        assert suggestion_features(events[i], past) == suggestion_features(events[i], everything)
+
+
+def test_own_outcome_and_decision_time_are_never_read() -> None:
+    events = make_events(sessions=1, per_session=10, seed=4)
+    event = events[7]
+    flipped = dataclasses.replace(event, outcome="rejected" if event.outcome == "accepted" else "accepted",
+                                  decision_ms=99_999.0, persisted_30s=True, persisted_600s=False)
+    assert suggestion_features(event, events[:7]) == suggestion_features(flipped, events[:7])
+
+
+def test_earlier_outcome_counts_only_once_decided() -> None:
+    first = SuggestionEvent(id="a", session="s", ts=100.0, prefix="x = ", suggestion="1", shown=True,
+                            outcome="accepted", decision_ms=5000.0)
+    second = SuggestionEvent(id="b", session="s", ts=102.0, prefix="x = 1\n", suggestion="y = 2", shown=True)
+    row = context_features(second, [first])  # decided at 105 s: not yet known at 102 s
+    assert row["prev_accepted"] == 0.0 and row["has_prev"] == 1.0
+    later = dataclasses.replace(second, ts=106.0)
+    assert context_features(later, [first])["prev_accepted"] == 1.0
+
+
+def test_empty_suffix_is_unknown_not_empty() -> None:
+    base = SuggestionEvent(id="a", session="s", ts=1.0, prefix="value = compute(", suffix="")
+    unknown = context_features(base, [])
+    assert unknown["suffix_known"] == 0.0 and unknown["ws_after_cursor"] == 0.0
+    known = context_features(dataclasses.replace(base, suffix=")\nprint(value)\n"), [])
+    assert known["suffix_known"] == 1.0 and known["ws_after_cursor"] == 0.0
+    at_end = context_features(dataclasses.replace(base, suffix="", extra={"suffix_known": True}), [])
+    assert at_end["suffix_known"] == 1.0 and at_end["ws_after_cursor"] == 1.0
+
+
+def test_syntactic_position() -> None:
+    def ctx(prefix: str) -> dict[str, float]:
+        return context_features(SuggestionEvent(id="a", session="s", ts=1.0, prefix=prefix), [])
+
+    assert ctx("print(foo(a, ")["in_call"] == 1.0
+    assert ctx("name = 'abc")["in_string"] == 1.0
+    assert ctx("x = 1  # because")["in_comment"] == 1.0
+    assert ctx("if ready:\n    ")["after_colon"] == 1.0
+    inside = ctx("class A:\n    def f(self):\n        x = 1\n        ")
+    assert inside["scope_function"] == 1.0 and inside["scope_class"] == 1.0
+    assert ctx("x = [1, 2,\n")["in_list"] == 1.0
+
+
+def test_suggestion_features_see_parse_and_unknown_names() -> None:
+    prefix = "def total(items):\n    acc = 0\n    for item in items:\n        "
+    good = suggestion_features(SuggestionEvent(id="a", session="s", ts=1.0, prefix=prefix,
+                                               suggestion="acc += item"), [])
+    bad = suggestion_features(SuggestionEvent(id="b", session="s", ts=1.0, prefix=prefix,
+                                              suggestion="acc += frobnicate(item))"), [])
+    assert good["parse_ok"] == 1.0 and bad["parse_ok"] == 0.0
+    assert good["sugg_ident_known_frac"] == 1.0 and bad["sugg_ident_known_frac"] < 1.0
+    assert bad["sugg_unbalanced_close"] == 1.0
+
+
+def test_provider_extras_and_missing_fields() -> None:
+    bare = SuggestionEvent(id="a", session="s", ts=1.0)  # no prefix, suffix, suggestion, latency
+    row = suggestion_features(bare, [])
+    assert row["latency_known"] == 0.0 and row["confidence_known"] == 0.0
+    rich = SuggestionEvent(id="a", session="s", ts=1.0, prefix="x", suggestion="y", latency_ms=12.0,
+                           extra={"confidence": 0.7, "logprob": -1.5, "typing_cps": 6.0})
+    row = suggestion_features(rich, [])
+    assert row["confidence"] == 0.7 and row["logprob"] == -1.5 and row["typing_known"] == 1.0
+
+
+def test_session_histories_are_strictly_earlier_and_per_session() -> None:
+    events = make_events(sessions=2, per_session=5)
+    histories = session_histories(events)
+    for event, history in zip(events, histories):
+        assert all(h.session == event.session and h.ts < event.ts for h in history)
+    matrix = vectorize([suggestion_features(e, h) for e, h in zip(events, histories)], SUGGESTION_FEATURES)
+    assert matrix.shape == (10, len(SUGGESTION_FEATURES))
