@@ -1,0 +1,116 @@
+"""The live gate: modes, decisions carry scores/threshold/version, status, bad files, refit."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import pytest
+
+from heedls.server.acceptance.evaluate import build_dataset
+from heedls.server.acceptance.features import STAGE_FEATURES
+from heedls.server.acceptance.gate import ROWS_FILE, USER_MODEL, AcceptanceGate, build_gate
+from heedls.server.acceptance.model import AcceptanceModel, fit_stage
+from heedls.server.config import GateConfig
+from heedls.server.pipeline.gate import Gate
+from tests.unit.test_acceptance_data import make_events
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    events = make_events(sessions=4, per_session=50, seed=11)
+    stages = {}
+    for stage in ("context", "suggestion"):
+        data = build_dataset(events, stage)
+        stages[stage] = fit_stage(stage, STAGE_FEATURES[stage], data.X, data.y, data.groups, kind="logreg")
+    path = tmp_path_factory.mktemp("model") / "m.json"
+    AcceptanceModel("gate-test-1", stages).save(path)
+    return path
+
+
+def _run(gate: AcceptanceGate, n: int = 60) -> list[tuple[bool, bool]]:
+    out = []
+    history: list = []
+    for event in make_events(sessions=1, per_session=n, seed=12):
+        pending, event.suggestion = event.suggestion, None
+        d1 = gate.stage1(event, history)
+        event.suggestion = pending
+        d2 = gate.stage2(event, history)
+        if gate.mode != "off" and gate.model is not None:
+            assert d1.model_version == "gate-test-1" and d1.score is not None and d1.threshold is not None
+            assert d2.score is not None
+        out.append((d1.show, d2.show))
+        history.append(event)
+    return out
+
+
+def test_modes(model_file: Path) -> None:
+    off = build_gate(GateConfig(mode="off"), None, model_path=model_file)
+    assert isinstance(off, Gate)
+    assert all(a and b for a, b in _run(off))
+    assert off.status()["hidden_share"] == 0.0
+
+    stage1 = build_gate(GateConfig(mode="stage1"), None, model_path=model_file)
+    decisions = _run(stage1)
+    assert all(b for _, b in decisions)  # stage 2 scored but never hides
+    assert stage1.status()["hidden"] == 0
+
+    cascade = build_gate(GateConfig(mode="cascade", keep_accepted=0.6), None, model_path=model_file)
+    decisions = _run(cascade)
+    status = cascade.status()
+    assert status["hidden"] > 0 and status["requests"] == 60
+    assert status["hidden_share"] == pytest.approx((status["skipped"] + status["hidden"]) / 60, abs=1e-4)
+    assert status["model_version"] == "gate-test-1" and status["mode"] == "cascade"
+
+
+def test_keep_target_moves_the_threshold(model_file: Path) -> None:
+    strict = build_gate(GateConfig(keep_accepted=0.99), None, model_path=model_file)
+    loose = build_gate(GateConfig(keep_accepted=0.5), None, model_path=model_file)
+    event = make_events(sessions=1, per_session=1)[0]
+    assert strict.stage2(event, []).threshold <= loose.stage2(event, []).threshold
+
+
+def test_bad_model_file_means_pass_through(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "heedls.acceptance/1", "version": "x", "stages": {"context": {"kind": "nope"')
+    with caplog.at_level(logging.WARNING):
+        gate = build_gate(GateConfig(mode="cascade"), tmp_path, model_path=bad)
+    assert "unusable" in caplog.text
+    assert gate.model is None and all(a and b for a, b in _run(gate, 10))
+    assert gate.status()["model_version"] is None
+
+
+def test_refit_installs_or_rolls_back_and_persists(model_file: Path, tmp_path: Path) -> None:
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=60), tmp_path, model_path=model_file)
+    gate.background = False
+    history: list = []
+    for event in make_events(sessions=1, per_session=120, seed=13):
+        decided = dataclasses.replace(event)
+        event.outcome = None
+        pending, event.suggestion = event.suggestion, None
+        gate.stage1(event, history)
+        event.suggestion = pending
+        gate.stage2(event, history)
+        gate.observe(decided)
+        history.append(decided)
+    status = gate.status()
+    assert status["user_events"] == 120
+    assert status["refits"] + status["rollbacks"] >= 1
+    assert (tmp_path / ROWS_FILE).exists()
+    assert "def f(a, b)" not in (tmp_path / ROWS_FILE).read_text()  # feature rows only, no code
+    if status["refits"]:
+        assert (tmp_path / USER_MODEL).exists() and "+user" in status["model_version"]
+        again = build_gate(GateConfig(mode="cascade"), tmp_path, model_path=model_file)
+        assert again.status()["model_version"] == status["model_version"]  # the refit survives a restart
+
+
+def test_class_balance_guard(model_file: Path, tmp_path: Path) -> None:
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=30), tmp_path, model_path=model_file)
+    gate.background = False
+    for event in make_events(sessions=1, per_session=40, seed=14):
+        gate.stage1(event, [])
+        gate.stage2(event, [])
+        gate.observe(dataclasses.replace(event, outcome="rejected"))
+    assert gate.status()["refits"] == 0
+    assert "class balance" in gate.status()["last_refit"]["result"]
