@@ -266,3 +266,15 @@ async def test_what_follows_the_cursor_is_not_suggested_again(provider: LocalPro
     provider.budget_s = 2.0
     cands = await provider.complete(request, 2.0)
     assert all(not c.text.endswith("defaultdict") for c in cands)
+
+
+async def test_optionally_the_block_line_after_a_colon(tmp_path: Path) -> None:
+    main_block = 'def main():\n    pass\n\n\nif __name__ == "__main__":\n    main()\n'
+    _write(tmp_path, {f"tool{i}.py": f"import os\n\n\n{main_block}" for i in range(3)})
+    prov = LocalProvider(tmp_path, use_jedi=False, block_lines=True, budget_s=2.0)
+    prov.index_now()
+    try:
+        cands = await prov.complete(_request(tmp_path / "new.py", 'if __name__ == "__main__"'), 2.0)
+        assert cands and cands[0].text == ":\n    main()"
+    finally:
+        await prov.aclose()
