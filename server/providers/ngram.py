@@ -202,6 +202,8 @@ class CacheModel:
 
     def __init__(self, ids: list[int]) -> None:
         self.arr = np.asarray(ids, dtype=np.int32)
+        self.steps: dict[tuple[int, ...], Step] = {}
+        self.steps_exclude: tuple[int, int] | None = None
 
     def all_counts(self, ctx: list[int], levels: int = 99) -> list[Counts | None]:
         """Counts for contexts of length 1..len(ctx) (ctx in reading order); only the longest
@@ -353,7 +355,13 @@ class NgramModel:
         """Most probable continuations up to the end of the line, best first."""
         vocab = self.vocab
         ctx = [vocab.get(t) for t in context]
-        memo: dict[tuple[int, ...], Step] = {}
+        # Steps depend on the context, the cache and the exclusion only: keep them on the cache
+        # model (one per document version), so the keystrokes typed on one line reuse them.
+        memo: dict[tuple[int, ...], Step] = cache.steps if cache is not None else {}
+        if len(memo) > 4096 or (cache is not None and cache.steps_exclude != exclude):
+            memo.clear()
+            if cache is not None:
+                cache.steps_exclude = exclude
         first = self.step(ctx, cache, exclude, memo)
         order = len(first.levels)
         # First token: constrained to extend what is being typed.
