@@ -545,6 +545,7 @@ class _Static:
     initialisers: set[int] = field(default_factory=set)  # `x = 0`, `out = []`: assignments reading nothing
     not_data: set[int] = field(default_factory=set)  # def/class/import lines: never a data dependence
     func_of: dict[int, int] = field(default_factory=dict)  # statement line -> enclosing def line
+    guard_clauses: set[int] = field(default_factory=set)  # `if ...:` whose body ends in return/raise/...
 
 
 _STATIC_CACHE: dict[tuple[str, float], _Static | None] = {}
@@ -631,6 +632,8 @@ def static_facts(path: str) -> _Static | None:
                 facts.returns.setdefault(func, []).append(line)
                 if not uses:
                     facts.constant_returns.add(line)
+            if isinstance(stmt, ast.If) and isinstance(stmt.body[-1], (ast.Return, ast.Raise, ast.Continue, ast.Break)):
+                facts.guard_clauses.add(line)
             if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and not uses:
                 facts.initialisers.add(line)
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
@@ -803,8 +806,15 @@ def localise(failure: TestFailure) -> list[Suspect]:
         else:
             add(code.path, line, 1.0, f"raised {failure.exc_type}")
             if facts:
-                for ctl in facts.controls.get(line, [])[:1]:
-                    add(code.path, ctl, 0.55, "decides whether the failing line runs")
+                for guard in facts.controls.get(line, [])[:1]:
+                    add(code.path, guard, 0.55, "decides whether the failing line runs")
+                # The early exits before it (`if not xs: return ...`) are the checks that should have
+                # kept this input away from the failing line: nearest first.
+                func = facts.func_of.get(line)
+                earlier = sorted((g for g in facts.guard_clauses if g < line and facts.func_of.get(g) == func),
+                                 reverse=True)
+                for k, guard in enumerate(earlier[:2]):
+                    add(code.path, guard, 0.6 * 0.9 ** k, "is an early-exit check that let this input through")
     # 2. The re-executed failing call: the returning (or raising) line and its dynamic backward slice,
     #    then the same for the last call of each function it called (helpers, recursive calls).
     if trace is not None and trace.path:
@@ -830,6 +840,8 @@ def localise(failure: TestFailure) -> list[Suspect]:
                 how = "implicit"
             if not (how == "raised" and code is not None):
                 _score_call(trace.path, facts, trace.sequence, executed, start, how, trace.return_value, 0.9, add)
+            else:  # the traceback already names the raising line: add what computed its operands
+                _score_call(trace.path, facts, trace.sequence, executed, start, how, None, 0.7, add)
         for callee in trace.callees[:6]:
             cfacts = static_facts(callee.path)
             if cfacts is None or not callee.return_line:

@@ -212,7 +212,13 @@ def _find_call(frame, line):
         return None
     candidates = [stmt]
     names = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    for node in ast.walk(tree):  # assignments earlier in the same scope that produced those names
+    scope = tree
+    for node in ast.walk(tree):  # the innermost function around the failing line
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                node.lineno <= line <= (getattr(node, "end_lineno", None) or node.lineno) and \
+                (scope is tree or node.lineno > scope.lineno):
+            scope = node
+    for node in ast.walk(scope):  # assignments earlier in the same scope that produced those names
         if isinstance(node, ast.Assign) and node.lineno < line and any(
             isinstance(t, ast.Name) and t.id in names for t in node.targets
         ):

@@ -293,3 +293,66 @@ def test_reading_a_report_cut_short_by_a_kill(tmp_path: Path) -> None:
                       '{"event": "test_start", "nodeid": "t.py::b"}\n{"event": "fail', encoding="utf-8")
     run = testrun.parse_report(report, ProcResult(None, "", "", 3.0, True), tmp_path, 3.0, [])
     assert run.outcome == "timeout" and run.passed == 1 and run.running_test == "t.py::b"
+
+
+# -- localisation ----------------------------------------------------------------------------------------
+
+def test_a_wrong_value_is_traced_back_to_the_line_that_computed_it(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {
+        "stats.py": """
+            def average(xs):
+                total = 0
+                for x in xs:
+                    total += x
+                count = len(xs) + 1
+                return total / count
+        """,
+        "test_stats.py": "from stats import average\n\ndef test_average():\n    assert average([2, 4]) == 3\n",
+    })
+    run = run_tests(ws, None, timeout_s=60)
+    failure = run.failures[0]
+    assert failure.call is not None and failure.call.input == "average([2, 4])"
+    assert failure.trace is not None and failure.trace.return_value == "2.0"
+    lines = [s.line for s in failure.suspects]
+    assert lines[0] == 7  # the line that returned the wrong value
+    assert 6 in lines[:3]  # `count = len(xs) + 1` computes an operand of it
+    assert "`count`" in next(s.reason for s in failure.suspects if s.line == 6)
+    text = failures_to_diagnostics(run, ws)[0].explanation or ""
+    assert "`average([2, 4])` returned `2.0`, but the test expected `3`" in text
+
+
+def test_a_constant_return_points_at_the_condition_that_chose_it(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {
+        "checks.py": """
+            def has_negative(xs):
+                for x in xs:
+                    if x > 0:
+                        return True
+                return False
+        """,
+        "test_checks.py": "from checks import has_negative\n\ndef test_neg():\n    assert has_negative([-1]) == True\n",
+    })
+    run = run_tests(ws, None, timeout_s=60)
+    suspects = run.failures[0].suspects
+    assert suspects[0].line == 4 and "never ran" in suspects[0].reason  # `if x > 0:` skipped `return True`
+    assert suspects[0].score > next(s.score for s in suspects if s.line == 6)  # above `return False` itself
+
+
+def test_an_exception_points_at_the_early_exit_that_let_the_input_through(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {
+        "change.py": """
+            def first_coin(coins, total):
+                if total == 0:
+                    return 0
+                if total < 0:
+                    return -1
+                first, *rest = coins
+                return first
+        """,
+        "test_change.py": "from change import first_coin\n\ndef test_empty():\n    assert first_coin([], 5) == -1\n",
+    })
+    run = run_tests(ws, None, timeout_s=60)
+    failure = run.failures[0]
+    assert failure.exc_type == "ValueError" and failure.code_frame is not None and failure.code_frame.line == 7
+    lines = [s.line for s in failure.suspects]
+    assert lines[0] == 7 and 5 in lines[:3]
