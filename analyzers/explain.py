@@ -441,14 +441,25 @@ def explain(diagnostic: Diagnostic) -> str:
                             "is misspelled" if m else "") + ". No test in that folder ran.")
         else:
             parts.append("The error happened while pytest imported this file, so none of its tests ran.")
+    elif diagnostic.source == "syntax" and kind == "UnicodeDecodeError":
+        line = diagnostic.range.start.line + 1
+        encoding = data.get("encoding") or "utf-8"
+        parts.append(f"**The file is not valid {encoding}** (line {line}): {diagnostic.message}.")
+        parts.append("Python refuses to import it. Save it as UTF-8, or declare its real encoding in a "
+                     "`# -*- coding: … -*-` comment on the first or second line.")
     elif diagnostic.source == "syntax" or (diagnostic.code or "").startswith("syntax"):
         line = diagnostic.range.start.line + 1
-        parts.append(f"**Syntax error** at line {line}, column {diagnostic.range.start.character + 1}: "
+        label = diagnostic.code if diagnostic.code and diagnostic.code != "SyntaxError" else "Syntax error"
+        parts.append(f"**{label}** at line {line}, column {diagnostic.range.start.character + 1}: "
                      f"{diagnostic.message}.")
         hint = next((h for pat, h in _SYNTAX_HINTS if re.search(pat, diagnostic.message, re.IGNORECASE)), None)
         parts.append(f"Likely cause: {hint}." if hint else
                      "Python cannot parse the file from here on; the real mistake is often at the end of the "
                      "previous line (a missing bracket, colon, comma or quote).")
+        if data.get("first") is False:
+            parts.append("This may be a consequence of an earlier syntax error: fix the first one first.")
+        elif data.get("first"):
+            parts.append("Nothing in this file runs (and no test importing it) until this is fixed.")
     elif diagnostic.source == "ruff":
         code = diagnostic.code or ""
         hint = _RUFF_HINTS.get(code) or next((h for p, h in sorted(_RUFF_HINTS.items(), key=lambda kv: -len(kv[0]))

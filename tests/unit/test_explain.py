@@ -164,6 +164,19 @@ def test_syntax_errors_get_a_likely_cause(message: str, expected: str) -> None:
     assert "line 2, column 5" in text and expected in text
 
 
+def test_syntax_follow_up_errors_and_encoding_errors() -> None:
+    later = Diagnostic("/w/m.py", Range.of(5, 0, 5, 1), "error", "syntax", "SyntaxError", "invalid syntax",
+                       data={"first": False})
+    assert "consequence of an earlier syntax error" in explain(later)
+    first = Diagnostic("/w/m.py", Range.of(1, 0, 1, 1), "error", "syntax", "IndentationError", "unexpected indent",
+                       data={"first": True})
+    text = explain(first)
+    assert text.startswith("**IndentationError** at line 2") and "Nothing in this file runs" in text
+    enc = Diagnostic("/w/m.py", Range.of(0, 9, 0, 10), "error", "syntax", "SyntaxError",
+                     "'utf-8' codec can't decode byte 0xe9", data={"kind": "UnicodeDecodeError", "encoding": "utf-8"})
+    assert "not valid utf-8" in explain(enc) and "coding" in explain(enc)
+
+
 def test_ruff_rules_are_explained_with_their_link() -> None:
     diag = Diagnostic("/w/m.py", Range.of(0, 0, 0, 9), "warning", "ruff", "F401", "`os` imported but unused",
                       url="https://docs.astral.sh/ruff/rules/unused-import")
