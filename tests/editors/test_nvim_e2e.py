@@ -146,6 +146,13 @@ def test_code_action_applies_validated_fix(headless: dict[str, Any]) -> None:
     assert result.returncode == 0, result.stdout[-2000:]
 
 
+@pytest.mark.xfail(reason="server: code_actions filters context.only with str(kind) == 'CodeActionKind.QuickFix', "
+                   "so `only = {'quickfix'}` drops every action (server/features/code_actions.py)", strict=False)
+def test_code_action_only_quickfix_offers_the_fix(headless: dict[str, Any]) -> None:
+    step = _step(headless, "code_actions")
+    assert step["applied"] in step["quickfix_titles"], step["quickfix_titles"]
+
+
 def test_checkhealth_clean(headless: dict[str, Any]) -> None:
     lines = _step(headless, "checkhealth")["lines"]
     text = "\n".join(lines)
@@ -227,3 +234,20 @@ def test_terminal_ghost_text_tab_accepts(tmp_path: Path) -> None:
     assert png.stat().st_size > 5_000
     accepted = [e for e in _events(workspace, data) if e["outcome"] == "accepted"]
     assert accepted and accepted[-1]["suggestion"].strip().endswith(suggestion.split()[-1])
+
+
+def test_checkhealth_reports_missing_server_with_install_hint(tmp_path: Path) -> None:
+    """No heedls anywhere: opening a Python file must not error, and :checkhealth says what to do."""
+    nvim = tools.nvim()
+    tools.require(nvim=nvim)
+    assert nvim is not None
+    (tmp_path / "x.py").write_text("x = 1\n")
+    report = tmp_path / "health.txt"
+    env = {**_env(tmp_path, tmp_path), "PATH": "/usr/bin:/bin"}
+    run = tools.run([str(nvim), "--headless", "-u", str(NVIM_TESTS / "init.lua"), "x.py",
+                     "-c", "sleep 1", "-c", "checkhealth heedls", "-c", f"write! {report}", "-c", "qa!"],
+                    timeout=60, cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    text = report.read_text()
+    assert "ERROR heedls server not found" in text, text
+    assert "pip install heedls" in text, text

@@ -175,10 +175,12 @@ if ok then
     local params = {
       textDocument = { uri = vim.uri_from_bufnr(stats) },
       range = { start = { line = target.lnum, character = 0 }, ['end'] = { line = target.lnum + 1, character = 0 } },
-      context = { diagnostics = lsp_diags, only = { 'quickfix' } },
+      context = { diagnostics = lsp_diags }, -- as vim.lsp.buf.code_action() sends it by default
     }
-    local function validated()
-      local response = client:request_sync('textDocument/codeAction', params, 30000, stats)
+    local function validated(only)
+      local p = vim.deepcopy(params)
+      p.context.only = only
+      local response = client:request_sync('textDocument/codeAction', p, 30000, stats)
       local actions, titles, pick = response and response.result or {}, {}, nil
       for _, a in ipairs(actions) do
         table.insert(titles, a.title)
@@ -200,6 +202,8 @@ if ok then
       pick, titles = validated()
     end
     assert(pick, 'no validated quick fix offered: ' .. vim.inspect(titles))
+    -- vim.lsp.buf.code_action({ context = { only = { 'quickfix' } } }) must offer it too
+    local _, quickfix_titles = validated({ 'quickfix' })
     local actions = { pick }
     local action = actions[1]
     if not action.edit and not action.command and client:supports_method('codeAction/resolve') then
@@ -214,7 +218,7 @@ if ok then
     end
     vim.wait(1000)
     vim.cmd('silent write')
-    return { titles = titles, applied = action.title, searched = searched,
+    return { titles = titles, applied = action.title, searched = searched, quickfix_titles = quickfix_titles,
       lines = vim.api.nvim_buf_get_lines(stats, 0, -1, false) }
   end)
 end
