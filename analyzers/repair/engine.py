@@ -340,10 +340,11 @@ class Repairer:
             if norm is None:
                 continue
             with self.lock:
-                if norm in self.seen:
+                if norm in self.seen and not cand.extra.get("retry"):
                     continue
+                if norm not in self.seen:
+                    self.tried += 1
                 self.seen.add(norm)
-                self.tried += 1
                 tried = self.tried
             key = _digest(self.tests_digest, new_text)
             cached = _CACHE.get(key)
@@ -351,7 +352,8 @@ class Repairer:
                 ok = cached
                 result = None
             else:
-                timeout = min(self._timeout(), max(0.2, self.left()))
+                limit = self.run_timeout if cand.extra.get("retry") else self._timeout()
+                timeout = min(limit, max(0.2, self.left()))
                 try:
                     result = worker.run(self.rel_module, new_text, self.rel_tests, order=self.order, exitfirst=True,
                                         timeout_s=timeout, fast=self.fast)
@@ -369,6 +371,12 @@ class Repairer:
                 self._llm_feedback(cand, result, ok)
             if tried % 10 == 0:
                 self.progress(f"tried {tried} candidates", min(0.95, 0.1 + 0.85 * (1 - max(0.0, self.left()) / self.req.budget_s)))
+            if (result is not None and result.status == "timeout" and timeout < self.run_timeout
+                    and not cand.extra.get("retry")):
+                # maybe only a load spike: run it again with the full limit after everything else
+                cand.extra["retry"] = True
+                cand.score *= 0.02
+                self.queue.push(cand)
             if ok:
                 self._record(cand, new_text)
             elif result is not None and cand.spans and cand.new_text is None and "+" not in cand.operator:
