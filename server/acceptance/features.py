@@ -71,6 +71,7 @@ SUGGESTION_ONLY_FEATURES: tuple[str, ...] = (
     "confidence_known", "confidence", "logprob_known", "logprob",
     "jedi_known", "jedi_agree",
     "sugg_rejected_before", "sugg_shown_before",
+    "sugg_complete_line", "len_vs_accepted", "len_vs_rejected", "sim_rejected", "sim_accepted",
 )
 
 SUGGESTION_FEATURES: tuple[str, ...] = CONTEXT_FEATURES + SUGGESTION_ONLY_FEATURES
@@ -421,7 +422,36 @@ def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEven
     same = [h for h in earlier if h.suggestion == sugg and sugg]
     f["sugg_shown_before"] = float(any(h.shown for h in same))
     f["sugg_rejected_before"] = float(any(h.outcome == "rejected" and _decided_before(h, event.ts) for h in same))
+    last_line = lines[-1].rstrip() if lines else ""
+    f["sugg_complete_line"] = float(bool(last_line) and not sugg_open_after(prefix, sugg, python)
+                                    and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum()))
+    # The user's own taste so far: how long are the suggestions they took / turned down?
+    decided = [h for h in earlier if _decided_before(h, event.ts) and h.suggestion]
+    acc_lens = [_log(len(h.suggestion or "")) for h in decided if h.outcome == "accepted"]
+    rej_lens = [_log(len(h.suggestion or "")) for h in decided if h.outcome == "rejected"]
+    mine = f["sugg_chars_log"]
+    f["len_vs_accepted"] = mine - sum(acc_lens) / len(acc_lens) if acc_lens else 0.0
+    f["len_vs_rejected"] = mine - sum(rej_lens) / len(rej_lens) if rej_lens else 0.0
+    recent = decided[-RECENT_DECISIONS:]
+    f["sim_rejected"] = max((_quick_sim(sugg, h.suggestion or "") for h in recent if h.outcome == "rejected"),
+                            default=0.0)
+    f["sim_accepted"] = max((_quick_sim(sugg, h.suggestion or "") for h in recent if h.outcome == "accepted"),
+                            default=0.0)
     return f
+
+
+def sugg_open_after(prefix: str, sugg: str, python: bool) -> bool:
+    """Does the text still have an open bracket or string after the suggestion (on its tail)?"""
+    in_string, _, stack = _lex_tail(_tail(prefix)[-300:] + sugg, python)
+    return in_string or bool(stack)
+
+
+def _quick_sim(a: str, b: str) -> float:
+    """Token-set overlap (Jaccard): cheap stand-in for edit similarity between two suggestions."""
+    ta, tb = set(_TOKEN_RE.findall(a)), set(_TOKEN_RE.findall(b))
+    if not ta or not tb:
+        return 0.0
+    return len(ta & tb) / len(ta | tb)
 
 
 def features_for_stage(stage: str, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> dict[str, float]:

@@ -27,6 +27,9 @@ from heedls.server.acceptance.policy import positive_quantiles, threshold_for_ke
 FORMAT = "heedls.acceptance/1"
 Kind = str  # "logreg" | "gbm" | "blend"
 KINDS = ("logreg", "gbm", "blend")
+# L2 on standardised weights: ~90 weak, correlated features and a few hundred decisions per user
+# call for firm shrinkage; with thousands of events the penalty fades on its own.
+DEFAULT_L2 = 30.0
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -369,7 +372,7 @@ def _inner_folds(groups: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
 
 
 def _fit_raw(X: np.ndarray, y: np.ndarray, kind: Kind, seed: int, params: Mapping[str, Any]) -> tuple[LogReg | None, Trees | None]:
-    logreg = LogReg.fit(X, y, l2=float(params.get("l2", 10.0))) if kind in ("logreg", "blend") else None
+    logreg = LogReg.fit(X, y, l2=float(params.get("l2", DEFAULT_L2))) if kind in ("logreg", "blend") else None
     gbm = None
     if kind in ("gbm", "blend"):
         gbm = Trees.fit(X, y, seed=seed, **{k: v for k, v in params.items() if k in (
