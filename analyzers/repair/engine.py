@@ -177,6 +177,7 @@ class Repairer:
         self.llm_pending = 0
         self.stop_after: float | None = None
         self.fast = False
+        self.has_pytest = True
         self.tried_singles: list[tuple[int, Candidate]] = []  # (progress, candidate) of failed single edits
         self.second_order_done = False
 
@@ -258,6 +259,7 @@ class Repairer:
         if baseline.status != "ok":
             self.run_timeout = max(self.run_timeout, 5.0)
 
+        self.has_pytest = self.workers[0].has_pytest
         self.fast = self._check_fast(baseline)
 
         scores = localise(baseline.tests, self.rel_module, all_lines=set(range(1, self.original.count("\n") + 2)))
@@ -496,6 +498,8 @@ class Repairer:
     # -- results -------------------------------------------------------------------------------
     def _confirm(self, fix: PlausibleFix) -> bool:
         """Fresh-process check (no fork-server): a separate copy, `python -m pytest -x`."""
+        if not self.has_pytest:
+            return self._confirm_direct(fix)
         tmp = Path(tempfile.mkdtemp(prefix="heedls-confirm-"))
         try:
             copy = tmp / "ws"
@@ -511,6 +515,19 @@ class Repairer:
             return False
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _confirm_direct(self, fix: PlausibleFix) -> bool:
+        """No pytest in the workspace interpreter: a fresh runner (no fast path) in a fresh copy."""
+        worker = Worker(self.root, self.python, self.req.autoload_plugins)
+        try:
+            worker.start()
+            result = worker.run(self.rel_module, fix.new_text, self.rel_tests, order=self.order, exitfirst=True,
+                                timeout_s=max(1.0, 10.0 + 3 * self.run_timeout))
+            return self._plausible(result)
+        except (WorkerError, OSError):
+            return False
+        finally:
+            worker.close()
 
     def _finish(self) -> RepairResult:
         ranked = sorted(self.plausible, key=lambda f: (f.size, -f.score, f.found_after_s))

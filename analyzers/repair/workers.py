@@ -169,6 +169,7 @@ class Worker:
         # with tests, the runner collects them once and can run candidates without re-collecting
         self.tests = list(tests or [])
         self.fast = False
+        self.has_pytest = True
         self.python = python
         self.autoload_plugins = autoload_plugins
         self.tmp = Path(tempfile.mkdtemp(prefix="heedls-repair-", dir=parent_dir))
@@ -199,6 +200,7 @@ class Worker:
             self.kill()
             raise WorkerError("test runner did not start")
         self.fast = bool(hello.get("fast"))
+        self.has_pytest = bool(hello.get("pytest"))
 
     def kill(self) -> None:
         proc, self.proc = self.proc, None

@@ -257,3 +257,37 @@ def test_worker_env_is_sandboxed(ws: Path) -> None:
     finally:
         worker.close()
     assert signal.SIGKILL  # (kills are by process group; see the fork-bomb test)
+
+
+def _python_without_pytest() -> str | None:
+    import glob
+
+    for candidate in sorted(glob.glob("/root/.pyenv/versions/3.1[2-9]*/bin/python")) + [
+            str(Path(p)) for p in (os.environ.get("HEEDLS_TEST_PY312", ""),) if p]:
+        probe = subprocess.run([candidate, "-c", "import sys, importlib.util; "
+                                "sys.exit(0 if importlib.util.find_spec('pytest') is None and sys.version_info >= (3, 12) else 1)"],
+                               capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.mark.slow
+def test_workspace_interpreter_without_pytest_uses_sys_monitoring_and_the_direct_runner(tmp_path: Path) -> None:
+    python = _python_without_pytest()
+    if python is None:
+        pytest.skip("no Python 3.12+ without pytest on this machine")
+    (tmp_path / "m.py").write_text("def inc(x):\n    y = x\n    return y - 1\n")
+    (tmp_path / "test_m.py").write_text("from m import inc\n\n\ndef test_inc():\n    assert inc(1) == 2\n")
+    worker = Worker(tmp_path, python, tests=["test_m.py"])
+    try:
+        worker.start()
+        assert not worker.has_pytest and not worker.fast
+        res = worker.run("m.py", None, ["test_m.py"], exitfirst=False, trace=True, timeout_s=20, test_limit_s=1.0)
+    finally:
+        worker.close()
+    assert [t.outcome for t in res.tests] == ["failed"]
+    assert sorted(res.tests[0].lines["m.py"]) == [2, 3]  # per-test lines from sys.monitoring
+    result = repair(RepairRequest(tmp_path / "m.py", [tmp_path / "test_m.py"], budget_s=20, python=python))
+    assert result.fixed and "+    return y + 1" in result.patch
+    assert result.fixes[0].confirmed
