@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.editors import ansi_html
-from tests.editors import conftest as tools
+from tests.editors import tools
 from tests.editors.test_vscode_e2e import WORKSPACE
 
 pytestmark = [pytest.mark.editor, pytest.mark.slow]
@@ -87,7 +87,7 @@ def _step(results: dict[str, Any], name: str) -> dict[str, Any]:
     if step is None:
         pytest.fail(f"step {name!r} did not run (steps: {list(results['steps'])})")
     assert step["ok"], f"step {name!r} failed: {step.get('error')}"
-    return step
+    return dict(step)
 
 
 def test_attaches_with_zero_configuration(headless: dict[str, Any]) -> None:

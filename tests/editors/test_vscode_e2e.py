@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.editors import conftest as tools
+from tests.editors import tools
 
 pytestmark = [pytest.mark.editor, pytest.mark.slow]
 
@@ -217,7 +217,7 @@ def _step(session: dict[str, Any], name: str) -> dict[str, Any]:
     if step is None:
         pytest.fail(f"step {name!r} did not run (an earlier step failed: {list(session['steps'])})")
     assert step["ok"], f"step {name!r} failed: {step.get('error')}"
-    return step
+    return dict(step)
 
 
 def _events(session: dict[str, Any]) -> list[dict[str, Any]]:
