@@ -125,8 +125,7 @@ class GlobalModel:
         if self.n == 0 or not ctx_rev:
             return out
         tok = ctx_rev[0]
-        lo = int(np.searchsorted(self.first, tok, "left"))
-        hi = int(np.searchsorted(self.first, tok, "right"))
+        lo, hi = _bounds(self.first, tok)
         for depth in range(min(len(ctx_rev), MAX_ORDER, _SORT_DEPTH)):
             if depth:
                 tok = ctx_rev[depth]
@@ -138,8 +137,7 @@ class GlobalModel:
                     pos = self.sa[lo:hi] + depth
                     col = np.where(pos < self.n, self.rev[np.minimum(pos, self.n - 1)], -1)
                 # Within the range suffixes are sorted by their next token: binary search it.
-                a = int(np.searchsorted(col, tok, "left"))
-                b = int(np.searchsorted(col, tok, "right"))
+                a, b = _bounds(col, tok)
                 lo, hi = lo + a, lo + b
             if hi <= lo:
                 break
@@ -157,6 +155,13 @@ class GlobalModel:
         if len(succ) == 0:
             return None
         return _count(succ, float(step))
+
+
+def _bounds(col: npt.NDArray[np.int32], tok: int) -> tuple[int, int]:
+    """[first, last+1) of `tok` in the sorted `col`. The keys are made int32 like the column: a
+    Python int would make numpy cast the whole column to int64 first, on every call."""
+    found = np.searchsorted(col, np.array([tok, tok + 1], dtype=col.dtype))
+    return int(found[0]), int(found[1])
 
 
 def _count(values: IntArray, scale: float) -> Counts:
