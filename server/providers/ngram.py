@@ -28,6 +28,7 @@ from heedls.server.providers.code_tokens import BOF, EOL, SPECIAL
 
 IntArray = npt.NDArray[np.int32]  # int32 halves the index's memory (n < 2**31 tokens)
 
+BEAM_PRUNE = math.log(50.0)  # beams 50x less likely than the best are dropped
 MAX_ORDER = 10  # longest context (tokens) used for counting
 _SORT_DEPTH = 16  # suffixes are sorted by their first 16 tokens: contexts up to that length work
 _SAMPLE = 2048  # above this many occurrences, successors are estimated from a stride sample
@@ -408,7 +409,10 @@ class NgramModel:
                     p = st.prob(tok)
                     grown.append((lp + math.log(p), min(mn, p), seq + [tok]))
             grown.sort(key=lambda b: -b[0])
-            beams = grown[:beam]
+            # Beams far less likely than the best one (or than a line already finished) can't end
+            # up ranked high enough to be shown: drop them instead of extending them.
+            best = max([b[0] for b in grown[:1]] + [f[0] for f in finished], default=0.0)
+            beams = [b for b in grown[:beam] if b[0] >= best - BEAM_PRUNE]
             if not beams:
                 break
         finished.extend(b for b in beams if vocab.strings[b[2][-1]] not in SPECIAL)
