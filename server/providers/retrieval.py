@@ -116,8 +116,9 @@ def lookup(
             continue
         key = tuple(prev_lines[-depth:])
         counts = index.next_counts(key, exclude) if index is not None else Counter()
+        last = key[-1]
         for i in range(depth, len(local)):
-            if tuple(local[i - depth : i]) == key:
+            if local[i - 1] == last and (depth == 1 or local[i - 2] == key[0]):
                 counts[local[i]] += cache_boost  # type: ignore[assignment]
         hit = _best(counts, stripped, kind, prior=1.0)
         if hit:
