@@ -87,6 +87,7 @@ class CallTrace:
     stopped: str | None  # "time" | "events" when the budget ran out (an infinite loop, usually)
     events: int = 0
     callees: list[CallRecord] = field(default_factory=list)  # last call of each other function
+    yields: dict[int, int] = field(default_factory=dict)  # a generator: line -> times it suspended there
 
 
 @dataclass
@@ -417,6 +418,7 @@ def _failure(event: dict[str, Any]) -> TestFailure:
                         c.get("return_line"), c.get("return_value"),
                         [(int(line), list(w)) for line, w in c.get("sequence") or []])
              for c in trace.get("callees") or [] if isinstance(c, dict)],
+            {int(k): int(v) for k, v in (trace.get("yields") or {}).items()},
         ) if isinstance(trace, dict) else None,
         stdout_tail=str(event.get("stdout_tail", "")),
         stderr_tail=str(event.get("stderr_tail", "")),
@@ -546,6 +548,7 @@ class _Static:
     not_data: set[int] = field(default_factory=set)  # def/class/import lines: never a data dependence
     func_of: dict[int, int] = field(default_factory=dict)  # statement line -> enclosing def line
     guard_clauses: set[int] = field(default_factory=set)  # `if ...:` whose body ends in return/raise/...
+    yields: set[int] = field(default_factory=set)  # statements containing `yield` / `yield from`
 
 
 _STATIC_CACHE: dict[tuple[str, float], _Static | None] = {}
@@ -632,6 +635,8 @@ def static_facts(path: str) -> _Static | None:
                 facts.returns.setdefault(func, []).append(line)
                 if not uses:
                     facts.constant_returns.add(line)
+            if any(isinstance(n, (ast.Yield, ast.YieldFrom)) for part in _header_nodes(stmt) for n in ast.walk(part)):
+                facts.yields.add(line)
             if isinstance(stmt, ast.If) and isinstance(stmt.body[-1], (ast.Return, ast.Raise, ast.Continue, ast.Break)):
                 facts.guard_clauses.add(line)
             if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and not uses:
@@ -717,7 +722,8 @@ def _score_call(path: str, facts: _Static, sequence: list[tuple[int, list[str]]]
     value), "constant" (`return False`), "implicit" (fell off the end: None) or "raised"."""
     start = facts.stmt_of.get(start, start)
     if how == "value":
-        add(path, start, base, f"returned {value}" if value is not None else "returned the wrong value")
+        add(path, start, base, f"returned {value}" if value is not None else
+            "yielded the results" if start in facts.yields else "returned the wrong value")
     elif how == "raised":
         add(path, start, base * 1.05, "raised the exception")
     elif how == "constant":
@@ -828,6 +834,19 @@ def localise(failure: TestFailure) -> list[Suspect]:
             if hottest is not None:
                 for s in _loop_suspects(trace.path, facts.stmt_of.get(hottest, hottest), facts):
                     add(s.path, s.line, s.score - 0.02, s.reason)
+        elif facts is not None and trace.yields and any(facts.stmt_of.get(y, y) in facts.yields for y in trace.yields):
+            # A generator's results are what it yields: each yield that ran is a returning line.
+            # All the yields that ran come first (most productive first), then what each depends on.
+            counts: dict[int, int] = {}
+            for y, n in trace.yields.items():
+                y = facts.stmt_of.get(y, y)
+                if y in facts.yields:
+                    counts[y] = counts.get(y, 0) + n
+            ordered = sorted(counts, key=lambda ln: (-counts[ln], ln))
+            for y in ordered:
+                add(trace.path, y, 0.9, f"yielded results ({counts[y]} times)")
+            for y in ordered:
+                _score_call(trace.path, facts, trace.sequence, executed, y, "value", None, 0.9, add)
         elif facts is not None and trace.return_line:
             start = facts.stmt_of.get(trace.return_line, trace.return_line)
             if raised_here:

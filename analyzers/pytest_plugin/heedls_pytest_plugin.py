@@ -278,6 +278,7 @@ def _trace(func, args, kwargs):
     hits = {}
     frames = {}  # id(frame) -> [previous line, locals snapshot, sequence]
     callees = {}  # code object -> record of its last finished call
+    yields = {}  # a generator under test: line -> how often the top frame suspended there
     st = {"events": 0, "deadline": time.perf_counter() + TRACE_SECONDS, "top": None, "top_record": None,
           "raised": None, "raised_line": None, "stopped": None}
     top_code = func.__code__
@@ -321,6 +322,8 @@ def _trace(func, args, kwargs):
                 frames.pop(key, None)  # a generator's frame lives on after a yield
             if frame is st["top"]:
                 st["top_record"] = record
+                if code.co_flags & _GENERATOR_FLAGS:
+                    yields[frame.f_lineno] = yields.get(frame.f_lineno, 0) + 1
             else:
                 record["sequence"] = record["sequence"][-CALLEE_SEQUENCE:]
                 callees.pop(code, None)
@@ -374,6 +377,7 @@ def _trace(func, args, kwargs):
         "stopped": st["stopped"],
         "events": st["events"],
         "callees": list(callees.values())[::-1],
+        "yields": {"%d" % k: v for k, v in yields.items()},
         "seconds": round(time.perf_counter() - started, 4),
     }
 
@@ -468,11 +472,12 @@ def pytest_configure(config):
     path = os.environ.get(REPORT_ENV)
     if not path or _out is not None:
         return
-    _workspace = os.path.realpath(os.environ.get(WORKSPACE_ENV) or str(config.rootpath))
+    rootdir = str(getattr(config, "rootpath", None) or config.rootdir)  # rootpath: pytest >= 6.1
+    _workspace = os.path.realpath(os.environ.get(WORKSPACE_ENV) or rootdir)
     _out = open(path, "a", encoding="utf-8")
     import pytest
 
-    _emit({"event": "session", "rootdir": str(config.rootpath), "python": sys.version.split()[0],
+    _emit({"event": "session", "rootdir": rootdir, "python": sys.version.split()[0],
            "pytest": pytest.__version__, "workspace": _workspace})
 
 

@@ -356,3 +356,20 @@ def test_an_exception_points_at_the_early_exit_that_let_the_input_through(tmp_pa
     assert failure.exc_type == "ValueError" and failure.code_frame is not None and failure.code_frame.line == 7
     lines = [s.line for s in failure.suspects]
     assert lines[0] == 7 and 5 in lines[:3]
+
+
+def test_a_generator_is_localised_at_its_yields(tmp_path: Path) -> None:
+    ws = _write(tmp_path, {
+        "gen.py": """
+            def evens(limit):
+                n = 0
+                while n < limit:
+                    yield n + 1
+                    n += 2
+        """,
+        "test_gen.py": "from gen import evens\n\ndef test_evens():\n    assert list(evens(5)) == [0, 2, 4]\n",
+    })
+    run = run_tests(ws, None, timeout_s=60)
+    failure = run.failures[0]
+    assert failure.trace is not None and failure.trace.yields
+    assert failure.suspects[0].line == 5 and "yielded" in failure.suspects[0].reason
