@@ -21,6 +21,7 @@ from heedls.server.acceptance.features import (
     STAGE_FEATURES,
     context_features,
     session_histories,
+    stored_features,
     suggestion_features,
     vectorize,
 )
@@ -89,7 +90,10 @@ def build_dataset(events: Sequence[SuggestionEvent], stage: str, label: str = "a
         y = event.label("persisted" if label == "persisted" else "accepted")
         if y is None:
             continue
-        if stage == "context":
+        stored = stored_features(event, stage) if event.prefix is None and event.suggestion is None else None
+        if stored is not None:
+            row = stored  # a nocode export: the gate's decision-time features stand in for the code
+        elif stage == "context":
             row = context_features(event, history)
         else:
             row = suggestion_features(event, history)

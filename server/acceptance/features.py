@@ -78,6 +78,24 @@ SUGGESTION_FEATURES: tuple[str, ...] = CONTEXT_FEATURES + SUGGESTION_ONLY_FEATUR
 
 STAGE_FEATURES: dict[str, tuple[str, ...]] = {"context": CONTEXT_FEATURES, "suggestion": SUGGESTION_FEATURES}
 
+# The gate stores its decision-time rows under this extra key ({"context": {...}, "suggestion":
+# {suggestion-only features}}); evaluation falls back to them when an event carries no code text.
+FEATURES_KEY = "acceptance_features"
+
+
+def stored_features(event: SuggestionEvent, stage: str) -> dict[str, float] | None:
+    """Decision-time rows kept on the event by the gate (e.g. in a `nocode` export), or None."""
+    store = event.extra.get(FEATURES_KEY) if event.extra else None
+    if not isinstance(store, dict) or not isinstance(store.get("context"), dict):
+        return None
+    row = {k: float(v) for k, v in store["context"].items() if isinstance(v, (int, float))}
+    if stage == "suggestion":
+        extra = store.get("suggestion")
+        if not isinstance(extra, dict):
+            return None
+        row.update({k: float(v) for k, v in extra.items() if isinstance(v, (int, float))})
+    return row
+
 
 def _log(x: float) -> float:
     return math.log1p(max(0.0, x))

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from heedls.server.acceptance.features import STAGE_FEATURES, context_features, suggestion_features, vectorize
+from heedls.server.acceptance.features import (
+    FEATURES_KEY,
+    STAGE_FEATURES,
+    SUGGESTION_ONLY_FEATURES,
+    context_features,
+    suggestion_features,
+    vectorize,
+)
 from heedls.server.acceptance.model import AcceptanceModel, StageModel, fit_stage
 from heedls.server.events import SuggestionEvent
 from heedls.server.pipeline.gate import GateDecision
@@ -105,6 +112,7 @@ class AcceptanceGate:
             return GateDecision(True, "stage1", model_version=self.model_version)
         row = context_features(event, history)
         self._remember(event, "context", row)
+        _attach(event, "context", row)
         score = stage.score(row)
         threshold = stage.threshold_for(self.keep)
         show = score >= threshold
@@ -119,6 +127,7 @@ class AcceptanceGate:
         cached = self._rows.get(event.id, {}).get("context")
         row = suggestion_features(event, history, context=cached)
         self._remember(event, "suggestion", row)
+        _attach(event, "suggestion", {k: row[k] for k in SUGGESTION_ONLY_FEATURES})
         score = stage.score(row)
         self.scored2 += 1
         if self.mode != "cascade":  # scored for telemetry, never hides
@@ -288,6 +297,14 @@ class AcceptanceGate:
                 fh.write(json.dumps(record, separators=(",", ":")) + "\n")
         except OSError as exc:
             log.warning("cannot store acceptance row: %s", exc)
+
+
+def _attach(event: SuggestionEvent, stage: str, row: dict[str, float]) -> None:
+    """Keep the decision-time features on the event: numbers survive a `nocode` export, so
+    `heedls eval acceptance` can evaluate exports that carry no code text."""
+    store = event.extra.setdefault(FEATURES_KEY, {})
+    if isinstance(store, dict):
+        store[stage] = {k: round(v, 4) for k, v in row.items()}
 
 
 def _logloss(y: np.ndarray, p: np.ndarray) -> float:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from heedls.server.acceptance import evaluate as ev
 from heedls.server.cli import app
 from heedls.server.events import write_jsonl
+from typer.testing import CliRunner
+
 from tests.unit.test_acceptance_data import make_events
 
 KEYS = {"n", "positives", "auc", "hidden_rejected_at_95", "accepted_kept", "ece", "requests_avoided", "protocol"}

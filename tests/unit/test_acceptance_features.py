@@ -14,6 +14,7 @@ from heedls.server.acceptance.features import (
     vectorize,
 )
 from heedls.server.events import SuggestionEvent
+
 from tests.unit.test_acceptance_data import make_events
 
 

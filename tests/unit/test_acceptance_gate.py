@@ -7,13 +7,13 @@ import logging
 from pathlib import Path
 
 import pytest
-
 from heedls.server.acceptance.evaluate import build_dataset
-from heedls.server.acceptance.features import STAGE_FEATURES
+from heedls.server.acceptance.features import STAGE_FEATURES, session_histories
 from heedls.server.acceptance.gate import ROWS_FILE, USER_MODEL, AcceptanceGate, build_gate
 from heedls.server.acceptance.model import AcceptanceModel, fit_stage
 from heedls.server.config import GateConfig
 from heedls.server.pipeline.gate import Gate
+
 from tests.unit.test_acceptance_data import make_events
 
 
@@ -114,3 +114,18 @@ def test_class_balance_guard(model_file: Path, tmp_path: Path) -> None:
         gate.observe(dataclasses.replace(event, outcome="rejected"))
     assert gate.status()["refits"] == 0
     assert "class balance" in gate.status()["last_refit"]["result"]
+
+
+def test_decision_time_features_survive_without_code(model_file: Path) -> None:
+    from heedls.server.acceptance.evaluate import build_dataset as build
+
+    gate = build_gate(GateConfig(mode="cascade"), None, model_path=model_file)
+    events = make_events(sessions=2, per_session=20, seed=15)
+    for event, history in zip(events, session_histories(events)):
+        gate.stage1(event, history)  # the server passes the session so far, decided events included
+        gate.stage2(event, history)
+    with_code = build(events, "suggestion")
+    nocode = [dataclasses.replace(e, prefix=None, suffix=None, suggestion=None) for e in events]
+    without = build(nocode, "suggestion")
+    assert without.X.shape == with_code.X.shape
+    assert abs(without.X - with_code.X).max() < 1e-3  # same rows, rounded

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from heedls.server.acceptance.evaluate import auc, build_dataset
 from heedls.server.acceptance.features import SUGGESTION_FEATURES
 from heedls.server.acceptance.model import FORMAT, AcceptanceModel, LogReg, StageModel, Trees, fit_stage
 from heedls.server.acceptance.policy import threshold_for_keep
+
 from tests.unit.test_acceptance_data import make_events
 
 
