@@ -243,6 +243,10 @@ def explain_failure(failure: TestFailure) -> str:
     elif top is not None:
         parts.append(f"Most likely cause: `{_short_path(top.path)}:{top.line}` "
                      f"{_code(_read_line(top.path, top.line))} — this line {top.reason}.")
+        trace = failure.trace
+        if trace is not None and trace.return_line and trace.return_line != top.line and trace.path:
+            parts.append(f"The value was returned at `{_short_path(trace.path)}:{trace.return_line}` "
+                         f"{_code(_read_line(trace.path, trace.return_line))}.")
     if where is None and failure.test_frame is not None and failure.exc_type == "AssertionError":
         t = failure.test_frame
         parts.append(f"The failing assertion is `{_short_path(t.path)}:{t.line}`.")

@@ -688,7 +688,7 @@ def _backward_slice(start: int, sequence: list[tuple[int, list[str]]], facts: _S
             if not controls:
                 return
             line, depth, reason, control = controls[0], depth if first else depth + 1, \
-                "decides whether the failing line runs", True
+                f"decides whether line {line} runs", True
             first = False
 
     include(start, 0, "start", False)
@@ -813,7 +813,7 @@ def localise(failure: TestFailure) -> list[Suspect]:
             add(code.path, line, 1.0, f"raised {failure.exc_type}")
             if facts:
                 for guard in facts.controls.get(line, [])[:1]:
-                    add(code.path, guard, 0.55, "decides whether the failing line runs")
+                    add(code.path, guard, 0.55, f"decides whether line {line} (where it failed) runs")
                 # The early exits before it (`if not xs: return ...`) are the checks that should have
                 # kept this input away from the failing line: nearest first.
                 func = facts.func_of.get(line)
