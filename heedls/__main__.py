@@ -1,3 +1,5 @@
 from heedls.server.cli import main
 
-main()
+# The guard matters: a multiprocessing child started with "spawn" re-imports __main__.
+if __name__ == "__main__":
+    main()

@@ -65,6 +65,16 @@ class _Feeder:
         engine_of(self.server)
         self._update(uri)
 
+    async def on_close(self, uri: str) -> None:
+        engine = self.server.services.get("engine")
+        if engine is None:
+            return
+        for provider in (engine.provider, getattr(engine.provider, "fallback", None)):
+            close = getattr(provider, "close_document", None)
+            if callable(close):
+                close(uris.to_fs_path(uri) or uri)
+                break
+
     async def on_change(self, uri: str, changes: list[Any]) -> None:
         engine = self.server.services.get("engine")
         if engine is None:
