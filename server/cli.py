@@ -53,6 +53,7 @@ def _root(
 def serve(
     tcp: Annotated[Optional[str], typer.Option("--tcp", metavar="HOST:PORT", help="Listen on TCP instead of stdio.")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="error|warning|info|debug (stderr)")] = "warning",
+    stdio: Annotated[bool, typer.Option("--stdio", help="Use stdio (the default; accepted for clients that always pass it).")] = False,
     stub_provider: Annotated[Optional[str], typer.Option("--stub-provider", hidden=True, help="Answer every request with this text (tests, benchmarks).")] = None,
 ) -> None:
     """Run the language server (stdio by default)."""

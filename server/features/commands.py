@@ -3,6 +3,7 @@ toggle and report. See docs/architecture.md for the shapes."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -174,13 +175,20 @@ def register(server: HeedlsServer) -> None:
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: HeedlsServer, params: Any) -> None:
+        # Telemetry first: nothing the user did may be lost, whatever fails after this.
+        store = ls.services.get("telemetry")
+        if store is not None:
+            try:
+                await asyncio.to_thread(store.close)
+            except BaseException:
+                log.exception("telemetry close failed")
         diagnostics = ls.services.get("diagnostics")
         stop = getattr(diagnostics, "shutdown", None)
         if stop is not None:
             try:
                 await stop()  # kills a test run still going
-            except Exception:
-                log.exception("diagnostics shutdown failed")
+            except BaseException:  # a cancelled run raises CancelledError here; we are exiting anyway
+                log.debug("diagnostics shutdown interrupted")
         engine = ls.services.get("engine")
         if engine is not None:
             engine.debouncer.cancel_all()
@@ -197,9 +205,3 @@ def register(server: HeedlsServer) -> None:
                 await aclose_shared_client()
             except Exception:
                 pass
-        store = ls.services.get("telemetry")
-        if store is not None:
-            try:
-                store.close()
-            except Exception:
-                log.exception("telemetry close failed")
