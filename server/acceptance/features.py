@@ -259,7 +259,7 @@ def _decided_before(h: SuggestionEvent, ts: float) -> bool:
         return False
     if h.decision_ms is None:
         return True  # no timing: the caller (server) passes only events already decided
-    return h.ts + h.decision_ms / 1000.0 <= ts
+    return bool(h.ts + h.decision_ms / 1000.0 <= ts)
 
 
 def context_features(event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> dict[str, float]:
@@ -433,8 +433,9 @@ def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEven
     f["logprob_known"] = float(logprob is not None)
     f["logprob"] = max(-20.0, min(0.0, logprob)) if logprob is not None else 0.0
     jedi = extra.get("jedi_agree")
-    f["jedi_known"] = float(isinstance(jedi, (bool, int, float)) and not isinstance(jedi, str))
-    f["jedi_agree"] = float(jedi) if f["jedi_known"] else 0.0
+    jedi_value = float(jedi) if isinstance(jedi, (bool, int, float)) else None
+    f["jedi_known"] = float(jedi_value is not None)
+    f["jedi_agree"] = jedi_value if jedi_value is not None else 0.0
 
     earlier = _earlier(event, history)
     same = [h for h in earlier if h.suggestion == sugg and sugg]

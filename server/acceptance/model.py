@@ -33,7 +33,8 @@ DEFAULT_L2 = 30.0
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -35.0, 35.0)))
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(z, -35.0, 35.0)))
+    return out
 
 
 def _psig(z: float) -> float:
@@ -76,7 +77,8 @@ class LogReg:
         return cls(mean.tolist(), scale.tolist(), w[1:].tolist(), float(w[0]))
 
     def logits(self, X: np.ndarray) -> np.ndarray:
-        return ((X - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef) + self.intercept
+        out: np.ndarray = ((X - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef) + self.intercept
+        return out
 
     def folded(self) -> tuple[list[float], float]:
         """Weights and bias on raw features (standardisation folded in), for pure-Python serving."""
@@ -386,7 +388,8 @@ def blas_single_thread() -> contextlib.AbstractContextManager[object]:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - declared dependency; stay usable without it
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    limiter: contextlib.AbstractContextManager[object] = threadpool_limits(limits=1, user_api="blas")
+    return limiter
 
 
 def fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray,

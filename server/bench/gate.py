@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
+from heedls.server.events import SuggestionEvent
+
 TARGET_P95_MS = 0.1
 
 
@@ -35,14 +37,12 @@ def _summary(values_s: list[float]) -> dict[str, float]:
             "mean_ms": round(sum(ms) / len(ms), 5) if ms else 0.0}
 
 
-def synthetic_events(count: int, seed: int) -> list[Any]:
+def synthetic_events(count: int, seed: int) -> list[SuggestionEvent]:
     """Requests at random cut points of stdlib files; the suggestion is the rest of the line."""
-    from heedls.server.events import SuggestionEvent
-
     rng = random.Random(seed)
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(p for p in stdlib.glob("*.py") if 2_000 < p.stat().st_size < 100_000)
-    events = []
+    events: list[SuggestionEvent] = []
     ts = 1_700_000_000.0
     while len(events) < count and files:
         text = rng.choice(files).read_text(encoding="utf-8", errors="replace")
