@@ -4,8 +4,8 @@
     .venv/bin/python scripts/train_default_model.py [--seed 0] [--cuts 3000] [--no-cups]
 
 1. Replays real code nobody here wrote (the stdlib and the venv's site-packages) through the
-   local provider and the pipeline's post-processing (`heedls replay`, seeded), cached under
-   `.cache/` so a re-run trains from the same events.
+   local provider and the pipeline's post-processing (`heedls replay`, seeded), cached in the
+   user cache directory (platformdirs) so a re-run trains from the same events.
 2. Adds the real human decisions of `../shared/bench/acceptance/cups-dev.jsonl` when present:
    the replay's labels are a proxy (does the suggestion match what the author wrote?) and its
    timing is synthetic, so the human side of acceptance (previous outcome, pauses, how long a
@@ -31,6 +31,7 @@ import sysconfig
 from pathlib import Path
 
 import numpy as np
+import platformdirs
 
 ROOT = Path(__file__).resolve().parents[1]
 CUPS = ROOT.parent / "shared" / "bench" / "acceptance" / "cups-dev.jsonl"
@@ -54,7 +55,8 @@ def main() -> int:
     from heedls.server.acceptance.model import AcceptanceModel, fit_stage
     from heedls.server.acceptance.replay import run
 
-    replay_path = args.replay or ROOT / ".cache" / f"acceptance-replay-seed{args.seed}-{args.cuts}.jsonl"
+    cache = Path(platformdirs.user_cache_dir("heedls"))  # outside the checkout: never committed by accident
+    replay_path = args.replay or cache / f"acceptance-replay-seed{args.seed}-{args.cuts}.jsonl"
     if not replay_path.exists():
         replay_path.parent.mkdir(parents=True, exist_ok=True)
         sources = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
