@@ -77,7 +77,9 @@ def main() -> int:
         stages[stage] = fit_stage(stage, STAGE_FEATURES[stage], data.X, data.y, data.groups, kind=args.kind,
                                   keep_accepted=args.keep, seed=args.seed,
                                   meta={"sources": [s["name"] for s in sources_meta]})
-    digest = hashlib.sha256(json.dumps([s["sha256"] for s in sources_meta]).encode()).hexdigest()[:8]
+    # The version names the data *and* the feature set / learner, so a changed extractor is a new model.
+    digest = hashlib.sha256(json.dumps([[s["sha256"] for s in sources_meta], STAGE_FEATURES, args.kind,
+                                        args.keep]).encode()).hexdigest()[:8]
     version = f"default-{dt.date.today():%Y%m%d}-s{args.seed}-{digest}"
     model = AcceptanceModel(version, stages, "accepted", {
         "trained_by": "scripts/train_default_model.py", "sources": sources_meta, "kind": args.kind,

@@ -54,7 +54,7 @@ CONTEXT_FEATURES: tuple[str, ...] = (
     "after_colon", "line_is_comment", "prev_line_comment", "line_kw_def", "line_kw_import", "line_kw_return",
     "line_kw_control", "line_has_assign",
     "syntax_known", "scope_function", "scope_class", "tail_parse_error",
-    "language_python",
+    "language_python", "provider_local",
     "has_prev", "dt_prev_log", "prev_accepted", "prev_rejected", "dt_prev_decision_log",
     "recent_accept_rate", "decided_log", "same_place_as_prev",
     "typing_known", "typing_cps_log",
@@ -325,6 +325,9 @@ def context_features(event: SuggestionEvent, history: Sequence[SuggestionEvent])
     f["scope_class"] = scope_cls
     f["tail_parse_error"] = err
     f["language_python"] = float(python)
+    # Who writes the suggestions changes what gets accepted (the embedded model-free provider vs an
+    # LLM): lets one shipped model keep the replay's and the humans' (Copilot's) regimes apart.
+    f["provider_local"] = float((event.provider or "") == "local")
 
     _history_features(f, event, history)
     cps = _flt(event.extra.get("typing_cps")) if event.extra else None
