@@ -303,7 +303,7 @@ def context_features(event: SuggestionEvent, history: Sequence[SuggestionEvent])
     f["in_comment"] = float(in_comment)
     f["bracket_depth"] = float(min(len(stack), 4))
     f["in_call"] = float(stack.endswith("("))
-    f["in_list"] = float(stack.endswith("[") or stack.endswith("{"))
+    f["in_list"] = float(stack.endswith(("[", "{")))
     f["after_colon"] = float(stripped.endswith(":") or (not stripped and prev_nonblank.rstrip().endswith(":")))
     comment_mark = "#" if python else "//"
     f["line_is_comment"] = float(stripped.startswith(comment_mark))
@@ -378,7 +378,7 @@ def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEven
     first = next((ln for ln in lines if ln.strip()), "")
     f["sugg_first_line_chars_log"] = _log(len(first.strip()))
     f["sugg_multiline"] = float(len(nonblank) > 1)
-    f["sugg_starts_newline"] = float(sugg.startswith("\n") or sugg.startswith("\r\n"))
+    f["sugg_starts_newline"] = float(sugg.startswith(("\n", "\r\n")))
     mark = "#" if python else "//"
     comments = sum(1 for ln in nonblank if ln.startswith(mark))
     f["sugg_is_comment"] = float(bool(nonblank) and nonblank[0].startswith(mark))
@@ -387,7 +387,6 @@ def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEven
     f["sugg_mid_word"] = float(bool(prefix) and bool(sugg) and (prefix[-1].isalnum() or prefix[-1] == "_")
                                and (sugg[0].isalnum() or sugg[0] == "_"))
 
-    _, _, sugg_stack = _lex_tail(sugg, python)
     opens = sum(sugg.count(c) for c in _OPEN)
     closes = sum(sugg.count(c) for c in _CLOSE)
     depth = f.get("bracket_depth", 0.0)

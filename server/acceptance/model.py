@@ -328,7 +328,7 @@ class StageModel:
             return self.threshold
         level = min(max(1.0 - keep, 0.0), 1.0)
         qs = self.positive_quantiles
-        return float(qs[int(math.floor(level * (len(qs) - 1)))])
+        return float(qs[math.floor(level * (len(qs) - 1))])
 
     # ---- persistence
     def to_json(self) -> dict[str, Any]:

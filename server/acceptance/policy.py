@@ -22,7 +22,7 @@ def threshold_for_keep(positive_scores: np.ndarray, keep: float = DEFAULT_KEEP) 
         return 0.0
     keep = max(keep, 0.0)
     # At most floor((1 - keep) * n) positives may fall below t: t = the next score up.
-    allowed = int(math.floor((1.0 - keep) * scores.size + 1e-9))
+    allowed = math.floor((1.0 - keep) * scores.size + 1e-9)
     return float(scores[min(allowed, scores.size - 1)])
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
 from heedls.server.events import SuggestionEvent
 
 TARGET_P95_MS = 0.1
@@ -28,7 +27,7 @@ def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return 0.0
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered))) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 def _summary(values_s: list[float]) -> dict[str, float]:
