@@ -90,6 +90,19 @@ class AcceptanceGate:
         if data_dir is not None:
             self._stored = self._read_rows()
 
+    def reconfigure(self, config: Any, model_path: Path | None = None) -> None:
+        """Apply a changed `GateConfig` (didChangeConfiguration) without losing counters or rows."""
+        mode = str(getattr(config, "mode", self.mode))
+        self.mode = mode if mode in ("off", "stage1", "cascade") else self.mode
+        keep = float(getattr(config, "keep_accepted", self.keep))
+        self.keep = keep if 0.0 < keep <= 1.0 else self.keep
+        label = str(getattr(config, "label", self.label))
+        self.label = label if label in ("accepted", "persisted") else self.label
+        self.refit_enabled = bool(getattr(config, "refit", self.refit_enabled))
+        self.min_events = max(20, int(getattr(config, "min_events_for_refit", self.min_events)))
+        if self.mode != "off" and self.model is None:
+            self.model = _load_for(self.data_dir, self.refit_enabled, model_path)
+
     # ------------------------------------------------------------------ decisions
     @property
     def model_version(self) -> str | None:
@@ -312,6 +325,21 @@ def _logloss(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def _load_for(data_dir: Path | None, refit: bool, model_path: Path | None) -> AcceptanceModel | None:
+    """The user's refitted model when there is a usable one, else the shipped default, else None."""
+    model = None
+    if refit and data_dir is not None:
+        model = _load(data_dir / USER_MODEL)
+        if model is not None and set(model.stages) != {"context", "suggestion"}:
+            model = None
+    if model is None:
+        path = model_path or default_model_path()
+        model = _load(path)
+        if model is None:
+            log.warning("no usable acceptance model at %s: the gate shows every suggestion", path)
+    return model
+
+
 def build_gate(config: Any, data_dir: Path | None = None, model_path: Path | None = None) -> AcceptanceGate:
     """The server's gate for a `GateConfig`; never raises (a bad model means showing everything)."""
     mode = str(getattr(config, "mode", "cascade"))
@@ -319,17 +347,7 @@ def build_gate(config: Any, data_dir: Path | None = None, model_path: Path | Non
     label = str(getattr(config, "label", "accepted"))
     refit = bool(getattr(config, "refit", True))
     min_events = int(getattr(config, "min_events_for_refit", 200))
-    model: AcceptanceModel | None = None
-    if mode != "off":
-        if refit and data_dir is not None:
-            model = _load(Path(data_dir) / USER_MODEL)
-            if model is not None and set(model.stages) != {"context", "suggestion"}:
-                model = None
-        if model is None:
-            path = model_path or default_model_path()
-            model = _load(path)
-            if model is None:
-                log.warning("no usable acceptance model at %s: the gate shows every suggestion", path)
+    model = _load_for(Path(data_dir) if data_dir is not None else None, refit, model_path) if mode != "off" else None
     return AcceptanceGate(mode, keep, label, model, Path(data_dir) if data_dir is not None else None, refit,
                           min_events)
 

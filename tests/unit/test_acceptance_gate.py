@@ -129,3 +129,15 @@ def test_decision_time_features_survive_without_code(model_file: Path) -> None:
     without = build(nocode, "suggestion")
     assert without.X.shape == with_code.X.shape
     assert abs(without.X - with_code.X).max() < 1e-3  # same rows, rounded
+
+
+def test_reconfigure_keeps_counters_and_loads_the_model_when_turned_on(model_file: Path) -> None:
+    gate = build_gate(GateConfig(mode="off"), None, model_path=model_file)
+    _run(gate, 10)
+    assert gate.model is None and gate.status()["requests"] == 10
+    gate.reconfigure(GateConfig(mode="cascade", keep_accepted=0.9), model_path=model_file)
+    assert gate.mode == "cascade" and gate.keep == 0.9 and gate.model is not None
+    _run(gate, 10)
+    assert gate.status()["requests"] == 20
+    gate.reconfigure(GateConfig(mode="stage1", keep_accepted=7.0))  # a bad value keeps the old one
+    assert gate.mode == "stage1" and gate.keep == 0.9
