@@ -41,6 +41,13 @@ def load_bugs(bugset: Path) -> list[dict[str, Any]]:
     return bugs
 
 
+def _everyday(literal: str) -> bool:
+    try:
+        return abs(float(literal)) <= 10
+    except ValueError:
+        return len(literal) <= 3  # '', 'a', "x"
+
+
 def special_cases_tests(patch: str, test_text: str, original: str) -> bool:
     """Heuristic: an added line compares against a literal taken from the tests that the module
     did not contain before (e.g. `if n == 3005: return 9`)."""
@@ -52,7 +59,8 @@ def special_cases_tests(patch: str, test_text: str, original: str) -> bool:
         if not re.search(r"==|!=|\bin\b|\bif\b", line):
             continue
         added = set(re.findall(r"(?<![\w.])(-?\d+(?:\.\d+)?|'[^'\n]{1,40}'|\"[^\"\n]{1,40}\")", line[1:]))
-        suspicious = {x for x in added & literals - before if x not in {"0", "1", "-1", "2", "''", '""'}}
+        # small integers and one-character strings are everyday constants, not test inputs
+        suspicious = {x for x in added & literals - before if not _everyday(x)}
         if suspicious:
             return True
     return False
