@@ -6,14 +6,16 @@
 1. Replays real code nobody here wrote (the stdlib and the venv's site-packages) through the
    local provider and the pipeline's post-processing (`heedls replay`, seeded), cached in the
    user cache directory (platformdirs) so a re-run trains from the same events.
-2. Adds the real human decisions of `../shared/bench/acceptance/cups-dev.jsonl` when present:
-   the replay's labels are a proxy (does the suggestion match what the author wrote?) and its
-   timing is synthetic, so the human side of acceptance (previous outcome, pauses, how long a
-   suggestion people take) can only be learned from real decisions. The features say which regime
-   an event is in (`confidence_known`, `suffix_known`, `language_python`), so the two sources do not
-   blur each other. The sealed evaluation half of CUPS is other people and is never read.
-3. Fits each stage (learner `blend`: logistic regression + boosted trees, mean logit) with Platt
-   calibration and the keep-95 %-of-accepted threshold from out-of-fold scores grouped by session.
+2. Fits `context@local` / `suggestion@local` (used when the suggestions come from the embedded
+   `local` provider) on that replay, and `context` / `suggestion` (every other provider: LLMs) on the
+   real human decisions of `../shared/bench/acceptance/cups-dev.jsonl` when present. The replay's
+   labels are a proxy (does the suggestion match what the author wrote?) and its timing synthetic;
+   a replay-only model scored on CUPS is badly calibrated for people (docs/acceptance.md), so the
+   human side (previous outcome, pauses, what people take) is learned from people. Each regime's
+   model is exactly what `heedls eval acceptance` evaluates on its data. The sealed evaluation half
+   of CUPS is other people and is never read.
+3. Each stage: learner `blend` (logistic regression + boosted trees, mean logit), Platt calibration
+   and the keep-95 %-of-accepted threshold from out-of-fold scores grouped by session.
 
 The fit is deterministic given the events (NumPy with fixed seeds). The replay's cut points are
 deterministic given the seed; the local provider works within a time budget, so on a loaded
@@ -62,23 +64,29 @@ def main() -> int:
         sources = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
         print(f"replaying {args.cuts} cut points (seed {args.seed}) -> {replay_path}", file=sys.stderr)
         print(json.dumps(run(sources, replay_path, args.cuts, args.seed, "local")), file=sys.stderr)
-    events, _ = load_events(replay_path)
+    replay, _ = load_events(replay_path)
     sources_meta: list[dict[str, object]] = [{"name": "replay", "file": replay_path.name, "seed": args.seed,
                                               "cuts": args.cuts, "sha256": _sha(replay_path)}]
+    human = None
     if not args.no_cups and args.cups.exists():
-        cups, _ = load_events(args.cups)
-        events += cups
+        human, _ = load_events(args.cups)
         sources_meta.append({"name": "cups-dev", "file": args.cups.name, "sha256": _sha(args.cups)})
 
+    # One model per regime, each exactly what `heedls eval acceptance` evaluates on its data:
+    # "{stage}@local" from the replay of the local provider; "{stage}" (every other provider: LLMs)
+    # from real human decisions when we have them, else from the replay too.
+    plan = [("local", replay, "replay"), (None, human if human is not None else replay,
+                                          "cups-dev" if human is not None else "replay")]
     stages = {}
-    for stage in ("context", "suggestion"):
-        data = build_dataset(events, stage)
-        print(f"{stage}: {data.y.size} rows, {int(data.y.sum())} accepted", file=sys.stderr)
-        stages[stage] = fit_stage(stage, STAGE_FEATURES[stage], data.X, data.y, data.groups, kind=args.kind,
-                                  keep_accepted=args.keep, seed=args.seed,
-                                  meta={"sources": [s["name"] for s in sources_meta]})
+    for provider, events, source in plan:
+        for stage in ("context", "suggestion"):
+            key = f"{stage}@{provider}" if provider else stage
+            data = build_dataset(events, stage)
+            print(f"{key}: {data.y.size} rows, {int(data.y.sum())} accepted ({source})", file=sys.stderr)
+            stages[key] = fit_stage(key, STAGE_FEATURES[stage], data.X, data.y, data.groups, kind=args.kind,
+                                    keep_accepted=args.keep, seed=args.seed, meta={"source": source})
     # The version names the data *and* the feature set / learner, so a changed extractor is a new model.
-    digest = hashlib.sha256(json.dumps([[s["sha256"] for s in sources_meta], STAGE_FEATURES, args.kind,
+    digest = hashlib.sha256(json.dumps([[s["sha256"] for s in sources_meta], "per-provider", STAGE_FEATURES, args.kind,
                                         args.keep]).encode()).hexdigest()[:8]
     version = f"default-{dt.date.today():%Y%m%d}-s{args.seed}-{digest}"
     model = AcceptanceModel(version, stages, "accepted", {

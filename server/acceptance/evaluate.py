@@ -189,14 +189,19 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
     result: dict[str, Any] = {"n": int(data.y.size), "positives": int(data.y.sum()), "stage": stage,
                               "label": label, "sessions": len(sessions)}
     if pretrained is not None:
-        stage_model = pretrained.stages.get(stage)
-        if stage_model is None:
+        if stage not in pretrained.stages:
             raise ValueError(f"the model file has no {stage!r} stage")
-        X = vectorize(data.rows, stage_model.features)
-        p = stage_model.predict(X) if data.y.size else np.zeros(0)
-        thr = np.full(data.y.size, stage_model.threshold_for(keep))
+        p = np.zeros(data.y.size)
+        thr = np.zeros(data.y.size)
+        used: set[str] = set()
+        for i, (event, row) in enumerate(zip(data.events, data.rows)):
+            stage_model = pretrained.stage_for(stage, event.provider)  # as the gate picks it
+            assert stage_model is not None
+            used.add(f"{stage_model.stage}:{stage_model.kind}")
+            p[i] = stage_model.score(row)
+            thr[i] = stage_model.threshold_for(keep)
         result.update(metrics(data.y, p, thr, stage))
-        result["model"] = {"kind": stage_model.kind, "version": pretrained.version}
+        result["model"] = {"kind": sorted(used), "version": pretrained.version}
         result["protocol"] = (f"pretrained: shipped model {pretrained.version} scored on every labelled event, "
                               f"no fitting; its threshold for keep>={keep:g} of accepted was chosen on its own "
                               "training data; figures pooled over all events")

@@ -108,8 +108,8 @@ class AcceptanceGate:
     def model_version(self) -> str | None:
         return self.model.version if self.model is not None else None
 
-    def _stage(self, name: str) -> StageModel | None:
-        return self.model.stages.get(name) if self.model is not None else None
+    def _stage(self, name: str, provider: str | None = None) -> StageModel | None:
+        return self.model.stage_for(name, provider) if self.model is not None else None
 
     def _remember(self, event: SuggestionEvent, key: str, row: dict[str, float]) -> None:
         entry = self._rows.setdefault(event.id, {})
@@ -120,7 +120,7 @@ class AcceptanceGate:
 
     def stage1(self, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> GateDecision:
         self.requests += 1
-        stage = self._stage("context")
+        stage = self._stage("context", event.provider)
         if self.mode == "off" or stage is None:
             return GateDecision(True, "stage1", model_version=self.model_version)
         row = context_features(event, history)
@@ -134,7 +134,7 @@ class AcceptanceGate:
         return GateDecision(show, "stage1", round(score, 5), round(threshold, 5), self.model_version)
 
     def stage2(self, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> GateDecision:
-        stage = self._stage("suggestion")
+        stage = self._stage("suggestion", event.provider)
         if self.mode == "off" or stage is None:
             return GateDecision(True, "stage2", model_version=self.model_version)
         cached = self._rows.get(event.id, {}).get("context")
@@ -169,7 +169,8 @@ class AcceptanceGate:
         rows = self._rows.get(event.id)
         if not rows or "context" not in rows:
             return  # not scored here (gate off, or from before a restart): nothing to learn from
-        record = {"id": event.id, "session": event.session, "ts": event.ts, "accepted": event.label("accepted"),
+        record = {"id": event.id, "session": event.session, "ts": event.ts, "provider": event.provider,
+                  "accepted": event.label("accepted"),
                   "persisted": event.label("persisted"), "context": rows.get("context"),
                   "suggestion": rows.get("suggestion")}
         fresh = event.id not in self._stored
@@ -233,9 +234,12 @@ class AcceptanceGate:
             X_new, y_new, _ = self._matrix(usable_new, stage, names)
             candidate = fit_stage(stage, names, X_old, y_old, g_old, kind=kind, keep_accepted=self.keep)
             cand_p = candidate.predict(X_new)
-            incumbent = current.stages.get(stage) if current is not None else None
-            inc_p = incumbent.predict(vectorize([r[stage] for r in usable_new], incumbent.features)) \
-                if incumbent is not None else np.full(y_new.size, float(y_old.mean()))
+            inc_p = np.full(y_new.size, float(y_old.mean()))
+            if current is not None:  # each held-back event scored by the model that served it
+                for i, r in enumerate(usable_new):
+                    incumbent = current.stage_for(stage, r.get("provider"))
+                    if incumbent is not None:
+                        inc_p[i] = incumbent.score(r[stage])
             cand = (auc(y_new, cand_p) or 0.5, -_logloss(y_new, cand_p))
             inc = (auc(y_new, inc_p) or 0.5, -_logloss(y_new, inc_p))
             report[stage] = {"candidate_auc": round(cand[0], 4), "current_auc": round(inc[0], 4)}
@@ -252,7 +256,9 @@ class AcceptanceGate:
             self.last_refit = report
             log.info("acceptance refit evaluated worse than the current model: kept %s", self.model_version)
             return
-        merged = dict(current.stages) if current is not None else {}
+        # The user's own model replaces the shipped one for every provider (it was fitted on what
+        # this user's provider actually produced), so provider-specific defaults are dropped.
+        merged = {k: v for k, v in (current.stages if current is not None else {}).items() if "@" not in k}
         merged.update(stages)
         base = (current.version if current is not None else "none").split("+user")[0]
         model = AcceptanceModel(f"{base}+user{int(time.time())}", merged, self.label,

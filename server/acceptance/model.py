@@ -442,6 +442,15 @@ class AcceptanceModel:
     label: str = "accepted"
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def stage_for(self, stage: str, provider: str | None) -> StageModel | None:
+        """The stage model for suggestions from `provider`: `"{stage}@{provider}"` when the file has
+        one (e.g. `context@local`, learned from a replay of that provider), else `stage`."""
+        if provider:
+            specific = self.stages.get(f"{stage}@{provider}")
+            if specific is not None:
+                return specific
+        return self.stages.get(stage)
+
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": self.version, "label": self.label, "meta": self.meta,
                 "stages": {name: model.to_json() for name, model in self.stages.items()}}

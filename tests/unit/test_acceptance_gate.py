@@ -10,7 +10,7 @@ import pytest
 from heedls.server.acceptance.evaluate import build_dataset
 from heedls.server.acceptance.features import STAGE_FEATURES, session_histories
 from heedls.server.acceptance.gate import ROWS_FILE, USER_MODEL, AcceptanceGate, build_gate
-from heedls.server.acceptance.model import AcceptanceModel, fit_stage
+from heedls.server.acceptance.model import AcceptanceModel, StageModel, fit_stage
 from heedls.server.config import GateConfig
 from heedls.server.pipeline.gate import Gate
 
@@ -141,3 +141,18 @@ def test_reconfigure_keeps_counters_and_loads_the_model_when_turned_on(model_fil
     assert gate.status()["requests"] == 20
     gate.reconfigure(GateConfig(mode="stage1", keep_accepted=7.0))  # a bad value keeps the old one
     assert gate.mode == "stage1" and gate.keep == 0.9
+
+
+def test_provider_specific_stage_is_preferred(model_file: Path, tmp_path: Path) -> None:
+    base = AcceptanceModel.load(model_file)
+    strict = StageModel.from_json({**base.stages["suggestion"].to_json(), "threshold": 1.01,
+                                   "positive_quantiles": []})
+    model = AcceptanceModel("regimes-1", {**base.stages, "suggestion@local": strict})
+    path = tmp_path / "regimes.json"
+    model.save(path)
+    gate = build_gate(GateConfig(mode="cascade"), None, model_path=path)
+    event = make_events(sessions=1, per_session=1)[0]
+    assert gate.stage2(dataclasses.replace(event, provider="local"), []).show is False  # the @local model
+    other = gate.stage2(dataclasses.replace(event, provider="openai"), [])
+    assert other.threshold == pytest.approx(base.stages["suggestion"].threshold, abs=1e-5)
+    assert model.stage_for("context", "local") is base.stages["context"]  # no @local context: fallback
