@@ -28,6 +28,7 @@ from pygls import uris
 log = logging.getLogger("heedls.code_actions")
 
 FIX_METHOD = "heedls/fix"
+FIX_COMMAND = "heedls.fix"  # [uri, line?]: search, then apply the validated fix through workspace/applyEdit
 _ids = itertools.count(1)
 
 
@@ -315,6 +316,19 @@ def code_actions(server: HeedlsServer, service: RepairService, params: types.Cod
                 data={"explanation": result.explanation, "patch": result.patch},
             ),
         )
+    elif text is not None and any(d.source == "pytest" for d in diagnostics):
+        # no proven fix yet: offer to search for one (runs the tests; applies only a validated fix)
+        failing = [d for d in diagnostics if d.source == "pytest" and _overlaps(d, params.range)]
+        if failing:
+            actions.append(
+                types.CodeAction(
+                    title="Search for a fix that makes the tests pass",
+                    kind=types.CodeActionKind.QuickFix,
+                    diagnostics=[_lsp_range_diag(d) for d in failing],
+                    command=types.Command(title="Search for a fix", command=FIX_COMMAND,
+                                          arguments=[uri, params.range.start.line]),
+                )
+            )
     if only is not None:
         actions = [a for a in actions if a.kind is None or any(str(a.kind).startswith(str(k)) for k in only)]
     return actions
@@ -338,3 +352,25 @@ def register(server: HeedlsServer) -> None:
     @server.feature(FIX_METHOD)
     async def on_fix(ls: HeedlsServer, params: Any) -> dict[str, Any]:
         return await service.fix(params)
+
+    @server.command(FIX_COMMAND)
+    async def fix_command(ls: HeedlsServer, *args: Any) -> dict[str, Any]:
+        values = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args)
+        if not values or not isinstance(values[0], str):
+            return {"fixed": False, "patch": "", "edit": None, "explanation": "heedls.fix expects [uri, line?]"}
+        params: dict[str, Any] = {"textDocument": {"uri": values[0]}}
+        if len(values) > 1 and isinstance(values[1], int):
+            params["position"] = {"line": values[1], "character": 0}
+        result = await service.fix(params)
+        edit = result.get("edit")
+        if result.get("fixed") and edit is not None:
+            try:
+                await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label="heedls: validated fix"))
+            except Exception:
+                log.warning("workspace/applyEdit failed", exc_info=True)
+        message = result.get("explanation") or ("No fix found." if not result.get("fixed") else "Fixed.")
+        try:
+            ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Info, message=f"heedls: {message}"))
+        except Exception:
+            log.debug("showMessage failed", exc_info=True)
+        return result

@@ -141,3 +141,49 @@ async def test_cancelling_a_repair_stops_its_workers(lsp: Any, workspace: Path, 
     while time.monotonic() < gone_by and _runner_pids(server_tmp):
         await asyncio.sleep(0.2)
     assert _runner_pids(server_tmp) == []
+
+
+@pytest.mark.slow
+async def test_search_action_runs_the_repair_and_applies_only_a_validated_edit(lsp: Any, workspace: Path) -> None:
+    module = workspace / "mathx.py"
+    module.write_text(BUGGY)
+    (workspace / "test_mathx.py").write_text(TESTS)
+    client = await lsp(workspace, options={"repair": {"budgetS": 40}})
+    applied: list[types.ApplyWorkspaceEditParams] = []
+
+    @client.feature(types.WORKSPACE_APPLY_EDIT)
+    def on_apply(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+        applied.append(params)
+        return types.ApplyWorkspaceEditResult(applied=True)
+
+    uri = module.as_uri()
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=BUGGY)))
+    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    deadline = time.monotonic() + 90
+    failing: list[types.Diagnostic] = []
+    while time.monotonic() < deadline and not failing:
+        await asyncio.sleep(0.2)
+        failing = [d for d in client.diagnostics.get(uri, []) if "pytest" in (d.source or "")]
+    assert failing
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), range=failing[0].range,
+        context=types.CodeActionContext(diagnostics=failing)))
+    # (lsprotocol's client-side converter reads a CodeAction carrying a command as a Command, so
+    # look at the title and the command text rather than the structured fields)
+    search = [a for a in actions or [] if a.title == "Search for a fix that makes the tests pass"]
+    assert len(search) == 1
+    assert getattr(search[0], "edit", None) is None  # nothing is proven yet, so no edit is offered
+    assert "heedls.fix" in str(search[0].command)
+    result = plain(await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="heedls.fix", arguments=[uri, failing[0].range.start.line])))
+    assert result["fixed"] is True
+    assert len(applied) == 1 and applied[0].edit.changes is not None
+    fixed = BUGGY
+    for edit in applied[0].edit.changes[uri]:
+        fixed = _apply(fixed, edit)
+    module.write_text(fixed)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mathx.py"],  # noqa: ASYNC221, PLW1510
+                         cwd=workspace, capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
+    assert run.returncode == 0, run.stdout + run.stderr
