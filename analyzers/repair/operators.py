@@ -105,6 +105,19 @@ class Generator:
             return
         self.add([Span(start, end, new)], operator, description, node.lineno, prior)  # type: ignore[attr-defined]
 
+    def _bare(self, where: ast.AST, text: str, node: ast.AST) -> str:
+        """`text` without parentheses when they change nothing at `where` (`return a * b`), else `(text)`."""
+        wrapped = _paren(text, node)
+        if wrapped == text or len(self.text) > 20000:  # two parses per candidate: small modules only
+            return wrapped
+        start, end = self.sm.node_span(where)
+        try:
+            plain = ast.dump(ast.parse(self.text[:start] + text + self.text[end:]))
+            paren = ast.dump(ast.parse(self.text[:start] + wrapped + self.text[end:]))
+        except SyntaxError:
+            return wrapped
+        return text if plain == paren else wrapped
+
     def seg(self, node: ast.AST) -> str:
         return str(self.sm.segment(node))
 
@@ -187,7 +200,11 @@ class Generator:
         loc = gap_operator(self.text, a_end, b_start)
         if loc is None:
             return
+        rc = node.right.value if isinstance(node.right, ast.Constant) and type(node.right.value) is int else None
         for alt, prior in BIN_ALTS.get(sym, []):
+            # `x * 1`, `x + 0`: the drop-operand candidate, written worse
+            if (rc == 1 and alt in ("*", "/", "//", "**")) or (rc == 0 and alt in ("+", "-")):
+                continue
             self.add([Span(loc[0], loc[1], alt)], "binary-operator", f"`{sym}` → `{alt}`", node.lineno, prior)
         left, right = self.seg(node.left), self.seg(node.right)
         if sym in NON_COMMUTATIVE:
@@ -196,8 +213,8 @@ class Generator:
             self.add([Span(l0, l1, right), Span(r0, r1, left)], "swap-operands",
                      f"swap the operands of `{sym}`", node.lineno, 0.5)
         # excess logic: keep one operand
-        self.replace(node, _paren(left, node.left), "drop-operand", f"drop `{sym} {right}`", 0.45)
-        self.replace(node, _paren(right, node.right), "drop-operand", f"drop `{left} {sym}`", 0.4)
+        self.replace(node, self._bare(node, left, node.left), "drop-operand", f"drop `{sym} {right}`", 0.45)
+        self.replace(node, self._bare(node, right, node.right), "drop-operand", f"drop `{left} {sym}`", 0.4)
         if sym == "-":
             self.replace(node, f"abs({self.seg(node)})", "wrap-abs", "take the absolute difference", 0.45)
 
@@ -605,6 +622,30 @@ class Generator:
                                 self.add([Span(end, end, f"{indent}{variant}\n")], "insert-statement",
                                          f"insert `{variant}` after", node.lineno, 0.1)
 
+    def op_insert_assignment(self, node: ast.AST, scopes: object) -> None:
+        """A missing `a = b` between locals inside a loop body (e.g. advancing a `prev` pointer)."""
+        if not isinstance(node, (ast.Assign, ast.AugAssign, ast.Expr)):
+            return
+        parent = self.parents.get(node)
+        if not isinstance(parent, (ast.For, ast.While)) or node not in parent.body:
+            return
+        fn = self.function_of(node)
+        if fn is None:
+            return
+        names, _ = scopes[fn]  # type: ignore[index]
+        stored = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        indent = self.sm.indent_of(node.lineno)
+        here = self.sm.line_span(node.lineno)[0]
+        after = self.sm.line_span(node.end_lineno or node.lineno)[1]
+        for a in names[:8]:
+            if a not in stored:
+                continue
+            for b in names[:8]:
+                if a != b:
+                    code = f"{indent}{a} = {b}\n"
+                    self.add([Span(here, here, code)], "insert-assignment", f"insert `{a} = {b}` before", node.lineno, 0.1)
+                    self.add([Span(after, after, code)], "insert-assignment", f"insert `{a} = {b}` after", node.lineno, 0.1)
+
     def op_loop_iter(self, node: ast.AST, scopes: object) -> None:
         if not (isinstance(node, ast.For) and isinstance(node.iter, ast.Name)):
             return
@@ -647,6 +688,7 @@ class Generator:
         op_off_by_one, op_range, op_subscript, op_call, op_wrong_variable, op_wrong_attribute, op_return,
         op_statement, op_loop_iter, op_recursive_arg, op_base_case, op_call_templates, op_expression_substitution,
         op_function_templates, op_compare_wrap, op_return_slice, op_comprehension_iter, op_call_substitution,
+        op_insert_assignment,
     ]
 
 
