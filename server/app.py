@@ -8,6 +8,7 @@ and fans out to listeners so several features can react to the same didChange/di
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -67,7 +68,8 @@ class HeedlsServer(LanguageServer):
         for warning in warnings:
             self.notify_log(f"configuration: {warning}")
         self.config = new
-        logging.getLogger("heedls").setLevel(new.log_level.upper())
+        if not os.environ.get("HEEDLS_LOG_LEVEL"):
+            logging.getLogger("heedls").setLevel(new.log_level.upper())
         for listener in list(self.config_listeners):
             try:
                 result = listener(new)

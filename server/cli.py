@@ -59,7 +59,10 @@ def serve(
     """Run the language server (stdio by default)."""
     from heedls.server.app import configure_logging, create_server
 
-    configure_logging(log_level.upper())
+    import os
+
+    # HEEDLS_LOG_LEVEL lets editors and tests turn on debug logging without changing the command
+    configure_logging(os.environ.get("HEEDLS_LOG_LEVEL", log_level).upper())
     seeded = {}
     if stub_provider is not None:
         from heedls.server.providers.static import StaticProvider

@@ -141,6 +141,7 @@ def register(server: HeedlsServer) -> None:
     async def rejected(ls: HeedlsServer, params: Any) -> None:
         suggestion_id = _field(params, "id")
         reason = _field(params, "reason")
+        log.debug("suggestionRejected %s (%s)", suggestion_id, reason)
         if isinstance(suggestion_id, str):
             engine_of(ls).resolve(suggestion_id, "rejected", reason if isinstance(reason, str) else "dismissed")
 

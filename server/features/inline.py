@@ -107,7 +107,11 @@ def register(server: HeedlsServer) -> None:
             local = getattr(engine.provider, "fallback", None) if engine.provider.name != "local" else engine.provider
             engine.provider = services.build_provider(config, local or services.build_local(server.root), server.notify_log)
         if old.gate != config.gate:
-            engine.gate = services.build_gate(config, server.notify_log)
+            reconfigure = getattr(engine.gate, "reconfigure", None)
+            if callable(reconfigure) and config.gate.mode != "off" and old.gate.mode != "off":
+                reconfigure(config.gate)  # keeps the session's counters and learned rows
+            else:
+                engine.gate = services.build_gate(config, server.notify_log)
             server.services["gate"] = engine.gate
 
     server.config_listeners.append(on_config)

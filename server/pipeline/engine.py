@@ -306,6 +306,7 @@ class SuggestionEngine:
         """Record accept/reject once; later contradicting reports are ignored (first decision wins)."""
         event = self._by_id.get(suggestion_id)
         if event is None or event.outcome is not None:
+            log.debug("%s for %s ignored: %s", outcome, suggestion_id, "unknown id" if event is None else f"already {event.outcome}")
             return None
         event.outcome = outcome if outcome in ("accepted", "rejected", "ignored") else None
         shown_at = event.extra.get("displayed_ts") or event.ts
