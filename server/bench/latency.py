@@ -20,6 +20,7 @@ def register(bench_app: typer.Typer) -> None:
         requests: Annotated[int, typer.Option("--requests", "-n", min=10, help="Requests per server.")] = 500,
         warmup: Annotated[int, typer.Option(help="Unmeasured requests first.")] = 50,
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        gate: Annotated[str, typer.Option("--gate", help="Gate mode of the measured server: cascade|stage1|off.")] = "cascade",
     ) -> None:
         """Inline-completion round trip: heedls (stub provider) vs a bare pygls server."""
         from rich.console import Console
@@ -29,7 +30,7 @@ def register(bench_app: typer.Typer) -> None:
         with err.status(f"{requests} requests against each server…"):
             from heedls.server.bench.latency_driver import run_latency
 
-            result = asyncio.run(run_latency(requests, warmup))
+            result = asyncio.run(run_latency(requests, warmup, gate_mode=gate))
         if json_out:
             sys.stdout.write(json.dumps(result) + "\n")
             return

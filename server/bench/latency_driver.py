@@ -108,13 +108,13 @@ def summarise(values: list[float]) -> dict[str, float]:
     }
 
 
-async def run_latency(n: int = 500, warmup: int = 50, block: int = 25) -> dict[str, Any]:
+async def run_latency(n: int = 500, warmup: int = 50, block: int = 25, gate_mode: str = "cascade") -> dict[str, Any]:
     import os
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         env = dict(os.environ, HEEDLS_DATA_DIR=str(root / "data"), HEEDLS_CACHE_DIR=str(root / "cache"))
-        options = {"inline": {"debounceMs": 0, "diskCache": False}, "tests": {"onSave": False}}
+        options = {"inline": {"debounceMs": 0, "diskCache": False}, "tests": {"onSave": False}, "gate": {"mode": gate_mode}}
         heedls = _Session([sys.executable, "-m", "heedls", "serve", "--stub-provider", "print('heedls')"], env, root, options, "heedls")
         bare = _Session([sys.executable, "-m", "heedls.server.bench.bare_server"], env, root, None, "bare")
         await heedls.start()
@@ -134,6 +134,7 @@ async def run_latency(n: int = 500, warmup: int = 50, block: int = 25) -> dict[s
     return {
         "benchmark": "latency",
         "requests": n,
+        "gate_mode": gate_mode,
         "heedls": h,
         "bare_pygls": b,
         "p50_ratio": round(h["p50_ms"] / b["p50_ms"], 3),

@@ -29,6 +29,9 @@ from heedls.server.providers.base import Candidate, CompletionRequest, Provider
 log = logging.getLogger(__name__)
 
 
+HISTORY_FOR_GATE = 64
+
+
 class EventSink(Protocol):
     def record(self, event: SuggestionEvent) -> None: ...
 
@@ -187,7 +190,9 @@ class SuggestionEngine:
             document=document,
         )
         event = self._base_event(uri, path, request)
-        history = list(self.history)
+        # The gate's session features look at recent decisions; 64 events cover every session in
+        # the training data (CUPS ~46, replay ~20) and keep the per-request cost flat.
+        history = list(self.history)[-HISTORY_FOR_GATE:]
         started = time.perf_counter()
 
         decision1 = self._gate_stage(self.gate.stage1, event, history, "stage1")
