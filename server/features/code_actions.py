@@ -330,7 +330,10 @@ def code_actions(server: HeedlsServer, service: RepairService, params: types.Cod
                 )
             )
     if only is not None:
-        actions = [a for a in actions if a.kind is None or any(str(a.kind).startswith(str(k)) for k in only)]
+        # Kinds are hierarchical strings ("quickfix", "source.fixAll"); compare their values, not
+        # the enum's repr ('CodeActionKind.QuickFix' would match nothing a client sends).
+        wanted = [_kind_value(k) for k in only]
+        actions = [a for a in actions if a.kind is None or any(_matches(_kind_value(a.kind), k) for k in wanted)]
     return actions
 
 
@@ -374,3 +377,11 @@ def register(server: HeedlsServer) -> None:
         except Exception:
             log.debug("showMessage failed", exc_info=True)
         return result
+
+
+def _kind_value(kind: object) -> str:
+    return str(getattr(kind, "value", kind))
+
+
+def _matches(kind: str, wanted: str) -> bool:
+    return wanted == "" or kind == wanted or kind.startswith(wanted + ".")

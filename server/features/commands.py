@@ -18,14 +18,19 @@ log = logging.getLogger(__name__)
 
 
 def _field(params: Any, name: str) -> Any:
-    """Custom-method params arrive as dicts, attribute objects or positional lists."""
+    """Custom-method params arrive as dicts, attribute objects or positional lists.
+
+    pygls turns JSON objects of custom methods into namedtuples, which are tuples too: read them by
+    name first, or a client that orders keys differently (Neovim's Lua tables) has its
+    `{"reason", "id"}` read positionally.
+    """
     if params is None:
         return None
     if isinstance(params, dict):
         return params.get(name)
-    if isinstance(params, (list, tuple)):
-        return params[0] if params and name == "id" else None
-    return getattr(params, name, None)
+    if hasattr(params, "_fields") or not isinstance(params, (list, tuple)):
+        return getattr(params, name, None)
+    return params[0] if params and name == "id" else None
 
 
 def _persistence(server: HeedlsServer) -> Any | None:

@@ -146,8 +146,6 @@ def test_code_action_applies_validated_fix(headless: dict[str, Any]) -> None:
     assert result.returncode == 0, result.stdout[-2000:]
 
 
-@pytest.mark.xfail(reason="server: code_actions filters context.only with str(kind) == 'CodeActionKind.QuickFix', "
-                   "so `only = {'quickfix'}` drops every action (server/features/code_actions.py)", strict=False)
 def test_code_action_only_quickfix_offers_the_fix(headless: dict[str, Any]) -> None:
     step = _step(headless, "code_actions")
     assert step["applied"] in step["quickfix_titles"], step["quickfix_titles"]

@@ -96,3 +96,15 @@ async def test_toggle_turns_suggestions_off_and_on(lsp, workspace: Path) -> None
     await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.toggleSuggestions", arguments=[True]))
     items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
     assert items is not None and items.items
+
+
+async def test_notification_fields_are_read_by_name_whatever_their_order(lsp, workspace: Path) -> None:
+    # Neovim serialises Lua tables in no fixed order: {"reason": …, "id": …} must work too.
+    client = await lsp(workspace, "neovim")
+    uri = await _open(client, workspace)
+    items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
+    suggestion_id = items.items[0].command.arguments[0]
+    client.protocol.notify("heedls/suggestionRejected", {"reason": "dismissed", "id": suggestion_id})
+    await asyncio.sleep(0.2)
+    accept = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.accept", arguments=[suggestion_id]))
+    assert accept["accepted"] is False  # the reject was applied to the right suggestion
