@@ -22,6 +22,7 @@ from typing import Any
 
 from heedls.analyzers.model import Diagnostic, Fix
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from heedls.server.features.params import field as _field
 from lsprotocol import types
 from pygls import uris
 
@@ -30,14 +31,6 @@ log = logging.getLogger("heedls.code_actions")
 FIX_METHOD = "heedls/fix"
 FIX_COMMAND = "heedls.fix"  # [uri, line?]: search, then apply the validated fix through workspace/applyEdit
 _ids = itertools.count(1)
-
-
-def _field(params: Any, name: str) -> Any:
-    if params is None:
-        return None
-    if isinstance(params, dict):
-        return params.get(name)
-    return getattr(params, name, None)
 
 
 def _text_of(server: HeedlsServer, uri: str) -> str | None:

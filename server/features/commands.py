@@ -8,29 +8,12 @@ import logging
 import time
 from typing import Any
 
+from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from heedls.server.features.inline import engine_of
+from heedls.server.features.params import field as _field
 from lsprotocol import types
 
-from heedls.server.features.inline import engine_of
-
-from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
-
 log = logging.getLogger(__name__)
-
-
-def _field(params: Any, name: str) -> Any:
-    """Custom-method params arrive as dicts, attribute objects or positional lists.
-
-    pygls turns JSON objects of custom methods into namedtuples, which are tuples too: read them by
-    name first, or a client that orders keys differently (Neovim's Lua tables) has its
-    `{"reason", "id"}` read positionally.
-    """
-    if params is None:
-        return None
-    if isinstance(params, dict):
-        return params.get(name)
-    if hasattr(params, "_fields") or not isinstance(params, (list, tuple)):
-        return getattr(params, name, None)
-    return params[0] if params and name == "id" else None
 
 
 def _persistence(server: HeedlsServer) -> Any | None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-
-from lsprotocol import types
-
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from lsprotocol import types
 
 
 def register(server: HeedlsServer) -> None:

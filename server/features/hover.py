@@ -15,21 +15,13 @@ from typing import Any
 from heedls.analyzers import explain as explain_mod
 from heedls.analyzers.model import Diagnostic
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from heedls.server.features.params import field as _field
 from lsprotocol import types
 
 log = logging.getLogger("heedls.hover")
 
 EXPLAIN_METHOD = "heedls/explain"
 AI_DEADLINE_S = 15.0
-
-
-def _field(params: Any, name: str) -> Any:
-    """Custom-method params arrive as dicts or attribute objects."""
-    if params is None:
-        return None
-    if isinstance(params, dict):
-        return params.get(name)
-    return getattr(params, name, None)
 
 
 def _diagnostics(server: HeedlsServer, uri: str) -> list[Diagnostic]:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lsprotocol import types
-from pygls import uris
-
 from heedls.server import services
+from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.pipeline.debounce import Superseded
 from heedls.server.pipeline.engine import SuggestionEngine
-
-from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from lsprotocol import types
+from pygls import uris
 
 log = logging.getLogger(__name__)
 

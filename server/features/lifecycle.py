@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from lsprotocol import types
 from pygls import uris
-
-from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 
 
 def _root_from(params: types.InitializeParams) -> Path | None:
