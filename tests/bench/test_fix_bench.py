@@ -9,14 +9,14 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from heedls.analyzers import proc
 from heedls.analyzers.repair.workers import Worker
 from heedls.server.bench.fix import load_bugs, run_bug, summarise
 
-QUIXBUGS = Path("/work/shared/bench/quixbugs")
+from tests.support.shared_data import QUIXBUGS
+
 FEW = ["gcd", "knapsack", "quicksort", "pascal", "flatten"]
 
 pytestmark = [pytest.mark.bench, pytest.mark.skipif(not QUIXBUGS.is_dir(), reason="bug set not available")]

@@ -13,9 +13,7 @@ from typing import Any
 
 import pytest
 
-QUIXBUGS = Path(__file__).resolve().parents[3] / "shared" / "bench" / "quixbugs"
-if not QUIXBUGS.is_dir():  # CI clones main into another folder with shared/ beside it
-    QUIXBUGS = Path("/work/shared/bench/quixbugs")
+from tests.support.shared_data import QUIXBUGS
 
 BROKEN = "import os\n\n\ndef area(w, h):\n    return (w * h\n"
 LINTY = "import os\n\n\ndef f(x):\n    return x\n"

@@ -15,7 +15,7 @@ from heedls.server.telemetry.paths import default_store_path
 from heedls.server.telemetry.store import TelemetryStore
 from typer.testing import CliRunner
 
-CUPS = Path("/work/shared/bench/acceptance/cups-dev.jsonl")
+from tests.support.shared_data import CUPS
 
 
 @pytest.fixture

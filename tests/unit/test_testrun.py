@@ -20,7 +20,8 @@ from heedls.analyzers import testrun
 from heedls.analyzers.pytest_plugin import PLUGIN_DIR, PLUGIN_MODULE
 from heedls.analyzers.testrun import failures_to_diagnostics, find_python, related_tests, run_tests
 
-BENCH = Path("/work/shared/bench/quixbugs")
+from tests.support.shared_data import QUIXBUGS as BENCH
+
 needs_bench = pytest.mark.skipif(not BENCH.is_dir(), reason="QuixBugs bench not available")
 
 
