@@ -17,19 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from heedls.server.stats import percentile
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 DOC = "import os\n\n\ndef main():\n    value = os.getcwd()\n    \n"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 class _Session:
@@ -101,9 +93,11 @@ class _Session:
 
 
 def summarise(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    p50, p95 = percentile(ordered, 50), percentile(ordered, 95)
     return {
-        "p50_ms": round(percentile(values, 0.5), 3),
-        "p95_ms": round(percentile(values, 0.95), 3),
+        "p50_ms": round(p50, 3) if p50 is not None else float("nan"),
+        "p95_ms": round(p95, 3) if p95 is not None else float("nan"),
         "mean_ms": round(statistics.fmean(values), 3),
     }
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from heedls.server.events import SuggestionEvent
+from heedls.server.stats import percentile
 
 PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 CHECKPOINT_FIELDS: tuple[str, ...] = (
@@ -112,15 +113,6 @@ def _persisted(d: Mapping[str, Any]) -> int | None:
 
 def day_of(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
-
-
-def percentile(sorted_values: list[float], p: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default), on pre-sorted values."""
-    if not sorted_values:
-        return None
-    k = (len(sorted_values) - 1) * p / 100.0
-    lo, hi = math.floor(k), math.ceil(k)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
 def _rate(num: int, den: int) -> float | None:
