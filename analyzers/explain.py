@@ -350,9 +350,9 @@ def _why(failure: TestFailure, wrong: str | None) -> str | None:
             text += f" (check the base case at line {base.line}: {_code(_read_line(base.path, base.line))})"
         return text + "."
     if exc in ("AttributeError", "NameError"):
-        name = failure.missing_name
+        missing = failure.missing_name
         if failure.similar_names:
-            return (f"{_code(name or '?')} does not exist; did you mean "
+            return (f"{_code(missing or '?')} does not exist; did you mean "
                     f"{' or '.join(_code(n) for n in failure.similar_names)}?")
         return "The name or attribute does not exist at that point; check spelling and the object's type."
     if exc == "TimeoutError" or "took longer" in msg:

@@ -7,6 +7,7 @@ Each failure is reported once through `warn`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -102,10 +103,14 @@ def build_engine(
         config.inline.disk_cache_mb,
     )
 
+    resolved_root = root.resolve() if root is not None else None
+
+    # Called for every request: resolving a path touches the filesystem, so remember the answer.
+    @functools.lru_cache(maxsize=1024)
     def label(path: str) -> str:
-        if root is not None:
+        if resolved_root is not None:
             try:
-                return str(Path(path).resolve().relative_to(root.resolve()))
+                return str(Path(path).resolve().relative_to(resolved_root))
             except ValueError:
                 pass
         return os.path.basename(path)

@@ -169,7 +169,12 @@ def _make_provider(name: str, workspace: Path, cache_dir: Path) -> Any:
         log.warning("%s", warning)
     from dataclasses import replace
 
-    return build_provider(replace(cfg.provider, name=name), local)
+    from typing import cast
+
+    from heedls.server.config import ProviderName
+
+    # an unknown name is reported by build_provider, which then serves `local`
+    return build_provider(replace(cfg.provider, name=cast(ProviderName, name)), local)
 
 
 async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provider: str = "local",

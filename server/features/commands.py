@@ -60,8 +60,11 @@ def _schedule_persistence(server: HeedlsServer, tracker: Any) -> None:
     due = tracker.next_due()
     old = server.services.get("persistence_timer")
     if old is not None:
+        if server.services.get("persistence_due") == due:
+            return  # already set for this checkpoint (the usual case on a keystroke)
         old.cancel()
         server.services["persistence_timer"] = None
+    server.services["persistence_due"] = due
     if due is None:
         return
     try:

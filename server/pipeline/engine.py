@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from heedls.server.config import HeedlsConfig
-from heedls.server.events import SuggestionEvent
+from heedls.server.events import Outcome, SuggestionEvent
 from heedls.server.pipeline.cache import SuggestionCache, cache_key
 from heedls.server.pipeline.debounce import Debouncer, Superseded
 from heedls.server.pipeline.gate import Gate, GateDecision, PassThroughGate
@@ -307,13 +307,13 @@ class SuggestionEngine:
         self.sink.record(event)
         return event
 
-    def resolve(self, suggestion_id: str, outcome: str, reason: str | None = None) -> SuggestionEvent | None:
+    def resolve(self, suggestion_id: str, outcome: Outcome, reason: str | None = None) -> SuggestionEvent | None:
         """Record accept/reject once; later contradicting reports are ignored (first decision wins)."""
         event = self._by_id.get(suggestion_id)
         if event is None or event.outcome is not None:
             log.debug("%s for %s ignored: %s", outcome, suggestion_id, "unknown id" if event is None else f"already {event.outcome}")
             return None
-        event.outcome = outcome if outcome in ("accepted", "rejected", "ignored") else None
+        event.outcome = outcome
         shown_at = event.extra.get("displayed_ts") or event.ts
         event.decision_ms = round(max(0.0, self.clock() - float(shown_at)) * 1000, 1)
         if reason:
