@@ -46,14 +46,15 @@ class SuggestionEvent:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        ordered = {"schema": data.pop("schema"), **data}
+        ordered: dict[str, Any] = {"schema": self.schema}
+        for name in _FIELDS:
+            ordered[name] = getattr(self, name)
         for key, value in self.extra.items():
-            ordered.setdefault(key, value)
+            ordered.setdefault(key, _compact(value) if isinstance(value, dict) else value)
         return ordered
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        return _ENCODER.encode(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SuggestionEvent:
@@ -88,6 +89,22 @@ class SuggestionEvent:
             if value is not None:
                 return int(bool(value))
         return None
+
+
+# to_dict()'s order: schema first, then the fields as declared; computed once (it runs per event).
+_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SuggestionEvent) if f.name not in ("schema", "extra"))
+# One encoder for every to_json() (json.dumps with options builds a new encoder per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _compact(value: Any, depth: int = 0) -> Any:
+    """Floats inside an extra's nested objects (the gate's feature rows) to 4 decimals, when the
+    event is serialised: the gate keeps them unrounded so that deciding does not pay for it."""
+    if isinstance(value, dict):
+        return {k: _compact(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, float) and depth > 1:
+        return round(value, 4)
+    return value
 
 
 def read_jsonl(path: Path | str) -> Iterator[SuggestionEvent]:

@@ -31,6 +31,7 @@ from heedls.server.events import SuggestionEvent
 # and block, small enough to parse in tens of microseconds.
 TAIL_LINES = 12
 TAIL_CHARS = 800
+SCOPE_LINES = 80
 RECENT_DECISIONS = 10
 _MAX_GAP_S = 3600.0
 
@@ -40,7 +41,10 @@ _OPEN = "([{"
 _CLOSE = ")]}"
 _OPERATORS = set("=+-*/<>!&|%^~@")
 _CONTROL_KW = ("if ", "elif ", "else", "for ", "while ", "try", "except", "finally", "with ", "async ")
+_BLOCK_KW = ("def ", "async ", "class ", "if ", "elif ", "else", "for ", "while ", "with ", "try", "except",
+             "finally", "match ", "case ")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ASSIGN_RE = re.compile(r"[^=!<>]=[^=]")
 _TOKEN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\S")
 _BUILTIN_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
 _JS_KEYWORDS = frozenset(["var", "let", "const", "function", "return", "if", "else", "for", "while", "do", "switch", "case", "break", "continue", "new", "this", "typeof", "instanceof", "null", "undefined", "true", "false", "class", "extends", "import", "export", "from", "default", "try", "catch", "finally", "throw", "async", "await", "of", "in", "yield", "delete", "void", "console"])
@@ -53,7 +57,7 @@ CONTEXT_FEATURES: tuple[str, ...] = (
     "in_string", "in_comment", "bracket_depth", "in_call", "in_list",
     "after_colon", "line_is_comment", "prev_line_comment", "line_kw_def", "line_kw_import", "line_kw_return",
     "line_kw_control", "line_has_assign",
-    "syntax_known", "scope_function", "scope_class", "tail_parse_error",
+    "scope_function", "scope_class",
     "language_python", "provider_local",
     "has_prev", "dt_prev_log", "prev_accepted", "prev_rejected", "dt_prev_decision_log",
     "recent_accept_rate", "decided_log", "same_place_as_prev",
@@ -66,7 +70,7 @@ SUGGESTION_ONLY_FEATURES: tuple[str, ...] = (
     "sugg_bracket_net", "sugg_unbalanced_close", "sugg_closes_context",
     "sugg_repeated_lines", "sugg_token_distinct", "sugg_lines_in_prefix", "sugg_ident_known_frac",
     "sugg_ident_unknown_log", "sugg_defines", "sugg_suffix_dup",
-    "parse_known", "parse_ok", "parse_fixes",
+    "parse_known", "parse_ok",
     "latency_known", "latency_log",
     "confidence_known", "confidence", "logprob_known", "logprob",
     "jedi_known", "jedi_agree",
@@ -139,48 +143,67 @@ def _last_char_class(prefix: str) -> str:
     return "other"
 
 
+_SIGNIFICANT_PY = re.compile(r"""#|'''|\"\"\"|['"()\[\]{}]""")
+_SIGNIFICANT_JS = re.compile(r"//|['\"`()\[\]{}]")
+# Where a string opened by each quote ends: an escape pair is skipped, a plain quote ends at the
+# line end (except JavaScript's template literals), a triple quote only at its closing triple.
+_STRING_END = {
+    ("'", True): re.compile(r"\\[\s\S]|'|\n"), ('"', True): re.compile(r'\\[\s\S]|"|\n'),
+    ("'''", True): re.compile(r"\\[\s\S]|'''"), ('"""', True): re.compile(r'\\[\s\S]|"""'),
+    ("'", False): re.compile(r"\\[\s\S]|'|\n"), ('"', False): re.compile(r'\\[\s\S]|"|\n'),
+    ("`", False): re.compile(r"\\[\s\S]|`"),
+}
+
+
 def _lex_tail(text: str, python: bool) -> tuple[bool, bool, str]:
-    """Scan `text` for (in_string, in_comment, open-bracket stack) at its end.
+    """(in_string, in_comment, open-bracket stack) at the end of `text`."""
+    in_string, in_comment, stack, _ = _lex(text, python)
+    return in_string, in_comment, stack
+
+
+def _lex(text: str, python: bool, stack_before: str = "") -> tuple[bool, bool, str, list[int]]:
+    """Scan `text` for (in_string, in_comment, open-bracket stack, offsets of those brackets),
+    starting with the brackets of `stack_before` open.
 
     A tiny lexer rather than tree-sitter: at the cursor the code is incomplete, and the error
-    recovery of a parser says little about whether we are inside a string or a call.
+    recovery of a parser says little about whether we are inside a string or a call. Regex-driven
+    (it jumps from one significant character to the next) because it runs on every request.
     """
-    stack: list[str] = []
-    i, n = 0, len(text)
-    in_string = in_comment = False
-    while i < n:
-        ch = text[i]
-        if ch == "#" and python or ch == "/" and not python and text.startswith("//", i):
+    significant = _SIGNIFICANT_PY if python else _SIGNIFICANT_JS
+    stack: list[str] = list(stack_before)
+    where: list[int] = [-1] * len(stack_before)  # opened before `text`
+    pos, n = 0, len(text)
+    while pos < n:
+        m = significant.search(text, pos)
+        if m is None:
+            break
+        tok, i = m.group(), m.start()
+        if tok in _OPEN:
+            stack.append(tok)
+            where.append(i)
+            pos = i + 1
+        elif tok in _CLOSE:
+            if stack:
+                stack.pop()
+                where.pop()
+            pos = i + 1
+        elif tok == "#" or tok == "//":
             j = text.find("\n", i)
             if j < 0:
-                in_comment = True
-                break
-            i = j + 1
-            continue
-        if ch in "'\"" or ch == "`" and not python:
-            triple = python and text.startswith(ch * 3, i)
-            quote = ch * 3 if triple else ch
-            j = i + len(quote)
-            while j < n:
-                if text[j] == "\\":
-                    j += 2
-                    continue
-                if text.startswith(quote, j):
+                return False, True, "".join(stack), where
+            pos = j + 1
+        else:
+            end = _STRING_END[(tok, python)]
+            body = i + len(tok)
+            while True:
+                e = end.search(text, body)
+                if e is None:
+                    return True, False, "".join(stack), where
+                if e.group()[0] != "\\":
+                    pos = e.end()
                     break
-                if text[j] == "\n" and not triple and ch != "`":
-                    break
-                j += 1
-            if j >= n:
-                in_string = True
-                break
-            i = j + (len(quote) if text.startswith(quote, j) else 1)
-            continue
-        if ch in _OPEN:
-            stack.append(ch)
-        elif ch in _CLOSE and stack:
-            stack.pop()
-        i += 1
-    return in_string, in_comment, "".join(stack)
+                body = e.end()
+    return False, False, "".join(stack), where
 
 
 @lru_cache(maxsize=1)
@@ -194,6 +217,15 @@ def _python_parser() -> Any:
         return None
 
 
+@lru_cache(maxsize=16)
+def _tail_lex(prefix: str, python: bool) -> tuple[str, bool, bool, str, tuple[int, ...]]:
+    """The prefix's tail and the lexer's state at its end. Memoised: both gate stages of one
+    request ask for the same prefix object, whose hash Python keeps, so the second call is free."""
+    tail = _tail(prefix)
+    in_string, in_comment, stack, where = _lex(tail, python)
+    return tail, in_string, in_comment, stack, tuple(where)
+
+
 def _tail(prefix: str) -> str:
     tail = prefix[-TAIL_CHARS:]
     cut = tail.split("\n")
@@ -204,31 +236,61 @@ def _tail(prefix: str) -> str:
     return "\n".join(cut)
 
 
-def _scope(tail_before_line: str) -> tuple[float, float, float]:
-    """(inside a function, inside a class, tail has a syntax error) from a tree-sitter parse."""
-    parser = _python_parser()
-    if parser is None:
-        return 0.0, 0.0, 0.0
-    data = tail_before_line.encode("utf-8", "replace")
-    tree = parser.parse(data)
-    root = tree.root_node
-    # The last non-blank byte: a trailing newline belongs to the module node, not the block.
-    end = max(0, len(data.rstrip()) - 1)
-    node = root.descendant_for_byte_range(end, end)
-    in_function = in_class = 0.0
-    while node is not None:
-        if node.type == "function_definition":
+def _enclosing(lines: Sequence[str], last: int) -> tuple[float, float]:
+    """(inside a function, inside a class) for the code ending at line `last`, from indentation.
+
+    Walks up at most SCOPE_LINES lines: each less-indented line that opens a block is an enclosing
+    header. Less-indented lines that open nothing (continuations, docstring text) are skipped.
+    A parse of the tail would need the whole function above the cursor (a 12-line tail misses the
+    `def` of any longer function) and costs ten times more at the p95.
+    """
+    if last < 0:
+        return 0.0, 0.0
+    line = lines[last]
+    body = line.lstrip()
+    limit = len(line) - len(body)
+    in_function = float(body.startswith(("def ", "async def ")))
+    in_class = float(body.startswith("class "))
+    for k in range(last - 1, max(-1, last - SCOPE_LINES), -1):
+        if limit == 0 or in_function and in_class:
+            break
+        line = lines[k]
+        body = line.lstrip()
+        if not body or len(line) - len(body) >= limit or not body.startswith(_BLOCK_KW):
+            continue
+        limit = len(line) - len(body)
+        if body.startswith(("def ", "async def ")):
             in_function = 1.0
-        elif node.type == "class_definition":
+        elif body.startswith("class "):
             in_class = 1.0
-        node = node.parent
-    return in_function, in_class, float(root.has_error)
+    return in_function, in_class
 
 
-def _parses(text: str) -> bool | None:
+def _statement_parses(tail: str, open_at: Sequence[int], sugg: str) -> bool | None:
+    """Does the statement the suggestion completes parse (tree-sitter)?
+
+    The statement starts at the line of the outermost bracket still open at the cursor, else at
+    the cursor's line. It is parsed on its own, small and fast: an indented statement inside an
+    `if 1:`, an `else`/`except` after a stub opener, a trailing block header with a `pass` body.
+    """
     parser = _python_parser()
     if parser is None:
         return None
+    start = tail.rfind("\n", 0, open_at[0] if open_at else len(tail)) + 1
+    statement = (tail[start:] + sugg).rstrip()
+    first = statement.split("\n", 1)[0]
+    keyword = first.lstrip()
+    indent = first[: len(first) - len(keyword)]
+    opener = ""
+    if keyword.startswith(("elif ", "elif(", "else")):
+        opener = f"{indent}if 1:\n{indent}    pass\n"
+    elif keyword.startswith(("except", "finally")):
+        opener = f"{indent}try:\n{indent}    pass\n"
+    last = statement.rsplit("\n", 1)[-1]
+    closer = ""
+    if last.split("#", 1)[0].rstrip().endswith(":"):
+        closer = "\n" + last[: len(last) - len(last.lstrip())] + "    pass"
+    text = ("if 1:\n" if indent else "") + opener + statement + closer + "\n"
     return not parser.parse(text.encode("utf-8", "replace")).root_node.has_error
 
 
@@ -249,9 +311,52 @@ def _suffix_known(event: SuggestionEvent) -> bool:
     return bool(event.suffix)
 
 
-def _earlier(event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> list[SuggestionEvent]:
-    """Events strictly before `event` (in time), oldest first; never the event itself."""
-    return sorted((h for h in history if h.ts < event.ts and h.id != event.id), key=lambda h: h.ts)
+def _word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _mentioned(name: str, *texts: str) -> bool:
+    """Does identifier `name` occur as a whole word in one of `texts`? (find() over the text is
+    an order of magnitude cheaper than tokenising a 6,000-character prefix on every request)."""
+    size = len(name)
+    for text in texts:
+        i = text.find(name)
+        hits = 0
+        while i >= 0:
+            j = i + size
+            if (i == 0 or not _word_char(text[i - 1])) and (j >= len(text) or not _word_char(text[j])):
+                return True
+            hits += 1
+            if hits > 32:  # a short name inside many longer ones: let the regex engine look
+                if re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text):
+                    return True
+                break
+            i = text.find(name, i + 1)
+    return False
+
+
+def _has_line(text: str, line: str) -> bool:
+    """Is `line` (stripped) one of the lines of `text`, up to surrounding whitespace?"""
+    i = text.find(line)
+    hits = 0
+    while i >= 0 and hits < 32:
+        start = text.rfind("\n", 0, i) + 1
+        end = text.find("\n", i + len(line))
+        if not text[start:i].strip() and not text[i + len(line): end if end >= 0 else len(text)].strip():
+            return True
+        hits += 1
+        i = text.find(line, i + 1)
+    return False
+
+
+SessionView = tuple[list[SuggestionEvent], list[SuggestionEvent]]
+
+
+def session_view(event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> SessionView:
+    """(events strictly before `event`, oldest first; those of them decided by `event.ts`).
+    Both stages of one decision share it: compute once, pass as `view`."""
+    earlier = sorted((h for h in history if h.ts < event.ts and h.id != event.id), key=lambda h: h.ts)
+    return earlier, [h for h in earlier if _decided_before(h, event.ts)]
 
 
 def _decided_before(h: SuggestionEvent, ts: float) -> bool:
@@ -262,7 +367,8 @@ def _decided_before(h: SuggestionEvent, ts: float) -> bool:
     return bool(h.ts + h.decision_ms / 1000.0 <= ts)
 
 
-def context_features(event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> dict[str, float]:
+def context_features(event: SuggestionEvent, history: Sequence[SuggestionEvent],
+                     view: SessionView | None = None) -> dict[str, float]:
     prefix = event.prefix or ""
     python = _is_python(event)
     f: dict[str, float] = {}
@@ -274,13 +380,11 @@ def context_features(event: SuggestionEvent, history: Sequence[SuggestionEvent])
     f["line_chars_log"] = _log(len(line))
     f["line_stripped_chars_log"] = _log(len(stripped))
     f["at_line_start"] = float(not stripped)
-    prev_nonblank = ""
-    blank = 0
-    for candidate in reversed(lines[:-1]):
-        if candidate.strip():
-            prev_nonblank = candidate
-            break
-        blank += 1
+    prev_at = len(lines) - 2
+    while prev_at >= 0 and not lines[prev_at].strip():
+        prev_at -= 1
+    prev_nonblank = lines[prev_at] if prev_at >= 0 else ""
+    blank = len(lines) - 2 - prev_at
     f["indent_level"] = min(_indent(line), 40) / 4.0
     f["indent_delta"] = max(-3.0, min(3.0, (_indent(line) - _indent(prev_nonblank)) / 4.0)) if prev_nonblank else 0.0
     f["blank_lines_before"] = float(min(blank, 3))
@@ -297,8 +401,7 @@ def context_features(event: SuggestionEvent, history: Sequence[SuggestionEvent])
     for name in _LAST_CHAR_CLASSES:
         f[f"last_{name}"] = float(name == last)
 
-    tail = _tail(prefix)
-    in_string, in_comment, stack = _lex_tail(tail, python)
+    _, in_string, in_comment, stack, _ = _tail_lex(prefix, python)
     f["in_string"] = float(in_string)
     f["in_comment"] = float(in_comment)
     f["bracket_depth"] = float(min(len(stack), 4))
@@ -312,35 +415,27 @@ def context_features(event: SuggestionEvent, history: Sequence[SuggestionEvent])
     f["line_kw_import"] = float(stripped.startswith(("import ", "from ")) or "require(" in stripped)
     f["line_kw_return"] = float(stripped.startswith(("return", "yield")))
     f["line_kw_control"] = float(stripped.startswith(_CONTROL_KW))
-    f["line_has_assign"] = float(bool(re.search(r"[^=!<>]=[^=]", stripped)))
+    f["line_has_assign"] = float(bool(_ASSIGN_RE.search(stripped)))
 
-    if python:
-        before_line = tail[: len(tail) - len(line)]
-        scope_fn, scope_cls, err = _scope(before_line)
-        f["syntax_known"] = 1.0 if _python_parser() is not None else 0.0
-    else:
-        scope_fn = scope_cls = err = 0.0
-        f["syntax_known"] = 0.0
+    scope_fn, scope_cls = _enclosing(lines, prev_at) if python else (0.0, 0.0)
     f["scope_function"] = scope_fn
     f["scope_class"] = scope_cls
-    f["tail_parse_error"] = err
     f["language_python"] = float(python)
     # Who writes the suggestions changes what gets accepted (the embedded model-free provider vs an
     # LLM): lets one shipped model keep the replay's and the humans' (Copilot's) regimes apart.
     f["provider_local"] = float((event.provider or "") == "local")
 
-    _history_features(f, event, history)
+    _history_features(f, event, view if view is not None else session_view(event, history))
     cps = _flt(event.extra.get("typing_cps")) if event.extra else None
     f["typing_known"] = float(cps is not None)
     f["typing_cps_log"] = _log(cps) if cps is not None else 0.0
     return f
 
 
-def _history_features(f: dict[str, float], event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> None:
-    earlier = _earlier(event, history)
+def _history_features(f: dict[str, float], event: SuggestionEvent, view: SessionView) -> None:
+    earlier, decided = view
     f["has_prev"] = float(bool(earlier))
     f["dt_prev_log"] = _log(min(event.ts - earlier[-1].ts, _MAX_GAP_S)) if earlier else 0.0
-    decided = [h for h in earlier if _decided_before(h, event.ts)]
     if decided:
         prev = decided[-1]
         f["prev_accepted"] = float(prev.outcome == "accepted")
@@ -358,16 +453,24 @@ def _history_features(f: dict[str, float], event: SuggestionEvent, history: Sequ
                                     and earlier[-1].prefix == event.prefix)
 
 
-def _identifiers(text: str) -> list[str]:
-    return _IDENT_RE.findall(text)
-
-
 def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEvent],
-                        context: dict[str, float] | None = None) -> dict[str, float]:
-    """Context features plus features of `event.suggestion`. Pass `context` to reuse stage 1's."""
-    f = dict(context) if context is not None else context_features(event, history)
+                        context: dict[str, float] | None = None,
+                        view: SessionView | None = None) -> dict[str, float]:
+    """Context features plus features of `event.suggestion`. Pass stage 1's `context` and `view`
+    to reuse them."""
+    if view is None:
+        view = session_view(event, history)
+    f = dict(context) if context is not None else context_features(event, history, view)
+    f.update(suggestion_only_features(event, f, view))
+    return f
+
+
+def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], view: SessionView) -> dict[str, float]:
+    """The SUGGESTION_ONLY_FEATURES of `event` given its context row and session view."""
+    f: dict[str, float] = {}
     prefix = event.prefix or ""
     sugg = event.suggestion or ""
+    suffix = event.suffix or ""
     python = _is_python(event)
     lines = sugg.split("\n")
     nonblank = [ln.strip() for ln in lines if ln.strip()]
@@ -389,7 +492,7 @@ def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEven
 
     opens = sum(sugg.count(c) for c in _OPEN)
     closes = sum(sugg.count(c) for c in _CLOSE)
-    depth = f.get("bracket_depth", 0.0)
+    depth = context.get("bracket_depth", 0.0)
     f["sugg_bracket_net"] = float(max(-3, min(3, opens - closes)))
     # More closing brackets than the context has open ones: the suggestion cannot fit.
     f["sugg_unbalanced_close"] = float(closes - opens > depth)
@@ -397,32 +500,31 @@ def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEven
 
     f["sugg_repeated_lines"] = 1.0 - len(set(nonblank)) / len(nonblank) if nonblank else 0.0
     f["sugg_token_distinct"] = len(set(tokens)) / len(tokens) if tokens else 0.0
-    prefix_lines = {ln.strip() for ln in prefix.split("\n")}
     long_lines = [ln for ln in nonblank if len(ln) > 3]
-    f["sugg_lines_in_prefix"] = (sum(1 for ln in long_lines if ln in prefix_lines) / len(long_lines)
+    f["sugg_lines_in_prefix"] = (sum(1 for ln in long_lines if _has_line(prefix, ln)) / len(long_lines)
                                  if long_lines else 0.0)
     # Names the suggestion uses that the visible code never mentions: a cheap stand-in for "jedi
     # would not know this name" (hallucinated attributes and helpers get rejected).
-    known_names = set(_identifiers(prefix)) | set(_identifiers(event.suffix or ""))
     stop = _BUILTIN_NAMES if python else _JS_KEYWORDS
-    idents = [name for name in _identifiers(sugg) if name not in stop]
+    idents = [name for name in _IDENT_RE.findall(sugg) if name not in stop]
     # The identifier being completed at the cursor counts as known when it extends the prefix's word.
     if idents and f["sugg_mid_word"]:
         idents = idents[1:]
-    unknown = [name for name in idents if name not in known_names]
-    f["sugg_ident_known_frac"] = 1.0 - len(unknown) / len(idents) if idents else 1.0
-    f["sugg_ident_unknown_log"] = _log(len(set(unknown)))
+    # One- and two-letter names (loop variables, short locals) are never counted as unknown.
+    unknown = {name for name in set(idents) if len(name) > 2 and not _mentioned(name, prefix, suffix)}
+    f["sugg_ident_known_frac"] = 1.0 - sum(1 for name in idents if name in unknown) / len(idents) if idents else 1.0
+    f["sugg_ident_unknown_log"] = _log(len(unknown))
     f["sugg_defines"] = float(any(ln.startswith(("def ", "class ", "async def ", "function ")) for ln in nonblank))
     if _suffix_known(event) and long_lines:
-        suffix_lines = {ln.strip() for ln in (event.suffix or "").split("\n")[:20]}
+        suffix_lines = {ln.strip() for ln in suffix.split("\n")[:20]}
         f["sugg_suffix_dup"] = sum(1 for ln in long_lines if ln in suffix_lines) / len(long_lines)
     else:
         f["sugg_suffix_dup"] = 0.0
 
-    ok = _parses(_tail(prefix) + sugg + "\n") if python and sugg else None
+    tail, in_string, in_comment, _, open_at = _tail_lex(prefix, python)
+    ok = _statement_parses(tail, open_at, sugg) if python and sugg and not in_string and not in_comment else None
     f["parse_known"] = float(ok is not None)
     f["parse_ok"] = float(bool(ok))
-    f["parse_fixes"] = float(bool(ok) and f.get("tail_parse_error", 0.0) > 0)
 
     latency = _flt(event.latency_ms)
     f["latency_known"] = float(latency is not None)
@@ -439,7 +541,7 @@ def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEven
     f["jedi_known"] = float(jedi_value is not None)
     f["jedi_agree"] = jedi_value if jedi_value is not None else 0.0
 
-    earlier = _earlier(event, history)
+    earlier, decided_all = view
     same = [h for h in earlier if h.suggestion == sugg and sugg]
     f["sugg_shown_before"] = float(any(h.shown for h in same))
     f["sugg_rejected_before"] = float(any(h.outcome == "rejected" and _decided_before(h, event.ts) for h in same))
@@ -447,7 +549,7 @@ def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEven
     f["sugg_complete_line"] = float(bool(last_line) and not sugg_open_after(prefix, sugg, python)
                                     and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum()))
     # The user's own taste so far: how long are the suggestions they took / turned down?
-    decided = [h for h in earlier if _decided_before(h, event.ts) and h.suggestion]
+    decided = [h for h in decided_all if h.suggestion]
     acc_lens = [_log(len(h.suggestion or "")) for h in decided if h.outcome == "accepted"]
     rej_lens = [_log(len(h.suggestion or "")) for h in decided if h.outcome == "rejected"]
     mine = f["sugg_chars_log"]
@@ -463,7 +565,11 @@ def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEven
 
 def sugg_open_after(prefix: str, sugg: str, python: bool) -> bool:
     """Does the text still have an open bracket or string after the suggestion (on its tail)?"""
-    in_string, _, stack = _lex_tail(_tail(prefix)[-300:] + sugg, python)
+    tail, in_string, in_comment, stack, _ = _tail_lex(prefix, python)
+    if in_string or in_comment:
+        in_string, _, stack, _ = _lex(tail + sugg, python)
+    else:  # carry on from the lexer's state at the cursor
+        in_string, _, stack, _ = _lex(sugg, python, stack)
     return in_string or bool(stack)
 
 

@@ -29,9 +29,10 @@ import numpy as np
 from heedls.server.acceptance.features import (
     FEATURES_KEY,
     STAGE_FEATURES,
-    SUGGESTION_ONLY_FEATURES,
+    SessionView,
     context_features,
-    suggestion_features,
+    session_view,
+    suggestion_only_features,
     vectorize,
 )
 from heedls.server.acceptance.model import AcceptanceModel, StageModel, fit_stage
@@ -83,6 +84,7 @@ class AcceptanceGate:
         self.refits = self.rollbacks = 0
         self.last_refit: dict[str, Any] | None = None
         self._rows: OrderedDict[str, dict[str, dict[str, float]]] = OrderedDict()
+        self._views: OrderedDict[str, SessionView] = OrderedDict()  # stage 1's, for stage 2
         self._stored: dict[str, dict[str, Any]] = {}
         self._since_refit = 0
         self._lock = threading.Lock()
@@ -123,7 +125,11 @@ class AcceptanceGate:
         stage = self._stage("context", event.provider)
         if self.mode == "off" or stage is None:
             return GateDecision(True, "stage1", model_version=self.model_version)
-        row = context_features(event, history)
+        view = session_view(event, history)
+        self._views[event.id] = view
+        if len(self._views) > 8:  # only requests between their two stages are kept
+            self._views.popitem(last=False)
+        row = context_features(event, history, view)
         self._remember(event, "context", row)
         _attach(event, "context", row)
         score = stage.score(row)
@@ -137,10 +143,15 @@ class AcceptanceGate:
         stage = self._stage("suggestion", event.provider)
         if self.mode == "off" or stage is None:
             return GateDecision(True, "stage2", model_version=self.model_version)
-        cached = self._rows.get(event.id, {}).get("context")
-        row = suggestion_features(event, history, context=cached)
+        context = self._rows.get(event.id, {}).get("context")
+        view = self._views.pop(event.id, None)
+        if context is None or view is None:  # stage 1 did not score this request
+            view = session_view(event, history)
+            context = context_features(event, history, view)
+        only = suggestion_only_features(event, context, view)
+        row = {**context, **only}
         self._remember(event, "suggestion", row)
-        _attach(event, "suggestion", {k: row[k] for k in SUGGESTION_ONLY_FEATURES})
+        _attach(event, "suggestion", only)
         score = stage.score(row)
         self.scored2 += 1
         if self.mode != "cascade":  # scored for telemetry, never hides
@@ -323,7 +334,7 @@ def _attach(event: SuggestionEvent, stage: str, row: dict[str, float]) -> None:
     `heedls eval acceptance` can evaluate exports that carry no code text."""
     store = event.extra.setdefault(FEATURES_KEY, {})
     if isinstance(store, dict):
-        store[stage] = {k: round(v, 4) for k, v in row.items()}
+        store[stage] = row  # not mutated afterwards; rounded when the event is serialised
 
 
 def _logloss(y: np.ndarray, p: np.ndarray) -> float:

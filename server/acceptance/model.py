@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+import operator
+from itertools import repeat
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,6 +233,49 @@ class Trees:
             out += self._apply_tree(tree, X)
         return out
 
+    def scorer(self) -> Callable[[Sequence[float]], float]:
+        """The ensemble as one Python function of a feature list (the serve path).
+
+        Each tree becomes a nested conditional expression: a few tens of nanoseconds per tree,
+        where walking the node arrays costs about ten times more. Only integers (feature indices)
+        appear in the generated source; every float is read from a tuple of constants. Trees too
+        deep to compile fall back to the walk.
+        """
+        consts: list[float] = [self.base]
+
+        def const(value: float) -> str:
+            consts.append(float(value))
+            return f"c[{len(consts) - 1}]"
+
+        def expr(tree: Mapping[str, Sequence[float]], node: int) -> str:
+            feature = int(tree["feature"][node])
+            if feature < 0:
+                return const(tree["value"][node])
+            left = expr(tree, int(tree["left"][node]))
+            right = expr(tree, int(tree["right"][node]))
+            return f"({left} if x[{feature}] <= {const(tree['threshold'][node])} else {right})"
+
+        try:
+            terms = [expr(tree, 0) for tree in self.trees]
+            source = "def score(x, c):\n    return c[0]" + "".join(f" + {t}" for t in terms) + "\n"
+            namespace: dict[str, Any] = {}
+            exec(compile(source, "<heedls trees>", "exec"), namespace)  # noqa: S102 - generated above
+            compiled = namespace["score"]
+            table = tuple(consts)
+            return lambda x: float(compiled(x, table))
+        except (RecursionError, SyntaxError, MemoryError):
+            return self._walk
+
+    def _walk(self, x: Sequence[float]) -> float:
+        z = self.base
+        for tree in self.trees:
+            feature, threshold, left, right = tree["feature"], tree["threshold"], tree["left"], tree["right"]
+            node = 0
+            while feature[node] >= 0:
+                node = int(left[node] if x[int(feature[node])] <= threshold[node] else right[node])
+            z += tree["value"][node]
+        return z
+
     def to_json(self) -> dict[str, Any]:
         def compact(tree: dict[str, list[float]]) -> dict[str, list[Any]]:
             return {"feature": [int(v) for v in tree["feature"]], "threshold": list(tree["threshold"]),
@@ -286,6 +331,7 @@ class StageModel:
     positive_quantiles: list[float] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     _fast: tuple[list[float], float] | None = field(default=None, repr=False, compare=False)
+    _trees: Callable[[Sequence[float]], float] | None = field(default=None, repr=False, compare=False)
 
     # ---- scoring
     def raw(self, X: np.ndarray) -> np.ndarray:
@@ -301,24 +347,19 @@ class StageModel:
 
     def score(self, row: Mapping[str, float]) -> float:
         """Calibrated acceptance probability of one feature dict, in pure Python (serve path)."""
-        x = [row.get(name, 0.0) for name in self.features]
+        x = list(map(row.get, self.features, repeat(0.0)))
         parts = 0
         total = 0.0
         if self.logreg is not None:
             if self._fast is None:
                 self._fast = self.logreg.folded()
             w, b = self._fast
-            total += b + sum(wi * xi for wi, xi in zip(w, x))
+            total += b + sum(map(operator.mul, w, x))
             parts += 1
         if self.gbm is not None:
-            z = self.gbm.base
-            for tree in self.gbm.trees:
-                feature, threshold, left, right = tree["feature"], tree["threshold"], tree["left"], tree["right"]
-                node = 0
-                while feature[node] >= 0:
-                    node = int(left[node] if x[int(feature[node])] <= threshold[node] else right[node])
-                z += tree["value"][node]
-            total += z
+            if self._trees is None:
+                self._trees = self.gbm.scorer()
+            total += self._trees(x)
             parts += 1
         raw = total / parts if parts else 0.0
         return _psig(self.calibration.a * raw + self.calibration.b)

@@ -107,3 +107,42 @@ def test_session_histories_are_strictly_earlier_and_per_session() -> None:
         assert all(h.session == event.session and h.ts < event.ts for h in history)
     matrix = vectorize([suggestion_features(e, h) for e, h in zip(events, histories)], SUGGESTION_FEATURES)
     assert matrix.shape == (10, len(SUGGESTION_FEATURES))
+
+
+def test_scope_is_found_above_a_long_function_body() -> None:
+    body = "".join(f"        step_{i} = {i}\n" for i in range(40))
+    prefix = f"class Loader:\n    def load(self,\n             path):\n{body}        "
+    row = context_features(SuggestionEvent(id="a", session="s", ts=1.0, prefix=prefix), [])
+    assert row["scope_function"] == 1.0 and row["scope_class"] == 1.0
+    top = context_features(SuggestionEvent(id="b", session="s", ts=1.0, prefix=f"{prefix}\nvalue = 1\n"), [])
+    assert top["scope_function"] == 0.0 and top["scope_class"] == 0.0
+
+
+def test_parse_ok_judges_the_statement_the_suggestion_completes() -> None:
+    def parses(prefix: str, suggestion: str) -> float:
+        event = SuggestionEvent(id="a", session="s", ts=1.0, prefix=prefix, suggestion=suggestion)
+        return suggestion_features(event, [])["parse_ok"]
+
+    loop = "def mean(values):\n    total = 0\n    for i in range(len("
+    assert parses(loop, "values)):") == 1.0  # a block header, body still to come
+    assert parses(loop, "values))):") == 0.0
+    assert parses("if ready:\n    go()\nel", "se:\n    wait()") == 1.0
+    call = "result = compute(\n    first,\n    "
+    assert parses(call, "second)") == 1.0 and parses(call, "second") == 0.0
+
+
+def test_open_after_continues_from_the_cursor() -> None:
+    from heedls.server.acceptance.features import sugg_open_after
+
+    assert sugg_open_after("x = f(a, [1, ", "2])", True) is False
+    assert sugg_open_after("x = f(a, [1, ", "2]", True) is True
+    assert sugg_open_after("x = 'abc", "def'", True) is False
+
+
+def test_lexer_is_not_fooled_by_quotes_comments_and_escapes() -> None:
+    from heedls.server.acceptance.features import _lex_tail
+
+    assert _lex_tail("f('(', \"[\", '''\n)''', # (\n", True) == (False, False, "(")
+    assert _lex_tail("s = 'it\\'s (", True) == (True, False, "")
+    assert _lex_tail("x = `a\n(", False) == (True, False, "")  # template literal spans lines
+    assert _lex_tail("call(a, // (\n", False) == (False, False, "(")

@@ -87,3 +87,15 @@ def test_serve_time_speed_is_reported(record_property: pytest.RecordProperty) ->
     per_ms = (time.perf_counter() - started) / len(rows) * 1000
     record_property("blend_score_ms", round(per_ms, 5))  # reported, not asserted (see heedls bench gate)
     print(f"blend model: {per_ms:.4f} ms per decision")
+
+
+def test_compiled_trees_score_exactly_like_the_node_walk() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.random((400, 4))
+    y = ((X[:, 0] > 0.3) & (X[:, 2] < 0.6)).astype(float)
+    trees = Trees.fit(X, y, n_trees=25, depth=4)
+    compiled = trees.scorer()
+    for x in X[:100]:
+        row = [float(v) for v in x]
+        assert compiled(row) == trees._walk(row)
+    assert np.allclose([compiled([float(v) for v in x]) for x in X], trees.logits(X))
