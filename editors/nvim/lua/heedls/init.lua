@@ -100,19 +100,78 @@ function M.use_native()
   return native and vim.lsp.inline_completion ~= nil
 end
 
+--- Which front end draws the suggestions in each buffer: 'native' (vim.lsp.inline_completion,
+--- 0.12+) or 'fallback' (heedls.inline's virtual text).
+---@type table<integer, 'native'|'fallback'>
+M.inline_kind = {}
+
+local function accept_id(item)
+  local cmd = item and item.command
+  if type(cmd) == 'table' and cmd.command == 'heedls.accept' and type(cmd.arguments) == 'table' then
+    return cmd.arguments[1]
+  end
+end
+
+--- The last item the native front end accepted or dismissed through heedls' keys:
+--- { action = 'accepted'|'dismissed', id = suggestion id?, insert_text = string|table }.
+M.native_last = nil
+
+--- Native front end: accept the displayed item (the item's command `heedls.accept` reports it);
+--- the server also hears that it was shown. Returns false when nothing is displayed.
+function M.native_accept(bufnr)
+  return vim.lsp.inline_completion.get({
+    bufnr = bufnr,
+    on_accept = function(item)
+      local client = vim.lsp.get_client_by_id(item.client_id)
+      local id = accept_id(item)
+      if client and client.name == 'heedls' and id then
+        client:notify('heedls/suggestionShown', { id = id })
+      end
+      M.native_last = { action = 'accepted', id = id, insert_text = item.insert_text }
+      return item
+    end,
+  })
+end
+
+--- Native front end: hide the displayed item without inserting it, and report the dismissal
+--- (vim.lsp.inline_completion has no dismiss of its own: get() with an on_accept that declines).
+function M.native_dismiss(bufnr)
+  return vim.lsp.inline_completion.get({
+    bufnr = bufnr,
+    on_accept = function(item)
+      local client = vim.lsp.get_client_by_id(item.client_id)
+      local id = accept_id(item)
+      if client and client.name == 'heedls' and id then
+        client:notify('heedls/suggestionShown', { id = id })
+        client:notify('heedls/suggestionRejected', { id = id, reason = 'dismissed' })
+      end
+      M.native_last = { action = 'dismissed', id = id, insert_text = item.insert_text }
+      return nil
+    end,
+  })
+end
+
 function M.on_attach(client, bufnr)
   local opts = M.options().inline
   if not opts.enabled then
     return
   end
   if M.use_native() then
+    M.inline_kind[bufnr] = 'native'
     vim.lsp.inline_completion.enable(M.enabled, { bufnr = bufnr })
-    vim.keymap.set('i', opts.accept_key, function()
-      if not vim.lsp.inline_completion.get() then
-        return opts.accept_key
-      end
-    end, { buffer = bufnr, expr = true, replace_keycodes = true, desc = 'heedls: accept suggestion' })
+    local function map(key, fn, desc)
+      vim.keymap.set('i', key, function()
+        if not fn() then
+          return key
+        end
+      end, { buffer = bufnr, expr = true, replace_keycodes = true, desc = 'heedls: ' .. desc })
+    end
+    map(opts.accept_key, function() return M.native_accept(bufnr) end, 'accept suggestion')
+    map(opts.dismiss_key, function() return M.native_dismiss(bufnr) end, 'dismiss suggestion')
+    vim.keymap.set('i', opts.next_key, function() vim.lsp.inline_completion.select({ bufnr = bufnr }) end,
+      { buffer = bufnr, desc = 'heedls: next suggestion' })
   else
+    M.inline_kind[bufnr] = 'fallback'
     require('heedls.inline').attach(client, bufnr, opts)
   end
 end
@@ -128,7 +187,13 @@ function M.toggle(enabled)
       function() end)
   end
   if M.use_native() then
-    vim.lsp.inline_completion.enable(enabled)
+    -- Per buffer, as on_attach enabled it: a global enable(true) would switch native inline
+    -- completion on in every buffer, for every client (another server's too).
+    for bufnr, kind in pairs(M.inline_kind) do
+      if kind == 'native' and vim.api.nvim_buf_is_valid(bufnr) then
+        vim.lsp.inline_completion.enable(enabled, { bufnr = bufnr })
+      end
+    end
   elseif not enabled then
     require('heedls.inline').dismiss_all()
   end
