@@ -65,12 +65,69 @@ local function suggest(buf, row, col)
 end
 
 local buf
+-- The native front end (vim.lsp.inline_completion, 0.12+) asks and draws only in Insert mode.
+local native_ns_name = 'nvim.lsp.inline_completion'
+local function native_marks(b)
+  local native_ns = vim.api.nvim_get_namespaces()[native_ns_name]
+  if not native_ns then
+    return ''
+  end
+  local texts = {}
+  for _, m in ipairs(vim.api.nvim_buf_get_extmarks(b, native_ns, 0, -1, { details = true })) do
+    for _, chunk in ipairs(m[4].virt_text or {}) do
+      table.insert(texts, chunk[1])
+    end
+    for _, line in ipairs(m[4].virt_lines or {}) do
+      table.insert(texts, '\n')
+      for _, chunk in ipairs(line) do
+        table.insert(texts, chunk[1])
+      end
+    end
+  end
+  return table.concat(texts)
+end
+
+--- Runs fn in Insert mode with the cursor at the end of line row (0-based), as a person typing
+--- there: feedkeys 'A' with 'x!' stays in Insert mode until fn (on a timer) stops it.
+local function in_insert(row, fn)
+  vim.api.nvim_win_set_cursor(0, { row + 1, 0 })
+  local ran, result = false, nil
+  vim.defer_fn(function()
+    ran, result = xpcall(fn, debug.traceback)
+    vim.cmd('stopinsert')
+  end, 0)
+  vim.api.nvim_feedkeys('A', 'nx!', false)
+  if not ran then
+    error(result, 0)
+  end
+  return result
+end
+
+--- Enters Insert mode at the end of row until the native ghost text shows (a cold server may
+--- answer the first request empty: leave and enter again, which asks again), then runs fn(ghost).
+local function with_native_ghost(row, fn)
+  for _ = 1, 3 do
+    local result = in_insert(row, function()
+      local mode = vim.api.nvim_get_mode().mode
+      if not vim.wait(15000, function() return native_marks(buf) ~= '' end, 50) then
+        return nil
+      end
+      return { fn(native_marks(buf), mode) }
+    end)
+    if result then
+      return result[1]
+    end
+  end
+  error('no native ghost text')
+end
+
 local ok = step('attach', function()
   vim.cmd.edit(ws .. '/shapes.py')
   buf = vim.api.nvim_get_current_buf()
   assert(vim.wait(30000, function() return heedls.client(buf) ~= nil end, 50), 'heedls did not attach')
   local client = heedls.client(buf)
   assert(vim.wait(30000, function() return client.initialized end, 50), 'not initialized')
+  assert(vim.wait(10000, function() return heedls.inline_kind[buf] ~= nil end, 50), 'on_attach did not run')
   local caps = client.server_capabilities
   return {
     name = client.name,
@@ -78,10 +135,69 @@ local ok = step('attach', function()
     inline_provider = caps.inlineCompletionProvider ~= nil,
     commands = caps.executeCommandProvider and caps.executeCommandProvider.commands or {},
     native = heedls.use_native(),
+    has_native_api = vim.lsp.inline_completion ~= nil,
+    inline_kind = heedls.inline_kind[buf],
+    version = tostring(vim.version()),
   }
 end)
+local native = heedls.inline_kind[buf] == 'native'
 
 if ok then
+  -- Native front end: the ghost text is vim.lsp.inline_completion's, accepted with
+  -- vim.lsp.inline_completion.get() (heedls.native_accept, what <Tab> does).
+  if native then
+    step('inline_accept', function()
+      local row = append(buf, { '', '', 'def total3(a, b, c):', '    return ' })
+      local before = vim.api.nvim_buf_get_lines(buf, row, row + 1, false)[1]
+      return with_native_ghost(row, function(ghost, mode)
+        heedls.native_last = nil
+        local fallback_marks = ghost_marks(buf)
+        local got = heedls.native_accept(buf)
+        assert(vim.wait(3000, function() return heedls.native_last ~= nil end, 20), 'get() accepted nothing')
+        vim.wait(500)
+        local after = vim.api.nvim_buf_get_lines(buf, row, row + #vim.split(ghost, '\n'), false)
+        local last = heedls.native_last
+        return { path = 'native', mode = mode, get = got, id = last.id, action = last.action, text = ghost,
+          ghost = ghost, insert_text = last.insert_text, line_before = before, lines_after = after,
+          marks_after = native_marks(buf), fallback_marks = fallback_marks }
+      end)
+    end)
+
+    step('inline_dismiss', function()
+      local row = append(buf, { '', '', 'def sub3(a, b, c):', '    ret' })
+      return with_native_ghost(row, function(ghost)
+        heedls.native_last = nil
+        local got = heedls.native_dismiss(buf)
+        assert(vim.wait(3000, function() return heedls.native_last ~= nil end, 20), 'dismiss found nothing')
+        vim.wait(300)
+        local last = heedls.native_last
+        return { path = 'native', get = got, id = last.id, action = last.action, text = ghost, ghost = ghost,
+          marks_after = native_marks(buf), line = vim.api.nvim_buf_get_lines(buf, row, row + 1, false)[1] }
+      end)
+    end)
+
+    step('toggle', function()
+      local off = heedls.toggle(false)
+      vim.wait(300)
+      local status_off = heedls.status()
+      local enabled_off = vim.lsp.inline_completion.is_enabled({ bufnr = buf })
+      local row = append(buf, { '', '', 'def mul3(a, b, c):', '    return ' })
+      local while_off = in_insert(row, function()
+        return vim.wait(2000, function() return native_marks(buf) ~= '' end, 50)
+      end)
+      heedls.toggle(true)
+      local status_on = heedls.status()
+      local enabled_on = vim.lsp.inline_completion.is_enabled({ bufnr = buf })
+      -- and the suggestions come back
+      local ghost_on = with_native_ghost(row, function(ghost) return ghost end)
+      vim.api.nvim_buf_set_lines(buf, row - 3, row + 1, false, {})
+      return { path = 'native', off = off, status_off_enabled = status_off and status_off.enabled,
+        suggestion_while_off = while_off, native_enabled_off = enabled_off, native_enabled_on = enabled_on,
+        status_on_enabled = status_on and status_on.enabled, ghost_after_on = ghost_on, status = status_on }
+    end)
+  end
+
+  if not native then
   step('inline_accept', function()
     local row, col = append(buf, { '', '', 'def total3(a, b, c):', '    return ' })
     local s = assert(suggest(buf, row, col), 'no suggestion')
@@ -91,7 +207,8 @@ if ok then
     assert(inline.accept(buf), 'accept found nothing')
     local after = vim.api.nvim_buf_get_lines(buf, row, row + #vim.split(s.text, '\n'), false)
     vim.wait(500)
-    return { id = s.id, text = s.text, ghost = ghost, line_before = before, lines_after = after,
+    return { path = 'fallback', id = s.id, text = s.text, ghost = ghost, line_before = before,
+      lines_after = after,
       marks_after = ghost_marks(buf) }
   end)
 
@@ -119,6 +236,7 @@ if ok then
     return { off = off, status_off_enabled = status_off and status_off.enabled, suggestion_while_off = got ~= nil,
       status_on_enabled = status_on and status_on.enabled, status = status_on }
   end)
+  end
   vim.cmd('silent write')
 end
 
