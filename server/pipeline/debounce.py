@@ -1,7 +1,12 @@
 """Debounce by cancel/reschedule: a newer request for the same key cancels the older one.
 
-The superseded request's task is cancelled while it sleeps (so no provider call is made for it),
-or while it waits on the provider (so its result is dropped and the HTTP call aborted).
+The superseded request is cancelled while it sleeps (so no provider call is made for it), or while
+it waits on the provider (so its result is dropped and the HTTP call aborted).
+
+The work runs in the caller's own task: no task is created per request, so with no delay a
+request that the provider answers at once completes without giving up the event loop. A
+superseded caller is cancelled and the cancellation is taken back (`Task.uncancel`) before it
+learns that it was superseded; a cancellation from anywhere else (`$/cancelRequest`) propagates.
 """
 
 from __future__ import annotations
@@ -17,38 +22,52 @@ class Superseded(Exception):
     """Raised to the caller whose request was replaced by a newer one."""
 
 
+class _Slot:
+    """The request currently running for a key."""
+
+    __slots__ = ("task", "superseded")
+
+    def __init__(self, task: asyncio.Task[object]) -> None:
+        self.task = task
+        self.superseded = False
+
+
 class Debouncer:
     def __init__(self) -> None:
-        self._tasks: dict[str, asyncio.Task[object]] = {}
+        self._running: dict[str, _Slot] = {}
         self.cancelled = 0
         self.started = 0
 
     async def run(self, key: str, delay_s: float, work: Callable[[], Awaitable[T]]) -> T:
-        previous = self._tasks.get(key)
-        if previous is not None and not previous.done():
-            previous.cancel()
+        task = asyncio.current_task()
+        if task is None:  # not driven by asyncio: nothing to supersede with
+            return await work()
+        previous = self._running.get(key)
+        if previous is not None and not previous.superseded:
+            previous.superseded = True
+            previous.task.cancel()
             self.cancelled += 1
-
-        async def delayed() -> T:
+        slot = _Slot(task)
+        self._running[key] = slot
+        try:
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
             self.started += 1
-            return await work()
-
-        task: asyncio.Task[T] = asyncio.ensure_future(delayed())
-        self._tasks[key] = task
-        try:
-            return await task
+            result = await work()
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # our own caller was cancelled ($/cancelRequest): propagate
-            raise Superseded() from None
+            if slot.superseded and task.uncancel() == 0:
+                raise Superseded() from None
+            raise  # our own caller was cancelled ($/cancelRequest): propagate
         finally:
-            if self._tasks.get(key) is task:
-                del self._tasks[key]
+            if self._running.get(key) is slot:
+                del self._running[key]
+        if slot.superseded:  # the work swallowed the cancellation: its result stands
+            task.uncancel()
+        return result
 
     def cancel_all(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        self._tasks.clear()
+        for slot in self._running.values():
+            if not slot.superseded:
+                slot.superseded = True
+                slot.task.cancel()
+        self._running.clear()

@@ -211,8 +211,10 @@ class SuggestionEngine:
         else:
             deadline = self.config.provider.deadline_ms / 1000 if self.config.provider.name != "local" else 0.25
             try:
-                candidates = await asyncio.wait_for(self.provider.complete(request, deadline), deadline + 0.5)
-            except asyncio.TimeoutError:
+                # asyncio.timeout runs the call in this task (wait_for would wrap it in a new one)
+                async with asyncio.timeout(deadline + 0.5):
+                    candidates = await self.provider.complete(request, deadline)
+            except TimeoutError:
                 candidates = []
                 self.stats.provider_errors += 1
             except asyncio.CancelledError:

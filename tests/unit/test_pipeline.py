@@ -105,6 +105,36 @@ async def test_a_request_superseded_while_waiting_on_the_provider_is_dropped() -
     assert second is not None and provider.calls == 1
 
 
+async def test_a_cancelled_request_propagates_the_cancellation_not_superseded() -> None:
+    provider = CountingProvider(delay=0.2)
+    engine = SuggestionEngine(provider, config())
+    first = asyncio.ensure_future(engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8))
+    await asyncio.sleep(0.05)
+    first.cancel()  # $/cancelRequest
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    # the engine is not left with a stale running request: the next one is not superseded
+    assert await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8) is not None
+    assert engine.stats.superseded == 0
+
+
+async def test_a_superseded_request_is_not_left_cancelled() -> None:
+    provider = CountingProvider(delay=0.2)
+    engine = SuggestionEngine(provider, config())
+
+    async def first_then_more() -> int:
+        with pytest.raises(Superseded):
+            await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+        await asyncio.sleep(0)  # would raise CancelledError if the supersede had leaked out
+        current = asyncio.current_task()
+        return current.cancelling() if current is not None else -1
+
+    first = asyncio.ensure_future(first_then_more())
+    await asyncio.sleep(0.05)
+    second = await engine.suggest("u", "/a.py", DOC + "v", len(DOC) + 1, 0, 9)
+    assert await first == 0 and second is not None
+
+
 async def test_same_context_is_served_from_the_cache() -> None:
     provider = CountingProvider()
     engine = SuggestionEngine(provider, config())
