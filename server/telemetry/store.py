@@ -237,6 +237,9 @@ class TelemetryStore:
         self.dropped = 0
         self.set_aside: list[Path] = []
         self._closed = False
+        # The writer collects a batch without being woken per event (a wake-up per record() would
+        # cost the caller a thread switch); flush(), close() and a full batch wake it early.
+        self._wake = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heedls-telemetry-writer", daemon=True)
         self._thread.start()
@@ -257,6 +260,8 @@ class TelemetryStore:
         row = (event.id, float(event.ts), time.time(), data)
         self._queue.put(row)
         self.recorded += 1
+        if self._queue.qsize() >= self.batch_size:
+            self._wake.set()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything recorded so far is committed (or buffered, if degraded)."""
@@ -264,6 +269,7 @@ class TelemetryStore:
             return False
         marker = _Flush()
         self._queue.put(marker)
+        self._wake.set()
         return marker.done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -272,6 +278,7 @@ class TelemetryStore:
         self._closed = True
         if self._thread.is_alive():
             self._queue.put(_Close())
+            self._wake.set()
             self._thread.join(timeout)
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
@@ -348,13 +355,13 @@ class TelemetryStore:
                 self._write([])  # periodic retry of the in-memory buffer
                 continue
             self._take(item, batch, controls)
-            deadline = time.monotonic() + self.batch_interval_s
+            if not controls and self._queue.qsize() + 1 < self.batch_size:
+                # Let the batch collect; record() does not wake this thread, a full batch does.
+                self._wake.wait(self.batch_interval_s)
+            self._wake.clear()
             while len(batch) < self.batch_size and not controls:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
                 try:
-                    item = self._queue.get(timeout=remaining)
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 self._take(item, batch, controls)
