@@ -15,7 +15,7 @@ import {
   State,
 } from 'vscode-languageclient/node';
 import * as commands from './commands';
-import { INSTALL_HINT, resolveServer, type ServerLaunch } from './server';
+import { INSTALL_HINT, launchProblem, resolveServer, type ServerLaunch } from './server';
 import { RESTART_SETTINGS, SECTION, serverSettings } from './settings';
 import { StatusItem, type ServerStatus } from './status';
 import { RepairOnDemand } from './repair';
@@ -38,6 +38,25 @@ let pollTimer: NodeJS.Timeout | undefined;
 export interface HeedlsApi {
   client(): LanguageClient | undefined;
   launch(): ServerLaunch | undefined;
+}
+
+/**
+ * vscode-languageclient pops up its own error notifications ("couldn't create connection to
+ * server", "Restarting server failed", "connection to server is erroring") whatever
+ * revealOutputChannelOn says. The extension shows its own message for each of those situations, so
+ * here they only go to the output channel: a missing, slow or crashing server never shows a
+ * protocol error.
+ */
+class HeedlsClient extends LanguageClient {
+  override error(message: string, data?: unknown, showNotification?: boolean | 'force'): void {
+    super.error(message, data, false);
+    if (showNotification === 'force' && message.startsWith('Restarting server failed')) {
+      status.setState('stopped');
+      void vscode.window.showErrorMessage(
+        `heedls: the server could not be restarted. Run "heedls: Restart Language Server", or reinstall it with \`${INSTALL_HINT}\`.`,
+      );
+    }
+  }
 }
 
 function restartCounter(): () => boolean {
@@ -81,6 +100,7 @@ function clientOptions(): LanguageClientOptions {
     errorHandler: {
       error: (_error, _message, count): ErrorHandlerResult => ({
         action: (count ?? 0) <= 3 ? ErrorAction.Continue : ErrorAction.Shutdown,
+        handled: true, // logged; a shutdown ends in closed() below, which says what happened
       }),
       closed: (): CloseHandlerResult => {
         status.setState('stopped');
@@ -120,37 +140,46 @@ async function refreshStatus(): Promise<void> {
   }
 }
 
-async function missingServer(): Promise<void> {
+/** Say (once per start attempt) that there is no server to start, and how to get one. Never waits
+ * for the user: activation and settings changes go on while the notification is up. */
+function missingServer(problem?: string): void {
   status.setState('missing');
-  const message =
-    `heedls: the language server is not installed. Install it into your project's Python environment ` +
-    `with \`${INSTALL_HINT}\`, or point the setting heedls.serverCommand (or heedls.interpreter) at it.`;
+  const message = problem
+    ? `heedls: the server command ${problem}. Install heedls with \`${INSTALL_HINT}\`, or fix the setting.`
+    : `heedls: the language server is not installed. Install it into your project's Python environment ` +
+      `with \`${INSTALL_HINT}\`, or point the setting heedls.serverCommand (or heedls.interpreter) at it.`;
   output.appendLine(message);
   output.appendLine(`heedls: searched PATH=${process.env.PATH ?? ''}`);
-  const choice = await vscode.window.showErrorMessage(message, 'Copy Install Command', 'Open Settings');
-  if (choice === 'Copy Install Command') {
-    await vscode.env.clipboard.writeText(INSTALL_HINT);
-  } else if (choice === 'Open Settings') {
-    await vscode.commands.executeCommand('workbench.action.openSettings', 'heedls.serverCommand');
-  }
+  void vscode.window.showErrorMessage(message, 'Copy Install Command', 'Open Settings').then(async (choice) => {
+    if (choice === 'Copy Install Command') {
+      await vscode.env.clipboard.writeText(INSTALL_HINT);
+    } else if (choice === 'Open Settings') {
+      await vscode.commands.executeCommand('workbench.action.openSettings', 'heedls.serverCommand');
+    }
+  });
 }
 
 async function startClient(): Promise<void> {
   status.setState('starting');
   launch = await resolveServer();
   if (!launch) {
-    await missingServer();
+    missingServer();
+    return;
+  }
+  const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const problem = launchProblem(launch, cwd);
+  if (problem) {
+    missingServer(problem);
     return;
   }
   output.appendLine(`heedls: starting ${[launch.command, ...launch.args].join(' ')} (from ${launch.source})`);
-  const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
   const serverOptions: ServerOptions = {
     command: launch.command,
     args: launch.args,
     // No `transport`: languageclient would append `--stdio`; `heedls serve` speaks stdio by default.
     options: { cwd, env: process.env },
   };
-  client = new LanguageClient('heedls', 'heedls', serverOptions, clientOptions());
+  client = new HeedlsClient('heedls', 'heedls', serverOptions, clientOptions());
   client.onDidChangeState((e) => {
     if (e.newState === State.Running) {
       status.setState('running');

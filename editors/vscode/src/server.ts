@@ -25,6 +25,20 @@ function isExecutable(file: string): boolean {
   }
 }
 
+/**
+ * Why `launch` cannot start, when that is known before trying (a configured command that does not
+ * exist): the extension then says so itself instead of letting the spawn fail with ENOENT.
+ */
+export function launchProblem(launch: ServerLaunch, cwd: string | undefined): string | undefined {
+  const command = launch.command;
+  const hasDir = command.includes('/') || (process.platform === 'win32' && command.includes('\\'));
+  if (hasDir) {
+    const full = path.isAbsolute(command) || !cwd ? command : path.join(cwd, command);
+    return isExecutable(full) ? undefined : `\`${command}\` (${launch.source}) does not exist or is not executable`;
+  }
+  return whichOnPath(command) ? undefined : `\`${command}\` (${launch.source}) is not on PATH`;
+}
+
 export function whichOnPath(name: string, envPath = process.env.PATH ?? ''): string | undefined {
   const exts = process.platform === 'win32' ? ['.exe', '.cmd', '.bat', ''] : [''];
   for (const dir of envPath.split(path.delimiter)) {
