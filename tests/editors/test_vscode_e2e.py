@@ -76,7 +76,7 @@ WORKSPACE = {
         ''',
 }
 BUG_LINE = 6  # 1-based: the return line of stats.py
-FIX_TITLE = "tests pass"  # validated fixes say so in their title
+FIX_TITLE = "(tests pass)"  # validated fixes say so in their title (not "Search for a fix that makes the tests pass")
 
 
 def _settings(data: Path) -> dict[str, Any]:
@@ -135,22 +135,31 @@ def vsix() -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def session(vsix: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def _run_session(vsix: Path, root: Path, *, files: dict[str, str], settings: dict[str, Any], scenario: str,
+                 machine_settings: dict[str, Any] | None = None, trusted: bool = True, venv: bool = True, config: dict[str, Any] | None = None,
+                 timeout: float = 420) -> dict[str, Any]:
+    """Start code-server on a fresh workspace under `root` with the .vsix installed, run one scenario
+    of e2e.mjs in Chromium against it, and return what the script recorded."""
     node, code, pw, chrome = tools.node24(), tools.code_server(), tools.playwright_dir(), tools.chromium()
     tools.require(node24=node, code_server=code, playwright_core=pw, chromium=chrome)
     assert node and code and pw and chrome
-    root = tmp_path_factory.mktemp("vscode-e2e")
     workspace, data, user, exts, xdg = (root / n for n in ("workspace", "data", "user", "extensions", "xdg"))
-    for d in (workspace, data, user / "User", exts, xdg):
+    for d in (workspace, data, user / "User", user / "Machine", exts, xdg):
         d.mkdir(parents=True)
-    for name, text in WORKSPACE.items():
+    for name, text in files.items():
+        (workspace / name).parent.mkdir(parents=True, exist_ok=True)
         (workspace / name).write_text(textwrap.dedent(text), encoding="utf-8")
-    (user / "User" / "settings.json").write_text(json.dumps(_settings(data), indent=2))
-    # Zero configuration: the project's own .venv has heedls installed, as after `pip install heedls`
-    # in a project; the extension must find it by itself. (The extension host takes PATH from the
-    # user's login shell, so a PATH set here would not reach it.)
-    (workspace / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    user_settings = user / "User" / "settings.json"
+    user_settings.write_text(json.dumps({**_settings(data), **settings}, indent=2))
+    # code-server is a remote window: machine-scoped settings (heedls.serverCommand, heedls.interpreter)
+    # are read from the remote's Machine/settings.json ("Remote" tab of the Settings UI), not User/.
+    machine = user / "Machine" / "settings.json"
+    machine.write_text(json.dumps(machine_settings or {}, indent=2))
+    if venv:
+        # Zero configuration: the project's own .venv has heedls installed, as after `pip install heedls`
+        # in a project; the extension must find it by itself. (The extension host takes PATH from the
+        # user's login shell, so a PATH set here would not reach it.)
+        (workspace / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
 
     env = {
         **os.environ,
@@ -166,32 +175,38 @@ def session(vsix: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
 
     port = tools.free_port()
     log = (root / "code-server.log").open("wb")
+    # Without --disable-workspace-trust the folder is untrusted until the user trusts it (the
+    # settings then say whether trust is enforced and whether VS Code asks at start-up).
+    trust = ["--disable-workspace-trust"] if trusted else []
+    code_log = ["--log", os.environ["HEEDLS_E2E_CODE_LOG"]] if os.environ.get("HEEDLS_E2E_CODE_LOG") else []
     proc = subprocess.Popen(
         [str(code), *common, "--auth", "none", "--bind-addr", f"127.0.0.1:{port}", "--disable-telemetry",
-         "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override",
-         "--ignore-last-opened", str(workspace)],
+         "--disable-update-check", *trust, "--disable-getting-started-override", "--ignore-last-opened",
+         *code_log, str(workspace)],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     results_path = root / "results.json"
+    prefix = "vscode" if scenario == "main" else f"vscode-{scenario}"
     try:
         _wait_http(f"http://127.0.0.1:{port}/healthz", proc, 60)
-        config = {
+        script_config = {
+            "scenario": scenario,
             "url": f"http://127.0.0.1:{port}/?folder={workspace}",
             "workspace": str(workspace),
+            "userDir": str(user),
+            "userSettings": str(user_settings),
+            "machineSettings": str(machine),
             "typingFile": "shapes.py",
             "typing": TYPING,
-            "typingSecond": TYPING_SECOND,
-            # HEEDLS_E2E_QUICK=1: only the suggestion steps (for working on the extension)
-            "diagnostics": None if os.environ.get("HEEDLS_E2E_QUICK") else
-            {"file": "stats.py", "line": BUG_LINE, "fixTitle": FIX_TITLE},
             "artifacts": str(tools.artifacts()),
             "results": str(results_path),
             "chromium": str(chrome),
             "playwrightDir": str(pw),
             "cli": tools.heedls_cli(),
+            **(config or {}),
         }
-        (root / "config.json").write_text(json.dumps(config))
-        run = tools.run([str(node), str(E2E_SCRIPT), str(root / "config.json")], timeout=420, env=env)
+        (root / "config.json").write_text(json.dumps(script_config))
+        run = tools.run([str(node), str(E2E_SCRIPT), str(root / "config.json")], timeout=timeout, env=env)
         sys.stderr.write(run.stderr[-6000:])
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -202,13 +217,69 @@ def session(vsix: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
         log.close()
         # Keep the extension's output channel (server log + LSP trace) next to the screenshots.
         for i, channel in enumerate(sorted((user / "logs").rglob("*heedls*.log"))):
-            shutil.copy(channel, tools.artifacts() / f"vscode-{i}-{channel.name}")
-        shutil.copy(root / "code-server.log", tools.artifacts() / "vscode-code-server.log")
+            shutil.copy(channel, tools.artifacts() / f"{prefix}-{i}-{channel.name}")
+        shutil.copy(root / "code-server.log", tools.artifacts() / f"{prefix}-code-server.log")
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
     if "fatal" in results and not results.get("steps"):
         pytest.fail(f"the browser session failed: {results['fatal'][:2000]}")
+    results.setdefault("steps", {})
     results["workspace"] = workspace
     results["data"] = data
+    return results
+
+
+@pytest.fixture(scope="module")
+def session(vsix: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _run_session(vsix, tmp_path_factory.mktemp("vscode-e2e"), files=WORKSPACE, settings={}, scenario="main", config={
+        "typingSecond": TYPING_SECOND,
+        # HEEDLS_E2E_QUICK=1: only the suggestion steps (for working on the extension)
+        "diagnostics": None if os.environ.get("HEEDLS_E2E_QUICK") else
+        {"file": "stats.py", "line": BUG_LINE, "fixTitle": FIX_TITLE},
+    })
+
+
+# An untrusted copy of the workspace: its conftest.py leaves a mark if pytest ever imports it, and
+# its .vscode/settings.json asks for a server command that would leave another (workspace settings
+# that choose what runs are exactly what Restricted Mode must ignore).
+PYTEST_MARK = "PYTEST_RAN"
+COMMAND_MARK = "WORKSPACE_COMMAND_RAN"
+UNTRUSTED_FILES = {
+    **WORKSPACE,
+    "conftest.py": f"""\
+        from pathlib import Path
+
+        Path(__file__).with_name({PYTEST_MARK!r}).write_text("pytest imported the workspace's conftest.py")
+        """,
+    ".vscode/settings.json": json.dumps({"heedls.serverCommand": [
+        sys.executable, "-c", f"open({COMMAND_MARK!r}, 'w').write('workspace command ran')"]}),
+}
+INSTALL_COMMAND = "python -m pip install heedls"  # editors/vscode/src/server.ts INSTALL_HINT
+# What vscode-languageclient shows when requests fail or the connection breaks: never in a toast.
+PROTOCOL_ERRORS = ("Request ", "failed with message", "Connection to server", "Pending response rejected",
+                   "couldn't create connection", "Client is not running", "Error:")
+
+
+@pytest.fixture(scope="module")
+def untrusted(vsix: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _run_session(vsix, tmp_path_factory.mktemp("vscode-untrusted"), files=UNTRUSTED_FILES, scenario="untrusted",
+                        trusted=False, timeout=180, settings={
+                            "security.workspace.trust.enabled": True,
+                            "security.workspace.trust.startupPrompt": "never",  # Restricted Mode, no modal
+                        },
+                        # The user's own setting is honoured in Restricted Mode (the workspace's .venv and
+                        # its .vscode/settings.json are not).
+                        machine_settings={"heedls.interpreter": sys.executable}, config={"testFile": "test_stats.py", "buggyFile": "stats.py"})
+
+
+@pytest.fixture(scope="module")
+def missing(vsix: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("vscode-missing")
+    results = _run_session(vsix, root, files=WORKSPACE, settings={}, scenario="missing", venv=False, timeout=180,
+                           config={"missingCommand": str(root / "no-such-dir" / "heedls")})
+    # The extension host takes PATH from the login shell: a machine with heedls on it there has no
+    # "not installed" case to show.
+    login = tools.run([os.environ.get("SHELL") or "/bin/sh", "-lc", "command -v heedls"], timeout=30)
+    results["heedlsOnLoginPath"] = login.stdout.strip() if login.returncode == 0 else None
     return results
 
 
@@ -292,3 +363,60 @@ def test_quick_fix_applies_validated_fix(session: dict[str, Any]) -> None:
     result = tools.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_stats.py"],
                        timeout=60, cwd=workspace)
     assert result.returncode == 0, result.stdout[-2000:]
+
+
+def _protocol_errors(toasts: list[str]) -> list[str]:
+    return [t for t in toasts if any(p in t for p in PROTOCOL_ERRORS)]
+
+
+def test_untrusted_workspace_is_in_restricted_mode(untrusted: dict[str, Any]) -> None:
+    step = _step(untrusted, "restricted_mode")
+    assert "Restricted Mode" in step["indicator"]
+
+
+def test_untrusted_workspace_ignores_workspace_server_command(untrusted: dict[str, Any]) -> None:
+    _step(untrusted, "server_running")
+    step = _step(untrusted, "untrusted_launch")
+    # Started from the user's setting, not from the workspace's serverCommand nor its .venv.
+    assert step["starting"] and all("(from setting heedls.interpreter)" in line for line in step["starting"]), step
+    assert not (untrusted["workspace"] / COMMAND_MARK).exists()
+
+
+def test_untrusted_workspace_still_gets_suggestions(untrusted: dict[str, Any]) -> None:
+    step = _step(untrusted, "ghost_text")
+    assert step["ghost"].strip()
+
+
+def test_untrusted_workspace_never_runs_tests(untrusted: dict[str, Any]) -> None:
+    step = _step(untrusted, "no_test_run")
+    # The server got tests.trusted = false and said so when the save asked for a run.
+    assert step["refused"], "the server never reported that it did not run the tests"
+    # The explicit command asks for trust instead.
+    assert "does not run tests in an untrusted workspace" in step["toast"], step["toast"]
+    # Nothing ran: no pytest diagnostic for the failing test, and the workspace's conftest.py was
+    # never imported.
+    assert not [p for p in step["problems"] if "heedls/pytest" in p or "expected 3" in p], step["problems"]
+    assert not (untrusted["workspace"] / PYTEST_MARK).exists()
+    assert not _protocol_errors(step["toasts"]), step["toasts"]
+
+
+def test_missing_server_says_how_to_install(missing: dict[str, Any]) -> None:
+    if missing["heedlsOnLoginPath"]:
+        pytest.skip(f"heedls is on the login shell's PATH ({missing['heedlsOnLoginPath']}): nothing is missing")
+    step = _step(missing, "missing_message")
+    assert "not installed" in step["message"] and INSTALL_COMMAND in step["message"], step["message"]
+    assert "codicon-warning" in step["statusHtml"]
+
+
+def test_editor_stays_usable_without_server(missing: dict[str, Any]) -> None:
+    step = _step(missing, "missing_editor_usable")
+    assert step["saved"], "typed text did not reach the file"
+    assert not _protocol_errors(step["toasts"]), step["toasts"]
+
+
+def test_server_command_that_does_not_exist(missing: dict[str, Any]) -> None:
+    step = _step(missing, "bad_command_message")
+    assert INSTALL_COMMAND in step["message"], step["message"]
+    assert "heedls.serverCommand" in step["message"], step["message"]
+    assert step["saved"], "typed text did not reach the file"
+    assert not _protocol_errors(step["toasts"]), step["toasts"]

@@ -126,41 +126,28 @@ async function editorText() {
   return readFileSync(path.join(config.workspace, config.typingFile), 'utf8');
 }
 
-try {
-  browser = await chromium.launch({
-    executablePath: config.chromium,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.setDefaultTimeout(20000);
+async function serverRunning() {
+  // The status-bar item leaves its "starting" state once the server answered initialize.
+  const item = page.locator('.statusbar-item', { hasText: 'heedls' }).first();
+  await item.waitFor({ timeout: 60000 });
+  await openFile(config.typingFile);
+  const end = Date.now() + 60000;
+  let label = '';
+  let html = '';
+  while (Date.now() < end) {
+    label = (await item.getAttribute('aria-label')) ?? (await item.innerText());
+    html = await item.innerHTML();
+    // Running, and the tooltip filled from heedls/status (provider, gate) once it answered.
+    if (/codicon-(sparkle|circle-slash)/.test(html) && label.includes('gate:')) return { statusLabel: label };
+    if (/codicon-(warning|error)/.test(html)) break;
+    await sleep(500);
+  }
+  if (/codicon-(sparkle|circle-slash)/.test(html)) return { statusLabel: label }; // running, no status
+  throw new Error(`status bar item never showed a running server: ${label} ${html.slice(0, 300)}`);
+}
 
-  await step('workbench', async () => {
-    await page.goto(config.url, { waitUntil: 'domcontentloaded', timeout: 60000 });
-    await page.locator('.monaco-workbench').waitFor({ timeout: 60000 });
-    await page.locator('.statusbar').waitFor({ timeout: 30000 });
-  });
-
-  const running = await step('server_running', async () => {
-    // The status-bar item leaves its "starting" state once the server answered initialize.
-    const item = page.locator('.statusbar-item', { hasText: 'heedls' }).first();
-    await item.waitFor({ timeout: 60000 });
-    await openFile(config.typingFile);
-    const end = Date.now() + 60000;
-    let label = '';
-    let html = '';
-    while (Date.now() < end) {
-      label = (await item.getAttribute('aria-label')) ?? (await item.innerText());
-      html = await item.innerHTML();
-      // Running, and the tooltip filled from heedls/status (provider, gate) once it answered.
-      if (/codicon-(sparkle|circle-slash)/.test(html) && label.includes('gate:')) return { statusLabel: label };
-      if (/codicon-(warning|error)/.test(html)) break;
-      await sleep(500);
-    }
-    if (/codicon-(sparkle|circle-slash)/.test(html)) return { statusLabel: label }; // running, no status
-    throw new Error(`status bar item never showed a running server: ${label} ${html.slice(0, 300)}`);
-  });
+async function mainFlow() {
+  const running = await step('server_running', serverRunning);
 
   if (!running) throw new Error('the heedls server did not start; later steps skipped');
   let firstGhost = '';
@@ -312,6 +299,160 @@ try {
       return { actions: items, fileAfter: readFileSync(path.join(config.workspace, d.file), 'utf8') };
     });
   }
+}
+
+/** Text of the heedls output channel (the extension host writes it under the user-data dir's logs). */
+function outputChannel() {
+  const found = [];
+  const walk = (dir) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.name === 'heedls.log') found.push(readFileSync(full, 'utf8'));
+    }
+  };
+  try {
+    walk(path.join(config.userDir, 'logs'));
+  } catch { /* not written yet */ }
+  return found.join('\n');
+}
+
+async function waitOutput(pattern, timeoutMs) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const text = outputChannel();
+    if (pattern.test(text)) return text;
+    await sleep(300);
+  }
+  throw new Error(`${pattern} not in the heedls output within ${timeoutMs} ms:\n${outputChannel().slice(-2000)}`);
+}
+
+async function toastTexts() {
+  return (await page.locator('.notifications-toasts .notification-toast').allInnerTexts()).map((t) => t.replace(/\s+/g, ' ').trim());
+}
+
+async function waitToast(text, timeoutMs) {
+  const toast = page.locator('.notifications-toasts .notification-toast', { hasText: text }).first();
+  await toast.waitFor({ timeout: timeoutMs });
+  return (await toast.innerText()).replace(/\s+/g, ' ').trim();
+}
+
+async function problems() {
+  // The Problems panel (Ctrl+Shift+M), one string per row; empty when there are none.
+  await page.keyboard.press('Control+Shift+M');
+  await page.locator('.markers-panel').first().waitFor({ timeout: 10000 });
+  await sleep(500);
+  const rows = await page.locator('.markers-panel .monaco-list-row').allInnerTexts();
+  await page.keyboard.press('Control+Shift+M'); // toggle the panel closed again
+  return rows;
+}
+
+/** Type a line at the end of a file, save, and read the file back from disk: is the editor usable? */
+async function typeAndSave(name, line) {
+  await openFile(name);
+  await page.keyboard.press('Control+End');
+  await page.keyboard.press('Enter');
+  await page.keyboard.type(line, { delay: 20 });
+  await page.keyboard.press('Control+S');
+  const file = path.join(config.workspace, name);
+  const end = Date.now() + 10000;
+  while (Date.now() < end && !readFileSync(file, 'utf8').includes(line)) await sleep(200);
+  return readFileSync(file, 'utf8').includes(line);
+}
+
+async function untrustedFlow() {
+  // The folder is not trusted (security.workspace.trust.enabled, no startup prompt): VS Code runs in
+  // Restricted Mode. heedls declares limited support: suggestions yes, test runs (workspace code) no.
+  await step('restricted_mode', async () => {
+    const indicator = page.locator('.statusbar-item', { hasText: 'Restricted Mode' }).first();
+    await indicator.waitFor({ timeout: 30000 });
+    return { indicator: await indicator.innerText() };
+  });
+  const running = await step('server_running', serverRunning);
+  if (!running) throw new Error('the heedls server did not start in Restricted Mode; later steps skipped');
+  await step('untrusted_launch', async () => {
+    const text = await waitOutput(/heedls: starting /, 10000);
+    return { starting: text.split('\n').filter((l) => l.includes('heedls: starting')) };
+  });
+  await step('ghost_text', async () => {
+    await page.keyboard.press('Control+End');
+    await type(config.typing);
+    const retriggered = await waitGhost();
+    const ghost = await ghostText();
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Control+S');
+    return { ghost, retriggered };
+  });
+  await step('no_test_run', async () => {
+    // Saving a module with a failing test would run its tests in a trusted workspace (on-save runs).
+    await openFile(config.testFile);
+    await page.keyboard.press('Control+S');
+    await openFile(config.buggyFile);
+    await page.keyboard.press('Control+S');
+    // The server says why it did not run them (window/logMessage into the heedls output channel).
+    const text = await waitOutput(/tests\.trusted = false/, 20000);
+    const refused = text.split('\n').filter((l) => l.includes('tests.trusted = false'));
+    // The command asks for trust instead of running anything.
+    await runCommand('heedls: Run Related Tests');
+    const toast = await waitToast('untrusted workspace', 10000);
+    await page.screenshot({ path: path.join(config.artifacts, 'vscode-untrusted.png') });
+    // Give a would-be run time to finish (debounce 0.4 s + a run of ~1 s) before looking for its results.
+    await sleep(4000);
+    return { refused, toast, problems: await problems(), toasts: await toastTexts() };
+  });
+}
+
+async function missingFlow() {
+  // No heedls anywhere the extension looks (no .venv, not on PATH, no settings): one clear message
+  // with the install command, and an editor that works as if heedls were not there.
+  await step('missing_message', async () => {
+    const message = await waitToast('not installed', 30000);
+    const item = page.locator('.statusbar-item', { hasText: 'heedls' }).first();
+    await item.waitFor({ timeout: 10000 });
+    await page.screenshot({ path: path.join(config.artifacts, 'vscode-missing.png') });
+    return { message, statusHtml: await item.innerHTML() };
+  });
+  await step('missing_editor_usable', async () => {
+    const saved = await typeAndSave(config.typingFile, 'still_typing = 1');
+    return { saved, toasts: await toastTexts() };
+  });
+  await step('bad_command_message', async () => {
+    // The user points heedls.serverCommand at a path that does not exist: the extension restarts
+    // on the settings change and says the server failed to start, with the install command.
+    for (const t of await page.locator('.notifications-toasts .notification-toast').all()) {
+      await t.hover().catch(() => {});
+      await t.locator('.codicon-notifications-clear, .codicon-close').first().click({ timeout: 2000 }).catch(() => {});
+    }
+    const settings = JSON.parse(readFileSync(config.machineSettings, 'utf8'));
+    settings['heedls.serverCommand'] = [config.missingCommand, 'serve'];
+    writeFileSync(config.machineSettings, JSON.stringify(settings, null, 2));
+    const message = await waitToast(config.missingCommand, 30000);
+    await page.screenshot({ path: path.join(config.artifacts, 'vscode-bad-command.png') });
+    const saved = await typeAndSave(config.typingFile, 'typing_after_bad_command = 2');
+    await sleep(2000); // any late error notification (a crash loop, a rejected request) shows by now
+    return { message, saved, toasts: await toastTexts(), output: outputChannel().slice(-4000) };
+  });
+}
+
+try {
+  browser = await chromium.launch({
+    executablePath: config.chromium,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.setDefaultTimeout(20000);
+
+  await step('workbench', async () => {
+    await page.goto(config.url, { waitUntil: 'domcontentloaded', timeout: 60000 });
+    await page.locator('.monaco-workbench').waitFor({ timeout: 60000 });
+    await page.locator('.statusbar').waitFor({ timeout: 30000 });
+  });
+
+  if (config.scenario === 'untrusted') await untrustedFlow();
+  else if (config.scenario === 'missing') await missingFlow();
+  else await mainFlow();
 } catch (err) {
   results.fatal = String(err?.stack ?? err);
   log(results.fatal);
