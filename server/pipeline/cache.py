@@ -22,11 +22,9 @@ KEY_SUFFIX_CHARS = 500
 
 
 def cache_key(provider: str, model: str | None, prefix: str, suffix: str) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for part in (provider, model or "", prefix[-KEY_PREFIX_CHARS:], "\x00", suffix[:KEY_SUFFIX_CHARS]):
-        h.update(part.encode("utf-8", "surrogatepass"))
-        h.update(b"\x1f")
-    return h.hexdigest()
+    # Each part followed by \x1f, hashed in one update (the same digest as one update per part).
+    parts = (provider, model or "", prefix[-KEY_PREFIX_CHARS:], "\x00", suffix[:KEY_SUFFIX_CHARS], "")
+    return hashlib.blake2b("\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 class SuggestionCache:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections import deque
@@ -75,9 +76,12 @@ class EngineStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_LANGUAGES = {"py": "python", "pyi": "python", "js": "javascript", "ts": "typescript"}
+
+
 def language_of(path: str) -> str:
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    return {"py": "python", "pyi": "python", "js": "javascript", "ts": "typescript"}.get(suffix, "python")
+    return _LANGUAGES.get(suffix, "python")
 
 
 class SuggestionEngine:
@@ -109,6 +113,9 @@ class SuggestionEngine:
         self._by_id: dict[str, SuggestionEvent] = {}
         self._placement: dict[str, tuple[str, int]] = {}  # id -> (uri, offset where shown)
         self._typing: dict[str, tuple[float, int]] = {}  # uri -> (last change ts, chars/sec EMA*1000)
+        # Suggestion ids only need to be unique, not secret: a generator seeded once from the OS
+        # instead of a uuid4 (a getrandom system call) per request.
+        self._ids = random.Random()
 
     # -- inputs from the editor ------------------------------------------------------------------
     def note_typing(self, uri: str, inserted_chars: int) -> None:
@@ -166,7 +173,7 @@ class SuggestionEngine:
         if cps is not None:
             extra["typing_cps"] = round(cps, 3)
         return SuggestionEvent(
-            id=f"h-{uuid.uuid4().hex[:16]}",
+            id=f"h-{self._ids.getrandbits(64):016x}",
             session=self.session,
             ts=self.clock(),
             language=request.language,

@@ -61,7 +61,8 @@ def _strip_echo(text: str, current_line_prefix: str) -> str:
 
 def _cut_lines(text: str, request: CompletionRequest, max_lines: int) -> str:
     lines = text.split("\n")
-    prefix_lines = request.prefix.split("\n")
+    # only the last 40 lines of the prefix matter: split those off the end, not the whole prefix
+    prefix_lines = request.prefix.rsplit("\n", 40)
     current = prefix_lines[-1]
     base_indent = _width(_indent_of(current)) if current.strip() else _width(current)
     seen: set[str] = set()
