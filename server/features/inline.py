@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from heedls.server import services
@@ -11,6 +13,7 @@ from heedls.server.pipeline.debounce import Superseded
 from heedls.server.pipeline.engine import SuggestionEngine
 from lsprotocol import types
 from pygls import uris
+from pygls.workspace import TextDocument
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,22 @@ async def _check_persistence(server: HeedlsServer) -> None:
     check_persistence(server)
 
 
+@functools.lru_cache(maxsize=256)
+def _fs_path(uri: str) -> str:
+    return uris.to_fs_path(uri) or ""
+
+
+def _offset_at(doc: TextDocument, lines: Sequence[str], position: types.Position) -> int:
+    """`doc.offset_at_position(position)` for a clamped position, on lines already split."""
+    if lines and lines[position.line].isascii():
+        # one code unit per character in every position encoding, and the column is already
+        # clamped to the line: the codec's per-character walk would return it unchanged
+        column = position.character
+    else:
+        column = doc.position_codec.position_from_client_units(lines, position).character
+    return column + sum(map(len, lines[: position.line]))
+
+
 def register(server: HeedlsServer) -> None:
     server.document_listeners.append(_Feeder(server))
 
@@ -124,7 +143,7 @@ def register(server: HeedlsServer) -> None:
         try:
             doc = ls.workspace.get_text_document(uri)
             source = doc.source
-            lines = doc.lines
+            lines = doc.lines  # splits the whole document: once per request
         except Exception:
             return None
         # Clamp out-of-range positions instead of failing: editors race with edits.
@@ -133,11 +152,11 @@ def register(server: HeedlsServer) -> None:
         if lines:
             position = types.Position(line, min(position.character, len(lines[line].rstrip("\r\n").encode("utf-16-le")) // 2))
         try:
-            offset = doc.offset_at_position(position)
+            offset = _offset_at(doc, lines, position)
         except Exception:
             return None
         offset = min(offset, len(source))
-        path = uris.to_fs_path(uri) or ""
+        path = _fs_path(uri)
         try:
             suggestion = await engine.suggest(uri, path, source, offset, position.line, position.character)
         except Superseded:
