@@ -20,7 +20,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,50 @@ def _uri_of(path: str) -> str:
     return uris.from_fs_path(path) or Path(path).as_uri()
 
 
+class _DocumentJobs:
+    """One debounced job per document: scheduling it again replaces the pending or running one.
+
+    The delay is a loop timer (cancelling it is free), so a keystroke costs no task and no extra
+    turn of the event loop; the job becomes a task once it is due.
+    """
+
+    def __init__(self, job: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+        self._job = job
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def schedule(self, uri: str, delay_s: float) -> None:
+        self.cancel(uri)
+        if delay_s > 0:
+            self._timers[uri] = asyncio.get_running_loop().call_later(delay_s, self._start, uri)
+        else:
+            self._start(uri)
+
+    def _start(self, uri: str) -> None:
+        self._timers.pop(uri, None)
+        task = asyncio.ensure_future(self._job(uri))
+        self._tasks[uri] = task
+        task.add_done_callback(lambda t: DiagnosticsService._log_failure(t, "diagnostics"))
+
+    def cancel(self, uri: str) -> None:
+        timer = self._timers.pop(uri, None)
+        if timer is not None:
+            timer.cancel()
+        task = self._tasks.pop(uri, None)
+        if task is not None and not task.done():
+            task.cancel()
+
+    def cancel_all(self) -> list[asyncio.Task[None]]:
+        """Cancels everything; returns the tasks that were started (to await their end)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        return tasks
+
+
 class DiagnosticsService:
     """Per-document analyzer results, the tasks computing them, and publishing to the client."""
 
@@ -64,8 +108,8 @@ class DiagnosticsService:
         self._store: dict[str, dict[str, list[Diagnostic]]] = {}
         self._by_id: dict[str, Diagnostic] = {}
         self._ids = itertools.count(1)
-        self._syntax_tasks: dict[str, asyncio.Task[None]] = {}
-        self._lint_tasks: dict[str, asyncio.Task[None]] = {}
+        self._syntax_jobs = _DocumentJobs(self.refresh_syntax)
+        self._lint_jobs = _DocumentJobs(self.refresh_lint)
         # tests: per workspace, the pending debounce, the running run and a generation counter
         self._test_timers: dict[Path, asyncio.Task[Any]] = {}
         self._test_runs: dict[Path, asyncio.Task[dict[str, Any]]] = {}
@@ -247,20 +291,6 @@ class DiagnosticsService:
         if self._is_open(uri):
             self._set(uri, SYNTAX, found)
             self.publish([uri])
-
-    def _schedule(self, tasks: dict[str, asyncio.Task[None]], uri: str, delay_s: float, job: Any) -> None:
-        old = tasks.pop(uri, None)
-        if old is not None and not old.done():
-            old.cancel()
-
-        async def later() -> None:
-            if delay_s > 0:
-                await asyncio.sleep(delay_s)
-            await job(uri)
-
-        task = asyncio.ensure_future(later())
-        tasks[uri] = task
-        task.add_done_callback(lambda t: self._log_failure(t, "diagnostics"))
 
     @staticmethod
     def _log_failure(task: asyncio.Task[Any], what: str) -> None:
@@ -478,13 +508,13 @@ class DiagnosticsService:
     # -- document listener ----------------------------------------------------------------------
     async def on_open(self, uri: str) -> None:
         await self.refresh_syntax(uri)
-        self._schedule(self._lint_tasks, uri, 0, self.refresh_lint)
+        self._lint_jobs.schedule(uri, 0)
 
     async def on_change(self, uri: str, changes: list[types.TextDocumentContentChangeEvent]) -> None:
-        self._schedule(self._syntax_tasks, uri, self._config.lint.syntax_debounce_ms / 1000, self.refresh_syntax)
+        self._syntax_jobs.schedule(uri, self._config.lint.syntax_debounce_ms / 1000)
 
     async def on_save(self, uri: str) -> None:
-        self._schedule(self._lint_tasks, uri, 0, self.refresh_lint)
+        self._lint_jobs.schedule(uri, 0)
         if self._config.tests.on_save:
             if self._store.get(uri, {}).get(SYNTAX):
                 # pytest would only report the same syntax error as a collection error.
@@ -493,10 +523,8 @@ class DiagnosticsService:
             self.schedule_tests(uri)
 
     async def on_close(self, uri: str) -> None:
-        for tasks in (self._syntax_tasks, self._lint_tasks):
-            task = tasks.pop(uri, None)
-            if task is not None:
-                task.cancel()
+        self._syntax_jobs.cancel(uri)
+        self._lint_jobs.cancel(uri)
         self._docs.pop(uri, None)
         self._locks.pop(uri, None)
         # Test failures describe files on disk and stay; buffer-only findings go.
@@ -514,10 +542,10 @@ class DiagnosticsService:
 
     async def shutdown(self) -> None:
         """Cancel pending and running work (running tests' process groups are killed)."""
-        tasks = [*self._test_timers.values(), *self._test_runs.values(), *self._syntax_tasks.values(),
-                 *self._lint_tasks.values()]
+        tasks: list[asyncio.Task[Any]] = [*self._test_timers.values(), *self._test_runs.values()]
         for task in tasks:
             task.cancel()
+        tasks += self._syntax_jobs.cancel_all() + self._lint_jobs.cancel_all()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._test_timers.clear()
         self._test_runs.clear()
