@@ -3,8 +3,9 @@
 Two figures per stage, p50/p95 over `--decisions` requests built from cut points in real code
 (the stdlib, or the events of `--events FILE`):
 - `model_ms`: scoring one feature row (the model itself; target p95 <= 0.1 ms);
-- `gate_ms`: the whole gate call the server makes (feature extraction, including the
-  tree-sitter parse of the prefix tail, plus scoring and threshold).
+- `gate_ms`: the whole gate call the server makes per stage (feature extraction, including
+  stage 2's tree-sitter parse of the completed statement, plus scoring and threshold), and both
+  stages of one request together; `decision_within_target` asks the 0.1 ms of each stage.
 """
 
 from __future__ import annotations
@@ -104,12 +105,15 @@ def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | Non
         if len(history) > 50:
             history.pop(0)
     model_p95 = max(_summary(v)["p95_ms"] for v in model_s.values())
+    decision_p95 = max(_summary(gate_s[k])["p95_ms"] for k in ("stage1", "stage2"))
     return {
         "decisions": len(events), "model_version": model.version,
         "kinds": {k: v.kind for k, v in model.stages.items()},
         "model_ms": {k: _summary(v) for k, v in model_s.items()},
         "gate_ms": {k: _summary(v) for k, v in gate_s.items()},
         "target_p95_ms": TARGET_P95_MS, "model_within_target": model_p95 <= TARGET_P95_MS,
+        # one decision = one stage's whole gate call (features + model + threshold)
+        "decision_within_target": decision_p95 <= TARGET_P95_MS,
         "python": sys.version.split()[0],
     }
 

@@ -1,0 +1,28 @@
+"""`heedls bench gate` times each acceptance decision (figures are reported, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.bench
+def test_gate_bench_times_the_model_and_each_whole_gate_call() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "heedls", "bench", "gate", "-n", "200", "--json"],
+        capture_output=True, text=True, timeout=240, check=True,
+    )
+    result = json.loads(out.stdout)  # exactly one JSON object on stdout
+    assert result["decisions"] == 200
+    assert set(result["model_ms"]) == {"context", "suggestion"}
+    assert set(result["gate_ms"]) == {"stage1", "stage2", "both"}
+    for figures in (*result["model_ms"].values(), *result["gate_ms"].values()):
+        assert 0 < figures["p50_ms"] <= figures["p95_ms"]
+    # the whole call includes the model: it can never be cheaper than scoring alone
+    assert result["gate_ms"]["stage1"]["p50_ms"] > result["model_ms"]["context"]["p50_ms"]
+    stage_p95 = max(result["gate_ms"][k]["p95_ms"] for k in ("stage1", "stage2"))
+    assert result["decision_within_target"] == (stage_p95 <= result["target_p95_ms"])
+    print(json.dumps(result))
