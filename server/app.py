@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 
 from heedls import __version__
 from heedls.server import config as config_mod
@@ -36,8 +37,36 @@ class DocumentListener(Protocol):
 ConfigListener = Callable[[HeedlsConfig], Awaitable[None] | None]
 
 
+class HeedlsProtocol(LanguageServerProtocol):
+    """pygls' protocol with its table of running handlers kept bounded.
+
+    pygls 2.1 files the future of every handler it runs in `_request_futures`, but removes only a
+    request's (when its response is sent): the entries for notifications (a didChange on every
+    keystroke, plus the async handler it hands over to) stay for the life of the server, holding
+    their tasks, coroutines and contexts. That is a leak, and a heap that grows for the garbage
+    collector to walk. Finished entries are dropped here once the table has grown; a finished
+    handler can no longer be cancelled ($/cancelRequest, shutdown), so nothing else changes.
+    """
+
+    _prune_at = 64
+
+    def _execute_handler(self, msg_id: Any, handler: Any, callback: Any, args: Any = None, kwargs: Any = None) -> None:
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        if len(self._request_futures) > self._prune_at:
+            self._prune_finished()
+
+    def _prune_finished(self) -> None:
+        # list() copies in one step: a thread-pool handler may pop its entry meanwhile
+        for msg_id, future in list(self._request_futures.items()):
+            if future.done() and self._request_futures.get(msg_id) is future:
+                self._request_futures.pop(msg_id, None)
+        # many handlers genuinely running: do not rescan on every message
+        self._prune_at = max(type(self)._prune_at, 2 * len(self._request_futures))
+
+
 class HeedlsServer(LanguageServer):
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("protocol_cls", HeedlsProtocol)
         super().__init__(
             "heedls",
             __version__,
