@@ -10,6 +10,7 @@ CLI prints is what the editor would show.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import random
 import time
@@ -116,6 +117,11 @@ class SuggestionEngine:
         # Suggestion ids only need to be unique, not secret: a generator seeded once from the OS
         # instead of a uuid4 (a getrandom system call) per request.
         self._ids = random.Random()
+        # Pending supersede-rejects, (loop time due, suggestion id), a heap; one loop timer (for
+        # the earliest) serves them all instead of one timer per shown suggestion.
+        self._rejects: list[tuple[float, str]] = []
+        self._reject_timer: asyncio.TimerHandle | None = None
+        self._reject_loop: asyncio.AbstractEventLoop | None = None
 
     # -- inputs from the editor ------------------------------------------------------------------
     def note_typing(self, uri: str, inserted_chars: int) -> None:
@@ -351,7 +357,23 @@ class SuggestionEngine:
         except RuntimeError:
             self.resolve(live.event.id, "rejected", "superseded")
             return
-        loop.call_later(timeout, self.resolve, live.event.id, "rejected", "superseded")
+        due = loop.time() + timeout
+        heapq.heappush(self._rejects, (due, live.event.id))
+        timer = self._reject_timer if self._reject_loop is loop else None
+        if timer is None or due < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._reject_timer, self._reject_loop = loop.call_at(self._rejects[0][0], self._rejects_due), loop
+
+    def _rejects_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._reject_timer = None
+        while self._rejects and self._rejects[0][0] <= now:
+            _, suggestion_id = heapq.heappop(self._rejects)
+            self.resolve(suggestion_id, "rejected", "superseded")
+        if self._rejects:
+            self._reject_timer = loop.call_at(self._rejects[0][0], self._rejects_due)
 
     def dismiss_live(self, uri: str) -> None:
         live = self._live.get(uri)

@@ -210,6 +210,24 @@ async def test_a_new_suggestion_at_the_same_place_rejects_the_old_one_after_the_
     assert event is not None and event.outcome == "rejected" and event.extra["reason"] == "superseded"
 
 
+async def test_supersede_rejects_fall_due_each_after_its_own_timeout() -> None:
+    c = config()
+    engine = SuggestionEngine(CountingProvider(), replace(c, telemetry=replace(c.telemetry, reject_timeout_s=0.3)))
+    docs = [DOC + "a" * i for i in range(4)]
+    shown = [await engine.suggest("u", "/a.py", d, len(d), 0, len(d)) for d in docs[:2]]  # 0 waits 0.3 s
+    engine.config = replace(c, telemetry=replace(c.telemetry, reject_timeout_s=0.05))  # reloaded config
+    shown += [await engine.suggest("u", "/a.py", d, len(d), 0, len(d)) for d in docs[2:]]  # 1, 2 wait 0.05 s
+    assert all(s is not None for s in shown)
+    ids = [s.id for s in shown if s is not None]
+    assert engine.resolve(ids[2], "accepted") is not None  # a late accept wins over the pending reject
+    await asyncio.sleep(0.15)
+    outcomes = [e.outcome if (e := engine.event(i)) else None for i in ids]
+    assert outcomes == [None, "rejected", "accepted", None]
+    await asyncio.sleep(0.3)
+    outcomes = [e.outcome if (e := engine.event(i)) else None for i in ids]
+    assert outcomes == ["rejected", "rejected", "accepted", None]  # the live one is never rejected
+
+
 def test_cache_is_bounded_and_keyed_by_context() -> None:
     cache = SuggestionCache(entries=2)
     keys = [cache_key("p", None, f"prefix{i}", "") for i in range(3)]
