@@ -13,10 +13,15 @@ runs the same steps, so what is measured is what users see:
 
 from __future__ import annotations
 
+import re
+
 from heedls.server.providers.base import CompletionRequest
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}
+_QUOTES_AND_BRACKETS = re.compile(r"[\"'()\[\]{}]")
+# Lines a suggestion may repeat without being cut as a degenerate loop.
+_REPEATABLE = frozenset({")", "]", "}", "pass", "else:"})
 
 
 def _indent_of(line: str) -> str:
@@ -32,7 +37,7 @@ def _imbalance(text: str) -> int:
     stack: list[str] = []
     unmatched = 0
     quote: str | None = None
-    for ch in text:
+    for ch in _QUOTES_AND_BRACKETS.findall(text):  # nothing else changes the count
         if quote:
             if ch == quote:
                 quote = None
@@ -61,33 +66,35 @@ def _strip_echo(text: str, current_line_prefix: str) -> str:
 
 def _cut_lines(text: str, request: CompletionRequest, max_lines: int) -> str:
     lines = text.split("\n")
+    current = request.prefix.rpartition("\n")[2]
+    first = lines[0].strip()
+    at_line_start = not current.strip()
+    if len(lines) == 1 and not (at_line_start and len(first) > 8):
+        return text  # one line that does not stand for a whole line: nothing below can cut it
     # only the last 40 lines of the prefix matter: split those off the end, not the whole prefix
-    prefix_lines = request.prefix.rsplit("\n", 40)
-    current = prefix_lines[-1]
-    base_indent = _width(_indent_of(current)) if current.strip() else _width(current)
-    seen: set[str] = set()
-    for previous in prefix_lines[-40:]:
-        if previous.strip():
-            seen.add(previous.strip())
+    seen = {previous.strip() for previous in request.prefix.rsplit("\n", 40)[-40:]}
+    seen.discard("")
+    base_indent = _width(current) if at_line_start else _width(_indent_of(current))
     kept = [lines[0]]
-    repeats_recent_line = lines[0].strip() in seen
-    if lines[0].strip():
-        seen.add(lines[0].strip())
+    repeats_recent_line = first in seen
+    if first:
+        seen.add(first)
     # The first line continues the cursor line; a block opener lets the next lines indent deeper.
     for line in lines[1:]:
         if len(kept) >= max_lines:
             break
-        if not line.strip():
+        stripped = line.strip()
+        if not stripped:
             # a blank line ends a multi-line suggestion (the block is done)
             break
         indent = _width(_indent_of(line))
         if indent < base_indent:
             break  # dedent past the cursor's block: the suggestion wandered off
-        if line.strip() in seen and line.strip() not in {")", "]", "}", "pass", "else:"}:
+        if stripped in seen and stripped not in _REPEATABLE:
             break  # repeating an earlier line is the classic degenerate loop
-        seen.add(line.strip())
+        seen.add(stripped)
         kept.append(line)
-    if repeats_recent_line and len(kept[0].strip()) > 8 and not current.strip():
+    if repeats_recent_line and len(first) > 8 and at_line_start:
         # a whole-line suggestion that repeats a recent line verbatim is noise
         return ""
     return "\n".join(kept)
@@ -120,10 +127,11 @@ def _dedupe_suffix(text: str, suffix: str, line_prefix: str = "") -> str:
 
 def _balance(text: str, request: CompletionRequest) -> str:
     """Drop closing brackets that close nothing and stop before a bracket that the suffix closes."""
+    # Only quotes and brackets change the state below: the scans visit just those characters.
     line_prefix = request.prefix.rsplit("\n", 1)[-1]
     stack: list[str] = []
     in_string: str | None = None
-    for ch in line_prefix:
+    for ch in _QUOTES_AND_BRACKETS.findall(line_prefix):
         if in_string:
             if ch == in_string:
                 in_string = None
@@ -132,36 +140,29 @@ def _balance(text: str, request: CompletionRequest) -> str:
             in_string = ch
         elif ch in OPENERS:
             stack.append(ch)
-        elif ch in CLOSERS and stack and stack[-1] == CLOSERS[ch]:
+        elif stack and stack[-1] == CLOSERS[ch]:
             stack.pop()
     suffix_line = request.suffix.split("\n", 1)[0]
     closers_in_suffix = [c for c in suffix_line if c in CLOSERS]
-    out: list[str] = []
     quote: str | None = None
-    for ch in text:
+    for match in _QUOTES_AND_BRACKETS.finditer(text):
+        ch = match.group()
         if quote:
-            out.append(ch)
             if ch == quote:
                 quote = None
             continue
         if ch in "\"'":
             quote = ch
-            out.append(ch)
-            continue
-        if ch in OPENERS:
+        elif ch in OPENERS:
             stack.append(ch)
-        elif ch in CLOSERS:
+        else:
+            cut = match.start()
             if not stack or stack[-1] != CLOSERS[ch]:
-                # closes something that isn't open: the provider overshot
-                break
-            if closers_in_suffix and closers_in_suffix[0] == ch and len(stack) == 1 and "\n" not in "".join(out):
-                # the suffix already has this closer; let the suffix provide it
-                stack.pop()
-                closers_in_suffix.pop(0)
-                break
+                return text[:cut]  # closes something that isn't open: the provider overshot
+            if closers_in_suffix and closers_in_suffix[0] == ch and len(stack) == 1 and "\n" not in text[:cut]:
+                return text[:cut]  # the suffix already has this closer; let the suffix provide it
             stack.pop()
-        out.append(ch)
-    return "".join(out)
+    return text
 
 
 def _normalise_indent(text: str, request: CompletionRequest) -> str:
