@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from heedls.server.events import SuggestionEvent
@@ -32,6 +32,7 @@ from heedls.server.events import SuggestionEvent
 TAIL_LINES = 12
 TAIL_CHARS = 800
 SCOPE_LINES = 80
+_STAND_IN = {"(": "f(", "[": "a[", "{": "{"}
 RECENT_DECISIONS = 10
 _MAX_GAP_S = 3600.0
 
@@ -161,9 +162,11 @@ def _lex_tail(text: str, python: bool) -> tuple[bool, bool, str]:
     return in_string, in_comment, stack
 
 
-def _lex(text: str, python: bool, stack_before: str = "") -> tuple[bool, bool, str, list[int]]:
+def _lex(text: str, python: bool, stack_before: str = "", where_before: Sequence[int] = (),
+         offset: int = 0) -> tuple[bool, bool, str, list[int]]:
     """Scan `text` for (in_string, in_comment, open-bracket stack, offsets of those brackets),
-    starting with the brackets of `stack_before` open.
+    starting with the brackets of `stack_before` open (at `where_before`; offsets are reported
+    plus `offset`).
 
     A tiny lexer rather than tree-sitter: at the cursor the code is incomplete, and the error
     recovery of a parser says little about whether we are inside a string or a call. Regex-driven
@@ -171,7 +174,7 @@ def _lex(text: str, python: bool, stack_before: str = "") -> tuple[bool, bool, s
     """
     significant = _SIGNIFICANT_PY if python else _SIGNIFICANT_JS
     stack: list[str] = list(stack_before)
-    where: list[int] = [-1] * len(stack_before)  # opened before `text`
+    where: list[int] = list(where_before) if len(where_before) == len(stack_before) else [-1] * len(stack_before)
     pos, n = 0, len(text)
     while pos < n:
         m = significant.search(text, pos)
@@ -180,7 +183,7 @@ def _lex(text: str, python: bool, stack_before: str = "") -> tuple[bool, bool, s
         tok, i = m.group(), m.start()
         if tok in _OPEN:
             stack.append(tok)
-            where.append(i)
+            where.append(i + offset)
             pos = i + 1
         elif tok in _CLOSE:
             if stack:
@@ -217,13 +220,31 @@ def _python_parser() -> Any:
         return None
 
 
+class TailLex(NamedTuple):
+    tail: str
+    in_string: bool
+    in_comment: bool
+    stack: str  # brackets open at the cursor, outermost first
+    open_at: tuple[int, ...]  # their offsets in `tail`
+    line_start: int  # offset of the cursor's line in `tail`
+    line_stack: str | None  # brackets open where that line starts (None: it starts in a string)
+    line_open_at: tuple[int, ...]
+
+
 @lru_cache(maxsize=16)
-def _tail_lex(prefix: str, python: bool) -> tuple[str, bool, bool, str, tuple[int, ...]]:
-    """The prefix's tail and the lexer's state at its end. Memoised: both gate stages of one
-    request ask for the same prefix object, whose hash Python keeps, so the second call is free."""
+def _tail_lex(prefix: str, python: bool) -> TailLex:
+    """The prefix's tail and the lexer's state at the start of the cursor's line and at the cursor.
+    Memoised: both gate stages of one request ask for the same prefix object, whose hash Python
+    keeps, so the second call is free."""
     tail = _tail(prefix)
-    in_string, in_comment, stack, where = _lex(tail, python)
-    return tail, in_string, in_comment, stack, tuple(where)
+    line_start = tail.rfind("\n") + 1
+    in_string, in_comment, stack, where = _lex(tail[:line_start], python)
+    if in_string or in_comment:  # the line starts inside a multi-line string
+        in_string, in_comment, end_stack, end_where = _lex(tail, python)
+        return TailLex(tail, in_string, in_comment, end_stack, tuple(end_where), line_start, None, ())
+    line_stack, line_where = stack, tuple(where)
+    in_string, in_comment, stack, where = _lex(tail[line_start:], python, stack, where, line_start)
+    return TailLex(tail, in_string, in_comment, stack, tuple(where), line_start, line_stack, line_where)
 
 
 def _tail(prefix: str) -> str:
@@ -266,21 +287,27 @@ def _enclosing(lines: Sequence[str], last: int) -> tuple[float, float]:
     return in_function, in_class
 
 
-def _statement_parses(tail: str, open_at: Sequence[int], sugg: str) -> bool | None:
+def _statement_parses(state: TailLex, sugg: str) -> bool | None:
     """Does the statement the suggestion completes parse (tree-sitter)?
 
-    The statement starts at the line of the outermost bracket still open at the cursor, else at
-    the cursor's line. It is parsed on its own, small and fast: an indented statement inside an
-    `if 1:`, an `else`/`except` after a stub opener, a trailing block header with a `pass` body.
+    Parsed on its own, small and fast: the cursor's line plus the suggestion, after the first line
+    of the bracket still open where that line starts (`def f(`, `x = call(`) and stand-ins (`f(`,
+    `a[`, `{`) for the brackets opened in between; an indented statement inside an `if 1:`, an
+    `else`/`except` after a stub opener, a trailing block header with a `pass` body.
     """
     parser = _python_parser()
-    if parser is None:
+    if parser is None or state.line_stack is None:
         return None
-    start = tail.rfind("\n", 0, open_at[0] if open_at else len(tail)) + 1
-    statement = (tail[start:] + sugg).rstrip()
-    first = statement.split("\n", 1)[0]
-    keyword = first.lstrip()
-    indent = first[: len(first) - len(keyword)]
+    tail, open_at = state.tail, state.line_open_at
+    head = tail[state.line_start:]
+    if state.line_stack:
+        first = tail.rfind("\n", 0, open_at[0]) + 1
+        stand_ins = "".join(_STAND_IN[b] for b in state.line_stack[1:])
+        head = tail[first: open_at[0] + 1] + stand_ins + "\n" + head
+    statement = (head + sugg).rstrip()
+    first_line = statement.split("\n", 1)[0]
+    keyword = first_line.lstrip()
+    indent = first_line[: len(first_line) - len(keyword)]
     opener = ""
     if keyword.startswith(("elif ", "elif(", "else")):
         opener = f"{indent}if 1:\n{indent}    pass\n"
@@ -401,7 +428,8 @@ def context_features(event: SuggestionEvent, history: Sequence[SuggestionEvent],
     for name in _LAST_CHAR_CLASSES:
         f[f"last_{name}"] = float(name == last)
 
-    _, in_string, in_comment, stack, _ = _tail_lex(prefix, python)
+    state = _tail_lex(prefix, python)
+    in_string, in_comment, stack = state.in_string, state.in_comment, state.stack
     f["in_string"] = float(in_string)
     f["in_comment"] = float(in_comment)
     f["bracket_depth"] = float(min(len(stack), 4))
@@ -521,8 +549,9 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     else:
         f["sugg_suffix_dup"] = 0.0
 
-    tail, in_string, in_comment, _, open_at = _tail_lex(prefix, python)
-    ok = _statement_parses(tail, open_at, sugg) if python and sugg and not in_string and not in_comment else None
+    state = _tail_lex(prefix, python)
+    in_string, in_comment = state.in_string, state.in_comment
+    ok = _statement_parses(state, sugg) if python and sugg and not in_string and not in_comment else None
     f["parse_known"] = float(ok is not None)
     f["parse_ok"] = float(bool(ok))
 
@@ -565,7 +594,8 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
 
 def sugg_open_after(prefix: str, sugg: str, python: bool) -> bool:
     """Does the text still have an open bracket or string after the suggestion (on its tail)?"""
-    tail, in_string, in_comment, stack, _ = _tail_lex(prefix, python)
+    state = _tail_lex(prefix, python)
+    tail, in_string, in_comment, stack = state.tail, state.in_string, state.in_comment, state.stack
     if in_string or in_comment:
         in_string, _, stack, _ = _lex(tail + sugg, python)
     else:  # carry on from the lexer's state at the cursor

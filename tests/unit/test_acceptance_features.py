@@ -146,3 +146,13 @@ def test_lexer_is_not_fooled_by_quotes_comments_and_escapes() -> None:
     assert _lex_tail("s = 'it\\'s (", True) == (True, False, "")
     assert _lex_tail("x = `a\n(", False) == (True, False, "")  # template literal spans lines
     assert _lex_tail("call(a, // (\n", False) == (False, False, "(")
+
+
+def test_a_long_bracketed_statement_is_parsed_from_its_first_and_last_lines() -> None:
+    items = "".join(f"    'key_{i}': [{i}, {{'n': ({i},\n        )}}],\n" for i in range(3))
+    prefix = f"CONFIG = {{\n{items}    'last': call(\n        1,\n        "
+    assert prefix.count("\n") > 4  # longer than the window: the middle is stood in for
+    row = suggestion_features(SuggestionEvent(id="a", session="s", ts=1.0, prefix=prefix, suggestion="2),\n}"), [])
+    assert row["parse_ok"] == 1.0
+    bad = suggestion_features(SuggestionEvent(id="b", session="s", ts=1.0, prefix=prefix, suggestion="2)),\n}"), [])
+    assert bad["parse_ok"] == 0.0
