@@ -78,7 +78,8 @@ function clientOptions(): LanguageClientOptions {
       { scheme: 'file', language: 'python' },
       { scheme: 'untitled', language: 'python' },
     ],
-    initializationOptions: serverSettings(),
+    // A function: a restarted server gets the settings (and Workspace Trust) of now, not of the first start.
+    initializationOptions: () => serverSettings(),
     outputChannel: output,
     traceOutputChannel: trace,
     // Failed requests are logged, never popped up: a slow or restarting server must not nag.
@@ -123,6 +124,15 @@ function clientOptions(): LanguageClientOptions {
       },
     },
   };
+}
+
+/** Ask for an inline suggestion at the cursor of the active Python editor (as Alt+\ would). */
+function askForSuggestion(): void {
+  const editor = vscode.window.activeTextEditor;
+  if (!editor || editor.document.languageId !== 'python' || !tracker.enabled) {
+    return;
+  }
+  void vscode.commands.executeCommand('editor.action.inlineSuggest.trigger').then(undefined, () => undefined);
 }
 
 async function refreshStatus(): Promise<void> {
@@ -181,9 +191,18 @@ async function startClient(): Promise<void> {
   };
   client = new HeedlsClient('heedls', 'heedls', serverOptions, clientOptions());
   client.onDidChangeState((e) => {
+    output.debug(`client state ${State[e.oldState]} -> ${State[e.newState]}`);
     if (e.newState === State.Running) {
       status.setState('running');
       void refreshStatus();
+      // What was typed while the server (re)started got no suggestion (no provider was registered
+      // then), and VS Code does not ask again by itself: ask once the client is fully up.
+      const started = client;
+      void started?.start().then(() => {
+        if (client === started && client.isRunning()) {
+          askForSuggestion();
+        }
+      }, () => undefined);
     } else if (e.newState === State.Stopped) {
       status.setState('stopped');
     } else {
