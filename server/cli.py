@@ -6,6 +6,7 @@ stderr; `complete` prints only the suggestion text.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 from typing import Annotated, Optional
@@ -69,6 +70,10 @@ def serve(
 
         seeded["provider"] = StaticProvider(stub_provider)
     server = create_server(**seeded)
+    # The modules, classes and functions loaded so far live as long as the server: moved out of
+    # the collector's reach, a full collection during a request walks only the session's objects.
+    gc.collect()
+    gc.freeze()
     if tcp:
         host, _, port = tcp.rpartition(":")
         if not port.isdigit():
