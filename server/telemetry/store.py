@@ -260,8 +260,8 @@ class TelemetryStore:
         row = (event.id, float(event.ts), time.time(), data)
         self._queue.put(row)
         self.recorded += 1
-        if self._queue.qsize() >= self.batch_size:
-            self._wake.set()
+        if self._queue.qsize() >= self.batch_size and not self._wake.is_set():
+            self._wake.set()  # a full batch: write it now (once; set() takes a lock)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything recorded so far is committed (or buffered, if degraded)."""
