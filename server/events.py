@@ -50,7 +50,7 @@ class SuggestionEvent:
         for name in _FIELDS:
             ordered[name] = getattr(self, name)
         for key, value in self.extra.items():
-            ordered.setdefault(key, _compact(value) if isinstance(value, dict) else value)
+            ordered.setdefault(key, value)
         return ordered
 
     def to_json(self) -> str:
@@ -95,16 +95,6 @@ class SuggestionEvent:
 _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SuggestionEvent) if f.name not in ("schema", "extra"))
 # One encoder for every to_json() (json.dumps with options builds a new encoder per call).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def _compact(value: Any, depth: int = 0) -> Any:
-    """Floats inside an extra's nested objects (the gate's feature rows) to 4 decimals, when the
-    event is serialised: the gate keeps them unrounded so that deciding does not pay for it."""
-    if isinstance(value, dict):
-        return {k: _compact(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, float) and depth > 1:
-        return round(value, 4)
-    return value
 
 
 def read_jsonl(path: Path | str) -> Iterator[SuggestionEvent]:

@@ -334,7 +334,8 @@ def _attach(event: SuggestionEvent, stage: str, row: dict[str, float]) -> None:
     `heedls eval acceptance` can evaluate exports that carry no code text."""
     store = event.extra.setdefault(FEATURES_KEY, {})
     if isinstance(store, dict):
-        store[stage] = row  # not mutated afterwards; rounded when the event is serialised
+        # 4 decimals keep exports small; most features are 0/1 flags, which need no rounding
+        store[stage] = {k: v if v.is_integer() else round(v, 4) for k, v in row.items()}
 
 
 def _logloss(y: np.ndarray, p: np.ndarray) -> float:
