@@ -49,8 +49,10 @@ class SuggestionEvent:
         ordered: dict[str, Any] = {"schema": self.schema}
         for name in _FIELDS:
             ordered[name] = getattr(self, name)
-        for key, value in self.extra.items():
-            ordered.setdefault(key, value)
+        # list() copies the items in one step: another thread (the telemetry writer encodes events)
+        # never sees the dict change size under it.
+        for key, value in list(self.extra.items()):
+            ordered.setdefault(key, _rounded_rows(value) if key == ROWS_KEY else value)
         return ordered
 
     def to_json(self) -> str:
@@ -95,6 +97,18 @@ class SuggestionEvent:
 _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SuggestionEvent) if f.name not in ("schema", "extra"))
 # One encoder for every to_json() (json.dumps with options builds a new encoder per call).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+# The acceptance gate keeps its decision-time feature rows under this extra key
+# ({"context": {name: value}, "suggestion": {...}}); they are stored to 4 decimals.
+ROWS_KEY = "acceptance_features"
+
+
+def _rounded_rows(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    return {stage: {k: v if not isinstance(v, float) or v.is_integer() else round(v, 4) for k, v in row.items()}
+            if isinstance(row, dict) else row for stage, row in value.items()}
 
 
 def read_jsonl(path: Path | str) -> Iterator[SuggestionEvent]:

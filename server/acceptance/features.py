@@ -19,13 +19,14 @@ from __future__ import annotations
 import builtins
 import keyword
 import math
+import operator
 import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
-from heedls.server.events import SuggestionEvent
+from heedls.server.events import ROWS_KEY, SuggestionEvent
 
 # How much of the prefix tail the syntactic features look at: enough for the enclosing statement
 # and block, small enough to parse in tens of microseconds.
@@ -85,7 +86,7 @@ STAGE_FEATURES: dict[str, tuple[str, ...]] = {"context": CONTEXT_FEATURES, "sugg
 
 # The gate stores its decision-time rows under this extra key ({"context": {...}, "suggestion":
 # {suggestion-only features}}); evaluation falls back to them when an event carries no code text.
-FEATURES_KEY = "acceptance_features"
+FEATURES_KEY = ROWS_KEY
 
 
 def stored_features(event: SuggestionEvent, stage: str) -> dict[str, float] | None:
@@ -382,11 +383,19 @@ SessionView = tuple[list[SuggestionEvent], list[SuggestionEvent]]
 def session_view(event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> SessionView:
     """(events strictly before `event`, oldest first; those of them decided by `event.ts`).
     Both stages of one decision share it: compute once, pass as `view`."""
-    earlier = sorted((h for h in history if h.ts < event.ts and h.id != event.id), key=lambda h: h.ts)
-    return earlier, [h for h in earlier if _decided_before(h, event.ts)]
+    ts, own = event.ts, event.id
+    earlier = [h for h in history if h.ts < ts and h.id != own]
+    earlier.sort(key=_BY_TS)  # linear when already in time order, as the server's history is
+    decided = [h for h in earlier if h.outcome in _DECIDED
+               and (h.decision_ms is None or h.ts + h.decision_ms / 1000.0 <= ts)]
+    return earlier, decided
 
 
-def _decided_before(h: SuggestionEvent, ts: float) -> bool:
+_BY_TS = operator.attrgetter("ts")
+_DECIDED = ("accepted", "rejected")
+
+
+def _decided_before(h: SuggestionEvent, ts: float) -> bool:  # session_view inlines this rule
     if h.outcome not in ("accepted", "rejected"):
         return False
     if h.decision_ms is None:
@@ -514,7 +523,7 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     comments = sum(1 for ln in nonblank if ln.startswith(mark))
     f["sugg_is_comment"] = float(bool(nonblank) and nonblank[0].startswith(mark))
     f["sugg_comment_frac"] = comments / len(nonblank) if nonblank else 0.0
-    f["sugg_alnum_frac"] = sum(ch.isalnum() for ch in sugg) / len(sugg) if sugg else 0.0
+    f["sugg_alnum_frac"] = sum(map(str.isalnum, sugg)) / len(sugg) if sugg else 0.0
     f["sugg_mid_word"] = float(bool(prefix) and bool(sugg) and (prefix[-1].isalnum() or prefix[-1] == "_")
                                and (sugg[0].isalnum() or sugg[0] == "_"))
 
@@ -572,15 +581,15 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
 
     earlier, decided_all = view
     same = [h for h in earlier if h.suggestion == sugg and sugg]
-    f["sugg_shown_before"] = float(any(h.shown for h in same))
     f["sugg_rejected_before"] = float(any(h.outcome == "rejected" and _decided_before(h, event.ts) for h in same))
+    f["sugg_shown_before"] = float(any(h.shown for h in same))
     last_line = lines[-1].rstrip() if lines else ""
     f["sugg_complete_line"] = float(bool(last_line) and not sugg_open_after(prefix, sugg, python)
                                     and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum()))
     # The user's own taste so far: how long are the suggestions they took / turned down?
     decided = [h for h in decided_all if h.suggestion]
-    acc_lens = [_log(len(h.suggestion or "")) for h in decided if h.outcome == "accepted"]
-    rej_lens = [_log(len(h.suggestion or "")) for h in decided if h.outcome == "rejected"]
+    acc_lens = [math.log1p(len(h.suggestion or "")) for h in decided if h.outcome == "accepted"]
+    rej_lens = [math.log1p(len(h.suggestion or "")) for h in decided if h.outcome == "rejected"]
     mine = f["sugg_chars_log"]
     f["len_vs_accepted"] = mine - sum(acc_lens) / len(acc_lens) if acc_lens else 0.0
     f["len_vs_rejected"] = mine - sum(rej_lens) / len(rej_lens) if rej_lens else 0.0
@@ -603,9 +612,15 @@ def sugg_open_after(prefix: str, sugg: str, python: bool) -> bool:
     return in_string or bool(stack)
 
 
+@lru_cache(maxsize=256)
+def _token_set(text: str) -> frozenset[str]:
+    """Memoised: the same recent suggestions are compared with every new one."""
+    return frozenset(_TOKEN_RE.findall(text))
+
+
 def _quick_sim(a: str, b: str) -> float:
     """Token-set overlap (Jaccard): cheap stand-in for edit similarity between two suggestions."""
-    ta, tb = set(_TOKEN_RE.findall(a)), set(_TOKEN_RE.findall(b))
+    ta, tb = _token_set(a), _token_set(b)
     if not ta or not tb:
         return 0.0
     return len(ta & tb) / len(ta | tb)

@@ -334,8 +334,7 @@ def _attach(event: SuggestionEvent, stage: str, row: dict[str, float]) -> None:
     `heedls eval acceptance` can evaluate exports that carry no code text."""
     store = event.extra.setdefault(FEATURES_KEY, {})
     if isinstance(store, dict):
-        # 4 decimals keep exports small; most features are 0/1 flags, which need no rounding
-        store[stage] = {k: v if v.is_integer() else round(v, 4) for k, v in row.items()}
+        store[stage] = row  # never changed afterwards; rounded to 4 decimals when serialised
 
 
 def _logloss(y: np.ndarray, p: np.ndarray) -> float:

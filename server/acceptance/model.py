@@ -332,6 +332,7 @@ class StageModel:
     meta: dict[str, Any] = field(default_factory=dict)
     _fast: tuple[list[float], float] | None = field(default=None, repr=False, compare=False)
     _trees: Callable[[Sequence[float]], float] | None = field(default=None, repr=False, compare=False)
+    _order: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     # ---- scoring
     def raw(self, X: np.ndarray) -> np.ndarray:
@@ -347,7 +348,10 @@ class StageModel:
 
     def score(self, row: Mapping[str, float]) -> float:
         """Calibrated acceptance probability of one feature dict, in pure Python (serve path)."""
-        x = list(map(row.get, self.features, repeat(0.0)))
+        if self._order is None:
+            self._order = tuple(self.features)
+        # The extractor builds rows in the model's feature order: then values() is the vector.
+        x = list(row.values()) if tuple(row) == self._order else list(map(row.get, self.features, repeat(0.0)))
         parts = 0
         total = 0.0
         if self.logreg is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import copy
 import json
 import logging
 import os
@@ -77,6 +78,7 @@ _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = (
 )
 
 Row = tuple[str, float, float, str]  # id, ts, recorded, json
+_Queued = tuple[str, float, float, SuggestionEvent]  # id, ts, recorded, the event (encoded by the writer)
 
 # Rows above this size are stored zlib-compressed (a BLOB instead of TEXT): prefixes and suffixes of
 # several kB repeat in every snapshot of a suggestion, and code compresses 3-5x. Done on the writer
@@ -225,7 +227,7 @@ class TelemetryStore:
         self.on_warning = on_warning
         self.warnings: list[str] = []
         self._warned: set[str] = set()
-        self._queue: queue.SimpleQueue[Row | _Flush | _Close] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Queued | _Flush | _Close] = queue.SimpleQueue()
         # Rows that could not be written yet (degraded mode); bounded, oldest dropped first.
         self._buffer: collections.deque[Row] = collections.deque(maxlen=max(1, max_buffered))
         self._buffer_lock = threading.Lock()
@@ -248,17 +250,16 @@ class TelemetryStore:
 
     # -- caller side (any thread, never blocks) -----------------------------------------------
     def record(self, event: SuggestionEvent) -> None:
+        """Queue a snapshot of `event` as it is now. The snapshot is a shallow copy (its `extra`
+        copied too: the engine adds keys later; nested values are replaced, never changed); it is
+        encoded as JSON on the writer thread, since the encoding, with the gate's feature rows, is
+        most of what recording costs."""
         if self._closed:
             self._warn("telemetry: record() after close(); event dropped", once="closed")
             return
-        if self.privacy == "nocode":
-            from heedls.server.telemetry.export import to_record
-
-            data = json.dumps(to_record(event, "nocode"), ensure_ascii=False, separators=(",", ":"))
-        else:
-            data = event.to_json()
-        row = (event.id, float(event.ts), time.time(), data)
-        self._queue.put(row)
+        snapshot = copy.copy(event)
+        snapshot.extra = dict(event.extra)
+        self._queue.put((event.id, float(event.ts), time.time(), snapshot))
         self.recorded += 1
         if self._queue.qsize() >= self.batch_size and not self._wake.is_set():
             self._wake.set()  # a full batch: write it now (once; set() takes a lock)
@@ -382,14 +383,29 @@ class TelemetryStore:
 
     def _take(
         self,
-        item: Row | _Flush | _Close,
+        item: _Queued | _Flush | _Close,
         batch: list[Row],
         controls: list[_Flush | _Close],
     ) -> None:
         if isinstance(item, (_Flush, _Close)):
             controls.append(item)
-        else:
-            batch.append(item)
+            return
+        ident, ts, recorded, event = item
+        try:
+            batch.append((ident, ts, recorded, self._encode(event)))
+        except Exception as exc:  # noqa: BLE001 -- one unencodable event must not stop the writer
+            self.dropped += 1
+            self._warn(f"telemetry: event {ident} could not be encoded ({exc!r}); dropped", once="encode")
+        # Give the interpreter lock back between events: a request waiting for it would otherwise
+        # wait out the switch interval (5 ms) while a batch is encoded.
+        time.sleep(0)
+
+    def _encode(self, event: SuggestionEvent) -> str:
+        if self.privacy == "nocode":
+            from heedls.server.telemetry.export import to_record
+
+            return json.dumps(to_record(event, "nocode"), ensure_ascii=False, separators=(",", ":"))
+        return event.to_json()
 
     def _drain_after_close(self) -> None:
         rest: list[Row] = []
@@ -401,7 +417,7 @@ class TelemetryStore:
             if isinstance(item, _Flush):
                 item.done.set()
             elif not isinstance(item, _Close):
-                rest.append(item)
+                self._take(item, rest, [])
         if rest:
             self._write(rest, force_retry=True)
         if self._buffer:

@@ -22,8 +22,9 @@ def test_rows_have_exactly_the_declared_features() -> None:
     events = make_events(sessions=1, per_session=5)
     ctx = context_features(events[3], events[:3])
     row = suggestion_features(events[3], events[:3])
-    assert set(ctx) == set(CONTEXT_FEATURES)
-    assert set(row) == set(SUGGESTION_FEATURES)
+    # in the declared order, too: the model then reads a row's values() as its vector
+    assert tuple(ctx) == CONTEXT_FEATURES
+    assert tuple(row) == SUGGESTION_FEATURES
     assert all(isinstance(v, float) for v in row.values())
     assert len(set(SUGGESTION_FEATURES)) == len(SUGGESTION_FEATURES)
 

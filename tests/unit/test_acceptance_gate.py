@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from heedls.server.acceptance.features import STAGE_FEATURES, session_histories
 from heedls.server.acceptance.gate import ROWS_FILE, USER_MODEL, AcceptanceGate, build_gate
 from heedls.server.acceptance.model import AcceptanceModel, StageModel, fit_stage
 from heedls.server.config import GateConfig
+from heedls.server.events import SuggestionEvent
 from heedls.server.pipeline.gate import Gate
 
 from tests.unit.test_acceptance_data import make_events
@@ -125,10 +127,14 @@ def test_decision_time_features_survive_without_code(model_file: Path) -> None:
         gate.stage1(event, history)  # the server passes the session so far, decided events included
         gate.stage2(event, history)
     with_code = build(events, "suggestion")
-    nocode = [dataclasses.replace(e, prefix=None, suffix=None, suggestion=None) for e in events]
+    # as stored and exported: through JSON, code removed
+    nocode = [SuggestionEvent.from_dict({**json.loads(e.to_json()), "prefix": None, "suffix": None, "suggestion": None})
+              for e in events]
+    stored = json.loads(events[0].to_json())["acceptance_features"]["context"]
+    assert all(round(v, 4) == v for v in stored.values())  # 4 decimals on disk
     without = build(nocode, "suggestion")
     assert without.X.shape == with_code.X.shape
-    assert abs(without.X - with_code.X).max() < 1e-3  # same rows, rounded
+    assert 0 < abs(without.X - with_code.X).max() < 1e-3  # same rows, rounded
 
 
 def test_reconfigure_keeps_counters_and_loads_the_model_when_turned_on(model_file: Path) -> None:
