@@ -414,7 +414,9 @@ class DiagnosticsService:
         token = f"heedls-tests-{next(self._ids)}"
         progress = self.server.work_done_progress
         try:
-            await asyncio.wait_for(progress.create_async(token), 5.0)
+            # Shielded: a superseded run must not cancel pygls' pending request future, or the
+            # client's late reply hits a cancelled future (InvalidStateError in the log).
+            await asyncio.wait_for(asyncio.shield(progress.create_async(token)), 5.0)
         except Exception:
             log.debug("work done progress create failed", exc_info=True)
             return None
