@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from heedls.server.stats import quantile
 
 
 def load_bugs(bugset: Path) -> list[dict[str, Any]]:
@@ -127,11 +128,7 @@ def run_bug(meta: dict[str, Any], budget_s: float, workers: int, python: str) ->
 
 
 def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    k = max(0, min(len(values) - 1, round(q * (len(values) - 1))))
-    return round(values[k], 2)
+    return round(quantile(values, q), 2) if values else None
 
 
 def summarise(rows: list[dict[str, Any]], bugset: Path, budget_s: float, jobs: int, load_before: tuple[float, ...]) -> dict[str, Any]:

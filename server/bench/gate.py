@@ -20,20 +20,14 @@ from typing import Annotated, Any
 
 import typer
 from heedls.server.events import SuggestionEvent
+from heedls.server.stats import quantile
 
 TARGET_P95_MS = 0.1
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
 def _summary(values_s: list[float]) -> dict[str, float]:
     ms = [v * 1000.0 for v in values_s]
-    return {"p50_ms": round(_pct(ms, 0.50), 5), "p95_ms": round(_pct(ms, 0.95), 5),
+    return {"p50_ms": round(quantile(ms, 0.50), 5), "p95_ms": round(quantile(ms, 0.95), 5),
             "mean_ms": round(sum(ms) / len(ms), 5) if ms else 0.0}
 
 

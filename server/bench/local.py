@@ -33,6 +33,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from heedls.server.providers.base import CompletionRequest
+from heedls.server.stats import quantile
 
 SKIP_PROJECTS = frozenset({"test", "encodings", "heedls", "__phello__", "pydoc_data", "idlelib"})
 TARGETS = {"exact_of_shown": 0.20, "shown_rate": 0.30, "p95_ms": 50.0}
@@ -100,15 +101,6 @@ def sample_cut_points(text: str, path: Path, count: int, rng: random.Random) -> 
             kind, col = "mid", rng.randint(indent + 1, len(line) - 1)
         cuts.append(CutPoint(path, offsets[i] + col, i, col, kind, line[col:]))
     return cuts
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    idx = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return ordered[idx]
-
 
 def _load_postprocess() -> Callable[[str, CompletionRequest], str | None]:
     try:
@@ -256,7 +248,7 @@ async def run_bench(
             "mean_confidence": round(statistics.fmean(r["confidence"] or 0.0 for r in sub), 4),
         }
     overall = _rates(rows)
-    p50, p95 = _percentile(latencies, 0.50), _percentile(latencies, 0.95)
+    p50, p95 = quantile(latencies, 0.50), quantile(latencies, 0.95)
     result: dict[str, Any] = {
         "benchmark": "local",
         "seed": seed,
@@ -273,8 +265,8 @@ async def run_bench(
             "max": round(max(latencies), 2) if latencies else 0.0,
         },
         "cpu_ms": {
-            "p50": round(_percentile(cpu_times, 0.50), 2),
-            "p95": round(_percentile(cpu_times, 0.95), 2),
+            "p50": round(quantile(cpu_times, 0.50), 2),
+            "p95": round(quantile(cpu_times, 0.95), 2),
             "mean": round(statistics.fmean(cpu_times), 2) if cpu_times else 0.0,
         },
         "index": {
