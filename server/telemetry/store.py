@@ -424,15 +424,18 @@ class TelemetryStore:
             self._warn(
                 f"telemetry: {len(self._buffer)} events could not be written to {self.path} and are lost"
             )
+        self._close_connection()
+        self.state = "closed"
+
+    # -- opening and repairing ------------------------------------------------------------------
+    def _close_connection(self) -> None:
         if self._conn is not None:
             try:
                 self._conn.close()
             except sqlite3.Error:
                 pass
             self._conn = None
-        self.state = "closed"
 
-    # -- opening and repairing ------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.lock_timeout_s, check_same_thread=False)
         try:
@@ -485,12 +488,7 @@ class TelemetryStore:
 
     def _set_aside(self, reason: str) -> bool:
         """Move a bad database (and its WAL) out of the way; True when the path is free again."""
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except sqlite3.Error:
-                pass
-            self._conn = None
+        self._close_connection()
         target = self.path.with_name(f"{self.path.name}.corrupt-{_stamp()}")
         try:
             if self.path.exists():
@@ -577,13 +575,9 @@ class TelemetryStore:
                     except (sqlite3.Error, _Corrupt) as again:
                         problem = again
                 self._buffer_rows(rows[done:])
-                if kind != "unavailable" and self._conn is not None:
+                if kind != "unavailable":
                     # a locked/corrupt file we could not replace: reopen on the next retry
-                    try:
-                        self._conn.close()
-                    except sqlite3.Error:
-                        pass
-                    self._conn = None
+                    self._close_connection()
                 self._degrade(f"cannot write to {self.path} ({problem})")
                 return
             done += len(chunk)
