@@ -157,12 +157,6 @@ _STRING_END = {
 }
 
 
-def _lex_tail(text: str, python: bool) -> tuple[bool, bool, str]:
-    """(in_string, in_comment, open-bracket stack) at the end of `text`."""
-    in_string, in_comment, stack, _ = _lex(text, python)
-    return in_string, in_comment, stack
-
-
 def _lex(text: str, python: bool, stack_before: str = "", where_before: Sequence[int] = (),
          offset: int = 0) -> tuple[bool, bool, str, list[int]]:
     """Scan `text` for (in_string, in_comment, open-bracket stack, offsets of those brackets),
@@ -386,6 +380,8 @@ def session_view(event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> 
     ts, own = event.ts, event.id
     earlier = [h for h in history if h.ts < ts and h.id != own]
     earlier.sort(key=_BY_TS)  # linear when already in time order, as the server's history is
+    # Decided at shown time + decision_ms; without timing, decided (the server passes only
+    # events already decided).
     decided = [h for h in earlier if h.outcome in _DECIDED
                and (h.decision_ms is None or h.ts + h.decision_ms / 1000.0 <= ts)]
     return earlier, decided
@@ -393,14 +389,6 @@ def session_view(event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> 
 
 _BY_TS = operator.attrgetter("ts")
 _DECIDED = ("accepted", "rejected")
-
-
-def _decided_before(h: SuggestionEvent, ts: float) -> bool:  # session_view inlines this rule
-    if h.outcome not in ("accepted", "rejected"):
-        return False
-    if h.decision_ms is None:
-        return True  # no timing: the caller (server) passes only events already decided
-    return bool(h.ts + h.decision_ms / 1000.0 <= ts)
 
 
 def context_features(event: SuggestionEvent, history: Sequence[SuggestionEvent],
@@ -580,9 +568,9 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     f["jedi_agree"] = jedi_value if jedi_value is not None else 0.0
 
     earlier, decided_all = view
-    same = [h for h in earlier if h.suggestion == sugg and sugg]
-    f["sugg_rejected_before"] = float(any(h.outcome == "rejected" and _decided_before(h, event.ts) for h in same))
-    f["sugg_shown_before"] = float(any(h.shown for h in same))
+    f["sugg_rejected_before"] = float(bool(sugg) and any(h.outcome == "rejected" and h.suggestion == sugg
+                                                         for h in decided_all))
+    f["sugg_shown_before"] = float(bool(sugg) and any(h.shown and h.suggestion == sugg for h in earlier))
     last_line = lines[-1].rstrip() if lines else ""
     f["sugg_complete_line"] = float(bool(last_line) and not sugg_open_after(prefix, sugg, python)
                                     and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum()))

@@ -141,7 +141,10 @@ def test_open_after_continues_from_the_cursor() -> None:
 
 
 def test_lexer_is_not_fooled_by_quotes_comments_and_escapes() -> None:
-    from heedls.server.acceptance.features import _lex_tail
+    from heedls.server.acceptance.features import _lex
+
+    def _lex_tail(text: str, python: bool) -> tuple[bool, bool, str]:
+        return _lex(text, python)[:3]  # (in string, in comment, open brackets)
 
     assert _lex_tail("f('(', \"[\", '''\n)''', # (\n", True) == (False, False, "(")
     assert _lex_tail("s = 'it\\'s (", True) == (True, False, "")
