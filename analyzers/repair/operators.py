@@ -457,16 +457,24 @@ class Generator:
         if isinstance(node.func, ast.Name) and len(node.args) == 1 and not recursive:
             self.replace(node, f"{name}({self.seg(node)})", "apply-twice", f"apply `{name}` twice", 0.15)
 
-    def op_expression_substitution(self, node: ast.AST, scopes: object) -> None:
-        """A name used where another expression of the same function was meant (`/ mean` → `/ len(xs)`)."""
+    def _value_name_in_function(
+        self, node: ast.AST
+    ) -> tuple[ast.Name, ast.FunctionDef | ast.AsyncFunctionDef] | None:
+        """(the name, its enclosing function) for a name read as a value (not a call's callee)."""
         if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)):
-            return
+            return None
         parent = self.parents.get(node)
         if isinstance(parent, ast.Call) and parent.func is node:
-            return
+            return None
         fn = self.function_of(node)
-        if fn is None:
+        return None if fn is None else (node, fn)
+
+    def op_expression_substitution(self, node: ast.AST, scopes: object) -> None:
+        """A name used where another expression of the same function was meant (`/ mean` → `/ len(xs)`)."""
+        hit = self._value_name_in_function(node)
+        if hit is None:
             return
+        node, fn = hit
         seen: set[str] = set()
         for other in ast.walk(fn):
             if isinstance(other, (ast.Call, ast.Subscript)) and other.lineno == other.end_lineno:
@@ -534,14 +542,10 @@ class Generator:
                     self.replace(node, text, "expression-substitution", f"`{mine}` → `{text}`", 0.25)
 
     def op_wrong_variable(self, node: ast.AST, scopes: object) -> None:
-        if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)):
+        hit = self._value_name_in_function(node)
+        if hit is None:
             return
-        parent = self.parents.get(node)
-        if isinstance(parent, ast.Call) and parent.func is node:
-            return
-        fn = self.function_of(node)
-        if fn is None:
-            return
+        node, fn = hit
         names, _loads = scopes[fn]  # type: ignore[index]
         for other in names:
             if other != node.id and other not in self.module_funcs:
