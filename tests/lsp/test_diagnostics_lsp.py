@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lsprotocol import types
+
+from tests.lsp.conftest import open_document, until
 
 pytest.importorskip("heedls.analyzers.testrun", reason="the test runner (analyzers/testrun.py) is not there yet")
 
@@ -18,23 +19,9 @@ DEBOUNCE_MS = 120
 OPTIONS: dict[str, Any] = {"lint": {"syntaxDebounceMs": DEBOUNCE_MS}, "tests": {"debounceMs": 50, "timeoutS": 30}}
 
 
-async def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def _open(client: Any, path: Path, text: str) -> str:
     path.write_text(text, encoding="utf-8")
-    uri = path.as_uri()
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text))
-    )
-    return uri
+    return open_document(client, path, text)
 
 
 def _save(client: Any, uri: str) -> None:
@@ -48,7 +35,7 @@ def _by_source(client: Any, uri: str, source: str) -> list[types.Diagnostic]:
 async def test_syntax_error_typed_is_reported_within_one_debounce(lsp: Any, workspace: Path) -> None:
     client = await lsp(workspace, "vscode", options=OPTIONS)
     uri = _open(client, workspace / "mod.py", "def area(w, h):\n    return w * h\n")
-    await _until(lambda: uri in client.diagnostics, 10, "the first publish")
+    await until(lambda: uri in client.diagnostics, 10, "the first publish")
     assert _by_source(client, uri, "syntax") == []
 
     # Type an unclosed call at the end of the function, as an editor would send it.
@@ -63,7 +50,7 @@ async def test_syntax_error_typed_is_reported_within_one_debounce(lsp: Any, work
         )
     )
     sent = time.monotonic()
-    found = await _until(lambda: _by_source(client, uri, "syntax"), 5, "a syntax diagnostic")
+    found = await until(lambda: _by_source(client, uri, "syntax"), 5, "a syntax diagnostic")
     elapsed_ms = (time.monotonic() - sent) * 1000
     # One debounce plus a generous allowance for a loaded 2-core machine and the stdio round trip.
     assert elapsed_ms < DEBOUNCE_MS + 1500, elapsed_ms
@@ -85,14 +72,14 @@ async def test_syntax_error_typed_is_reported_within_one_debounce(lsp: Any, work
             ],
         )
     )
-    await _until(lambda: not _by_source(client, uri, "syntax"), 5, "the syntax diagnostic to clear")
+    await until(lambda: not _by_source(client, uri, "syntax"), 5, "the syntax diagnostic to clear")
 
 
 async def test_ruff_findings_on_open_carry_code_link_and_fix_data(lsp: Any, workspace: Path) -> None:
     (workspace / "pyproject.toml").write_text('[tool.ruff]\nlint.select = ["F"]\n')
     client = await lsp(workspace, "neovim", options=OPTIONS)
     uri = _open(client, workspace / "lib.py", "import os\n\n\ndef f():\n    return 1\n")
-    found = await _until(lambda: _by_source(client, uri, "ruff"), 15, "a ruff diagnostic")
+    found = await until(lambda: _by_source(client, uri, "ruff"), 15, "a ruff diagnostic")
     (diag,) = found
     assert diag.code == "F401"
     assert diag.code_description is not None and "unused-import" in diag.code_description.href
@@ -117,16 +104,16 @@ async def test_save_runs_related_tests_with_progress_and_diagnostics(lsp: Any, w
     uri = _open(client, workspace / "stats.py", WORKSPACE_FILES["stats.py"])
     test_uri = (workspace / "test_stats.py").as_uri()
     _save(client, uri)
-    await _until(lambda: _by_source(client, test_uri, "pytest"), 60, "test failure diagnostics")
+    await until(lambda: _by_source(client, test_uri, "pytest"), 60, "test failure diagnostics")
     at_test = _by_source(client, test_uri, "pytest")[0]
     assert at_test.severity == types.DiagnosticSeverity.Error
     assert at_test.range.start.line == 4  # the failing assert
     assert "test_mean" in at_test.message
-    at_code = await _until(lambda: _by_source(client, uri, "pytest"), 10, "a diagnostic in the code under test")
+    at_code = await until(lambda: _by_source(client, uri, "pytest"), 10, "a diagnostic in the code under test")
     # the code-side diagnostic links back to the failing test
     assert any(r.location.uri == test_uri for r in at_code[0].related_information or [])
 
-    reports = await _until(
+    reports = await until(
         lambda: next((r for r in client.progress_reports.values() if r and isinstance(r[-1], types.WorkDoneProgressEnd)), None),
         10,
         "the end of the progress",
@@ -156,14 +143,14 @@ async def test_newer_save_cancels_the_running_test_run(lsp: Any, workspace: Path
     client = await lsp(workspace, "vscode", options=OPTIONS, env={"MARKS": str(marks)})
     uri = _open(client, workspace / "slow.py", SLOW_FILES["slow.py"])
     _save(client, uri)
-    await _until(lambda: marks.exists() and "start" in marks.read_text(), 30, "the first run to start its test")
+    await until(lambda: marks.exists() and "start" in marks.read_text(), 30, "the first run to start its test")
     _save(client, uri)  # a newer save while the first run is still sleeping
-    await _until(lambda: _by_source(client, uri, "pytest") or _by_source(client, (workspace / "test_slow.py").as_uri(), "pytest"), 60, "the second run's diagnostics")
+    await until(lambda: _by_source(client, uri, "pytest") or _by_source(client, (workspace / "test_slow.py").as_uri(), "pytest"), 60, "the second run's diagnostics")
 
     def ends() -> list[types.WorkDoneProgressEnd]:
         return [r[-1] for r in client.progress_reports.values() if r and isinstance(r[-1], types.WorkDoneProgressEnd)]
 
-    await _until(lambda: len(ends()) == 2, 10, "both progress reports to end")
+    await until(lambda: len(ends()) == 2, 10, "both progress reports to end")
     assert any("cancelled" in (e.message or "") for e in ends()), ends()
     assert any("1 failed" in (e.message or "") for e in ends()), ends()
     await asyncio.sleep(1.0)
@@ -189,7 +176,7 @@ async def test_hanging_test_is_killed_at_the_timeout_and_reported(lsp: Any, work
     def timeout_diagnostic() -> list[types.Diagnostic]:
         return [d for uri_ in (uri, test_uri) for d in _by_source(client, uri_, "pytest") if d.code == "timeout"]
 
-    (diag,) = await _until(timeout_diagnostic, 40, "a timeout diagnostic")
+    (diag,) = await until(timeout_diagnostic, 40, "a timeout diagnostic")
     assert time.monotonic() - started < 30
     assert "killed" in diag.message and "3 s" in diag.message
 
@@ -217,7 +204,7 @@ async def test_positions_are_in_utf16_code_units(lsp: Any, workspace: Path) -> N
     client = await lsp(workspace, "neovim", options=OPTIONS)
     text = "s = '😀😀' + max(1\n"
     uri = _open(client, workspace / "emoji.py", text)
-    (diag,) = await _until(lambda: _by_source(client, uri, "syntax"), 10, "a syntax diagnostic")
+    (diag,) = await until(lambda: _by_source(client, uri, "syntax"), 10, "a syntax diagnostic")
     # '(' is Python character 14; each emoji is two UTF-16 code units
     assert text[14] == "("
     assert diag.range.start == types.Position(0, 16)

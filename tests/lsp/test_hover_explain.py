@@ -4,16 +4,13 @@ with the failing input and the wrong value; a syntax error is explained while ty
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lsprotocol import types
 
-from tests.lsp.conftest import plain
+from tests.lsp.conftest import open_document, plain, until
 
 pytest.importorskip("heedls.analyzers.testrun", reason="the test runner is not there yet")
 
@@ -25,23 +22,6 @@ FILES = {
 }
 
 
-async def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _open(client: Any, path: Path, text: str) -> str:
-    uri = path.as_uri()
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
-    return uri
-
-
 def _pytest_diags(client: Any, uri: str) -> list[types.Diagnostic]:
     return [d for d in client.diagnostics.get(uri, []) if "pytest" in (d.source or "")]
 
@@ -50,9 +30,9 @@ async def _failing_workspace(lsp: Any, workspace: Path, editor: str) -> tuple[An
     for name, text in FILES.items():
         (workspace / name).write_text(text, encoding="utf-8")
     client = await lsp(workspace, editor, options=OPTIONS)
-    uri = _open(client, workspace / "scores.py", FILES["scores.py"])
+    uri = open_document(client, workspace / "scores.py", FILES["scores.py"])
     client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
-    await _until(lambda: _pytest_diags(client, uri), 60, "pytest diagnostics in the code under test")
+    await until(lambda: _pytest_diags(client, uri), 60, "pytest diagnostics in the code under test")
     return client, uri, (workspace / "test_scores.py").as_uri()
 
 
@@ -69,7 +49,7 @@ async def test_hover_on_a_test_diagnostic_shows_its_explanation(lsp: Any, worksp
     assert "`0`" in text and "`9`" in text  # the wrong value and the expected one
     assert hover.range is not None and hover.range.start.line == diag.range.start.line
     # the failing assertion in the test file explains too
-    test_diag = await _until(lambda: _pytest_diags(client, test_uri), 10, "the diagnostic at the assertion")
+    test_diag = await until(lambda: _pytest_diags(client, test_uri), 10, "the diagnostic at the assertion")
     hover2 = await client.text_document_hover_async(types.HoverParams(
         text_document=types.TextDocumentIdentifier(uri=test_uri), position=test_diag[0].range.start))
     assert hover2 is not None and "best([3, 9, 4])" in hover2.contents.value  # type: ignore[union-attr]
@@ -103,8 +83,8 @@ async def test_a_syntax_error_is_explained_on_hover(lsp: Any, workspace: Path) -
     path = workspace / "broken.py"
     text = "def f(x)\n    return x\n"
     path.write_text(text, encoding="utf-8")
-    uri = _open(client, path, text)
-    diags = await _until(lambda: [d for d in client.diagnostics.get(uri, []) if "syntax" in (d.source or "")],
+    uri = open_document(client, path, text)
+    diags = await until(lambda: [d for d in client.diagnostics.get(uri, []) if "syntax" in (d.source or "")],
                          10, "the syntax diagnostic")
     hover = await client.text_document_hover_async(types.HoverParams(
         text_document=types.TextDocumentIdentifier(uri=uri), position=diags[0].range.start))

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from heedls.server.config import ProviderConfig
-from heedls.server.providers.base import Candidate, CompletionRequest, Provider
+from heedls.server.providers.base import CompletionRequest, Provider
 from heedls.server.providers.fallback import FallbackProvider
 from heedls.server.providers.http import HTTPProvider, make_client
 from heedls.server.providers.llamacpp import LlamaCppProvider
@@ -23,26 +23,13 @@ from heedls.server.providers.openai import OpenAIProvider
 from heedls.server.providers.registry import build_provider
 
 from tests.support.fake_llm_server import FakeLLMServer, fake_llm  # noqa: F401 - fixture
+from tests.support.static_local import StaticLocal
 
 pytestmark = pytest.mark.timeout(60)
 
 KEY = "sk-loopback-secret-0987654321"
 REQ = CompletionRequest(prefix="def add(a, b):\n    ", suffix="\n", path="/ws/calc.py", line=1, character=4)
 NAMES = ("openai", "ollama", "llamacpp")
-
-
-class StaticLocal:
-    name = "local"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def complete(self, request: CompletionRequest, deadline_s: float) -> list[Candidate]:
-        self.calls += 1
-        return [Candidate(text="local_answer()", provider="local")]
-
-    async def aclose(self) -> None:
-        return None
 
 
 class FakeClock:

@@ -30,6 +30,8 @@ from heedls.server.providers.ollama import OllamaProvider
 from heedls.server.providers.openai import OpenAIProvider
 from heedls.server.providers.registry import build_provider
 
+from tests.support.static_local import StaticLocal
+
 pytestmark = pytest.mark.timeout(30)
 
 KEY = "sk-test-DO-NOT-LOG-1234567890abcdef"
@@ -73,22 +75,6 @@ def ok_json(payload: Any) -> Callable[[httpx.Request], httpx.Response]:
 def openai_config(**kw: Any) -> ProviderConfig:
     base = ProviderConfig(name="openai", endpoint="http://llm.test:8000", model="coder", api_key=KEY)
     return replace(base, **kw)
-
-
-class StaticLocal:
-    """The fallback in these tests: answers instantly with a recognisable candidate."""
-
-    name = "local"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def complete(self, request: CompletionRequest, deadline_s: float) -> list[Candidate]:
-        self.calls += 1
-        return [Candidate(text="local_answer()", provider="local")]
-
-    async def aclose(self) -> None:
-        return None
 
 
 # -- OpenAI-compatible ------------------------------------------------------------------------------
