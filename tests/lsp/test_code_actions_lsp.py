@@ -7,14 +7,13 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lsprotocol import types
 
-from tests.lsp.conftest import plain
+from tests.lsp.conftest import open_document, plain, until
 
 BUGGY = """def clamp(value, low, high):
     \"\"\"Limit value to [low, high].\"\"\"
@@ -68,18 +67,13 @@ async def test_failing_test_gets_a_validated_fix_code_action(lsp: Any, workspace
     module.write_text(BUGGY)
     (workspace / "test_mathx.py").write_text(TESTS)
     client = await lsp(workspace, options={"repair": {"budgetS": 40}})
-    uri = module.as_uri()
-    client.text_document_did_open(types.DidOpenTextDocumentParams(
-        text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=BUGGY)))
+    uri = open_document(client, module, BUGGY)
 
     # the failing test shows up as pytest diagnostics after a save (the diagnostics feature)
     client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
-    deadline = time.monotonic() + 90
-    failing: list[types.Diagnostic] = []
-    while time.monotonic() < deadline and not failing:
-        await asyncio.sleep(0.2)
-        failing = [d for d in client.diagnostics.get(uri, []) if "pytest" in (d.source or "")]
-    assert failing, "no pytest diagnostic for the failing test"
+    failing: list[types.Diagnostic] = await until(
+        lambda: [d for d in client.diagnostics.get(uri, []) if "pytest" in (d.source or "")], 90,
+        "a pytest diagnostic for the failing test")
 
     result = plain(await client.protocol.send_request_async("heedls/fix", {"textDocument": {"uri": uri}}))
     assert result["fixed"] is True, result
@@ -120,27 +114,17 @@ async def test_cancelling_a_repair_stops_its_workers(lsp: Any, workspace: Path, 
     server_tmp = tmp_path / "server-tmp"
     server_tmp.mkdir()
     client = await lsp(workspace, options={"repair": {"budgetS": 120}}, env={"TMPDIR": str(server_tmp)})
-    uri = module.as_uri()
-    client.text_document_did_open(types.DidOpenTextDocumentParams(
-        text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=module.read_text())))
+    uri = open_document(client, module, module.read_text())
     request = asyncio.ensure_future(
         client.protocol.send_request_async("heedls/fix", {"textDocument": {"uri": uri}}, msg_id="fix-1"))
-    deadline = time.monotonic() + 60
-    pids: list[int] = []
-    while time.monotonic() < deadline and not pids:
-        await asyncio.sleep(0.2)
-        pids = _runner_pids(server_tmp)
-    assert pids, "the repair never started its workers"
+    await until(lambda: _runner_pids(server_tmp), 60, "the repair to start its workers")
     await asyncio.sleep(1.0)
     client.protocol.notify("$/cancelRequest", types.CancelParams(id="fix-1"))
     try:
         await asyncio.wait_for(request, 15)
     except Exception:  # noqa: BLE001, S110
         pass  # a cancelled request answers with an error
-    gone_by = time.monotonic() + 10
-    while time.monotonic() < gone_by and _runner_pids(server_tmp):
-        await asyncio.sleep(0.2)
-    assert _runner_pids(server_tmp) == []
+    await until(lambda: _runner_pids(server_tmp) == [], 10, "every repair worker to exit")
 
 
 @pytest.mark.slow
@@ -156,16 +140,11 @@ async def test_search_action_runs_the_repair_and_applies_only_a_validated_edit(l
         applied.append(params)
         return types.ApplyWorkspaceEditResult(applied=True)
 
-    uri = module.as_uri()
-    client.text_document_did_open(types.DidOpenTextDocumentParams(
-        text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=BUGGY)))
+    uri = open_document(client, module, BUGGY)
     client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
-    deadline = time.monotonic() + 90
-    failing: list[types.Diagnostic] = []
-    while time.monotonic() < deadline and not failing:
-        await asyncio.sleep(0.2)
-        failing = [d for d in client.diagnostics.get(uri, []) if "pytest" in (d.source or "")]
-    assert failing
+    failing: list[types.Diagnostic] = await until(
+        lambda: [d for d in client.diagnostics.get(uri, []) if "pytest" in (d.source or "")], 90,
+        "a pytest diagnostic for the failing test")
     actions = await client.text_document_code_action_async(types.CodeActionParams(
         text_document=types.TextDocumentIdentifier(uri=uri), range=failing[0].range,
         context=types.CodeActionContext(diagnostics=failing)))
