@@ -265,24 +265,16 @@ if ok then
   end)
 
   step('explain', function()
-    local target
-    for _, d in ipairs(vim.diagnostic.get(stats, { severity = vim.diagnostic.severity.ERROR })) do
-      target = d
-      break
-    end
-    assert(target, 'no error diagnostic')
+    local target = assert(vim.diagnostic.get(stats, { severity = vim.diagnostic.severity.ERROR })[1],
+      'no error diagnostic')
     vim.api.nvim_win_set_cursor(0, { target.lnum + 1, target.col })
     local items = heedls.explain()
     return { explanations = items }
   end)
 
   step('code_actions', function()
-    local target
-    for _, d in ipairs(vim.diagnostic.get(stats, { severity = vim.diagnostic.severity.ERROR })) do
-      target = d
-      break
-    end
-    assert(target, 'no error diagnostic')
+    local target = assert(vim.diagnostic.get(stats, { severity = vim.diagnostic.severity.ERROR })[1],
+      'no error diagnostic')
     local client = assert(heedls.client(stats))
     local lsp_diags = {}
     for _, d in ipairs(vim.diagnostic.get(stats, { lnum = target.lnum })) do

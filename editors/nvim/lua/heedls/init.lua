@@ -116,9 +116,10 @@ end
 --- { action = 'accepted'|'dismissed', id = suggestion id?, insert_text = string|table }.
 M.native_last = nil
 
---- Native front end: accept the displayed item (the item's command `heedls.accept` reports it);
---- the server also hears that it was shown. Returns false when nothing is displayed.
-function M.native_accept(bufnr)
+-- Native front end: take the displayed item through get() and tell the server it was shown;
+-- accepted, get() inserts it (its command `heedls.accept` reports that); dismissed, on_accept
+-- declines it (vim.lsp.inline_completion has no dismiss of its own) and the rejection is reported.
+local function native_take(bufnr, accept)
   return vim.lsp.inline_completion.get({
     bufnr = bufnr,
     on_accept = function(item)
@@ -126,29 +127,24 @@ function M.native_accept(bufnr)
       local id = accept_id(item)
       if client and client.name == 'heedls' and id then
         client:notify('heedls/suggestionShown', { id = id })
+        if not accept then
+          client:notify('heedls/suggestionRejected', { id = id, reason = 'dismissed' })
+        end
       end
-      M.native_last = { action = 'accepted', id = id, insert_text = item.insert_text }
-      return item
+      M.native_last = { action = accept and 'accepted' or 'dismissed', id = id, insert_text = item.insert_text }
+      return accept and item or nil
     end,
   })
 end
 
---- Native front end: hide the displayed item without inserting it, and report the dismissal
---- (vim.lsp.inline_completion has no dismiss of its own: get() with an on_accept that declines).
+--- Native front end: accept the displayed item. Returns false when nothing is displayed.
+function M.native_accept(bufnr)
+  return native_take(bufnr, true)
+end
+
+--- Native front end: hide the displayed item without inserting it, and report the dismissal.
 function M.native_dismiss(bufnr)
-  return vim.lsp.inline_completion.get({
-    bufnr = bufnr,
-    on_accept = function(item)
-      local client = vim.lsp.get_client_by_id(item.client_id)
-      local id = accept_id(item)
-      if client and client.name == 'heedls' and id then
-        client:notify('heedls/suggestionShown', { id = id })
-        client:notify('heedls/suggestionRejected', { id = id, reason = 'dismissed' })
-      end
-      M.native_last = { action = 'dismissed', id = id, insert_text = item.insert_text }
-      return nil
-    end,
-  })
+  return native_take(bufnr, false)
 end
 
 function M.on_attach(client, bufnr)
