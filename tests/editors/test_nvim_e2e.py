@@ -201,6 +201,16 @@ def test_code_action_only_quickfix_offers_the_fix(headless: dict[str, Any]) -> N
     assert step["applied"] in step["quickfix_titles"], step["quickfix_titles"]
 
 
+def test_slow_server_never_freezes_neovim(headless: dict[str, Any]) -> None:
+    # With the server stopped (SIGSTOP), each user command returned at once instead of waiting for
+    # it, editing went on, no error was raised, and suggestions came back once it answered again.
+    step = _step(headless, "slow_server")
+    assert all(seconds < 0.5 for seconds in step["timings"].values()), step["timings"]
+    assert step["errmsg"] == "", step["errmsg"]
+    assert step["pid_alive"]
+    assert step["ghost_after_resume"], step
+
+
 def test_checkhealth_clean(headless: dict[str, Any]) -> None:
     lines = _step(headless, "checkhealth")["lines"]
     text = "\n".join(lines)

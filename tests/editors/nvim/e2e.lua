@@ -268,7 +268,7 @@ if ok then
     local target = assert(vim.diagnostic.get(stats, { severity = vim.diagnostic.severity.ERROR })[1],
       'no error diagnostic')
     vim.api.nvim_win_set_cursor(0, { target.lnum + 1, target.col })
-    local items = heedls.explain()
+    local items = heedls.explain({ wait = 15000 })
     return { explanations = items }
   end)
 
@@ -330,6 +330,64 @@ if ok then
     vim.cmd('silent write')
     return { titles = titles, applied = action.title, searched = searched, quickfix_titles = quickfix_titles,
       lines = vim.api.nvim_buf_get_lines(stats, 0, -1, false) }
+  end)
+end
+
+--- Pid of the heedls server this Neovim started (`… heedls serve` with the workspace as cwd).
+local function server_pid()
+  for name, kind in vim.fs.dir('/proc') do
+    if kind == 'directory' and name:match('^%d+$') then
+      local f = io.open('/proc/' .. name .. '/cmdline', 'rb')
+      local cmdline = f and f:read('*a') or ''
+      if f then
+        f:close()
+      end
+      local argv = vim.split(cmdline, '\0', { plain = true })
+      if vim.tbl_contains(argv, 'serve') and cmdline:find('heedls', 1, true)
+          and vim.uv.fs_readlink('/proc/' .. name .. '/cwd') == ws then
+        return tonumber(name)
+      end
+    end
+  end
+end
+
+if ok then
+  step('slow_server', function()
+    -- The server stops answering (SIGSTOP): every user command returns at once, typing goes on,
+    -- nothing fails; once it answers again, suggestions come back.
+    local pid = assert(server_pid(), 'no heedls server process')
+    local errmsg_before = vim.v.errmsg
+    vim.ui.open = function() return nil, 'not in a test' end -- :HeedlsReport opens the report later
+    assert(vim.uv.kill(pid, 'sigstop') == 0, 'SIGSTOP failed')
+    local timings = {}
+    local okcall, problem = pcall(function()
+      vim.cmd.edit(ws .. '/shapes.py')
+      for _, cmd in ipairs({ 'HeedlsStatus', 'HeedlsExplain', 'HeedlsTests', 'HeedlsReport' }) do
+        local t0 = vim.uv.hrtime()
+        vim.cmd(cmd)
+        timings[cmd] = (vim.uv.hrtime() - t0) / 1e9
+      end
+      local t0 = vim.uv.hrtime()
+      local row = append(buf, { '', '', 'def total6(a, b, c):', '    return ' })
+      if not native then
+        inline.request(buf, { position = { row, #'    return ' }, invoked = true, callback = function() end })
+      end
+      timings.typing = (vim.uv.hrtime() - t0) / 1e9
+      vim.wait(2000)
+    end)
+    vim.uv.kill(pid, 'sigcont')
+    assert(okcall, problem)
+    local row, col = append(buf, { '', '', 'def total7(a, b, c):', '    return ' })
+    local ghost
+    if native then
+      ghost = with_native_ghost(row, function(text) return text end)
+    else
+      local s = suggest(buf, row, col)
+      ghost = s and s.text
+    end
+    vim.cmd('silent write')
+    return { timings = timings, errmsg = vim.v.errmsg ~= errmsg_before and vim.v.errmsg or '',
+      ghost_after_resume = ghost, pid_alive = vim.uv.kill(pid, 0) == 0 }
   end)
 end
 

@@ -67,20 +67,35 @@ local function notify(msg, level)
   vim.notify('heedls: ' .. msg, level or vim.log.levels.INFO)
 end
 
---- Synchronous request with a timeout; returns result, err.
-function M.request_sync(method, params, timeout_ms, bufnr)
-  local client = M.client(bufnr)
+--- A request that never blocks the editor: opts.on_result(result, err) runs when the server
+--- answers. Scripts and tests may pass opts.wait (ms) to wait for the answer and get result, err
+--- back; user commands never do, so a slow or stopped server cannot freeze Neovim.
+---@param opts? { bufnr?: integer, on_result?: fun(result: any, err: string?), wait?: integer }
+function M.request(method, params, opts)
+  opts = opts or {}
+  local client = M.client(opts.bufnr)
   if not client then
-    return nil, 'heedls is not attached to this buffer'
+    local err = 'heedls is not attached to this buffer'
+    if opts.on_result then
+      opts.on_result(nil, err)
+    end
+    return nil, err
   end
-  local response = client:request_sync(method, params, timeout_ms or 10000, bufnr or 0)
-  if not response then
-    return nil, 'no answer from the server (timeout)'
+  local done, result, problem = false, nil, nil
+  client:request(method, params, function(err, res)
+    done, result = true, res
+    problem = err and (err.message or vim.inspect(err)) or nil
+    if opts.on_result then
+      opts.on_result(result, problem)
+    end
+  end, opts.bufnr or 0)
+  if opts.wait then
+    if not vim.wait(opts.wait, function() return done end, 20) then
+      return nil, 'no answer from the server (timeout)'
+    end
+    return result, problem
   end
-  if response.err then
-    return nil, response.err.message or vim.inspect(response.err)
-  end
-  return response.result, nil
+  return nil, nil
 end
 
 local function cursor_params(bufnr)
@@ -201,11 +216,22 @@ end
 
 M.last_status = nil
 
-function M.status()
-  local result = M.request_sync('heedls/status', {}, 3000)
-  if result then
-    M.last_status = result
-  end
+--- The `heedls/status` result, waiting up to opts.wait ms (default 3000: for scripts and
+--- :checkhealth); with opts.on_result it only asks and returns at once.
+function M.status(opts)
+  opts = opts or {}
+  local on_result = opts.on_result
+  local result = M.request('heedls/status', {}, {
+    wait = not on_result and (opts.wait or 3000) or nil,
+    on_result = function(res)
+      if res then
+        M.last_status = res
+      end
+      if on_result then
+        on_result(res)
+      end
+    end,
+  })
   return result
 end
 
@@ -225,35 +251,47 @@ function M.statusline()
 end
 
 function M.show_status()
-  local s = M.status()
-  if not s then
-    return notify('no status (server not attached?)', vim.log.levels.WARN)
-  end
-  local gate = s.gate or {}
-  notify(string.format('%s, provider %s, gate %s: %d requests, %d skipped, %d hidden',
-    s.enabled and 'on' or 'off', tostring(s.provider), tostring(gate.mode), gate.requests or 0,
-    gate.skipped or 0, gate.hidden or 0))
+  M.status({
+    on_result = function(s)
+      if not s then
+        return notify('no status (server not attached?)', vim.log.levels.WARN)
+      end
+      local gate = s.gate or {}
+      notify(string.format('%s, provider %s, gate %s: %d requests, %d skipped, %d hidden',
+        s.enabled and 'on' or 'off', tostring(s.provider), tostring(gate.mode), gate.requests or 0,
+        gate.skipped or 0, gate.hidden or 0))
+    end,
+  })
 end
 
 -- Explain / fix / tests / report ---------------------------------------------------------------
 
-function M.explain()
-  local result, err = M.request_sync('heedls/explain', cursor_params(), 15000)
-  if err then
-    return notify(err, vim.log.levels.ERROR)
+--- Explain the problem at the cursor in a float when the server answers; opts.wait (ms) waits
+--- for it and returns the items (scripts, tests).
+function M.explain(opts)
+  opts = opts or {}
+  local items, answered = nil, false
+  local function show(result, err)
+    answered = true
+    if err then
+      return notify(err, vim.log.levels.ERROR)
+    end
+    items = result and result.explanations or {}
+    if #items == 0 then
+      return notify('no problem to explain at the cursor')
+    end
+    local lines = {}
+    for _, e in ipairs(items) do
+      vim.list_extend(lines, { '## ' .. (e.message or 'Problem'), '' })
+      vim.list_extend(lines, vim.split(e.explanation or '', '\n', { plain = true }))
+      table.insert(lines, '')
+    end
+    vim.lsp.util.open_floating_preview(lines, 'markdown', { border = 'rounded', focus_id = 'heedls-explain' })
   end
-  local items = result and result.explanations or {}
-  if #items == 0 then
-    notify('no problem to explain at the cursor')
-    return {}
+  local _, err = M.request('heedls/explain', cursor_params(), { on_result = show, wait = opts.wait })
+  if err and not answered then -- timed out waiting
+    notify(err, vim.log.levels.ERROR)
   end
-  local lines = {}
-  for _, e in ipairs(items) do
-    vim.list_extend(lines, { '## ' .. (e.message or 'Problem'), '' })
-    vim.list_extend(lines, vim.split(e.explanation or '', '\n', { plain = true }))
-    table.insert(lines, '')
-  end
-  vim.lsp.util.open_floating_preview(lines, 'markdown', { border = 'rounded', focus_id = 'heedls-explain' })
   return items
 end
 
@@ -302,32 +340,45 @@ function M.fix(opts)
   return outcome
 end
 
-function M.run_tests()
+--- Run the related tests; diagnostics arrive as usual. opts.wait (ms) waits and returns the result.
+function M.run_tests(opts)
+  opts = opts or {}
   local uri = vim.uri_from_bufnr(0)
-  local result, err = M.request_sync('workspace/executeCommand', { command = 'heedls.runTests', arguments = { uri } }, 120000)
-  if err then
-    return notify(err, vim.log.levels.ERROR)
-  end
-  if type(result) == 'table' and result.ran == false and result.reason then
-    notify(tostring(result.reason), vim.log.levels.WARN)
-  end
+  local result = M.request('workspace/executeCommand', { command = 'heedls.runTests', arguments = { uri } }, {
+    wait = opts.wait,
+    on_result = function(res, err)
+      if err then
+        return notify(err, vim.log.levels.ERROR)
+      end
+      if type(res) == 'table' and res.ran == false and res.reason then
+        notify(tostring(res.reason), vim.log.levels.WARN)
+      end
+    end,
+  })
   return result
 end
 
+--- Write the acceptance report (HTML); opts.open opens it, opts.wait (ms) waits and returns its path.
 function M.report(opts)
-  local result, err = M.request_sync('workspace/executeCommand', { command = 'heedls.report', arguments = {} }, 30000)
-  if err then
-    return notify(err, vim.log.levels.ERROR)
-  end
-  local path = type(result) == 'table' and result.html or nil
-  if not path then
-    notify('no report: ' .. tostring(type(result) == 'table' and result.reason or 'unknown'), vim.log.levels.WARN)
-    return nil
-  end
-  if opts and opts.open and vim.ui.open then
-    vim.ui.open(path)
-  end
-  notify('report written to ' .. path)
+  opts = opts or {}
+  local path
+  M.request('workspace/executeCommand', { command = 'heedls.report', arguments = {} }, {
+    wait = opts.wait,
+    on_result = function(result, err)
+      if err then
+        return notify(err, vim.log.levels.ERROR)
+      end
+      path = type(result) == 'table' and result.html or nil
+      if not path then
+        return notify('no report: ' .. tostring(type(result) == 'table' and result.reason or 'unknown'),
+          vim.log.levels.WARN)
+      end
+      if opts.open and vim.ui.open then
+        vim.ui.open(path)
+      end
+      notify('report written to ' .. path)
+    end,
+  })
   return path
 end
 
