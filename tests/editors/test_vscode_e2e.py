@@ -345,6 +345,17 @@ def test_suggestions_come_back_after_restart(session: dict[str, Any]) -> None:
     assert step["ghostAfterRestart"], f"no suggestion within 30 s of the restart (typed for {step['typedSeconds']} s)"
 
 
+def test_slow_server_never_freezes_the_editor(session: dict[str, Any]) -> None:
+    # The server stopped (SIGSTOP) for several seconds: typing went on at its own pace, the text is
+    # in the file, no error or restart was shown, and suggestions resumed once it answered again.
+    step = _step(session, "slow_server")
+    assert step["typedLine"], "what was typed while the server was stopped is not in the file"
+    assert step["typedSeconds"] < 10, step
+    assert step["newToasts"] == [], step["newToasts"]
+    assert step["samePid"], "the stopped server was restarted instead of waited for"
+    assert step["ghostAfterResume"], f"no suggestion after the server answered again: {step}"
+
+
 def test_failing_test_shows_diagnostic(session: dict[str, Any]) -> None:
     step = _step(session, "diagnostic")
     assert any("mean" in p or "assert" in p.lower() for p in step["problems"]), step["problems"]

@@ -227,6 +227,40 @@ async function mainFlow() {
     return { message, oldPid: before[0], newPid: after[0], ghostAfterRestart: ghost, secondsToGhost, typedSeconds };
   });
 
+  await step('slow_server', async () => {
+    // The server stops answering for a while (SIGSTOP: a long GC pause, a swapped-out process):
+    // typing must go on at full speed, with no error shown, and suggestions resume afterwards.
+    const pids = serverPids();
+    if (pids.length !== 1) throw new Error(`expected one server process, found ${pids}`);
+    const toastsBefore = await toastTexts();
+    process.kill(pids[0], 'SIGSTOP');
+    let typedSeconds, saved, toastsDuring;
+    const line = 'def total5(a, b, c):';
+    try {
+      await page.keyboard.press('Control+End');
+      const started = Date.now();
+      await type(['\n', '\n', '\n', '<outdent>', line, '\n', 'return ']);
+      typedSeconds = (Date.now() - started) / 1000;
+      await sleep(3000); // what the editor sends the stopped server now waits unanswered
+      saved = await editorText();
+      toastsDuring = await toastTexts();
+    } finally {
+      process.kill(pids[0], 'SIGCONT');
+    }
+    const resumedAt = Date.now();
+    let shown = await page.locator(GHOST).first().waitFor({ state: 'visible', timeout: 15000 }).then(() => true, () => false);
+    if (!shown) { // a request cancelled while the server was stopped: ask again, as a person would
+      await page.keyboard.press('Alt+Backslash');
+      shown = await page.locator(GHOST).first().waitFor({ state: 'visible', timeout: 15000 }).then(() => true, () => false);
+    }
+    const secondsToGhost = shown ? (Date.now() - resumedAt) / 1000 : null;
+    await page.keyboard.press('Escape');
+    const newToasts = toastsDuring.concat(await toastTexts()).filter((t) => !toastsBefore.includes(t));
+    await editorText();
+    return { typedSeconds, typedLine: saved.includes(line), samePid: serverPids().includes(pids[0]),
+      newToasts, ghostAfterResume: shown, secondsToGhost };
+  });
+
   if (config.diagnostics) {
     const d = config.diagnostics;
     await step('diagnostic', async () => {
