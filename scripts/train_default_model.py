@@ -38,6 +38,7 @@ import platformdirs
 ROOT = Path(__file__).resolve().parents[1]
 CUPS = ROOT.parent / "shared" / "bench" / "acceptance" / "cups-dev.jsonl"
 OUT = ROOT / "server" / "data" / "acceptance-default.json"
+PRIOR_OUT = ROOT / "server" / "data" / "acceptance-prior.json.gz"
 
 
 def main() -> int:
@@ -50,11 +51,13 @@ def main() -> int:
     parser.add_argument("--no-cups", action="store_true", help="train on the replay alone")
     parser.add_argument("--replay", type=Path, default=None, help="use this replay file instead of generating one")
     parser.add_argument("-o", "--output", type=Path, default=OUT)
+    parser.add_argument("--prior-output", type=Path, default=PRIOR_OUT)
     args = parser.parse_args()
 
-    from heedls.server.acceptance.evaluate import build_dataset, load_events
+    from heedls.server.acceptance.evaluate import build_dataset, load_events, prior_rows
     from heedls.server.acceptance.features import STAGE_FEATURES
     from heedls.server.acceptance.model import AcceptanceModel, fit_stage
+    from heedls.server.acceptance.prior import Prior, PriorSource, StageRows
     from heedls.server.acceptance.replay import run
 
     cache = Path(platformdirs.user_cache_dir("heedls"))  # outside the checkout: never committed by accident
@@ -70,24 +73,42 @@ def main() -> int:
     human = None
     if not args.no_cups and args.cups.exists():
         human, _ = load_events(args.cups)
-        sources_meta.append({"name": "cups-dev", "file": args.cups.name, "sha256": _sha(args.cups)})
+        sources_meta.append({"name": "cups-dev", "file": args.cups.name, "sha256": _sha(args.cups),
+                             "origin": "github.com/microsoft/coderec_programming_states (MIT), Mozannar et al., "
+                                       "CHI 2024: the odd-numbered participants"})
+
+    # The prior rows every fit learns from as well (prior.py): feature rows and labels only, no code.
+    datasets = {(name, stage): build_dataset(events, stage)
+                for name, events in (("replay", replay), ("cups-dev", human)) if events is not None
+                for stage in ("context", "suggestion")}
+    prior = Prior(tuple(PriorSource(
+        str(meta["name"]), "replay" if meta["name"] == "replay" else "human",
+        frozenset(datasets[(str(meta["name"]), "context")].groups.tolist()),
+        {stage: StageRows(STAGE_FEATURES[stage], datasets[(str(meta["name"]), stage)].X,
+                          datasets[(str(meta["name"]), stage)].y) for stage in ("context", "suggestion")},
+        {k: v for k, v in meta.items() if k != "name"}) for meta in sources_meta))
+    prior.save(args.prior_output)
+    prior = Prior.load(args.prior_output)  # train on exactly what ships (rounded values)
 
     # One model per regime, each exactly what `heedls eval acceptance` evaluates on its data:
     # "{stage}@local" from the replay of the local provider; "{stage}" (every other provider: LLMs)
     # from real human decisions when we have them, else from the replay too.
-    plan = [("local", replay, "replay"), (None, human if human is not None else replay,
-                                          "cups-dev" if human is not None else "replay")]
+    plan = [("local", "replay"), (None, "cups-dev" if human is not None else "replay")]
     stages = {}
-    for provider, events, source in plan:
+    for provider, source in plan:
         for stage in ("context", "suggestion"):
             key = f"{stage}@{provider}" if provider else stage
-            data = build_dataset(events, stage)
-            print(f"{key}: {data.y.size} rows, {int(data.y.sum())} accepted ({source})", file=sys.stderr)
+            data = datasets[(source, stage)]
+            rows, used = prior_rows(data, prior)
+            print(f"{key}: {data.y.size} rows, {int(data.y.sum())} accepted ({source}); prior {used}",
+                  file=sys.stderr)
             stages[key] = fit_stage(key, STAGE_FEATURES[stage], data.X, data.y, data.groups, kind=args.kind,
-                                    keep_accepted=args.keep, seed=args.seed, meta={"source": source})
+                                    keep_accepted=args.keep, seed=args.seed, prior=rows,
+                                    meta={"source": source, "prior_sources": used})
     # The version names the data *and* the feature set / learner, so a changed extractor is a new model.
+    # The fitted stages themselves are hashed too: two fits of different code never share a version.
     digest = hashlib.sha256(json.dumps([[s["sha256"] for s in sources_meta], "per-provider", STAGE_FEATURES, args.kind,
-                                        args.keep]).encode()).hexdigest()[:8]
+                                        args.keep, {k: v.to_json() for k, v in stages.items()}]).encode()).hexdigest()[:8]
     version = f"default-{dt.date.today():%Y%m%d}-s{args.seed}-{digest}"
     model = AcceptanceModel(version, stages, "accepted", {
         "trained_by": "scripts/train_default_model.py", "sources": sources_meta, "kind": args.kind,

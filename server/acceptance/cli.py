@@ -45,6 +45,8 @@ def eval_acceptance(
     keep: Annotated[float, typer.Option("--keep", help="Share of accepted suggestions to keep.")] = 0.95,
     kind: Annotated[Kind, typer.Option("--model", help="Learner refitted in each fold.")] = Kind.blend,
     folds: Annotated[bool, typer.Option("--folds", help="Include per-session thresholds in the JSON.")] = False,
+    prior: Annotated[str, typer.Option("--prior", help="Prior rows every fold also learns from: 'shipped' (heedls' "
+                                       "own, never from this file's sessions), a prior file, or 'none'.")] = "shipped",
 ) -> None:
     """Leave-one-session-out evaluation of the acceptance model (protocol of DESIGN.md)."""
     from heedls.server.acceptance.evaluate import evaluate, load_events
@@ -65,8 +67,20 @@ def eval_acceptance(
         except (OSError, ValueError, KeyError, TypeError) as exc:
             typer.echo(f"heedls: cannot load model {path}: {exc}", err=True)
             raise typer.Exit(2) from exc
+    prior_data = None
+    if not pretrained and prior != "none":
+        from heedls.server.acceptance.prior import Prior, load_shipped_prior
+
+        if prior == "shipped":
+            prior_data = load_shipped_prior()
+        else:
+            try:
+                prior_data = Prior.load(prior)
+            except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+                typer.echo(f"heedls: cannot load prior {prior}: {exc}", err=True)
+                raise typer.Exit(2) from exc
     result = evaluate(loaded, stage.value, label=label.value, keep=keep, kind=kind.value, baselines=baselines,
-                      pretrained=model)
+                      pretrained=model, prior=prior_data)
     if skipped:
         result["skipped_lines"] = skipped
     if not folds:

@@ -26,6 +26,7 @@ from heedls.server.acceptance.features import (
     vectorize,
 )
 from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel, fit_stage
+from heedls.server.acceptance.prior import Prior, targets_synthetic
 from heedls.server.events import SuggestionEvent
 
 log = logging.getLogger(__name__)
@@ -160,9 +161,25 @@ def _r(value: float | None) -> float | None:
 # --------------------------------------------------------------------------- protocol
 
 
+def prior_rows(data: Dataset, prior: Prior | None,
+               features: Sequence[str] | None = None) -> tuple[tuple[np.ndarray, np.ndarray] | None, list[str]]:
+    """The prior's rows usable for `data` (none of its sessions; no replay prior for replayed data)."""
+    if prior is None:
+        return None, []
+    found = prior.rows(data.stage, features or STAGE_FEATURES[data.stage], set(data.groups.tolist()),
+                       targets_synthetic(data.events))
+    if found is None:
+        return None, []
+    X, y, used = found
+    return (X, y), used
+
+
 def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float, seed: int = 0,
-                 params: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """Held-out calibrated scores and the threshold each was judged against (from its training folds)."""
+                 params: dict[str, Any] | None = None,
+                 prior: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """Held-out calibrated scores and the threshold each was judged against (from its training folds).
+    `prior` rows (in `features` order) join every fold's training data; they never include a session
+    of `data` (`prior_rows`)."""
     cols = [STAGE_FEATURES[data.stage].index(name) for name in features]
     X = data.X[:, cols]
     p = np.zeros(data.y.size)
@@ -172,7 +189,7 @@ def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float
         test = data.groups == session
         train = ~test
         model = fit_stage(data.stage, features, X[train], data.y[train], data.groups[train], kind=kind,
-                          keep_accepted=keep, seed=seed, params=params)
+                          keep_accepted=keep, seed=seed, params=params, prior=prior)
         p[test] = model.predict(X[test])
         thr[test] = model.threshold
         folds.append({"session": session, "n": int(test.sum()), "threshold": round(model.threshold, 4)})
@@ -181,7 +198,8 @@ def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float
 
 def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accepted", keep: float = 0.95,
              kind: Kind = DEFAULT_KIND, baselines: bool = False, pretrained: AcceptanceModel | None = None,
-             seed: int = 0, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+             seed: int = 0, progress: Callable[[int, int], None] | None = None,
+             prior: Prior | None = None) -> dict[str, Any]:
     if stage not in STAGE_FEATURES:
         raise ValueError(f"unknown stage {stage!r}")
     data = build_dataset(events, stage, label, progress)
@@ -211,13 +229,19 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
         result["model"] = {"kind": kind}
         result["protocol"] = "leave-one-session-out needs at least two sessions with labelled events"
     else:
-        p, thr, folds = loso_predict(data, STAGE_FEATURES[stage], kind, keep, seed)
+        # The prior's rows are labelled `accepted`; a `persisted` evaluation learns from the file alone.
+        rows, sources = prior_rows(data, prior if label == "accepted" else None)
+        p, thr, folds = loso_predict(data, STAGE_FEATURES[stage], kind, keep, seed, prior=rows)
         result.update(metrics(data.y, p, thr, stage))
-        result["model"] = {"kind": kind, "features": len(STAGE_FEATURES[stage])}
+        result["model"] = {"kind": kind, "features": len(STAGE_FEATURES[stage]),
+                           "prior_rows": 0 if rows is None else int(rows[1].size), "prior_sources": sources}
+        with_prior = ("" if rows is None else
+                      f" plus {rows[1].size} prior rows from other data ({', '.join(sources)}; none of them from "
+                      "this file's sessions)")
         result["protocol"] = (
             f"leave-one-session-out over {len(sessions)} sessions: for each session, fit on the other "
-            "sessions; calibration (Platt) and the threshold keeping >= "
-            f"{keep:g} of accepted are chosen on out-of-fold scores inside those training sessions only; "
+            f"sessions{with_prior}; calibration (Platt) and the threshold keeping >= "
+            f"{keep:g} of accepted are chosen on out-of-fold scores of those training sessions only; "
             f"the held-out session is scored once; all figures pooled over the held-out predictions; "
             f"ECE over {ECE_BINS} equal-width bins; label={label}")
         result["folds"] = folds
@@ -249,4 +273,5 @@ def iter_labelled(events: Iterable[SuggestionEvent], label: str) -> Iterable[Sug
     return (e for e in events if e.label("persisted" if label == "persisted" else "accepted") is not None)
 
 
-__all__ = ["StageModel", "auc", "build_dataset", "ece", "evaluate", "load_events", "loso_predict", "metrics"]
+__all__ = ["StageModel", "auc", "build_dataset", "ece", "evaluate", "load_events", "loso_predict", "metrics",
+           "prior_rows"]

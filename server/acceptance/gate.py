@@ -71,7 +71,7 @@ def _load(path: Path) -> AcceptanceModel | None:
 class AcceptanceGate:
     def __init__(self, mode: str = "cascade", keep_accepted: float = 0.95, label: str = "accepted",
                  model: AcceptanceModel | None = None, data_dir: Path | None = None, refit: bool = True,
-                 min_events_for_refit: int = 200, background: bool = True) -> None:
+                 min_events_for_refit: int = 200, background: bool = True, prior: bool = True) -> None:
         self.mode = mode if mode in ("off", "stage1", "cascade") else "cascade"
         self.keep = keep_accepted if 0.0 < keep_accepted <= 1.0 else 0.95
         self.label = label if label in ("accepted", "persisted") else "accepted"
@@ -80,6 +80,7 @@ class AcceptanceGate:
         self.refit_enabled = refit
         self.min_events = max(20, int(min_events_for_refit))
         self.background = background
+        self.use_prior = prior  # refits learn from the shipped prior rows too (prior.py)
         self.requests = self.skipped = self.hidden = self.scored2 = 0
         self.refits = self.rollbacks = 0
         self.last_refit: dict[str, Any] | None = None
@@ -227,9 +228,12 @@ class AcceptanceGate:
 
     def _refit_inner(self, rows: list[dict[str, Any]]) -> None:
         from heedls.server.acceptance.evaluate import auc
+        from heedls.server.acceptance.prior import load_shipped_prior
 
         cut = int(len(rows) * (1.0 - HOLDOUT_SHARE))
         old, new = rows[:cut], rows[cut:]
+        # The shipped prior rows are labelled `accepted`: a `persisted` refit learns from the user alone.
+        prior = load_shipped_prior() if self.use_prior and self.label == "accepted" else None
         current = self.model
         stages: dict[str, StageModel] = {}
         report: dict[str, Any] = {"ts": time.time(), "n": len(rows), "holdout": len(new)}
@@ -243,7 +247,10 @@ class AcceptanceGate:
             kind = self._kind(stage)
             X_old, y_old, g_old = self._matrix(usable_old, stage, names)
             X_new, y_new, _ = self._matrix(usable_new, stage, names)
-            candidate = fit_stage(stage, names, X_old, y_old, g_old, kind=kind, keep_accepted=self.keep)
+            found = prior.rows(stage, names, {str(r.get("session")) for r in rows}, False) if prior else None
+            prior_xy = None if found is None else (found[0], found[1])
+            candidate = fit_stage(stage, names, X_old, y_old, g_old, kind=kind, keep_accepted=self.keep,
+                                  prior=prior_xy)
             cand_p = candidate.predict(X_new)
             inc_p = np.full(y_new.size, float(y_old.mean()))
             if current is not None:  # each held-back event scored by the model that served it
@@ -259,7 +266,8 @@ class AcceptanceGate:
                 continue
             X_all, y_all, g_all = self._matrix(usable_all, stage, names)
             stages[stage] = fit_stage(stage, names, X_all, y_all, g_all, kind=kind, keep_accepted=self.keep,
-                                      meta={"source": "user refit", "label": self.label})
+                                      prior=prior_xy, meta={"source": "user refit", "label": self.label,
+                                                            "prior_sources": [] if found is None else found[2]})
             report[stage]["result"] = "installed"
         if not stages:
             self.rollbacks += 1

@@ -175,7 +175,7 @@ class Trees:
     trees: list[dict[str, list[float]]]
 
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, n_trees: int = 60, depth: int = 3, learning_rate: float = 0.08,
+    def fit(cls, X: np.ndarray, y: np.ndarray, n_trees: int = 120, depth: int = 4, learning_rate: float = 0.05,
             l2: float = 2.0, min_leaf: int = 12, subsample: float = 0.8, colsample: float = 0.8,
             max_bins: int = 24, seed: int = 0) -> Trees:
         rng = np.random.default_rng(seed)
@@ -439,26 +439,39 @@ def blas_single_thread() -> contextlib.AbstractContextManager[object]:
 
 def fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray,
               kind: Kind = "blend", keep_accepted: float = 0.95, seed: int = 0, inner_folds: int = 5,
-              params: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None) -> StageModel:
+              params: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
+              prior: tuple[np.ndarray, np.ndarray] | None = None) -> StageModel:
     """Fit one stage on training data only.
 
     Calibration and threshold come from out-of-fold scores *within* these training data (grouped by
-    session), never from in-sample scores, which would be over-confident for the trees.
+    session), never from in-sample scores, which would be over-confident for the trees. `prior`
+    (rows, labels) from other data (`prior.py`) joins every fit, the out-of-fold ones included, but
+    is never scored for calibration or the threshold: those describe the target data alone.
     """
     with blas_single_thread():
-        return _fit_stage(stage, features, X, y, groups, kind, keep_accepted, seed, inner_folds, params, meta)
+        return _fit_stage(stage, features, X, y, groups, kind, keep_accepted, seed, inner_folds, params, meta,
+                          prior)
+
+
+def _with_prior(X: np.ndarray, y: np.ndarray,
+                prior: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    if prior is None or prior[1].size == 0:
+        return X, y
+    return np.vstack([X, prior[0]]), np.concatenate([y, prior[1].astype(float)])
 
 
 def _fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray, kind: Kind,
                keep_accepted: float, seed: int, inner_folds: int, params: Mapping[str, Any] | None,
-               meta: Mapping[str, Any] | None) -> StageModel:
+               meta: Mapping[str, Any] | None, prior: tuple[np.ndarray, np.ndarray] | None = None) -> StageModel:
     params = dict(params or {})
     y = y.astype(float)
     meta_out = {"n": int(y.size), "positives": int(y.sum()), **(meta or {})}
+    if prior is not None and prior[1].size:
+        meta_out["prior_rows"] = int(prior[1].size)
     if y.size == 0 or y.min() == y.max():
         # One class only: a constant model at the observed rate; show everything.
-        prior = float(np.clip(y.mean() if y.size else 0.5, 1e-3, 1 - 1e-3))
-        return StageModel(stage, list(features), "logreg", None, None, Platt(0.0, math.log(prior / (1 - prior))),
+        rate = float(np.clip(y.mean() if y.size else 0.5, 1e-3, 1 - 1e-3))
+        return StageModel(stage, list(features), "logreg", None, None, Platt(0.0, math.log(rate / (1 - rate))),
                           keep_accepted, 0.0, [], {**meta_out, "degenerate": True})
     oof = np.zeros(y.size)
     for fold in _inner_folds(groups, inner_folds, seed):
@@ -466,13 +479,13 @@ def _fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray
         if train.size == 0 or y[train].min() == y[train].max():
             oof[fold] = 0.0
             continue
-        lr_m, gb_m = _fit_raw(X[train], y[train], kind, seed, params)
+        lr_m, gb_m = _fit_raw(*_with_prior(X[train], y[train], prior), kind, seed, params)
         probe = StageModel(stage, list(features), kind, lr_m, gb_m, Platt(), keep_accepted, 0.0)
         oof[fold] = probe.raw(X[fold])
     calibration = Platt.fit(oof, y)
     calibrated = calibration(oof)
     pos = calibrated[y == 1]
-    logreg, gbm = _fit_raw(X, y, kind, seed, params)
+    logreg, gbm = _fit_raw(*_with_prior(X, y, prior), kind, seed, params)
     return StageModel(stage, list(features), kind, logreg, gbm, calibration, keep_accepted,
                       threshold_for_keep(pos, keep_accepted), positive_quantiles(pos), meta_out)
 
