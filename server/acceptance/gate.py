@@ -8,7 +8,8 @@
   and logs a warning.
 - Refit (`observe`): decided events are kept as feature rows (no code text) in
   `data_dir/acceptance-rows.jsonl`. Once there are `min_events_for_refit` labelled rows with both
-  classes well represented, a background thread fits a candidate on all but the newest 20 % and
+  classes well represented, a background thread has a separate process (`refit.py`; seconds of CPU
+  that must not hold the server's GIL) fit a candidate on all but the newest 20 % and
   compares it with the current model on those newest events; only if it is at least as good (AUC,
   then log-loss) is the model refitted on everything and installed (the previous one is kept as
   `acceptance-user.prev.json`); otherwise the current model stays (rollback).
@@ -25,17 +26,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from heedls.server.acceptance.features import (
     FEATURES_KEY,
-    STAGE_FEATURES,
     SessionView,
     context_features,
     session_view,
     suggestion_only_features,
-    vectorize,
 )
-from heedls.server.acceptance.model import AcceptanceModel, StageModel, fit_stage
+from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel
+from heedls.server.acceptance.refit import fit_candidates, fit_candidates_in_process
 from heedls.server.events import SuggestionEvent
 from heedls.server.pipeline.gate import GateDecision
 
@@ -44,7 +43,6 @@ log = logging.getLogger(__name__)
 USER_MODEL = "acceptance-user.json"
 USER_MODEL_PREV = "acceptance-user.prev.json"
 ROWS_FILE = "acceptance-rows.jsonl"
-HOLDOUT_SHARE = 0.2
 MIN_MINORITY = 20  # class-balance guard: at least this many of each class ...
 MIN_MINORITY_SHARE = 0.05  # ... and at least this share
 REFIT_EVERY = 50  # new labelled rows between refit attempts
@@ -227,48 +225,13 @@ class AcceptanceGate:
                 self._refitting = False
 
     def _refit_inner(self, rows: list[dict[str, Any]]) -> None:
-        from heedls.server.acceptance.evaluate import auc
-        from heedls.server.acceptance.prior import load_shipped_prior
-
-        cut = int(len(rows) * (1.0 - HOLDOUT_SHARE))
-        old, new = rows[:cut], rows[cut:]
-        # The shipped prior rows are labelled `accepted`: a `persisted` refit learns from the user alone.
-        prior = load_shipped_prior() if self.use_prior and self.label == "accepted" else None
         current = self.model
-        stages: dict[str, StageModel] = {}
-        report: dict[str, Any] = {"ts": time.time(), "n": len(rows), "holdout": len(new)}
-        for stage in ("context", "suggestion"):
-            usable_old = [r for r in old if r.get(stage)]
-            usable_new = [r for r in new if r.get(stage)]
-            usable_all = [r for r in rows if r.get(stage)]
-            if len(usable_old) < 10 or len(usable_new) < 5:
-                continue
-            names = STAGE_FEATURES[stage]
-            kind = self._kind(stage)
-            X_old, y_old, g_old = self._matrix(usable_old, stage, names)
-            X_new, y_new, _ = self._matrix(usable_new, stage, names)
-            found = prior.rows(stage, names, {str(r.get("session")) for r in rows}, False) if prior else None
-            prior_xy = None if found is None else (found[0], found[1])
-            candidate = fit_stage(stage, names, X_old, y_old, g_old, kind=kind, keep_accepted=self.keep,
-                                  prior=prior_xy)
-            cand_p = candidate.predict(X_new)
-            inc_p = np.full(y_new.size, float(y_old.mean()))
-            if current is not None:  # each held-back event scored by the model that served it
-                for i, r in enumerate(usable_new):
-                    incumbent = current.stage_for(stage, r.get("provider"))
-                    if incumbent is not None:
-                        inc_p[i] = incumbent.score(r[stage])
-            cand = (auc(y_new, cand_p) or 0.5, -_logloss(y_new, cand_p))
-            inc = (auc(y_new, inc_p) or 0.5, -_logloss(y_new, inc_p))
-            report[stage] = {"candidate_auc": round(cand[0], 4), "current_auc": round(inc[0], 4)}
-            if cand < inc:
-                report[stage]["result"] = "rolled back"
-                continue
-            X_all, y_all, g_all = self._matrix(usable_all, stage, names)
-            stages[stage] = fit_stage(stage, names, X_all, y_all, g_all, kind=kind, keep_accepted=self.keep,
-                                      prior=prior_xy, meta={"source": "user refit", "label": self.label,
-                                                            "prior_sources": [] if found is None else found[2]})
-            report[stage]["result"] = "installed"
+        args = (rows, current.to_json() if current is not None else None, self.keep, self.label,
+                {stage: self._kind(stage) for stage in ("context", "suggestion")}, self.use_prior)
+        # In the server (background) the fit runs in its own process: seconds of CPU that would
+        # otherwise hold the GIL against every request.
+        fitted, report = fit_candidates_in_process(*args) if self.background else fit_candidates(*args)
+        stages = {stage: StageModel.from_json(data) for stage, data in fitted.items()}
         if not stages:
             self.rollbacks += 1
             report["result"] = "rolled back"
@@ -296,15 +259,9 @@ class AcceptanceGate:
         self.last_refit = report
         log.info("acceptance model refitted: %s", model.version)
 
-    def _kind(self, stage: str) -> str:
+    def _kind(self, stage: str) -> Kind:
         current = self._stage(stage)
         return current.kind if current is not None and current.kind in ("logreg", "gbm", "blend") else "logreg"
-
-    def _matrix(self, rows: list[dict[str, Any]], stage: str, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        X = vectorize([r[stage] for r in rows], names)
-        y = np.asarray([float(r[self.label]) for r in rows])
-        groups = np.asarray([str(r.get("session")) for r in rows], dtype=object)
-        return X, y, groups
 
     # ------------------------------------------------------------------ persistence of rows
     def _read_rows(self) -> dict[str, dict[str, Any]]:
@@ -343,11 +300,6 @@ def _attach(event: SuggestionEvent, stage: str, row: dict[str, float]) -> None:
     store = event.extra.setdefault(FEATURES_KEY, {})
     if isinstance(store, dict):
         store[stage] = row  # never changed afterwards; rounded to 4 decimals when serialised
-
-
-def _logloss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def _load_for(data_dir: Path | None, refit: bool, model_path: Path | None) -> AcceptanceModel | None:

@@ -442,7 +442,7 @@ def blas_single_thread() -> contextlib.AbstractContextManager[object]:
 
 
 def fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray,
-              kind: Kind = "blend", keep_accepted: float = 0.95, seed: int = 0, inner_folds: int = 5,
+              kind: Kind = "blend", keep_accepted: float = 0.95, seed: int = 0, inner_folds: int = 10,
               params: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
               prior: tuple[np.ndarray, np.ndarray] | None = None) -> StageModel:
     """Fit one stage on training data only.

@@ -108,8 +108,9 @@ class Prior:
         return cls(tuple(sources))
 
     def save(self, path: Path | str) -> None:
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            json.dump(self.to_json(), fh, separators=(",", ":"))
+        data = json.dumps(self.to_json(), separators=(",", ":")).encode()
+        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+            fh.write(data)  # mtime 0: the same rows give the same bytes (a reproducible shipped file)
 
     @classmethod
     def load(cls, path: Path | str) -> Prior:

@@ -107,6 +107,36 @@ def test_refit_installs_or_rolls_back_and_persists(model_file: Path, tmp_path: P
         assert again.status()["model_version"] == status["model_version"]  # the refit survives a restart
 
 
+def test_background_refit_runs_in_its_own_process_and_installs(model_file: Path, tmp_path: Path) -> None:
+    """In the server the fit (seconds of CPU with the prior rows) runs in a spawned, lower-priority
+    process, so it never holds the server's GIL; the result is what the same fit gives in-process."""
+    import os
+
+    from heedls.server.acceptance.refit import fit_candidates, fit_candidates_in_process
+
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=10_000), tmp_path, model_path=model_file)
+    for event in make_events(sessions=1, per_session=80, seed=16):  # rows only: far below the refit minimum
+        gate.stage1(event, [])
+        gate.stage2(event, [])
+        gate.observe(event)
+    rows = sorted(gate._labelled(), key=lambda r: r["ts"])
+    assert len(rows) == 80 and gate.model is not None
+    args = (rows, gate.model.to_json(), 0.95, "accepted", {"context": "logreg", "suggestion": "logreg"}, False)
+    here, here_report = fit_candidates(*args)
+    there, there_report = fit_candidates_in_process(*args)
+    assert there_report["pid"] != os.getpid() and here_report["pid"] == os.getpid()
+    assert there == here
+    assert {there_report[stage]["result"] for stage in ("context", "suggestion")} <= {"installed", "rolled back"}
+    assert set(there) == {stage for stage in ("context", "suggestion") if there_report[stage]["result"] == "installed"}
+    assert {k: v for k, v in there_report.items() if k not in ("pid", "ts")} == \
+        {k: v for k, v in here_report.items() if k not in ("pid", "ts")}
+
+    gate.background = True  # the server's path: the refit thread waits on the process
+    gate._refit_inner(rows)
+    assert gate.status()["last_refit"]["pid"] != os.getpid()
+    assert gate.status()["refits"] + gate.status()["rollbacks"] == 1
+
+
 def test_class_balance_guard(model_file: Path, tmp_path: Path) -> None:
     gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=30), tmp_path, model_path=model_file)
     gate.background = False

@@ -12,6 +12,7 @@ import pytest
 from heedls.server.acceptance import evaluate as ev
 from heedls.server.acceptance import gate as gate_module
 from heedls.server.acceptance import model as model_module
+from heedls.server.acceptance import refit as refit_module
 from heedls.server.acceptance.evaluate import auc, build_dataset
 from heedls.server.acceptance.features import STAGE_FEATURES
 from heedls.server.acceptance.gate import build_gate
@@ -144,13 +145,13 @@ def test_the_shipped_prior_matches_the_feature_extractor_and_the_shipped_model()
 
 def test_a_user_refit_learns_from_the_prior(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
-    real_fit = gate_module.fit_stage
+    real_fit = refit_module.fit_stage
 
     def spy(*args: Any, **kw: Any) -> Any:
         seen.append(0 if kw.get("prior") is None else int(kw["prior"][1].size))
         return real_fit(*args, **kw)
 
-    monkeypatch.setattr(gate_module, "fit_stage", spy)
+    monkeypatch.setattr(refit_module, "fit_stage", spy)
     for use_prior in (True, False):
         seen.clear()
         gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=60), tmp_path / str(use_prior))
