@@ -10,6 +10,7 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -95,6 +96,13 @@ def fit_candidates_in_process(*args: Any) -> RefitResult:
 
 
 def _lower_priority() -> None:
+    """Worker start-up: below the server's priority, and never writing to its stdout, which is the
+    LSP channel under `heedls serve` (the spawned child inherits the descriptor)."""
+    try:
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+    except OSError:
+        pass
     try:
         os.nice(10)
     except (OSError, AttributeError):
