@@ -76,7 +76,7 @@ def eval_acceptance(
         else:
             try:
                 prior_data = Prior.load(prior)
-            except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+            except (OSError, ValueError) as exc:
                 typer.echo(f"heedls: cannot load prior {prior}: {exc}", err=True)
                 raise typer.Exit(2) from exc
     result = evaluate(loaded, stage.value, label=label.value, keep=keep, kind=kind.value, baselines=baselines,

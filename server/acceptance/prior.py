@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -114,8 +115,12 @@ class Prior:
 
     @classmethod
     def load(cls, path: Path | str) -> Prior:
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            return cls.from_json(json.load(fh))
+        """Raises OSError (unreadable) or ValueError (anything malformed: gzip, JSON or layout)."""
+        try:
+            with gzip.open(path, "rt", encoding="utf-8") as fh:
+                return cls.from_json(json.load(fh))
+        except (zlib.error, EOFError, KeyError, TypeError) as exc:
+            raise ValueError(f"malformed prior file: {type(exc).__name__}: {exc}") from exc
 
 
 def _round(value: float) -> float:
@@ -131,7 +136,7 @@ def load_shipped_prior() -> Prior | None:
     path = shipped_prior_path()
     try:
         return Prior.load(path)
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+    except (OSError, ValueError) as exc:
         log.warning("acceptance prior %s not usable (%s): fitting on the target data alone", path, exc)
         return None
 

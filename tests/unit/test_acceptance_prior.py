@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,28 @@ def test_cli_uses_the_shipped_prior_unless_told_otherwise(tmp_path: Path) -> Non
     assert none["model"]["prior_rows"] == 0 and "prior" not in none["protocol"]
     bad = runner.invoke(app, ["eval", "acceptance", str(path), "--json", "--prior", str(tmp_path / "missing.gz")])
     assert bad.exit_code == 2 and "cannot load prior" in bad.output
+
+
+def test_a_broken_prior_file_is_an_error_for_the_cli_and_a_warning_for_the_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from heedls.server.acceptance import prior as prior_module
+
+    good = prior_module.shipped_prior_path().read_bytes()
+    events = tmp_path / "events.jsonl"
+    write_jsonl(make_events(sessions=3, per_session=20, seed=29), events)
+    broken = {"truncated.gz": good[: len(good) // 2], "garbled.gz": good[:20] + bytes(200) + good[220:],
+              "not-gzip.gz": b"hello", "wrong-layout.gz": gzip.compress(b'{"format": "heedls.acceptance-prior/1"}')}
+    for name, data in broken.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ValueError if name != "not-gzip.gz" else OSError):
+            Prior.load(path)
+        result = CliRunner().invoke(app, ["eval", "acceptance", str(events), "--json", "--prior", str(path)])
+        assert result.exit_code == 2 and "cannot load prior" in result.output, name
+        monkeypatch.setattr(prior_module, "shipped_prior_path", lambda path=path: path)
+        with caplog.at_level("WARNING"):
+            assert prior_module.load_shipped_prior() is None  # the server refits on the user's rows alone
+        assert "not usable" in caplog.text
 
 
 def test_the_shipped_prior_matches_the_feature_extractor_and_the_shipped_model() -> None:
