@@ -79,8 +79,22 @@ def eval_acceptance(
             except (OSError, ValueError) as exc:
                 typer.echo(f"heedls: cannot load prior {prior}: {exc}", err=True)
                 raise typer.Exit(2) from exc
-    result = evaluate(loaded, stage.value, label=label.value, keep=keep, kind=kind.value, baselines=baselines,
-                      pretrained=model, prior=prior_data)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        rows_task = bar.add_task("features", total=len(loaded))
+        folds_task = bar.add_task("sessions", total=None, visible=not pretrained)
+
+        def rows_done(done: int, total: int) -> None:
+            bar.update(rows_task, completed=done + 1, total=total)
+
+        def folds_done(done: int, total: int) -> None:
+            bar.update(folds_task, completed=done, total=total)
+
+        result = evaluate(loaded, stage.value, label=label.value, keep=keep, kind=kind.value, baselines=baselines,
+                          pretrained=model, prior=prior_data, progress=rows_done, fold_progress=folds_done)
     if skipped:
         result["skipped_lines"] = skipped
     if not folds:

@@ -175,8 +175,9 @@ def prior_rows(data: Dataset, prior: Prior | None,
 
 
 def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float, seed: int = 0,
-                 params: dict[str, Any] | None = None,
-                 prior: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+                 params: dict[str, Any] | None = None, prior: tuple[np.ndarray, np.ndarray] | None = None,
+                 progress: Callable[[int, int], None] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Held-out calibrated scores and the threshold each was judged against (from its training folds).
     `prior` rows (in `features` order) join every fold's training data; they never include a session
     of `data` (`prior_rows`)."""
@@ -185,7 +186,10 @@ def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float
     p = np.zeros(data.y.size)
     thr = np.zeros(data.y.size)
     folds: list[dict[str, Any]] = []
-    for session in sorted(set(data.groups.tolist())):
+    sessions = sorted(set(data.groups.tolist()))
+    for done, session in enumerate(sessions):
+        if progress is not None:
+            progress(done, len(sessions))
         test = data.groups == session
         train = ~test
         model = fit_stage(data.stage, features, X[train], data.y[train], data.groups[train], kind=kind,
@@ -199,7 +203,8 @@ def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float
 def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accepted", keep: float = 0.95,
              kind: Kind = DEFAULT_KIND, baselines: bool = False, pretrained: AcceptanceModel | None = None,
              seed: int = 0, progress: Callable[[int, int], None] | None = None,
-             prior: Prior | None = None) -> dict[str, Any]:
+             prior: Prior | None = None, fold_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """`progress(i, n)`: feature rows built; `fold_progress(i, n)`: held-out sessions fitted."""
     if stage not in STAGE_FEATURES:
         raise ValueError(f"unknown stage {stage!r}")
     data = build_dataset(events, stage, label, progress)
@@ -231,7 +236,8 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
     else:
         # The prior's rows are labelled `accepted`; a `persisted` evaluation learns from the file alone.
         rows, sources = prior_rows(data, prior if label == "accepted" else None)
-        p, thr, folds = loso_predict(data, STAGE_FEATURES[stage], kind, keep, seed, prior=rows)
+        p, thr, folds = loso_predict(data, STAGE_FEATURES[stage], kind, keep, seed, prior=rows,
+                                     progress=fold_progress)
         result.update(metrics(data.y, p, thr, stage))
         result["model"] = {"kind": kind, "features": len(STAGE_FEATURES[stage]),
                            "prior_rows": 0 if rows is None else int(rows[1].size), "prior_sources": sources}
