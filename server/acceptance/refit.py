@@ -6,7 +6,6 @@ which in a thread of the server would compete with every request for the GIL.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import multiprocessing
 import os
@@ -77,22 +76,45 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
 
 
 def fit_candidates_in_process(*args: Any) -> RefitResult:
-    """`fit_candidates` in a fresh, lower-priority process (spawned: the server has threads, so no
-    fork). Falls back to the calling thread if no process can be started; a fit that takes longer
-    than REFIT_TIMEOUT_S is abandoned (TimeoutError) and its process terminated."""
-    pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_lower_priority)
+    """`fit_candidates` in a fresh, lower-priority process, spawned (the server has threads, so no
+    fork) and daemonic: a server that exits mid-fit neither waits for it nor leaves it behind. Falls
+    back to the calling thread if no process can be started; a fit that takes longer than
+    REFIT_TIMEOUT_S is abandoned (TimeoutError) and its process terminated."""
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=_worker, args=(sender, args), name="heedls-refit", daemon=True)
     try:
-        future = pool.submit(fit_candidates, *args)
-        return future.result(timeout=REFIT_TIMEOUT_S)
-    except (OSError, concurrent.futures.process.BrokenProcessPool) as exc:
+        worker.start()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: spawning while the main module is importing
         log.warning("acceptance refit: no worker process (%s); fitting in this process", exc)
         return fit_candidates(*args)
     finally:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            if process.is_alive():
-                process.terminate()  # only a timed-out fit is still running here
-        pool.shutdown(wait=False, cancel_futures=True)
+        sender.close()  # the child has its own copy: EOF here once it is gone
+    try:
+        if not receiver.poll(REFIT_TIMEOUT_S):
+            raise TimeoutError(f"acceptance refit took longer than {REFIT_TIMEOUT_S:.0f} s")
+        ok, payload = receiver.recv()
+    except EOFError as exc:
+        raise RuntimeError(f"acceptance refit worker died (exit code {worker.exitcode})") from exc
+    finally:
+        receiver.close()
+        worker.join(timeout=5)
+        if worker.is_alive():
+            worker.terminate()
+    if not ok:
+        raise RuntimeError(f"acceptance refit failed in its worker: {payload}")
+    result: RefitResult = payload
+    return result
+
+
+def _worker(sender: Any, args: tuple[Any, ...]) -> None:
+    _lower_priority()
+    try:
+        outcome: tuple[bool, Any] = (True, fit_candidates(*args))
+    except Exception as exc:  # reported to the server, which keeps its current model
+        outcome = (False, f"{type(exc).__name__}: {exc}")
+    sender.send(outcome)
+    sender.close()
 
 
 def _lower_priority() -> None:

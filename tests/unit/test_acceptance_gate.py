@@ -137,6 +137,50 @@ def test_background_refit_runs_in_its_own_process_and_installs(model_file: Path,
     assert gate.status()["refits"] + gate.status()["rollbacks"] == 1
 
 
+EXIT_DURING_REFIT = """
+import multiprocessing, sys, threading, time
+sys.path.insert(0, {root!r})
+from tests.unit.test_acceptance_data import make_events
+from heedls.server.acceptance.features import context_features, session_histories, suggestion_features
+from heedls.server.acceptance.refit import fit_candidates_in_process
+
+if __name__ == "__main__":
+    events = make_events(sessions=3, per_session=800, seed=1)
+    rows = [{{"id": e.id, "session": e.session, "ts": e.ts, "accepted": e.outcome == "accepted",
+              "context": context_features(e, h), "suggestion": suggestion_features(e, h)}}
+            for e, h in zip(events, session_histories(events))]
+    args = (rows, None, 0.95, "accepted", {{"context": "blend", "suggestion": "blend"}}, True)
+    threading.Thread(target=fit_candidates_in_process, args=args, daemon=True).start()
+    time.sleep(0.5)  # the worker is fitting: about 7 s of work on this machine
+    print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+"""
+
+
+def test_a_server_that_exits_mid_refit_neither_waits_for_it_nor_leaves_it_running(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "exit_during_refit.py"
+    script.write_text(EXIT_DURING_REFIT.format(root=str(Path(__file__).resolve().parents[2])))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - started
+    pids = [int(p) for p in done.stdout.split()]
+    assert done.returncode == 0 and len(pids) == 1, done.stderr
+    assert took < 4.0, f"exit waited {took:.1f} s for the refit"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pids[0], 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the refit worker outlived the server")
+
+
 def test_class_balance_guard(model_file: Path, tmp_path: Path) -> None:
     gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=30), tmp_path, model_path=model_file)
     gate.background = False
