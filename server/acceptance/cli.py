@@ -45,6 +45,8 @@ def eval_acceptance(
     keep: Annotated[float, typer.Option("--keep", help="Share of accepted suggestions to keep.")] = 0.95,
     kind: Annotated[Kind, typer.Option("--model", help="Learner refitted in each fold.")] = Kind.blend,
     folds: Annotated[bool, typer.Option("--folds", help="Include per-session thresholds in the JSON.")] = False,
+    user_bias: Annotated[bool, typer.Option("--user-bias/--no-user-bias", help="Shift each score by its user's own "
+                                            "bias, learned online from their earlier decisions (as the gate does).")] = True,
     prior: Annotated[str, typer.Option("--prior", help="Prior rows every fold also learns from: 'shipped' (heedls' "
                                        "own, never from this file's sessions), a prior file, or 'none'.")] = "shipped",
 ) -> None:
@@ -94,7 +96,8 @@ def eval_acceptance(
             bar.update(folds_task, completed=done, total=total)
 
         result = evaluate(loaded, stage.value, label=label.value, keep=keep, kind=kind.value, baselines=baselines,
-                          pretrained=model, prior=prior_data, progress=rows_done, fold_progress=folds_done)
+                          pretrained=model, prior=prior_data, progress=rows_done, fold_progress=folds_done,
+                          adapt=user_bias)
     if skipped:
         result["skipped_lines"] = skipped
     if not folds:

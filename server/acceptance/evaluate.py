@@ -25,6 +25,7 @@ from heedls.server.acceptance.features import (
     suggestion_features,
     vectorize,
 )
+from heedls.server.acceptance.adapt import shifted, user_bias
 from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel, fit_stage
 from heedls.server.acceptance.prior import Prior, targets_synthetic
 from heedls.server.events import SuggestionEvent
@@ -174,9 +175,31 @@ def prior_rows(data: Dataset, prior: Prior | None,
     return (X, y), used
 
 
+def with_user_bias(data: Dataset, p: np.ndarray) -> np.ndarray:
+    """Each score shifted by its user's own bias (adapt.py), learned from the model's scores and the
+    labels of that session's events decided before it (shown at `ts`, decided `decision_ms` later),
+    exactly as the live gate learns it; the event's own label is never used."""
+    out = p.copy()
+    decided_at = np.array([e.ts + (e.decision_ms or 0.0) / 1000.0 for e in data.events])
+    ts = np.array([e.ts for e in data.events])
+    for session in set(data.groups.tolist()):
+        members = np.flatnonzero(data.groups == session)
+        for i in members:
+            earlier = members[(decided_at[members] <= ts[i]) & (members != i)]
+            if earlier.size:
+                out[i] = shifted(float(p[i]), user_bias(zip(p[earlier].tolist(), data.y[earlier].tolist())))
+    return out
+
+
+def _subset(data: Dataset, mask: np.ndarray) -> Dataset:
+    index = np.flatnonzero(mask)
+    return Dataset(data.stage, data.X[index], data.y[index], data.groups[index],
+                   [data.rows[i] for i in index], [data.events[i] for i in index])
+
+
 def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float, seed: int = 0,
                  params: dict[str, Any] | None = None, prior: tuple[np.ndarray, np.ndarray] | None = None,
-                 progress: Callable[[int, int], None] | None = None,
+                 progress: Callable[[int, int], None] | None = None, adapt: bool = False,
                  ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Held-out calibrated scores and the threshold each was judged against (from its training folds).
     `prior` rows (in `features` order) join every fold's training data; they never include a session
@@ -196,6 +219,8 @@ def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float
                           keep_accepted=keep, seed=seed, params=params, prior=prior)
         p[test] = model.predict(X[test])
         thr[test] = model.threshold
+        if adapt:
+            p[test] = with_user_bias(_subset(data, test), p[test])
         folds.append({"session": session, "n": int(test.sum()), "threshold": round(model.threshold, 4)})
     return p, thr, folds
 
@@ -203,14 +228,19 @@ def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float
 def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accepted", keep: float = 0.95,
              kind: Kind = DEFAULT_KIND, baselines: bool = False, pretrained: AcceptanceModel | None = None,
              seed: int = 0, progress: Callable[[int, int], None] | None = None,
-             prior: Prior | None = None, fold_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """`progress(i, n)`: feature rows built; `fold_progress(i, n)`: held-out sessions fitted."""
+             prior: Prior | None = None, fold_progress: Callable[[int, int], None] | None = None,
+             adapt: bool = True) -> dict[str, Any]:
+    """`progress(i, n)`: feature rows built; `fold_progress(i, n)`: held-out sessions fitted.
+    `adapt`: shift scores by each user's own online bias, as the gate does (label `accepted` only)."""
     if stage not in STAGE_FEATURES:
         raise ValueError(f"unknown stage {stage!r}")
     data = build_dataset(events, stage, label, progress)
     sessions = sorted(set(data.groups.tolist()))
     result: dict[str, Any] = {"n": int(data.y.size), "positives": int(data.y.sum()), "stage": stage,
                               "label": label, "sessions": len(sessions)}
+    adapt = adapt and label == "accepted"  # persistence is known too late to adapt on
+    adapted = ("; each score is then shifted by its user's own bias, learned online from the model's scores "
+               "and the outcomes of that session's events decided before it" if adapt else "")
     if pretrained is not None:
         if stage not in pretrained.stages:
             raise ValueError(f"the model file has no {stage!r} stage")
@@ -223,11 +253,13 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
             used.add(f"{stage_model.stage}:{stage_model.kind}")
             p[i] = stage_model.score(row)
             thr[i] = stage_model.threshold_for(keep)
+        if adapt:
+            p = with_user_bias(data, p)
         result.update(metrics(data.y, p, thr, stage))
-        result["model"] = {"kind": sorted(used), "version": pretrained.version}
+        result["model"] = {"kind": sorted(used), "version": pretrained.version, "user_bias": adapt}
         result["protocol"] = (f"pretrained: shipped model {pretrained.version} scored on every labelled event, "
                               f"no fitting; its threshold for keep>={keep:g} of accepted was chosen on its own "
-                              "training data; figures pooled over all events")
+                              f"training data{adapted}; figures pooled over all events")
     elif len(sessions) < 2:
         result.update({k: None for k in ("auc", "hidden_rejected_at_95", "accepted_kept", "ece",
                                          "requests_avoided", "shown_share")})
@@ -237,10 +269,11 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
         # The prior's rows are labelled `accepted`; a `persisted` evaluation learns from the file alone.
         rows, sources = prior_rows(data, prior if label == "accepted" else None)
         p, thr, folds = loso_predict(data, STAGE_FEATURES[stage], kind, keep, seed, prior=rows,
-                                     progress=fold_progress)
+                                     progress=fold_progress, adapt=adapt)
         result.update(metrics(data.y, p, thr, stage))
         result["model"] = {"kind": kind, "features": len(STAGE_FEATURES[stage]),
-                           "prior_rows": 0 if rows is None else int(rows[1].size), "prior_sources": sources}
+                           "prior_rows": 0 if rows is None else int(rows[1].size), "prior_sources": sources,
+                           "user_bias": adapt}
         with_prior = ("" if rows is None else
                       f" plus {rows[1].size} prior rows from other data ({', '.join(sources)}; none of them from "
                       "this file's sessions)")
@@ -248,7 +281,7 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
             f"leave-one-session-out over {len(sessions)} sessions: for each session, fit on the other "
             f"sessions{with_prior}; calibration (Platt) and the threshold keeping >= "
             f"{keep:g} of accepted are chosen on out-of-fold scores of those training sessions only; "
-            f"the held-out session is scored once; all figures pooled over the held-out predictions; "
+            f"the held-out session is scored once{adapted}; all figures pooled over the held-out predictions; "
             f"ECE over {ECE_BINS} equal-width bins; label={label}")
         result["folds"] = folds
         if baselines:

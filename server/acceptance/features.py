@@ -574,18 +574,36 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     last_line = lines[-1].rstrip() if lines else ""
     f["sugg_complete_line"] = float(bool(last_line) and not sugg_open_after(prefix, sugg, python)
                                     and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum()))
-    # The user's own taste so far: how long are the suggestions they took / turned down?
-    decided = [h for h in decided_all if h.suggestion]
-    acc_lens = [math.log1p(len(h.suggestion or "")) for h in decided if h.outcome == "accepted"]
-    rej_lens = [math.log1p(len(h.suggestion or "")) for h in decided if h.outcome == "rejected"]
+    # The user's own taste so far: how long are the suggestions they took / turned down? (One pass:
+    # this runs on every request over up to 64 decided events.)
+    acc_sum = rej_sum = 0.0
+    acc_n = rej_n = 0
+    decided: list[SuggestionEvent] = []
+    for h in decided_all:
+        text = h.suggestion
+        if not text:
+            continue
+        decided.append(h)
+        if h.outcome == "accepted":
+            acc_sum += _log_len(len(text))
+            acc_n += 1
+        else:  # decided: accepted or rejected
+            rej_sum += _log_len(len(text))
+            rej_n += 1
     mine = f["sugg_chars_log"]
-    f["len_vs_accepted"] = mine - sum(acc_lens) / len(acc_lens) if acc_lens else 0.0
-    f["len_vs_rejected"] = mine - sum(rej_lens) / len(rej_lens) if rej_lens else 0.0
-    recent = decided[-RECENT_DECISIONS:]
-    f["sim_rejected"] = max((_quick_sim(sugg, h.suggestion or "") for h in recent if h.outcome == "rejected"),
-                            default=0.0)
-    f["sim_accepted"] = max((_quick_sim(sugg, h.suggestion or "") for h in recent if h.outcome == "accepted"),
-                            default=0.0)
+    f["len_vs_accepted"] = mine - acc_sum / acc_n if acc_n else 0.0
+    f["len_vs_rejected"] = mine - rej_sum / rej_n if rej_n else 0.0
+    sim_rejected = sim_accepted = 0.0
+    if sugg:
+        mine_tokens = _token_set(sugg)
+        for h in decided[-RECENT_DECISIONS:]:
+            sim = _jaccard(mine_tokens, _token_set(h.suggestion or ""))
+            if h.outcome == "accepted":
+                sim_accepted = max(sim_accepted, sim)
+            else:
+                sim_rejected = max(sim_rejected, sim)
+    f["sim_rejected"] = sim_rejected
+    f["sim_accepted"] = sim_accepted
     return f
 
 
@@ -606,12 +624,17 @@ def _token_set(text: str) -> frozenset[str]:
     return frozenset(_TOKEN_RE.findall(text))
 
 
-def _quick_sim(a: str, b: str) -> float:
-    """Token-set overlap (Jaccard): cheap stand-in for edit similarity between two suggestions."""
-    ta, tb = _token_set(a), _token_set(b)
+def _jaccard(ta: frozenset[str], tb: frozenset[str]) -> float:
+    """Token-set overlap: a cheap stand-in for edit similarity between two suggestions."""
     if not ta or not tb:
         return 0.0
-    return len(ta & tb) / len(ta | tb)
+    both = len(ta & tb)
+    return both / (len(ta) + len(tb) - both)
+
+
+@lru_cache(maxsize=4096)
+def _log_len(n: int) -> float:
+    return math.log1p(n)
 
 
 def features_for_stage(stage: str, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> dict[str, float]:

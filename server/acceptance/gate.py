@@ -33,6 +33,7 @@ from heedls.server.acceptance.features import (
     session_view,
     suggestion_only_features,
 )
+from heedls.server.acceptance.adapt import MAX_BIAS, STRENGTH, shifted
 from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel
 from heedls.server.acceptance.refit import fit_candidates, fit_candidates_in_process
 from heedls.server.events import SuggestionEvent
@@ -83,6 +84,10 @@ class AcceptanceGate:
         self.refits = self.rollbacks = 0
         self.last_refit: dict[str, Any] | None = None
         self._rows: OrderedDict[str, dict[str, dict[str, float]]] = OrderedDict()
+        # Unshifted model scores per stage and event, all from the model `_raw_version`: the user's own
+        # bias (adapt.py) is learned from these and the outcomes.
+        self._raw: dict[str, dict[str, float]] = {"context": {}, "suggestion": {}}
+        self._raw_version: str | None = None
         self._views: OrderedDict[str, SessionView] = OrderedDict()  # stage 1's, for stage 2
         self._stored: dict[str, dict[str, Any]] = {}
         self._since_refit = 0
@@ -131,7 +136,7 @@ class AcceptanceGate:
         row = context_features(event, history, view)
         self._remember(event, "context", row)
         _attach(event, "context", row)
-        score = stage.score(row)
+        score = self._score(stage, "context", event, row, view)
         threshold = stage.threshold_for(self.keep)
         show = score >= threshold
         if not show:
@@ -151,7 +156,7 @@ class AcceptanceGate:
         row = {**context, **only}
         self._remember(event, "suggestion", row)
         _attach(event, "suggestion", only)
-        score = stage.score(row)
+        score = self._score(stage, "suggestion", event, row, view)
         self.scored2 += 1
         if self.mode != "cascade":  # scored for telemetry, never hides
             return GateDecision(True, "stage2", round(score, 5), None, self.model_version)
@@ -160,6 +165,33 @@ class AcceptanceGate:
         if not show:
             self.hidden += 1
         return GateDecision(show, "stage2", round(score, 5), round(threshold, 5), self.model_version)
+
+    def _score(self, stage: StageModel, key: str, event: SuggestionEvent, row: dict[str, float],
+               view: SessionView) -> float:
+        """The model's score shifted by this user's own bias so far (label `accepted` only: persistence
+        is known too late to adapt on)."""
+        raw = stage.score(row)
+        if self._raw_version != self.model_version:  # scores of another model say nothing of this one's bias
+            self._raw_version = self.model_version
+            for scores in self._raw.values():
+                scores.clear()
+        scores = self._raw[key]
+        scores[event.id] = raw
+        if len(scores) > _ROW_CACHE:
+            del scores[next(iter(scores))]  # oldest first: dicts keep insertion order
+        if self.label != "accepted":
+            return raw
+        # user_bias() inlined: this runs twice per request over up to 64 decided events.
+        get = scores.get
+        residual, information = 0.0, STRENGTH
+        for earlier in view[1]:  # decided before this event
+            p = get(earlier.id)
+            if p is not None:
+                residual += (earlier.outcome == "accepted") - p
+                information += p * (1.0 - p)
+        if information == STRENGTH:
+            return raw
+        return shifted(raw, max(-MAX_BIAS, min(MAX_BIAS, residual / information)))
 
     def status(self) -> dict[str, Any]:
         gated = self.skipped + self.hidden

@@ -32,7 +32,9 @@ def _summary(values_s: list[float]) -> dict[str, float]:
 
 
 def synthetic_events(count: int, seed: int) -> list[SuggestionEvent]:
-    """Requests at random cut points of stdlib files; the suggestion is the rest of the line."""
+    """Requests at random cut points of stdlib files; the suggestion is the rest of the line. Each is
+    decided (30 % accepted, 0.3-3 s after it was shown), so the history features and the user's own
+    bias see a real session's history."""
     rng = random.Random(seed)
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(p for p in stdlib.glob("*.py") if 2_000 < p.stat().st_size < 100_000)
@@ -52,7 +54,9 @@ def synthetic_events(count: int, seed: int) -> list[SuggestionEvent]:
         ts += rng.uniform(1, 20)
         events.append(SuggestionEvent(id=f"b{len(events)}", session="bench", ts=ts, language="python",
                                       prefix=text[max(0, cut - 6000):cut], suffix=text[cut + len(rest):][:2000],
-                                      suggestion=rest, latency_ms=rng.uniform(5, 60),
+                                      suggestion=rest, latency_ms=rng.uniform(5, 60), shown=True,
+                                      outcome="accepted" if rng.random() < 0.3 else "rejected",
+                                      decision_ms=rng.uniform(300, 3000),
                                       extra={"confidence": rng.random(), "source": "ngram"}))
     return events
 

@@ -1,0 +1,94 @@
+"""A user's own bias, learned online from their earlier decisions: the same in the gate and in eval."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from heedls.server.acceptance.adapt import MAX_BIAS, shifted, user_bias
+from heedls.server.acceptance.evaluate import build_dataset, evaluate, with_user_bias
+from heedls.server.acceptance.features import STAGE_FEATURES
+from heedls.server.acceptance.gate import AcceptanceGate
+from heedls.server.acceptance.model import AcceptanceModel, fit_stage
+
+from tests.unit.test_acceptance_data import make_events
+
+
+def test_no_decisions_no_bias_and_a_few_decisions_move_it_little() -> None:
+    assert user_bias([]) == 0.0
+    assert shifted(0.3, 0.0) == 0.3
+    few = user_bias([(0.2, 1.0)] * 3)  # three surprising accepts
+    assert 0 < few < 0.15
+    assert user_bias([(0.8, 0.0)] * 3) == pytest.approx(-few)  # symmetric
+
+
+def test_a_user_who_takes_more_than_predicted_is_shifted_up_more_as_evidence_grows() -> None:
+    biases = [user_bias([(0.2, 1.0 if i % 2 == 0 else 0.0) for i in range(n)]) for n in (10, 50, 200)]
+    assert 0 < biases[0] < biases[1] < biases[2] < MAX_BIAS
+    assert shifted(0.2, biases[2]) > 0.2
+    assert user_bias([(0.01, 1.0)] * 10_000) == MAX_BIAS  # bounded
+    calibrated = [(0.3, 1.0 if i % 10 < 3 else 0.0) for i in range(100)]
+    assert abs(user_bias(calibrated)) < 1e-9  # a user the model already predicts well is left alone
+
+
+def test_eval_learns_the_bias_only_from_earlier_decisions_of_the_same_session() -> None:
+    events = make_events(sessions=3, per_session=30, seed=31)
+    data = build_dataset(events, "suggestion")
+    p = np.full(data.y.size, 0.3)
+    base = with_user_bias(data, p)
+    assert base[0] == 0.3 and not np.allclose(base, 0.3)  # the first event has nothing to learn from
+    # Changing the last outcome of each session changes no score: no event sees a later decision.
+    last = {s: max(i for i in range(len(data.events)) if data.groups[i] == s) for s in set(data.groups.tolist())}
+    flipped = dataclasses.replace(data, y=data.y.copy())
+    for i in last.values():
+        flipped.y[i] = 1.0 - flipped.y[i]
+    np.testing.assert_array_equal(with_user_bias(flipped, p), base)
+    # Another session's decisions do not count either.
+    first = data.groups == data.groups[0]
+    alone = dataclasses.replace(data, X=data.X[first], y=data.y[first], groups=data.groups[first],
+                                rows=[r for r, m in zip(data.rows, first) if m],
+                                events=[e for e, m in zip(data.events, first) if m])
+    np.testing.assert_array_equal(with_user_bias(alone, p[first]), base[first])
+
+
+def test_eval_says_it_adapts_and_can_be_told_not_to() -> None:
+    events = make_events(sessions=3, per_session=30, seed=32)
+    on = evaluate(events, "suggestion", kind="logreg")
+    off = evaluate(events, "suggestion", kind="logreg", adapt=False)
+    assert on["model"]["user_bias"] is True and "own bias" in on["protocol"]
+    assert off["model"]["user_bias"] is False and "own bias" not in off["protocol"]
+    persisted = evaluate(events, "suggestion", label="persisted", kind="logreg")
+    assert persisted["model"]["user_bias"] is False
+
+
+def test_the_gate_serves_the_scores_eval_computes(tmp_path: Path) -> None:
+    """Train/serve consistency: a session through the live gate gives, event by event, the scores
+    that `heedls eval acceptance --pretrained` computes for it."""
+    train = make_events(sessions=4, per_session=50, seed=33)
+    stages = {}
+    for stage in ("context", "suggestion"):
+        data = build_dataset(train, stage)
+        stages[stage] = fit_stage(stage, STAGE_FEATURES[stage], data.X, data.y, data.groups, kind="logreg")
+    model = AcceptanceModel("adapt-test", stages)
+    gate = AcceptanceGate("cascade", model=model, refit=False)
+    session = make_events(sessions=1, per_session=60, seed=34)
+    served: dict[str, list[float]] = {"context": [], "suggestion": []}
+    history: list = []
+    for event in session:
+        pending = dataclasses.replace(event, outcome=None)
+        text, pending.suggestion = pending.suggestion, None
+        d1 = gate.stage1(pending, history)
+        pending.suggestion = text
+        d2 = gate.stage2(pending, history)
+        assert d1.score is not None and d2.score is not None
+        served["context"].append(d1.score)
+        served["suggestion"].append(d2.score)
+        history.append(event)  # decided, with its outcome and decision time
+    for stage in ("context", "suggestion"):
+        data = build_dataset(session, stage)
+        raw = np.array([stages[stage].score(row) for row in data.rows])
+        expected = with_user_bias(data, raw)
+        np.testing.assert_allclose(served[stage], expected, atol=1e-5)
+        assert not np.allclose(expected, raw)  # the bias did move the scores
