@@ -88,6 +88,8 @@ class AcceptanceGate:
         # bias (adapt.py) is learned from these and the outcomes.
         self._raw: dict[str, dict[str, float]] = {"context": {}, "suggestion": {}}
         self._raw_version: str | None = None
+        self._bias_sums: dict[tuple[str, str], list[float]] = {}  # (session, stage) -> [Σ(y - p), Σ p(1-p)]
+        self._bias_seen: dict[str, None] = {}  # decisions already counted (observe() sees some twice)
         self._views: OrderedDict[str, SessionView] = OrderedDict()  # stage 1's, for stage 2
         self._stored: dict[str, dict[str, Any]] = {}
         self._since_refit = 0
@@ -136,7 +138,7 @@ class AcceptanceGate:
         row = context_features(event, history, view)
         self._remember(event, "context", row)
         _attach(event, "context", row)
-        score = self._score(stage, "context", event, row, view)
+        score = self._score(stage, "context", event, row)
         threshold = stage.threshold_for(self.keep)
         show = score >= threshold
         if not show:
@@ -156,7 +158,7 @@ class AcceptanceGate:
         row = {**context, **only}
         self._remember(event, "suggestion", row)
         _attach(event, "suggestion", only)
-        score = self._score(stage, "suggestion", event, row, view)
+        score = self._score(stage, "suggestion", event, row)
         self.scored2 += 1
         if self.mode != "cascade":  # scored for telemetry, never hides
             return GateDecision(True, "stage2", round(score, 5), None, self.model_version)
@@ -166,8 +168,7 @@ class AcceptanceGate:
             self.hidden += 1
         return GateDecision(show, "stage2", round(score, 5), round(threshold, 5), self.model_version)
 
-    def _score(self, stage: StageModel, key: str, event: SuggestionEvent, row: dict[str, float],
-               view: SessionView) -> float:
+    def _score(self, stage: StageModel, key: str, event: SuggestionEvent, row: dict[str, float]) -> float:
         """The model's score shifted by this user's own bias so far (label `accepted` only: persistence
         is known too late to adapt on)."""
         raw = stage.score(row)
@@ -175,23 +176,32 @@ class AcceptanceGate:
             self._raw_version = self.model_version
             for scores in self._raw.values():
                 scores.clear()
+            self._bias_sums.clear()
         scores = self._raw[key]
         scores[event.id] = raw
         if len(scores) > _ROW_CACHE:
             del scores[next(iter(scores))]  # oldest first: dicts keep insertion order
-        if self.label != "accepted":
+        sums = self._bias_sums.get((event.session, key))
+        if self.label != "accepted" or sums is None:
             return raw
-        # user_bias() inlined: this runs twice per request over up to 64 decided events.
-        get = scores.get
-        residual, information = 0.0, STRENGTH
-        for earlier in view[1]:  # decided before this event
-            p = get(earlier.id)
+        residual, information = sums
+        return shifted(raw, max(-MAX_BIAS, min(MAX_BIAS, residual / (STRENGTH + information))))
+
+    def _learn_bias(self, event: SuggestionEvent) -> None:
+        """A decision updates its session's running sums of the user's bias (adapt.py), once per
+        event: O(1) per request, and every decision of the session counts, as in evaluation."""
+        if event.id in self._bias_seen or event.outcome not in ("accepted", "rejected"):
+            return
+        self._bias_seen[event.id] = None
+        if len(self._bias_seen) > _ROW_CACHE:
+            del self._bias_seen[next(iter(self._bias_seen))]
+        label = 1.0 if event.outcome == "accepted" else 0.0
+        for key, scores in self._raw.items():
+            p = scores.get(event.id)
             if p is not None:
-                residual += (earlier.outcome == "accepted") - p
-                information += p * (1.0 - p)
-        if information == STRENGTH:
-            return raw
-        return shifted(raw, max(-MAX_BIAS, min(MAX_BIAS, residual / information)))
+                sums = self._bias_sums.setdefault((event.session, key), [0.0, 0.0])
+                sums[0] += label - p
+                sums[1] += p * (1.0 - p)
 
     def status(self) -> dict[str, Any]:
         gated = self.skipped + self.hidden
@@ -206,6 +216,7 @@ class AcceptanceGate:
 
     # ------------------------------------------------------------------ learning
     def observe(self, event: SuggestionEvent) -> None:
+        self._learn_bias(event)
         if not self.refit_enabled or event.outcome not in ("accepted", "rejected"):
             return
         rows = self._rows.get(event.id)

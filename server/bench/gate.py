@@ -99,6 +99,7 @@ def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | Non
             t = time.perf_counter()
             m.score(features)
             model_s[stage].append(time.perf_counter() - t)
+        gate.observe(event)  # its decision, as the engine reports it: the user's bias learns from it
         history.append(event)
         if len(history) > 50:
             history.pop(0)

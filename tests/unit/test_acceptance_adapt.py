@@ -73,10 +73,16 @@ def test_the_gate_serves_the_scores_eval_computes(tmp_path: Path) -> None:
         stages[stage] = fit_stage(stage, STAGE_FEATURES[stage], data.X, data.y, data.groups, kind="logreg")
     model = AcceptanceModel("adapt-test", stages)
     gate = AcceptanceGate("cascade", model=model, refit=False)
-    session = make_events(sessions=1, per_session=60, seed=34)
+    session = make_events(sessions=1, per_session=120, seed=34)  # longer than the engine's 64-event history
     served: dict[str, list[float]] = {"context": [], "suggestion": []}
     history: list = []
+    undecided = list(session)
     for event in session:
+        # Decisions arrive (engine -> gate.observe) at shown time + decision time.
+        for done in [e for e in undecided if e.ts + e.decision_ms / 1000.0 <= event.ts]:
+            gate.observe(done)
+            gate.observe(done)  # a persistence check reports the same decision again: counted once
+            undecided.remove(done)
         pending = dataclasses.replace(event, outcome=None)
         text, pending.suggestion = pending.suggestion, None
         d1 = gate.stage1(pending, history)
@@ -85,10 +91,12 @@ def test_the_gate_serves_the_scores_eval_computes(tmp_path: Path) -> None:
         assert d1.score is not None and d2.score is not None
         served["context"].append(d1.score)
         served["suggestion"].append(d2.score)
-        history.append(event)  # decided, with its outcome and decision time
+        history = (history + [event])[-64:]  # what the engine passes: its last 64 events
     for stage in ("context", "suggestion"):
         data = build_dataset(session, stage)
-        raw = np.array([stages[stage].score(row) for row in data.rows])
+        # The model's unshifted scores as the gate computed them (its history features see the
+        # engine's last 64 events, eval's every earlier one: after 64 events the rows can differ).
+        raw = np.array([gate._raw[stage][e.id] for e in data.events])
         expected = with_user_bias(data, raw)
         np.testing.assert_allclose(served[stage], expected, atol=1e-5)
         assert not np.allclose(expected, raw)  # the bias did move the scores
