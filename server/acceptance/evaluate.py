@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from heedls.server.acceptance.adapt import shifted, user_bias
 from heedls.server.acceptance.features import (
     STAGE_FEATURES,
     context_features,
@@ -25,7 +26,6 @@ from heedls.server.acceptance.features import (
     suggestion_features,
     vectorize,
 )
-from heedls.server.acceptance.adapt import shifted, user_bias
 from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel, fit_stage
 from heedls.server.acceptance.prior import Prior, targets_synthetic
 from heedls.server.events import SuggestionEvent

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from heedls.server.acceptance.adapt import MAX_BIAS, STRENGTH, shifted
 from heedls.server.acceptance.features import (
     FEATURES_KEY,
     SessionView,
@@ -33,7 +34,6 @@ from heedls.server.acceptance.features import (
     session_view,
     suggestion_only_features,
 )
-from heedls.server.acceptance.adapt import MAX_BIAS, STRENGTH, shifted
 from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel
 from heedls.server.acceptance.refit import fit_candidates, fit_candidates_in_process
 from heedls.server.events import SuggestionEvent
