@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from heedls.server.acceptance.adapt import shifted, user_bias
+from heedls.server.acceptance.adapt import MAX_BIAS, STRENGTH, shifted
 from heedls.server.acceptance.features import (
     STAGE_FEATURES,
     context_features,
@@ -178,16 +178,28 @@ def prior_rows(data: Dataset, prior: Prior | None,
 def with_user_bias(data: Dataset, p: np.ndarray) -> np.ndarray:
     """Each score shifted by its user's own bias (adapt.py), learned from the model's scores and the
     labels of that session's events decided before it (shown at `ts`, decided `decision_ms` later),
-    exactly as the live gate learns it; the event's own label is never used."""
+    exactly as the live gate learns it; the event's own label is never used. O(n log n) per
+    session: running sums over the events in order of decision."""
     out = p.copy()
     decided_at = np.array([e.ts + (e.decision_ms or 0.0) / 1000.0 for e in data.events])
     ts = np.array([e.ts for e in data.events])
+    q = np.clip(p, 1e-6, 1.0 - 1e-6)
+    residual, information = data.y - q, q * (1.0 - q)
     for session in set(data.groups.tolist()):
         members = np.flatnonzero(data.groups == session)
-        for i in members:
-            earlier = members[(decided_at[members] <= ts[i]) & (members != i)]
-            if earlier.size:
-                out[i] = shifted(float(p[i]), user_bias(zip(p[earlier].tolist(), data.y[earlier].tolist())))
+        order = members[np.argsort(decided_at[members], kind="stable")]
+        done = decided_at[order]
+        cum_res = np.concatenate([[0.0], np.cumsum(residual[order])])
+        cum_info = np.concatenate([[0.0], np.cumsum(information[order])])
+        counted = np.searchsorted(done, ts[members], side="right")  # decided at or before each request
+        res, info = cum_res[counted], cum_info[counted]
+        own = decided_at[members] <= ts[members]  # decided instantly: its own label must not count
+        res = np.where(own, res - residual[members], res)
+        info = np.where(own, info - information[members], info)
+        bias = np.clip(res / (STRENGTH + info), -MAX_BIAS, MAX_BIAS)
+        for i, b, n in zip(members, bias, counted - own):
+            if n > 0:
+                out[i] = shifted(float(p[i]), float(b))
     return out
 
 

@@ -199,6 +199,7 @@ class AcceptanceGate:
         for key, scores in self._raw.items():
             p = scores.get(event.id)
             if p is not None:
+                p = min(max(p, 1e-6), 1.0 - 1e-6)  # as adapt.user_bias and evaluation clip it
                 sums = self._bias_sums.setdefault((event.session, key), [0.0, 0.0])
                 sums[0] += label - p
                 sums[1] += p * (1.0 - p)
