@@ -39,6 +39,11 @@ def test_eval_learns_the_bias_only_from_earlier_decisions_of_the_same_session() 
     p = np.full(data.y.size, 0.3)
     base = with_user_bias(data, p)
     assert base[0] == 0.3 and not np.allclose(base, 0.3)  # the first event has nothing to learn from
+    for k in (5, 17, 29):  # the vectorised evaluation is adapt.user_bias over the decisions made before
+        event = data.events[k]
+        before = [(0.3, data.y[j]) for j, e in enumerate(data.events) if data.groups[j] == data.groups[k]
+                  and j != k and e.ts + (e.decision_ms or 0) / 1000 <= event.ts]
+        assert base[k] == pytest.approx(shifted(0.3, user_bias(before)))
     # Changing the last outcome of each session changes no score: no event sees a later decision.
     last = {s: max(i for i in range(len(data.events)) if data.groups[i] == s) for s in set(data.groups.tolist())}
     flipped = dataclasses.replace(data, y=data.y.copy())
