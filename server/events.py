@@ -99,6 +99,11 @@ _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SuggestionEv
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+# How many earlier events of its session the acceptance features see: the last 64, in training,
+# evaluation and the live server alike (the engine passes exactly these), so a long session gives
+# the same rows everywhere and the per-request cost stays flat.
+HISTORY_WINDOW = 64
+
 # The acceptance gate keeps its decision-time feature rows under this extra key
 # ({"context": {name: value}, "suggestion": {...}}); they are stored to 4 decimals.
 ROWS_KEY = "acceptance_features"

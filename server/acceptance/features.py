@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
-from heedls.server.events import ROWS_KEY, SuggestionEvent
+from heedls.server.events import HISTORY_WINDOW, ROWS_KEY, SuggestionEvent
 
 # How much of the prefix tail the syntactic features look at: enough for the enclosing statement
 # and block, small enough to parse in tens of microseconds.
@@ -686,7 +686,8 @@ def vectorize(rows: Sequence[dict[str, float]], names: Sequence[str]) -> np.ndar
 
 
 def session_histories(events: Sequence[SuggestionEvent]) -> list[list[SuggestionEvent]]:
-    """For each event (in input order), the earlier events of its session (oldest first)."""
+    """For each event (in input order), the last HISTORY_WINDOW earlier events of its session
+    (oldest first): what the live engine passes the gate."""
     by_session: dict[str, list[SuggestionEvent]] = {}
     for event in events:
         by_session.setdefault(event.session, []).append(event)
@@ -695,5 +696,5 @@ def session_histories(events: Sequence[SuggestionEvent]) -> list[list[Suggestion
     out: list[list[SuggestionEvent]] = []
     for event in events:
         items = by_session[event.session]
-        out.append([h for h in items if h.ts < event.ts])
+        out.append([h for h in items if h.ts < event.ts][-HISTORY_WINDOW:])
     return out

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from heedls.server.config import HeedlsConfig
-from heedls.server.events import Outcome, SuggestionEvent
+from heedls.server.events import HISTORY_WINDOW, Outcome, SuggestionEvent
 from heedls.server.pipeline.cache import SuggestionCache, cache_key
 from heedls.server.pipeline.debounce import Debouncer, Superseded
 from heedls.server.pipeline.gate import Gate, GateDecision, PassThroughGate
@@ -31,7 +31,8 @@ from heedls.server.providers.base import Candidate, CompletionRequest, Provider
 log = logging.getLogger(__name__)
 
 
-HISTORY_FOR_GATE = 64
+# The gate's session features see the last HISTORY_WINDOW events, as in training and evaluation.
+HISTORY_FOR_GATE = HISTORY_WINDOW
 
 
 class EventSink(Protocol):
@@ -203,8 +204,6 @@ class SuggestionEngine:
             document=document,
         )
         event = self._base_event(uri, path, request)
-        # The gate's session features look at recent decisions; 64 events cover every session in
-        # the training data (CUPS ~46, replay ~20) and keep the per-request cost flat.
         history = list(self.history)[-HISTORY_FOR_GATE:]
         started = time.perf_counter()
 

@@ -99,9 +99,9 @@ def test_the_gate_serves_the_scores_eval_computes(tmp_path: Path) -> None:
         history = (history + [event])[-64:]  # what the engine passes: its last 64 events
     for stage in ("context", "suggestion"):
         data = build_dataset(session, stage)
-        # The model's unshifted scores as the gate computed them (its history features see the
-        # engine's last 64 events, eval's every earlier one: after 64 events the rows can differ).
-        raw = np.array([gate._raw[stage][e.id] for e in data.events])
+        # Eval's rows see the same last 64 events as the engine's gate: the same unshifted scores.
+        raw = np.array([stages[stage].score(row) for row in data.rows])
+        np.testing.assert_allclose(raw, [gate._raw[stage][e.id] for e in data.events], atol=1e-12)
         expected = with_user_bias(data, raw)
         np.testing.assert_allclose(served[stage], expected, atol=1e-5)
         assert not np.allclose(expected, raw)  # the bias did move the scores

@@ -188,3 +188,14 @@ def test_the_parse_shortcut_only_flags_what_tree_sitter_rejects() -> None:
                 flagged += 1
                 assert parser.parse(text.encode()).root_node.has_error, text
     assert flagged > 300  # the docstrings' prose
+
+
+def test_history_is_the_last_64_earlier_events_as_the_engine_passes_them() -> None:
+    from heedls.server.events import HISTORY_WINDOW
+    from heedls.server.pipeline.engine import HISTORY_FOR_GATE
+
+    events = make_events(sessions=1, per_session=100, seed=3)
+    histories = session_histories(events)
+    assert HISTORY_FOR_GATE == HISTORY_WINDOW == 64
+    assert [len(h) for h in histories[:3]] == [0, 1, 2] and len(histories[99]) == 64
+    assert histories[99] == sorted(events, key=lambda e: e.ts)[35:99]
