@@ -18,17 +18,26 @@ from collections.abc import Iterable
 
 STRENGTH = 20.0  # prior precision of the bias, in units of p(1-p) summed over decisions
 MAX_BIAS = 3.0  # logits: never more than a factor ~20 in the odds
+SCORE_EPS = 1e-6  # scores are clipped to [eps, 1 - eps] before they enter the sums
 
 
-def user_bias(decided: Iterable[tuple[float, float]], strength: float = STRENGTH) -> float:
+def clipped(score: float) -> float:
+    return min(max(score, SCORE_EPS), 1.0 - SCORE_EPS)
+
+
+def bias_from(residual: float, information: float) -> float:
+    """The bias for the running sums Σ(y − p) and Σ p(1 − p) of a user's decisions so far."""
+    return max(-MAX_BIAS, min(MAX_BIAS, residual / (STRENGTH + information)))
+
+
+def user_bias(decided: Iterable[tuple[float, float]]) -> float:
     """Bias (logits) from (unshifted model score, label) pairs of the user's earlier decisions."""
-    residual = 0.0
-    information = strength
+    residual = information = 0.0
     for score, label in decided:
-        p = min(max(score, 1e-6), 1.0 - 1e-6)
+        p = clipped(score)
         residual += label - p
         information += p * (1.0 - p)
-    return max(-MAX_BIAS, min(MAX_BIAS, residual / information))
+    return bias_from(residual, information)
 
 
 def shifted(score: float, bias: float) -> float:
@@ -40,4 +49,4 @@ def shifted(score: float, bias: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-__all__ = ["MAX_BIAS", "STRENGTH", "shifted", "user_bias"]
+__all__ = ["MAX_BIAS", "SCORE_EPS", "STRENGTH", "bias_from", "clipped", "shifted", "user_bias"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from heedls.server.acceptance.adapt import MAX_BIAS, STRENGTH, shifted
+from heedls.server.acceptance.adapt import SCORE_EPS, bias_from, shifted
 from heedls.server.acceptance.features import (
     STAGE_FEATURES,
     context_features,
@@ -183,7 +183,7 @@ def with_user_bias(data: Dataset, p: np.ndarray) -> np.ndarray:
     out = p.copy()
     decided_at = np.array([e.ts + (e.decision_ms or 0.0) / 1000.0 for e in data.events])
     ts = np.array([e.ts for e in data.events])
-    q = np.clip(p, 1e-6, 1.0 - 1e-6)
+    q = np.clip(p, SCORE_EPS, 1.0 - SCORE_EPS)
     residual, information = data.y - q, q * (1.0 - q)
     for session in set(data.groups.tolist()):
         members = np.flatnonzero(data.groups == session)
@@ -196,17 +196,10 @@ def with_user_bias(data: Dataset, p: np.ndarray) -> np.ndarray:
         own = decided_at[members] <= ts[members]  # decided instantly: its own label must not count
         res = np.where(own, res - residual[members], res)
         info = np.where(own, info - information[members], info)
-        bias = np.clip(res / (STRENGTH + info), -MAX_BIAS, MAX_BIAS)
-        for i, b, n in zip(members, bias, counted - own):
+        for i, r, n_info, n in zip(members, res, info, counted - own):
             if n > 0:
-                out[i] = shifted(float(p[i]), float(b))
+                out[i] = shifted(float(p[i]), bias_from(float(r), float(n_info)))
     return out
-
-
-def _subset(data: Dataset, mask: np.ndarray) -> Dataset:
-    index = np.flatnonzero(mask)
-    return Dataset(data.stage, data.X[index], data.y[index], data.groups[index],
-                   [data.rows[i] for i in index], [data.events[i] for i in index])
 
 
 def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float, seed: int = 0,
@@ -231,9 +224,9 @@ def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float
                           keep_accepted=keep, seed=seed, params=params, prior=prior)
         p[test] = model.predict(X[test])
         thr[test] = model.threshold
-        if adapt:
-            p[test] = with_user_bias(_subset(data, test), p[test])
         folds.append({"session": session, "n": int(test.sum()), "threshold": round(model.threshold, 4)})
+    if adapt:  # per session, from that session's own held-out scores
+        p = with_user_bias(data, p)
     return p, thr, folds
 
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from heedls.server.acceptance.adapt import MAX_BIAS, STRENGTH, shifted
+from heedls.server.acceptance.adapt import bias_from, clipped, shifted
 from heedls.server.acceptance.features import (
     FEATURES_KEY,
     SessionView,
@@ -184,8 +184,7 @@ class AcceptanceGate:
         sums = self._bias_sums.get((event.session, key))
         if self.label != "accepted" or sums is None:
             return raw
-        residual, information = sums
-        return shifted(raw, max(-MAX_BIAS, min(MAX_BIAS, residual / (STRENGTH + information))))
+        return shifted(raw, bias_from(*sums))
 
     def _learn_bias(self, event: SuggestionEvent) -> None:
         """A decision updates its session's running sums of the user's bias (adapt.py), once per
@@ -199,7 +198,7 @@ class AcceptanceGate:
         for key, scores in self._raw.items():
             p = scores.get(event.id)
             if p is not None:
-                p = min(max(p, 1e-6), 1.0 - 1e-6)  # as adapt.user_bias and evaluation clip it
+                p = clipped(p)
                 sums = self._bias_sums.setdefault((event.session, key), [0.0, 0.0])
                 sums[0] += label - p
                 sums[1] += p * (1.0 - p)
