@@ -17,9 +17,9 @@ import contextlib
 import json
 import math
 import operator
-from itertools import repeat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 

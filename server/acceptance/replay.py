@@ -168,7 +168,6 @@ def _make_provider(name: str, workspace: Path, cache_dir: Path) -> Any:
     for warning in warnings:
         log.warning("%s", warning)
     from dataclasses import replace
-
     from typing import cast
 
     from heedls.server.config import ProviderName
