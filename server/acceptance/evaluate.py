@@ -162,13 +162,14 @@ def _r(value: float | None) -> float | None:
 # --------------------------------------------------------------------------- protocol
 
 
-def prior_rows(data: Dataset, prior: Prior | None,
-               features: Sequence[str] | None = None) -> tuple[tuple[np.ndarray, np.ndarray] | None, list[str]]:
-    """The prior's rows usable for `data` (none of its sessions; no replay prior for replayed data)."""
+def prior_rows(data: Dataset, prior: Prior | None, features: Sequence[str] | None = None,
+               label: str = "accepted") -> tuple[tuple[np.ndarray, np.ndarray] | None, list[str]]:
+    """The prior's rows usable for `data` (none of its sessions; no replay prior for replayed data;
+    none for a label the rows do not carry)."""
     if prior is None:
         return None, []
     found = prior.rows(data.stage, features or STAGE_FEATURES[data.stage], set(data.groups.tolist()),
-                       targets_synthetic(data.events))
+                       targets_synthetic(data.events), label)
     if found is None:
         return None, []
     X, y, used = found
@@ -271,8 +272,7 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
         result["model"] = {"kind": kind}
         result["protocol"] = "leave-one-session-out needs at least two sessions with labelled events"
     else:
-        # The prior's rows are labelled `accepted`; a `persisted` evaluation learns from the file alone.
-        rows, sources = prior_rows(data, prior if label == "accepted" else None)
+        rows, sources = prior_rows(data, prior, label=label)
         p, thr, folds = loso_predict(data, STAGE_FEATURES[stage], kind, keep, seed, prior=rows,
                                      progress=fold_progress, adapt=adapt)
         result.update(metrics(data.y, p, thr, stage))

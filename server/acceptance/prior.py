@@ -30,6 +30,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 FORMAT = "heedls.acceptance-prior/1"
+PRIOR_LABEL = "accepted"  # what the shipped rows are labelled with (persistence is not in them)
 SourceKind = Literal["replay", "human"]
 
 
@@ -58,10 +59,13 @@ class PriorSource:
 class Prior:
     sources: tuple[PriorSource, ...]
 
-    def rows(self, stage: str, features: Sequence[str], target_sessions: set[str],
-             target_synthetic: bool) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+    def rows(self, stage: str, features: Sequence[str], target_sessions: set[str], target_synthetic: bool,
+             label: str = PRIOR_LABEL) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
         """The usable rows of `stage` in the order of `features` (a feature a source lacks is 0, as
-        unknown values are), their labels, and the names of the sources used; None if none is usable."""
+        unknown values are), their labels, and the names of the sources used; None if none is usable,
+        or if the target learns another label (`persisted`) than the rows carry."""
+        if label != PRIOR_LABEL:
+            return None
         blocks: list[np.ndarray] = []
         labels: list[np.ndarray] = []
         used: list[str] = []
@@ -146,5 +150,5 @@ def targets_synthetic(events: Sequence[Any]) -> bool:
     return any(bool((getattr(e, "extra", None) or {}).get("synthetic")) for e in events)
 
 
-__all__ = ["FORMAT", "Prior", "PriorSource", "StageRows", "load_shipped_prior", "shipped_prior_path",
+__all__ = ["FORMAT", "PRIOR_LABEL", "Prior", "PriorSource", "StageRows", "load_shipped_prior", "shipped_prior_path",
            "targets_synthetic"]

@@ -36,8 +36,7 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
     model = AcceptanceModel.from_json(current) if current is not None else None
     cut = int(len(rows) * (1.0 - HOLDOUT_SHARE))
     old, new = rows[:cut], rows[cut:]
-    # The shipped prior rows are labelled `accepted`: a `persisted` refit learns from the user alone.
-    prior = load_shipped_prior() if use_prior and label == "accepted" else None
+    prior = load_shipped_prior() if use_prior else None
     sessions = {str(r.get("session")) for r in rows}
     installed: dict[str, dict[str, Any]] = {}
     report: dict[str, Any] = {"ts": time.time(), "n": len(rows), "holdout": len(new), "pid": os.getpid()}
@@ -50,7 +49,7 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
         kind = kinds.get(stage, "logreg")
         X_old, y_old, g_old = _matrix(usable_old, stage, names, label)
         X_new, y_new, _ = _matrix(usable_new, stage, names, label)
-        found = prior.rows(stage, names, sessions, False) if prior is not None else None
+        found = prior.rows(stage, names, sessions, False, label) if prior is not None else None
         prior_xy = None if found is None else (found[0], found[1])
         candidate = fit_stage(stage, names, X_old, y_old, g_old, kind=kind, keep_accepted=keep, prior=prior_xy)
         cand_p = candidate.predict(X_new)

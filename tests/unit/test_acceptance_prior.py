@@ -67,6 +67,7 @@ def test_never_used_on_data_it_could_overlap(prior: Prior) -> None:
     found = prior.rows("context", names, {"someone-else"}, True)
     assert found is not None and found[2] == ["people"]  # replayed targets never get a replay prior
     assert prior.rows("context", names, {people}, True) is None
+    assert prior.rows("context", names, {"someone-else"}, False, "persisted") is None  # rows carry `accepted`
 
 
 def test_calibration_and_threshold_come_from_the_target_rows_only(prior: Prior,
