@@ -81,12 +81,15 @@ def main() -> int:
     datasets = {(name, stage): build_dataset(events, stage)
                 for name, events in (("replay", replay), ("cups-dev", human)) if events is not None
                 for stage in ("context", "suggestion")}
-    prior = Prior(tuple(PriorSource(
-        str(meta["name"]), "replay" if meta["name"] == "replay" else "human",
-        frozenset(datasets[(str(meta["name"]), "context")].groups.tolist()),
-        {stage: StageRows(STAGE_FEATURES[stage], datasets[(str(meta["name"]), stage)].X,
-                          datasets[(str(meta["name"]), stage)].y) for stage in ("context", "suggestion")},
-        {k: v for k, v in meta.items() if k != "name"}) for meta in sources_meta))
+    sources = []
+    for meta in sources_meta:
+        name = str(meta["name"])
+        rows = {stage: StageRows(STAGE_FEATURES[stage], datasets[(name, stage)].X, datasets[(name, stage)].y)
+                for stage in ("context", "suggestion")}
+        sources.append(PriorSource(name, "replay" if name == "replay" else "human",
+                                   frozenset(datasets[(name, "context")].groups.tolist()), rows,
+                                   {k: v for k, v in meta.items() if k != "name"}))
+    prior = Prior(tuple(sources))
     prior.save(args.prior_output)
     prior = Prior.load(args.prior_output)  # train on exactly what ships (rounded values)
 

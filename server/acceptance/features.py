@@ -617,10 +617,10 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
             continue
         decided.append(h)
         if h.outcome == "accepted":
-            acc_sum += _log_len(len(text))
+            acc_sum += _log(len(text))
             acc_n += 1
         else:  # decided: accepted or rejected
-            rej_sum += _log_len(len(text))
+            rej_sum += _log(len(text))
             rej_n += 1
     mine = f["sugg_chars_log"]
     f["len_vs_accepted"] = mine - acc_sum / acc_n if acc_n else 0.0
@@ -663,10 +663,6 @@ def _jaccard(ta: frozenset[str], tb: frozenset[str]) -> float:
     both = len(ta & tb)
     return both / (len(ta) + len(tb) - both)
 
-
-@lru_cache(maxsize=4096)
-def _log_len(n: int) -> float:
-    return math.log1p(n)
 
 
 def features_for_stage(stage: str, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> dict[str, float]:

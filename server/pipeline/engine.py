@@ -31,10 +31,6 @@ from heedls.server.providers.base import Candidate, CompletionRequest, Provider
 log = logging.getLogger(__name__)
 
 
-# The gate's session features see the last HISTORY_WINDOW events, as in training and evaluation.
-HISTORY_FOR_GATE = HISTORY_WINDOW
-
-
 class EventSink(Protocol):
     def record(self, event: SuggestionEvent) -> None: ...
 
@@ -204,7 +200,8 @@ class SuggestionEngine:
             document=document,
         )
         event = self._base_event(uri, path, request)
-        history = list(self.history)[-HISTORY_FOR_GATE:]
+        # The gate's session features see the last HISTORY_WINDOW events, as in training and evaluation.
+        history = list(self.history)[-HISTORY_WINDOW:]
         started = time.perf_counter()
 
         decision1 = self._gate_stage(self.gate.stage1, event, history, "stage1")

@@ -192,10 +192,9 @@ def test_the_parse_shortcut_only_flags_what_tree_sitter_rejects() -> None:
 
 def test_history_is_the_last_64_earlier_events_as_the_engine_passes_them() -> None:
     from heedls.server.events import HISTORY_WINDOW
-    from heedls.server.pipeline.engine import HISTORY_FOR_GATE
 
     events = make_events(sessions=1, per_session=100, seed=3)
     histories = session_histories(events)
-    assert HISTORY_FOR_GATE == HISTORY_WINDOW == 64
+    assert HISTORY_WINDOW == 64
     assert [len(h) for h in histories[:3]] == [0, 1, 2] and len(histories[99]) == 64
     assert histories[99] == sorted(events, key=lambda e: e.ts)[35:99]
