@@ -600,16 +600,18 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     f["jedi_agree"] = jedi_value if jedi_value is not None else 0.0
 
     earlier, decided_all = view
-    f["sugg_rejected_before"] = float(bool(sugg) and any(h.outcome == "rejected" and h.suggestion == sugg
-                                                         for h in decided_all))
-    f["sugg_shown_before"] = float(bool(sugg) and any(h.shown and h.suggestion == sugg for h in earlier))
+    f["sugg_rejected_before"] = 0.0  # set below; keys stay in SUGGESTION_ONLY_FEATURES order
+    f["sugg_shown_before"] = float(bool(sugg) and any(h.suggestion == sugg and h.shown for h in earlier))
     last_line = lines[-1].rstrip() if lines else ""
     f["sugg_complete_line"] = float(bool(last_line) and not sugg_open_after(prefix, sugg, python)
                                     and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum()))
-    # The user's own taste so far: how long are the suggestions they took / turned down? (One pass:
-    # this runs on every request over up to 64 decided events.)
+    # The user's own taste so far: was this very text turned down, how long are the suggestions they
+    # took / turned down? One pass, with log1p inline: this runs on every request over up to 64
+    # decided events (len() is never negative, so _log's clamp is not needed).
+    log1p = math.log1p
     acc_sum = rej_sum = 0.0
     acc_n = rej_n = 0
+    rejected_before = False
     decided: list[SuggestionEvent] = []
     for h in decided_all:
         text = h.suggestion
@@ -617,11 +619,14 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
             continue
         decided.append(h)
         if h.outcome == "accepted":
-            acc_sum += _log(len(text))
+            acc_sum += log1p(len(text))
             acc_n += 1
         else:  # decided: accepted or rejected
-            rej_sum += _log(len(text))
+            rej_sum += log1p(len(text))
             rej_n += 1
+            if text == sugg:
+                rejected_before = True
+    f["sugg_rejected_before"] = float(rejected_before)
     mine = f["sugg_chars_log"]
     f["len_vs_accepted"] = mine - acc_sum / acc_n if acc_n else 0.0
     f["len_vs_rejected"] = mine - rej_sum / rej_n if rej_n else 0.0
