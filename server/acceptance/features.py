@@ -339,7 +339,7 @@ def _surely_invalid(text: str) -> bool:
     repr) and backslash continuations are left to tree-sitter."""
     if '"""' in text or "'''" in text or "`" in text:
         return False
-    code = _LITERAL_RE.sub(" 0 ", text)
+    code = _LITERAL_RE.sub(" 0 ", text) if "'" in text or '"' in text or "#" in text else text
     if '"' in code or "'" in code:
         return "\\\n" not in text
     for pair in _NAME_PAIR_RE.finditer(code):
@@ -573,7 +573,7 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     f["sugg_ident_unknown_log"] = _log(len(unknown))
     f["sugg_defines"] = float(any(ln.startswith(("def ", "class ", "async def ", "function ")) for ln in nonblank))
     if _suffix_known(event) and long_lines:
-        suffix_lines = {ln.strip() for ln in suffix.split("\n")[:20]}
+        suffix_lines = {ln.strip() for ln in suffix.split("\n", 20)[:20]}  # not the whole suffix
         f["sugg_suffix_dup"] = sum(1 for ln in long_lines if ln in suffix_lines) / len(long_lines)
     else:
         f["sugg_suffix_dup"] = 0.0
