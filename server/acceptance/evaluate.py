@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from heedls.server.acceptance.adapt import SCORE_EPS, bias_from, shifted
+from heedls.server.acceptance.adapt import online_shift
 from heedls.server.acceptance.features import (
     STAGE_FEATURES,
     context_features,
@@ -176,31 +176,15 @@ def prior_rows(data: Dataset, prior: Prior | None, features: Sequence[str] | Non
     return (X, y), used
 
 
+def event_timing(events: Sequence[SuggestionEvent]) -> tuple[np.ndarray, np.ndarray]:
+    """(shown at, decided at) of each event, in seconds: what the user's online bias is learned in."""
+    return (np.array([e.ts for e in events], dtype=float),
+            np.array([e.ts + (e.decision_ms or 0.0) / 1000.0 for e in events], dtype=float))
+
+
 def with_user_bias(data: Dataset, p: np.ndarray) -> np.ndarray:
-    """Each score shifted by its user's own bias (adapt.py), learned from the model's scores and the
-    labels of that session's events decided before it (shown at `ts`, decided `decision_ms` later),
-    exactly as the live gate learns it; the event's own label is never used. O(n log n) per
-    session: running sums over the events in order of decision."""
-    out = p.copy()
-    decided_at = np.array([e.ts + (e.decision_ms or 0.0) / 1000.0 for e in data.events])
-    ts = np.array([e.ts for e in data.events])
-    q = np.clip(p, SCORE_EPS, 1.0 - SCORE_EPS)
-    residual, information = data.y - q, q * (1.0 - q)
-    for session in set(data.groups.tolist()):
-        members = np.flatnonzero(data.groups == session)
-        order = members[np.argsort(decided_at[members], kind="stable")]
-        done = decided_at[order]
-        cum_res = np.concatenate([[0.0], np.cumsum(residual[order])])
-        cum_info = np.concatenate([[0.0], np.cumsum(information[order])])
-        counted = np.searchsorted(done, ts[members], side="right")  # decided at or before each request
-        res, info = cum_res[counted], cum_info[counted]
-        own = decided_at[members] <= ts[members]  # decided instantly: its own label must not count
-        res = np.where(own, res - residual[members], res)
-        info = np.where(own, info - information[members], info)
-        for i, r, n_info, n in zip(members, res, info, counted - own):
-            if n > 0:
-                out[i] = shifted(float(p[i]), bias_from(float(r), float(n_info)))
-    return out
+    """Each score shifted by its user's own bias (adapt.online_shift), as the live gate does."""
+    return online_shift(p, data.y, data.groups, *event_timing(data.events))
 
 
 def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float, seed: int = 0,

@@ -35,6 +35,7 @@ TAIL_CHARS = 800
 SCOPE_LINES = 80
 _STAND_IN = {"(": "f(", "[": "a[", "{": "{"}
 RECENT_DECISIONS = 10
+RECENT_DECISION_TIMES = 5
 _MAX_GAP_S = 3600.0
 
 _LAST_CHAR_CLASSES = ("alnum", "space", "newline", "open", "close", "colon", "dot", "comma", "operator",
@@ -62,7 +63,7 @@ CONTEXT_FEATURES: tuple[str, ...] = (
     "scope_function", "scope_class",
     "language_python", "provider_local",
     "has_prev", "dt_prev_log", "prev_accepted", "prev_rejected", "dt_prev_decision_log",
-    "recent_accept_rate", "decided_log", "same_place_as_prev",
+    "recent_accept_rate", "decided_log", "same_place_as_prev", "prev_decision_s_log", "recent_decision_s_log",
     "typing_known", "typing_cps_log",
 )
 
@@ -508,6 +509,13 @@ def _history_features(f: dict[str, float], event: SuggestionEvent, view: Session
     f["decided_log"] = _log(len(decided))
     f["same_place_as_prev"] = float(bool(earlier) and earlier[-1].prefix is not None
                                     and earlier[-1].prefix == event.prefix)
+    # How long the user has been weighing the last suggestions (each known once it was decided):
+    # long deliberation (reading, verifying) goes with taking fewer, and it tells the model about a
+    # new user before their own acceptance rate does (cups-dev: AUC 0.58 alone over the last 5).
+    last = decided[-1].decision_ms if decided else None
+    f["prev_decision_s_log"] = _log(last / 1000.0) if last is not None else 0.0
+    times = [h.decision_ms for h in decided[-RECENT_DECISION_TIMES:] if h.decision_ms is not None]
+    f["recent_decision_s_log"] = sum(_log(t / 1000.0) for t in times) / len(times) if times else 0.0
 
 
 def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEvent],

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 
+import pytest
 from heedls.server.acceptance.features import (
     CONTEXT_FEATURES,
     SUGGESTION_FEATURES,
@@ -55,6 +57,24 @@ def test_earlier_outcome_counts_only_once_decided() -> None:
     assert row["prev_accepted"] == 0.0 and row["has_prev"] == 1.0
     later = dataclasses.replace(second, ts=106.0)
     assert context_features(later, [first])["prev_accepted"] == 1.0
+
+
+def test_deliberation_time_is_read_from_decided_events_only() -> None:
+    """How long the user weighed the last suggestions: known once each was decided, never before."""
+    def shown(i: int, ts: float, decision_ms: float) -> SuggestionEvent:
+        return SuggestionEvent(id=f"e{i}", session="s", ts=ts, prefix="x = ", suggestion="1", shown=True,
+                               outcome="rejected", decision_ms=decision_ms)
+
+    history = [shown(i, 10.0 * i, 1000.0 * (i + 1)) for i in range(7)]  # 1 s .. 7 s, decided in time
+    now = SuggestionEvent(id="now", session="s", ts=80.0, prefix="x = 1\n")
+    row = context_features(now, history)
+    assert row["prev_decision_s_log"] == pytest.approx(math.log1p(7.0))
+    # the mean over the last five decisions (3 s .. 7 s), each on the same log scale
+    assert row["recent_decision_s_log"] == pytest.approx(sum(math.log1p(s) for s in (3, 4, 5, 6, 7)) / 5)
+    # still being weighed at request time (decided at 60 + 30 s > 80 s): not known yet
+    pending = [*history[:6], shown(6, 60.0, 30_000.0)]
+    assert context_features(now, pending)["prev_decision_s_log"] == pytest.approx(math.log1p(6.0))
+    assert context_features(dataclasses.replace(now, id="first"), [])["recent_decision_s_log"] == 0.0
 
 
 def test_empty_suffix_is_unknown_not_empty() -> None:
