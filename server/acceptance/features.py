@@ -611,8 +611,9 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     f["sugg_rejected_before"] = 0.0  # set below; keys stay in SUGGESTION_ONLY_FEATURES order
     f["sugg_shown_before"] = float(bool(sugg) and any(h.suggestion == sugg and h.shown for h in earlier))
     last_line = lines[-1].rstrip() if lines else ""
-    f["sugg_complete_line"] = float(bool(last_line) and not sugg_open_after(prefix, sugg, python)
-                                    and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum()))
+    # The cheap test of the last character first: lexing the suggestion is needed only if it passes.
+    ends_like_code = bool(last_line) and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum())
+    f["sugg_complete_line"] = float(ends_like_code and not sugg_open_after(prefix, sugg, python))
     # The user's own taste so far: was this very text turned down, how long are the suggestions they
     # took / turned down? One pass, with log1p inline: this runs on every request over up to 64
     # decided events (len() is never negative, so _log's clamp is not needed).
