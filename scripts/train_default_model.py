@@ -84,7 +84,8 @@ def main() -> int:
     sources = []
     for meta in sources_meta:
         name = str(meta["name"])
-        rows = {stage: StageRows(STAGE_FEATURES[stage], datasets[(name, stage)].X, datasets[(name, stage)].y)
+        rows = {stage: StageRows(STAGE_FEATURES[stage], datasets[(name, stage)].X, datasets[(name, stage)].y,
+                                 tuple(map(str, datasets[(name, stage)].groups.tolist())))
                 for stage in ("context", "suggestion")}
         sources.append(PriorSource(name, "replay" if name == "replay" else "human",
                                    frozenset(datasets[(name, "context")].groups.tolist()), rows,
@@ -106,7 +107,9 @@ def main() -> int:
             print(f"{key}: {data.y.size} rows, {int(data.y.sum())} accepted ({source}); prior {used}",
                   file=sys.stderr)
             stages[key] = fit_stage(key, STAGE_FEATURES[stage], data.X, data.y, data.groups, kind=args.kind,
-                                    keep_accepted=args.keep, seed=args.seed, prior=rows,
+                                    keep_accepted=args.keep, seed=args.seed,
+                                    prior=None if rows is None else (rows.X, rows.y),
+                                    prior_groups=None if rows is None else rows.groups,
                                     meta={"source": source, "prior_sources": used})
     # The version names the data *and* the feature set / learner, so a changed extractor is a new model.
     # The fitted stages themselves are hashed too: two fits of different code never share a version.

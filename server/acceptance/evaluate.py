@@ -27,7 +27,7 @@ from heedls.server.acceptance.features import (
     vectorize,
 )
 from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel, fit_stage
-from heedls.server.acceptance.prior import Prior, targets_synthetic
+from heedls.server.acceptance.prior import Prior, PriorRows, targets_synthetic
 from heedls.server.events import SuggestionEvent
 
 log = logging.getLogger(__name__)
@@ -163,17 +163,14 @@ def _r(value: float | None) -> float | None:
 
 
 def prior_rows(data: Dataset, prior: Prior | None, features: Sequence[str] | None = None,
-               label: str = "accepted") -> tuple[tuple[np.ndarray, np.ndarray] | None, list[str]]:
+               label: str = "accepted") -> tuple[PriorRows | None, list[str]]:
     """The prior's rows usable for `data` (none of its sessions; no replay prior for replayed data;
-    none for a label the rows do not carry)."""
+    none for a label the rows do not carry), with the sessions they may calibrate as."""
     if prior is None:
         return None, []
     found = prior.rows(data.stage, features or STAGE_FEATURES[data.stage], set(data.groups.tolist()),
                        targets_synthetic(data.events), label)
-    if found is None:
-        return None, []
-    X, y, used = found
-    return (X, y), used
+    return (found, found.used) if found is not None else (None, [])
 
 
 def event_timing(events: Sequence[SuggestionEvent]) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +185,7 @@ def with_user_bias(data: Dataset, p: np.ndarray) -> np.ndarray:
 
 
 def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float, seed: int = 0,
-                 params: dict[str, Any] | None = None, prior: tuple[np.ndarray, np.ndarray] | None = None,
+                 params: dict[str, Any] | None = None, prior: PriorRows | None = None,
                  progress: Callable[[int, int], None] | None = None, adapt: bool = False,
                  ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Held-out calibrated scores and the threshold each was judged against (from its training folds).
@@ -206,7 +203,9 @@ def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float
         test = data.groups == session
         train = ~test
         model = fit_stage(data.stage, features, X[train], data.y[train], data.groups[train], kind=kind,
-                          keep_accepted=keep, seed=seed, params=params, prior=prior)
+                          keep_accepted=keep, seed=seed, params=params,
+                          prior=None if prior is None else (prior.X, prior.y),
+                          prior_groups=None if prior is None else prior.groups)
         p[test] = model.predict(X[test])
         thr[test] = model.threshold
         folds.append({"session": session, "n": int(test.sum()), "threshold": round(model.threshold, 4)})
@@ -260,16 +259,20 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
         p, thr, folds = loso_predict(data, STAGE_FEATURES[stage], kind, keep, seed, prior=rows,
                                      progress=fold_progress, adapt=adapt)
         result.update(metrics(data.y, p, thr, stage))
+        calibrating = 0 if rows is None else int((rows.groups != "").sum())
         result["model"] = {"kind": kind, "features": len(STAGE_FEATURES[stage]),
-                           "prior_rows": 0 if rows is None else int(rows[1].size), "prior_sources": sources,
-                           "user_bias": adapt}
+                           "prior_rows": 0 if rows is None else int(rows.y.size), "prior_sources": sources,
+                           "prior_rows_calibrating": calibrating, "user_bias": adapt}
         with_prior = ("" if rows is None else
-                      f" plus {rows[1].size} prior rows from other data ({', '.join(sources)}; none of them from "
+                      f" plus {rows.y.size} prior rows from other data ({', '.join(sources)}; none of them from "
                       "this file's sessions)")
+        calibrated_on = ("those training sessions only" if not calibrating else
+                         f"those training sessions and of the {calibrating} prior rows of other people (each of "
+                         "their sessions a fold of its own)")
         result["protocol"] = (
             f"leave-one-session-out over {len(sessions)} sessions: for each session, fit on the other "
             f"sessions{with_prior}; calibration (Platt) and the threshold keeping >= "
-            f"{keep:g} of accepted are chosen on out-of-fold scores of those training sessions only; "
+            f"{keep:g} of accepted are chosen on out-of-fold scores of {calibrated_on}; "
             f"the held-out session is scored once{adapted}; all figures pooled over the held-out predictions; "
             f"ECE over {ECE_BINS} equal-width bins; label={label}")
         result["folds"] = folds

@@ -444,17 +444,20 @@ def blas_single_thread() -> contextlib.AbstractContextManager[object]:
 def fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray,
               kind: Kind = "blend", keep_accepted: float = 0.95, seed: int = 0, inner_folds: int = 10,
               params: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
-              prior: tuple[np.ndarray, np.ndarray] | None = None) -> StageModel:
+              prior: tuple[np.ndarray, np.ndarray] | None = None,
+              prior_groups: np.ndarray | None = None) -> StageModel:
     """Fit one stage on training data only.
 
     Calibration and threshold come from out-of-fold scores *within* these training data (grouped by
     session), never from in-sample scores, which would be over-confident for the trees. `prior`
-    (rows, labels) from other data (`prior.py`) joins every fit, the out-of-fold ones included, but
-    is never scored for calibration or the threshold: those describe the target data alone.
+    (rows, labels) from other data (`prior.py`) joins every fit, the out-of-fold ones included.
+    Prior rows with a session id in `prior_groups` (other people's decisions, for a target of
+    people) also join calibration and the threshold as sessions of their own; the rest ("" there,
+    or no `prior_groups`: replayed rows) are never scored for them.
     """
     with blas_single_thread():
         return _fit_stage(stage, features, X, y, groups, kind, keep_accepted, seed, inner_folds, params, meta,
-                          prior)
+                          prior, prior_groups)
 
 
 def _with_prior(X: np.ndarray, y: np.ndarray,
@@ -466,7 +469,8 @@ def _with_prior(X: np.ndarray, y: np.ndarray,
 
 def _fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray, kind: Kind,
                keep_accepted: float, seed: int, inner_folds: int, params: Mapping[str, Any] | None,
-               meta: Mapping[str, Any] | None, prior: tuple[np.ndarray, np.ndarray] | None = None) -> StageModel:
+               meta: Mapping[str, Any] | None, prior: tuple[np.ndarray, np.ndarray] | None = None,
+               prior_groups: np.ndarray | None = None) -> StageModel:
     params = dict(params or {})
     y = y.astype(float)
     meta_out = {"n": int(y.size), "positives": int(y.sum()), **(meta or {})}
@@ -477,6 +481,14 @@ def _fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray
         rate = float(np.clip(y.mean() if y.size else 0.5, 1e-3, 1 - 1e-3))
         return StageModel(stage, list(features), "logreg", None, None, Platt(0.0, math.log(rate / (1 - rate))),
                           keep_accepted, 0.0, [], {**meta_out, "degenerate": True})
+    if prior is not None and prior_groups is not None and prior_groups.size == prior[1].size:
+        joins = prior_groups != ""
+        if joins.any():  # other people's rows calibrate as sessions of their own; the rest only train
+            X = np.vstack([X, prior[0][joins]])
+            y = np.concatenate([y, prior[1][joins].astype(float)])
+            groups = np.concatenate([np.asarray(groups, dtype=object), prior_groups[joins]])
+            prior = (prior[0][~joins], prior[1][~joins])
+            meta_out["calibration_rows"] = int(y.size)
     oof = np.zeros(y.size)
     for fold in _inner_folds(groups, inner_folds, seed):
         train = np.setdiff1d(np.arange(y.size), fold)

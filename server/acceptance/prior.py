@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -39,6 +39,14 @@ class StageRows:
     features: tuple[str, ...]
     X: np.ndarray
     y: np.ndarray
+    groups: tuple[str, ...] | None = None  # each row's session id (files before 2026-11-29 have none)
+
+
+class PriorRows(NamedTuple):
+    X: np.ndarray
+    y: np.ndarray
+    used: list[str]  # names of the sources the rows come from
+    groups: np.ndarray  # per row: "source:session" where it may join calibration, "" where it only trains
 
 
 @dataclass(frozen=True)
@@ -60,14 +68,22 @@ class Prior:
     sources: tuple[PriorSource, ...]
 
     def rows(self, stage: str, features: Sequence[str], target_sessions: set[str], target_synthetic: bool,
-             label: str = PRIOR_LABEL) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+             label: str = PRIOR_LABEL) -> PriorRows | None:
         """The usable rows of `stage` in the order of `features` (a feature a source lacks is 0, as
-        unknown values are), their labels, and the names of the sources used; None if none is usable,
-        or if the target learns another label (`persisted`) than the rows carry."""
+        unknown values are), their labels, the names of the sources used and, per row, the session
+        it may also calibrate as (below); None if none is usable, or if the target learns another
+        label (`persisted`) than the rows carry.
+
+        Rows of people (a `human` source with session ids) may also join calibration and the
+        threshold when the target is people too: for a held-out person or a new user, other people
+        are as much "other people" as the target's own training sessions, and ten more of them
+        steady a threshold set on a few hundred decisions. Replayed rows only ever train: their
+        labels are a proxy, and their scores say nothing of how people decide."""
         if label != PRIOR_LABEL:
             return None
         blocks: list[np.ndarray] = []
         labels: list[np.ndarray] = []
+        groups: list[np.ndarray] = []
         used: list[str] = []
         for source in self.sources:
             rows = source.stages.get(stage)
@@ -80,10 +96,13 @@ class Prior:
                     X[:, j] = rows.X[:, index[name]]
             blocks.append(X)
             labels.append(rows.y)
+            calibrates = source.kind == "human" and not target_synthetic and rows.groups is not None
+            groups.append(np.array([f"{source.name}:{g}" for g in rows.groups] if calibrates and rows.groups
+                                   else [""] * rows.y.size, dtype=object))
             used.append(source.name)
         if not blocks:
             return None
-        return np.vstack(blocks), np.concatenate(labels), used
+        return PriorRows(np.vstack(blocks), np.concatenate(labels), used, np.concatenate(groups))
 
     # ------------------------------------------------------------------ on disk
 
@@ -91,7 +110,8 @@ class Prior:
         return {"format": FORMAT, "sources": [{
             "name": s.name, "kind": s.kind, "sessions": sorted(s.sessions), "meta": dict(s.meta),
             "stages": {stage: {"features": list(r.features), "y": [int(v) for v in r.y],
-                               "X": [[_round(v) for v in row] for row in r.X.tolist()]}
+                               "X": [[_round(v) for v in row] for row in r.X.tolist()],
+                       **({"groups": list(r.groups)} if r.groups is not None else {})}
                        for stage, r in s.stages.items()},
         } for s in self.sources]}
 
@@ -107,7 +127,11 @@ class Prior:
             for stage, r in s["stages"].items():
                 features = tuple(str(f) for f in r["features"])
                 X = np.asarray(r["X"], dtype=float).reshape(len(r["y"]), len(features))
-                stages[stage] = StageRows(features, X, np.asarray(r["y"], dtype=float))
+                groups = r.get("groups")
+                if groups is not None and len(groups) != len(r["y"]):
+                    raise ValueError(f"{len(groups)} session ids for {len(r['y'])} rows")
+                stages[stage] = StageRows(features, X, np.asarray(r["y"], dtype=float),
+                                          tuple(map(str, groups)) if groups is not None else None)
             sources.append(PriorSource(str(s["name"]), s["kind"], frozenset(map(str, s["sessions"])), stages,
                                        dict(s.get("meta", {}))))
         return cls(tuple(sources))
@@ -150,5 +174,5 @@ def targets_synthetic(events: Sequence[Any]) -> bool:
     return any(bool((getattr(e, "extra", None) or {}).get("synthetic")) for e in events)
 
 
-__all__ = ["FORMAT", "PRIOR_LABEL", "Prior", "PriorSource", "StageRows", "load_shipped_prior", "shipped_prior_path",
+__all__ = ["FORMAT", "PRIOR_LABEL", "Prior", "PriorRows", "PriorSource", "StageRows", "load_shipped_prior", "shipped_prior_path",
            "targets_synthetic"]

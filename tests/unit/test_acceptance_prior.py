@@ -31,7 +31,7 @@ def _source(name: str, kind: str, events: list[Any]) -> PriorSource:
     stages = {}
     for stage in ("context", "suggestion"):
         data = build_dataset(events, stage)
-        stages[stage] = StageRows(STAGE_FEATURES[stage], data.X, data.y)
+        stages[stage] = StageRows(STAGE_FEATURES[stage], data.X, data.y, tuple(data.groups.tolist()))
     return PriorSource(name, kind, frozenset(e.session for e in events), stages, {})  # type: ignore[arg-type]
 
 
@@ -54,9 +54,26 @@ def test_round_trip_keeps_rows_and_maps_features_by_name(prior: Prior, tmp_path:
     np.testing.assert_allclose(rows.X, prior.sources[0].stages["suggestion"].X, rtol=1e-4, atol=1e-6)
     # A model with other features: known ones are taken by name, unknown ones are 0 (as unknown values are).
     names = ["sugg_chars_log", "a_feature_from_the_future"]
-    X, y, used = back.rows("suggestion", names, set(), False) or (None, None, None)
-    assert X is not None and y is not None and X.shape == (y.size, 2) and not X[:, 1].any()
+    found = back.rows("suggestion", names, set(), False)
+    assert found is not None
+    X, y, used = found.X, found.y, found.used
+    assert X.shape == (y.size, 2) and not X[:, 1].any()
     assert X[:, 0].any() and used == ["people", "replayed"]
+    assert rows.groups == prior.sources[0].stages["suggestion"].groups  # session ids survive the file
+
+
+def test_a_prior_file_without_session_ids_still_trains_but_never_calibrates(prior: Prior, tmp_path: Path) -> None:
+    path = tmp_path / "old.json.gz"
+    prior.save(path)
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        data = json.load(fh)
+    for source in data["sources"]:  # as written before 2026-11-29
+        for stage in source["stages"].values():
+            del stage["groups"]
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    found = Prior.load(path).rows("context", STAGE_FEATURES["context"], {"someone-else"}, False)
+    assert found is not None and found.y.size == 720 and (found.groups == "").all()
 
 
 def test_never_used_on_data_it_could_overlap(prior: Prior) -> None:
@@ -66,28 +83,43 @@ def test_never_used_on_data_it_could_overlap(prior: Prior) -> None:
     assert found is not None and found[2] == ["replayed"]  # sharing a session drops that source
     found = prior.rows("context", names, {"someone-else"}, True)
     assert found is not None and found[2] == ["people"]  # replayed targets never get a replay prior
+    assert (found.groups == "").all()  # nor does anyone's row calibrate for them: they are not people
     assert prior.rows("context", names, {people}, True) is None
     assert prior.rows("context", names, {"someone-else"}, False, "persisted") is None  # rows carry `accepted`
 
 
-def test_calibration_and_threshold_come_from_the_target_rows_only(prior: Prior,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_replayed_rows_never_calibrate_and_other_peoples_rows_do_as_sessions_of_their_own(
+        prior: Prior, monkeypatch: pytest.MonkeyPatch) -> None:
     target = make_events(sessions=4, per_session=30, seed=23)
     data = build_dataset(target, "suggestion")
     found = prior.rows("suggestion", STAGE_FEATURES["suggestion"], set(), False)
     assert found is not None
+    people = found.groups != ""
+    assert people.sum() == 360 and all(g.startswith("people:") for g in found.groups[people])
     sizes: list[int] = []
-    real_platt = model_module.Platt.fit
+    folds: list[int] = []
+    real_platt, real_folds = model_module.Platt.fit, model_module._inner_folds
 
     def spy(raw: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> model_module.Platt:
         sizes.append(y.size)
         return real_platt(raw, y, l2)
 
+    def spy_folds(groups: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+        folds.append(len(set(groups.tolist())))
+        return real_folds(groups, k, seed)
+
     monkeypatch.setattr(model_module.Platt, "fit", staticmethod(spy))
-    stage = fit_stage("suggestion", STAGE_FEATURES["suggestion"], data.X, data.y, data.groups, kind="logreg",
-                      prior=(found[0], found[1]))
-    assert sizes == [data.y.size]
-    assert stage.meta["n"] == data.y.size and stage.meta["prior_rows"] == found[1].size
+    monkeypatch.setattr(model_module, "_inner_folds", spy_folds)
+    alone = fit_stage("suggestion", STAGE_FEATURES["suggestion"], data.X, data.y, data.groups, kind="logreg",
+                      prior=(found.X, found.y))
+    assert sizes == [data.y.size] and folds == [4]  # without session ids the prior only trains
+    assert alone.meta["n"] == data.y.size and alone.meta["prior_rows"] == found.y.size
+    sizes.clear()
+    folds.clear()
+    joined = fit_stage("suggestion", STAGE_FEATURES["suggestion"], data.X, data.y, data.groups, kind="logreg",
+                       prior=(found.X, found.y), prior_groups=found.groups)
+    assert sizes == [data.y.size + 360] and folds == [4 + 6]  # the 6 people's sessions, not the replay's
+    assert joined.meta["calibration_rows"] == data.y.size + 360 and joined.meta["n"] == data.y.size
 
 
 def test_a_small_target_learns_from_the_prior(prior: Prior) -> None:
@@ -109,6 +141,8 @@ def test_evaluation_adds_the_prior_to_every_fold_and_says_so(prior: Prior) -> No
     assert result["model"]["prior_sources"] == ["people", "replayed"]
     assert result["model"]["prior_rows"] == 720
     assert "plus 720 prior rows" in result["protocol"] and "none of them from this file's sessions" in result["protocol"]
+    assert result["model"]["prior_rows_calibrating"] == 360  # the people's rows, not the replay's
+    assert "the 360 prior rows of other people" in result["protocol"]
     # Evaluated on the prior's own data, the prior is not used at all: same figures as without it.
     own = _renamed(make_events(sessions=6, per_session=60, seed=21), "p")
     with_prior = ev.evaluate(own, "suggestion", kind="logreg", prior=Prior(prior.sources[:1]))
