@@ -203,15 +203,19 @@ def test_the_shipped_prior_matches_the_feature_extractor_and_the_shipped_model()
 
 def test_a_user_refit_learns_from_the_prior(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
+    calibrating: list[int] = []
     real_fit = refit_module.fit_stage
 
     def spy(*args: Any, **kw: Any) -> Any:
         seen.append(0 if kw.get("prior") is None else int(kw["prior"][1].size))
+        groups = kw.get("prior_groups")
+        calibrating.append(0 if groups is None else int((groups != "").sum()))
         return real_fit(*args, **kw)
 
     monkeypatch.setattr(refit_module, "fit_stage", spy)
     for use_prior in (True, False):
         seen.clear()
+        calibrating.clear()
         gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=60), tmp_path / str(use_prior))
         gate.background, gate.use_prior = False, use_prior
         for event in make_events(sessions=1, per_session=80, seed=28):
@@ -219,3 +223,5 @@ def test_a_user_refit_learns_from_the_prior(tmp_path: Path, monkeypatch: pytest.
             gate.stage2(event, [])
             gate.observe(event)
         assert seen and (all(n > 1000 for n in seen) if use_prior else not any(seen))
+        # the user is a person: the shipped human rows (cups-dev's 464) also calibrate, the replay's never
+        assert calibrating and all(n == (464 if use_prior else 0) for n in calibrating)
