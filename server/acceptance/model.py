@@ -373,10 +373,19 @@ class StageModel:
         return _psig(self.calibration.a * raw + self.calibration.b)
 
     def threshold_for(self, keep: float) -> float:
+        """The threshold for another keep target, from the stored quantiles of the positives' scores
+        by the same rule as `threshold_for_keep` when the model knows how many there were."""
         if abs(keep - self.keep_accepted) < 1e-9 or not self.positive_quantiles:
             return self.threshold
-        level = min(max(1.0 - keep, 0.0), 1.0)
         qs = self.positive_quantiles
+        n = int(self.meta.get("calibration_positives") or 0)
+        if n > 0:  # the floor((1 - keep)(n + 1))-th lowest, as a quantile level of the n scores
+            k = math.floor(min(max(1.0 - keep, 0.0), 1.0) * (n + 1) + 1e-9)
+            if k == 0:
+                return 0.0
+            level = min((k - 1) / max(n - 1, 1), 1.0)
+        else:  # a model file from before 2026-11-29
+            level = min(max(1.0 - keep, 0.0), 1.0)
         return float(qs[math.floor(level * (len(qs) - 1))])
 
     # ---- persistence
@@ -501,6 +510,7 @@ def _fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray
     calibration = Platt.fit(oof, y)
     calibrated = calibration(oof)
     pos = calibrated[y == 1]
+    meta_out["calibration_positives"] = int(pos.size)
     logreg, gbm = _fit_raw(*_with_prior(X, y, prior), kind, seed, params)
     return StageModel(stage, list(features), kind, logreg, gbm, calibration, keep_accepted,
                       threshold_for_keep(pos, keep_accepted), positive_quantiles(pos), meta_out)

@@ -1,8 +1,12 @@
 """Thresholds for "keep at least X % of the suggestions that would be accepted".
 
 A suggestion (stage 2) or a request (stage 1) is shown when its calibrated score is >= the
-threshold. The threshold is the highest value that still keeps >= `keep` of the *training*
-positives: computed from training-fold scores only, never from the data it is evaluated on.
+threshold, computed from out-of-fold scores of the training positives only, never from the data it
+is evaluated on. It is chosen for the *next* accepted suggestion, not for the training ones: that
+one falls below the k-th lowest of n training scores with probability k / (n + 1) (it is as likely
+to rank anywhere among them), so k = floor((1 - keep)(n + 1)) keeps >= `keep` in expectation (the
+split-conformal bound). The in-sample rule used until 2026-11-29 (keep `keep` of the training
+positives) kept about 1 / (n + 1) less than asked on new data.
 """
 
 from __future__ import annotations
@@ -16,14 +20,14 @@ QUANTILE_LEVELS = 201
 
 
 def threshold_for_keep(positive_scores: np.ndarray, keep: float = DEFAULT_KEEP) -> float:
-    """Largest t with mean(positive_scores >= t) >= keep (0.0 = show everything)."""
+    """The floor((1 - keep)(n + 1))-th lowest of the n scores (0.0 = show everything, also when n is
+    too small for any threshold to keep `keep` of a new positive in expectation)."""
     scores = np.sort(np.asarray(positive_scores, dtype=float))
     if scores.size == 0 or keep >= 1.0:
         return 0.0
     keep = max(keep, 0.0)
-    # At most floor((1 - keep) * n) positives may fall below t: t = the next score up.
-    allowed = math.floor((1.0 - keep) * scores.size + 1e-9)
-    return float(scores[min(allowed, scores.size - 1)])
+    k = math.floor((1.0 - keep) * (scores.size + 1) + 1e-9)
+    return float(scores[k - 1]) if k > 0 else 0.0
 
 
 def positive_quantiles(positive_scores: np.ndarray, levels: int = QUANTILE_LEVELS) -> list[float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -21,17 +22,33 @@ def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return data.X, data.y, data.groups
 
 
-def test_threshold_keeps_the_target_share_of_positives() -> None:
+def test_threshold_keeps_the_target_share_of_new_positives_in_expectation() -> None:
+    """The threshold is for the next accepted suggestion, not for the training ones."""
     rng = np.random.default_rng(0)
-    for n in (1, 7, 20, 133, 1000):
-        scores = rng.random(n)
-        for keep in (0.5, 0.9, 0.95, 1.0):
-            t = threshold_for_keep(scores, keep)
-            assert (scores >= t).mean() >= keep - 1e-12
-            higher = scores[scores > t]
-            if higher.size and keep < 1.0:  # the next score up would keep too few: t is the largest such threshold
-                assert (scores >= higher.min()).mean() < keep
+    for n in (20, 60, 150):
+        for keep in (0.9, 0.95):
+            k = math.floor((1 - keep) * (n + 1) + 1e-9)
+            trials = rng.random((4000, n + 1))  # n training positives and one new one, same distribution
+            kept = []
+            for row in trials:
+                t = threshold_for_keep(row[:n], keep)
+                assert t == np.sort(row[:n])[k - 1]  # the k-th lowest training score
+                kept.append(row[n] >= t)
+            # in expectation 1 - k / (n + 1) >= keep; 4000 draws: standard error ~0.005
+            assert np.mean(kept) >= keep - 0.015, (n, keep, np.mean(kept))
+    assert threshold_for_keep(np.random.default_rng(1).random(10), 0.95) == 0.0  # too few: show everything
+    assert threshold_for_keep(np.array([0.2, 0.4]), 1.0) == 0.0
     assert threshold_for_keep(np.array([]), 0.95) == 0.0
+
+
+def test_other_keep_targets_follow_the_same_rule() -> None:
+    X, y, groups = _data()
+    stage = fit_stage("suggestion", SUGGESTION_FEATURES, X, y, groups, kind="logreg", seed=1)
+    n = stage.meta["calibration_positives"]
+    assert n == int(y.sum())
+    assert stage.threshold_for(0.95) == stage.threshold
+    assert stage.threshold_for(0.8) >= stage.threshold >= stage.threshold_for(0.99)
+    assert stage.threshold_for(1.0 - 0.5 / (n + 1)) == 0.0  # no k-th lowest keeps that much: show all
 
 
 @pytest.mark.parametrize("kind", ["logreg", "gbm", "blend"])
