@@ -495,7 +495,8 @@ def _fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray
         if joins.any():  # other people's rows calibrate as sessions of their own; the rest only train
             X = np.vstack([X, prior[0][joins]])
             y = np.concatenate([y, prior[1][joins].astype(float)])
-            groups = np.concatenate([np.asarray(groups, dtype=object), prior_groups[joins]])
+            # as text: target sessions may be numbers, and fold ids are sorted together
+            groups = np.concatenate([np.array([str(g) for g in groups], dtype=object), prior_groups[joins]])
             prior = (prior[0][~joins], prior[1][~joins])
             meta_out["calibration_rows"] = int(y.size)
     oof = np.zeros(y.size)

@@ -120,6 +120,10 @@ def test_replayed_rows_never_calibrate_and_other_peoples_rows_do_as_sessions_of_
                        prior=(found.X, found.y), prior_groups=found.groups)
     assert sizes == [data.y.size + 360] and folds == [4 + 6]  # the 6 people's sessions, not the replay's
     assert joined.meta["calibration_rows"] == data.y.size + 360 and joined.meta["n"] == data.y.size
+    numbered = fit_stage("suggestion", STAGE_FEATURES["suggestion"], data.X, data.y,
+                         np.unique(data.groups, return_inverse=True)[1], kind="logreg",
+                         prior=(found.X, found.y), prior_groups=found.groups)  # sessions as numbers
+    assert numbered.meta["calibration_rows"] == data.y.size + 360
 
 
 def test_a_small_target_learns_from_the_prior(prior: Prior) -> None:
