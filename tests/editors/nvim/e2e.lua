@@ -333,20 +333,35 @@ if ok then
   end)
 end
 
---- Pid of the heedls server this Neovim started (`… heedls serve` with the workspace as cwd).
+local function read_file(path)
+  local f = io.open(path, 'rb')
+  local data = f and f:read('*a') or ''
+  if f then
+    f:close()
+  end
+  return data
+end
+
+--- Pid of the heedls server this Neovim started (`… heedls serve` with the workspace as cwd). A
+--- child the server is starting (its refit worker, a test run) carries the server's command line
+--- between fork and exec: a process whose parent is itself a match is not the server.
 local function server_pid()
+  local parents = {}
   for name, kind in vim.fs.dir('/proc') do
     if kind == 'directory' and name:match('^%d+$') then
-      local f = io.open('/proc/' .. name .. '/cmdline', 'rb')
-      local cmdline = f and f:read('*a') or ''
-      if f then
-        f:close()
-      end
+      local cmdline = read_file('/proc/' .. name .. '/cmdline')
       local argv = vim.split(cmdline, '\0', { plain = true })
       if vim.tbl_contains(argv, 'serve') and cmdline:find('heedls', 1, true)
           and vim.uv.fs_readlink('/proc/' .. name .. '/cwd') == ws then
-        return tonumber(name)
+        -- /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so read after its ')'
+        local stat = read_file('/proc/' .. name .. '/stat')
+        parents[tonumber(name)] = tonumber(stat:match('%)%s+%S+%s+(%d+)'))
       end
+    end
+  end
+  for pid, ppid in pairs(parents) do
+    if not parents[ppid] then
+      return pid
     end
   end
 end

@@ -96,18 +96,24 @@ async function ghostText() {
   return texts.join('').replace(/\u00a0/g, ' ');
 }
 
-/** Pids of `… -m heedls serve` processes started in this workspace (the extension's server). */
+/** Pids of `… -m heedls serve` processes started in this workspace (the extension's server). A
+ * child the server is starting (its refit worker, a test run) carries the server's command line
+ * between fork and exec: a process whose parent is itself a server is not counted. */
 function serverPids() {
-  const pids = [];
+  const parents = new Map();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
       const cwd = readlinkSync(`/proc/${entry}/cwd`);
-      if (cmdline.includes('heedls') && cmdline.includes('serve') && cwd === config.workspace) pids.push(Number(entry));
+      if (cmdline.includes('heedls') && cmdline.includes('serve') && cwd === config.workspace) {
+        // /proc/PID/stat: "pid (comm) state ppid …"; comm may hold spaces, so split after its ')'.
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      }
     } catch { /* gone or not ours */ }
   }
-  return pids;
+  return [...parents].filter(([, ppid]) => !parents.has(ppid)).map(([pid]) => pid);
 }
 
 async function runCommand(title) {
