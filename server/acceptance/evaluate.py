@@ -1,7 +1,8 @@
 """Leave-one-session-out evaluation of the acceptance cascade (the fixed protocol of DESIGN.md).
 
-For each session S: fit on the labelled events of all other sessions (calibration and threshold
-from out-of-fold scores inside those sessions), score the labelled events of S with S's own
+For each session S: fit on the labelled events of all other sessions and the usable prior rows
+(calibration and threshold from out-of-fold scores of those sessions, and of other people's prior
+rows when the events are people's), score the labelled events of S with S's own
 threshold. All figures are then computed on the *pooled* held-out predictions (every labelled
 event is predicted exactly once, by a model that never saw its session). See docs/acceptance.md.
 """

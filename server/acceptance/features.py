@@ -608,12 +608,6 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     f["jedi_agree"] = jedi_value if jedi_value is not None else 0.0
 
     earlier, decided_all = view
-    f["sugg_rejected_before"] = 0.0  # set below; keys stay in SUGGESTION_ONLY_FEATURES order
-    f["sugg_shown_before"] = float(bool(sugg) and any(h.suggestion == sugg and h.shown for h in earlier))
-    last_line = lines[-1].rstrip() if lines else ""
-    # The cheap test of the last character first: lexing the suggestion is needed only if it passes.
-    ends_like_code = bool(last_line) and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum())
-    f["sugg_complete_line"] = float(ends_like_code and not sugg_open_after(prefix, sugg, python))
     # The user's own taste so far: was this very text turned down, how long are the suggestions they
     # took / turned down? One pass, with log1p inline: this runs on every request over up to 64
     # decided events (len() is never negative, so _log's clamp is not needed).
@@ -636,6 +630,11 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
             if text == sugg:
                 rejected_before = True
     f["sugg_rejected_before"] = float(rejected_before)
+    f["sugg_shown_before"] = float(bool(sugg) and any(h.suggestion == sugg and h.shown for h in earlier))
+    last_line = lines[-1].rstrip() if lines else ""
+    # The cheap test of the last character first: lexing the suggestion is needed only if it passes.
+    ends_like_code = bool(last_line) and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum())
+    f["sugg_complete_line"] = float(ends_like_code and not sugg_open_after(prefix, sugg, python))
     mine = f["sugg_chars_log"]
     f["len_vs_accepted"] = mine - acc_sum / acc_n if acc_n else 0.0
     f["len_vs_rejected"] = mine - rej_sum / rej_n if rej_n else 0.0
@@ -676,7 +675,6 @@ def _jaccard(ta: frozenset[str], tb: frozenset[str]) -> float:
         return 0.0
     both = len(ta & tb)
     return both / (len(ta) + len(tb) - both)
-
 
 
 def features_for_stage(stage: str, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> dict[str, float]:

@@ -5,8 +5,9 @@ model fitted on that alone is mostly noise (on cups-dev, going from 4 to 9 train
 the suggestion-stage AUC from 0.62 to 0.71). heedls therefore ships labelled rows (feature values and
 labels only, no code text) from a proxy-labelled replay of real code and from real human decisions,
 and adds them to the training rows of every fit: the shipped model, each fold of the evaluation and
-the user's own refit. Calibration and the keep-X %-of-accepted threshold are still chosen on the
-target data's own out-of-fold scores, so they describe the people being modelled, not the prior.
+the user's own refit. Calibration and the keep-X %-of-accepted threshold are chosen on out-of-fold
+scores of the target data and, when the target is people, of the human sources' rows (each of their
+sessions a fold of its own): other people, never the proxy-labelled replay (`Prior.rows`).
 
 A source is never used on data it could overlap: it is dropped when the target shares a session id
 with it, and a replay source is dropped for synthetic (replayed) targets, whose projects could be the
