@@ -23,7 +23,7 @@ import operator
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import numpy as np
 from heedls.server.events import HISTORY_WINDOW, ROWS_KEY, SuggestionEvent
@@ -421,7 +421,6 @@ def session_view(event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> 
 
 
 _BY_TS = operator.attrgetter("ts")
-_SUGGESTION = operator.attrgetter("suggestion")
 _DECIDED = ("accepted", "rejected")
 
 
@@ -610,23 +609,35 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
 
     earlier, decided_all = view
     # The user's own taste so far: was this very text turned down, how long are the suggestions they
-    # took / turned down? Comprehensions and map chains rather than one loop of statements: this runs
-    # on every request over up to 64 events, and C-level iteration costs half as much.
-    decided = [h for h in decided_all if h.suggestion]
-    taken = cast(list[str], [h.suggestion for h in decided if h.outcome == "accepted"])
-    turned_down = cast(list[str], [h.suggestion for h in decided if h.outcome != "accepted"])  # rejected
-    f["sugg_rejected_before"] = float(sugg in turned_down)
-    f["sugg_shown_before"] = float(bool(sugg) and sugg in map(_SUGGESTION, earlier)
-                                   and any(h.shown for h in earlier if h.suggestion == sugg))
+    # took / turned down? One pass, with log1p inline: this runs on every request over up to 64
+    # decided events (len() is never negative, so _log's clamp is not needed).
+    log1p = math.log1p
+    acc_sum = rej_sum = 0.0
+    acc_n = rej_n = 0
+    rejected_before = False
+    decided: list[SuggestionEvent] = []
+    for h in decided_all:
+        text = h.suggestion
+        if not text:
+            continue
+        decided.append(h)
+        if h.outcome == "accepted":
+            acc_sum += log1p(len(text))
+            acc_n += 1
+        else:  # decided: accepted or rejected
+            rej_sum += log1p(len(text))
+            rej_n += 1
+            if text == sugg:
+                rejected_before = True
+    f["sugg_rejected_before"] = float(rejected_before)
+    f["sugg_shown_before"] = float(bool(sugg) and any(h.suggestion == sugg and h.shown for h in earlier))
     last_line = lines[-1].rstrip() if lines else ""
     # The cheap test of the last character first: lexing the suggestion is needed only if it passes.
     ends_like_code = bool(last_line) and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum())
     f["sugg_complete_line"] = float(ends_like_code and not sugg_open_after(prefix, sugg, python))
     mine = f["sugg_chars_log"]
-    # len() is never negative, so _log's clamp is not needed; sum() adds left to right, as a loop would
-    log1p = math.log1p
-    f["len_vs_accepted"] = mine - sum(map(log1p, map(len, taken))) / len(taken) if taken else 0.0
-    f["len_vs_rejected"] = mine - sum(map(log1p, map(len, turned_down))) / len(turned_down) if turned_down else 0.0
+    f["len_vs_accepted"] = mine - acc_sum / acc_n if acc_n else 0.0
+    f["len_vs_rejected"] = mine - rej_sum / rej_n if rej_n else 0.0
     sim_rejected = sim_accepted = 0.0
     if sugg:
         mine_tokens = _token_set(sugg)
