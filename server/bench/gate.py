@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from heedls.server.events import SuggestionEvent
+from heedls.server.events import HISTORY_WINDOW, SuggestionEvent
 from heedls.server.stats import quantile
 
 TARGET_P95_MS = 0.1
@@ -101,7 +101,7 @@ def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | Non
             model_s[stage].append(time.perf_counter() - t)
         gate.observe(event)  # its decision, as the engine reports it: the user's bias learns from it
         history.append(event)
-        if len(history) > 50:
+        if len(history) > HISTORY_WINDOW:  # what the engine passes the gate
             history.pop(0)
     model_p95 = max(_summary(v)["p95_ms"] for v in model_s.values())
     decision_p95 = max(_summary(gate_s[k])["p95_ms"] for k in ("stage1", "stage2"))
