@@ -35,6 +35,11 @@ TAIL_CHARS = 800
 SCOPE_LINES = 80
 _STAND_IN = {"(": "f(", "[": "a[", "{": "{"}
 RECENT_DECISIONS = 10
+# The user's taste (texts turned down or shown before, lengths taken and turned down) is read from
+# their last 20 decisions, not the whole 64-event window: recent taste predicts the next decision
+# better (cups-dev, 5 tree seeds: AUC 0.747 over 64 -> 0.752 over 20; 0.747 over 10) and it is a third
+# of the work on every request.
+RECENT_TASTE = 20
 RECENT_DECISION_TIMES = 5
 _MAX_GAP_S = 3600.0
 
@@ -617,15 +622,15 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     f["jedi_agree"] = jedi_value if jedi_value is not None else 0.0
 
     earlier, decided_all = view
-    # The user's own taste so far: was this very text turned down, how long are the suggestions they
-    # took / turned down? One pass, with log1p inline: this runs on every request over up to 64
-    # decided events (len() is never negative, so _log's clamp is not needed).
+    # The user's own taste lately: was this very text turned down, how long are the suggestions they
+    # took / turned down? One pass over their last RECENT_TASTE decisions, with log1p inline: this
+    # runs on every request (len() is never negative, so _log's clamp is not needed).
     log1p = math.log1p
     acc_sum = rej_sum = 0.0
     acc_n = rej_n = 0
     rejected_before = False
     decided: list[SuggestionEvent] = []
-    for h in decided_all:
+    for h in decided_all[-RECENT_TASTE:]:
         text = h.suggestion
         if not text:
             continue
@@ -639,7 +644,8 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
             if text == sugg:
                 rejected_before = True
     f["sugg_rejected_before"] = float(rejected_before)
-    f["sugg_shown_before"] = float(bool(sugg) and any(h.suggestion == sugg and h.shown for h in earlier))
+    f["sugg_shown_before"] = float(bool(sugg) and any(h.suggestion == sugg and h.shown
+                                                      for h in earlier[-RECENT_TASTE:]))
     last_line = lines[-1].rstrip() if lines else ""
     # The cheap test of the last character first: lexing the suggestion is needed only if it passes.
     ends_like_code = bool(last_line) and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum())

@@ -218,3 +218,23 @@ def test_history_is_the_last_64_earlier_events_as_the_engine_passes_them() -> No
     assert HISTORY_WINDOW == 64
     assert [len(h) for h in histories[:3]] == [0, 1, 2] and len(histories[99]) == 64
     assert histories[99] == sorted(events, key=lambda e: e.ts)[35:99]
+
+
+def test_the_users_taste_is_read_from_their_last_twenty_decisions() -> None:
+    from heedls.server.acceptance.features import RECENT_TASTE
+
+    def decided(i: int, text: str, outcome: str) -> SuggestionEvent:
+        return SuggestionEvent(id=f"e{i}", session="s", ts=float(i), prefix="x = ", suggestion=text, shown=True,
+                               outcome=outcome, decision_ms=100.0)
+
+    turned_down = decided(0, "print(secret)", "rejected")
+    fillers = [decided(i, f"value_{i}", "accepted") for i in range(1, 40)]
+    now = SuggestionEvent(id="now", session="s", ts=100.0, prefix="x = ", suggestion="print(secret)")
+    recent = [turned_down, *fillers[-(RECENT_TASTE - 1):]]  # the rejection is the 20th-last decision
+    row = suggestion_features(now, [dataclasses.replace(h, ts=float(k)) for k, h in enumerate(recent)])
+    assert row["sugg_rejected_before"] == 1.0 and row["sugg_shown_before"] == 1.0
+    old = [turned_down, *fillers]  # 39 decisions since: the user's taste has moved on
+    row = suggestion_features(now, old)
+    assert row["sugg_rejected_before"] == 0.0 and row["sugg_shown_before"] == 0.0
+    # the lengths compared with are those of the last 20 accepted suggestions (all "value_NN" here)
+    assert row["len_vs_accepted"] == pytest.approx(math.log1p(len("print(secret)")) - math.log1p(len("value_20")))
