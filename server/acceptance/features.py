@@ -552,13 +552,13 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     suffix = event.suffix or ""
     python = _is_python(event)
     lines = sugg.split("\n")
-    nonblank = [ln.strip() for ln in lines if ln.strip()]
+    nonblank = [ln for ln in map(str.strip, lines) if ln]
     tokens = _TOKEN_RE.findall(sugg)
+    token_set = frozenset(tokens)
     f["sugg_chars_log"] = _log(len(sugg))
     f["sugg_lines_log"] = _log(len(nonblank))
     f["sugg_tokens_log"] = _log(len(tokens))
-    first = next((ln for ln in lines if ln.strip()), "")
-    f["sugg_first_line_chars_log"] = _log(len(first.strip()))
+    f["sugg_first_line_chars_log"] = _log(len(nonblank[0]) if nonblank else 0)
     f["sugg_multiline"] = float(len(nonblank) > 1)
     f["sugg_starts_newline"] = float(sugg.startswith(("\n", "\r\n")))
     mark = "#" if python else "//"
@@ -569,8 +569,8 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     f["sugg_mid_word"] = float(bool(prefix) and bool(sugg) and (prefix[-1].isalnum() or prefix[-1] == "_")
                                and (sugg[0].isalnum() or sugg[0] == "_"))
 
-    opens = sum(sugg.count(c) for c in _OPEN)
-    closes = sum(sugg.count(c) for c in _CLOSE)
+    opens = sugg.count("(") + sugg.count("[") + sugg.count("{")
+    closes = sugg.count(")") + sugg.count("]") + sugg.count("}")
     depth = context.get("bracket_depth", 0.0)
     f["sugg_bracket_net"] = float(max(-3, min(3, opens - closes)))
     # More closing brackets than the context has open ones: the suggestion cannot fit.
@@ -578,7 +578,7 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     f["sugg_closes_context"] = float(depth > 0 and closes - opens >= depth)
 
     f["sugg_repeated_lines"] = 1.0 - len(set(nonblank)) / len(nonblank) if nonblank else 0.0
-    f["sugg_token_distinct"] = len(set(tokens)) / len(tokens) if tokens else 0.0
+    f["sugg_token_distinct"] = len(token_set) / len(tokens) if tokens else 0.0
     long_lines = [ln for ln in nonblank if len(ln) > 3]
     f["sugg_lines_in_prefix"] = (sum(1 for ln in long_lines if _has_line(prefix, ln)) / len(long_lines)
                                  if long_lines else 0.0)
@@ -655,7 +655,7 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     f["len_vs_rejected"] = mine - rej_sum / rej_n if rej_n else 0.0
     sim_rejected = sim_accepted = 0.0
     if sugg:
-        mine_tokens = _token_set(sugg)
+        mine_tokens = token_set  # what _token_set(sugg) would build
         for h in decided[-RECENT_DECISIONS:]:
             sim = _jaccard(mine_tokens, _token_set(h.suggestion or ""))
             if h.outcome == "accepted":
