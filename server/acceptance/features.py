@@ -435,6 +435,7 @@ def session_view(event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> 
 
 
 _BY_TS = operator.attrgetter("ts")
+_SUGGESTION = operator.attrgetter("suggestion")
 _DECIDED = ("accepted", "rejected")
 
 
@@ -595,7 +596,7 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     f["sugg_ident_unknown_log"] = _log(len(unknown))
     f["sugg_defines"] = float(any(ln.startswith(("def ", "class ", "async def ", "function ")) for ln in nonblank))
     if _suffix_known(event) and long_lines:
-        suffix_lines = {ln.strip() for ln in suffix.split("\n", 20)[:20]}  # not the whole suffix
+        suffix_lines = set(map(str.strip, suffix.split("\n", 20)[:20]))  # not the whole suffix
         f["sugg_suffix_dup"] = sum(1 for ln in long_lines if ln in suffix_lines) / len(long_lines)
     else:
         f["sugg_suffix_dup"] = 0.0
@@ -644,8 +645,10 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
             if text == sugg:
                 rejected_before = True
     f["sugg_rejected_before"] = float(rejected_before)
-    f["sugg_shown_before"] = float(bool(sugg) and any(h.suggestion == sugg and h.shown
-                                                      for h in earlier[-RECENT_TASTE:]))
+    recent = earlier[-RECENT_TASTE:]
+    # The C-level scan for the text first; its `shown` flag only when the text is there.
+    f["sugg_shown_before"] = float(bool(sugg) and sugg in map(_SUGGESTION, recent)
+                                   and any(h.shown for h in recent if h.suggestion == sugg))
     last_line = lines[-1].rstrip() if lines else ""
     # The cheap test of the last character first: lexing the suggestion is needed only if it passes.
     ends_like_code = bool(last_line) and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum())
@@ -654,14 +657,19 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     f["len_vs_accepted"] = mine - acc_sum / acc_n if acc_n else 0.0
     f["len_vs_rejected"] = mine - rej_sum / rej_n if rej_n else 0.0
     sim_rejected = sim_accepted = 0.0
-    if sugg:
-        mine_tokens = token_set  # what _token_set(sugg) would build
+    if token_set:  # token-set Jaccard overlap, a cheap stand-in for edit similarity; inline: every request
+        size = len(token_set)
         for h in decided[-RECENT_DECISIONS:]:
-            sim = _jaccard(mine_tokens, _token_set(h.suggestion or ""))
+            other = _token_set(h.suggestion or "")
+            if not other:
+                continue
+            both = len(token_set & other)
+            sim = both / (size + len(other) - both)
             if h.outcome == "accepted":
-                sim_accepted = max(sim_accepted, sim)
-            else:
-                sim_rejected = max(sim_rejected, sim)
+                if sim > sim_accepted:
+                    sim_accepted = sim
+            elif sim > sim_rejected:
+                sim_rejected = sim
     f["sim_rejected"] = sim_rejected
     f["sim_accepted"] = sim_accepted
     return f
@@ -682,14 +690,6 @@ def sugg_open_after(prefix: str, sugg: str, python: bool) -> bool:
 def _token_set(text: str) -> frozenset[str]:
     """Memoised: the same recent suggestions are compared with every new one."""
     return frozenset(_TOKEN_RE.findall(text))
-
-
-def _jaccard(ta: frozenset[str], tb: frozenset[str]) -> float:
-    """Token-set overlap: a cheap stand-in for edit similarity between two suggestions."""
-    if not ta or not tb:
-        return 0.0
-    both = len(ta & tb)
-    return both / (len(ta) + len(tb) - both)
 
 
 def features_for_stage(stage: str, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> dict[str, float]:
