@@ -210,6 +210,33 @@ def test_the_parse_shortcut_only_flags_what_tree_sitter_rejects() -> None:
     assert flagged > 300  # the docstrings' prose
 
 
+def test_a_dict_entry_read_as_a_statement_fails_without_a_parse_as_tree_sitter_would_fail_it() -> None:
+    """A dict opened above the lexed tail leaves its entries (`0x1f93: 'x',`) to be read as
+    statements: no statement starts with a literal and a colon, tree-sitter rejects them too, and
+    its error recovery on them is its slowest case, so they are answered before the parse."""
+    import sysconfig
+    from pathlib import Path
+
+    from heedls.server.acceptance.features import _LITERAL_LEAD, _python_parser, _statement_parses, _tail_lex
+
+    parser = _python_parser()
+    for entry in ("0x1f93:'\\u1f23', 0x1f94:'y',", "'key': value,", 'r"a\\"b": 3', "1.5: x"):
+        assert _LITERAL_LEAD.match(entry), entry
+        assert parser.parse((entry + "\n").encode()).root_node.has_error, entry
+    for statement in ("x: int = 1", "'s'.x: int", "(a): int = 3", "a[1]: int", "if 1:", "'''doc'''"):
+        assert not _LITERAL_LEAD.match(statement), statement
+    matched = 0
+    for name in ("html/entities.py", "stringprep.py", "enum.py"):
+        for line in (Path(sysconfig.get_paths()["stdlib"]) / name).read_text(encoding="utf-8").split("\n"):
+            if _LITERAL_LEAD.match(line.strip()):
+                matched += 1
+                assert parser.parse((line.strip() + "\n").encode()).root_node.has_error, line
+    assert matched > 2000  # html.entities' tables (checked once on all 6.9M lines of the stdlib and site-packages)
+
+    state = _tail_lex("    0x1f92:'a',\n    ", True)
+    assert _statement_parses(state, "0x1f93:'\\u1f23',") is False
+
+
 def test_history_is_the_last_64_earlier_events_as_the_engine_passes_them() -> None:
     from heedls.server.events import HISTORY_WINDOW
 
