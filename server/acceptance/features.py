@@ -288,17 +288,21 @@ def _enclosing(lines: Sequence[str], last: int) -> tuple[float, float]:
     return in_function, in_class
 
 
-def _statement_parses(state: TailLex, sugg: str) -> bool | None:
+def _statement_parses(state: TailLex, sugg: str, left_open: bool = False) -> bool | None:
     """Does the statement the suggestion completes parse (tree-sitter)?
 
     Parsed on its own, small and fast: the cursor's line plus the suggestion, after the first line
     of the bracket still open where that line starts (`def f(`, `x = call(`) and stand-ins (`f(`,
     `a[`, `{`) for the brackets opened in between; an indented statement inside an `if 1:`, an
     `else`/`except` after a stub opener, a trailing block header with a `pass` body.
+    `left_open`: the lexer found a bracket or string still open after the suggestion, so the
+    statement cannot parse (and tree-sitter's recovery from the missing closer is slow).
     """
     parser = _python_parser()
     if parser is None or state.line_stack is None:
         return None
+    if left_open:  # a bracket or string the suggestion leaves open: an error, and a slow one to recover from
+        return False
     tail, open_at = state.tail, state.line_open_at
     head = tail[state.line_start:]
     if state.line_stack:
@@ -612,8 +616,12 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
         f["sugg_suffix_dup"] = 0.0
 
     state = _tail_lex(prefix, python)
-    in_string, in_comment = state.in_string, state.in_comment
-    ok = _statement_parses(state, sugg) if python and sugg and not in_string and not in_comment else None
+    left_open: bool | None = None  # a bracket or string still open after the suggestion
+    ok = None
+    if python and sugg and not state.in_string and not state.in_comment:
+        still_in_string, _, still_open, _ = _lex(sugg, True, state.stack)
+        left_open = still_in_string or bool(still_open)
+        ok = _statement_parses(state, sugg, left_open)
     f["parse_known"] = float(ok is not None)
     f["parse_ok"] = float(bool(ok))
 
@@ -662,7 +670,8 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     last_line = lines[-1].rstrip() if lines else ""
     # The cheap test of the last character first: lexing the suggestion is needed only if it passes.
     ends_like_code = bool(last_line) and (last_line[-1] in ")]}:\"'" or last_line[-1].isalnum())
-    f["sugg_complete_line"] = float(ends_like_code and not sugg_open_after(prefix, sugg, python))
+    f["sugg_complete_line"] = float(ends_like_code and not (
+        left_open if left_open is not None else sugg_open_after(prefix, sugg, python)))
     mine = f["sugg_chars_log"]
     f["len_vs_accepted"] = mine - acc_sum / acc_n if acc_n else 0.0
     f["len_vs_rejected"] = mine - rej_sum / rej_n if rej_n else 0.0

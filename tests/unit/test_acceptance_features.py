@@ -152,6 +152,28 @@ def test_parse_ok_judges_the_statement_the_suggestion_completes() -> None:
     assert parses(call, "second)") == 1.0 and parses(call, "second") == 0.0
 
 
+def test_a_suggestion_that_leaves_a_bracket_or_string_open_does_not_parse_without_asking_tree_sitter(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from heedls.server.acceptance import features
+
+    def row(prefix: str, suggestion: str) -> dict[str, float]:
+        return suggestion_features(SuggestionEvent(id="a", session="s", ts=1.0, prefix=prefix, suggestion=suggestion), [])
+
+    cases = [("for y in walk(", "path, dir_fd,"), ("x = [f(a", ") for a in b"), ("msg = ", "'unclosed")]
+    parser = features._python_parser()
+    assert all(parser.parse(f"{prefix}{suggestion}\n".encode()).root_node.has_error for prefix, suggestion in cases)
+    asked = [row(prefix, suggestion) for prefix, suggestion in cases]
+    assert all(r["parse_known"] == 1.0 and r["parse_ok"] == 0.0 for r in asked)  # as tree-sitter says
+
+    class NoParser:
+        def parse(self, source: bytes) -> None:
+            raise AssertionError(f"tree-sitter asked about {source!r}")
+
+    monkeypatch.setattr(features, "_python_parser", lambda: NoParser())
+    assert [row(prefix, suggestion) for prefix, suggestion in cases] == asked
+    assert all(r["sugg_complete_line"] == 0.0 for r in asked)
+
+
 def test_open_after_continues_from_the_cursor() -> None:
     from heedls.server.acceptance.features import sugg_open_after
 
