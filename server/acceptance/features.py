@@ -21,7 +21,7 @@ import keyword
 import math
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -66,7 +66,7 @@ CONTEXT_FEATURES: tuple[str, ...] = (
     "after_colon", "line_is_comment", "prev_line_comment", "line_kw_def", "line_kw_import", "line_kw_return",
     "line_kw_control", "line_has_assign",
     "scope_function", "scope_class",
-    "language_python", "provider_local",
+    "language_python", "provider_local", "ctx_repeat_log",
     "has_prev", "dt_prev_log", "prev_accepted", "prev_rejected", "dt_prev_decision_log",
     "recent_accept_rate", "decided_log", "same_place_as_prev", "prev_decision_s_log", "recent_decision_s_log",
     "typing_known", "typing_cps_log",
@@ -86,7 +86,13 @@ SUGGESTION_ONLY_FEATURES: tuple[str, ...] = (
     "sugg_complete_line", "len_vs_accepted", "len_vs_rejected", "sim_rejected", "sim_accepted",
 )
 
-SUGGESTION_FEATURES: tuple[str, ...] = CONTEXT_FEATURES + SUGGESTION_ONLY_FEATURES
+# Stage-1 stand-ins for what the suggestion itself shows at stage 2: not in the stage-2 row. (The
+# repeated text before the cursor ranks the local provider's requests, AUC +0.03 on three replays,
+# but added nothing to the suggestion stage's, whose rows see the suggestion and its confidence.)
+STAGE1_ONLY_FEATURES: tuple[str, ...] = ("ctx_repeat_log",)
+
+SUGGESTION_FEATURES: tuple[str, ...] = (tuple(n for n in CONTEXT_FEATURES if n not in STAGE1_ONLY_FEATURES)
+                                        + SUGGESTION_ONLY_FEATURES)
 
 STAGE_FEATURES: dict[str, tuple[str, ...]] = {"context": CONTEXT_FEATURES, "suggestion": SUGGESTION_FEATURES}
 
@@ -510,13 +516,35 @@ def context_features(event: SuggestionEvent, history: Sequence[SuggestionEvent],
     f["language_python"] = float(python)
     # Who writes the suggestions changes what gets accepted (the embedded model-free provider vs an
     # LLM): lets one shipped model keep the replay's and the humans' (Copilot's) regimes apart.
-    f["provider_local"] = float((event.provider or "") == "local")
+    local = (event.provider or "") == "local"
+    f["provider_local"] = float(local)
+    f["ctx_repeat_log"] = _log(_repeat_before(prefix)) if local else 0.0
 
     _history_features(f, event, view if view is not None else session_view(event, history))
     cps = _flt(event.extra.get("typing_cps")) if event.extra else None
     f["typing_known"] = float(cps is not None)
     f["typing_cps_log"] = _log(cps) if cps is not None else 0.0
     return f
+
+
+REPEAT_WINDOW = 6000  # the server's default prefix (max_prefix_chars): longer prefixes cost no more
+_REPEAT_LENGTHS = (4, 8, 16, 32)
+
+
+def _repeat_before(prefix: str) -> int:
+    """The longest of 4, 8, 16, 32 characters ending at the cursor that already occur in the last
+    REPEAT_WINDOW characters before it (0: not even 4). The local provider completes by retrieval
+    and n-grams over the same code, so repeated text is what it can continue; with LLMs (cups-dev)
+    it ranked nothing, hence a feature of the local provider only. A miss scans the whole window:
+    ~4 µs at the p50, ~9 at the p95 on the bench's 6,000-character prefixes."""
+    n = len(prefix)
+    start = max(0, n - REPEAT_WINDOW)
+    best = 0
+    for k in _REPEAT_LENGTHS:  # each longer match implies the shorter ones: stop at the first miss
+        if n <= k or prefix.rfind(prefix[-k:], start, n - 1) < 0:
+            break
+        best = k
+    return best
 
 
 def _history_features(f: dict[str, float], event: SuggestionEvent, view: SessionView) -> None:
@@ -554,9 +582,18 @@ def suggestion_features(event: SuggestionEvent, history: Sequence[SuggestionEven
     to reuse them."""
     if view is None:
         view = session_view(event, history)
-    f = dict(context) if context is not None else context_features(event, history, view)
-    f.update(suggestion_only_features(event, f, view))
-    return f
+    if context is None:
+        context = context_features(event, history, view)
+    return suggestion_row(context, suggestion_only_features(event, context, view))
+
+
+def suggestion_row(context: Mapping[str, float], only: Mapping[str, float]) -> dict[str, float]:
+    """The stage-2 row, in SUGGESTION_FEATURES order: the context row without the stage-1-only
+    features, then the suggestion's own."""
+    row = {**context, **only}
+    for name in STAGE1_ONLY_FEATURES:
+        row.pop(name, None)
+    return row
 
 
 def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], view: SessionView) -> dict[str, float]:

@@ -33,6 +33,7 @@ from heedls.server.acceptance.features import (
     context_features,
     session_view,
     suggestion_only_features,
+    suggestion_row,
 )
 from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel
 from heedls.server.acceptance.refit import fit_candidates, fit_candidates_in_process
@@ -155,7 +156,7 @@ class AcceptanceGate:
             view = session_view(event, history)
             context = context_features(event, history, view)
         only = suggestion_only_features(event, context, view)
-        row = {**context, **only}
+        row = suggestion_row(context, only)
         self._remember(event, "suggestion", row)
         _attach(event, "suggestion", only)
         score = self._score(stage, "suggestion", event, row)

@@ -31,10 +31,11 @@ def _summary(values_s: list[float]) -> dict[str, float]:
             "mean_ms": round(sum(ms) / len(ms), 5) if ms else 0.0}
 
 
-def synthetic_events(count: int, seed: int) -> list[SuggestionEvent]:
+def synthetic_events(count: int, seed: int, provider: str | None = "local") -> list[SuggestionEvent]:
     """Requests at random cut points of stdlib files; the suggestion is the rest of the line. Each is
     decided (30 % accepted, 0.3-3 s after it was shown), so the history features and the user's own
-    bias see a real session's history."""
+    bias see a real session's history. `provider` picks the gate's regime (`local`: the embedded
+    default and its `@local` stages; anything else: the LLM stages)."""
     rng = random.Random(seed)
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(p for p in stdlib.glob("*.py") if 2_000 < p.stat().st_size < 100_000)
@@ -54,7 +55,7 @@ def synthetic_events(count: int, seed: int) -> list[SuggestionEvent]:
         ts += rng.uniform(1, 20)
         events.append(SuggestionEvent(id=f"b{len(events)}", session="bench", ts=ts, language="python",
                                       prefix=text[max(0, cut - 6000):cut], suffix=text[cut + len(rest):][:2000],
-                                      suggestion=rest, latency_ms=rng.uniform(5, 60), shown=True,
+                                      suggestion=rest, latency_ms=rng.uniform(5, 60), shown=True, provider=provider,
                                       outcome="accepted" if rng.random() < 0.3 else "rejected",
                                       decision_ms=rng.uniform(300, 3000),
                                       extra={"confidence": rng.random(), "source": "ngram"}))
@@ -62,7 +63,7 @@ def synthetic_events(count: int, seed: int) -> list[SuggestionEvent]:
 
 
 def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | None = None,
-                   model_file: Path | None = None) -> dict[str, Any]:
+                   model_file: Path | None = None, provider: str | None = "local") -> dict[str, Any]:
     from heedls.server.acceptance.features import context_features, suggestion_features
     from heedls.server.acceptance.gate import AcceptanceGate, default_model_path
     from heedls.server.acceptance.model import AcceptanceModel
@@ -73,7 +74,7 @@ def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | Non
 
         events = [e for e in load_events(events_file)[0] if e.suggestion][:decisions]
     else:
-        events = synthetic_events(decisions, seed)
+        events = synthetic_events(decisions, seed, provider)
     gate = AcceptanceGate("cascade", 0.95, model=model, refit=False)
     history: list[Any] = []
     model_s: dict[str, list[float]] = {"context": [], "suggestion": []}
@@ -95,7 +96,8 @@ def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | Non
         ctx = context_features(event, history)
         row = suggestion_features(event, history, context=ctx)
         for stage, features in (("context", ctx), ("suggestion", row)):
-            m = model.stages[stage]
+            m = model.stage_for(stage, event.provider)
+            assert m is not None
             t = time.perf_counter()
             m.score(features)
             model_s[stage].append(time.perf_counter() - t)
@@ -106,7 +108,7 @@ def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | Non
     model_p95 = max(_summary(v)["p95_ms"] for v in model_s.values())
     decision_p95 = max(_summary(gate_s[k])["p95_ms"] for k in ("stage1", "stage2"))
     return {
-        "decisions": len(events), "model_version": model.version,
+        "decisions": len(events), "model_version": model.version, "provider": provider if events_file is None else None,
         "kinds": {k: v.kind for k, v in model.stages.items()},
         "model_ms": {k: _summary(v) for k, v in model_s.items()},
         "gate_ms": {k: _summary(v) for k, v in gate_s.items()},
@@ -124,10 +126,12 @@ def register(bench_app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Cut-point seed.")] = 0,
         events: Annotated[Path | None, typer.Option("--events", help="Time on these events instead.")] = None,
         model_file: Annotated[Path | None, typer.Option("--model-file", help="Model JSON (default: shipped).")] = None,
+        provider: Annotated[str, typer.Option(help="Provider of the synthetic requests: local (the default "
+                                                   "engine) or another name (the LLM stages).")] = "local",
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """Acceptance-gate decision time per suggestion (model alone and whole gate call)."""
-        result = run_gate_bench(decisions, seed, events, model_file)
+        result = run_gate_bench(decisions, seed, events, model_file, provider)
         if json_out:
             sys.stdout.write(json.dumps(result) + "\n")
             return

@@ -17,6 +17,7 @@ def test_gate_bench_times_the_model_and_each_whole_gate_call() -> None:
     )
     result = json.loads(out.stdout)  # exactly one JSON object on stdout
     assert result["decisions"] == 200
+    assert result["provider"] == "local"  # the embedded default engine's regime unless --provider says otherwise
     assert set(result["model_ms"]) == {"context", "suggestion"}
     assert set(result["gate_ms"]) == {"stage1", "stage2", "both"}
     for figures in (*result["model_ms"].values(), *result["gate_ms"].values()):
@@ -26,3 +27,14 @@ def test_gate_bench_times_the_model_and_each_whole_gate_call() -> None:
     stage_p95 = max(result["gate_ms"][k]["p95_ms"] for k in ("stage1", "stage2"))
     assert result["decision_within_target"] == (stage_p95 <= result["target_p95_ms"])
     print(json.dumps(result))
+
+
+@pytest.mark.bench
+def test_gate_bench_times_the_llm_regime_on_request() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "heedls", "bench", "gate", "-n", "100", "--provider", "openai", "--json"],
+        capture_output=True, text=True, timeout=240, check=True,
+    )
+    result = json.loads(out.stdout)
+    assert result["provider"] == "openai" and result["decisions"] == 100
+    assert all(figures["p50_ms"] > 0 for figures in result["gate_ms"].values())

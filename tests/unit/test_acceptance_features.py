@@ -31,6 +31,18 @@ def test_rows_have_exactly_the_declared_features() -> None:
     assert len(set(SUGGESTION_FEATURES)) == len(SUGGESTION_FEATURES)
 
 
+def test_the_stage_two_row_leaves_out_the_stage_one_stand_ins() -> None:
+    from heedls.server.acceptance.features import STAGE1_ONLY_FEATURES, suggestion_row
+
+    event = SuggestionEvent(id="a", session="s", ts=1.0, prefix="x = 1\ny = x + 1\nx = ", suggestion="2",
+                            provider="local")
+    ctx = context_features(event, [])
+    assert set(STAGE1_ONLY_FEATURES) <= set(ctx) and ctx["ctx_repeat_log"] > 0
+    row = suggestion_features(event, [], context=ctx)
+    assert tuple(row) == SUGGESTION_FEATURES and not set(STAGE1_ONLY_FEATURES) & set(row)
+    assert suggestion_row(ctx, {"sugg_chars_log": 1.0})["sugg_chars_log"] == 1.0
+
+
 def test_future_events_do_not_change_a_row() -> None:
     events = make_events(sessions=1, per_session=30, seed=3)
     rng = random.Random(0)
@@ -287,3 +299,23 @@ def test_the_users_taste_is_read_from_their_last_twenty_decisions() -> None:
     assert row["sugg_rejected_before"] == 0.0 and row["sugg_shown_before"] == 0.0
     # the lengths compared with are those of the last 20 accepted suggestions (all "value_NN" here)
     assert row["len_vs_accepted"] == pytest.approx(math.log1p(len("print(secret)")) - math.log1p(len("value_20")))
+
+
+def test_text_repeated_before_the_cursor_is_measured_for_the_local_provider_only() -> None:
+    """How long a stretch ending at the cursor already occurs in the 6,000 characters before it:
+    what the local provider's retrieval can continue. LLM providers get 0."""
+    from heedls.server.acceptance.features import REPEAT_WINDOW, _repeat_before
+
+    def repeat(prefix: str, provider: str | None = "local") -> float:
+        return context_features(SuggestionEvent(id="a", session="s", ts=1.0, prefix=prefix, provider=provider),
+                                [])["ctx_repeat_log"]
+
+    seen = "self.assertEqual(result.status, 200)\n    self.assertEqual(result.sta"
+    assert _repeat_before(seen) == 16  # "Equal(result.sta" occurs above; the 32 characters ending here do not
+    assert repeat(seen) == math.log1p(16)
+    assert repeat(seen, "openai") == 0.0 and repeat(seen, None) == 0.0
+    assert repeat("def fresh_name(a, b):\n    return a ** b + zeta") == 0.0
+    assert _repeat_before("abc") == 0  # shorter than the shortest stretch
+    assert _repeat_before("abcd") == 0  # the cursor's own occurrence does not count
+    far = "tail_marker" + "x = 1\n" * (REPEAT_WINDOW // 6 + 10) + "tail_marker"
+    assert _repeat_before(far) == 0  # only the last REPEAT_WINDOW characters are searched
