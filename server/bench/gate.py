@@ -138,7 +138,9 @@ def register(bench_app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"acceptance gate, {result['decisions']} decisions, model {result['model_version']}")
+        regime = result["provider"] or "events file"
+        table = Table(title=f"acceptance gate, {result['decisions']} decisions ({regime} regime), "
+                            f"model {result['model_version']}")
         for col in ("what", "p50 ms", "p95 ms", "mean ms"):
             table.add_column(col)
         for group in ("model_ms", "gate_ms"):
