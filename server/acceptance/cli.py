@@ -124,6 +124,10 @@ def _print_table(result: dict[str, object]) -> None:
     for name, values in rows:
         assert isinstance(values, dict)
         table.add_row(name, *("-" if values.get(k) is None else f"{values[k]:.3f}" for k in keys))
+        intervals = values.get("intervals")
+        if isinstance(intervals, dict):  # how far chance alone moves each figure (sessions resampled)
+            table.add_row("  90% CI", *("-" if k not in intervals else
+                                        f"{intervals[k][0]:.2f}-{intervals[k][1]:.2f}" for k in keys))
     console = Console()
     console.print(table)
     console.print(str(result.get("protocol", "")), style="dim")

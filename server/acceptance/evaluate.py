@@ -156,6 +156,33 @@ def metrics(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, stage: str) ->
     }
 
 
+INTERVAL_LEVEL = 0.90
+BOOTSTRAP_REPS = 1000
+_INTERVAL_KEYS = ("auc", "hidden_rejected_at_95", "accepted_kept", "ece", "requests_avoided")
+
+
+def session_intervals(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, groups: np.ndarray, stage: str,
+                      reps: int = BOOTSTRAP_REPS, seed: int = 0) -> dict[str, list[float]] | None:
+    """90 % percentile intervals of the figures under a bootstrap over sessions (the unit the
+    protocol holds out: a session's decisions move together), from the held-out predictions as
+    they are, no refitting. Says how far a figure may sit from a target by chance alone: with
+    ten sessions, "accepted kept" spans several points. None with fewer than two sessions."""
+    members = [np.flatnonzero(groups == g) for g in sorted(set(groups.tolist()))]
+    if len(members) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {k: [] for k in _INTERVAL_KEYS}
+    for _ in range(reps):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        figures = metrics(y[idx], p[idx], thresholds[idx], stage)
+        for key in _INTERVAL_KEYS:
+            if figures.get(key) is not None:
+                draws[key].append(float(figures[key]))
+    tail = (1.0 - INTERVAL_LEVEL) / 2.0 * 100.0
+    return {key: [round(float(np.percentile(values, q)), 4) for q in (tail, 100.0 - tail)]
+            for key, values in draws.items() if len(values) >= reps // 2}
+
+
 def _r(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, 4)
 
@@ -246,6 +273,7 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
         if adapt:
             p = with_user_bias(data, p)
         result.update(metrics(data.y, p, thr, stage))
+        result["intervals"] = session_intervals(data.y, p, thr, data.groups, stage, seed=seed)
         result["model"] = {"kind": sorted(used), "version": pretrained.version, "user_bias": adapt}
         result["protocol"] = (f"pretrained: shipped model {pretrained.version} scored on every labelled event, "
                               f"no fitting; its threshold for keep>={keep:g} of accepted was chosen on its own "
@@ -260,6 +288,7 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
         p, thr, folds = loso_predict(data, STAGE_FEATURES[stage], kind, keep, seed, prior=rows,
                                      progress=fold_progress, adapt=adapt)
         result.update(metrics(data.y, p, thr, stage))
+        result["intervals"] = session_intervals(data.y, p, thr, data.groups, stage, seed=seed)
         calibrating = 0 if rows is None else int((rows.groups != "").sum())
         result["model"] = {"kind": kind, "features": len(STAGE_FEATURES[stage]),
                            "prior_rows": 0 if rows is None else int(rows.y.size), "prior_sources": sources,

@@ -82,6 +82,24 @@ def test_learns_the_synthetic_signal() -> None:
     assert 0.0 <= result["ece"] <= 0.2
 
 
+def test_figures_come_with_session_bootstrap_intervals() -> None:
+    result = ev.evaluate(make_events(sessions=6, per_session=50, seed=5), "context", kind="logreg")
+    intervals = result["intervals"]
+    assert set(intervals) == {"auc", "hidden_rejected_at_95", "accepted_kept", "ece", "requests_avoided"}
+    for key, (low, high) in intervals.items():
+        assert low <= high
+        assert low - 1e-4 <= result[key] <= high + 1e-4 or key == "ece"  # ECE's bootstrap is biased upwards
+
+    # sessions are resampled whole: two sessions that disagree give a wide interval, reproducibly
+    y = np.array([1.0] * 10 + [0.0] * 10 + [1.0] * 10 + [0.0] * 10)
+    p = np.array([0.9] * 10 + [0.1] * 10 + [0.2] * 10 + [0.8] * 10)
+    groups = np.array(["a"] * 20 + ["b"] * 20, dtype=object)
+    wide = ev.session_intervals(y, p, np.full(40, 0.5), groups, "suggestion", seed=3)
+    assert wide is not None and wide["accepted_kept"] == [0.0, 1.0]
+    assert wide == ev.session_intervals(y, p, np.full(40, 0.5), groups, "suggestion", seed=3)
+    assert ev.session_intervals(y[:20], p[:20], np.full(20, 0.5), groups[:20], "suggestion") is None
+
+
 def test_single_session_is_reported_not_crashed() -> None:
     result = ev.evaluate(make_events(sessions=1, per_session=20), "context")
     assert result["auc"] is None and "two sessions" in result["protocol"]
