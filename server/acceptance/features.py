@@ -656,8 +656,7 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     left_open: bool | None = None  # a bracket or string still open after the suggestion
     ok = None
     if python and sugg and not state.in_string and not state.in_comment:
-        still_in_string, _, still_open, _ = _lex(sugg, True, state.stack)
-        left_open = still_in_string or bool(still_open)
+        left_open = sugg_open_after(prefix, sugg, True)
         ok = _statement_parses(state, sugg, left_open)
     f["parse_known"] = float(ok is not None)
     f["parse_ok"] = float(bool(ok))
