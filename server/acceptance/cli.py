@@ -130,6 +130,10 @@ def _print_table(result: dict[str, object]) -> None:
                                         f"{intervals[k][0]:.2f}-{intervals[k][1]:.2f}" for k in keys))
     console = Console()
     console.print(table)
+    chance = result.get("ece_chance")
+    if isinstance(chance, dict):
+        console.print(f"ECE of a perfectly calibrated model with these scores, by chance alone: {chance['mean']:.3f} "
+                      f"on average, {chance['p90']:.3f} at the 90th percentile", style="dim")
     console.print(str(result.get("protocol", "")), style="dim")
 
 

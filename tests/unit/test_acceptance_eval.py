@@ -100,6 +100,25 @@ def test_figures_come_with_session_bootstrap_intervals() -> None:
     assert ev.session_intervals(y[:20], p[:20], np.full(20, 0.5), groups[:20], "suggestion") is None
 
 
+def test_ece_is_reported_beside_what_a_calibrated_model_shows_by_chance() -> None:
+    # One score for everyone: a calibrated model's ECE is the gap between the bin's mean outcome
+    # and its score, about 0.8 standard errors of a proportion.
+    flat = ev.ece_by_chance(np.full(400, 0.3), seed=1)
+    assert flat is not None and flat["mean"] == pytest.approx(0.8 * np.sqrt(0.3 * 0.7 / 400), rel=0.15)
+    assert flat["p90"] > flat["mean"]
+    # Scores over several bins and a few hundred events: chance alone is near the 0.05 target.
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.1, 0.7, 464)
+    spread = ev.ece_by_chance(p, seed=1)
+    assert spread is not None and 0.035 < spread["mean"] < 0.06
+    assert spread == ev.ece_by_chance(p, seed=1)  # seeded
+    assert ev.ece_by_chance(rng.uniform(0.1, 0.7, 100_000), seed=1)["mean"] < 0.005  # type: ignore[index]
+    assert ev.ece_by_chance(np.array([])) is None
+    # ... and the evaluation carries it, for the held-out scores it judged
+    result = ev.evaluate(make_events(sessions=4, per_session=40, seed=6), "suggestion", kind="logreg")
+    assert 0.0 < result["ece_chance"]["mean"] <= result["ece_chance"]["p90"] < 0.2
+
+
 def test_single_session_is_reported_not_crashed() -> None:
     result = ev.evaluate(make_events(sessions=1, per_session=20), "context")
     assert result["auc"] is None and "two sessions" in result["protocol"]
