@@ -107,9 +107,7 @@ def main() -> int:
             print(f"{key}: {data.y.size} rows, {int(data.y.sum())} accepted ({source}); prior {used}",
                   file=sys.stderr)
             stages[key] = fit_stage(key, STAGE_FEATURES[stage], data.X, data.y, data.groups, kind=args.kind,
-                                    keep_accepted=args.keep, seed=args.seed,
-                                    prior=None if rows is None else (rows.X, rows.y),
-                                    prior_groups=None if rows is None else rows.groups,
+                                    keep_accepted=args.keep, seed=args.seed, prior=rows,
                                     meta={"source": source, "prior_sources": used})
     # The version names the data *and* the feature set / learner, so a changed extractor is a new model.
     # The fitted stages themselves are hashed too: two fits of different code never share a version.

@@ -249,9 +249,7 @@ def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float
         test = data.groups == session
         train = ~test
         model = fit_stage(data.stage, features, X[train], data.y[train], data.groups[train], kind=kind,
-                          keep_accepted=keep, seed=seed, params=params,
-                          prior=None if prior is None else (prior.X, prior.y),
-                          prior_groups=None if prior is None else prior.groups)
+                          keep_accepted=keep, seed=seed, params=params, prior=prior)
         p[test] = model.predict(X[test])
         thr[test] = model.threshold
         folds.append({"session": session, "n": int(test.sum()), "threshold": round(model.threshold, 4)})

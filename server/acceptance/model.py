@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from heedls.server.acceptance.policy import positive_quantiles, threshold_for_keep
+from heedls.server.acceptance.prior import PriorRows
 
 FORMAT = "heedls.acceptance/1"
 Kind = str  # "logreg" | "gbm" | "blend"
@@ -453,20 +454,19 @@ def blas_single_thread() -> contextlib.AbstractContextManager[object]:
 def fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray,
               kind: Kind = "blend", keep_accepted: float = 0.95, seed: int = 0, inner_folds: int = 10,
               params: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
-              prior: tuple[np.ndarray, np.ndarray] | None = None,
-              prior_groups: np.ndarray | None = None) -> StageModel:
+              prior: PriorRows | None = None) -> StageModel:
     """Fit one stage on training data only.
 
     Calibration and threshold come from out-of-fold scores *within* these training data (grouped by
     session), never from in-sample scores, which would be over-confident for the trees. `prior`
-    (rows, labels) from other data (`prior.py`) joins every fit, the out-of-fold ones included.
-    Prior rows with a session id in `prior_groups` (other people's decisions, for a target of
-    people) also join calibration and the threshold as sessions of their own; the rest ("" there,
-    or no `prior_groups`: replayed rows) are never scored for them.
+    rows from other data (`prior.py`, in `features` order) join every fit, the out-of-fold ones
+    included. Those that calibrate (`PriorRows.calibrates`: other people's decisions, for a target
+    of people) also join calibration and the threshold as sessions of their own; the rest
+    (replayed rows) are never scored for them.
     """
     with blas_single_thread():
         return _fit_stage(stage, features, X, y, groups, kind, keep_accepted, seed, inner_folds, params, meta,
-                          prior, prior_groups)
+                          prior)
 
 
 def _with_prior(X: np.ndarray, y: np.ndarray,
@@ -478,11 +478,11 @@ def _with_prior(X: np.ndarray, y: np.ndarray,
 
 def _fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray, groups: np.ndarray, kind: Kind,
                keep_accepted: float, seed: int, inner_folds: int, params: Mapping[str, Any] | None,
-               meta: Mapping[str, Any] | None, prior: tuple[np.ndarray, np.ndarray] | None = None,
-               prior_groups: np.ndarray | None = None) -> StageModel:
+               meta: Mapping[str, Any] | None, prior_rows: PriorRows | None = None) -> StageModel:
     params = dict(params or {})
     y = y.astype(float)
     meta_out = {"n": int(y.size), "positives": int(y.sum()), **(meta or {})}
+    prior = None if prior_rows is None else (prior_rows.X, prior_rows.y)  # the rows that only train
     if prior is not None and prior[1].size:
         meta_out["prior_rows"] = int(prior[1].size)
     if y.size == 0 or y.min() == y.max():
@@ -490,14 +490,14 @@ def _fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray
         rate = float(np.clip(y.mean() if y.size else 0.5, 1e-3, 1 - 1e-3))
         return StageModel(stage, list(features), "logreg", None, None, Platt(0.0, math.log(rate / (1 - rate))),
                           keep_accepted, 0.0, [], {**meta_out, "degenerate": True})
-    if prior is not None and prior_groups is not None and prior_groups.size == prior[1].size:
-        joins = prior_groups != ""
+    if prior_rows is not None:
+        joins = prior_rows.calibrates
         if joins.any():  # other people's rows calibrate as sessions of their own; the rest only train
-            X = np.vstack([X, prior[0][joins]])
-            y = np.concatenate([y, prior[1][joins].astype(float)])
+            X = np.vstack([X, prior_rows.X[joins]])
+            y = np.concatenate([y, prior_rows.y[joins].astype(float)])
             # as text: target sessions may be numbers, and fold ids are sorted together
-            groups = np.concatenate([np.array([str(g) for g in groups], dtype=object), prior_groups[joins]])
-            prior = (prior[0][~joins], prior[1][~joins])
+            groups = np.concatenate([np.array([str(g) for g in groups], dtype=object), prior_rows.groups[joins]])
+            prior = (prior_rows.X[~joins], prior_rows.y[~joins])
             meta_out["calibration_rows"] = int(y.size)
     oof = np.zeros(y.size)
     for fold in _inner_folds(groups, inner_folds, seed):

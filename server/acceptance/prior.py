@@ -49,6 +49,16 @@ class PriorRows(NamedTuple):
     used: list[str]  # names of the sources the rows come from
     groups: np.ndarray  # per row: "source:session" where it may join calibration, "" where it only trains
 
+    @property
+    def calibrates(self) -> np.ndarray:
+        """Per row: may it join calibration and the threshold (as a session of its own)?"""
+        mask: np.ndarray = self.groups != ""
+        return mask
+
+    def only_training(self) -> PriorRows:
+        """The same rows, none of them calibrating."""
+        return self._replace(groups=np.full(self.y.size, "", dtype=object))
+
 
 @dataclass(frozen=True)
 class PriorSource:

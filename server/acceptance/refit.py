@@ -49,12 +49,9 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
         kind = kinds.get(stage, "logreg")
         X_old, y_old, g_old = _matrix(usable_old, stage, names, label)
         X_new, y_new, _ = _matrix(usable_new, stage, names, label)
-        found = prior.rows(stage, names, sessions, False, label) if prior is not None else None
-        prior_xy = None if found is None else (found.X, found.y)
         # other people's rows also steady the calibration and threshold of the user's own (few) decisions
-        prior_groups = None if found is None else found.groups
-        candidate = fit_stage(stage, names, X_old, y_old, g_old, kind=kind, keep_accepted=keep, prior=prior_xy,
-                              prior_groups=prior_groups)
+        found = prior.rows(stage, names, sessions, False, label) if prior is not None else None
+        candidate = fit_stage(stage, names, X_old, y_old, g_old, kind=kind, keep_accepted=keep, prior=found)
         cand_p = candidate.predict(X_new)
         inc_p = np.full(y_new.size, float(y_old.mean()))
         if model is not None:  # each held-back event scored by the model that served it
@@ -70,7 +67,7 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
             continue
         X_all, y_all, g_all = _matrix([r for r in rows if r.get(stage)], stage, names, label)
         installed[stage] = fit_stage(stage, names, X_all, y_all, g_all, kind=kind, keep_accepted=keep,
-                                     prior=prior_xy, prior_groups=prior_groups,
+                                     prior=found,
                                      meta={"source": "user refit", "label": label,
                                            "prior_sources": [] if found is None else found.used}).to_json()
         report[stage]["result"] = "installed"

@@ -111,18 +111,18 @@ def test_replayed_rows_never_calibrate_and_other_peoples_rows_do_as_sessions_of_
     monkeypatch.setattr(model_module.Platt, "fit", staticmethod(spy))
     monkeypatch.setattr(model_module, "_inner_folds", spy_folds)
     alone = fit_stage("suggestion", STAGE_FEATURES["suggestion"], data.X, data.y, data.groups, kind="logreg",
-                      prior=(found.X, found.y))
-    assert sizes == [data.y.size] and folds == [4]  # without session ids the prior only trains
+                      prior=found.only_training())
+    assert sizes == [data.y.size] and folds == [4]  # rows that do not calibrate only train
     assert alone.meta["n"] == data.y.size and alone.meta["prior_rows"] == found.y.size
     sizes.clear()
     folds.clear()
     joined = fit_stage("suggestion", STAGE_FEATURES["suggestion"], data.X, data.y, data.groups, kind="logreg",
-                       prior=(found.X, found.y), prior_groups=found.groups)
+                       prior=found)
     assert sizes == [data.y.size + 360] and folds == [4 + 6]  # the 6 people's sessions, not the replay's
     assert joined.meta["calibration_rows"] == data.y.size + 360 and joined.meta["n"] == data.y.size
     numbered = fit_stage("suggestion", STAGE_FEATURES["suggestion"], data.X, data.y,
                          np.unique(data.groups, return_inverse=True)[1], kind="logreg",
-                         prior=(found.X, found.y), prior_groups=found.groups)  # sessions as numbers
+                         prior=found)  # sessions as numbers
     assert numbered.meta["calibration_rows"] == data.y.size + 360
 
 
@@ -135,7 +135,7 @@ def test_a_small_target_learns_from_the_prior(prior: Prior) -> None:
     assert found is not None
     alone = fit_stage("suggestion", names, data.X, data.y, data.groups, kind="logreg")
     helped = fit_stage("suggestion", names, data.X, data.y, data.groups, kind="logreg",
-                       prior=(found[0], found[1]))
+                       prior=found.only_training())
     assert (auc(held.y, helped.predict(held.X)) or 0) > (auc(held.y, alone.predict(held.X)) or 0) + 0.02
 
 
@@ -211,9 +211,8 @@ def test_a_user_refit_learns_from_the_prior(tmp_path: Path, monkeypatch: pytest.
     real_fit = refit_module.fit_stage
 
     def spy(*args: Any, **kw: Any) -> Any:
-        seen.append(0 if kw.get("prior") is None else int(kw["prior"][1].size))
-        groups = kw.get("prior_groups")
-        calibrating.append(0 if groups is None else int((groups != "").sum()))
+        seen.append(0 if kw.get("prior") is None else int(kw["prior"].y.size))
+        calibrating.append(0 if kw.get("prior") is None else int(kw["prior"].calibrates.sum()))
         return real_fit(*args, **kw)
 
     monkeypatch.setattr(refit_module, "fit_stage", spy)
