@@ -10,7 +10,7 @@ import logging
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -100,12 +100,28 @@ def eval_acceptance(
                           adapt=user_bias)
     if skipped:
         result["skipped_lines"] = skipped
+    for warning in _label_warnings(loaded, label.value, result):
+        typer.echo(f"heedls: {warning}", err=True)
     if not folds:
         result.pop("folds", None)
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
     _print_table(result)
+
+
+def _label_warnings(events: list[Any], label: str, result: dict[str, Any]) -> list[str]:
+    """Why the figures are empty or one-sided, when one class of the label is missing."""
+    n, positives = int(result.get("n") or 0), int(result.get("positives") or 0)
+    if not events or (0 < positives < n):
+        return []
+    accepted = sum(1 for e in events if e.outcome == "accepted")
+    if label == "persisted" and positives == 0 and accepted:
+        return [f"none of the {accepted} accepted events carries a persistence check (persisted_30s/120s/600s), "
+                "so under --label persisted they are unlabelled and only rejections remain; use --label accepted"]
+    if n == 0:
+        return ["no event carries a decision (outcome accepted or rejected): nothing to evaluate"]
+    return [f"all {n} labelled events are {'positive' if positives else 'negative'}: AUC and calibration need both"]
 
 
 def _print_table(result: dict[str, object]) -> None:

@@ -38,6 +38,23 @@ def test_json_shape_from_the_cli(tmp_path: Path) -> None:
         assert "leave-one-session-out" in data["protocol"]
 
 
+def test_a_label_no_event_can_have_is_explained_on_stderr(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    events = make_events(sessions=3, per_session=20, seed=8)  # decisions, no persistence checks
+    write_jsonl([dataclasses.replace(e, persisted_30s=None, persisted_120s=None, persisted_600s=None)
+                 for e in events], path)
+    result = CliRunner().invoke(app, ["eval", "acceptance", str(path), "--stage", "suggestion", "--json",
+                                      "--label", "persisted", "--model", "logreg"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # stdout stays one JSON object
+    assert data["positives"] == 0 and data["auc"] is None
+    accepted = sum(e.outcome == "accepted" for e in events)
+    assert f"none of the {accepted} accepted events carries a persistence check" in result.stderr
+    plain = CliRunner().invoke(app, ["eval", "acceptance", str(path), "--stage", "suggestion", "--json",
+                                     "--model", "logreg"])
+    assert plain.exit_code == 0 and "heedls:" not in plain.stderr  # both classes: nothing to explain
+
+
 def test_thresholds_come_only_from_training_folds(monkeypatch: pytest.MonkeyPatch) -> None:
     events = make_events(sessions=5, per_session=40, seed=7)
     seen: list[set[str]] = []
