@@ -49,6 +49,8 @@ def eval_acceptance(
                                             "bias, learned online from their earlier decisions (as the gate does).")] = True,
     prior: Annotated[str, typer.Option("--prior", help="Prior rows every fold also learns from: 'shipped' (heedls' "
                                        "own, never from this file's sessions), a prior file, or 'none'.")] = "shipped",
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="Worker processes for the sessions' fits (same "
+                                      "results; 0: one per core, up to 4, when the data is big enough to gain).")] = 0,
 ) -> None:
     """Leave-one-session-out evaluation of the acceptance model (protocol of DESIGN.md)."""
     from heedls.server.acceptance.evaluate import evaluate, load_events
@@ -82,9 +84,10 @@ def eval_acceptance(
                 typer.echo(f"heedls: cannot load prior {prior}: {exc}", err=True)
                 raise typer.Exit(2) from exc
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    # the remaining time matters: the fits grow as sessions x rows (20 sessions of 100: a minute)
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         rows_task = bar.add_task("features", total=len(loaded))
         folds_task = bar.add_task("sessions", total=None, visible=not pretrained)
@@ -97,7 +100,7 @@ def eval_acceptance(
 
         result = evaluate(loaded, stage.value, label=label.value, keep=keep, kind=kind.value, baselines=baselines,
                           pretrained=model, prior=prior_data, progress=rows_done, fold_progress=folds_done,
-                          adapt=user_bias)
+                          adapt=user_bias, jobs=jobs)
     if skipped:
         result["skipped_lines"] = skipped
     for warning in _label_warnings(loaded, label.value, result):

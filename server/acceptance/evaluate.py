@@ -27,7 +27,8 @@ from heedls.server.acceptance.features import (
     suggestion_features,
     vectorize,
 )
-from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel, fit_stage
+from heedls.server.acceptance.folds import FoldJob, auto_jobs, fit_folds
+from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel
 from heedls.server.acceptance.prior import Prior, PriorRows, targets_synthetic
 from heedls.server.events import SuggestionEvent
 
@@ -232,27 +233,23 @@ def with_user_bias(data: Dataset, p: np.ndarray) -> np.ndarray:
 
 def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float, seed: int = 0,
                  params: dict[str, Any] | None = None, prior: PriorRows | None = None,
-                 progress: Callable[[int, int], None] | None = None, adapt: bool = False,
+                 progress: Callable[[int, int], None] | None = None, adapt: bool = False, jobs: int = 1,
                  ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Held-out calibrated scores and the threshold each was judged against (from its training folds).
     `prior` rows (in `features` order) join every fold's training data; they never include a session
-    of `data` (`prior_rows`)."""
+    of `data` (`prior_rows`). `jobs` > 1 fits the sessions in worker processes (the same results)."""
     cols = [STAGE_FEATURES[data.stage].index(name) for name in features]
-    X = data.X[:, cols]
+    job = FoldJob(data.stage, tuple(features), data.X[:, cols], data.y, data.groups, kind, keep, seed, params, prior)
     p = np.zeros(data.y.size)
     thr = np.zeros(data.y.size)
     folds: list[dict[str, Any]] = []
     sessions = sorted(set(data.groups.tolist()))
-    for done, session in enumerate(sessions):
-        if progress is not None:
-            progress(done, len(sessions))
+    results = fit_folds(job, sessions, jobs, progress)
+    for session in sessions:
         test = data.groups == session
-        train = ~test
-        model = fit_stage(data.stage, features, X[train], data.y[train], data.groups[train], kind=kind,
-                          keep_accepted=keep, seed=seed, params=params, prior=prior)
-        p[test] = model.predict(X[test])
-        thr[test] = model.threshold
-        folds.append({"session": session, "n": int(test.sum()), "threshold": round(model.threshold, 4)})
+        p[test], threshold = results[session]
+        thr[test] = threshold
+        folds.append({"session": session, "n": int(test.sum()), "threshold": round(threshold, 4)})
     if adapt:  # per session, from that session's own held-out scores
         p = with_user_bias(data, p)
     return p, thr, folds
@@ -262,9 +259,10 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
              kind: Kind = DEFAULT_KIND, baselines: bool = False, pretrained: AcceptanceModel | None = None,
              seed: int = 0, progress: Callable[[int, int], None] | None = None,
              prior: Prior | None = None, fold_progress: Callable[[int, int], None] | None = None,
-             adapt: bool = True) -> dict[str, Any]:
+             adapt: bool = True, jobs: int = 1) -> dict[str, Any]:
     """`progress(i, n)`: feature rows built; `fold_progress(i, n)`: held-out sessions fitted.
-    `adapt`: shift scores by each user's own online bias, as the gate does (label `accepted` only)."""
+    `adapt`: shift scores by each user's own online bias, as the gate does (label `accepted` only).
+    `jobs`: worker processes for the held-out sessions' fits (0: as many as pay off, `folds.auto_jobs`)."""
     if stage not in STAGE_FEATURES:
         raise ValueError(f"unknown stage {stage!r}")
     data = build_dataset(events, stage, label, progress)
@@ -302,8 +300,9 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
         result["protocol"] = "leave-one-session-out needs at least two sessions with labelled events"
     else:
         rows, sources = prior_rows(data, prior, label=label)
+        workers = auto_jobs(int(data.y.size), len(sessions)) if jobs <= 0 else jobs
         p, thr, folds = loso_predict(data, STAGE_FEATURES[stage], kind, keep, seed, prior=rows,
-                                     progress=fold_progress, adapt=adapt)
+                                     progress=fold_progress, adapt=adapt, jobs=workers)
         result.update(metrics(data.y, p, thr, stage))
         result["intervals"] = session_intervals(data.y, p, thr, data.groups, stage, seed=seed)
         result["ece_chance"] = ece_by_chance(p, seed=seed)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from heedls.server.acceptance import evaluate as ev
+from heedls.server.acceptance import folds as folds_module
 from heedls.server.cli import app
 from heedls.server.events import write_jsonl
 from typer.testing import CliRunner
@@ -58,13 +59,13 @@ def test_a_label_no_event_can_have_is_explained_on_stderr(tmp_path: Path) -> Non
 def test_thresholds_come_only_from_training_folds(monkeypatch: pytest.MonkeyPatch) -> None:
     events = make_events(sessions=5, per_session=40, seed=7)
     seen: list[set[str]] = []
-    real_fit = ev.fit_stage
+    real_fit = folds_module.fit_stage
 
     def spy(stage, features, X, y, groups, **kw):  # type: ignore[no-untyped-def]
         seen.append(set(groups.tolist()))
         return real_fit(stage, features, X, y, groups, **kw)
 
-    monkeypatch.setattr(ev, "fit_stage", spy)
+    monkeypatch.setattr(folds_module, "fit_stage", spy)
     base = ev.evaluate(events, "suggestion", kind="logreg")
     sessions = sorted({e.session for e in events})
     assert [sorted(s) for s in seen] == [[t for t in sessions if t != held] for held in sessions]
@@ -136,6 +137,22 @@ def test_ece_is_reported_beside_what_a_calibrated_model_shows_by_chance() -> Non
     assert 0.0 < result["ece_chance"]["mean"] <= result["ece_chance"]["p90"] < 0.2
 
 
+def test_worker_processes_give_exactly_the_serial_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    events = make_events(sessions=4, per_session=30, seed=12)
+    serial = ev.evaluate(events, "suggestion", kind="logreg", jobs=1)
+    parallel = ev.evaluate(events, "suggestion", kind="logreg", jobs=2)
+    assert parallel == serial  # every fold seeded and independent: same scores, thresholds, figures
+    # workers that cannot start: the folds are fitted in this process instead, with the same result
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(folds_module, "_fit_in_workers", broken)
+    assert ev.evaluate(events, "suggestion", kind="logreg", jobs=2) == serial
+    # small data stays in-process by default; a big file gets up to one worker per core
+    assert folds_module.auto_jobs(464, 10) == 1
+    assert 1 <= folds_module.auto_jobs(20_000, 200) <= folds_module.MAX_AUTO_JOBS
+
+
 def test_single_session_is_reported_not_crashed() -> None:
     result = ev.evaluate(make_events(sessions=1, per_session=20), "context")
     assert result["auc"] is None and "two sessions" in result["protocol"]
@@ -143,15 +160,15 @@ def test_single_session_is_reported_not_crashed() -> None:
 
 def test_pretrained_scores_without_fitting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from heedls.server.acceptance.features import STAGE_FEATURES
-    from heedls.server.acceptance.model import AcceptanceModel
+    from heedls.server.acceptance.model import AcceptanceModel, fit_stage
 
     events = make_events(sessions=3, per_session=30, seed=9)
     stages = {}
     for stage in ("context", "suggestion"):
         data = ev.build_dataset(events, stage)
-        stages[stage] = ev.fit_stage(stage, STAGE_FEATURES[stage], data.X, data.y, data.groups, kind="logreg")
+        stages[stage] = fit_stage(stage, STAGE_FEATURES[stage], data.X, data.y, data.groups, kind="logreg")
     model = AcceptanceModel("t-1", stages)
-    monkeypatch.setattr(ev, "fit_stage", lambda *a, **k: pytest.fail("--pretrained must not fit"))
+    monkeypatch.setattr(folds_module, "fit_stage", lambda *a, **k: pytest.fail("--pretrained must not fit"))
     result = ev.evaluate(events, "suggestion", pretrained=model)
     assert result["model"]["version"] == "t-1" and result["auc"] is not None
     path = tmp_path / "m.json"
