@@ -306,7 +306,7 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
         result.update(metrics(data.y, p, thr, stage))
         result["intervals"] = session_intervals(data.y, p, thr, data.groups, stage, seed=seed)
         result["ece_chance"] = ece_by_chance(p, seed=seed)
-        calibrating = 0 if rows is None else int((rows.groups != "").sum())
+        calibrating = 0 if rows is None else int(rows.calibrates.sum())
         result["model"] = {"kind": kind, "features": len(STAGE_FEATURES[stage]),
                            "prior_rows": 0 if rows is None else int(rows.y.size), "prior_sources": sources,
                            "prior_rows_calibrating": calibrating, "user_bias": adapt}

@@ -482,7 +482,7 @@ def _fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray
     params = dict(params or {})
     y = y.astype(float)
     meta_out = {"n": int(y.size), "positives": int(y.sum()), **(meta or {})}
-    prior = None if prior_rows is None else (prior_rows.X, prior_rows.y)  # the rows that only train
+    prior = None if prior_rows is None else (prior_rows.X, prior_rows.y)  # every row trains (narrowed below)
     if prior is not None and prior[1].size:
         meta_out["prior_rows"] = int(prior[1].size)
     if y.size == 0 or y.min() == y.max():
