@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -94,8 +95,8 @@ def _fit_in_workers(job: FoldJob, sessions: Sequence[Any], jobs: int, results: d
                     progress: Callable[[int, int], None] | None) -> None:
     # forkserver: workers do not inherit the parent's threads (a progress bar, a server's) mid-lock
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
-                             initargs=(job,)) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=(job,))
+    try:
         futures = {pool.submit(_fit_in_worker, session): session for session in sessions}
         if progress is not None:
             progress(0, len(sessions))
@@ -103,6 +104,20 @@ def _fit_in_workers(job: FoldJob, sessions: Sequence[Any], jobs: int, results: d
             results[futures[future]] = future.result()
             if progress is not None:
                 progress(len(results), len(sessions))
+    except BaseException:
+        # Ctrl-C or a failed fold: stop the workers now, not after every fold still queued
+        _stop(pool)
+        raise
+    pool.shutdown()
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    # The running folds too: Python 3.14 has terminate_workers(); before it only the private map,
+    # read before shutdown() clears it.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 _worker_job: FoldJob | None = None  # set once per worker process by _start_worker; never in the parent
@@ -111,6 +126,8 @@ _worker_job: FoldJob | None = None  # set once per worker process by _start_work
 def _start_worker(job: FoldJob) -> None:
     global _worker_job
     _worker_job = job
+    # Ctrl-C reaches the whole process group: the parent stops the workers, they do not each raise
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _fit_in_worker(session: Any) -> FoldResult:

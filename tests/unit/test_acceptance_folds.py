@@ -1,0 +1,48 @@
+"""Leave-one-session-out in worker processes: Ctrl-C stops it at once and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from heedls.server.events import write_jsonl
+
+from tests.unit.test_acceptance_data import make_events
+
+
+def _group_members(pgid: int) -> list[str]:
+    out = subprocess.run(["ps", "-o", "pid=,args=", "-g", str(pgid)], capture_output=True, text=True)
+    return [line for line in out.stdout.splitlines() if line.strip()]
+
+
+def test_ctrl_c_stops_the_workers_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    # 40 sessions of 100: each fold fits for seconds, all of them for minutes
+    write_jsonl(make_events(sessions=40, per_session=100, seed=3), path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "heedls", "eval", "acceptance", str(path), "--stage", "suggestion", "--json",
+         "--jobs", "2", "--prior", "none"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        # wait until the workers are fitting (the forkserver and its children share the group)
+        deadline = time.monotonic() + 60
+        while len(_group_members(proc.pid)) < 4 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, "finished before it could be interrupted"
+        assert len(_group_members(proc.pid)) >= 4  # the CLI, the forkserver, two workers
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole foreground group
+        # Stopped, not drained: a pool that let its queued folds finish would take ten seconds or more
+        # (three queued folds; all forty without cancelling them); stopping takes a fraction of one.
+        proc.communicate(timeout=8)
+        assert proc.returncode != 0  # interrupted, not a result
+        deadline = time.monotonic() + 10
+        while _group_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _group_members(proc.pid) == []  # no worker (or forkserver) left running
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
