@@ -66,7 +66,14 @@ def main() -> int:
         replay_path.parent.mkdir(parents=True, exist_ok=True)
         sources = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
         print(f"replaying {args.cuts} cut points (seed {args.seed}) -> {replay_path}", file=sys.stderr)
-        print(json.dumps(run(sources, replay_path, args.cuts, args.seed, "local")), file=sys.stderr)
+        partial = replay_path.with_name(replay_path.name + ".partial")
+        summary = run(sources, partial, args.cuts, args.seed, "local")
+        print(json.dumps(summary), file=sys.stderr)
+        if summary["interrupted"]:  # never cache (and later train on) a replay cut short
+            partial.unlink(missing_ok=True)
+            print("interrupted: nothing cached, nothing trained", file=sys.stderr)
+            return 130
+        partial.replace(replay_path)
     replay, _ = load_events(replay_path)
     sources_meta: list[dict[str, object]] = [{"name": "replay", "file": replay_path.name, "seed": args.seed,
                                               "cuts": args.cuts, "sha256": _sha(replay_path)}]

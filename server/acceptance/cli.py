@@ -179,6 +179,9 @@ def replay_command(
         typer.echo(f"heedls: replay needs the provider and pipeline modules: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(summary), err=True)
+    if summary.get("interrupted"):
+        typer.echo(f"heedls: replay interrupted: the {summary['events']} events made so far are in {output}", err=True)
+        raise typer.Exit(130)  # as a shell reports Ctrl-C
 
 
 def register(app: typer.Typer) -> None:

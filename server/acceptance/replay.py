@@ -27,16 +27,19 @@ How a replay is made (docs/acceptance.md has the rationale):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import importlib
 import logging
 import math
 import random
+import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,8 +182,11 @@ def _make_provider(name: str, workspace: Path, cache_dir: Path) -> Any:
 async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provider: str = "local",
                  per_file: int = 10, files_per_session: int = 4, deadline_s: float = 1.0,
                  progress: Callable[[int, int], None] | None = None,
-                 make_provider: Callable[[Path, Path], Any] | None = None) -> list[SuggestionEvent]:
-    """Replay `cuts` requests; `make_provider(workspace, cache_dir)` replaces the configured provider."""
+                 make_provider: Callable[[Path, Path], Any] | None = None,
+                 into: list[SuggestionEvent] | None = None) -> list[SuggestionEvent]:
+    """Replay `cuts` requests; `make_provider(workspace, cache_dir)` replaces the configured provider.
+    Events are appended to `into` (a new list by default) as they are made, so a caller still has
+    them when the replay is interrupted."""
     from heedls.server.providers.base import CompletionRequest
 
     postprocess = _load_postprocess()
@@ -197,7 +203,7 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
         picked = rng.sample(files, min(files_per_session, len(files)))
         plan.append((root, picked))
         planned += len(picked) * per_file
-    events: list[SuggestionEvent] = []
+    events: list[SuggestionEvent] = [] if into is None else into
     done = 0
     with tempfile.TemporaryDirectory(prefix="heedls-replay-") as tmp:
         for s_index, (root, files) in enumerate(plan):
@@ -286,30 +292,62 @@ async def _one(backend: Any, postprocess: Callable[[str, Any], str | None], requ
 
 def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: str, per_file: int = 10,
         files_per_session: int = 4, quiet: bool = False) -> dict[str, Any]:
-    """Blocking wrapper for the CLI and the training script, with a progress bar on stderr."""
+    """Blocking wrapper for the CLI and the training script, with a progress bar on stderr.
+
+    Ctrl-C stops the replay where it is and still writes the events made so far (`interrupted` in
+    the summary says so): a long replay interrupted near its end is not lost."""
     from heedls.server.events import write_jsonl
 
     started = time.perf_counter()
-    if quiet:
-        events = asyncio.run(replay(sources, cuts, seed, provider, per_file, files_per_session))
-    else:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    events: list[SuggestionEvent] = []
+    interrupted = False
+    with _interrupt_where_it_runs():
+        try:
+            if quiet:
+                asyncio.run(replay(sources, cuts, seed, provider, per_file, files_per_session, into=events))
+            else:
+                from rich.console import Console
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        with Progress("replay", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task("cuts", total=cuts)
+                with Progress("replay", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                              console=Console(stderr=True), transient=True) as bar:
+                    task = bar.add_task("cuts", total=cuts)
 
-            def tick(done: int, total: int) -> None:
-                bar.update(task, completed=done)
+                    def tick(done: int, total: int) -> None:
+                        bar.update(task, completed=done)
 
-            events = asyncio.run(replay(sources, cuts, seed, provider, per_file, files_per_session, progress=tick))
+                    asyncio.run(replay(sources, cuts, seed, provider, per_file, files_per_session, progress=tick,
+                                       into=events))
+        except KeyboardInterrupt:
+            interrupted = True
     write_jsonl(events, output)
     labelled = [e for e in events if e.outcome is not None]
     return {"events": len(events), "labelled": len(labelled),
             "accepted": sum(1 for e in labelled if e.outcome == "accepted"),
             "sessions": len({e.session for e in events}), "seconds": round(time.perf_counter() - started, 1),
-            "output": str(output)}
+            "output": str(output), "interrupted": interrupted}
+
+
+@contextlib.contextmanager
+def _interrupt_where_it_runs() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in whatever code is running, as in plain Python.
+
+    asyncio.run would instead cancel its task at the next turn of the event loop, which waits for
+    the synchronous work in progress: the local provider indexing a large project (20 s on
+    site-packages' biggest). Only in the main thread, where signal handlers live."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, _raise_interrupt)  # not default_int_handler: asyncio.run replaces that one
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -112,3 +112,36 @@ def test_replay_cli_file_round_trips(tmp_path: Path, monkeypatch: Any) -> None:
     assert summary["events"] == 10
     rows = [SuggestionEvent.from_dict(json.loads(line)) for line in out.read_text().splitlines()]
     assert len(rows) == 10 and all(r.decision_ms is None or r.outcome is not None for r in rows)
+
+
+def test_an_interrupted_replay_keeps_the_events_made_so_far(tmp_path: Path, monkeypatch: Any) -> None:
+    from heedls.server.acceptance import replay as replay_mod
+
+    project = tmp_path / "p"
+    project.mkdir()
+    for name in ("m.py", "n.py"):
+        (project / name).write_text(SOURCE)
+    texts = {str((project / n).resolve()): SOURCE for n in ("m.py", "n.py")}
+
+    class CtrlC(Oracle):
+        async def complete(self, request: CompletionRequest, deadline_s: float) -> list[Candidate]:
+            if self.calls == 6:
+                raise KeyboardInterrupt  # what Ctrl-C raises in the code that runs (not a cancellation)
+            return await super().complete(request, deadline_s)
+
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: CtrlC(texts))
+    out = tmp_path / "events.jsonl"
+    summary = run([project], out, cuts=20, seed=0, provider="local", quiet=True)
+    assert summary["interrupted"] is True and summary["events"] == 6
+    rows = [SuggestionEvent.from_dict(json.loads(line)) for line in out.read_text().splitlines()]
+    assert len(rows) == 6 and all(r.schema == SCHEMA for r in rows)  # whole events, a valid file
+
+    # from the command line: the same file, and the exit status a shell gives Ctrl-C
+    from heedls.server.cli import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["replay", str(project), "-o", str(tmp_path / "cli.jsonl"), "--cuts", "20",
+                                      "--quiet"])
+    assert result.exit_code == 130
+    assert "replay interrupted: the 6 events made so far" in result.stderr
+    assert len((tmp_path / "cli.jsonl").read_text().splitlines()) == 6
