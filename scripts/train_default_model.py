@@ -28,6 +28,7 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import os
 import sys
 import sysconfig
 from pathlib import Path
@@ -52,6 +53,9 @@ def main() -> int:
     parser.add_argument("--replay", type=Path, default=None, help="use this replay file instead of generating one")
     parser.add_argument("-o", "--output", type=Path, default=OUT)
     parser.add_argument("--prior-output", type=Path, default=PRIOR_OUT)
+    parser.add_argument("--version-date", type=dt.date.fromisoformat, default=_build_date(),
+                        help="the date in the model's version, YYYY-MM-DD (default: $SOURCE_DATE_EPOCH, else today); "
+                             "the shipped model's own date reproduces its file byte for byte")
     args = parser.parse_args()
 
     from heedls.server.acceptance.evaluate import build_dataset, load_events, prior_rows
@@ -120,7 +124,7 @@ def main() -> int:
     # The fitted stages themselves are hashed too: two fits of different code never share a version.
     digest = hashlib.sha256(json.dumps([[s["sha256"] for s in sources_meta], "per-provider", STAGE_FEATURES, args.kind,
                                         args.keep, {k: v.to_json() for k, v in stages.items()}]).encode()).hexdigest()[:8]
-    version = f"default-{dt.date.today():%Y%m%d}-s{args.seed}-{digest}"
+    version = f"default-{args.version_date:%Y%m%d}-s{args.seed}-{digest}"
     model = AcceptanceModel(version, stages, "accepted", {
         "trained_by": "scripts/train_default_model.py", "sources": sources_meta, "kind": args.kind,
         "keep_accepted": args.keep, "numpy": np.__version__,
@@ -129,6 +133,14 @@ def main() -> int:
     print(json.dumps({"version": version, "output": str(args.output),
                       "thresholds": {k: round(v.threshold, 4) for k, v in stages.items()}}), file=sys.stderr)
     return 0
+
+
+def _build_date() -> dt.date:
+    """$SOURCE_DATE_EPOCH (the reproducible-builds convention) when set, else today."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch.isdigit():
+        return dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc).date()
+    return dt.date.today()
 
 
 def _sha(path: Path) -> str:
