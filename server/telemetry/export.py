@@ -12,11 +12,14 @@ CSV and Parquet have one stable set of columns whatever the events hold: the sch
 `gate` object flattened to `gate_stage1`, `gate_stage2`, `gate_threshold`, `gate_model_version`,
 `gate_decision` (plus `gate_json`, the whole object, for anything else), the four length columns
 (at both privacy levels; handy for analysis), and `extra_json` for the remaining extra fields.
-Everything is streamed: memory does not grow with the number of events.
+Everything is streamed: memory does not grow with the number of events. A file is written next to
+its destination and renamed over it only when complete: an export that fails or is interrupted
+half-way leaves the previous file at that path as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -214,6 +217,22 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- writers ---------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _complete_or_untouched(out: Path | str | IO[Any] | None) -> Iterator[Path | str | IO[Any] | None]:
+    """For a file path: a temporary path beside it, renamed over it when the block completes and
+    removed if it does not. Streams and stdout pass through."""
+    if not isinstance(out, (str, Path)) or out == "-":
+        yield out
+        return
+    target = Path(out)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _open_text(out: Path | str | IO[str] | None) -> tuple[IO[str], bool]:
     if out is None or out == "-":
         return sys.stdout, False
@@ -311,21 +330,22 @@ def export(
         raise ValueError(f"unknown format {fmt!r}; expected one of {list(FORMATS)}")
     if privacy not in PRIVACY_LEVELS:
         raise ValueError(f"unknown privacy level {privacy!r}; expected one of {list(PRIVACY_LEVELS)}")
-    if fmt == "parquet":
-        if out is None or out == "-":
-            raise ValueError("Parquet is binary: give an output file with -o")
-        target: Any = str(out) if isinstance(out, Path) else out
-        return export_parquet(events, privacy, target)
-    stream, owned = _open_text(out)
-    try:
-        if fmt == "jsonl":
-            return export_jsonl(events, privacy, stream)
-        return export_csv(events, privacy, stream)
-    finally:
-        if owned:
-            stream.close()
-        else:
-            stream.flush()
+    if fmt == "parquet" and (out is None or out == "-"):
+        raise ValueError("Parquet is binary: give an output file with -o")
+    with _complete_or_untouched(out) as dest:
+        if fmt == "parquet":
+            target: Any = str(dest) if isinstance(dest, Path) else dest
+            return export_parquet(events, privacy, target)
+        stream, owned = _open_text(dest)
+        try:
+            if fmt == "jsonl":
+                return export_jsonl(events, privacy, stream)
+            return export_csv(events, privacy, stream)
+        finally:
+            if owned:
+                stream.close()
+            else:
+                stream.flush()
 
 
 def export_store(
@@ -339,18 +359,19 @@ def export_store(
     from heedls.server.telemetry.store import read_dicts, read_rows
 
     if fmt == "jsonl" and privacy == "full":
-        stream, owned = _open_text(out)
-        count = 0
-        try:
-            for _seq, data in read_rows(path, since):
-                stream.write(data)
-                stream.write("\n")
-                count += 1
-        finally:
-            if owned:
-                stream.close()
-            else:
-                stream.flush()
+        with _complete_or_untouched(out) as dest:
+            stream, owned = _open_text(dest)
+            count = 0
+            try:
+                for _seq, data in read_rows(path, since):
+                    stream.write(data)
+                    stream.write("\n")
+                    count += 1
+            finally:
+                if owned:
+                    stream.close()
+                else:
+                    stream.flush()
         return count
     return export(read_dicts(path, since), fmt, privacy, out)
 

@@ -215,3 +215,48 @@ def test_100k_events_export_streamed(tmp_path: Path) -> None:
     assert sum(1 for _ in read_jsonl(tmp_path / "out.jsonl.nocode")) == 100_000
     assert_no_code((tmp_path / "out.csv.nocode").read_text(encoding="utf-8"))
     assert pq.ParquetFile(tmp_path / "out.parquet.full").metadata.num_rows == 100_000
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_an_export_that_fails_half_way_leaves_the_previous_file_as_it_was(tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"events.{fmt}"
+    assert export(sample_events(), fmt, "full", out) == 12  # type: ignore[arg-type]
+    before = out.read_bytes()
+
+    def breaks_after_five() -> object:
+        for i, event in enumerate(sample_events()):
+            if i == 5:
+                raise KeyboardInterrupt  # Ctrl-C, a full disk, a corrupt row: the same for the file
+            yield event
+
+    with pytest.raises(KeyboardInterrupt):
+        export(breaks_after_five(), fmt, "full", out)  # type: ignore[arg-type]
+    assert out.read_bytes() == before  # not truncated, not half-overwritten
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary file left
+    assert export(sample_events()[:3], fmt, "full", out) == 3  # type: ignore[arg-type]
+    assert out.read_bytes() != before  # a complete export does replace it
+
+
+def test_an_interrupted_store_export_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from heedls.server.telemetry import store as store_module
+
+    db = tmp_path / "events.sqlite3"
+    store = TelemetryStore(db)
+    for event in sample_events():
+        store.record(event)
+    store.close()
+    out = tmp_path / "out.jsonl"
+    assert export_store(db, "jsonl", "full", out) == 12
+    before = out.read_bytes()
+    real = store_module.read_rows
+
+    def breaks(path: Path, since: float | None = None):  # type: ignore[no-untyped-def]
+        for i, row in enumerate(real(path, since)):
+            if i == 4:
+                raise OSError("disk full")
+            yield row
+
+    monkeypatch.setattr(store_module, "read_rows", breaks)
+    with pytest.raises(OSError):
+        export_store(db, "jsonl", "full", out)
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir() if "out" in p.name) == ["out.jsonl"]
