@@ -131,13 +131,19 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float | None:
     """Expected calibration error: 10 equal-width probability bins, weighted by bin size."""
     if y.size == 0:
         return None
-    idx = np.minimum((p * bins).astype(int), bins - 1)
+    idx = _ece_bin(p, bins)
     total = 0.0
     for b in range(bins):
         mask = idx == b
         if mask.any():
             total += mask.sum() / y.size * abs(float(p[mask].mean()) - float(y[mask].mean()))
     return float(total)
+
+
+def _ece_bin(p: np.ndarray, bins: int) -> np.ndarray:
+    """Each score's bin of `bins` equal-width ones (a score of 1.0 in the last)."""
+    out: np.ndarray = np.minimum((p * bins).astype(int), bins - 1)
+    return out
 
 
 def metrics(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, stage: str) -> dict[str, Any]:
@@ -161,7 +167,7 @@ def ece_by_chance(p: np.ndarray, reps: int = 1000, seed: int = 0, bins: int = EC
     if p.size == 0:
         return None
     rng = np.random.default_rng(seed)
-    idx = np.minimum((p * bins).astype(int), bins - 1)
+    idx = _ece_bin(p, bins)
     counts = np.bincount(idx, minlength=bins).astype(float)
     mean_p = np.bincount(idx, weights=p, minlength=bins) / np.maximum(counts, 1.0)
     one_hot = np.zeros((p.size, bins))
@@ -200,6 +206,14 @@ def session_intervals(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, grou
     tail = (1.0 - INTERVAL_LEVEL) / 2.0 * 100.0
     return {key: [round(float(np.percentile(values, q)), 4) for q in (tail, 100.0 - tail)]
             for key, values in draws.items() if len(values) >= reps // 2}
+
+
+def _held_out_figures(data: Dataset, p: np.ndarray, thresholds: np.ndarray, stage: str,
+                      seed: int) -> dict[str, Any]:
+    """The protocol's figures of these scores, with how far chance alone moves them."""
+    return {**metrics(data.y, p, thresholds, stage),
+            "intervals": session_intervals(data.y, p, thresholds, data.groups, stage, seed=seed),
+            "ece_chance": ece_by_chance(p, seed=seed)}
 
 
 def _r(value: float | None) -> float | None:
@@ -286,9 +300,7 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
             thr[i] = stage_model.threshold_for(keep)
         if adapt:
             p = with_user_bias(data, p)
-        result.update(metrics(data.y, p, thr, stage))
-        result["intervals"] = session_intervals(data.y, p, thr, data.groups, stage, seed=seed)
-        result["ece_chance"] = ece_by_chance(p, seed=seed)
+        result.update(_held_out_figures(data, p, thr, stage, seed))
         result["model"] = {"kind": sorted(used), "version": pretrained.version, "user_bias": adapt}
         result["protocol"] = (f"pretrained: shipped model {pretrained.version} scored on every labelled event, "
                               f"no fitting; its threshold for keep>={keep:g} of accepted was chosen on its own "
@@ -303,9 +315,7 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
         workers = auto_jobs(int(data.y.size), len(sessions)) if jobs <= 0 else jobs
         p, thr, folds = loso_predict(data, STAGE_FEATURES[stage], kind, keep, seed, prior=rows,
                                      progress=fold_progress, adapt=adapt, jobs=workers)
-        result.update(metrics(data.y, p, thr, stage))
-        result["intervals"] = session_intervals(data.y, p, thr, data.groups, stage, seed=seed)
-        result["ece_chance"] = ece_by_chance(p, seed=seed)
+        result.update(_held_out_figures(data, p, thr, stage, seed))
         calibrating = 0 if rows is None else int(rows.calibrates.sum())
         result["model"] = {"kind": kind, "features": len(STAGE_FEATURES[stage]),
                            "prior_rows": 0 if rows is None else int(rows.y.size), "prior_sources": sources,
