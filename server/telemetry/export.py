@@ -233,12 +233,21 @@ def _complete_or_untouched(out: Path | str | IO[Any] | None) -> Iterator[Path | 
         tmp.unlink(missing_ok=True)
 
 
-def _open_text(out: Path | str | IO[str] | None) -> tuple[IO[str], bool]:
+@contextlib.contextmanager
+def _text_stream(out: Path | str | IO[str] | None) -> Iterator[IO[str]]:
+    """A path opened for writing (closed after), or a given stream / stdout (flushed after)."""
     if out is None or out == "-":
-        return sys.stdout, False
-    if isinstance(out, (str, Path)):
-        return open(out, "w", encoding="utf-8", newline=""), True
-    return out, False
+        stream: IO[str] = sys.stdout
+    elif isinstance(out, (str, Path)):
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        return
+    else:
+        stream = out
+    try:
+        yield stream
+    finally:
+        stream.flush()
 
 
 def export_jsonl(events: Iterable[Item], privacy: PrivacyLevel, out: IO[str]) -> int:
@@ -336,16 +345,10 @@ def export(
         if fmt == "parquet":
             target: Any = str(dest) if isinstance(dest, Path) else dest
             return export_parquet(events, privacy, target)
-        stream, owned = _open_text(dest)
-        try:
+        with _text_stream(dest) as stream:
             if fmt == "jsonl":
                 return export_jsonl(events, privacy, stream)
             return export_csv(events, privacy, stream)
-        finally:
-            if owned:
-                stream.close()
-            else:
-                stream.flush()
 
 
 def export_store(
@@ -359,19 +362,12 @@ def export_store(
     from heedls.server.telemetry.store import read_dicts, read_rows
 
     if fmt == "jsonl" and privacy == "full":
-        with _complete_or_untouched(out) as dest:
-            stream, owned = _open_text(dest)
-            count = 0
-            try:
-                for _seq, data in read_rows(path, since):
-                    stream.write(data)
-                    stream.write("\n")
-                    count += 1
-            finally:
-                if owned:
-                    stream.close()
-                else:
-                    stream.flush()
+        count = 0
+        with _complete_or_untouched(out) as dest, _text_stream(dest) as stream:
+            for _seq, data in read_rows(path, since):
+                stream.write(data)
+                stream.write("\n")
+                count += 1
         return count
     return export(read_dicts(path, since), fmt, privacy, out)
 
