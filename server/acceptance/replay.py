@@ -301,23 +301,11 @@ def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: s
     started = time.perf_counter()
     events: list[SuggestionEvent] = []
     interrupted = False
-    with _interrupt_where_it_runs():
+    with _interrupt_where_it_runs(), contextlib.ExitStack() as stack:
+        tick = None if quiet else _progress_bar(stack, cuts)
         try:
-            if quiet:
-                asyncio.run(replay(sources, cuts, seed, provider, per_file, files_per_session, into=events))
-            else:
-                from rich.console import Console
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-                with Progress("replay", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                              console=Console(stderr=True), transient=True) as bar:
-                    task = bar.add_task("cuts", total=cuts)
-
-                    def tick(done: int, total: int) -> None:
-                        bar.update(task, completed=done)
-
-                    asyncio.run(replay(sources, cuts, seed, provider, per_file, files_per_session, progress=tick,
-                                       into=events))
+            asyncio.run(replay(sources, cuts, seed, provider, per_file, files_per_session, progress=tick,
+                               into=events))
         except KeyboardInterrupt:
             interrupted = True
     write_jsonl(events, output)
@@ -326,6 +314,21 @@ def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: s
             "accepted": sum(1 for e in labelled if e.outcome == "accepted"),
             "sessions": len({e.session for e in events}), "seconds": round(time.perf_counter() - started, 1),
             "output": str(output), "interrupted": interrupted}
+
+
+def _progress_bar(stack: contextlib.ExitStack, total: int) -> Callable[[int, int], None]:
+    """A progress bar on stderr, open until `stack` closes; returns its update callback."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = stack.enter_context(Progress("replay", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                       console=Console(stderr=True), transient=True))
+    task = bar.add_task("cuts", total=total)
+
+    def tick(done: int, total: int) -> None:
+        bar.update(task, completed=done)
+
+    return tick
 
 
 @contextlib.contextmanager
