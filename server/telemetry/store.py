@@ -474,11 +474,10 @@ class TelemetryStore:
                 return
             except (sqlite3.Error, _Corrupt) as exc:
                 kind = classify(exc)
-                unreadable = (
-                    kind == "unavailable"
-                    and self.path.exists()
-                    and not os.access(self.path, os.R_OK | os.W_OK)
-                )
+                # A file we may read but not write is the user's history, intact: it stays where it
+                # is and events are kept in memory ("read-only location"). Only one that cannot
+                # even be read is moved aside.
+                unreadable = kind == "unavailable" and self.path.exists() and not os.access(self.path, os.R_OK)
                 if attempt == 0 and (kind in ("corrupt", "locked") or unreadable):
                     reason = "unreadable" if unreadable else kind
                     if self._set_aside(f"{reason}: {exc}"):

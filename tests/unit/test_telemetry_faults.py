@@ -189,6 +189,56 @@ def test_recovers_when_the_location_becomes_writable(tmp_path: Path) -> None:
     assert any("works again" in w for w in store.warnings)
 
 
+_WRITE_AS_ANOTHER_USER = textwrap.dedent("""
+    import json, sys
+    from heedls.server.telemetry.store import TelemetryStore
+    from heedls.server.events import SuggestionEvent
+    warnings = []
+    store = TelemetryStore(sys.argv[1], retry_interval_s=0.05, on_warning=warnings.append)
+    for i in range(100, 105):
+        store.record(SuggestionEvent(id=f"e{i:06d}", session="s", ts=1.7e9 + i, suggestion="x"))
+    store.flush()
+    print(json.dumps({"state": store.state, "count": store.count(), "warnings": warnings}))
+    store.close(timeout=2)
+""")
+
+
+def test_a_store_file_that_is_readable_but_not_writable_is_kept_as_it_is(tmp_path: Path) -> None:
+    """chmod 444 on the store (the directory still writable) is a read-only location, not a
+    corrupt file: the history stays in place, new events are kept in memory, one warning."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="heedls-ro-file-"))  # not under pytest's 0700 tmp tree
+    try:
+        base.chmod(0o777)
+        path = base / "events.sqlite3"
+        with TelemetryStore(path) as store:
+            for i in range(10):
+                store.record(event(i))
+        for leftover in base.glob("events.sqlite3-*"):
+            leftover.unlink()
+        path.chmod(0o444)
+        command = [sys.executable, "-c", _WRITE_AS_ANOTHER_USER, str(path)]
+        if os.geteuid() == 0:  # root writes anything: run the store as nobody
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                                  env={**os.environ, "HOME": str(base)})
+        except FileNotFoundError:
+            pytest.skip("setpriv is not installed")
+        if done.returncode != 0 and "setpriv" in done.stderr:
+            pytest.skip(f"cannot switch user here: {done.stderr.strip()}")
+        assert done.returncode == 0, done.stderr
+        child = json.loads(done.stdout.strip().splitlines()[-1])
+        assert child["state"] == "degraded"
+        assert child["count"] == 15  # its readers see the history and what it holds in memory
+        assert len(child["warnings"]) == 1 and "kept in memory" in child["warnings"][0]
+        assert ids(path) == [f"e{i:06d}" for i in range(10)]
+        assert not list(base.glob("*.corrupt-*"))
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
 # -- corrupt file ----------------------------------------------------------------------------------
 def test_garbage_file_is_set_aside_and_replaced_with_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite3"
