@@ -81,6 +81,7 @@ class HeedlsServer(LanguageServer):
         self.config_listeners: list[ConfigListener] = []
         # Services created lazily by feature modules, keyed by name (engine, telemetry, ...).
         self.services: dict[str, Any] = {}
+        self._config_warnings: set[str] = set()
 
     # -- logging -----------------------------------------------------------------------------
     def notify_log(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
@@ -94,8 +95,12 @@ class HeedlsServer(LanguageServer):
     # -- configuration ------------------------------------------------------------------------
     async def reload_config(self) -> None:
         new, warnings = config_mod.load(self.root, self.init_options, self.client_settings)
+        # Each change re-reads every source: say only what is newly wrong, not the start-up
+        # warnings again on every didChangeConfiguration.
         for warning in warnings:
-            self.notify_log(f"configuration: {warning}")
+            if warning not in self._config_warnings:
+                self.notify_log(f"configuration: {warning}")
+        self._config_warnings = set(warnings)
         self.config = new
         if not os.environ.get("HEEDLS_LOG_LEVEL"):
             logging.getLogger("heedls").setLevel(new.log_level.upper())

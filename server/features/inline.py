@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from typing import Any
 from heedls.server import services
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.pipeline.debounce import Superseded
-from heedls.server.pipeline.engine import SuggestionEngine
+from heedls.server.pipeline.engine import NullSink, SuggestionEngine
 from lsprotocol import types
 from pygls import uris
 from pygls.workspace import TextDocument
@@ -110,6 +111,27 @@ def _offset_at(doc: TextDocument, lines: Sequence[str], position: types.Position
     return column + sum(map(len, lines[: position.line]))
 
 
+def _store_settings(config: Any) -> tuple[Any, ...]:
+    return (config.telemetry.enabled, config.telemetry.privacy, config.telemetry.path)
+
+
+async def _reopen_telemetry(server: HeedlsServer, engine: SuggestionEngine, config: Any) -> None:
+    """Telemetry turned off, switched to nocode or moved while the server runs: from the next
+    event on, the store must follow the new setting (the user's privacy choice cannot wait for a
+    restart). The old store is flushed and closed first, so nothing already logged is lost."""
+    old_store = server.services.get("telemetry")
+    if old_store is not None:
+        try:
+            await asyncio.to_thread(old_store.close)  # flushing can wait on a locked disk
+        except Exception as exc:
+            server.notify_log(f"telemetry store did not close cleanly: {exc}")
+    store = services.open_telemetry(config, server.root, server.notify_log)
+    server.services["telemetry"] = store
+    engine.sink = store if store is not None else NullSink()
+    state = "off" if store is None else f"privacy {config.telemetry.privacy}"
+    server.notify_log(f"telemetry settings changed: now {state}", types.MessageType.Info)
+
+
 def register(server: HeedlsServer) -> None:
     server.document_listeners.append(_Feeder(server))
 
@@ -119,7 +141,11 @@ def register(server: HeedlsServer) -> None:
             return
         old = engine.config
         engine.config = config
-        engine.enabled = config.inline.enabled
+        if old.inline.enabled != config.inline.enabled:
+            # only when the setting itself changed: heedls.toggleSuggestions holds otherwise
+            engine.enabled = config.inline.enabled
+        if _store_settings(old) != _store_settings(config):
+            await _reopen_telemetry(server, engine, config)
         if old.provider != config.provider and "provider" not in server.services:
             local = getattr(engine.provider, "fallback", None) if engine.provider.name != "local" else engine.provider
             engine.provider = services.build_provider(config, local or services.build_local(server.root), server.notify_log)

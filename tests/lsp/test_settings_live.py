@@ -1,0 +1,88 @@
+"""Settings changed while the server runs (workspace/didChangeConfiguration) take effect at once,
+and only the settings that changed: a privacy choice cannot wait for a restart, an unrelated
+change must not undo what the user toggled, and a warning is said once, not on every change."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from heedls.server.telemetry.store import read_events
+from lsprotocol import types
+
+from tests.lsp.conftest import open_document, plain, until
+
+
+def _request(uri: str, line: int) -> types.InlineCompletionParams:
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=4),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+    )
+
+
+def _change(client: Any, settings: dict[str, Any]) -> None:
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"heedls": settings}))
+
+
+def _stored(tmp_path: Path) -> list[Any]:
+    events = []
+    for store in (tmp_path / "data").rglob("events.sqlite3"):
+        events.extend(read_events(store))
+    return events
+
+
+async def _shutdown(client: Any) -> None:
+    await client.shutdown_session()  # closes the store: everything queued is written
+
+
+async def test_turning_telemetry_to_nocode_or_off_applies_to_the_next_suggestion(lsp, workspace: Path, tmp_path: Path) -> None:
+    base = {"gate": {"mode": "off"}, "inline": {"debounceMs": 0}}
+    client = await lsp(workspace, "vscode", stub="SECRET_{line} = compute()", options=base)
+    uri = open_document(client, workspace / "m.py", "".join(f"def f{i}():\n    \n" for i in range(4)))
+
+    assert (await client.text_document_inline_completion_async(_request(uri, 1))).items
+    _change(client, {**base, "telemetry": {"privacy": "nocode"}})
+    await until(lambda: any("now privacy nocode" in m.message for m in client.log_messages), 10, "the nocode store")
+    assert (await client.text_document_inline_completion_async(_request(uri, 3))).items
+    _change(client, {**base, "telemetry": {"enabled": False}})
+    await until(lambda: any("now off" in m.message for m in client.log_messages), 10, "telemetry off")
+    assert (await client.text_document_inline_completion_async(_request(uri, 5))).items  # still serving
+    await _shutdown(client)
+
+    events = _stored(tmp_path)
+    texts = sorted(e.suggestion for e in events if e.suggestion)
+    assert texts == ["SECRET_1 = compute()"]  # logged before the switch: kept, nothing lost
+    assert len(events) == 2  # the nocode event is there, without its code; nothing after "off"
+    nocode = next(e for e in events if not e.suggestion)
+    assert nocode.prefix is None and nocode.suffix is None
+
+
+async def test_an_unrelated_settings_change_keeps_suggestions_toggled_off(lsp, workspace: Path) -> None:
+    client = await lsp(workspace, "vscode", options={"inline": {"debounceMs": 0}})
+    uri = open_document(client, workspace / "m.py", "def f():\n    \n")
+    off = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.toggleSuggestions", arguments=[False]))
+    assert off == {"enabled": False}
+    _change(client, {"inline": {"debounceMs": 0}, "lint": {"enabled": False}})  # e.g. VS Code's trust grant
+    await asyncio.sleep(0.3)
+    status = plain(await client.protocol.send_request_async("heedls/status", {}))
+    assert status["enabled"] is False
+    assert await client.text_document_inline_completion_async(_request(uri, 1)) is None
+    # turning the setting itself off and on again does switch them on
+    _change(client, {"inline": {"debounceMs": 0, "enabled": False}})
+    _change(client, {"inline": {"debounceMs": 0, "enabled": True}})
+    await asyncio.sleep(0.3)
+    assert plain(await client.protocol.send_request_async("heedls/status", {}))["enabled"] is True
+
+
+async def test_a_wrong_setting_is_warned_about_once_not_on_every_change(lsp, workspace: Path) -> None:
+    options = {"inline": {"debounceMs": 0}, "gate": {"mode": "sometimes"}}
+    client = await lsp(workspace, "vscode", options=options)
+    for debounce in (5, 10, 15):
+        _change(client, {"inline": {"debounceMs": debounce}})
+        await asyncio.sleep(0.1)
+    _change(client, {"inline": {"debounceMs": 0}, "gate": {"mode": "often"}})  # a new mistake is said
+    await until(lambda: any("often" in m.message for m in client.log_messages), 10, "the new warning")
+    said = [m.message for m in client.log_messages if "sometimes" in m.message]
+    assert len(said) == 1
