@@ -118,16 +118,17 @@ def _store_settings(config: Any) -> tuple[Any, ...]:
 async def _reopen_telemetry(server: HeedlsServer, engine: SuggestionEngine, config: Any) -> None:
     """Telemetry turned off, switched to nocode or moved while the server runs: from the next
     event on, the store must follow the new setting (the user's privacy choice cannot wait for a
-    restart). The old store is flushed and closed first, so nothing already logged is lost."""
+    restart). The old store is flushed and closed, so nothing already logged is lost."""
     old_store = server.services.get("telemetry")
+    # The new sink first: an event recorded while the old store closes must not meet a closed store.
+    store = services.open_telemetry(config, server.root, server.notify_log)
+    server.services["telemetry"] = store
+    engine.sink = store if store is not None else NullSink()
     if old_store is not None:
         try:
             await asyncio.to_thread(old_store.close)  # flushing can wait on a locked disk
         except Exception as exc:
             server.notify_log(f"telemetry store did not close cleanly: {exc}")
-    store = services.open_telemetry(config, server.root, server.notify_log)
-    server.services["telemetry"] = store
-    engine.sink = store if store is not None else NullSink()
     state = "off" if store is None else f"privacy {config.telemetry.privacy}"
     server.notify_log(f"telemetry settings changed: now {state}", types.MessageType.Info)
 
