@@ -1,7 +1,9 @@
 """One typed configuration object, merged from defaults <- pyproject [tool.heedls] <- editor options.
 
 Bad values never crash anything: each is replaced by its default and reported as a warning string
-that the server forwards as `window/logMessage` (and the CLI prints to stderr).
+that the server forwards as `window/logMessage` (and the CLI prints to stderr). A setting that
+guards the user's code (telemetry `enabled`, `privacy`) falls back to its privacy-safe value
+instead (field metadata `"invalid"`): someone who wrote `privacy = "no-code"` meant to keep code out.
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class TelemetryConfig:
-    enabled: bool = True
-    privacy: Privacy = "full"
+    enabled: bool = field(default=True, metadata={"invalid": False})
+    privacy: Privacy = field(default="full", metadata={"invalid": "nocode"})
     path: str = ""  # empty = per-workspace store in the user data directory
     push_endpoint: str = ""
     reject_timeout_s: float = 5.0
@@ -183,7 +185,8 @@ def _merge_section(current: Any, overrides: Mapping[str, Any], where: str, warni
             continue
         if value is None:
             continue
-        changes[key] = _coerce(value, annotation, f"{where}.{raw_key}", warnings, getattr(defaults, key))
+        fallback = known[key].metadata.get("invalid", getattr(defaults, key))
+        changes[key] = _coerce(value, annotation, f"{where}.{raw_key}", warnings, fallback)
     if isinstance(current, GateConfig):
         keep = changes.get("keep_accepted", current.keep_accepted)
         if not 0.5 <= keep <= 1.0:

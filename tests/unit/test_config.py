@@ -37,3 +37,14 @@ def test_provider_shorthand_and_redacted_key() -> None:
     assert config.provider.name == "openai"
     config, _ = merge(config, {"provider": {"apiKey": "sk-secret"}}, "x")
     assert "sk-secret" not in repr(config.redacted())
+
+
+def test_a_mistyped_telemetry_privacy_or_switch_falls_back_to_the_privacy_safe_value() -> None:
+    # Someone who wrote "no-code" or enabled = "false" meant to keep code out: not the defaults.
+    config, warnings = merge(HeedlsConfig(), {"telemetry": {"privacy": "no-code", "enabled": "false"}}, "pyproject")
+    assert config.telemetry.privacy == "nocode"
+    assert config.telemetry.enabled is False
+    assert any("'no-code'" in w and "'nocode'" in w for w in warnings)
+    # valid values are taken as written
+    config, warnings = merge(HeedlsConfig(), {"telemetry": {"privacy": "full", "enabled": True}}, "pyproject")
+    assert (config.telemetry.privacy, config.telemetry.enabled, warnings) == ("full", True, [])
