@@ -28,6 +28,7 @@ import collections
 import copy
 import json
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -85,6 +86,12 @@ _Queued = tuple[str, float, float, SuggestionEvent]  # id, ts, recorded, the eve
 # thread; readers decode both forms (decode_data), so old and new rows mix freely.
 COMPRESS_ABOVE = 1024
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception for a log line: its type and message, never the object it failed on (a
+    UnicodeEncodeError's repr carries the whole event, code included; logs never contain code)."""
+    return f"{type(exc).__name__}: {str(exc)[:160]}"
 
 
 def encode_data(data: str) -> str | bytes:
@@ -259,7 +266,12 @@ class TelemetryStore:
             return
         snapshot = copy.copy(event)
         snapshot.extra = dict(event.extra)
-        self._queue.put((event.id, float(event.ts), time.time(), snapshot))
+        now = time.time()
+        ts = event.ts if isinstance(event.ts, (int, float)) and math.isfinite(event.ts) else None
+        # The ts column orders and filters rows and may not be NULL: a NaN from an API caller would
+        # fail its batch on every retry, so the row is filed under the time it was recorded (its
+        # data keeps what was given).
+        self._queue.put((event.id, float(ts) if ts is not None else now, now, snapshot))
         self.recorded += 1
         if self._queue.qsize() >= self.batch_size and not self._wake.is_set():
             self._wake.set()  # a full batch: write it now (once; set() takes a lock)
@@ -371,7 +383,7 @@ class TelemetryStore:
             except Exception as exc:  # noqa: BLE001 -- never let the writer die: keep the rows in memory
                 self._buffer_rows(batch)
                 self._warn(
-                    f"telemetry: unexpected write failure ({exc!r}); keeping events in memory",
+                    f"telemetry: unexpected write failure ({_brief(exc)}); keeping events in memory",
                     once="unexpected",
                 )
             for control in controls:
@@ -395,7 +407,7 @@ class TelemetryStore:
             batch.append((ident, ts, recorded, self._encode(event)))
         except Exception as exc:  # noqa: BLE001 -- one unencodable event must not stop the writer
             self.dropped += 1
-            self._warn(f"telemetry: event {ident} could not be encoded ({exc!r}); dropped", once="encode")
+            self._warn(f"telemetry: event {ident} could not be encoded ({_brief(exc)}); dropped", once="encode")
         # Give the interpreter lock back between events: a request waiting for it would otherwise
         # wait out the switch interval (5 ms) while a batch is encoded.
         time.sleep(0)
@@ -404,8 +416,17 @@ class TelemetryStore:
         if self.privacy == "nocode":
             from heedls.server.telemetry.export import to_record
 
-            return json.dumps(to_record(event, "nocode"), ensure_ascii=False, separators=(",", ":"))
-        return event.to_json()
+            text = json.dumps(to_record(event, "nocode"), ensure_ascii=False, separators=(",", ":"))
+        else:
+            text = event.to_json()
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                # A lone surrogate (an editor's broken UTF-16, a file read with surrogateescape) cannot
+                # be stored as UTF-8; as a JSON escape it can, and it reads back as the same string.
+                text = json.dumps(json.loads(text), ensure_ascii=True, separators=(",", ":"))
+        return text
 
     def _drain_after_close(self) -> None:
         rest: list[Row] = []

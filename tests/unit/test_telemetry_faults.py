@@ -384,3 +384,30 @@ def test_file_size_limit_from_the_kernel_is_survived(tmp_path: Path) -> None:
     on_disk = ids(path)
     assert len(on_disk) == result["written"]
     assert on_disk == [f"e{i:06d}" for i in range(len(on_disk))]
+
+
+# -- odd events ------------------------------------------------------------------------------------
+def test_an_event_with_a_lone_surrogate_is_stored_with_its_batch_and_logs_no_code(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    warnings: list[str] = []
+    odd = event(1)
+    odd.suffix = "SECRET_SUFFIX \udc80 text"  # what an editor's broken UTF-16 decodes to
+    with TelemetryStore(path, on_warning=warnings.append) as store:
+        for e in (event(0), odd, event(2)):
+            store.record(e)
+    stored = {e.id: e for e in read_events(path)}
+    assert sorted(stored) == ["e000000", "e000001", "e000002"]
+    assert stored["e000001"].suffix == "SECRET_SUFFIX \udc80 text"
+    assert not any("SECRET" in w for w in warnings)
+
+
+def test_an_event_whose_time_is_not_a_number_does_not_jam_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    odd = event(1)
+    odd.ts = float("nan")
+    with TelemetryStore(path) as store:
+        for e in (event(0), odd, *(event(i) for i in range(2, 6))):
+            store.record(e)
+        assert store.flush()
+        assert store.state == "ok"
+    assert ids(path) == [f"e{i:06d}" for i in range(6)]
