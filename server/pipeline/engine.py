@@ -248,6 +248,10 @@ class SuggestionEngine:
         if not text or chosen is None:
             self.stats.empty += 1
             event.gate = self._gate_info(decision1, None, "empty")
+            # Recorded and kept in the session's history like every request that reached the
+            # pipeline: the report counts them, and replays (the shipped model's training data)
+            # keep their empty requests in the history too.
+            self._finish(event, shown=False)
             return None
 
         event.suggestion = text

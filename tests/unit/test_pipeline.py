@@ -187,6 +187,19 @@ async def test_a_failing_provider_yields_no_suggestion_and_no_error() -> None:
     assert engine.stats.provider_errors == 1
 
 
+async def test_a_request_with_no_suggestion_is_recorded_and_stays_in_the_session_history() -> None:
+    # One event per request that reached the pipeline (the report's "empty"), and later requests'
+    # history features see it, as they do in replays, the shipped model's training data.
+    sink = RecordingSink()
+    engine = SuggestionEngine(CountingProvider(fail=True), config(), gate=ThresholdGate(), sink=sink)
+    assert await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8) is None
+    assert len(sink.events) == 1
+    empty = sink.events[0]
+    assert empty["shown"] is False and empty["suggestion"] is None and empty["outcome"] is None
+    assert empty["gate"]["decision"] == "empty" and empty["gate"]["stage1"] == 0.9
+    assert [e.id for e in engine.history] == [empty["id"]]
+
+
 async def test_first_decision_wins_and_the_gate_observes_it() -> None:
     gate = ThresholdGate()
     engine = SuggestionEngine(CountingProvider(), config(), gate=gate)
