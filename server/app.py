@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
@@ -49,6 +50,21 @@ class HeedlsProtocol(LanguageServerProtocol):
     """
 
     _prune_at = 64
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        """pygls drops a request whose params it cannot read (a negative position, params: null, a
+        string where a number belongs) after logging it, so the client waits for an answer that
+        never comes. Answer it with the error instead (InvalidParams), as JSON-RPC asks."""
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if isinstance(data, dict) and "method" in data and "id" in data and "error" not in data:
+                msg_id = data["id"]
+                if isinstance(msg_id, (int, str)) and not isinstance(msg_id, bool):
+                    error = exc.to_response_error()
+                    error.message = f"{error.message}: {data['method']} params do not match the protocol"
+                    self._send_response(msg_id, error=error)
+            raise
 
     def _execute_handler(self, msg_id: Any, handler: Any, callback: Any, args: Any = None, kwargs: Any = None) -> None:
         super()._execute_handler(msg_id, handler, callback, args, kwargs)

@@ -120,12 +120,32 @@ def test_malformed_frames_do_not_take_the_server_down(raw_server) -> None:
     server.raw(b'{"jsonrpc": "2.0", "id": 9, "method": "workspace/executeCommand", "params": {"command": "heedls.accept", "arguments": [null, {}, 3]}}')
     server.raw(b'{"jsonrpc": "2.0", "method": "heedls/suggestionRejected", "params": "garbage"}')
     server.raw("{\"jsonrpc\": \"2.0\", \"method\": \"x\", \"params\": \"\xff\xfe\"}".encode("latin-1"))
+    assert "error" in server.wait(7)  # params 42: answered with InvalidParams, not dropped
     assert "error" in server.wait(8)
     assert server.wait(9).get("result", {}).get("accepted") is False
     uri = (root / "a.py").as_uri()
     server.open(uri, "def f():\n    \n")
     answer = server.inline(100, uri, 1, 4)
     assert answer["result"]["items"][0]["insertText"] == "print('ok')"
+
+
+def test_a_request_whose_params_cannot_be_read_is_answered_with_an_error(raw_server) -> None:
+    # JSON-RPC: every request gets a response. A dropped one leaves the editor waiting forever.
+    server, root = raw_server
+    uri = (root / "a.py").as_uri()
+    server.open(uri, "def f():\n    \n")
+    bad = [
+        {"textDocument": {"uri": uri}, "position": {"line": -1, "character": -5}, "context": {"triggerKind": 1}},
+        {"textDocument": {"uri": uri}, "position": {"line": "a", "character": 0}, "context": {"triggerKind": 1}},
+        {"textDocument": {"uri": uri}, "context": {"triggerKind": 1}},
+        None,
+    ]
+    for i, params in enumerate(bad):
+        server.send({"id": f"bad{i}", "method": "textDocument/inlineCompletion", "params": params})
+    server.send({"id": "cmd", "method": "workspace/executeCommand"})
+    for msg_id in [f"bad{i}" for i in range(len(bad))] + ["cmd"]:
+        assert server.wait(msg_id)["error"]["code"] == -32602
+    assert server.inline(101, uri, 1, 4)["result"]["items"]  # and it keeps serving
 
 
 def test_out_of_range_positions_and_edits_are_tolerated(raw_server) -> None:
