@@ -116,7 +116,8 @@ def register(server: HeedlsServer) -> None:
         tracker = _persistence(ls)
         if tracker is not None and where is not None and event.suggestion:
             try:
-                tracker.track(event, where[0], event.suggestion, where[1])
+                tracker.track(event, where[0], event.suggestion, where[1],
+                              before=event.prefix or "", after=event.suffix or "")
                 _schedule_persistence(ls, tracker)
             except Exception:
                 log.exception("persistence tracking failed")

@@ -11,11 +11,17 @@ The rule (documented in docs/telemetry.md):
   `offset - span` to `offset + len(text) + span`, `span = max(2000, 2·len)` characters), or, for
   texts of at least `anywhere_min_chars` (20) characters, anywhere in the document (moved code is
   still code the user kept; short texts like `)` would match anywhere by accident).
+- *Between its neighbours*: otherwise, when the code that stood just before and just after the
+  cursor (`ANCHOR_CHARS` of each, given to `track()`) is still there, near where it was, only
+  what now lies between the two is compared with the text (exactly, or by the similar rule
+  below). Text that was deleted leaves nothing between them, whatever resembles it nearby: the
+  signature above a deleted `return compute(items, factor)` shares most of its tokens.
 - *Similar*: otherwise the best-matching window in that region — windows anchored at every
   matching block of `difflib.SequenceMatcher`, at 0.8×, 1× and 1.25× the text length — scores
   `SequenceMatcher.ratio() ≥ threshold` (default 0.7: a few renamed identifiers or an added argument
   keep it, rewriting half of it does not).
-- A document that cannot be read at a checkpoint (closed, gone) leaves that checkpoint `null`.
+- A document that cannot be read at a checkpoint leaves that checkpoint `null` (the server reads a
+  closed document from disk: what the user kept; a deleted file cannot be read).
 Each checkpoint is judged on the document as it is when `check()` first runs at or after it, so a
 check long overdue (the editor was idle) judges all its checkpoints on the same text.
 """
@@ -39,6 +45,8 @@ DEFAULT_THRESHOLD = 0.7
 _WS = re.compile(r"\s+")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _ANCHORS = 12  # candidate windows: one per longest common run, at most this many
+ANCHOR_CHARS = 40  # code kept from before and after the cursor to find the accepted text's place
+_ANCHOR_REACH = 20_000  # how far (characters) edits elsewhere may have moved that place
 
 
 def _norm(text: str) -> str:
@@ -84,6 +92,45 @@ def similarity(text: str, document: str, offset: int, anywhere_min_chars: int = 
     return best
 
 
+def between_neighbours(document: str, offset: int, before: str, after: str) -> str | None:
+    """What lies between `before` (the code that ended at `offset`) and the next `after` now, or
+    None when either neighbour is gone: of `before`'s occurrences within reach, the one ending
+    nearest to `offset`."""
+    if not before and not after:
+        return None
+    if before:
+        best = -1
+        at = document.find(before, max(0, offset - _ANCHOR_REACH - len(before)))
+        while 0 <= at <= offset + _ANCHOR_REACH:
+            if best < 0 or abs(at + len(before) - offset) < abs(best + len(before) - offset):
+                best = at
+            at = document.find(before, at + 1)
+        if best < 0:
+            return None
+        start = best + len(before)
+    else:
+        start = 0 if offset <= _ANCHOR_REACH else -1
+        if start < 0:
+            return None
+    if not after:
+        return document[start:] if len(document) - start <= _ANCHOR_REACH else None
+    end = document.find(after, start, start + _ANCHOR_REACH + len(after))
+    return document[start:end] if end >= 0 else None
+
+
+def placed_similarity(item: Tracked, document: str, anywhere_min_chars: int = 20) -> float:
+    """`similarity` of a tracked text, judged between its neighbours when they are still there."""
+    wanted = _norm(item.text)
+    if len(wanted) >= anywhere_min_chars and wanted in _norm(document):
+        return 1.0  # moved code is still code the user kept
+    span = between_neighbours(document, item.offset, item.before, item.after)
+    if span is None:
+        return similarity(item.text, document, item.offset, anywhere_min_chars)
+    if not span.strip():
+        return 0.0 if wanted else 1.0
+    return similarity(item.text, span, 0, anywhere_min_chars)
+
+
 @dataclass
 class Tracked:
     event: SuggestionEvent
@@ -91,6 +138,8 @@ class Tracked:
     text: str
     offset: int
     accepted_at: float
+    before: str = ""
+    after: str = ""
     pending: list[tuple[int, str]] = field(default_factory=lambda: list(CHECKPOINTS))
 
 
@@ -113,10 +162,15 @@ class PersistenceTracker:
         text: str,
         offset: int,
         accepted_at: float | None = None,
+        before: str = "",
+        after: str = "",
     ) -> None:
-        """Remember an accepted suggestion: `text` as inserted, at character `offset` of `uri`."""
+        """Remember an accepted suggestion: `text` as inserted, at character `offset` of `uri`;
+        `before` / `after`: the code just before and after the cursor when it was shown (the last
+        and first ANCHOR_CHARS are kept), to find its place again."""
         when = self.clock() if accepted_at is None else accepted_at
-        self._tracked.append(Tracked(event, uri, text, max(0, offset), when))
+        before, after = before[-ANCHOR_CHARS:], after[:ANCHOR_CHARS]
+        self._tracked.append(Tracked(event, uri, text, max(0, offset), when, before, after))
         if len(self._tracked) > self.max_tracked:  # bounded memory under a runaway client
             del self._tracked[0]
 
@@ -143,7 +197,7 @@ class PersistenceTracker:
                 known = False
                 score = None
                 if document is not None:
-                    score = similarity(item.text, document, item.offset)
+                    score = placed_similarity(item, document)
                 for cp in due:
                     item.pending.remove(cp)
                     if score is not None:

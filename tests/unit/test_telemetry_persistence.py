@@ -182,3 +182,32 @@ def test_threshold_is_configurable() -> None:
     strict.track(event, "file:///w/geo.py", ACCEPTED, OFFSET)
     strict.check(clock.now + 30, docs.get)
     assert event.persisted_30s is False
+
+
+def test_deleted_text_does_not_persist_however_much_its_neighbours_resemble_it() -> None:
+    # The signature above shares most tokens with the deleted line: nearby look-alikes are not it.
+    before, after = "def f(items, factor):\n    ", "\n    return 0\n"
+    text = "return compute(items, factor)"
+    assert similarity(text, before + after, len(before)) >= 0.7  # what a look around would say
+    clock = Clock()
+    tracker = PersistenceTracker(clock=clock)
+    event = accepted_event()
+    tracker.track(event, "u", text, len(before), before=before, after=after)
+    tracker.check(clock.now + 30, {"u": before + after}.get)
+    assert event.persisted_30s is False and event.extra["persisted_similarity"] == 0.0
+
+
+def test_text_between_its_neighbours_is_judged_there_kept_extended_or_shifted() -> None:
+    def judged(document: str, text: str = ")") -> bool | None:
+        clock = Clock()
+        tracker = PersistenceTracker(clock=clock)
+        event = accepted_event()
+        before = "x = f(1)\ny = g(2"
+        tracker.track(event, "u", text, len(before), before=before, after="\nz = 3\n")
+        tracker.check(clock.now + 30, {"u": document}.get)
+        return event.persisted_30s
+
+    assert judged("x = f(1)\ny = g(2)\nz = 3\n") is True
+    assert judged("x = f(1)\ny = g(2) + h(4)\nz = 3\n") is True  # the user went on typing after it
+    assert judged("# header\n" * 50 + "x = f(1)\ny = g(2)\nz = 3\n") is True  # shifted by edits above
+    assert judged("x = f(1)\ny = g(2\nz = 3\n") is False  # gone, though ")" is one line up
