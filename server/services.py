@@ -54,13 +54,37 @@ def build_provider(config: HeedlsConfig, local: Provider, warn: Warn) -> Provide
         return local
 
 
+def _from_any_thread(warn: Warn) -> Warn:
+    """`warn` callable from any thread (the gate refits in a background thread): other threads
+    hand the message to the event loop that built it."""
+    import asyncio
+    import threading
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return warn
+    owner = threading.get_ident()
+
+    def say(message: str) -> None:
+        if threading.get_ident() == owner:
+            warn(message)
+            return
+        try:
+            loop.call_soon_threadsafe(warn, message)
+        except RuntimeError:  # the loop has closed (shutdown)
+            log.warning("%s", message)
+
+    return say
+
+
 def build_gate(config: HeedlsConfig, warn: Warn) -> Gate:
     if config.gate.mode == "off":
         return PassThroughGate()
     try:
         from heedls.server.acceptance.gate import build_gate as acceptance_gate
 
-        gate: Gate = acceptance_gate(config.gate, data_dir())
+        gate: Gate = acceptance_gate(config.gate, data_dir(), warn=_from_any_thread(warn))
         return gate
     except Exception as exc:
         warn(f"acceptance gate unavailable ({exc}); showing every suggestion")

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +57,20 @@ def default_model_path() -> Path:
     return Path(heedls.server.__file__).resolve().parent / "data" / "acceptance-default.json"
 
 
-def _load(path: Path) -> AcceptanceModel | None:
+Warn = Callable[[str], None]
+
+
+def _log_warning(message: str) -> None:
+    log.warning("%s", message)
+
+
+def _load(path: Path, warn: Warn = _log_warning) -> AcceptanceModel | None:
     try:
         model = AcceptanceModel.load(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # none yet (or no data directory to hold one)
         return None
     except Exception as exc:  # corrupt, truncated, wrong format: never fatal
-        log.warning("acceptance model %s unusable (%s); ignoring it", path, type(exc).__name__)
+        warn(f"acceptance model {path} unusable ({type(exc).__name__}); ignoring it")
         return None
     return model
 
@@ -71,7 +78,8 @@ def _load(path: Path) -> AcceptanceModel | None:
 class AcceptanceGate:
     def __init__(self, mode: str = "cascade", keep_accepted: float = 0.95, label: str = "accepted",
                  model: AcceptanceModel | None = None, data_dir: Path | None = None, refit: bool = True,
-                 min_events_for_refit: int = 200, background: bool = True, prior: bool = True) -> None:
+                 min_events_for_refit: int = 200, background: bool = True, prior: bool = True,
+                 warn: Warn | None = None) -> None:
         self.mode = mode if mode in ("off", "stage1", "cascade") else "cascade"
         self.keep = keep_accepted if 0.0 < keep_accepted <= 1.0 else 0.95
         self.label = label if label in ("accepted", "persisted") else "accepted"
@@ -96,6 +104,9 @@ class AcceptanceGate:
         self._since_refit = 0
         self._lock = threading.Lock()
         self._refitting = False
+        # Where the user should hear about a problem (the editor's log in the server); each kind once.
+        self._warn_to: Warn = warn or _log_warning
+        self._warned: set[str] = set()
         if data_dir is not None:
             self._stored = self._read_rows()
 
@@ -296,7 +307,7 @@ class AcceptanceGate:
                     target.replace(self.data_dir / USER_MODEL_PREV)
                 model.save(target)
             except OSError as exc:
-                log.warning("cannot save the refitted acceptance model: %s", exc)
+                self._warn_once("save", f"cannot save the refitted acceptance model: {exc}")
         self.model = model  # one reference swap: decisions in flight see the old or the new model
         self.refits += 1
         report["result"] = "installed"
@@ -321,10 +332,10 @@ class AcceptanceGate:
                         out[str(record["id"])] = record
                     except (ValueError, KeyError, TypeError):
                         continue  # a torn last line after a crash
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             pass
         except OSError as exc:
-            log.warning("cannot read acceptance rows: %s", exc)
+            self._warn_once("read", f"cannot read acceptance rows: {exc}")
         return out
 
     def _append_row(self, record: dict[str, Any]) -> None:
@@ -335,7 +346,18 @@ class AcceptanceGate:
             with open(self.data_dir / ROWS_FILE, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record, separators=(",", ":")) + "\n")
         except OSError as exc:
-            log.warning("cannot store acceptance row: %s", exc)
+            # once, not on every decision: the gate keeps learning from this session in memory
+            self._warn_once("append", f"cannot store acceptance rows in {self.data_dir} ({exc.strerror or exc}): "
+                                      "the gate learns from this session only, and refits start over next time")
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind in self._warned:
+            return
+        self._warned.add(kind)
+        try:
+            self._warn_to(message)
+        except Exception:  # noqa: BLE001 - a warning must never break a decision
+            log.warning("%s", message)
 
 
 def _attach(event: SuggestionEvent, stage: str, row: dict[str, float]) -> None:
@@ -346,31 +368,34 @@ def _attach(event: SuggestionEvent, stage: str, row: dict[str, float]) -> None:
         store[stage] = row  # never changed afterwards; rounded to 4 decimals when serialised
 
 
-def _load_for(data_dir: Path | None, refit: bool, model_path: Path | None) -> AcceptanceModel | None:
+def _load_for(data_dir: Path | None, refit: bool, model_path: Path | None,
+              warn: Warn = _log_warning) -> AcceptanceModel | None:
     """The user's refitted model when there is a usable one, else the shipped default, else None."""
     model = None
     if refit and data_dir is not None:
-        model = _load(data_dir / USER_MODEL)
+        model = _load(data_dir / USER_MODEL, warn)
         if model is not None and set(model.stages) != {"context", "suggestion"}:
             model = None
     if model is None:
         path = model_path or default_model_path()
-        model = _load(path)
+        model = _load(path, warn)
         if model is None:
-            log.warning("no usable acceptance model at %s: the gate shows every suggestion", path)
+            warn(f"no usable acceptance model at {path}: the gate shows every suggestion")
     return model
 
 
-def build_gate(config: Any, data_dir: Path | None = None, model_path: Path | None = None) -> AcceptanceGate:
+def build_gate(config: Any, data_dir: Path | None = None, model_path: Path | None = None,
+               warn: Warn | None = None) -> AcceptanceGate:
     """The server's gate for a `GateConfig`; never raises (a bad model means showing everything)."""
     mode = str(getattr(config, "mode", "cascade"))
     keep = float(getattr(config, "keep_accepted", 0.95))
     label = str(getattr(config, "label", "accepted"))
     refit = bool(getattr(config, "refit", True))
     min_events = int(getattr(config, "min_events_for_refit", 200))
-    model = _load_for(Path(data_dir) if data_dir is not None else None, refit, model_path) if mode != "off" else None
+    say = warn or _log_warning
+    model = _load_for(Path(data_dir) if data_dir is not None else None, refit, model_path, say) if mode != "off" else None
     return AcceptanceGate(mode, keep, label, model, Path(data_dir) if data_dir is not None else None, refit,
-                          min_events)
+                          min_events, warn=say)
 
 
 __all__ = ["AcceptanceGate", "build_gate", "default_model_path"]

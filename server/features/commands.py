@@ -15,6 +15,8 @@ from lsprotocol import types
 
 log = logging.getLogger(__name__)
 
+REJECT_REASONS = frozenset({"dismissed", "superseded", "typed-over"})  # docs/architecture.md
+
 
 def _persistence(server: HeedlsServer) -> Any | None:
     if "persistence" not in server.services:
@@ -135,7 +137,9 @@ def register(server: HeedlsServer) -> None:
         reason = _field(params, "reason")
         log.debug("suggestionRejected %s (%s)", suggestion_id, reason)
         if isinstance(suggestion_id, str):
-            engine_of(ls).resolve(suggestion_id, "rejected", reason if isinstance(reason, str) else "dismissed")
+            # the protocol's reasons only: anything else is unknown (null), never made up, and free
+            # text from a client must not reach the store
+            engine_of(ls).resolve(suggestion_id, "rejected", reason if reason in REJECT_REASONS else None)
 
     @server.feature("heedls/status")
     async def status_request(ls: HeedlsServer, params: Any) -> dict[str, Any]:

@@ -108,3 +108,21 @@ async def test_notification_fields_are_read_by_name_whatever_their_order(lsp, wo
     await asyncio.sleep(0.2)
     accept = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.accept", arguments=[suggestion_id]))
     assert accept["accepted"] is False  # the reject was applied to the right suggestion
+
+
+async def test_a_reject_reason_outside_the_protocol_is_stored_as_unknown(lsp, workspace: Path, tmp_path: Path) -> None:
+    from heedls.server.telemetry.store import read_events
+
+    client = await lsp(workspace, "vscode", options={"inline": {"debounceMs": 0}, "gate": {"mode": "off"}})
+    uri = await _open(client, workspace, "def f():\n    \n\ndef g():\n    \n\ndef h():\n    \n")
+    reasons = {}
+    for line, reason in ((1, "typed-over"), (4, 42), (7, "SECRET_TOKEN = 1")):
+        items = await client.text_document_inline_completion_async(_request(uri, line, 4))
+        sid = items.items[0].command.arguments[0]
+        client.protocol.notify("heedls/suggestionRejected", {"id": sid, "reason": reason})
+        reasons[sid] = reason
+    await asyncio.sleep(0.3)
+    await client.shutdown_session()
+    stored = {e.id: e for store in (tmp_path / "data").rglob("events.sqlite3") for e in read_events(store)}
+    assert {stored[sid].outcome for sid in reasons} == {"rejected"}
+    assert [stored[sid].extra.get("reason") for sid in reasons] == ["typed-over", None, None]

@@ -83,6 +83,25 @@ def test_bad_model_file_means_pass_through(tmp_path: Path, caplog: pytest.LogCap
     assert gate.status()["model_version"] is None
 
 
+def test_a_data_dir_it_cannot_write_is_said_once_to_the_given_warn_not_on_every_decision(model_file: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the data directory should be")
+    said: list[str] = []
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=1000), blocked, model_path=model_file, warn=said.append)
+    history: list = []
+    for event in make_events(sessions=1, per_session=30, seed=14):
+        decided = dataclasses.replace(event)
+        event.outcome = None
+        pending, event.suggestion = event.suggestion, None
+        gate.stage1(event, history)
+        event.suggestion = pending
+        gate.stage2(event, history)
+        gate.observe(decided)
+        history.append(decided)
+    assert gate.status()["user_events"] == 30  # it still learns from this session
+    assert len(said) == 1 and "cannot store acceptance rows" in said[0]
+
+
 def test_refit_installs_or_rolls_back_and_persists(model_file: Path, tmp_path: Path) -> None:
     gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=60), tmp_path, model_path=model_file)
     gate.background = False
