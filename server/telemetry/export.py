@@ -3,38 +3,50 @@
 - `full`: JSONL lines are exactly `SuggestionEvent.to_dict()` (the `heedls.suggestion/1` schema).
 - `nocode`: `prefix`, `suffix` and `suggestion` become null and four fields are added in their place:
   `prefix_len`, `suffix_len` (characters), `suggestion_len` (characters), `suggestion_lines` (null when
-  the text was unknown). `file` is replaced by a hash that keeps the extension (`3f2a9c01d4e5.py`),
-  so per-file-type figures survive but names do not. Extra fields survive only when they hold
-  numbers, booleans or null (features, scores), or nested objects/lists of those, or strings from a
-  short allow-list of enumerations (`reason`, …); every other string-valued extra field is dropped,
-  because there is no way to tell code from non-code in an arbitrary string.
+  the text was unknown; a record without text keeps the lengths it carries). `file` is replaced by a
+  hash that keeps the extension (`3f2a9c01d4e5.py`), so per-file-type figures survive but names do
+  not; a record that is nocode already (a nocode store's row) keeps its hash. Only what heedls itself
+  writes survives, because there is no way to tell code from non-code in an arbitrary string: extra
+  fields with numbers, booleans or null, lists of them, objects of them keyed by heedls's own names
+  (feature and stage names), strings from heedls's enumerations (SAFE_STRING_EXTRAS); in `gate`,
+  scores, thresholds, the decision, the mode and a model version name.
 CSV and Parquet have one stable set of columns whatever the events hold: the schema fields, the
 `gate` object flattened to `gate_stage1`, `gate_stage2`, `gate_threshold`, `gate_model_version`,
 `gate_decision` (plus `gate_json`, the whole object, for anything else), the four length columns
 (at both privacy levels; handy for analysis), and `extra_json` for the remaining extra fields.
 Everything is streamed: memory does not grow with the number of events. A file is written next to
 its destination and renamed over it only when complete: an export that fails or is interrupted
-half-way leaves the previous file at that path as it was.
+half-way leaves the previous file at that path as it was (devices and pipes are written in place).
+All JSON is strict (NaN/Infinity become null); odd values become null in typed columns; store rows
+that are not events are skipped and counted (`Skipped`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import functools
 import hashlib
 import io
 import json
+import logging
+import math
 import os
 import re
+import stat
 import sys
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal, TypeAlias
+from typing import IO, Any, Literal, NamedTuple, TypeAlias
 
 from heedls.server.events import CODE_FIELDS, SuggestionEvent
+
+log = logging.getLogger("heedls.telemetry")
 
 # An event, or its to_dict() form (what the store holds); both export the same.
 Item: TypeAlias = SuggestionEvent | Mapping[str, Any]
@@ -49,21 +61,21 @@ LENGTH_FIELDS: tuple[str, ...] = (
     "suggestion_len",
     "suggestion_lines",
 )
-# String-valued extras that are enumerations, not text the user typed.
-SAFE_STRING_EXTRAS: frozenset[str] = frozenset(
-    {
-        "reason",
-        "kind",
-        "trigger",
-        "client",
-        "editor",
-        "source",
-        "stage",
-        "decision",
-        "event",
-        "label",
-    }
-)
+# String values `nocode` keeps: the enumerations heedls itself writes (any other string is dropped,
+# since code cannot be told from non-code in an arbitrary string).
+SAFE_STRING_EXTRAS: dict[str, frozenset[str]] = {
+    "reason": frozenset({"dismissed", "superseded", "typed-over"}),  # heedls/suggestionRejected, the engine
+    "gate_skipped": frozenset({"stage1", "stage2"}),
+    "source": frozenset({"ngram", "retrieval", "jedi", "chat", "fim", "raw-fim", "completion", "infill"}),
+}
+SAFE_GATE_STRINGS: dict[str, frozenset[str]] = {
+    "decision": frozenset({"skipped", "hidden", "shown", "empty"}),
+    "mode": frozenset({"off", "stage1", "cascade"}),
+}
+# gate.model_version: a version name heedls gives its models (`cdhf-1`, `cdhf-1+user1700000000`).
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}")
+# Numeric gate entries: a score, a boolean, or {"score": .., "show": ..}; thresholds per stage.
+_GATE_NUMERIC_KEYS = frozenset({"stage1", "stage2", "threshold"})
 SCHEMA_COLUMNS: tuple[str, ...] = (
     "schema", "id", "session", "ts", "language", "file", "prefix", "suffix", "suggestion", "shown",
     "outcome", "latency_ms", "decision_ms", "provider", "model", "persisted_30s", "persisted_120s",
@@ -97,6 +109,47 @@ def parse_since(value: str, now: float | None = None) -> float:
     return parsed.timestamp()
 
 
+# -- JSON that strict parsers accept ---------------------------------------------------------------
+def finite(value: Any) -> Any:
+    """`value` with every NaN/Infinity (anywhere inside) replaced by None: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, non-finite numbers written as null (never the invalid `NaN`/`Infinity`)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(finite(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def number(value: Any) -> float | None:
+    """A finite float, or None for anything else (strings, booleans, NaN, ints beyond float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        result = float(value)
+    except OverflowError:
+        return None
+    return result if math.isfinite(result) else None
+
+
+_INT64 = 2**63 - 1
+
+
+def count_value(value: Any) -> int | None:
+    """A non-negative int that fits int64 (a length), or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT64:
+        return None
+    return value
+
+
 # -- privacy ---------------------------------------------------------------------------------------
 def _lines(text: str | None) -> int | None:
     if text is None:
@@ -105,18 +158,25 @@ def _lines(text: str | None) -> int | None:
 
 
 def lengths(record: Mapping[str, Any] | SuggestionEvent) -> dict[str, int | None]:
-    """Character lengths of the code fields (and suggestion lines); None when the text is unknown."""
+    """Character lengths of the code fields (and suggestion lines); None when the text is unknown.
+
+    A field whose text is null keeps the length already recorded beside it (`prefix_len`, …): rows
+    written by a `nocode` store, or a nocode export read back, carry lengths but no text."""
     data = record.to_dict() if isinstance(record, SuggestionEvent) else record
-    prefix, suffix, suggestion = data.get("prefix"), data.get("suffix"), data.get("suggestion")
-    return {
-        "prefix_len": None if prefix is None else len(prefix),
-        "suffix_len": None if suffix is None else len(suffix),
-        "suggestion_len": None if suggestion is None else len(suggestion),
-        "suggestion_lines": _lines(suggestion),
-    }
+    sizes: dict[str, int | None] = {}
+    for name in CODE_FIELDS:
+        text = data.get(name)
+        key = f"{name}_len"
+        sizes[key] = len(text) if isinstance(text, str) else count_value(data.get(key))
+    suggestion = data.get("suggestion")
+    sizes["suggestion_lines"] = (
+        _lines(suggestion) if isinstance(suggestion, str) else count_value(data.get("suggestion_lines"))
+    )
+    return sizes
 
 
 _SUFFIX = re.compile(r"\.[A-Za-z0-9_+-]{1,12}")
+_HASHED = re.compile(r"[0-9a-f]{12}(?:\.[A-Za-z0-9_+-]{1,12})?")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -129,11 +189,35 @@ def hash_file(file: str | None) -> str | None:
     return hashlib.sha256(file.encode("utf-8", "surrogateescape")).hexdigest()[:12] + suffix
 
 
+def already_nocode(data: Mapping[str, Any]) -> bool:
+    """A record that went through `nocode` already (a nocode store's row, a nocode export read back):
+    no code text, the four length fields present, and `file` null or in hash form."""
+    file = data.get("file")
+    return (
+        all(data.get(k) is None for k in CODE_FIELDS)
+        and all(k in data for k in LENGTH_FIELDS)
+        and (file is None or (isinstance(file, str) and _HASHED.fullmatch(file) is not None))
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _known_names() -> frozenset[str]:
+    """Keys heedls writes inside numeric objects: the acceptance features and their stage names."""
+    try:
+        from heedls.server.acceptance.features import STAGE_FEATURES
+    except Exception:  # noqa: BLE001 -- without the acceptance package, no feature row survives
+        return frozenset()
+    names = {name for row in STAGE_FEATURES.values() for name in row}
+    return frozenset(names | set(STAGE_FEATURES) | set(LENGTH_FIELDS) | {"stage1", "stage2", "score", "show"})
+
+
 def _numeric_only(value: Any) -> bool:
+    """Numbers, booleans and null, or lists of them, or objects of them keyed by names heedls uses."""
     if value is None or isinstance(value, (bool, int, float)):
         return True
     if isinstance(value, dict):
-        return all(_numeric_only(v) for v in value.values())
+        known = _known_names()
+        return all(isinstance(k, str) and k in known and _numeric_only(v) for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return all(_numeric_only(v) for v in value)
     return False
@@ -143,14 +227,27 @@ def _safe_extra(key: str, value: Any) -> bool:
     if key in CODE_FIELDS:
         return False
     if isinstance(value, str):
-        return key in SAFE_STRING_EXTRAS and len(value) <= 64
-    return _numeric_only(value)
+        return value in SAFE_STRING_EXTRAS.get(key, ())
+    return _numeric_only(value)  # objects only when keyed by names heedls uses (feature names)
 
 
 def _safe_gate(gate: Any) -> dict[str, Any] | None:
+    """Only what heedls's gate writes: scores, thresholds, the decision, the mode, the model version."""
     if not isinstance(gate, dict):
         return None
-    return {k: v for k, v in gate.items() if _numeric_only(v) or (isinstance(v, str) and len(v) <= 64)}
+    safe: dict[str, Any] = {}
+    for key, value in gate.items():
+        if key in _GATE_NUMERIC_KEYS:
+            keep = _numeric_only(value)
+        elif key == "model_version":
+            keep = value is None or (isinstance(value, str) and _VERSION.fullmatch(value) is not None)
+        elif key in SAFE_GATE_STRINGS:
+            keep = value is None or value in SAFE_GATE_STRINGS[key]
+        else:
+            keep = False
+        if keep:
+            safe[key] = value
+    return safe
 
 
 _SCHEMA_KEYS = frozenset(SCHEMA_COLUMNS) | {"gate"}
@@ -160,37 +257,64 @@ def to_record(event: SuggestionEvent | Mapping[str, Any], privacy: PrivacyLevel)
     """The exported dict: exactly to_dict() for `full`; code removed and lengths added for `nocode`.
 
     Accepts a SuggestionEvent or its to_dict() form (the store's rows, parsed), which saves the
-    dataclass round trip when exporting 100k rows.
+    dataclass round trip when exporting 100k rows. A record that is nocode already (a nocode
+    store's row) keeps its lengths and its hashed `file` (hashed once, not twice).
     """
     data: dict[str, Any] = event.to_dict() if isinstance(event, SuggestionEvent) else dict(event)
     if privacy == "full":
         return data
     if privacy != "nocode":
         raise ValueError(f"unknown privacy level {privacy!r}")
+    hashed = already_nocode(data)
     sizes = lengths(data)
     for key in [k for k in data if k not in _SCHEMA_KEYS]:
-        if not _safe_extra(key, data[key]):
+        if key in LENGTH_FIELDS or not _safe_extra(key, data[key]):
             del data[key]
     for key in CODE_FIELDS:
         data[key] = None
-    data["file"] = hash_file(data.get("file"))
+    file = data.get("file")
+    data["file"] = file if hashed else hash_file(file if isinstance(file, str) else None)
     data["gate"] = _safe_gate(data.get("gate"))
     data.update(sizes)
     return data
 
 
 # -- flattening (CSV, Parquet) ---------------------------------------------------------------------
+_FLOAT_COLUMNS = frozenset({"ts", "latency_ms", "decision_ms"})
+_BOOL_COLUMNS = frozenset({"shown", "persisted_30s", "persisted_120s", "persisted_600s"})
+
+
 def _as_float(value: Any) -> float | None:
     if isinstance(value, bool):
         return float(value)
-    if isinstance(value, (int, float)):
-        return float(value)
-    return None
+    return number(value)
+
+
+def _as_bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _as_text(value: Any) -> str | None:
+    """A string column: strings as they are, anything else as its JSON text (never a type error)."""
+    if value is None or isinstance(value, str):
+        return value
+    return dumps(value)
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
-    """One row with the stable COLUMNS from an exported record (already privacy-filtered)."""
-    row: dict[str, Any] = {key: record.get(key) for key in SCHEMA_COLUMNS}
+    """One row with the stable COLUMNS from an exported record (already privacy-filtered). Every
+    value has its column's type (float, bool, int64 or string) or is None: a stored value of
+    another type (a `ts` in a string, a length beyond int64, NaN) becomes None rather than failing
+    the whole export."""
+    row: dict[str, Any] = {}
+    for key in SCHEMA_COLUMNS:
+        value = record.get(key)
+        if key in _FLOAT_COLUMNS:
+            row[key] = number(value)
+        elif key in _BOOL_COLUMNS:
+            row[key] = _as_bool(value)
+        else:
+            row[key] = _as_text(value)
     gate = record.get("gate")
     if isinstance(gate, dict):
         threshold = gate.get("threshold")
@@ -201,36 +325,163 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         row["gate_model_version"] = None if version is None else str(version)
         decision = gate.get("decision")
         row["gate_decision"] = None if decision is None else str(decision)
-        row["gate_json"] = json.dumps(gate, ensure_ascii=False, sort_keys=True)
+        row["gate_json"] = json.dumps(finite(gate), ensure_ascii=False, sort_keys=True, default=str)
     else:
         for key in GATE_COLUMNS:
             row[key] = None
-    sizes = (
-        {k: record[k] for k in LENGTH_FIELDS} if all(k in record for k in LENGTH_FIELDS) else lengths(record)
-    )
-    row.update(sizes)
+        if gate is not None:
+            row["gate_json"] = dumps(gate)
+    row.update(lengths(record))
     extra = {
         k: v for k, v in record.items() if k not in SCHEMA_COLUMNS and k not in LENGTH_FIELDS and k != "gate"
     }
-    row["extra_json"] = json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None
+    row["extra_json"] = json.dumps(finite(extra), ensure_ascii=False, sort_keys=True) if extra else None
     return row
 
 
+# -- reading a store -------------------------------------------------------------------------------
+# The latest snapshot of every suggestion, oldest first (store.LATEST_SQL, plus the storage class).
+# `data` is read as bytes whatever its class and decoded row by row: one bad row cannot stop the others.
+_LATEST_ROWS_SQL = (
+    "SELECT seq, CAST(data AS BLOB), typeof(data) = 'blob' FROM events"
+    " WHERE seq IN (SELECT MAX(seq) FROM events GROUP BY id) AND ts >= ? ORDER BY ts, seq"
+)
+
+
+class UnreadableRow(ValueError):
+    """A stored row that is not an event: undecompressable, not UTF-8, not JSON, not an object."""
+
+
+@dataclass
+class Skipped:
+    """Rows skipped because they cannot be read as events: counted, reported once."""
+
+    unit: str = "row"  # "row" of a store, "line" of a file
+    count: int = 0
+    first: str | None = None
+
+    def add(self, where: int, reason: str) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = f"{self.unit} {where}: {reason}"
+
+    def message(self, source: Path | str) -> str | None:
+        if not self.count:
+            return None
+        units = self.unit if self.count == 1 else f"{self.unit}s"
+        return f"skipped {self.count} {units} of {source} that are not readable events (first: {self.first})"
+
+
+class StoredRow(NamedTuple):
+    seq: int
+    text: str | None  # the stored JSON as it is, when it can be written out unchanged (else None)
+    data: dict[str, Any]
+
+
+def parse_row(raw: Any, compressed: bool) -> tuple[str | None, dict[str, Any]]:
+    """(the JSON text if it is strict JSON on one line, else None; the parsed object). Raises
+    UnreadableRow. NaN and Infinity are read as None (unknown)."""
+    try:
+        if compressed:
+            text = zlib.decompress(bytes(raw)).decode("utf-8")
+        elif isinstance(raw, bytes):
+            text = raw.decode("utf-8")
+        else:
+            text = str(raw)
+    except zlib.error as exc:
+        raise UnreadableRow(f"cannot decompress ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UnreadableRow(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    constants: list[str] = []
+
+    def constant(name: str) -> None:
+        constants.append(name)
+        return None
+
+    try:
+        value = json.loads(text, parse_constant=constant)
+    except ValueError as exc:
+        raise UnreadableRow(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UnreadableRow(f"a JSON {type(value).__name__}, not an object")
+    verbatim = not constants and "\n" not in text and "\r" not in text
+    return (text if verbatim else None), value
+
+
+def read_store(path: Path | str, since: float | None = None, skipped: Skipped | None = None) -> Iterator[StoredRow]:
+    """The latest snapshot of every suggestion in the store at `path`, oldest first (streamed),
+    skipping the rows that are not events. Read-only. With no `skipped` to count them in, the
+    skipped rows are logged once, at the end."""
+    from heedls.server.telemetry.store import connect_readonly
+
+    path = Path(path)
+    if not path.exists():
+        return
+    own = skipped is None
+    counter = Skipped() if skipped is None else skipped
+    conn = connect_readonly(path)
+    try:
+        cursor = conn.execute(_LATEST_ROWS_SQL, (float("-inf") if since is None else float(since),))
+        while True:
+            chunk = cursor.fetchmany(2048)
+            if not chunk:
+                break
+            for seq, raw, compressed in chunk:
+                try:
+                    text, data = parse_row(raw, bool(compressed))
+                except UnreadableRow as exc:
+                    counter.add(int(seq), str(exc))
+                    continue
+                yield StoredRow(int(seq), text, data)
+    finally:
+        conn.close()
+    message = counter.message(path) if own else None
+    if message:
+        log.warning("telemetry: %s", message)
+
+
 # -- writers ---------------------------------------------------------------------------------------
+def _special(path: Path) -> bool:
+    """An existing file that is not a regular file or a directory (/dev/null, /dev/stdout, a FIFO):
+    written in place, since renaming a file over it would replace the device."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
 @contextlib.contextmanager
-def _complete_or_untouched(out: Path | str | IO[Any] | None) -> Iterator[Path | str | IO[Any] | None]:
+def complete_or_untouched(out: Path | str | IO[Any] | None) -> Iterator[Path | str | IO[Any] | None]:
     """For a file path: a temporary path beside it, renamed over it when the block completes and
-    removed if it does not. Streams and stdout pass through."""
+    removed if it does not. Streams, stdout and special files (devices, pipes) pass through."""
     if not isinstance(out, (str, Path)) or out == "-":
         yield out
         return
     target = Path(out)
+    if str(out) == "" or not target.name:
+        raise IsADirectoryError(errno.EISDIR, "not a file name", str(out))
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory", str(out))
+    if _special(target):
+        yield target
+        return
     tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_file(path: Path | str, text: str) -> Path:
+    """Write `text` to `path` completely or not at all (the previous file is kept on failure)."""
+    target = Path(path)
+    with complete_or_untouched(target) as dest:
+        assert isinstance(dest, Path)
+        with open(dest, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    return target
 
 
 @contextlib.contextmanager
@@ -253,7 +504,7 @@ def _text_stream(out: Path | str | IO[str] | None) -> Iterator[IO[str]]:
 def export_jsonl(events: Iterable[Item], privacy: PrivacyLevel, out: IO[str]) -> int:
     count = 0
     for event in events:
-        out.write(json.dumps(to_record(event, privacy), ensure_ascii=False, separators=(",", ":")))
+        out.write(dumps(to_record(event, privacy)))
         out.write("\n")
         count += 1
     return count
@@ -339,9 +590,11 @@ def export(
         raise ValueError(f"unknown format {fmt!r}; expected one of {list(FORMATS)}")
     if privacy not in PRIVACY_LEVELS:
         raise ValueError(f"unknown privacy level {privacy!r}; expected one of {list(PRIVACY_LEVELS)}")
-    if fmt == "parquet" and (out is None or out == "-"):
+    if fmt == "parquet" and (out is None or str(out) == "-"):
         raise ValueError("Parquet is binary: give an output file with -o")
-    with _complete_or_untouched(out) as dest:
+    if isinstance(out, Path) and str(out) == "-":
+        out = None  # `-o -`: stdout, never a file named "-"
+    with complete_or_untouched(out) as dest:
         if fmt == "parquet":
             target: Any = str(dest) if isinstance(dest, Path) else dest
             return export_parquet(events, privacy, target)
@@ -357,19 +610,23 @@ def export_store(
     privacy: PrivacyLevel,
     out: Path | str | IO[Any] | None,
     since: float | None = None,
+    skipped: Skipped | None = None,
 ) -> int:
-    """Export a store file. Full JSONL copies the stored lines as they are (they are to_json())."""
-    from heedls.server.telemetry.store import read_dicts, read_rows
-
+    """Export a store file. Full JSONL copies the stored lines as they are (they are to_json()),
+    except a line holding NaN/Infinity, which is written again with null in their place. Rows that
+    are not events are skipped (counted in `skipped`, else logged once), whatever the format."""
+    rows = read_store(path, since, skipped)
     if fmt == "jsonl" and privacy == "full":
+        if isinstance(out, Path) and str(out) == "-":
+            out = None
         count = 0
-        with _complete_or_untouched(out) as dest, _text_stream(dest) as stream:
-            for _seq, data in read_rows(path, since):
-                stream.write(data)
+        with complete_or_untouched(out) as dest, _text_stream(dest) as stream:
+            for row in rows:
+                stream.write(row.text if row.text is not None else dumps(row.data))
                 stream.write("\n")
                 count += 1
         return count
-    return export(read_dicts(path, since), fmt, privacy, out)
+    return export((row.data for row in rows), fmt, privacy, out)
 
 
 def read_parquet(path: Path | str) -> Iterator[dict[str, Any]]:
@@ -390,6 +647,12 @@ def since_label(ts: float) -> str:
 
 __all__ = [
     "COLUMNS",
+    "Skipped",
+    "complete_or_untouched",
+    "dumps",
+    "finite",
+    "read_store",
+    "write_text_file",
     "FORMATS",
     "PRIVACY_LEVELS",
     "export",

@@ -9,8 +9,12 @@ Definitions (also in docs/telemetry.md):
 - *acceptance rate*: accepted / shown. *persistence rate*: of the accepted suggestions whose
   persistence is known, the share still in the code at the latest known checkpoint (600 s, else
   120 s, else 30 s); per-checkpoint rates are given too.
-- *latency*: `latency_ms` of events that carry a suggestion (request → suggestion ready).
-Days are UTC calendar days.
+- *latency*: `latency_ms` of events that carry a suggestion (request → suggestion ready); a nocode
+  event carries one when its `suggestion_len` is known.
+Days are UTC calendar days. Odd stored values count as unknown, never as a crash: a `ts` that is not
+a number of seconds a date can be made of (missing, a string, NaN, 1e20, milliseconds) puts the event
+on the day `unknown`; a `gate` that is not an object is no gate; a non-numeric or non-finite
+`latency_ms`/`decision_ms` is left out of the percentiles. Report JSON never holds NaN/Infinity.
 
 How the gate's decision is read from an event: `gate["decision"]` ("skipped" | "hidden" | "shown") when
 present; otherwise inferred: a stage score (or boolean) below its threshold (`threshold` a number or
@@ -24,7 +28,7 @@ import json
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +36,7 @@ from typing import Any, TypeAlias
 
 from heedls.server.events import SuggestionEvent
 from heedls.server.stats import percentile
+from heedls.server.telemetry.export import Skipped, count_value, dumps, number, write_text_file
 
 PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 CHECKPOINT_FIELDS: tuple[str, ...] = (
@@ -46,9 +51,7 @@ def _threshold(gate: dict[str, Any], stage: str) -> float | None:
     value = gate.get("threshold")
     if isinstance(value, dict):
         value = value.get(stage)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
+    return number(value)
 
 
 def _stage_says_no(gate: dict[str, Any], stage: str) -> bool | None:
@@ -59,10 +62,11 @@ def _stage_says_no(gate: dict[str, Any], stage: str) -> bool | None:
         if isinstance(score.get("show"), bool):
             return not score["show"]
         score = score.get("score")
-    if isinstance(score, (int, float)):
+    value = number(score)
+    if value is not None:
         threshold = _threshold(gate, stage)
         if threshold is not None:
-            return float(score) < threshold
+            return value < threshold
     return None
 
 
@@ -76,18 +80,32 @@ def _as_dict(event: Item) -> Mapping[str, Any]:
     return event
 
 
+def _gate(d: Mapping[str, Any]) -> dict[str, Any]:
+    gate = d.get("gate")
+    return gate if isinstance(gate, dict) else {}
+
+
+def suggestion_length(d: Mapping[str, Any]) -> int | None:
+    """Characters of the event's suggestion: the text's, else the recorded `suggestion_len` (a
+    nocode event); None when there was none or it is unknown."""
+    text = d.get("suggestion")
+    if isinstance(text, str):
+        return len(text)
+    return count_value(d.get("suggestion_len")) if text is None else None
+
+
 def gate_outcome(event: Item) -> str:
     """'shown' | 'skipped' (stage 1) | 'hidden' (stage 2) | 'empty' (no suggestion, not the gate)."""
     d = _as_dict(event)
     if d.get("shown") or d.get("outcome") is not None:
         return "shown"
-    gate = d.get("gate") or {}
+    gate = _gate(d)
     decision = gate.get("decision")
     if decision in ("skipped", "hidden", "shown"):
         return "empty" if decision == "shown" else str(decision)
     if _stage_says_no(gate, "stage1"):
         return "skipped"
-    if d.get("suggestion"):
+    if suggestion_length(d):
         return "hidden" if _stage_says_no(gate, "stage2") else "empty"
     return "empty"
 
@@ -111,8 +129,20 @@ def _persisted(d: Mapping[str, Any]) -> int | None:
     return None
 
 
-def day_of(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+def event_time(value: Any) -> datetime | None:
+    """The UTC time of a `ts`, or None when it is not a usable number of seconds since the epoch."""
+    ts = number(value)
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def day_of(ts: Any) -> str:
+    when = event_time(ts)
+    return "unknown" if when is None else when.strftime("%Y-%m-%d")
 
 
 def _rate(num: int, den: int) -> float | None:
@@ -162,12 +192,12 @@ class Bucket:
             self.rejected += 1
         elif outcome == "ignored":
             self.ignored += 1
-        latency = d.get("latency_ms")
-        if d.get("suggestion") is not None and latency is not None:
-            self.latencies.append(float(latency))
-        decision = d.get("decision_ms")
+        latency = number(d.get("latency_ms"))
+        if latency is not None and suggestion_length(d) is not None:
+            self.latencies.append(latency)
+        decision = number(d.get("decision_ms"))
         if decision is not None:
-            self.decisions.append(float(decision))
+            self.decisions.append(decision)
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -202,27 +232,28 @@ def compute_report(events: Iterable[Item]) -> dict[str, Any]:
     total = Bucket()
     by: dict[str, dict[str, Bucket]] = {dim: defaultdict(Bucket) for dim in DIMENSIONS}
     latency_hist: list[float] = []
-    first: float | None = None
-    last: float | None = None
+    first: datetime | None = None
+    last: datetime | None = None
     for event in events:
         d = _as_dict(event)
+        if not isinstance(d, Mapping):
+            continue
         kind = gate_outcome(d)
-        ts = float(d["ts"])
+        when = event_time(d.get("ts"))
         total.add(d, kind)
-        by["day"][day_of(ts)].add(d, kind)
+        by["day"]["unknown" if when is None else when.strftime("%Y-%m-%d")].add(d, kind)
         by["provider"][str(d.get("provider") or "unknown")].add(d, kind)
         by["file_type"][file_type(d)].add(d, kind)
-        version = (d.get("gate") or {}).get("model_version")
+        version = _gate(d).get("model_version")
         by["gate_model"][str(version) if version is not None else "none"].add(d, kind)
-        first = ts if first is None else min(first, ts)
-        last = ts if last is None else max(last, ts)
+        if when is not None:
+            first = when if first is None else min(first, when)
+            last = when if last is None else max(last, when)
     latency_hist = total.latencies
     return {
         "period": {
-            "first": None
-            if first is None
-            else datetime.fromtimestamp(first, UTC).isoformat(timespec="seconds"),
-            "last": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds"),
+            "first": None if first is None else first.isoformat(timespec="seconds"),
+            "last": None if last is None else last.isoformat(timespec="seconds"),
         },
         "total": total.summary(),
         "by": {dim: {key: b.summary() for key, b in sorted(buckets.items())} for dim, buckets in by.items()},
@@ -475,7 +506,7 @@ def render_html(report: dict[str, Any]) -> str:
     ]
     period = report["period"]
     # Machine-readable copy for anyone scraping the page; `</` escaped so it cannot close the tag.
-    data = json.dumps(report).replace("</", "<\\/")
+    data = dumps(report).replace("</", "<\\/")
     body = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -507,18 +538,51 @@ def render_html(report: dict[str, Any]) -> str:
     return "\n".join(body)
 
 
+def report_json(report: dict[str, Any]) -> str:
+    """The report as strict JSON (`--json`): non-finite numbers are null."""
+    return dumps(report)
+
+
+def write_html(report: dict[str, Any], path: Path | str) -> Path:
+    """Write the page completely or not at all (a failed write keeps the previous file); the
+    parent directories are created. Raises OSError."""
+    target = Path(path)
+    if str(path) and target.name:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    return write_text_file(target, render_html(report))
+
+
 def write_html_report(store: Any, path: Path | str) -> Path:
     """Write the HTML report for a `TelemetryStore`, a store path, or any iterable of events."""
-    from heedls.server.telemetry.store import TelemetryStore, read_dicts
+    from heedls.server.telemetry.export import read_store
+    from heedls.server.telemetry.store import TelemetryStore
 
     events: Iterable[Item]
     if isinstance(store, TelemetryStore):
         events = store.iter_events()
     elif isinstance(store, (str, Path)):
-        events = read_dicts(store)
+        events = (row.data for row in read_store(store))
     else:
         events = store
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_html(compute_report(events)), encoding="utf-8")
-    return target
+    return write_html(compute_report(events), path)
+
+
+def read_events_file(path: Path | str, skipped: Skipped | None = None) -> Iterator[dict[str, Any]]:
+    """The events of a `heedls.suggestion/1` JSONL file (`report --events`), as dicts. A UTF-8 BOM
+    is allowed; lines that are not JSON objects with an `id` are skipped and counted in `skipped`
+    (an `export.Skipped("line")`). NaN/Infinity read as null. Raises OSError when the file cannot be read."""
+    counter = Skipped("line") if skipped is None else skipped
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        for number_, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                value = json.loads(line, parse_constant=lambda _name: None)
+            except ValueError as exc:
+                counter.add(number_, f"not JSON ({exc})")
+                continue
+            if not isinstance(value, dict) or "id" not in value:
+                counter.add(number_, "not a heedls.suggestion/1 event")
+                continue
+            yield value

@@ -238,7 +238,7 @@ def test_an_export_that_fails_half_way_leaves_the_previous_file_as_it_was(tmp_pa
 
 
 def test_an_interrupted_store_export_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from heedls.server.telemetry import store as store_module
+    from heedls.server.telemetry import export as export_module
 
     db = tmp_path / "events.sqlite3"
     store = TelemetryStore(db)
@@ -248,15 +248,196 @@ def test_an_interrupted_store_export_leaves_no_partial_file(tmp_path: Path, monk
     out = tmp_path / "out.jsonl"
     assert export_store(db, "jsonl", "full", out) == 12
     before = out.read_bytes()
-    real = store_module.read_rows
+    real = export_module.parse_row
+    calls = []
 
-    def breaks(path: Path, since: float | None = None):  # type: ignore[no-untyped-def]
-        for i, row in enumerate(real(path, since)):
-            if i == 4:
-                raise OSError("disk full")
-            yield row
+    def breaks(raw: object, compressed: bool):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 5:
+            raise OSError("disk full")
+        return real(raw, compressed)
 
-    monkeypatch.setattr(store_module, "read_rows", breaks)
+    monkeypatch.setattr(export_module, "parse_row", breaks)
     with pytest.raises(OSError):
         export_store(db, "jsonl", "full", out)
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir() if "out" in p.name) == ["out.jsonl"]
+
+
+# -- stores written with privacy "nocode", odd rows ------------------------------------------------
+def strict_json(text: str) -> object:
+    """json.loads that refuses NaN/Infinity, as a strict receiver does."""
+
+    def refuse(name: str) -> object:
+        raise ValueError(f"invalid JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def raw_store(path: Path, rows: list[str | bytes], good: int = 2) -> None:
+    """A store holding `good` ordinary events, then `rows` as they are (ids x0, x1, …)."""
+    with TelemetryStore(path) as store:
+        for event in sample_events()[1 : 1 + good]:
+            store.record(event)
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO events(id, ts, recorded, data) VALUES (?, ?, ?, ?)",
+            [(f"x{i}", 1_700_000_000.0 + i, 0.0, data) for i, data in enumerate(rows)],
+        )
+    conn.close()
+
+
+def export_rows(path: Path, fmt: str, privacy: str, tmp_path: Path) -> list[dict[str, object]]:
+    out = tmp_path / f"out.{fmt}"
+    export_store(path, fmt, privacy, out)  # type: ignore[arg-type]
+    if fmt == "parquet":
+        return list(read_parquet(out))
+    text = out.read_text(encoding="utf-8")
+    if fmt == "csv":
+        return csv_rows(text)  # type: ignore[return-value]
+    return [strict_json(line) for line in text.splitlines()]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+@pytest.mark.parametrize("privacy", ["full", "nocode"])
+def test_a_store_written_with_nocode_exports_its_lengths_and_hashes_file_names_once(
+    tmp_path: Path, fmt: str, privacy: str
+) -> None:
+    events = sample_events()[1:4]
+    path = tmp_path / "nc.sqlite3"
+    with TelemetryStore(path, privacy="nocode") as store:
+        for event in events:
+            store.record(event)
+    rows = export_rows(path, fmt, privacy, tmp_path)
+    assert len(rows) == 3
+    for event, row in zip(events, rows, strict=True):
+        assert event.prefix is not None and event.suggestion is not None
+        assert str(row["prefix_len"]) == str(len(event.prefix))
+        assert str(row["suffix_len"]) == str(len(event.suffix or ""))
+        assert str(row["suggestion_len"]) == str(len(event.suggestion))
+        assert str(row["suggestion_lines"]) == "2"
+        assert row["file"] == to_record(event, "nocode")["file"]  # the store's hash, not a hash of it
+
+
+def test_nocode_records_read_back_keep_their_lengths() -> None:
+    once = to_record(sample_events()[1], "nocode")
+    assert to_record(once, "nocode") == once
+
+
+def test_nocode_keeps_only_values_heedls_writes_itself() -> None:
+    """Known enumerations, numbers and booleans survive; any other string, and objects keyed by
+    names heedls does not use, are dropped (they may be code)."""
+    event = sample_events()[1]
+    event.gate = {"stage1": 0.9, "stage2": 0.8, "threshold": {"stage1": 0.1, "stage2": 0.2},
+                  "model_version": "cdhf-1+user1700000000", "decision": "shown", "mode": "cascade",
+                  "note": "SECRET_GATE = x()", "decision_why": "x"}  # fmt: skip
+    event.extra.update(
+        reason="SECRET_REASON()", kind="SECRET_KIND", tokens={"SECRET_KEY_TOKEN": 1.0}, source="ngram",
+        gate_skipped="stage2", acceptance_features={"context": {"after_colon": 1.0, "in_string": 0.0}},
+        weights=[0.5, 1.5], nested={"a": [1, 2, {"b": 3}]}, num=3,
+    )  # fmt: skip
+    record = to_record(event, "nocode")
+    assert "SECRET" not in json.dumps(record)
+    assert record["gate"] == {"stage1": 0.9, "stage2": 0.8, "threshold": {"stage1": 0.1, "stage2": 0.2},
+                              "model_version": "cdhf-1+user1700000000", "decision": "shown", "mode": "cascade"}  # fmt: skip
+    for dropped in ("reason", "kind", "tokens", "nested", "line_text"):
+        assert dropped not in record, dropped
+    assert record["source"] == "ngram" and record["gate_skipped"] == "stage2" and record["num"] == 3
+    assert record["acceptance_features"] == {"context": {"after_colon": 1.0, "in_string": 0.0}}
+    assert record["weights"] == [0.5, 1.5]
+    event.extra["reason"] = "typed-over"
+    assert to_record(event, "nocode")["reason"] == "typed-over"
+    event.gate["model_version"] = "print(open('.env').read())"
+    assert "model_version" not in to_record(event, "nocode")["gate"]
+
+
+@pytest.mark.parametrize("privacy", ["full", "nocode"])
+def test_non_finite_numbers_are_written_as_null(tmp_path: Path, privacy: str) -> None:
+    event = sample_events()[1]
+    event.latency_ms = float("nan")
+    event.decision_ms = float("inf")
+    assert event.gate is not None
+    event.gate["stage1"] = float("-inf")
+    buffer = io.StringIO()
+    export([event], "jsonl", privacy, buffer)  # type: ignore[arg-type]
+    record = strict_json(buffer.getvalue())
+    assert isinstance(record, dict)
+    assert record["latency_ms"] is None and record["decision_ms"] is None and record["gate"]["stage1"] is None
+    path = tmp_path / "nan.sqlite3"
+    raw_store(path, ['{"id":"x0","session":"s","ts":1700000000,"latency_ms":NaN,"gate":{"stage2":Infinity}}'])
+    rows = export_rows(path, "jsonl", privacy, tmp_path)
+    odd = next(r for r in rows if r["id"] == "x0")
+    assert odd["latency_ms"] is None and odd["gate"] == {"stage2": None}
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+@pytest.mark.parametrize("privacy", ["full", "nocode"])
+def test_rows_that_are_not_events_are_skipped_and_counted_in_every_format(
+    tmp_path: Path, fmt: str, privacy: str
+) -> None:
+    from heedls.server.telemetry.export import Skipped
+
+    path = tmp_path / "bad.sqlite3"
+    raw_store(path, [b"\x78\x9cnot zlib" * 200, "{not json", "[1]", b"\xff\xfe not utf-8"])
+    skipped = Skipped()
+    out = tmp_path / f"out.{fmt}"
+    assert export_store(path, fmt, privacy, out, skipped=skipped) == 2  # type: ignore[arg-type]
+    assert skipped.count == 4
+    message = skipped.message(path)
+    assert message is not None and "skipped 4 rows" in message and "cannot decompress" in message
+
+
+def test_odd_stored_values_become_null_in_parquet_and_csv(tmp_path: Path) -> None:
+    path = tmp_path / "odd.sqlite3"
+    raw_store(
+        path,
+        [
+            '{"id":"x0","session":"s","ts":"yesterday","latency_ms":"fast","shown":"yes"}',
+            '{"id":"x1","session":"s","latency_ms":1' + "0" * 400 + ',"decision_ms":1e400}',
+            '{"id":"x2","session":7,"ts":1e20,"prefix":null,"suffix":null,"suggestion":null,"prefix_len":'
+            + str(2**70) + ',"suffix_len":-1,"suggestion_len":3,"suggestion_lines":1,"gate":"weird"}',
+        ],
+    )  # fmt: skip
+    for fmt in ("parquet", "csv"):
+        rows = {r["id"]: r for r in export_rows(path, fmt, "full", tmp_path)}
+        empty = None if fmt == "parquet" else ""
+        assert rows["x0"]["ts"] == empty and rows["x0"]["latency_ms"] == empty and rows["x0"]["shown"] == empty
+        assert rows["x1"]["ts"] == empty and rows["x1"]["latency_ms"] == empty and rows["x1"]["decision_ms"] == empty
+        assert rows["x2"]["prefix_len"] == empty and rows["x2"]["suffix_len"] == empty
+        assert str(rows["x2"]["suggestion_len"]) == "3" and rows["x2"]["session"] == "7"
+        assert str(rows["x2"]["ts"]) == str(1e20) and rows["x2"]["gate_json"] == '"weird"'
+
+
+def test_dash_is_stdout_not_a_file_named_dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "ev.sqlite3"
+    raw_store(path, [])
+    assert export_store(path, "jsonl", "full", Path("-")) == 2
+    assert export(sample_events()[:1], "csv", "nocode", Path("-")) == 1
+    assert len(capsys.readouterr().out.splitlines()) == 2 + 2
+    assert not (tmp_path / "-").exists()
+    with pytest.raises(ValueError, match="-o"):
+        export(sample_events(), "parquet", "full", Path("-"))
+
+
+def test_a_pipe_or_device_is_written_in_place_never_replaced(tmp_path: Path) -> None:
+    """`-o /dev/stdout`, a FIFO: renaming a file over it would replace the device (as root)."""
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert export(sample_events(), "jsonl", "full", fifo) == 12
+    reader.join(10)
+    assert len(received[0].splitlines()) == 12
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    with pytest.raises(IsADirectoryError):
+        export(sample_events(), "jsonl", "full", tmp_path)
+    with pytest.raises(OSError):
+        export(sample_events(), "csv", "full", tmp_path / "missing" / "x.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from heedls.server.events import SuggestionEvent
 from heedls.server.telemetry.report import (
     compute_report,
@@ -154,3 +155,91 @@ def test_terminal_tables() -> None:
     assert re.search(
         rf"all\s+{len(events)}\s+{counts['skipped']}\s+{counts['hidden']}\s+{counts['shown']}", text
     )
+
+
+def strict_json(text: str) -> object:
+    def refuse(name: str) -> object:
+        raise ValueError(f"invalid JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nocode_events_report_the_same_latency_and_gate_reading_as_full_ones() -> None:
+    """A nocode event has no suggestion text, only `suggestion_len`: latency and the inferred
+    "hidden" must come out as they do from the full event."""
+    from heedls.server.telemetry.export import to_record
+
+    events, counts = synthetic()
+    for e in events:
+        if e.gate is not None:
+            e.gate.pop("decision", None)  # inferred from the scores
+    full = compute_report(events)["total"]
+    nocode = compute_report(to_record(e, "nocode") for e in events)["total"]
+    assert nocode["latency_n"] == full["latency_n"] == len([e for e in events if e.latency_ms is not None])
+    assert nocode["latency_ms"] == full["latency_ms"]
+    assert nocode["hidden_stage2"] == full["hidden_stage2"] == counts["hidden"]
+    assert nocode == full
+
+
+def test_odd_stored_values_count_as_unknown_never_crash() -> None:
+    def ev(i: int, **kw: object) -> dict[str, object]:
+        return {"id": f"o{i}", "session": "s", "suggestion": "x", "shown": True, "latency_ms": 100.0, **kw}
+
+    events = [
+        ev(0, ts=T0),
+        ev(1, ts=T0, gate="weird"),
+        ev(2, ts=1e20),
+        ev(3, ts=1.7e12),  # milliseconds: not invented into seconds
+        ev(4),  # no ts
+        ev(5, ts="yesterday"),
+        ev(6, ts=float("nan"), latency_ms=float("nan")),
+        ev(7, ts=T0, latency_ms="fast", decision_ms=float("inf")),
+        ev(8, ts=T0, latency_ms=10**400, gate={"stage1": "high", "threshold": {"stage1": "0.5"}}),
+    ]
+    report = compute_report(events)
+    assert report["total"]["requests"] == 9
+    assert report["by"]["day"]["unknown"]["requests"] == 5
+    assert report["by"]["day"]["2023-11-15"]["requests"] == 4
+    assert report["total"]["latency_n"] == 6 and report["total"]["latency_ms"]["p99"] == 100.0
+    assert report["period"]["first"] == report["period"]["last"] == "2023-11-15T00:00:00+00:00"
+    from heedls.server.telemetry.report import report_json
+
+    assert strict_json(report_json(report)) == json.loads(json.dumps(report))
+    assert "<svg" in render_html(report)
+
+
+def test_report_json_and_page_hold_no_nan() -> None:
+    from heedls.server.telemetry.report import report_json
+
+    report = compute_report([])
+    report["total"]["latency_ms"]["p50"] = float("nan")  # whatever a later figure may produce
+    assert strict_json(report_json(report))["total"]["latency_ms"]["p50"] is None  # type: ignore[index]
+    page = render_html(report)
+    data = re.search(r"id='report-data'>(.*?)</script>", page, re.DOTALL)
+    assert data is not None and "NaN" not in data.group(1)
+
+
+def test_write_html_keeps_the_previous_page_when_it_cannot_write(tmp_path: Path) -> None:
+    from heedls.server.telemetry.report import write_html
+
+    page = tmp_path / "r.html"
+    page.write_text("previous")
+    (tmp_path / "dir.html").mkdir()
+    for bad in (tmp_path / "dir.html", Path("/proc/r.html")):
+        with pytest.raises(OSError):
+            write_html(compute_report([]), bad)
+    assert page.read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.html", "r.html"]
+
+
+def test_events_file_with_a_bom_and_lines_that_are_not_events(tmp_path: Path) -> None:
+    from heedls.server.telemetry.export import Skipped
+    from heedls.server.telemetry.report import read_events_file
+
+    path = tmp_path / "ev.jsonl"
+    lines = [json.dumps(e.to_dict()) for e in synthetic(5)[0]]
+    path.write_text("\ufeff" + "\n".join([lines[0], "[1]", "{not json", '{"no": "id"}', *lines[1:], ""]), encoding="utf-8")
+    skipped = Skipped("line")
+    got = list(read_events_file(path, skipped))
+    assert [d["id"] for d in got] == [f"r{i}" for i in range(5)]
+    assert skipped.count == 3 and skipped.first is not None and skipped.first.startswith("line 2:")
