@@ -10,13 +10,14 @@ state, so the receiver should upsert by `id`; no store row is ever sent twice.
 The cursor (the last pushed row `seq`, per endpoint) lives in the store's own `meta` table, so it
 moves with the store and starts over if the store is replaced. Failures: connection errors, 408,
 429 and 5xx are retried with exponential backoff (honouring `Retry-After`); other 4xx stop the push
-(nothing more is sent, the cursor stays where it was) and are reported.
+(nothing more is sent, the cursor stays where it was) and are reported. An endpoint that is not an
+http(s) URL fails at once. Rows that are not events (undecompressable, not JSON, no id/session/ts)
+are skipped and counted (`PushResult.skipped`), never sent. Payloads are strict JSON: NaN and
+Infinity are sent as null. `push()` logs nothing: the caller reports `PushResult.error`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import sqlite3
 import time
@@ -26,10 +27,8 @@ from pathlib import Path
 
 import httpx
 from heedls.server.events import SCHEMA, SuggestionEvent
-from heedls.server.telemetry.export import PrivacyLevel, to_record
-from heedls.server.telemetry.store import decode_data
+from heedls.server.telemetry.export import PrivacyLevel, Skipped, UnreadableRow, dumps, parse_row, to_record
 
-log = logging.getLogger("heedls.telemetry")
 TOKEN_ENV = "HEEDLS_TELEMETRY_TOKEN"
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -43,6 +42,11 @@ class PushResult:
     last_seq: int = 0
     error: str | None = None
     errors: list[str] = field(default_factory=list)
+    unreadable: Skipped = field(default_factory=Skipped)
+
+    @property
+    def skipped(self) -> int:
+        return self.unreadable.count
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -51,6 +55,7 @@ class PushResult:
             "batches": self.batches,
             "retries": self.retries,
             "last_seq": self.last_seq,
+            "skipped": self.skipped,
             "error": self.error,
         }
 
@@ -87,6 +92,17 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def endpoint_problem(endpoint: str) -> str | None:
+    """Why `endpoint` cannot be posted to (not a URL, not http/https, no host), or None."""
+    try:
+        url = httpx.URL(endpoint)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        return f"invalid endpoint {endpoint!r}: {exc}"
+    if url.scheme not in ("http", "https") or not url.host:
+        return f"invalid endpoint {endpoint!r}: expected an http:// or https:// URL with a host"
+    return None
+
+
 def _post(
     client: httpx.Client,
     endpoint: str,
@@ -102,6 +118,9 @@ def _post(
         wait: float | None = None
         try:
             response = client.post(endpoint, content=payload, headers=headers)
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:  # retrying cannot help
+            result.error = f"{endpoint}: {exc}; not retrying"
+            return False
         except httpx.HTTPError as exc:
             problem = f"{type(exc).__name__}: {exc}"
         else:
@@ -140,6 +159,10 @@ def push(
     if not endpoint:
         result.error = "no endpoint configured ([tool.heedls.telemetry] push_endpoint or --endpoint)"
         return result
+    problem = endpoint_problem(endpoint)
+    if problem is not None:
+        result.error = problem
+        return result
     if not path.exists():
         return result
     headers = {"Content-Type": "application/json", "User-Agent": "heedls-telemetry"}
@@ -148,47 +171,46 @@ def push(
         headers["Authorization"] = f"Bearer {token}"
     owned = client is None
     http = client or httpx.Client(timeout=timeout_s)
-    conn = sqlite3.connect(path, timeout=10.0)
+    conn: sqlite3.Connection | None = None
     try:
+        conn = sqlite3.connect(path, timeout=10.0)
         cursor = read_cursor(conn, endpoint)
         result.last_seq = cursor
         while True:
             rows = conn.execute(
-                "SELECT seq, id, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, id, CAST(data AS BLOB), typeof(data) = 'blob' FROM events"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
                 (cursor, batch_size),
             ).fetchall()
             if not rows:
                 break
-            latest: dict[str, str] = {}
-            for _seq, ident, data in rows:
+            latest: dict[str, tuple[int, bytes, bool]] = {}
+            for seq, ident, data, compressed in rows:
                 latest.pop(ident, None)  # keep append order of each id's newest snapshot
-                latest[ident] = data
+                latest[ident] = (int(seq), data, bool(compressed))
             events = []
-            for data in latest.values():
+            for seq, data, compressed in latest.values():
                 try:
-                    events.append(
-                        to_record(SuggestionEvent.from_dict(json.loads(decode_data(data))), privacy)
-                    )
-                except (ValueError, TypeError):
-                    continue
-            payload = json.dumps(
-                {"schema": SCHEMA, "privacy": privacy, "events": events},
-                ensure_ascii=False,
-                separators=(",", ":"),
-            ).encode("utf-8")
-            if not _post(http, endpoint, payload, headers, result, max_retries, backoff_s, sleep):
-                break
+                    _text, value = parse_row(data, compressed)
+                    events.append(to_record(SuggestionEvent.from_dict(value), privacy))
+                except UnreadableRow as exc:
+                    result.unreadable.add(seq, str(exc))
+                except (ValueError, TypeError) as exc:
+                    result.unreadable.add(seq, f"not an event ({exc})")
+            if events:
+                payload = dumps({"schema": SCHEMA, "privacy": privacy, "events": events}).encode("utf-8")
+                if not _post(http, endpoint, payload, headers, result, max_retries, backoff_s, sleep):
+                    break
+                result.sent += len(events)
+                result.batches += 1
             cursor = int(rows[-1][0])
             _write_cursor(conn, endpoint, cursor)
             result.last_seq = cursor
-            result.sent += len(events)
-            result.batches += 1
     except sqlite3.Error as exc:
         result.error = f"cannot read {path}: {exc}"
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
         if owned:
             http.close()
-    if result.error:
-        log.warning("telemetry push: %s", result.error)
     return result

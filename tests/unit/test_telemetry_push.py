@@ -160,3 +160,92 @@ def test_push_to_a_real_loopback_server(tmp_path: Path, loopback: tuple[str, lis
     result = push(path, url, batch_size=100)
     assert result.error is None and result.sent == 5
     assert [e["id"] for e in received[0]["events"]] == [f"p{i}" for i in range(5)]
+
+
+def add_raw_rows(path: Path, rows: list[str | bytes]) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO events(id, ts, recorded, data) VALUES (?, ?, ?, ?)",
+            [(f"x{i}", 1_700_000_000.0 + i, 0.0, data) for i, data in enumerate(rows)],
+        )
+    conn.close()
+
+
+def test_a_store_that_is_a_directory_is_reported_not_raised(tmp_path: Path) -> None:
+    rec = Recorder()
+    result = run(tmp_path, rec)
+    assert result.error is not None and "cannot read" in result.error and rec.calls == 0
+
+
+@pytest.mark.parametrize("endpoint", ["http://[::1", "127.0.0.1:18503", "ftp://example.test/x", "http://"])
+def test_an_endpoint_that_is_not_an_http_url_fails_at_once(tmp_path: Path, endpoint: str) -> None:
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 2)
+    sleeps: list[float] = []
+    result = push(path, endpoint, sleep=sleeps.append)  # a real client: nothing may reach the network
+    assert result.error is not None and "invalid endpoint" in result.error
+    assert sleeps == [] and result.retries == 0 and result.sent == 0
+
+
+def test_rows_that_are_not_events_are_skipped_counted_and_never_sent(tmp_path: Path) -> None:
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 2)
+    add_raw_rows(path, [b"\x78\x9cnot zlib" * 200, "{not json", "[1]", '{"id":"x3","session":"s"}'])
+    fill(path, 1, start=2)
+    rec = Recorder()
+    result = run(path, rec)
+    assert result.error is None and result.sent == 3 and result.skipped == 4
+    assert rec.ids() == ["p0", "p1", "p2"]
+    assert result.to_dict()["skipped"] == 4
+    assert run(path, Recorder()).sent == 0  # the cursor moved past them: not retried forever
+
+
+def test_non_finite_numbers_are_sent_as_null(tmp_path: Path) -> None:
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 1)
+    add_raw_rows(path, ['{"id":"x0","session":"s","ts":1700000000,"latency_ms":NaN,"gate":{"stage1":Infinity}}'])
+    with TelemetryStore(path) as store:
+        store.record(SuggestionEvent(id="x1", session="s", ts=1_700_000_001.0, decision_ms=float("nan")))
+    seen: list[bytes] = []
+
+    def strict(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content)
+        json.loads(request.content, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
+        return httpx.Response(200)
+
+    client = httpx.Client(transport=httpx.MockTransport(strict))
+    result = push(path, URL, client=client, sleep=lambda s: None)
+    assert result.error is None and result.sent == 3
+    events = {e["id"]: e for e in json.loads(seen[0])["events"]}
+    assert events["x0"]["latency_ms"] is None and events["x0"]["gate"] == {"stage1": None}
+    assert events["x1"]["decision_ms"] is None
+
+
+def test_a_nocode_store_pushes_its_lengths_and_file_hash(tmp_path: Path) -> None:
+    from heedls.server.telemetry.export import to_record
+
+    path = tmp_path / "nc.sqlite3"
+    event = SuggestionEvent(id="n0", session="s", ts=1_700_000_000.0, file="pkg/private_module.py",
+                            prefix="def private_helper_fn():\n    ", suggestion="return hidden_value_42", shown=True)  # fmt: skip
+    with TelemetryStore(path, privacy="nocode") as store:
+        store.record(event)
+    for privacy in ("nocode", "full"):
+        rec = Recorder()
+        client = httpx.Client(transport=httpx.MockTransport(rec))
+        assert push(path, f"{URL}/{privacy}", privacy, client=client).sent == 1  # type: ignore[arg-type]
+        sent = rec.payloads[0]["events"][0]
+        assert sent["prefix_len"] == len("def private_helper_fn():\n    ")
+        assert sent["suggestion_len"] == len("return hidden_value_42") and sent["suggestion_lines"] == 1
+        assert sent["file"] == to_record(event, "nocode")["file"]
+
+
+def test_push_leaves_reporting_to_its_caller(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The CLI prints result.error once; push() itself does not log it a second time."""
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 1)
+    with caplog.at_level("DEBUG", logger="heedls.telemetry"):
+        result = run(path, Recorder([400]))
+    assert result.error is not None
+    assert [r for r in caplog.records if result.error in r.getMessage()] == []
