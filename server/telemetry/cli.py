@@ -5,7 +5,7 @@ they never create, repair or lock the live store.
 
 from __future__ import annotations
 
-import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from heedls.server import config as config_mod
 from heedls.server.config import HeedlsConfig
+from heedls.server.telemetry.export import Skipped
 
 telemetry = typer.Typer(
     name="telemetry",
@@ -60,9 +61,44 @@ def _since(value: str | None) -> float | None:
         raise typer.Exit(2) from None
 
 
-def _check_store(path: Path) -> None:
+def _check_store(path: Path) -> bool:
     if not path.exists():
         _err(f"no telemetry recorded yet at {path}")
+        return False
+    return True
+
+
+def _write_failed(target: str, exc: OSError) -> typer.Exit:
+    """Say that `target` could not be written (no traceback) and give the exit to raise: 1. A reader
+    that went away (`| head`) is not worth a message."""
+    if not (target == "<stdout>" and isinstance(exc, BrokenPipeError)):
+        _err(f"cannot write {target}: {exc.strerror or exc}")
+    if target == "<stdout>":
+        # What is still buffered for stdout cannot be written either: drop it, so that the
+        # interpreter does not fail again (and print a traceback) when it flushes at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+    return typer.Exit(1)
+
+
+def _output_path(value: str | None, option: str) -> Path | None:
+    """The file an option names; None for stdout (no option, or `-`). Exit 2 for an empty name."""
+    if value is None or value == "-":
+        return None
+    if not value.strip():
+        _err(f"{option} needs a file name (or - for stdout)")
+        raise typer.Exit(2)
+    return Path(value)
+
+
+def _warn_skipped(skipped: Skipped, source: Path | str) -> None:
+    message = skipped.message(source)
+    if message:
+        _err(message)
 
 
 @telemetry.command("path")
@@ -80,7 +116,7 @@ def export_cmd(
     ] = None,
     since: Annotated[str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Output file (default stdout)")
+        str | None, typer.Option("--output", "-o", help="Output file (default, or -: stdout)")
     ] = None,
     store: StoreOpt = None,
 ) -> None:
@@ -95,23 +131,33 @@ def export_cmd(
     if level not in PRIVACY_LEVELS:
         _err(f"--privacy must be one of {', '.join(PRIVACY_LEVELS)}")
         raise typer.Exit(2)
-    if fmt == "parquet" and output is None:
+    target = _output_path(output, "-o")
+    if fmt == "parquet" and target is None:
         _err("Parquet is binary: give an output file with -o FILE")
         raise typer.Exit(2)
+    cutoff = _since(since)
     path = _store(store, cfg)
-    _check_store(path)
+    if not path.exists():
+        # Nothing to export is a failure of the export: no file is written (an earlier one at -o
+        # stays as it was) and scripts see the exit status.
+        _err(f"no telemetry recorded yet at {path}; nothing exported")
+        raise typer.Exit(1)
+    skipped = Skipped()
     try:
-        count = export_store(path, fmt, level, output, _since(since))  # type: ignore[arg-type,unused-ignore]
+        count = export_store(path, fmt, level, target, cutoff, skipped)  # type: ignore[arg-type,unused-ignore]
     except sqlite3.Error as exc:
         _err(f"cannot read {path}: {exc}")
         raise typer.Exit(1) from None
-    _err(f"exported {count} events ({fmt}, {level})" + (f" to {output}" if output else ""))
+    except OSError as exc:
+        raise _write_failed(str(target) if target is not None else "<stdout>", exc) from None
+    _warn_skipped(skipped, path)
+    _err(f"exported {count} events ({fmt}, {level})" + (f" to {target}" if target is not None else ""))
 
 
 @telemetry.command("report")
 def report_cmd(
     html: Annotated[
-        Path | None,
+        str | None,
         typer.Option("--html", help="Also write a self-contained HTML page"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object")] = False,
@@ -123,42 +169,62 @@ def report_cmd(
     store: StoreOpt = None,
 ) -> None:
     """Acceptance, persistence, gate effect and latency, by day, provider and file type."""
+    from heedls.server.telemetry.export import number, read_store
     from heedls.server.telemetry.report import (
         compute_report,
-        render_html,
+        read_events_file,
         render_terminal,
+        report_json,
+        write_html,
     )
-    from heedls.server.telemetry.store import read_dicts
 
+    page = None
+    if html is not None:
+        if html == "-" or not html.strip():
+            _err("--html needs a file name")
+            raise typer.Exit(2)
+        page = Path(html)
     cutoff = _since(since)
     if events_file is not None:
-        from heedls.server.events import read_jsonl
-
+        skipped = Skipped("line")
         try:
-            report = compute_report(e for e in read_jsonl(events_file) if cutoff is None or e.ts >= cutoff)
+            report = compute_report(
+                d for d in read_events_file(events_file, skipped)
+                if cutoff is None or ((ts := number(d.get("ts"))) is not None and ts >= cutoff)
+            )  # fmt: skip
         except (OSError, ValueError) as exc:
             _err(f"cannot read {events_file}: {exc}")
             raise typer.Exit(1) from None
+        _warn_skipped(skipped, events_file)
         report["store"] = str(events_file)
     else:
         path = _store(store, _config())
         _check_store(path)
+        skipped = Skipped()
         try:
-            report = compute_report(read_dicts(path, cutoff))
+            report = compute_report(row.data for row in read_store(path, cutoff, skipped))
         except sqlite3.Error as exc:
             _err(f"cannot read {path}: {exc}")
             raise typer.Exit(1) from None
+        _warn_skipped(skipped, path)
         report["store"] = str(path)
-    if html is not None:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render_html(report), encoding="utf-8")
-        _err(f"wrote {html}")
-    if as_json:
-        sys.stdout.write(json.dumps(report) + "\n")
-        return
-    from rich.console import Console
+    if page is not None:
+        try:
+            write_html(report, page)
+        except OSError as exc:
+            raise _write_failed(str(page), exc) from None
+        _err(f"wrote {page}")
+    try:
+        if as_json:
+            sys.stdout.write(report_json(report) + "\n")
+            sys.stdout.flush()
+            return
+        from rich.console import Console
 
-    render_terminal(report, Console())
+        render_terminal(report, Console())
+        sys.stdout.flush()
+    except OSError as exc:
+        raise _write_failed("<stdout>", exc) from None
 
 
 @telemetry.command("push")
@@ -172,6 +238,7 @@ def push_cmd(
     store: StoreOpt = None,
 ) -> None:
     """Send the events recorded since the last push to a team endpoint (batched JSON POST, retried)."""
+    from heedls.server.telemetry.export import dumps
     from heedls.server.telemetry.push import push
 
     cfg = _config()
@@ -183,8 +250,9 @@ def push_cmd(
     path = _store(store, cfg)
     _check_store(path)
     result = push(path, url, level)  # type: ignore[arg-type,unused-ignore]
+    _warn_skipped(result.unreadable, path)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        sys.stdout.write(dumps(result.to_dict()) + "\n")
     else:
         _err(f"pushed {result.sent} events in {result.batches} batches to {url or '—'}")
     if result.error:

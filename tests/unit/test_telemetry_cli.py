@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from heedls.server.cli import app
 from heedls.server.events import SuggestionEvent, read_jsonl
+from heedls.server.telemetry.export import csv_rows
 from heedls.server.telemetry.paths import default_store_path
 from heedls.server.telemetry.store import TelemetryStore
 from typer.testing import CliRunner
@@ -101,9 +102,17 @@ def test_report_json_is_one_object_and_html_is_written(workspace: Path, tmp_path
     assert code == 0 and "by file type" in out
 
 
-def test_missing_store_is_not_an_error(workspace: Path) -> None:
+def test_export_from_a_missing_store_fails_and_writes_nothing(workspace: Path, tmp_path: Path) -> None:
+    """Nothing recorded: exit 1 and a message; an earlier export at -o is left as it was."""
     code, out, err = invoke("export")
-    assert code == 0 and out == "" and "no telemetry recorded yet" in err
+    assert code == 1 and out == "" and "no telemetry recorded yet" in err
+    previous = tmp_path / "prev.jsonl"
+    previous.write_text('{"id": "kept"}\n')
+    for fmt in ("jsonl", "csv", "parquet"):
+        code, out, err = invoke("export", "-f", fmt, "-o", str(previous), "--store", str(tmp_path / "none.sqlite3"))
+        assert code == 1 and "no telemetry recorded yet" in err and "nothing exported" in err
+        assert previous.read_text() == '{"id": "kept"}\n'
+    assert not (tmp_path / "none.sqlite3").exists()
 
 
 def test_explicit_store_and_push_without_endpoint(workspace: Path, tmp_path: Path) -> None:
@@ -165,3 +174,98 @@ def test_a_corrupt_store_is_reported_not_repaired_by_readers(workspace: Path) ->
     code, out, err = invoke("export")
     assert code == 1 and out == "" and "cannot read" in err
     assert path.read_bytes() == b"\x00garbage" * 512  # only the server's writer sets files aside
+
+
+def no_traceback(args: list[str]) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["telemetry", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.stderr
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_an_export_that_cannot_be_written_says_so_in_one_line(workspace: Path, tmp_path: Path, fmt: str) -> None:
+    store = tmp_path / "ev.sqlite3"
+    populate(store, 3)
+    (tmp_path / "adir").mkdir()
+    # (Not /dev/full here: a regression to rename-over-target would replace the device when run as root.)
+    for target in (str(tmp_path / "missing" / "x.out"), str(tmp_path / "adir"), "/proc/x.out"):
+        code, _, err = no_traceback(["export", "-f", fmt, "--store", str(store), "-o", target])
+        assert code == 1 and err.startswith(f"heedls: cannot write {target}: ") and err.count("\n") == 1, err
+    code, _, err = no_traceback(["export", "-f", fmt, "--store", str(store), "-o", ""])
+    assert code == 2 and "-o needs a file name" in err
+    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name] and not list((tmp_path / "adir").iterdir())
+
+
+def test_an_export_to_a_full_stdout_says_so_without_a_traceback(tmp_path: Path) -> None:
+    store = tmp_path / "ev.sqlite3"
+    populate(store, 3)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "heedls", "telemetry", "export", "--store", str(store)],
+            stdout=full, stderr=subprocess.PIPE, text=True, check=False, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == "heedls: cannot write <stdout>: No space left on device"
+
+
+def test_a_report_page_that_cannot_be_written_says_so_in_one_line(workspace: Path, tmp_path: Path) -> None:
+    store = tmp_path / "ev.sqlite3"
+    populate(store, 3)
+    page = tmp_path / "r.html"
+    page.write_text("previous")
+    for target in (str(tmp_path), "/proc/r.html"):
+        code, out, err = no_traceback(["report", "--store", str(store), "--json", "--html", target])
+        assert code == 1 and out == "" and err.startswith(f"heedls: cannot write {target}: "), err
+    code, _, err = no_traceback(["report", "--store", str(store), "--html", ""])
+    assert code == 2 and "--html needs a file name" in err
+    assert page.read_text() == "previous"
+
+
+def test_dash_means_stdout(workspace: Path) -> None:
+    populate(default_store_path(workspace), 3)
+    code, out, _ = invoke("export", "-o", "-")
+    assert code == 0 and len(out.splitlines()) == 3
+    code, out, _ = invoke("export", "-f", "csv", "-o", "-")
+    assert code == 0 and [row["id"] for row in csv_rows(out)] == ["c0", "c1", "c2"]
+    code, _, err = invoke("export", "-f", "parquet", "-o", "-")
+    assert code == 2 and "-o" in err
+    assert not (workspace / "-").exists()
+
+
+def test_odd_rows_are_skipped_with_one_warning(workspace: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    store = tmp_path / "ev.sqlite3"
+    populate(store, 3)
+    with sqlite3.connect(store) as conn:
+        conn.executemany(
+            "INSERT INTO events(id, ts, recorded, data) VALUES (?, ?, 0, ?)",
+            [("b0", 1_700_000_000.0, b"\x78\x9c garbage" * 200), ("b1", 1_700_000_001.0, "{not json"),
+             ("b2", 1_700_000_002.0, '{"id":"b2","session":"s","ts":1700000002,"latency_ms":NaN,"gate":"x"}')],
+        )  # fmt: skip
+    conn.close()
+    for args in (["export"], ["export", "--privacy", "nocode"], ["report", "--json"]):
+        code, out, err = no_traceback([*args, "--store", str(store)])
+        assert code == 0, err
+        assert err.count("skipped 2 rows") == 1 and "NaN" not in out
+    assert "heedls: skipped 2 rows" in err
+    assert json.loads(out)["total"]["requests"] == 4
+    code, out, err = no_traceback(["push", "--store", str(store), "--endpoint", "127.0.0.1:9", "--json"])
+    assert code == 1 and json.loads(out)["error"].startswith("invalid endpoint") and err == ""
+    code, out, err = no_traceback(["push", "--store", str(store), "--endpoint", "http://[::1"])
+    assert code == 1 and err.count("invalid endpoint") == 1
+
+
+def test_report_events_accepts_a_bom_and_skips_lines_that_are_not_events(workspace: Path, tmp_path: Path) -> None:
+    path = tmp_path / "ev.jsonl"
+    lines = [one(i).to_json() for i in range(3)]
+    path.write_text("\ufeff" + "\n".join([lines[0], "[1]", *lines[1:]]) + "\n", encoding="utf-8")
+    code, out, err = no_traceback(["report", "--events", str(path), "--json"])
+    assert code == 0 and json.loads(out)["total"]["requests"] == 3
+    assert err.count("skipped 1 line of") == 1
+
+
+def test_push_to_a_directory_store_is_one_error_line(workspace: Path, tmp_path: Path) -> None:
+    code, _, err = no_traceback(["push", "--store", str(tmp_path), "--endpoint", "http://127.0.0.1:9/x"])
+    assert code == 1 and err.count("cannot read") == 1
