@@ -368,8 +368,10 @@ class Skipped:
     def message(self, source: Path | str) -> str | None:
         if not self.count:
             return None
-        units = self.unit if self.count == 1 else f"{self.unit}s"
-        return f"skipped {self.count} {units} of {source} that are not readable events (first: {self.first})"
+        what = f"{self.unit} of {source} that is not a readable event" if self.count == 1 else (
+            f"{self.unit}s of {source} that are not readable events"
+        )
+        return f"skipped {self.count} {what} (first: {self.first})"
 
 
 class StoredRow(NamedTuple):
@@ -463,6 +465,8 @@ def complete_or_untouched(out: Path | str | IO[Any] | None) -> Iterator[Path | s
         raise IsADirectoryError(errno.EISDIR, "not a file name", str(out))
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory", str(out))
+    if not target.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"no directory {target.parent}", str(out))
     if _special(target):
         yield target
         return
