@@ -6,6 +6,7 @@ they never create, repair or lock the live store.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -68,11 +69,20 @@ def _check_store(path: Path) -> bool:
     return True
 
 
+def _reason(exc: OSError) -> str:
+    """The OS's words for a failed write (pyarrow's errors carry the errno only in their text, next
+    to the temporary file's name, which is not the user's business)."""
+    found = re.search(r"\[errno (\d+)\]", str(exc))
+    if found:
+        return os.strerror(int(found.group(1)))
+    return str(exc.strerror or exc)
+
+
 def _write_failed(target: str, exc: OSError) -> typer.Exit:
     """Say that `target` could not be written (no traceback) and give the exit to raise: 1. A reader
     that went away (`| head`) is not worth a message."""
     if not (target == "<stdout>" and isinstance(exc, BrokenPipeError)):
-        _err(f"cannot write {target}: {exc.strerror or exc}")
+        _err(f"cannot write {target}: {_reason(exc)}")
     if target == "<stdout>":
         # What is still buffered for stdout cannot be written either: drop it, so that the
         # interpreter does not fail again (and print a traceback) when it flushes at exit.
