@@ -60,21 +60,47 @@ class SuggestionEvent:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SuggestionEvent:
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: data.get(k) for k in names if k in data}
-        extra = {k: v for k, v in data.items() if k not in names}
-        if "id" not in known or "session" not in known or "ts" not in known:
+        """The event of one decoded JSON object. Raises ValueError when it cannot be one: id and
+        session not non-empty strings, ts not a finite number (a bool is not one), an unknown outcome.
+        Any other known field of the wrong type (text not a string, a number not a finite one, a flag
+        not a bool, gate not an object) reads as null, never as a guess: `"shown": "false"` is not
+        shown, `"persisted_600s": "no"` is no persistence check, `"decision_ms": "1200"` is unknown.
+        Valid values are kept exactly as given."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"event is a JSON {type(data).__name__}, not an object")
+        if "id" not in data or "session" not in data or "ts" not in data:
             raise ValueError("event needs at least id, session and ts")
-        outcome = known.get("outcome")
-        if outcome is not None and outcome not in OUTCOMES:
+        ident, session, ts = data["id"], data["session"], data["ts"]
+        if not isinstance(ident, str) or not ident:
+            raise ValueError(f"id must be a non-empty string, not {_shown_value(ident)}")
+        if not isinstance(session, str) or not session:
+            raise ValueError(f"session must be a non-empty string, not {_shown_value(session)}")
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not _finite(ts):
+            raise ValueError(f"ts must be a finite number, not {_shown_value(ts)}")
+        outcome = data.get("outcome")
+        if outcome is not None and (not isinstance(outcome, str) or outcome not in OUTCOMES):
             raise ValueError(f"unknown outcome {outcome!r}")
-        known["id"] = str(known["id"])
-        known["session"] = str(known["session"])
-        known["ts"] = float(known["ts"])  # type: ignore[arg-type]
-        known["shown"] = bool(known.get("shown") or False)
+        known: dict[str, Any] = {"id": ident, "session": session, "ts": float(ts), "outcome": outcome}
+        extra: dict[str, Any] = {}
+        for key, value in data.items():
+            kind = _FIELD_KINDS.get(key)
+            if kind is None:
+                extra[key] = value
+            elif value is None or kind == "core":
+                continue
+            elif kind == "text":
+                known[key] = value if isinstance(value, str) else None
+            elif kind == "number":
+                known[key] = value if not isinstance(value, bool) and isinstance(value, (int, float)) \
+                    and _finite(value) else None
+            elif kind == "flag":
+                known[key] = value if isinstance(value, bool) else None
+            elif kind == "object":
+                known[key] = value if isinstance(value, dict) else None
+        known["shown"] = known.get("shown") or False  # an unknown `shown` was never a shown suggestion
         if known.get("schema") is None:
             known["schema"] = SCHEMA
-        return cls(**known, extra=extra)  # type: ignore[arg-type]
+        return cls(**known, extra=extra)
 
     def label(self, kind: Literal["accepted", "persisted"] = "accepted") -> int | None:
         """1/0 training label, or None when the event carries no decision."""
@@ -91,6 +117,31 @@ class SuggestionEvent:
             if value is not None:
                 return int(bool(value))
         return None
+
+
+# How from_dict reads each known field: "core" ones are checked first (id, session, ts, outcome).
+_FIELD_KINDS: dict[str, str] = {
+    "id": "core", "session": "core", "ts": "core", "outcome": "core",
+    "language": "text", "file": "text", "prefix": "text", "suffix": "text", "suggestion": "text",
+    "provider": "text", "model": "text", "schema": "text",
+    "latency_ms": "number", "decision_ms": "number",
+    "shown": "flag", "persisted_30s": "flag", "persisted_120s": "flag", "persisted_600s": "flag",
+    "gate": "object",
+}
+_FLOAT_MAX = 1.7976931348623157e308
+
+
+def _finite(value: float) -> bool:
+    """A finite number, also for an int too large for a float (which is not)."""
+    return -_FLOAT_MAX <= value <= _FLOAT_MAX  # False for NaN; an int is compared exactly
+
+
+def _shown_value(value: Any) -> str:
+    """A short description of a bad value for an error message (never a long text)."""
+    if isinstance(value, (dict, list)):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # to_dict()'s order: schema first, then the fields as declared; computed once (it runs per event).
