@@ -10,7 +10,7 @@ import logging
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -42,47 +42,66 @@ def eval_acceptance(
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Score with the shipped model, no fitting.")] = False,
     model_file: Annotated[Path | None, typer.Option("--model-file", help="With --pretrained: this model file instead of the shipped one.")] = None,
     baselines: Annotated[bool, typer.Option("--baselines", help="Also report always-show, Copilot-style filter, suggestion length.")] = False,
-    keep: Annotated[float, typer.Option("--keep", help="Share of accepted suggestions to keep.")] = 0.95,
+    keep: Annotated[float, typer.Option("--keep", help="Share of accepted suggestions to keep, in (0, 1].")] = 0.95,
     kind: Annotated[Kind, typer.Option("--model", help="Learner refitted in each fold.")] = Kind.blend,
     folds: Annotated[bool, typer.Option("--folds", help="Include per-session thresholds in the JSON.")] = False,
     user_bias: Annotated[bool, typer.Option("--user-bias/--no-user-bias", help="Shift each score by its user's own "
                                             "bias, learned online from their earlier decisions (as the gate does).")] = True,
-    prior: Annotated[str, typer.Option("--prior", help="Prior rows every fold also learns from: 'shipped' (heedls' "
-                                       "own, never from this file's sessions), a prior file, or 'none'.")] = "shipped",
+    prior: Annotated[str | None, typer.Option("--prior", show_default=False, help="Prior rows every fold also "
+                                              "learns from: 'shipped' (the default: heedls' own, never from this "
+                                              "file's sessions), a prior file, or 'none'.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="Worker processes for the sessions' fits (same "
                                       "results; 0: one per core, up to 4, when the data is big enough to gain).")] = 0,
 ) -> None:
     """Leave-one-session-out evaluation of the acceptance model (protocol of DESIGN.md)."""
-    from heedls.server.acceptance.evaluate import evaluate, load_events
-    from heedls.server.acceptance.model import AcceptanceModel
+    from heedls.server.acceptance.evaluate import check_keep, evaluate, load_model, load_prior, read_events
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    try:
+        check_keep(keep)
+    except ValueError as exc:
+        _fail(f"--keep: {exc}")
+    if model_file is not None and not pretrained:
+        typer.echo("heedls: --model-file is ignored without --pretrained (the model is refitted in each fold)",
+                   err=True)
+    if pretrained and prior is not None:
+        typer.echo("heedls: --prior is ignored with --pretrained (nothing is fitted)", err=True)
+    prior = prior or "shipped"
     if not events.exists():
-        typer.echo(f"heedls: {events}: no such file", err=True)
-        raise typer.Exit(2)
-    loaded, skipped = load_events(events)
+        _fail(f"{events}: no such file")
+    if events.is_dir():
+        _fail(f"{events}: not a file")
+    try:
+        read = read_events(events)
+    except OSError as exc:
+        _fail(f"{events}: cannot read: {exc.strerror or exc}")
+    loaded, skipped = read.events, read.skipped
+    if not loaded:
+        why = (f"all {skipped} non-blank line(s) are malformed; the first, {read.first_reason}" if skipped
+               else "the file is empty (no non-blank line)")
+        _fail(f"{events}: no event to evaluate: {why}", code=1)
+    if skipped:
+        typer.echo(f"heedls: {events}: skipped {skipped} malformed line(s); the first, {read.first_reason}", err=True)
     model = None
     if pretrained:
         from heedls.server.acceptance.gate import default_model_path
 
         path = model_file or default_model_path()
         try:
-            model = AcceptanceModel.load(path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            typer.echo(f"heedls: cannot load model {path}: {exc}", err=True)
-            raise typer.Exit(2) from exc
+            model = load_model(path, stages=(stage.value,))
+        except ValueError as exc:
+            _fail(f"cannot load model {path}: {exc}")
     prior_data = None
     if not pretrained and prior != "none":
-        from heedls.server.acceptance.prior import Prior, load_shipped_prior
+        from heedls.server.acceptance.prior import load_shipped_prior
 
         if prior == "shipped":
             prior_data = load_shipped_prior()
         else:
             try:
-                prior_data = Prior.load(prior)
-            except (OSError, ValueError) as exc:
-                typer.echo(f"heedls: cannot load prior {prior}: {exc}", err=True)
-                raise typer.Exit(2) from exc
+                prior_data = load_prior(prior)
+            except ValueError as exc:
+                _fail(f"cannot load prior {prior}: {exc}")
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
@@ -111,6 +130,12 @@ def eval_acceptance(
         sys.stdout.write(json.dumps(result) + "\n")
         return
     _print_table(result)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr, then exit (2: the arguments or input files are unusable)."""
+    typer.echo(f"heedls: {message}", err=True)
+    raise typer.Exit(code)
 
 
 def _label_warnings(events: list[Any], label: str, result: dict[str, Any]) -> list[str]:

@@ -28,6 +28,7 @@ from heedls.server.acceptance.features import (
     vectorize,
 )
 from heedls.server.acceptance.folds import FoldJob, auto_jobs, fit_folds
+from heedls.server.acceptance.model import FORMAT as MODEL_FORMAT
 from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel
 from heedls.server.acceptance.prior import Prior, PriorRows, targets_synthetic
 from heedls.server.events import SuggestionEvent
@@ -49,25 +50,150 @@ COPILOT_FEATURES: tuple[str, ...] = (
 LENGTH_FEATURES: tuple[str, ...] = ("sugg_chars_log",)
 
 
-def load_events(path: Path | str) -> tuple[list[SuggestionEvent], int]:
-    """Every parseable event of a JSONL file, and how many lines were skipped as malformed."""
+@dataclass
+class Loaded:
+    """What `read_events` made of a file: its events, the lines skipped as malformed and why the
+    first of them was (`line 3: unknown outcome 'maybe'`), or None when none was skipped."""
+    events: list[SuggestionEvent]
+    skipped: int
+    first_reason: str | None
+
+
+def read_events(path: Path | str) -> Loaded:
+    """Every parseable event of a JSONL file (UTF-8, a leading BOM allowed), the malformed lines
+    skipped and counted; the first one's reason is kept, for the user to see what is wrong (the
+    caller says it: nothing is logged here)."""
     events: list[SuggestionEvent] = []
     skipped = 0
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+    first: str | None = None
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
                 continue
             try:
                 data = json.loads(line)
+            except ValueError as exc:
+                reason = f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not JSON"
+            else:
                 if not isinstance(data, dict):
-                    raise ValueError("not an object")
-                events.append(SuggestionEvent.from_dict(data))
-            except (ValueError, TypeError):
-                skipped += 1
-    if skipped:
-        log.warning("%s: skipped %d malformed line(s)", path, skipped)
-    return events, skipped
+                    reason = f"a JSON {_json_kind(data)}, not an object"
+                else:
+                    try:
+                        events.append(SuggestionEvent.from_dict(data))
+                        continue
+                    except (ValueError, TypeError) as exc:
+                        reason = str(exc)
+            skipped += 1
+            if first is None:
+                first = f"line {number}: {reason}"
+    return Loaded(events, skipped, first)
+
+
+def load_events(path: Path | str) -> tuple[list[SuggestionEvent], int]:
+    """Every parseable event of a JSONL file, and how many lines were skipped as malformed (with a
+    warning giving the first one's reason)."""
+    loaded = read_events(path)
+    if loaded.skipped:
+        log.warning("%s: skipped %d malformed line(s); the first, %s", path, loaded.skipped, loaded.first_reason)
+    return loaded.events, loaded.skipped
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    return "boolean" if isinstance(value, bool) else "number"
+
+
+def canonical_order(events: Iterable[SuggestionEvent]) -> list[SuggestionEvent]:
+    """The events sorted by (session, ts, id), whatever the order of the file's lines: the figures
+    of an evaluation depend on the order of the rows (the trees' subsampling, the inner folds), so
+    a file and its shuffled copy must give the same ones. Events equal in all three (duplicated
+    ids) are ordered by their whole JSON. cups-dev and replays are already in this order."""
+    ordered = sorted(events, key=_order_key)
+    i = 0
+    while i < len(ordered) - 1:  # ties are rare (duplicate ids): sort each run by content
+        j = i + 1
+        while j < len(ordered) and _order_key(ordered[j]) == _order_key(ordered[i]):
+            j += 1
+        if j - i > 1:
+            ordered[i:j] = sorted(ordered[i:j], key=lambda e: e.to_json())
+        i = j
+    return ordered
+
+
+def _order_key(event: SuggestionEvent) -> tuple[str, float, str]:
+    return event.session, event.ts, event.id
+
+
+def check_keep(keep: float) -> None:
+    """Raises ValueError unless 0 < keep <= 1 (the share of accepted suggestions to keep)."""
+    if not 0.0 < keep <= 1.0:  # also NaN
+        raise ValueError(f"keep must be in (0, 1], the share of accepted suggestions to keep; got {keep:g}")
+
+
+MODEL_STAGE_FIELDS = ("stage", "features", "kind", "keep_accepted", "threshold")
+
+
+def load_model(path: Path | str, stages: Sequence[str] = ()) -> AcceptanceModel:
+    """An acceptance model file, checked: raises ValueError with a one-line reason (unreadable, not
+    JSON, not a model file, a stage lacking a field, none of the `stages` asked for)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ValueError("it is a directory, not a file") from None
+    except FileNotFoundError:
+        raise ValueError("no such file") from None
+    except UnicodeDecodeError:
+        raise ValueError("not a JSON text file (not UTF-8)") from None
+    except OSError as exc:
+        raise ValueError(exc.strerror or str(exc)) from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"a JSON {_json_kind(data)}, not a model object")
+    if data.get("format") != MODEL_FORMAT:
+        raise ValueError(f"not a {MODEL_FORMAT} model file (its 'format' is {data.get('format')!r})")
+    stage_data = data.get("stages")
+    if not isinstance(stage_data, dict) or not stage_data:
+        raise ValueError("it has no stages")
+    for name, stage in stage_data.items():
+        if not isinstance(stage, dict):
+            raise ValueError(f"stage {name!r} is not an object")
+        missing = [key for key in MODEL_STAGE_FIELDS if key not in stage]
+        if missing:
+            raise ValueError(f"stage {name!r} has no {', '.join(repr(k) for k in missing)}")
+    try:
+        model = AcceptanceModel.from_json(data)
+    except ValueError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ValueError(f"malformed model file ({type(exc).__name__}: {exc})") from exc
+    for stage_name in stages:
+        if stage_name not in model.stages:
+            raise ValueError(f"it has no {stage_name!r} stage (it has: {', '.join(sorted(model.stages)) or 'none'})")
+    return model
+
+
+def load_prior(path: Path | str) -> Prior:
+    """A prior rows file; raises ValueError with the reason when it is not one."""
+    try:
+        return Prior.load(path)
+    except IsADirectoryError:
+        raise ValueError("it is a directory, not a file") from None
+    except FileNotFoundError:
+        raise ValueError("no such file") from None
+    except (AttributeError, IndexError, TypeError) as exc:  # JSON of another shape
+        raise ValueError(f"malformed prior file ({type(exc).__name__}: {exc})") from exc
+    except OSError as exc:  # gzip.BadGzipFile among them
+        raise ValueError(str(exc)) from exc
 
 
 @dataclass
@@ -279,7 +405,9 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
     `jobs`: worker processes for the held-out sessions' fits (0: as many as pay off, `folds.auto_jobs`)."""
     if stage not in STAGE_FEATURES:
         raise ValueError(f"unknown stage {stage!r}")
-    data = build_dataset(events, stage, label, progress)
+    check_keep(keep)
+    # the protocol's figures must not depend on the order of the file's lines
+    data = build_dataset(canonical_order(events), stage, label, progress)
     sessions = sorted(set(data.groups.tolist()))
     result: dict[str, Any] = {"n": int(data.y.size), "positives": int(data.y.sum()), "stage": stage,
                               "label": label, "sessions": len(sessions)}
@@ -361,5 +489,5 @@ def iter_labelled(events: Iterable[SuggestionEvent], label: str) -> Iterable[Sug
     return (e for e in events if e.label("persisted" if label == "persisted" else "accepted") is not None)
 
 
-__all__ = ["StageModel", "auc", "build_dataset", "ece", "ece_by_chance", "evaluate", "load_events", "loso_predict", "metrics",
-           "prior_rows"]
+__all__ = ["Loaded", "StageModel", "auc", "build_dataset", "canonical_order", "check_keep", "ece", "ece_by_chance",
+           "evaluate", "load_events", "load_model", "load_prior", "loso_predict", "metrics", "prior_rows", "read_events"]

@@ -21,12 +21,13 @@ QUANTILE_LEVELS = 201
 
 def threshold_for_keep(positive_scores: np.ndarray, keep: float = DEFAULT_KEEP) -> float:
     """The floor((1 - keep)(n + 1))-th lowest of the n scores (0.0 = show everything, also when n is
-    too small for any threshold to keep `keep` of a new positive in expectation)."""
+    too small for any threshold to keep `keep` of a new positive in expectation). Defined for any
+    `keep`: >= 1 or NaN (no target) shows everything; <= 0 gives the highest score."""
     scores = np.sort(np.asarray(positive_scores, dtype=float))
-    if scores.size == 0 or keep >= 1.0:
+    if scores.size == 0 or not keep < 1.0:  # also NaN
         return 0.0
     keep = max(keep, 0.0)
-    k = math.floor((1.0 - keep) * (scores.size + 1) + 1e-9)
+    k = min(math.floor((1.0 - keep) * (scores.size + 1) + 1e-9), scores.size)
     return float(scores[k - 1]) if k > 0 else 0.0
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
+import math
+import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -177,3 +181,124 @@ def test_pretrained_scores_without_fitting(tmp_path: Path, monkeypatch: pytest.M
     out = CliRunner().invoke(app, ["eval", "acceptance", str(tmp_path / "e.jsonl"), "--pretrained",
                                    "--model-file", str(path), "--json"])
     assert out.exit_code == 0 and json.loads(out.stdout)["model"]["version"] == "t-1"
+
+
+# --------------------------------------------------------------------------- reading files, arguments
+
+
+def _eval(*args: str) -> Any:
+    return CliRunner().invoke(app, ["eval", "acceptance", *args])
+
+
+def test_figures_do_not_depend_on_the_order_of_the_lines() -> None:
+    events = make_events(sessions=4, per_session=30, seed=11)
+    shuffled = list(events)
+    random.Random(3).shuffle(shuffled)
+    assert ev.evaluate(shuffled, "suggestion", kind="blend") == ev.evaluate(events, "suggestion", kind="blend")
+    # the canonical order is (session, ts, id); make_events (like cups-dev and replays) is already in it
+    assert ev.canonical_order(shuffled) == events
+    twins = [dataclasses.replace(events[0], outcome="rejected"), dataclasses.replace(events[0], outcome="accepted")]
+    assert ev.canonical_order(twins) == ev.canonical_order(twins[::-1])  # a duplicated id too
+
+
+def test_a_badly_typed_field_is_unknown_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    events = make_events(sessions=3, per_session=15, seed=4)
+    rows = [e.to_dict() for e in events]
+    rows[3]["prefix"] = 12345
+    rows[4]["suggestion"] = ["a", "b"]
+    rows[5]["language"] = 7
+    for row in rows:
+        row["decision_ms"] = "1200"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for stage in ("context", "suggestion"):
+        result = _eval(str(path), "--stage", stage, "--json", "--model", "logreg", "--prior", "none", "--jobs", "1")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["n"] == 45  # every event read, none skipped
+
+
+@pytest.mark.parametrize("keep", ["0", "-1", "nan", "1.5", "inf"])
+def test_a_keep_outside_zero_to_one_is_refused(tmp_path: Path, keep: str) -> None:
+    path = tmp_path / "events.jsonl"
+    write_jsonl(make_events(sessions=2, per_session=10), path)
+    for extra in ([], ["--pretrained"]):
+        result = _eval(str(path), "--json", f"--keep={keep}", *extra)
+        assert result.exit_code == 2 and "--keep" in result.stderr and "(0, 1]" in result.stderr
+    with pytest.raises(ValueError, match="keep must be in"):
+        ev.evaluate(make_events(sessions=2, per_session=10), "suggestion", keep=float(keep))
+
+
+def test_threshold_for_keep_is_defined_for_any_keep() -> None:
+    from heedls.server.acceptance.policy import threshold_for_keep
+
+    scores = np.array([0.1, 0.2, 0.3, 0.4])
+    assert threshold_for_keep(scores, 0.0) == 0.4 and threshold_for_keep(scores, -1.0) == 0.4  # keep nothing more
+    assert threshold_for_keep(scores, math.nan) == 0.0 and threshold_for_keep(scores, 1.5) == 0.0  # show all
+    assert threshold_for_keep(scores, 0.6) == 0.2  # floor(0.4 * 5) = 2nd lowest, as before
+
+
+def test_input_files_that_cannot_be_evaluated_are_one_line_errors(tmp_path: Path) -> None:
+    result = _eval(str(tmp_path), "--json")
+    assert result.exit_code == 2 and result.stderr.strip() == f"heedls: {tmp_path}: not a file"
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    result = _eval(str(empty), "--json")
+    assert result.exit_code == 1 and "no event to evaluate" in result.stderr and result.stdout == ""
+    bad = tmp_path / "bad.jsonl"
+    row = make_events(sessions=1, per_session=1)[0].to_dict()
+    bad.write_text("\n".join(["not json", json.dumps({**row, "outcome": "maybe"}), "[1]"]) + "\n")
+    result = _eval(str(bad), "--json")
+    assert result.exit_code == 1
+    assert "all 3 non-blank line(s) are malformed; the first, line 1: not JSON" in result.stderr
+
+
+def test_skipped_lines_are_explained_and_a_bom_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    rows = [e.to_dict() for e in make_events(sessions=2, per_session=10, seed=3)]
+    lines = [json.dumps(r) for r in rows]
+    lines[2] = json.dumps({**rows[2], "outcome": "maybe"})
+    path.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")  # as some Windows tools write
+    loaded = ev.read_events(path)
+    assert len(loaded.events) == 19 and loaded.skipped == 1
+    assert loaded.first_reason == "line 3: unknown outcome 'maybe'"
+    result = _eval(str(path), "--json", "--model", "logreg", "--prior", "none", "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["skipped_lines"] == 1
+    assert "skipped 1 malformed line(s); the first, line 3: unknown outcome 'maybe'" in result.stderr
+
+
+def test_model_and_prior_files_that_cannot_be_used_are_one_line_errors(tmp_path: Path) -> None:
+    from heedls.server.acceptance.gate import default_model_path
+
+    events = tmp_path / "events.jsonl"
+    write_jsonl(make_events(sessions=2, per_session=10), events)
+    shipped = json.loads(default_model_path().read_text())
+    files = {
+        "ctx_only.json": ({**shipped, "stages": {k: v for k, v in shipped["stages"].items() if "context" in k}},
+                          "it has no 'suggestion' stage (it has: context, context@local)"),
+        "list.json": ([1, 2], "a JSON array, not a model object"),
+        "partial.json": ({"format": shipped["format"], "version": "x", "stages": {"suggestion": {"stage": "s"}}},
+                         "stage 'suggestion' has no 'features', 'kind', 'keep_accepted', 'threshold'"),
+    }
+    for name, (content, reason) in files.items():
+        (tmp_path / name).write_text(json.dumps(content))
+        result = _eval(str(events), "--json", "--pretrained", "--model-file", str(tmp_path / name))
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip() == f"heedls: cannot load model {tmp_path / name}: {reason}"
+    (tmp_path / "garbage.json").write_bytes(b"\xff\xfe\x00garbage")
+    result = _eval(str(events), "--json", "--pretrained", "--model-file", str(tmp_path / "garbage.json"))
+    assert result.exit_code == 2 and "cannot load model" in result.stderr
+    prior = tmp_path / "p.json.gz"
+    with gzip.open(prior, "wt") as fh:
+        fh.write("[1, 2]")
+    result = _eval(str(events), "--json", "--prior", str(prior))
+    assert result.exit_code == 2 and result.stderr.startswith(f"heedls: cannot load prior {prior}: malformed")
+
+
+def test_options_that_do_nothing_together_say_so(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    write_jsonl(make_events(sessions=2, per_session=10), events)
+    result = _eval(str(events), "--json", "--model-file", "m.json", "--model", "logreg", "--prior", "none")
+    assert result.exit_code == 0 and "--model-file is ignored without --pretrained" in result.stderr
+    result = _eval(str(events), "--json", "--pretrained", "--prior", "none")
+    assert result.exit_code == 0 and "--prior is ignored with --pretrained" in result.stderr
