@@ -192,12 +192,21 @@ def replay_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Cut real files, run the provider and post-processing, label by what the author wrote next."""
-    from heedls.server.acceptance.replay import run
+    from heedls.server.acceptance.replay import PROVIDERS, prepare_output, run
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    if cuts <= 0:
-        typer.echo("heedls: --cuts must be positive", err=True)
-        raise typer.Exit(2)
+    for name, value in (("--cuts", cuts), ("--per-file", per_file), ("--files-per-session", files_per_session)):
+        if value <= 0:
+            _fail(f"{name} must be positive")
+    if provider not in PROVIDERS:
+        _fail(f"--provider: unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
+    missing = [str(source) for source in sources if not source.exists()]
+    if missing:
+        _fail(f"{', '.join(missing)}: no such file or directory")
+    try:  # before the replay, not after it: a replay can take many minutes
+        prepare_output(output)
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror or exc}")
     try:
         summary = run(sources, output, cuts, seed, provider, per_file, files_per_session, quiet=quiet)
     except ImportError as exc:
@@ -207,6 +216,14 @@ def replay_command(
     if summary.get("interrupted"):
         typer.echo(f"heedls: replay interrupted: the {summary['events']} events made so far are in {output}", err=True)
         raise typer.Exit(130)  # as a shell reports Ctrl-C
+    if not summary["events"]:
+        _fail("nothing could be replayed, nothing written: no project under the sources has a Python file of "
+              "1 KB-200 KB outside tests with lines of code to cut (a project needs two files unless it is the "
+              "only one)", code=1)
+    if summary["events"] < cuts:
+        typer.echo(f"heedls: note: only {summary['events']} of the {cuts} cuts asked could be made "
+                   f"({summary['sessions']} project(s); at most --files-per-session {files_per_session} files of "
+                   f"each, --per-file {per_file} cuts per file, fewer in short files)", err=True)
 
 
 def register(app: typer.Typer) -> None:

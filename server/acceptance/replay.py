@@ -16,9 +16,13 @@ How a replay is made (docs/acceptance.md has the rationale):
    depend on how busy the machine is (its latency is still measured and recorded).
 4. *Label* (what a user who knew what they were about to type would do), against the truth T =
    the text the author actually wrote from the cursor on, cut to as many lines as the suggestion S:
-   accepted iff S == T (exact), or T starts with S and S has >= 4 non-blank characters (a correct
-   partial), or the edit similarity (difflib ratio) of S and T is >= 0.8; otherwise rejected.
-   Persisted (30/120/600 s) = accepted with similarity >= 0.9 (little left to edit afterwards).
+   accepted iff S == T (exact), or T starts with S and S is >= 4 characters long once its leading
+   and trailing blanks are stripped (a correct partial; blanks inside S count), or the edit
+   similarity (difflib ratio) of S and T is >= 0.8; otherwise rejected (S and T are compared
+   without trailing blanks). Persisted (30/120/600 s) = exact, or a correct partial, or similarity
+   >= 0.9: the accepted text is still there as written (the author typed on after a correct
+   partial; the server's persistence check counts text still present verbatim as kept), or
+   little is left to edit. An accepted S below 0.9 that is neither is accepted, not persisted.
 5. Timing is synthetic and carries no signal: gaps between requests ~ lognormal (median 8 s),
    decision time ~ lognormal (median 1.2 s); latency is the measured provider + post-processing
    time. Every event carries `extra.synthetic = true` and `extra.replay = {...}`.
@@ -29,9 +33,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import errno
 import importlib
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -56,6 +62,7 @@ MAX_PREFIX_CHARS = 6000  # InlineConfig.max_prefix_chars / max_suffix_chars defa
 MAX_SUFFIX_CHARS = 2000
 SKIP_PROJECTS = frozenset({"test", "tests", "encodings", "heedls", "__phello__", "pydoc_data", "idlelib",
                            "lib2to3", "turtledemo"})
+PROVIDERS: tuple[str, ...] = ("local", "openai", "ollama", "llamacpp")  # config.ProviderName
 REPLAY_EPOCH = 1_700_000_000.0  # synthetic clock start (2023-11-14), fixed for reproducibility
 RULE = (f"accepted iff exact, or correct partial (truth starts with it, >= {MIN_PARTIAL_CHARS} chars), or "
         f"difflib ratio >= {SIMILARITY_ACCEPT} against the truth cut to the suggestion's line count")
@@ -189,6 +196,8 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
     them when the replay is interrupted."""
     from heedls.server.providers.base import CompletionRequest
 
+    if per_file <= 0 or files_per_session <= 0:
+        raise ValueError(f"per_file and files_per_session must be positive, not {per_file} and {files_per_session}")
     postprocess = _load_postprocess()
     rng = random.Random(seed)
     projects = find_projects(sources)
@@ -294,10 +303,14 @@ def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: s
         files_per_session: int = 4, quiet: bool = False) -> dict[str, Any]:
     """Blocking wrapper for the CLI and the training script, with a progress bar on stderr.
 
-    Ctrl-C stops the replay where it is and still writes the events made so far (`interrupted` in
-    the summary says so): a long replay interrupted near its end is not lost."""
+    The output is checked before the replay starts (`prepare_output`: a replay can take minutes)
+    and written atomically (a temporary file renamed over it). Ctrl-C stops the replay where it is
+    and still writes the events made so far (`interrupted` in the summary says so): a long replay
+    interrupted near its end is not lost. A replay that made no event writes nothing (`output` is
+    then None)."""
     from heedls.server.events import write_jsonl
 
+    prepare_output(output)
     started = time.perf_counter()
     events: list[SuggestionEvent] = []
     interrupted = False
@@ -308,12 +321,31 @@ def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: s
                                into=events))
         except KeyboardInterrupt:
             interrupted = True
-    write_jsonl(events, output)
+    written = bool(events) or interrupted
+    if written:
+        tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+        try:
+            write_jsonl(events, tmp)
+            os.replace(tmp, output)
+        finally:
+            tmp.unlink(missing_ok=True)
     labelled = [e for e in events if e.outcome is not None]
     return {"events": len(events), "labelled": len(labelled),
             "accepted": sum(1 for e in labelled if e.outcome == "accepted"),
             "sessions": len({e.session for e in events}), "seconds": round(time.perf_counter() - started, 1),
-            "output": str(output), "interrupted": interrupted}
+            "output": str(output) if written else None, "interrupted": interrupted}
+
+
+def prepare_output(output: Path) -> None:
+    """Raises OSError unless `output` can be written: not a directory, in an existing directory
+    where a file can be created (tried, then removed)."""
+    if output.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "it is a directory", str(output))
+    parent = output.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"no directory {parent}", str(parent))
+    with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{output.name}.", suffix=".tmp"):
+        pass
 
 
 def _progress_bar(stack: contextlib.ExitStack, total: int) -> Callable[[int, int], None]:

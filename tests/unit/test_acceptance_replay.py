@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from heedls.server.acceptance.replay import label_suggestion, replay, run
 from heedls.server.events import SCHEMA, SuggestionEvent
 from heedls.server.providers.base import Candidate, CompletionRequest
@@ -145,3 +146,111 @@ def test_an_interrupted_replay_keeps_the_events_made_so_far(tmp_path: Path, monk
     assert result.exit_code == 130
     assert "replay interrupted: the 6 events made so far" in result.stderr
     assert len((tmp_path / "cli.jsonl").read_text().splitlines()) == 6
+
+
+# --------------------------------------------------------------------------- the command line's checks
+
+
+def _project(tmp_path: Path, files: int = 2) -> tuple[Path, dict[str, str]]:
+    project = tmp_path / "p"
+    project.mkdir()
+    for i in range(files):
+        (project / f"m{i}.py").write_text(SOURCE)
+    return project, {str((project / f"m{i}.py").resolve()): SOURCE for i in range(files)}
+
+
+def _replay_cli(*args: str) -> Any:
+    from heedls.server.cli import app
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(app, ["replay", *args, "--quiet"])
+
+
+def test_label_rule_partial_and_persisted_as_documented() -> None:
+    # docs/acceptance.md, Replay: a correct partial is >= 4 characters once stripped (inner blanks count)
+    assert label_suggestion("a = b", "a = b + c\n")["partial"]
+    assert not label_suggestion("  ab  ", "  ab  cd\n")["accepted"]  # 2 characters once stripped
+    # persisted = exact, or a correct partial (its text stays as written), or similarity >= 0.9
+    short = label_suggestion("(str)", "(str)          # Length of string\n")
+    assert short["accepted"] and short["partial"] and short["persisted"] and short["similarity"] < 0.3
+    near = label_suggestion("result = width*height", "result = width * height\n")  # similarity 0.955
+    assert near["accepted"] and near["persisted"] and not near["partial"]
+    loose = label_suggestion("total = 2 * (w + h)", "total = 2 * (width + height)\n")  # similarity 0.81
+    assert loose["accepted"] and not loose["partial"] and 0.8 <= loose["similarity"] < 0.9
+    assert not loose["persisted"]  # accepted, but much left to edit
+
+
+def test_an_unwritable_output_fails_before_the_replay(tmp_path: Path, monkeypatch: Any) -> None:
+    from heedls.server.acceptance import replay as replay_mod
+
+    project, texts = _project(tmp_path)
+    started: list[Path] = []
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: started.append(ws) or Oracle(texts))
+    for output, reason in ((tmp_path / "nodir" / "x" / "ev.jsonl", "no directory"), (tmp_path, "it is a directory")):
+        result = _replay_cli(str(project), "-o", str(output), "--cuts", "5")
+        assert result.exit_code == 2 and f"cannot write {output}: {reason}" in result.stderr
+    assert started == []  # refused before any work, not after it
+
+
+def test_the_output_is_written_atomically(tmp_path: Path, monkeypatch: Any) -> None:
+    from heedls.server import events as events_mod
+    from heedls.server.acceptance import replay as replay_mod
+
+    project, texts = _project(tmp_path)
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: Oracle(texts))
+    out = tmp_path / "out" / "events.jsonl"
+    out.parent.mkdir()
+    out.write_text("an older replay\n")
+    real_write = events_mod.write_jsonl
+
+    def disk_full(events: Any, path: Any) -> int:
+        Path(path).write_text("half an ev")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(events_mod, "write_jsonl", disk_full)
+    with pytest.raises(OSError):
+        run([project], out, cuts=6, seed=0, provider="local", quiet=True)
+    assert out.read_text() == "an older replay\n"  # never half a file
+    monkeypatch.setattr(events_mod, "write_jsonl", real_write)
+    assert run([project], out, cuts=6, seed=0, provider="local", quiet=True)["events"] == 6
+    assert len(out.read_text().splitlines()) == 6
+    assert [p.name for p in out.parent.iterdir()] == ["events.jsonl"]  # no temporary file left
+
+
+def test_counts_must_be_positive_and_the_provider_known(tmp_path: Path) -> None:
+    project, _ = _project(tmp_path)
+    out = tmp_path / "ev.jsonl"
+    for option in ("--per-file", "--files-per-session", "--cuts"):
+        for value in ("-1", "0"):
+            result = _replay_cli(str(project), "-o", str(out), option, value)
+            assert result.exit_code == 2 and f"{option} must be positive" in result.stderr
+    result = _replay_cli(str(project), "-o", str(out), "--provider", "foo")
+    assert result.exit_code == 2 and "unknown provider 'foo'" in result.stderr
+    result = _replay_cli(str(tmp_path / "nope"), "-o", str(out))
+    assert result.exit_code == 2 and "no such file or directory" in result.stderr
+    assert not out.exists()
+
+
+def test_the_providers_named_are_the_configurable_ones() -> None:
+    from typing import get_args
+
+    from heedls.server.acceptance.replay import PROVIDERS
+    from heedls.server.config import ProviderName
+
+    assert PROVIDERS == get_args(ProviderName)
+
+
+def test_nothing_replayed_is_an_error_and_fewer_cuts_a_note(tmp_path: Path, monkeypatch: Any) -> None:
+    from heedls.server.acceptance import replay as replay_mod
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "ev.jsonl"
+    result = _replay_cli(str(empty), "-o", str(out), "--cuts", "5")
+    assert result.exit_code == 1 and "nothing could be replayed" in result.stderr and not out.exists()
+    project, texts = _project(tmp_path)
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: Oracle(texts))
+    result = _replay_cli(str(project), "-o", str(out), "--cuts", "500", "--per-file", "3")
+    assert result.exit_code == 0, result.output
+    assert "only 6 of the 500 cuts asked could be made" in result.stderr
+    assert len(out.read_text().splitlines()) == 6
