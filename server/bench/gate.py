@@ -25,6 +25,14 @@ from heedls.server.stats import quantile
 TARGET_P95_MS = 0.1
 
 
+class GateBenchError(Exception):
+    """Why the bench cannot run (a one-line message), with the exit status to give."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def _summary(values_s: list[float]) -> dict[str, float]:
     ms = [v * 1000.0 for v in values_s]
     return {"p50_ms": round(quantile(ms, 0.50), 5), "p95_ms": round(quantile(ms, 0.95), 5),
@@ -64,17 +72,42 @@ def synthetic_events(count: int, seed: int, provider: str | None = "local") -> l
 
 def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | None = None,
                    model_file: Path | None = None, provider: str | None = "local") -> dict[str, Any]:
+    from heedls.server.acceptance.evaluate import load_model, read_events
     from heedls.server.acceptance.features import context_features, suggestion_features
     from heedls.server.acceptance.gate import AcceptanceGate, default_model_path
-    from heedls.server.acceptance.model import AcceptanceModel
 
-    model = AcceptanceModel.load(model_file or default_model_path())
+    path = model_file or default_model_path()
+    try:
+        model = load_model(path)
+    except ValueError as exc:
+        raise GateBenchError(f"cannot load model {path}: {exc}") from exc
     if events_file is not None:
-        from heedls.server.acceptance.evaluate import load_events
-
-        events = [e for e in load_events(events_file)[0] if e.suggestion][:decisions]
+        if not events_file.exists():
+            raise GateBenchError(f"{events_file}: no such file")
+        if events_file.is_dir():
+            raise GateBenchError(f"{events_file}: not a file")
+        try:
+            read = read_events(events_file)
+        except OSError as exc:
+            raise GateBenchError(f"{events_file}: cannot read: {exc.strerror or exc}") from exc
+        events = [e for e in read.events if e.suggestion][:decisions]
+        if not events:  # nothing timed is not "within target"
+            if read.events:
+                why = f"none of its {len(read.events)} events has a suggestion (a nocode export has none)"
+            elif read.skipped:
+                why = f"all {read.skipped} non-blank line(s) are malformed; the first, {read.first_reason}"
+            else:
+                why = "the file is empty"
+            raise GateBenchError(f"nothing to time in {events_file}: {why}", code=1)
     else:
         events = synthetic_events(decisions, seed, provider)
+        if not events:
+            raise GateBenchError("nothing to time: no stdlib source file to cut requests from", code=1)
+    for stage in ("context", "suggestion"):
+        for regime in sorted({e.provider or "" for e in events}):
+            if model.stage_for(stage, regime or None) is None:
+                raise GateBenchError(f"cannot load model {path}: it has no {stage!r} stage"
+                                     + (f" for provider {regime!r}" if regime else ""))
     gate = AcceptanceGate("cascade", 0.95, model=model, refit=False)
     history: list[Any] = []
     model_s: dict[str, list[float]] = {"context": [], "suggestion": []}
@@ -131,7 +164,11 @@ def register(bench_app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """Acceptance-gate decision time per suggestion (model alone and whole gate call)."""
-        result = run_gate_bench(decisions, seed, events, model_file, provider)
+        try:
+            result = run_gate_bench(decisions, seed, events, model_file, provider)
+        except GateBenchError as exc:
+            typer.echo(f"heedls: {exc}", err=True)
+            raise typer.Exit(exc.code) from None
         if json_out:
             sys.stdout.write(json.dumps(result) + "\n")
             return
