@@ -122,11 +122,17 @@ def finite(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON, non-finite numbers written as null (never the invalid `NaN`/`Infinity`)."""
+    """Compact JSON, non-finite numbers written as null (never the invalid `NaN`/`Infinity`), and
+    always encodable as UTF-8 (a lone surrogate is written as its `\\udXXX` escape, which reads back
+    as the same string)."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
-        return json.dumps(finite(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        value = finite(value)
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if not text.isascii() and _LONE_SURROGATE.search(text):
+        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return text
 
 
 def number(value: Any) -> float | None:
@@ -320,6 +326,13 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         threshold = gate.get("threshold")
         row["gate_stage1"] = _as_float(gate.get("stage1"))
         row["gate_stage2"] = _as_float(gate.get("stage2"))
+        if isinstance(threshold, dict):
+            # The live gate keeps one threshold per stage: the column holds the one this request's
+            # decision was judged against (stage 1 for a skip or an empty answer, else stage 2).
+            stage = "stage1" if gate.get("decision") in ("skipped", "empty") else "stage2"
+            threshold = threshold.get(stage, threshold.get("stage1"))
+            if threshold is None:
+                threshold = gate["threshold"].get("stage1")
         row["gate_threshold"] = _as_float(threshold)
         version = gate.get("model_version")
         row["gate_model_version"] = None if version is None else str(version)
@@ -336,7 +349,15 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         k: v for k, v in record.items() if k not in SCHEMA_COLUMNS and k not in LENGTH_FIELDS and k != "gate"
     }
     row["extra_json"] = json.dumps(finite(extra), ensure_ascii=False, sort_keys=True) if extra else None
+    for key, value in row.items():
+        if isinstance(value, str) and not value.isascii():
+            row[key] = _LONE_SURROGATE.sub("\ufffd", value)
     return row
+
+
+# A lone surrogate (an editor's broken UTF-16) survives in JSON as an escape, but a CSV or Parquet
+# string must be UTF-8: it is written as U+FFFD, the replacement character, there.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # -- reading a store -------------------------------------------------------------------------------

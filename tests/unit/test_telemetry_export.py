@@ -441,3 +441,29 @@ def test_a_pipe_or_device_is_written_in_place_never_replaced(tmp_path: Path) -> 
     with pytest.raises(OSError):
         export(sample_events(), "csv", "full", tmp_path / "missing" / "x.csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_the_live_gates_per_stage_thresholds_fill_the_threshold_column_with_the_deciding_one(tmp_path: Path) -> None:
+    events = sample_events()[:3]
+    thresholds = {"stage1": 0.2, "stage2": 0.35}
+    decisions = ["skipped", "shown", "hidden"]
+    for event, decision in zip(events, decisions, strict=True):
+        event.gate = {"stage1": 0.5, "stage2": 0.4, "threshold": dict(thresholds), "decision": decision}
+    buffer = io.StringIO()
+    export(events, "csv", "full", buffer)
+    assert [float(r["gate_threshold"]) for r in csv_rows(buffer.getvalue())] == [0.2, 0.35, 0.35]
+    export(events, "parquet", "nocode", tmp_path / "g.parquet")
+    assert [r["gate_threshold"] for r in read_parquet(tmp_path / "g.parquet")] == [0.2, 0.35, 0.35]
+
+
+def test_a_lone_surrogate_survives_jsonl_and_is_a_replacement_character_in_csv_and_parquet(tmp_path: Path) -> None:
+    event = sample_events()[1]
+    event.suffix = "bad \udc80 text"  # an editor's broken UTF-16
+    out = tmp_path / "e.jsonl"
+    export([event], "jsonl", "full", out)
+    assert next(iter(read_jsonl(out))).suffix == "bad \udc80 text"
+    buffer = io.StringIO()
+    export([event], "csv", "full", buffer)
+    assert csv_rows(buffer.getvalue())[0]["suffix"] == "bad \ufffd text"
+    export([event], "parquet", "full", tmp_path / "e.parquet")
+    assert next(read_parquet(tmp_path / "e.parquet"))["suffix"] == "bad \ufffd text"
