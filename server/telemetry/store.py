@@ -187,7 +187,14 @@ def read_rows(path: Path | str, since: float | None = None) -> Iterator[tuple[in
             if not chunk:
                 break
             for seq, data in chunk:
-                yield int(seq), decode_data(data)
+                try:
+                    text = decode_data(data)
+                except (zlib.error, UnicodeDecodeError) as exc:
+                    # one damaged row (a torn page, bytes we did not write) must not end the read
+                    log.warning("telemetry: skipping row %s of %s that cannot be decoded (%s)", seq, path,
+                                type(exc).__name__)
+                    continue
+                yield int(seq), text
     finally:
         conn.close()
 

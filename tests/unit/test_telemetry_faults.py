@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -411,3 +412,18 @@ def test_an_event_whose_time_is_not_a_number_does_not_jam_the_store(tmp_path: Pa
         assert store.flush()
         assert store.state == "ok"
     assert ids(path) == [f"e{i:06d}" for i in range(6)]
+
+
+def test_a_row_that_cannot_be_decoded_is_skipped_and_the_rest_read(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    with TelemetryStore(path) as store:
+        for i in range(4):
+            store.record(event(i))
+    conn = sqlite3.connect(path)
+    with conn:  # a compressed-looking row that is not zlib, and one that is not UTF-8
+        conn.execute("INSERT INTO events(id, ts, recorded, data) VALUES ('bad1', 1.7e9, 1.7e9, ?)", (b"\x78\x9cnot zlib",))
+        conn.execute("INSERT INTO events(id, ts, recorded, data) VALUES ('bad2', 1.7e9, 1.7e9, ?)", (zlib.compress(b"\xff\xfe"),))
+    conn.close()
+    assert ids(path) == [f"e{i:06d}" for i in range(4)]
+    with TelemetryStore(path) as store:
+        assert sorted(e.id for e in store.iter_events()) == [f"e{i:06d}" for i in range(4)]
