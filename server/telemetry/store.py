@@ -274,11 +274,12 @@ class TelemetryStore:
         snapshot = copy.copy(event)
         snapshot.extra = dict(event.extra)
         now = time.time()
-        ts = event.ts if isinstance(event.ts, (int, float)) and math.isfinite(event.ts) else None
-        # The ts column orders and filters rows and may not be NULL: a NaN from an API caller would
-        # fail its batch on every retry, so the row is filed under the time it was recorded (its
-        # data keeps what was given).
-        self._queue.put((event.id, float(ts) if ts is not None else now, now, snapshot))
+        if not (isinstance(event.ts, (int, float)) and math.isfinite(event.ts)):
+            # ts orders and filters rows, may not be NULL, and readers skip an event without a
+            # finite one: a NaN from an API caller would fail its batch on every retry, then be
+            # unreadable. Such an event is filed under the time it was recorded instead.
+            snapshot.ts = now
+        self._queue.put((event.id, float(snapshot.ts), now, snapshot))
         self.recorded += 1
         if self._queue.qsize() >= self.batch_size and not self._wake.is_set():
             self._wake.set()  # a full batch: write it now (once; set() takes a lock)
