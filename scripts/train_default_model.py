@@ -58,7 +58,7 @@ def main() -> int:
                              "the shipped model's own date reproduces its file byte for byte")
     args = parser.parse_args()
 
-    from heedls.server.acceptance.evaluate import build_dataset, load_events, prior_rows
+    from heedls.server.acceptance.evaluate import build_dataset, canonical_order, load_events, prior_rows
     from heedls.server.acceptance.features import STAGE_FEATURES
     from heedls.server.acceptance.model import AcceptanceModel, fit_stage
     from heedls.server.acceptance.prior import Prior, PriorSource, StageRows
@@ -89,7 +89,8 @@ def main() -> int:
                                        "CHI 2024: the odd-numbered participants"})
 
     # The prior rows every fit learns from as well (prior.py): feature rows and labels only, no code.
-    datasets = {(name, stage): build_dataset(events, stage)
+    # In the canonical order evaluation uses, so a reordered input file trains the same model.
+    datasets = {(name, stage): build_dataset(canonical_order(events), stage)
                 for name, events in (("replay", replay), ("cups-dev", human)) if events is not None
                 for stage in ("context", "suggestion")}
     sources = []
