@@ -85,13 +85,23 @@ def status(server: HeedlsServer) -> dict[str, Any]:
         gate_status = dict(engine.gate.status())
     except Exception:
         gate_status = {"mode": getattr(engine.gate, "mode", None)}
+    # The counts come from the engine, which records one event per request that ended (as the
+    # store and `heedls telemetry report` count them; cancelled requests are not among them).
+    # hidden_share, what the editors show as "31% hidden": of the requests that ended with a
+    # suggestion or a gate decision, the share the gate held back (not asked for, or hidden);
+    # requests the provider had nothing for are not the gate's doing and are left out.
     stats = engine.stats
-    decided = stats.shown + stats.hidden_stage2 + stats.skipped_stage1
-    gate_status.setdefault("requests", decided)
-    gate_status.setdefault("skipped", stats.skipped_stage1)
-    gate_status.setdefault("hidden", stats.hidden_stage2)
-    total = max(1, gate_status.get("requests") or 0)
-    gate_status.setdefault("hidden_share", round((gate_status["skipped"] + gate_status["hidden"]) / total, 3))
+    held_back = stats.skipped_stage1 + stats.hidden_stage2
+    decided = held_back + stats.shown
+    gate_status.update({
+        "requests": decided + stats.empty,
+        "skipped": stats.skipped_stage1,
+        "hidden": stats.hidden_stage2,
+        "shown": stats.shown,
+        "empty": stats.empty,
+        "hidden_share": (round(held_back / decided, 4) if decided else 0.0)
+        if gate_status.get("mode") != "off" else None,
+    })
     provider_status = getattr(engine.provider, "status", None)
     return {
         "enabled": engine.enabled,

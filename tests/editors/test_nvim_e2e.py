@@ -288,6 +288,13 @@ def test_terminal_ghost_text_tab_accepts(tmp_path: Path, nvim_bin: tuple[Path, t
         ghost_line = _ghost_shown(screen)
         _tmux("send-keys", "-t", "e2e", "Tab")
         _tmux("send-keys", "-t", "e2e", "Escape")
+        # the statusline component refreshes the server's numbers by itself (every 5 s), no
+        # :HeedlsStatus needed: one tick after the accept it knows about this request
+        time.sleep(5.5)
+        status_probe = tmp_path / "status.json"
+        _tmux("send-keys", "-t", "e2e", "-l", ":lua vim.fn.writefile({vim.json.encode("
+              f"require('heedls').last_status or {{}})}}, '{status_probe}')")
+        _tmux("send-keys", "-t", "e2e", "Enter")
         # which front end drew it, and whether Tab went through heedls' native accept
         probe = tmp_path / "front-end.txt"
         _tmux("send-keys", "-t", "e2e", "-l", ":lua local h = require('heedls') vim.fn.writefile("
@@ -301,6 +308,7 @@ def test_terminal_ghost_text_tab_accepts(tmp_path: Path, nvim_bin: tuple[Path, t
         tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
     saved = (workspace / "shapes.py").read_text()
     assert ghost_line
+    assert json.loads(status_probe.read_text())["gate"]["shown"] >= 1
     assert probe.read_text().split() == (["native", "accepted"] if _native(version) else ["fallback"])
     suggestion = ghost_line.split("return ", 1)[1].strip()
     assert f"return {suggestion}" in saved, saved

@@ -126,3 +126,26 @@ async def test_a_reject_reason_outside_the_protocol_is_stored_as_unknown(lsp, wo
     stored = {e.id: e for store in (tmp_path / "data").rglob("events.sqlite3") for e in read_events(store)}
     assert {stored[sid].outcome for sid in reasons} == {"rejected"}
     assert [stored[sid].extra.get("reason") for sid in reasons] == ["typed-over", None, None]
+
+
+async def test_status_counts_what_the_store_counts_and_the_share_leaves_empty_answers_out(lsp, workspace: Path) -> None:
+    # keep 100 %: the gate holds nothing back. A provider with nothing to say is not the gate's doing.
+    empty = await lsp(workspace, "vscode", stub="", options={"inline": {"debounceMs": 0}, "gate": {"keepAccepted": 1.0}})
+    uri = await _open(empty, workspace)
+    for _ in range(2):
+        assert await empty.text_document_inline_completion_async(_request(uri, 1, 4)) is None
+    gate = plain(await empty.protocol.send_request_async("heedls/status", {}))["gate"]
+    assert (gate["requests"], gate["empty"], gate["shown"], gate["skipped"], gate["hidden"]) == (2, 2, 0, 0, 0)
+    assert gate["hidden_share"] == 0.0
+
+    shown = await lsp(workspace, "neovim", options={"inline": {"debounceMs": 0}, "gate": {"keepAccepted": 1.0}})
+    uri = await _open(shown, workspace, name="other.py")
+    assert (await shown.text_document_inline_completion_async(_request(uri, 1, 4))).items
+    gate = plain(await shown.protocol.send_request_async("heedls/status", {}))["gate"]
+    assert (gate["requests"], gate["shown"], gate["hidden_share"]) == (1, 1, 0.0)
+
+    off = await lsp(workspace, "vscode", options={"inline": {"debounceMs": 0}, "gate": {"mode": "off"}})
+    uri = await _open(off, workspace, name="third.py")
+    assert (await off.text_document_inline_completion_async(_request(uri, 1, 4))).items
+    gate = plain(await off.protocol.send_request_async("heedls/status", {}))["gate"]
+    assert gate["shown"] == 1 and gate["hidden_share"] is None  # no gate, no share to show

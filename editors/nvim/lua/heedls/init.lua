@@ -235,10 +235,31 @@ function M.status(opts)
   return result
 end
 
---- For statuslines: "heedls", "heedls 23% hidden", "heedls off".
+M.status_every_ms = 5000
+local status_timer = nil
+
+--- For statuslines: "heedls", "heedls 23% hidden", "heedls off". The first call starts a timer
+--- that asks the server for fresh numbers every `status_every_ms` (in the background, redrawing
+--- the statuslines when they come), so the share follows the session without :HeedlsStatus.
 function M.statusline()
   if not M.client() then
     return ''
+  end
+  if status_timer == nil then
+    status_timer = (vim.uv or vim.loop).new_timer()
+    status_timer:start(0, M.status_every_ms, vim.schedule_wrap(function()
+      if M.client() then
+        M.status({
+          on_result = function(res)
+            if res then
+              vim.schedule(function()
+                vim.cmd.redrawstatus()
+              end)
+            end
+          end,
+        })
+      end
+    end))
   end
   if not M.enabled then
     return 'heedls off'
