@@ -16,8 +16,8 @@ a number of seconds a date can be made of (missing, a string, NaN, 1e20, millise
 on the day `unknown`; a `gate` that is not an object is no gate; a non-numeric or non-finite
 `latency_ms`/`decision_ms` is left out of the percentiles. Report JSON never holds NaN/Infinity.
 
-How the gate's decision is read from an event: `gate["decision"]` ("skipped" | "hidden" | "shown") when
-present; otherwise inferred: a stage score (or boolean) below its threshold (`threshold` a number or
+How the gate's decision is read from an event: `gate["decision"]` ("skipped" | "hidden" | "shown" |
+"empty") when present; otherwise inferred: a stage score (or boolean) below its threshold (`threshold` a number or
 `{"stage1": t1, "stage2": t2}`) means that stage said no.
 """
 
@@ -101,7 +101,7 @@ def gate_outcome(event: Item) -> str:
         return "shown"
     gate = _gate(d)
     decision = gate.get("decision")
-    if decision in ("skipped", "hidden", "shown"):
+    if decision in ("skipped", "hidden", "shown", "empty"):
         return "empty" if decision == "shown" else str(decision)
     if _stage_says_no(gate, "stage1"):
         return "skipped"
@@ -303,13 +303,35 @@ def _ms(value: Any) -> str:
     return "—" if value is None else f"{value:.0f}"
 
 
+def _plain(value: Any) -> Any:
+    """A rich `Text` showing `value` exactly as stored: never read as console markup (`[/bold]`,
+    `[link=…]`) or emoji codes, and with control and format characters (an ESC sequence, a
+    right-to-left override) shown as escapes instead of reaching the terminal."""
+    from rich.text import Text
+
+    text = str(value)
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return Text(text)
+
+
 def render_terminal(report: dict[str, Any], console: Any) -> None:
-    """Rich tables: the totals and one table per breakdown."""
+    """Rich tables: the totals and one table per breakdown. Stored strings (day, provider, file
+    type, gate model version, the period) are printed as plain text, never as console markup."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     period = report["period"]
-    console.print(f"[bold]heedls suggestions[/bold]  {period['first'] or '—'} → {period['last'] or '—'}")
+    console.print(
+        Text.assemble(
+            ("heedls suggestions", "bold"),
+            "  ",
+            _plain(period["first"] or "—"),
+            " → ",
+            _plain(period["last"] or "—"),
+        )
+    )
     for dim, title in (
         (None, "total"),
         ("day", "by day (UTC)"),
@@ -325,21 +347,27 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
             collapse_padding=True,
         )
         for name, justify in (
-            ("", "left"), ("req", "right"), ("avoid1", "right"), ("hide2", "right"), ("shown", "right"),
-            ("acc", "right"), ("acc%", "right"), ("kept%", "right"), ("p50ms", "right"), ("p95ms", "right"),
+            ("", "left"), ("req", "right"), ("avoid1", "right"), ("hide2", "right"), ("empty", "right"),
+            ("shown", "right"), ("acc", "right"), ("acc%", "right"), ("kept%", "right"), ("p50ms", "right"),
+            ("p95ms", "right"),
         ):  # fmt: skip
-            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+            # the label column folds a long stored name; the figures never wrap
+            table.add_column(name, justify=justify, no_wrap=bool(name), overflow="fold")  # type: ignore[arg-type]
         rows = [("all", report["total"])] if dim is None else list(report["by"][dim].items())
         for key, s in rows:
             table.add_row(
-                str(key), str(s["requests"]), str(s["avoided_stage1"]), str(s["hidden_stage2"]), str(s["shown"]),
+                _plain(key), str(s["requests"]), str(s["avoided_stage1"]), str(s["hidden_stage2"]), str(s["empty"]),
+                str(s["shown"]),
                 str(s["accepted"]), _pct(s["acceptance_rate"]), _pct(s["persistence_rate"]),
                 _ms(s["latency_ms"]["p50"]), _ms(s["latency_ms"]["p95"]),
             )  # fmt: skip
         console.print(table)
     console.print(
-        "avoid1 = skipped by the stage-1 gate before any provider call; hide2 = hidden by the stage-2 gate;"
-        " acc% = accepted / shown; kept% = accepted and still in the code at the latest check"
+        "req = avoid1 + hide2 + empty + shown. avoid1 = skipped by the stage-1 gate before any provider call;"
+        " hide2 = hidden by the stage-2 gate; empty = no suggestion (the provider had none or post-processing"
+        " removed it); acc% = accepted / shown; kept% = accepted and still in the code at the latest check",
+        markup=False,
+        highlight=False,
     )
 
 
@@ -349,6 +377,7 @@ _COLORS = {
     "shown": "#90caf9",
     "hidden": "#ffb74d",
     "skipped": "#bdbdbd",
+    "empty": "#eeeeee",
     "line2": "#6a1b9a",
 }
 
@@ -427,7 +456,7 @@ def _svg_rate_lines(labels: list[str], series: list[tuple[str, list[float | None
 
 
 def _table_html(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
-    head = ("", "requests", "avoided (stage 1)", "hidden (stage 2)", "shown", "accepted", "acceptance",
+    head = ("", "requests", "avoided (stage 1)", "hidden (stage 2)", "empty", "shown", "accepted", "acceptance",
             "persisted", "p50 ms", "p95 ms", "p99 ms")  # fmt: skip
     out = [
         f"<h2>{html.escape(title)}</h2><table><tr>"
@@ -435,12 +464,24 @@ def _table_html(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
         + "</tr>"
     ]
     for key, s in rows:
-        cells = (key, s["requests"], s["avoided_stage1"], s["hidden_stage2"], s["shown"], s["accepted"],
+        cells = (key, s["requests"], s["avoided_stage1"], s["hidden_stage2"], s["empty"], s["shown"], s["accepted"],
                  _pct(s["acceptance_rate"]), _pct(s["persistence_rate"]), _ms(s["latency_ms"]["p50"]),
                  _ms(s["latency_ms"]["p95"]), _ms(s["latency_ms"]["p99"]))  # fmt: skip
         out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     out.append("</table>")
     return "".join(out)
+
+
+_SCRIPT_SAFE = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def embedded_json(report: dict[str, Any]) -> str:
+    """The report as JSON that is inert inside a `<script>` element, whatever the stored strings
+    hold: `<`, `>`, `&`, U+2028 and U+2029 are written as `\\u003c`-style escapes (still the same
+    JSON), so no `</script>`, `<!--` or `<script` can appear in it."""
+    return dumps(report).translate(_SCRIPT_SAFE)
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -465,6 +506,11 @@ def render_html(report: dict[str, Any]) -> str:
                 "avoided (stage 1)",
                 [s["avoided_stage1"] for _, s in days],
                 _COLORS["skipped"],
+            ),
+            (
+                "empty (no suggestion)",
+                [s["empty"] for _, s in days],
+                _COLORS["empty"],
             ),
         ],
         "Requests per day",
@@ -499,14 +545,14 @@ def render_html(report: dict[str, Any]) -> str:
         ("persistence rate", _pct(t["persistence_rate"])),
         ("avoided by stage 1", f"{t['avoided_stage1']} ({_pct(t['avoided_share'])})"),
         ("hidden by stage 2", f"{t['hidden_stage2']} ({_pct(t['hidden_share'])})"),
+        ("empty (no suggestion)", str(t["empty"])),
         (
             "latency p50 / p95",
             f"{_ms(t['latency_ms']['p50'])} / {_ms(t['latency_ms']['p95'])} ms",
         ),
     ]
     period = report["period"]
-    # Machine-readable copy for anyone scraping the page; `</` escaped so it cannot close the tag.
-    data = dumps(report).replace("</", "<\\/")
+    data = embedded_json(report)
     body = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -531,7 +577,8 @@ def render_html(report: dict[str, Any]) -> str:
         _table_html("By gate model", list(report["by"]["gate_model"].items())),
         "<p><small>Acceptance = accepted / shown. Persistence = accepted suggestions still in the code at the",
         " latest known check (30 s / 120 s / 600 s). Avoided = requests the stage-1 gate skipped before any",
-        " provider call; hidden = suggestions the stage-2 gate did not show.</small></p>",
+        " provider call; hidden = suggestions the stage-2 gate did not show; empty = requests with no",
+        " suggestion (the provider had none or post-processing removed it), not the gate's doing.</small></p>",
         "<script type='application/json' id='report-data'>" + data + "</script>",
         "</body></html>",
     ]
@@ -586,3 +633,18 @@ def read_events_file(path: Path | str, skipped: Skipped | None = None) -> Iterat
                 counter.add(number_, "not a heedls.suggestion/1 event")
                 continue
             yield value
+
+
+def latest_snapshots(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The latest snapshot of each suggestion, as the store's readers take it: of the records with
+    the same `id`, the one that comes last (in file order: heedls appends a suggestion's snapshots
+    as its state becomes known, and a record carries no time of its own that orders them — `ts` is
+    the request's, the same in every snapshot). Ordered by where each id's latest snapshot is.
+    Ids are compared as JSON values (`"1"` and `1` are different suggestions)."""
+    latest: dict[Any, dict[str, Any]] = {}
+    for event in events:
+        ident = event.get("id")
+        key = ident if type(ident) is str else ("json", dumps(ident))
+        latest.pop(key, None)  # keep the order of each id's newest snapshot
+        latest[key] = event
+    return list(latest.values())

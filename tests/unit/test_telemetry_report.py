@@ -153,7 +153,8 @@ def test_terminal_tables() -> None:
     text = console.export_text()
     assert "by provider" in text and "2023-11-16" in text and ".pyi" in text
     assert re.search(
-        rf"all\s+{len(events)}\s+{counts['skipped']}\s+{counts['hidden']}\s+{counts['shown']}", text
+        rf"all\s+{len(events)}\s+{counts['skipped']}\s+{counts['hidden']}\s+{counts['empty']}\s+{counts['shown']}",
+        text,
     )
 
 
@@ -243,3 +244,121 @@ def test_events_file_with_a_bom_and_lines_that_are_not_events(tmp_path: Path) ->
     got = list(read_events_file(path, skipped))
     assert [d["id"] for d in got] == [f"r{i}" for i in range(5)]
     assert skipped.count == 3 and skipped.first is not None and skipped.first.startswith("line 2:")
+
+
+# -- requests with no suggestion are shown, not only counted ----------------------------------------
+def one_day_of_each_fate() -> list[SuggestionEvent]:
+    """On 2023-11-15: 1 skipped by stage 1, 1 hidden by stage 2, 2 with no suggestion (the gate's
+    decision "empty", as the server records them), 1 shown and accepted."""
+    def ev(i: int, **kw: object) -> SuggestionEvent:
+        return SuggestionEvent(id=f"f{i}", session="s", ts=T0 + i, provider="local", **kw)  # type: ignore[arg-type]
+
+    return [
+        ev(0, gate={"decision": "skipped", "stage1": 0.1, "threshold": {"stage1": 0.2}}),
+        ev(1, suggestion="y", gate={"decision": "hidden", "stage1": 0.5, "stage2": 0.1}),
+        ev(2, gate={"decision": "empty", "stage1": 0.5, "threshold": {"stage1": 0.2, "stage2": None}}),
+        # a gate in mode "off" records its stage-1 score without acting on it: still "empty"
+        ev(3, gate={"decision": "empty", "mode": "off", "stage1": 0.1, "threshold": {"stage1": 0.2}}),
+        ev(4, suggestion="y", shown=True, outcome="accepted", gate={"decision": "shown"}),
+    ]
+
+
+def test_the_gate_decision_empty_is_read_as_empty() -> None:
+    assert [gate_outcome(e) for e in one_day_of_each_fate()] == ["skipped", "hidden", "empty", "empty", "shown"]
+
+
+def test_terminal_tables_show_empty_requests_so_the_columns_add_up() -> None:
+    report = compute_report(one_day_of_each_fate())
+    console = Console(file=io.StringIO(), width=140, record=True)
+    render_terminal(report, console)
+    text = console.export_text()
+    header = re.search(r"^\s*req\s+avoid1\s+hide2\s+empty\s+shown\s+acc\b", text, re.MULTILINE)
+    assert header is not None, text
+    # req = avoid1 + hide2 + empty + shown, in every table
+    for label in ("all", "2023-11-15", "local", "unknown"):
+        assert re.search(rf"^\s*{re.escape(label)}\s+5\s+1\s+1\s+2\s+1\s+1\b", text, re.MULTILINE), (label, text)
+
+
+def test_html_shows_empty_requests_in_cards_tables_and_the_daily_bars() -> None:
+    page = render_html(compute_report(one_day_of_each_fate()))
+    assert "<div class='card'>empty (no suggestion)<b>2</b></div>" in page
+    for table in re.findall(r"<table>.*?</table>", page, re.DOTALL):
+        assert "<th>hidden (stage 2)</th><th>empty</th><th>shown</th>" in table
+        assert re.search(r"<td>5</td><td>1</td><td>1</td><td>2</td><td>1</td>", table), table
+    bars = page[page.index("Requests per day") : page.index("</svg>", page.index("Requests per day"))]
+    segments = dict(re.findall(r"<title>2023-11-15 ([^<:]+): (\d+)</title>", bars))
+    assert segments["empty (no suggestion)"] == "2"
+    assert sum(int(n) for n in segments.values()) == 5  # every request is in the day's bar
+
+
+# -- stored strings are data, never markup -------------------------------------------------------------
+HOSTILE = {
+    "provider": "[/bold]",
+    "link": "[link=https://evil.example]click[/link]",
+    "model": "[blink]v",
+    "language": "[red]py",
+    "emoji": ":warning:",
+    "escape": "esc\x1b[2Jx",
+}
+
+
+def hostile_events() -> list[dict[str, object]]:
+    base = {"session": "s", "ts": T0, "suggestion": "x", "shown": True, "latency_ms": 5.0}
+    return [
+        {**base, "id": "h0", "provider": HOSTILE["provider"], "gate": {"model_version": HOSTILE["model"]}},
+        {**base, "id": "h1", "provider": HOSTILE["link"], "language": HOSTILE["language"]},
+        {**base, "id": "h2", "provider": HOSTILE["emoji"], "file": "notes.[blink]"},
+        {**base, "id": "h3", "provider": HOSTILE["escape"]},
+    ]
+
+
+def test_terminal_prints_stored_strings_verbatim_never_as_console_markup() -> None:
+    report = compute_report(hostile_events())
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=True, color_system="truecolor")
+    render_terminal(report, console)  # "[/bold]" used to raise rich.errors.MarkupError
+    raw = out.getvalue()
+    assert "\x1b]8;" not in raw  # no (hidden) OSC 8 hyperlink
+    assert "\x1b[5m" not in raw  # no blink
+    assert "\x1b[2J" not in raw  # a stored ESC does not reach the terminal...
+    plain = Console(file=io.StringIO(), width=200, record=True)
+    render_terminal(report, plain)
+    text = plain.export_text()
+    for shown in ("[/bold]", "[link=https://evil.example]click[/link]", "[blink]v", "[red]py", ":warning:", ".[blink]"):
+        assert shown in text, shown
+    assert "esc\\x1b[2Jx" in text  # ...it is shown as an escape
+
+
+def test_embedded_json_cannot_open_a_comment_or_close_the_script() -> None:
+    name = "<!--<script></script>&\u2028\u2029"
+    events = [{"id": "j0", "session": "s", "ts": T0, "provider": name, "gate": {"model_version": name}}]
+    report = compute_report(events)
+    page = render_html(report)
+    data = re.search(r"<script type='application/json' id='report-data'>(.*?)</script>", page, re.DOTALL)
+    assert data is not None
+    embedded = data.group(1)
+    for raw in ("<", ">", "&", "\u2028", "\u2029"):
+        assert raw not in embedded, raw
+    assert "\\u003c!--\\u003cscript\\u003e" in embedded
+    assert json.loads(embedded) == json.loads(json.dumps(report))  # the same data
+    assert page.count("<script") == 1 and page.count("</script>") == 1
+
+
+# -- a file of snapshots counts each suggestion once ------------------------------------------------
+def test_latest_snapshots_keep_the_last_record_of_each_id_in_file_order() -> None:
+    from heedls.server.telemetry.report import latest_snapshots
+
+    records: list[dict[str, object]] = [
+        {"id": "a", "outcome": None},
+        {"id": "b", "outcome": None},
+        {"id": "a", "outcome": "accepted"},
+        {"id": 1, "outcome": "rejected"},
+        {"id": "1", "outcome": "ignored"},  # not the same id as the number 1
+        {"id": "b", "outcome": "rejected"},
+    ]
+    assert latest_snapshots(records) == [
+        {"id": "a", "outcome": "accepted"},
+        {"id": 1, "outcome": "rejected"},
+        {"id": "1", "outcome": "ignored"},
+        {"id": "b", "outcome": "rejected"},
+    ]
