@@ -9,9 +9,13 @@ state, so the receiver should upsert by `id`; no store row is ever sent twice.
 
 The cursor (the last pushed row `seq`, per endpoint) lives in the store's own `meta` table, so it
 moves with the store and starts over if the store is replaced. Failures: connection errors, 408,
-429 and 5xx are retried with exponential backoff (honouring `Retry-After`); other 4xx stop the push
-(nothing more is sent, the cursor stays where it was) and are reported. An endpoint that is not an
-http(s) URL fails at once. Rows that are not events (undecompressable, not JSON, no id/session/ts)
+425, 429, 5xx and an attempt that does not complete within its deadline (`deadline_s`, the whole
+request: a trickling answer is cut off) are retried with exponential backoff (honouring
+`Retry-After`, in seconds or as an HTTP-date); 413 halves the batch (down to one row, which is an
+error naming it if still too large); a redirect (3xx) is not followed and is reported with its
+`Location` (the token never goes to another host); other 4xx stop the push (nothing more is sent,
+the cursor stays where it was) and are reported. An endpoint that is not an http(s) URL fails at
+once; a store that does not exist is an error ("no telemetry recorded yet"). Rows that are not events (undecompressable, not JSON, no id/session/ts)
 are skipped and counted (`PushResult.skipped`), never sent. Payloads are strict JSON: NaN and
 Infinity are sent as null. `push()` logs nothing: the caller reports `PushResult.error`.
 """
@@ -20,10 +24,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from heedls.server.events import SCHEMA, SuggestionEvent
@@ -31,6 +39,7 @@ from heedls.server.telemetry.export import PrivacyLevel, Skipped, UnreadableRow,
 
 TOKEN_ENV = "HEEDLS_TELEMETRY_TOKEN"
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+TOO_LARGE = 413
 
 
 @dataclass
@@ -82,14 +91,55 @@ def _write_cursor(conn: sqlite3.Connection, endpoint: str, seq: int) -> None:
         )
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: httpx.Response, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delay-seconds (`120`) or an HTTP-date (`Wed, 21
+    Oct 2015 07:28:00 GMT`, measured from `now()`); None when absent or unreadable."""
     value = response.headers.get("retry-after")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now())
+
+
+class _Deadline(Exception):
+    """The whole request (connect, send, answer) did not complete within the attempt's deadline."""
+
+
+def _post_within(
+    client: httpx.Client, endpoint: str, payload: bytes, headers: dict[str, str], deadline_s: float
+) -> httpx.Response:
+    """`client.post`, bounded as a whole: httpx's timeouts apply to each read or write, so an endpoint
+    that trickles its answer a byte at a time would hold the push for as long as it keeps going.
+    The request runs on a daemon thread; past `deadline_s` it is abandoned (the thread ends when the
+    connection does, or with the process) and `_Deadline` is raised."""
+    box: dict[str, httpx.Response | BaseException] = {}
+
+    def send() -> None:
+        try:
+            box["response"] = client.post(endpoint, content=payload, headers=headers)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=send, name="heedls-push", daemon=True)
+    worker.start()
+    worker.join(deadline_s)
+    if worker.is_alive():
+        raise _Deadline(f"no complete answer within {deadline_s:g} s")
+    error = box.get("error")
+    if isinstance(error, BaseException):
+        raise error
+    response = box["response"]
+    assert isinstance(response, httpx.Response)
+    return response
 
 
 def endpoint_problem(endpoint: str) -> str | None:
@@ -103,6 +153,9 @@ def endpoint_problem(endpoint: str) -> str | None:
     return None
 
 
+Posted = Literal["sent", "too large", "failed"]
+
+
 def _post(
     client: httpx.Client,
     endpoint: str,
@@ -112,33 +165,52 @@ def _post(
     max_retries: int,
     backoff_s: float,
     sleep: Callable[[float], None],
-) -> bool:
+    deadline_s: float,
+) -> Posted:
+    """POST one batch with retries: "sent" (2xx), "too large" (413: the caller splits the batch), or
+    "failed" (`result.error` says why)."""
     delay = backoff_s
     for attempt in range(max_retries + 1):
         wait: float | None = None
         try:
-            response = client.post(endpoint, content=payload, headers=headers)
+            response = _post_within(client, endpoint, payload, headers, deadline_s)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:  # retrying cannot help
             result.error = f"{endpoint}: {exc}; not retrying"
-            return False
+            return "failed"
+        except _Deadline as exc:
+            problem = f"timeout: {exc}"
         except httpx.HTTPError as exc:
             problem = f"{type(exc).__name__}: {exc}"
         else:
-            if 200 <= response.status_code < 300:
-                return True
-            problem = f"HTTP {response.status_code}"
-            if response.status_code not in RETRY_STATUS:
+            status = response.status_code
+            if 200 <= status < 300:
+                return "sent"
+            problem = f"HTTP {status}"
+            if status == TOO_LARGE:
+                result.errors.append(problem)
+                return "too large"
+            if 300 <= status < 400:
+                # Not followed (httpx does not by default): the token must never go to a host the
+                # user did not name, and a POST body is not re-sent blindly.
+                target = response.headers.get("location")
+                where = f"a redirect to {target}" if target else "a redirect with no Location"
+                result.error = (
+                    f"{endpoint} answered HTTP {status}, {where}; push does not follow redirects"
+                    " (so the token is never sent to another host): configure the final URL as the endpoint"
+                )
+                return "failed"
+            if status not in RETRY_STATUS:
                 result.error = f"{endpoint} refused the events ({problem}); not retrying"
-                return False
+                return "failed"
             wait = _retry_after(response)
         result.errors.append(problem)
         if attempt == max_retries:
             result.error = f"{endpoint} failed {max_retries + 1} times (last: {problem}); will resume from here next time"
-            return False
+            return "failed"
         result.retries += 1
         sleep(min(60.0, wait if wait is not None else delay))
         delay *= 2
-    return False
+    return "failed"
 
 
 def push(
@@ -150,10 +222,15 @@ def push(
     max_retries: int = 4,
     backoff_s: float = 0.5,
     timeout_s: float = 10.0,
+    deadline_s: float = 60.0,
     client: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PushResult:
-    """Send every row appended since the last push to `endpoint`; never raises for network trouble."""
+    """Send every row appended since the last push to `endpoint`; never raises for network trouble.
+
+    `batch_size` store rows per POST; while the endpoint answers 413 the batch is halved (down to
+    one row) and the smaller size is kept for the rest of this push. `timeout_s` bounds each
+    connect/read/write, `deadline_s` each attempt as a whole."""
     result = PushResult(endpoint=endpoint)
     path = Path(store_path)
     if not endpoint:
@@ -163,7 +240,11 @@ def push(
     if problem is not None:
         result.error = problem
         return result
+    if batch_size < 1:
+        result.error = f"the batch size must be at least 1 row, got {batch_size}"
+        return result
     if not path.exists():
+        result.error = f"no telemetry recorded yet at {path}; nothing pushed"
         return result
     headers = {"Content-Type": "application/json", "User-Agent": "heedls-telemetry"}
     token = os.environ.get(TOKEN_ENV, "")
@@ -176,11 +257,12 @@ def push(
         conn = sqlite3.connect(path, timeout=10.0)
         cursor = read_cursor(conn, endpoint)
         result.last_seq = cursor
+        size = batch_size
         while True:
             rows = conn.execute(
                 "SELECT seq, id, CAST(data AS BLOB), typeof(data) = 'blob' FROM events"
                 " WHERE seq > ? ORDER BY seq LIMIT ?",
-                (cursor, batch_size),
+                (cursor, size),
             ).fetchall()
             if not rows:
                 break
@@ -189,20 +271,37 @@ def push(
                 latest.pop(ident, None)  # keep append order of each id's newest snapshot
                 latest[ident] = (int(seq), data, bool(compressed))
             events = []
+            unreadable: list[tuple[int, str]] = []  # counted once the batch is done with
             for seq, data, compressed in latest.values():
                 try:
                     _text, value = parse_row(data, compressed)
                     events.append(to_record(SuggestionEvent.from_dict(value), privacy))
                 except UnreadableRow as exc:
-                    result.unreadable.add(seq, str(exc))
+                    unreadable.append((seq, str(exc)))
                 except (ValueError, TypeError) as exc:
-                    result.unreadable.add(seq, f"not an event ({exc})")
+                    unreadable.append((seq, f"not an event ({exc})"))
             if events:
                 payload = dumps({"schema": SCHEMA, "privacy": privacy, "events": events}).encode("utf-8")
-                if not _post(http, endpoint, payload, headers, result, max_retries, backoff_s, sleep):
+                posted = _post(
+                    http, endpoint, payload, headers, result, max_retries, backoff_s, sleep, deadline_s
+                )
+                if posted == "too large" and len(rows) > 1:
+                    size = max(1, len(rows) // 2)  # the same rows again, fewer at a time
+                    continue
+                if posted == "too large":
+                    seq, ident = int(rows[0][0]), rows[0][1]
+                    result.error = (
+                        f"{endpoint} refused store row {seq} (suggestion {ident}) as too large even on its own"
+                        f" (HTTP 413, {len(payload)} bytes); nothing more sent, the next push starts from it"
+                        " (raise the endpoint's size limit; --privacy nocode sends no code text)"
+                    )
+                    break
+                if posted != "sent":
                     break
                 result.sent += len(events)
                 result.batches += 1
+            for seq, reason in unreadable:
+                result.unreadable.add(seq, reason)
             cursor = int(rows[-1][0])
             _write_cursor(conn, endpoint, cursor)
             result.last_seq = cursor

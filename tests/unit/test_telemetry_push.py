@@ -126,7 +126,9 @@ def test_nocode_push_sends_no_code_and_token_is_sent(tmp_path: Path, monkeypatch
 
 def test_no_endpoint_or_no_store(tmp_path: Path) -> None:
     assert push(tmp_path / "ev.sqlite3", "").error is not None
-    assert push(tmp_path / "missing.sqlite3", URL).sent == 0
+    missing = push(tmp_path / "missing.sqlite3", URL)
+    assert missing.sent == 0 and missing.error is not None and "no telemetry recorded yet" in missing.error
+    assert not (tmp_path / "missing.sqlite3").exists()
 
 
 @pytest.fixture
@@ -249,3 +251,169 @@ def test_push_leaves_reporting_to_its_caller(tmp_path: Path, caplog: pytest.LogC
         result = run(path, Recorder([400]))
     assert result.error is not None
     assert [r for r in caplog.records if result.error in r.getMessage()] == []
+
+
+# -- 413 Payload Too Large: smaller batches, never stuck ---------------------------------------------
+class SizeLimited:
+    """An endpoint that answers 413 to a body over `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sizes: list[int] = []  # events per POST, refused ones too
+        self.accepted: list[list[str]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        events = json.loads(request.content)["events"]
+        self.sizes.append(len(events))
+        if len(request.content) > self.limit:
+            return httpx.Response(413)
+        self.accepted.append([e["id"] for e in events])
+        return httpx.Response(200)
+
+
+def test_a_413_halves_the_batch_until_the_endpoint_takes_it(tmp_path: Path) -> None:
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 8)  # 16 rows: two snapshots of each of p0 … p7
+    one_event = len(json.dumps({"schema": "heedls.suggestion/1", "privacy": "full", "events": [{}]})) + 400
+    endpoint = SizeLimited(limit=2 * one_event)  # takes 2 events per POST, not 4
+    sleeps: list[float] = []
+    result = run_with(path, endpoint, sleeps, batch_size=16)
+    assert result.error is None and result.sent == 8
+    assert [i for batch in endpoint.accepted for i in batch] == [f"p{i}" for i in range(8)]  # each once
+    assert endpoint.sizes == [8, 4, 2, 2, 2, 2]  # 16 rows, 8, then 4 rows (2 events) at a time
+    assert sleeps == [] and result.retries == 0  # splitting is not waiting
+    assert run_with(path, SizeLimited(10**9)).sent == 0  # the cursor is past everything
+
+
+def test_a_single_row_too_large_is_an_error_naming_it_and_the_push_resumes_there(tmp_path: Path) -> None:
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 2)
+    add_raw_rows(path, ["{not json"])  # in a batch that is split: counted once
+    with TelemetryStore(path) as store:
+        store.record(SuggestionEvent(id="huge", session="s", ts=1_700_000_100.0, suggestion="x" * 50_000, shown=True))
+    fill(path, 1, start=2)
+    endpoint = SizeLimited(limit=20_000)
+    result = run_with(path, endpoint)
+    assert [i for batch in endpoint.accepted for i in batch] == ["p0", "p1"]
+    assert result.sent == 2 and result.skipped == 1
+    assert result.error is not None
+    assert "store row 6 (suggestion huge)" in result.error and "413" in result.error
+    assert "too large" in result.error
+    again = SizeLimited(limit=20_000)
+    retry = run_with(path, again)
+    assert again.accepted == [] and again.sizes[-1] == 1  # halved down to that one row again
+    assert retry.error is not None and "suggestion huge" in retry.error
+    assert run_with(path, SizeLimited(limit=10**9)).sent == 2  # a larger limit lets huge and p2 through
+
+
+def test_batch_size_must_be_at_least_one_row(tmp_path: Path) -> None:
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 1)
+    rec = Recorder()
+    result = run(path, rec, batch_size=0)
+    assert rec.calls == 0 and result.error is not None and "batch size" in result.error
+
+
+def run_with(path: Path, handler: Callable[[httpx.Request], httpx.Response], sleeps: list[float] | None = None,
+             **kw: Any) -> Any:  # fmt: skip
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    sleep: Callable[[float], None] = sleeps.append if sleeps is not None else (lambda s: None)
+    return push(path, URL, client=client, sleep=sleep, **kw)
+
+
+# -- Retry-After as a date, redirects, a whole-request deadline -------------------------------------
+def test_retry_after_as_an_http_date_is_honoured(tmp_path: Path) -> None:
+    import time
+    from email.utils import formatdate
+
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 1)
+    answers = [httpx.Response(503, headers={"retry-after": formatdate(time.time() + 30, usegmt=True)}),
+               httpx.Response(200)]  # fmt: skip
+    sleeps: list[float] = []
+    result = run_with(path, lambda request: answers.pop(0), sleeps)
+    assert result.error is None and result.sent == 1
+    assert len(sleeps) == 1 and 28.0 < sleeps[0] <= 30.0  # not the 0.5 s backoff
+    past = [httpx.Response(429, headers={"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}), httpx.Response(200)]
+    fill(path, 1, start=1)
+    sleeps.clear()
+    assert run_with(path, lambda request: past.pop(0), sleeps).sent == 1 and sleeps == [0.0]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_and_says_where_it_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    monkeypatch.setenv("HEEDLS_TELEMETRY_TOKEN", "tok-123")
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 1)
+    hosts: list[str] = []
+
+    def moved(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        return httpx.Response(status, headers={"location": "https://other.example/ingest"})
+
+    result = run_with(path, moved)
+    assert hosts == ["telemetry.example.test"]  # the token went nowhere else
+    assert result.error is not None and result.sent == 0 and result.retries == 0
+    assert f"HTTP {status}" in result.error and "redirect to https://other.example/ingest" in result.error
+    assert "does not follow" in result.error and "final URL" in result.error
+    assert "refused" not in result.error
+
+
+@pytest.fixture
+def trickling() -> Iterator[str]:
+    """An endpoint that answers one header line every 0.1 s for 20 s: each read is quick, the whole
+    answer is not."""
+    import socket
+
+    stop = threading.Event()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(0.1)
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(200):
+                if stop.wait(0.1):
+                    return
+                try:
+                    conn.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    return
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/events"
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
+
+
+def test_the_whole_request_has_a_deadline_so_a_trickling_endpoint_cannot_stall_the_push(
+    tmp_path: Path, trickling: str
+) -> None:
+    import time
+
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 1)
+    sleeps: list[float] = []
+    started = time.monotonic()
+    result = push(path, trickling, timeout_s=5.0, deadline_s=0.5, max_retries=1, sleep=sleeps.append)
+    elapsed = time.monotonic() - started
+    assert elapsed < 3.0  # two attempts of 0.5 s, not 20 s each
+    assert result.sent == 0 and result.retries == 1 and sleeps == [0.5]  # a timeout is retried
+    assert result.error is not None and "within 0.5 s" in result.error and "resume" in result.error
