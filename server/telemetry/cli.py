@@ -62,11 +62,12 @@ def _since(value: str | None) -> float | None:
         raise typer.Exit(2) from None
 
 
-def _check_store(path: Path) -> bool:
+def _require_store(path: Path, nothing: str) -> None:
+    """A store that does not exist (nothing recorded yet in this workspace, or a wrong --store) is a
+    failure of the command: a message on stderr and exit 1, as for export."""
     if not path.exists():
-        _err(f"no telemetry recorded yet at {path}")
-        return False
-    return True
+        _err(f"no telemetry recorded yet at {path}; {nothing}")
+        raise typer.Exit(1)
 
 
 def _reason(exc: OSError) -> str:
@@ -147,11 +148,9 @@ def export_cmd(
         raise typer.Exit(2)
     cutoff = _since(since)
     path = _store(store, cfg)
-    if not path.exists():
-        # Nothing to export is a failure of the export: no file is written (an earlier one at -o
-        # stays as it was) and scripts see the exit status.
-        _err(f"no telemetry recorded yet at {path}; nothing exported")
-        raise typer.Exit(1)
+    # Nothing to export is a failure of the export: no file is written (an earlier one at -o
+    # stays as it was) and scripts see the exit status.
+    _require_store(path, "nothing exported")
     skipped = Skipped()
     try:
         count = export_store(path, fmt, level, target, cutoff, skipped)  # type: ignore[arg-type,unused-ignore]
@@ -182,6 +181,7 @@ def report_cmd(
     from heedls.server.telemetry.export import number, read_store
     from heedls.server.telemetry.report import (
         compute_report,
+        latest_snapshots,
         read_events_file,
         render_terminal,
         report_json,
@@ -198,8 +198,10 @@ def report_cmd(
     if events_file is not None:
         skipped = Skipped("line")
         try:
+            # The latest snapshot of each id, as from the store (an accumulation of push payloads or
+            # of a store's raw rows repeats ids); --since then applies to that snapshot's ts.
             report = compute_report(
-                d for d in read_events_file(events_file, skipped)
+                d for d in latest_snapshots(read_events_file(events_file, skipped))
                 if cutoff is None or ((ts := number(d.get("ts"))) is not None and ts >= cutoff)
             )  # fmt: skip
         except (OSError, ValueError) as exc:
@@ -209,7 +211,7 @@ def report_cmd(
         report["store"] = str(events_file)
     else:
         path = _store(store, _config())
-        _check_store(path)
+        _require_store(path, "nothing to report")
         skipped = Skipped()
         try:
             report = compute_report(row.data for row in read_store(path, cutoff, skipped))
@@ -245,6 +247,14 @@ def push_cmd(
     ] = None,
     privacy: Annotated[str | None, typer.Option("--privacy", help="full | nocode")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object")] = False,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Store rows per POST (halved automatically while the endpoint answers 413)",
+        ),
+    ] = 500,
     store: StoreOpt = None,
 ) -> None:
     """Send the events recorded since the last push to a team endpoint (batched JSON POST, retried)."""
@@ -258,8 +268,8 @@ def push_cmd(
         _err("--privacy must be full or nocode")
         raise typer.Exit(2)
     path = _store(store, cfg)
-    _check_store(path)
-    result = push(path, url, level)  # type: ignore[arg-type,unused-ignore]
+    # A missing store is push()'s error too ("no telemetry recorded yet"), printed once below.
+    result = push(path, url, level, batch_size=batch_size)  # type: ignore[arg-type,unused-ignore]
     _warn_skipped(result.unreadable, path)
     if as_json:
         sys.stdout.write(dumps(result.to_dict()) + "\n")

@@ -270,3 +270,117 @@ def test_report_events_accepts_a_bom_and_skips_lines_that_are_not_events(workspa
 def test_push_to_a_directory_store_is_one_error_line(workspace: Path, tmp_path: Path) -> None:
     code, _, err = no_traceback(["push", "--store", str(tmp_path), "--endpoint", "http://127.0.0.1:9/x"])
     assert code == 1 and err.count("cannot read") == 1
+
+
+# -- report --events counts each suggestion once, as the store does --------------------------------
+def snapshots(store: Path) -> list[SuggestionEvent]:
+    """Three suggestions recorded as heedls records them: a snapshot each time their state changes
+    (c0 and c1 are accepted later; c1's persistence is then checked)."""
+    events = [one(i) for i in range(3)]
+    for e in events:
+        e.outcome = None
+    with TelemetryStore(store) as telemetry:
+        for e in events:
+            telemetry.record(e)
+        events[0].outcome = "accepted"
+        telemetry.record(events[0])
+        events[1].outcome = "accepted"
+        telemetry.record(events[1])
+        events[1].persisted_30s = True
+        telemetry.record(events[1])
+    return events
+
+
+def raw_rows_as_jsonl(store: Path, target: Path) -> int:
+    """Every stored row (every snapshot), in append order: what accumulated push payloads or a dump
+    of the store's table look like."""
+    import sqlite3
+    import zlib
+
+    conn = sqlite3.connect(store)
+    rows = conn.execute("SELECT data FROM events ORDER BY seq").fetchall()
+    conn.close()
+    lines = [zlib.decompress(d).decode() if isinstance(d, bytes) else d for (d,) in rows]
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(lines)
+
+
+def test_report_events_counts_the_latest_snapshot_of_each_id_like_the_store(workspace: Path, tmp_path: Path) -> None:
+    store, jsonl = tmp_path / "ev.sqlite3", tmp_path / "all-snapshots.jsonl"
+    snapshots(store)
+    assert raw_rows_as_jsonl(store, jsonl) == 6
+    code, out, err = invoke("report", "--events", str(jsonl), "--json")
+    assert code == 0, err
+    from_file = json.loads(out)
+    assert from_file["total"]["requests"] == 3 and from_file["total"]["accepted"] == 2
+    assert from_file["total"]["persistence_known"] == 1
+    code, out, err = invoke("report", "--store", str(store), "--json")
+    assert code == 0, err
+    from_store = json.loads(out)
+    assert from_file["total"] == from_store["total"] and from_file["by"] == from_store["by"]
+
+
+def test_report_events_since_applies_to_each_suggestion_once(workspace: Path, tmp_path: Path) -> None:
+    store, jsonl = tmp_path / "ev.sqlite3", tmp_path / "all-snapshots.jsonl"
+    snapshots(store)
+    raw_rows_as_jsonl(store, jsonl)
+    since = "2023-11-14T23:00:00Z"  # c0 (22:13 UTC on the 14th) is before it; c1 (23:13), c2 are after
+    code, out, _ = invoke("report", "--events", str(jsonl), "--since", since, "--json")
+    assert code == 0 and json.loads(out)["total"]["requests"] == 2
+    assert json.loads(out)["total"]["accepted"] == 1
+
+
+# -- a store that does not exist is a failure, as for export -----------------------------------------
+def test_report_on_a_missing_store_exits_1_and_writes_nothing(workspace: Path, tmp_path: Path) -> None:
+    page = tmp_path / "r.html"
+    for args in (["report"], ["report", "--json"], ["report", "--html", str(page)]):
+        code, out, err = no_traceback([*args, "--store", str(tmp_path / "none.sqlite3")])
+        assert code == 1 and out == "", args
+        assert err.count("no telemetry recorded yet") == 1 and "nothing to report" in err
+    assert not page.exists() and not (tmp_path / "none.sqlite3").exists()
+    code, out, err = no_traceback(["report"])  # the workspace's default store, nothing recorded yet
+    assert code == 1 and "no telemetry recorded yet" in err
+
+
+def test_push_from_a_missing_store_exits_1(workspace: Path, tmp_path: Path) -> None:
+    missing = str(tmp_path / "none.sqlite3")
+    code, out, err = no_traceback(["push", "--store", missing, "--endpoint", "http://127.0.0.1:9/x"])
+    assert code == 1 and err.count("no telemetry recorded yet") == 1
+    code, out, err = no_traceback(["push", "--store", missing, "--endpoint", "http://127.0.0.1:9/x", "--json"])
+    assert code == 1 and "no telemetry recorded yet" in json.loads(out)["error"] and err == ""
+    assert not (tmp_path / "none.sqlite3").exists()
+
+
+# -- push --batch-size ----------------------------------------------------------------------------
+def test_push_batch_size_sets_the_rows_per_post(workspace: Path, tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    posts: list[list[str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            posts.append([e["id"] for e in body["events"]])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = tmp_path / "ev.sqlite3"
+        populate(store, 5)
+        url = f"http://127.0.0.1:{server.server_address[1]}/events"
+        code, out, err = no_traceback(["push", "--store", str(store), "--endpoint", url, "--batch-size", "2", "--json"])
+        assert code == 0, err
+        assert posts == [["c0", "c1"], ["c2", "c3"], ["c4"]]
+        assert json.loads(out)["batches"] == 3
+    finally:
+        server.shutdown()
+        server.server_close()
+    for bad in ("0", "-3", "many"):
+        code, _, _ = invoke("push", "--store", str(store), "--endpoint", url, "--batch-size", bad)
+        assert code == 2, bad
