@@ -6,8 +6,8 @@
   the text was unknown; a record without text keeps the lengths it carries). `file` is replaced by a
   hash that keeps the extension (`3f2a9c01d4e5.py`), so per-file-type figures survive but names do
   not; a record that is nocode already (a nocode store's row) keeps its hash. Only what heedls itself
-  writes survives, because there is no way to tell code from non-code in an arbitrary string: extra
-  fields with numbers, booleans or null, lists of them, objects of them keyed by heedls's own names
+  writes survives, because there is no way to tell code from non-code in an arbitrary string: the
+  extra fields heedls writes (HEEDLS_EXTRAS; any other name is dropped) with numbers, booleans or null, lists of them, objects of them keyed by heedls's own names
   (feature and stage names), strings from heedls's enumerations (SAFE_STRING_EXTRAS); in `gate`,
   scores, thresholds, the decision, the mode and a model version name.
 CSV and Parquet have one stable set of columns whatever the events hold: the schema fields, the
@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple, TypeAlias
 
-from heedls.server.events import CODE_FIELDS, SuggestionEvent
+from heedls.server.events import CODE_FIELDS, ROWS_KEY, SuggestionEvent
 
 log = logging.getLogger("heedls.telemetry")
 
@@ -229,8 +229,16 @@ def _numeric_only(value: Any) -> bool:
     return False
 
 
+# The extra fields heedls itself writes (engine, gate, persistence, replay): at `nocode` only these
+# names survive. A name is free text like any other: `{"hunter2_key": 1}` from elsewhere is dropped.
+HEEDLS_EXTRAS: frozenset[str] = frozenset({
+    "confidence", "logprob", "source", "jedi_agree", "typing_cps", "displayed_ts", "gate_skipped",
+    "reason", "persisted_similarity", "synthetic", "suffix_known", ROWS_KEY,
+})
+
+
 def _safe_extra(key: str, value: Any) -> bool:
-    if key in CODE_FIELDS:
+    if key in CODE_FIELDS or key not in HEEDLS_EXTRAS:
         return False
     if isinstance(value, str):
         return value in SAFE_STRING_EXTRAS.get(key, ())

@@ -53,7 +53,7 @@ def sample_events() -> list[SuggestionEvent]:
             gate={"stage1": 0.1 * (i % 10), "stage2": None if i % 4 == 0 else 0.6, "threshold": 0.15,
                   "model_version": "cdhf-1", "decision": "skipped" if i % 4 == 0 else "shown"},
         )  # fmt: skip
-        e.extra["features"] = {"prefix_len": 40.0, "after_colon": True}
+        e.extra["acceptance_features"] = {"prefix_len": 40.0, "after_colon": True}
         e.extra["line_text"] = "def zebra_quantum_helper(alpha_unique_arg):"  # code in an unknown extra
         e.extra["reason"] = "dismissed"
         events.append(e)
@@ -96,7 +96,7 @@ def test_nocode_jsonl_has_no_code_but_lengths_outcomes_and_features(tmp_path: Pa
         assert got.outcome == original.outcome and got.shown == original.shown
         assert got.label() == original.label() and got.label("persisted") == original.label("persisted")
         assert got.session == original.session and got.ts == original.ts
-        assert got.extra["features"] == original.extra["features"]
+        assert got.extra["acceptance_features"] == original.extra["acceptance_features"]
         assert got.extra["reason"] == "dismissed"
         assert "line_text" not in got.extra
         assert got.gate == original.gate
@@ -127,7 +127,7 @@ def test_csv_round_trip_with_flattened_gate() -> None:
         assert row["gate_decision"] == e.gate["decision"]
         assert json.loads(row["gate_json"]) == e.gate
         assert int(row["prefix_len"]) == len(e.prefix or "")
-        assert json.loads(row["extra_json"])["features"] == e.extra["features"]
+        assert json.loads(row["extra_json"])["acceptance_features"] == e.extra["acceptance_features"]
 
 
 def test_nocode_csv_has_no_code() -> None:
@@ -335,17 +335,19 @@ def test_nocode_keeps_only_values_heedls_writes_itself() -> None:
     event.extra.update(
         reason="SECRET_REASON()", kind="SECRET_KIND", tokens={"SECRET_KEY_TOKEN": 1.0}, source="ngram",
         gate_skipped="stage2", acceptance_features={"context": {"after_colon": 1.0, "in_string": 0.0}},
-        weights=[0.5, 1.5], nested={"a": [1, 2, {"b": 3}]}, num=3,
+        weights=[0.5, 1.5], nested={"a": [1, 2, {"b": 3}]}, num=3, hunter2_key=1, confidence=0.7,
+        typing_cps=3.5,
     )  # fmt: skip
     record = to_record(event, "nocode")
     assert "SECRET" not in json.dumps(record)
     assert record["gate"] == {"stage1": 0.9, "stage2": 0.8, "threshold": {"stage1": 0.1, "stage2": 0.2},
                               "model_version": "cdhf-1+user1700000000", "decision": "shown", "mode": "cascade"}  # fmt: skip
-    for dropped in ("reason", "kind", "tokens", "nested", "line_text"):
+    # names are free text too: only the extra fields heedls itself writes survive, numbers or not
+    for dropped in ("reason", "kind", "tokens", "nested", "line_text", "num", "weights", "hunter2_key"):
         assert dropped not in record, dropped
-    assert record["source"] == "ngram" and record["gate_skipped"] == "stage2" and record["num"] == 3
+    assert record["source"] == "ngram" and record["gate_skipped"] == "stage2"
+    assert record["confidence"] == 0.7 and record["typing_cps"] == 3.5
     assert record["acceptance_features"] == {"context": {"after_colon": 1.0, "in_string": 0.0}}
-    assert record["weights"] == [0.5, 1.5]
     event.extra["reason"] = "typed-over"
     assert to_record(event, "nocode")["reason"] == "typed-over"
     event.gate["model_version"] = "print(open('.env').read())"
