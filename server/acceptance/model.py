@@ -17,6 +17,8 @@ import contextlib
 import json
 import math
 import operator
+import os
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -94,8 +96,13 @@ class LogReg:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LogReg:
-        return cls([float(v) for v in data["mean"]], [float(v) for v in data["scale"]],
-                   [float(v) for v in data["coef"]], float(data["intercept"]))
+        model = cls(_finite_list(data["mean"], "logreg mean"), _finite_list(data["scale"], "logreg scale"),
+                    _finite_list(data["coef"], "logreg coef"), _finite(data["intercept"], "logreg intercept"))
+        if not len(model.mean) == len(model.scale) == len(model.coef):
+            raise ValueError("logreg mean, scale and coef differ in length")
+        if any(s == 0.0 for s in model.scale):
+            raise ValueError("logreg scale has a zero")  # folded() divides by it
+        return model
 
 
 # --------------------------------------------------------------------------- boosted trees
@@ -290,10 +297,53 @@ class Trees:
         return {"base": self.base, "trees": [compact(t) for t in self.trees]}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Trees:
-        trees = [{k: [float(v) for v in t[k]] for k in ("feature", "threshold", "left", "right", "value")}
+    def from_json(cls, data: Mapping[str, Any], n_features: int | None = None) -> Trees:
+        """Trees as `to_json` writes them, checked (ValueError) so that scoring always ends: every
+        tree is flattened parent first, so each inner node's children come after it and inside the
+        tree, and at most MAX_TREE_DEPTH levels deep (`_apply_tree` walks no deeper); features in
+        range when `n_features` is given; all numbers finite."""
+        trees = [{k: _finite_list(t[k], f"tree {k}") for k in ("feature", "threshold", "left", "right", "value")}
                  for t in data["trees"]]
-        return cls(float(data["base"]), trees)
+        for tree in trees:
+            _check_tree(tree, n_features)
+        return cls(_finite(data["base"], "trees base"), trees)
+
+
+MAX_TREE_DEPTH = 64  # levels `_apply_tree` follows; Trees.fit grows 4
+
+
+def _check_tree(tree: Mapping[str, Sequence[float]], n_features: int | None) -> None:
+    feature, left, right = tree["feature"], tree["left"], tree["right"]
+    n = len(feature)
+    if n == 0 or not n == len(tree["threshold"]) == len(left) == len(right) == len(tree["value"]):
+        raise ValueError("tree arrays are empty or differ in length")
+    depth = [0] * n
+    for node in range(n):
+        f = feature[node]
+        if f < 0:
+            continue  # a leaf
+        if f != int(f) or (n_features is not None and f >= n_features):
+            raise ValueError(f"tree node {node} splits on feature {f!r}, outside the feature list")
+        for child in (left[node], right[node]):
+            if child != int(child) or not node < child < n:
+                raise ValueError(f"tree node {node} has child {child!r}: not after it in the tree")
+            depth[int(child)] = depth[node] + 1
+            if depth[int(child)] > MAX_TREE_DEPTH:
+                raise ValueError(f"tree deeper than {MAX_TREE_DEPTH} levels")
+
+
+def _finite(value: Any, what: str) -> float:
+    out = float(value)
+    if not math.isfinite(out):
+        raise ValueError(f"{what} is not finite ({out!r})")
+    return out
+
+
+def _finite_list(values: Any, what: str) -> list[float]:
+    out = [float(v) for v in values]
+    if not all(map(math.isfinite, out)):
+        raise ValueError(f"{what} has a value that is not finite")
+    return out
 
 
 # --------------------------------------------------------------------------- calibration
@@ -407,15 +457,29 @@ class StageModel:
             raise ValueError(f"unknown model kind {kind!r}")
         features = [str(n) for n in data["features"]]
         logreg = LogReg.from_json(data["logreg"]) if data.get("logreg") else None
-        gbm = Trees.from_json(data["gbm"]) if data.get("gbm") else None
+        gbm = Trees.from_json(data["gbm"], len(features)) if data.get("gbm") else None
         if logreg is not None and len(logreg.coef) != len(features):
             raise ValueError("logreg weights do not match the feature list")
-        if gbm is not None and any(int(f) >= len(features) for t in gbm.trees for f in t["feature"]):
-            raise ValueError("tree refers to a feature outside the feature list")
         cal = data.get("calibration") or {}
-        return cls(str(data["stage"]), features, kind, logreg, gbm, Platt(float(cal.get("a", 1.0)),
-                   float(cal.get("b", 0.0))), float(data["keep_accepted"]), float(data["threshold"]),
-                   [float(v) for v in data.get("positive_quantiles") or []], dict(data.get("meta") or {}))
+        meta = dict(data.get("meta") or {})
+        positives = meta.get("calibration_positives")
+        if positives is not None and (isinstance(positives, bool) or not isinstance(positives, (int, float))
+                                      or not math.isfinite(positives)):
+            raise ValueError("meta calibration_positives is not a number")  # threshold_for reads it
+        # Every number is finite: a NaN weight or threshold would hide every suggestion (NaN >= t
+        # is False), and nothing at serve time could tell.
+        return cls(str(data["stage"]), features, kind, logreg, gbm,
+                   Platt(_finite(cal.get("a", 1.0), "calibration a"), _finite(cal.get("b", 0.0), "calibration b")),
+                   _finite(data["keep_accepted"], "keep_accepted"), _finite(data["threshold"], "threshold"),
+                   _finite_list(data.get("positive_quantiles") or [], "positive_quantiles"), meta)
+
+    def finite(self) -> bool:
+        """Whether every number the stage scores with is finite (what `from_json` requires)."""
+        try:
+            StageModel.from_json(json.loads(json.dumps(self.to_json())))
+        except ValueError:
+            return False
+        return True
 
 
 def _inner_folds(groups: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
@@ -543,9 +607,14 @@ class AcceptanceModel:
     def save(self, path: Path | str) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")) + "\n", encoding="utf-8")
-        tmp.replace(path)  # atomic: a crash never leaves half a model file
+        # A name of its own (pid + random): two servers sharing a data directory never write the
+        # same temporary file; os.replace is atomic, so a crash never leaves half a model file.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AcceptanceModel:

@@ -116,3 +116,90 @@ def test_compiled_trees_score_exactly_like_the_node_walk() -> None:
         row = [float(v) for v in x]
         assert compiled(row) == trees._walk(row)
     assert np.allclose([compiled([float(v) for v in x]) for x in X], trees.logits(X))
+
+
+def _stage_json(kind: str = "blend") -> dict:
+    X, y, groups = _data()
+    return fit_stage("suggestion", SUGGESTION_FEATURES, X, y, groups, kind=kind, params={"n_trees": 5}).to_json()
+
+
+@pytest.mark.parametrize("where", ["threshold", "keep_accepted", "calibration", "quantile", "coef", "intercept",
+                                   "scale", "tree value", "tree threshold", "trees base"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_model_with_a_non_finite_number_is_rejected_on_load(where: str, bad: float) -> None:
+    """A NaN weight or threshold would hide every suggestion (NaN >= t is False): never loaded."""
+    stage = _stage_json()
+    assert StageModel.from_json(stage).finite()
+    target = {"threshold": (stage, "threshold"), "keep_accepted": (stage, "keep_accepted"),
+              "calibration": (stage["calibration"], "a"), "intercept": (stage["logreg"], "intercept"),
+              "trees base": (stage["gbm"], "base")}
+    listed = {"quantile": stage["positive_quantiles"], "coef": stage["logreg"]["coef"],
+              "scale": stage["logreg"]["scale"], "tree value": stage["gbm"]["trees"][0]["value"],
+              "tree threshold": stage["gbm"]["trees"][0]["threshold"]}
+    if where in target:
+        holder, key = target[where]
+        holder[key] = bad
+    else:
+        listed[where][-1] = bad
+    with pytest.raises(ValueError):
+        StageModel.from_json(json.loads(json.dumps(stage)))  # as read back from a file
+
+
+@pytest.mark.parametrize("corrupt", ["cycle", "child before parent", "child outside", "feature outside",
+                                     "fractional feature", "lengths differ"])
+def test_a_tree_that_scoring_could_not_walk_to_a_leaf_is_rejected_on_load(corrupt: str) -> None:
+    """The trees are flattened parent first (`_Grower.grow`): each inner node's children come after
+    it, inside the tree. Anything else could send scoring round in circles (or out of range)."""
+    stage = _stage_json("gbm")
+    tree = next(t for t in stage["gbm"]["trees"] if len(t["feature"]) >= 3)
+    inner = next(i for i, f in enumerate(tree["feature"]) if f >= 0 and i > 0)
+    if corrupt == "cycle":
+        tree["left"][0] = tree["right"][0] = 0
+    elif corrupt == "child before parent":
+        tree["left"][inner] = 0
+    elif corrupt == "child outside":
+        tree["right"][0] = len(tree["feature"])
+    elif corrupt == "feature outside":
+        tree["feature"][0] = len(stage["features"])
+    elif corrupt == "fractional feature":
+        tree["feature"][0] = 1.5
+    else:
+        tree["value"].pop()
+    with pytest.raises(ValueError):
+        StageModel.from_json(stage)
+
+
+def test_a_deep_but_well_formed_tree_loads_and_scores_like_the_walk() -> None:
+    n = 40  # a chain: node i splits and has a leaf on the left, node i + 2 on the right
+    tree: dict[str, list[float]] = {"feature": [], "threshold": [], "left": [], "right": [], "value": []}
+    for i in range(n):
+        node = len(tree["feature"])
+        tree["feature"] += [0.0, -1.0]
+        tree["threshold"] += [float(i), -1.0]
+        tree["left"] += [float(node + 1), -1.0]
+        tree["right"] += [float(node + 2), -1.0]
+        tree["value"] += [0.0, float(i)]
+    for key, value in (("feature", -1.0), ("threshold", -1.0), ("left", -1.0), ("right", -1.0), ("value", 99.0)):
+        tree[key].append(value)
+    trees = Trees.from_json({"base": 0.0, "trees": [tree]}, n_features=1)
+    assert trees.scorer()([10.5]) == trees._walk([10.5]) == 11.0
+
+
+def test_save_writes_through_a_temporary_file_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two servers sharing a data directory must never write the same temporary file."""
+    import os
+
+    seen: list[str] = []
+    real = os.replace
+
+    def spy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        seen.append(Path(src).name)
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    model = AcceptanceModel("tmp-1", {"suggestion": StageModel.from_json(_stage_json("logreg"))})
+    model.save(tmp_path / "m.json")
+    model.save(tmp_path / "m.json")
+    assert len(seen) == 2 and seen[0] != seen[1] and all(f".{os.getpid()}." in name for name in seen)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+    assert AcceptanceModel.load(tmp_path / "m.json").version == "tmp-1"
