@@ -10,15 +10,23 @@
   `data_dir/acceptance-rows.jsonl`. Once there are `min_events_for_refit` labelled rows with both
   classes well represented, a background thread has a separate process (`refit.py`; seconds of CPU
   that must not hold the server's GIL) fit a candidate on all but the newest 20 % and
-  compares it with the current model on those newest events; only if it is at least as good (AUC,
-  then log-loss) is the model refitted on everything and installed (the previous one is kept as
-  `acceptance-user.prev.json`); otherwise the current model stays (rollback).
+  compares it with the current model on those newest events (a user model only on events newer
+  than its training data); only if it is at least as good (AUC, then log-loss) is the stage
+  refitted on everything and installed (the previous model is kept as `acceptance-user.prev.json`);
+  otherwise the stage that served stays (rollback), provider-specific stages included.
+- Only the newest MAX_ROWS decided events are kept; the rows file is compacted past COMPACT_AT lines.
+- A non-finite score or threshold shows the suggestion (and warns once): `NaN >= t` would hide it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import re
+import secrets
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -48,6 +56,8 @@ ROWS_FILE = "acceptance-rows.jsonl"
 MIN_MINORITY = 20  # class-balance guard: at least this many of each class ...
 MIN_MINORITY_SHARE = 0.05  # ... and at least this share
 REFIT_EVERY = 50  # new labelled rows between refit attempts
+MAX_ROWS = 5000  # decided events kept (newest first), in memory and in the rows file
+COMPACT_AT = 2 * MAX_ROWS  # lines in the rows file that start a rewrite down to MAX_ROWS
 _ROW_CACHE = 512
 
 
@@ -70,7 +80,8 @@ def _load(path: Path, warn: Warn = _log_warning) -> AcceptanceModel | None:
     except (FileNotFoundError, NotADirectoryError):  # none yet (or no data directory to hold one)
         return None
     except Exception as exc:  # corrupt, truncated, wrong format: never fatal
-        warn(f"acceptance model {path} unusable ({type(exc).__name__}); ignoring it")
+        reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, ValueError) else type(exc).__name__
+        warn(f"acceptance model {path} unusable ({reason[:200]}); ignoring it")
         return None
     return model
 
@@ -86,7 +97,7 @@ class AcceptanceGate:
         self.model = model
         self.data_dir = data_dir
         self.refit_enabled = refit
-        self.min_events = max(20, int(min_events_for_refit))
+        self.min_events = min(MAX_ROWS, max(20, int(min_events_for_refit)))
         self.background = background
         self.use_prior = prior  # refits learn from the shipped prior rows too (prior.py)
         self.requests = self.skipped = self.hidden = self.scored2 = 0
@@ -99,11 +110,16 @@ class AcceptanceGate:
         self._raw_version: str | None = None
         self._bias_sums: dict[tuple[str, str], list[float]] = {}  # (session, stage) -> [Σ(y - p), Σ p(1-p)]
         self._bias_seen: dict[str, None] = {}  # decisions already counted (observe() sees some twice)
-        self._views: OrderedDict[str, SessionView] = OrderedDict()  # stage 1's, for stage 2
-        self._stored: dict[str, dict[str, Any]] = {}
+        # stage 1's session view and provider, for stage 2
+        self._views: OrderedDict[str, tuple[SessionView, str | None]] = OrderedDict()
+        self._stored: dict[str, dict[str, Any]] = {}  # decided events by id, oldest first, <= MAX_ROWS
         self._since_refit = 0
         self._lock = threading.Lock()
         self._refitting = False
+        self._file_lock = threading.Lock()  # appends to the rows file vs its compaction
+        self._file_lines = 0
+        self._compacting = False
+        self._pending: list[str] = []  # lines appended while the file is being compacted
         # Where the user should hear about a problem (the editor's log in the server); each kind once.
         self._warn_to: Warn = warn or _log_warning
         self._warned: set[str] = set()
@@ -119,7 +135,7 @@ class AcceptanceGate:
         label = str(getattr(config, "label", self.label))
         self.label = label if label in ("accepted", "persisted") else self.label
         self.refit_enabled = bool(getattr(config, "refit", self.refit_enabled))
-        self.min_events = max(20, int(getattr(config, "min_events_for_refit", self.min_events)))
+        self.min_events = min(MAX_ROWS, max(20, int(getattr(config, "min_events_for_refit", self.min_events))))
         if self.mode != "off" and self.model is None:
             self.model = _load_for(self.data_dir, self.refit_enabled, model_path)
 
@@ -144,7 +160,7 @@ class AcceptanceGate:
         if self.mode == "off" or stage is None:
             return GateDecision(True, "stage1", model_version=self.model_version)
         view = session_view(event, history)
-        self._views[event.id] = view
+        self._views[event.id] = (view, event.provider)
         if len(self._views) > 8:  # only requests between their two stages are kept
             self._views.popitem(last=False)
         row = context_features(event, history, view)
@@ -152,38 +168,61 @@ class AcceptanceGate:
         _attach(event, "context", row)
         score = self._score(stage, "context", event, row)
         threshold = stage.threshold_for(self.keep)
-        show = score >= threshold
+        show = score >= threshold or self._unscorable(score, threshold)
         if not show:
             self.skipped += 1
-        return GateDecision(show, "stage1", round(score, 5), round(threshold, 5), self.model_version)
+        return GateDecision(show, "stage1", _rounded(score), _rounded(threshold), self.model_version)
 
     def stage2(self, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> GateDecision:
         stage = self._stage("suggestion", event.provider)
         if self.mode == "off" or stage is None:
             return GateDecision(True, "stage2", model_version=self.model_version)
         context = self._rows.get(event.id, {}).get("context")
-        view = self._views.pop(event.id, None)
-        if context is None or view is None:  # stage 1 did not score this request
+        seen = self._views.pop(event.id, None)
+        served = context
+        if context is None or seen is None:  # stage 1 did not score this request
             view = session_view(event, history)
             context = context_features(event, history, view)
+        else:
+            view, provider = seen
+            if provider != event.provider:  # the engine fell back to another provider after stage 1:
+                context = context_features(event, history, view)  # its context features differ (rare)
         only = suggestion_only_features(event, context, view)
         row = suggestion_row(context, only)
         self._remember(event, "suggestion", row)
-        _attach(event, "suggestion", only)
+        if served is not None and context is not served:
+            # the stored stage-1 row stays as it was served; the stage-2 part says what differs
+            # for this stage, so that `stored_features(event, "suggestion")` gives `row`
+            _attach(event, "suggestion", {**{k: v for k, v in row.items() if k in served and served[k] != v}, **only})
+        else:
+            _attach(event, "suggestion", only)
         score = self._score(stage, "suggestion", event, row)
         self.scored2 += 1
         if self.mode != "cascade":  # scored for telemetry, never hides
-            return GateDecision(True, "stage2", round(score, 5), None, self.model_version)
+            if not math.isfinite(score):
+                self._unscorable(score, 0.0)
+            return GateDecision(True, "stage2", _rounded(score), None, self.model_version)
         threshold = stage.threshold_for(self.keep)
-        show = score >= threshold
+        show = score >= threshold or self._unscorable(score, threshold)
         if not show:
             self.hidden += 1
-        return GateDecision(show, "stage2", round(score, 5), round(threshold, 5), self.model_version)
+        return GateDecision(show, "stage2", _rounded(score), _rounded(threshold), self.model_version)
+
+    def _unscorable(self, score: float, threshold: float) -> bool:
+        """Whether a decision has no usable score or threshold (NaN or infinite: `NaN >= t` is
+        False, which would hide): such a decision shows, and the user hears of it once."""
+        if math.isfinite(score) and math.isfinite(threshold):
+            return False
+        self._warn_once("nonfinite", f"the acceptance model gave a non-finite score ({score!r}) or threshold "
+                                     f"({threshold!r}) for a request: it is shown (model {self.model_version})")
+        return True
 
     def _score(self, stage: StageModel, key: str, event: SuggestionEvent, row: dict[str, float]) -> float:
         """The model's score shifted by this user's own bias so far (label `accepted` only: persistence
         is known too late to adapt on)."""
         raw = stage.score(row)
+        if not math.isfinite(raw):  # shown (see _unscorable); never part of the user's bias
+            return raw
         if self._raw_version != self.model_version:  # scores of another model say nothing of this one's bias
             self._raw_version = self.model_version
             for scores in self._raw.values():
@@ -232,14 +271,25 @@ class AcceptanceGate:
         if not self.refit_enabled or event.outcome not in ("accepted", "rejected"):
             return
         rows = self._rows.get(event.id)
-        if not rows or "context" not in rows:
+        before = self._stored.get(event.id)
+        if rows and "context" in rows:
+            context, suggestion = rows.get("context"), rows.get("suggestion")
+        elif before is not None:  # out of the row cache (a 600 s persistence check): same rows, new label
+            context, suggestion = before.get("context"), before.get("suggestion")
+        else:
             return  # not scored here (gate off, or from before a restart): nothing to learn from
         record = {"id": event.id, "session": event.session, "ts": event.ts, "provider": event.provider,
                   "accepted": event.label("accepted"),
-                  "persisted": event.label("persisted"), "context": rows.get("context"),
-                  "suggestion": rows.get("suggestion")}
-        fresh = event.id not in self._stored
+                  "persisted": event.label("persisted"), "context": context,
+                  "suggestion": suggestion}
+        if record == before:
+            return  # a persistence check that changed nothing: nothing to store again
+        fresh = before is None
+        if fresh and not (_finite_row(context) and _finite_row(suggestion) and math.isfinite(event.ts)):
+            return  # a non-finite value (shown, see _unscorable) is nothing to learn from
         self._stored[event.id] = record
+        if fresh and len(self._stored) > MAX_ROWS:
+            del self._stored[next(iter(self._stored))]  # the oldest
         self._append_row(record)
         if fresh:
             self._since_refit += 1
@@ -250,20 +300,25 @@ class AcceptanceGate:
         return [r for r in self._stored.values() if r.get(self.label) is not None]
 
     def maybe_refit(self) -> bool:
-        """Start a refit if the guards allow; returns whether one was started (or run)."""
-        rows = sorted(self._labelled(), key=lambda r: r["ts"])
-        if len(rows) < self.min_events:
+        """Start a refit if the guards allow; returns whether one was started (or run). Whatever
+        the outcome, the next attempt waits for REFIT_EVERY more rows."""
+        self._since_refit = 0
+        with self._lock:
+            if self._refitting:
+                return False
+        labelled = self._labelled()
+        if len(labelled) < self.min_events:
             return False
-        positives = sum(int(r[self.label]) for r in rows)
-        minority = min(positives, len(rows) - positives)
-        if minority < max(MIN_MINORITY, MIN_MINORITY_SHARE * len(rows)):
-            self.last_refit = {"ts": time.time(), "result": "skipped: class balance", "n": len(rows)}
+        positives = sum(int(r[self.label]) for r in labelled)
+        minority = min(positives, len(labelled) - positives)
+        if minority < max(MIN_MINORITY, MIN_MINORITY_SHARE * len(labelled)):
+            self.last_refit = {"ts": time.time(), "result": "skipped: class balance", "n": len(labelled)}
             return False
+        rows = sorted(labelled, key=lambda r: r["ts"])
         with self._lock:
             if self._refitting:
                 return False
             self._refitting = True
-        self._since_refit = 0
         if self.background:
             threading.Thread(target=self._refit, args=(rows,), name="heedls-gate-refit", daemon=True).start()
         else:
@@ -286,16 +341,29 @@ class AcceptanceGate:
         # In the server (background) the fit runs in its own process: seconds of CPU that would
         # otherwise hold the GIL against every request.
         fitted, report = fit_candidates_in_process(*args) if self.background else fit_candidates(*args)
-        stages = {stage: StageModel.from_json(data) for stage, data in fitted.items()}
+        stages: dict[str, StageModel] = {}
+        for stage, data in fitted.items():
+            try:
+                stages[stage] = StageModel.from_json(data)
+            except (ValueError, KeyError, TypeError) as exc:  # e.g. a non-finite weight: never installed
+                report[stage] = {**(report.get(stage) or {}), "result": "rolled back", "reason": f"unusable: {exc}"}
+        results = {stage: (report.get(stage) or {}).get("result") for stage in ("context", "suggestion")}
+        rolled = [stage for stage, result in results.items() if result == "rolled back"]
+        report["installed"] = sorted(stages)
+        report["rolled_back"] = rolled
+        if rolled:
+            self.rollbacks += 1  # refit attempts in which a stage was rolled back
         if not stages:
-            self.rollbacks += 1
-            report["result"] = "rolled back"
+            report["result"] = ("rolled back" if rolled else
+                                "waiting" if "waiting" in results.values() else "kept: too few rows")
             self.last_refit = report
-            log.info("acceptance refit evaluated worse than the current model: kept %s", self.model_version)
+            log.info("acceptance refit installed nothing (%s): kept %s", report["result"], self.model_version)
             return
-        # The user's own model replaces the shipped one for every provider (it was fitted on what
-        # this user's provider actually produced), so provider-specific defaults are dropped.
-        merged = {k: v for k, v in (current.stages if current is not None else {}).items() if "@" not in k}
+        # A refitted stage serves every provider (it was fitted on what this user's providers
+        # actually produced), so its provider-specific defaults go; a stage that was not refitted
+        # (rolled back, waiting) keeps exactly what served before, provider-specific stages included.
+        merged = {k: v for k, v in (current.stages if current is not None else {}).items()
+                  if k.split("@", 1)[0] not in stages}
         merged.update(stages)
         base = (current.version if current is not None else "none").split("+user")[0]
         model = AcceptanceModel(f"{base}+user{int(time.time())}", merged, self.label,
@@ -303,16 +371,16 @@ class AcceptanceGate:
         if self.data_dir is not None:
             target = self.data_dir / USER_MODEL
             try:
-                if target.exists():
-                    target.replace(self.data_dir / USER_MODEL_PREV)
+                if target.exists():  # copied, not moved: a user model is on disk at every moment
+                    _write_atomic(self.data_dir / USER_MODEL_PREV, target.read_bytes())
                 model.save(target)
             except OSError as exc:
                 self._warn_once("save", f"cannot save the refitted acceptance model: {exc}")
         self.model = model  # one reference swap: decisions in flight see the old or the new model
         self.refits += 1
-        report["result"] = "installed"
+        report["result"] = "installed" if set(stages) == {"context", "suggestion"} else "partly installed"
         self.last_refit = report
-        log.info("acceptance model refitted: %s", model.version)
+        log.info("acceptance model refitted: %s (%s)", model.version, report["result"])
 
     def _kind(self, stage: str) -> Kind:
         current = self._stage(stage)
@@ -325,30 +393,89 @@ class AcceptanceGate:
             return out
         path = self.data_dir / ROWS_FILE
         try:
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        record = json.loads(line)
-                        out[str(record["id"])] = record
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a torn last line after a crash
+            latest, lines = _latest_lines(path)
         except (FileNotFoundError, NotADirectoryError):
-            pass
-        except OSError as exc:
+            return out
+        except (OSError, UnicodeDecodeError) as exc:
             self._warn_once("read", f"cannot read acceptance rows: {exc}")
+            return out
+        for line in list(latest.values())[-MAX_ROWS:]:  # the newest, in the order first written
+            try:
+                record = json.loads(line)
+                out[str(record["id"])] = _interned(record)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+        self._file_lines = lines
+        if lines > COMPACT_AT:
+            self._compacting = True
+            self._start_compaction()
         return out
 
     def _append_row(self, record: dict[str, Any]) -> None:
         if self.data_dir is None:
             return
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with self._file_lock:
+            if self._compacting:
+                self._pending.append(line)  # written once the compacted file is in place
+                return
+            try:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                with open(self.data_dir / ROWS_FILE, "a", encoding="utf-8") as fh:
+                    fh.write(line)
+            except OSError as exc:
+                # once, not on every decision: the gate keeps learning from this session in memory
+                self._warn_once("append", f"cannot store acceptance rows in {self.data_dir} ({exc.strerror or exc}): "
+                                          "the gate learns from this session only, and refits start over next time")
+                return
+            self._file_lines += 1
+            if self._file_lines <= COMPACT_AT:
+                return
+            self._compacting = True
+        self._start_compaction()
+
+    def _start_compaction(self) -> None:
+        if self.background:
+            threading.Thread(target=self._compact, name="heedls-gate-rows", daemon=True).start()
+        else:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the rows file with its newest MAX_ROWS events (each one's last line, in the order
+        they were first written), atomically (a temporary file of its own, then os.replace). Lines
+        appended meanwhile wait in memory and follow the new file. Lines another server sharing the
+        directory appends during the rewrite can be lost (a few training rows)."""
+        assert self.data_dir is not None
+        path = self.data_dir / ROWS_FILE
+        kept = 0
+        tmp: Path | None = None
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.data_dir / ROWS_FILE, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record, separators=(",", ":")) + "\n")
-        except OSError as exc:
-            # once, not on every decision: the gate keeps learning from this session in memory
-            self._warn_once("append", f"cannot store acceptance rows in {self.data_dir} ({exc.strerror or exc}): "
-                                      "the gate learns from this session only, and refits start over next time")
+            latest, _ = _latest_lines(path)
+            newest = list(latest.values())[-MAX_ROWS:]
+            kept = len(newest)
+            fresh = _tmp_for(path)
+            try:
+                with open(fresh, "w", encoding="utf-8") as out:
+                    out.writelines(newest)
+            except BaseException:
+                fresh.unlink(missing_ok=True)
+                raise
+            tmp = fresh
+        except (OSError, UnicodeDecodeError) as exc:
+            self._warn_once("compact", f"cannot compact the acceptance rows in {path}: {exc}")
+            tmp = None
+        with self._file_lock:
+            try:
+                if tmp is not None:
+                    os.replace(tmp, path)
+                if self._pending:
+                    with open(path, "a", encoding="utf-8") as fh:
+                        fh.writelines(self._pending)
+            except OSError as exc:
+                self._warn_once("compact", f"cannot compact the acceptance rows in {path}: {exc}")
+            self._file_lines = kept + len(self._pending) if tmp is not None else 0
+            self._pending.clear()
+            self._compacting = False
 
     def _warn_once(self, kind: str, message: str) -> None:
         if kind in self._warned:
@@ -360,9 +487,74 @@ class AcceptanceGate:
             log.warning("%s", message)
 
 
+def _rounded(value: float) -> float | None:
+    return round(value, 5) if math.isfinite(value) else None
+
+
+def _finite_row(row: Any) -> bool:
+    return row is None or all(map(math.isfinite, row.values()))
+
+
+def _interned(record: dict[str, Any]) -> dict[str, Any]:
+    """A record read back, its feature names shared (a third of a row's memory otherwise)."""
+    for stage in ("context", "suggestion"):
+        row = record.get(stage)
+        if isinstance(row, dict):
+            record[stage] = {sys.intern(k): v for k, v in row.items()}
+    return record
+
+
+_ID_AT_START = re.compile(r'\{"id":("(?:[^"\\]|\\.)*")')
+
+
+def _row_key(line: str) -> str | None:
+    """The id of a whole line of the rows file (as written: it starts with the id), else None."""
+    if not line.endswith("}\n"):
+        return None  # torn by a crash
+    match = _ID_AT_START.match(line)
+    if match is not None:
+        return match.group(1)
+    try:
+        return json.dumps(json.loads(line)["id"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _latest_lines(path: Path) -> tuple[dict[str, str], int]:
+    """The last whole line of each event in the rows file, in the order the events were first
+    written, and how many lines the file has."""
+    latest: dict[str, str] = {}
+    lines = 0
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            lines += 1
+            key = _row_key(line)
+            if key is not None:
+                latest[key] = line
+    return latest, lines
+
+
+def _tmp_for(path: Path) -> Path:
+    """A temporary name next to `path` that no other process uses (pid + random)."""
+    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = _tmp_for(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _attach(event: SuggestionEvent, stage: str, row: dict[str, float]) -> None:
     """Keep the decision-time features on the event: numbers survive a `nocode` export, so
     `heedls eval acceptance` can evaluate exports that carry no code text."""
+    if event.extra is None:  # treat as empty
+        event.extra = {}
+    if not isinstance(event.extra, dict):
+        return
     store = event.extra.setdefault(FEATURES_KEY, {})
     if isinstance(store, dict):
         store[stage] = row  # never changed afterwards; rounded to 4 decimals when serialised
@@ -374,7 +566,8 @@ def _load_for(data_dir: Path | None, refit: bool, model_path: Path | None,
     model = None
     if refit and data_dir is not None:
         model = _load(data_dir / USER_MODEL, warn)
-        if model is not None and set(model.stages) != {"context", "suggestion"}:
+        if model is not None and not _complete(model):
+            warn(f"acceptance model {data_dir / USER_MODEL} lacks a stage; ignoring it")
             model = None
     if model is None:
         path = model_path or default_model_path()
@@ -382,6 +575,12 @@ def _load_for(data_dir: Path | None, refit: bool, model_path: Path | None,
         if model is None:
             warn(f"no usable acceptance model at {path}: the gate shows every suggestion")
     return model
+
+
+def _complete(model: AcceptanceModel) -> bool:
+    """Both stages, and nothing but them (provider-specific ones included: `suggestion@local`)."""
+    return {"context", "suggestion"} <= set(model.stages) and all(
+        name.split("@", 1)[0] in ("context", "suggestion") for name in model.stages)
 
 
 def build_gate(config: Any, data_dir: Path | None = None, model_path: Path | None = None,

@@ -7,6 +7,7 @@ which in a thread of the server would compete with every request for the GIL.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import sys
@@ -16,11 +17,12 @@ from typing import Any
 
 import numpy as np
 from heedls.server.acceptance.features import STAGE_FEATURES, vectorize
-from heedls.server.acceptance.model import AcceptanceModel, Kind, fit_stage
+from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel, fit_stage
 
 log = logging.getLogger(__name__)
 
 HOLDOUT_SHARE = 0.2
+MIN_NEWER_ROWS = 30  # held-back rows newer than a user model's training data needed to replace it
 REFIT_TIMEOUT_S = 600.0
 
 RefitResult = tuple[dict[str, dict[str, Any]], dict[str, Any]]
@@ -29,7 +31,16 @@ RefitResult = tuple[dict[str, dict[str, Any]], dict[str, Any]]
 def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any] | None, keep: float, label: str,
                    kinds: Mapping[str, Kind], use_prior: bool) -> RefitResult:
     """Stages (as JSON) that evaluated at least as well as the current model on the newest 20 % of
-    `rows` (AUC, then log-loss), refitted on all rows; and a report of what was compared."""
+    `rows` (AUC, then log-loss), refitted on all rows; and a report of what was compared.
+
+    - Rows with a non-finite value in a stage's features are not learnt from for that stage.
+    - A current stage that is itself a user refit is compared only on held-back rows newer than the
+      rows it was trained on (`meta["trained_until_ts"]`): on the others it would be scored on its
+      own training data. Fewer than MIN_NEWER_ROWS such rows: the stage waits for more (kept, not
+      compared, not a rollback).
+    - A candidate (or the final refit) with any non-finite weight, threshold, calibration or
+      prediction on the held-back rows is never installed (rolled back).
+    """
     from heedls.server.acceptance.evaluate import auc
     from heedls.server.acceptance.prior import load_shipped_prior
 
@@ -41,10 +52,18 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
     installed: dict[str, dict[str, Any]] = {}
     report: dict[str, Any] = {"ts": time.time(), "n": len(rows), "holdout": len(new), "pid": os.getpid()}
     for stage in ("context", "suggestion"):
-        usable_old = [r for r in old if r.get(stage)]
-        usable_new = [r for r in new if r.get(stage)]
+        usable_old = [r for r in old if _usable(r.get(stage))]
+        usable_new = [r for r in new if _usable(r.get(stage))]
+        # each held-back event is scored by the model that served it, and only if that model was
+        # not trained on it
+        incumbents = [model.stage_for(stage, r.get("provider")) if model is not None else None for r in usable_new]
+        fresh = [i for i, (r, inc) in enumerate(zip(usable_new, incumbents)) if _unseen(r, inc)]
         if len(usable_old) < 10 or len(usable_new) < 5:
             continue
+        if len(fresh) < len(usable_new) and len(fresh) < MIN_NEWER_ROWS:
+            report[stage] = {"result": "waiting", "newer_rows": len(fresh), "needed": MIN_NEWER_ROWS}
+            continue
+        usable_new = [usable_new[i] for i in fresh]
         names = STAGE_FEATURES[stage]
         kind = kinds.get(stage, "logreg")
         X_old, y_old, g_old = _matrix(usable_old, stage, names, label)
@@ -54,24 +73,48 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
         candidate = fit_stage(stage, names, X_old, y_old, g_old, kind=kind, keep_accepted=keep, prior=found)
         cand_p = candidate.predict(X_new)
         inc_p = np.full(y_new.size, float(y_old.mean()))
-        if model is not None:  # each held-back event scored by the model that served it
-            for i, r in enumerate(usable_new):
-                incumbent = model.stage_for(stage, r.get("provider"))
-                if incumbent is not None:
-                    inc_p[i] = incumbent.score(r[stage])
+        for i, r in enumerate(usable_new):
+            incumbent = incumbents[fresh[i]]
+            if incumbent is not None:
+                inc_p[i] = incumbent.score(r[stage])
+        if not (candidate.finite() and np.isfinite(cand_p).all()):
+            report[stage] = {"result": "rolled back", "reason": "candidate not finite", "compared_on": len(usable_new)}
+            continue
         cand = (auc(y_new, cand_p) or 0.5, -logloss(y_new, cand_p))
-        inc = (auc(y_new, inc_p) or 0.5, -logloss(y_new, inc_p))
-        report[stage] = {"candidate_auc": round(cand[0], 4), "current_auc": round(inc[0], 4)}
+        inc = (auc(y_new, inc_p) or 0.5, -logloss(y_new, inc_p)) if np.isfinite(inc_p).all() else (-1.0, -np.inf)
+        report[stage] = {"candidate_auc": round(cand[0], 4), "current_auc": round(inc[0], 4),
+                         "compared_on": len(usable_new)}
         if cand < inc:
             report[stage]["result"] = "rolled back"
             continue
-        X_all, y_all, g_all = _matrix([r for r in rows if r.get(stage)], stage, names, label)
-        installed[stage] = fit_stage(stage, names, X_all, y_all, g_all, kind=kind, keep_accepted=keep,
-                                     prior=found,
-                                     meta={"source": "user refit", "label": label,
-                                           "prior_sources": [] if found is None else found.used}).to_json()
+        everything = [r for r in rows if _usable(r.get(stage))]
+        X_all, y_all, g_all = _matrix(everything, stage, names, label)
+        final = fit_stage(stage, names, X_all, y_all, g_all, kind=kind, keep_accepted=keep, prior=found,
+                          meta={"source": "user refit", "label": label,
+                                "prior_sources": [] if found is None else found.used,
+                                # what it was trained on: the next refit compares it only on newer rows
+                                "trained_until_ts": max(float(r["ts"]) for r in everything),
+                                "trained_rows": len(everything)})
+        if not final.finite():
+            report[stage].update({"result": "rolled back", "reason": "refit not finite"})
+            continue
+        installed[stage] = final.to_json()
         report[stage]["result"] = "installed"
     return installed, report
+
+
+def _usable(row: Any) -> bool:
+    """A stage row with every value finite (a NaN feature would make every weight NaN)."""
+    return bool(row) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in row.values())
+
+
+def _unseen(row: Mapping[str, Any], incumbent: StageModel | None) -> bool:
+    """Whether `incumbent` was not trained on `row`: it is no user refit (no `trained_until_ts`
+    in its meta), or the row is newer than the newest row it was trained on."""
+    until = incumbent.meta.get("trained_until_ts") if incumbent is not None else None
+    if not isinstance(until, (int, float)) or isinstance(until, bool):
+        return True
+    return float(row["ts"]) > float(until)
 
 
 def fit_candidates_in_process(*args: Any) -> RefitResult:
@@ -143,4 +186,4 @@ def logloss(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-__all__ = ["HOLDOUT_SHARE", "fit_candidates", "fit_candidates_in_process", "logloss"]
+__all__ = ["HOLDOUT_SHARE", "MIN_NEWER_ROWS", "fit_candidates", "fit_candidates_in_process", "logloss"]

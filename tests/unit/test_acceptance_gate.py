@@ -152,8 +152,11 @@ def test_background_refit_runs_in_its_own_process_and_installs(model_file: Path,
 
     gate.background = True  # the server's path: the refit thread waits on the process
     gate._refit_inner(rows)
-    assert gate.status()["last_refit"]["pid"] != os.getpid()
-    assert gate.status()["refits"] + gate.status()["rollbacks"] == 1
+    status = gate.status()
+    assert status["last_refit"]["pid"] != os.getpid()
+    report = status["last_refit"]
+    assert status["refits"] == int(bool(report["installed"]))  # one attempt: a refit if any stage was installed,
+    assert status["rollbacks"] == int(bool(report["rolled_back"]))  # a rollback if any stage was rolled back
 
 
 EXIT_DURING_REFIT = """
@@ -255,3 +258,276 @@ def test_provider_specific_stage_is_preferred(model_file: Path, tmp_path: Path) 
     other = gate.stage2(dataclasses.replace(event, provider="openai"), [])
     assert other.threshold == pytest.approx(base.stages["suggestion"].threshold, abs=1e-5)
     assert model.stage_for("context", "local") is base.stages["context"]  # no @local context: fallback
+
+
+# ---------------------------------------------------------------------- robustness (audit of the gate API)
+
+
+def _decide(gate: AcceptanceGate, events: list[SuggestionEvent], observe: bool = True) -> list[tuple]:
+    """Each event through stage 1 (no suggestion yet), stage 2 and, once decided, observe()."""
+    out = []
+    history: list[SuggestionEvent] = []
+    for event in events:
+        decided = dataclasses.replace(event)
+        event.outcome = None
+        pending, event.suggestion = event.suggestion, None
+        d1 = gate.stage1(event, history)
+        event.suggestion = pending
+        d2 = gate.stage2(event, history)
+        decided.extra = event.extra
+        if observe:
+            gate.observe(decided)
+        history.append(decided)
+        out.append((d1, d2))
+    return out
+
+
+def test_a_non_finite_score_shows_the_suggestion_and_warns_once(model_file: Path) -> None:
+    said: list[str] = []
+    gate = build_gate(GateConfig(mode="cascade", keep_accepted=0.6), None, model_path=model_file, warn=said.append)
+    assert gate.model is not None
+    for stage in gate.model.stages.values():
+        object.__setattr__(stage, "score", lambda row: float("nan"))  # e.g. a NaN feature value
+    decisions = _decide(gate, make_events(sessions=1, per_session=20, seed=21), observe=False)
+    assert all(d1.show and d2.show for d1, d2 in decisions)  # NaN >= threshold is False: never hide on it
+    assert all(d1.score is None and d2.score is None for d1, d2 in decisions)  # no NaN in telemetry
+    assert gate.status()["skipped"] == gate.status()["hidden"] == 0
+    assert len(said) == 1 and "non-finite" in said[0]
+
+
+def test_rows_with_a_non_finite_feature_are_not_learnt_from(model_file: Path, tmp_path: Path) -> None:
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=10_000), tmp_path, model_path=model_file)
+    events = make_events(sessions=1, per_session=20, seed=22)
+    history: list[SuggestionEvent] = []
+    for i, event in enumerate(events):
+        gate.stage1(event, history)
+        gate.stage2(event, history)
+        if i % 2:  # e.g. a provider's extra that slipped through as NaN
+            row = gate._rows[event.id]["suggestion"]
+            row[next(iter(row))] = float("nan")
+        gate.observe(event)
+        history.append(event)
+    assert gate.status()["user_events"] == 10
+    assert "NaN" not in (tmp_path / ROWS_FILE).read_text()
+
+
+def test_a_refit_with_a_non_finite_candidate_is_rolled_back_not_installed(
+        model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import math
+
+    from heedls.server.acceptance import refit
+
+    real = refit.fit_stage
+
+    def broken(*args: object, **kwargs: object) -> StageModel:
+        stage = real(*args, **kwargs)  # type: ignore[arg-type]
+        stage.calibration.a = math.nan  # every prediction NaN
+        return stage
+
+    monkeypatch.setattr(refit, "fit_stage", broken)
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=60), tmp_path, model_path=model_file)
+    gate.background = False
+    _decide(gate, make_events(sessions=1, per_session=60, seed=13))
+    status = gate.status()
+    assert status["refits"] == 0 and status["rollbacks"] == 1
+    assert status["model_version"] == "gate-test-1" and not (tmp_path / USER_MODEL).exists()
+    report = status["last_refit"]
+    assert report["result"] == "rolled back" and set(report["rolled_back"]) == {"context", "suggestion"}
+    assert report["suggestion"]["reason"] == "candidate not finite"
+
+
+def test_a_user_model_with_a_non_finite_threshold_is_ignored_with_a_warning(model_file: Path, tmp_path: Path) -> None:
+    data = json.loads(model_file.read_text())
+    data["version"] = "user-nan"
+    data["stages"]["suggestion"]["threshold"] = float("nan")
+    data["stages"]["suggestion"]["positive_quantiles"] = []
+    (tmp_path / USER_MODEL).write_text(json.dumps(data))
+    said: list[str] = []
+    gate = build_gate(GateConfig(mode="cascade"), tmp_path, model_path=model_file, warn=said.append)
+    assert gate.model_version == "gate-test-1"  # the shipped default
+    assert any("unusable" in s and "threshold" in s for s in said)
+
+
+def test_a_corrupt_tree_in_a_user_model_is_rejected_on_load_instead_of_hanging(tmp_path: Path) -> None:
+    from heedls.server.acceptance.gate import default_model_path
+
+    data = json.loads(default_model_path().read_text())
+    tree = data["stages"]["context"]["gbm"]["trees"][0]
+    tree["left"][0] = tree["right"][0] = 0  # a cycle: node 0 is its own child
+    data["version"] = "user-cycle"
+    (tmp_path / USER_MODEL).write_text(json.dumps(data))
+    said: list[str] = []
+    gate = build_gate(GateConfig(mode="cascade"), tmp_path, warn=said.append)
+    assert gate.model_version is not None and gate.model_version != "user-cycle"
+    assert any("unusable" in s for s in said)
+    event = make_events(sessions=1, per_session=1)[0]
+    event.suggestion = None
+    assert gate.stage1(event, []).score is not None  # returns
+
+
+def test_a_persistence_check_after_the_row_cache_moved_on_still_updates_the_label(
+        model_file: Path, tmp_path: Path) -> None:
+    from heedls.server.acceptance.gate import _ROW_CACHE
+
+    gate = build_gate(GateConfig(mode="cascade", label="persisted", min_events_for_refit=10_000), tmp_path,
+                      model_path=model_file)
+    events = make_events(sessions=1, per_session=_ROW_CACHE + 50, seed=23)
+    accepted = dataclasses.replace(events[0], outcome="accepted", persisted_30s=True)
+    _decide(gate, [events[0]], observe=False)
+    gate.observe(accepted)
+    assert gate._stored[accepted.id]["persisted"] == 1
+    _decide(gate, events[1:], observe=False)  # a busy ten minutes: the request has left the row cache
+    assert accepted.id not in gate._rows
+    gate.observe(dataclasses.replace(accepted, persisted_120s=False, persisted_600s=False))
+    assert gate._stored[accepted.id]["persisted"] == 0
+    again = build_gate(GateConfig(mode="cascade", label="persisted"), tmp_path, model_path=model_file)
+    assert again._stored[accepted.id]["persisted"] == 0  # and that is what was written down
+
+
+def _with_local_stages(model_file: Path, path: Path) -> AcceptanceModel:
+    base = AcceptanceModel.load(model_file)
+    local = {f"{name}@local": StageModel.from_json({**stage.to_json(), "meta": {"regime": "local"}})
+             for name, stage in base.stages.items()}
+    model = AcceptanceModel("regimes-2", {**base.stages, **local})
+    model.save(path)
+    return model
+
+
+def test_a_partial_rollback_keeps_exactly_what_served_the_rolled_back_stage(
+        model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import heedls.server.acceptance.gate as gate_module
+
+    shipped = _with_local_stages(model_file, tmp_path / "regimes.json")
+    data_dir = tmp_path / "data"
+    gate = build_gate(GateConfig(mode="cascade"), data_dir, model_path=tmp_path / "regimes.json")
+    gate.background = False
+    refitted = {**shipped.stages["context"].to_json(), "meta": {"source": "user refit"}}
+    monkeypatch.setattr(gate_module, "fit_candidates", lambda *args: (
+        {"context": refitted}, {"n": 200, "context": {"result": "installed"}, "suggestion": {"result": "rolled back"}}))
+    gate._refit_inner([])
+    assert gate.model is not None
+    assert gate.model.stage_for("suggestion", "local").meta == {"regime": "local"}  # still suggestion@local
+    assert gate.model.stage_for("context", "local").meta == {"source": "user refit"}  # refitted: for every provider
+    assert set(gate.model.stages) == {"context", "suggestion", "suggestion@local"}
+    status = gate.status()
+    assert status["refits"] == 1 and status["rollbacks"] == 1
+    assert status["last_refit"]["result"] == "partly installed"
+    assert status["last_refit"]["rolled_back"] == ["suggestion"] and status["last_refit"]["installed"] == ["context"]
+    again = build_gate(GateConfig(mode="cascade"), data_dir, model_path=tmp_path / "regimes.json")
+    assert again.model_version == gate.model_version  # a user model with a provider stage loads
+    assert again.model is not None and again.model.stage_for("suggestion", "local").meta == {"regime": "local"}
+
+
+def test_stage_2_recomputes_the_context_when_the_provider_changed_after_stage_1(model_file: Path) -> None:
+    from heedls.server.acceptance.features import stored_features, suggestion_features
+
+    gate = build_gate(GateConfig(mode="cascade"), None, model_path=model_file)
+    events = make_events(sessions=1, per_session=12, seed=24)
+    history, event = events[:-1], events[-1]
+    pending, event.suggestion = event.suggestion, None
+    event.provider = "openai"
+    gate.stage1(event, history)
+    served_context = dict(gate._rows[event.id]["context"])
+    event.suggestion, event.provider = pending, "local"  # the engine fell back to the local provider
+    gate.stage2(event, history)
+    expected = suggestion_features(event, history)  # what evaluation and a refit compute
+    assert expected["provider_local"] == 1.0
+    assert gate._rows[event.id]["suggestion"] == expected
+    assert gate._rows[event.id]["context"] == served_context  # stage 1's row stays as it was served
+    stored = stored_features(event, "suggestion")  # what a nocode export says (and evaluation reads)
+    assert stored is not None and {k: stored[k] for k in expected} == pytest.approx(expected)
+
+
+def test_an_event_with_extra_none_is_decided(model_file: Path) -> None:
+    gate = build_gate(GateConfig(mode="cascade"), None, model_path=model_file)
+    event = make_events(sessions=1, per_session=1, seed=25)[0]
+    event.extra = None  # type: ignore[assignment]
+    gate.stage1(event, [])
+    assert gate.stage2(event, []).score is not None
+    assert set(event.extra["acceptance_features"]) == {"context", "suggestion"}
+
+
+def test_rows_are_capped_the_file_is_compacted_and_a_failed_guard_waits(
+        model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import heedls.server.acceptance.gate as gate_module
+
+    monkeypatch.setattr(gate_module, "MAX_ROWS", 40, raising=False)
+    monkeypatch.setattr(gate_module, "COMPACT_AT", 80, raising=False)
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=20), tmp_path, model_path=model_file)
+    gate.background = False
+    attempts = []
+    real = gate.maybe_refit
+    gate.maybe_refit = lambda: attempts.append(1) or real()  # type: ignore[method-assign]
+    events = make_events(sessions=1, per_session=150, seed=26)
+    for event in events:
+        event.outcome = "rejected"  # one class only: the class-balance guard fails every time
+    _decide(gate, events)
+    assert gate.status()["last_refit"]["result"] == "skipped: class balance"
+    assert len(attempts) <= 150 // gate_module.REFIT_EVERY + 1  # not on every decision after a failure
+    assert len(gate._stored) == 40 and list(gate._stored) == [e.id for e in events[-40:]]  # the newest
+    lines = (tmp_path / ROWS_FILE).read_text().splitlines()
+    assert len(lines) <= 80  # compacted
+    assert {json.loads(line)["id"] for line in lines} >= {e.id for e in events[-40:]}
+    again = build_gate(GateConfig(mode="cascade"), tmp_path, model_path=model_file)
+    assert list(again._stored) == [e.id for e in events[-40:]]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_files_are_replaced_through_temporary_names_of_their_own(
+        model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two servers may share the data directory: they never write the same temporary file."""
+    import os
+
+    import heedls.server.acceptance.gate as gate_module
+
+    replaced: list[tuple[str, str]] = []
+    real = os.replace
+
+    def spy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        replaced.append((Path(src).name, Path(dst).name))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    gate = build_gate(GateConfig(mode="cascade"), tmp_path, model_path=model_file)
+    gate.background = False
+    stage = AcceptanceModel.load(model_file).stages["context"].to_json()
+    monkeypatch.setattr(gate_module, "fit_candidates", lambda *args: (
+        {"context": stage}, {"context": {"result": "installed"}, "suggestion": {"result": "rolled back"}}))
+    gate._refit_inner([])
+    gate._refit_inner([])  # the second one keeps the first as acceptance-user.prev.json
+    assert {dst for _, dst in replaced} == {USER_MODEL, "acceptance-user.prev.json"}
+    temporaries = [src for src, _ in replaced]
+    assert len(set(temporaries)) == len(temporaries) == 3
+    assert all(src.endswith(".tmp") and f".{os.getpid()}." in src for src in temporaries)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_user_model_is_compared_only_on_rows_newer_than_those_it_was_trained_on(model_file: Path) -> None:
+    """After a user refit, the held-back 20 % overlaps what the current (user) model was trained
+    on: scored on its own training rows it would look better than it is."""
+    from heedls.server.acceptance.refit import MIN_NEWER_ROWS, fit_candidates
+
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=10_000), None, model_path=model_file)
+    _decide(gate, make_events(sessions=2, per_session=100, seed=27))
+    rows = sorted(gate._labelled(), key=lambda r: r["ts"])
+    assert len(rows) == 200  # held back: the newest 40
+    kinds = {"context": "logreg", "suggestion": "logreg"}
+    assert gate.model is not None
+
+    def user_model(trained_until: int) -> dict:
+        stages = {name: StageModel.from_json({**stage.to_json(), "meta": {"source": "user refit",
+                                                                         "trained_until_ts": rows[trained_until]["ts"]}})
+                  for name, stage in gate.model.stages.items()}
+        return AcceptanceModel("gate-test-1+user1", stages).to_json()
+
+    _, report = fit_candidates(rows, user_model(199 - (MIN_NEWER_ROWS - 1)), 0.95, "accepted", kinds, False)
+    assert report["suggestion"] == {"result": "waiting", "newer_rows": MIN_NEWER_ROWS - 1, "needed": MIN_NEWER_ROWS}
+    _, report = fit_candidates(rows, user_model(199 - 35), 0.95, "accepted", kinds, False)
+    assert report["suggestion"]["compared_on"] == 35 and report["suggestion"]["result"] in ("installed", "rolled back")
+    _, report = fit_candidates(rows, gate.model.to_json(), 0.95, "accepted", kinds, False)
+    assert report["suggestion"]["compared_on"] == 40  # the shipped model never saw these rows
+
+    installed, _ = fit_candidates(rows, None, 0.95, "accepted", kinds, False)  # vs the base rate
+    assert "suggestion" in installed
+    meta = installed["suggestion"]["meta"]
+    assert meta["trained_until_ts"] == rows[-1]["ts"] and meta["trained_rows"] == 200  # for the next refit
