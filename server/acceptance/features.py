@@ -106,13 +106,26 @@ def stored_features(event: SuggestionEvent, stage: str) -> dict[str, float] | No
     store = event.extra.get(FEATURES_KEY) if event.extra else None
     if not isinstance(store, dict) or not isinstance(store.get("context"), dict):
         return None
-    row = {k: float(v) for k, v in store["context"].items() if isinstance(v, (int, float))}
+    row = _finite_values(store["context"])
     if stage == "suggestion":
         extra = store.get("suggestion")
         if not isinstance(extra, dict):
             return None
-        row.update({k: float(v) for k, v in extra.items() if isinstance(v, (int, float))})
+        row.update(_finite_values(extra))
     return row
+
+
+def _finite_values(stored: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers of a stored row (a file from elsewhere may hold NaN or a 400-digit int:
+    that feature is then unknown, 0, as a missing one)."""
+    out: dict[str, float] = {}
+    for key, value in stored.items():
+        if not isinstance(value, (int, float)):
+            continue
+        number = float(value) if isinstance(value, bool) else _flt(value)
+        if number is not None:
+            out[key] = number
+    return out
 
 
 def _log(x: float) -> float:
@@ -125,7 +138,7 @@ def _flt(value: Any) -> float | None:
         return None
     try:
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond any float
         return None
     return out if math.isfinite(out) else None
 
@@ -672,7 +685,9 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     f["logprob_known"] = float(logprob is not None)
     f["logprob"] = max(-20.0, min(0.0, logprob)) if logprob is not None else 0.0
     jedi = extra.get("jedi_agree")
-    jedi_value = float(jedi) if isinstance(jedi, (bool, int, float)) else None
+    jedi_value = float(jedi) if isinstance(jedi, bool) else _flt(jedi)  # finite only: NaN is unknown
+    if jedi_value is not None:
+        jedi_value = min(1.0, max(0.0, jedi_value))  # an agreement: 0 (disagrees) … 1 (agrees)
     f["jedi_known"] = float(jedi_value is not None)
     f["jedi_agree"] = jedi_value if jedi_value is not None else 0.0
 

@@ -133,6 +133,32 @@ def test_provider_extras_and_missing_fields() -> None:
     assert row["confidence"] == 0.7 and row["logprob"] == -1.5 and row["typing_known"] == 1.0
 
 
+@pytest.mark.parametrize("odd", [float("nan"), float("inf"), -float("inf"), 10**400, "abc", [1], None])
+def test_an_odd_provider_value_is_unknown_and_every_feature_stays_finite(odd: object) -> None:
+    # a NaN in a row makes the model's score NaN, and a NaN score hides (NaN >= t is False)
+    event = SuggestionEvent(id="a", session="s", ts=1.0, prefix="x = ", suggestion="y", latency_ms=12.0,
+                            extra={"jedi_agree": odd, "confidence": odd, "logprob": odd, "typing_cps": odd})
+    row = suggestion_features(event, [])
+    assert all(math.isfinite(v) for v in row.values())
+    assert row["jedi_known"] == row["confidence_known"] == row["logprob_known"] == row["typing_known"] == 0.0
+
+
+def test_jedi_agreement_is_read_as_a_share_between_zero_and_one() -> None:
+    for given, read in ((True, 1.0), (False, 0.0), (1, 1.0), (0.25, 0.25), (7, 1.0), (-2, 0.0)):
+        event = SuggestionEvent(id="a", session="s", ts=1.0, prefix="x = ", suggestion="y", extra={"jedi_agree": given})
+        row = suggestion_features(event, [])
+        assert (row["jedi_known"], row["jedi_agree"]) == (1.0, read), given
+
+
+def test_stored_rows_keep_only_their_finite_numbers() -> None:
+    from heedls.server.acceptance.features import stored_features
+
+    event = SuggestionEvent(id="a", session="s", ts=1.0, extra={"acceptance_features": {
+        "context": {"prefix_chars_log": 2.5, "after_colon": True, "bad": float("nan"), "huge": 10**400, "text": "1"},
+        "suggestion": {"sugg_chars_log": 1.0, "inf": float("inf")}}})
+    assert stored_features(event, "suggestion") == {"prefix_chars_log": 2.5, "after_colon": 1.0, "sugg_chars_log": 1.0}
+
+
 def test_session_histories_are_strictly_earlier_and_per_session() -> None:
     events = make_events(sessions=2, per_session=5)
     histories = session_histories(events)
