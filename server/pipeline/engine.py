@@ -323,15 +323,25 @@ class SuggestionEngine:
         return event
 
     def resolve(self, suggestion_id: str, outcome: Outcome, reason: str | None = None) -> SuggestionEvent | None:
-        """Record accept/reject once; later contradicting reports are ignored (first decision wins)."""
+        """Record accept/reject once; later contradicting reports are ignored (first decision wins).
+
+        A supersede (the engine's own timeout or a client's "superseded") of a suggestion no client
+        ever reported displayed (`heedls/suggestionShown`, extra `displayed_ts`) is no decision of
+        the user's: it is recorded "ignored" (no label, nothing learned), and a late accept still
+        wins over it. Explicit rejects ("dismissed", "typed-over") stay rejected."""
         event = self._by_id.get(suggestion_id)
-        if event is None or event.outcome is not None:
+        late_accept = event is not None and event.outcome == "ignored" and outcome == "accepted"
+        if event is None or (event.outcome is not None and not late_accept):
             log.debug("%s for %s ignored: %s", outcome, suggestion_id, "unknown id" if event is None else f"already {event.outcome}")
             return None
+        if outcome == "rejected" and reason == "superseded" and "displayed_ts" not in event.extra:
+            outcome = "ignored"
         event.outcome = outcome
         shown_at = event.extra.get("displayed_ts") or event.ts
-        event.decision_ms = round(max(0.0, self.clock() - float(shown_at)) * 1000, 1)
-        if reason:
+        # shown → decision; an ignored one had no decision (null, never invented)
+        event.decision_ms = None if outcome == "ignored" else round(max(0.0, self.clock() - float(shown_at)) * 1000, 1)
+        event.extra.pop("reason", None)  # a late accept replaces the supersede
+        if reason and outcome != "accepted":
             event.extra["reason"] = reason
         for uri, live in list(self._live.items()):
             if live.event.id == suggestion_id:
@@ -339,6 +349,8 @@ class SuggestionEngine:
                     live.reject_timer.cancel()
                 del self._live[uri]
         self.sink.record(event)
+        if outcome == "ignored":
+            return event  # not a decision: the gate learns nothing from it
         try:
             self.gate.observe(event)
         except Exception:
@@ -347,7 +359,8 @@ class SuggestionEngine:
 
     def _supersede(self, uri: str) -> None:
         """A new suggestion at the same place without an accept: the old one counts as rejected
-        after the configured timeout (unless an accept for it arrives late)."""
+        after the configured timeout (unless an accept for it arrives late), or as "ignored" when
+        no client reported it displayed (see resolve)."""
         live = self._live.pop(uri, None)
         if live is None or live.event.outcome is not None:
             return

@@ -215,6 +215,8 @@ async def test_a_new_suggestion_at_the_same_place_rejects_the_old_one_after_the_
     c = replace(c, telemetry=replace(c.telemetry, reject_timeout_s=0.05))
     engine = SuggestionEngine(CountingProvider(), c)
     first = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    assert first is not None
+    engine.mark_displayed(first.id)  # the editor reported it on screen
     doc = DOC + "x, "
     await engine.suggest("u", "/a.py", doc, len(doc), 0, len(doc))
     await asyncio.sleep(0.1)
@@ -232,6 +234,8 @@ async def test_supersede_rejects_fall_due_each_after_its_own_timeout() -> None:
     shown += [await engine.suggest("u", "/a.py", d, len(d), 0, len(d)) for d in docs[2:]]  # 1, 2 wait 0.05 s
     assert all(s is not None for s in shown)
     ids = [s.id for s in shown if s is not None]
+    for i in ids:
+        engine.mark_displayed(i)
     assert engine.resolve(ids[2], "accepted") is not None  # a late accept wins over the pending reject
     await asyncio.sleep(0.15)
     outcomes = [e.outcome if (e := engine.event(i)) else None for i in ids]
@@ -267,3 +271,78 @@ def test_an_unusable_disk_cache_degrades_to_memory(tmp_path) -> None:
     cache = SuggestionCache(entries=4, disk_dir=blocker / "cache")
     cache.put("k", 1)
     assert cache.get("k") == 1
+
+
+async def test_typing_through_then_accept_is_one_accepted_event_with_the_original_id() -> None:
+    # An editor that lets the request after each typed character through (no reject of its own)
+    # gets the same id back with the rest; Tab then accepts the original event, once.
+    sink, gate = RecordingSink(), ThresholdGate()
+    engine = SuggestionEngine(CountingProvider(), config(), gate=gate, sink=sink)
+    first = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    assert first is not None
+    engine.mark_displayed(first.id)
+    for typed in ("v", "va", "val"):
+        doc = DOC + typed
+        again = await engine.suggest("u", "/a.py", doc, len(doc), 0, len(doc))
+        assert again is not None and again.id == first.id and again.text == "values)"[len(typed):]
+    assert engine.resolve(first.id, "accepted") is not None
+    mine = [e for e in sink.events if e["id"] == first.id]
+    assert mine[-1]["outcome"] == "accepted" and mine[-1]["suggestion"] == "values)"
+    assert {e["outcome"] for e in sink.events} == {None, "accepted"}  # nothing rejected, one event
+    assert len({e["id"] for e in sink.events}) == 1
+    assert [e.outcome for e in gate.observed] == ["accepted"]
+
+
+def _quick_reject(timeout_s: float = 0.05) -> HeedlsConfig:
+    c = config()
+    return replace(c, telemetry=replace(c.telemetry, reject_timeout_s=timeout_s))
+
+
+async def test_a_superseded_suggestion_never_reported_displayed_is_ignored_and_not_learned() -> None:
+    # The answer went back but no editor said it was on screen (VS Code cancelled it, Neovim
+    # dropped a stale answer): its supersede is no decision of the user's.
+    gate, sink = ThresholdGate(), RecordingSink()
+    engine = SuggestionEngine(CountingProvider(), _quick_reject(), gate=gate, sink=sink)
+    first = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    doc = DOC + "x, "
+    await engine.suggest("u", "/a.py", doc, len(doc), 0, len(doc))
+    await asyncio.sleep(0.1)
+    assert first is not None
+    event = engine.event(first.id)
+    assert event is not None and event.outcome == "ignored" and event.extra["reason"] == "superseded"
+    assert event.decision_ms is None  # no decision, so no decision time
+    assert gate.observed == []  # nothing learned
+    assert [e["outcome"] for e in sink.events if e["id"] == first.id][-1] == "ignored"
+
+
+async def test_a_clients_superseded_of_an_undisplayed_suggestion_is_ignored_but_explicit_rejects_stay() -> None:
+    gate = ThresholdGate()
+    engine = SuggestionEngine(CountingProvider(), config(), gate=gate)
+    ids = []
+    for i in range(4):
+        doc = DOC + "a" * i
+        s = await engine.suggest(f"u{i}", "/a.py", doc, len(doc), 0, len(doc))
+        assert s is not None
+        ids.append(s.id)
+    engine.mark_displayed(ids[3])
+    engine.resolve(ids[0], "rejected", "superseded")
+    engine.resolve(ids[1], "rejected", "dismissed")
+    engine.resolve(ids[2], "rejected", "typed-over")
+    engine.resolve(ids[3], "rejected", "superseded")
+    outcomes = [e.outcome if (e := engine.event(i)) else None for i in ids]
+    assert outcomes == ["ignored", "rejected", "rejected", "rejected"]
+    assert [e.id for e in gate.observed] == ids[1:]
+
+
+async def test_a_late_accept_wins_over_ignored() -> None:
+    # e.g. Neovim 0.12's native front end reports "shown" only with its accept
+    gate = ThresholdGate()
+    engine = SuggestionEngine(CountingProvider(), config(), gate=gate)
+    s = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    assert s is not None
+    engine.resolve(s.id, "rejected", "superseded")
+    engine.mark_displayed(s.id)
+    event = engine.resolve(s.id, "accepted")
+    assert event is not None and event.outcome == "accepted" and "reason" not in event.extra
+    assert event.decision_ms is not None and [e.outcome for e in gate.observed] == ["accepted"]
+    assert engine.resolve(s.id, "rejected", "dismissed") is None  # and the accept is final
