@@ -2,8 +2,13 @@
 //   shown      - the first heedls item of a response that VS Code could display
 //   accepted   - VS Code runs the item's own command `heedls.accept(id)` (nothing to do here
 //                beyond forgetting the item)
-//   rejected   - Esc (`dismissed`), a new request replacing it (`superseded`, or `typed-over` when
-//                the user typed something other than the suggestion), editor switched (`dismissed`)
+//   rejected   - `dismissed`: Esc, a click or a keyboard move of the cursor (arrows, Home/End,
+//                PgUp/PgDn) with no edit, another editor, the window losing focus;
+//                `typed-over`: an edit that does not follow the suggestion (other text, Backspace,
+//                Enter); `superseded`: a new suggestion (another id, or none) answered a request
+//                made while the user was typing through the shown one.
+// Typing through the ghost text (or VS Code's "accept word") is not a rejection: the request goes
+// to the server, which answers with the same id and the rest, and Tab later accepts that one event.
 // VS Code's stable API has no "shown"/"dismissed" events for inline completions, hence the
 // middleware on provideInlineCompletionItems and our own Esc keybinding.
 import * as vscode from 'vscode';
@@ -19,6 +24,12 @@ interface Shown {
   /** Document text from the line start to the cursor when shown. */
   linePrefix: string;
   text: string;
+  /** Document version when shown. */
+  version: number;
+  /** Document version last seen (when shown, or at the last selection event). */
+  seenVersion: number;
+  /** Where the cursor was last seen (when shown, or at the last selection event). */
+  cursor: vscode.Position;
 }
 
 export type RejectReason = 'dismissed' | 'superseded' | 'typed-over';
@@ -40,13 +51,35 @@ export class SuggestionTracker implements vscode.Disposable {
           this.reject('dismissed');
         }
       }),
-      vscode.window.onDidChangeTextEditorSelection((e) => {
-        // A click elsewhere hides the ghost text without any request: that is a dismissal.
-        if (e.kind === vscode.TextEditorSelectionChangeKind.Mouse && this.current) {
+      vscode.window.onDidChangeTextEditorSelection((e) => this.selectionChanged(e)),
+      // VS Code hides inline suggestions when the editor loses focus (editor.inlineSuggest has no
+      // keepOnBlur by default); the window losing focus is the part of that the API reports.
+      vscode.window.onDidChangeWindowState((state) => {
+        if (!state.focused) {
           this.reject('dismissed');
         }
       }),
     );
+  }
+
+  /** A click, or a keyboard move not explained by an edit (arrows, Home/End, PgUp/PgDn), hides the
+   * ghost text without any request: that is a dismissal. Typing moves the cursor too, but its
+   * document change arrives first (a new version): the next request decides about those. */
+  private selectionChanged(e: vscode.TextEditorSelectionChangeEvent): void {
+    const shown = this.current;
+    const doc = e.textEditor.document;
+    if (!shown || shown.uri !== doc.uri.toString()) {
+      return;
+    }
+    const sel = e.selections[0];
+    const edited = doc.version !== shown.seenVersion;
+    const moved = !sel || e.selections.length !== 1 || !sel.isEmpty || !sel.active.isEqual(shown.cursor);
+    shown.seenVersion = doc.version;
+    shown.cursor = sel?.active ?? shown.cursor;
+    const Kind = vscode.TextEditorSelectionChangeKind;
+    if (e.kind === Kind.Mouse || (!edited && moved && (e.kind === Kind.Keyboard || e.kind === Kind.Command))) {
+      this.reject('dismissed');
+    }
   }
 
   get pending(): string | undefined {
@@ -81,6 +114,7 @@ export class SuggestionTracker implements vscode.Disposable {
   }
 
   private markShown(doc: vscode.TextDocument, pos: vscode.Position, id: string, text: string): void {
+    const again = this.current?.id === id; // typing through: the same suggestion, its rest
     this.current = {
       id,
       uri: doc.uri.toString(),
@@ -88,8 +122,13 @@ export class SuggestionTracker implements vscode.Disposable {
       character: pos.character,
       linePrefix: doc.lineAt(pos.line).text.slice(0, pos.character),
       text,
+      version: doc.version,
+      seenVersion: doc.version,
+      cursor: pos,
     };
-    this.notify('heedls/suggestionShown', { id });
+    if (!again) {
+      this.notify('heedls/suggestionShown', { id });
+    }
   }
 
   /** Is the shown suggestion's whole text now in the document where it was shown? */
@@ -103,33 +142,51 @@ export class SuggestionTracker implements vscode.Disposable {
     return shown.text.length > 0 && doc.getText(new vscode.Range(start, end)) === shown.text;
   }
 
-  /** Why the shown suggestion is being replaced by a request at `pos`. */
-  private supersedeReason(doc: vscode.TextDocument, pos: vscode.Position): RejectReason {
+  /** Is a request at `pos` the user typing through the shown suggestion: same document and line,
+   * the text before it unchanged, and what was typed since (maybe nothing) a prefix of it? */
+  private typingThrough(doc: vscode.TextDocument, pos: vscode.Position): boolean {
     const shown = this.current;
     if (!shown || shown.uri !== doc.uri.toString() || shown.line !== pos.line || pos.character < shown.character) {
-      return 'superseded';
+      return false;
     }
     const lineNow = doc.lineAt(pos.line).text;
-    if (!lineNow.startsWith(shown.linePrefix)) {
-      return 'typed-over';
+    return lineNow.startsWith(shown.linePrefix) && shown.text.startsWith(lineNow.slice(shown.character, pos.character));
+  }
+
+  /** Why the shown suggestion is gone at a request at `pos` that is not typing through it. */
+  private replaceReason(doc: vscode.TextDocument): RejectReason {
+    const shown = this.current;
+    if (shown && shown.uri === doc.uri.toString() && shown.version === doc.version) {
+      return 'dismissed'; // the cursor moved away with no edit
     }
-    const typed = lineNow.slice(shown.character, pos.character);
-    // Typing through the ghost text keeps it; anything else overwrote it.
-    return shown.text.startsWith(typed) ? 'superseded' : 'typed-over';
+    // An edit that does not follow the suggestion: other text, Backspace, Enter (as in Neovim).
+    return 'typed-over';
   }
 
   middleware(): Middleware {
     return {
       provideInlineCompletionItems: async (document, position, context, token, next) => {
+        // While the user types through the shown suggestion it stays undecided: the server answers
+        // with the same id and the rest (its typing-through reuse), and only an answer with another
+        // id, or none, supersedes it.
+        let through: Shown | undefined;
         if (this.current) {
           if (this.wasInserted(document)) {
             // Tab inserted it and its accept command is on its way: not a rejection.
             this.current = undefined;
+          } else if (this.typingThrough(document, position)) {
+            through = this.current;
           } else {
-            this.reject(this.supersedeReason(document, position));
+            this.reject(this.replaceReason(document));
           }
         }
+        const supersede = () => {
+          if (through && this.current === through) {
+            this.reject('superseded');
+          }
+        };
         if (!this.enabled) {
+          supersede();
           return undefined;
         }
         let result: vscode.InlineCompletionItem[] | vscode.InlineCompletionList | null | undefined;
@@ -137,18 +194,27 @@ export class SuggestionTracker implements vscode.Disposable {
           result = await next(document, position, context, token);
         } catch {
           // A slow, restarting or broken server must never surface as an editor error.
+          if (!token.isCancellationRequested) {
+            supersede();
+          }
           return undefined;
+        }
+        if (token.isCancellationRequested) {
+          return result; // a newer request follows: it decides about the shown suggestion
         }
         const items = Array.isArray(result) ? result : (result?.items ?? []);
         const first = items.find((item) => item.command?.command === ACCEPT_COMMAND);
-        if (first && !token.isCancellationRequested) {
-          const id = first.command?.arguments?.[0];
+        const id = first?.command?.arguments?.[0];
+        if (typeof id !== 'string' || id !== through?.id) {
+          supersede();
+        }
+        if (first && typeof id === 'string') {
           const version = document.version;
           const text = typeof first.insertText === 'string' ? first.insertText : first.insertText.value;
           // VS Code displays the first item once this promise resolves, unless the document moved
-          // on meanwhile: report "shown" only then.
+          // on meanwhile: report "shown" only then (the same id again is the same suggestion).
           setTimeout(() => {
-            if (typeof id === 'string' && !token.isCancellationRequested && document.version === version) {
+            if (!token.isCancellationRequested && document.version === version) {
               this.markShown(document, position, id, text);
             }
           }, 0);
