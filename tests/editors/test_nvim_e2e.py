@@ -317,6 +317,70 @@ def test_terminal_ghost_text_tab_accepts(tmp_path: Path, nvim_bin: tuple[Path, t
     assert accepted and accepted[-1]["suggestion"].strip().endswith(suggestion.split()[-1])
 
 
+def test_terminal_typing_through_the_ghost_text_then_tab_is_one_accept(
+        tmp_path: Path, nvim_bin: tuple[Path, tuple[int, int]]) -> None:
+    """Typing the first characters of the suggestion keeps it (the rest stays on screen): Tab then
+    accepts the ORIGINAL suggestion, one `accepted` event holding its whole text, never rejected."""
+    (nvim, version), tmux = nvim_bin, shutil.which("tmux")
+    tools.require(tmux=Path(tmux) if tmux else None)
+    workspace, data = _workspace(tmp_path), tmp_path / "data"
+    data.mkdir()
+    env = _env(data, workspace, TERM="xterm-256color")
+    tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", "100", "-y", "26", "-c", str(workspace),
+          f"{nvim} -u {NVIM_TESTS / 'init.lua'} shapes.py", env=env)
+    try:
+        _wait_screen(lambda s: "def sub2" in s, 30)
+        _wait_screen(lambda s: "heedls" in s.splitlines()[-2], 30)
+        _tmux("send-keys", "-t", "e2e", "G", "o", "Enter")
+        _tmux("send-keys", "-t", "e2e", "-l", "def total3(a, b, c):")
+        _tmux("send-keys", "-t", "e2e", "Enter")
+        _tmux("send-keys", "-t", "e2e", "-l", "return ")
+        try:
+            screen = _wait_screen(_ghost_shown, 15)
+        except AssertionError:
+            if _native(version):
+                _tmux("send-keys", "-t", "e2e", "Escape")
+                _tmux("send-keys", "-t", "e2e", "A")
+            else:
+                _tmux("send-keys", "-t", "e2e", "M-]")
+            screen = _wait_screen(_ghost_shown, 20)
+        time.sleep(0.5)  # let the server record it displayed
+        ghost_line = _ghost_shown(_tmux("capture-pane", "-p", "-t", "e2e")) or _ghost_shown(screen)
+        assert ghost_line
+        suggestion = ghost_line.split("return ", 1)[1].rstrip()
+        typed = suggestion[:2]
+        assert len(suggestion) > len(typed) and typed.strip(), suggestion
+        for ch in typed:  # typed through, a person's pace
+            _tmux("send-keys", "-t", "e2e", "-l", ch)
+            time.sleep(0.3)
+        # the rest is still on screen after what was typed (the same suggestion)
+        _wait_screen(lambda s: any(line.rstrip().endswith("return " + suggestion) for line in s.splitlines()), 10)
+        time.sleep(0.5)  # the server answered the request after the last typed character
+        _tmux("send-keys", "-t", "e2e", "Tab")
+        _tmux("send-keys", "-t", "e2e", "Escape")
+        _tmux("send-keys", "-t", "e2e", ":w", "Enter")
+        _wait_screen(lambda s: "written" in s, 15)
+        time.sleep(1.0)  # the accept reaches the store
+        _tmux("send-keys", "-t", "e2e", ":qa!", "Enter")
+        time.sleep(1.5)
+    finally:
+        tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+    saved = (workspace / "shapes.py").read_text()
+    assert f"return {suggestion}" in saved, saved
+    events = _events(workspace, data)
+    accepted = [e for e in events if e["outcome"] == "accepted"]
+    assert len(accepted) == 1, events
+    event = accepted[0]
+    # one event for the suggestion as first shown: its whole text, not a second event for the rest
+    assert event["suggestion"].split("\n")[0].rstrip() == suggestion and event["shown"], event
+    same = [e for e in events if e["id"] != event["id"] and e["suggestion"] == event["suggestion"]
+            and e["prefix"] == event["prefix"] and e["outcome"] == "rejected"]
+    assert not same, same
+    rest = [e for e in events if e["suggestion"] and e["prefix"] and e["prefix"].endswith("return " + typed)]
+    assert not rest, f"a second suggestion was minted for the rest: {rest}"
+
+
 def test_checkhealth_reports_missing_server_with_install_hint(
         tmp_path: Path, nvim_bin: tuple[Path, tuple[int, int]]) -> None:
     """No heedls anywhere: opening a Python file must not error, and :checkhealth says what to do."""

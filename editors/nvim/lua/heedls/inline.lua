@@ -2,9 +2,16 @@
 -- `textDocument/inlineCompletion` while typing, shows the first item as virtual text, and reports
 -- what happened to it so the acceptance gate learns:
 --   accept  (<Tab>)                  -> the item's command `heedls.accept(id)`
---   dismiss (<C-]>, <Esc>, leaving)  -> `heedls/suggestionRejected` {reason = "dismissed"}
---   typing on / new request          -> `heedls/suggestionRejected` {reason = "superseded" | "typed-over"}
---   shown                            -> `heedls/suggestionShown`
+--   dismiss (<C-]>, <Esc>, leaving, moving the cursor without typing)
+--                                    -> `heedls/suggestionRejected` {reason = "dismissed"}
+--   typing something else (other text, <BS>, <CR>)
+--                                    -> `heedls/suggestionRejected` {reason = "typed-over"}
+--   typing through it                -> nothing: the rest stays shown, the server answers the next
+--                                       request with the same id and the rest (one event, so <Tab>
+--                                       later accepts the original suggestion)
+--   an answer with another id (or none) after typing through / asking again at the same place
+--                                    -> `heedls/suggestionRejected` {reason = "superseded"}
+--   shown                            -> `heedls/suggestionShown` (once per id)
 local M = {}
 
 local ns = vim.api.nvim_create_namespace('heedls.ghost')
@@ -19,6 +26,7 @@ local uv = vim.uv or vim.loop
 ---@field prefix string line text before col when shown
 ---@field tick integer changedtick when shown
 ---@field client_id integer
+---@field through boolean? typed through since shown (redrawn locally until the server answers)
 
 ---@type table<integer, heedls.Shown>
 local shown = {}
@@ -161,28 +169,39 @@ function M.request(bufnr, opts)
   local ok, request_id = client:request('textDocument/inlineCompletion', params, function(err, result)
     pending[bufnr] = nil
     -- Stale answers (the buffer moved on) are dropped; errors never reach the user as popups.
-    if err or not result or not vim.api.nvim_buf_is_valid(bufnr)
+    if err or not vim.api.nvim_buf_is_valid(bufnr)
       or vim.api.nvim_buf_get_changedtick(bufnr) ~= tick then
       return done(nil)
     end
     if not opts.position and vim.fn.mode():sub(1, 1) ~= 'i' then
       return done(nil)
     end
-    local items = result.items or result
+    local items = result and (result.items or result) or {}
     for _, item in ipairs(items) do
       local text = ghost_for(item, line, row, col, encoding)
       if text then
-        M.reject(bufnr, 'superseded')
+        local id = suggestion_id(item)
+        local old = shown[bufnr]
+        local same = old and id and old.id == id -- typed through: the same suggestion, its rest
+        if same then
+          clear(bufnr)
+        else
+          M.reject(bufnr, 'superseded')
+        end
         render(bufnr, row, col, text)
         shown[bufnr] = {
-          id = suggestion_id(item), item = item, text = text, row = row, col = col,
+          id = id, item = item, text = text, row = row, col = col,
           prefix = line:sub(1, col), tick = tick, client_id = client.id,
         }
-        if shown[bufnr].id then
-          client:notify('heedls/suggestionShown', { id = shown[bufnr].id })
+        if id and not same then
+          client:notify('heedls/suggestionShown', { id = id })
         end
         return done(shown[bufnr])
       end
+    end
+    -- no answer to what was typed through it: that suggestion is superseded
+    if shown[bufnr] and shown[bufnr].through then
+      M.reject(bufnr, 'superseded')
     end
     done(nil)
   end, bufnr)
@@ -214,16 +233,28 @@ function M.accept(bufnr)
   return true
 end
 
---- Why a change replaced the shown suggestion: typing through it keeps agreeing with it.
-local function replace_reason(bufnr, s)
+--- After a change in Insert mode: typing through the shown suggestion keeps it (the rest is
+--- redrawn at the cursor, same id, and the next request's answer confirms or supersedes it);
+--- any other change (other text, <BS>, <CR>) typed over it.
+local function typed_on(bufnr, s)
   local cursor = vim.api.nvim_win_get_cursor(0)
   local row, col = cursor[1] - 1, cursor[2]
   local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
   if row ~= s.row or col < s.col or line:sub(1, #s.prefix) ~= s.prefix then
-    return 'typed-over'
+    return M.reject(bufnr, 'typed-over')
   end
   local typed = line:sub(s.col + 1, col)
-  return s.text:sub(1, #typed) == typed and 'superseded' or 'typed-over'
+  if s.text:sub(1, #typed) ~= typed then
+    return M.reject(bufnr, 'typed-over')
+  end
+  local rest = s.text:sub(#typed + 1)
+  if rest == '' then
+    return M.reject(bufnr, 'superseded') -- typed all of it by hand: the next answer is a new one
+  end
+  vim.api.nvim_buf_clear_namespace(bufnr, ns, 0, -1)
+  render(bufnr, row, col, rest)
+  s.text, s.col, s.prefix, s.tick = rest, col, line:sub(1, col), vim.api.nvim_buf_get_changedtick(bufnr)
+  s.through = true
 end
 
 local function schedule(bufnr, delay)
@@ -252,7 +283,7 @@ function M.attach(client, bufnr, opts)
     callback = function()
       local s = shown[bufnr]
       if s then
-        M.reject(bufnr, replace_reason(bufnr, s))
+        typed_on(bufnr, s)
       end
       schedule(bufnr, opts.debounce_ms)
     end,
