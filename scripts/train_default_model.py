@@ -48,7 +48,8 @@ def main() -> int:
     parser.add_argument("--cuts", type=int, default=3000)
     parser.add_argument("--kind", default="blend", choices=("logreg", "gbm", "blend"))
     parser.add_argument("--keep", type=float, default=0.95)
-    parser.add_argument("--cups", type=Path, default=CUPS, help="real decisions to add (default: cups-dev)")
+    parser.add_argument("--cups", type=Path, default=CUPS,
+                        help=f"real decisions to add (default: {CUPS}, cups-dev beside this checkout)")
     parser.add_argument("--no-cups", action="store_true", help="train on the replay alone")
     parser.add_argument("--replay", type=Path, default=None, help="use this replay file instead of generating one")
     parser.add_argument("-o", "--output", type=Path, default=OUT)
@@ -57,6 +58,10 @@ def main() -> int:
                         help="the date in the model's version, YYYY-MM-DD (default: $SOURCE_DATE_EPOCH, else today); "
                              "the shipped model's own date reproduces its file byte for byte")
     args = parser.parse_args()
+    if not args.no_cups and not args.cups.is_file():
+        # Never a silently replay-only model: it is badly calibrated for people (docs/acceptance.md).
+        parser.error(f"the real decisions are not at {args.cups}: pass --cups PATH to cups-dev.jsonl "
+                     "(the shipped model is trained with them), or --no-cups for a replay-only model")
 
     from heedls.server.acceptance.evaluate import build_dataset, canonical_order, load_events, prior_rows
     from heedls.server.acceptance.features import STAGE_FEATURES

@@ -52,8 +52,10 @@ def eval_acceptance(
                                               "file's sessions), a prior file, or 'none'.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="Worker processes for the sessions' fits (same "
                                       "results; 0: one per core, up to 4, when the data is big enough to gain).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fits' subsampling, the session bootstrap "
+                                      "(intervals) and the chance ECE (ece_chance); 0 gives the documented figures.")] = 0,
 ) -> None:
-    """Leave-one-session-out evaluation of the acceptance model (protocol of DESIGN.md)."""
+    """Leave-one-session-out evaluation of the acceptance model (the fixed protocol, docs/acceptance.md)."""
     from heedls.server.acceptance.evaluate import check_keep, evaluate, load_model, load_prior, read_events
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
@@ -119,7 +121,7 @@ def eval_acceptance(
 
         result = evaluate(loaded, stage.value, label=label.value, keep=keep, kind=kind.value, baselines=baselines,
                           pretrained=model, prior=prior_data, progress=rows_done, fold_progress=folds_done,
-                          adapt=user_bias, jobs=jobs)
+                          adapt=user_bias, jobs=jobs, seed=seed)
     if skipped:
         result["skipped_lines"] = skipped
     for warning in _label_warnings(loaded, label.value, result):
