@@ -84,7 +84,10 @@ def build_gate(config: HeedlsConfig, warn: Warn) -> Gate:
     try:
         from heedls.server.acceptance.gate import build_gate as acceptance_gate
 
-        gate: Gate = acceptance_gate(config.gate, data_dir(), warn=_from_any_thread(warn))
+        # Telemetry off means heedls writes nothing about the user's suggestions: the gate then
+        # learns within the session only (no stored rows, no refitted model read or saved).
+        learn_dir = data_dir() if config.telemetry.enabled else None
+        gate: Gate = acceptance_gate(config.gate, learn_dir, warn=_from_any_thread(warn))
         return gate
     except Exception as exc:
         warn(f"acceptance gate unavailable ({exc}); showing every suggestion")

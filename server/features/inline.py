@@ -129,7 +129,7 @@ async def _reopen_telemetry(server: HeedlsServer, engine: SuggestionEngine, conf
             await asyncio.to_thread(old_store.close)  # flushing can wait on a locked disk
         except Exception as exc:
             server.notify_log(f"telemetry store did not close cleanly: {exc}")
-    state = "off" if store is None else f"privacy {config.telemetry.privacy}"
+    state = "off" if store is None else f"privacy {config.telemetry.privacy}, store {getattr(store, 'path', '?')}"
     server.notify_log(f"telemetry settings changed: now {state}", types.MessageType.Info)
 
 
@@ -150,9 +150,10 @@ def register(server: HeedlsServer) -> None:
         if old.provider != config.provider and "provider" not in server.services:
             local = getattr(engine.provider, "fallback", None) if engine.provider.name != "local" else engine.provider
             engine.provider = services.build_provider(config, local or services.build_local(server.root), server.notify_log)
-        if old.gate != config.gate:
+        learning_moved = old.telemetry.enabled != config.telemetry.enabled  # where the gate keeps what it learns
+        if old.gate != config.gate or learning_moved:
             reconfigure = getattr(engine.gate, "reconfigure", None)
-            if callable(reconfigure) and config.gate.mode != "off" and old.gate.mode != "off":
+            if callable(reconfigure) and config.gate.mode != "off" and old.gate.mode != "off" and not learning_moved:
                 reconfigure(config.gate)  # keeps the session's counters and learned rows
             else:
                 engine.gate = services.build_gate(config, server.notify_log)

@@ -273,11 +273,14 @@ def push_cmd(
     _warn_skipped(result.unreadable, path)
     if as_json:
         sys.stdout.write(dumps(result.to_dict()) + "\n")
+    elif result.error:
+        # what went through before the failure, if anything, then the error: not "pushed 0 events"
+        if result.sent:
+            _err(f"pushed {result.sent} events in {result.batches} batches to {url} before the error")
+        _err(result.error)
     else:
-        _err(f"pushed {result.sent} events in {result.batches} batches to {url or '—'}")
+        _err(f"pushed {result.sent} events in {result.batches} batches to {url}")
     if result.error:
-        if not as_json:
-            _err(result.error)
         raise typer.Exit(1)
 
 

@@ -72,7 +72,7 @@ SAFE_GATE_STRINGS: dict[str, frozenset[str]] = {
     "decision": frozenset({"skipped", "hidden", "shown", "empty"}),
     "mode": frozenset({"off", "stage1", "cascade"}),
 }
-# gate.model_version: a version name heedls gives its models (`cdhf-1`, `cdhf-1+user1700000000`).
+# gate.model_version: a version name heedls gives its models (`default-20261129-s0-1033ff91`, `…+user1700000000`).
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}")
 # Numeric gate entries: a score, a boolean, or {"score": .., "show": ..}; thresholds per stage.
 _GATE_NUMERIC_KEYS = frozenset({"stage1", "stage2", "threshold"})

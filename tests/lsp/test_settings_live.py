@@ -86,3 +86,24 @@ async def test_a_wrong_setting_is_warned_about_once_not_on_every_change(lsp, wor
     await until(lambda: any("often" in m.message for m in client.log_messages), 10, "the new warning")
     said = [m.message for m in client.log_messages if "sometimes" in m.message]
     assert len(said) == 1
+
+
+async def test_with_telemetry_off_nothing_about_the_users_decisions_reaches_the_disk(lsp, workspace: Path, tmp_path: Path) -> None:
+    options = {"inline": {"debounceMs": 0}, "gate": {"keepAccepted": 1.0}, "telemetry": {"enabled": False}}
+    client = await lsp(workspace, "vscode", options=options)
+    uri = open_document(client, workspace / "m.py", "def f():\n    \n\ndef g():\n    \n")
+
+    async def decide(line: int) -> None:
+        items = await client.text_document_inline_completion_async(_request(uri, line))
+        client.protocol.notify("heedls/suggestionRejected", {"id": items.items[0].command.arguments[0], "reason": "dismissed"})
+        await asyncio.sleep(0.3)
+
+    await decide(1)
+    data = tmp_path / "data"
+    assert not list(data.rglob("events.sqlite3")) and not list(data.rglob("acceptance-rows.jsonl"))
+    _change(client, {**options, "telemetry": {"enabled": True}})  # turned on: from then on, recorded
+    await until(lambda: any("telemetry settings changed" in m.message for m in client.log_messages), 10, "the store")
+    await decide(4)
+    await until(lambda: list(data.rglob("acceptance-rows.jsonl")), 10, "the gate's rows")
+    await _shutdown(client)
+    assert [e.outcome for e in _stored(tmp_path)] == ["rejected"]

@@ -346,6 +346,7 @@ def test_push_from_a_missing_store_exits_1(workspace: Path, tmp_path: Path) -> N
     missing = str(tmp_path / "none.sqlite3")
     code, out, err = no_traceback(["push", "--store", missing, "--endpoint", "http://127.0.0.1:9/x"])
     assert code == 1 and err.count("no telemetry recorded yet") == 1
+    assert "pushed 0 events" not in err  # the error alone, not a summary of nothing before it
     code, out, err = no_traceback(["push", "--store", missing, "--endpoint", "http://127.0.0.1:9/x", "--json"])
     assert code == 1 and "no telemetry recorded yet" in json.loads(out)["error"] and err == ""
     assert not (tmp_path / "none.sqlite3").exists()
