@@ -103,8 +103,10 @@ class SuggestionEvent:
         return cls(**known, extra=extra)
 
     def label(self, kind: Literal["accepted", "persisted"] = "accepted") -> int | None:
-        """1/0 training label, or None when the event carries no decision."""
-        if self.outcome is None:
+        """1/0 training label, or None when the event carries no decision: no outcome, or
+        `ignored` (a suggestion no editor reported displayed and that was then replaced: nobody
+        decided on it, so it is no rejection to learn from)."""
+        if self.outcome is None or self.outcome == "ignored":
             return None
         accepted = self.outcome == "accepted"
         if kind == "accepted":

@@ -76,3 +76,16 @@ def test_an_integer_ts_is_a_float_as_before() -> None:
 def test_every_field_has_a_reading_rule() -> None:
     names = {f.name for f in dataclasses.fields(SuggestionEvent)} - {"extra"}
     assert set(events_module._FIELD_KINDS) == names
+
+
+def test_only_a_decision_is_a_label_an_ignored_suggestion_is_none() -> None:
+    def labels(outcome: str | None, persisted: bool | None = None) -> tuple[int | None, int | None]:
+        event = SuggestionEvent(id="a", session="s", ts=1.0, outcome=outcome, persisted_600s=persisted)  # type: ignore[arg-type]
+        return event.label("accepted"), event.label("persisted")
+
+    assert labels("accepted", True) == (1, 1)
+    assert labels("accepted", False) == (1, 0)
+    assert labels("accepted") == (1, None)  # persistence not known yet
+    assert labels("rejected") == (0, 0)
+    assert labels("ignored") == (None, None)  # never reported displayed, then replaced: no decision
+    assert labels(None) == (None, None)
