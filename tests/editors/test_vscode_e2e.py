@@ -34,6 +34,8 @@ E2E_SCRIPT = Path(__file__).parent / "vscode" / "e2e.mjs"
 # auto-indent applies, as it would for a person).
 TYPING = ["\n", "\n", "<outdent>", "def total3(a, b, c):", "\n", "return "]
 TYPING_SECOND = ["\n", "\n", "\n", "<outdent>", "def sub3(a, b, c):", "\n", "ret"]
+TYPING_THIRD = ["\n", "\n", "\n", "<outdent>", "def mul3(a, b, c):", "\n", "return "]
+TYPING_FOURTH = ["\n", "\n", "\n", "<outdent>", "def add4(a, b, c, d):", "\n", "return "]
 
 WORKSPACE = {
     "shapes.py": '''\
@@ -232,6 +234,8 @@ def _run_session(vsix: Path, root: Path, *, files: dict[str, str], settings: dic
 def session(vsix: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _run_session(vsix, tmp_path_factory.mktemp("vscode-e2e"), files=WORKSPACE, settings={}, scenario="main", config={
         "typingSecond": TYPING_SECOND,
+        "typingThird": TYPING_THIRD,
+        "typingFourth": TYPING_FOURTH,
         # HEEDLS_E2E_QUICK=1: only the suggestion steps (for working on the extension)
         "diagnostics": None if os.environ.get("HEEDLS_E2E_QUICK") else
         {"file": "stats.py", "line": BUG_LINE, "fixTitle": FIX_TITLE, "bug": "len(values) + 1"},
@@ -330,6 +334,28 @@ def test_escape_dismisses_and_server_records_reject(session: dict[str, Any]) -> 
     # "dismissed" is the editor's Esc (the server's own supersede timeout records "superseded").
     assert rejected[step["rejectedId"]]["reason"] == "dismissed"
     assert rejected[step["rejectedId"]]["suggestion"] == step["suggestion"]
+
+
+def test_typing_through_the_ghost_text_then_tab_is_one_accept(session: dict[str, Any]) -> None:
+    # Typing the first characters of the suggestion is not a rejection: the server answers with the
+    # same id and the rest, and Tab accepts the original suggestion, one event, its whole text.
+    step = _step(session, "type_through_tab")
+    assert step["typed"].strip() and step["ghostAfter"], step
+    assert step["acceptedId"], step
+    fresh = {e["id"]: e for e in step["fresh"]}
+    accepted = fresh[step["acceptedId"]]
+    assert accepted["suggestion"].split("\n")[0] == step["ghost"] and accepted["shown"], step
+    assert f"return {step['ghost']}" in step["fileAfter"]
+    typed_end = "return " + step["typed"]
+    minted_for_rest = [e for e in fresh.values() if e["suggestion"] and e["prefixEnd"].endswith(typed_end)]
+    assert not minted_for_rest, step
+    rejected_same = [e for e in fresh.values() if e["outcome"] == "rejected" and e["suggestion"] == accepted["suggestion"]]
+    assert not rejected_same, step
+
+
+def test_arrow_key_away_from_the_ghost_text_is_a_dismissal(session: dict[str, Any]) -> None:
+    step = _step(session, "arrow_dismisses")
+    assert step["rejectedId"] and step["reason"] == "dismissed", step
 
 
 def test_server_crash_is_restarted_with_a_message(session: dict[str, Any]) -> None:

@@ -198,6 +198,43 @@ async function mainFlow() {
       return { ghost, rejectedId: hit.id, reason: hit.reason, suggestion: hit.suggestion, decisionMs: hit.decision_ms,
         secondsAfterEsc: Date.now() / 1000 - pressedAt };
     });
+
+    if (config.typingThird) {
+      await step('type_through_tab', async () => {
+        // Type the first characters of the ghost text, then Tab: one accept of the original suggestion.
+        const before = new Set((await telemetry()).map((e) => e.id));
+        await page.keyboard.press('Control+End');
+        await type(config.typingThird);
+        await waitGhost();
+        await sleep(500);
+        const ghost = (await ghostText()).split('\n')[0];
+        const typed = ghost.slice(0, 2);
+        await page.keyboard.type(typed, { delay: 300 });
+        await sleep(1000);
+        const ghostAfter = await ghostText();
+        await page.keyboard.press('Tab');
+        const { hit, events } = await waitForEvent((e) => e.outcome === 'accepted' && !before.has(e.id), 12000);
+        const text = await editorText();
+        const fresh = events.filter((e) => !before.has(e.id));
+        return { ghost, typed, ghostAfter, acceptedId: hit?.id ?? null, suggestion: hit?.suggestion ?? null, fileAfter: text,
+          fresh: fresh.map((e) => ({ id: e.id, outcome: e.outcome, reason: e.reason ?? null, suggestion: e.suggestion, shown: e.shown,
+            prefixEnd: (e.prefix ?? '').slice(-40) })) };
+      });
+
+      await step('arrow_dismisses', async () => {
+        const before = new Set((await telemetry()).filter((e) => e.outcome === 'rejected').map((e) => e.id));
+        await page.keyboard.press('Control+End');
+        await type(config.typingFourth);
+        await waitGhost();
+        await sleep(500);
+        await page.keyboard.press('ArrowLeft');
+        await page.locator(GHOST).first().waitFor({ state: 'hidden', timeout: 5000 });
+        const { hit } = await waitForEvent((e) => e.outcome === 'rejected' && !before.has(e.id), 10000);
+        await page.keyboard.press('End');
+        await editorText();
+        return { rejectedId: hit?.id ?? null, reason: hit?.reason ?? null };
+      });
+    }
   }
 
   await step('crash_restart', async () => {
