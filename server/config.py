@@ -51,9 +51,11 @@ class ProviderConfig:
 class InlineConfig:
     enabled: bool = True
     debounce_ms: int = 120
-    max_prefix_chars: int = 6000
-    max_suffix_chars: int = 2000
-    max_lines: int = 8
+    # Upper bounds ("max" metadata): larger values are clamped, with a warning, so that one setting
+    # cannot make every request (and the gate's features) read megabytes.
+    max_prefix_chars: int = field(default=6000, metadata={"max": 100_000})
+    max_suffix_chars: int = field(default=2000, metadata={"max": 100_000})
+    max_lines: int = field(default=8, metadata={"max": 200})
     cache_entries: int = 512
     disk_cache: bool = True
     disk_cache_mb: int = 64
@@ -187,6 +189,10 @@ def _merge_section(current: Any, overrides: Mapping[str, Any], where: str, warni
             continue
         fallback = known[key].metadata.get("invalid", getattr(defaults, key))
         changes[key] = _coerce(value, annotation, f"{where}.{raw_key}", warnings, fallback)
+        top = known[key].metadata.get("max")
+        if top is not None and changes[key] > top:
+            warnings.append(f"{where}.{raw_key}: {changes[key]!r} is above the limit {top}; using {top}")
+            changes[key] = top
     if isinstance(current, GateConfig):
         keep = changes.get("keep_accepted", current.keep_accepted)
         if not 0.5 <= keep <= 1.0:

@@ -32,6 +32,10 @@ from heedls.server.events import HISTORY_WINDOW, ROWS_KEY, SuggestionEvent
 # and block, small enough to parse in tens of microseconds.
 TAIL_LINES = 12
 TAIL_CHARS = 800
+# The suggestion text the stage-2 features read: LLM answers stay far below (cups-dev's longest
+# Copilot suggestion is 636 characters), and a runaway answer must not cost the gate a second (a
+# 2 MB suggestion took 0.3-1.2 s per decision; this much, a few ms).
+SUGGESTION_CHARS = 8000
 SCOPE_LINES = 80
 _STAND_IN = {"(": "f(", "[": "a[", "{": "{"}
 RECENT_DECISIONS = 10
@@ -613,7 +617,7 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     """The SUGGESTION_ONLY_FEATURES of `event` given its context row and session view."""
     f: dict[str, float] = {}
     prefix = event.prefix or ""
-    sugg = event.suggestion or ""
+    sugg = (event.suggestion or "")[:SUGGESTION_CHARS]
     suffix = event.suffix or ""
     python = _is_python(event)
     lines = sugg.split("\n")

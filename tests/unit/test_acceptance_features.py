@@ -345,3 +345,12 @@ def test_text_repeated_before_the_cursor_is_measured_for_the_local_provider_only
     assert _repeat_before("abcd") == 0  # the cursor's own occurrence does not count
     far = "tail_marker" + "x = 1\n" * (REPEAT_WINDOW // 6 + 10) + "tail_marker"
     assert _repeat_before(far) == 0  # only the last REPEAT_WINDOW characters are searched
+
+
+def test_a_runaway_suggestion_is_read_up_to_a_bound() -> None:
+    from heedls.server.acceptance.features import SUGGESTION_CHARS
+
+    head = "value = compute(items)\n" * (SUGGESTION_CHARS // 23 + 1)
+    huge = SuggestionEvent(id="a", session="s", ts=1.0, prefix="x = 1\n", suggestion=head + "y" * 2_000_000)
+    bounded = SuggestionEvent(id="a", session="s", ts=1.0, prefix="x = 1\n", suggestion=head[:SUGGESTION_CHARS])
+    assert suggestion_features(huge, []) == suggestion_features(bounded, [])

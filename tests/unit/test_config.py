@@ -48,3 +48,9 @@ def test_a_mistyped_telemetry_privacy_or_switch_falls_back_to_the_privacy_safe_v
     # valid values are taken as written
     config, warnings = merge(HeedlsConfig(), {"telemetry": {"privacy": "full", "enabled": True}}, "pyproject")
     assert (config.telemetry.privacy, config.telemetry.enabled, warnings) == ("full", True, [])
+
+
+def test_sizes_above_their_limit_are_clamped_with_a_warning() -> None:
+    config, warnings = merge(HeedlsConfig(), {"inline": {"maxPrefixChars": 10_000_000, "maxLines": 50}}, "settings")
+    assert config.inline.max_prefix_chars == 100_000 and config.inline.max_lines == 50
+    assert len(warnings) == 1 and "10000000" in warnings[0] and "100000" in warnings[0]
