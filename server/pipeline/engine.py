@@ -163,7 +163,9 @@ class SuggestionEngine:
         if not prefix_full.startswith(live.prefix):
             return None
         typed = prefix_full[len(live.prefix) :]
-        if not typed or not live.text.startswith(typed) or typed == live.text:
+        # Nothing typed (a re-request at the very place: VS Code refetches, an explicit trigger) is
+        # the same suggestion too: one id, not a rejection of it and a second event.
+        if not live.text.startswith(typed) or typed == live.text:
             return None
         rest = live.text[len(typed) :]
         if not rest.strip():

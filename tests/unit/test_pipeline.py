@@ -155,6 +155,18 @@ async def test_typing_through_reuses_the_shown_suggestion_without_a_request() ->
     assert provider.calls == 1
 
 
+async def test_asking_again_at_the_same_place_is_the_same_suggestion_not_a_second_one() -> None:
+    # VS Code refetches, an explicit trigger: one suggestion on screen is one event, one id
+    provider, sink = CountingProvider(), RecordingSink()
+    engine = SuggestionEngine(provider, config(), sink=sink)
+    first = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    again = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    assert first is not None and again is not None
+    assert again.id == first.id and again.text == first.text and again.reused
+    assert provider.calls == 1 and [e["id"] for e in sink.events] == [first.id]
+    assert engine.resolve(first.id, "accepted") is not None  # and Tab accepts that one event
+
+
 async def test_typing_something_else_asks_again() -> None:
     provider = CountingProvider()
     engine = SuggestionEngine(provider, config())
