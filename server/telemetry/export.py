@@ -371,12 +371,6 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # -- reading a store -------------------------------------------------------------------------------
 # The latest snapshot of every suggestion, oldest first (store.LATEST_SQL, plus the storage class).
 # `data` is read as bytes whatever its class and decoded row by row: one bad row cannot stop the others.
-_LATEST_ROWS_SQL = (
-    "SELECT seq, CAST(data AS BLOB), typeof(data) = 'blob' FROM events"
-    " WHERE seq IN (SELECT MAX(seq) FROM events GROUP BY id) AND ts >= ? ORDER BY ts, seq"
-)
-
-
 class UnreadableRow(ValueError):
     """A stored row that is not an event: undecompressable, not UTF-8, not JSON, not an object."""
 
@@ -412,13 +406,10 @@ class StoredRow(NamedTuple):
 def parse_row(raw: Any, compressed: bool) -> tuple[str | None, dict[str, Any]]:
     """(the JSON text if it is strict JSON on one line, else None; the parsed object). Raises
     UnreadableRow. NaN and Infinity are read as None (unknown)."""
+    from heedls.server.telemetry.store import row_text
+
     try:
-        if compressed:
-            text = zlib.decompress(bytes(raw)).decode("utf-8")
-        elif isinstance(raw, bytes):
-            text = raw.decode("utf-8")
-        else:
-            text = str(raw)
+        text = raw if isinstance(raw, str) else row_text(raw, compressed)
     except zlib.error as exc:
         raise UnreadableRow(f"cannot decompress ({exc})") from None
     except UnicodeDecodeError as exc:
@@ -443,29 +434,17 @@ def read_store(path: Path | str, since: float | None = None, skipped: Skipped | 
     """The latest snapshot of every suggestion in the store at `path`, oldest first (streamed),
     skipping the rows that are not events. Read-only. With no `skipped` to count them in, the
     skipped rows are logged once, at the end."""
-    from heedls.server.telemetry.store import connect_readonly
+    from heedls.server.telemetry.store import latest_rows
 
-    path = Path(path)
-    if not path.exists():
-        return
     own = skipped is None
     counter = Skipped() if skipped is None else skipped
-    conn = connect_readonly(path)
-    try:
-        cursor = conn.execute(_LATEST_ROWS_SQL, (float("-inf") if since is None else float(since),))
-        while True:
-            chunk = cursor.fetchmany(2048)
-            if not chunk:
-                break
-            for seq, raw, compressed in chunk:
-                try:
-                    text, data = parse_row(raw, bool(compressed))
-                except UnreadableRow as exc:
-                    counter.add(int(seq), str(exc))
-                    continue
-                yield StoredRow(int(seq), text, data)
-    finally:
-        conn.close()
+    for seq, raw, compressed in latest_rows(path, since):
+        try:
+            text, data = parse_row(raw, compressed)
+        except UnreadableRow as exc:
+            counter.add(seq, str(exc))
+            continue
+        yield StoredRow(seq, text, data)
     message = counter.message(path) if own else None
     if message:
         log.warning("telemetry: %s", message)

@@ -61,9 +61,12 @@ INSERT OR IGNORE INTO meta(key, value) VALUES ('store_schema', '1');
 """
 
 # Latest snapshot per id. The GROUP BY runs on the covering index (id, seq).
+# The latest snapshot of each suggestion, as stored: the data as bytes (text rows cast, so that a
+# row that is not UTF-8 is the reader's to skip, not sqlite3's to raise on) and whether it is the
+# zlib-compressed form.
 LATEST_SQL = (
-    "SELECT seq, data FROM events WHERE seq IN (SELECT MAX(seq) FROM events GROUP BY id)"
-    " AND ts >= ? ORDER BY ts, seq"
+    "SELECT seq, CAST(data AS BLOB), typeof(data) = 'blob' FROM events"
+    " WHERE seq IN (SELECT MAX(seq) FROM events GROUP BY id) AND ts >= ? ORDER BY ts, seq"
 )
 
 # SQLite primary result codes (sqlite3.h), used to decide what a failure means.
@@ -83,7 +86,7 @@ _Queued = tuple[str, float, float, SuggestionEvent]  # id, ts, recorded, the eve
 
 # Rows above this size are stored zlib-compressed (a BLOB instead of TEXT): prefixes and suffixes of
 # several kB repeat in every snapshot of a suggestion, and code compresses 3-5x. Done on the writer
-# thread; readers decode both forms (decode_data), so old and new rows mix freely.
+# thread; readers decode both forms (row_text), so old and new rows mix freely.
 COMPRESS_ABOVE = 1024
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024
 
@@ -100,10 +103,9 @@ def encode_data(data: str) -> str | bytes:
     return zlib.compress(data.encode("utf-8"), 1)
 
 
-def decode_data(value: str | bytes) -> str:
-    if isinstance(value, bytes):
-        return zlib.decompress(value).decode("utf-8")
-    return str(value)
+def row_text(raw: bytes, compressed: bool) -> str:
+    """A stored row's JSON text. Raises zlib.error or UnicodeDecodeError for bytes we did not write."""
+    return (zlib.decompress(raw) if compressed else bytes(raw)).decode("utf-8")
 
 
 @dataclass
@@ -163,19 +165,9 @@ def read_events(path: Path | str, since: float | None = None) -> Iterator[Sugges
             log.warning("telemetry: skipping an unreadable row in %s: %s", path, exc)
 
 
-def read_dicts(path: Path | str, since: float | None = None) -> Iterator[dict[str, Any]]:
-    """Like read_events, as the stored to_dict() form (skips the dataclass round trip: exports)."""
-    for _seq, data in read_rows(path, since):
-        try:
-            value = json.loads(data)
-        except ValueError as exc:
-            log.warning("telemetry: skipping an unreadable row in %s: %s", path, exc)
-            continue
-        if isinstance(value, dict):
-            yield value
-
-
-def read_rows(path: Path | str, since: float | None = None) -> Iterator[tuple[int, str]]:
+def latest_rows(path: Path | str, since: float | None = None) -> Iterator[tuple[int, bytes, bool]]:
+    """(seq, stored bytes, compressed) of the latest snapshot of every suggestion, oldest first;
+    read-only and streamed. The one reader of the table: decoding is the caller's (row_text)."""
     path = Path(path)
     if not path.exists():
         return
@@ -186,17 +178,22 @@ def read_rows(path: Path | str, since: float | None = None) -> Iterator[tuple[in
             chunk = cursor.fetchmany(2048)
             if not chunk:
                 break
-            for seq, data in chunk:
-                try:
-                    text = decode_data(data)
-                except (zlib.error, UnicodeDecodeError) as exc:
-                    # one damaged row (a torn page, bytes we did not write) must not end the read
-                    log.warning("telemetry: skipping row %s of %s that cannot be decoded (%s)", seq, path,
-                                type(exc).__name__)
-                    continue
-                yield int(seq), text
+            for seq, raw, compressed in chunk:
+                yield int(seq), raw, bool(compressed)
     finally:
         conn.close()
+
+
+def read_rows(path: Path | str, since: float | None = None) -> Iterator[tuple[int, str]]:
+    """(seq, JSON text) of the latest snapshot of every suggestion, oldest first."""
+    for seq, raw, compressed in latest_rows(path, since):
+        try:
+            text = row_text(raw, compressed)
+        except (zlib.error, UnicodeDecodeError) as exc:
+            # one damaged row (a torn page, bytes we did not write) must not end the read
+            log.warning("telemetry: skipping row %s of %s that cannot be decoded (%s)", seq, path, type(exc).__name__)
+            continue
+        yield seq, text
 
 
 def count_events(path: Path | str) -> int:
