@@ -169,6 +169,38 @@ def _rounded_rows(value: Any) -> Any:
             if isinstance(row, dict) else row for stage, row in value.items()}
 
 
+def json_lines(path: Path | str, *, nan_as_null: bool = False) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """Each non-blank line of a JSONL file (UTF-8, a leading BOM allowed) as (line number, the
+    object, "") or, when it is not a JSON object, (line number, None, why). The one lenient reader
+    of event files (evaluation, `telemetry report --events`); `nan_as_null`: NaN/Infinity read as null.
+    Raises OSError when the file cannot be read."""
+    constant = (lambda _name: None) if nan_as_null else None
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                value = json.loads(line, parse_constant=constant)
+            except ValueError as exc:
+                yield number, None, f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not JSON"
+                continue
+            if isinstance(value, dict):
+                yield number, value, ""
+            else:
+                yield number, None, f"a JSON {json_kind(value)}, not an object"
+
+
+def json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    return "boolean" if isinstance(value, bool) else "number"
+
+
 def read_jsonl(path: Path | str) -> Iterator[SuggestionEvent]:
     """Read events, skipping (and counting in the raised warning list) malformed lines."""
     with open(path, encoding="utf-8", errors="replace") as fh:

@@ -31,7 +31,7 @@ from heedls.server.acceptance.folds import FoldJob, auto_jobs, fit_folds
 from heedls.server.acceptance.model import FORMAT as MODEL_FORMAT
 from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel
 from heedls.server.acceptance.prior import Prior, PriorRows, targets_synthetic
-from heedls.server.events import SuggestionEvent
+from heedls.server.events import SuggestionEvent, json_kind, json_lines
 
 log = logging.getLogger(__name__)
 
@@ -66,27 +66,16 @@ def read_events(path: Path | str) -> Loaded:
     events: list[SuggestionEvent] = []
     skipped = 0
     first: str | None = None
-    with open(path, encoding="utf-8-sig", errors="replace") as fh:
-        for number, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
+    for number, data, reason in json_lines(path):
+        if data is not None:
             try:
-                data = json.loads(line)
-            except ValueError as exc:
-                reason = f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not JSON"
-            else:
-                if not isinstance(data, dict):
-                    reason = f"a JSON {_json_kind(data)}, not an object"
-                else:
-                    try:
-                        events.append(SuggestionEvent.from_dict(data))
-                        continue
-                    except (ValueError, TypeError) as exc:
-                        reason = str(exc)
-            skipped += 1
-            if first is None:
-                first = f"line {number}: {reason}"
+                events.append(SuggestionEvent.from_dict(data))
+                continue
+            except (ValueError, TypeError) as exc:
+                reason = str(exc)
+        skipped += 1
+        if first is None:
+            first = f"line {number}: {reason}"
     return Loaded(events, skipped, first)
 
 
@@ -97,16 +86,6 @@ def load_events(path: Path | str) -> tuple[list[SuggestionEvent], int]:
     if loaded.skipped:
         log.warning("%s: skipped %d malformed line(s); the first, %s", path, loaded.skipped, loaded.first_reason)
     return loaded.events, loaded.skipped
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if value is None:
-        return "null"
-    return "boolean" if isinstance(value, bool) else "number"
 
 
 def canonical_order(events: Iterable[SuggestionEvent]) -> list[SuggestionEvent]:
@@ -158,7 +137,7 @@ def load_model(path: Path | str, stages: Sequence[str] = ()) -> AcceptanceModel:
     except ValueError as exc:
         raise ValueError(f"not JSON ({exc})") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"a JSON {_json_kind(data)}, not a model object")
+        raise ValueError(f"a JSON {json_kind(data)}, not a model object")
     if data.get("format") != MODEL_FORMAT:
         raise ValueError(f"not a {MODEL_FORMAT} model file (its 'format' is {data.get('format')!r})")
     stage_data = data.get("stages")

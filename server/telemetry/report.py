@@ -24,7 +24,6 @@ How the gate's decision is read from an event: `gate["decision"]` ("skipped" | "
 from __future__ import annotations
 
 import html
-import json
 import math
 import os
 from collections import defaultdict
@@ -34,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from heedls.server.events import SuggestionEvent
+from heedls.server.events import SuggestionEvent, json_lines
 from heedls.server.stats import percentile
 from heedls.server.telemetry.export import Skipped, count_value, dumps, number, write_text_file
 
@@ -619,20 +618,11 @@ def read_events_file(path: Path | str, skipped: Skipped | None = None) -> Iterat
     is allowed; lines that are not JSON objects with an `id` are skipped and counted in `skipped`
     (an `export.Skipped("line")`). NaN/Infinity read as null. Raises OSError when the file cannot be read."""
     counter = Skipped("line") if skipped is None else skipped
-    with open(path, encoding="utf-8-sig", errors="replace") as fh:
-        for number_, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                value = json.loads(line, parse_constant=lambda _name: None)
-            except ValueError as exc:
-                counter.add(number_, f"not JSON ({exc})")
-                continue
-            if not isinstance(value, dict) or "id" not in value:
-                counter.add(number_, "not a heedls.suggestion/1 event")
-                continue
-            yield value
+    for line_no, value, reason in json_lines(path, nan_as_null=True):
+        if value is None or "id" not in value:
+            counter.add(line_no, reason or "not a heedls.suggestion/1 event (no id)")
+            continue
+        yield value
 
 
 def latest_snapshots(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
