@@ -83,21 +83,31 @@ def test_bad_model_file_means_pass_through(tmp_path: Path, caplog: pytest.LogCap
     assert gate.status()["model_version"] is None
 
 
+def _decide(gate: AcceptanceGate, events: list[SuggestionEvent], observe: bool = True) -> list[tuple]:
+    """Each event through stage 1 (no suggestion yet), stage 2 and, once decided, observe()."""
+    out = []
+    history: list[SuggestionEvent] = []
+    for event in events:
+        decided = dataclasses.replace(event)
+        event.outcome = None
+        pending, event.suggestion = event.suggestion, None
+        d1 = gate.stage1(event, history)
+        event.suggestion = pending
+        d2 = gate.stage2(event, history)
+        decided.extra = event.extra
+        if observe:
+            gate.observe(decided)
+        history.append(decided)
+        out.append((d1, d2))
+    return out
+
+
 def test_a_data_dir_it_cannot_write_is_said_once_to_the_given_warn_not_on_every_decision(model_file: Path, tmp_path: Path) -> None:
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the data directory should be")
     said: list[str] = []
     gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=1000), blocked, model_path=model_file, warn=said.append)
-    history: list = []
-    for event in make_events(sessions=1, per_session=30, seed=14):
-        decided = dataclasses.replace(event)
-        event.outcome = None
-        pending, event.suggestion = event.suggestion, None
-        gate.stage1(event, history)
-        event.suggestion = pending
-        gate.stage2(event, history)
-        gate.observe(decided)
-        history.append(decided)
+    _decide(gate, make_events(sessions=1, per_session=30, seed=14))
     assert gate.status()["user_events"] == 30  # it still learns from this session
     assert len(said) == 1 and "cannot store acceptance rows" in said[0]
 
@@ -105,16 +115,7 @@ def test_a_data_dir_it_cannot_write_is_said_once_to_the_given_warn_not_on_every_
 def test_refit_installs_or_rolls_back_and_persists(model_file: Path, tmp_path: Path) -> None:
     gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=60), tmp_path, model_path=model_file)
     gate.background = False
-    history: list = []
-    for event in make_events(sessions=1, per_session=120, seed=13):
-        decided = dataclasses.replace(event)
-        event.outcome = None
-        pending, event.suggestion = event.suggestion, None
-        gate.stage1(event, history)
-        event.suggestion = pending
-        gate.stage2(event, history)
-        gate.observe(decided)
-        history.append(decided)
+    _decide(gate, make_events(sessions=1, per_session=120, seed=13))
     status = gate.status()
     assert status["user_events"] == 120
     assert status["refits"] + status["rollbacks"] >= 1
@@ -261,25 +262,6 @@ def test_provider_specific_stage_is_preferred(model_file: Path, tmp_path: Path) 
 
 
 # ---------------------------------------------------------------------- robustness (audit of the gate API)
-
-
-def _decide(gate: AcceptanceGate, events: list[SuggestionEvent], observe: bool = True) -> list[tuple]:
-    """Each event through stage 1 (no suggestion yet), stage 2 and, once decided, observe()."""
-    out = []
-    history: list[SuggestionEvent] = []
-    for event in events:
-        decided = dataclasses.replace(event)
-        event.outcome = None
-        pending, event.suggestion = event.suggestion, None
-        d1 = gate.stage1(event, history)
-        event.suggestion = pending
-        d2 = gate.stage2(event, history)
-        decided.extra = event.extra
-        if observe:
-            gate.observe(decided)
-        history.append(decided)
-        out.append((d1, d2))
-    return out
 
 
 def test_a_non_finite_score_shows_the_suggestion_and_warns_once(model_file: Path) -> None:
