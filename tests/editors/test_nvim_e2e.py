@@ -238,6 +238,20 @@ def _wait_screen(pred: Any, timeout: float) -> str:
     raise AssertionError(f"screen never matched; last screen:\n{screen}")
 
 
+def _wait_ghost(version: tuple[int, int]) -> str:
+    """The screen once ghost text follows `return `; asks once more if the first answer was empty
+    (a cold server): the fallback's manual trigger, or Insert mode entered again for the native one."""
+    try:
+        return _wait_screen(_ghost_shown, 15)
+    except AssertionError:
+        if _native(version):
+            _tmux("send-keys", "-t", "e2e", "Escape")
+            _tmux("send-keys", "-t", "e2e", "A")
+        else:
+            _tmux("send-keys", "-t", "e2e", "M-]")
+        return _wait_screen(_ghost_shown, 20)
+
+
 def _ghost_shown(screen: str) -> str | None:
     """The line after `def total3(...)` once something follows its `return `."""
     lines = screen.splitlines()
@@ -270,17 +284,7 @@ def test_terminal_ghost_text_tab_accepts(tmp_path: Path, nvim_bin: tuple[Path, t
         for ch in "return ":
             _tmux("send-keys", "-t", "e2e", "-l", ch)
             time.sleep(0.05)
-        try:
-            screen = _wait_screen(_ghost_shown, 15)
-        except AssertionError:
-            # ask again (a cold server may answer the first one empty): the fallback's manual
-            # trigger; the native front end asks again when Insert mode is entered again
-            if _native(version):
-                _tmux("send-keys", "-t", "e2e", "Escape")
-                _tmux("send-keys", "-t", "e2e", "A")
-            else:
-                _tmux("send-keys", "-t", "e2e", "M-]")
-            screen = _wait_screen(_ghost_shown, 20)
+        screen = _wait_ghost(version)
         ansi = _tmux("capture-pane", "-p", "-e", "-t", "e2e")
         png = tools.artifacts() / f"{stem}.png"
         ansi_html.screenshot(ansi, png, chrome, title=f"Neovim {label} + heedls")
@@ -336,15 +340,7 @@ def test_terminal_typing_through_the_ghost_text_then_tab_is_one_accept(
         _tmux("send-keys", "-t", "e2e", "-l", "def total3(a, b, c):")
         _tmux("send-keys", "-t", "e2e", "Enter")
         _tmux("send-keys", "-t", "e2e", "-l", "return ")
-        try:
-            screen = _wait_screen(_ghost_shown, 15)
-        except AssertionError:
-            if _native(version):
-                _tmux("send-keys", "-t", "e2e", "Escape")
-                _tmux("send-keys", "-t", "e2e", "A")
-            else:
-                _tmux("send-keys", "-t", "e2e", "M-]")
-            screen = _wait_screen(_ghost_shown, 20)
+        screen = _wait_ghost(version)
         time.sleep(0.5)  # let the server record it displayed
         ghost_line = _ghost_shown(_tmux("capture-pane", "-p", "-t", "e2e")) or _ghost_shown(screen)
         assert ghost_line
