@@ -16,6 +16,8 @@ from typing import Any, Literal
 SCHEMA = "heedls.suggestion/1"
 Outcome = Literal["accepted", "rejected", "ignored"]
 OUTCOMES: tuple[str, ...] = ("accepted", "rejected", "ignored")
+# Why a suggestion was rejected (`heedls/suggestionRejected`, the engine's supersede): extra `reason`.
+REJECT_REASONS: frozenset[str] = frozenset({"dismissed", "superseded", "typed-over"})
 
 # Fields whose text is code; dropped by the `nocode` privacy level (lengths are kept instead).
 CODE_FIELDS: tuple[str, ...] = ("prefix", "suffix", "suggestion")

@@ -9,13 +9,13 @@ import time
 from typing import Any
 
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from heedls.server.events import REJECT_REASONS
 from heedls.server.features.inline import engine_of
 from heedls.server.features.params import field as _field
 from lsprotocol import types
 
 log = logging.getLogger(__name__)
 
-REJECT_REASONS = frozenset({"dismissed", "superseded", "typed-over"})  # docs/architecture.md
 
 
 def _persistence(server: HeedlsServer) -> Any | None:
