@@ -17,6 +17,7 @@ from typing import Any
 import platformdirs
 
 from heedls.server.config import HeedlsConfig
+from heedls.server.handoff import from_any_thread
 from heedls.server.pipeline.cache import SuggestionCache
 from heedls.server.pipeline.engine import EventSink, SuggestionEngine
 from heedls.server.pipeline.gate import Gate, PassThroughGate
@@ -54,30 +55,6 @@ def build_provider(config: HeedlsConfig, local: Provider, warn: Warn) -> Provide
         return local
 
 
-def _from_any_thread(warn: Warn) -> Warn:
-    """`warn` callable from any thread (the gate refits in a background thread): other threads
-    hand the message to the event loop that built it."""
-    import asyncio
-    import threading
-
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return warn
-    owner = threading.get_ident()
-
-    def say(message: str) -> None:
-        if threading.get_ident() == owner:
-            warn(message)
-            return
-        try:
-            loop.call_soon_threadsafe(warn, message)
-        except RuntimeError:  # the loop has closed (shutdown)
-            log.warning("%s", message)
-
-    return say
-
-
 def build_gate(config: HeedlsConfig, warn: Warn) -> Gate:
     if config.gate.mode == "off":
         return PassThroughGate()
@@ -87,7 +64,7 @@ def build_gate(config: HeedlsConfig, warn: Warn) -> Gate:
         # Telemetry off means heedls writes nothing about the user's suggestions: the gate then
         # learns within the session only (no stored rows, no refitted model read or saved).
         learn_dir = data_dir() if config.telemetry.enabled else None
-        gate: Gate = acceptance_gate(config.gate, learn_dir, warn=_from_any_thread(warn))
+        gate: Gate = acceptance_gate(config.gate, learn_dir, warn=from_any_thread(warn))
         return gate
     except Exception as exc:
         warn(f"acceptance gate unavailable ({exc}); showing every suggestion")

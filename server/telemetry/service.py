@@ -7,15 +7,13 @@ every time, so `heedls serve` and `heedls telemetry …` agree on the path.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from heedls.server.config import TelemetryConfig
+from heedls.server.handoff import from_any_thread
 from heedls.server.telemetry.paths import store_path
 from heedls.server.telemetry.store import TelemetryStore
-
-log = logging.getLogger("heedls.telemetry")
 
 
 def open_store(
@@ -34,14 +32,5 @@ def open_store(
     if not config.enabled:
         return None
     root = workspace if workspace is not None else Path.cwd()
-    on_warning: Callable[[str], None] | None = notify
-    if notify is not None and loop is not None:
-        target = notify
-
-        def on_warning(message: str) -> None:
-            try:
-                loop.call_soon_threadsafe(target, message)
-            except RuntimeError:  # loop closed during shutdown
-                log.warning("%s", message)
-
+    on_warning = from_any_thread(notify, loop) if notify is not None and loop is not None else notify
     return TelemetryStore(store_path(root, config), on_warning=on_warning, privacy=config.privacy)
