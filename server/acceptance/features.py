@@ -174,6 +174,7 @@ def _last_char_class(prefix: str) -> str:
     return "other"
 
 
+_OPENER_OF = {")": "(", "]": "[", "}": "{"}
 _SIGNIFICANT_PY = re.compile(r"""#|'''|\"\"\"|['"()\[\]{}]""")
 _SIGNIFICANT_JS = re.compile(r"//|['\"`()\[\]{}]")
 # Where a string opened by each quote ends: an escape pair is skipped, a plain quote ends at the
@@ -187,10 +188,10 @@ _STRING_END = {
 
 
 def _lex(text: str, python: bool, stack_before: str = "", where_before: Sequence[int] = (),
-         offset: int = 0) -> tuple[bool, bool, str, list[int]]:
-    """Scan `text` for (in_string, in_comment, open-bracket stack, offsets of those brackets),
-    starting with the brackets of `stack_before` open (at `where_before`; offsets are reported
-    plus `offset`).
+         offset: int = 0) -> tuple[bool, bool, str, list[int], bool]:
+    """Scan `text` for (in_string, in_comment, open-bracket stack, offsets of those brackets,
+    stray), starting with the brackets of `stack_before` open (at `where_before`; offsets are
+    reported plus `offset`). `stray`: a closing bracket closed nothing or another kind of bracket.
 
     A tiny lexer rather than tree-sitter: at the cursor the code is incomplete, and the error
     recovery of a parser says little about whether we are inside a string or a call. Regex-driven
@@ -199,6 +200,7 @@ def _lex(text: str, python: bool, stack_before: str = "", where_before: Sequence
     significant = _SIGNIFICANT_PY if python else _SIGNIFICANT_JS
     stack: list[str] = list(stack_before)
     where: list[int] = list(where_before) if len(where_before) == len(stack_before) else [-1] * len(stack_before)
+    stray = False
     pos, n = 0, len(text)
     while pos < n:
         m = significant.search(text, pos)
@@ -211,13 +213,16 @@ def _lex(text: str, python: bool, stack_before: str = "", where_before: Sequence
             pos = i + 1
         elif tok in _CLOSE:
             if stack:
-                stack.pop()
+                if stack.pop() != _OPENER_OF[tok]:
+                    stray = True
                 where.pop()
+            else:
+                stray = True
             pos = i + 1
         elif tok == "#" or tok == "//":
             j = text.find("\n", i)
             if j < 0:
-                return False, True, "".join(stack), where
+                return False, True, "".join(stack), where, stray
             pos = j + 1
         else:
             end = _STRING_END[(tok, python)]
@@ -225,12 +230,12 @@ def _lex(text: str, python: bool, stack_before: str = "", where_before: Sequence
             while True:
                 e = end.search(text, body)
                 if e is None:
-                    return True, False, "".join(stack), where
+                    return True, False, "".join(stack), where, stray
                 if e.group()[0] != "\\":
                     pos = e.end()
                     break
                 body = e.end()
-    return False, False, "".join(stack), where
+    return False, False, "".join(stack), where, stray
 
 
 @lru_cache(maxsize=1)
@@ -262,12 +267,12 @@ def _tail_lex(prefix: str, python: bool) -> TailLex:
     keeps, so the second call is free."""
     tail = _tail(prefix)
     line_start = tail.rfind("\n") + 1
-    in_string, in_comment, stack, where = _lex(tail[:line_start], python)
+    in_string, in_comment, stack, where, _ = _lex(tail[:line_start], python)
     if in_string or in_comment:  # the line starts inside a multi-line string
-        in_string, in_comment, end_stack, end_where = _lex(tail, python)
+        in_string, in_comment, end_stack, end_where, _ = _lex(tail, python)
         return TailLex(tail, in_string, in_comment, end_stack, tuple(end_where), line_start, None, ())
     line_stack, line_where = stack, tuple(where)
-    in_string, in_comment, stack, where = _lex(tail[line_start:], python, stack, where, line_start)
+    in_string, in_comment, stack, where, _ = _lex(tail[line_start:], python, stack, where, line_start)
     return TailLex(tail, in_string, in_comment, stack, tuple(where), line_start, line_stack, line_where)
 
 
@@ -311,7 +316,7 @@ def _enclosing(lines: Sequence[str], last: int) -> tuple[float, float]:
     return in_function, in_class
 
 
-def _statement_parses(state: TailLex, sugg: str, left_open: bool = False) -> bool | None:
+def _statement_parses(state: TailLex, sugg: str, left_open: bool = False, stray: bool = False) -> bool | None:
     """Does the statement the suggestion completes parse (tree-sitter)?
 
     Parsed on its own, small and fast: the cursor's line plus the suggestion, after the first line
@@ -320,6 +325,10 @@ def _statement_parses(state: TailLex, sugg: str, left_open: bool = False) -> boo
     `else`/`except` after a stub opener, a trailing block header with a `pass` body.
     `left_open`: the lexer found a bracket or string still open after the suggestion, so the
     statement cannot parse (and tree-sitter's recovery from the missing closer is slow).
+    `stray`: the lexer found a closing bracket in the suggestion that closes nothing or another
+    kind of bracket: it cannot parse either, unless tree-sitter reads that bracket as part of a
+    string the lexer does not know (a backtick string, a triple quote cut by the tail), so those
+    texts still go to tree-sitter.
     """
     parser = _python_parser()
     if parser is None or state.line_stack is None:
@@ -348,14 +357,21 @@ def _statement_parses(state: TailLex, sugg: str, left_open: bool = False) -> boo
     if last.split("#", 1)[0].rstrip().endswith(":"):
         closer = "\n" + last[: len(last) - len(last.lstrip())] + "    pass"
     text = ("if 1:\n" if indent else "") + opener + statement + closer + "\n"
+    if stray and "`" not in text and '"""' not in text and "'''" not in text:
+        return False
     if _surely_invalid(text):
         return False
     return not parser.parse(text.encode("utf-8", "replace")).root_node.has_error
 
 
 # String literals and comments (a literal becomes one token), then two plain names side by side.
-_LITERAL_RE = re.compile(r"""(?:(?<!\w)[rRbBuUfF]{1,2})?(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')|#[^\n]*""")
-_NAME_PAIR_RE = re.compile(r"(?<![\w.])([A-Za-z_]\w*)[ \t]+([A-Za-z_]\w*)(?![\w(\[])")
+# tree-sitter-python reads a backtick pair as a string too (Python 2's repr): one without escapes
+# on one line is a literal here; any other backtick leaves the text to tree-sitter.
+_LITERAL_RE = re.compile(r"""(?:(?<!\w)[rRbBuUfF]{1,2})?(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')|#[^\n]*|`[^`\\\n]*`""")
+_NAME_PAIR_RE = re.compile(r"(?<![\w.])([A-Za-z_]\w*)(?=[ \t]+([A-Za-z_]\w*)(?!\w))")
+# A closing bracket, then a plain name (`f(x) y`, `a[i]b`): a cut through code, as a suggestion
+# written over the rest of a line leaves it.
+_CLOSER_NAME_RE = re.compile(r"[)\]}][ \t]*([A-Za-z_]\w*)")
 # Words that may stand next to a name in tree-sitter-python's grammar (keywords, soft keywords, and
 # the Python 2 `print`/`exec` statements it still parses).
 _JOINING_WORDS = frozenset(
@@ -374,21 +390,40 @@ _LITERAL_LEAD = re.compile(r"""(?:\d[\w.]*|[rRbBuUfF]{0,2}(?:'(?:[^'\\\n]|\\.)*'
 
 def _surely_invalid(text: str) -> bool:
     """True only when `text` cannot parse: outside literals and comments, two plain names side by
-    side (`value i`: prose) or a quote that does not close on its line. It costs ~3 µs where
-    tree-sitter's error recovery on a line of prose costs ~100 µs, and it is a shortcut, not a new
-    rule: tree-sitter also finds an error in every statement it flags, checked on 936k lines of the
-    stdlib and site-packages and on every statement of the benchmarks and data sets
-    (tests/unit/test_acceptance_features.py keeps a sample). Triple quotes, backticks (Python 2
-    repr) and backslash continuations are left to tree-sitter."""
-    if '"""' in text or "'''" in text or "`" in text:
+    side (`value i`: prose), a closing bracket followed by a plain name (`f(x)y`), or a quote that
+    does not close on its line. It costs ~3 µs where tree-sitter's error recovery on a line of
+    prose costs ~100 µs, and it is a shortcut, not a new rule: tree-sitter also finds an error in
+    every statement it flags, checked on 936k lines of the stdlib and site-packages and on every
+    statement of the benchmarks and data sets (tests/unit/test_acceptance_features.py keeps a
+    sample). Triple quotes, backticks other than one-line pairs (Python 2 repr, which tree-sitter
+    reads as a string) and backslash continuations are left to tree-sitter."""
+    if '"""' in text or "'''" in text:
         return False
-    code = _LITERAL_RE.sub(" 0 ", text) if "'" in text or '"' in text or "#" in text else text
+    code = (_LITERAL_RE.sub(" 0 ", text) if "'" in text or '"' in text or "#" in text or "`" in text
+            else text)
+    if "`" in code:
+        return False
     if '"' in code or "'" in code:
         return "\\\n" not in text
     for pair in _NAME_PAIR_RE.finditer(code):
         if pair.group(1) not in _JOINING_WORDS and pair.group(2) not in _JOINING_WORDS:
             return True
+    for after in _CLOSER_NAME_RE.finditer(code):
+        if after.group(1) not in _JOINING_WORDS:
+            return True
     return False
+
+
+# The bytes that are not ASCII letters or digits: deleting them leaves what str.isalnum counts.
+_NOT_ALNUM = bytes(c for c in range(128) if not chr(c).isalnum())
+
+
+def _alnum_count(text: str) -> int:
+    """How many characters of `text` are alphanumeric (str.isalnum): for ASCII text, bytes.translate
+    (0.4 µs on 636 characters, where counting in Python took 11)."""
+    if text.isascii():
+        return len(text.encode("ascii").translate(None, _NOT_ALNUM))
+    return sum(map(str.isalnum, text))
 
 
 def _is_python(event: SuggestionEvent) -> bool:
@@ -634,7 +669,7 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     comments = sum(1 for ln in nonblank if ln.startswith(mark))
     f["sugg_is_comment"] = float(bool(nonblank) and nonblank[0].startswith(mark))
     f["sugg_comment_frac"] = comments / len(nonblank) if nonblank else 0.0
-    f["sugg_alnum_frac"] = sum(map(str.isalnum, sugg)) / len(sugg) if sugg else 0.0
+    f["sugg_alnum_frac"] = _alnum_count(sugg) / len(sugg) if sugg else 0.0
     f["sugg_mid_word"] = float(bool(prefix) and bool(sugg) and (prefix[-1].isalnum() or prefix[-1] == "_")
                                and (sugg[0].isalnum() or sugg[0] == "_"))
 
@@ -673,8 +708,8 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
     left_open: bool | None = None  # a bracket or string still open after the suggestion
     ok = None
     if python and sugg and not state.in_string and not state.in_comment:
-        left_open = sugg_open_after(prefix, sugg, True)
-        ok = _statement_parses(state, sugg, left_open)
+        left_open, stray = _sugg_lex(prefix, sugg, True)
+        ok = _statement_parses(state, sugg, left_open, stray)
     f["parse_known"] = float(ok is not None)
     f["parse_ok"] = float(bool(ok))
 
@@ -751,13 +786,19 @@ def suggestion_only_features(event: SuggestionEvent, context: dict[str, float], 
 
 def sugg_open_after(prefix: str, sugg: str, python: bool) -> bool:
     """Does the text still have an open bracket or string after the suggestion (on its tail)?"""
+    return _sugg_lex(prefix, sugg, python)[0]
+
+
+def _sugg_lex(prefix: str, sugg: str, python: bool) -> tuple[bool, bool]:
+    """(a bracket or string still open after the suggestion, a bracket of the suggestion's that
+    closes none or another kind), read by the lexer on the prefix's tail and the suggestion."""
     state = _tail_lex(prefix, python)
     tail, in_string, in_comment, stack = state.tail, state.in_string, state.in_comment, state.stack
     if in_string or in_comment:
-        in_string, _, stack, _ = _lex(tail + sugg, python)
+        in_string, _, stack, _, stray = _lex(tail + sugg, python)
     else:  # carry on from the lexer's state at the cursor
-        in_string, _, stack, _ = _lex(sugg, python, stack)
-    return in_string or bool(stack)
+        in_string, _, stack, _, stray = _lex(sugg, python, stack)
+    return in_string or bool(stack), stray
 
 
 @lru_cache(maxsize=256)
