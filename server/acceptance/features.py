@@ -187,11 +187,20 @@ _STRING_END = {
 }
 
 
+class Lexed(NamedTuple):
+    in_string: bool
+    in_comment: bool
+    stack: str  # open brackets, outermost first
+    where: list[int]  # their offsets
+    stray: bool  # a closing bracket closed nothing or another kind of bracket
+    open_from: int  # offset of the string or comment still open at the end (-1: none)
+
+
 def _lex(text: str, python: bool, stack_before: str = "", where_before: Sequence[int] = (),
-         offset: int = 0) -> tuple[bool, bool, str, list[int], bool]:
-    """Scan `text` for (in_string, in_comment, open-bracket stack, offsets of those brackets,
-    stray), starting with the brackets of `stack_before` open (at `where_before`; offsets are
-    reported plus `offset`). `stray`: a closing bracket closed nothing or another kind of bracket.
+         offset: int = 0) -> Lexed:
+    """Scan `text` for where it ends (in a string, in a comment, which brackets are open and
+    where), starting with the brackets of `stack_before` open (at `where_before`; offsets are
+    reported plus `offset`).
 
     A tiny lexer rather than tree-sitter: at the cursor the code is incomplete, and the error
     recovery of a parser says little about whether we are inside a string or a call. Regex-driven
@@ -222,7 +231,7 @@ def _lex(text: str, python: bool, stack_before: str = "", where_before: Sequence
         elif tok == "#" or tok == "//":
             j = text.find("\n", i)
             if j < 0:
-                return False, True, "".join(stack), where, stray
+                return Lexed(False, True, "".join(stack), where, stray, i + offset)
             pos = j + 1
         else:
             end = _STRING_END[(tok, python)]
@@ -230,12 +239,12 @@ def _lex(text: str, python: bool, stack_before: str = "", where_before: Sequence
             while True:
                 e = end.search(text, body)
                 if e is None:
-                    return True, False, "".join(stack), where, stray
+                    return Lexed(True, False, "".join(stack), where, stray, i + offset)
                 if e.group()[0] != "\\":
                     pos = e.end()
                     break
                 body = e.end()
-    return False, False, "".join(stack), where, stray
+    return Lexed(False, False, "".join(stack), where, stray, -1)
 
 
 @lru_cache(maxsize=1)
@@ -258,6 +267,7 @@ class TailLex(NamedTuple):
     line_start: int  # offset of the cursor's line in `tail`
     line_stack: str | None  # brackets open where that line starts (None: it starts in a string)
     line_open_at: tuple[int, ...]
+    open_from: int  # offset in `tail` of the string or comment open at the cursor (-1: none)
 
 
 @lru_cache(maxsize=16)
@@ -267,13 +277,14 @@ def _tail_lex(prefix: str, python: bool) -> TailLex:
     keeps, so the second call is free."""
     tail = _tail(prefix)
     line_start = tail.rfind("\n") + 1
-    in_string, in_comment, stack, where, _ = _lex(tail[:line_start], python)
-    if in_string or in_comment:  # the line starts inside a multi-line string
-        in_string, in_comment, end_stack, end_where, _ = _lex(tail, python)
-        return TailLex(tail, in_string, in_comment, end_stack, tuple(end_where), line_start, None, ())
-    line_stack, line_where = stack, tuple(where)
-    in_string, in_comment, stack, where, _ = _lex(tail[line_start:], python, stack, where, line_start)
-    return TailLex(tail, in_string, in_comment, stack, tuple(where), line_start, line_stack, line_where)
+    head = _lex(tail[:line_start], python)
+    if head.in_string or head.in_comment:  # the line starts inside a multi-line string
+        end = _lex(tail, python)
+        return TailLex(tail, end.in_string, end.in_comment, end.stack, tuple(end.where), line_start, None, (),
+                       end.open_from)
+    end = _lex(tail[line_start:], python, head.stack, head.where, line_start)
+    return TailLex(tail, end.in_string, end.in_comment, end.stack, tuple(end.where), line_start, head.stack,
+                   tuple(head.where), end.open_from)
 
 
 def _tail(prefix: str) -> str:
@@ -793,12 +804,11 @@ def _sugg_lex(prefix: str, sugg: str, python: bool) -> tuple[bool, bool]:
     """(a bracket or string still open after the suggestion, a bracket of the suggestion's that
     closes none or another kind), read by the lexer on the prefix's tail and the suggestion."""
     state = _tail_lex(prefix, python)
-    tail, in_string, in_comment, stack = state.tail, state.in_string, state.in_comment, state.stack
-    if in_string or in_comment:
-        in_string, _, stack, _, stray = _lex(tail + sugg, python)
+    if state.in_string or state.in_comment:  # carry on from where that string or comment opened
+        after = _lex(state.tail[state.open_from:] + sugg, python, state.stack)
     else:  # carry on from the lexer's state at the cursor
-        in_string, _, stack, _, stray = _lex(sugg, python, stack)
-    return in_string or bool(stack), stray
+        after = _lex(sugg, python, state.stack)
+    return after.in_string or bool(after.stack), after.stray
 
 
 @lru_cache(maxsize=256)

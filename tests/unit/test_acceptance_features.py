@@ -218,6 +218,19 @@ def test_open_after_continues_from_the_cursor() -> None:
     assert sugg_open_after("x = f(a, [1, ", "2])", True) is False
     assert sugg_open_after("x = f(a, [1, ", "2]", True) is True
     assert sugg_open_after("x = 'abc", "def'", True) is False
+    # inside a comment or string at the cursor: carried on from where it opened, brackets and all
+    assert sugg_open_after("x = f(a,  # (note", "\n    b", True) is True
+    assert sugg_open_after("x = f(a,  # (note", "\n    b)", True) is False
+    assert sugg_open_after("x = f('a(", "b', c)", True) is False
+    assert sugg_open_after('s = """doc (\nmore', ' text"""', True) is False
+
+
+def test_the_lexer_says_where_the_open_string_or_comment_began() -> None:
+    from heedls.server.acceptance.features import _lex
+
+    assert _lex("x = f('a(", True).open_from == 6
+    assert _lex("x = 1  # (", True, offset=10).open_from == 17
+    assert _lex("x = f(a)", True).open_from == -1
 
 
 def test_lexer_is_not_fooled_by_quotes_comments_and_escapes() -> None:
