@@ -187,13 +187,11 @@ _STRING_END = {
 }
 
 
-class Lexed(NamedTuple):
-    in_string: bool
-    in_comment: bool
-    stack: str  # open brackets, outermost first
-    where: list[int]  # their offsets
-    stray: bool  # a closing bracket closed nothing or another kind of bracket
-    open_from: int  # offset of the string or comment still open at the end (-1: none)
+# What `_lex` returns, as a plain tuple (it runs several times per request): in a string at the
+# end, in a comment at the end, the open brackets (outermost first), their offsets, whether a
+# closing bracket closed nothing or another kind of bracket, and the offset of the string or
+# comment still open at the end (-1: none).
+Lexed = tuple[bool, bool, str, list[int], bool, int]
 
 
 def _lex(text: str, python: bool, stack_before: str = "", where_before: Sequence[int] = (),
@@ -231,7 +229,7 @@ def _lex(text: str, python: bool, stack_before: str = "", where_before: Sequence
         elif tok == "#" or tok == "//":
             j = text.find("\n", i)
             if j < 0:
-                return Lexed(False, True, "".join(stack), where, stray, i + offset)
+                return False, True, "".join(stack), where, stray, i + offset
             pos = j + 1
         else:
             end = _STRING_END[(tok, python)]
@@ -239,12 +237,12 @@ def _lex(text: str, python: bool, stack_before: str = "", where_before: Sequence
             while True:
                 e = end.search(text, body)
                 if e is None:
-                    return Lexed(True, False, "".join(stack), where, stray, i + offset)
+                    return True, False, "".join(stack), where, stray, i + offset
                 if e.group()[0] != "\\":
                     pos = e.end()
                     break
                 body = e.end()
-    return Lexed(False, False, "".join(stack), where, stray, -1)
+    return False, False, "".join(stack), where, stray, -1
 
 
 @lru_cache(maxsize=1)
@@ -277,14 +275,13 @@ def _tail_lex(prefix: str, python: bool) -> TailLex:
     keeps, so the second call is free."""
     tail = _tail(prefix)
     line_start = tail.rfind("\n") + 1
-    head = _lex(tail[:line_start], python)
-    if head.in_string or head.in_comment:  # the line starts inside a multi-line string
-        end = _lex(tail, python)
-        return TailLex(tail, end.in_string, end.in_comment, end.stack, tuple(end.where), line_start, None, (),
-                       end.open_from)
-    end = _lex(tail[line_start:], python, head.stack, head.where, line_start)
-    return TailLex(tail, end.in_string, end.in_comment, end.stack, tuple(end.where), line_start, head.stack,
-                   tuple(head.where), end.open_from)
+    in_string, in_comment, stack, where, _, open_from = _lex(tail[:line_start], python)
+    if in_string or in_comment:  # the line starts inside a multi-line string
+        in_string, in_comment, end_stack, end_where, _, open_from = _lex(tail, python)
+        return TailLex(tail, in_string, in_comment, end_stack, tuple(end_where), line_start, None, (), open_from)
+    line_stack, line_where = stack, tuple(where)
+    in_string, in_comment, stack, where, _, open_from = _lex(tail[line_start:], python, stack, where, line_start)
+    return TailLex(tail, in_string, in_comment, stack, tuple(where), line_start, line_stack, line_where, open_from)
 
 
 def _tail(prefix: str) -> str:
@@ -805,10 +802,10 @@ def _sugg_lex(prefix: str, sugg: str, python: bool) -> tuple[bool, bool]:
     closes none or another kind), read by the lexer on the prefix's tail and the suggestion."""
     state = _tail_lex(prefix, python)
     if state.in_string or state.in_comment:  # carry on from where that string or comment opened
-        after = _lex(state.tail[state.open_from:] + sugg, python, state.stack)
+        in_string, _, stack, _, stray, _ = _lex(state.tail[state.open_from:] + sugg, python, state.stack)
     else:  # carry on from the lexer's state at the cursor
-        after = _lex(sugg, python, state.stack)
-    return after.in_string or bool(after.stack), after.stray
+        in_string, _, stack, _, stray, _ = _lex(sugg, python, state.stack)
+    return in_string or bool(stack), stray
 
 
 @lru_cache(maxsize=256)

@@ -228,9 +228,9 @@ def test_open_after_continues_from_the_cursor() -> None:
 def test_the_lexer_says_where_the_open_string_or_comment_began() -> None:
     from heedls.server.acceptance.features import _lex
 
-    assert _lex("x = f('a(", True).open_from == 6
-    assert _lex("x = 1  # (", True, offset=10).open_from == 17
-    assert _lex("x = f(a)", True).open_from == -1
+    assert _lex("x = f('a(", True)[5] == 6  # the offset of the open string or comment
+    assert _lex("x = 1  # (", True, offset=10)[5] == 17
+    assert _lex("x = f(a)", True)[5] == -1
 
 
 def test_lexer_is_not_fooled_by_quotes_comments_and_escapes() -> None:
