@@ -377,6 +377,51 @@ def test_terminal_typing_through_the_ghost_text_then_tab_is_one_accept(
     assert not rest, f"a second suggestion was minted for the rest: {rest}"
 
 
+def test_terminal_a_suggestion_left_with_esc_is_shown_then_dismissed(
+        tmp_path: Path, nvim_bin: tuple[Path, tuple[int, int]]) -> None:
+    """A suggestion on screen that the person leaves with Esc is a decision: recorded shown (when it
+    was drawn) and rejected as `dismissed`, its decision time the time it was on screen. On 0.12 the
+    native front end has no "displayed" event: heedls' client reports what it drew."""
+    (nvim, version), tmux = nvim_bin, shutil.which("tmux")
+    tools.require(tmux=Path(tmux) if tmux else None)
+    workspace, data = _workspace(tmp_path), tmp_path / "data"
+    data.mkdir()
+    env = _env(data, workspace, TERM="xterm-256color")
+    tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", "100", "-y", "26", "-c", str(workspace),
+          f"{nvim} -u {NVIM_TESTS / 'init.lua'} shapes.py", env=env)
+    try:
+        _wait_screen(lambda s: "def sub2" in s, 30)
+        _wait_screen(lambda s: "heedls" in s.splitlines()[-2], 30)
+        _tmux("send-keys", "-t", "e2e", "G", "o", "Enter")
+        _tmux("send-keys", "-t", "e2e", "-l", "def total3(a, b, c):")
+        _tmux("send-keys", "-t", "e2e", "Enter")
+        _tmux("send-keys", "-t", "e2e", "-l", "return ")
+        ghost_line = _ghost_shown(_wait_ghost(version))
+        assert ghost_line
+        suggestion = ghost_line.split("return ", 1)[1].rstrip()
+        time.sleep(1.5)  # read it, then leave it
+        _tmux("send-keys", "-t", "e2e", "Escape")
+        _wait_screen(lambda s: not _ghost_shown(s), 10)
+        _tmux("send-keys", "-t", "e2e", ":w", "Enter")
+        _wait_screen(lambda s: "written" in s, 15)
+        time.sleep(1.0)  # the rejection reaches the store
+        _tmux("send-keys", "-t", "e2e", ":qa!", "Enter")
+        time.sleep(1.5)
+    finally:
+        tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+    saved = (workspace / "shapes.py").read_text()
+    lines = saved.splitlines()
+    body = lines[next(i for i, line in enumerate(lines) if "def total3" in line) + 1]
+    assert body.strip() == "return", saved  # left, not inserted
+    events = _events(workspace, data)
+    left = [e for e in events if e["suggestion"] and e["suggestion"].split("\n")[0].rstrip().endswith(suggestion)]
+    assert left, events
+    event = left[-1]
+    assert event["shown"] and event["outcome"] == "rejected" and event["reason"] == "dismissed", event
+    assert event["decision_ms"] is not None and event["decision_ms"] >= 1000, event
+
+
 def test_checkhealth_reports_missing_server_with_install_hint(
         tmp_path: Path, nvim_bin: tuple[Path, tuple[int, int]]) -> None:
     """No heedls anywhere: opening a Python file must not error, and :checkhealth says what to do."""

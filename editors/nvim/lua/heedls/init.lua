@@ -131,6 +131,64 @@ end
 --- { action = 'accepted'|'dismissed', id = suggestion id?, insert_text = string|table }.
 M.native_last = nil
 
+--- Native front end: the heedls suggestion it has on screen in each buffer (its id), reported
+--- `shown` when it was drawn and not decided yet.
+---@type table<integer, string>
+M.native_shown = {}
+
+local function first_line(insert_text)
+  local text = type(insert_text) == 'table' and insert_text.value or insert_text
+  return type(text) == 'string' and vim.split(text, '\n', { plain = true })[1] or nil
+end
+
+-- Native front end: vim.lsp.inline_completion draws the first item of an answer as it handles it
+-- and has no "displayed" event of its own. heedls' client sees its own answers: once one is
+-- handled, if the native front end's virtual text is on screen and is the end of heedls' first
+-- item (the typed part is skipped; another server's item would not match), that item was drawn.
+local function native_drawn(client, bufnr, result)
+  local ns = vim.api.nvim_get_namespaces()['nvim.lsp.inline_completion']
+  local items = type(result) == 'table' and (result.items or result) or {}
+  local item = items[1]
+  local id = accept_id(item)
+  local mark = ns and vim.api.nvim_buf_is_valid(bufnr)
+    and vim.api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, { details = true, limit = 1 })[1]
+  local virt = mark and mark[4] and mark[4].virt_text and mark[4].virt_text[1]
+  local line = item and first_line(item.insertText)
+  if not (id and virt and line and vim.endswith(line, virt[1])) then
+    if M.native_shown[bufnr] ~= id then
+      M.native_shown[bufnr] = nil -- another answer replaced it: the server supersedes the old one
+    end
+    return
+  end
+  if M.native_shown[bufnr] ~= id then -- typing through keeps the id: reported once
+    M.native_shown[bufnr] = id
+    client:notify('heedls/suggestionShown', { id = id })
+  end
+end
+
+-- heedls' own client, once: every textDocument/inlineCompletion answer also goes to native_drawn
+-- after the native front end has handled (and drawn) it.
+local function watch_native_answers(client)
+  if client._heedls_native_watch then
+    return
+  end
+  client._heedls_native_watch = true
+  local request = client.request
+  client.request = function(self, method, params, handler, bufnr)
+    if method == 'textDocument/inlineCompletion' and type(handler) == 'function' then
+      local handle = handler
+      handler = function(err, result, ctx, ...)
+        handle(err, result, ctx, ...)
+        local ok, problem = pcall(native_drawn, self, ctx and ctx.bufnr or bufnr or 0, not err and result or nil)
+        if not ok then
+          vim.schedule(function() notify('could not follow a native suggestion: ' .. tostring(problem), vim.log.levels.DEBUG) end)
+        end
+      end
+    end
+    return request(self, method, params, handler, bufnr)
+  end
+end
+
 -- Native front end: take the displayed item through get() and tell the server it was shown;
 -- accepted, get() inserts it (its command `heedls.accept` reports that); dismissed, on_accept
 -- declines it (vim.lsp.inline_completion has no dismiss of its own) and the rejection is reported.
@@ -141,11 +199,14 @@ local function native_take(bufnr, accept)
       local client = vim.lsp.get_client_by_id(item.client_id)
       local id = accept_id(item)
       if client and client.name == 'heedls' and id then
-        client:notify('heedls/suggestionShown', { id = id })
+        if M.native_shown[bufnr] ~= id then
+          client:notify('heedls/suggestionShown', { id = id })
+        end
         if not accept then
           client:notify('heedls/suggestionRejected', { id = id, reason = 'dismissed' })
         end
       end
+      M.native_shown[bufnr] = nil
       M.native_last = { action = accept and 'accepted' or 'dismissed', id = id, insert_text = item.insert_text }
       return accept and item or nil
     end,
@@ -169,7 +230,22 @@ function M.on_attach(client, bufnr)
   end
   if M.use_native() then
     M.inline_kind[bufnr] = 'native'
+    watch_native_answers(client)
     vim.lsp.inline_completion.enable(M.enabled, { bufnr = bufnr })
+    -- Leaving Insert mode takes the native suggestion off the screen (as Esc does in the fallback
+    -- front end and in VS Code): a dismissal of the one on display.
+    vim.api.nvim_create_autocmd({ 'InsertLeave', 'BufLeave' }, {
+      group = vim.api.nvim_create_augroup('heedls-native-' .. bufnr, { clear = true }),
+      buffer = bufnr,
+      callback = function()
+        local id = M.native_shown[bufnr]
+        M.native_shown[bufnr] = nil
+        local heedls = id and M.client(bufnr)
+        if heedls then
+          heedls:notify('heedls/suggestionRejected', { id = id, reason = 'dismissed' })
+        end
+      end,
+    })
     local function map(key, fn, desc)
       vim.keymap.set('i', key, function()
         if not fn() then
