@@ -188,9 +188,12 @@ def register(server: HeedlsServer) -> None:
         try:
             suggestion = await engine.suggest(uri, path, source, offset, position.line, position.character)
         except Superseded:
-            return None
+            return None  # a newer request of the same document answers instead: leave the screen alone
         if suggestion is None:
-            return None
+            # Nothing to show here: an empty list, not null, so that a client clears the ghost text
+            # it still draws (Neovim 0.12's vim.lsp.inline_completion keeps showing the last item
+            # after a null answer, so text typed over it left the old suggestion on screen).
+            return types.InlineCompletionList(items=[])
         item = types.InlineCompletionItem(
             insert_text=suggestion.text,
             range=types.Range(position, position),

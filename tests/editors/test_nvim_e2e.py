@@ -422,6 +422,52 @@ def test_terminal_a_suggestion_left_with_esc_is_shown_then_dismissed(
     assert event["decision_ms"] is not None and event["decision_ms"] >= 1000, event
 
 
+def test_terminal_a_suggestion_typed_over_is_a_rejection(tmp_path: Path, nvim_bin: tuple[Path, tuple[int, int]]) -> None:
+    """Typing something else than the suggestion on screen rejects it: heedls' own front end says
+    `typed-over`; under the native one (0.12), which cannot tell typing from moving, heedls' client
+    says `superseded` once the next answer draws another suggestion or none (the server answers an
+    empty list, not null, so that the native front end also clears the old ghost text)."""
+    (nvim, version), tmux = nvim_bin, shutil.which("tmux")
+    tools.require(tmux=Path(tmux) if tmux else None)
+    workspace, data = _workspace(tmp_path), tmp_path / "data"
+    data.mkdir()
+    env = _env(data, workspace, TERM="xterm-256color")
+    tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", "100", "-y", "26", "-c", str(workspace),
+          f"{nvim} -u {NVIM_TESTS / 'init.lua'} shapes.py", env=env)
+    try:
+        _wait_screen(lambda s: "def sub2" in s, 30)
+        _wait_screen(lambda s: "heedls" in s.splitlines()[-2], 30)
+        _tmux("send-keys", "-t", "e2e", "G", "o", "Enter")
+        _tmux("send-keys", "-t", "e2e", "-l", "def total3(a, b, c):")
+        _tmux("send-keys", "-t", "e2e", "Enter")
+        _tmux("send-keys", "-t", "e2e", "-l", "return ")
+        ghost_line = _ghost_shown(_wait_ghost(version))
+        assert ghost_line
+        suggestion = ghost_line.split("return ", 1)[1].rstrip()
+        time.sleep(1.0)
+        other = "zq" if not suggestion.startswith("z") else "qz"
+        for ch in other:
+            _tmux("send-keys", "-t", "e2e", "-l", ch)
+            time.sleep(0.3)
+        _wait_screen(lambda s: not _ghost_shown(s) or suggestion not in (_ghost_shown(s) or ""), 10)
+        time.sleep(1.0)  # the next answer has come and gone
+        _tmux("send-keys", "-t", "e2e", "C-c")  # leave Insert mode (C-c: no InsertLeave)
+        _tmux("send-keys", "-t", "e2e", ":w", "Enter")
+        _wait_screen(lambda s: "written" in s, 15)
+        _tmux("send-keys", "-t", "e2e", ":qa!", "Enter")
+        time.sleep(1.5)
+    finally:
+        tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+    events = _events(workspace, data)
+    first = [e for e in events if e["suggestion"] and e["prefix"] and e["prefix"].endswith("return ")
+             and e["suggestion"].split("\n")[0].rstrip().endswith(suggestion)]
+    assert first, events
+    event = first[0]
+    reason = "superseded" if _native(version) else "typed-over"
+    assert event["shown"] and event["outcome"] == "rejected" and event["reason"] == reason, event
+
+
 def test_checkhealth_reports_missing_server_with_install_hint(
         tmp_path: Path, nvim_bin: tuple[Path, tuple[int, int]]) -> None:
     """No heedls anywhere: opening a Python file must not error, and :checkhealth says what to do."""

@@ -160,3 +160,9 @@ def open_document(client: Any, path: Path, text: str) -> str:
         types.DidOpenTextDocumentParams(types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text))
     )
     return uri
+
+
+def nothing_to_show(result: Any) -> bool:
+    """An inline-completion answer with nothing to show: an empty list, not null, so that a client
+    clears the ghost text it still draws."""
+    return isinstance(result, types.InlineCompletionList) and len(result.items) == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from tests.lsp.conftest import plain
+from tests.lsp.conftest import nothing_to_show, plain
 
 SOURCE = "def greet(name):\n    \n"
 
@@ -92,7 +92,7 @@ async def test_toggle_turns_suggestions_off_and_on(lsp, workspace: Path) -> None
     uri = await _open(client, workspace)
     off = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.toggleSuggestions", arguments=[False]))
     assert off == {"enabled": False}
-    assert await client.text_document_inline_completion_async(_request(uri, 1, 4)) is None
+    assert nothing_to_show(await client.text_document_inline_completion_async(_request(uri, 1, 4)))
     await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.toggleSuggestions", arguments=[True]))
     items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
     assert items is not None and items.items
@@ -133,7 +133,7 @@ async def test_status_counts_what_the_store_counts_and_the_share_leaves_empty_an
     empty = await lsp(workspace, "vscode", stub="", options={"inline": {"debounceMs": 0}, "gate": {"keepAccepted": 1.0}})
     uri = await _open(empty, workspace)
     for _ in range(2):
-        assert await empty.text_document_inline_completion_async(_request(uri, 1, 4)) is None
+        assert nothing_to_show(await empty.text_document_inline_completion_async(_request(uri, 1, 4)))
     gate = plain(await empty.protocol.send_request_async("heedls/status", {}))["gate"]
     assert (gate["requests"], gate["empty"], gate["shown"], gate["skipped"], gate["hidden"]) == (2, 2, 0, 0, 0)
     assert gate["hidden_share"] == 0.0

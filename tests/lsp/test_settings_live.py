@@ -11,7 +11,7 @@ from typing import Any
 from heedls.server.telemetry.store import read_events
 from lsprotocol import types
 
-from tests.lsp.conftest import open_document, plain, until
+from tests.lsp.conftest import nothing_to_show, open_document, plain, until
 
 
 def _request(uri: str, line: int) -> types.InlineCompletionParams:
@@ -68,7 +68,7 @@ async def test_an_unrelated_settings_change_keeps_suggestions_toggled_off(lsp, w
     await asyncio.sleep(0.3)
     status = plain(await client.protocol.send_request_async("heedls/status", {}))
     assert status["enabled"] is False
-    assert await client.text_document_inline_completion_async(_request(uri, 1)) is None
+    assert nothing_to_show(await client.text_document_inline_completion_async(_request(uri, 1)))
     # turning the setting itself off and on again does switch them on
     _change(client, {"inline": {"debounceMs": 0, "enabled": False}})
     _change(client, {"inline": {"debounceMs": 0, "enabled": True}})

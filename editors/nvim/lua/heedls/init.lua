@@ -145,6 +145,9 @@ end
 -- and has no "displayed" event of its own. heedls' client sees its own answers: once one is
 -- handled, if the native front end's virtual text is on screen and is the end of heedls' first
 -- item (the typed part is skipped; another server's item would not match), that item was drawn.
+-- An answer that draws another suggestion, or none, replaced the one on screen: a rejection
+-- ("superseded", as VS Code reports it; the native front end cannot tell typing from moving).
+-- Typing through keeps the id: nothing to report.
 local function native_drawn(client, bufnr, result)
   local ns = vim.api.nvim_get_namespaces()['nvim.lsp.inline_completion']
   local items = type(result) == 'table' and (result.items or result) or {}
@@ -154,15 +157,17 @@ local function native_drawn(client, bufnr, result)
     and vim.api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, { details = true, limit = 1 })[1]
   local virt = mark and mark[4] and mark[4].virt_text and mark[4].virt_text[1]
   local line = item and first_line(item.insertText)
-  if not (id and virt and line and vim.endswith(line, virt[1])) then
-    if M.native_shown[bufnr] ~= id then
-      M.native_shown[bufnr] = nil -- another answer replaced it: the server supersedes the old one
-    end
+  local drawn = (id and virt and line and vim.endswith(line, virt[1])) and id or nil
+  local before = M.native_shown[bufnr]
+  if drawn == before then
     return
   end
-  if M.native_shown[bufnr] ~= id then -- typing through keeps the id: reported once
-    M.native_shown[bufnr] = id
-    client:notify('heedls/suggestionShown', { id = id })
+  M.native_shown[bufnr] = drawn
+  if before then
+    client:notify('heedls/suggestionRejected', { id = before, reason = 'superseded' })
+  end
+  if drawn then
+    client:notify('heedls/suggestionShown', { id = drawn })
   end
 end
 
@@ -179,7 +184,12 @@ local function watch_native_answers(client)
       local handle = handler
       handler = function(err, result, ctx, ...)
         handle(err, result, ctx, ...)
-        local ok, problem = pcall(native_drawn, self, ctx and ctx.bufnr or bufnr or 0, not err and result or nil)
+        -- No answer (an error; null: a newer request answers instead), or one the native front end
+        -- ignored (not in Insert mode): it left the screen as it was, and so do we.
+        if err or result == nil or not vim.startswith(vim.api.nvim_get_mode().mode, 'i') then
+          return
+        end
+        local ok, problem = pcall(native_drawn, self, ctx and ctx.bufnr or bufnr or 0, result)
         if not ok then
           vim.schedule(function() notify('could not follow a native suggestion: ' .. tostring(problem), vim.log.levels.DEBUG) end)
         end
