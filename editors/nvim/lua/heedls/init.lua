@@ -203,6 +203,9 @@ end
 -- accepted, get() inserts it (its command `heedls.accept` reports that); dismissed, on_accept
 -- declines it (vim.lsp.inline_completion has no dismiss of its own) and the rejection is reported.
 local function native_take(bufnr, accept)
+  if bufnr == nil or bufnr == 0 then
+    bufnr = vim.api.nvim_get_current_buf() -- the key for native_shown (the API's bufnr? is optional)
+  end
   return vim.lsp.inline_completion.get({
     bufnr = bufnr,
     on_accept = function(item)
