@@ -6,7 +6,6 @@ stderr; `complete` prints only the suggestion text.
 
 from __future__ import annotations
 
-import gc
 import importlib
 import sys
 from typing import Annotated, Optional
@@ -58,9 +57,9 @@ def serve(
     stub_provider: Annotated[Optional[str], typer.Option("--stub-provider", hidden=True, help="Answer every request with this text (tests, benchmarks).")] = None,
 ) -> None:
     """Run the language server (stdio by default)."""
-    from heedls.server.app import configure_logging, create_server
-
     import os
+
+    from heedls.server.app import configure_logging, create_server
 
     # HEEDLS_LOG_LEVEL lets editors and tests turn on debug logging without changing the command
     configure_logging(os.environ.get("HEEDLS_LOG_LEVEL", log_level).upper())
@@ -70,10 +69,9 @@ def serve(
 
         seeded["provider"] = StaticProvider(stub_provider)
     server = create_server(**seeded)
-    # The modules, classes and functions loaded so far live as long as the server: moved out of
-    # the collector's reach, a full collection during a request walks only the session's objects.
-    gc.collect()
-    gc.freeze()
+    from heedls.server.collector import settle
+
+    settle()  # what start-up loaded out of the collector's reach, young collections less often
     if tcp:
         host, _, port = tcp.rpartition(":")
         if not port.isdigit():
