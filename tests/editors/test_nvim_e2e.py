@@ -14,12 +14,14 @@ vim.lsp.inline_completion front end, which the tests check was the one used).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -261,30 +263,62 @@ def _ghost_shown(screen: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _terminal(tmp_path: Path, nvim: Path, **env: str) -> Iterator[tuple[Path, Path]]:
+    """Neovim on shapes.py of a fresh workspace in a 100x26 tmux pane, once heedls has attached (the
+    plugin's statusline component shows it): (workspace, data dir). The tmux server goes after."""
+    tmux = shutil.which("tmux")
+    tools.require(tmux=Path(tmux) if tmux else None)
+    workspace, data = _workspace(tmp_path), tmp_path / "data"
+    data.mkdir()
+    tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", "100", "-y", "26", "-c", str(workspace),
+          f"{nvim} -u {NVIM_TESTS / 'init.lua'} shapes.py", env=_env(data, workspace, TERM="xterm-256color", **env))
+    try:
+        _wait_screen(lambda s: "def sub2" in s, 30)
+        _wait_screen(lambda s: "heedls" in s.splitlines()[-2], 30)
+        yield workspace, data
+    finally:
+        tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+
+
+def _ask_after_return(version: tuple[int, int], pace: float = 0.0) -> str:
+    """A new `def total3(a, b, c):` at the end of the file, `return ` typed in its body (a key each
+    `pace` seconds, or at once): the screen once ghost text follows it."""
+    _tmux("send-keys", "-t", "e2e", "G", "o", "Enter")
+    _tmux("send-keys", "-t", "e2e", "-l", "def total3(a, b, c):")
+    _tmux("send-keys", "-t", "e2e", "Enter")
+    _type("return ", pace)
+    return _wait_ghost(version)
+
+
+def _type(text: str, pace: float) -> None:
+    if not pace:
+        _tmux("send-keys", "-t", "e2e", "-l", text)
+        return
+    for ch in text:  # a person's pace
+        _tmux("send-keys", "-t", "e2e", "-l", ch)
+        time.sleep(pace)
+
+
+def _save_and_quit(settle: float = 0.0) -> None:
+    """:w (waits for Neovim to say so), `settle` seconds for notifications to reach the store, :qa!."""
+    _tmux("send-keys", "-t", "e2e", ":w", "Enter")
+    _wait_screen(lambda s: "written" in s, 15)
+    time.sleep(settle)
+    _tmux("send-keys", "-t", "e2e", ":qa!", "Enter")
+    time.sleep(1.5)
+
+
 def test_terminal_ghost_text_tab_accepts(tmp_path: Path, nvim_bin: tuple[Path, tuple[int, int]]) -> None:
-    (nvim, version), chrome, tmux = nvim_bin, tools.chromium(), shutil.which("tmux")
-    tools.require(chromium=chrome, tmux=Path(tmux) if tmux else None)
+    (nvim, version), chrome = nvim_bin, tools.chromium()
+    tools.require(chromium=chrome)
     assert chrome
     label = f"{version[0]}.{version[1]}"
     # the 0.11 picture is the one in the docs (editors/screenshots/nvim-ghost-text.png)
     stem = "nvim-ghost-text" if version < (0, 12) else f"nvim-{label}-ghost-text"
-    workspace, data = _workspace(tmp_path), tmp_path / "data"
-    data.mkdir()
-    env = _env(data, workspace, TERM="xterm-256color", COLORTERM="truecolor")
-    cmd = f"{nvim} -u {NVIM_TESTS / 'init.lua'} shapes.py"
-    tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
-    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", "100", "-y", "26", "-c", str(workspace), cmd, env=env)
-    try:
-        _wait_screen(lambda s: "def sub2" in s, 30)
-        # the server attached: the plugin's statusline component shows it
-        _wait_screen(lambda s: "heedls" in s.splitlines()[-2], 30)
-        _tmux("send-keys", "-t", "e2e", "G", "o", "Enter")
-        _tmux("send-keys", "-t", "e2e", "-l", "def total3(a, b, c):")
-        _tmux("send-keys", "-t", "e2e", "Enter")
-        for ch in "return ":
-            _tmux("send-keys", "-t", "e2e", "-l", ch)
-            time.sleep(0.05)
-        screen = _wait_ghost(version)
+    with _terminal(tmp_path, nvim, COLORTERM="truecolor") as (workspace, data):
+        screen = _ask_after_return(version, pace=0.05)
         ansi = _tmux("capture-pane", "-p", "-e", "-t", "e2e")
         png = tools.artifacts() / f"{stem}.png"
         ansi_html.screenshot(ansi, png, chrome, title=f"Neovim {label} + heedls")
@@ -304,12 +338,7 @@ def test_terminal_ghost_text_tab_accepts(tmp_path: Path, nvim_bin: tuple[Path, t
         _tmux("send-keys", "-t", "e2e", "-l", ":lua local h = require('heedls') vim.fn.writefile("
               f"{{h.inline_kind[vim.api.nvim_get_current_buf()] or '', (h.native_last or {{}}).action or ''}}, '{probe}')")
         _tmux("send-keys", "-t", "e2e", "Enter")
-        _tmux("send-keys", "-t", "e2e", ":w", "Enter")
-        _wait_screen(lambda s: "written" in s, 15)
-        _tmux("send-keys", "-t", "e2e", ":qa!", "Enter")
-        time.sleep(1.5)
-    finally:
-        tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+        _save_and_quit()
     saved = (workspace / "shapes.py").read_text()
     assert ghost_line
     assert json.loads(status_probe.read_text())["gate"]["shown"] >= 1
@@ -325,43 +354,22 @@ def test_terminal_typing_through_the_ghost_text_then_tab_is_one_accept(
         tmp_path: Path, nvim_bin: tuple[Path, tuple[int, int]]) -> None:
     """Typing the first characters of the suggestion keeps it (the rest stays on screen): Tab then
     accepts the ORIGINAL suggestion, one `accepted` event holding its whole text, never rejected."""
-    (nvim, version), tmux = nvim_bin, shutil.which("tmux")
-    tools.require(tmux=Path(tmux) if tmux else None)
-    workspace, data = _workspace(tmp_path), tmp_path / "data"
-    data.mkdir()
-    env = _env(data, workspace, TERM="xterm-256color")
-    tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
-    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", "100", "-y", "26", "-c", str(workspace),
-          f"{nvim} -u {NVIM_TESTS / 'init.lua'} shapes.py", env=env)
-    try:
-        _wait_screen(lambda s: "def sub2" in s, 30)
-        _wait_screen(lambda s: "heedls" in s.splitlines()[-2], 30)
-        _tmux("send-keys", "-t", "e2e", "G", "o", "Enter")
-        _tmux("send-keys", "-t", "e2e", "-l", "def total3(a, b, c):")
-        _tmux("send-keys", "-t", "e2e", "Enter")
-        _tmux("send-keys", "-t", "e2e", "-l", "return ")
-        screen = _wait_ghost(version)
+    nvim, version = nvim_bin
+    with _terminal(tmp_path, nvim) as (workspace, data):
+        screen = _ask_after_return(version)
         time.sleep(0.5)  # let the server record it displayed
         ghost_line = _ghost_shown(_tmux("capture-pane", "-p", "-t", "e2e")) or _ghost_shown(screen)
         assert ghost_line
         suggestion = ghost_line.split("return ", 1)[1].rstrip()
         typed = suggestion[:2]
         assert len(suggestion) > len(typed) and typed.strip(), suggestion
-        for ch in typed:  # typed through, a person's pace
-            _tmux("send-keys", "-t", "e2e", "-l", ch)
-            time.sleep(0.3)
+        _type(typed, pace=0.3)  # typed through
         # the rest is still on screen after what was typed (the same suggestion)
         _wait_screen(lambda s: any(line.rstrip().endswith("return " + suggestion) for line in s.splitlines()), 10)
         time.sleep(0.5)  # the server answered the request after the last typed character
         _tmux("send-keys", "-t", "e2e", "Tab")
         _tmux("send-keys", "-t", "e2e", "Escape")
-        _tmux("send-keys", "-t", "e2e", ":w", "Enter")
-        _wait_screen(lambda s: "written" in s, 15)
-        time.sleep(1.0)  # the accept reaches the store
-        _tmux("send-keys", "-t", "e2e", ":qa!", "Enter")
-        time.sleep(1.5)
-    finally:
-        tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+        _save_and_quit(settle=1.0)  # the accept reaches the store
     saved = (workspace / "shapes.py").read_text()
     assert f"return {suggestion}" in saved, saved
     events = _events(workspace, data)
@@ -382,34 +390,15 @@ def test_terminal_a_suggestion_left_with_esc_is_shown_then_dismissed(
     """A suggestion on screen that the person leaves with Esc is a decision: recorded shown (when it
     was drawn) and rejected as `dismissed`, its decision time the time it was on screen. On 0.12 the
     native front end has no "displayed" event: heedls' client reports what it drew."""
-    (nvim, version), tmux = nvim_bin, shutil.which("tmux")
-    tools.require(tmux=Path(tmux) if tmux else None)
-    workspace, data = _workspace(tmp_path), tmp_path / "data"
-    data.mkdir()
-    env = _env(data, workspace, TERM="xterm-256color")
-    tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
-    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", "100", "-y", "26", "-c", str(workspace),
-          f"{nvim} -u {NVIM_TESTS / 'init.lua'} shapes.py", env=env)
-    try:
-        _wait_screen(lambda s: "def sub2" in s, 30)
-        _wait_screen(lambda s: "heedls" in s.splitlines()[-2], 30)
-        _tmux("send-keys", "-t", "e2e", "G", "o", "Enter")
-        _tmux("send-keys", "-t", "e2e", "-l", "def total3(a, b, c):")
-        _tmux("send-keys", "-t", "e2e", "Enter")
-        _tmux("send-keys", "-t", "e2e", "-l", "return ")
-        ghost_line = _ghost_shown(_wait_ghost(version))
+    nvim, version = nvim_bin
+    with _terminal(tmp_path, nvim) as (workspace, data):
+        ghost_line = _ghost_shown(_ask_after_return(version))
         assert ghost_line
         suggestion = ghost_line.split("return ", 1)[1].rstrip()
         time.sleep(1.5)  # read it, then leave it
         _tmux("send-keys", "-t", "e2e", "Escape")
         _wait_screen(lambda s: not _ghost_shown(s), 10)
-        _tmux("send-keys", "-t", "e2e", ":w", "Enter")
-        _wait_screen(lambda s: "written" in s, 15)
-        time.sleep(1.0)  # the rejection reaches the store
-        _tmux("send-keys", "-t", "e2e", ":qa!", "Enter")
-        time.sleep(1.5)
-    finally:
-        tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+        _save_and_quit(settle=1.0)  # the rejection reaches the store
     saved = (workspace / "shapes.py").read_text()
     lines = saved.splitlines()
     body = lines[next(i for i, line in enumerate(lines) if "def total3" in line) + 1]
@@ -427,29 +416,14 @@ def test_terminal_a_suggestion_typed_over_is_a_rejection(tmp_path: Path, nvim_bi
     `typed-over`; under the native one (0.12), which cannot tell typing from moving, heedls' client
     says `superseded` once the next answer draws another suggestion or none (the server answers an
     empty list, not null, so that the native front end also clears the old ghost text)."""
-    (nvim, version), tmux = nvim_bin, shutil.which("tmux")
-    tools.require(tmux=Path(tmux) if tmux else None)
-    workspace, data = _workspace(tmp_path), tmp_path / "data"
-    data.mkdir()
-    env = _env(data, workspace, TERM="xterm-256color")
-    tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
-    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "e2e", "-x", "100", "-y", "26", "-c", str(workspace),
-          f"{nvim} -u {NVIM_TESTS / 'init.lua'} shapes.py", env=env)
-    try:
-        _wait_screen(lambda s: "def sub2" in s, 30)
-        _wait_screen(lambda s: "heedls" in s.splitlines()[-2], 30)
-        _tmux("send-keys", "-t", "e2e", "G", "o", "Enter")
-        _tmux("send-keys", "-t", "e2e", "-l", "def total3(a, b, c):")
-        _tmux("send-keys", "-t", "e2e", "Enter")
-        _tmux("send-keys", "-t", "e2e", "-l", "return ")
-        ghost_line = _ghost_shown(_wait_ghost(version))
+    nvim, version = nvim_bin
+    with _terminal(tmp_path, nvim) as (workspace, data):
+        ghost_line = _ghost_shown(_ask_after_return(version))
         assert ghost_line
         suggestion = ghost_line.split("return ", 1)[1].rstrip()
         time.sleep(1.0)
         other = "zq" if not suggestion.startswith("z") else "qz"
-        for ch in other:
-            _tmux("send-keys", "-t", "e2e", "-l", ch)
-            time.sleep(0.3)
+        _type(other, pace=0.3)
         time.sleep(1.5)  # the next answer has come
         # the old suggestion's rest is not drawn after what was typed over it (after a null answer
         # Neovim 0.12's native front end kept drawing it: `return zq+ b + c`)
@@ -457,12 +431,7 @@ def test_terminal_a_suggestion_typed_over_is_a_rejection(tmp_path: Path, nvim_bi
         screen = _tmux("capture-pane", "-p", "-t", "e2e")
         assert not any(line.rstrip().endswith(stale) for line in screen.splitlines()), screen
         _tmux("send-keys", "-t", "e2e", "C-c")  # leave Insert mode (C-c: no InsertLeave)
-        _tmux("send-keys", "-t", "e2e", ":w", "Enter")
-        _wait_screen(lambda s: "written" in s, 15)
-        _tmux("send-keys", "-t", "e2e", ":qa!", "Enter")
-        time.sleep(1.5)
-    finally:
-        tools.run(["tmux", "-L", "heedls-e2e", "kill-server"], timeout=10)
+        _save_and_quit()
     events = _events(workspace, data)
     first = [e for e in events if e["suggestion"] and e["prefix"] and e["prefix"].endswith("return ")
              and e["suggestion"].split("\n")[0].rstrip().endswith(suggestion)]
