@@ -204,16 +204,15 @@ def json_kind(value: Any) -> str:
 
 
 def read_jsonl(path: Path | str) -> Iterator[SuggestionEvent]:
-    """Read events, skipping (and counting in the raised warning list) malformed lines."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for number, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield SuggestionEvent.from_dict(json.loads(line))
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"{path}:{number}: not a heedls.suggestion/1 event: {exc}") from exc
+    """Read events strictly: the first line that is not a `heedls.suggestion/1` event raises
+    ValueError naming it (`json_lines` is the lenient reader, which skips and counts them)."""
+    for number, data, reason in json_lines(path):
+        try:
+            if data is None:
+                raise ValueError(reason)
+            yield SuggestionEvent.from_dict(data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not a heedls.suggestion/1 event: {exc}") from exc
 
 
 def write_jsonl(events: Iterable[SuggestionEvent], path: Path | str) -> int:
