@@ -223,9 +223,7 @@ async def test_first_decision_wins_and_the_gate_observes_it() -> None:
 
 
 async def test_a_new_suggestion_at_the_same_place_rejects_the_old_one_after_the_timeout() -> None:
-    c = config()
-    c = replace(c, telemetry=replace(c.telemetry, reject_timeout_s=0.05))
-    engine = SuggestionEngine(CountingProvider(), c)
+    engine = SuggestionEngine(CountingProvider(), _quick_reject())
     first = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
     assert first is not None
     engine.mark_displayed(first.id)  # the editor reported it on screen

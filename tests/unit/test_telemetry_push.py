@@ -51,8 +51,11 @@ class Recorder:
         return [e["id"] for p in self.payloads for e in p["events"]]
 
 
-def run(path: Path, recorder: Recorder, sleeps: list[float] | None = None, **kw: Any) -> Any:
-    client = httpx.Client(transport=httpx.MockTransport(recorder))
+def run(path: Path, endpoint: Callable[[httpx.Request], httpx.Response], sleeps: list[float] | None = None,
+        **kw: Any) -> Any:
+    """Push the store at `path` to `endpoint` (a Recorder or any request handler); `sleeps` collects
+    the waits between retries instead of sleeping."""
+    client = httpx.Client(transport=httpx.MockTransport(endpoint))
     sleep: Callable[[float], None] = sleeps.append if sleeps is not None else (lambda s: None)
     return push(path, URL, client=client, sleep=sleep, **kw)
 
@@ -277,12 +280,12 @@ def test_a_413_halves_the_batch_until_the_endpoint_takes_it(tmp_path: Path) -> N
     one_event = len(json.dumps({"schema": "heedls.suggestion/1", "privacy": "full", "events": [{}]})) + 400
     endpoint = SizeLimited(limit=2 * one_event)  # takes 2 events per POST, not 4
     sleeps: list[float] = []
-    result = run_with(path, endpoint, sleeps, batch_size=16)
+    result = run(path, endpoint, sleeps, batch_size=16)
     assert result.error is None and result.sent == 8
     assert [i for batch in endpoint.accepted for i in batch] == [f"p{i}" for i in range(8)]  # each once
     assert endpoint.sizes == [8, 4, 2, 2, 2, 2]  # 16 rows, 8, then 4 rows (2 events) at a time
     assert sleeps == [] and result.retries == 0  # splitting is not waiting
-    assert run_with(path, SizeLimited(10**9)).sent == 0  # the cursor is past everything
+    assert run(path, SizeLimited(10**9)).sent == 0  # the cursor is past everything
 
 
 def test_a_single_row_too_large_is_an_error_naming_it_and_the_push_resumes_there(tmp_path: Path) -> None:
@@ -293,17 +296,17 @@ def test_a_single_row_too_large_is_an_error_naming_it_and_the_push_resumes_there
         store.record(SuggestionEvent(id="huge", session="s", ts=1_700_000_100.0, suggestion="x" * 50_000, shown=True))
     fill(path, 1, start=2)
     endpoint = SizeLimited(limit=20_000)
-    result = run_with(path, endpoint)
+    result = run(path, endpoint)
     assert [i for batch in endpoint.accepted for i in batch] == ["p0", "p1"]
     assert result.sent == 2 and result.skipped == 1
     assert result.error is not None
     assert "store row 6 (suggestion huge)" in result.error and "413" in result.error
     assert "too large" in result.error
     again = SizeLimited(limit=20_000)
-    retry = run_with(path, again)
+    retry = run(path, again)
     assert again.accepted == [] and again.sizes[-1] == 1  # halved down to that one row again
     assert retry.error is not None and "suggestion huge" in retry.error
-    assert run_with(path, SizeLimited(limit=10**9)).sent == 2  # a larger limit lets huge and p2 through
+    assert run(path, SizeLimited(limit=10**9)).sent == 2  # a larger limit lets huge and p2 through
 
 
 def test_batch_size_must_be_at_least_one_row(tmp_path: Path) -> None:
@@ -312,13 +315,6 @@ def test_batch_size_must_be_at_least_one_row(tmp_path: Path) -> None:
     rec = Recorder()
     result = run(path, rec, batch_size=0)
     assert rec.calls == 0 and result.error is not None and "batch size" in result.error
-
-
-def run_with(path: Path, handler: Callable[[httpx.Request], httpx.Response], sleeps: list[float] | None = None,
-             **kw: Any) -> Any:  # fmt: skip
-    client = httpx.Client(transport=httpx.MockTransport(handler))
-    sleep: Callable[[float], None] = sleeps.append if sleeps is not None else (lambda s: None)
-    return push(path, URL, client=client, sleep=sleep, **kw)
 
 
 # -- Retry-After as a date, redirects, a whole-request deadline -------------------------------------
@@ -331,13 +327,13 @@ def test_retry_after_as_an_http_date_is_honoured(tmp_path: Path) -> None:
     answers = [httpx.Response(503, headers={"retry-after": formatdate(time.time() + 30, usegmt=True)}),
                httpx.Response(200)]  # fmt: skip
     sleeps: list[float] = []
-    result = run_with(path, lambda request: answers.pop(0), sleeps)
+    result = run(path, lambda request: answers.pop(0), sleeps)
     assert result.error is None and result.sent == 1
     assert len(sleeps) == 1 and 28.0 < sleeps[0] <= 30.0  # not the 0.5 s backoff
     past = [httpx.Response(429, headers={"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}), httpx.Response(200)]
     fill(path, 1, start=1)
     sleeps.clear()
-    assert run_with(path, lambda request: past.pop(0), sleeps).sent == 1 and sleeps == [0.0]
+    assert run(path, lambda request: past.pop(0), sleeps).sent == 1 and sleeps == [0.0]
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
@@ -353,7 +349,7 @@ def test_a_redirect_is_not_followed_and_says_where_it_points(
         hosts.append(request.url.host)
         return httpx.Response(status, headers={"location": "https://other.example/ingest"})
 
-    result = run_with(path, moved)
+    result = run(path, moved)
     assert hosts == ["telemetry.example.test"]  # the token went nowhere else
     assert result.error is not None and result.sent == 0 and result.retries == 0
     assert f"HTTP {status}" in result.error and "redirect to https://other.example/ingest" in result.error
