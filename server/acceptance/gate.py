@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import re
-import secrets
 import sys
 import threading
 import time
@@ -46,6 +45,7 @@ from heedls.server.acceptance.features import (
 from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel
 from heedls.server.acceptance.refit import fit_candidates, fit_candidates_in_process
 from heedls.server.events import SuggestionEvent
+from heedls.server.files import temporary_sibling, write_atomic
 from heedls.server.pipeline.gate import GateDecision
 
 log = logging.getLogger(__name__)
@@ -372,7 +372,7 @@ class AcceptanceGate:
             target = self.data_dir / USER_MODEL
             try:
                 if target.exists():  # copied, not moved: a user model is on disk at every moment
-                    _write_atomic(self.data_dir / USER_MODEL_PREV, target.read_bytes())
+                    write_atomic(self.data_dir / USER_MODEL_PREV, target.read_bytes())
                 model.save(target)
             except OSError as exc:
                 self._warn_once("save", f"cannot save the refitted acceptance model: {exc}")
@@ -453,7 +453,7 @@ class AcceptanceGate:
             latest, _ = _latest_lines(path)
             newest = list(latest.values())[-MAX_ROWS:]
             kept = len(newest)
-            fresh = _tmp_for(path)
+            fresh = temporary_sibling(path)
             try:
                 with open(fresh, "w", encoding="utf-8") as out:
                     out.writelines(newest)
@@ -532,20 +532,6 @@ def _latest_lines(path: Path) -> tuple[dict[str, str], int]:
             if key is not None:
                 latest[key] = line
     return latest, lines
-
-
-def _tmp_for(path: Path) -> Path:
-    """A temporary name next to `path` that no other process uses (pid + random)."""
-    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = _tmp_for(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _attach(event: SuggestionEvent, stage: str, row: dict[str, float]) -> None:

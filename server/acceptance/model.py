@@ -17,8 +17,6 @@ import contextlib
 import json
 import math
 import operator
-import os
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 from heedls.server.acceptance.policy import positive_quantiles, threshold_for_keep
 from heedls.server.acceptance.prior import PriorRows
+from heedls.server.files import replaced_atomically
 
 FORMAT = "heedls.acceptance/1"
 Kind = str  # "logreg" | "gbm" | "blend"
@@ -607,14 +606,8 @@ class AcceptanceModel:
     def save(self, path: Path | str) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # A name of its own (pid + random): two servers sharing a data directory never write the
-        # same temporary file; os.replace is atomic, so a crash never leaves half a model file.
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
+        with replaced_atomically(path) as tmp:  # a crash never leaves half a model file
             tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AcceptanceModel:

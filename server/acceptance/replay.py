@@ -37,7 +37,6 @@ import errno
 import importlib
 import logging
 import math
-import os
 import random
 import signal
 import sys
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from heedls.server.events import SuggestionEvent
+from heedls.server.files import replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -323,12 +323,8 @@ def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: s
             interrupted = True
     written = bool(events) or interrupted
     if written:
-        tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-        try:
+        with replaced_atomically(output) as tmp:
             write_jsonl(events, tmp)
-            os.replace(tmp, output)
-        finally:
-            tmp.unlink(missing_ok=True)
     labelled = [e for e in events if e.outcome is not None]
     return {"events": len(events), "labelled": len(labelled),
             "accepted": sum(1 for e in labelled if e.outcome == "accepted"),
