@@ -13,8 +13,9 @@ from pathlib import Path
 
 def temporary_sibling(path: Path) -> Path:
     """A temporary name next to `path` that no other process uses (pid + random): two servers
-    sharing a data directory never write the same one."""
-    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    sharing a data directory never write the same one. Hidden (a leading dot), so that a listing or
+    a glob of the directory does not show a half-written file while it is written."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 @contextmanager

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple, TypeAlias
 
 from heedls.server.events import CODE_FIELDS, REJECT_REASONS, ROWS_KEY, SuggestionEvent
+from heedls.server.files import replaced_atomically
 
 log = logging.getLogger("heedls.telemetry")
 
@@ -478,12 +479,8 @@ def complete_or_untouched(out: Path | str | IO[Any] | None) -> Iterator[Path | s
     if _special(target):
         yield target
         return
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
+    with replaced_atomically(target) as tmp:
         yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_text_file(path: Path | str, text: str) -> Path:

@@ -192,10 +192,10 @@ def test_an_export_that_cannot_be_written_says_so_in_one_line(workspace: Path, t
     for target in (str(tmp_path / "missing" / "x.out"), str(tmp_path / "adir"), "/proc/x.out"):
         code, _, err = no_traceback(["export", "-f", fmt, "--store", str(store), "-o", target])
         assert code == 1 and err.startswith(f"heedls: cannot write {target}: ") and err.count("\n") == 1, err
-        assert ".partial" not in err  # the user's path, not the temporary one beside it
+        assert ".tmp" not in err  # the user's path, not the temporary one beside it
     code, _, err = no_traceback(["export", "-f", fmt, "--store", str(store), "-o", ""])
     assert code == 2 and "-o needs a file name" in err
-    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name] and not list((tmp_path / "adir").iterdir())
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")] and not list((tmp_path / "adir").iterdir())
 
 
 def test_an_export_to_a_full_stdout_says_so_without_a_traceback(tmp_path: Path) -> None:
