@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from heedls.server.files import write_atomic
 from heedls.server.providers.base import Candidate, CompletionRequest
 from heedls.server.providers.code_tokens import (
     EOL,
@@ -261,9 +262,7 @@ class LocalProvider:
         }
         try:
             store.parent.mkdir(parents=True, exist_ok=True)
-            tmp = store.with_suffix(".tmp")
-            tmp.write_bytes(marshal.dumps(data))
-            tmp.replace(store)
+            write_atomic(store, marshal.dumps(data))  # two servers on one workspace never share a temporary file
         except OSError as exc:
             log.warning("cannot persist local index: %s", exc)
 

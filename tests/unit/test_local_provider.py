@@ -192,7 +192,7 @@ async def test_a_restart_reuses_the_persisted_index(workspace: Path, tmp_path: P
     first = LocalProvider(workspace, cache_dir=cache, use_jedi=False)
     first.index_now()
     await first.aclose()
-    assert list(cache.glob("local-index-*.marshal"))
+    assert [p.name for p in cache.iterdir()] == [p.name for p in cache.glob("local-index-*.marshal")] != []
 
     def no_tokenizing(text: str) -> list[str]:
         raise AssertionError("unchanged files must not be re-tokenized")
@@ -202,6 +202,32 @@ async def test_a_restart_reuses_the_persisted_index(workspace: Path, tmp_path: P
     second.index_now()
     assert second.index_stats()["files"] == first.index_stats()["files"]
     await second.aclose()
+
+
+async def test_a_failed_save_keeps_the_persisted_index_whole(workspace: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index is written whole or not at all (files.write_atomic): a full disk half-way leaves the
+    previous index and no temporary file (a fixed `.tmp` name was also shared by two servers)."""
+    cache = tmp_path / "cache3"
+    first = LocalProvider(workspace, cache_dir=cache, use_jedi=False)
+    first.index_now()
+    await first.aclose()
+    [store] = cache.iterdir()
+    before = store.read_bytes()
+    (workspace / "more.py").write_text("def more():\n    return 1\n")
+
+    real_write = Path.write_bytes
+
+    def half_then_full(self: Path, data: bytes) -> int:
+        real_write(self, data[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", half_then_full)
+    second = LocalProvider(workspace, cache_dir=cache, use_jedi=False)
+    second.index_now()  # a warning, not an error
+    await second.aclose()
+    monkeypatch.undo()
+    assert [p.name for p in cache.iterdir()] == [store.name] and store.read_bytes() == before
 
 
 async def test_background_indexing_does_not_block_requests(workspace: Path) -> None:
