@@ -91,6 +91,7 @@ def register(app: typer.Typer) -> None:
         """Find a fix that makes the failing tests pass (validated by running them)."""
         from heedls.analyzers.repair.engine import RepairRequest, repair
         from heedls.server.app import configure_logging
+        from heedls.server.files import ChangedOnDisk, rewrite_source
 
         configure_logging(log_level.upper())
         if not module.is_file():
@@ -109,27 +110,35 @@ def register(app: typer.Typer) -> None:
             def progress(message: str, fraction: float) -> None:
                 log.info("%3d%% %s", int(fraction * 100), message)
 
+        before = module.read_bytes()  # --write never overwrites an edit saved while the search ran
         result = repair(
             RepairRequest(module=module, tests=list(test), budget_s=budget_seconds, jobs=jobs, python=python, chat=chat),
             progress=progress,
         )
+        written = False
         if write and result.fixed and result.new_text is not None:
-            module.write_text(result.new_text, encoding="utf-8")
+            try:
+                rewrite_source(module, result.new_text, expected=before)
+                written = True
+            except ChangedOnDisk:
+                typer.echo(f"heedls fix: {module} was saved while the fix was searched for: not written", err=True)
+            except OSError as exc:  # the module is as it was: written whole or not at all
+                typer.echo(f"heedls fix: cannot write {module}: {exc.strerror or exc}; it is unchanged", err=True)
         payload = result.to_json()
-        payload["written"] = bool(write and result.fixed)
+        payload["written"] = written
         if as_json:
             sys.stdout.write(json.dumps(payload) + "\n")
         else:
             if result.fixed:
                 typer.echo(result.patch, nl=False)
                 typer.echo(f"\n{result.explanation}", err=True)
-                if write:
+                if written:
                     typer.echo(f"applied to {module}", err=True)
             else:
                 typer.echo(result.explanation, err=True)
             typer.echo(
                 f"{result.candidates_tried} candidates, {result.test_runs} test runs, {result.seconds:.1f}s", err=True
             )
-        if result.status == "error":
+        if result.status == "error" or (write and result.fixed and not written):
             raise typer.Exit(2)
         raise typer.Exit(0 if result.fixed or result.status == "no-failing-tests" else 1)

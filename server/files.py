@@ -4,8 +4,12 @@ the old file or the new one."""
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import secrets
+import shutil
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,3 +37,54 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
 def write_atomic(path: Path, data: bytes) -> None:
     with replaced_atomically(path) as tmp:
         tmp.write_bytes(data)
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def _split_lines(text: str) -> list[tuple[str, str]]:
+    """(body, line ending) of each line: only \\r\\n, \\r and \\n end a line, as when Python reads a
+    file with universal newlines (str.splitlines would also split at form feeds)."""
+    out = []
+    for line in _LINE.findall(text):
+        body = line.rstrip("\r\n")
+        out.append((body, line[len(body):]))
+    return out
+
+
+def with_line_endings_of(original: str, text: str) -> str:
+    """`text` (read with universal newlines, then edited) with the line endings `original` has on
+    disk: unchanged lines keep their own, new or changed lines take the file's most common one."""
+    old, new = _split_lines(original), _split_lines(text)
+    endings = Counter(end for _, end in old if end)
+    common = endings.most_common(1)[0][0] if endings else "\n"
+    matcher = difflib.SequenceMatcher(None, [b for b, _ in old], [b for b, _ in new], autojunk=False)
+    out: list[str] = []
+    for tag, i1, _, j1, j2 in matcher.get_opcodes():
+        for k, (body, end) in enumerate(new[j1:j2]):
+            if end and tag == "equal":
+                end = old[i1 + k][1] or common
+            elif end:
+                end = common
+            out.append(body + end)
+    return "".join(out)
+
+
+class ChangedOnDisk(Exception):
+    """The file is no longer what the edit was made from (someone saved it meanwhile)."""
+
+
+def rewrite_source(path: Path, text: str, expected: bytes | None = None) -> None:
+    """Replace a user's source file with `text` (edited after reading it with universal newlines),
+    completely or not at all: its line endings (CRLF stays CRLF), its permission bits and, for a
+    symbolic link, the link itself (the file it points to is rewritten) are kept. With `expected`
+    (the bytes the edit was made from), a file saved since raises ChangedOnDisk and stays as it is."""
+    target = path.resolve()
+    raw = target.read_bytes()
+    if expected is not None and raw != expected:
+        raise ChangedOnDisk(f"{path} changed since it was read")
+    original = raw.decode("utf-8", "surrogateescape")
+    data = with_line_endings_of(original, text).encode("utf-8", "surrogateescape")
+    with replaced_atomically(target) as tmp:
+        tmp.write_bytes(data)
+        shutil.copymode(target, tmp)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from heedls.server.files import replaced_atomically, temporary_sibling, write_atomic
+from heedls.server.files import (
+    ChangedOnDisk,
+    replaced_atomically,
+    rewrite_source,
+    temporary_sibling,
+    with_line_endings_of,
+    write_atomic,
+)
 
 
 def test_a_file_is_replaced_whole_and_no_temporary_file_stays(tmp_path: Path) -> None:
@@ -30,3 +37,40 @@ def test_two_writers_never_share_a_temporary_name(tmp_path: Path) -> None:
     target = tmp_path / "m.json"
     assert temporary_sibling(target) != temporary_sibling(target)
     assert temporary_sibling(target).parent == tmp_path
+
+
+def test_an_edited_crlf_file_keeps_crlf_on_every_line() -> None:
+    original = "def f(a, b):\r\n    return a - b\r\n"
+    assert with_line_endings_of(original, "def f(a, b):\n    return a + b\n") == "def f(a, b):\r\n    return a + b\r\n"
+
+
+def test_unchanged_lines_keep_their_own_endings_and_new_ones_take_the_most_common() -> None:
+    original = "a = 1\r\nb = 2\nc = 3\r\nd = 4\r\n"  # mixed: CRLF is the most common
+    edited = "a = 1\nb = 2\nnew = 0\nc = 30\nd = 4\n"
+    assert with_line_endings_of(original, edited) == "a = 1\r\nb = 2\nnew = 0\r\nc = 30\r\nd = 4\r\n"
+
+
+def test_a_file_without_a_final_newline_and_a_form_feed_are_kept() -> None:
+    original = "x = 1\r\n\x0c\r\ny = 2"  # a form feed is no line break (as when Python reads the file)
+    assert with_line_endings_of(original, "x = 1\n\x0c\ny = 3") == "x = 1\r\n\x0c\r\ny = 3"
+    assert with_line_endings_of("", "x = 1\n") == "x = 1\n"
+
+
+def test_a_rewritten_source_keeps_its_mode_and_its_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "calc.py"
+    real.write_bytes(b"x = 1\r\ny = 2\r\n")
+    real.chmod(0o640)
+    link = tmp_path / "link.py"
+    link.symlink_to(real.name)
+    rewrite_source(link, "x = 1\ny = 3\n", expected=b"x = 1\r\ny = 2\r\n")
+    assert link.is_symlink() and real.read_bytes() == b"x = 1\r\ny = 3\r\n"
+    assert real.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calc.py", "link.py"]
+
+
+def test_a_source_saved_since_it_was_read_is_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text("x = 2  # the user's edit\n")
+    with pytest.raises(ChangedOnDisk):
+        rewrite_source(path, "x = 3\n", expected=b"x = 1\n")
+    assert path.read_text() == "x = 2  # the user's edit\n"

@@ -77,3 +77,27 @@ def test_text_output_prints_the_patch(ws: Path) -> None:
     assert run.returncode == 0
     assert run.stdout.startswith("--- a/stats.py")
     assert "test runs" in run.stderr
+
+
+def test_write_keeps_the_files_crlf_line_endings(ws: Path) -> None:
+    crlf = MODULE.replace("\n", "\r\n").encode()
+    (ws / "stats.py").write_bytes(crlf)
+    run = _heedls("fix", "stats.py", "--test", "test_stats.py", "--json", "--write", "--budget-seconds", "30", cwd=ws)
+    assert json.loads(run.stdout)["written"] is True, run.stderr
+    after = (ws / "stats.py").read_bytes()
+    assert after != crlf and after.count(b"\r\n") == crlf.count(b"\r\n") and b"\n" not in after.replace(b"\r\n", b"")
+
+
+def test_write_never_overwrites_an_edit_saved_while_the_fix_was_searched_for(ws: Path) -> None:
+    """The user saves the module while the search runs (here: the tests' first run does it)."""
+    saved = MODULE + "\n\n# the user's edit\n"
+    (ws / "test_stats.py").write_text(
+        "import pathlib\n"
+        f"module = pathlib.Path({str(ws / 'stats.py')!r})\n"
+        "if '# the user' not in module.read_text():\n"
+        f"    module.write_text({saved!r})\n" + TESTS)
+    run = _heedls("fix", "stats.py", "--test", "test_stats.py", "--json", "--write", "--budget-seconds", "30", cwd=ws)
+    data = json.loads(run.stdout)
+    assert data["fixed"] is True and data["written"] is False and run.returncode == 2
+    assert "was saved while the fix was searched for: not written" in run.stderr
+    assert (ws / "stats.py").read_text() == saved
