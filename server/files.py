@@ -14,6 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks between processes
+    fcntl = None  # type: ignore[assignment]
+
 
 def temporary_sibling(path: Path) -> Path:
     """A temporary name next to `path` that no other process uses (pid + random): two servers
@@ -32,6 +37,30 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def locked(path: Path, *, shared: bool = False, wait: bool = True) -> Iterator[bool]:
+    """An advisory lock between processes on the file `path` (created if missing): exclusive, or
+    shared with other shared holders. Yields True while it is held; False when `wait` is off and
+    another process holds it. Where there are no such locks (Windows) or `path` cannot be opened,
+    it yields True at once and locks nothing: a lock never stops the work it guards."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if fcntl is not None else -1
+    except OSError:
+        fd = -1
+    if fd < 0:
+        yield True
+        return
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -45,7 +45,7 @@ from heedls.server.acceptance.features import (
 from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel
 from heedls.server.acceptance.refit import fit_candidates, fit_candidates_in_process
 from heedls.server.events import SuggestionEvent
-from heedls.server.files import temporary_sibling, write_atomic
+from heedls.server.files import locked, temporary_sibling, write_atomic
 from heedls.server.pipeline.gate import GateDecision
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 USER_MODEL = "acceptance-user.json"
 USER_MODEL_PREV = "acceptance-user.prev.json"
 ROWS_FILE = "acceptance-rows.jsonl"
+# Servers sharing a data directory append under a shared lock on it and compact under an exclusive
+# one, so that no server's rows are lost in another's rewrite of the file.
+ROWS_LOCK = "acceptance-rows.lock"
 MIN_MINORITY = 20  # class-balance guard: at least this many of each class ...
 MIN_MINORITY_SHARE = 0.05  # ... and at least this share
 REFIT_EVERY = 50  # new labelled rows between refit attempts
@@ -119,7 +122,7 @@ class AcceptanceGate:
         self._file_lock = threading.Lock()  # appends to the rows file vs its compaction
         self._file_lines = 0
         self._compacting = False
-        self._pending: list[str] = []  # lines appended while the file is being compacted
+        self._pending: list[str] = []  # lines appended while the file is being compacted (here or elsewhere)
         # Where the user should hear about a problem (the editor's log in the server); each kind once.
         self._warn_to: Warn = warn or _log_warning
         self._warned: set[str] = set()
@@ -421,8 +424,14 @@ class AcceptanceGate:
                 return
             try:
                 self.data_dir.mkdir(parents=True, exist_ok=True)
-                with open(self.data_dir / ROWS_FILE, "a", encoding="utf-8") as fh:
-                    fh.write(line)
+                with locked(self.data_dir / ROWS_LOCK, shared=True, wait=False) as free:
+                    if not free:  # another server is compacting the file: written with a later row
+                        self._pending.append(line)
+                        return
+                    with open(self.data_dir / ROWS_FILE, "a", encoding="utf-8") as fh:
+                        fh.writelines([*self._pending, line])
+                    self._file_lines += len(self._pending)
+                    self._pending.clear()
             except OSError as exc:
                 # once, not on every decision: the gate keeps learning from this session in memory
                 self._warn_once("append", f"cannot store acceptance rows in {self.data_dir} ({exc.strerror or exc}): "
@@ -443,39 +452,40 @@ class AcceptanceGate:
     def _compact(self) -> None:
         """Rewrite the rows file with its newest MAX_ROWS events (each one's last line, in the order
         they were first written), atomically (a temporary file of its own, then os.replace). Lines
-        appended meanwhile wait in memory and follow the new file. Lines another server sharing the
-        directory appends during the rewrite can be lost (a few training rows)."""
+        appended meanwhile wait in memory and follow the new file; so do those of another server
+        sharing the directory (it finds the file locked)."""
         assert self.data_dir is not None
         path = self.data_dir / ROWS_FILE
-        kept = 0
-        tmp: Path | None = None
-        try:
-            latest, _ = _latest_lines(path)
-            newest = list(latest.values())[-MAX_ROWS:]
-            kept = len(newest)
-            fresh = temporary_sibling(path)
+        with locked(self.data_dir / ROWS_LOCK):  # exclusive: no other server appends meanwhile
+            kept = 0
+            tmp: Path | None = None
             try:
-                with open(fresh, "w", encoding="utf-8") as out:
-                    out.writelines(newest)
-            except BaseException:
-                fresh.unlink(missing_ok=True)
-                raise
-            tmp = fresh
-        except (OSError, UnicodeDecodeError) as exc:
-            self._warn_once("compact", f"cannot compact the acceptance rows in {path}: {exc}")
-            tmp = None
-        with self._file_lock:
-            try:
-                if tmp is not None:
-                    os.replace(tmp, path)
-                if self._pending:
-                    with open(path, "a", encoding="utf-8") as fh:
-                        fh.writelines(self._pending)
-            except OSError as exc:
+                latest, _ = _latest_lines(path)
+                newest = list(latest.values())[-MAX_ROWS:]
+                kept = len(newest)
+                fresh = temporary_sibling(path)
+                try:
+                    with open(fresh, "w", encoding="utf-8") as out:
+                        out.writelines(newest)
+                except BaseException:
+                    fresh.unlink(missing_ok=True)
+                    raise
+                tmp = fresh
+            except (OSError, UnicodeDecodeError) as exc:
                 self._warn_once("compact", f"cannot compact the acceptance rows in {path}: {exc}")
-            self._file_lines = kept + len(self._pending) if tmp is not None else 0
-            self._pending.clear()
-            self._compacting = False
+                tmp = None
+            with self._file_lock:
+                try:
+                    if tmp is not None:
+                        os.replace(tmp, path)
+                    if self._pending:
+                        with open(path, "a", encoding="utf-8") as fh:
+                            fh.writelines(self._pending)
+                except OSError as exc:
+                    self._warn_once("compact", f"cannot compact the acceptance rows in {path}: {exc}")
+                self._file_lines = kept + len(self._pending) if tmp is not None else 0
+                self._pending.clear()
+                self._compacting = False
 
     def _warn_once(self, kind: str, message: str) -> None:
         if kind in self._warned:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from heedls.server.acceptance.evaluate import build_dataset
@@ -453,6 +454,38 @@ def test_rows_are_capped_the_file_is_compacted_and_a_failed_guard_waits(
     again = build_gate(GateConfig(mode="cascade"), tmp_path, model_path=model_file)
     assert list(again._stored) == [e.id for e in events[-40:]]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_two_servers_sharing_the_data_directory_lose_no_rows_to_each_others_compaction(
+        model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Server B decides while server A rewrites the rows file: B's rows wait (the file is locked)
+    and follow A's new file with B's next row, instead of being appended to the file A replaces."""
+    import heedls.server.acceptance.gate as gate_module
+
+    monkeypatch.setattr(gate_module, "MAX_ROWS", 40, raising=False)
+    monkeypatch.setattr(gate_module, "COMPACT_AT", 60, raising=False)
+    a = build_gate(GateConfig(mode="cascade", min_events_for_refit=10_000), tmp_path, model_path=model_file)
+    b = build_gate(GateConfig(mode="cascade", min_events_for_refit=10_000), tmp_path, model_path=model_file)
+    a.background = b.background = False
+    first, during, after = (make_events(sessions=1, per_session=n, seed=s) for n, s in ((61, 41), (3, 42), (1, 43)))
+    for events, prefix in ((first, "a"), (during, "b"), (after, "b2")):
+        for event in events:
+            event.id, event.session = f"{prefix}-{event.id}", prefix
+    real = gate_module._latest_lines
+
+    def b_decides_meanwhile(path: Path) -> Any:
+        read = real(path)
+        _decide(b, during)  # while A holds the file: B finds it locked
+        return read
+
+    monkeypatch.setattr(gate_module, "_latest_lines", b_decides_meanwhile)
+    _decide(a, first)  # the 61st row starts A's compaction
+    monkeypatch.setattr(gate_module, "_latest_lines", real)
+    ids = [json.loads(line)["id"] for line in (tmp_path / ROWS_FILE).read_text().splitlines()]
+    assert len(ids) == 40 and not any(i.startswith("b-") for i in ids)  # compacted; B's rows wait
+    _decide(b, after)
+    ids = [json.loads(line)["id"] for line in (tmp_path / ROWS_FILE).read_text().splitlines()]
+    assert ids[40:] == [e.id for e in during + after]
 
 
 def test_files_are_replaced_through_temporary_names_of_their_own(

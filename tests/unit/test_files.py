@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from heedls.server.files import (
     ChangedOnDisk,
+    locked,
     replaced_atomically,
     rewrite_source,
     temporary_sibling,
@@ -74,3 +75,18 @@ def test_a_source_saved_since_it_was_read_is_not_overwritten(tmp_path: Path) -> 
     with pytest.raises(ChangedOnDisk):
         rewrite_source(path, "x = 3\n", expected=b"x = 1\n")
     assert path.read_text() == "x = 2  # the user's edit\n"
+
+
+def test_a_lock_held_elsewhere_is_reported_not_waited_for_when_asked(tmp_path: Path) -> None:
+    lock = tmp_path / "rows.lock"
+    with locked(lock) as held:  # exclusive (as a compaction holds it)
+        assert held
+        with locked(lock, shared=True, wait=False) as free:
+            assert not free
+    with locked(lock, shared=True, wait=False) as first, locked(lock, shared=True, wait=False) as second:
+        assert first and second  # appenders share it
+
+
+def test_a_lock_that_cannot_be_taken_never_stops_the_work(tmp_path: Path) -> None:
+    with locked(tmp_path / "no such dir" / "x.lock", wait=False) as held:
+        assert held
