@@ -1,6 +1,8 @@
 """Files written completely or not at all: the data goes to a temporary sibling, then os.replace
 (atomic on one file system) puts it in place, so a crash never leaves half a file and a reader sees
-the old file or the new one."""
+the old file or the new one. Also what such a writer needs around it: a user's source file keeps
+its line endings, mode and symlink when rewritten (rewrite_source), and processes sharing a file
+take turns through an advisory lock (locked)."""
 
 from __future__ import annotations
 
