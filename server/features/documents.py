@@ -2,8 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from heedls.server.positions import split_lines
 from lsprotocol import types
+from pygls.workspace import TextDocument, Workspace
+
+
+class LspTextDocument(TextDocument):
+    """pygls' document with its lines broken where the client breaks them (positions.py): pygls
+    uses str.splitlines, so after a form feed (PEP 8 allows one) its line numbers ran one behind
+    the editor's and incremental edits landed on the wrong line."""
+
+    @property
+    def lines(self) -> Sequence[str]:
+        return tuple(split_lines(self.source))
+
+
+class LspWorkspace(Workspace):
+    def _create_text_document(self, doc_uri: str, source: str | None = None, version: int | None = None,
+                              language_id: str | None = None) -> TextDocument:
+        return LspTextDocument(doc_uri, source=source, version=version, language_id=language_id,
+                               sync_kind=self._sync_kind, position_codec=self._position_codec)
+
+
+def use_lsp_documents(server: HeedlsServer) -> None:
+    """Make the workspace pygls created at `initialize` open LspTextDocuments (it has no hook for
+    its document class; no document exists before `initialize`)."""
+    workspace = server.workspace
+    if type(workspace) is Workspace:
+        workspace.__class__ = LspWorkspace
 
 
 def register(server: HeedlsServer) -> None:

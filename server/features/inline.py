@@ -12,9 +12,9 @@ from heedls.server import services
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.pipeline.debounce import Superseded
 from heedls.server.pipeline.engine import NullSink, SuggestionEngine
+from heedls.server.positions import column_from_units, units
 from lsprotocol import types
 from pygls import uris
-from pygls.workspace import TextDocument
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +100,25 @@ def _fs_path(uri: str) -> str:
     return uris.to_fs_path(uri) or ""
 
 
-def _offset_at(doc: TextDocument, lines: Sequence[str], position: types.Position) -> int:
-    """`doc.offset_at_position(position)` for a clamped position, on lines already split."""
-    if lines and lines[position.line].isascii():
-        # one code unit per character in every position encoding, and the column is already
-        # clamped to the line: the codec's per-character walk would return it unchanged
-        column = position.character
+def _cursor(lines: Sequence[str], asked: types.Position,
+            encoding: str | None) -> tuple[int, int, types.Position]:
+    """(line, code-point column, the position in the client's units) of a request's cursor, moved
+    to where an editor's cursor can be: editors race with edits, so a position past the end of its
+    line is that line's end, one past the last line is the end of the document (the empty line after
+    a final line break is a line of its own), and one inside a character (half an emoji) is just
+    after it. The answer's range is that position, so text and range always agree."""
+    line = max(asked.line, 0)
+    if line >= len(lines):  # past the last line
+        if not lines or lines[-1].endswith(("\n", "\r")):
+            return len(lines), 0, types.Position(len(lines), 0)  # the empty last line
+        line, count = len(lines) - 1, None
     else:
-        column = doc.position_codec.position_from_client_units(lines, position).character
-    return column + sum(map(len, lines[: position.line]))
+        count = asked.character
+    text = lines[line].rstrip("\r\n")
+    column = len(text) if count is None else column_from_units(text, count, encoding)
+    # no per-character walk for ASCII text: one code unit per character in every encoding
+    character = column if text.isascii() else units(text[:column], encoding)
+    return line, column, types.Position(line, character)
 
 
 def _store_settings(config: Any) -> tuple[Any, ...]:
@@ -174,19 +184,11 @@ def register(server: HeedlsServer) -> None:
             lines = doc.lines  # splits the whole document: once per request
         except Exception:
             return None
-        # Clamp out-of-range positions instead of failing: editors race with edits.
-        line = min(max(params.position.line, 0), max(len(lines) - 1, 0))
-        position = types.Position(line, max(params.position.character, 0))
-        if lines:
-            position = types.Position(line, min(position.character, len(lines[line].rstrip("\r\n").encode("utf-16-le")) // 2))
-        try:
-            offset = _offset_at(doc, lines, position)
-        except Exception:
-            return None
-        offset = min(offset, len(source))
+        line, column, position = _cursor(lines, params.position, doc.position_codec.encoding)
+        offset = sum(map(len, lines[:line])) + column
         path = _fs_path(uri)
         try:
-            suggestion = await engine.suggest(uri, path, source, offset, position.line, position.character)
+            suggestion = await engine.suggest(uri, path, source, offset, line, column)
         except Superseded:
             return None  # a newer request of the same document answers instead: leave the screen alone
         if suggestion is None:

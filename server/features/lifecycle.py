@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from heedls.server.features.documents import use_lsp_documents
 from lsprotocol import types
 from pygls import uris
 
@@ -26,6 +27,7 @@ def _root_from(params: types.InitializeParams) -> Path | None:
 def register(server: HeedlsServer) -> None:
     @server.feature(types.INITIALIZE)
     async def on_initialize(ls: HeedlsServer, params: types.InitializeParams) -> None:
+        use_lsp_documents(ls)
         ls.root = _root_from(params)
         ls.init_options = params.initialization_options
         await ls.reload_config()

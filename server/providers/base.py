@@ -18,7 +18,7 @@ class CompletionRequest:
     path: str = ""  # absolute path of the document, "" for unsaved buffers
     language: str = "python"
     line: int = 0  # 0-based, as in LSP
-    character: int = 0
+    character: int = 0  # 0-based column in code points (an index into the line), not LSP code units
     workspace: Path | None = None
     max_lines: int = 8
     # Full document text, when the caller has it (jedi needs the whole buffer).

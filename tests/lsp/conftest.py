@@ -96,7 +96,7 @@ class ClientFactory:
     async def __call__(
         self,
         root: Path,
-        capabilities: str = "vscode",
+        capabilities: str | types.ClientCapabilities = "vscode",
         *,
         stub: str | None = "print('heedls {line}')",
         options: Any = None,
@@ -110,7 +110,8 @@ class ClientFactory:
         environment.update(env or {})
         client = await ClientServerConfig(server_command=command, server_env=environment).start()
         self.clients.append(client)
-        await initialize(client, root, CAPABILITIES[capabilities], options)
+        chosen = CAPABILITIES[capabilities] if isinstance(capabilities, str) else capabilities
+        await initialize(client, root, chosen, options)
         return client
 
 
