@@ -23,6 +23,7 @@ from typing import Any
 from heedls.analyzers.model import Diagnostic, Fix
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.features.params import field as _field
+from heedls.server.positions import UTF16, units
 from lsprotocol import types
 from pygls import uris
 
@@ -43,17 +44,19 @@ def _text_of(server: HeedlsServer, uri: str) -> str | None:
         return None
 
 
-def _utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+def _encoding(server: HeedlsServer) -> str | None:
+    """The position encoding the client and server agreed on (UTF-16 unless negotiated)."""
+    return getattr(getattr(server.workspace, "position_codec", None), "encoding", None)
 
 
-def _position(lines: list[str], offset_line: int, col: int) -> types.Position:
+def _position(lines: list[str], offset_line: int, col: int, encoding: str | None) -> types.Position:
     line_text = lines[offset_line] if offset_line < len(lines) else ""
-    return types.Position(line=offset_line, character=_utf16(line_text[:col]))
+    return types.Position(line=offset_line, character=units(line_text[:col], encoding))
 
 
-def minimal_edit(old: str, new: str) -> tuple[types.Range, str]:
-    """One TextEdit turning old into new: the differing middle, at whole-line granularity."""
+def minimal_edit(old: str, new: str, encoding: str | None = UTF16) -> tuple[types.Range, str]:
+    """One TextEdit turning old into new: the differing middle, at whole-line granularity (its
+    columns in `encoding`'s code units)."""
     old_lines = old.splitlines(keepends=True)
     new_lines = new.splitlines(keepends=True)
     start = 0
@@ -67,12 +70,12 @@ def minimal_edit(old: str, new: str) -> tuple[types.Range, str]:
     if end_old == len(old_lines) and old_lines and not old_lines[-1].endswith("\n"):
         # the last line has no newline: end the range at its last character instead
         last = old_lines[-1]
-        rng = types.Range(start=rng.start, end=types.Position(line=len(old_lines) - 1, character=_utf16(last)))
+        rng = types.Range(start=rng.start, end=types.Position(line=len(old_lines) - 1, character=units(last, encoding)))
     return rng, "".join(new_lines[start:end_new])
 
 
-def workspace_edit(uri: str, old: str, new: str, version: int | None = None) -> types.WorkspaceEdit:
-    rng, text = minimal_edit(old, new)
+def workspace_edit(uri: str, old: str, new: str, encoding: str | None = UTF16) -> types.WorkspaceEdit:
+    rng, text = minimal_edit(old, new, encoding)
     return types.WorkspaceEdit(changes={uri: [types.TextEdit(range=rng, new_text=text)]})
 
 
@@ -89,14 +92,15 @@ def _overlaps(d: Diagnostic, rng: types.Range) -> bool:
 
 def _fix_edit(server: HeedlsServer, uri: str, fix: Fix) -> types.WorkspaceEdit:
     changes: dict[str, list[types.TextEdit]] = {}
+    encoding = _encoding(server)
     for e in fix.edits:
         target = uris.from_fs_path(e.path) or uri if e.path else uri
         lines = (_text_of(server, target) or "").split("\n")
         changes.setdefault(target, []).append(
             types.TextEdit(
                 range=types.Range(
-                    start=_position(lines, e.range.start.line, e.range.start.character),
-                    end=_position(lines, e.range.end.line, e.range.end.character),
+                    start=_position(lines, e.range.start.line, e.range.start.character, encoding),
+                    end=_position(lines, e.range.end.line, e.range.end.character, encoding),
                 ),
                 new_text=e.new_text,
             )
@@ -194,7 +198,7 @@ class RepairService:
         edit = None
         if result.fixed and result.new_text is not None:
             self.cache[uri] = {"digest": self.digest(text), "result": result}
-            edit = workspace_edit(uri, text, result.new_text)
+            edit = workspace_edit(uri, text, result.new_text, _encoding(self.server))
         out: dict[str, Any] = result.to_json()
         out["edit"] = edit
         return out
@@ -263,6 +267,18 @@ class _LoopBridge:
 def code_actions(server: HeedlsServer, service: RepairService, params: types.CodeActionParams) -> list[types.CodeAction]:
     uri = params.text_document.uri
     store = server.services.get("diagnostics")
+    cache: dict[str, list[str] | None] = {}
+
+    def as_published(d: Diagnostic) -> types.Diagnostic:
+        """The diagnostic as the client has it (range in its position encoding, source, code)."""
+        to_lsp = getattr(store, "to_lsp", None)
+        if callable(to_lsp):
+            try:
+                return to_lsp(d, cache)  # type: ignore[no-any-return]
+            except Exception:  # noqa: BLE001 - a code action must not fail on one diagnostic
+                log.exception("diagnostic conversion failed")
+        return types.Diagnostic(range=_lsp_range(d), message=d.message, source=d.source, code=d.code)
+
     diagnostics: list[Diagnostic] = []
     if store is not None and hasattr(store, "for_uri"):
         try:
@@ -287,7 +303,7 @@ def code_actions(server: HeedlsServer, service: RepairService, params: types.Cod
                 types.CodeAction(
                     title=title,
                     kind=types.CodeActionKind.QuickFix,
-                    diagnostics=[_lsp_range_diag(d)],
+                    diagnostics=[as_published(d)],
                     edit=_fix_edit(server, uri, fix),
                     is_preferred=fix.applicability in ("safe", "validated"),
                 )
@@ -303,8 +319,8 @@ def code_actions(server: HeedlsServer, service: RepairService, params: types.Cod
             types.CodeAction(
                 title=title,
                 kind=types.CodeActionKind.QuickFix,
-                diagnostics=[_lsp_range_diag(d) for d in failing] or None,
-                edit=workspace_edit(uri, text, result.new_text),
+                diagnostics=[as_published(d) for d in failing] or None,
+                edit=workspace_edit(uri, text, result.new_text, _encoding(server)),
                 is_preferred=True,
                 data={"explanation": result.explanation, "patch": result.patch},
             ),
@@ -317,7 +333,7 @@ def code_actions(server: HeedlsServer, service: RepairService, params: types.Cod
                 types.CodeAction(
                     title="Search for a fix that makes the tests pass",
                     kind=types.CodeActionKind.QuickFix,
-                    diagnostics=[_lsp_range_diag(d) for d in failing],
+                    diagnostics=[as_published(d) for d in failing],
                     command=types.Command(title="Search for a fix", command=FIX_COMMAND,
                                           arguments=[uri, params.range.start.line]),
                 )
@@ -330,8 +346,6 @@ def code_actions(server: HeedlsServer, service: RepairService, params: types.Cod
     return actions
 
 
-def _lsp_range_diag(d: Diagnostic) -> types.Diagnostic:
-    return types.Diagnostic(range=_lsp_range(d), message=d.message, source=d.source, code=d.code)
 
 
 def register(server: HeedlsServer) -> None:

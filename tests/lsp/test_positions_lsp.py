@@ -10,9 +10,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from heedls.server.positions import column_from_units, split_lines
 from lsprotocol import types
 
-from tests.lsp.conftest import VSCODE, open_document
+from tests.lsp.conftest import VSCODE, open_document, until
 
 STUB = "L{line}C{character}"
 OPTIONS = {"inline": {"debounceMs": 0}, "gate": {"mode": "off"}}
@@ -91,3 +92,33 @@ async def test_jedi_completes_after_an_emoji_on_the_line(lsp, workspace: Path) -
             break
     [item] = answers[-1].items
     assert str(item.insert_text).startswith("in") and item.range.start == types.Position(1, end)
+
+
+async def test_a_ruff_fix_edits_the_right_characters_in_every_encoding(lsp, workspace: Path) -> None:
+    """F541 (an f-string without placeholders) after an emoji: applying the quick fix by the
+    negotiated units gives exactly ruff's fix, and the action names the diagnostic as published."""
+    (workspace / "pyproject.toml").write_text('[tool.ruff]\nlint.select = ["F"]\n')
+    text = 'x = "😀é"; y = f"abc"\n'
+    for encoding in (types.PositionEncodingKind.Utf8, types.PositionEncodingKind.Utf16,
+                     types.PositionEncodingKind.Utf32):
+        client = await lsp(workspace, _client_with(encoding))
+        uri = open_document(client, workspace / f"f_{encoding.value}.py", text)
+        [diagnostic] = await until(lambda: [d for d in client.diagnostics.get(uri, []) if d.code == "F541"], 15,  # noqa: B023
+                                   "the F541 diagnostic")
+        actions = await client.text_document_code_action_async(types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), range=diagnostic.range,
+            context=types.CodeActionContext(diagnostics=[diagnostic])))
+        [action] = [a for a in actions if a.diagnostics and a.diagnostics[0].code == "F541"]
+        assert action.diagnostics[0].range == diagnostic.range, encoding
+        [edit] = action.edit.changes[uri]
+        assert _apply(text, edit, encoding) == 'x = "😀é"; y = "abc"\n', encoding
+
+
+def _apply(text: str, edit: types.TextEdit, encoding: types.PositionEncodingKind) -> str:
+    lines = split_lines(text)
+
+    def offset(position: types.Position) -> int:
+        body = lines[position.line].rstrip("\r\n")
+        return sum(map(len, lines[: position.line])) + column_from_units(body, position.character, encoding)
+
+    return text[: offset(edit.range.start)] + edit.new_text + text[offset(edit.range.end):]
