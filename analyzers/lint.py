@@ -121,7 +121,15 @@ def to_diagnostics(findings: Sequence[dict[str, Any]], path_override: str | None
     return out
 
 
+# ruff's JSON report is needed whole (a cut one parses as nothing): ~700 bytes a finding, so this
+# is ~350,000 findings; proc's default cap (1 MiB) lost every finding past ~1,400 of them.
+REPORT_CAP = 256 << 20
+
+
 def _parse(result: proc.ProcResult, ruff: str, path_override: str | None) -> LintResult:
+    if result.truncated and result.returncode == 0:
+        return LintResult(problem=f"ruff's report is over {REPORT_CAP >> 20} MiB; no lint findings are shown "
+                                  "(lint fewer files at a time)", ruff=ruff, seconds=result.seconds)
     if result.timed_out:
         return LintResult(problem=f"ruff timed out after {result.seconds:.1f}s", ruff=ruff, seconds=result.seconds)
     if result.returncode != 0:
@@ -166,7 +174,7 @@ def lint_text(
     path = Path(path)
     argv = [exe, *_BASE_ARGS, "--stdin-filename", str(path), "-"]
     try:
-        result = proc.run(argv, cwd=workspace, timeout_s=timeout_s, env=_env(), stdin=text)
+        result = proc.run(argv, cwd=workspace, timeout_s=timeout_s, env=_env(), stdin=text, output_cap=REPORT_CAP)
     except OSError as exc:
         return LintResult(problem=f"ruff could not be started: {exc}", ruff=exe)
     return _parse(result, exe, str(path.resolve()))
@@ -188,7 +196,7 @@ def lint_paths(
         return LintResult(ruff=exe)
     argv = [exe, *_BASE_ARGS, *[str(Path(p).resolve()) for p in paths]]
     try:
-        result = proc.run(argv, cwd=workspace, timeout_s=timeout_s, env=_env())
+        result = proc.run(argv, cwd=workspace, timeout_s=timeout_s, env=_env(), output_cap=REPORT_CAP)
     except OSError as exc:
         return LintResult(problem=f"ruff could not be started: {exc}", ruff=exe)
     return _parse(result, exe, None)

@@ -41,8 +41,10 @@ def run(
     timeout_s: float,
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
+    output_cap: int = OUTPUT_CAP,
 ) -> ProcResult:
-    """Blocking run in a new session; the whole group is SIGKILLed at the timeout."""
+    """Blocking run in a new session; the whole group is SIGKILLed at the timeout. `output_cap`:
+    bytes kept per stream (a tool whose whole report is needed, such as ruff's JSON, asks for more)."""
     start = time.monotonic()
     proc = subprocess.Popen(
         list(argv),
@@ -63,11 +65,11 @@ def run(
     finally:
         # Grandchildren that outlive the child (a test that forks and sleeps) go too.
         _kill_group(proc.pid)
-    truncated = len(out) > OUTPUT_CAP or len(err) > OUTPUT_CAP
+    truncated = len(out) > output_cap or len(err) > output_cap
     return ProcResult(
         None if timed_out else proc.returncode,
-        out[:OUTPUT_CAP].decode("utf-8", "replace"),
-        err[:OUTPUT_CAP].decode("utf-8", "replace"),
+        out[:output_cap].decode("utf-8", "replace"),
+        err[:output_cap].decode("utf-8", "replace"),
         time.monotonic() - start,
         timed_out,
         truncated,

@@ -104,6 +104,15 @@ def test_paths_mode_walks_directories(ws: Path) -> None:
     assert sorted((Path(d.path).name, d.code) for d in result.diagnostics) == [("a.py", "F401"), ("c.py", "F821")]
 
 
+def test_a_report_over_a_mebibyte_keeps_every_finding(ws: Path) -> None:
+    """~700 bytes of JSON a finding: 4,000 findings are ~3 MB of report (a 1 MiB cap on ruff's
+    output lost all of them, and `heedls check` said the code was clean)."""
+    for i in range(40):
+        (ws / f"m{i}.py").write_text("".join(f"import mod{j}\n" for j in range(100)))
+    result = lint.lint_paths([ws], workspace=ws)
+    assert result.problem is None and len(result.diagnostics) == 4000
+
+
 def test_broken_configuration_is_one_problem_not_a_crash(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.ruff]\nline-length = "wide"\n')
     result = lint.lint_text("import os\n", tmp_path / "m.py", workspace=tmp_path)
