@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,6 +64,29 @@ def locked(path: Path, *, shared: bool = False, wait: bool = True) -> Iterator[b
         yield True
     finally:
         os.close(fd)  # releases the lock
+
+
+def _special(path: Path) -> bool:
+    """An existing file that is not a regular file or a directory (/dev/null, /dev/stdout, a FIFO)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+@contextmanager
+def output_file(path: Path) -> Iterator[Path]:
+    """Where to write an output file the user named (`-o FILE`): a temporary sibling that replaces
+    the file whole when the block completes (an error leaves the old one). Through a symbolic link
+    the file it points to is replaced and the link stays; a device or a pipe (/dev/stdout,
+    /dev/full, a FIFO) is written in place: renaming a file over it would replace the device."""
+    target = path.resolve() if path.is_symlink() else path
+    if _special(target):
+        yield target
+        return
+    with replaced_atomically(target) as tmp:
+        yield tmp
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from heedls.server.events import SuggestionEvent
-from heedls.server.files import replaced_atomically
+from heedls.server.files import output_file
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: s
             interrupted = True
     written = bool(events) or interrupted
     if written:
-        with replaced_atomically(output) as tmp:
+        with output_file(output) as tmp:
             write_jsonl(events, tmp)
     labelled = [e for e in events if e.outcome is not None]
     return {"events": len(events), "labelled": len(labelled),

@@ -34,7 +34,6 @@ import logging
 import math
 import os
 import re
-import stat
 import sys
 import time
 import zlib
@@ -45,7 +44,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple, TypeAlias
 
 from heedls.server.events import CODE_FIELDS, REJECT_REASONS, ROWS_KEY, SuggestionEvent
-from heedls.server.files import replaced_atomically
+from heedls.server.files import output_file
 
 log = logging.getLogger("heedls.telemetry")
 
@@ -452,20 +451,11 @@ def read_store(path: Path | str, since: float | None = None, skipped: Skipped | 
 
 
 # -- writers ---------------------------------------------------------------------------------------
-def _special(path: Path) -> bool:
-    """An existing file that is not a regular file or a directory (/dev/null, /dev/stdout, a FIFO):
-    written in place, since renaming a file over it would replace the device."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
-
-
 @contextlib.contextmanager
 def complete_or_untouched(out: Path | str | IO[Any] | None) -> Iterator[Path | str | IO[Any] | None]:
-    """For a file path: a temporary path beside it, renamed over it when the block completes and
-    removed if it does not. Streams, stdout and special files (devices, pipes) pass through."""
+    """For a file path: files.output_file (a temporary path beside it, renamed over it when the
+    block completes and removed if it does not; through a symlink, its target). Streams, stdout
+    and special files (devices, pipes) pass through."""
     if not isinstance(out, (str, Path)) or out == "-":
         yield out
         return
@@ -476,11 +466,8 @@ def complete_or_untouched(out: Path | str | IO[Any] | None) -> Iterator[Path | s
         raise IsADirectoryError(errno.EISDIR, "is a directory", str(out))
     if not target.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, f"no directory {target.parent}", str(out))
-    if _special(target):
-        yield target
-        return
-    with replaced_atomically(target) as tmp:
-        yield tmp
+    with output_file(target) as dest:
+        yield dest
 
 
 def write_text_file(path: Path | str, text: str) -> Path:

@@ -8,6 +8,7 @@ import pytest
 from heedls.server.files import (
     ChangedOnDisk,
     locked,
+    output_file,
     replaced_atomically,
     rewrite_source,
     temporary_sibling,
@@ -90,3 +91,30 @@ def test_a_lock_held_elsewhere_is_reported_not_waited_for_when_asked(tmp_path: P
 def test_a_lock_that_cannot_be_taken_never_stops_the_work(tmp_path: Path) -> None:
     with locked(tmp_path / "no such dir" / "x.lock", wait=False) as held:
         assert held
+
+
+def test_an_output_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.jsonl"
+    real.write_text("old")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real.name)
+    with output_file(link) as tmp:
+        tmp.write_text("new")
+    assert link.is_symlink() and real.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.jsonl", "real.jsonl"]
+
+
+def test_an_output_that_is_a_pipe_is_written_in_place(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with output_file(fifo) as dest:
+        assert dest == fifo
+        dest.write_text("streamed\n")
+    reader.join(10)
+    assert got == [b"streamed\n"] and fifo.is_fifo()
