@@ -129,17 +129,38 @@ class ChangedOnDisk(Exception):
     """The file is no longer what the edit was made from (someone saved it meanwhile)."""
 
 
+class _InPlace(Exception):
+    """The file must keep its inode: rewrite it in place."""
+
+
 def rewrite_source(path: Path, text: str, expected: bytes | None = None) -> None:
-    """Replace a user's source file with `text` (edited after reading it with universal newlines),
-    completely or not at all: its line endings (CRLF stays CRLF), its permission bits and, for a
-    symbolic link, the link itself (the file it points to is rewritten) are kept. With `expected`
-    (the bytes the edit was made from), a file saved since raises ChangedOnDisk and stays as it is."""
+    """Replace a user's source file with `text` (edited after reading it with universal newlines):
+    its line endings (CRLF stays CRLF), permission bits, owner and, for a symbolic link, the link
+    itself (the file it points to is rewritten) are kept. Written whole or not at all (a temporary
+    file, then a rename), except where a new file could not be the same file: one with other hard
+    links, or owned by someone this process cannot give a file to; those are rewritten in place,
+    as ruff --fix does. With `expected` (the bytes the edit was made from), a file saved since
+    raises ChangedOnDisk and stays as it is."""
     target = path.resolve()
     raw = target.read_bytes()
     if expected is not None and raw != expected:
         raise ChangedOnDisk(f"{path} changed since it was read")
     original = raw.decode("utf-8", "surrogateescape")
     data = with_line_endings_of(original, text).encode("utf-8", "surrogateescape")
-    with replaced_atomically(target) as tmp:
-        tmp.write_bytes(data)
-        shutil.copymode(target, tmp)
+    before = target.stat()
+    try:
+        if before.st_nlink > 1:
+            raise _InPlace
+        with replaced_atomically(target) as tmp:
+            tmp.write_bytes(data)
+            shutil.copymode(target, tmp)
+            made = tmp.stat()
+            if (made.st_uid, made.st_gid) != (before.st_uid, before.st_gid):
+                try:
+                    os.chown(tmp, before.st_uid, before.st_gid)
+                except PermissionError:
+                    raise _InPlace from None
+    except _InPlace:
+        with open(target, "r+b") as fh:
+            fh.write(data)
+            fh.truncate()

@@ -118,3 +118,24 @@ def test_an_output_that_is_a_pipe_is_written_in_place(tmp_path: Path) -> None:
         dest.write_text("streamed\n")
     reader.join(10)
     assert got == [b"streamed\n"] and fifo.is_fifo()
+
+
+def test_a_rewritten_source_with_another_hard_link_stays_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "calc.py"
+    path.write_text("x = 1\n")
+    other = tmp_path / "same_calc.py"
+    other.hardlink_to(path)
+    rewrite_source(path, "x = 2\n")
+    assert other.read_text() == "x = 2\n" and path.stat().st_ino == other.stat().st_ino
+
+
+def test_a_rewritten_source_keeps_its_owner(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "calc.py"
+    path.write_text("x = 1\n")
+    if os.geteuid() == 0:  # root can give the file away: it must give the new one back
+        os.chown(path, 65534, 65534)
+    owner = (path.stat().st_uid, path.stat().st_gid)
+    rewrite_source(path, "x = 2\n")
+    assert (path.stat().st_uid, path.stat().st_gid) == owner and path.read_text() == "x = 2\n"
