@@ -200,17 +200,22 @@ def run_check(
         text = json.dumps(doc, ensure_ascii=False, indent=2)
     else:
         text = ""
-    if fmt == Format.text.value:
-        if output is not None:
+    if output is None:
+        if fmt == Format.text.value:
+            print_text(Console(highlight=False, soft_wrap=True), result, cwd, fail_on)
+        else:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        return exit_code(result.diagnostics, fail_on)
+    try:
+        if fmt == Format.text.value:
             with output.open("w", encoding="utf-8") as handle:
                 print_text(Console(file=handle, no_color=True, width=120), result, cwd, fail_on)
         else:
-            print_text(Console(highlight=False, soft_wrap=True), result, cwd, fail_on)
-    elif output is not None:
-        output.write_text(text + "\n", encoding="utf-8")
-    else:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+            output.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:  # no such directory, a directory, a full disk: exit 2, never a traceback
+        err.print(f"heedls check: cannot write {output}: {exc.strerror or exc}", markup=False)
+        return EXIT_ERROR
     return exit_code(result.diagnostics, fail_on)
 
 

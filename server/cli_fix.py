@@ -111,6 +111,12 @@ def register(app: typer.Typer) -> None:
                 log.info("%3d%% %s", int(fraction * 100), message)
 
         before = module.read_bytes()  # --write never overwrites an edit saved while the search ran
+        try:
+            before.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            typer.echo(f"heedls fix: {module} is not UTF-8 text (byte {before[exc.start]:#04x} at offset {exc.start}); "
+                       "heedls fix edits UTF-8 source only", err=True)
+            raise typer.Exit(2) from None
         result = repair(
             RepairRequest(module=module, tests=list(test), budget_s=budget_seconds, jobs=jobs, python=python, chat=chat),
             progress=progress,

