@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import secrets
 import shutil
 import stat
@@ -16,6 +15,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from heedls.analyzers.lines import split_lines
 
 try:
     import fcntl
@@ -94,14 +95,10 @@ def write_atomic(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
-
-
 def _split_lines(text: str) -> list[tuple[str, str]]:
-    """(body, line ending) of each line: only \\r\\n, \\r and \\n end a line, as when Python reads a
-    file with universal newlines (str.splitlines would also split at form feeds)."""
+    """(body, line ending) of each line, broken as Python breaks them (analyzers/lines.py)."""
     out = []
-    for line in _LINE.findall(text):
+    for line in split_lines(text):
         body = line.rstrip("\r\n")
         out.append((body, line[len(body):]))
     return out

@@ -9,20 +9,11 @@ Basic Multilingual Plane (an emoji) twice, UTF-8 counts bytes, UTF-32 code point
 
 from __future__ import annotations
 
-import re
+from heedls.analyzers.lines import split_lines
+
+__all__ = ["UTF8", "UTF16", "UTF32", "column_from_units", "split_lines", "units"]
 
 UTF8, UTF16, UTF32 = "utf-8", "utf-16", "utf-32"
-
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
-# The characters str.splitlines breaks at besides \r and \n: with none of them the C split is right.
-_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-
-
-def split_lines(text: str) -> list[str]:
-    """The lines of `text`, each with its line break, broken where an LSP client breaks them."""
-    if _OTHER_BREAKS.search(text) is None:
-        return text.splitlines(True)
-    return _LINE.findall(text)
 
 
 def units(text: str, encoding: str | None) -> int:

@@ -10,6 +10,8 @@ import ast
 import difflib
 from dataclasses import dataclass, field
 
+from heedls.analyzers.lines import split_lines
+
 
 @dataclass(frozen=True)
 class Span:
@@ -52,7 +54,7 @@ def apply_spans(text: str, spans: tuple[Span, ...] | list[Span]) -> str:
 class SourceMap:
     def __init__(self, text: str) -> None:
         self.text = text
-        self.lines = text.splitlines(keepends=True)
+        self.lines = split_lines(text)  # ast's line numbers: form feeds and U+2028 break no line
         self.starts = [0]
         for line in self.lines:
             self.starts.append(self.starts[-1] + len(line))

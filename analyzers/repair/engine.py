@@ -157,7 +157,11 @@ class Repairer:
         self.rel_module = str(self.module.relative_to(self.root))
         self.rel_tests = [str(t.relative_to(self.root)) for t in self.tests]
         self.python = find_python(self.root, req.python)
-        self.original = req.source if req.source is not None else self.module.read_text(encoding="utf-8")
+        original = req.source if req.source is not None else self.module.read_text(encoding="utf-8")
+        # A byte-order mark is no Python (compile() of a str rejects U+FEFF, so no candidate parsed):
+        # the search runs without it and the fix keeps it.
+        self.bom = "\ufeff" if original.startswith("\ufeff") else ""
+        self.original = original[len(self.bom):]
         self.tests_digest = _digest(self.python, *[t.read_text(encoding="utf-8", errors="replace") for t in self.tests])
         self.workers: list[Worker] = []
         self.lock = threading.Lock()
@@ -583,7 +587,7 @@ class Repairer:
             operator=best.operator if best else None,
             failing_tests=[t.nodeid for t in self.baseline.failed] if self.baseline else [],
             suspicious_lines=list(getattr(self, "scores", [])[:10]),
-            new_text=best.new_text if best else None,
+            new_text=self.bom + best.new_text if best else None,
             module=self.rel_module,
         )
 

@@ -291,3 +291,15 @@ def test_workspace_interpreter_without_pytest_uses_sys_monitoring_and_the_direct
     result = repair(RepairRequest(tmp_path / "m.py", [tmp_path / "test_m.py"], budget_s=20, python=python))
     assert result.fixed and "+    return y + 1" in result.patch
     assert result.fixes[0].confirmed
+
+
+@pytest.mark.parametrize("text", [
+    "\ufeffdef add(a, b):\n    return a - b\n",  # a byte-order mark (compile() of a str rejects it)
+    "import os\n\x0c\ndef add(a, b):\n    return a - b\n",  # a form feed: ast breaks no line there
+    "# a\u2028b\ndef add(a, b):\n    return a - b\n",
+], ids=["bom", "form-feed", "line-separator"])
+def test_a_module_with_a_bom_or_a_form_feed_is_repaired_with_them_kept(tmp_path: Path, text: str) -> None:
+    (tmp_path / "calc.py").write_text(text, encoding="utf-8")
+    (tmp_path / "test_calc.py").write_text("from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    result = repair(RepairRequest(module=tmp_path / "calc.py", tests=[tmp_path / "test_calc.py"], budget_s=30))
+    assert result.fixed and result.new_text == text.replace("a - b", "a + b")
