@@ -69,21 +69,24 @@ def find_ruff(workspace: Path | None = None, configured: str = "") -> str | None
         return None
 
 
-def _range(start: dict[str, Any] | None, end: dict[str, Any] | None) -> Range:
-    # ruff: 1-based row, 1-based column counted in characters.
+def _range(start: dict[str, Any] | None, end: dict[str, Any] | None, bom: bool = False) -> Range:
+    # ruff: 1-based row, 1-based column counted in characters, a byte-order mark not counted (the
+    # text it was given still has it when `bom`: its first line's columns are one further on).
     s = start or {"row": 1, "column": 1}
     e = end or s
-    return Range(
-        Position(max(int(s["row"]) - 1, 0), max(int(s["column"]) - 1, 0)),
-        Position(max(int(e["row"]) - 1, 0), max(int(e["column"]) - 1, 0)),
-    )
+
+    def position(p: dict[str, Any]) -> Position:
+        row = max(int(p["row"]) - 1, 0)
+        return Position(row, max(int(p["column"]) - 1, 0) + (1 if bom and row == 0 else 0))
+
+    return Range(position(s), position(e))
 
 
-def _fix(raw: dict[str, Any] | None, path: str, code: str) -> Fix | None:
+def _fix(raw: dict[str, Any] | None, path: str, code: str, bom: bool = False) -> Fix | None:
     if not raw or not raw.get("edits"):
         return None
     edits = tuple(
-        TextEdit(path, _range(edit.get("location"), edit.get("end_location")), edit.get("content") or "")
+        TextEdit(path, _range(edit.get("location"), edit.get("end_location"), bom), edit.get("content") or "")
         for edit in raw["edits"]
     )
     applicability = _APPLICABILITY.get(str(raw.get("applicability")), "display-only")
@@ -91,7 +94,8 @@ def _fix(raw: dict[str, Any] | None, path: str, code: str) -> Fix | None:
     return Fix(title=f"{title} ({code})", edits=edits, applicability=applicability, source=SOURCE)
 
 
-def to_diagnostics(findings: Sequence[dict[str, Any]], path_override: str | None = None) -> list[Diagnostic]:
+def to_diagnostics(findings: Sequence[dict[str, Any]], path_override: str | None = None,
+                   bom: bool = False) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for item in findings:
         code = item.get("code")
@@ -99,14 +103,14 @@ def to_diagnostics(findings: Sequence[dict[str, Any]], path_override: str | None
             continue
         path = path_override or str(Path(item.get("filename") or "").resolve())
         severity: Severity = "error" if code in _ERROR_CODES else "warning"
-        fix = _fix(item.get("fix"), path, str(code))
+        fix = _fix(item.get("fix"), path, str(code), bom)
         data: dict[str, Any] = {"name": item.get("name"), "noqa_row": item.get("noqa_row")}
         if code in _UNNECESSARY:
             data["tags"] = ["unnecessary"]
         out.append(
             Diagnostic(
                 path=path,
-                range=_range(item.get("location"), item.get("end_location")),
+                range=_range(item.get("location"), item.get("end_location"), bom),
                 severity=severity,
                 source=SOURCE,
                 code=str(code),
@@ -126,7 +130,7 @@ def to_diagnostics(findings: Sequence[dict[str, Any]], path_override: str | None
 REPORT_CAP = 256 << 20
 
 
-def _parse(result: proc.ProcResult, ruff: str, path_override: str | None) -> LintResult:
+def _parse(result: proc.ProcResult, ruff: str, path_override: str | None, bom: bool = False) -> LintResult:
     if result.truncated and result.returncode == 0:
         return LintResult(problem=f"ruff's report is over {REPORT_CAP >> 20} MiB; no lint findings are shown "
                                   "(lint fewer files at a time)", ruff=ruff, seconds=result.seconds)
@@ -143,7 +147,7 @@ def _parse(result: proc.ProcResult, ruff: str, path_override: str | None) -> Lin
         return LintResult(problem=f"ruff printed something that is not JSON ({exc})", ruff=ruff, seconds=result.seconds)
     if not isinstance(findings, list):
         return LintResult(problem="ruff's JSON output is not a list", ruff=ruff, seconds=result.seconds)
-    return LintResult(to_diagnostics(findings, path_override), None, ruff, result.seconds)
+    return LintResult(to_diagnostics(findings, path_override, bom), None, ruff, result.seconds)
 
 
 def _env() -> dict[str, str]:
@@ -177,7 +181,7 @@ def lint_text(
         result = proc.run(argv, cwd=workspace, timeout_s=timeout_s, env=_env(), stdin=text, output_cap=REPORT_CAP)
     except OSError as exc:
         return LintResult(problem=f"ruff could not be started: {exc}", ruff=exe)
-    return _parse(result, exe, str(path.resolve()))
+    return _parse(result, exe, str(path.resolve()), bom=text.startswith("\ufeff"))
 
 
 def lint_paths(

@@ -124,10 +124,13 @@ def _word_end(line: str, col: int) -> int:
 
 def compile_error(text: str, filename: str = "<unknown>") -> CompileError | None:
     """The interpreter's verdict on `text`: None when it compiles, else its first error."""
+    # A byte-order mark is valid at the start of a file, but compile() of a str rejects it: compiled
+    # without it, the first line's columns are one further on.
+    bom = 1 if text.startswith("\ufeff") else 0
     try:
         # Never the real path: when the file exists, CPython re-reads the error line from disk to
         # place the column, and the buffer being typed is not what is on disk.
-        compile(text, f"<{filename}>", "exec", dont_inherit=True)
+        compile(text[bom:], f"<{filename}>", "exec", dont_inherit=True)
         return None
     except SyntaxError as exc:
         err: SyntaxError = exc
@@ -148,12 +151,12 @@ def compile_error(text: str, filename: str = "<unknown>") -> CompileError | None
     line = max(err.lineno - 1, 0)
     line = min(line, max(len(lines) - 1, 0))
     text_line = lines[line] if lines else ""
-    col = max((err.offset or 1) - 1, 0)
+    col = max((err.offset or 1) - 1, 0) + (bom if line == 0 else 0)
     col = min(col, len(text_line))
     end_line, end_col = line, -1
     if err.end_lineno is not None and err.end_offset is not None and err.end_offset > 0:
         end_line = min(max(err.end_lineno - 1, line), len(lines) - 1)
-        end_col = err.end_offset - 1
+        end_col = err.end_offset - 1 + (bom if end_line == 0 else 0)
         if end_line == line and end_col <= col:
             end_col = -1
     if end_col < 0:

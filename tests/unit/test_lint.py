@@ -89,6 +89,14 @@ def test_columns_are_characters(ws: Path) -> None:
     assert "s = '😀é'; import os"[d.range.start.character :].startswith("os")
 
 
+def test_a_buffer_with_a_byte_order_mark_gets_columns_that_count_it(ws: Path) -> None:
+    text = "\ufeffy = f'abc'\n"  # F541, fixable: the fix's edit is placed the same way
+    (d,) = lint.lint_text(text, ws / "b.py", workspace=ws).diagnostics
+    assert d.code == "F541" and text[d.range.start.character:d.range.end.character] == "f'abc'"
+    (edit,) = d.fixes[0].edits
+    assert text[edit.range.start.character:edit.range.end.character] == "f'abc'"
+
+
 def test_syntax_errors_are_left_to_the_syntax_analyzer(ws: Path) -> None:
     result = lint.lint_text("x = (\n", ws / "broken.py", workspace=ws)
     assert result.problem is None

@@ -127,6 +127,14 @@ def test_tree_sitter_errors_after_wide_characters_on_many_lines_keep_their_colum
     assert text.split("\n")[1][15] == "b"  # characters, not bytes (the emoji is 4, é 2)
 
 
+def test_a_byte_order_mark_is_no_error_and_the_first_lines_columns_count_it() -> None:
+    """Python runs a file that starts with a BOM; an editor that keeps it counts it as a column."""
+    assert syntax.check_text("/m.py", "\ufeffx = 1\n") == []
+    text = "\ufeffx = )\n"
+    (d,) = syntax.check_text("/m.py", text)
+    assert d.message == "unmatched ')'" and text[d.range.start.character] == ")"
+
+
 def test_crlf_line_endings() -> None:
     (d,) = syntax.check_text("/m.py", "x = 1\r\nprint(x\r\ny = 2\r\n")
     assert (d.range.start.line, d.range.start.character) == (1, 5)
