@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
@@ -62,7 +62,8 @@ class HeedlsProtocol(LanguageServerProtocol):
                 msg_id = data["id"]
                 if isinstance(msg_id, (int, str)) and not isinstance(msg_id, bool):
                     error = exc.to_response_error()
-                    error.message = f"{error.message}: {data['method']} params do not match the protocol"
+                    error.code = JsonRpcInvalidParams.CODE  # pygls says InternalError for params: absent
+                    error.message = f"Invalid params: {data['method']} params do not match the protocol"
                     self._send_response(msg_id, error=error)
             raise
 

@@ -17,6 +17,7 @@ from heedls.analyzers.model import Diagnostic
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.features.params import field as _field
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 
 log = logging.getLogger("heedls.hover")
 
@@ -145,8 +146,11 @@ def register(server: HeedlsServer) -> None:
         position = _field(params, "position")
         lines = _lines(ls, uri)
         if position is not None:
-            line = int(_field(position, "line") or 0)
-            character = _to_python_char(ls, lines, line, int(_field(position, "character") or 0))
+            line, character = _field(position, "line"), _field(position, "character")
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (line, character)):
+                raise JsonRpcInvalidParams(f"{EXPLAIN_METHOD}: position must be {{line, character}}, "
+                                           "non-negative integers")
+            character = _to_python_char(ls, lines, line, character)
             diagnostics = at_position(diagnostics, line, character, same_line=True)
         chat = _chat_provider(ls) if _field(params, "ai") else None
         out = []

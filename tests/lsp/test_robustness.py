@@ -143,7 +143,10 @@ def test_a_request_whose_params_cannot_be_read_is_answered_with_an_error(raw_ser
     for i, params in enumerate(bad):
         server.send({"id": f"bad{i}", "method": "textDocument/inlineCompletion", "params": params})
     server.send({"id": "cmd", "method": "workspace/executeCommand"})
-    for msg_id in [f"bad{i}" for i in range(len(bad))] + ["cmd"]:
+    server.send({"id": "explain", "method": "heedls/explain"})  # params absent
+    server.send({"id": "explain2", "method": "heedls/explain",
+                 "params": {"textDocument": {"uri": uri}, "position": {"line": "a", "character": 0}}})
+    for msg_id in [f"bad{i}" for i in range(len(bad))] + ["cmd", "explain", "explain2"]:
         assert server.wait(msg_id)["error"]["code"] == -32602
     assert server.inline(101, uri, 1, 4)["result"]["items"]  # and it keeps serving
 
