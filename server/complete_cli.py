@@ -15,17 +15,26 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from heedls.analyzers.lines import split_lines
 
 LOCATION = re.compile(r"^(?P<file>.+):(?P<line>\d+):(?P<col>\d+)$")
 
 
 def _offset(text: str, line: int, col: int) -> tuple[int, int, int]:
-    """0-based (line, character) and the string offset for 1-based LINE:COL, clamped."""
-    lines = text.split("\n")
-    line0 = min(max(line - 1, 0), len(lines) - 1)
-    char0 = min(max(col - 1, 0), len(lines[line0]))
-    offset = sum(len(x) + 1 for x in lines[:line0]) + char0
-    return line0, char0, offset
+    """0-based (line, character) and the string offset for 1-based LINE:COL (columns count
+    characters; lines end at \\n, \\r\\n or \\r). Raises ValueError, saying why, for a place
+    outside the text: the line after a final line break is in it, a column past a line's end not."""
+    lines = split_lines(text)
+    count = len(lines)
+    if not lines or lines[-1].endswith(("\n", "\r")):
+        lines.append("")  # the empty line after the final line break (or of an empty file)
+    if not 1 <= line <= len(lines):
+        raise ValueError(f"line {line} is outside the file: it has {count} line{'s' * (count != 1)}")
+    width = len(lines[line - 1].rstrip("\r\n"))
+    if not 1 <= col <= width + 1:
+        raise ValueError(f"column {col} is outside line {line}: it has {width} character{'s' * (width != 1)} "
+                         f"(columns 1-{width + 1})")
+    return line - 1, col - 1, sum(map(len, lines[: line - 1])) + col - 1
 
 
 async def _complete(path: Path, text: str, line: int, col: int, use_gate: bool) -> tuple[str | None, str]:
@@ -86,6 +95,12 @@ def register(app: typer.Typer) -> None:
             text = path.read_bytes().decode("utf-8", errors="replace")
         except OSError as exc:
             typer.echo(f"heedls: cannot read {match['file']}: {exc.strerror}", err=True)
+            raise typer.Exit(2) from None
+        text = text.removeprefix("\ufeff")  # a byte-order mark is no column (no editor shows it)
+        try:
+            _offset(text, int(match["line"]), int(match["col"]))
+        except ValueError as exc:
+            typer.echo(f"heedls: {match['file']}:{match['line']}:{match['col']}: {exc}", err=True)
             raise typer.Exit(2) from None
         suggestion, notes = asyncio.run(_complete(path, text, int(match["line"]), int(match["col"]), gate))
         if notes:

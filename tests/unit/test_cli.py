@@ -52,3 +52,22 @@ def test_complete_rejects_a_bad_location(tmp_path: Path) -> None:
     assert out.returncode == 2 and out.stdout == b"" and b"FILE:LINE:COL" in out.stderr
     missing = heedls("complete", "nowhere.py:1:1", cwd=tmp_path, env_dir=tmp_path)
     assert missing.returncode == 2 and b"cannot read" in missing.stderr
+
+
+def test_complete_rejects_a_place_outside_the_file_and_says_why(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("x = 1\nprint(x)\n")
+    for where, why in (("a.py:0:1", b"line 0 is outside the file: it has 2 lines"),
+                       ("a.py:4:1", b"line 4 is outside the file: it has 2 lines"),
+                       ("a.py:2:10", b"column 10 is outside line 2: it has 8 characters (columns 1-9)")):
+        out = heedls("complete", where, cwd=tmp_path, env_dir=tmp_path)
+        assert out.returncode == 2 and out.stdout == b"" and why in out.stderr, out.stderr
+    assert heedls("complete", "a.py:3:1", cwd=tmp_path, env_dir=tmp_path).returncode == 0  # after the last line break
+
+
+def test_complete_counts_columns_without_a_byte_order_mark_and_lines_at_a_lone_cr(tmp_path: Path) -> None:
+    demo = (ROOT / "examples" / "demo" / "stats.py").read_text()
+    (tmp_path / "bom.py").write_text("\ufeff" + demo, encoding="utf-8")
+    (tmp_path / "cr.py").write_text(demo.replace("\n", "\r"), newline="")
+    for name in ("bom.py", "cr.py"):
+        out = heedls("complete", f"{name}:29:24", cwd=tmp_path, env_dir=tmp_path)
+        assert out.returncode == 0 and out.stdout.decode() == "values)):\n", (name, out.stderr)
