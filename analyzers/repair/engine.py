@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from heedls.analyzers import proc
+from heedls.analyzers.check import find_workspace
 from heedls.analyzers.repair import operators, ruff_fixes, syntax_fix
 from heedls.analyzers.repair.edits import Candidate, change_size, normalised, unified_diff
 from heedls.analyzers.repair.localize import LineScore, localise
@@ -153,7 +154,10 @@ class Repairer:
         self.deadline = self.start + req.budget_s
         self.module = req.module.resolve()
         self.tests = [t.resolve() for t in req.tests]
-        self.root = (req.root or Path(os.path.commonpath([self.module.parent, *[t.parent for t in self.tests]]))).resolve()
+        # The project they belong to (its conftest.py and configuration are part of a test run):
+        # the nearest folder above both with a project marker, as `heedls check` finds it.
+        common = Path(os.path.commonpath([self.module.parent, *[t.parent for t in self.tests]]))
+        self.root = (req.root or find_workspace([common])).resolve()
         self.rel_module = str(self.module.relative_to(self.root))
         self.rel_tests = [str(t.relative_to(self.root)) for t in self.tests]
         self.python = find_python(self.root, req.python)
@@ -551,6 +555,14 @@ class Repairer:
     def _not_found_text(self) -> str:
         failing = self.baseline.failed if self.baseline else []
         where = ", ".join(f"line {s.line}" for s in getattr(self, "scores", [])[:3])
+        errors = self.baseline.errors if self.baseline else []
+        if not failing and errors:  # nothing failed: the tests did not run at all
+            first = errors[0]
+            lines = [ln for ln in str(first.get("message", "")).splitlines() if ln.strip()]
+            why = next((ln.strip().removeprefix("E").strip() for ln in reversed(lines) if ln.startswith("E ")),
+                       lines[-1].strip() if lines else "no message")
+            return (f"The tests could not run ({first.get('nodeid') or 'collection'}: {why}), and no candidate "
+                    f"made them run and pass within the budget ({self.tried} candidates tried).")
         return (
             f"No candidate made the {len(failing)} failing test(s) pass within the budget "
             f"({self.tried} candidates tried). Most suspicious: {where or 'unknown'}."

@@ -101,8 +101,12 @@ def find_python(root: Path, configured: str = "") -> str:
 
 
 def copy_workspace(root: Path, dest: Path) -> None:
-    """Copy the source files a test run needs (skipping VCS, venvs, caches and huge files)."""
+    """Copy the source files a test run needs (skipping VCS, venvs, caches and huge files). A
+    symbolic link to a file inside the workspace stays a link, to that file's copy (the module
+    a test imports may be one: a copy without it fails every test); one to a file outside is
+    copied as that file, so that no run reaches into the real workspace or beyond."""
     count = 0
+    real_root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info")]
         rel = Path(dirpath).relative_to(root)
@@ -110,9 +114,14 @@ def copy_workspace(root: Path, dest: Path) -> None:
         for name in filenames:
             src = Path(dirpath) / name
             try:
-                if src.is_symlink() or src.stat().st_size > MAX_FILE_BYTES:
+                if src.stat().st_size > MAX_FILE_BYTES:  # a broken link raises: skipped
                     continue
-                shutil.copy2(src, dest / rel / name)
+                target = src.resolve() if src.is_symlink() else None
+                if target is not None and target.is_file() and _inside(target, real_root):
+                    link = dest / rel / name
+                    link.symlink_to(os.path.relpath(dest / target.relative_to(real_root), link.parent))
+                else:
+                    shutil.copy2(src, dest / rel / name)
             except OSError:
                 continue
             count += 1

@@ -303,3 +303,36 @@ def test_a_module_with_a_bom_or_a_form_feed_is_repaired_with_them_kept(tmp_path:
     (tmp_path / "test_calc.py").write_text("from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
     result = repair(RepairRequest(module=tmp_path / "calc.py", tests=[tmp_path / "test_calc.py"], budget_s=30))
     assert result.fixed and result.new_text == text.replace("a - b", "a + b")
+
+
+def test_a_module_imported_through_a_symlink_is_repaired(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "calc_real.py").write_text("def add(a, b):\n    return a - b\n")
+    (tmp_path / "calc.py").symlink_to("real/calc_real.py")
+    (tmp_path / "test_calc.py").write_text("from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    result = repair(RepairRequest(module=tmp_path / "calc.py", tests=[tmp_path / "test_calc.py"], budget_s=30))
+    assert result.fixed and "a + b" in (result.new_text or "")
+
+
+def test_the_projects_conftest_above_module_and_tests_is_part_of_the_run(tmp_path: Path) -> None:
+    """pkg/ holds the module and its tests; their fixture lives in the project's conftest.py."""
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (tmp_path / "conftest.py").write_text("import pytest\n\n\n@pytest.fixture\ndef three():\n    return 3\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (tmp_path / "pkg" / "test_calc.py").write_text(
+        "from pkg.calc import add\n\n\ndef test_add(three):\n    assert add(2, three) == 5\n")
+    result = repair(RepairRequest(module=tmp_path / "pkg" / "calc.py", tests=[tmp_path / "pkg" / "test_calc.py"],
+                                  budget_s=30))
+    assert result.fixed and "a + b" in (result.new_text or "")
+
+
+def test_tests_that_cannot_run_are_reported_as_such(tmp_path: Path) -> None:
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (tmp_path / "test_calc.py").write_text("import nosuchmodule\nfrom calc import add\n\n\ndef test_add():\n"
+                                           "    assert add(2, 3) == 5\n")
+    result = repair(RepairRequest(module=tmp_path / "calc.py", tests=[tmp_path / "test_calc.py"], budget_s=10))
+    assert not result.fixed
+    assert result.explanation.startswith("The tests could not run (test_calc.py: ModuleNotFoundError: "
+                                         "No module named 'nosuchmodule')")
