@@ -106,15 +106,16 @@ def _split_lines(text: str) -> list[tuple[str, str]]:
 
 def with_line_endings_of(original: str, text: str) -> str:
     """`text` (read with universal newlines, then edited) with the line endings `original` has on
-    disk: unchanged lines keep their own, new or changed lines take the file's most common one."""
+    disk: unchanged and changed lines keep those of the lines they stand in place of, added lines
+    take the file's most common one."""
     old, new = _split_lines(original), _split_lines(text)
     endings = Counter(end for _, end in old if end)
     common = endings.most_common(1)[0][0] if endings else "\n"
     matcher = difflib.SequenceMatcher(None, [b for b, _ in old], [b for b, _ in new], autojunk=False)
     out: list[str] = []
-    for tag, i1, _, j1, j2 in matcher.get_opcodes():
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         for k, (body, end) in enumerate(new[j1:j2]):
-            if end and tag == "equal":
+            if end and tag in ("equal", "replace") and i1 + k < i2:  # a line in an old one's place
                 end = old[i1 + k][1] or common
             elif end:
                 end = common

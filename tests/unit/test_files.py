@@ -46,10 +46,11 @@ def test_an_edited_crlf_file_keeps_crlf_on_every_line() -> None:
     assert with_line_endings_of(original, "def f(a, b):\n    return a + b\n") == "def f(a, b):\r\n    return a + b\r\n"
 
 
-def test_unchanged_lines_keep_their_own_endings_and_new_ones_take_the_most_common() -> None:
+def test_lines_keep_the_endings_of_those_they_replace_and_added_ones_take_the_most_common() -> None:
     original = "a = 1\r\nb = 2\nc = 3\r\nd = 4\r\n"  # mixed: CRLF is the most common
     edited = "a = 1\nb = 2\nnew = 0\nc = 30\nd = 4\n"
     assert with_line_endings_of(original, edited) == "a = 1\r\nb = 2\nnew = 0\r\nc = 30\r\nd = 4\r\n"
+    assert with_line_endings_of(original, "a = 1\nb = 20\nc = 3\nd = 4\n") == "a = 1\r\nb = 20\nc = 3\r\nd = 4\r\n"
 
 
 def test_a_file_without_a_final_newline_and_a_form_feed_are_kept() -> None:
