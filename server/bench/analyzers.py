@@ -184,7 +184,8 @@ def register(bench_app: typer.Typer) -> None:
     def analyzers_command(
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
         bench_set: Annotated[
-            Path | None, typer.Option("--set", help="Bug set folder (default: shared/bench/quixbugs).")
+            Path | None, typer.Option("--set", exists=True, file_okay=False,
+                                      help="Bug set folder (default: shared/bench/quixbugs).")
         ] = None,
         bugs: Annotated[int, typer.Option("--bugs", min=0, help="How many bugs of the set (0 = skip tests).")] = 6,
         repeats: Annotated[int, typer.Option("--repeats", min=1, help="Runs per bug and side.")] = 3,

@@ -325,7 +325,8 @@ def register(bench_app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
         root: Annotated[
             Optional[list[Path]],  # noqa: UP045 (typer needs Optional here)
-            typer.Option("--root", help="Folder of projects (repeatable; default: stdlib and site-packages)."),
+            typer.Option("--root", exists=True, file_okay=False,
+                         help="Folder of projects (repeatable; default: stdlib and site-packages)."),
         ] = None,
         cuts: Annotated[int, typer.Option("--cuts", min=1, help="Number of cut points.")] = 2000,
         seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
