@@ -58,6 +58,7 @@ def to_json(result: CheckResult, cwd: Path) -> dict[str, Any]:
 
 
 def _excerpt(console: Console, lines: list[str], diagnostic: Diagnostic) -> None:
+    from rich.cells import cell_len  # an emoji or a CJK character takes two columns on the terminal
     from rich.markup import escape
 
     start, end = diagnostic.range.start, diagnostic.range.end
@@ -70,7 +71,8 @@ def _excerpt(console: Console, lines: list[str], diagnostic: Diagnostic) -> None
         hi = end.character if number == end.line else len(text)
         hi = max(hi, lo + 1)
         style = _STYLE.get(diagnostic.severity, "")
-        console.print(f"[dim]{'':>{width}} │[/dim] {' ' * lo}[{style}]{'^' * (hi - lo)}[/{style}]", highlight=False)
+        pad, marks = cell_len(text[:lo]), max(cell_len(text[lo:hi]), 1)
+        console.print(f"[dim]{'':>{width}} │[/dim] {' ' * pad}[{style}]{'^' * marks}[/{style}]", highlight=False)
 
 
 def print_text(console: Console, result: CheckResult, cwd: Path, fail_on: str) -> None:

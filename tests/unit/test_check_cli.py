@@ -123,6 +123,14 @@ def test_output_file_and_warnings_on_stderr(project: Path) -> None:
     assert json.loads((project / "report.json").read_text())["summary"]["by_source"]["ruff"] == 1
 
 
+def test_the_caret_stands_under_the_error_after_wide_characters(tmp_path: Path) -> None:
+    (tmp_path / "emoji.py").write_text('s = "😀😀" + max(1\n')
+    proc = heedls("emoji.py", cwd=tmp_path)
+    source, caret = [ln.split("│ ", 1)[1] for ln in proc.stdout.splitlines() if "│" in ln][:2]
+    # each emoji takes two terminal columns: the caret is under "(" as a terminal draws them
+    assert caret == " " * 16 + "^" and source[: source.index("(")] == 's = "😀😀" + max'  # 15 characters
+
+
 def test_an_output_that_cannot_be_written_is_exit_2_with_one_line(project: Path) -> None:
     (project / "adir").mkdir()
     for target, fmt in (("nodir/out.txt", "text"), ("adir", "json"), ("/dev/full", "sarif")):
