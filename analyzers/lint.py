@@ -169,10 +169,12 @@ def lint_text(
     workspace: Path | str,
     ruff: str = "",
     timeout_s: float = 10.0,
+    trusted: bool = True,
 ) -> LintResult:
-    """Lint an editor buffer as if it were saved at `path` (the workspace's config applies)."""
+    """Lint an editor buffer as if it were saved at `path` (the workspace's config applies). In an
+    untrusted workspace the ruff of its own virtual environment is never run (it could be anything)."""
     workspace = Path(workspace)
-    exe = find_ruff(workspace, ruff)
+    exe = find_ruff(workspace if trusted else None, ruff)
     if exe is None:
         return _missing(ruff)
     path = Path(path)

@@ -9,6 +9,7 @@ instead (field metadata `"invalid"`): someone who wrote `privacy = "no-code"` me
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -129,6 +130,16 @@ class HeedlsConfig:
         return data
 
 
+# No setting means anything above this (a timeout or delay in ms or s, a count): larger values
+# overflowed the arithmetic of timers (1e300 ms of debounce hung every request, 10**400 raised).
+_LARGEST = 10**9
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _coerce(value: Any, annotation: Any, where: str, warnings: list[str], default: Any) -> Any:
     origin = get_origin(annotation)
     if origin is Literal:
@@ -143,16 +154,16 @@ def _coerce(value: Any, annotation: Any, where: str, warnings: list[str], defaul
         warnings.append(f"{where}: expected true/false, got {value!r}; using {default!r}")
         return default
     if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _LARGEST:
             return value
-        if isinstance(value, float) and value.is_integer() and value >= 0:
-            return int(value)
-        warnings.append(f"{where}: expected a non-negative integer, got {value!r}; using {default!r}")
+        warnings.append(f"{where}: expected an integer from 0 to {_LARGEST}, got {_short(value)}; using {default!r}")
         return default
     if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-            return float(value)
-        warnings.append(f"{where}: expected a non-negative number, got {value!r}; using {default!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= _LARGEST:
+            return float(value)  # NaN fails the comparison; infinity is above the limit
+        warnings.append(f"{where}: expected a number from 0 to {_LARGEST}, got {_short(value)}; using {default!r}")
         return default
     if annotation is str:
         if isinstance(value, str):
@@ -168,9 +179,7 @@ def _merge_section(current: Any, overrides: Mapping[str, Any], where: str, warni
     changes: dict[str, Any] = {}
     known = {f.name: f for f in fields(current)}
     for raw_key, value in overrides.items():
-        key = raw_key.replace("-", "_")
-        # editors send camelCase (VS Code settings); TOML uses snake/kebab case
-        key = "".join("_" + c.lower() if c.isupper() else c for c in key)
+        key = _normal(raw_key)
         if key not in known:
             warnings.append(f"{where}.{raw_key}: unknown setting, ignored")
             continue
@@ -204,12 +213,13 @@ def _merge_section(current: Any, overrides: Mapping[str, Any], where: str, warni
 def merge(base: HeedlsConfig, overrides: Any, source: str) -> tuple[HeedlsConfig, list[str]]:
     """Apply one layer of overrides; returns the new config and human-readable warnings."""
     warnings: list[str] = []
-    if overrides is None:
+    if overrides is None or overrides == []:  # Neovim encodes an empty table {} as []
         return base, warnings
     if not isinstance(overrides, Mapping):
         return base, [f"{source}: expected an object of settings, got {type(overrides).__name__}; ignored"]
-    # VS Code sends {"heedls": {...}} from workspace/configuration sections.
-    if set(overrides) == {"heedls"} and isinstance(overrides["heedls"], Mapping):
+    # VS Code sends {"heedls": {...}} from workspace/configuration sections; a client that pushes
+    # one table for all its servers (eglot, a shared vim.lsp.config('*')) has other sections beside it.
+    if isinstance(overrides.get("heedls"), Mapping):
         overrides = overrides["heedls"]
     return _merge_section(base, overrides, source, warnings), warnings
 
@@ -218,11 +228,12 @@ def read_pyproject(root: Path) -> tuple[dict[str, Any], list[str]]:
     path = root / "pyproject.toml"
     if not path.is_file():
         return {}, []
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8", errors="replace"))
+    try:  # utf-8-sig: a byte-order mark (some Windows editors write one) is no TOML error
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig", errors="replace"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         return {}, [f"{path}: cannot read [tool.heedls] ({exc}); using defaults"]
-    section = data.get("tool", {}).get("heedls", {})
+    tool = data.get("tool", {})
+    section = tool.get("heedls", {}) if isinstance(tool, dict) else None
     if not isinstance(section, dict):
         return {}, [f"{path}: [tool.heedls] must be a table; using defaults"]
     return section, []
@@ -234,14 +245,55 @@ def load(
     client_settings: Any = None,
 ) -> tuple[HeedlsConfig, list[str]]:
     """defaults <- pyproject.toml [tool.heedls] <- initializationOptions <- didChangeConfiguration."""
-    config = HeedlsConfig()
+    section: dict[str, Any] = {}
     warnings: list[str] = []
     if root is not None:
-        section, problems = read_pyproject(root)
-        warnings += problems
-        config, w = merge(config, section, "pyproject.toml [tool.heedls]")
-        warnings += w
-    for layer, name in ((init_options, "initializationOptions"), (client_settings, "settings")):
+        section, warnings = read_pyproject(root)
+    config, more = _layered(section, init_options, client_settings)
+    if not config.tests.trusted:
+        # The repository's own file may not make heedls run a program (ruff, an interpreter),
+        # send its code and a secret elsewhere (provider), or declare itself trusted.
+        section, ignored = _without_untrusted(section)
+        if ignored:
+            config, more = _layered(section, init_options, client_settings)
+            more.append(f"pyproject.toml [tool.heedls]: {', '.join(ignored)} ignored: the workspace is not trusted")
+    return config, warnings + more
+
+
+# Settings of the repository's pyproject.toml that an untrusted workspace does not get to choose.
+# A section given as None: all of it.
+_UNTRUSTED_KEYS: dict[str, tuple[str, ...] | None] = {
+    "provider": None, "lint": ("ruff",), "tests": ("python", "trusted"), "repair": ("use_provider",)}
+
+
+def _normal(key: str) -> str:
+    """A setting's field name: editors send camelCase (VS Code settings), TOML uses snake/kebab case."""
+    key = key.replace("-", "_")
+    return "".join("_" + c.lower() if c.isupper() else c for c in key)
+
+
+def _without_untrusted(section: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    kept: dict[str, Any] = {}
+    ignored: list[str] = []
+    for key, value in section.items():
+        name = _normal(key)
+        if name not in _UNTRUSTED_KEYS:
+            kept[key] = value
+            continue
+        keys = _UNTRUSTED_KEYS[name]
+        if keys is None or not isinstance(value, Mapping):
+            ignored.append(name)
+        else:
+            kept[key] = {k: v for k, v in value.items() if _normal(k) not in keys}
+            ignored += [f"{name}.{_normal(k)}" for k in value if _normal(k) in keys]
+    return kept, ignored
+
+
+def _layered(section: dict[str, Any], init_options: Any, client_settings: Any) -> tuple[HeedlsConfig, list[str]]:
+    config = HeedlsConfig()
+    warnings: list[str] = []
+    for layer, name in ((section or None, "pyproject.toml [tool.heedls]"), (init_options, "initializationOptions"),
+                        (client_settings, "settings")):
         config, w = merge(config, layer, name)
         warnings += w
     return config, warnings

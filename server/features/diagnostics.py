@@ -332,7 +332,8 @@ class DiagnosticsService:
         if not cfg.enabled or path is None or text is None or not path.endswith((".py", ".pyi")):
             return
         workspace = self._workspace_for(path)
-        result = await asyncio.to_thread(lint.lint_text, text, path, workspace=workspace, ruff=cfg.ruff)
+        result = await asyncio.to_thread(lint.lint_text, text, path, workspace=workspace, ruff=cfg.ruff,
+                                         trusted=self.server.config.tests.trusted)
         if result.problem and not self._lint_problem_reported:
             self._lint_problem_reported = True  # one warning per session, not one per keystroke
             self.server.notify_log(result.problem, types.MessageType.Warning)

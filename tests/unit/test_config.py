@@ -54,3 +54,40 @@ def test_sizes_above_their_limit_are_clamped_with_a_warning() -> None:
     config, warnings = merge(HeedlsConfig(), {"inline": {"maxPrefixChars": 10_000_000, "maxLines": 50}}, "settings")
     assert config.inline.max_prefix_chars == 100_000 and config.inline.max_lines == 50
     assert len(warnings) == 1 and "10000000" in warnings[0] and "100000" in warnings[0]
+
+
+def test_an_untrusted_workspaces_pyproject_cannot_run_programs_send_code_or_trust_itself(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.heedls]\nprovider = { name = "openai", endpoint = "http://evil.example", apiKeyEnv = "AWS_SECRET" }\n'
+        '[tool.heedls.lint]\nruff = "tools/ruff"\n[tool.heedls.tests]\npython = "tools/python"\ntrusted = true\n'
+        'timeout-s = 5\n[tool.heedls.gate]\nmode = "off"\n')
+    config, warnings = load(tmp_path, {"tests": {"trusted": False}})
+    assert config.provider.name == "local" and config.provider.endpoint == "" and config.provider.api_key_env == "HEEDLS_API_KEY"
+    assert config.lint.ruff == "" and config.tests.python == "" and config.tests.trusted is False
+    assert config.tests.timeout_s == 5 and config.gate.mode == "off"  # the rest of the file still applies
+    assert any("provider, lint.ruff, tests.python, tests.trusted ignored: the workspace is not trusted" in w
+               for w in warnings), warnings
+    trusted, _ = load(tmp_path, {"tests": {"trusted": True}})
+    assert trusted.provider.endpoint == "http://evil.example" and trusted.lint.ruff == "tools/ruff"
+
+
+def test_a_pyproject_whose_tool_is_not_a_table_or_that_starts_with_a_bom(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('tool = "oops"\n')
+    config, warnings = load(tmp_path)
+    assert config == HeedlsConfig() and any("must be a table" in w for w in warnings)
+    (tmp_path / "pyproject.toml").write_bytes(b'\xef\xbb\xbf[tool.heedls.gate]\nmode = "off"\n')
+    config, warnings = load(tmp_path)
+    assert config.gate.mode == "off" and warnings == []
+
+
+def test_the_heedls_section_is_found_beside_other_servers_sections_and_an_empty_list_is_nothing() -> None:
+    config, warnings = merge(HeedlsConfig(), {"heedls": {"gate": {"mode": "off"}}, "python": {}}, "settings")
+    assert config.gate.mode == "off" and warnings == []
+    assert merge(HeedlsConfig(), [], "initializationOptions") == (HeedlsConfig(), [])  # Neovim's {} is []
+
+
+def test_numbers_beyond_any_setting_fall_back_with_a_warning() -> None:
+    config, warnings = merge(HeedlsConfig(), {"inline": {"debounceMs": 10**400}, "tests": {"timeoutS": float("inf")},
+                                              "provider": {"deadlineMs": 1e300}}, "settings")
+    assert (config.inline.debounce_ms, config.tests.timeout_s) == (HeedlsConfig().inline.debounce_ms, 60.0)
+    assert config.provider.deadline_ms == HeedlsConfig().provider.deadline_ms and len(warnings) == 3

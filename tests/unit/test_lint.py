@@ -156,3 +156,13 @@ def test_ruff_is_found_in_the_workspace_venv_first(tmp_path: Path) -> None:
     assert lint.find_ruff(tmp_path) == fake
     assert lint.find_ruff(tmp_path, configured=fake) == fake
     assert lint.find_ruff(Path("/nonexistent")) is not None  # PATH or the bundled one
+
+
+def test_an_untrusted_workspaces_own_ruff_is_never_run(tmp_path: Path) -> None:
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    _script(tmp_path / ".venv" / "bin" / "ruff", f"touch {marker}\necho '[]'\n")
+    lint.lint_text("import os\n", tmp_path / "m.py", workspace=tmp_path, trusted=False)
+    assert not marker.exists()
+    lint.lint_text("import os\n", tmp_path / "m.py", workspace=tmp_path)  # trusted: its .venv's ruff first
+    assert marker.exists()
