@@ -115,7 +115,17 @@ def join_url(endpoint: str, path: str) -> str:
 
 
 def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
+    """`text` with the secret masked as it is and as error messages quote it (repr: a \\r in a
+    key shows as a backslash and an r), and with any `Bearer …` value masked whatever it holds."""
+    if secret:
+        for form in {secret, repr(secret)[1:-1], secret.encode("utf-8", "backslashreplace").decode("ascii", "replace"),
+                     str(secret.encode("utf-8", "surrogateescape"))[2:-1]}:
+            if form:
+                text = text.replace(form, "***")
+    return _BEARER.sub("Bearer ***", text)
+
+
+_BEARER = re.compile(r"Bearer\s+[^\s'\"]+")
 
 
 async def post_json(
@@ -137,6 +147,9 @@ async def post_json(
     send_headers = {"Accept": "application/json"}
     if headers:
         send_headers.update(headers)
+    api_key = api_key.strip()  # a key from a .env saved with CRLF, or pasted with a space
+    if any(ord(c) < 32 or ord(c) == 127 for c in api_key):  # no header can carry it: say so, never show it
+        raise ProviderError(f"{redact_url(url)}: the API key has control characters in it")
     if api_key:
         send_headers["Authorization"] = f"Bearer {api_key}"
     # httpx's per-phase timeouts cannot bound the whole exchange (a server trickling bytes resets

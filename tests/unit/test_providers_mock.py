@@ -316,6 +316,31 @@ async def test_api_key_is_never_logged(caplog: pytest.LogCaptureFixture, monkeyp
         assert KEY not in text  # ... and never shown
 
 
+async def test_a_key_with_surrounding_whitespace_is_sent_stripped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A .env saved with CRLF line endings, or a pasted key, carries a \\r or a space."""
+    monkeypatch.setenv("MY_LLM_KEY", f" {KEY}\r\n")
+    rec = Recorder(ok_json({"choices": [{"text": "x"}]}))
+    async with client_for(rec) as client:
+        await OpenAIProvider(openai_config(api_key="", api_key_env="MY_LLM_KEY"), client).complete(REQ, 2.0)
+    assert rec.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+async def test_a_key_no_header_can_carry_is_an_error_that_never_shows_it() -> None:
+    rec = Recorder(ok_json({"choices": [{"text": "x"}]}))
+    async with client_for(rec) as client:
+        with pytest.raises(ProviderError) as raised:
+            await OpenAIProvider(openai_config(api_key=f"{KEY}\rtail"), client).complete(REQ, 2.0)
+    assert "control characters" in str(raised.value) and KEY not in str(raised.value) and not rec.requests
+
+
+def test_an_error_message_quoting_the_header_never_shows_the_key() -> None:
+    from heedls.server.providers.http import _scrub
+
+    secret = f"{KEY}\r"  # as h11 quotes it: Illegal header value b'Bearer sk-...\\r'
+    message = f"LocalProtocolError: Illegal header value {('Bearer ' + secret).encode()!r}"
+    assert KEY not in _scrub(message, secret) and KEY not in _scrub(message, "")
+
+
 async def test_no_key_no_authorization_header(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HEEDLS_API_KEY", raising=False)
     rec = Recorder(ok_json({"choices": [{"text": "x"}]}))
