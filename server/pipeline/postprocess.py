@@ -3,7 +3,8 @@
 Every producer of suggestions (the server, `heedls complete`, the replay and the quality benchmark)
 runs the same steps, so what is measured is what users see:
 1. drop leading text the user already typed (providers sometimes echo the line),
-2. stop at a dedent below the cursor's block or at a line that repeats an earlier one,
+2. stop at a dedent below the cursor's block, at a line that repeats an earlier one, or at the
+   line of code that follows the cursor's (the suggestion would retype it),
 3. cap the number of lines,
 4. drop the tail that the suffix already contains (the "dedupe vs suffix" rule),
 5. balance brackets against what is open on the cursor line and closed in the suffix,
@@ -69,6 +70,13 @@ def _cut_lines(text: str, request: CompletionRequest, max_lines: int) -> str:
     current = request.prefix.rpartition("\n")[2]
     first = lines[0].strip()
     at_line_start = not current.strip()
+    # The next line of code after the cursor's: a suggestion that reaches it retypes what is there
+    # (FIM models run past the gap), so it stops before it, as Copilot's and Continue's do.
+    following = next((ln.strip() for ln in request.suffix.split("\n", 6)[1:6] if ln.strip()), "")
+    if len(following) <= 3 or following in _REPEATABLE:
+        following = ""  # `)` or `pass` may well be written again
+    if at_line_start and following and first == following:
+        return ""
     if len(lines) == 1 and not (at_line_start and len(first) > 8):
         return text  # one line that does not stand for a whole line: nothing below can cut it
     # only the last 40 lines of the prefix matter: split those off the end, not the whole prefix
@@ -92,6 +100,8 @@ def _cut_lines(text: str, request: CompletionRequest, max_lines: int) -> str:
             break  # dedent past the cursor's block: the suggestion wandered off
         if stripped in seen and stripped not in _REPEATABLE:
             break  # repeating an earlier line is the classic degenerate loop
+        if stripped == following:
+            break
         seen.add(stripped)
         kept.append(line)
     if repeats_recent_line and len(first) > 8 and at_line_start:

@@ -59,3 +59,12 @@ def test_tabs_follow_the_document() -> None:
 def test_a_multiline_suggestion_in_the_middle_of_a_line_keeps_only_its_first_line() -> None:
     # the rest of the cursor line would otherwise be pushed after the last suggested line
     assert postprocess("a, b):\n    pass", req("def f(", "):")) == "a, b"
+
+
+def test_stops_before_retyping_the_line_that_follows_the_cursor() -> None:
+    """FIM models run past the gap: `return y` is already there, a second one is not wanted."""
+    prefix = "def f(x):\n    y = "
+    assert postprocess("x + 1\n    return y", req(prefix, "\n    return y\n")) == "x + 1"
+    at_start = "def f(x):\n    y = x + 1\n    "
+    assert postprocess("return y", req(at_start, "\n    return y\n")) is None  # the whole line is there already
+    assert postprocess("z = y\n    return z", req(at_start, "\n    return y\n")) == "z = y\n    return z"
