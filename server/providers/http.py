@@ -179,7 +179,13 @@ async def post_json(
     except (httpx.InvalidURL, OSError, ValueError) as exc:  # e.g. an invalid URL in the settings
         raise ProviderError(f"{where}: {type(exc).__name__}") from exc
 
-    text = bytes(body).decode("utf-8", errors="replace")
+    if status < 400:
+        try:  # text the user would get: never with U+FFFD standing in for bytes that were not UTF-8
+            text = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProviderError(f"{where}: response is not UTF-8 ({len(body)} bytes)") from exc
+    else:
+        text = bytes(body).decode("utf-8", errors="replace")
     if status >= 400:
         detail = _scrub(_error_detail(text), api_key)
         log.debug("%s answered HTTP %d: %s", where, status, detail)
@@ -305,6 +311,33 @@ def strip_fences(text: str) -> str:
     return match.group(1) if match else text
 
 
+def strip_echo(text: str, request: CompletionRequest) -> str:
+    """An answer that starts over from the top of the file (the whole file with the gap filled in,
+    or the prompt echoed back): only what follows the text before the cursor, or nothing. Never
+    the start of the file inserted at the cursor."""
+    prefix = request.prefix
+    if len(prefix.strip()) < 20:  # too little text to tell an echo from a completion
+        return text
+    if text.startswith(prefix):
+        return text[len(prefix):]
+    body = text.lstrip()
+    if body.startswith(("File ", "<|fim_prefix|>")):  # the question itself (chat) or the FIM prompt
+        body = body.split("\n", 1)[-1] if body.startswith("File ") else body[len("<|fim_prefix|>"):]
+    top = [ln.strip() for ln in prefix.split("\n", 12) if ln.strip()][:2]
+    if len(top) == 2 and [ln.strip() for ln in body.split("\n", 12) if ln.strip()][:2] == top:
+        return ""  # the file's first two lines again: it started over, not where the cursor is
+    return text
+
+
+def clean_fim_completion(text: str, request: CompletionRequest) -> str:
+    """A FIM answer without special tokens, without markdown fences around it (small models add
+    them anyway) and without an echo of the prompt."""
+    text = cut_at_special_tokens(text)
+    if text.lstrip().startswith("```"):
+        text = strip_fences(text)
+    return strip_echo(text, request)
+
+
 # -- the common part of the HTTP providers ----------------------------------------------------------
 
 CURSOR = "<CURSOR>"
@@ -327,8 +360,9 @@ def completion_messages(request: CompletionRequest) -> list[dict[str, str]]:
 
 
 def clean_chat_completion(text: str, request: CompletionRequest) -> str:
-    """Undo the usual chat-model habits: fences, an echoed cursor marker, the current line retyped."""
-    text = strip_fences(text).replace(CURSOR, "")
+    """Undo the usual chat-model habits: fences, an echoed cursor marker or file, the current line
+    retyped."""
+    text = strip_echo(strip_fences(text).replace(CURSOR, ""), request)
     line_before = request.prefix.rsplit("\n", 1)[-1].lstrip()
     stripped = text.lstrip()
     if line_before and stripped.startswith(line_before):

@@ -22,9 +22,9 @@ from heedls.server.providers.http import (
     HTTPProvider,
     HTTPStatusProviderError,
     clean_chat_completion,
+    clean_fim_completion,
     completion_messages,
     confidence_from_logprobs,
-    cut_at_special_tokens,
     fill_template,
     gather_n,
     require_dict,
@@ -89,7 +89,7 @@ class LlamaCppProvider(HTTPProvider):
         if source == "completion":
             data = await self.post("/completion", self.completion_payload(request), budget.left())
         where = f"{self.where} /{source}"
-        text = cut_at_special_tokens(require_text(data.get("content"), where))
+        text = clean_fim_completion(require_text(data.get("content"), where), request)
         if not text.strip():
             return []
         logprob, confidence = confidence_from_logprobs(_token_logprobs(data))

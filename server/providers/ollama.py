@@ -20,9 +20,9 @@ from heedls.server.providers.http import (
     HTTPProvider,
     HTTPStatusProviderError,
     clean_chat_completion,
+    clean_fim_completion,
     completion_messages,
     confidence_from_logprobs,
-    cut_at_special_tokens,
     fill_template,
     gather_n,
     require_dict,
@@ -80,7 +80,7 @@ class OllamaProvider(HTTPProvider):
             self.raw_fim = True
             data = await self.post("/api/generate", self.generate_payload(request), budget.left())
         where = f"{self.where} /api/generate"
-        text = cut_at_special_tokens(require_text(data.get("response"), where))
+        text = clean_fim_completion(require_text(data.get("response"), where), request)
         if data.get("done") is False:
             raise ProviderError(f"{where}: incomplete response")
         if not text.strip():

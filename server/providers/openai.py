@@ -22,9 +22,9 @@ from heedls.server.providers.base import Candidate, CompletionRequest, ProviderE
 from heedls.server.providers.http import (
     HTTPProvider,
     clean_chat_completion,
+    clean_fim_completion,
     completion_messages,
     confidence_from_logprobs,
-    cut_at_special_tokens,
     fill_template,
     require_dict,
     require_text,
@@ -91,7 +91,7 @@ class OpenAIProvider(HTTPProvider):
         model = data.get("model") if isinstance(data.get("model"), str) else None
         out: list[Candidate] = []
         for choice in choices:
-            text = cut_at_special_tokens(require_text(choice.get("text"), where))
+            text = clean_fim_completion(require_text(choice.get("text"), where), request)
             logprob, confidence = confidence_from_logprobs(_completion_logprobs(choice))
             if text.strip():
                 out.append(

@@ -703,3 +703,40 @@ async def test_post_json_with_no_time_left_fails_fast() -> None:
         with pytest.raises(ProviderError):
             await post_json(client, "http://x.test/", {}, deadline_s=0)
     assert rec.requests == []
+
+
+# -- answers that are not a completion -----------------------------------------------------------------
+
+FILE_REQ = CompletionRequest(prefix="import os\n\n\ndef walk(root):\n    for name in os.listdir(", suffix="):\n        print(name)\n",
+                             path="/ws/walker.py")
+
+
+async def test_bytes_that_are_not_utf8_are_a_failure_not_replacement_characters() -> None:
+    rec = Recorder(lambda request: httpx.Response(200, content=b'{"choices": [{"text": "it\xffems"}]}'))
+    async with client_for(rec) as client:
+        with pytest.raises(ProviderError, match="not UTF-8"):
+            await OpenAIProvider(openai_config(), client).complete(FILE_REQ, 2.0)
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ("```python\nroot\n```", "root"),  # small FIM models fence their code too
+    (FILE_REQ.prefix + "root", "root"),  # a server that returns the prompt with the completion
+    ("import os\n\n\ndef walk(root):\n    pass\n", None),  # the file started over: nothing usable
+])
+async def test_a_fim_answer_is_cleaned_of_fences_and_echoes(answer: str, expected: str | None) -> None:
+    rec = Recorder(ok_json({"choices": [{"text": answer}]}))
+    async with client_for(rec) as client:
+        candidates = await OpenAIProvider(openai_config(), client).complete(FILE_REQ, 2.0)
+    assert [c.text for c in candidates] == ([expected] if expected else [])
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    (FILE_REQ.prefix + "root" + FILE_REQ.suffix, "root" + FILE_REQ.suffix),  # the whole file, gap filled
+    ("File walker.py:\n" + FILE_REQ.prefix, None),  # the question echoed back
+])
+async def test_a_chat_answer_that_is_the_file_again_is_never_the_start_of_the_file(answer: str,
+                                                                                  expected: str | None) -> None:
+    rec = Recorder(ok_json({"choices": [{"message": {"content": answer}}]}))
+    async with client_for(rec) as client:
+        candidates = await OpenAIProvider(openai_config(mode="chat"), client).complete(FILE_REQ, 2.0)
+    assert [c.text for c in candidates] == ([expected] if expected else [])
