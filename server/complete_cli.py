@@ -66,6 +66,10 @@ async def _complete(path: Path, text: str, line: int, col: int, use_gate: bool) 
         update(str(path), text)
     line0, char0, offset = _offset(text, line, col)
     suggestion = await engine.suggest(path.as_uri(), str(path), text, offset, line0, char0)
+    failed = getattr(engine.provider, "last_error", None)
+    if failed:  # the endpoint failed: say so, and whose suggestion this is
+        whose = "the suggestion is the local provider's" if suggestion else "no suggestion"
+        notes.append(f"provider {engine.provider.name} failed ({failed}); {whose}")
     if suggestion is None:
         last = engine.history[-1] if engine.history else None
         if last is not None and last.extra.get("gate_skipped"):

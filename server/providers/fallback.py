@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from heedls.server.providers.base import Candidate, CompletionRequest, Provider, ProviderError
@@ -42,6 +43,11 @@ class ChatProvider(Protocol):
     ) -> list[str]: ...
 
 
+# What an error status most likely means for the user (the server's own text is logged at DEBUG only).
+_HINTS = {401: "the endpoint refused the API key", 403: "the API key may not use this endpoint or model",
+          404: "no such model or path at the endpoint"}
+
+
 class FallbackProvider:
     def __init__(
         self,
@@ -51,8 +57,10 @@ class FallbackProvider:
         deadline_ms: int,
         *,
         reserve_s: float | None = None,
+        on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self.primary = primary
+        self.on_warning = on_warning  # the server's window/logMessage: an outage is the user's to know
         self.fallback = fallback
         self.breaker = breaker
         self.deadline_s = deadline_ms / 1000 if deadline_ms > 0 else 0.0
@@ -158,6 +166,8 @@ class FallbackProvider:
             # Not ours to trust: the text of an arbitrary exception might quote a response.
             reason = f"unexpected {type(exc).__name__}"
             log.debug("provider %s failed", self.name, exc_info=exc)
+        if isinstance(exc, HTTPStatusProviderError) and exc.status in _HINTS:
+            reason += f" ({_HINTS[exc.status]})"
         self.last_error = reason
         self.counts["failures"] += 1
         log.debug("provider %s failed: %s", self.name, reason)
@@ -186,14 +196,17 @@ class FallbackProvider:
         where = getattr(self.primary, "where", "")
         label = f"provider {self.name}" + (f" at {where}" if where else "")
         if new == "open":
-            log.warning(
-                "%s unavailable (%s); serving %s suggestions, retrying in %.0f s",
-                label,
-                self.last_error or "failed",
-                self.fallback.name,
-                self.breaker.cooldown_s,
-            )
+            self._warn(f"{label} unavailable ({self.last_error or 'failed'}); serving {self.fallback.name} "
+                       f"suggestions, retrying in {self.breaker.cooldown_s:.0f} s")
         elif new == "half_open":
             log.info("%s: trying again", label)
         elif old != "closed":
-            log.warning("%s is back", label)
+            self._warn(f"{label} is back")
+
+    def _warn(self, message: str) -> None:
+        log.warning("%s", message)
+        if self.on_warning is not None:
+            try:
+                self.on_warning(message)
+            except Exception:  # noqa: BLE001 - telling the user must never break serving
+                log.debug("warning callback failed", exc_info=True)

@@ -97,4 +97,4 @@ def build_provider(
     breaker = CircuitBreaker(
         config.breaker_failures, config.breaker_cooldown_s, clock=clock or time.monotonic
     )
-    return FallbackProvider(primary, local, breaker, config.deadline_ms)
+    return FallbackProvider(primary, local, breaker, config.deadline_ms, on_warning=on_warning)

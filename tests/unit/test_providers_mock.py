@@ -740,3 +740,14 @@ async def test_a_chat_answer_that_is_the_file_again_is_never_the_start_of_the_fi
     async with client_for(rec) as client:
         candidates = await OpenAIProvider(openai_config(mode="chat"), client).complete(FILE_REQ, 2.0)
     assert [c.text for c in candidates] == ([expected] if expected else [])
+
+
+async def test_an_outage_and_a_refused_key_are_told_to_the_user_not_only_logged() -> None:
+    told: list[str] = []
+    rec = Recorder(lambda request: httpx.Response(401, json={"error": {"message": "Incorrect API key provided"}}))
+    async with client_for(rec) as client:
+        wrapped = FallbackProvider(OpenAIProvider(openai_config(), client), StaticLocal(), CircuitBreaker(1, 30), 2000,
+                                   on_warning=told.append)
+        assert (await wrapped.complete(REQ, 2.0))[0].text == "local_answer()"
+    assert len(told) == 1 and "HTTP 401 (the endpoint refused the API key)" in told[0] and "serving" in told[0]
+    assert KEY not in told[0]
