@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 import httpx
@@ -36,6 +37,7 @@ log = logging.getLogger("heedls.providers")
 
 # 404: route unknown (old server); 501: "infill is not supported by this model".
 _NO_ROUTE = {404, 405, 501}
+INFILL_RETRY_S = 600.0  # how long /completion stands in for a missing /infill before /infill is asked again
 
 
 class LlamaCppProvider(HTTPProvider):
@@ -43,8 +45,15 @@ class LlamaCppProvider(HTTPProvider):
 
     def __init__(self, config: ProviderConfig, client: httpx.AsyncClient | None = None) -> None:
         super().__init__(config, client)
-        self.use_completion = False  # /infill unavailable: build the FIM prompt ourselves
+        # /infill unavailable (404/501) while /completion answers: build the FIM prompt ourselves,
+        # until this time (a server restarted with another model may have /infill again, and one
+        # 404 during an outage must not make heedls use its template for the rest of the session).
+        self.completion_until = 0.0
         self.no_chat_route = False  # /v1/chat/completions unavailable: flatten chats
+
+    @property
+    def use_completion(self) -> bool:
+        return time.monotonic() < self.completion_until
 
     def _sampling(self, request: CompletionRequest | None, stop: list[str]) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -77,6 +86,7 @@ class LlamaCppProvider(HTTPProvider):
             return await self._complete_chat(request, deadline_s)
         budget = Budget(deadline_s)
         source = "completion"
+        switched = False
         if not self.use_completion:
             try:
                 data = await self.post("/infill", self.infill_payload(request), deadline_s)
@@ -84,10 +94,12 @@ class LlamaCppProvider(HTTPProvider):
             except HTTPStatusProviderError as exc:
                 if exc.status not in _NO_ROUTE:
                     raise
-                log.info("%s: /infill unavailable (HTTP %d); using /completion", self.where, exc.status)
-                self.use_completion = True
+                switched = True
         if source == "completion":
             data = await self.post("/completion", self.completion_payload(request), budget.left())
+            if switched:  # /completion works where /infill is missing: not an outage
+                log.info("%s: /infill unavailable; using /completion for %.0f s", self.where, INFILL_RETRY_S)
+                self.completion_until = time.monotonic() + INFILL_RETRY_S
         where = f"{self.where} /{source}"
         text = clean_fim_completion(require_text(data.get("content"), where), request)
         if not text.strip():

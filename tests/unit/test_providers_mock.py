@@ -751,3 +751,37 @@ async def test_an_outage_and_a_refused_key_are_told_to_the_user_not_only_logged(
         assert (await wrapped.complete(REQ, 2.0))[0].text == "local_answer()"
     assert len(told) == 1 and "HTTP 401 (the endpoint refused the API key)" in told[0] and "serving" in told[0]
     assert KEY not in told[0]
+
+
+async def test_llamacpp_one_404_during_an_outage_does_not_switch_to_completion_for_good() -> None:
+    """/infill and /completion both 404 (a proxy in front of a restarting server): an outage, not a
+    server without /infill; once it is back, /infill (with the model's own FIM tokens) is used."""
+    down = True
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if down:
+            return httpx.Response(404, text="no upstream")
+        return httpx.Response(200, json={"content": "return a + b"})
+
+    rec = Recorder(answer)
+    async with client_for(rec) as client:
+        provider = LlamaCppProvider(llamacpp_config(), client)
+        with pytest.raises(ProviderError):
+            await provider.complete(REQ, 2.0)
+        down = False
+        [candidate] = await provider.complete(REQ, 2.0)
+    assert candidate.source == "infill" and rec.paths() == ["/infill", "/completion", "/infill"]
+
+
+async def test_llamacpp_asks_for_infill_again_after_a_while() -> None:
+    infill = False
+    rec = Recorder(lambda r: httpx.Response(200, json={"content": "x"}) if infill or r.url.path == "/completion"
+                   else httpx.Response(404, text="not found"))
+    async with client_for(rec) as client:
+        provider = LlamaCppProvider(llamacpp_config(), client)
+        [first] = await provider.complete(REQ, 2.0)
+        assert first.source == "completion" and provider.use_completion
+        infill = True
+        provider.completion_until = 0.0  # INFILL_RETRY_S have passed
+        [candidate] = await provider.complete(REQ, 2.0)
+    assert candidate.source == "infill"
