@@ -249,6 +249,11 @@ def load(
     warnings: list[str] = []
     if root is not None:
         section, warnings = read_pyproject(root)
+    if _pushed(client_settings):
+        # What the editor pushes is its settings now, whole (VS Code's extension and Neovim's plugin
+        # send the same object at start-up and on every change): a setting removed since start-up
+        # is gone, not kept from initializationOptions. An empty push (Neovim's default) is none.
+        init_options = None
     config, more = _layered(section, init_options, client_settings)
     if not config.tests.trusted:
         # The repository's own file may not make heedls run a program (ruff, an interpreter),
@@ -258,6 +263,12 @@ def load(
             config, more = _layered(section, init_options, client_settings)
             more.append(f"pyproject.toml [tool.heedls]: {', '.join(ignored)} ignored: the workspace is not trusted")
     return config, warnings + more
+
+
+def _pushed(settings: Any) -> bool:
+    if isinstance(settings, Mapping) and "heedls" in settings:
+        settings = settings["heedls"]
+    return isinstance(settings, Mapping) and bool(settings)
 
 
 # Settings of the repository's pyproject.toml that an untrusted workspace does not get to choose.

@@ -8,10 +8,15 @@ from heedls.server.config import HeedlsConfig, load, merge
 
 
 def test_layers_apply_in_order(tmp_path: Path) -> None:
+    """defaults <- pyproject.toml <- the editor's settings: at start-up its initializationOptions,
+    then each settings object it pushes (which stands for all of its settings)."""
     (tmp_path / "pyproject.toml").write_text('[tool.heedls.inline]\ndebounce_ms = 200\nmax_lines = 4\n[tool.heedls.provider]\nname = "ollama"\n')
+    config, warnings = load(tmp_path, {"inline": {"debounceMs": 90}})
+    assert warnings == []
+    assert config.inline.debounce_ms == 90 and config.inline.max_lines == 4 and config.provider.name == "ollama"
     config, warnings = load(tmp_path, {"inline": {"debounceMs": 90}}, {"heedls": {"inline": {"maxLines": 2}}})
     assert warnings == []
-    assert config.inline.debounce_ms == 90 and config.inline.max_lines == 2 and config.provider.name == "ollama"
+    assert config.inline.debounce_ms == 200 and config.inline.max_lines == 2 and config.provider.name == "ollama"
 
 
 def test_bad_values_fall_back_to_defaults_with_warnings() -> None:
@@ -91,3 +96,11 @@ def test_numbers_beyond_any_setting_fall_back_with_a_warning() -> None:
                                               "provider": {"deadlineMs": 1e300}}, "settings")
     assert (config.inline.debounce_ms, config.tests.timeout_s) == (HeedlsConfig().inline.debounce_ms, 60.0)
     assert config.provider.deadline_ms == HeedlsConfig().provider.deadline_ms and len(warnings) == 3
+
+
+def test_a_setting_removed_in_the_editor_is_gone_and_an_empty_push_changes_nothing() -> None:
+    start = {"gate": {"mode": "off"}, "provider": {"name": "ollama", "endpoint": "http://127.0.0.1:11434"}}
+    config, _ = load(None, start, {"heedls": {"tests": {"trusted": True}}})  # both removed since start-up
+    assert config.gate.mode == HeedlsConfig().gate.mode and config.provider.name == "local"
+    config, _ = load(None, start, {"heedls": []})  # Neovim's default settings: {} sent as []
+    assert config.gate.mode == "off" and config.provider.name == "ollama"
