@@ -105,6 +105,11 @@ def register(app: typer.Typer) -> None:
             typer.echo("heedls fix: --budget-seconds must be positive", err=True)
             raise typer.Exit(2)
         chat = build_chat(provider, endpoint, model, module.resolve().parent)
+        if not python:  # the project's [tool.heedls.tests] python, as heedls check and the server use it
+            from heedls.analyzers.check import find_workspace
+            from heedls.server import config as config_mod
+
+            python = config_mod.load(find_workspace([module]))[0].tests.python
         progress = None
         if not as_json:
             def progress(message: str, fraction: float) -> None:

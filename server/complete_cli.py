@@ -1,6 +1,7 @@
 """`heedls complete FILE:LINE:COL` — print the suggestion the server would show there.
 
-LINE and COL are 1-based (as compilers print them); the workspace is the current directory.
+LINE and COL are 1-based (as compilers print them); the workspace is the file's project (the nearest
+folder above it with a pyproject.toml, setup.py, .git or similar), whose configuration applies.
 stdout carries only the suggestion text (empty when there is none); notes go to stderr; exit 0
 also when there is no suggestion.
 """
@@ -42,7 +43,9 @@ async def _complete(path: Path, text: str, line: int, col: int, use_gate: bool) 
     from heedls.server import services
     from heedls.server.pipeline.gate import PassThroughGate
 
-    root = Path.cwd()
+    from heedls.analyzers.check import find_workspace
+
+    root = find_workspace([path])  # the file's project (its pyproject.toml), as heedls check finds it
     notes: list[str] = []
     config, warnings = config_mod.load(root)
     notes += [f"configuration: {w}" for w in warnings]

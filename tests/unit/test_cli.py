@@ -71,3 +71,13 @@ def test_complete_counts_columns_without_a_byte_order_mark_and_lines_at_a_lone_c
     for name in ("bom.py", "cr.py"):
         out = heedls("complete", f"{name}:29:24", cwd=tmp_path, env_dir=tmp_path)
         assert out.returncode == 0 and out.stdout.decode() == "values)):\n", (name, out.stderr)
+
+
+def test_complete_applies_the_files_project_configuration_from_anywhere(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[tool.heedls.inline]\nenabled = false\n")
+    (project / "pkg" / "stats.py").write_text((ROOT / "examples" / "demo" / "stats.py").read_text())
+    for cwd in (project, project / "pkg", tmp_path):
+        out = heedls("complete", str(project / "pkg" / "stats.py") + ":29:24", cwd=cwd, env_dir=tmp_path)
+        assert out.returncode == 0 and out.stdout == b"", (cwd, out.stdout)  # suggestions are off there

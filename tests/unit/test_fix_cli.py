@@ -110,3 +110,9 @@ def test_a_module_that_is_not_utf8_is_a_one_line_error(ws: Path) -> None:
     assert run.returncode == 2 and run.stdout == "" and "Traceback" not in run.stderr
     assert run.stderr.startswith("heedls fix: stats.py is not UTF-8 text (byte 0xe9 at offset") and run.stderr.count("\n") == 1
     assert (ws / "stats.py").read_bytes() == latin1
+
+
+def test_the_projects_configured_interpreter_runs_the_tests(ws: Path) -> None:
+    (ws / "pyproject.toml").write_text('[tool.heedls.tests]\npython = "/nonexistent/python3"\n')
+    run = _heedls("fix", "stats.py", "--test", "test_stats.py", "--json", cwd=ws)
+    assert json.loads(run.stdout)["status"] == "error" and "/nonexistent/python3" in run.stdout + run.stderr
