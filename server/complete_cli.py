@@ -39,11 +39,10 @@ def _offset(text: str, line: int, col: int) -> tuple[int, int, int]:
 
 
 async def _complete(path: Path, text: str, line: int, col: int, use_gate: bool) -> tuple[str | None, str]:
+    from heedls.analyzers.check import find_workspace
     from heedls.server import config as config_mod
     from heedls.server import services
     from heedls.server.pipeline.gate import PassThroughGate
-
-    from heedls.analyzers.check import find_workspace
 
     root = find_workspace([path])  # the file's project (its pyproject.toml), as heedls check finds it
     notes: list[str] = []
