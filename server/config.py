@@ -219,6 +219,8 @@ def merge(base: HeedlsConfig, overrides: Any, source: str) -> tuple[HeedlsConfig
         return base, [f"{source}: expected an object of settings, got {type(overrides).__name__}; ignored"]
     # VS Code sends {"heedls": {...}} from workspace/configuration sections; a client that pushes
     # one table for all its servers (eglot, a shared vim.lsp.config('*')) has other sections beside it.
+    if "heedls" in overrides and overrides["heedls"] in (None, []):
+        return base, warnings  # an empty heedls section (Neovim sends {} as [])
     if isinstance(overrides.get("heedls"), Mapping):
         overrides = overrides["heedls"]
     return _merge_section(base, overrides, source, warnings), warnings

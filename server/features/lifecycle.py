@@ -24,7 +24,32 @@ def _root_from(params: types.InitializeParams) -> Path | None:
     return None
 
 
+class _ProjectFile:
+    """Re-reads the configuration when the workspace's pyproject.toml is saved in the editor (or
+    changes on disk, for a client that reports watched files): [tool.heedls] edits apply at once."""
+
+    def __init__(self, server: HeedlsServer) -> None:
+        self.server = server
+
+    def _is_project_file(self, uri: str) -> bool:
+        path = uris.to_fs_path(uri)
+        root = self.server.root
+        return bool(path) and root is not None and Path(path).resolve() == (root / "pyproject.toml").resolve()
+
+    async def on_save(self, uri: str) -> None:
+        if self._is_project_file(uri):
+            await self.server.reload_config()
+
+
 def register(server: HeedlsServer) -> None:
+    project_file = _ProjectFile(server)
+    server.document_listeners.append(project_file)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    async def on_watched_files(ls: HeedlsServer, params: types.DidChangeWatchedFilesParams) -> None:
+        if any(project_file._is_project_file(change.uri) for change in params.changes):
+            await ls.reload_config()
+
     @server.feature(types.INITIALIZE)
     async def on_initialize(ls: HeedlsServer, params: types.InitializeParams) -> None:
         use_lsp_documents(ls)

@@ -107,3 +107,28 @@ async def test_with_telemetry_off_nothing_about_the_users_decisions_reaches_the_
     await until(lambda: list(data.rglob("acceptance-rows.jsonl")), 10, "the gate's rows")
     await _shutdown(client)
     assert [e.outcome for e in _stored(tmp_path)] == ["rejected"]
+
+
+async def _gate_mode(client: Any, wanted: str) -> str:
+    """The gate mode heedls/status reports, once it is `wanted` (or after 5 s)."""
+    for _ in range(100):
+        mode = str(plain(await client.protocol.send_request_async("heedls/status", {}))["gate"]["mode"])
+        if mode == wanted:
+            break
+        await asyncio.sleep(0.05)
+    return mode
+
+
+async def test_a_saved_pyproject_toml_applies_at_once(lsp, workspace: Path) -> None:
+    project = workspace / "pyproject.toml"
+    project.write_text('[tool.heedls.gate]\nmode = "stage1"\n')
+    client = await lsp(workspace, "vscode")
+    assert await _gate_mode(client, "stage1") == "stage1"
+    project.write_text('[tool.heedls.gate]\nmode = "off"\n')
+    client.text_document_did_save(types.DidSaveTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=project.as_uri())))
+    assert await _gate_mode(client, "off") == "off"
+    project.write_text('[tool.heedls.gate]\nmode = "cascade"\n')  # changed on disk, reported as a watched file
+    client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
+        changes=[types.FileEvent(uri=project.as_uri(), type=types.FileChangeType.Changed)]))
+    assert await _gate_mode(client, "cascade") == "cascade"

@@ -89,6 +89,7 @@ def test_the_heedls_section_is_found_beside_other_servers_sections_and_an_empty_
     config, warnings = merge(HeedlsConfig(), {"heedls": {"gate": {"mode": "off"}}, "python": {}}, "settings")
     assert config.gate.mode == "off" and warnings == []
     assert merge(HeedlsConfig(), [], "initializationOptions") == (HeedlsConfig(), [])  # Neovim's {} is []
+    assert merge(HeedlsConfig(), {"heedls": []}, "settings") == (HeedlsConfig(), [])
 
 
 def test_numbers_beyond_any_setting_fall_back_with_a_warning() -> None:

@@ -80,6 +80,8 @@ function clientOptions(): LanguageClientOptions {
     ],
     // A function: a restarted server gets the settings (and Workspace Trust) of now, not of the first start.
     initializationOptions: () => serverSettings(),
+    // [tool.heedls] edited outside VS Code (git checkout, another editor) applies at once too.
+    synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher('**/pyproject.toml') },
     outputChannel: output,
     traceOutputChannel: trace,
     // Failed requests are logged, never popped up: a slow or restarting server must not nag.

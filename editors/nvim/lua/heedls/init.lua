@@ -49,6 +49,9 @@ end
 
 function M.server_settings()
   local settings = vim.deepcopy(M.options().settings or {})
+  if vim.tbl_isempty(settings) then
+    return vim.empty_dict() -- an empty Lua table is sent as [] (a list), not {}
+  end
   return settings
 end
 
