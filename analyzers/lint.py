@@ -49,6 +49,9 @@ class LintResult:
 def find_ruff(workspace: Path | None = None, configured: str = "") -> str | None:
     """Path of the ruff to use, or None when there is none at all."""
     if configured:
+        configured = os.path.expanduser(os.path.expandvars(configured))
+        if os.sep in configured and not os.path.isabs(configured) and workspace is not None:
+            configured = str(workspace / configured)  # relative to the project, not to where heedls started
         found = shutil.which(configured) if os.sep not in configured else configured
         if found and os.access(found, os.X_OK):
             return found

@@ -276,7 +276,8 @@ def _pushed(settings: Any) -> bool:
 # Settings of the repository's pyproject.toml that an untrusted workspace does not get to choose.
 # A section given as None: all of it.
 _UNTRUSTED_KEYS: dict[str, tuple[str, ...] | None] = {
-    "provider": None, "lint": ("ruff",), "tests": ("python", "trusted"), "repair": ("use_provider",)}
+    "provider": None, "lint": ("ruff",), "tests": ("python", "trusted"), "repair": ("use_provider",),
+    "telemetry": ("path",)}  # where the user's code snippets are kept
 
 
 def _normal(key: str) -> str:

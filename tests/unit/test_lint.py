@@ -166,3 +166,13 @@ def test_an_untrusted_workspaces_own_ruff_is_never_run(tmp_path: Path) -> None:
     assert not marker.exists()
     lint.lint_text("import os\n", tmp_path / "m.py", workspace=tmp_path)  # trusted: its .venv's ruff first
     assert marker.exists()
+
+
+def test_a_configured_ruff_path_expands_home_and_variables_and_is_relative_to_the_project(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "tools").mkdir()
+    tool = _script(tmp_path / "tools" / "ruff", "echo '[]'\n")
+    monkeypatch.setenv("TOOLS", str(tmp_path / "tools"))
+    monkeypatch.chdir("/")  # the server's working directory is not the project
+    assert lint.find_ruff(tmp_path, "tools/ruff") == tool
+    assert lint.find_ruff(tmp_path, "$TOOLS/ruff") == tool

@@ -57,6 +57,16 @@ def test_path_is_the_workspace_store_and_config_overrides_it(workspace: Path) ->
     assert out.strip() == str(workspace / "local/events.db")
 
 
+def test_a_configured_path_expands_variables_and_an_unset_one_is_never_a_folder(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELE_DIR", str(tmp_path / "tele"))
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    (workspace / "pyproject.toml").write_text('[tool.heedls.telemetry]\npath = "${TELE_DIR}/events.db"\n')
+    assert invoke("path")[1].strip() == str(tmp_path / "tele" / "events.db")
+    (workspace / "pyproject.toml").write_text('[tool.heedls.telemetry]\npath = "$NOT_SET_ANYWHERE/events.db"\n')
+    assert invoke("path")[1].strip() == str(default_store_path(workspace))
+
+
 def test_export_jsonl_to_stdout_round_trips(workspace: Path, tmp_path: Path) -> None:
     events = populate(default_store_path(workspace))
     code, out, err = invoke("export", "--format", "jsonl")
