@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.features.documents import use_lsp_documents
 from lsprotocol import types
 from pygls import uris
+
+log = logging.getLogger(__name__)
 
 
 def _root_from(params: types.InitializeParams) -> Path | None:
@@ -57,10 +61,39 @@ def register(server: HeedlsServer) -> None:
         ls.init_options = params.initialization_options
         await ls.reload_config()
 
+    @server.feature(types.INITIALIZED)
+    async def on_initialized(ls: HeedlsServer, params: types.InitializedParams) -> None:
+        await _pull_settings(ls)
+
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def on_did_change_configuration(ls: HeedlsServer, params: types.DidChangeConfigurationParams) -> None:
         settings = params.settings
         if settings is None or settings == {}:
-            return  # a pull-model client; nothing pushed
+            await _pull_settings(ls)  # a pull-model client: the change is to be asked for
+            return
         ls.client_settings = settings
         await ls.reload_config()
+
+
+PULL_TIMEOUT_S = 5.0
+
+
+async def _pull_settings(ls: HeedlsServer) -> None:
+    """Ask a client that answers workspace/configuration (Helix, Zed, Sublime LSP, eglot, Neovim)
+    for the `heedls` section; its answer is the editor's settings, as a push would be."""
+    capabilities = ls.client_capabilities
+    workspace = capabilities.workspace if capabilities is not None else None
+    if workspace is None or not workspace.configuration:
+        return
+    try:
+        async with asyncio.timeout(PULL_TIMEOUT_S):  # a client that never answers must not hold us
+            answer = await ls.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section="heedls")]))
+    except Exception as exc:  # noqa: BLE001 - no settings from the client is not an error of ours
+        log.debug("workspace/configuration failed: %s", exc)
+        return
+    settings = answer[0] if isinstance(answer, (list, tuple)) and answer else None
+    if settings in (None, {}, []):
+        return
+    ls.client_settings = {"heedls": settings}
+    await ls.reload_config()

@@ -132,3 +132,15 @@ async def test_a_saved_pyproject_toml_applies_at_once(lsp, workspace: Path) -> N
     client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
         changes=[types.FileEvent(uri=project.as_uri(), type=types.FileChangeType.Changed)]))
     assert await _gate_mode(client, "cascade") == "cascade"
+
+
+async def test_a_pull_model_client_is_asked_for_its_settings(lsp, workspace: Path) -> None:
+    """Clients that answer workspace/configuration (Helix, Zed, eglot) push nothing: heedls asks
+    after `initialized` and whenever they say the settings changed (settings: null)."""
+    client = await lsp(workspace, "neovim")
+    client.set_configuration({"gate": {"mode": "off"}}, section="heedls")
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+    assert await _gate_mode(client, "off") == "off"
+    client.set_configuration({"gate": {"mode": "stage1"}}, section="heedls")
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+    assert await _gate_mode(client, "stage1") == "stage1"
