@@ -56,7 +56,14 @@ class CheckResult:
 
 def python_files(paths: Iterable[Path]) -> list[Path]:
     """Files to check: .py files given explicitly, and those found under given directories."""
+    return _walk_python(paths)[0]
+
+
+def _walk_python(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """(.py files to check, .py names under the directories that are no regular file: a FIFO or a
+    device named x.py, whose reading would wait for a writer forever)."""
     out: dict[Path, None] = {}
+    special: list[Path] = []
     for path in paths:
         if path.is_file():
             if path.suffix in (".py", ".pyi"):
@@ -66,8 +73,12 @@ def python_files(paths: Iterable[Path]) -> list[Path]:
             dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
             for name in sorted(files):
                 if name.endswith((".py", ".pyi")):
-                    out[(Path(root) / name).resolve()] = None
-    return list(out)
+                    file = Path(root) / name
+                    if file.is_file():
+                        out[file.resolve()] = None
+                    elif file.exists():
+                        special.append(file.resolve())
+    return list(out), special
 
 
 def find_workspace(paths: Sequence[Path]) -> Path:
@@ -306,7 +317,7 @@ def check_paths(
     if missing:
         raise CheckUsageError(f"no such file or directory: {', '.join(missing)}")
     root = Path(workspace).resolve() if workspace is not None else find_workspace(given)
-    files = python_files(given)
+    files, special = _walk_python(given)
     problems: list[str] = [f"{p}: not a Python file, skipped" for p in given if p.is_file() and p.suffix not in (".py", ".pyi")]
     diagnostics: list[Diagnostic] = []
     for file in files:
@@ -316,7 +327,7 @@ def check_paths(
             problems.append(f"{file}: cannot read ({exc.strerror or exc})")
     if options.lint and files:
         lintable = [p for p in given if p.is_dir() or p.suffix in (".py", ".pyi")]
-        result = lint.lint_paths(lintable, workspace=root, ruff=options.ruff)
+        result = lint.lint_paths(lintable, workspace=root, ruff=options.ruff, exclude=special)
         if result.problem:
             problems.append(result.problem)
         diagnostics.extend(result.diagnostics)

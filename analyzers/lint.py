@@ -195,15 +195,18 @@ def lint_paths(
     workspace: Path | str,
     ruff: str = "",
     timeout_s: float = 120.0,
+    exclude: Sequence[Path | str] = (),
 ) -> LintResult:
-    """Lint files and directories on disk in one ruff run (ruff walks directories itself)."""
+    """Lint files and directories on disk in one ruff run (ruff walks directories itself; it skips
+    `exclude`)."""
     workspace = Path(workspace)
     exe = find_ruff(workspace, ruff)
     if exe is None:
         return _missing(ruff)
     if not paths:
         return LintResult(ruff=exe)
-    argv = [exe, *_BASE_ARGS, *[str(Path(p).resolve()) for p in paths]]
+    argv = [exe, *_BASE_ARGS, *[arg for p in exclude for arg in ("--extend-exclude", str(p))],
+            *[str(Path(p).resolve()) for p in paths]]
     try:
         result = proc.run(argv, cwd=workspace, timeout_s=timeout_s, env=_env(), output_cap=REPORT_CAP)
     except OSError as exc:

@@ -217,3 +217,10 @@ def test_tests_on_a_quixbugs_bug_read_in_place(tmp_path: Path) -> None:
     assert sorted(p.name for p in bug.iterdir()) == before
     sarif = heedls(str(bug), "--tests", "--format", "sarif", "--timeout", "60", cwd=tmp_path)
     _validate_sarif(json.loads(sarif.stdout))
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_named_like_a_module_is_skipped_not_waited_on(project: Path) -> None:
+    os.mkfifo(project / "src" / "pipe.py")  # reading it would wait for a writer forever
+    proc = heedls("src", "--format", "json", cwd=project, timeout=50)
+    assert json.loads(proc.stdout)["summary"]["files"] == 3  # broken, linty, clean
