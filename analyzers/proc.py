@@ -10,10 +10,12 @@ import asyncio
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 OUTPUT_CAP = 1 << 20  # bytes kept per stream; the rest is counted and dropped
 
@@ -35,6 +37,41 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+# After the main process exits (and its group is killed), how long its output pipes may take to
+# close: a child that left the group (a daemon in a session of its own) can hold them open forever.
+PIPE_GRACE_S = 2.0
+
+
+class _Capped:
+    """Bytes read from a stream, the first `cap` of them kept (what was read so far survives an
+    interrupted read)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.chunks: list[bytes] = []
+        self.kept = 0
+        self.truncated = False
+
+    def add(self, chunk: bytes) -> None:
+        if self.kept < self.cap:
+            self.chunks.append(chunk[: self.cap - self.kept])
+            self.kept += len(self.chunks[-1])
+            if len(chunk) > len(self.chunks[-1]):
+                self.truncated = True
+        else:
+            self.truncated = True
+
+    def drain(self, stream: IO[bytes]) -> None:
+        try:
+            for chunk in iter(lambda: stream.read1(65536), b""):  # type: ignore[attr-defined]
+                self.add(chunk)
+        except (OSError, ValueError):  # closed under us after the grace period
+            pass
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", "replace")
+
+
 def run(
     argv: Sequence[str],
     cwd: Path | str,
@@ -42,9 +79,13 @@ def run(
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
     output_cap: int = OUTPUT_CAP,
+    handle: _Handle | None = None,
 ) -> ProcResult:
-    """Blocking run in a new session; the whole group is SIGKILLed at the timeout. `output_cap`:
-    bytes kept per stream (a tool whose whole report is needed, such as ruff's JSON, asks for more)."""
+    """Blocking run in a new session; the whole group is SIGKILLed at the timeout, and when the
+    main process ends (grandchildren that outlive it go too). The run ends when the main process
+    does, not when its output pipes close: a test that forks a child keeps pytest's stdout open.
+    `output_cap`: bytes kept per stream (a tool whose whole report is needed, such as ruff's JSON,
+    asks for more)."""
     start = time.monotonic()
     proc = subprocess.Popen(
         list(argv),
@@ -55,43 +96,47 @@ def run(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    if handle is not None:
+        handle.started(proc.pid)
+    out, err = _Capped(output_cap), _Capped(output_cap)
+    threads = [threading.Thread(target=buf.drain, args=(stream,), daemon=True)
+               for buf, stream in ((out, proc.stdout), (err, proc.stderr))]
+    if stdin is not None:
+        threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin.encode()), daemon=True))
+    for thread in threads:
+        thread.start()
     timed_out = False
     try:
-        out, err = proc.communicate(stdin.encode() if stdin is not None else None, timeout=timeout_s)
+        proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
-        _kill_group(proc.pid)
-        out, err = proc.communicate()
     finally:
-        # Grandchildren that outlive the child (a test that forks and sleeps) go too.
         _kill_group(proc.pid)
-    truncated = len(out) > output_cap or len(err) > output_cap
+        proc.wait()
+    deadline = time.monotonic() + PIPE_GRACE_S
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
     return ProcResult(
         None if timed_out else proc.returncode,
-        out[:output_cap].decode("utf-8", "replace"),
-        err[:output_cap].decode("utf-8", "replace"),
+        out.text(),
+        err.text(),
         time.monotonic() - start,
         timed_out,
-        truncated,
+        out.truncated or err.truncated,
     )
 
 
-async def _read_capped(stream: asyncio.StreamReader | None) -> tuple[bytes, bool]:
+def _feed(stream: IO[bytes] | None, data: bytes) -> None:
     if stream is None:
-        return b"", False
-    chunks: list[bytes] = []
-    kept = 0
-    truncated = False
-    while True:
-        chunk = await stream.read(65536)
-        if not chunk:
-            break
-        if kept < OUTPUT_CAP:
-            chunks.append(chunk[: OUTPUT_CAP - kept])
-            kept += len(chunks[-1])
-        else:
-            truncated = True
-    return b"".join(chunks), truncated
+        return
+    try:
+        stream.write(data)
+        stream.close()
+    except (OSError, ValueError):  # the child exited without reading it all
+        pass
 
 
 async def run_async(
@@ -100,39 +145,37 @@ async def run_async(
     timeout_s: float,
     env: Mapping[str, str] | None = None,
 ) -> ProcResult:
-    """Async run; cancelling the awaiting task kills the process group (a newer save wins)."""
-    start = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=str(cwd),
-        env=dict(env) if env is not None else None,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
-    readers = asyncio.gather(_read_capped(proc.stdout), _read_capped(proc.stderr))
-    timed_out = False
+    """`run` in a worker thread; cancelling the awaiting task kills the process group at once (a
+    newer save wins). (asyncio's own Process.wait() waits for the output pipes to close too, so a
+    forked child holding them made every run last until the time limit.)"""
+    handle = _Handle()
+    loop = asyncio.get_running_loop()
+    done = loop.run_in_executor(None, lambda: run(argv, cwd, timeout_s, env, handle=handle))
     try:
-        (out, t1), (err, t2) = await asyncio.wait_for(asyncio.shield(readers), timeout_s)
-        await proc.wait()
-    except asyncio.TimeoutError:
-        timed_out = True
-        _kill_group(proc.pid)
-        (out, t1), (err, t2) = await readers
-        await proc.wait()
+        return await asyncio.shield(done)
     except asyncio.CancelledError:
-        _kill_group(proc.pid)
-        readers.cancel()
-        await asyncio.gather(readers, return_exceptions=True)
+        handle.cancel()
+        await asyncio.gather(done, return_exceptions=True)  # the thread ends once the group is dead
         raise
-    finally:
-        _kill_group(proc.pid)
-    return ProcResult(
-        None if timed_out else proc.returncode,
-        out.decode("utf-8", "replace"),
-        err.decode("utf-8", "replace"),
-        time.monotonic() - start,
-        timed_out,
-        t1 or t2,
-    )
+
+
+class _Handle:
+    """A run's process group, to kill from another thread; a cancel before the start kills it as
+    soon as it exists."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._cancelled = False
+
+    def started(self, pid: int) -> None:
+        with self._lock:
+            self._pid = pid
+            if self._cancelled:
+                _kill_group(pid)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._pid is not None:
+                _kill_group(self._pid)
