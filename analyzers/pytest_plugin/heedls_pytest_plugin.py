@@ -24,6 +24,7 @@ import copy
 import json
 import linecache
 import os
+import re
 import reprlib
 import signal
 import sys
@@ -106,6 +107,11 @@ def _kind(filename):
     return kind
 
 
+# Names whose values are masked, as error trackers (Sentry's default scrubber) do.
+_SECRET_NAME = re.compile(r"password|passwd|passphrase|secret|api_?key|private_?key|credential|cookie|session_?id|"
+                          r"signature|(^|_)(pwd|auth)($|_)|(^|_)[a-z]*token$", re.IGNORECASE)
+
+
 def _locals(frame, shapes=None):
     """Safe reprs of a frame's locals; `shapes` (if given) receives the length of sized values
     and the first keys of mappings, which an IndexError/KeyError explanation needs."""
@@ -118,6 +124,9 @@ def _locals(frame, shapes=None):
         if name.startswith("@") or name.startswith("__"):
             continue  # pytest's assertion-rewrite temporaries, module dunders
         if type(value).__name__ in ("module", "function", "type", "builtin_function_or_method"):
+            continue
+        if _SECRET_NAME.search(name):
+            out[name] = "'***'"  # shown in hovers and sent to an LLM for explanations: never a secret
             continue
         out[name] = _repr(value)
         if shapes is not None and isinstance(value, (list, tuple, str, bytes, dict, set, frozenset, range)):

@@ -8,6 +8,7 @@ megabytes, a conftest that fails to import, a workspace without tests, non-UTF-8
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -374,3 +375,16 @@ def test_a_generator_is_localised_at_its_yields(tmp_path: Path) -> None:
     failure = run.failures[0]
     assert failure.trace is not None and failure.trace.yields
     assert failure.suspects[0].line == 5 and "yielded" in failure.suspects[0].reason
+
+
+def test_values_of_secret_looking_names_are_masked(tmp_path: Path) -> None:
+    """Locals are shown in hovers and sent to an LLM for explanations: never a password or a key."""
+    (tmp_path / "auth.py").write_text("def login(user, password):\n    api_key = 'sk-live-123456'\n"
+                                      "    tokens = ['a', 'b']\n    raise PermissionError(user)\n")
+    (tmp_path / "test_auth.py").write_text("from auth import login\n\n\ndef test_login():\n"
+                                           "    password = 'hunter2'\n    assert login('ann', password)\n")
+    run = run_tests(tmp_path, None, timeout_s=60)
+    [failure] = run.failures
+    assert failure.test_locals["password"] == "'***'" and "hunter2" not in json.dumps(failure.test_locals)
+    assert failure.code_locals["api_key"] == "'***'" and failure.code_locals["password"] == "'***'"
+    assert failure.code_locals["tokens"] == "['a', 'b']"  # lexer tokens are no secret
