@@ -546,6 +546,10 @@ class DiagnosticsService:
     async def on_save(self, uri: str) -> None:
         self._lint_jobs.schedule(uri, 0)
         if self._config.tests.on_save:
+            # The verdict on the text being saved, not the one a debounce behind: a fix saved at
+            # once (format-on-save, a quick Ctrl+S) must run the tests, a break saved at once not.
+            self._syntax_jobs.cancel(uri)
+            await self.refresh_syntax(uri)
             if self._store.get(uri, {}).get(SYNTAX):
                 # pytest would only report the same syntax error as a collection error.
                 log.info("not running tests for %s: it has a syntax error", uri)

@@ -208,3 +208,22 @@ async def test_positions_are_in_utf16_code_units(lsp: Any, workspace: Path) -> N
     # '(' is Python character 14; each emoji is two UTF-16 code units
     assert text[14] == "("
     assert diag.range.start == types.Position(0, 16)
+
+
+async def test_a_fix_saved_within_the_syntax_debounce_runs_the_tests(lsp: Any, workspace: Path) -> None:
+    """Format-on-save or a quick Ctrl+S: the save decides on the text saved, not the verdict on
+    the text of one debounce ago (a syntax error there would skip the run)."""
+    _make(workspace, WORKSPACE_FILES)
+    slow = {**OPTIONS, "lint": {"syntaxDebounceMs": 3000}}
+    client = await lsp(workspace, "vscode", options=slow)
+    text = WORKSPACE_FILES["stats.py"]
+    uri = _open(client, workspace / "stats.py", text.replace("return total /", "return total /("))
+    await until(lambda: _by_source(client, uri, "syntax"), 10, "the syntax error of the opened text")
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
+    (workspace / "stats.py").write_text(text)
+    _save(client, uri)  # at once: the syntax debounce (3 s) has not run
+    test_uri = (workspace / "test_stats.py").as_uri()
+    await until(lambda: _by_source(client, test_uri, "pytest"), 60, "the tests run on the saved fix")
+    assert not _by_source(client, uri, "syntax")
