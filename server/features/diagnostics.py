@@ -141,6 +141,10 @@ class DiagnosticsService:
         self._test_timers: dict[Path, asyncio.Task[Any]] = {}
         self._test_runs: dict[Path, asyncio.Task[dict[str, Any]]] = {}
         self._test_gen: dict[Path, int] = {}
+        # Files saved since the workspace's last run started (Save All saves several at once), and
+        # those of the run in progress: a run cancelled by a newer save hands its files on.
+        self._saved: dict[Path, dict[str, None]] = {}
+        self._running_paths: dict[Path, tuple[str, ...]] = {}
         # pytest diagnostics per workspace, keyed by the test file (or run) that produced them
         self._test_results: dict[Path, dict[str, list[Diagnostic]]] = {}
         self._lint_problem_reported = False
@@ -355,25 +359,31 @@ class DiagnosticsService:
         if path is None or not path.endswith(".py"):
             return
         workspace = self._workspace_for(path)
+        saved = self._saved.setdefault(workspace, {})
         old = self._test_timers.pop(workspace, None)
         if old is not None and not old.done():
             old.cancel()
         running = self._test_runs.get(workspace)
         if running is not None and not running.done():
             running.cancel()  # it tests code that just changed: stop it now, not after the debounce
+            saved.update(dict.fromkeys(self._running_paths.get(workspace, ())))  # its files still need a run
+        saved[path] = None
         delay = self._config.tests.debounce_ms / 1000
 
         async def later() -> None:
             await asyncio.sleep(delay)
-            await self.run_tests(workspace, path)
+            paths = tuple(self._saved.pop(workspace, {}) or (path,))
+            await self.run_tests(workspace, paths)
 
         task = asyncio.ensure_future(later())
         self._test_timers[workspace] = task
         task.add_done_callback(lambda t: self._log_failure(t, "test run"))
 
-    async def run_tests(self, workspace: Path, path: str | None) -> dict[str, Any]:
-        """Run the tests related to `path` (all of them when None) in `workspace`; a newer call for
-        the same workspace cancels this one. Returns a summary for the command's caller."""
+    async def run_tests(self, workspace: Path, path: str | Sequence[str] | None) -> dict[str, Any]:
+        """Run the tests related to `path` (one file or several; all tests when None) in
+        `workspace`; a newer call for the same workspace cancels this one. Returns a summary for
+        the command's caller."""
+        paths = (path,) if isinstance(path, str) else tuple(path) if path is not None else None
         reason = self._tests_allowed()
         if reason is not None:
             if not self._untrusted_reported:
@@ -387,8 +397,9 @@ class DiagnosticsService:
             await asyncio.gather(old, return_exceptions=True)
         if self._test_gen.get(workspace) != generation:
             return {"ran": False, "outcome": "cancelled", "reason": "superseded by a newer run"}
-        task = asyncio.ensure_future(self._run(workspace, path))
+        task = asyncio.ensure_future(self._run(workspace, paths))
         self._test_runs[workspace] = task
+        self._running_paths[workspace] = paths or ()
         self.runs_started += 1
         try:
             return await asyncio.shield(task)
@@ -397,13 +408,19 @@ class DiagnosticsService:
                 return {"ran": False, "outcome": "cancelled", "reason": "superseded by a newer run"}
             raise
 
-    async def _targets(self, workspace: Path, path: str | None) -> list[str] | None:
-        if path is None:
+    async def _targets(self, workspace: Path, paths: Sequence[str] | None) -> list[str] | None:
+        """The tests related to any of `paths`; None (the whole suite) when one has none found."""
+        if not paths:
             return None
         from heedls.analyzers import testrun
 
-        found = await asyncio.to_thread(testrun.related_tests, workspace, Path(path))
-        return list(found) or None
+        targets: dict[str, None] = {}
+        for path in paths:
+            found = await asyncio.to_thread(testrun.related_tests, workspace, Path(path))
+            if not found:
+                return None
+            targets.update(dict.fromkeys(found))
+        return list(targets)
 
     def _progress_supported(self) -> bool:
         caps = self.server.client_capabilities
@@ -433,11 +450,11 @@ class DiagnosticsService:
         finally:
             progress.tokens.pop(token, None)
 
-    async def _run(self, workspace: Path, path: str | None) -> dict[str, Any]:
+    async def _run(self, workspace: Path, paths: tuple[str, ...] | None) -> dict[str, Any]:
         from heedls.analyzers import testrun
 
         cfg = self._config.tests
-        targets = await self._targets(workspace, path)
+        targets = await self._targets(workspace, paths)
         shown = ", ".join(Path(t).name for t in targets[:3]) + (" …" if len(targets) > 3 else "") if targets else "all tests"
         token = await self._progress_begin("heedls: running tests", shown)
         me = asyncio.current_task()
@@ -463,7 +480,7 @@ class DiagnosticsService:
             )
             found = await asyncio.to_thread(testrun.failures_to_diagnostics, run, workspace)
             if run.outcome == "timeout" and not any(d.code == "timeout" for d in found):
-                found.append(self._timeout_diagnostic(workspace, path, targets, cfg.timeout_s))
+                found.append(self._timeout_diagnostic(workspace, paths[0] if paths else None, targets, cfg.timeout_s))
             self._store_test_results(workspace, targets, found)
             end_message = (
                 f"killed after {cfg.timeout_s:g} s (time limit)"

@@ -227,3 +227,17 @@ async def test_a_fix_saved_within_the_syntax_debounce_runs_the_tests(lsp: Any, w
     test_uri = (workspace / "test_stats.py").as_uri()
     await until(lambda: _by_source(client, test_uri, "pytest"), 60, "the tests run on the saved fix")
     assert not _by_source(client, uri, "syntax")
+
+
+async def test_save_all_runs_the_tests_of_every_file_saved(lsp: Any, workspace: Path) -> None:
+    """Two saves within the debounce (Save All): one run, of the tests of both files."""
+    _make(workspace, {
+        "a.py": "def one():\n    return 2\n", "test_a.py": "from a import one\n\n\ndef test_one():\n    assert one() == 1\n",
+        "b.py": "def two():\n    return 3\n", "test_b.py": "from b import two\n\n\ndef test_two():\n    assert two() == 2\n",
+    })
+    client = await lsp(workspace, "vscode", options={**OPTIONS, "tests": {"debounceMs": 300, "timeoutS": 30}})
+    uris = [_open(client, workspace / name, (workspace / name).read_text()) for name in ("a.py", "b.py")]
+    for uri in uris:
+        _save(client, uri)
+    for name in ("test_a.py", "test_b.py"):
+        await until(lambda: _by_source(client, (workspace / name).as_uri(), "pytest"), 60, f"{name}'s failure")  # noqa: B023
