@@ -277,6 +277,8 @@ def _run_tests(
         problems.append(f"tests were not run: the test runner is not available ({exc})")
         return [], {"ran": False, "reason": "unavailable"}
     run = testrun.run_tests(workspace, targets, python=options.python, timeout_s=options.timeout_s)
+    if run.problem:
+        problems.append(f"tests were not run: {run.problem}")
     diagnostics = list(testrun.failures_to_diagnostics(run, workspace))
     return diagnostics, {"ran": True, **_run_summary(run)}
 

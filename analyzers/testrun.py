@@ -168,6 +168,7 @@ class TestRun:
     running_test: str | None = None  # the test that was running when the run was killed
     returncode: int | None = None
     targets: list[str] = field(default_factory=list)
+    problem: str | None = None  # why no test could run at all, in words for the user
 
     @property
     def total(self) -> int:
@@ -465,6 +466,9 @@ def _collect_error(text: str, workspace: Path, nodeid: str = "") -> CollectError
                         message[:2000], nodeid, text[-4000:])
 
 
+_NO_PYTEST = re.compile(r"No module named '?pytest'?\s*$", re.MULTILINE)
+
+
 def parse_report(report: Path, result: proc.ProcResult, workspace: Path, timeout_s: float,
                  targets: list[str]) -> TestRun:
     events = _read_events(report)
@@ -514,7 +518,10 @@ def parse_report(report: Path, result: proc.ProcResult, workspace: Path, timeout
         # pytest died before our plugin was configured: a conftest that fails to import, a usage
         # error, or no pytest in that interpreter at all.
         text = (result.stderr or "") + "\n" + (result.stdout or "")
-        if _CONFTEST.search(text) or "Traceback" in text or re.search(r"^E\s", text, re.MULTILINE):
+        if _NO_PYTEST.search(text):
+            run.problem = ("pytest is not installed in the interpreter that runs the tests (the workspace's "
+                           ".venv, or tests.python): install it there (pip install pytest)")
+        elif _CONFTEST.search(text) or "Traceback" in text or re.search(r"^E\s", text, re.MULTILINE):
             run.collect_errors.append(_collect_error(text, workspace))
         run.outcome = "error"
         return run

@@ -149,6 +149,7 @@ class DiagnosticsService:
         self._test_results: dict[Path, dict[str, list[Diagnostic]]] = {}
         self._lint_problem_reported = False
         self._untrusted_reported = False
+        self._problems_told: set[str] = set()
         self.last_syntax_ms: float = 0.0
         self.runs_started = 0
         self.runs_cancelled = 0
@@ -482,11 +483,18 @@ class DiagnosticsService:
             if run.outcome == "timeout" and not any(d.code == "timeout" for d in found):
                 found.append(self._timeout_diagnostic(workspace, paths[0] if paths else None, targets, cfg.timeout_s))
             self._store_test_results(workspace, targets, found)
-            end_message = (
-                f"killed after {cfg.timeout_s:g} s (time limit)"
-                if run.outcome == "timeout"
-                else f"{run.failed} failed, {run.passed} passed" + (f", {run.errors} errors" if run.errors else "")
-            )
+            if run.problem and run.problem not in self._problems_told:
+                self._problems_told.add(run.problem)  # once: it stays true until the user acts
+                self.server.notify_log(run.problem, types.MessageType.Warning)
+            if run.problem:
+                end_message = run.problem
+            elif run.outcome == "timeout":
+                end_message = f"killed after {cfg.timeout_s:g} s (time limit)"
+            elif run.collect_errors and not run.total:
+                end_message = f"the tests could not be collected ({len(run.collect_errors)} error"
+                end_message += "s)" if len(run.collect_errors) != 1 else ")"
+            else:
+                end_message = f"{run.failed} failed, {run.passed} passed" + (f", {run.errors} errors" if run.errors else "")
             return {
                 "ran": True,
                 "outcome": run.outcome,

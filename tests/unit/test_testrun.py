@@ -388,3 +388,12 @@ def test_values_of_secret_looking_names_are_masked(tmp_path: Path) -> None:
     assert failure.test_locals["password"] == "'***'" and "hunter2" not in json.dumps(failure.test_locals)
     assert failure.code_locals["api_key"] == "'***'" and failure.code_locals["password"] == "'***'"
     assert failure.code_locals["tokens"] == "['a', 'b']"  # lexer tokens are no secret
+
+
+def test_an_interpreter_without_pytest_is_said_to_be_the_reason(tmp_path: Path) -> None:
+    import venv
+
+    venv.create(tmp_path / ".venv", with_pip=False)  # the workspace's own interpreter, no pytest in it
+    (tmp_path / "test_m.py").write_text("def test_f():\n    assert 1 == 2\n")
+    run = run_tests(tmp_path, None, timeout_s=60)
+    assert run.outcome == "error" and run.problem is not None and "pytest is not installed" in run.problem
