@@ -105,7 +105,7 @@ def test_plugin_is_a_self_contained_file_shipped_in_the_package() -> None:
     imports = {line.split()[1].split(".")[0] for line in source.splitlines()
                if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
     assert "heedls" not in imports
-    assert imports <= {"ast", "copy", "json", "linecache", "os", "reprlib", "signal", "sys", "threading", "time",
+    assert imports <= {"ast", "copy", "json", "linecache", "os", "re", "reprlib", "signal", "sys", "threading", "time",
                        "pytest", "difflib", "builtins"}
     assert (PLUGIN_DIR / "__init__.py").exists()  # so setuptools ships it as heedls.analyzers.pytest_plugin
 
