@@ -532,6 +532,10 @@ class DiagnosticsService:
         test_id = diagnostic.data.get("test_id")
         if isinstance(test_id, str) and "::" in test_id and diagnostic.data.get("kind") != "timeout":
             return str((workspace / test_id.split("::", 1)[0]).resolve())
+        nodeid = diagnostic.data.get("nodeid")
+        if diagnostic.data.get("kind") == "collect_error" and isinstance(nodeid, str) and nodeid:
+            # the test file that could not be collected: a later run of that file replaces it
+            return str((workspace / nodeid.split("::", 1)[0]).resolve())
         return run_key
 
     def _store_test_results(self, workspace: Path, targets: Sequence[str] | None, found: list[Diagnostic]) -> None:

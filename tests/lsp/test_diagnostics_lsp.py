@@ -241,3 +241,18 @@ async def test_save_all_runs_the_tests_of_every_file_saved(lsp: Any, workspace: 
         _save(client, uri)
     for name in ("test_a.py", "test_b.py"):
         await until(lambda: _by_source(client, (workspace / name).as_uri(), "pytest"), 60, f"{name}'s failure")  # noqa: B023
+
+
+async def test_a_collection_error_goes_once_its_test_file_is_fixed(lsp: Any, workspace: Path) -> None:
+    """The whole suite reports that test_x.py cannot be collected; fixing and saving test_x.py
+    runs just that file, and its result replaces the collection error."""
+    _make(workspace, {"m.py": "def f():\n    return 1\n",
+                      "test_x.py": "import no_such_module\n\n\ndef test_x():\n    assert True\n"})
+    client = await lsp(workspace, "vscode", options=OPTIONS)
+    uri = _open(client, workspace / "m.py", "def f():\n    return 1\n")
+    _save(client, uri)  # no related tests: the whole suite runs
+    test_uri = (workspace / "test_x.py").as_uri()
+    await until(lambda: _by_source(client, test_uri, "pytest"), 60, "the collection error")
+    fixed = "def test_x():\n    assert True\n"
+    _save(client, _open(client, workspace / "test_x.py", fixed))
+    await until(lambda: not _by_source(client, test_uri, "pytest"), 60, "the collection error to go")
