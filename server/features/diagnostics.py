@@ -564,6 +564,37 @@ class DiagnosticsService:
             self._set(uri, PYTEST, items)
         self.publish(by_uri)
 
+    def forget_files(self, uris: Sequence[str]) -> None:
+        """Files that no longer exist: their diagnostics are cleared and no test result from them
+        stays (a renamed test file's old failures doubled those of the new one)."""
+        gone = {p for p in (_path_of(uri) for uri in uris) if p is not None}
+        gone |= {str(Path(p).resolve()) for p in gone}
+        gone_uris = set(uris) | {_uri_of(p) for p in gone}
+        touched: set[str] = set(gone_uris)
+        for results in self._test_results.values():
+            for key in [k for k in results if k in gone]:
+                touched.update(_uri_of(d.path) for d in results.pop(key))
+            for key, items in results.items():
+                kept = [d for d in items if d.path not in gone and str(Path(d.path).resolve()) not in gone]
+                if len(kept) != len(items):
+                    touched.update(_uri_of(d.path) for d in items)
+                    results[key] = kept
+        for uri in gone_uris:
+            self._store.pop(uri, None)
+        by_uri: dict[str, list[Diagnostic]] = {uri: [] for uri in touched}
+        for results in self._test_results.values():
+            for items in results.values():
+                for diagnostic in items:
+                    if _uri_of(diagnostic.path) in by_uri:
+                        by_uri[_uri_of(diagnostic.path)].append(diagnostic)
+        for uri, items in by_uri.items():
+            if uri not in gone_uris:
+                self._set(uri, PYTEST, items)
+        self.publish(by_uri)
+
+    async def on_deleted(self, uris: list[str]) -> None:
+        self.forget_files(uris)
+
     # -- document listener ----------------------------------------------------------------------
     async def on_open(self, uri: str) -> None:
         await self.refresh_syntax(uri)

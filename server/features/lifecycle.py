@@ -53,6 +53,9 @@ def register(server: HeedlsServer) -> None:
     async def on_watched_files(ls: HeedlsServer, params: types.DidChangeWatchedFilesParams) -> None:
         if any(project_file._is_project_file(change.uri) for change in params.changes):
             await ls.reload_config()
+        deleted = [change.uri for change in params.changes if change.type == types.FileChangeType.Deleted]
+        if deleted:
+            await ls.dispatch("on_deleted", deleted)  # their diagnostics go (a renamed test file's too)
 
     @server.feature(types.INITIALIZE)
     async def on_initialize(ls: HeedlsServer, params: types.InitializeParams) -> None:

@@ -256,3 +256,23 @@ async def test_a_collection_error_goes_once_its_test_file_is_fixed(lsp: Any, wor
     fixed = "def test_x():\n    assert True\n"
     _save(client, _open(client, workspace / "test_x.py", fixed))
     await until(lambda: not _by_source(client, test_uri, "pytest"), 60, "the collection error to go")
+
+
+async def test_a_deleted_test_files_failures_go_with_it(lsp: Any, workspace: Path) -> None:
+    """Renaming test_stats.py: its failures (and those they put on stats.py) do not stay behind."""
+    _make(workspace, WORKSPACE_FILES)
+    client = await lsp(workspace, "vscode", options=OPTIONS)
+    uri = _open(client, workspace / "stats.py", WORKSPACE_FILES["stats.py"])
+    test_uri = (workspace / "test_stats.py").as_uri()
+    _save(client, uri)
+    await until(lambda: _by_source(client, test_uri, "pytest") and _by_source(client, uri, "pytest"), 60, "failures")
+    (workspace / "test_stats.py").rename(workspace / "test_mean.py")
+    client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(changes=[
+        types.FileEvent(uri=test_uri, type=types.FileChangeType.Deleted),
+        types.FileEvent(uri=(workspace / "test_mean.py").as_uri(), type=types.FileChangeType.Created)]))
+    await until(lambda: not _by_source(client, test_uri, "pytest") and not _by_source(client, uri, "pytest"), 10,
+                "the deleted file's failures to go")
+    _save(client, uri)  # the renamed file's run: each failure once
+    await until(lambda: _by_source(client, (workspace / "test_mean.py").as_uri(), "pytest"), 60, "the new failures")
+    messages = [d.message for d in _by_source(client, uri, "pytest")]
+    assert messages and len(messages) == len(set(messages))

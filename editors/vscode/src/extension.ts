@@ -80,8 +80,14 @@ function clientOptions(): LanguageClientOptions {
     ],
     // A function: a restarted server gets the settings (and Workspace Trust) of now, not of the first start.
     initializationOptions: () => serverSettings(),
-    // [tool.heedls] edited outside VS Code (git checkout, another editor) applies at once too.
-    synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher('**/pyproject.toml') },
+    // [tool.heedls] edited outside VS Code (git checkout, another editor) applies at once too, and
+    // a deleted or renamed module's diagnostics go.
+    synchronize: {
+      fileEvents: [
+        vscode.workspace.createFileSystemWatcher('**/pyproject.toml'),
+        vscode.workspace.createFileSystemWatcher('**/*.py', true, true, false),
+      ],
+    },
     outputChannel: output,
     traceOutputChannel: trace,
     // Failed requests are logged, never popped up: a slow or restarting server must not nag.
