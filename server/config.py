@@ -101,6 +101,7 @@ class LintConfig:
     ruff: str = ""  # empty = ruff from the environment, else the bundled one
     # Syntax diagnostics wait this long after the last change (a newer change reschedules).
     syntax_debounce_ms: int = 120
+    lint_debounce_ms: int = 300  # ruff on the buffer after typing pauses (it runs on save as well)
 
 
 @dataclass(frozen=True)

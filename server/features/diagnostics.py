@@ -602,6 +602,9 @@ class DiagnosticsService:
 
     async def on_change(self, uri: str, changes: list[types.TextDocumentContentChangeEvent]) -> None:
         self._syntax_jobs.schedule(uri, self._config.lint.syntax_debounce_ms / 1000)
+        # ruff too, as its own language server does: its findings on the text before an edit sat at
+        # stale positions (three lines added above an F401 left it on a comment)
+        self._lint_jobs.schedule(uri, self._config.lint.lint_debounce_ms / 1000)
 
     async def on_save(self, uri: str) -> None:
         self._lint_jobs.schedule(uri, 0)

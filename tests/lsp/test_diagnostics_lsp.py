@@ -276,3 +276,17 @@ async def test_a_deleted_test_files_failures_go_with_it(lsp: Any, workspace: Pat
     await until(lambda: _by_source(client, (workspace / "test_mean.py").as_uri(), "pytest"), 60, "the new failures")
     messages = [d.message for d in _by_source(client, uri, "pytest")]
     assert messages and len(messages) == len(set(messages))
+
+
+async def test_ruff_follows_the_buffer_as_it_is_typed(lsp: Any, workspace: Path) -> None:
+    """Lines added above a finding without saving: the finding moves with its code."""
+    (workspace / "pyproject.toml").write_text('[tool.ruff]\nlint.select = ["F"]\n')
+    client = await lsp(workspace, "vscode", options={**OPTIONS, "lint": {"lintDebounceMs": 100}})
+    text = "import os\n\n\ndef f():\n    return 1\n"
+    uri = _open(client, workspace / "m.py", text)
+    [first] = await until(lambda: _by_source(client, uri, "ruff"), 15, "F401")
+    assert first.range.start.line == 0
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text="# a\n# b\n# c\n" + text)]))
+    await until(lambda: [d for d in _by_source(client, uri, "ruff") if d.range.start.line == 3], 15, "F401 on line 3")
