@@ -79,6 +79,9 @@ class PlausibleFix:
     confirmed: bool = False
 
 
+CONFIRM_HASH_SEEDS = ("1", "2")  # the fresh-process check's PYTHONHASHSEEDs (the search's is 0)
+
+
 @dataclass
 class RepairResult:
     fixed: bool
@@ -516,9 +519,15 @@ class Repairer:
             (copy / self.rel_module).write_text(fix.new_text, encoding="utf-8")
             env = sandbox_env(copy, self.root, self.req.autoload_plugins)
             timeout = max(1.0, min(self.left() + self.req.budget_s * 0.08, 10.0 + 3 * self.run_timeout))
-            result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *self.rel_tests],
-                              cwd=copy, timeout_s=timeout, env=env)
-            return bool(result.returncode == 0)
+            # The search runs with one hash seed (0, for repeatable outcomes); a fix that passes only
+            # by that seed's set and dict-of-hash order (`list(set(xs))` for "unique, in order") is no
+            # fix: it must pass under two others as well.
+            for seed in CONFIRM_HASH_SEEDS:
+                result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *self.rel_tests],
+                                  cwd=copy, timeout_s=timeout, env={**env, "PYTHONHASHSEED": seed})
+                if result.returncode != 0:
+                    return False
+            return True
         except OSError:
             return False
         finally:

@@ -336,3 +336,18 @@ def test_tests_that_cannot_run_are_reported_as_such(tmp_path: Path) -> None:
     assert not result.fixed
     assert result.explanation.startswith("The tests could not run (test_calc.py: ModuleNotFoundError: "
                                          "No module named 'nosuchmodule')")
+
+
+def test_a_fix_that_passes_only_by_the_searchs_hash_seed_is_not_confirmed(tmp_path: Path) -> None:
+    """`list(set(xs))` for "unique, in first-seen order" passes when the set happens to iterate in
+    that order: under the search's PYTHONHASHSEED=0 only. The fresh-process check tries others."""
+    seed0 = subprocess.run([sys.executable, "-c", "print(hash('heedls'))"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": "0"}, check=True).stdout.strip()
+    (tmp_path / "calc.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "test_calc.py").write_text(f"from calc import f\n\n\ndef test_f():\n    assert f() == 1\n"
+                                           f"    assert hash('heedls') == {seed0}\n")
+    repairer = Repairer(RepairRequest(module=tmp_path / "calc.py", tests=[tmp_path / "test_calc.py"], budget_s=30))
+    fix = engine.PlausibleFix(new_text="def f():\n    return 1\n", patch="", operator="x", description="x", line=1,
+                              score=1.0, size=0, source="test", found_after_s=0.0)
+    repairer.has_pytest = True
+    assert repairer._confirm(fix) is False
