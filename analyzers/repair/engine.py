@@ -588,6 +588,13 @@ class Repairer:
             if msg:
                 what += f" ({msg[0][:120]})"
             what += "."
+        errors = self.baseline.errors if self.baseline else []
+        if not failing and errors:  # nothing ran: the tests could not even be collected
+            why = str(errors[0].get("message", "")).strip().splitlines()
+            last = next((ln.strip().removeprefix("E").strip() for ln in reversed(why) if ln.startswith("E ")),
+                        why[-1].strip() if why else "")
+            return (f"Line {fix.line}: {fix.description} ({fix.operator}). The tests could not run"
+                    + (f" ({last[:120]})" if last else "") + "; with this change they run and pass.")
         return (
             f"Line {fix.line}: {fix.description} ({fix.operator}).{what} With this change the "
             f"{len(failing)} failing test(s) pass and the {len(passing)} passing test(s) still pass."

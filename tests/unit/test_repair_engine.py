@@ -351,3 +351,11 @@ def test_a_fix_that_passes_only_by_the_searchs_hash_seed_is_not_confirmed(tmp_pa
                               score=1.0, size=0, source="test", found_after_s=0.0)
     repairer.has_pytest = True
     assert repairer._confirm(fix) is False
+
+
+def test_a_syntax_fix_says_the_tests_could_not_run_before(tmp_path: Path) -> None:
+    (tmp_path / "calc.py").write_text("def add(a, b)\n    return a + b\n")
+    (tmp_path / "test_calc.py").write_text("from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    result = repair(RepairRequest(module=tmp_path / "calc.py", tests=[tmp_path / "test_calc.py"], budget_s=30))
+    assert result.fixed and "The tests could not run (SyntaxError" in result.explanation
+    assert "0 failing test(s)" not in result.explanation
