@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -94,6 +95,9 @@ def register(app: typer.Typer) -> None:
         from heedls.server.files import ChangedOnDisk, rewrite_source
 
         configure_logging(log_level.upper())
+        # `timeout`, a CI job's cancel or `kill` send SIGTERM: clean up as Ctrl+C does (the runner
+        # processes and the temporary workspace copies go), instead of dying with them left behind.
+        signal.signal(signal.SIGTERM, _interrupted)
         if not module.is_file():
             typer.echo(f"heedls fix: {module} is not a file", err=True)
             raise typer.Exit(2)
@@ -153,3 +157,7 @@ def register(app: typer.Typer) -> None:
         if result.status == "error" or (write and result.fixed and not written):
             raise typer.Exit(2)
         raise typer.Exit(0 if result.fixed or result.status == "no-failing-tests" else 1)
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

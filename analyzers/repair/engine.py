@@ -222,6 +222,7 @@ class Repairer:
                 errors.append(exc)
 
         threads = [threading.Thread(target=start_one, daemon=True) for _ in range(n)]
+        self._starting = threads
         for t in threads:
             t.start()
         for t in threads:
@@ -232,6 +233,9 @@ class Repairer:
             raise WorkerError(f"could not start a test runner with {self.python}: {errors[:1]}")
 
     def close(self) -> None:
+        self.cancel.set()  # a runner still starting closes itself (start_one) ...
+        for thread in getattr(self, "_starting", []):
+            thread.join(30)  # ... and is waited for: an interrupt must not leave its workspace copy
         with self.lock:
             workers, self.workers = list(self.workers), []
         for w in workers:

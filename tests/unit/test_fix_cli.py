@@ -116,3 +116,22 @@ def test_the_projects_configured_interpreter_runs_the_tests(ws: Path) -> None:
     (ws / "pyproject.toml").write_text('[tool.heedls.tests]\npython = "/nonexistent/python3"\n')
     run = _heedls("fix", "stats.py", "--test", "test_stats.py", "--json", cwd=ws)
     assert json.loads(run.stdout)["status"] == "error" and "/nonexistent/python3" in run.stdout + run.stderr
+
+
+def test_sigterm_cleans_up_like_ctrl_c(ws: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`timeout`, a cancelled CI job or `kill` send SIGTERM: no temporary workspace copy stays."""
+    import signal
+    import time
+
+    scratch = tmp_path_factory.mktemp("scratch")  # outside the workspace the copies are made of
+    (ws / "test_stats.py").write_text(TESTS.replace("def test_mean():", "def test_mean():\n    import time; time.sleep(1)"))
+    child = subprocess.Popen([sys.executable, "-m", "heedls", "fix", "stats.py", "--test", "test_stats.py",
+                              "--budget-seconds", "60"], cwd=ws, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=dict(os.environ, TMPDIR=str(scratch), PYTHONDONTWRITEBYTECODE="1"))
+    deadline = time.monotonic() + 30
+    while not list(scratch.glob("heedls-repair-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(scratch.glob("heedls-repair-*")), "the search never started"
+    child.send_signal(signal.SIGTERM)
+    child.wait(30)
+    assert not list(scratch.glob("heedls-repair-*"))
