@@ -152,6 +152,9 @@ class Repairer:
     def __init__(self, req: RepairRequest, cancel: threading.Event | None = None, progress: Progress | None = None) -> None:
         self.req = req
         self.cancel = cancel or threading.Event()
+        # pytest plugins are off in runs (speed, no side effects) unless asked for, or unless the
+        # tests turn out to need them (async tests: pytest-asyncio, anyio)
+        self.autoload = req.autoload_plugins
         self.progress = progress or (lambda message, fraction: None)
         self.start = time.monotonic()
         self.deadline = self.start + req.budget_s
@@ -211,7 +214,7 @@ class Repairer:
 
         def start_one() -> None:
             try:
-                worker = Worker(self.root, self.python, self.req.autoload_plugins, tests=self.rel_tests)
+                worker = Worker(self.root, self.python, self.autoload, tests=self.rel_tests)
                 with self.lock:
                     if self.cancel.is_set():
                         worker.close()
@@ -261,6 +264,17 @@ class Repairer:
             timeout_s=max(1.0, min(60.0, self.left() * 0.5)), test_limit_s=0.6,
         )
         self.runs += 1
+        if not self.autoload and _needs_plugins(baseline):
+            log.info("repair: the tests need pytest plugins (async tests); runners restart with them")
+            self.autoload = True
+            self.close()
+            self.cancel.clear()
+            self._start_workers()
+            baseline = self.workers[0].run(
+                self.rel_module, self.original, self.rel_tests, exitfirst=False, trace=True,
+                timeout_s=max(1.0, min(60.0, self.left() * 0.5)), test_limit_s=0.6,
+            )
+            self.runs += 1
         self.baseline = baseline
         failing = baseline.failed
         if baseline.status == "ok" and not failing and not baseline.errors and baseline.collected > 0:
@@ -521,7 +535,7 @@ class Repairer:
             copy.mkdir()
             copy_workspace(self.root, copy)
             (copy / self.rel_module).write_text(fix.new_text, encoding="utf-8")
-            env = sandbox_env(copy, self.root, self.req.autoload_plugins)
+            env = sandbox_env(copy, self.root, self.autoload)
             timeout = max(1.0, min(self.left() + self.req.budget_s * 0.08, 10.0 + 3 * self.run_timeout))
             # The search runs with one hash seed (0, for repeatable outcomes); a fix that passes only
             # by that seed's set and dict-of-hash order (`list(set(xs))` for "unique, in order") is no
@@ -539,7 +553,7 @@ class Repairer:
 
     def _confirm_direct(self, fix: PlausibleFix) -> bool:
         """No pytest in the workspace interpreter: a fresh runner (no fast path) in a fresh copy."""
-        worker = Worker(self.root, self.python, self.req.autoload_plugins)
+        worker = Worker(self.root, self.python, self.autoload)
         try:
             worker.start()
             result = worker.run(self.rel_module, fix.new_text, self.rel_tests, order=self.order, exitfirst=True,
@@ -622,6 +636,16 @@ class Repairer:
             new_text=self.bom + best.new_text if best else None,
             module=self.rel_module,
         )
+
+
+_PLUGIN_NEEDED = ("async def functions are not natively supported",)
+
+
+def _needs_plugins(run: RunResult) -> bool:
+    """Did tests fail only for want of a pytest plugin (async tests without pytest-asyncio/anyio)?"""
+    texts = [str((t.failure or {}).get("message", "")) for t in run.tests if t.failure]
+    texts += [str(e.get("message", "")) for e in run.errors]
+    return any(marker in text for text in texts for marker in _PLUGIN_NEEDED)
 
 
 def repair(req: RepairRequest, *, cancel: threading.Event | None = None, progress: Progress | None = None) -> RepairResult:

@@ -359,3 +359,19 @@ def test_a_syntax_fix_says_the_tests_could_not_run_before(tmp_path: Path) -> Non
     result = repair(RepairRequest(module=tmp_path / "calc.py", tests=[tmp_path / "test_calc.py"], budget_s=30))
     assert result.fixed and "The tests could not run (SyntaxError" in result.explanation
     assert "0 failing test(s)" not in result.explanation
+
+
+def test_async_tests_that_need_a_pytest_plugin_get_it(tmp_path: Path) -> None:
+    """Runs keep pytest plugins off unless needed: async tests fail without pytest-asyncio as
+    "not natively supported", and then the runners restart with plugins on."""
+    pytest.importorskip("pytest_asyncio")
+    (tmp_path / "queue_util.py").write_text("async def drain(q):\n    out = []\n    while not q.empty():\n"
+                                            "        out.append(await q.get())\n    return out[::-1]\n")
+    (tmp_path / "test_queue_util.py").write_text(
+        "import asyncio\n\nimport pytest\n\nfrom queue_util import drain\n\n\n@pytest.mark.asyncio\n"
+        "async def test_drain_order():\n    q = asyncio.Queue()\n    for i in range(3):\n        await q.put(i)\n"
+        "    assert await drain(q) == [0, 1, 2]\n")
+    result = repair(RepairRequest(module=tmp_path / "queue_util.py", tests=[tmp_path / "test_queue_util.py"],
+                                  budget_s=30))
+    fixed_text = result.new_text or ""
+    assert result.fixed and ("return out[::1]" in fixed_text or "return out\n" in fixed_text)
