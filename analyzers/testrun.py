@@ -973,11 +973,22 @@ def failures_to_diagnostics(run: TestRun, workspace: Path) -> list[Diagnostic]:
         related_to_code = [RelatedLocation(s.path, _line_range(s.path, s.line), f"likely cause: {s.reason}")
                            for s in code_suspects]
         headline = _headline(failure)
+        name = failure.test_id.split("::")[-1]
+        verb = "failed" if failure.when == "call" else f"errored in {failure.when} (a fixture)"
         put(Diagnostic(
             path=test_path, range=test_range, severity="error", source="pytest", code=failure.exc_type,
-            message=f"{failure.test_id.split('::')[-1]} failed: {headline}", explanation=explanation,
+            message=f"{name} {verb}: {headline}", explanation=explanation,
             related=related_to_code, rank=0.5, data={**facts, "role": "assertion"},
         ), (test_path, test_line, failure.exc_type))
+        if failure.when != "call" and failure.path and os.path.abspath(failure.path) != os.path.abspath(test_path):
+            # the error is in a fixture (conftest.py): the test that could not run is marked too
+            line = _def_line(failure.path, name)
+            put(Diagnostic(
+                path=failure.path, range=_line_range(failure.path, line), severity="error", source="pytest",
+                code=failure.exc_type, message=f"{name} could not run: its {failure.when} failed ({headline})",
+                explanation=explanation, related=[RelatedLocation(test_path, test_range, "where the fixture failed")],
+                rank=0.45, data={**facts, "role": "test"},
+            ), (failure.path, line, failure.exc_type))
         for i, suspect in enumerate(code_suspects):
             put(Diagnostic(
                 path=suspect.path, range=_line_range(suspect.path, suspect.line),

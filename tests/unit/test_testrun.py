@@ -397,3 +397,13 @@ def test_an_interpreter_without_pytest_is_said_to_be_the_reason(tmp_path: Path) 
     (tmp_path / "test_m.py").write_text("def test_f():\n    assert 1 == 2\n")
     run = run_tests(tmp_path, None, timeout_s=60)
     assert run.outcome == "error" and run.problem is not None and "pytest is not installed" in run.problem
+
+
+def test_a_fixture_error_marks_the_fixture_and_the_test_that_could_not_run(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text("import pytest\n\n\n@pytest.fixture\ndef broken():\n"
+                                          "    raise RuntimeError('no database')\n")
+    (tmp_path / "test_fixture.py").write_text("def test_uses_broken(broken):\n    assert broken\n")
+    run = run_tests(tmp_path, None, timeout_s=60)
+    found = {(Path(d.path).name, d.range.start.line): d.message for d in failures_to_diagnostics(run, tmp_path)}
+    assert found[("conftest.py", 5)] == "test_uses_broken errored in setup (a fixture): RuntimeError: no database"
+    assert found[("test_fixture.py", 0)].startswith("test_uses_broken could not run: its setup failed")
