@@ -20,7 +20,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -553,15 +553,21 @@ class DiagnosticsService:
         for diagnostic in found:
             results.setdefault(self._result_key(workspace, diagnostic, run_key), []).append(diagnostic)
             touched.add(_uri_of(diagnostic.path))
-        # Rebuild the pytest layer of every touched document from all runs' results.
+        self._republish_tests(touched)
+
+    def _republish_tests(self, touched: Iterable[str], gone: Collection[str] = ()) -> None:
+        """Rebuild the pytest layer of every touched document from all runs' results, and publish
+        them (a `gone` document, one that no longer exists, is published empty)."""
         by_uri: dict[str, list[Diagnostic]] = {uri: [] for uri in touched}
-        for items in results.values():
-            for diagnostic in items:
-                uri = _uri_of(diagnostic.path)
-                if uri in by_uri:
-                    by_uri[uri].append(diagnostic)
+        for results in self._test_results.values():
+            for items in results.values():
+                for diagnostic in items:
+                    uri = _uri_of(diagnostic.path)
+                    if uri in by_uri:
+                        by_uri[uri].append(diagnostic)
         for uri, items in by_uri.items():
-            self._set(uri, PYTEST, items)
+            if uri not in gone:
+                self._set(uri, PYTEST, items)
         self.publish(by_uri)
 
     def forget_files(self, uris: Sequence[str]) -> None:
@@ -581,16 +587,7 @@ class DiagnosticsService:
                     results[key] = kept
         for uri in gone_uris:
             self._store.pop(uri, None)
-        by_uri: dict[str, list[Diagnostic]] = {uri: [] for uri in touched}
-        for results in self._test_results.values():
-            for items in results.values():
-                for diagnostic in items:
-                    if _uri_of(diagnostic.path) in by_uri:
-                        by_uri[_uri_of(diagnostic.path)].append(diagnostic)
-        for uri, items in by_uri.items():
-            if uri not in gone_uris:
-                self._set(uri, PYTEST, items)
-        self.publish(by_uri)
+        self._republish_tests(touched, gone_uris)
 
     async def on_deleted(self, uris: list[str]) -> None:
         self.forget_files(uris)
