@@ -253,28 +253,29 @@ class Repairer:
         finally:
             self.close()
 
+    def _run_baseline(self) -> RunResult:
+        """The tests on the original text, traced (coverage for localisation), every test run."""
+        baseline = self.workers[0].run(
+            self.rel_module, self.original, self.rel_tests, exitfirst=False, trace=True,
+            timeout_s=max(1.0, min(60.0, self.left() * 0.5)), test_limit_s=0.6,
+        )
+        self.runs += 1
+        return baseline
+
     def _run(self) -> RepairResult:
         self.progress("starting test runners", 0.0)
         self._start_workers()
         if self.cancel.is_set():
             return self._result("cancelled", "Cancelled.")
         self.progress("running the tests with coverage", 0.05)
-        baseline = self.workers[0].run(
-            self.rel_module, self.original, self.rel_tests, exitfirst=False, trace=True,
-            timeout_s=max(1.0, min(60.0, self.left() * 0.5)), test_limit_s=0.6,
-        )
-        self.runs += 1
+        baseline = self._run_baseline()
         if not self.autoload and _needs_plugins(baseline):
             log.info("repair: the tests need pytest plugins (async tests); runners restart with them")
             self.autoload = True
             self.close()
             self.cancel.clear()
             self._start_workers()
-            baseline = self.workers[0].run(
-                self.rel_module, self.original, self.rel_tests, exitfirst=False, trace=True,
-                timeout_s=max(1.0, min(60.0, self.left() * 0.5)), test_limit_s=0.6,
-            )
-            self.runs += 1
+            baseline = self._run_baseline()
         self.baseline = baseline
         failing = baseline.failed
         if baseline.status == "ok" and not failing and not baseline.errors and baseline.collected > 0:
@@ -585,9 +586,7 @@ class Repairer:
         errors = self.baseline.errors if self.baseline else []
         if not failing and errors:  # nothing failed: the tests did not run at all
             first = errors[0]
-            lines = [ln for ln in str(first.get("message", "")).splitlines() if ln.strip()]
-            why = next((ln.strip().removeprefix("E").strip() for ln in reversed(lines) if ln.startswith("E ")),
-                       lines[-1].strip() if lines else "no message")
+            why = _error_line(first) or "no message"
             return (f"The tests could not run ({first.get('nodeid') or 'collection'}: {why}), and no candidate "
                     f"made them run and pass within the budget ({self.tried} candidates tried).")
         return (
@@ -608,9 +607,7 @@ class Repairer:
             what += "."
         errors = self.baseline.errors if self.baseline else []
         if not failing and errors:  # nothing ran: the tests could not even be collected
-            why = str(errors[0].get("message", "")).strip().splitlines()
-            last = next((ln.strip().removeprefix("E").strip() for ln in reversed(why) if ln.startswith("E ")),
-                        why[-1].strip() if why else "")
+            last = _error_line(errors[0])
             return (f"Line {fix.line}: {fix.description} ({fix.operator}). The tests could not run"
                     + (f" ({last[:120]})" if last else "") + "; with this change they run and pass.")
         return (
@@ -636,6 +633,13 @@ class Repairer:
             new_text=self.bom + best.new_text if best else None,
             module=self.rel_module,
         )
+
+
+def _error_line(error: dict[str, Any]) -> str:
+    """What a collection error comes to: pytest's last `E ` line of it, else its last line."""
+    lines = [ln.strip() for ln in str(error.get("message", "")).splitlines() if ln.strip()]
+    return next((ln.removeprefix("E").strip() for ln in reversed(lines) if ln.startswith("E ")),
+                lines[-1] if lines else "")
 
 
 _PLUGIN_NEEDED = ("async def functions are not natively supported",)
