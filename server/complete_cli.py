@@ -38,7 +38,8 @@ def _offset(text: str, line: int, col: int) -> tuple[int, int, int]:
     return line - 1, col - 1, sum(map(len, lines[: line - 1])) + col - 1
 
 
-async def _complete(path: Path, text: str, line: int, col: int, use_gate: bool) -> tuple[str | None, str]:
+async def _complete(path: Path, text: str, place: tuple[int, int, int], use_gate: bool) -> tuple[str | None, str]:
+    """The suggestion at `place`, (0-based line, character, offset) as `_offset` gives it, and notes."""
     from heedls.analyzers.check import find_workspace
     from heedls.server import config as config_mod
     from heedls.server import services
@@ -66,7 +67,7 @@ async def _complete(path: Path, text: str, line: int, col: int, use_gate: bool) 
     update = getattr(local, "update_document", None)
     if callable(update):
         update(str(path), text)
-    line0, char0, offset = _offset(text, line, col)
+    line0, char0, offset = place
     suggestion = await engine.suggest(path.as_uri(), str(path), text, offset, line0, char0)
     failed = getattr(engine.provider, "last_error", None)
     if failed:  # the endpoint failed: say so, and whose suggestion this is
@@ -104,11 +105,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         text = text.removeprefix("\ufeff")  # a byte-order mark is no column (no editor shows it)
         try:
-            _offset(text, int(match["line"]), int(match["col"]))
+            place = _offset(text, int(match["line"]), int(match["col"]))
         except ValueError as exc:
             typer.echo(f"heedls: {match['file']}:{match['line']}:{match['col']}: {exc}", err=True)
             raise typer.Exit(2) from None
-        suggestion, notes = asyncio.run(_complete(path, text, int(match["line"]), int(match["col"]), gate))
+        suggestion, notes = asyncio.run(_complete(path, text, place, gate))
         if notes:
             typer.echo(notes, err=True)
         if suggestion:
