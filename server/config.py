@@ -214,17 +214,23 @@ def _merge_section(current: Any, overrides: Mapping[str, Any], where: str, warni
 def merge(base: HeedlsConfig, overrides: Any, source: str) -> tuple[HeedlsConfig, list[str]]:
     """Apply one layer of overrides; returns the new config and human-readable warnings."""
     warnings: list[str] = []
+    overrides = _own_section(overrides)
     if overrides is None or overrides == []:  # Neovim encodes an empty table {} as []
         return base, warnings
     if not isinstance(overrides, Mapping):
         return base, [f"{source}: expected an object of settings, got {type(overrides).__name__}; ignored"]
-    # VS Code sends {"heedls": {...}} from workspace/configuration sections; a client that pushes
-    # one table for all its servers (eglot, a shared vim.lsp.config('*')) has other sections beside it.
-    if "heedls" in overrides and overrides["heedls"] in (None, []):
-        return base, warnings  # an empty heedls section (Neovim sends {} as [])
-    if isinstance(overrides.get("heedls"), Mapping):
-        overrides = overrides["heedls"]
     return _merge_section(base, overrides, source, warnings), warnings
+
+
+def _own_section(settings: Any) -> Any:
+    """heedls' own part of an editor's settings. VS Code sends {"heedls": {...}} from
+    workspace/configuration sections; a client that pushes one table for all its servers (eglot, a
+    shared vim.lsp.config('*')) has other sections beside it. Anything else is taken as it is."""
+    if isinstance(settings, Mapping) and "heedls" in settings:
+        inner = settings["heedls"]
+        if inner is None or inner == [] or isinstance(inner, Mapping):
+            return inner
+    return settings
 
 
 def read_pyproject(root: Path) -> tuple[dict[str, Any], list[str]]:
@@ -269,9 +275,8 @@ def load(
 
 
 def _pushed(settings: Any) -> bool:
-    if isinstance(settings, Mapping) and "heedls" in settings:
-        settings = settings["heedls"]
-    return isinstance(settings, Mapping) and bool(settings)
+    section = _own_section(settings)
+    return isinstance(section, Mapping) and bool(section)
 
 
 # Settings of the repository's pyproject.toml that an untrusted workspace does not get to choose.
