@@ -98,13 +98,19 @@ def _make(workspace: Path, files: dict[str, str]) -> None:
         (workspace / name).write_text(text, encoding="utf-8")
 
 
-async def test_save_runs_related_tests_with_progress_and_diagnostics(lsp: Any, workspace: Path) -> None:
+async def _saved_with_a_failing_test(lsp: Any, workspace: Path) -> tuple[Any, str, str]:
+    """(client, stats.py's uri, test_stats.py's uri) once saving stats.py has run its failing test."""
     _make(workspace, WORKSPACE_FILES)
     client = await lsp(workspace, "vscode", options=OPTIONS)
     uri = _open(client, workspace / "stats.py", WORKSPACE_FILES["stats.py"])
     test_uri = (workspace / "test_stats.py").as_uri()
     _save(client, uri)
     await until(lambda: _by_source(client, test_uri, "pytest"), 60, "test failure diagnostics")
+    return client, uri, test_uri
+
+
+async def test_save_runs_related_tests_with_progress_and_diagnostics(lsp: Any, workspace: Path) -> None:
+    client, uri, test_uri = await _saved_with_a_failing_test(lsp, workspace)
     at_test = _by_source(client, test_uri, "pytest")[0]
     assert at_test.severity == types.DiagnosticSeverity.Error
     assert at_test.range.start.line == 4  # the failing assert
@@ -260,12 +266,8 @@ async def test_a_collection_error_goes_once_its_test_file_is_fixed(lsp: Any, wor
 
 async def test_a_deleted_test_files_failures_go_with_it(lsp: Any, workspace: Path) -> None:
     """Renaming test_stats.py: its failures (and those they put on stats.py) do not stay behind."""
-    _make(workspace, WORKSPACE_FILES)
-    client = await lsp(workspace, "vscode", options=OPTIONS)
-    uri = _open(client, workspace / "stats.py", WORKSPACE_FILES["stats.py"])
-    test_uri = (workspace / "test_stats.py").as_uri()
-    _save(client, uri)
-    await until(lambda: _by_source(client, test_uri, "pytest") and _by_source(client, uri, "pytest"), 60, "failures")
+    client, uri, test_uri = await _saved_with_a_failing_test(lsp, workspace)
+    await until(lambda: _by_source(client, uri, "pytest"), 10, "the failure in the code under test")
     (workspace / "test_stats.py").rename(workspace / "test_mean.py")
     client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(changes=[
         types.FileEvent(uri=test_uri, type=types.FileChangeType.Deleted),

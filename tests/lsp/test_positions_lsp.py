@@ -25,11 +25,14 @@ def _client_with(encoding: types.PositionEncodingKind) -> types.ClientCapabiliti
                                     general=types.GeneralClientCapabilities(position_encodings=[encoding]))
 
 
-async def _suggest(client: Any, uri: str, line: int, character: int) -> tuple[str, types.Position]:
-    result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
+async def _ask(client: Any, uri: str, line: int, character: int) -> Any:
+    return await client.text_document_inline_completion_async(types.InlineCompletionParams(
         text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=line, character=character),
         context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
-    [item] = result.items
+
+
+async def _suggest(client: Any, uri: str, line: int, character: int) -> tuple[str, types.Position]:
+    [item] = (await _ask(client, uri, line, character)).items
     assert item.range is not None and item.range.start == item.range.end
     return str(item.insert_text), item.range.start
 
@@ -85,9 +88,7 @@ async def test_jedi_completes_after_an_emoji_on_the_line(lsp, workspace: Path) -
     answers = []
     for _ in range(20):  # jedi's first requests miss the deadline while it loads
         await asyncio.sleep(0.5)
-        answers.append(await client.text_document_inline_completion_async(types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=1, character=end),
-            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked))))
+        answers.append(await _ask(client, uri, 1, end))
         if answers[-1].items:
             break
     [item] = answers[-1].items
