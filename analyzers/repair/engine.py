@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,10 @@ Progress = Callable[[str, float], None]
 # outcome cache: content hash of (module text, test files, interpreter) -> plausible?
 _CACHE: dict[str, bool] = {}
 _CACHE_MAX = 20000
+# The baseline's per-test watchdog: the hang of a buggy module shows at once. The tests it cuts get
+# a second run with between these many seconds each (a tenth of the budget), to tell slow from hung.
+BASELINE_TEST_LIMIT_S = 0.6
+SLOW_TEST_LIMIT_S = (1.5, 10.0)
 
 
 @dataclass
@@ -185,6 +189,7 @@ class Repairer:
         self.order: list[str] = []
         self.run_timeout = 5.0
         self.floor_timeout = 0.6
+        self.test_limit = BASELINE_TEST_LIMIT_S  # per test, where a run has one (raised by _recheck_cut)
         self.durations: list[float] = []
         self.expected_tests = 0
         self.llm_feedback: list[str] = []
@@ -254,13 +259,46 @@ class Repairer:
             self.close()
 
     def _run_baseline(self) -> RunResult:
-        """The tests on the original text, traced (coverage for localisation), every test run."""
+        """The tests on the original text, traced (coverage for localisation), every test run, then
+        the ones the watchdog cut once more with more time (`_recheck_cut`)."""
         baseline = self.workers[0].run(
             self.rel_module, self.original, self.rel_tests, exitfirst=False, trace=True,
-            timeout_s=max(1.0, min(60.0, self.left() * 0.5)), test_limit_s=0.6,
+            timeout_s=max(1.0, min(60.0, self.left() * 0.5)), test_limit_s=BASELINE_TEST_LIMIT_S,
         )
         self.runs += 1
-        return baseline
+        return self._recheck_cut(baseline)
+
+    def _recheck_cut(self, baseline: RunResult) -> RunResult:
+        """A slow test (a sleep, a big computation) is no hang: the tests the baseline's watchdog cut
+        at BASELINE_TEST_LIMIT_S run again, untraced, with up to a tenth of the budget each
+        (SLOW_TEST_LIMIT_S). Those that finish take their outcome and time from this run, so the
+        validation runs get the time the suite needs; before, a suite with a 3 s test could never
+        pass. The run ends at the first test cut again (most likely the bug's hang, which the
+        others share), so a module that loops forever costs one longer limit."""
+        cut = [t.nodeid for t in baseline.tests if t.timeout]
+        if not cut or self.cancel.is_set() or baseline.status != "ok":
+            return baseline
+        low, high = SLOW_TEST_LIMIT_S
+        limit = min(high, max(low, 0.1 * self.left()))
+        if self.left() < 3 * limit:  # no time for the tests it would find, either
+            return baseline
+        again = self.workers[0].run(self.rel_module, self.original, self.rel_tests, order=cut, only=cut,
+                                    exitfirst=False, timeout_s=min(self.left() * 0.5, limit * len(cut) + 5.0),
+                                    test_limit_s=limit, stop_on_timeout=True)
+        self.runs += 1
+        finished = {t.nodeid: t for t in again.tests if not t.timeout}
+        if not finished:
+            log.info("repair: %d test(s) ran past %.1fs again: taken as hanging", len(cut), limit)
+            return baseline
+        log.info("repair: %d of %d test(s) cut at %.1fs finish within %.1fs: slow, not hanging",
+                 len(finished), len(cut), BASELINE_TEST_LIMIT_S, limit)
+        self.test_limit = max(self.test_limit, 2.0 * max(t.seconds for t in finished.values()) + 0.5)
+        tests = []
+        for t in baseline.tests:  # the coverage stays the baseline's (this run is not traced)
+            done = finished.get(t.nodeid)
+            tests.append(t if done is None else replace(t, outcome=done.outcome, seconds=done.seconds,
+                                                        timeout=False, failure=done.failure))
+        return replace(baseline, tests=tests)
 
     def _run(self) -> RepairResult:
         self.progress("starting test runners", 0.0)
@@ -340,7 +378,7 @@ class Repairer:
         failed = {t.nodeid for t in baseline.failed}
         check = worker.run(self.rel_module, self.original, self.rel_tests, order=passed + sorted(failed),
                            exitfirst=True, timeout_s=max(2.0, min(self.left() * 0.3, 2 * self.run_timeout + 2.0)),
-                           test_limit_s=0.6, fast=True)
+                           test_limit_s=self.test_limit, fast=True)
         self.runs += 1
         same = (
             check.status == "ok"

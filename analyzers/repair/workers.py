@@ -272,8 +272,12 @@ class Worker:
         timeout_s: float = 10.0,
         test_limit_s: float = 0.0,
         fast: bool = False,
+        only: list[str] | None = None,
+        stop_on_timeout: bool = False,
     ) -> RunResult:
-        """Run the tests in the copy with `source` as the module's text (None = leave as is)."""
+        """Run the tests in the copy with `source` as the module's text (None = leave as is).
+        `only`: just these test ids; `stop_on_timeout`: end the run at the first test cut by
+        `test_limit_s`."""
         with self._lock:
             if self.closed:
                 raise WorkerError("worker closed")
@@ -286,6 +290,7 @@ class Worker:
                 "id": self.runs, "module": module, "source": source, "tests": tests,
                 "order": order or [], "exitfirst": exitfirst, "trace": trace,
                 "timeout": timeout_s, "test_limit": test_limit_s, "fast": fast and self.fast,
+                "only": only or [], "stop_on_timeout": stop_on_timeout,
             }
             try:
                 self.proc.stdin.write((json.dumps(request) + "\n").encode())

@@ -375,3 +375,84 @@ def test_async_tests_that_need_a_pytest_plugin_get_it(tmp_path: Path) -> None:
                                   budget_s=30))
     fixed_text = result.new_text or ""
     assert result.fixed and ("return out[::1]" in fixed_text or "return out\n" in fixed_text)
+
+
+SLOW_SUITE = ("import time\n\nfrom calc import add, mul\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\n"
+              "def test_mul_takes_a_while():\n    time.sleep(2.2)\n    assert mul(2, 3) == 6\n")
+
+
+def test_a_test_slower_than_the_baselines_watchdog_is_not_taken_for_a_hang(tmp_path: Path) -> None:
+    """The baseline cuts each test at 0.6 s so that a buggy module's hang shows at once. A test that
+    only takes its time passes when run again with more: it is a passing test, and every validation
+    run gets the time it needs (before, such a suite could never pass and no fix was found)."""
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n")
+    (tmp_path / "test_calc.py").write_text(SLOW_SUITE)
+    result = repair(RepairRequest(module=tmp_path / "calc.py", tests=[tmp_path / "test_calc.py"], budget_s=60,
+                                  jobs=1))
+    assert result.fixed and "return a + b" in (result.new_text or "")
+    assert result.failing_tests == ["test_calc.py::test_add"]
+    assert "the 1 passing test(s) still pass" in result.explanation
+
+
+def test_a_hanging_bug_stays_a_failing_test_and_is_fixed(tmp_path: Path) -> None:
+    """A test cut again in the second, longer look is taken as hanging: it stays a failing test,
+    and the search fixes the loop."""
+    (tmp_path / "count.py").write_text("def countdown(n):\n    out = []\n    while n > 0:\n        out.append(n)\n"
+                                       "        n += 1\n    return out\n")
+    (tmp_path / "test_count.py").write_text("from count import countdown\n\n\ndef test_countdown():\n"
+                                            "    assert countdown(3) == [3, 2, 1]\n\n\ndef test_zero():\n"
+                                            "    assert countdown(0) == []\n")
+    result = repair(RepairRequest(module=tmp_path / "count.py", tests=[tmp_path / "test_count.py"], budget_s=20,
+                                  jobs=1))
+    assert result.fixed and "n -= 1" in (result.new_text or "")
+    assert result.failing_tests == ["test_count.py::test_countdown"]
+
+
+def test_the_runner_can_run_only_some_tests_and_stop_at_the_first_one_cut(ws: Path) -> None:
+    (ws / "test_more.py").write_text("import time\n\n\ndef test_hangs():\n    while True:\n        time.sleep(0.01)\n"
+                                     "\n\ndef test_after():\n    pass\n\n\ndef test_not_asked_for():\n    pass\n")
+    worker = Worker(ws, sys.executable)
+    try:
+        worker.start()
+        asked = ["test_more.py::test_hangs", "test_more.py::test_after"]
+        cut = worker.run("mid.py", None, ["test_more.py"], order=asked, only=asked, exitfirst=False,
+                         timeout_s=20, test_limit_s=0.5, stop_on_timeout=True)
+        assert [(t.nodeid, t.timeout) for t in cut.tests] == [("test_more.py::test_hangs", True)]
+        both = worker.run("mid.py", None, ["test_more.py"], order=asked[::-1], only=asked, exitfirst=False,
+                          timeout_s=20, test_limit_s=0.5)
+        assert [t.nodeid for t in both.tests] == asked[::-1]
+    finally:
+        worker.close()
+
+
+def test_functions_passed_as_test_parameters_are_the_candidates(tmp_path: Path) -> None:
+    """`parametrize("sort", [bubble_sort])` stores the function at collection: the fast path, which
+    does not collect again, hands each test the candidate's function instead."""
+    (tmp_path / "sorts.py").write_text(
+        "def bubble_sort(xs):\n    xs = list(xs)\n    for i in range(len(xs)):\n        for j in range(len(xs) - 1 - i):\n"
+        "            if xs[j] < xs[j + 1]:\n                xs[j], xs[j + 1] = xs[j + 1], xs[j]\n    return xs\n")
+    (tmp_path / "test_sorts.py").write_text(
+        "import pytest\nfrom sorts import bubble_sort\n\n\n@pytest.mark.parametrize('sort', [bubble_sort])\n"
+        "def test_sorts(sort):\n    assert sort([3, 1, 2]) == [1, 2, 3]\n\n\ndef test_empty():\n"
+        "    assert bubble_sort([]) == []\n")
+    result = repair(RepairRequest(module=tmp_path / "sorts.py", tests=[tmp_path / "test_sorts.py"], budget_s=30,
+                                  jobs=1))
+    assert result.fixed and "if xs[j] > xs[j + 1]:" in (result.new_text or "")
+
+
+def test_a_number_the_tests_share_with_the_module_by_chance_is_not_swapped(tmp_path: Path) -> None:
+    """Small ints are one object: the tests' `N = 3` is the module's `LIMIT = 3`. A candidate with
+    `LIMIT = 4` must not change the tests' N (only names imported as such follow the module)."""
+    (tmp_path / "caps.py").write_text("LIMIT = 3\n\n\ndef cap(x):\n    return min(x, LIMIT)\n")
+    (tmp_path / "test_caps.py").write_text("from caps import LIMIT, cap\n\nN = 3\n\n\ndef test_n():\n    assert N == 3\n"
+                                           "\n\ndef test_limit_follows():\n    assert LIMIT == cap(10)\n")
+    worker = Worker(tmp_path, sys.executable, tests=["test_caps.py"])
+    try:
+        worker.start()
+        assert worker.fast
+        run = worker.run("caps.py", "LIMIT = 4\n\n\ndef cap(x):\n    return min(x, LIMIT)\n", ["test_caps.py"],
+                         exitfirst=False, timeout_s=20, fast=True)
+        assert {t.nodeid: t.outcome for t in run.tests} == {"test_caps.py::test_n": "passed",
+                                                             "test_caps.py::test_limit_follows": "passed"}
+    finally:
+        worker.close()

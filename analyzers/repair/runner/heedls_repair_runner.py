@@ -230,6 +230,11 @@ class Plugin:
         self.tracer = Tracer(self.targets) if self.trace else None
         self.current: dict = {}
         self.timeouts = 0
+        # `only`: run just these tests (a re-run of the ones the watchdog cut); `stop_on_timeout`:
+        # end the run at the first test cut again (it hangs: the rest would cost a limit each)
+        self.only = set(req.get("only") or [])
+        self.stop_on_timeout = bool(req.get("stop_on_timeout"))
+        self.session = None
 
     @staticmethod
     def _targets(tests: set[str]) -> set[str]:
@@ -244,6 +249,13 @@ class Plugin:
         return targets
 
     def pytest_collection_modifyitems(self, session, config, items):  # type: ignore[no-untyped-def]
+        self.session = session
+        if self.only:
+            kept = [item for item in items if item.nodeid in self.only]
+            dropped = [item for item in items if item.nodeid not in self.only]
+            if dropped:
+                config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
         if self.order:
             big = len(self.order)
             keyed = sorted(enumerate(items), key=lambda p: (self.order.get(p[1].nodeid, big), p[0]))
@@ -293,6 +305,8 @@ class Plugin:
             self.timeouts += 1
             result["outcome"] = "failed"
             result["timeout"] = True
+            if self.stop_on_timeout and self.session is not None:
+                self.session.shouldstop = "a test ran past its limit again"
         if "failure" in cur:
             result["failure"] = cur["failure"]
         if self.tracer is not None:
@@ -361,12 +375,30 @@ def _swap_module(path: str, source: str):  # type: ignore[no-untyped-def]
                 space[key] = new
             else:
                 name = old_ids.get(id(value))
-                if name is not None and name in new.__dict__:
+                if name is not None and name in new.__dict__ and (key == name or _has_identity(value)):
                     space[key] = new.__dict__[name]
     parent_name, _, child = old.__name__.rpartition(".")
     if parent_name and parent_name in sys.modules:
         setattr(sys.modules[parent_name], child, new)
+    # Objects of the old module that collection stored as test parameters
+    # (`parametrize("sort", [bubble_sort])`): the test must get the candidate's.
+    swapped = {id(value): new.__dict__[name] for name, value in vars(old).items()
+               if not name.startswith("__") and name in new.__dict__ and _has_identity(value)}
+    swapped[id(old)] = new
+    for item in SESSION.items if SESSION is not None else ():
+        params = getattr(getattr(item, "callspec", None), "params", None)
+        if params:
+            for key, value in list(params.items()):
+                if id(value) in swapped:
+                    params[key] = swapped[id(value)]
     return new
+
+
+def _has_identity(value: object) -> bool:
+    """A function, class, module or callable object: one that is the module's own wherever it is
+    found. A number or string may be interned and shared by chance (the tests' `n = 3` and the
+    module's `LIMIT = 3` are one object), so those are swapped only under their own name."""
+    return callable(value) or isinstance(value, type(sys))
 
 
 def _child_fast(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
@@ -389,6 +421,8 @@ def _child_fast(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
             failed = True
             if req.get("exitfirst"):
                 break
+        if session.shouldstop:
+            break
     return 1 if failed else 0
 
 
@@ -425,6 +459,9 @@ def _child_direct(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
         for fname, fn in vars(module).items():
             if fname.startswith("test") and inspect.isfunction(fn) and not inspect.signature(fn).parameters:
                 nodes.append((f"{rel}::{fname}", fn))
+    only = set(req.get("only") or [])
+    if only:
+        nodes = [node for node in nodes if node[0] in only]
     order = {n: i for i, n in enumerate(req.get("order") or [])}
     nodes.sort(key=lambda p: order.get(p[0], len(order)))
     emit({"event": "collected", "count": len(nodes)})
@@ -455,7 +492,7 @@ def _child_direct(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
         emit(result)
         if result["outcome"] == "failed":
             rc = 1
-            if req.get("exitfirst"):
+            if req.get("exitfirst") or (result.get("timeout") and req.get("stop_on_timeout")):
                 break
     return rc
 
