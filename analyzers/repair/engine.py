@@ -14,6 +14,7 @@ import heapq
 import itertools
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -315,6 +316,9 @@ class Repairer:
             self._start_workers()
             baseline = self._run_baseline()
         self.baseline = baseline
+        missing = self._missing_module(baseline)
+        if missing is not None:
+            return self._result("error", missing)
         failing = baseline.failed
         if baseline.status == "ok" and not failing and not baseline.errors and baseline.collected > 0:
             return self._result("no-failing-tests", "All tests pass: nothing to fix.")
@@ -367,6 +371,32 @@ class Repairer:
         if self.cancel.is_set():
             return self._result("cancelled", "Cancelled.")
         return self._finish()
+
+    def _missing_module(self, baseline: RunResult) -> str | None:
+        """Why no edit can help when the tests could not even be imported for want of a package the
+        module under repair does not import (pytest itself, a test dependency): said at once, not
+        after a budget of candidates that all fail the same way."""
+        if baseline.failed or not baseline.errors:
+            return None
+        names = set()
+        for error in baseline.errors:
+            found = _MISSING_MODULE.search(_error_line(error))
+            if found is None:
+                return None
+            names.add(found.group(1))
+        for name in names:
+            top = name.split(".")[0]
+            word = re.escape(top)
+            mentioned = re.search(rf"^\s*(?:import\s[^\n]*\b{word}\b|from\s+{word}\b)", self.original, re.MULTILINE)
+            if (mentioned or top == Path(self.rel_module).stem or (self.root / f"{top}.py").exists()
+                    or (self.root / top).is_dir()):
+                return None  # the module's own import, or a name a candidate could make importable
+        first = baseline.errors[0]
+        listed = ", ".join(sorted(names))
+        return (f"The tests could not run ({first.get('nodeid') or 'collection'}: {_error_line(first)}), and no "
+                f"edit of {self.rel_module} can provide {listed}: install it for {self.python} "
+                f"(`{self.python} -m pip install {sorted(names)[0].split('.')[0]}`), or point heedls at the "
+                f"interpreter that has it (`--python`, or `tests.python` in pyproject.toml).")
 
     def _check_fast(self, baseline: RunResult) -> bool:
         """Use the no-re-collection path only if it reproduces the baseline's outcomes exactly."""
@@ -679,6 +709,8 @@ def _error_line(error: dict[str, Any]) -> str:
     return next((ln.removeprefix("E").strip() for ln in reversed(lines) if ln.startswith("E ")),
                 lines[-1] if lines else "")
 
+
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
 
 _PLUGIN_NEEDED = ("async def functions are not natively supported",)
 

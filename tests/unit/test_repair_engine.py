@@ -456,3 +456,22 @@ def test_a_number_the_tests_share_with_the_module_by_chance_is_not_swapped(tmp_p
                                                              "test_caps.py::test_limit_follows": "passed"}
     finally:
         worker.close()
+
+
+def test_an_interpreter_without_a_package_the_tests_import_is_said_at_once(tmp_path: Path) -> None:
+    """No edit of the module can install a test dependency: the answer says what is missing and
+    for which interpreter, without spending the budget on candidates that all fail alike."""
+    (tmp_path / "calc.py").write_text("import os, textwrap\n\n\ndef add(a, b):\n    return a - b\n")
+    (tmp_path / "test_calc.py").write_text("import nosuchpackage\nfrom calc import add\n\n\ndef test_add():\n"
+                                           "    assert add(2, 3) == 5\n")
+    result = repair(RepairRequest(module=tmp_path / "calc.py", tests=[tmp_path / "test_calc.py"], budget_s=30))
+    assert result.status == "error" and result.candidates_tried == 0
+    assert "no edit of calc.py can provide nosuchpackage: install it for " in result.explanation
+
+
+def test_a_missing_module_the_module_itself_imports_is_still_searched(tmp_path: Path) -> None:
+    """`import colections` in the module under repair is a typo a candidate may fix: not given up."""
+    (tmp_path / "calc.py").write_text("import os, colections\n\n\ndef add(a, b):\n    return a + b\n")
+    (tmp_path / "test_calc.py").write_text("from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    result = repair(RepairRequest(module=tmp_path / "calc.py", tests=[tmp_path / "test_calc.py"], budget_s=4))
+    assert result.status != "error" and result.candidates_tried > 0
