@@ -18,6 +18,9 @@ Outcome = Literal["accepted", "rejected", "ignored"]
 OUTCOMES: tuple[str, ...] = ("accepted", "rejected", "ignored")
 # Why a suggestion was rejected (`heedls/suggestionRejected`, the engine's supersede): extra `reason`.
 REJECT_REASONS: frozenset[str] = frozenset({"dismissed", "superseded", "typed-over"})
+# The reason of an "ignored" suggestion the user typed out in full by hand.
+TYPED_THROUGH = "typed-through"
+OUTCOME_REASONS: frozenset[str] = REJECT_REASONS | {TYPED_THROUGH}
 
 # Fields whose text is code; dropped by the `nocode` privacy level (lengths are kept instead).
 CODE_FIELDS: tuple[str, ...] = ("prefix", "suffix", "suggestion")

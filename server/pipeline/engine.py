@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from heedls.server.config import HeedlsConfig
-from heedls.server.events import HISTORY_WINDOW, Outcome, SuggestionEvent
+from heedls.server.events import HISTORY_WINDOW, TYPED_THROUGH, Outcome, SuggestionEvent
 from heedls.server.pipeline.cache import SuggestionCache, cache_key
 from heedls.server.pipeline.debounce import Debouncer, Superseded
 from heedls.server.pipeline.gate import Gate, GateDecision, PassThroughGate
@@ -165,10 +165,13 @@ class SuggestionEngine:
         typed = prefix_full[len(live.prefix) :]
         # Nothing typed (a re-request at the very place: VS Code refetches, an explicit trigger) is
         # the same suggestion too: one id, not a rejection of it and a second event.
-        if not live.text.startswith(typed) or typed == live.text:
+        if not live.text.startswith(typed):
             return None
         rest = live.text[len(typed) :]
         if not rest.strip():
+            # The user typed the whole suggestion out instead of taking it: no accept (that is
+            # `heedls.accept`), but no rejection either, which its supersede would have recorded.
+            self.resolve(live.event.id, "ignored", TYPED_THROUGH)
             return None
         return Suggestion(live.event.id, rest, live.event, reused=True)
 

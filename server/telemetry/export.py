@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple, TypeAlias
 
-from heedls.server.events import CODE_FIELDS, REJECT_REASONS, ROWS_KEY, SuggestionEvent
+from heedls.server.events import CODE_FIELDS, OUTCOME_REASONS, ROWS_KEY, SuggestionEvent
 from heedls.server.files import output_file
 
 log = logging.getLogger("heedls.telemetry")
@@ -64,7 +64,7 @@ LENGTH_FIELDS: tuple[str, ...] = (
 # String values `nocode` keeps: the enumerations heedls itself writes (any other string is dropped,
 # since code cannot be told from non-code in an arbitrary string).
 SAFE_STRING_EXTRAS: dict[str, frozenset[str]] = {
-    "reason": REJECT_REASONS,
+    "reason": OUTCOME_REASONS,
     "gate_skipped": frozenset({"stage1", "stage2"}),
     "source": frozenset({"ngram", "retrieval", "jedi", "chat", "fim", "raw-fim", "completion", "infill"}),
 }

@@ -356,3 +356,19 @@ async def test_a_late_accept_wins_over_ignored() -> None:
     assert event is not None and event.outcome == "accepted" and "reason" not in event.extra
     assert event.decision_ms is not None and [e.outcome for e in gate.observed] == ["accepted"]
     assert engine.resolve(s.id, "rejected", "dismissed") is None  # and the accept is final
+
+
+async def test_typing_the_whole_suggestion_out_by_hand_is_no_rejection() -> None:
+    # No Tab, so not accepted (that is `heedls.accept`); but the user wrote what was suggested, so
+    # it must not be learned as a rejection either, as its supersede would have recorded it.
+    sink, gate = RecordingSink(), ThresholdGate()
+    engine = SuggestionEngine(CountingProvider(), _quick_reject(), gate=gate, sink=sink)
+    first = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    assert first is not None and first.text == "values)"
+    engine.mark_displayed(first.id)
+    doc = DOC + "values)"
+    await engine.suggest("u", "/a.py", doc, len(doc), 0, len(doc))
+    await asyncio.sleep(0.1)
+    mine = [e for e in sink.events if e["id"] == first.id]
+    assert mine[-1]["outcome"] == "ignored" and mine[-1]["reason"] == "typed-through"
+    assert gate.observed == []
