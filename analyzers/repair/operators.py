@@ -579,6 +579,32 @@ class Generator:
                 if self.seg(node.value) != name:
                     self.replace(node.value, name, "return-value", f"return `{name}`", 0.3)
 
+    def op_missing_return(self, node: ast.AST, scopes: object) -> None:
+        """A function that computes a value and never returns one (`total = ...` as its last word):
+        `return name` at its end, for the names its body assigns last."""
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not node.body:
+            return
+        last = node.body[-1]
+        if isinstance(last, (ast.Return, ast.Raise, ast.Pass)) or (
+                isinstance(last, ast.Expr) and isinstance(last.value, ast.Constant)):
+            return
+        for sub in ast.walk(node):
+            if isinstance(sub, (ast.Yield, ast.YieldFrom)) or (isinstance(sub, ast.Return) and sub.value is not None):
+                return  # a generator, or a function that already returns something somewhere
+        names: list[str] = []
+        for stmt in reversed(node.body):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else (
+                [stmt.target] if isinstance(stmt, (ast.AugAssign, ast.AnnAssign)) else [])
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id != "_" and target.id not in names:
+                    names.append(target.id)
+        end = self.sm.line_span(last.end_lineno or last.lineno)[1]
+        lead = "" if self.text[end - 1: end] == "\n" else "\n"
+        indent = self.sm.indent_of(node.body[0].lineno)
+        for rank, name in enumerate(names[:4]):
+            self.add([Span(end, end, f"{lead}{indent}return {name}\n")], "missing-return",
+                     f"return `{name}` at the end", last.lineno, 0.35 if rank == 0 else 0.3)
+
     def op_statement(self, node: ast.AST, scopes: object) -> None:
         if not isinstance(node, (ast.Expr, ast.Assign, ast.AugAssign, ast.Return, ast.If, ast.Break, ast.Continue, ast.For, ast.While)):
             return
@@ -692,7 +718,7 @@ class Generator:
         op_off_by_one, op_range, op_subscript, op_call, op_wrong_variable, op_wrong_attribute, op_return,
         op_statement, op_loop_iter, op_recursive_arg, op_base_case, op_call_templates, op_expression_substitution,
         op_function_templates, op_compare_wrap, op_return_slice, op_comprehension_iter, op_call_substitution,
-        op_insert_assignment,
+        op_insert_assignment, op_missing_return,
     ]
 
 

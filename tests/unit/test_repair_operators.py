@@ -141,3 +141,16 @@ def test_llm_answer_whole_module_and_partial_function() -> None:
     assert new == "import os\n\n\ndef a():\n    return 1\n\n\ndef b():\n    return 20\n"
     assert parse_answer("no code here", original)[0] is None
     assert parse_answer("```python\ndef (:\n```", original)[0] is None
+
+
+def test_a_function_that_never_returns_what_it_computes_gets_a_return_at_its_end() -> None:
+    src = "def mean(xs):\n    s = 0\n    for x in xs:\n        s += x\n    avg = s / len(xs)"  # no final newline
+    fixes = [text for op, text in _all(src) if op == "missing-return"]
+    assert fixes[:2] == [src + "\n    return avg\n", src + "\n    return s\n"]
+    assert all(ast.parse(text) for text in fixes)
+
+
+def test_no_return_is_added_to_generators_or_functions_that_already_return_a_value() -> None:
+    for src in ("def gen(xs):\n    for x in xs:\n        yield x\n    n = 1\n",
+                "def f(x):\n    if x:\n        return 1\n    y = 2\n"):
+        assert not [op for op, _ in _all(src) if op == "missing-return"]
