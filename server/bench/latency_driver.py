@@ -109,8 +109,8 @@ async def run_latency(n: int = 500, warmup: int = 50, block: int = 25, gate_mode
         root = Path(tmp)
         env = dict(os.environ, HEEDLS_DATA_DIR=str(root / "data"), HEEDLS_CACHE_DIR=str(root / "cache"))
         options = {"inline": {"debounceMs": 0, "diskCache": False}, "tests": {"onSave": False}, "gate": {"mode": gate_mode}}
-        heedls = _Session([sys.executable, "-m", "heedls", "serve", "--stub-provider", "print('heedls')"], env, root, options, "heedls")
-        bare = _Session([sys.executable, "-m", "heedls.server.bench.bare_server"], env, root, None, "bare")
+        heedls = _Session([sys.executable, "-P", "-m", "heedls", "serve", "--stub-provider", "print('heedls')"], env, root, options, "heedls")
+        bare = _Session([sys.executable, "-P", "-m", "heedls.server.bench.bare_server"], env, root, None, "bare")
         await heedls.start()
         await bare.start()
         for _ in range(warmup):

@@ -454,4 +454,80 @@ def test_checkhealth_reports_missing_server_with_install_hint(
     assert run.returncode == 0, run.stderr[-2000:]
     text = report.read_text()
     assert "ERROR heedls server not found" in text, text
-    assert "pip install heedls" in text, text
+    assert "pip install /path/to/heedls" in text, text
+
+
+PROJECTS_LUA = """
+local heedls = require('heedls')
+local out = {}
+local function own(buf)  -- the client attached to this very buffer (heedls.client falls back to any)
+  return vim.lsp.get_clients({ bufnr = buf, name = 'heedls' })[1]
+end
+local function attach(path)
+  vim.cmd.edit(path)
+  local buf = vim.api.nvim_get_current_buf()
+  assert(vim.wait(30000, function() local c = own(buf); return c ~= nil and c.initialized end, 50),
+    'heedls did not attach to ' .. path)
+  return buf
+end
+local function mode(buf)
+  local status = heedls.request('heedls/status', vim.empty_dict(), { bufnr = buf, wait = 10000 })
+  return status and status.gate and status.gate.mode
+end
+local ok, err = pcall(function()
+  local b1 = attach(vim.env.P1 .. '/m.py')
+  local b2 = attach(vim.env.P2 .. '/m.py')
+  local c1, c2 = own(b1), own(b2)
+  out.cmds = { c1.config.heedls_cmd, c2.config.heedls_cmd }
+  out.before = mode(b1)
+  vim.cmd.edit(vim.env.P1 .. '/pyproject.toml')
+  vim.api.nvim_buf_set_lines(0, 0, -1, false, { '[tool.heedls.gate]', 'mode = "off"' })
+  vim.cmd('silent write')
+  vim.wait(10000, function() return mode(b1) == 'off' end, 200)
+  out.after = mode(b1)
+end)
+out.error = not ok and tostring(err) or nil
+local f = assert(io.open(vim.env.RESULT, 'w'))
+f:write(vim.json.encode(out))
+f:close()
+vim.cmd('qa!')
+"""
+
+
+def _project_venv(project: Path) -> Path:
+    """A `.venv` of the project's own that has heedls: the test interpreter's venv, seen from
+    the project (its pyvenv.cfg and lib/, the base interpreter)."""
+    assert sys.prefix != sys.base_prefix, "the editor tests run in a virtual environment"
+    venv = project / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text((Path(sys.prefix) / "pyvenv.cfg").read_text())
+    (venv / "lib").symlink_to(Path(sys.prefix) / "lib")
+    (venv / "bin" / "python").symlink_to(Path(sys.executable).resolve())
+    return venv / "bin" / "python"
+
+
+def test_each_project_runs_its_own_venv_and_a_saved_pyproject_applies_at_once(
+        tmp_path: Path, nvim_bin: tuple[Path, tuple[int, int]]) -> None:
+    """No heedls on PATH: each project's server is its own .venv's (the first project's was used for
+    every later one), and writing pyproject.toml in Neovim applies its [tool.heedls] at once."""
+    nvim, _ = nvim_bin
+    pythons = []
+    for name in ("p1", "p2"):
+        project = tmp_path / name
+        project.mkdir()
+        (project / "pyproject.toml").write_text('[tool.heedls.gate]\nmode = "stage1"\n')
+        (project / "m.py").write_text("x = 1\n")
+        pythons.append(_project_venv(project))
+    result = tmp_path / "result.json"
+    script = tmp_path / "projects.lua"
+    script.write_text(PROJECTS_LUA)
+    env = {**_env(tmp_path / "data", tmp_path), "PATH": "/usr/bin:/bin", "HEEDLS_TEST_OPTIONS": "{}",
+           "P1": str(tmp_path / "p1"), "P2": str(tmp_path / "p2"), "RESULT": str(result)}
+    run = tools.run([str(nvim), "--headless", "-u", str(NVIM_TESTS / "init.lua"), "-c", f"luafile {script}"],
+                    timeout=120, cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(result.read_text())
+    assert out.get("error") is None, out
+    assert [cmd[0] for cmd in out["cmds"]] == [str(p) for p in pythons], out
+    assert out["cmds"][0][1:] == ["-P", "-m", "heedls", "serve"], out
+    assert (out["before"], out["after"]) == ("stage1", "off"), out

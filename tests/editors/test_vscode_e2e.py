@@ -257,7 +257,7 @@ UNTRUSTED_FILES = {
     ".vscode/settings.json": json.dumps({"heedls.serverCommand": [
         sys.executable, "-c", f"open({COMMAND_MARK!r}, 'w').write('workspace command ran')"]}),
 }
-INSTALL_COMMAND = "python -m pip install heedls"  # editors/vscode/src/server.ts INSTALL_HINT
+INSTALL_COMMAND = "python -m pip install /path/to/heedls"  # editors/vscode/src/server.ts INSTALL_HINT
 # What vscode-languageclient shows when requests fail or the connection breaks: never in a toast.
 PROTOCOL_ERRORS = ("Request ", "failed with message", "Connection to server", "Pending response rejected",
                    "couldn't create connection", "Client is not running", "Error:")

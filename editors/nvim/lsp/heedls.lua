@@ -3,14 +3,23 @@
 --   vim.lsp.enable('heedls')                       -- zero configuration
 --   vim.lsp.config('heedls', { init_options = { provider = { name = 'ollama' } } })
 --
--- The command is resolved when the config is first used: vim.g.heedls.cmd, else `heedls` on PATH,
--- else the project's .venv/venv interpreter (`python -m heedls serve`), else `heedls serve` (which
--- then fails to start; `:checkhealth heedls` says why and how to install it).
+-- The command is resolved for each project as its server starts: vim.g.heedls.cmd, else `heedls`
+-- on PATH, else that project's .venv/venv interpreter (`python -P -m heedls serve`), else
+-- `heedls serve` (which then fails to start; `:checkhealth heedls` says why and how to install it).
 local heedls = require('heedls')
 
 ---@type vim.lsp.Config
 return {
-  cmd = heedls.server_cmd(),
+  -- A function, so that each project gets its own .venv: Neovim 0.11.3+ passes the resolved config
+  -- (its root_dir); before that, the buffer being attached is the current one.
+  cmd = function(dispatchers, config)
+    local root = config and config.root_dir or nil
+    local cmd = heedls.resolve_cmd(root)
+    if config then
+      config.heedls_cmd = cmd -- what was started, for :checkhealth and the tests
+    end
+    return vim.lsp.rpc.start(cmd, dispatchers)
+  end,
   filetypes = { 'python' },
   root_markers = { 'pyproject.toml', 'setup.py', 'setup.cfg', 'requirements.txt', '.git' },
   -- camelCase keys under the server's section names (see :help heedls-settings)

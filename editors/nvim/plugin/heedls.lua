@@ -36,3 +36,20 @@ vim.api.nvim_create_autocmd('LspAttach', {
     end
   end,
 })
+
+-- Neovim tells a server about changed files only when it can watch them (not on Linux by default):
+-- a saved pyproject.toml is reported to heedls here, so its [tool.heedls] applies at once, as in
+-- VS Code (whose extension watches the file).
+vim.api.nvim_create_autocmd('BufWritePost', {
+  group = vim.api.nvim_create_augroup('heedls.project', { clear = true }),
+  pattern = 'pyproject.toml',
+  callback = function(args)
+    local path = vim.fs.normalize(vim.api.nvim_buf_get_name(args.buf))
+    for _, client in ipairs(vim.lsp.get_clients({ name = 'heedls' })) do
+      local root = client.root_dir or (client.config and client.config.root_dir)
+      if root and vim.fs.normalize(root) == vim.fs.dirname(path) then
+        client:notify('workspace/didChangeWatchedFiles', { changes = { { uri = vim.uri_from_fname(path), type = 2 } } })
+      end
+    end
+  end,
+})

@@ -14,7 +14,7 @@ export interface ServerLaunch {
   cli: string[];
 }
 
-export const INSTALL_HINT = 'python -m pip install heedls';
+export const INSTALL_HINT = 'python -m pip install /path/to/heedls';
 
 function isExecutable(file: string): boolean {
   try {
@@ -58,12 +58,13 @@ export function whichOnPath(name: string, envPath = process.env.PATH ?? ''): str
 /** Does this interpreter have heedls importable? (5 s limit: never hangs activation.) */
 export function hasHeedls(python: string): Promise<boolean> {
   return new Promise((resolve) => {
-    execFile(python, ['-c', 'import heedls'], { timeout: 5000 }, (err) => resolve(!err));
+    execFile(python, ['-P', '-c', 'import heedls'], { timeout: 5000 }, (err) => resolve(!err));
   });
 }
 
 function fromInterpreter(python: string, source: string): ServerLaunch {
-  return { command: python, args: ['-m', 'heedls', 'serve'], source, cli: [python, '-m', 'heedls'] };
+  // -P: the working directory off sys.path (a `heedls` folder there would shadow the installed package)
+  return { command: python, args: ['-P', '-m', 'heedls', 'serve'], source, cli: [python, '-P', '-m', 'heedls'] };
 }
 
 async function pythonExtensionInterpreter(resource: vscode.Uri | undefined): Promise<string | undefined> {

@@ -131,7 +131,7 @@ local ok = step('attach', function()
   local caps = client.server_capabilities
   return {
     name = client.name,
-    cmd = client.config.cmd,
+    cmd = client.config.heedls_cmd or client.config.cmd,
     inline_provider = caps.inlineCompletionProvider ~= nil,
     commands = caps.executeCommandProvider and caps.executeCommandProvider.commands or {},
     native = heedls.use_native(),

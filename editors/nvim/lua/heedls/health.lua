@@ -24,7 +24,7 @@ function M.check()
   local cmd, source = heedls.resolve_cmd()
   if source == 'not found' then
     health.error('heedls server not found', {
-      'Install it in your project environment: python -m pip install heedls',
+      'Install it in your project environment: python -m pip install /path/to/heedls (a checkout of heedls)',
       'or set vim.g.heedls = { cmd = { "/path/to/heedls", "serve" } }',
     })
   else
@@ -39,7 +39,7 @@ function M.check()
         health.ok(string.format('%s (from %s): %s', table.concat(cmd, ' '), source, vim.trim(result.stdout)))
       else
         health.error(string.format('%s (from %s) does not run: %s', table.concat(version_cmd, ' '), source,
-          ok and vim.trim(result.stderr or '') or tostring(result)), { 'python -m pip install heedls' })
+          ok and vim.trim(result.stderr or '') or tostring(result)), { 'python -m pip install /path/to/heedls' })
       end
     end
   end

@@ -37,7 +37,8 @@ function M.resolve_cmd(root)
   for _, venv in ipairs({ '.venv', 'venv' }) do
     local python = vim.fs.joinpath(root, venv, 'bin', 'python')
     if executable(python) then
-      return { python, '-m', 'heedls', 'serve' }, venv
+      -- -P: the project's own directory off sys.path (a `heedls` folder there would shadow the package)
+      return { python, '-P', '-m', 'heedls', 'serve' }, venv
     end
   end
   return { 'heedls', 'serve' }, 'not found'
