@@ -33,3 +33,29 @@ def test_folders_are_mapped_into_the_heedls_namespace() -> None:
     assert Path(importlib.util.find_spec("heedls.server").origin).parent == ROOT / "server"  # type: ignore[union-attr]
     # nothing named `server` or `analyzers` is importable at the top level from the install
     assert importlib.util.find_spec("analyzers") is None or Path.cwd() == ROOT
+
+
+def test_every_vscode_setting_is_documented_and_known_to_the_server() -> None:
+    """The extension's settings reach the server under its own keys (settings.ts renames
+    tests.timeoutSeconds to tests.timeoutS): each one is accepted without an "unknown setting"
+    warning, and docs/editors.md's table lists each."""
+    import json
+
+    from heedls.server import config as config_mod
+
+    repo = Path(__file__).resolve().parents[2]
+    properties = json.loads((repo / "editors/vscode/package.json").read_text())["contributes"]["configuration"]["properties"]
+    table = (repo / "docs/editors.md").read_text()
+    client_only = {"heedls.serverCommand", "heedls.interpreter", "heedls.trace.server"}
+    for key, spec in properties.items():
+        assert f"`{key}`" in table, key
+        if key in client_only:
+            continue
+        path = key.removeprefix("heedls.").replace("tests.timeoutSeconds", "tests.timeoutS").split(".")
+        settings: dict = {}
+        node = settings
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = spec["default"]
+        _, warnings = config_mod.load(None, settings, None)
+        assert not [w for w in warnings if "unknown" in w], (key, warnings)

@@ -47,6 +47,10 @@ export function serverSettings(): ServerSettings {
       endpoint: pick<string>(cfg, 'provider.endpoint'),
       model: pick<string>(cfg, 'provider.model'),
       apiKeyEnv: pick<string>(cfg, 'provider.apiKeyEnv'),
+      mode: pick<string>(cfg, 'provider.mode'),
+      fimTemplate: pick<string>(cfg, 'provider.fimTemplate'),
+      maxTokens: pick<number>(cfg, 'provider.maxTokens'),
+      temperature: pick<number>(cfg, 'provider.temperature'),
       deadlineMs: pick<number>(cfg, 'provider.deadlineMs'),
     }),
     gate: compact({
