@@ -204,9 +204,10 @@ class FallbackProvider:
             self._warn(f"{label} is back")
 
     def _warn(self, message: str) -> None:
-        log.warning("%s", message)
-        if self.on_warning is not None:
-            try:
-                self.on_warning(message)
-            except Exception:  # noqa: BLE001 - telling the user must never break serving
-                log.debug("warning callback failed", exc_info=True)
+        if self.on_warning is None:
+            log.warning("%s", message)
+            return
+        try:
+            self.on_warning(message)  # the server logs it and tells the editor: once
+        except Exception:  # noqa: BLE001 - telling the user must never break serving
+            log.warning("%s", message)

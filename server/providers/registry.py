@@ -74,12 +74,14 @@ def build_provider(
     clock: Callable[[], float] | None = None,
 ) -> Provider:
     """The provider the configuration asks for. `on_warning` receives user-facing messages (the
-    server forwards them as window/logMessage); they are logged as warnings as well."""
+    server logs them and forwards them as window/logMessage; `heedls complete` prints them);
+    without it they are logged as warnings here."""
 
     def warn(message: str) -> None:
-        log.warning("%s", message)
         if on_warning is not None:
-            on_warning(message)
+            on_warning(message)  # it says it once; logging here too printed it twice
+        else:
+            log.warning("%s", message)
 
     if config.name == "local":
         return local

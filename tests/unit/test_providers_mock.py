@@ -641,6 +641,10 @@ def test_registry_bad_config_warns_and_serves_local(
         provider = build_provider(config, local, on_warning=warnings.append)
     assert provider is local
     assert len(warnings) == 1 and needle in warnings[0] and "local" in warnings[0]
+    # said once: the callback's owner logs it (the server) or prints it (heedls complete)
+    assert needle not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="heedls"):
+        assert build_provider(config, local) is local  # nobody to tell: logged
     assert needle in caplog.text
 
 
