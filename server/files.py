@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import secrets
 import shutil
 import stat
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from heedls.analyzers.lines import split_lines
@@ -76,18 +78,60 @@ def _special(path: Path) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
+_FD_PATH = re.compile(r"/dev/(?:std(out|err)|fd/(\d+))|/proc/self/fd/(\d+)")
+
+
+def _descriptor(path: Path) -> int | None:
+    """The open file descriptor a path names (/dev/stdout, /dev/fd/3, /proc/self/fd/1), if any."""
+    found = _FD_PATH.fullmatch(str(path))
+    if found is None:
+        return None
+    std, fd, proc_fd = found.groups()
+    return (1 if std == "out" else 2) if std else int(fd or proc_fd)
+
+
 @contextmanager
 def output_file(path: Path) -> Iterator[Path]:
     """Where to write an output file the user named (`-o FILE`): a temporary sibling that replaces
-    the file whole when the block completes (an error leaves the old one). Through a symbolic link
-    the file it points to is replaced and the link stays; a device or a pipe (/dev/stdout,
-    /dev/full, a FIFO) is written in place: renaming a file over it would replace the device."""
+    the file whole when the block completes (an error leaves the old one), with the old file's
+    permissions (a private export stays private). Through a symbolic link the file it points to is
+    replaced and the link stays; a file with other hard links is written in place, so that they all
+    see it. /dev/stdout, /dev/stderr and /dev/fd/N are written through the descriptor itself (to a
+    pipe, or appending where the shell said `>>`); another device or a FIFO (/dev/full) in place:
+    renaming a file over it would replace the device."""
+    fd = _descriptor(path)
+    if fd is not None:
+        tmp = Path(tempfile.mkstemp(prefix=".heedls-output.")[1])
+        try:
+            yield tmp
+            with open(tmp, "rb") as data, os.fdopen(os.dup(fd), "wb") as out:
+                shutil.copyfileobj(data, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return
+    if _special(path):  # stat() follows links: a link to a FIFO or a device is one too
+        yield path
+        return
     target = path.resolve() if path.is_symlink() else path
-    if _special(target):
-        yield target
+    try:
+        before = target.stat()
+    except OSError:
+        before = None
+    if before is not None and stat.S_ISREG(before.st_mode) and before.st_nlink > 1:
+        tmp = temporary_sibling(target)
+        try:
+            yield tmp  # written completely first: an error leaves the old file
+            with open(tmp, "rb") as data, open(target, "r+b") as out:
+                shutil.copyfileobj(data, out)
+                out.truncate()
+        finally:
+            tmp.unlink(missing_ok=True)
         return
     with replaced_atomically(target) as tmp:
         yield tmp
+        if before is not None and stat.S_ISREG(before.st_mode):
+            with suppress(OSError):
+                os.chmod(tmp, stat.S_IMODE(before.st_mode))
 
 
 def write_atomic(path: Path, data: bytes) -> None:

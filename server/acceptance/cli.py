@@ -84,6 +84,9 @@ def eval_acceptance(
         _fail(f"{events}: no event to evaluate: {why}", code=1)
     if skipped:
         typer.echo(f"heedls: {events}: skipped {skipped} malformed line(s); the first, {read.first_reason}", err=True)
+    if read.repeated:
+        typer.echo(f"heedls: {events}: {read.repeated} line(s) repeat an earlier event's id; the last line of each "
+                   "id is its state (as in `heedls telemetry report`)", err=True)
     model = None
     if pretrained:
         from heedls.server.acceptance.gate import default_model_path
@@ -130,8 +133,10 @@ def eval_acceptance(
         result.pop("folds", None)
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
-        return
-    _print_table(result)
+    else:
+        _print_table(result)
+    if not result.get("n"):  # nothing was evaluated: a failure, as for a file without events
+        raise typer.Exit(1)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -147,8 +152,9 @@ def _label_warnings(events: list[Any], label: str, result: dict[str, Any]) -> li
         return []
     accepted = sum(1 for e in events if e.outcome == "accepted")
     if label == "persisted" and positives == 0 and accepted:
+        rest = "only rejections remain" if n else "nothing remains to evaluate"
         return [f"none of the {accepted} accepted events carries a persistence check (persisted_30s/120s/600s), "
-                "so under --label persisted they are unlabelled and only rejections remain; use --label accepted"]
+                f"so under --label persisted they are unlabelled and {rest}; use --label accepted"]
     if n == 0:
         return ["no event carries a decision (outcome accepted or rejected): nothing to evaluate"]
     return [f"all {n} labelled events are {'positive' if positives else 'negative'}: AUC and calibration need both"]
@@ -194,7 +200,7 @@ def replay_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Cut real files, run the provider and post-processing, label by what the author wrote next."""
-    from heedls.server.acceptance.replay import PROVIDERS, prepare_output, run
+    from heedls.server.acceptance.replay import PROVIDERS, ReplayWriteError, prepare_output, run
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     for name, value in (("--cuts", cuts), ("--per-file", per_file), ("--files-per-session", files_per_session)):
@@ -214,6 +220,10 @@ def replay_command(
     except ImportError as exc:
         typer.echo(f"heedls: replay needs the provider and pipeline modules: {exc}", err=True)
         raise typer.Exit(1) from exc
+    except ReplayWriteError as exc:
+        where = (f"the {exc.count} events are kept in {exc.kept}" if exc.kept is not None
+                 else f"the {exc.count} events could not be kept anywhere")
+        _fail(f"cannot write {exc.output}: {exc.strerror}; {where}", code=1)
     typer.echo(json.dumps(summary), err=True)
     if summary.get("interrupted"):
         typer.echo(f"heedls: replay interrupted: the {summary['events']} events made so far are in {output}", err=True)

@@ -57,26 +57,38 @@ class Loaded:
     events: list[SuggestionEvent]
     skipped: int
     first_reason: str | None
+    repeated: int = 0  # lines whose id an earlier line had (the last of them stands)
 
 
 def read_events(path: Path | str) -> Loaded:
     """Every parseable event of a JSONL file (UTF-8, a leading BOM allowed), the malformed lines
     skipped and counted; the first one's reason is kept, for the user to see what is wrong (the
-    caller says it: nothing is logged here)."""
+    caller says it: nothing is logged here). An id seen again (exports or push payloads put one
+    after another, a store's raw snapshot rows) is one suggestion in its latest state, as
+    `heedls telemetry report` reads it: the later line replaces the earlier, in its place."""
     events: list[SuggestionEvent] = []
-    skipped = 0
+    where: dict[str, int] = {}
+    skipped = repeated = 0
     first: str | None = None
     for number, data, reason in json_lines(path):
         if data is not None:
             try:
-                events.append(SuggestionEvent.from_dict(data))
-                continue
+                event = SuggestionEvent.from_dict(data)
             except (ValueError, TypeError) as exc:
                 reason = str(exc)
+            else:
+                at = where.get(event.id)
+                if at is None:
+                    where[event.id] = len(events)
+                    events.append(event)
+                else:
+                    events[at] = event
+                    repeated += 1
+                continue
         skipped += 1
         if first is None:
             first = f"line {number}: {reason}"
-    return Loaded(events, skipped, first)
+    return Loaded(events, skipped, first, repeated)
 
 
 def load_events(path: Path | str) -> tuple[list[SuggestionEvent], int]:

@@ -37,6 +37,7 @@ import errno
 import importlib
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -323,13 +324,43 @@ def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: s
             interrupted = True
     written = bool(events) or interrupted
     if written:
-        with output_file(output) as tmp:
-            write_jsonl(events, tmp)
+        try:
+            with output_file(output) as tmp:
+                write_jsonl(events, tmp)
+        except OSError as exc:  # a disk filled up meanwhile: minutes of replay are not thrown away
+            kept = _keep_elsewhere(events)
+            raise ReplayWriteError(output, exc, kept, len(events)) from exc
     labelled = [e for e in events if e.outcome is not None]
     return {"events": len(events), "labelled": len(labelled),
             "accepted": sum(1 for e in labelled if e.outcome == "accepted"),
             "sessions": len({e.session for e in events}), "seconds": round(time.perf_counter() - started, 1),
             "output": str(output) if written else None, "interrupted": interrupted}
+
+
+class ReplayWriteError(OSError):
+    """The events were made but `output` could not be written; `kept` is where they went instead
+    (None when nowhere could take them)."""
+
+    def __init__(self, output: Path, cause: OSError, kept: Path | None, count: int) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.output, self.kept, self.count = output, kept, count
+
+
+def _keep_elsewhere(events: list[SuggestionEvent]) -> Path | None:
+    """The events in a file of the temporary directory, or None if that fails too."""
+    from heedls.server.events import write_jsonl
+
+    name = None
+    try:
+        fd, name = tempfile.mkstemp(prefix="heedls-replay-", suffix=".jsonl")
+        os.close(fd)
+        write_jsonl(events, Path(name))
+        return Path(name)
+    except OSError:
+        if name is not None:
+            with contextlib.suppress(OSError):
+                Path(name).unlink()
+        return None
 
 
 def prepare_output(output: Path) -> None:

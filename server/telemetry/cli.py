@@ -51,8 +51,11 @@ def _store(explicit: Path | None, cfg: HeedlsConfig) -> Path:
 
 
 def _since(value: str | None) -> float | None:
-    if not value:
+    if value is None:
         return None
+    if not value.strip():  # `--since ""` (an unset shell variable) is no "everything"
+        _err("--since needs a time: 7d, 12h, 30m or an ISO date/time")
+        raise typer.Exit(2)
     from heedls.server.telemetry.export import parse_since
 
     try:
@@ -106,6 +109,22 @@ def _output_path(value: str | None, option: str) -> Path | None:
     return Path(value)
 
 
+def _refuse_overwriting(target: Path | None, option: str, *sources: Path) -> None:
+    """Exit 2 when `target` is one of the files read (the store, its WAL and shared-memory files,
+    or --events): writing it would destroy what is being read."""
+    if target is None:
+        return
+    for source in sources:
+        for path in (source, source.with_name(source.name + "-wal"), source.with_name(source.name + "-shm")):
+            try:
+                same = target.exists() and path.exists() and os.path.samefile(target, path)
+            except OSError:
+                same = False
+            if same or target.resolve() == path.resolve():
+                _err(f"{option} {target} is the file being read ({source}): choose another output file")
+                raise typer.Exit(2)
+
+
 def _warn_skipped(skipped: Skipped, source: Path | str) -> None:
     message = skipped.message(source)
     if message:
@@ -148,6 +167,7 @@ def export_cmd(
         raise typer.Exit(2)
     cutoff = _since(since)
     path = _store(store, cfg)
+    _refuse_overwriting(target, "-o", path)
     # Nothing to export is a failure of the export: no file is written (an earlier one at -o
     # stays as it was) and scripts see the exit status.
     _require_store(path, "nothing exported")
@@ -195,19 +215,25 @@ def report_cmd(
             raise typer.Exit(2)
         page = Path(html)
     cutoff = _since(since)
+    if page is not None:
+        _refuse_overwriting(page, "--html", events_file if events_file is not None else _store(store, _config()))
     if events_file is not None:
         skipped = Skipped("line")
         try:
             # The latest snapshot of each id, as from the store (an accumulation of push payloads or
             # of a store's raw rows repeats ids); --since then applies to that snapshot's ts.
+            snapshots = list(latest_snapshots(read_events_file(events_file, skipped)))
             report = compute_report(
-                d for d in latest_snapshots(read_events_file(events_file, skipped))
+                d for d in snapshots
                 if cutoff is None or ((ts := number(d.get("ts"))) is not None and ts >= cutoff)
             )  # fmt: skip
         except (OSError, ValueError) as exc:
             _err(f"cannot read {events_file}: {exc}")
             raise typer.Exit(1) from None
         _warn_skipped(skipped, events_file)
+        if not snapshots:  # as for a store with nothing recorded: no report of zeros, no page
+            _err(f"no event in {events_file}; nothing to report")
+            raise typer.Exit(1)
         report["store"] = str(events_file)
     else:
         path = _store(store, _config())
@@ -268,8 +294,16 @@ def push_cmd(
         _err("--privacy must be full or nocode")
         raise typer.Exit(2)
     path = _store(store, cfg)
+    # The token goes only where the user said to send it (--endpoint): a repository's pyproject.toml
+    # could otherwise name any host and collect it.
+    from heedls.server.telemetry.push import TOKEN_ENV
+
+    send_token = endpoint is not None
+    if not send_token and os.environ.get(TOKEN_ENV):
+        _err(f"{TOKEN_ENV} is not sent to {url}: it comes from pyproject.toml, not from you; "
+             f"give it with --endpoint to send the token there")
     # A missing store is push()'s error too ("no telemetry recorded yet"), printed once below.
-    result = push(path, url, level, batch_size=batch_size)  # type: ignore[arg-type,unused-ignore]
+    result = push(path, url, level, batch_size=batch_size, send_token=send_token)  # type: ignore[arg-type,unused-ignore]
     _warn_skipped(result.unreadable, path)
     if as_json:
         sys.stdout.write(dumps(result.to_dict()) + "\n")

@@ -22,6 +22,7 @@ Infinity are sent as null. `push()` logs nothing: the caller reports `PushResult
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
@@ -225,12 +226,16 @@ def push(
     deadline_s: float = 60.0,
     client: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    send_token: bool = True,
 ) -> PushResult:
     """Send every row appended since the last push to `endpoint`; never raises for network trouble.
 
     `batch_size` store rows per POST; while the endpoint answers 413 the batch is halved (down to
     one row) and the smaller size is kept for the rest of this push. `timeout_s` bounds each
-    connect/read/write, `deadline_s` each attempt as a whole."""
+    connect/read/write, `deadline_s` each attempt as a whole. `send_token`: attach the token of
+    HEEDLS_TELEMETRY_TOKEN (the caller decides whether the user named this endpoint). Each batch
+    carries a `batch_id` (and an `Idempotency-Key` header), the same on every retry of it: a
+    receiver drops a batch it already has when a retry follows an answer that came too late."""
     result = PushResult(endpoint=endpoint)
     path = Path(store_path)
     if not endpoint:
@@ -247,7 +252,7 @@ def push(
         result.error = f"no telemetry recorded yet at {path}; nothing pushed"
         return result
     headers = {"Content-Type": "application/json", "User-Agent": "heedls-telemetry"}
-    token = os.environ.get(TOKEN_ENV, "")
+    token = os.environ.get(TOKEN_ENV, "") if send_token else ""
     if token:
         headers["Authorization"] = f"Bearer {token}"
     owned = client is None
@@ -255,8 +260,18 @@ def push(
     conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(path, timeout=10.0)
-        cursor = read_cursor(conn, endpoint)
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone() is None:
+            result.error = f"{path} is not a heedls telemetry store (no events table); nothing pushed"
+            return result
+        try:  # where this push got to is kept in the store: if it cannot be, send nothing
+            cursor = read_cursor(conn, endpoint)
+            _write_cursor(conn, endpoint, cursor)
+        except sqlite3.Error as exc:
+            result.error = (f"cannot record push progress in {path} ({exc}); nothing pushed: every push would "
+                            "send the same events again (push from a copy that can be written)")
+            return result
         result.last_seq = cursor
+        origin = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
         size = batch_size
         while True:
             rows = conn.execute(
@@ -281,9 +296,12 @@ def push(
                 except (ValueError, TypeError) as exc:
                     unreadable.append((seq, f"not an event ({exc})"))
             if events:
-                payload = dumps({"schema": SCHEMA, "privacy": privacy, "events": events}).encode("utf-8")
+                batch_id = f"{origin}-{rows[0][0]}-{rows[-1][0]}"  # this store's rows first..last
+                payload = dumps({"schema": SCHEMA, "privacy": privacy, "batch_id": batch_id,
+                                 "events": events}).encode("utf-8")
                 posted = _post(
-                    http, endpoint, payload, headers, result, max_retries, backoff_s, sleep, deadline_s
+                    http, endpoint, payload, {**headers, "Idempotency-Key": batch_id}, result, max_retries,
+                    backoff_s, sleep, deadline_s,
                 )
                 if posted == "too large" and len(rows) > 1:
                     size = max(1, len(rows) // 2)  # the same rows again, fewer at a time
@@ -303,7 +321,11 @@ def push(
             for seq, reason in unreadable:
                 result.unreadable.add(seq, reason)
             cursor = int(rows[-1][0])
-            _write_cursor(conn, endpoint, cursor)
+            try:
+                _write_cursor(conn, endpoint, cursor)
+            except sqlite3.Error as exc:
+                result.error = f"cannot record push progress in {path} ({exc}); the next push sends this batch again"
+                break
             result.last_seq = cursor
     except sqlite3.Error as exc:
         result.error = f"cannot read {path}: {exc}"

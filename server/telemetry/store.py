@@ -146,9 +146,21 @@ def _stamp() -> str:
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection (readers never create, repair or lock out the writer)."""
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=5.0, check_same_thread=False)
+    """A read-only connection (readers never create, repair or lock out the writer). A WAL store
+    in a folder that cannot be written (a read-only mount, a backup, a snapshot) cannot get the
+    shared-memory file a reader needs: there it is opened as immutable, which is safe exactly
+    because nothing can write it either."""
+    resolved = Path(path).resolve()
+    conn = sqlite3.connect(resolved.as_uri() + "?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "unable to open" not in str(exc) or not resolved.is_file() or os.access(resolved.parent, os.W_OK):
+            conn.close()
+            raise
+        conn.close()
+        conn = sqlite3.connect(resolved.as_uri() + "?mode=ro&immutable=1", uri=True, timeout=5.0,
+                               check_same_thread=False)
     conn.execute("PRAGMA query_only = 1")
     return conn
 

@@ -317,3 +317,24 @@ def test_options_that_do_nothing_together_say_so(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "--model-file is ignored without --pretrained" in result.stderr
     result = _eval(str(events), "--json", "--pretrained", "--prior", "none")
     assert result.exit_code == 0 and "--prior is ignored with --pretrained" in result.stderr
+
+
+def test_an_id_on_several_lines_is_one_suggestion_in_its_last_state(tmp_path: Path) -> None:
+    """Two exports (or push payloads) put one after another repeat every id: the figures are those
+    of the file once, with a note, not of each suggestion counted twice."""
+    once, twice = tmp_path / "once.jsonl", tmp_path / "twice.jsonl"
+    events = make_events(sessions=3, per_session=20, seed=5)
+    write_jsonl(events, once)
+    twice.write_text(once.read_text() * 2)
+    args = ("--stage", "suggestion", "--json", "--model", "logreg", "--prior", "none", "--jobs", "1")
+    first, second = _eval(str(once), *args), _eval(str(twice), *args)
+    assert json.loads(second.stdout) == json.loads(first.stdout)
+    assert "60 line(s) repeat an earlier event's id" in second.stderr
+
+
+def test_nothing_to_evaluate_is_a_failure(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    write_jsonl([dataclasses.replace(e, outcome=None) for e in make_events(sessions=2, per_session=10)], path)
+    result = _eval(str(path), "--stage", "suggestion", "--json", "--model", "logreg", "--prior", "none")
+    assert result.exit_code == 1 and json.loads(result.stdout)["n"] == 0
+    assert "nothing to evaluate" in result.stderr

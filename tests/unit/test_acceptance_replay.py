@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from heedls.server.acceptance.replay import label_suggestion, replay, run
+from heedls.server.cli import app
 from heedls.server.events import SCHEMA, SuggestionEvent
 from heedls.server.providers.base import Candidate, CompletionRequest
+from typer.testing import CliRunner
 
 SOURCE = '''"""A small module."""
 
@@ -254,3 +260,28 @@ def test_nothing_replayed_is_an_error_and_fewer_cuts_a_note(tmp_path: Path, monk
     assert result.exit_code == 0, result.output
     assert "only 6 of the 500 cuts asked could be made" in result.stderr
     assert len(out.read_text().splitlines()) == 6
+
+
+def test_events_that_cannot_be_written_are_kept_elsewhere_and_said_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk filled up during a long replay: its events go to a temporary file, the message says
+    where, exit 1 (it was a traceback, and the replay was lost)."""
+    from heedls.server.acceptance import replay as replay_mod
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    for name in ("a.py", "b.py"):
+        (project / name).write_text("".join(f"def f{i}(x):\n    return x * {i} + len(str(x))\n\n\n" for i in range(60)))
+
+    @contextlib.contextmanager
+    def full(path: Path) -> Iterator[Path]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+        yield path
+
+    monkeypatch.setattr(replay_mod, "output_file", full)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = CliRunner().invoke(app, ["replay", str(project), "-o", str(tmp_path / "out.jsonl"), "--cuts", "6",
+                                      "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "No space left on device; the " in result.stderr and "events are kept in" in result.stderr
+    kept = Path(result.stderr.split("events are kept in ")[1].split()[0])
+    assert kept.read_text().count("\n") >= 1

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +144,34 @@ def test_a_rewritten_source_keeps_its_owner(tmp_path: Path) -> None:
     owner = (path.stat().st_uid, path.stat().st_gid)
     rewrite_source(path, "x = 2\n")
     assert (path.stat().st_uid, path.stat().st_gid) == owner and path.read_text() == "x = 2\n"
+
+
+def test_an_output_over_a_private_file_stays_private(tmp_path: Path) -> None:
+    out = tmp_path / "export.jsonl"
+    out.write_text("old\n")
+    out.chmod(0o600)
+    with output_file(out) as tmp:
+        tmp.write_text("new\n")
+    assert out.read_text() == "new\n" and stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_an_output_with_another_hard_link_is_written_through_both(tmp_path: Path) -> None:
+    out, other = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    out.write_text("old old old\n")
+    os.link(out, other)
+    with output_file(out) as tmp:
+        tmp.write_text("new\n")
+    assert other.read_text() == "new\n" and out.stat().st_nlink == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "b.jsonl"]
+
+
+def test_dev_stdout_is_written_through_the_descriptor_so_a_shell_append_appends(tmp_path: Path) -> None:
+    log = tmp_path / "app.txt"
+    log.write_text("line before\n")
+    script = ("from pathlib import Path\nfrom heedls.server import files\n"
+              "with files.output_file(Path('/dev/stdout')) as tmp:\n    tmp.write_text('exported\\n')\n")
+    with open(log, "a") as appended:
+        subprocess.run([sys.executable, "-c", script], stdout=appended, check=True)
+    assert log.read_text() == "line before\nexported\n"
+    piped = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert piped.stdout == "exported\n"

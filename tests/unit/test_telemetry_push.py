@@ -141,7 +141,7 @@ def loopback() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(json.loads(body))
+            received.append({**json.loads(body), "authorization": self.headers.get("Authorization")})
             self.send_response(204)
             self.end_headers()
 
@@ -413,3 +413,77 @@ def test_the_whole_request_has_a_deadline_so_a_trickling_endpoint_cannot_stall_t
     assert elapsed < 3.0  # two attempts of 0.5 s, not 20 s each
     assert result.sent == 0 and result.retries == 1 and sleeps == [0.5]  # a timeout is retried
     assert result.error is not None and "within 0.5 s" in result.error and "resume" in result.error
+
+
+def test_a_retried_batch_carries_the_same_batch_id_so_a_receiver_can_drop_the_repeat(tmp_path: Path) -> None:
+    """The answer to a batch came too late (read timeout) and the batch was sent again: the receiver
+    got it twice, but with one `batch_id` / `Idempotency-Key`, and the next batch has another."""
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 4)
+    seen: list[tuple[str, str]] = []
+
+    def late_once(request: httpx.Request) -> httpx.Response:
+        seen.append((json.loads(request.content)["batch_id"], request.headers["idempotency-key"]))
+        if len(seen) == 1:
+            raise httpx.ReadTimeout("the answer came too late", request=request)
+        return httpx.Response(200)
+
+    assert run(path, late_once, batch_size=4).error is None
+    assert seen[0] == seen[1] and seen[0][0] == seen[0][1]
+    assert seen[2][0] != seen[0][0] and len(seen) == 3
+
+
+def test_a_store_whose_progress_cannot_be_recorded_sends_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only store would get the same first batch sent on every push: nothing goes out."""
+    import sqlite3
+
+    from heedls.server.telemetry import push as push_mod
+
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 3)
+
+    def read_only(*_: Any) -> None:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(push_mod, "_write_cursor", read_only)
+    rec = Recorder()
+    result = run(path, rec)
+    assert rec.calls == 0 and result.sent == 0
+    assert result.error.startswith(f"cannot record push progress in {path} (attempt to write a readonly database)")
+
+
+def test_a_file_that_is_no_heedls_store_is_left_as_it_was(tmp_path: Path) -> None:
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    before = other.read_bytes()
+    rec = Recorder()
+    result = run(other, rec)
+    assert rec.calls == 0 and "is not a heedls telemetry store" in (result.error or "")
+    assert other.read_bytes() == before  # no meta table added
+
+
+def test_the_token_goes_only_to_an_endpoint_the_user_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           loopback: tuple[str, list[dict[str, Any]]]) -> None:
+    """A cloned repository's pyproject.toml may name the push endpoint (a team's collector), but the
+    user's HEEDLS_TELEMETRY_TOKEN goes only where `--endpoint` says: else any repository could
+    collect it."""
+    from heedls.server.cli import app
+    from typer.testing import CliRunner
+
+    url, received = loopback
+    (tmp_path / "pyproject.toml").write_text(f'[tool.heedls.telemetry]\npush_endpoint = "{url}"\n')
+    store = tmp_path / "ev.sqlite3"
+    fill(store, 2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEEDLS_TELEMETRY_TOKEN", "team-secret")
+    from_repo = CliRunner().invoke(app, ["telemetry", "push", "--store", str(store)])
+    assert from_repo.exit_code == 0, from_repo.output
+    assert received[-1]["authorization"] is None
+    assert "HEEDLS_TELEMETRY_TOKEN is not sent to" in from_repo.stderr
+    fill(store, 1, start=5)
+    named = CliRunner().invoke(app, ["telemetry", "push", "--store", str(store), "--endpoint", url])
+    assert named.exit_code == 0, named.output
+    assert received[-1]["authorization"] == "Bearer team-secret"
