@@ -67,10 +67,16 @@ def _since(value: str | None) -> float | None:
 
 def _require_store(path: Path, nothing: str) -> None:
     """A store that does not exist (nothing recorded yet in this workspace, or a wrong --store) is a
-    failure of the command: a message on stderr and exit 1, as for export."""
+    failure of the command: a message on stderr and exit 1, as for export. Stores the server set
+    aside beside it (corrupt, or locked by another program for too long) are named: their events
+    are not in this one."""
     if not path.exists():
         _err(f"no telemetry recorded yet at {path}; {nothing}")
         raise typer.Exit(1)
+    aside = sorted(p.name for p in path.parent.glob(f"{path.name}.corrupt-*") if not p.name.endswith("-wal"))
+    if aside:
+        _err(f"note: {len(aside)} earlier store(s) were set aside next to {path.name} ({', '.join(aside[-3:])}"
+             f"{', …' if len(aside) > 3 else ''}): their events are not included; read one with --store")
 
 
 def _reason(exc: OSError) -> str:

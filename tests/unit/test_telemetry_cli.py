@@ -395,3 +395,17 @@ def test_push_batch_size_sets_the_rows_per_post(workspace: Path, tmp_path: Path)
     for bad in ("0", "-3", "many"):
         code, _, _ = invoke("push", "--store", str(store), "--endpoint", url, "--batch-size", bad)
         assert code == 2, bad
+
+
+def test_stores_set_aside_beside_the_store_are_named_by_readers(workspace: Path, tmp_path: Path) -> None:
+    """A store the server set aside (corrupt, or locked by another program too long) holds events
+    this one does not: report and export say so instead of leaving them unseen."""
+    path = tmp_path / "events.sqlite3"
+    populate(path, 3)
+    aside = tmp_path / "events.sqlite3.corrupt-20261130T084641.967775Z"
+    aside.write_bytes(path.read_bytes())
+    for command in (["report", "--json"], ["export"]):
+        code, _out, err = invoke(*command, "--store", str(path))
+        assert code == 0 and f"1 earlier store(s) were set aside next to events.sqlite3 ({aside.name})" in err
+    code, out, _err = invoke("export", "--store", str(aside))
+    assert code == 0 and out.count("\n") == 3  # and it reads as a store of its own
