@@ -90,11 +90,21 @@ def _overlaps(d: Diagnostic, rng: types.Range) -> bool:
     return not (d.range.end.line < rng.start.line or d.range.start.line > rng.end.line)
 
 
+def _same_file(path: str, uri: str) -> bool:
+    """Is `path` (as an analyzer reports it, symlinks resolved) the document at `uri` (as the client
+    opened it, maybe through a symlinked folder)? The edit must then go to the client's URI."""
+    own = uris.to_fs_path(uri)
+    try:
+        return own is not None and Path(path).resolve() == Path(own).resolve()
+    except OSError:
+        return False
+
+
 def _fix_edit(server: HeedlsServer, uri: str, fix: Fix) -> types.WorkspaceEdit:
     changes: dict[str, list[types.TextEdit]] = {}
     encoding = _encoding(server)
     for e in fix.edits:
-        target = uris.from_fs_path(e.path) or uri if e.path else uri
+        target = uri if not e.path or _same_file(e.path, uri) else (uris.from_fs_path(e.path) or uri)
         lines = (_text_of(server, target) or "").split("\n")
         changes.setdefault(target, []).append(
             types.TextEdit(

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from heedls.analyzers import check, lint, syntax
 from heedls.analyzers.model import Diagnostic, Range
@@ -133,6 +134,9 @@ class DiagnosticsService:
         self._docs: dict[str, syntax.SyntaxDocument] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._store: dict[str, dict[str, list[Diagnostic]]] = {}
+        # The URI the client opened each file by: through a symlinked folder it is not the resolved
+        # path the analyzers report (results published there would be another file to the client)
+        self._client_uris: dict[str, str] = {}
         self._by_id: dict[str, Diagnostic] = {}
         self._ids = itertools.count(1)
         self._syntax_jobs = _DocumentJobs(self.refresh_syntax)
@@ -201,12 +205,27 @@ class DiagnosticsService:
             return None
 
     def _is_open(self, uri: str) -> bool:
-        return uri in self.server.workspace.text_documents
+        # pygls keys documents by the unquoted URI: `my%20project/calc.py` is open as `my project/…`
+        return unquote(uri) in self.server.workspace.text_documents
+
+    def _uri_of(self, path: str) -> str:
+        """The URI the client knows `path` by: the one it opened it by, else, under a workspace it
+        named through a symlink, the path through that link."""
+        opened = self._client_uris.get(path)
+        if opened is not None:
+            return opened
+        root = self.server.root
+        if root is not None and root.resolve() != root.absolute():
+            try:
+                return _uri_of(str(root / Path(path).relative_to(root.resolve())))
+            except ValueError:
+                pass
+        return _uri_of(path)
 
     # -- conversion to LSP ----------------------------------------------------------------------
     def _lines_for(self, path: str, cache: dict[str, list[str] | None]) -> list[str] | None:
         if path not in cache:
-            uri = _uri_of(path)
+            uri = self._uri_of(path)
             text = self._text(uri) if self._is_open(uri) else None
             if text is None:
                 try:
@@ -239,7 +258,7 @@ class DiagnosticsService:
     def to_lsp(self, diagnostic: Diagnostic, cache: dict[str, list[str] | None]) -> types.Diagnostic:
         related = [
             types.DiagnosticRelatedInformation(
-                location=types.Location(uri=_uri_of(rel.path), range=self._range(rel.path, rel.range, cache)),
+                location=types.Location(uri=self._uri_of(rel.path), range=self._range(rel.path, rel.range, cache)),
                 message=rel.message,
             )
             for rel in diagnostic.related
@@ -253,7 +272,7 @@ class DiagnosticsService:
             related.insert(
                 0,
                 types.DiagnosticRelatedInformation(
-                    location=types.Location(uri=_uri_of(diagnostic.path), range=own_range), message=text
+                    location=types.Location(uri=self._uri_of(diagnostic.path), range=own_range), message=text
                 ),
             )
         tags = [types.DiagnosticTag.Unnecessary] if "unnecessary" in diagnostic.data.get("tags", ()) else None
@@ -548,11 +567,11 @@ class DiagnosticsService:
             run_key = "run:" + "\0".join(sorted(covered))
             stale = [k for k in results if k in covered or k == run_key]
         for key in stale:
-            touched.update(_uri_of(d.path) for d in results.pop(key))
+            touched.update(self._uri_of(d.path) for d in results.pop(key))
         run_key = "run:" + ("\0".join(sorted(str(Path(t).resolve()) for t in targets)) if targets else "*")
         for diagnostic in found:
             results.setdefault(self._result_key(workspace, diagnostic, run_key), []).append(diagnostic)
-            touched.add(_uri_of(diagnostic.path))
+            touched.add(self._uri_of(diagnostic.path))
         self._republish_tests(touched)
 
     def _republish_tests(self, touched: Iterable[str], gone: Collection[str] = ()) -> None:
@@ -562,7 +581,7 @@ class DiagnosticsService:
         for results in self._test_results.values():
             for items in results.values():
                 for diagnostic in items:
-                    uri = _uri_of(diagnostic.path)
+                    uri = self._uri_of(diagnostic.path)
                     if uri in by_uri:
                         by_uri[uri].append(diagnostic)
         for uri, items in by_uri.items():
@@ -575,15 +594,15 @@ class DiagnosticsService:
         stays (a renamed test file's old failures doubled those of the new one)."""
         gone = {p for p in (_path_of(uri) for uri in uris) if p is not None}
         gone |= {str(Path(p).resolve()) for p in gone}
-        gone_uris = set(uris) | {_uri_of(p) for p in gone}
+        gone_uris = set(uris) | {self._uri_of(p) for p in gone}
         touched: set[str] = set(gone_uris)
         for results in self._test_results.values():
             for key in [k for k in results if k in gone]:
-                touched.update(_uri_of(d.path) for d in results.pop(key))
+                touched.update(self._uri_of(d.path) for d in results.pop(key))
             for key, items in results.items():
                 kept = [d for d in items if d.path not in gone and str(Path(d.path).resolve()) not in gone]
                 if len(kept) != len(items):
-                    touched.update(_uri_of(d.path) for d in items)
+                    touched.update(self._uri_of(d.path) for d in items)
                     results[key] = kept
         for uri in gone_uris:
             self._store.pop(uri, None)
@@ -594,6 +613,9 @@ class DiagnosticsService:
 
     # -- document listener ----------------------------------------------------------------------
     async def on_open(self, uri: str) -> None:
+        path = _path_of(uri)
+        if path is not None:
+            self._client_uris[path] = uri
         await self.refresh_syntax(uri)
         self._lint_jobs.schedule(uri, 0)
 

@@ -292,3 +292,42 @@ async def test_ruff_follows_the_buffer_as_it_is_typed(lsp: Any, workspace: Path)
         text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
         content_changes=[types.TextDocumentContentChangeWholeDocument(text="# a\n# b\n# c\n" + text)]))
     await until(lambda: [d for d in _by_source(client, uri, "ruff") if d.range.start.line == 3], 15, "F401 on line 3")
+
+
+async def test_a_document_in_a_folder_with_a_space_or_an_accent_gets_its_diagnostics(lsp: Any, workspace: Path) -> None:
+    """Editors send `my%20project/…` (percent-encoded); pygls keeps the document under the decoded
+    URI. Results are published, on the URI the client sent."""
+    (workspace / "pyproject.toml").write_text('[tool.ruff]\nlint.select = ["F"]\n')
+    folder = workspace / "my project é"
+    folder.mkdir()
+    client = await lsp(workspace, "vscode", options=OPTIONS)
+    uri = _open(client, folder / "lib.py", "import os\n\n\ndef f():\n    return 1\n")
+    assert "%20" in uri and "%C3%A9" in uri
+    (diag,) = await until(lambda: _by_source(client, uri, "ruff"), 15, "a ruff diagnostic")
+    assert diag.code == "F401"
+    bad = _open(client, folder / "bad.py", "def f(:\n    return 1\n")
+    await until(lambda: _by_source(client, bad, "syntax"), 10, "a syntax diagnostic")
+
+
+async def test_a_workspace_opened_through_a_symlink_gets_results_on_the_uris_it_opened(
+        lsp: Any, workspace: Path, tmp_path: Path) -> None:
+    """The analyzers see resolved paths; the client opened `link/stats.py`: test failures and
+    quick-fix edits go to the client's URIs, not to another file it never opened."""
+    real = tmp_path / "real"
+    real.mkdir()
+    _make(real, {**WORKSPACE_FILES, "pyproject.toml": '[tool.ruff]\nlint.select = ["F"]\n'})
+    link = workspace / "link"
+    link.symlink_to(real)
+    client = await lsp(link, "vscode", options=OPTIONS)
+    text = "import os\n" + WORKSPACE_FILES["stats.py"]
+    uri = _open(client, link / "stats.py", text)
+    test_uri = (link / "test_stats.py").as_uri()
+    _save(client, uri)
+    await until(lambda: _by_source(client, test_uri, "pytest"), 60, "test failure diagnostics on the link's URI")
+    assert not [u for u in client.diagnostics if str(real.as_uri()) in u and client.diagnostics[u]]
+    (f401,) = await until(lambda: _by_source(client, uri, "ruff"), 15, "F401")
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), range=f401.range,
+        context=types.CodeActionContext(diagnostics=[f401])))
+    edits = [a.edit for a in actions or [] if isinstance(a, types.CodeAction) and a.edit is not None]
+    assert edits and all(set(e.changes or {}) == {uri} for e in edits), edits
