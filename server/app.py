@@ -72,6 +72,17 @@ class HeedlsProtocol(LanguageServerProtocol):
         if len(self._request_futures) > self._prune_at:
             self._prune_finished()
 
+    def _run_generator(self, future: Any, *, gen: Any, result_future: Any) -> None:
+        """pygls runs a command (`workspace/executeCommand`: heedls.fix, heedls.runTests) as a
+        handler of its own under a generator, and `$/cancelRequest` cancels only the generator's
+        future: the command ran on, and a cancelled fix still edited the buffer. Each step the
+        generator starts is cancelled with it."""
+        before = set(self._request_futures)
+        super()._run_generator(future, gen=gen, result_future=result_future)
+        for key in set(self._request_futures) - before:
+            step = self._request_futures[key]
+            result_future.add_done_callback(lambda done, step=step: step.cancel() if done.cancelled() else None)
+
     def _prune_finished(self) -> None:
         # list() copies in one step: a thread-pool handler may pop its entry meanwhile
         for msg_id, future in list(self._request_futures.items()):

@@ -105,7 +105,10 @@ async def test_failing_test_gets_a_validated_fix_code_action(lsp: Any, workspace
 
 
 @pytest.mark.slow
-async def test_cancelling_a_repair_stops_its_workers(lsp: Any, workspace: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["heedls/fix", "workspace/executeCommand"])
+async def test_cancelling_a_repair_stops_its_workers(lsp: Any, workspace: Path, tmp_path: Path, how: str) -> None:
+    """As the request or as the command behind the "Search for a fix" action (pygls cancelled only
+    the command's wrapper: the search ran on, and a fix found later still edited the buffer)."""
     # every candidate takes long and nothing fixes it: the search would run for the whole budget
     module = workspace / "slow.py"
     module.write_text("import time\n\n\ndef answer(x):\n    time.sleep(0.3)\n    return x * 2 + 7\n")
@@ -115,8 +118,9 @@ async def test_cancelling_a_repair_stops_its_workers(lsp: Any, workspace: Path, 
     server_tmp.mkdir()
     client = await lsp(workspace, options={"repair": {"budgetS": 120}}, env={"TMPDIR": str(server_tmp)})
     uri = open_document(client, module, module.read_text())
-    request = asyncio.ensure_future(
-        client.protocol.send_request_async("heedls/fix", {"textDocument": {"uri": uri}}, msg_id="fix-1"))
+    params: Any = ({"textDocument": {"uri": uri}} if how == "heedls/fix"
+                   else types.ExecuteCommandParams(command="heedls.fix", arguments=[uri, 4]))
+    request = asyncio.ensure_future(client.protocol.send_request_async(how, params, msg_id="fix-1"))
     await until(lambda: _runner_pids(server_tmp), 60, "the repair to start its workers")
     await asyncio.sleep(1.0)
     client.protocol.notify("$/cancelRequest", types.CancelParams(id="fix-1"))
@@ -125,6 +129,9 @@ async def test_cancelling_a_repair_stops_its_workers(lsp: Any, workspace: Path, 
     except Exception:  # noqa: BLE001, S110
         pass  # a cancelled request answers with an error
     await until(lambda: _runner_pids(server_tmp) == [], 10, "every repair worker to exit")
+    await asyncio.sleep(1.0)
+    shown = [m.message for m in client.messages]
+    assert not [m for m in shown if "candidate" in m or "Fixed" in m], shown  # the search said nothing: it stopped
 
 
 @pytest.mark.slow
