@@ -87,6 +87,9 @@ def run(
     `output_cap`: bytes kept per stream (a tool whose whole report is needed, such as ruff's JSON,
     asks for more)."""
     start = time.monotonic()
+    # Encoded before the child starts: an editor's lone surrogate (`'\ud800'`, legal in LSP's JSON)
+    # must not raise between Popen and the kill below, which left a ruff per keystroke waiting.
+    data = stdin.encode("utf-8", "replace") if stdin is not None else None
     proc = subprocess.Popen(
         list(argv),
         cwd=str(cwd),
@@ -102,7 +105,7 @@ def run(
     threads = [threading.Thread(target=buf.drain, args=(stream,), daemon=True)
                for buf, stream in ((out, proc.stdout), (err, proc.stderr))]
     if stdin is not None:
-        threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin.encode()), daemon=True))
+        threads.append(threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True))
     for thread in threads:
         thread.start()
     timed_out = False

@@ -78,3 +78,15 @@ def test_cancelling_an_async_run_kills_its_group(tmp_path: Path) -> None:
     asyncio.run(cancelled())
     time.sleep(0.2)
     assert not _sleepers()
+
+
+def test_a_lone_surrogate_in_the_input_is_given_as_a_replacement_not_a_process_left_waiting(tmp_path: Path) -> None:
+    """An editor may send `'\\ud800'` (legal in LSP's JSON); encoding it raised after the child had
+    started and before the kill, which left one ruff per keystroke blocked on its input."""
+    marker = tmp_path / "pids"
+    script = f"import os, sys; open({str(marker)!r}, 'a').write(f'{{os.getpid()}}\\n'); print(sys.stdin.read())"
+    result = proc.run([sys.executable, "-c", script], tmp_path, 30, stdin="x = '\ud800'\n")
+    assert result.returncode == 0 and result.stdout == "x = '?'\n\n"
+    (pid,) = [int(p) for p in marker.read_text().split()]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
