@@ -93,6 +93,12 @@ class HeedlsProtocol(LanguageServerProtocol):
 
 
 class HeedlsServer(LanguageServer):
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """pygls pops up "Error in server: …" for errors outside a request (a notification with bad
+        params, a change to a document never opened, a malformed message). Those are the client's
+        or the server's business, not the user's: they go to the log, never into a pop-up."""
+        log.warning("%s (%s)", error, getattr(source, "__name__", source))
+
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("protocol_cls", HeedlsProtocol)
         super().__init__(

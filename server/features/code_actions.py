@@ -26,6 +26,7 @@ from heedls.server.features.params import field as _field
 from heedls.server.positions import UTF16, units
 from lsprotocol import types
 from pygls import uris
+from pygls.exceptions import JsonRpcInvalidParams
 
 log = logging.getLogger("heedls.code_actions")
 
@@ -171,7 +172,11 @@ class RepairService:
         if not tests:
             return {**empty, "explanation": "no test file imports this module"}
         position = _field(params, "position")
-        focus = int(_field(position, "line")) + 1 if position is not None else None
+        line = _field(position, "line") if position is not None else None
+        if position is not None and (isinstance(line, bool) or not isinstance(line, int) or line < 0):
+            raise JsonRpcInvalidParams(f"heedls/fix: position must be {{line, character}} with a line number "
+                                       f"of 0 or more, got {position!r}")
+        focus = line + 1 if isinstance(line, int) else None
         cancel = threading.Event()
         previous = self.running.pop(uri, None)
         if previous is not None:

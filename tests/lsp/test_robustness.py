@@ -32,6 +32,7 @@ class RawServer:
             env=env,
         )
         self.responses: dict[Any, Any] = {}
+        self.shown: list[dict[str, Any]] = []  # window/showMessage: pop-ups in the editor
         self._lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -57,6 +58,9 @@ class RawServer:
             if "id" in message and "method" not in message:
                 with self._lock:
                     self.responses[message["id"]] = message
+            elif message.get("method") == "window/showMessage":
+                with self._lock:
+                    self.shown.append(message.get("params") or {})
 
     def raw(self, body: bytes, length: int | None = None) -> None:
         assert self.proc.stdin is not None
@@ -146,7 +150,13 @@ def test_a_request_whose_params_cannot_be_read_is_answered_with_an_error(raw_ser
     server.send({"id": "explain", "method": "heedls/explain"})  # params absent
     server.send({"id": "explain2", "method": "heedls/explain",
                  "params": {"textDocument": {"uri": uri}, "position": {"line": "a", "character": 0}}})
-    for msg_id in [f"bad{i}" for i in range(len(bad))] + ["cmd", "explain", "explain2"]:
+    fix_file = root / "calc.py"
+    fix_file.write_text("def add(a, b):\n    return a - b\n")
+    (root / "test_calc.py").write_text("from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    for i, position in enumerate(["x", {"line": "a"}, {"line": None}, {"line": -2}]):
+        server.send({"id": f"fix{i}", "method": "heedls/fix",
+                     "params": {"textDocument": {"uri": fix_file.as_uri()}, "position": position}})
+    for msg_id in [f"bad{i}" for i in range(len(bad))] + ["cmd", "explain", "explain2"] + [f"fix{i}" for i in range(4)]:
         assert server.wait(msg_id)["error"]["code"] == -32602
     assert server.inline(101, uri, 1, 4)["result"]["items"]  # and it keeps serving
 
@@ -189,3 +199,19 @@ def test_random_bodies_never_stop_the_server(raw_server, bodies: list[bytes]) ->
     msg_id = random.randrange(10**9)
     server.send({"id": msg_id, "method": "heedls/status", "params": {}})
     assert "result" in server.wait(msg_id)
+
+
+def test_what_goes_wrong_outside_a_request_is_logged_never_popped_up(raw_server) -> None:
+    """A change to a document never opened, a notification with unreadable params, a cancel with no
+    usable id: pygls would show "Error in server: …" in the editor. They go to the log."""
+    server, root = raw_server
+    never_opened = (root / "ghost.py").as_uri()
+    server.send({"method": "textDocument/didChange", "params": {"textDocument": {"uri": never_opened, "version": 2},
+                                                                  "contentChanges": [{"text": "x = 1\n"}]}})
+    server.send({"method": "textDocument/didOpen", "params": {"textDocument": 7}})
+    server.send({"method": "$/cancelRequest", "params": {"id": {"a": 1}}})
+    server.send({"method": "$/cancelRequest", "params": None})
+    uri = (root / "a.py").as_uri()
+    server.open(uri, "def f():\n    \n")
+    assert server.inline(102, uri, 1, 4)["result"]["items"]  # it keeps serving
+    assert [m for m in server.shown if m.get("type") == 1] == []
