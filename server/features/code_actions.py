@@ -19,6 +19,7 @@ import logging
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from heedls.analyzers.model import Diagnostic, Fix
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
@@ -35,14 +36,21 @@ FIX_COMMAND = "heedls.fix"  # [uri, line?]: search, then apply the validated fix
 _ids = itertools.count(1)
 
 
+_DISK_READ_CAP = 4_000_000  # bytes of a file the client never opened that an action may read
+
+
 def _text_of(server: HeedlsServer, uri: str) -> str | None:
-    try:
+    """The client's text of an open document; else the file on disk, if it is a regular file of
+    reasonable size (pygls would read any path, a FIFO too, and block the server until it is written)."""
+    if unquote(uri) in server.workspace.text_documents:
         return str(server.workspace.get_text_document(uri).source)
-    except Exception:  # noqa: BLE001 - unknown document: read from disk
-        path = uris.to_fs_path(uri)
-        if path and Path(path).is_file():
+    path = uris.to_fs_path(uri)
+    try:
+        if path and Path(path).is_file() and Path(path).stat().st_size <= _DISK_READ_CAP:
             return Path(path).read_text(encoding="utf-8", errors="replace")
-        return None
+    except OSError:
+        pass
+    return None
 
 
 def _encoding(server: HeedlsServer) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import unquote
 
 from heedls.analyzers import explain as explain_mod
 from heedls.analyzers.model import Diagnostic
@@ -37,6 +38,8 @@ def _diagnostics(server: HeedlsServer, uri: str) -> list[Diagnostic]:
 
 
 def _lines(server: HeedlsServer, uri: str) -> list[str] | None:
+    if unquote(uri) not in server.workspace.text_documents:
+        return None  # not open: pygls would read the path from disk (a FIFO blocks the server)
     try:
         text: str = server.workspace.get_text_document(uri).source
     except Exception:  # noqa: BLE001 -- not open: no client-unit conversion needed beyond ASCII

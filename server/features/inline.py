@@ -7,6 +7,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from heedls.server import services
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
@@ -178,6 +179,8 @@ def register(server: HeedlsServer) -> None:
     async def inline_completion(ls: HeedlsServer, params: types.InlineCompletionParams) -> types.InlineCompletionList | None:
         engine = engine_of(ls)
         uri = params.text_document.uri
+        if unquote(uri) not in ls.workspace.text_documents:
+            return None  # never opened: pygls would read the path from disk (a FIFO blocks the server)
         try:
             doc = ls.workspace.get_text_document(uri)
             source = doc.source

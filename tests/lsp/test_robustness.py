@@ -215,3 +215,23 @@ def test_what_goes_wrong_outside_a_request_is_logged_never_popped_up(raw_server)
     server.open(uri, "def f():\n    \n")
     assert server.inline(102, uri, 1, 4)["result"]["items"]  # it keeps serving
     assert [m for m in server.shown if m.get("type") == 1] == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX")
+def test_requests_for_a_path_never_opened_do_not_read_a_fifo(raw_server) -> None:
+    """pygls reads an unopened URI from disk on the event loop: a FIFO there froze every request
+    until something wrote to it."""
+    server, root = raw_server
+    fifo = root / "pipe.py"
+    os.mkfifo(fifo)
+    where = {"textDocument": {"uri": fifo.as_uri()}}
+    server.send({"id": "ic", "method": "textDocument/inlineCompletion",
+                 "params": {**where, "position": {"line": 0, "character": 0}, "context": {"triggerKind": 1}}})
+    server.send({"id": "ca", "method": "textDocument/codeAction", "params": {
+        **where, "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
+        "context": {"diagnostics": []}}})
+    server.send({"id": "hv", "method": "textDocument/hover", "params": {**where, "position": {"line": 0, "character": 0}}})
+    for msg_id in ("ic", "ca", "hv"):
+        assert "result" in server.wait(msg_id, 10), msg_id
+    server.send({"id": "st", "method": "heedls/status", "params": {}})
+    assert "result" in server.wait("st", 10)
