@@ -37,6 +37,22 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+# The process groups of the runs in progress. Each is a session of its own (so a time limit can
+# kill all of it), which also takes it out of reach of a signal to its parent: a server told to
+# stop (SIGTERM from an editor, its parent gone) kills them itself, or a hanging test runs forever.
+_running: set[int] = set()
+_running_lock = threading.Lock()
+
+
+def kill_running() -> int:
+    """SIGKILL every run still in progress (and its group); how many there were."""
+    with _running_lock:
+        groups = list(_running)
+    for pid in groups:
+        _kill_group(pid)
+    return len(groups)
+
+
 # After the main process exits (and its group is killed), how long its output pipes may take to
 # close: a child that left the group (a daemon in a session of its own) can hold them open forever.
 PIPE_GRACE_S = 2.0
@@ -99,6 +115,8 @@ def run(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    with _running_lock:
+        _running.add(proc.pid)
     if handle is not None:
         handle.started(proc.pid)
     out, err = _Capped(output_cap), _Capped(output_cap)
@@ -116,6 +134,8 @@ def run(
     finally:
         _kill_group(proc.pid)
         proc.wait()
+        with _running_lock:
+            _running.discard(proc.pid)
     deadline = time.monotonic() + PIPE_GRACE_S
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))

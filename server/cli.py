@@ -72,6 +72,24 @@ def serve(
     from heedls.server.collector import settle
 
     settle()  # what start-up loaded out of the collector's reach, young collections less often
+    import signal
+
+    from heedls.analyzers.proc import kill_running
+
+    def on_term(signum: int, _frame: object) -> None:
+        # An editor that gives up waiting for shutdown sends SIGTERM: the test runs go with us (each
+        # is a session of its own, out of the signal's reach), and what the telemetry queue holds is
+        # written (its atexit hook) before we go. Not through SystemExit: pygls' shutdown would wait
+        # for its stdin reader, which the editor may never close.
+        import atexit
+
+        kill_running()
+        try:
+            atexit._run_exitfuncs()
+        finally:
+            os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
     if tcp:
         host, _, port = tcp.rpartition(":")
         if not port.isdigit():
@@ -80,6 +98,9 @@ def serve(
         server.start_tcp(host or "127.0.0.1", int(port))
     else:
         server.start_io()
+    kill_running()
+    # LSP: `exit` after `shutdown` is 0, anything else (no shutdown, the client gone) 1
+    raise typer.Exit(0 if getattr(server.protocol, "_shutdown", False) else 1)
 
 
 for _name in COMMAND_MODULES:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from pathlib import Path
 
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
@@ -62,6 +64,8 @@ def register(server: HeedlsServer) -> None:
         use_lsp_documents(ls)
         ls.root = _root_from(params)
         ls.init_options = params.initialization_options
+        if isinstance(params.process_id, int) and params.process_id > 0 and params.process_id != os.getpid():
+            ls.services["parent_watch"] = asyncio.ensure_future(_watch_parent(params.process_id))
         await ls.reload_config()
 
     @server.feature(types.INITIALIZED)
@@ -79,6 +83,30 @@ def register(server: HeedlsServer) -> None:
 
 
 PULL_TIMEOUT_S = 5.0
+PARENT_POLL_S = 3.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+async def _watch_parent(pid: int) -> None:
+    """LSP: "If the parent process is not alive then the server should exit" (initialize's
+    processId). An editor that crashed or was killed leaves its pipes to a server that may never
+    read end-of-file (a wrapper holds them): the server and its test runs would stay forever."""
+    while _alive(pid):
+        await asyncio.sleep(PARENT_POLL_S)
+    log.warning("the editor (process %d) is gone: exiting", pid)
+    from heedls.analyzers.proc import kill_running
+
+    kill_running()
+    os.kill(os.getpid(), signal.SIGTERM)  # the normal way out: telemetry flushed, exit status 143
 
 
 async def _pull_settings(ls: HeedlsServer) -> None:

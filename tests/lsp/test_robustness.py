@@ -235,3 +235,60 @@ def test_requests_for_a_path_never_opened_do_not_read_a_fifo(raw_server) -> None
         assert "result" in server.wait(msg_id, 10), msg_id
     server.send({"id": "st", "method": "heedls/status", "params": {}})
     assert "result" in server.wait("st", 10)
+
+
+def _gone(pid: int, within: float) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_exit_without_shutdown_is_status_1_and_after_it_0(tmp_path: Path) -> None:
+    for shutdown, status in ((False, 1), (True, 0)):
+        server = RawServer(tmp_path)
+        server.initialize(tmp_path)
+        if shutdown:
+            server.send({"id": "down", "method": "shutdown"})
+            server.wait("down")
+        server.send({"method": "exit"})
+        assert server.proc.wait(10) == status
+
+
+def test_sigterm_takes_a_running_test_run_with_it(tmp_path: Path) -> None:
+    """Editors send SIGTERM when shutdown takes too long: pytest runs in a session of its own, out
+    of the signal's reach, and a hanging test used to run on forever."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    pid_file = tmp_path / "pytest.pid"
+    (root / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (root / "test_calc.py").write_text(
+        f"import os, time\nfrom calc import add\n\n\ndef test_hangs():\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n    time.sleep(300)\n")
+    server = RawServer(tmp_path)
+    server.initialize(root)
+    uri = (root / "calc.py").as_uri()
+    server.open(uri, (root / "calc.py").read_text())
+    server.send({"method": "textDocument/didSave", "params": {"textDocument": {"uri": uri}}})
+    end = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < end:
+        time.sleep(0.1)
+    pytest_pid = int(pid_file.read_text())
+    server.proc.terminate()
+    assert server.proc.wait(10) == 143
+    assert _gone(pytest_pid, 5)
+
+
+def test_the_server_exits_when_the_editor_process_is_gone(tmp_path: Path) -> None:
+    """initialize's processId: an editor killed without closing our pipes (a wrapper holds them)."""
+    editor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    server = RawServer(tmp_path)
+    server.send({"id": "init", "method": "initialize",
+                 "params": {"processId": editor.pid, "rootUri": tmp_path.as_uri(), "capabilities": {}}})
+    server.wait("init")
+    editor.wait(10)
+    assert server.proc.wait(15) == 143
