@@ -15,9 +15,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
+    JsonRpcServerNotInitialized,
+)
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.json_rpc import RPCRequest
 
 from heedls import __version__
 from heedls.server import config as config_mod
@@ -66,6 +72,35 @@ class HeedlsProtocol(LanguageServerProtocol):
                     error.message = f"Invalid params: {data['method']} params do not match the protocol"
                     self._send_response(msg_id, error=error)
             raise
+
+    _initialize_seen = False
+
+    def handle_message(self, message: Any) -> None:
+        """The LSP lifecycle around pygls': before `initialize` a request is answered
+        ServerNotInitialized and a notification dropped (an early one built the engine without the
+        workspace, and its events went to another store); a second `initialize` is refused (it
+        rebuilt the workspace and lost the open documents); after `shutdown` a request is answered
+        InvalidRequest (pygls dropped it, and the client waited)."""
+        method = getattr(message, "method", None)
+        is_request = isinstance(message, RPCRequest)
+        if method == types.EXIT or getattr(message, "jsonrpc", None) != self.VERSION:
+            return super().handle_message(message)
+        refusal: JsonRpcException | None = None
+        if method == types.INITIALIZE:
+            if self._initialize_seen:
+                refusal = JsonRpcInvalidRequest("initialize was already received")
+            self._initialize_seen = True
+        elif not self._initialize_seen and method is not None:
+            if not is_request:
+                return None
+            refusal = JsonRpcServerNotInitialized("the server is not initialized yet: send initialize first")
+        elif self._shutdown and method is not None and is_request:
+            refusal = JsonRpcInvalidRequest("the server is shutting down: no more requests")
+        if refusal is None:
+            return super().handle_message(message)
+        if is_request:
+            self._send_response(message.id, error=refusal.to_response_error())
+        return None
 
     def _execute_handler(self, msg_id: Any, handler: Any, callback: Any, args: Any = None, kwargs: Any = None) -> None:
         super()._execute_handler(msg_id, handler, callback, args, kwargs)

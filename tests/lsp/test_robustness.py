@@ -292,3 +292,25 @@ def test_the_server_exits_when_the_editor_process_is_gone(tmp_path: Path) -> Non
     server.wait("init")
     editor.wait(10)
     assert server.proc.wait(15) == 143
+
+
+def test_the_lifecycle_is_kept_before_initialize_twice_and_after_shutdown(tmp_path: Path) -> None:
+    server = RawServer(tmp_path)
+    try:
+        server.send({"id": "early", "method": "heedls/status", "params": {}})
+        assert server.wait("early")["error"]["code"] == -32002  # ServerNotInitialized
+        server.send({"method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": (tmp_path / "a.py").as_uri(), "languageId": "python", "version": 1, "text": "x = 1\n"}}})
+        server.initialize(tmp_path)
+        server.send({"id": "again", "method": "initialize", "params": {"processId": None, "rootUri": None,
+                                                                       "capabilities": {}}})
+        assert server.wait("again")["error"]["code"] == -32600
+        server.send({"id": "down", "method": "shutdown"})
+        server.wait("down")
+        server.send({"id": "late", "method": "heedls/status", "params": {}})
+        assert server.wait("late")["error"]["code"] == -32600
+        server.send({"method": "exit"})
+        assert server.proc.wait(10) == 0
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
