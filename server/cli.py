@@ -97,7 +97,9 @@ def serve(
             raise typer.Exit(2)
         server.start_tcp(host or "127.0.0.1", int(port))
     else:
-        server.start_io()
+        from heedls.server.framing import LenientFrames
+
+        server.start_io(stdin=LenientFrames(sys.stdin.buffer))  # type: ignore[arg-type]
     kill_running()
     # LSP: `exit` after `shutdown` is 0, anything else (no shutdown, the client gone) 1
     raise typer.Exit(0 if getattr(server.protocol, "_shutdown", False) else 1)

@@ -314,3 +314,30 @@ def test_the_lifecycle_is_kept_before_initialize_twice_and_after_shutdown(tmp_pa
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
+
+
+def test_a_badly_framed_message_costs_that_message_not_the_session(raw_server) -> None:
+    """A lower-case or oddly spaced header, LF-only lines, a Content-Length that is too short or
+    too long: pygls lost every message after one of these, the server alive but silent."""
+    server, root = raw_server
+    uri = (root / "a.py").as_uri()
+    server.open(uri, "def f():\n    \n")
+    status = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "heedls/status", "params": {}}).encode()
+    frames = [
+        b"content-length: %d\r\n\r\n" % len(status),
+        b"Content-Length:%d\r\n\r\n" % len(status),
+        b"Content-Length:  %d\n\n" % len(status),
+        b"Content-Length: %d\r\n\r\n" % (len(status) - 5),
+        b"Content-Length: %d\r\n\r\n" % (len(status) + 10),
+    ]
+    assert server.proc.stdin is not None
+    for i, header in enumerate(frames):
+        server.proc.stdin.write(header + status.replace(b'"id": 0', b'"id": %d' % (i + 1)))
+        server.proc.stdin.flush()
+        time.sleep(0.2)
+        # a length too long swallows the start of the next message: that one is lost, not the rest
+        server.send({"method": "$/heedls/sacrificed"})
+        answer = server.inline(f"after{i}", uri, 1, 4)  # the next well-formed request is answered
+        assert answer["result"]["items"], (header, answer)
+    for i in range(3):  # the headers that were only spelt differently were read as they are
+        assert "result" in server.wait(i + 1)
