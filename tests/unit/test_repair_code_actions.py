@@ -26,7 +26,8 @@ def _server(tmp_path: Path, diagnostics: list[Diagnostic]) -> tuple[Any, str]:
     path = tmp_path / "m.py"
     path.write_text(TEXT)
     uri = path.as_uri()
-    workspace = SimpleNamespace(get_text_document=lambda u: SimpleNamespace(source=TEXT))
+    document = SimpleNamespace(source=TEXT)
+    workspace = SimpleNamespace(get_text_document=lambda u: document, text_documents={str(path.as_uri()): document})
     server = SimpleNamespace(services={"diagnostics": FakeStore(diagnostics)}, workspace=workspace)
     return server, uri
 
