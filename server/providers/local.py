@@ -22,6 +22,7 @@ import hashlib
 import logging
 import marshal
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -125,9 +126,12 @@ def iter_python_files(root: Path, limits: IndexLimits) -> list[Path]:
                 continue
             path = Path(dirpath, name)
             try:
-                if path.stat().st_size > limits.max_file_bytes:
-                    continue
+                st = path.stat()
             except OSError:
+                continue
+            # A regular file only: a FIFO named x.py hung the index build, a link to /dev/zero grew it
+            # until memory ran out (stat() gives both a size of 0)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > limits.max_file_bytes:
                 continue
             out.append(path)
             if len(out) >= limits.max_files:
@@ -272,12 +276,17 @@ class LocalProvider:
             st = path.stat()
         except OSError:
             return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
         cached = self._file_cache.get(key)
         if cached and cached.size == st.st_size and cached.mtime_ns == st.st_mtime_ns:
             return cached
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as fh:  # no more than the cap, even if the file grew since the walk
+                raw = fh.read(self.limits.max_file_bytes + 1)
         except OSError:
+            return None
+        if len(raw) > self.limits.max_file_bytes:
             return None
         digest = hashlib.sha1(raw).hexdigest()
         if cached and cached.digest == digest:

@@ -304,3 +304,18 @@ async def test_optionally_the_block_line_after_a_colon(tmp_path: Path) -> None:
         assert cands and cands[0].text == ":\n    main()"
     finally:
         await prov.aclose()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="POSIX")
+def test_only_regular_files_are_indexed_so_a_fifo_or_a_device_cannot_hang_or_flood_it(tmp_path: Path) -> None:
+    """A FIFO named x.py blocked the index build forever; a link to /dev/zero read until memory ran
+    out (stat() gives both a size of 0, under the cap)."""
+    import os
+
+    _write(tmp_path, {"app.py": "def scale(x):\n    return x * 2\n"})
+    os.mkfifo(tmp_path / "pipe.py")
+    (tmp_path / "zero.py").symlink_to("/dev/zero")
+    found = [p.name for p in iter_python_files(tmp_path, IndexLimits())]
+    assert found == ["app.py"]
+    provider = LocalProvider(tmp_path, cache_dir=tmp_path / "cache")
+    provider.index_now([tmp_path / "pipe.py", tmp_path / "zero.py", tmp_path / "app.py"])  # returns: nothing read
