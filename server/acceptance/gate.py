@@ -117,6 +117,7 @@ class AcceptanceGate:
         self._views: OrderedDict[str, tuple[SessionView, str | None]] = OrderedDict()
         self._stored: dict[str, dict[str, Any]] = {}  # decided events by id, oldest first, <= MAX_ROWS
         self._since_refit = 0
+        self._attempted = False  # no refit attempted yet in this process
         self._lock = threading.Lock()
         self._refitting = False
         self._file_lock = threading.Lock()  # appends to the rows file vs its compaction
@@ -296,7 +297,10 @@ class AcceptanceGate:
         self._append_row(record)
         if fresh:
             self._since_refit += 1
-        if self._since_refit >= REFIT_EVERY or (fresh and len(self._stored) == self.min_events):
+        # The first attempt as soon as there are enough rows; then every REFIT_EVERY new ones (at
+        # the cap the store stays at min_events rows: "== min_events" held on every decision)
+        first = fresh and not self._attempted and len(self._stored) >= self.min_events
+        if self._since_refit >= REFIT_EVERY or first:
             self.maybe_refit()
 
     def _labelled(self) -> list[dict[str, Any]]:
@@ -312,6 +316,7 @@ class AcceptanceGate:
         labelled = self._labelled()
         if len(labelled) < self.min_events:
             return False
+        self._attempted = True
         positives = sum(int(r[self.label]) for r in labelled)
         minority = min(positives, len(labelled) - positives)
         if minority < max(MIN_MINORITY, MIN_MINORITY_SHARE * len(labelled)):
@@ -405,9 +410,10 @@ class AcceptanceGate:
         for line in list(latest.values())[-MAX_ROWS:]:  # the newest, in the order first written
             try:
                 record = json.loads(line)
-                out[str(record["id"])] = _interned(record)
-            except (ValueError, KeyError, TypeError, AttributeError):
+            except ValueError:
                 continue
+            if _valid_row(record):  # a hand-edited row (`"accepted": "yes"`) stopped every refit
+                out[str(record["id"])] = _interned(record)
         self._file_lines = lines
         if lines > COMPACT_AT:
             self._compacting = True
@@ -505,6 +511,26 @@ def _finite_row(row: Any) -> bool:
     return row is None or all(map(math.isfinite, row.values()))
 
 
+def _valid_row(record: Any) -> bool:
+    """A rows-file record as the gate writes it: an id, a finite `ts`, labels that are null, a
+    boolean or 0/1, and feature rows that are null or maps of finite numbers."""
+    if not isinstance(record, dict) or not isinstance(record.get("id"), (str, int)) or isinstance(record.get("id"), bool):
+        return False
+    ts = record.get("ts")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+        return False
+    for label in ("accepted", "persisted"):
+        value = record.get(label)
+        if value is not None and value not in (0, 1):  # True/False compare equal to 1/0
+            return False
+    for stage in ("context", "suggestion"):
+        row = record.get(stage)
+        if row is not None and not (isinstance(row, dict) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row.values())):
+            return False
+    return True
+
+
 def _interned(record: dict[str, Any]) -> dict[str, Any]:
     """A record read back, its feature names shared (a third of a row's memory otherwise)."""
     for stage in ("context", "suggestion"):
@@ -535,7 +561,9 @@ def _latest_lines(path: Path) -> tuple[dict[str, str], int]:
     written, and how many lines the file has."""
     latest: dict[str, str] = {}
     lines = 0
-    with open(path, encoding="utf-8") as fh:
+    # errors="replace": one bad byte costs its line (which then fails to parse), not the whole
+    # history, on every start (and compaction, which reads the same way, then drops the line)
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             lines += 1
             key = _row_key(line)

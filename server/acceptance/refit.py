@@ -60,7 +60,10 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
         fresh = [i for i, (r, inc) in enumerate(zip(usable_new, incumbents)) if _unseen(r, inc)]
         if len(usable_old) < 10 or len(usable_new) < 5:
             continue
-        if len(fresh) < len(usable_new) and len(fresh) < MIN_NEWER_ROWS:
+        # A user refit is judged on rows it was not trained on, at least MIN_NEWER_ROWS of them
+        # (whether or not some held-back rows are older); the shipped model saw none of them.
+        refitted = any(inc is not None and _trained_until(inc) is not None for inc in incumbents)
+        if refitted and len(fresh) < MIN_NEWER_ROWS:
             report[stage] = {"result": "waiting", "newer_rows": len(fresh), "needed": MIN_NEWER_ROWS}
             continue
         usable_new = [usable_new[i] for i in fresh]
@@ -108,13 +111,19 @@ def _usable(row: Any) -> bool:
     return bool(row) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in row.values())
 
 
+def _trained_until(model: StageModel) -> float | None:
+    """The newest row a user refit was trained on (`trained_until_ts`), None for the shipped model."""
+    until = model.meta.get("trained_until_ts")
+    if not isinstance(until, (int, float)) or isinstance(until, bool):
+        return None
+    return float(until)
+
+
 def _unseen(row: Mapping[str, Any], incumbent: StageModel | None) -> bool:
     """Whether `incumbent` was not trained on `row`: it is no user refit (no `trained_until_ts`
     in its meta), or the row is newer than the newest row it was trained on."""
-    until = incumbent.meta.get("trained_until_ts") if incumbent is not None else None
-    if not isinstance(until, (int, float)) or isinstance(until, bool):
-        return True
-    return float(row["ts"]) > float(until)
+    until = _trained_until(incumbent) if incumbent is not None else None
+    return until is None or float(row["ts"]) > until
 
 
 def fit_candidates_in_process(*args: Any) -> RefitResult:

@@ -546,3 +546,53 @@ def test_a_user_model_is_compared_only_on_rows_newer_than_those_it_was_trained_o
     assert "suggestion" in installed
     meta = installed["suggestion"]["meta"]
     assert meta["trained_until_ts"] == rows[-1]["ts"] and meta["trained_rows"] == 200  # for the next refit
+
+
+def test_a_user_model_waits_for_enough_newer_rows_even_when_every_held_back_row_is_newer(model_file: Path) -> None:
+    """A user refit trained before all of the held-back rows: 18 of them judged it before."""
+    from heedls.server.acceptance.refit import MIN_NEWER_ROWS, fit_candidates
+
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=10_000), None, model_path=model_file)
+    _decide(gate, make_events(sessions=2, per_session=45, seed=31))
+    rows = sorted(gate._labelled(), key=lambda r: r["ts"])
+    assert gate.model is not None
+    stages = {name: StageModel.from_json({**stage.to_json(), "meta": {"source": "user refit",
+                                                                     "trained_until_ts": rows[0]["ts"] - 1}})
+              for name, stage in gate.model.stages.items()}
+    _, report = fit_candidates(rows, AcceptanceModel("u", stages).to_json(), 0.95, "accepted",
+                               {"context": "logreg", "suggestion": "logreg"}, False)
+    assert report["holdout"] < MIN_NEWER_ROWS
+    assert report["suggestion"] == {"result": "waiting", "newer_rows": report["holdout"], "needed": MIN_NEWER_ROWS}
+
+
+def test_at_the_row_cap_refits_are_still_tried_every_refit_every_rows(
+        model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import heedls.server.acceptance.gate as gate_module
+
+    monkeypatch.setattr(gate_module, "MAX_ROWS", 40, raising=False)
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=40), tmp_path, model_path=model_file)
+    gate.background = False
+    attempts = []
+    real = gate.maybe_refit
+    gate.maybe_refit = lambda: attempts.append(1) or real()  # type: ignore[method-assign]
+    events = make_events(sessions=1, per_session=140, seed=32)
+    for event in events:
+        event.outcome = "rejected"  # the class-balance guard fails: every attempt is a full check
+    _decide(gate, events)
+    assert len(attempts) <= 140 // gate_module.REFIT_EVERY + 2  # it was one per decision at the cap
+
+
+def test_a_hand_edited_or_damaged_rows_file_costs_its_bad_lines_only(model_file: Path, tmp_path: Path) -> None:
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=10_000), tmp_path, model_path=model_file)
+    _decide(gate, make_events(sessions=1, per_session=30, seed=33))
+    path = tmp_path / ROWS_FILE
+    lines = path.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["accepted"] = "yes"  # refits failed on it at every attempt (int("yes"))
+    second = json.loads(lines[1])
+    second["ts"] = "yesterday"
+    path.write_bytes(("\n".join([json.dumps(first), json.dumps(second), *lines[2:]]) + "\n").encode()
+                     + b"\xff\xfe not utf-8\n")  # one bad byte dropped the whole history at every start
+    again = build_gate(GateConfig(mode="cascade", min_events_for_refit=10_000), tmp_path, model_path=model_file)
+    assert len(again._stored) == 28
+    assert again.maybe_refit() is False  # and no exception: the guard reads only valid rows
