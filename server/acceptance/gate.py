@@ -43,7 +43,7 @@ from heedls.server.acceptance.features import (
     suggestion_row,
 )
 from heedls.server.acceptance.model import AcceptanceModel, Kind, StageModel
-from heedls.server.acceptance.refit import fit_candidates, fit_candidates_in_process
+from heedls.server.acceptance.refit import RefitInterrupted, fit_candidates, fit_candidates_in_process
 from heedls.server.events import SuggestionEvent
 from heedls.server.files import locked, temporary_sibling, write_atomic
 from heedls.server.pipeline.gate import GateDecision
@@ -336,6 +336,8 @@ class AcceptanceGate:
     def _refit(self, rows: list[dict[str, Any]]) -> None:
         try:
             self._refit_inner(rows)
+        except RefitInterrupted as exc:  # the server is exiting: no failure, no traceback
+            log.info("%s; keeping the current model", exc)
         except Exception:
             log.exception("acceptance refit failed; keeping the current model")
         finally:
@@ -389,6 +391,11 @@ class AcceptanceGate:
         report["result"] = "installed" if set(stages) == {"context", "suggestion"} else "partly installed"
         self.last_refit = report
         log.info("acceptance model refitted: %s (%s)", model.version, report["result"])
+
+    def retire(self) -> None:
+        """This gate is replaced (telemetry turned off, the learning moved): a refit still running
+        saves nothing, and no row is written any more."""
+        self.data_dir = None
 
     def _kind(self, stage: str) -> Kind:
         current = self._stage(stage)

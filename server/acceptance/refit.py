@@ -10,6 +10,7 @@ import logging
 import math
 import multiprocessing
 import os
+import pickle
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -133,19 +134,34 @@ def fit_candidates_in_process(*args: Any) -> RefitResult:
     REFIT_TIMEOUT_S is abandoned (TimeoutError) and its process terminated."""
     ctx = multiprocessing.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
-    worker = ctx.Process(target=_worker, args=(sender, args), name="heedls-refit", daemon=True)
+    tasks, task_sender = ctx.Pipe(duplex=False)
+    # The rows go through a pipe once the worker runs, not as the Process's arguments: a server
+    # that exits while handing them over leaves the worker an end of file it quietly stops at (as
+    # arguments, the child's start-up failed on truncated pickle data, with a traceback).
+    worker = ctx.Process(target=_worker, args=(tasks, sender), name="heedls-refit", daemon=True)
     try:
         worker.start()
     except (OSError, RuntimeError) as exc:  # RuntimeError: spawning while the main module is importing
         log.warning("acceptance refit: no worker process (%s); fitting in this process", exc)
+        task_sender.close()
         return fit_candidates(*args)
     finally:
         sender.close()  # the child has its own copy: EOF here once it is gone
+        tasks.close()
     try:
+        try:
+            task_sender.send(args)
+        except OSError as exc:
+            raise RefitInterrupted(f"acceptance refit worker went away ({exc})") from exc
+        finally:
+            task_sender.close()
         if not receiver.poll(REFIT_TIMEOUT_S):
             raise TimeoutError(f"acceptance refit took longer than {REFIT_TIMEOUT_S:.0f} s")
         ok, payload = receiver.recv()
     except EOFError as exc:
+        worker.join(timeout=1)
+        if worker.exitcode is not None and worker.exitcode < 0:  # ended by a signal: the server is exiting
+            raise RefitInterrupted(f"acceptance refit stopped (worker ended by signal {-worker.exitcode})") from exc
         raise RuntimeError(f"acceptance refit worker died (exit code {worker.exitcode})") from exc
     finally:
         receiver.close()
@@ -158,8 +174,18 @@ def fit_candidates_in_process(*args: Any) -> RefitResult:
     return result
 
 
-def _worker(sender: Any, args: tuple[Any, ...]) -> None:
+class RefitInterrupted(RuntimeError):
+    """The refit was stopped from outside (the server exiting): nothing went wrong."""
+
+
+def _worker(tasks: Any, sender: Any) -> None:
     _lower_priority()
+    try:
+        args = tasks.recv()
+    except (EOFError, OSError, pickle.UnpicklingError):
+        return  # the server went away while handing the rows over
+    finally:
+        tasks.close()
     try:
         outcome: tuple[bool, Any] = (True, fit_candidates(*args))
     except Exception as exc:  # reported to the server, which keeps its current model

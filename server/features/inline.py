@@ -167,6 +167,9 @@ def register(server: HeedlsServer) -> None:
             if callable(reconfigure) and config.gate.mode != "off" and old.gate.mode != "off" and not learning_moved:
                 reconfigure(config.gate)  # keeps the session's counters and learned rows
             else:
+                retire = getattr(engine.gate, "retire", None)
+                if callable(retire):  # its refit in flight must not save where telemetry is now off
+                    retire()
                 engine.gate = services.build_gate(config, server.notify_log)
             server.services["gate"] = engine.gate
 

@@ -194,6 +194,7 @@ def test_a_server_that_exits_mid_refit_neither_waits_for_it_nor_leaves_it_runnin
     pids = [int(p) for p in done.stdout.split()]
     assert done.returncode == 0 and len(pids) == 1, done.stderr
     assert took < 4.0, f"exit waited {took:.1f} s for the refit"
+    assert "Traceback" not in done.stderr, done.stderr  # the worker's start-up read truncated rows
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
@@ -596,3 +597,25 @@ def test_a_hand_edited_or_damaged_rows_file_costs_its_bad_lines_only(model_file:
     again = build_gate(GateConfig(mode="cascade", min_events_for_refit=10_000), tmp_path, model_path=model_file)
     assert len(again._stored) == 28
     assert again.maybe_refit() is False  # and no exception: the guard reads only valid rows
+
+
+def test_a_gate_replaced_mid_refit_saves_nothing(model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Telemetry turned off while a refit ran: the old gate's refit still wrote the user model."""
+    from heedls.server.acceptance import gate as gate_module
+
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=60), tmp_path, model_path=model_file)
+    gate.background = False
+    real = gate_module.fit_candidates
+
+    def fit_while_replaced(*args: Any) -> Any:
+        gate.retire()  # what the server does when the settings move the learning
+        return real(*args)
+
+    monkeypatch.setattr(gate_module, "fit_candidates", fit_while_replaced)
+    rows_before = (tmp_path / ROWS_FILE)
+    _decide(gate, make_events(sessions=1, per_session=60, seed=34))
+    assert gate.status()["last_refit"] is not None
+    assert not (tmp_path / USER_MODEL).exists()
+    size = rows_before.stat().st_size
+    _decide(gate, make_events(sessions=1, per_session=5, seed=35))
+    assert rows_before.stat().st_size == size  # and no row is written any more
