@@ -182,6 +182,15 @@ def register(server: HeedlsServer) -> None:
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: HeedlsServer, params: Any) -> None:
+        # Suggestions superseded in the last seconds are decided before the store closes: their
+        # reject timers would fire after the exit, and the rejections were lost.
+        engine = ls.services.get("engine")
+        settle = getattr(engine, "settle_pending", None)
+        if callable(settle):
+            try:
+                settle()
+            except Exception:
+                log.exception("settling the pending rejections failed")
         # Telemetry first: nothing the user did may be lost, whatever fails after this.
         store = ls.services.get("telemetry")
         if store is not None:

@@ -383,6 +383,17 @@ class SuggestionEngine:
                 timer.cancel()
             self._reject_timer, self._reject_loop = loop.call_at(self._rejects[0][0], self._rejects_due), loop
 
+    def settle_pending(self) -> int:
+        """At shutdown: the suggestions superseded within the reject timeout are decided now, as
+        that timeout would have (no accept can arrive after exit); how many there were."""
+        if self._reject_timer is not None:
+            self._reject_timer.cancel()
+            self._reject_timer = None
+        pending, self._rejects = self._rejects, []
+        for _, suggestion_id in sorted(pending):
+            self.resolve(suggestion_id, "rejected", "superseded")
+        return len(pending)
+
     def _rejects_due(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()

@@ -372,3 +372,19 @@ async def test_typing_the_whole_suggestion_out_by_hand_is_no_rejection() -> None
     mine = [e for e in sink.events if e["id"] == first.id]
     assert mine[-1]["outcome"] == "ignored" and mine[-1]["reason"] == "typed-through"
     assert gate.observed == []
+
+
+async def test_pending_supersede_rejections_are_decided_at_shutdown() -> None:
+    """The editor closes a second after a displayed suggestion was replaced: its reject timer
+    would fire after the exit, and the rejection was never recorded."""
+    sink, gate = RecordingSink(), ThresholdGate()
+    engine = SuggestionEngine(CountingProvider(), _quick_reject(60.0), gate=gate, sink=sink)
+    first = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    assert first is not None
+    engine.mark_displayed(first.id)
+    doc = DOC + "x, "
+    await engine.suggest("u", "/a.py", doc, len(doc), 0, len(doc))
+    assert engine.settle_pending() == 1
+    mine = [e for e in sink.events if e["id"] == first.id]
+    assert mine[-1]["outcome"] == "rejected" and mine[-1]["reason"] == "superseded"
+    assert [e.outcome for e in gate.observed] == ["rejected"]
