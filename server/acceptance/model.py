@@ -331,6 +331,17 @@ def _check_tree(tree: Mapping[str, Sequence[float]], n_features: int | None) -> 
                 raise ValueError(f"tree deeper than {MAX_TREE_DEPTH} levels")
 
 
+# Platt scaling maps the learner's logits to probabilities: slopes and offsets of a few units.
+CALIBRATION_LIMIT = 100.0
+
+
+def _within(value: Any, low: float, high: float, what: str) -> float:
+    number = _finite(value, what)
+    if not low <= number <= high:
+        raise ValueError(f"{what} {number!r} is outside [{low:g}, {high:g}]")
+    return number
+
+
 def _finite(value: Any, what: str) -> float:
     out = float(value)
     if not math.isfinite(out):
@@ -467,10 +478,16 @@ class StageModel:
             raise ValueError("meta calibration_positives is not a number")  # threshold_for reads it
         # Every number is finite: a NaN weight or threshold would hide every suggestion (NaN >= t
         # is False), and nothing at serve time could tell.
+        # And within what they can be: a probability threshold of 2.0 or a calibration slope of
+        # 1e308 (a hand-edited file) skipped every request without a word.
+        quantiles = _finite_list(data.get("positive_quantiles") or [], "positive_quantiles")
+        if any(not 0.0 <= q <= 1.0 for q in quantiles):
+            raise ValueError("positive_quantiles are not all probabilities (0 to 1)")
         return cls(str(data["stage"]), features, kind, logreg, gbm,
-                   Platt(_finite(cal.get("a", 1.0), "calibration a"), _finite(cal.get("b", 0.0), "calibration b")),
-                   _finite(data["keep_accepted"], "keep_accepted"), _finite(data["threshold"], "threshold"),
-                   _finite_list(data.get("positive_quantiles") or [], "positive_quantiles"), meta)
+                   Platt(_within(cal.get("a", 1.0), -CALIBRATION_LIMIT, CALIBRATION_LIMIT, "calibration a"),
+                         _within(cal.get("b", 0.0), -CALIBRATION_LIMIT, CALIBRATION_LIMIT, "calibration b")),
+                   _within(data["keep_accepted"], 0.0, 1.0, "keep_accepted"), _within(data["threshold"], 0.0, 1.0, "threshold"),
+                   quantiles, meta)
 
     def finite(self) -> bool:
         """Whether every number the stage scores with is finite (what `from_json` requires)."""

@@ -250,7 +250,7 @@ def test_reconfigure_keeps_counters_and_loads_the_model_when_turned_on(model_fil
 
 def test_provider_specific_stage_is_preferred(model_file: Path, tmp_path: Path) -> None:
     base = AcceptanceModel.load(model_file)
-    strict = StageModel.from_json({**base.stages["suggestion"].to_json(), "threshold": 1.01,
+    strict = StageModel.from_json({**base.stages["suggestion"].to_json(), "threshold": 1.0,
                                    "positive_quantiles": []})
     model = AcceptanceModel("regimes-1", {**base.stages, "suggestion@local": strict})
     path = tmp_path / "regimes.json"
@@ -619,3 +619,22 @@ def test_a_gate_replaced_mid_refit_saves_nothing(model_file: Path, tmp_path: Pat
     size = rows_before.stat().st_size
     _decide(gate, make_events(sessions=1, per_session=5, seed=35))
     assert rows_before.stat().st_size == size  # and no row is written any more
+
+
+@pytest.mark.parametrize(("path", "value"), [(("threshold",), 2.0), (("calibration", "a"), 1e308),
+                                             (("positive_quantiles",), [0.1, 1.5])])
+def test_a_user_model_with_impossible_numbers_is_ignored_with_a_warning(
+        model_file: Path, tmp_path: Path, path: tuple[str, ...], value: Any) -> None:
+    """Finite but impossible (a probability threshold of 2, a calibration slope of 1e308): every
+    request was skipped without a word."""
+    data = json.loads(model_file.read_text())
+    data["version"] = "user-impossible"
+    node = data["stages"]["context"]
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    (tmp_path / USER_MODEL).write_text(json.dumps(data))
+    warnings: list[str] = []
+    gate = build_gate(GateConfig(mode="cascade"), tmp_path, model_path=model_file, warn=warnings.append)
+    assert gate.status()["model_version"] == "gate-test-1"  # the default, not the broken file
+    assert warnings
