@@ -138,9 +138,12 @@ class AcceptanceGate:
         self.keep = keep if 0.0 < keep <= 1.0 else self.keep
         label = str(getattr(config, "label", self.label))
         self.label = label if label in ("accepted", "persisted") else self.label
-        self.refit_enabled = bool(getattr(config, "refit", self.refit_enabled))
+        refit = bool(getattr(config, "refit", self.refit_enabled))
+        learning_switched = refit != self.refit_enabled
+        self.refit_enabled = refit
         self.min_events = min(MAX_ROWS, max(20, int(getattr(config, "min_events_for_refit", self.min_events))))
-        if self.mode != "off" and self.model is None:
+        # as a restart would: with refits on, the user's refitted model serves; with them off, the shipped one
+        if self.mode != "off" and (self.model is None or learning_switched):
             self.model = _load_for(self.data_dir, self.refit_enabled, model_path)
 
     # ------------------------------------------------------------------ decisions

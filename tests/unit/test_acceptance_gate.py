@@ -638,3 +638,15 @@ def test_a_user_model_with_impossible_numbers_is_ignored_with_a_warning(
     gate = build_gate(GateConfig(mode="cascade"), tmp_path, model_path=model_file, warn=warnings.append)
     assert gate.status()["model_version"] == "gate-test-1"  # the default, not the broken file
     assert warnings
+
+
+def test_turning_refits_on_or_off_live_serves_what_a_restart_would(model_file: Path, tmp_path: Path) -> None:
+    data = json.loads(model_file.read_text())
+    data["version"] = "gate-test-1+user1"
+    (tmp_path / USER_MODEL).write_text(json.dumps(data))
+    gate = build_gate(GateConfig(mode="cascade", refit=False), tmp_path, model_path=model_file)
+    assert gate.model_version == "gate-test-1"
+    gate.reconfigure(GateConfig(mode="cascade", refit=True), model_path=model_file)
+    assert gate.model_version == "gate-test-1+user1"  # the learned model, as after a restart
+    gate.reconfigure(GateConfig(mode="cascade", refit=False), model_path=model_file)
+    assert gate.model_version == "gate-test-1"
