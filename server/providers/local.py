@@ -73,7 +73,7 @@ _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 class IndexLimits:
     max_files: int = 3000
     max_file_bytes: int = 1_000_000
-    max_tokens: int = 2_000_000  # ~8 arrays of int32 per token: ~64 MB at the cap
+    max_tokens: int = 2_000_000  # the suffix arrays ~64 MB at the cap; the process ~400-650 MB (docs)
     max_entries: int = 200_000  # directory entries looked at while walking
 
 
