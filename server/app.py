@@ -7,6 +7,9 @@ and fans out to listeners so several features can react to the same didChange/di
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import json
 import logging
 import os
 import sys
@@ -19,6 +22,7 @@ from pygls.exceptions import (
     JsonRpcException,
     JsonRpcInvalidParams,
     JsonRpcInvalidRequest,
+    JsonRpcParseError,
     JsonRpcServerNotInitialized,
 )
 from pygls.lsp.server import LanguageServer
@@ -81,6 +85,13 @@ class HeedlsProtocol(LanguageServerProtocol):
         workspace, and its events went to another store); a second `initialize` is refused (it
         rebuilt the workspace and lost the open documents); after `shutdown` a request is answered
         InvalidRequest (pygls dropped it, and the client waited)."""
+        if isinstance(message, (dict, list, int, float, str, bool)) or message is None:
+            # a JSON body that is no message (`[1, 2]`, `42`, an object without "jsonrpc"): JSON-RPC's
+            # Invalid Request, for the id it has if any, else a null one
+            ident = message.get("id") if isinstance(message, dict) else None
+            ident = ident if isinstance(ident, (int, str)) and not isinstance(ident, bool) else None
+            self.send_error_for(ident, JsonRpcInvalidRequest("not a JSON-RPC 2.0 message"))
+            return None
         method = getattr(message, "method", None)
         is_request = isinstance(message, RPCRequest)
         if method == types.EXIT or getattr(message, "jsonrpc", None) != self.VERSION:
@@ -101,6 +112,21 @@ class HeedlsProtocol(LanguageServerProtocol):
         if is_request:
             self._send_response(message.id, error=refusal.to_response_error())
         return None
+
+    def send_error_for(self, msg_id: int | str | None, error: JsonRpcException) -> None:
+        """An error response, also for no id at all: JSON-RPC wants `"id": null` there, which
+        pygls' serializer leaves out (a client then cannot read the message as a response)."""
+        if msg_id is not None:
+            self._send_response(msg_id, error=error.to_response_error())
+            return
+        response = error.to_response_error()
+        body = json.dumps({"jsonrpc": self.VERSION, "id": None,
+                           "error": {"code": response.code, "message": response.message}}).encode("utf-8")
+        if self.writer is None:
+            return
+        written = self.writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        if inspect.isawaitable(written):
+            asyncio.ensure_future(written)
 
     def _execute_handler(self, msg_id: Any, handler: Any, callback: Any, args: Any = None, kwargs: Any = None) -> None:
         super()._execute_handler(msg_id, handler, callback, args, kwargs)
@@ -133,6 +159,11 @@ class HeedlsServer(LanguageServer):
         params, a change to a document never opened, a malformed message). Those are the client's
         or the server's business, not the user's: they go to the log, never into a pop-up."""
         log.warning("%s (%s)", error, getattr(source, "__name__", source))
+        if isinstance(error, json.JSONDecodeError):  # JSON-RPC: a Parse error answers with a null id
+            try:
+                self.protocol.send_error_for(None, JsonRpcParseError(str(error)))
+            except Exception:  # noqa: BLE001 - the connection may be gone
+                log.debug("parse error response failed", exc_info=True)
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("protocol_cls", HeedlsProtocol)

@@ -341,3 +341,20 @@ def test_a_badly_framed_message_costs_that_message_not_the_session(raw_server) -
         assert answer["result"]["items"], (header, answer)
     for i in range(3):  # the headers that were only spelt differently were read as they are
         assert "result" in server.wait(i + 1)
+
+
+def test_bodies_that_are_no_message_are_answered_with_json_rpc_errors(raw_server) -> None:
+    """JSON-RPC 2.0: a body that is not JSON is a Parse error, one that is no message object an
+    Invalid Request, each answered (id null when there is none), not only logged."""
+    server, root = raw_server
+    server.raw(b"{not json at all")
+    assert server.wait(None)["error"]["code"] == -32700
+    with server._lock:
+        server.responses.pop(None)
+    server.raw(b"[1, 2, 3]")
+    assert server.wait(None)["error"]["code"] == -32600
+    server.raw(b'{"id": 5, "method": "heedls/status", "params": {}}')  # no "jsonrpc"
+    assert server.wait(5)["error"]["code"] == -32600
+    uri = (root / "a.py").as_uri()
+    server.open(uri, "def f():\n    \n")
+    assert server.inline(103, uri, 1, 4)["result"]["items"]  # and it keeps serving
