@@ -19,10 +19,10 @@ import logging
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from heedls.analyzers.model import Diagnostic, Fix
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from heedls.server.features.documents import opened
 from heedls.server.features.params import field as _field
 from heedls.server.positions import UTF16, units
 from lsprotocol import types
@@ -42,8 +42,9 @@ _DISK_READ_CAP = 4_000_000  # bytes of a file the client never opened that an ac
 def _text_of(server: HeedlsServer, uri: str) -> str | None:
     """The client's text of an open document; else the file on disk, if it is a regular file of
     reasonable size (pygls would read any path, a FIFO too, and block the server until it is written)."""
-    if unquote(uri) in server.workspace.text_documents:
-        return str(server.workspace.get_text_document(uri).source)
+    document = opened(server.workspace, uri)
+    if document is not None:
+        return str(document.source)
     path = uris.to_fs_path(uri)
     try:
         if path and Path(path).is_file() and Path(path).stat().st_size <= _DISK_READ_CAP:

@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from heedls.analyzers import check, lint, syntax
 from heedls.analyzers.model import Diagnostic, Range
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from heedls.server.features.documents import opened
 from lsprotocol import types
 from pygls import uris
 
@@ -201,14 +201,12 @@ class DiagnosticsService:
         return check.find_workspace([Path(path)])
 
     def _text(self, uri: str) -> str | None:
-        try:
-            return self.server.workspace.get_text_document(uri).source
-        except Exception:  # noqa: BLE001 -- closed/unknown documents: read from disk instead
-            return None
+        """The client's text of an open document (None for others: callers read the file)."""
+        document = opened(self.server.workspace, uri)
+        return str(document.source) if document is not None else None
 
     def _is_open(self, uri: str) -> bool:
-        # pygls keys documents by the unquoted URI: `my%20project/calc.py` is open as `my project/…`
-        return unquote(uri) in self.server.workspace.text_documents
+        return opened(self.server.workspace, uri) is not None
 
     def _uri_of(self, path: str) -> str:
         """The URI the client knows `path` by: the one it opened it by, else, under a workspace it
@@ -228,7 +226,7 @@ class DiagnosticsService:
     def _lines_for(self, path: str, cache: dict[str, list[str] | None]) -> list[str] | None:
         if path not in cache:
             uri = self._uri_of(path)
-            text = self._text(uri) if self._is_open(uri) else None
+            text = self._text(uri)
             if text is None:
                 try:
                     text = syntax.read_source(path).text
@@ -594,8 +592,7 @@ class DiagnosticsService:
     def forget_files(self, uris: Sequence[str]) -> None:
         """Files that no longer exist: their diagnostics are cleared and no test result from them
         stays (a renamed test file's old failures doubled those of the new one)."""
-        gone = {p for p in (_path_of(uri) for uri in uris) if p is not None}
-        gone |= {str(Path(p).resolve()) for p in gone}
+        gone = {p for p in (_path_of(uri) for uri in uris) if p is not None}  # resolved already
         gone_uris = set(uris) | {self._uri_of(p) for p in gone}
         touched: set[str] = set(gone_uris)
         for results in self._test_results.values():

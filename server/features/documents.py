@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+from urllib.parse import unquote
 
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.positions import split_lines
@@ -25,6 +27,14 @@ class LspWorkspace(Workspace):
                               language_id: str | None = None) -> TextDocument:
         return LspTextDocument(doc_uri, source=source, version=version, language_id=language_id,
                                sync_kind=self._sync_kind, position_codec=self._position_codec)
+
+
+def opened(workspace: Any, uri: str) -> TextDocument | None:
+    """The document the client opened at `uri`, else None. pygls keeps documents under the decoded
+    URI (`my%20project/m.py` as `my project/m.py`), and its get_text_document reads any other path
+    from disk on the event loop (a FIFO there blocked the server)."""
+    document: TextDocument | None = workspace.text_documents.get(unquote(uri))
+    return document
 
 
 def use_lsp_documents(server: HeedlsServer) -> None:

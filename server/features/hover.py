@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import unquote
 
 from heedls.analyzers import explain as explain_mod
 from heedls.analyzers.model import Diagnostic
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from heedls.server.features.documents import opened
 from heedls.server.features.params import field as _field
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
@@ -38,13 +38,8 @@ def _diagnostics(server: HeedlsServer, uri: str) -> list[Diagnostic]:
 
 
 def _lines(server: HeedlsServer, uri: str) -> list[str] | None:
-    if unquote(uri) not in server.workspace.text_documents:
-        return None  # not open: pygls would read the path from disk (a FIFO blocks the server)
-    try:
-        text: str = server.workspace.get_text_document(uri).source
-    except Exception:  # noqa: BLE001 -- not open: no client-unit conversion needed beyond ASCII
-        return None
-    return text.split("\n")
+    document = opened(server.workspace, uri)  # not open: no client-unit conversion beyond ASCII
+    return str(document.source).split("\n") if document is not None else None
 
 
 def _to_python_char(server: HeedlsServer, lines: list[str] | None, line: int, character: int) -> int:

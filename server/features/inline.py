@@ -7,10 +7,10 @@ import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote
 
 from heedls.server import services
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
+from heedls.server.features.documents import opened
 from heedls.server.pipeline.debounce import Superseded
 from heedls.server.pipeline.engine import NullSink, SuggestionEngine
 from heedls.server.positions import column_from_units, units
@@ -182,10 +182,10 @@ def register(server: HeedlsServer) -> None:
     async def inline_completion(ls: HeedlsServer, params: types.InlineCompletionParams) -> types.InlineCompletionList | None:
         engine = engine_of(ls)
         uri = params.text_document.uri
-        if unquote(uri) not in ls.workspace.text_documents:
-            return None  # never opened: pygls would read the path from disk (a FIFO blocks the server)
+        doc = opened(ls.workspace, uri)
+        if doc is None:
+            return None  # never opened (documents.opened)
         try:
-            doc = ls.workspace.get_text_document(uri)
             source = doc.source
             lines = doc.lines  # splits the whole document: once per request
         except Exception:
