@@ -221,8 +221,8 @@ def report_cmd(
             raise typer.Exit(2)
         page = Path(html)
     cutoff = _since(since)
-    if page is not None:
-        _refuse_overwriting(page, "--html", events_file if events_file is not None else _store(store, _config()))
+    path = events_file if events_file is not None else _store(store, _config())  # what is read
+    _refuse_overwriting(page, "--html", path)
     if events_file is not None:
         skipped = Skipped("line")
         try:
@@ -242,7 +242,6 @@ def report_cmd(
             raise typer.Exit(1)
         report["store"] = str(events_file)
     else:
-        path = _store(store, _config())
         _require_store(path, "nothing to report")
         skipped = Skipped()
         try:

@@ -409,3 +409,11 @@ def test_stores_set_aside_beside_the_store_are_named_by_readers(workspace: Path,
         assert code == 0 and f"1 earlier store(s) were set aside next to events.sqlite3 ({aside.name})" in err
     code, out, _err = invoke("export", "--store", str(aside))
     assert code == 0 and out.count("\n") == 3  # and it reads as a store of its own
+
+
+def test_report_with_a_page_reads_the_configuration_once(workspace: Path, tmp_path: Path) -> None:
+    (workspace / "pyproject.toml").write_text("[tool.heedls]\nbogus = 1\n")
+    path = tmp_path / "events.sqlite3"
+    populate(path, 2)
+    code, _out, err = invoke("report", "--json", "--store", str(path), "--html", str(tmp_path / "r.html"))
+    assert code == 0 and err.count("bogus: unknown setting") == 1, err
