@@ -21,6 +21,18 @@ from heedls.server.providers.http import HTTPStatusProviderError
 
 log = logging.getLogger("heedls.providers")
 
+
+def tell(on_warning: Callable[[str], None] | None, message: str) -> None:
+    """A warning for the user, said once: through `on_warning` when there is one (the server logs
+    it and tells the editor; `heedls complete` prints it), else logged here."""
+    if on_warning is not None:
+        try:
+            on_warning(message)
+            return
+        except Exception:  # noqa: BLE001 - telling the user must never break serving
+            log.debug("warning callback failed", exc_info=True)
+    log.warning("%s", message)
+
 # The local provider's p95 is ~50 ms on 2 cores; keep it that plus headroom, at most a quarter of
 # a short deadline.
 MIN_RESERVE_S = 0.05
@@ -204,10 +216,4 @@ class FallbackProvider:
             self._warn(f"{label} is back")
 
     def _warn(self, message: str) -> None:
-        if self.on_warning is None:
-            log.warning("%s", message)
-            return
-        try:
-            self.on_warning(message)  # the server logs it and tells the editor: once
-        except Exception:  # noqa: BLE001 - telling the user must never break serving
-            log.warning("%s", message)
+        tell(self.on_warning, message)

@@ -17,7 +17,7 @@ import httpx
 from heedls.server.config import ProviderConfig
 from heedls.server.providers.base import Provider
 from heedls.server.providers.breaker import CircuitBreaker
-from heedls.server.providers.fallback import FallbackProvider
+from heedls.server.providers.fallback import FallbackProvider, tell
 from heedls.server.providers.http import HTTPProvider, redact_url
 from heedls.server.providers.llamacpp import LlamaCppProvider
 from heedls.server.providers.ollama import OllamaProvider
@@ -77,21 +77,15 @@ def build_provider(
     server logs them and forwards them as window/logMessage; `heedls complete` prints them);
     without it they are logged as warnings here."""
 
-    def warn(message: str) -> None:
-        if on_warning is not None:
-            on_warning(message)  # it says it once; logging here too printed it twice
-        else:
-            log.warning("%s", message)
-
     if config.name == "local":
         return local
     problems = config_problems(config)
     if problems:
-        warn(f"provider {config.name}: {'; '.join(problems)}; using the local provider")
+        tell(on_warning, f"provider {config.name}: {'; '.join(problems)}; using the local provider")
         return local
     parts = urlsplit(config.endpoint.strip())
     if parts.scheme == "http" and config.resolved_api_key() and not _is_local_host(parts.hostname or ""):
-        warn(f"provider {config.name}: the API key is sent unencrypted to {redact_url(config.endpoint)}")
+        tell(on_warning, f"provider {config.name}: the API key is sent unencrypted to {redact_url(config.endpoint)}")
     if config.name == "openai" and not config.model:
         # llama.cpp and some proxies ignore the model; OpenAI and vLLM answer 400 (-> fallback).
         log.info("provider openai: provider.model is empty; the server's default model is used")
