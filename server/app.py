@@ -110,7 +110,7 @@ class HeedlsProtocol(LanguageServerProtocol):
         if refusal is None:
             return super().handle_message(message)
         if is_request:
-            self._send_response(message.id, error=refusal.to_response_error())
+            self.send_error_for(message.id, refusal)
         return None
 
     def send_error_for(self, msg_id: int | str | None, error: JsonRpcException) -> None:
