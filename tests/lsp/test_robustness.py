@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lsprotocol import types
+
+from tests.support.processes import dead
 
 
 class RawServer:
@@ -237,17 +238,6 @@ def test_requests_for_a_path_never_opened_do_not_read_a_fifo(raw_server) -> None
     assert "result" in server.wait("st", 10)
 
 
-def _gone(pid: int, within: float) -> bool:
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_exit_without_shutdown_is_status_1_and_after_it_0(tmp_path: Path) -> None:
     for shutdown, status in ((False, 1), (True, 0)):
         server = RawServer(tmp_path)
@@ -280,7 +270,7 @@ def test_sigterm_takes_a_running_test_run_with_it(tmp_path: Path) -> None:
     pytest_pid = int(pid_file.read_text())
     server.proc.terminate()
     assert server.proc.wait(10) == 143
-    assert _gone(pytest_pid, 5)
+    assert dead(pytest_pid)
 
 
 def test_the_server_exits_when_the_editor_process_is_gone(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ from heedls.analyzers.repair.edits import Candidate, Span
 from heedls.analyzers.repair.engine import Repairer, RepairRequest, repair
 from heedls.analyzers.repair.workers import RunResult, TestOutcome, Worker
 
+from tests.support.processes import alive
+
 BUGGY = """def middle(a, b, c):
     # the median of three numbers
     if a < b:
@@ -142,17 +144,6 @@ def test_outcomes_are_cached_by_content(ws: Path) -> None:
     assert second.test_runs < first.test_runs or second.test_runs == 1
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # zombies count as gone
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
 def test_infinite_loop_and_fork_bomb_candidates_are_killed(ws: Path) -> None:
     worker = Worker(ws, sys.executable)
@@ -180,9 +171,9 @@ def test_infinite_loop_and_fork_bomb_candidates_are_killed(ws: Path) -> None:
         pids = [int(x) for x in (worker.copy / "pids.txt").read_text().split()]
         assert len(pids) >= 1
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        while time.monotonic() < deadline and any(alive(p) for p in pids):
             time.sleep(0.1)
-        assert not any(_alive(p) for p in pids)
+        assert not any(alive(p) for p in pids)
         # the worker is still usable afterwards
         ok = worker.run("mid.py", BUGGY, ["test_mid.py"], order=[], timeout_s=20)
         assert ok.status == "ok" and ok.rc == 0

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from heedls.analyzers import testrun
 from heedls.analyzers.pytest_plugin import PLUGIN_DIR, PLUGIN_MODULE
 from heedls.analyzers.testrun import failures_to_diagnostics, find_python, related_tests, run_tests
 
+from tests.support.processes import dead
 from tests.support.shared_data import QUIXBUGS as BENCH
 
 needs_bench = pytest.mark.skipif(not BENCH.is_dir(), reason="QuixBugs bench not available")
@@ -41,23 +40,6 @@ def _bug(tmp_path: Path, name: str) -> Path:
     work = tmp_path / name
     shutil.copytree(BENCH / name, work)
     return work
-
-
-def _dead(pid: int, wait_s: float = 5.0) -> bool:
-    """Gone, or a zombie waiting for a reaper (the container's init may not reap)."""
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-                return True
-        except OSError:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 # -- interpreter and related tests ------------------------------------------------------------------
@@ -188,7 +170,7 @@ def test_a_test_that_forks_and_sleeps_has_its_whole_group_killed(tmp_path: Path)
     run = run_tests(ws, None, timeout_s=4)
     assert run.outcome == "timeout"
     child = int((ws / "child.pid").read_text())
-    assert _dead(child), "the forked grandchild survived the run"
+    assert dead(child), "the forked grandchild survived the run"
 
 
 async def test_cancelling_an_async_run_kills_the_process_group(tmp_path: Path) -> None:
@@ -209,7 +191,7 @@ async def test_cancelling_an_async_run_kills_the_process_group(tmp_path: Path) -
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert _dead(pid)
+    assert dead(pid)
 
 
 def test_a_test_printing_megabytes_is_bounded(tmp_path: Path) -> None:
