@@ -431,21 +431,29 @@ def test_an_event_with_extra_none_is_decided(model_file: Path) -> None:
     assert set(event.extra["acceptance_features"]) == {"context", "suggestion"}
 
 
+def _refits_that_always_fail_the_guard(model_file: Path, tmp_path: Path, min_events: int, decisions: int,
+                                       seed: int) -> tuple[AcceptanceGate, list[int], list[SuggestionEvent]]:
+    """A gate deciding `decisions` events of one class only, so that every refit attempt runs the
+    guards in full and fails the class balance; (the gate, one entry per attempt, the events)."""
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=min_events), tmp_path, model_path=model_file)
+    gate.background = False
+    attempts: list[int] = []
+    real = gate.maybe_refit
+    gate.maybe_refit = lambda: attempts.append(1) or real()  # type: ignore[method-assign]
+    events = make_events(sessions=1, per_session=decisions, seed=seed)
+    for event in events:
+        event.outcome = "rejected"
+    _decide(gate, events)
+    return gate, attempts, events
+
+
 def test_rows_are_capped_the_file_is_compacted_and_a_failed_guard_waits(
         model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import heedls.server.acceptance.gate as gate_module
 
     monkeypatch.setattr(gate_module, "MAX_ROWS", 40, raising=False)
     monkeypatch.setattr(gate_module, "COMPACT_AT", 80, raising=False)
-    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=20), tmp_path, model_path=model_file)
-    gate.background = False
-    attempts = []
-    real = gate.maybe_refit
-    gate.maybe_refit = lambda: attempts.append(1) or real()  # type: ignore[method-assign]
-    events = make_events(sessions=1, per_session=150, seed=26)
-    for event in events:
-        event.outcome = "rejected"  # one class only: the class-balance guard fails every time
-    _decide(gate, events)
+    gate, attempts, events = _refits_that_always_fail_the_guard(model_file, tmp_path, 20, 150, seed=26)
     assert gate.status()["last_refit"]["result"] == "skipped: class balance"
     assert len(attempts) <= 150 // gate_module.REFIT_EVERY + 1  # not on every decision after a failure
     assert len(gate._stored) == 40 and list(gate._stored) == [e.id for e in events[-40:]]  # the newest
@@ -571,15 +579,7 @@ def test_at_the_row_cap_refits_are_still_tried_every_refit_every_rows(
     import heedls.server.acceptance.gate as gate_module
 
     monkeypatch.setattr(gate_module, "MAX_ROWS", 40, raising=False)
-    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=40), tmp_path, model_path=model_file)
-    gate.background = False
-    attempts = []
-    real = gate.maybe_refit
-    gate.maybe_refit = lambda: attempts.append(1) or real()  # type: ignore[method-assign]
-    events = make_events(sessions=1, per_session=140, seed=32)
-    for event in events:
-        event.outcome = "rejected"  # the class-balance guard fails: every attempt is a full check
-    _decide(gate, events)
+    _, attempts, _ = _refits_that_always_fail_the_guard(model_file, tmp_path, 40, 140, seed=32)
     assert len(attempts) <= 140 // gate_module.REFIT_EVERY + 2  # it was one per decision at the cap
 
 
