@@ -44,10 +44,6 @@ function M.resolve_cmd(root)
   return { 'heedls', 'serve' }, 'not found'
 end
 
-function M.server_cmd()
-  return (M.resolve_cmd())
-end
-
 function M.server_settings()
   local settings = vim.deepcopy(M.options().settings or {})
   if vim.tbl_isempty(settings) then
