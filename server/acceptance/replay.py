@@ -2,7 +2,8 @@
 
 How a replay is made (docs/acceptance.md has the rationale):
 1. *Projects*: each source directory holding packages (folders with `__init__.py`) yields one
-   project per package; any other directory is one project; a file's project is its folder.
+   project per package; any other directory is one project; a file's project is its folder
+   (a file named as a source follows the size rule below too, and is named when left out).
    One project = one synthetic session (a developer working in one code base).
 2. *Cut points*: per project up to `files_per_session` files (1 KB–200 KB) sampled with the seed,
    `per_file` cuts each, visited top to bottom as a user writes. Half the cuts sit at a line start
@@ -85,7 +86,13 @@ def find_projects(sources: Sequence[Path]) -> list[tuple[Path, list[Path]]]:
     for source in sources:
         source = source.resolve()
         if source.is_file():
-            projects.setdefault(source.parent, []).append(source)
+            # A file named on the command line follows the folders' rule (its size bounds the
+            # replay's time and gives it code to cut); the user hears why one is left out.
+            why = _ineligible(source, explicit=True)
+            if why is None:
+                projects.setdefault(source.parent, []).append(source)
+            else:
+                log.warning("replay: %s %s; skipped", source, why)
             continue
         if not source.is_dir():
             log.warning("replay: %s does not exist; skipped", source)
@@ -101,17 +108,27 @@ def find_projects(sources: Sequence[Path]) -> list[tuple[Path, list[Path]]]:
 
 
 def _eligible(paths: Iterable[Path]) -> list[Path]:
-    out = []
-    for path in paths:
-        if any(part in ("test", "tests", "__pycache__") for part in path.parts[-4:-1]):
-            continue  # tests are repetitive enough to flatter any provider
-        try:
-            size = path.stat().st_size
-        except OSError:
-            continue
-        if 1_000 <= size <= 200_000:
-            out.append(path)
-    return out
+    return [path for path in paths if _ineligible(path) is None]
+
+
+MIN_FILE_BYTES = 1_000
+MAX_FILE_BYTES = 200_000
+
+
+def _ineligible(path: Path, explicit: bool = False) -> str | None:
+    """Why `path` is not replayed (None: it is): outside tests (found in a folder only: tests are
+    repetitive enough to flatter any provider), a Python file of 1 KB-200 KB."""
+    if explicit and path.suffix != ".py":
+        return "is not a Python file (*.py)"
+    if not explicit and any(part in ("test", "tests", "__pycache__") for part in path.parts[-4:-1]):
+        return "is a test"
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not MIN_FILE_BYTES <= size <= MAX_FILE_BYTES:
+        return f"has {size:,} bytes, outside the {MIN_FILE_BYTES:,}-{MAX_FILE_BYTES:,} a replayed file has"
+    return None
 
 
 def sample_cuts(text: str, path: Path, count: int, rng: random.Random) -> list[Cut]:

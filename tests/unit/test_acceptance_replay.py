@@ -285,3 +285,27 @@ def test_events_that_cannot_be_written_are_kept_elsewhere_and_said_so(tmp_path: 
     assert "No space left on device; the " in result.stderr and "events are kept in" in result.stderr
     kept = Path(result.stderr.split("events are kept in ")[1].split()[0])
     assert kept.read_text().count("\n") >= 1
+
+
+def test_files_named_on_the_command_line_follow_the_folders_size_rule(
+        tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # a file argument is replayed like a file found in a folder: 1 KB-200 KB of Python; one left
+    # out is named with the reason, not replayed silently (a 2 MB file would take the whole replay)
+    from heedls.server.acceptance import replay as replay_mod
+
+    project, texts = _project(tmp_path)
+    tiny = project / "tiny.py"
+    tiny.write_text("x = 1\n")
+    huge = project / "huge.py"
+    huge.write_text("x = 1\n" * 40_000)
+    notes = project / "notes.txt"
+    notes.write_text(SOURCE)
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: Oracle(texts))
+    named = [project / "m0.py", project / "m1.py", tiny, huge, notes]
+    with caplog.at_level("WARNING", logger="heedls.server.acceptance.replay"):
+        events = asyncio.run(replay(named, cuts=40, seed=0, per_file=5))
+    replayed = {Path(e.extra["replay"]["file"]).name for e in events}
+    assert replayed == {"m0.py", "m1.py"}
+    said = caplog.text
+    assert "tiny.py has 6 bytes" in said and "huge.py has 240,000 bytes" in said
+    assert "notes.txt is not a Python file" in said
