@@ -152,8 +152,7 @@ def _balance(text: str, request: CompletionRequest) -> str:
             stack.append(ch)
         elif stack and stack[-1] == CLOSERS[ch]:
             stack.pop()
-    suffix_line = request.suffix.split("\n", 1)[0]
-    closers_in_suffix = [c for c in suffix_line if c in CLOSERS]
+    closers_in_suffix = _closers_left_open(request.suffix.split("\n", 1)[0])
     quote: str | None = None
     for match in _QUOTES_AND_BRACKETS.finditer(text):
         ch = match.group()
@@ -169,10 +168,43 @@ def _balance(text: str, request: CompletionRequest) -> str:
             cut = match.start()
             if not stack or stack[-1] != CLOSERS[ch]:
                 return text[:cut]  # closes something that isn't open: the provider overshot
-            if closers_in_suffix and closers_in_suffix[0] == ch and len(stack) == 1 and "\n" not in text[:cut]:
-                return text[:cut]  # the suffix already has this closer; let the suffix provide it
+            if _suffix_closes(closers_in_suffix, stack) and "\n" not in text[:cut]:
+                # the suffix already has this closer and those of every bracket still open around
+                # it (an editor's auto-closed `]))`): let the suffix provide them
+                return text[:cut]
             stack.pop()
     return text
+
+
+def _closers_left_open(line: str) -> list[str]:
+    """The closing brackets of `line` (the rest of the cursor's line) that close no bracket opened
+    in it: those close brackets open before the cursor, innermost first."""
+    stack: list[str] = []
+    out: list[str] = []
+    quote: str | None = None
+    for ch in _QUOTES_AND_BRACKETS.findall(line):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch in OPENERS:
+            stack.append(ch)
+        elif stack:
+            stack.pop()
+        else:
+            out.append(ch)
+    return out
+
+
+def _suffix_closes(closers: list[str], stack: list[str]) -> bool:
+    """Do `closers` close every bracket of `stack`, innermost first? Then a closer the suggestion
+    types now would be one too many. With fewer closers (`f(g(|)`: one), which open bracket the
+    suffix's closer belongs to is unknown, so the suggestion's own closers are kept until only
+    as many brackets are open as the suffix closes."""
+    if not closers or len(closers) < len(stack):
+        return False
+    return all(closers[j] == OPENERS[stack[-1 - j]] for j in range(len(stack)))
 
 
 def _normalise_indent(text: str, request: CompletionRequest) -> str:

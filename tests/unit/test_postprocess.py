@@ -15,6 +15,19 @@ def test_drops_the_part_the_suffix_already_has() -> None:
     assert postprocess("x, y)", req("f(", ")")) == "x, y"
 
 
+def test_leaves_an_editors_auto_closed_brackets_to_the_suffix() -> None:
+    # `return (str(out[` with `]))` auto-closed after the cursor: the line's own closers, typed
+    # again, would leave `return (str(out[2]), _bd)]))`; the suggestion stops where the suffix
+    # closes every bracket still open
+    assert postprocess("2]), _bd)", req("    return (str(out[", "]))")) == "2"
+    assert postprocess("tuple, list)):", req("if isinstance(cmd, (", "))")) == "tuple, list"
+    # the suffix closes only the brackets no bracket of its own opened
+    assert postprocess("bar(1))", req("foo(", ") + g(x)")) == "bar(1)"
+    # one closer after the cursor for two open brackets: which one it closes is unknown, so the
+    # suggestion closes the inner one itself
+    assert postprocess("x))", req("f(g(", ")")) == "x)"
+
+
 def test_drops_closers_that_close_nothing() -> None:
     assert postprocess("values)))", req("n = len(")) == "values)"
 
