@@ -73,6 +73,22 @@ def _open_quote(toks: list[str]) -> str | None:
     return None
 
 
+def _open_literal(token: str) -> bool:
+    """Is `token` (a line's last) a comment, or a string its line leaves open?"""
+    body = token.lstrip()
+    if body.startswith("#"):
+        return True
+    body = body.lstrip("rRbBuUfF")
+    if not body or body[0] not in "'\"":
+        return False
+    quote = body[:3] if body.startswith(("'''", '"""')) else body[0]
+    if len(body) < 2 * len(quote) or not body.endswith(quote):
+        return True
+    inside = body[: len(body) - len(quote)]
+    escapes = len(inside) - len(inside.rstrip("\\"))
+    return escapes % 2 == 1  # `"a\"`: the last quote is escaped, the string goes on
+
+
 LineState = tuple[str | None, int]  # (open triple quote, indentation) after a line
 
 
@@ -201,6 +217,11 @@ def cursor_context(
         cur = tokenize_line(body)
         if not body:
             pending = ""
+        elif cur and _open_literal(cur[-1]):
+            # The cursor is inside a one-line string or a comment: the literal is the token being
+            # typed (after a space too), so a suggestion can only complete it, never go on with
+            # code as if it were closed (`x = "hello ` -> `None,`).
+            pending = cur.pop()
         elif body[-1] in " \t":
             pending = " "
         else:

@@ -343,7 +343,7 @@ class LocalProvider:
 
     # -- completion -------------------------------------------------------------------------
     async def complete(self, request: CompletionRequest, deadline_s: float) -> list[Candidate]:
-        if self._closed.is_set():
+        if self._closed.is_set() or _before_a_word(request.suffix):
             return []
         budget = max(0.0, min(deadline_s, self.budget_s))
         started = time.perf_counter()
@@ -485,7 +485,7 @@ class LocalProvider:
             # The jedi name as a token in the spacing-aware form the n-gram model uses.
             first_tokens.append(ctx.pending[: len(ctx.pending) - len(typed)] + nc.name)
 
-        if time.perf_counter() < until:
+        if time.perf_counter() < until and not _bare_comment(ctx.pending):
             gens = model.generate(
                 ctx.tokens[-(MAX_ORDER + 1):], ctx.pending, cache, exclude,
                 first_tokens=first_tokens[:20] or None, until=until,
@@ -596,6 +596,24 @@ def _jedi_text(nc: NameCompletion, pending: str) -> str:
     typed = pending.strip()
     rest: str = nc.name if typed == "." else nc.name[len(typed) :]
     return rest + ("(" if nc.kind in ("function", "class") else "")
+
+
+def _before_a_word(suffix: str) -> bool:
+    """Is the cursor right before a word (`httpx.Cli|ent()`, `f(|x)`)? The n-gram model does not
+    see the suffix, so whatever it offers there would retype the word or push it aside
+    (`Cli` + `ent(transport=...` + `ent()`); editors' assistants stay quiet there too."""
+    return bool(suffix) and (suffix[0].isalnum() or suffix[0] == "_")
+
+
+# Characters of a comment's text typed before the n-gram model completes it: after a bare `# `
+# every comment of the workspace is a candidate, and its most frequent one is no guess.
+COMMENT_MIN_TYPED = 4
+
+
+def _bare_comment(pending: str) -> bool:
+    """Is the token being typed a comment with fewer than COMMENT_MIN_TYPED characters of text?"""
+    body = pending.lstrip()
+    return body.startswith("#") and len(body[1:].strip()) < COMMENT_MIN_TYPED
 
 
 def _wants_names(pending: str, before: list[str]) -> bool:

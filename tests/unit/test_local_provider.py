@@ -284,14 +284,48 @@ async def test_huge_documents_and_lines_are_handled(workspace: Path) -> None:
         await prov.aclose()
 
 
+def _with_suffix(path: Path, prefix: str, suffix: str) -> CompletionRequest:
+    col = len(prefix) - (prefix.rfind("\n") + 1)
+    return CompletionRequest(prefix=prefix, suffix=suffix, path=str(path), line=prefix.count("\n"), character=col,
+                             document=prefix + suffix)
+
+
 async def test_what_follows_the_cursor_is_not_suggested_again(provider: LocalProvider, workspace: Path) -> None:
-    prefix = "import os\nimport sys\nfrom collections import OrderedDict, "
-    request = CompletionRequest(prefix=prefix, suffix="defaultdict\n", path=str(workspace / "pkg" / "s.py"),
-                                line=2, character=len("from collections import OrderedDict, "),
-                                document=prefix + "defaultdict\n")
+    prefix = "def total(numbers):\n    s = 0\n    for i in range(len("
     provider.budget_s = 2.0
-    cands = await provider.complete(request, 2.0)
-    assert all(not c.text.endswith("defaultdict") for c in cands)
+    cands = await provider.complete(_with_suffix(workspace / "pkg" / "s.py", prefix, "))\n"), 2.0)
+    assert cands and all(not c.text.endswith("))") for c in cands)  # `values):`, not `values))` + `))`
+
+
+async def test_nothing_is_typed_in_front_of_a_word_after_the_cursor(provider: LocalProvider, workspace: Path) -> None:
+    # `len(val|ues))`: the n-gram model does not see the suffix, so anything it offers would retype
+    # the rest of the word (`ues)):` + `ues)):`) or push it aside
+    provider.budget_s = 2.0
+    prefix = "def total(numbers):\n    s = 0\n    for i in range(len(val"
+    path = workspace / "pkg" / "s.py"
+    assert [c.text for c in await provider.complete(_with_suffix(path, prefix, ""), 2.0)][:1] == ["ues)):"]
+    assert await provider.complete(_with_suffix(path, prefix, "ues)):\n"), 2.0) == []
+    assert await provider.complete(_with_suffix(path, prefix[:-3], "values)):\n"), 2.0) == []
+
+
+async def test_inside_a_string_or_a_comment_only_the_literal_is_completed(tmp_path: Path) -> None:
+    # after `x = "hello ` the string is still open: going on with code as if it were closed
+    # (`x = "hello None,`) is never right; completing a string the workspace has is
+    lines = ['def greet(name, other):', '    x = "hello world"', '    y = x.encode("utf-8")',
+             '    z = name.encode("utf-8")', '    w = None', '    return x, None, [], {}']
+    _write(tmp_path, {f"m{i}.py": "\n".join(lines * 3) + "\n" for i in range(4)})
+    prov = LocalProvider(tmp_path, use_jedi=False, budget_s=2.0)
+    prov.index_now()
+    try:
+        path = tmp_path / "new.py"
+        for open_literal in ('def f(name):\n    x = "hello ', "def f(name):\n    # say hello ",
+                             "def f(name):\n    w = None  # the "):
+            for cand in await prov.complete(_request(path, open_literal), 2.0):
+                assert not cand.text.lstrip().startswith(("None", "=", ",", ")")), (open_literal, cand.text)
+        cands = await prov.complete(_request(path, 'def f(name):\n    y = name.encode("ut'), 2.0)
+        assert cands and cands[0].text.startswith('f-8")')
+    finally:
+        await prov.aclose()
 
 
 async def test_optionally_the_block_line_after_a_colon(tmp_path: Path) -> None:

@@ -76,3 +76,11 @@ def test_incremental_tokenization_matches_a_fresh_one() -> None:
     kept = doc.update(second)
     assert kept == 2
     assert doc.tokens == line_tokens(second)
+
+
+def test_cursor_context_inside_an_open_string_or_comment_is_typing_that_literal() -> None:
+    assert cursor_context('x = "hello ').pending == ' "hello '
+    assert cursor_context("x = 1  # the ").pending == " # the "
+    assert cursor_context('x = "a\\" ').pending == ' "a\\" '  # the quote is escaped: still open
+    assert cursor_context('x = "ok" ').pending == " "  # closed: the next token is code
+    assert cursor_context("x = ''").pending == " ''"
