@@ -7,11 +7,14 @@ Two figures per stage, p50/p95 over `--decisions` requests built from cut points
   stage 2's tree-sitter parse of the completed statement, plus scoring and threshold), and both
   stages of one request together; `decision_within_target` asks the 0.1 ms of each stage.
 Timed with the garbage-collector settings `heedls serve` runs with (collector.py), restored after.
+`host_reference_us` times plain Python on this host in the same process, so that figures from
+different hosts can be compared (`gate_p95_in_reference`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 import sysconfig
@@ -38,6 +41,20 @@ def _summary(values_s: list[float]) -> dict[str, float]:
     ms = [v * 1000.0 for v in values_s]
     return {"p50_ms": round(quantile(ms, 0.50), 5), "p95_ms": round(quantile(ms, 0.95), 5),
             "mean_ms": round(sum(ms) / len(ms), 5) if ms else 0.0}
+
+
+def host_reference_us(repeats: int = 7, loops: int = 2000) -> float:
+    """This host's speed at plain Python, in µs: the best of `repeats` timings of `sum(range(1000))`.
+    The bench's figures are absolute, and hosts differ several-fold (the same commit read stage 2
+    p95 0.10 ms on one 2-core VM and 0.26 ms on another): a figure divided by this one compares
+    across hosts."""
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(loops):
+            sum(range(1000))
+        best = min(best, (time.perf_counter() - t) / loops)
+    return best * 1e6
 
 
 def synthetic_events(count: int, seed: int, provider: str | None = "local") -> list[SuggestionEvent]:
@@ -142,6 +159,7 @@ def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | Non
             history.append(event)
             if len(history) > HISTORY_WINDOW:  # what the engine passes the gate
                 history.pop(0)
+    reference = host_reference_us()
     model_p95 = max(_summary(v)["p95_ms"] for v in model_s.values())
     decision_p95 = max(_summary(gate_s[k])["p95_ms"] for k in ("stage1", "stage2"))
     return {
@@ -153,6 +171,10 @@ def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | Non
         # one decision = one stage's whole gate call (features + model + threshold)
         "decision_within_target": decision_p95 <= TARGET_P95_MS,
         "python": sys.version.split()[0],
+        # the host's speed, timed in the same process: the p95 of each stage's whole call in units of it
+        "host_reference_us": round(reference, 3),
+        "gate_p95_in_reference": {k: round(_summary(gate_s[k])["p95_ms"] * 1000.0 / reference, 2)
+                                  for k in ("stage1", "stage2")},
     }
 
 
@@ -188,3 +210,6 @@ def register(bench_app: typer.Typer) -> None:
             for name, s in result[group].items():
                 table.add_row(f"{group[:-3]} {name}", f"{s['p50_ms']:.4f}", f"{s['p95_ms']:.4f}", f"{s['mean_ms']:.4f}")
         Console().print(table)
+        typer.echo(f"host reference (sum(range(1000)), best of 7): {result['host_reference_us']:.2f} µs; "
+                   f"p95 of stage 1 / stage 2 in its units: {result['gate_p95_in_reference']['stage1']} / "
+                   f"{result['gate_p95_in_reference']['stage2']}")

@@ -26,6 +26,11 @@ def test_gate_bench_times_the_model_and_each_whole_gate_call() -> None:
     assert result["gate_ms"]["stage1"]["p50_ms"] > result["model_ms"]["context"]["p50_ms"]
     stage_p95 = max(result["gate_ms"][k]["p95_ms"] for k in ("stage1", "stage2"))
     assert result["decision_within_target"] == (stage_p95 <= result["target_p95_ms"])
+    # the host's speed, timed beside it, puts each p95 in units that compare across hosts
+    assert result["host_reference_us"] > 0
+    for stage in ("stage1", "stage2"):
+        in_units = result["gate_ms"][stage]["p95_ms"] * 1000 / result["host_reference_us"]
+        assert result["gate_p95_in_reference"][stage] == pytest.approx(in_units, rel=0.01)
     print(json.dumps(result))
 
 
