@@ -22,10 +22,11 @@ import hashlib
 import logging
 import marshal
 import os
+import re
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from heedls.server.files import write_atomic
@@ -66,6 +67,7 @@ JEDI_WHEN_BELOW = 0.5  # jedi is consulted when the best other candidate is less
 BLOCK_LINE_MIN_PROB = 0.6  # a block's first line is appended when the model is this sure of it
 JEDI_MAX_CHARS = 500_000
 JEDI_RAW = 0.15  # an unambiguous jedi name is rarely the whole rest of the line (6 cases on seed 1)
+_LONE_CR = re.compile(r"\r(?!\n)")
 _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -347,6 +349,7 @@ class LocalProvider:
             return []
         budget = max(0.0, min(deadline_s, self.budget_s))
         started = time.perf_counter()
+        request = _lf_line_ends(request)
         loop = asyncio.get_running_loop()
         # Only the cursor line is needed to decide whether jedi can help.
         line_ctx = cursor_context(request.prefix[request.prefix.rfind("\n") + 1 :])
@@ -556,6 +559,28 @@ def _indent_unit(lines: list[str]) -> str:
     if any(ln.startswith("\t") for ln in lines[-400:]):
         return "\t"
     return " " * (min(widths) if widths else 4)
+
+
+def _has_lone_cr(text: str) -> bool:
+    # "\r" in text is a fast scan, so LF files pay next to nothing; CRLF files count twice
+    return "\r" in text and text.count("\r") != text.count("\r\n")
+
+
+def _lf_line_ends(request: CompletionRequest) -> CompletionRequest:
+    """`request` with its lone \r line ends (old Mac files) made \n: LSP positions end a line at
+    \r, \n or \r\n, but the context, the cache and retrieval split lines at \n, so a CR-only file
+    was one long line and got no suggestions. One character for one: offsets and columns stay
+    valid. LF and CRLF text is returned as it is (the same object)."""
+    texts = (request.prefix, request.suffix, request.document or "")
+    if not any(_has_lone_cr(t) for t in texts):
+        return request
+    document = request.document
+    return replace(
+        request,
+        prefix=_LONE_CR.sub("\n", request.prefix),
+        suffix=_LONE_CR.sub("\n", request.suffix),
+        document=_LONE_CR.sub("\n", document) if document is not None else None,
+    )
 
 
 def _full_prefix(request: CompletionRequest) -> str:

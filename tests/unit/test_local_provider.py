@@ -353,3 +353,21 @@ def test_only_regular_files_are_indexed_so_a_fifo_or_a_device_cannot_hang_or_flo
     assert found == ["app.py"]
     provider = LocalProvider(tmp_path, cache_dir=tmp_path / "cache")
     provider.index_now([tmp_path / "pipe.py", tmp_path / "zero.py", tmp_path / "app.py"])  # returns: nothing read
+
+
+@pytest.mark.parametrize("line_end", ["\r\n", "\r"])
+async def test_a_file_with_crlf_or_cr_line_ends_gets_the_suggestions_of_its_lf_twin(
+    provider: LocalProvider, workspace: Path, line_end: str
+) -> None:
+    """LSP ends a line at \\r, \\n or \\r\\n: an old Mac file (\\r only) is lines too, not one long line."""
+    path = workspace / "pkg" / "new.py"
+    for prefix in (
+        TEST_FILE + "        ",  # a line start: the file's own pattern
+        TEST_FILE + "        self.assertE",  # mid-line
+        "import os\n",  # the line that followed the previous line elsewhere
+    ):
+        twin = prefix.replace("\n", line_end)
+        request = CompletionRequest(prefix=twin, suffix="", path=str(path), line=prefix.count("\n"),
+                                    character=len(prefix) - (prefix.rfind("\n") + 1), document=twin)
+        expected = [c.text for c in await _complete(provider, path, prefix)]
+        assert expected and [c.text for c in await provider.complete(request, 2.0)] == expected, repr(prefix)
