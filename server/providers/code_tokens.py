@@ -11,6 +11,7 @@ BOF so "what does a file start with" is learnable and contexts never cross file 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 EOL = "\n"
@@ -126,20 +127,35 @@ def _line_tokens(lines: list[str]) -> tuple[list[list[str]], str | None, int]:
     return result, state[0], state[1]
 
 
+def _bounded(line: str) -> str:
+    """A line above the cursor as the request path tokenizes it: a pathological line (a 1 MB data
+    literal) keeps its indentation and its last MAX_LINE_CHARS characters, as the cursor line does
+    (tokenizing it whole took ~0.6 s on the event loop). Code lines are far shorter: kept whole."""
+    if len(line) <= MAX_LINE_CHARS:
+        return line
+    body = line.lstrip()
+    indent = line[: len(line) - len(body)]
+    return indent[-MAX_LINE_CHARS:] + body[-MAX_LINE_CHARS:]
+
+
 class DocTokens:
     """Incremental tokenization of one document's complete lines before the cursor.
 
     Typing changes the last lines only, so consecutive requests re-tokenize just the lines that
-    differ from the previous call (lines are compared as strings, which is cheap)."""
+    differ from the previous call (lines are compared as strings, which is cheap). A deadline
+    stops the work between lines; the next update goes on from there (`done` says whether the
+    document is all tokenized)."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.tokens: list[list[str]] = []
         self.states: list[LineState] = []
         self.kept = 0  # lines kept unchanged by the last update
+        self.done = True  # the last update tokenized every line it was given
 
-    def update(self, lines: list[str]) -> int:
-        """Make the document `lines`; returns how many leading lines were kept as they were."""
+    def update(self, lines: list[str], until: float | None = None) -> int:
+        """Make the document `lines` (or, past the perf_counter() deadline `until`, a prefix of
+        them: at least one more line each call); returns how many leading lines were kept."""
         same = 0
         limit = min(len(lines), len(self.lines))
         while same < limit and lines[same] == self.lines[same]:
@@ -148,10 +164,13 @@ class DocTokens:
         self.kept = same
         state = self.states[-1] if self.states else (None, 0)
         for line in lines[same:]:
-            toks, state = tokenize_one(line, state)
+            toks, state = tokenize_one(_bounded(line), state)
             self.lines.append(line)
             self.tokens.append(toks)
             self.states.append(state)
+            if until is not None and time.perf_counter() >= until:
+                break
+        self.done = len(self.lines) == len(lines)
         return same
 
     @property
@@ -179,13 +198,15 @@ class CursorContext:
 
 
 def cursor_context(
-    prefix: str, max_lines: int = 400, doc: DocTokens | None = None, window: int = 2000
+    prefix: str, max_lines: int = 400, doc: DocTokens | None = None, window: int = 2000,
+    until: float | None = None,
 ) -> CursorContext:
     """Split the text before the cursor into completed tokens and the token being typed.
 
     With `doc`, the complete lines are tokenized incrementally; `doc` keeps at most about `window`
     lines, its start moving in steps of a quarter window so that typing rarely shifts it (a 5 MB
-    file costs the same per keystroke as a small one)."""
+    file costs the same per keystroke as a small one). Past the deadline `until` (perf_counter)
+    `doc` may be left part-way (`doc.done` is False): the context is then not to be used."""
     head, _, current = prefix.rpartition("\n")
     lines = head.split("\n") if head or prefix.startswith("\n") else []
     step = max(window // 4, 1)
@@ -193,7 +214,7 @@ def cursor_context(
     if doc is None:
         doc = DocTokens()
         start = max(0, len(lines) - max_lines)
-    doc.update(lines[start:] if start else lines)
+    doc.update(lines[start:] if start else lines, until)
     quote, prev_indent = doc.state
     current = current[-MAX_LINE_CHARS:]  # a pathological single line must not cost seconds
     indent_str = current[: len(current) - len(current.lstrip())]

@@ -424,23 +424,36 @@ class LocalProvider:
         merged.sort(key=lambda c: -(c.confidence or 0.0))
         return merged
 
-    def _context(self, request: CompletionRequest, vocab: Vocab) -> tuple[CursorContext, CacheModel, list[str]]:
+    def _context(
+        self, request: CompletionRequest, vocab: Vocab, until: float
+    ) -> tuple[CursorContext, CacheModel, list[str]] | None:
         """The cursor context and the cache component (the current file's complete lines before
-        the cursor), both maintained incrementally per document: typing re-tokenizes one line."""
+        the cursor), both maintained incrementally per document: typing re-tokenizes one line.
+        None when the deadline came before the document was all tokenized (a file's first request
+        of thousands of lines): the work done is kept, the next request goes on from there."""
         memo = self._memo.get(request.path)
         if memo is None:
             if len(self._memo) >= 32:
                 self._memo.pop(next(iter(self._memo)))
             memo = self._memo[request.path] = _DocMemo()
         before = len(memo.doc.lines)
-        ctx = cursor_context(_full_prefix(request), max_lines=CONTEXT_LINES, doc=memo.doc)
+        ctx = cursor_context(_full_prefix(request), max_lines=CONTEXT_LINES, doc=memo.doc, until=until)
         same = memo.doc.kept
         if memo.vocab is not vocab:
             memo.vocab, memo.ids, memo.cache, same = vocab, [], None, 0
         if memo.cache is None or same < before or len(memo.doc.lines) != before:
             del memo.ids[same:]
-            for toks in memo.doc.tokens[same:]:
+            memo.cache = None
+        if not memo.doc.done:
+            return None
+        if memo.cache is None:
+            # from len(ids), not `same`: a conversion cut short by the deadline goes on from there
+            for toks in memo.doc.tokens[len(memo.ids):]:
                 memo.ids.append([vocab.id(t) for t in toks])
+                if time.perf_counter() >= until:
+                    break
+            if len(memo.ids) < len(memo.doc.tokens):
+                return None
             window = memo.ids[-CACHE_LINES:]
             memo.cache = CacheModel([i for line in window for i in line])
         return ctx, memo.cache, memo.doc.lines[-CACHE_LINES:]
@@ -454,7 +467,10 @@ class LocalProvider:
         key = str(Path(request.path).resolve()) if request.path else ""
         fid = idx.fids.get(key) if idx else None
         exclude = model.glob.spans.get(key) if (model.glob is not None and key) else None
-        ctx, cache, cache_lines = self._context(request, vocab)
+        context = self._context(request, vocab, until)
+        if context is None:
+            return []  # out of time before the context was known: nothing rather than a late answer
+        ctx, cache, cache_lines = context
 
         found: dict[str, tuple[float, str, dict[str, object]]] = {}
         line_start = not ctx.line_prefix.strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -371,3 +372,50 @@ async def test_a_file_with_crlf_or_cr_line_ends_gets_the_suggestions_of_its_lf_t
                                     character=len(prefix) - (prefix.rfind("\n") + 1), document=twin)
         expected = [c.text for c in await _complete(provider, path, prefix)]
         assert expected and [c.text for c in await provider.complete(request, 2.0)] == expected, repr(prefix)
+
+
+async def test_a_megabyte_line_above_the_cursor_costs_about_the_budget_not_a_second(
+    provider: LocalProvider, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model runs on the event loop: a 1 MB data literal above the cursor was tokenized whole
+    (0.6-1.5 s per first request). Lines longer than the cursor line's cap are tokenized as their
+    indentation and last MAX_LINE_CHARS characters, as the cursor line already was."""
+    from heedls.server.providers import code_tokens
+
+    seen: list[int] = []
+    real = code_tokens.tokenize_line
+    monkeypatch.setattr(code_tokens, "tokenize_line", lambda text: seen.append(len(text)) or real(text))
+    provider.budget_s = 0.045  # the server's
+    prefix = "DATA = [" + "1, " * 350_000 + "]\nimport os\n"
+    started = time.perf_counter()
+    cands = await provider.complete(_request(workspace / "pkg" / "data.py", prefix), 0.25)
+    assert time.perf_counter() - started < 0.25
+    assert max(seen) <= 2 * code_tokens.MAX_LINE_CHARS
+    assert cands and cands[0].text == "import sys"  # the lines around it still count
+
+
+async def test_a_request_out_of_time_before_its_document_is_tokenized_leaves_the_work_to_the_next(
+    workspace: Path,
+) -> None:
+    """A first request in a long file stops tokenizing at its deadline and answers nothing (rather
+    than late); the lines done are kept, and a later request answers as if it had all been done
+    at once, edits in between included."""
+    record = ", ".join(f"field_{j}" for j in range(40))
+    lines = [f"row_{i} = record(key_{i}, {record})\n" if i % 10 else "total = compute_total(rows, factor)\n"
+             for i in range(1800)]
+    document = "".join(lines) + "total = comp"
+    edited = "".join(lines[:900]) + "# an edit half-way\n" + "".join(lines[900:]) + "total = comp"
+    path = workspace / "pkg" / "long.py"
+    interrupted = LocalProvider(workspace, use_jedi=False, budget_s=0.0)
+    fresh = LocalProvider(workspace, use_jedi=False)
+    try:
+        started = time.perf_counter()
+        assert await interrupted.complete(_request(path, document), 0.0) == []
+        assert time.perf_counter() - started < 0.1  # a few lines' work, not 1800 lines'
+        for text in (document, edited, edited):
+            await interrupted.complete(_request(path, text), 0.0)
+        expected = await _complete(fresh, path, edited)
+        assert expected and await _complete(interrupted, path, edited) == expected
+    finally:
+        await interrupted.aclose()
+        await fresh.aclose()
