@@ -19,6 +19,7 @@ import typer
 from heedls.analyzers.lines import split_lines
 
 LOCATION = re.compile(r"^(?P<file>.+):(?P<line>\d+):(?P<col>\d+)$")
+JEDI_WAIT_S = 10.0  # jedi's first answer in a new worker (start, import, project) takes seconds on a busy machine
 
 
 def _offset(text: str, line: int, col: int) -> tuple[int, int, int]:
@@ -44,6 +45,7 @@ async def _complete(path: Path, text: str, place: tuple[int, int, int], use_gate
     from heedls.server import config as config_mod
     from heedls.server import services
     from heedls.server.pipeline.gate import PassThroughGate
+    from heedls.server.providers.base import CompletionRequest
 
     root = find_workspace([path])  # the file's project (its pyproject.toml), as heedls check finds it
     notes: list[str] = []
@@ -68,6 +70,13 @@ async def _complete(path: Path, text: str, place: tuple[int, int, int], use_gate
     if callable(update):
         update(str(path), text)
     line0, char0, offset = place
+    prime = getattr(provider, "prime", None)  # the local provider itself, not a fallback behind an endpoint
+    if callable(prime) and config.inline.enabled:
+        # The server uses jedi's late answer from the next keystroke on; a one-shot call has none,
+        # so it gives jedi its chance first and then asks as that keystroke would.
+        request = CompletionRequest(prefix=text[:offset], suffix=text[offset:], path=str(path), line=line0,
+                                    character=char0, document=text)
+        await prime(request, JEDI_WAIT_S)
     suggestion = await engine.suggest(path.as_uri(), str(path), text, offset, line0, char0)
     failed = getattr(engine.provider, "last_error", None)
     if failed:  # the endpoint failed: say so, and whose suggestion this is

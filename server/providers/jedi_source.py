@@ -180,6 +180,19 @@ class JediSource:
             return None
         return self._results.get(key)
 
+    async def idle(self, timeout_s: float) -> bool:
+        """Wait up to timeout_s for the job running now, if any (its answer is then cached);
+        True when none is running any more."""
+        with self._lock:
+            running = [fut for _, fut in self._pending.values()]
+        if not running:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(running[0])), max(timeout_s, 0.0))
+        except TimeoutError:
+            return False
+        return True
+
     def warm_up(self) -> None:
         """Start the worker and import jedi there, so the first real request isn't the one paying."""
         self._submit(("", "", 0, 0), "import os\nos.", "", 2, 3)

@@ -392,6 +392,19 @@ class LocalProvider:
                     out = self._with_jedi(out, late, line_ctx.pending, not line_ctx.line_prefix.strip())
         return out
 
+    async def prime(self, request: CompletionRequest, wait_s: float) -> None:
+        """For a one-shot caller (`heedls complete`), which has no next keystroke: ask at `request`
+        as the server would, then wait up to `wait_s` for the jedi job that started (the server
+        uses a late answer from the next keystroke on), so that the next complete() at this place
+        answers as the editor would after a keystroke. Nothing is waited for when jedi is not asked."""
+        if self._jedi is None or self._closed.is_set():
+            return
+        deadline = time.perf_counter() + wait_s
+        # one job at a time: one still running (a warm-up) would keep this request's from starting
+        await self._jedi.idle(wait_s)
+        await self.complete(request, self.budget_s)
+        await self._jedi.idle(deadline - time.perf_counter())
+
     def _block_line(
         self, model: NgramModel, ctx: CursorContext, first: list[str], cache: CacheModel,
         exclude: tuple[int, int] | None, until: float,

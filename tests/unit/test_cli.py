@@ -41,6 +41,14 @@ def test_complete_prints_a_suggestion_from_the_workspace_on_a_real_file(tmp_path
     assert out.stdout.decode() == "values)):\n"
 
 
+def test_complete_shows_what_the_editor_shows_once_jedi_has_answered(tmp_path: Path) -> None:
+    """The server starts jedi when the other sources are unsure and uses its answer from the next
+    keystroke on; a one-shot call has no next keystroke, so it waits for jedi's answer first."""
+    (tmp_path / "a.py").write_text("import collections\n\nd = collections.OrderedD\n")
+    out = heedls("complete", "a.py:3:25", "--no-gate", cwd=tmp_path, env_dir=tmp_path)
+    assert out.returncode == 0 and out.stdout.decode() == "ict\n", out.stderr  # a name only jedi knows here
+
+
 def test_complete_with_no_suggestion_prints_nothing_and_exits_zero(tmp_path: Path) -> None:
     (tmp_path / "empty.py").write_text("")
     out = heedls("complete", "empty.py:1:1", cwd=tmp_path, env_dir=tmp_path)
