@@ -78,6 +78,17 @@ class _Feeder:
                 close(uris.to_fs_path(uri) or uri)
                 break
 
+    async def on_files_changed(self, changed: list[str]) -> None:
+        """.py files changed on disk (watched-file events): the local provider re-indexes them."""
+        engine = self.server.services.get("engine")
+        if engine is None:
+            return  # no index yet: its first build reads the disk as it is then
+        for provider in (engine.provider, getattr(engine.provider, "fallback", None)):
+            files_changed = getattr(provider, "files_changed", None)
+            if callable(files_changed):
+                files_changed([uris.to_fs_path(uri) or uri for uri in changed])
+                break
+
     async def on_change(self, uri: str, changes: list[Any]) -> None:
         engine = self.server.services.get("engine")
         if engine is None:

@@ -58,6 +58,9 @@ def register(server: HeedlsServer) -> None:
         deleted = [change.uri for change in params.changes if change.type == types.FileChangeType.Deleted]
         if deleted:
             await ls.dispatch("on_deleted", deleted)  # their diagnostics go (a renamed test file's too)
+        modules = [change.uri for change in params.changes if change.uri.endswith(".py")]
+        if modules:
+            await ls.dispatch("on_files_changed", modules)  # the local provider's index re-reads them
 
     @server.feature(types.INITIALIZE)
     async def on_initialize(ls: HeedlsServer, params: types.InitializeParams) -> None:
@@ -70,7 +73,7 @@ def register(server: HeedlsServer) -> None:
 
     @server.feature(types.INITIALIZED)
     async def on_initialized(ls: HeedlsServer, params: types.InitializedParams) -> None:
-        await _pull_settings(ls)
+        await asyncio.gather(_pull_settings(ls), _watch_python_files(ls))
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def on_did_change_configuration(ls: HeedlsServer, params: types.DidChangeConfigurationParams) -> None:
@@ -107,6 +110,29 @@ async def _watch_parent(pid: int) -> None:
 
     kill_running()
     os.kill(os.getpid(), signal.SIGTERM)  # the normal way out: telemetry flushed, exit status 143
+
+
+WATCH_REGISTRATION = "heedls-python-files"
+
+
+async def _watch_python_files(ls: HeedlsServer) -> None:
+    """Ask a client that registers file watchers on request (VS Code; Neovim where it can watch)
+    to report .py files changed on disk: a git checkout, a formatter run or a new module then
+    reaches the local provider's index without a buffer edit. Other clients: the provider looks
+    at the disk every 2 minutes itself."""
+    capabilities = ls.client_capabilities
+    workspace = capabilities.workspace if capabilities is not None else None
+    watched = workspace.did_change_watched_files if workspace is not None else None
+    if watched is None or not watched.dynamic_registration:
+        return
+    options = types.DidChangeWatchedFilesRegistrationOptions(watchers=[types.FileSystemWatcher(glob_pattern="**/*.py")])
+    registration = types.Registration(id=WATCH_REGISTRATION, method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                                      register_options=options)
+    try:
+        async with asyncio.timeout(PULL_TIMEOUT_S):  # a client that never answers must not hold us
+            await ls.client_register_capability_async(types.RegistrationParams(registrations=[registration]))
+    except Exception as exc:  # noqa: BLE001 - without watchers the periodic disk check still refreshes
+        log.debug("registering the .py file watcher failed: %s", exc)
 
 
 async def _pull_settings(ls: HeedlsServer) -> None:

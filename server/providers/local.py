@@ -26,6 +26,7 @@ import re
 import stat
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -55,7 +56,8 @@ SKIP_DIRS = frozenset(
         ".ruff_cache", ".eggs", ".idea", ".vscode",
     }
 )
-REINDEX_INTERVAL_S = 120.0
+REINDEX_INTERVAL_S = 120.0  # after an edit or a watched-file event, the rebuild waits this long (coalescing)
+DISK_CHECK_S = 120.0  # with no event, the disk is looked at this often (a client that reports no watched files)
 CONTEXT_LINES = 60  # lines of tokens the n-gram context may reach back into
 CACHE_LINES = 2000  # the cache component: at most this many lines before the cursor
 # Below this calibrated confidence nothing is returned: on held-out code (bench seed 1) it hides
@@ -141,6 +143,21 @@ def iter_python_files(root: Path, limits: IndexLimits) -> list[Path]:
     return out
 
 
+Snapshot = dict[str, tuple[int, int]]  # path -> (size, mtime_ns)
+
+
+def disk_snapshot(paths: list[Path]) -> Snapshot:
+    """Size and mtime of each file: what tells a changed file without reading it."""
+    out: Snapshot = {}
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        out[str(path)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
 class LocalProvider:
     """The embedded default provider (see the module docstring)."""
 
@@ -188,6 +205,7 @@ class LocalProvider:
         self._jedi = JediSource(self.workspace) if use_jedi else None
         self._memo: dict[str, _DocMemo] = {}
         self._file_cache: dict[str, _FileEntry] = {}
+        self._disk: Snapshot | None = None  # the workspace's .py files as the last build found them
 
     # -- documents and indexing ---------------------------------------------------------------
     def update_document(self, path: str, text: str) -> None:
@@ -197,6 +215,21 @@ class LocalProvider:
 
     def close_document(self, path: str) -> None:
         self._open_docs.pop(str(Path(path).resolve()) if path else path, None)
+
+    def files_changed(self, paths: Iterable[str]) -> None:
+        """Files changed on disk (the client's watched-file events: a git checkout, a formatter, a
+        new or deleted module): the next rebuild, spaced as after an edit, re-reads them. Only
+        .py files in the workspace count."""
+        if self.workspace is None:
+            return
+        for path in paths:
+            if not path.endswith(".py"):
+                continue
+            candidate = Path(path)
+            # resolve() touches the disk: only when the path as given is not plainly inside
+            if candidate.is_relative_to(self.workspace) or candidate.resolve().is_relative_to(self.workspace):
+                self._dirty.set()
+                return
 
     def start_indexing(self) -> None:
         """Index the workspace on a daemon thread, then re-index (at most every 2 min) after changes."""
@@ -218,11 +251,33 @@ class LocalProvider:
                 self.index_now()
             except Exception:
                 log.exception("local index build failed")
+            # An edited buffer or a watched-file event sets _dirty. Without one the disk is looked
+            # at every DISK_CHECK_S: a client that reports no watched files still gets a git
+            # checkout or a formatter run into the index.
+            checked = time.monotonic()
+            on_disk = False
             while not self._closed.is_set() and not self._dirty.wait(timeout=1.0):
-                pass
-            # Rebuilds are whole (tokens are cached per file, the suffix array is not), so they are
-            # spaced out: edits to the current file never need one (its prefix is the cache).
-            self._closed.wait(timeout=REINDEX_INTERVAL_S)
+                if time.monotonic() - checked >= DISK_CHECK_S:
+                    on_disk = self._disk_changed()
+                    if on_disk:
+                        break
+                    checked = time.monotonic()
+            if not on_disk:
+                # Rebuilds are whole (tokens are cached per file, the suffix array is not), so they
+                # are spaced out: edits to the current file never need one (its prefix is the cache),
+                # and a burst of events (a checkout) makes one rebuild. A change found on disk has
+                # waited for the check already.
+                self._closed.wait(timeout=REINDEX_INTERVAL_S)
+
+    def _disk_changed(self) -> bool:
+        """Whether the workspace's .py files differ from the last build's: one added, removed, or
+        with another size or mtime (a walk and a stat per file; nothing is read)."""
+        if self.workspace is None or self._disk is None:
+            return False
+        try:
+            return disk_snapshot(iter_python_files(self.workspace, self.limits)) != self._disk
+        except OSError:
+            return False
 
     @property
     def indexed(self) -> bool:
@@ -307,6 +362,9 @@ class LocalProvider:
             paths = files if files is not None else (
                 iter_python_files(self.workspace, self.limits) if self.workspace else []
             )
+            if files is None:
+                # before reading: a file changed during the build differs at the next check
+                self._disk = disk_snapshot(paths)
             token_files: list[tuple[str, list[str]]] = []
             line_files: list[tuple[int, list[str]]] = []
             fids: dict[str, int] = {}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
+import attrs
 from lsprotocol import types
+from pytest_lsp import ClientServerConfig
 
-from tests.lsp.conftest import nothing_to_show, plain
+from tests.lsp.conftest import VSCODE, initialize, nothing_to_show, plain, server_env, until
 
 SOURCE = "def greet(name):\n    \n"
 
@@ -149,3 +152,24 @@ async def test_status_counts_what_the_store_counts_and_the_share_leaves_empty_an
     assert (await off.text_document_inline_completion_async(_request(uri, 1, 4))).items
     gate = plain(await off.protocol.send_request_async("heedls/status", {}))["gate"]
     assert gate["shown"] == 1 and gate["hidden_share"] is None  # no gate, no share to show
+
+
+async def test_the_server_asks_a_client_that_can_watch_files_for_the_python_files(lsp, workspace: Path, tmp_path: Path) -> None:
+    """A git checkout or a formatter changes files no buffer shows: VS Code registers watchers on
+    request, so the server asks it for **/*.py and the local provider's index hears of them."""
+    command = [sys.executable, "-m", "heedls", "serve", "--stub-provider", "x"]
+    client = await ClientServerConfig(server_command=command, server_env=server_env(tmp_path)).start()
+    lsp.clients.append(client)
+    asked: list[types.Registration] = []
+
+    @client.feature(types.CLIENT_REGISTER_CAPABILITY)
+    def on_register(params: types.RegistrationParams) -> None:
+        asked.extend(params.registrations)
+
+    watching = attrs.evolve(VSCODE, workspace=attrs.evolve(
+        VSCODE.workspace, did_change_watched_files=types.DidChangeWatchedFilesClientCapabilities(dynamic_registration=True)))
+    await initialize(client, workspace, watching)
+    await until(lambda: asked, 10.0, "client/registerCapability")
+    [registration] = asked
+    assert registration.method == types.WORKSPACE_DID_CHANGE_WATCHED_FILES
+    assert [w["globPattern"] for w in registration.register_options["watchers"]] == ["**/*.py"]

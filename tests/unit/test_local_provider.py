@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from pathlib import Path
@@ -419,3 +420,49 @@ async def test_a_request_out_of_time_before_its_document_is_tokenized_leaves_the
     finally:
         await interrupted.aclose()
         await fresh.aclose()
+
+
+async def _until_suggested(provider: LocalProvider, path: Path, prefix: str, text: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(c.text == text for c in await _complete(provider, path, prefix)):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_files_changed_on_disk_reach_the_index_without_a_buffer_edit(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A git checkout, a formatter run or a new module changes files no buffer shows: with no
+    event at all, the background indexer finds them by size and mtime at its periodic check."""
+    monkeypatch.setattr(local_mod, "DISK_CHECK_S", 0.2)
+    monkeypatch.setattr(local_mod, "REINDEX_INTERVAL_S", 0.2)
+    prov = LocalProvider(workspace, use_jedi=False)
+    prov.start_indexing()
+    try:
+        assert await _until_suggested(prov, workspace / "mine.py", "import os\n", "import sys", 10.0)
+        _write(workspace, {"pkg/zebras.py": "zebra_count = count_the_zebras(herd)\n"})  # a new module
+        assert await _until_suggested(prov, workspace / "mine.py", "zebra_count = cou", "nt_the_zebras(herd)", 10.0)
+        _write(workspace, {"pkg/zebras.py": "zebra_count = count_every_zebra(herd)\n"})  # changed in place
+        assert await _until_suggested(prov, workspace / "mine.py", "zebra_count = cou", "nt_every_zebra(herd)", 10.0)
+    finally:
+        await prov.aclose()
+
+
+async def test_a_watched_file_event_reaches_the_index_at_the_next_spaced_rebuild(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client reports files changed on disk (workspace/didChangeWatchedFiles): they are
+    re-read at the next rebuild, spaced as after a buffer edit, not at the next disk check."""
+    monkeypatch.setattr(local_mod, "DISK_CHECK_S", 3600.0)
+    monkeypatch.setattr(local_mod, "REINDEX_INTERVAL_S", 0.2)
+    prov = LocalProvider(workspace, use_jedi=False)
+    prov.start_indexing()
+    try:
+        assert await _until_suggested(prov, workspace / "mine.py", "import os\n", "import sys", 10.0)
+        _write(workspace, {"pkg/other.py": "zebra_count = count_the_zebras(herd)\n"})
+        prov.files_changed([str(workspace / "pkg" / "other.py")])
+        assert await _until_suggested(prov, workspace / "mine.py", "zebra_count = cou", "nt_the_zebras(herd)", 10.0)
+    finally:
+        await prov.aclose()
