@@ -208,13 +208,15 @@ def cursor_context(
     file costs the same per keystroke as a small one). Past the deadline `until` (perf_counter)
     `doc` may be left part-way (`doc.done` is False): the context is then not to be used."""
     head, _, current = prefix.rpartition("\n")
-    lines = head.split("\n") if head or prefix.startswith("\n") else []
+    count = head.count("\n") + 1 if head or prefix.startswith("\n") else 0  # lines before the cursor line
     step = max(window // 4, 1)
-    start = max(0, (len(lines) - window + step - 1) // step * step) if len(lines) > window else 0
+    start = max(0, (count - window + step - 1) // step * step) if count > window else 0
     if doc is None:
         doc = DocTokens()
-        start = max(0, len(lines) - max_lines)
-    doc.update(lines[start:] if start else lines, until)
+        start = max(0, count - max_lines)
+    # Only the lines used are split off (head.split of a 250,000-line file took 30-45 ms).
+    lines = head.rsplit("\n", count - start)[1:] if start else head.split("\n") if count else []
+    doc.update(lines, until)
     quote, prev_indent = doc.state
     current = current[-MAX_LINE_CHARS:]  # a pathological single line must not cost seconds
     indent_str = current[: len(current) - len(current.lstrip())]
@@ -229,7 +231,7 @@ def cursor_context(
         cur: list[str] = []
     else:
         # The cursor line's indentation is known even before anything is typed on it.
-        if lines or body:
+        if count or body:
             ind = indent_of(current)
             if ind > prev_indent:
                 tokens.append(IND)

@@ -677,6 +677,17 @@ def _full_prefix(request: CompletionRequest) -> str:
     prefix: str = request.prefix
     if doc is None or len(doc) <= len(prefix):
         return prefix
+    # Where the prefix last occurs, checked to end at the cursor's line and column, is the answer
+    # of the walk below in C-speed searches: walking a 250,000-line file's lines took 50-75 ms.
+    found = doc.rfind(prefix)
+    if found >= 0:
+        pos = found + len(prefix) - request.character  # the start of the cursor line, if it is
+        if request.line == 0:
+            line_start = pos == 0
+        else:
+            line_start = 0 < pos and doc[pos - 1] == "\n" and doc.count("\n", 0, pos) == request.line
+        if line_start:
+            return doc[: pos + request.character]
     pos = 0
     for _ in range(request.line):
         pos = doc.find("\n", pos) + 1
