@@ -664,10 +664,15 @@ def _lf_line_ends(request: CompletionRequest) -> CompletionRequest:
     document = request.document
     return replace(
         request,
-        prefix=_LONE_CR.sub("\n", request.prefix),
-        suffix=_LONE_CR.sub("\n", request.suffix),
-        document=_LONE_CR.sub("\n", document) if document is not None else None,
+        prefix=_cr_to_lf(request.prefix),
+        suffix=_cr_to_lf(request.suffix),
+        document=_cr_to_lf(document) if document is not None else None,
     )
+
+
+def _cr_to_lf(text: str) -> str:
+    # str.replace when there is no CRLF to keep: the regex took ~50 ms on a 5 MB CR-only file
+    return text.replace("\r", "\n") if "\r\n" not in text else _LONE_CR.sub("\n", text)
 
 
 def _full_prefix(request: CompletionRequest) -> str:
