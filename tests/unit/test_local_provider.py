@@ -479,7 +479,12 @@ async def test_a_five_megabyte_document_answers_within_the_servers_budget(worksp
         big = ("value = compute(1)\n" * 250_000 + "value = comp").replace("\n", line_end)
         request = CompletionRequest(prefix=big[-6000:], suffix="", path=str(workspace / "huge.py"),
                                     line=250_000, character=len("value = comp"), document=big)
-        answers = [await prov.complete(request, 0.25) for _ in range(5)]  # the first tokenizes 2,000 lines
-        assert answers[-1] and answers[-1][0].text == "ute(1)"
+        # the first requests tokenize the 2,000-line window, each as far as its budget goes; on a
+        # busy machine that takes more keystrokes, but the walk before it must never eat them all
+        for _ in range(40):
+            answer = await prov.complete(request, 0.25)
+            if answer:
+                break
+        assert answer and answer[0].text == "ute(1)"
     finally:
         await prov.aclose()
