@@ -62,6 +62,15 @@ class HeedlsProtocol(LanguageServerProtocol):
     _prune_at = 64
 
     def structure_message(self, data: dict[str, Any]) -> Any:
+        """Every JSON object stays plain data here; `handle_message` structures the body alone.
+
+        pygls hands this method to `json.loads` as its object_hook, which calls it for every
+        object, innermost first: a setting or command argument shaped like `{"jsonrpc", "id",
+        "method"}` was made a message itself, answered (InvalidParams for id 5 inside a
+        didChangeConfiguration) and the message around it lost. Only the top level is a message."""
+        return data
+
+    def _structure_body(self, data: dict[str, Any]) -> Any:
         """pygls drops a request whose params it cannot read (a negative position, params: null, a
         string where a number belongs) after logging it, so the client waits for an answer that
         never comes. Answer it with the error instead (InvalidParams), as JSON-RPC asks."""
@@ -85,6 +94,8 @@ class HeedlsProtocol(LanguageServerProtocol):
         workspace, and its events went to another store); a second `initialize` is refused (it
         rebuilt the workspace and lost the open documents); after `shutdown` a request is answered
         InvalidRequest (pygls dropped it, and the client waited)."""
+        if isinstance(message, dict) and "jsonrpc" in message:
+            message = self._structure_body(message)
         if isinstance(message, (dict, list, int, float, str, bool)) or message is None:
             # a JSON body that is no message (`[1, 2]`, `42`, an object without "jsonrpc"): JSON-RPC's
             # Invalid Request, for the id it has if any, else a null one

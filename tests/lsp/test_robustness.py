@@ -348,3 +348,28 @@ def test_bodies_that_are_no_message_are_answered_with_json_rpc_errors(raw_server
     uri = (root / "a.py").as_uri()
     server.open(uri, "def f():\n    \n")
     assert server.inline(103, uri, 1, 4)["result"]["items"]  # and it keeps serving
+
+
+def test_an_object_in_params_shaped_like_a_message_is_data_not_a_message(raw_server) -> None:
+    """Only the body is a message. A setting or a command argument that happens to carry
+    "jsonrpc", "id" and "method" keys is passed on as it is: pygls made each such object a message
+    of its own, answered it (id 5 here) and lost the message around it."""
+    server, root = raw_server
+    lookalike = {"jsonrpc": "2.0", "id": 5, "method": "textDocument/hover"}
+    server.send({"method": "workspace/didChangeConfiguration",
+                 "params": {"settings": {"heedls": {"inline": {"enabled": False}}, "other": {"saved": lookalike}}}})
+    for attempt in range(50):  # the settings around it were read (the change applies asynchronously)
+        server.send({"id": f"st{attempt}", "method": "heedls/status", "params": {}})
+        if server.wait(f"st{attempt}")["result"]["enabled"] is False:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the settings holding the look-alike were lost")
+    server.send({"id": "cmd", "method": "workspace/executeCommand",
+                 "params": {"command": "heedls.accept", "arguments": [{**lookalike, "id": 6, "method": "x"}]}})
+    assert server.wait("cmd")["result"]["accepted"] is False  # a plain argument: no suggestion id
+    reply = {"jsonrpc": "2.0", "id": 7, "result": None}
+    server.send({"id": "echo", "method": "heedls/status", "params": {"echo": reply}})
+    assert "result" in server.wait("echo")
+    with server._lock:
+        assert not {5, 6, 7} & set(server.responses)  # nothing answered a nested object
