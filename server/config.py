@@ -102,6 +102,10 @@ class LintConfig:
     # Syntax diagnostics wait this long after the last change (a newer change reschedules).
     syntax_debounce_ms: int = 120
     lint_debounce_ms: int = 300  # ruff on the buffer after typing pauses (it runs on save as well)
+    # An open document larger than this (kB of text; 0 = no limit) gets no syntax or ruff
+    # diagnostics: compile() of a 10 MB file peaks at 1 GB (2.9 GB with a syntax error near its
+    # end), tree-sitter's tree holds 280 MB more, ruff 300 MB. Measured in docs/diagnostics.md.
+    max_file_kb: int = 1024
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,7 @@ class DiagnosticsService:
         self._lint_problem_reported = False
         self._untrusted_reported = False
         self._problems_told: set[str] = set()
+        self._too_large_told: set[str] = set()  # documents said to be above lint.maxFileKb
         self.last_syntax_ms: float = 0.0
         self.runs_started = 0
         self.runs_cancelled = 0
@@ -321,6 +322,20 @@ class DiagnosticsService:
             check.explain_all(found)  # a handful at most; hover and relatedInformation show it
         return found
 
+    def _too_large(self, uri: str, text: str) -> bool:
+        """Is the buffer above `lint.maxFileKb`? Said once per opened document, in the log only (no
+        diagnostic: nothing is wrong with the file), as ruff and pyright do for huge files."""
+        limit_kb = self._config.lint.max_file_kb
+        if not limit_kb or len(text) <= limit_kb * 1024:
+            return False
+        if uri not in self._too_large_told:
+            self._too_large_told.add(uri)
+            name = Path(_path_of(uri) or uri).name
+            self.server.notify_log(
+                f"{name} is {len(text) / 1024:,.0f} kB, above lint.maxFileKb ({limit_kb} kB): no syntax or ruff "
+                "diagnostics for it (raise the limit, or 0 for none, to have them)", types.MessageType.Info)
+        return True
+
     def _is_python(self, uri: str) -> bool:
         if uri.endswith((".py", ".pyi")):
             return True
@@ -335,7 +350,10 @@ class DiagnosticsService:
             return
         lock = self._locks.setdefault(uri, asyncio.Lock())
         async with lock:  # one parse per document at a time (the tree is not thread-safe)
-            if len(text) > _THREAD_THRESHOLD:
+            if self._too_large(uri, text):
+                self._docs.pop(uri, None)  # its tree is most of the memory the limit is there to save
+                found = []
+            elif len(text) > _THREAD_THRESHOLD:
                 found = await asyncio.to_thread(self._syntax_now, uri, text)
             else:
                 found = self._syntax_now(uri, text)
@@ -354,6 +372,11 @@ class DiagnosticsService:
         path = _path_of(uri)
         text = self._text(uri)
         if not cfg.enabled or path is None or text is None or not path.endswith((".py", ".pyi")):
+            return
+        if self._too_large(uri, text):
+            if self._store.get(uri, {}).get(RUFF):  # findings from before it grew are stale
+                self._set(uri, RUFF, [])
+                self.publish([uri])
             return
         workspace = self._workspace_for(path)
         result = await asyncio.to_thread(lint.lint_text, text, path, workspace=workspace, ruff=cfg.ruff,
@@ -642,6 +665,7 @@ class DiagnosticsService:
         self._lint_jobs.cancel(uri)
         self._docs.pop(uri, None)
         self._locks.pop(uri, None)
+        self._too_large_told.discard(uri)
         # Test failures describe files on disk and stay; buffer-only findings go.
         self._set(uri, SYNTAX, [])
         self._set(uri, RUFF, [])

@@ -331,3 +331,40 @@ async def test_a_workspace_opened_through_a_symlink_gets_results_on_the_uris_it_
         context=types.CodeActionContext(diagnostics=[f401])))
     edits = [a.edit for a in actions or [] if isinstance(a, types.CodeAction) and a.edit is not None]
     assert edits and all(set(e.changes or {}) == {uri} for e in edits), edits
+
+
+async def test_a_document_above_the_size_limit_is_not_analysed_and_that_is_said_once(lsp: Any, workspace: Path) -> None:
+    """compile() and tree-sitter of a 10 MB buffer cost gigabytes: above `lint.maxFileKb` an open
+    document gets no syntax or ruff diagnostics, and the log says so once; one under the limit is
+    analysed as ever, the same document too once it is back under it."""
+    (workspace / "pyproject.toml").write_text('[tool.ruff]\nlint.select = ["F"]\n')
+    client = await lsp(workspace, "vscode", options={**OPTIONS, "lint": {"maxFileKb": 1, "lintDebounceMs": 50}})
+    unused = "import os\n\n\ndef f():\n    return 1\n"  # F401
+    broken = "def f(:\n    return 1\n"
+    padding = "".join(f"# line {i} of a generated table\n" for i in range(60))  # ~2 kB
+    big = _open(client, workspace / "big.py", padding + unused)
+    small = _open(client, workspace / "small.py", unused)
+    await until(lambda: _by_source(client, small, "ruff"), 15, "the small file's F401")
+    await until(lambda: big in client.diagnostics, 15, "the large file's publish")
+
+    def said() -> list[str]:
+        return [m.message for m in client.log_messages if "above lint.maxFileKb" in m.message]
+
+    await until(said, 10, "the log message")
+
+    def change(version: int, text: str) -> None:
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=big, version=version),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
+
+    change(2, padding + broken)
+    await asyncio.sleep(1.0)  # two debounces and a ruff run
+    assert _by_source(client, big, "syntax") == [] and _by_source(client, big, "ruff") == []
+    assert len(said()) == 1 and "big.py" in said()[0]
+    assert not [m for m in client.log_messages if "unknown setting" in m.message]
+
+    change(3, broken)
+    (error,) = await until(lambda: _by_source(client, big, "syntax"), 10, "the syntax error under the limit")
+    assert error.range.start.line == 0
+    change(4, unused)
+    await until(lambda: _by_source(client, big, "ruff"), 15, "F401 under the limit")
