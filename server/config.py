@@ -12,7 +12,7 @@ import dataclasses
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -256,8 +256,12 @@ def load(
     root: Path | None,
     init_options: Any = None,
     client_settings: Any = None,
+    *,
+    project_label: str = "pyproject.toml [tool.heedls]",
 ) -> tuple[HeedlsConfig, list[str]]:
-    """defaults <- pyproject.toml [tool.heedls] <- initializationOptions <- didChangeConfiguration."""
+    """defaults <- pyproject.toml [tool.heedls] <- initializationOptions <- didChangeConfiguration.
+    `project_label` names the project file's layer in warnings (which folder's, in a multi-root
+    workspace)."""
     section: dict[str, Any] = {}
     warnings: list[str] = []
     if root is not None:
@@ -267,15 +271,59 @@ def load(
         # send the same object at start-up and on every change): a setting removed since start-up
         # is gone, not kept from initializationOptions. An empty push (Neovim's default) is none.
         init_options = None
-    config, more = _layered(section, init_options, client_settings)
+    config, more = _layered(section, init_options, client_settings, project_label)
     if not config.tests.trusted:
         # The repository's own file may not make heedls run a program (ruff, an interpreter),
         # send its code and a secret elsewhere (provider), or declare itself trusted.
         section, ignored = _without_untrusted(section)
         if ignored:
-            config, more = _layered(section, init_options, client_settings)
-            more.append(f"pyproject.toml [tool.heedls]: {', '.join(ignored)} ignored: the workspace is not trusted")
+            config, more = _layered(section, init_options, client_settings, project_label)
+            more.append(f"{project_label}: {', '.join(ignored)} ignored: the workspace is not trusted")
     return config, warnings + more
+
+
+# The sections a workspace folder's own pyproject.toml decides for the documents in it: how its code
+# is linted, tested and repaired. The others (provider, inline, gate, telemetry, log level) belong
+# to the server's shared services (one engine, one gate, one event store): the first folder's.
+PROJECT_SECTIONS = ("lint", "tests", "repair")
+
+
+def load_folders(
+    folders: list[Path],
+    init_options: Any = None,
+    client_settings: Any = None,
+) -> tuple[HeedlsConfig, dict[Path, HeedlsConfig], list[str]]:
+    """The configuration of a multi-root workspace: the first folder's (the server's, as `load`),
+    and for each folder, keyed by its resolved path, that one with the PROJECT_SECTIONS read from
+    the folder's own pyproject.toml (the editor's settings still override them, as everywhere)."""
+    first = folders[0] if folders else None
+    config, warnings = load(first, init_options, client_settings)
+    per_folder: dict[Path, HeedlsConfig] = {}
+    for folder in folders:
+        own = config
+        if folder != first:
+            own, more = load(folder, init_options, client_settings,
+                             project_label=f"{folder / 'pyproject.toml'} [tool.heedls]")
+            warnings += [w for w in more if w not in warnings]  # the editor's layers warn once
+        per_folder.setdefault(_resolved(folder), replace(config, **{k: getattr(own, k) for k in PROJECT_SECTIONS}))
+    return config, per_folder, warnings
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: the path as given
+        return path.absolute()
+
+
+def folder_of(path: Path, folders: Collection[Path]) -> Path | None:
+    """The folder among `folders` (resolved paths) that contains `path` (resolved): the longest,
+    for folders nested in one another."""
+    best: Path | None = None
+    for folder in folders:
+        if path.is_relative_to(folder) and (best is None or len(folder.parts) > len(best.parts)):
+            best = folder
+    return best
 
 
 def _pushed(settings: Any) -> bool:
@@ -313,10 +361,11 @@ def _without_untrusted(section: dict[str, Any]) -> tuple[dict[str, Any], list[st
     return kept, ignored
 
 
-def _layered(section: dict[str, Any], init_options: Any, client_settings: Any) -> tuple[HeedlsConfig, list[str]]:
+def _layered(section: dict[str, Any], init_options: Any, client_settings: Any,
+             project_label: str = "pyproject.toml [tool.heedls]") -> tuple[HeedlsConfig, list[str]]:
     config = HeedlsConfig()
     warnings: list[str] = []
-    for layer, name in ((section or None, "pyproject.toml [tool.heedls]"), (init_options, "initializationOptions"),
+    for layer, name in ((section or None, project_label), (init_options, "initializationOptions"),
                         (client_settings, "settings")):
         config, w = merge(config, layer, name)
         warnings += w

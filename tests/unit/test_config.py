@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from heedls.server.config import HeedlsConfig, load, merge
+from heedls.server.config import HeedlsConfig, folder_of, load, load_folders, merge
 
 
 def test_layers_apply_in_order(tmp_path: Path) -> None:
@@ -105,3 +105,34 @@ def test_a_setting_removed_in_the_editor_is_gone_and_an_empty_push_changes_nothi
     assert config.gate.mode == HeedlsConfig().gate.mode and config.provider.name == "local"
     config, _ = load(None, start, {"heedls": []})  # Neovim's default settings: {} sent as []
     assert config.gate.mode == "off" and config.provider.name == "ollama"
+
+
+def test_each_workspace_folder_has_its_own_lint_tests_and_repair_settings(tmp_path: Path) -> None:
+    """A multi-root workspace: a document is linted, tested and repaired as its own folder's
+    pyproject.toml says (the innermost folder holding it); what the server shares (provider,
+    inline, gate, telemetry) is the first folder's, and the editor's settings override both."""
+    first, second = tmp_path / "app", tmp_path / "lib"
+    nested = first / "vendored"
+    for folder in (first, second, nested):
+        folder.mkdir()
+    (first / "pyproject.toml").write_text('[tool.heedls]\nprovider = "ollama"\n[tool.heedls.tests]\ntimeoutS = 5\n')
+    (second / "pyproject.toml").write_text(
+        '[tool.heedls]\nprovider = "openai"\n[tool.heedls.tests]\ntimeoutS = 9\npython = "py3"\n'
+        '[tool.heedls.lint]\nenabled = false\nmaxFileKb = 7\n[tool.heedls.repair]\nbudgetS = 3\n[tool.heedls.oops]\n')
+    (nested / "pyproject.toml").write_text('[tool.heedls.tests]\ntimeoutS = 11\n')
+
+    config, folders, warnings = load_folders([first, second, nested], {"repair": {"jobs": 2}})
+    assert config.provider.name == "ollama" and config.tests.timeout_s == 5 and config.lint.enabled
+    assert folders[first.resolve()] == config
+    lib = folders[second.resolve()]
+    assert (lib.tests.timeout_s, lib.tests.python, lib.lint.enabled, lib.lint.max_file_kb) == (9, "py3", False, 7)
+    assert (lib.repair.budget_s, lib.repair.jobs) == (3, 2)  # the editor's layer still applies
+    assert lib.provider.name == "ollama" and lib.inline == config.inline  # shared: the first folder's
+    assert [w for w in warnings if "oops" in w] == [f"{second / 'pyproject.toml'} [tool.heedls].oops: unknown setting, ignored"]
+
+    roots = list(folders)
+    assert folder_of((nested / "m.py").resolve(), roots) == nested.resolve()  # the innermost folder
+    assert folder_of((first / "m.py").resolve(), roots) == first.resolve()
+    assert folder_of((tmp_path / "elsewhere.py").resolve(), roots) is None
+    assert load_folders([], None, {"heedls": {"lint": {"enabled": False}}})[:2] == (
+        load(None, None, {"heedls": {"lint": {"enabled": False}}})[0], {})
