@@ -186,6 +186,10 @@ class HeedlsServer(LanguageServer):
         )
         self.config: HeedlsConfig = HeedlsConfig()
         self.root: Path | None = None
+        # The workspace folders in the client's order (root is the first at initialize); each one's
+        # configuration, keyed by its resolved path: see config_for.
+        self.folders: list[Path] = []
+        self.folder_configs: dict[Path, HeedlsConfig] = {}
         self.init_options: Any = None
         self.client_settings: Any = None
         self.document_listeners: list[Any] = []
@@ -204,8 +208,25 @@ class HeedlsServer(LanguageServer):
             pass
 
     # -- configuration ------------------------------------------------------------------------
+    def folder_of(self, path: str | Path) -> Path | None:
+        """The workspace folder (resolved) holding `path`, the innermost of nested ones; None when
+        no folder holds it."""
+        return config_mod.folder_of(Path(path), self.folder_configs) if self.folder_configs else None
+
+    def config_for(self, path: str | Path | None) -> HeedlsConfig:
+        """The configuration for a document at `path` (resolved): its folder's lint, tests and repair
+        settings (config.PROJECT_SECTIONS) in a multi-root workspace, else `self.config`."""
+        if path is None or len(self.folder_configs) < 2:
+            return self.config  # one folder (the common case): nothing to look up
+        folder = self.folder_of(path)
+        return self.folder_configs[folder] if folder is not None else self.config
+
     async def reload_config(self) -> None:
-        new, warnings = config_mod.load(self.root, self.init_options, self.client_settings)
+        folders = self.folders or ([self.root] if self.root is not None else [])
+        if folders and self.root is not None and folders[0] != self.root:
+            # the shared services were built for root: its folder stays the one they read
+            folders = [self.root, *(f for f in folders if f != self.root)]
+        new, self.folder_configs, warnings = config_mod.load_folders(folders, self.init_options, self.client_settings)
         # Each change re-reads every source: say only what is newly wrong, not the start-up
         # warnings again on every didChangeConfiguration.
         for warning in warnings:

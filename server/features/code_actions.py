@@ -147,8 +147,8 @@ class RepairService:
             return entry["result"]
         return None
 
-    def _chat(self) -> Any | None:
-        if not self.server.config.repair.use_provider:
+    def _chat(self, use_provider: bool) -> Any | None:
+        if not use_provider:
             return None
         for candidate in (self.server.services.get("chat"), getattr(self.server.services.get("engine"), "provider", None),
                           self.server.services.get("provider")):
@@ -171,10 +171,10 @@ class RepairService:
         text = _text_of(self.server, uri)
         if text is None:
             return {**empty, "explanation": "the document could not be read"}
-        cfg = self.server.config
+        cfg = self.server.config_for(path)  # the tests and repair settings of the document's folder
         if not cfg.tests.trusted:
             return {**empty, "explanation": "the workspace is not trusted: tests are not run"}
-        workspace = (self.server.root or check.find_workspace([path])).resolve()
+        workspace = (self.server.folder_of(path) or self.server.root or check.find_workspace([path])).resolve()
         if testrun.is_test_file(path):
             return {**empty, "explanation": "open the module under test to repair it (this is a test file)"}
         tests = await asyncio.to_thread(testrun.related_tests, workspace, path)
@@ -200,7 +200,7 @@ class RepairService:
 
         req = RepairRequest(
             module=path, tests=[Path(t) for t in tests], root=workspace, budget_s=cfg.repair.budget_s,
-            jobs=cfg.repair.jobs, python=cfg.tests.python, chat=self._chat(), focus_line=focus, source=text,
+            jobs=cfg.repair.jobs, python=cfg.tests.python, chat=self._chat(cfg.repair.use_provider), focus_line=focus, source=text,
         )
         repairer = Repairer(req, cancel, progress)
         self._watch_workers(repairer)

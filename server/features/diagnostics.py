@@ -191,10 +191,23 @@ class DiagnosticsService:
     def _config(self) -> Any:
         return self.server.config
 
+    def _for(self, where: str | Path | None) -> Any:
+        """The configuration for a document or workspace at `where` (a resolved path): its
+        workspace folder's lint, tests and repair settings."""
+        return self.server.config_for(where)
+
+    def _for_uri(self, uri: str) -> Any:
+        if len(self.server.folder_configs) < 2:
+            return self.server.config  # one folder: no path to resolve on every keystroke
+        return self._for(_path_of(uri))
+
     def _workspace_for(self, path: str | None) -> Path:
         root = self.server.root
         if path is None:
             return (root or Path.cwd()).resolve()
+        folder = self.server.folder_of(path)
+        if folder is not None:
+            return folder
         if root is not None:
             resolved = root.resolve()
             if Path(path).is_relative_to(resolved):
@@ -216,11 +229,12 @@ class DiagnosticsService:
         if opened is not None:
             return opened
         root = self.server.root
-        if root is not None and root.resolve() != root.absolute():
-            try:
-                return _uri_of(str(root / Path(path).relative_to(root.resolve())))
-            except ValueError:
-                pass
+        for folder in dict.fromkeys([*([root] if root is not None else []), *self.server.folders]):
+            if folder.resolve() != folder.absolute():
+                try:
+                    return _uri_of(str(folder / Path(path).relative_to(folder.resolve())))
+                except ValueError:
+                    pass
         return _uri_of(path)
 
     # -- conversion to LSP ----------------------------------------------------------------------
@@ -325,7 +339,7 @@ class DiagnosticsService:
     def _too_large(self, uri: str, text: str) -> bool:
         """Is the buffer above `lint.maxFileKb`? Said once per opened document, in the log only (no
         diagnostic: nothing is wrong with the file), as ruff and pyright do for huge files."""
-        limit_kb = self._config.lint.max_file_kb
+        limit_kb = self._for_uri(uri).lint.max_file_kb
         if not limit_kb or len(text) <= limit_kb * 1024:
             return False
         if uri not in self._too_large_told:
@@ -368,8 +382,9 @@ class DiagnosticsService:
 
     # -- lint -----------------------------------------------------------------------------------
     async def refresh_lint(self, uri: str) -> None:
-        cfg = self._config.lint
         path = _path_of(uri)
+        config = self._for(path)
+        cfg = config.lint
         text = self._text(uri)
         if not cfg.enabled or path is None or text is None or not path.endswith((".py", ".pyi")):
             return
@@ -380,7 +395,7 @@ class DiagnosticsService:
             return
         workspace = self._workspace_for(path)
         result = await asyncio.to_thread(lint.lint_text, text, path, workspace=workspace, ruff=cfg.ruff,
-                                         trusted=self.server.config.tests.trusted)
+                                         trusted=config.tests.trusted)
         if result.problem and not self._lint_problem_reported:
             self._lint_problem_reported = True  # one warning per session, not one per keystroke
             self.server.notify_log(result.problem, types.MessageType.Warning)
@@ -389,8 +404,8 @@ class DiagnosticsService:
             self.publish([uri])
 
     # -- tests ----------------------------------------------------------------------------------
-    def _tests_allowed(self) -> str | None:
-        cfg = self._config.tests
+    def _tests_allowed(self, workspace: Path) -> str | None:
+        cfg = self._for(workspace).tests
         if not cfg.enabled:
             return "tests are disabled (tests.enabled = false)"
         if not cfg.trusted:
@@ -411,7 +426,7 @@ class DiagnosticsService:
             running.cancel()  # it tests code that just changed: stop it now, not after the debounce
             saved.update(dict.fromkeys(self._running_paths.get(workspace, ())))  # its files still need a run
         saved[path] = None
-        delay = self._config.tests.debounce_ms / 1000
+        delay = self._for(workspace).tests.debounce_ms / 1000
 
         async def later() -> None:
             await asyncio.sleep(delay)
@@ -427,7 +442,7 @@ class DiagnosticsService:
         `workspace`; a newer call for the same workspace cancels this one. Returns a summary for
         the command's caller."""
         paths = (path,) if isinstance(path, str) else tuple(path) if path is not None else None
-        reason = self._tests_allowed()
+        reason = self._tests_allowed(workspace)
         if reason is not None:
             if not self._untrusted_reported:
                 self._untrusted_reported = True
@@ -496,7 +511,7 @@ class DiagnosticsService:
     async def _run(self, workspace: Path, paths: tuple[str, ...] | None) -> dict[str, Any]:
         from heedls.analyzers import testrun
 
-        cfg = self._config.tests
+        cfg = self._for(workspace).tests
         targets = await self._targets(workspace, paths)
         shown = ", ".join(Path(t).name for t in targets[:3]) + (" …" if len(targets) > 3 else "") if targets else "all tests"
         token = await self._progress_begin("heedls: running tests", shown)
@@ -642,14 +657,15 @@ class DiagnosticsService:
         self._lint_jobs.schedule(uri, 0)
 
     async def on_change(self, uri: str, changes: list[types.TextDocumentContentChangeEvent]) -> None:
-        self._syntax_jobs.schedule(uri, self._config.lint.syntax_debounce_ms / 1000)
+        cfg = self._for_uri(uri).lint
+        self._syntax_jobs.schedule(uri, cfg.syntax_debounce_ms / 1000)
         # ruff too, as its own language server does: its findings on the text before an edit sat at
         # stale positions (three lines added above an F401 left it on a comment)
-        self._lint_jobs.schedule(uri, self._config.lint.lint_debounce_ms / 1000)
+        self._lint_jobs.schedule(uri, cfg.lint_debounce_ms / 1000)
 
     async def on_save(self, uri: str) -> None:
         self._lint_jobs.schedule(uri, 0)
-        if self._config.tests.on_save:
+        if self._for_uri(uri).tests.on_save:
             # The verdict on the text being saved, not the one a debounce behind: a fix saved at
             # once (format-on-save, a quick Ctrl+S) must run the tests, a break saved at once not.
             self._syntax_jobs.cancel(uri)
@@ -672,12 +688,24 @@ class DiagnosticsService:
         self.publish([uri])
 
     async def on_config(self, config: Any) -> None:
-        if not config.lint.enabled:
-            for uri in list(self._store):
-                self._set(uri, RUFF, [])
-            self.publish(list(self._store))
-        if not config.tests.enabled or not config.tests.trusted:
-            await self.shutdown()
+        # `config` is the first folder's; each document and workspace goes by its own folder's
+        linted_off = [uri for uri in self._store if not self._for_uri(uri).lint.enabled]
+        for uri in linted_off:
+            self._set(uri, RUFF, [])
+        if linted_off:
+            self.publish(linted_off)
+        await self._cancel_tests([w for w in {*self._test_timers, *self._test_runs} if self._tests_allowed(w) is not None])
+
+    async def _cancel_tests(self, workspaces: Collection[Path]) -> None:
+        """Cancel the pending and running test runs of `workspaces` (their tests were turned off)."""
+        tasks: list[asyncio.Task[Any]] = []
+        for workspace in workspaces:
+            for table in (self._test_timers, self._test_runs):
+                task = table.pop(workspace, None)
+                if task is not None:
+                    task.cancel()
+                    tasks.append(task)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def shutdown(self) -> None:
         """Cancel pending and running work (running tests' process groups are killed)."""

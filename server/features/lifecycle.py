@@ -16,11 +16,15 @@ from pygls import uris
 log = logging.getLogger(__name__)
 
 
+def _folder_paths(folders: list[types.WorkspaceFolder] | None) -> list[Path]:
+    paths = (uris.to_fs_path(folder.uri) for folder in folders or [])
+    return list(dict.fromkeys(Path(path) for path in paths if path))
+
+
 def _root_from(params: types.InitializeParams) -> Path | None:
-    if params.workspace_folders:
-        path = uris.to_fs_path(params.workspace_folders[0].uri)
-        if path:
-            return Path(path)
+    folders = _folder_paths(params.workspace_folders)
+    if folders:
+        return folders[0]
     if params.root_uri:
         path = uris.to_fs_path(params.root_uri)
         if path:
@@ -38,9 +42,13 @@ class _ProjectFile:
         self.server = server
 
     def _is_project_file(self, uri: str) -> bool:
+        """A pyproject.toml at the top of a workspace folder (each folder's configures its documents)."""
         path = uris.to_fs_path(uri)
-        root = self.server.root
-        return bool(path) and root is not None and Path(path).resolve() == (root / "pyproject.toml").resolve()
+        if not path or Path(path).name != "pyproject.toml":
+            return False
+        folder = Path(path).parent.resolve()
+        roots = set(self.server.folder_configs) | ({self.server.root.resolve()} if self.server.root else set())
+        return folder in roots
 
     async def on_save(self, uri: str) -> None:
         if self._is_project_file(uri):
@@ -66,6 +74,7 @@ def register(server: HeedlsServer) -> None:
     async def on_initialize(ls: HeedlsServer, params: types.InitializeParams) -> None:
         use_lsp_documents(ls)
         ls.root = _root_from(params)
+        ls.folders = _folder_paths(params.workspace_folders) or ([ls.root] if ls.root is not None else [])
         ls.init_options = params.initialization_options
         if isinstance(params.process_id, int) and params.process_id > 0 and params.process_id != os.getpid():
             ls.services["parent_watch"] = asyncio.ensure_future(_watch_parent(params.process_id))
@@ -74,6 +83,15 @@ def register(server: HeedlsServer) -> None:
     @server.feature(types.INITIALIZED)
     async def on_initialized(ls: HeedlsServer, params: types.InitializedParams) -> None:
         await asyncio.gather(_pull_settings(ls), _watch_python_files(ls))
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    async def on_did_change_workspace_folders(ls: HeedlsServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        # pygls announces workspace folder support and keeps its own list; the configuration per
+        # folder follows it. The root (and the services built on it) stays the one of initialize.
+        removed = set(_folder_paths(params.event.removed))
+        added = _folder_paths(params.event.added)
+        ls.folders = [f for f in ls.folders if f not in removed] + [f for f in added if f not in ls.folders]
+        await ls.reload_config()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def on_did_change_configuration(ls: HeedlsServer, params: types.DidChangeConfigurationParams) -> None:

@@ -74,12 +74,14 @@ def workspace(tmp_path: Path) -> Path:
     return root
 
 
-async def initialize(client: LanguageClient, root: Path, capabilities: types.ClientCapabilities, options: Any = None) -> types.InitializeResult:
+async def initialize(client: LanguageClient, root: Path, capabilities: types.ClientCapabilities, options: Any = None,
+                     folders: list[Path] | None = None) -> types.InitializeResult:
+    """`folders`: the workspace folders of a multi-root workspace (default: `root` alone)."""
     result = await client.initialize_session(
         types.InitializeParams(
             capabilities=capabilities,
             root_uri=root.as_uri(),
-            workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
+            workspace_folders=[types.WorkspaceFolder(uri=f.as_uri(), name=f.name) for f in folders or [root]],
             initialization_options=options,
         )
     )
@@ -102,6 +104,7 @@ class ClientFactory:
         options: Any = None,
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
+        folders: list[Path] | None = None,
     ) -> LanguageClient:
         command = [sys.executable, "-m", "heedls", "serve", *(extra_args or [])]
         if stub is not None:
@@ -111,7 +114,7 @@ class ClientFactory:
         client = await ClientServerConfig(server_command=command, server_env=environment).start()
         self.clients.append(client)
         chosen = CAPABILITIES[capabilities] if isinstance(capabilities, str) else capabilities
-        await initialize(client, root, chosen, options)
+        await initialize(client, root, chosen, options, folders)
         return client
 
 

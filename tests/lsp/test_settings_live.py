@@ -144,3 +144,46 @@ async def test_a_pull_model_client_is_asked_for_its_settings(lsp, workspace: Pat
     client.set_configuration({"gate": {"mode": "stage1"}}, section="heedls")
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
     assert await _gate_mode(client, "stage1") == "stage1"
+
+
+async def test_each_workspace_folder_lints_and_tests_as_its_own_pyproject_says(lsp, tmp_path: Path) -> None:
+    """A multi-root workspace (a VS Code .code-workspace, several folders in Neovim): a document
+    is linted, tested and repaired as the pyproject.toml of the folder holding it says, in a folder
+    added while the server runs too, and a saved folder's pyproject.toml applies at once."""
+    app, lib, extra = (tmp_path / name for name in ("app", "lib", "extra"))
+    ruff_f = '[tool.ruff]\nlint.select = ["F"]\n'
+    off = '[tool.heedls.lint]\nenabled = false\n[tool.heedls.tests]\nenabled = false\n'
+    for folder, project in ((app, ruff_f), (lib, ruff_f + off), (extra, ruff_f + off)):
+        folder.mkdir()
+        (folder / "pyproject.toml").write_text(project)
+    client = await lsp(app, "vscode", folders=[app, lib], options={"lint": {"lintDebounceMs": 50}})
+    unused = "import os\n\n\ndef f():\n    return 1\n"  # F401
+
+    def ruff(uri: str) -> list[Any]:
+        return [d for d in client.diagnostics.get(uri, []) if d.source == "heedls/ruff"]
+
+    in_app, in_lib = open_document(client, app / "m.py", unused), open_document(client, lib / "m.py", unused)
+    await until(lambda: ruff(in_app), 15, "F401 in the first folder")
+    await until(lambda: in_lib in client.diagnostics, 15, "the second folder's publish")
+    await asyncio.sleep(0.5)
+    assert ruff(in_lib) == []  # lint.enabled = false there
+    ran = plain(await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="heedls.runTests", arguments=[in_lib])))
+    assert ran["ran"] is False and "tests.enabled" in ran["reason"]
+
+    client.workspace_did_change_workspace_folders(types.DidChangeWorkspaceFoldersParams(
+        event=types.WorkspaceFoldersChangeEvent(added=[types.WorkspaceFolder(uri=extra.as_uri(), name="extra")], removed=[])))
+    in_extra = open_document(client, extra / "m.py", unused)
+    await until(lambda: in_extra in client.diagnostics, 15, "the added folder's publish")
+    await asyncio.sleep(0.5)
+    assert ruff(in_extra) == []
+
+    (lib / "pyproject.toml").write_text(ruff_f)  # lint on again in lib, saved in the editor
+    client.text_document_did_save(types.DidSaveTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=(lib / "pyproject.toml").as_uri())))
+    await asyncio.sleep(0.3)
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=in_lib, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text="\n" + unused)]))
+    await until(lambda: ruff(in_lib), 15, "F401 in the second folder once its pyproject.toml allows it")
+    assert ruff(in_app) and ruff(in_extra) == []
