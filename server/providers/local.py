@@ -374,6 +374,8 @@ class LocalProvider:
                     return
                 key = str(path.resolve())
                 text = self._open_docs.get(key)
+                if text is not None and len(text) > self.limits.max_file_bytes:
+                    text = None  # a buffer above the cap is no more indexed than such a file (disk rule below)
                 if text is not None:
                     toks, lines = tokenize_source(text), text.splitlines()
                 else:

@@ -189,6 +189,18 @@ def test_indexing_skips_environments_vcs_and_huge_files(tmp_path: Path) -> None:
     assert len(iter_python_files(tmp_path, IndexLimits(max_files=0))) <= 1
 
 
+def test_an_open_buffer_above_the_file_cap_is_not_indexed_either(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a 1 MB cap that a file on disk keeps must hold for the same file open in the editor and
+    # grown past it (a pasted data dump): tokenizing it whole took seconds and its memory
+    prov = LocalProvider(workspace, use_jedi=False, limits=IndexLimits(max_file_bytes=10_000))
+    tokenized: list[int] = []
+    real = local_mod.tokenize_source
+    monkeypatch.setattr(local_mod, "tokenize_source", lambda text: tokenized.append(len(text)) or real(text))
+    prov.update_document(str(workspace / "pkg" / "lib.py"), "value = 1\n" * 5_000)  # 50 kB
+    prov.index_now()
+    assert tokenized and max(tokenized) <= 10_000  # the disk copy (LIB), not the 50 kB buffer
+
+
 async def test_a_restart_reuses_the_persisted_index(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache2"
     first = LocalProvider(workspace, cache_dir=cache, use_jedi=False)
