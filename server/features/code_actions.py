@@ -172,6 +172,8 @@ class RepairService:
         if text is None:
             return {**empty, "explanation": "the document could not be read"}
         cfg = self.server.config_for(path)  # the tests and repair settings of the document's folder
+        if not cfg.repair.enabled:
+            return {**empty, "explanation": "repair is turned off (repair.enabled = false)"}
         if not cfg.tests.trusted:
             return {**empty, "explanation": "the workspace is not trusted: tests are not run"}
         workspace = (self.server.folder_of(path) or self.server.root or check.find_workspace([path])).resolve()
@@ -288,6 +290,12 @@ class _LoopBridge:
         return result
 
 
+def _repair_on(server: HeedlsServer, uri: str) -> bool:
+    """`repair.enabled` of the document's folder: off, no search for a fix is offered."""
+    path = uris.to_fs_path(uri)
+    return server.config_for(Path(path).resolve() if path else None).repair.enabled
+
+
 def code_actions(server: HeedlsServer, service: RepairService, params: types.CodeActionParams) -> list[types.CodeAction]:
     uri = params.text_document.uri
     store = server.services.get("diagnostics")
@@ -349,7 +357,7 @@ def code_actions(server: HeedlsServer, service: RepairService, params: types.Cod
                 data={"explanation": result.explanation, "patch": result.patch},
             ),
         )
-    elif text is not None and any(d.source == "pytest" for d in diagnostics):
+    elif text is not None and any(d.source == "pytest" for d in diagnostics) and _repair_on(server, uri):
         # no proven fix yet: offer to search for one (runs the tests; applies only a validated fix)
         failing = [d for d in diagnostics if d.source == "pytest" and _overlaps(d, params.range)]
         if failing:

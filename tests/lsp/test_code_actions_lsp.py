@@ -173,3 +173,22 @@ async def test_search_action_runs_the_repair_and_applies_only_a_validated_edit(l
                          cwd=workspace, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"))
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+async def test_with_repair_turned_off_no_fix_is_searched_for(lsp: Any, workspace: Path) -> None:
+    module = workspace / "mathx.py"
+    module.write_text(BUGGY)
+    (workspace / "test_mathx.py").write_text(TESTS)
+    client = await lsp(workspace, options={"repair": {"enabled": False}})
+    uri = open_document(client, module, BUGGY)
+    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    failing: list[types.Diagnostic] = await until(
+        lambda: [d for d in client.diagnostics.get(uri, []) if "pytest" in (d.source or "")], 90,
+        "a pytest diagnostic for the failing test")  # the tests still run and explain the failure
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), range=failing[0].range,
+        context=types.CodeActionContext(diagnostics=failing)))
+    assert not [a for a in actions or [] if "fix" in a.title.lower() and "tests pass" in a.title]
+    result = plain(await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="heedls.fix", arguments=[uri, failing[0].range.start.line])))
+    assert result["fixed"] is False and "repair is turned off" in result["explanation"]
