@@ -8,6 +8,7 @@ from typing import Any
 
 from heedls.analyzers.model import Diagnostic, Fix, Range, TextEdit
 from heedls.analyzers.repair.engine import PlausibleFix, RepairResult
+from heedls.server.config import HeedlsConfig
 from heedls.server.features.code_actions import RepairService, code_actions, minimal_edit
 from lsprotocol import types
 
@@ -28,7 +29,8 @@ def _server(tmp_path: Path, diagnostics: list[Diagnostic]) -> tuple[Any, str]:
     uri = path.as_uri()
     document = SimpleNamespace(source=TEXT)
     workspace = SimpleNamespace(get_text_document=lambda u: document, text_documents={str(path.as_uri()): document})
-    server = SimpleNamespace(services={"diagnostics": FakeStore(diagnostics)}, workspace=workspace)
+    server = SimpleNamespace(services={"diagnostics": FakeStore(diagnostics)}, workspace=workspace,
+                             config_for=lambda path: HeedlsConfig())
     return server, uri
 
 
