@@ -29,6 +29,7 @@ from heedls.analyzers.check import find_workspace
 from heedls.analyzers.repair import operators, ruff_fixes, syntax_fix
 from heedls.analyzers.repair.edits import Candidate, change_size, normalised, unified_diff
 from heedls.analyzers.repair.localize import LineScore, localise
+from heedls.analyzers.repair.naturalness import introduced_smells
 from heedls.analyzers.repair.workers import (
     RunResult,
     TestOutcome,
@@ -82,6 +83,7 @@ class PlausibleFix:
     source: str
     found_after_s: float
     confirmed: bool = False
+    smells: int = 0  # lint-like findings the fix adds (naturalness.py): a variable left unread, `y - y`, …
 
 
 CONFIRM_HASH_SEEDS = ("1", "2")  # the fresh-process check's PYTHONHASHSEEDs (the search's is 0)
@@ -532,6 +534,7 @@ class Repairer:
             size=change_size(self.original, new_text),
             source=cand.source,
             found_after_s=elapsed,
+            smells=introduced_smells(self.original, new_text),
         )
         with self.lock:
             self.plausible.append(fix)
@@ -634,7 +637,9 @@ class Repairer:
             worker.close()
 
     def _finish(self) -> RepairResult:
-        ranked = sorted(self.plausible, key=lambda f: (f.size, -f.score, f.found_after_s))
+        # a fix that leaves code a linter would flag (a variable computed and never read, `y - y`, `and`
+        # mixed with `or`) is how a fix overfits the tests: it ranks after every fix that adds none
+        ranked = sorted(self.plausible, key=lambda f: (f.smells, f.size, -f.score, f.found_after_s))
         chosen: list[PlausibleFix] = []
         for fix in ranked:
             if self.req.confirm and not chosen and self.left() > -0.05 * self.req.budget_s:

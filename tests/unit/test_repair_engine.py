@@ -466,3 +466,39 @@ def test_a_missing_module_the_module_itself_imports_is_still_searched(tmp_path: 
     (tmp_path / "test_calc.py").write_text("from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
     result = repair(RepairRequest(module=tmp_path / "calc.py", tests=[tmp_path / "test_calc.py"], budget_s=4))
     assert result.status != "error" and result.candidates_tried > 0
+
+
+def _plausible_fixes_ranked(tmp_path: Path, text: str, edits: list[tuple[str, str]]) -> list[str]:
+    """The order in which the engine offers these fixes when all of them made the tests pass."""
+    (tmp_path / "m.py").write_text(text)
+    (tmp_path / "test_m.py").write_text("def test_nothing():\n    pass\n")
+    rep = Repairer(RepairRequest(tmp_path / "m.py", [tmp_path / "test_m.py"], confirm=False))
+    for old, new in edits:
+        start = text.index(old)
+        cand = Candidate((Span(start, start + len(old), new),), "mutation", f"{old} -> {new}", 1, 0.5, 0.5)
+        rep._record(cand, cand.apply(text))
+    return [fix.description for fix in rep._finish().fixes]
+
+
+def test_a_fix_that_leaves_a_variable_unread_ranks_after_a_larger_one_that_does_not(tmp_path: Path) -> None:
+    text = ("def poly(xs, x):\n    return sum(coeff * x ** i for i, coeff in enumerate(xs))\n\n\n"
+            "def solve(xs):\n    begin, end = -1.0, 1.0\n    while begin - end > 1e-9:\n        begin = (begin + end) / 2\n"
+            "    return begin\n")
+    # `coeff` → `x` is the smaller change, but `coeff` is then bound and never read
+    ranked = _plausible_fixes_ranked(tmp_path, text, [("coeff * x", "x * x"), ("begin - end", "end - begin")])
+    assert ranked == ["begin - end -> end - begin", "coeff * x -> x * x"]
+
+
+def test_a_fix_that_mixes_and_with_or_ranks_after_one_that_keeps_the_chain_plain(tmp_path: Path) -> None:
+    text = "def happy(s, i):\n    return not (s[i] == s[i+1] and s[i+1] == s[i+2] and s[i] == s[i+2])\n"
+    ranked = _plausible_fixes_ranked(tmp_path, text, [
+        ("s[i] == s[i+1] and s[i+1] == s[i+2] and", "s[i] != s[i+1] and s[i+1] == s[i+2] or"),  # 4 characters
+        ("s[i] == s[i+1] and s[i+1] == s[i+2] and", "s[i] == s[i+1] or s[i+1] == s[i+2] or"),  # 6 characters
+    ])
+    assert ranked[0].endswith("s[i] == s[i+1] or s[i+1] == s[i+2] or")
+
+
+def test_of_two_fixes_of_equal_size_the_one_that_makes_an_expression_constant_ranks_second(tmp_path: Path) -> None:
+    text = "def f(x, y):\n    return x - y\n"
+    ranked = _plausible_fixes_ranked(tmp_path, text, [("x - y", "y - y"), ("x - y", "x + y")])
+    assert ranked == ["x - y -> x + y", "x - y -> y - y"]  # `y - y` is 0 whatever y is, though found first

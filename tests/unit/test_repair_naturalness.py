@@ -1,0 +1,37 @@
+"""What makes a plausible fix read as unnatural: findings a linter would add to the fixed module."""
+
+from __future__ import annotations
+
+from heedls.analyzers.repair.naturalness import introduced_smells, smells
+
+
+def test_a_variable_bound_and_never_read_after_the_fix_is_a_finding() -> None:
+    before = "def f(xs, x):\n    return [c * x for i, c in enumerate(xs)]\n"
+    after = before.replace("c * x", "x * x")
+    assert introduced_smells(before, after) == 1
+    assert introduced_smells(before, before.replace("c * x", "c + x")) == 0
+
+
+def test_names_unread_before_the_fix_are_not_held_against_it() -> None:
+    before = "def f(unused, x):\n    return x < 1\n"
+    assert introduced_smells(before, before.replace("<", "<=")) == 0
+    assert introduced_smells("def f(_x, y):\n    return y\n", "def f(_x, y):\n    return y\n") == 0
+
+
+def test_expressions_constant_by_construction_are_findings() -> None:
+    assert smells("def f(x, y):\n    return abs(y - y) + (x == x)\n") == {"self-operation": 1, "self-comparison": 1}
+    assert smells("def f(x):\n    if True:\n        return x\n    while True:\n        pass\n") == {"constant-condition": 1}
+
+
+def test_and_mixed_with_or_needs_parentheses_to_pass() -> None:
+    assert smells("def f(a, b, c):\n    return a and b or c\n") == {"mixed-and-or": 1}
+    assert smells("def f(a, b, c):\n    return (a and b) or c\n") == {}
+
+
+def test_a_duplicated_entry_of_a_literal_collection_is_a_finding() -> None:
+    assert smells("DIGITS = (1, 3, 3, 5)\n") == {"duplicate-entry": 1}
+    assert smells("DIGITS = (1, 2, 3, 5)\n") == {}
+
+
+def test_text_that_does_not_parse_has_no_findings() -> None:
+    assert smells("def f(:\n") == {}
