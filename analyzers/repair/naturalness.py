@@ -3,7 +3,8 @@
 Several fixes can make the tests pass. The ones that overfit the tests often leave code a linter
 would flag: a variable that is computed and then never read (`coeff` after `coeff * x` → `x * x`),
 an expression that is constant by construction (`y - y`, `x == x`), `and` and `or` mixed without
-parentheses, a duplicated entry in a literal collection, an `if True:`. `introduced_smells` counts
+parentheses, an `if True:`. (A duplicated entry of a literal is not one: `(1, 3, 3, 5)` for
+`(1, 2, 3, 5)` is how a stray entry is taken out when deleting it is no operator.) `introduced_smells` counts
 the findings a fix adds; the engine ranks fixes that add none first, then by size.
 """
 
@@ -62,10 +63,6 @@ def smells(text: str) -> Counter[str]:
                 if (isinstance(value, ast.BoolOp) and type(value.op) is not type(node.op)
                         and not _parenthesised(text, offsets, value)):
                     found["mixed-and-or"] += 1
-        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-            consts = [repr(e.value) for e in node.elts if isinstance(e, ast.Constant)]
-            if len(consts) > len(set(consts)):
-                found["duplicate-entry"] += len(consts) - len(set(consts))
         elif (isinstance(node, (ast.If, ast.While, ast.IfExp)) and isinstance(node.test, ast.Constant)
               and not (isinstance(node, ast.While) and node.test.value is True)):  # `while True:` is an idiom
             found["constant-condition"] += 1
