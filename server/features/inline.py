@@ -52,15 +52,21 @@ class _Feeder:
     def __init__(self, server: HeedlsServer) -> None:
         self.server = server
 
-    def _update(self, uri: str) -> None:
+    def _local(self, method: str) -> Any | None:
+        """`method` of the engine's provider, or else of the local provider behind it (the fallback
+        of an LLM provider): the one that keeps the workspace index. None before the engine exists."""
         engine = self.server.services.get("engine")
         if engine is None:
-            return
-        update = getattr(engine.provider, "update_document", None)
-        if not callable(update):
-            local = getattr(engine.provider, "fallback", None)
-            update = getattr(local, "update_document", None)
-        if callable(update):
+            return None
+        for provider in (engine.provider, getattr(engine.provider, "fallback", None)):
+            found = getattr(provider, method, None)
+            if callable(found):
+                return found
+        return None
+
+    def _update(self, uri: str) -> None:
+        update = self._local("update_document")
+        if update is not None:
             doc = self.server.workspace.get_text_document(uri)
             update(uris.to_fs_path(uri) or uri, doc.source)
 
@@ -69,25 +75,16 @@ class _Feeder:
         self._update(uri)
 
     async def on_close(self, uri: str) -> None:
-        engine = self.server.services.get("engine")
-        if engine is None:
-            return
-        for provider in (engine.provider, getattr(engine.provider, "fallback", None)):
-            close = getattr(provider, "close_document", None)
-            if callable(close):
-                close(uris.to_fs_path(uri) or uri)
-                break
+        close = self._local("close_document")
+        if close is not None:
+            close(uris.to_fs_path(uri) or uri)
 
     async def on_files_changed(self, changed: list[str]) -> None:
-        """.py files changed on disk (watched-file events): the local provider re-indexes them."""
-        engine = self.server.services.get("engine")
-        if engine is None:
-            return  # no index yet: its first build reads the disk as it is then
-        for provider in (engine.provider, getattr(engine.provider, "fallback", None)):
-            files_changed = getattr(provider, "files_changed", None)
-            if callable(files_changed):
-                files_changed([uris.to_fs_path(uri) or uri for uri in changed])
-                break
+        """.py files changed on disk (watched-file events): the local provider re-indexes them (no
+        engine yet: its first build reads the disk as it is then)."""
+        files_changed = self._local("files_changed")
+        if files_changed is not None:
+            files_changed([uris.to_fs_path(uri) or uri for uri in changed])
 
     async def on_change(self, uri: str, changes: list[Any]) -> None:
         engine = self.server.services.get("engine")
