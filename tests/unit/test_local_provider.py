@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -443,23 +445,31 @@ async def _until_suggested(provider: LocalProvider, path: Path, prefix: str, tex
     return False
 
 
-async def test_files_changed_on_disk_reach_the_index_without_a_buffer_edit(
-    workspace: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A git checkout, a formatter run or a new module changes files no buffer shows: with no
-    event at all, the background indexer finds them by size and mtime at its periodic check."""
-    monkeypatch.setattr(local_mod, "DISK_CHECK_S", 0.2)
+@contextlib.asynccontextmanager
+async def _indexing(workspace: Path, monkeypatch: pytest.MonkeyPatch, disk_check_s: float) -> AsyncIterator[LocalProvider]:
+    """A provider indexing in the background, rebuilt 0.2 s after a change and checking the disk
+    every `disk_check_s`, once its first index answers."""
+    monkeypatch.setattr(local_mod, "DISK_CHECK_S", disk_check_s)
     monkeypatch.setattr(local_mod, "REINDEX_INTERVAL_S", 0.2)
     prov = LocalProvider(workspace, use_jedi=False)
     prov.start_indexing()
     try:
         assert await _until_suggested(prov, workspace / "mine.py", "import os\n", "import sys", 10.0)
+        yield prov
+    finally:
+        await prov.aclose()
+
+
+async def test_files_changed_on_disk_reach_the_index_without_a_buffer_edit(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A git checkout, a formatter run or a new module changes files no buffer shows: with no
+    event at all, the background indexer finds them by size and mtime at its periodic check."""
+    async with _indexing(workspace, monkeypatch, disk_check_s=0.2) as prov:
         _write(workspace, {"pkg/zebras.py": "zebra_count = count_the_zebras(herd)\n"})  # a new module
         assert await _until_suggested(prov, workspace / "mine.py", "zebra_count = cou", "nt_the_zebras(herd)", 10.0)
         _write(workspace, {"pkg/zebras.py": "zebra_count = count_every_zebra(herd)\n"})  # changed in place
         assert await _until_suggested(prov, workspace / "mine.py", "zebra_count = cou", "nt_every_zebra(herd)", 10.0)
-    finally:
-        await prov.aclose()
 
 
 async def test_a_watched_file_event_reaches_the_index_at_the_next_spaced_rebuild(
@@ -467,17 +477,10 @@ async def test_a_watched_file_event_reaches_the_index_at_the_next_spaced_rebuild
 ) -> None:
     """The client reports files changed on disk (workspace/didChangeWatchedFiles): they are
     re-read at the next rebuild, spaced as after a buffer edit, not at the next disk check."""
-    monkeypatch.setattr(local_mod, "DISK_CHECK_S", 3600.0)
-    monkeypatch.setattr(local_mod, "REINDEX_INTERVAL_S", 0.2)
-    prov = LocalProvider(workspace, use_jedi=False)
-    prov.start_indexing()
-    try:
-        assert await _until_suggested(prov, workspace / "mine.py", "import os\n", "import sys", 10.0)
+    async with _indexing(workspace, monkeypatch, disk_check_s=3600.0) as prov:
         _write(workspace, {"pkg/other.py": "zebra_count = count_the_zebras(herd)\n"})
         prov.files_changed([str(workspace / "pkg" / "other.py")])
         assert await _until_suggested(prov, workspace / "mine.py", "zebra_count = cou", "nt_the_zebras(herd)", 10.0)
-    finally:
-        await prov.aclose()
 
 
 @pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"])
