@@ -111,9 +111,14 @@ class _DocMemo:
     cache: CacheModel | None = None
 
 
-def iter_python_files(root: Path, limits: IndexLimits) -> list[Path]:
-    """The workspace's .py files, skipping environments, VCS and build folders, bounded in count."""
-    out: list[Path] = []
+Snapshot = dict[str, tuple[int, int]]  # path -> (size, mtime_ns), in walk order
+
+
+def python_files(root: Path, limits: IndexLimits) -> Snapshot:
+    """The workspace's .py files, skipping environments, VCS and build folders, bounded in count,
+    each with its size and mtime as the walk found them (what tells a changed file without
+    reading it)."""
+    out: Snapshot = {}
     seen = 0
     for dirpath, dirnames, filenames in os.walk(root):
         seen += len(dirnames) + len(filenames)
@@ -137,25 +142,15 @@ def iter_python_files(root: Path, limits: IndexLimits) -> list[Path]:
             # until memory ran out (stat() gives both a size of 0)
             if not stat.S_ISREG(st.st_mode) or st.st_size > limits.max_file_bytes:
                 continue
-            out.append(path)
+            out[str(path)] = (st.st_size, st.st_mtime_ns)
             if len(out) >= limits.max_files:
                 return out
     return out
 
 
-Snapshot = dict[str, tuple[int, int]]  # path -> (size, mtime_ns)
-
-
-def disk_snapshot(paths: list[Path]) -> Snapshot:
-    """Size and mtime of each file: what tells a changed file without reading it."""
-    out: Snapshot = {}
-    for path in paths:
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        out[str(path)] = (st.st_size, st.st_mtime_ns)
-    return out
+def iter_python_files(root: Path, limits: IndexLimits) -> list[Path]:
+    """The workspace's .py files (python_files' paths)."""
+    return [Path(path) for path in python_files(root, limits)]
 
 
 class LocalProvider:
@@ -275,7 +270,7 @@ class LocalProvider:
         if self.workspace is None or self._disk is None:
             return False
         try:
-            return disk_snapshot(iter_python_files(self.workspace, self.limits)) != self._disk
+            return python_files(self.workspace, self.limits) != self._disk
         except OSError:
             return False
 
@@ -359,12 +354,13 @@ class LocalProvider:
         with self._index_lock:
             started = time.perf_counter()
             self._load_store()
-            paths = files if files is not None else (
-                iter_python_files(self.workspace, self.limits) if self.workspace else []
-            )
             if files is None:
-                # before reading: a file changed during the build differs at the next check
-                self._disk = disk_snapshot(paths)
+                # the walk's sizes and mtimes, taken before reading: a file changed during the build
+                # differs at the next check
+                self._disk = python_files(self.workspace, self.limits) if self.workspace else {}
+                paths = [Path(path) for path in self._disk]
+            else:
+                paths = files
             token_files: list[tuple[str, list[str]]] = []
             line_files: list[tuple[int, list[str]]] = []
             fids: dict[str, int] = {}
