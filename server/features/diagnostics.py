@@ -187,10 +187,6 @@ class DiagnosticsService:
             self._store.pop(uri, None)
 
     # -- configuration --------------------------------------------------------------------------
-    @property
-    def _config(self) -> Any:
-        return self.server.config
-
     def _for(self, where: str | Path | None) -> Any:
         """The configuration for a document or workspace at `where` (a resolved path): its
         workspace folder's lint, tests and repair settings."""
