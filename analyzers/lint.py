@@ -183,7 +183,8 @@ def lint_text(
     path = Path(path)
     argv = [exe, *_BASE_ARGS, "--stdin-filename", str(path), "-"]
     try:
-        result = proc.run(argv, cwd=workspace, timeout_s=timeout_s, env=_env(), stdin=text, output_cap=REPORT_CAP)
+        result = proc.run(argv, cwd=workspace, timeout_s=timeout_s, env=_env(), stdin=text, output_cap=REPORT_CAP,
+                          contain_escapes=False)
     except OSError as exc:
         return LintResult(problem=f"ruff could not be started: {exc}", ruff=exe)
     return _parse(result, exe, str(path.resolve()), bom=text.startswith("\ufeff"))
@@ -208,7 +209,8 @@ def lint_paths(
     argv = [exe, *_BASE_ARGS, *[arg for p in exclude for arg in ("--extend-exclude", str(p))],
             *[str(Path(p).resolve()) for p in paths]]
     try:
-        result = proc.run(argv, cwd=workspace, timeout_s=timeout_s, env=_env(), output_cap=REPORT_CAP)
+        result = proc.run(argv, cwd=workspace, timeout_s=timeout_s, env=_env(), output_cap=REPORT_CAP,
+                          contain_escapes=False)
     except OSError as exc:
         return LintResult(problem=f"ruff could not be started: {exc}", ruff=exe)
     return _parse(result, exe, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import threading
@@ -37,20 +38,71 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-# The process groups of the runs in progress. Each is a session of its own (so a time limit can
-# kill all of it), which also takes it out of reach of a signal to its parent: a server told to
-# stop (SIGTERM from an editor, its parent gone) kills them itself, or a hanging test runs forever.
-_running: set[int] = set()
+# Every run's environment carries a token of its own under this name. A child that leaves the run's
+# process group (`setsid`, `start_new_session=True`, a daemon's double fork) still inherits it, so
+# the run's end finds and kills it by the token (`kill_escaped`), where the group kill misses it.
+RUN_TOKEN_ENV = "HEEDLS_RUN_TOKEN"
+_PROC = Path("/proc")
+
+
+def _escaped(token: str) -> list[int]:
+    """This user's processes whose environment carries the run's `token` (Linux's /proc; nothing
+    elsewhere). A few ms for a few hundred processes."""
+    needle = f"{RUN_TOKEN_ENV}={token}".encode()
+    found = []
+    try:
+        entries = list(os.scandir(_PROC))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:  # gone, or another user's
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_escaped(token: str | None) -> int:
+    """SIGKILL the run's processes that left its group; a few rounds, for one that forks while it
+    dies. How many were killed."""
+    if token is None or not _PROC.is_dir():
+        return 0
+    killed = 0
+    for _ in range(3):
+        pids = [pid for pid in _escaped(token) if pid != os.getpid()]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.01)
+    return killed
+
+
+# The process groups of the runs in progress, with their tokens. Each is a session of its own (so a
+# time limit can kill all of it), which also takes it out of reach of a signal to its parent: a
+# server told to stop (SIGTERM from an editor, its parent gone) kills them itself, or a hanging test
+# runs forever.
+_running: dict[int, str | None] = {}
 _running_lock = threading.Lock()
 
 
 def kill_running() -> int:
-    """SIGKILL every run still in progress (and its group); how many there were."""
+    """SIGKILL every run still in progress (its group and what left it); how many there were."""
     with _running_lock:
-        groups = list(_running)
-    for pid in groups:
+        runs = list(_running.items())
+    for pid, token in runs:
         _kill_group(pid)
-    return len(groups)
+        kill_escaped(token)
+    return len(runs)
 
 
 # After the main process exits (and its group is killed), how long its output pipes may take to
@@ -96,29 +148,36 @@ def run(
     stdin: str | None = None,
     output_cap: int = OUTPUT_CAP,
     handle: _Handle | None = None,
+    contain_escapes: bool = True,
 ) -> ProcResult:
     """Blocking run in a new session; the whole group is SIGKILLed at the timeout, and when the
-    main process ends (grandchildren that outlive it go too). The run ends when the main process
+    main process ends (grandchildren that outlive it go too, and with `contain_escapes`, children
+    that started a session of their own: see RUN_TOKEN_ENV). The run ends when the main process
     does, not when its output pipes close: a test that forks a child keeps pytest's stdout open.
     `output_cap`: bytes kept per stream (a tool whose whole report is needed, such as ruff's JSON,
-    asks for more)."""
+    asks for more). A trusted tool that starts no daemons (ruff) passes `contain_escapes=False`
+    and skips the scan of /proc."""
     start = time.monotonic()
     # Encoded before the child starts: an editor's lone surrogate (`'\ud800'`, legal in LSP's JSON)
     # must not raise between Popen and the kill below, which left a ruff per keystroke waiting.
     data = stdin.encode("utf-8", "replace") if stdin is not None else None
+    token = secrets.token_hex(8) if contain_escapes else None
+    child_env = dict(env) if env is not None else None
+    if token is not None:
+        child_env = {**(child_env if child_env is not None else os.environ), RUN_TOKEN_ENV: token}
     proc = subprocess.Popen(
         list(argv),
         cwd=str(cwd),
-        env=dict(env) if env is not None else None,
+        env=child_env,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
     with _running_lock:
-        _running.add(proc.pid)
+        _running[proc.pid] = token
     if handle is not None:
-        handle.started(proc.pid)
+        handle.started(proc.pid, token)
     out, err = _Capped(output_cap), _Capped(output_cap)
     threads = [threading.Thread(target=buf.drain, args=(stream,), daemon=True)
                for buf, stream in ((out, proc.stdout), (err, proc.stderr))]
@@ -134,13 +193,16 @@ def run(
     finally:
         _kill_group(proc.pid)
         proc.wait()
+        kill_escaped(token)  # also lets go of the output pipes an escaped daemon held
         with _running_lock:
-            _running.discard(proc.pid)
+            _running.pop(proc.pid, None)
     deadline = time.monotonic() + PIPE_GRACE_S
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
+    for stream, thread in zip((proc.stdout, proc.stderr), threads):
+        # A pipe still held by a process out of reach (one that cleared its environment) is left to
+        # its reader thread: close() would wait for the thread's read, i.e. for that process to end.
+        if stream is not None and not thread.is_alive():
             stream.close()
     return ProcResult(
         None if timed_out else proc.returncode,
@@ -189,16 +251,19 @@ class _Handle:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid: int | None = None
+        self._token: str | None = None
         self._cancelled = False
 
-    def started(self, pid: int) -> None:
+    def started(self, pid: int, token: str | None = None) -> None:
         with self._lock:
-            self._pid = pid
+            self._pid, self._token = pid, token
             if self._cancelled:
                 _kill_group(pid)
+                kill_escaped(token)
 
     def cancel(self) -> None:
         with self._lock:
             self._cancelled = True
             if self._pid is not None:
                 _kill_group(self._pid)
+                kill_escaped(self._token)

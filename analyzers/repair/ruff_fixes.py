@@ -23,7 +23,7 @@ def candidates(text: str, filename: str, cwd: Path, timeout_s: float = 5.0) -> l
     argv = [ruff, "check", "--output-format", "json", "--unsafe-fixes", "--no-cache", "--isolated",
             "--select", "E,F,B,W", "--stdin-filename", filename, "-"]
     try:
-        result = proc.run(argv, cwd=cwd, timeout_s=timeout_s, stdin=text)
+        result = proc.run(argv, cwd=cwd, timeout_s=timeout_s, stdin=text, contain_escapes=False)
         items = json.loads(result.stdout or "[]")
     except (OSError, ValueError):
         return []

@@ -7,8 +7,10 @@ killed at once (cancellation, a hung runner, shutdown).
 
 Containment (see docs/repair.md): cwd is the copy, HOME and TMPDIR point inside it, PYTHONPATH
 entries inside the real workspace are dropped, each run has a wall-clock limit and its process
-group is SIGKILLed afterwards. Remaining risk: code that writes to absolute paths, uses the network,
-or calls setsid() to leave the process group is not sandboxed.
+group is SIGKILLed afterwards; a process that left the group (setsid(), a daemon) is found by the
+worker's run token in its environment and killed with the worker (proc.RUN_TOKEN_ENV). Remaining
+risk: code that writes to absolute paths or uses the network is not sandboxed, and a process that
+leaves the group and clears its environment outlives the worker.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -27,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from heedls.analyzers import proc as proc_mod
 
 log = logging.getLogger("heedls.repair")
 
@@ -185,7 +190,8 @@ class Worker:
         self.copy = self.tmp / "ws"
         self.copy.mkdir()
         copy_workspace(root, self.copy)
-        self.env = sandbox_env(self.copy, root, autoload_plugins)
+        self.token = secrets.token_hex(8)
+        self.env = {**sandbox_env(self.copy, root, autoload_plugins), proc_mod.RUN_TOKEN_ENV: self.token}
         self.proc: subprocess.Popen[bytes] | None = None
         self._buf = b""
         self._lock = threading.Lock()
@@ -223,6 +229,7 @@ class Worker:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        proc_mod.kill_escaped(self.token)
         for stream in (proc.stdin, proc.stdout):
             try:
                 if stream is not None:

@@ -90,3 +90,111 @@ def test_a_lone_surrogate_in_the_input_is_given_as_a_replacement_not_a_process_l
     (pid,) = [int(p) for p in marker.read_text().split()]
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+# A test that starts a daemon: a child in a session of its own (out of the run's process group),
+# which writes its pid and sleeps. `start_new_session` is what `setsid` and a daemon's double fork do.
+DAEMON = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import os, time; open(%r, 'w').write(str(os.getpid())); time.sleep(120)"],
+                         start_new_session=True, stdout=sys.stdout, stderr=sys.stderr)
+deadline = time.time() + 10
+while time.time() < deadline:
+    try:
+        if open(%r).read():
+            break
+    except OSError:
+        pass
+    time.sleep(0.02)
+print("daemon started", flush=True)
+"""
+
+
+def _daemon_pid(marker: Path) -> int:
+    return int(marker.read_text())
+
+
+def _gone(pid: int) -> bool:
+    """Dead or a zombie (reaped by init in its own time)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return status.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="Linux's /proc")
+def test_a_daemon_a_test_starts_in_a_session_of_its_own_does_not_outlive_the_run(tmp_path: Path) -> None:
+    """It left the run's process group, so the group kill missed it, and it kept the output pipes
+    (the run waited PIPE_GRACE_S for them). It is found by the run's token in its environment."""
+    for i, runner in enumerate((lambda a: proc.run(a, tmp_path, 30), lambda a: asyncio.run(proc.run_async(a, tmp_path, 30)))):
+        marker = tmp_path / f"daemon-{i}"
+        result = runner([sys.executable, "-c", DAEMON % (str(marker), str(marker))])
+        assert result.returncode == 0 and result.stdout == "daemon started\n"
+        assert result.seconds < proc.PIPE_GRACE_S  # its pipes were let go of with it
+        pid = _daemon_pid(marker)
+        time.sleep(0.1)
+        assert _gone(pid)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="Linux's /proc")
+def test_a_daemon_goes_with_a_run_killed_at_its_time_limit_cancelled_or_stopped_with_the_server(tmp_path: Path) -> None:
+    hang = DAEMON + "time.sleep(120)\n"
+    marker = tmp_path / "timeout"
+    result = proc.run([sys.executable, "-c", hang % (str(marker), str(marker))], tmp_path, 3)
+    assert result.timed_out
+    time.sleep(0.1)
+    assert _gone(_daemon_pid(marker))
+
+    marker = tmp_path / "cancelled"
+
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(proc.run_async([sys.executable, "-c", hang % (str(marker), str(marker))], tmp_path, 60))
+        while not marker.exists() or not marker.read_text():
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+    time.sleep(0.1)
+    assert _gone(_daemon_pid(marker))
+
+    marker = tmp_path / "stopped"
+
+    async def stopped() -> int:  # the server's exit (lifecycle, cli): kill_running from another task
+        task = asyncio.ensure_future(proc.run_async([sys.executable, "-c", hang % (str(marker), str(marker))], tmp_path, 60))
+        while not marker.exists() or not marker.read_text():
+            await asyncio.sleep(0.05)
+        killed = proc.kill_running()
+        await task
+        return killed
+
+    assert asyncio.run(stopped()) == 1
+    time.sleep(0.1)
+    assert _gone(_daemon_pid(marker))
+
+
+def test_the_run_token_names_only_that_run(tmp_path: Path) -> None:
+    """Each run gets a token of its own, so one run's end never kills another's processes."""
+    script = f"import os; print(os.environ[{proc.RUN_TOKEN_ENV!r}])"
+    first, second = (proc.run([sys.executable, "-c", script], tmp_path, 30).stdout.strip() for _ in range(2))
+    assert len(first) == 16 and first != second
+    untracked = proc.run([sys.executable, "-c", f"import os; print({proc.RUN_TOKEN_ENV!r} in os.environ)"], tmp_path, 30,
+                         contain_escapes=False)
+    assert untracked.stdout == "False\n"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="Linux's /proc")
+def test_a_daemon_out_of_reach_holds_the_run_no_longer_than_the_pipe_grace(tmp_path: Path) -> None:
+    """One that also clears its environment cannot be found; the run still ends after PIPE_GRACE_S
+    (closing its output pipe waited for the daemon to exit: a 60 s daemon held the run 60 s)."""
+    marker = tmp_path / "hidden"
+    script = DAEMON.replace("start_new_session=True,", "start_new_session=True, env={},") % (str(marker), str(marker))
+    result = proc.run([sys.executable, "-c", script], tmp_path, 30)
+    pid = _daemon_pid(marker)
+    try:
+        assert result.returncode == 0 and result.stdout == "daemon started\n"
+        assert result.seconds < proc.PIPE_GRACE_S + 5
+    finally:
+        os.kill(pid, 9)

@@ -182,6 +182,31 @@ def test_infinite_loop_and_fork_bomb_candidates_are_killed(ws: Path) -> None:
     assert not worker.tmp.exists()
 
 
+def test_a_candidate_s_daemon_in_a_session_of_its_own_goes_with_the_worker(ws: Path) -> None:
+    """A candidate that starts a process out of the run's group (setsid): the group kills miss it,
+    the worker's run token in its environment does not."""
+    daemon = (
+        "import os, subprocess, sys\n"
+        "def middle(a, b, c):\n"
+        "    if not os.path.exists('daemon.pid'):\n"
+        "        child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True)\n"
+        "        open('daemon.pid', 'w').write(str(child.pid))\n"
+        "    return b\n"
+    )
+    worker = Worker(ws, sys.executable)
+    try:
+        worker.start()
+        worker.run("mid.py", daemon, ["test_mid.py"], order=[], timeout_s=20)
+        pid = int((worker.copy / "daemon.pid").read_text())
+        assert alive(pid)  # it outlived its run, as a daemon does
+    finally:
+        worker.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.1)
+    assert not alive(pid)
+
+
 @pytest.mark.slow
 def test_budget_is_honoured(tmp_path: Path) -> None:
     # unfixable by small edits, and every run is slowish: the search runs until the budget
