@@ -395,7 +395,9 @@ class DiagnosticsService:
         if result.problem and not self._lint_problem_reported:
             self._lint_problem_reported = True  # one warning per session, not one per keystroke
             self.server.notify_log(result.problem, types.MessageType.Warning)
-        if self._is_open(uri):
+        # lint may have been turned off while ruff ran (a settings answer, a saved pyproject.toml):
+        # on_config cleared the document's findings then, and these must not bring them back
+        if self._is_open(uri) and self._for(path).lint.enabled:
             self._set(uri, RUFF, result.diagnostics)
             self.publish([uri])
 
