@@ -192,6 +192,9 @@ class HeedlsServer(LanguageServer):
         self.folder_configs: dict[Path, HeedlsConfig] = {}
         self.init_options: Any = None
         self.client_settings: Any = None
+        # The editor's settings for each folder (workspace/configuration with the folder as
+        # scopeUri), keyed by its resolved path; only their lint, tests and repair sections count.
+        self.folder_settings: dict[Path, Any] = {}
         self.document_listeners: list[Any] = []
         self.config_listeners: list[ConfigListener] = []
         # Services created lazily by feature modules, keyed by name (engine, telemetry, ...).
@@ -226,7 +229,8 @@ class HeedlsServer(LanguageServer):
         if folders and self.root is not None and folders[0] != self.root:
             # the shared services were built for root: its folder stays the one they read
             folders = [self.root, *(f for f in folders if f != self.root)]
-        new, self.folder_configs, warnings = config_mod.load_folders(folders, self.init_options, self.client_settings)
+        new, self.folder_configs, warnings = config_mod.load_folders(
+            folders, self.init_options, self.client_settings, self.folder_settings)
         # Each change re-reads every source: say only what is newly wrong, not the start-up
         # warnings again on every didChangeConfiguration.
         for warning in warnings:

@@ -1,4 +1,5 @@
-"""One typed configuration object, merged from defaults <- pyproject [tool.heedls] <- editor options.
+"""One typed configuration object, merged from defaults <- pyproject [tool.heedls] <- editor options
+(<- the editor's settings for a workspace folder, for its lint, tests and repair sections).
 
 Bad values never crash anything: each is replaced by its default and reported as a warning string
 that the server forwards as `window/logMessage` (and the CLI prints to stderr). A setting that
@@ -218,7 +219,7 @@ def _merge_section(current: Any, overrides: Mapping[str, Any], where: str, warni
 def merge(base: HeedlsConfig, overrides: Any, source: str) -> tuple[HeedlsConfig, list[str]]:
     """Apply one layer of overrides; returns the new config and human-readable warnings."""
     warnings: list[str] = []
-    overrides = _own_section(overrides)
+    overrides = own_section(overrides)
     if overrides is None or overrides == []:  # Neovim encodes an empty table {} as []
         return base, warnings
     if not isinstance(overrides, Mapping):
@@ -226,7 +227,7 @@ def merge(base: HeedlsConfig, overrides: Any, source: str) -> tuple[HeedlsConfig
     return _merge_section(base, overrides, source, warnings), warnings
 
 
-def _own_section(settings: Any) -> Any:
+def own_section(settings: Any) -> Any:
     """heedls' own part of an editor's settings. VS Code sends {"heedls": {...}} from
     workspace/configuration sections; a client that pushes one table for all its servers (eglot, a
     shared vim.lsp.config('*')) has other sections beside it. Anything else is taken as it is."""
@@ -257,11 +258,14 @@ def load(
     init_options: Any = None,
     client_settings: Any = None,
     *,
+    folder_settings: Any = None,
     project_label: str = "pyproject.toml [tool.heedls]",
 ) -> tuple[HeedlsConfig, list[str]]:
-    """defaults <- pyproject.toml [tool.heedls] <- initializationOptions <- didChangeConfiguration.
-    `project_label` names the project file's layer in warnings (which folder's, in a multi-root
-    workspace)."""
+    """defaults <- pyproject.toml [tool.heedls] <- initializationOptions <- didChangeConfiguration
+    (or the window's answer to workspace/configuration) <- `folder_settings`: the editor's settings
+    for this folder (workspace/configuration with the folder as scopeUri, VS Code's folder-scoped
+    settings), of which only the PROJECT_SECTIONS count. `project_label` names the project file's
+    layer in warnings (which folder's, in a multi-root workspace)."""
     section: dict[str, Any] = {}
     warnings: list[str] = []
     if root is not None:
@@ -271,15 +275,38 @@ def load(
         # send the same object at start-up and on every change): a setting removed since start-up
         # is gone, not kept from initializationOptions. An empty push (Neovim's default) is none.
         init_options = None
-    config, more = _layered(section, init_options, client_settings, project_label)
+    folder_layer, folder_label = None, "settings"
+    if folder_settings is not None:
+        window, _ = _layered({}, init_options, client_settings)
+        folder_layer = _folder_layer(folder_settings, window.tests.trusted)
+        folder_label = f"settings [folder {root}]" if root is not None else "settings [folder]"
+    config, more = _layered(section, init_options, client_settings, project_label, folder_layer, folder_label)
     if not config.tests.trusted:
         # The repository's own file may not make heedls run a program (ruff, an interpreter),
         # send its code and a secret elsewhere (provider), or declare itself trusted.
         section, ignored = _without_untrusted(section)
         if ignored:
-            config, more = _layered(section, init_options, client_settings, project_label)
+            config, more = _layered(section, init_options, client_settings, project_label, folder_layer, folder_label)
             more.append(f"{project_label}: {', '.join(ignored)} ignored: the workspace is not trusted")
     return config, warnings + more
+
+
+def _folder_layer(settings: Any, trusted: bool) -> dict[str, Any] | None:
+    """The part of a folder's editor settings that may differ from folder to folder: the
+    PROJECT_SECTIONS (the others belong to the shared services, set for the window). Where the
+    window's settings say the workspace is untrusted, a folder's cannot say otherwise."""
+    settings = own_section(settings)
+    if not isinstance(settings, Mapping):
+        return None
+    layer: dict[str, Any] = {}
+    for key, value in settings.items():
+        name = _normal(key)
+        if name not in PROJECT_SECTIONS:
+            continue
+        if name == "tests" and not trusted and isinstance(value, Mapping):
+            value = {k: v for k, v in value.items() if _normal(k) != "trusted"}
+        layer[key] = value
+    return layer or None
 
 
 # The sections a workspace folder's own pyproject.toml decides for the documents in it: how its code
@@ -292,24 +319,34 @@ def load_folders(
     folders: list[Path],
     init_options: Any = None,
     client_settings: Any = None,
+    folder_settings: Mapping[Path, Any] | None = None,
 ) -> tuple[HeedlsConfig, dict[Path, HeedlsConfig], list[str]]:
-    """The configuration of a multi-root workspace: the first folder's (the server's, as `load`),
+    """The configuration of a multi-root workspace: the server's (the first folder's, as `load`),
     and for each folder, keyed by its resolved path, that one with the PROJECT_SECTIONS read from
-    the folder's own pyproject.toml (the editor's settings still override them, as everywhere)."""
+    the folder's own pyproject.toml, the editor's settings and then the editor's settings for that
+    folder (`folder_settings`, keyed by resolved path) on top. The server's config has the first
+    folder's PROJECT_SECTIONS (a document in no folder is treated as the first folder's); its other
+    sections never depend on a folder's editor settings."""
     first = folders[0] if folders else None
     config, warnings = load(first, init_options, client_settings)
     per_folder: dict[Path, HeedlsConfig] = {}
     for folder in folders:
+        key = resolved(folder)
+        if key in per_folder:
+            continue
+        scoped = (folder_settings or {}).get(key)
         own = config
-        if folder != first:
-            own, more = load(folder, init_options, client_settings,
-                             project_label=f"{folder / 'pyproject.toml'} [tool.heedls]")
+        if folder != first or scoped is not None:
+            label = "pyproject.toml [tool.heedls]" if folder == first else f"{folder / 'pyproject.toml'} [tool.heedls]"
+            own, more = load(folder, init_options, client_settings, folder_settings=scoped, project_label=label)
             warnings += [w for w in more if w not in warnings]  # the editor's layers warn once
-        per_folder.setdefault(_resolved(folder), replace(config, **{k: getattr(own, k) for k in PROJECT_SECTIONS}))
+        per_folder[key] = replace(config, **{k: getattr(own, k) for k in PROJECT_SECTIONS})
+    if first is not None:
+        config = per_folder[resolved(first)]
     return config, per_folder, warnings
 
 
-def _resolved(path: Path) -> Path:
+def resolved(path: Path) -> Path:
     try:
         return path.resolve()
     except (OSError, RuntimeError):  # a symlink loop: the path as given
@@ -327,7 +364,7 @@ def folder_of(path: Path, folders: Collection[Path]) -> Path | None:
 
 
 def _pushed(settings: Any) -> bool:
-    section = _own_section(settings)
+    section = own_section(settings)
     return isinstance(section, Mapping) and bool(section)
 
 
@@ -362,11 +399,12 @@ def _without_untrusted(section: dict[str, Any]) -> tuple[dict[str, Any], list[st
 
 
 def _layered(section: dict[str, Any], init_options: Any, client_settings: Any,
-             project_label: str = "pyproject.toml [tool.heedls]") -> tuple[HeedlsConfig, list[str]]:
+             project_label: str = "pyproject.toml [tool.heedls]", folder_layer: Any = None,
+             folder_label: str = "settings [folder]") -> tuple[HeedlsConfig, list[str]]:
     config = HeedlsConfig()
     warnings: list[str] = []
     for layer, name in ((section or None, project_label), (init_options, "initializationOptions"),
-                        (client_settings, "settings")):
+                        (client_settings, "settings"), (folder_layer, folder_label)):
         config, w = merge(config, layer, name)
         warnings += w
     return config, warnings

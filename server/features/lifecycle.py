@@ -7,7 +7,9 @@ import logging
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
+from heedls.server import config as config_mod
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.features.documents import use_lsp_documents
 from lsprotocol import types
@@ -92,6 +94,7 @@ def register(server: HeedlsServer) -> None:
         added = _folder_paths(params.event.added)
         ls.folders = [f for f in ls.folders if f not in removed] + [f for f in added if f not in ls.folders]
         await ls.reload_config()
+        await _pull_settings(ls, window=False)  # the added folders' own settings
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def on_did_change_configuration(ls: HeedlsServer, params: types.DidChangeConfigurationParams) -> None:
@@ -101,6 +104,7 @@ def register(server: HeedlsServer) -> None:
             return
         ls.client_settings = settings
         await ls.reload_config()
+        await _pull_settings(ls, window=False)  # each folder's own settings may have changed too
 
 
 PULL_TIMEOUT_S = 5.0
@@ -153,22 +157,52 @@ async def _watch_python_files(ls: HeedlsServer) -> None:
         log.debug("registering the .py file watcher failed: %s", exc)
 
 
-async def _pull_settings(ls: HeedlsServer) -> None:
-    """Ask a client that answers workspace/configuration (Helix, Zed, Sublime LSP, eglot, Neovim)
-    for the `heedls` section; its answer is the editor's settings, as a push would be."""
+def _answers_configuration(ls: HeedlsServer) -> bool:
     capabilities = ls.client_capabilities
     workspace = capabilities.workspace if capabilities is not None else None
-    if workspace is None or not workspace.configuration:
+    return workspace is not None and bool(workspace.configuration)
+
+
+def _empty(settings: Any) -> bool:
+    return settings is None or settings == {} or settings == []
+
+
+async def _pull_settings(ls: HeedlsServer, *, window: bool = True) -> None:
+    """Ask a client that answers workspace/configuration (VS Code, Helix, Zed, Sublime LSP, eglot,
+    Neovim) for the `heedls` section: the window's (`window`; its answer is the editor's settings,
+    as a push would be) and each workspace folder's (scopeUri: VS Code's folder settings), whose
+    lint, tests and repair sections apply to that folder's documents. One request for all; the
+    configuration is re-read when an answer brings something new."""
+    if not _answers_configuration(ls):
+        return
+    folders = [folder for folder in ls.folders if folder.is_absolute()]
+    items = [types.ConfigurationItem(section="heedls")] if window else []
+    items += [types.ConfigurationItem(section="heedls", scope_uri=folder.as_uri()) for folder in folders]
+    if not items:
         return
     try:
         async with asyncio.timeout(PULL_TIMEOUT_S):  # a client that never answers must not hold us
-            answer = await ls.workspace_configuration_async(
-                types.ConfigurationParams(items=[types.ConfigurationItem(section="heedls")]))
+            answer = await ls.workspace_configuration_async(types.ConfigurationParams(items=items))
     except Exception as exc:  # noqa: BLE001 - no settings from the client is not an error of ours
         log.debug("workspace/configuration failed: %s", exc)
         return
-    settings = answer[0] if isinstance(answer, (list, tuple)) and answer else None
-    if settings in (None, {}, []):
+    answers = list(answer) if isinstance(answer, (list, tuple)) else []
+    if len(answers) != len(items):
+        log.debug("workspace/configuration: %d answers for %d items; ignored", len(answers), len(items))
         return
-    ls.client_settings = {"heedls": settings}
-    await ls.reload_config()
+    changed = False
+    if window:
+        settings = answers.pop(0)
+        if not _empty(settings):
+            ls.client_settings = {"heedls": settings}
+            changed = True
+    # A folder's answer that is the window's (a client that does not tell scopes apart, or a folder
+    # with no settings of its own) adds nothing: only the folders that differ are kept.
+    window_settings = config_mod.own_section(ls.client_settings)
+    scoped = {config_mod.resolved(folder): settings for folder, settings in zip(folders, answers, strict=True)
+              if not _empty(settings) and settings != window_settings}
+    if scoped != ls.folder_settings:
+        ls.folder_settings = scoped
+        changed = True
+    if changed:
+        await ls.reload_config()

@@ -105,7 +105,10 @@ class ClientFactory:
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         folders: list[Path] | None = None,
+        configuration: dict[str, Any] | None = None,
     ) -> LanguageClient:
+        """`configuration`: what the client answers to workspace/configuration from the start,
+        keyed by scopeUri ("" for the window), each the `heedls` section of that scope."""
         command = [sys.executable, "-m", "heedls", "serve", *(extra_args or [])]
         if stub is not None:
             command += ["--stub-provider", stub]
@@ -113,6 +116,8 @@ class ClientFactory:
         environment.update(env or {})
         client = await ClientServerConfig(server_command=command, server_env=environment).start()
         self.clients.append(client)
+        for scope, settings in (configuration or {}).items():
+            client.set_configuration(settings, section="heedls", scope_uri=scope or None)
         chosen = CAPABILITIES[capabilities] if isinstance(capabilities, str) else capabilities
         await initialize(client, root, chosen, options, folders)
         return client

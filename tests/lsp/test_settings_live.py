@@ -187,3 +187,47 @@ async def test_each_workspace_folder_lints_and_tests_as_its_own_pyproject_says(l
         content_changes=[types.TextDocumentContentChangeWholeDocument(text="\n" + unused)]))
     await until(lambda: ruff(in_lib), 15, "F401 in the second folder once its pyproject.toml allows it")
     assert ruff(in_app) and ruff(in_extra) == []
+
+
+async def test_each_workspace_folder_gets_the_settings_the_editor_has_for_it(lsp, tmp_path: Path) -> None:
+    """VS Code's folder settings (a folder's .vscode/settings.json): heedls asks
+    workspace/configuration for each folder (scopeUri) as well as for the window, at start-up and
+    after every settings change, and a folder's lint, tests and repair settings apply to the
+    documents in it, over the window's settings and the folder's pyproject.toml. What the shared
+    services use (here the gate) stays the window's."""
+    app, lib = tmp_path / "app", tmp_path / "lib"
+    for folder in (app, lib):
+        folder.mkdir()
+        (folder / "pyproject.toml").write_text('[tool.ruff]\nlint.select = ["F"]\n[tool.heedls.lint]\nenabled = true\n')
+    window = {"lint": {"enabled": True, "lintDebounceMs": 50}, "gate": {"mode": "stage1"}}
+    lib_off = {**window, "lint": {"enabled": False, "lintDebounceMs": 50}, "tests": {"enabled": False},
+               "gate": {"mode": "off"}}  # a shared section in a folder's settings: not the folder's to decide
+    client = await lsp(app, "vscode", folders=[app, lib], configuration={"": window, lib.as_uri(): lib_off})
+    unused = "import os\n\n\ndef f():\n    return 1\n"  # F401
+
+    def ruff(uri: str) -> list[Any]:
+        return [d for d in client.diagnostics.get(uri, []) if d.source == "heedls/ruff"]
+
+    async def ran_tests(uri: str) -> Any:
+        return plain(await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="heedls.runTests", arguments=[uri])))
+
+    in_app, in_lib = open_document(client, app / "m.py", unused), open_document(client, lib / "m.py", unused)
+    await until(lambda: ruff(in_app), 15, "F401 in the first folder")
+    await until(lambda: in_lib in client.diagnostics, 15, "the second folder's publish")
+    await asyncio.sleep(0.5)
+    assert ruff(in_lib) == []  # its folder settings turn lint off
+    assert "tests.enabled" in (await ran_tests(in_lib))["reason"]
+    assert await _gate_mode(client, "stage1") == "stage1"  # the window's, not lib's "off"
+
+    # VS Code pushes the window's settings on every change; each folder's are asked for again
+    client.set_configuration(window, section="heedls", scope_uri=lib.as_uri())
+    client.set_configuration({**window, "lint": {"enabled": False}}, section="heedls", scope_uri=app.as_uri())
+    _change(client, window)
+    for uri, version in ((in_app, 2), (in_lib, 2)):
+        await asyncio.sleep(0.3)
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text="\n" + unused)]))
+    await until(lambda: ruff(in_lib), 15, "F401 in the second folder once its settings allow it")
+    await until(lambda: not ruff(in_app), 15, "the first folder's ruff diagnostics gone with its lint off")

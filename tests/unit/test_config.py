@@ -136,3 +136,39 @@ def test_each_workspace_folder_has_its_own_lint_tests_and_repair_settings(tmp_pa
     assert folder_of((tmp_path / "elsewhere.py").resolve(), roots) is None
     assert load_folders([], None, {"heedls": {"lint": {"enabled": False}}})[:2] == (
         load(None, None, {"heedls": {"lint": {"enabled": False}}})[0], {})
+
+
+def test_a_folders_own_editor_settings_come_last_and_only_for_lint_tests_and_repair(tmp_path: Path) -> None:
+    """Each layer overrides the ones before it: defaults <- the folder's pyproject.toml <-
+    initializationOptions <- the window's editor settings <- the editor's settings for that folder
+    (workspace/configuration with its scopeUri). A folder's settings cannot change what the shared
+    services use, nor trust a workspace the window's settings say is untrusted."""
+    first, second = tmp_path / "app", tmp_path / "lib"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "pyproject.toml").write_text('[tool.heedls.repair]\nenabled = true\nbudgetS = 5\n')
+    window = {"heedls": {"repair": {"budgetS": 7}, "gate": {"mode": "stage1"}}}
+    scoped = {second.resolve(): {"repair": {"enabled": False}, "gate": {"mode": "off"}, "lint": {"enabled": False}},
+              first.resolve(): {"tests": {"timeoutS": 3}}}
+    config, folders, warnings = load_folders([first, second], {"repair": {"jobs": 2}}, window, scoped)
+    lib = folders[second.resolve()]
+    assert (lib.repair.enabled, lib.repair.budget_s, lib.lint.enabled) == (False, 7, False)
+    assert lib.repair.jobs == HeedlsConfig().repair.jobs  # a push replaces initializationOptions whole
+    assert lib.gate.mode == config.gate.mode == "stage1"  # the window's: gate is shared
+    assert folders[first.resolve()] == config and config.tests.timeout_s == 3  # documents in no folder too
+    assert config.repair.enabled and config.lint.enabled and warnings == []
+
+    untrusted = {"heedls": {"tests": {"trusted": False}}}
+    claims = {second.resolve(): {"tests": {"trusted": True, "timeoutS": 4}}}
+    _, folders, _ = load_folders([first, second], None, untrusted, claims)
+    assert (folders[second.resolve()].tests.trusted, folders[second.resolve()].tests.timeout_s) == (False, 4)
+
+
+def test_a_bad_value_in_a_folders_editor_settings_is_named_with_its_folder(tmp_path: Path) -> None:
+    first, second = tmp_path / "app", tmp_path / "lib"
+    for folder in (first, second):
+        folder.mkdir()
+    _, folders, warnings = load_folders([first, second], None, None, {second.resolve(): {"tests": {"timeoutS": "soon"}}})
+    assert folders[second.resolve()].tests.timeout_s == HeedlsConfig().tests.timeout_s
+    assert warnings == [f"settings [folder {second}].tests.timeoutS: expected a number from 0 to 1000000000, "
+                        f"got 'soon'; using 60.0"]
