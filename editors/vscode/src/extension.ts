@@ -96,13 +96,18 @@ function clientOptions(): LanguageClientOptions {
       ...tracker.middleware(),
       ...repair.middleware(),
       workspace: {
-        // Servers that pull settings get the same object as initializationOptions.
+        // Servers that pull settings get the same object as initializationOptions; asked with a
+        // scopeUri (heedls asks for each workspace folder), the settings of that folder.
         configuration: async (params, token, next) => {
           const result = await next(params, token);
           if (!Array.isArray(result)) {
             return result;
           }
-          return params.items.map((item, i) => (item.section === SECTION ? serverSettings() : result[i]));
+          return params.items.map((item, i) =>
+            item.section === SECTION
+              ? serverSettings(item.scopeUri ? vscode.Uri.parse(item.scopeUri) : undefined)
+              : result[i],
+          );
         },
       },
     },

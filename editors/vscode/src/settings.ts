@@ -1,7 +1,7 @@
 // The settings the server understands, built from VS Code's `heedls.*` settings.
 //
 // The server (server/config.py) takes camelCase keys under the same section names as its typed
-// config (provider, inline, gate, tests, telemetry); names that read better in the Settings UI are
+// config (provider, inline, gate, tests, lint, repair, telemetry); names that read better in the Settings UI are
 // mapped here (tests.timeoutSeconds -> tests.timeoutS). Workspace Trust becomes tests.trusted: the
 // server never runs tests (which execute workspace code) in an untrusted workspace.
 import * as vscode from 'vscode';
@@ -35,8 +35,14 @@ function compact(obj: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-export function serverSettings(): ServerSettings {
-  const cfg = vscode.workspace.getConfiguration(SECTION);
+/**
+ * The settings for the window (no `scope`) or for one workspace folder (`scope`: the folder's URI,
+ * as the server asks with workspace/configuration's scopeUri). A folder's answer has the folder's
+ * own values (its `.vscode/settings.json`) over the workspace's and the user's; the server takes
+ * only its lint, tests and repair sections (the `resource` settings), the rest is the window's.
+ */
+export function serverSettings(scope?: vscode.Uri): ServerSettings {
+  const cfg = vscode.workspace.getConfiguration(SECTION, scope);
   const settings: ServerSettings = {
     inline: compact({
       enabled: pick<boolean>(cfg, 'inline.enabled'),
@@ -64,6 +70,12 @@ export function serverSettings(): ServerSettings {
       python: pick<string>(cfg, 'tests.python'),
       // Always sent: an untrusted workspace must never run its tests, whatever pyproject says.
       trusted: vscode.workspace.isTrusted,
+    }),
+    lint: compact({
+      enabled: pick<boolean>(cfg, 'lint.enabled'),
+    }),
+    repair: compact({
+      enabled: pick<boolean>(cfg, 'repair.enabled'),
     }),
     telemetry: compact({
       enabled: pick<boolean>(cfg, 'telemetry.enabled'),
