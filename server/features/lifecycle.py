@@ -63,6 +63,8 @@ def register(server: HeedlsServer) -> None:
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     async def on_watched_files(ls: HeedlsServer, params: types.DidChangeWatchedFilesParams) -> None:
+        if log.isEnabledFor(logging.DEBUG):  # each change once: the editor's end-to-end test counts them
+            log.debug("watched files: %s", "; ".join(f"{types.FileChangeType(c.type).name} {c.uri}" for c in params.changes))
         if any(project_file._is_project_file(change.uri) for change in params.changes):
             await ls.reload_config()
         deleted = [change.uri for change in params.changes if change.type == types.FileChangeType.Deleted]

@@ -139,9 +139,10 @@ def vsix() -> Path:
 
 def _run_session(vsix: Path, root: Path, *, files: dict[str, str], settings: dict[str, Any], scenario: str,
                  machine_settings: dict[str, Any] | None = None, trusted: bool = True, venv: bool = True, config: dict[str, Any] | None = None,
-                 timeout: float = 420) -> dict[str, Any]:
+                 timeout: float = 420, code_workspace: str | None = None) -> dict[str, Any]:
     """Start code-server on a fresh workspace under `root` with the .vsix installed, run one scenario
-    of e2e.mjs in Chromium against it, and return what the script recorded."""
+    of e2e.mjs in Chromium against it, and return what the script recorded. `code_workspace`: a
+    .code-workspace file among `files` to open (a multi-root window) instead of the folder."""
     node, code, pw, chrome = tools.node24(), tools.code_server(), tools.playwright_dir(), tools.chromium()
     tools.require(node24=node, code_server=code, playwright_core=pw, chromium=chrome)
     assert node and code and pw and chrome
@@ -184,7 +185,7 @@ def _run_session(vsix: Path, root: Path, *, files: dict[str, str], settings: dic
     proc = subprocess.Popen(
         [str(code), *common, "--auth", "none", "--bind-addr", f"127.0.0.1:{port}", "--disable-telemetry",
          "--disable-update-check", *trust, "--disable-getting-started-override", "--ignore-last-opened",
-         *code_log, str(workspace)],
+         *code_log, str(workspace / code_workspace) if code_workspace else str(workspace)],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     results_path = root / "results.json"
@@ -193,7 +194,8 @@ def _run_session(vsix: Path, root: Path, *, files: dict[str, str], settings: dic
         _wait_http(f"http://127.0.0.1:{port}/healthz", proc, 60)
         script_config = {
             "scenario": scenario,
-            "url": f"http://127.0.0.1:{port}/?folder={workspace}",
+            "url": f"http://127.0.0.1:{port}/?workspace={workspace / code_workspace}" if code_workspace
+                   else f"http://127.0.0.1:{port}/?folder={workspace}",
             "workspace": str(workspace),
             "userDir": str(user),
             "userSettings": str(user_settings),
@@ -285,6 +287,37 @@ def missing(vsix: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     login = tools.run([os.environ.get("SHELL") or "/bin/sh", "-lc", "command -v heedls"], timeout=30)
     results["heedlsOnLoginPath"] = login.stdout.strip() if login.returncode == 0 else None
     return results
+
+
+# A multi-root window: two folders, each with its own pyproject.toml; the second's folder settings
+# (its .vscode/settings.json) turn heedls' lint off there. The first has a module with a failing test.
+UNUSED_IMPORT = "import os\n\n\ndef f():\n    return 1\n"  # F401
+RUFF_F = '[tool.ruff]\nlint.select = ["F"]\n'
+MULTIROOT_FILES = {
+    "multi.code-workspace": json.dumps({"folders": [{"path": "app"}, {"path": "lib"}]}),
+    "app/pyproject.toml": RUFF_F,
+    "app/app_mod.py": UNUSED_IMPORT,
+    "app/calc.py": "def double(x):\n    return x * 3\n",
+    "app/test_calc.py": "from calc import double\n\n\ndef test_double():\n    assert double(2) == 4\n",
+    "lib/pyproject.toml": RUFF_F,
+    "lib/lib_mod.py": UNUSED_IMPORT,
+    "lib/.vscode/settings.json": json.dumps({"heedls.lint.enabled": False}),
+}
+
+
+@pytest.fixture(scope="module")
+def multiroot(vsix: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("vscode-multiroot")
+    workspace = root / "workspace"
+    return _run_session(vsix, root, files=MULTIROOT_FILES, scenario="multiroot", venv=False, timeout=240,
+                        code_workspace="multi.code-workspace",
+                        settings={"heedls.logLevel": "debug"},  # the server logs each watched-file report
+                        machine_settings={"heedls.interpreter": sys.executable},
+                        config={"appModule": "app_mod.py", "libModule": "lib_mod.py", "buggyModule": "calc.py",
+                                "testFile": "test_calc.py", "testPath": str(workspace / "app" / "test_calc.py"),
+                                "testUri": (workspace / "app" / "test_calc.py").as_uri(),
+                                "buggyUri": (workspace / "app" / "calc.py").as_uri(),
+                                "libSettings": str(workspace / "lib" / ".vscode" / "settings.json")})
 
 
 def _step(session: dict[str, Any], name: str) -> dict[str, Any]:
@@ -457,3 +490,22 @@ def test_server_command_that_does_not_exist(missing: dict[str, Any]) -> None:
     assert "heedls.serverCommand" in step["message"], step["message"]
     assert step["saved"], "typed text did not reach the file"
     assert not _protocol_errors(step["toasts"]), step["toasts"]
+
+
+def test_each_folder_of_a_multi_root_window_gets_its_own_folder_settings(multiroot: dict[str, Any]) -> None:
+    """heedls.lint.enabled set in one folder's .vscode/settings.json applies to that folder only,
+    at start-up and when it changes while the server runs."""
+    rows = _step(multiroot, "folder_settings")["rows"]
+    assert any("app_mod.py" in r for r in rows) and any("imported but unused" in r for r in rows)
+    assert not any("lib_mod.py" in r for r in rows), rows
+    assert any("lib_mod.py" in r for r in _step(multiroot, "folder_setting_changed")["rows"])
+
+
+def test_a_file_deleted_on_disk_loses_its_diagnostics_and_is_reported_by_one_watcher(multiroot: dict[str, Any]) -> None:
+    """The server watches the *.py files itself (a registration VS Code honours); the extension
+    adds no watcher of its own, which reported each deletion once more than the server's did:
+    a deletion now reaches the server as often as a save does (VS Code itself reports each event
+    of a multi-root window twice, see docs/editors.md)."""
+    step = _step(multiroot, "deleted_file")
+    assert any("test_calc.py" in r for r in step["before"]) and not any("test_calc.py" in r for r in step["after"])
+    assert step["saved"] >= 1 and step["deleted"] == step["saved"], step

@@ -80,13 +80,12 @@ function clientOptions(): LanguageClientOptions {
     ],
     // A function: a restarted server gets the settings (and Workspace Trust) of now, not of the first start.
     initializationOptions: () => serverSettings(),
-    // [tool.heedls] edited outside VS Code (git checkout, another editor) applies at once too, and
-    // a deleted or renamed module's diagnostics go.
+    // [tool.heedls] edited outside VS Code (git checkout, another editor) applies at once too. The
+    // *.py files are watched by the server's own registration (client/registerCapability for
+    // **/*.py after `initialized`): created, changed and deleted modules reach its index, and a
+    // deleted or renamed module's diagnostics go. A watcher of ours for them sent each event twice.
     synchronize: {
-      fileEvents: [
-        vscode.workspace.createFileSystemWatcher('**/pyproject.toml'),
-        vscode.workspace.createFileSystemWatcher('**/*.py', true, true, false),
-      ],
+      fileEvents: [vscode.workspace.createFileSystemWatcher('**/pyproject.toml')],
     },
     outputChannel: output,
     traceOutputChannel: trace,

@@ -5,7 +5,7 @@
 // asserts on the results; this script only does what a person would do in the browser and records
 // what the editor showed and what the server stored (via `heedls telemetry export`).
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
@@ -526,6 +526,74 @@ async function missingFlow() {
   });
 }
 
+async function waitProblems(pred, what, timeoutMs) {
+  // The Problems panel stays open from the first call on (toggling it at each poll lost track of
+  // whether it was open); its rows are re-read until `pred` holds.
+  const panel = page.locator('.markers-panel').first();
+  if (!(await panel.isVisible())) {
+    await page.keyboard.press('Control+Shift+M');
+    await panel.waitFor({ timeout: 10000 });
+  }
+  const end = Date.now() + timeoutMs;
+  let rows = [];
+  while (Date.now() < end) {
+    rows = await page.locator('.markers-panel .monaco-list-row').allInnerTexts();
+    if (pred(rows)) return rows;
+    await sleep(500);
+  }
+  throw new Error(`the Problems panel never showed ${what}: ${JSON.stringify(rows)}`);
+}
+
+const mentions = (rows, text) => rows.some((r) => r.includes(text));
+
+async function multirootFlow() {
+  // A .code-workspace with two folders; the second's .vscode/settings.json turns heedls' lint off.
+  await step('multiroot_server', async () => {
+    const item = page.locator('.statusbar-item', { hasText: 'heedls' }).first();
+    await item.waitFor({ timeout: 60000 });
+    await waitOutput(/heedls: starting /, 60000);
+  });
+  await step('folder_settings', async () => {
+    await openFile(config.libModule);
+    await openFile(config.appModule);
+    await waitProblems((rows) => mentions(rows, config.appModule) && mentions(rows, 'imported but unused'),
+      `F401 in ${config.appModule}`, 30000);
+    await sleep(2000); // both were opened at once: lib's lint, had it run, has published by now
+    return { rows: await waitProblems(() => true, 'anything', 1000) };
+  });
+  await step('folder_setting_changed', async () => {
+    writeFileSync(config.libSettings, JSON.stringify({ 'heedls.lint.enabled': true }));
+    await sleep(1500); // VS Code reads the folder's settings file, then the extension tells the server
+    await openFile(config.libModule);
+    await page.keyboard.press('Control+End');
+    await page.keyboard.type('x = 1', { delay: 20 });
+    const rows = await waitProblems((r) => mentions(r, config.libModule), `F401 in ${config.libModule}`, 30000);
+    await page.keyboard.press('Control+S');
+    return { rows };
+  });
+  await step('deleted_file', async () => {
+    // An edit saved runs the related tests; their failure sits on the test file, which is not open.
+    await openFile(config.buggyModule);
+    await page.keyboard.press('Control+End');
+    await page.keyboard.type('# saved', { delay: 20 });
+    await page.keyboard.press('Control+S');
+    const before = await waitProblems((r) => mentions(r, config.testFile), `the failure in ${config.testFile}`, 60000);
+    unlinkSync(config.testPath); // deleted outside the editor (a git checkout, a terminal)
+    const after = await waitProblems((r) => !mentions(r, config.testFile), `${config.testFile} gone`, 30000);
+    await waitOutput(new RegExp(`watched files: .*Deleted file://[^;]*/${config.testFile}`), 10000);
+    await sleep(2000); // a later report of the same deletion, had there been one, is in by now
+    // What the server was told (its debug log of each didChangeWatchedFiles, changes as received):
+    // how often the deletion came, and how often the save of the module did.
+    const count = (what) => outputChannel().split(what).length - 1;
+    return {
+      before,
+      after,
+      deleted: count(`Deleted ${config.testUri}`),
+      saved: count(`Changed ${config.buggyUri}`),
+    };
+  });
+}
+
 try {
   browser = await chromium.launch({
     executablePath: config.chromium,
@@ -544,6 +612,7 @@ try {
 
   if (config.scenario === 'untrusted') await untrustedFlow();
   else if (config.scenario === 'missing') await missingFlow();
+  else if (config.scenario === 'multiroot') await multirootFlow();
   else await mainFlow();
 } catch (err) {
   results.fatal = String(err?.stack ?? err);
