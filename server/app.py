@@ -225,10 +225,11 @@ class HeedlsServer(LanguageServer):
         return self.folder_configs[folder] if folder is not None else self.config
 
     async def reload_config(self) -> None:
+        # The first folder of the window supplies the shared settings (provider, inline, gate,
+        # telemetry): once the first folder of `initialize` (root) is removed, the next one does,
+        # through the same listeners as any settings change. The services keep running where they
+        # were built (root: its event store, its local index); with no folder left, root's file.
         folders = self.folders or ([self.root] if self.root is not None else [])
-        if folders and self.root is not None and folders[0] != self.root:
-            # the shared services were built for root: its folder stays the one they read
-            folders = [self.root, *(f for f in folders if f != self.root)]
         new, self.folder_configs, warnings = config_mod.load_folders(
             folders, self.init_options, self.client_settings, self.folder_settings)
         # Each change re-reads every source: say only what is newly wrong, not the start-up

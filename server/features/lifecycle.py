@@ -91,7 +91,8 @@ def register(server: HeedlsServer) -> None:
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     async def on_did_change_workspace_folders(ls: HeedlsServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
         # pygls announces workspace folder support and keeps its own list; the configuration per
-        # folder follows it. The root (and the services built on it) stays the one of initialize.
+        # folder follows it; the first folder left supplies the shared settings. The root (where
+        # the services were built) stays the one of initialize.
         removed = set(_folder_paths(params.event.removed))
         added = _folder_paths(params.event.added)
         ls.folders = [f for f in ls.folders if f not in removed] + [f for f in added if f not in ls.folders]

@@ -231,3 +231,20 @@ async def test_each_workspace_folder_gets_the_settings_the_editor_has_for_it(lsp
             content_changes=[types.TextDocumentContentChangeWholeDocument(text="\n" + unused)]))
     await until(lambda: ruff(in_lib), 15, "F401 in the second folder once its settings allow it")
     await until(lambda: not ruff(in_app), 15, "the first folder's ruff diagnostics gone with its lint off")
+
+
+async def test_when_the_first_folder_is_removed_the_next_one_supplies_the_shared_settings(lsp, tmp_path: Path) -> None:
+    """The shared settings (provider, inline, gate, telemetry) are the first folder's: a user who
+    removes that folder from the window no longer has its pyproject.toml apply; the folder now
+    first does, and suggestions go on without a restart."""
+    app, lib = tmp_path / "app", tmp_path / "lib"
+    for folder, mode in ((app, "stage1"), (lib, "off")):
+        folder.mkdir()
+        (folder / "pyproject.toml").write_text(f'[tool.heedls.gate]\nmode = "{mode}"\n')
+    client = await lsp(app, "vscode", folders=[app, lib], options={"inline": {"debounceMs": 0}})
+    assert await _gate_mode(client, "stage1") == "stage1"
+    client.workspace_did_change_workspace_folders(types.DidChangeWorkspaceFoldersParams(
+        event=types.WorkspaceFoldersChangeEvent(added=[], removed=[types.WorkspaceFolder(uri=app.as_uri(), name="app")])))
+    assert await _gate_mode(client, "off") == "off"
+    uri = open_document(client, lib / "m.py", "def f():\n    \n")
+    assert (await client.text_document_inline_completion_async(_request(uri, 1))).items  # gate off: shown
