@@ -63,7 +63,7 @@ def register(server: HeedlsServer) -> None:
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     async def on_watched_files(ls: HeedlsServer, params: types.DidChangeWatchedFilesParams) -> None:
-        if log.isEnabledFor(logging.DEBUG):  # each change once: the editor's end-to-end test counts them
+        if log.isEnabledFor(logging.DEBUG):  # as received: the editor's end-to-end test counts them
             log.debug("watched files: %s", "; ".join(f"{types.FileChangeType(c.type).name} {c.uri}" for c in params.changes))
         if any(project_file._is_project_file(change.uri) for change in params.changes):
             await ls.reload_config()
@@ -190,22 +190,23 @@ async def _pull_settings(ls: HeedlsServer, *, window: bool = True) -> None:
         log.debug("workspace/configuration failed: %s", exc)
         return
     answers = list(answer) if isinstance(answer, (list, tuple)) else []
-    if len(answers) != len(items):
-        log.debug("workspace/configuration: %d answers for %d items; ignored", len(answers), len(items))
-        return
     changed = False
-    if window:
+    if window and answers:
         settings = answers.pop(0)
         if not _empty(settings):
             ls.client_settings = {"heedls": settings}
             changed = True
-    # A folder's answer that is the window's (a client that does not tell scopes apart, or a folder
-    # with no settings of its own) adds nothing: only the folders that differ are kept.
-    window_settings = config_mod.own_section(ls.client_settings)
-    scoped = {config_mod.resolved(folder): settings for folder, settings in zip(folders, answers, strict=True)
-              if not _empty(settings) and settings != window_settings}
-    if scoped != ls.folder_settings:
-        ls.folder_settings = scoped
-        changed = True
+    if len(answers) == len(folders):  # a client that answered the first item only: the window's
+        # A folder's answer that is the window's (a client that does not tell scopes apart, or a
+        # folder with no settings of its own) adds nothing: only the folders that differ are kept.
+        window_settings = config_mod.own_section(ls.client_settings)
+        scoped = {config_mod.resolved(folder): settings for folder, settings in zip(folders, answers, strict=True)
+                  if not _empty(settings) and settings != window_settings}
+        if scoped != ls.folder_settings:
+            ls.folder_settings = scoped
+            changed = True
+    else:
+        log.debug("workspace/configuration: %d answers for %d folders; folder settings unchanged",
+                  len(answers), len(folders))
     if changed:
         await ls.reload_config()

@@ -146,6 +146,20 @@ async def test_a_pull_model_client_is_asked_for_its_settings(lsp, workspace: Pat
     assert await _gate_mode(client, "stage1") == "stage1"
 
 
+async def test_a_client_answering_only_the_first_item_still_gets_its_settings_applied(lsp, workspace: Path) -> None:
+    """heedls asks for the window's settings and each folder's in one request; a client that
+    answers the first item alone (it knows no scopes) still has its settings taken."""
+    client = await lsp(workspace, "neovim")
+    client.protocol.fm.features.pop(types.WORKSPACE_CONFIGURATION)  # pytest-lsp's answers every item
+
+    @client.feature(types.WORKSPACE_CONFIGURATION)
+    def first_only(params: types.ConfigurationParams) -> list[Any]:
+        return [{"gate": {"mode": "off"}}]
+
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+    assert await _gate_mode(client, "off") == "off"
+
+
 async def test_each_workspace_folder_lints_and_tests_as_its_own_pyproject_says(lsp, tmp_path: Path) -> None:
     """A multi-root workspace (a VS Code .code-workspace, several folders in Neovim): a document
     is linted, tested and repaired as the pyproject.toml of the folder holding it says, in a folder
