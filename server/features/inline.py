@@ -37,6 +37,7 @@ def engine_of(server: HeedlsServer) -> SuggestionEngine:
         )
         server.services["engine"] = engine
         server.services.setdefault("gate", engine.gate)
+        _share_folders(server)  # before the first build: it indexes every workspace folder
         start = getattr(engine.provider, "start_indexing", None)
         if callable(start):
             try:
@@ -46,6 +47,28 @@ def engine_of(server: HeedlsServer) -> SuggestionEngine:
     return engine
 
 
+def _local_method(server: HeedlsServer, method: str) -> Any | None:
+    """`method` of the engine's provider, or else of the local provider behind it (the fallback
+    of an LLM provider): the one that keeps the workspace index. None before the engine exists."""
+    engine = server.services.get("engine")
+    if engine is None:
+        return None
+    for provider in (engine.provider, getattr(engine.provider, "fallback", None)):
+        found = getattr(provider, method, None)
+        if callable(found):
+            return found
+    return None
+
+
+def _share_folders(server: HeedlsServer) -> None:
+    """The local provider indexes every workspace folder the client has now (multi-root; the root
+    alone for a client without folders)."""
+    set_folders = _local_method(server, "set_folders")
+    if set_folders is None:
+        return
+    set_folders(server.folders or ([server.root] if server.root is not None else []))
+
+
 class _Feeder:
     """Feeds open buffers to the local provider's cache model and tracks typing speed."""
 
@@ -53,16 +76,7 @@ class _Feeder:
         self.server = server
 
     def _local(self, method: str) -> Any | None:
-        """`method` of the engine's provider, or else of the local provider behind it (the fallback
-        of an LLM provider): the one that keeps the workspace index. None before the engine exists."""
-        engine = self.server.services.get("engine")
-        if engine is None:
-            return None
-        for provider in (engine.provider, getattr(engine.provider, "fallback", None)):
-            found = getattr(provider, method, None)
-            if callable(found):
-                return found
-        return None
+        return _local_method(self.server, method)
 
     def _update(self, uri: str) -> None:
         update = self._local("update_document")
@@ -169,6 +183,8 @@ def register(server: HeedlsServer) -> None:
         if old.provider != config.provider and "provider" not in server.services:
             local = getattr(engine.provider, "fallback", None) if engine.provider.name != "local" else engine.provider
             engine.provider = services.build_provider(config, local or services.build_local(server.root), server.notify_log)
+        # Folders added or removed (workspace/didChangeWorkspaceFolders reloads the configuration)
+        _share_folders(server)
         learning_moved = old.telemetry.enabled != config.telemetry.enabled  # where the gate keeps what it learns
         if old.gate != config.gate or learning_moved:
             reconfigure = getattr(engine.gate, "reconfigure", None)

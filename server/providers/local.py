@@ -153,6 +153,33 @@ def iter_python_files(root: Path, limits: IndexLimits) -> list[Path]:
     return [Path(path) for path in python_files(root, limits)]
 
 
+def workspace_files(folders: list[Path], limits: IndexLimits) -> Snapshot:
+    """The .py files of every workspace folder (a multi-root workspace), within the limits of one
+    workspace, shared fairly: each folder is walked with an equal share of the directory entries,
+    the file count is shared out so that a folder with fewer files than its share leaves the rest
+    to the others (one huge folder cannot starve a small one), and the files come in turns, one of
+    each folder, so that the index's token cap too cuts every folder alike. A file reached through
+    two folders (one nested in the other) counts once."""
+    if len(folders) <= 1:
+        return python_files(folders[0], limits) if folders else {}
+    share = replace(limits, max_entries=max(1, limits.max_entries // len(folders)))
+    walks = [list(python_files(folder, share).items()) for folder in folders]
+    # Water-filling: the smallest folders take all they have, the rest split what is left evenly.
+    allowed = [0] * len(walks)
+    left = limits.max_files
+    order = sorted(range(len(walks)), key=lambda i: len(walks[i]))
+    for rank, i in enumerate(order):
+        allowed[i] = min(len(walks[i]), left // (len(order) - rank))
+        left -= allowed[i]
+    out: Snapshot = {}
+    for turn in range(max(allowed, default=0)):
+        for i, walk in enumerate(walks):
+            if turn < allowed[i]:
+                path, stamp = walk[turn]
+                out.setdefault(path, stamp)
+    return out
+
+
 class LocalProvider:
     """The embedded default provider (see the module docstring)."""
 
@@ -170,8 +197,13 @@ class LocalProvider:
         jedi_share: float = 0.0,
         threaded: bool = False,
         block_lines: bool = False,
+        folders: Iterable[Path] | None = None,
     ) -> None:
         self.workspace = Path(workspace).resolve() if workspace else None
+        # Every folder of a multi-root workspace is indexed (`workspace` alone by default); the
+        # workspace stays the one jedi's project and the persisted index are named after.
+        self.folders: list[Path] = []
+        self._set_folders(folders)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.limits = limits or IndexLimits()
         self.min_confidence = min_confidence
@@ -193,6 +225,7 @@ class LocalProvider:
         self._index: _Index | None = None
         self._open_docs: dict[str, str] = {}
         self._dirty = threading.Event()
+        self._wake = threading.Event()  # ends the spacing between rebuilds (new folders, closing)
         self._closed = threading.Event()
         self._indexer: threading.Thread | None = None
         self._index_lock = threading.Lock()
@@ -211,25 +244,46 @@ class LocalProvider:
     def close_document(self, path: str) -> None:
         self._open_docs.pop(str(Path(path).resolve()) if path else path, None)
 
+    def _set_folders(self, folders: Iterable[Path] | None) -> bool:
+        resolved = list(dict.fromkeys(Path(folder).resolve() for folder in folders or []))
+        if not resolved and self.workspace is not None:
+            resolved = [self.workspace]  # no folder given (or all removed): the workspace alone
+        if self.workspace is None and resolved:
+            self.workspace = resolved[0]
+        changed = resolved != self.folders
+        self.folders = resolved
+        return changed
+
+    def set_folders(self, folders: Iterable[Path]) -> None:
+        """The workspace folders changed (a multi-root workspace, a folder added or removed): the
+        index covers the .py files of every one, rebuilt at once (not after the usual spacing)
+        when the set changed."""
+        if self._set_folders(folders):
+            self._dirty.set()
+            self._wake.set()
+
+    def _in_folders(self, path: Path) -> bool:
+        return any(path.is_relative_to(folder) for folder in self.folders)
+
     def files_changed(self, paths: Iterable[str]) -> None:
         """Files changed on disk (the client's watched-file events: a git checkout, a formatter, a
         new or deleted module): the next rebuild, spaced as after an edit, re-reads them. Only
-        .py files in the workspace count."""
-        if self.workspace is None:
+        .py files in a workspace folder count."""
+        if not self.folders:
             return
         for path in paths:
             if not path.endswith(".py"):
                 continue
             candidate = Path(path)
             # resolve() touches the disk: only when the path as given is not plainly inside
-            if candidate.is_relative_to(self.workspace) or candidate.resolve().is_relative_to(self.workspace):
+            if self._in_folders(candidate) or self._in_folders(candidate.resolve()):
                 self._dirty.set()
                 return
 
     def start_indexing(self) -> None:
         """Index the workspace on a daemon thread, then re-index (at most every 2 min) after changes."""
         self.warm_up()
-        if self.workspace is None or self._indexer is not None:
+        if not self.folders or self._indexer is not None:
             return
         self._indexer = threading.Thread(target=self._index_loop, name="heedls-local-index", daemon=True)
         self._indexer.start()
@@ -242,6 +296,7 @@ class LocalProvider:
     def _index_loop(self) -> None:
         while not self._closed.is_set():
             self._dirty.clear()
+            self._wake.clear()
             try:
                 self.index_now()
             except Exception:
@@ -261,16 +316,16 @@ class LocalProvider:
                 # Rebuilds are whole (tokens are cached per file, the suffix array is not), so they
                 # are spaced out: edits to the current file never need one (its prefix is the cache),
                 # and a burst of events (a checkout) makes one rebuild. A change found on disk has
-                # waited for the check already.
-                self._closed.wait(timeout=REINDEX_INTERVAL_S)
+                # waited for the check already. A change of workspace folders does not wait.
+                self._wake.wait(timeout=REINDEX_INTERVAL_S)
 
     def _disk_changed(self) -> bool:
-        """Whether the workspace's .py files differ from the last build's: one added, removed, or
-        with another size or mtime (a walk and a stat per file; nothing is read)."""
-        if self.workspace is None or self._disk is None:
+        """Whether the workspace's .py files (every folder's) differ from the last build's: one
+        added, removed, or with another size or mtime (a walk and a stat per file; nothing is read)."""
+        if not self.folders or self._disk is None:
             return False
         try:
-            return python_files(self.workspace, self.limits) != self._disk
+            return workspace_files(self.folders, self.limits) != self._disk
         except OSError:
             return False
 
@@ -357,7 +412,7 @@ class LocalProvider:
             if files is None:
                 # the walk's sizes and mtimes, taken before reading: a file changed during the build
                 # differs at the next check
-                self._disk = python_files(self.workspace, self.limits) if self.workspace else {}
+                self._disk = workspace_files(self.folders, self.limits)
                 paths = [Path(path) for path in self._disk]
             else:
                 paths = files
@@ -633,6 +688,7 @@ class LocalProvider:
 
     async def aclose(self) -> None:
         self._closed.set()
+        self._wake.set()
         if self._jedi is not None:
             self._jedi.close()
         self._cpu.shutdown(wait=False, cancel_futures=True)

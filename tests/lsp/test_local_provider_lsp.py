@@ -1,0 +1,64 @@
+"""The embedded `local` provider behind the real stdio server: what it knows of a multi-root
+workspace, and the first request in a freshly opened large file."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from lsprotocol import types
+
+from tests.lsp.conftest import open_document
+
+OPTIONS = {"inline": {"debounceMs": 0}, "gate": {"mode": "off"}}
+APP = "import os\n\n\ndef main():\n    return os.getcwd()\n"
+LIB = "def zebras(herd):\n    zebra_count = count_the_zebras(herd)\n    return zebra_count\n"
+
+
+def _request(uri: str, line: int, character: int) -> types.InlineCompletionParams:
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=character),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+    )
+
+
+async def _suggested(client, uri: str, line: int, character: int, text: str, timeout: float) -> bool:
+    """Ask at the place until `text` is suggested (the index builds in the background)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = await client.text_document_inline_completion_async(_request(uri, line, character))
+        if answer is not None and any(item.insert_text == text for item in answer.items):
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+def _folders(tmp_path: Path) -> tuple[Path, Path]:
+    app, lib = tmp_path / "app", tmp_path / "lib"
+    (app / "app").mkdir(parents=True)
+    (app / "app" / "main.py").write_text(APP)
+    (lib / "zoo").mkdir(parents=True)
+    (lib / "zoo" / "herd.py").write_text(LIB)
+    return app, lib
+
+
+async def test_a_name_defined_only_in_the_second_workspace_folder_is_suggested(lsp, tmp_path: Path) -> None:
+    app, lib = _folders(tmp_path)
+    client = await lsp(app, "vscode", stub=None, options=OPTIONS, folders=[app, lib])
+    text = "zebra_count = cou"
+    uri = open_document(client, app / "app" / "new.py", text)
+    assert await _suggested(client, uri, 0, len(text), "nt_the_zebras(herd)", 30.0)
+
+
+async def test_a_workspace_folder_added_later_is_indexed_at_once(lsp, tmp_path: Path) -> None:
+    app, lib = _folders(tmp_path)
+    client = await lsp(app, "neovim", stub=None, options=OPTIONS, folders=[app])
+    text = "import \nzebra_count = cou"
+    uri = open_document(client, app / "app" / "new.py", text)
+    assert await _suggested(client, uri, 0, len("import "), "os", 30.0)  # the first folder's index is built
+    client.workspace_did_change_workspace_folders(types.DidChangeWorkspaceFoldersParams(
+        event=types.WorkspaceFoldersChangeEvent(added=[types.WorkspaceFolder(uri=lib.as_uri(), name="lib")], removed=[])))
+    # the rebuild after a change of folders does not wait the two minutes that space out rebuilds
+    assert await _suggested(client, uri, 1, len("zebra_count = cou"), "nt_the_zebras(herd)", 30.0)
