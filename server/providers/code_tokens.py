@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 EOL = "\n"
@@ -138,13 +139,32 @@ def _bounded(line: str) -> str:
     return indent[-MAX_LINE_CHARS:] + body[-MAX_LINE_CHARS:]
 
 
+START: LineState = (None, 0)  # the state before a document's (or a window's) first line
+
+# A line's tokens and the state after it, by the state before it and the line's text: what
+# tokenize_one answers, worked out ahead of the requests (a document primed when it is opened).
+KnownLines = Mapping[tuple[LineState, str], Sequence[object]]
+
+
+def tokenize_known(line: str, state: LineState, known: KnownLines | None) -> tuple[list[str], LineState, bool]:
+    """tokenize_one(line) as the request path does it (a pathological line bounded), or what
+    `known` already has for this line after this state; the flag says whether it was known."""
+    if known is not None:
+        hit = known.get((state, line))
+        if hit is not None:
+            return hit[0], hit[1], True  # type: ignore[return-value]
+    toks, after = tokenize_one(_bounded(line), state)
+    return toks, after, False
+
+
 class DocTokens:
     """Incremental tokenization of one document's complete lines before the cursor.
 
     Typing changes the last lines only, so consecutive requests re-tokenize just the lines that
     differ from the previous call (lines are compared as strings, which is cheap). A deadline
     stops the work between lines; the next update goes on from there (`done` says whether the
-    document is all tokenized)."""
+    document is all tokenized). Lines `known` ahead (a document tokenized off the request path
+    when it was opened) are looked up, not tokenized, and do not count against the deadline."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -153,7 +173,7 @@ class DocTokens:
         self.kept = 0  # lines kept unchanged by the last update
         self.done = True  # the last update tokenized every line it was given
 
-    def update(self, lines: list[str], until: float | None = None) -> int:
+    def update(self, lines: list[str], until: float | None = None, known: KnownLines | None = None) -> int:
         """Make the document `lines` (or, past the perf_counter() deadline `until`, a prefix of
         them: at least one more line each call); returns how many leading lines were kept."""
         same = 0
@@ -162,13 +182,13 @@ class DocTokens:
             same += 1
         del self.lines[same:], self.tokens[same:], self.states[same:]
         self.kept = same
-        state = self.states[-1] if self.states else (None, 0)
+        state = self.states[-1] if self.states else START
         for line in lines[same:]:
-            toks, state = tokenize_one(_bounded(line), state)
+            toks, state, was_known = tokenize_known(line, state, known)
             self.lines.append(line)
             self.tokens.append(toks)
             self.states.append(state)
-            if until is not None and time.perf_counter() >= until:
+            if not was_known and until is not None and time.perf_counter() >= until:
                 break
         self.done = len(self.lines) == len(lines)
         return same
@@ -199,14 +219,15 @@ class CursorContext:
 
 def cursor_context(
     prefix: str, max_lines: int = 400, doc: DocTokens | None = None, window: int = 2000,
-    until: float | None = None,
+    until: float | None = None, known: KnownLines | None = None,
 ) -> CursorContext:
     """Split the text before the cursor into completed tokens and the token being typed.
 
     With `doc`, the complete lines are tokenized incrementally; `doc` keeps at most about `window`
     lines, its start moving in steps of a quarter window so that typing rarely shifts it (a 5 MB
     file costs the same per keystroke as a small one). Past the deadline `until` (perf_counter)
-    `doc` may be left part-way (`doc.done` is False): the context is then not to be used."""
+    `doc` may be left part-way (`doc.done` is False): the context is then not to be used. Lines
+    `known` ahead (tokenize_known) are looked up instead of tokenized."""
     head, _, current = prefix.rpartition("\n")
     count = head.count("\n") + 1 if head or prefix.startswith("\n") else 0  # lines before the cursor line
     step = max(window // 4, 1)
@@ -216,7 +237,7 @@ def cursor_context(
         start = max(0, count - max_lines)
     # Only the lines used are split off (head.split of a 250,000-line file took 30-45 ms).
     lines = head.rsplit("\n", count - start)[1:] if start else head.split("\n") if count else []
-    doc.update(lines, until)
+    doc.update(lines, until, known)
     quote, prev_indent = doc.state
     current = current[-MAX_LINE_CHARS:]  # a pathological single line must not cost seconds
     indent_str = current[: len(current) - len(current.lstrip())]

@@ -62,3 +62,21 @@ async def test_a_workspace_folder_added_later_is_indexed_at_once(lsp, tmp_path: 
         event=types.WorkspaceFoldersChangeEvent(added=[types.WorkspaceFolder(uri=lib.as_uri(), name="lib")], removed=[])))
     # the rebuild after a change of folders does not wait the two minutes that space out rebuilds
     assert await _suggested(client, uri, 1, len("zebra_count = cou"), "nt_the_zebras(herd)", 30.0)
+
+
+def _long_document(lines: int = 4000) -> str:
+    record = ", ".join(f"field_{j}" for j in range(10))
+    return "".join(f"row_{i} = record(key_{i}, {record})\n" if i % 10 else "total = compute_total(rows, factor)\n"
+                   for i in range(lines)) + "total = comp"
+
+
+async def test_the_first_request_in_a_freshly_opened_4000_line_file_gets_a_suggestion(lsp, workspace: Path) -> None:
+    """The first request used to spend the provider's budget (45 ms) tokenizing the thousands of
+    lines above the cursor and answer nothing; the document is now tokenized when it is opened,
+    while the user has not typed yet, so the first request after a moment answers."""
+    client = await lsp(workspace, "vscode", stub=None, options=OPTIONS)
+    text = _long_document()
+    uri = open_document(client, workspace / "long.py", text)
+    await asyncio.sleep(3.0)  # the moment before the first keystroke; nothing is asked meanwhile
+    answer = await client.text_document_inline_completion_async(_request(uri, 4000, len("total = comp")))
+    assert answer is not None and [item.insert_text for item in answer.items] == ["ute_total(rows, factor)"]

@@ -503,3 +503,111 @@ async def test_a_five_megabyte_document_answers_within_the_servers_budget(worksp
         assert answer and answer[0].text == "ute(1)"
     finally:
         await prov.aclose()
+
+
+def _long_document(lines: int = 4000) -> str:
+    record = ", ".join(f"field_{j}" for j in range(10))
+    return "".join(f"row_{i} = record(key_{i}, {record})\n" if i % 10 else "total = compute_total(rows, factor)\n"
+                   for i in range(lines))
+
+
+async def _primed(provider: LocalProvider, path: Path, text: str) -> None:
+    """The document as an editor opens it (didOpen), and the wait for it to be tokenized."""
+    provider.update_document(str(path), text)
+    for _ in range(1000):
+        if not provider.priming(str(path)):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the document was never primed")
+
+
+async def test_an_opened_document_is_tokenized_before_its_first_request(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first request in a file of thousands of lines spent its budget tokenizing them and
+    answered nothing. Opening the document tokenizes it off the request path (in slices, on the
+    event loop): its first request tokenizes none of the lines above the cursor, and answers what
+    a request with all the time it wants answers."""
+    from heedls.server.providers import code_tokens
+
+    document = _long_document() + "total = comp"
+    path = workspace / "pkg" / "long.py"
+    opened = LocalProvider(workspace, use_jedi=False)
+    fresh = LocalProvider(workspace, use_jedi=False)
+    try:
+        opened.index_now()
+        fresh.index_now()
+        await _primed(opened, path, document)
+        calls: list[str] = []
+        real = code_tokens.tokenize_one
+        monkeypatch.setattr(code_tokens, "tokenize_one", lambda line, state: calls.append(line) or real(line, state))
+        answer = await opened.complete(_request(path, document), 0.25)
+        assert calls == []
+        monkeypatch.setattr(code_tokens, "tokenize_one", real)
+        assert answer and answer == await _complete(fresh, path, document)
+        assert answer[0].text == "ute_total(rows, factor)"
+    finally:
+        await opened.aclose()
+        await fresh.aclose()
+
+
+async def test_a_primed_document_answers_its_first_request_even_with_no_time_to_tokenize(workspace: Path) -> None:
+    """With no budget at all (a request whose deadline has passed on a busy machine), a 4,000-line
+    document that was opened a moment before still gets the line its own text repeats; unprimed,
+    the same request tokenizes one line and answers nothing."""
+    document = _long_document() + "total = comp"
+    path = workspace / "pkg" / "long.py"
+    primed = LocalProvider(workspace, use_jedi=False, budget_s=0.0)
+    cold = LocalProvider(workspace, use_jedi=False, budget_s=0.0)
+    try:
+        for provider in (primed, cold):
+            provider.index_now()
+        await _primed(primed, path, document)
+        answer = await primed.complete(_request(path, document), 0.0)
+        assert answer and answer[0].text == "ute_total(rows, factor)"
+        assert await cold.complete(_request(path, document), 0.0) == []
+    finally:
+        await primed.aclose()
+        await cold.aclose()
+
+
+async def test_priming_gives_the_event_loop_back_and_an_edit_starts_it_again(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Priming runs in slices of a few ms: the event loop's other work (a request) runs while a
+    large document is being primed. An edit restarts it once typing pauses; lines primed before
+    are reused, and a request after it tokenizes only the lines the edit changed."""
+    from heedls.server.providers import code_tokens
+
+    monkeypatch.setattr(local_mod, "PRIME_DELAY_S", 0.05)
+    document = _long_document(10_000)
+    path = workspace / "pkg" / "long.py"
+    provider = LocalProvider(workspace, use_jedi=False)
+    try:
+        provider.update_document(str(path), document)
+        await asyncio.sleep(0)
+        assert provider.priming(str(path))  # this task ran while the document was being primed
+        await _primed(provider, path, document)
+        lines = document.splitlines(keepends=True)
+        edited = "".join(lines[:3000]) + "# an edit\n" + "".join(lines[3000:3999]) + "total = comp"
+        await _primed(provider, path, edited)
+        calls: list[str] = []
+        real = code_tokens.tokenize_one
+        monkeypatch.setattr(code_tokens, "tokenize_one", lambda line, state: calls.append(line) or real(line, state))
+        answer = await provider.complete(_request(path, edited), 0.25)
+        assert answer and answer[0].text == "ute_total(rows, factor)"
+        assert len(calls) <= 2  # at most the first line of the request's window (primed after another state)
+    finally:
+        await provider.aclose()
+
+
+async def test_closing_a_document_stops_its_priming(workspace: Path) -> None:
+    path = workspace / "pkg" / "long.py"
+    provider = LocalProvider(workspace, use_jedi=False)
+    try:
+        provider.update_document(str(path), _long_document(10_000))
+        await asyncio.sleep(0)
+        provider.close_document(str(path))
+        assert not provider.priming(str(path))
+    finally:
+        await provider.aclose()
