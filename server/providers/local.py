@@ -646,7 +646,7 @@ class LocalProvider:
         memo = self._doc_memo(request.path)
         before = len(memo.doc.lines)
         ctx = cursor_context(_full_prefix(request), max_lines=CONTEXT_LINES, doc=memo.doc, until=until,
-                             known=memo.primed)
+                             known=memo.primed or None)
         same = memo.doc.kept
         if memo.vocab is not vocab:
             memo.vocab, memo.ids, memo.cache, same = vocab, [], None, 0
