@@ -75,8 +75,8 @@ JEDI_MAX_CHARS = 500_000
 # PRIME_MAX_LINES lines, on the event loop in slices of PRIME_SLICE_S with a pause of PRIME_PAUSE_S
 # after each, after edits once typing has paused for PRIME_DELAY_S. The pause leaves the
 # interpreter to the server's other threads (stdin is read on one, diagnostics run on others):
-# measured over the stdio server, with no pause (sleep(0)) a request sent 50 ms after didOpen took
-# twice as long to be answered (p50 105 ms against 46 ms with it, see docs/local-provider.md).
+# measured over the stdio server on a busy host, with no pause (sleep(0)) a request sent 50 ms after
+# didOpen was answered in p50 103-105 ms, against 42-52 ms unprimed (docs/local-provider.md).
 PRIME_MAX_LINES = 10_000
 PRIME_SLICE_S = 0.002
 PRIME_PAUSE_S = 0.002
