@@ -71,8 +71,11 @@ def worker_main() -> None:
 
 
 class JediSource:
-    def __init__(self, workspace: Path | None) -> None:
+    def __init__(self, workspace: Path | None, folders: list[Path] | None = None) -> None:
         self.workspace = workspace
+        # The workspace folders (resolved): a file's imports are resolved from its own folder's
+        # project in a multi-root workspace (from another folder's, jedi finds none of its modules).
+        self.folders: list[Path] = list(folders or [])
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         self._busy = False
@@ -153,7 +156,8 @@ class JediSource:
             fut: concurrent.futures.Future[None] = concurrent.futures.Future()
             self._pending[self._next_id] = (key, fut)
             self._busy = True
-            req = {"id": self._next_id, "workspace": str(self.workspace or ""), "code": code, "path": path,
+            project = self.project_for(path)
+            req = {"id": self._next_id, "workspace": str(project or ""), "code": code, "path": path,
                    "line": line, "column": column}
             try:
                 proc.stdin.write(json.dumps(req) + "\n")
@@ -163,6 +167,19 @@ class JediSource:
                 self._busy = False
                 return None
             return fut
+
+    def project_for(self, path: str) -> Path | None:
+        """The folder whose project jedi reads for the file at `path`: the innermost workspace
+        folder holding it, else the workspace."""
+        if path and self.folders:
+            file = Path(path)
+            holding = [folder for folder in self.folders if file.is_relative_to(folder)]
+            if not holding and len(self.folders) > 1:  # a path by a symlink: the folders are resolved
+                file = file.resolve()
+                holding = [folder for folder in self.folders if file.is_relative_to(folder)]
+            if holding:
+                return max(holding, key=lambda folder: len(folder.parts))
+        return self.workspace
 
     async def complete(
         self, code: str, path: str, line: int, column: int, timeout_s: float

@@ -247,7 +247,7 @@ class LocalProvider:
         self._indexer: threading.Thread | None = None
         self._index_lock = threading.Lock()
         self._cpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="heedls-local")
-        self._jedi = JediSource(self.workspace) if use_jedi else None
+        self._jedi = JediSource(self.workspace, self.folders) if use_jedi else None
         self._memo: dict[str, _DocMemo] = {}
         self._priming: dict[str, asyncio.Task[None]] = {}
         self._file_cache: dict[str, _FileEntry] = {}
@@ -349,6 +349,8 @@ class LocalProvider:
         if self._set_folders(folders):
             self._dirty.set()
             self._wake.set()
+        if self._jedi is not None:
+            self._jedi.folders = list(self.folders)
 
     def _in_folders(self, path: Path) -> bool:
         return any(path.is_relative_to(folder) for folder in self.folders)

@@ -121,3 +121,34 @@ def test_a_folder_inside_another_counts_its_files_once(tmp_path: Path) -> None:
     _write(outer, {"a.py": "a = 1\n", "inner/b.py": "b = 2\n"})
     found = workspace_files([outer, outer / "inner"], IndexLimits())
     assert sorted(Path(p).name for p in found) == ["a.py", "b.py"]
+
+
+async def test_jedi_reads_a_file_s_imports_from_its_own_folder_s_project(tmp_path: Path) -> None:
+    """jedi with the first folder's project finds none of the second folder's modules (it answered
+    nothing for `helpers_b.spe`); each file is completed in the project of the folder holding it."""
+    from heedls.server.providers.jedi_source import JediSource
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    _write(first, {"main_a.py": "x = 1\n"})
+    _write(second, {"pkgb/__init__.py": "", "pkgb/helpers_b.py": "def special_thing_b():\n    return 1\n"})
+    source = JediSource(first.resolve(), [first.resolve(), second.resolve()])
+    code = "from pkgb import helpers_b\nhelpers_b.spe"
+    try:
+        assert source.project_for(str(second / "use_b.py")) == second.resolve()
+        assert source.project_for(str(first / "main_a.py")) == first.resolve()
+        assert source.project_for(str(tmp_path / "elsewhere.py")) == first.resolve()  # in no folder
+        found = await source.complete(code, str(second / "use_b.py"), 2, 13, timeout_s=60)
+        assert found is not None and [name.name for name in found] == ["special_thing_b"]
+    finally:
+        source.close()
+
+
+async def test_the_provider_tells_jedi_of_folders_added_later(folders: tuple[Path, Path]) -> None:
+    app, lib = folders
+    provider = LocalProvider(app, folders=[app])
+    try:
+        assert provider._jedi is not None and provider._jedi.project_for(str(lib / "zoo" / "herd.py")) == app.resolve()
+        provider.set_folders([app, lib])
+        assert provider._jedi.project_for(str(lib / "zoo" / "herd.py")) == lib.resolve()
+    finally:
+        await provider.aclose()
