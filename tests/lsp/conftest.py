@@ -162,6 +162,17 @@ async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def inline_request(uri: str, line: int, character: int, invoked: bool = False) -> types.InlineCompletionParams:
+    """textDocument/inlineCompletion at (line, character), as typing triggers it (or as an explicit
+    "show suggestion" command does: `invoked`)."""
+    kind = types.InlineCompletionTriggerKind.Invoked if invoked else types.InlineCompletionTriggerKind.Automatic
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=character),
+        context=types.InlineCompletionContext(trigger_kind=kind),
+    )
+
+
 def open_document(client: Any, path: Path, text: str) -> str:
     """didOpen of `path` with `text` (as a Python document, version 1); returns its uri."""
     uri = path.as_uri()

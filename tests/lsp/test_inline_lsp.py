@@ -10,7 +10,7 @@ import attrs
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig
 
-from tests.lsp.conftest import VSCODE, initialize, nothing_to_show, plain, server_env, until
+from tests.lsp.conftest import VSCODE, initialize, inline_request, nothing_to_show, plain, server_env, until
 
 SOURCE = "def greet(name):\n    \n"
 
@@ -23,18 +23,10 @@ async def _open(client, root: Path, text: str = SOURCE, name: str = "demo.py") -
     return uri
 
 
-def _request(uri: str, line: int, character: int) -> types.InlineCompletionParams:
-    return types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        position=types.Position(line=line, character=character),
-        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
-    )
-
-
 async def test_server_advertises_inline_completion_and_accept_command(lsp, workspace: Path, editor: str) -> None:
     client = await lsp(workspace, editor)
     uri = await _open(client, workspace)
-    items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
+    items = await client.text_document_inline_completion_async(inline_request(uri, 1, 4))
     assert items is not None
     item = items.items[0] if isinstance(items, types.InlineCompletionList) else items[0]
     assert item.insert_text == "print('heedls 1')"
@@ -45,7 +37,7 @@ async def test_server_advertises_inline_completion_and_accept_command(lsp, works
 async def test_show_then_accept_records_the_outcome(lsp, workspace: Path) -> None:
     client = await lsp(workspace, "vscode")
     uri = await _open(client, workspace)
-    items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
+    items = await client.text_document_inline_completion_async(inline_request(uri, 1, 4))
     item = items.items[0]
     suggestion_id = item.command.arguments[0]
     client.protocol.notify("heedls/suggestionShown", {"id": suggestion_id})
@@ -60,7 +52,7 @@ async def test_show_then_accept_records_the_outcome(lsp, workspace: Path) -> Non
 async def test_rejection_notification_is_accepted_and_server_keeps_serving(lsp, workspace: Path) -> None:
     client = await lsp(workspace, "neovim")
     uri = await _open(client, workspace)
-    items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
+    items = await client.text_document_inline_completion_async(inline_request(uri, 1, 4))
     client.protocol.notify("heedls/suggestionRejected", {"id": items.items[0].command.arguments[0], "reason": "dismissed"})
     accept = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command="heedls.accept", arguments=[items.items[0].command.arguments[0]])
@@ -72,7 +64,7 @@ async def test_fast_typing_cancels_superseded_requests(lsp, workspace: Path) -> 
     client = await lsp(workspace, "vscode", options={"inline": {"debounceMs": 150}})
     uri = await _open(client, workspace)
     # five requests in quick succession: only the last survives the debounce
-    tasks = [asyncio.ensure_future(client.text_document_inline_completion_async(_request(uri, 1, 4))) for _ in range(5)]
+    tasks = [asyncio.ensure_future(client.text_document_inline_completion_async(inline_request(uri, 1, 4))) for _ in range(5)]
     results = await asyncio.gather(*tasks)
     shown = [r for r in results if r is not None and r.items]
     assert len(shown) == 1
@@ -86,7 +78,7 @@ async def test_invalid_configuration_falls_back_with_a_warning(lsp, workspace: P
     assert any("debounceMs" in w for w in warnings)
     assert any("sometimes" in w for w in warnings)
     uri = await _open(client, workspace)
-    items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
+    items = await client.text_document_inline_completion_async(inline_request(uri, 1, 4))
     assert items is not None and items.items  # still serving with defaults
 
 
@@ -95,9 +87,9 @@ async def test_toggle_turns_suggestions_off_and_on(lsp, workspace: Path) -> None
     uri = await _open(client, workspace)
     off = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.toggleSuggestions", arguments=[False]))
     assert off == {"enabled": False}
-    assert nothing_to_show(await client.text_document_inline_completion_async(_request(uri, 1, 4)))
+    assert nothing_to_show(await client.text_document_inline_completion_async(inline_request(uri, 1, 4)))
     await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.toggleSuggestions", arguments=[True]))
-    items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
+    items = await client.text_document_inline_completion_async(inline_request(uri, 1, 4))
     assert items is not None and items.items
 
 
@@ -105,7 +97,7 @@ async def test_notification_fields_are_read_by_name_whatever_their_order(lsp, wo
     # Neovim serialises Lua tables in no fixed order: {"reason": …, "id": …} must work too.
     client = await lsp(workspace, "neovim")
     uri = await _open(client, workspace)
-    items = await client.text_document_inline_completion_async(_request(uri, 1, 4))
+    items = await client.text_document_inline_completion_async(inline_request(uri, 1, 4))
     suggestion_id = items.items[0].command.arguments[0]
     client.protocol.notify("heedls/suggestionRejected", {"reason": "dismissed", "id": suggestion_id})
     await asyncio.sleep(0.2)
@@ -120,7 +112,7 @@ async def test_a_reject_reason_outside_the_protocol_is_stored_as_unknown(lsp, wo
     uri = await _open(client, workspace, "def f():\n    \n\ndef g():\n    \n\ndef h():\n    \n")
     reasons = {}
     for line, reason in ((1, "typed-over"), (4, 42), (7, "SECRET_TOKEN = 1")):
-        items = await client.text_document_inline_completion_async(_request(uri, line, 4))
+        items = await client.text_document_inline_completion_async(inline_request(uri, line, 4))
         sid = items.items[0].command.arguments[0]
         client.protocol.notify("heedls/suggestionRejected", {"id": sid, "reason": reason})
         reasons[sid] = reason
@@ -136,20 +128,20 @@ async def test_status_counts_what_the_store_counts_and_the_share_leaves_empty_an
     empty = await lsp(workspace, "vscode", stub="", options={"inline": {"debounceMs": 0}, "gate": {"keepAccepted": 1.0}})
     uri = await _open(empty, workspace)
     for _ in range(2):
-        assert nothing_to_show(await empty.text_document_inline_completion_async(_request(uri, 1, 4)))
+        assert nothing_to_show(await empty.text_document_inline_completion_async(inline_request(uri, 1, 4)))
     gate = plain(await empty.protocol.send_request_async("heedls/status", {}))["gate"]
     assert (gate["requests"], gate["empty"], gate["shown"], gate["skipped"], gate["hidden"]) == (2, 2, 0, 0, 0)
     assert gate["hidden_share"] == 0.0
 
     shown = await lsp(workspace, "neovim", options={"inline": {"debounceMs": 0}, "gate": {"keepAccepted": 1.0}})
     uri = await _open(shown, workspace, name="other.py")
-    assert (await shown.text_document_inline_completion_async(_request(uri, 1, 4))).items
+    assert (await shown.text_document_inline_completion_async(inline_request(uri, 1, 4))).items
     gate = plain(await shown.protocol.send_request_async("heedls/status", {}))["gate"]
     assert (gate["requests"], gate["shown"], gate["hidden_share"]) == (1, 1, 0.0)
 
     off = await lsp(workspace, "vscode", options={"inline": {"debounceMs": 0}, "gate": {"mode": "off"}})
     uri = await _open(off, workspace, name="third.py")
-    assert (await off.text_document_inline_completion_async(_request(uri, 1, 4))).items
+    assert (await off.text_document_inline_completion_async(inline_request(uri, 1, 4))).items
     gate = plain(await off.protocol.send_request_async("heedls/status", {}))["gate"]
     assert gate["shown"] == 1 and gate["hidden_share"] is None  # no gate, no share to show
 

@@ -9,26 +9,18 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from tests.lsp.conftest import open_document
+from tests.lsp.conftest import inline_request, open_document
 
 OPTIONS = {"inline": {"debounceMs": 0}, "gate": {"mode": "off"}}
 APP = "import os\n\n\ndef main():\n    return os.getcwd()\n"
 LIB = "def zebras(herd):\n    zebra_count = count_the_zebras(herd)\n    return zebra_count\n"
 
 
-def _request(uri: str, line: int, character: int) -> types.InlineCompletionParams:
-    return types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        position=types.Position(line=line, character=character),
-        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
-    )
-
-
 async def _suggested(client, uri: str, line: int, character: int, text: str, timeout: float) -> bool:
     """Ask at the place until `text` is suggested (the index builds in the background)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answer = await client.text_document_inline_completion_async(_request(uri, line, character))
+        answer = await client.text_document_inline_completion_async(inline_request(uri, line, character))
         if answer is not None and any(item.insert_text == text for item in answer.items):
             return True
         await asyncio.sleep(0.2)
@@ -78,5 +70,5 @@ async def test_the_first_request_in_a_freshly_opened_4000_line_file_gets_a_sugge
     text = _long_document()
     uri = open_document(client, workspace / "long.py", text)
     await asyncio.sleep(3.0)  # the moment before the first keystroke; nothing is asked meanwhile
-    answer = await client.text_document_inline_completion_async(_request(uri, 4000, len("total = comp")))
+    answer = await client.text_document_inline_completion_async(inline_request(uri, 4000, len("total = comp")))
     assert answer is not None and [item.insert_text for item in answer.items] == ["ute_total(rows, factor)"]

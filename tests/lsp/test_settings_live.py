@@ -11,15 +11,7 @@ from typing import Any
 from heedls.server.telemetry.store import read_events
 from lsprotocol import types
 
-from tests.lsp.conftest import nothing_to_show, open_document, plain, until
-
-
-def _request(uri: str, line: int) -> types.InlineCompletionParams:
-    return types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        position=types.Position(line=line, character=4),
-        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
-    )
+from tests.lsp.conftest import inline_request, nothing_to_show, open_document, plain, until
 
 
 def _change(client: Any, settings: dict[str, Any]) -> None:
@@ -42,13 +34,13 @@ async def test_turning_telemetry_to_nocode_or_off_applies_to_the_next_suggestion
     client = await lsp(workspace, "vscode", stub="SECRET_{line} = compute()", options=base)
     uri = open_document(client, workspace / "m.py", "".join(f"def f{i}():\n    \n" for i in range(4)))
 
-    assert (await client.text_document_inline_completion_async(_request(uri, 1))).items
+    assert (await client.text_document_inline_completion_async(inline_request(uri, 1, 4, invoked=True))).items
     _change(client, {**base, "telemetry": {"privacy": "nocode"}})
     await until(lambda: any("now privacy nocode" in m.message for m in client.log_messages), 10, "the nocode store")
-    assert (await client.text_document_inline_completion_async(_request(uri, 3))).items
+    assert (await client.text_document_inline_completion_async(inline_request(uri, 3, 4, invoked=True))).items
     _change(client, {**base, "telemetry": {"enabled": False}})
     await until(lambda: any("now off" in m.message for m in client.log_messages), 10, "telemetry off")
-    assert (await client.text_document_inline_completion_async(_request(uri, 5))).items  # still serving
+    assert (await client.text_document_inline_completion_async(inline_request(uri, 5, 4, invoked=True))).items  # still serving
     await _shutdown(client)
 
     events = _stored(tmp_path)
@@ -68,7 +60,7 @@ async def test_an_unrelated_settings_change_keeps_suggestions_toggled_off(lsp, w
     await asyncio.sleep(0.3)
     status = plain(await client.protocol.send_request_async("heedls/status", {}))
     assert status["enabled"] is False
-    assert nothing_to_show(await client.text_document_inline_completion_async(_request(uri, 1)))
+    assert nothing_to_show(await client.text_document_inline_completion_async(inline_request(uri, 1, 4, invoked=True)))
     # turning the setting itself off and on again does switch them on
     _change(client, {"inline": {"debounceMs": 0, "enabled": False}})
     _change(client, {"inline": {"debounceMs": 0, "enabled": True}})
@@ -94,7 +86,7 @@ async def test_with_telemetry_off_nothing_about_the_users_decisions_reaches_the_
     uri = open_document(client, workspace / "m.py", "def f():\n    \n\ndef g():\n    \n")
 
     async def decide(line: int) -> None:
-        items = await client.text_document_inline_completion_async(_request(uri, line))
+        items = await client.text_document_inline_completion_async(inline_request(uri, line, 4, invoked=True))
         client.protocol.notify("heedls/suggestionRejected", {"id": items.items[0].command.arguments[0], "reason": "dismissed"})
         await asyncio.sleep(0.3)
 
@@ -261,4 +253,4 @@ async def test_when_the_first_folder_is_removed_the_next_one_supplies_the_shared
         event=types.WorkspaceFoldersChangeEvent(added=[], removed=[types.WorkspaceFolder(uri=app.as_uri(), name="app")])))
     assert await _gate_mode(client, "off") == "off"
     uri = open_document(client, lib / "m.py", "def f():\n    \n")
-    assert (await client.text_document_inline_completion_async(_request(uri, 1))).items  # gate off: shown
+    assert (await client.text_document_inline_completion_async(inline_request(uri, 1, 4, invoked=True))).items  # gate off: shown

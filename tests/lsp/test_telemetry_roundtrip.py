@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,17 +15,9 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from tests.lsp.conftest import server_env
+from tests.lsp.conftest import inline_request, server_env
 
 STUB = "total_{line} = compute_total(values)"
-
-
-def _request(uri: str, line: int, character: int) -> types.InlineCompletionParams:
-    return types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        position=types.Position(line=line, character=character),
-        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
-    )
 
 
 def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -48,7 +39,7 @@ async def test_live_events_export_and_evaluate(lsp, workspace: Path, tmp_path: P
     version = 1
     for i in range(6):
         line = 2 * i + 1
-        result = await client.text_document_inline_completion_async(_request(uri, line, 4))
+        result = await client.text_document_inline_completion_async(inline_request(uri, line, 4, invoked=True))
         item = result.items[0]
         sid = item.command.arguments[0]
         client.protocol.notify("heedls/suggestionShown", {"id": sid})
