@@ -275,7 +275,9 @@ async def test_a_deleted_test_files_failures_go_with_it(lsp: Any, workspace: Pat
     await until(lambda: not _by_source(client, test_uri, "pytest") and not _by_source(client, uri, "pytest"), 10,
                 "the deleted file's failures to go")
     _save(client, uri)  # the renamed file's run: each failure once
-    await until(lambda: _by_source(client, (workspace / "test_mean.py").as_uri(), "pytest"), 60, "the new failures")
+    # each file's diagnostics come in a notification of their own: wait for both files'
+    await until(lambda: _by_source(client, (workspace / "test_mean.py").as_uri(), "pytest")
+                and _by_source(client, uri, "pytest"), 60, "the new failures")
     messages = [d.message for d in _by_source(client, uri, "pytest")]
     assert messages and len(messages) == len(set(messages))
 
