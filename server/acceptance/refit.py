@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import pickle
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -158,7 +159,9 @@ def fit_candidates_in_process(*args: Any) -> RefitResult:
         if not receiver.poll(REFIT_TIMEOUT_S):
             raise TimeoutError(f"acceptance refit took longer than {REFIT_TIMEOUT_S:.0f} s")
         ok, payload = receiver.recv()
-    except EOFError as exc:
+    except (EOFError, OSError) as exc:
+        if _exiting():  # the interpreter's exit ends daemonic workers: the pipe breaks in any way then
+            raise RefitInterrupted(f"acceptance refit stopped: the process is exiting ({type(exc).__name__})") from exc
         worker.join(timeout=1)
         if worker.exitcode is not None and worker.exitcode < 0:  # ended by a signal: the server is exiting
             raise RefitInterrupted(f"acceptance refit stopped (worker ended by signal {-worker.exitcode})") from exc
@@ -176,6 +179,14 @@ def fit_candidates_in_process(*args: Any) -> RefitResult:
 
 class RefitInterrupted(RuntimeError):
     """The refit was stopped from outside (the server exiting): nothing went wrong."""
+
+
+def _exiting() -> bool:
+    """Whether this process is exiting: its main thread is done (atexit handlers, among them
+    multiprocessing's, which terminates daemonic workers, run after it) or the interpreter is
+    finalizing. A refit thread that meets a broken pipe then was interrupted, not failed (it
+    reported "worker died" with a traceback when the worker's end came before its exit code)."""
+    return sys.is_finalizing() or not threading.main_thread().is_alive()
 
 
 def _worker(tasks: Any, sender: Any) -> None:

@@ -190,6 +190,37 @@ if __name__ == "__main__":
 """
 
 
+EXITING_SEEN_FROM_A_THREAD = """
+import sys, threading, time
+sys.path.insert(0, {root!r})
+from heedls.server.acceptance import refit
+
+def watch():
+    seen = [refit._exiting()]
+    main = threading.main_thread()
+    main.join()  # the main thread is done: the process is exiting (atexit handlers run next)
+    seen.append(refit._exiting())
+    print(*seen, flush=True)
+
+threading.Thread(target=watch).start()
+time.sleep(0.2)
+"""
+
+
+def test_a_refit_thread_tells_an_exiting_process_from_a_running_one(tmp_path: Path) -> None:
+    """When the process exits, multiprocessing's atexit handler ends the daemonic refit worker, and
+    the refit thread's pipe breaks in whichever way the timing gives (an end of file before the
+    worker's exit code is known, an OSError): that is an interruption, not a failure to report
+    with a traceback. The refit thread asks `_exiting()`; it is False while the server runs."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "exiting.py"
+    script.write_text(EXITING_SEEN_FROM_A_THREAD.format(root=str(Path(__file__).resolve().parents[2])))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.split() == ["False", "True"], done.stderr
+
+
 def test_a_server_that_exits_mid_refit_neither_waits_for_it_nor_leaves_it_running(tmp_path: Path) -> None:
     import os
     import subprocess
