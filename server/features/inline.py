@@ -75,11 +75,8 @@ class _Feeder:
     def __init__(self, server: HeedlsServer) -> None:
         self.server = server
 
-    def _local(self, method: str) -> Any | None:
-        return _local_method(self.server, method)
-
     def _update(self, uri: str) -> None:
-        update = self._local("update_document")
+        update = _local_method(self.server, "update_document")
         if update is not None:
             doc = self.server.workspace.get_text_document(uri)
             update(uris.to_fs_path(uri) or uri, doc.source)
@@ -89,14 +86,14 @@ class _Feeder:
         self._update(uri)
 
     async def on_close(self, uri: str) -> None:
-        close = self._local("close_document")
+        close = _local_method(self.server, "close_document")
         if close is not None:
             close(uris.to_fs_path(uri) or uri)
 
     async def on_files_changed(self, changed: list[str]) -> None:
         """.py files changed on disk (watched-file events): the local provider re-indexes them (no
         engine yet: its first build reads the disk as it is then)."""
-        files_changed = self._local("files_changed")
+        files_changed = _local_method(self.server, "files_changed")
         if files_changed is not None:
             files_changed([uris.to_fs_path(uri) or uri for uri in changed])
 
