@@ -9,6 +9,7 @@ answer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import heapq
 import itertools
@@ -19,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,7 +31,7 @@ from heedls.analyzers.check import find_workspace
 from heedls.analyzers.repair import operators, ruff_fixes, syntax_fix
 from heedls.analyzers.repair.edits import Candidate, change_size, normalised, unified_diff
 from heedls.analyzers.repair.localize import LineScore, localise
-from heedls.analyzers.repair.naturalness import introduced_smells
+from heedls.analyzers.repair.naturalness import introduced_smells, smells
 from heedls.analyzers.repair.workers import (
     RunResult,
     TestOutcome,
@@ -534,7 +536,7 @@ class Repairer:
             size=change_size(self.original, new_text),
             source=cand.source,
             found_after_s=elapsed,
-            smells=introduced_smells(self.original, new_text),
+            smells=introduced_smells(self.original_smells, new_text),
         )
         with self.lock:
             self.plausible.append(fix)
@@ -635,6 +637,11 @@ class Repairer:
             return False
         finally:
             worker.close()
+
+    @functools.cached_property
+    def original_smells(self) -> Counter[str]:
+        """The module's own lint-like findings: what each plausible fix is compared with (once)."""
+        return smells(self.original)
 
     def _finish(self) -> RepairResult:
         # a fix that leaves code a linter would flag (a variable computed and never read, `y - y`, `and`

@@ -69,6 +69,8 @@ def smells(text: str) -> Counter[str]:
     return found
 
 
-def introduced_smells(old: str, new: str) -> int:
-    """How many findings `new` has that `old` did not have."""
-    return sum((smells(new) - smells(old)).values())
+def introduced_smells(old: str | Counter[str], new: str) -> int:
+    """How many findings `new` has that `old` did not have (`old`: a text, or its `smells` worked
+    out once for all the fixes of one module)."""
+    before = smells(old) if isinstance(old, str) else old
+    return sum((smells(new) - before).values())
