@@ -149,9 +149,7 @@ def test_a_daemon_goes_with_a_run_killed_at_its_time_limit_cancelled_or_stopped_
     marker = tmp_path / "cancelled"
 
     async def cancelled() -> None:
-        task = asyncio.ensure_future(proc.run_async([sys.executable, "-c", hang % (str(marker), str(marker))], tmp_path, 60))
-        while not marker.exists() or not marker.read_text():
-            await asyncio.sleep(0.05)
+        task = await _hanging_run_with_a_daemon(tmp_path, marker)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -163,9 +161,7 @@ def test_a_daemon_goes_with_a_run_killed_at_its_time_limit_cancelled_or_stopped_
     marker = tmp_path / "stopped"
 
     async def stopped() -> int:  # the server's exit (lifecycle, cli): kill_running from another task
-        task = asyncio.ensure_future(proc.run_async([sys.executable, "-c", hang % (str(marker), str(marker))], tmp_path, 60))
-        while not marker.exists() or not marker.read_text():
-            await asyncio.sleep(0.05)
+        task = await _hanging_run_with_a_daemon(tmp_path, marker)
         killed = proc.kill_running()
         await task
         return killed
@@ -173,6 +169,15 @@ def test_a_daemon_goes_with_a_run_killed_at_its_time_limit_cancelled_or_stopped_
     assert asyncio.run(stopped()) == 1
     time.sleep(0.1)
     assert _gone(_daemon_pid(marker))
+
+
+async def _hanging_run_with_a_daemon(tmp_path: Path, marker: Path) -> asyncio.Future[proc.ProcResult]:
+    """An async run that has started its daemon (its pid in `marker`) and then hangs."""
+    script = (DAEMON + "time.sleep(120)\n") % (str(marker), str(marker))
+    task = asyncio.ensure_future(proc.run_async([sys.executable, "-c", script], tmp_path, 60))
+    while not marker.exists() or not marker.read_text():
+        await asyncio.sleep(0.05)
+    return task
 
 
 def test_the_run_token_names_only_that_run(tmp_path: Path) -> None:
