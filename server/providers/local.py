@@ -165,11 +165,6 @@ def python_files(root: Path, limits: IndexLimits) -> Snapshot:
     return out
 
 
-def iter_python_files(root: Path, limits: IndexLimits) -> list[Path]:
-    """The workspace's .py files (python_files' paths)."""
-    return [Path(path) for path in python_files(root, limits)]
-
-
 def workspace_files(folders: list[Path], limits: IndexLimits) -> Snapshot:
     """The .py files of every workspace folder (a multi-root workspace), within the limits of one
     workspace, shared fairly: each folder is walked with an equal share of the directory entries,

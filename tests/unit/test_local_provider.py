@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from heedls.server.providers import local as local_mod
 from heedls.server.providers.base import Candidate, CompletionRequest, Provider
-from heedls.server.providers.local import IndexLimits, LocalProvider, iter_python_files
+from heedls.server.providers.local import IndexLimits, LocalProvider, python_files
 
 
 def _request(path: Path, prefix: str) -> CompletionRequest:
@@ -186,9 +186,9 @@ def test_indexing_skips_environments_vcs_and_huge_files(tmp_path: Path) -> None:
             "big.py": "x = 1\n" * 200_000,
         },
     )
-    found = [p.relative_to(tmp_path).as_posix() for p in iter_python_files(tmp_path, IndexLimits())]
+    found = [Path(p).relative_to(tmp_path).as_posix() for p in python_files(tmp_path, IndexLimits())]
     assert found == ["app.py"]
-    assert len(iter_python_files(tmp_path, IndexLimits(max_files=0))) <= 1
+    assert len(python_files(tmp_path, IndexLimits(max_files=0))) <= 1
 
 
 def test_an_open_buffer_above_the_file_cap_is_not_indexed_either(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -365,7 +365,7 @@ def test_only_regular_files_are_indexed_so_a_fifo_or_a_device_cannot_hang_or_flo
     _write(tmp_path, {"app.py": "def scale(x):\n    return x * 2\n"})
     os.mkfifo(tmp_path / "pipe.py")
     (tmp_path / "zero.py").symlink_to("/dev/zero")
-    found = [p.name for p in iter_python_files(tmp_path, IndexLimits())]
+    found = [Path(p).name for p in python_files(tmp_path, IndexLimits())]
     assert found == ["app.py"]
     provider = LocalProvider(tmp_path, cache_dir=tmp_path / "cache")
     provider.index_now([tmp_path / "pipe.py", tmp_path / "zero.py", tmp_path / "app.py"])  # returns: nothing read
