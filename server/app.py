@@ -195,6 +195,9 @@ class HeedlsServer(LanguageServer):
         # The editor's settings for each folder (workspace/configuration with the folder as
         # scopeUri), keyed by its resolved path; only their lint, tests and repair sections count.
         self.folder_settings: dict[Path, Any] = {}
+        # How many times the window's settings, and the folders', have been asked for (or, the
+        # window's, pushed): an answer to an older request than the latest is stale (lifecycle.py).
+        self.settings_asked: dict[str, int] = {"window": 0, "folders": 0}
         self.document_listeners: list[Any] = []
         self.config_listeners: list[ConfigListener] = []
         # Services created lazily by feature modules, keyed by name (engine, telemetry, ...).

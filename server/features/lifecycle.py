@@ -106,6 +106,7 @@ def register(server: HeedlsServer) -> None:
             await _pull_settings(ls)  # a pull-model client: the change is to be asked for
             return
         ls.client_settings = settings
+        ls.settings_asked["window"] += 1  # what is pushed now is newer than any answer still to come
         await ls.reload_config()
         await _pull_settings(ls, window=False)  # each folder's own settings may have changed too
 
@@ -183,6 +184,13 @@ async def _pull_settings(ls: HeedlsServer, *, window: bool = True) -> None:
     items += [types.ConfigurationItem(section="heedls", scope_uri=folder.as_uri()) for folder in folders]
     if not items:
         return
+    # Requests can be answered out of order (two changes in quick succession): only the answers to
+    # the latest request for the window's settings, and for the folders', are taken.
+    asked = ls.settings_asked
+    if window:
+        asked["window"] += 1
+    asked["folders"] += 1
+    window_seq, folders_seq = asked["window"], asked["folders"]
     try:
         async with asyncio.timeout(PULL_TIMEOUT_S):  # a client that never answers must not hold us
             answer = await ls.workspace_configuration_async(types.ConfigurationParams(items=items))
@@ -193,10 +201,14 @@ async def _pull_settings(ls: HeedlsServer, *, window: bool = True) -> None:
     changed = False
     if window and answers:
         settings = answers.pop(0)
-        if not _empty(settings):
+        if window_seq != asked["window"]:
+            log.debug("workspace/configuration: a stale answer for the window's settings; ignored")
+        elif not _empty(settings):
             ls.client_settings = {"heedls": settings}
             changed = True
-    if len(answers) == len(folders):  # a client that answered the first item only: the window's
+    if folders_seq != asked["folders"]:
+        log.debug("workspace/configuration: a stale answer for the folders' settings; ignored")
+    elif len(answers) == len(folders):  # a client that answered the first item only: the window's
         # A folder's answer that is the window's (a client that does not tell scopes apart, or a
         # folder with no settings of its own) adds nothing: only the folders that differ are kept.
         window_settings = config_mod.own_section(ls.client_settings)

@@ -152,6 +152,33 @@ async def test_a_client_answering_only_the_first_item_still_gets_its_settings_ap
     assert await _gate_mode(client, "off") == "off"
 
 
+async def test_a_late_answer_to_an_older_settings_request_does_not_undo_a_newer_one(lsp, workspace: Path) -> None:
+    """Two changes in quick succession make two workspace/configuration requests; the client may
+    answer the older one last (it was busy). The settings are the ones asked for last."""
+    client = await lsp(workspace, "neovim")
+    client.protocol.fm.features.pop(types.WORKSPACE_CONFIGURATION)
+    asked: list[int] = []
+    older_answered = asyncio.Event()
+
+    @client.feature(types.WORKSPACE_CONFIGURATION)
+    async def slow_then_fast(params: types.ConfigurationParams) -> list[Any]:
+        asked.append(len(asked))
+        if len(asked) == 1:  # the older request: answered after the newer one, with the old settings
+            await until(lambda: len(asked) >= 2, 5.0, "the second settings request")
+            await asyncio.sleep(0.3)
+            older_answered.set()
+            return [{"gate": {"mode": "off"}} for _ in params.items]
+        return [{"gate": {"mode": "stage1"}} for _ in params.items]
+
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+    await until(lambda: asked, 5.0, "the first settings request")
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+    assert await _gate_mode(client, "stage1") == "stage1"
+    await asyncio.wait_for(older_answered.wait(), 5.0)
+    await asyncio.sleep(0.3)  # the older answer has reached the server by now
+    assert await _gate_mode(client, "stage1") == "stage1"
+
+
 async def test_each_workspace_folder_lints_and_tests_as_its_own_pyproject_says(lsp, tmp_path: Path) -> None:
     """A multi-root workspace (a VS Code .code-workspace, several folders in Neovim): a document
     is linted, tested and repaired as the pyproject.toml of the folder holding it says, in a folder
