@@ -260,15 +260,19 @@ def load(
     *,
     folder_settings: Any = None,
     project_label: str = "pyproject.toml [tool.heedls]",
+    project: tuple[dict[str, Any], list[str]] | None = None,
 ) -> tuple[HeedlsConfig, list[str]]:
     """defaults <- pyproject.toml [tool.heedls] <- initializationOptions <- didChangeConfiguration
     (or the window's answer to workspace/configuration) <- `folder_settings`: the editor's settings
     for this folder (workspace/configuration with the folder as scopeUri, VS Code's folder-scoped
     settings), of which only the PROJECT_SECTIONS count. `project_label` names the project file's
-    layer in warnings (which folder's, in a multi-root workspace)."""
+    layer in warnings (which folder's, in a multi-root workspace); `project`: `read_pyproject(root)`
+    when the caller has it already."""
     section: dict[str, Any] = {}
     warnings: list[str] = []
-    if root is not None:
+    if project is not None:
+        section, warnings = project[0], list(project[1])
+    elif root is not None:
         section, warnings = read_pyproject(root)
     if _pushed(client_settings):
         # What the editor pushes is its settings now, whole (VS Code's extension and Neovim's plugin
@@ -328,7 +332,8 @@ def load_folders(
     folder's PROJECT_SECTIONS (a document in no folder is treated as the first folder's); its other
     sections never depend on a folder's editor settings."""
     first = folders[0] if folders else None
-    config, warnings = load(first, init_options, client_settings)
+    first_project = read_pyproject(first) if first is not None else None  # read once, used twice below
+    config, warnings = load(first, init_options, client_settings, project=first_project)
     per_folder: dict[Path, HeedlsConfig] = {}
     for folder in folders:
         key = resolved(folder)
@@ -338,7 +343,8 @@ def load_folders(
         own = config
         if folder != first or scoped is not None:
             label = "pyproject.toml [tool.heedls]" if folder == first else f"{folder / 'pyproject.toml'} [tool.heedls]"
-            own, more = load(folder, init_options, client_settings, folder_settings=scoped, project_label=label)
+            own, more = load(folder, init_options, client_settings, folder_settings=scoped, project_label=label,
+                             project=first_project if folder == first else None)
             warnings += [w for w in more if w not in warnings]  # the editor's layers warn once
         per_folder[key] = replace(config, **{k: getattr(own, k) for k in PROJECT_SECTIONS})
     if first is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from heedls.server.config import HeedlsConfig, folder_of, load, load_folders, merge
 
 
@@ -162,6 +163,25 @@ def test_a_folders_own_editor_settings_come_last_and_only_for_lint_tests_and_rep
     claims = {second.resolve(): {"tests": {"trusted": True, "timeoutS": 4}}}
     _, folders, _ = load_folders([first, second], None, untrusted, claims)
     assert (folders[second.resolve()].tests.trusted, folders[second.resolve()].tests.timeout_s) == (False, 4)
+
+
+def test_each_folders_pyproject_toml_is_read_once_per_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first folder's file is both the server's layer and, with editor settings of its own, its
+    folder's: one reading serves both (a file saved in between cannot give them different values)."""
+    import heedls.server.config as config_mod
+
+    first, second = tmp_path / "app", tmp_path / "lib"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "pyproject.toml").write_text('[tool.heedls.repair]\nbudgetS = 5\n')
+    reads: list[Path] = []
+    real = config_mod.read_pyproject
+    monkeypatch.setattr(config_mod, "read_pyproject", lambda root: reads.append(root) or real(root))
+    scoped = {first.resolve(): {"tests": {"timeoutS": 3}}, second.resolve(): {"tests": {"timeoutS": 4}}}
+    config, folders, _ = load_folders([first, second], None, None, scoped)
+    assert sorted(reads) == sorted([first, second])
+    assert (config.repair.budget_s, config.tests.timeout_s) == (5, 3)
+    assert folders[second.resolve()].tests.timeout_s == 4
 
 
 def test_a_bad_value_in_a_folders_editor_settings_is_named_with_its_folder(tmp_path: Path) -> None:
