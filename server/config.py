@@ -315,8 +315,13 @@ def _folder_layer(settings: Any, trusted: bool) -> dict[str, Any] | None:
 
 # The sections a workspace folder's own pyproject.toml decides for the documents in it: how its code
 # is linted, tested and repaired. The others (provider, inline, gate, telemetry, log level) belong
-# to the server's shared services (one engine, one gate, one event store): the first folder's.
+# to the server's shared services (one engine, one gate): the first folder's.
 PROJECT_SECTIONS = ("lint", "tests", "repair")
+# Except where a folder's suggestion events are kept: each folder has its own event store, the one
+# `heedls telemetry …` run in that folder reads, so these settings of its telemetry section are the
+# folder's own too (pyproject.toml <- the editor's window settings; the other telemetry settings,
+# timings, are the shared services').
+FOLDER_STORE_SETTINGS = ("enabled", "privacy", "path")
 
 
 def load_folders(
@@ -328,9 +333,10 @@ def load_folders(
     """The configuration of a multi-root workspace: the server's (the first folder's, as `load`),
     and for each folder, keyed by its resolved path, that one with the PROJECT_SECTIONS read from
     the folder's own pyproject.toml, the editor's settings and then the editor's settings for that
-    folder (`folder_settings`, keyed by resolved path) on top. The server's config has the first
-    folder's PROJECT_SECTIONS (a document in no folder is treated as the first folder's); its other
-    sections never depend on a folder's editor settings."""
+    folder (`folder_settings`, keyed by resolved path) on top; its telemetry's
+    FOLDER_STORE_SETTINGS (where its events are kept) are also the folder's own. The server's
+    config has the first folder's PROJECT_SECTIONS (a document in no folder is treated as the first
+    folder's); its other sections never depend on a folder's editor settings."""
     first = folders[0] if folders else None
     first_project = read_pyproject(first) if first is not None else None  # read once, used twice below
     config, warnings = load(first, init_options, client_settings, project=first_project)
@@ -346,7 +352,9 @@ def load_folders(
             own, more = load(folder, init_options, client_settings, folder_settings=scoped, project_label=label,
                              project=first_project if folder == first else None)
             warnings += [w for w in more if w not in warnings]  # the editor's layers warn once
-        per_folder[key] = replace(config, **{k: getattr(own, k) for k in PROJECT_SECTIONS})
+        store = {k: getattr(own.telemetry, k) for k in FOLDER_STORE_SETTINGS}
+        per_folder[key] = replace(config, **{k: getattr(own, k) for k in PROJECT_SECTIONS},
+                                  telemetry=replace(config.telemetry, **store))
     if first is not None:
         config = per_folder[resolved(first)]
     return config, per_folder, warnings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,24 @@ def test_a_bad_value_in_a_folders_editor_settings_is_named_with_its_folder(tmp_p
     assert folders[second.resolve()].tests.timeout_s == HeedlsConfig().tests.timeout_s
     assert warnings == [f"settings [folder {second}].tests.timeoutS: expected a number from 0 to 1000000000, "
                         f"got 'soon'; using 60.0"]
+
+
+def test_where_a_folders_events_are_kept_is_the_folders_own_telemetry_setting(tmp_path: Path) -> None:
+    """Each workspace folder keeps its suggestion events in its own store, the one `heedls
+    telemetry …` resolves in that folder: its `enabled`, `privacy` and `path` come from its own
+    pyproject.toml (under the editor's settings); the telemetry timings stay the window's."""
+    first, second = tmp_path / "app", tmp_path / "lib"
+    for folder in (first, second):
+        folder.mkdir()
+    (first / "pyproject.toml").write_text('[tool.heedls.telemetry]\nrejectTimeoutS = 2\n')
+    (second / "pyproject.toml").write_text(
+        '[tool.heedls.telemetry]\nprivacy = "nocode"\npath = "events.db"\nrejectTimeoutS = 9\n')
+    config, folders, _ = load_folders([first, second])
+    lib = folders[second.resolve()].telemetry
+    assert (lib.privacy, lib.path, lib.enabled) == ("nocode", "events.db", True)
+    assert lib.reject_timeout_s == config.telemetry.reject_timeout_s == 2  # the window's
+    assert (config.telemetry.privacy, config.telemetry.path) == ("full", "")
+    assert lib == dataclasses.replace(config.telemetry, privacy="nocode", path="events.db")
+
+    _, folders, _ = load_folders([first, second], None, {"heedls": {"telemetry": {"enabled": False}}})
+    assert not folders[second.resolve()].telemetry.enabled  # the editor's settings still come last
