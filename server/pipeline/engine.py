@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 
 class EventSink(Protocol):
+    """Where events go. A sink may also have `bind(event_id, path)`: called once per new event,
+    before its first `record`, with the path of its document."""
+
     def record(self, event: SuggestionEvent) -> None: ...
 
 
@@ -180,7 +183,7 @@ class SuggestionEngine:
         cps = self.typing_cps(uri)
         if cps is not None:
             extra["typing_cps"] = round(cps, 3)
-        return SuggestionEvent(
+        event = SuggestionEvent(
             id=f"h-{self._ids.getrandbits(64):016x}",
             session=self.session,
             ts=self.clock(),
@@ -191,6 +194,12 @@ class SuggestionEngine:
             provider=getattr(self.provider, "name", None),
             extra=extra,
         )
+        # A sink that keeps each workspace folder's events apart (telemetry.folders.FolderStores)
+        # learns which document the event is of; its later snapshots are recorded by id alone.
+        bind = getattr(self.sink, "bind", None)
+        if bind is not None:
+            bind(event.id, path)
+        return event
 
     async def _compute(self, uri: str, path: str, document: str, offset: int, line: int, character: int) -> Suggestion | None:
         cfg = self.config.inline

@@ -1,0 +1,249 @@
+"""One event store per workspace folder: the live server's event sink in a multi-root window.
+
+`heedls telemetry export` run in a folder reads `store_path(folder, that folder's telemetry
+settings)`; so each suggestion event goes to the store of the workspace folder that holds its
+document (the innermost one, for nested folders), and an event of a document in no folder to the
+start-up folder's store (the *default* store; with a single folder the only one, as before).
+
+- The engine announces each new event with `bind(event_id, path)` before recording it; every later
+  snapshot of that event (shown, accepted/rejected, the persistence checkpoints) is recorded by id
+  and goes to the same folder's store, whatever document the editor shows by then.
+- A folder's store is opened on its first event (the default one at once, as before), each on its
+  own writer thread (`TelemetryStore`): folders share nothing mutable, and writing never waits on
+  the caller. A store that cannot be opened warns once and drops that folder's events only.
+- `configure` follows the folders and their settings: a folder removed from the workspace has its
+  store closed (flushed: nothing already recorded is lost); a folder whose `enabled`, `privacy` or
+  `path` changed gets the store its new settings ask for (or none) from the next event on, as the
+  default store always has. An update of an event of a removed folder that arrives later (an accept
+  in flight, a persistence checkpoint) reopens that folder's store until the next `configure` or
+  `close`; once the window's own store settings change, such events are no longer recorded (their
+  folder's settings can no longer be known), never written to another folder's store.
+
+Calls come from the event loop (record, bind, configure); closing stores blocks (a flush), so
+`configure` returns the stores to close and the caller closes them off the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from heedls.server.config import FOLDER_STORE_SETTINGS, TelemetryConfig, folder_of, resolved
+from heedls.server.events import SuggestionEvent
+from heedls.server.telemetry.paths import store_path
+
+log = logging.getLogger(__name__)
+
+# opens the store for (the folder its relative paths start from, its settings); None when disabled
+Opener = Callable[[Path | None, TelemetryConfig], Any]
+
+
+def store_settings(config: TelemetryConfig) -> tuple[Any, ...]:
+    return tuple(getattr(config, name) for name in FOLDER_STORE_SETTINGS)
+
+
+@dataclass
+class _Slot:
+    """One folder's store (`folder` None: the default store, for the start-up folder `base`)."""
+
+    folder: Path | None
+    base: Path | None
+    config: TelemetryConfig
+    store: Any = None
+    opened: bool = False  # open attempted (the store, or None when disabled or failed)
+    removed: bool = False  # the folder left the workspace; kept for late updates of its events
+    dropped: bool = False  # no longer recorded at all
+
+    @property
+    def name(self) -> str:
+        return "the start-up folder" if self.folder is None else f"folder {self.folder}"
+
+
+class FolderStores:
+    """An `EventSink` that routes each event to its workspace folder's store (module docstring)."""
+
+    def __init__(self, opener: Opener, root: Path | None, config: TelemetryConfig, *,
+                 store: Any = None, warn: Callable[[str], None] | None = None, max_routes: int = 50_000) -> None:
+        """`store`: the default store when it is open already (else opened now, as `opener` says)."""
+        self._opener = opener
+        self._warn = warn or (lambda message: log.warning("%s", message))
+        self._root = resolved(root) if root is not None else None
+        self._default = _Slot(None, root, config)
+        if store is not None:
+            self._default.store, self._default.opened = store, True
+        else:
+            self._open(self._default)
+        self._folders: dict[Path, _Slot] = {}
+        self._removed: list[_Slot] = []
+        # event id -> the slot of another folder than the default's (an unknown id: the default)
+        self._routes: OrderedDict[str, _Slot] = OrderedDict()
+        self._max_routes = max(1, max_routes)
+        self._where: dict[str, _Slot] = {}  # document path -> slot, for the folders as they are
+
+    # -- the sink ------------------------------------------------------------------------------
+    @property
+    def default(self) -> Any:
+        """The default store (start-up folder's, and of documents in no folder), or None."""
+        return self._default.store
+
+    def bind(self, event_id: str, path: str | None) -> None:
+        """`event_id` is a new event of the document at `path`: its snapshots go to that
+        document's folder's store from now on."""
+        if not self._folders or not path:
+            return  # one folder: everything is the default store's, nothing to remember
+        slot = self._where.get(path)
+        if slot is None:
+            folder = folder_of(resolved(Path(path)), self._folders)
+            slot = self._folders[folder] if folder is not None else self._default
+            if len(self._where) >= 4096:
+                self._where.clear()
+            self._where[path] = slot
+        if slot is self._default:
+            return
+        self._routes[event_id] = slot
+        if len(self._routes) > self._max_routes:
+            self._routes.popitem(last=False)
+
+    def record(self, event: SuggestionEvent) -> None:
+        slot = self._routes.get(event.id, self._default)
+        if slot.dropped:
+            return
+        if not slot.opened:
+            self._open(slot)
+        if slot.store is not None:
+            slot.store.record(event)
+
+    # -- folders and settings ------------------------------------------------------------------
+    def configure(self, config: TelemetryConfig, folders: Mapping[Path, TelemetryConfig]) -> tuple[list[Any], list[str]]:
+        """The window's telemetry settings now (the default store's) and each workspace folder's
+        (keyed by resolved path). Returns (stores to close, one line per store whose settings
+        changed). A folder whose store settings are unchanged keeps its open store."""
+        to_close: list[Any] = []
+        changes: list[str] = []
+        window_changed = store_settings(config) != store_settings(self._default.config)
+        for slot in self._removed:  # late updates of removed folders: until now
+            to_close += self._retire(slot)
+            if window_changed:
+                slot.dropped = True
+        self._removed = [slot for slot in self._removed if not slot.dropped]
+        if window_changed:
+            to_close += self._retire(self._default)
+            self._default.config = config
+            self._open(self._default)
+            changes.append(self._describe(self._default))
+        else:
+            self._default.config = config  # the timings may have changed: same store
+        wanted = {folder: cfg for folder, cfg in folders.items() if folder != self._root}
+        for folder in list(self._folders):
+            if folder not in wanted:
+                gone = self._folders.pop(folder)
+                to_close += self._retire(gone)
+                gone.removed = True
+                self._removed.append(gone)
+        for folder, cfg in wanted.items():
+            found = self._folders.get(folder)
+            if found is None:
+                found = next((old for old in self._removed if old.folder == folder), None)
+                if found is None:
+                    self._folders[folder] = _Slot(folder, folder, cfg)
+                    continue
+                self._removed.remove(found)  # removed and added again: its events' updates go on there
+                found.removed = False
+                self._folders[folder] = found
+            slot = found
+            if store_settings(cfg) != store_settings(slot.config):
+                was_open = slot.store is not None
+                to_close += self._retire(slot)
+                slot.config = cfg
+                if was_open:
+                    changes.append(self._describe(slot))
+            else:
+                slot.config = cfg
+        self._where.clear()
+        return to_close, changes
+
+    def stores(self) -> list[Any]:
+        """Every store open now (the default first)."""
+        return [slot.store for slot in self._slots() if slot.store is not None]
+
+    def sources(self, path: str | None = None) -> list[Any]:
+        """What a report reads: the store (or its file) of the folder holding `path`, or with
+        None, of every folder of the window and the default one; each store file once. An open
+        store is given as the store (its queue is flushed when read), one not opened this session
+        as its path when the file exists; disabled folders have none."""
+        if path is not None:
+            chosen = [self._slot_of(path)]
+        else:
+            chosen = [self._default, *self._folders.values()]
+        seen: set[Path] = set()
+        found: list[Any] = []
+        for slot in chosen:
+            if slot.store is not None:
+                target: Path | None = Path(slot.store.path)
+            elif slot.config.enabled and not slot.opened:
+                target = self._path_of(slot)
+            else:
+                target = None
+            if target is None or (slot.store is None and not target.exists()):
+                continue
+            key = resolved(target)
+            if key not in seen:
+                seen.add(key)
+                found.append(slot.store if slot.store is not None else target)
+        return found
+
+    def close(self) -> None:
+        """Flush and close every store (shutdown). Blocks: call it off the event loop."""
+        for slot in self._slots():
+            for store in self._retire(slot):
+                try:
+                    store.close()
+                except Exception:
+                    log.exception("telemetry store of %s did not close cleanly", slot.name)
+            slot.dropped = True
+
+    # -- inside --------------------------------------------------------------------------------
+    def _slots(self) -> Iterator[_Slot]:
+        yield self._default
+        yield from self._folders.values()
+        yield from self._removed
+
+    def _slot_of(self, path: str) -> _Slot:
+        if not self._folders:
+            return self._default
+        folder = folder_of(resolved(Path(path)), self._folders)
+        return self._folders[folder] if folder is not None else self._default
+
+    def _path_of(self, slot: _Slot) -> Path | None:
+        try:
+            return store_path(slot.base if slot.base is not None else Path.cwd(), slot.config)
+        except Exception:
+            return None
+
+    def _open(self, slot: _Slot) -> None:
+        slot.opened = True
+        slot.store = None
+        if not slot.config.enabled:
+            return
+        try:
+            slot.store = self._opener(slot.base, slot.config)
+        except Exception as exc:  # only this folder's events are lost
+            what = "suggestions are not recorded" if slot.folder is None else f"suggestions in {slot.folder} are not recorded"
+            self._warn(f"telemetry store unavailable ({exc}); {what}")
+
+    @staticmethod
+    def _retire(slot: _Slot) -> list[Any]:
+        store, slot.store, slot.opened = slot.store, None, False
+        return [store] if store is not None else []
+
+    def _describe(self, slot: _Slot) -> str:
+        if not slot.config.enabled:
+            state = "off"
+        else:
+            where = slot.store.path if slot.store is not None else self._path_of(slot)
+            state = f"privacy {slot.config.privacy}, store {where if where is not None else '?'}"
+        return state if slot.folder is None else f"{state} (for {slot.folder})"

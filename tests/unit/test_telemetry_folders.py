@@ -1,0 +1,242 @@
+"""The live server's event sink in a multi-root window (telemetry/folders.py): each suggestion event
+goes to the store of the workspace folder that holds its document, the store `heedls telemetry …`
+reads when run in that folder; every later snapshot of an event goes where its first one went."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from heedls.server.config import TelemetryConfig, load, load_folders
+from heedls.server.events import SuggestionEvent
+from heedls.server.telemetry.folders import FolderStores
+from heedls.server.telemetry.paths import store_path
+from heedls.server.telemetry.service import open_store
+from heedls.server.telemetry.store import read_events
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HEEDLS_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def _folders(tmp_path: Path, *names: str) -> list[Path]:
+    made = []
+    for name in names:
+        folder = tmp_path / name
+        folder.mkdir(parents=True, exist_ok=True)
+        made.append(folder)
+    return made
+
+
+def _sink(root: Path, folders: list[Path], opener: Any = None, warnings: list[str] | None = None) -> FolderStores:
+    """As the server builds it: the folders' configuration from load_folders."""
+    config, per_folder, _ = load_folders(folders)
+    sink = FolderStores(opener or open_store, root, config.telemetry,
+                        warn=warnings.append if warnings is not None else None)
+    sink.configure(config.telemetry, {folder: each.telemetry for folder, each in per_folder.items()})
+    return sink
+
+
+def _event(ident: str, text: str = "x = 1") -> SuggestionEvent:
+    return SuggestionEvent(id=ident, session="s", ts=1_700_000_000.0, prefix="def f():\n    ", suggestion=text, shown=True)
+
+
+def _suggest(sink: FolderStores, ident: str, path: Path, text: str = "x = 1") -> SuggestionEvent:
+    event = _event(ident, text)
+    sink.bind(ident, str(path))  # what the engine does for each new event
+    sink.record(event)
+    return event
+
+
+def _ids_in_store_of(folder: Path) -> dict[str, SuggestionEvent]:
+    """What `heedls telemetry export` run in `folder` reads (the CLI resolves the path this way)."""
+    path = store_path(folder, load(folder)[0].telemetry)
+    return {event.id: event for event in read_events(path)} if path.exists() else {}
+
+
+def test_each_event_goes_to_the_store_of_the_folder_holding_its_document(tmp_path: Path) -> None:
+    app, lib, nested = _folders(tmp_path, "app", "lib", "app/vendored")
+    (tmp_path / "loose").mkdir()
+    sink = _sink(app, [app, lib, nested])
+    _suggest(sink, "in-app", app / "main.py")
+    _suggest(sink, "in-lib", lib / "pkg" / "util.py")
+    _suggest(sink, "in-nested", nested / "dep.py")  # the innermost folder holding it
+    _suggest(sink, "in-no-folder", tmp_path / "loose" / "scratch.py")  # the start-up folder's
+    sink.close()
+
+    assert set(_ids_in_store_of(app)) == {"in-app", "in-no-folder"}
+    assert set(_ids_in_store_of(lib)) == {"in-lib"}
+    assert set(_ids_in_store_of(nested)) == {"in-nested"}
+
+
+def test_later_snapshots_of_an_event_go_to_the_store_it_was_first_written_to(tmp_path: Path) -> None:
+    """Accept, reject and the persistence checkpoints are recorded by id, with no document."""
+    app, lib = _folders(tmp_path, "app", "lib")
+    sink = _sink(app, [app, lib])
+    event = _suggest(sink, "h-1", lib / "m.py")
+    _suggest(sink, "h-2", app / "m.py")  # another document in between
+    event.outcome = "accepted"
+    sink.record(event)
+    event.persisted_30s = True
+    sink.record(event)
+    sink.close()
+
+    assert _ids_in_store_of(lib)["h-1"].persisted_30s is True
+    assert _ids_in_store_of(lib)["h-1"].outcome == "accepted"
+    assert set(_ids_in_store_of(app)) == {"h-2"}
+
+
+def test_a_folders_own_store_settings_come_from_its_pyproject(tmp_path: Path) -> None:
+    """`privacy` and `path` in a folder's [tool.heedls.telemetry] decide that folder's store (the
+    one `heedls telemetry export` resolves there); the start-up folder's stay its own."""
+    app, lib = _folders(tmp_path, "app", "lib")
+    (lib / "pyproject.toml").write_text('[tool.heedls.telemetry]\nprivacy = "nocode"\npath = ".heedls/events.db"\n')
+    sink = _sink(app, [app, lib])
+    _suggest(sink, "lib-1", lib / "m.py", "SECRET = 1")
+    _suggest(sink, "app-1", app / "m.py", "VISIBLE = 1")
+    sink.close()
+
+    assert (lib / ".heedls" / "events.db").exists()
+    stored = _ids_in_store_of(lib)["lib-1"]
+    assert stored.suggestion is None and stored.extra["suggestion_len"] == len("SECRET = 1")
+    assert _ids_in_store_of(app)["app-1"].suggestion == "VISIBLE = 1"
+
+
+def test_one_folder_writes_only_the_start_up_store_as_before(tmp_path: Path, data_dir: Path) -> None:
+    (app,) = _folders(tmp_path, "app")
+    opened: list[Path | None] = []
+
+    def opener(base: Path | None, config: TelemetryConfig) -> Any:
+        opened.append(base)
+        return open_store(base, config)
+
+    sink = _sink(app, [app], opener)
+    _suggest(sink, "h-1", tmp_path / "elsewhere.py")
+    _suggest(sink, "h-2", app / "m.py")
+    sink.close()
+    assert opened == [app]
+    assert set(_ids_in_store_of(app)) == {"h-1", "h-2"}
+    assert len(list(data_dir.rglob("events.sqlite3"))) == 1
+
+
+def test_stores_open_on_a_folders_first_event_and_close_when_it_leaves(tmp_path: Path) -> None:
+    app, lib, docs = _folders(tmp_path, "app", "lib", "docs")
+    config = TelemetryConfig()
+    sink = _sink(app, [app, lib, docs])
+    assert len(sink.stores()) == 1  # the start-up folder's only: lib and docs have had no event
+    event = _suggest(sink, "lib-1", lib / "m.py")
+    lib_store = sink.stores()[1]
+    assert Path(lib_store.path) == store_path(lib, config)
+
+    to_close, changes = sink.configure(config, {app.resolve(): config, docs.resolve(): config})
+    assert to_close == [lib_store] and changes == []  # lib removed: its store to be flushed and closed
+    for store in to_close:
+        store.close()
+    assert set(_ids_in_store_of(lib)) == {"lib-1"}  # nothing lost
+
+    event.outcome = "accepted"  # an accept that arrives after the folder left
+    sink.record(event)
+    sink.close()
+    assert _ids_in_store_of(lib)["lib-1"].outcome == "accepted"  # its own store, never app's
+    assert set(_ids_in_store_of(app)) == set()
+
+
+def test_turning_telemetry_off_or_to_nocode_applies_to_every_folder_store(tmp_path: Path) -> None:
+    app, lib = _folders(tmp_path, "app", "lib")
+    sink = _sink(app, [app, lib])
+    _suggest(sink, "app-1", app / "m.py")
+    _suggest(sink, "lib-1", lib / "m.py")
+    open_before = sink.stores()
+    assert len(open_before) == 2
+
+    nocode = TelemetryConfig(privacy="nocode")
+    to_close, changes = sink.configure(nocode, {app.resolve(): nocode, lib.resolve(): nocode})
+    assert sorted(map(id, to_close)) == sorted(map(id, open_before))
+    assert len(changes) == 2 and all("privacy nocode" in line for line in changes)
+    for store in to_close:
+        store.close()
+    _suggest(sink, "app-2", app / "m.py", "CODE_A = 1")
+    _suggest(sink, "lib-2", lib / "m.py", "CODE_B = 1")
+
+    off = TelemetryConfig(enabled=False)
+    to_close, changes = sink.configure(off, {app.resolve(): off, lib.resolve(): off})
+    assert len(to_close) == 2 and changes[0] == "off"
+    for store in to_close:
+        store.close()
+    _suggest(sink, "app-3", app / "m.py")
+    _suggest(sink, "lib-3", lib / "m.py")
+    assert sink.stores() == []
+    sink.close()
+
+    for folder, name in ((app, "app"), (lib, "lib")):
+        stored = _ids_in_store_of(folder)
+        assert set(stored) == {f"{name}-1", f"{name}-2"}  # nothing after "off"
+        assert stored[f"{name}-2"].suggestion is None  # nocode from the change on
+
+
+def test_a_store_that_cannot_be_opened_drops_only_its_folders_events_with_one_warning(tmp_path: Path) -> None:
+    app, lib = _folders(tmp_path, "app", "lib")
+    warnings: list[str] = []
+
+    def opener(base: Path | None, config: TelemetryConfig) -> Any:
+        if base == lib.resolve():
+            raise OSError("no space left on device")
+        return open_store(base, config)
+
+    sink = _sink(app, [app, lib], opener, warnings)
+    for i in range(3):
+        _suggest(sink, f"lib-{i}", lib / "m.py")
+        _suggest(sink, f"app-{i}", app / "m.py")
+    sink.close()
+    assert warnings == [f"telemetry store unavailable (no space left on device); suggestions in {lib.resolve()} are not recorded"]
+    assert set(_ids_in_store_of(app)) == {"app-0", "app-1", "app-2"}  # never lib's code in app's store
+    assert _ids_in_store_of(lib) == {}
+
+
+def test_a_report_reads_every_folders_store_or_one_documents_folder(tmp_path: Path) -> None:
+    app, lib, docs = _folders(tmp_path, "app", "lib", "docs")
+    sink = _sink(app, [app, lib, docs])
+    _suggest(sink, "app-1", app / "m.py")
+    _suggest(sink, "lib-1", lib / "m.py")
+    sources = sink.sources()
+    assert [Path(getattr(s, "path", s)) for s in sources] == [store_path(app), store_path(lib)]  # docs: nothing yet
+    assert [Path(s.path) for s in sink.sources(str(lib / "m.py"))] == [store_path(lib)]
+    sink.close()
+
+
+def test_a_store_shared_by_two_folders_is_read_once(tmp_path: Path) -> None:
+    app, lib = _folders(tmp_path, "app", "lib")
+    shared = replace(TelemetryConfig(), path=str(tmp_path / "all.sqlite3"))
+    sink = FolderStores(open_store, app, shared)
+    sink.configure(shared, {app.resolve(): shared, lib.resolve(): shared})
+    _suggest(sink, "app-1", app / "m.py")
+    _suggest(sink, "lib-1", lib / "m.py")
+    assert len(sink.sources()) == 1
+    sink.close()
+    assert {e.id for e in read_events(tmp_path / "all.sqlite3")} == {"app-1", "lib-1"}
+
+
+async def test_the_engine_tells_the_sink_which_document_each_new_event_is_of(tmp_path: Path) -> None:
+    """The engine's events (shown, accepted, rejected) reach the store of their document's folder."""
+    from heedls.server.config import HeedlsConfig
+    from heedls.server.pipeline.engine import SuggestionEngine
+    from heedls.server.providers.static import StaticProvider
+
+    app, lib = _folders(tmp_path, "app", "lib")
+    sink = _sink(app, [app, lib])
+    base = HeedlsConfig()
+    engine = SuggestionEngine(StaticProvider("total = 1"), replace(base, inline=replace(base.inline, debounce_ms=0)), sink=sink)
+    doc = "def f():\n    "
+    in_lib = await engine.suggest((lib / "m.py").as_uri(), str(lib / "m.py"), doc, len(doc), 1, 4)
+    in_app = await engine.suggest((app / "m.py").as_uri(), str(app / "m.py"), doc, len(doc), 1, 4)
+    assert in_lib is not None and in_app is not None
+    engine.resolve(in_lib.id, "accepted")
+    engine.resolve(in_app.id, "rejected", "dismissed")
+    sink.close()
+
+    assert {e.id: e.outcome for e in _ids_in_store_of(lib).values()} == {in_lib.id: "accepted"}
+    assert {e.id: e.outcome for e in _ids_in_store_of(app).values()} == {in_app.id: "rejected"}
