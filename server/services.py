@@ -10,18 +10,20 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
-
-from heedls.server.config import HeedlsConfig
+from heedls.server.config import HeedlsConfig, TelemetryConfig
 from heedls.server.handoff import from_any_thread
 from heedls.server.pipeline.cache import SuggestionCache
 from heedls.server.pipeline.engine import EventSink, SuggestionEngine
 from heedls.server.pipeline.gate import Gate, PassThroughGate
 from heedls.server.providers.base import Provider
+
+if TYPE_CHECKING:
+    from heedls.server.telemetry.folders import FolderStores
 
 log = logging.getLogger(__name__)
 Warn = Callable[[str], None]
@@ -71,23 +73,28 @@ def build_gate(config: HeedlsConfig, warn: Warn) -> Gate:
         return PassThroughGate()
 
 
-def open_telemetry(config: HeedlsConfig, root: Path | None, warn: Warn) -> Any | None:
-    if not config.telemetry.enabled:
-        return None
+def open_telemetry(config: HeedlsConfig, root: Path | None, folders: Mapping[Path, HeedlsConfig], warn: Warn,
+                   store: Any = None) -> FolderStores:
+    """The event sink: the store of each workspace folder (`folders`, the server's folder_configs),
+    the start-up folder `root`'s (opened now, or `store` when given) for documents in no folder.
+    Opening a store never raises: a failure is one warning, and that store's events are dropped."""
+    import asyncio
+
+    from heedls.server.telemetry.folders import FolderStores
+    from heedls.server.telemetry.service import open_store
+
     try:
-        import asyncio
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
 
-        from heedls.server.telemetry.service import open_store
-
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+    def opener(base: Path | None, telemetry: TelemetryConfig) -> Any:
         # The store warns from its writer thread; open_store hands warnings to the loop thread.
-        return open_store(root, config.telemetry, warn, loop)
-    except Exception as exc:
-        warn(f"telemetry store unavailable ({exc}); suggestions are not recorded")
-        return None
+        return open_store(base, telemetry, warn, loop)
+
+    sink = FolderStores(opener, root, config.telemetry, store=store, warn=warn)
+    sink.configure(config.telemetry, {folder: each.telemetry for folder, each in folders.items()})
+    return sink
 
 
 def build_engine(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
@@ -13,6 +14,7 @@ from heedls.server.events import REJECT_REASONS
 from heedls.server.features.inline import engine_of
 from heedls.server.features.params import field as _field
 from lsprotocol import types
+from pygls import uris
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,19 @@ def _schedule_persistence(server: HeedlsServer, tracker: Any) -> None:
     scale = max(1.0, server.config.telemetry.persistence_time_scale)
     delay = max(0.05, (due - tracker.clock()) / scale + 0.01)
     server.services["persistence_timer"] = loop.call_later(delay, check_persistence, server)
+
+
+def _events_of(sources: list[Any]) -> Iterator[Any]:
+    """The events of several folders' stores (open stores, or store files), one after the other:
+    each suggestion lives in one folder's store, so nothing is counted twice."""
+    from heedls.server.telemetry.export import read_store
+    from heedls.server.telemetry.store import TelemetryStore
+
+    for source in sources:
+        if isinstance(source, TelemetryStore):
+            yield from source.iter_events()
+        else:
+            yield from (row.data for row in read_store(source))
 
 
 def status(server: HeedlsServer) -> dict[str, Any]:
@@ -164,17 +179,21 @@ def register(server: HeedlsServer) -> None:
 
     @server.command("heedls.report")
     async def report(ls: HeedlsServer, *args: Any) -> dict[str, Any]:
-        store = ls.services.get("telemetry")
-        if store is None:
+        """The report of the whole window: every workspace folder's store (each folder keeps its
+        own); with a document URI argument, of that document's folder only."""
+        sink = ls.services.get("telemetry_folders")
+        uri = args[0] if args and isinstance(args[0], str) else None
+        path_arg = (uris.to_fs_path(uri) or None) if uri else None
+        sources = sink.sources(path_arg) if sink is not None else []
+        if not sources:
             return {"html": None, "reason": "telemetry is disabled"}
         try:
-            import asyncio
-
             from heedls.server.services import data_dir
             from heedls.server.telemetry.report import write_html_report
 
+            target = sources[0] if len(sources) == 1 else _events_of(sources)
             # flushing can wait on a locked disk: never on the event loop
-            path = await asyncio.to_thread(write_html_report, store, data_dir() / "report.html")
+            path = await asyncio.to_thread(write_html_report, target, data_dir() / "report.html")
             return {"html": str(path)}
         except Exception as exc:
             ls.notify_log(f"report failed: {exc}")
@@ -191,11 +210,12 @@ def register(server: HeedlsServer) -> None:
                 settle()
             except Exception:
                 log.exception("settling the pending rejections failed")
-        # Telemetry first: nothing the user did may be lost, whatever fails after this.
-        store = ls.services.get("telemetry")
-        if store is not None:
+        # Telemetry first: nothing the user did may be lost, whatever fails after this. Every
+        # workspace folder's store is closed (services["telemetry"] is the start-up folder's).
+        stores = ls.services.get("telemetry_folders") or ls.services.get("telemetry")
+        if stores is not None:
             try:
-                await asyncio.to_thread(store.close)
+                await asyncio.to_thread(stores.close)
             except BaseException:
                 log.exception("telemetry close failed")
         diagnostics = ls.services.get("diagnostics")

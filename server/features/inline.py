@@ -12,7 +12,7 @@ from heedls.server import services
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.features.documents import opened
 from heedls.server.pipeline.debounce import Superseded
-from heedls.server.pipeline.engine import NullSink, SuggestionEngine
+from heedls.server.pipeline.engine import SuggestionEngine
 from heedls.server.positions import column_from_units, units
 from lsprotocol import types
 from pygls import uris
@@ -23,16 +23,20 @@ log = logging.getLogger(__name__)
 def engine_of(server: HeedlsServer) -> SuggestionEngine:
     engine = server.services.get("engine")
     if engine is None:
-        telemetry = server.services.get("telemetry")
-        if telemetry is None and "telemetry" not in server.services:
-            telemetry = services.open_telemetry(server.config, server.root, server.notify_log)
-            server.services["telemetry"] = telemetry
+        seeded = server.services.get("telemetry")
+        sink = None
+        if seeded is not None or "telemetry" not in server.services:  # None seeded: no telemetry
+            # Each workspace folder's events go to its own store; services["telemetry"] is the
+            # start-up folder's (documents in no folder, and the only one with a single folder).
+            sink = services.open_telemetry(server.config, server.root, server.folder_configs, server.notify_log, seeded)
+            server.services["telemetry_folders"] = sink
+            server.services["telemetry"] = sink.default
         engine = services.build_engine(
             server.config,
             server.root,
             server.notify_log,
             provider=server.services.get("provider"),
-            sink=telemetry,
+            sink=sink,
             gate=server.services.get("gate"),
         )
         server.services["engine"] = engine
@@ -141,26 +145,26 @@ def _cursor(lines: Sequence[str], asked: types.Position,
     return line, column, types.Position(line, character)
 
 
-def _store_settings(config: Any) -> tuple[Any, ...]:
-    return (config.telemetry.enabled, config.telemetry.privacy, config.telemetry.path)
-
-
-async def _reopen_telemetry(server: HeedlsServer, engine: SuggestionEngine, config: Any) -> None:
-    """Telemetry turned off, switched to nocode or moved while the server runs: from the next
-    event on, the store must follow the new setting (the user's privacy choice cannot wait for a
-    restart). The old store is flushed and closed, so nothing already logged is lost."""
-    old_store = server.services.get("telemetry")
-    # The new sink first: an event recorded while the old store closes must not meet a closed store.
-    store = services.open_telemetry(config, server.root, server.notify_log)
-    server.services["telemetry"] = store
-    engine.sink = store if store is not None else NullSink()
-    if old_store is not None:
+async def _reopen_telemetry(server: HeedlsServer, config: Any) -> None:
+    """Telemetry turned off, switched to nocode or moved while the server runs (in the editor's
+    settings or a folder's pyproject.toml), or workspace folders added or removed: from the next
+    event on, each folder's store follows its settings (the user's privacy choice cannot wait for
+    a restart). A store that is replaced, or whose folder left, is flushed and closed, so nothing
+    already logged is lost."""
+    sink = server.services.get("telemetry_folders")
+    if sink is None:
+        return  # telemetry seeded off (tests)
+    folders = {folder: each.telemetry for folder, each in server.folder_configs.items()}
+    # The new stores first: an event recorded while an old store closes must not meet a closed store.
+    old_stores, changes = sink.configure(config.telemetry, folders)
+    server.services["telemetry"] = sink.default
+    for store in old_stores:
         try:
-            await asyncio.to_thread(old_store.close)  # flushing can wait on a locked disk
+            await asyncio.to_thread(store.close)  # flushing can wait on a locked disk
         except Exception as exc:
             server.notify_log(f"telemetry store did not close cleanly: {exc}")
-    state = "off" if store is None else f"privacy {config.telemetry.privacy}, store {getattr(store, 'path', '?')}"
-    server.notify_log(f"telemetry settings changed: now {state}", types.MessageType.Info)
+    for change in changes:
+        server.notify_log(f"telemetry settings changed: now {change}", types.MessageType.Info)
 
 
 def register(server: HeedlsServer) -> None:
@@ -175,8 +179,7 @@ def register(server: HeedlsServer) -> None:
         if old.inline.enabled != config.inline.enabled:
             # only when the setting itself changed: heedls.toggleSuggestions holds otherwise
             engine.enabled = config.inline.enabled
-        if _store_settings(old) != _store_settings(config):
-            await _reopen_telemetry(server, engine, config)
+        await _reopen_telemetry(server, config)  # the folders' stores follow their settings
         if old.provider != config.provider and "provider" not in server.services:
             local = getattr(engine.provider, "fallback", None) if engine.provider.name != "local" else engine.provider
             engine.provider = services.build_provider(config, local or services.build_local(server.root), server.notify_log)
