@@ -106,7 +106,10 @@ def build_engine(
     sink: EventSink | None = None,
     gate: Gate | None = None,
     disk_cache: bool | None = None,
+    folder_of: Callable[[Path], Path | None] | None = None,
 ) -> SuggestionEngine:
+    """`folder_of`: the workspace folder holding a (resolved) path, if any: an event's `file` is
+    relative to it (the folder whose store keeps the event), else to `root`, else the file name."""
     use_disk = config.inline.disk_cache if disk_cache is None else disk_cache
     cache = SuggestionCache(
         config.inline.cache_entries,
@@ -116,14 +119,18 @@ def build_engine(
 
     resolved_root = root.resolve() if root is not None else None
 
-    # Called for every request: resolving a path touches the filesystem, so remember the answer.
+    # Called for every request: resolving a path touches the filesystem, so remember the answer
+    # (until the folders change: `file_label.cache_clear()`).
     @functools.lru_cache(maxsize=1024)
     def label(path: str) -> str:
-        if resolved_root is not None:
-            try:
-                return str(Path(path).resolve().relative_to(resolved_root))
-            except ValueError:
-                pass
+        resolved_path = Path(path).resolve()
+        folder = folder_of(resolved_path) if folder_of is not None else None
+        for base in (folder, resolved_root):
+            if base is not None:
+                try:
+                    return str(resolved_path.relative_to(base))
+                except ValueError:
+                    pass
         return os.path.basename(path)
 
     if provider is None:

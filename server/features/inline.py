@@ -38,6 +38,7 @@ def engine_of(server: HeedlsServer) -> SuggestionEngine:
             provider=server.services.get("provider"),
             sink=sink,
             gate=server.services.get("gate"),
+            folder_of=server.folder_of,
         )
         server.services["engine"] = engine
         server.services.setdefault("gate", engine.gate)
@@ -180,6 +181,9 @@ def register(server: HeedlsServer) -> None:
             # only when the setting itself changed: heedls.toggleSuggestions holds otherwise
             engine.enabled = config.inline.enabled
         await _reopen_telemetry(server, config)  # the folders' stores follow their settings
+        clear_labels = getattr(engine.file_label, "cache_clear", None)
+        if callable(clear_labels):  # an event's `file` is relative to its folder: folders may have changed
+            clear_labels()
         if old.provider != config.provider and "provider" not in server.services:
             local = getattr(engine.provider, "fallback", None) if engine.provider.name != "local" else engine.provider
             engine.provider = services.build_provider(config, local or services.build_local(server.root), server.notify_log)

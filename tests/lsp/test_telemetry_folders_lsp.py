@@ -89,4 +89,5 @@ async def test_each_workspace_folder_exports_its_own_suggestion_events(lsp, tmp_
     lib_event = lib_events[lib_id]
     assert lib_event["outcome"] == "accepted" and lib_event["suggestion"] == lib_text
     assert lib_event["persisted_30s"] is True  # the persistence update went to the same store
+    assert lib_event["file"] == "pkg/calc.py"  # relative to its own folder
     assert set(_export(extra, env)) == {extra_id}
