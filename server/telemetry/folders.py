@@ -83,6 +83,7 @@ class FolderStores:
         self._routes: OrderedDict[str, _Slot] = OrderedDict()
         self._max_routes = max(1, max_routes)
         self._where: dict[str, _Slot] = {}  # document path -> slot, for the folders as they are
+        self._closed = False
 
     # -- the sink ------------------------------------------------------------------------------
     @property
@@ -124,6 +125,8 @@ class FolderStores:
         changed). A folder whose store settings are unchanged keeps its open store."""
         to_close: list[Any] = []
         changes: list[str] = []
+        if self._closed:
+            return to_close, changes  # shut down: nothing opens again
         window_changed = store_settings(config) != store_settings(self._default.config)
         for slot in self._removed:  # late updates of removed folders: until now
             to_close += self._retire(slot)
@@ -197,14 +200,18 @@ class FolderStores:
         return found
 
     def close(self) -> None:
-        """Flush and close every store (shutdown). Blocks: call it off the event loop."""
-        for slot in self._slots():
+        """Flush and close every store (shutdown); later events are dropped, as a closed store
+        drops them. Blocks: call it off the event loop."""
+        self._closed = True
+        slots = list(self._slots())
+        for slot in slots:  # first: an event recorded meanwhile must not open a store again
+            slot.dropped = True
+        for slot in slots:
             for store in self._retire(slot):
                 try:
                     store.close()
                 except Exception:
                     log.exception("telemetry store of %s did not close cleanly", slot.name)
-            slot.dropped = True
 
     # -- inside --------------------------------------------------------------------------------
     def _slots(self) -> Iterator[_Slot]:

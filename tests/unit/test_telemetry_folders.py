@@ -240,3 +240,15 @@ async def test_the_engine_tells_the_sink_which_document_each_new_event_is_of(tmp
 
     assert {e.id: e.outcome for e in _ids_in_store_of(lib).values()} == {in_lib.id: "accepted"}
     assert {e.id: e.outcome for e in _ids_in_store_of(app).values()} == {in_app.id: "rejected"}
+
+
+def test_after_close_nothing_is_recorded_or_opened_again(tmp_path: Path) -> None:
+    app, lib = _folders(tmp_path, "app", "lib")
+    sink = _sink(app, [app, lib])
+    _suggest(sink, "lib-1", lib / "m.py")
+    sink.close()
+    _suggest(sink, "lib-2", lib / "m.py")  # a persistence timer firing during shutdown
+    _suggest(sink, "app-2", app / "m.py")
+    assert sink.configure(TelemetryConfig(privacy="nocode"), {}) == ([], [])
+    assert sink.stores() == []
+    assert set(_ids_in_store_of(lib)) == {"lib-1"} and _ids_in_store_of(app) == {}
