@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -37,6 +38,20 @@ async def _suggest(client: Any, uri: str, line: int) -> tuple[str, str]:
     sid = item.command.arguments[0]
     client.protocol.notify("heedls/suggestionShown", {"id": sid})
     return sid, item.insert_text
+
+
+async def _report(client: Any, *args: str) -> Path:
+    result = plain(await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="heedls.report", arguments=list(args))))
+    assert result["html"], result
+    return Path(result["html"])
+
+
+def _reported(page: Path) -> dict[str, int]:
+    data = re.search(r"<script type='application/json' id='report-data'>(.*?)</script>", page.read_text(), re.DOTALL)
+    assert data is not None
+    total = json.loads(data.group(1))["total"]
+    return {"requests": total["requests"], "accepted": total["accepted"]}
 
 
 def _folders_event(added: Sequence[Path] = (), removed: Sequence[Path] = ()) -> types.DidChangeWorkspaceFoldersParams:
@@ -79,6 +94,10 @@ async def test_each_workspace_folder_exports_its_own_suggestion_events(lsp, tmp_
         types.VersionedTextDocumentIdentifier(version=3, uri=in_lib),
         [types.TextDocumentContentChangeWholeDocument(text=TEXT.replace("    \n", "    " + lib_text + "\n", 1) + "\n")]))
     await asyncio.sleep(0.5)
+    # the report command covers the window (every folder's store), or one document's folder
+    assert _reported(await _report(client)) == {"requests": 2, "accepted": 1}
+    assert _reported(await _report(client, in_lib)) == {"requests": 1, "accepted": 1}
+    assert _reported(await _report(client, in_app)) == {"requests": 1, "accepted": 0}
     await client.shutdown_session()
     await asyncio.sleep(0.5)
 
