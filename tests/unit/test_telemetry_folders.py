@@ -252,3 +252,24 @@ def test_after_close_nothing_is_recorded_or_opened_again(tmp_path: Path) -> None
     assert sink.configure(TelemetryConfig(privacy="nocode"), {}) == ([], [])
     assert sink.stores() == []
     assert set(_ids_in_store_of(lib)) == {"lib-1"} and _ids_in_store_of(app) == {}
+
+
+def test_a_change_in_one_folders_settings_replaces_that_folders_store_only(tmp_path: Path) -> None:
+    """A folder's pyproject.toml saved with `privacy = "nocode"`: its store follows from the next
+    event on; the other folders keep theirs open, untouched."""
+    app, lib = _folders(tmp_path, "app", "lib")
+    sink = _sink(app, [app, lib])
+    _suggest(sink, "app-1", app / "m.py")
+    _suggest(sink, "lib-1", lib / "m.py")
+    app_store, lib_store = sink.stores()
+
+    full, nocode = TelemetryConfig(), TelemetryConfig(privacy="nocode")
+    to_close, changes = sink.configure(full, {app.resolve(): full, lib.resolve(): nocode})
+    assert to_close == [lib_store]
+    assert changes == [f"privacy nocode, store {store_path(lib)} (for {lib.resolve()})"]
+    lib_store.close()
+    _suggest(sink, "lib-2", lib / "m.py", "CODE = 2")
+    assert sink.stores()[0] is app_store
+    sink.close()
+    assert _ids_in_store_of(lib)["lib-2"].suggestion is None
+    assert _ids_in_store_of(lib)["lib-1"].suggestion == "x = 1"  # written before: kept as it was
