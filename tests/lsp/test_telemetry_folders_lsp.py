@@ -110,3 +110,35 @@ async def test_each_workspace_folder_exports_its_own_suggestion_events(lsp, tmp_
     assert lib_event["persisted_30s"] is True  # the persistence update went to the same store
     assert lib_event["file"] == "pkg/calc.py"  # relative to its own folder
     assert set(_export(extra, env)) == {extra_id}
+
+
+async def test_turning_telemetry_to_nocode_or_off_in_the_editor_applies_to_every_folders_store(lsp, tmp_path: Path) -> None:
+    app, lib = tmp_path / "app", tmp_path / "lib"
+    for folder in (app, lib):
+        folder.mkdir()
+    base = {"gate": {"mode": "off"}, "inline": {"debounceMs": 0}}
+    client = await lsp(app, "vscode", stub="SECRET_{line} = compute()", options=base, folders=[app, lib])
+    env = server_env(tmp_path)
+    docs = {folder: open_document(client, folder / "m.py", TEXT) for folder in (app, lib)}
+    first = {folder: (await _suggest(client, uri, 1))[0] for folder, uri in docs.items()}
+
+    def changed(what: str) -> Any:
+        return [m.message for m in client.log_messages if f"telemetry settings changed: now {what}" in m.message]
+
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"heedls": {**base, "telemetry": {"privacy": "nocode"}}}))
+    await until(lambda: len(changed("privacy nocode")) == 2, 10, "both folders' stores now nocode")
+    second = {folder: (await _suggest(client, uri, 3))[0] for folder, uri in docs.items()}
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"heedls": {**base, "telemetry": {"enabled": False}}}))
+    await until(lambda: changed("off"), 10, "telemetry off")
+    for uri in docs.values():
+        assert (await client.text_document_inline_completion_async(inline_request(uri, 5, 4, invoked=True))).items
+    await client.shutdown_session()
+    await asyncio.sleep(0.5)
+
+    for folder in (app, lib):
+        events = _export(folder, env)
+        assert set(events) == {first[folder], second[folder]}  # nothing after "off"
+        assert events[first[folder]]["suggestion"] == "SECRET_1 = compute()"  # kept as it was written
+        assert events[second[folder]]["suggestion"] is None and events[second[folder]]["prefix"] is None
