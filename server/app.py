@@ -229,9 +229,11 @@ class HeedlsServer(LanguageServer):
 
     async def reload_config(self) -> None:
         # The first folder of the window supplies the shared settings (provider, inline, gate,
-        # telemetry): once the first folder of `initialize` (root) is removed, the next one does,
-        # through the same listeners as any settings change. The services keep running where they
-        # were built (root: its event store, its local index); with no folder left, root's file.
+        # telemetry timings): once the first folder of `initialize` (root) is removed, the next one
+        # does, through the same listeners as any settings change. The services keep running where
+        # they were built (root: its local index, the event store of documents in no folder); with
+        # no folder left, root's file. Each folder's own events go to its own store (its own
+        # telemetry enabled/privacy/path: telemetry/folders.py).
         folders = self.folders or ([self.root] if self.root is not None else [])
         new, self.folder_configs, warnings = config_mod.load_folders(
             folders, self.init_options, self.client_settings, self.folder_settings)
