@@ -77,7 +77,8 @@ class FolderStores:
             self._default.store, self._default.opened = store, True
         else:
             self._open(self._default)
-        self._folders: dict[Path, _Slot] = {}
+        self._folders: dict[Path, _Slot] = {}  # the workspace folders but the start-up one
+        self._keys: dict[Path, _Slot] = {}  # every workspace folder (the start-up one: the default)
         self._removed: list[_Slot] = []
         # event id -> the slot of another folder than the default's (an unknown id: the default)
         self._routes: OrderedDict[str, _Slot] = OrderedDict()
@@ -98,8 +99,7 @@ class FolderStores:
             return  # one folder: everything is the default store's, nothing to remember
         slot = self._where.get(path)
         if slot is None:
-            folder = folder_of(resolved(Path(path)), self._folders)
-            slot = self._folders[folder] if folder is not None else self._default
+            slot = self._slot_of(path)
             if len(self._where) >= 4096:
                 self._where.clear()
             self._where[path] = slot
@@ -166,6 +166,9 @@ class FolderStores:
                     changes.append(self._describe(slot))
             else:
                 slot.config = cfg
+        self._keys = dict(self._folders)
+        if self._root is not None and self._root in folders:
+            self._keys[self._root] = self._default
         self._where.clear()
         return to_close, changes
 
@@ -222,8 +225,9 @@ class FolderStores:
     def _slot_of(self, path: str) -> _Slot:
         if not self._folders:
             return self._default
-        folder = folder_of(resolved(Path(path)), self._folders)
-        return self._folders[folder] if folder is not None else self._default
+        # the innermost folder holding it, the start-up folder among them (its store is the default)
+        folder = folder_of(resolved(Path(path)), self._keys)
+        return self._keys[folder] if folder is not None else self._default
 
     def _path_of(self, slot: _Slot) -> Path | None:
         try:

@@ -273,3 +273,16 @@ def test_a_change_in_one_folders_settings_replaces_that_folders_store_only(tmp_p
     sink.close()
     assert _ids_in_store_of(lib)["lib-2"].suggestion is None
     assert _ids_in_store_of(lib)["lib-1"].suggestion == "x = 1"  # written before: kept as it was
+
+
+def test_a_start_up_folder_inside_another_folder_keeps_its_own_documents(tmp_path: Path) -> None:
+    """Nested folders: the innermost one holding a document decides, the start-up folder too."""
+    outer = tmp_path / "mono"
+    app = outer / "services" / "app"
+    app.mkdir(parents=True)
+    sink = _sink(app, [app, outer])
+    _suggest(sink, "in-app", app / "main.py")
+    _suggest(sink, "in-outer", outer / "tools" / "x.py")
+    sink.close()
+    assert set(_ids_in_store_of(app)) == {"in-app"}
+    assert set(_ids_in_store_of(outer)) == {"in-outer"}
