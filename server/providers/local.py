@@ -77,9 +77,18 @@ JEDI_MAX_CHARS = 500_000
 # interpreter to the server's other threads (stdin is read on one, diagnostics run on others):
 # measured over the stdio server on a busy host, with no pause (sleep(0)) a request sent 50 ms after
 # didOpen was answered in p50 103-105 ms, against 42-52 ms unprimed (docs/local-provider.md).
+# Priming is idle-time work: the pause goes on (doubling, up to PRIME_MAX_PAUSE_S) while a
+# completion request is in flight, or while the process's other work used more than
+# PRIME_BUSY_SHARE of a CPU during it; priming starts with such a pause. Measured (timestamps in
+# the server), what made a request sent 0-100 ms after didOpen slower on a busy host was not the
+# slices it waited for (5-12 ms in all) but its arrival: the stdin reader, the didOpen's diagnostics
+# threads and priming contending for the interpreter took the request's read and dispatch from
+# p50 32-79 ms (priming off) to 45-188 ms (docs/local-provider.md, "Priming").
 PRIME_MAX_LINES = 10_000
 PRIME_SLICE_S = 0.002
 PRIME_PAUSE_S = 0.002
+PRIME_MAX_PAUSE_S = 0.064
+PRIME_BUSY_SHARE = 0.1
 PRIME_DELAY_S = 0.3
 JEDI_RAW = 0.15  # an unambiguous jedi name is rarely the whole rest of the line (6 cases on seed 1)
 _LONE_CR = re.compile(r"\r(?!\n)")
@@ -245,6 +254,7 @@ class LocalProvider:
         self._jedi = JediSource(self.workspace, self.folders) if use_jedi else None
         self._memo: dict[str, _DocMemo] = {}
         self._priming: dict[str, asyncio.Task[None]] = {}
+        self._requests = 0  # completion requests in flight: priming waits for them
         self._file_cache: dict[str, _FileEntry] = {}
         self._disk: Snapshot | None = None  # the workspace's .py files as the last build found them
 
@@ -297,6 +307,9 @@ class LocalProvider:
     async def _prime(self, path: str, text: str, delay_s: float) -> None:
         if delay_s > 0:
             await asyncio.sleep(delay_s)
+        await self._prime_pause()  # the rest of the didOpen's work (its diagnostics) goes first
+        if self._closed.is_set():
+            return
         if _has_lone_cr(text):
             text = _cr_to_lf(text)
         lines = text.split("\n", PRIME_MAX_LINES)[:PRIME_MAX_LINES]
@@ -322,10 +335,32 @@ class LocalProvider:
             primed[key] = (toks, after, ids)
             state = after
             if time.perf_counter() - slice_start >= PRIME_SLICE_S:
-                await asyncio.sleep(PRIME_PAUSE_S)  # the event loop's other work (a request) comes first
+                await self._prime_pause()  # the event loop's other work (a request) comes first
                 if self._closed.is_set():
                     return
                 slice_start = time.perf_counter()
+
+    async def _prime_pause(self) -> None:
+        """Between two slices of priming: give the event loop and the interpreter back for as long
+        as the server has other work. No slice runs while a completion request is in flight (one
+        that awaits: jedi, the threaded model). While the process's other threads (the didOpen's
+        diagnostics, jedi, the indexer) or the event loop's other callbacks (a request's handler)
+        used more than PRIME_BUSY_SHARE of a CPU during the last pause, the pause doubles, up to
+        PRIME_MAX_PAUSE_S; after that one another slice runs (a server that is never idle is
+        still primed, slowly)."""
+        pause = PRIME_PAUSE_S
+        while True:
+            wall, cpu = time.perf_counter(), time.process_time()
+            await asyncio.sleep(pause)
+            busy = time.process_time() - cpu >= PRIME_BUSY_SHARE * (time.perf_counter() - wall)
+            if self._closed.is_set():
+                return
+            if self._requests:
+                pause = PRIME_PAUSE_S  # looked at again every pause until the request is answered
+            elif not busy or pause >= PRIME_MAX_PAUSE_S:
+                return
+            else:
+                pause = min(2 * pause, PRIME_MAX_PAUSE_S)
 
     def _set_folders(self, folders: Iterable[Path] | None) -> bool:
         resolved = list(dict.fromkeys(Path(folder).resolve() for folder in folders or []))
@@ -543,6 +578,13 @@ class LocalProvider:
     async def complete(self, request: CompletionRequest, deadline_s: float) -> list[Candidate]:
         if self._closed.is_set() or _before_a_word(request.suffix):
             return []
+        self._requests += 1  # priming pauses at its next slice boundary until the request is done
+        try:
+            return await self._complete(request, deadline_s)
+        finally:
+            self._requests -= 1
+
+    async def _complete(self, request: CompletionRequest, deadline_s: float) -> list[Candidate]:
         budget = max(0.0, min(deadline_s, self.budget_s))
         started = time.perf_counter()
         request = _lf_line_ends(request)

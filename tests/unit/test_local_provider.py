@@ -611,3 +611,136 @@ async def test_closing_a_document_stops_its_priming(workspace: Path) -> None:
         assert not provider.priming(str(path))
     finally:
         await provider.aclose()
+
+
+async def _until_primed(provider: LocalProvider, path: Path) -> None:
+    for _ in range(3000):
+        if not provider.priming(str(path)):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the document was never primed")
+
+
+def _loop_tokenizing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The lines tokenized on this thread (the event loop's: priming, an inline request) from now on."""
+    import threading
+
+    from heedls.server.providers import code_tokens
+
+    calls: list[str] = []
+    real = code_tokens.tokenize_one
+    loop_thread = threading.current_thread()
+
+    def counted(line: str, state: code_tokens.LineState) -> tuple[list[str], code_tokens.LineState]:
+        if threading.current_thread() is loop_thread:
+            calls.append(line)
+        return real(line, state)
+
+    monkeypatch.setattr(code_tokens, "tokenize_one", counted)
+    return calls
+
+
+async def test_a_request_that_arrives_while_a_document_is_primed_is_not_interleaved_with_priming(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request in flight takes precedence over priming: no slice of priming runs until it is
+    answered, even when the request leaves the event loop free meanwhile (here the threaded model,
+    slowed to 50 ms on its worker thread; priming used to take the loop then). Priming resumes
+    after it and completes: the next request tokenizes nothing."""
+    document = _long_document(10_000)
+    path = workspace / "pkg" / "long.py"
+    provider = LocalProvider(workspace, use_jedi=False, threaded=True, budget_s=2.0)
+    try:
+        provider.index_now()
+        calls = _loop_tokenizing(monkeypatch)
+        provider.update_document(str(path), document)
+        while len(calls) < 200:  # priming is under way
+            await asyncio.sleep(0.001)
+        during: list[int] = []
+        real = provider._suggest
+
+        def slow(request: CompletionRequest, names: object, until: float) -> list[Candidate]:
+            during.append(len(calls))
+            time.sleep(0.05)
+            during.append(len(calls))
+            return real(request, None, until)
+
+        monkeypatch.setattr(provider, "_suggest", slow)
+        cut = _long_document(3000) + "total = comp"
+        await provider.complete(_request(path, cut), 2.0)
+        assert provider.priming(str(path))  # it was still priming when the request came
+        assert during[1] == during[0]  # not one line tokenized on the event loop meanwhile
+        await _until_primed(provider, path)
+        monkeypatch.setattr(provider, "_suggest", real)
+        before = len(calls)
+        provider.threaded = False  # an inline request: its tokenizing is on this thread too
+        answer = await provider.complete(_request(path, _long_document(10_000) + "total = comp"), 2.0)
+        assert answer and answer[0].text == "ute_total(rows, factor)"
+        assert len(calls) - before <= 2
+    finally:
+        await provider.aclose()
+
+
+async def test_priming_waits_while_the_server_is_busy_with_other_work(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Priming is idle-time work. While another of the server's threads is working (the syntax and
+    lint diagnostics that the same didOpen starts; the stdin reader bringing a request in), priming
+    does a fraction of what it does in the same time on an idle server (a slice now and then, so
+    that it still ends), and it completes once the server is idle again. The other work here is
+    hashing, which leaves the interpreter free: priming is not held back, it holds itself back."""
+    import hashlib
+    import threading
+
+    calls = _loop_tokenizing(monkeypatch)
+    provider = LocalProvider(workspace, use_jedi=False)
+    try:
+        provider.update_document(str(workspace / "idle.py"), _long_document(10_000))
+        await asyncio.sleep(0.3)
+        idle = len(calls)
+        assert provider.priming(str(workspace / "idle.py"))  # the measure is of a document not done yet
+        provider.close_document(str(workspace / "idle.py"))
+
+        stop = time.perf_counter() + 0.3
+
+        blob = bytes(1 << 20)
+
+        def diagnostics() -> None:
+            while time.perf_counter() < stop:
+                hashlib.sha256(blob).digest()
+
+        busy = threading.Thread(target=diagnostics)
+        busy.start()
+        calls.clear()
+        path = workspace / "busy.py"
+        provider.update_document(str(path), _long_document(10_000))
+        await asyncio.sleep(0.3)
+        busy.join()
+        assert len(calls) < idle / 4
+        await _until_primed(provider, path)
+        assert len(calls) >= 10_000 - 2
+    finally:
+        await provider.aclose()
+
+
+async def test_a_request_gets_the_same_answer_with_and_without_priming(workspace: Path) -> None:
+    """Whether its document is not primed, primed part-way or primed in full, a request with the
+    time it needs answers the same."""
+    document = _long_document(6000) + "total = comp"
+    path = workspace / "pkg" / "long.py"
+    providers = [LocalProvider(workspace, use_jedi=False) for _ in range(3)]
+    cold, partway, full = providers
+    try:
+        for provider in providers:
+            provider.index_now()
+        partway.update_document(str(path), document)
+        await asyncio.sleep(0.05)
+        assert partway.priming(str(path))
+        full.update_document(str(path), document)
+        await _until_primed(full, path)
+        answers = [await _complete(provider, path, document) for provider in providers]
+        assert answers[0] and answers[0][0].text == "ute_total(rows, factor)"
+        assert answers[1] == answers[0] and answers[2] == answers[0]
+    finally:
+        for provider in providers:
+            await provider.aclose()
