@@ -12,6 +12,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -95,7 +97,8 @@ def _fit_in_workers(job: FoldJob, sessions: Sequence[Any], jobs: int, results: d
                     progress: Callable[[int, int], None] | None) -> None:
     # forkserver: workers do not inherit the parent's threads (a progress bar, a server's) mid-lock
     context = multiprocessing.get_context("forkserver")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=(job,))
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
+                               initargs=(job, os.getpid()))
     try:
         futures = {pool.submit(_fit_in_worker, session): session for session in sessions}
         if progress is not None:
@@ -123,11 +126,29 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 _worker_job: FoldJob | None = None  # set once per worker process by _start_worker; never in the parent
 
 
-def _start_worker(job: FoldJob) -> None:
+OWNER_POLL_S = 0.5
+
+
+def _start_worker(job: FoldJob, owner: int) -> None:
     global _worker_job
     _worker_job = job
     # Ctrl-C reaches the whole process group: the parent stops the workers, they do not each raise
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_without, args=(owner,), name="heedls-fold-owner", daemon=True).start()
+
+
+def _exit_without(owner: int) -> None:
+    """A worker outlives the process it fits for when that one is killed (kill -9, an OOM kill) or
+    stops it too late to see it (a worker still starting when Ctrl-C came): it would wait for work
+    forever, holding the caller's output pipes open. It exits once `owner` is gone."""
+    while True:
+        time.sleep(OWNER_POLL_S)
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except OSError:  # EPERM: it exists (as another user's process: pid reuse, harmless either way)
+            pass
 
 
 def _fit_in_worker(session: Any) -> FoldResult:

@@ -37,7 +37,10 @@ def test_ctrl_c_stops_the_workers_at_once(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole foreground group
         # Stopped, not drained: a pool that let its queued folds finish would take ten seconds or more
         # (three queued folds; all forty without cancelling them); stopping takes a fraction of one.
-        proc.communicate(timeout=8)
+        try:
+            proc.communicate(timeout=8)  # the output pipes close when the last process holding them exits
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running 8 s after Ctrl-C: {_group_members(proc.pid)}") from None
         assert proc.returncode != 0  # interrupted, not a result
         deadline = time.monotonic() + 10
         while _group_members(proc.pid) and time.monotonic() < deadline:
@@ -46,3 +49,32 @@ def test_ctrl_c_stops_the_workers_at_once(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_an_eval_killed_outright_leaves_no_worker_behind(tmp_path: Path) -> None:
+    """kill -9 (or the OOM killer) gives the CLI no chance to stop its workers: they notice that it
+    is gone and exit, instead of waiting for work forever with its output pipes open."""
+    path = tmp_path / "events.jsonl"
+    write_jsonl(make_events(sessions=40, per_session=100, seed=3), path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "heedls", "eval", "acceptance", str(path), "--stage", "suggestion", "--json",
+         "--jobs", "2", "--prior", "none"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_group_members(proc.pid)) < 4 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None and len(_group_members(proc.pid)) >= 4, "the workers never started"
+        time.sleep(1.0)  # fitting
+        os.kill(proc.pid, signal.SIGKILL)  # the CLI alone: its workers get no signal
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while _group_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _group_members(proc.pid) == []  # no worker, forkserver or resource tracker left
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
