@@ -19,6 +19,12 @@ def _group_members(pgid: int) -> list[str]:
     return [line for line in out.stdout.splitlines() if line.strip()]
 
 
+def _interruptible() -> None:
+    # A terminal's foreground process takes Ctrl-C. A test run started in the background by a
+    # non-interactive shell (`cmd &`) has SIGINT ignored, and ignored signals are inherited.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_the_workers_at_once(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     # 40 sessions of 100: each fold fits for seconds, all of them for minutes
@@ -26,7 +32,7 @@ def test_ctrl_c_stops_the_workers_at_once(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "heedls", "eval", "acceptance", str(path), "--stage", "suggestion", "--json",
          "--jobs", "2", "--prior", "none"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_interruptible)
     try:
         # wait until the workers are fitting (the forkserver and its children share the group)
         deadline = time.monotonic() + 60
