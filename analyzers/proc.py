@@ -31,6 +31,17 @@ class ProcResult:
     truncated: bool = False
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists (another user's too: signal 0 is then refused, not failed)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from heedls.analyzers.proc import pid_alive
 from heedls.server.acceptance.model import Kind, fit_stage
 from heedls.server.acceptance.prior import PriorRows
 
@@ -141,14 +142,9 @@ def _exit_without(owner: int) -> None:
     """A worker outlives the process it fits for when that one is killed (kill -9, an OOM kill) or
     stops it too late to see it (a worker still starting when Ctrl-C came): it would wait for work
     forever, holding the caller's output pipes open. It exits once `owner` is gone."""
-    while True:
+    while pid_alive(owner):
         time.sleep(OWNER_POLL_S)
-        try:
-            os.kill(owner, 0)
-        except ProcessLookupError:
-            os._exit(1)
-        except OSError:  # EPERM: it exists (as another user's process: pid reuse, harmless either way)
-            pass
+    os._exit(1)
 
 
 def _fit_in_worker(session: Any) -> FoldResult:

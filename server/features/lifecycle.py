@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from heedls.analyzers.proc import pid_alive
 from heedls.server import config as config_mod
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.features.documents import use_lsp_documents
@@ -115,21 +116,11 @@ PULL_TIMEOUT_S = 5.0
 PARENT_POLL_S = 3.0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists, owned by someone else
-        return True
-    return True
-
-
 async def _watch_parent(pid: int) -> None:
     """LSP: "If the parent process is not alive then the server should exit" (initialize's
     processId). An editor that crashed or was killed leaves its pipes to a server that may never
     read end-of-file (a wrapper holds them): the server and its test runs would stay forever."""
-    while _alive(pid):
+    while pid_alive(pid):
         await asyncio.sleep(PARENT_POLL_S)
     log.warning("the editor (process %d) is gone: exiting", pid)
     from heedls.analyzers.proc import kill_running
