@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.forkserver as forkserver
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +103,11 @@ def _fit_in_workers(job: FoldJob, sessions: Sequence[Any], jobs: int, results: d
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
                                initargs=(job, os.getpid()))
     try:
-        futures = {pool.submit(_fit_in_worker, session): session for session in sessions}
+        with _ctrl_c_deferred():
+            _start_forkserver()
+            # submit() starts the workers: one interrupted half-way would be left starting, unknown
+            # to the pool, and fail over the user's terminal once this process had gone
+            futures = {pool.submit(_fit_in_worker, session): session for session in sessions}
         if progress is not None:
             progress(0, len(sessions))
         for future in as_completed(futures):
@@ -119,9 +125,56 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     # The running folds too: Python 3.14 has terminate_workers(); before it only the private map,
     # read before shutdown() clears it.
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() forgets it
     for process in processes:
         process.terminate()
     pool.shutdown(wait=False, cancel_futures=True)
+    # Let the pool's manager thread finish closing its wake-up pipe now: on Python 3.11 the exit
+    # hook that wakes it can race that close and print "OSError: Bad file descriptor" on Ctrl-C.
+    if isinstance(manager, threading.Thread) and manager is not threading.current_thread():
+        manager.join(timeout=STOP_JOIN_S)
+
+
+STOP_JOIN_S = 2.0
+
+
+@contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that comes in the block until its end, then take it as it would have been."""
+    taken: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: taken.append(signum))
+    except ValueError:  # not the main thread, which alone takes Ctrl-C as KeyboardInterrupt
+        yield
+        return
+    if previous in (signal.SIG_IGN, signal.SIG_DFL, None):  # not ours to change
+        signal.signal(signal.SIGINT, previous)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if taken:
+        signal.raise_signal(signal.SIGINT)
+
+
+def _start_forkserver() -> None:
+    """Start the forkserver with Ctrl-C blocked, as the resource tracker is started.
+
+    A new Python process takes Ctrl-C (sent to the whole foreground group) as KeyboardInterrupt
+    while it imports `site`, before the forkserver can ignore it: the interpreter then dies with
+    "Fatal Python error: init_import_site" over the user's terminal. A blocked signal stays blocked
+    across exec and is inherited by the workers the forkserver forks, whose start-up it also covers;
+    here it stays pending and is taken the moment it is unblocked."""
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is None:  # not POSIX: no forkserver either
+        return
+    block(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        forkserver.ensure_running()
+    finally:
+        block(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 _worker_job: FoldJob | None = None  # set once per worker process by _start_worker; never in the parent

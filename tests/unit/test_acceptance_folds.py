@@ -57,6 +57,33 @@ def test_ctrl_c_stops_the_workers_at_once(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def test_ctrl_c_while_the_workers_start_prints_no_traceback(tmp_path: Path) -> None:
+    """A Ctrl-C in the first tenth of a second of the worker pool, while the forkserver and the
+    workers are still starting, ends the eval as quietly as one later on: no Python start-up failure
+    of a worker process, nor an exit-time traceback of the pool's threads, over the user's terminal."""
+    path = tmp_path / "events.jsonl"
+    write_jsonl(make_events(sessions=40, per_session=30, seed=3), path)  # enough rows for workers
+    for delay in (0.0, 0.025, 0.05, 0.075, 0.1):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "heedls", "eval", "acceptance", str(path), "--stage", "suggestion", "--json",
+             "--jobs", "2", "--prior", "none"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_interruptible)
+        try:
+            deadline = time.monotonic() + 60
+            while len(_group_members(proc.pid)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)  # the CLI alone, until the forkserver (or the resource tracker) appears
+            assert proc.poll() is None, "finished before it could be interrupted"
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=15)
+            assert proc.returncode != 0
+            assert "Traceback" not in err.decode() and "Fatal Python error" not in err.decode(), (delay, err.decode())
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+
+
 def test_an_eval_killed_outright_leaves_no_worker_behind(tmp_path: Path) -> None:
     """kill -9 (or the OOM killer) gives the CLI no chance to stop its workers: they notice that it
     is gone and exit, instead of waiting for work forever with its output pipes open."""
