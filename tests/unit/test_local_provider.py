@@ -389,7 +389,7 @@ async def test_a_file_with_crlf_or_cr_line_ends_gets_the_suggestions_of_its_lf_t
         assert expected and [c.text for c in await provider.complete(request, 2.0)] == expected, repr(prefix)
 
 
-async def test_a_megabyte_line_above_the_cursor_costs_about_the_budget_not_a_second(
+async def test_a_megabyte_line_above_the_cursor_is_tokenized_as_one_capped_line(
     provider: LocalProvider, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The model runs on the event loop: a 1 MB data literal above the cursor was tokenized whole
@@ -402,15 +402,14 @@ async def test_a_megabyte_line_above_the_cursor_costs_about_the_budget_not_a_sec
     monkeypatch.setattr(code_tokens, "tokenize_line", lambda text: seen.append(len(text)) or real(text))
     provider.budget_s = 0.045  # the server's
     prefix = "DATA = [" + "1, " * 350_000 + "]\nimport os\n"
-    started = time.perf_counter()
     cands = await provider.complete(_request(workspace / "pkg" / "data.py", prefix), 0.25)
-    assert time.perf_counter() - started < 0.25
-    assert max(seen) <= 2 * code_tokens.MAX_LINE_CHARS
+    # counted, not timed: all lines together are tokenized as about one capped line, not 1 MB
+    assert max(seen) <= 2 * code_tokens.MAX_LINE_CHARS and sum(seen) <= 3 * code_tokens.MAX_LINE_CHARS
     assert cands and cands[0].text == "import sys"  # the lines around it still count
 
 
 async def test_a_request_out_of_time_before_its_document_is_tokenized_leaves_the_work_to_the_next(
-    workspace: Path,
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A first request in a long file stops tokenizing at its deadline and answers nothing (rather
     than late); the lines done are kept, and a later request answers as if it had all been done
@@ -424,9 +423,10 @@ async def test_a_request_out_of_time_before_its_document_is_tokenized_leaves_the
     interrupted = LocalProvider(workspace, use_jedi=False, budget_s=0.0)
     fresh = LocalProvider(workspace, use_jedi=False)
     try:
-        started = time.perf_counter()
+        calls = _loop_tokenizing(monkeypatch)
         assert await interrupted.complete(_request(path, document), 0.0) == []
-        assert time.perf_counter() - started < 0.1  # a few lines' work, not 1800 lines'
+        assert len(calls) < 100  # a few lines' work, not 1800 lines' (counted, not timed)
+        monkeypatch.undo()
         for text in (document, edited, edited):
             await interrupted.complete(_request(path, text), 0.0)
         expected = await _complete(fresh, path, edited)
