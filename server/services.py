@@ -74,10 +74,11 @@ def build_gate(config: HeedlsConfig, warn: Warn) -> Gate:
 
 
 def open_telemetry(config: HeedlsConfig, root: Path | None, folders: Mapping[Path, HeedlsConfig], warn: Warn,
-                   store: Any = None) -> FolderStores:
+                   store: Any = None, on_late: Callable[[], None] | None = None) -> FolderStores:
     """The event sink: the store of each workspace folder (`folders`, the server's folder_configs),
     the start-up folder `root`'s (opened now, or `store` when given) for documents in no folder.
-    Opening a store never raises: a failure is one warning, and that store's events are dropped."""
+    Opening a store never raises: a failure is one warning, and that store's events are dropped.
+    `on_late`: a removed folder's store opened again for a late update (FolderStores)."""
     import asyncio
 
     from heedls.server.telemetry.folders import FolderStores
@@ -92,7 +93,7 @@ def open_telemetry(config: HeedlsConfig, root: Path | None, folders: Mapping[Pat
         # The store warns from its writer thread; open_store hands warnings to the loop thread.
         return open_store(base, telemetry, warn, loop)
 
-    sink = FolderStores(opener, root, config.telemetry, store=store, warn=warn)
+    sink = FolderStores(opener, root, config.telemetry, store=store, warn=warn, on_late=on_late)
     sink.configure(config.telemetry, {folder: each.telemetry for folder, each in folders.items()})
     return sink
 

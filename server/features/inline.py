@@ -28,7 +28,8 @@ def engine_of(server: HeedlsServer) -> SuggestionEngine:
         if seeded is not None or "telemetry" not in server.services:  # None seeded: no telemetry
             # Each workspace folder's events go to its own store; services["telemetry"] is the
             # start-up folder's (documents in no folder, and the only one with a single folder).
-            sink = services.open_telemetry(server.config, server.root, server.folder_configs, server.notify_log, seeded)
+            sink = services.open_telemetry(server.config, server.root, server.folder_configs, server.notify_log, seeded,
+                                           on_late=lambda: _expire_later(server))
             server.services["telemetry_folders"] = sink
             server.services["telemetry"] = sink.default
         engine = services.build_engine(
@@ -159,13 +160,46 @@ async def _reopen_telemetry(server: HeedlsServer, config: Any) -> None:
     # The new stores first: an event recorded while an old store closes must not meet a closed store.
     old_stores, changes = sink.configure(config.telemetry, folders)
     server.services["telemetry"] = sink.default
-    for store in old_stores:
+    _expire_later(server)  # a removed folder's store reopened by a late update: closed in time
+    await _close_stores(server, old_stores)
+    for change in changes:
+        server.notify_log(f"telemetry settings changed: now {change}", types.MessageType.Info)
+
+
+async def _close_stores(server: HeedlsServer, stores: list[Any]) -> None:
+    for store in stores:
         try:
             await asyncio.to_thread(store.close)  # flushing can wait on a locked disk
         except Exception as exc:
             server.notify_log(f"telemetry store did not close cleanly: {exc}")
-    for change in changes:
-        server.notify_log(f"telemetry settings changed: now {change}", types.MessageType.Info)
+
+
+def _expire_later(server: HeedlsServer) -> None:
+    """One loop timer closes the stores of removed folders once their late updates are over
+    (FolderStores.expire); a timer already set stays (firing early only sets the next one)."""
+    sink = server.services.get("telemetry_folders")
+    delay = sink.next_expiry() if sink is not None else None
+    if delay is None or server.services.get("telemetry_expiry") is not None:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # no loop (a test calling the sink directly): configure or shutdown closes them
+
+    def fire() -> None:
+        server.services["telemetry_expiry"] = None
+        task = loop.create_task(_expire(server))
+        server.services["telemetry_expiring"] = task  # a reference: the loop keeps only weak ones
+
+    server.services["telemetry_expiry"] = loop.call_later(delay + 0.1, fire)
+
+
+async def _expire(server: HeedlsServer) -> None:
+    sink = server.services.get("telemetry_folders")
+    if sink is None:
+        return
+    await _close_stores(server, sink.expire())
+    _expire_later(server)  # a store reopened meanwhile, or one due later
 
 
 def register(server: HeedlsServer) -> None:

@@ -14,18 +14,24 @@ start-up folder's store (the *default* store; with a single folder the only one,
 - `configure` follows the folders and their settings: a folder removed from the workspace has its
   store closed (flushed: nothing already recorded is lost); a folder whose `enabled`, `privacy` or
   `path` changed gets the store its new settings ask for (or none) from the next event on, as the
-  default store always has. An update of an event of a removed folder that arrives later (an accept
-  in flight, a persistence checkpoint) reopens that folder's store until the next `configure` or
-  `close`; once the window's own store settings change, such events are no longer recorded (their
-  folder's settings can no longer be known), never written to another folder's store.
+  default store always has.
+- A removed folder keeps its telemetry settings (`enabled`, `privacy`, `path`) as they were when it
+  left, whatever the window's settings do afterwards: an update of one of its events that arrives
+  later (an accept in flight, the persistence checkpoints up to 600 s after an accept) opens that
+  same store again, with those settings (nothing when its telemetry was off), and is never written
+  to another folder's store. The store is closed again once no update has come for `retain_s`
+  (the last checkpoint and a margin): `expire()`, which the server calls at `next_expiry()`. The
+  settings stay with the events' routes, so even a later update (an accept of a suggestion shown
+  long before) reopens the store rather than being dropped.
 
-Calls come from the event loop (record, bind, configure); closing stores blocks (a flush), so
-`configure` returns the stores to close and the caller closes them off the loop.
+Calls come from the event loop (record, bind, configure, expire); closing stores blocks (a flush),
+so `configure` and `expire` return the stores to close and the caller closes them off the loop.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -35,18 +41,23 @@ from typing import Any
 from heedls.server.config import FOLDER_STORE_SETTINGS, TelemetryConfig, folder_of, resolved
 from heedls.server.events import SuggestionEvent
 from heedls.server.telemetry.paths import store_path
+from heedls.server.telemetry.persistence import CHECKPOINTS
 
 log = logging.getLogger(__name__)
 
 # opens the store for (the folder its relative paths start from, its settings); None when disabled
 Opener = Callable[[Path | None, TelemetryConfig], Any]
 
+# How long a removed folder's store stays open after its last update: the last persistence
+# checkpoint (600 s after an accept) and a margin for a check that runs late (the next keystroke).
+RETAIN_S = CHECKPOINTS[-1][0] + 60.0
+
 
 def store_settings(config: TelemetryConfig) -> tuple[Any, ...]:
     return tuple(getattr(config, name) for name in FOLDER_STORE_SETTINGS)
 
 
-@dataclass
+@dataclass(eq=False)  # a slot is one folder's place: compared by identity
 class _Slot:
     """One folder's store (`folder` None: the default store, for the start-up folder `base`)."""
 
@@ -56,7 +67,8 @@ class _Slot:
     store: Any = None
     opened: bool = False  # open attempted (the store, or None when disabled or failed)
     removed: bool = False  # the folder left the workspace; kept for late updates of its events
-    dropped: bool = False  # no longer recorded at all
+    until: float = 0.0  # removed: its store (if open) is closed from then on (clock time)
+    dropped: bool = False  # no longer recorded at all (shutdown)
 
     @property
     def name(self) -> str:
@@ -67,10 +79,17 @@ class FolderStores:
     """An `EventSink` that routes each event to its workspace folder's store (module docstring)."""
 
     def __init__(self, opener: Opener, root: Path | None, config: TelemetryConfig, *,
-                 store: Any = None, warn: Callable[[str], None] | None = None, max_routes: int = 50_000) -> None:
-        """`store`: the default store when it is open already (else opened now, as `opener` says)."""
+                 store: Any = None, warn: Callable[[str], None] | None = None, max_routes: int = 50_000,
+                 retain_s: float = RETAIN_S, clock: Callable[[], float] = time.monotonic,
+                 on_late: Callable[[], None] | None = None) -> None:
+        """`store`: the default store when it is open already (else opened now, as `opener` says).
+        `on_late`: called when a removed folder's store opens again (the caller then makes sure
+        `expire()` runs at `next_expiry()`)."""
         self._opener = opener
         self._warn = warn or (lambda message: log.warning("%s", message))
+        self._retain_s = retain_s
+        self._clock = clock
+        self._on_late = on_late
         self._root = resolved(root) if root is not None else None
         self._default = _Slot(None, root, config)
         if store is not None:
@@ -111,12 +130,25 @@ class FolderStores:
 
     def record(self, event: SuggestionEvent) -> None:
         slot = self._routes.get(event.id, self._default)
-        if slot.dropped:
+        if slot.dropped or self._closed:  # closed: a slot `expire` forgot must not open again either
             return
-        if not slot.opened:
+        if slot.removed:
+            self._late(slot)
+        elif not slot.opened:
             self._open(slot)
         if slot.store is not None:
             slot.store.record(event)
+
+    def _late(self, slot: _Slot) -> None:
+        """An update of an event of a removed folder: its store, as its settings were when it left,
+        open until `retain_s` after this update (an accept's checkpoints follow it by up to 600 s)."""
+        slot.until = self._clock() + self._retain_s
+        if slot not in self._removed:
+            self._removed.append(slot)  # its store was closed and forgotten by `expire`: tracked again
+        if not slot.opened:
+            self._open(slot)
+            if slot.store is not None and self._on_late is not None:
+                self._on_late()
 
     # -- folders and settings ------------------------------------------------------------------
     def configure(self, config: TelemetryConfig, folders: Mapping[Path, TelemetryConfig]) -> tuple[list[Any], list[str]]:
@@ -128,11 +160,8 @@ class FolderStores:
         if self._closed:
             return to_close, changes  # shut down: nothing opens again
         window_changed = store_settings(config) != store_settings(self._default.config)
-        for slot in self._removed:  # late updates of removed folders: until now
-            to_close += self._retire(slot)
-            if window_changed:
-                slot.dropped = True
-        self._removed = [slot for slot in self._removed if not slot.dropped]
+        # Removed folders keep their own settings (module docstring): the window's change is not theirs.
+        to_close += self.expire()
         if window_changed:
             to_close += self._retire(self._default)
             self._default.config = config
@@ -144,8 +173,9 @@ class FolderStores:
         for folder in list(self._folders):
             if folder not in wanted:
                 gone = self._folders.pop(folder)
-                to_close += self._retire(gone)
+                to_close += self._retire(gone)  # flushed now; a late update opens it again
                 gone.removed = True
+                gone.until = self._clock() + self._retain_s
                 self._removed.append(gone)
         for folder, cfg in wanted.items():
             found = self._folders.get(folder)
@@ -171,6 +201,22 @@ class FolderStores:
             self._keys[self._root] = self._default
         self._where.clear()
         return to_close, changes
+
+    def expire(self) -> list[Any]:
+        """The stores of removed folders with no update for `retain_s`, to close (off the loop).
+        Their folders' settings stay with their events' routes: an update still to come opens
+        the store again (`record`)."""
+        now = self._clock()
+        to_close: list[Any] = []
+        for slot in [slot for slot in self._removed if slot.until <= now]:
+            to_close += self._retire(slot)
+            self._removed.remove(slot)
+        return to_close
+
+    def next_expiry(self) -> float | None:
+        """Seconds until `expire()` has a store to close, or None when no removed folder's store is open."""
+        dues = [slot.until for slot in self._removed if slot.store is not None]
+        return max(0.0, min(dues) - self._clock()) if dues else None
 
     def stores(self) -> list[Any]:
         """Every store open now (the default first)."""

@@ -286,3 +286,120 @@ def test_a_start_up_folder_inside_another_folder_keeps_its_own_documents(tmp_pat
     sink.close()
     assert set(_ids_in_store_of(app)) == {"in-app"}
     assert set(_ids_in_store_of(outer)) == {"in-outer"}
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_late_updates_of_a_removed_folders_events_survive_a_change_of_the_windows_settings(tmp_path: Path) -> None:
+    """Folder lib leaves the window, then the editor's telemetry settings change (here to nocode and
+    another store file): an accept in flight and the persistence checkpoints of lib's suggestion
+    still reach lib's store, with lib's settings as they were when it left (full: its code kept)."""
+    app, lib = _folders(tmp_path, "app", "lib")
+    sink = _sink(app, [app, lib])
+    event = _suggest(sink, "lib-1", lib / "m.py", "KEPT = 1")
+    full = TelemetryConfig()
+    for store in sink.configure(full, {app.resolve(): full})[0]:  # lib removed
+        store.close()
+    moved = TelemetryConfig(privacy="nocode", path=str(tmp_path / "elsewhere.sqlite3"))
+    for store in sink.configure(moved, {app.resolve(): moved})[0]:  # the window's settings change
+        store.close()
+
+    event.outcome = "accepted"
+    sink.record(event)
+    event.persisted_30s = event.persisted_120s = event.persisted_600s = True
+    sink.record(event)
+    sink.close()
+
+    stored = _ids_in_store_of(lib)["lib-1"]
+    assert stored.outcome == "accepted" and stored.persisted_600s is True
+    assert stored.suggestion == "KEPT = 1"  # lib's own privacy, not the window's new one
+    assert "lib-1" not in {e.id for e in read_events(tmp_path / "elsewhere.sqlite3")}
+
+
+def test_a_removed_folder_with_telemetry_off_gets_nothing_written(tmp_path: Path) -> None:
+    app, lib = _folders(tmp_path, "app", "lib")
+    (lib / "pyproject.toml").write_text("[tool.heedls.telemetry]\nenabled = false\n")
+    sink = _sink(app, [app, lib])
+    event = _suggest(sink, "lib-1", lib / "m.py")
+    full = TelemetryConfig()
+    sink.configure(full, {app.resolve(): full})  # lib removed (it had no store)
+    sink.configure(TelemetryConfig(privacy="nocode"), {app.resolve(): full})
+    event.outcome = "accepted"
+    sink.record(event)
+    assert sink.stores() == [sink.default] and sink.next_expiry() is None
+    sink.close()
+    assert _ids_in_store_of(lib) == {} and "lib-1" not in _ids_in_store_of(app)
+
+
+def test_a_removed_folders_store_closes_once_its_late_updates_are_over(tmp_path: Path) -> None:
+    """Reopened for a late update, the store stays open for the persistence window after it (the
+    checkpoints follow an accept by up to 600 s), then `expire` hands it back to be closed; an
+    update later still opens it again rather than being dropped."""
+    app, lib = _folders(tmp_path, "app", "lib")
+    clock = _Clock()
+    late: list[bool] = []
+    config, per_folder, _ = load_folders([app, lib])
+    sink = FolderStores(open_store, app, config.telemetry, clock=clock, retain_s=660.0, on_late=lambda: late.append(True))
+    sink.configure(config.telemetry, {folder: each.telemetry for folder, each in per_folder.items()})
+    event = _suggest(sink, "lib-1", lib / "m.py")
+    full = TelemetryConfig()
+    for store in sink.configure(full, {app.resolve(): full})[0]:
+        store.close()
+    assert sink.next_expiry() is None  # closed with the folder: nothing open to expire
+
+    clock.now += 100
+    event.outcome = "accepted"
+    sink.record(event)  # reopens lib's store
+    assert late == [True] and sink.next_expiry() == 660.0
+    clock.now += 600
+    event.persisted_600s = True
+    sink.record(event)  # the last checkpoint: open until 660 s after it
+    assert sink.expire() == [] and sink.next_expiry() == 660.0
+    clock.now += 660
+    [lib_store] = sink.expire()
+    lib_store.close()
+    assert sink.next_expiry() is None and sink.stores() == [sink.default]
+
+    clock.now += 5000
+    event.extra["late"] = True
+    sink.record(event)  # long after: still lib's store, with lib's settings
+    assert len(late) == 2
+    sink.close()
+    stored = _ids_in_store_of(lib)["lib-1"]
+    assert stored.outcome == "accepted" and stored.persisted_600s is True and stored.extra["late"] is True
+
+
+async def test_the_server_closes_a_reopened_store_of_a_removed_folder_when_its_window_is_over(tmp_path: Path) -> None:
+    """The server's side: a late update reopens the store, a loop timer closes it (flushed) after
+    `retain_s`, with no settings change or shutdown needed."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from heedls.server.features.inline import _expire_later
+
+    app, lib = _folders(tmp_path, "app", "lib")
+    config, per_folder, _ = load_folders([app, lib])
+    server = SimpleNamespace(services={}, notify_log=lambda message: None)
+    sink = FolderStores(open_store, app, config.telemetry, retain_s=0.2, on_late=lambda: _expire_later(server))  # type: ignore[arg-type]
+    server.services["telemetry_folders"] = sink
+    sink.configure(config.telemetry, {folder: each.telemetry for folder, each in per_folder.items()})
+    event = _suggest(sink, "lib-1", lib / "m.py")
+    for store in sink.configure(config.telemetry, {app.resolve(): config.telemetry})[0]:
+        store.close()
+
+    event.outcome = "accepted"
+    sink.record(event)
+    assert len(sink.stores()) == 2
+    for _ in range(50):
+        await asyncio.sleep(0.05)
+        if len(sink.stores()) == 1:
+            break
+    assert sink.stores() == [sink.default]
+    assert _ids_in_store_of(lib)["lib-1"].outcome == "accepted"  # flushed on closing
+    sink.close()
