@@ -42,6 +42,7 @@ def engine_of(server: HeedlsServer) -> SuggestionEngine:
             folder_of=server.folder_of,
         )
         server.services["engine"] = engine
+        server.services["labelled_folders"] = frozenset(server.folder_configs)  # what its labels are made for
         server.services.setdefault("gate", engine.gate)
         _share_folders(server)  # before the first build: it indexes every workspace folder
         start = getattr(engine.provider, "start_indexing", None)
@@ -64,6 +65,15 @@ def _local_method(server: HeedlsServer, method: str) -> Any | None:
         if callable(found):
             return found
     return None
+
+
+def _folders_changed(server: HeedlsServer) -> bool:
+    """Whether the workspace folders are others than when last asked (or the engine was built):
+    only they decide an event's `file` label; any other setting leaves the labels as they are."""
+    folders = frozenset(server.folder_configs)
+    changed = server.services.get("labelled_folders") != folders
+    server.services["labelled_folders"] = folders
+    return changed
 
 
 def _share_folders(server: HeedlsServer) -> None:
@@ -215,9 +225,10 @@ def register(server: HeedlsServer) -> None:
             # only when the setting itself changed: heedls.toggleSuggestions holds otherwise
             engine.enabled = config.inline.enabled
         await _reopen_telemetry(server, config)  # the folders' stores follow their settings
-        clear_labels = getattr(engine.file_label, "cache_clear", None)
-        if callable(clear_labels):  # an event's `file` is relative to its folder: folders may have changed
-            clear_labels()
+        if _folders_changed(server):  # an event's `file` is relative to its folder: worked out again
+            clear_labels = getattr(engine.file_label, "cache_clear", None)
+            if callable(clear_labels):
+                clear_labels()
         if old.provider != config.provider and "provider" not in server.services:
             local = getattr(engine.provider, "fallback", None) if engine.provider.name != "local" else engine.provider
             engine.provider = services.build_provider(config, local or services.build_local(server.root), server.notify_log)
