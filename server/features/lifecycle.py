@@ -13,6 +13,7 @@ from heedls.analyzers.proc import pid_alive
 from heedls.server import config as config_mod
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.features.documents import use_lsp_documents
+from heedls.server.watched import Change, WatchedFiles
 from lsprotocol import types
 from pygls import uris
 
@@ -58,22 +59,31 @@ class _ProjectFile:
             await self.server.reload_config()
 
 
+async def _files_changed(server: HeedlsServer, project_file: _ProjectFile, changes: list[Change]) -> None:
+    """One coalesced batch of watched-file changes (server/watched.py): each (uri, type) once."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("watched files handled: %s", "; ".join(f"{types.FileChangeType(kind).name} {uri}" for uri, kind in changes))
+    if any(project_file._is_project_file(uri) for uri, _ in changes):
+        await server.reload_config()
+    deleted = [uri for uri, kind in changes if kind == types.FileChangeType.Deleted]
+    if deleted:
+        await server.dispatch("on_deleted", deleted)  # their diagnostics go (a renamed test file's too)
+    modules = list(dict.fromkeys(uri for uri, _ in changes if uri.endswith(".py")))  # created and changed: once
+    if modules:
+        await server.dispatch("on_files_changed", modules)  # the local provider's index re-reads them
+
+
 def register(server: HeedlsServer) -> None:
     project_file = _ProjectFile(server)
     server.document_listeners.append(project_file)
+    watched = WatchedFiles(lambda changes: _files_changed(server, project_file, changes))
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     async def on_watched_files(ls: HeedlsServer, params: types.DidChangeWatchedFilesParams) -> None:
         if log.isEnabledFor(logging.DEBUG):  # as received: the editor's end-to-end test counts them
             log.debug("watched files: %s", "; ".join(f"{types.FileChangeType(c.type).name} {c.uri}" for c in params.changes))
-        if any(project_file._is_project_file(change.uri) for change in params.changes):
-            await ls.reload_config()
-        deleted = [change.uri for change in params.changes if change.type == types.FileChangeType.Deleted]
-        if deleted:
-            await ls.dispatch("on_deleted", deleted)  # their diagnostics go (a renamed test file's too)
-        modules = [change.uri for change in params.changes if change.uri.endswith(".py")]
-        if modules:
-            await ls.dispatch("on_files_changed", modules)  # the local provider's index re-reads them
+        # VS Code repeats each report in a multi-root window: the work waits for the burst to end
+        watched.add((change.uri, int(change.type)) for change in params.changes)
 
     @server.feature(types.INITIALIZE)
     async def on_initialize(ls: HeedlsServer, params: types.InitializeParams) -> None:

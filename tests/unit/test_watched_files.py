@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from heedls.server.app import create_server
 from heedls.server.providers.static import StaticProvider
+from heedls.server.watched import QUIET_S, Change, WatchedFiles, merge
 
 
 class _Writer:
@@ -93,6 +94,72 @@ async def test_python_files_changed_on_disk_are_passed_to_the_provider(
     changes = [{"uri": (root / "b.py").as_uri(), "type": 2}, {"uri": (root / "new.py").as_uri(), "type": 1},
                {"uri": (root / "notes.txt").as_uri(), "type": 2}]
     send("workspace/didChangeWatchedFiles", {"changes": changes})
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(QUIET_S + 0.2)  # handled once the reports pause
     assert provider.changed == [[str(root / "b.py"), str(root / "new.py")]]
     await server.services["diagnostics"].shutdown()
+
+
+class _Counter:
+    """A document listener noting the deletions it is told about."""
+
+    def __init__(self) -> None:
+        self.deleted: list[list[str]] = []
+
+    async def on_deleted(self, uris: list[str]) -> None:
+        self.deleted.append(list(uris))
+
+
+async def test_a_change_reported_twice_is_handled_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VS Code in a multi-root window reports each event twice, in one notification or in the next
+    (its client batches every 250 ms): the index, the diagnostics and the configuration act once."""
+    server, provider, _, send, root = await _serve(tmp_path, monkeypatch, {})
+    send("textDocument/didOpen", {"textDocument": {"uri": (root / "a.py").as_uri(), "languageId": "python",
+                                                   "version": 1, "text": "x = 1\n"}})
+    await asyncio.sleep(0.05)
+    counter = _Counter()
+    server.document_listeners.append(counter)
+    reloads: list[Any] = []
+
+    async def on_config(config: Any) -> None:
+        reloads.append(config)
+
+    server.config_listeners.append(on_config)
+    gone, edited, project = (root / "gone.py").as_uri(), (root / "b.py").as_uri(), (root / "pyproject.toml").as_uri()
+    twice = [{"uri": gone, "type": 3}, {"uri": edited, "type": 2}, {"uri": project, "type": 2}] * 2
+    send("workspace/didChangeWatchedFiles", {"changes": twice})
+    await asyncio.sleep(0.1)
+    send("workspace/didChangeWatchedFiles", {"changes": twice[:3]})  # the repeat, one batch later
+    await asyncio.sleep(QUIET_S + 0.3)
+
+    assert counter.deleted == [[gone]]
+    assert provider.changed == [[str(root / "gone.py"), str(root / "b.py")]]
+    assert len(reloads) == 1
+
+    # a report after its batch was handled is a new change: handled again, never dropped
+    send("workspace/didChangeWatchedFiles", {"changes": [{"uri": edited, "type": 2}]})
+    await asyncio.sleep(QUIET_S + 0.3)
+    assert provider.changed[1:] == [[str(root / "b.py")]]
+    await server.services["diagnostics"].shutdown()
+
+
+async def test_a_steady_stream_of_reports_is_still_handled_within_the_longest_wait() -> None:
+    handled: list[list[Change]] = []
+
+    async def handle(changes: list[Change]) -> None:
+        handled.append(changes)
+
+    watched = WatchedFiles(handle, quiet_s=0.2, max_wait_s=0.5)
+    for i in range(8):  # one report every 0.1 s: never a pause of 0.2 s
+        watched.add([(f"file:///m{i}.py", 2), ("file:///same.py", 2)])
+        await asyncio.sleep(0.1)
+    await watched.flush()
+    assert len(handled) >= 2  # the first batch did not wait for the stream to end
+    assert handled[0][-1] == ("file:///same.py", 2) and handled[0].count(("file:///same.py", 2)) == 1
+    assert sorted(u for batch in handled for u, _ in batch if u != "file:///same.py") == [f"file:///m{i}.py" for i in range(8)]
+
+
+def test_a_files_last_changes_keep_their_order() -> None:
+    """Deleted then created again: the batch ends with the creation (the file is there)."""
+    pending: dict[Change, None] = {}
+    merge(pending, [("file:///a.py", 1), ("file:///a.py", 3), ("file:///b.py", 2), ("file:///a.py", 1)])
+    assert list(pending) == [("file:///a.py", 3), ("file:///b.py", 2), ("file:///a.py", 1)]
