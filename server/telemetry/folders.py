@@ -22,7 +22,8 @@ start-up folder's store (the *default* store; with a single folder the only one,
   to another folder's store. The store is closed again once no update has come for `retain_s`
   (the last checkpoint and a margin): `expire()`, which the server calls at `next_expiry()`. The
   settings stay with the events' routes, so even a later update (an accept of a suggestion shown
-  long before) reopens the store rather than being dropped.
+  long before) reopens the store rather than being dropped. One change of the window's settings
+  does reach them: telemetry turned off. From then on their late updates are not recorded either.
 
 Calls come from the event loop (record, bind, configure, expire); closing stores blocks (a flush),
 so `configure` and `expire` return the stores to close and the caller closes them off the loop.
@@ -160,6 +161,8 @@ class FolderStores:
         if self._closed:
             return to_close, changes  # shut down: nothing opens again
         window_changed = store_settings(config) != store_settings(self._default.config)
+        if window_changed and not config.enabled:
+            to_close += self._stop_removed()  # telemetry turned off: off wins for removed folders too
         # Removed folders keep their own settings (module docstring): the window's change is not theirs.
         to_close += self.expire()
         if window_changed:
@@ -211,6 +214,17 @@ class FolderStores:
         for slot in [slot for slot in self._removed if slot.until <= now]:
             to_close += self._retire(slot)
             self._removed.remove(slot)
+        return to_close
+
+    def _stop_removed(self) -> list[Any]:
+        """Every removed folder's store closed and its late updates no longer recorded: the user
+        turned telemetry off for the window after it left, and its own settings can no longer be
+        asked, so its old "on" must not outlive that choice."""
+        to_close: list[Any] = []
+        for slot in {*self._removed, *(s for s in self._routes.values() if s.removed)}:
+            to_close += self._retire(slot)
+            slot.dropped = True
+        self._removed.clear()
         return to_close
 
     def next_expiry(self) -> float | None:

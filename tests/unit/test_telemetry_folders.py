@@ -322,6 +322,26 @@ def test_late_updates_of_a_removed_folders_events_survive_a_change_of_the_window
     assert "lib-1" not in {e.id for e in read_events(tmp_path / "elsewhere.sqlite3")}
 
 
+def test_telemetry_turned_off_after_a_folder_left_stops_its_late_updates_too(tmp_path: Path) -> None:
+    """Off wins: the user turns telemetry off for the window after lib left (lib's own settings,
+    still "on", can no longer be asked): a late accept of lib's suggestion is not recorded."""
+    app, lib = _folders(tmp_path, "app", "lib")
+    sink = _sink(app, [app, lib])
+    event = _suggest(sink, "lib-1", lib / "m.py")
+    full = TelemetryConfig()
+    for store in sink.configure(full, {app.resolve(): full})[0]:  # lib removed
+        store.close()
+    off = TelemetryConfig(enabled=False)
+    for store in sink.configure(off, {app.resolve(): off})[0]:  # telemetry turned off
+        store.close()
+    event.outcome = "accepted"
+    sink.record(event)
+    assert sink.stores() == [] and sink.next_expiry() is None
+    sink.close()
+    stored = _ids_in_store_of(lib)["lib-1"]
+    assert stored.outcome is None  # as it was written before lib left, not the late accept
+
+
 def test_a_removed_folder_with_telemetry_off_gets_nothing_written(tmp_path: Path) -> None:
     app, lib = _folders(tmp_path, "app", "lib")
     (lib / "pyproject.toml").write_text("[tool.heedls.telemetry]\nenabled = false\n")
