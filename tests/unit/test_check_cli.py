@@ -131,6 +131,39 @@ def test_the_caret_stands_under_the_error_after_wide_characters(tmp_path: Path) 
     assert caret == " " * 16 + "^" and source[: source.index("(")] == 's = "😀😀" + max'  # 15 characters
 
 
+def test_a_position_like_100_is_printed_as_it_is_not_as_an_emoji(tmp_path: Path) -> None:
+    """rich reads `:100:` as an emoji code: `x.py:100:5` came out as `x.py💯5`, on a terminal,
+    in a pipe and in an output file."""
+    (tmp_path / "x.py").write_text("\n" * 99 + "y = undefined_name\n")
+    proc = heedls("x.py", "-o", "report.txt", cwd=tmp_path)
+    for out in (heedls("x.py", cwd=tmp_path).stdout, (tmp_path / "report.txt").read_text()):
+        assert "x.py:100:5: error [ruff F821] Undefined name `undefined_name`" in out and "💯" not in out
+    assert proc.returncode == 1
+
+
+def test_a_terminal_gets_the_same_text_as_a_pipe_only_styled(project: Path) -> None:
+    """One renderer, two outputs: the styled terminal text, without its escape codes, is the
+    plain text a pipe or a file gets (the terminal's explanations are rendered Markdown, so they
+    are left out of both here)."""
+    import io
+    import re
+
+    from heedls.analyzers import check
+    from heedls.server.cli_check import print_text
+    from rich.console import Console
+
+    result = check.check_paths([project / "src"], workspace=project, tests=False, explain=False,
+                               config=check.CheckOptions(), relative_to=project)
+    assert result.diagnostics
+    terminal = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", soft_wrap=True, emoji=False)
+    pipe = Console(file=io.StringIO(), soft_wrap=True, emoji=False)
+    print_text(terminal, result, project, "error")
+    print_text(pipe, result, project, "error")
+    styled, plain = terminal.file.getvalue(), pipe.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b[" in styled and "\x1b[" not in plain
+    assert re.sub(r"\x1b\[[0-9;]*m", "", styled) == plain
+
+
 def test_an_output_that_cannot_be_written_is_exit_2_with_one_line(project: Path) -> None:
     (project / "adir").mkdir()
     for target, fmt in (("nodir/out.txt", "text"), ("adir", "json"), ("/dev/full", "sarif")):
