@@ -107,6 +107,11 @@ class LintConfig:
     # diagnostics: compile() of a 10 MB file peaks at 1 GB (2.9 GB with a syntax error near its
     # end), tree-sitter's tree holds 280 MB more, ruff 300 MB. Measured in docs/diagnostics.md.
     max_file_kb: int = 1024
+    # At most this many diagnostics are published per document (0 = no limit), the most likely
+    # causes first, and one more says how many are not shown: a file of 44,000 findings (`from x
+    # import *` and F405 on every name, a generated module) was a 10 MB notification whose
+    # conversion held the event loop for seconds, suggestions included.
+    max_diagnostics: int = 1000
 
 
 @dataclass(frozen=True)

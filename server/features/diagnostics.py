@@ -306,7 +306,11 @@ class DiagnosticsService:
     def publish(self, uris_: Iterable[str]) -> None:
         cache: dict[str, list[str] | None] = {}
         for uri in dict.fromkeys(uris_):
-            items = [self.to_lsp(d, cache) for d in self.for_uri(uri)]
+            found = self.for_uri(uri)
+            limit = self._for_uri(uri).lint.max_diagnostics
+            items = [self.to_lsp(d, cache) for d in (found[:limit] if limit else found)]
+            if limit and len(found) > limit:
+                items.append(self._not_shown(found[limit:], limit, cache))
             version = None
             if self._is_open(uri):
                 version = self.server.workspace.get_text_document(uri).version
@@ -316,6 +320,18 @@ class DiagnosticsService:
                 )
             except Exception:
                 log.debug("publish failed for %s", uri, exc_info=True)
+
+    def _not_shown(self, rest: list[Diagnostic], limit: int, cache: dict[str, list[str] | None]) -> types.Diagnostic:
+        """The one diagnostic that stands for those over `lint.maxDiagnostics`, at the first of them."""
+        first = rest[0]
+        return types.Diagnostic(
+            range=self._range(first.path, first.range, cache),
+            message=(f"{len(rest):,} more diagnostics in this file are not shown (lint.maxDiagnostics = {limit:,}); "
+                     f"`heedls check {Path(first.path).name}` lists them all"),
+            severity=types.DiagnosticSeverity.Information,
+            source="heedls",
+            code="too-many-diagnostics",
+        )
 
     # -- syntax ---------------------------------------------------------------------------------
     def _syntax_now(self, uri: str, text: str) -> list[Diagnostic]:

@@ -370,3 +370,23 @@ async def test_a_document_above_the_size_limit_is_not_analysed_and_that_is_said_
     assert error.range.start.line == 0
     change(4, unused)
     await until(lambda: _by_source(client, big, "ruff"), 15, "F401 under the limit")
+
+
+async def test_a_document_with_more_findings_than_the_limit_gets_the_first_and_a_count_of_the_rest(
+    lsp: Any, workspace: Path
+) -> None:
+    """`from x import *` and a name used on every line is one F405 per use: tens of thousands in a
+    long module, a notification of megabytes that held the server for seconds. At most
+    `lint.maxDiagnostics` are published, the first in the file's order, and one more says how many
+    are not shown and how to list them all."""
+    (workspace / "pyproject.toml").write_text('[tool.ruff]\nlint.select = ["F"]\n')
+    client = await lsp(workspace, "vscode", options={**OPTIONS, "lint": {"maxDiagnostics": 10, "lintDebounceMs": 50}})
+    uri = _open(client, workspace / "many.py", "".join(f"value_{i} = undefined_{i}\n" for i in range(30)))
+    await until(lambda: _by_source(client, uri, "ruff"), 15, "the ruff findings")
+    published = client.diagnostics[uri]
+    assert len(published) == 11
+    assert [d.range.start.line for d in published[:10]] == list(range(10))  # the first ten, in order
+    rest = published[10]
+    assert rest.severity == types.DiagnosticSeverity.Information and rest.range.start.line == 10
+    assert rest.message.startswith("20 more diagnostics in this file are not shown (lint.maxDiagnostics = 10)")
+    assert "heedls check many.py" in rest.message
