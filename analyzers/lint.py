@@ -100,11 +100,17 @@ def _fix(raw: dict[str, Any] | None, path: str, code: str, bom: bool = False) ->
 def to_diagnostics(findings: Sequence[dict[str, Any]], path_override: str | None = None,
                    bom: bool = False) -> list[Diagnostic]:
     out: list[Diagnostic] = []
+    resolved: dict[str, str] = {}  # ruff reports each file's name with every finding in it
     for item in findings:
         code = item.get("code")
         if code in _SYNTAX_CODES:
             continue
-        path = path_override or str(Path(item.get("filename") or "").resolve())
+        path = path_override
+        if not path:
+            name = str(item.get("filename") or "")
+            path = resolved.get(name)
+            if path is None:
+                path = resolved[name] = str(Path(name).resolve())
         severity: Severity = "error" if code in _ERROR_CODES else "warning"
         fix = _fix(item.get("fix"), path, str(code), bom)
         data: dict[str, Any] = {"name": item.get("name"), "noqa_row": item.get("noqa_row")}
