@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +27,12 @@ def _rule_id(diagnostic: Diagnostic) -> str:
 
 
 def _artifact(path: str, base: Path) -> dict[str, Any]:
+    return dict(_artifact_of(path, base))
+
+
+@lru_cache(maxsize=1024)
+def _artifact_of(path: str, base: Path) -> dict[str, Any]:
+    """Cached: a report names its few files again with each of their findings (tens of thousands)."""
     absolute = Path(path).resolve()
     try:
         relative = absolute.relative_to(base)
