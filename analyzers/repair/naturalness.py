@@ -3,7 +3,9 @@
 Several fixes can make the tests pass. The ones that overfit the tests often leave code a linter
 would flag: a variable that is computed and then never read (`coeff` after `coeff * x` → `x * x`),
 an expression that is constant by construction (`y - y`, `x == x`), `and` and `or` mixed without
-parentheses, an `if True:`. (A duplicated entry of a literal is not one: `(1, 3, 3, 5)` for
+parentheses, an `if True:`, a function that returns a value on some paths and falls off its end on
+another (ruff's RET503: the caller gets an implicit `None`, as after `while True:` → `while node:`).
+(A duplicated entry of a literal is not one: `(1, 3, 3, 5)` for
 `(1, 2, 3, 5)` is how a stray entry is taken out when deleting it is no operator.) `introduced_smells` counts
 the findings a fix adds; the engine ranks fixes that add none first, then by size.
 """
@@ -31,6 +33,65 @@ def _unread_names(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> se
     return {n for n in bound - read if not n.startswith("_")}
 
 
+def _breaks(body: list[ast.stmt]) -> bool:
+    """Does a `break` in these statements leave the loop they sit in (not one nested in them)?"""
+    for stmt in body:
+        if isinstance(stmt, ast.Break):
+            return True
+        if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
+            if _breaks(stmt.orelse):
+                return True
+            continue
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            inner = getattr(stmt, field, None)
+            if isinstance(inner, list):
+                blocks = [getattr(x, "body", []) for x in inner] if field in ("handlers", "cases") else [inner]
+                if any(_breaks(b) for b in blocks):
+                    return True
+    return False
+
+
+def _ends(body: list[ast.stmt]) -> bool:
+    """Can control not run past the end of these statements (a return, a raise, a loop that
+    never ends, an if/else or try whose every branch ends)? Conservative: when unsure, it can."""
+    for stmt in body:
+        if isinstance(stmt, (ast.Return, ast.Raise)):
+            return True
+        if isinstance(stmt, ast.If) and stmt.orelse and _ends(stmt.body) and _ends(stmt.orelse):
+            return True
+        if (isinstance(stmt, ast.While) and isinstance(stmt.test, ast.Constant) and stmt.test.value
+                and not _breaks(stmt.body)):
+            return True
+        if isinstance(stmt, (ast.With, ast.AsyncWith)) and _ends(stmt.body):
+            return True
+        if isinstance(stmt, ast.Try):
+            if _ends(stmt.finalbody):
+                return True
+            if (_ends(stmt.body) or _ends(stmt.orelse)) and all(_ends(h.body) for h in stmt.handlers):
+                return True
+    return False
+
+
+def _falls_off_with_value(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """RET503: the function returns a value somewhere, yet its end can be reached (an implicit
+    `return None`). Generators are left alone."""
+    returns_value = False
+    todo: list[ast.AST] = list(fn.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+            return False
+        if isinstance(node, ast.Return) and node.value is not None and not (
+                isinstance(node.value, ast.Constant) and node.value.value is None):
+            returns_value = True
+        todo.extend(ast.iter_child_nodes(node))
+    return returns_value and not _ends(fn.body)
+
+
 def _parenthesised(text: str, lines: list[int], node: ast.expr) -> bool:
     start = lines[node.lineno - 1] + node.col_offset
     end = lines[(node.end_lineno or node.lineno) - 1] + (node.end_col_offset or 0)
@@ -52,6 +113,8 @@ def smells(text: str) -> Counter[str]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             for name in _unread_names(node):
                 found[f"unread:{getattr(node, 'name', 'lambda')}:{name}"] += 1
+            if not isinstance(node, ast.Lambda) and _falls_off_with_value(node):
+                found[f"implicit-return:{node.name}"] += 1
         elif isinstance(node, ast.BinOp) and isinstance(node.op, _SELF_OPS):
             if ast.dump(node.left) == ast.dump(node.right):
                 found["self-operation"] += 1

@@ -527,3 +527,13 @@ def test_of_two_fixes_of_equal_size_the_one_that_makes_an_expression_constant_ra
     text = "def f(x, y):\n    return x - y\n"
     ranked = _plausible_fixes_ranked(tmp_path, text, [("x - y", "y - y"), ("x - y", "x + y")])
     assert ranked == ["x - y -> x + y", "x - y -> y - y"]  # `y - y` is 0 whatever y is, though found first
+
+
+def test_a_fix_that_lets_a_value_returning_function_fall_off_its_end_ranks_after_a_none_check(tmp_path: Path) -> None:
+    text = ("def pairs(node):\n    count = 0\n    while True:\n        if node.next is None:\n            return count\n"
+            "        count += 1\n        node = node.next.next\n")
+    # `while node:` is the smaller change, but for an even-length list it returns None, not the count
+    ranked = _plausible_fixes_ranked(tmp_path, text, [("while True:", "while node:"),
+                                                      ("if node.next is None:", "if node is None or node.next is None:")])
+    assert ranked == ["if node.next is None: -> if node is None or node.next is None:", "while True: -> while node:"]
+

@@ -35,3 +35,25 @@ def test_a_duplicated_entry_of_a_literal_collection_is_no_finding() -> None:
 
 def test_text_that_does_not_parse_has_no_findings() -> None:
     assert smells("def f(:\n") == {}
+
+
+def test_a_function_that_returns_a_value_and_can_fall_off_its_end_is_a_finding() -> None:
+    # `while True:` → `while node:` makes the end reachable: callers then get an implicit None
+    before = ("def last(node):\n    while True:\n        if node.next is None:\n            return node.value\n"
+              "        node = node.next\n")
+    assert smells(before) == {}
+    assert smells(before.replace("while True:", "while node:")) == {"implicit-return:last": 1}
+    assert introduced_smells(before, before.replace("while True:", "while node:")) == 1
+
+
+def test_functions_whose_every_path_ends_or_that_return_nothing_are_no_finding() -> None:
+    ends = ("def sign(x):\n    if x < 0:\n        return -1\n    elif x == 0:\n        return 0\n    else:\n"
+            "        return 1\n")
+    assert smells(ends) == {}
+    tried = "def parse(s):\n    try:\n        return int(s)\n    except ValueError:\n        raise\n"
+    assert smells(tried) == {}
+    assert smells("def log(xs):\n    for x in xs:\n        if x:\n            return\n    print(xs)\n") == {}
+    assert smells("def gen(xs):\n    for x in xs:\n        yield x\n    return 3\n") == {}
+    # a loop left by `break` does fall off
+    broken = "def first(xs):\n    while True:\n        if xs:\n            break\n        return 0\n"
+    assert smells(broken) == {"implicit-return:first": 1}
