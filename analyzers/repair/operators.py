@@ -299,6 +299,21 @@ class Generator:
             for arg in fn.args.args:
                 self.replace(test, f"{_paren(self.seg(test), test)} or not {arg.arg}", "base-case",
                              f"also stop when `{arg.arg}` is empty", 0.3)
+        # missing None check (PAR's null-pointer checker): an early exit on `a.b …` also exits when `a`
+        # is None, tested first, for the function's own variables (not modules, not `self`)
+        if isinstance(node, ast.If) and fn is not None and node.body and isinstance(node.body[0], (ast.Return, ast.Raise)):
+            names = scopes[fn][0]  # type: ignore[index]
+            guarded: list[str] = []
+            for sub in ast.walk(test):
+                if (isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id in names
+                        and sub.value.id not in ("self", "cls") and sub.value.id not in guarded):
+                    guarded.append(sub.value.id)
+            loose = isinstance(test, (ast.IfExp, ast.Lambda, ast.NamedExpr)) or (
+                isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And))  # binds looser than `or`
+            rest = f"({self.seg(test)})" if loose else self.seg(test)
+            for name in guarded:
+                self.replace(test, f"{name} is None or {rest}", "none-check",
+                             f"also stop when `{name}` is None", 0.3)
 
     def op_unary(self, node: ast.AST, scopes: object) -> None:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Invert)):

@@ -537,3 +537,17 @@ def test_a_fix_that_lets_a_value_returning_function_fall_off_its_end_ranks_after
                                                       ("if node.next is None:", "if node is None or node.next is None:")])
     assert ranked == ["if node.next is None: -> if node is None or node.next is None:", "while True: -> while node:"]
 
+
+def test_a_missing_none_check_before_an_early_return_is_repaired(tmp_path: Path) -> None:
+    (tmp_path / "chain.py").write_text(
+        "class Link:\n    def __init__(self, nxt=None):\n        self.nxt = nxt\n\n\n"
+        "def pairs(link):\n    \"\"\"How many whole pairs of links the chain holds.\"\"\"\n    count = 0\n    while True:\n"
+        "        if link.nxt is None:\n            return count\n        count += 1\n        link = link.nxt.nxt\n")
+    (tmp_path / "test_chain.py").write_text(
+        "from chain import Link, pairs\n\n\ndef chain(n):\n    head = None\n    for _ in range(n):\n"
+        "        head = Link(head)\n    return head\n\n\ndef test_odd():\n    assert pairs(chain(1)) == 0\n"
+        "    assert pairs(chain(5)) == 2\n\n\ndef test_even():\n    assert pairs(chain(2)) == 1\n"
+        "    assert pairs(chain(4)) == 2\n")
+    result = repair(RepairRequest(tmp_path / "chain.py", [tmp_path / "test_chain.py"], budget_s=30, jobs=1))
+    assert result.fixed and result.new_text is not None
+    assert "if link is None or link.nxt is None:" in result.new_text

@@ -154,3 +154,15 @@ def test_no_return_is_added_to_generators_or_functions_that_already_return_a_val
     for src in ("def gen(xs):\n    for x in xs:\n        yield x\n    n = 1\n",
                 "def f(x):\n    if x:\n        return 1\n    y = 2\n"):
         assert not [op for op, _ in _all(src) if op == "missing-return"]
+
+
+def test_an_early_exit_on_an_attribute_also_exits_when_its_object_is_none() -> None:
+    text = ("import math\n\n\ndef walk(node):\n    while True:\n        if node.next is None or math.pi < 0:\n"
+            "            return False\n        node = node.next.next\n")
+    checks = [c for c in operators.generate(text, {6: 1.0}) if c.operator == "none-check"]
+    assert [c.apply(text).splitlines()[5].strip() for c in checks] == [
+        "if node is None or node.next is None or math.pi < 0:"]  # not `math`, a module
+    # a test that binds looser than `or` keeps its parentheses
+    loose = "def f(a, b):\n    if a.x and b:\n        return 1\n    return 0\n"
+    (check,) = [c for c in operators.generate(loose, {2: 1.0}) if c.operator == "none-check"]
+    assert "if a is None or (a.x and b):" in check.apply(loose)
