@@ -13,6 +13,7 @@ import functools
 import hashlib
 import heapq
 import itertools
+import json
 import logging
 import os
 import re
@@ -33,6 +34,7 @@ from heedls.analyzers.repair.edits import Candidate, change_size, normalised, un
 from heedls.analyzers.repair.localize import LineScore, localise
 from heedls.analyzers.repair.naturalness import introduced_smells, smells
 from heedls.analyzers.repair.workers import (
+    PROFILER,
     RunResult,
     TestOutcome,
     Worker,
@@ -86,6 +88,7 @@ class PlausibleFix:
     found_after_s: float
     confirmed: bool = False
     smells: int = 0  # lint-like findings the fix adds (naturalness.py): a variable left unread, `y - y`, …
+    changed_calls: int = 0  # calls whose tests the original passed that the fix makes behave otherwise
 
 
 CONFIRM_HASH_SEEDS = ("1", "2")  # the fresh-process check's PYTHONHASHSEEDs (the search's is 0)
@@ -643,10 +646,47 @@ class Repairer:
         """The module's own lint-like findings: what each plausible fix is compared with (once)."""
         return smells(self.original)
 
+    def _behaviour_changes(self, fixes: list[PlausibleFix]) -> list[int] | None:
+        """For each fix, on how many of the calls whose tests the original passed it returns something
+        else or runs its lines a different number of times (runner/heedls_repair_profile.py, in a
+        fresh copy). None when that cannot be told (no pytest, a timeout, an error)."""
+        if not self.has_pytest:
+            return None
+        tmp = Path(tempfile.mkdtemp(prefix="heedls-profile-"))
+        try:
+            copy = tmp / "ws"
+            copy.mkdir()
+            copy_workspace(self.root, copy)
+            (copy / self.rel_module).write_text(self.original, encoding="utf-8")
+            request = {"module": self.rel_module, "tests": self.rel_tests, "original": self.original,
+                       "fixes": [f.new_text for f in fixes], "max_calls": 100, "call_limit_s": 0.5}
+            timeout = max(2.0, min(self.left() + 0.1 * self.req.budget_s, 2.0 + 3 * self.run_timeout))
+            result = proc.run([self.python, str(PROFILER)], cwd=copy, timeout_s=timeout, stdin=json.dumps(request),
+                              env=sandbox_env(copy, self.root, self.autoload))
+            lines = result.stdout.strip().splitlines()
+            answer = json.loads(lines[-1]) if lines else {}
+        except (OSError, ValueError) as exc:
+            log.info("repair: no behaviour profile of the fixes: %s", exc)
+            return None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        changed = answer.get("changed") if isinstance(answer, dict) else None
+        if not isinstance(changed, list) or len(changed) != len(fixes) or not all(isinstance(k, int) for k in changed):
+            log.info("repair: no behaviour profile of the fixes: %s", answer.get("error") if isinstance(answer, dict) else answer)
+            return None
+        log.info("repair: calls the original passed: %s; changed by each fix: %s", answer.get("calls"), changed)
+        return changed
+
     def _finish(self) -> RepairResult:
         # a fix that leaves code a linter would flag (a variable computed and never read, `y - y`, `and`
-        # mixed with `or`) is how a fix overfits the tests: it ranks after every fix that adds none
-        ranked = sorted(self.plausible, key=lambda f: (f.smells, f.size, -f.score, f.found_after_s))
+        # mixed with `or`) is how a fix overfits the tests: it ranks after every fix that adds none.
+        # Then, of several fixes, one that changes what the original did where its tests passed
+        # (a result, or how often a line runs) ranks after one that leaves that alone (PATCH-SIM).
+        if len(self.plausible) > 1:
+            changed = self._behaviour_changes(self.plausible)
+            for fix, k in zip(self.plausible, changed or [0] * len(self.plausible)):
+                fix.changed_calls = k
+        ranked = sorted(self.plausible, key=lambda f: (f.smells, f.changed_calls, f.size, -f.score, f.found_after_s))
         chosen: list[PlausibleFix] = []
         for fix in ranked:
             if self.req.confirm and not chosen and self.left() > -0.05 * self.req.budget_s:

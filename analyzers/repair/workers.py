@@ -36,6 +36,7 @@ from heedls.analyzers import proc as proc_mod
 log = logging.getLogger("heedls.repair")
 
 RUNNER = Path(__file__).resolve().parent / "runner" / "heedls_repair_runner.py"
+PROFILER = RUNNER.with_name("heedls_repair_profile.py")
 SKIP_DIRS = {".git", ".hg", ".venv", "venv", "env", "node_modules", "__pycache__", ".mypy_cache",
              ".pytest_cache", ".ruff_cache", ".tox", ".nox", "build", "dist", ".heedls"}
 MAX_FILE_BYTES = 5 << 20

@@ -493,10 +493,11 @@ def test_a_missing_module_the_module_itself_imports_is_still_searched(tmp_path: 
     assert result.status != "error" and result.candidates_tried > 0
 
 
-def _plausible_fixes_ranked(tmp_path: Path, text: str, edits: list[tuple[str, str]]) -> list[str]:
+def _plausible_fixes_ranked(tmp_path: Path, text: str, edits: list[tuple[str, str]],
+                            tests: str = "def test_nothing():\n    pass\n") -> list[str]:
     """The order in which the engine offers these fixes when all of them made the tests pass."""
     (tmp_path / "m.py").write_text(text)
-    (tmp_path / "test_m.py").write_text("def test_nothing():\n    pass\n")
+    (tmp_path / "test_m.py").write_text(tests)
     rep = Repairer(RepairRequest(tmp_path / "m.py", [tmp_path / "test_m.py"], confirm=False))
     for old, new in edits:
         start = text.index(old)
@@ -551,3 +552,54 @@ def test_a_missing_none_check_before_an_early_return_is_repaired(tmp_path: Path)
     result = repair(RepairRequest(tmp_path / "chain.py", [tmp_path / "test_chain.py"], budget_s=30, jobs=1))
     assert result.fixed and result.new_text is not None
     assert "if link is None or link.nxt is None:" in result.new_text
+
+
+COUNT = """def count(items, part):
+    n = 0
+    for i in range(len(items) - len(part)):
+        if items[i:i + len(part)] == part:
+            n += 1
+    return n
+"""
+COUNT_TESTS = """from m import count
+
+
+def test_a_part_longer_than_the_list_is_never_found():
+    assert count([], [7]) == 0
+
+
+def test_a_part_at_the_end_is_counted():
+    assert count([1, 2, 1], [1]) == 2
+    assert count([3, 1, 3, 1], [3, 1]) == 2
+"""
+
+
+def test_of_two_fixes_the_one_that_keeps_what_the_original_did_on_its_passing_calls_ranks_first(tmp_path: Path) -> None:
+    # Both make the tests pass; `-` → `+` is smaller, but on `count([], [7])`, whose test passed, it
+    # now runs the loop once where the original ran it zero times (and it looks at windows past the
+    # end of the list). `… + 1` leaves that call as it was.
+    ranked = _plausible_fixes_ranked(tmp_path, COUNT, [("len(items) - len(part)", "len(items) + len(part)"),
+                                                       ("len(items) - len(part)", "len(items) - len(part) + 1")],
+                                     tests=COUNT_TESTS)
+    assert ranked == ["len(items) - len(part) -> len(items) - len(part) + 1",
+                      "len(items) - len(part) -> len(items) + len(part)"]
+
+
+def test_a_changed_result_on_a_call_made_before_a_failing_check_counts_too(tmp_path: Path) -> None:
+    # The tests build their input with `encode` and check `decode`: a fix that changes `encode`
+    # changes a call whose result the original got right (the failing check came after it).
+    text = ("def encode(s):\n    return s[1:] + s[:1] if len(s) > 1 else s\n\n\n"
+            "def decode(s):\n    return encode(s)\n")
+    tests = ("from m import decode, encode\n\n\ndef test_round_trip():\n    for word in ('abc', 'hello'):\n"
+             "        assert decode(encode(word)) == word\n")
+    ranked = _plausible_fixes_ranked(tmp_path, text, [("if len(s) > 1", "if len(s) < 1"),
+                                                      ("return encode(s)", "return s[-1:] + s[:-1]")], tests=tests)
+    assert ranked == ["return encode(s) -> return s[-1:] + s[:-1]", "if len(s) > 1 -> if len(s) < 1"]
+
+
+def test_without_a_behaviour_profile_the_ranking_is_by_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "PROFILER", tmp_path / "missing.py")
+    ranked = _plausible_fixes_ranked(tmp_path, COUNT, [("len(items) - len(part)", "len(items) - len(part) + 1"),
+                                                       ("len(items) - len(part)", "len(items) + len(part)")],
+                                     tests=COUNT_TESTS)
+    assert ranked[0] == "len(items) - len(part) -> len(items) + len(part)"

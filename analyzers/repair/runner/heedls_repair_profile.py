@@ -1,0 +1,211 @@
+"""How much each plausible fix changes what the original did on the calls whose tests it passed.
+
+Started as a script with the workspace's interpreter, in a copy of the workspace whose module under
+repair holds the original text (stdlib and pytest only, like heedls_repair_runner.py). The request
+is one JSON object on stdin:
+    {"module": "pkg/m.py", "tests": ["tests/test_m.py"], "original": text, "fixes": [text, ...],
+     "max_calls": 100, "call_limit_s": 0.5}
+1. The tests run once on the original. Every call the tests make into a plain function of the
+   module (not one the module makes into itself) is recorded with a deep copy of its arguments and
+   the test it belongs to.
+2. The calls "the original passed": all calls of a passing test, and those of a failing test
+   before its last call (the one whose result the failing check saw, or which raised).
+3. The original and each fix are executed afresh, side by side, and each function is called again
+   with each such call's arguments. A call is changed by a fix when its result (or the exception it
+   raises) differs, or when the fix runs its lines a different number of times (lines of the fix
+   are matched to the original's by a diff of the two texts).
+The answer is one JSON line on stdout: {"calls": n, "changed": [k per fix]}, or {"error": why}.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import json
+import os
+import re
+import signal
+import sys
+import types
+
+OUT = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)  # whatever the tests print goes to stderr, never into the answer
+sys.stdout = sys.stderr
+sys.path[0] = os.getcwd()  # as `python -m pytest` has it
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 3000))
+CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR = 0x20, 0x80, 0x200
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+class _Expired(Exception):
+    pass
+
+
+def _expired(signum, frame):  # type: ignore[no-untyped-def]
+    raise _Expired()
+
+
+def _record_calls(module_path: str, tests: list[str], max_calls: int) -> tuple[list[dict], dict[str, str]]:
+    import pytest
+
+    calls: list[dict] = []
+    outcomes: dict[str, str] = {}
+    current: list[str | None] = [None]
+
+    def profile(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event != "call" or len(calls) >= 4 * max_calls:
+            return
+        code = frame.f_code
+        if code.co_filename != module_path or code.co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR):
+            return
+        caller = frame.f_back
+        if caller is not None and caller.f_code.co_filename == module_path:
+            return  # the module calling itself
+        name = getattr(code, "co_qualname", code.co_name)
+        if current[0] is None or "<" in name or "." in name:
+            return  # module-level code, lambdas, comprehensions, methods
+        names = code.co_varnames
+        npos = code.co_argcount
+        nkw = code.co_kwonlyargcount
+        loc = frame.f_locals
+        try:
+            pos = [loc[n] for n in names[:npos]]
+            kw = {n: loc[n] for n in names[npos:npos + nkw]}
+            at = npos + nkw
+            if code.co_flags & 0x04:  # *args
+                pos += list(loc[names[at]])
+                at += 1
+            if code.co_flags & 0x08:  # **kwargs
+                kw.update(loc[names[at]])
+            call = {"test": current[0], "fn": name, "args": copy.deepcopy((pos, kw))}
+        except Exception:  # noqa: BLE001 - arguments that cannot be copied are not replayed
+            return
+        calls.append(call)
+
+    class Plugin:
+        def pytest_runtest_setup(self, item):  # type: ignore[no-untyped-def]
+            current[0] = item.nodeid
+
+        def pytest_runtest_teardown(self, item):  # type: ignore[no-untyped-def]
+            current[0] = None
+
+        def pytest_runtest_logreport(self, report):  # type: ignore[no-untyped-def]
+            if report.failed:
+                outcomes[report.nodeid] = "failed"
+            elif report.when == "call" and report.passed:
+                outcomes.setdefault(report.nodeid, "passed")
+
+    sys.setprofile(profile)
+    try:
+        pytest.main(["-q", "-p", "no:cacheprovider", *tests], plugins=[Plugin()])
+    finally:
+        sys.setprofile(None)
+    return calls, outcomes
+
+
+def _passed_calls(calls: list[dict], outcomes: dict[str, str], max_calls: int) -> list[dict]:
+    by_test: dict[str, list[dict]] = {}
+    for call in calls:
+        by_test.setdefault(call["test"], []).append(call)
+    kept: list[dict] = []
+    seen: set[str] = set()
+    for test, made in by_test.items():
+        outcome = outcomes.get(test)
+        for call in made if outcome == "passed" else made[:-1] if outcome == "failed" else []:
+            try:
+                key = repr((call["fn"], call["args"]))
+            except Exception:  # noqa: BLE001
+                continue
+            if key not in seen and len(kept) < max_calls:
+                seen.add(key)
+                kept.append(call)
+    return kept
+
+
+def _load(text: str, label: str, dotted: str, path: str) -> dict:
+    module = types.ModuleType(dotted)
+    module.__file__ = path
+    module.__package__ = dotted.rpartition(".")[0]
+    exec(compile(text, label, "exec"), module.__dict__)  # noqa: S102 - the workspace's own code, in its copy
+    return module.__dict__
+
+
+def _call(namespace: dict, label: str, call: dict, align: dict[int, int], limit_s: float) -> tuple[object, dict[int, int]]:
+    counts: dict[int, int] = {}
+
+    def local(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event == "line":
+            key = align.get(frame.f_lineno, -frame.f_lineno)
+            counts[key] = counts.get(key, 0) + 1
+        return local
+
+    def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
+        return local if frame.f_code.co_filename == label else None
+
+    func = namespace.get(call["fn"])
+    if not callable(func):
+        return ("missing",), counts
+    pos, kw = copy.deepcopy(call["args"])
+    signal.setitimer(signal.ITIMER_REAL, limit_s)
+    sys.settrace(tracer)
+    try:
+        value = func(*pos, **kw)
+        if inspect.isgenerator(value):
+            value = list(value)
+        result: object = ("ok", ADDRESS.sub("", repr(value))[:2000])
+    except _Expired:
+        result = ("timeout",)
+    except RecursionError:
+        result = ("recursion",)
+    except Exception as exc:  # noqa: BLE001 - an exception is a result like any other
+        result = ("raised", type(exc).__name__)
+    finally:
+        sys.settrace(None)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return result, counts
+
+
+def _alignment(fix: str, original: str) -> dict[int, int]:
+    """Line of the fix → line of the original (equal lines, and lines replaced one for one)."""
+    matcher = difflib.SequenceMatcher(a=fix.splitlines(), b=original.splitlines(), autojunk=False)
+    align: dict[int, int] = {}
+    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
+        if tag == "equal" or (tag == "replace" and a1 - a0 == b1 - b0):
+            for k in range(a1 - a0):
+                align[a0 + k + 1] = b0 + k + 1
+    return align
+
+
+def main() -> None:
+    req = json.loads(sys.stdin.read())
+    module_path = os.path.abspath(req["module"])
+    dotted = req["module"][:-3].replace("/", ".").replace(os.sep, ".").removesuffix(".__init__")
+    max_calls = int(req.get("max_calls") or 100)
+    limit_s = float(req.get("call_limit_s") or 0.5)
+    calls, outcomes = _record_calls(module_path, list(req["tests"]), max_calls)
+    kept = _passed_calls(calls, outcomes, max_calls)
+    if not kept:
+        OUT.write(json.dumps({"calls": 0, "changed": [0] * len(req["fixes"])}) + "\n")
+        return
+    signal.signal(signal.SIGALRM, _expired)
+    original = req["original"]
+    base = _load(original, "<heedls-original>", dotted, module_path)
+    identity = {n: n for n in range(1, original.count("\n") + 2)}
+    before = [_call(base, "<heedls-original>", c, identity, limit_s) for c in kept]
+    changed = []
+    for i, text in enumerate(req["fixes"]):
+        label = f"<heedls-fix-{i}>"
+        namespace = _load(text, label, dotted, module_path)
+        align = _alignment(text, original)
+        changed.append(sum(_call(namespace, label, c, align, limit_s) != b for c, b in zip(kept, before)))
+    OUT.write(json.dumps({"calls": len(kept), "changed": changed}) + "\n")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BaseException as exc:  # noqa: BLE001 - any trouble: no answer, the ranking goes on without it
+        OUT.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:300]}) + "\n")
+    OUT.flush()
+    os._exit(0)  # threads or atexit handlers the tests left behind must not hold the answer up
