@@ -603,3 +603,16 @@ def test_without_a_behaviour_profile_the_ranking_is_by_size(tmp_path: Path, monk
                                                        ("len(items) - len(part)", "len(items) + len(part)")],
                                      tests=COUNT_TESTS)
     assert ranked[0] == "len(items) - len(part) -> len(items) + len(part)"
+
+
+def test_a_fix_that_runs_a_loop_more_often_on_a_passing_call_is_not_held_against_it(tmp_path: Path) -> None:
+    # Starting the loop at 0 runs its lines more often on `has_pair([1, 2, 3], 10)`, whose test passed,
+    # but no line it did not run before; `xs[i - 1]` keeps the loops as they were and reads the wrong
+    # item (it skips the pair (0, 1)). How often a line runs is no change of behaviour: size decides.
+    text = ("def has_pair(xs, target):\n    for i in range(1, len(xs)):\n        for j in range(i + 1, len(xs)):\n"
+            "            if xs[i] + xs[j] == target:\n                return True\n    return False\n")
+    tests = ("from m import has_pair\n\n\ndef test_no_pair():\n    assert not has_pair([1, 2, 3], 10)\n\n\n"
+             "def test_a_pair_with_the_first_item():\n    assert has_pair([4, 0, 1], 5)\n")
+    ranked = _plausible_fixes_ranked(tmp_path, text, [("xs[i] + xs[j]", "xs[i - 1] + xs[j]"),
+                                                      ("range(1, len(xs))", "range(0, len(xs))")], tests=tests)
+    assert ranked == ["range(1, len(xs)) -> range(0, len(xs))", "xs[i] + xs[j] -> xs[i - 1] + xs[j]"]

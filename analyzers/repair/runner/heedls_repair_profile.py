@@ -12,8 +12,10 @@ is one JSON object on stdin:
    before its last call (the one whose result the failing check saw, or which raised).
 3. The original and each fix are executed afresh, side by side, and each function is called again
    with each such call's arguments. A call is changed by a fix when its result (or the exception it
-   raises) differs, or when the fix runs its lines a different number of times (lines of the fix
-   are matched to the original's by a diff of the two texts).
+   raises) differs, or when the fix runs a line the original did not run in that call or leaves out
+   one it ran (lines of the fix are matched to the original's by a diff of the two texts). How often
+   a line runs does not count: a right fix of a loop bound runs the loop once more on passing calls
+   too, and counting that preferred `l[i - 1]` (same loops, wrong data) to `range(0, …)`.
 The answer is one JSON line on stdout: {"calls": n, "changed": [k per fix]}, or {"error": why}.
 """
 
@@ -131,13 +133,12 @@ def _load(text: str, label: str, dotted: str, path: str) -> dict:
     return module.__dict__
 
 
-def _call(namespace: dict, label: str, call: dict, align: dict[int, int], limit_s: float) -> tuple[object, dict[int, int]]:
-    counts: dict[int, int] = {}
+def _call(namespace: dict, label: str, call: dict, align: dict[int, int], limit_s: float) -> tuple[object, frozenset[int]]:
+    lines: set[int] = set()
 
     def local(frame, event, arg):  # type: ignore[no-untyped-def]
         if event == "line":
-            key = align.get(frame.f_lineno, -frame.f_lineno)
-            counts[key] = counts.get(key, 0) + 1
+            lines.add(align.get(frame.f_lineno, -frame.f_lineno))
         return local
 
     def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
@@ -145,7 +146,7 @@ def _call(namespace: dict, label: str, call: dict, align: dict[int, int], limit_
 
     func = namespace.get(call["fn"])
     if not callable(func):
-        return ("missing",), counts
+        return ("missing",), frozenset()
     pos, kw = copy.deepcopy(call["args"])
     signal.setitimer(signal.ITIMER_REAL, limit_s)
     sys.settrace(tracer)
@@ -163,7 +164,7 @@ def _call(namespace: dict, label: str, call: dict, align: dict[int, int], limit_
     finally:
         sys.settrace(None)
         signal.setitimer(signal.ITIMER_REAL, 0)
-    return result, counts
+    return result, frozenset(lines)
 
 
 def _alignment(fix: str, original: str) -> dict[int, int]:
