@@ -255,8 +255,8 @@ def _safe_gate(gate: Any) -> dict[str, Any] | None:
             keep = _numeric_only(value)
         elif key == "model_version":
             keep = value is None or (isinstance(value, str) and _VERSION.fullmatch(value) is not None)
-        elif key in SAFE_GATE_STRINGS:
-            keep = value is None or value in SAFE_GATE_STRINGS[key]
+        elif key in SAFE_GATE_STRINGS:  # a non-string (a list, an object) is dropped, never a TypeError
+            keep = value is None or (isinstance(value, str) and value in SAFE_GATE_STRINGS[key])
         else:
             keep = False
         if keep:

@@ -352,6 +352,8 @@ def test_nocode_keeps_only_values_heedls_writes_itself() -> None:
     assert to_record(event, "nocode")["reason"] == "typed-over"
     event.gate["model_version"] = "print(open('.env').read())"
     assert "model_version" not in to_record(event, "nocode")["gate"]
+    event.gate.update(decision={"why": "SECRET"}, mode=["cascade"])  # not strings: dropped, not a TypeError
+    assert "decision" not in to_record(event, "nocode")["gate"] and "mode" not in to_record(event, "nocode")["gate"]
 
 
 @pytest.mark.parametrize("privacy", ["full", "nocode"])
