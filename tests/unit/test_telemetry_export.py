@@ -6,6 +6,7 @@ import io
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -15,6 +16,8 @@ from heedls.server.telemetry.export import (
     csv_rows,
     export,
     export_store,
+    finite,
+    flatten,
     parquet_schema,
     parse_since,
     read_parquet,
@@ -471,3 +474,157 @@ def test_a_lone_surrogate_survives_jsonl_and_is_a_replacement_character_in_csv_a
     assert csv_rows(buffer.getvalue())[0]["suffix"] == "bad \ufffd text"
     export([event], "parquet", "full", tmp_path / "e.parquet")
     assert next(read_parquet(tmp_path / "e.parquet"))["suffix"] == "bad \ufffd text"
+
+
+# -- the fast path writes exactly what the per-event reference writes -------------------------------
+_TEXTS = (
+    None, "", "x", "def f():\n    return 'héllo 🌍 世界'\n", "a, \"quoted\"\r\nb", "bad \udc80 half",
+    "\t" * 3, "return alpha_unique_arg + beta_unique * 42\n    pass",
+)  # fmt: skip
+_FILES = (None, "pkg/mod.py", "ü/naïve.py", "Makefile", "a.tar.gz", "x.suffix_far_too_long_", "3f2a9c01d4e5.py", 42)
+_SCORES = (None, 0.25, 1, True, float("nan"), float("inf"), "0.3", {"score": 0.7, "show": True}, [0.1, None])
+_THRESHOLDS = (None, 0.15, {"stage1": 0.1, "stage2": 0.2}, {"stage2": 0.3}, {"stage1": None}, {}, "0.5")
+
+
+def _varied_gate(pick: Any) -> Any:
+    shape = pick(("dict", "dict", "dict", "dict", None, "weird", [1, 2], "missing"))
+    if shape != "dict":
+        return shape
+    gate: dict[str, Any] = {}
+    for key, choices in (
+        ("stage1", _SCORES), ("stage2", _SCORES), ("threshold", _THRESHOLDS),
+        ("model_version", ("cdhf-1", "default-20261129-s0-1033ff91+user1700000000", "print(x)", 3, None)),
+        ("decision", ("skipped", "hidden", "shown", "empty", "weird", None, {"x": 1})),
+        ("mode", ("off", "stage1", "cascade", "SECRET", None)),
+        ("note", ("SECRET_GATE = x()", 1, None, "\udc80")),
+        ("ünï", (1, "é")),
+    ):  # fmt: skip
+        if pick((True, True, False)):
+            gate[key] = pick(choices)
+    return gate
+
+
+def varied_records(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    """Events as a store may hold them: every field sometimes missing, null, of another type, odd
+    (NaN, huge ints, lone surrogates, unicode code), nested gate scores and feature rows, extra
+    fields heedls writes (valid or not) and others, rows that are nocode already; keys in varied order."""
+    import random
+
+    from heedls.server.acceptance.features import STAGE_FEATURES
+
+    rng = random.Random(seed)
+    pick = rng.choice
+    feature = sorted(STAGE_FEATURES["context"])[:3]
+    records = []
+    for i in range(n):
+        fields: dict[str, Any] = {
+            "schema": pick(("heedls.suggestion/1", "heedls.suggestion/1", None, 2)),
+            "id": f"v{i}", "session": pick(("s1", "s2", "séance", 7)),
+            "ts": pick((1_700_000_000.0 + i, 1_700_000_000 + i, "yesterday", True, 1e20, float("nan"))),
+            "language": pick(("python", None, 3)), "file": pick(_FILES),
+            "prefix": pick(_TEXTS), "suffix": pick(_TEXTS), "suggestion": pick(_TEXTS),
+            "shown": pick((True, False, None, "yes")),
+            "outcome": pick(("accepted", "rejected", "ignored", None)),
+            "latency_ms": pick((12.5, 7, None, float("nan"), float("inf"), "fast", 10**400, True)),
+            "decision_ms": pick((900.0, None, -1.0, 2**70)),
+            "provider": pick(("local", None, {"a": 1})), "model": pick(("ngram-v1", None, ["m"])),
+            "persisted_30s": pick((True, False, None, 1)), "persisted_120s": pick((True, None)),
+            "persisted_600s": pick((False, None, "no")), "gate": _varied_gate(pick),
+        }  # fmt: skip
+        extras: dict[str, Any] = {
+            "acceptance_features": pick((
+                {"context": {feature[0]: 1.0, feature[1]: 0.25}, "suggestion": {feature[2]: True}},
+                {"context": {"SECRET_KEY": 1.0}}, {"context": {feature[0]: "code"}}, [1.0, None], None,
+            )),
+            "reason": pick(("dismissed", "typed-through", "SECRET_REASON()", 3)),
+            "source": pick(("ngram", "chat", "SECRET", None)), "gate_skipped": pick(("stage1", "stage9")),
+            "confidence": pick((0.7, float("nan"), None, "high")), "logprob": pick((-1.5, [0.1, 0.2])),
+            "jedi_agree": pick((True, None)), "typing_cps": 3.5, "displayed_ts": 1_700_000_000.5,
+            "persisted_similarity": pick((0.9, None)), "synthetic": pick((True, False)), "suffix_known": True,
+            "line_text": pick(("def zebra_quantum_helper(alpha_unique_arg):", "bad \udc80")),
+            "ключ": pick(("значение", 1)),
+            "nested": {"a": [1, 2, {"b": float("-inf")}]}, "hunter2_key": 1,
+            "prefix_len": pick((40, -1, 2**70, "40", None)), "suffix_len": pick((3, None)),
+            "suggestion_len": pick((5, None)), "suggestion_lines": pick((1, None, 0)),
+        }  # fmt: skip
+        record = {k: v for k, v in fields.items() if v != "missing" and rng.random() > 0.08}
+        for key in rng.sample(sorted(extras), rng.randrange(len(extras) + 1)):
+            record[key] = extras[key]
+        if rng.random() < 0.2:  # a row of a nocode store: no code, lengths, file hashed
+            record.update(prefix=None, suffix=None, suggestion=None, file=pick((None, "3f2a9c01d4e5.py")))
+            record.update(prefix_len=12, suffix_len=0, suggestion_len=None, suggestion_lines=None)
+        records.append(record)
+    return records
+
+
+def csv_cell(value: Any) -> Any:
+    """How the CSV export writes a flattened value: null empty, booleans lower case."""
+    if value is None:
+        return ""
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
+def reference_export(records: list[dict[str, Any]], fmt: str, privacy: str, out: Path) -> None:
+    """The definition, one record at a time: to_record, then a JSON line (strict JSON, NaN as null, a
+    lone surrogate escaped) or flatten() written as a CSV row or a Parquet row."""
+    import csv
+
+    import pyarrow as pa
+
+    exported = [to_record(r, privacy) for r in records]  # type: ignore[arg-type]
+    if fmt == "jsonl":
+        lines = []
+        for record in exported:
+            line = json.dumps(finite(record), ensure_ascii=False, separators=(",", ":"))
+            if any("\ud800" <= c <= "\udfff" for c in line):
+                line = json.dumps(finite(record), separators=(",", ":"))
+            lines.append(line + "\n")
+        out.write_text("".join(lines), encoding="utf-8", newline="")
+    elif fmt == "csv":
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(COLUMNS)
+            for record in exported:
+                row = flatten(record)
+                writer.writerow([csv_cell(row[c]) for c in COLUMNS])
+    else:
+        pq.write_table(pa.Table.from_pylist([flatten(r) for r in exported], schema=parquet_schema()), out)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+@pytest.mark.parametrize("privacy", ["full", "nocode"])
+def test_every_format_writes_exactly_what_the_per_record_definition_gives(
+    tmp_path: Path, fmt: str, privacy: str
+) -> None:
+    """The exports flatten and filter a batch at a time (a column at a time for CSV and Parquet);
+    on records of every odd shape the output is the same, byte for byte (Parquet: the same table)."""
+    records = varied_records(1500)
+    fast, reference = tmp_path / f"fast.{fmt}", tmp_path / f"reference.{fmt}"
+    assert export(records, fmt, privacy, fast) == len(records)  # type: ignore[arg-type]
+    reference_export(records, fmt, privacy, reference)
+    if fmt == "parquet":
+        assert pq.read_schema(fast).remove_metadata() == parquet_schema()
+        assert pq.read_table(fast).to_pylist() == pq.read_table(reference).to_pylist()
+    else:
+        assert fast.read_bytes() == reference.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ({"prefix_len": 40.0, "after_colon": True, "indent_level": None, "at_line_start": 1}, True),
+        ({"context": {"prefix_len": 1.0}, "suggestion": {"after_colon": False}}, True),
+        ({}, True),
+        ({"prefix_len": 40.0, "SECRET_NAME": 1.0}, False),  # a name heedls does not write
+        ({"prefix_len": "def f(): pass"}, False),  # a string
+        ({"context": {"prefix_len": [1.0, {"after_colon": "x"}]}}, False),
+        ([1.0, None, True, [2]], True),
+        ([1.0, "x"], False),
+    ],
+)
+def test_nocode_keeps_a_feature_row_only_when_all_its_names_are_heedls_names_and_values_numbers(
+    value: Any, kept: bool
+) -> None:
+    event = sample_events()[1]
+    event.extra["acceptance_features"] = value
+    assert ("acceptance_features" in to_record(event, "nocode")) is kept
