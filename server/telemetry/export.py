@@ -403,6 +403,17 @@ class StoredRow(NamedTuple):
     data: dict[str, Any]
 
 
+def _loads_noting_constants(text: str) -> tuple[Any, bool]:
+    """json.loads with NaN and Infinity read as None; True when there was one."""
+    constants: list[str] = []
+
+    def constant(name: str) -> None:
+        constants.append(name)
+        return None
+
+    return json.loads(text, parse_constant=constant), bool(constants)
+
+
 def parse_row(raw: Any, compressed: bool) -> tuple[str | None, dict[str, Any]]:
     """(the JSON text if it is strict JSON on one line, else None; the parsed object). Raises
     UnreadableRow. NaN and Infinity are read as None (unknown)."""
@@ -414,14 +425,13 @@ def parse_row(raw: Any, compressed: bool) -> tuple[str | None, dict[str, Any]]:
         raise UnreadableRow(f"cannot decompress ({exc})") from None
     except UnicodeDecodeError as exc:
         raise UnreadableRow(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    constants: list[str] = []
-
-    def constant(name: str) -> None:
-        constants.append(name)
-        return None
-
     try:
-        value = json.loads(text, parse_constant=constant)
+        # A NaN or Infinity token needs those letters: without them (nearly every row) json.loads'
+        # shared decoder reads the row (10 µs here, against 12 µs building one that notices them).
+        if "NaN" in text or "Infinity" in text:
+            value, constants = _loads_noting_constants(text)
+        else:
+            value, constants = json.loads(text), False
     except ValueError as exc:
         raise UnreadableRow(f"not JSON ({exc})") from None
     if not isinstance(value, dict):
