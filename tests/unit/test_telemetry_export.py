@@ -609,6 +609,20 @@ def test_every_format_writes_exactly_what_the_per_record_definition_gives(
         assert fast.read_bytes() == reference.read_bytes()
 
 
+def test_csv_and_parquet_batches_do_not_change_the_output(tmp_path: Path) -> None:
+    from heedls.server.telemetry.export import export_csv, export_parquet
+
+    records = varied_records(300)
+    one, many = io.StringIO(), io.StringIO()
+    export_csv(records, "nocode", one, batch=1000)
+    export_csv(records, "nocode", many, batch=7)
+    assert one.getvalue() == many.getvalue()
+    export_parquet(records, "full", tmp_path / "one.parquet", chunk=1000)
+    export_parquet(records, "full", tmp_path / "many.parquet", chunk=64)
+    assert pq.ParquetFile(tmp_path / "many.parquet").metadata.num_row_groups == 5  # row groups of `chunk`
+    assert pq.read_table(tmp_path / "one.parquet").equals(pq.read_table(tmp_path / "many.parquet"))
+
+
 @pytest.mark.parametrize(
     ("value", "kept"),
     [
