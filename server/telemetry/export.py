@@ -711,23 +711,25 @@ def export_parquet(
 
     schema = parquet_schema()
     count = 0
-    pending: Columns = {name: [] for name in COLUMNS}  # the next row group's values
+    pending: list[Any] = []  # Arrow tables of the next row group: compact, unlike Python lists
+    rows = 0
     with pq.ParquetWriter(out, schema, compression="zstd") as writer:
-        # Records are flattened in small batches (holding a whole row group's parsed records took
-        # ~50 MB more); row groups stay `chunk` rows each.
+        # Flattened a small batch at a time and made Arrow data at once: holding a row group's
+        # Python values until it was complete made the whole export ~20% slower (memory).
         for records in _records(events, privacy, min(chunk, _BATCH)):
             columns = flatten_batch(records)
             for name in _TEXT_COLUMNS:
                 columns[name] = _replace_surrogates(columns[name])
-            for name in COLUMNS:
-                pending[name] += columns[name]
+            pending.append(pa.Table.from_pydict(columns, schema=schema))
+            rows += len(records)
             count += len(records)
-            while len(pending["id"]) >= chunk:
-                group = {name: values[:chunk] for name, values in pending.items()}
-                writer.write_table(pa.Table.from_pydict(group, schema=schema))
-                pending = {name: values[chunk:] for name, values in pending.items()}
-        if pending["id"]:
-            writer.write_table(pa.Table.from_pydict(pending, schema=schema))
+            while rows >= chunk:  # row groups of exactly `chunk` rows, as one contiguous table each
+                whole = pa.concat_tables(pending)
+                writer.write_table(whole.slice(0, chunk).combine_chunks())
+                rest = whole.slice(chunk)
+                pending, rows = ([rest] if rest.num_rows else []), rest.num_rows
+        if rows:
+            writer.write_table(pa.concat_tables(pending).combine_chunks())
     return count
 
 
