@@ -9,6 +9,7 @@ answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import heapq
@@ -22,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -606,25 +607,32 @@ class Repairer:
         """Fresh-process check (no fork-server): a separate copy, `python -m pytest -x`."""
         if not self.has_pytest:
             return self._confirm_direct(fix)
-        tmp = Path(tempfile.mkdtemp(prefix="heedls-confirm-"))
+        try:
+            with self._fresh_copy(fix.new_text, "heedls-confirm-") as copy:
+                env = sandbox_env(copy, self.root, self.autoload)
+                timeout = max(1.0, min(self.left() + self.req.budget_s * 0.08, 10.0 + 3 * self.run_timeout))
+                # The search runs with one hash seed (0, for repeatable outcomes); a fix that passes only
+                # by that seed's set and dict-of-hash order (`list(set(xs))` for "unique, in order") is no
+                # fix: it must pass under two others as well.
+                for seed in CONFIRM_HASH_SEEDS:
+                    result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                                       *self.rel_tests], cwd=copy, timeout_s=timeout, env={**env, "PYTHONHASHSEED": seed})
+                    if result.returncode != 0:
+                        return False
+                return True
+        except OSError:
+            return False
+
+    @contextlib.contextmanager
+    def _fresh_copy(self, text: str, prefix: str) -> Iterator[Path]:
+        """A throwaway copy of the workspace whose module under repair holds `text`."""
+        tmp = Path(tempfile.mkdtemp(prefix=prefix))
         try:
             copy = tmp / "ws"
             copy.mkdir()
             copy_workspace(self.root, copy)
-            (copy / self.rel_module).write_text(fix.new_text, encoding="utf-8")
-            env = sandbox_env(copy, self.root, self.autoload)
-            timeout = max(1.0, min(self.left() + self.req.budget_s * 0.08, 10.0 + 3 * self.run_timeout))
-            # The search runs with one hash seed (0, for repeatable outcomes); a fix that passes only
-            # by that seed's set and dict-of-hash order (`list(set(xs))` for "unique, in order") is no
-            # fix: it must pass under two others as well.
-            for seed in CONFIRM_HASH_SEEDS:
-                result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *self.rel_tests],
-                                  cwd=copy, timeout_s=timeout, env={**env, "PYTHONHASHSEED": seed})
-                if result.returncode != 0:
-                    return False
-            return True
-        except OSError:
-            return False
+            (copy / self.rel_module).write_text(text, encoding="utf-8")
+            yield copy
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -648,28 +656,22 @@ class Repairer:
 
     def _behaviour_changes(self, fixes: list[PlausibleFix]) -> list[int] | None:
         """For each fix, on how many of the calls whose tests the original passed it returns something
-        else or runs its lines a different number of times (runner/heedls_repair_profile.py, in a
-        fresh copy). None when that cannot be told (no pytest, a timeout, an error)."""
+        else or runs other lines (runner/heedls_repair_profile.py, in a fresh copy). None when that
+        cannot be told (no pytest, a timeout, an error)."""
         if not self.has_pytest:
             return None
-        tmp = Path(tempfile.mkdtemp(prefix="heedls-profile-"))
+        request = {"module": self.rel_module, "tests": self.rel_tests, "original": self.original,
+                   "fixes": [f.new_text for f in fixes], "max_calls": 100, "call_limit_s": 0.5}
         try:
-            copy = tmp / "ws"
-            copy.mkdir()
-            copy_workspace(self.root, copy)
-            (copy / self.rel_module).write_text(self.original, encoding="utf-8")
-            request = {"module": self.rel_module, "tests": self.rel_tests, "original": self.original,
-                       "fixes": [f.new_text for f in fixes], "max_calls": 100, "call_limit_s": 0.5}
-            timeout = max(2.0, min(self.left() + 0.1 * self.req.budget_s, 2.0 + 3 * self.run_timeout))
-            result = proc.run([self.python, str(PROFILER)], cwd=copy, timeout_s=timeout, stdin=json.dumps(request),
-                              env=sandbox_env(copy, self.root, self.autoload))
+            with self._fresh_copy(self.original, "heedls-profile-") as copy:
+                timeout = max(2.0, min(self.left() + 0.1 * self.req.budget_s, 2.0 + 3 * self.run_timeout))
+                result = proc.run([self.python, str(PROFILER)], cwd=copy, timeout_s=timeout, stdin=json.dumps(request),
+                                  env=sandbox_env(copy, self.root, self.autoload))
             lines = result.stdout.strip().splitlines()
             answer = json.loads(lines[-1]) if lines else {}
         except (OSError, ValueError) as exc:
             log.info("repair: no behaviour profile of the fixes: %s", exc)
             return None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         changed = answer.get("changed") if isinstance(answer, dict) else None
         if not isinstance(changed, list) or len(changed) != len(fixes) or not all(isinstance(k, int) for k in changed):
             log.info("repair: no behaviour profile of the fixes: %s", answer.get("error") if isinstance(answer, dict) else answer)
@@ -681,7 +683,7 @@ class Repairer:
         # a fix that leaves code a linter would flag (a variable computed and never read, `y - y`, `and`
         # mixed with `or`) is how a fix overfits the tests: it ranks after every fix that adds none.
         # Then, of several fixes, one that changes what the original did where its tests passed
-        # (a result, or how often a line runs) ranks after one that leaves that alone (PATCH-SIM).
+        # (a result, or which lines run) ranks after one that leaves that alone (PATCH-SIM).
         if len(self.plausible) > 1:
             changed = self._behaviour_changes(self.plausible)
             for fix, k in zip(self.plausible, changed or [0] * len(self.plausible)):

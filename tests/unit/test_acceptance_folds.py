@@ -25,14 +25,20 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _eval_with_workers(path: Path, output: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    """`heedls eval acceptance` with two fold workers, in a process group of its own (as a terminal
+    starts a foreground job), taking Ctrl-C as a terminal's foreground process does."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "heedls", "eval", "acceptance", str(path), "--stage", "suggestion", "--json",
+         "--jobs", "2", "--prior", "none"],
+        stdout=output, stderr=output, start_new_session=True, preexec_fn=_interruptible)
+
+
 def test_ctrl_c_stops_the_workers_at_once(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     # 40 sessions of 100: each fold fits for seconds, all of them for minutes
     write_jsonl(make_events(sessions=40, per_session=100, seed=3), path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "heedls", "eval", "acceptance", str(path), "--stage", "suggestion", "--json",
-         "--jobs", "2", "--prior", "none"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_interruptible)
+    proc = _eval_with_workers(path)
     try:
         # wait until the workers are fitting (the forkserver and its children share the group)
         deadline = time.monotonic() + 60
@@ -64,10 +70,7 @@ def test_ctrl_c_while_the_workers_start_prints_no_traceback(tmp_path: Path) -> N
     path = tmp_path / "events.jsonl"
     write_jsonl(make_events(sessions=40, per_session=30, seed=3), path)  # enough rows for workers
     for delay in (0.0, 0.025, 0.05, 0.075, 0.1):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "heedls", "eval", "acceptance", str(path), "--stage", "suggestion", "--json",
-             "--jobs", "2", "--prior", "none"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_interruptible)
+        proc = _eval_with_workers(path)
         try:
             deadline = time.monotonic() + 60
             while len(_group_members(proc.pid)) < 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -89,10 +92,7 @@ def test_an_eval_killed_outright_leaves_no_worker_behind(tmp_path: Path) -> None
     is gone and exit, instead of waiting for work forever with its output pipes open."""
     path = tmp_path / "events.jsonl"
     write_jsonl(make_events(sessions=40, per_session=100, seed=3), path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "heedls", "eval", "acceptance", str(path), "--stage", "suggestion", "--json",
-         "--jobs", "2", "--prior", "none"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = _eval_with_workers(path, output=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while len(_group_members(proc.pid)) < 4 and proc.poll() is None and time.monotonic() < deadline:
