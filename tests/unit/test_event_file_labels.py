@@ -5,38 +5,18 @@ document's label; only a change of the workspace folders can change one."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from heedls.server.app import create_server
-from heedls.server.providers.static import StaticProvider
 
-
-class _Writer:
-    def write(self, data: bytes) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
+from tests.support.in_process_server import InProcessServer
 
 
 async def test_labels_are_worked_out_again_when_the_folders_change_and_only_then(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HEEDLS_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("HEEDLS_CACHE_DIR", str(tmp_path / "cache"))
-    server = create_server(provider=StaticProvider("pass"))
-    protocol = server.protocol
-    protocol.set_writer(_Writer())
-    ids = iter(range(1, 1000))
-
-    def send(method: str, params: Any, request: bool = False) -> None:
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
-        if request:
-            message["id"] = next(ids)
-        protocol.handle_message(json.loads(json.dumps(message), object_hook=protocol.structure_message))
+    harness = InProcessServer(tmp_path, monkeypatch)
+    server, send = harness.server, harness.send
 
     app, lib = tmp_path / "app", tmp_path / "lib"
     (lib / "pkg").mkdir(parents=True)

@@ -4,40 +4,16 @@ server's protocol drops finished ones, so a keystroke (didChange) leaves nothing
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from heedls.server.app import create_server
-from heedls.server.providers.static import StaticProvider
-
-
-class _Writer:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def close(self) -> None:
-        return None
+from tests.support.in_process_server import InProcessServer
 
 
 async def test_notifications_do_not_accumulate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HEEDLS_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("HEEDLS_CACHE_DIR", str(tmp_path / "cache"))
-    server = create_server(provider=StaticProvider("pass"))
-    protocol = server.protocol
-    protocol.set_writer(_Writer())
-    ids = iter(range(1, 10_000))
-
-    def send(method: str, params: Any, request: bool = False) -> None:
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
-        if request:
-            message["id"] = next(ids)
-        protocol.handle_message(json.loads(json.dumps(message), object_hook=protocol.structure_message))
+    harness = InProcessServer(tmp_path, monkeypatch)
+    server, protocol, send = harness.server, harness.protocol, harness.send
 
     root = tmp_path / "ws"
     root.mkdir()
