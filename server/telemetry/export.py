@@ -346,34 +346,9 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
             row[key] = _as_bool(value)
         else:
             row[key] = _as_text(value)
-    gate = record.get("gate")
-    if isinstance(gate, dict):
-        threshold = gate.get("threshold")
-        row["gate_stage1"] = _as_float(gate.get("stage1"))
-        row["gate_stage2"] = _as_float(gate.get("stage2"))
-        if isinstance(threshold, dict):
-            # The live gate keeps one threshold per stage: the column holds the one this request's
-            # decision was judged against (stage 1 for a skip or an empty answer, else stage 2).
-            stage = "stage1" if gate.get("decision") in ("skipped", "empty") else "stage2"
-            threshold = threshold.get(stage, threshold.get("stage1"))
-            if threshold is None:
-                threshold = gate["threshold"].get("stage1")
-        row["gate_threshold"] = _as_float(threshold)
-        version = gate.get("model_version")
-        row["gate_model_version"] = None if version is None else str(version)
-        decision = gate.get("decision")
-        row["gate_decision"] = None if decision is None else str(decision)
-        row["gate_json"] = json.dumps(finite(gate), ensure_ascii=False, sort_keys=True, default=str)
-    else:
-        for key in GATE_COLUMNS:
-            row[key] = None
-        if gate is not None:
-            row["gate_json"] = dumps(gate)
+    row.update(zip(GATE_COLUMNS, _gate_cells(record.get("gate")), strict=True))
     row.update(lengths(record))
-    extra = {
-        k: v for k, v in record.items() if k not in SCHEMA_COLUMNS and k not in LENGTH_FIELDS and k != "gate"
-    }
-    row["extra_json"] = json.dumps(finite(extra), ensure_ascii=False, sort_keys=True) if extra else None
+    row["extra_json"] = _extra_json(record)
     for key, value in row.items():
         if isinstance(value, str) and not value.isascii():
             row[key] = _LONE_SURROGATE.sub("\ufffd", value)
@@ -413,11 +388,13 @@ def _texts(values: list[Any]) -> list[str | None]:
 
 
 def _gate_cells(gate: Any) -> tuple[Any, ...]:
-    """flatten()'s six gate columns of one record, in GATE_COLUMNS order."""
+    """The six gate columns of one record, in GATE_COLUMNS order (flatten and flatten_batch)."""
     if not isinstance(gate, dict):
         return (None, None, None, None, None, None if gate is None else dumps(gate))
     threshold = gate.get("threshold")
-    if isinstance(threshold, dict):  # per stage: the one this decision was judged against (flatten)
+    if isinstance(threshold, dict):
+        # The live gate keeps one threshold per stage: the column holds the one this request's
+        # decision was judged against (stage 1 for a skip or an empty answer, else stage 2).
         stage = "stage1" if gate.get("decision") in ("skipped", "empty") else "stage2"
         threshold = threshold.get(stage, threshold.get("stage1"))
         if threshold is None:
@@ -426,7 +403,7 @@ def _gate_cells(gate: Any) -> tuple[Any, ...]:
     decision = gate.get("decision")
     try:
         text = _GATE_JSON.encode(gate)
-    except ValueError:  # NaN/Infinity inside: encoded again with them as null, as flatten() does
+    except ValueError:  # NaN/Infinity inside: encoded again with them as null
         text = json.dumps(finite(gate), ensure_ascii=False, sort_keys=True, default=str)
     stage1, stage2 = gate.get("stage1"), gate.get("stage2")
     return (
