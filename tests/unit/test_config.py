@@ -214,3 +214,19 @@ def test_where_a_folders_events_are_kept_is_the_folders_own_telemetry_setting(tm
 
     _, folders, _ = load_folders([first, second], None, {"heedls": {"telemetry": {"enabled": False}}})
     assert not folders[second.resolve()].telemetry.enabled  # the editor's settings still come last
+
+
+def test_the_readme_configuration_block_states_the_defaults() -> None:
+    """README's `[tool.heedls]` example is what a new user copies: every key in it exists, with the
+    default it has in config.py (a key added or changed in one place and not the other fails)."""
+    import re
+    import tomllib
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```toml\n(\[tool\.heedls\].*?)```", readme, re.S)
+    assert block is not None
+    settings = tomllib.loads(block.group(1))["tool"]["heedls"]
+    config, warnings = merge(HeedlsConfig(), settings, "README.md")
+    assert warnings == []
+    assert config == HeedlsConfig()
+    assert sum(isinstance(v, dict) for v in settings.values()) == 7  # every section is shown
