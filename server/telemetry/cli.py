@@ -131,6 +131,13 @@ def _refuse_overwriting(target: Path | None, option: str, *sources: Path) -> Non
                 raise typer.Exit(2)
 
 
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stdout is no terminal
+        return False
+
+
 def _warn_skipped(skipped: Skipped, source: Path | str) -> None:
     message = skipped.message(source)
     if message:
@@ -168,8 +175,10 @@ def export_cmd(
         _err(f"--privacy must be one of {', '.join(PRIVACY_LEVELS)}")
         raise typer.Exit(2)
     target = _output_path(output, "-o")
-    if fmt == "parquet" and target is None:
-        _err("Parquet is binary: give an output file with -o FILE")
+    if fmt == "parquet" and target is None and _stdout_is_terminal():
+        # -o is optional for every format (DESIGN.md): Parquet goes to a redirected stdout, as
+        # gzip's output does, and only a terminal is refused.
+        _err("Parquet is binary: redirect stdout to a file or give -o FILE")
         raise typer.Exit(2)
     cutoff = _since(since)
     path = _store(store, cfg)

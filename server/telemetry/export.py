@@ -721,13 +721,13 @@ def export(
         raise ValueError(f"unknown format {fmt!r}; expected one of {list(FORMATS)}")
     if privacy not in PRIVACY_LEVELS:
         raise ValueError(f"unknown privacy level {privacy!r}; expected one of {list(PRIVACY_LEVELS)}")
-    if fmt == "parquet" and (out is None or str(out) == "-"):
-        raise ValueError("Parquet is binary: give an output file with -o")
     if isinstance(out, Path) and str(out) == "-":
         out = None  # `-o -`: stdout, never a file named "-"
     with complete_or_untouched(out) as dest:
         if fmt == "parquet":
-            target: Any = str(dest) if isinstance(dest, Path) else dest
+            # stdout's bytes (a pipe or a file: the CLI refuses a terminal); pyarrow writes Parquet
+            # front to back, so no seeking is needed
+            target: Any = str(dest) if isinstance(dest, Path) else sys.stdout.buffer if dest in (None, "-") else dest
             return export_parquet(events, privacy, target)
         with _text_stream(dest) as stream:
             if fmt == "jsonl":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -171,9 +172,12 @@ def test_parquet_round_trip_and_stable_schema(tmp_path: Path, privacy: str) -> N
     assert pq.read_schema(empty).remove_metadata() == parquet_schema()
 
 
-def test_parquet_needs_a_file() -> None:
-    with pytest.raises(ValueError, match="-o"):
-        export(sample_events(), "parquet", "full", None)
+def test_parquet_without_a_file_is_stdouts_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (the CLI refuses a terminal; a pipe or a redirected file gets the Parquet bytes)
+    out = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out))
+    assert export(sample_events(), "parquet", "full", None) == len(sample_events())
+    assert not out.closed and pq.read_table(io.BytesIO(out.getvalue())).num_rows == len(sample_events())
 
 
 def test_unknown_format_or_privacy_is_refused() -> None:
@@ -424,8 +428,6 @@ def test_dash_is_stdout_not_a_file_named_dash(tmp_path: Path, monkeypatch: pytes
     assert export(sample_events()[:1], "csv", "nocode", Path("-")) == 1
     assert len(capsys.readouterr().out.splitlines()) == 2 + 2
     assert not (tmp_path / "-").exists()
-    with pytest.raises(ValueError, match="-o"):
-        export(sample_events(), "parquet", "full", Path("-"))
 
 
 def test_a_pipe_or_device_is_written_in_place_never_replaced(tmp_path: Path) -> None:
