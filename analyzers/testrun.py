@@ -886,6 +886,9 @@ def localise(failure: TestFailure) -> list[Suspect]:
     return [s for s, _order in sorted(suspects.values(), key=lambda so: (-so[0].score, so[1]))]
 
 
+_SYNTAX_ERRORS = frozenset({"SyntaxError", "IndentationError", "TabError"})
+
+
 def rank_lines(failures: Sequence[TestFailure]) -> list[Suspect]:
     """Merge the suspects of several failures (e.g. parametrized cases) into one ranking: the best
     score of a line, plus a small bonus for each further failure that implicates it."""
@@ -1009,7 +1012,9 @@ def failures_to_diagnostics(run: TestRun, workspace: Path) -> list[Diagnostic]:
         out.append(Diagnostic(
             path=path, range=_line_range(path, line), severity="error", source="pytest",
             code=err.exc_type, message=f"tests could not be collected: {_short(err.message)}",
-            explanation=None, rank=2.0,
+            # A syntax error's own diagnostic (rank 1.0-1.1, exact column) is the cause; this is
+            # its consequence, so it follows it in the file. Other collection errors lead.
+            explanation=None, rank=0.9 if err.exc_type in _SYNTAX_ERRORS else 2.0,
             data={"kind": "collect_error", "exc_type": err.exc_type, "error_message": err.message,
                   "nodeid": err.nodeid},
         ))

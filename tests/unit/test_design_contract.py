@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -42,3 +46,23 @@ def test_parquet_export_refuses_a_terminal(workspace: Path, monkeypatch: pytest.
     monkeypatch.setattr(telemetry_cli, "_stdout_is_terminal", lambda: True)
     result = CliRunner().invoke(app, ["telemetry", "export", "--format", "parquet"])
     assert result.exit_code == 2 and "-o" in result.stderr and result.stdout_bytes == b""
+
+
+def heedls(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real command in a fresh process, as a script runs it (stdout and stderr apart)."""
+    return subprocess.run([sys.executable, "-m", "heedls", *args], check=False, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=dict(os.environ, NO_COLOR="1"))
+
+
+def test_check_puts_the_syntax_error_before_the_test_collection_it_broke(tmp_path: Path) -> None:
+    # "most likely cause first per file": the unclosed bracket is the cause; "tests could not be
+    # collected" at the same line is its consequence.
+    (tmp_path / "stats.py").write_text("def mean(values):\n    return sum(values / len(values)\n")
+    (tmp_path / "test_stats.py").write_text("from stats import mean\n\n\ndef test_mean():\n    assert mean([2]) == 2\n")
+    proc = heedls("check", "stats.py", "--tests", "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    found = [(d["source"], d["range"]["start"]["line"]) for d in json.loads(proc.stdout)["diagnostics"]
+             if d["path"] == "stats.py"]
+    assert ("pytest", 1) in found  # the collection error is reported, after its cause
+    assert found[0] == ("syntax", 1), found
+
