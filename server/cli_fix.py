@@ -45,18 +45,15 @@ class ChatAdapter:
             return result
 
 
-def build_chat(provider: str | None, endpoint: str | None, model: str | None, root: Path) -> Any:
-    """The chat model for `--provider` (None = model-free). `config` uses [tool.heedls] settings."""
+def build_chat(provider: str | None, endpoint: str | None, model: str | None, cfg: Any) -> Any:
+    """The chat model for `--provider` (None = model-free). `config` uses `cfg`'s provider settings
+    (the project's [tool.heedls])."""
     if not provider or provider == "none":
         return None
     from dataclasses import replace
 
-    from heedls.server import config as config_mod
     from heedls.server.providers.registry import HTTP_PROVIDERS, config_problems
 
-    cfg, warnings = config_mod.load(root)
-    for warning in warnings:
-        log.warning("configuration: %s", warning)
     pc = cfg.provider
     if provider != "config":
         pc = replace(pc, name=provider)
@@ -108,12 +105,17 @@ def register(app: typer.Typer) -> None:
         if budget_seconds <= 0:
             typer.echo("heedls fix: --budget-seconds must be positive", err=True)
             raise typer.Exit(2)
-        chat = build_chat(provider, endpoint, model, module.resolve().parent)
-        if not python:  # the project's [tool.heedls.tests] python, as heedls check and the server use it
-            from heedls.analyzers.check import find_workspace
-            from heedls.server import config as config_mod
+        from heedls.analyzers.check import find_workspace
+        from heedls.server import config as config_mod
 
-            python = config_mod.load(find_workspace([module]))[0].tests.python
+        # The module's project (its pyproject.toml), as heedls check and the server read it; a bad
+        # value there is warned about once, whether or not a setting of it is used.
+        cfg, warnings = config_mod.load(find_workspace([module]))
+        for warning in warnings:
+            log.warning("configuration: %s", warning)
+        chat = build_chat(provider, endpoint, model, cfg)
+        if not python:  # the project's [tool.heedls.tests] python
+            python = cfg.tests.python
         progress = None
         if not as_json:
             def progress(message: str, fraction: float) -> None:

@@ -66,3 +66,30 @@ def test_check_puts_the_syntax_error_before_the_test_collection_it_broke(tmp_pat
     assert ("pytest", 1) in found  # the collection error is reported, after its cause
     assert found[0] == ("syntax", 1), found
 
+
+def _src_layout(root: Path, pyproject: str) -> None:
+    """A project whose pyproject.toml sits above the module being fixed (src/ layout)."""
+    (root / "src").mkdir()
+    (root / "tests").mkdir()
+    (root / "src" / "m.py").write_text("def add(a, b):\n    return a + b\n")
+    (root / "tests" / "test_m.py").write_text(
+        "import os, sys\nsys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'src'))\n"
+        "from m import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    (root / "pyproject.toml").write_text(pyproject)
+
+
+def test_fix_warns_about_bad_settings_of_the_modules_project(tmp_path: Path) -> None:
+    # "bad values fall back to defaults with a logged warning": fix read the settings and said nothing
+    _src_layout(tmp_path, "[tool.heedls]\nbogus = 1\n")
+    proc = heedls("fix", "src/m.py", "--test", "tests/test_m.py", "--json", cwd=tmp_path)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["status"] == "no-failing-tests", proc.stderr
+    assert proc.stderr.count("bogus") == 1, proc.stderr
+
+
+def test_fix_provider_config_reads_the_projects_settings(tmp_path: Path) -> None:
+    # `--provider config` uses [tool.heedls] of the module's project (where heedls check and the
+    # server read it), not of the module's folder: here that configuration cannot work, and says so.
+    _src_layout(tmp_path, '[tool.heedls.provider]\nname = "openai"\n')
+    proc = heedls("fix", "src/m.py", "--test", "tests/test_m.py", "--json", "--provider", "config", cwd=tmp_path)
+    assert proc.returncode == 2 and "provider.endpoint is not set" in proc.stderr, (proc.returncode, proc.stderr)
+    assert proc.stdout == ""
