@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from heedls.server.config import TestsConfig
 
 if TYPE_CHECKING:
     from heedls.analyzers.check import CheckResult
@@ -29,6 +30,12 @@ log = logging.getLogger("heedls.check")
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 _RANK = {"error": 0, "warning": 1, "information": 2, "hint": 3}
 _STYLE = {"error": "bold red", "warning": "yellow", "information": "cyan", "hint": "dim"}
+
+
+# The default is the setting's (typer evaluates the annotations in this module's namespace)
+_TIMEOUT_HELP = (
+    f"Wall-clock limit of the test run, seconds (default: the tests.timeout_s setting, {TestsConfig().timeout_s:g})."
+)
 
 
 class Format(str, Enum):
@@ -283,7 +290,8 @@ def register(app: typer.Typer) -> None:
             FailOn, typer.Option("--fail-on", help="Exit 1 when a finding at or above this severity exists.")
         ] = FailOn.warning,
         timeout: Annotated[
-            float | None, typer.Option("--timeout", min=0.1, help="Wall-clock limit of the test run, seconds.")
+            float | None,
+            typer.Option("--timeout", min=0.1, help=_TIMEOUT_HELP),
         ] = None,
         output: Annotated[
             Path | None, typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.")

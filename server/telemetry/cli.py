@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 from heedls.server import config as config_mod
-from heedls.server.config import HeedlsConfig
+from heedls.server.config import HeedlsConfig, TelemetryConfig
 from heedls.server.telemetry.export import Skipped
 
 telemetry = typer.Typer(
@@ -24,11 +24,14 @@ telemetry = typer.Typer(
     add_completion=False,
 )
 
+# The option's default is the setting's, which is what decides whether code leaves the machine
+_PRIVACY_DEFAULT = f"(default: the telemetry.privacy setting, {TelemetryConfig().privacy})"
+
 StoreOpt = Annotated[
     Path | None,
     typer.Option(
         "--store",
-        help="Store file (default: this workspace's store in the user data directory).",
+        help="Store file (default: this workspace's store, as heedls telemetry path prints it).",
     ),
 ]
 
@@ -155,7 +158,7 @@ def export_cmd(
     fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl | csv | parquet")] = "jsonl",
     privacy: Annotated[
         str | None,
-        typer.Option("--privacy", help="full | nocode (no code text; lengths instead)"),
+        typer.Option("--privacy", help=f"full | nocode (no code text; lengths instead) {_PRIVACY_DEFAULT}"),
     ] = None,
     since: Annotated[str | None, typer.Option("--since", help="7d, 12h, 30m or an ISO date/time")] = None,
     output: Annotated[
@@ -285,7 +288,7 @@ def push_cmd(
         str | None,
         typer.Option("--endpoint", help="URL (default: telemetry.push_endpoint)"),
     ] = None,
-    privacy: Annotated[str | None, typer.Option("--privacy", help="full | nocode")] = None,
+    privacy: Annotated[str | None, typer.Option("--privacy", help=f"full | nocode {_PRIVACY_DEFAULT}")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object")] = False,
     batch_size: Annotated[
         int,

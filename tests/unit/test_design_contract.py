@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from heedls.server import config
 from heedls.server.cli import app
 from heedls.server.telemetry import cli as telemetry_cli
 from heedls.server.telemetry.paths import default_store_path
@@ -93,3 +94,25 @@ def test_fix_provider_config_reads_the_projects_settings(tmp_path: Path) -> None
     proc = heedls("fix", "src/m.py", "--test", "tests/test_m.py", "--json", "--provider", "config", cwd=tmp_path)
     assert proc.returncode == 2 and "provider.endpoint is not set" in proc.stderr, (proc.returncode, proc.stderr)
     assert proc.stdout == ""
+
+
+def _help(*command: str) -> str:
+    """`heedls COMMAND --help` as one line of words (rich wraps and boxes the table)."""
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return " ".join(result.stdout.replace("│", " ").split())
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        # the default privacy level decides whether code leaves the machine: it must be visible
+        (("telemetry", "export"), f"default: the telemetry.privacy setting, {config.TelemetryConfig().privacy}"),
+        (("telemetry", "push"), f"default: the telemetry.privacy setting, {config.TelemetryConfig().privacy}"),
+        # a configured [tool.heedls.telemetry] path is the default store too, not the data directory
+        (("telemetry", "export"), "default: this workspace's store, as heedls telemetry path prints it"),
+        (("check",), f"default: the tests.timeout_s setting, {config.TestsConfig().timeout_s:g}"),
+    ],
+)
+def test_help_states_the_defaults_that_come_from_the_configuration(command: tuple[str, ...], says: str) -> None:
+    assert says in _help(*command)
