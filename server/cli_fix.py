@@ -79,12 +79,15 @@ def register(app: typer.Typer) -> None:
         budget_seconds: Annotated[float, typer.Option("--budget-seconds", help="Wall-clock budget.")] = 60.0,
         jobs: Annotated[int, typer.Option("--jobs", help="Parallel test workers (0 = cores).")] = 0,
         provider: Annotated[
-            str | None, typer.Option("--provider", help="none | openai | ollama | llamacpp | config")
+            str | None,
+            typer.Option("--provider", help="none | openai | ollama | llamacpp | config (the project's provider "
+                         "settings) (default: none, model-free)"),
         ] = None,
         endpoint: Annotated[str | None, typer.Option("--endpoint", help="Provider endpoint URL.")] = None,
         model: Annotated[str | None, typer.Option("--model", help="Provider model name.")] = None,
-        python: Annotated[str, typer.Option("--python", help="Interpreter for the tests (default: auto).")] = "",
-        log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+        python: Annotated[str, typer.Option("--python", help="Interpreter for the tests (default: the tests.python "
+                                                  "setting, else the project's .venv, venv or env, else this one).")] = "",
+        log_level: Annotated[str, typer.Option("--log-level", help="error|warning|info|debug (stderr)")] = "warning",
     ) -> None:
         """Find a fix that makes the failing tests pass (validated by running them)."""
         from heedls.analyzers.repair.engine import RepairRequest, repair

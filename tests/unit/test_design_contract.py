@@ -112,6 +112,9 @@ def _help(*command: str) -> str:
         # a configured [tool.heedls.telemetry] path is the default store too, not the data directory
         (("telemetry", "export"), "default: this workspace's store, as heedls telemetry path prints it"),
         (("check",), f"default: the tests.timeout_s setting, {config.TestsConfig().timeout_s:g}"),
+        # the project's interpreter setting comes first, as for heedls check and the server
+        (("fix",), "default: the tests.python setting, else the project's .venv, venv or env, else this one"),
+        (("fix",), "default: none, model-free"),
     ],
 )
 def test_help_states_the_defaults_that_come_from_the_configuration(command: tuple[str, ...], says: str) -> None:
