@@ -85,8 +85,8 @@ def eval_acceptance(
     if skipped:
         typer.echo(f"heedls: {events}: skipped {skipped} malformed line(s); the first, {read.first_reason}", err=True)
     if read.repeated:
-        typer.echo(f"heedls: {events}: {read.repeated} line(s) repeat an earlier event's id; the last line of each "
-                   "id is its state (as in `heedls telemetry report`)", err=True)
+        typer.echo(f"heedls: {events}: {read.repeated} line(s) repeat an earlier event's id in the same session; the "
+                   "last line of each id is its state (as in `heedls telemetry report`)", err=True)
     model = None
     if pretrained:
         from heedls.server.acceptance.gate import default_model_path

@@ -57,7 +57,7 @@ class Loaded:
     events: list[SuggestionEvent]
     skipped: int
     first_reason: str | None
-    repeated: int = 0  # lines whose id an earlier line had (the last of them stands)
+    repeated: int = 0  # lines whose session and id an earlier line had (the last of them stands)
 
 
 def read_events(path: Path | str) -> Loaded:
@@ -65,9 +65,11 @@ def read_events(path: Path | str) -> Loaded:
     skipped and counted; the first one's reason is kept, for the user to see what is wrong (the
     caller says it: nothing is logged here). An id seen again (exports or push payloads put one
     after another, a store's raw snapshot rows) is one suggestion in its latest state, as
-    `heedls telemetry report` reads it: the later line replaces the earlier, in its place."""
+    `heedls telemetry report` reads it: the later line replaces the earlier, in its place. Only
+    within its session: a snapshot never changes session, and other tools number their events
+    per session (1, 2, … in each), so the same id in two sessions is two suggestions."""
     events: list[SuggestionEvent] = []
-    where: dict[str, int] = {}
+    where: dict[tuple[str, str], int] = {}
     skipped = repeated = 0
     first: str | None = None
     for number, data, reason in json_lines(path):
@@ -77,9 +79,9 @@ def read_events(path: Path | str) -> Loaded:
             except (ValueError, TypeError) as exc:
                 reason = str(exc)
             else:
-                at = where.get(event.id)
+                at = where.get((event.session, event.id))
                 if at is None:
-                    where[event.id] = len(events)
+                    where[(event.session, event.id)] = len(events)
                     events.append(event)
                 else:
                     events[at] = event

@@ -1,0 +1,43 @@
+"""`heedls eval acceptance` on event files as others produce them: whatever the file, stdout is one
+JSON object (or nothing, with a one-line reason and a non-zero exit), and the figures mean what
+they say."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from heedls.server.acceptance import evaluate as ev
+from heedls.server.cli import app
+from heedls.server.events import write_jsonl
+from typer.testing import CliRunner
+
+from tests.unit.test_acceptance_data import make_events
+
+FAST = ("--model", "logreg", "--prior", "none", "--jobs", "1")
+
+
+def _eval(*args: str) -> Any:
+    return CliRunner().invoke(app, ["eval", "acceptance", *args])
+
+
+def test_ids_numbered_within_each_session_are_different_suggestions(tmp_path: Path) -> None:
+    """Another tool may number its events per session (1, 2, … in each): the same id in two
+    sessions is two suggestions (a suggestion belongs to one session), not one suggestion's
+    snapshots, of which only the last would be kept."""
+    events = make_events(sessions=3, per_session=20, seed=5)
+    unique, per_session = tmp_path / "unique.jsonl", tmp_path / "per_session.jsonl"
+    write_jsonl(events, unique)
+    write_jsonl([dataclasses.replace(e, id=e.id.split("-")[1]) for e in events], per_session)
+    loaded = ev.read_events(per_session)
+    assert len(loaded.events) == 60 and loaded.repeated == 0
+    first, second = _eval(str(unique), "--json", *FAST), _eval(str(per_session), "--json", *FAST)
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout) == json.loads(first.stdout)
+    assert "repeat an earlier event's id" not in second.stderr
+    # a snapshot repeated within its session is still one suggestion in its last state
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text(per_session.read_text() * 2)
+    assert len(ev.read_events(twice).events) == 60 and ev.read_events(twice).repeated == 60
