@@ -6,12 +6,16 @@ files from other tools (or a later schema) can be read as long as the core field
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import gzip
+import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 SCHEMA = "heedls.suggestion/1"
 Outcome = Literal["accepted", "rejected", "ignored"]
@@ -175,13 +179,14 @@ def _rounded_rows(value: Any) -> Any:
 
 
 def json_lines(path: Path | str, *, nan_as_null: bool = False) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
-    """Each non-blank line of a JSONL file (UTF-8, a leading BOM allowed) as (line number, the
-    object, "") or, when it is not a JSON object, (line number, None, why). The one lenient reader
+    """Each non-blank line of a JSONL file (UTF-8, a leading BOM allowed; UTF-16/32 with their BOM,
+    and gzip, are told by their first bytes) as (line number, the object, "") or, when it is not a
+    JSON object, (line number, None, why). The one lenient reader
     of event files (evaluation, `telemetry report --events`); `nan_as_null`: NaN/Infinity read as null.
     Raises OSError when the file cannot be read."""
     constant = (lambda _name: None) if nan_as_null else None
-    with open(path, encoding="utf-8-sig", errors="replace") as fh:
-        for number, line in enumerate(fh, 1):
+    with _open_text(path) as fh:
+        for number, line in _read_lines(fh):
             line = line.strip()
             if not line:
                 continue
@@ -194,6 +199,35 @@ def json_lines(path: Path | str, *, nan_as_null: bool = False) -> Iterator[tuple
                 yield number, value, ""
             else:
                 yield number, None, f"a JSON {json_kind(value)}, not an object"
+
+
+# Byte-order marks that say a text is not UTF-8 (UTF-32's first: it begins with UTF-16 LE's).
+_BOMS: tuple[tuple[bytes, str], ...] = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                                        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@contextmanager
+def _open_text(path: Path | str) -> Iterator[TextIO]:
+    """The file as text, whatever its first bytes say it is: Windows PowerShell's `>` writes UTF-16
+    with a BOM, and exports are often passed still gzipped. Peeked, not re-opened: a pipe
+    (/dev/stdin) cannot be read twice."""
+    with ExitStack() as stack:
+        raw: io.BufferedReader | gzip.GzipFile = stack.enter_context(open(path, "rb"))
+        if raw.peek(2)[:2] == _GZIP_MAGIC:
+            raw = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))  # closes not its fileobj
+        head = raw.peek(4)[:4]
+        codec = next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8-sig")
+        yield stack.enter_context(io.TextIOWrapper(raw, encoding=codec, errors="replace"))
+
+
+def _read_lines(fh: TextIO) -> Iterator[tuple[int, str]]:
+    """(number, line) of each line; a truncated gzip stream is an unreadable file (OSError), as
+    gzip's own corrupt-data errors are, not an EOFError the callers would not expect."""
+    try:
+        yield from enumerate(fh, 1)
+    except EOFError as exc:
+        raise OSError(f"the compressed data ends too early ({exc})") from exc
 
 
 def json_kind(value: Any) -> str:
