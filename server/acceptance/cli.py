@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -127,7 +128,7 @@ def eval_acceptance(
                           adapt=user_bias, jobs=jobs, seed=seed)
     if skipped:
         result["skipped_lines"] = skipped
-    for warning in _label_warnings(loaded, label.value, result):
+    for warning in _label_warnings(loaded, label.value, result, pretrained) + _data_warnings(loaded, result, keep):
         typer.echo(f"heedls: {warning}", err=True)
     if not folds:
         result.pop("folds", None)
@@ -145,9 +146,14 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _label_warnings(events: list[Any], label: str, result: dict[str, Any]) -> list[str]:
-    """Why the figures are empty or one-sided, when one class of the label is missing."""
+def _label_warnings(events: list[Any], label: str, result: dict[str, Any], pretrained: bool = False) -> list[str]:
+    """Why the figures are empty or one-sided: one session (no fold to hold out), or one class of
+    the label missing."""
     n, positives = int(result.get("n") or 0), int(result.get("positives") or 0)
+    if n and not pretrained and result.get("sessions") == 1:  # the reason, whatever the classes
+        session = next(e.session for e in events if e.label(label) is not None)
+        return [f"all {n} labelled events are in one session ({session!r}): leave-one-session-out needs two, "
+                "so every figure is null (--pretrained scores one session without fitting)"]
     if not events or (0 < positives < n):
         return []
     accepted = sum(1 for e in events if e.outcome == "accepted")
@@ -157,7 +163,34 @@ def _label_warnings(events: list[Any], label: str, result: dict[str, Any]) -> li
                 f"so under --label persisted they are unlabelled and {rest}; use --label accepted"]
     if n == 0:
         return ["no event carries a decision (outcome accepted or rejected): nothing to evaluate"]
-    return [f"all {n} labelled events are {'positive' if positives else 'negative'}: AUC and calibration need both"]
+    # ECE is still measured with one class (the scores should then be near 1, or 0)
+    if positives:
+        return [f"all {n} labelled events are positive: AUC and hidden_rejected_at_95 need a rejected one"]
+    return [f"all {n} labelled events are negative: AUC and accepted_kept need an accepted one"]
+
+
+# A ts above this is no time in seconds (the year 5138) but one in milliseconds (any after 1973).
+MILLISECONDS_TS = 1e11
+
+
+def _data_warnings(events: list[Any], result: dict[str, Any], keep: float) -> list[str]:
+    """What in the data makes the figures mean less than they seem to, though nothing failed."""
+    out: list[str] = []
+    stamps = sorted(e.ts for e in events)
+    if stamps and stamps[len(stamps) // 2] > MILLISECONDS_TS:
+        out.append(f"ts looks like milliseconds (median {stamps[len(stamps) // 2]:.0f}), not the schema's unix "
+                   "seconds: it is used as given, so the gaps between events read 1,000 times too long and an "
+                   "earlier decision (shown at ts, decided decision_ms later) as known too soon; divide ts by 1000")
+    folds = result.get("folds") or []
+    # A threshold of 0.0 shows everything: what the policy does when the training data has fewer
+    # accepted events than the conformal rule needs (19 at keep 0.95), unless keep 1 asked for it.
+    empty = [f for f in folds if f.get("threshold") == 0.0]
+    if empty and keep < 1.0:
+        need = math.ceil(1.0 / (1.0 - keep) - 1.0 - 1e-9)
+        out.append(f"in {len(empty)} of the {len(folds)} held-out sessions the training data had fewer than {need} "
+                   f"accepted events to set a threshold keeping {keep:g} of them, so everything was shown there; "
+                   "hidden_rejected_at_95 and accepted_kept say nothing about the model for those sessions")
+    return out
 
 
 def _print_table(result: dict[str, object]) -> None:

@@ -66,3 +66,57 @@ def test_a_utf16_or_gzipped_event_file_reads_as_its_utf8_text(tmp_path: Path) ->
     result = _eval(str(truncated), "--json", *FAST)
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.startswith(f"heedls: {truncated}: cannot read:") and "Traceback" not in result.stderr
+
+
+def test_timestamps_in_milliseconds_are_pointed_out(tmp_path: Path) -> None:
+    """`ts` is unix seconds; in milliseconds every gap between events reads 1,000 times too long
+    (and an earlier decision as known sooner): still evaluated as given, but the user is told."""
+    events = make_events(sessions=2, per_session=10, seed=1)
+    path = tmp_path / "ms.jsonl"
+    write_jsonl([dataclasses.replace(e, ts=e.ts * 1000) for e in events], path)
+    result = _eval(str(path), "--json", *FAST)
+    assert result.exit_code == 0 and json.loads(result.stdout)["n"] == 20
+    assert "ts looks like milliseconds" in result.stderr
+    write_jsonl(events, path)
+    assert "milliseconds" not in _eval(str(path), "--json", *FAST).stderr
+
+
+def test_one_session_says_why_the_figures_are_null(tmp_path: Path) -> None:
+    path = tmp_path / "one.jsonl"
+    write_jsonl([dataclasses.replace(e, session="me") for e in make_events(sessions=2, per_session=10, seed=1)], path)
+    result = _eval(str(path), "--json", *FAST)
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0 and data["n"] == 20 and data["auc"] is None and data["sessions"] == 1
+    assert "all 20 labelled events are in one session ('me')" in result.stderr
+    write_jsonl(make_events(sessions=1, per_session=1), path)  # one event: the session is the reason, not its class
+    result = _eval(str(path), "--json", *FAST)
+    assert "in one session" in result.stderr and "negative" not in result.stderr
+
+
+def test_one_class_names_the_figures_it_leaves_null(tmp_path: Path) -> None:
+    """With every decision an acceptance there is no AUC and nothing rejected to hide; calibration
+    (ECE) is still measured: the scores should then be near 1."""
+    path = tmp_path / "all.jsonl"
+    write_jsonl([dataclasses.replace(e, outcome="accepted") for e in make_events(sessions=3, per_session=8)], path)
+    result = _eval(str(path), "--json", *FAST)
+    data = json.loads(result.stdout)
+    assert data["auc"] is None and data["hidden_rejected_at_95"] is None and data["ece"] is not None
+    assert "all 24 labelled events are positive: AUC and hidden_rejected_at_95 need a rejected one" in result.stderr
+
+
+def test_too_few_accepted_to_set_a_threshold_is_pointed_out(tmp_path: Path) -> None:
+    """With fewer than 19 accepted in a fold's training data no threshold keeps 95 % of a new one
+    in expectation, and everything is shown: "hides 0 % of the rejected" is then no finding about
+    the model, and the user is told so."""
+    events = make_events(sessions=4, per_session=15, seed=2)
+    few = [dataclasses.replace(e, outcome="accepted" if i % 6 == 0 else "rejected") for i, e in enumerate(events)]
+    path = tmp_path / "few.jsonl"
+    write_jsonl(few, path)
+    result = _eval(str(path), "--json", *FAST)
+    data = json.loads(result.stdout)
+    assert data["positives"] == 10 and data["shown_share"] == 1.0 and data["hidden_rejected_at_95"] == 0.0
+    assert "in 4 of the 4 held-out sessions" in result.stderr and "fewer than 19 accepted" in result.stderr
+    assert "folds" not in data  # the note needs no --folds
+    write_jsonl(events, path)
+    assert "fewer than" not in _eval(str(path), "--json", *FAST).stderr
+    assert "fewer than" not in _eval(str(path), "--json", "--keep", "1", *FAST).stderr  # showing all was asked
