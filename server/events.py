@@ -195,6 +195,9 @@ def json_lines(path: Path | str, *, nan_as_null: bool = False) -> Iterator[tuple
             except ValueError as exc:
                 yield number, None, f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not JSON"
                 continue
+            except RecursionError:  # thousands of nested brackets: a corrupt line, not a crash
+                yield number, None, "not JSON (nested too deeply)"
+                continue
             if isinstance(value, dict):
                 yield number, value, ""
             else:

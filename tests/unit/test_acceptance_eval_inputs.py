@@ -120,3 +120,17 @@ def test_too_few_accepted_to_set_a_threshold_is_pointed_out(tmp_path: Path) -> N
     write_jsonl(events, path)
     assert "fewer than" not in _eval(str(path), "--json", *FAST).stderr
     assert "fewer than" not in _eval(str(path), "--json", "--keep", "1", *FAST).stderr  # showing all was asked
+
+
+def test_a_line_nested_too_deeply_is_a_malformed_line(tmp_path: Path) -> None:
+    """A corrupt line (or a `gate` nested thousands deep) exceeds the JSON decoder's recursion
+    limit: that line is skipped like any other that is not an event, not a traceback."""
+    path = tmp_path / "deep.jsonl"
+    write_jsonl(make_events(sessions=2, per_session=10, seed=1), path)
+    with path.open("a") as fh:
+        fh.write("[" * 100_000 + "\n")
+    loaded = ev.read_events(path)
+    assert len(loaded.events) == 20 and loaded.skipped == 1
+    assert loaded.first_reason == "line 21: not JSON (nested too deeply)"
+    result = _eval(str(path), "--json", *FAST)
+    assert result.exit_code == 0 and json.loads(result.stdout)["skipped_lines"] == 1
