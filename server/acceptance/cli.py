@@ -169,7 +169,7 @@ def _label_warnings(events: list[Any], label: str, result: dict[str, Any], pretr
     return [f"all {n} labelled events are negative: AUC and accepted_kept need an accepted one"]
 
 
-# A ts above this is no time in seconds (the year 5138) but one in milliseconds (any after 1973).
+# A ts above this is no time in seconds (the year 5138) but likely one in milliseconds (any after 1973).
 MILLISECONDS_TS = 1e11
 
 
@@ -178,9 +178,10 @@ def _data_warnings(events: list[Any], result: dict[str, Any], keep: float) -> li
     out: list[str] = []
     stamps = sorted(e.ts for e in events)
     if stamps and stamps[len(stamps) // 2] > MILLISECONDS_TS:
-        out.append(f"ts looks like milliseconds (median {stamps[len(stamps) // 2]:.0f}), not the schema's unix "
-                   "seconds: it is used as given, so the gaps between events read 1,000 times too long and an "
-                   "earlier decision (shown at ts, decided decision_ms later) as known too soon; divide ts by 1000")
+        out.append(f"ts is not in unix seconds as the schema has it (median {stamps[len(stamps) // 2]:.4g}, past "
+                   "the year 5000: milliseconds?); it is used as given, so the gaps between events read that many "
+                   "times too long and an earlier decision (shown at ts, decided decision_ms later) as known too "
+                   "soon; convert ts to seconds")
     folds = result.get("folds") or []
     # A threshold of 0.0 shows everything: what the policy does when the training data has fewer
     # accepted events than the conformal rule needs (19 at keep 0.95), unless keep 1 asked for it.
