@@ -433,7 +433,9 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
         result["protocol"] = "leave-one-session-out needs at least two sessions with labelled events"
     else:
         rows, sources = prior_rows(data, prior, label=label)
-        workers = auto_jobs(int(data.y.size), len(sessions)) if jobs <= 0 else jobs
+        # every fold fits the prior's rows as well: they count towards the work as the file's do
+        fitted = int(data.y.size) + (0 if rows is None else int(rows.y.size))
+        workers = auto_jobs(fitted, len(sessions)) if jobs <= 0 else jobs
         p, thr, folds = loso_predict(data, STAGE_FEATURES[stage], kind, keep, seed, prior=rows,
                                      progress=fold_progress, adapt=adapt, jobs=workers)
         result.update(_held_out_figures(data, p, thr, stage, seed))

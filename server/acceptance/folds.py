@@ -29,8 +29,8 @@ from heedls.server.acceptance.prior import PriorRows
 
 log = logging.getLogger(__name__)
 
-# Below this many labelled rows a fold fits in well under a second: starting workers (each imports
-# NumPy and heedls) would cost more than it saves.
+# Below this many rows to fit (the file's labelled ones and the prior's) a fold fits in well under
+# a second: starting workers (each imports NumPy and heedls) would cost more than it saves.
 PARALLEL_MIN_ROWS = 1000
 MAX_AUTO_JOBS = 4
 

@@ -134,3 +134,25 @@ def test_a_line_nested_too_deeply_is_a_malformed_line(tmp_path: Path) -> None:
     assert loaded.first_reason == "line 21: not JSON (nested too deeply)"
     result = _eval(str(path), "--json", *FAST)
     assert result.exit_code == 0 and json.loads(result.stdout)["skipped_lines"] == 1
+
+
+def test_the_prior_rows_count_when_deciding_to_start_workers(monkeypatch: Any) -> None:
+    """Every fold fits the prior's rows too (1,864 shipped ones, 30-60 s a fold on a loaded
+    2-core host for a 20-event file): a small file of many sessions is not a small job, and
+    `--jobs 0` must not leave it on one core because the file alone is below 1,000 rows."""
+    import numpy as np
+    from heedls.server.acceptance import folds as folds_module
+    from heedls.server.acceptance.prior import load_shipped_prior
+
+    started: list[int] = []
+
+    def no_fits(job: Any, sessions: Any, jobs: int = 1, progress: Any = None) -> Any:
+        started.append(jobs)
+        return {s: (np.full(int((job.groups == s).sum()), 0.5), 0.3) for s in sessions}
+
+    monkeypatch.setattr(ev, "fit_folds", no_fits)
+    monkeypatch.setattr(folds_module, "_usable_cpus", lambda: 4)
+    events = make_events(sessions=5, per_session=8)
+    ev.evaluate(events, "context", prior=load_shipped_prior(), jobs=0)
+    ev.evaluate(events, "context", prior=None, jobs=0)
+    assert started == [4, 1]
