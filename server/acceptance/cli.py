@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import sys
+from collections import Counter
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -128,7 +129,8 @@ def eval_acceptance(
                           adapt=user_bias, jobs=jobs, seed=seed)
     if skipped:
         result["skipped_lines"] = skipped
-    for warning in _label_warnings(loaded, label.value, result, pretrained) + _data_warnings(loaded, result, keep):
+    for warning in (_label_warnings(loaded, label.value, result, pretrained)
+                    + _data_warnings(loaded, result, keep, label.value)):
         typer.echo(f"heedls: {warning}", err=True)
     if not folds:
         result.pop("folds", None)
@@ -173,7 +175,7 @@ def _label_warnings(events: list[Any], label: str, result: dict[str, Any], pretr
 MILLISECONDS_TS = 1e11
 
 
-def _data_warnings(events: list[Any], result: dict[str, Any], keep: float) -> list[str]:
+def _data_warnings(events: list[Any], result: dict[str, Any], keep: float, label: str) -> list[str]:
     """What in the data makes the figures mean less than they seem to, though nothing failed."""
     out: list[str] = []
     stamps = sorted(e.ts for e in events)
@@ -185,9 +187,12 @@ def _data_warnings(events: list[Any], result: dict[str, Any], keep: float) -> li
     folds = result.get("folds") or []
     # A threshold of 0.0 shows everything: what the policy does when the training data has fewer
     # accepted events than the conformal rule needs (19 at keep 0.95), unless keep 1 asked for it.
-    empty = [f for f in folds if f.get("threshold") == 0.0]
-    if empty and keep < 1.0:
-        need = math.ceil(1.0 / (1.0 - keep) - 1.0 - 1e-9)
+    # (A fit on one class shows everything too; the one-class note says that case.)
+    need = math.ceil(1.0 / (1.0 - keep) - 1.0 - 1e-9) if keep < 1.0 else 0
+    positives = Counter(e.session for e in events if e.label(label) == 1)
+    total = sum(positives.values())
+    empty = [f for f in folds if f.get("threshold") == 0.0 and total - positives[f.get("session")] < need]
+    if empty:
         out.append(f"in {len(empty)} of the {len(folds)} held-out sessions the training data had fewer than {need} "
                    f"accepted events to set a threshold keeping {keep:g} of them, so everything was shown there; "
                    "hidden_rejected_at_95 and accepted_kept say nothing about the model for those sessions")
