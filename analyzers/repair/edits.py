@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import os
 from dataclasses import dataclass, field
 
 from heedls.analyzers.lines import split_lines
@@ -127,5 +128,9 @@ def normalised(text: str) -> str | None:
 
 def change_size(old: str, new: str) -> int:
     """Characters changed, a proxy for patch size used to rank plausible fixes."""
-    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+    # Only the span between the common prefix and suffix is matched: SequenceMatcher without
+    # autojunk is quadratic in the text, and a 3,000-line module cost half a minute per fix.
+    head = len(os.path.commonprefix([old, new]))
+    tail = len(os.path.commonprefix([old[head:][::-1], new[head:][::-1]]))
+    matcher = difflib.SequenceMatcher(None, old[head:len(old) - tail], new[head:len(new) - tail], autojunk=False)
     return sum(max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal")

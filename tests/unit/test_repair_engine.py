@@ -616,3 +616,21 @@ def test_a_fix_that_runs_a_loop_more_often_on_a_passing_call_is_not_held_against
     ranked = _plausible_fixes_ranked(tmp_path, text, [("xs[i] + xs[j]", "xs[i - 1] + xs[j]"),
                                                       ("range(1, len(xs))", "range(0, len(xs))")], tests=tests)
     assert ranked == ["range(1, len(xs)) -> range(0, len(xs))", "xs[i] + xs[j] -> xs[i - 1] + xs[j]"]
+
+
+@pytest.mark.slow
+def test_a_3000_line_module_is_repaired_within_the_budget(tmp_path: Path) -> None:
+    """Unseen projects have big modules. Every line gets candidates (uncovered lines score 0.05),
+    and each plausible fix is measured against the whole text: that must stay cheap (a
+    character-level diff of the whole module took half a minute per fix, on a 10 s budget)."""
+    helpers = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(750))
+    biggest = "def biggest(xs):\n    best = xs[0]\n    for x in xs:\n        if x < best:\n            best = x\n    return best\n"
+    (tmp_path / "big.py").write_text(helpers + biggest)
+    (tmp_path / "test_big.py").write_text("from big import biggest, f3\n\n\ndef test_biggest():\n"
+                                          "    assert biggest([1, 9, 4]) == 9\n\n\ndef test_f3():\n    assert f3(1) == 4\n")
+    budget = 10.0
+    start = time.monotonic()
+    result = repair(RepairRequest(tmp_path / "big.py", [tmp_path / "test_big.py"], budget_s=budget))
+    assert time.monotonic() - start <= budget * 1.1
+    assert result.fixed and "if x > best:" in (result.new_text or "")
+

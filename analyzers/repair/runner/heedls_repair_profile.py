@@ -169,12 +169,22 @@ def _call(namespace: dict, label: str, call: dict, align: dict[int, int], limit_
 
 def _alignment(fix: str, original: str) -> dict[int, int]:
     """Line of the fix → line of the original (equal lines, and lines replaced one for one)."""
-    matcher = difflib.SequenceMatcher(a=fix.splitlines(), b=original.splitlines(), autojunk=False)
-    align: dict[int, int] = {}
+    a, b = fix.splitlines(), original.splitlines()
+    # the common head and tail align one for one; only the lines between them are matched (the
+    # matcher is quadratic: 0.8 s per fix of a 3,000-line module)
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    align: dict[int, int] = {k: k for k in range(1, head + 1)}
+    align.update({len(a) - k: len(b) - k for k in range(tail)})
+    matcher = difflib.SequenceMatcher(a=a[head:len(a) - tail], b=b[head:len(b) - tail], autojunk=False)
     for tag, a0, a1, b0, b1 in matcher.get_opcodes():
         if tag == "equal" or (tag == "replace" and a1 - a0 == b1 - b0):
             for k in range(a1 - a0):
-                align[a0 + k + 1] = b0 + k + 1
+                align[head + a0 + k + 1] = head + b0 + k + 1
     return align
 
 
