@@ -634,3 +634,17 @@ def test_a_3000_line_module_is_repaired_within_the_budget(tmp_path: Path) -> Non
     assert time.monotonic() - start <= budget * 1.1
     assert result.fixed and "if x > best:" in (result.new_text or "")
 
+
+@pytest.mark.parametrize("stop", ["raise KeyboardInterrupt", "pytest.exit('parity is wrong')"])
+def test_a_test_that_interrupts_the_session_is_a_failing_test_not_a_passing_suite(tmp_path: Path, stop: str) -> None:
+    """pytest ends the whole session at a KeyboardInterrupt or `pytest.exit()` in a test, and reports
+    no outcome for that test. Before, the baseline saw no failure and said "All tests pass: nothing
+    to fix"; the interrupted test is the failing one, and the search fixes it."""
+    (tmp_path / "parity.py").write_text("def is_even(n):\n    return n % 2 == 1\n")
+    (tmp_path / "test_parity.py").write_text(
+        "import pytest\n\nfrom parity import is_even\n\n\ndef test_even():\n    if not is_even(4):\n"
+        f"        {stop}\n\n\ndef test_odd():\n    assert not is_even(3)\n")
+    result = repair(RepairRequest(tmp_path / "parity.py", [tmp_path / "test_parity.py"], budget_s=20))
+    fixed_text = result.new_text or ""
+    assert result.status == "fixed" and ("n % 2 != 1" in fixed_text or "n % 2 == 0" in fixed_text)
+    assert result.failing_tests == ["test_parity.py::test_even"]

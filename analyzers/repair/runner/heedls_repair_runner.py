@@ -295,6 +295,7 @@ class Plugin:
         if self.tracer is not None:
             lines = self.tracer.stop()
         cur = self.current
+        cur["reported"] = True
         result = {
             "event": "test",
             "nodeid": nodeid,
@@ -315,6 +316,18 @@ class Plugin:
                 by_file.setdefault(os.path.relpath(fname, ROOT), []).append(line)
             result["lines"] = by_file
         self.emit(result)
+
+    def pytest_keyboard_interrupt(self, excinfo):  # type: ignore[no-untyped-def]
+        # A KeyboardInterrupt or pytest.exit() in a test ends the session before the test is
+        # reported: that test failed (else the run looks like a suite that passed).
+        cur = self.current
+        if cur.get("nodeid") and not cur.get("reported"):
+            cur["outcome"] = "failed"
+            cur.setdefault("failure", _describe_failure(excinfo.type, excinfo.value, excinfo.tb))
+            self.pytest_runtest_logfinish(cur["nodeid"], None)
+
+    if HAVE_PYTEST:  # before the terminal reporter formats the traceback (slow: the watchdog could fire)
+        pytest_keyboard_interrupt = pytest.hookimpl(tryfirst=True)(pytest_keyboard_interrupt)
 
     def pytest_collectreport(self, report):  # type: ignore[no-untyped-def]
         if report.failed:
@@ -416,7 +429,11 @@ def _child_fast(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
     failed = False
     for i, item in enumerate(items):
         nextitem = items[i + 1] if i + 1 < len(items) else None
-        item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        try:
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        except (KeyboardInterrupt, pytest.exit.Exception):  # the session ends here, as pytest.main's would
+            plugin.pytest_keyboard_interrupt(pytest.ExceptionInfo.from_current())
+            return 2
         if plugin.current.get("outcome") == "failed":
             failed = True
             if req.get("exitfirst"):
