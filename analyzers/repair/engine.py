@@ -608,18 +608,19 @@ class Repairer:
         if not self.has_pytest:
             return self._confirm_direct(fix)
         try:
-            with self._fresh_copy(fix.new_text, "heedls-confirm-") as copy:
-                env = sandbox_env(copy, self.root, self.autoload)
-                timeout = max(1.0, min(self.left() + self.req.budget_s * 0.08, 10.0 + 3 * self.run_timeout))
-                # The search runs with one hash seed (0, for repeatable outcomes); a fix that passes only
-                # by that seed's set and dict-of-hash order (`list(set(xs))` for "unique, in order") is no
-                # fix: it must pass under two others as well.
-                for seed in CONFIRM_HASH_SEEDS:
+            # The search runs with one hash seed (0, for repeatable outcomes); a fix that passes only
+            # by that seed's set and dict-of-hash order (`list(set(xs))` for "unique, in order") is no
+            # fix: it must pass under two others as well. Each run gets a clean copy: tests may write
+            # into the workspace (even over the module), and the scorer's one run starts clean.
+            timeout = max(1.0, min(self.left() + self.req.budget_s * 0.08, 10.0 + 3 * self.run_timeout))
+            for seed in CONFIRM_HASH_SEEDS:
+                with self._fresh_copy(fix.new_text, "heedls-confirm-") as copy:
+                    env = sandbox_env(copy, self.root, self.autoload)
                     result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                                        *self.rel_tests], cwd=copy, timeout_s=timeout, env={**env, "PYTHONHASHSEED": seed})
                     if result.returncode != 0:
                         return False
-                return True
+            return True
         except OSError:
             return False
 

@@ -648,3 +648,16 @@ def test_a_test_that_interrupts_the_session_is_a_failing_test_not_a_passing_suit
     fixed_text = result.new_text or ""
     assert result.status == "fixed" and ("n % 2 != 1" in fixed_text or "n % 2 == 0" in fixed_text)
     assert result.failing_tests == ["test_parity.py::test_even"]
+
+
+def test_the_fresh_process_check_runs_each_seed_on_a_clean_copy(tmp_path: Path) -> None:
+    """A test may write into the workspace (here it overwrites the module it already imported).
+    Each of the fresh-process check's runs starts from the fix as found, as the scorer's one run
+    does; before, the second run read what the first had written and every fix was rejected."""
+    (tmp_path / "victim.py").write_text("def inc(x):\n    return x + 2\n")
+    (tmp_path / "test_victim.py").write_text(
+        "from pathlib import Path\n\nimport victim\n\n\ndef test_inc():\n"
+        "    Path(victim.__file__).write_text('def inc(x):\\n    return 0\\n')\n    assert victim.inc(1) == 2\n")
+    result = repair(RepairRequest(tmp_path / "victim.py", [tmp_path / "test_victim.py"], budget_s=15))
+    assert result.fixed and result.fixes[0].confirmed
+    assert (tmp_path / "victim.py").read_text() == "def inc(x):\n    return x + 2\n"
