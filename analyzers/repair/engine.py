@@ -208,6 +208,7 @@ class Repairer:
         self.has_pytest = True
         self.tried_singles: list[tuple[int, Candidate]] = []  # (progress, candidate) of failed single edits
         self.second_order_done = False
+        self.rejected: list[PlausibleFix] = []  # passed in the search, failed the fresh-process check
 
     # -- helpers -------------------------------------------------------------------------------
     def left(self) -> float:
@@ -695,6 +696,7 @@ class Repairer:
             if self.req.confirm and not chosen and self.left() > -0.05 * self.req.budget_s:
                 if not self._confirm(fix):
                     log.info("repair: candidate rejected by the fresh-process check: %s", fix.description)
+                    self.rejected.append(fix)
                     continue
                 fix.confirmed = True
             chosen.append(fix)
@@ -712,6 +714,12 @@ class Repairer:
             why = _error_line(first) or "no message"
             return (f"The tests could not run ({first.get('nodeid') or 'collection'}: {why}), and no candidate "
                     f"made them run and pass within the budget ({self.tried} candidates tried).")
+        if self.rejected:  # "no candidate made them pass" would be false: say why none is offered
+            first = self.rejected[0]
+            return (f"{len(self.rejected)} candidate(s) made the tests pass in the search but failed the fresh-process "
+                    f"check (`python -m pytest` in a clean copy), e.g. line {first.line}: {first.description}. "
+                    "The tests may be flaky or depend on the hash seed or on state left by an earlier run; "
+                    f"no fix is offered ({self.tried} candidates tried).")
         return (
             f"No candidate made the {len(failing)} failing test(s) pass within the budget "
             f"({self.tried} candidates tried). Most suspicious: {where or 'unknown'}."

@@ -661,3 +661,18 @@ def test_the_fresh_process_check_runs_each_seed_on_a_clean_copy(tmp_path: Path) 
     result = repair(RepairRequest(tmp_path / "victim.py", [tmp_path / "test_victim.py"], budget_s=15))
     assert result.fixed and result.fixes[0].confirmed
     assert (tmp_path / "victim.py").read_text() == "def inc(x):\n    return x + 2\n"
+
+
+def test_when_every_fix_fails_the_fresh_process_check_the_explanation_says_so(tmp_path: Path) -> None:
+    """A fix that passed in the search and then failed in a fresh `python -m pytest` (flaky tests,
+    tests that depend on the hash seed or on state) is not offered; saying "no candidate made the
+    tests pass" would be false, and hides what the user should look at."""
+    seed0 = subprocess.run([sys.executable, "-c", "print(hash('heedls'))"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": "0"}, check=True).stdout.strip()
+    (tmp_path / "calc.py").write_text("def f():\n    return 2\n")
+    (tmp_path / "test_calc.py").write_text(f"from calc import f\n\n\ndef test_f():\n    assert f() == 1\n"
+                                           f"    assert hash('heedls') == {seed0}\n")
+    result = repair(RepairRequest(tmp_path / "calc.py", [tmp_path / "test_calc.py"], budget_s=10))
+    assert result.status == "not-found" and not result.fixed
+    assert "failed the fresh-process check" in result.explanation
+    assert not result.explanation.startswith("No candidate made")
