@@ -715,9 +715,9 @@ class Repairer:
             return (f"The tests could not run ({first.get('nodeid') or 'collection'}: {why}), and no candidate "
                     f"made them run and pass within the budget ({self.tried} candidates tried).")
         if self.rejected:  # "no candidate made them pass" would be false: say why none is offered
-            first = self.rejected[0]
+            shown = self.rejected[0]
             return (f"{len(self.rejected)} candidate(s) made the tests pass in the search but failed the fresh-process "
-                    f"check (`python -m pytest` in a clean copy), e.g. line {first.line}: {first.description}. "
+                    f"check (`python -m pytest` in a clean copy), e.g. line {shown.line}: {shown.description}. "
                     "The tests may be flaky or depend on the hash seed or on state left by an earlier run; "
                     f"no fix is offered ({self.tried} candidates tried).")
         return (
