@@ -22,6 +22,7 @@ import secrets
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -127,7 +128,10 @@ def copy_workspace(root: Path, dest: Path) -> None:
                     link = dest / rel / name
                     link.symlink_to(os.path.relpath(dest / target.relative_to(real_root), link.parent))
                 else:
-                    shutil.copy2(src, dest / rel / name)
+                    copied = dest / rel / name
+                    shutil.copy2(src, copied)
+                    # candidates are written into the copy: a read-only checkout stays read-only, its copy not
+                    copied.chmod(copied.stat().st_mode | stat.S_IWUSR)
             except OSError:
                 continue
             count += 1

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import statistics
 import sys
 import tempfile
@@ -67,13 +68,22 @@ def special_cases_tests(patch: str, test_text: str, original: str) -> bool:
     return False
 
 
+def copy_bug(bug_dir: Path, dest: Path) -> None:
+    """The bug's folder, minus bug.json and caches, writable (the fix is written into it) even
+    when the bug set is read-only: copytree keeps the modes."""
+    shutil.copytree(bug_dir, dest, ignore=shutil.ignore_patterns("bug.json", "__pycache__"))
+    for path in [dest, *dest.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
 def verify(bug_dir: Path, module: str, test: str, final_module: str, python: str, timeout_s: float) -> bool:
     from heedls.analyzers import proc
 
     tmp = Path(tempfile.mkdtemp(prefix="heedls-bench-verify-"))
     try:
         clean = tmp / "clean"
-        shutil.copytree(bug_dir, clean, ignore=shutil.ignore_patterns("bug.json", "__pycache__"))
+        copy_bug(bug_dir, clean)
         (clean / module).write_text(final_module, encoding="utf-8")
         env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONDONTWRITEBYTECODE="1")
         result = proc.run([python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", test], cwd=clean,
@@ -91,7 +101,7 @@ def run_bug(meta: dict[str, Any], budget_s: float, workers: int, python: str) ->
     row: dict[str, Any] = {"id": meta.get("id", bug_dir.name)}
     try:
         work = tmp / bug_dir.name
-        shutil.copytree(bug_dir, work, ignore=shutil.ignore_patterns("bug.json", "__pycache__"))
+        copy_bug(bug_dir, work)
         module, test = work / meta["module"], work / meta["test"]
         test_before = test.read_bytes()
         original = module.read_text(encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,56 @@ def test_sigterm_cleans_up_like_ctrl_c(ws: Path, tmp_path_factory: pytest.TempPa
     child.send_signal(signal.SIGTERM)
     child.wait(30)
     assert not list(scratch.glob("heedls-repair-*"))
+
+
+def _as_a_user(args: list[str]) -> list[str]:
+    """The command as an ordinary user sees file modes: root reads and writes read-only files
+    anyway, so as root it runs without the capabilities that let it (setpriv)."""
+    if os.geteuid() != 0:
+        return args
+    if not shutil.which("setpriv"):
+        pytest.skip("root without setpriv cannot run with file modes enforced")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", *args]
+
+
+def _read_only(root: Path) -> None:
+    for path in [*root.rglob("*"), root]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+
+
+def test_a_read_only_project_is_repaired_in_its_copy_and_left_as_it_was(ws: Path) -> None:
+    """Bug sets are often read-only (a checkout, a mounted folder). The search writes candidates
+    only into its own copy; before, that copy kept the modes, and every candidate failed to be
+    written ("could not run ... PermissionError")."""
+    _read_only(ws)
+    try:
+        run = subprocess.run(_as_a_user([sys.executable, "-m", "heedls", "fix", "stats.py", "--test", "test_stats.py",
+                                         "--json", "--budget-seconds", "30"]), cwd=ws, capture_output=True, text=True,
+                             timeout=120, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+        data = json.loads(run.stdout)
+        assert data["fixed"] is True, data["explanation"]
+        assert (ws / "stats.py").read_text() == MODULE and sorted(p.name for p in ws.iterdir()) == ["stats.py", "test_stats.py"]
+    finally:
+        for path in [ws, *ws.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_the_bench_repairs_a_read_only_bug_set(tmp_path: Path) -> None:
+    bug = tmp_path / "set" / "mean_bug"
+    bug.mkdir(parents=True)
+    (bug / "stats.py").write_text(MODULE)
+    (bug / "test_stats.py").write_text(TESTS)
+    (bug / "bug.json").write_text(json.dumps({"id": "mean_bug", "source": "spec", "module": "stats.py",
+                                              "test": "test_stats.py", "timeout_s": 30}))
+    _read_only(tmp_path / "set")
+    try:
+        run = subprocess.run(_as_a_user([sys.executable, "-m", "heedls", "bench", "fix", str(tmp_path / "set"), "--json",
+                                         "--budget-seconds", "20"]), capture_output=True, text=True, timeout=120,
+                             cwd=tmp_path, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+        summary = json.loads(run.stdout)
+        assert summary["fixed"] == 1, summary["bugs"]
+        assert (bug / "stats.py").read_text() == MODULE
+    finally:
+        for path in [tmp_path / "set", *(tmp_path / "set").rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
