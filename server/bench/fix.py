@@ -28,19 +28,49 @@ from typing import Annotated, Any
 import typer
 from heedls.server.stats import quantile
 
+DEFAULT_TIMEOUT_S = 30.0
+
 
 def load_bugs(bugset: Path) -> list[dict[str, Any]]:
+    """Every `<bug_id>/bug.json`, with `timeout_s` as a float (30 s when absent). A bug.json that
+    cannot be used stays in the list with an `error` saying why: a bug dropped silently would
+    change the total without a word."""
     bugs = []
     for meta_path in sorted(bugset.glob("*/bug.json")):
         if meta_path.parent.name.endswith("-references"):
             continue
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+        except (OSError, ValueError) as exc:
+            meta = {"error": f"bug.json is not valid JSON: {exc}"}
+        if not isinstance(meta, dict):
+            meta = {"error": "bug.json is not a JSON object"}
+        meta.setdefault("id", meta_path.parent.name)
         meta["dir"] = str(meta_path.parent)
+        if "error" not in meta:
+            problem = _meta_problem(meta)
+            if problem:
+                meta["error"] = f"bug.json: {problem}"
         bugs.append(meta)
     return bugs
+
+
+def _meta_problem(meta: dict[str, Any]) -> str | None:
+    """What makes a bug.json unusable (None: nothing); normalises `timeout_s` on the way."""
+    for key in ("module", "test"):
+        if not isinstance(meta.get(key), str) or not meta[key]:
+            return f"no {key!r} (a path inside the bug's folder)"
+        if not (Path(meta["dir"]) / meta[key]).is_file():
+            return f"{key} {meta[key]!r} is not a file in {meta['dir']}"
+    raw = meta.get("timeout_s")
+    try:
+        timeout = DEFAULT_TIMEOUT_S if raw is None or raw == "" else float(raw)
+    except (TypeError, ValueError):
+        return f"timeout_s {raw!r} is not a number of seconds"
+    if not timeout > 0:
+        return f"timeout_s {raw!r} is not a positive number of seconds"
+    meta["timeout_s"] = timeout
+    return None
 
 
 def _everyday(literal: str) -> bool:
@@ -97,8 +127,12 @@ def run_bug(meta: dict[str, Any], budget_s: float, workers: int, python: str) ->
     from heedls.analyzers.repair.engine import RepairRequest, repair
 
     bug_dir = Path(meta["dir"])
-    tmp = Path(tempfile.mkdtemp(prefix="heedls-bench-"))
     row: dict[str, Any] = {"id": meta.get("id", bug_dir.name)}
+    if meta.get("error"):
+        row.update(fixed=False, claimed=False, status="error", error=meta["error"], seconds=None,
+                   first_plausible_s=None, test_runs=0, candidates_tried=0, operator=None, patch="")
+        return row
+    tmp = Path(tempfile.mkdtemp(prefix="heedls-bench-"))
     try:
         work = tmp / bug_dir.name
         copy_bug(bug_dir, work)
@@ -113,7 +147,7 @@ def run_bug(meta: dict[str, Any], budget_s: float, workers: int, python: str) ->
             module.write_text(final, encoding="utf-8")  # what `heedls fix --write` does
         test_unchanged = test.read_bytes() == test_before
         passes = result.fixed and module.exists() and verify(
-            bug_dir, meta["module"], meta["test"], final, python, float(meta.get("timeout_s") or 30.0)
+            bug_dir, meta["module"], meta["test"], final, python, float(meta.get("timeout_s") or DEFAULT_TIMEOUT_S)
         )
         special = bool(result.patch) and special_cases_tests(result.patch, test_before.decode("utf-8", "replace"), original)
         row.update(
@@ -227,8 +261,9 @@ def register(bench_app: typer.Typer) -> None:
                         done_fixed = sum(1 for r in rows if r.get("fixed"))
                     bar.update(task, advance=1, fixed=done_fixed)
                     if not as_json:
-                        console.print(f"{row['id']}: {'fixed' if row.get('fixed') else 'not fixed'} "
-                                      f"{row.get('operator') or ''} {row.get('seconds')}s")
+                        console.print(f"{row['id']}: error: {row['error']}" if row.get("error") else
+                                      f"{row['id']}: {'fixed' if row.get('fixed') else 'not fixed'} "
+                                      f"{row.get('operator') or ''} {row.get('seconds')}s", markup=False)
         order = {b.get("id"): i for i, b in enumerate(bugs)}
         rows.sort(key=lambda r: order.get(r["id"], 0))
         summary = summarise(rows, bugset, budget_seconds, jobs, load_before)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 
-from heedls.server.bench.fix import load_bugs, special_cases_tests
+from heedls.server.bench.fix import load_bugs, run_bug, special_cases_tests
 
 TEST = "testdata = [([3005], 9), ([127], 7), (['hello world'], 2)]\n"
 
@@ -31,3 +33,33 @@ def test_load_bugs_reads_the_layout_and_skips_references(tmp_path: Path) -> None
     bugs = load_bugs(tmp_path / "set")
     assert [b["id"] for b in bugs] == ["a", "b"]
     assert all(Path(b["dir"]).parent == tmp_path / "set" for b in bugs)
+
+
+def test_a_bug_json_that_cannot_be_used_is_a_bug_that_says_why(tmp_path: Path) -> None:
+    """An unseen set may have a broken bug.json. It still counts in the total, as an error that
+    names the problem, and nothing is run for it; before, invalid JSON dropped the bug silently,
+    and a missing module or a timeout like "soon" ran the whole search to end in a bare KeyError
+    or ValueError."""
+    metas = {
+        "bad_json": "{not json",
+        "no_module": json.dumps({"id": "no_module", "test": "test_m.py"}),
+        "odd_timeout": json.dumps({"id": "odd_timeout", "module": "m.py", "test": "test_m.py", "timeout_s": "soon"}),
+        "text_timeout": json.dumps({"id": "text_timeout", "module": "m.py", "test": "test_m.py", "timeout_s": "7"}),
+        "no_timeout": json.dumps({"id": "no_timeout", "module": "m.py", "test": "test_m.py", "extra": [1]}),
+    }
+    for name, text in metas.items():
+        (tmp_path / "set" / name).mkdir(parents=True)
+        (tmp_path / "set" / name / "bug.json").write_text(text)
+        (tmp_path / "set" / name / "m.py").write_text("def f():\n    return 1\n")
+        (tmp_path / "set" / name / "test_m.py").write_text("from m import f\n\n\ndef test_f():\n    assert f() == 2\n")
+    bugs = {b["id"]: b for b in load_bugs(tmp_path / "set")}
+    assert sorted(bugs) == sorted(metas)
+    assert "bug.json is not valid JSON" in bugs["bad_json"]["error"]
+    assert "'module'" in bugs["no_module"]["error"]
+    assert "timeout_s" in bugs["odd_timeout"]["error"] and "'soon'" in bugs["odd_timeout"]["error"]
+    assert "error" not in bugs["text_timeout"] and bugs["text_timeout"]["timeout_s"] == 7.0
+    assert "error" not in bugs["no_timeout"] and bugs["no_timeout"]["timeout_s"] == 30.0
+    start = time.monotonic()
+    row = run_bug(bugs["odd_timeout"], budget_s=20, workers=1, python=sys.executable)
+    assert time.monotonic() - start < 1.0  # nothing ran
+    assert row["fixed"] is False and row["status"] == "error" and "'soon'" in row["error"]
