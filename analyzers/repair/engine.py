@@ -720,6 +720,9 @@ class Repairer:
                     f"check (`python -m pytest` in a clean copy), e.g. line {shown.line}: {shown.description}. "
                     "The tests may be flaky or depend on the hash seed or on state left by an earlier run; "
                     f"no fix is offered ({self.tried} candidates tried).")
+        if not failing and self.baseline is not None and self.baseline.status != "ok":
+            return (f"{_ENDED_EARLY[self.baseline.status == 'timeout']}, and no candidate made the tests run and "
+                    f"pass within the budget ({self.tried} candidates tried). Most suspicious: {where or 'unknown'}.")
         return (
             f"No candidate made the {len(failing)} failing test(s) pass within the budget "
             f"({self.tried} candidates tried). Most suspicious: {where or 'unknown'}."
@@ -741,6 +744,9 @@ class Repairer:
             last = _error_line(errors[0])
             return (f"Line {fix.line}: {fix.description} ({fix.operator}). The tests could not run"
                     + (f" ({last[:120]})" if last else "") + "; with this change they run and pass.")
+        if not failing and self.baseline is not None and self.baseline.status != "ok":
+            return (f"Line {fix.line}: {fix.description} ({fix.operator}). {_ENDED_EARLY[self.baseline.status == 'timeout']}; "
+                    "with this change the tests run and pass.")
         return (
             f"Line {fix.line}: {fix.description} ({fix.operator}).{what} With this change the "
             f"{len(failing)} failing test(s) pass and the {len(passing)} passing test(s) still pass."
@@ -764,6 +770,14 @@ class Repairer:
             new_text=self.bom + best.new_text if best else None,
             module=self.rel_module,
         )
+
+
+# A baseline with no test reported and no collection error: the run itself ended early, and
+# "the 0 failing test(s) pass" would say nothing (indexed by "it ran out of time").
+_ENDED_EARLY = ("The test run ended before reporting a result (the process exited or was killed: os._exit(), "
+                "a signal, running out of memory)",
+                "The test run ended before reporting a result (it ran out of time in code the per-test "
+                "watchdog cannot interrupt)")
 
 
 def _error_line(error: dict[str, Any]) -> str:

@@ -676,3 +676,17 @@ def test_when_every_fix_fails_the_fresh_process_check_the_explanation_says_so(tm
     assert result.status == "not-found" and not result.fixed
     assert "failed the fresh-process check" in result.explanation
     assert not result.explanation.startswith("No candidate made")
+
+
+def test_a_test_that_ends_the_test_process_is_explained_as_such(tmp_path: Path) -> None:
+    """`os._exit()` (or a signal, or running out of memory) ends the run before any test is
+    reported. The fix is found all the same; the explanation must not speak of "0 failing
+    test(s)" that now pass."""
+    (tmp_path / "parity.py").write_text("def is_even(n):\n    return n % 2 == 1\n")
+    (tmp_path / "test_parity.py").write_text("import os\n\nfrom parity import is_even\n\n\ndef test_even():\n"
+                                             "    if not is_even(4):\n        os._exit(3)\n\n\ndef test_odd():\n"
+                                             "    assert not is_even(3)\n")
+    result = repair(RepairRequest(tmp_path / "parity.py", [tmp_path / "test_parity.py"], budget_s=20))
+    assert result.fixed
+    assert "0 failing test(s)" not in result.explanation
+    assert "ended before reporting" in result.explanation
