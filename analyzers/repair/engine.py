@@ -328,6 +328,10 @@ class Repairer:
         missing = self._missing_module(baseline)
         if missing is not None:
             return self._result("error", missing)
+        if baseline.status == "ok" and baseline.collected == 0 and not baseline.tests and not baseline.errors:
+            # every candidate would "pass" an empty run: there is nothing to check a fix against
+            return self._result("error", f"No tests were collected from {', '.join(self.rel_tests)} (pytest runs "
+                                         "`test_*` functions and methods of `Test*` classes): nothing to check a fix against.")
         failing = baseline.failed
         if baseline.status == "ok" and not failing and not baseline.errors and baseline.collected > 0:
             return self._result("no-failing-tests", "All tests pass: nothing to fix.")

@@ -690,3 +690,16 @@ def test_a_test_that_ends_the_test_process_is_explained_as_such(tmp_path: Path) 
     assert result.fixed
     assert "0 failing test(s)" not in result.explanation
     assert "ended before reporting" in result.explanation
+
+
+def test_a_test_file_without_tests_is_said_at_once(tmp_path: Path) -> None:
+    """pytest collects nothing (no `test_*` function): no fix can be checked against it. Before,
+    every candidate "passed" the empty run, then failed the fresh check (pytest exits 5), and the
+    explanation blamed flaky tests."""
+    (tmp_path / "m.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "test_m.py").write_text("from m import f\n\n\ndef check_f():\n    assert f() == 2\n")
+    start = time.monotonic()
+    result = repair(RepairRequest(tmp_path / "m.py", [tmp_path / "test_m.py"], budget_s=20))
+    assert result.status == "error" and not result.fixed and result.candidates_tried == 0
+    assert result.explanation.startswith("No tests were collected from test_m.py")
+    assert time.monotonic() - start < 10
