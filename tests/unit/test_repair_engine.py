@@ -703,3 +703,17 @@ def test_a_test_file_without_tests_is_said_at_once(tmp_path: Path) -> None:
     assert result.status == "error" and not result.fixed and result.candidates_tried == 0
     assert result.explanation.startswith("No tests were collected from test_m.py")
     assert time.monotonic() - start < 10
+
+
+def test_a_data_file_over_5_mb_that_the_tests_read_is_in_the_copy(tmp_path: Path) -> None:
+    """Big files are left out of the workspace copies, but not the first few: a test that reads a
+    6 MB data file failed in every run with FileNotFoundError, and no fix could pass (the scorer's
+    copy of the folder has the file)."""
+    (tmp_path / "words.txt").write_text("\n".join(f"w{i}" for i in range(800_000)))
+    assert (tmp_path / "words.txt").stat().st_size > 5 << 20
+    (tmp_path / "wc.py").write_text("def count_words(path):\n    with open(path) as f:\n"
+                                    "        return len(f.read().split()) - 1\n")
+    (tmp_path / "test_wc.py").write_text("from wc import count_words\n\n\ndef test_count():\n"
+                                         "    assert count_words('words.txt') == 800000\n")
+    result = repair(RepairRequest(tmp_path / "wc.py", [tmp_path / "test_wc.py"], budget_s=20))
+    assert result.fixed and "return len(f.read().split())\n" in (result.new_text or "")
