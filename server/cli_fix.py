@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from heedls.server.config import RepairConfig
 
 log = logging.getLogger("heedls.fix")
 
@@ -76,8 +77,10 @@ def register(app: typer.Typer) -> None:
         test: Annotated[list[Path], typer.Option("--test", "-t", help="Test file(s) that must pass.")],
         write: Annotated[bool, typer.Option("--write", help="Apply the fix to MODULE.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
-        budget_seconds: Annotated[float, typer.Option("--budget-seconds", help="Wall-clock budget.")] = 60.0,
-        jobs: Annotated[int, typer.Option("--jobs", help="Parallel test workers (0 = cores).")] = 0,
+        budget_seconds: Annotated[float | None, typer.Option(
+            "--budget-seconds", help=f"Wall-clock budget (default: the repair.budget_s setting, {RepairConfig().budget_s:g}).")] = None,
+        jobs: Annotated[int | None, typer.Option(
+            "--jobs", help=f"Parallel test workers, 0 = one per core (default: the repair.jobs setting, {RepairConfig().jobs}).")] = None,
         provider: Annotated[
             str | None,
             typer.Option("--provider", help="none | openai | ollama | llamacpp | config (the project's provider "
@@ -105,7 +108,7 @@ def register(app: typer.Typer) -> None:
         if missing:
             typer.echo(f"heedls fix: test file not found: {missing[0]}", err=True)
             raise typer.Exit(2)
-        if budget_seconds <= 0:
+        if budget_seconds is not None and not budget_seconds > 0:
             typer.echo("heedls fix: --budget-seconds must be positive", err=True)
             raise typer.Exit(2)
         from heedls.analyzers.check import find_workspace
@@ -119,6 +122,11 @@ def register(app: typer.Typer) -> None:
         chat = build_chat(provider, endpoint, model, cfg)
         if not python:  # the project's [tool.heedls.tests] python
             python = cfg.tests.python
+        # the project's [tool.heedls.repair] budget and jobs, as the server's "Search for a fix" uses them
+        if budget_seconds is None:
+            budget_seconds = cfg.repair.budget_s
+        if jobs is None:
+            jobs = cfg.repair.jobs
         progress = None
         if not as_json:
             def progress(message: str, fraction: float) -> None:

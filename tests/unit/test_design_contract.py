@@ -119,3 +119,27 @@ def _help(*command: str) -> str:
 )
 def test_help_states_the_defaults_that_come_from_the_configuration(command: tuple[str, ...], says: str) -> None:
     assert says in _help(*command)
+
+
+@pytest.mark.parametrize(
+    ("options", "budget", "jobs"),
+    [([], 7.0, 3),  # not given: the project's [tool.heedls.repair], as the editor's "Search for a fix"
+     (["--budget-seconds", "4", "--jobs", "1"], 4.0, 1)],  # given: the options win
+)
+def test_fix_takes_its_budget_and_jobs_from_the_projects_repair_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str], budget: float, jobs: int) -> None:
+    from heedls.analyzers.repair import engine
+
+    _src_layout(tmp_path, "[tool.heedls.repair]\nbudget_s = 7\njobs = 3\n")
+    asked: list[engine.RepairRequest] = []
+    real = engine.repair
+
+    def recording(req: engine.RepairRequest, **kwargs: object) -> engine.RepairResult:
+        asked.append(req)
+        return real(req, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "repair", recording)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["fix", "src/m.py", "--test", "tests/test_m.py", "--json", *options])
+    assert result.exit_code == 0, result.output
+    assert [(r.budget_s, r.jobs) for r in asked] == [(budget, jobs)]
