@@ -17,16 +17,10 @@ from heedls.server.telemetry import cli as telemetry_cli
 from heedls.server.telemetry.paths import default_store_path
 from typer.testing import CliRunner
 
+from tests.unit import test_telemetry_cli
 from tests.unit.test_telemetry_cli import populate
 
-
-@pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HEEDLS_DATA_DIR", str(tmp_path / "data"))
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    monkeypatch.chdir(ws)
-    return ws
+workspace = test_telemetry_cli.workspace  # the same fixture: a workspace as the cwd, its own data directory
 
 
 def test_parquet_export_without_o_goes_to_redirected_stdout(workspace: Path) -> None:
