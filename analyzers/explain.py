@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from heedls.analyzers import pyparse
 from heedls.analyzers.model import Diagnostic
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ def _diff_values(left: str, right: str) -> str | None:
 def _subscripts(source: str) -> list[tuple[str, str]]:
     """(container, index) source pairs of the subscripts in a line of code."""
     try:
-        tree = ast.parse(source.strip().rstrip(":") if source.strip().endswith(":") and not
+        tree = pyparse.parse(source.strip().rstrip(":") if source.strip().endswith(":") and not
                          source.strip().startswith(("for ", "while ", "if ", "elif ", "with ")) else
                          _as_expression(source))
     except SyntaxError:
@@ -330,7 +331,7 @@ def _why(failure: TestFailure, wrong: str | None) -> str | None:
         return "A value is None where an object was expected: a function probably returned None on some path."
     if exc == "ZeroDivisionError" and frame is not None:
         try:
-            tree = ast.parse(_as_expression(frame.source))
+            tree = pyparse.parse(_as_expression(frame.source))
             divisors = [ast.unparse(n.right) for n in ast.walk(tree)
                         if isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Div, ast.FloorDiv, ast.Mod))]
         except SyntaxError:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from heedls.analyzers import proc
+from heedls.analyzers import proc, pyparse
 from heedls.analyzers.model import Diagnostic, Range, RelatedLocation
 from heedls.analyzers.pytest_plugin import PLUGIN_DIR, PLUGIN_MODULE
 
@@ -274,7 +274,7 @@ def related_tests(workspace: Path, changed_file: Path) -> list[str]:
         if stem not in text:
             continue  # cheap pre-filter before parsing
         try:
-            tree = ast.parse(text)
+            tree = pyparse.parse(text)
         except (SyntaxError, ValueError):
             continue
         if _imports(tree, test_file, workspace) & names:
@@ -591,7 +591,7 @@ def static_facts(path: str) -> _Static | None:
     if key in _STATIC_CACHE:
         return _STATIC_CACHE[key]
     try:
-        tree = ast.parse(Path(path).read_bytes())
+        tree = pyparse.parse(Path(path).read_bytes())
     except (SyntaxError, ValueError, OSError):
         _STATIC_CACHE[key] = None
         return None

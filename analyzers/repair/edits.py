@@ -11,6 +11,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 
+from heedls.analyzers import pyparse
 from heedls.analyzers.lines import split_lines
 
 
@@ -121,7 +122,7 @@ def unified_diff(old: str, new: str, path: str) -> str:
 def normalised(text: str) -> str | None:
     """AST dump without positions: equal for candidates that differ only in formatting."""
     try:
-        return ast.dump(ast.parse(text))
+        return ast.dump(pyparse.parse(text))
     except (SyntaxError, ValueError):
         return None
 

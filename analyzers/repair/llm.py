@@ -12,6 +12,7 @@ import ast
 import re
 from typing import Any, Protocol
 
+from heedls.analyzers import pyparse
 from heedls.analyzers.repair.edits import Candidate
 from heedls.analyzers.repair.workers import TestOutcome
 
@@ -70,11 +71,11 @@ def parse_answer(answer: str, original: str) -> tuple[str | None, str]:
     explanation = CODE_BLOCK.sub("", answer).strip().splitlines()
     expl = explanation[-1].strip() if explanation else ""
     try:
-        new_tree = ast.parse(code)
+        new_tree = pyparse.parse(code)
     except SyntaxError:
         return None, expl
     try:
-        old_tree = ast.parse(original)
+        old_tree = pyparse.parse(original)
     except SyntaxError:
         return code if code.endswith("\n") else code + "\n", expl
     old_defs = {n.name: n for n in old_tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}

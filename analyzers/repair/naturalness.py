@@ -15,6 +15,8 @@ from __future__ import annotations
 import ast
 from collections import Counter
 
+from heedls.analyzers import pyparse
+
 _SELF_OPS = (ast.Sub, ast.Div, ast.FloorDiv, ast.Mod, ast.BitXor)
 
 
@@ -101,7 +103,7 @@ def _parenthesised(text: str, lines: list[int], node: ast.expr) -> bool:
 def smells(text: str) -> Counter[str]:
     """Lint-like findings of a module's text (empty when it does not parse)."""
     try:
-        tree = ast.parse(text)
+        tree = pyparse.parse(text)
     except (SyntaxError, ValueError):
         return Counter()
     found: Counter[str] = Counter()

@@ -12,6 +12,7 @@ import ast
 import builtins
 from collections.abc import Callable, Iterator
 
+from heedls.analyzers import pyparse
 from heedls.analyzers.repair.edits import Candidate, SourceMap, Span, gap_operator
 
 CMP = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
@@ -112,8 +113,8 @@ class Generator:
             return wrapped
         start, end = self.sm.node_span(where)
         try:
-            plain = ast.dump(ast.parse(self.text[:start] + text + self.text[end:]))
-            paren = ast.dump(ast.parse(self.text[:start] + wrapped + self.text[end:]))
+            plain = ast.dump(pyparse.parse(self.text[:start] + text + self.text[end:]))
+            paren = ast.dump(pyparse.parse(self.text[:start] + wrapped + self.text[end:]))
         except SyntaxError:
             return wrapped
         return text if plain == paren else wrapped
@@ -739,7 +740,7 @@ class Generator:
 
 def generate(text: str, line_scores: dict[int, float]) -> list[Candidate]:
     """All mutation/template candidates at lines with a positive score, best first."""
-    tree = ast.parse(text)
+    tree = pyparse.parse(text)
     cands = Generator(text, tree, line_scores).generate()
     cands.sort(key=lambda c: -c.score)
     return cands

@@ -6,9 +6,9 @@ closing bracket. Rules work on the line the parser blames and its neighbours.
 
 from __future__ import annotations
 
-import ast
 import re
 
+from heedls.analyzers import pyparse
 from heedls.analyzers.repair.edits import Candidate, SourceMap
 
 COMPOUND = re.compile(r"^\s*(if|elif|else|for|while|def|class|try|except|finally|with|async\s+def|async\s+for|async\s+with|match|case)\b")
@@ -17,7 +17,7 @@ PAIRS = {"(": ")", "[": "]", "{": "}"}
 
 def _parses(text: str) -> bool:
     try:
-        ast.parse(text)
+        pyparse.parse(text)
         return True
     except (SyntaxError, ValueError):
         return False
@@ -25,7 +25,7 @@ def _parses(text: str) -> bool:
 
 def syntax_error(text: str) -> SyntaxError | None:
     try:
-        ast.parse(text)
+        pyparse.parse(text)
         return None
     except SyntaxError as exc:
         return exc
