@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 from collections import Counter
 from enum import Enum
@@ -188,7 +187,9 @@ def _data_warnings(events: list[Any], result: dict[str, Any], keep: float, label
     # A threshold of 0.0 shows everything: what the policy does when the training data has fewer
     # accepted events than the conformal rule needs (19 at keep 0.95), unless keep 1 asked for it.
     # (A fit on one class shows everything too; the one-class note says that case.)
-    need = math.ceil(1.0 / (1.0 - keep) - 1.0 - 1e-9) if keep < 1.0 else 0
+    from heedls.server.acceptance.policy import min_positives
+
+    need = min_positives(keep)
     positives = Counter(e.session for e in events if e.label(label) == 1)
     total = sum(positives.values())
     empty = [f for f in folds if f.get("threshold") == 0.0 and total - positives[f.get("session")] < need]

@@ -31,6 +31,14 @@ def threshold_for_keep(positive_scores: np.ndarray, keep: float = DEFAULT_KEEP) 
     return float(scores[k - 1]) if k > 0 else 0.0
 
 
+def min_positives(keep: float = DEFAULT_KEEP) -> int:
+    """The fewest training positives for which `threshold_for_keep` can hide anything (k >= 1):
+    19 at keep 0.95; 0 when `keep` >= 1 asks to show everything anyway."""
+    if not keep < 1.0:
+        return 0
+    return math.ceil(1.0 / (1.0 - max(keep, 0.0)) - 1.0 - 1e-9)
+
+
 def positive_quantiles(positive_scores: np.ndarray, levels: int = QUANTILE_LEVELS) -> list[float]:
     """Scores of the positives at evenly spaced quantile levels ("lower" interpolation)."""
     scores = np.asarray(positive_scores, dtype=float)
