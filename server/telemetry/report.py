@@ -627,14 +627,19 @@ def read_events_file(path: Path | str, skipped: Skipped | None = None) -> Iterat
 
 def latest_snapshots(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The latest snapshot of each suggestion, as the store's readers take it: of the records with
-    the same `id`, the one that comes last (in file order: heedls appends a suggestion's snapshots
-    as its state becomes known, and a record carries no time of its own that orders them — `ts` is
-    the request's, the same in every snapshot). Ordered by where each id's latest snapshot is.
-    Ids are compared as JSON values (`"1"` and `1` are different suggestions)."""
+    the same `session` and `id`, the one that comes last (in file order: heedls appends a
+    suggestion's snapshots as its state becomes known, and a record carries no time of its own that
+    orders them — `ts` is the request's, the same in every snapshot). Ordered by where each
+    suggestion's latest snapshot is. Only within a session, as `heedls eval acceptance` reads a
+    file: a snapshot never changes session, and other tools number their events per session (1, 2,
+    … in each). Ids and sessions are compared as JSON values (`"1"` and `1` are different)."""
     latest: dict[Any, dict[str, Any]] = {}
     for event in events:
-        ident = event.get("id")
-        key = ident if type(ident) is str else ("json", dumps(ident))
-        latest.pop(key, None)  # keep the order of each id's newest snapshot
+        key = (_json_key(event.get("session")), _json_key(event.get("id")))
+        latest.pop(key, None)  # keep the order of each suggestion's newest snapshot
         latest[key] = event
     return list(latest.values())
+
+
+def _json_key(value: Any) -> Any:
+    return value if type(value) is str else ("json", dumps(value))

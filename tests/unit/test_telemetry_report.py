@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from heedls.server.cli import app
 from heedls.server.events import SuggestionEvent
 from heedls.server.telemetry.report import (
     compute_report,
@@ -20,6 +21,7 @@ from heedls.server.telemetry.report import (
 )
 from heedls.server.telemetry.store import TelemetryStore
 from rich.console import Console
+from typer.testing import CliRunner
 
 DAY = 86400.0
 T0 = 1_700_006_400.0  # 2023-11-15 00:00 UTC
@@ -349,16 +351,34 @@ def test_latest_snapshots_keep_the_last_record_of_each_id_in_file_order() -> Non
     from heedls.server.telemetry.report import latest_snapshots
 
     records: list[dict[str, object]] = [
-        {"id": "a", "outcome": None},
-        {"id": "b", "outcome": None},
-        {"id": "a", "outcome": "accepted"},
-        {"id": 1, "outcome": "rejected"},
-        {"id": "1", "outcome": "ignored"},  # not the same id as the number 1
-        {"id": "b", "outcome": "rejected"},
+        {"session": "s", "id": "a", "outcome": None},
+        {"session": "s", "id": "b", "outcome": None},
+        {"session": "s", "id": "a", "outcome": "accepted"},
+        {"session": "s", "id": 1, "outcome": "rejected"},
+        {"session": "s", "id": "1", "outcome": "ignored"},  # not the same id as the number 1
+        {"session": "s", "id": "b", "outcome": "rejected"},
     ]
     assert latest_snapshots(records) == [
-        {"id": "a", "outcome": "accepted"},
-        {"id": 1, "outcome": "rejected"},
-        {"id": "1", "outcome": "ignored"},
-        {"id": "b", "outcome": "rejected"},
+        {"session": "s", "id": "a", "outcome": "accepted"},
+        {"session": "s", "id": 1, "outcome": "rejected"},
+        {"session": "s", "id": "1", "outcome": "ignored"},
+        {"session": "s", "id": "b", "outcome": "rejected"},
     ]
+
+
+def test_the_same_id_in_two_sessions_is_two_suggestions(tmp_path: Path) -> None:
+    """Tools that number their events per session (e0, e1, … in each) are read as
+    `heedls eval acceptance` reads them: one suggestion per (session, id)."""
+    lines = [
+        {"id": f"e{i}", "session": session, "ts": T0 + i, "shown": True,
+         "outcome": "accepted" if session == "s1" else "rejected"}
+        for session in ("s1", "s2", "s3") for i in range(4)
+    ]
+    path = tmp_path / "per-session.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    result = CliRunner().invoke(app, ["telemetry", "report", "--events", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["total"]["shown"] == 12
+    assert report["total"]["accepted"] == 4
+    assert report["total"]["rejected"] == 8
