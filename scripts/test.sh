@@ -11,4 +11,14 @@ if [ -f scripts/install-editor-deps.sh ]; then
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 # pytest exits 5 when it collected nothing: that fails the run, as it should.
-exec .venv/bin/python -m pytest "$@"
+if [ "$#" -gt 0 ]; then  # a part of the suite, as asked: one pytest, in this process
+  exec .venv/bin/python -m pytest "$@"
+fi
+# The whole suite in two passes. Most tests wait on subprocesses and servers, so two workers (one
+# per core, at most 4) take about half the time. The editor end-to-end tests drive real editors by
+# keystrokes and screenshots, and a loaded machine makes them time out, so they run after, alone.
+rest=0 editors=0
+.venv/bin/python -m pytest -m "not editor" -n auto --maxprocesses 4 || rest=$?
+.venv/bin/python -m pytest -m editor || editors=$?
+echo "heedls tests: pytest exited $rest for the tests outside the editors, $editors for the editor end-to-end tests"
+[ "$rest" -eq 0 ] && [ "$editors" -eq 0 ]
