@@ -29,9 +29,12 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import platformdirs
@@ -62,12 +65,21 @@ def main() -> int:
         # Never a silently replay-only model: it is badly calibrated for people (docs/acceptance.md).
         parser.error(f"the real decisions are not at {args.cups}: pass --cups PATH to cups-dev.jsonl "
                      "(the shipped model is trained with them), or --no-cups for a replay-only model")
+    if args.replay is not None and not args.replay.is_file():
+        # not a new replay written there: --replay names the events to train on
+        parser.error(f"no replay at {args.replay}: --replay names an existing file (leave it out to replay)")
+    from heedls.server.acceptance.replay import prepare_output, run
 
-    from heedls.server.acceptance.evaluate import build_dataset, canonical_order, load_events, prior_rows
+    for output in (args.output, args.prior_output):  # checked now, not after minutes of replay and fitting
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            prepare_output(output)
+        except OSError as exc:
+            parser.error(f"cannot write {output}: {exc.strerror or exc}")
+
+    from heedls.server.acceptance.evaluate import build_dataset, canonical_order
     from heedls.server.acceptance.features import STAGE_FEATURES
-    from heedls.server.acceptance.model import AcceptanceModel, fit_stage
     from heedls.server.acceptance.prior import Prior, PriorSource, StageRows
-    from heedls.server.acceptance.replay import run
 
     cache = Path(platformdirs.user_cache_dir("heedls"))  # outside the checkout: never committed by accident
     replay_path = args.replay or cache / f"acceptance-replay-seed{args.seed}-{args.cuts}.jsonl"
@@ -83,12 +95,12 @@ def main() -> int:
             print("interrupted: nothing cached, nothing trained", file=sys.stderr)
             return 130
         partial.replace(replay_path)
-    replay, _ = load_events(replay_path)
+    replay = _training_events(replay_path, "replay")
     sources_meta: list[dict[str, object]] = [{"name": "replay", "file": replay_path.name, "seed": args.seed,
                                               "cuts": args.cuts, "sha256": _sha(replay_path)}]
     human = None
     if not args.no_cups and args.cups.exists():
-        human, _ = load_events(args.cups)
+        human = _training_events(args.cups, "--cups")
         sources_meta.append({"name": "cups-dev", "file": args.cups.name, "sha256": _sha(args.cups),
                              "origin": "github.com/microsoft/coderec_programming_states (MIT), Mozannar et al., "
                                        "CHI 2024: the odd-numbered participants"})
@@ -107,14 +119,28 @@ def main() -> int:
         sources.append(PriorSource(name, "replay" if name == "replay" else "human",
                                    frozenset(datasets[(name, "context")].groups.tolist()), rows,
                                    {k: v for k, v in meta.items() if k != "name"}))
-    prior = Prior(tuple(sources))
-    prior.save(args.prior_output)
-    prior = Prior.load(args.prior_output)  # train on exactly what ships (rounded values)
+    # Nothing replaces an output before every stage is fitted: a Ctrl-C or a crash in the fit
+    # leaves the previous model *and* its prior as they were (never a new prior beside an old model).
+    staged = Path(tempfile.mkdtemp(prefix="heedls-train-"))
+    try:
+        Prior(tuple(sources)).save(staged / args.prior_output.name)
+        prior = Prior.load(staged / args.prior_output.name)  # train on exactly what ships (rounded values)
+        return _fit_and_save(args, datasets, prior, human is not None, sources_meta, staged / args.prior_output.name)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def _fit_and_save(args: argparse.Namespace, datasets: dict[tuple[str, str], Any], prior: Any, have_human: bool,
+                  sources_meta: list[dict[str, object]], staged_prior: Path) -> int:
+    from heedls.server.acceptance.evaluate import prior_rows
+    from heedls.server.acceptance.features import STAGE_FEATURES
+    from heedls.server.acceptance.model import AcceptanceModel, fit_stage
+    from heedls.server.files import replaced_atomically
 
     # One model per regime, each exactly what `heedls eval acceptance` evaluates on its data:
     # "{stage}@local" from the replay of the local provider; "{stage}" (every other provider: LLMs)
     # from real human decisions when we have them, else from the replay too.
-    plan = [("local", "replay"), (None, "cups-dev" if human is not None else "replay")]
+    plan = [("local", "replay"), (None, "cups-dev" if have_human else "replay")]
     stages = {}
     for provider, source in plan:
         for stage in ("context", "suggestion"):
@@ -135,6 +161,8 @@ def main() -> int:
         "trained_by": "scripts/train_default_model.py", "sources": sources_meta, "kind": args.kind,
         "keep_accepted": args.keep, "numpy": np.__version__,
     })
+    with replaced_atomically(args.prior_output) as tmp:  # the prior first: the model names its rows' sources
+        shutil.copyfile(staged_prior, tmp)
     model.save(args.output)
     print(json.dumps({"version": version, "output": str(args.output),
                       "thresholds": {k: round(v.threshold, 4) for k, v in stages.items()}}), file=sys.stderr)
@@ -153,5 +181,30 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+class _Refused(Exception):
+    """Training data the script will not train the shipped model on (a one-line reason)."""
+
+
+def _training_events(path: Path, what: str) -> list[Any]:
+    """The events of `path`; raises _Refused when a line is malformed or no event is labelled: a
+    model fitted on 0 rows (threshold 0.0: it shows everything) is not a model."""
+    from heedls.server.acceptance.evaluate import load_events
+
+    events, skipped = load_events(path)
+    if skipped:
+        raise _Refused(f"{what} {path}: {skipped} malformed line(s); nothing trained, nothing written")
+    if not any(event.outcome is not None for event in events):
+        raise _Refused(f"{what} {path}: no labelled event (accepted or rejected) in {len(events)} event(s); "
+                       "nothing trained, nothing written")
+    return list(events)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except _Refused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        sys.exit(130)
