@@ -18,8 +18,10 @@
    and the keep-95 %-of-accepted threshold from out-of-fold scores grouped by session.
 
 The fit is deterministic given the events (NumPy with fixed seeds). The replay's cut points are
-deterministic given the seed; the local provider works within a time budget, so on a loaded
-machine a few of its suggestions (and the measured latencies) can differ between replays.
+deterministic given the seed and the projects found; the projects are the venv's site-packages
+(what is installed there), and the local provider works within a time budget, so a few of its
+suggestions and the measured latencies (a feature) differ between replays: a new replay trains a
+model that differs from the shipped one (the script says so), the same replay trains the same.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def main() -> int:
     parser.add_argument("--prior-output", type=Path, default=PRIOR_OUT)
     parser.add_argument("--version-date", type=dt.date.fromisoformat, default=_build_date(),
                         help="the date in the model's version, YYYY-MM-DD (default: $SOURCE_DATE_EPOCH, else today); "
-                             "the shipped model's own date reproduces its file byte for byte")
+                             "the shipped model's own date reproduces its file byte for byte from the replay "
+                             "it was trained on (not from a new replay: docs/acceptance.md)")
     args = parser.parse_args()
     if not args.no_cups and not args.cups.is_file():
         # Never a silently replay-only model: it is badly calibrated for people (docs/acceptance.md).
@@ -98,6 +101,7 @@ def main() -> int:
     replay = _training_events(replay_path, "replay")
     sources_meta: list[dict[str, object]] = [{"name": "replay", "file": replay_path.name, "seed": args.seed,
                                               "cuts": args.cuts, "sha256": _sha(replay_path)}]
+    _note_replay_differs(str(sources_meta[0]["sha256"]), args.seed, args.cuts)
     human = None
     if not args.no_cups and args.cups.exists():
         human = _training_events(args.cups, "--cups")
@@ -197,6 +201,20 @@ def _training_events(path: Path, what: str) -> list[Any]:
         raise _Refused(f"{what} {path}: no labelled event (accepted or rejected) in {len(events)} event(s); "
                        "nothing trained, nothing written")
     return list(events)
+
+
+def _note_replay_differs(sha: str, seed: int, cuts: int) -> None:
+    """Says so when the replay is not the one the shipped model was trained on: the model cannot
+    then reproduce the shipped file, whatever --version-date says."""
+    try:
+        shipped = json.loads(OUT.read_text(encoding="utf-8"))["meta"]["sources"][0]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return
+    if shipped.get("sha256") != sha and (shipped.get("seed"), shipped.get("cuts")) == (seed, cuts):
+        print(f"note: this replay (sha256 {sha}) is not the one {shipped.get('file')} the shipped model "
+              f"{OUT.name} was trained on (sha256 {shipped.get('sha256')}); the model trained now will differ "
+              "from it: a replay depends on the venv's site-packages and measures latencies "
+              "(docs/acceptance.md, 'The shipped model')", file=sys.stderr)
 
 
 if __name__ == "__main__":

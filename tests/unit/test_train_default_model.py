@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,18 @@ def test_interrupted_while_fitting_leaves_the_previous_model_and_prior(tmp_path:
     with pytest.raises(KeyboardInterrupt):
         _script().main()
     _unchanged(pair)
+
+
+def test_says_when_the_replay_is_not_the_one_the_shipped_model_was_trained_on(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """From a clean cache a new replay never is (the venv's packages, measured latencies): the user
+    hears that --version-date will not give the shipped file."""
+    script = _script()
+    shipped = json.loads(script.OUT.read_text(encoding="utf-8"))["meta"]["sources"][0]
+    script._note_replay_differs(shipped["sha256"], shipped["seed"], shipped["cuts"])
+    assert capsys.readouterr().err == ""
+    script._note_replay_differs("0123456789abcdef", shipped["seed"], shipped["cuts"])
+    err = capsys.readouterr().err
+    assert err.startswith("note: this replay (sha256 0123456789abcdef)") and shipped["sha256"] in err
+    script._note_replay_differs("0123456789abcdef", shipped["seed"], 300)  # not meant to be the shipped one
+    assert capsys.readouterr().err == ""
