@@ -393,16 +393,32 @@ def prepare_output(output: Path) -> None:
 
 
 def _progress_bar(stack: contextlib.ExitStack, total: int) -> Callable[[int, int], None]:
-    """A progress bar on stderr, open until `stack` closes; returns its update callback."""
+    """A progress bar on stderr, open until `stack` closes; returns its update callback. When
+    stderr is not a terminal (a log file, CI), where a live bar shows nothing, one line per tenth."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return _progress_lines(total)
     bar = stack.enter_context(Progress("replay", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                       console=Console(stderr=True), transient=True))
+                                       console=console, transient=True))
     task = bar.add_task("cuts", total=total)
 
     def tick(done: int, total: int) -> None:
         bar.update(task, completed=done)
+
+    return tick
+
+
+def _progress_lines(total: int) -> Callable[[int, int], None]:
+    """`replay: 300/3000 cuts, 7 s` on stderr at each tenth of `total` (and the last)."""
+    started = time.perf_counter()
+    step = max(1, total // 10)
+
+    def tick(done: int, total: int) -> None:
+        if done % step == 0 or done == total:
+            print(f"replay: {done}/{total} cuts, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
 
     return tick
 

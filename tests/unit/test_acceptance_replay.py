@@ -309,3 +309,17 @@ def test_files_named_on_the_command_line_follow_the_folders_size_rule(
     said = caplog.text
     assert "tiny.py has 6 bytes" in said and "huge.py has 240,000 bytes" in said
     assert "notes.txt is not a Python file" in said
+
+
+def test_progress_in_a_log_is_a_line_per_tenth(tmp_path: Path, monkeypatch: Any,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A live bar draws nothing when stderr is not a terminal (CI, `2> log`): the minute-long replay
+    of the training script used to say nothing between its first line and its summary."""
+    from heedls.server.acceptance import replay as replay_mod
+
+    project, texts = _project(tmp_path)
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: Oracle(texts))
+    summary = run([project], tmp_path / "events.jsonl", cuts=20, seed=0, provider="local")
+    assert summary["events"] == 20
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == [f"replay: {n}/20 cuts" for n in range(2, 21, 2)]
