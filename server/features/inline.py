@@ -102,6 +102,9 @@ class _Feeder:
         self._update(uri)
 
     async def on_close(self, uri: str) -> None:
+        engine = self.server.services.get("engine")
+        if engine is not None:
+            engine.close_document(uri)
         close = _local_method(self.server, "close_document")
         if close is not None:
             close(uris.to_fs_path(uri) or uri)

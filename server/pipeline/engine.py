@@ -413,6 +413,14 @@ class SuggestionEngine:
         if self._rejects:
             self._reject_timer = loop.call_at(self._rejects[0][0], self._rejects_due)
 
+    def close_document(self, uri: str) -> None:
+        """The editor closed the document at `uri`: nothing of it is kept per URI. A suggestion it
+        was showing goes as a new request at the same place would have it go (`_supersede`:
+        rejected after the timeout when it was reported displayed, else ignored; a late accept
+        still wins), and its typing-speed estimate is dropped (a reopened document starts afresh)."""
+        self._supersede(uri)
+        self._typing.pop(uri, None)
+
     def dismiss_live(self, uri: str) -> None:
         live = self._live.get(uri)
         if live is not None:

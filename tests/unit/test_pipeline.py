@@ -388,3 +388,28 @@ async def test_pending_supersede_rejections_are_decided_at_shutdown() -> None:
     mine = [e for e in sink.events if e["id"] == first.id]
     assert mine[-1]["outcome"] == "rejected" and mine[-1]["reason"] == "superseded"
     assert [e.outcome for e in gate.observed] == ["rejected"]
+
+
+async def test_closing_documents_leaves_nothing_of_them_behind_and_settles_what_they_showed() -> None:
+    """A long day opens and closes hundreds of documents. Each closed one's live suggestion (with
+    the document's text up to the cursor) and typing speed were kept for the life of the server:
+    after 200 documents, 200 of each. A closed document's suggestion goes as a supersede does."""
+    engine = SuggestionEngine(CountingProvider(), _quick_reject())
+    shown = []
+    for i in range(200):
+        uri = f"file:///m{i}.py"
+        engine.note_typing(uri, 1)
+        s = await engine.suggest(uri, f"/m{i}.py", DOC, len(DOC), 0, 8)
+        assert s is not None
+        if i % 2 == 0:
+            engine.mark_displayed(s.id)
+        shown.append(s.id)
+        engine.close_document(uri)
+        assert engine.typing_cps(uri) is None
+    assert len(engine._live) == 0 and len(engine._typing) == 0
+    await asyncio.sleep(0.15)
+    outcomes = [e.outcome if (e := engine.event(i)) else None for i in shown]
+    assert outcomes == ["rejected", "ignored"] * 100  # displayed ones rejected, the others ignored
+    # a document opened again starts afresh: its old suggestion is not typed through
+    again = await engine.suggest("file:///m0.py", "/m0.py", DOC, len(DOC), 0, 8)
+    assert again is not None and again.id not in shown
