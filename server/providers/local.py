@@ -571,6 +571,10 @@ class LocalProvider:
                 tokens=total,
                 built_s=time.perf_counter() - started,
             )
+            if files is None:
+                # Only the files of this build stay tokenized in memory, as on disk (_save_store):
+                # those of a removed workspace folder, or deleted, were kept for the server's life.
+                self._file_cache = {key: entry for key, entry in self._file_cache.items() if key in fids}
             self._save_store(set(fids))
             log.info("local index: %d files, %d tokens in %.2fs", len(fids), total, self._index.built_s)
 

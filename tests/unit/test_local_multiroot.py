@@ -152,3 +152,30 @@ async def test_the_provider_tells_jedi_of_folders_added_later(folders: tuple[Pat
         assert provider._jedi.project_for(str(lib / "zoo" / "herd.py")) == lib.resolve()
     finally:
         await provider.aclose()
+
+
+async def test_folders_added_and_removed_leave_only_the_current_folders_files_tokenized_in_memory(tmp_path: Path) -> None:
+    """A long day adds and removes workspace folders: each removed folder's files stayed tokenized
+    in the provider's memory for the life of the server (26 folders of 15 files: 330 files held
+    beyond the 361 indexed), and so did deleted files."""
+    app = tmp_path / "app"
+    _write(app, {"app/__init__.py": "", "app/main.py": APP})
+    extras = []
+    for k in range(10):
+        extra = tmp_path / f"extra{k}"
+        _write(extra, {f"x{k}/__init__.py": "", f"x{k}/mod.py": LIB})
+        extras.append(extra)
+    provider = LocalProvider(app, use_jedi=False, folders=[app])
+    try:
+        provider.index_now()
+        for extra in extras:
+            provider.set_folders([app, extra])
+            provider.index_now()
+        (app / "app" / "main.py").unlink()
+        provider.set_folders([app])
+        provider.index_now()
+        assert provider.index_stats()["files"] == 1
+        held = sorted(Path(key).name for key in provider._file_cache)
+        assert held == ["__init__.py"]  # 21 files (10 removed folders' and a deleted one) before
+    finally:
+        await provider.aclose()
