@@ -62,6 +62,11 @@ REFIT_EVERY = 50  # new labelled rows between refit attempts
 MAX_ROWS = 5000  # decided events kept (newest first), in memory and in the rows file
 COMPACT_AT = 2 * MAX_ROWS  # lines in the rows file that start a rewrite down to MAX_ROWS
 _ROW_CACHE = 512
+# One refit at a time in the process, whichever gate starts it: each gate built by a settings
+# change (gate mode, telemetry on/off) refits on its first rows, and the gates it replaced went on
+# fitting. 100 changes in a long session left 20 refit threads, each holding its retired gate (5,000
+# rows), 62 more descriptors and 345 MB more RSS.
+_REFIT_SLOT = threading.Lock()
 
 
 def default_model_path() -> Path:
@@ -314,7 +319,7 @@ class AcceptanceGate:
         the outcome, the next attempt waits for REFIT_EVERY more rows."""
         self._since_refit = 0
         with self._lock:
-            if self._refitting:
+            if self._refitting or _REFIT_SLOT.locked():
                 return False
         labelled = self._labelled()
         if len(labelled) < self.min_events:
@@ -327,7 +332,7 @@ class AcceptanceGate:
             return False
         rows = sorted(labelled, key=lambda r: r["ts"])
         with self._lock:
-            if self._refitting:
+            if self._refitting or not _REFIT_SLOT.acquire(blocking=False):
                 return False
             self._refitting = True
         if self.background:
@@ -346,6 +351,7 @@ class AcceptanceGate:
         finally:
             with self._lock:
                 self._refitting = False
+                _REFIT_SLOT.release()
 
     def _refit_inner(self, rows: list[dict[str, Any]]) -> None:
         current = self.model

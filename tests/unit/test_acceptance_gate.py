@@ -698,3 +698,45 @@ def test_turning_refits_on_or_off_live_serves_what_a_restart_would(model_file: P
     assert gate.model_version == "gate-test-1+user1"  # the learned model, as after a restart
     gate.reconfigure(GateConfig(mode="cascade", refit=False), model_path=model_file)
     assert gate.model_version == "gate-test-1"
+
+
+def test_gates_rebuilt_by_settings_changes_refit_one_at_a_time(
+        model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each settings change that rebuilds the gate (gate mode off and on, telemetry off and on)
+    made a gate that refit on its first rows while the replaced gates' refits ran on: 100 changes
+    in a long session left 20 refit threads (and workers) at once. One refit runs at a time."""
+    import threading
+
+    from heedls.server.acceptance import gate as gate_module
+
+    release = threading.Event()
+    running: list[int] = []
+    most = [0]
+    lock = threading.Lock()
+
+    def slow_fit(*args: Any) -> Any:
+        with lock:
+            running.append(1)
+            most[0] = max(most[0], len(running))
+        release.wait(5)
+        with lock:
+            running.pop()
+        raise RuntimeError("not this time")  # the gate keeps its model
+
+    monkeypatch.setattr(gate_module, "fit_candidates_in_process", slow_fit)
+    first = build_gate(GateConfig(mode="cascade", min_events_for_refit=60), tmp_path, model_path=model_file)
+    _decide(first, make_events(sessions=1, per_session=60, seed=40))  # its first refit starts
+    gates = [first]
+    for _ in range(3):  # gates built over its rows file, as settings changes build them, each refitting
+        gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=60), tmp_path, model_path=model_file)
+        gate.maybe_refit()  # what its first new decision does (the rows to learn from are there)
+        gates.append(gate)
+    release.set()
+    for thread in [t for t in threading.enumerate() if t.name == "heedls-gate-refit"]:
+        thread.join(5)
+    assert most[0] == 1  # 4 before
+    again = gates[-1]
+    again._since_refit = 0
+    assert again.maybe_refit() is True  # the slot is free again once the refit ended
+    for thread in [t for t in threading.enumerate() if t.name == "heedls-gate-refit"]:
+        thread.join(5)
