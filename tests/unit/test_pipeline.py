@@ -8,7 +8,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-
 from heedls.server.config import HeedlsConfig
 from heedls.server.events import SuggestionEvent
 from heedls.server.pipeline.cache import SuggestionCache, cache_key
