@@ -336,7 +336,14 @@ class AcceptanceGate:
                 return False
             self._refitting = True
         if self.background:
-            threading.Thread(target=self._refit, args=(rows,), name="heedls-gate-refit", daemon=True).start()
+            try:
+                threading.Thread(target=self._refit, args=(rows,), name="heedls-gate-refit", daemon=True).start()
+            except RuntimeError:  # no thread to be had (a process at its limit): this refit waits for the next
+                with self._lock:
+                    self._refitting = False
+                    _REFIT_SLOT.release()
+                log.warning("acceptance refit: cannot start a thread; keeping the current model")
+                return False
         else:
             self._refit(rows)
         return True

@@ -740,3 +740,21 @@ def test_gates_rebuilt_by_settings_changes_refit_one_at_a_time(
     assert again.maybe_refit() is True  # the slot is free again once the refit ended
     for thread in [t for t in threading.enumerate() if t.name == "heedls-gate-refit"]:
         thread.join(5)
+
+
+def test_a_refit_that_cannot_start_its_thread_leaves_the_next_one_free(
+        model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process at its thread limit: the refit is skipped with a warning, and neither this gate nor
+    any other is left waiting for a refit that never ran."""
+    import threading
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=60), tmp_path, model_path=model_file)
+    _decide(gate, make_events(sessions=1, per_session=60, seed=41))  # its first refit cannot start
+    monkeypatch.undo()
+    assert gate.maybe_refit() is True  # before: the slot stayed taken, no refit ever again
+    for thread in [t for t in threading.enumerate() if t.name == "heedls-gate-refit"]:
+        thread.join(10)
