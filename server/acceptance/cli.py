@@ -238,9 +238,12 @@ def replay_command(
     per_file: Annotated[int, typer.Option("--per-file", help="Cut points per file.")] = 10,
     files_per_session: Annotated[int, typer.Option("--files-per-session", help="Files per synthetic session.")] = 4,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    latency: Annotated[str, typer.Option(
+        "--latency", help="synthetic (drawn: the same sources and seed give the same file) | measured "
+                          "(this machine's, provider + post-processing)")] = "synthetic",
 ) -> None:
     """Cut real files, run the provider and post-processing, label by what the author wrote next."""
-    from heedls.server.acceptance.replay import PROVIDERS, ReplayWriteError, prepare_output, run
+    from heedls.server.acceptance.replay import LATENCIES, PROVIDERS, ReplayWriteError, prepare_output, run
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     for name, value in (("--cuts", cuts), ("--per-file", per_file), ("--files-per-session", files_per_session)):
@@ -248,6 +251,8 @@ def replay_command(
             _fail(f"{name} must be positive")
     if provider not in PROVIDERS:
         _fail(f"--provider: unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
+    if latency not in LATENCIES:
+        _fail(f"--latency: {latency!r} is not one of {', '.join(LATENCIES)}")
     missing = [str(source) for source in sources if not source.exists()]
     if missing:
         _fail(f"{', '.join(missing)}: no such file or directory")
@@ -256,7 +261,8 @@ def replay_command(
     except OSError as exc:
         _fail(f"cannot write {output}: {exc.strerror or exc}")
     try:
-        summary = run(sources, output, cuts, seed, provider, per_file, files_per_session, quiet=quiet)
+        summary = run(sources, output, cuts, seed, provider, per_file, files_per_session, quiet=quiet,
+                      latency=latency)
     except ImportError as exc:
         typer.echo(f"heedls: replay needs the provider and pipeline modules: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -25,8 +25,12 @@ How a replay is made (docs/acceptance.md has the rationale):
    partial; the server's persistence check counts text still present verbatim as kept), or
    little is left to edit. An accepted S below 0.9 that is neither is accepted, not persisted.
 5. Timing is synthetic and carries no signal: gaps between requests ~ lognormal (median 8 s),
-   decision time ~ lognormal (median 1.2 s); latency is the measured provider + post-processing
-   time. Every event carries `extra.synthetic = true` and `extra.replay = {...}`.
+   decision time ~ lognormal (median 1.2 s), and by default the latency too (~ lognormal, median
+   8 ms for the local provider, 400 ms for an HTTP one, from an RNG of its own so that the cut
+   points do not depend on it). A measured latency (`latency="measured"`: provider +
+   post-processing time) is the replaying machine's, not a user's, and makes two replays of the
+   same sources differ. Every event carries `extra.synthetic = true` and `extra.replay = {...}`
+   (`latency` in it says which).
 """
 
 from __future__ import annotations
@@ -66,6 +70,9 @@ SKIP_PROJECTS = frozenset({"test", "tests", "encodings", "heedls", "__phello__",
                            "lib2to3", "turtledemo"})
 PROVIDERS: tuple[str, ...] = ("local", "openai", "ollama", "llamacpp")  # config.ProviderName
 REPLAY_EPOCH = 1_700_000_000.0  # synthetic clock start (2023-11-14), fixed for reproducibility
+LATENCIES: tuple[str, ...] = ("synthetic", "measured")
+# Medians of the synthetic latency (ms): the local provider answers in milliseconds, an LLM in tenths of a second.
+SYNTHETIC_LATENCY_MEDIAN_MS = {"local": 8.0, "http": 400.0}
 RULE = (f"accepted iff exact, or correct partial (truth starts with it, >= {MIN_PARTIAL_CHARS} chars), or "
         f"difflib ratio >= {SIMILARITY_ACCEPT} against the truth cut to the suggestion's line count")
 
@@ -208,14 +215,19 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
                  per_file: int = 10, files_per_session: int = 4, deadline_s: float = 1.0,
                  progress: Callable[[int, int], None] | None = None,
                  make_provider: Callable[[Path, Path], Any] | None = None,
-                 into: list[SuggestionEvent] | None = None) -> list[SuggestionEvent]:
+                 into: list[SuggestionEvent] | None = None, latency: str = "synthetic") -> list[SuggestionEvent]:
     """Replay `cuts` requests; `make_provider(workspace, cache_dir)` replaces the configured provider.
     Events are appended to `into` (a new list by default) as they are made, so a caller still has
-    them when the replay is interrupted."""
+    them when the replay is interrupted. `latency`: "synthetic" (drawn, the default: the same
+    sources and seed give the same file) or "measured" (this machine's)."""
     from heedls.server.providers.base import CompletionRequest
 
     if per_file <= 0 or files_per_session <= 0:
         raise ValueError(f"per_file and files_per_session must be positive, not {per_file} and {files_per_session}")
+    if latency not in LATENCIES:
+        raise ValueError(f"latency must be one of {', '.join(LATENCIES)}, not {latency!r}")
+    # its own stream: drawing latencies must not move the cut points (str seeds hash the same in every run)
+    latency_rng = random.Random(f"heedls-replay-latency-{seed}") if latency == "synthetic" else None
     postprocess = _load_postprocess()
     rng = random.Random(seed)
     projects = find_projects(sources)
@@ -247,7 +259,7 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
                             break
                         clock += rng.lognormvariate(math.log(8.0), 0.9)
                         event = await _one(backend, postprocess, CompletionRequest, text, cut, root, session,
-                                           clock, deadline_s, rng, seed)
+                                           clock, deadline_s, rng, seed, latency_rng)
                         events.append(event)
                         done += 1
                         if progress is not None:
@@ -262,7 +274,8 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
 
 
 async def _one(backend: Any, postprocess: Callable[[str, Any], str | None], request_cls: Any, text: str, cut: Cut,
-               root: Path, session: str, ts: float, deadline_s: float, rng: random.Random, seed: int) -> SuggestionEvent:
+               root: Path, session: str, ts: float, deadline_s: float, rng: random.Random, seed: int,
+               latency_rng: random.Random | None = None) -> SuggestionEvent:
     line_end = text.find("\n", cut.offset)
     line_end = len(text) if line_end < 0 else line_end
     document = text[: cut.offset] + (text[line_end:] if cut.with_suffix else "")
@@ -285,11 +298,15 @@ async def _one(backend: Any, postprocess: Callable[[str, Any], str | None], requ
             chosen = candidate
             break
     latency = round((time.perf_counter() - started) * 1000.0, 3)
+    if latency_rng is not None:  # one draw per request, answered or not: the stream stays aligned
+        median = SYNTHETIC_LATENCY_MEDIAN_MS["local" if getattr(backend, "name", None) == "local" else "http"]
+        latency = round(latency_rng.lognormvariate(math.log(median), 0.6), 3)
     try:
         rel = str(cut.path.relative_to(root.parent))
     except ValueError:
         rel = cut.path.name
-    info: dict[str, Any] = {"file": rel, "offset": cut.offset, "kind": cut.kind, "seed": seed, "rule": RULE}
+    info: dict[str, Any] = {"file": rel, "offset": cut.offset, "kind": cut.kind, "seed": seed, "rule": RULE,
+                            "latency": "measured" if latency_rng is None else "synthetic"}
     extra: dict[str, Any] = {"synthetic": True, "suffix_known": True, "replay": info}
     event = SuggestionEvent(id=f"r-{uuid.UUID(int=rng.getrandbits(128)).hex[:16]}", session=session,
                             ts=round(ts, 3), language="python", file=rel, prefix=prefix, suffix=suffix,
@@ -318,7 +335,7 @@ async def _one(backend: Any, postprocess: Callable[[str, Any], str | None], requ
 
 
 def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: str, per_file: int = 10,
-        files_per_session: int = 4, quiet: bool = False) -> dict[str, Any]:
+        files_per_session: int = 4, quiet: bool = False, latency: str = "synthetic") -> dict[str, Any]:
     """Blocking wrapper for the CLI and the training script, with a progress bar on stderr.
 
     The output is checked before the replay starts (`prepare_output`: a replay can take minutes)
@@ -336,7 +353,7 @@ def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: s
         tick = None if quiet else _progress_bar(stack, cuts)
         try:
             asyncio.run(replay(sources, cuts, seed, provider, per_file, files_per_session, progress=tick,
-                               into=events))
+                               into=events, latency=latency))
         except KeyboardInterrupt:
             interrupted = True
     written = bool(events) or interrupted

@@ -323,3 +323,51 @@ def test_progress_in_a_log_is_a_line_per_tenth(tmp_path: Path, monkeypatch: Any,
     assert summary["events"] == 20
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(",")[0] for line in lines] == [f"replay: {n}/20 cuts" for n in range(2, 21, 2)]
+
+
+class SlowOracle(Oracle):
+    """An oracle whose answers take longer on every call: a measured latency would show it."""
+
+    async def complete(self, request: CompletionRequest, deadline_s: float) -> list[Candidate]:
+        await asyncio.sleep(0.002 * (self.calls % 3))
+        return await super().complete(request, deadline_s)
+
+
+def test_latency_is_drawn_by_default_so_the_same_sources_and_seed_give_the_same_file(tmp_path: Path,
+                                                                                     monkeypatch: Any) -> None:
+    from heedls.server.acceptance import replay as replay_mod
+
+    project, texts = _project(tmp_path)
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: SlowOracle(texts))
+    first, second = tmp_path / "1.jsonl", tmp_path / "2.jsonl"
+    run([project], first, cuts=20, seed=5, provider="local", quiet=True)
+    run([project], second, cuts=20, seed=5, provider="local", quiet=True)
+    assert first.read_bytes() == second.read_bytes()
+    events = [json.loads(line) for line in first.read_text().splitlines()]
+    assert all(e["replay"]["latency"] == "synthetic" and e["latency_ms"] > 0 for e in events)
+    assert len({e["latency_ms"] for e in events}) == len(events)  # drawn per request, not a constant
+
+
+def test_drawing_latencies_leaves_the_cut_points_where_they_were(tmp_path: Path, monkeypatch: Any) -> None:
+    from heedls.server.acceptance import replay as replay_mod
+
+    project, texts = _project(tmp_path)
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: Oracle(texts))
+    drawn, measured = tmp_path / "d.jsonl", tmp_path / "m.jsonl"
+    run([project], drawn, cuts=20, seed=5, provider="local", quiet=True)
+    run([project], measured, cuts=20, seed=5, provider="local", quiet=True, latency="measured")
+
+    def places(path: Path) -> list[tuple[Any, ...]]:
+        return [(e["id"], e["ts"], e["replay"]["offset"], e.get("suggestion"))
+                for e in map(json.loads, path.read_text().splitlines())]
+
+    assert places(drawn) == places(measured)
+    assert {json.loads(line)["replay"]["latency"] for line in measured.read_text().splitlines()} == {"measured"}
+
+
+def test_an_unknown_latency_kind_is_refused_before_the_replay(tmp_path: Path) -> None:
+    project, _ = _project(tmp_path)
+    out = tmp_path / "ev.jsonl"
+    result = _replay_cli(str(project), "-o", str(out), "--latency", "wallclock")
+    assert result.exit_code == 2 and "--latency: 'wallclock' is not one of synthetic, measured" in result.stderr
+    assert not out.exists()
