@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """Train the shipped default acceptance model (both stages): server/data/acceptance-default.json.
 
-    .venv/bin/python scripts/train_default_model.py [--seed 0] [--cuts 3000] [--no-cups]
+    .venv/bin/python scripts/train_default_model.py --version-date 2026-12-01   # the shipped files, byte for byte
 
-1. Replays real code nobody here wrote (the stdlib and the venv's site-packages) through the
-   local provider and the pipeline's post-processing (`heedls replay`, seeded), cached in the
-   user cache directory (platformdirs) so a re-run trains from the same events.
+1. Replays real code nobody here wrote (the pinned wheels of `scripts/replay-corpus.txt`, fetched
+   once by `scripts/replay_corpus.py`) through the local provider and the pipeline's
+   post-processing (`heedls replay`, seeded, synthetic timing), cached in the user cache directory
+   (platformdirs) so a re-run trains from the same events.
 2. Fits `context@local` / `suggestion@local` (used when the suggestions come from the embedded
    `local` provider) on that replay, and `context` / `suggestion` (every other provider: LLMs) on the
    real human decisions of `../shared/bench/acceptance/cups-dev.jsonl` when present. The replay's
@@ -17,11 +18,10 @@
 3. Each stage: learner `blend` (logistic regression + boosted trees, mean logit), Platt calibration
    and the keep-95 %-of-accepted threshold from out-of-fold scores grouped by session.
 
-The fit is deterministic given the events (NumPy with fixed seeds). The replay's cut points are
-deterministic given the seed and the projects found; the projects are the venv's site-packages
-(what is installed there), and the local provider works within a time budget, so a few of its
-suggestions and the measured latencies (a feature) differ between replays: a new replay trains a
-model that differs from the shipped one (the script says so), the same replay trains the same.
+The fit is deterministic given the events (NumPy with fixed seeds), and so is the replay given the
+corpus, the seed and heedls' own code (its latencies are drawn, not measured): from a clean checkout
+the script trains the shipped files byte for byte with the shipped model's `--version-date`, and
+says so on stderr when its replay is not the shipped model's (the provider's code changed since).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,12 +44,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CUPS = ROOT.parent / "shared" / "bench" / "acceptance" / "cups-dev.jsonl"
 OUT = ROOT / "server" / "data" / "acceptance-default.json"
 PRIOR_OUT = ROOT / "server" / "data" / "acceptance-prior.json.gz"
+CORPUS_LIST = ROOT / "scripts" / "replay-corpus.txt"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cuts", type=int, default=3000)
+    parser.add_argument("--cuts", type=int, default=5000,
+                        help="cut points of the replay (default 5000: every project of the corpus, 4 files each)")
     parser.add_argument("--kind", default="blend", choices=("logreg", "gbm", "blend"))
     parser.add_argument("--keep", type=float, default=0.95)
     parser.add_argument("--cups", type=Path, default=CUPS,
@@ -85,10 +86,15 @@ def main() -> int:
     from heedls.server.acceptance.prior import Prior, PriorSource, StageRows
 
     cache = Path(platformdirs.user_cache_dir("heedls"))  # outside the checkout: never committed by accident
-    replay_path = args.replay or cache / f"acceptance-replay-seed{args.seed}-{args.cuts}.jsonl"
+    corpus_mod = _replay_corpus()
+    corpus = corpus_mod.corpus_dir(cache, CORPUS_LIST)
+    replay_path = args.replay or cache / f"acceptance-replay-{corpus.name}-seed{args.seed}-{args.cuts}.jsonl"
     if not replay_path.exists():
         replay_path.parent.mkdir(parents=True, exist_ok=True)
-        sources = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
+        try:
+            sources = [corpus_mod.prepare(cache, CORPUS_LIST)]
+        except corpus_mod.CorpusError as exc:
+            raise _Refused(f"replay corpus: {exc}") from exc
         print(f"replaying {args.cuts} cut points (seed {args.seed}) -> {replay_path}", file=sys.stderr)
         partial = replay_path.with_name(replay_path.name + ".partial")
         summary = run(sources, partial, args.cuts, args.seed, "local")
@@ -101,6 +107,8 @@ def main() -> int:
     replay = _training_events(replay_path, "replay")
     sources_meta: list[dict[str, object]] = [{"name": "replay", "file": replay_path.name, "seed": args.seed,
                                               "cuts": args.cuts, "sha256": _sha(replay_path)}]
+    if args.replay is None:  # made here, from the pinned corpus
+        sources_meta[0]["corpus"] = f"scripts/{CORPUS_LIST.name} sha256 {_sha(CORPUS_LIST)}"
     _note_replay_differs(str(sources_meta[0]["sha256"]), args.seed, args.cuts)
     human = None
     if not args.no_cups and args.cups.exists():
@@ -173,6 +181,18 @@ def _fit_and_save(args: argparse.Namespace, datasets: dict[tuple[str, str], Any]
     return 0
 
 
+def _replay_corpus() -> Any:
+    """scripts/replay_corpus.py, by its path: this script is also loaded by path (tests), with no
+    scripts/ folder on sys.path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("replay_corpus", ROOT / "scripts" / "replay_corpus.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _build_date() -> dt.date:
     """$SOURCE_DATE_EPOCH (the reproducible-builds convention) when set, else today."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
@@ -213,7 +233,8 @@ def _note_replay_differs(sha: str, seed: int, cuts: int) -> None:
     if shipped.get("sha256") != sha and (shipped.get("seed"), shipped.get("cuts")) == (seed, cuts):
         print(f"note: this replay (sha256 {sha}) is not the one {shipped.get('file')} the shipped model "
               f"{OUT.name} was trained on (sha256 {shipped.get('sha256')}); the model trained now will differ "
-              "from it: a replay depends on the venv's site-packages and measures latencies "
+              "from it: the provider or the post-processing changed since, or the replay was not made from "
+              "scripts/replay-corpus.txt "
               "(docs/acceptance.md, 'The shipped model')", file=sys.stderr)
 
 

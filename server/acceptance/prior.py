@@ -149,7 +149,7 @@ class Prior:
 
     def save(self, path: Path | str) -> None:
         data = json.dumps(self.to_json(), separators=(",", ":")).encode()
-        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+        with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as fh:
             fh.write(data)  # mtime 0: the same rows give the same bytes (a reproducible shipped file)
 
     @classmethod

@@ -117,8 +117,8 @@ def test_interrupted_while_fitting_leaves_the_previous_model_and_prior(tmp_path:
 
 def test_says_when_the_replay_is_not_the_one_the_shipped_model_was_trained_on(
         capsys: pytest.CaptureFixture[str]) -> None:
-    """From a clean cache a new replay never is (the venv's packages, measured latencies): the user
-    hears that --version-date will not give the shipped file."""
+    """A replay made after the provider or the post-processing changed is not the shipped model's:
+    the user hears that --version-date will not give the shipped file."""
     script = _script()
     shipped = json.loads(script.OUT.read_text(encoding="utf-8"))["meta"]["sources"][0]
     script._note_replay_differs(shipped["sha256"], shipped["seed"], shipped["cuts"])
