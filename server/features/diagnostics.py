@@ -136,8 +136,9 @@ class DiagnosticsService:
         self._docs: dict[str, syntax.SyntaxDocument] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._store: dict[str, dict[str, list[Diagnostic]]] = {}
-        # The URI the client opened each file by: through a symlinked folder it is not the resolved
-        # path the analyzers report (results published there would be another file to the client)
+        # The URI the client opened a file by, where it is not the one derived from the path (through
+        # a symlinked folder the analyzers report the resolved path: results published there would be
+        # another file to the client). Only those: one entry per file ever opened grew for good.
         self._client_uris: dict[str, str] = {}
         self._by_id: dict[str, Diagnostic] = {}
         self._ids = itertools.count(1)
@@ -222,8 +223,18 @@ class DiagnosticsService:
         """The URI the client knows `path` by: the one it opened it by, else, under a workspace it
         named through a symlink, the path through that link."""
         opened = self._client_uris.get(path)
-        if opened is not None:
-            return opened
+        return opened if opened is not None else self._derived_uri(path)
+
+    def _remember_client_uri(self, uri: str) -> None:
+        path = _path_of(uri)
+        if path is None:
+            return
+        if self._derived_uri(path) != uri:
+            self._client_uris[path] = uri
+        else:
+            self._client_uris.pop(path, None)
+
+    def _derived_uri(self, path: str) -> str:
         root = self.server.root
         for folder in dict.fromkeys([*([root] if root is not None else []), *self.server.folders]):
             if folder.resolve() != folder.absolute():
@@ -664,9 +675,7 @@ class DiagnosticsService:
 
     # -- document listener ----------------------------------------------------------------------
     async def on_open(self, uri: str) -> None:
-        path = _path_of(uri)
-        if path is not None:
-            self._client_uris[path] = uri
+        self._remember_client_uri(uri)
         await self.refresh_syntax(uri)
         self._lint_jobs.schedule(uri, 0)
 
