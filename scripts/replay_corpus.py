@@ -44,19 +44,26 @@ def prepare(cache: Path | None = None, listing: Path = LIST, quiet: bool = False
     target = corpus_dir(cache, listing)
     if (target / DONE).is_file():
         return target
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="heedls-corpus-", dir=cache) as tmp:
-        wheels, unpacked = Path(tmp) / "wheels", Path(tmp) / "corpus"
-        if not quiet:
-            print(f"fetching the replay corpus ({_count(listing)} wheels) -> {target}", file=sys.stderr)
-        _download(listing, wheels)
-        unpacked.mkdir()
-        for wheel in sorted(wheels.glob("*.whl")):
-            _unpack_sources(wheel, unpacked)
-        (unpacked / DONE).write_text(listing.read_text(encoding="utf-8"), encoding="utf-8")
-        if target.exists():  # an interrupted earlier fetch
-            shutil.rmtree(target)
-        unpacked.rename(target)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="heedls-corpus-", dir=cache) as tmp:
+            wheels, unpacked = Path(tmp) / "wheels", Path(tmp) / "corpus"
+            if not quiet:
+                print(f"fetching the replay corpus ({_count(listing)} wheels) -> {target}", file=sys.stderr)
+            _download(listing, wheels)
+            unpacked.mkdir()
+            for wheel in sorted(wheels.glob("*.whl")):
+                _unpack_sources(wheel, unpacked)
+            (unpacked / DONE).write_text(listing.read_text(encoding="utf-8"), encoding="utf-8")
+            if target.exists() and not (target / DONE).is_file():  # an interrupted earlier fetch
+                shutil.rmtree(target)
+            try:
+                unpacked.rename(target)
+            except OSError:
+                if not (target / DONE).is_file():  # else another process unpacked the same list meanwhile
+                    raise
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise CorpusError(f"cannot unpack the corpus into {cache}: {exc}") from exc
     return target
 
 

@@ -116,3 +116,30 @@ def test_the_shipped_list_pins_every_wheel_by_version_and_hash() -> None:
     for line in lines:
         requirement, _, digest = line.partition(" --hash=sha256:")
         assert "==" in requirement and len(digest) == 64, line
+
+
+def test_a_cache_that_cannot_hold_the_corpus_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    module = _corpus()
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file where the cache folder should be")
+    with pytest.raises(module.CorpusError, match="cannot unpack the corpus"):
+        module.prepare(not_a_folder, _listing(tmp_path, "alpha==1.0 --hash=sha256:00"), quiet=True)
+
+
+def test_another_process_unpacking_the_same_list_meanwhile_is_not_an_error(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _corpus()
+    listing = _listing(tmp_path, "alpha==1.0 --hash=sha256:00")
+    target = module.corpus_dir(tmp_path / "cache", listing)
+
+    def download_while_another_finishes(listing: Path, into: Path) -> None:
+        (target / "alpha").mkdir(parents=True)
+        (target / "alpha" / "a.py").write_text(CODE)
+        (target / module.DONE).write_text("")
+        into.mkdir(parents=True)
+        _wheel(into, "alpha", {"alpha/__init__.py": "", "alpha/a.py": CODE})
+
+    monkeypatch.setattr(module, "_download", download_while_another_finishes)
+    assert module.prepare(tmp_path / "cache", listing, quiet=True) == target
+    assert (target / "alpha" / "a.py").read_text() == CODE
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [target.name]  # no temporary folder left
