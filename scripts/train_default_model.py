@@ -104,6 +104,8 @@ def main() -> int:
             print("interrupted: nothing cached, nothing trained", file=sys.stderr)
             return 130
         partial.replace(replay_path)
+    elif args.replay is None:  # made by an earlier run, maybe with other provider code
+        print(f"replay: the cached {replay_path} (delete it to replay with the code as it is now)", file=sys.stderr)
     replay = _training_events(replay_path, "replay")
     sources_meta: list[dict[str, object]] = [{"name": "replay", "file": replay_path.name, "seed": args.seed,
                                               "cuts": args.cuts, "sha256": _sha(replay_path)}]
