@@ -3,7 +3,6 @@ named after the list, side by side as in site-packages (one replay project per p
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import zipfile
 from pathlib import Path
@@ -13,15 +12,11 @@ from typing import Any
 import pytest
 from heedls.server.acceptance.replay import find_projects
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "replay_corpus.py"
+from tests.support.scripts import load_script
 
 
 def _corpus() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("replay_corpus", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("replay_corpus")
 
 
 def _wheel(folder: Path, name: str, members: dict[str, str]) -> Path:

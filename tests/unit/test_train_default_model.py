@@ -5,7 +5,6 @@ prior (the two files ship as a pair)."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,17 +16,14 @@ import pytest
 from heedls.server.acceptance import model as model_module
 from heedls.server.events import write_jsonl
 
+from tests.support.scripts import load_script
 from tests.unit.test_acceptance_data import make_events
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_default_model.py"
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_default_model", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_default_model")
 
 
 def _train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
