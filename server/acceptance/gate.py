@@ -123,8 +123,6 @@ class AcceptanceGate:
         self._stored: dict[str, dict[str, Any]] = {}  # decided events by id, oldest first, <= MAX_ROWS
         self._since_refit = 0
         self._attempted = False  # no refit attempted yet in this process
-        self._lock = threading.Lock()
-        self._refitting = False
         self._file_lock = threading.Lock()  # appends to the rows file vs its compaction
         self._file_lines = 0
         self._compacting = False
@@ -318,9 +316,8 @@ class AcceptanceGate:
         """Start a refit if the guards allow; returns whether one was started (or run). Whatever
         the outcome, the next attempt waits for REFIT_EVERY more rows."""
         self._since_refit = 0
-        with self._lock:
-            if self._refitting or _REFIT_SLOT.locked():
-                return False
+        if _REFIT_SLOT.locked():  # a refit is running (this gate's or another's)
+            return False
         labelled = self._labelled()
         if len(labelled) < self.min_events:
             return False
@@ -331,17 +328,13 @@ class AcceptanceGate:
             self.last_refit = {"ts": time.time(), "result": "skipped: class balance", "n": len(labelled)}
             return False
         rows = sorted(labelled, key=lambda r: r["ts"])
-        with self._lock:
-            if self._refitting or not _REFIT_SLOT.acquire(blocking=False):
-                return False
-            self._refitting = True
+        if not _REFIT_SLOT.acquire(blocking=False):  # taken meanwhile
+            return False
         if self.background:
             try:
                 threading.Thread(target=self._refit, args=(rows,), name="heedls-gate-refit", daemon=True).start()
             except RuntimeError:  # no thread to be had (a process at its limit): this refit waits for the next
-                with self._lock:
-                    self._refitting = False
-                    _REFIT_SLOT.release()
+                _REFIT_SLOT.release()
                 log.warning("acceptance refit: cannot start a thread; keeping the current model")
                 return False
         else:
@@ -356,9 +349,7 @@ class AcceptanceGate:
         except Exception:
             log.exception("acceptance refit failed; keeping the current model")
         finally:
-            with self._lock:
-                self._refitting = False
-                _REFIT_SLOT.release()
+            _REFIT_SLOT.release()
 
     def _refit_inner(self, rows: list[dict[str, Any]]) -> None:
         current = self.model
