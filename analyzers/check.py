@@ -7,7 +7,6 @@ the editor and CI see the same findings. Test runs and explanations belong to ot
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 from heedls.analyzers import lint, syntax
 from heedls.analyzers.model import Diagnostic, Fix, Position, Severity
+from heedls.analyzers.patches import unified_diff
 
 log = logging.getLogger("heedls.check")
 
@@ -133,50 +133,59 @@ def _related_tests_fn() -> Any:
 # -- fixes -----------------------------------------------------------------------------------------
 
 
-def _offset(lines: list[str], pos: Position) -> int:
-    line = min(pos.line, len(lines))
-    return sum(len(x) for x in lines[:line]) + (min(pos.character, len(lines[line])) if line < len(lines) else 0)
+def _line_starts(text: str) -> list[int]:
+    """Where each line of `text` starts (its `splitlines` lines), and the text's end."""
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    return starts
 
 
-def apply_edits(text: str, fix: Fix, path: str) -> str:
-    """The text after applying the fix's edits for `path` (edits applied back to front)."""
-    lines = text.splitlines(keepends=True)
+def _offset(starts: list[int], pos: Position) -> int:
+    """`pos` as an offset; a line past the end is the end, a column past a line's end is that end
+    (its line break included, as ruff's end of a line is)."""
+    if pos.line >= len(starts) - 1:
+        return starts[-1]
+    return starts[pos.line] + min(pos.character, starts[pos.line + 1] - starts[pos.line])
+
+
+def apply_edits(text: str, fix: Fix, path: str, starts: list[int] | None = None) -> str:
+    """The text after applying the fix's edits for `path` (`starts`: `_line_starts(text)`, when
+    the caller has it). Edits are applied back to front, so each one's offsets in the original
+    text still hold when it is applied."""
+    if starts is None:
+        starts = _line_starts(text)
     edits = sorted((e for e in fix.edits if e.path == path), key=lambda e: e.range.start, reverse=True)
     for edit in edits:
-        start, end = _offset(lines, edit.range.start), _offset(lines, edit.range.end)
+        start, end = _offset(starts, edit.range.start), _offset(starts, edit.range.end)
         text = text[:start] + edit.new_text + text[end:]
-        lines = text.splitlines(keepends=True)
     return text
 
 
-def patch_for(fix: Fix, path: str, text: str, display_path: str) -> str:
-    new = apply_edits(text, fix, path)
-    return "".join(
-        difflib.unified_diff(
-            text.splitlines(keepends=True),
-            new.splitlines(keepends=True),
-            fromfile=f"a/{display_path}",
-            tofile=f"b/{display_path}",
-        )
-    )
+def patch_for(fix: Fix, path: str, text: str, display_path: str, starts: list[int] | None = None) -> str:
+    return unified_diff(text, apply_edits(text, fix, path, starts), display_path)
 
 
 def _with_patches(diagnostics: list[Diagnostic], relative_to: Path) -> None:
-    texts: dict[str, str | None] = {}
+    texts: dict[str, tuple[str, list[int]] | None] = {}  # each file read and its lines found once
     for diagnostic in diagnostics:
         if not diagnostic.fixes or all(f.patch for f in diagnostic.fixes):
             continue
         if diagnostic.path not in texts:
             try:
-                texts[diagnostic.path] = syntax.read_source(diagnostic.path).text
+                text = syntax.read_source(diagnostic.path).text
             except OSError:
                 texts[diagnostic.path] = None
-        text = texts[diagnostic.path]
-        if text is None:
+            else:
+                texts[diagnostic.path] = text, _line_starts(text)
+        source = texts[diagnostic.path]
+        if source is None:
             continue
+        text, starts = source
         shown = os.path.relpath(diagnostic.path, relative_to)
         diagnostic.fixes = [
-            f if f.patch else replace(f, patch=patch_for(f, diagnostic.path, text, shown)) for f in diagnostic.fixes
+            f if f.patch else replace(f, patch=patch_for(f, diagnostic.path, text, shown, starts))
+            for f in diagnostic.fixes
         ]
 
 

@@ -111,14 +111,6 @@ def gap_operator(text: str, a_end: int, b_start: int) -> tuple[int, int] | None:
     return s, e
 
 
-def unified_diff(old: str, new: str, path: str) -> str:
-    return "".join(
-        difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=f"a/{path}", tofile=f"b/{path}"
-        )
-    )
-
-
 def normalised(text: str) -> str | None:
     """AST dump without positions: equal for candidates that differ only in formatting."""
     try:

@@ -30,8 +30,9 @@ from typing import Any
 
 from heedls.analyzers import proc
 from heedls.analyzers.check import find_workspace
+from heedls.analyzers.patches import unified_diff
 from heedls.analyzers.repair import operators, ruff_fixes, syntax_fix
-from heedls.analyzers.repair.edits import Candidate, change_size, normalised, unified_diff
+from heedls.analyzers.repair.edits import Candidate, change_size, normalised
 from heedls.analyzers.repair.localize import LineScore, localise
 from heedls.analyzers.repair.naturalness import introduced_smells, smells
 from heedls.analyzers.repair.workers import (

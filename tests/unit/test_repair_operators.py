@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from heedls.analyzers.patches import unified_diff
 from heedls.analyzers.repair import operators, syntax_fix
 from heedls.analyzers.repair.edits import (
     SourceMap,
@@ -11,7 +12,6 @@ from heedls.analyzers.repair.edits import (
     change_size,
     gap_operator,
     normalised,
-    unified_diff,
 )
 from heedls.analyzers.repair.llm import parse_answer
 
