@@ -257,3 +257,59 @@ def test_a_fifo_named_like_a_module_is_skipped_not_waited_on(project: Path) -> N
     os.mkfifo(project / "src" / "pipe.py")  # reading it would wait for a writer forever
     proc = heedls("src", "--format", "json", cwd=project, timeout=50)
     assert json.loads(proc.stdout)["summary"]["files"] == 3  # broken, linty, clean
+
+
+def _tree_with_findings(root: Path, files: int) -> None:
+    (root / "pkg").mkdir()
+    for i in range(files):
+        body = f"def f{i}(x):\n    return x + {i}\n".encode()
+        if i % 10 == 3:
+            body += b"def broken(:\n"  # a syntax error in every tenth file
+        if i % 10 == 7:
+            body += b"s = '\xff'\n"  # not UTF-8: reported too
+        (root / "pkg" / f"m{i}.py").write_bytes(body)
+
+
+def test_many_files_are_checked_in_worker_processes_with_the_same_result(tmp_path: Path) -> None:
+    """From PARALLEL_FROM files on the syntax pass is spread over processes; what it finds and the
+    order it reports them in are the serial pass's. Run as the CLI runs (a real `__main__`)."""
+    _tree_with_findings(tmp_path, 40)
+    script = tmp_path / "run_check.py"
+    script.write_text(
+        "import json, sys\n"
+        "from heedls.analyzers import check\n"
+        "if __name__ == '__main__':\n"
+        "    check.PARALLEL_FROM = int(sys.argv[1])\n"
+        "    r = check.check_paths([sys.argv[2]], workspace=sys.argv[2], config=check.CheckOptions(lint=False))\n"
+        "    print(json.dumps([[d.path, d.range.start.line, d.code, d.message] for d in r.diagnostics] + r.problems))\n"
+    )
+
+    def run(parallel_from: int) -> list[Any]:
+        proc = subprocess.run([sys.executable, str(script), str(parallel_from), str(tmp_path / "pkg")],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "failed" not in proc.stderr  # the workers answered: no fallback
+        return json.loads(proc.stdout)
+
+    parallel, serial = run(1), run(10**9)
+    assert parallel == serial
+    assert {Path(d[0]).name for d in serial if isinstance(d, list)} == {f"m{i}.py" for i in range(40) if i % 10 in (3, 7)}
+
+
+def test_when_worker_processes_cannot_start_the_files_are_checked_here(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from heedls.analyzers import check
+
+    _tree_with_findings(tmp_path, 20)
+    expected = check.check_paths([tmp_path / "pkg"], workspace=tmp_path, config=check.CheckOptions(lint=False))
+
+    def no_processes(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("no /dev/shm")
+
+    monkeypatch.setattr(check, "ProcessPoolExecutor", no_processes)
+    monkeypatch.setattr(check, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(check.os, "cpu_count", lambda: 4)
+    result = check.check_paths([tmp_path / "pkg"], workspace=tmp_path, config=check.CheckOptions(lint=False))
+    assert [(d.path, d.range, d.message) for d in result.diagnostics] == \
+        [(d.path, d.range, d.message) for d in expected.diagnostics]
+    assert result.diagnostics
