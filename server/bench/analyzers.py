@@ -171,6 +171,66 @@ def bench_tests(bench_set: Path, bugs: int, repeats: int) -> dict[str, Any]:
     }
 
 
+# Real packages of the stdlib for `heedls check` against ruff: ~300 files of code no one here wrote,
+# the same on every machine with this Python.
+CHECK_PACKAGES = ("asyncio", "email", "json", "http", "xml", "unittest", "importlib", "concurrent", "logging",
+                  "multiprocessing", "urllib", "sqlite3", "wsgiref", "xmlrpc", "idlelib")
+
+
+def default_check_tree() -> list[Path]:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    return [stdlib / name for name in CHECK_PACKAGES if (stdlib / name).is_dir()]
+
+
+def _timed(argv: list[str], cwd: Path) -> float:
+    from heedls.analyzers import proc
+
+    start = time.perf_counter()
+    result = proc.run(argv, cwd=cwd, timeout_s=600)
+    if result.timed_out or result.returncode not in (0, 1):
+        raise RuntimeError(f"{argv[0]} exited {result.returncode}: {result.stderr[-500:]}")
+    return time.perf_counter() - start
+
+
+# Rules with many fixes in ordinary code, so that the patches heedls writes for them are timed too.
+CHECK_RUFF_CONFIG = '[tool.ruff]\ntarget-version = "py311"\n[tool.ruff.lint]\nselect = ["E", "F", "UP", "C4", "SIM", "I"]\n'
+
+
+def bench_check(paths: list[Path], repeats: int) -> dict[str, Any]:
+    """`heedls check --format json` (compile()'s verdict, tree-sitter's secondary errors, ruff, a
+    patch per fix) against `ruff check --output-format json` alone, on a copy of `paths` with the
+    same ruff rules for both, interleaved so both see the same load."""
+    import shutil
+    import tempfile
+
+    from heedls.analyzers import lint
+
+    ruff = lint.find_ruff()
+    if ruff is None:
+        return {"skipped": "ruff not found"}
+    ours: list[float] = []
+    plain: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="heedls-bench-check-") as tmp:
+        tree = Path(tmp) / "tree"
+        for path in paths:
+            shutil.copytree(path, tree / path.name, ignore=shutil.ignore_patterns("__pycache__"))
+        (tree / "pyproject.toml").write_text(CHECK_RUFF_CONFIG, encoding="utf-8")
+        files = sum(1 for _ in tree.rglob("*.py"))
+        out = Path(tmp) / "out.json"
+        for _ in range(repeats):
+            plain.append(_timed([ruff, "check", "--output-format", "json", "--no-cache", "--exit-zero", "."], tree))
+            ours.append(_timed([sys.executable, "-m", "heedls", "check", "--format", "json", "-o", str(out), "."],
+                               tree))
+        summary = json.loads(out.read_text(encoding="utf-8"))["summary"]
+    return {
+        "packages": [p.name for p in paths], "files": files, "diagnostics": summary["diagnostics"],
+        "fixable": summary["fixable"], "repeats": repeats,
+        "ruff_s": round(statistics.median(plain), 3), "heedls_s": round(statistics.median(ours), 3),
+        "ratio": round(statistics.median(ours) / statistics.median(plain), 2),
+        "cores": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2),
+    }
+
+
 def _default_set() -> Path:
     here = Path(__file__).resolve()
     for candidate in (here.parents[3] / "shared" / "bench" / "quixbugs", Path("/work/shared/bench/quixbugs")):
@@ -190,13 +250,24 @@ def register(bench_app: typer.Typer) -> None:
         bugs: Annotated[int, typer.Option("--bugs", min=0, help="How many bugs of the set (0 = skip tests).")] = 6,
         repeats: Annotated[int, typer.Option("--repeats", min=1, help="Runs per bug and side.")] = 3,
         edits: Annotated[int, typer.Option("--edits", min=10, help="Edits for the syntax benchmark.")] = 400,
+        check_repeats: Annotated[int, typer.Option(
+            "--check-repeats", min=0, help="Runs of `heedls check` and of ruff on the stdlib tree (0 = skip).")] = 3,
     ) -> None:
-        """Syntax re-parse latency and test-run overhead against plain pytest."""
+        """Syntax re-parse latency, `heedls check` against ruff, and test-run overhead against plain pytest."""
         _log("syntax: re-parse after edits ...")
         result: dict[str, Any] = {"syntax": bench_syntax(edits)}
         s = result["syntax"]
         cpu_ms, wall_ms = s["reparse_cpu_ms"], s["reparse_wall_ms"]
         _log(f"  {s['lines']} lines: cpu p50 {cpu_ms['p50']} / p95 {cpu_ms['p95']} ms; wall p95 {wall_ms['p95']} ms")
+        tree = default_check_tree()
+        if check_repeats and tree:
+            _log(f"check: heedls check vs ruff on {len(tree)} stdlib packages ...")
+            result["check"] = c = bench_check(tree, check_repeats)
+            if "ratio" in c:
+                _log(f"  {c['files']} files, {c['diagnostics']} findings ({c['fixable']} with a safe fix): heedls {c['heedls_s']} s, "
+                     f"ruff {c['ruff_s']} s, ratio {c['ratio']}")
+        else:
+            result["check"] = None
         folder = bench_set or _default_set()
         if bugs and folder.is_dir():
             _log(f"tests: heedls runner vs plain pytest on {folder} ...")
