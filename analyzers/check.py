@@ -320,6 +320,14 @@ PARALLEL_FROM = 64
 _CHUNK = 16
 
 
+def _cores() -> int:
+    """The cores this process may run on (a container's or `taskset`'s share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _syntax_of(file: Path) -> tuple[list[Diagnostic], str | None]:
     """One file's syntax diagnostics, or why it could not be read."""
     try:
@@ -332,7 +340,7 @@ def _syntax_of_all(files: Sequence[Path]) -> Iterable[tuple[list[Diagnostic], st
     """`_syntax_of` each file, in order; in worker processes when there are many files and cores.
     Processes are spawned, not forked (the ruff thread is running), and if they cannot be started
     or die, the files they did not answer for are checked here."""
-    workers = min(os.cpu_count() or 1, 8, -(-len(files) // _CHUNK))
+    workers = min(_cores(), 8, -(-len(files) // _CHUNK))
     done = 0
     if len(files) >= PARALLEL_FROM and workers > 1:
         try:

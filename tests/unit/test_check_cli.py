@@ -308,7 +308,7 @@ def test_when_worker_processes_cannot_start_the_files_are_checked_here(tmp_path:
 
     monkeypatch.setattr(check, "ProcessPoolExecutor", no_processes)
     monkeypatch.setattr(check, "PARALLEL_FROM", 1)
-    monkeypatch.setattr(check.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(check, "_cores", lambda: 4)
     result = check.check_paths([tmp_path / "pkg"], workspace=tmp_path, config=check.CheckOptions(lint=False))
     assert [(d.path, d.range, d.message) for d in result.diagnostics] == \
         [(d.path, d.range, d.message) for d in expected.diagnostics]
