@@ -14,8 +14,12 @@ of matching occurrences that continue with the winner, shrunk towards zero when 
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections import Counter
 from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 _MAX_SCAN = 3000  # prefix ranges larger than this are too ambiguous to be worth counting
 
@@ -34,40 +38,89 @@ def _clean(lines: list[str]) -> list[str]:
 
 
 class LineIndex:
-    """Stripped lines of many files, searchable by prefix and by the preceding line(s)."""
+    """Stripped lines of many files, searchable by prefix and by the preceding line(s).
+
+    Kept as a few flat arrays: each distinct line once (`texts`), every line of every file as the id
+    of its text and its file id, and for the next-line lookups the positions that follow each
+    previous line (pair of lines) sorted by that key. Not a dict of lists of (line, file) tuples:
+    the workspace index is rebuilt every two minutes while the user types, on a thread, next to the
+    one in use, and the tuples (a 332-file workspace: 735,000 allocations, 49 MB; now 131,000 and
+    15 MB) stayed behind in the allocator's arenas after each rebuild: the server's RSS grew in
+    steps of 30-100 MB every two minutes of typing."""
 
     def __init__(self, files: list[tuple[int, list[str]]]) -> None:
-        entries: list[tuple[str, int]] = []
-        self.after1: dict[str, list[tuple[str, int]]] = {}
-        self.after2: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        ids: dict[str, int] = {}
+        self.texts: list[str] = []  # distinct stripped lines, by id
+        seq = array("i")  # every line: the id of its text
+        fid_seq = array("i")  # every line: its file
+        starts = array("i")  # where each file's lines begin in `seq`
         for fid, raw in files:
-            lines = _clean(raw)
-            entries.extend((ln, fid) for ln in lines)
-            for i in range(1, len(lines)):
-                self.after1.setdefault(lines[i - 1], []).append((lines[i], fid))
-                if i >= 2:
-                    self.after2.setdefault((lines[i - 2], lines[i - 1]), []).append((lines[i], fid))
-        entries.sort()
-        self.lines = [e[0] for e in entries]
-        self.fids = [e[1] for e in entries]
+            starts.append(len(seq))
+            for ln in _clean(raw):
+                found = ids.get(ln)
+                if found is None:
+                    found = ids[ln] = len(self.texts)
+                    self.texts.append(ln)
+                seq.append(found)
+                fid_seq.append(fid)
+        self._ids = ids
+        self._seq = np.frombuffer(seq, dtype=np.int32).copy()
+        self._fid = np.frombuffer(fid_seq, dtype=np.int32).copy()
+        n = len(self._seq)
+        first = np.zeros(n, dtype=bool)  # a file's first line: nothing before it
+        begins = np.frombuffer(starts, dtype=np.int32)
+        first[begins[begins < n]] = True
+        # Prefix search: the lines sorted by text, then file (bisect on `lines`).
+        rank = np.empty(len(self.texts), dtype=np.int64)
+        rank[sorted(range(len(self.texts)), key=self.texts.__getitem__)] = np.arange(len(self.texts))
+        order = np.lexsort((self._fid, rank[self._seq])) if n else np.zeros(0, np.int64)
+        self._sorted_ids = self._seq[order]
+        self._sorted_fids = self._fid[order]
+        self.lines = [self.texts[i] for i in self._sorted_ids.tolist()]
+        # Next line: the positions after one previous line (key: its id) or two (key: both ids).
+        positions = np.arange(n, dtype=np.int64)
+        after1 = positions[1:][~first[1:]] if n else positions
+        after2 = after1[~first[after1 - 1]] if len(after1) else after1
+        width = max(len(self.texts), 1)
+        self._key1, self._pos1 = _sorted_keys(self._seq[after1 - 1].astype(np.int64), after1)
+        self._key2, self._pos2 = _sorted_keys(self._seq[after2 - 2].astype(np.int64) * width + self._seq[after2 - 1], after2)
+        self._width = width
 
     def prefix_counts(self, prefix: str, exclude: int | None) -> Counter[str] | None:
         lo = bisect.bisect_left(self.lines, prefix)
         hi = bisect.bisect_right(self.lines, prefix + "\U0010ffff")
         if hi - lo > _MAX_SCAN:
             return None
-        out: Counter[str] = Counter()
-        for i in range(lo, hi):
-            if self.fids[i] != exclude:
-                out[self.lines[i]] += 1
-        return out
+        found = self._sorted_ids[lo:hi]
+        if exclude is not None:
+            found = found[self._sorted_fids[lo:hi] != exclude]
+        return self._counted(found)
 
     def next_counts(self, prev: tuple[str, ...], exclude: int | None) -> Counter[str]:
+        last = self._ids.get(prev[-1])
+        if last is None:
+            return Counter()
         if len(prev) == 2:
-            found = self.after2.get((prev[0], prev[1]), [])
+            before = self._ids.get(prev[0])
+            if before is None:
+                return Counter()
+            keys, positions, key = self._key2, self._pos2, before * self._width + last
         else:
-            found = self.after1.get(prev[0], [])
-        return Counter(line for line, fid in found if fid != exclude)
+            keys, positions, key = self._key1, self._pos1, last
+        found = positions[int(keys.searchsorted(key)):int(keys.searchsorted(key, "right"))]
+        if exclude is not None:
+            found = found[self._fid[found] != exclude]
+        return self._counted(self._seq[found])
+
+    def _counted(self, text_ids: npt.NDArray[np.int32]) -> Counter[str]:
+        texts = self.texts
+        return Counter({texts[i]: c for i, c in Counter(text_ids.tolist()).items()})
+
+
+def _sorted_keys(keys: npt.NDArray[np.int64], positions: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """(keys sorted, the positions in the same order): the positions of one key are a slice."""
+    order = np.argsort(keys, kind="stable")
+    return keys[order], positions[order].astype(np.int32)
 
 
 def _best(counts: Counter[str], line_prefix: str, kind: str, prior: float) -> LineHit | None:
