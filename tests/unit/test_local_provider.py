@@ -744,3 +744,31 @@ async def test_a_request_gets_the_same_answer_with_and_without_priming(workspace
     finally:
         for provider in providers:
             await provider.aclose()
+
+
+def test_freed_memory_is_given_back_to_the_system_where_the_c_library_can() -> None:
+    # glibc (Linux): malloc_trim; elsewhere there is nothing to call and nothing is done
+    assert local_mod.release_free_memory() in (True, False)
+    assert local_mod.release_free_memory() == (local_mod._malloc_trim() is not None)
+
+
+async def test_each_index_build_is_followed_by_giving_freed_memory_back(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A rebuild drops the previous index; what it freed must not stay in the allocator's arenas.
+    import threading
+
+    released = threading.Event()
+    indexed_then: list[bool] = []
+    prov = LocalProvider(workspace, use_jedi=False)
+
+    def release() -> bool:
+        indexed_then.append(prov.indexed)
+        released.set()
+        return True
+
+    monkeypatch.setattr(local_mod, "release_free_memory", release)
+    prov.start_indexing()
+    try:
+        assert await asyncio.to_thread(released.wait, 60)
+        assert indexed_then[0]  # after the build, with the new index in place
+    finally:
+        await prov.aclose()
