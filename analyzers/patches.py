@@ -2,61 +2,80 @@
 
 difflib compares whole files in quadratic time, so a one-line fix in a 3,000-line file cost
 milliseconds, and `heedls check` on a large tree spent most of its time there. A fix touches one
-region: only the lines between the first and the last that differ, with their context, are handed
-to difflib, and its hunk headers are shifted back to whole-file line numbers.
+region: the lines the two texts share at their start and at their end are found by comparing
+slices (in C), only the lines between them are handed to difflib's matcher, and the shared lines
+around them are the hunks' context, as they would be in a diff of the whole files.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
+from collections.abc import Iterator, Sequence
 
 CONTEXT = 3  # lines of context around each hunk, as `diff -u` and git print them
 
 # A last line without its newline is marked as diff and git mark it (difflib would run the next
 # line on after it, and `git apply` would reject the patch).
 _NO_NEWLINE = "\n\\ No newline at end of file\n"
-_HUNK = re.compile(r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@$")
+
+Opcode = tuple[str, int, int, int, int]
 
 
 def unified_diff(old: str, new: str, path: str) -> str:
     """`old` → `new` as a unified diff of `a/path` and `b/path` ("" when they are equal)."""
     if old == new:
         return ""
-    # The changed characters, found by C-level comparisons: the texts agree before `head` and
-    # after their last `tail` characters.
-    head = _common_prefix(old, new)
-    tail = _common_suffix(old, new, min(len(old), len(new)) - head)
-    # Whole lines around them, with the context difflib would show: the lines beyond that cannot
-    # change its hunks. Both texts agree up to `start` and from `end` (old) / `end + grow` (new) on.
-    start = old.rfind("\n", 0, head) + 1
-    for _ in range(CONTEXT):
-        if start == 0:
-            break
-        start = old.rfind("\n", 0, start - 1) + 1
-    end = len(old) - tail
-    if end > start and old[end - 1] != "\n":
-        end = _line_end(old, end)
-    for _ in range(CONTEXT):
-        end = _line_end(old, end)
-    grow = len(new) - len(old)
-    lines = difflib.unified_diff(old[start:end].splitlines(keepends=True),
-                                 new[start:end + grow].splitlines(keepends=True),
-                                 fromfile=f"a/{path}", tofile=f"b/{path}", n=CONTEXT)
-    skipped = old.count("\n", 0, start)
-    return "".join(_shifted(line, skipped) if line.endswith("\n") else line + _NO_NEWLINE for line in lines)
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    head = _shared_head(a, b)
+    tail = _shared_tail(a, b, min(len(a), len(b)) - head)
+    # The matcher sees only the lines between: it cannot place a change inside the shared lines
+    # (a blank line deleted from a run of them), which would leave a hunk short of its trailing
+    # context, and git takes a hunk with less context at its end as one anchored at the file's end.
+    middle = difflib.SequenceMatcher(None, a[head:len(a) - tail], b[head:len(b) - tail])
+    codes: list[Opcode] = [("equal", 0, head, 0, head)] if head else []
+    codes += [(tag, i1 + head, i2 + head, j1 + head, j2 + head) for tag, i1, i2, j1, j2 in middle.get_opcodes()]
+    if tail:
+        codes.append(("equal", len(a) - tail, len(a), len(b) - tail, len(b)))
+    # difflib's grouping of opcodes into hunks reads only the opcodes: a matcher given these (and
+    # no sequences, whose indexing would cost a pass over the whole file) groups them as it would.
+    grouping = difflib.SequenceMatcher(None, (), ())
+    grouping.opcodes = codes
+    return "".join(_lines(a, b, grouping.get_grouped_opcodes(CONTEXT), path))
 
 
-def _line_end(text: str, at: int) -> int:
-    """Where the line starting at `at` ends (after its newline; the text's end for the last)."""
-    if at >= len(text):
-        return len(text)
-    nl = text.find("\n", at)
-    return len(text) if nl < 0 else nl + 1
+def _lines(a: Sequence[str], b: Sequence[str], groups: Iterator[list[Opcode]], path: str) -> Iterator[str]:
+    """difflib.unified_diff's output for these groups of opcodes."""
+    for number, group in enumerate(groups):
+        if number == 0:
+            yield f"--- a/{path}\n+++ b/{path}\n"
+        first, last = group[0], group[-1]
+        yield f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n"
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                yield from (_marked(" " + line) for line in a[i1:i2])
+                continue
+            if tag in ("replace", "delete"):
+                yield from (_marked("-" + line) for line in a[i1:i2])
+            if tag in ("replace", "insert"):
+                yield from (_marked("+" + line) for line in b[j1:j2])
 
 
-def _common_prefix(a: str, b: str) -> int:
-    """How many characters `a` and `b` share at the start (a binary search of slice comparisons)."""
+def _marked(line: str) -> str:
+    return line if line.endswith("\n") else line + _NO_NEWLINE
+
+
+def _range(start: int, stop: int) -> str:
+    """A hunk's line range as difflib writes it: an empty range is named by the line before it."""
+    length = stop - start
+    if length == 1:
+        return f"{start + 1}"
+    if length == 0:
+        return f"{start},0"
+    return f"{start + 1},{length}"
+
+
+def _shared_head(a: list[str], b: list[str]) -> int:
+    """How many lines `a` and `b` share at the start (a binary search of slice comparisons)."""
     lo, hi = 0, min(len(a), len(b))
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -67,8 +86,8 @@ def _common_prefix(a: str, b: str) -> int:
     return lo
 
 
-def _common_suffix(a: str, b: str, limit: int) -> int:
-    """How many characters `a` and `b` share at the end, at most `limit`."""
+def _shared_tail(a: list[str], b: list[str], limit: int) -> int:
+    """How many lines `a` and `b` share at the end, at most `limit`."""
     lo, hi = 0, max(limit, 0)
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -77,14 +96,3 @@ def _common_suffix(a: str, b: str, limit: int) -> int:
         else:
             hi = mid - 1
     return lo
-
-
-def _shifted(line: str, by: int) -> str:
-    if not by or not line.startswith("@@"):
-        return line
-    m = _HUNK.match(line.rstrip("\n"))
-    if m is None:  # pragma: no cover - difflib writes every header in this form
-        return line
-    # difflib numbers a range by its first line, or by the line before it when it is empty: either
-    # way the window's number plus the lines skipped above it is the whole file's.
-    return f"@@ -{int(m[1]) + by}{m[2]} +{int(m[3]) + by}{m[4]} @@\n"

@@ -107,11 +107,32 @@ def test_git_applies_a_patch_deep_in_a_large_file(tmp_path: Path) -> None:
     assert (tmp_path / "m.py").read_text() == new
 
 
-def test_random_edits_always_apply() -> None:
+def git_applies(tmp_path: Path, old: str, new: str, patch: str) -> bool:
+    (tmp_path / "m.py").write_text(old, newline="")
+    (tmp_path / "fix.patch").write_text(patch, newline="")
+    done = subprocess.run(["git", "apply", "fix.patch"], cwd=tmp_path, capture_output=True)
+    return done.returncode == 0 and (tmp_path / "m.py").read_bytes().decode() == new
+
+
+def test_a_blank_line_taken_from_a_run_of_them_keeps_its_trailing_context(tmp_path: Path) -> None:
+    """ruff's import sorting on a real file: the run of blank lines after the imports loses one.
+    Placed at the run's last line with no context after it, the hunk would read as anchored at the
+    file's end, and git would refuse it."""
+    rest = "".join(f"def f{i}():\n    pass\n\n\n" for i in range(60))
+    old = '"Test rpc."\n\nfrom idlelib import rpc\nimport unittest\n\n\n\nclass X:\n    pass\n' + rest
+    new = '"Test rpc."\n\nimport unittest\nfrom idlelib import rpc\n\n\nclass X:\n    pass\n' + rest
+    patch = unified_diff(old, new, "m.py")
+    hunk = patch.splitlines()[3:]
+    assert [line[:1] for line in hunk[-3:]] == [" ", " ", " "]  # three lines of context after the change
+    assert git_applies(tmp_path, old, new, patch)
+
+
+def test_random_edits_always_apply(tmp_path: Path) -> None:
     """Where lines repeat, which copy a change is placed at is a choice (difflib over the whole
-    file may choose another equally valid one); the patch always gives the new text."""
+    file may choose another equally valid one); the patch always gives the new text, by our
+    reading of its numbers and by git's."""
     rng = random.Random(7)
-    for _ in range(200):
+    for case in range(200):
         lines = [f"{rng.choice(['x', 'y', 'pass', ''])}\n" for _ in range(rng.randint(0, 60))]
         new = list(lines)
         for _ in range(rng.randint(1, 3)):
@@ -123,3 +144,5 @@ def test_random_edits_always_apply() -> None:
         old_text, new_text = "".join(lines), "".join(new)
         patch = unified_diff(old_text, new_text, "m.py")
         assert apply_patch(old_text, patch) == new_text
+        if patch and case % 4 == 0:  # git's reading too, on a quarter of them (a process each)
+            assert git_applies(tmp_path, old_text, new_text, patch), patch
