@@ -36,11 +36,28 @@ def unified_diff(old: str, new: str, path: str) -> str:
     codes += [(tag, i1 + head, i2 + head, j1 + head, j2 + head) for tag, i1, i2, j1, j2 in middle.get_opcodes()]
     if tail:
         codes.append(("equal", len(a) - tail, len(a), len(b) - tail, len(b)))
-    # difflib's grouping of opcodes into hunks reads only the opcodes: a matcher given these (and
-    # no sequences, whose indexing would cost a pass over the whole file) groups them as it would.
-    grouping = difflib.SequenceMatcher(None, (), ())
-    grouping.opcodes = codes
-    return "".join(_lines(a, b, grouping.get_grouped_opcodes(CONTEXT), path))
+    return "".join(_lines(a, b, _hunks(codes, CONTEXT), path))
+
+
+def _hunks(codes: list[Opcode], n: int) -> Iterator[list[Opcode]]:
+    """The opcodes grouped into hunks with `n` lines of context, as difflib groups them (its
+    `get_grouped_opcodes` needs a matcher over the whole texts, whose indexing is a pass over both)."""
+    if codes[0][0] == "equal":
+        tag, i1, i2, j1, j2 = codes[0]
+        codes[0] = tag, max(i1, i2 - n), i2, max(j1, j2 - n), j2
+    if codes[-1][0] == "equal":
+        tag, i1, i2, j1, j2 = codes[-1]
+        codes[-1] = tag, i1, min(i2, i1 + n), j1, min(j2, j1 + n)
+    group: list[Opcode] = []
+    for tag, i1, i2, j1, j2 in codes:
+        if tag == "equal" and i2 - i1 > 2 * n:  # a long shared run: n lines end this hunk, n begin the next
+            group.append((tag, i1, min(i2, i1 + n), j1, min(j2, j1 + n)))
+            yield group
+            group = []
+            i1, j1 = max(i1, i2 - n), max(j1, j2 - n)
+        group.append((tag, i1, i2, j1, j2))
+    if group and not (len(group) == 1 and group[0][0] == "equal"):
+        yield group
 
 
 def _lines(a: Sequence[str], b: Sequence[str], groups: Iterator[list[Opcode]], path: str) -> Iterator[str]:
