@@ -31,6 +31,8 @@ EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 _RANK = {"error": 0, "warning": 1, "information": 2, "hint": 3}
 _STYLE = {"error": "bold red", "warning": "yellow", "information": "cyan", "hint": "dim"}
 _STYLES = (*_STYLE.values(), "bold", "dim", "green")  # every style a finding's lines use
+# C0 controls but the tab (expanded) and the line feed, and DEL, as Unicode's control pictures (␛, ␍, ␡, …)
+_CONTROL_PICTURES = {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A)} | {0x7F: 0x2421}
 
 
 # The default is the setting's (typer evaluates the annotations in this module's namespace)
@@ -78,14 +80,21 @@ class _Lines:
         self.codes = codes
         self.lines: list[str] = []
 
+    def text(self, value: str) -> str:
+        """Text from the checked files (source lines, messages) as a terminal may show it: control
+        characters as their visible pictures (an escape sequence in a string literal would
+        otherwise be obeyed by the terminal, a carriage return overwrite the line); unchanged for
+        a pipe or a file."""
+        return value.translate(_CONTROL_PICTURES) if self.codes is not None else value
+
     def style(self, value: str, style: str) -> str:
         """`value` (plain text) in `style`."""
         if self.codes is None or not style:
-            return value
+            return self.text(value)
         if style not in self.codes:
             raise KeyError(f"no escape codes for style {style!r}: add it to _STYLES")
         before, after = self.codes[style]
-        return f"{before}{value}{after}"
+        return f"{before}{self.text(value)}{after}"
 
 
 def _codes(console: Console) -> dict[str, tuple[str, str]] | None:
@@ -112,7 +121,8 @@ def _excerpt(out: _Lines, lines: list[str], diagnostic: Diagnostic) -> None:
     width = len(str(last + 1))
     severity = _STYLE.get(diagnostic.severity, "")
     for number in range(start.line, last + 1):
-        text = lines[number].expandtabs(1) if number < len(lines) else ""
+        # the line's own break (a CRLF file's "\r") is not part of what is shown
+        text = out.text(lines[number].removesuffix("\r").expandtabs(1)) if number < len(lines) else ""
         out.lines.append(f"{out.style(f'{number + 1:>{width}} │', 'dim')} {text}")
         lo = start.character if number == start.line else len(text) - len(text.lstrip())
         hi = end.character if number == end.line else len(text)
@@ -131,7 +141,7 @@ def _block(out: _Lines, d: Diagnostic, cwd: Path, cache: dict[str, list[str]], m
     pos = f"{shown}:{d.range.start.line + 1}:{d.range.start.character + 1}"
     code = f" {d.code}" if d.code else ""
     out.lines.append(f"{out.style(pos, 'bold')}: {out.style(d.severity, _STYLE.get(d.severity, ''))} "
-                     f"{out.style(f'[{d.source}{code}]', 'dim')} {d.message}")
+                     f"{out.style(f'[{d.source}{code}]', 'dim')} {out.text(d.message)}")
     if d.path not in cache:
         try:
             cache[d.path] = read_source(d.path).text.split("\n")
@@ -144,18 +154,18 @@ def _block(out: _Lines, d: Diagnostic, cwd: Path, cache: dict[str, list[str]], m
         where = f"{os.path.relpath(rel.path, cwd)}:{rel.range.start.line + 1}:{rel.range.start.character + 1}"
         seen[where] = seen.get(where, 0) + 1
         if seen[where] == 1:
-            out.lines.append(f"  {out.style('related:', 'dim')} {where} {rel.message}")
+            out.lines.append(f"  {out.style('related:', 'dim')} {out.text(where)} {out.text(rel.message)}")
     for where, count in seen.items():
         if count > 1:
             out.lines.append(f"  {out.style(f'related: {where} ({count - 1} more like it)', 'dim')}")
     if d.explanation and not markdown:
         # Markdown source reads fine in logs and files, and nothing gets cropped
-        out.lines.extend(f"  {line}" if line else "" for line in d.explanation.splitlines())
+        out.lines.extend(f"  {out.text(line)}" if line else "" for line in d.explanation.splitlines())
 
 
 def _tail(out: _Lines, d: Diagnostic) -> None:
     for fix in d.fixes:
-        out.lines.append(f"  {out.style(f'fix ({fix.applicability}):', 'green')} {fix.title}")
+        out.lines.append(f"  {out.style(f'fix ({fix.applicability}):', 'green')} {out.text(fix.title)}")
     if d.url:
         out.lines.append(f"  {out.style(d.url, 'dim')}")
     out.lines.append("")

@@ -313,3 +313,26 @@ def test_when_worker_processes_cannot_start_the_files_are_checked_here(tmp_path:
     assert [(d.path, d.range, d.message) for d in result.diagnostics] == \
         [(d.path, d.range, d.message) for d in expected.diagnostics]
     assert result.diagnostics
+
+
+def test_a_terminal_shows_control_characters_of_the_code_and_never_obeys_them(tmp_path: Path) -> None:
+    """An escape sequence inside a string literal is shown as ␛[…, not sent to the terminal; a
+    CRLF file's line break is not part of its excerpt. A pipe gets the code's characters as they are."""
+    import io
+
+    from heedls.analyzers import check
+    from heedls.server.cli_check import print_text
+    from rich.console import Console
+
+    (tmp_path / "pyproject.toml").write_text(RUFF_CONFIG)
+    (tmp_path / "m.py").write_bytes(b'x = undefined_a  # \x1b[2J\r\ny = "\x07"\r\n')
+    result = check.check_paths([tmp_path / "m.py"], workspace=tmp_path, config=check.CheckOptions(),
+                               relative_to=tmp_path)
+    assert result.diagnostics
+    terminal = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", soft_wrap=True, emoji=False)
+    pipe = Console(file=io.StringIO(), soft_wrap=True, emoji=False)
+    print_text(terminal, result, tmp_path, "error")
+    print_text(pipe, result, tmp_path, "error")
+    shown, piped = terminal.file.getvalue(), pipe.file.getvalue()  # type: ignore[attr-defined]
+    assert "# ␛[2J" in shown and "\x1b[2J" not in shown and "\r" not in shown
+    assert "# \x1b[2J\n" in piped and "\r" not in piped  # as written, but for the CRLF line break
