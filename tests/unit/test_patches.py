@@ -12,7 +12,8 @@ from heedls.analyzers.patches import unified_diff
 
 
 def whole_file_diff(old: str, new: str, path: str) -> str:
-    """difflib over the whole files, without its popularity heuristic (what the patch must equal)."""
+    """difflib over the whole files: what the patch must equal where the change's place is
+    unambiguous (and the file under the 200 lines from which difflib's popularity heuristic acts)."""
     a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
     return "".join(difflib.unified_diff(a, b, fromfile=f"a/{path}", tofile=f"b/{path}"))
 
