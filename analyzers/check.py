@@ -22,6 +22,7 @@ from typing import Any
 from heedls.analyzers import lint, syntax
 from heedls.analyzers.model import Diagnostic, Fix, Position, Severity
 from heedls.analyzers.patches import unified_diff
+from heedls.analyzers.proc import usable_cpus
 
 log = logging.getLogger("heedls.check")
 
@@ -320,14 +321,6 @@ PARALLEL_FROM = 64
 _CHUNK = 16
 
 
-def _cores() -> int:
-    """The cores this process may run on (a container's or `taskset`'s share, not the machine's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _syntax_of(file: Path) -> tuple[list[Diagnostic], str | None]:
     """One file's syntax diagnostics, or why it could not be read."""
     try:
@@ -340,7 +333,7 @@ def _syntax_of_all(files: Sequence[Path]) -> Iterable[tuple[list[Diagnostic], st
     """`_syntax_of` each file, in order; in worker processes when there are many files and cores.
     Processes are spawned, not forked (the ruff thread is running), and if they cannot be started
     or die, the files they did not answer for are checked here."""
-    workers = min(_cores(), 8, -(-len(files) // _CHUNK))
+    workers = min(usable_cpus(), 8, -(-len(files) // _CHUNK))
     done = 0
     if len(files) >= PARALLEL_FROM and workers > 1:
         try:

@@ -18,6 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a container's or `taskset`'s share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 OUTPUT_CAP = 1 << 20  # bytes kept per stream; the rest is counted and dropped
 
 

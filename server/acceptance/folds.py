@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from heedls.analyzers.proc import pid_alive
+from heedls.analyzers.proc import pid_alive, usable_cpus
 from heedls.server.acceptance.model import Kind, fit_stage
 from heedls.server.acceptance.prior import PriorRows
 
@@ -67,15 +67,7 @@ def auto_jobs(rows: int, sessions: int) -> int:
     """Workers worth starting: one per core (at most MAX_AUTO_JOBS), none for small data."""
     if rows < PARALLEL_MIN_ROWS or sessions < 3:
         return 1
-    return max(1, min(_usable_cpus(), MAX_AUTO_JOBS, sessions))
-
-
-def _usable_cpus() -> int:
-    """The CPUs this process may run on (a container's share, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
+    return max(1, min(usable_cpus(), MAX_AUTO_JOBS, sessions))
 
 
 def fit_folds(job: FoldJob, sessions: Sequence[Any], jobs: int = 1,

@@ -152,7 +152,7 @@ def test_the_prior_rows_count_when_deciding_to_start_workers(monkeypatch: Any) -
         return {s: (np.full(int((job.groups == s).sum()), 0.5), 0.3) for s in sessions}
 
     monkeypatch.setattr(ev, "fit_folds", no_fits)
-    monkeypatch.setattr(folds_module, "_usable_cpus", lambda: 4)
+    monkeypatch.setattr(folds_module, "usable_cpus", lambda: 4)
     events = make_events(sessions=5, per_session=8)
     ev.evaluate(events, "context", prior=load_shipped_prior(), jobs=0)
     ev.evaluate(events, "context", prior=None, jobs=0)
