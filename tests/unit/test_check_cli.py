@@ -141,25 +141,31 @@ def test_a_position_like_100_is_printed_as_it_is_not_as_an_emoji(tmp_path: Path)
     assert proc.returncode == 1
 
 
-def test_a_terminal_gets_the_same_text_as_a_pipe_only_styled(project: Path) -> None:
-    """One renderer, two outputs: the styled terminal text, without its escape codes, is the
-    plain text a pipe or a file gets (the terminal's explanations are rendered Markdown, so they
-    are left out of both here)."""
+def _printed_to_a_terminal_and_a_pipe(path: Path, workspace: Path) -> tuple[str, str]:
+    """`heedls check path`'s text report as a (truecolor) terminal and as a pipe get it."""
     import io
-    import re
 
     from heedls.analyzers import check
     from heedls.server.cli_check import print_text
     from rich.console import Console
 
-    result = check.check_paths([project / "src"], workspace=project, tests=False, explain=False,
-                               config=check.CheckOptions(), relative_to=project)
+    result = check.check_paths([path], workspace=workspace, tests=False, explain=False,
+                               config=check.CheckOptions(), relative_to=workspace)
     assert result.diagnostics
     terminal = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", soft_wrap=True, emoji=False)
     pipe = Console(file=io.StringIO(), soft_wrap=True, emoji=False)
-    print_text(terminal, result, project, "error")
-    print_text(pipe, result, project, "error")
-    styled, plain = terminal.file.getvalue(), pipe.file.getvalue()  # type: ignore[attr-defined]
+    print_text(terminal, result, workspace, "error")
+    print_text(pipe, result, workspace, "error")
+    return terminal.file.getvalue(), pipe.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_terminal_gets_the_same_text_as_a_pipe_only_styled(project: Path) -> None:
+    """One renderer, two outputs: the styled terminal text, without its escape codes, is the
+    plain text a pipe or a file gets (the terminal's explanations are rendered Markdown, so they
+    are left out of both here)."""
+    import re
+
+    styled, plain = _printed_to_a_terminal_and_a_pipe(project / "src", project)
     assert "\x1b[" in styled and "\x1b[" not in plain
     assert re.sub(r"\x1b\[[0-9;]*m", "", styled) == plain
 
@@ -308,7 +314,7 @@ def test_when_worker_processes_cannot_start_the_files_are_checked_here(tmp_path:
 
     monkeypatch.setattr(check, "ProcessPoolExecutor", no_processes)
     monkeypatch.setattr(check, "PARALLEL_FROM", 1)
-    monkeypatch.setattr(check, "_cores", lambda: 4)
+    monkeypatch.setattr(check, "usable_cpus", lambda: 4)
     result = check.check_paths([tmp_path / "pkg"], workspace=tmp_path, config=check.CheckOptions(lint=False))
     assert [(d.path, d.range, d.message) for d in result.diagnostics] == \
         [(d.path, d.range, d.message) for d in expected.diagnostics]
@@ -318,21 +324,8 @@ def test_when_worker_processes_cannot_start_the_files_are_checked_here(tmp_path:
 def test_a_terminal_shows_control_characters_of_the_code_and_never_obeys_them(tmp_path: Path) -> None:
     """An escape sequence inside a string literal is shown as ␛[…, not sent to the terminal; a
     CRLF file's line break is not part of its excerpt. A pipe gets the code's characters as they are."""
-    import io
-
-    from heedls.analyzers import check
-    from heedls.server.cli_check import print_text
-    from rich.console import Console
-
     (tmp_path / "pyproject.toml").write_text(RUFF_CONFIG)
     (tmp_path / "m.py").write_bytes(b'x = undefined_a  # \x1b[2J\r\ny = "\x07"\r\n')
-    result = check.check_paths([tmp_path / "m.py"], workspace=tmp_path, config=check.CheckOptions(),
-                               relative_to=tmp_path)
-    assert result.diagnostics
-    terminal = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", soft_wrap=True, emoji=False)
-    pipe = Console(file=io.StringIO(), soft_wrap=True, emoji=False)
-    print_text(terminal, result, tmp_path, "error")
-    print_text(pipe, result, tmp_path, "error")
-    shown, piped = terminal.file.getvalue(), pipe.file.getvalue()  # type: ignore[attr-defined]
+    shown, piped = _printed_to_a_terminal_and_a_pipe(tmp_path / "m.py", tmp_path)
     assert "# ␛[2J" in shown and "\x1b[2J" not in shown and "\r" not in shown
     assert "# \x1b[2J\n" in piped and "\r" not in piped  # as written, but for the CRLF line break
