@@ -182,13 +182,12 @@ def print_text(console: Console, result: CheckResult, cwd: Path, fail_on: str) -
     from rich.padding import Padding
 
     cache: dict[str, list[str]] = {}
-    styled = console.is_terminal
-    codes = _codes(console)
+    codes = _codes(console)  # None: not a terminal
     chunk: list[str] = []
     for d in result.diagnostics:
         out = _Lines(codes)
         # Explanations are Markdown (hover shows them too): rendered on a terminal
-        markdown = styled and bool(d.explanation)
+        markdown = codes is not None and bool(d.explanation)
         _block(out, d, cwd, cache, markdown)
         if markdown:
             _flush(console, chunk)
