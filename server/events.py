@@ -6,12 +6,14 @@ files from other tools (or a later schema) can be read as long as the core field
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import dataclasses
 import gzip
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import lzma
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,21 +209,45 @@ def json_lines(path: Path | str, *, nan_as_null: bool = False) -> Iterator[tuple
 # Byte-order marks that say a text is not UTF-8 (UTF-32's first: it begins with UTF-16 LE's).
 _BOMS: tuple[tuple[bytes, str], ...] = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
                                         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-_GZIP_MAGIC = b"\x1f\x8b"
+# Without a BOM, a JSON text's first character is ASCII, so where its zero bytes fall tells the
+# encoding (RFC 4627 §3); longest patterns first, False standing for a zero byte.
+_NO_BOM: tuple[tuple[tuple[bool, ...], str], ...] = (
+    ((False, False, False, True), "utf-32-be"), ((True, False, False, False), "utf-32-le"),
+    ((False, True), "utf-16-be"), ((True, False), "utf-16-le"))
+_Binary = io.BufferedReader | gzip.GzipFile | lzma.LZMAFile | bz2.BZ2File
+# Compressed exports are told by their magic bytes: gzip, xz and bzip2 (the standard library's).
+_COMPRESSED: tuple[tuple[bytes, Callable[[io.BufferedReader], _Binary]], ...] = (
+    (b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),  # none closes its fileobj
+    (b"\xfd7zXZ\x00", lambda raw: lzma.LZMAFile(raw, mode="rb")),
+    (b"BZh", lambda raw: bz2.BZ2File(raw, mode="rb")),
+)
+
+
+def _text_codec(head: bytes) -> str:
+    bom = next((name for bom, name in _BOMS if head.startswith(bom)), None)
+    if bom is not None:
+        return bom
+    nonzero = tuple(b != 0 for b in head)
+    for pattern, name in _NO_BOM:
+        if nonzero[:len(pattern)] == pattern and len(nonzero) >= len(pattern):
+            return name
+    return "utf-8-sig"
 
 
 @contextmanager
 def _open_text(path: Path | str) -> Iterator[TextIO]:
     """The file as text, whatever its first bytes say it is: Windows PowerShell's `>` writes UTF-16
-    with a BOM, and exports are often passed still gzipped. Peeked, not re-opened: a pipe
-    (/dev/stdin) cannot be read twice."""
+    (with a BOM; other tools without), and exports are often passed still compressed. Peeked, not
+    re-opened: a pipe (/dev/stdin) cannot be read twice."""
     with ExitStack() as stack:
-        raw: io.BufferedReader | gzip.GzipFile = stack.enter_context(open(path, "rb"))
-        if raw.peek(2)[:2] == _GZIP_MAGIC:
-            raw = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))  # closes not its fileobj
-        head = raw.peek(4)[:4]
-        codec = next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8-sig")
-        yield stack.enter_context(io.TextIOWrapper(raw, encoding=codec, errors="replace"))
+        file = stack.enter_context(open(path, "rb"))
+        magic = file.peek(6)[:6]
+        opener = next((opener for head, opener in _COMPRESSED if magic.startswith(head)), None)
+        raw: _Binary = file
+        if opener is not None:
+            raw = opener(file)
+            stack.callback(raw.close)
+        yield stack.enter_context(io.TextIOWrapper(raw, encoding=_text_codec(raw.peek(4)[:4]), errors="replace"))
 
 
 def _read_lines(fh: TextIO) -> Iterator[tuple[int, str]]:

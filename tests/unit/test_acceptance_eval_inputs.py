@@ -4,9 +4,11 @@ they say."""
 
 from __future__ import annotations
 
+import bz2
 import dataclasses
 import gzip
 import json
+import lzma
 from pathlib import Path
 from typing import Any
 
@@ -44,23 +46,31 @@ def test_ids_numbered_within_each_session_are_different_suggestions(tmp_path: Pa
     assert len(ev.read_events(twice).events) == 60 and ev.read_events(twice).repeated == 60
 
 
-def test_a_utf16_or_gzipped_event_file_reads_as_its_utf8_text(tmp_path: Path) -> None:
-    """PowerShell's `>` writes UTF-16 with a BOM, and an export is often passed still gzipped: both
-    say what they are in their first bytes, so they are read, not reported as lines of non-JSON."""
+def test_a_utf16_or_compressed_event_file_reads_as_its_utf8_text(tmp_path: Path) -> None:
+    """PowerShell's `>` writes UTF-16 with a BOM (other tools without one), and an export is often
+    passed still compressed: each says what it is in its first bytes (a JSON line starts with an
+    ASCII character, so a BOM-less UTF-16/32 text is told by where its zero bytes fall), so they are
+    read, not reported as lines of non-JSON."""
     events = make_events(sessions=3, per_session=10, seed=2)
     plain = tmp_path / "events.jsonl"
     write_jsonl([dataclasses.replace(e, prefix=e.prefix + "# é 😀") for e in events], plain)
     text = plain.read_text(encoding="utf-8")
     variants = {"utf16.jsonl": "\ufeff".encode("utf-16-le") + text.replace("\n", "\r\n").encode("utf-16-le"),
                 "utf16be.jsonl": text.encode("utf-16"),  # with its BOM, in this machine's order
-                "events.jsonl.gz": gzip.compress(text.encode("utf-8"))}
+                "utf16le-no-bom.jsonl": text.encode("utf-16-le"), "utf16be-no-bom.jsonl": text.encode("utf-16-be"),
+                "utf32le-no-bom.jsonl": text.encode("utf-32-le"), "utf32be-no-bom.jsonl": text.encode("utf-32-be"),
+                "events.jsonl.gz": gzip.compress(text.encode("utf-8")),
+                "events.jsonl.xz": lzma.compress(text.encode("utf-8")),
+                "events.jsonl.bz2": bz2.compress(text.encode("utf-8")),
+                "utf16.jsonl.gz": gzip.compress(text.encode("utf-16"))}
     expected = ev.read_events(plain).events
     for name, raw in variants.items():
         (tmp_path / name).write_bytes(raw)
         loaded = ev.read_events(tmp_path / name)
         assert loaded.events == expected and loaded.skipped == 0, name
-    result = _eval(str(tmp_path / "events.jsonl.gz"), "--json", *FAST)
-    assert result.exit_code == 0 and json.loads(result.stdout)["n"] == 30
+    for name in ("events.jsonl.gz", "events.jsonl.xz"):
+        result = _eval(str(tmp_path / name), "--json", *FAST)
+        assert result.exit_code == 0 and json.loads(result.stdout)["n"] == 30, name
     truncated = tmp_path / "cut.jsonl.gz"
     truncated.write_bytes(gzip.compress(text.encode("utf-8"))[:-20])
     result = _eval(str(truncated), "--json", *FAST)
