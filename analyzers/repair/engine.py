@@ -56,6 +56,8 @@ _CACHE_MAX = 20000
 # The baseline's per-test watchdog: the hang of a buggy module shows at once. The tests it cuts get
 # a second run with between these many seconds each (a tenth of the budget), to tell slow from hung.
 BASELINE_TEST_LIMIT_S = 0.6
+# The failure the runner gives the test a run ended in (os._exit(), a signal, the run's deadline).
+RUN_ENDED = "TestRunEnded"
 SLOW_TEST_LIMIT_S = (1.5, 10.0)
 
 
@@ -738,7 +740,9 @@ class Repairer:
         passing = self.baseline.passed if self.baseline else []
         first = failing[0] if failing else None
         what = ""
-        if first and first.failure:
+        if first and first.failure and first.failure.get("type") == RUN_ENDED:
+            what = f" `{first.nodeid}` did not finish: {first.failure.get('message')}."
+        elif first and first.failure:
             what = f" `{first.nodeid}` failed with {first.failure.get('type')}"
             msg = str(first.failure.get("message", "")).strip().splitlines()
             if msg:

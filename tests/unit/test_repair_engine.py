@@ -678,18 +678,39 @@ def test_when_every_fix_fails_the_fresh_process_check_the_explanation_says_so(tm
     assert not result.explanation.startswith("No candidate made")
 
 
-def test_a_test_that_ends_the_test_process_is_explained_as_such(tmp_path: Path) -> None:
-    """`os._exit()` (or a signal, or running out of memory) ends the run before any test is
-    reported. The fix is found all the same; the explanation must not speak of "0 failing
-    test(s)" that now pass."""
+def test_a_test_that_ends_the_test_process_is_named_as_the_failing_test(tmp_path: Path) -> None:
+    """`os._exit()` (or a signal, or running out of memory) ends the run before the test is
+    reported. That test is the failing one: it is named in `failing_tests` and the explanation
+    (not "0 failing test(s)", nor a run that merely "ended"), and the fix is found all the same."""
     (tmp_path / "parity.py").write_text("def is_even(n):\n    return n % 2 == 1\n")
     (tmp_path / "test_parity.py").write_text("import os\n\nfrom parity import is_even\n\n\ndef test_even():\n"
                                              "    if not is_even(4):\n        os._exit(3)\n\n\ndef test_odd():\n"
                                              "    assert not is_even(3)\n")
     result = repair(RepairRequest(tmp_path / "parity.py", [tmp_path / "test_parity.py"], budget_s=20))
-    assert result.fixed
+    assert result.fixed and result.patch
+    assert result.failing_tests == ["test_parity.py::test_even"]
+    assert "`test_parity.py::test_even` did not finish: the test process ended in it" in result.explanation
     assert "0 failing test(s)" not in result.explanation
-    assert "ended before reporting" in result.explanation
+
+
+def test_a_test_the_runs_deadline_ends_is_named_as_the_failing_test(tmp_path: Path) -> None:
+    """A hang in C code (here a `sum` over 10**13 numbers) is out of the per-test watchdog's reach,
+    so the whole run's deadline ends it: the test it was in is named as failing (a timeout), not
+    left out as if it had never run."""
+    (tmp_path / "total.py").write_text("def total(n):\n    if n > 10:\n        return sum(range(10 ** 13))\n"
+                                       "    return sum(range(n))\n")
+    (tmp_path / "test_total.py").write_text("from total import total\n\n\ndef test_small():\n    assert total(3) == 3\n"
+                                            "\n\ndef test_big():\n    assert total(11) == 55\n")
+    worker = Worker(tmp_path, sys.executable)
+    try:
+        worker.start(timeout_s=30)
+        run = worker.run("total.py", None, ["test_total.py"], exitfirst=False, timeout_s=3.0)
+    finally:
+        worker.close()
+    assert run.status == "timeout"
+    assert [(t.nodeid, t.outcome, t.timeout) for t in run.tests] == [
+        ("test_total.py::test_small", "passed", False), ("test_total.py::test_big", "failed", True)]
+    assert run.tests[1].failure is not None and run.tests[1].failure["type"] == "TestRunEnded"
 
 
 def test_a_test_file_without_tests_is_said_at_once(tmp_path: Path) -> None:

@@ -264,6 +264,7 @@ class Plugin:
 
     def pytest_runtest_setup(self, item):  # type: ignore[no-untyped-def]
         self.current = {"nodeid": item.nodeid, "outcome": "passed", "start": time.perf_counter()}
+        self.emit({"event": "start", "nodeid": item.nodeid})  # names the test if the process ends in it
         if self.watchdog is not None:
             # after the first runaway test, give the rest less rope: they are most likely the same bug
             self.watchdog.arm(self.limit if self.timeouts == 0 else max(0.2, self.limit / 4))
@@ -486,6 +487,7 @@ def _child_direct(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
     tracer = Tracer(Plugin._targets({os.path.abspath(t) for t in tests})) if req.get("trace") else None
     for nodeid, fn in nodes:
         start = time.perf_counter()
+        emit({"event": "start", "nodeid": nodeid})
         result: dict = {"event": "test", "nodeid": nodeid, "outcome": "passed"}
         if watchdog is not None:
             watchdog.arm(float(req["test_limit"]))
@@ -584,6 +586,7 @@ def handle(req: dict) -> dict:
     buf = b""
     status = "crash"
     events = []
+    started_at: dict[int, float] = {}
     with os.fdopen(read_fd, "rb", buffering=0) as pipe:
         while True:
             left = deadline - time.monotonic()
@@ -604,6 +607,8 @@ def handle(req: dict) -> dict:
                 except ValueError:
                     continue
                 events.append(event)
+                if event.get("event") == "start":
+                    started_at[id(event)] = time.perf_counter()
                 if event.get("event") == "done":
                     status = "ok"
     _kill_group(pid)
@@ -612,10 +617,14 @@ def handle(req: dict) -> dict:
     except ChildProcessError:
         pass
     response: dict = {"id": req.get("id"), "status": status, "rc": None, "tests": [], "collected": 0, "errors": []}
+    started: dict | None = None  # the last test begun and not yet reported
     for event in events:
         kind = event.pop("event", None)
-        if kind == "test":
+        if kind == "start":
+            started = event
+        elif kind == "test":
             response["tests"].append(event)
+            started = None
         elif kind == "collected":
             response["collected"] = event["count"]
         elif kind == "collect_error":
@@ -624,8 +633,20 @@ def handle(req: dict) -> dict:
             response["rc"] = event["rc"]
         elif kind == "error":
             response["errors"].append(event)
+    if status != "ok" and started is not None:
+        response["tests"].append(_ended_in(started, status, started_at.get(id(started), start)))
     response["seconds"] = time.perf_counter() - start
     return response
+
+
+def _ended_in(started: dict, status: str, since: float) -> dict:
+    """The test the run ended in (os._exit(), a signal, memory, or the run's deadline in code the
+    per-test watchdog cannot interrupt): it failed, and is named, rather than left unreported."""
+    why = ("the run's time ran out in it, in code the per-test watchdog cannot interrupt" if status == "timeout"
+           else "the test process ended in it (os._exit(), a signal, running out of memory)")
+    return {"nodeid": started.get("nodeid", ""), "outcome": "failed", "seconds": time.perf_counter() - since,
+            "timeout": status == "timeout", "ended_run": True,
+            "failure": {"type": "TestRunEnded", "message": why, "frames": []}}
 
 
 def serve(fast: bool) -> None:
