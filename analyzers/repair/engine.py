@@ -9,6 +9,7 @@ answer.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -620,17 +621,21 @@ class Repairer:
             # by that seed's set and dict-of-hash order (`list(set(xs))` for "unique, in order") is no
             # fix: it must pass under two others as well. Each run gets a clean copy: tests may write
             # into the workspace (even over the module), and the scorer's one run starts clean.
+            # The seeds' runs go side by side: one after the other, a fix found late overran the
+            # budget by two runs' time.
             timeout = max(1.0, min(self.left() + self.req.budget_s * 0.08, 10.0 + 3 * self.run_timeout))
-            for seed in CONFIRM_HASH_SEEDS:
-                with self._fresh_copy(fix.new_text, "heedls-confirm-") as copy:
-                    env = sandbox_env(copy, self.root, self.autoload)
-                    result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                                       *self.rel_tests], cwd=copy, timeout_s=timeout, env={**env, "PYTHONHASHSEED": seed})
-                    if result.returncode != 0:
-                        return False
-            return True
+            with concurrent.futures.ThreadPoolExecutor(len(CONFIRM_HASH_SEEDS), "heedls-confirm") as pool:
+                runs = [pool.submit(self._confirm_run, fix.new_text, seed, timeout) for seed in CONFIRM_HASH_SEEDS]
+                return all(run.result() for run in runs)
         except OSError:
             return False
+
+    def _confirm_run(self, text: str, seed: str, timeout: float) -> bool:
+        with self._fresh_copy(text, "heedls-confirm-") as copy:
+            env = sandbox_env(copy, self.root, self.autoload)
+            result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *self.rel_tests],
+                              cwd=copy, timeout_s=timeout, env={**env, "PYTHONHASHSEED": seed})
+            return result.returncode == 0
 
     @contextlib.contextmanager
     def _fresh_copy(self, text: str, prefix: str) -> Iterator[Path]:

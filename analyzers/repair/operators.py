@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import difflib
 from collections.abc import Callable, Iterator
 
 from heedls.analyzers import pyparse
@@ -59,6 +60,42 @@ SWAPS: dict[str, list[str]] = {
     "swapcase": ["upper", "lower"], "capitalize": ["upper"], "title": ["capitalize"],
 }
 BUILTINS = set(dir(builtins))
+PUBLIC_BUILTINS = sorted(n for n in BUILTINS if not n.startswith("_"))
+# what `bound_names` records for `from x import *`: any name may then be defined
+STAR_IMPORT = "*"
+
+
+def _bindings(node: ast.AST) -> list[str]:
+    """The names `node` itself binds (an assignment's target, a def, an import, a parameter...)."""
+    if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+        return [node.id]
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, ast.arg):
+        return [node.arg]
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [STAR_IMPORT if a.name == "*" else (a.asname or a.name.split(".")[0]) for a in node.names]
+    if isinstance(node, (ast.Global, ast.Nonlocal)):
+        return list(node.names)
+    if isinstance(node, ast.ExceptHandler) and node.name:
+        return [node.name]
+    if isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+        return [node.name]
+    if isinstance(node, ast.MatchMapping) and node.rest:
+        return [node.rest]
+    return []
+
+
+def _module_level(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Whether a binding at `node` lands in the module's namespace (no def, lambda, class or
+    comprehension in between; a def's or class's own name does)."""
+    cur = parents.get(node)
+    while cur is not None:
+        if isinstance(cur, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
+                            ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            return False
+        cur = parents.get(cur)
+    return True
 
 
 def _paren(text: str, node: ast.AST) -> str:
@@ -87,6 +124,7 @@ class Generator:
                 for ln in range(stmt.lineno, (last or stmt.lineno) + 1):
                     self.owner[ln] = stmt.lineno
         self.module_funcs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        self._bound: tuple[set[str], list[str]] | None = None  # see `bound_names`
 
     # -- helpers -------------------------------------------------------------------------------
     def score(self, line: int) -> float:
@@ -162,7 +200,44 @@ class Generator:
                     loads.add(n.id)
         return [*params, *[s for s in stores if s not in params]], loads
 
+    def bound_names(self) -> tuple[set[str], list[str]]:
+        """(every name the module binds anywhere, the names bound at module level in order).
+        A name read that is in neither this nor the builtins is a NameError waiting to happen.
+        Computed once, on the first name that needs it."""
+        if self._bound is None:
+            anywhere: set[str] = set()
+            top: list[str] = []
+            for node in ast.walk(self.tree):
+                names = _bindings(node)
+                anywhere.update(names)
+                if names and _module_level(node, self.parents):
+                    top.extend(n for n in names if n not in top)
+            self._bound = anywhere, top
+        return self._bound
+
     # -- operators -----------------------------------------------------------------------------
+    def op_undefined_name(self, node: ast.AST, scopes: object) -> None:
+        """A name bound nowhere, not even as a builtin (`SIZE = DEFALTS["size"]`, `v * SCLAE`): the
+        most similar names it can see, module-level or its functions', a builtin last. The other
+        name operators work within a function's own names; a misspelling at module level, or of a
+        module-level name inside a function, was out of their reach."""
+        if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)) or node.id in BUILTINS:
+            return
+        anywhere, top = self.bound_names()
+        if node.id in anywhere or STAR_IMPORT in anywhere:
+            return
+        visible: list[str] = list(top)
+        fn = self.function_of(node)
+        while fn is not None:  # its own function's names, then those of the functions around it
+            kwarg = [fn.args.kwarg.arg] if fn.args.kwarg else []
+            visible.extend(n for n in [*scopes[fn][0], *kwarg] if n not in visible)  # type: ignore[index]
+            fn = self.function_of(fn)
+        same_case = [n for n in visible if n.lower() == node.id.lower()]
+        close = difflib.get_close_matches(node.id, visible, n=3, cutoff=0.6)
+        near_builtins = difflib.get_close_matches(node.id, PUBLIC_BUILTINS, n=1, cutoff=0.75)
+        for rank, other in enumerate(dict.fromkeys([*same_case, *close, *near_builtins])):
+            self.replace(node, other, "undefined-name", f"`{node.id}` (defined nowhere) → `{other}`", 0.7 - 0.1 * rank)
+
     def op_compare(self, node: ast.AST, scopes: object) -> None:
         if not isinstance(node, ast.Compare):
             return
@@ -734,7 +809,7 @@ class Generator:
         op_off_by_one, op_range, op_subscript, op_call, op_wrong_variable, op_wrong_attribute, op_return,
         op_statement, op_loop_iter, op_recursive_arg, op_base_case, op_call_templates, op_expression_substitution,
         op_function_templates, op_compare_wrap, op_return_slice, op_comprehension_iter, op_call_substitution,
-        op_insert_assignment, op_missing_return,
+        op_insert_assignment, op_missing_return, op_undefined_name,
     ]
 
 

@@ -166,3 +166,29 @@ def test_an_early_exit_on_an_attribute_also_exits_when_its_object_is_none() -> N
     loose = "def f(a, b):\n    if a.x and b:\n        return 1\n    return 0\n"
     (check,) = [c for c in operators.generate(loose, {2: 1.0}) if c.operator == "none-check"]
     assert "if a is None or (a.x and b):" in check.apply(loose)
+
+
+def test_a_name_defined_nowhere_becomes_the_most_similar_name_it_can_see() -> None:
+    """A misspelling is a NameError waiting to happen, at module level as well as in a function;
+    the candidates are the names in reach (module level, then the enclosing functions'), the most
+    similar first, a builtin when nothing in the module is close."""
+    module_level = "DEFAULTS = {'size': 3}\nSIZE = DEFALTS['size']\n"
+    fixes = [text for op, text in _all(module_level) if op == "undefined-name"]
+    assert fixes == ["DEFAULTS = {'size': 3}\nSIZE = DEFAULTS['size']\n"]
+    in_function = ("SCALE = 2\n\n\ndef scaled(values, factor):\n    def one(v):\n        return v * SCLAE\n"
+                   "    return [one(v) for v in values]\n")
+    (first, *_) = [c for c in operators.generate(in_function, {6: 1.0}) if c.operator == "undefined-name"]
+    assert "return v * SCALE\n" in first.apply(in_function)
+    assert [text for op, text in _all("def f(xs):\n    return lenn(xs)\n") if op == "undefined-name"] == [
+        "def f(xs):\n    return len(xs)\n"]
+    case = [text for op, text in _all("Size = 3\n\n\ndef f():\n    return size * 2\n") if op == "undefined-name"]
+    assert case[:1] == ["Size = 3\n\n\ndef f():\n    return Size * 2\n"]
+
+
+def test_names_that_are_bound_somewhere_or_may_come_from_a_star_import_are_left_alone() -> None:
+    bound = ("import os.path as osp\nfrom math import *\n\n\ndef f(a, *rest, **kw):\n    global G\n    try:\n"
+             "        G = a\n    except ValueError as err:\n        return err\n    return [x for x in rest], osp, kw, pi\n")
+    assert not [op for op, _ in _all(bound) if op == "undefined-name"]  # `pi` may come from math's `*`
+    plain = bound.replace("from math import *\n", "").replace(", pi\n", ", kww\n")
+    assert [text.splitlines()[-1] for op, text in _all(plain) if op == "undefined-name"] == [
+        "    return [x for x in rest], osp, kw, kw"]  # only `kww` is defined nowhere
