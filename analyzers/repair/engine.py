@@ -96,6 +96,7 @@ class PlausibleFix:
     changed_calls: int = 0  # calls whose tests the original passed that the fix makes behave otherwise
 
 
+FIXUP_RESERVE_SHARE = 0.1
 CONFIRM_HASH_SEEDS = ("1", "2")  # the fresh-process check's PYTHONHASHSEEDs (the search's is 0)
 
 
@@ -217,6 +218,12 @@ class Repairer:
     # -- helpers -------------------------------------------------------------------------------
     def left(self) -> float:
         return self.deadline - time.monotonic()
+
+    def fixup_reserve(self) -> float:
+        """The budget's end kept for the fix-up once a fix is found: a tenth of it, 1-5 s (two fresh
+        Python processes, side by side for the check). Without it a fix found late overran the
+        budget by the fix-up's time (22 s on a 20 s budget)."""
+        return min(5.0, max(1.0, FIXUP_RESERVE_SHARE * self.req.budget_s))
 
     def stopped(self) -> bool:
         if self.cancel.is_set() or self.left() <= 0.15:
@@ -555,8 +562,10 @@ class Repairer:
             self.plausible.append(fix)
             if self.first_plausible_s is None:
                 self.first_plausible_s = elapsed
-                # look a little further for a smaller fix, then stop
-                self.stop_after = time.monotonic() + min(max(1.0, 0.25 * elapsed), 5.0)
+                # look a little further for a smaller fix, then stop: in time for the fix-up (the
+                # behaviour profile and the fresh-process check) to end within the budget
+                self.stop_after = min(time.monotonic() + min(max(1.0, 0.25 * elapsed), 5.0),
+                                      self.deadline - self.fixup_reserve())
         self.progress(f"plausible fix found ({cand.operator})", 0.9)
 
     # -- LLM -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -738,3 +739,24 @@ def test_a_data_file_over_5_mb_that_the_tests_read_is_in_the_copy(tmp_path: Path
                                          "    assert count_words('words.txt') == 800000\n")
     result = repair(RepairRequest(tmp_path / "wc.py", [tmp_path / "test_wc.py"], budget_s=20))
     assert result.fixed and "return len(f.read().split())\n" in (result.new_text or "")
+
+
+@pytest.mark.parametrize(("budget", "found_at", "stops_at"), [
+    (20.0, 4.0, 5.0),    # early: the search looks a quarter of the time further (at least 1 s)
+    (20.0, 16.0, 18.0),  # late: it stops a tenth of the budget before its end, for the fix-up
+    (20.0, 19.0, 18.0),  # later still: at once
+    (60.0, 30.0, 35.0),  # the look further is at most 5 s ...
+    (60.0, 54.0, 55.0),  # ... and so is the reserve
+    (5.0, 3.5, 4.0),     # and the reserve at least 1 s
+])
+def test_after_the_first_fix_the_search_stops_in_time_for_the_fix_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: float, found_at: float, stops_at: float) -> None:
+    """The fix-up (the behaviour profile, the fresh-process check) runs after the search; a fix found
+    late made the whole repair overrun its budget by the fix-up's time (22 s on 20 s)."""
+    (tmp_path / "m.py").write_text("X = 1\n")
+    (tmp_path / "test_m.py").write_text("def test_nothing():\n    pass\n")
+    rep = Repairer(RepairRequest(tmp_path / "m.py", [tmp_path / "test_m.py"], budget_s=budget, confirm=False))
+    monkeypatch.setattr(engine, "time", types.SimpleNamespace(monotonic=lambda: rep.start + found_at))  # engine's clock only
+    cand = Candidate((Span(4, 5, "2"),), "mutation", "1 -> 2", 1, 0.5, 0.5)
+    rep._record(cand, cand.apply("X = 1\n"))
+    assert rep.stop_after == pytest.approx(rep.start + stops_at)
