@@ -86,6 +86,14 @@ def _bindings(node: ast.AST) -> list[str]:
     return []
 
 
+def _quoted(text: str, quote: str) -> str:
+    """`text` as a literal in the quotes the code used there (`"__"` becomes `"_"`, not `'_'`)."""
+    literal = repr(text)
+    if quote == '"' and literal.startswith("'") and '"' not in text:
+        return '"' + literal[1:-1].replace("\\'", "'") + '"'
+    return literal
+
+
 def _module_level(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     """Whether a binding at `node` lands in the module's namespace (no def, lambda, class or
     comprehension in between; a def's or class's own name does)."""
@@ -125,6 +133,7 @@ class Generator:
                     self.owner[ln] = stmt.lineno
         self.module_funcs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
         self._bound: tuple[set[str], list[str]] | None = None  # see `bound_names`
+        self._strings: dict[ast.AST, dict[str, list[ast.Constant]]] = {}  # see `_short_strings`
 
     # -- helpers -------------------------------------------------------------------------------
     def score(self, line: int) -> float:
@@ -417,15 +426,57 @@ class Generator:
             if value not in (0, 1, -1):
                 self.replace(node, "0", "constant", f"`{value}` → `0`", 0.3)
                 self.replace(node, "1", "constant", f"`{value}` → `1`", 0.3)
-        elif isinstance(value, str) and len(value) <= 3:
+        elif isinstance(value, str) and len(value) <= 3 and not isinstance(parent, ast.JoinedStr):
             alts = {"": [" "], " ": [""]}.get(value, [])
             if value.isalpha() and value.lower() != value.upper():
                 alts.append(value.swapcase())
+            quote = self.seg(node)[-1:]
             for text in alts:
-                self.replace(node, repr(text), "constant", f"`{value!r}` → `{text!r}`", 0.35)
+                self.replace(node, _quoted(text, quote), "constant", f"`{value!r}` → `{text!r}`", 0.35)
+            same = self._short_strings(node).get(value, [])
+            if len(same) > 1 and same[0] is node:  # the same slip made at every use: all changed at once
+                for text in alts:
+                    spans = [Span(*self.sm.node_span(n), _quoted(text, self.seg(n)[-1:])) for n in same]
+                    self.add(spans, "constant", f"every `{value!r}` → `{text!r}`", node.lineno, 0.3)
+            for other in self._short_strings(node):  # another short string of the same function
+                if other != value and other not in alts:
+                    self.replace(node, _quoted(other, quote), "constant", f"`{value!r}` → `{other!r}`", 0.25)
         elif isinstance(value, float) and value not in (0.0,):
             for text in (str(-value), "0.0", "1.0"):
                 self.replace(node, text, "constant", f"`{value}` → `{text}`", 0.25)
+
+    def _short_strings(self, node: ast.AST) -> dict[str, list[ast.Constant]]:
+        """The short string literals (<= 3 characters: separators, brackets, markers) of the function
+        `node` is in (the module's top level outside one), each with its uses in source order;
+        docstrings and f-string parts left out. Cached per function."""
+        scope: ast.AST = self.function_of(node) or self.tree
+        found = self._strings.get(scope)
+        if found is None:
+            found = {}
+            for n in ast.walk(scope):
+                if (isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) <= 3
+                        and not isinstance(self.parents.get(n), (ast.Expr, ast.JoinedStr))
+                        and (scope is not self.tree or self.function_of(n) is None)):
+                    found.setdefault(n.value, []).append(n)
+            for uses in found.values():
+                uses.sort(key=lambda n: (n.lineno, n.col_offset))
+            self._strings[scope] = found
+        return found
+
+    def op_swap_elements(self, node: ast.AST, scopes: object) -> None:
+        """Two neighbours of a list or tuple that is built (`return [value, index]` where
+        `[index, value]` was meant); not an unpacking target, not a subscript's index pair."""
+        if not (isinstance(node, (ast.List, ast.Tuple)) and isinstance(node.ctx, ast.Load) and 2 <= len(node.elts) <= 4):
+            return
+        if isinstance(self.parents.get(node), ast.Subscript) or any(isinstance(e, ast.Starred) for e in node.elts):
+            return
+        for a, b in zip(node.elts, node.elts[1:]):
+            if self.seg(a) == self.seg(b):
+                continue
+            a0, a1 = self.sm.node_span(a)
+            b0, b1 = self.sm.node_span(b)
+            self.add([Span(a0, a1, self.seg(b)), Span(b0, b1, self.seg(a))], "swap-elements",
+                     f"swap `{self.seg(a)}` and `{self.seg(b)}`", node.lineno, 0.4)
 
     def _index_context(self, node: ast.AST) -> float:
         """How likely an off-by-one on this expression is: high in indexes, slices and range bounds."""
@@ -809,7 +860,7 @@ class Generator:
         op_off_by_one, op_range, op_subscript, op_call, op_wrong_variable, op_wrong_attribute, op_return,
         op_statement, op_loop_iter, op_recursive_arg, op_base_case, op_call_templates, op_expression_substitution,
         op_function_templates, op_compare_wrap, op_return_slice, op_comprehension_iter, op_call_substitution,
-        op_insert_assignment, op_missing_return, op_undefined_name,
+        op_insert_assignment, op_missing_return, op_undefined_name, op_swap_elements,
     ]
 
 

@@ -192,3 +192,25 @@ def test_names_that_are_bound_somewhere_or_may_come_from_a_star_import_are_left_
     plain = bound.replace("from math import *\n", "").replace(", pi\n", ", kww\n")
     assert [text.splitlines()[-1] for op, text in _all(plain) if op == "undefined-name"] == [
         "    return [x for x in rest], osp, kw, kw"]  # only `kww` is defined nowhere
+
+
+def test_a_short_string_becomes_another_of_its_function_or_changes_at_every_use() -> None:
+    """Separators and markers: `"__"` where the function's other `"_"` was meant; the same wrong
+    `" "` returned at every exit changes at every use at once (one candidate, one fix)."""
+    spaces = 'def fix(n):\n    if n > 2:\n        return "-"\n    return "__" if n else "_" * n\n'
+    fixes = [text for op, text in _all(spaces) if op == "constant"]
+    assert 'def fix(n):\n    if n > 2:\n        return "-"\n    return "_" if n else "_" * n\n' in fixes
+    assert 'def fix(n):\n    if n > 2:\n        return "-"\n    return "-" if n else "_" * n\n' in fixes
+    vowel = 'def closest(word):\n    if len(word) < 3:\n        return " "\n    return " "\n'
+    every = [text for op, text in _all(vowel) if op == "constant" and text.count('""') == 2]
+    assert every == ['def closest(word):\n    if len(word) < 3:\n        return ""\n    return ""\n']  # its quotes kept
+    # f-string parts and docstrings are not literals to swap
+    assert not [t for op, t in _all('def f(x):\n    """ab"""\n    return f"{x}-" + "+"\n') if op == "constant" and "f\"{x}+\"" in t]
+
+
+def test_two_neighbours_of_a_built_list_or_tuple_are_swapped_but_not_an_unpacking() -> None:
+    src = "def pluck(arr):\n    return [arr.index(min(arr)), min(arr)]\n"
+    assert [text for op, text in _all(src) if op == "swap-elements"] == [
+        "def pluck(arr):\n    return [min(arr), arr.index(min(arr))]\n"]
+    unpack = "def f(p):\n    a, b = p\n    return p[a, b]\n"
+    assert not [op for op, _ in _all(unpack) if op == "swap-elements"]
