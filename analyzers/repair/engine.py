@@ -97,6 +97,8 @@ class PlausibleFix:
 
 
 FIXUP_RESERVE_SHARE = 0.1
+PROFILE_LEAVES_S = 1.0  # the behaviour profile leaves this much of the budget to the fresh-process check
+PROFILE_MIN_S = 0.5  # and is not started with less than this
 CONFIRM_HASH_SEEDS = ("1", "2")  # the fresh-process check's PYTHONHASHSEEDs (the search's is 0)
 
 
@@ -685,9 +687,15 @@ class Repairer:
             return None
         request = {"module": self.rel_module, "tests": self.rel_tests, "original": self.original,
                    "fixes": [f.new_text for f in fixes], "max_calls": 100, "call_limit_s": 0.5}
+        # Only the ranking needs it: it gets what the budget has left once the fresh-process check
+        # (a second or so) is set aside, or is skipped. Before, it had up to a tenth of the budget past
+        # the end, and a profile that timed out took a 20 s repair to 22 s.
+        timeout = min(self.left() - PROFILE_LEAVES_S, 2.0 + 3 * self.run_timeout)
+        if timeout < PROFILE_MIN_S:
+            log.info("repair: no behaviour profile of the fixes: %.1fs left of the budget", self.left())
+            return None
         try:
             with self._fresh_copy(self.original, "heedls-profile-") as copy:
-                timeout = max(2.0, min(self.left() + 0.1 * self.req.budget_s, 2.0 + 3 * self.run_timeout))
                 result = proc.run([self.python, str(PROFILER)], cwd=copy, timeout_s=timeout, stdin=json.dumps(request),
                                   env=sandbox_env(copy, self.root, self.autoload))
             lines = result.stdout.strip().splitlines()
