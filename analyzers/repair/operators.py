@@ -61,6 +61,7 @@ SWAPS: dict[str, list[str]] = {
 }
 BUILTINS = set(dir(builtins))
 PUBLIC_BUILTINS = sorted(n for n in BUILTINS if not n.startswith("_"))
+SIMPLE = (ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign)  # one-line statements a pair may be deleted of
 # what `bound_names` records for `from x import *`: any name may then be defined
 STAR_IMPORT = "*"
 
@@ -463,6 +464,35 @@ class Generator:
             self._strings[scope] = found
         return found
 
+    def op_loop_counter(self, node: ast.AST, scopes: object) -> None:
+        """`while div:` / `while n > 0:` / `while i < n:` over a name the body never assigns: it
+        loops forever (or not at all) unless the counter moves; the step goes at the body's end."""
+        if not isinstance(node, ast.While) or not node.body:
+            return
+        test = node.test
+        steps: list[tuple[str, str]] = []
+        if isinstance(test, ast.Name):
+            steps = [(test.id, "-= 1")]
+        elif isinstance(test, ast.Compare) and len(test.ops) == 1:
+            left, right, op = test.left, test.comparators[0], test.ops[0]
+            down, up = (ast.Gt, ast.GtE, ast.NotEq), (ast.Lt, ast.LtE, ast.NotEq)
+            if isinstance(left, ast.Name):
+                steps += [(left.id, "-= 1")] * isinstance(op, down) + [(left.id, "+= 1")] * isinstance(op, up)
+            if isinstance(right, ast.Name):
+                steps += [(right.id, "-= 1")] * isinstance(op, up) + [(right.id, "+= 1")] * isinstance(op, down)
+        # moved by the body already: assigned, or maybe changed by a call (`queue.pop()`, `heappop(heap)`)
+        assigned = {n.id for stmt in node.body for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        for call in (n for stmt in node.body for n in ast.walk(stmt) if isinstance(n, ast.Call)):
+            receiver = [call.func.value] if isinstance(call.func, ast.Attribute) else []
+            assigned |= {a.id for a in [*receiver, *call.args] if isinstance(a, ast.Name)}
+        last = node.body[-1]
+        end = self.sm.line_span(last.end_lineno or last.lineno)[1]
+        indent = self.sm.indent_of(node.body[0].lineno)
+        for name, step in dict.fromkeys(steps):
+            if name not in assigned:
+                self.add([Span(end, end, f"{indent}{name} {step}\n")], "loop-counter",
+                         f"`{name} {step}` at the end of the loop", node.lineno, 0.4)
+
     def op_swap_elements(self, node: ast.AST, scopes: object) -> None:
         """Two neighbours of a list or tuple that is built (`return [value, index]` where
         `[index, value]` was meant); not an unpacking target, not a subscript's index pair."""
@@ -766,6 +796,13 @@ class Generator:
             self.add([Span(start, end, f"{indent}pass\n")], "delete-statement", "delete the statement", node.lineno, prior)
         else:
             self.add([Span(start, end, "")], "delete-statement", "delete the statement", node.lineno, prior)
+        # two simple statements in a row that should not be there (a pair of lines pasted or left over)
+        at = siblings.index(node)
+        nxt = siblings[at + 1] if at + 1 < len(siblings) else None
+        if (isinstance(node, SIMPLE) and isinstance(nxt, SIMPLE) and len(siblings) > 2
+                and not (isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant))):
+            both_end = self.sm.line_span(nxt.end_lineno or nxt.lineno)[1]
+            self.add([Span(start, both_end, "")], "delete-statement", "delete the two statements", node.lineno, 0.15)
         # insertion: copy a nearby simple statement of the same function before/after this one
         fn = self.function_of(node)
         if fn is None or not isinstance(node, (ast.Expr, ast.Assign, ast.AugAssign, ast.Return, ast.If, ast.For, ast.While)):
@@ -860,7 +897,7 @@ class Generator:
         op_off_by_one, op_range, op_subscript, op_call, op_wrong_variable, op_wrong_attribute, op_return,
         op_statement, op_loop_iter, op_recursive_arg, op_base_case, op_call_templates, op_expression_substitution,
         op_function_templates, op_compare_wrap, op_return_slice, op_comprehension_iter, op_call_substitution,
-        op_insert_assignment, op_missing_return, op_undefined_name, op_swap_elements,
+        op_insert_assignment, op_missing_return, op_undefined_name, op_swap_elements, op_loop_counter,
     ]
 
 

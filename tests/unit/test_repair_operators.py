@@ -214,3 +214,26 @@ def test_two_neighbours_of_a_built_list_or_tuple_are_swapped_but_not_an_unpackin
         "def pluck(arr):\n    return [min(arr), arr.index(min(arr))]\n"]
     unpack = "def f(p):\n    a, b = p\n    return p[a, b]\n"
     assert not [op for op, _ in _all(unpack) if op == "swap-elements"]
+
+
+def test_a_while_loop_over_a_counter_its_body_never_moves_gets_the_step() -> None:
+    """`while div: res += s` loops forever: the counter's step goes at the end of the body, in the
+    direction the condition needs; a counter the body assigns or hands to a call is left alone."""
+    roman = "def f(div, s):\n    res = ''\n    while div:\n        res += s\n    return res\n"
+    assert [text for op, text in _all(roman) if op == "loop-counter"] == [
+        "def f(div, s):\n    res = ''\n    while div:\n        res += s\n        div -= 1\n    return res\n"]
+    up = "def f(i, n):\n    t = 0\n    while i < n:\n        t += i\n    return t\n"
+    assert [text.splitlines()[4] for op, text in _all(up) if op == "loop-counter"] == ["        i += 1", "        n -= 1"]
+    for moved in ("def f(i):\n    while i:\n        i //= 2\n",
+                  "def f(q):\n    while q:\n        q.pop()\n",
+                  "import heapq\n\n\ndef f(h):\n    while h:\n        heapq.heappop(h)\n"):
+        assert not [op for op, _ in _all(moved) if op == "loop-counter"], moved
+
+
+def test_two_statements_in_a_row_are_deleted_together() -> None:
+    src = ("def f(xs):\n    small = [x for x in xs if x < 0]\n    big = [x for x in xs if x > 0]\n"
+           "    big = small\n    small = big\n    return small, big\n")
+    pairs = [text for op, text in _all(src) if op == "delete-statement" and text.count("\n") == src.count("\n") - 2]
+    assert ("def f(xs):\n    small = [x for x in xs if x < 0]\n    big = [x for x in xs if x > 0]\n"
+            "    return small, big\n") in pairs
+    assert all(ast.parse(text) for text in pairs)
