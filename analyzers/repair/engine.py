@@ -57,7 +57,8 @@ _CACHE_MAX = 20000
 # The baseline's per-test watchdog: the hang of a buggy module shows at once. The tests it cuts get
 # a second run with between these many seconds each (a tenth of the budget), to tell slow from hung.
 BASELINE_TEST_LIMIT_S = 0.6
-# The failure the runner gives the test a run ended in (os._exit(), a signal, the run's deadline).
+# The failure the runner gives the test a run ended in (os._exit(), a signal, the run's deadline);
+# the runner, stdlib-only and run as a script, writes the same string (`_ended_in`).
 RUN_ENDED = "TestRunEnded"
 SLOW_TEST_LIMIT_S = (1.5, 10.0)
 
