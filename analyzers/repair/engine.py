@@ -260,7 +260,10 @@ class Repairer:
         for t in threads:
             t.join()
         with self.lock:
+            failed = [w for w in self.workers if w.proc is None]
             self.workers = [w for w in self.workers if w.proc is not None]
+        for worker in failed:  # its copy of the workspace goes with it (it was left in the temp folder)
+            worker.close()
         if not self.workers:
             raise WorkerError(f"could not start a test runner with {self.python}: {errors[:1]}")
 

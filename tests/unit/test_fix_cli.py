@@ -15,9 +15,9 @@ MODULE = "def mean(xs):\n    # average of a non-empty list\n    return sum(xs) /
 TESTS = "from stats import mean\n\n\ndef test_mean():\n    assert mean([2, 4, 6]) == 4\n\n\ndef test_one():\n    assert mean([5]) == 5\n"
 
 
-def _heedls(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _heedls(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "heedls", *args], cwd=cwd, capture_output=True, text=True,  # noqa: PLW1510
-                          timeout=120, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+                          timeout=120, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", **(env or {})))
 
 
 @pytest.fixture
@@ -113,10 +113,14 @@ def test_a_module_that_is_not_utf8_is_a_one_line_error(ws: Path) -> None:
     assert (ws / "stats.py").read_bytes() == latin1
 
 
-def test_the_projects_configured_interpreter_runs_the_tests(ws: Path) -> None:
+def test_the_projects_configured_interpreter_runs_the_tests(ws: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """An interpreter that cannot start is an error naming it, and the runners' copies of the
+    workspace do not stay behind (they did: two per call, in the temp folder)."""
     (ws / "pyproject.toml").write_text('[tool.heedls.tests]\npython = "/nonexistent/python3"\n')
-    run = _heedls("fix", "stats.py", "--test", "test_stats.py", "--json", cwd=ws)
+    scratch = tmp_path_factory.mktemp("scratch")
+    run = _heedls("fix", "stats.py", "--test", "test_stats.py", "--json", cwd=ws, env={"TMPDIR": str(scratch)})
     assert json.loads(run.stdout)["status"] == "error" and "/nonexistent/python3" in run.stdout + run.stderr
+    assert not list(scratch.iterdir())
 
 
 def test_sigterm_cleans_up_like_ctrl_c(ws: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
