@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import atexit
 import json
 import logging
 import os
@@ -310,10 +311,28 @@ def _environ(workspace: Path, report: Path) -> dict[str, str]:
     return env
 
 
+# Report files of the runs in progress. A server stopped by SIGTERM leaves through its atexit hooks
+# and os._exit, past the runs' `finally`: this hook removes what they would have (one stayed behind
+# in the temp folder per run cut short).
+_REPORTS: set[Path] = set()
+
+
+@atexit.register
+def _remove_reports() -> None:
+    for report in list(_REPORTS):
+        report.unlink(missing_ok=True)
+
+
 def _report_path() -> Path:
     fd, name = tempfile.mkstemp(prefix="heedls-pytest-", suffix=".jsonl")
     os.close(fd)
+    _REPORTS.add(Path(name))
     return Path(name)
+
+
+def _remove_report(report: Path) -> None:
+    report.unlink(missing_ok=True)
+    _REPORTS.discard(report)
 
 
 def run_tests(
@@ -331,7 +350,7 @@ def run_tests(
                           env=_environ(workspace, report))
         return parse_report(report, result, workspace, timeout_s, list(targets or []))
     finally:
-        report.unlink(missing_ok=True)
+        _remove_report(report)
 
 
 async def run_tests_async(
@@ -350,7 +369,7 @@ async def run_tests_async(
         return await asyncio.to_thread(parse_report, report, result, workspace, timeout_s,
                                        list(targets or []))
     finally:
-        report.unlink(missing_ok=True)
+        _remove_report(report)
 
 
 # -- report parsing -------------------------------------------------------------------------------------

@@ -24,7 +24,10 @@ from tests.support.processes import dead
 
 class RawServer:
     def __init__(self, tmp: Path) -> None:
-        env = dict(os.environ, HEEDLS_DATA_DIR=str(tmp / "data"), HEEDLS_CACHE_DIR=str(tmp / "cache"))
+        self.tmp = tmp / "tmp"  # the server's temp folder: what it leaves there is seen
+        self.tmp.mkdir(exist_ok=True)
+        env = dict(os.environ, HEEDLS_DATA_DIR=str(tmp / "data"), HEEDLS_CACHE_DIR=str(tmp / "cache"),
+                   TMPDIR=str(self.tmp))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "heedls", "serve", "--stub-provider", "print('ok')"],
             stdin=subprocess.PIPE,
@@ -251,7 +254,8 @@ def test_exit_without_shutdown_is_status_1_and_after_it_0(tmp_path: Path) -> Non
 
 def test_sigterm_takes_a_running_test_run_with_it(tmp_path: Path) -> None:
     """Editors send SIGTERM when shutdown takes too long: pytest runs in a session of its own, out
-    of the signal's reach, and a hanging test used to run on forever."""
+    of the signal's reach, and a hanging test used to run on forever. Nor does the run's report
+    file stay in the temp folder (one did, per run cut short)."""
     root = tmp_path / "ws"
     root.mkdir()
     pid_file = tmp_path / "pytest.pid"
@@ -268,9 +272,11 @@ def test_sigterm_takes_a_running_test_run_with_it(tmp_path: Path) -> None:
     while not pid_file.exists() and time.monotonic() < end:
         time.sleep(0.1)
     pytest_pid = int(pid_file.read_text())
+    assert [p.name for p in server.tmp.iterdir() if p.name.startswith("heedls-pytest-")]  # the report, meanwhile
     server.proc.terminate()
     assert server.proc.wait(10) == 143
     assert dead(pytest_pid)
+    assert not [p.name for p in server.tmp.iterdir() if p.name.startswith("heedls-pytest-")]
 
 
 def test_the_server_exits_when_the_editor_process_is_gone(tmp_path: Path) -> None:
