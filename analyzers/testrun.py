@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from heedls.analyzers import proc, pyparse
+from heedls.analyzers import proc, pyparse, tempfiles
 from heedls.analyzers.model import Diagnostic, Range, RelatedLocation
 from heedls.analyzers.pytest_plugin import PLUGIN_DIR, PLUGIN_MODULE
 
@@ -315,6 +315,7 @@ def _environ(workspace: Path, report: Path) -> dict[str, str]:
 # and os._exit, past the runs' `finally`: this hook removes what they would have (one stayed behind
 # in the temp folder per run cut short).
 _REPORTS: set[Path] = set()
+REPORT_PREFIX = "heedls-pytest-"
 
 
 @atexit.register
@@ -324,7 +325,8 @@ def _remove_reports() -> None:
 
 
 def _report_path() -> Path:
-    fd, name = tempfile.mkstemp(prefix="heedls-pytest-", suffix=".jsonl")
+    tempfiles.sweep_stale(REPORT_PREFIX)  # those of a server killed outright (no hook runs then)
+    fd, name = tempfile.mkstemp(prefix=REPORT_PREFIX, suffix=".jsonl")
     os.close(fd)
     _REPORTS.add(Path(name))
     return Path(name)

@@ -33,11 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from heedls.analyzers import proc as proc_mod
+from heedls.analyzers import tempfiles
 
 log = logging.getLogger("heedls.repair")
 
 RUNNER = Path(__file__).resolve().parent / "runner" / "heedls_repair_runner.py"
 PROFILER = RUNNER.with_name("heedls_repair_profile.py")
+COPY_PREFIX = "heedls-repair-"  # each runner's copy of the workspace, in the temp folder
 SKIP_DIRS = {".git", ".hg", ".venv", "venv", "env", "node_modules", "__pycache__", ".mypy_cache",
              ".pytest_cache", ".ruff_cache", ".tox", ".nox", "build", "dist", ".heedls"}
 # Files over MAX_FILE_BYTES are copied only while they come to MAX_BIG_BYTES in all: a test may read
@@ -199,7 +201,8 @@ class Worker:
         self.has_pytest = True
         self.python = python
         self.autoload_plugins = autoload_plugins
-        self.tmp = Path(tempfile.mkdtemp(prefix="heedls-repair-", dir=parent_dir))
+        tempfiles.sweep_stale(COPY_PREFIX)  # the copies of a repair killed outright (SIGKILL)
+        self.tmp = Path(tempfile.mkdtemp(prefix=COPY_PREFIX, dir=parent_dir))
         self.copy = self.tmp / "ws"
         self.copy.mkdir()
         copy_workspace(root, self.copy)
