@@ -224,14 +224,10 @@ _COMPRESSED: tuple[tuple[bytes, Callable[[io.BufferedReader], _Binary]], ...] = 
 
 
 def _text_codec(head: bytes) -> str:
-    bom = next((name for bom, name in _BOMS if head.startswith(bom)), None)
-    if bom is not None:
-        return bom
-    nonzero = tuple(b != 0 for b in head)
-    for pattern, name in _NO_BOM:
-        if nonzero[:len(pattern)] == pattern and len(nonzero) >= len(pattern):
-            return name
-    return "utf-8-sig"
+    """The encoding the first four bytes of a JSON text say: its BOM's, else its zero bytes'."""
+    nonzero = tuple(b != 0 for b in head)  # a head shorter than a pattern never equals it
+    return next((name for bom, name in _BOMS if head.startswith(bom)),
+                next((name for pattern, name in _NO_BOM if nonzero[:len(pattern)] == pattern), "utf-8-sig"))
 
 
 @contextmanager
