@@ -8,6 +8,7 @@ answer.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import concurrent.futures
 import contextlib
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from heedls.analyzers import proc
+from heedls.analyzers import proc, pyparse
 from heedls.analyzers.check import find_workspace
 from heedls.analyzers.patches import unified_diff
 from heedls.analyzers.repair import operators, ruff_fixes, syntax_fix
@@ -377,7 +378,7 @@ class Repairer:
             for cand in syntax_fix.candidates(self.original, max_rounds=3):
                 self.queue.push(cand)
         else:
-            for cand in operators.generate(self.original, line_scores):
+            for cand in operators.generate(self.original, line_scores, self._test_strings()):
                 self.queue.push(cand)
         for cand in ruff_fixes.candidates(self.original, str(self.module), self.root):
             cand.score = cand.prior * 0.5
@@ -401,6 +402,17 @@ class Repairer:
         if self.cancel.is_set():
             return self._result("cancelled", "Cancelled.")
         return self._finish()
+
+    def _test_strings(self) -> set[str]:
+        """The string literals of the test files (a test that does not parse gives none)."""
+        found: set[str] = set()
+        for test in self.tests:
+            try:
+                tree = pyparse.parse(test.read_text(encoding="utf-8", errors="replace"))
+            except (SyntaxError, ValueError, OSError):
+                continue
+            found.update(n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str))
+        return found
 
     def _missing_module(self, baseline: RunResult) -> str | None:
         """Why no edit can help when the tests could not even be imported for want of a package the

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import builtins
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from heedls.analyzers import pyparse
 from heedls.analyzers.repair.edits import Candidate, SourceMap, Span, gap_operator
@@ -62,6 +62,9 @@ SWAPS: dict[str, list[str]] = {
 BUILTINS = set(dir(builtins))
 PUBLIC_BUILTINS = sorted(n for n in BUILTINS if not n.startswith("_"))
 SIMPLE = (ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign)  # one-line statements a pair may be deleted of
+# string constants the misspelling operator compares with the tests' (shorter ones are separators,
+# brackets and markers: the short-string alternatives' business; longer ones are prose)
+MIN_SPELLED, MAX_SPELLED = 4, 40
 # what `bound_names` records for `from x import *`: any name may then be defined
 STAR_IMPORT = "*"
 
@@ -113,8 +116,12 @@ def _paren(text: str, node: ast.AST) -> str:
 
 
 class Generator:
-    def __init__(self, text: str, tree: ast.Module, line_scores: dict[int, float]) -> None:
+    def __init__(self, text: str, tree: ast.Module, line_scores: dict[int, float],
+                 test_strings: Collection[str] = ()) -> None:
         self.text = text
+        # string literals of the tests (expected values, inputs): a misspelt string constant of the
+        # code is checked against them (`"Jupyter"` where the tests say `"Jupiter"`)
+        self.test_strings = sorted({t for t in test_strings if MIN_SPELLED <= len(t) <= MAX_SPELLED and t.isprintable()})
         self.tree = tree
         self.sm = SourceMap(text)
         self.scores = line_scores
@@ -508,6 +515,88 @@ class Generator:
             self.add([Span(a0, a1, self.seg(b)), Span(b0, b1, self.seg(a))], "swap-elements",
                      f"swap `{self.seg(a)}` and `{self.seg(b)}`", node.lineno, 0.4)
 
+    def op_quoted_name(self, node: ast.AST, scopes: object) -> None:
+        """A string spelling one of its function's own variables (`hashlib.md5('text')` where
+        `text` is the parameter): the variable. Not where a string naming a variable is the point
+        (getattr and its kin, keyword names in `dict(...)`-style calls are not strings)."""
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier()):
+            return
+        parent = self.parents.get(node)
+        if isinstance(parent, (ast.Expr, ast.JoinedStr)):
+            return
+        if isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name) and parent.func.id in (
+                "getattr", "setattr", "hasattr", "delattr", "namedtuple", "TypeVar"):
+            return
+        fn = self.function_of(node)
+        if fn is None or node.value not in scopes[fn][0]:  # type: ignore[index]
+            return
+        self.replace(node, node.value, "quoted-name", f"`{self.seg(node)}` → the variable `{node.value}`", 0.4)
+
+    def op_misspelt_string(self, node: ast.AST, scopes: object) -> None:
+        """A string constant one or two letters away from a string the tests use (a name, a key,
+        an expected word): the tests' spelling. Value misuse the other operators cannot reach."""
+        if not (self.test_strings and isinstance(node, ast.Constant) and isinstance(node.value, str)):
+            return
+        value = node.value
+        if not MIN_SPELLED <= len(value) <= MAX_SPELLED or isinstance(self.parents.get(node), (ast.Expr, ast.JoinedStr)):
+            return
+        if value in self.test_strings:
+            return
+        quote = self.seg(node)[-1:]
+        for rank, other in enumerate(difflib.get_close_matches(value, self.test_strings, n=2, cutoff=0.8)):
+            self.replace(node, _quoted(other, quote), "misspelt-string", f"`{value!r}` → `{other!r}` (as the tests spell it)",
+                         0.45 - 0.1 * rank)
+
+    def op_drop_middle(self, node: ast.AST, scopes: object) -> None:
+        """`a ** 2 * n` where `a ** n` was meant: the middle operand of a chain and the operator
+        after it dropped (excess logic inside an expression; dropping an operand of either
+        operation alone gives `a ** 2` or `2 * n`)."""
+        if not (isinstance(node, ast.BinOp) and isinstance(node.left, ast.BinOp)):
+            return
+        inner = node.left
+        sym = BIN.get(type(inner.op))
+        if sym is None:
+            return
+        a, c = inner.left, node.right
+        new = f"{_paren(self.seg(a), a)} {sym} {_paren(self.seg(c), c)}"
+        try:  # what the text means must be `a sym c`, whatever the precedence of `sym` and `c`
+            parsed = pyparse.parse(new).body
+        except SyntaxError:
+            return
+        expr = parsed[0].value if len(parsed) == 1 and isinstance(parsed[0], ast.Expr) else None
+        if not (isinstance(expr, ast.BinOp) and type(expr.op) is type(inner.op)):
+            return
+        self.replace(node, self._bare(node, new, node), "drop-operand",
+                     f"drop `{self.seg(inner.right)} {BIN.get(type(node.op), '?')}`", 0.3)
+
+    def op_pairing_guard(self, node: ast.AST, scopes: object) -> None:
+        """Nested loops whose inner variable the inner body never reads (`for a in xs: for b in ys:
+        out.add(a)`): the comparison that should pair them is missing; the body goes under
+        `if a == b:` (or `!=`)."""
+        if not (isinstance(node, ast.For) and isinstance(node.target, ast.Name) and node.body):
+            return
+        outer = self.parents.get(node)
+        if not (isinstance(outer, ast.For) and isinstance(outer.target, ast.Name)) or outer.target.id == node.target.id:
+            return
+        inner_name, outer_name = node.target.id, outer.target.id
+        reads = {n.id for stmt in node.body for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        if inner_name in reads or outer_name not in reads:
+            return
+        if any(isinstance(n, (ast.Constant, ast.JoinedStr)) and n.lineno != n.end_lineno
+               for stmt in node.body for n in ast.walk(stmt)):
+            return  # indenting the lines of a multi-line string would change it
+        first, last = node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno
+        indent = self.sm.indent_of(first)
+        spans = []
+        for ln in range(first, last + 1):
+            start, end = self.sm.line_span(ln)
+            if self.text[start:end].strip():
+                spans.append(Span(start, start, "    "))
+        for cmp, prior in (("==", 0.35), ("!=", 0.25)):
+            head = Span(spans[0].start, spans[0].start, f"{indent}if {outer_name} {cmp} {inner_name}:\n    ")
+            # the head carries the first line's extra indentation too (one span per position)
+            self.add([head, *spans[1:]], "missing-guard", f"do it only when `{outer_name} {cmp} {inner_name}`", first, prior)
+
     def _index_context(self, node: ast.AST) -> float:
         """How likely an off-by-one on this expression is: high in indexes, slices and range bounds."""
         parent = self.parents.get(node)
@@ -898,13 +987,14 @@ class Generator:
         op_statement, op_loop_iter, op_recursive_arg, op_base_case, op_call_templates, op_expression_substitution,
         op_function_templates, op_compare_wrap, op_return_slice, op_comprehension_iter, op_call_substitution,
         op_insert_assignment, op_missing_return, op_undefined_name, op_swap_elements, op_loop_counter,
+        op_quoted_name, op_misspelt_string, op_drop_middle, op_pairing_guard,
     ]
 
 
-def generate(text: str, line_scores: dict[int, float]) -> list[Candidate]:
+def generate(text: str, line_scores: dict[int, float], test_strings: Collection[str] = ()) -> list[Candidate]:
     """All mutation/template candidates at lines with a positive score, best first."""
     tree = pyparse.parse(text)
-    cands = Generator(text, tree, line_scores).generate()
+    cands = Generator(text, tree, line_scores, test_strings).generate()
     cands.sort(key=lambda c: -c.score)
     return cands
 

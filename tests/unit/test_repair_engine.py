@@ -128,7 +128,7 @@ def test_equivalent_candidates_are_run_once(ws: Path, monkeypatch: pytest.Monkey
         Candidate((Span(start, start + 5, "a<c"),), "comparison", "fix (other spacing)", 6, 0.9, 0.8),
         Candidate((Span(start, start + 5, "(a < c)"),), "comparison", "fix (parenthesised)", 6, 0.9, 0.7),
     ]
-    monkeypatch.setattr(operators, "generate", lambda text, scores: list(same))
+    monkeypatch.setattr(operators, "generate", lambda text, scores, test_strings=(): list(same))
     monkeypatch.setattr(engine.ruff_fixes, "candidates", lambda *a, **k: [])
     engine._CACHE.clear()
     result = repair(RepairRequest(ws / "mid.py", [ws / "test_mid.py"], budget_s=30, confirm=False))
@@ -760,3 +760,22 @@ def test_after_the_first_fix_the_search_stops_in_time_for_the_fix_up(
     cand = Candidate((Span(4, 5, "2"),), "mutation", "1 -> 2", 1, 0.5, 0.5)
     rep._record(cand, cand.apply("X = 1\n"))
     assert rep.stop_after == pytest.approx(rep.start + stops_at)
+
+
+def test_a_string_misspelt_in_the_code_is_fixed_as_the_tests_spell_it(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'shop'\n")
+    (tmp_path / "shop.py").write_text(
+        'PRICES = {"apple": 3, "banana": 2, "cherry": 5}\n\n\n'
+        "def total(basket):\n"
+        '    return sum(PRICES[item] for item in basket if item in ("apple", "bananna", "cherry"))\n'
+    )
+    (tmp_path / "test_shop.py").write_text(
+        "from shop import total\n\n\n"
+        "def test_fruit():\n"
+        '    assert total(["apple", "banana"]) == 5\n'
+    )
+    result = repair(RepairRequest(tmp_path / "shop.py", [tmp_path / "test_shop.py"], budget_s=30, confirm=False,
+                                  max_plausible=1))
+    assert result.fixed
+    assert result.operator == "misspelt-string"
+    assert result.new_text is not None and '("apple", "banana", "cherry")' in result.new_text

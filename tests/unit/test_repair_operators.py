@@ -237,3 +237,65 @@ def test_two_statements_in_a_row_are_deleted_together() -> None:
     assert ("def f(xs):\n    small = [x for x in xs if x < 0]\n    big = [x for x in xs if x > 0]\n"
             "    return small, big\n") in pairs
     assert all(ast.parse(text) for text in pairs)
+
+
+def test_a_string_spelling_one_of_the_functions_variables_becomes_the_variable() -> None:
+    text = '''def greet(name, greeting):
+    return greeting + ", " + 'name' + getattr(name, 'greeting', "")
+'''
+    results = [new for op, new in _all(text) if op == "quoted-name"]
+    assert results == ['''def greet(name, greeting):
+    return greeting + ", " + name + getattr(name, 'greeting', "")
+''']  # getattr's attribute name is a string on purpose
+
+
+def test_a_string_constant_close_to_a_string_of_the_tests_takes_the_tests_spelling() -> None:
+    text = '''COLOURS = ("crimson", "turqoise", "ochre")
+
+
+def warm(colour):
+    return colour in ("crimson", "ochre")
+'''
+    cands = operators.generate(text, {1: 1.0, 4: 1.0, 5: 1.0}, {"turquoise", "crimson", "x", "ochre"})
+    spelt = [(c.operator, c.apply(text)) for c in cands if c.operator == "misspelt-string"]
+    assert spelt == [("misspelt-string", text.replace('"turqoise"', '"turquoise"'))]
+    # no test strings, no candidates of this kind
+    assert not [c for c in operators.generate(text, {1: 1.0}) if c.operator == "misspelt-string"]
+
+
+def test_the_middle_operand_of_a_chain_is_dropped_with_its_operator() -> None:
+    text = '''def sign(xs, base):
+    return base ** 2 * len(xs)
+'''
+    results = [new for op, new in _all(text) if op == "drop-operand"]
+    assert text.replace("base ** 2 * len(xs)", "base ** len(xs)") in results
+    # the meaning of what is left is `a op c`, with parentheses where precedence needs them
+    text2 = "def f(a, b, c):\n    return (a + b) * c\n"
+    assert "def f(a, b, c):\n    return a + c\n" in [new for op, new in _all(text2) if op == "drop-operand"]
+    for _, new in _all(text2):
+        ast.parse(new)
+
+
+def test_nested_loops_whose_inner_variable_is_never_read_get_the_missing_pairing_guard() -> None:
+    text = '''def shared(xs, ys):
+    out = []
+    for x in xs:
+        for y in ys:
+            out.append(x)
+            out.sort()
+    return out
+'''
+    results = [new for op, new in _all(text) if op == "missing-guard"]
+    assert results[0] == '''def shared(xs, ys):
+    out = []
+    for x in xs:
+        for y in ys:
+            if x == y:
+                out.append(x)
+                out.sort()
+    return out
+'''
+    assert results[1] == results[0].replace("x == y", "x != y")
+    # an inner loop that reads its own variable is left alone
+    used = text.replace("out.append(x)", "out.append(x + y)")
+    assert not [op for op, _ in _all(used) if op == "missing-guard"]
