@@ -33,7 +33,7 @@ from typing import Any
 from heedls.analyzers import proc, pyparse
 from heedls.analyzers.check import find_workspace
 from heedls.analyzers.patches import unified_diff
-from heedls.analyzers.repair import operators, ruff_fixes, syntax_fix
+from heedls.analyzers.repair import error_guided, operators, ruff_fixes, syntax_fix
 from heedls.analyzers.repair.edits import Candidate, change_size, normalised
 from heedls.analyzers.repair.localize import LineScore, localise
 from heedls.analyzers.repair.naturalness import introduced_smells, smells
@@ -379,6 +379,9 @@ class Repairer:
                 self.queue.push(cand)
         else:
             for cand in operators.generate(self.original, line_scores, self._test_strings()):
+                self.queue.push(cand)
+            raised = error_guided.raised_in((t.failure for t in failing), self.rel_module)
+            for cand in error_guided.candidates(self.original, raised):
                 self.queue.push(cand)
         for cand in ruff_fixes.candidates(self.original, str(self.module), self.root):
             cand.score = cand.prior * 0.5

@@ -779,3 +779,20 @@ def test_a_string_misspelt_in_the_code_is_fixed_as_the_tests_spell_it(tmp_path: 
     assert result.fixed
     assert result.operator == "misspelt-string"
     assert result.new_text is not None and '("apple", "banana", "cherry")' in result.new_text
+
+
+def test_the_error_a_failing_test_raised_in_the_module_asks_for_its_fix(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'digest'\n")
+    (tmp_path / "digest.py").write_text(
+        "import hashlib\n\n\ndef digest(text):\n    return hashlib.md5(text).hexdigest()\n"
+    )
+    (tmp_path / "test_digest.py").write_text(
+        "from digest import digest\n\n\n"
+        "def test_digest():\n"
+        '    assert digest("a") == "0cc175b9c0f1b6a831c399e269772661"\n'
+    )
+    result = repair(RepairRequest(tmp_path / "digest.py", [tmp_path / "test_digest.py"], budget_s=30, confirm=False,
+                                  max_plausible=1))
+    assert result.fixed and result.operator == "error-guided"
+    assert result.new_text is not None and "hashlib.md5(text.encode())" in result.new_text
+    assert result.candidates_tried <= 3  # asked for by the error, so among the first tried
