@@ -110,6 +110,14 @@ def _module_level(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return True
 
 
+def _unparenthesised(wrapped: str, plain: str) -> str:
+    """`plain` when it means what `wrapped` means (`rest + [x for x in xs]`), else `wrapped`."""
+    try:
+        return plain if ast.dump(pyparse.parse(plain)) == ast.dump(pyparse.parse(wrapped)) else wrapped
+    except SyntaxError:
+        return wrapped
+
+
 def _paren(text: str, node: ast.AST) -> str:
     simple = (ast.Name, ast.Constant, ast.Attribute, ast.Subscript, ast.Call, ast.List, ast.Tuple, ast.Dict)
     return text if isinstance(node, simple) else f"({text})"
@@ -840,6 +848,26 @@ class Generator:
                 if self.seg(node.value) != name:
                     self.replace(node.value, name, "return-value", f"return `{name}`", 0.3)
 
+    def op_return_term(self, node: ast.AST, scopes: object) -> None:
+        """A result missing a part the function computed (`return [[first] + s for s in rest]` where
+        `rest + [...]` was meant): one of its local variables added before or after it. Locals
+        only (assigned in the body, not parameters nor comprehension variables)."""
+        if not (isinstance(node, ast.Return) and node.value is not None) or isinstance(node.value, ast.Constant):
+            return
+        fn = self.function_of(node)
+        if fn is None or isinstance(node.value, (ast.Compare, ast.BoolOp)):
+            return
+        skip = {a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs} | self.module_funcs
+        skip |= {n.id for c in ast.walk(fn) if isinstance(c, ast.comprehension) for n in ast.walk(c.target) if isinstance(n, ast.Name)}
+        text = self.seg(node.value)
+        for name in scopes[fn][0][:12]:  # type: ignore[index]
+            if name in skip or name == text:
+                continue
+            self.replace(node.value, _unparenthesised(f"{name} + ({text})", f"{name} + {text}"), "return-term",
+                         f"return `{name} + …`", 0.2)
+            self.replace(node.value, _unparenthesised(f"({text}) + {name}", f"{text} + {name}"), "return-term",
+                         f"return `… + {name}`", 0.15)
+
     def op_missing_return(self, node: ast.AST, scopes: object) -> None:
         """A function that computes a value and never returns one (`total = ...` as its last word):
         `return name` at its end, for the names its body assigns last."""
@@ -987,7 +1015,7 @@ class Generator:
         op_statement, op_loop_iter, op_recursive_arg, op_base_case, op_call_templates, op_expression_substitution,
         op_function_templates, op_compare_wrap, op_return_slice, op_comprehension_iter, op_call_substitution,
         op_insert_assignment, op_missing_return, op_undefined_name, op_swap_elements, op_loop_counter,
-        op_quoted_name, op_misspelt_string, op_drop_middle, op_pairing_guard,
+        op_quoted_name, op_misspelt_string, op_drop_middle, op_pairing_guard, op_return_term,
     ]
 
 

@@ -299,3 +299,20 @@ def test_nested_loops_whose_inner_variable_is_never_read_get_the_missing_pairing
     # an inner loop that reads its own variable is left alone
     used = text.replace("out.append(x)", "out.append(x + y)")
     assert not [op for op, _ in _all(used) if op == "missing-guard"]
+
+
+def test_a_result_missing_a_part_the_function_computed_gets_a_local_added() -> None:
+    text = '''def all_prefixes(word):
+    if not word:
+        return [""]
+    shorter = all_prefixes(word[:-1])
+    return [word] + [p for p in shorter if p]
+'''
+    results = [new for op, new in _all(text) if op == "return-term"]
+    assert text.replace('return [word] + [p for p in shorter if p]', 'return shorter + ([word] + [p for p in shorter if p])') in results
+    assert text.replace('return [""]', 'return [""] + shorter') in results
+    # not a parameter, not a comprehension variable
+    assert not [new for new in results if "word + " in new or " + word\n" in new or "p + " in new]
+    # parentheses only where they change the meaning
+    comp = text.replace("[word] + [p for p in shorter if p]", "[p + word for p in shorter]")
+    assert comp.replace("return [p + word", "return shorter + [p + word") in [n for op, n in _all(comp) if op == "return-term"]
