@@ -13,6 +13,8 @@ import gzip
 import io
 import json
 import lzma
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -214,13 +216,30 @@ _BOMS: tuple[tuple[bytes, str], ...] = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs
 _NO_BOM: tuple[tuple[tuple[bool, ...], str], ...] = (
     ((False, False, False, True), "utf-32-be"), ((True, False, False, False), "utf-32-le"),
     ((False, True), "utf-16-be"), ((True, False), "utf-16-le"))
-_Binary = io.BufferedReader | gzip.GzipFile | lzma.LZMAFile | bz2.BZ2File
+_Binary = io.BufferedReader | gzip.GzipFile | lzma.LZMAFile | bz2.BZ2File | zipfile.ZipExtFile
 # Compressed exports are told by their magic bytes: gzip, xz and bzip2 (the standard library's).
 _COMPRESSED: tuple[tuple[bytes, Callable[[io.BufferedReader], _Binary]], ...] = (
     (b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),  # none closes its fileobj
     (b"\xfd7zXZ\x00", lambda raw: lzma.LZMAFile(raw, mode="rb")),
     (b"BZh", lambda raw: bz2.BZ2File(raw, mode="rb")),
 )
+
+
+_ZIP = b"PK\x03\x04"  # a zip archive ("Send to > Compressed folder"): its one file is read
+
+
+def _zip_member(archive: zipfile.ZipFile, path: Path | str) -> zipfile.ZipExtFile:
+    """The file a zip archive holds: its only one, or its only `.jsonl`/`.json` one (an archive of
+    several says which it holds instead of guessing)."""
+    files = [info for info in archive.infolist() if not info.is_dir()]
+    if len(files) > 1:
+        files = [info for info in files if info.filename.lower().endswith((".jsonl", ".json"))] or files
+    if len(files) != 1:
+        names = ", ".join(info.filename for info in files[:5]) or "no files"
+        raise OSError(f"{path} is a zip archive of {len(files)} files ({names}): unpack the one to read")
+    member = archive.open(files[0])
+    assert isinstance(member, zipfile.ZipExtFile)  # what reading mode opens (typeshed says IO[bytes])
+    return member
 
 
 def _text_codec(head: bytes) -> str:
@@ -243,16 +262,31 @@ def _open_text(path: Path | str) -> Iterator[TextIO]:
         if opener is not None:
             raw = opener(file)
             stack.callback(raw.close)
-        yield stack.enter_context(io.TextIOWrapper(raw, encoding=_text_codec(raw.peek(4)[:4]), errors="replace"))
+        elif magic.startswith(_ZIP):
+            with _damage_is_unreadable():  # cut short, its directory or a header damaged
+                raw = stack.enter_context(_zip_member(stack.enter_context(zipfile.ZipFile(file)), path))
+        with _damage_is_unreadable():
+            head = raw.peek(4)[:4]
+        yield stack.enter_context(io.TextIOWrapper(raw, encoding=_text_codec(head), errors="replace"))
 
 
 def _read_lines(fh: TextIO) -> Iterator[tuple[int, str]]:
     """(number, line) of each line; a truncated gzip stream is an unreadable file (OSError), as
     gzip's own corrupt-data errors are, not an EOFError the callers would not expect."""
-    try:
+    with _damage_is_unreadable():
         yield from enumerate(fh, 1)
+
+
+@contextmanager
+def _damage_is_unreadable() -> Iterator[None]:
+    """Damaged compressed data, which each decompressor reports its own way (zlib.error,
+    LZMAError, BadZipFile, EOFError when cut short), as the OSError an unreadable file is."""
+    try:
+        yield
     except EOFError as exc:
         raise OSError(f"the compressed data ends too early ({exc})") from exc
+    except (zlib.error, lzma.LZMAError, zipfile.BadZipFile) as exc:
+        raise OSError(f"damaged compressed data ({exc})") from exc
 
 
 def json_kind(value: Any) -> str:

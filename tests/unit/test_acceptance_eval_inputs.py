@@ -9,6 +9,7 @@ import dataclasses
 import gzip
 import json
 import lzma
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,49 @@ def test_a_utf16_or_compressed_event_file_reads_as_its_utf8_text(tmp_path: Path)
     result = _eval(str(truncated), "--json", *FAST)
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.startswith(f"heedls: {truncated}: cannot read:") and "Traceback" not in result.stderr
+    # damaged inside (each decompressor has its own error for it): unreadable, not a crash
+    for name, compress in (("bad.jsonl.gz", gzip.compress), ("bad.jsonl.xz", lzma.compress), ("bad.jsonl.bz2", bz2.compress)):
+        damaged = bytearray(compress(text.encode("utf-8")))
+        for i in range(30, 50):
+            damaged[i] ^= 0x5A
+        (tmp_path / name).write_bytes(damaged)
+        result = _eval(str(tmp_path / name), "--json", *FAST)
+        assert result.exit_code == 2 and result.stdout == "" and "Traceback" not in result.stderr, (name, result.stderr)
+        assert result.stderr.startswith(f"heedls: {tmp_path / name}: cannot read:"), name
+
+
+def test_a_zipped_event_file_reads_as_the_one_file_it_holds(tmp_path: Path) -> None:
+    """Windows' "Send to > Compressed (zipped) folder" makes a zip of one file; an archive of several
+    is read when one of them is the events (.jsonl/.json), else it says what it holds."""
+    events = make_events(sessions=3, per_session=10, seed=2)
+    plain = tmp_path / "events.jsonl"
+    write_jsonl(events, plain)
+    expected = ev.read_events(plain).events
+    one, mixed, many = tmp_path / "one.zip", tmp_path / "mixed.zip", tmp_path / "many.zip"
+    with zipfile.ZipFile(one, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(plain, "export/events.jsonl")
+    with zipfile.ZipFile(mixed, "w") as archive:
+        archive.writestr("README.txt", "exported by heedls")
+        archive.write(plain, "events.jsonl")
+    with zipfile.ZipFile(many, "w") as archive:
+        archive.writestr("a.jsonl", "{}")
+        archive.writestr("b.jsonl", "{}")
+    assert ev.read_events(one).events == expected and ev.read_events(mixed).events == expected
+    result = _eval(str(one), "--json", *FAST)
+    assert result.exit_code == 0 and json.loads(result.stdout)["n"] == 30
+    result = _eval(str(many), "--json", *FAST)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "is a zip archive of 2 files (a.jsonl, b.jsonl): unpack the one to read" in result.stderr
+    assert "Traceback" not in result.stderr
+    raw = one.read_bytes()
+    damaged = tmp_path / "damaged.zip"
+    flipped = bytearray(raw)
+    flipped[40] ^= 0xFF  # inside the member's deflated data: its CRC (or the inflater) fails
+    for cut in (raw[: len(raw) // 2], raw[:60] + bytes(len(raw) - 60), bytes(flipped)):  # cut short; zeroed; flipped
+        damaged.write_bytes(cut)
+        result = _eval(str(damaged), "--json", *FAST)
+        assert result.exit_code == 2 and result.stdout == "" and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith(f"heedls: {damaged}: cannot read:")
 
 
 def test_timestamps_in_milliseconds_are_pointed_out(tmp_path: Path) -> None:
