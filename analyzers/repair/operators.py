@@ -796,6 +796,21 @@ class Generator:
                 self.replace(node.iter, f"{it}[:{arg.arg}]", "loop-bound", f"iterate over `{it}[:{arg.arg}]`", 0.22)
                 self.replace(node.iter, f"{it}[{arg.arg}:]", "loop-bound", f"iterate over `{it}[{arg.arg}:]`", 0.18)
 
+    def op_call_to_name(self, node: ast.AST, scopes: object) -> None:
+        """A value recomputed by a call where a variable of the function already holds the right one
+        (`get(heap, node) + w` where `distance + w` was meant): the call becomes the variable. Only
+        a call that is an operand of arithmetic, and only the variables assigned in the function."""
+        if not (isinstance(node, ast.Call) and isinstance(self.parents.get(node), ast.BinOp)):
+            return
+        fn = self.function_of(node)
+        if fn is None:
+            return
+        params = {a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs}
+        reads = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        for name in scopes[fn][0][:12]:  # type: ignore[index]
+            if name not in params and name not in reads and name not in self.module_funcs:
+                self.replace(node, name, "expression-substitution", f"`{self.seg(node)}` → `{name}`", 0.15)
+
     def op_call_substitution(self, node: ast.AST, scopes: object) -> None:
         """`ord(ch)` where `ord("a")` was meant: another call of the same function in this function."""
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
@@ -1016,6 +1031,7 @@ class Generator:
         op_function_templates, op_compare_wrap, op_return_slice, op_comprehension_iter, op_call_substitution,
         op_insert_assignment, op_missing_return, op_undefined_name, op_swap_elements, op_loop_counter,
         op_quoted_name, op_misspelt_string, op_drop_middle, op_pairing_guard, op_return_term,
+        op_call_to_name,
     ]
 
 

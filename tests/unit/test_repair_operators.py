@@ -316,3 +316,16 @@ def test_a_result_missing_a_part_the_function_computed_gets_a_local_added() -> N
     # parentheses only where they change the meaning
     comp = text.replace("[word] + [p for p in shorter if p]", "[p + word for p in shorter]")
     assert comp.replace("return [p + word", "return shorter + [p + word") in [n for op, n in _all(comp) if op == "return-term"]
+
+
+def test_a_call_that_is_an_operand_of_arithmetic_becomes_a_variable_of_the_function() -> None:
+    text = '''def relax(costs, start, edge):
+    cost = costs.get(start)
+    best = min(costs.get(start) or 0, lookup(costs, start) + edge)
+    return best
+'''
+    results = [new for op, new in _all(text) if op == "expression-substitution"]
+    assert text.replace("lookup(costs, start) + edge", "cost + edge") in results
+    # only an operand of arithmetic (not `costs.get(start) or 0`), never a parameter
+    assert text.replace("costs.get(start) or 0", "cost or 0") not in results
+    assert text.replace("lookup(costs, start) + edge", "edge + edge") not in results
