@@ -224,7 +224,5 @@ def candidates(text: str, raised: list[Raised]) -> list[Candidate]:
                     pass
                 break
     cands = rules.gen.out
-    for cand in cands:
-        cand.source = "mutation"
     cands.sort(key=lambda c: -c.score)
     return cands

@@ -525,8 +525,8 @@ class Generator:
 
     def op_quoted_name(self, node: ast.AST, scopes: object) -> None:
         """A string spelling one of its function's own variables (`hashlib.md5('text')` where
-        `text` is the parameter): the variable. Not where a string naming a variable is the point
-        (getattr and its kin, keyword names in `dict(...)`-style calls are not strings)."""
+        `text` is the parameter): the variable. Not where naming it in a string is the point
+        (getattr and its kin)."""
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier()):
             return
         parent = self.parents.get(node)
@@ -582,6 +582,8 @@ class Generator:
         out.add(a)`): the comparison that should pair them is missing; the body goes under
         `if a == b:` (or `!=`)."""
         if not (isinstance(node, ast.For) and isinstance(node.target, ast.Name) and node.body):
+            return
+        if node.body[0].lineno == node.lineno:  # `for b in ys: out.add(a)` on one line
             return
         outer = self.parents.get(node)
         if not (isinstance(outer, ast.For) and isinstance(outer.target, ast.Name)) or outer.target.id == node.target.id:

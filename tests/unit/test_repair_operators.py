@@ -296,9 +296,11 @@ def test_nested_loops_whose_inner_variable_is_never_read_get_the_missing_pairing
     return out
 '''
     assert results[1] == results[0].replace("x == y", "x != y")
-    # an inner loop that reads its own variable is left alone
+    # an inner loop that reads its own variable is left alone, and so is a body on the loop's line
     used = text.replace("out.append(x)", "out.append(x + y)")
     assert not [op for op, _ in _all(used) if op == "missing-guard"]
+    one_line = "def shared(xs, ys):\n    out = []\n    for x in xs:\n        for y in ys: out.append(x)\n    return out\n"
+    assert not [op for op, _ in _all(one_line) if op == "missing-guard"]
 
 
 def test_a_result_missing_a_part_the_function_computed_gets_a_local_added() -> None:
