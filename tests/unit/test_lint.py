@@ -7,7 +7,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from heedls.analyzers import check, lint
 
 CONFIG = """\

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from heedls.analyzers import proc
 
 # The main process prints and exits at once; a child it forked keeps stdout open for 30 s.
