@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from heedls.server import config as config_mod
+from heedls.server.config import HeedlsConfig
 from lsprotocol import types
 from pygls.exceptions import (
     JsonRpcException,
@@ -30,8 +32,6 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.json_rpc import RPCRequest
 
 from heedls import __version__
-from heedls.server import config as config_mod
-from heedls.server.config import HeedlsConfig
 
 log = logging.getLogger("heedls")
 
