@@ -885,6 +885,59 @@ class Generator:
             self.replace(node.value, _unparenthesised(f"({text}) + {name}", f"{text} + {name}"), "return-term",
                          f"return `… + {name}`", 0.15)
 
+    def op_return_in_loop(self, node: ast.AST, scopes: object) -> None:
+        """`return total` indented into the loop that computes it (the loop ends after its first
+        round): the return dedented to follow the loop. Only a return that ends the loop's body
+        after other statements, in a loop without an `else:`."""
+        if not (isinstance(node, (ast.For, ast.While, ast.AsyncFor)) and len(node.body) > 1 and not node.orelse):
+            return
+        last = node.body[-1]
+        if not isinstance(last, ast.Return) or last.lineno == node.lineno:
+            return
+        outer, inner = self.sm.indent_of(node.lineno), self.sm.indent_of(last.lineno)
+        if len(inner) <= len(outer) or not inner.startswith(outer):
+            return
+        spans = []
+        for ln in range(last.lineno, (last.end_lineno or last.lineno) + 1):
+            start, _end = self.sm.line_span(ln)
+            if self.sm.indent_of(ln).startswith(inner):
+                spans.append(Span(start, start + len(inner), outer))
+        self.add(spans, "misplaced-return", "return after the loop, not in its first round", last.lineno, 0.4)
+
+    def op_missing_break(self, node: ast.AST, scopes: object) -> None:
+        """A loop meant to stop at the first match (`for x in xs: if ok(x): found = x`) runs on
+        and keeps the last: `break` at the end of the `if`. Only in a loop without a `break`, for
+        an `if` whose body only assigns or appends."""
+        if not (isinstance(node, ast.If) and node.body and not node.orelse):
+            return
+        loop = self.parents.get(node)
+        if not (isinstance(loop, (ast.For, ast.While)) and node in loop.body):
+            return
+        if any(isinstance(n, ast.Break) for n in ast.walk(loop)):
+            return
+        if not all(isinstance(stmt, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr)) for stmt in node.body):
+            return
+        last = node.body[-1]
+        if last.lineno == node.lineno:  # `if ok(x): found = x` on one line
+            return
+        end = self.sm.line_span(last.end_lineno or last.lineno)[1]
+        self.add([Span(end, end, f"{self.sm.indent_of(last.lineno)}break\n")], "missing-break",
+                 "stop the loop at the first match", node.lineno, 0.3)
+
+    def op_return_sorted(self, node: ast.AST, scopes: object) -> None:
+        """A collection returned in the order it was built where a sorted one was meant."""
+        if not (isinstance(node, ast.Return) and isinstance(node.value, (ast.Name, ast.Call, ast.ListComp, ast.List))):
+            return
+        value = node.value
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in (
+                "sorted", "len", "sum", "max", "min", "abs", "int", "float", "str", "bool", "round", "any", "all"):
+            return
+        if isinstance(value, ast.List) and len(value.elts) < 2:
+            return
+        text = self.seg(value)
+        self.replace(value, f"sorted({text})", "return-sorted", f"return `{text}` sorted", 0.25)
+        self.replace(value, f"sorted({text}, reverse=True)", "return-sorted", f"return `{text}` sorted, largest first", 0.15)
+
     def op_missing_return(self, node: ast.AST, scopes: object) -> None:
         """A function that computes a value and never returns one (`total = ...` as its last word):
         `return name` at its end, for the names its body assigns last."""
@@ -1033,7 +1086,7 @@ class Generator:
         op_function_templates, op_compare_wrap, op_return_slice, op_comprehension_iter, op_call_substitution,
         op_insert_assignment, op_missing_return, op_undefined_name, op_swap_elements, op_loop_counter,
         op_quoted_name, op_misspelt_string, op_drop_middle, op_pairing_guard, op_return_term,
-        op_call_to_name,
+        op_call_to_name, op_return_in_loop, op_missing_break, op_return_sorted,
     ]
 
 

@@ -331,3 +331,40 @@ def test_a_call_that_is_an_operand_of_arithmetic_becomes_a_variable_of_the_funct
     # only an operand of arithmetic (not `costs.get(start) or 0`), never a parameter
     assert text.replace("costs.get(start) or 0", "cost or 0") not in results
     assert text.replace("lookup(costs, start) + edge", "edge + edge") not in results
+
+
+def test_a_return_indented_into_its_loop_is_moved_after_it() -> None:
+    text = '''def total(xs):
+    s = 0
+    for x in xs:
+        s += x
+        return s
+'''
+    assert [new for op, new in _all(text) if op == "misplaced-return"] == [text.replace("        return s", "    return s")]
+    # a loop with an else:, or a return that is its only statement, is left alone
+    assert not [op for op, _ in _all(text.replace("        s += x\n", "")) if op == "misplaced-return"]
+
+
+def test_a_loop_meant_to_stop_at_the_first_match_gets_a_break() -> None:
+    text = '''def first_even(xs):
+    found = None
+    for x in xs:
+        if x % 2 == 0:
+            found = x
+    return found
+'''
+    assert [new for op, new in _all(text) if op == "missing-break"] == [
+        text.replace("            found = x\n", "            found = x\n            break\n")]
+    # a loop that already breaks, or an if that does more than assign, is left alone
+    breaks = text.replace("            found = x\n", "            found = x\n            break\n")
+    assert not [op for op, _ in _all(breaks) if op == "missing-break"]
+
+
+def test_a_collection_returned_unsorted_gets_sorted() -> None:
+    text = '''def uniques(xs):
+    return list(set(xs))
+'''
+    sorted_ = [new for op, new in _all(text) if op == "return-sorted"]
+    assert sorted_ == [text.replace("list(set(xs))", "sorted(list(set(xs)))"),
+                       text.replace("list(set(xs))", "sorted(list(set(xs)), reverse=True)")]
+    assert not [op for op, _ in _all("def n(xs):\n    return len(xs)\n") if op == "return-sorted"]
