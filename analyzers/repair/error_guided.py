@@ -172,6 +172,54 @@ class _Rules:
                 for default, prior in (("0", 0.4), ("None", 0.3)):
                     self.replace(node, f"{_paren(value, node.value)}.get({key}, {default})", f"`{value}.get({key}, {default})`", prior)
 
+    def mixed_types(self, nodes: list[ast.AST], err: Raised) -> None:
+        """`'<' not supported between 'str' and 'int'`, `unsupported operand type(s) for +: 'int'
+        and 'str'`: a number read as text (or the other way): each operand made the other kind."""
+        found = re.search(r"'(\w+)' and '(\w+)'", err.message)
+        kinds = set(found.groups()) if found else set()
+        if not kinds & {"str"} or not kinds & {"int", "float"}:
+            return
+        number = "float" if "float" in kinds else "int"
+        for node in nodes:
+            operands = [node.left, node.right] if isinstance(node, ast.BinOp) else (
+                [node.left, *node.comparators] if isinstance(node, ast.Compare) else [])
+            for side in operands:
+                if isinstance(side, ast.Constant):
+                    continue
+                text = self.gen.seg(side)
+                self.replace(side, f"{number}({text})", f"`{number}()` of `{text}`", 0.45)
+                self.replace(side, f"str({text})", f"`str()` of `{text}`", 0.3)
+
+    def empty_sequence(self, nodes: list[ast.AST], err: Raised) -> None:
+        """`max() arg is an empty sequence`: a default for the empty case."""
+        for node in nodes:
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("max", "min")
+                    and len(node.args) == 1 and not isinstance(node.args[0], ast.Starred)):
+                # a lone generator's span takes in the call's parentheses: `max((x for x in xs), default=0)`
+                arg = self.gen.seg(node.args[0])
+                rest = "".join(f", {self.gen.seg(k)}" for k in node.keywords if k.arg != "default")
+                for default, prior in (("0", 0.45), ("None", 0.3)):
+                    self.replace(node, f"{node.func.id}({arg}{rest}, default={default})",
+                                 f"`{node.func.id}(…, default={default})` for no items", prior)
+
+    def none_from_in_place(self, nodes: list[ast.AST], err: Raised) -> None:
+        """`'NoneType' object is not subscriptable` and the like, from `ys = xs.sort()`: methods that
+        change a list in place return None. The assignment gets the value instead (`sorted(xs)`,
+        `xs[::-1]`), anywhere in the function that raised."""
+        fn = self.gen.function_of(nodes[0]) if nodes else None
+        if fn is None:
+            return
+        for stmt in ast.walk(fn):
+            call = stmt.value if isinstance(stmt, ast.Assign) else None
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)) or call.args or call.keywords:
+                continue
+            receiver = call.func.value
+            target = self.gen.seg(receiver)
+            new = {"sort": f"sorted({target})", "reverse": f"{_paren(target, receiver)}[::-1]"}.get(call.func.attr)
+            if new is not None:  # scored as the raising line: the assignment is its cause
+                start, end = self.gen.sm.node_span(call)
+                self.gen.add([Span(start, end, new)], OPERATOR, f"`{new}` (`.{call.func.attr}()` returns None)", err.line, 0.55)
+
     def unbound(self, nodes: list[ast.AST], err: Raised) -> None:
         found = re.search(r"local variable '(\w+)'", err.message)
         node = nodes[0] if nodes else None
@@ -194,12 +242,17 @@ RULES: list[tuple[str, str, Callable[[_Rules, list[ast.AST], Raised], None]]] = 
      _Rules.bytes_needed),
     ("TypeError", r"can only concatenate str|must be str, not|expected str instance|sequence item \d+: expected str",
      _Rules.str_needed),
+    ("TypeError", r"^'NoneType' object is not (subscriptable|iterable)|^object of type 'NoneType' has no len",
+     _Rules.none_from_in_place),
     ("TypeError", r"object is not iterable", _Rules.iterable_needed),
     ("TypeError", r"indices must be integers or slices, not float|'float' object cannot be interpreted as an integer"
                   r"|slice indices must be integers", _Rules.integer_needed),
     ("TypeError", r"object is not callable", _Rules.not_callable),
     ("TypeError", r"object is not subscriptable", _Rules.not_subscriptable),
     ("TypeError", r"has no len\(\)", _Rules.no_len),
+    ("TypeError", r"not supported between instances of|unsupported operand type", _Rules.mixed_types),
+    ("ValueError", r"arg is an empty sequence|iterable argument is empty", _Rules.empty_sequence),
+    ("AttributeError", r"^'NoneType' object has no attribute", _Rules.none_from_in_place),
     ("AttributeError", r"object has no attribute", _Rules.no_attribute),
     ("KeyError", r"", _Rules.missing_key),
     ("UnboundLocalError", r"local variable", _Rules.unbound),

@@ -79,3 +79,35 @@ def test_errors_no_rule_knows_and_broken_code_give_nothing() -> None:
     assert _fixes(text, "ZeroDivisionError", "division by zero", 2) == []
     assert candidates("def f(:\n", [Raised("TypeError", "'int' object is not iterable", 1)]) == []
     assert candidates(text, []) == []
+
+
+def test_a_number_and_a_string_mixed_become_one_kind() -> None:
+    text = "def older(age, limit):\n    return age > limit\n"
+    fixes = _fixes(text, "TypeError", "'>' not supported between instances of 'str' and 'int'", 2)
+    assert fixes[0] in (text.replace("age >", "int(age) >"), text.replace("> limit", "> int(limit)"))
+    assert text.replace("age >", "int(age) >") in fixes and text.replace("> limit", "> str(limit)") in fixes
+    added = "def total(a, b):\n    return a + b\n"
+    assert added.replace("a + b", "a + int(b)") in _fixes(
+        added, "TypeError", "unsupported operand type(s) for +: 'int' and 'str'", 2)
+    # two numbers of different kinds are no slip of this sort
+    assert _fixes(added, "TypeError", "unsupported operand type(s) for +: 'int' and 'NoneType'", 2) == []
+
+
+def test_the_largest_of_nothing_gets_a_default() -> None:
+    text = "def top(xs):\n    return max(x for x in xs if x > 0)\n"
+    fixes = _fixes(text, "ValueError", "max() arg is an empty sequence", 2)
+    # a lone generator argument gets its own parentheses (without them the call does not parse)
+    assert fixes == [text.replace("max(x for x in xs if x > 0)", "max((x for x in xs if x > 0), default=0)"),
+                     text.replace("max(x for x in xs if x > 0)", "max((x for x in xs if x > 0), default=None)")]
+    listed = "def top(xs):\n    return min(xs, key=abs)\n"
+    assert _fixes(listed, "ValueError", "min() iterable argument is empty", 2)[0] == listed.replace(
+        "min(xs, key=abs)", "min(xs, key=abs, default=0)")
+
+
+def test_a_list_sorted_in_place_and_assigned_is_sorted_into_a_value() -> None:
+    text = "def median(xs):\n    ordered = xs.sort()\n    return ordered[len(xs) // 2]\n"
+    fixes = _fixes(text, "TypeError", "'NoneType' object is not subscriptable", 3)
+    assert fixes[0] == text.replace("xs.sort()", "sorted(xs)")
+    backwards = "def last_first(xs):\n    rev = xs.reverse()\n    return rev[0]\n"
+    assert _fixes(backwards, "TypeError", "'NoneType' object is not subscriptable", 3)[0] == backwards.replace(
+        "xs.reverse()", "xs[::-1]")
