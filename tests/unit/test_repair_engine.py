@@ -762,37 +762,34 @@ def test_after_the_first_fix_the_search_stops_in_time_for_the_fix_up(
     assert rep.stop_after == pytest.approx(rep.start + stops_at)
 
 
+def _repair_project(root: Path, name: str, module: str, test: str) -> engine.RepairResult:
+    """The first fix of a one-module project `name` with one test file."""
+    (root / "pyproject.toml").write_text(f"[project]\nname = '{name}'\n")
+    (root / f"{name}.py").write_text(module)
+    (root / f"test_{name}.py").write_text(test)
+    return repair(RepairRequest(root / f"{name}.py", [root / f"test_{name}.py"], budget_s=30, confirm=False,
+                                max_plausible=1))
+
+
 def test_a_string_misspelt_in_the_code_is_fixed_as_the_tests_spell_it(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'shop'\n")
-    (tmp_path / "shop.py").write_text(
+    result = _repair_project(
+        tmp_path, "shop",
         'PRICES = {"apple": 3, "banana": 2, "cherry": 5}\n\n\n'
         "def total(basket):\n"
-        '    return sum(PRICES[item] for item in basket if item in ("apple", "bananna", "cherry"))\n'
+        '    return sum(PRICES[item] for item in basket if item in ("apple", "bananna", "cherry"))\n',
+        'from shop import total\n\n\ndef test_fruit():\n    assert total(["apple", "banana"]) == 5\n',
     )
-    (tmp_path / "test_shop.py").write_text(
-        "from shop import total\n\n\n"
-        "def test_fruit():\n"
-        '    assert total(["apple", "banana"]) == 5\n'
-    )
-    result = repair(RepairRequest(tmp_path / "shop.py", [tmp_path / "test_shop.py"], budget_s=30, confirm=False,
-                                  max_plausible=1))
     assert result.fixed
     assert result.operator == "misspelt-string"
     assert result.new_text is not None and '("apple", "banana", "cherry")' in result.new_text
 
 
 def test_the_error_a_failing_test_raised_in_the_module_asks_for_its_fix(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'digest'\n")
-    (tmp_path / "digest.py").write_text(
-        "import hashlib\n\n\ndef digest(text):\n    return hashlib.md5(text).hexdigest()\n"
+    result = _repair_project(
+        tmp_path, "digest",
+        "import hashlib\n\n\ndef digest(text):\n    return hashlib.md5(text).hexdigest()\n",
+        'from digest import digest\n\n\ndef test_digest():\n    assert digest("a") == "0cc175b9c0f1b6a831c399e269772661"\n',
     )
-    (tmp_path / "test_digest.py").write_text(
-        "from digest import digest\n\n\n"
-        "def test_digest():\n"
-        '    assert digest("a") == "0cc175b9c0f1b6a831c399e269772661"\n'
-    )
-    result = repair(RepairRequest(tmp_path / "digest.py", [tmp_path / "test_digest.py"], budget_s=30, confirm=False,
-                                  max_plausible=1))
     assert result.fixed and result.operator == "error-guided"
     assert result.new_text is not None and "hashlib.md5(text.encode())" in result.new_text
     assert result.candidates_tried <= 3  # asked for by the error, so among the first tried
