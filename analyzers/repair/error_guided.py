@@ -72,6 +72,11 @@ class _Rules:
     def replace(self, node: ast.AST, new: str, description: str, prior: float) -> None:
         self.gen.replace(node, new, OPERATOR, description, prior)
 
+    def elsewhere(self, spans: list[Span], description: str, line: int, prior: float) -> None:
+        """An edit away from the raising line (the cause it names), ranked as if on it: the
+        candidate says where the edit is."""
+        self.gen.out.append(Candidate(tuple(spans), OPERATOR, description, line, prior, prior))
+
     # -- the rules, each for one family of messages ------------------------------------------------
     def bytes_needed(self, nodes: list[ast.AST], err: Raised) -> None:
         for call in (n for n in nodes if isinstance(n, ast.Call)):
@@ -218,7 +223,7 @@ class _Rules:
             new = {"sort": f"sorted({target})", "reverse": f"{_paren(target, receiver)}[::-1]"}.get(call.func.attr)
             if new is not None:  # scored as the raising line: the assignment is its cause
                 start, end = self.gen.sm.node_span(call)
-                self.gen.add([Span(start, end, new)], OPERATOR, f"`{new}` (`.{call.func.attr}()` returns None)", err.line, 0.55)
+                self.elsewhere([Span(start, end, new)], f"`{new}` (`.{call.func.attr}()` returns None)", call.lineno, 0.55)
 
     def unbound(self, nodes: list[ast.AST], err: Raised) -> None:
         found = re.search(r"local variable '(\w+)'", err.message)
@@ -232,8 +237,8 @@ class _Rules:
         here = self.gen.sm.line_span(first.lineno)[0]
         indent = self.gen.sm.indent_of(first.lineno)
         for value, prior in (("0", 0.45), ("[]", 0.35), ("None", 0.3), ('""', 0.25)):
-            self.gen.add([Span(here, here, f"{indent}{found.group(1)} = {value}\n")], OPERATOR,
-                         f"start `{found.group(1)}` at `{value}`", err.line, prior)
+            self.elsewhere([Span(here, here, f"{indent}{found.group(1)} = {value}\n")],
+                           f"start `{found.group(1)}` at `{value}`", first.lineno, prior)
 
 
 # (exception type, a pattern of its message, the rule): the first rule whose pattern matches

@@ -72,6 +72,8 @@ def test_a_missing_key_reads_with_a_default_and_an_unbound_local_is_started() ->
     text2 = 'def total(xs):\n    """Sum."""\n    for x in xs:\n        s += x\n    return s\n'
     fixes2 = _fixes(text2, "UnboundLocalError", "cannot access local variable 's' where it is not associated with a value", 4)
     assert fixes2[0] == text2.replace('"""Sum."""\n', '"""Sum."""\n    s = 0\n')
+    message = "cannot access local variable 's' where it is not associated with a value"
+    assert candidates(text2, [Raised("UnboundLocalError", message, 4)])[0].line == 3
 
 
 def test_errors_no_rule_knows_and_broken_code_give_nothing() -> None:
@@ -108,6 +110,8 @@ def test_a_list_sorted_in_place_and_assigned_is_sorted_into_a_value() -> None:
     text = "def median(xs):\n    ordered = xs.sort()\n    return ordered[len(xs) // 2]\n"
     fixes = _fixes(text, "TypeError", "'NoneType' object is not subscriptable", 3)
     assert fixes[0] == text.replace("xs.sort()", "sorted(xs)")
+    # ranked as the raising line, but it says where the edit is (the explanation names the line)
+    assert candidates(text, [Raised("TypeError", "'NoneType' object is not subscriptable", 3)])[0].line == 2
     backwards = "def last_first(xs):\n    rev = xs.reverse()\n    return rev[0]\n"
     assert _fixes(backwards, "TypeError", "'NoneType' object is not subscriptable", 3)[0] == backwards.replace(
         "xs.reverse()", "xs[::-1]")
