@@ -19,7 +19,7 @@ from typing import Any
 
 from heedls.analyzers import pyparse
 from heedls.analyzers.repair.edits import Candidate, Span, gap_operator
-from heedls.analyzers.repair.operators import Generator, _paren
+from heedls.analyzers.repair.operators import Generator, first_statement, paren
 
 OPERATOR = "error-guided"
 
@@ -48,8 +48,6 @@ def raised_in(failures: Iterable[dict[str, Any] | None], rel_module: str) -> lis
 class _Rules:
     def __init__(self, text: str, raised: list[Raised]) -> None:
         self.gen = Generator(text, pyparse.parse(text), {r.line: 1.0 for r in raised})
-        self.scopes = {fn: self.gen._scope_names(fn) for fn in ast.walk(self.gen.tree)
-                       if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
     def at(self, line: int) -> list[ast.AST]:
         """The expressions (and simple statements) the raising line is part of, outermost first;
@@ -67,7 +65,7 @@ class _Rules:
 
     def variables(self, node: ast.AST) -> list[str]:
         fn = self.gen.function_of(node)
-        return list(self.scopes[fn][0]) if fn is not None else []
+        return self.gen.scope_names(fn)[0] if fn is not None else []
 
     def replace(self, node: ast.AST, new: str, description: str, prior: float) -> None:
         self.gen.replace(node, new, OPERATOR, description, prior)
@@ -83,7 +81,7 @@ class _Rules:
             for arg in call.args:
                 if isinstance(arg, ast.Starred):
                     continue
-                texts = [_paren(self.gen.seg(arg), arg)]
+                texts = [paren(self.gen.seg(arg), arg)]
                 # a quoted variable name where the variable was meant (`md5('text')`)
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value in self.variables(arg):
                     texts.append(arg.value)
@@ -155,13 +153,13 @@ class _Rules:
         for node in nodes:
             if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Starred):
                 func = self.gen.seg(node.func)
-                self.replace(node, f"{_paren(func, node.func)}[{self.gen.seg(node.args[0])}]", f"index `{func}` instead of calling it", 0.55)
+                self.replace(node, f"{paren(func, node.func)}[{self.gen.seg(node.args[0])}]", f"index `{func}` instead of calling it", 0.55)
 
     def not_subscriptable(self, nodes: list[ast.AST], err: Raised) -> None:
         for node in nodes:
             if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and not isinstance(node.slice, ast.Slice):
                 value = self.gen.seg(node.value)
-                self.replace(node, f"{_paren(value, node.value)}({self.gen.seg(node.slice)})", f"call `{value}` instead of indexing it", 0.5)
+                self.replace(node, f"{paren(value, node.value)}({self.gen.seg(node.slice)})", f"call `{value}` instead of indexing it", 0.5)
 
     def no_len(self, nodes: list[ast.AST], err: Raised) -> None:
         for node in nodes:
@@ -175,7 +173,7 @@ class _Rules:
                     and not isinstance(node.slice, (ast.Slice, ast.Tuple))):
                 value, key = self.gen.seg(node.value), self.gen.seg(node.slice)
                 for default, prior in (("0", 0.4), ("None", 0.3)):
-                    self.replace(node, f"{_paren(value, node.value)}.get({key}, {default})", f"`{value}.get({key}, {default})`", prior)
+                    self.replace(node, f"{paren(value, node.value)}.get({key}, {default})", f"`{value}.get({key}, {default})`", prior)
 
     def mixed_types(self, nodes: list[ast.AST], err: Raised) -> None:
         """`'<' not supported between 'str' and 'int'`, `unsupported operand type(s) for +: 'int'
@@ -220,7 +218,7 @@ class _Rules:
                 continue
             receiver = call.func.value
             target = self.gen.seg(receiver)
-            new = {"sort": f"sorted({target})", "reverse": f"{_paren(target, receiver)}[::-1]"}.get(call.func.attr)
+            new = {"sort": f"sorted({target})", "reverse": f"{paren(target, receiver)}[::-1]"}.get(call.func.attr)
             if new is not None:  # scored as the raising line: the assignment is its cause
                 start, end = self.gen.sm.node_span(call)
                 self.elsewhere([Span(start, end, new)], f"`{new}` (`.{call.func.attr}()` returns None)", call.lineno, 0.55)
@@ -231,9 +229,7 @@ class _Rules:
         fn = self.gen.function_of(node) if node is not None else None
         if found is None or fn is None or not fn.body:
             return
-        first = fn.body[0]
-        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and len(fn.body) > 1:
-            first = fn.body[1]  # after the docstring
+        first = first_statement(fn)
         here = self.gen.sm.line_span(first.lineno)[0]
         indent = self.gen.sm.indent_of(first.lineno)
         for value, prior in (("0", 0.45), ("[]", 0.35), ("None", 0.3), ('""', 0.25)):

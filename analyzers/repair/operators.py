@@ -110,6 +110,20 @@ def _module_level(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return True
 
 
+def parameters(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    """Its named parameters, positional and keyword-only (not `*args`, `**kwargs`)."""
+    return [a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs]
+
+
+def first_statement(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.stmt:
+    """Where code at a function's top goes: its first statement after the docstring (the
+    docstring itself when it is the whole body)."""
+    first = fn.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and len(fn.body) > 1:
+        first = fn.body[1]
+    return first
+
+
 def _unparenthesised(wrapped: str, plain: str) -> str:
     """`plain` when it means what `wrapped` means (`rest + [x for x in xs]`), else `wrapped`."""
     try:
@@ -118,7 +132,8 @@ def _unparenthesised(wrapped: str, plain: str) -> str:
         return wrapped
 
 
-def _paren(text: str, node: ast.AST) -> str:
+def paren(text: str, node: ast.AST) -> str:
+    """`text` in parentheses unless `node` is an atom (a name, a call, a literal…)."""
     simple = (ast.Name, ast.Constant, ast.Attribute, ast.Subscript, ast.Call, ast.List, ast.Tuple, ast.Dict)
     return text if isinstance(node, simple) else f"({text})"
 
@@ -171,16 +186,16 @@ class Generator:
 
     def _bare(self, where: ast.AST, text: str, node: ast.AST) -> str:
         """`text` without parentheses when they change nothing at `where` (`return a * b`), else `(text)`."""
-        wrapped = _paren(text, node)
+        wrapped = paren(text, node)
         if wrapped == text or len(self.text) > 20000:  # two parses per candidate: small modules only
             return wrapped
         start, end = self.sm.node_span(where)
         try:
             plain = ast.dump(pyparse.parse(self.text[:start] + text + self.text[end:]))
-            paren = ast.dump(pyparse.parse(self.text[:start] + wrapped + self.text[end:]))
+            parenthesised = ast.dump(pyparse.parse(self.text[:start] + wrapped + self.text[end:]))
         except SyntaxError:
             return wrapped
-        return text if plain == paren else wrapped
+        return text if plain == parenthesised else wrapped
 
     def seg(self, node: ast.AST) -> str:
         return str(self.sm.segment(node))
@@ -198,7 +213,7 @@ class Generator:
         scopes: dict[ast.AST, tuple[list[str], set[str]]] = {}
         for fn in ast.walk(self.tree):
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                scopes[fn] = self._scope_names(fn)
+                scopes[fn] = self.scope_names(fn)
         for node in ast.walk(self.tree):
             # comprehensions carry no position of their own: they sit on their iterable's line
             line = getattr(node.iter if isinstance(node, ast.comprehension) else node, "lineno", None)
@@ -211,8 +226,8 @@ class Generator:
                     continue
         return self.out
 
-    def _scope_names(self, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[list[str], set[str]]:
-        params = [a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs]
+    def scope_names(self, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[list[str], set[str]]:
+        params = parameters(fn)
         if fn.args.vararg:
             params.append(fn.args.vararg.arg)
         stores: list[str] = []
@@ -387,7 +402,7 @@ class Generator:
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
             self.replace(test, self.seg(test.operand), "negate-condition", "remove `not`", 0.7)
         else:
-            self.replace(test, f"not {_paren(self.seg(test), test)}", "negate-condition", "negate the condition", 0.55)
+            self.replace(test, f"not {paren(self.seg(test), test)}", "negate-condition", "negate the condition", 0.55)
         if not isinstance(node, ast.While) and not (isinstance(test, ast.Constant)):
             self.replace(test, "True", "remove-condition", "make the condition always true", 0.3)
             self.replace(test, "False", "remove-condition", "make the condition always false", 0.25)
@@ -398,7 +413,7 @@ class Generator:
         # missing base case: `if a:` → `if a or not p:` for collection-like parameters
         if isinstance(node, ast.If) and fn is not None and node.body and isinstance(node.body[0], (ast.Return, ast.Raise)):
             for arg in fn.args.args:
-                self.replace(test, f"{_paren(self.seg(test), test)} or not {arg.arg}", "base-case",
+                self.replace(test, f"{paren(self.seg(test), test)} or not {arg.arg}", "base-case",
                              f"also stop when `{arg.arg}` is empty", 0.3)
         # missing None check (PAR's null-pointer checker): an early exit on `a.b …` also exits when `a`
         # is None, tested first, for the function's own variables (not modules, not `self`)
@@ -566,7 +581,7 @@ class Generator:
         if sym is None:
             return
         a, c = inner.left, node.right
-        new = f"{_paren(self.seg(a), a)} {sym} {_paren(self.seg(c), c)}"
+        new = f"{paren(self.seg(a), a)} {sym} {paren(self.seg(c), c)}"
         try:  # what the text means must be `a sym c`, whatever the precedence of `sym` and `c`
             parsed = pyparse.parse(new).body
         except SyntaxError:
@@ -640,7 +655,7 @@ class Generator:
         prior = self._index_context(node)
         if prior <= 0:
             return
-        text = _paren(self.seg(node), node)
+        text = paren(self.seg(node), node)
         self.replace(node, f"{text} + 1", "off-by-one", f"`{self.seg(node)}` → `{text} + 1`", prior)
         self.replace(node, f"{text} - 1", "off-by-one", f"`{self.seg(node)}` → `{text} - 1`", prior)
 
@@ -685,7 +700,7 @@ class Generator:
                      f"swap arguments {i + 1} and {i + 2}", node.lineno, 0.6)
         for arg in args:  # the call was not needed: use its argument
             if not isinstance(arg, ast.Starred):
-                self.replace(node, _paren(self.seg(arg), arg), "unwrap-call", f"use `{self.seg(arg)}` directly", 0.4)
+                self.replace(node, paren(self.seg(arg), arg), "unwrap-call", f"use `{self.seg(arg)}` directly", 0.4)
         name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id if isinstance(node.func, ast.Name) else None
         if name in SWAPS:
             func = node.func
@@ -807,7 +822,7 @@ class Generator:
         fn = self.function_of(node)
         if fn is None:
             return
-        params = {a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs}
+        params = set(parameters(fn))
         reads = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
         for name in scopes[fn][0][:12]:  # type: ignore[index]
             if name not in params and name not in reads and name not in self.module_funcs:
@@ -874,7 +889,7 @@ class Generator:
         fn = self.function_of(node)
         if fn is None or isinstance(node.value, (ast.Compare, ast.BoolOp)):
             return
-        skip = {a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs} | self.module_funcs
+        skip = set(parameters(fn)) | self.module_funcs
         skip |= {n.id for c in ast.walk(fn) if isinstance(c, ast.comprehension) for n in ast.walk(c.target) if isinstance(n, ast.Name)}
         text = self.seg(node.value)
         for name in scopes[fn][0][:12]:  # type: ignore[index]
@@ -1070,9 +1085,7 @@ class Generator:
         calls_itself = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == node.name for n in ast.walk(node))
         if not calls_itself:
             return
-        first = node.body[0]
-        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and len(node.body) > 1:
-            first = node.body[1]
+        first = first_statement(node)
         here = self.sm.line_span(first.lineno)[0]
         indent = self.sm.indent_of(first.lineno)
         for arg in node.args.args:
