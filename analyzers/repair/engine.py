@@ -194,7 +194,8 @@ class Repairer:
         # the search runs without it and the fix keeps it.
         self.bom = "\ufeff" if original.startswith("\ufeff") else ""
         self.original = original[len(self.bom):]
-        self.tests_digest = _digest(self.python, *[t.read_text(encoding="utf-8", errors="replace") for t in self.tests])
+        self.test_texts = [t.read_text(encoding="utf-8", errors="replace") for t in self.tests]
+        self.tests_digest = _digest(self.python, *self.test_texts)
         self.workers: list[Worker] = []
         self.lock = threading.Lock()
         self.queue = _Queue()
@@ -409,10 +410,10 @@ class Repairer:
     def _test_strings(self) -> set[str]:
         """The string literals of the test files (a test that does not parse gives none)."""
         found: set[str] = set()
-        for test in self.tests:
+        for text in self.test_texts:
             try:
-                tree = pyparse.parse(test.read_text(encoding="utf-8", errors="replace"))
-            except (SyntaxError, ValueError, OSError):
+                tree = pyparse.parse(text)
+            except (SyntaxError, ValueError):
                 continue
             found.update(n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str))
         return found
