@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 SCHEMA = "heedls.suggestion/1"
 Outcome = Literal["accepted", "rejected", "ignored"]
@@ -237,9 +237,7 @@ def _zip_member(archive: zipfile.ZipFile, path: Path | str) -> zipfile.ZipExtFil
     if len(files) != 1:
         names = ", ".join(info.filename for info in files[:5]) or "no files"
         raise OSError(f"{path} is a zip archive of {len(files)} files ({names}): unpack the one to read")
-    member = archive.open(files[0])
-    assert isinstance(member, zipfile.ZipExtFile)  # what reading mode opens (typeshed says IO[bytes])
-    return member
+    return cast(zipfile.ZipExtFile, archive.open(files[0]))  # what reading mode opens (typeshed: IO[bytes])
 
 
 def _text_codec(head: bytes) -> str:
@@ -271,8 +269,8 @@ def _open_text(path: Path | str) -> Iterator[TextIO]:
 
 
 def _read_lines(fh: TextIO) -> Iterator[tuple[int, str]]:
-    """(number, line) of each line; a truncated gzip stream is an unreadable file (OSError), as
-    gzip's own corrupt-data errors are, not an EOFError the callers would not expect."""
+    """(number, line) of each line; compressed data cut short or damaged is an unreadable file
+    (OSError), not the decompressor's own error, which the callers would not expect."""
     with _damage_is_unreadable():
         yield from enumerate(fh, 1)
 
