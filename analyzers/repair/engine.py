@@ -37,6 +37,7 @@ from heedls.analyzers.repair import error_guided, operators, ruff_fixes, syntax_
 from heedls.analyzers.repair.edits import Candidate, change_size, normalised
 from heedls.analyzers.repair.localize import LineScore, localise
 from heedls.analyzers.repair.naturalness import introduced_smells, smells
+from heedls.analyzers.repair.tidy import drop_redundant_parens
 from heedls.analyzers.repair.workers import (
     PROFILER,
     RunResult,
@@ -568,6 +569,7 @@ class Repairer:
 
     def _record(self, cand: Candidate, new_text: str) -> None:
         elapsed = time.monotonic() - self.start
+        new_text = drop_redundant_parens(self.original, new_text)  # the same AST: the tests' verdict holds
         fix = PlausibleFix(
             new_text=new_text,
             patch=unified_diff(self.original, new_text, self.rel_module),

@@ -793,3 +793,14 @@ def test_the_error_a_failing_test_raised_in_the_module_asks_for_its_fix(tmp_path
     assert result.fixed and result.operator == "error-guided"
     assert result.new_text is not None and "hashlib.md5(text.encode())" in result.new_text
     assert result.candidates_tried <= 3  # asked for by the error, so among the first tried
+
+
+def test_the_fix_is_shown_without_the_parentheses_the_edit_left(tmp_path: Path) -> None:
+    result = _repair_project(
+        tmp_path, "stats",
+        "def mean(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total / (len(xs) - 1)\n",
+        "from stats import mean\n\n\ndef test_mean():\n    assert mean([1, 2, 3, 4]) == 2.5\n",
+    )
+    assert result.fixed and result.new_text is not None
+    assert "    return total / len(xs)\n" in result.new_text  # not `(len(xs))`
+    assert result.patch is not None and "+    return total / len(xs)" in result.patch
