@@ -1,6 +1,8 @@
-"""`heedls fix MODULE --test TEST_FILE [--write] [--json] [--budget-seconds N] [--provider …]`.
+"""`heedls fix MODULE [--test TEST_FILE] [--write] [--json] [--budget-seconds N] [--provider …]`.
 
-Searches for a fix proven by the tests (analyzers.repair). Without `--write` nothing is touched;
+Searches for a fix proven by the tests (analyzers.repair). Without `--test`, the tests are the
+project's test files that import MODULE, else the nearest `test_<name>.py` (as the server picks the
+tests to run on save). Without `--write` nothing is touched;
 with it the patch is applied to MODULE only when a plausible fix was found. `--json` prints exactly
 one object: {"fixed", "patch", "candidates_tried", "test_runs", "seconds", "explanation", …}.
 Exit status: 0 fixed or nothing to fix, 1 no fix found, 2 usage/internal error.
@@ -74,7 +76,9 @@ def register(app: typer.Typer) -> None:
     @app.command("fix")
     def fix(
         module: Annotated[Path, typer.Argument(help="The module to repair.")],
-        test: Annotated[list[Path], typer.Option("--test", "-t", help="Test file(s) that must pass.")],
+        test: Annotated[list[Path] | None, typer.Option(
+            "--test", "-t", help="Test file(s) that must pass (default: the project's test files that import "
+                                 "MODULE, else the nearest test_<name>.py).")] = None,
         write: Annotated[bool, typer.Option("--write", help="Apply the fix to MODULE.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
         budget_seconds: Annotated[float | None, typer.Option(
@@ -93,6 +97,7 @@ def register(app: typer.Typer) -> None:
         log_level: Annotated[str, typer.Option("--log-level", help="error|warning|info|debug (stderr)")] = "warning",
     ) -> None:
         """Find a fix that makes the failing tests pass (validated by running them)."""
+        from heedls.analyzers.check import find_workspace, is_test_file
         from heedls.analyzers.repair.engine import RepairRequest, repair
         from heedls.server.app import configure_logging
         from heedls.server.files import ChangedOnDisk, rewrite_source
@@ -104,6 +109,17 @@ def register(app: typer.Typer) -> None:
         if not module.is_file():
             typer.echo(f"heedls fix: {module} is not a file", err=True)
             raise typer.Exit(2)
+        if not test:
+            test = discover_tests(module)
+            if not test:
+                why = (f"{module} is a test file: give the module it tests, or name the tests with --test"
+                       if is_test_file(module) else
+                       f"no test file imports {module} or is named test_{module.stem}.py; "
+                       "name the tests that must pass with --test")
+                typer.echo(f"heedls fix: {why}", err=True)
+                raise typer.Exit(2)
+            if not as_json:
+                typer.echo(f"heedls fix: testing with {', '.join(_shown(t) for t in test)}", err=True)
         missing = [t for t in test if not t.is_file()]
         if missing:
             typer.echo(f"heedls fix: test file not found: {missing[0]}", err=True)
@@ -111,7 +127,6 @@ def register(app: typer.Typer) -> None:
         if budget_seconds is not None and not budget_seconds > 0:
             typer.echo("heedls fix: --budget-seconds must be positive", err=True)
             raise typer.Exit(2)
-        from heedls.analyzers.check import find_workspace
         from heedls.server import config as config_mod
 
         # The module's project (its pyproject.toml), as heedls check and the server read it; a bad
@@ -170,6 +185,34 @@ def register(app: typer.Typer) -> None:
         if result.status == "error" or (write and result.fixed and not written):
             raise typer.Exit(2)
         raise typer.Exit(0 if result.fixed or result.status == "no-failing-tests" else 1)
+
+
+def discover_tests(module: Path) -> list[Path]:
+    """The test files for MODULE: those of its project that import it, else the nearest
+    `test_<name>.py`; `[]` when there are none, or when MODULE is itself a test file (a fix
+    "proven" by the tests it edits would prove nothing)."""
+    from heedls.analyzers.check import find_workspace, is_test_file
+    from heedls.analyzers.testrun import related_tests
+
+    if is_test_file(module):
+        return []
+    roots = [find_workspace([module])]
+    # A folder with no project marker: the tests are as likely beside the current directory.
+    here = Path.cwd().resolve()
+    if here != roots[0] and module.resolve().is_relative_to(here):
+        roots.append(here)
+    for root in roots:
+        found = related_tests(root, module)
+        if found:
+            return [Path(f) for f in found]
+    return []
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _interrupted(signum: int, frame: Any) -> None:

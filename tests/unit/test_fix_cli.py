@@ -1,4 +1,4 @@
-"""`heedls fix MODULE --test TEST_FILE [--write] [--json] [--budget-seconds N]`: the CLI contract."""
+"""`heedls fix MODULE [--test TEST_FILE] [--write] [--json] [--budget-seconds N]`: the CLI contract."""
 
 from __future__ import annotations
 
@@ -65,6 +65,33 @@ def test_no_fix_found_exits_1_with_fixed_false(tmp_path: Path) -> None:
     data = json.loads(run.stdout)
     assert data["fixed"] is False and data["patch"] == "" and data["explanation"]
     assert (tmp_path / "m.py").read_text() == "def f():\n    return 'abc'\n"
+
+
+def test_without_test_the_test_files_that_import_the_module_are_used(tmp_path: Path) -> None:
+    # a package and its tests in separate folders, a fixture in conftest.py, no project marker
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "stats.py").write_text(MODULE)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "conftest.py").write_text("import pytest\n\n\n@pytest.fixture\ndef xs():\n    return [2, 4, 6]\n")
+    (tmp_path / "tests" / "test_averages.py").write_text("from pkg.stats import mean\n\n\ndef test_mean(xs):\n    assert mean(xs) == 4\n")
+    (tmp_path / "tests" / "test_other.py").write_text("def test_unrelated():\n    assert True\n")
+    run = _heedls("fix", "pkg/stats.py", "--budget-seconds", "30", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "testing with tests/test_averages.py\n" in run.stderr  # said, and only the importing file
+    assert "+    return sum(xs) / len(xs)" in run.stdout
+
+
+def test_without_test_and_no_test_file_found_says_to_name_them(tmp_path: Path) -> None:
+    (tmp_path / "stats.py").write_text(MODULE)
+    run = _heedls("fix", "stats.py", cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.strip() == ("heedls fix: no test file imports stats.py or is named test_stats.py; "
+                                  "name the tests that must pass with --test")
+    (tmp_path / "test_stats.py").write_text(TESTS)
+    run = _heedls("fix", "test_stats.py", cwd=tmp_path)  # a test file is not repaired against itself
+    assert run.returncode == 2 and "test_stats.py is a test file" in run.stderr
+    assert (tmp_path / "test_stats.py").read_text() == TESTS
 
 
 def test_missing_module_is_a_usage_error(tmp_path: Path) -> None:
