@@ -47,13 +47,14 @@ from heedls.analyzers.repair.workers import (
     copy_workspace,
     find_python,
     sandbox_env,
+    workspace_fingerprint,
 )
 
 log = logging.getLogger("heedls.repair")
 
 Progress = Callable[[str, float], None]
 
-# outcome cache: content hash of (module text, test files, interpreter) -> plausible?
+# outcome cache: content hash of (module text, test files, the other files' stats, interpreter) -> plausible?
 _CACHE: dict[str, bool] = {}
 _CACHE_MAX = 20000
 # The baseline's per-test watchdog: the hang of a buggy module shows at once. The tests it cuts get
@@ -196,7 +197,9 @@ class Repairer:
         self.bom = "\ufeff" if original.startswith("\ufeff") else ""
         self.original = original[len(self.bom):]
         self.test_texts = [t.read_text(encoding="utf-8", errors="replace") for t in self.tests]
-        self.tests_digest = _digest(self.python, *self.test_texts)
+        # The outcome cache outlives a search (the server's process): a verdict holds only while the
+        # files the runs read, a helper module, conftest.py or a data file, are as they were.
+        self.tests_digest = _digest(self.python, workspace_fingerprint(self.root, self.module), *self.test_texts)
         self.workers: list[Worker] = []
         self.lock = threading.Lock()
         self.queue = _Queue()

@@ -15,6 +15,7 @@ leaves the group and clears its environment outlives the worker.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -110,6 +111,28 @@ def find_python(root: Path, configured: str = "") -> str:
             if candidate.exists():
                 return str(candidate)
     return sys.executable
+
+
+def workspace_fingerprint(root: Path, leave_out: Path) -> str:
+    """What a test run in a copy of `root` reads besides the module under repair: each file
+    `copy_workspace` copies, by path, size and modification time (a stat each, no reading)."""
+    digest = hashlib.blake2b(digest_size=16)
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path == leave_out:
+                continue
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(errors="surrogateescape"))
+            count += 1
+            if count >= MAX_COPY_FILES:
+                return digest.hexdigest()
+    return digest.hexdigest()
 
 
 def copy_workspace(root: Path, dest: Path) -> None:

@@ -9,6 +9,7 @@ import sys
 import time
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 from heedls.analyzers.repair import engine, operators
@@ -804,3 +805,32 @@ def test_the_fix_is_shown_without_the_parentheses_the_edit_left(tmp_path: Path) 
     assert result.fixed and result.new_text is not None
     assert "    return total / len(xs)\n" in result.new_text  # not `(len(xs))`
     assert result.patch is not None and "+    return total / len(xs)" in result.patch
+
+
+def _scale_of(text: str) -> Any:
+    namespace: dict[str, Any] = {}
+    exec(text, namespace)  # noqa: S102 - a fix of our own two-line module
+    return namespace["scale"]
+
+
+def test_verdicts_are_not_reused_after_a_file_the_tests_import_changed(tmp_path: Path) -> None:
+    # One process (the server) searches twice; between the two, the user edits the helper module
+    # the tests take their expected values from. The edit that was the fix is now wrong and one
+    # that was wrong is now the fix: a verdict kept from the first search would say the opposite.
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'scale'\n")
+    (tmp_path / "scale.py").write_text("def scale(x):\n    return x * 2 + 1\n")
+    (tmp_path / "expected.py").write_text("SCALED = {1: 2, 3: 6}\n")
+    (tmp_path / "test_scale.py").write_text(
+        "from expected import SCALED\nfrom scale import scale\n\n\n"
+        "def test_scale():\n    assert {x: scale(x) for x in SCALED} == SCALED\n")
+
+    def search() -> engine.RepairResult:
+        return repair(RepairRequest(tmp_path / "scale.py", [tmp_path / "test_scale.py"], budget_s=30))
+
+    first = search()
+    assert first.fixed and first.new_text is not None
+    assert [_scale_of(first.new_text)(x) for x in (1, 3)] == [2, 6]
+    (tmp_path / "expected.py").write_text("SCALED = {1: 2, 3: 4}\n")
+    second = search()
+    assert second.fixed and second.new_text is not None, second.explanation
+    assert [_scale_of(second.new_text)(x) for x in (1, 3)] == [2, 4]
