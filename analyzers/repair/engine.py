@@ -412,14 +412,48 @@ class Repairer:
         return self._finish()
 
     def _test_strings(self) -> set[str]:
-        """The string literals of the test files (a test that does not parse gives none)."""
+        """The string literals of the test files and of the files they take fixtures and expected
+        values from (`support_files`); a file that does not parse gives none."""
         found: set[str] = set()
-        for text in self.test_texts:
+        texts = list(self.test_texts)
+        for path in self.support_files():
+            try:
+                texts.append(path.read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                continue
+        for text in texts:
             try:
                 tree = pyparse.parse(text)
             except (SyntaxError, ValueError):
                 continue
             found.update(n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str))
+        return found
+
+    def support_files(self) -> list[Path]:
+        """The conftest.py files from each test's folder up to the project's root, and the modules
+        beside a test file (or at the root) that it imports, but not the module under repair."""
+        found: list[Path] = []
+
+        def add(path: Path) -> None:
+            if path.is_file() and path != self.module and path not in self.tests and path not in found:
+                found.append(path)
+
+        for test, text in zip(self.tests, self.test_texts):
+            folder = test.parent
+            while folder == self.root or self.root in folder.parents:
+                add(folder / "conftest.py")
+                folder = folder.parent
+            try:
+                tree = pyparse.parse(text)
+            except (SyntaxError, ValueError):
+                continue
+            for node in ast.walk(tree):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+                for name in names:
+                    relative = Path(*name.split(".")).with_suffix(".py")
+                    add(test.parent / relative)
+                    add(self.root / relative)
         return found
 
     def _missing_module(self, baseline: RunResult) -> str | None:

@@ -785,6 +785,21 @@ def test_a_string_misspelt_in_the_code_is_fixed_as_the_tests_spell_it(tmp_path: 
     assert result.new_text is not None and '("apple", "banana", "cherry")' in result.new_text
 
 
+def test_the_spelling_may_come_from_a_fixture_in_conftest(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'shop'\n")
+    (tmp_path / "shop.py").write_text(
+        "def label(item):\n    return {'apple': 'fruit', 'leek': 'vegtable'}[item]\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "conftest.py").write_text(
+        "import pytest\n\n\n@pytest.fixture\ndef kinds():\n    return {'apple': 'fruit', 'leek': 'vegetable'}\n")
+    (tmp_path / "tests" / "test_shop.py").write_text(
+        "from shop import label\n\n\ndef test_labels(kinds):\n    assert {k: label(k) for k in kinds} == kinds\n")
+    result = repair(RepairRequest(tmp_path / "shop.py", [tmp_path / "tests" / "test_shop.py"], budget_s=30,
+                                  confirm=False, max_plausible=1))
+    assert result.fixed and result.new_text is not None
+    assert "'leek': 'vegetable'" in result.new_text  # the test file itself has no string to go by
+
+
 def test_the_error_a_failing_test_raised_in_the_module_asks_for_its_fix(tmp_path: Path) -> None:
     result = _repair_project(
         tmp_path, "digest",
