@@ -7,7 +7,8 @@
   cancellable: $/cancelRequest or the progress's cancel button stops the worker processes) and
   returns {"fixed", "patch", "edit", "explanation", …}. A found fix is cached per document text, so
   a later `textDocument/codeAction` on the failing test's diagnostics offers
-  "Fix: … (tests pass)" with the edit.
+  "Fix: … (tests pass)" with the edit, while the test files it was proven by (and the conftest.py
+  files and helper modules they read) are unchanged on disk.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import hashlib
 import itertools
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -128,6 +130,21 @@ def _fix_edit(server: HeedlsServer, uri: str, fix: Fix) -> types.WorkspaceEdit:
     return types.WorkspaceEdit(changes=changes)
 
 
+def _stats(files: Any) -> list[tuple[str, int, int] | tuple[str]]:
+    """(path, size, modification time) of each file, (path,) for one that is gone: a stat each,
+    cheap enough for every code-action request."""
+    out: list[tuple[str, int, int] | tuple[str]] = []
+    for entry in files:
+        path = entry[0] if isinstance(entry, tuple) else entry
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append((path,))
+            continue
+        out.append((path, st.st_size, st.st_mtime_ns))
+    return out
+
+
 class RepairService:
     """Runs `heedls/fix` requests and remembers their validated fixes per document text."""
 
@@ -142,8 +159,10 @@ class RepairService:
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
     def cached(self, uri: str, text: str) -> Any | None:
+        """The fix found for this text of the document, while the tests it was proven by (and the
+        conftest.py files and helper modules they read) are as they were then."""
         entry = self.cache.get(uri)
-        if entry and entry["digest"] == self.digest(text):
+        if entry and entry["digest"] == self.digest(text) and entry["files"] == _stats(entry["files"]):
             return entry["result"]
         return None
 
@@ -223,7 +242,8 @@ class RepairService:
             self._progress_end(token, end)
         edit = None
         if result.fixed and result.new_text is not None:
-            self.cache[uri] = {"digest": self.digest(text), "result": result}
+            files = [str(p) for p in (*req.tests, *repairer.support_files())]
+            self.cache[uri] = {"digest": self.digest(text), "result": result, "files": _stats(files)}
             edit = workspace_edit(uri, text, result.new_text, _encoding(self.server))
         out: dict[str, Any] = result.to_json()
         out["edit"] = edit

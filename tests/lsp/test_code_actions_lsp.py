@@ -105,6 +105,33 @@ async def test_failing_test_gets_a_validated_fix_code_action(lsp: Any, workspace
 
 
 @pytest.mark.slow
+async def test_a_fix_is_no_longer_offered_as_proven_once_its_tests_changed(lsp: Any, workspace: Path) -> None:
+    module = workspace / "mathx.py"
+    module.write_text(BUGGY)
+    (workspace / "test_mathx.py").write_text(TESTS)
+    client = await lsp(workspace, options={"repair": {"budgetS": 40}})
+    uri = open_document(client, module, BUGGY)
+    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    failing: list[types.Diagnostic] = await until(
+        lambda: [d for d in client.diagnostics.get(uri, []) if "pytest" in (d.source or "")], 90,
+        "a pytest diagnostic for the failing test")
+    assert plain(await client.protocol.send_request_async("heedls/fix", {"textDocument": {"uri": uri}}))["fixed"]
+
+    async def titles() -> list[str]:
+        actions = await client.text_document_code_action_async(types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), range=failing[0].range,
+            context=types.CodeActionContext(diagnostics=failing)))
+        return [a.title for a in actions or []]
+
+    assert any(t.startswith("Fix:") and t.endswith("(tests pass)") for t in await titles())
+    # the user changes what the tests expect: the fix was proven against other tests
+    (workspace / "test_mathx.py").write_text(TESTS.replace("== 10", "== 11"))
+    now = await titles()
+    assert not any(t.startswith("Fix:") for t in now), now
+    assert "Search for a fix that makes the tests pass" in now
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["heedls/fix", "workspace/executeCommand"])
 async def test_cancelling_a_repair_stops_its_workers(lsp: Any, workspace: Path, tmp_path: Path, how: str) -> None:
     """As the request or as the command behind the "Search for a fix" action (pygls cancelled only
