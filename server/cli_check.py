@@ -132,7 +132,33 @@ def _excerpt(out: _Lines, lines: list[str], diagnostic: Diagnostic) -> None:
         out.lines.append(f"{out.style(gutter, 'dim')} {' ' * pad}{out.style('^' * marks, severity)}")
 
 
-def _block(out: _Lines, d: Diagnostic, cwd: Path, cache: dict[str, list[str]], markdown: bool) -> None:
+def _paragraphs(text: str) -> list[str]:
+    """Markdown paragraphs (blank-line separated; a fenced block stays whole)."""
+    out: list[str] = []
+    for part in text.split("\n\n"):
+        if out and out[-1].count("```") % 2:
+            out[-1] += "\n\n" + part
+        elif part.strip():
+            out.append(part)
+    return out
+
+
+def _unseen(explanation: str, where: str, printed: dict[str, str]) -> str:
+    """The explanation without the paragraphs an earlier finding's already printed (a test's
+    failure is explained on its most likely line and again on each possible cause: on a terminal,
+    once is enough), and a pointer to where they were."""
+    paragraphs = _paragraphs(explanation)
+    fresh = [p for p in paragraphs if p not in printed]
+    earlier = list(dict.fromkeys(printed[p] for p in paragraphs if p in printed))
+    for p in fresh:
+        printed[p] = where
+    if not earlier:
+        return explanation
+    return "\n\n".join([*fresh, f"_The rest as explained at {', '.join(earlier)}._"])
+
+
+def _block(out: _Lines, d: Diagnostic, cwd: Path, cache: dict[str, list[str]], markdown: bool,
+           explanation: str | None) -> None:
     """`d` as the lines `print_text` shows (the explanation left out when `markdown`: the caller
     renders it)."""
     from heedls.analyzers.syntax import read_source
@@ -158,9 +184,9 @@ def _block(out: _Lines, d: Diagnostic, cwd: Path, cache: dict[str, list[str]], m
     for where, count in seen.items():
         if count > 1:
             out.lines.append(f"  {out.style(f'related: {where} ({count - 1} more like it)', 'dim')}")
-    if d.explanation and not markdown:
+    if explanation and not markdown:
         # Markdown source reads fine in logs and files, and nothing gets cropped
-        out.lines.extend(f"  {out.text(line)}" if line else "" for line in d.explanation.splitlines())
+        out.lines.extend(f"  {out.text(line)}" if line else "" for line in explanation.splitlines())
 
 
 def _tail(out: _Lines, d: Diagnostic) -> None:
@@ -184,15 +210,18 @@ def print_text(console: Console, result: CheckResult, cwd: Path, fail_on: str) -
     cache: dict[str, list[str]] = {}
     codes = _codes(console)  # None: not a terminal
     chunk: list[str] = []
+    printed: dict[str, str] = {}  # explanation paragraph -> the finding it was printed at
     for d in result.diagnostics:
         out = _Lines(codes)
+        where = f"{os.path.relpath(d.path, cwd)}:{d.range.start.line + 1}:{d.range.start.character + 1}"
+        explanation = _unseen(d.explanation, where, printed) if d.explanation else None
         # Explanations are Markdown (hover shows them too): rendered on a terminal
-        markdown = codes is not None and bool(d.explanation)
-        _block(out, d, cwd, cache, markdown)
+        markdown = codes is not None and bool(explanation)
+        _block(out, d, cwd, cache, markdown, explanation)
         if markdown:
             _flush(console, chunk)
             _flush(console, out.lines)
-            console.print(Padding(Markdown(d.explanation or ""), (0, 0, 0, 2)), soft_wrap=False)
+            console.print(Padding(Markdown(explanation or ""), (0, 0, 0, 2)), soft_wrap=False)
         _tail(out, d)
         chunk.extend(out.lines)
         if len(chunk) >= 4096:

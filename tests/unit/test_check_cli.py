@@ -258,6 +258,26 @@ def test_tests_on_a_quixbugs_bug_read_in_place(tmp_path: Path) -> None:
     _validate_sarif(json.loads(sarif.stdout))
 
 
+def test_a_failure_explained_at_several_lines_is_explained_in_full_once(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(RUFF_CONFIG)
+    (tmp_path / "stats.py").write_text(
+        "def mean(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total / (len(xs) - 1)\n")
+    (tmp_path / "test_stats.py").write_text("from stats import mean\n\n\ndef test_mean():\n    assert mean([1, 2, 3, 4]) == 2.5\n")
+    text = heedls(".", "--tests", "--explain", "--timeout", "60", cwd=tmp_path)
+    doc = json.loads(heedls(".", "--tests", "--explain", "--format", "json", "--timeout", "60", cwd=tmp_path).stdout)
+    found = [d for d in doc["diagnostics"] if d["source"] == "pytest"]
+    assert len(found) >= 2  # the likely line and at least one possible cause
+    first = next(d for d in found if d["severity"] == "error")
+    assert first["path"] == "stats.py" and first["range"]["start"]["line"] == 4
+    story = "but the test expected `2.5`"  # in every finding's own explanation (hover, JSON)
+    assert all(story in d["explanation"] for d in found)
+    assert text.stdout.count(story) == 1, text.stdout  # on the terminal, once
+    assert text.stdout.count("_The rest as explained at stats.py:5:5._") == len(found) - 1
+    for d in found:
+        if d is not first:  # each cause keeps what is its own
+            assert d["explanation"].split("\n\n")[0] in text.stdout
+
+
 @pytest.mark.timeout(60)
 def test_a_fifo_named_like_a_module_is_skipped_not_waited_on(project: Path) -> None:
     os.mkfifo(project / "src" / "pipe.py")  # reading it would wait for a writer forever
