@@ -130,18 +130,17 @@ def _fix_edit(server: HeedlsServer, uri: str, fix: Fix) -> types.WorkspaceEdit:
     return types.WorkspaceEdit(changes=changes)
 
 
-def _stats(files: Any) -> list[tuple[str, int, int] | tuple[str]]:
-    """(path, size, modification time) of each file, (path,) for one that is gone: a stat each,
-    cheap enough for every code-action request."""
-    out: list[tuple[str, int, int] | tuple[str]] = []
-    for entry in files:
-        path = entry[0] if isinstance(entry, tuple) else entry
+def _stats(paths: list[str]) -> list[tuple[int, int] | None]:
+    """(size, modification time) of each file, None for one that is gone: a stat each, cheap
+    enough for every code-action request."""
+    out: list[tuple[int, int] | None] = []
+    for path in paths:
         try:
             st = os.stat(path)
         except OSError:
-            out.append((path,))
+            out.append(None)
             continue
-        out.append((path, st.st_size, st.st_mtime_ns))
+        out.append((st.st_size, st.st_mtime_ns))
     return out
 
 
@@ -150,7 +149,7 @@ class RepairService:
 
     def __init__(self, server: HeedlsServer) -> None:
         self.server = server
-        self.cache: dict[str, dict[str, Any]] = {}  # uri -> {"digest", "result"}
+        self.cache: dict[str, dict[str, Any]] = {}  # uri -> {"digest", "result", "files", "stats"}
         self.running: dict[str, threading.Event] = {}
         self.last_workers: list[int] = []  # pids of the runner processes of the latest repair (tests)
 
@@ -162,7 +161,7 @@ class RepairService:
         """The fix found for this text of the document, while the tests it was proven by (and the
         conftest.py files and helper modules they read) are as they were then."""
         entry = self.cache.get(uri)
-        if entry and entry["digest"] == self.digest(text) and entry["files"] == _stats(entry["files"]):
+        if entry and entry["digest"] == self.digest(text) and entry["stats"] == _stats(entry["files"]):
             return entry["result"]
         return None
 
@@ -231,6 +230,10 @@ class RepairService:
                 future.add_done_callback(lambda f: cancel.set() if f.cancelled() else None)
         end = "cancelled"
         try:
+            # what the fix will have been proven against, as it is before the runs start (a test
+            # saved during the search is not what they ran)
+            files = [str(p) for p in (*req.tests, *await asyncio.to_thread(repairer.support_files))]
+            stats = _stats(files)
             result = await asyncio.shield(asyncio.to_thread(repairer.run))
             end = "fix found (tests pass)" if result.fixed else "no fix found"
         except asyncio.CancelledError:
@@ -242,8 +245,7 @@ class RepairService:
             self._progress_end(token, end)
         edit = None
         if result.fixed and result.new_text is not None:
-            files = [str(p) for p in (*req.tests, *repairer.support_files())]
-            self.cache[uri] = {"digest": self.digest(text), "result": result, "files": _stats(files)}
+            self.cache[uri] = {"digest": self.digest(text), "result": result, "files": files, "stats": stats}
             edit = workspace_edit(uri, text, result.new_text, _encoding(self.server))
         out: dict[str, Any] = result.to_json()
         out["edit"] = edit
