@@ -90,6 +90,14 @@ def _bindings(node: ast.AST) -> list[str]:
     return []
 
 
+def _end_index(index: ast.AST) -> int | None:
+    """0 or -1 when the index is that literal (`-1` parses as a minus applied to 1), else None."""
+    if isinstance(index, ast.UnaryOp) and isinstance(index.op, ast.USub):
+        inner = index.operand
+        return -1 if isinstance(inner, ast.Constant) and type(inner.value) is int and inner.value == 1 else None
+    return 0 if isinstance(index, ast.Constant) and type(index.value) is int and index.value == 0 else None
+
+
 def _quoted(text: str, quote: str) -> str:
     """`text` as a literal in the quotes the code used there (`"__"` becomes `"_"`, not `'_'`)."""
     literal = repr(text)
@@ -671,9 +679,16 @@ class Generator:
         if not isinstance(node, ast.Subscript):
             return
         sl = node.slice
-        if isinstance(sl, ast.Constant) and sl.value in (0, -1) and type(sl.value) is int:
-            new = "-1" if sl.value == 0 else "0"
-            self.replace(sl, new, "index", f"`[{sl.value}]` → `[{new}]`", 0.65)
+        end = _end_index(sl)
+        if end is not None:
+            new = "-1" if end == 0 else "0"
+            self.replace(sl, new, "index", f"`[{end}]` → `[{new}]`", 0.65)
+            if isinstance(node.value, (ast.ListComp, ast.List, ast.Call)) and isinstance(node.ctx, ast.Load):
+                # a sequence computed whole and then one end of it taken: the whole may be what was
+                # meant, summed up (`[int(d) for d in str(n)][-1]` → `sum([int(d) for d in str(n)])`)
+                for fold in ("sum", "max", "min", "len"):
+                    self.replace(node, f"{fold}({self.seg(node.value)})", "aggregate",
+                                 f"`…[{end}]` → `{fold}(…)`", 0.35)
         if isinstance(sl, ast.Slice):
             if sl.lower is not None and sl.upper is None and sl.step is None:
                 self.replace(sl, f":{self.seg(sl.lower)}", "slice", "slice the other end", 0.45)

@@ -368,3 +368,23 @@ def test_a_collection_returned_unsorted_gets_sorted() -> None:
     assert sorted_ == [text.replace("list(set(xs))", "sorted(list(set(xs)))"),
                        text.replace("list(set(xs))", "sorted(list(set(xs)), reverse=True)")]
     assert not [op for op, _ in _all("def n(xs):\n    return len(xs)\n") if op == "return-sorted"]
+
+
+def test_one_end_of_a_computed_sequence_may_have_been_meant_as_its_aggregate() -> None:
+    text = '''def digit_total(n):
+    return [int(d) for d in str(n)][-1]
+'''
+    folds = [new for op, new in _all(text) if op == "aggregate"]
+    assert folds == [text.replace("[int(d) for d in str(n)][-1]", f"{fold}([int(d) for d in str(n)])")
+                     for fold in ("sum", "max", "min", "len")]
+    # a name indexed at its end, or a store into a list's end, is left to the other operators
+    assert not [op for op, _ in _all("def last(xs):\n    return xs[-1]\n") if op == "aggregate"]
+    assert not [op for op, _ in _all("def f(n):\n    ys = list(n)\n    list(n)[0] = 1\n") if op == "aggregate"]
+
+
+def test_the_index_swap_reads_minus_one_both_ways() -> None:
+    # `-1` is a minus applied to 1 in the AST: until 2026-12-01 only `[0]` → `[-1]` was generated
+    swaps = [new for op, new in _all("def last(xs):\n    return xs[-1]\n") if op == "index"]
+    assert swaps == ["def last(xs):\n    return xs[0]\n"]
+    swaps = [new for op, new in _all("def first(xs):\n    return xs[0]\n") if op == "index"]
+    assert swaps == ["def first(xs):\n    return xs[-1]\n"]
