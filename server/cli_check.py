@@ -154,7 +154,8 @@ def _unseen(explanation: str, where: str, printed: dict[str, str]) -> str:
         printed[p] = where
     if not earlier:
         return explanation
-    return "\n\n".join([*fresh, f"_The rest as explained at {', '.join(earlier)}._"])
+    said = "The rest as explained" if fresh else "As explained"
+    return "\n\n".join([*fresh, f"_{said} at {', '.join(earlier)}._"])
 
 
 def _block(out: _Lines, d: Diagnostic, cwd: Path, cache: dict[str, list[str]], markdown: bool,
