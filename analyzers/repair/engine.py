@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -197,9 +198,8 @@ class Repairer:
         self.bom = "\ufeff" if original.startswith("\ufeff") else ""
         self.original = original[len(self.bom):]
         self.test_texts = [t.read_text(encoding="utf-8", errors="replace") for t in self.tests]
-        # The outcome cache outlives a search (the server's process): a verdict holds only while the
-        # files the runs read, a helper module, conftest.py or a data file, are as they were.
-        self.tests_digest = _digest(self.python, workspace_fingerprint(self.root, self.module), *self.test_texts)
+        # set as the runners' copies are made (`_run`); until then no verdict is shared with another search
+        self.tests_digest = secrets.token_hex(16)
         self.workers: list[Worker] = []
         self.lock = threading.Lock()
         self.queue = _Queue()
@@ -335,6 +335,10 @@ class Repairer:
 
     def _run(self) -> RepairResult:
         self.progress("starting test runners", 0.0)
+        # The outcome cache outlives a search (the server's process): a verdict holds only while the
+        # files the runs read, a helper module, conftest.py or a data file, are as they were. Taken
+        # here, in the search's thread, as the copies are made (a walk of the workspace).
+        self.tests_digest = _digest(self.python, workspace_fingerprint(self.root, self.module), *self.test_texts)
         self._start_workers()
         if self.cancel.is_set():
             return self._result("cancelled", "Cancelled.")
