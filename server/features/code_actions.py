@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,12 +145,20 @@ def _stats(paths: list[str]) -> list[tuple[int, int] | None]:
     return out
 
 
+@dataclass
+class _CachedFix:
+    digest: str  # of the document's text the fix was searched for
+    result: Any  # the RepairResult
+    files: list[str]  # the tests and what they read (conftest.py, helper modules)
+    stats: list[tuple[int, int] | None]  # theirs when the search started
+
+
 class RepairService:
     """Runs `heedls/fix` requests and remembers their validated fixes per document text."""
 
     def __init__(self, server: HeedlsServer) -> None:
         self.server = server
-        self.cache: dict[str, dict[str, Any]] = {}  # uri -> {"digest", "result", "files", "stats"}
+        self.cache: dict[str, _CachedFix] = {}  # by document uri
         self.running: dict[str, threading.Event] = {}
         self.last_workers: list[int] = []  # pids of the runner processes of the latest repair (tests)
 
@@ -161,9 +170,23 @@ class RepairService:
         """The fix found for this text of the document, while the tests it was proven by (and the
         conftest.py files and helper modules they read) are as they were then."""
         entry = self.cache.get(uri)
-        if entry and entry["digest"] == self.digest(text) and entry["stats"] == _stats(entry["files"]):
-            return entry["result"]
+        if entry and entry.digest == self.digest(text) and entry.stats == _stats(entry.files):
+            return entry.result
         return None
+
+    def remember(self, uri: str, text: str, result: Any, files: list[str], stats: list[tuple[int, int] | None]) -> None:
+        """The fix found for `text`, proven by runs that read `files` as they were at `stats`."""
+        self.cache[uri] = _CachedFix(self.digest(text), result, files, stats)
+
+    async def on_files_changed(self, changed: list[str]) -> None:
+        """Modules changed on disk (the editor's file watcher): a fix cached for another document
+        was proven with the old ones, which its module or tests may import. The document's own
+        save (the text the fix was searched for) keeps its fix."""
+        for uri in [uri for uri in self.cache if any(other != uri for other in changed)]:
+            del self.cache[uri]
+
+    async def on_deleted(self, deleted: list[str]) -> None:
+        await self.on_files_changed(deleted)
 
     def _chat(self, use_provider: bool) -> Any | None:
         if not use_provider:
@@ -245,7 +268,7 @@ class RepairService:
             self._progress_end(token, end)
         edit = None
         if result.fixed and result.new_text is not None:
-            self.cache[uri] = {"digest": self.digest(text), "result": result, "files": files, "stats": stats}
+            self.remember(uri, text, result, files, stats)
             edit = workspace_edit(uri, text, result.new_text, _encoding(self.server))
         out: dict[str, Any] = result.to_json()
         out["edit"] = edit
@@ -405,6 +428,7 @@ def code_actions(server: HeedlsServer, service: RepairService, params: types.Cod
 def register(server: HeedlsServer) -> None:
     service = RepairService(server)
     server.services["repair"] = service
+    server.document_listeners.append(service)  # on_files_changed / on_deleted
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,

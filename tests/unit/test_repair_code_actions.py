@@ -79,7 +79,7 @@ def test_a_cached_validated_repair_is_offered_with_its_edit(tmp_path: Path) -> N
     fix = PlausibleFix(new, "patch", "binary-operator", "`-` → `+`", 6, 0.9, 1, "mutation", 1.0, True)
     result = RepairResult(True, "patch", 3, 4, 1.0, "Line 6: `-` → `+`.", "fixed", [fix], 1.0, "binary-operator",
                           new_text=new)
-    service.cache[uri] = {"digest": service.digest(TEXT), "result": result}
+    service.remember(uri, TEXT, result, files=[], stats=[])
     actions = code_actions(server, service, _params(uri, line=5))  # type: ignore[arg-type]
     assert actions[0].title == "Fix: `-` → `+` (tests pass)"
     assert actions[0].is_preferred and actions[0].diagnostics
@@ -87,7 +87,7 @@ def test_a_cached_validated_repair_is_offered_with_its_edit(tmp_path: Path) -> N
     (edit,) = actions[0].edit.changes[uri]
     assert edit.range.start.line == 5 and edit.new_text == "    return a + 1\n"
     # a stale cache (the document changed since) offers nothing
-    service.cache[uri]["digest"] = service.digest(TEXT + "# edited\n")
+    service.remember(uri, TEXT + "# edited\n", result, files=[], stats=[])
     assert not [a for a in code_actions(server, service, _params(uri, line=5)) if a.title.startswith("Fix:")]  # type: ignore[arg-type]
 
 
