@@ -90,6 +90,23 @@ def _bindings(node: ast.AST) -> list[str]:
     return []
 
 
+def _members(cls: ast.ClassDef) -> set[str]:
+    """The attributes a class's code gives its instances or itself: names bound in its body (its
+    methods too) and `x.name = …` in its methods, for `x` their first parameter."""
+    found: set[str] = set()
+    for stmt in cls.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.add(stmt.name)
+        elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for target in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
+                found.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.args.args:
+            first = stmt.args.args[0].arg
+            found.update(n.attr for n in ast.walk(stmt) if isinstance(n, ast.Attribute)
+                         and isinstance(n.ctx, ast.Store) and isinstance(n.value, ast.Name) and n.value.id == first)
+    return found
+
+
 def _end_index(index: ast.AST) -> int | None:
     """0 or -1 when the index is that literal (`-1` parses as a minus applied to 1), else None."""
     if isinstance(index, ast.UnaryOp) and isinstance(index.op, ast.USub):
@@ -285,6 +302,31 @@ class Generator:
         near_builtins = difflib.get_close_matches(node.id, PUBLIC_BUILTINS, n=1, cutoff=0.75)
         for rank, other in enumerate(dict.fromkeys([*same_case, *close, *near_builtins])):
             self.replace(node, other, "undefined-name", f"`{node.id}` (defined nowhere) → `{other}`", 0.7 - 0.1 * rank)
+
+    def op_missing_self(self, node: ast.AST, scopes: object) -> None:
+        """A name a method reads that nothing in its reach binds but its class has (an attribute
+        set as `self.total = …`, a class-level name, another method): `total` → `self.total`,
+        `helper(x)` → `self.helper(x)`. A NameError waiting to happen, or one a test raised."""
+        if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)) or node.id in BUILTINS:
+            return
+        fn = self.function_of(node)
+        method = fn
+        reach: set[str] = set(self.bound_names()[1])
+        while method is not None:
+            reach.update(scopes[method][0])  # type: ignore[index]
+            reach.update(a.arg for a in ast.walk(method) if isinstance(a, ast.arg))
+            if isinstance(self.parents.get(method), ast.ClassDef):
+                break
+            method = self.function_of(method)
+        if method is None or node.id in reach or not method.args.args:
+            return
+        if any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in method.decorator_list):
+            return
+        owner = self.parents[method]
+        assert isinstance(owner, ast.ClassDef)
+        if node.id in _members(owner):
+            first = method.args.args[0].arg
+            self.replace(node, f"{first}.{node.id}", "missing-self", f"`{node.id}` → `{first}.{node.id}`", 0.8)
 
     def op_compare(self, node: ast.AST, scopes: object) -> None:
         if not isinstance(node, ast.Compare):
@@ -1114,7 +1156,7 @@ class Generator:
         op_function_templates, op_compare_wrap, op_return_slice, op_comprehension_iter, op_call_substitution,
         op_insert_assignment, op_missing_return, op_undefined_name, op_swap_elements, op_loop_counter,
         op_quoted_name, op_misspelt_string, op_drop_middle, op_pairing_guard, op_return_term,
-        op_call_to_name, op_return_in_loop, op_missing_break, op_return_sorted,
+        op_call_to_name, op_return_in_loop, op_missing_break, op_return_sorted, op_missing_self,
     ]
 
 

@@ -849,3 +849,14 @@ def test_verdicts_are_not_reused_after_a_file_the_tests_import_changed(tmp_path:
     second = search()
     assert second.fixed and second.new_text is not None, second.explanation
     assert [_scale_of(second.new_text)(x) for x in (1, 3)] == [2, 4]
+
+
+def test_a_method_that_forgot_self_is_fixed_from_the_name_error(tmp_path: Path) -> None:
+    result = _repair_project(
+        tmp_path, "counter",
+        "class Counter:\n    def __init__(self):\n        self.count = 0\n\n"
+        "    def add(self, n):\n        self.count += n\n        return count\n",
+        "from counter import Counter\n\n\ndef test_add():\n    c = Counter()\n    c.add(2)\n    assert c.add(3) == 5\n",
+    )
+    assert result.fixed and result.new_text is not None
+    assert "        return self.count\n" in result.new_text

@@ -388,3 +388,55 @@ def test_the_index_swap_reads_minus_one_both_ways() -> None:
     assert swaps == ["def last(xs):\n    return xs[0]\n"]
     swaps = [new for op, new in _all("def first(xs):\n    return xs[0]\n") if op == "index"]
     assert swaps == ["def first(xs):\n    return xs[-1]\n"]
+
+
+def test_a_name_a_method_reads_that_only_its_class_has_gets_self() -> None:
+    text = '''LIMIT = 10
+
+
+class Cart:
+    TAX = 0.2
+
+    def __init__(self, items):
+        self.items = items
+
+    def _price(self, item):
+        return item * (1 + TAX)
+
+    def total(self):
+        return sum(_price(i) for i in items)
+
+    def capped(self, limit=LIMIT):
+        def clip(v):
+            return min(v, limit)
+        return clip(total())
+'''
+    found = sorted(new.splitlines()[next(i for i, (a, b) in enumerate(zip(new.splitlines(), text.splitlines())) if a != b)]
+                   for op, new in _all(text) if op == "missing-self")
+    assert found == [
+        "        return clip(self.total())",  # another method, read from a nested function's caller
+        "        return item * (1 + self.TAX)",  # a class-level name
+        "        return sum(_price(i) for i in self.items)",  # an attribute set in __init__
+        "        return sum(self._price(i) for i in items)",
+    ]
+
+
+def test_names_in_a_methods_reach_are_left_alone() -> None:
+    text = '''items = []
+
+
+class Cart:
+    def __init__(self, items):
+        self.items = items
+
+    def first(self, count):
+        return items[:count]  # the module's
+
+    @staticmethod
+    def empty(n):
+        return first(n)  # a static method has no self to reach its class by
+
+    def lengths(self):
+        return [len(count) for count in self.items]
+'''
+    assert [new for op, new in _all(text) if op == "missing-self"] == []
