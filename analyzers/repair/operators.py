@@ -190,6 +190,7 @@ class Generator:
         self.module_funcs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
         self._bound: tuple[set[str], list[str]] | None = None  # see `bound_names`
         self._strings: dict[ast.AST, dict[str, list[ast.Constant]]] = {}  # see `_short_strings`
+        self._methods: dict[ast.AST, tuple[str, set[str], set[str]] | None] = {}  # see `op_missing_self`
 
     # -- helpers -------------------------------------------------------------------------------
     def score(self, line: int) -> float:
@@ -310,23 +311,41 @@ class Generator:
         if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)) or node.id in BUILTINS:
             return
         fn = self.function_of(node)
-        method = fn
-        reach: set[str] = set(self.bound_names()[1])
+        if fn is None or not self._in_body(node, fn):
+            return
+        if fn not in self._methods:  # once per function: every name read in it asks
+            self._methods[fn] = self._method_reach(fn, scopes)
+        found = self._methods[fn]
+        if found is None or node.id in found[1] or node.id not in found[2]:
+            return
+        first = found[0]
+        self.replace(node, f"{first}.{node.id}", "missing-self", f"`{node.id}` → `{first}.{node.id}`", 0.8)
+
+    def _in_body(self, node: ast.AST, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+        """Whether `node` runs in `fn`'s own scope: its decorators, defaults and annotations are
+        evaluated where `fn` is defined (`@path.setter` in a class body reads the class's `path`)."""
+        cur = node
+        while self.parents.get(cur) is not fn:
+            cur = self.parents[cur]
+        return cur in fn.body
+
+    def _method_reach(self, fn: ast.FunctionDef | ast.AsyncFunctionDef,
+                      scopes: object) -> tuple[str, set[str], set[str]] | None:
+        """For code in `fn`: (the first parameter of the method it is or is nested in, the names in
+        its reach, its class's members); None outside a method, or in a static one."""
+        method: ast.FunctionDef | ast.AsyncFunctionDef | None = fn
+        reach = set(self.bound_names()[1])
         while method is not None:
-            reach.update(scopes[method][0])  # type: ignore[index]
-            reach.update(a.arg for a in ast.walk(method) if isinstance(a, ast.arg))
-            if isinstance(self.parents.get(method), ast.ClassDef):
-                break
+            # everything it binds: parameters (lambdas' too), assignments, local imports, `except … as`
+            reach.update(name for n in ast.walk(method) for name in _bindings(n))
+            owner = self.parents.get(method)
+            if isinstance(owner, ast.ClassDef):
+                static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in method.decorator_list)
+                if static or not method.args.args:
+                    return None
+                return method.args.args[0].arg, reach, _members(owner)
             method = self.function_of(method)
-        if method is None or node.id in reach or not method.args.args:
-            return
-        if any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in method.decorator_list):
-            return
-        owner = self.parents[method]
-        assert isinstance(owner, ast.ClassDef)
-        if node.id in _members(owner):
-            first = method.args.args[0].arg
-            self.replace(node, f"{first}.{node.id}", "missing-self", f"`{node.id}` → `{first}.{node.id}`", 0.8)
+        return None
 
     def op_compare(self, node: ast.AST, scopes: object) -> None:
         if not isinstance(node, ast.Compare):

@@ -438,5 +438,17 @@ class Cart:
 
     def lengths(self):
         return [len(count) for count in self.items]
+
+    @property
+    def size(self):
+        return len(self.items)
+
+    @size.setter  # evaluated in the class body, where `size` is bound
+    def size(self, n):
+        import zlib  # a local import binds its name
+        try:
+            self.items = self.items[:n]
+        except TypeError as first:
+            raise ValueError(zlib) from first
 '''
     assert [new for op, new in _all(text) if op == "missing-self"] == []
