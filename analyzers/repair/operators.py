@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import builtins
 import difflib
+import sys
 from collections.abc import Callable, Collection, Iterator
 
 from heedls.analyzers import pyparse
@@ -67,6 +68,19 @@ SIMPLE = (ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign)  # one-line statem
 MIN_SPELLED, MAX_SPELLED = 4, 40
 # what `bound_names` records for `from x import *`: any name may then be defined
 STAR_IMPORT = "*"
+# Names of the standard library that code uses without its module's prefix, each exported by one
+# module only (where two modules export a name, as `sqrt` in math and cmath, the common one).
+FROM_IMPORTS = {
+    **dict.fromkeys(("Counter", "defaultdict", "deque", "OrderedDict", "namedtuple"), "collections"),
+    **dict.fromkeys(("reduce", "lru_cache", "partial", "wraps", "cache", "cmp_to_key"), "functools"),
+    **dict.fromkeys(("chain", "permutations", "combinations", "product", "accumulate", "groupby",
+                     "zip_longest", "islice"), "itertools"),
+    **dict.fromkeys(("heappush", "heappop", "heapify"), "heapq"),
+    **dict.fromkeys(("bisect_left", "bisect_right", "insort"), "bisect"),
+    **dict.fromkeys(("sqrt", "floor", "ceil", "gcd", "inf", "pi", "isclose", "log2", "factorial"), "math"),
+    **dict.fromkeys(("dataclass", "field"), "dataclasses"),
+    "Path": "pathlib", "Fraction": "fractions", "Decimal": "decimal", "deepcopy": "copy", "Enum": "enum",
+}
 
 
 def _bindings(node: ast.AST) -> list[str]:
@@ -191,6 +205,7 @@ class Generator:
         self._bound: tuple[set[str], list[str]] | None = None  # see `bound_names`
         self._strings: dict[ast.AST, dict[str, list[ast.Constant]]] = {}  # see `_short_strings`
         self._methods: dict[ast.AST, tuple[str, set[str], set[str]] | None] = {}  # see `op_missing_self`
+        self._imported: set[str] = set()  # see `op_missing_import`
 
     # -- helpers -------------------------------------------------------------------------------
     def score(self, line: int) -> float:
@@ -303,6 +318,51 @@ class Generator:
         near_builtins = difflib.get_close_matches(node.id, PUBLIC_BUILTINS, n=1, cutoff=0.75)
         for rank, other in enumerate(dict.fromkeys([*same_case, *close, *near_builtins])):
             self.replace(node, other, "undefined-name", f"`{node.id}` (defined nowhere) → `{other}`", 0.7 - 0.1 * rank)
+
+    def op_missing_import(self, node: ast.AST, scopes: object) -> None:
+        """A name bound nowhere that the standard library has: `math.sqrt(x)` without `import math`
+        gets the import, `Counter(xs)` gets `from collections import Counter` (`FROM_IMPORTS`),
+        at the top of the module (after its docstring and `__future__` imports); once per name."""
+        if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)) or node.id in BUILTINS:
+            return
+        if node.id in self._imported:
+            return
+        anywhere = self.bound_names()[0]
+        if node.id in anywhere or STAR_IMPORT in anywhere:
+            return
+        parent = self.parents.get(node)
+        if isinstance(parent, ast.Attribute) and parent.value is node and node.id in sys.stdlib_module_names:
+            line = f"import {node.id}\n"
+        elif node.id in FROM_IMPORTS:
+            line = f"from {FROM_IMPORTS[node.id]} import {node.id}\n"
+        else:
+            return
+        self._imported.add(node.id)
+        at, before, after = self._import_place()
+        self.add([Span(at, at, before + line + after)], "missing-import", f"add `{line.strip()}`", node.lineno, 0.8)
+
+    def _import_place(self) -> tuple[int, str, str]:
+        """Where a new import goes, and what comes before and after it: right after the module's docstring and
+        `__future__` imports; else before its first import; else before its first statement, two
+        blank lines before a def or class."""
+        body = self.tree.body
+        i = 0
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            i = 1
+        while i < len(body) and isinstance(body[i], ast.ImportFrom) and body[i].module == "__future__":  # type: ignore[attr-defined]
+            i += 1
+        if i > 0:
+            end = self.sm.node_span(body[i - 1])[1]
+            newline = self.text.find("\n", end)
+            return (len(self.text), "\n", "") if newline < 0 else (newline + 1, "", "")
+        if not body:
+            return len(self.text), "\n" if self.text and not self.text.endswith("\n") else "", ""
+        first = body[0]
+        blank = "" if isinstance(first, (ast.Import, ast.ImportFrom)) else "\n\n" if isinstance(
+            first, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else "\n"
+        lineno = min([first.lineno, *(d.lineno for d in getattr(first, "decorator_list", []))])
+        return self.sm.starts[lineno - 1], "", blank
 
     def op_missing_self(self, node: ast.AST, scopes: object) -> None:
         """A name a method reads that nothing in its reach binds but its class has (an attribute
@@ -1176,6 +1236,7 @@ class Generator:
         op_insert_assignment, op_missing_return, op_undefined_name, op_swap_elements, op_loop_counter,
         op_quoted_name, op_misspelt_string, op_drop_middle, op_pairing_guard, op_return_term,
         op_call_to_name, op_return_in_loop, op_missing_break, op_return_sorted, op_missing_self,
+        op_missing_import,
     ]
 
 

@@ -860,3 +860,13 @@ def test_a_method_that_forgot_self_is_fixed_from_the_name_error(tmp_path: Path) 
     )
     assert result.fixed and result.new_text is not None
     assert "        return self.count\n" in result.new_text
+
+
+def test_a_module_used_without_its_import_is_fixed_from_the_name_error(tmp_path: Path) -> None:
+    result = _repair_project(
+        tmp_path, "geometry",
+        '"""Right triangles."""\n\n\ndef hypotenuse(a, b):\n    return math.sqrt(a * a + b * b)\n',
+        "from geometry import hypotenuse\n\n\ndef test_345():\n    assert hypotenuse(3, 4) == 5\n",
+    )
+    assert result.fixed and result.new_text is not None
+    assert result.new_text.startswith('"""Right triangles."""\nimport math\n')

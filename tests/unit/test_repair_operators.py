@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+import pytest
 from heedls.analyzers.patches import unified_diff
 from heedls.analyzers.repair import operators, syntax_fix
 from heedls.analyzers.repair.edits import (
@@ -452,3 +453,40 @@ class Cart:
             raise ValueError(zlib) from first
 '''
     assert [new for op, new in _all(text) if op == "missing-self"] == []
+
+
+def test_a_standard_module_or_name_used_without_its_import_gets_it_at_the_top() -> None:
+    text = '''"""Geometry."""
+from __future__ import annotations
+
+# helpers below
+def hyp(a, b):
+    return math.sqrt(a * a + b * b) + math.sqrt(0)
+
+
+def tally(xs):
+    return Counter(xs)
+'''
+    added = sorted(new for op, new in _all(text) if op == "missing-import")
+    top = "from __future__ import annotations\n"
+    # once per name, right after the docstring and the __future__ imports
+    assert added == [text.replace(top, top + "from collections import Counter\n"), text.replace(top, top + "import math\n")]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("import os\n\n\ndef f():\n    return math.pi\n", "import math\nimport os\n\n\ndef f():\n    return math.pi\n"),
+    ("#!/usr/bin/env python\n# a script\ndef f():\n    return math.pi\n",
+     "#!/usr/bin/env python\n# a script\nimport math\n\n\ndef f():\n    return math.pi\n"),
+    ('"""Doc."""\nx = math.pi', '"""Doc."""\nimport math\nx = math.pi'),
+    ("x = math.pi", "import math\n\nx = math.pi"),
+])
+def test_the_import_goes_with_the_others_or_before_the_first_statement(text: str, expected: str) -> None:
+    assert [new for op, new in _all(text) if op == "missing-import"] == [expected]
+
+
+def test_no_import_is_added_for_a_bound_name_or_a_module_the_standard_library_lacks() -> None:
+    for text in ("def f(math):\n    return math.sqrt(2)\n",  # a parameter named like the module
+                 "def f(xs):\n    return numpy.array(xs)\n",  # not the standard library's
+                 "def f():\n    return math\n",  # a module read bare is not a module used
+                 "from os import *\n\n\ndef f():\n    return path.join('a')\n"):  # a star import may bind it
+        assert not [op for op, _ in _all(text) if op == "missing-import"], text
