@@ -12,16 +12,18 @@ nice-to-have next to syntax errors and test failures.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from heedls.analyzers import proc
+from heedls.analyzers import imports, proc, pyparse
+from heedls.analyzers.lines import split_lines
 from heedls.analyzers.model import Applicability, Diagnostic, Fix, Position, Range, Severity, TextEdit
 
 log = logging.getLogger("heedls.lint")
@@ -193,7 +195,9 @@ def lint_text(
                           contain_escapes=False)
     except OSError as exc:
         return LintResult(problem=f"ruff could not be started: {exc}", ruff=exe)
-    return _parse(result, exe, str(path.resolve()), bom=text.startswith("\ufeff"))
+    linted = _parse(result, exe, str(path.resolve()), bom=text.startswith("\ufeff"))
+    add_import_fixes(linted.diagnostics, lambda _: text)
+    return linted
 
 
 def lint_paths(
@@ -219,4 +223,60 @@ def lint_paths(
                           contain_escapes=False)
     except OSError as exc:
         return LintResult(problem=f"ruff could not be started: {exc}", ruff=exe)
-    return _parse(result, exe, None)
+    linted = _parse(result, exe, None)
+    add_import_fixes(linted.diagnostics, _read_text)
+    return linted
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def add_import_fixes(diagnostics: list[Diagnostic], text_of: Callable[[str], str | None]) -> None:
+    """An "Add `import math`" fix on each F821 "Undefined name" the standard library has a name
+    for (analyzers/imports.py), which ruff itself has no fix for; "unsafe", so never applied
+    unasked (a name may have been meant from elsewhere). `text_of(path)` gives a file's text."""
+    wanted = [d for d in diagnostics if d.code == "F821" and not d.fixes]
+    texts: dict[str, str | None] = {}
+    trees: dict[str, ast.Module | None] = {}
+    for d in wanted:
+        if d.path not in texts:
+            texts[d.path] = text_of(d.path)
+        text = texts[d.path]
+        if text is None:
+            continue
+        lines = split_lines(text)
+        start, end = d.range.start, d.range.end
+        if start.line != end.line or start.line >= len(lines):
+            continue
+        line = lines[start.line]
+        name, following = line[start.character:end.character], line[end.character:end.character + 1]
+        statement = imports.statement_for(name, as_module=following == ".") if name.isidentifier() else None
+        if statement is None:
+            continue
+        if d.path not in trees:
+            try:
+                trees[d.path] = pyparse.parse(text.removeprefix("\ufeff"))
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                trees[d.path] = None
+        tree = trees[d.path]
+        if tree is None:
+            continue
+        offset, inserted = imports.insertion(text, tree, statement)
+        at = _position(lines, offset)
+        edit = TextEdit(d.path, Range(at, at), inserted)
+        d.fixes.append(Fix(title=f"Add `{statement}`", edits=(edit,), applicability="unsafe", source="heedls"))
+
+
+def _position(lines: list[str], offset: int) -> Position:
+    for number, line in enumerate(lines):
+        if offset < len(line):
+            return Position(number, offset)
+        offset -= len(line)
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        return Position(len(lines) - 1, len(lines[-1]) + offset)
+    return Position(len(lines), offset)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import ast
 import builtins
 import difflib
-import sys
 from collections.abc import Callable, Collection, Iterator
 
-from heedls.analyzers import pyparse
+from heedls.analyzers import imports, pyparse
 from heedls.analyzers.repair.edits import Candidate, SourceMap, Span, gap_operator
 
 CMP = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
@@ -68,19 +67,6 @@ SIMPLE = (ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign)  # one-line statem
 MIN_SPELLED, MAX_SPELLED = 4, 40
 # what `bound_names` records for `from x import *`: any name may then be defined
 STAR_IMPORT = "*"
-# Names of the standard library that code uses without its module's prefix, each exported by one
-# module only (where two modules export a name, as `sqrt` in math and cmath, the common one).
-FROM_IMPORTS = {
-    **dict.fromkeys(("Counter", "defaultdict", "deque", "OrderedDict", "namedtuple"), "collections"),
-    **dict.fromkeys(("reduce", "lru_cache", "partial", "wraps", "cache", "cmp_to_key"), "functools"),
-    **dict.fromkeys(("chain", "permutations", "combinations", "product", "accumulate", "groupby",
-                     "zip_longest", "islice"), "itertools"),
-    **dict.fromkeys(("heappush", "heappop", "heapify"), "heapq"),
-    **dict.fromkeys(("bisect_left", "bisect_right", "insort"), "bisect"),
-    **dict.fromkeys(("sqrt", "floor", "ceil", "gcd", "inf", "pi", "isclose", "log2", "factorial"), "math"),
-    **dict.fromkeys(("dataclass", "field"), "dataclasses"),
-    "Path": "pathlib", "Fraction": "fractions", "Decimal": "decimal", "deepcopy": "copy", "Enum": "enum",
-}
 
 
 def _bindings(node: ast.AST) -> list[str]:
@@ -321,7 +307,7 @@ class Generator:
 
     def op_missing_import(self, node: ast.AST, scopes: object) -> None:
         """A name bound nowhere that the standard library has: `math.sqrt(x)` without `import math`
-        gets the import, `Counter(xs)` gets `from collections import Counter` (`FROM_IMPORTS`),
+        gets the import, `Counter(xs)` gets `from collections import Counter` (analyzers/imports.py),
         at the top of the module (after its docstring and `__future__` imports); once per name."""
         if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)) or node.id in BUILTINS:
             return
@@ -331,38 +317,12 @@ class Generator:
         if node.id in anywhere or STAR_IMPORT in anywhere:
             return
         parent = self.parents.get(node)
-        if isinstance(parent, ast.Attribute) and parent.value is node and node.id in sys.stdlib_module_names:
-            line = f"import {node.id}\n"
-        elif node.id in FROM_IMPORTS:
-            line = f"from {FROM_IMPORTS[node.id]} import {node.id}\n"
-        else:
+        statement = imports.statement_for(node.id, as_module=isinstance(parent, ast.Attribute) and parent.value is node)
+        if statement is None:
             return
         self._imported.add(node.id)
-        at, before, after = self._import_place()
-        self.add([Span(at, at, before + line + after)], "missing-import", f"add `{line.strip()}`", node.lineno, 0.8)
-
-    def _import_place(self) -> tuple[int, str, str]:
-        """Where a new import goes, and what comes before and after it: right after the module's docstring and
-        `__future__` imports; else before its first import; else before its first statement, two
-        blank lines before a def or class."""
-        body = self.tree.body
-        i = 0
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            i = 1
-        while i < len(body) and isinstance(body[i], ast.ImportFrom) and body[i].module == "__future__":  # type: ignore[attr-defined]
-            i += 1
-        if i > 0:
-            end = self.sm.node_span(body[i - 1])[1]
-            newline = self.text.find("\n", end)
-            return (len(self.text), "\n", "") if newline < 0 else (newline + 1, "", "")
-        if not body:
-            return len(self.text), "\n" if self.text and not self.text.endswith("\n") else "", ""
-        first = body[0]
-        blank = "" if isinstance(first, (ast.Import, ast.ImportFrom)) else "\n\n" if isinstance(
-            first, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else "\n"
-        lineno = min([first.lineno, *(d.lineno for d in getattr(first, "decorator_list", []))])
-        return self.sm.starts[lineno - 1], "", blank
+        at, inserted = imports.insertion(self.text, self.tree, statement)
+        self.add([Span(at, at, inserted)], "missing-import", f"add `{statement}`", node.lineno, 0.8)
 
     def op_missing_self(self, node: ast.AST, scopes: object) -> None:
         """A name a method reads that nothing in its reach binds but its class has (an attribute

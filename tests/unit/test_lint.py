@@ -175,3 +175,41 @@ def test_a_configured_ruff_path_expands_home_and_variables_and_is_relative_to_th
     monkeypatch.chdir("/")  # the server's working directory is not the project
     assert lint.find_ruff(tmp_path, "tools/ruff") == tool
     assert lint.find_ruff(tmp_path, "$TOOLS/ruff") == tool
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # after the docstring and __future__ imports
+    ('"""Doc."""\nfrom __future__ import annotations\n\n\ndef f(a):\n    return math.sqrt(a)\n',
+     '"""Doc."""\nfrom __future__ import annotations\nimport math\n\n\ndef f(a):\n    return math.sqrt(a)\n'),
+    # beside the other imports
+    ("import os\n\nx = math.pi + len(os.sep)\n", "import math\nimport os\n\nx = math.pi + len(os.sep)\n"),
+    # before a first def, two blank lines apart; the comment above it stays above the import
+    ("# tools\ndef f(a):\n    return math.sqrt(a)\n", "# tools\nimport math\n\n\ndef f(a):\n    return math.sqrt(a)\n"),
+    # a byte-order mark stays first; a CRLF file gets CRLF lines
+    ("\ufeffx = math.pi\r\n", "\ufeffimport math\r\n\r\nx = math.pi\r\n"),
+    # a docstring that ends the file without a line break
+    ('"""Doc."""\nx = math.pi', '"""Doc."""\nimport math\nx = math.pi'),
+])
+def test_an_undefined_standard_module_gets_an_add_import_fix(ws: Path, text: str, expected: str) -> None:
+    (d,) = [d for d in lint.lint_text(text, ws / "geo.py", workspace=ws).diagnostics if d.code == "F821"]
+    (fix,) = d.fixes
+    assert fix.title == "Add `import math`" and fix.applicability == "unsafe"  # offered, never applied unasked
+    assert check.apply_edits(text, fix, d.path) == expected
+
+
+def test_a_name_one_standard_module_exports_gets_its_from_import_and_others_get_none(ws: Path) -> None:
+    text = "def tally(xs):\n    return Counter(xs), numpy.zeros(3), frobnicate(xs), math\n"
+    fixes = {d.message: [f.title for f in d.fixes]
+             for d in lint.lint_text(text, ws / "t.py", workspace=ws).diagnostics if d.code == "F821"}
+    assert fixes == {
+        "Undefined name `Counter`": ["Add `from collections import Counter`"],
+        "Undefined name `numpy`": [],  # not the standard library's: it may come from anywhere
+        "Undefined name `frobnicate`": [],
+        "Undefined name `math`": [],  # read bare, not used as a module
+    }
+
+
+def test_files_on_disk_get_the_fix_too(ws: Path) -> None:
+    (ws / "geo.py").write_text("def f(a):\n    return math.sqrt(a)\n")
+    (d,) = [d for d in lint.lint_paths([ws], workspace=ws).diagnostics if d.code == "F821"]
+    assert [f.title for f in d.fixes] == ["Add `import math`"]
