@@ -169,6 +169,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"heedls fix: cannot write {module}: {exc.strerror or exc}; it is unchanged", err=True)
         payload = result.to_json()
         payload["written"] = written
+        payload["tests"] = [_shown(t) for t in test]  # as given, or as found without --test
         if as_json:
             sys.stdout.write(json.dumps(payload) + "\n")
         else:

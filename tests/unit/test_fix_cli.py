@@ -42,6 +42,7 @@ def test_json_without_write_touches_nothing(ws: Path) -> None:
     assert len(added) == 1 and "len(xs) - 1" not in added[0] and "- 0" not in added[0]
     assert (ws / "stats.py").read_text() == MODULE
     assert data["written"] is False
+    assert data["tests"] == ["test_stats.py"]
 
 
 def test_write_applies_the_fix_and_tests_pass(ws: Path) -> None:
