@@ -61,21 +61,28 @@ def _runner_pids(under: Path) -> list[int]:
     return pids
 
 
-@pytest.mark.slow
-async def test_failing_test_gets_a_validated_fix_code_action(lsp: Any, workspace: Path) -> None:
+async def _searched(lsp: Any, workspace: Path) -> tuple[Any, str, list[types.Diagnostic], dict[str, Any]]:
+    """A client of a server that showed the failing test of the buggy mathx.py as pytest
+    diagnostics after a save and was then asked for a fix: (client, uri, those diagnostics, the
+    `heedls/fix` answer)."""
     module = workspace / "mathx.py"
     module.write_text(BUGGY)
     (workspace / "test_mathx.py").write_text(TESTS)
     client = await lsp(workspace, options={"repair": {"budgetS": 40}})
     uri = open_document(client, module, BUGGY)
-
     # the failing test shows up as pytest diagnostics after a save (the diagnostics feature)
     client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
     failing: list[types.Diagnostic] = await until(
         lambda: [d for d in client.diagnostics.get(uri, []) if "pytest" in (d.source or "")], 90,
         "a pytest diagnostic for the failing test")
-
     result = plain(await client.protocol.send_request_async("heedls/fix", {"textDocument": {"uri": uri}}))
+    return client, uri, failing, result
+
+
+@pytest.mark.slow
+async def test_failing_test_gets_a_validated_fix_code_action(lsp: Any, workspace: Path) -> None:
+    client, uri, failing, result = await _searched(lsp, workspace)
+    module = workspace / "mathx.py"
     assert result["fixed"] is True, result
     assert "tests pass" in result["explanation"] or "pass" in result["explanation"]
     assert result["patch"].startswith("--- a/mathx.py")
@@ -107,16 +114,8 @@ async def test_failing_test_gets_a_validated_fix_code_action(lsp: Any, workspace
 async def _fixed(lsp: Any, workspace: Path) -> tuple[Any, str, Any]:
     """A client whose server has found (and cached) a fix of mathx.py, and a function that lists
     the titles of the code actions on the failing test's diagnostic."""
-    module = workspace / "mathx.py"
-    module.write_text(BUGGY)
-    (workspace / "test_mathx.py").write_text(TESTS)
-    client = await lsp(workspace, options={"repair": {"budgetS": 40}})
-    uri = open_document(client, module, BUGGY)
-    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
-    failing: list[types.Diagnostic] = await until(
-        lambda: [d for d in client.diagnostics.get(uri, []) if "pytest" in (d.source or "")], 90,
-        "a pytest diagnostic for the failing test")
-    assert plain(await client.protocol.send_request_async("heedls/fix", {"textDocument": {"uri": uri}}))["fixed"]
+    client, uri, failing, result = await _searched(lsp, workspace)
+    assert result["fixed"]
 
     async def titles() -> list[str]:
         actions = await client.text_document_code_action_async(types.CodeActionParams(
