@@ -706,7 +706,7 @@ class Repairer:
 
     def _confirm_run(self, text: str, seed: str, timeout: float) -> bool:
         with self._fresh_copy(text, "heedls-confirm-") as copy:
-            env = sandbox_env(copy, self.root, self.autoload)
+            env = sandbox_env(copy, self.root, self.autoload, self.python)
             result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *self.rel_tests],
                               cwd=copy, timeout_s=timeout, env={**env, "PYTHONHASHSEED": seed})
             return result.returncode == 0
@@ -760,7 +760,7 @@ class Repairer:
         try:
             with self._fresh_copy(self.original, "heedls-profile-") as copy:
                 result = proc.run([self.python, str(PROFILER)], cwd=copy, timeout_s=timeout, stdin=json.dumps(request),
-                                  env=sandbox_env(copy, self.root, self.autoload))
+                                  env=sandbox_env(copy, self.root, self.autoload, self.python))
             lines = result.stdout.strip().splitlines()
             answer = json.loads(lines[-1]) if lines else {}
         except (OSError, ValueError) as exc:

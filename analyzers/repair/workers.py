@@ -173,7 +173,11 @@ def copy_workspace(root: Path, dest: Path) -> None:
                 return
 
 
-def sandbox_env(copy: Path, real_root: Path, autoload_plugins: bool) -> dict[str, str]:
+def sandbox_env(copy: Path, real_root: Path, autoload_plugins: bool, python: str | None = None) -> dict[str, str]:
+    """The environment of a test run in `copy`. Folders of the real workspace on the import path
+    (PYTHONPATH's, and with `python` those its site-packages add, as an editable install's `src`)
+    are given as their copies, first: else the tests would import the user's own files, and no
+    candidate written into the copy could ever pass."""
     env = dict(os.environ)
     home = copy / ".heedls-home"
     tmp = copy / ".heedls-tmp"
@@ -184,8 +188,10 @@ def sandbox_env(copy: Path, real_root: Path, autoload_plugins: bool) -> dict[str
         PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0", PYTHONUNBUFFERED="1",
         XDG_CACHE_HOME=str(tmp), XDG_CONFIG_HOME=str(home), XDG_DATA_HOME=str(home),
     )
-    # entries pointing into the real workspace would import the user's files instead of the copy's
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and not _inside(Path(p), real_root)]
+    paths = [str(_in_copy(Path(p), real_root, copy)) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if python is not None:
+        paths = [*(str(copy / rel) for rel in site_folders(python, real_root)), *paths]
+    paths = list(dict.fromkeys(paths))
     if paths:
         env["PYTHONPATH"] = os.pathsep.join(paths)
     else:
@@ -196,6 +202,37 @@ def sandbox_env(copy: Path, real_root: Path, autoload_plugins: bool) -> dict[str
         if key.endswith(("_API_KEY", "_TOKEN")):
             env.pop(key, None)
     return env
+
+
+def _in_copy(path: Path, real_root: Path, copy: Path) -> Path:
+    """`path`, or its copy when it is inside the real workspace."""
+    try:
+        return copy / path.resolve().relative_to(real_root.resolve())
+    except (ValueError, OSError):
+        return path
+
+
+def site_folders(python: str, root: Path) -> list[str]:
+    """Folders of the workspace (relative) that `python` puts on its import path by itself: an
+    editable install's `.pth` (`src`, or the project's root), not its own virtual environment."""
+    try:
+        run = subprocess.run([python, "-I", "-c", "import json, sys; print(json.dumps(sys.path))"],  # noqa: S603
+                             capture_output=True, text=True, timeout=15, cwd=tempfile.gettempdir(), check=False)
+        entries = json.loads(run.stdout) if run.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    real = root.resolve()
+    found: list[str] = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, str) or not entry:
+            continue
+        try:
+            rel = Path(entry).resolve().relative_to(real)
+        except (ValueError, OSError):
+            continue
+        if not any(part in SKIP_DIRS or part.endswith(".egg-info") for part in rel.parts):
+            found.append(rel.as_posix())
+    return found
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -230,7 +267,7 @@ class Worker:
         self.copy.mkdir()
         copy_workspace(root, self.copy)
         self.token = secrets.token_hex(8)
-        self.env = {**sandbox_env(self.copy, root, autoload_plugins), proc_mod.RUN_TOKEN_ENV: self.token}
+        self.env = {**sandbox_env(self.copy, root, autoload_plugins, python), proc_mod.RUN_TOKEN_ENV: self.token}
         self.proc: subprocess.Popen[bytes] | None = None
         self._buf = b""
         self._lock = threading.Lock()

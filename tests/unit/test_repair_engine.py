@@ -870,3 +870,28 @@ def test_a_module_used_without_its_import_is_fixed_from_the_name_error(tmp_path:
     )
     assert result.fixed and result.new_text is not None
     assert result.new_text.startswith('"""Right triangles."""\nimport math\n')
+
+
+def test_a_project_installed_editable_is_repaired_in_the_copy_not_where_its_pth_points(tmp_path: Path) -> None:
+    # A src layout installed with `pip install -e .`: the environment's .pth puts the real `src` on
+    # the import path, so the tests in a copy imported the user's module, not the candidate, and no
+    # candidate could ever pass. A venv whose .pth does just that (and reaches our pytest).
+    root = tmp_path / "proj"
+    (root / "src" / "calc").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "pyproject.toml").write_text("[project]\nname = 'calc'\nversion = '0.1'\n")
+    (root / "src" / "calc" / "__init__.py").write_text("")
+    (root / "src" / "calc" / "core.py").write_text("def mean(xs):\n    return sum(xs) / (len(xs) - 1)\n")
+    (root / "tests" / "test_core.py").write_text("from calc.core import mean\n\n\ndef test_mean():\n    assert mean([1, 2, 3]) == 2\n")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")], check=True, timeout=120)
+    (site,) = (root / ".venv" / "lib").glob("python3*/site-packages")
+    ours = next(p for p in sys.path if p.endswith("site-packages") and (Path(p) / "pytest").is_dir())
+    (site / "__editable__.calc-0.1.pth").write_text(f"{ours}\n{root / 'src'}\n")
+    python = root / ".venv" / "bin" / "python"
+    assert subprocess.run([str(python), "-c", "import calc.core, pytest"], cwd=tmp_path, timeout=60).returncode == 0
+
+    result = repair(RepairRequest(root / "src" / "calc" / "core.py", [root / "tests" / "test_core.py"], budget_s=30,
+                                  python=str(python)))
+    assert result.fixed, result.explanation
+    assert result.new_text is not None and "return sum(xs) / len(xs)" in result.new_text
+    assert (root / "src" / "calc" / "core.py").read_text().endswith("(len(xs) - 1)\n")  # the user's file untouched
