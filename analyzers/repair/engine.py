@@ -48,6 +48,7 @@ from heedls.analyzers.repair.workers import (
     copy_workspace,
     find_python,
     sandbox_env,
+    site_folders,
     workspace_fingerprint,
 )
 
@@ -200,6 +201,7 @@ class Repairer:
         self.test_texts = [t.read_text(encoding="utf-8", errors="replace") for t in self.tests]
         # set as the runners' copies are made (`_run`); until then no verdict is shared with another search
         self.tests_digest = secrets.token_hex(16)
+        self.site: list[str] = []
         self.workers: list[Worker] = []
         self.lock = threading.Lock()
         self.queue = _Queue()
@@ -249,7 +251,7 @@ class Repairer:
 
         def start_one() -> None:
             try:
-                worker = Worker(self.root, self.python, self.autoload, tests=self.rel_tests)
+                worker = Worker(self.root, self.python, self.autoload, tests=self.rel_tests, site=self.site)
                 with self.lock:
                     if self.cancel.is_set():
                         worker.close()
@@ -339,6 +341,8 @@ class Repairer:
         # files the runs read, a helper module, conftest.py or a data file, are as they were. Taken
         # here, in the search's thread, as the copies are made (a walk of the workspace).
         self.tests_digest = _digest(self.python, workspace_fingerprint(self.root, self.module), *self.test_texts)
+        # the workspace's folders the interpreter imports from by itself (an editable install): once
+        self.site = site_folders(self.python, self.root)
         self._start_workers()
         if self.cancel.is_set():
             return self._result("cancelled", "Cancelled.")
@@ -706,7 +710,7 @@ class Repairer:
 
     def _confirm_run(self, text: str, seed: str, timeout: float) -> bool:
         with self._fresh_copy(text, "heedls-confirm-") as copy:
-            env = sandbox_env(copy, self.root, self.autoload, self.python)
+            env = sandbox_env(copy, self.root, self.autoload, self.site)
             result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *self.rel_tests],
                               cwd=copy, timeout_s=timeout, env={**env, "PYTHONHASHSEED": seed})
             return result.returncode == 0
@@ -726,7 +730,7 @@ class Repairer:
 
     def _confirm_direct(self, fix: PlausibleFix) -> bool:
         """No pytest in the workspace interpreter: a fresh runner (no fast path) in a fresh copy."""
-        worker = Worker(self.root, self.python, self.autoload)
+        worker = Worker(self.root, self.python, self.autoload, site=self.site)
         try:
             worker.start()
             result = worker.run(self.rel_module, fix.new_text, self.rel_tests, order=self.order, exitfirst=True,
@@ -760,7 +764,7 @@ class Repairer:
         try:
             with self._fresh_copy(self.original, "heedls-profile-") as copy:
                 result = proc.run([self.python, str(PROFILER)], cwd=copy, timeout_s=timeout, stdin=json.dumps(request),
-                                  env=sandbox_env(copy, self.root, self.autoload, self.python))
+                                  env=sandbox_env(copy, self.root, self.autoload, self.site))
             lines = result.stdout.strip().splitlines()
             answer = json.loads(lines[-1]) if lines else {}
         except (OSError, ValueError) as exc:

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,11 +174,11 @@ def copy_workspace(root: Path, dest: Path) -> None:
                 return
 
 
-def sandbox_env(copy: Path, real_root: Path, autoload_plugins: bool, python: str | None = None) -> dict[str, str]:
+def sandbox_env(copy: Path, real_root: Path, autoload_plugins: bool, site: Sequence[str] = ()) -> dict[str, str]:
     """The environment of a test run in `copy`. Folders of the real workspace on the import path
-    (PYTHONPATH's, and with `python` those its site-packages add, as an editable install's `src`)
-    are given as their copies, first: else the tests would import the user's own files, and no
-    candidate written into the copy could ever pass."""
+    (PYTHONPATH's, and `site`: those the interpreter's site-packages add, as an editable install's
+    `src`, see `site_folders`) are given as their copies, first: else the tests would import the
+    user's own files, and no candidate written into the copy could ever pass."""
     env = dict(os.environ)
     home = copy / ".heedls-home"
     tmp = copy / ".heedls-tmp"
@@ -189,8 +190,7 @@ def sandbox_env(copy: Path, real_root: Path, autoload_plugins: bool, python: str
         XDG_CACHE_HOME=str(tmp), XDG_CONFIG_HOME=str(home), XDG_DATA_HOME=str(home),
     )
     paths = [str(_in_copy(Path(p), real_root, copy)) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if python is not None:
-        paths = [*(str(copy / rel) for rel in site_folders(python, real_root)), *paths]
+    paths = [*(str(copy / rel) for rel in site), *paths]
     paths = list(dict.fromkeys(paths))
     if paths:
         env["PYTHONPATH"] = os.pathsep.join(paths)
@@ -252,7 +252,7 @@ class Worker:
 
     def __init__(
         self, root: Path, python: str, autoload_plugins: bool = False, parent_dir: str | None = None,
-        tests: list[str] | None = None,
+        tests: list[str] | None = None, site: Sequence[str] = (),
     ) -> None:
         self.root = root
         # with tests, the runner collects them once and can run candidates without re-collecting
@@ -267,7 +267,7 @@ class Worker:
         self.copy.mkdir()
         copy_workspace(root, self.copy)
         self.token = secrets.token_hex(8)
-        self.env = {**sandbox_env(self.copy, root, autoload_plugins, python), proc_mod.RUN_TOKEN_ENV: self.token}
+        self.env = {**sandbox_env(self.copy, root, autoload_plugins, site), proc_mod.RUN_TOKEN_ENV: self.token}
         self.proc: subprocess.Popen[bytes] | None = None
         self._buf = b""
         self._lock = threading.Lock()
