@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from heedls.analyzers import lint, syntax
-from heedls.analyzers.model import Diagnostic, Fix, Position, Severity
+from heedls.analyzers.model import Diagnostic, Fix, Position, Severity, TextEdit
 from heedls.analyzers.patches import unified_diff
 from heedls.analyzers.proc import usable_cpus
 
@@ -172,6 +172,9 @@ def patch_for(fix: Fix, path: str, text: str, display_path: str, starts: list[in
 
 def _with_patches(diagnostics: list[Diagnostic], relative_to: Path) -> None:
     texts: dict[str, tuple[str, list[int]] | None] = {}  # each file read and its lines found once
+    # the same edits give the same patch: an "Add `import math`" on each of a file's 4,000 reads
+    # of `math` is one diff, not 4,000 (each a pass over the file)
+    made: dict[tuple[str, tuple[TextEdit, ...]], str] = {}
     for diagnostic in diagnostics:
         if not diagnostic.fixes or all(f.patch for f in diagnostic.fixes):
             continue
@@ -187,10 +190,15 @@ def _with_patches(diagnostics: list[Diagnostic], relative_to: Path) -> None:
             continue
         text, starts = source
         shown = os.path.relpath(diagnostic.path, relative_to)
-        diagnostic.fixes = [
-            f if f.patch else replace(f, patch=patch_for(f, diagnostic.path, text, shown, starts))
-            for f in diagnostic.fixes
-        ]
+        fixes = []
+        for f in diagnostic.fixes:
+            if not f.patch:
+                key = (diagnostic.path, f.edits)
+                if key not in made:
+                    made[key] = patch_for(f, diagnostic.path, text, shown, starts)
+                f = replace(f, patch=made[key])
+            fixes.append(f)
+        diagnostic.fixes = fixes
 
 
 # -- explanations ----------------------------------------------------------------------------------

@@ -241,15 +241,17 @@ def add_import_fixes(diagnostics: list[Diagnostic], text_of: Callable[[str], str
     for (analyzers/imports.py), which ruff itself has no fix for; "unsafe", so never applied
     unasked (a name may have been meant from elsewhere). `text_of(path)` gives a file's text."""
     wanted = [d for d in diagnostics if d.code == "F821" and not d.fixes]
-    texts: dict[str, str | None] = {}
+    texts: dict[str, tuple[str, list[str]] | None] = {}  # a file's text and lines, read once
     trees: dict[str, ast.Module | None] = {}
+    placed: dict[tuple[str, str], TextEdit] = {}
     for d in wanted:
         if d.path not in texts:
-            texts[d.path] = text_of(d.path)
-        text = texts[d.path]
-        if text is None:
+            read = text_of(d.path)
+            texts[d.path] = None if read is None else (read, split_lines(read))
+        known = texts[d.path]
+        if known is None:
             continue
-        lines = split_lines(text)
+        text, lines = known
         start, end = d.range.start, d.range.end
         if start.line != end.line or start.line >= len(lines):
             continue
@@ -266,9 +268,12 @@ def add_import_fixes(diagnostics: list[Diagnostic], text_of: Callable[[str], str
         tree = trees[d.path]
         if tree is None:
             continue
-        offset, inserted = imports.insertion(text, tree, statement)
-        at = _position(lines, offset)
-        edit = TextEdit(d.path, Range(at, at), inserted)
+        key = (d.path, statement)
+        if key not in placed:  # once per file and import: each is a pass over the file
+            offset, inserted = imports.insertion(text, tree, statement)
+            at = _position(lines, offset)
+            placed[key] = TextEdit(d.path, Range(at, at), inserted)
+        edit = placed[key]
         d.fixes.append(Fix(title=f"Add `{statement}`", edits=(edit,), applicability="unsafe", source="heedls"))
 
 
