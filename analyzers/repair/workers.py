@@ -114,13 +114,18 @@ def find_python(root: Path, configured: str = "") -> str:
     return sys.executable
 
 
+def skipped_dir(name: str) -> bool:
+    """A folder no test run's copy holds (VCS, virtual environments, caches, build output)."""
+    return name in SKIP_DIRS or name.endswith(".egg-info")
+
+
 def workspace_fingerprint(root: Path, leave_out: Path) -> str:
     """What a test run in a copy of `root` reads besides the module under repair: each file
     `copy_workspace` copies, by path, size and modification time (a stat each, no reading)."""
     digest = hashlib.blake2b(digest_size=16)
     count = 0
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+        dirnames[:] = sorted(d for d in dirnames if not skipped_dir(d))
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if path == leave_out:
@@ -145,7 +150,7 @@ def copy_workspace(root: Path, dest: Path) -> None:
     big = 0
     real_root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info")]
+        dirnames[:] = [d for d in dirnames if not skipped_dir(d)]
         rel = Path(dirpath).relative_to(root)
         (dest / rel).mkdir(parents=True, exist_ok=True)
         for name in filenames:
@@ -230,7 +235,7 @@ def site_folders(python: str, root: Path) -> list[str]:
             rel = Path(entry).resolve().relative_to(real)
         except (ValueError, OSError):
             continue
-        if not any(part in SKIP_DIRS or part.endswith(".egg-info") for part in rel.parts):
+        if not any(skipped_dir(part) for part in rel.parts):
             found.append(rel.as_posix())
     return found
 
