@@ -12,6 +12,7 @@ import ast
 import builtins
 import difflib
 from collections.abc import Callable, Collection, Iterator
+from typing import TypeGuard
 
 from heedls.analyzers import imports, pyparse
 from heedls.analyzers.repair.edits import Candidate, SourceMap, Span, gap_operator
@@ -267,6 +268,13 @@ class Generator:
                     loads.add(n.id)
         return [*params, *[s for s in stores if s not in params]], loads
 
+    def _bound_nowhere(self, node: ast.AST) -> TypeGuard[ast.Name]:
+        """Whether `node` reads a name that nothing binds, not even a builtin or a star import."""
+        if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)) or node.id in BUILTINS:
+            return False
+        anywhere = self.bound_names()[0]
+        return node.id not in anywhere and STAR_IMPORT not in anywhere
+
     def bound_names(self) -> tuple[set[str], list[str]]:
         """(every name the module binds anywhere, the names bound at module level in order).
         A name read that is in neither this nor the builtins is a NameError waiting to happen.
@@ -288,11 +296,9 @@ class Generator:
         most similar names it can see, module-level or its functions', a builtin last. The other
         name operators work within a function's own names; a misspelling at module level, or of a
         module-level name inside a function, was out of their reach."""
-        if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)) or node.id in BUILTINS:
+        if not self._bound_nowhere(node):
             return
-        anywhere, top = self.bound_names()
-        if node.id in anywhere or STAR_IMPORT in anywhere:
-            return
+        top = self.bound_names()[1]
         visible: list[str] = list(top)
         fn = self.function_of(node)
         while fn is not None:  # its own function's names, then those of the functions around it
@@ -309,12 +315,7 @@ class Generator:
         """A name bound nowhere that the standard library has: `math.sqrt(x)` without `import math`
         gets the import, `Counter(xs)` gets `from collections import Counter` (analyzers/imports.py),
         at the top of the module (after its docstring and `__future__` imports); once per name."""
-        if not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)) or node.id in BUILTINS:
-            return
-        if node.id in self._imported:
-            return
-        anywhere = self.bound_names()[0]
-        if node.id in anywhere or STAR_IMPORT in anywhere:
+        if not self._bound_nowhere(node) or node.id in self._imported:
             return
         parent = self.parents.get(node)
         statement = imports.statement_for(node.id, as_module=isinstance(parent, ast.Attribute) and parent.value is node)
