@@ -202,6 +202,7 @@ class Repairer:
         # set as the runners' copies are made (`_run`); until then no verdict is shared with another search
         self.tests_digest = secrets.token_hex(16)
         self.site: list[str] = []
+        self._support: list[Path] | None = None  # see `support_files`
         self.workers: list[Worker] = []
         self.lock = threading.Lock()
         self.queue = _Queue()
@@ -439,7 +440,13 @@ class Repairer:
 
     def support_files(self) -> list[Path]:
         """The conftest.py files from each test's folder up to the project's root, and the modules
-        beside a test file (or at the root) that it imports, but not the module under repair."""
+        beside a test file (or at the root) that it imports, but not the module under repair.
+        Found once (the server asks before the search, the search for the tests' strings)."""
+        if self._support is None:
+            self._support = self._find_support_files()
+        return self._support
+
+    def _find_support_files(self) -> list[Path]:
         found: list[Path] = []
 
         def add(path: Path) -> None:
