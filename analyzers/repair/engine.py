@@ -505,9 +505,10 @@ class Repairer:
         # passing tests first, stop at the first failure: cheap even when every failing test hangs
         passed = [t.nodeid for t in baseline.passed]
         failed = {t.nodeid for t in baseline.failed}
+        # `stale_check`: the tests must run the swapped-in module's code, never the collected one's
         check = worker.run(self.rel_module, self.original, self.rel_tests, order=passed + sorted(failed),
                            exitfirst=True, timeout_s=max(2.0, min(self.left() * 0.3, 2 * self.run_timeout + 2.0)),
-                           test_limit_s=self.test_limit, fast=True)
+                           test_limit_s=self.test_limit, fast=True, stale_check=True)
         self.runs += 1
         same = (
             check.status == "ok"
@@ -516,7 +517,12 @@ class Repairer:
         )
         if not same:
             log.info("repair: fast path disagrees with the baseline; re-collecting for every run")
-        return same
+        elif check.stale:
+            where = ", ".join(f"{s.get('function')} (line {s.get('line')}) from {s.get('from') or '?'}"
+                              for s in check.stale[:3])
+            log.info("repair: the tests reach the module as collected (%s), not a swapped-in candidate; "
+                     "re-collecting for every run", where)
+        return same and not check.stale
 
     def _work(self, worker: Worker, total: int) -> None:
         idle_since: float | None = None

@@ -70,6 +70,9 @@ class RunResult:
     collected: int
     errors: list[dict[str, Any]]
     seconds: float
+    # functions of the module as the tests collected it that ran after the fast path's swap
+    # (asked with `stale_check`): the fast path does not test the candidate's code there
+    stale: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[TestOutcome]:
@@ -99,6 +102,7 @@ class RunResult:
             collected=int(data.get("collected") or 0),
             errors=list(data.get("errors") or []),
             seconds=float(data.get("seconds") or 0.0),
+            stale=[e for e in data.get("stale") or [] if isinstance(e, dict)],
         )
 
 
@@ -362,10 +366,12 @@ class Worker:
         fast: bool = False,
         only: list[str] | None = None,
         stop_on_timeout: bool = False,
+        stale_check: bool = False,
     ) -> RunResult:
         """Run the tests in the copy with `source` as the module's text (None = leave as is).
         `only`: just these test ids; `stop_on_timeout`: end the run at the first test cut by
-        `test_limit_s`."""
+        `test_limit_s`; `stale_check` (fast path): report the functions of the module as collected
+        that still run after the swap (`RunResult.stale`)."""
         with self._lock:
             if self.closed:
                 raise WorkerError("worker closed")
@@ -378,7 +384,7 @@ class Worker:
                 "id": self.runs, "module": module, "source": source, "tests": tests,
                 "order": order or [], "exitfirst": exitfirst, "trace": trace,
                 "timeout": timeout_s, "test_limit": test_limit_s, "fast": fast and self.fast,
-                "only": only or [], "stop_on_timeout": stop_on_timeout,
+                "only": only or [], "stop_on_timeout": stop_on_timeout, "stale_check": stale_check,
             }
             try:
                 self.proc.stdin.write((json.dumps(request) + "\n").encode())

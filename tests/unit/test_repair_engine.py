@@ -458,6 +458,60 @@ def test_functions_passed_as_test_parameters_are_the_candidates(tmp_path: Path) 
     assert result.fixed and "if xs[j] > xs[j + 1]:" in (result.new_text or "")
 
 
+COUNTER = ("class Counter:\n    def __init__(self, limit):\n        self.limit = limit\n        self.n = 0\n\n"
+           "    def add(self):\n        if self.n <= self.limit:\n            self.n += 1\n        return self.n\n")
+COUNTER_FIXED = COUNTER.replace("self.n <= self.limit", "self.n < self.limit")
+
+
+def _fast_run(root: Path, tests: str, source: str, *, stale_check: bool = False) -> RunResult:
+    (root / "counter.py").write_text(COUNTER)
+    (root / "test_counter.py").write_text(tests)
+    worker = Worker(root, sys.executable, tests=["test_counter.py"])
+    try:
+        worker.start()
+        assert worker.fast
+        return worker.run("counter.py", source, ["test_counter.py"], exitfirst=False, timeout_s=20, fast=True,
+                          stale_check=stale_check)
+    finally:
+        worker.close()
+
+
+def test_the_fast_path_runs_the_candidate_through_class_attributes_and_subclasses_of_the_tests(
+        tmp_path: Path) -> None:
+    """unittest suites keep the class under test as an attribute (`Counter = counter.Counter`) or
+    derive from it: without re-collection the candidate's class must be what those tests use."""
+    tests = ("import unittest\nimport counter\n\n\nclass Capped(counter.Counter):\n    pass\n\n\n"
+             "class CounterTest(unittest.TestCase):\n    Counter = counter.Counter\n\n"
+             "    def test_attribute(self):\n        c = self.Counter(1)\n        c.add()\n"
+             "        self.assertEqual(c.add(), 1)\n\n"
+             "    def test_subclass(self):\n        c = Capped(1)\n        c.add()\n        self.assertEqual(c.add(), 1)\n")
+    run = _fast_run(tmp_path, tests, COUNTER_FIXED, stale_check=True)
+    assert {t.nodeid.rsplit("::", 1)[1]: t.outcome for t in run.tests} == {"test_attribute": "passed",
+                                                                        "test_subclass": "passed"}
+    assert run.stale == []
+
+
+def test_the_fast_path_reports_the_collected_module_still_running_after_the_swap(tmp_path: Path) -> None:
+    """An object made at import (a counter the tests share) keeps the collected module's methods:
+    the stale check names them, and the engine then re-collects for every run."""
+    tests = ("from counter import Counter\n\nSHARED = Counter(1)\n\n\ndef test_shared():\n    SHARED.add()\n"
+             "    assert SHARED.add() == 1\n")
+    run = _fast_run(tmp_path, tests, COUNTER_FIXED, stale_check=True)
+    assert [(s["function"], s["line"], s["from"]) for s in run.stale] == [("Counter.add", 6, "test_counter.py:7")]
+    assert _fast_run(tmp_path, tests, COUNTER_FIXED).stale == []  # asked for only once, by the check
+
+
+def test_a_fix_is_found_when_the_tests_hold_objects_made_at_import(tmp_path: Path) -> None:
+    """Found only if the fast path is refused: on it, every candidate would run the old `add`."""
+    (tmp_path / "counter.py").write_text(COUNTER)
+    (tmp_path / "test_counter.py").write_text(
+        "from counter import Counter\n\nSHARED = Counter(1)\n\n\ndef test_shared():\n    SHARED.add()\n"
+        "    assert SHARED.add() == 1\n\n\ndef test_fresh():\n    assert Counter(2).add() == 1\n")
+    result = repair(RepairRequest(module=tmp_path / "counter.py", tests=[tmp_path / "test_counter.py"], budget_s=30,
+                                  jobs=1))
+    assert result.fixed and "if self.n < self.limit:" in (result.new_text or "")
+
+
 def test_a_number_the_tests_share_with_the_module_by_chance_is_not_swapped(tmp_path: Path) -> None:
     """Small ints are one object: the tests' `N = 3` is the module's `LIMIT = 3`. A candidate with
     `LIMIT = 4` must not change the tests' N (only names imported as such follow the module)."""

@@ -10,9 +10,11 @@ Protocol: one JSON request per line on stdin, one JSON response per line on the 
 (fd 1 is redirected to stderr so tests that print cannot corrupt the channel).
 
 Request: {"id", "module": relpath, "source": str|null, "tests": [relpath], "order": [nodeid],
-          "exitfirst": bool, "trace": bool, "timeout": s, "test_limit": s}
+          "exitfirst": bool, "trace": bool, "timeout": s, "test_limit": s, "fast": bool,
+          "stale_check": bool}
 Response: {"id", "status": "ok"|"timeout"|"crash", "rc", "tests": [{"nodeid","outcome","seconds",
-          "lines"?: [int], "failure"?: {...}}], "collected", "errors", "seconds"}
+          "lines"?: [int], "failure"?: {...}}], "collected", "errors", "seconds",
+          "stale"?: [{"function", "line"}]}
 
 Why a fork-server: importing pytest costs ~100-150 ms and a fresh `python -m pytest` ~300+ ms;
 a forked child of a warm parent runs a tiny test file in tens of ms, and every run starts from the
@@ -360,9 +362,14 @@ def _child_pytest(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
 SESSION = None  # the collected pytest session of the fast path (set inside pytest_runtestloop)
 
 
-def _swap_module(path: str, source: str):  # type: ignore[no-untyped-def]
+STALE_MARK = " (heedls: candidate)"  # the candidate's code objects' filename in a stale check
+
+
+def _swap_module(path: str, source: str, filename: str = ""):  # type: ignore[no-untyped-def]
     """Execute `source` as a fresh copy of the module at `path` and point every reference held
-    by workspace modules (the test module's `from m import f`, `import m`) at the new objects."""
+    by workspace modules (the test module's `from m import f`, `import m`, and the attributes of
+    their classes: unittest's `Cache = cachetools.Cache`) at the new objects. `filename`: what
+    the new code objects are compiled as (default `path`)."""
     import types as _types
 
     old = None
@@ -377,20 +384,44 @@ def _swap_module(path: str, source: str):  # type: ignore[no-untyped-def]
         if hasattr(old, attr):
             setattr(new, attr, getattr(old, attr))
     sys.modules[old.__name__] = new
-    exec(compile(source, path, "exec"), new.__dict__)  # noqa: S102
+    exec(compile(source, filename or path, "exec"), new.__dict__)  # noqa: S102
     old_ids = {id(v): k for k, v in vars(old).items() if not k.startswith("__")}
+
+    def replacement(key, value):  # type: ignore[no-untyped-def]
+        if value is old:
+            return new
+        name = old_ids.get(id(value))
+        if name is not None and name in new.__dict__ and (key == name or _has_identity(value)):
+            return new.__dict__[name]
+        return None
+
     for mod in list(sys.modules.values()):
         fname = getattr(mod, "__file__", None)
         if mod is new or not fname or not _in_workspace(os.path.abspath(fname)):
             continue
         space = vars(mod)
         for key, value in list(space.items()):
-            if value is old:
-                space[key] = new
-            else:
-                name = old_ids.get(id(value))
-                if name is not None and name in new.__dict__ and (key == name or _has_identity(value)):
-                    space[key] = new.__dict__[name]
+            swap = replacement(key, value)
+            if swap is not None:
+                space[key] = swap
+            elif isinstance(value, type) and value.__module__ == mod.__name__ and mod is not old:
+                # a class of a test module or helper that derives from the module's classes
+                # (`class TTLTestCache(TTLCache)`) or keeps its objects as attributes
+                bases = tuple(replacement(b.__name__, b) or b for b in value.__bases__)
+                if bases != value.__bases__:
+                    try:
+                        value.__bases__ = bases
+                    except TypeError:  # another layout: the stale check tells
+                        pass
+                for attr, held in list(vars(value).items()):
+                    if attr.startswith("__"):
+                        continue
+                    swap = replacement(attr, held)
+                    if swap is not None:
+                        try:
+                            setattr(value, attr, swap)
+                        except (AttributeError, TypeError):  # a metaclass that refuses: the stale check tells
+                            pass
     parent_name, _, child = old.__name__.rpartition(".")
     if parent_name and parent_name in sys.modules:
         setattr(sys.modules[parent_name], child, new)
@@ -419,11 +450,15 @@ def _child_fast(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
     """Run the already-collected items with the candidate module swapped in (no re-collection)."""
     session = SESSION
     plugin = Plugin(req, emit)
+    path = os.path.join(ROOT, req["module"])
+    stale_check = bool(req.get("stale_check"))
     try:
-        _swap_module(os.path.join(ROOT, req["module"]), req["source"])
+        _swap_module(path, req["source"], path + STALE_MARK if stale_check else "")
     except BaseException as exc:  # the candidate fails at import: every test fails  # noqa: BLE001
         emit({"event": "collect_error", "nodeid": req["module"], "message": f"{type(exc).__name__}: {exc}"[:3000]})
         return 2
+    if stale_check:
+        _watch_stale(path, emit)
     session.config.pluginmanager.register(plugin, "heedls-repair-fast")
     items = list(session.items)
     plugin.pytest_collection_modifyitems(session, session.config, items)
@@ -442,6 +477,31 @@ def _child_fast(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
         if session.shouldstop:
             break
     return 1 if failed else 0
+
+
+def _watch_stale(path: str, emit) -> None:  # type: ignore[no-untyped-def]
+    """Report every function of the module as collected (code compiled from `path`) that runs
+    after the swap: the candidate's code carries another filename, so such a call is a test
+    reaching the old module through a reference the swap could not redirect (an instance made at
+    import, a subclass, a registry, a closure). The fast path would then test the old code, not
+    the candidate: the engine re-collects for every run instead."""
+    seen = set()
+
+    def profile(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event == "call":
+            code = frame.f_code
+            if code.co_filename == path and code not in seen:
+                seen.add(code)
+                caller = frame.f_back
+                while caller is not None and caller.f_code.co_filename == path:
+                    caller = caller.f_back
+                where = (f"{os.path.relpath(caller.f_code.co_filename, ROOT)}:{caller.f_lineno}"
+                         if caller is not None else "")
+                emit({"event": "stale", "function": getattr(code, "co_qualname", code.co_name),
+                      "line": code.co_firstlineno, "from": where})
+
+    threading.setprofile(profile)
+    sys.setprofile(profile)
 
 
 class ServerPlugin:
@@ -633,6 +693,8 @@ def handle(req: dict) -> dict:
             response["rc"] = event["rc"]
         elif kind == "error":
             response["errors"].append(event)
+        elif kind == "stale":
+            response.setdefault("stale", []).append(event)
     if status != "ok" and started is not None:
         response["tests"].append(_ended_in(started, status, last_start))
     response["seconds"] = time.perf_counter() - start
