@@ -100,6 +100,7 @@ class PlausibleFix:
     confirmed: bool = False
     smells: int = 0  # lint-like findings the fix adds (naturalness.py): a variable left unread, `y - y`, …
     changed_calls: int = 0  # calls whose tests the original passed that the fix makes behave otherwise
+    unfinished: list[str] = field(default_factory=list)  # set-aside slow tests still running past their limit
 
 
 FIXUP_RESERVE_SHARE = 0.1
@@ -124,6 +125,7 @@ class RepairResult:
     suspicious_lines: list[LineScore] = field(default_factory=list)
     new_text: str | None = None
     module: str = ""
+    set_aside: list[str] = field(default_factory=list)  # see Repairer.set_aside
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,6 +139,7 @@ class RepairResult:
             "operator": self.operator,
             "first_plausible_s": None if self.first_plausible_s is None else round(self.first_plausible_s, 3),
             "failing_tests": self.failing_tests,
+            "slow_tests_set_aside": self.set_aside,
             "alternatives": [
                 {"operator": f.operator, "description": f.description, "line": f.line, "patch": f.patch}
                 for f in self.fixes[1:]
@@ -213,9 +216,18 @@ class Repairer:
         self.runs = 0
         self.baseline: RunResult | None = None
         self.order: list[str] = []
+        self.failing_ids: set[str] = set()
+        self.search_start: float | None = None
+        self.suite_s = 0.0  # the baseline's time in the tests the search runs
         self.run_timeout = 5.0
         self.floor_timeout = 0.6
         self.test_limit = BASELINE_TEST_LIMIT_S  # per test, where a run has one (raised by _recheck_cut)
+        self.cut_limit = BASELINE_TEST_LIMIT_S  # what the tests still cut after _recheck_cut ran past
+        # Tests that ran past `cut_limit` on the original while others failed outright: slow (a 20 s
+        # test in a real suite) or hung by the bug, no telling which. The search runs without them;
+        # a candidate that passes the rest then runs them (`_check_set_aside`).
+        self.set_aside: list[str] = []
+        self.cut_again: list[str] = []  # of those, the ones _recheck_cut's run did reach (and cut again)
         self.durations: list[float] = []
         self.expected_tests = 0
         self.llm_feedback: list[str] = []
@@ -234,15 +246,21 @@ class Repairer:
     def fixup_reserve(self) -> float:
         """The budget's end kept for the fix-up once a fix is found: a tenth of it, 1-5 s (two fresh
         Python processes, side by side for the check). Without it a fix found late overran the
-        budget by the fix-up's time (22 s on a 20 s budget)."""
-        return min(5.0, max(1.0, FIXUP_RESERVE_SHARE * self.req.budget_s))
+        budget by the fix-up's time (22 s on a 20 s budget). More for a slow suite: the check
+        runs it whole (up to 30 % of the budget)."""
+        return max(min(5.0, max(1.0, FIXUP_RESERVE_SHARE * self.req.budget_s)), self._check_time())
+
+    def _check_time(self) -> float:
+        """What the fresh-process check is likely to take: a Python start and the suite's time in
+        the baseline (traced, so an overestimate), at most 30 % of the budget."""
+        return min(0.3 * self.req.budget_s, 1.0 + self.suite_s)
 
     def stopped(self) -> bool:
         if self.cancel.is_set() or self.left() <= 0.15:
             return True
         if self.stop_after is not None and time.monotonic() >= self.stop_after:
             return True
-        return len(self.plausible) >= self.req.max_plausible
+        return sum(1 for f in self.plausible if not f.unfinished) >= self.req.max_plausible
 
     def _start_workers(self) -> None:
         cores = os.cpu_count() or 1
@@ -318,6 +336,7 @@ class Repairer:
         limit = min(high, max(low, 0.1 * self.left()))
         if self.left() < 3 * limit:  # no time for the tests it would find, either
             return baseline
+        self.cut_limit = limit
         again = self.workers[0].run(self.rel_module, self.original, self.rel_tests, order=cut, only=cut,
                                     exitfirst=False, timeout_s=min(self.left() * 0.5, limit * len(cut) + 5.0),
                                     test_limit_s=limit, stop_on_timeout=True)
@@ -326,6 +345,8 @@ class Repairer:
         if not finished:
             log.info("repair: %d test(s) ran past %.1fs again: taken as hanging", len(cut), limit)
             return baseline
+        # the one it cut again last, so that the rest are checked before it runs out its limit
+        self.cut_again = [t.nodeid for t in again.tests if t.timeout]
         log.info("repair: %d of %d test(s) cut at %.1fs finish within %.1fs: slow, not hanging",
                  len(finished), len(cut), BASELINE_TEST_LIMIT_S, limit)
         self.test_limit = max(self.test_limit, 2.0 * max(t.seconds for t in finished.values()) + 0.5)
@@ -364,12 +385,20 @@ class Repairer:
             # every candidate would "pass" an empty run: there is nothing to check a fix against
             return self._result("error", f"No tests were collected from {', '.join(self.rel_tests)} (pytest runs "
                                          "`test_*` functions and methods of `Test*` classes): nothing to check a fix against.")
+        cut = [t.nodeid for t in baseline.tests if t.timeout]
+        if cut and any(not t.timeout for t in baseline.failed):
+            self.set_aside = sorted(cut, key=lambda n: n in self.cut_again)  # not reached first
+            baseline = self.baseline = replace(baseline, tests=[t for t in baseline.tests if not t.timeout])
+            log.info("repair: %d test(s) still running after %.1fs set aside (slow, or hung by the bug); the search "
+                     "runs the other %d", len(cut), self.cut_limit, len(baseline.tests))
         failing = baseline.failed
         if baseline.status == "ok" and not failing and not baseline.errors and baseline.collected > 0:
             return self._result("no-failing-tests", "All tests pass: nothing to fix.")
         ran_ok = [t for t in baseline.tests if not t.timeout]
         self.expected_tests = len([t for t in baseline.tests if t.outcome != "skipped"]) or baseline.collected
         self.order = [t.nodeid for t in failing] + [t.nodeid for t in baseline.tests if t.outcome == "passed"]
+        self.failing_ids = {t.nodeid for t in failing}
+        self.suite_s = sum(t.seconds for t in ran_ok)
         # traced times overestimate untraced ones: a generous but bounded limit per validation run
         self.run_timeout = max(2.0, 3.0 * sum(t.seconds for t in ran_ok) + 1.0)
         self.floor_timeout = max(0.6, 3.0 * sum(t.seconds for t in ran_ok) + 0.4)
@@ -401,6 +430,7 @@ class Repairer:
             cand.score = cand.prior * 0.5
             self.queue.push(cand)
         total = len(self.queue)
+        self.search_start = time.monotonic()
         log.info("repair: %d candidates, %d failing tests, run timeout %.1fs", total, len(failing), self.run_timeout)
 
         llm_thread = None
@@ -505,10 +535,10 @@ class Repairer:
         # passing tests first, stop at the first failure: cheap even when every failing test hangs
         passed = [t.nodeid for t in baseline.passed]
         failed = {t.nodeid for t in baseline.failed}
-        # `stale_check`: the tests must run the swapped-in module's code, never the collected one's
+        only = passed + sorted(failed) if self.set_aside else None
         check = worker.run(self.rel_module, self.original, self.rel_tests, order=passed + sorted(failed),
                            exitfirst=True, timeout_s=max(2.0, min(self.left() * 0.3, 2 * self.run_timeout + 2.0)),
-                           test_limit_s=self.test_limit, fast=True, stale_check=True)
+                           test_limit_s=self.test_limit, fast=True, only=only)
         self.runs += 1
         same = (
             check.status == "ok"
@@ -517,12 +547,27 @@ class Repairer:
         )
         if not same:
             log.info("repair: fast path disagrees with the baseline; re-collecting for every run")
-        elif check.stale:
+            return False
+        return not self._reaches_collected_module(worker, baseline)
+
+    def _reaches_collected_module(self, worker: Worker, baseline: RunResult) -> bool:
+        """Whether the failing tests still run the module as collected after the fast path's swap
+        (an object made at import, a closure, a registry): then no candidate could change what they
+        do there. Watched in the tests a fix must change, those that failed (not hung) on the original;
+        the fresh-process check covers the passing ones."""
+        watched = [t.nodeid for t in baseline.failed if not t.timeout]
+        if not watched:
+            return False
+        run = worker.run(self.rel_module, self.original, self.rel_tests, order=watched, only=watched, exitfirst=False,
+                         timeout_s=max(2.0, min(self.left() * 0.2, 2 * self.run_timeout + 2.0)),
+                         test_limit_s=2.0 * self.test_limit, fast=True, stale_check=True)  # the watch costs time
+        self.runs += 1
+        if run.stale:
             where = ", ".join(f"{s.get('function')} (line {s.get('line')}) from {s.get('from') or '?'}"
-                              for s in check.stale[:3])
+                              for s in run.stale[:3])
             log.info("repair: the tests reach the module as collected (%s), not a swapped-in candidate; "
                      "re-collecting for every run", where)
-        return same and not check.stale
+        return bool(run.stale)
 
     def _work(self, worker: Worker, total: int) -> None:
         idle_since: float | None = None
@@ -552,6 +597,7 @@ class Repairer:
                 self.seen.add(norm)
                 tried = self.tried
             key = _digest(self.tests_digest, new_text)
+            unfinished: list[str] = []
             cached = _CACHE.get(key)
             if cached is not None:
                 ok = cached
@@ -561,7 +607,7 @@ class Repairer:
                 timeout = min(limit, max(0.2, self.left()))
                 try:
                     result = worker.run(self.rel_module, new_text, self.rel_tests, order=self.order, exitfirst=True,
-                                        timeout_s=timeout, fast=self.fast)
+                                        timeout_s=timeout, fast=self.fast, only=self.order if self.set_aside else None)
                 except (WorkerError, OSError, ValueError):
                     return
                 with self.lock:
@@ -569,7 +615,12 @@ class Repairer:
                     if result.status == "ok":
                         self.durations.append(result.seconds)
                 ok = self._plausible(result)
-                if result.status != "timeout" or timeout >= self.run_timeout:
+                if ok and self.set_aside:
+                    try:
+                        ok, unfinished = self._check_set_aside(worker, new_text)
+                    except (WorkerError, OSError, ValueError):
+                        return
+                if (result.status != "timeout" or timeout >= self.run_timeout) and not unfinished:
                     if len(_CACHE) < _CACHE_MAX:
                         _CACHE[key] = ok
             if cand.source == "llm":
@@ -578,16 +629,35 @@ class Repairer:
                 self.progress(f"tried {tried} candidates", min(0.95, 0.1 + 0.85 * (1 - max(0.0, self.left()) / self.req.budget_s)))
             if (result is not None and result.status == "timeout" and timeout < self.run_timeout
                     and not cand.extra.get("retry")):
-                # maybe only a load spike: run it again with the full limit after everything else
                 cand.extra["retry"] = True
-                cand.score *= 0.02
+                if self.failing_ids and self.failing_ids <= {t.nodeid for t in result.passed}:
+                    # the tests that failed pass: it ran out of time in the passing ones, which a
+                    # fix runs in full where other candidates stop at the first failure: next, in full
+                    cand.score += 1000.0
+                else:  # maybe only a load spike: run it again with the full limit after everything else
+                    cand.score *= 0.02
                 self.queue.push(cand)
             if ok:
-                self._record(cand, new_text)
+                self._record(cand, new_text, unfinished)
             elif result is not None and cand.spans and cand.new_text is None and "+" not in cand.operator:
                 # how far the run got before the first failure (previously failing tests run first)
                 with self.lock:
                     self.tried_singles.append((len(result.passed), cand))
+
+    def _check_set_aside(self, worker: Worker, new_text: str) -> tuple[bool, list[str]]:
+        """Run the set-aside tests on a candidate that passes the others: (no test failed, those
+        still running past `cut_limit` or not reached). The candidate that fixes a hang makes them
+        finish; a slow test runs past its limit as on the original and leaves the fix unchecked there."""
+        limit = self.cut_limit
+        result = worker.run(self.rel_module, new_text, self.rel_tests, order=self.set_aside, only=self.set_aside,
+                            exitfirst=True, timeout_s=min(max(0.2, self.left()), limit * len(self.set_aside) + 5.0),
+                            test_limit_s=limit, stop_on_timeout=True, fast=self.fast)
+        with self.lock:
+            self.runs += 1
+        if result.errors or any(t.outcome == "failed" and not t.timeout for t in result.tests):
+            return False, []
+        passed = {t.nodeid for t in result.passed}
+        return True, [n for n in self.set_aside if n not in passed]
 
     def _timeout(self) -> float:
         """Per-run limit: generous until a few runs were measured, then 6x the typical run."""
@@ -625,7 +695,7 @@ class Repairer:
             return False
         return len(result.passed) >= self.expected_tests
 
-    def _record(self, cand: Candidate, new_text: str) -> None:
+    def _record(self, cand: Candidate, new_text: str, unfinished: list[str] | None = None) -> None:
         elapsed = time.monotonic() - self.start
         new_text = drop_redundant_parens(self.original, new_text)  # the same AST: the tests' verdict holds
         fix = PlausibleFix(
@@ -639,15 +709,23 @@ class Repairer:
             source=cand.source,
             found_after_s=elapsed,
             smells=introduced_smells(self.original_smells, new_text),
+            unfinished=list(unfinished or []),
         )
         with self.lock:
+            first_checked = not fix.unfinished and all(f.unfinished for f in self.plausible)
             self.plausible.append(fix)
             if self.first_plausible_s is None:
                 self.first_plausible_s = elapsed
+            if first_checked:
                 # look a little further for a smaller fix, then stop: in time for the fix-up (the
                 # behaviour profile and the fresh-process check) to end within the budget
                 self.stop_after = min(time.monotonic() + min(max(1.0, 0.25 * elapsed), 5.0),
                                       self.deadline - self.fixup_reserve())
+            elif fix.unfinished and self.stop_after is None:
+                # it may pass the others only (the set-aside tests may be the bug's hang): search on
+                # for one that makes them finish, as long again as this one took
+                searched = time.monotonic() - (self.search_start or self.start)
+                self.stop_after = min(time.monotonic() + max(2.0, searched), self.deadline - self.fixup_reserve())
         self.progress(f"plausible fix found ({cand.operator})", 0.9)
 
     # -- LLM -----------------------------------------------------------------------------------
@@ -724,7 +802,9 @@ class Repairer:
     def _confirm_run(self, text: str, seed: str, timeout: float) -> bool:
         with self._fresh_copy(text, "heedls-confirm-") as copy:
             env = sandbox_env(copy, self.root, self.autoload, self.site)
-            result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *self.rel_tests],
+            # the set-aside tests ran in the search (`_check_set_aside`); here they would only cost their time
+            deselect = [arg for nodeid in self.set_aside for arg in ("--deselect", nodeid)]
+            result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *deselect, *self.rel_tests],
                               cwd=copy, timeout_s=timeout, env={**env, "PYTHONHASHSEED": seed})
             return result.returncode == 0
 
@@ -747,7 +827,7 @@ class Repairer:
         try:
             worker.start()
             result = worker.run(self.rel_module, fix.new_text, self.rel_tests, order=self.order, exitfirst=True,
-                                timeout_s=max(1.0, 10.0 + 3 * self.run_timeout))
+                                timeout_s=max(1.0, 10.0 + 3 * self.run_timeout), only=self.order if self.set_aside else None)
             return self._plausible(result)
         except (WorkerError, OSError):
             return False
@@ -766,11 +846,12 @@ class Repairer:
         if not self.has_pytest:
             return None
         request = {"module": self.rel_module, "tests": self.rel_tests, "original": self.original,
-                   "fixes": [f.new_text for f in fixes], "max_calls": 100, "call_limit_s": 0.5}
+                   "fixes": [f.new_text for f in fixes], "max_calls": 100, "call_limit_s": 0.5,
+                   "deselect": self.set_aside}
         # Only the ranking needs it: it gets what the budget has left once the fresh-process check
         # (a second or so) is set aside, or is skipped. Before, it had up to a tenth of the budget past
         # the end, and a profile that timed out took a 20 s repair to 22 s.
-        timeout = min(self.left() - PROFILE_LEAVES_S, 2.0 + 3 * self.run_timeout)
+        timeout = min(self.left() - max(PROFILE_LEAVES_S, self._check_time()), 2.0 + 3 * self.run_timeout)
         if timeout < PROFILE_MIN_S:
             log.info("repair: no behaviour profile of the fixes: %.1fs left of the budget", self.left())
             return None
@@ -799,7 +880,9 @@ class Repairer:
             changed = self._behaviour_changes(self.plausible)
             for fix, k in zip(self.plausible, changed or [0] * len(self.plausible)):
                 fix.changed_calls = k
-        ranked = sorted(self.plausible, key=lambda f: (f.smells, f.changed_calls, f.size, -f.score, f.found_after_s))
+        # a fix checked on every test first: one the set-aside tests still ran past is checked on the others only
+        ranked = sorted(self.plausible, key=lambda f: (bool(f.unfinished), f.smells, f.changed_calls, f.size, -f.score,
+                                                       f.found_after_s))
         chosen: list[PlausibleFix] = []
         for fix in ranked:
             if self.req.confirm and not chosen and self.left() > -0.05 * self.req.budget_s:
@@ -835,7 +918,13 @@ class Repairer:
         return (
             f"No candidate made the {len(failing)} failing test(s) pass within the budget "
             f"({self.tried} candidates tried). Most suspicious: {where or 'unknown'}."
-        )
+        ) + (f" {self._set_aside_names()} ran past {self.cut_limit:.1f}s on the original and were set aside."
+             if self.set_aside else "")
+
+    def _set_aside_names(self) -> str:
+        shown = ", ".join(f"`{n}`" for n in self.set_aside[:3])
+        more = len(self.set_aside) - 3
+        return f"{len(self.set_aside)} test(s) ({shown}{f' and {more} more' if more > 0 else ''})"
 
     def _explain(self, fix: PlausibleFix) -> str:
         failing = self.baseline.failed if self.baseline else []
@@ -858,10 +947,22 @@ class Repairer:
         if not failing and self.baseline is not None and self.baseline.status != "ok":
             return (f"Line {fix.line}: {fix.description} ({fix.operator}). {_ENDED_EARLY[self.baseline.status == 'timeout']}; "
                     "with this change the tests run and pass.")
-        return (
+        text = (
             f"Line {fix.line}: {fix.description} ({fix.operator}).{what} With this change the "
             f"{len(failing)} failing test(s) pass and the {len(passing)} passing test(s) still pass."
         )
+        if fix.unfinished and len(fix.unfinished) == len(self.set_aside):
+            return text + (f" Not checked against the {self._set_aside_names()} that ran past {self.cut_limit:.1f}s "
+                           "on the original: they still do with it; run them yourself.")
+        if fix.unfinished:
+            shown = ", ".join(f"`{n}`" for n in fix.unfinished[:3])
+            return text + (f" Of the {self._set_aside_names()} that ran past {self.cut_limit:.1f}s on the original, "
+                           f"{len(self.set_aside) - len(fix.unfinished)} pass with it; {shown} still ran past it: "
+                           "not checked, run them yourself.")
+        if self.set_aside:
+            return text + (f" The {self._set_aside_names()} that ran past {self.cut_limit:.1f}s on the original "
+                           "finish and pass with it.")
+        return text
 
     def _result(self, status: str, explanation: str) -> RepairResult:
         best = self.plausible[0] if self.plausible and status == "fixed" else None
@@ -880,6 +981,7 @@ class Repairer:
             suspicious_lines=list(getattr(self, "scores", [])[:10]),
             new_text=self.bom + best.new_text if best else None,
             module=self.rel_module,
+            set_aside=list(self.set_aside),
         )
 
 

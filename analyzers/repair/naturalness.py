@@ -2,7 +2,8 @@
 
 Several fixes can make the tests pass. The ones that overfit the tests often leave code a linter
 would flag: a variable that is computed and then never read (`coeff` after `coeff * x` → `x * x`),
-an expression that is constant by construction (`y - y`, `x == x`), `and` and `or` mixed without
+an expression that is constant by construction (`y - y`, `x == x`), an operation undone at once
+(`(n + 1) - 1`: what an off-by-one applied on top of another leaves), `and` and `or` mixed without
 parentheses, an `if True:`, a function that returns a value on some paths and falls off its end on
 another (ruff's RET503: the caller gets an implicit `None`, as after `while True:` → `while node:`).
 (A duplicated entry of a literal is not one: `(1, 3, 3, 5)` for
@@ -18,6 +19,14 @@ from collections import Counter
 from heedls.analyzers import pyparse
 
 _SELF_OPS = (ast.Sub, ast.Div, ast.FloorDiv, ast.Mod, ast.BitXor)
+_INVERSE = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div}  # (x op k) inverse k is x
+
+
+def _undone(node: ast.BinOp) -> bool:
+    """`(x + k) - k`, `(x - k) + k`, `(x * k) / k`: the outer operation undoes the inner one."""
+    inner = node.left
+    return (isinstance(inner, ast.BinOp) and _INVERSE.get(type(inner.op)) is type(node.op)
+            and ast.dump(inner.right) == ast.dump(node.right))
 
 
 def _unread_names(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> set[str]:
@@ -117,9 +126,10 @@ def smells(text: str) -> Counter[str]:
                 found[f"unread:{getattr(node, 'name', 'lambda')}:{name}"] += 1
             if not isinstance(node, ast.Lambda) and _falls_off_with_value(node):
                 found[f"implicit-return:{node.name}"] += 1
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, _SELF_OPS):
-            if ast.dump(node.left) == ast.dump(node.right):
-                found["self-operation"] += 1
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, _SELF_OPS) and ast.dump(node.left) == ast.dump(node.right):
+            found["self-operation"] += 1
+        elif isinstance(node, ast.BinOp) and _undone(node):
+            found["undone-operation"] += 1
         elif isinstance(node, ast.Compare) and len(node.ops) == 1:
             if ast.dump(node.left) == ast.dump(node.comparators[0]):
                 found["self-comparison"] += 1

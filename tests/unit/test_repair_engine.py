@@ -135,7 +135,7 @@ def test_equivalent_candidates_are_run_once(ws: Path, monkeypatch: pytest.Monkey
     result = repair(RepairRequest(ws / "mid.py", [ws / "test_mid.py"], budget_s=30, confirm=False))
     assert result.fixed
     assert result.candidates_tried == 1
-    assert result.test_runs <= 3  # baseline (+ the fast-path check) + one validation
+    assert result.test_runs <= 4  # baseline (+ the fast-path check and its watch of the failing tests) + one validation
 
 
 def test_outcomes_are_cached_by_content(ws: Path) -> None:
@@ -510,6 +510,40 @@ def test_a_fix_is_found_when_the_tests_hold_objects_made_at_import(tmp_path: Pat
     result = repair(RepairRequest(module=tmp_path / "counter.py", tests=[tmp_path / "test_counter.py"], budget_s=30,
                                   jobs=1))
     assert result.fixed and "if self.n < self.limit:" in (result.new_text or "")
+
+
+def test_a_slow_test_is_set_aside_from_the_search_and_the_fix_says_it_was_not_checked_there(tmp_path: Path) -> None:
+    """A real suite's 20 s test would cost every candidate its time: a test still running past the
+    recheck's limit while others fail outright is left out of the search, run on the fixes that
+    pass the rest, and named when it ran past its limit again."""
+    (tmp_path / "geometry.py").write_text("def area(w, h):\n    return w + h\n")
+    (tmp_path / "test_geometry.py").write_text(
+        "import time\n\nfrom geometry import area\n\n\ndef test_area():\n    assert area(2, 3) == 6\n\n\n"
+        "def test_slow():\n    time.sleep(2.5)\n    assert area(0, 0) == 0\n")
+    result = repair(RepairRequest(module=tmp_path / "geometry.py", tests=[tmp_path / "test_geometry.py"],
+                                  budget_s=12, jobs=1))
+    assert result.fixed and "return w * h" in (result.new_text or "")
+    assert result.set_aside == ["test_geometry.py::test_slow"] == result.fixes[0].unfinished
+    assert result.to_json()["slow_tests_set_aside"] == ["test_geometry.py::test_slow"]
+    assert result.failing_tests == ["test_geometry.py::test_area"]
+    assert "Not checked against the 1 test(s) (`test_geometry.py::test_slow`) that ran past" in result.explanation
+    assert result.seconds < 12 + 2
+
+
+def test_a_test_the_bug_hangs_is_set_aside_and_the_fix_must_make_it_finish(tmp_path: Path) -> None:
+    """One bug, one test failing and one hanging: the fix offered is the one the hung test passes with."""
+    (tmp_path / "steps.py").write_text(
+        "def count_steps(start, stop, step):\n    count = 0\n    i = start\n    while i < stop:\n        count += 1\n"
+        "        i += step - 1\n    return count\n")
+    (tmp_path / "test_steps.py").write_text(
+        "from steps import count_steps\n\n\ndef test_by_two():\n    assert count_steps(0, 6, 2) == 3\n\n\n"
+        "def test_by_one():\n    assert count_steps(0, 3, 1) == 3\n")
+    result = repair(RepairRequest(module=tmp_path / "steps.py", tests=[tmp_path / "test_steps.py"], budget_s=12,
+                                  jobs=1))
+    assert result.fixed and "i += step\n" in (result.new_text or "")
+    assert result.set_aside == ["test_steps.py::test_by_one"] and result.fixes[0].unfinished == []
+    assert "The 1 test(s) (`test_steps.py::test_by_one`) that ran past" in result.explanation
+    assert "finish and pass with it" in result.explanation
 
 
 def test_a_number_the_tests_share_with_the_module_by_chance_is_not_swapped(tmp_path: Path) -> None:

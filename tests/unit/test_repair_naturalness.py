@@ -23,6 +23,16 @@ def test_expressions_constant_by_construction_are_findings() -> None:
     assert smells("def f(x):\n    if True:\n        return x\n    while True:\n        pass\n") == {"constant-condition": 1}
 
 
+def test_an_operation_undone_at_once_is_a_finding() -> None:
+    """What an off-by-one applied on top of another leaves: `islice(xs, (n + 1) - 1)` ranks after
+    the fix that drops the `+ 1`."""
+    before = "def nth(xs, n):\n    return xs[n + 1]\n"
+    assert introduced_smells(before, before.replace("n + 1", "(n + 1) - 1")) == 1
+    assert introduced_smells(before, before.replace("n + 1", "n")) == 0
+    assert smells("def f(x, k):\n    return (x - k) + k, (x * 2) / 2\n") == {"undone-operation": 2}
+    assert smells("def f(x, k):\n    return (x + k) - 1, (x - 1) - 1, (x * 2) // 2\n") == {}
+
+
 def test_and_mixed_with_or_needs_parentheses_to_pass() -> None:
     assert smells("def f(a, b, c):\n    return a and b or c\n") == {"mixed-and-or": 1}
     assert smells("def f(a, b, c):\n    return (a and b) or c\n") == {}

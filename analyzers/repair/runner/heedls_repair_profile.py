@@ -4,7 +4,7 @@ Started as a script with the workspace's interpreter, in a copy of the workspace
 repair holds the original text (stdlib and pytest only, like heedls_repair_runner.py). The request
 is one JSON object on stdin:
     {"module": "pkg/m.py", "tests": ["tests/test_m.py"], "original": text, "fixes": [text, ...],
-     "max_calls": 100, "call_limit_s": 0.5}
+     "max_calls": 100, "call_limit_s": 0.5, "deselect": [nodeid, ...]}
 1. The tests run once on the original. Every call the tests make into a plain function of the
    module (not one the module makes into itself) is recorded with a deep copy of its arguments and
    the test it belongs to.
@@ -48,7 +48,8 @@ def _expired(signum, frame):  # type: ignore[no-untyped-def]
     raise _Expired()
 
 
-def _record_calls(module_path: str, tests: list[str], max_calls: int) -> tuple[list[dict], dict[str, str]]:
+def _record_calls(module_path: str, tests: list[str], max_calls: int,
+                  deselect: list[str]) -> tuple[list[dict], dict[str, str]]:
     import pytest
 
     calls: list[dict] = []
@@ -100,7 +101,8 @@ def _record_calls(module_path: str, tests: list[str], max_calls: int) -> tuple[l
 
     sys.setprofile(profile)
     try:
-        pytest.main(["-q", "-p", "no:cacheprovider", *tests], plugins=[Plugin()])
+        skip = [arg for nodeid in deselect for arg in ("--deselect", nodeid)]
+        pytest.main(["-q", "-p", "no:cacheprovider", *skip, *tests], plugins=[Plugin()])
     finally:
         sys.setprofile(None)
     return calls, outcomes
@@ -194,7 +196,7 @@ def main() -> None:
     dotted = req["module"][:-3].replace("/", ".").replace(os.sep, ".").removesuffix(".__init__")
     max_calls = int(req.get("max_calls") or 100)
     limit_s = float(req.get("call_limit_s") or 0.5)
-    calls, outcomes = _record_calls(module_path, list(req["tests"]), max_calls)
+    calls, outcomes = _record_calls(module_path, list(req["tests"]), max_calls, list(req.get("deselect") or []))
     kept = _passed_calls(calls, outcomes, max_calls)
     if not kept:
         OUT.write(json.dumps({"calls": 0, "changed": [0] * len(req["fixes"])}) + "\n")
