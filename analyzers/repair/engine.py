@@ -217,6 +217,8 @@ class Repairer:
         self.baseline: RunResult | None = None
         self.order: list[str] = []
         self.failing_ids: set[str] = set()
+        self.failing_order: list[str] = []
+        self.failing_files: list[str] = []  # the test files (of rel_tests) the failing tests are in
         self.search_start: float | None = None
         self.suite_s = 0.0  # the baseline's time in the tests the search runs
         self.run_timeout = 5.0
@@ -398,6 +400,8 @@ class Repairer:
         self.expected_tests = len([t for t in baseline.tests if t.outcome != "skipped"]) or baseline.collected
         self.order = [t.nodeid for t in failing] + [t.nodeid for t in baseline.tests if t.outcome == "passed"]
         self.failing_ids = {t.nodeid for t in failing}
+        self.failing_order = [t.nodeid for t in failing]
+        self.failing_files = sorted({n.split("::", 1)[0] for n in self.failing_order} & set(self.rel_tests))
         self.suite_s = sum(t.seconds for t in ran_ok)
         # traced times overestimate untraced ones: a generous but bounded limit per validation run
         self.run_timeout = max(2.0, 3.0 * sum(t.seconds for t in ran_ok) + 1.0)
@@ -606,8 +610,7 @@ class Repairer:
                 limit = self.run_timeout if cand.extra.get("retry") else self._timeout()
                 timeout = min(limit, max(0.2, self.left()))
                 try:
-                    result = worker.run(self.rel_module, new_text, self.rel_tests, order=self.order, exitfirst=True,
-                                        timeout_s=timeout, fast=self.fast, only=self.order if self.set_aside else None)
+                    result = self._validate(worker, new_text, timeout)
                 except (WorkerError, OSError, ValueError):
                     return
                 with self.lock:
@@ -643,6 +646,23 @@ class Repairer:
                 # how far the run got before the first failure (previously failing tests run first)
                 with self.lock:
                     self.tried_singles.append((len(result.passed), cand))
+
+    def _validate(self, worker: Worker, new_text: str, timeout: float) -> RunResult:
+        """One candidate's run: the failing tests first, stopping at the first failure. Without the
+        fast path every run collects its test files again (0.28 s a run over cachetools' 9 files, 0.09
+        s over the failing tests' one): the failing tests' files alone first, the whole suite only for
+        a candidate they all pass, with the full limit (it runs everything, where most stop early)."""
+        only = self.order if self.set_aside else None
+        if not self.fast and 0 < len(self.failing_files) < len(self.rel_tests):
+            first = worker.run(self.rel_module, new_text, self.failing_files, order=self.failing_order,
+                               only=self.failing_order, exitfirst=True, timeout_s=timeout, fast=False)
+            if first.status != "ok" or first.errors or len(first.passed) < len(self.failing_order):
+                return first
+            with self.lock:
+                self.runs += 1
+            timeout = min(self.run_timeout, max(0.2, self.left()))
+        return worker.run(self.rel_module, new_text, self.rel_tests, order=self.order, exitfirst=True,
+                          timeout_s=timeout, fast=self.fast, only=only)
 
     def _check_set_aside(self, worker: Worker, new_text: str) -> tuple[bool, list[str]]:
         """Run the set-aside tests on a candidate that passes the others: (no test failed, those

@@ -3,7 +3,8 @@
 Several fixes can make the tests pass. The ones that overfit the tests often leave code a linter
 would flag: a variable that is computed and then never read (`coeff` after `coeff * x` → `x * x`),
 an expression that is constant by construction (`y - y`, `x == x`), an operation undone at once
-(`(n + 1) - 1`: what an off-by-one applied on top of another leaves), `and` and `or` mixed without
+(`(n + 1) - 1`: what an off-by-one applied on top of another leaves), one name passed twice
+(`hashkey(args, *args)`: a wrong-variable edit that made the tests pass), `and` and `or` mixed without
 parentheses, an `if True:`, a function that returns a value on some paths and falls off its end on
 another (ruff's RET503: the caller gets an implicit `None`, as after `while True:` → `while node:`).
 (A duplicated entry of a literal is not one: `(1, 3, 3, 5)` for
@@ -109,6 +110,13 @@ def _parenthesised(text: str, lines: list[int], node: ast.expr) -> bool:
     return text[:start].rstrip().endswith("(") and text[end:].lstrip().startswith(")")
 
 
+def _repeated_argument(node: ast.Call) -> bool:
+    """`f(x, x)`, `f(args, *args)`: one plain name in two positional arguments."""
+    names = [(a.value if isinstance(a, ast.Starred) else a) for a in node.args]
+    seen = [n.id for n in names if isinstance(n, ast.Name)]
+    return len(seen) != len(set(seen))
+
+
 def smells(text: str) -> Counter[str]:
     """Lint-like findings of a module's text (empty when it does not parse)."""
     try:
@@ -130,6 +138,8 @@ def smells(text: str) -> Counter[str]:
             found["self-operation"] += 1
         elif isinstance(node, ast.BinOp) and _undone(node):
             found["undone-operation"] += 1
+        elif isinstance(node, ast.Call) and _repeated_argument(node):
+            found["repeated-argument"] += 1
         elif isinstance(node, ast.Compare) and len(node.ops) == 1:
             if ast.dump(node.left) == ast.dump(node.comparators[0]):
                 found["self-comparison"] += 1

@@ -798,6 +798,18 @@ class Generator:
         for arg in args:  # the call was not needed: use its argument
             if not isinstance(arg, ast.Starred):
                 self.replace(node, paren(self.seg(arg), arg), "unwrap-call", f"use `{self.seg(arg)}` directly", 0.4)
+        # one argument too many (`hashkey(self, *args)` where the method's key leaves `self` out):
+        # drop it with its comma, where the call keeps another argument
+        following = [*args[1:], *node.keywords]
+        for i, arg in enumerate(args):
+            if isinstance(arg, ast.Starred) or len(args) + len(node.keywords) < 2:
+                continue
+            start, end = self.sm.node_span(arg)
+            if i + 1 < len(args) or node.keywords:
+                end = self.sm.node_span(following[i])[0]
+            else:
+                start = self.sm.node_span(args[i - 1])[1]
+            self.add([Span(start, end, "")], "drop-argument", f"drop the argument `{self.seg(arg)}`", node.lineno, 0.3)
         name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id if isinstance(node.func, ast.Name) else None
         if name in SWAPS:
             func = node.func

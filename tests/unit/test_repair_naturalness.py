@@ -33,6 +33,16 @@ def test_an_operation_undone_at_once_is_a_finding() -> None:
     assert smells("def f(x, k):\n    return (x + k) - 1, (x - 1) - 1, (x * 2) // 2\n") == {}
 
 
+def test_one_name_passed_twice_is_a_finding() -> None:
+    """`hashkey(args, *args)` passed cachetools' tests as well as dropping the stray `self`."""
+    before = "def methodkey(self, *args):\n    return hashkey(self, *args)\n"
+    # the name passed twice (and `self` left unread)
+    assert smells(before.replace("hashkey(self, ", "hashkey(args, ")) - smells(before) == {
+        "repeated-argument": 1, "unread:methodkey:self": 1}
+    assert smells(before.replace("hashkey(self, ", "hashkey(")) - smells(before) == {"unread:methodkey:self": 1}
+    assert smells("def f(v, w):\n    return dot(v, v), dot(v, w), g(v.x, v.y)\n") == {"repeated-argument": 1}
+
+
 def test_and_mixed_with_or_needs_parentheses_to_pass() -> None:
     assert smells("def f(a, b, c):\n    return a and b or c\n") == {"mixed-and-or": 1}
     assert smells("def f(a, b, c):\n    return (a and b) or c\n") == {}

@@ -490,3 +490,12 @@ def test_no_import_is_added_for_a_bound_name_or_a_module_the_standard_library_la
                  "def f():\n    return math\n",  # a module read bare is not a module used
                  "from os import *\n\n\ndef f():\n    return path.join('a')\n"):  # a star import may bind it
         assert not [op for op, _ in _all(text) if op == "missing-import"], text
+
+
+def test_an_argument_too_many_is_dropped_with_its_comma() -> None:
+    """`hashkey(self, *args)` in a method key that must leave `self` out; a call keeps one argument."""
+    src = "def key(self, *args, **kw):\n    return hashkey(self, *args, **kw)\n\n\ndef g(a, b):\n    return h(a, b, k=1) + f(a)\n"
+    dropped = {c.apply(src) for c in operators.generate(src, {i: 1.0 for i in range(1, 7)}, set())
+               if c.operator == "drop-argument"}
+    assert dropped == {src.replace("hashkey(self, *args", "hashkey(*args"), src.replace("h(a, b, k=1)", "h(b, k=1)"),
+                       src.replace("h(a, b, k=1)", "h(a, k=1)")}

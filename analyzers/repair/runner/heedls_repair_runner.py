@@ -203,6 +203,24 @@ class Tracer:
         threading.settrace(global_)
         sys.settrace(global_)
 
+    def describe_failure(self, exc_type: type, exc: BaseException, tb: object) -> dict:
+        """`_describe_failure` untraced: the reprs of the failing frames' locals run the module's
+        `__repr__`s, which only failing tests would then have "executed" (they topped the
+        localisation of every cachetools bug)."""
+        if self.use_monitoring and self.tool is not None:
+            mon = sys.monitoring  # type: ignore[attr-defined]
+            mon.set_events(self.tool, 0)
+            try:
+                return _describe_failure(exc_type, exc, tb)
+            finally:
+                mon.set_events(self.tool, mon.events.LINE)
+        saved = sys.gettrace()
+        sys.settrace(None)
+        try:
+            return _describe_failure(exc_type, exc, tb)
+        finally:
+            sys.settrace(saved)
+
     def stop(self) -> set[tuple[str, int]]:
         if self.use_monitoring and self.tool is not None:
             mon = sys.monitoring  # type: ignore[attr-defined]
@@ -280,7 +298,8 @@ class Plugin:
         if call.excinfo is not None and call.when in ("setup", "call") and "failure" not in self.current:
             exc = call.excinfo
             if not exc.errisinstance(pytest.skip.Exception):
-                self.current["failure"] = _describe_failure(exc.type, exc.value, exc.tb)
+                describe = self.tracer.describe_failure if self.tracer is not None else _describe_failure
+                self.current["failure"] = describe(exc.type, exc.value, exc.tb)
 
     def pytest_runtest_logreport(self, report):  # type: ignore[no-untyped-def]
         if report.failed:
@@ -326,7 +345,8 @@ class Plugin:
         cur = self.current
         if cur.get("nodeid") and not cur.get("reported"):
             cur["outcome"] = "failed"
-            cur.setdefault("failure", _describe_failure(excinfo.type, excinfo.value, excinfo.tb))
+            describe = self.tracer.describe_failure if self.tracer is not None else _describe_failure
+            cur.setdefault("failure", describe(excinfo.type, excinfo.value, excinfo.tb))
             self.pytest_runtest_logfinish(cur["nodeid"], None)
 
     if HAVE_PYTEST:  # before the terminal reporter formats the traceback (slow: the watchdog could fire)
@@ -558,7 +578,8 @@ def _child_direct(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
             fn()
         except BaseException as exc:  # noqa: BLE001
             result["outcome"] = "failed"
-            result["failure"] = _describe_failure(type(exc), exc, exc.__traceback__)
+            result["failure"] = (tracer.describe_failure if tracer is not None else _describe_failure)(
+                type(exc), exc, exc.__traceback__)
         lines = tracer.stop() if tracer is not None else set()
         if watchdog is not None and watchdog.disarm():
             result["timeout"] = True
