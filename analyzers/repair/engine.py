@@ -610,7 +610,7 @@ class Repairer:
                 limit = self.run_timeout if cand.extra.get("retry") else self._timeout()
                 timeout = min(limit, max(0.2, self.left()))
                 try:
-                    result = self._validate(worker, new_text, timeout)
+                    result, timeout = self._validate(worker, new_text, timeout)
                 except (WorkerError, OSError, ValueError):
                     return
                 with self.lock:
@@ -647,22 +647,23 @@ class Repairer:
                 with self.lock:
                     self.tried_singles.append((len(result.passed), cand))
 
-    def _validate(self, worker: Worker, new_text: str, timeout: float) -> RunResult:
+    def _validate(self, worker: Worker, new_text: str, timeout: float) -> tuple[RunResult, float]:
         """One candidate's run: the failing tests first, stopping at the first failure. Without the
         fast path every run collects its test files again (0.28 s a run over cachetools' 9 files, 0.09
         s over the failing tests' one): the failing tests' files alone first, the whole suite only for
-        a candidate they all pass, with the full limit (it runs everything, where most stop early)."""
+        a candidate they all pass, with the full limit (it runs everything, where most stop early).
+        Returns the run that decides and the limit it had."""
         only = self.order if self.set_aside else None
         if not self.fast and 0 < len(self.failing_files) < len(self.rel_tests):
             first = worker.run(self.rel_module, new_text, self.failing_files, order=self.failing_order,
                                only=self.failing_order, exitfirst=True, timeout_s=timeout, fast=False)
             if first.status != "ok" or first.errors or len(first.passed) < len(self.failing_order):
-                return first
+                return first, timeout
             with self.lock:
                 self.runs += 1
             timeout = min(self.run_timeout, max(0.2, self.left()))
         return worker.run(self.rel_module, new_text, self.rel_tests, order=self.order, exitfirst=True,
-                          timeout_s=timeout, fast=self.fast, only=only)
+                          timeout_s=timeout, fast=self.fast, only=only), timeout
 
     def _check_set_aside(self, worker: Worker, new_text: str) -> tuple[bool, list[str]]:
         """Run the set-aside tests on a candidate that passes the others: (no test failed, those

@@ -512,6 +512,35 @@ def test_a_fix_is_found_when_the_tests_hold_objects_made_at_import(tmp_path: Pat
     assert result.fixed and "if self.n < self.limit:" in (result.new_text or "")
 
 
+def test_without_the_fast_path_candidates_run_the_failing_tests_files_first(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-collecting costs every test file's import per run: a candidate runs the failing tests'
+    own file first, and the whole suite only once those pass."""
+    (tmp_path / "counter.py").write_text(COUNTER)
+    (tmp_path / "test_counter.py").write_text(  # an instance made at import: no fast path
+        "from counter import Counter\n\nSHARED = Counter(1)\n\n\ndef test_shared():\n    SHARED.add()\n"
+        "    assert SHARED.add() == 1\n")
+    (tmp_path / "test_other.py").write_text("from counter import Counter\n\n\ndef test_fresh():\n"
+                                            "    assert Counter(2).add() == 1\n")
+    runs: list[tuple[list[str], list[str]]] = []
+    real_run = Worker.run
+
+    def recording(self: Worker, module: str, source: str | None, tests: list[str], **kw: Any) -> RunResult:
+        runs.append((list(tests), list(kw.get("only") or [])))
+        return real_run(self, module, source, tests, **kw)
+
+    monkeypatch.setattr(Worker, "run", recording)
+    result = repair(RepairRequest(module=tmp_path / "counter.py",
+                                  tests=[tmp_path / "test_counter.py", tmp_path / "test_other.py"], budget_s=30, jobs=1))
+    assert result.fixed and "if self.n < self.limit:" in (result.new_text or "")
+    failing_first = (["test_counter.py"], ["test_counter.py::test_shared"])
+    # the baseline, the fast path's check and its watch run everything; then each candidate its
+    # failing test's file, and the whole suite only right after that passed
+    assert [tests for tests, _ in runs[:3]] == [["test_counter.py", "test_other.py"]] * 3
+    assert runs[3] == failing_first
+    assert all(runs[i - 1] == failing_first for i in range(3, len(runs)) if runs[i] != failing_first)
+
+
 def test_a_slow_test_is_set_aside_from_the_search_and_the_fix_says_it_was_not_checked_there(tmp_path: Path) -> None:
     """A real suite's 20 s test would cost every candidate its time: a test still running past the
     recheck's limit while others fail outright is left out of the search, run on the fixes that
