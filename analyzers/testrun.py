@@ -858,8 +858,12 @@ def localise(failure: TestFailure) -> list[Suspect]:
         raised_here = bool(trace.raised and trace.raised_line and trace.return_line == trace.raised_line
                            and trace.return_value == "None")
         if trace.stopped and not trace.return_line and facts:
+            # The re-run ran out of its trace budget. A loop that never ends, unless the test itself
+            # failed at its own assertion: then the call returned (a long computation, more-itertools'
+            # `nth_prime(688_381)`) and the re-run tells nothing about where.
             hottest = max(hits, key=lambda ln: hits[ln], default=None)
-            if hottest is not None:
+            returned = failure.exc_type == "AssertionError" and code is None
+            if hottest is not None and not returned:
                 for s in _loop_suspects(trace.path, facts.stmt_of.get(hottest, hottest), facts):
                     add(s.path, s.line, s.score - 0.02, s.reason)
         elif facts is not None and trace.yields and any(facts.stmt_of.get(y, y) in facts.yields for y in trace.yields):

@@ -342,6 +342,25 @@ def test_an_exception_points_at_the_early_exit_that_let_the_input_through(tmp_pa
     assert lines[0] == 7 and 5 in lines[:3]
 
 
+def test_a_long_computation_that_returned_a_wrong_value_is_no_loop_that_never_ends(tmp_path: Path) -> None:
+    """The failing call's re-run under the trace stops at its budget; the test had failed at its own
+    assertion, so the call returned: no line is blamed as an endless loop."""
+    ws = _write(tmp_path, {
+        "total.py": """
+            def total(n):
+                s = 0
+                for i in range(n):
+                    s += i
+                return s + 1
+        """,
+        "test_total.py": "from total import total\n\ndef test_total():\n    assert total(300_000) == 44999850000\n",
+    })
+    run = run_tests(ws, None, timeout_s=60)
+    failure = run.failures[0]
+    assert failure.exc_type == "AssertionError" and failure.trace is not None and failure.trace.stopped
+    assert not [s for s in failure.suspects if "never ends" in s.reason]
+
+
 def test_a_generator_is_localised_at_its_yields(tmp_path: Path) -> None:
     ws = _write(tmp_path, {
         "gen.py": """
