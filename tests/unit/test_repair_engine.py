@@ -541,6 +541,33 @@ def test_without_the_fast_path_candidates_run_the_failing_tests_files_first(tmp_
     assert all(runs[i - 1] == failing_first for i in range(3, len(runs)) if runs[i] != failing_first)
 
 
+def test_a_run_out_of_time_after_the_failing_tests_passed_runs_again_in_full_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most candidates stop at the first failing test; a fix runs the whole suite and is the one a
+    short adaptive limit cuts. Such a run is retried next with the full limit, not after the rest."""
+    (tmp_path / "geometry.py").write_text("def area(w, h):\n    return w + h\n")
+    (tmp_path / "test_geometry.py").write_text(
+        "import time\n\nfrom geometry import area\n\n\ndef test_area():\n    assert area(2, 3) == 6\n"
+        "    assert area(4, 5) == 20\n\n\ndef test_takes_a_while():\n    time.sleep(0.5)\n    assert area(0, 0) == 0\n")
+    monkeypatch.setattr(engine.Repairer, "_timeout", lambda self: 0.3)
+    runs: list[tuple[str | None, RunResult]] = []
+    real_run = Worker.run
+
+    def recording(self: Worker, module: str, source: str | None, tests: list[str], **kw: Any) -> RunResult:
+        result = real_run(self, module, source, tests, **kw)
+        runs.append((source, result))
+        return result
+
+    monkeypatch.setattr(Worker, "run", recording)
+    engine._CACHE.clear()
+    result = repair(RepairRequest(module=tmp_path / "geometry.py", tests=[tmp_path / "test_geometry.py"],
+                                  budget_s=30, jobs=1, max_plausible=1))
+    assert result.fixed and "return w * h" in (result.new_text or "")
+    cut = [i for i, (_, run) in enumerate(runs)
+           if run.status == "timeout" and "test_geometry.py::test_area" in {t.nodeid for t in run.passed}]
+    assert cut and all(runs[i + 1][0] == runs[i][0] and runs[i + 1][1].status == "ok" for i in cut)
+
+
 def test_a_slow_test_is_set_aside_from_the_search_and_the_fix_says_it_was_not_checked_there(tmp_path: Path) -> None:
     """A real suite's 20 s test would cost every candidate its time: a test still running past the
     recheck's limit while others fail outright is left out of the search, run on the fixes that
