@@ -501,6 +501,23 @@ def test_the_fast_path_reports_the_collected_module_still_running_after_the_swap
     assert _fast_run(tmp_path, tests, COUNTER_FIXED).stale == []  # asked for only once, by the check
 
 
+def test_a_passing_test_that_fails_on_the_fast_path_only_is_left_to_the_fresh_process_check(tmp_path: Path) -> None:
+    """A closure made at import over the collected class (cachetools' decorators) fails a passing test
+    once the candidate's class is swapped in: the search keeps the fast path without that test, and
+    the fix offered still passes it in the fresh-process check."""
+    (tmp_path / "counter.py").write_text(COUNTER + "\n\ndef make_check():\n    def check(c):\n"
+                                         "        return isinstance(c, Counter)\n    return check\n")
+    (tmp_path / "test_counter.py").write_text(
+        "from counter import Counter, make_check\n\nCHECK = make_check()\n\n\ndef test_check():\n"
+        "    assert CHECK(Counter(1))\n\n\ndef test_add():\n    c = Counter(1)\n    c.add()\n    assert c.add() == 1\n")
+    repairer = Repairer(RepairRequest(module=tmp_path / "counter.py", tests=[tmp_path / "test_counter.py"],
+                                      budget_s=30, jobs=1))
+    result = repairer.run()
+    assert repairer.fast and repairer.fast_skip == ["test_counter.py::test_check"]
+    assert result.fixed and "if self.n < self.limit:" in (result.new_text or "") and result.fixes[0].confirmed
+    assert "the 1 passing test(s) still pass" in result.explanation
+
+
 def test_a_fix_is_found_when_the_tests_hold_objects_made_at_import(tmp_path: Path) -> None:
     """Found only if the fast path is refused: on it, every candidate would run the old `add`."""
     (tmp_path / "counter.py").write_text(COUNTER)
