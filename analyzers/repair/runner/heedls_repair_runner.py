@@ -14,7 +14,7 @@ Request: {"id", "module": relpath, "source": str|null, "tests": [relpath], "orde
           "stale_check": bool}
 Response: {"id", "status": "ok"|"timeout"|"crash", "rc", "tests": [{"nodeid","outcome","seconds",
           "lines"?: [int], "failure"?: {...}}], "collected", "errors", "seconds",
-          "stale"?: [{"function", "line"}]}
+          "stale"?: [{"function", "line", "from"}]}
 
 Why a fork-server: importing pytest costs ~100-150 ms and a fresh `python -m pytest` ~300+ ms;
 a forked child of a warm parent runs a tiny test file in tens of ms, and every run starts from the
