@@ -106,6 +106,7 @@ class PlausibleFix:
 FIXUP_RESERVE_SHARE = 0.1
 PROFILE_LEAVES_S = 1.0  # the behaviour profile leaves this much of the budget to the fresh-process check
 PROFILE_MIN_S = 0.5  # and is not started with less than this
+PROFILE_SUITE_FACTOR = 1.5  # nor with less than this many times the suite's (traced) time in the baseline
 CONFIRM_HASH_SEEDS = ("1", "2")  # the fresh-process check's PYTHONHASHSEEDs (the search's is 0)
 
 
@@ -688,7 +689,7 @@ class Repairer:
         """Run the set-aside tests on a candidate that passes the others: (no test failed, those
         still running past `cut_limit` or not reached). The candidate that fixes a hang makes them
         finish; a slow test runs past its limit as on the original and leaves the fix unchecked there."""
-        limit = self.cut_limit
+        limit = self._set_aside_limit()
         result = worker.run(self.rel_module, new_text, self.rel_tests, order=self.set_aside, only=self.set_aside,
                             exitfirst=True, timeout_s=min(max(0.2, self.left()), limit * len(self.set_aside) + 5.0),
                             test_limit_s=limit, stop_on_timeout=True, fast=self.fast)
@@ -895,6 +896,13 @@ class Repairer:
         if timeout < PROFILE_MIN_S:
             log.info("repair: no behaviour profile of the fixes: %.1fs left of the budget", self.left())
             return None
+        if timeout < PROFILE_SUITE_FACTOR * self.suite_s:
+            # it runs the whole suite under a profile function first: a slow suite would spend the
+            # time the fresh-process check needs and end in a timeout anyway (more-itertools: 19 s
+            # wasted, then the check of the right fix ran out of time and a worse fix was offered)
+            log.info("repair: no behaviour profile of the fixes: the suite takes %.1fs, %.1fs left for it",
+                     self.suite_s, timeout)
+            return None
         try:
             with self._fresh_copy(self.original, "heedls-profile-") as copy:
                 result = proc.run([self.python, str(PROFILER)], cwd=copy, timeout_s=timeout, stdin=json.dumps(request),
@@ -961,6 +969,12 @@ class Repairer:
         ) + (f" {self._set_aside_names()} ran past {self.cut_limit:.1f}s on the original and were set aside."
              if self.set_aside else "")
 
+    def _set_aside_limit(self) -> float:
+        """The set-aside tests' limit on a candidate: what the original ran past, and no less than the
+        recheck's least (when the baseline left no time for the recheck they were cut at 0.6 s, and
+        tests of about a second, more-itertools' `test_roundtrip`, read as "not checked")."""
+        return max(self.cut_limit, SLOW_TEST_LIMIT_S[0])
+
     def _set_aside_names(self) -> str:
         shown = ", ".join(f"`{n}`" for n in self.set_aside[:3])
         more = len(self.set_aside) - 3
@@ -993,12 +1007,12 @@ class Repairer:
         )
         if fix.unfinished and len(fix.unfinished) == len(self.set_aside):
             return text + (f" Not checked against the {self._set_aside_names()} that ran past {self.cut_limit:.1f}s "
-                           "on the original: they still do with it; run them yourself.")
+                           f"on the original: with it they ran past {self._set_aside_limit():.1f}s too; run them yourself.")
         if fix.unfinished:
             shown = ", ".join(f"`{n}`" for n in fix.unfinished[:3])
             return text + (f" Of the {self._set_aside_names()} that ran past {self.cut_limit:.1f}s on the original, "
-                           f"{len(self.set_aside) - len(fix.unfinished)} pass with it; {shown} still ran past it: "
-                           "not checked, run them yourself.")
+                           f"{len(self.set_aside) - len(fix.unfinished)} pass with it; {shown} ran past "
+                           f"{self._set_aside_limit():.1f}s with it too: not checked, run them yourself.")
         if self.set_aside:
             return text + (f" The {self._set_aside_names()} that ran past {self.cut_limit:.1f}s on the original "
                            "finish and pass with it.")

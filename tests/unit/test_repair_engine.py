@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from heedls.analyzers.repair import engine, operators
 from heedls.analyzers.repair.edits import Candidate, Span
-from heedls.analyzers.repair.engine import Repairer, RepairRequest, repair
+from heedls.analyzers.repair.engine import PlausibleFix, Repairer, RepairRequest, repair
 from heedls.analyzers.repair.workers import RunResult, TestOutcome, Worker
 
 from tests.support.processes import alive
@@ -583,6 +583,21 @@ def test_a_run_out_of_time_after_the_failing_tests_passed_runs_again_in_full_nex
     cut = [i for i, (_, run) in enumerate(runs)
            if run.status == "timeout" and "test_geometry.py::test_area" in {t.nodeid for t in run.passed}]
     assert cut and all(runs[i + 1][0] == runs[i][0] and runs[i + 1][1].status == "ok" for i in cut)
+
+
+def test_a_slow_suite_gets_no_behaviour_profile_that_would_eat_the_checks_time(ws: Path,
+                                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """The profile runs the whole suite once more: with less time left for it than 1.5x the suite's
+    time it is skipped at once, and the fresh-process check keeps the rest."""
+    repairer = Repairer(RepairRequest(ws / "mid.py", [ws / "test_mid.py"], budget_s=30))
+    repairer.suite_s = 15.0  # 30 s budget: 21 s left for it once the check keeps 9 s; 1.5 x 15 s is 22.5 s
+    repairer.run_timeout = 40.0
+    fix = PlausibleFix("x = 1\n", "", "comparison", "fix", 1, 1.0, 1, "mutation", 0.1)
+    started = time.monotonic()
+    with caplog.at_level("INFO", logger="heedls.repair"):
+        assert repairer._behaviour_changes([fix, fix]) is None
+    assert time.monotonic() - started < 1.0
+    assert "the suite takes 15.0s" in caplog.text
 
 
 def test_a_slow_test_is_set_aside_from_the_search_and_the_fix_says_it_was_not_checked_there(tmp_path: Path) -> None:
