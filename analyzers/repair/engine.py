@@ -217,7 +217,6 @@ class Repairer:
         self.runs = 0
         self.baseline: RunResult | None = None
         self.order: list[str] = []
-        self.failing_ids: set[str] = set()
         self.failing_order: list[str] = []
         self.failing_files: list[str] = []  # the test files (of rel_tests) the failing tests are in
         self.search_start: float | None = None
@@ -402,13 +401,12 @@ class Repairer:
         ran_ok = [t for t in baseline.tests if not t.timeout]
         self.expected_tests = len([t for t in baseline.tests if t.outcome != "skipped"]) or baseline.collected
         self.order = [t.nodeid for t in failing] + [t.nodeid for t in baseline.tests if t.outcome == "passed"]
-        self.failing_ids = {t.nodeid for t in failing}
         self.failing_order = [t.nodeid for t in failing]
         self.failing_files = sorted({n.split("::", 1)[0] for n in self.failing_order} & set(self.rel_tests))
         self.suite_s = sum(t.seconds for t in ran_ok)
         # traced times overestimate untraced ones: a generous but bounded limit per validation run
-        self.run_timeout = max(2.0, 3.0 * sum(t.seconds for t in ran_ok) + 1.0)
-        self.floor_timeout = max(0.6, 3.0 * sum(t.seconds for t in ran_ok) + 0.4)
+        self.run_timeout = max(2.0, 3.0 * self.suite_s + 1.0)
+        self.floor_timeout = max(0.6, 3.0 * self.suite_s + 0.4)
         if baseline.status != "ok":
             self.run_timeout = max(self.run_timeout, 5.0)
 
@@ -653,7 +651,7 @@ class Repairer:
             if (result is not None and result.status == "timeout" and timeout < self.run_timeout
                     and not cand.extra.get("retry")):
                 cand.extra["retry"] = True
-                if self.failing_ids and self.failing_ids <= {t.nodeid for t in result.passed}:
+                if self.failing_order and set(self.failing_order) <= {t.nodeid for t in result.passed}:
                     # the tests that failed pass: it ran out of time in the passing ones, which a
                     # fix runs in full where other candidates stop at the first failure: next, in full
                     cand.score += 1000.0
@@ -673,7 +671,7 @@ class Repairer:
         s over the failing tests' one): the failing tests' files alone first, the whole suite only for
         a candidate they all pass, with the full limit (it runs everything, where most stop early).
         Returns the run that decides and the limit it had."""
-        only = self.order if self.set_aside or self.fast_skip else None
+        only = self._search_only()
         if not self.fast and 0 < len(self.failing_files) < len(self.rel_tests):
             first = worker.run(self.rel_module, new_text, self.failing_files, order=self.failing_order,
                                only=self.failing_order, exitfirst=True, timeout_s=timeout, fast=False)
@@ -684,6 +682,11 @@ class Repairer:
             timeout = min(self.run_timeout, max(0.2, self.left()))
         return worker.run(self.rel_module, new_text, self.rel_tests, order=self.order, exitfirst=True,
                           timeout_s=timeout, fast=self.fast, only=only), timeout
+
+    def _search_only(self) -> list[str] | None:
+        """The tests a search run asks for by name: all it runs (`order`) when some are left out
+        (set aside, or failing on the fast path only), else None (every collected test)."""
+        return self.order if self.set_aside or self.fast_skip else None
 
     def _check_set_aside(self, worker: Worker, new_text: str) -> tuple[bool, list[str]]:
         """Run the set-aside tests on a candidate that passes the others: (no test failed, those
@@ -868,7 +871,7 @@ class Repairer:
         try:
             worker.start()
             result = worker.run(self.rel_module, fix.new_text, self.rel_tests, order=self.order, exitfirst=True,
-                                timeout_s=max(1.0, 10.0 + 3 * self.run_timeout), only=self.order if self.set_aside else None)
+                                timeout_s=max(1.0, 10.0 + 3 * self.run_timeout), only=self._search_only())
             return self._plausible(result)
         except (WorkerError, OSError):
             return False
@@ -976,9 +979,7 @@ class Repairer:
         return max(self.cut_limit, SLOW_TEST_LIMIT_S[0])
 
     def _set_aside_names(self) -> str:
-        shown = ", ".join(f"`{n}`" for n in self.set_aside[:3])
-        more = len(self.set_aside) - 3
-        return f"{len(self.set_aside)} test(s) ({shown}{f' and {more} more' if more > 0 else ''})"
+        return f"{len(self.set_aside)} test(s) ({_shown(self.set_aside)})"
 
     def _explain(self, fix: PlausibleFix) -> str:
         failing = self.baseline.failed if self.baseline else []
@@ -1009,7 +1010,7 @@ class Repairer:
             return text + (f" Not checked against the {self._set_aside_names()} that ran past {self.cut_limit:.1f}s "
                            f"on the original: with it they ran past {self._set_aside_limit():.1f}s too; run them yourself.")
         if fix.unfinished:
-            shown = ", ".join(f"`{n}`" for n in fix.unfinished[:3])
+            shown = _shown(fix.unfinished)
             return text + (f" Of the {self._set_aside_names()} that ran past {self.cut_limit:.1f}s on the original, "
                            f"{len(self.set_aside) - len(fix.unfinished)} pass with it; {shown} ran past "
                            f"{self._set_aside_limit():.1f}s with it too: not checked, run them yourself.")
@@ -1037,6 +1038,12 @@ class Repairer:
             module=self.rel_module,
             set_aside=list(self.set_aside),
         )
+
+
+def _shown(nodeids: list[str], most: int = 3) -> str:
+    """`a`, `b`, `c` and 2 more."""
+    more = len(nodeids) - most
+    return ", ".join(f"`{n}`" for n in nodeids[:most]) + (f" and {more} more" if more > 0 else "")
 
 
 # A baseline with no test reported and no collection error: the run itself ended early, and
