@@ -34,20 +34,22 @@ def _persistence(server: HeedlsServer) -> Any | None:
     return server.services["persistence"]
 
 
+def _source(server: HeedlsServer, uri: str) -> str | None:
+    """The document's text as the server has it now, or None (closed, unknown)."""
+    try:
+        text: str = server.workspace.get_text_document(uri).source
+        return text
+    except Exception:
+        return None
+
+
 def check_persistence(server: HeedlsServer) -> None:
     tracker = server.services.get("persistence")
     if tracker is None:
         return
 
-    def get_text(uri: str) -> str | None:
-        try:
-            text: str = server.workspace.get_text_document(uri).source
-            return text
-        except Exception:
-            return None
-
     engine = server.services.get("engine")
-    for event in tracker.check(None, get_text):
+    for event in tracker.check(None, lambda uri: _source(server, uri)):
         if engine is not None:
             engine.sink.record(event)
             try:
@@ -144,7 +146,8 @@ def register(server: HeedlsServer) -> None:
         if tracker is not None and where is not None and event.suggestion:
             try:
                 tracker.track(event, where[0], event.suggestion, where[1],
-                              before=event.prefix or "", after=event.suffix or "")
+                              before=event.prefix or "", after=event.suffix or "",
+                              document=_source(ls, where[0]))
                 _schedule_persistence(ls, tracker)
             except Exception:
                 log.exception("persistence tracking failed")

@@ -10,7 +10,9 @@ The rule (documented in docs/telemetry.md):
 - *Exact*: the accepted text occurs verbatim near the insertion point (the region from
   `offset - span` to `offset + len(text) + span`, `span = max(2000, 2·len)` characters), or, for
   texts of at least `anywhere_min_chars` (20) characters, anywhere in the document (moved code is
-  still code the user kept; short texts like `)` would match anywhere by accident).
+  still code the user kept; short texts like `)` would match anywhere by accident). Copies that
+  stood in the document before the accept do not count: only more copies than there were (the
+  local provider suggests lines it found elsewhere in the file; one deleted at once is not kept).
 - *Between its neighbours*: otherwise, when the code that stood just before and just after the
   cursor (`ANCHOR_CHARS` of each, given to `track()`) is still there, near where it was, only
   what now lies between the two is compared with the text (exactly, or by the similar rule
@@ -57,18 +59,29 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def similarity(text: str, document: str, offset: int, anywhere_min_chars: int = 20) -> float:
-    """How much of `text` survives in `document` near `offset`: 1.0 = verbatim, 0.0 = gone."""
+def _region(document: str, offset: int, length: int) -> str:
+    span = max(2000, 2 * length)
+    return document[max(0, offset - span) : offset + length + span]
+
+
+def similarity(text: str, document: str, offset: int, anywhere_min_chars: int = 20,
+               copies: int = 0, near_copies: int = 0) -> float:
+    """How much of `text` survives in `document` near `offset`: 1.0 = verbatim, 0.0 = gone.
+
+    `copies` / `near_copies`: how often the text stood in the document / near `offset` before it
+    was inserted; only more copies than that count, and with a copy nearby already the fuzzy
+    comparison (which would find that copy) cannot tell, so it reads 0."""
     wanted = _norm(text)
     if not wanted:
         return 1.0  # an all-whitespace suggestion cannot be told apart from its surroundings
     offset = max(0, min(offset, len(document)))
-    span = max(2000, 2 * len(text))
-    raw_region = document[max(0, offset - span) : offset + len(text) + span]
-    if wanted in _norm(raw_region):
+    raw_region = _region(document, offset, len(text))
+    if _norm(raw_region).count(wanted) > near_copies:
         return 1.0
-    if len(wanted) >= anywhere_min_chars and wanted in _norm(document):
+    if len(wanted) >= anywhere_min_chars and _norm(document).count(wanted) > copies:
         return 1.0
+    if near_copies:
+        return 0.0
     # Fuzzy part on tokens (identifiers, numbers, single punctuation): whitespace-blind and fast
     # enough for a 600-character suggestion in a 10 000-character region (a few ms).
     want = _tokens(text)
@@ -121,11 +134,11 @@ def between_neighbours(document: str, offset: int, before: str, after: str) -> s
 def placed_similarity(item: Tracked, document: str, anywhere_min_chars: int = 20) -> float:
     """`similarity` of a tracked text, judged between its neighbours when they are still there."""
     wanted = _norm(item.text)
-    if len(wanted) >= anywhere_min_chars and wanted in _norm(document):
+    if len(wanted) >= anywhere_min_chars and _norm(document).count(wanted) > item.copies:
         return 1.0  # moved code is still code the user kept
     span = between_neighbours(document, item.offset, item.before, item.after)
     if span is None:
-        return similarity(item.text, document, item.offset, anywhere_min_chars)
+        return similarity(item.text, document, item.offset, anywhere_min_chars, item.copies, item.near_copies)
     if not span.strip():
         return 0.0 if wanted else 1.0
     return similarity(item.text, span, 0, anywhere_min_chars)
@@ -140,6 +153,8 @@ class Tracked:
     accepted_at: float
     before: str = ""
     after: str = ""
+    copies: int = 0  # occurrences of the text in the document before it was inserted
+    near_copies: int = 0  # ... of them near the insertion point
     pending: list[tuple[int, str]] = field(default_factory=lambda: list(CHECKPOINTS))
 
 
@@ -164,13 +179,28 @@ class PersistenceTracker:
         accepted_at: float | None = None,
         before: str = "",
         after: str = "",
+        document: str | None = None,
     ) -> None:
         """Remember an accepted suggestion: `text` as inserted, at character `offset` of `uri`;
         `before` / `after`: the code just before and after the cursor when it was shown (the last
-        and first ANCHOR_CHARS are kept), to find its place again."""
+        and first ANCHOR_CHARS are kept), to find its place again; `document`: the whole document
+        when the accept arrived, with or without the text inserted yet (editors differ), else
+        `before + after` stands for it. Copies of the text already in it are counted, so that
+        they are not taken for the accepted text later."""
         when = self.clock() if accepted_at is None else accepted_at
+        offset = max(0, offset)
+        at = offset  # the insertion point in `document`
+        if document is None:
+            document, at = before + after, len(before)
+        elif document[offset : offset + len(text)] == text:
+            document = document[:offset] + document[offset + len(text):]
+        wanted = _norm(text)
+        copies = near = 0
+        if wanted:
+            copies = _norm(document).count(wanted)
+            near = _norm(_region(document, at, len(text))).count(wanted) if copies else 0
         before, after = before[-ANCHOR_CHARS:], after[:ANCHOR_CHARS]
-        self._tracked.append(Tracked(event, uri, text, max(0, offset), when, before, after))
+        self._tracked.append(Tracked(event, uri, text, offset, when, before, after, copies, near))
         if len(self._tracked) > self.max_tracked:  # bounded memory under a runaway client
             del self._tracked[0]
 

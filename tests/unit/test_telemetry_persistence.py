@@ -211,3 +211,56 @@ def test_text_between_its_neighbours_is_judged_there_kept_extended_or_shifted() 
     assert judged("x = f(1)\ny = g(2) + h(4)\nz = 3\n") is True  # the user went on typing after it
     assert judged("# header\n" * 50 + "x = f(1)\ny = g(2)\nz = 3\n") is True  # shifted by edits above
     assert judged("x = f(1)\ny = g(2\nz = 3\n") is False  # gone, though ")" is one line up
+
+
+# The local provider suggests lines it found elsewhere in the same file: a copy that stood there
+# before the accept is not the accepted text.
+COPIED = "if key not in self.__data or self.__size[key] < size:"
+SOURCE = "class Cache:\n    def __setitem__(self, key, value):\n        " + COPIED + "\n            pass\n\n"
+HEAD = SOURCE + "    def update(self, key, value):\n        "
+TAIL = "\n\n    def pop(self, key):\n        return self.__data.pop(key)\n"
+
+
+def _copied_line_judged(kept: bool, *, whole_document: bool, inserted_at_accept: bool = True) -> bool | None:
+    clock = Clock()
+    tracker = PersistenceTracker(clock=clock)
+    event = accepted_event()
+    at_accept = HEAD + COPIED + TAIL if inserted_at_accept else HEAD + TAIL
+    tracker.track(event, "u", COPIED, len(HEAD), before=HEAD, after=TAIL,
+                  document=at_accept if whole_document else None)
+    later = HEAD + (COPIED if kept else "self.__data[key] = value") + TAIL
+    tracker.check(clock.now + 30, {"u": later}.get)
+    return event.persisted_30s
+
+
+def test_a_copied_line_deleted_at_once_did_not_persist_though_its_original_is_still_there() -> None:
+    assert _copied_line_judged(False, whole_document=True) is False
+    assert _copied_line_judged(False, whole_document=True, inserted_at_accept=False) is False
+    assert _copied_line_judged(False, whole_document=False) is False  # only the shown context known
+
+
+def test_a_copied_line_that_stayed_persisted() -> None:
+    assert _copied_line_judged(True, whole_document=True) is True
+    assert _copied_line_judged(True, whole_document=True, inserted_at_accept=False) is True
+    assert _copied_line_judged(True, whole_document=False) is True
+
+
+def test_a_copied_line_moved_away_from_its_neighbours_is_kept_only_as_an_extra_copy() -> None:
+    def judged(later: str) -> bool | None:
+        clock = Clock()
+        tracker = PersistenceTracker(clock=clock)
+        event = accepted_event()
+        tracker.track(event, "u", COPIED, len(HEAD), before=HEAD, after=TAIL, document=HEAD + COPIED + TAIL)
+        tracker.check(clock.now + 30, {"u": later}.get)
+        return event.persisted_30s
+
+    neighbours_gone = "# rewritten\n" + SOURCE + "    def pop(self, key):\n"
+    assert judged(neighbours_gone) is False  # the one copy left is the one that was there before
+    assert judged(neighbours_gone + "        " + COPIED + "\n") is True  # two copies now: it was kept
+
+
+def test_similarity_counts_only_copies_beyond_those_that_were_there() -> None:
+    doc = "a = 1\n" + COPIED + "\nb = 2\n"
+    assert similarity(COPIED, doc, 0) == 1.0
+    assert similarity(COPIED, doc, 0, copies=1, near_copies=1) == 0.0
+    assert similarity(COPIED, doc + COPIED, 0, copies=1, near_copies=1) == 1.0
