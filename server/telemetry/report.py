@@ -261,22 +261,8 @@ def compute_report(events: Iterable[Item]) -> dict[str, Any]:
 
 
 def _histogram(values: list[float]) -> list[dict[str, float | int]]:
-    edges = [
-        0,
-        50,
-        100,
-        150,
-        200,
-        300,
-        500,
-        750,
-        1000,
-        1500,
-        2000,
-        3000,
-        5000,
-        math.inf,
-    ]
+    # From a few ms (the local provider answers in 3) to seconds (a remote model under load).
+    edges = [0, 5, 10, 20, 50, 100, 200, 300, 500, 1000, 2000, 5000, math.inf]
     counts = [0] * (len(edges) - 1)
     for value in values:
         for i in range(len(edges) - 1):
@@ -353,6 +339,11 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
             # the label column folds a long stored name; the figures never wrap
             table.add_column(name, justify=justify, no_wrap=bool(name), overflow="fold")  # type: ignore[arg-type]
         rows = [("all", report["total"])] if dim is None else list(report["by"][dim].items())
+        # A long name (a gate model's version, 28 characters) would be folded over three lines
+        # in an 80-column terminal: such rows get a short key, spelled out under the table.
+        legend = [(f"#{i}", str(key)) for i, (key, _) in enumerate(rows, 1)] if any(len(str(k)) > _LABEL_CHARS for k, _ in rows) else []
+        if legend:
+            rows = [(short, s) for (short, _), (_, s) in zip(legend, rows)]
         for key, s in rows:
             table.add_row(
                 _plain(key), str(s["requests"]), str(s["avoided_stage1"]), str(s["hidden_stage2"]), str(s["empty"]),
@@ -361,6 +352,8 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
                 _ms(s["latency_ms"]["p50"]), _ms(s["latency_ms"]["p95"]),
             )  # fmt: skip
         console.print(table)
+        for short, name in legend:
+            console.print(f"  {short} = ", _plain(name), sep="", markup=False, highlight=False)
     console.print(
         "req = avoid1 + hide2 + empty + shown. avoid1 = skipped by the stage-1 gate before any provider call;"
         " hide2 = hidden by the stage-2 gate; empty = no suggestion (the provider had none or post-processing"
@@ -368,6 +361,9 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
         markup=False,
         highlight=False,
     )
+
+
+_LABEL_CHARS = 16
 
 
 # -- HTML ------------------------------------------------------------------------------------------
@@ -423,7 +419,7 @@ def _svg_stacked_bars(labels: list[str], series: list[tuple[str, list[int], str]
 def _svg_rate_lines(labels: list[str], series: list[tuple[str, list[float | None], str]], title: str) -> str:
     width, height, left, bottom, top = 720, 220, 48, 40, 28
     n = max(1, len(labels))
-    step = (width - left - 20) / max(1, n - 1)
+    slot = (width - left - 10) / n  # the days sit where the bars of the chart above sit
     parts = [f'<svg viewBox="0 0 {width} {height}" role="img">',
              f'<title>{html.escape(title)}</title>',
              f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
@@ -436,7 +432,7 @@ def _svg_rate_lines(labels: list[str], series: list[tuple[str, list[float | None
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 5}" y2="{y:.1f}" stroke="#ddd"/>')
     for name, values, color in series:
         points = [
-            (left + i * step, height - bottom - v * (height - bottom - top))
+            (left + (i + 0.5) * slot, height - bottom - v * (height - bottom - top))
             for i, v in enumerate(values)
             if v is not None
         ]
@@ -445,6 +441,12 @@ def _svg_rate_lines(labels: list[str], series: list[tuple[str, list[float | None
             parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
         for x, y in points:
             parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
+    for i, label in enumerate(labels):
+        if n <= 16 or i % math.ceil(n / 16) == 0:
+            parts.append(
+                f'<text x="{left + (i + 0.5) * slot:.1f}" y="{height - bottom + 14}" font-size="9" text-anchor="middle">'
+                f"{html.escape(label[-5:] if len(label) > 8 else label)}</text>"
+            )
     lx = left
     for name, _, color in series:
         parts.append(f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>')
@@ -558,7 +560,7 @@ def render_html(report: dict[str, Any]) -> str:
         "<title>heedls suggestion report</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1000px}",
         "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;",
-        "text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f4f4f4}",
+        "text-align:right}td:first-child,th:first-child{text-align:left;white-space:nowrap}th{background:#f4f4f4}",
         ".cards{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 14px}",
         ".card b{display:block;font-size:1.3em}svg{max-width:100%;height:auto;margin:1em 0}",
         "</style></head><body>",

@@ -160,6 +160,18 @@ def test_terminal_tables() -> None:
     )
 
 
+def test_a_long_gate_model_version_is_spelled_out_whole_in_an_80_column_terminal() -> None:
+    events, _ = synthetic()
+    for event in events:
+        if event.gate:
+            event.gate["model_version"] = "default-20261201-s0-250c2752"
+    console = Console(file=io.StringIO(), width=80, record=True)
+    render_terminal(compute_report(events), console)
+    text = console.export_text()
+    assert "#1 = default-20261201-s0-250c2752" in text  # not folded over three lines of the table
+    assert re.search(r"^ #1\s+\d+", text, re.MULTILINE)
+
+
 def strict_json(text: str) -> object:
     def refuse(name: str) -> object:
         raise ValueError(f"invalid JSON constant {name}")
