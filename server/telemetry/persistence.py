@@ -18,7 +18,7 @@ The rule (documented in docs/telemetry.md):
   what now lies between the two is compared with the text (exactly, or by the similar rule
   below). Text that was deleted leaves nothing between them, whatever resembles it nearby: the
   signature above a deleted `return compute(items, factor)` shares most of its tokens.
-- *Similar*: otherwise the best-matching window in that region — windows anchored at every
+- *Similar*: otherwise, for a text of at least FUZZY_MIN_TOKENS (6) tokens, the best-matching window in that region — windows anchored at every
   matching block of `difflib.SequenceMatcher`, at 0.8×, 1× and 1.25× the text length — scores
   `SequenceMatcher.ratio() ≥ threshold` (default 0.7: a few renamed identifiers or an added argument
   keep it, rewriting half of it does not).
@@ -44,6 +44,9 @@ CHECKPOINTS: tuple[tuple[int, str], ...] = (
     (600, "persisted_600s"),
 )
 DEFAULT_THRESHOLD = 0.7
+# Shorter texts are kept only verbatim: with 3 tokens, one changed still scores 0.8 (`bda: None`
+# accepted mid-word, deleted, and `bda: {"maxsize": ...}` typed in its place read as kept).
+FUZZY_MIN_TOKENS = 6
 _WS = re.compile(r"\s+")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _ANCHORS = 12  # candidate windows: one per longest common run, at most this many
@@ -85,8 +88,10 @@ def similarity(text: str, document: str, offset: int, anywhere_min_chars: int = 
     # Fuzzy part on tokens (identifiers, numbers, single punctuation): whitespace-blind and fast
     # enough for a 600-character suggestion in a 10 000-character region (a few ms).
     want = _tokens(text)
+    if len(want) < FUZZY_MIN_TOKENS:
+        return 0.0
     region = _tokens(raw_region)
-    if not want or not region:
+    if not region:
         return 0.0
     matcher = difflib.SequenceMatcher(None, region, want, autojunk=False)
     blocks = sorted((b for b in matcher.get_matching_blocks() if b.size), key=lambda b: -b.size)[:_ANCHORS]

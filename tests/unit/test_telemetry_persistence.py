@@ -264,3 +264,20 @@ def test_similarity_counts_only_copies_beyond_those_that_were_there() -> None:
     assert similarity(COPIED, doc, 0) == 1.0
     assert similarity(COPIED, doc, 0, copies=1, near_copies=1) == 0.0
     assert similarity(COPIED, doc + COPIED, 0, copies=1, near_copies=1) == 1.0
+
+
+def test_a_short_text_is_kept_only_verbatim() -> None:
+    # 3 tokens: with one of them changed the token ratio is still 0.8, which said "kept"
+    before, after = "        wrapper.cache_parameters = lam", "\n        return wrapper\n"
+
+    def judged(between: str) -> bool | None:
+        clock = Clock()
+        tracker = PersistenceTracker(clock=clock)
+        event = accepted_event()
+        tracker.track(event, "u", "bda: None", len(before), before=before, after=after)
+        tracker.check(clock.now + 30, {"u": before + between + after}.get)
+        return event.persisted_30s
+
+    assert judged("bda: None") is True
+    assert judged("bda:  None  # no parameters") is True  # went on typing after it
+    assert judged('bda: {"maxsize": maxsize}') is False  # deleted and written otherwise
