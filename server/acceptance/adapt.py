@@ -14,13 +14,15 @@ is known too late to adapt on).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 STRENGTH = 20.0  # prior precision of the bias, in units of p(1-p) summed over decisions
 MAX_BIAS = 3.0  # logits: never more than a factor ~20 in the odds
 SCORE_EPS = 1e-6  # scores are clipped to [eps, 1 - eps] before they enter the sums
+DECISION_WINDOW = 200  # a session's latest candidates that `decision_gap` weighs
+DECISION_MIN = 20  # ... and how many it needs before it limits the bias
 
 
 def clipped(score: float) -> float:
@@ -51,6 +53,42 @@ def shifted(score: float, bias: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
+def logit(score: float) -> float:
+    p = clipped(score)
+    return math.log(p / (1.0 - p))
+
+
+def decision_gap(bias: float, window: Sequence[float], threshold: float, keep: float) -> float:
+    """How much of a negative `bias` (logits) must not count in the show/hide decision, so that the
+    suggestions this user is expected to accept are still shown at the `keep` share.
+
+    The bias calibrates: a user who takes less than the model predicts gets lower scores. Compared
+    with the same threshold, those lower scores would hide more of *this user's* accepted
+    suggestions too (a simulated user who takes only exact matches, bias -1.2: 67 % of them shown).
+    So the decision may lower the scores only as far as the user's recent candidates, weighted by
+    their calibrated chance of acceptance σ(logit p + bias), keep ≥ `keep` of that expected mass
+    above the threshold. `window`: the unshifted logits of the session's recent candidates (at
+    least DECISION_MIN of them, else the whole bias counts). Returns gap ≥ 0, the part of the bias
+    the decision leaves out: the shifted score is compared with `shifted(threshold, -gap)`. Only
+    scores are used, no labels: the hidden candidates count as the shown ones do."""
+    if bias >= 0.0 or len(window) < DECISION_MIN or not 0.0 < keep <= 1.0:
+        return 0.0
+    ranked = sorted(window, reverse=True)
+    weights = [1.0 / (1.0 + math.exp(-(z + bias))) for z in ranked]
+    wanted = keep * sum(weights)
+    mass = 0.0
+    cut = ranked[-1]
+    for z, w in zip(ranked, weights):
+        mass += w
+        cut = z
+        if mass >= wanted:
+            break
+    # shown when logit p + b' >= logit(threshold): the candidates from `cut` up carry `keep` of the mass
+    lowest = logit(threshold) - cut
+    allowed = min(0.0, max(bias, lowest))
+    return allowed - bias if allowed > bias else 0.0
+
+
 def online_shift(p: np.ndarray, y: np.ndarray, groups: np.ndarray, ts: np.ndarray,
                  decided_at: np.ndarray) -> np.ndarray:
     """Each score shifted by its user's bias learned from the scores and labels of that session's
@@ -77,4 +115,40 @@ def online_shift(p: np.ndarray, y: np.ndarray, groups: np.ndarray, ts: np.ndarra
     return out
 
 
-__all__ = ["MAX_BIAS", "SCORE_EPS", "STRENGTH", "bias_from", "clipped", "online_shift", "shifted", "user_bias"]
+__all__ = ["DECISION_MIN", "DECISION_WINDOW", "MAX_BIAS", "SCORE_EPS", "STRENGTH", "bias_from", "clipped",
+           "decision_gap", "logit", "online_decision_thresholds", "online_shift", "shifted", "user_bias"]
+
+
+def online_decision_thresholds(p: np.ndarray, y: np.ndarray, groups: np.ndarray, ts: np.ndarray,
+                               decided_at: np.ndarray, thresholds: np.ndarray, keep: float) -> np.ndarray:
+    """Each event's threshold as the live gate applies it to the shifted score: lowered by the
+    `decision_gap` the gate worked out at the session's latest decision before the request, from
+    the bias then and the unshifted scores of the session's requests made up to that decision (the
+    latest DECISION_WINDOW; the gate scores them as they come). `p`: unshifted scores."""
+    out = thresholds.astype(float).copy()
+    q = np.clip(p, SCORE_EPS, 1.0 - SCORE_EPS)
+    logits = np.log(q / (1.0 - q))
+    residual, information = y - q, q * (1.0 - q)
+    for session in set(groups.tolist()):
+        members = np.flatnonzero(groups == session)
+        members = members[np.argsort(ts[members], kind="stable")]
+        asked = ts[members]
+        order = members[np.argsort(decided_at[members], kind="stable")]
+        done = decided_at[order]
+        cum_res = np.concatenate([[0.0], np.cumsum(residual[order])])
+        cum_info = np.concatenate([[0.0], np.cumsum(information[order])])
+        for i in members:
+            counted = int(np.searchsorted(done, ts[i], side="right"))
+            decided = [j for j in order[:counted] if j != i]  # its own label never counts
+            if not decided:
+                continue
+            res, info = cum_res[counted], cum_info[counted]
+            if len(decided) < counted:
+                res, info = res - residual[i], info - information[i]
+            last = decided[-1]
+            seen = members[: int(np.searchsorted(asked, decided_at[last], side="right"))]
+            window = logits[seen[-DECISION_WINDOW:]].tolist()
+            gap = decision_gap(bias_from(float(res), float(info)), window, float(thresholds[last]), keep)
+            if gap:
+                out[i] = shifted(float(thresholds[i]), -gap)
+    return out

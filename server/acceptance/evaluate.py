@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from heedls.server.acceptance.adapt import online_shift
+from heedls.server.acceptance.adapt import online_decision_thresholds, online_shift
 from heedls.server.acceptance.features import (
     STAGE_FEATURES,
     context_features,
@@ -364,6 +364,12 @@ def with_user_bias(data: Dataset, p: np.ndarray) -> np.ndarray:
     return online_shift(p, data.y, data.groups, *event_timing(data.events))
 
 
+def with_decision_gap(data: Dataset, p: np.ndarray, thresholds: np.ndarray, keep: float) -> np.ndarray:
+    """Each event's threshold as the live gate compares it with the bias-shifted score
+    (adapt.online_decision_thresholds); `p`: the unshifted scores."""
+    return online_decision_thresholds(p, data.y, data.groups, *event_timing(data.events), thresholds, keep)
+
+
 def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float, seed: int = 0,
                  params: dict[str, Any] | None = None, prior: PriorRows | None = None,
                  progress: Callable[[int, int], None] | None = None, adapt: bool = False, jobs: int = 1,
@@ -384,6 +390,7 @@ def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float
         thr[test] = threshold
         folds.append({"session": session, "n": int(test.sum()), "threshold": round(threshold, 4)})
     if adapt:  # per session, from that session's own held-out scores
+        thr = with_decision_gap(data, p, thr, keep)
         p = with_user_bias(data, p)
     return p, thr, folds
 
@@ -406,7 +413,9 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
                               "label": label, "sessions": len(sessions)}
     adapt = adapt and label == "accepted"  # persistence is known too late to adapt on
     adapted = ("; each score is then shifted by its user's own bias, learned online from the model's scores "
-               "and the outcomes of that session's events decided before it" if adapt else "")
+               "and the outcomes of that session's events decided before it, and a negative bias lowers the "
+               "decisions only as far as the session's earlier scores say keeps the target share of that "
+               "user's expected accepts" if adapt else "")
     if pretrained is not None:
         if stage not in pretrained.stages:
             raise ValueError(f"the model file has no {stage!r} stage")
@@ -420,6 +429,7 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
             p[i] = stage_model.score(row)
             thr[i] = stage_model.threshold_for(keep)
         if adapt:
+            thr = with_decision_gap(data, p, thr, keep)
             p = with_user_bias(data, p)
         result.update(_held_out_figures(data, p, thr, stage, seed))
         result["model"] = {"kind": sorted(used), "version": pretrained.version, "user_bias": adapt}

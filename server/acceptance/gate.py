@@ -28,12 +28,12 @@ import re
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from heedls.server.acceptance.adapt import bias_from, clipped, shifted
+from heedls.server.acceptance.adapt import DECISION_WINDOW, bias_from, clipped, decision_gap, logit, shifted
 from heedls.server.acceptance.features import (
     FEATURES_KEY,
     SessionView,
@@ -58,6 +58,7 @@ ROWS_FILE = "acceptance-rows.jsonl"
 ROWS_LOCK = "acceptance-rows.lock"
 MIN_MINORITY = 20  # class-balance guard: at least this many of each class ...
 MIN_MINORITY_SHARE = 0.05  # ... and at least this share
+_SESSIONS_KEPT = 64  # sessions whose candidate windows the gate keeps (the oldest goes first)
 REFIT_EVERY = 50  # new labelled rows between refit attempts
 MAX_ROWS = 5000  # decided events kept (newest first), in memory and in the rows file
 COMPACT_AT = 2 * MAX_ROWS  # lines in the rows file that start a rewrite down to MAX_ROWS
@@ -117,6 +118,10 @@ class AcceptanceGate:
         self._raw: dict[str, dict[str, float]] = {"context": {}, "suggestion": {}}
         self._raw_version: str | None = None
         self._bias_sums: dict[tuple[str, str], list[float]] = {}  # (session, stage) -> [Σ(y - p), Σ p(1-p)]
+        # (session, stage) -> the session's latest unshifted logits, and the part of a negative bias
+        # the decisions leave out (adapt.decision_gap), worked out at each decision
+        self._windows: dict[tuple[str, str], deque[float]] = {}
+        self._gaps: dict[tuple[str, str], float] = {}
         self._bias_seen: dict[str, None] = {}  # decisions already counted (observe() sees some twice)
         # stage 1's session view and provider, for stage 2
         self._views: OrderedDict[str, tuple[SessionView, str | None]] = OrderedDict()
@@ -177,7 +182,7 @@ class AcceptanceGate:
         self._remember(event, "context", row)
         _attach(event, "context", row)
         score = self._score(stage, "context", event, row)
-        threshold = stage.threshold_for(self.keep)
+        threshold = self._threshold(stage, "context", event)
         show = score >= threshold or self._unscorable(score, threshold)
         if not show:
             self.skipped += 1
@@ -212,7 +217,7 @@ class AcceptanceGate:
             if not math.isfinite(score):
                 self._unscorable(score, 0.0)
             return GateDecision(True, "stage2", _rounded(score), None, self.model_version)
-        threshold = stage.threshold_for(self.keep)
+        threshold = self._threshold(stage, "suggestion", event)
         show = score >= threshold or self._unscorable(score, threshold)
         if not show:
             self.hidden += 1
@@ -238,14 +243,33 @@ class AcceptanceGate:
             for scores in self._raw.values():
                 scores.clear()
             self._bias_sums.clear()
+            self._windows.clear()
+            self._gaps.clear()
         scores = self._raw[key]
         scores[event.id] = raw
         if len(scores) > _ROW_CACHE:
             del scores[next(iter(scores))]  # oldest first: dicts keep insertion order
+        if self.label != "accepted":
+            return raw
+        window = self._windows.get((event.session, key))
+        if window is None:
+            if len(self._windows) >= _SESSIONS_KEPT:  # a long-lived server sees many sessions
+                oldest = next(iter(self._windows))
+                del self._windows[oldest]
+                self._gaps.pop(oldest, None)
+            window = self._windows[(event.session, key)] = deque(maxlen=DECISION_WINDOW)
+        window.append(logit(raw))
         sums = self._bias_sums.get((event.session, key))
-        if self.label != "accepted" or sums is None:
+        if sums is None:
             return raw
         return shifted(raw, bias_from(*sums))
+
+    def _threshold(self, stage: StageModel, key: str, event: SuggestionEvent) -> float:
+        """The stage's threshold for the keep target, lowered by the part of this user's negative bias
+        that would otherwise hide more of what they accept (adapt.decision_gap)."""
+        threshold = stage.threshold_for(self.keep)
+        gap = self._gaps.get((event.session, key))
+        return shifted(threshold, -gap) if gap else threshold
 
     def _learn_bias(self, event: SuggestionEvent) -> None:
         """A decision updates its session's running sums of the user's bias (adapt.py), once per
@@ -260,9 +284,16 @@ class AcceptanceGate:
             p = scores.get(event.id)
             if p is not None:
                 p = clipped(p)
-                sums = self._bias_sums.setdefault((event.session, key), [0.0, 0.0])
+                where = (event.session, key)
+                sums = self._bias_sums.setdefault(where, [0.0, 0.0])
                 sums[0] += label - p
                 sums[1] += p * (1.0 - p)
+                # off the request path: a decision, not a request, moves the bias
+                stage = self._stage(key, event.provider)
+                window = self._windows.get(where)
+                if stage is not None and window is not None:
+                    gap = decision_gap(bias_from(*sums), window, stage.threshold_for(self.keep), self.keep)
+                    self._gaps[where] = gap
 
     def status(self) -> dict[str, Any]:
         gated = self.skipped + self.hidden
