@@ -141,6 +141,8 @@ class RepairResult:
             "first_plausible_s": None if self.first_plausible_s is None else round(self.first_plausible_s, 3),
             "failing_tests": self.failing_tests,
             "slow_tests_set_aside": self.set_aside,
+            # false: offered without the fresh-process check (the budget ran out first, or it was off)
+            "confirmed": self.fixes[0].confirmed if self.fixed and self.fixes else None,
             "alternatives": [
                 {"operator": f.operator, "description": f.description, "line": f.line, "patch": f.patch}
                 for f in self.fixes[1:]
@@ -946,7 +948,12 @@ class Repairer:
         self.plausible = chosen
         if not chosen:
             return self._result("not-found", self._not_found_text())
-        return self._result("fixed", self._explain(chosen[0]))
+        text = self._explain(chosen[0])
+        if self.req.confirm and not chosen[0].confirmed:
+            # the budget ran out before the fresh-process check: offered, but not as proven as the others
+            text += (" Not confirmed in a fresh process (a clean `python -m pytest` in a new copy): the time "
+                     "budget ran out first; run the tests yourself, or give the repair more time.")
+        return self._result("fixed", text)
 
     def _not_found_text(self) -> str:
         failing = self.baseline.failed if self.baseline else []

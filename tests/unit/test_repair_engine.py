@@ -1071,3 +1071,24 @@ def test_a_project_installed_editable_is_repaired_in_the_copy_not_where_its_pth_
     assert result.fixed, result.explanation
     assert result.new_text is not None and "return sum(xs) / len(xs)" in result.new_text
     assert (root / "src" / "calc" / "core.py").read_text().endswith("(len(xs) - 1)\n")  # the user's file untouched
+
+
+def test_a_fix_offered_before_its_fresh_process_check_could_run_says_so(
+        ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the budget is spent before the fresh-process check of the chosen fix can run, the fix is
+    still offered (the search's runs passed every test), but the answer says it was not confirmed."""
+    def finish(seconds_left: float) -> engine.RepairResult:
+        rep = Repairer(RepairRequest(ws / "mid.py", [ws / "test_mid.py"], budget_s=10))
+        text = (ws / "mid.py").read_text()
+        rep.plausible = [PlausibleFix(text.replace("a > c", "a < c"), "--- patch", "comparison", "`>` -> `<`",
+                                      6, 0.9, 1, "mutation", 1.0)]
+        monkeypatch.setattr(rep, "left", lambda: seconds_left)
+        monkeypatch.setattr(rep, "_confirm", lambda fix: True)
+        return rep._finish()
+
+    late = finish(-2.0)
+    assert late.fixed and "Not confirmed in a fresh process" in late.explanation
+    assert late.to_json()["confirmed"] is False
+    in_time = finish(5.0)
+    assert in_time.fixed and "Not confirmed" not in in_time.explanation
+    assert in_time.to_json()["confirmed"] is True
