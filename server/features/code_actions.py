@@ -390,7 +390,9 @@ def code_actions(server: HeedlsServer, service: RepairService, params: types.Cod
     if result is not None and result.fixed and result.new_text is not None and text is not None:
         failing = [d for d in diagnostics if d.source == "pytest"]
         best = result.fixes[0] if result.fixes else None
-        title = f"Fix: {best.description if best else 'repair'} (tests pass)"
+        # the search's runs passed every test; the fresh-process check may have run out of time first
+        proven = "tests pass" if best is None or best.confirmed else "tests pass; not confirmed in a fresh process"
+        title = f"Fix: {best.description if best else 'repair'} ({proven})"
         actions.insert(
             0,
             types.CodeAction(

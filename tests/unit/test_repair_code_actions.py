@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -86,6 +87,12 @@ def test_a_cached_validated_repair_is_offered_with_its_edit(tmp_path: Path) -> N
     assert actions[0].edit is not None and actions[0].edit.changes is not None
     (edit,) = actions[0].edit.changes[uri]
     assert edit.range.start.line == 5 and edit.new_text == "    return a + 1\n"
+    # one the budget left no time to check in a fresh process says so in its title
+    unchecked = dataclasses.replace(fix, confirmed=False)
+    service.remember(uri, TEXT, dataclasses.replace(result, fixes=[unchecked]), files=[], stats=[])
+    late = code_actions(server, service, _params(uri, line=5))  # type: ignore[arg-type]
+    assert late[0].title == "Fix: `-` → `+` (tests pass; not confirmed in a fresh process)"
+    service.remember(uri, TEXT, result, files=[], stats=[])
     # a stale cache (the document changed since) offers nothing
     service.remember(uri, TEXT + "# edited\n", result, files=[], stats=[])
     assert not [a for a in code_actions(server, service, _params(uri, line=5)) if a.title.startswith("Fix:")]  # type: ignore[arg-type]
