@@ -115,10 +115,6 @@ def online_shift(p: np.ndarray, y: np.ndarray, groups: np.ndarray, ts: np.ndarra
     return out
 
 
-__all__ = ["DECISION_MIN", "DECISION_WINDOW", "MAX_BIAS", "SCORE_EPS", "STRENGTH", "bias_from", "clipped",
-           "decision_gap", "logit", "online_decision_thresholds", "online_shift", "shifted", "user_bias"]
-
-
 def online_decision_thresholds(p: np.ndarray, y: np.ndarray, groups: np.ndarray, ts: np.ndarray,
                                decided_at: np.ndarray, thresholds: np.ndarray, keep: float) -> np.ndarray:
     """Each event's threshold as the live gate applies it to the shifted score: lowered by the
@@ -139,16 +135,21 @@ def online_decision_thresholds(p: np.ndarray, y: np.ndarray, groups: np.ndarray,
         cum_info = np.concatenate([[0.0], np.cumsum(information[order])])
         for i in members:
             counted = int(np.searchsorted(done, ts[i], side="right"))
-            decided = [j for j in order[:counted] if j != i]  # its own label never counts
-            if not decided:
+            earlier = order[:counted]
+            own = decided_at[i] <= ts[i]  # decided instantly: its own label never counts
+            if counted - own <= 0:
                 continue
             res, info = cum_res[counted], cum_info[counted]
-            if len(decided) < counted:
+            if own:
                 res, info = res - residual[i], info - information[i]
-            last = decided[-1]
+            last = earlier[-1] if earlier[-1] != i else earlier[-2]
             seen = members[: int(np.searchsorted(asked, decided_at[last], side="right"))]
             window = logits[seen[-DECISION_WINDOW:]].tolist()
             gap = decision_gap(bias_from(float(res), float(info)), window, float(thresholds[last]), keep)
             if gap:
                 out[i] = shifted(float(thresholds[i]), -gap)
     return out
+
+
+__all__ = ["DECISION_MIN", "DECISION_WINDOW", "MAX_BIAS", "SCORE_EPS", "STRENGTH", "bias_from", "clipped",
+           "decision_gap", "logit", "online_decision_thresholds", "online_shift", "shifted", "user_bias"]
