@@ -377,6 +377,14 @@ _COLORS = {
 }
 
 
+def _day_labels(labels: list[str], left: float, slot: float, y: float) -> list[str]:
+    """The x-axis labels under each day's slot (at most 16 of them), shared by the daily charts."""
+    n = max(1, len(labels))
+    return [f'<text x="{left + (i + 0.5) * slot:.1f}" y="{y}" font-size="9" text-anchor="middle">'
+            f"{html.escape(label[-5:] if len(label) > 8 else label)}</text>"
+            for i, label in enumerate(labels) if n <= 16 or i % math.ceil(n / 16) == 0]
+
+
 def _svg_stacked_bars(labels: list[str], series: list[tuple[str, list[int], str]], title: str) -> str:
     width, height, left, bottom, top = 720, 260, 48, 40, 28
     n = max(1, len(labels))
@@ -402,11 +410,7 @@ def _svg_stacked_bars(labels: list[str], series: list[tuple[str, list[int], str]
                     f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{color}">'
                     f"<title>{html.escape(label)} {html.escape(name)}: {values[i]}</title></rect>"
                 )
-        if n <= 16 or i % math.ceil(n / 16) == 0:
-            parts.append(
-                f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 14}" font-size="9" text-anchor="middle">'
-                f"{html.escape(label[-5:] if len(label) > 8 else label)}</text>"
-            )
+    parts.extend(_day_labels(labels, left, slot, height - bottom + 14))
     lx = left
     for name, _, color in series:
         parts.append(f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>')
@@ -441,12 +445,7 @@ def _svg_rate_lines(labels: list[str], series: list[tuple[str, list[float | None
             parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
         for x, y in points:
             parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
-    for i, label in enumerate(labels):
-        if n <= 16 or i % math.ceil(n / 16) == 0:
-            parts.append(
-                f'<text x="{left + (i + 0.5) * slot:.1f}" y="{height - bottom + 14}" font-size="9" text-anchor="middle">'
-                f"{html.escape(label[-5:] if len(label) > 8 else label)}</text>"
-            )
+    parts.extend(_day_labels(labels, left, slot, height - bottom + 14))
     lx = left
     for name, _, color in series:
         parts.append(f'<rect x="{lx}" y="{height - 14}" width="10" height="10" fill="{color}"/>')
