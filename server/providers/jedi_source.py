@@ -48,6 +48,40 @@ def _complete(project: Any, code: str, path: str, line: int, column: int) -> lis
     return [[c.name, c.complete or "", c.type] for c in found[:300] if c.complete is not None]
 
 
+def tolerate_broken_parser_cache(set_aside: list[str]) -> bool:
+    """Make parso read a cache file it cannot unpickle as a miss, and delete it, instead of failing.
+
+    parso writes its pickles in place and catches only FileNotFoundError when it reads them: a
+    process killed while writing one (an editor closed, a test run stopped) leaves a truncated file
+    that makes every later jedi call that needs it fail, in every process, until it is deleted by
+    hand. Jedi then answers nothing, silently. The paths deleted are appended to `set_aside`.
+    False when this parso has no such loader to wrap (a newer layout): nothing is changed then."""
+    try:
+        import parso.cache as cache
+    except ImportError:
+        return False
+    load = getattr(cache, "_load_from_file_system", None)
+    hashed_path = getattr(cache, "_get_hashed_path", None)
+    if load is None or hashed_path is None or getattr(load, "heedls_tolerant", False):
+        return load is not None and hashed_path is not None
+
+    def tolerant(hashed_grammar: str, path: Any, p_time: float, cache_path: Any = None) -> Any:
+        try:
+            return load(hashed_grammar, path, p_time, cache_path=cache_path)
+        except Exception:  # noqa: BLE001 - any unreadable cache file is a miss: parso parses and rewrites it
+            broken = hashed_path(hashed_grammar, path, cache_path=cache_path)
+            try:
+                os.remove(broken)
+            except OSError:
+                pass
+            set_aside.append(str(broken))
+            return None
+
+    tolerant.heedls_tolerant = True  # type: ignore[attr-defined]
+    cache._load_from_file_system = tolerant
+    return True
+
+
 def worker_main() -> None:
     """The worker process: one JSON request per stdin line, one JSON answer per stdout line."""
     try:
@@ -56,6 +90,8 @@ def worker_main() -> None:
         pass
     import jedi
 
+    set_aside: list[str] = []
+    tolerate_broken_parser_cache(set_aside)
     projects: dict[str, Any] = {}
     for raw in sys.stdin:
         try:
@@ -66,7 +102,10 @@ def worker_main() -> None:
             items = _complete(projects.get(ws), req["code"], req["path"], req["line"], req["column"])
         except Exception:  # noqa: BLE001 - jedi bugs on odd code must never kill the worker
             items = []
-        sys.stdout.write(json.dumps({"id": req.get("id") if isinstance(req, dict) else None, "items": items}) + "\n")
+        answer: dict[str, Any] = {"id": req.get("id") if isinstance(req, dict) else None, "items": items}
+        if set_aside:
+            answer["brokenCache"], set_aside[:] = list(set_aside), []
+        sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
 
 
@@ -126,6 +165,9 @@ class JediSource:
                 msg = json.loads(raw)
             except ValueError:
                 continue
+            for broken in msg.get("brokenCache") or []:
+                log.warning("jedi's parser cache had an unreadable file (a process stopped while writing "
+                            "it?): deleted it, jedi rebuilds it: %s", broken)
             with self._lock:
                 entry = self._pending.pop(msg.get("id"), None)
                 self._busy = False
