@@ -7,7 +7,8 @@ labels only, no code text) from a proxy-labelled replay of real code and from re
 and adds them to the training rows of every fit: the shipped model, each fold of the evaluation and
 the user's own refit. Calibration and the keep-X %-of-accepted threshold are chosen on out-of-fold
 scores of the target data and, when the target is people, of the human sources' rows (each of their
-sessions a fold of its own): other people, never the proxy-labelled replay (`Prior.rows`).
+sessions a fold of its own): other people, never the proxy-labelled replay (`Prior.rows`). In the
+user's own refit the prior only trains (`PriorRows.only_training`): its threshold is for that user.
 
 A source is never used on data it could overlap: it is dropped when the target shares a session id
 with it, and a replay source is dropped for synthetic (replayed) targets, whose projects could be the

@@ -758,3 +758,43 @@ def test_a_refit_that_cannot_start_its_thread_leaves_the_next_one_free(
     assert gate.maybe_refit() is True  # before: the slot stayed taken, no refit ever again
     for thread in [t for t in threading.enumerate() if t.name == "heedls-gate-refit"]:
         thread.join(10)
+
+
+def test_a_refit_keeps_the_target_share_of_this_users_accepts_not_of_everyones(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other people's decisions (the shipped human prior rows) train the user's refit but do not set
+    its threshold: a user who also takes what other people take less often is kept >= 95 % of what
+    they take, where a threshold for everyone (mostly other people's accepts) hid a share of theirs."""
+    import numpy as np
+    from heedls.server.acceptance import prior as prior_module
+    from heedls.server.acceptance.prior import Prior, PriorSource, StageRows
+    from heedls.server.acceptance.refit import fit_candidates
+
+    rng = np.random.default_rng(3)
+    feature = "rel_position"  # in both stages' features
+
+    def row_of(value: float, stage: str) -> dict[str, float]:
+        return {**dict.fromkeys(STAGE_FEATURES[stage], 0.0), feature: value}
+
+    user = rng.random(400)  # this user takes anything past 0.4, other people only what is past 0.8
+    rows = [{"id": f"u{i}", "session": "me", "ts": 1000.0 + i, "provider": "local", "accepted": int(v > 0.4),
+             "persisted": None, "context": row_of(v, "context"), "suggestion": row_of(v, "suggestion")}
+            for i, v in enumerate(user)]
+    people = rng.random(6000)
+    stages = {stage: StageRows(tuple(STAGE_FEATURES[stage]),
+                               np.array([[row_of(v, stage)[n] for n in STAGE_FEATURES[stage]] for v in people]),
+                               (people > 0.8).astype(float), tuple(f"p{i % 30}" for i in range(people.size)))
+              for stage in ("context", "suggestion")}
+    others = Prior((PriorSource("people", "human", frozenset(f"p{i}" for i in range(30)), stages, {}),))
+    monkeypatch.setattr(prior_module, "load_shipped_prior", lambda: others)
+
+    installed, report = fit_candidates(rows, None, 0.95, "accepted", {"context": "logreg", "suggestion": "logreg"},
+                                       True)
+    for stage in ("context", "suggestion"):
+        assert report[stage]["result"] == "installed"
+        fitted = StageModel.from_json(installed[stage])
+        assert fitted.meta["prior_sources"] == ["people"]  # they trained it
+        taken = [fitted.score(r[stage]) for r in rows if r["accepted"]]
+        kept = sum(score >= fitted.threshold for score in taken) / len(taken)
+        assert kept >= 0.95, (stage, kept)
