@@ -92,7 +92,8 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
         cand = (auc(y_new, cand_p) or 0.5, -logloss(y_new, cand_p))
         inc = (auc(y_new, inc_p) or 0.5, -logloss(y_new, inc_p)) if np.isfinite(inc_p).all() else (-1.0, -np.inf)
         report[stage] = {"candidate_auc": round(cand[0], 4), "current_auc": round(inc[0], 4),
-                         "compared_on": len(usable_new)}
+                         "compared_on": len(usable_new), **_kept(y_new, cand_p, candidate.threshold_for(keep),
+                                                                 inc_p, [incumbents[i] for i in fresh], keep)}
         if cand < inc:
             report[stage]["result"] = "rolled back"
             continue
@@ -110,6 +111,19 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
         installed[stage] = final.to_json()
         report[stage]["result"] = "installed"
     return installed, report
+
+
+def _kept(y: np.ndarray, cand_p: np.ndarray, cand_t: float, inc_p: np.ndarray,
+          incumbents: Sequence[StageModel | None], keep: float) -> dict[str, Any]:
+    """For the report: the share of the held-back accepted rows each model would show at its
+    threshold (before the user's bias; with no current model, the base rate shows everything).
+    Not part of the decision, which is on AUC and log-loss: a few dozen accepts say little."""
+    taken = np.flatnonzero(y == 1)
+    if taken.size == 0:
+        return {"candidate_kept": None, "current_kept": None}
+    inc_t = np.array([inc.threshold_for(keep) if inc is not None else 0.0 for inc in incumbents])
+    return {"candidate_kept": round(float(np.mean(cand_p[taken] >= cand_t)), 4),
+            "current_kept": round(float(np.mean(inc_p[taken] >= inc_t[taken])), 4)}
 
 
 def _usable(row: Any) -> bool:

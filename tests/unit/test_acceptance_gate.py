@@ -793,6 +793,8 @@ def test_a_refit_keeps_the_target_share_of_this_users_accepts_not_of_everyones(
                                        True)
     for stage in ("context", "suggestion"):
         assert report[stage]["result"] == "installed"
+        # what it and the current model (none: the base rate, which shows all) keep of the held-back accepts
+        assert report[stage]["candidate_kept"] >= 0.9 and report[stage]["current_kept"] == 1.0
         fitted = StageModel.from_json(installed[stage])
         assert fitted.meta["prior_sources"] == ["people"]  # they trained it
         taken = [fitted.score(r[stage]) for r in rows if r["accepted"]]
