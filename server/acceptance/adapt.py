@@ -89,26 +89,33 @@ def decision_gap(bias: float, window: Sequence[float], threshold: float, keep: f
     return allowed - bias if allowed > bias else 0.0
 
 
+def _decided_before(members: np.ndarray, ts: np.ndarray, decided_at: np.ndarray, residual: np.ndarray,
+                    information: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For a session's `members`: the members in order of decision, and per member how many of the
+    session's decisions came at or before its request (shown at `ts`), whether its own is among
+    them (decided instantly: its own label must never count), and the sums Σ(y − p) and Σ p(1 − p)
+    over those decisions without its own. Running sums over the decisions: O(n log n)."""
+    order = members[np.argsort(decided_at[members], kind="stable")]
+    cum_res = np.concatenate([[0.0], np.cumsum(residual[order])])
+    cum_info = np.concatenate([[0.0], np.cumsum(information[order])])
+    counted = np.searchsorted(decided_at[order], ts[members], side="right")
+    own = decided_at[members] <= ts[members]
+    res = np.where(own, cum_res[counted] - residual[members], cum_res[counted])
+    info = np.where(own, cum_info[counted] - information[members], cum_info[counted])
+    return order, counted, own, res, info
+
+
 def online_shift(p: np.ndarray, y: np.ndarray, groups: np.ndarray, ts: np.ndarray,
                  decided_at: np.ndarray) -> np.ndarray:
     """Each score shifted by its user's bias learned from the scores and labels of that session's
     events decided before it (shown at `ts`, decided at `decided_at`), exactly as the live gate
-    learns it; an event's own label is never used. O(n log n) per session: running sums over the
-    events in order of decision."""
+    learns it; an event's own label is never used."""
     out = p.astype(float).copy()
     q = np.clip(p, SCORE_EPS, 1.0 - SCORE_EPS)
     residual, information = y - q, q * (1.0 - q)
     for session in set(groups.tolist()):
         members = np.flatnonzero(groups == session)
-        order = members[np.argsort(decided_at[members], kind="stable")]
-        done = decided_at[order]
-        cum_res = np.concatenate([[0.0], np.cumsum(residual[order])])
-        cum_info = np.concatenate([[0.0], np.cumsum(information[order])])
-        counted = np.searchsorted(done, ts[members], side="right")  # decided at or before each request
-        res, info = cum_res[counted], cum_info[counted]
-        own = decided_at[members] <= ts[members]  # decided instantly: its own label must not count
-        res = np.where(own, res - residual[members], res)
-        info = np.where(own, info - information[members], info)
+        _, counted, own, res, info = _decided_before(members, ts, decided_at, residual, information)
         for i, r, n_info, n in zip(members, res, info, counted - own):
             if n > 0:
                 out[i] = shifted(float(p[i]), bias_from(float(r), float(n_info)))
@@ -129,23 +136,15 @@ def online_decision_thresholds(p: np.ndarray, y: np.ndarray, groups: np.ndarray,
         members = np.flatnonzero(groups == session)
         members = members[np.argsort(ts[members], kind="stable")]
         asked = ts[members]
-        order = members[np.argsort(decided_at[members], kind="stable")]
-        done = decided_at[order]
-        cum_res = np.concatenate([[0.0], np.cumsum(residual[order])])
-        cum_info = np.concatenate([[0.0], np.cumsum(information[order])])
-        for i in members:
-            counted = int(np.searchsorted(done, ts[i], side="right"))
-            earlier = order[:counted]
-            own = decided_at[i] <= ts[i]  # decided instantly: its own label never counts
-            if counted - own <= 0:
+        order, counted, own, res, info = _decided_before(members, ts, decided_at, residual, information)
+        for i, n, mine, r, n_info in zip(members, counted.tolist(), own.tolist(), res, info):
+            if n - mine <= 0:
                 continue
-            res, info = cum_res[counted], cum_info[counted]
-            if own:
-                res, info = res - residual[i], info - information[i]
+            earlier = order[:n]
             last = earlier[-1] if earlier[-1] != i else earlier[-2]
             seen = members[: int(np.searchsorted(asked, decided_at[last], side="right"))]
             window = logits[seen[-DECISION_WINDOW:]].tolist()
-            gap = decision_gap(bias_from(float(res), float(info)), window, float(thresholds[last]), keep)
+            gap = decision_gap(bias_from(float(r), float(n_info)), window, float(thresholds[last]), keep)
             if gap:
                 out[i] = shifted(float(thresholds[i]), -gap)
     return out
