@@ -54,7 +54,8 @@ def tolerate_broken_parser_cache(set_aside: list[str]) -> bool:
     parso writes its pickles in place and catches only FileNotFoundError when it reads them: a
     process killed while writing one (an editor closed, a test run stopped) leaves a truncated file
     that makes every later jedi call that needs it fail, in every process, until it is deleted by
-    hand. Jedi then answers nothing, silently. The paths deleted are appended to `set_aside`.
+    hand. Jedi then answers nothing, silently. The paths deleted are appended to `set_aside` (one
+    that cannot be deleted, with the reason).
     False when this parso has no such loader to wrap (a newer layout): nothing is changed then."""
     try:
         import parso.cache as cache
@@ -65,6 +66,8 @@ def tolerate_broken_parser_cache(set_aside: list[str]) -> bool:
     if load is None or hashed_path is None or getattr(load, "heedls_tolerant", False):
         return load is not None and hashed_path is not None
 
+    undeletable: set[str] = set()
+
     def tolerant(hashed_grammar: str, path: Any, p_time: float, cache_path: Any = None) -> Any:
         try:
             return load(hashed_grammar, path, p_time, cache_path=cache_path)
@@ -72,9 +75,12 @@ def tolerate_broken_parser_cache(set_aside: list[str]) -> bool:
             broken = hashed_path(hashed_grammar, path, cache_path=cache_path)
             try:
                 os.remove(broken)
-            except OSError:
-                pass
-            set_aside.append(str(broken))
+            except OSError as exc:  # a read-only cache: a miss each time, said once per file
+                if str(broken) not in undeletable:
+                    undeletable.add(str(broken))
+                    set_aside.append(f"{broken} (not deleted: {exc.strerror or exc})")
+            else:
+                set_aside.append(str(broken))
             return None
 
     tolerant.heedls_tolerant = True  # type: ignore[attr-defined]
@@ -167,7 +173,7 @@ class JediSource:
                 continue
             for broken in msg.get("brokenCache") or []:
                 log.warning("jedi's parser cache had an unreadable file (a process stopped while writing "
-                            "it?): deleted it, jedi rebuilds it: %s", broken)
+                            "it?), read as a miss and deleted, so that jedi rebuilds it: %s", broken)
             with self._lock:
                 entry = self._pending.pop(msg.get("id"), None)
                 self._busy = False
