@@ -11,9 +11,10 @@
   classes well represented, a background thread has a separate process (`refit.py`; seconds of CPU
   that must not hold the server's GIL) fit a candidate on all but the newest 20 % and
   compares it with the current model on those newest events (a user model only on events newer
-  than its training data); only if it is at least as good (AUC, then log-loss) is the stage
-  refitted on everything and installed (the previous model is kept as `acceptance-user.prev.json`);
-  otherwise the stage that served stays (rollback), provider-specific stages included.
+  than its training data); only if it is at least as good (AUC, then log-loss) and does not show
+  clearly fewer of their accepts (refit._keeps_too_few) is the stage refitted on everything and
+  installed (the previous model is kept as `acceptance-user.prev.json`); otherwise the stage that
+  served stays (rollback), provider-specific stages included.
 - Only the newest MAX_ROWS decided events are kept; the rows file is compacted past COMPACT_AT lines.
 - A non-finite score or threshold shows the suggestion (and warns once): `NaN >= t` would hide it.
 """

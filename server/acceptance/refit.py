@@ -33,7 +33,8 @@ RefitResult = tuple[dict[str, dict[str, Any]], dict[str, Any]]
 def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any] | None, keep: float, label: str,
                    kinds: Mapping[str, Kind], use_prior: bool) -> RefitResult:
     """Stages (as JSON) that evaluated at least as well as the current model on the newest 20 % of
-    `rows` (AUC, then log-loss), refitted on all rows; and a report of what was compared.
+    `rows` (AUC, then log-loss) and do not keep too few of its accepted rows (`_keeps_too_few`),
+    refitted on all rows; and a report of what was compared.
 
     - Rows with a non-finite value in a stage's features are not learnt from for that stage.
     - A current stage that is itself a user refit is compared only on held-back rows newer than the
@@ -97,6 +98,10 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
         if cand < inc:
             report[stage]["result"] = "rolled back"
             continue
+        if _keeps_too_few(y_new, cand_p, candidate.threshold_for(keep), report[stage]["current_kept"], keep):
+            # ranks as well, but hides more of this user's accepts than its target allows
+            report[stage].update({"result": "rolled back", "reason": "keeps too few of the held-back accepts"})
+            continue
         everything = [r for r in rows if _usable(r.get(stage))]
         X_all, y_all, g_all = _matrix(everything, stage, names, label)
         final = fit_stage(stage, names, X_all, y_all, g_all, kind=kind, keep_accepted=keep, prior=found,
@@ -115,15 +120,40 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
 
 def _kept(y: np.ndarray, cand_p: np.ndarray, cand_t: float, inc_p: np.ndarray,
           incumbents: Sequence[StageModel | None], keep: float) -> dict[str, Any]:
-    """For the report: the share of the held-back accepted rows each model would show at its
-    threshold (before the user's bias; with no current model, the base rate shows everything).
-    Not part of the decision, which is on AUC and log-loss: a few dozen accepts say little."""
+    """The share of the held-back accepted rows each model would show at its threshold (before the
+    user's bias; with no current model, the base rate shows everything), for the report and for
+    `_keeps_too_few`."""
     taken = np.flatnonzero(y == 1)
     if taken.size == 0:
         return {"candidate_kept": None, "current_kept": None}
     inc_t = np.array([inc.threshold_for(keep) if inc is not None else 0.0 for inc in incumbents])
     return {"candidate_kept": round(float(np.mean(cand_p[taken] >= cand_t)), 4),
             "current_kept": round(float(np.mean(inc_p[taken] >= inc_t[taken])), 4)}
+
+
+KEPT_TEST_LEVEL = 0.01  # the chance of rolling back a candidate that does keep the target share
+
+
+def _keeps_too_few(y: np.ndarray, cand_p: np.ndarray, cand_t: float, current_kept: float | None,
+                   keep: float) -> bool:
+    """Whether the candidate shows fewer of the held-back accepted rows than the current model and
+    than `keep` allows by chance: were its true share `keep`, as few kept would come with probability
+    below KEPT_TEST_LEVEL (binomial). With a few dozen accepts only a clear shortfall counts (of 10,
+    6 or fewer kept at keep 0.95; of 30, 24 or fewer)."""
+    taken = y == 1
+    m = int(taken.sum())
+    if m == 0:
+        return False
+    kept = int(np.sum(cand_p[taken] >= cand_t))
+    if current_kept is not None and kept >= current_kept * m:
+        return False
+    if keep >= 1.0:
+        return kept < m
+    # P(X <= kept) for X ~ Binomial(m, keep), term by term in logs (no overflow for any m)
+    log_keep, log_miss = math.log(keep), math.log1p(-keep)
+    tail = math.fsum(math.exp(math.lgamma(m + 1) - math.lgamma(k + 1) - math.lgamma(m - k + 1)
+                              + k * log_keep + (m - k) * log_miss) for k in range(kept + 1))
+    return tail < KEPT_TEST_LEVEL
 
 
 def _usable(row: Any) -> bool:
@@ -250,4 +280,4 @@ def logloss(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-__all__ = ["HOLDOUT_SHARE", "MIN_NEWER_ROWS", "fit_candidates", "fit_candidates_in_process", "logloss"]
+__all__ = ["HOLDOUT_SHARE", "KEPT_TEST_LEVEL", "MIN_NEWER_ROWS", "fit_candidates", "fit_candidates_in_process", "logloss"]

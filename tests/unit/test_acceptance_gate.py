@@ -760,6 +760,20 @@ def test_a_refit_that_cannot_start_its_thread_leaves_the_next_one_free(
         thread.join(10)
 
 
+_TAKEN_FEATURE = "rel_position"  # in both stages' features
+
+
+def _row_of(value: float, stage: str) -> dict[str, float]:
+    return {**dict.fromkeys(STAGE_FEATURES[stage], 0.0), _TAKEN_FEATURE: value}
+
+
+def _user_rows(rng: Any, n: int = 400) -> list[dict[str, Any]]:
+    """One user's decided rows: they take a suggestion when the feature is past 0.4."""
+    return [{"id": f"u{i}", "session": "me", "ts": 1000.0 + i, "provider": "local", "accepted": int(v > 0.4),
+             "persisted": None, "context": _row_of(v, "context"), "suggestion": _row_of(v, "suggestion")}
+            for i, v in enumerate(rng.random(n))]
+
+
 def test_a_refit_keeps_the_target_share_of_this_users_accepts_not_of_everyones(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -772,18 +786,10 @@ def test_a_refit_keeps_the_target_share_of_this_users_accepts_not_of_everyones(
     from heedls.server.acceptance.refit import fit_candidates
 
     rng = np.random.default_rng(3)
-    feature = "rel_position"  # in both stages' features
-
-    def row_of(value: float, stage: str) -> dict[str, float]:
-        return {**dict.fromkeys(STAGE_FEATURES[stage], 0.0), feature: value}
-
-    user = rng.random(400)  # this user takes anything past 0.4, other people only what is past 0.8
-    rows = [{"id": f"u{i}", "session": "me", "ts": 1000.0 + i, "provider": "local", "accepted": int(v > 0.4),
-             "persisted": None, "context": row_of(v, "context"), "suggestion": row_of(v, "suggestion")}
-            for i, v in enumerate(user)]
+    rows = _user_rows(rng)  # this user takes anything past 0.4, other people only what is past 0.8
     people = rng.random(6000)
     stages = {stage: StageRows(tuple(STAGE_FEATURES[stage]),
-                               np.array([[row_of(v, stage)[n] for n in STAGE_FEATURES[stage]] for v in people]),
+                               np.array([[_row_of(v, stage)[n] for n in STAGE_FEATURES[stage]] for v in people]),
                                (people > 0.8).astype(float), tuple(f"p{i % 30}" for i in range(people.size)))
               for stage in ("context", "suggestion")}
     others = Prior((PriorSource("people", "human", frozenset(f"p{i}" for i in range(30)), stages, {}),))
@@ -800,3 +806,33 @@ def test_a_refit_keeps_the_target_share_of_this_users_accepts_not_of_everyones(
         taken = [fitted.score(r[stage]) for r in rows if r["accepted"]]
         kept = sum(score >= fitted.threshold for score in taken) / len(taken)
         assert kept >= 0.95, (stage, kept)
+
+
+def test_a_refit_that_hides_more_of_the_users_accepts_than_its_target_allows_is_rolled_back(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A candidate that ranks as well but shows fewer of the held-back accepted rows than the current
+    model, and fewer than the keep target allows by chance (binomial, 1 %), is not installed."""
+    import numpy as np
+    from heedls.server.acceptance import refit as refit_module
+    from heedls.server.acceptance.refit import fit_candidates
+
+    rows = _user_rows(np.random.default_rng(4))
+    real_fit = refit_module.fit_stage
+
+    def too_strict(stage: str, *args: Any, **kw: Any) -> StageModel:
+        fitted = real_fit(stage, *args, **kw)  # its threshold moved up to hide half of what the user takes
+        return dataclasses.replace(fitted, threshold=fitted.score(_row_of(0.7, stage)))
+
+    kinds = {"context": "logreg", "suggestion": "logreg"}
+    monkeypatch.setattr(refit_module, "fit_stage", too_strict)
+    installed, report = fit_candidates(rows, None, 0.95, "accepted", kinds, False)
+    assert installed == {}
+    for stage in ("context", "suggestion"):
+        assert report[stage]["result"] == "rolled back"
+        assert report[stage]["reason"] == "keeps too few of the held-back accepts"
+        assert report[stage]["candidate_auc"] >= report[stage]["current_auc"]  # it ranks no worse
+        assert report[stage]["candidate_kept"] < 0.8 and report[stage]["current_kept"] == 1.0
+    monkeypatch.setattr(refit_module, "fit_stage", real_fit)
+    installed, report = fit_candidates(rows, None, 0.95, "accepted", kinds, False)
+    assert set(installed) == {"context", "suggestion"}, report
