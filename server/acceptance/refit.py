@@ -92,13 +92,16 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
             continue
         cand = (auc(y_new, cand_p) or 0.5, -logloss(y_new, cand_p))
         inc = (auc(y_new, inc_p) or 0.5, -logloss(y_new, inc_p)) if np.isfinite(inc_p).all() else (-1.0, -np.inf)
+        taken, cand_kept, inc_kept = _kept(y_new, cand_p, candidate.threshold_for(keep), inc_p,
+                                           [incumbents[i] for i in fresh], keep)
         report[stage] = {"candidate_auc": round(cand[0], 4), "current_auc": round(inc[0], 4),
-                         "compared_on": len(usable_new), **_kept(y_new, cand_p, candidate.threshold_for(keep),
-                                                                 inc_p, [incumbents[i] for i in fresh], keep)}
+                         "compared_on": len(usable_new),
+                         "candidate_kept": round(cand_kept / taken, 4) if taken else None,
+                         "current_kept": round(inc_kept / taken, 4) if taken else None}
         if cand < inc:
             report[stage]["result"] = "rolled back"
             continue
-        if _keeps_too_few(y_new, cand_p, candidate.threshold_for(keep), report[stage]["current_kept"], keep):
+        if _keeps_too_few(taken, cand_kept, inc_kept, keep):
             # ranks as well, but hides more of this user's accepts than its target allows
             report[stage].update({"result": "rolled back", "reason": "keeps too few of the held-back accepts"})
             continue
@@ -119,40 +122,32 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
 
 
 def _kept(y: np.ndarray, cand_p: np.ndarray, cand_t: float, inc_p: np.ndarray,
-          incumbents: Sequence[StageModel | None], keep: float) -> dict[str, Any]:
-    """The share of the held-back accepted rows each model would show at its threshold (before the
-    user's bias; with no current model, the base rate shows everything), for the report and for
-    `_keeps_too_few`."""
+          incumbents: Sequence[StageModel | None], keep: float) -> tuple[int, int, int]:
+    """Of the held-back accepted rows: how many there are, and how many of them the candidate and
+    the current model would show at their thresholds (before the user's bias; with no current
+    model, the base rate shows everything)."""
     taken = np.flatnonzero(y == 1)
-    if taken.size == 0:
-        return {"candidate_kept": None, "current_kept": None}
     inc_t = np.array([inc.threshold_for(keep) if inc is not None else 0.0 for inc in incumbents])
-    return {"candidate_kept": round(float(np.mean(cand_p[taken] >= cand_t)), 4),
-            "current_kept": round(float(np.mean(inc_p[taken] >= inc_t[taken])), 4)}
+    return (int(taken.size), int(np.sum(cand_p[taken] >= cand_t)),
+            int(np.sum(inc_p[taken] >= inc_t[taken])) if taken.size else 0)
 
 
 KEPT_TEST_LEVEL = 0.01  # the chance of rolling back a candidate that does keep the target share
 
 
-def _keeps_too_few(y: np.ndarray, cand_p: np.ndarray, cand_t: float, current_kept: float | None,
-                   keep: float) -> bool:
-    """Whether the candidate shows fewer of the held-back accepted rows than the current model and
-    than `keep` allows by chance: were its true share `keep`, as few kept would come with probability
-    below KEPT_TEST_LEVEL (binomial). With a few dozen accepts only a clear shortfall counts (of 10,
-    6 or fewer kept at keep 0.95; of 30, 24 or fewer)."""
-    taken = y == 1
-    m = int(taken.sum())
-    if m == 0:
-        return False
-    kept = int(np.sum(cand_p[taken] >= cand_t))
-    if current_kept is not None and kept >= current_kept * m:
+def _keeps_too_few(taken: int, cand_kept: int, current_kept: int, keep: float) -> bool:
+    """Whether the candidate shows fewer of the `taken` held-back accepted rows than the current
+    model and than `keep` allows by chance: were its true share `keep`, as few kept would come with
+    probability below KEPT_TEST_LEVEL (binomial). With a few dozen accepts only a clear shortfall
+    counts (of 10, 6 or fewer kept at keep 0.95; of 30, 24 or fewer)."""
+    if taken == 0 or cand_kept >= current_kept:
         return False
     if keep >= 1.0:
-        return kept < m
-    # P(X <= kept) for X ~ Binomial(m, keep), term by term in logs (no overflow for any m)
+        return cand_kept < taken
+    # P(X <= cand_kept) for X ~ Binomial(taken, keep), term by term in logs (no overflow for any size)
     log_keep, log_miss = math.log(keep), math.log1p(-keep)
-    tail = math.fsum(math.exp(math.lgamma(m + 1) - math.lgamma(k + 1) - math.lgamma(m - k + 1)
-                              + k * log_keep + (m - k) * log_miss) for k in range(kept + 1))
+    tail = math.fsum(math.exp(math.lgamma(taken + 1) - math.lgamma(k + 1) - math.lgamma(taken - k + 1)
+                              + k * log_keep + (taken - k) * log_miss) for k in range(cand_kept + 1))
     return tail < KEPT_TEST_LEVEL
 
 
