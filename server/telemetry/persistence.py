@@ -142,8 +142,8 @@ def placed_similarity(item: Tracked, document: str, anywhere_min_chars: int = 20
     if len(wanted) >= anywhere_min_chars and _norm(document).count(wanted) > item.copies:
         return 1.0  # moved code is still code the user kept
     span = between_neighbours(document, item.offset, item.before, item.after)
-    if span is None:
-        return similarity(item.text, document, item.offset, anywhere_min_chars, item.copies, item.near_copies)
+    if span is None:  # the "anywhere" rule was just applied: not a second pass over the whole document
+        return similarity(item.text, document, item.offset, len(wanted) + 1, item.copies, item.near_copies)
     if not span.strip():
         return 0.0 if wanted else 1.0
     return similarity(item.text, span, 0, anywhere_min_chars)
