@@ -240,6 +240,15 @@ def _wait_screen(pred: Any, timeout: float) -> str:
     raise AssertionError(f"screen never matched; last screen:\n{screen}")
 
 
+def _settle(pred: Any, timeout: float) -> None:
+    """Wait up to `timeout` for the screen to satisfy `pred`, then a moment more; no failure if it
+    does not (what follows checks what matters)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not pred(_tmux("capture-pane", "-p", "-t", "e2e")):
+        time.sleep(0.1)
+    time.sleep(0.3)
+
+
 def _wait_ghost(version: tuple[int, int]) -> str:
     """The screen once ghost text follows `return `; asks once more if the first answer was empty
     (a cold server): the fallback's manual trigger, or Insert mode entered again for the native one."""
@@ -431,6 +440,9 @@ def test_terminal_a_suggestion_typed_over_is_a_rejection(tmp_path: Path, nvim_bi
         screen = _tmux("capture-pane", "-p", "-t", "e2e")
         assert not any(line.rstrip().endswith(stale) for line in screen.splitlines()), screen
         _tmux("send-keys", "-t", "e2e", "C-c")  # leave Insert mode (C-c: no InsertLeave)
+        # A CTRL-C that reaches a busy Neovim also interrupts it, and the keys queued behind it are
+        # dropped (a run's `:w` was never written): go on once the mode line has left Insert mode.
+        _settle(lambda s: "-- INSERT --" not in s, 5.0)
         _save_and_quit()
     events = _events(workspace, data)
     first = [e for e in events if e["suggestion"] and e["prefix"] and e["prefix"].endswith("return ")
