@@ -128,8 +128,11 @@ def eval_acceptance(
                           adapt=user_bias, jobs=jobs, seed=seed)
     if skipped:
         result["skipped_lines"] = skipped
+    unfitted = ([f"--baselines needs labelled events in two sessions (each baseline is fitted "
+                 f"leave-one-session-out); this file has {result.get('sessions', 0)}: none reported"]
+                if baselines and "baselines" not in result and result.get("n") else [])
     for warning in (_label_warnings(loaded, label.value, result, pretrained)
-                    + _data_warnings(loaded, result, keep, label.value)):
+                    + _data_warnings(loaded, result, keep, label.value) + unfitted):
         typer.echo(f"heedls: {warning}", err=True)
     if not folds:
         result.pop("folds", None)

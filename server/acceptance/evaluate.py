@@ -466,8 +466,11 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
             f"the held-out session is scored once{adapted}; all figures pooled over the held-out predictions; "
             f"ECE over {ECE_BINS} equal-width bins; label={label}")
         result["folds"] = folds
-        if baselines:
-            result["baselines"] = run_baselines(data, stage, keep, seed)
+    if baselines and len(sessions) >= 2:  # fitted leave-one-session-out, as their protocol has it
+        result["baselines"] = run_baselines(data, stage, keep, seed)
+        if pretrained is not None:
+            result["protocol"] += ("; the baselines beside it are fitted leave-one-session-out on this file "
+                                   "(thresholds from the training folds)")
     return result
 
 
