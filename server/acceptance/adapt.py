@@ -45,12 +45,11 @@ def user_bias(decided: Iterable[tuple[float, float]]) -> float:
 
 
 def shifted(score: float, bias: float) -> float:
-    """`score` with `bias` added to its logit."""
-    if bias == 0.0:
+    """`score` with `bias` added to its logit (clipped as the running sums clip it). A certainty
+    stays one: a threshold of 0 shows everything, whatever the bias."""
+    if bias == 0.0 or score <= 0.0 or score >= 1.0:
         return score
-    p = min(max(score, 1e-9), 1.0 - 1e-9)
-    z = math.log(p / (1.0 - p)) + bias
-    return 1.0 / (1.0 + math.exp(-z))
+    return 1.0 / (1.0 + math.exp(-(logit(score) + bias)))
 
 
 def logit(score: float) -> float:

@@ -24,6 +24,15 @@ def test_no_decisions_no_bias_and_a_few_decisions_move_it_little() -> None:
     assert user_bias([(0.8, 0.0)] * 3) == pytest.approx(-few)  # symmetric
 
 
+def test_a_show_everything_threshold_stays_one_whatever_the_bias() -> None:
+    # a stage whose training had too few accepts has threshold 0: lowering it must not raise it above 0
+    assert shifted(0.0, -MAX_BIAS) == 0.0 and shifted(0.0, MAX_BIAS) == 0.0
+    assert shifted(1.0, -MAX_BIAS) == 1.0
+    # scores and thresholds near certainty move as the running sums see them (clipped at 1e-6)
+    assert shifted(1e-12, 1.0) == pytest.approx(shifted(1e-6, 1.0))
+    assert 0.0 < shifted(1e-12, -1.0) < 1e-6
+
+
 def test_a_user_who_takes_more_than_predicted_is_shifted_up_more_as_evidence_grows() -> None:
     biases = [user_bias([(0.2, 1.0 if i % 2 == 0 else 0.0) for i in range(n)]) for n in (10, 50, 200)]
     assert 0 < biases[0] < biases[1] < biases[2] < MAX_BIAS
