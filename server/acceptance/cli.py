@@ -208,7 +208,9 @@ def _print_table(result: dict[str, object]) -> None:
     from rich.table import Table
 
     keys = ("auc", "hidden_rejected_at_95", "accepted_kept", "ece", "requests_avoided")
-    table = Table(title=f"acceptance, {result['stage']} stage: n={result['n']} positives={result['positives']}")
+    keep = result.get("keep", 0.95)
+    table = Table(title=f"acceptance, {result['stage']} stage: n={result['n']} positives={result['positives']}"
+                        + ("" if keep == 0.95 else f" (hidden_rejected_at_95 and accepted_kept at keep >= {keep:g})"))
     table.add_column("model")
     for key in keys:
         table.add_column(key, justify="right")

@@ -409,8 +409,9 @@ def evaluate(events: Sequence[SuggestionEvent], stage: str, label: str = "accept
     # the protocol's figures must not depend on the order of the file's lines
     data = build_dataset(canonical_order(events), stage, label, progress)
     sessions = sorted(set(data.groups.tolist()))
+    # `keep`: the target the thresholds were chosen for (the contract's key says 95, `--keep` may not)
     result: dict[str, Any] = {"n": int(data.y.size), "positives": int(data.y.sum()), "stage": stage,
-                              "label": label, "sessions": len(sessions)}
+                              "label": label, "keep": keep, "sessions": len(sessions)}
     adapt = adapt and label == "accepted"  # persistence is known too late to adapt on
     adapted = ("; each score is then shifted by its user's own bias, learned online from the model's scores "
                "and the outcomes of that session's events decided before it, and a negative bias lowers the "

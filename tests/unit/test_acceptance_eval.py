@@ -255,6 +255,18 @@ def test_a_badly_typed_field_is_unknown_not_a_crash(tmp_path: Path) -> None:
         assert json.loads(result.stdout)["n"] == 45  # every event read, none skipped
 
 
+def test_the_keep_target_is_named_beside_the_figures_it_sets(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    write_jsonl(make_events(sessions=3, per_session=30, seed=2), path)
+    base = ["--stage", "suggestion", "--model", "logreg", "--prior", "none", "--jobs", "1"]
+    default = json.loads(_eval(str(path), *base, "--json").stdout)
+    looser = json.loads(_eval(str(path), *base, "--json", "--keep", "0.8").stdout)
+    assert default["keep"] == 0.95 and looser["keep"] == 0.8
+    assert looser["hidden_rejected_at_95"] >= default["hidden_rejected_at_95"]  # same key, the looser target
+    table = _eval(str(path), *base, "--keep", "0.8")
+    assert table.exit_code == 0 and "at keep >= 0.8" in " ".join(table.stdout.split())
+
+
 @pytest.mark.parametrize("keep", ["0", "-1", "nan", "1.5", "inf"])
 def test_a_keep_outside_zero_to_one_is_refused(tmp_path: Path, keep: str) -> None:
     path = tmp_path / "events.jsonl"
