@@ -15,9 +15,11 @@ import json
 import lzma
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, TextIO, cast
 
@@ -165,10 +167,65 @@ _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SuggestionEv
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-# How many earlier events of its session the acceptance features see: the last 64, in training,
-# evaluation and the live server alike (the engine passes exactly these), so a long session gives
-# the same rows everywhere and the per-request cost stays flat.
+# How many earlier events of its session the acceptance features see: the last 64 (not counting
+# the ones the gate itself skipped or hid: `history_window`), in training, evaluation and the live
+# server alike (the engine passes exactly these), so a long session gives the same rows everywhere
+# and the per-request cost stays flat.
 HISTORY_WINDOW = 64
+
+# The gate's own decisions: a request stage 1 skipped, a suggestion stage 2 hid. The user never
+# saw them, so they decide nothing.
+GATED = ("skipped", "hidden")
+
+
+def is_gated(event: SuggestionEvent) -> bool:
+    return isinstance(event.gate, dict) and event.gate.get("decision") in GATED
+
+
+def history_window(earlier: Sequence[SuggestionEvent]) -> list[SuggestionEvent]:
+    """What a request's acceptance features see of `earlier` (its session's earlier events, oldest
+    first): the last HISTORY_WINDOW events the gate let through, and those of the last
+    HISTORY_WINDOW events it gated that came after the oldest of these. Gated events never push the user's own
+    decisions out: when they did (one window of 64 events), a stage that skipped a run of requests
+    saw a user with no decisions, scored them otherwise and went on skipping (a live refit skipped
+    571 of the next 572 requests). Data without gate decisions (replays, CUPS) get the last 64."""
+    window: list[SuggestionEvent] = []
+    passed = gated = 0
+    for event in reversed(earlier):
+        if is_gated(event):
+            if gated < HISTORY_WINDOW:
+                gated += 1
+                window.append(event)
+            continue
+        passed += 1
+        window.append(event)
+        if passed == HISTORY_WINDOW:
+            break
+    window.reverse()
+    return window
+
+
+class HistoryWindow:
+    """`history_window` kept up to date one event at a time (the live engine's side of it)."""
+
+    def __init__(self) -> None:
+        self._passed: deque[tuple[int, SuggestionEvent]] = deque(maxlen=HISTORY_WINDOW)
+        self._gated: deque[tuple[int, SuggestionEvent]] = deque(maxlen=HISTORY_WINDOW)
+        self._seq = 0
+
+    def append(self, event: SuggestionEvent) -> None:
+        self._seq += 1
+        (self._gated if is_gated(event) else self._passed).append((self._seq, event))
+
+    def events(self) -> list[SuggestionEvent]:
+        passed, gated = self._passed, self._gated
+        if not gated:
+            return [e for _, e in passed]
+        oldest = passed[0][0] if len(passed) == HISTORY_WINDOW else 0
+        merged = list(passed) + [g for g in gated if g[0] > oldest]
+        merged.sort(key=itemgetter(0))
+        return [e for _, e in merged]
+
 
 # The acceptance gate keeps its decision-time feature rows under this extra key
 # ({"context": {name: value}, "suggestion": {...}}); they are stored to 4 decimals.

@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
-from heedls.server.events import HISTORY_WINDOW, ROWS_KEY, SuggestionEvent
+from heedls.server.events import ROWS_KEY, SuggestionEvent, history_window
 
 # How much of the prefix tail the syntactic features look at: enough for the enclosing statement
 # and block, small enough to parse in tens of microseconds.
@@ -831,7 +831,7 @@ def vectorize(rows: Sequence[dict[str, float]], names: Sequence[str]) -> np.ndar
 
 
 def session_histories(events: Sequence[SuggestionEvent]) -> list[list[SuggestionEvent]]:
-    """For each event (in input order), the last HISTORY_WINDOW earlier events of its session
+    """For each event (in input order), the `history_window` of its session's earlier events
     (oldest first): what the live engine passes the gate."""
     by_session: dict[str, list[SuggestionEvent]] = {}
     for event in events:
@@ -841,5 +841,5 @@ def session_histories(events: Sequence[SuggestionEvent]) -> list[list[Suggestion
     out: list[list[SuggestionEvent]] = []
     for event in events:
         items = by_session[event.session]
-        out.append([h for h in items if h.ts < event.ts][-HISTORY_WINDOW:])
+        out.append(history_window([h for h in items if h.ts < event.ts]))
     return out

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from heedls.server.config import HeedlsConfig
-from heedls.server.events import HISTORY_WINDOW, TYPED_THROUGH, Outcome, SuggestionEvent
+from heedls.server.events import TYPED_THROUGH, HistoryWindow, Outcome, SuggestionEvent
 from heedls.server.pipeline.cache import SuggestionCache, cache_key
 from heedls.server.pipeline.debounce import Debouncer, Superseded
 from heedls.server.pipeline.gate import Gate, GateDecision, PassThroughGate
@@ -110,6 +110,7 @@ class SuggestionEngine:
         self.stats = EngineStats()
         self.enabled = config.inline.enabled
         self.history: deque[SuggestionEvent] = deque(maxlen=200)
+        self._window = HistoryWindow()  # what the gate's session features see of `history`
         self._live: dict[str, _Live] = {}  # by uri
         self._by_id: dict[str, SuggestionEvent] = {}
         self._placement: dict[str, tuple[str, int]] = {}  # id -> (uri, offset where shown)
@@ -214,8 +215,9 @@ class SuggestionEngine:
             document=document,
         )
         event = self._base_event(uri, path, request)
-        # The gate's session features see the last HISTORY_WINDOW events, as in training and evaluation.
-        history = list(self.history)[-HISTORY_WINDOW:]
+        # The gate's session features see the last HISTORY_WINDOW events it did not gate (and the
+        # gated ones among them), as in training and evaluation.
+        history = self._window.events()
         started = time.perf_counter()
 
         decision1 = self._gate_stage(self.gate.stage1, event, history, "stage1")
@@ -314,6 +316,7 @@ class SuggestionEngine:
     def _finish(self, event: SuggestionEvent, shown: bool) -> None:
         event.shown = shown
         self.history.append(event)
+        self._window.append(event)
         self._by_id[event.id] = event
         if len(self._by_id) > 2000:
             for old in list(self._by_id)[:500]:

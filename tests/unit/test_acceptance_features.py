@@ -370,6 +370,30 @@ def test_history_is_the_last_64_earlier_events_as_the_engine_passes_them() -> No
     assert histories[99] == sorted(events, key=lambda e: e.ts)[35:99]
 
 
+def test_the_live_window_and_the_one_training_reads_are_the_same_events() -> None:
+    import random
+
+    from heedls.server.events import HISTORY_WINDOW, HistoryWindow, history_window
+
+    rng = random.Random(4)
+    for share in (0.0, 0.3, 0.9, 1.0):  # of requests the gate skipped or hid
+        live, seen = HistoryWindow(), []
+        for i in range(400):
+            gated = rng.random() < share
+            event = SuggestionEvent(id=f"e{i}", session="s", ts=float(i), prefix="x",
+                                    gate={"decision": rng.choice(["skipped", "hidden"]) if gated else
+                                          rng.choice(["shown", "empty"])})
+            assert live.events() == history_window(seen)
+            live.append(event)
+            seen.append(event)
+        window = history_window(seen)
+        passed = [e for e in seen if e.gate["decision"] in ("shown", "empty")]
+        assert [e for e in window if e in passed] == passed[-HISTORY_WINDOW:]
+        assert sum(e not in passed for e in window) <= HISTORY_WINDOW
+        if share == 0.0:
+            assert window == seen[-HISTORY_WINDOW:]  # data without gate decisions: as before
+
+
 def test_the_users_taste_is_read_from_their_last_twenty_decisions() -> None:
     from heedls.server.acceptance.features import RECENT_TASTE
 

@@ -211,6 +211,47 @@ async def test_a_request_with_no_suggestion_is_recorded_and_stays_in_the_session
     assert [e.id for e in engine.history] == [empty["id"]]
 
 
+class SkipAfterGate(ThresholdGate):
+    """Shows the first `show` requests, then skips every request; keeps the history it was given."""
+
+    def __init__(self, show: int) -> None:
+        super().__init__()
+        self.show, self.seen = show, 0
+        self.histories: list[list[str]] = []
+
+    def stage1(self, event: SuggestionEvent, history: Sequence[SuggestionEvent]) -> GateDecision:
+        self.seen += 1
+        self.histories.append([h.id for h in history])
+        skip = self.seen > self.show
+        return GateDecision(not skip, "stage1", 0.1 if skip else 0.9, 0.2, "test-1")
+
+
+async def test_requests_the_gate_skipped_never_push_the_users_decisions_out_of_the_history() -> None:
+    # A stage that skipped a run of requests once saw a user with no decisions (the 64-event window
+    # held only its own skips), scored that user lower still and skipped on: 571 of 572 requests.
+    sink, gate = RecordingSink(), SkipAfterGate(show=70)
+    engine = SuggestionEngine(CountingProvider(), config(), gate=gate, sink=sink)
+    decided: list[str] = []
+    for i in range(300):
+        doc = f"x{i} = len("
+        s = await engine.suggest("u", "/a.py", doc, len(doc), 0, len(doc))
+        if s is not None:
+            engine.resolve(s.id, "accepted" if i % 3 == 0 else "rejected")
+            decided.append(s.id)
+    assert len(decided) == 70
+    last = gate.histories[-1]
+    skipped = [e["id"] for e in sink.events if e["gate"]["decision"] == "skipped"]
+    before_last = skipped[:-1]  # the last request's history is what came before it
+    assert last == decided[-64:] + before_last[-64:]  # the user's last 64 decisions stay, beside the latest skips
+    # and training and evaluation read an export of these events the same way (one extractor)
+    from heedls.server.acceptance.features import session_histories
+
+    latest = {e["id"]: e for e in sink.events}  # each suggestion's last snapshot, as an export has it
+    exported = [SuggestionEvent.from_dict(e) for e in latest.values()]
+    assert [h.id for h in session_histories(exported)[-1]] == last
+    assert len(session_histories(exported)[80]) == 64 + 10  # 70 shown, then the first 10 skips
+
+
 async def test_first_decision_wins_and_the_gate_observes_it() -> None:
     gate = ThresholdGate()
     engine = SuggestionEngine(CountingProvider(), config(), gate=gate)
