@@ -549,6 +549,14 @@ def fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray,
                           prior)
 
 
+def _constant_stage(stage: str, features: Sequence[str], y: np.ndarray, keep_accepted: float,
+                    meta: dict[str, Any]) -> StageModel:
+    """A constant model at the observed rate, threshold 0: it shows everything."""
+    rate = float(np.clip(y.mean() if y.size else 0.5, 1e-3, 1 - 1e-3))
+    return StageModel(stage, list(features), "logreg", None, None, Platt(0.0, math.log(rate / (1 - rate))),
+                      keep_accepted, 0.0, [], {**meta, "degenerate": True})
+
+
 def _with_prior(X: np.ndarray, y: np.ndarray,
                 prior: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
     if prior is None or prior[1].size == 0:
@@ -565,11 +573,8 @@ def _fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray
     prior = None if prior_rows is None else (prior_rows.X, prior_rows.y)  # every row trains (narrowed below)
     if prior is not None and prior[1].size:
         meta_out["prior_rows"] = int(prior[1].size)
-    if y.size == 0 or y.min() == y.max():
-        # One class only: a constant model at the observed rate; show everything.
-        rate = float(np.clip(y.mean() if y.size else 0.5, 1e-3, 1 - 1e-3))
-        return StageModel(stage, list(features), "logreg", None, None, Platt(0.0, math.log(rate / (1 - rate))),
-                          keep_accepted, 0.0, [], {**meta_out, "degenerate": True})
+    if y.size == 0 or y.min() == y.max():  # one class only
+        return _constant_stage(stage, features, y, keep_accepted, meta_out)
     if prior_rows is not None:
         joins = prior_rows.calibrates
         if joins.any():  # other people's rows calibrate as sessions of their own; the rest only train
@@ -589,6 +594,12 @@ def _fit_stage(stage: str, features: Sequence[str], X: np.ndarray, y: np.ndarray
         probe = StageModel(stage, list(features), kind, lr_m, gb_m, Platt(), keep_accepted, 0.0)
         oof[fold] = probe.raw(X[fold])
     calibration = Platt.fit(oof, y)
+    if calibration.a <= 0.0:
+        # Out-of-fold scores that do not rank the decisions, or rank them backwards: a threshold on
+        # them decides at random, and a flat or inverted calibration puts all of a later request's
+        # scores on one side of it (a user's live refit skipped 571 of its next 572 requests). Such
+        # a stage is the one-class case: the observed rate, showing everything.
+        return _constant_stage(stage, features, y, keep_accepted, {**meta_out, "reason": "does not rank"})
     calibrated = calibration(oof)
     pos = calibrated[y == 1]
     meta_out["calibration_positives"] = int(pos.size)

@@ -82,6 +82,24 @@ def test_single_class_gives_a_show_everything_model() -> None:
     assert model.threshold == 0.0 and model.meta.get("degenerate")
 
 
+def test_a_fit_whose_held_out_scores_rank_backwards_shows_everything() -> None:
+    # Sessions that take the opposite of each other: each inner fold learns the others' rule and
+    # ranks its own decisions backwards (Platt slope < 0). A threshold on such scores once skipped
+    # 571 of a live user's next 572 requests; the stage now shows everything, as with one class.
+    rng = np.random.default_rng(3)
+    X = rng.random((400, 2))
+    groups = np.repeat(np.arange(4), 100)
+    y = np.where(groups % 2 == 0, X[:, 0] > 0.5, X[:, 0] <= 0.5).astype(float)
+    model = fit_stage("context", ["a", "b"], X, y, groups, kind="logreg", seed=0)
+    assert model.meta.get("degenerate") and model.meta["reason"] == "does not rank"
+    assert model.threshold == 0.0 and model.threshold_for(0.8) == 0.0
+    scores = {model.score({"a": float(a), "b": float(b)}) for a, b in X[:50]}
+    assert len(scores) == 1 and abs(scores.pop() - y.mean()) < 1e-9  # the observed rate
+    # the same rows with one rule for everyone rank, and are gated as usual
+    agree = fit_stage("context", ["a", "b"], X, (X[:, 0] > 0.5).astype(float), groups, kind="logreg", seed=0)
+    assert not agree.meta.get("degenerate") and agree.threshold > 0.0
+
+
 def test_bad_model_files_are_rejected() -> None:
     with pytest.raises(ValueError):
         AcceptanceModel.from_json({"format": "other"})
