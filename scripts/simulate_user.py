@@ -16,7 +16,9 @@ server is stopped, and the store is exported and compared with what the client d
 - persistence of true and mistaken accepts (a mistaken accept was deleted at once: not kept);
 - of the suggestions that match what the author wrote next (what this user accepts), the share the
   gate showed, and of the others the share it hid, by the model that decided (shipped or the user's
-  refit): the live counterpart of "accepted kept" and "rejected hidden".
+  refit): the live counterpart of "accepted kept" and "rejected hidden";
+- the same for stage 1 (`stage1_live`): the local provider is asked again, offline, at each
+  request, the skipped ones included, and what it answers is compared with what the author wrote.
 
     python scripts/simulate_user.py PROJECT FILE [FILE ...] [--per-file 4] [--key-s 0.15]
         [--read-s 0.6] [--p-accept 1.0] [--p-wrong 0.0] [--seed 0] [-o DIR]
@@ -234,10 +236,8 @@ def compare(events: list[dict[str, Any]], log: list[dict[str, Any]], originals: 
                         for i, what in acted.items() if what in ("accepted", "mistaken accept") for e in [by_id[i]])
 
     def author_next(event: dict[str, Any]) -> str | None:
-        original = originals.get(str((root / event["file"]).resolve()))  # workspace-relative, or absolute
-        tail = (event.get("prefix") or "")[-400:]
-        at = original.find(tail) if original and tail else -1
-        return None if at < 0 or original is None or original.find(tail, at + 1) >= 0 else original[at + len(tail):]
+        found = cursor_in_original(event, originals, root)
+        return None if found is None else found[0][found[1]:]
 
     gate: dict[str, Counter[str]] = {}
     for event in events:
@@ -248,7 +248,7 @@ def compare(events: list[dict[str, Any]], log: list[dict[str, Any]], originals: 
         if truth is None:
             continue
         match = bool(event["suggestion"].strip()) and truth.startswith(event["suggestion"])
-        model = "user refit" if "+user" in str(scores.get("model_version")) else "shipped"
+        model = model_of(event)
         gate.setdefault(model, Counter())[("matching" if match else "other") + (" shown" if event["shown"] else " hidden")] += 1
     live = {}
     for model, c in gate.items():
@@ -258,6 +258,73 @@ def compare(events: list[dict[str, Any]], log: list[dict[str, Any]], originals: 
     return {"client_vs_store": {" / ".join(str(x) for x in k): n for k, n in stored.most_common()},
             "persistence": {f"{k[0]} {k[1]}": n for k, n in persisted.most_common()},
             "gate_live": live}
+
+
+def cursor_in_original(event: dict[str, Any], originals: dict[str, str], root: Path) -> tuple[str, int] | None:
+    """(the file as the author wrote it, the request's cursor in it), found by the prefix's tail."""
+    original = originals.get(str((root / event["file"]).resolve()))  # workspace-relative, or absolute
+    tail = (event.get("prefix") or "")[-400:]
+    at = original.find(tail) if original and tail else -1
+    if at < 0 or original is None or original.find(tail, at + 1) >= 0:
+        return None
+    return original, at + len(tail)
+
+
+def model_of(event: dict[str, Any]) -> str:
+    return "user refit" if "+user" in str((event.get("gate") or {}).get("model_version")) else "shipped"
+
+
+def stage1_check(events: list[dict[str, Any]], originals: dict[str, str], root: Path) -> dict[str, Any]:
+    """What stage 1 cost the user: the local provider is asked again, offline, at every request of
+    the run (the same document as the server had: the file as typed so far and the rest after the
+    body), and a request counts as one the user would have taken when its answer is what the author
+    wrote next. By the model that decided: the share of those the stage asked for, and of the others
+    the share it skipped. `same_as_live`: how often the offline answer equals what the server
+    answered where it asked (the check is as good as that share)."""
+    from heedls.server.pipeline.postprocess import postprocess
+    from heedls.server.providers.base import CompletionRequest
+    from heedls.server.providers.local import IndexLimits, LocalProvider
+
+    async def run() -> dict[str, Counter[str]]:
+        provider = LocalProvider(root, cache_dir=Path(tempfile.mkdtemp(prefix="heedls-recheck-")),
+                                 limits=IndexLimits(max_files=400, max_tokens=1_500_000), budget_s=0.5)
+        provider.index_now()
+        counts: dict[str, Counter[str]] = {}
+        for event in events:
+            decision = (event.get("gate") or {}).get("decision")
+            found = cursor_in_original(event, originals, root)
+            if decision not in ("skipped", "shown", "hidden", "empty") or found is None:
+                continue
+            text, cursor = found
+            suffix = event.get("suffix") or ""
+            after = text.find(suffix[:300], cursor) if suffix else len(text)
+            if after < 0:
+                continue
+            line = text.count("\n", 0, cursor)
+            request = CompletionRequest(prefix=event["prefix"], suffix=suffix, path=str((root / event["file"]).resolve()),
+                                        line=line, character=cursor - (text.rfind("\n", 0, cursor) + 1),
+                                        workspace=root, document=text[:cursor] + text[after:])
+            answer = None
+            for candidate in await provider.complete(request, 1.0):
+                answer = postprocess(candidate.text, request)
+                if answer:
+                    break
+            matches = bool(answer and answer.strip()) and text[cursor:].startswith(answer or "")
+            c = counts.setdefault(model_of(event), Counter())
+            c[("matching " if matches else "other ") + ("skipped" if decision == "skipped" else "asked")] += 1
+            if decision in ("shown", "hidden"):
+                c["same as live"] += answer == event.get("suggestion")
+                c["asked with an answer"] += 1
+        return counts
+
+    out: dict[str, Any] = {}
+    for model, c in asyncio.run(run()).items():
+        matching, other = c["matching asked"] + c["matching skipped"], c["other asked"] + c["other skipped"]
+        out[model] = {**c, "matching_kept": round(c["matching asked"] / matching, 3) if matching else None,
+                      "others_skipped": round(c["other skipped"] / other, 3) if other else None,
+                      "same_as_live": round(c["same as live"] / c["asked with an answer"], 3)
+                      if c["asked with an answer"] else None}
+    return out
 
 
 async def session(args: argparse.Namespace, root: Path, out: Path) -> tuple[User, dict[str, str], dict[str, Any], float]:
@@ -306,7 +373,8 @@ def main() -> None:
     events = [json.loads(line) for line in exported.read_text().splitlines() if line.strip()]
     client = Counter(e["outcome"] for e in user.log if "outcome" in e)
     print(json.dumps({"out": str(out), "typed_s": round(typed), "requests": len(events), "client": client,
-                      "status": status.get("gate"), **compare(events, user.log, originals, root)}, indent=1))
+                      "status": status.get("gate"), **compare(events, user.log, originals, root),
+                      "stage1_live": stage1_check(events, originals, root)}, indent=1))
 
 
 if __name__ == "__main__":
