@@ -116,6 +116,12 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
         if not final.finite():
             report[stage].update({"result": "rolled back", "reason": "refit not finite"})
             continue
+        if final.meta.get("reason") == "does not rank" and inc[0] >= 0.5:
+            # Fitted on every row, the stage no longer ranks this user's decisions (model.py): it
+            # would show everything in place of a current stage that ranks the newest ones at
+            # least as well as chance. (One that ranks them backwards is better replaced.)
+            report[stage].update({"result": "rolled back", "reason": "the refit on all rows does not rank"})
+            continue
         installed[stage] = final.to_json()
         report[stage]["result"] = "installed"
     return installed, report

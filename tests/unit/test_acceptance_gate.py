@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from heedls.server.acceptance.evaluate import build_dataset
 from heedls.server.acceptance.features import STAGE_FEATURES, session_histories
@@ -366,6 +367,46 @@ def test_a_refit_with_a_non_finite_candidate_is_rolled_back_not_installed(
     report = status["last_refit"]
     assert report["result"] == "rolled back" and set(report["rolled_back"]) == {"context", "suggestion"}
     assert report["suggestion"]["reason"] == "candidate not finite"
+
+
+@pytest.mark.parametrize("current_ranks", [True, False])
+def test_a_final_refit_that_does_not_rank_replaces_only_a_current_stage_that_ranks_backwards(
+        model_file: Path, monkeypatch: pytest.MonkeyPatch, current_ranks: bool) -> None:
+    # The candidate is judged on the held-back rows, then refitted on every row; that last fit may
+    # not rank (its out-of-fold scores rank nothing: it shows everything). It must not replace a
+    # current stage that ranks the newest decisions, but does replace one that ranks them backwards.
+    from heedls.server.acceptance import refit
+    from heedls.server.acceptance.model import _constant_stage
+
+    real = refit.fit_stage
+
+    def flat_on_all_rows(*args: object, **kwargs: object) -> StageModel:
+        stage = real(*args, **kwargs)  # type: ignore[arg-type]
+        if (kwargs.get("meta") or {}).get("source") == "user refit":  # type: ignore[union-attr]
+            return _constant_stage(stage.stage, stage.features, np.array([0.0, 1.0]), 0.95, {"reason": "does not rank"})
+        return stage
+
+    monkeypatch.setattr(refit, "fit_stage", flat_on_all_rows)
+    gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=10_000), None, model_path=model_file)
+    _decide(gate, make_events(sessions=2, per_session=100, seed=27))
+    rows = sorted(gate._labelled(), key=lambda r: r["ts"])
+    assert gate.model is not None
+    # the current stages know one feature (the length), so that a candidate with all of them beats them
+    data = build_dataset(make_events(sessions=3, per_session=60, seed=28), "suggestion")
+    length = STAGE_FEATURES["suggestion"].index("sugg_chars_log")
+    weak = fit_stage("suggestion", ["sugg_chars_log"], data.X[:, [length]], data.y, data.groups, kind="logreg")
+    current = AcceptanceModel("weak-1", {"suggestion": weak}).to_json()
+    if not current_ranks:  # the same stage, its scores turned around
+        current["stages"]["suggestion"]["calibration"]["a"] *= -1
+    installed, report = refit.fit_candidates(rows, current, 0.95, "accepted",
+                                             {"context": "logreg", "suggestion": "logreg"}, False)
+    stage = report["suggestion"]
+    if current_ranks:
+        assert stage["current_auc"] >= 0.5 and "suggestion" not in installed
+        assert stage["result"] == "rolled back" and stage["reason"] == "the refit on all rows does not rank"
+    else:
+        assert stage["current_auc"] < 0.5 and stage["result"] == "installed"
+        assert installed["suggestion"]["threshold"] == 0.0  # shows everything rather than the reverse
 
 
 def test_a_user_model_with_a_non_finite_threshold_is_ignored_with_a_warning(model_file: Path, tmp_path: Path) -> None:
