@@ -301,8 +301,9 @@ def stage1_check(events: list[dict[str, Any]], originals: dict[str, str], root: 
             if after < 0:
                 continue
             line = text.count("\n", 0, cursor)
-            request = CompletionRequest(prefix=event["prefix"], suffix=suffix, path=str((root / event["file"]).resolve()),
-                                        line=line, character=cursor - (text.rfind("\n", 0, cursor) + 1),
+            request = CompletionRequest(prefix=event["prefix"], suffix=suffix,
+                                        path=str((root / event["file"]).resolve()), line=line,
+                                        character=cursor - (text.rfind("\n", 0, cursor) + 1),
                                         workspace=root, document=text[:cursor] + text[after:])
             answer = None
             for candidate in await provider.complete(request, 1.0):

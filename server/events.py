@@ -185,10 +185,12 @@ def is_gated(event: SuggestionEvent) -> bool:
 def history_window(earlier: Sequence[SuggestionEvent]) -> list[SuggestionEvent]:
     """What a request's acceptance features see of `earlier` (its session's earlier events, oldest
     first): the last HISTORY_WINDOW events the gate let through, and those of the last
-    HISTORY_WINDOW events it gated that came after the oldest of these. Gated events never push the user's own
-    decisions out: when they did (one window of 64 events), a stage that skipped a run of requests
-    saw a user with no decisions, scored them otherwise and went on skipping (a live refit skipped
-    571 of the next 572 requests). Data without gate decisions (replays, CUPS) get the last 64."""
+    HISTORY_WINDOW events it gated that came after the oldest of these.
+
+    Gated events never push the user's own decisions out: when they did (one window of 64 events),
+    a stage that skipped a run of requests saw a user with no decisions, scored them otherwise and
+    went on skipping (a live refit skipped 571 of the next 572 requests). Data without gate
+    decisions (replays, CUPS) get the last 64."""
     window: list[SuggestionEvent] = []
     passed = gated = 0
     for event in reversed(earlier):
