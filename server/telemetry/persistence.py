@@ -110,6 +110,17 @@ def similarity(text: str, document: str, offset: int, anywhere_min_chars: int = 
     return best
 
 
+def _after_left_neighbour(document: str, offset: int, before: str) -> int | None:
+    """Where the occurrence of `before` within reach of `offset` that ends nearest to it ends."""
+    best = -1
+    at = document.find(before, max(0, offset - _ANCHOR_REACH - len(before)))
+    while 0 <= at <= offset + _ANCHOR_REACH:
+        if best < 0 or abs(at + len(before) - offset) < abs(best + len(before) - offset):
+            best = at
+        at = document.find(before, at + 1)
+    return best + len(before) if best >= 0 else None
+
+
 def between_neighbours(document: str, offset: int, before: str, after: str) -> str | None:
     """What lies between `before` (the code that ended at `offset`) and the next `after` now, or
     None when either neighbour is gone: of `before`'s occurrences within reach, the one ending
@@ -117,15 +128,10 @@ def between_neighbours(document: str, offset: int, before: str, after: str) -> s
     if not before and not after:
         return None
     if before:
-        best = -1
-        at = document.find(before, max(0, offset - _ANCHOR_REACH - len(before)))
-        while 0 <= at <= offset + _ANCHOR_REACH:
-            if best < 0 or abs(at + len(before) - offset) < abs(best + len(before) - offset):
-                best = at
-            at = document.find(before, at + 1)
-        if best < 0:
+        found = _after_left_neighbour(document, offset, before)
+        if found is None:
             return None
-        start = best + len(before)
+        start = found
     else:
         start = 0 if offset <= _ANCHOR_REACH else -1
         if start < 0:
@@ -142,7 +148,14 @@ def placed_similarity(item: Tracked, document: str, anywhere_min_chars: int = 20
     if len(wanted) >= anywhere_min_chars and _norm(document).count(wanted) > item.copies:
         return 1.0  # moved code is still code the user kept
     span = between_neighbours(document, item.offset, item.before, item.after)
-    if span is None:  # the "anywhere" rule was just applied: not a second pass over the whole document
+    if span is None:
+        # The code after it rewritten (its first characters were the right neighbour): the text
+        # still right after its left neighbour is kept. (A run of a simulated user read a 2-character
+        # accept "not kept" at 30 s, while the next function's body was being retyped, and "kept" later.)
+        start = _after_left_neighbour(document, item.offset, item.before) if item.before else None
+        if start is not None and document.startswith(item.text, start):
+            return 1.0
+        # the "anywhere" rule was just applied: not a second pass over the whole document
         return similarity(item.text, document, item.offset, len(wanted) + 1, item.copies, item.near_copies)
     if not span.strip():
         return 0.0 if wanted else 1.0

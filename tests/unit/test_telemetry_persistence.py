@@ -213,6 +213,27 @@ def test_text_between_its_neighbours_is_judged_there_kept_extended_or_shifted() 
     assert judged("x = f(1)\ny = g(2\nz = 3\n") is False  # gone, though ")" is one line up
 
 
+def test_text_still_right_after_its_left_neighbour_is_kept_when_the_code_after_it_was_rewritten() -> None:
+    # A short accept with copies of it nearby, the code after it rewritten (it was the right
+    # neighbour) and a copy with it: counting copies cannot tell, the left neighbour can.
+    above = "    def __init__(self, obj):\n        self.__obj = obj\n\n    def __reduce__(self):\n"
+    before = above + "        return (self.__descriptor.__get__, (self.__o"
+    after = ",))\n\n    def __repr__(self):\n        return repr(self.__obj)\n"  # another copy
+
+    def judged(later: str) -> bool | None:
+        clock = Clock()
+        tracker = PersistenceTracker(clock=clock)
+        event = accepted_event()
+        tracker.track(event, "u", "bj", len(before), before=before, after=after, document=before + "bj" + after)
+        tracker.check(clock.now + 30, {"u": later}.get)
+        return event.persisted_30s
+
+    rewritten = ",))\n\n    def __repr__(self):\n        "
+    assert judged(before + "bj" + rewritten) is True
+    assert judged(before + rewritten) is False  # deleted: the copies above are not it
+    assert judged(before + "xy" + rewritten) is False
+
+
 # The local provider suggests lines it found elsewhere in the same file: a copy that stood there
 # before the accept is not the accepted text.
 COPIED = "if key not in self.__data or self.__size[key] < size:"
