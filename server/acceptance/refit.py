@@ -101,6 +101,11 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
         if cand < inc:
             report[stage]["result"] = "rolled back"
             continue
+        if candidate.meta.get("degenerate") and not _ranks_backwards(y_new, inc[0]):
+            # it ranks nothing (one class, or "does not rank": it shows everything); the current
+            # stage's AUC a little under 0.5 on a few dozen rows is no evidence against it
+            report[stage].update({"result": "rolled back", "reason": "the candidate does not rank"})
+            continue
         if _keeps_too_few(taken, cand_kept, inc_kept, keep):
             # ranks as well, but hides more of this user's accepts than its target allows
             report[stage].update({"result": "rolled back", "reason": "keeps too few of the held-back accepts"})
@@ -116,10 +121,10 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
         if not final.finite():
             report[stage].update({"result": "rolled back", "reason": "refit not finite"})
             continue
-        if final.meta.get("reason") == "does not rank" and inc[0] >= 0.5:
+        if final.meta.get("degenerate") and not _ranks_backwards(y_new, inc[0]):
             # Fitted on every row, the stage no longer ranks this user's decisions (model.py): it
-            # would show everything in place of a current stage that ranks the newest ones at
-            # least as well as chance. (One that ranks them backwards is better replaced.)
+            # would show everything in place of a current stage that is not surely worse than
+            # that. (One that surely ranks them backwards is better replaced.)
             report[stage].update({"result": "rolled back", "reason": "the refit on all rows does not rank"})
             continue
         installed[stage] = final.to_json()
@@ -136,6 +141,21 @@ def _kept(y: np.ndarray, cand_p: np.ndarray, cand_t: float, inc_p: np.ndarray,
     inc_t = np.array([inc.threshold_for(keep) if inc is not None else 0.0 for inc in incumbents])
     return (int(taken.size), int(np.sum(cand_p[taken] >= cand_t)),
             int(np.sum(inc_p[taken] >= inc_t[taken])) if taken.size else 0)
+
+
+BACKWARDS_Z = 1.645  # one-sided 5 %
+
+
+def _ranks_backwards(y: np.ndarray, current_auc: float) -> bool:
+    """Whether the current stage ranks the held-back rows backwards beyond chance: its AUC below
+    0.5 by more than BACKWARDS_Z standard deviations of a stage that ranks at random (Mann-Whitney,
+    no ties). Only then is a stage that ranks nothing (it shows everything) a gain over it: on 10
+    accepts among 80 rows chance alone puts the AUC outside 0.34-0.66 one time in ten."""
+    pos, neg = int((y == 1).sum()), int((y == 0).sum())
+    if pos == 0 or neg == 0:
+        return False
+    spread = math.sqrt((pos + neg + 1) / (12.0 * pos * neg))
+    return (current_auc - 0.5) / spread < -BACKWARDS_Z
 
 
 KEPT_TEST_LEVEL = 0.01  # the chance of rolling back a candidate that does keep the target share

@@ -369,44 +369,74 @@ def test_a_refit_with_a_non_finite_candidate_is_rolled_back_not_installed(
     assert report["suggestion"]["reason"] == "candidate not finite"
 
 
-@pytest.mark.parametrize("current_ranks", [True, False])
-def test_a_final_refit_that_does_not_rank_replaces_only_a_current_stage_that_ranks_backwards(
-        model_file: Path, monkeypatch: pytest.MonkeyPatch, current_ranks: bool) -> None:
-    # The candidate is judged on the held-back rows, then refitted on every row; that last fit may
-    # not rank (its out-of-fold scores rank nothing: it shows everything). It must not replace a
-    # current stage that ranks the newest decisions, but does replace one that ranks them backwards.
+def _weak_current(turned: bool) -> dict[str, Any]:
+    """A current suggestion stage that knows one feature (the length): a candidate with all of them
+    beats it. `turned`: its scores turned around (it ranks backwards)."""
+    data = build_dataset(make_events(sessions=3, per_session=60, seed=28), "suggestion")
+    length = STAGE_FEATURES["suggestion"].index("sugg_chars_log")
+    weak = fit_stage("suggestion", ["sugg_chars_log"], data.X[:, [length]], data.y, data.groups, kind="logreg")
+    current = AcceptanceModel("weak-1", {"suggestion": weak}).to_json()
+    if turned:
+        current["stages"]["suggestion"]["calibration"]["a"] *= -1
+    return current
+
+
+def _refit_where(monkeypatch: pytest.MonkeyPatch, model_file: Path, flat: str, per_session: int,
+                 current: dict[str, Any]) -> dict[str, Any]:
+    """The suggestion stage's refit report when the `flat` fit ("candidate" or "final") ranks nothing."""
     from heedls.server.acceptance import refit
     from heedls.server.acceptance.model import _constant_stage
 
     real = refit.fit_stage
 
-    def flat_on_all_rows(*args: object, **kwargs: object) -> StageModel:
+    def flat_fit(*args: object, **kwargs: object) -> StageModel:
         stage = real(*args, **kwargs)  # type: ignore[arg-type]
-        if (kwargs.get("meta") or {}).get("source") == "user refit":  # type: ignore[union-attr]
+        final = (kwargs.get("meta") or {}).get("source") == "user refit"  # type: ignore[union-attr]
+        if final == (flat == "final"):
             return _constant_stage(stage.stage, stage.features, np.array([0.0, 1.0]), 0.95, {"reason": "does not rank"})
         return stage
 
-    monkeypatch.setattr(refit, "fit_stage", flat_on_all_rows)
+    monkeypatch.setattr(refit, "fit_stage", flat_fit)
     gate = build_gate(GateConfig(mode="cascade", min_events_for_refit=10_000), None, model_path=model_file)
-    _decide(gate, make_events(sessions=2, per_session=100, seed=27))
+    _decide(gate, make_events(sessions=3, per_session=per_session, seed=27))
     rows = sorted(gate._labelled(), key=lambda r: r["ts"])
-    assert gate.model is not None
-    # the current stages know one feature (the length), so that a candidate with all of them beats them
-    data = build_dataset(make_events(sessions=3, per_session=60, seed=28), "suggestion")
-    length = STAGE_FEATURES["suggestion"].index("sugg_chars_log")
-    weak = fit_stage("suggestion", ["sugg_chars_log"], data.X[:, [length]], data.y, data.groups, kind="logreg")
-    current = AcceptanceModel("weak-1", {"suggestion": weak}).to_json()
-    if not current_ranks:  # the same stage, its scores turned around
-        current["stages"]["suggestion"]["calibration"]["a"] *= -1
     installed, report = refit.fit_candidates(rows, current, 0.95, "accepted",
                                              {"context": "logreg", "suggestion": "logreg"}, False)
-    stage = report["suggestion"]
-    if current_ranks:
-        assert stage["current_auc"] >= 0.5 and "suggestion" not in installed
-        assert stage["result"] == "rolled back" and stage["reason"] == "the refit on all rows does not rank"
-    else:
-        assert stage["current_auc"] < 0.5 and stage["result"] == "installed"
-        assert installed["suggestion"]["threshold"] == 0.0  # shows everything rather than the reverse
+    return {**report["suggestion"], "installed": "suggestion" in installed}
+
+
+@pytest.mark.parametrize("flat", ["candidate", "final"])
+def test_a_refit_that_ranks_nothing_replaces_only_a_stage_that_surely_ranks_backwards(
+        model_file: Path, monkeypatch: pytest.MonkeyPatch, flat: str) -> None:
+    # A fit whose held-out scores rank nothing shows everything (model.py). The candidate is judged
+    # on the held-back rows, then fitted again on all rows; either may come out so. Neither replaces
+    # a current stage that ranks the newest decisions, only one that ranks them backwards beyond
+    # chance (below: what chance is).
+    reason = "the candidate does not rank" if flat == "candidate" else "the refit on all rows does not rank"
+    ranks = _refit_where(monkeypatch, model_file, flat, 40, _weak_current(turned=False))
+    assert ranks["current_auc"] >= 0.5 and not ranks["installed"]
+    if flat == "final":  # a constant candidate simply loses to it (AUC 0.5 against more)
+        assert ranks["result"] == "rolled back" and ranks["reason"] == reason
+    surely = _refit_where(monkeypatch, model_file, flat, 150, _weak_current(turned=True))
+    assert surely["current_auc"] < 0.4 and surely["compared_on"] >= 80
+    assert surely["installed"] and surely["result"] == "installed"
+    from heedls.server.acceptance import refit
+
+    monkeypatch.setattr(refit, "_ranks_backwards", lambda y, auc: False)  # as if too few rows to tell
+    unsure = _refit_where(monkeypatch, model_file, flat, 150, _weak_current(turned=True))
+    assert unsure["current_auc"] == surely["current_auc"] and not unsure["installed"]
+    assert unsure["result"] == "rolled back" and unsure["reason"] == reason
+
+
+def test_an_auc_under_one_half_is_ranking_backwards_only_beyond_chance() -> None:
+    from heedls.server.acceptance.refit import _ranks_backwards
+
+    few = np.array([1.0] * 10 + [0.0] * 70)  # 10 accepts among 80 held-back rows
+    assert not _ranks_backwards(few, 0.44) and not _ranks_backwards(few, 0.35)  # chance gives these
+    assert _ranks_backwards(few, 0.30) and _ranks_backwards(few, -1.0)  # -1: a current stage not finite
+    many = np.array([1.0] * 100 + [0.0] * 700)
+    assert _ranks_backwards(many, 0.44)  # the same AUC on ten times the rows is no longer chance
+    assert not _ranks_backwards(np.ones(20), 0.0)  # one class: no AUC to speak of
 
 
 def test_a_user_model_with_a_non_finite_threshold_is_ignored_with_a_warning(model_file: Path, tmp_path: Path) -> None:
