@@ -43,6 +43,9 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
       compared, not a rollback).
     - A candidate (or the final refit) with any non-finite weight, threshold, calibration or
       prediction on the held-back rows is never installed (rolled back).
+    - A candidate or final refit that ranks nothing (it shows everything: `model._constant_stage`)
+      replaces a current stage only if that one ranks the held-back rows backwards beyond chance
+      (`_ranks_backwards`).
     """
     from heedls.server.acceptance.evaluate import auc
     from heedls.server.acceptance.prior import load_shipped_prior
