@@ -43,12 +43,16 @@ def test_json_shape_from_the_cli(tmp_path: Path) -> None:
         assert "leave-one-session-out" in data["protocol"]
 
 
-def test_baselines_are_reported_beside_the_shipped_model_too(tmp_path: Path) -> None:
+def _pretrained_with_baselines(tmp_path: Path, sessions: int) -> Any:
     path = tmp_path / "events.jsonl"
-    write_jsonl(make_events(sessions=4, per_session=30, seed=5), path)
-    result = CliRunner().invoke(app, ["eval", "acceptance", str(path), "--stage", "suggestion", "--json",
-                                      "--pretrained", "--baselines"])
+    write_jsonl(make_events(sessions=sessions, per_session=30, seed=5), path)
+    result = _eval(str(path), "--stage", "suggestion", "--json", "--pretrained", "--baselines")
     assert result.exit_code == 0, result.output
+    return result
+
+
+def test_baselines_are_reported_beside_the_shipped_model_too(tmp_path: Path) -> None:
+    result = _pretrained_with_baselines(tmp_path, sessions=4)
     data = json.loads(result.stdout)
     assert set(data["baselines"]) == {"always_show", "copilot_filter", "suggestion_length"}
     assert data["baselines"]["always_show"]["hidden_rejected_at_95"] == 0.0
@@ -56,11 +60,7 @@ def test_baselines_are_reported_beside_the_shipped_model_too(tmp_path: Path) -> 
 
 
 def test_baselines_asked_of_one_session_are_explained_not_dropped_silently(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
-    write_jsonl(make_events(sessions=1, per_session=40, seed=5), path)
-    result = CliRunner().invoke(app, ["eval", "acceptance", str(path), "--stage", "suggestion", "--json",
-                                      "--pretrained", "--baselines"])
-    assert result.exit_code == 0, result.output
+    result = _pretrained_with_baselines(tmp_path, sessions=1)
     assert "baselines" not in json.loads(result.stdout)
     assert "--baselines needs labelled events in two sessions" in result.stderr
     assert "this file has 1: none reported" in result.stderr
