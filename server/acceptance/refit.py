@@ -104,9 +104,7 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
         if cand < inc:
             report[stage]["result"] = "rolled back"
             continue
-        if candidate.meta.get("degenerate") and not _ranks_backwards(y_new, inc[0]):
-            # it ranks nothing (one class, or "does not rank": it shows everything); the current
-            # stage's AUC a little under 0.5 on a few dozen rows is no evidence against it
+        if _needlessly_flat(candidate, y_new, inc[0]):
             report[stage].update({"result": "rolled back", "reason": "the candidate does not rank"})
             continue
         if _keeps_too_few(taken, cand_kept, inc_kept, keep):
@@ -124,10 +122,7 @@ def fit_candidates(rows: Sequence[Mapping[str, Any]], current: Mapping[str, Any]
         if not final.finite():
             report[stage].update({"result": "rolled back", "reason": "refit not finite"})
             continue
-        if final.meta.get("degenerate") and not _ranks_backwards(y_new, inc[0]):
-            # Fitted on every row, the stage no longer ranks this user's decisions (model.py): it
-            # would show everything in place of a current stage that is not surely worse than
-            # that. (One that surely ranks them backwards is better replaced.)
+        if _needlessly_flat(final, y_new, inc[0]):  # refitted on every row, it may rank nothing after all
             report[stage].update({"result": "rolled back", "reason": "the refit on all rows does not rank"})
             continue
         installed[stage] = final.to_json()
@@ -147,6 +142,13 @@ def _kept(y: np.ndarray, cand_p: np.ndarray, cand_t: float, inc_p: np.ndarray,
 
 
 BACKWARDS_Z = 1.645  # one-sided 5 %
+
+
+def _needlessly_flat(fitted: StageModel, y: np.ndarray, current_auc: float) -> bool:
+    """Whether `fitted` ranks nothing (one class, or "does not rank": it shows everything) while the
+    current stage is not surely worse than that: an AUC a little under 0.5 on a few dozen held-back
+    rows is no evidence against it; one that ranks them backwards beyond chance is better replaced."""
+    return bool(fitted.meta.get("degenerate")) and not _ranks_backwards(y, current_auc)
 
 
 def _ranks_backwards(y: np.ndarray, current_auc: float) -> bool:
