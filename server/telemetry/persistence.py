@@ -121,25 +121,23 @@ def _after_left_neighbour(document: str, offset: int, before: str) -> int | None
     return best + len(before) if best >= 0 else None
 
 
-def between_neighbours(document: str, offset: int, before: str, after: str) -> str | None:
-    """What lies between `before` (the code that ended at `offset`) and the next `after` now, or
-    None when either neighbour is gone: of `before`'s occurrences within reach, the one ending
-    nearest to `offset`."""
+def between_neighbours(document: str, offset: int, before: str, after: str) -> tuple[int | None, str | None]:
+    """(where `before`, the code that ended at `offset`, ends now; what lies between it and the next
+    `after` now), each None when that neighbour is gone: of `before`'s occurrences within reach,
+    the one ending nearest to `offset`. Without `before`, the document's start stands for it when
+    `offset` is within reach of it."""
     if not before and not after:
-        return None
+        return None, None
     if before:
-        found = _after_left_neighbour(document, offset, before)
-        if found is None:
-            return None
-        start = found
+        start = _after_left_neighbour(document, offset, before)
     else:
-        start = 0 if offset <= _ANCHOR_REACH else -1
-        if start < 0:
-            return None
+        start = 0 if offset <= _ANCHOR_REACH else None
+    if start is None:
+        return None, None
     if not after:
-        return document[start:] if len(document) - start <= _ANCHOR_REACH else None
+        return start, document[start:] if len(document) - start <= _ANCHOR_REACH else None
     end = document.find(after, start, start + _ANCHOR_REACH + len(after))
-    return document[start:end] if end >= 0 else None
+    return start, document[start:end] if end >= 0 else None
 
 
 def placed_similarity(item: Tracked, document: str, anywhere_min_chars: int = 20) -> float:
@@ -147,13 +145,12 @@ def placed_similarity(item: Tracked, document: str, anywhere_min_chars: int = 20
     wanted = _norm(item.text)
     if len(wanted) >= anywhere_min_chars and _norm(document).count(wanted) > item.copies:
         return 1.0  # moved code is still code the user kept
-    span = between_neighbours(document, item.offset, item.before, item.after)
+    start, span = between_neighbours(document, item.offset, item.before, item.after)
     if span is None:
         # The code after it rewritten (its first characters were the right neighbour): the text
         # still right after its left neighbour is kept. (A run of a simulated user read a 2-character
         # accept "not kept" at 30 s, while the next function's body was being retyped, and "kept" later.)
-        start = _after_left_neighbour(document, item.offset, item.before) if item.before else None
-        if start is not None and document.startswith(item.text, start):
+        if item.before and start is not None and document.startswith(item.text, start):
             return 1.0
         # the "anywhere" rule was just applied: not a second pass over the whole document
         return similarity(item.text, document, item.offset, len(wanted) + 1, item.copies, item.near_copies)
