@@ -281,14 +281,13 @@ def stage1_check(events: list[dict[str, Any]], originals: dict[str, str], root: 
     wrote next. By the model that decided: the share of those the stage asked for, and of the others
     the share it skipped. `same_as_live`: how often the offline answer equals what the server
     answered where it asked (the check is as good as that share)."""
+    from heedls.server.acceptance.replay import _make_provider
     from heedls.server.pipeline.postprocess import postprocess
     from heedls.server.providers.base import CompletionRequest
-    from heedls.server.providers.local import IndexLimits, LocalProvider
 
     async def run() -> dict[str, Counter[str]]:
-        provider = LocalProvider(root, cache_dir=Path(tempfile.mkdtemp(prefix="heedls-recheck-")),
-                                 limits=IndexLimits(max_files=400, max_tokens=1_500_000), budget_s=0.5)
-        provider.index_now()
+        # the replay's local provider (its index limits, its generous time budget), indexed at once
+        provider = _make_provider("local", root, Path(tempfile.mkdtemp(prefix="heedls-recheck-")))
         counts: dict[str, Counter[str]] = {}
         for event in events:
             decision = (event.get("gate") or {}).get("decision")
