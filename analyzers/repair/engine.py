@@ -101,6 +101,9 @@ class PlausibleFix:
     smells: int = 0  # lint-like findings the fix adds (naturalness.py): a variable left unread, `y - y`, …
     changed_calls: int = 0  # calls whose tests the original passed that the fix makes behave otherwise
     unfinished: list[str] = field(default_factory=list)  # set-aside slow tests still running past their limit
+    # its place in the search order (1: the first candidate taken); `candidates_tried` also counts
+    # what the other workers took meanwhile and what the search tried after it for a smaller fix
+    taken_as: int = 0
 
 
 FIXUP_RESERVE_SHARE = 0.1
@@ -661,7 +664,7 @@ class Repairer:
                     cand.score *= 0.02
                 self.queue.push(cand)
             if ok:
-                self._record(cand, new_text, unfinished)
+                self._record(cand, new_text, unfinished, taken_as=tried)
             elif result is not None and cand.spans and cand.new_text is None and "+" not in cand.operator:
                 # how far the run got before the first failure (previously failing tests run first)
                 with self.lock:
@@ -741,7 +744,8 @@ class Repairer:
             return False
         return len(result.passed) >= self.expected_tests
 
-    def _record(self, cand: Candidate, new_text: str, unfinished: list[str] | None = None) -> None:
+    def _record(self, cand: Candidate, new_text: str, unfinished: list[str] | None = None,
+                taken_as: int = 0) -> None:
         elapsed = time.monotonic() - self.start
         new_text = drop_redundant_parens(self.original, new_text)  # the same AST: the tests' verdict holds
         fix = PlausibleFix(
@@ -756,6 +760,7 @@ class Repairer:
             found_after_s=elapsed,
             smells=introduced_smells(self.original_smells, new_text),
             unfinished=list(unfinished or []),
+            taken_as=taken_as,
         )
         with self.lock:
             first_checked = not fix.unfinished and all(f.unfinished for f in self.plausible)

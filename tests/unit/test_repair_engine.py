@@ -985,7 +985,9 @@ def test_the_error_a_failing_test_raised_in_the_module_asks_for_its_fix(tmp_path
     )
     assert result.fixed and result.operator == "error-guided"
     assert result.new_text is not None and "hashlib.md5(text.encode())" in result.new_text
-    assert result.candidates_tried <= 3  # asked for by the error, so among the first tried
+    # asked for by the error, so among the first taken (however many the parallel workers and the
+    # look for a smaller fix took meanwhile: `candidates_tried` counts those too)
+    assert 1 <= result.fixes[0].taken_as <= 3
 
 
 def test_the_fix_is_shown_without_the_parentheses_the_edit_left(tmp_path: Path) -> None:
