@@ -508,8 +508,11 @@ def test_each_folder_of_a_multi_root_window_gets_its_own_folder_settings(multiro
 def test_a_file_deleted_on_disk_loses_its_diagnostics_and_is_reported_by_one_watcher(multiroot: dict[str, Any]) -> None:
     """The server watches the *.py files itself (a registration VS Code honours); the extension
     adds no watcher of its own, which reported each deletion once more than the server's did:
-    a deletion now reaches the server as often as a save does (VS Code itself reports each event
-    of a multi-root window twice, see docs/editors.md)."""
+    a deletion reaches the server no more often than a save does (VS Code itself reports each event
+    of a multi-root window twice, see docs/editors.md). Not exactly as often: under load VS Code's
+    own watcher sometimes folds one report of the deletion into another (two CI runs read it 3
+    times against 4 saves, one of them after waiting for the log to catch up); none was seen to add
+    one, and an extension watcher of its own adds at least one."""
     step = _step(multiroot, "deleted_file")
     assert any("test_calc.py" in r for r in step["before"]) and not any("test_calc.py" in r for r in step["after"])
-    assert step["saved"] >= 1 and step["deleted"] == step["saved"], step
+    assert step["saved"] >= 1 and 1 <= step["deleted"] <= step["saved"], step
