@@ -77,6 +77,8 @@ class TelemetryConfig:
     enabled: bool = field(default=True, metadata={"invalid": False})
     privacy: Privacy = field(default="full", metadata={"invalid": "nocode"})
     path: str = ""  # empty = per-workspace store in the user data directory
+    # Past this many MB the store removes its oldest suggestions to make room (0: no cap).
+    max_size_mb: float = 0.0
     push_endpoint: str = ""
     reject_timeout_s: float = 5.0
     # Speeds up the persistence clock (30 s / 120 s / 600 s checkpoints); for end-to-end tests.
@@ -326,7 +328,7 @@ PROJECT_SECTIONS = ("lint", "tests", "repair")
 # `heedls telemetry …` run in that folder reads, so these settings of its telemetry section are the
 # folder's own too (pyproject.toml <- the editor's window settings; the other telemetry settings,
 # timings, are the shared services').
-FOLDER_STORE_SETTINGS = ("enabled", "privacy", "path")
+FOLDER_STORE_SETTINGS = ("enabled", "privacy", "path", "max_size_mb")
 
 
 def load_folders(

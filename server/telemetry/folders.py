@@ -12,11 +12,11 @@ start-up folder's store (the *default* store; with a single folder the only one,
   own writer thread (`TelemetryStore`): folders share nothing mutable, and writing never waits on
   the caller. A store that cannot be opened warns once and drops that folder's events only.
 - `configure` follows the folders and their settings: a folder removed from the workspace has its
-  store closed (flushed: nothing already recorded is lost); a folder whose `enabled`, `privacy` or
-  `path` changed gets the store its new settings ask for (or none) from the next event on, as the
-  default store always has.
-- A removed folder keeps its telemetry settings (`enabled`, `privacy`, `path`) as they were when it
-  left, whatever the window's settings do afterwards: an update of one of its events that arrives
+  store closed (flushed: nothing already recorded is lost); a folder whose `enabled`, `privacy`,
+  `path` or `max_size_mb` changed gets the store its new settings ask for (or none) from the next
+  event on, as the default store always has.
+- A removed folder keeps its telemetry settings (`enabled`, `privacy`, `path`, `max_size_mb`) as
+  they were when it left, whatever the window's settings do afterwards: an update of one of its events that arrives
   later (an accept in flight, the persistence checkpoints up to 600 s after an accept) opens that
   same store again, with those settings (nothing when its telemetry was off), and is never written
   to another folder's store. The store is closed again once no update has come for `retain_s`
@@ -317,4 +317,6 @@ class FolderStores:
         else:
             where = slot.store.path if slot.store is not None else self._path_of(slot)
             state = f"privacy {slot.config.privacy}, store {where if where is not None else '?'}"
+            if slot.config.max_size_mb > 0:
+                state += f", size cap {slot.config.max_size_mb:g} MB"
         return state if slot.folder is None else f"{state} (for {slot.folder})"

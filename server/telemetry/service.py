@@ -33,4 +33,5 @@ def open_store(
         return None
     root = workspace if workspace is not None else Path.cwd()
     on_warning = from_any_thread(notify, loop) if notify is not None and loop is not None else notify
-    return TelemetryStore(store_path(root, config), on_warning=on_warning, privacy=config.privacy)
+    return TelemetryStore(store_path(root, config), on_warning=on_warning, privacy=config.privacy,
+                          max_size_mb=config.max_size_mb)

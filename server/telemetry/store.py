@@ -14,9 +14,13 @@ Failure behaviour (never a crash, never a blocked request):
 - corrupt / not-a-database / unreadable / locked-for-longer-than-`lock_timeout_s` file, at open or on
   a write: the file is moved aside to `events.sqlite3.corrupt-<UTC stamp>` (with its -wal), a new
   store is created, a warning is issued;
-- read-only location, disk full (or the optional size cap `max_size_mb`), other I/O errors: events
-  are kept in a bounded in-memory buffer (`max_buffered`, oldest dropped first and counted), a
-  warning is issued once, and writing is retried every `retry_interval_s`.
+- read-only location, disk full (or the hard page limit `page_limit_mb`, the fault tests' full
+  disk), other I/O errors: events are kept in a bounded in-memory buffer (`max_buffered`, oldest
+  dropped first and counted), a warning is issued once, and writing is retried every
+  `retry_interval_s`.
+
+The optional size cap `max_size_mb` (the setting `telemetry.max_size_mb`) is not a failure: past
+it, the oldest suggestions are deleted whole to make room (retention.py), with one warning.
 Warnings go to the `heedls.telemetry` logger (stderr), to `store.warnings`, and to the optional
 `on_warning` callback, which is called from the writer thread (marshal it onto your event loop).
 """
@@ -43,12 +47,13 @@ from pathlib import Path
 from typing import Any, Self
 
 from heedls.server.events import SuggestionEvent
+from heedls.server.telemetry.retention import MIB, SIZE_NOTICE_MB, live_bytes, trim_to_cap
 
 log = logging.getLogger("heedls.telemetry")
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,      -- append order; rows are never deleted, so it only grows
+    seq INTEGER PRIMARY KEY,      -- append order; rows are deleted only by the size cap (oldest first)
     id TEXT NOT NULL,             -- suggestion id; several snapshot rows per id
     ts REAL NOT NULL,             -- the event's own ts (suggestion created), for --since
     recorded REAL NOT NULL,       -- wall clock when the row was handed to record()
@@ -236,6 +241,7 @@ class TelemetryStore:
         batch_size: int = 256,
         max_buffered: int = 20_000,
         max_size_mb: float = 0.0,
+        page_limit_mb: float = 0.0,
         lock_timeout_s: float = 5.0,
         retry_interval_s: float = 30.0,
         on_warning: Callable[[str], None] | None = None,
@@ -246,7 +252,10 @@ class TelemetryStore:
         self.privacy = privacy
         self.batch_interval_s = batch_interval_s
         self.batch_size = max(1, batch_size)
-        self.max_size_mb = max_size_mb
+        self.max_size_mb = max_size_mb  # 0: no cap (retention.py)
+        self.page_limit_mb = page_limit_mb  # 0: none; else SQLite's max_page_count, a disk that fills
+        self.trimmed = 0  # suggestions this store object removed to stay within max_size_mb
+        self._size_noticed = False
         self.lock_timeout_s = lock_timeout_s
         self.retry_interval_s = retry_interval_s
         self.on_warning = on_warning
@@ -350,6 +359,7 @@ class TelemetryStore:
             "written": self.written,
             "buffered": self.buffered,
             "dropped": self.dropped,
+            "trimmed": self.trimmed,
             "warnings": list(self.warnings),
         }
 
@@ -493,10 +503,13 @@ class TelemetryStore:
                 log.info("telemetry: journal_mode is %s, not wal, for %s", mode, self.path)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(SCHEMA_SQL)
-            if self.max_size_mb > 0:
+            if self.page_limit_mb > 0:
                 page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-                pages = max(16, int(self.max_size_mb * 1024 * 1024 / page_size))
+                pages = max(16, int(self.page_limit_mb * 1024 * 1024 / page_size))
                 conn.execute(f"PRAGMA max_page_count = {pages}")
+            if self.max_size_mb > 0:
+                # a trim's deletions pass through the WAL: let it shrink back after a checkpoint
+                conn.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
             # A full page scan finds damage in the middle of the file; it costs about a second per
             # few hundred MB, so big stores skip it and rely on SQLITE_CORRUPT from later writes.
             if self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
@@ -633,3 +646,35 @@ class TelemetryStore:
             self._warned.discard("degraded")
             self._warned.discard("dropping")
         self.state = "ok"
+        self._keep_within_cap()
+
+    def _keep_within_cap(self) -> None:
+        """After a committed write: past `max_size_mb`, the oldest suggestions make room; without a
+        cap, one notice once the store passes SIZE_NOTICE_MB. A failure here loses nothing (the
+        rows are written): it is a warning, and the next batch tries again."""
+        if self._conn is None:
+            return
+        try:
+            if self.max_size_mb > 0:
+                trimmed = trim_to_cap(self._conn, self.max_size_mb)
+                if trimmed is not None:
+                    self.trimmed += trimmed.suggestions
+                    until = (datetime.fromtimestamp(trimmed.up_to_ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+                             if math.isfinite(trimmed.up_to_ts) else "?")
+                    self._warn(
+                        f"telemetry: {self.path} reached its size cap ({self.max_size_mb:g} MB, "
+                        f"telemetry.max_size_mb): the {trimmed.suggestions} oldest suggestions (created "
+                        f"up to {until}) were removed to make room, and the oldest will be whenever it fills "
+                        "again (export what you want to keep: `heedls telemetry export`)",
+                        once="trimmed",
+                    )
+            elif not self._size_noticed and live_bytes(self._conn) > SIZE_NOTICE_MB * MIB:
+                self._size_noticed = True
+                self._warn(
+                    f"telemetry: {self.path} holds more than {SIZE_NOTICE_MB:g} MB of events; "
+                    "set telemetry.max_size_mb to keep it within a size (the oldest suggestions make room)",
+                    once="size",
+                )
+        except sqlite3.Error as exc:
+            self._warn(f"telemetry: could not keep {self.path} within its size cap ({_brief(exc)}); retried "
+                       "after the next write", once="trim-failed")

@@ -330,9 +330,9 @@ def test_lock_held_during_writes_does_not_block_record(tmp_path: Path) -> None:
 
 
 # -- disk full -------------------------------------------------------------------------------------
-def test_size_cap_full_degrades_to_memory_and_keeps_what_was_written(tmp_path: Path) -> None:
+def test_a_full_disk_degrades_to_memory_and_keeps_what_was_written(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite3"
-    store = TelemetryStore(path, max_size_mb=0.25, batch_size=16)
+    store = TelemetryStore(path, page_limit_mb=0.25, batch_size=16)  # SQLite's page limit: SQLITE_FULL
     try:
         for i in range(400):  # ~1 KB each: does not fit in 0.25 MB
             store.record(event(i, size=1000))

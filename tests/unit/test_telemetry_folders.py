@@ -275,6 +275,25 @@ def test_a_change_in_one_folders_settings_replaces_that_folders_store_only(tmp_p
     assert _ids_in_store_of(lib)["lib-1"].suggestion == "x = 1"  # written before: kept as it was
 
 
+def test_a_folders_size_cap_is_its_own_and_a_change_of_it_reopens_its_store_with_it(tmp_path: Path) -> None:
+    app, lib = _folders(tmp_path, "app", "lib")
+    (lib / "pyproject.toml").write_text("[tool.heedls.telemetry]\nmax_size_mb = 100\n")
+    sink = _sink(app, [app, lib])
+    _suggest(sink, "app-1", app / "m.py")
+    _suggest(sink, "lib-1", lib / "m.py")
+    app_store, lib_store = sink.stores()
+    assert (app_store.max_size_mb, lib_store.max_size_mb) == (0.0, 100.0)
+
+    capped = TelemetryConfig(max_size_mb=50.0)  # the start-up folder's (the window's) cap changes
+    lib_own = TelemetryConfig(max_size_mb=100.0)
+    to_close, changes = sink.configure(capped, {app.resolve(): capped, lib.resolve(): lib_own})
+    assert to_close == [app_store] and changes == [f"privacy full, store {store_path(app)}, size cap 50 MB"]
+    app_store.close()
+    _suggest(sink, "app-2", app / "m.py")
+    assert sink.stores()[0].max_size_mb == 50.0 and sink.stores()[1] is lib_store
+    sink.close()
+
+
 def test_a_start_up_folder_inside_another_folder_keeps_its_own_documents(tmp_path: Path) -> None:
     """Nested folders: the innermost one holding a document decides, the start-up folder too."""
     outer = tmp_path / "mono"

@@ -80,6 +80,7 @@ export function serverSettings(scope?: vscode.Uri): ServerSettings {
     telemetry: compact({
       enabled: pick<boolean>(cfg, 'telemetry.enabled'),
       privacy: pick<string>(cfg, 'telemetry.privacy'),
+      maxSizeMb: pick<number>(cfg, 'telemetry.maxSizeMb'),
     }),
   };
   const logLevel = pick<string>(cfg, 'logLevel');

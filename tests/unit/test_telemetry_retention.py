@@ -1,0 +1,171 @@
+"""The store's size cap (`telemetry.max_size_mb`): past it, the oldest suggestions make room, whole,
+and the store, its exports and its reports say so."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from heedls.server.cli import app
+from heedls.server.config import TelemetryConfig, load
+from heedls.server.events import SuggestionEvent
+from heedls.server.telemetry.retention import MIB, TRIM_TO, live_bytes, trim_to_cap, trimmed_so_far
+from heedls.server.telemetry.service import open_store
+from heedls.server.telemetry.store import TelemetryStore, read_events
+from typer.testing import CliRunner
+
+
+def event(i: int, size: int = 2000, outcome: str | None = None) -> SuggestionEvent:
+    # random text: it does not compress, so each row takes about `size` bytes on disk
+    return SuggestionEvent(
+        id=f"e{i:06d}", session="s", ts=1_700_000_000.0 + i, language="python", file="m.py",
+        prefix=secrets.token_hex(size // 2), suffix="", suggestion=f"y = {i}", shown=True, outcome=outcome,
+    )  # fmt: skip
+
+
+def rows_per_id(path: Path) -> Counter[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return Counter(row[0] for row in conn.execute("SELECT id FROM events"))
+    finally:
+        conn.close()
+
+
+def used_mb(path: Path) -> float:
+    conn = sqlite3.connect(path)
+    try:
+        return live_bytes(conn) / MIB
+    finally:
+        conn.close()
+
+
+def test_past_its_cap_the_store_removes_its_oldest_suggestions_and_keeps_the_newest(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    store = TelemetryStore(path, max_size_mb=0.5, batch_size=32)
+    try:
+        for i in range(1200):  # ~2.4 MB of rows against a 0.5 MB cap
+            store.record(event(i))
+        store.flush()
+        assert store.state == "ok" and store.written == 1200 and store.dropped == 0  # not a failure
+        assert store.trimmed > 0
+        assert [w for w in store.warnings if "size cap" in w] == store.warnings and len(store.warnings) == 1
+        assert "0.5 MB" in store.warnings[0] and "telemetry.max_size_mb" in store.warnings[0]
+    finally:
+        store.close()
+    kept = sorted(e.id for e in read_events(path))
+    # the newest, without a gap: what went is the oldest
+    assert kept == [f"e{i:06d}" for i in range(1200 - len(kept), 1200)]
+    assert 0.5 * TRIM_TO * 0.6 < used_mb(path) <= 0.5 + 32 * 2100 / MIB  # the cap, give or take one batch
+    assert store.trimmed == 1200 - len(kept)
+    conn = sqlite3.connect(path)
+    try:
+        assert trimmed_so_far(conn) == (1200 - len(kept), 1_700_000_000.0 + 1199 - len(kept))
+    finally:
+        conn.close()
+
+
+def test_a_suggestion_is_removed_with_all_its_snapshots(tmp_path: Path) -> None:
+    """The oldest suggestion's later snapshot (its outcome, a persistence checkpoint) does not keep
+    a part of it: every suggestion left has all the rows it was recorded with."""
+    path = tmp_path / "events.sqlite3"
+    store = TelemetryStore(path, max_size_mb=0.25, batch_size=8)
+    recorded: Counter[str] = Counter()
+    try:
+        for i in range(400):
+            store.record(event(i))
+            recorded[f"e{i:06d}"] += 1
+            if i >= 3:  # each suggestion decided three requests later: a second row
+                store.record(event(i - 3, outcome="accepted"))
+                recorded[f"e{i - 3:06d}"] += 1
+        store.flush()
+    finally:
+        store.close()
+    left = rows_per_id(path)
+    assert 0 < len(left) < 400
+    assert all(count == recorded[ident] for ident, count in left.items()), left
+    assert all(e.outcome == "accepted" for e in read_events(path) if e.id <= "e000396")
+
+
+def test_without_a_cap_nothing_is_removed(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    with TelemetryStore(path, batch_size=32) as store:
+        for i in range(300):
+            store.record(event(i))
+    assert len(list(read_events(path))) == 300 and store.trimmed == 0 and not store.warnings
+
+
+def test_a_store_within_its_cap_is_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    with TelemetryStore(path, max_size_mb=5.0, batch_size=32) as store:
+        for i in range(300):
+            store.record(event(i))
+    conn = sqlite3.connect(path)
+    try:
+        assert trim_to_cap(conn, 5.0) is None and trim_to_cap(conn, 0.0) is None
+        assert trimmed_so_far(conn) == (0, None)
+    finally:
+        conn.close()
+    assert len(list(read_events(path))) == 300 and not store.warnings
+
+
+def test_trims_add_up_across_restarts_of_the_server(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    removed = 0
+    for start in (0, 600):  # two sessions of the server on one store
+        store = TelemetryStore(path, max_size_mb=0.3, batch_size=32)
+        try:
+            for i in range(start, start + 600):
+                store.record(event(i))
+        finally:
+            store.close()
+        removed += store.trimmed
+    conn = sqlite3.connect(path)
+    try:
+        count, up_to = trimmed_so_far(conn)
+    finally:
+        conn.close()
+    assert count == removed == 1200 - len(list(read_events(path)))
+    assert up_to == 1_700_000_000.0 + count - 1
+
+
+def test_the_setting_reaches_the_store_and_a_bad_value_falls_back_with_a_warning(tmp_path: Path) -> None:
+    config, warnings = load(tmp_path, {"telemetry": {"maxSizeMb": 200}})
+    assert config.telemetry.max_size_mb == 200.0 and not warnings
+    config, warnings = load(tmp_path, {"telemetry": {"maxSizeMb": -5}})
+    assert config.telemetry.max_size_mb == 0.0 and any("maxSizeMb" in w for w in warnings)
+    store = open_store(tmp_path, TelemetryConfig(path=str(tmp_path / "e.sqlite3"), max_size_mb=64.0))
+    assert store is not None
+    try:
+        assert store.max_size_mb == 64.0
+    finally:
+        store.close()
+
+
+def test_export_and_report_say_what_the_cap_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "events.sqlite3"
+    with TelemetryStore(path, max_size_mb=0.25, batch_size=16) as store:
+        for i in range(400):
+            store.record(event(i))
+    runner = CliRunner()
+    for args in (["export", "--store", str(path), "-o", str(tmp_path / "out.jsonl")],
+                 ["report", "--json", "--store", str(path)]):
+        result = runner.invoke(app, ["telemetry", *args])
+        assert result.exit_code == 0, result.stderr
+        assert (f"the {store.trimmed} oldest suggestions, created up to 2023-11-" in result.stderr
+                and "removed from this store by its size cap" in result.stderr), result.stderr
+    kept = len(list(read_events(path)))
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == kept == 400 - store.trimmed
+
+
+def test_a_store_never_trimmed_gets_no_such_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "events.sqlite3"
+    with TelemetryStore(path) as store:
+        store.record(event(1))
+    args = ["telemetry", "export", "--store", str(path), "-o", str(tmp_path / "o.jsonl")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and "size cap" not in result.stderr, result.stderr
