@@ -20,6 +20,7 @@ from dataclasses import dataclass
 MIB = 1024 * 1024
 # A trim goes down to this share of the cap, so that the next one is many batches away.
 TRIM_TO = 0.8
+TRIM_STEPS = 20  # measure-and-delete steps of one trim (each removes at least one suggestion)
 # Without a cap, the store says once that it has grown past this (and how to cap it).
 SIZE_NOTICE_MB = 1024.0
 
@@ -54,40 +55,42 @@ def trimmed_so_far(conn: sqlite3.Connection) -> tuple[int, float | None]:
 
 
 def trim_to_cap(conn: sqlite3.Connection, cap_mb: float) -> Trimmed | None:
-    """Delete the oldest suggestions (by their first row) until the data is at `TRIM_TO` of
-    `cap_mb`; None when it is within the cap (or there is no cap). One transaction."""
+    """Delete the oldest suggestions (by creation time, `ts`, which every snapshot of a suggestion
+    shares) until the data is at `TRIM_TO` of `cap_mb`; None when it is within the cap (or there
+    is no cap). One transaction."""
     if not (cap_mb > 0 and math.isfinite(cap_mb)):
         return None
     cap = cap_mb * MIB
-    used = live_bytes(conn)
-    if used <= cap:
+    if live_bytes(conn) <= cap:
         return None
-    total = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
-    if total == 0:
-        return None
-    # Rows are of similar size (full snapshots, compressed alike): remove the share of them that
-    # is over TRIM_TO of the cap, counted from the oldest; a suggestion's later rows go with it.
-    excess = max(1, math.ceil(total * (1.0 - TRIM_TO * cap / used)))
-    offset = min(excess, total) - 1
-    cut = conn.execute("SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?", (offset,)).fetchone()
-    if cut is None:
-        return None
+    target = TRIM_TO * cap
+    count = rows = 0
+    newest: float | None = None
     with conn:
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS trim_ids (id TEXT PRIMARY KEY)")
-        conn.execute("DELETE FROM trim_ids")
-        conn.execute("INSERT OR IGNORE INTO trim_ids SELECT id FROM events WHERE seq <= ?", (int(cut[0]),))
-        count, up_to = conn.execute(
-            "SELECT count(*), (SELECT max(ts) FROM events WHERE id IN (SELECT id FROM trim_ids))"
-            " FROM trim_ids"
-        ).fetchone()
-        rows = conn.execute("DELETE FROM events WHERE id IN (SELECT id FROM trim_ids)").rowcount
+        for _ in range(TRIM_STEPS):
+            used = live_bytes(conn)
+            total = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+            if used <= target or total == 0:
+                break
+            # Rows are of similar size (full snapshots, compressed alike). used / total overstates
+            # a row's share (the store's own pages count too, which a small cap makes a large
+            # part): so this never removes more than needed, and the next step measures again.
+            excess = max(1, math.ceil((used - target) / (used / total)))
+            cut = float(conn.execute("SELECT ts FROM events ORDER BY ts LIMIT 1 OFFSET ?",
+                                     (min(excess, total) - 1,)).fetchone()[0])
+            # By creation time, not by when a row was written: a late snapshot (an outcome, a
+            # persistence checkpoint) of a suggestion removed before comes back as a whole event,
+            # and is as old as it was.
+            step = int(conn.execute("SELECT count(DISTINCT id) FROM events WHERE ts <= ?", (cut,)).fetchone()[0])
+            rows += conn.execute("DELETE FROM events WHERE ts <= ?", (cut,)).rowcount
+            count += step
+            newest = cut if newest is None else max(newest, cut)
+        if count == 0:
+            return None
         before, before_ts = trimmed_so_far(conn)
-        known = [t for t in (up_to, before_ts) if t is not None]
-        newest = max(known) if known else None
+        known = [t for t in (newest, before_ts) if t is not None]
         conn.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES ('trimmed', ?)",
-            (json.dumps({"suggestions": before + int(count), "up_to_ts": newest}),),
+            (json.dumps({"suggestions": before + count, "up_to_ts": max(known) if known else None}),),
         )
-        conn.execute("DELETE FROM trim_ids")
-    newest_ts = float(up_to) if up_to is not None else math.nan
-    return Trimmed(int(count), int(rows), newest_ts, before + int(count))
+    return Trimmed(count, rows, newest if newest is not None else math.nan, before + count)

@@ -281,3 +281,24 @@ async def test_when_the_first_folder_is_removed_the_next_one_supplies_the_shared
     assert await _gate_mode(client, "off") == "off"
     uri = open_document(client, lib / "m.py", "def f():\n    \n")
     assert (await client.text_document_inline_completion_async(inline_request(uri, 1, 4, invoked=True))).items  # gate off: shown
+
+
+async def test_a_size_cap_set_while_the_server_runs_keeps_the_store_within_it(lsp, workspace: Path, tmp_path: Path) -> None:
+    """telemetry.maxSizeMb from the editor: the store opens again with the cap, its oldest
+    suggestions make room as requests come, and the editor's log says so once."""
+    import secrets
+
+    base = {"gate": {"mode": "off"}, "inline": {"debounceMs": 0}}
+    client = await lsp(workspace, "vscode", stub="VALUE_{line} = compute()", options=base)
+    noise = "# " + secrets.token_hex(2500) + "\n"  # 5 kB that do not compress, in every prefix
+    uri = open_document(client, workspace / "m.py", noise + "".join(f"def f{i}():\n    \n" for i in range(40)))
+    _change(client, {**base, "telemetry": {"maxSizeMb": 0.1}})
+    await until(lambda: any("size cap 0.1 MB" in m.message for m in client.log_messages), 10, "the capped store")
+    for i in range(40):
+        assert (await client.text_document_inline_completion_async(inline_request(uri, 2 + 2 * i, 4, invoked=True))).items
+    await until(lambda: any("reached its size cap" in m.message for m in client.log_messages), 10, "the trim")
+    await _shutdown(client)
+
+    kept = sorted(int(e.suggestion.split("_")[1].split()[0]) for e in _stored(tmp_path) if e.suggestion)
+    assert 0 < len(kept) < 40 and kept == list(range(kept[0], 81, 2))  # the newest, without a gap
+    assert len([m for m in client.log_messages if "reached its size cap" in m.message]) == 1
