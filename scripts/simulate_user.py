@@ -282,7 +282,7 @@ def stage1_check(events: list[dict[str, Any]], originals: dict[str, str], root: 
     the share it skipped. `same_as_live`: how often the offline answer equals what the server
     answered where it asked (the check is as good as that share)."""
     from heedls.server.acceptance.replay import _make_provider
-    from heedls.server.pipeline.postprocess import postprocess
+    from heedls.server.pipeline.postprocess import first_shown
     from heedls.server.providers.base import CompletionRequest
 
     async def run() -> dict[str, Counter[str]]:
@@ -304,11 +304,8 @@ def stage1_check(events: list[dict[str, Any]], originals: dict[str, str], root: 
                                         path=str((root / event["file"]).resolve()), line=line,
                                         character=cursor - (text.rfind("\n", 0, cursor) + 1),
                                         workspace=root, document=text[:cursor] + text[after:])
-            answer = None
-            for candidate in await provider.complete(request, 1.0):
-                answer = postprocess(candidate.text, request)
-                if answer:
-                    break
+            shown = first_shown(await provider.complete(request, 1.0), request)
+            answer = shown[0] if shown is not None else None
             matches = bool(answer and answer.strip()) and text[cursor:].startswith(answer or "")
             c = counts.setdefault(model_of(event), Counter())
             c[("matching " if matches else "other ") + ("skipped" if decision == "skipped" else "asked")] += 1

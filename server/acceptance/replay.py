@@ -179,9 +179,10 @@ def label_suggestion(suggestion: str, truth: str) -> dict[str, Any]:
             "similarity": round(sim, 4)}
 
 
-def _load_postprocess() -> Callable[[str, Any], str | None]:
+def _load_chooser() -> Callable[[Any, Any], tuple[str, Any] | None]:
+    """postprocess.first_shown: what the server shows of a provider's candidates."""
     module = importlib.import_module("heedls.server.pipeline.postprocess")
-    fn: Callable[[str, Any], str | None] = module.postprocess
+    fn: Callable[[Any, Any], tuple[str, Any] | None] = module.first_shown
     return fn
 
 
@@ -228,7 +229,7 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
         raise ValueError(f"latency must be one of {', '.join(LATENCIES)}, not {latency!r}")
     # its own stream: drawing latencies must not move the cut points (str seeds hash the same in every run)
     latency_rng = random.Random(f"heedls-replay-latency-{seed}") if latency == "synthetic" else None
-    postprocess = _load_postprocess()
+    choose = _load_chooser()
     rng = random.Random(seed)
     projects = find_projects(sources)
     rng.shuffle(projects)
@@ -258,7 +259,7 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
                         if done >= cuts:
                             break
                         clock += rng.lognormvariate(math.log(8.0), 0.9)
-                        event = await _one(backend, postprocess, CompletionRequest, text, cut, root, session,
+                        event = await _one(backend, choose, CompletionRequest, text, cut, root, session,
                                            clock, deadline_s, rng, seed, latency_rng)
                         events.append(event)
                         done += 1
@@ -273,7 +274,7 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
     return events
 
 
-async def _one(backend: Any, postprocess: Callable[[str, Any], str | None], request_cls: Any, text: str, cut: Cut,
+async def _one(backend: Any, choose: Callable[[Any, Any], tuple[str, Any] | None], request_cls: Any, text: str, cut: Cut,
                root: Path, session: str, ts: float, deadline_s: float, rng: random.Random, seed: int,
                latency_rng: random.Random | None = None) -> SuggestionEvent:
     line_end = text.find("\n", cut.offset)
@@ -290,13 +291,7 @@ async def _one(backend: Any, postprocess: Callable[[str, Any], str | None], requ
     except Exception as exc:  # a failing provider is an empty suggestion, as in the server
         log.debug("provider failed: %s", exc)
         candidates = []
-    suggestion = None
-    chosen = None
-    for candidate in candidates:
-        suggestion = postprocess(candidate.text, request)
-        if suggestion:
-            chosen = candidate
-            break
+    shown = choose(candidates, request)
     latency = round((time.perf_counter() - started) * 1000.0, 3)
     if latency_rng is not None:  # one draw per request, answered or not: the stream stays aligned
         median = SYNTHETIC_LATENCY_MEDIAN_MS["local" if getattr(backend, "name", None) == "local" else "http"]
@@ -311,10 +306,11 @@ async def _one(backend: Any, postprocess: Callable[[str, Any], str | None], requ
     event = SuggestionEvent(id=f"r-{uuid.UUID(int=rng.getrandbits(128)).hex[:16]}", session=session,
                             ts=round(ts, 3), language="python", file=rel, prefix=prefix, suffix=suffix,
                             latency_ms=latency, extra=extra)
-    if not suggestion or chosen is None:
+    if shown is None:
         info["empty"] = True
         event.provider = getattr(backend, "name", None)
         return event
+    suggestion, chosen = shown
     verdict = label_suggestion(suggestion, text[cut.offset:])
     info.update(verdict)
     event.suggestion = suggestion

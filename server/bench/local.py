@@ -102,14 +102,6 @@ def sample_cut_points(text: str, path: Path, count: int, rng: random.Random) -> 
         cuts.append(CutPoint(path, offsets[i] + col, i, col, kind, line[col:]))
     return cuts
 
-def _load_postprocess() -> Callable[[str, CompletionRequest], str | None]:
-    try:
-        from heedls.server.pipeline.postprocess import postprocess
-
-        fn: Callable[[str, CompletionRequest], str | None] = postprocess
-        return fn
-    except ImportError:  # the pipeline not installed yet: score the raw text
-        return lambda text, request: text.rstrip() or None
 
 
 def _rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -160,7 +152,7 @@ async def run_bench(
     rng = random.Random(seed)
     projects = find_projects(roots)
     rng.shuffle(projects)
-    postprocess = _load_postprocess()
+    from heedls.server.pipeline.postprocess import first_shown, postprocess
     n_files = max(1, math.ceil(cuts / per_file))
     plan: list[tuple[Path, list[Path]]] = []
     chosen = 0
@@ -205,8 +197,9 @@ async def run_bench(
                     # CPU time of this process (all its threads): what the request costs, whatever
                     # else the machine is doing. Wall-clock latency includes waiting for a core.
                     cpu_times.append((time.process_time() - c0) * 1000)
-                    top = cands[0] if cands else None
-                    shown_text = postprocess(top.text, request) if top else None
+                    # what the server shows: the first candidate that survives postprocess
+                    shown = first_shown(cands, request)
+                    shown_text, top = shown if shown is not None else (None, None)
                     continuation = text[cut.offset :]
                     row = {
                         "kind": cut.kind,

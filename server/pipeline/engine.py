@@ -25,7 +25,7 @@ from heedls.server.events import TYPED_THROUGH, HistoryWindow, Outcome, Suggesti
 from heedls.server.pipeline.cache import SuggestionCache, cache_key
 from heedls.server.pipeline.debounce import Debouncer, Superseded
 from heedls.server.pipeline.gate import Gate, GateDecision, PassThroughGate
-from heedls.server.pipeline.postprocess import postprocess
+from heedls.server.pipeline.postprocess import first_shown
 from heedls.server.providers.base import Candidate, CompletionRequest, Provider
 
 log = logging.getLogger(__name__)
@@ -253,15 +253,9 @@ class SuggestionEngine:
             if candidates and all(c.provider == event.provider for c in candidates):
                 self.cache.put(key, candidates)
 
-        text: str | None = None
-        chosen: Candidate | None = None
-        for candidate in candidates:
-            text = postprocess(candidate.text, request)
-            if text:
-                chosen = candidate
-                break
+        shown = first_shown(candidates, request)
         event.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        if not text or chosen is None:
+        if shown is None:
             self.stats.empty += 1
             event.gate = self._gate_info(decision1, None, "empty")
             # Recorded and kept in the session's history like every request that reached the
@@ -270,6 +264,7 @@ class SuggestionEngine:
             self._finish(event, shown=False)
             return None
 
+        text, chosen = shown
         event.suggestion = text
         event.provider = chosen.provider
         event.model = chosen.model

@@ -15,8 +15,9 @@ runs the same steps, so what is measured is what users see:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-from heedls.server.providers.base import CompletionRequest
+from heedls.server.providers.base import Candidate, CompletionRequest
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}
@@ -248,3 +249,14 @@ def postprocess(text: str, request: CompletionRequest) -> str | None:
     if not text.strip():
         return None
     return text
+
+
+def first_shown(candidates: Iterable[Candidate], request: CompletionRequest) -> tuple[str, Candidate] | None:
+    """What the server shows for a provider's answer: the first candidate whose text survives
+    `postprocess`, cleaned, and that candidate (its provider, confidence, source); None when none
+    does. The replay, the benchmarks and the simulated user take the same one."""
+    for candidate in candidates:
+        text = postprocess(candidate.text, request)
+        if text:
+            return text, candidate
+    return None

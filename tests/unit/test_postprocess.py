@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from heedls.server.pipeline.postprocess import postprocess
-from heedls.server.providers.base import CompletionRequest
+from heedls.server.pipeline.postprocess import first_shown, postprocess
+from heedls.server.providers.base import Candidate, CompletionRequest
 
 
 def req(prefix: str, suffix: str = "", max_lines: int = 8) -> CompletionRequest:
@@ -81,3 +81,13 @@ def test_stops_before_retyping_the_line_that_follows_the_cursor() -> None:
     at_start = "def f(x):\n    y = x + 1\n    "
     assert postprocess("return y", req(at_start, "\n    return y\n")) is None  # the whole line is there already
     assert postprocess("z = y\n    return z", req(at_start, "\n    return y\n")) == "z = y\n    return z"
+
+
+def test_what_is_shown_is_the_first_candidate_left_with_text_after_postprocess() -> None:
+    request = req("def f(x):\n    return ", "\n")
+    empty, blank, good, later = (Candidate("", "local", source="ngram"), Candidate("   \n", "local"),
+                                Candidate("x + 1", "local", confidence=0.4, source="retrieval"),
+                                Candidate("x - 1", "local"))
+    shown = first_shown([empty, blank, good, later], request)
+    assert shown is not None and shown == ("x + 1", good)  # nothing left of the first two
+    assert first_shown([empty, blank], request) is None and first_shown([], request) is None
