@@ -330,6 +330,9 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
             box=box.SIMPLE_HEAD,
             pad_edge=False,
             collapse_padding=True,
+            # In 80 columns (a piped or CI log's width) the padding would fold a day's date once
+            # the counts have four digits; the box's own separator still leaves a space.
+            padding=(0, 1) if console.width >= _ROOMY_COLUMNS else (0, 0),
         )
         for name, justify in (
             ("", "left"), ("req", "right"), ("avoid1", "right"), ("hide2", "right"), ("empty", "right"),
@@ -364,6 +367,7 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
 
 
 _LABEL_CHARS = 16
+_ROOMY_COLUMNS = 100
 
 
 # -- HTML ------------------------------------------------------------------------------------------

@@ -172,6 +172,22 @@ def test_a_long_gate_model_version_is_spelled_out_whole_in_an_80_column_terminal
     assert re.search(r"^ #1\s+\d+", text, re.MULTILINE)
 
 
+def test_a_day_with_thousands_of_requests_keeps_its_date_on_one_line_in_80_columns() -> None:
+    """A piped report (a CI log, `| less`) is 80 columns wide: four-digit counts used to fold the
+    date of the by-day table over two lines."""
+    events, _ = synthetic()
+    report = compute_report(events)
+    for breakdown in (report["total"], *report["by"]["day"].values()):
+        for key in ("requests", "avoided_stage1", "hidden_stage2", "empty", "shown", "accepted"):
+            breakdown[key] += 10_000
+    console = Console(file=io.StringIO(), width=80, record=True)
+    render_terminal(report, console)
+    text = console.export_text()
+    days = list(report["by"]["day"])
+    assert days and all(re.search(rf"^ {day}\s+1\d{{4}}\s", text, re.MULTILINE) for day in days), text
+    assert max(map(len, text.splitlines())) <= 80
+
+
 def strict_json(text: str) -> object:
     def refuse(name: str) -> object:
         raise ValueError(f"invalid JSON constant {name}")
