@@ -271,7 +271,7 @@ async def run_bench(
         # Latency depends on what else the machine is doing: record it next to the figures.
         "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "cpus": os.cpu_count(),
-        "protocol": "held-out file, project index without it; prefix only; post-processed top candidate",
+        "protocol": "held-out file, project index without it; prefix only; the first candidate left after post-processing (what the server shows)",
         "targets": TARGETS,
     }
     result["targets_met"] = (
