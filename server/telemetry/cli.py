@@ -80,35 +80,30 @@ def _require_store(path: Path, nothing: str) -> None:
     if aside:
         _err(f"note: {len(aside)} earlier store(s) were set aside next to {path.name} ({', '.join(aside[-3:])}"
              f"{', …' if len(aside) > 3 else ''}): their events are not included; read one with --store")
-    trimmed, up_to = _trimmed(path)
+    trimmed = _trimmed_note(path)
     if trimmed:
-        until = "" if up_to is None else f", created up to {_utc(up_to)}"
-        _err(f"note: the {trimmed} oldest suggestions{until} were removed from this store by its size cap "
-             "(telemetry.max_size_mb): they are not included")
+        _err(trimmed)
 
 
-def _trimmed(path: Path) -> tuple[int, float | None]:
-    """What the store's size cap removed so far (retention.py); (0, None) if it cannot say."""
-    from heedls.server.telemetry.retention import trimmed_so_far
+def _trimmed_note(path: Path) -> str:
+    """What the store's size cap removed so far (retention.py), as a note; "" if nothing (or it
+    cannot say: not a store, or one from before the meta table, which the readers will say)."""
+    from heedls.server.telemetry.retention import trimmed_so_far, utc_label
     from heedls.server.telemetry.store import connect_readonly
 
     try:
         conn = connect_readonly(path)
         try:
-            return trimmed_so_far(conn)
+            count, up_to = trimmed_so_far(conn)
         finally:
             conn.close()
-    except sqlite3.Error:  # not a store, or one from before the meta table: the readers will say
-        return 0, None
-
-
-def _utc(ts: float) -> str:
-    from datetime import UTC, datetime
-
-    try:
-        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    except (ValueError, OverflowError, OSError):
-        return "?"
+    except sqlite3.Error:
+        return ""
+    if not count:
+        return ""
+    until = "" if up_to is None else f", created up to {utc_label(up_to)}"
+    return (f"note: the {count} oldest suggestions{until} were removed from this store by its size cap "
+            "(telemetry.max_size_mb): they are not included")
 
 
 def _reason(exc: OSError) -> str:

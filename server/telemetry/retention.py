@@ -1,8 +1,8 @@
 """The store's optional size cap (`telemetry.max_size_mb`): the oldest suggestions make room.
 
-The store is append-only and, uncapped, grows with every request: about 7 kB per suggestion with
-code (`privacy = "full"`, a 6,000-character prefix; several snapshot rows each, compressed), 412 MB
-per 100,000 (docs/telemetry.md). With a cap, once the live data passes it, the oldest suggestions
+The store is append-only and, uncapped, grows with every request: about 7 kB per request in a
+simulated session with code (`privacy = "full"`: a 6,000-character prefix, the gate's feature rows,
+two snapshot rows a request on average, compressed; docs/telemetry.md, "Size"). With a cap, once the live data passes it, the oldest suggestions
 are deleted, *whole* (every snapshot row of each), in one transaction, until the data is at
 `TRIM_TO` of the cap: the file then stops growing (SQLite reuses the freed pages) and a crash in the
 middle deletes nothing. Each trim is counted in the `meta` table (`trimmed`: how many suggestions,
@@ -16,6 +16,7 @@ import json
 import math
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 MIB = 1024 * 1024
 # A trim goes down to this share of the cap, so that the next one is many batches away.
@@ -30,7 +31,6 @@ class Trimmed:
     suggestions: int  # suggestions removed by this trim
     rows: int  # their snapshot rows
     up_to_ts: float  # the newest `ts` (creation time) among them
-    total_suggestions: int  # removed by every trim of this store so far
 
 
 def live_bytes(conn: sqlite3.Connection) -> int:
@@ -93,4 +93,12 @@ def trim_to_cap(conn: sqlite3.Connection, cap_mb: float) -> Trimmed | None:
             "INSERT OR REPLACE INTO meta(key, value) VALUES ('trimmed', ?)",
             (json.dumps({"suggestions": before + count, "up_to_ts": max(known) if known else None}),),
         )
-    return Trimmed(count, rows, newest if newest is not None else math.nan, before + count)
+    return Trimmed(count, rows, newest if newest is not None else math.nan)
+
+
+def utc_label(ts: float) -> str:
+    """A creation time as the warnings and notes about trims print it ("?" when it is no time)."""
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (ValueError, OverflowError, OSError):
+        return "?"

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from heedls.server.events import SuggestionEvent
-from heedls.server.telemetry.retention import MIB, SIZE_NOTICE_MB, live_bytes, trim_to_cap
+from heedls.server.telemetry.retention import MIB, SIZE_NOTICE_MB, live_bytes, trim_to_cap, utc_label
 
 log = logging.getLogger("heedls.telemetry")
 
@@ -659,8 +659,7 @@ class TelemetryStore:
                 trimmed = trim_to_cap(self._conn, self.max_size_mb)
                 if trimmed is not None:
                     self.trimmed += trimmed.suggestions
-                    until = (datetime.fromtimestamp(trimmed.up_to_ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
-                             if math.isfinite(trimmed.up_to_ts) else "?")
+                    until = utc_label(trimmed.up_to_ts)
                     self._warn(
                         f"telemetry: {self.path} reached its size cap ({self.max_size_mb:g} MB, "
                         f"telemetry.max_size_mb): the {trimmed.suggestions} oldest suggestions (created "
