@@ -103,7 +103,6 @@ def sample_cut_points(text: str, path: Path, count: int, rng: random.Random) -> 
     return cuts
 
 
-
 def _rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(rows)
     shown = [r for r in rows if r["shown"]]
@@ -199,7 +198,7 @@ async def run_bench(
                     cpu_times.append((time.process_time() - c0) * 1000)
                     # what the server shows: the first candidate that survives postprocess
                     shown = first_shown(cands, request)
-                    shown_text, top = shown if shown is not None else (None, None)
+                    shown_text, picked = shown if shown is not None else (None, None)
                     continuation = text[cut.offset :]
                     row = {
                         "kind": cut.kind,
@@ -207,9 +206,9 @@ async def run_bench(
                         "exact": shown_text is not None
                         and shown_text.split("\n")[0].rstrip() == cut.rest.rstrip(),
                         "saved": len(shown_text) if shown_text and continuation.startswith(shown_text) else 0,
-                        "confidence": top.confidence if top else None,
-                        "raw": top.meta.get("raw") if top else None,
-                        "source": top.source if top else None,
+                        "confidence": picked.confidence if picked else None,
+                        "raw": picked.meta.get("raw") if picked else None,
+                        "source": picked.source if picked else None,
                     }
                     if dump is not None:
                         # Every candidate with its label: the calibration fit reads these.
