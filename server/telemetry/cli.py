@@ -86,19 +86,11 @@ def _require_store(path: Path, nothing: str) -> None:
 
 
 def _trimmed_note(path: Path) -> str:
-    """What the store's size cap removed so far (retention.py), as a note; "" if nothing (or it
-    cannot say: not a store, or one from before the meta table, which the readers will say)."""
-    from heedls.server.telemetry.retention import trimmed_so_far, utc_label
-    from heedls.server.telemetry.store import connect_readonly
+    """What the store's size cap removed so far (retention.py), as a note; "" if nothing."""
+    from heedls.server.telemetry.retention import utc_label
+    from heedls.server.telemetry.store import read_trimmed
 
-    try:
-        conn = connect_readonly(path)
-        try:
-            count, up_to = trimmed_so_far(conn)
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return ""
+    count, up_to = read_trimmed(path)
     if not count:
         return ""
     until = "" if up_to is None else f", created up to {utc_label(up_to)}"
@@ -287,6 +279,11 @@ def report_cmd(
             raise typer.Exit(1) from None
         _warn_skipped(skipped, path)
         report["store"] = str(path)
+        from heedls.server.telemetry.store import read_trimmed
+
+        count, up_to = read_trimmed(path)
+        if count:  # said on the page too: a report read later must not pass for the whole history
+            report["trimmed"] = {"suggestions": count, "up_to_ts": up_to}
     if page is not None:
         try:
             write_html(report, page)

@@ -569,6 +569,7 @@ def render_html(report: dict[str, Any]) -> str:
         "</style></head><body>",
         "<h1>heedls suggestion report</h1>",
         f"<p>{html.escape(period['first'] or '—')} → {html.escape(period['last'] or '—')} (UTC)</p>",
+        _trimmed_html(report.get("trimmed")),
         "<div class='cards'>"
         + "".join(f"<div class='card'>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in cards)
         + "</div>",
@@ -587,6 +588,18 @@ def render_html(report: dict[str, Any]) -> str:
         "</body></html>",
     ]
     return "\n".join(body)
+
+
+def _trimmed_html(trimmed: Any) -> str:
+    """The page's note that the store's size cap removed older suggestions ("" if it did not)."""
+    if not isinstance(trimmed, dict) or not trimmed.get("suggestions"):
+        return ""
+    from heedls.server.telemetry.retention import utc_label
+
+    up_to = trimmed.get("up_to_ts")
+    until = f", created up to {utc_label(up_to)}" if isinstance(up_to, (int, float)) else ""
+    return (f"<p><b>Not included:</b> the {int(trimmed['suggestions'])} oldest suggestions{html.escape(until)}, "
+            "removed from the store by its size cap (<code>telemetry.max_size_mb</code>).</p>")
 
 
 def report_json(report: dict[str, Any]) -> str:

@@ -47,7 +47,14 @@ from pathlib import Path
 from typing import Any, Self
 
 from heedls.server.events import SuggestionEvent
-from heedls.server.telemetry.retention import MIB, SIZE_NOTICE_MB, live_bytes, trim_to_cap, utc_label
+from heedls.server.telemetry.retention import (
+    MIB,
+    SIZE_NOTICE_MB,
+    live_bytes,
+    trim_to_cap,
+    trimmed_so_far,
+    utc_label,
+)
 
 log = logging.getLogger("heedls.telemetry")
 
@@ -170,6 +177,19 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
                                check_same_thread=False)
     conn.execute("PRAGMA query_only = 1")
     return conn
+
+
+def read_trimmed(path: Path | str) -> tuple[int, float | None]:
+    """(suggestions the store's size cap removed so far, the newest creation time among them);
+    (0, None) when none were, or when it cannot say (not a store: its readers will say so)."""
+    try:
+        conn = connect_readonly(Path(path))
+        try:
+            return trimmed_so_far(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0, None
 
 
 def read_events(path: Path | str, since: float | None = None) -> Iterator[SuggestionEvent]:

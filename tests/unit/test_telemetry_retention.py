@@ -3,6 +3,7 @@ and the store, its exports and its reports say so."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 from collections import Counter
@@ -159,6 +160,12 @@ def test_export_and_report_say_what_the_cap_removed(tmp_path: Path, monkeypatch:
                 and "removed from this store by its size cap" in result.stderr), result.stderr
     kept = len(list(read_events(path)))
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == kept == 400 - store.trimmed
+    # and a report read later says it too: in its JSON and on its page
+    result = runner.invoke(app, ["telemetry", "report", "--json", "--store", str(path),
+                                 "--html", str(tmp_path / "report.html")])
+    assert json.loads(result.stdout)["trimmed"] == {"suggestions": store.trimmed,
+                                                     "up_to_ts": 1_700_000_000.0 + store.trimmed - 1}
+    assert f"the {store.trimmed} oldest suggestions, created up to 2023-11-" in (tmp_path / "report.html").read_text()
 
 
 def test_a_store_never_trimmed_gets_no_such_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,3 +176,5 @@ def test_a_store_never_trimmed_gets_no_such_note(tmp_path: Path, monkeypatch: py
     args = ["telemetry", "export", "--store", str(path), "-o", str(tmp_path / "o.jsonl")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0 and "size cap" not in result.stderr, result.stderr
+    result = CliRunner().invoke(app, ["telemetry", "report", "--json", "--store", str(path)])
+    assert result.exit_code == 0 and "trimmed" not in json.loads(result.stdout)
