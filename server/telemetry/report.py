@@ -463,7 +463,7 @@ def _table_html(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
     head = ("", "requests", "avoided (stage 1)", "hidden (stage 2)", "empty", "shown", "accepted", "acceptance",
             "persisted", "p50 ms", "p95 ms", "p99 ms")  # fmt: skip
     out = [
-        f"<h2>{html.escape(title)}</h2><table><tr>"
+        f"<h2>{html.escape(title)}</h2><div class='wide'><table><tr>"
         + "".join(f"<th>{html.escape(h)}</th>" for h in head)
         + "</tr>"
     ]
@@ -472,7 +472,7 @@ def _table_html(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
                  _pct(s["acceptance_rate"]), _pct(s["persistence_rate"]), _ms(s["latency_ms"]["p50"]),
                  _ms(s["latency_ms"]["p95"]), _ms(s["latency_ms"]["p99"]))  # fmt: skip
         out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     return "".join(out)
 
 
@@ -566,6 +566,8 @@ def render_html(report: dict[str, Any]) -> str:
         "text-align:right}td:first-child,th:first-child{text-align:left;white-space:nowrap}th{background:#f4f4f4}",
         ".cards{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 14px}",
         ".card b{display:block;font-size:1.3em}svg{max-width:100%;height:auto;margin:1em 0}",
+        # a table wider than the page (long gate model versions) scrolls by itself, not the page
+        ".wide{overflow-x:auto}",
         "</style></head><body>",
         "<h1>heedls suggestion report</h1>",
         f"<p>{html.escape(period['first'] or '—')} → {html.escape(period['last'] or '—')} (UTC)</p>",
