@@ -321,6 +321,17 @@ def test_html_shows_empty_requests_in_cards_tables_and_the_daily_bars() -> None:
     assert sum(int(n) for n in segments.values()) == 5  # every request is in the day's bar
 
 
+def test_a_table_wider_than_the_page_scrolls_by_itself() -> None:
+    events, _ = synthetic()
+    for event in events:
+        if event.gate:
+            event.gate["model_version"] = "default-20261201-s0-250c2752+user1796217301"
+    page = render_html(compute_report(events))
+    tables = re.findall(r"<table>", page)
+    assert len(tables) == 4 and page.count("<div class='wide'><table>") == len(tables)
+    assert ".wide{overflow-x:auto}" in page
+
+
 # -- stored strings are data, never markup -------------------------------------------------------------
 HOSTILE = {
     "provider": "[/bold]",
