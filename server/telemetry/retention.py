@@ -22,6 +22,8 @@ MIB = 1024 * 1024
 # A trim goes down to this share of the cap, so that the next one is many batches away.
 TRIM_TO = 0.8
 TRIM_STEPS = 20  # measure-and-delete steps of one trim (each removes at least one suggestion)
+# A file this many times its cap (grown before the cap) is rewritten at its live size after a trim.
+SHRINK_ABOVE = 2.0
 # Without a cap, the store says once that it has grown past this (and how to cap it).
 SIZE_NOTICE_MB = 1024.0
 
@@ -94,6 +96,22 @@ def trim_to_cap(conn: sqlite3.Connection, cap_mb: float) -> Trimmed | None:
             (json.dumps({"suggestions": before + count, "up_to_ts": max(known) if known else None}),),
         )
     return Trimmed(count, rows, newest if newest is not None else math.nan)
+
+
+def shrink_if_oversized(conn: sqlite3.Connection, cap_mb: float) -> int:
+    """After a trim: a file more than SHRINK_ABOVE times the cap (a store that grew before the cap
+    was set, or before it was lowered) is rewritten at its live size (`VACUUM`), once; in steady
+    state a trim frees a fifth of the cap, which SQLite reuses, and the file stays as it is.
+    Returns the bytes given back to the disk (0: not needed)."""
+    if not (cap_mb > 0 and math.isfinite(cap_mb)):
+        return 0
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    before = int(conn.execute("PRAGMA page_count").fetchone()[0]) * page_size
+    if before <= SHRINK_ABOVE * cap_mb * MIB:
+        return 0
+    conn.execute("VACUUM")
+    after = int(conn.execute("PRAGMA page_count").fetchone()[0]) * page_size
+    return max(0, before - after)
 
 
 def utc_label(ts: float) -> str:

@@ -51,6 +51,7 @@ from heedls.server.telemetry.retention import (
     MIB,
     SIZE_NOTICE_MB,
     live_bytes,
+    shrink_if_oversized,
     trim_to_cap,
     trimmed_so_far,
     utc_label,
@@ -680,6 +681,10 @@ class TelemetryStore:
                 if trimmed is not None:
                     self.trimmed += trimmed.suggestions
                     until = utc_label(trimmed.up_to_ts)
+                    freed = shrink_if_oversized(self._conn, self.max_size_mb)
+                    if freed:
+                        log.info("telemetry: %s rewritten at its live size: %.1f MB given back to the disk",
+                                 self.path, freed / MIB)
                     self._warn(
                         f"telemetry: {self.path} reached its size cap ({self.max_size_mb:g} MB, "
                         f"telemetry.max_size_mb): the {trimmed.suggestions} oldest suggestions (created "

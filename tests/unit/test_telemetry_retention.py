@@ -13,7 +13,14 @@ import pytest
 from heedls.server.cli import app
 from heedls.server.config import TelemetryConfig, load
 from heedls.server.events import SuggestionEvent
-from heedls.server.telemetry.retention import MIB, TRIM_TO, live_bytes, trim_to_cap, trimmed_so_far
+from heedls.server.telemetry.retention import (
+    MIB,
+    TRIM_TO,
+    live_bytes,
+    shrink_if_oversized,
+    trim_to_cap,
+    trimmed_so_far,
+)
 from heedls.server.telemetry.service import open_store
 from heedls.server.telemetry.store import TelemetryStore, read_events
 from typer.testing import CliRunner
@@ -66,6 +73,36 @@ def test_past_its_cap_the_store_removes_its_oldest_suggestions_and_keeps_the_new
         assert trimmed_so_far(conn) == (1200 - len(kept), 1_700_000_000.0 + 1199 - len(kept))
     finally:
         conn.close()
+
+
+def test_a_store_that_grew_before_its_cap_gives_the_disk_back(tmp_path: Path) -> None:
+    """Setting a cap on a store that is already large shrinks the file itself, not only the data
+    in it (SQLite would keep the freed pages for reuse, so the file would stay as large)."""
+    path = tmp_path / "events.sqlite3"
+    with TelemetryStore(path, batch_size=64) as store:
+        for i in range(1000):  # ~2 MB, uncapped
+            store.record(event(i))
+    grown = path.stat().st_size
+    assert grown > 1.8 * MIB
+    with TelemetryStore(path, max_size_mb=0.5, batch_size=64) as store:
+        store.record(event(1000))
+    assert store.trimmed > 0
+    assert path.stat().st_size <= 0.5 * MIB < grown / 3  # the file, not only its live pages
+    kept = sorted(e.id for e in read_events(path))
+    assert kept[-1] == "e001000" and kept == [f"e{i:06d}" for i in range(1001 - len(kept), 1001)]
+
+
+def test_in_steady_state_the_file_stays_at_its_cap_and_is_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    with TelemetryStore(path, max_size_mb=0.5, batch_size=32) as store:
+        for i in range(1200):
+            store.record(event(i))
+    conn = sqlite3.connect(path)
+    try:
+        assert shrink_if_oversized(conn, 0.5) == 0  # within twice the cap: its free pages get reused
+    finally:
+        conn.close()
+    assert path.stat().st_size <= 2 * 0.5 * MIB
 
 
 def test_a_suggestion_is_removed_with_all_its_snapshots(tmp_path: Path) -> None:
