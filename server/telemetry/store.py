@@ -336,13 +336,24 @@ class TelemetryStore:
         return marker.done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued and close. Waits as long as the writer makes progress (a backlog of
+        tens of thousands of events takes seconds to write, and the writer thread dies with the
+        process), and gives up after `timeout` seconds without any (a disk that hangs)."""
         if self._closed:
             return
         self._closed = True
         if self._thread.is_alive():
             self._queue.put(_Close())
             self._wake.set()
-            self._thread.join(timeout)
+            while True:
+                seen = self._progress()
+                self._thread.join(timeout)
+                if not self._thread.is_alive() or self._progress() == seen:
+                    break
+
+    def _progress(self) -> tuple[int, int, int, int]:
+        """Changes while the writer works: what it has taken from the queue, written or dropped."""
+        return self._queue.qsize(), self.written, self.dropped, len(self._buffer)
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """Opening happens on the writer thread; tests and the CLI can wait for it."""
