@@ -7,6 +7,7 @@ import json
 import secrets
 import sqlite3
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -34,20 +35,22 @@ def event(i: int, size: int = 2000, outcome: str | None = None) -> SuggestionEve
     )  # fmt: skip
 
 
+def filled(path: Path, count: int, **options: float) -> TelemetryStore:
+    """A store at `path` with events 0 … count - 1 recorded, then closed (all written)."""
+    with TelemetryStore(path, **options) as store:  # type: ignore[arg-type]
+        for i in range(count):
+            store.record(event(i))
+    return store
+
+
 def rows_per_id(path: Path) -> Counter[str]:
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         return Counter(row[0] for row in conn.execute("SELECT id FROM events"))
-    finally:
-        conn.close()
 
 
 def used_mb(path: Path) -> float:
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         return live_bytes(conn) / MIB
-    finally:
-        conn.close()
 
 
 def test_past_its_cap_the_store_removes_its_oldest_suggestions_and_keeps_the_newest(tmp_path: Path) -> None:
@@ -68,20 +71,15 @@ def test_past_its_cap_the_store_removes_its_oldest_suggestions_and_keeps_the_new
     assert kept == [f"e{i:06d}" for i in range(1200 - len(kept), 1200)]
     assert 0.5 * TRIM_TO * 0.6 < used_mb(path) <= 0.5 + 32 * 2100 / MIB  # the cap, give or take one batch
     assert store.trimmed == 1200 - len(kept)
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         assert trimmed_so_far(conn) == (1200 - len(kept), 1_700_000_000.0 + 1199 - len(kept))
-    finally:
-        conn.close()
 
 
 def test_a_store_that_grew_before_its_cap_gives_the_disk_back(tmp_path: Path) -> None:
     """Setting a cap on a store that is already large shrinks the file itself, not only the data
     in it (SQLite would keep the freed pages for reuse, so the file would stay as large)."""
     path = tmp_path / "events.sqlite3"
-    with TelemetryStore(path, batch_size=64) as store:
-        for i in range(1000):  # ~2 MB, uncapped
-            store.record(event(i))
+    filled(path, 1000, batch_size=64)  # ~2 MB, uncapped
     grown = path.stat().st_size
     assert grown > 1.8 * MIB
     with TelemetryStore(path, max_size_mb=0.5, batch_size=64) as store:
@@ -94,14 +92,9 @@ def test_a_store_that_grew_before_its_cap_gives_the_disk_back(tmp_path: Path) ->
 
 def test_in_steady_state_the_file_stays_at_its_cap_and_is_not_rewritten(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite3"
-    with TelemetryStore(path, max_size_mb=0.5, batch_size=32) as store:
-        for i in range(1200):
-            store.record(event(i))
-    conn = sqlite3.connect(path)
-    try:
+    filled(path, 1200, max_size_mb=0.5, batch_size=32)
+    with closing(sqlite3.connect(path)) as conn:
         assert shrink_if_oversized(conn, 0.5) == 0  # within twice the cap: its free pages get reused
-    finally:
-        conn.close()
     assert path.stat().st_size <= 2 * 0.5 * MIB
 
 
@@ -129,23 +122,16 @@ def test_a_suggestion_is_removed_with_all_its_snapshots(tmp_path: Path) -> None:
 
 def test_without_a_cap_nothing_is_removed(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite3"
-    with TelemetryStore(path, batch_size=32) as store:
-        for i in range(300):
-            store.record(event(i))
+    store = filled(path, 300, batch_size=32)
     assert len(list(read_events(path))) == 300 and store.trimmed == 0 and not store.warnings
 
 
 def test_a_store_within_its_cap_is_left_as_it_is(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite3"
-    with TelemetryStore(path, max_size_mb=5.0, batch_size=32) as store:
-        for i in range(300):
-            store.record(event(i))
-    conn = sqlite3.connect(path)
-    try:
+    store = filled(path, 300, max_size_mb=5.0, batch_size=32)
+    with closing(sqlite3.connect(path)) as conn:
         assert trim_to_cap(conn, 5.0) is None and trim_to_cap(conn, 0.0) is None
         assert trimmed_so_far(conn) == (0, None)
-    finally:
-        conn.close()
     assert len(list(read_events(path))) == 300 and not store.warnings
 
 
@@ -160,11 +146,8 @@ def test_trims_add_up_across_restarts_of_the_server(tmp_path: Path) -> None:
         finally:
             store.close()
         removed += store.trimmed
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         count, up_to = trimmed_so_far(conn)
-    finally:
-        conn.close()
     assert count == removed == 1200 - len(list(read_events(path)))
     assert up_to == 1_700_000_000.0 + count - 1
 
@@ -185,9 +168,7 @@ def test_the_setting_reaches_the_store_and_a_bad_value_falls_back_with_a_warning
 def test_export_and_report_say_what_the_cap_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "events.sqlite3"
-    with TelemetryStore(path, max_size_mb=0.25, batch_size=16) as store:
-        for i in range(400):
-            store.record(event(i))
+    store = filled(path, 400, max_size_mb=0.25, batch_size=16)
     runner = CliRunner()
     for args in (["export", "--store", str(path), "-o", str(tmp_path / "out.jsonl")],
                  ["report", "--json", "--store", str(path)]):
