@@ -2,12 +2,13 @@
 
 The store is append-only and, uncapped, grows with every request: about 7 kB per request in a
 simulated session with code (`privacy = "full"`: a 6,000-character prefix, the gate's feature rows,
-two snapshot rows a request on average, compressed; docs/telemetry.md, "Size"). With a cap, once the live data passes it, the oldest suggestions
-are deleted, *whole* (every snapshot row of each), in one transaction, until the data is at
-`TRIM_TO` of the cap: the file then stops growing (SQLite reuses the freed pages) and a crash in the
-middle deletes nothing. Each trim is counted in the `meta` table (`trimmed`: how many suggestions,
-and the newest `ts` among them), so that a later export or report can say that older events were
-removed, and by what.
+two snapshot rows a request on average, compressed; docs/telemetry.md, "Size"). With a cap, once
+the live data passes it, the oldest suggestions are deleted, *whole* (every snapshot row of each),
+in short transactions, until the data is at `TRIM_TO` of the cap: the file then stops growing
+(SQLite reuses the freed pages; a file that grew before the cap is rewritten at its live size
+once) and a crash in the middle leaves a smaller trim. Each trim is counted in the `meta` table
+(`trimmed`: how many suggestions, and the newest `ts` among them), so that a later export or
+report can say that older events were removed, and by what.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from datetime import UTC, datetime
 MIB = 1024 * 1024
 # A trim goes down to this share of the cap, so that the next one is many batches away.
 TRIM_TO = 0.8
-TRIM_STEPS = 20  # measure-and-delete steps of one trim (each removes at least one suggestion)
+# Rows deleted per transaction of a trim (~0.1 s each): the write lock is never held for long.
+TRIM_CHUNK_ROWS = 2000
 # A file this many times its cap (grown before the cap) is rewritten at its live size after a trim.
 SHRINK_ABOVE = 2.0
 # Without a cap, the store says once that it has grown past this (and how to cap it).
@@ -59,42 +61,50 @@ def trimmed_so_far(conn: sqlite3.Connection) -> tuple[int, float | None]:
 def trim_to_cap(conn: sqlite3.Connection, cap_mb: float) -> Trimmed | None:
     """Delete the oldest suggestions (by creation time, `ts`, which every snapshot of a suggestion
     shares) until the data is at `TRIM_TO` of `cap_mb`; None when it is within the cap (or there
-    is no cap). One transaction."""
+    is no cap). In transactions of at most TRIM_CHUNK_ROWS rows, each with its count in `meta`:
+    another heedls server writing the same store waits for one of them (~0.1 s), not for the whole
+    trim (seconds on a large store), and a crash in the middle leaves a smaller trim, consistent."""
     if not (cap_mb > 0 and math.isfinite(cap_mb)):
         return None
     cap = cap_mb * MIB
     if live_bytes(conn) <= cap:
         return None
     target = TRIM_TO * cap
+    total = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
     count = rows = 0
     newest: float | None = None
-    with conn:
-        for _ in range(TRIM_STEPS):
-            used = live_bytes(conn)
-            total = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
-            if used <= target or total == 0:
-                break
-            # Rows are of similar size (full snapshots, compressed alike). used / total overstates
-            # a row's share (the store's own pages count too, which a small cap makes a large
-            # part): so this never removes more than needed, and the next step measures again.
-            excess = max(1, math.ceil((used - target) / (used / total)))
-            cut = float(conn.execute("SELECT ts FROM events ORDER BY ts LIMIT 1 OFFSET ?",
-                                     (min(excess, total) - 1,)).fetchone()[0])
+    while total > 0:
+        used = live_bytes(conn)
+        if used <= target:
+            break
+        # Rows are of similar size (full snapshots, compressed alike). used / total overstates
+        # a row's share (the store's own pages count too, which a small cap makes a large part):
+        # so this never removes more than needed, and the next step measures again.
+        excess = max(1, math.ceil((used - target) / (used / total)))
+        offset = min(excess, total, TRIM_CHUNK_ROWS) - 1
+        cut = float(conn.execute("SELECT ts FROM events ORDER BY ts LIMIT 1 OFFSET ?",
+                                 (offset,)).fetchone()[0])
+        with conn:
             # By creation time, not by when a row was written: a late snapshot (an outcome, a
             # persistence checkpoint) of a suggestion removed before comes back as a whole event,
             # and is as old as it was.
-            step = int(conn.execute("SELECT count(DISTINCT id) FROM events WHERE ts <= ?", (cut,)).fetchone()[0])
-            rows += conn.execute("DELETE FROM events WHERE ts <= ?", (cut,)).rowcount
-            count += step
-            newest = cut if newest is None else max(newest, cut)
-        if count == 0:
-            return None
-        before, before_ts = trimmed_so_far(conn)
-        known = [t for t in (newest, before_ts) if t is not None]
-        conn.execute(
-            "INSERT OR REPLACE INTO meta(key, value) VALUES ('trimmed', ?)",
-            (json.dumps({"suggestions": before + count, "up_to_ts": max(known) if known else None}),),
-        )
+            step = int(conn.execute("SELECT count(DISTINCT id) FROM events WHERE ts <= ?",
+                                    (cut,)).fetchone()[0])
+            deleted = conn.execute("DELETE FROM events WHERE ts <= ?", (cut,)).rowcount
+            before, before_ts = trimmed_so_far(conn)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('trimmed', ?)",
+                (json.dumps({"suggestions": before + step,
+                             "up_to_ts": cut if before_ts is None else max(before_ts, cut)}),),
+            )
+        if deleted <= 0:  # nothing at or before the cut: cannot happen, but must not loop
+            break
+        total -= deleted
+        rows += deleted
+        count += step
+        newest = cut if newest is None else max(newest, cut)
+    if count == 0:
+        return None
     return Trimmed(count, rows, newest if newest is not None else math.nan)
 
 

@@ -14,6 +14,7 @@ import pytest
 from heedls.server.cli import app
 from heedls.server.config import TelemetryConfig, load
 from heedls.server.events import SuggestionEvent
+from heedls.server.telemetry import retention
 from heedls.server.telemetry.retention import (
     MIB,
     TRIM_TO,
@@ -96,6 +97,26 @@ def test_in_steady_state_the_file_stays_at_its_cap_and_is_not_rewritten(tmp_path
     with closing(sqlite3.connect(path)) as conn:
         assert shrink_if_oversized(conn, 0.5) == 0  # within twice the cap: its free pages get reused
     assert path.stat().st_size <= 2 * 0.5 * MIB
+
+
+def test_a_trim_deletes_in_short_transactions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another heedls server on the same store waits for one chunk of a trim, never for all of it
+    (a trim of a 434 MB store takes seconds; the lock timeout is 5 s). Each chunk is committed with
+    its own count, so the count is right wherever a crash stops the trim."""
+    path = tmp_path / "events.sqlite3"
+    filled(path, 1000, batch_size=64)  # ~2 MB
+    monkeypatch.setattr(retention, "TRIM_CHUNK_ROWS", 50)
+    statements: list[str] = []
+    with closing(sqlite3.connect(path)) as conn:
+        conn.set_trace_callback(statements.append)
+        trimmed = trim_to_cap(conn, 0.5)
+        assert trimmed is not None and trimmed.suggestions == trimmed.rows > 700
+        assert trimmed_so_far(conn)[0] == trimmed.suggestions
+    deletes = [i for i, sql in enumerate(statements) if sql.startswith("DELETE FROM events")]
+    commits = [i for i, sql in enumerate(statements) if sql == "COMMIT"]
+    assert len(deletes) >= trimmed.rows // 50 and len(commits) >= len(deletes)
+    # one commit between any two deletes: no transaction holds more than one chunk
+    assert all(any(a < c < b for c in commits) for a, b in zip(deletes, deletes[1:]))
 
 
 def test_a_suggestion_is_removed_with_all_its_snapshots(tmp_path: Path) -> None:
