@@ -18,7 +18,8 @@ fi
 # per core, at most 4) take about half the time. The editor end-to-end tests drive real editors by
 # keystrokes and screenshots, and a loaded machine makes them time out, so they run after, alone.
 rest=0 editors=0
-.venv/bin/python -m pytest -m "not editor" -n auto --maxprocesses 4 || rest=$?
+# --durations: the slowest tests, in every CI log, for keeping the suite within its ~15 minutes.
+.venv/bin/python -m pytest -m "not editor" -n auto --maxprocesses 4 --durations=20 || rest=$?
 .venv/bin/python -m pytest -m editor || editors=$?
 echo "heedls tests: pytest exited $rest for the tests outside the editors, $editors for the editor end-to-end tests"
 [ "$rest" -eq 0 ] && [ "$editors" -eq 0 ]
