@@ -68,11 +68,12 @@ def _since(value: str | None) -> float | None:
         raise typer.Exit(2) from None
 
 
-def _require_store(path: Path, nothing: str) -> None:
+def _require_store(path: Path, nothing: str) -> tuple[int, float | None]:
     """A store that does not exist (nothing recorded yet in this workspace, or a wrong --store) is a
     failure of the command: a message on stderr and exit 1, as for export. Stores the server set
     aside beside it (corrupt, or locked by another program for too long) are named: their events
-    are not in this one."""
+    are not in this one; and so are the suggestions its size cap removed, which it returns
+    (`store.read_trimmed`)."""
     if not path.exists():
         _err(f"no telemetry recorded yet at {path}; {nothing}")
         raise typer.Exit(1)
@@ -80,22 +81,14 @@ def _require_store(path: Path, nothing: str) -> None:
     if aside:
         _err(f"note: {len(aside)} earlier store(s) were set aside next to {path.name} ({', '.join(aside[-3:])}"
              f"{', …' if len(aside) > 3 else ''}): their events are not included; read one with --store")
-    trimmed = _trimmed_note(path)
-    if trimmed:
-        _err(trimmed)
-
-
-def _trimmed_note(path: Path) -> str:
-    """What the store's size cap removed so far (retention.py), as a note; "" if nothing."""
-    from heedls.server.telemetry.retention import utc_label
+    from heedls.server.telemetry.retention import trimmed_phrase
     from heedls.server.telemetry.store import read_trimmed
 
     count, up_to = read_trimmed(path)
-    if not count:
-        return ""
-    until = "" if up_to is None else f", created up to {utc_label(up_to)}"
-    return (f"note: the {count} oldest suggestions{until} were removed from this store by its size cap "
-            "(telemetry.max_size_mb): they are not included")
+    if count:
+        _err(f"note: {trimmed_phrase(count, up_to)} were removed from this store by its size cap "
+             "(telemetry.max_size_mb): they are not included")
+    return count, up_to
 
 
 def _reason(exc: OSError) -> str:
@@ -270,7 +263,7 @@ def report_cmd(
             raise typer.Exit(1)
         report["store"] = str(events_file)
     else:
-        _require_store(path, "nothing to report")
+        count, up_to = _require_store(path, "nothing to report")
         skipped = Skipped()
         try:
             report = compute_report(row.data for row in read_store(path, cutoff, skipped))
@@ -279,9 +272,6 @@ def report_cmd(
             raise typer.Exit(1) from None
         _warn_skipped(skipped, path)
         report["store"] = str(path)
-        from heedls.server.telemetry.store import read_trimmed
-
-        count, up_to = read_trimmed(path)
         if count:  # said on the page too: a report read later must not pass for the whole history
             report["trimmed"] = {"suggestions": count, "up_to_ts": up_to}
     if page is not None:

@@ -596,11 +596,11 @@ def _trimmed_html(trimmed: Any) -> str:
     """The page's note that the store's size cap removed older suggestions ("" if it did not)."""
     if not isinstance(trimmed, dict) or not trimmed.get("suggestions"):
         return ""
-    from heedls.server.telemetry.retention import utc_label
+    from heedls.server.telemetry.retention import trimmed_phrase
 
     up_to = trimmed.get("up_to_ts")
-    until = f", created up to {utc_label(up_to)}" if isinstance(up_to, (int, float)) else ""
-    return (f"<p><b>Not included:</b> the {int(trimmed['suggestions'])} oldest suggestions{html.escape(until)}, "
+    what = trimmed_phrase(int(trimmed["suggestions"]), up_to if isinstance(up_to, (int, float)) else None)
+    return (f"<p><b>Not included:</b> {html.escape(what)}, "
             "removed from the store by its size cap (<code>telemetry.max_size_mb</code>).</p>")
 
 

@@ -124,6 +124,13 @@ def shrink_if_oversized(conn: sqlite3.Connection, cap_mb: float) -> int:
     return max(0, before - after)
 
 
+def trimmed_phrase(count: int, up_to_ts: float | None) -> str:
+    """"the N oldest suggestions, created up to <time>": how the CLI's note and the report's page
+    name what the cap removed."""
+    until = "" if up_to_ts is None else f", created up to {utc_label(up_to_ts)}"
+    return f"the {count} oldest suggestions{until}"
+
+
 def utc_label(ts: float) -> str:
     """A creation time as the warnings and notes about trims print it ("?" when it is no time)."""
     try:

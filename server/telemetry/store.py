@@ -276,7 +276,6 @@ class TelemetryStore:
         self.max_size_mb = max_size_mb  # 0: no cap (retention.py)
         self.page_limit_mb = page_limit_mb  # 0: none; else SQLite's max_page_count, a disk that fills
         self.trimmed = 0  # suggestions this store object removed to stay within max_size_mb
-        self._size_noticed = False
         self.lock_timeout_s = lock_timeout_s
         self.retry_interval_s = retry_interval_s
         self.on_warning = on_warning
@@ -537,11 +536,11 @@ class TelemetryStore:
             conn.executescript(SCHEMA_SQL)
             if self.page_limit_mb > 0:
                 page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-                pages = max(16, int(self.page_limit_mb * 1024 * 1024 / page_size))
+                pages = max(16, int(self.page_limit_mb * MIB / page_size))
                 conn.execute(f"PRAGMA max_page_count = {pages}")
             if self.max_size_mb > 0:
                 # a trim's deletions pass through the WAL: let it shrink back after a checkpoint
-                conn.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
+                conn.execute(f"PRAGMA journal_size_limit = {64 * MIB}")
             # A full page scan finds damage in the middle of the file; it costs about a second per
             # few hundred MB, so big stores skip it and rely on SQLITE_CORRUPT from later writes.
             if self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
@@ -703,8 +702,7 @@ class TelemetryStore:
                         "again (export what you want to keep: `heedls telemetry export`)",
                         once="trimmed",
                     )
-            elif not self._size_noticed and live_bytes(self._conn) > SIZE_NOTICE_MB * MIB:
-                self._size_noticed = True
+            elif "size" not in self._warned and live_bytes(self._conn) > SIZE_NOTICE_MB * MIB:
                 self._warn(
                     f"telemetry: {self.path} holds more than {SIZE_NOTICE_MB:g} MB of events; "
                     "set telemetry.max_size_mb to keep it within a size (the oldest suggestions make room)",
