@@ -48,7 +48,9 @@ from typing import Any, Self
 
 from heedls.server.events import SuggestionEvent
 from heedls.server.telemetry.retention import (
+    INCREMENTAL,
     MIB,
+    SHRINK_SKIPPED,
     SIZE_NOTICE_MB,
     live_bytes,
     shrink_if_oversized,
@@ -528,6 +530,9 @@ class TelemetryStore:
         conn = sqlite3.connect(self.path, timeout=self.lock_timeout_s, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout_s * 1000)}")
+            # Takes effect only in a new, empty file (before its first table): a capped store can
+            # then give free pages back in short steps (retention.shrink_if_oversized).
+            conn.execute(f"PRAGMA auto_vacuum = {INCREMENTAL}")
             # Fails with SQLITE_NOTADB on garbage and SQLITE_BUSY when someone holds the file.
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -692,9 +697,15 @@ class TelemetryStore:
                     self.trimmed += trimmed.suggestions
                     until = utc_label(trimmed.up_to_ts)
                     freed = shrink_if_oversized(self._conn, self.max_size_mb)
-                    if freed:
-                        log.info("telemetry: %s rewritten at its live size: %.1f MB given back to the disk",
-                                 self.path, freed / MIB)
+                    if freed == SHRINK_SKIPPED:
+                        self._warn(
+                            f"telemetry: {self.path} stays at {self.path.stat().st_size / MIB:.0f} MB on disk (its free "
+                            "space is reused): a store this large from before 2026-12-02 cannot give it back "
+                            "without locking the file for seconds; with no editor open, `sqlite3 FILE VACUUM` does",
+                            once="shrink-skipped",
+                        )
+                    elif freed:
+                        log.info("telemetry: %s gave %.1f MB back to the disk", self.path, freed / MIB)
                     self._warn(
                         f"telemetry: {self.path} reached its size cap ({self.max_size_mb:g} MB, "
                         f"telemetry.max_size_mb): the {trimmed.suggestions} oldest suggestions (created "

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
@@ -89,6 +91,105 @@ def test_a_store_that_grew_before_its_cap_gives_the_disk_back(tmp_path: Path) ->
     assert path.stat().st_size <= 0.5 * MIB < grown / 3  # the file, not only its live pages
     kept = sorted(e.id for e in read_events(path))
     assert kept[-1] == "e001000" and kept == [f"e{i:06d}" for i in range(1001 - len(kept), 1001)]
+
+
+def as_before_2026_12_02(path: Path) -> None:
+    """The store as the versions before incremental auto-vacuum created it."""
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA auto_vacuum = NONE")
+        conn.execute("VACUUM")
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+
+
+def test_a_store_gives_the_disk_back_in_short_transactions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another heedls server on the same store must never wait seconds for the lock (it would take
+    the file for one a stranger holds, and set it aside): free pages go back a chunk at a time."""
+    path = tmp_path / "events.sqlite3"
+    filled(path, 1000, batch_size=64)  # ~2 MB, uncapped
+    monkeypatch.setattr(retention, "SHRINK_CHUNK_PAGES", 32)
+    statements: list[str] = []
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == retention.INCREMENTAL  # a new store's
+        assert trim_to_cap(conn, 0.5) is not None
+        conn.set_trace_callback(statements.append)
+        freed = shrink_if_oversized(conn, 0.5)
+    assert freed > 1.2 * MIB and path.stat().st_size <= 0.5 * MIB
+    assert not any("VACUUM" == sql.strip() for sql in statements)
+    steps = [sql for sql in statements if "incremental_vacuum(32)" in sql]
+    assert len(steps) > 1.2 * MIB / (32 * 4096)  # many short steps, each its own transaction
+
+
+def test_an_older_store_is_rewritten_once_and_shrinks_in_steps_after(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    filled(path, 1000, batch_size=64)
+    as_before_2026_12_02(path)
+    with TelemetryStore(path, max_size_mb=0.5, batch_size=64) as store:
+        store.record(event(1000))
+    assert store.trimmed > 0 and path.stat().st_size <= 0.5 * MIB
+    with closing(sqlite3.connect(path)) as conn:  # the rewrite made it incremental
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == retention.INCREMENTAL
+
+
+def test_an_older_store_too_large_to_rewrite_quickly_keeps_its_size_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "events.sqlite3"
+    filled(path, 1000, batch_size=64)
+    as_before_2026_12_02(path)
+    grown = path.stat().st_size
+    monkeypatch.setattr(retention, "VACUUM_MAX_MB", 0.1)  # its 0.4 MB of live data would take too long
+    warnings: list[str] = []
+    with TelemetryStore(path, max_size_mb=0.5, batch_size=64, on_warning=warnings.append) as store:
+        store.record(event(1000))
+    assert store.trimmed > 0
+    assert path.stat().st_size >= grown * 0.9  # kept (its free pages are reused)
+    assert used_mb(path) <= 0.5
+    [note] = [w for w in warnings if "stays at" in w]
+    assert "cannot give it back without locking the file for seconds" in note and "VACUUM" in note
+
+
+WRITER = """
+import secrets, sys, time
+from heedls.server.events import SuggestionEvent
+from heedls.server.telemetry.store import TelemetryStore
+path, tag, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = TelemetryStore(path, max_size_mb=1.0, batch_size=32, batch_interval_s=0.02)
+for i in range(count):
+    store.record(SuggestionEvent(id=f"{tag}{i:05d}", session=tag, ts=time.time(), language="python",
+                                 prefix=secrets.token_hex(1500), suggestion="x", shown=True))
+    if i % 40 == 0:
+        time.sleep(0.005)  # a server's pace, not one burst: the two interleave
+store.close(timeout=60)
+print(len(store.set_aside), store.trimmed, store.dropped)
+"""
+
+
+def test_two_servers_share_one_capped_store(tmp_path: Path) -> None:
+    """Two heedls servers on one workspace (two editor windows) write and trim the same store:
+    neither sets it aside, each keeps its newest events without a gap, and the count of what was
+    removed is exact (the trim counts under the write lock: counted before it, both servers
+    counted the rows the other removed)."""
+    path = tmp_path / "events.sqlite3"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    count = 1500  # ~4.5 MB each against a 1 MB cap
+    writers = [subprocess.Popen([sys.executable, str(script), str(path), tag, str(count)],
+                                stdout=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    reports = [w.communicate(timeout=120)[0].split() for w in writers]
+    assert all(w.returncode == 0 for w in writers)
+    assert [r[0] for r in reports] == ["0", "0"]  # nothing set aside
+    assert [r[2] for r in reports] == ["0", "0"]  # nothing dropped
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("events")) <= [
+        "events.sqlite3", "events.sqlite3-shm", "events.sqlite3-wal"]
+    kept = rows_per_id(path)
+    assert set(kept.values()) == {1}
+    for tag in ("a", "b"):
+        own = sorted(int(i[1:]) for i in kept if i.startswith(tag))
+        assert own and own == list(range(count - len(own), count))  # its newest, no gap
+    removed = 2 * count - len(kept)
+    with closing(sqlite3.connect(path)) as conn:
+        assert trimmed_so_far(conn)[0] == removed == sum(int(r[1]) for r in reports)
+    assert used_mb(path) <= 1.0
 
 
 def test_in_steady_state_the_file_stays_at_its_cap_and_is_not_rewritten(tmp_path: Path) -> None:
