@@ -698,10 +698,14 @@ class TelemetryStore:
                     until = utc_label(trimmed.up_to_ts)
                     freed = shrink_if_oversized(self._conn, self.max_size_mb)
                     if freed == SHRINK_SKIPPED:
+                        size = int(self._conn.execute("PRAGMA page_count").fetchone()[0]) * int(
+                            self._conn.execute("PRAGMA page_size").fetchone()[0])
                         self._warn(
-                            f"telemetry: {self.path} stays at {self.path.stat().st_size / MIB:.0f} MB on disk (its free "
-                            "space is reused): a store this large from before 2026-12-02 cannot give it back "
-                            "without locking the file for seconds; with no editor open, `sqlite3 FILE VACUUM` does",
+                            f"telemetry: {self.path} stays at {size / MIB:.0f} MB on disk (its free space is "
+                            "reused): a store this large from before 2026-12-02 cannot give it back without "
+                            "locking the file for seconds. With no editor open, `sqlite3 "
+                            f"'{self.path}' 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM'` does, and from then on "
+                            "it gives space back by itself",
                             once="shrink-skipped",
                         )
                     elif freed:
