@@ -119,7 +119,7 @@ def test_a_store_gives_the_disk_back_in_short_transactions(tmp_path: Path, monke
     assert len(steps) > 1.2 * MIB / (32 * 4096)  # many short steps, each its own transaction
 
 
-def test_an_older_store_is_rewritten_once_and_shrinks_in_steps_after(tmp_path: Path) -> None:
+def test_an_older_store_is_rewritten_once_and_incremental_after(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite3"
     filled(path, 1000, batch_size=64)
     as_before_2026_12_02(path)
@@ -183,8 +183,8 @@ def test_two_servers_share_one_capped_store(tmp_path: Path) -> None:
     assert all(w.returncode == 0 for w in writers)
     assert [r[0] for r in reports] == ["0", "0"]  # nothing set aside
     assert [r[2] for r in reports] == ["0", "0"]  # nothing dropped
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("events")) <= [
-        "events.sqlite3", "events.sqlite3-shm", "events.sqlite3-wal"]
+    assert {p.name for p in tmp_path.iterdir() if p.name.startswith("events")} <= {
+        "events.sqlite3", "events.sqlite3-shm", "events.sqlite3-wal"}  # no events.sqlite3.corrupt-*
     kept = rows_per_id(path)
     assert set(kept.values()) == {1}
     for tag in ("a", "b"):  # (a server slowed down by a loaded machine may keep none: the other's are newer)
