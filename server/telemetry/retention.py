@@ -156,9 +156,9 @@ def shrink_if_oversized(conn: sqlite3.Connection, cap_mb: float) -> int:
 
 
 def trimmed_phrase(count: int, up_to_ts: float | None) -> str:
-    """"the N oldest suggestions, created up to <time>": how the CLI's note and the report's page
+    """"the N oldest suggestions (created up to <time>)": how the CLI's note and the report's page
     name what the cap removed."""
-    until = "" if up_to_ts is None else f", created up to {utc_label(up_to_ts)}"
+    until = "" if up_to_ts is None else f" (created up to {utc_label(up_to_ts)})"
     return f"the {count} oldest suggestions{until}"
 
 

@@ -300,7 +300,7 @@ def test_export_and_report_say_what_the_cap_removed(tmp_path: Path, monkeypatch:
                  ["report", "--json", "--store", str(path)]):
         result = runner.invoke(app, ["telemetry", *args])
         assert result.exit_code == 0, result.stderr
-        assert (f"the {store.trimmed} oldest suggestions, created up to 2023-11-" in result.stderr
+        assert (f"the {store.trimmed} oldest suggestions (created up to 2023-11-" in result.stderr
                 and "removed from this store by its size cap" in result.stderr), result.stderr
     kept = len(list(read_events(path)))
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == kept == 400 - store.trimmed
@@ -309,7 +309,7 @@ def test_export_and_report_say_what_the_cap_removed(tmp_path: Path, monkeypatch:
                                  "--html", str(tmp_path / "report.html")])
     assert json.loads(result.stdout)["trimmed"] == {"suggestions": store.trimmed,
                                                      "up_to_ts": 1_700_000_000.0 + store.trimmed - 1}
-    assert f"the {store.trimmed} oldest suggestions, created up to 2023-11-" in (tmp_path / "report.html").read_text()
+    assert f"the {store.trimmed} oldest suggestions (created up to 2023-11-" in (tmp_path / "report.html").read_text()
 
 
 def test_a_store_never_trimmed_gets_no_such_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
