@@ -99,21 +99,29 @@ def trim_to_cap(conn: sqlite3.Connection, cap_mb: float) -> Trimmed | None:
             # count: another server trimming the same store between a count and the DELETE made
             # both count its rows (two servers on a 2 MB cap: 8,804 counted, 7,602 removed).
             conn.execute("UPDATE meta SET value = value WHERE key = 'trimmed'")
-            step = int(conn.execute("SELECT count(DISTINCT id) FROM events WHERE ts <= ?",
-                                    (cut,)).fetchone()[0])
-            deleted = conn.execute("DELETE FROM events WHERE ts <= ?", (cut,)).rowcount
-            before, before_ts = trimmed_so_far(conn)
-            conn.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES ('trimmed', ?)",
-                (json.dumps({"suggestions": before + step,
-                             "up_to_ts": cut if before_ts is None else max(before_ts, cut)}),),
-            )
-        if deleted <= 0:  # nothing at or before the cut: cannot happen, but must not loop
+            # The suggestion written last always stays, whatever the cap: a cap smaller than the
+            # store's own pages emptied the table, and SQLite then numbers rows from 1 again, behind
+            # `heedls telemetry push`'s cursor (what came after would never be sent).
+            last = conn.execute("SELECT id FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            keep = last[0] if last is not None else None
+            step, upto = conn.execute("SELECT count(DISTINCT id), max(ts) FROM events WHERE ts <= ? AND id IS NOT ?",
+                                      (cut, keep)).fetchone()
+            step = int(step)
+            deleted = conn.execute("DELETE FROM events WHERE ts <= ? AND id IS NOT ?", (cut, keep)).rowcount
+            if deleted > 0:
+                upto = float(upto)
+                before, before_ts = trimmed_so_far(conn)
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('trimmed', ?)",
+                    (json.dumps({"suggestions": before + step,
+                                 "up_to_ts": upto if before_ts is None else max(before_ts, upto)}),),
+                )
+        if deleted <= 0:  # only the suggestion written last is left at or before the cut
             break
         total -= deleted
         rows += deleted
         count += step
-        newest = cut if newest is None else max(newest, cut)
+        newest = upto if newest is None else max(newest, upto)
     if count == 0:
         return None
     return Trimmed(count, rows, newest if newest is not None else math.nan)

@@ -12,11 +12,13 @@ from collections import Counter
 from contextlib import closing
 from pathlib import Path
 
+import httpx
 import pytest
 from heedls.server.cli import app
 from heedls.server.config import TelemetryConfig, load
 from heedls.server.events import SuggestionEvent
 from heedls.server.telemetry import retention
+from heedls.server.telemetry.push import push
 from heedls.server.telemetry.retention import (
     MIB,
     TRIM_TO,
@@ -194,6 +196,34 @@ def test_two_servers_share_one_capped_store(tmp_path: Path) -> None:
     with closing(sqlite3.connect(path)) as conn:
         assert trimmed_so_far(conn)[0] == removed == sum(int(r[1]) for r in reports)
     assert used_mb(path) <= 1.0
+
+
+def test_a_cap_smaller_than_the_store_itself_keeps_the_last_suggestion_and_push_sees_what_follows(
+    tmp_path: Path,
+) -> None:
+    """A cap below the store's own pages (0.02 MB) removed every row, and SQLite then numbered new
+    rows from 1 again, behind push's cursor: what followed was never sent. The suggestion written
+    last always stays, so the numbering only grows."""
+    path = tmp_path / "events.sqlite3"
+    with TelemetryStore(path, max_size_mb=0.02, batch_size=4, batch_interval_s=0.01) as store:
+        for i in range(20):
+            store.record(event(i))
+    assert sorted(rows_per_id(path)) == ["e000019"]
+    with closing(sqlite3.connect(path)) as conn:
+        assert trimmed_so_far(conn) == (19, 1_700_000_000.0 + 18)  # exact: the kept one is not counted
+    sent: list[str] = []
+
+    def endpoint(request: httpx.Request) -> httpx.Response:
+        sent.extend(e["id"] for e in json.loads(request.content)["events"])
+        return httpx.Response(200)
+
+    client = httpx.Client(transport=httpx.MockTransport(endpoint))
+    assert push(path, "https://telemetry.example.test/ingest", client=client).error is None
+    with TelemetryStore(path, max_size_mb=0.02, batch_size=4, batch_interval_s=0.01) as store:
+        for i in range(20, 30):
+            store.record(event(i))
+    assert push(path, "https://telemetry.example.test/ingest", client=client).error is None
+    assert sent[0] == "e000019" and "e000029" in sent  # the newest after the trims reached the team
 
 
 def test_in_steady_state_the_file_stays_at_its_cap_and_is_not_rewritten(tmp_path: Path) -> None:
