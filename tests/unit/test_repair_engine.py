@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -399,15 +400,20 @@ SLOW_SUITE = ("import time\n\nfrom calc import add, mul\n\n\ndef test_add():\n  
               "def test_mul_takes_a_while():\n    time.sleep(2.2)\n    assert mul(2, 3) == 6\n")
 
 
-def test_a_test_slower_than_the_baselines_watchdog_is_not_taken_for_a_hang(tmp_path: Path) -> None:
+def test_a_test_slower_than_the_baselines_watchdog_is_not_taken_for_a_hang(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The baseline cuts each test at 0.6 s so that a buggy module's hang shows at once. A test that
     only takes its time passes when run again with more: it is a passing test, and every validation
     run gets the time it needs (before, such a suite could never pass and no fix was found)."""
+    # The search's own account (the watchdog's verdicts, the run timeout) is shown if this fails:
+    # one CI run on a loaded machine found no fix in 260 candidates, which no local run reproduced.
+    caplog.set_level(logging.INFO, logger="heedls.repair")
     (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n")
     (tmp_path / "test_calc.py").write_text(SLOW_SUITE)
     result = repair(RepairRequest(module=tmp_path / "calc.py", tests=[tmp_path / "test_calc.py"], budget_s=60,
                                   jobs=1))
-    assert result.fixed and "return a + b" in (result.new_text or "")
+    assert result.fixed and "return a + b" in (result.new_text or ""), (result.failing_tests, result.explanation)
     assert result.failing_tests == ["test_calc.py::test_add"]
     assert "the 1 passing test(s) still pass" in result.explanation
 
