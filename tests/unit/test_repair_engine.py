@@ -449,6 +449,27 @@ def test_the_runner_can_run_only_some_tests_and_stop_at_the_first_one_cut(ws: Pa
         worker.close()
 
 
+def test_the_watchdog_cuts_only_a_tests_own_code_never_pytests_reporting_between_tests(ws: Path) -> None:
+    """A test past its limit is cut inside its own setup, call or teardown. When the limit ran out
+    in pytest's reporting after a test instead (a loaded machine), the watchdog's exception ended
+    the session: a run that read "ok" with no test in it, or with the next tests missing (a repair
+    test in CI then found no fix in 260 candidates: its slow test was never run)."""
+    (ws / "conftest.py").write_text(
+        "import time\n\n\ndef pytest_runtest_logreport(report):\n"
+        "    if report.when == 'call' and report.nodeid.endswith('test_first'):\n"
+        "        t = time.monotonic()\n        while time.monotonic() - t < 1.0:\n            pass\n")
+    (ws / "test_slow_report.py").write_text("def test_first():\n    pass\n\n\ndef test_second():\n    pass\n")
+    worker = Worker(ws, sys.executable)
+    try:
+        worker.start()
+        res = worker.run("mid.py", None, ["test_slow_report.py"], exitfirst=False, trace=True, timeout_s=20,
+                         test_limit_s=0.5)
+        assert [(t.nodeid, t.outcome, t.timeout) for t in res.tests] == [
+            ("test_slow_report.py::test_first", "passed", False), ("test_slow_report.py::test_second", "passed", False)]
+    finally:
+        worker.close()
+
+
 def test_functions_passed_as_test_parameters_are_the_candidates(tmp_path: Path) -> None:
     """`parametrize("sort", [bubble_sort])` stores the function at collection: the fast path, which
     does not collect again, hands each test the candidate's function instead."""

@@ -103,11 +103,18 @@ def _describe_failure(exc_type: type, exc: BaseException, tb: object) -> dict:
 # per-test time limit: a watchdog thread injects TimeoutError into the main thread. The tests'
 # own SIGALRM fixtures keep working (we do not touch signals), and pure-Python infinite loops stop.
 class Watchdog:
+    """Cuts a test that runs past its limit by raising TimeoutError in the main thread, but only
+    while that thread is inside a test's own code (`enter` … `leave`: the test's setup, call and
+    teardown). Raised anywhere else (pytest's reporting between tests, the failure's description),
+    the exception ended the whole session and the tests after it were never reported: a run
+    that looked complete ("ok") with a slow test missing, which made a repair search fail."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.deadline = None  # type: float | None
         self.generation = 0
         self.fired = False
+        self.active = False
         self.main_id = threading.main_thread().ident
         thread = threading.Thread(target=self._loop, daemon=True)
         thread.start()
@@ -118,28 +125,44 @@ class Watchdog:
             self.deadline = time.monotonic() + seconds if seconds > 0 else None
             self.fired = False
 
+    def enter(self) -> None:
+        with self.lock:
+            self.active = True
+
+    def leave(self) -> None:
+        with self.lock:
+            self.active = False
+            fired = self.fired
+        if fired:
+            self._absorb()
+
     def disarm(self) -> bool:
         with self.lock:
             self.generation += 1
             self.deadline = None
+            self.active = False
             fired = self.fired
             self.fired = False
         if fired:
-            # let an exception injected a moment before disarming be delivered here, harmlessly
-            # (clearing it through the C API deadlocks under a trace function on 3.11)
-            for _ in range(3):
-                try:
-                    for _ in range(2000):
-                        pass
-                except TimeoutError:
-                    pass
+            self._absorb()
         return fired
+
+    @staticmethod
+    def _absorb() -> None:
+        # let an exception injected a moment before be delivered here, harmlessly
+        # (clearing it through the C API deadlocks under a trace function on 3.11)
+        for _ in range(3):
+            try:
+                for _ in range(2000):
+                    pass
+            except TimeoutError:
+                pass
 
     def _loop(self) -> None:
         while True:
             time.sleep(0.02)
             with self.lock:
-                if self.deadline is not None and time.monotonic() > self.deadline:
+                if self.active and self.deadline is not None and time.monotonic() > self.deadline:
                     self.fired = True
                     # re-inject every tick: a test may swallow the first one with `except Exception`
                     ctypes.pythonapi.PyThreadState_SetAsyncExc(
@@ -290,9 +313,28 @@ class Plugin:
             self.watchdog.arm(self.limit if self.timeouts == 0 else max(0.2, self.limit / 4))
         if self.tracer is not None:
             self.tracer.start()
+        yield from self._in_test()
+
+    def pytest_runtest_call(self, item):  # type: ignore[no-untyped-def]
+        yield from self._in_test()
 
     def pytest_runtest_teardown(self, item, nextitem):  # type: ignore[no-untyped-def]
-        pass
+        yield from self._in_test()
+
+    def _in_test(self):  # type: ignore[no-untyped-def]
+        """Around each phase of a test (a hook wrapper): the only code the watchdog may interrupt."""
+        if self.watchdog is not None:
+            self.watchdog.enter()
+        try:
+            yield
+        finally:
+            if self.watchdog is not None:
+                self.watchdog.leave()
+
+    if HAVE_PYTEST:
+        pytest_runtest_setup = pytest.hookimpl(hookwrapper=True)(pytest_runtest_setup)
+        pytest_runtest_call = pytest.hookimpl(hookwrapper=True)(pytest_runtest_call)
+        pytest_runtest_teardown = pytest.hookimpl(hookwrapper=True)(pytest_runtest_teardown)
 
     def pytest_runtest_makereport(self, item, call):  # type: ignore[no-untyped-def]
         if call.excinfo is not None and call.when in ("setup", "call") and "failure" not in self.current:
@@ -575,7 +617,13 @@ def _child_direct(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
         if tracer is not None:
             tracer.start()
         try:
-            fn()
+            if watchdog is not None:
+                watchdog.enter()
+            try:
+                fn()
+            finally:
+                if watchdog is not None:
+                    watchdog.leave()
         except BaseException as exc:  # noqa: BLE001
             result["outcome"] = "failed"
             result["failure"] = (tracer.describe_failure if tracer is not None else _describe_failure)(
