@@ -52,6 +52,12 @@ def live_bytes(conn: sqlite3.Connection) -> int:
     return (pages - free) * page_size
 
 
+def file_bytes(conn: sqlite3.Connection) -> int:
+    """The bytes of the store's main file as SQLite sees it (every page, free ones too)."""
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    return int(conn.execute("PRAGMA page_count").fetchone()[0]) * page_size
+
+
 def trimmed_so_far(conn: sqlite3.Connection) -> tuple[int, float | None]:
     """(suggestions removed by the size cap, the newest `ts` among them) as the meta table has it."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'trimmed'").fetchone()
@@ -141,8 +147,7 @@ def shrink_if_oversized(conn: sqlite3.Connection, cap_mb: float) -> int:
     reused). Returns the bytes given back to the disk, SHRINK_SKIPPED, or 0 (not needed)."""
     if not (cap_mb > 0 and math.isfinite(cap_mb)):
         return 0
-    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-    before = int(conn.execute("PRAGMA page_count").fetchone()[0]) * page_size
+    before = file_bytes(conn)
     if before <= SHRINK_ABOVE * cap_mb * MIB:
         return 0
     if int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) == INCREMENTAL:
@@ -159,8 +164,7 @@ def shrink_if_oversized(conn: sqlite3.Connection, cap_mb: float) -> int:
         conn.execute("VACUUM")
     else:
         return SHRINK_SKIPPED
-    after = int(conn.execute("PRAGMA page_count").fetchone()[0]) * page_size
-    return max(0, before - after)
+    return max(0, before - file_bytes(conn))
 
 
 def trimmed_phrase(count: int, up_to_ts: float | None) -> str:

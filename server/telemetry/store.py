@@ -52,11 +52,12 @@ from heedls.server.telemetry.retention import (
     MIB,
     SHRINK_SKIPPED,
     SIZE_NOTICE_MB,
+    file_bytes,
     live_bytes,
     shrink_if_oversized,
     trim_to_cap,
+    trimmed_phrase,
     trimmed_so_far,
-    utc_label,
 )
 
 log = logging.getLogger("heedls.telemetry")
@@ -695,14 +696,11 @@ class TelemetryStore:
                 trimmed = trim_to_cap(self._conn, self.max_size_mb)
                 if trimmed is not None:
                     self.trimmed += trimmed.suggestions
-                    until = utc_label(trimmed.up_to_ts)
                     freed = shrink_if_oversized(self._conn, self.max_size_mb)
                     if freed == SHRINK_SKIPPED:
-                        size = int(self._conn.execute("PRAGMA page_count").fetchone()[0]) * int(
-                            self._conn.execute("PRAGMA page_size").fetchone()[0])
                         self._warn(
-                            f"telemetry: {self.path} stays at {size / MIB:.0f} MB on disk (its free space is "
-                            "reused): a store this large from before 2026-12-02 cannot give it back without "
+                            f"telemetry: {self.path} stays at {file_bytes(self._conn) / MIB:.0f} MB on disk (its "
+                            "free space is reused): a store this large from before 2026-12-02 cannot give it back without "
                             "locking the file for seconds. With no editor open, `sqlite3 "
                             f"'{self.path}' 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM'` does, and from then on "
                             "it gives space back by itself",
@@ -712,8 +710,8 @@ class TelemetryStore:
                         log.info("telemetry: %s gave %.1f MB back to the disk", self.path, freed / MIB)
                     self._warn(
                         f"telemetry: {self.path} reached its size cap ({self.max_size_mb:g} MB, "
-                        f"telemetry.max_size_mb): the {trimmed.suggestions} oldest suggestions (created "
-                        f"up to {until}) were removed to make room, and the oldest will be whenever it fills "
+                        f"telemetry.max_size_mb): {trimmed_phrase(trimmed.suggestions, trimmed.up_to_ts)} were "
+                        "removed to make room, and the oldest will be whenever it fills "
                         "again (export what you want to keep: `heedls telemetry export`)",
                         once="trimmed",
                     )
