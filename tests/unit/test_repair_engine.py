@@ -406,8 +406,9 @@ def test_a_test_slower_than_the_baselines_watchdog_is_not_taken_for_a_hang(
     """The baseline cuts each test at 0.6 s so that a buggy module's hang shows at once. A test that
     only takes its time passes when run again with more: it is a passing test, and every validation
     run gets the time it needs (before, such a suite could never pass and no fix was found)."""
-    # The search's own account (the watchdog's verdicts, the run timeout) is shown if this fails:
-    # one CI run on a loaded machine found no fix in 260 candidates, which no local run reproduced.
+    # The search's own account (the watchdog's verdicts, the run timeout) is shown if this fails.
+    # One CI run on a loaded machine found no fix in 260 candidates: the watchdog had ended the
+    # baseline in pytest's reporting (test_the_watchdog_cuts_only_a_tests_own_code_...).
     caplog.set_level(logging.INFO, logger="heedls.repair")
     (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n")
     (tmp_path / "test_calc.py").write_text(SLOW_SUITE)
