@@ -333,6 +333,10 @@ def push_cmd(
     # A missing store is push()'s error too ("no telemetry recorded yet"), printed once below.
     result = push(path, url, level, batch_size=batch_size, send_token=send_token)  # type: ignore[arg-type,unused-ignore]
     _warn_skipped(result.unreadable, path)
+    if result.removed_unsent:  # never silently: the endpoint will not see them
+        _err(f"note: {result.removed_unsent} store rows recorded since the last push to {url} were removed by "
+             "the store's size cap (telemetry.max_size_mb) before they could be sent; push more often "
+             "(before the store fills a fifth of its cap) or raise the cap")
     if as_json:
         sys.stdout.write(dumps(result.to_dict()) + "\n")
     elif result.error:

@@ -17,7 +17,8 @@ error naming it if still too large); a redirect (3xx) is not followed and is rep
 the cursor stays where it was) and are reported. An endpoint that is not an http(s) URL fails at
 once; a store that does not exist is an error ("no telemetry recorded yet"). Rows that are not events (undecompressable, not JSON, no id/session/ts)
 are skipped and counted (`PushResult.skipped`), never sent. Payloads are strict JSON: NaN and
-Infinity are sent as null. `push()` logs nothing: the caller reports `PushResult.error`.
+Infinity are sent as null. Rows appended after the cursor that the size cap removed before this push
+read them are counted (`PushResult.removed_unsent`: the gaps in `seq`). `push()` logs nothing: the caller reports `PushResult.error`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class PushResult:
     batches: int = 0
     retries: int = 0
     last_seq: int = 0
+    # store rows appended after the cursor and removed (by the size cap) before this push read them:
+    # the gaps in `seq`, which only grows and is never reused (retention keeps the last row)
+    removed_unsent: int = 0
     error: str | None = None
     errors: list[str] = field(default_factory=list)
     unreadable: Skipped = field(default_factory=Skipped)
@@ -66,6 +70,7 @@ class PushResult:
             "retries": self.retries,
             "last_seq": self.last_seq,
             "skipped": self.skipped,
+            "removed_unsent": self.removed_unsent,
             "error": self.error,
         }
 
@@ -320,6 +325,7 @@ def push(
                 result.batches += 1
             for seq, reason in unreadable:
                 result.unreadable.add(seq, reason)
+            result.removed_unsent += int(rows[-1][0]) - cursor - len(rows)
             cursor = int(rows[-1][0])
             try:
                 _write_cursor(conn, endpoint, cursor)

@@ -226,6 +226,47 @@ def test_a_cap_smaller_than_the_store_itself_keeps_the_last_suggestion_and_push_
     assert sent[0] == "e000019" and "e000029" in sent  # the newest after the trims reached the team
 
 
+def test_push_says_how_many_rows_the_cap_removed_before_they_were_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A team endpoint that falls behind a capped store loses the oldest unsent rows to the cap:
+    push counts them (the gaps in `seq` after its cursor) and says so, never silently."""
+    path = tmp_path / "events.sqlite3"
+    sent: list[str] = []
+
+    def endpoint(request: httpx.Request) -> httpx.Response:
+        sent.extend(e["id"] for e in json.loads(request.content)["events"])
+        return httpx.Response(200)
+
+    client = httpx.Client(transport=httpx.MockTransport(endpoint))
+    url = "https://telemetry.example.test/ingest"
+    filled(path, 10)
+    first = push(path, url, client=client, batch_size=3)
+    assert first.error is None and first.sent == 10 and first.removed_unsent == 0
+    # 200 more rows of ~2 kB under a 0.25 MB cap: the cap removes the oldest of them, unsent
+    with TelemetryStore(path, max_size_mb=0.25, batch_size=16) as store:
+        for i in range(10, 210):
+            store.record(event(i))
+    kept = set(rows_per_id(path))
+    unsent_removed = 200 - len(kept - {f"e{i:06d}" for i in range(10)})
+    assert unsent_removed > 0
+    second = push(path, url, client=client, batch_size=7)
+    assert second.error is None and second.removed_unsent == unsent_removed
+    assert second.sent == 200 - unsent_removed and second.to_dict()["removed_unsent"] == unsent_removed
+    third = push(path, url, client=client)
+    assert third.sent == 0 and third.removed_unsent == 0  # counted once
+    # and the command says it
+    with TelemetryStore(path, max_size_mb=0.25, batch_size=16) as store:
+        for i in range(210, 400):
+            store.record(event(i))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("heedls.server.telemetry.push.httpx.Client", lambda **kw: client)
+    result = CliRunner().invoke(app, ["telemetry", "push", "--store", str(path), "--endpoint", url])
+    assert result.exit_code == 0, result.output
+    assert "store rows recorded since the last push" in result.stderr
+    assert "removed by the store's size cap (telemetry.max_size_mb) before they could be sent" in result.stderr
+
+
 def test_in_steady_state_the_file_stays_at_its_cap_and_is_not_rewritten(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite3"
     filled(path, 1200, max_size_mb=0.5, batch_size=32)
