@@ -95,6 +95,20 @@ class HeedlsProtocol(LanguageServerProtocol):
         rebuilt the workspace and lost the open documents); after `shutdown` a request is answered
         InvalidRequest (pygls dropped it, and the client waited)."""
         if isinstance(message, dict) and "jsonrpc" in message:
+            problem = _not_a_message(message)
+            if problem is not None:  # JSON-RPC's Invalid Request, for the id it has if it is one
+                ident = message.get("id")
+                ident = ident if isinstance(ident, (int, str)) and not isinstance(ident, bool) else None
+                if "method" in message and "id" in message:  # a request: never answer a notification
+                    self.send_error_for(ident, JsonRpcInvalidRequest(problem))
+                else:  # or a response
+                    log.warning("a message was dropped: %s", problem)
+                return None
+            if "method" in message and "params" not in message:
+                # JSON-RPC lets a request or notification leave `params` out; pygls' structuring
+                # needs the key (a `heedls/status` without it was InvalidParams, an unknown method
+                # without it InvalidParams rather than MethodNotFound)
+                message = {**message, "params": None}
             message = self._structure_body(message)
         if isinstance(message, (dict, list, int, float, str, bool)) or message is None:
             # a JSON body that is no message (`[1, 2]`, `42`, an object without "jsonrpc"): JSON-RPC's
@@ -164,17 +178,61 @@ class HeedlsProtocol(LanguageServerProtocol):
         self._prune_at = max(type(self)._prune_at, 2 * len(self._request_futures))
 
 
+def _not_a_message(data: dict[str, Any]) -> str | None:
+    """Why a JSON object with a "jsonrpc" key is no JSON-RPC 2.0 message (None: it may be one).
+    pygls dropped a request of another version without an answer, and answered a method that is no
+    string or an id that is an object with an internal error carrying its own traceback."""
+    if data.get("jsonrpc") != "2.0":
+        return f'not a JSON-RPC 2.0 message ("jsonrpc" is {json.dumps(data.get("jsonrpc"))[:40]}, not "2.0")'
+    if "method" in data and not isinstance(data["method"], str):
+        return '"method" must be a string'
+    ident = data.get("id")
+    if ident is not None and (isinstance(ident, bool) or not isinstance(ident, (int, float, str))):
+        return '"id" must be a string, a number or null'
+    return None
+
+
 class HeedlsServer(LanguageServer):
     def report_server_error(self, error: Exception, source: Any) -> None:
         """pygls pops up "Error in server: …" for errors outside a request (a notification with bad
         params, a change to a document never opened, a malformed message). Those are the client's
         or the server's business, not the user's: they go to the log, never into a pop-up."""
         log.warning("%s (%s)", error, getattr(source, "__name__", source))
-        if isinstance(error, json.JSONDecodeError):  # JSON-RPC: a Parse error answers with a null id
+        # JSON-RPC: a body that cannot be read as JSON is a Parse error, answered with a null id:
+        # bad syntax, bytes that are not UTF-8, or nesting too deep for the decoder
+        if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError, RecursionError)):
+            message = "JSON nested too deeply" if isinstance(error, RecursionError) else str(error)
             try:
-                self.protocol.send_error_for(None, JsonRpcParseError(str(error)))
+                self.protocol.send_error_for(None, JsonRpcParseError(message))
             except Exception:  # noqa: BLE001 - the connection may be gone
                 log.debug("parse error response failed", exc_info=True)
+
+    def start_tcp(self, host: str, port: int) -> None:
+        """pygls' TCP server, reading each connection through the lenient framing stdio has
+        (framing.py): pygls' own reader lost every message after one with a lower-case header."""
+        from threading import Event
+
+        from heedls.server.framing import AsyncLenientFrames
+        from pygls.io_ import run_async
+
+        self._stop_event = stop_event = Event()
+
+        async def lsp_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.protocol.set_writer(writer)  # type: ignore[arg-type]
+            await run_async(stop_event=stop_event, reader=AsyncLenientFrames(reader),  # type: ignore[arg-type]
+                            protocol=self.protocol, logger=logging.getLogger("pygls.server"),
+                            error_handler=self.report_server_error)
+            self.shutdown()
+
+        async def tcp_server() -> None:
+            self._server = server = await asyncio.start_server(lsp_connection, host, port)
+            async with server:
+                await server.serve_forever()
+
+        try:
+            asyncio.run(tcp_server())
+        except asyncio.CancelledError:
+            pass
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("protocol_cls", HeedlsProtocol)

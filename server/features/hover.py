@@ -139,7 +139,7 @@ def register(server: HeedlsServer) -> None:
         document = _field(params, "textDocument")
         uri = _field(document, "uri")
         if not isinstance(uri, str):
-            return {"explanations": []}
+            raise JsonRpcInvalidParams(f"{EXPLAIN_METHOD}: textDocument.uri must be given (a string)")
         diagnostics = _diagnostics(ls, uri)
         position = _field(params, "position")
         lines = _lines(ls, uri)

@@ -379,3 +379,125 @@ def test_an_object_in_params_shaped_like_a_message_is_data_not_a_message(raw_ser
     assert "result" in server.wait("echo")
     with server._lock:
         assert not {5, 6, 7} & set(server.responses)  # nothing answered a nested object
+
+
+@pytest.mark.parametrize("length", [99_999_999_999, 3_000_000_000])
+def test_a_content_length_of_gigabytes_is_refused_and_reading_goes_on(raw_server, length: int) -> None:
+    """`Content-Length: 99999999999` ended the server with a MemoryError, and 3 GB left it waiting
+    for bytes that never come, answering nothing more."""
+    server, root = raw_server
+    server.raw(b"{}", length=length)
+    server.send({"id": "after", "method": "heedls/status", "params": {}})
+    assert "result" in server.wait("after")
+    assert server.proc.poll() is None
+
+
+def test_a_length_too_long_gives_the_next_message_back(raw_server) -> None:
+    """A body read with a length 30 bytes too long holds the start of the next message: it is read
+    as the next frame, so both requests are answered (the next one was lost)."""
+    server, root = raw_server
+    first = json.dumps({"jsonrpc": "2.0", "id": 900, "method": "heedls/status", "params": {}}).encode()
+    nxt = json.dumps({"jsonrpc": "2.0", "id": 901, "method": "heedls/status", "params": {}}).encode()
+    last = json.dumps({"jsonrpc": "2.0", "id": 902, "method": "heedls/status", "params": {}}).encode()
+    assert server.proc.stdin is not None
+    server.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % (len(first) + 30) + first
+                            + b"Content-Length: %d\r\n\r\n" % len(nxt) + nxt
+                            + b"Content-Length: %d\r\n\r\n" % len(last) + last)
+    server.proc.stdin.flush()
+    for ident in (900, 901, 902):
+        assert "result" in server.wait(ident), ident
+
+
+def test_bodies_json_cannot_read_or_that_are_no_json_rpc_2_request_are_answered(raw_server) -> None:
+    """Each request gets an answer, never silence: bytes that are not UTF-8 and nesting too deep
+    for the decoder are Parse errors (id null); another "jsonrpc" version, a method that is no
+    string or an id that is no string or number are Invalid Request, with the id when it is one."""
+    server, root = raw_server
+
+    def null_answer() -> dict[str, Any]:
+        answer = server.wait(None)
+        with server._lock:
+            server.responses.pop(None)
+        return answer["error"]
+
+    server.raw(b'{"jsonrpc":"2.0","id":700,"method":"heedls/status","params":{"x":"\xff"}}')
+    assert null_answer()["code"] == -32700
+    server.raw(b'{"jsonrpc":"2.0","id":701,"method":"heedls/status","params":{"x":' + b"[" * 5000 + b"]" * 5000 + b"}}")
+    assert null_answer()["code"] == -32700
+    server.raw(b'{"jsonrpc":"1.0","id":702,"method":"heedls/status","params":{}}')
+    assert server.wait(702)["error"]["code"] == -32600
+    server.raw(b'{"jsonrpc":"2.0","id":703,"method":5,"params":{}}')
+    answer = server.wait(703)["error"]
+    assert answer["code"] == -32600 and "traceback" not in json.dumps(answer)
+    server.raw(b'{"jsonrpc":"2.0","id":{"a":1},"method":"heedls/status","params":{}}')
+    assert null_answer()["code"] == -32600
+    server.raw(b'{"jsonrpc":"2.0","id":true,"method":"heedls/status","params":{}}')
+    assert null_answer()["code"] == -32600
+    uri = (root / "a.py").as_uri()
+    server.open(uri, "def f():\n    \n")
+    assert server.inline(704, uri, 1, 4)["result"]["items"]  # and it keeps serving
+
+
+def test_params_may_be_left_out(raw_server) -> None:
+    """JSON-RPC lets a request leave `params` out: `heedls/status` is answered, and a method the
+    server does not know is MethodNotFound (both were InvalidParams)."""
+    server, root = raw_server
+    server.send({"id": "st", "method": "heedls/status"})
+    assert "enabled" in server.wait("st")["result"]
+    server.send({"id": "unknown", "method": "foo/unknown"})
+    assert server.wait("unknown")["error"]["code"] == -32601
+
+
+def test_over_tcp_a_lower_case_header_costs_nothing(tmp_path: Path) -> None:
+    """`heedls serve --tcp` reads frames as leniently as stdio: pygls' own reader lost every
+    message after one with a lower-case header, the connection open and silent."""
+    import socket
+
+    env = dict(os.environ, HEEDLS_DATA_DIR=str(tmp_path / "data"), HEEDLS_CACHE_DIR=str(tmp_path / "cache"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "heedls", "serve", "--tcp", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the TCP server did not start"
+                time.sleep(0.1)
+        with conn:
+            conn.settimeout(20)
+
+            def send(message: dict[str, Any], header: bytes = b"Content-Length") -> None:
+                body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+                conn.sendall(header + b": %d\r\n\r\n" % len(body) + body)
+
+            received = [b""]
+
+            def answer(ident: Any) -> dict[str, Any]:
+                while True:
+                    while b"\r\n\r\n" not in received[0]:
+                        received[0] += conn.recv(65536)
+                    head, _, rest = received[0].partition(b"\r\n\r\n")
+                    headers = dict(line.lower().split(b":", 1) for line in head.split(b"\r\n"))
+                    size = int(headers[b"content-length"])
+                    while len(rest) < size:
+                        rest += conn.recv(65536)
+                    body, received[0] = rest[:size], rest[size:]
+                    message = json.loads(body)
+                    if message.get("id") == ident and "method" not in message:
+                        return message
+
+            send({"id": 1, "method": "initialize", "params": {"processId": None, "rootUri": None, "capabilities": {}}})
+            assert "result" in answer(1)
+            send({"method": "initialized", "params": {}})
+            send({"id": 2, "method": "heedls/status", "params": {}}, header=b"content-length")
+            assert "result" in answer(2)
+            send({"id": 3, "method": "heedls/status", "params": {}})
+            assert "result" in answer(3)
+    finally:
+        proc.kill()
+        proc.wait(10)
