@@ -139,6 +139,35 @@ class _Corrupt(Exception):
     pass
 
 
+class _NotOurs(Exception):
+    """The file at the store's path is someone else's: never moved, written or added to."""
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_STORE_SUFFIXES = (".sqlite3", ".sqlite", ".db", "")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _may_be_a_store(path: Path) -> bool:
+    """Whether a file that SQLite cannot read may be a damaged store (moved aside and replaced)
+    rather than another file of the user's: it has SQLite's header, or it is named like a database
+    (a store whose first pages are garbage has the name it was given)."""
+    if path.suffix.lower() in _STORE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+    except OSError:
+        return True
+
+
 def classify(exc: BaseException) -> str:
     """'corrupt' | 'locked' | 'unavailable' (read-only, full, I/O) for an sqlite3 error."""
     if isinstance(exc, _Corrupt):
@@ -290,6 +319,7 @@ class TelemetryStore:
         self._buffer: collections.deque[Row] = collections.deque(maxlen=max(1, max_buffered))
         self._buffer_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file _conn writes
         self._next_retry = 0.0
         self.state = "starting"  # starting | ok | degraded | closed
         self.recorded = 0
@@ -531,6 +561,10 @@ class TelemetryStore:
         conn = sqlite3.connect(self.path, timeout=self.lock_timeout_s, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout_s * 1000)}")
+            # before anything that writes (WAL mode changes the file's header)
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "events" not in tables:  # another program's database: never add our tables
+                raise _NotOurs(f"a SQLite database of something else (tables {', '.join(sorted(tables)[:5])})")
             # Takes effect only in a new, empty file (before its first table): a capped store can
             # then give free pages back in short steps (retention.shrink_if_oversized).
             conn.execute(f"PRAGMA auto_vacuum = {INCREMENTAL}")
@@ -553,6 +587,7 @@ class TelemetryStore:
                 check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
                 if check != "ok":
                     raise _Corrupt(f"quick_check: {check}")
+            self._identity = _identity(self.path)
             return conn
         except BaseException:
             conn.close()
@@ -569,8 +604,18 @@ class TelemetryStore:
                 self._conn = self._connect()
                 self.state = "ok"
                 return
+            except _NotOurs as exc:
+                self._degrade(f"{self.path} is not a telemetry store but {exc}; heedls leaves it as it is "
+                              "(set telemetry.path to another file)")
+                return
             except (sqlite3.Error, _Corrupt) as exc:
                 kind = classify(exc)
+                if kind == "corrupt" and not _may_be_a_store(self.path):
+                    # a file of the user's (notes, a config) that telemetry.path names by mistake: it
+                    # was renamed away and replaced by a database; it is theirs, so it stays
+                    self._degrade(f"{self.path} is not a telemetry store (no SQLite database); heedls leaves "
+                                  "it as it is (set telemetry.path to another file)")
+                    return
                 # A file we may read but not write is the user's history, intact: it stays where it
                 # is and events are kept in memory ("read-only location"). Only one that cannot
                 # even be read is moved aside.
@@ -581,6 +626,30 @@ class TelemetryStore:
                         continue
                 self._degrade(f"cannot open {self.path} ({exc})")
                 return
+
+    def _follow_the_path(self) -> None:
+        """The store file removed (the user deleted it, or its folder) or replaced while the server
+        writes: SQLite went on writing into the removed file, and every later event was lost with it
+        when the server closed, silently. Checked before each batch (one stat); the rows go to a
+        new store at the path (or to the file that replaced it), with a warning."""
+        if self._conn is None or self._identity is None:
+            return
+        now = _identity(self.path)
+        if now == self._identity:
+            return
+        # Its WAL is still at the path (SQLite leaves it there when the file is gone): emptied into
+        # the file written so far, so that the store opened next does not take its pages for its own.
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+        self._close_connection()
+        self._identity = None
+        what = "removed" if now is None else "replaced by another file"
+        self._open()
+        if self._conn is not None:
+            self._warn(f"telemetry: {self.path} was {what} while heedls was writing to it; "
+                       "the events from now on go to the store at that path")
 
     def _set_aside(self, reason: str) -> bool:
         """Move a bad database (and its WAL) out of the way; True when the path is free again."""
@@ -645,6 +714,10 @@ class TelemetryStore:
             rows = list(self._buffer) + batch
             self._buffer.clear()
         if not rows:
+            return
+        self._follow_the_path()
+        if self._conn is None:  # the file was removed and no new one could be made
+            self._buffer_rows(rows)
             return
         done = 0
         repaired = False

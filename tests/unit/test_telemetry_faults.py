@@ -427,3 +427,80 @@ def test_a_row_that_cannot_be_decoded_is_skipped_and_the_rest_read(tmp_path: Pat
     assert ids(path) == [f"e{i:06d}" for i in range(4)]
     with TelemetryStore(path) as store:
         assert sorted(e.id for e in store.iter_events()) == [f"e{i:06d}" for i in range(4)]
+
+
+# -- the store's file removed, replaced or not ours --------------------------------------------------
+@pytest.mark.parametrize("what", ["file", "file without its wal", "folder"])
+def test_a_store_deleted_while_the_server_writes_is_started_again_at_its_path(tmp_path: Path, what: str) -> None:
+    """SQLite writes on into a file removed under it: every event after an `rm` of the store (or of
+    its folder) went with the removed file when the server closed, without a word. The writer looks
+    before each batch: what comes after goes to a new store at the path, and the user hears of it."""
+    base = tmp_path / "data"
+    path = base / "events.sqlite3"
+    warnings: list[str] = []
+    with TelemetryStore(path, on_warning=warnings.append, batch_interval_s=0.01) as store:
+        store.record(event(0))
+        assert store.flush()
+        if what.startswith("file"):
+            names = ("events.sqlite3",) if "without" in what else ("events.sqlite3", "events.sqlite3-wal", "events.sqlite3-shm")
+            for name in names:
+                (base / name).unlink(missing_ok=True)
+        else:
+            subprocess.run(["rm", "-rf", str(base)], check=True)
+        for i in range(1, 4):
+            store.record(event(i))
+        assert store.flush()
+        assert store.state == "ok"
+    assert ids(path) == [f"e{i:06d}" for i in range(1, 4)]
+    assert len(warnings) == 1 and "was removed while heedls was writing to it" in warnings[0], warnings
+
+
+def test_a_store_replaced_by_another_file_is_followed(tmp_path: Path) -> None:
+    """A store copied back over the live one (a backup restored): the events from then on go to the
+    file now at the path, not to the one replaced."""
+    path = tmp_path / "events.sqlite3"
+    backup = tmp_path / "backup.sqlite3"
+    with TelemetryStore(backup) as store:
+        store.record(event(100))
+    warnings: list[str] = []
+    with TelemetryStore(path, on_warning=warnings.append, batch_interval_s=0.01) as store:
+        store.record(event(0))
+        assert store.flush()
+        os.replace(backup, path)
+        store.record(event(1))
+        assert store.flush()
+    assert ids(path) == ["e000001", "e000100"]
+    assert len(warnings) == 1 and "replaced by another file" in warnings[0]
+
+
+def test_a_file_of_the_users_at_the_store_path_is_left_as_it_is(tmp_path: Path) -> None:
+    """`telemetry.path` naming a file that is no database (notes, by mistake): it was renamed to
+    `*.corrupt-<stamp>` and a database written in its place. It stays where and as it is; events
+    are kept in memory, and the warning says why."""
+    path = tmp_path / "my-notes.txt"
+    path.write_text("things to do\n")
+    warnings: list[str] = []
+    with TelemetryStore(path, on_warning=warnings.append) as store:
+        store.record(event(0))
+        store.flush()
+        assert store.state == "degraded" and store.buffered == 1
+    assert path.read_text() == "things to do\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my-notes.txt"]
+    assert "is not a telemetry store (no SQLite database)" in warnings[0], warnings
+    assert warnings[1:] == [f"telemetry: 1 events could not be written to {path} and are lost"]  # at close
+
+
+def test_another_programs_database_at_the_store_path_gets_no_tables_of_ours(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    before = path.read_bytes()
+    warnings: list[str] = []
+    with TelemetryStore(path, on_warning=warnings.append) as store:
+        store.record(event(0))
+        store.flush()
+        assert store.state == "degraded"
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob("app.db.corrupt-*"))
+    assert "a SQLite database of something else (tables users)" in warnings[0], warnings
+    assert warnings[1:] == [f"telemetry: 1 events could not be written to {path} and are lost"]  # at close
