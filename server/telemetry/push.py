@@ -38,10 +38,13 @@ from typing import Literal
 import httpx
 from heedls.server.events import SCHEMA, SuggestionEvent
 from heedls.server.telemetry.export import PrivacyLevel, Skipped, UnreadableRow, dumps, parse_row, to_record
+from heedls.server.telemetry.store import classify
 
 TOKEN_ENV = "HEEDLS_TELEMETRY_TOKEN"
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 TOO_LARGE = 413
+# The most of an answer's body push reads: it uses the status and headers only.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 @dataclass
@@ -128,10 +131,20 @@ def _post_within(
     The request runs on a daemon thread; past `deadline_s` it is abandoned (the thread ends when the
     connection does, or with the process) and `_Deadline` is raised."""
     box: dict[str, httpx.Response | BaseException] = {}
+    abandoned = threading.Event()
 
     def send() -> None:
         try:
-            box["response"] = client.post(endpoint, content=payload, headers=headers)
+            # Streamed, and read no further than MAX_ANSWER_BYTES: push needs the status and the
+            # headers only, and `client.post` read the whole body into memory, however long (an
+            # endpoint answering with an endless body took all 23 GB of RAM in seconds).
+            with client.stream("POST", endpoint, content=payload, headers=headers) as response:
+                read = 0
+                for chunk in response.iter_bytes():
+                    read += len(chunk)
+                    if read >= MAX_ANSWER_BYTES or abandoned.is_set():
+                        break
+            box["response"] = response
         except BaseException as exc:  # handed to the caller's thread
             box["error"] = exc
 
@@ -139,6 +152,7 @@ def _post_within(
     worker.start()
     worker.join(deadline_s)
     if worker.is_alive():
+        abandoned.set()  # it stops at its next chunk (each read is bounded by the client's timeout)
         raise _Deadline(f"no complete answer within {deadline_s:g} s")
     error = box.get("error")
     if isinstance(error, BaseException):
@@ -272,6 +286,9 @@ def push(
             cursor = read_cursor(conn, endpoint)
             _write_cursor(conn, endpoint, cursor)
         except sqlite3.Error as exc:
+            if classify(exc) == "corrupt":  # a writable copy would not help: say what export says
+                result.error = f"cannot read {path}: {exc}; nothing pushed"
+                return result
             result.error = (f"cannot record push progress in {path} ({exc}); nothing pushed: every push would "
                             "send the same events again (push from a copy that can be written)")
             return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -415,6 +416,57 @@ def test_the_whole_request_has_a_deadline_so_a_trickling_endpoint_cannot_stall_t
     assert result.error is not None and "within 0.5 s" in result.error and "resume" in result.error
 
 
+def test_an_endless_answer_body_is_not_read_to_its_end(tmp_path: Path) -> None:
+    """An endpoint that answers 200 and then streams a chunked body for ever: push read the whole
+    answer into memory (23 GB within two minutes, then a MemoryError). Only the status counts: the
+    batch is sent, and the endpoint saw the connection closed after at most a few chunks."""
+    import socket
+
+    stop = threading.Event()
+    chunks_sent: list[int] = [0]
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(0.1)
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            chunk = b"x" * 65536
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                except OSError:
+                    return
+                chunks_sent[0] += 1
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        path = tmp_path / "ev.sqlite3"
+        fill(path, 3)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/events"
+        result = push(path, url, deadline_s=20.0, max_retries=0)
+        assert result.error is None and result.sent == 3
+        sent_then = chunks_sent[0]
+        time.sleep(0.3)
+        assert chunks_sent[0] == sent_then  # the connection is closed: nothing more is sent
+        assert sent_then < 200  # at most what the socket buffers held (~13 MB), not an endless read
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
+
+
 def test_a_retried_batch_carries_the_same_batch_id_so_a_receiver_can_drop_the_repeat(tmp_path: Path) -> None:
     """The answer to a batch came too late (read timeout) and the batch was sent again: the receiver
     got it twice, but with one `batch_id` / `Idempotency-Key`, and the next batch has another."""
@@ -487,3 +539,19 @@ def test_the_token_goes_only_to_an_endpoint_the_user_named(tmp_path: Path, monke
     named = CliRunner().invoke(app, ["telemetry", "push", "--store", str(store), "--endpoint", url])
     assert named.exit_code == 0, named.output
     assert received[-1]["authorization"] == "Bearer team-secret"
+
+
+def test_a_damaged_store_is_named_damaged_not_read_only(tmp_path: Path) -> None:
+    """Pages overwritten in the middle of the store: push said it could not record its progress and
+    to push from a copy that can be written, which cannot help. It says it cannot read the store,
+    as export and report do."""
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 400)
+    with open(path, "r+b") as f:
+        f.seek(8192)
+        f.write(b"\0" * 20480)
+    rec = Recorder()
+    result = run(path, rec)
+    assert rec.calls == 0
+    assert result.error is not None and result.error.startswith(f"cannot read {path}: ")
+    assert "malformed" in result.error and "copy that can be written" not in result.error
