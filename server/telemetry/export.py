@@ -105,9 +105,14 @@ def parse_since(value: str, now: float | None = None) -> float:
         raise ValueError(
             f"--since expects a duration like 7d/12h/30m or an ISO date, got {value!r}"
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.astimezone()  # naive = the user's local time
-    return parsed.timestamp()
+    try:
+        if parsed.tzinfo is None:
+            parsed = parsed.astimezone()  # naive = the user's local time
+        return parsed.timestamp()
+    except (OverflowError, ValueError, OSError):
+        # a date at the calendar's ends (0001-01-01, 9999-12-31T23:00 east or west of UTC): before
+        # or after every event, not a traceback or "year 0 is out of range"
+        return -math.inf if parsed.year < 1970 else math.inf
 
 
 # -- JSON that strict parsers accept ---------------------------------------------------------------

@@ -201,6 +201,22 @@ def test_parse_since_durations_and_dates() -> None:
         parse_since("last tuesday")
 
 
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Tokyo"])
+def test_a_date_at_the_calendars_ends_is_before_or_after_every_event(tz: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--since 9999-12-31T23:00` west of UTC raised OverflowError (a traceback), east of it "year
+    10000 is out of range"; `--since 0001-01-01` said "year 0 is out of range". The first is after
+    every event, the second before."""
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    try:
+        assert parse_since("9999-12-31T23:00") > 1e11  # after every event (inf where it overflows)
+        assert parse_since("0001-01-01") < -6e10
+        assert parse_since("0001-01-01T00:00+05:00") < -6e10
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 # -- scale ------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_100k_events_export_streamed(tmp_path: Path) -> None:
