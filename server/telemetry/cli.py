@@ -40,8 +40,25 @@ def _err(message: str) -> None:
     typer.echo(f"heedls: {message}", err=True)
 
 
+def _workspace() -> Path:
+    """The workspace a command is run in: the current folder, or the nearest one above it whose
+    pyproject.toml has [tool.heedls] or that heedls has recorded telemetry for. Run from `src/pkg`
+    of a project, the command read no settings (a `privacy = "nocode"` export came out with code)
+    and looked for a store that does not exist; ruff and pytest too find their settings above."""
+    from heedls.server.telemetry.paths import default_store_path
+
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        if config_mod.read_pyproject(folder) != ({}, []) or default_store_path(folder).exists():
+            return folder
+    return cwd
+
+
 def _config() -> HeedlsConfig:
-    cfg, warnings = config_mod.load(Path.cwd())
+    workspace = _workspace()
+    if workspace != Path.cwd():
+        _err(f"note: the workspace is {workspace} (the nearest folder above with [tool.heedls] or telemetry)")
+    cfg, warnings = config_mod.load(workspace)
     for warning in warnings:
         _err(f"configuration: {warning}")
     return cfg
@@ -50,7 +67,7 @@ def _config() -> HeedlsConfig:
 def _store(explicit: Path | None, cfg: HeedlsConfig) -> Path:
     from heedls.server.telemetry.paths import store_path
 
-    return explicit if explicit is not None else store_path(Path.cwd(), cfg.telemetry)
+    return explicit if explicit is not None else store_path(_workspace(), cfg.telemetry)
 
 
 def _since(value: str | None) -> float | None:

@@ -414,3 +414,25 @@ def test_report_with_a_page_reads_the_configuration_once(workspace: Path, tmp_pa
     populate(path, 2)
     code, _out, err = invoke("report", "--json", "--store", str(path), "--html", str(tmp_path / "r.html"))
     assert code == 0 and err.count("bogus: unknown setting") == 1, err
+
+
+def test_run_from_a_folder_inside_the_project_the_projects_settings_and_store_count(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From `src/pkg` of a project, the project's `privacy = "nocode"` was not read (the export came
+    out with code) and the store looked for was another folder's. As ruff and pytest do, the
+    commands look above the current folder: the nearest one with [tool.heedls] or with telemetry."""
+    populate(default_store_path(workspace))
+    inner = workspace / "src" / "pkg"
+    inner.mkdir(parents=True)
+    monkeypatch.chdir(inner)
+    code, out, err = invoke("path")
+    assert code == 0 and out.strip() == str(default_store_path(workspace))  # the store recorded above
+    assert f"the workspace is {workspace}" in err
+    (workspace / "pyproject.toml").write_text('[tool.heedls.telemetry]\nprivacy = "nocode"\n')
+    code, out, err = invoke("export")
+    assert code == 0 and "render_invoice_total" not in out and "(jsonl, nocode)" in err
+    # a pyproject.toml nearer, without [tool.heedls] (a sub-package's), does not stop the search
+    (inner / "pyproject.toml").write_text('[project]\nname = "pkg"\n')
+    code, out, err = invoke("export")
+    assert code == 0 and "render_invoice_total" not in out
