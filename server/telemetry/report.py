@@ -23,6 +23,7 @@ How the gate's decision is read from an event: `gate["decision"]` ("skipped" | "
 
 from __future__ import annotations
 
+import errno
 import html
 import math
 import os
@@ -614,7 +615,10 @@ def write_html(report: dict[str, Any], path: Path | str) -> Path:
     parent directories are created. Raises OSError."""
     target = Path(path)
     if str(path) and target.name:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where a folder of the path should be: "File exists" misleads
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target.parent)) from None
     return write_text_file(target, render_html(report))
 
 

@@ -436,3 +436,10 @@ def test_run_from_a_folder_inside_the_project_the_projects_settings_and_store_co
     (inner / "pyproject.toml").write_text('[project]\nname = "pkg"\n')
     code, out, err = invoke("export")
     assert code == 0 and "render_invoice_total" not in out
+
+
+def test_an_html_page_under_a_file_says_that_it_is_not_a_folder(workspace: Path, tmp_path: Path) -> None:
+    populate(default_store_path(workspace))
+    (tmp_path / "full.csv").write_text("id\n")
+    code, _, err = invoke("report", "--html", str(tmp_path / "full.csv" / "x.html"))
+    assert code == 1 and err.strip().endswith("Not a directory"), err  # it said "File exists"
