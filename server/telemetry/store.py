@@ -21,8 +21,9 @@ Failure behaviour (never a crash, never a blocked request):
 
 The optional size cap `max_size_mb` (the setting `telemetry.max_size_mb`) is not a failure: past
 it, the oldest suggestions are deleted whole to make room (retention.py), with one warning.
-Warnings go to the `heedls.telemetry` logger (stderr), to `store.warnings`, and to the optional
-`on_warning` callback, which is called from the writer thread (marshal it onto your event loop).
+Warnings go to `store.warnings`, and to the optional `on_warning` callback, which is called from
+the writer thread (marshal it onto your event loop), or without one (or when it fails) to the
+`heedls.telemetry` logger (stderr).
 """
 
 from __future__ import annotations
@@ -440,12 +441,15 @@ class TelemetryStore:
                 return
             self._warned.add(once)
         self.warnings.append(message)
-        log.warning("%s", message)
         if self.on_warning is not None:
+            # the callback says it (the server logs it and tells the editor): logged here too, each
+            # warning was on stderr twice
             try:
                 self.on_warning(message)
+                return
             except Exception:  # a broken callback must not stop the writer
                 log.exception("telemetry warning callback failed")
+        log.warning("%s", message)
 
     def _run(self) -> None:
         try:
