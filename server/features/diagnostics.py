@@ -7,7 +7,10 @@
   workspace is trusted, never more than one run per workspace (a newer save cancels the older run,
   whose process group is killed), with `$/progress` (server-initiated work-done progress) and the
   client's cancel button wired to the run. A run killed at `tests.timeoutS` becomes a diagnostic
-  saying so. The command `heedls.runTests [uri?]` runs the same thing on demand.
+  saying so. The command `heedls.runTests [uri?]` runs the same thing on demand; a save's run due
+  while such a run, started after that save, is going joins it when it runs the same tests (else
+  runs after it) rather than cancel it. Cancelling the command stops its run, unless a save's run
+  still waits for it.
 
 `server.services["diagnostics"]` is this module's store: `.for_uri(uri)` gives the analyzer-level
 diagnostics (with fixes, explanations and facts) that code actions and hover build on; each LSP
@@ -21,6 +24,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,22 @@ _SEVERITY = {
 _THREAD_THRESHOLD = 20_000
 _PROGRESS_TICK_S = 1.0
 _RELATED_EXPLANATION_CHARS = 400
+_SUPERSEDED: dict[str, Any] = {"ran": False, "outcome": "cancelled", "reason": "superseded by a newer run"}
+
+
+@dataclass(eq=False)
+class _TestRun:
+    """A workspace's test run in progress and the parties waiting for its result: the caller that
+    started it, and on-save runs that joined it (the code they were saved for is what it tests)."""
+
+    task: asyncio.Task[dict[str, Any]]
+    paths: tuple[str, ...] | None  # the files whose related tests it runs; None: all tests
+    explicit: bool  # asked for (heedls.runTests), not started by a save
+    saves: int  # the workspace's saves before it started: it tests the code they saved
+    targets: asyncio.Future[list[str] | None]  # the test files it runs, once it knows them
+    waiters: int = 0
+    # Files of on-save runs that joined it: a newer save that cancels it must run their tests too.
+    joined: tuple[str, ...] = ()
 
 
 def _path_of(uri: str) -> str | None:
@@ -144,14 +164,15 @@ class DiagnosticsService:
         self._ids = itertools.count(1)
         self._syntax_jobs = _DocumentJobs(self.refresh_syntax)
         self._lint_jobs = _DocumentJobs(self.refresh_lint)
-        # tests: per workspace, the pending debounce, the running run and a generation counter
+        # tests: per workspace, the pending debounce, the latest run, a generation counter and the
+        # number of saves scheduling a run (to tell a run started after a save from an older one)
         self._test_timers: dict[Path, asyncio.Task[Any]] = {}
-        self._test_runs: dict[Path, asyncio.Task[dict[str, Any]]] = {}
+        self._test_runs: dict[Path, _TestRun] = {}
         self._test_gen: dict[Path, int] = {}
-        # Files saved since the workspace's last run started (Save All saves several at once), and
-        # those of the run in progress: a run cancelled by a newer save hands its files on.
+        self._saves: dict[Path, int] = {}
+        # Files saved since the workspace's last run started (Save All saves several at once): a
+        # run cancelled by a newer save hands its files on.
         self._saved: dict[Path, dict[str, None]] = {}
-        self._running_paths: dict[Path, tuple[str, ...]] = {}
         # pytest diagnostics per workspace, keyed by the test file (or run) that produced them
         self._test_results: dict[Path, dict[str, list[Diagnostic]]] = {}
         self._lint_problem_reported = False
@@ -443,29 +464,79 @@ class DiagnosticsService:
             return
         workspace = self._workspace_for(path)
         saved = self._saved.setdefault(workspace, {})
+        self._saves[workspace] = self._saves.get(workspace, 0) + 1
         old = self._test_timers.pop(workspace, None)
         if old is not None and not old.done():
             old.cancel()
         running = self._test_runs.get(workspace)
-        if running is not None and not running.done():
-            running.cancel()  # it tests code that just changed: stop it now, not after the debounce
-            saved.update(dict.fromkeys(self._running_paths.get(workspace, ())))  # its files still need a run
+        if running is not None and not running.task.done():
+            running.task.cancel()  # it tests code that just changed: stop it now, not after the debounce
+            saved.update(dict.fromkeys((*(running.paths or ()), *running.joined)))  # its files still need a run
         saved[path] = None
         delay = self._for(workspace).tests.debounce_ms / 1000
 
         async def later() -> None:
             await asyncio.sleep(delay)
             paths = tuple(self._saved.pop(workspace, {}) or (path,))
-            await self.run_tests(workspace, paths)
+            await self._run_saved(workspace, paths)
 
         task = asyncio.ensure_future(later())
         self._test_timers[workspace] = task
         task.add_done_callback(lambda t: self._log_failure(t, "test run"))
 
-    async def run_tests(self, workspace: Path, path: str | Sequence[str] | None) -> dict[str, Any]:
+    async def _run_saved(self, workspace: Path, paths: tuple[str, ...]) -> None:
+        """The run for the files saved: as `run_tests`, but an explicit run started after those
+        saves is never superseded by it (with auto-save, a save comes just before nearly every
+        "Run Related Tests"): it joins that run when it covers their tests, else runs after it."""
+        while (run := self._test_runs.get(workspace)) is not None and self._tests_saved_code(workspace, run):
+            if not await self._covers(workspace, run, paths):
+                await asyncio.wait({run.task})
+            elif self._test_runs.get(workspace) is run and self._tests_saved_code(workspace, run):  # after the await too
+                run.joined += paths
+                await self._wait_for(run)
+                return
+        await self.run_tests(workspace, paths, explicit=False)
+
+    def _tests_saved_code(self, workspace: Path, run: _TestRun) -> bool:
+        """Is `run` an explicit run still running, started after the workspace's last save?"""
+        return run.explicit and not run.task.done() and run.saves == self._saves.get(workspace, 0)
+
+    async def _covers(self, workspace: Path, run: _TestRun, paths: tuple[str, ...]) -> bool:
+        """Does `run` run every test related to `paths`?"""
+        if run.paths is None or set(paths) <= set(run.paths):
+            return True
+        mine = await self._targets(workspace, paths)
+        # the run too: cancelled before its first step, it never got to settle its targets
+        either: set[asyncio.Future[Any]] = {run.targets, run.task}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not run.targets.done() or run.targets.cancelled():
+            return False  # it ended before it knew its tests
+        theirs = run.targets.result()
+        return theirs is None or (mine is not None and set(mine) <= set(theirs))
+
+    async def _wait_for(self, run: _TestRun) -> dict[str, Any]:
+        """`run`'s summary, for one of the parties waiting for it. The run is shared, so a waiter
+        that is cancelled (the client cancelled the command, a newer save the on-save run) does not
+        cancel it for the others (hence the shield); the last one to go stops it, as nobody wants
+        its result any more: its process group is killed before the cancellation goes on."""
+        run.waiters += 1
+        try:
+            return await asyncio.shield(run.task)
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if run.task.cancelled() and not (me is not None and me.cancelling()):
+                return dict(_SUPERSEDED)  # the run itself was cancelled: a newer run, the cancel button
+            raise
+        finally:
+            run.waiters -= 1
+            if not run.waiters and not run.task.done():
+                run.task.cancel()
+                await asyncio.gather(run.task, return_exceptions=True)
+
+    async def run_tests(self, workspace: Path, path: str | Sequence[str] | None, *, explicit: bool = True) -> dict[str, Any]:
         """Run the tests related to `path` (one file or several; all tests when None) in
-        `workspace`; a newer call for the same workspace cancels this one. Returns a summary for
-        the command's caller."""
+        `workspace`; a newer call for the same workspace cancels this one (`explicit`: asked for,
+        not started by a save). Returns a summary for the command's caller."""
         paths = (path,) if isinstance(path, str) else tuple(path) if path is not None else None
         reason = self._tests_allowed(workspace)
         if reason is not None:
@@ -475,21 +546,17 @@ class DiagnosticsService:
             return {"ran": False, "reason": reason}
         generation = self._test_gen[workspace] = self._test_gen.get(workspace, 0) + 1
         old = self._test_runs.get(workspace)
-        if old is not None and not old.done():
-            old.cancel()  # kills the old run's process group (proc.run_async)
-            await asyncio.gather(old, return_exceptions=True)
+        if old is not None and not old.task.done():
+            old.task.cancel()  # kills the old run's process group (proc.run_async)
+            await asyncio.gather(old.task, return_exceptions=True)
         if self._test_gen.get(workspace) != generation:
-            return {"ran": False, "outcome": "cancelled", "reason": "superseded by a newer run"}
-        task = asyncio.ensure_future(self._run(workspace, paths))
-        self._test_runs[workspace] = task
-        self._running_paths[workspace] = paths or ()
+            return dict(_SUPERSEDED)
+        targets: asyncio.Future[list[str] | None] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(self._run(workspace, paths, targets))
+        run = _TestRun(task, paths, explicit, self._saves.get(workspace, 0), targets)
+        self._test_runs[workspace] = run
         self.runs_started += 1
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.cancelled():
-                return {"ran": False, "outcome": "cancelled", "reason": "superseded by a newer run"}
-            raise
+        return await self._wait_for(run)
 
     async def _targets(self, workspace: Path, paths: Sequence[str] | None) -> list[str] | None:
         """The tests related to any of `paths`; None (the whole suite) when one has none found."""
@@ -533,11 +600,19 @@ class DiagnosticsService:
         finally:
             progress.tokens.pop(token, None)
 
-    async def _run(self, workspace: Path, paths: tuple[str, ...] | None) -> dict[str, Any]:
+    async def _run(
+        self, workspace: Path, paths: tuple[str, ...] | None, known: asyncio.Future[list[str] | None]
+    ) -> dict[str, Any]:
+        """One test run; `known` gets its test files as soon as they are known."""
         from heedls.analyzers import testrun
 
         cfg = self._for(workspace).tests
-        targets = await self._targets(workspace, paths)
+        try:
+            targets = await self._targets(workspace, paths)
+        except BaseException:
+            known.cancel()  # whoever waits for the targets must not wait for ever
+            raise
+        known.set_result(targets)
         shown = ", ".join(Path(t).name for t in targets[:3]) + (" …" if len(targets) > 3 else "") if targets else "all tests"
         token = await self._progress_begin("heedls: running tests", shown)
         me = asyncio.current_task()
@@ -723,8 +798,8 @@ class DiagnosticsService:
         """Cancel the pending and running test runs of `workspaces` (their tests were turned off)."""
         tasks: list[asyncio.Task[Any]] = []
         for workspace in workspaces:
-            for table in (self._test_timers, self._test_runs):
-                task = table.pop(workspace, None)
+            timer, run = self._test_timers.pop(workspace, None), self._test_runs.pop(workspace, None)
+            for task in (timer, run.task if run is not None else None):
                 if task is not None:
                     task.cancel()
                     tasks.append(task)
@@ -732,7 +807,7 @@ class DiagnosticsService:
 
     async def shutdown(self) -> None:
         """Cancel pending and running work (running tests' process groups are killed)."""
-        tasks: list[asyncio.Task[Any]] = [*self._test_timers.values(), *self._test_runs.values()]
+        tasks: list[asyncio.Task[Any]] = [*self._test_timers.values(), *(r.task for r in self._test_runs.values())]
         for task in tasks:
             task.cancel()
         tasks += self._syntax_jobs.cancel_all() + self._lint_jobs.cancel_all()
