@@ -11,7 +11,7 @@ cp heedls/*.py "$tree/heedls/"
 ln -s "$root/server" "$tree/heedls/server"
 ln -s "$root/analyzers" "$tree/heedls/analyzers"
 cd "$tree"
-targets=("${@:-heedls/analyzers heedls/server/pipeline heedls/server/acceptance heedls/server/providers heedls/server/telemetry heedls/server/config.py heedls/server/events.py heedls/server/services.py heedls/server/handoff.py heedls/server/watched.py heedls/server/files.py heedls/server/collector.py heedls/server/positions.py heedls/server/framing.py}")
+targets=("${@:-heedls/analyzers heedls/server/pipeline heedls/server/acceptance heedls/server/providers heedls/server/telemetry heedls/server/config.py heedls/server/events.py heedls/server/services.py heedls/server/handoff.py heedls/server/watched.py heedls/server/files.py heedls/server/collector.py heedls/server/positions.py heedls/server/framing.py heedls/server/app.py heedls/server/features}")
 # shellcheck disable=SC2068
 # The pytest plugin and the repair runner run inside the *workspace* interpreter (any Python 3,
 # no heedls): they stay dependency-free scripts and are not held to the strict profile.

@@ -120,7 +120,8 @@ class HeedlsProtocol(LanguageServerProtocol):
         method = getattr(message, "method", None)
         is_request = isinstance(message, RPCRequest)
         if method == types.EXIT or getattr(message, "jsonrpc", None) != self.VERSION:
-            return super().handle_message(message)
+            super().handle_message(message)
+            return None
         refusal: JsonRpcException | None = None
         if method == types.INITIALIZE:
             if self._initialize_seen:
@@ -133,7 +134,8 @@ class HeedlsProtocol(LanguageServerProtocol):
         elif self._shutdown and method is not None and is_request:
             refusal = JsonRpcInvalidRequest("the server is shutting down: no more requests")
         if refusal is None:
-            return super().handle_message(message)
+            super().handle_message(message)
+            return None
         if is_request:
             self.send_error_for(message.id, refusal)
         return None
@@ -203,7 +205,8 @@ class HeedlsServer(LanguageServer):
         if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError, RecursionError)):
             message = "JSON nested too deeply" if isinstance(error, RecursionError) else str(error)
             try:
-                self.protocol.send_error_for(None, JsonRpcParseError(message))
+                if isinstance(self.protocol, HeedlsProtocol):  # always, unless a test swaps it
+                    self.protocol.send_error_for(None, JsonRpcParseError(message))
             except Exception:  # noqa: BLE001 - the connection may be gone
                 log.debug("parse error response failed", exc_info=True)
 
@@ -218,11 +221,11 @@ class HeedlsServer(LanguageServer):
         self._stop_event = stop_event = Event()
 
         async def lsp_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.protocol.set_writer(writer)  # type: ignore[arg-type]
-            await run_async(stop_event=stop_event, reader=AsyncLenientFrames(reader),  # type: ignore[arg-type]
+            self.protocol.set_writer(writer)
+            await run_async(stop_event=stop_event, reader=AsyncLenientFrames(reader),
                             protocol=self.protocol, logger=logging.getLogger("pygls.server"),
                             error_handler=self.report_server_error)
-            self.shutdown()
+            self.shutdown()  # type: ignore[no-untyped-call]
 
         async def tcp_server() -> None:
             self._server = server = await asyncio.start_server(lsp_connection, host, port)

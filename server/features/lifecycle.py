@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from pygls import uris
 log = logging.getLogger(__name__)
 
 
-def _folder_paths(folders: list[types.WorkspaceFolder] | None) -> list[Path]:
+def _folder_paths(folders: Sequence[types.WorkspaceFolder] | None) -> list[Path]:
     paths = (uris.to_fs_path(folder.uri) for folder in folders or [])
     return list(dict.fromkeys(Path(path) for path in paths if path))
 
