@@ -57,7 +57,14 @@ def eval_acceptance(
                                       "(intervals) and the chance ECE (ece_chance); 0 gives the documented figures.")] = 0,
 ) -> None:
     """Leave-one-session-out evaluation of the acceptance model (the fixed protocol, docs/acceptance.md)."""
-    from heedls.server.acceptance.evaluate import check_keep, evaluate, load_model, load_prior, read_events
+    from heedls.server.acceptance.evaluate import (
+        check_keep,
+        evaluate,
+        load_model,
+        load_prior,
+        not_jsonl,
+        read_events,
+    )
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     try:
@@ -82,7 +89,9 @@ def eval_acceptance(
     if not loaded:
         why = (f"all {skipped} non-blank line(s) are malformed; the first, {read.first_reason}" if skipped
                else "the file is empty (no non-blank line)")
-        _fail(f"{events}: no event to evaluate: {why}", code=1)
+        # a CSV or Parquet export is refused as well, but saying so, not "line 1: not JSON"
+        other = not_jsonl(events, "heedls eval acceptance") if skipped else None
+        _fail(other or f"{events}: no event to evaluate: {why}", code=1)
     if skipped:
         typer.echo(f"heedls: {events}: skipped {skipped} malformed line(s); the first, {read.first_reason}", err=True)
     if read.repeated:
@@ -236,7 +245,7 @@ def _print_table(result: dict[str, object]) -> None:
 
 def replay_command(
     sources: Annotated[list[Path], typer.Argument(help="Files or directories of real code (not yours).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Events JSONL to write.")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Events JSONL to write (-: stdout).")],
     provider: Annotated[str, typer.Option("--provider", help="local | openai | ollama | llamacpp")] = "local",
     cuts: Annotated[int, typer.Option("--cuts", help="Number of cut points (requests).")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed (reproducible replays).")] = 0,
@@ -248,7 +257,16 @@ def replay_command(
                           "(this machine's, provider + post-processing)")] = "synthetic",
 ) -> None:
     """Cut real files, run the provider and post-processing, label by what the author wrote next."""
-    from heedls.server.acceptance.replay import LATENCIES, PROVIDERS, ReplayWriteError, prepare_output, run
+    from heedls.server.acceptance.replay import (
+        LATENCIES,
+        PROVIDERS,
+        ReplayWriteError,
+        find_projects,
+        prepare_output,
+        read_as,
+        run,
+    )
+    from heedls.server.telemetry.cli import _output_path, _refuse_overwriting, _write_failed
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     for name, value in (("--cuts", cuts), ("--per-file", per_file), ("--files-per-session", files_per_session)):
@@ -258,31 +276,42 @@ def replay_command(
         _fail(f"--provider: unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
     if latency not in LATENCIES:
         _fail(f"--latency: {latency!r} is not one of {', '.join(LATENCIES)}")
+    target = _output_path(output, "-o")  # None: stdout, as for `heedls telemetry export`
     missing = [str(source) for source in sources if not source.exists()]
     if missing:
         _fail(f"{', '.join(missing)}: no such file or directory")
-    try:  # before the replay, not after it: a replay can take many minutes
-        prepare_output(output)
-    except OSError as exc:
-        _fail(f"cannot write {output}: {exc.strerror or exc}")
+    if target is not None:
+        try:  # before the replay, not after it: a replay can take many minutes
+            prepare_output(target)
+        except OSError as exc:
+            _fail(f"cannot write {target}: {exc.strerror or exc}")
+    projects = find_projects(sources)
+    # Events written over a source file would destroy someone's code: export's refusal and words, given
+    # only the files that are the output (read_as, a stat each: export's check over a corpus takes 1 s)
+    _refuse_overwriting(target, "-o", *read_as(target, sources, projects))
     try:
-        summary = run(sources, output, cuts, seed, provider, per_file, files_per_session, quiet=quiet,
-                      latency=latency)
+        summary = run(sources, target, cuts, seed, provider, per_file, files_per_session, quiet=quiet,
+                      latency=latency, projects=projects)
     except ImportError as exc:
         typer.echo(f"heedls: replay needs the provider and pipeline modules: {exc}", err=True)
         raise typer.Exit(1) from exc
     except ReplayWriteError as exc:
         where = (f"the {exc.count} events are kept in {exc.kept}" if exc.kept is not None
                  else f"the {exc.count} events could not be kept anywhere")
+        if exc.output is None:  # as export says it (nothing for a reader gone away, `| head`), then where
+            failed = _write_failed("<stdout>", exc.cause)
+            typer.echo(f"heedls: {where}", err=True)
+            raise failed from None
         _fail(f"cannot write {exc.output}: {exc.strerror}; {where}", code=1)
     typer.echo(json.dumps(summary), err=True)
     if summary.get("interrupted"):
-        typer.echo(f"heedls: replay interrupted: the {summary['events']} events made so far are in {output}", err=True)
+        place = "written to stdout" if target is None else f"in {target}"
+        typer.echo(f"heedls: replay interrupted: the {summary['events']} events made so far are {place}", err=True)
         raise typer.Exit(130)  # as a shell reports Ctrl-C
     if not summary["events"]:
         _fail("nothing could be replayed, nothing written: no project under the sources has a Python file of "
-              "1 KB-200 KB outside tests with lines of code to cut (a project needs two files unless it is the "
-              "only one)", code=1)
+              "1 KB-200 KB of UTF-8 text outside tests with lines of code to cut (a project needs two files "
+              "unless it is the only one)", code=1)
     if summary["events"] < cuts:
         typer.echo(f"heedls: note: only {summary['events']} of the {cuts} cuts asked could be made "
                    f"({summary['sessions']} project(s); at most --files-per-session {files_per_session} files of "

@@ -93,6 +93,44 @@ def read_events(path: Path | str) -> Loaded:
     return Loaded(events, skipped, first, repeated)
 
 
+# What tells the two other formats of `heedls telemetry export` (read only when no line is JSON)
+PARQUET_MAGIC = b"PAR1"
+EXPORT_FORMATS = {"csv": "CSV", "parquet": "Parquet"}
+
+
+def export_format(path: Path | str) -> str | None:
+    """"csv" or "parquet" when `path` looks like an export in that format (`telemetry export
+    --format csv|parquet`), else None: Parquet's magic bytes, the CSV export's header line (read as
+    read_events reads text: compressed, UTF-16…), or the name's extension. Only a regular file is
+    opened again: a pipe (/dev/stdin) cannot be read twice."""
+    from heedls.server.events import _open_text
+    from heedls.server.telemetry.export import COLUMNS
+
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    try:
+        if Path(path).is_file():
+            with open(path, "rb") as raw:
+                if raw.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC:
+                    return "parquet"
+            header = ",".join(COLUMNS[:3]) + ","
+            with _open_text(path) as text:  # a line's start only: a binary file may have no line end
+                if text.readline(len(header) + 1).lstrip("\ufeff").startswith(header):
+                    return "csv"
+    except (OSError, ValueError):  # unreadable now, or an archive of several files: the name decides
+        pass
+    return next((fmt for fmt in EXPORT_FORMATS if f".{fmt}" in suffixes), None)
+
+
+def not_jsonl(path: Path | str, reader: str) -> str | None:
+    """Why `path`, of which no line is JSON, is no JSONL file, when it is an export in another
+    format (`reader` is the command reading it); None when it does not look like one."""
+    fmt = export_format(path)
+    if fmt is None:
+        return None
+    return (f"{path} looks like {EXPORT_FORMATS[fmt]} (an export with --format {fmt}): {reader} reads JSONL; "
+            "export with --format jsonl")
+
+
 def load_events(path: Path | str) -> tuple[list[SuggestionEvent], int]:
     """Every parseable event of a JSONL file, and how many lines were skipped as malformed (with a
     warning giving the first one's reason)."""

@@ -5,11 +5,12 @@ How a replay is made (docs/acceptance.md has the rationale):
    project per package; any other directory is one project; a file's project is its folder
    (a file named as a source follows the size rule below too, and is named when left out).
    One project = one synthetic session (a developer working in one code base).
-2. *Cut points*: per project up to `files_per_session` files (1 KB–200 KB) sampled with the seed,
-   `per_file` cuts each, visited top to bottom as a user writes. Half the cuts sit at a line start
-   (after the indentation), half mid-line (a uniform column inside the line's code). Half of the
-   requests see the rest of the file after the current line as the suffix (editing in the middle),
-   half see none (writing new code at the end; the suffix is then really empty, `suffix_known`).
+2. *Cut points*: per project up to `files_per_session` files (1 KB–200 KB of UTF-8 text) sampled
+   with the seed, `per_file` cuts each, visited top to bottom as a user writes. Half the cuts sit at
+   a line start (after the indentation), half mid-line (a uniform column inside the line's code).
+   Half of the requests see the rest of the file after the current line as the suffix (editing in
+   the middle), half see none (writing new code at the end; the suffix is then really empty,
+   `suffix_known`).
 3. The provider indexes the project like a workspace (the current file is held out of that index:
    the local provider always excludes the current document) and gets the text before the cursor;
    its first candidate goes through the pipeline's post-processing, exactly as in the server. The
@@ -95,7 +96,7 @@ def find_projects(sources: Sequence[Path]) -> list[tuple[Path, list[Path]]]:
         if source.is_file():
             # A file named on the command line follows the folders' rule (its size bounds the
             # replay's time and gives it code to cut); the user hears why one is left out.
-            why = _ineligible(source, explicit=True)
+            why = _ineligible(source, explicit=True) or _not_text(source)
             if why is None:
                 projects.setdefault(source.parent, []).append(source)
             else:
@@ -114,8 +115,45 @@ def find_projects(sources: Sequence[Path]) -> list[tuple[Path, list[Path]]]:
     return [(root, sorted(set(files))) for root, files in sorted(projects.items()) if files]
 
 
+Projects = list[tuple[Path, list[Path]]]  # what find_projects returns
+
+
+def read_as(output: Path | None, sources: Sequence[Path], projects: Projects) -> list[Path]:
+    """The files a replay of `sources` reads (those named, replayed or not, those of its `projects`,
+    and any other *.py in a project, which the provider indexes) that `output` is, by any name (a
+    symlink, a hard link): writing it destroys them."""
+    if output is None:
+        return []
+    try:
+        written = output.stat()
+    except OSError:  # nothing there yet: no file read can be it
+        return []
+    read = [source for source in sources if source.is_file()] + [f for _, files in projects for f in files]
+    same = [path for path in read if _same_file(path, written)]
+    target = output.resolve()
+    if not same and target.suffix == ".py" and any(target.is_relative_to(root) for root, _ in projects):
+        same.append(target)
+    return same
+
+
+def _same_file(path: Path, stat: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(path.stat(), stat)
+    except OSError:
+        return False
+
+
 def _eligible(paths: Iterable[Path]) -> list[Path]:
-    return [path for path in paths if _ineligible(path) is None]
+    kept = []
+    for path in paths:
+        if _ineligible(path) is not None:  # silent: most are small __init__.py files and tests
+            continue
+        why = _not_text(path)
+        if why is not None:  # binary data named *.py is a surprise, and would be cut into garbage
+            log.warning("replay: %s %s; skipped", path, why)
+            continue
+        kept.append(path)
+    return kept
 
 
 MIN_FILE_BYTES = 1_000
@@ -136,6 +174,19 @@ def _ineligible(path: Path, explicit: bool = False) -> str | None:
     if not MIN_FILE_BYTES <= size <= MAX_FILE_BYTES:
         return f"has {size:,} bytes, outside the {MIN_FILE_BYTES:,}-{MAX_FILE_BYTES:,} a replayed file has"
     return None
+
+
+def _not_text(path: Path) -> str | None:
+    """Why `path` is no source text (None: it is): not UTF-8 (the encoding the replay reads), or
+    holding NUL bytes, which no Python source can (the interpreter refuses them)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except UnicodeDecodeError as exc:
+        return f"is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    nul = text.find("\x00")
+    return None if nul < 0 else f"is not text (a NUL byte at character {nul:,})"
 
 
 def sample_cuts(text: str, path: Path, count: int, rng: random.Random) -> list[Cut]:
@@ -216,11 +267,13 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
                  per_file: int = 10, files_per_session: int = 4, deadline_s: float = 1.0,
                  progress: Callable[[int, int], None] | None = None,
                  make_provider: Callable[[Path, Path], Any] | None = None,
-                 into: list[SuggestionEvent] | None = None, latency: str = "synthetic") -> list[SuggestionEvent]:
+                 into: list[SuggestionEvent] | None = None, latency: str = "synthetic",
+                 projects: Projects | None = None) -> list[SuggestionEvent]:
     """Replay `cuts` requests; `make_provider(workspace, cache_dir)` replaces the configured provider.
     Events are appended to `into` (a new list by default) as they are made, so a caller still has
     them when the replay is interrupted. `latency`: "synthetic" (drawn, the default: the same
-    sources and seed give the same file) or "measured" (this machine's)."""
+    sources and seed give the same file) or "measured" (this machine's). `projects`:
+    find_projects(sources), when the caller has it already (its skips are said once)."""
     from heedls.server.providers.base import CompletionRequest
 
     if per_file <= 0 or files_per_session <= 0:
@@ -231,7 +284,7 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
     latency_rng = random.Random(f"heedls-replay-latency-{seed}") if latency == "synthetic" else None
     choose = _load_chooser()
     rng = random.Random(seed)
-    projects = find_projects(sources)
+    projects = list(find_projects(sources) if projects is None else projects)  # shuffled: a copy
     rng.shuffle(projects)
     plan: list[tuple[Path, list[Path]]] = []
     planned = 0
@@ -330,18 +383,21 @@ async def _one(backend: Any, choose: Callable[[Any, Any], tuple[str, Any] | None
     return event
 
 
-def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: str, per_file: int = 10,
-        files_per_session: int = 4, quiet: bool = False, latency: str = "synthetic") -> dict[str, Any]:
+def run(sources: Sequence[Path], output: Path | None, cuts: int, seed: int, provider: str, per_file: int = 10,
+        files_per_session: int = 4, quiet: bool = False, latency: str = "synthetic",
+        projects: Projects | None = None) -> dict[str, Any]:
     """Blocking wrapper for the CLI and the training script, with a progress bar on stderr.
 
     The output is checked before the replay starts (`prepare_output`: a replay can take minutes)
-    and written atomically (a temporary file renamed over it). Ctrl-C stops the replay where it is
-    and still writes the events made so far (`interrupted` in the summary says so): a long replay
-    interrupted near its end is not lost. A replay that made no event writes nothing (`output` is
-    then None)."""
+    and written atomically (a temporary file renamed over it); None is stdout (`-o -`), where only
+    the events go. Ctrl-C stops the replay where it is and still writes the events made so far
+    (`interrupted` in the summary says so): a long replay interrupted near its end is not lost. A
+    replay that made no event writes nothing (`output` is then None in the summary, else the file
+    or "-")."""
     from heedls.server.events import write_jsonl
 
-    prepare_output(output)
+    if output is not None:
+        prepare_output(output)
     started = time.perf_counter()
     events: list[SuggestionEvent] = []
     interrupted = False
@@ -349,14 +405,17 @@ def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: s
         tick = None if quiet else _progress_bar(stack, cuts)
         try:
             asyncio.run(replay(sources, cuts, seed, provider, per_file, files_per_session, progress=tick,
-                               into=events, latency=latency))
+                               into=events, latency=latency, projects=projects))
         except KeyboardInterrupt:
             interrupted = True
     written = bool(events) or interrupted
     if written:
         try:
-            with output_file(output) as tmp:
-                write_jsonl(events, tmp)
+            if output is None:
+                _write_stdout(events)
+            else:
+                with output_file(output) as tmp:
+                    write_jsonl(events, tmp)
         except OSError as exc:  # a disk filled up meanwhile: minutes of replay are not thrown away
             kept = _keep_elsewhere(events)
             raise ReplayWriteError(output, exc, kept, len(events)) from exc
@@ -364,16 +423,26 @@ def run(sources: Sequence[Path], output: Path, cuts: int, seed: int, provider: s
     return {"events": len(events), "labelled": len(labelled),
             "accepted": sum(1 for e in labelled if e.outcome == "accepted"),
             "sessions": len({e.session for e in events}), "seconds": round(time.perf_counter() - started, 1),
-            "output": str(output) if written else None, "interrupted": interrupted}
+            "output": (str(output) if output is not None else "-") if written else None,
+            "interrupted": interrupted}
+
+
+def _write_stdout(events: list[SuggestionEvent]) -> None:
+    """The events as JSONL on stdout, the bytes a file gets (UTF-8 whatever the locale)."""
+    sys.stdout.flush()  # anything printed before goes first
+    out = sys.stdout.buffer
+    for event in events:
+        out.write(event.to_json().encode("utf-8") + b"\n")
+    out.flush()
 
 
 class ReplayWriteError(OSError):
-    """The events were made but `output` could not be written; `kept` is where they went instead
-    (None when nowhere could take them)."""
+    """The events were made but `output` (None: stdout) could not be written; `kept` is where they
+    went instead (None when nowhere could take them); `cause` is the error writing `output`."""
 
-    def __init__(self, output: Path, cause: OSError, kept: Path | None, count: int) -> None:
+    def __init__(self, output: Path | None, cause: OSError, kept: Path | None, count: int) -> None:
         super().__init__(cause.errno, cause.strerror or str(cause))
-        self.output, self.kept, self.count = output, kept, count
+        self.output, self.cause, self.kept, self.count = output, cause, kept, count
 
 
 def _keep_elsewhere(events: list[SuggestionEvent]) -> Path | None:

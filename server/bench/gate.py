@@ -90,7 +90,7 @@ def synthetic_events(count: int, seed: int, provider: str | None = "local") -> l
 
 def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | None = None,
                    model_file: Path | None = None, provider: str | None = "local") -> dict[str, Any]:
-    from heedls.server.acceptance.evaluate import load_model, read_events
+    from heedls.server.acceptance.evaluate import load_model, not_jsonl, read_events
     from heedls.server.acceptance.features import context_features, suggestion_features
     from heedls.server.acceptance.gate import AcceptanceGate, default_model_path
     from heedls.server.collector import as_in_the_server
@@ -114,6 +114,9 @@ def run_gate_bench(decisions: int = 2000, seed: int = 0, events_file: Path | Non
             if read.events:
                 why = f"none of its {len(read.events)} events has a suggestion (a nocode export has none)"
             elif read.skipped:
+                other = not_jsonl(events_file, "heedls bench gate --events")  # a CSV or Parquet export
+                if other is not None:
+                    raise GateBenchError(other, code=1)
                 why = f"all {read.skipped} non-blank line(s) are malformed; the first, {read.first_reason}"
             else:
                 why = "the file is empty"

@@ -371,3 +371,104 @@ def test_an_unknown_latency_kind_is_refused_before_the_replay(tmp_path: Path) ->
     result = _replay_cli(str(project), "-o", str(out), "--latency", "wallclock")
     assert result.exit_code == 2 and "--latency: 'wallclock' is not one of synthetic, measured" in result.stderr
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- what is read, where it goes
+
+
+def test_the_output_is_refused_when_it_is_a_file_the_replay_reads(tmp_path: Path, monkeypatch: Any) -> None:
+    """`-o` naming a source file, by whatever name (found in a folder or named, through a symlink,
+    a hard link or `..`), is exit 2 before anything runs: the events used to replace the code. So
+    is a Python file of a project too small to be cut: the provider indexes it."""
+    from heedls.server.acceptance import replay as replay_mod
+
+    project, texts = _project(tmp_path)
+    solo = tmp_path / "solo" / "alone.py"
+    solo.parent.mkdir()
+    solo.write_text(SOURCE)
+    (tmp_path / "link.py").symlink_to(project / "m1.py")
+    (tmp_path / "hard.py").hardlink_to(project / "m0.py")
+    (project / "tiny.py").write_text("x = 1\n")
+    started: list[Path] = []
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: started.append(ws) or Oracle(texts))
+    for sources, output, read in (([project], project / "m0.py", project / "m0.py"),
+                                  ([solo], solo, solo),
+                                  ([project], tmp_path / "link.py", project / "m1.py"),
+                                  ([project], tmp_path / "hard.py", project / "m0.py"),
+                                  ([project, solo], tmp_path / "solo" / ".." / "solo" / "alone.py", solo),
+                                  ([project], project / "tiny.py", project / "tiny.py")):
+        result = _replay_cli(*map(str, sources), "-o", str(output), "--cuts", "5")
+        assert result.exit_code == 2, result.output
+        assert f"-o {output} is the file being read (" in result.stderr
+        assert "choose another output file" in result.stderr and read.name in result.stderr
+    assert started == [] and solo.read_text() == SOURCE
+    assert all(path.read_text() == SOURCE for path in project.glob("m*.py"))
+    assert (project / "tiny.py").read_text() == "x = 1\n"
+    result = _replay_cli(str(project), str(solo), "-o", str(tmp_path / "events.jsonl"), "--cuts", "5")
+    assert result.exit_code == 0, result.output  # another file is fine
+
+
+def test_a_file_named_py_that_is_not_utf8_text_is_skipped_with_a_note(
+        tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Binary data named *.py (or text holding NUL bytes, which no Python source can) was cut into
+    events whose prefixes were U+FFFD and control characters; it is left out, and said, whether
+    found in a folder or named."""
+    from heedls.server.acceptance import replay as replay_mod
+
+    project, texts = _project(tmp_path)
+    (project / "binary.py").write_bytes(bytes(range(256)) * 8)  # 2 KB: inside the size rule
+    (project / "nul.py").write_text(SOURCE.replace("\n\n\n", "\n\x00\n\n", 1))
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: Oracle(texts))
+    for sources in ([project], sorted(project.iterdir())):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="heedls.server.acceptance.replay"):
+            events = asyncio.run(replay(sources, cuts=40, seed=0, per_file=5))
+        assert {Path(e.extra["replay"]["file"]).name for e in events} == {"m0.py", "m1.py"}
+        assert "binary.py is not UTF-8 text (invalid start byte at byte 128); skipped" in caplog.text
+        assert "nul.py is not text (a NUL byte at character" in caplog.text
+
+
+def test_dash_as_the_output_is_stdout_with_everything_else_on_stderr(tmp_path: Path, monkeypatch: Any) -> None:
+    """`-o -` wrote a file named "-"; as for `heedls telemetry export`, it is stdout: the same
+    bytes as a file, and the summary and notes on stderr only."""
+    from heedls.server.acceptance import replay as replay_mod
+
+    project, texts = _project(tmp_path)
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: Oracle(texts))
+    monkeypatch.chdir(tmp_path)
+    result = _replay_cli(str(project), "-o", "-", "--cuts", "500", "--per-file", "3")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "-").exists()
+    assert '"output": "-"' in result.stderr and "only 6 of the 500 cuts" in result.stderr
+    assert _replay_cli(str(project), "-o", "file.jsonl", "--cuts", "500", "--per-file", "3").exit_code == 0
+    assert result.stdout_bytes == (tmp_path / "file.jsonl").read_bytes()
+    assert len(result.stdout.splitlines()) == 6
+
+
+def test_stdout_that_cannot_be_written_keeps_the_events_elsewhere(tmp_path: Path, monkeypatch: Any) -> None:
+    """A reader gone away (`| head`) is no error message of its own (as for export); where the
+    events are kept is still said, and the exit status is 1."""
+    from heedls.server.acceptance import replay as replay_mod
+
+    project, texts = _project(tmp_path)
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: Oracle(texts))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def gone(events: Any) -> None:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(replay_mod, "_write_stdout", gone, raising=False)
+    monkeypatch.chdir(tmp_path)  # where a file named "-" would go
+    result = _replay_cli(str(project), "-o", "-", "--cuts", "6")
+    assert result.exit_code == 1, result.output
+    assert "cannot write" not in result.stderr and "Traceback" not in result.output
+    kept = Path(result.stderr.split("the 6 events are kept in ")[1].split()[0])
+    assert len(kept.read_text().splitlines()) == 6
+
+
+def test_an_empty_output_name_is_a_usage_error(tmp_path: Path) -> None:
+    """`-o ""` (an unset shell variable) said "cannot write .: it is a directory"."""
+    project, _ = _project(tmp_path)
+    result = _replay_cli(str(project), "-o", "", "--cuts", "5")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "heedls: -o needs a file name (or - for stdout)"
