@@ -274,6 +274,13 @@ def report_cmd(
         except (OSError, ValueError) as exc:
             _err(f"cannot read {events_file}: {exc}")
             raise typer.Exit(1) from None
+        if not snapshots and skipped.count:  # a CSV or Parquet export: say so, not "line 1: not JSON"
+            from heedls.server.acceptance.evaluate import not_jsonl
+
+            other = not_jsonl(events_file, "heedls telemetry report --events")
+            if other is not None:
+                _err(other)
+                raise typer.Exit(1)
         _warn_skipped(skipped, events_file)
         if not snapshots:  # as for a store with nothing recorded: no report of zeros, no page
             _err(f"no event in {events_file}; nothing to report")

@@ -1,4 +1,4 @@
-"""`heedls eval acceptance` and `heedls bench gate --events` read JSONL: given an export in one of
+"""`heedls eval acceptance`, `heedls bench gate --events` and `heedls telemetry report --events` read JSONL: given an export in one of
 `heedls telemetry export`'s other formats, they say so (and how to export JSONL) instead of calling
 each line of it malformed."""
 
@@ -16,7 +16,8 @@ from tests.unit.test_acceptance_data import make_events
 FAST = ("--model", "logreg", "--prior", "none", "--jobs", "1")
 # (the command as the message names it, its arguments before the file)
 READERS = (("heedls eval acceptance", ["eval", "acceptance"]),
-           ("heedls bench gate --events", ["bench", "gate", "-n", "20", "--events"]))
+           ("heedls bench gate --events", ["bench", "gate", "-n", "20", "--events"]),
+           ("heedls telemetry report --events", ["telemetry", "report", "--events"]))
 
 
 def _exports(tmp_path: Path) -> dict[Path, Format]:
