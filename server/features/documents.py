@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
-from heedls.server.positions import split_lines
+from heedls.server.positions import column_from_units, split_lines
 from lsprotocol import types
 from pygls.workspace import TextDocument, Workspace
 
@@ -20,6 +20,27 @@ class LspTextDocument(TextDocument):
     @property
     def lines(self) -> Sequence[str]:
         return tuple(split_lines(self.source))
+
+    def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
+        """The range's text replaced, its ends clamped as the LSP says (`_offset`). pygls clamped a
+        character past a line's end to after the line break (the insert landed on the next line)
+        and, on a last line without one, to one character before the end."""
+        lines = self.lines
+        start = self._offset(lines, change.range.start)
+        end = max(start, self._offset(lines, change.range.end))  # a reversed range must not duplicate text
+        source = self.source
+        self._source = source[:start] + change.text + source[end:]
+
+    def _offset(self, lines: Sequence[str], position: types.Position) -> int:
+        """The index in the source of `position` (in the negotiated code units): a character past
+        its line's end is the line's end, before the line break; a line past the document's end is
+        the document's end."""
+        if position.line >= len(lines):
+            return len(self.source)
+        line = lines[position.line]
+        # A line holds one break at most (\r\n, \r or \n): stripping both characters removes just it
+        column = column_from_units(line.rstrip("\r\n"), position.character, self.position_codec.encoding)
+        return sum(map(len, lines[: position.line])) + column
 
 
 class LspWorkspace(Workspace):
