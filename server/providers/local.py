@@ -91,6 +91,7 @@ PRIME_PAUSE_S = 0.002
 PRIME_MAX_PAUSE_S = 0.064
 PRIME_BUSY_SHARE = 0.1
 PRIME_DELAY_S = 0.3
+SKIPPED_NAMED = 3  # unreadable paths named in the build's log line (a /proc walk meets hundreds)
 JEDI_RAW = 0.15  # an unambiguous jedi name is rarely the whole rest of the line (6 cases on seed 1)
 _LONE_CR = re.compile(r"\r(?!\n)")
 _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -165,29 +166,52 @@ class _DocMemo:
 Snapshot = dict[str, tuple[int, int]]  # path -> (size, mtime_ns), in walk order
 
 
-def python_files(root: Path, limits: IndexLimits) -> Snapshot:
+def _skip(skipped: list[str] | None, path: str | Path, error: OSError | RuntimeError) -> None:
+    """Note in `skipped` a path the index leaves out because it cannot be read. One that is gone
+    (deleted during the walk, a dangling link) is not unreadable: it is left out unnamed."""
+    if skipped is not None and not isinstance(error, FileNotFoundError):
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        skipped.append(f"{path} ({reason})")
+
+
+def _walked_into(dirpath: str, name: str, skipped: list[str] | None) -> bool:
+    """Whether the walk goes into the folder `name`: not an environment, VCS or build folder, nor
+    one it cannot look into (a folder without permission, another user's process in /proc)."""
+    if name in SKIP_DIRS or name.startswith("."):
+        return False
+    folder = Path(dirpath, name)
+    try:
+        return not (folder / "pyvenv.cfg").exists()
+    except OSError as error:  # Path.exists() raises all but "no such file" (EACCES in Python 3.11)
+        _skip(skipped, folder, error)
+        return False
+
+
+def python_files(root: Path, limits: IndexLimits, skipped: list[str] | None = None) -> Snapshot:
     """The workspace's .py files, skipping environments, VCS and build folders, bounded in count,
     each with its size and mtime as the walk found them (what tells a changed file without
-    reading it)."""
+    reading it). A folder or file that cannot be looked at is left out (named in `skipped`); the
+    rest of the walk goes on."""
     out: Snapshot = {}
     seen = 0
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unreadable(error: OSError) -> None:
+        _skip(skipped, error.filename, error)
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         seen += len(dirnames) + len(filenames)
         if seen > limits.max_entries:
             break  # a home directory opened as a workspace must not be walked whole
         # Prune in place so os.walk never descends into virtualenvs or VCS folders.
-        dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if d not in SKIP_DIRS and not d.startswith(".") and not (Path(dirpath, d, "pyvenv.cfg").exists())
-        )
+        dirnames[:] = sorted(d for d in dirnames if _walked_into(dirpath, d, skipped))
         for name in sorted(filenames):
             if not name.endswith(".py"):
                 continue
             path = Path(dirpath, name)
             try:
                 st = path.stat()
-            except OSError:
+            except OSError as error:
+                _skip(skipped, path, error)
                 continue
             # A regular file only: a FIFO named x.py hung the index build, a link to /dev/zero grew it
             # until memory ran out (stat() gives both a size of 0)
@@ -199,17 +223,17 @@ def python_files(root: Path, limits: IndexLimits) -> Snapshot:
     return out
 
 
-def workspace_files(folders: list[Path], limits: IndexLimits) -> Snapshot:
+def workspace_files(folders: list[Path], limits: IndexLimits, skipped: list[str] | None = None) -> Snapshot:
     """The .py files of every workspace folder (a multi-root workspace), within the limits of one
     workspace, shared fairly: each folder is walked with an equal share of the directory entries,
     the file count is shared out so that a folder with fewer files than its share leaves the rest
     to the others (one huge folder cannot starve a small one), and the files come in turns, one of
     each folder, so that the index's token cap too cuts every folder alike. A file reached through
-    two folders (one nested in the other) counts once."""
+    two folders (one nested in the other) counts once. What cannot be read is named in `skipped`."""
     if len(folders) <= 1:
-        return python_files(folders[0], limits) if folders else {}
+        return python_files(folders[0], limits, skipped) if folders else {}
     share = replace(limits, max_entries=max(1, limits.max_entries // len(folders)))
-    walks = [list(python_files(folder, share).items()) for folder in folders]
+    walks = [list(python_files(folder, share, skipped).items()) for folder in folders]
     # Water-filling: the smallest folders take all they have, the rest split what is left evenly.
     allowed = [0] * len(walks)
     left = limits.max_files
@@ -282,6 +306,7 @@ class LocalProvider:
         self._requests = 0  # completion requests in flight: priming waits for them
         self._file_cache: dict[str, _FileEntry] = {}
         self._disk: Snapshot | None = None  # the workspace's .py files as the last build found them
+        self._skipped: tuple[str, ...] = ()  # the unreadable paths the last build left out
 
     # -- documents and indexing ---------------------------------------------------------------
     def update_document(self, path: str, text: str) -> None:
@@ -493,9 +518,11 @@ class LocalProvider:
 
     def _load_store(self) -> None:
         store = self._store_path()
-        if store is None or self._file_cache or not store.exists():
+        if store is None or self._file_cache:
             return
         try:
+            if not store.exists():  # inside: it raises when the cache folder cannot be looked into
+                return
             data = marshal.loads(store.read_bytes())
             if data.get("version") != INDEX_VERSION:
                 return
@@ -523,11 +550,12 @@ class LocalProvider:
         except OSError as exc:
             log.warning("cannot persist local index: %s", exc)
 
-    def _entry(self, path: Path) -> _FileEntry | None:
+    def _entry(self, path: Path, skipped: list[str] | None = None) -> _FileEntry | None:
         key = str(path)
         try:
             st = path.stat()
-        except OSError:
+        except OSError as error:
+            _skip(skipped, path, error)
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
@@ -537,7 +565,8 @@ class LocalProvider:
         try:
             with open(path, "rb") as fh:  # no more than the cap, even if the file grew since the walk
                 raw = fh.read(self.limits.max_file_bytes + 1)
-        except OSError:
+        except OSError as error:
+            _skip(skipped, path, error)
             return None
         if len(raw) > self.limits.max_file_bytes:
             return None
@@ -555,10 +584,11 @@ class LocalProvider:
         with self._index_lock:
             started = time.perf_counter()
             self._load_store()
+            skipped: list[str] = []
             if files is None:
                 # the walk's sizes and mtimes, taken before reading: a file changed during the build
                 # differs at the next check
-                self._disk = workspace_files(self.folders, self.limits)
+                self._disk = workspace_files(self.folders, self.limits, skipped)
                 paths = [Path(path) for path in self._disk]
             else:
                 paths = files
@@ -569,14 +599,18 @@ class LocalProvider:
             for path in paths:
                 if self._closed.is_set():
                     return
-                key = str(path.resolve())
+                try:
+                    key = str(path.resolve())
+                except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop (Python 3.11)
+                    _skip(skipped, path, error)
+                    continue
                 text = self._open_docs.get(key)
                 if text is not None and len(text) > self.limits.max_file_bytes:
                     text = None  # a buffer above the cap is no more indexed than such a file (disk rule below)
                 if text is not None:
                     toks, lines = tokenize_source(text), text.splitlines()
                 else:
-                    entry = self._entry(Path(key))
+                    entry = self._entry(Path(key), skipped)
                     if entry is None:
                         continue
                     toks, lines = entry.tokens, entry.lines
@@ -602,7 +636,18 @@ class LocalProvider:
                 # those of a removed workspace folder, or deleted, were kept for the server's life.
                 self._file_cache = {key: entry for key, entry in self._file_cache.items() if key in fids}
             self._save_store(set(fids))
+            self._report_skipped(skipped)
             log.info("local index: %d files, %d tokens in %.2fs", len(fids), total, self._index.built_s)
+
+    def _report_skipped(self, skipped: list[str]) -> None:
+        """One log line naming the unreadable paths a build left out (the first SKIPPED_NAMED), and
+        only when they differ from the last build's: rebuilds come every two minutes of typing."""
+        found = tuple(dict.fromkeys(skipped))
+        if found and found != self._skipped:
+            more = len(found) - SKIPPED_NAMED
+            named = ", ".join(found[:SKIPPED_NAMED]) + (f" and {more} more" if more > 0 else "")
+            log.warning("local index: skipped %d unreadable path(s): %s", len(found), named)
+        self._skipped = found
 
     # -- completion -------------------------------------------------------------------------
     async def complete(self, request: CompletionRequest, deadline_s: float) -> list[Candidate]:
