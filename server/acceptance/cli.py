@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -106,6 +108,11 @@ def eval_acceptance(
             model = load_model(path, stages=(stage.value,))
         except ValueError as exc:
             _fail(f"cannot load model {path}: {exc}")
+        trained_on = _trained_on(model.meta, events)
+        if trained_on is not None:  # cups-dev scores AUC 0.87 so, 0.76 left out session by session
+            typer.echo(f"heedls: note: the model was trained on these events ({trained_on}): the figures are "
+                       "in-sample, not an evaluation (without --pretrained, each session is left out of its fit)",
+                       err=True)
     prior_data = None
     if not pretrained and prior != "none":
         from heedls.server.acceptance.prior import load_shipped_prior
@@ -241,6 +248,19 @@ def _print_table(result: dict[str, object]) -> None:
         console.print(f"ECE of a perfectly calibrated model with these scores, by chance alone: {chance['mean']:.3f} "
                       f"on average, {chance['p90']:.3f} at the 90th percentile", style="dim")
     console.print(str(result.get("protocol", "")), style="dim")
+
+
+def _trained_on(meta: Mapping[str, Any], events: Path) -> str | None:
+    """The name of the model's training source that `events` is (the same sha256 as the training
+    script records: the file's first 16 hex digits), or None."""
+    digests = {str(s.get("sha256")): str(s.get("name")) for s in meta.get("sources") or [] if isinstance(s, dict)}
+    if not digests:
+        return None
+    try:
+        digest = hashlib.sha256(events.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+    return digests.get(digest)
 
 
 def replay_command(

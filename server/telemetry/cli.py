@@ -258,6 +258,9 @@ def report_cmd(
             _err("--html needs a file name")
             raise typer.Exit(2)
         page = Path(html)
+    if events_file is not None and store is not None:  # the store was read no further, silently
+        _err("--store and --events each name what to report on: give one")
+        raise typer.Exit(2)
     cutoff = _since(since)
     path = events_file if events_file is not None else _store(store, _config())  # what is read
     _refuse_overwriting(page, "--html", path)

@@ -443,3 +443,10 @@ def test_an_html_page_under_a_file_says_that_it_is_not_a_folder(workspace: Path,
     (tmp_path / "full.csv").write_text("id\n")
     code, _, err = invoke("report", "--html", str(tmp_path / "full.csv" / "x.html"))
     assert code == 1 and err.strip().endswith("Not a directory"), err  # it said "File exists"
+
+
+def test_report_on_a_store_and_an_events_file_at_once_is_a_usage_error(workspace: Path, tmp_path: Path) -> None:
+    populate(default_store_path(workspace))
+    (tmp_path / "e.jsonl").write_text("")
+    code, _, err = invoke("report", "--store", str(default_store_path(workspace)), "--events", str(tmp_path / "e.jsonl"))
+    assert code == 2 and "give one" in err  # --store was ignored without a word
