@@ -187,6 +187,16 @@ def _walked_into(dirpath: str, name: str, skipped: list[str] | None) -> bool:
         return False
 
 
+def _resolved(path: Path) -> Path:
+    """`path.resolve()`, or `path` itself when it cannot be (a symlink loop raises RuntimeError on
+    Python 3.11, a folder without permission OSError). It touches the disk: only for a path not
+    plainly inside a folder as given."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
+
+
 def python_files(root: Path, limits: IndexLimits, skipped: list[str] | None = None) -> Snapshot:
     """The workspace's .py files, skipping environments, VCS and build folders, bounded in count,
     each with its size and mtime as the walk found them (what tells a changed file without
@@ -445,8 +455,7 @@ class LocalProvider:
             if not path.endswith(".py"):
                 continue
             candidate = Path(path)
-            # resolve() touches the disk: only when the path as given is not plainly inside
-            if self._in_folders(candidate) or self._in_folders(candidate.resolve()):
+            if self._in_folders(candidate) or self._in_folders(_resolved(candidate)):
                 self._dirty.set()
                 return
 

@@ -192,3 +192,19 @@ async def test_a_cache_folder_that_cannot_be_looked_into_only_costs_the_persiste
         assert any(text.startswith("gets, registry)") for text in await _suggestions(provider, workspace))
     finally:
         await provider.aclose()
+
+
+def test_a_watched_file_event_for_a_symlink_loop_is_ignored_not_raised(tmp_path: Path) -> None:
+    """`Path.resolve()` raises RuntimeError on a symlink loop (Python 3.11): a watched-file event
+    for such a path, outside the folders as given, raised out of the handler."""
+    from heedls.server.providers.local import LocalProvider
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    loop = tmp_path / "loop.py"
+    loop.symlink_to(loop)
+    provider = LocalProvider(workspace, use_jedi=False)
+    provider.files_changed([str(loop)])  # nothing to re-read, and no exception
+    assert not provider._dirty.is_set()
+    provider.files_changed([str(workspace / "new.py")])
+    assert provider._dirty.is_set()
