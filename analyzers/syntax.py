@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 import tokenize
 from collections.abc import Iterator
@@ -88,8 +89,18 @@ def _node_char_col(data: bytes, byte_offset: int, point: tuple[int, int]) -> tup
     return row, len(data[line_start:byte_offset].decode("utf-8", "replace"))
 
 
-def _lines(text: str) -> list[str]:
-    return text.split("\n")
+# A lone carriage return ends a line for the LSP and for compile() (classic Mac files), but not
+# for tree-sitter or a split on "\n": such a file's every error was reported on its first line.
+# Read as a newline, one byte for one, so offsets and columns stay as they are.
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
+def _lsp_lines(text: str) -> str:
+    return _LONE_CR.sub("\n", text) if "\r" in text else text
+
+
+def source_lines(text: str) -> list[str]:
+    return _lsp_lines(text).split("\n")
 
 
 def _widen(rng: Range, lines: list[str]) -> Range:
@@ -139,7 +150,7 @@ def compile_error(text: str, filename: str = "<unknown>") -> CompileError | None
     except (RecursionError, MemoryError) as exc:  # absurdly nested code: not our problem to report
         log.debug("compile() gave up: %s", type(exc).__name__)
         return None
-    lines = _lines(text)
+    lines = source_lines(text)
     message = err.msg or str(err)
     if err.lineno is None:
         # No location (e.g. null bytes): find the offending character ourselves.
@@ -239,7 +250,7 @@ def merge(path: str, text: str, compiled: CompileError | None, errors: list[Tree
         if errors:
             log.debug("%d tree-sitter errors in a file compile() accepts; ignored", len(errors))
         return []
-    lines = _lines(text)
+    lines = source_lines(text)
     first = Diagnostic(
         path=path,
         range=compiled.range,
@@ -342,7 +353,7 @@ def _point(data: bytes, offset: int) -> tuple[int, int]:
 
 
 def _encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
+    return _lsp_lines(text).encode("utf-8", "surrogatepass")
 
 
 class SyntaxDocument:

@@ -162,7 +162,7 @@ def _block(out: _Lines, d: Diagnostic, cwd: Path, cache: dict[str, list[str]], m
            explanation: str | None) -> None:
     """`d` as the lines `print_text` shows (the explanation left out when `markdown`: the caller
     renders it)."""
-    from heedls.analyzers.syntax import read_source
+    from heedls.analyzers.syntax import read_source, source_lines
 
     shown = os.path.relpath(d.path, cwd)
     pos = f"{shown}:{d.range.start.line + 1}:{d.range.start.character + 1}"
@@ -171,7 +171,7 @@ def _block(out: _Lines, d: Diagnostic, cwd: Path, cache: dict[str, list[str]], m
                      f"{out.style(f'[{d.source}{code}]', 'dim')} {out.text(d.message)}")
     if d.path not in cache:
         try:
-            cache[d.path] = read_source(d.path).text.split("\n")
+            cache[d.path] = source_lines(read_source(d.path).text)  # lines as the positions count them
         except OSError:
             cache[d.path] = []
     if cache[d.path] and d.range.start.line < len(cache[d.path]):

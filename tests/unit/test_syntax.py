@@ -204,3 +204,17 @@ def test_five_megabyte_file(tmp_path: Path) -> None:
     doc = syntax.SyntaxDocument(str(target), big)
     doc.update("# edited\n" + big)
     assert doc.diagnostics()[0].range.start.line == error_line + 1
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_an_error_is_on_its_line_whatever_ends_the_lines(newline: str) -> None:
+    """A lone carriage return ends a line for the LSP and for compile(), not for a split on "\\n"
+    or tree-sitter: a classic Mac file's errors were all reported on its first line."""
+    text = newline.join(["a = 1", "b = (", "c = 3", ""])
+    found = syntax.check_text("m.py", text)
+    assert [(d.range.start.line, d.range.start.character) for d in found][:1] == [(1, 4)]
+    document = syntax.SyntaxDocument("m.py", newline.join(["def f(:", "    pass", ""]))
+    assert [d.range.start.line for d in document.diagnostics()] == [0]
+    document.update(newline.join(["x = 1", "def f(:", "    pass", ""]))
+    assert [d.range.start.line for d in document.diagnostics()] == [1]
+    assert all(e.range.start.line == 1 for e in document.tree_errors())
