@@ -14,7 +14,8 @@ The rule (documented in docs/telemetry.md):
   stood in the document before the accept do not count: only more copies than there were (the
   local provider suggests lines it found elsewhere in the file; one deleted at once is not kept).
 - *Between its neighbours*: otherwise, when the code that stood just before and just after the
-  cursor (`ANCHOR_CHARS` of each, given to `track()`) is still there, near where it was, only
+  cursor (`ANCHOR_CHARS` of each, given to `track()`) is still there, near where it was (and the
+  one before occurs more often than its other copies did at the accept: duplicated code), only
   what now lies between the two is compared with the text (exactly, or by the similar rule
   below). Text that was deleted leaves nothing between them, whatever resembles it nearby: the
   signature above a deleted `return compute(items, factor)` shares most of its tokens.
@@ -145,7 +146,12 @@ def placed_similarity(item: Tracked, document: str, anywhere_min_chars: int = 20
     wanted = _norm(item.text)
     if len(wanted) >= anywhere_min_chars and _norm(document).count(wanted) > item.copies:
         return 1.0  # moved code is still code the user kept
-    start, span = between_neighbours(document, item.offset, item.before, item.after)
+    if item.before and document.count(item.before) <= item.before_copies:
+        # every copy of its left neighbour left was in the document before the accept (duplicated
+        # code): its own is gone, and the text after another copy says nothing of the accepted one
+        start, span = None, None
+    else:
+        start, span = between_neighbours(document, item.offset, item.before, item.after)
     if span is None:
         # The code after it rewritten (its first characters were the right neighbour): the text
         # still right after its left neighbour is kept. (A run of a simulated user read a 2-character
@@ -170,6 +176,7 @@ class Tracked:
     after: str = ""
     copies: int = 0  # occurrences of the text in the document before it was inserted
     near_copies: int = 0  # ... of them near the insertion point
+    before_copies: int = 0  # occurrences of `before` in that document other than the cursor's own
     pending: list[tuple[int, str]] = field(default_factory=lambda: list(CHECKPOINTS))
 
 
@@ -215,7 +222,13 @@ class PersistenceTracker:
             copies = _norm(document).count(wanted)
             near = _norm(_region(document, at, len(text))).count(wanted) if copies else 0
         before, after = before[-ANCHOR_CHARS:], after[:ANCHOR_CHARS]
-        self._tracked.append(Tracked(event, uri, text, offset, when, before, after, copies, near))
+        # Code duplicated in the file (what the local provider suggests from) repeats the neighbour
+        # too: once the accepted text and its own neighbour are deleted, another copy of both read
+        # as "kept" (and so did a document closed unsaved, read back from disk).
+        before_copies = document.count(before) if before else 0
+        if before_copies and document.endswith(before, 0, at):
+            before_copies -= 1
+        self._tracked.append(Tracked(event, uri, text, offset, when, before, after, copies, near, before_copies))
         if len(self._tracked) > self.max_tracked:  # bounded memory under a runaway client
             del self._tracked[0]
 

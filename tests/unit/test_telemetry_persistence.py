@@ -302,3 +302,27 @@ def test_a_short_text_is_kept_only_verbatim() -> None:
     assert judged("bda: None") is True
     assert judged("bda:  None  # no parameters") is True  # went on typing after it
     assert judged('bda: {"maxsize": maxsize}') is False  # deleted and written otherwise
+
+
+def test_text_deleted_with_its_neighbour_is_not_kept_because_a_copy_of_both_stands_elsewhere() -> None:
+    """Duplicated code (what the local provider suggests from): the accepted `al += item * factor`
+    completes a loop that already stands, whole, in `compute` above. Deleted together with the
+    `tot` typed before it, or never saved (the closed document read back from disk), it read "kept",
+    found after the other copy of its left neighbour."""
+    original = ("def compute(items, factor):\n    total = 0\n    for item in items:\n"
+                "        total += item * factor\n    return total\n")
+    typed = original + "\n\ndef compute_2(items, factor):\n    total = 0\n    for item in items:\n        tot"
+    text = "al += item * factor"
+
+    def judged(later: str) -> bool | None:
+        clock = Clock()
+        tracker = PersistenceTracker(clock=clock)
+        event = accepted_event()
+        tracker.track(event, "u", text, len(typed), before=typed, after="", document=typed + text)
+        tracker.check(clock.now + 30, {"u": later}.get)
+        return event.persisted_30s
+
+    assert judged(typed + text + "\n    return total\n") is True  # kept
+    assert judged(typed[:-3] + "\n    return total\n") is False  # deleted with the `tot` before it
+    assert judged(original) is False  # closed unsaved: the file on disk never had it
+    assert judged(typed + "al = sum(items) * factor\n") is False  # replaced
