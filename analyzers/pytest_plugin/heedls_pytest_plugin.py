@@ -19,17 +19,49 @@ value -- a failing assertion's traceback never enters the code under test.
 
 from __future__ import annotations
 
-import ast
-import copy
-import json
-import linecache
 import os
-import re
-import reprlib
-import signal
 import sys
-import threading
-import time
+
+
+def _standard(name):
+    """The standard module `name`, even when the workspace has a file of that name: `python -m
+    pytest` puts the workspace's folder first on sys.path, so a project's `json.py` was imported
+    by pytest in json's place, and this file's reports came out as that module's garbage (every run
+    a collection error). The module the tests see stays as pytest left it."""
+    here = os.getcwd()
+
+    def shadowed(module):
+        where = getattr(module, "__file__", None)
+        return bool(where) and os.path.abspath(where).startswith(here + os.sep)
+
+    cached = sys.modules.get(name)
+    if cached is not None and not shadowed(cached):
+        return cached
+    own = {k: v for k, v in sys.modules.items() if k == name or k.startswith(name + ".")}
+    saved = sys.path[:]
+    for key in own:
+        del sys.modules[key]
+    sys.path[:] = [p for p in saved if os.path.abspath(p or os.curdir) != here]
+    try:
+        __import__(name)
+        return sys.modules[name]
+    finally:
+        sys.path[:] = saved
+        if own:  # what the tests' process had, back in its place
+            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+                del sys.modules[key]
+            sys.modules.update(own)
+
+
+ast = _standard("ast")
+copy = _standard("copy")
+json = _standard("json")
+linecache = _standard("linecache")
+re = _standard("re")
+reprlib = _standard("reprlib")
+signal = _standard("signal")
+threading = _standard("threading")
+time = _standard("time")
 
 REPORT_ENV = "HEEDLS_REPORT"
 WORKSPACE_ENV = "HEEDLS_WORKSPACE"
