@@ -132,7 +132,13 @@ def bench_tests(bench_set: Path, bugs: int, repeats: int) -> dict[str, Any]:
     folders = sorted(p for p in bench_set.iterdir() if (p / "bug.json").is_file())[:bugs]
     rows: list[dict[str, Any]] = []
     for folder in folders:
-        meta = json.loads((folder / "bug.json").read_text(encoding="utf-8"))
+        try:
+            meta = json.loads((folder / "bug.json").read_text(encoding="utf-8"))
+            if not isinstance(meta, dict) or not isinstance(meta.get("test"), str):
+                raise ValueError("not an object with a \"test\" file")
+        except (OSError, ValueError) as exc:  # one broken bug is a note, not the bench's end
+            print(f"heedls bench analyzers: {folder / 'bug.json'} skipped: {exc}", file=sys.stderr)
+            continue
         timeout_s = float(meta.get("timeout_s", 60))
         plain: list[float] = []
         ours: list[float] = []

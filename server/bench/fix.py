@@ -236,6 +236,12 @@ def register(bench_app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        if html_path is not None:  # before the run, not after it: a bench takes minutes
+            try:
+                html_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                typer.echo(f"heedls bench fix: cannot write {html_path}: {exc.strerror or exc}", err=True)
+                raise typer.Exit(2) from None
         bugs = load_bugs(bugset)
         if only:
             wanted = set(only.split(","))
@@ -267,10 +273,14 @@ def register(bench_app: typer.Typer) -> None:
         order = {b.get("id"): i for i, b in enumerate(bugs)}
         rows.sort(key=lambda r: order.get(r["id"], 0))
         summary = summarise(rows, bugset, budget_seconds, jobs, load_before)
-        if html_path is not None:
-            write_html(summary, html_path)
         if as_json:
             sys.stdout.write(json.dumps(summary) + "\n")
         else:
             head = {k: v for k, v in summary.items() if k != "bugs"}
             typer.echo(json.dumps(head, indent=1))
+        if html_path is not None:  # after the figures are out: a page that cannot be written loses nothing else
+            try:
+                write_html(summary, html_path)
+            except OSError as exc:
+                typer.echo(f"heedls bench fix: cannot write {html_path}: {exc.strerror or exc}", err=True)
+                raise typer.Exit(1) from None
