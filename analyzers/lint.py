@@ -114,6 +114,12 @@ def to_diagnostics(findings: Sequence[dict[str, Any]], path_override: str | None
             if path is None:
                 path = resolved[name] = str(Path(name).resolve())
         severity: Severity = "error" if code in _ERROR_CODES else "warning"
+        message = str(item.get("message", ""))
+        if code == "E902" and "UTF-8" in message:
+            # ruff reads UTF-8 only; Python also reads a file whose coding cookie names another
+            # encoding (latin-1), so this is no error in the code: say it was not linted
+            severity = "information"
+            message = f"not linted: ruff reads only UTF-8 files ({message})"
         fix = _fix(item.get("fix"), path, str(code), bom)
         data: dict[str, Any] = {"name": item.get("name"), "noqa_row": item.get("noqa_row")}
         if code in _UNNECESSARY:
@@ -125,7 +131,7 @@ def to_diagnostics(findings: Sequence[dict[str, Any]], path_override: str | None
                 severity=severity,
                 source=SOURCE,
                 code=str(code),
-                message=str(item.get("message", "")),
+                message=message,
                 fixes=[fix] if fix else [],
                 url=item.get("url"),
                 # Lint findings rarely explain a failing test; below syntax errors and failures.

@@ -213,3 +213,17 @@ def test_files_on_disk_get_the_fix_too(ws: Path) -> None:
     (ws / "geo.py").write_text("def f(a):\n    return math.sqrt(a)\n")
     (d,) = [d for d in lint.lint_paths([ws], workspace=ws).diagnostics if d.code == "F821"]
     assert [f.title for f in d.fixes] == ["Add `import math`"]
+
+
+def test_a_file_ruff_cannot_read_as_utf8_is_a_note_not_an_error() -> None:
+    """`# -*- coding: latin-1 -*-` files are valid Python; ruff reads only UTF-8 (E902): heedls said
+    "error" about code that has none. A file that is really broken gets its syntax error elsewhere."""
+    from heedls.analyzers.lint import to_diagnostics
+
+    finding = {"code": "E902", "message": "stream did not contain valid UTF-8", "filename": "/w/lat.py",
+               "location": {"row": 1, "column": 1}, "end_location": {"row": 1, "column": 1}}
+    [diagnostic] = to_diagnostics([finding])
+    assert diagnostic.severity == "information"
+    assert diagnostic.message == "not linted: ruff reads only UTF-8 files (stream did not contain valid UTF-8)"
+    other = {**finding, "message": "Permission denied (os error 13)"}
+    assert to_diagnostics([other])[0].severity == "error"  # other I/O errors stay errors
