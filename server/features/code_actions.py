@@ -9,6 +9,10 @@
   a later `textDocument/codeAction` on the failing test's diagnostics offers
   "Fix: … (tests pass)" with the edit, while the test files it was proven by (and the conftest.py
   files and helper modules they read) are unchanged on disk.
+- A fix is handed out (returned, or sent with `workspace/applyEdit` by `heedls.fix`) only while the
+  document is still the text it was searched for: otherwise its line numbers may name other code.
+  To a client that supports `documentChanges` the edit names the document's version, so the editor
+  itself refuses it once the user has typed on.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from heedls.analyzers.lines import split_lines
 from heedls.analyzers.model import Diagnostic, Fix
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.features.documents import opened
+from heedls.server.features.lifecycle import PULL_TIMEOUT_S
 from heedls.server.features.params import field as _field
 from heedls.server.positions import UTF16, units
 from lsprotocol import types
@@ -37,6 +43,10 @@ log = logging.getLogger("heedls.code_actions")
 FIX_METHOD = "heedls/fix"
 FIX_COMMAND = "heedls.fix"  # [uri, line?]: search, then apply the validated fix through workspace/applyEdit
 _ids = itertools.count(1)
+# How long `heedls.fix` waits for the client's answer to workspace/applyEdit: as long as for a
+# settings pull, since a client that never answers must not hold the command forever.
+APPLY_TIMEOUT_S = PULL_TIMEOUT_S
+STALE_FIX = "The file changed while the fix was being searched; run heedls.fix again."
 
 
 _DISK_READ_CAP = 4_000_000  # bytes of a file the client never opened that an action may read
@@ -70,8 +80,9 @@ def _position(lines: list[str], offset_line: int, col: int, encoding: str | None
 def minimal_edit(old: str, new: str, encoding: str | None = UTF16) -> tuple[types.Range, str]:
     """One TextEdit turning old into new: the differing middle, at whole-line granularity (its
     columns in `encoding`'s code units)."""
-    old_lines = old.splitlines(keepends=True)
-    new_lines = new.splitlines(keepends=True)
+    # the client's lines (a form feed breaks no line for it, as it does for str.splitlines)
+    old_lines = split_lines(old)
+    new_lines = split_lines(new)
     start = 0
     while start < min(len(old_lines), len(new_lines)) and old_lines[start] == new_lines[start]:
         start += 1
@@ -80,16 +91,42 @@ def minimal_edit(old: str, new: str, encoding: str | None = UTF16) -> tuple[type
         end_old -= 1
         end_new -= 1
     rng = types.Range(start=types.Position(line=start, character=0), end=types.Position(line=end_old, character=0))
-    if end_old == len(old_lines) and old_lines and not old_lines[-1].endswith("\n"):
+    if end_old == len(old_lines) and old_lines and not old_lines[-1].endswith(("\n", "\r")):
         # the last line has no newline: end the range at its last character instead
         last = old_lines[-1]
         rng = types.Range(start=rng.start, end=types.Position(line=len(old_lines) - 1, character=units(last, encoding)))
     return rng, "".join(new_lines[start:end_new])
 
 
-def workspace_edit(uri: str, old: str, new: str, encoding: str | None = UTF16) -> types.WorkspaceEdit:
+def workspace_edit(uri: str, old: str, new: str, encoding: str | None = UTF16, *, versioned: bool = False,
+                   version: int | None = None) -> types.WorkspaceEdit:
+    """The edit turning `old` into `new`. `versioned` (for clients that support `documentChanges`):
+    as a change of the document at `version` (None: the file on disk), which the editor applies
+    only while the document is at that version."""
     rng, text = minimal_edit(old, new, encoding)
-    return types.WorkspaceEdit(changes={uri: [types.TextEdit(range=rng, new_text=text)]})
+    edit = types.TextEdit(range=rng, new_text=text)
+    if versioned:
+        document = types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version)
+        return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(text_document=document, edits=[edit])])
+    return types.WorkspaceEdit(changes={uri: [edit]})
+
+
+def _document_changes(server: HeedlsServer) -> bool:
+    """Does the client take versioned `documentChanges` in a WorkspaceEdit?"""
+    caps = getattr(server, "client_capabilities", None)  # none known outside a session (the unit tests' fakes)
+    workspace = caps.workspace if caps else None
+    edits = workspace.workspace_edit if workspace else None
+    return bool(edits and edits.document_changes)
+
+
+def _edit_of_current(server: HeedlsServer, uri: str, current: str, new: str) -> types.WorkspaceEdit:
+    """The edit turning the document's text as the server has it now (`current`) into `new`,
+    carrying the document's version for a client that checks versions."""
+    if not _document_changes(server):
+        return workspace_edit(uri, current, new, _encoding(server))
+    document = opened(server.workspace, uri)
+    version = document.version if document is not None else None  # None: the file on disk
+    return workspace_edit(uri, current, new, _encoding(server), versioned=True, version=version)
 
 
 def _lsp_range(d: Diagnostic) -> types.Range:
@@ -266,12 +303,20 @@ class RepairService:
             if self.running.get(uri) is cancel:
                 self.running.pop(uri, None)
             self._progress_end(token, end)
-        edit = None
-        if result.fixed and result.new_text is not None:
-            self.remember(uri, text, result, files, stats)
-            edit = workspace_edit(uri, text, result.new_text, _encoding(self.server))
         out: dict[str, Any] = result.to_json()
+        edit = None
+        stale = False
+        if result.fixed and result.new_text is not None:
+            self.remember(uri, text, result, files, stats)  # the code action offers it if the text comes back
+            # The search read the text when it began; the user may have typed since. The edit's
+            # lines are those of that text, so on another text it would overwrite other code.
+            if _text_of(self.server, uri) == text:
+                edit = _edit_of_current(self.server, uri, text, result.new_text)
+            else:
+                stale = True
+                out["explanation"] = f"{STALE_FIX} (For the earlier text: {out.get('explanation', '')})"
         out["edit"] = edit
+        out["stale"] = stale
         return out
 
     def _watch_workers(self, repairer: Any) -> None:
@@ -399,7 +444,7 @@ def code_actions(server: HeedlsServer, service: RepairService, params: types.Cod
                 title=title,
                 kind=types.CodeActionKind.QuickFix,
                 diagnostics=[as_published(d) for d in failing] or None,
-                edit=workspace_edit(uri, text, result.new_text, _encoding(server)),
+                edit=_edit_of_current(server, uri, text, result.new_text),
                 is_preferred=True,
                 data={"explanation": result.explanation, "patch": result.patch},
             ),
@@ -453,17 +498,45 @@ def register(server: HeedlsServer) -> None:
             params["position"] = {"line": values[1], "character": 0}
         result = await service.fix(params)
         edit = result.get("edit")
-        if result.get("fixed") and edit is not None:
-            try:
-                await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label="heedls: validated fix"))
-            except Exception:
-                log.warning("workspace/applyEdit failed", exc_info=True)
         message = result.get("explanation") or ("No fix found." if not result.get("fixed") else "Fixed.")
+        level = types.MessageType.Warning if result.get("stale") else types.MessageType.Info
+        applied: bool | None = False  # nothing is sent without a fix for the document's current text
+        if result.get("fixed") and edit is not None:
+            applied, reason = await _apply_edit(ls, edit)
+            if reason:
+                result["failure_reason"] = reason
+            if applied is False:
+                level = types.MessageType.Warning
+                message = f"Found a fix but it was not applied ({reason or 'the editor refused it'}). {message}"
+            elif applied is None:
+                level = types.MessageType.Warning
+                message = (f"Found a fix and sent it to the editor, which did not confirm within "
+                           f"{APPLY_TIMEOUT_S:g} s that it applied it. {message}")
+        result["applied"] = applied
         try:
-            ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Info, message=f"heedls: {message}"))
+            ls.window_show_message(types.ShowMessageParams(type=level, message=f"heedls: {message}"))
         except Exception:
             log.debug("showMessage failed", exc_info=True)
         return result
+
+
+async def _apply_edit(ls: HeedlsServer, edit: types.WorkspaceEdit) -> tuple[bool | None, str | None]:
+    """Sends `edit` with workspace/applyEdit: (whether the client applied it, its reason if not).
+    (None, None) when it did not answer within APPLY_TIMEOUT_S."""
+    answer = asyncio.wrap_future(ls.workspace_apply_edit(types.ApplyWorkspaceEditParams(edit=edit, label="heedls: validated fix")))
+    # shielded: cancelling the request's future would make a late answer raise in pygls' reader
+    answer.add_done_callback(lambda f: f.cancelled() or f.exception())  # a late error is no "never retrieved"
+    try:
+        outcome = await asyncio.wait_for(asyncio.shield(answer), APPLY_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("workspace/applyEdit: no answer within %gs", APPLY_TIMEOUT_S)
+        return None, None
+    except Exception as exc:  # noqa: BLE001 - an error answer: the client did not apply it
+        log.warning("workspace/applyEdit failed: %s", exc)
+        return False, str(exc) or type(exc).__name__
+    if not isinstance(outcome, types.ApplyWorkspaceEditResult):
+        return None, None  # an answer that says nothing (null)
+    return outcome.applied, outcome.failure_reason
 
 
 def _kind_value(kind: object) -> str:
