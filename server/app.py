@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from pygls.exceptions import (
     JsonRpcServerNotInitialized,
 )
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.protocol.json_rpc import RPCRequest
 
 from heedls import __version__
@@ -74,6 +74,12 @@ class HeedlsProtocol(LanguageServerProtocol):
         """pygls drops a request whose params it cannot read (a negative position, params: null, a
         string where a number belongs) after logging it, so the client waits for an answer that
         never comes. Answer it with the error instead (InvalidParams), as JSON-RPC asks."""
+        if "id" in data and "method" not in data and "error" not in data and data.get("result") is None:
+            # A null result, which JSON-RPC allows: lsprotocol's type for some requests has none
+            # (workspace/configuration: an array), and pygls dropped the answer with a traceback,
+            # its waiter left waiting. It gets None: the client had nothing to give.
+            if self._result_types.pop(data["id"], None) is not None:
+                log.debug("a null result for request %s", data["id"])
         try:
             return super().structure_message(data)
         except JsonRpcException as exc:
@@ -159,6 +165,31 @@ class HeedlsProtocol(LanguageServerProtocol):
         super()._execute_handler(msg_id, handler, callback, args, kwargs)
         if len(self._request_futures) > self._prune_at:
             self._prune_finished()
+
+    @lsp_method(types.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
+        """pygls' shutdown, cancelling what still runs over a copy of the table: cancelling a
+        command's future (a heedls.fix waiting for the client's workspace/applyEdit) removes its
+        entry at once, and pygls' loop over the table itself failed ("dictionary changed size
+        during iteration"): shutdown answered an internal error, and exit was status 1."""
+        if (user_handler := self.fm.features.get(types.SHUTDOWN)) is not None:
+            yield user_handler, args, None
+        current_id = self.msg_id  # the shutdown request's own future is answered, not cancelled
+        for msg_id, future in list(self._request_futures.items()):
+            if msg_id != current_id and not future.done():
+                future.cancel()
+        self._shutdown = True
+
+    def _handle_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
+        """A client's answer to a request the server gave up on (cancelled: its waiter stopped,
+        or shutdown) is dropped quietly; pygls set it on the cancelled future, an InvalidStateError
+        traceback in the log."""
+        future = self._request_futures.get(msg_id)
+        if future is not None and future.cancelled():
+            self._request_futures.pop(msg_id, None)
+            log.debug("an answer to request %s, given up on: ignored", msg_id)
+            return
+        super()._handle_response(msg_id, result, error)
 
     def _run_generator(self, future: Any, *, gen: Any, result_future: Any) -> None:
         """pygls runs a command (`workspace/executeCommand`: heedls.fix, heedls.runTests) as a

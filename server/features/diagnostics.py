@@ -51,6 +51,7 @@ _THREAD_THRESHOLD = 20_000
 _PROGRESS_TICK_S = 1.0
 _RELATED_EXPLANATION_CHARS = 400
 _SUPERSEDED: dict[str, Any] = {"ran": False, "outcome": "cancelled", "reason": "superseded by a newer run"}
+_SHUTTING_DOWN: dict[str, Any] = {"ran": False, "outcome": "cancelled", "reason": "the server is shutting down"}
 
 
 @dataclass(eq=False)
@@ -182,6 +183,7 @@ class DiagnosticsService:
         self.last_syntax_ms: float = 0.0
         self.runs_started = 0
         self.runs_cancelled = 0
+        self._closing = False  # shutdown cancels the runs: their callers are told why
 
     # -- the store ------------------------------------------------------------------------------
     def for_uri(self, uri: str) -> list[Diagnostic]:
@@ -525,7 +527,8 @@ class DiagnosticsService:
         except asyncio.CancelledError:
             me = asyncio.current_task()
             if run.task.cancelled() and not (me is not None and me.cancelling()):
-                return dict(_SUPERSEDED)  # the run itself was cancelled: a newer run, the cancel button
+                # the run itself was cancelled: a newer run, the cancel button, or shutdown
+                return dict(_SHUTTING_DOWN if self._closing else _SUPERSEDED)
             raise
         finally:
             run.waiters -= 1
@@ -664,7 +667,7 @@ class DiagnosticsService:
             }
         except asyncio.CancelledError:
             self.runs_cancelled += 1
-            end_message = "cancelled (superseded by a newer run)"
+            end_message = "cancelled (the server is shutting down)" if self._closing else "cancelled (superseded by a newer run)"
             raise
         finally:
             tick.cancel()
@@ -807,6 +810,7 @@ class DiagnosticsService:
 
     async def shutdown(self) -> None:
         """Cancel pending and running work (running tests' process groups are killed)."""
+        self._closing = True
         tasks: list[asyncio.Task[Any]] = [*self._test_timers.values(), *(r.task for r in self._test_runs.values())]
         for task in tasks:
             task.cancel()

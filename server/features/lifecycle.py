@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,8 @@ def _folder_paths(folders: Sequence[types.WorkspaceFolder] | None) -> list[Path]
     return list(dict.fromkeys(Path(path) for path in paths if path))
 
 
-def _root_from(params: types.InitializeParams) -> Path | None:
-    folders = _folder_paths(params.workspace_folders)
-    if folders:
-        return folders[0]
+def _given_root(params: types.InitializeParams) -> Path | None:
+    """The root of a client that names no workspace folders: rootUri, else rootPath."""
     if params.root_uri:
         path = uris.to_fs_path(params.root_uri)
         if path:
@@ -37,6 +35,21 @@ def _root_from(params: types.InitializeParams) -> Path | None:
     if params.root_path:
         return Path(params.root_path)
     return None
+
+
+def _only_folders(ls: HeedlsServer, paths: list[Path], *, told: Collection[Path] = ()) -> list[Path]:
+    """`paths` without those that are files, each said once in the editor's log (except those in
+    `told`). A file sent as a workspace folder (or root) became the folder holding that very file:
+    ruff and pytest were started in it (NotADirectoryError) and its events went to a store of its
+    own. It is taken as no folder; a path that does not exist (yet) stays, as it holds nothing."""
+    kept = []
+    for path in paths:
+        if os.path.exists(path) and not os.path.isdir(path):  # os.path: False, not an error, when unreadable
+            if path not in told:
+                ls.notify_log(f"{path} is a file, not a folder: it is not taken as a workspace folder")
+        else:
+            kept.append(path)
+    return kept
 
 
 class _ProjectFile:
@@ -89,8 +102,14 @@ def register(server: HeedlsServer) -> None:
     @server.feature(types.INITIALIZE)
     async def on_initialize(ls: HeedlsServer, params: types.InitializeParams) -> None:
         use_lsp_documents(ls)
-        ls.root = _root_from(params)
-        ls.folders = _folder_paths(params.workspace_folders) or ([ls.root] if ls.root is not None else [])
+        given = _folder_paths(params.workspace_folders)
+        ls.folders = _only_folders(ls, given)
+        if ls.folders:
+            ls.root = ls.folders[0]
+        else:  # the root a client gives otherwise; a file there is as no root (said once, if a folder too)
+            root = _given_root(params)
+            ls.root = root if root is not None and _only_folders(ls, [root], told=given) else None
+            ls.folders = [ls.root] if ls.root is not None else []
         ls.init_options = params.initialization_options
         if isinstance(params.process_id, int) and params.process_id > 0 and params.process_id != os.getpid():
             ls.services["parent_watch"] = asyncio.ensure_future(_watch_parent(params.process_id))
@@ -106,7 +125,7 @@ def register(server: HeedlsServer) -> None:
         # folder follows it; the first folder left supplies the shared settings. The root (where
         # the services were built) stays the one of initialize.
         removed = set(_folder_paths(params.event.removed))
-        added = _folder_paths(params.event.added)
+        added = _only_folders(ls, _folder_paths(params.event.added))
         ls.folders = [f for f in ls.folders if f not in removed] + [f for f in added if f not in ls.folders]
         await ls.reload_config()
         await _pull_settings(ls, window=False)  # the added folders' own settings
@@ -163,6 +182,18 @@ async def _watch_python_files(ls: HeedlsServer) -> None:
         log.debug("registering the .py file watcher failed: %s", exc)
 
 
+async def _however_late(request: asyncio.Future[Any]) -> Any:
+    """The client's answer to `request`, when it comes. An editor still starting up may answer
+    after PULL_TIMEOUT_S: giving up then (cancelling the request) lost that answer, the folders'
+    settings for the session; it is still taken (if its request is still the latest one)."""
+    try:
+        async with asyncio.timeout(PULL_TIMEOUT_S):
+            return await asyncio.shield(request)
+    except TimeoutError:
+        log.debug("workspace/configuration: no answer after %g s; still waiting for it", PULL_TIMEOUT_S)
+    return await request
+
+
 def _answers_configuration(ls: HeedlsServer) -> bool:
     capabilities = ls.client_capabilities
     workspace = capabilities.workspace if capabilities is not None else None
@@ -193,12 +224,14 @@ async def _pull_settings(ls: HeedlsServer, *, window: bool = True) -> None:
         asked["window"] += 1
     asked["folders"] += 1
     window_seq, folders_seq = asked["window"], asked["folders"]
+    request = asyncio.ensure_future(ls.workspace_configuration_async(types.ConfigurationParams(items=items)))
     try:
-        async with asyncio.timeout(PULL_TIMEOUT_S):  # a client that never answers must not hold us
-            answer = await ls.workspace_configuration_async(types.ConfigurationParams(items=items))
+        answer: Any = await _however_late(request)
     except Exception as exc:  # noqa: BLE001 - no settings from the client is not an error of ours
         log.debug("workspace/configuration failed: %s", exc)
         return
+    if answer is None:  # JSON-RPC's null result: no settings for any item
+        answer = [None] * len(items)
     answers = list(answer) if isinstance(answer, (list, tuple)) else []
     changed = False
     if window and answers:
