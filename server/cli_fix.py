@@ -5,7 +5,7 @@ project's test files that import MODULE, else the nearest `test_<name>.py` (as t
 tests to run on save). Without `--write` nothing is touched;
 with it the patch is applied to MODULE only when a plausible fix was found. `--json` prints exactly
 one object: {"fixed", "patch", "candidates_tried", "test_runs", "seconds", "explanation", …}.
-Exit status: 0 fixed or nothing to fix, 1 no fix found, 2 usage/internal error.
+Exit status: 0 fixed or nothing to fix, 1 no fix found, 2 usage/internal error, 143 on SIGTERM.
 """
 
 from __future__ import annotations
@@ -154,10 +154,14 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"heedls fix: {module} is not UTF-8 text (byte {before[exc.start]:#04x} at offset {exc.start}); "
                        "heedls fix edits UTF-8 source only", err=True)
             raise typer.Exit(2) from None
-        result = repair(
-            RepairRequest(module=module, tests=list(test), budget_s=budget_seconds, jobs=jobs, python=python, chat=chat),
-            progress=progress,
-        )
+        try:
+            result = repair(
+                RepairRequest(module=module, tests=list(test), budget_s=budget_seconds, jobs=jobs, python=python,
+                              chat=chat),
+                progress=progress,
+            )
+        except _Terminated:  # cleaned up on the way (the runners, the copies); exit as the signal's
+            raise typer.Exit(128 + signal.SIGTERM) from None
         written = False
         if write and result.fixed and result.new_text is not None:
             try:
@@ -216,5 +220,9 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: unwinds (and cleans up) as Ctrl+C does, but the exit status is 143, not 130."""
+
+
 def _interrupted(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    raise _Terminated

@@ -379,8 +379,11 @@ class Repairer:
             return self._result("cancelled", "Cancelled.")
         self.progress("running the tests with coverage", 0.05)
         baseline = self._run_baseline()
-        if not self.autoload and _needs_plugins(baseline):
-            log.info("repair: the tests need pytest plugins (async tests); runners restart with them")
+        # The plugins are also needed when pytest refuses to start without them: the project's
+        # addopts use a plugin's option (`--timeout=30`, `-n 2`) or `required_plugins` name one.
+        if not self.autoload and (_needs_plugins(baseline) or _usage_error(baseline)):
+            log.info("repair: the tests need pytest plugins (async tests, or the project's pytest options); "
+                     "runners restart with them")
             self.autoload = True
             self.close()
             self.cancel.clear()
@@ -390,6 +393,9 @@ class Repairer:
         missing = self._missing_module(baseline)
         if missing is not None:
             return self._result("error", missing)
+        not_started = self._not_started(baseline)
+        if not_started is not None:
+            return self._result("error", not_started)
         if baseline.status == "ok" and baseline.collected == 0 and not baseline.tests and not baseline.errors:
             # every candidate would "pass" an empty run: there is nothing to check a fix against
             return self._result("error", f"No tests were collected from {', '.join(self.rel_tests)} (pytest runs "
@@ -536,6 +542,26 @@ class Repairer:
                 f"edit of {self.rel_module} can provide {listed}: install it for {self.python} "
                 f"(`{self.python} -m pip install {sorted(names)[0].split('.')[0]}`), or point heedls at the "
                 f"interpreter that has it (`--python`, or `tests.python` in pyproject.toml).")
+
+    def _not_started(self, baseline: RunResult) -> str | None:
+        """Why pytest could not even start (a usage or internal error: an option no plugin adds,
+        an unreadable pyproject.toml), in pytest's words: no edit of the module can help, unless
+        the module is what failed (a conftest.py importing it)."""
+        text = _startup_error(baseline)
+        if text is None or Path(self.rel_module).name in text:
+            return None
+        for worker in self.workers[:1]:  # paths as the user knows them, not the copy's
+            for copy in {str(worker.copy.resolve()), str(worker.copy)}:
+                text = text.replace(copy, str(self.root))
+        text = _USAGE_SYNOPSIS.sub("", text.replace("pytest.main()", "pytest"))
+        said = ("; ".join(line.strip().rstrip(".") for line in text.splitlines() if line.strip())
+                or f"it exited {baseline.rc} before running a test, saying nothing")
+        hint = ""
+        if "unrecognized arguments" in said:
+            hint = (f" With every plugin {self.python} has loaded, pytest still does not know the option (the "
+                    "project's addopts, or PYTEST_ADDOPTS): install the plugin that adds it there, or point heedls "
+                    "at the interpreter that has it (`--python`, or `tests.python` in pyproject.toml).")
+        return f"pytest could not start: {said}.{hint}"
 
     def _check_fast(self, baseline: RunResult) -> bool:
         """Use the no-re-collection path only if it reproduces the baseline's outcomes: the failing
@@ -1083,6 +1109,25 @@ def _needs_plugins(run: RunResult) -> bool:
     texts = [str((t.failure or {}).get("message", "")) for t in run.tests if t.failure]
     texts += [str(e.get("message", "")) for e in run.errors]
     return any(marker in text for text in texts for marker in _PLUGIN_NEEDED)
+
+
+def _startup_error(run: RunResult) -> str | None:
+    """What pytest printed when it stopped before running any test with a usage error (exit 4: an
+    unknown option, an unreadable config, a conftest.py that fails to import) or an internal one (3)."""
+    if run.rc not in (3, 4) or run.tests:
+        return None
+    return next((str(e.get("message") or "") for e in run.errors if e.get("startup")), None)
+
+
+def _usage_error(run: RunResult) -> bool:
+    """A usage error (pytest's `ERROR: …`), not a conftest.py that fails to import: with plugin
+    autoload off it is most likely an addopts option of a plugin."""
+    text = _startup_error(run)
+    return text is not None and any(line.startswith("ERROR:") for line in text.splitlines())
+
+
+# pytest's argparse synopsis before "unrecognized arguments": says nothing of the project
+_USAGE_SYNOPSIS = re.compile(r"usage: \S+ \[options\][^\n]*\n?")
 
 
 def repair(req: RepairRequest, *, cancel: threading.Event | None = None, progress: Progress | None = None) -> RepairResult:

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +146,7 @@ def workspace_fingerprint(root: Path, leave_out: Path) -> str:
     return digest.hexdigest()
 
 
-def copy_workspace(root: Path, dest: Path) -> None:
+def _copy_files(root: Path, dest: Path) -> None:
     """Copy the source files a test run needs (skipping VCS, venvs, caches and huge files). A
     symbolic link to a file inside the workspace stays a link, to that file's copy (the module
     a test imports may be one: a copy without it fails every test); one to a file outside is
@@ -181,6 +182,42 @@ def copy_workspace(root: Path, dest: Path) -> None:
             if count >= MAX_COPY_FILES:
                 log.warning("workspace copy truncated at %d files", count)
                 return
+
+
+def copy_workspace(root: Path, dest: Path) -> None:
+    """Copy the workspace for test runs (`_copy_files`), with its root as pytest's rootdir."""
+    _copy_files(root, dest)
+    if not has_pytest_config(dest):
+        # pytest looks for its configuration up from the tests, past the copy's root into the temp
+        # folder's parents: a pyproject.toml there became the rootdir (node ids through the temp
+        # folder) and its addopts applied. This empty one ends the search at the copy's root; the
+        # project's own configuration, at its root or below, is found first as it is for the user.
+        (dest / "pytest.ini").write_text(PYTEST_INI_MARKER, encoding="utf-8")
+
+
+PYTEST_INI_MARKER = "# heedls: the workspace copy's rootdir (the project has no pytest configuration here)\n[pytest]\n"
+
+
+def has_pytest_config(folder: Path) -> bool:
+    """Does `folder` hold a file pytest takes as its configuration (and so its rootdir)? One it
+    cannot read counts: pytest then stops with the error, as in the user's own run."""
+    if (folder / "pytest.ini").is_file() or (folder / ".pytest.ini").is_file():
+        return True
+    sections = {"tox.ini": "[pytest]", "setup.cfg": "[tool:pytest]"}
+    for name, section in sections.items():
+        try:
+            if any(line.strip() == section for line in (folder / name).read_text(errors="replace").splitlines()):
+                return True
+        except OSError:
+            continue
+    try:
+        data = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))
+    except OSError:
+        return False
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return True
+    tool = data.get("tool")
+    return isinstance(tool, dict) and "pytest" in tool  # [tool.pytest.ini_options], pytest 9's [tool.pytest]
 
 
 def sandbox_env(copy: Path, real_root: Path, autoload_plugins: bool, site: Sequence[str] = ()) -> dict[str, str]:

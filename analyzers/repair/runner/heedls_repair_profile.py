@@ -87,6 +87,15 @@ def _record_calls(module_path: str, tests: list[str], max_calls: int,
         calls.append(call)
 
     class Plugin:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_configure(self, config):  # type: ignore[no-untyped-def]
+            # the calls are recorded in this process: an addopts' `-n` (xdist) must not move the
+            # tests to workers (heedls_repair_runner.InProcess does the same)
+            if config.pluginmanager.hasplugin("xdist"):
+                config.option.numprocesses = 0
+                config.option.dist = "no"
+                config.option.tx = []
+
         def pytest_runtest_setup(self, item):  # type: ignore[no-untyped-def]
             current[0] = item.nodeid
 

@@ -399,6 +399,44 @@ class Plugin:
             self.emit({"event": "collect_error", "nodeid": report.nodeid, "message": str(report.longrepr)[-3000:]})
 
 
+class InProcess:
+    """With plugins on (the project's addopts need them), the tests must still run in this process:
+    xdist's `-n` would hand them to workers this runner cannot trace or time, and pytest-cov's
+    `--cov` traces every line (slower runs; on 3.11 the localisation's tracer replaces its own, and
+    its `--cov-fail-under` then fails every run). The options stay recognised; only their effect goes."""
+
+    def pytest_load_initial_conftests(self, early_config, parser, args):  # type: ignore[no-untyped-def]
+        # before pytest-cov's own hook starts coverage (a wrapper runs ahead of every tryfirst)
+        if hasattr(early_config.known_args_namespace, "no_cov"):
+            early_config.known_args_namespace.no_cov = True
+        yield
+
+    def pytest_configure(self, config):  # type: ignore[no-untyped-def]
+        if config.pluginmanager.hasplugin("xdist"):  # xdist's own configure (trylast) reads these
+            config.option.numprocesses = 0
+            config.option.dist = "no"
+            config.option.tx = []
+
+    if HAVE_PYTEST:
+        pytest_load_initial_conftests = pytest.hookimpl(hookwrapper=True)(pytest_load_initial_conftests)
+        pytest_configure = pytest.hookimpl(tryfirst=True)(pytest_configure)
+
+
+class _StderrTail:
+    """sys.stderr, keeping the last few KB written: pytest says why it could not start there."""
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        self.inner = inner
+        self.tail = ""
+
+    def write(self, text: str) -> int:
+        self.tail = (self.tail + text)[-6000:]
+        return self.inner.write(text)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+
 def _child_pytest(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
     # a fast-path parent already imported the tests and the module: import them afresh here
     for name in [n for n, m in list(sys.modules.items()) if getattr(m, "__file__", None) and _in_workspace(os.path.abspath(m.__file__))]:
@@ -418,7 +456,14 @@ def _child_pytest(req: dict, emit) -> int:  # type: ignore[no-untyped-def]
     if req.get("exitfirst"):
         args.append("-x")
     args += list(req.get("tests") or [])
-    return int(pytest.main(args, plugins=[Plugin(req, emit)]))
+    stderr = sys.stderr = _StderrTail(sys.stderr)
+    try:
+        rc = int(pytest.main(args, plugins=[Plugin(req, emit), InProcess()]))
+    finally:
+        sys.stderr = stderr.inner
+    if rc in (3, 4):  # internal or usage error (an unknown option, an unreadable config): pytest's own words
+        emit({"event": "collect_error", "nodeid": "", "startup": True, "message": stderr.tail[-3000:]})
+    return rc
 
 
 SESSION = None  # the collected pytest session of the fast path (set inside pytest_runtestloop)
@@ -818,7 +863,7 @@ def main() -> None:
         # collect once in this (parent) process; requests are then served from inside the session
         args = ["-q", "-s", "--tb=no", "-p", "no:cacheprovider", "-p", "no:randomly", "-W", "ignore::DeprecationWarning", *tests]
         try:
-            pytest.main(args, plugins=[ServerPlugin()])
+            pytest.main(args, plugins=[ServerPlugin(), InProcess()])
         except BaseException:  # noqa: BLE001, S110
             pass
         # collection failed (e.g. the module does not import): serve without the fast path
