@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -170,10 +171,21 @@ class TestRun:
     returncode: int | None = None
     targets: list[str] = field(default_factory=list)
     problem: str | None = None  # why no test could run at all, in words for the user
+    # Why the run did not complete normally (pytest's exit code, a process that died, a session
+    # that never finished), in words: an error diagnostic, or "no tests ran" would read as a pass.
+    incomplete: str | None = None
+    # (nodeid, when) of the failed tests the plugin has no failure record of (`--pdb` took the
+    # exception, a strict XPASS, a crashed xdist worker): counted, so they must be shown too.
+    unexplained: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
         return self.passed + self.failed + self.errors + self.skipped
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """What `heedls check` adds to its summary of the run, besides the counts."""
+        return {"outcome": self.outcome, "collected": self.collected, "incomplete": self.incomplete}
 
 
 # -- interpreter and related tests ----------------------------------------------------------------
@@ -488,6 +500,62 @@ def _collect_error(text: str, workspace: Path, nodeid: str = "") -> CollectError
 
 
 _NO_PYTEST = re.compile(r"No module named '?pytest'?\s*$", re.MULTILINE)
+_USAGE = re.compile(r"^[^\n]*: error: (?P<msg>.+)$", re.MULTILINE)  # argparse, under pytest's "ERROR: usage:"
+_ERROR_LINE = re.compile(r"^ERROR: (?P<msg>.+)$", re.MULTILINE)  # pytest's own fatal errors (a bad config)
+_BANNER = re.compile(r"^!{3,} (?P<msg>.+?) !{3,}$", re.MULTILINE)  # "!!! KeyboardInterrupt !!!", an Exit
+_FATAL = re.compile(r"^(?P<msg>Fatal Python error: .+)$", re.MULTILINE)  # a segfault, with faulthandler
+_EXC_LINE = re.compile(r"^(?:E\s+)?(?P<msg>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b.*)$", re.MULTILINE)
+_NOISE = re.compile(r"Warning\b|warnings\.warn\(|^\s*$")
+# A warning as Python prints it: "file:line: SomeWarning: message" (maybe several lines), then its
+# source line indented by two spaces. A plugin's warning is no reason for a run's end.
+_WARNING = re.compile(r"^[^\n]*:\d+: \w*Warning: [^\n]*\n(?:(?!  )[^\n]*\n){0,20}?  [^\n]*$\n?", re.MULTILINE)
+_INIFILE = re.compile(r"^\s*inifile: (?P<path>.+)$", re.MULTILINE)
+_CONFIG_AT = re.compile(r"^ERROR: (?P<path>/[^\n:]+\.(?:toml|ini|cfg)): .*?\bline (?P<line>\d+)", re.MULTILINE)
+# Options of pytest's cache plugin, which heedls turns off (-p no:cacheprovider): unknown in addopts.
+_CACHE_OPTIONS = ("--lf", "--last-failed", "--ff", "--failed-first", "--nf", "--new-first", "--sw", "--stepwise",
+                  "--sw-skip", "--stepwise-skip", "--lfnf", "--last-failed-no-failures", "--cache-clear",
+                  "--cache-show")
+
+
+def _meaningful_lines(text: str, count: int) -> list[str]:
+    return [line for line in _WARNING.sub("", text).splitlines() if not _NOISE.search(line)][-count:]
+
+
+def _last_words(stderr: str, stdout: str) -> str:
+    """What pytest's output says went wrong, in one line ("" when it printed nothing useful)."""
+    text = stderr + "\n" + stdout
+    for pattern, prefix in ((_USAGE, "usage error: "), (_ERROR_LINE, "ERROR: "), (_BANNER, ""), (_FATAL, ""),
+                            (_EXC_LINE, "")):
+        found = list(pattern.finditer(text))
+        if found:
+            words = prefix + found[-1]["msg"].strip()
+            if pattern is _USAGE and any(re.search(rf"(?<![\w-]){re.escape(o)}\b", words) for o in _CACHE_OPTIONS):
+                words += " (heedls runs pytest without its cache plugin, -p no:cacheprovider: remove --lf and the like from addopts)"
+            return words
+    # pytest's own report is on stdout; stderr is mostly the warnings of plugins
+    lines = _meaningful_lines(stdout, 1) or _meaningful_lines(stderr, 1)
+    return lines[0].strip() if lines else ""
+
+
+def _exit_words(code: int | None) -> str:
+    if code is None:
+        return "pytest ended without an exit code"
+    if code < 0:
+        try:
+            return f"pytest was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"pytest was killed by signal {-code}"
+    return f"pytest exited with code {code}"
+
+
+def _incomplete(code: int | None, result: proc.ProcResult, *, during: str = "") -> str:
+    """`run.incomplete`: how pytest ended, and the last meaningful words of its output."""
+    words = _last_words(result.stderr or "", result.stdout or "")
+    if not words:
+        # sys.exit() in a conftest.py, os._exit() anywhere: pytest ends without a word; say where to look
+        words = "no output" if code is not None and code < 0 else \
+            "no output (did a conftest.py, a plugin or a test call sys.exit() or os._exit()?)"
+    return f"{_exit_words(code)}{during}: {words}"[:1000]
 
 
 def parse_report(report: Path, result: proc.ProcResult, workspace: Path, timeout_s: float,
@@ -499,56 +567,93 @@ def parse_report(report: Path, result: proc.ProcResult, workspace: Path, timeout
     run.stderr_tail = tail_source[-STDERR_TAIL:]
     running: str | None = None
     exitstatus: int | None = None
+    # With pytest-xdist the plugin runs in the controller and in every worker: a test's report is
+    # written by its worker and again by the controller (and a collection error by each). Each
+    # (nodeid, phase) counts once; the last report wins (a rerun plugin's final outcome).
+    outcomes: dict[tuple[str, str], str] = {}
+    recorded: set[tuple[str, str]] = set()
+    collect_seen: set[tuple[str, str]] = set()
     for event in events:
         kind = event.get("event")
         if kind == "test_start":
             running = str(event.get("nodeid"))
         elif kind == "report":
-            when, outcome = event.get("when"), event.get("outcome")
-            if when == "call":
+            when, outcome = str(event.get("when")), str(event.get("outcome"))
+            outcomes[(str(event.get("nodeid", "")), when)] = outcome
+            if when == "call" or (outcome == "failed" and when == "setup"):
                 running = None
-                if outcome == "passed":
-                    run.passed += 1
-                elif outcome == "failed":
-                    run.failed += 1
-                else:
-                    run.skipped += 1
-            elif outcome == "failed":
-                run.errors += 1
-                running = None if when == "setup" else running
-            elif outcome == "skipped":
-                run.skipped += 1
         elif kind == "failure":
+            key = (str(event.get("nodeid", "")), str(event.get("when", "call")))
+            if key in recorded:
+                continue
             try:
                 run.failures.append(_failure(event))
+                recorded.add(key)  # an unreadable one leaves its test unexplained: shown all the same
             except Exception:  # a malformed record must not hide the others
                 log.exception("unreadable failure record")
         elif kind == "collect_error":
-            run.collect_errors.append(_collect_error(str(event.get("longrepr", "")), workspace,
-                                                     str(event.get("nodeid", ""))))
+            longrepr = str(event.get("longrepr", ""))
+            key = (str(event.get("nodeid", "")), longrepr)
+            if key not in collect_seen:
+                collect_seen.add(key)
+                run.collect_errors.append(_collect_error(longrepr, workspace, key[0]))
         elif kind == "finish":
             exitstatus = int(event.get("exitstatus", 0))
             run.collected = event.get("collected")
+    for (nodeid, when), outcome in outcomes.items():
+        if when == "collect":
+            continue  # xdist's controller relays collection errors as reports: counted as collect_errors
+        if when not in ("setup", "teardown"):  # "call", or xdist's "???" for a test whose worker crashed
+            if outcome == "passed":
+                run.passed += 1
+            elif outcome == "failed":
+                run.failed += 1
+            else:
+                run.skipped += 1
+        elif outcome == "failed":
+            run.errors += 1
+        elif outcome == "skipped":
+            run.skipped += 1
+    run.unexplained = [key for key, outcome in outcomes.items()
+                       if outcome == "failed" and key[1] != "collect" and key not in recorded]
     if result.timed_out:
         run.outcome = "timeout"
         run.running_test = running
         return run
     session_started = any(e.get("event") == "session" for e in events)
-    code = exitstatus if exitstatus is not None else result.returncode
-    if not session_started and code not in (0, 5):
-        # pytest died before our plugin was configured: a conftest that fails to import, a usage
-        # error, or no pytest in that interpreter at all.
+    # The process's own exit status is the authority (a plugin may change it after our hook).
+    code = result.returncode if result.returncode is not None else exitstatus
+    if not session_started:
+        # pytest ended before our plugin was configured: a conftest that fails to import or exits,
+        # a usage error, a broken configuration, or no pytest in that interpreter at all.
         text = (result.stderr or "") + "\n" + (result.stdout or "")
         if _NO_PYTEST.search(text):
             run.problem = ("pytest is not installed in the interpreter that runs the tests (the workspace's "
                            ".venv, or tests.python): install it there (pip install pytest)")
         elif _CONFTEST.search(text) or "Traceback" in text or re.search(r"^E\s", text, re.MULTILINE):
             run.collect_errors.append(_collect_error(text, workspace))
+        else:
+            run.incomplete = _incomplete(code, result)
         run.outcome = "error"
         return run
+    if events[-1].get("event") != "finish":
+        # The session never finished (under xdist the controller's finish is the last record): the
+        # process died or was killed (os._exit, a signal, a segfault), or only asked for help.
+        during = f" while {running} was running" if running else " before the test session finished"
+        run.incomplete = _incomplete(code, result, during=during)
+        run.running_test = running
+    elif run.collect_errors:
+        pass  # pytest's exit code 2 ("Interrupted: 1 error during collection") is explained by them
+    elif code not in (0, 1, 5):
+        run.incomplete = _incomplete(code, result)
+    elif code == 1 and not (run.failed or run.errors or run.failures):
+        run.incomplete = _incomplete(code, result, during=" though no test failed")
+    elif code == 0 and run.total == 0 and run.collected:
+        # pytest says "no tests collected" with exit code 5; 0 with none run is --collect-only or the like
+        run.incomplete = _incomplete(code, result, during=f" after collecting {run.collected} tests and running none")
     if run.failed or run.errors or run.failures:
         run.outcome = "failed"
-    elif run.collect_errors or code in (2, 3, 4):
+    elif run.incomplete or run.collect_errors or code in (2, 3, 4):
         run.outcome = "error"
     elif code == 5 or run.total == 0:
         run.outcome = "no-tests"
@@ -1060,11 +1165,61 @@ def failures_to_diagnostics(run: TestRun, workspace: Path) -> list[Diagnostic]:
                   "passed": run.passed, "failed": run.failed},
         ))
         out[-1].explanation = explain_mod.explain(out[-1])
+    for nodeid, when in run.unexplained:
+        file_part, _, name = nodeid.partition("::")
+        where = str((workspace / file_part).resolve())
+        line = _def_line(where, name.split("::")[-1]) if name else 1
+        verb = f"errored in {when}" if when in ("setup", "teardown") else "failed"
+        out.append(Diagnostic(
+            path=where, range=_line_range(where, line), severity="error", source="pytest", code="failed",
+            message=f"{name or nodeid} {verb} (pytest gave no details heedls could read: see pytest's own output)",
+            rank=0.5, data={"kind": "unexplained_failure", "test_id": nodeid, "when": when},
+        ))
+    if run.incomplete:
+        where, line = _incomplete_location(run, workspace)
+        what = "the test run did not complete" if run.total or run.running_test else "tests could not be run"
+        tail = "\n".join(_meaningful_lines(run.stderr_tail, 15))
+        out.append(Diagnostic(
+            path=where, range=_line_range(where, line), severity="error", source="pytest", code="run-error",
+            message=f"{what}: {_short(run.incomplete, 400)}", rank=2.0,
+            explanation=(f"**The tests did not run to the end**: {run.incomplete}.\n\n"
+                         "Nothing is known about the tests that did not run, so this is no pass: run pytest "
+                         "in the workspace to see its whole output."
+                         + (f"\n\npytest's last output:\n```\n{tail}\n```" if tail else "")),
+            data={"kind": "run_error", "returncode": run.returncode, "running_test": run.running_test,
+                  "passed": run.passed, "failed": run.failed},
+        ))
     for diag in out:
         count = int(diag.data.get("count", 1))
         if count > 1:
             diag.message += f" [{count} failing cases]"
     return sorted(out, key=lambda d: (d.path, -d.rank))  # stable: ties keep the ranking order
+
+
+def _incomplete_location(run: TestRun, workspace: Path) -> tuple[str, int]:
+    """Where an incomplete run is reported: the configuration pytest rejected, else the test
+    that was running, else the first target, else the workspace."""
+    text = run.stderr_tail
+    at = _CONFIG_AT.search(text)
+    if at and os.path.isfile(at["path"]):
+        return at["path"], int(at["line"])
+    inifile = _INIFILE.search(text)
+    if inifile:
+        path = workspace / inifile["path"].strip()  # absolute stays absolute
+        if path.is_file():
+            try:
+                lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                lines = []
+            line = next((i for i, raw in enumerate(lines, 1) if raw.lstrip().startswith("addopts")), 1)
+            return str(path), line
+    if run.running_test:
+        file_part, _, name = run.running_test.partition("::")
+        where = str((workspace / file_part).resolve())
+        return where, _def_line(where, name.split("::")[-1]) if name else 1
+    if run.targets:
+        return str(workspace / run.targets[0]), 1
+    return str(workspace), 1
 
 
 def _headline(failure: TestFailure) -> str:

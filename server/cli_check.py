@@ -244,7 +244,18 @@ def print_text(console: Console, result: CheckResult, cwd: Path, fail_on: str) -
     tests = s.get("tests")
     if isinstance(tests, dict) and tests.get("ran"):
         counts = ", ".join(f"{k} {v}" for k, v in tests.items() if k in ("passed", "failed", "errors", "skipped"))
+        if tests.get("incomplete"):
+            counts += " (the run did not complete)"  # its error diagnostic says why
+        elif tests.get("outcome") == "no-tests":
+            counts = "no tests ran (pytest found none to run)"  # zero counts alone read as a pass
         console.print(f"Tests: {counts or 'ran'}", highlight=False)
+
+
+def _test_run_incomplete(result: CheckResult) -> str | None:
+    """Why the test run asked for did not complete, if it did not."""
+    tests = result.summary.get("tests")
+    incomplete = tests.get("incomplete") if isinstance(tests, dict) else None
+    return incomplete if isinstance(incomplete, str) and incomplete else None
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -306,6 +317,15 @@ def run_check(
         text = json.dumps(to_json(result, cwd), ensure_ascii=False)
     elif fmt == Format.sarif.value:
         doc = sarif.to_sarif(result.diagnostics, base=cwd, tool_version=__version__, problems=result.problems)
+        incomplete = _test_run_incomplete(result)
+        if incomplete:
+            # SARIF's way to say the findings are not the whole story: code scanning must not read
+            # a test run that never ran as a clean one
+            invocation = doc["runs"][0]["invocations"][0]
+            invocation["executionSuccessful"] = False
+            invocation["toolExecutionNotifications"].append(
+                {"level": "error", "message": {"text": f"the test run did not complete: {incomplete}"}}
+            )
         text = json.dumps(doc, ensure_ascii=False, indent=2)
     else:
         text = ""

@@ -352,3 +352,64 @@ def test_a_terminal_shows_control_characters_of_the_code_and_never_obeys_them(tm
     shown, piped = _printed_to_a_terminal_and_a_pipe(tmp_path / "m.py", tmp_path)
     assert "# ␛[2J" in shown and "\x1b[2J" not in shown and "\r" not in shown
     assert "# \x1b[2J\n" in piped and "\r" not in piped  # as written, but for the CRLF line break
+
+
+# -- --tests: a run that did not complete is no pass --------------------------------------------------
+
+CALC = "def add(a, b):\n    return a - b\n"
+TEST_CALC = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n"
+
+
+def _calc_project(root: Path, **extra: str) -> Path:
+    """calc.py with a bug, one failing and one passing test, and `extra` files."""
+    for name, text in {"pyproject.toml": RUFF_CONFIG, "calc.py": CALC, "test_calc.py": TEST_CALC, **extra}.items():
+        (root / name).write_text(text, encoding="utf-8")
+    return root
+
+
+def test_a_conftest_that_exits_makes_check_fail_with_tests_could_not_be_run(tmp_path: Path) -> None:
+    _calc_project(tmp_path, **{"conftest.py": "import sys\n\nsys.exit(3)\n"})
+    proc = heedls("--tests", "--fail-on", "error", "test_calc.py", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "error [pytest run-error] tests could not be run: pytest exited with code 3: no output" in proc.stdout
+    assert "All checks passed" not in proc.stdout
+    assert proc.stdout.rstrip().endswith("Tests: passed 0, failed 0, errors 0, skipped 0 (the run did not complete)")
+
+
+def test_an_unknown_option_in_addopts_fails_check_with_pytests_words_and_an_unsuccessful_sarif_run(
+        tmp_path: Path) -> None:
+    _calc_project(tmp_path, **{"pytest.ini": "[pytest]\naddopts = --bogus\n"})
+    proc = heedls("--tests", "--format", "json", ".", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    [error] = [d for d in doc["diagnostics"] if d["code"] == "run-error"]
+    assert error["path"] == "pytest.ini" and error["range"]["start"]["line"] == 1  # the addopts line
+    assert error["message"] == ("tests could not be run: pytest exited with code 4: "
+                                "usage error: unrecognized arguments: --bogus")
+    tests = doc["summary"]["tests"]
+    assert tests["outcome"] == "error" and "--bogus" in tests["incomplete"]
+    sarif = heedls("--tests", "--format", "sarif", ".", cwd=tmp_path)
+    assert sarif.returncode == 1
+    log = json.loads(sarif.stdout)
+    _validate_sarif(log)
+    invocation = log["runs"][0]["invocations"][0]
+    assert invocation["executionSuccessful"] is False
+    assert any(n["level"] == "error" and "--bogus" in n["message"]["text"]
+               for n in invocation["toolExecutionNotifications"])
+
+
+def test_a_failing_test_is_still_reported_as_a_completed_run(tmp_path: Path) -> None:
+    _calc_project(tmp_path)
+    proc = heedls("--tests", "--fail-on", "error", "test_calc.py", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "test_calc.py:5:5: error [pytest AssertionError] test_add failed: add(1, 2) returned -1, expected 3" in proc.stdout
+    assert "run-error" not in proc.stdout
+    assert proc.stdout.rstrip().endswith("Tests: passed 1, failed 1, errors 0, skipped 0")
+    log = json.loads(heedls("--tests", "--format", "sarif", "test_calc.py", cwd=tmp_path).stdout)
+    assert log["runs"][0]["invocations"][0]["executionSuccessful"] is True
+
+
+def test_tests_deselected_by_addopts_say_no_tests_ran(tmp_path: Path) -> None:
+    _calc_project(tmp_path, **{"pytest.ini": "[pytest]\naddopts = -k nothing\n"})
+    proc = heedls("--tests", "--fail-on", "error", "test_calc.py", cwd=tmp_path)
+    assert proc.stdout.rstrip().endswith("Tests: no tests ran (pytest found none to run)"), proc.stdout
