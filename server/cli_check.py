@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -222,7 +223,9 @@ def print_text(console: Console, result: CheckResult, cwd: Path, fail_on: str) -
         if markdown:
             _flush(console, chunk)
             _flush(console, out.lines)
-            console.print(Padding(Markdown(explanation or ""), (0, 0, 0, 2)), soft_wrap=False)
+            # as the lines around it: a test's message may hold escape sequences (`\x1b[2J`), which
+            # the terminal would obey (rich passes them on)
+            console.print(Padding(Markdown(out.text(explanation or "")), (0, 0, 0, 2)), soft_wrap=False)
         _tail(out, d)
         chunk.extend(out.lines)
         if len(chunk) >= 4096:
@@ -277,6 +280,14 @@ def _options(workspace: Path, timeout: float | None) -> tuple[Any, list[str]]:
         ),
         warnings,
     )
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: unwinds (and cleans up) as Ctrl+C does; the exit status is 143."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
 
 
 def run_check(
@@ -371,13 +382,20 @@ def register(app: typer.Typer) -> None:
 
         Exit status: 0 clean, 1 findings at or above --fail-on, 2 usage or internal error.
         """
-        code = run_check(
-            paths,
-            tests=tests,
-            explain=explain,
-            fmt=fmt.value,
-            fail_on=fail_on.value,
-            timeout=timeout,
-            output=output,
-        )
+        # `timeout`, a CI job's cancel or `kill` send SIGTERM: unwind as Ctrl+C does (the test run's
+        # process group is killed and its report file removed on the way), where dying at once left
+        # pytest running past --timeout and its report behind
+        signal.signal(signal.SIGTERM, _terminated)
+        try:
+            code = run_check(
+                paths,
+                tests=tests,
+                explain=explain,
+                fmt=fmt.value,
+                fail_on=fail_on.value,
+                timeout=timeout,
+                output=output,
+            )
+        except _Terminated:
+            raise typer.Exit(128 + signal.SIGTERM) from None
         raise typer.Exit(code)

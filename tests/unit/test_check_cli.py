@@ -413,3 +413,61 @@ def test_tests_deselected_by_addopts_say_no_tests_ran(tmp_path: Path) -> None:
     _calc_project(tmp_path, **{"pytest.ini": "[pytest]\naddopts = -k nothing\n"})
     proc = heedls("--tests", "--fail-on", "error", "test_calc.py", cwd=tmp_path)
     assert proc.stdout.rstrip().endswith("Tests: no tests ran (pytest found none to run)"), proc.stdout
+
+
+def test_an_explanation_on_a_terminal_shows_escape_sequences_as_pictures(tmp_path: Path) -> None:
+    """A failing test's message may hold escape sequences; on a terminal the source lines and
+    messages showed them as pictures, but the explanation paragraph (rendered as Markdown) passed
+    them on: `\\x1b]0;…` set the window's title, `\\x1b[2J` cleared the screen."""
+    import io
+
+    from heedls.analyzers.check import CheckResult
+    from heedls.analyzers.model import Diagnostic, Position, Range
+    from heedls.server.cli_check import print_text
+    from rich.console import Console
+
+    hostile = "\x1b]0;PWNED\x07\x1b[2Jred"
+    diagnostic = Diagnostic(path=str(tmp_path / "t.py"), range=Range(Position(0, 0), Position(0, 1)),
+                            severity="error", source="pytest", code="AssertionError", message=f"assert {hostile!r}",
+                            explanation=f"The test failed with **{hostile}**.")
+    screen = io.StringIO()
+    print_text(Console(file=screen, force_terminal=True, width=100), CheckResult([diagnostic]), tmp_path, "warning")
+    shown = screen.getvalue()
+    assert "PWNED" in shown and "\x1b]0;" not in shown and "\x1b[2J" not in shown and "\u241b" in shown
+
+
+def test_sigterm_stops_the_test_run_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """`timeout` or a CI job's cancel sends SIGTERM: heedls died at once, and pytest ran on past
+    --timeout with its report file left in the temp folder. It unwinds as Ctrl+C does: exit 143."""
+    import signal
+    import time
+
+    (tmp_path / "test_slow.py").write_text("import time\n\n\ndef test_slow():\n    time.sleep(100)\n")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = dict(os.environ, TMPDIR=str(temp), HEEDLS_DATA_DIR=str(tmp_path / "data"), HEEDLS_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.Popen([sys.executable, "-m", "heedls", "check", "--tests", "--timeout", "60", "."], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not (list(temp.glob("heedls-pytest-*")) and _pytest_running_in(tmp_path)):  # the run has started
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 143
+    assert not list(temp.glob("heedls-pytest-*"))
+    time.sleep(0.5)
+    assert not _pytest_running_in(tmp_path)
+
+
+def _pytest_running_in(folder: Path) -> list[int]:
+    """The pids of pytest processes whose working folder is `folder` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")) == folder and b"pytest" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
