@@ -154,9 +154,12 @@ def _parse(result: proc.ProcResult, ruff: str, path_override: str | None, bom: b
     if result.timed_out:
         return LintResult(problem=f"ruff timed out after {result.seconds:.1f}s", ruff=ruff, seconds=result.seconds)
     if result.returncode != 0:
-        first = next((line for line in result.stderr.splitlines() if line.strip()), "no output")
+        lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        # ruff's first line is only "ruff failed"; why is on its "Cause:" lines after it
+        causes = [line.removeprefix("Cause:").strip() for line in lines if line.startswith("Cause:")]
+        why = "; ".join(causes) if causes else (lines[0] if lines else "no output")
         return LintResult(
-            problem=f"ruff failed (exit {result.returncode}): {first[:300]}", ruff=ruff, seconds=result.seconds
+            problem=f"ruff failed (exit {result.returncode}): {why[:300]}", ruff=ruff, seconds=result.seconds
         )
     try:
         findings = json.loads(result.stdout or "[]")

@@ -227,3 +227,16 @@ def test_a_file_ruff_cannot_read_as_utf8_is_a_note_not_an_error() -> None:
     assert diagnostic.message == "not linted: ruff reads only UTF-8 files (stream did not contain valid UTF-8)"
     other = {**finding, "message": "Permission denied (os error 13)"}
     assert to_diagnostics([other])[0].severity == "error"  # other I/O errors stay errors
+
+
+def test_when_ruff_fails_the_problem_says_why(tmp_path: Path) -> None:
+    """ruff's stderr opens with "ruff failed"; the reason is on its "Cause:" lines, which the
+    problem left out (`ruff failed (exit 2): ruff failed`)."""
+    from heedls.analyzers.lint import find_ruff, lint_paths
+
+    (tmp_path / "pyproject.toml").write_text("[tool.heedls\nlog_level = \n")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    ruff = find_ruff(tmp_path)
+    assert ruff is not None
+    result = lint_paths([str(tmp_path / "a.py")], workspace=tmp_path, ruff=ruff)
+    assert result.problem is not None and f"Failed to parse {tmp_path / 'pyproject.toml'}" in result.problem
