@@ -14,29 +14,7 @@ import pytest
 from lsprotocol import types
 
 from tests.lsp.conftest import open_document, plain, until
-
-BUGGY = """def clamp(value, low, high):
-    \"\"\"Limit value to [low, high].\"\"\"
-    if value < low:
-        return low
-    if value < high:
-        return high
-    return value
-"""
-TESTS = """from mathx import clamp
-
-
-def test_inside():
-    assert clamp(5, 0, 10) == 5
-
-
-def test_below():
-    assert clamp(-3, 0, 10) == 0
-
-
-def test_above():
-    assert clamp(42, 0, 10) == 10
-"""
+from tests.support.clamp_bug import BUGGY, TESTS
 
 
 def _apply(text: str, edit: types.TextEdit) -> str:

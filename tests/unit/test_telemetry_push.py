@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -320,7 +322,6 @@ def test_batch_size_must_be_at_least_one_row(tmp_path: Path) -> None:
 
 # -- Retry-After as a date, redirects, a whole-request deadline -------------------------------------
 def test_retry_after_as_an_http_date_is_honoured(tmp_path: Path) -> None:
-    import time
     from email.utils import formatdate
 
     path = tmp_path / "ev.sqlite3"
@@ -358,29 +359,15 @@ def test_a_redirect_is_not_followed_and_says_where_it_points(
     assert "refused" not in result.error
 
 
-@pytest.fixture
-def trickling() -> Iterator[str]:
-    """An endpoint that answers one header line every 0.1 s for 20 s: each read is quick, the whole
-    answer is not."""
-    import socket
-
+@contextlib.contextmanager
+def raw_endpoint(answer: Callable[[socket.socket, threading.Event], None]) -> Iterator[str]:
+    """An HTTP endpoint on a loopback socket whose every connection `answer(conn, stop)` writes by
+    hand (what no well-behaved server does); `stop` is set when the test is done with it."""
     stop = threading.Event()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
     listener.settimeout(0.1)
-
-    def answer(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\n")
-            for _ in range(200):
-                if stop.wait(0.1):
-                    return
-                try:
-                    conn.sendall(b"X-Slow: 1\r\n")
-                except OSError:
-                    return
 
     def serve() -> None:
         while not stop.is_set():
@@ -388,7 +375,7 @@ def trickling() -> Iterator[str]:
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+            threading.Thread(target=answer, args=(conn, stop), daemon=True).start()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -400,11 +387,30 @@ def trickling() -> Iterator[str]:
         listener.close()
 
 
+@pytest.fixture
+def trickling() -> Iterator[str]:
+    """An endpoint that answers one header line every 0.1 s for 20 s: each read is quick, the whole
+    answer is not."""
+
+    def answer(conn: socket.socket, stop: threading.Event) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(200):
+                if stop.wait(0.1):
+                    return
+                try:
+                    conn.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    return
+
+    with raw_endpoint(answer) as url:
+        yield url
+
+
 def test_the_whole_request_has_a_deadline_so_a_trickling_endpoint_cannot_stall_the_push(
     tmp_path: Path, trickling: str
 ) -> None:
-    import time
-
     path = tmp_path / "ev.sqlite3"
     fill(path, 1)
     sleeps: list[float] = []
@@ -420,16 +426,9 @@ def test_an_endless_answer_body_is_not_read_to_its_end(tmp_path: Path) -> None:
     """An endpoint that answers 200 and then streams a chunked body for ever: push read the whole
     answer into memory (23 GB within two minutes, then a MemoryError). Only the status counts: the
     batch is sent, and the endpoint saw the connection closed after at most a few chunks."""
-    import socket
+    chunks_sent = [0]
 
-    stop = threading.Event()
-    chunks_sent: list[int] = [0]
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(4)
-    listener.settimeout(0.1)
-
-    def answer(conn: socket.socket) -> None:
+    def answer(conn: socket.socket, stop: threading.Event) -> None:
         with conn:
             conn.recv(65536)
             conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -441,30 +440,15 @@ def test_an_endless_answer_body_is_not_read_to_its_end(tmp_path: Path) -> None:
                     return
                 chunks_sent[0] += 1
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        path = tmp_path / "ev.sqlite3"
-        fill(path, 3)
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}/events"
+    path = tmp_path / "ev.sqlite3"
+    fill(path, 3)
+    with raw_endpoint(answer) as url:
         result = push(path, url, deadline_s=20.0, max_retries=0)
         assert result.error is None and result.sent == 3
         sent_then = chunks_sent[0]
         time.sleep(0.3)
         assert chunks_sent[0] == sent_then  # the connection is closed: nothing more is sent
         assert sent_then < 200  # at most what the socket buffers held (~13 MB), not an endless read
-    finally:
-        stop.set()
-        thread.join(2)
-        listener.close()
 
 
 def test_a_retried_batch_carries_the_same_batch_id_so_a_receiver_can_drop_the_repeat(tmp_path: Path) -> None:
