@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.framing import read_body
+
 Answer = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 BUGGY = "def maximum(xs):\n    best = xs[0]\n    for x in xs:\n        if x < best:\n            best = x\n    return best\n"
@@ -54,17 +56,8 @@ class Editor:
     def _read(self) -> None:
         out = self.proc.stdout
         assert out is not None
-        while True:
-            headers = {}
-            while True:
-                line = out.readline()
-                if not line:
-                    return
-                if not line.strip():
-                    break
-                key, _, value = line.decode("ascii", "replace").partition(":")
-                headers[key.lower()] = value.strip()
-            message = json.loads(out.read(int(headers.get("content-length", "0"))))
+        while (body := read_body(out)) is not None:
+            message = json.loads(body)
             with self._lock:
                 if "method" not in message:
                     self.responses[message["id"]] = message

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.framing import read_body
 from tests.support.processes import dead
 
 
@@ -43,18 +44,7 @@ class RawServer:
     def _read(self) -> None:
         out = self.proc.stdout
         assert out is not None
-        while True:
-            headers = {}
-            while True:
-                line = out.readline()
-                if not line:
-                    return
-                line = line.strip()
-                if not line:
-                    break
-                key, _, value = line.decode("ascii", "replace").partition(":")
-                headers[key.lower()] = value.strip()
-            body = out.read(int(headers.get("content-length", "0")))
+        while (body := read_body(out)) is not None:
             try:
                 message = json.loads(body)
             except ValueError:
