@@ -298,8 +298,11 @@ def _run_tests(
         problems.append(f"tests were not run: the test runner is not available ({exc})")
         return [], {"ran": False, "reason": "unavailable"}
     run = testrun.run_tests(workspace, targets, python=options.python, timeout_s=options.timeout_s)
-    if run.problem:
-        problems.append(f"tests were not run: {run.problem}")
+    if run.problem and not run.incomplete:
+        # Asked for and not run (no pytest in the workspace's interpreter): no pass, as for a run
+        # that did not complete: an error diagnostic, exit 1, an unsuccessful SARIF run. A warning
+        # alone let a CI job go green.
+        run.incomplete = run.problem
     diagnostics = list(testrun.failures_to_diagnostics(run, workspace))
     return diagnostics, {"ran": True, **_run_summary(run)}
 

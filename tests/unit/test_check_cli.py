@@ -398,6 +398,21 @@ def test_an_unknown_option_in_addopts_fails_check_with_pytests_words_and_an_unsu
                for n in invocation["toolExecutionNotifications"])
 
 
+def test_no_pytest_in_the_workspace_interpreter_fails_check_and_says_what_to_install(tmp_path: Path) -> None:
+    import venv
+
+    _calc_project(tmp_path)
+    venv.create(tmp_path / ".venv", with_pip=False)  # the workspace's own interpreter, without pytest
+    proc = heedls("--tests", "--fail-on", "error", "test_calc.py", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert ("test_calc.py:1:1: error [pytest run-error] tests could not be run: pytest is not installed in the "
+            "interpreter that runs the tests") in proc.stdout
+    assert "All checks passed" not in proc.stdout
+    sarif = heedls("--tests", "--format", "sarif", "test_calc.py", cwd=tmp_path)
+    assert sarif.returncode == 1
+    assert json.loads(sarif.stdout)["runs"][0]["invocations"][0]["executionSuccessful"] is False
+
+
 def test_a_failing_test_is_still_reported_as_a_completed_run(tmp_path: Path) -> None:
     _calc_project(tmp_path)
     proc = heedls("--tests", "--fail-on", "error", "test_calc.py", cwd=tmp_path)
