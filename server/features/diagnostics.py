@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import logging
 import time
+import weakref
 from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +185,9 @@ class DiagnosticsService:
         self.runs_started = 0
         self.runs_cancelled = 0
         self._closing = False  # shutdown cancels the runs: their callers are told why
+        # Why a run was cancelled, when not by a newer run (tests turned off, the progress's cancel
+        # button): its progress and its waiters say so.
+        self._cancelled_why: weakref.WeakKeyDictionary[asyncio.Task[Any], str] = weakref.WeakKeyDictionary()
 
     # -- the store ------------------------------------------------------------------------------
     def for_uri(self, uri: str) -> list[Diagnostic]:
@@ -528,7 +532,7 @@ class DiagnosticsService:
             me = asyncio.current_task()
             if run.task.cancelled() and not (me is not None and me.cancelling()):
                 # the run itself was cancelled: a newer run, the cancel button, or shutdown
-                return dict(_SHUTTING_DOWN if self._closing else _SUPERSEDED)
+                return self._cancelled(run.task)
             raise
         finally:
             run.waiters -= 1
@@ -623,7 +627,7 @@ class DiagnosticsService:
             # The client's cancel button on the progress cancels this run.
             future = self.server.work_done_progress.tokens.get(token)
             if future is not None and me is not None:
-                future.add_done_callback(lambda f: me.cancel() if f.cancelled() else None)
+                future.add_done_callback(lambda f: self._cancel_run(me, "cancelled") if f.cancelled() else None)
         started = time.monotonic()
 
         async def ticker() -> None:
@@ -650,6 +654,8 @@ class DiagnosticsService:
                 end_message = run.problem
             elif run.outcome == "timeout":
                 end_message = f"killed after {cfg.timeout_s:g} s (time limit)"
+            elif run.incomplete:  # counts of a run that stopped short read as a pass ("0 failed")
+                end_message = f"did not complete: {run.incomplete}"
             elif run.collect_errors and not run.total:
                 end_message = f"the tests could not be collected ({len(run.collect_errors)} error"
                 end_message += "s)" if len(run.collect_errors) != 1 else ")"
@@ -667,7 +673,8 @@ class DiagnosticsService:
             }
         except asyncio.CancelledError:
             self.runs_cancelled += 1
-            end_message = "cancelled (the server is shutting down)" if self._closing else "cancelled (superseded by a newer run)"
+            reason = self._cancelled(me)["reason"] if me is not None else _SUPERSEDED["reason"]
+            end_message = reason if reason == "cancelled" else f"cancelled: {reason}"
             raise
         finally:
             tick.cancel()
@@ -801,12 +808,26 @@ class DiagnosticsService:
         """Cancel the pending and running test runs of `workspaces` (their tests were turned off)."""
         tasks: list[asyncio.Task[Any]] = []
         for workspace in workspaces:
+            why = self._tests_allowed(workspace) or "tests were turned off"
             timer, run = self._test_timers.pop(workspace, None), self._test_runs.pop(workspace, None)
             for task in (timer, run.task if run is not None else None):
                 if task is not None:
-                    task.cancel()
+                    self._cancel_run(task, why)
                     tasks.append(task)
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _cancel_run(self, task: asyncio.Task[Any], why: str) -> None:
+        """Cancel `task` for a reason other than a newer run."""
+        if not task.done():
+            self._cancelled_why.setdefault(task, why)
+            task.cancel()
+
+    def _cancelled(self, task: asyncio.Task[Any]) -> dict[str, Any]:
+        """What the waiters of a cancelled run are told."""
+        if self._closing:
+            return dict(_SHUTTING_DOWN)
+        why = self._cancelled_why.get(task)
+        return {**_SUPERSEDED, "reason": why} if why else dict(_SUPERSEDED)
 
     async def shutdown(self) -> None:
         """Cancel pending and running work (running tests' process groups are killed)."""

@@ -94,13 +94,18 @@ class Editor:
         self.send({"id": msg_id, "method": method, "params": params})
         return self.wait(msg_id, timeout)
 
-    def initialize(self, root: Path | str, folders: list[Path | str] | None = None, options: Any = None) -> None:
+    def initialize(self, root: Path | str, folders: list[Path | str] | None = None, options: Any = None,
+                   progress: bool = False) -> None:
+        """`progress`: the editor shows work done progress (window.workDoneProgress)."""
         def uri(where: Path | str) -> str:
             return where if isinstance(where, str) else where.as_uri()
 
-        capabilities = {"workspace": {"configuration": True, "workspaceFolders": True, "applyEdit": True,
-                                      "didChangeWatchedFiles": {"dynamicRegistration": True}},
-                        "textDocument": {"synchronization": {"didSave": True}, "publishDiagnostics": {}}}
+        capabilities: dict[str, Any] = {
+            "workspace": {"configuration": True, "workspaceFolders": True, "applyEdit": True,
+                          "didChangeWatchedFiles": {"dynamicRegistration": True}},
+            "textDocument": {"synchronization": {"didSave": True}, "publishDiagnostics": {}}}
+        if progress:
+            capabilities["window"] = {"workDoneProgress": True}
         assert "result" in self.call("init", "initialize", {
             "processId": None, "rootUri": uri(root), "capabilities": capabilities, "initializationOptions": options,
             "workspaceFolders": [{"uri": uri(f), "name": "folder"} for f in (folders if folders is not None else [root])]})
@@ -213,6 +218,75 @@ def test_a_test_run_stopped_by_shutdown_tells_its_caller_the_server_is_shutting_
     run = editor.wait("run")["result"]
     assert run["ran"] is False and run["outcome"] == "cancelled"
     assert "shutting down" in run["reason"]  # not "superseded by a newer run": there is none
+
+
+def _slow_test(root: Path, started: Path) -> None:
+    (root / "test_slow.py").write_text(f"import time\n\n\ndef test_slow():\n    open({str(started)!r}, 'w').close()\n"
+                                       "    time.sleep(60)\n")
+
+
+def _progress_ends(editor: Editor) -> list[str]:
+    with editor._lock:
+        return [n["params"]["value"].get("message", "") for n in editor.notifications
+                if n["method"] == "$/progress" and n["params"]["value"].get("kind") == "end"]
+
+
+def test_a_test_run_stopped_because_tests_were_turned_off_says_so(editors, tmp_path: Path) -> None:
+    """Not "superseded by a newer run": there is none."""
+    root = fix_workspace(tmp_path / "ws")
+    started = tmp_path / "started"
+    _slow_test(root, started)
+    settings: dict[str, Any] = {}
+
+    def answer(request: dict[str, Any]) -> dict[str, Any] | None:
+        if request["method"] == "workspace/configuration":
+            return {"result": [settings for _ in request["params"]["items"]]}
+        return {"result": None}
+
+    editor = editors(answer)
+    editor.initialize(root, progress=True)
+    editor.send({"id": "run", "method": "workspace/executeCommand", "params": {"command": "heedls.runTests", "arguments": []}})
+    until(started.exists, 60, "the slow test to start")
+
+    settings["tests"] = {"enabled": False}
+    editor.send({"method": "workspace/didChangeConfiguration", "params": {"settings": None}})
+
+    run = editor.wait("run")["result"]
+    assert run == {"ran": False, "outcome": "cancelled", "reason": "tests are disabled (tests.enabled = false)"}
+    until(lambda: _progress_ends(editor), 10, "the run's progress to end")
+    assert _progress_ends(editor) == ["cancelled: tests are disabled (tests.enabled = false)"]
+
+
+def test_a_test_run_cancelled_from_its_progress_says_cancelled(editors, tmp_path: Path) -> None:
+    root = fix_workspace(tmp_path / "ws")
+    started = tmp_path / "started"
+    _slow_test(root, started)
+    editor = editors()
+    editor.initialize(root, progress=True)
+    editor.send({"id": "run", "method": "workspace/executeCommand", "params": {"command": "heedls.runTests", "arguments": []}})
+    until(started.exists, 60, "the slow test to start")
+    [create] = [r for r in editor.requests if r["method"] == "window/workDoneProgress/create"]
+
+    editor.send({"method": "window/workDoneProgress/cancel", "params": {"token": create["params"]["token"]}})
+
+    run = editor.wait("run")["result"]
+    assert run == {"ran": False, "outcome": "cancelled", "reason": "cancelled"}
+    until(lambda: _progress_ends(editor), 10, "the run's progress to end")
+    assert _progress_ends(editor) == ["cancelled"]
+
+
+def test_the_progress_of_a_test_run_that_did_not_complete_says_so_not_0_failed(editors, tmp_path: Path) -> None:
+    root = fix_workspace(tmp_path / "ws")
+    (root / "conftest.py").write_text("import sys\n\nsys.exit(3)\n")
+    editor = editors()
+    editor.initialize(root, progress=True)
+
+    run = editor.call("run", "workspace/executeCommand", {"command": "heedls.runTests", "arguments": []}, timeout=60)
+
+    assert run["result"]["outcome"] == "error"
+    until(lambda: _progress_ends(editor), 10, "the run's progress to end")
+    [end] = _progress_ends(editor)
+    assert end.startswith("did not complete: pytest exited with code 3: no output")
 
 
 # -- a file where a folder belongs ----------------------------------------------------------------
