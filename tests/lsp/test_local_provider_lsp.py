@@ -44,21 +44,6 @@ async def test_a_name_defined_only_in_the_second_workspace_folder_is_suggested(l
     assert await _suggested(client, uri, 0, len(text), "nt_the_zebras(herd)", 30.0)
 
 
-async def test_each_folder_of_a_multi_root_workspace_nested_ones_too_gets_suggestions_from_its_code(
-        lsp, tmp_path: Path) -> None:
-    first, second = tmp_path / "first", tmp_path / "second"
-    nested = first / "nested"
-    for folder in (first, second, nested):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "pyproject.toml").write_text("[tool.heedls]\n")  # each its own project
-        (folder / "zoo.py").write_text(LIB.replace("zebras", f"zebras_{folder.name}"))
-    client = await lsp(first, "vscode", stub=None, options=OPTIONS, folders=[first, second, nested])
-    for folder in (first, second, nested):
-        text = "zebra_count = cou"
-        uri = open_document(client, folder / "new.py", text)
-        assert await _suggested(client, uri, 0, len(text), f"nt_the_zebras_{folder.name}(herd)", 30.0), folder.name
-
-
 async def test_a_workspace_folder_added_later_is_indexed_at_once(lsp, tmp_path: Path) -> None:
     app, lib = _folders(tmp_path)
     client = await lsp(app, "neovim", stub=None, options=OPTIONS, folders=[app])
