@@ -15,6 +15,7 @@ from heedls.server.features.inline import engine_of
 from heedls.server.features.params import field as _field
 from lsprotocol import types
 from pygls import uris
+from pygls.exceptions import JsonRpcInvalidParams
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,10 @@ def register(server: HeedlsServer) -> None:
     @server.command("heedls.toggleSuggestions")
     async def toggle(ls: HeedlsServer, *args: Any) -> dict[str, Any]:
         engine = engine_of(ls)
+        if args and args[0] is not None and not isinstance(args[0], bool):
+            # "yes", 0, "false": a guess either way could turn suggestions the wrong way
+            raise JsonRpcInvalidParams(f"heedls.toggleSuggestions: the argument must be true, false or left out, "
+                                       f"not {repr(args[0])[:40]}")
         wanted = args[0] if args and isinstance(args[0], bool) else not engine.enabled
         engine.enabled = wanted
         return {"enabled": engine.enabled}

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import attrs
+import pytest
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig
 
@@ -91,6 +92,20 @@ async def test_toggle_turns_suggestions_off_and_on(lsp, workspace: Path) -> None
     await client.workspace_execute_command_async(types.ExecuteCommandParams(command="heedls.toggleSuggestions", arguments=[True]))
     items = await client.text_document_inline_completion_async(inline_request(uri, 1, 4))
     assert items is not None and items.items
+
+
+async def test_toggle_with_an_argument_that_is_no_boolean_is_refused_and_changes_nothing(lsp, workspace: Path) -> None:
+    """"yes", 0, "false": a guess either way could turn suggestions the wrong way (it toggled)."""
+    from pygls.exceptions import JsonRpcInvalidParams
+
+    client = await lsp(workspace, "vscode")
+    uri = await _open(client, workspace)
+    for wrong in ("yes", 0, "false"):
+        with pytest.raises(JsonRpcInvalidParams, match="must be true, false or left out"):
+            await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="heedls.toggleSuggestions", arguments=[wrong]))
+    items = await client.text_document_inline_completion_async(inline_request(uri, 1, 4))
+    assert items is not None and items.items  # still on
 
 
 async def test_notification_fields_are_read_by_name_whatever_their_order(lsp, workspace: Path) -> None:
