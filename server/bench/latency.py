@@ -9,9 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from enum import Enum
 from typing import Annotated
 
 import typer
+
+
+class GateMode(str, Enum):
+    """The server's gate.mode settings (config.GateMode)."""
+
+    cascade = "cascade"
+    stage1 = "stage1"
+    off = "off"
 
 
 def register(bench_app: typer.Typer) -> None:
@@ -20,7 +29,7 @@ def register(bench_app: typer.Typer) -> None:
         requests: Annotated[int, typer.Option("--requests", "-n", min=10, help="Requests per server.")] = 500,
         warmup: Annotated[int, typer.Option(help="Unmeasured requests first.")] = 50,
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-        gate: Annotated[str, typer.Option("--gate", help="Gate mode of the measured server: cascade|stage1|off.")] = "cascade",
+        gate: Annotated[GateMode, typer.Option("--gate", help="Gate mode of the measured server.")] = GateMode.cascade,
     ) -> None:
         """Inline-completion round trip: heedls (stub provider) vs a bare pygls server."""
         from rich.console import Console
@@ -30,7 +39,7 @@ def register(bench_app: typer.Typer) -> None:
         with err.status(f"{requests} requests against each server…"):
             from heedls.server.bench.latency_driver import run_latency
 
-            result = asyncio.run(run_latency(requests, warmup, gate_mode=gate))
+            result = asyncio.run(run_latency(requests, warmup, gate_mode=gate.value))
         if json_out:
             sys.stdout.write(json.dumps(result) + "\n")
             return
