@@ -283,6 +283,7 @@ def replay_command(
         ReplayWriteError,
         find_projects,
         prepare_output,
+        provider_problems,
         read_as,
         run,
     )
@@ -296,6 +297,10 @@ def replay_command(
         _fail(f"--provider: unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
     if latency not in LATENCIES:
         _fail(f"--latency: {latency!r} is not one of {', '.join(LATENCIES)}")
+    problems = provider_problems(provider)
+    if problems:  # the replay would be the local provider's all through (an endpoint that fails later is retried)
+        _fail(f"--provider {provider}: {'; '.join(problems)} (set it under [tool.heedls.provider] in the current "
+              "folder's pyproject.toml)")
     target = _output_path(output, "-o")  # None: stdout, as for `heedls telemetry export`
     missing = [str(source) for source in sources if not source.exists()]
     if missing:

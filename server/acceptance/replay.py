@@ -237,6 +237,22 @@ def _load_chooser() -> Callable[[Any, Any], tuple[str, Any] | None]:
     return fn
 
 
+def provider_problems(name: str) -> list[str]:
+    """Why the HTTP provider `name` cannot work with the settings of the current folder (empty when
+    it can): a replay meant for it would be the local provider's, labelled so, all through."""
+    if name == "local":
+        return []
+    from dataclasses import replace
+    from typing import cast
+
+    from heedls.server import config as config_mod
+    from heedls.server.config import ProviderName
+    from heedls.server.providers.registry import config_problems
+
+    cfg, _ = config_mod.load(Path.cwd())
+    return config_problems(replace(cfg.provider, name=cast(ProviderName, name)))
+
+
 def _make_provider(name: str, workspace: Path, cache_dir: Path) -> Any:
     """The configured provider for one project: `local`, or an HTTP one falling back to local."""
     from heedls.server.providers.local import IndexLimits, LocalProvider

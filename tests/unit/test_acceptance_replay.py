@@ -186,6 +186,24 @@ def test_label_rule_partial_and_persisted_as_documented() -> None:
     assert not loose["persisted"]  # accepted, but much left to edit
 
 
+def test_an_http_provider_without_an_endpoint_is_refused_not_replaced_by_local(tmp_path: Path, monkeypatch: Any) -> None:
+    """`--provider openai` with no endpoint set: the replay would be the local provider's all
+    through (it replayed, labelled `local`, and exited 0)."""
+    from heedls.server.acceptance import replay as replay_mod
+
+    project, texts = _project(tmp_path)
+    started: list[Path] = []
+    monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: started.append(ws) or Oracle(texts))
+    monkeypatch.chdir(tmp_path)  # no [tool.heedls.provider] here
+    result = _replay_cli(str(project), "-o", str(tmp_path / "out.jsonl"), "--cuts", "5", "--provider", "openai")
+    assert result.exit_code == 2
+    assert "--provider openai: provider.endpoint is not set" in result.stderr
+    assert started == [] and not (tmp_path / "out.jsonl").exists()
+    (tmp_path / "pyproject.toml").write_text('[tool.heedls.provider]\nendpoint = "http://127.0.0.1:9"\n')
+    result = _replay_cli(str(project), "-o", str(tmp_path / "out.jsonl"), "--cuts", "5", "--provider", "openai")
+    assert result.exit_code == 0, result.stderr  # configured: replayed (a dead endpoint falls back per request)
+
+
 def test_an_unwritable_output_fails_before_the_replay(tmp_path: Path, monkeypatch: Any) -> None:
     from heedls.server.acceptance import replay as replay_mod
 
