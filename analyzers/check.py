@@ -307,6 +307,38 @@ def _run_tests(
     return diagnostics, {"ran": True, **_run_summary(run)}
 
 
+def _by_project(paths: Sequence[Path]) -> dict[Path, list[Path]]:
+    """The paths grouped by their project (find_workspace), in the order given."""
+    groups: dict[Path, list[Path]] = {}
+    for path in paths:
+        groups.setdefault(find_workspace([path]), []).append(path)
+    return groups
+
+
+# The outcome of several runs: the worst of theirs.
+_OUTCOME_ORDER = ("failed", "error", "timeout", "passed", "no-tests")
+
+
+def _merged_runs(runs: Sequence[tuple[Path, dict[str, Any]]], relative_to: Path) -> dict[str, Any]:
+    """One `tests` summary for the runs of several projects: the counts added up, the worst
+    outcome, every run that did not complete named, and each project's own under `projects`."""
+    out: dict[str, Any] = {"ran": any(s.get("ran") for _, s in runs)}
+    for key in ("passed", "failed", "errors", "skipped", "failures"):
+        values = [s[key] for _, s in runs if isinstance(s.get(key), int)]
+        if values:
+            out[key] = sum(values)
+    seconds = [s["seconds"] for _, s in runs if isinstance(s.get("seconds"), (int, float))]
+    if seconds:
+        out["seconds"] = round(sum(seconds), 3)
+    outcomes = [s.get("outcome") for _, s in runs if s.get("outcome") in _OUTCOME_ORDER]
+    out["outcome"] = min(outcomes, key=_OUTCOME_ORDER.index) if outcomes else None
+    incomplete = [f"{os.path.relpath(p, relative_to)}: {s['incomplete']}" for p, s in runs
+                  if isinstance(s.get("incomplete"), str) and s["incomplete"]]
+    out["incomplete"] = "; ".join(incomplete) or None
+    out["projects"] = [{"workspace": os.path.relpath(p, relative_to), **s} for p, s in runs]
+    return out
+
+
 def _run_summary(run: Any) -> dict[str, Any]:
     """Whatever counts the TestRun carries, as plain JSON values."""
     out: dict[str, Any] = {}
@@ -395,9 +427,17 @@ def check_paths(
             diagnostics.extend(result.diagnostics)
     tests_summary: dict[str, Any] | None = None
     if tests:
-        test_diagnostics, tests_summary = _run_tests(root, test_targets(given, root), options, problems)
-        diagnostics.extend(test_diagnostics)
+        # Paths of several projects: each project's tests in that project (its rootdir, conftest and
+        # interpreter), one run after another; the first project's alone left the others untested.
+        projects = {root: given} if workspace is not None else _by_project(given)
+        runs: list[tuple[Path, dict[str, Any]]] = []
+        for project, members in projects.items():
+            test_diagnostics, run_summary = _run_tests(project, test_targets(members, project), options, problems)
+            diagnostics.extend(test_diagnostics)
+            runs.append((project, run_summary))
+        tests_summary = runs[0][1] if len(runs) == 1 else _merged_runs(runs, Path(relative_to or Path.cwd()))
     diagnostics = order(dedupe(diagnostics))
+    problems[:] = dict.fromkeys(problems)  # one project's words per run are said once
     rel = Path(relative_to) if relative_to is not None else Path.cwd()
     _with_patches(diagnostics, rel)
     if explain:

@@ -312,9 +312,9 @@ def run_check(
         options, warnings = _options(workspace, timeout)
         for warning in warnings:
             err.print(f"heedls: configuration: {warning}", markup=False)
-        result = check.check_paths(
-            paths, workspace=workspace, tests=tests, explain=explain, config=options, relative_to=cwd
-        )
+        # the workspace found from the paths again, so that paths of several projects run each
+        # project's tests in that project
+        result = check.check_paths(paths, tests=tests, explain=explain, config=options, relative_to=cwd)
     except check.CheckUsageError as exc:
         err.print(f"heedls check: {exc}", markup=False)
         return EXIT_ERROR

@@ -413,6 +413,26 @@ def test_no_pytest_in_the_workspace_interpreter_fails_check_and_says_what_to_ins
     assert json.loads(sarif.stdout)["runs"][0]["invocations"][0]["executionSuccessful"] is False
 
 
+def test_paths_of_two_projects_run_each_projects_tests_in_that_project(tmp_path: Path) -> None:
+    """A monorepo's CI: `heedls check --tests api/ web/`. Each project's tests run there (its own
+    conftest); the first project's alone ran, and the second's failure read as a pass."""
+    api, web = tmp_path / "api", tmp_path / "web"
+    for project in (api, web):
+        project.mkdir()
+        _calc_project(project)
+    (web / "conftest.py").write_text("import pytest\n\n\n@pytest.fixture\ndef zero():\n    return 0\n")
+    (web / "test_calc.py").write_text("from calc import add\n\n\ndef test_zero(zero):\n    assert add(zero, 2) == 2\n")
+    proc = heedls("--tests", "--format", "json", "api/test_calc.py", "web/test_calc.py", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    failed = sorted((d["path"], d["message"]) for d in doc["diagnostics"] if d["source"] == "pytest")
+    assert ("api/test_calc.py", "test_add failed: add(1, 2) returned -1, expected 3") in failed
+    assert ("web/test_calc.py", "test_zero failed: add(0, 2) returned -2, expected 2") in failed
+    tests = doc["summary"]["tests"]
+    assert (tests["passed"], tests["failed"], tests["outcome"], tests["incomplete"]) == (1, 2, "failed", None)
+    assert [(p["workspace"], p["passed"], p["failed"]) for p in tests["projects"]] == [("api", 1, 1), ("web", 0, 1)]
+
+
 def test_a_failing_test_is_still_reported_as_a_completed_run(tmp_path: Path) -> None:
     _calc_project(tmp_path)
     proc = heedls("--tests", "--fail-on", "error", "test_calc.py", cwd=tmp_path)
