@@ -110,6 +110,10 @@ class HeedlsProtocol(LanguageServerProtocol):
                 else:  # or a response
                     log.warning("a message was dropped: %s", problem)
                 return None
+            if message.get("method") == "$/cancelRequest" and not _an_id(message.get("params")):
+                # an id that is no number or string: pygls failed on it with a traceback
+                log.warning("a $/cancelRequest without a usable id was ignored")
+                return None
             if "method" in message and "params" not in message:
                 # JSON-RPC lets a request or notification leave `params` out; pygls' structuring
                 # needs the key (a `heedls/status` without it was InvalidParams, an unknown method
@@ -369,9 +373,40 @@ def create_server(**services: Any) -> HeedlsServer:
     return server
 
 
+class RoutineProtocolErrors(logging.Filter):
+    """pygls logs a malformed message from a client (params that do not match the protocol, a
+    command's InvalidParams) with one or two full tracebacks, 60 lines on stderr, which an editor
+    shows in its log. The client is answered with the error and heedls logs one line for it
+    (report_server_error), so pygls' records of the protocol's errors are dropped; a traceback
+    stays for anything else (a bug), and for debug logging, where this filter is not used."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Unable to deserialize message"):
+            return False  # the error it leads to is logged next (report_server_error), in one line
+        error = record.exc_info[1] if record.exc_info else None
+        # report_server_error logs it, in one line (pygls calls it after each of these records)
+        return not isinstance(error, JsonRpcException)
+
+
+def _an_id(params: Any) -> bool:
+    """Whether `params` carries a JSON-RPC id pygls can look up (a number or a string)."""
+    ident = params.get("id") if isinstance(params, dict) else None
+    return isinstance(ident, (int, str)) and not isinstance(ident, bool)
+
+
 def configure_logging(level: str = "WARNING") -> None:
     handler = logging.StreamHandler(sys.stderr)  # stdout is the LSP channel
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("heedls")
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # pygls' own records (Python's last-resort handler printed them bare), in the same format
+    protocol = logging.StreamHandler(sys.stderr)
+    protocol.setFormatter(handler.formatter)
+    if logging.getLevelName(level) != logging.DEBUG:
+        protocol.addFilter(RoutineProtocolErrors())
+    pygls_log = logging.getLogger("pygls")
+    pygls_log.handlers[:] = [protocol]
+    pygls_log.propagate = False
+    # pygls logs each message's body at INFO: code, which the log holds only when debug is asked for
+    pygls_log.setLevel(logging.DEBUG if logging.getLevelName(level) == logging.DEBUG else logging.WARNING)

@@ -29,13 +29,15 @@ class RawServer:
         self.tmp.mkdir(exist_ok=True)
         env = dict(os.environ, HEEDLS_DATA_DIR=str(tmp / "data"), HEEDLS_CACHE_DIR=str(tmp / "cache"),
                    TMPDIR=str(self.tmp))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "heedls", "serve", "--stub-provider", "print('ok')"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
+        self.stderr_path = tmp / "server.stderr"
+        with self.stderr_path.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "heedls", "serve", "--stub-provider", "print('ok')"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+            )
         self.responses: dict[Any, Any] = {}
         self.shown: list[dict[str, Any]] = []  # window/showMessage: pop-ups in the editor
         self._lock = threading.Lock()
@@ -87,6 +89,9 @@ class RawServer:
     def inline(self, msg_id: Any, uri: str, line: int, character: int) -> Any:
         self.send({"id": msg_id, "method": "textDocument/inlineCompletion", "params": {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}, "context": {"triggerKind": 1}}})
         return self.wait(msg_id)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
 
     def close(self) -> None:
         try:
@@ -209,6 +214,29 @@ def test_what_goes_wrong_outside_a_request_is_logged_never_popped_up(raw_server)
     server.open(uri, "def f():\n    \n")
     assert server.inline(102, uri, 1, 4)["result"]["items"]  # it keeps serving
     assert [m for m in server.shown if m.get("type") == 1] == []
+
+
+def test_routine_bad_input_is_one_line_in_the_log_not_a_traceback(raw_server) -> None:
+    """Params that do not match the protocol, a command's InvalidParams, an unknown command, a
+    cancel without a usable id: the editor's log got one or two 30-line tracebacks from pygls for
+    each. The client is answered with the error; the log says it in one line."""
+    server, root = raw_server
+    uri = (root / "a.py").as_uri()
+    server.open(uri, "def f():\n    \n")
+    server.send({"id": "hover", "method": "textDocument/hover",
+                 "params": {"textDocument": {"uri": uri}, "position": {"line": "x"}}})
+    server.send({"id": "toggle", "method": "workspace/executeCommand",
+                 "params": {"command": "heedls.toggleSuggestions", "arguments": ["yes"]}})
+    server.send({"id": "nope", "method": "workspace/executeCommand", "params": {"command": "nope", "arguments": []}})
+    server.send({"method": "$/cancelRequest", "params": {"id": {"a": 1}}})
+    server.send({"method": "$/cancelRequest", "params": {}})
+    for msg_id in ("hover", "toggle", "nope"):
+        assert server.wait(msg_id)["error"]["code"] == -32602
+    assert server.inline(103, uri, 1, 4)["result"]["items"]  # it keeps serving
+    log = server.stderr()
+    assert "Traceback" not in log and "Unable to deserialize" not in log, log
+    assert log.count("the argument must be true, false or left out") == 1
+    assert log.count("a $/cancelRequest without a usable id was ignored") == 2
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX")
