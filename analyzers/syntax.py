@@ -145,6 +145,13 @@ def compile_error(text: str, filename: str = "<unknown>") -> CompileError | None
         return None
     except SyntaxError as exc:
         err: SyntaxError = exc
+    except UnicodeEncodeError as exc:  # a lone surrogate (an editor sent "\ud800"): no UTF-8 for it
+        pos = exc.start + bom
+        line = text.count("\n", 0, pos)
+        col = pos - (text.rfind("\n", 0, pos) + 1)
+        char = text[pos] if pos < len(text) else ""
+        return CompileError("SyntaxError", f"a lone surrogate U+{ord(char):04X} cannot be written as UTF-8" if char
+                            else str(exc), Range.of(line, col, line, col + 1))
     except ValueError as exc:  # 3.11: null bytes raise ValueError
         err = SyntaxError(str(exc))
     except (RecursionError, MemoryError) as exc:  # absurdly nested code: not our problem to report

@@ -158,6 +158,14 @@ def test_declared_encoding_is_respected(tmp_path: Path) -> None:
     assert (d.range.start.line, d.range.start.character) == (2, 4)
 
 
+def test_a_lone_surrogate_is_reported_where_it_is() -> None:
+    """An editor may send "\ud800" (half of a UTF-16 pair) in a document: compile() cannot encode
+    it, and the error was placed at 1:0 with the codec's words."""
+    (d,) = syntax.check_text("/m.py", 'x = 1\ny = "ab\ud800cd"\n')
+    assert (d.range.start.line, d.range.start.character, d.range.end.character) == (1, 7, 8)
+    assert d.message == "a lone surrogate U+D800 cannot be written as UTF-8"
+
+
 def test_null_bytes_and_empty_files(tmp_path: Path) -> None:
     (d,) = syntax.check_text("/m.py", "x = 1\ny = 2\x00\n")
     assert "null bytes" in d.message
