@@ -392,7 +392,11 @@ class SuggestionEngine:
 
     def settle_pending(self) -> int:
         """At shutdown: the suggestions superseded within the reject timeout are decided now, as
-        that timeout would have (no accept can arrive after exit); how many there were."""
+        that timeout would have (no accept can arrive after exit), and so are those still showing,
+        as closing their documents would decide them (rejected when a client reported them
+        displayed, else ignored; they kept outcome null); how many there were."""
+        for uri in list(self._live):
+            self._supersede(uri)
         if self._reject_timer is not None:
             self._reject_timer.cancel()
             self._reject_timer = None

@@ -423,11 +423,31 @@ async def test_pending_supersede_rejections_are_decided_at_shutdown() -> None:
     assert first is not None
     engine.mark_displayed(first.id)
     doc = DOC + "x, "
-    await engine.suggest("u", "/a.py", doc, len(doc), 0, len(doc))
-    assert engine.settle_pending() == 1
+    second = await engine.suggest("u", "/a.py", doc, len(doc), 0, len(doc))
+    assert second is not None
+    assert engine.settle_pending() == 2  # the second, still showing and never reported displayed: ignored
     mine = [e for e in sink.events if e["id"] == first.id]
     assert mine[-1]["outcome"] == "rejected" and mine[-1]["reason"] == "superseded"
     assert [e.outcome for e in gate.observed] == ["rejected"]
+
+
+async def test_suggestions_still_showing_at_shutdown_are_decided_as_a_close_would_decide_them() -> None:
+    """The editor quits with ghost text on screen (and another suggestion it never reported
+    displayed): the displayed one is rejected, the other ignored, as closing their documents
+    would have them; both kept outcome null for ever."""
+    sink, gate = RecordingSink(), ThresholdGate()
+    engine = SuggestionEngine(CountingProvider(), _quick_reject(60.0), gate=gate, sink=sink)
+    displayed = await engine.suggest("u", "/a.py", DOC, len(DOC), 0, 8)
+    unreported = await engine.suggest("v", "/b.py", DOC, len(DOC), 0, 8)
+    assert displayed is not None and unreported is not None
+    engine.mark_displayed(displayed.id)
+
+    assert engine.settle_pending() == 2
+
+    last = {e["id"]: e for e in sink.events}
+    assert (last[displayed.id]["outcome"], last[displayed.id]["reason"]) == ("rejected", "superseded")
+    assert last[unreported.id]["outcome"] == "ignored" and last[unreported.id]["decision_ms"] is None
+    assert [e.id for e in gate.observed] == [displayed.id]  # only a decision of the user's is learned
 
 
 async def test_closing_documents_leaves_nothing_of_them_behind_and_settles_what_they_showed() -> None:
