@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 from heedls.server.features.documents import LspWorkspace
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lsprotocol import types
 
 URI = "file:///ws/a.py"
@@ -58,3 +60,43 @@ def test_past_the_end_of_a_non_ascii_line_counts_the_negotiated_code_units(
     assert _edited(text, (0, length), (0, length), "  # note", encoding) == expected  # the line's very end
     assert _edited(text, (0, length + 1), (0, length + 1), "  # note", encoding) == expected
     assert _edited(text, (0, length + 30), (0, length + 30), "  # note", encoding) == expected
+
+
+def _reference_edit(text: str, start: tuple[int, int], end: tuple[int, int], new: str, encoding: str) -> str:
+    """The rule above applied by splitting the whole text into lines (as the server did until
+    2026-12-03): what the server's faster bookkeeping of line starts must give."""
+    from heedls.server.positions import column_from_units, split_lines
+
+    lines = split_lines(text)
+
+    def offset(line: int, character: int) -> int:
+        if line >= len(lines):
+            return len(text)
+        return sum(map(len, lines[:line])) + column_from_units(lines[line].rstrip("\r\n"), character, encoding)
+
+    a = offset(*start)
+    b = max(a, offset(*end))
+    return text[:a] + new + text[b:]
+
+
+_TEXT = st.text(alphabet=["a", "b", " ", "é", "😀", "\n", "\n", "\n"], max_size=40)
+_EDIT = st.tuples(st.tuples(st.integers(0, 12), st.integers(0, 12)), st.tuples(st.integers(0, 12), st.integers(0, 12)),
+                  st.text(alphabet=["x", "é", "😀", "\n", "\r"], max_size=6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_TEXT, edits=st.lists(_EDIT, max_size=8), encoding=st.sampled_from([UTF8, UTF16, UTF32]))
+def test_a_series_of_edits_gives_what_splitting_the_text_into_lines_gives(
+        text: str, edits: list[tuple[tuple[int, int], tuple[int, int], str]], encoding: types.PositionEncodingKind) -> None:
+    """The server keeps where each line starts and moves that along with each edit (a 5.8 MB
+    document no longer split into lines at each keystroke); edits with carriage returns, and
+    edits past a line's or the document's end, and reversed ranges, included."""
+    workspace = LspWorkspace(None, position_encoding=encoding)
+    workspace.put_text_document(types.TextDocumentItem(uri=URI, language_id="python", version=1, text=text))
+    expected = text
+    for version, (start, end, new) in enumerate(edits, 2):
+        change = types.TextDocumentContentChangePartial(
+            range=types.Range(types.Position(*start), types.Position(*end)), text=new)
+        workspace.update_text_document(types.VersionedTextDocumentIdentifier(uri=URI, version=version), change)
+        expected = _reference_edit(expected, start, end, new, encoding.value)
+        assert workspace.get_text_document(URI).source == expected
