@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -399,8 +399,11 @@ def check_paths(
     explain: bool = False,
     config: CheckOptions | None = None,
     relative_to: Path | str | None = None,
+    options_for: Callable[[Path], CheckOptions] | None = None,
 ) -> CheckResult:
-    """Syntax + lint (+ tests) over `paths`; diagnostics ordered per file, most likely cause first."""
+    """Syntax + lint (+ tests) over `paths`; diagnostics ordered per file, most likely cause first.
+    `options_for(project)`: the options of another project's test run (paths of several projects),
+    `config` being the first project's."""
     options = config or CheckOptions()
     started = time.monotonic()
     given = [Path(p) for p in paths]
@@ -432,7 +435,8 @@ def check_paths(
         projects = {root: given} if workspace is not None else _by_project(given)
         runs: list[tuple[Path, dict[str, Any]]] = []
         for project, members in projects.items():
-            test_diagnostics, run_summary = _run_tests(project, test_targets(members, project), options, problems)
+            own = options_for(project) if options_for is not None and project != root else options
+            test_diagnostics, run_summary = _run_tests(project, test_targets(members, project), own, problems)
             diagnostics.extend(test_diagnostics)
             runs.append((project, run_summary))
         tests_summary = runs[0][1] if len(runs) == 1 else _merged_runs(runs, Path(relative_to or Path.cwd()))

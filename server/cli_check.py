@@ -314,7 +314,14 @@ def run_check(
             err.print(f"heedls: configuration: {warning}", markup=False)
         # the workspace found from the paths again, so that paths of several projects run each
         # project's tests in that project
-        result = check.check_paths(paths, tests=tests, explain=explain, config=options, relative_to=cwd)
+        def options_for(project: Path) -> Any:  # another project's own [tool.heedls]
+            own, said = _options(project, timeout)
+            for warning in said:
+                err.print(f"heedls: configuration of {project}: {warning}", markup=False)
+            return own
+
+        result = check.check_paths(paths, tests=tests, explain=explain, config=options, relative_to=cwd,
+                                   options_for=options_for)
     except check.CheckUsageError as exc:
         err.print(f"heedls check: {exc}", markup=False)
         return EXIT_ERROR

@@ -433,6 +433,22 @@ def test_paths_of_two_projects_run_each_projects_tests_in_that_project(tmp_path:
     assert [(p["workspace"], p["passed"], p["failed"]) for p in tests["projects"]] == [("api", 1, 1), ("web", 0, 1)]
 
 
+def test_each_project_runs_its_tests_with_its_own_settings(tmp_path: Path) -> None:
+    """The second project's `[tool.heedls.tests]` (here its time limit) applies to its run; the
+    first project's settings were taken for both."""
+    api, web = tmp_path / "api", tmp_path / "web"
+    for project in (api, web):
+        project.mkdir()
+        _calc_project(project)
+    (web / "pyproject.toml").write_text(RUFF_CONFIG + "\n[tool.heedls.tests]\ntimeout_s = 3\n")
+    (web / "test_slow.py").write_text("import time\n\n\ndef test_slow():\n    time.sleep(30)\n")
+    proc = heedls("--tests", "--format", "json", "api/test_calc.py", "web/test_slow.py", cwd=tmp_path)
+    doc = json.loads(proc.stdout)
+    assert [(p["workspace"], p["outcome"]) for p in doc["summary"]["tests"]["projects"]] == \
+        [("api", "failed"), ("web", "timeout")]
+    assert doc["summary"]["tests"]["projects"][1]["seconds"] < 20
+
+
 def test_a_failing_test_is_still_reported_as_a_completed_run(tmp_path: Path) -> None:
     _calc_project(tmp_path)
     proc = heedls("--tests", "--fail-on", "error", "test_calc.py", cwd=tmp_path)
