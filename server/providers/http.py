@@ -20,6 +20,7 @@ import logging
 import math
 import re
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +35,13 @@ log = logging.getLogger("heedls.providers")
 
 # Completions are small; a model server answering with megabytes is broken (or not a model server).
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+# A suggestion is a few lines (`max_tokens` tokens); an answer far longer than that is a broken
+# server. Capped before post-processing, caching, telemetry and the editor ever see it.
+MAX_SUGGESTION_CHARS = 16 * 1024
+# Content-Encoding layers we undo ourselves, each bounded (httpx would inflate a gzip bomb whole).
+_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+MAX_ENCODINGS = 2
 
 # Per-phase timeouts are only a backstop: each request also runs under the caller's deadline.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=60.0, write=10.0, pool=3.0)
@@ -128,6 +136,105 @@ def _scrub(text: str, secret: str) -> str:
 _BEARER = re.compile(r"Bearer\s+[^\s'\"]+")
 
 
+class _Inflater:
+    """One Content-Encoding layer undone with a bound on its output: a few kilobytes of gzip must
+    not become gigabytes in memory (nor seconds of a blocked event loop) before the size cap can
+    look at them."""
+
+    def __init__(self, name: str, limit: int, where: str) -> None:
+        self.name = name
+        self.limit = limit
+        self.where = where
+        self.produced = 0
+        self._decoder = zlib.decompressobj(_DECODERS[name])
+        self._raw_deflate_tried = name != "deflate"
+
+    def feed(self, data: bytes) -> bytes:
+        if not data or self._decoder.eof:  # bytes after the end of the stream are ignored, as httpx does
+            return b""
+        room = self.limit - self.produced
+        try:
+            out = self._decoder.decompress(data, room + 1)  # never more than one byte past the limit
+        except zlib.error as exc:
+            if self._raw_deflate_tried or self.produced:
+                raise ProviderError(f"{self.where}: response is not valid {self.name} data") from exc
+            # `deflate` is meant to be zlib-wrapped, but some servers send raw deflate (httpx's rule).
+            self._raw_deflate_tried = True
+            self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self.feed(data)
+        self._raw_deflate_tried = True
+        return self._count(out)
+
+    def flush(self) -> bytes:
+        try:
+            return self._count(self._decoder.flush())
+        except zlib.error as exc:
+            raise ProviderError(f"{self.where}: response is not valid {self.name} data") from exc
+
+    def _count(self, out: bytes) -> bytes:
+        self.produced += len(out)
+        if self.produced > self.limit:
+            raise ProviderError(f"{self.where}: response larger than {self.limit} bytes once decompressed")
+        return out
+
+
+def _inflaters(headers: httpx.Headers, where: str) -> list[_Inflater]:
+    """The decoders for the response's Content-Encoding, in the order they must run."""
+    names = [n.strip().lower() for n in headers.get_list("content-encoding", split_commas=True)]
+    # Unknown names are passed over, as httpx does: we asked for gzip or deflate only, and servers
+    # write odd things there ("none", "utf-8"); an answer really encoded otherwise is not JSON.
+    names = [n for n in names if n in _DECODERS]
+    if len(names) > MAX_ENCODINGS:
+        raise ProviderError(f"{where}: response is compressed {len(names)} times over")
+    return [_Inflater(name, MAX_RESPONSE_BYTES, where) for name in reversed(names)]
+
+
+def _decoded(inflaters: list[_Inflater], data: bytes, *, final: bool = False) -> bytes:
+    for inflater in inflaters:
+        data = inflater.feed(data)
+        if final:
+            data += inflater.flush()
+    return data
+
+
+async def _read_body(response: httpx.Response, where: str) -> bytearray:
+    """The decoded body, at most MAX_RESPONSE_BYTES of it before and after decompression: raw
+    bytes decoded here with a bound per layer (see _Inflater), never by httpx."""
+    if response.is_stream_consumed:
+        # Built from bytes (`httpx.Response(content=...)`, as httpx.MockTransport handlers do):
+        # httpx has read and decoded it already. A response from the network never is.
+        body = bytearray(response.content)
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise ProviderError(f"{where}: response larger than {MAX_RESPONSE_BYTES} bytes")
+        return body
+    inflaters = _inflaters(response.headers, where)
+    body = bytearray()
+    raw = 0
+    async for chunk in response.aiter_raw():
+        raw += len(chunk)
+        body += _decoded(inflaters, chunk)
+        if len(body) > MAX_RESPONSE_BYTES or raw > MAX_RESPONSE_BYTES:
+            raise ProviderError(f"{where}: response larger than {MAX_RESPONSE_BYTES} bytes")
+    body += _decoded(inflaters, b"", final=True)
+    if len(body) > MAX_RESPONSE_BYTES:
+        raise ProviderError(f"{where}: response larger than {MAX_RESPONSE_BYTES} bytes")
+    return body
+
+
+def _why(exc: httpx.HTTPError, api_key: str) -> str:
+    """A transport error, said so a user can act on it (some have no text of their own)."""
+    reason = _scrub(str(exc), api_key)[:200]
+    # The text may quote what the server sent (h11 quotes a bad header line): printable only.
+    reason = "".join(c if c.isprintable() else "?" for c in reason)
+    if not reason or reason == type(exc).__name__:
+        reason = {
+            "ReadError": "the connection broke while reading the answer (reset by the server?)",
+            "WriteError": "the connection broke while sending the request",
+            "ConnectError": "cannot connect",
+        }.get(type(exc).__name__, "")
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+
+
 async def post_json(
     client: httpx.AsyncClient,
     url: str,
@@ -144,12 +251,15 @@ async def post_json(
     """
     if deadline_s <= 0:
         raise ProviderError(f"no time left for {redact_url(url)}")
-    send_headers = {"Accept": "application/json"}
+    # Only what `_inflaters` can undo, whatever optional decoders httpx finds installed.
+    send_headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
     if headers:
         send_headers.update(headers)
     api_key = api_key.strip()  # a key from a .env saved with CRLF, or pasted with a space
     if any(ord(c) < 32 or ord(c) == 127 for c in api_key):  # no header can carry it: say so, never show it
         raise ProviderError(f"{redact_url(url)}: the API key has control characters in it")
+    if not api_key.isascii():  # a typographic quote or dash pasted with it: httpx could not encode it
+        raise ProviderError(f"{redact_url(url)}: the API key has non-ASCII characters in it")
     if api_key:
         send_headers["Authorization"] = f"Bearer {api_key}"
     # httpx's per-phase timeouts cannot bound the whole exchange (a server trickling bytes resets
@@ -161,39 +271,45 @@ async def post_json(
             async with client.stream(
                 "POST", url, json=dict(payload), headers=send_headers, timeout=per_phase
             ) as response:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_RESPONSE_BYTES:
-                        raise ProviderError(f"{where}: response larger than {MAX_RESPONSE_BYTES} bytes")
                 status = response.status_code
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
+                location = response.headers.get("location") if 300 <= status < 400 else None
+                try:
+                    body = await _read_body(response, where)
+                except ProviderError:
+                    if status < 400:
+                        raise
+                    # An error's text is only a detail for the log: its status (a 429's Retry-After)
+                    # still counts, whatever junk came with it.
+                    body = bytearray()
     except TimeoutError as exc:
         raise ProviderError(f"{where}: no answer within {deadline_s * 1000:.0f} ms") from exc
     except httpx.TimeoutException as exc:
         raise ProviderError(f"{where}: timed out ({type(exc).__name__})") from exc
     except httpx.HTTPError as exc:
         # The exception text names the URL or the socket error, never headers; scrub anyway.
-        reason = _scrub(str(exc), api_key)[:200] or type(exc).__name__
-        raise ProviderError(f"{where}: {type(exc).__name__}: {reason}") from exc
+        raise ProviderError(f"{where}: {_why(exc, api_key)}") from exc
     except (httpx.InvalidURL, OSError, ValueError) as exc:  # e.g. an invalid URL in the settings
         raise ProviderError(f"{where}: {type(exc).__name__}") from exc
 
-    if status < 400:
-        try:  # text the user would get: never with U+FFFD standing in for bytes that were not UTF-8
-            text = bytes(body).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProviderError(f"{where}: response is not UTF-8 ({len(body)} bytes)") from exc
-    else:
-        text = bytes(body).decode("utf-8", errors="replace")
     if status >= 400:
-        detail = _scrub(_error_detail(text), api_key)
+        detail = _scrub(_error_detail(bytes(body).decode("utf-8", errors="replace")), api_key)
         log.debug("%s answered HTTP %d: %s", where, status, detail)
         raise HTTPStatusProviderError(f"{where}: HTTP {status}", status, detail, retry_after)
+    if location is not None:
+        # Not followed: the key would go wherever the server says. Where to is the user's to fix.
+        raise ProviderError(f"{where}: HTTP {status} redirect (not followed: set provider.endpoint to "
+                            f"the URL it points to)")
     if status != 200:
         raise ProviderError(f"{where}: unexpected HTTP {status}")
+    try:  # text the user would get: never with U+FFFD standing in for bytes that were not UTF-8
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProviderError(f"{where}: response is not UTF-8 ({len(body)} bytes)") from exc
     try:
         return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as exc:  # [[[[... 100k levels: not an answer, and not a reason to crash
+        raise ProviderError(f"{where}: response is JSON nested too deeply ({len(body)} bytes)") from exc
     except ValueError as exc:
         log.debug("%s answered with non-JSON (%d bytes)", where, len(body))
         raise ProviderError(f"{where}: response is not JSON ({len(body)} bytes)") from exc
@@ -226,7 +342,7 @@ def _error_detail(text: str) -> str:
     """The server's error message, from the usual shapes ({"error": "..."} or {"error": {"message"}})."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text[:300]
     if isinstance(data, dict):
         err = data.get("error", data.get("detail", data))
@@ -245,13 +361,37 @@ def require_dict(data: Any, where: str) -> dict[str, Any]:
     return data
 
 
+# Characters no code suggestion has and a terminal or an editor may act on: C0 controls other than
+# tab, line feed, form feed and carriage return, DEL, C1 controls (ESC [ and CSI start terminal
+# escape sequences, which `heedls complete` would print).
+_CONTROL = re.compile(r"[\x01-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 def require_text(value: Any, where: str) -> str:
-    """A completion text field: must be a string without NUL bytes (binary junk is garbage)."""
+    """A completion text field: must be a string without NUL bytes (binary junk is garbage),
+    control characters or lone surrogates (JSON's "\\ud800": no UTF-8 can carry it, so neither
+    the editor's JSON nor a terminal could)."""
     if not isinstance(value, str):
         raise ProviderError(f"{where}: expected text, got {type(value).__name__}")
     if "\x00" in value:
         raise ProviderError(f"{where}: text contains NUL bytes")
+    if _CONTROL.search(value):
+        raise ProviderError(f"{where}: text contains control characters")
+    if _SURROGATE.search(value):
+        raise ProviderError(f"{where}: text contains lone surrogates (not Unicode text)")
     return value
+
+
+def limit_suggestion(text: str, where: str) -> str:
+    """An inline suggestion of at most MAX_SUGGESTION_CHARS: the whole lines that fit. A model
+    that ignores `max_tokens` must not put megabytes into the cache, the telemetry or the editor."""
+    if len(text) <= MAX_SUGGESTION_CHARS:
+        return text
+    cut = text.rfind("\n", 0, MAX_SUGGESTION_CHARS + 1)
+    if cut <= 0:
+        raise ProviderError(f"{where}: answer of {len(text)} characters without a line break")
+    return text[: cut + 1]
 
 
 def confidence_from_logprobs(logprobs: list[float]) -> tuple[float | None, float | None]:
@@ -329,10 +469,10 @@ def strip_echo(text: str, request: CompletionRequest) -> str:
     return text
 
 
-def clean_fim_completion(text: str, request: CompletionRequest) -> str:
+def clean_fim_completion(text: str, request: CompletionRequest, where: str = "") -> str:
     """A FIM answer without special tokens, without markdown fences around it (small models add
-    them anyway) and without an echo of the prompt."""
-    text = cut_at_special_tokens(text)
+    them anyway) and without an echo of the prompt, at most MAX_SUGGESTION_CHARS long."""
+    text = limit_suggestion(cut_at_special_tokens(text), where or "provider")
     if text.lstrip().startswith("```"):
         text = strip_fences(text)
     return strip_echo(text, request)
@@ -359,10 +499,11 @@ def completion_messages(request: CompletionRequest) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def clean_chat_completion(text: str, request: CompletionRequest) -> str:
+def clean_chat_completion(text: str, request: CompletionRequest, where: str = "") -> str:
     """Undo the usual chat-model habits: fences, an echoed cursor marker or file, the current line
-    retyped."""
-    text = strip_echo(strip_fences(text).replace(CURSOR, ""), request)
+    retyped. At most MAX_SUGGESTION_CHARS long."""
+    text = limit_suggestion(strip_fences(text).replace(CURSOR, ""), where or "provider")
+    text = strip_echo(text, request)
     line_before = request.prefix.rsplit("\n", 1)[-1].lstrip()
     stripped = text.lstrip()
     if line_before and stripped.startswith(line_before):
@@ -390,7 +531,10 @@ class HTTPProvider:
 
     def __init__(self, config: ProviderConfig, client: httpx.AsyncClient | None = None) -> None:
         self.config = config
-        self.endpoint = config.endpoint.strip().rstrip("/")
+        # A query string (Azure OpenAI's `?api-version=…`) goes after the API path on every request,
+        # not before it; a fragment is never sent.
+        endpoint, _, self.query = config.endpoint.strip().split("#", 1)[0].partition("?")
+        self.endpoint = endpoint.rstrip("/")
         self.model = config.model
         self._client = client
 
@@ -407,6 +551,8 @@ class HTTPProvider:
 
     async def post(self, path: str, payload: Mapping[str, Any], deadline_s: float) -> dict[str, Any]:
         url = path if path.startswith(("http://", "https://")) else self.url(path)
+        if self.query:
+            url += ("&" if "?" in url else "?") + self.query
         data = await post_json(
             self.client,
             url,

@@ -101,7 +101,7 @@ class LlamaCppProvider(HTTPProvider):
                 log.info("%s: /infill unavailable; using /completion for %.0f s", self.where, INFILL_RETRY_S)
                 self.completion_until = time.monotonic() + INFILL_RETRY_S
         where = f"{self.where} /{source}"
-        text = clean_fim_completion(require_text(data.get("content"), where), request)
+        text = clean_fim_completion(require_text(data.get("content"), where), request, where)
         if not text.strip():
             return []
         logprob, confidence = confidence_from_logprobs(_token_logprobs(data))
@@ -128,7 +128,7 @@ class LlamaCppProvider(HTTPProvider):
         )
         out = []
         for text in texts:
-            text = clean_chat_completion(text, request)
+            text = clean_chat_completion(text, request, f"{self.where} chat")
             if text.strip():
                 out.append(Candidate(text=text, provider=self.name, model=self.model or None, source="chat"))
         return out

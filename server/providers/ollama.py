@@ -80,7 +80,7 @@ class OllamaProvider(HTTPProvider):
             self.raw_fim = True
             data = await self.post("/api/generate", self.generate_payload(request), budget.left())
         where = f"{self.where} /api/generate"
-        text = clean_fim_completion(require_text(data.get("response"), where), request)
+        text = clean_fim_completion(require_text(data.get("response"), where), request, where)
         if data.get("done") is False:
             raise ProviderError(f"{where}: incomplete response")
         if not text.strip():
@@ -102,7 +102,8 @@ class OllamaProvider(HTTPProvider):
         data = await self._chat_once(
             completion_messages(request), self.options(request, []), deadline_s
         )
-        text = clean_chat_completion(_message_text(data, f"{self.where} /api/chat"), request)
+        where = f"{self.where} /api/chat"
+        text = clean_chat_completion(_message_text(data, where), request, where)
         if not text.strip():
             return []
         logprob, confidence = confidence_from_logprobs(_logprobs(data))

@@ -87,11 +87,11 @@ class OpenAIProvider(HTTPProvider):
     async def _complete_fim(self, request: CompletionRequest, deadline_s: float) -> list[Candidate]:
         data = await self.post(self.base + "/completions", self.fim_payload(request), deadline_s)
         where = f"{self.where} completions"
-        choices = _choices(data, where)
+        choices = _choices(data, where, 1)
         model = data.get("model") if isinstance(data.get("model"), str) else None
         out: list[Candidate] = []
         for choice in choices:
-            text = clean_fim_completion(require_text(choice.get("text"), where), request)
+            text = clean_fim_completion(require_text(choice.get("text"), where), request, where)
             logprob, confidence = confidence_from_logprobs(_completion_logprobs(choice))
             if text.strip():
                 out.append(
@@ -117,7 +117,7 @@ class OpenAIProvider(HTTPProvider):
         )
         out: list[Candidate] = []
         for text, logprob, confidence, model in answers:
-            text = clean_chat_completion(text, request)
+            text = clean_chat_completion(text, request, f"{self.where} chat/completions")
             if text.strip():
                 out.append(
                     Candidate(
@@ -170,7 +170,7 @@ class OpenAIProvider(HTTPProvider):
         where = f"{self.where} chat/completions"
         model = data.get("model") if isinstance(data.get("model"), str) else None
         out: list[tuple[str, float | None, float | None, str | None]] = []
-        for choice in _choices(data, where):
+        for choice in _choices(data, where, n):
             message = require_dict(choice.get("message"), where)
             content = message.get("content")
             # `null` content is a refusal or a tool call: no text, but not a broken server.
@@ -180,11 +180,13 @@ class OpenAIProvider(HTTPProvider):
         return out
 
 
-def _choices(data: dict[str, Any], where: str) -> list[dict[str, Any]]:
+def _choices(data: dict[str, Any], where: str, n: int) -> list[dict[str, Any]]:
+    """The first `n` choices (as many as were asked for): a server answering with 100 000 of them
+    must not cost seconds of parsing past the deadline and a cache entry of megabytes."""
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
         raise ProviderError(f"{where}: response has no choices")
-    return [require_dict(c, where) for c in choices]
+    return [require_dict(c, where) for c in choices[: max(1, n)]]
 
 
 def _completion_logprobs(choice: dict[str, Any]) -> list[float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -45,15 +46,27 @@ def config_problems(config: ProviderConfig) -> list[str]:
     else:
         try:
             parts = urlsplit(endpoint)
-            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
             _ = parts.port  # raises ValueError for a bad port
-        except ValueError:
-            ok = False
-        if not ok:
-            problems.append(f"provider.endpoint {redact_url(endpoint)!r} is not an http(s) URL")
+        except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
+            problems.append(f"provider.endpoint {_shown(endpoint)!r} is not an http(s) URL ({_printable(str(exc))})")
+        else:
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                problems.append(f"provider.endpoint {_shown(endpoint)!r} is not an http(s) URL")
     if config.name == "ollama" and not config.model:
         problems.append("provider.model is not set (Ollama needs the model name, e.g. qwen2.5-coder:1.5b)")
     return problems
+
+
+def _printable(text: str, limit: int = 80) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
+def _shown(endpoint: str) -> str:
+    """The endpoint as the user wrote it, for a message, even when it does not parse: without a
+    user:password part or a query string (either may hold a credential)."""
+    text = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)[^/?#]*@", r"\1", endpoint)
+    text = re.split(r"[?#]", text, maxsplit=1)[0]
+    return _printable(text, 100) or "<empty>"
 
 
 def _is_local_host(host: str) -> bool:
