@@ -1,8 +1,10 @@
 """One typed configuration object, merged from defaults <- pyproject [tool.heedls] <- editor options
 (<- the editor's settings for a workspace folder, for its lint, tests and repair sections).
 
-Bad values never crash anything: each is replaced by its default and reported as a warning string
-that the server forwards as `window/logMessage` (and the CLI prints to stderr). A setting that
+Bad values never crash anything: a bad value sets nothing (the setting keeps what the layers
+before gave it: its default, or the project's value under a garbled editor setting) and is reported
+as a warning string, naming the setting and the value (never a secret's), that the server forwards
+as `window/logMessage` (and the CLI prints to stderr). A setting that
 guards the user's code (telemetry `enabled`, `privacy`) falls back to its privacy-safe value
 instead (field metadata `"invalid"`): someone who wrote `privacy = "no-code"` meant to keep code out.
 """
@@ -10,8 +12,11 @@ instead (field metadata `"invalid"`): someone who wrote `privacy = "no-code"` me
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
+import reprlib
+import stat
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -34,10 +39,10 @@ class ProviderConfig:
     # Name of the environment variable holding the key; `api_key` in settings is accepted but
     # discouraged because settings files get shared. Keys are never logged.
     api_key_env: str = "HEEDLS_API_KEY"
-    api_key: str = ""
+    api_key: str = field(default="", metadata={"secret": True})  # its value is never in a warning
     mode: Literal["fim", "chat"] = "fim"
     fim_template: str = "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"
-    max_tokens: int = 64
+    max_tokens: int = field(default=64, metadata={"min": 1})  # 0: servers refuse it, or answer nothing
     temperature: float = 0.0
     deadline_ms: int = 1500
     # Circuit breaker: after `breaker_failures` consecutive failures, skip the endpoint for
@@ -148,90 +153,139 @@ class HeedlsConfig:
 _LARGEST = 10**9
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 40
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 4
+
+# At most this many warnings per layer, then one that says how many more: a file of a million
+# unknown keys was a million log messages, each a window/logMessage, on every reload.
+MAX_WARNINGS = 20
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """`value` for a warning: a bounded repr (a 50 MB string, a list nested 900 deep - whose repr
+    overflowed the stack - are shown by their start)."""
+    try:
+        return _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a warning's text must never be what fails
+        return f"a value of type {type(value).__name__}"
 
 
-def _coerce(value: Any, annotation: Any, where: str, warnings: list[str], default: Any) -> Any:
+def _described(value: Any, secret: bool) -> str:
+    return f"a value of type {type(value).__name__}" if secret else _short(value)
+
+
+def _coerce(value: Any, annotation: Any, where: str, warnings: list[str], default: Any, secret: bool = False) -> Any:
+    shown = _described(value, secret)
     origin = get_origin(annotation)
     if origin is Literal:
         allowed = get_args(annotation)
-        if value in allowed:
+        if isinstance(value, str) and value in allowed:
             return value
-        warnings.append(f"{where}: {value!r} is not one of {list(allowed)}; using {default!r}")
+        warnings.append(f"{where}: {shown} is not one of {list(allowed)}; using {default!r}")
         return default
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        warnings.append(f"{where}: expected true/false, got {value!r}; using {default!r}")
+        warnings.append(f"{where}: expected true/false, got {shown}; using {default!r}")
         return default
     if annotation is int:
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _LARGEST:
             return value
-        warnings.append(f"{where}: expected an integer from 0 to {_LARGEST}, got {_short(value)}; using {default!r}")
+        warnings.append(f"{where}: expected an integer from 0 to {_LARGEST}, got {shown}; using {default!r}")
         return default
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= _LARGEST:
             return float(value)  # NaN fails the comparison; infinity is above the limit
-        warnings.append(f"{where}: expected a number from 0 to {_LARGEST}, got {_short(value)}; using {default!r}")
+        warnings.append(f"{where}: expected a number from 0 to {_LARGEST}, got {shown}; using {default!r}")
         return default
     if annotation is str:
         if isinstance(value, str):
             return value
-        warnings.append(f"{where}: expected a string, got {value!r}; using {default!r}")
+        kept = "***" if secret and default else repr(default)
+        warnings.append(f"{where}: expected a string, got {shown}; using {kept}")
         return default
     return value
 
 
 def _merge_section(current: Any, overrides: Mapping[str, Any], where: str, warnings: list[str]) -> Any:
+    """`current` with `overrides` (one layer's table for it) applied. A bad value sets nothing: the
+    setting keeps what the layers before gave it (the default, the project's value), or its
+    privacy-safe value (field metadata "invalid"); one bad key never costs the table's good ones."""
     hints = get_type_hints(type(current))
-    defaults = type(current)()
     changes: dict[str, Any] = {}
+    given: dict[str, str] = {}  # field -> the key that set it in this table (snake, kebab or camel case)
     known = {f.name: f for f in fields(current)}
     for raw_key, value in overrides.items():
-        key = _normal(raw_key)
-        if key not in known:
-            warnings.append(f"{where}.{raw_key}: unknown setting, ignored")
+        if not isinstance(raw_key, str):
+            warnings.append(f"{where}.{_short(raw_key)}: a setting's name must be a string; ignored")
             continue
+        key = _normal(raw_key)
+        name = f"{where}.{_short(raw_key)[1:-1] if len(raw_key) > 40 else raw_key}"
+        if key not in known:
+            # a hint for the few warnings shown (a file of a million unknown keys is not searched)
+            close = (difflib.get_close_matches(key.lstrip("_"), list(known), n=1)
+                     if len(key) <= 100 and len(warnings) < MAX_WARNINGS else [])
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            warnings.append(f"{name}: unknown setting{hint}, ignored")
+            continue
+        if key in given:
+            warnings.append(f"{name}: {key!r} is given twice in one table (as {given[key]!r} and {raw_key!r}); "
+                            f"the last one counts")
+        given[key] = raw_key
         annotation = hints[key]
         sub_default = getattr(current, key)
         if dataclasses.is_dataclass(sub_default):
             if isinstance(value, Mapping):
-                changes[key] = _merge_section(sub_default, value, f"{where}.{raw_key}", warnings)
+                changes[key] = _merge_section(sub_default, value, name, warnings)
             elif key == "provider" and isinstance(value, str):
                 # shorthand: provider = "ollama"
-                changes[key] = _merge_section(sub_default, {"name": value}, f"{where}.{raw_key}", warnings)
+                changes[key] = _merge_section(sub_default, {"name": value}, name, warnings)
+            elif value is None or value == []:  # null: not set; Neovim's empty table {} is []
+                changes.pop(key, None)
             else:
-                warnings.append(f"{where}.{raw_key}: expected a table, got {value!r}; ignored")
+                warnings.append(f"{name}: expected a table, got {_short(value)}; ignored")
             continue
         if value is None:
+            changes.pop(key, None)
             continue
-        fallback = known[key].metadata.get("invalid", getattr(defaults, key))
-        changes[key] = _coerce(value, annotation, f"{where}.{raw_key}", warnings, fallback)
-        top = known[key].metadata.get("max")
-        if top is not None and changes[key] > top:
-            warnings.append(f"{where}.{raw_key}: {changes[key]!r} is above the limit {top}; using {top}")
-            changes[key] = top
+        meta = known[key].metadata
+        fallback = meta.get("invalid", getattr(current, key))
+        value = _coerce(value, annotation, name, warnings, fallback, bool(meta.get("secret")))
+        top, bottom = meta.get("max"), meta.get("min")
+        if top is not None and value > top:
+            warnings.append(f"{name}: {value!r} is above the limit {top}; using {top}")
+            value = top
+        if bottom is not None and value < bottom:
+            warnings.append(f"{name}: {value!r} is below the least value {bottom}; using {fallback!r}")
+            value = fallback
+        changes[key] = value
     if isinstance(current, GateConfig):
         keep = changes.get("keep_accepted", current.keep_accepted)
         if not 0.5 <= keep <= 1.0:
-            warnings.append(f"{where}.keepAccepted: {keep!r} must be between 0.5 and 1.0; using 0.95")
-            changes["keep_accepted"] = 0.95
+            before = current.keep_accepted if 0.5 <= current.keep_accepted <= 1.0 else GateConfig.keep_accepted
+            warnings.append(f"{where}.keepAccepted: {keep!r} must be between 0.5 and 1.0; using {before!r}")
+            changes["keep_accepted"] = before
     return replace(current, **changes)
 
 
 def merge(base: HeedlsConfig, overrides: Any, source: str) -> tuple[HeedlsConfig, list[str]]:
-    """Apply one layer of overrides; returns the new config and human-readable warnings."""
+    """Apply one layer of overrides; returns the new config and human-readable warnings (at most
+    MAX_WARNINGS, then one that counts the others)."""
     warnings: list[str] = []
     overrides = own_section(overrides)
     if overrides is None or overrides == []:  # Neovim encodes an empty table {} as []
         return base, warnings
     if not isinstance(overrides, Mapping):
         return base, [f"{source}: expected an object of settings, got {type(overrides).__name__}; ignored"]
-    return _merge_section(base, overrides, source, warnings), warnings
+    merged = _merge_section(base, overrides, source, warnings)
+    if len(warnings) > MAX_WARNINGS:
+        more = len(warnings) - MAX_WARNINGS
+        warnings[MAX_WARNINGS:] = [f"{source}: {more} more problem{'s' * (more != 1)} like these, not listed"]
+    return merged, warnings
 
 
 def own_section(settings: Any) -> Any:
@@ -239,25 +293,51 @@ def own_section(settings: Any) -> Any:
     workspace/configuration sections; a client that pushes one table for all its servers (eglot, a
     shared vim.lsp.config('*')) has other sections beside it. Anything else is taken as it is."""
     if isinstance(settings, Mapping) and "heedls" in settings:
-        inner = settings["heedls"]
-        if inner is None or inner == [] or isinstance(inner, Mapping):
-            return inner
+        # whatever it is: `"heedls": 5` is a bad settings object (and said to be one), not an
+        # unknown setting named "heedls", and no push that drops initializationOptions' settings
+        return settings["heedls"]
     return settings
+
+
+# A pyproject.toml larger than this is not read (a warning says so): it is parsed again on every
+# settings change, on the event loop, and 26 MB of small keys took tomllib 9 s.
+MAX_PYPROJECT_BYTES = 2 * 1024 * 1024
 
 
 def read_pyproject(root: Path) -> tuple[dict[str, Any], list[str]]:
     path = root / "pyproject.toml"
-    if not path.is_file():
+    try:
+        info = path.stat()
+    except (OSError, ValueError):  # none there (or a dangling link, a symlink loop): no project settings
         return {}, []
-    try:  # utf-8-sig: a byte-order mark (some Windows editors write one) is no TOML error
-        data = tomllib.loads(path.read_text(encoding="utf-8-sig", errors="replace"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    if not stat.S_ISREG(info.st_mode):  # a directory, a FIFO (opening one would wait for a writer)
+        return {}, [f"{path}: not a regular file; [tool.heedls] not read, using defaults"]
+    if info.st_size > MAX_PYPROJECT_BYTES:
+        return {}, [f"{path}: {info.st_size / 1024 / 1024:.1f} MB is too large to be a project file (the limit is "
+                    f"{MAX_PYPROJECT_BYTES // 1024 // 1024} MB); [tool.heedls] not read, using defaults"]
+    warnings: list[str] = []
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_PYPROJECT_BYTES + 1)
+        if len(raw) > MAX_PYPROJECT_BYTES:  # it grew since stat
+            return {}, [f"{path}: too large to be a project file; [tool.heedls] not read, using defaults"]
+        try:  # utf-8-sig: a byte-order mark (some Windows editors write one) is no TOML error
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            warnings.append(f"{path}: not UTF-8 (byte 0x{raw[exc.start]:02x} on line {line}); read with "
+                            f"replacement characters")
+            text = raw.decode("utf-8-sig", errors="replace")
+        data = tomllib.loads(text)
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         return {}, [f"{path}: cannot read [tool.heedls] ({exc}); using defaults"]
+    except RecursionError:  # values nested thousands deep
+        return {}, [f"{path}: cannot read [tool.heedls] (values nested too deep); using defaults"]
     tool = data.get("tool", {})
     section = tool.get("heedls", {}) if isinstance(tool, dict) else None
     if not isinstance(section, dict):
-        return {}, [f"{path}: [tool.heedls] must be a table; using defaults"]
-    return section, []
+        return {}, [*warnings, f"{path}: [tool.heedls] must be a table; using defaults"]
+    return section, warnings
 
 
 def load(
