@@ -3,14 +3,21 @@
 LINE and COL are 1-based (as compilers print them); the workspace is the file's project (the nearest
 folder above it with a pyproject.toml, setup.py, .git or similar), whose configuration applies.
 stdout carries only the suggestion text (empty when there is none); notes go to stderr; exit 0
-also when there is no suggestion.
+also when there is no suggestion. Exit 2, with a message saying why, for a usage error: a bad
+location, or a file that is no source to complete in (missing, a directory, a FIFO or a device,
+binary, larger than MAX_FILE_BYTES). Exit 1 when the suggestion cannot be written in stdout's
+encoding. The file is read in its own encoding (PEP 263), UTF-8 when it declares none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
+import os
 import re
+import stat
 import sys
+import tokenize
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +25,12 @@ from typing import Annotated
 import typer
 from heedls.analyzers.lines import split_lines
 
-LOCATION = re.compile(r"^(?P<file>.+):(?P<line>\d+):(?P<col>\d+)$")
+LOCATION = re.compile(r"^(?P<file>.+):(?P<line>[0-9]+):(?P<col>[0-9]+)$")
+# What a location with a bad LINE or COL looks like (said as such, not as a missing FILE:LINE:COL)
+NEAR_LOCATION = re.compile(r"^(?P<file>.+?):(?P<line>[^:]*):(?P<col>[^:]*)$")
+# Larger files are refused, not read: a source file of this size is generated data, and reading a
+# device (/dev/zero) or an ever-growing file must end. 50 MB of code completes in about a second.
+MAX_FILE_BYTES = 64 * 1024 * 1024
 JEDI_WAIT_S = 10.0  # jedi's first answer in a new worker (start, import, project) takes seconds on a busy machine
 
 
@@ -95,6 +107,73 @@ async def _complete(path: Path, text: str, place: tuple[int, int, int], use_gate
     return (suggestion.text if suggestion else None), "\n".join(notes)
 
 
+class Unreadable(Exception):
+    """The file cannot be completed in: why, for the message."""
+
+
+def read_source(path: Path) -> tuple[str, list[str], bool]:
+    """The text of the Python file at `path`, notes about it, and whether bytes not in its
+    encoding were replaced (U+FFFD). Only a regular file is read (a
+    FIFO would wait for a writer forever, /dev/zero never ends), at most MAX_FILE_BYTES; a file
+    with NUL bytes is no text. The encoding is the file's own (PEP 263: a byte-order mark or a
+    `coding:` line, else UTF-8); bytes that are not in it are read as U+FFFD, with a note."""
+    try:
+        # O_NONBLOCK: a FIFO put in the file's place after the check below must not block the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise Unreadable(exc.strerror or str(exc)) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise Unreadable("it is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise Unreadable("not a regular file (a pipe, a device or a socket)")
+        if info.st_size > MAX_FILE_BYTES:
+            raise Unreadable(f"too large ({info.st_size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB)")
+        with os.fdopen(os.dup(fd), "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise Unreadable(exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise Unreadable(f"too large (over {MAX_FILE_BYTES // 2**20} MB)")
+    if b"\0" in data:
+        raise Unreadable("not a text file (it contains NUL bytes)")
+    notes: list[str] = []
+    lines = iter(data.splitlines(keepends=True)[:2])
+    try:
+        encoding, _ = tokenize.detect_encoding(lambda: next(lines, b""))
+    except SyntaxError as exc:
+        # an unknown codec in the coding line, or a BOM that contradicts it, is worth a note; bytes
+        # that are no UTF-8 in the first lines ("invalid or missing encoding declaration") get theirs below
+        if "encoding declaration" not in exc.msg:
+            notes.append(f"{exc.msg}; reading it as UTF-8")
+        encoding = "utf-8"
+    replaced = False
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        replaced = True
+        line = data[: exc.start].count(b"\n") + 1
+        name = codecs.lookup(encoding).name
+        notes.append(f"not valid {name.upper() if name.startswith('utf') else name} (byte 0x{data[exc.start]:02x} "
+                     f"on line {line}): such bytes count as one character each and no suggestion copies them")
+        text = data.decode(encoding, errors="replace")
+    return text.removeprefix("\ufeff"), notes, replaced  # a byte-order mark is no column (no editor shows it)
+
+
+def _usage(location: str) -> str:
+    near = NEAR_LOCATION.match(location)
+    if near is not None:
+        bad = [f"{what} {value!r}" for what, value in (("LINE", near["line"]), ("COL", near["col"]))
+               if not value.isascii() or not value.isdigit()]
+        if bad:
+            return (f"heedls: {location}: {' and '.join(bad)} must be {'numbers' if len(bad) > 1 else 'a number'} "
+                    f"from 1 (LINE and COL are 1-based)")
+    return f"heedls: expected FILE:LINE:COL (LINE and COL 1-based numbers), got {location!r}"
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def complete(
@@ -104,22 +183,41 @@ def register(app: typer.Typer) -> None:
         """Print the inline suggestion the server would show at FILE:LINE:COL."""
         match = LOCATION.match(location)
         if not match:
-            typer.echo(f"heedls: expected FILE:LINE:COL, got {location!r}", err=True)
+            typer.echo(_usage(location), err=True)
             raise typer.Exit(2)
-        path = Path(match["file"]).resolve()
+        given = match["file"]
         try:
-            text = path.read_bytes().decode("utf-8", errors="replace")
-        except OSError as exc:
-            typer.echo(f"heedls: cannot read {match['file']}: {exc.strerror}", err=True)
+            path = Path(given).resolve()
+        except OSError as exc:  # a relative path and the current directory deleted
+            why = "the current directory no longer exists" if not Path(given).is_absolute() else exc.strerror
+            typer.echo(f"heedls: cannot read {given}: {why}", err=True)
             raise typer.Exit(2) from None
-        text = text.removeprefix("\ufeff")  # a byte-order mark is no column (no editor shows it)
+        try:
+            text, file_notes, replaced = read_source(path)
+        except Unreadable as exc:
+            typer.echo(f"heedls: cannot read {given}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        for note in file_notes:
+            typer.echo(f"heedls: {given}: {note}", err=True)
         try:
             place = _offset(text, int(match["line"]), int(match["col"]))
         except ValueError as exc:
-            typer.echo(f"heedls: {match['file']}:{match['line']}:{match['col']}: {exc}", err=True)
+            typer.echo(f"heedls: {given}:{match['line']}:{match['col']}: {exc}", err=True)
             raise typer.Exit(2) from None
         suggestion, notes = asyncio.run(_complete(path, text, place, gate))
         if notes:
             typer.echo(notes, err=True)
+        if suggestion and replaced and "\ufffd" in suggestion:
+            # a character the file does not have (its bytes were not in its encoding): never insert it
+            typer.echo("heedls: the suggestion copies undecodable bytes as U+FFFD; not shown", err=True)
+            suggestion = None
         if suggestion:
-            sys.stdout.write(suggestion + "\n")
+            out = suggestion + "\n"
+            encoding = sys.stdout.encoding or "utf-8"
+            try:
+                out.encode(encoding)
+            except UnicodeEncodeError:
+                typer.echo(f"heedls: the suggestion has characters the output encoding ({encoding}) cannot "
+                           f"write; set PYTHONIOENCODING=utf-8", err=True)
+                raise typer.Exit(1) from None
+            sys.stdout.write(out)
