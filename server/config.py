@@ -44,7 +44,9 @@ class ProviderConfig:
     fim_template: str = "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"
     max_tokens: int = field(default=64, metadata={"min": 1})  # 0: servers refuse it, or answer nothing
     temperature: float = 0.0
-    deadline_ms: int = 1500
+    # The whole budget of one suggestion; under 100 ms the endpoint is never given time (the local
+    # provider's reserve is 50-250 ms): 0 meant "local only" without a word.
+    deadline_ms: int = field(default=1500, metadata={"min": 100})
     # Circuit breaker: after `breaker_failures` consecutive failures, skip the endpoint for
     # `breaker_cooldown_s` seconds (doubling up to 10 minutes) and serve `local` instead.
     breaker_failures: int = 3

@@ -182,3 +182,12 @@ def test_the_stdio_server_keeps_good_settings_beside_bad_ones_from_every_layer(t
             server.wait()
     stderr = server.stderr.read() if server.stderr is not None else b""
     assert b"Traceback" not in stderr, stderr[-2000:]
+
+
+def test_a_deadline_too_short_to_ask_the_endpoint_is_refused() -> None:
+    """`deadlineMs: 0` gave the endpoint no time at all (the local provider's reserve is 50-250 ms):
+    every suggestion was the local one, without a word."""
+    config, warnings = merge(HeedlsConfig(), {"provider": {"deadlineMs": 0}}, "settings")
+    assert config.provider.deadline_ms == 1500
+    assert warnings == ["settings.provider.deadlineMs: 0 is below the least value 100; using 1500"]
+    assert merge(HeedlsConfig(), {"provider": {"deadlineMs": 100}}, "settings")[0].provider.deadline_ms == 100
