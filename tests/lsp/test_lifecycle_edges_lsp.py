@@ -231,11 +231,27 @@ def _progress_ends(editor: Editor) -> list[str]:
                 if n["method"] == "$/progress" and n["params"]["value"].get("kind") == "end"]
 
 
-def test_a_test_run_stopped_because_tests_were_turned_off_says_so(editors, tmp_path: Path) -> None:
-    """Not "superseded by a newer run": there is none."""
+def _running_slow_tests(editors: Any, tmp_path: Path, answer: Answer = answer_empty) -> Editor:
+    """An editor that shows progress, whose `heedls.runTests` (id "run") is running a test that sleeps."""
     root = fix_workspace(tmp_path / "ws")
     started = tmp_path / "started"
     _slow_test(root, started)
+    editor = editors(answer)
+    editor.initialize(root, progress=True)
+    editor.send({"id": "run", "method": "workspace/executeCommand", "params": {"command": "heedls.runTests", "arguments": []}})
+    until(started.exists, 60, "the slow test to start")
+    return editor
+
+
+def _said_cancelled(editor: Editor, reason: str, progress: str) -> None:
+    """The run's caller was told `reason`, and its progress ended with `progress`."""
+    assert editor.wait("run")["result"] == {"ran": False, "outcome": "cancelled", "reason": reason}
+    until(lambda: _progress_ends(editor), 10, "the run's progress to end")
+    assert _progress_ends(editor) == [progress]
+
+
+def test_a_test_run_stopped_because_tests_were_turned_off_says_so(editors, tmp_path: Path) -> None:
+    """Not "superseded by a newer run": there is none."""
     settings: dict[str, Any] = {}
 
     def answer(request: dict[str, Any]) -> dict[str, Any] | None:
@@ -243,36 +259,22 @@ def test_a_test_run_stopped_because_tests_were_turned_off_says_so(editors, tmp_p
             return {"result": [settings for _ in request["params"]["items"]]}
         return {"result": None}
 
-    editor = editors(answer)
-    editor.initialize(root, progress=True)
-    editor.send({"id": "run", "method": "workspace/executeCommand", "params": {"command": "heedls.runTests", "arguments": []}})
-    until(started.exists, 60, "the slow test to start")
+    editor = _running_slow_tests(editors, tmp_path, answer)
 
     settings["tests"] = {"enabled": False}
     editor.send({"method": "workspace/didChangeConfiguration", "params": {"settings": None}})
 
-    run = editor.wait("run")["result"]
-    assert run == {"ran": False, "outcome": "cancelled", "reason": "tests are disabled (tests.enabled = false)"}
-    until(lambda: _progress_ends(editor), 10, "the run's progress to end")
-    assert _progress_ends(editor) == ["cancelled: tests are disabled (tests.enabled = false)"]
+    _said_cancelled(editor, "tests are disabled (tests.enabled = false)",
+                    "cancelled: tests are disabled (tests.enabled = false)")
 
 
 def test_a_test_run_cancelled_from_its_progress_says_cancelled(editors, tmp_path: Path) -> None:
-    root = fix_workspace(tmp_path / "ws")
-    started = tmp_path / "started"
-    _slow_test(root, started)
-    editor = editors()
-    editor.initialize(root, progress=True)
-    editor.send({"id": "run", "method": "workspace/executeCommand", "params": {"command": "heedls.runTests", "arguments": []}})
-    until(started.exists, 60, "the slow test to start")
+    editor = _running_slow_tests(editors, tmp_path)
     [create] = [r for r in editor.requests if r["method"] == "window/workDoneProgress/create"]
 
     editor.send({"method": "window/workDoneProgress/cancel", "params": {"token": create["params"]["token"]}})
 
-    run = editor.wait("run")["result"]
-    assert run == {"ran": False, "outcome": "cancelled", "reason": "cancelled"}
-    until(lambda: _progress_ends(editor), 10, "the run's progress to end")
-    assert _progress_ends(editor) == ["cancelled"]
+    _said_cancelled(editor, "cancelled", "cancelled")
 
 
 def test_the_progress_of_a_test_run_that_did_not_complete_says_so_not_0_failed(editors, tmp_path: Path) -> None:
