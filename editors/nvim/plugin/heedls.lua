@@ -53,3 +53,40 @@ vim.api.nvim_create_autocmd('BufWritePost', {
     end
   end,
 })
+
+-- A buffer renamed (:file NAME, :saveas) is reported by Neovim to its servers only when it is next
+-- written: until then every change went to a document heedls did not know, and suggestions for it
+-- stopped. heedls is told at once (closed under the old name, open under the new one).
+local renames = vim.api.nvim_create_augroup('heedls.rename', { clear = true })
+vim.api.nvim_create_autocmd('BufFilePre', {
+  group = renames,
+  callback = function(args)
+    if vim.lsp.get_clients({ bufnr = args.buf, name = 'heedls' })[1] then
+      vim.b[args.buf].heedls_renamed_from = vim.uri_from_bufnr(args.buf)
+    end
+  end,
+})
+vim.api.nvim_create_autocmd('BufFilePost', {
+  group = renames,
+  callback = function(args)
+    local buf = args.buf
+    local old = vim.b[buf].heedls_renamed_from
+    vim.b[buf].heedls_renamed_from = nil
+    local uri = vim.uri_from_bufnr(buf)
+    if not old or old == uri or not vim.api.nvim_buf_is_loaded(buf) then
+      return
+    end
+    local eol = ({ dos = '\r\n', mac = '\r' })[vim.bo[buf].fileformat] or '\n'
+    local text = table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), eol)
+    if vim.bo[buf].eol then
+      text = text .. eol
+    end
+    for _, client in ipairs(vim.lsp.get_clients({ bufnr = buf, name = 'heedls' })) do
+      local language = client.get_language_id and client.get_language_id(buf, vim.bo[buf].filetype) or 'python'
+      client:notify('textDocument/didClose', { textDocument = { uri = old } })
+      client:notify('textDocument/didOpen', { textDocument = {
+        uri = uri, languageId = language, version = vim.lsp.util.buf_versions[buf] or 0, text = text,
+      } })
+    end
+  end,
+})

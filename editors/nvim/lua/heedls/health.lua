@@ -13,11 +13,18 @@ function M.check()
   else
     health.error('Neovim ' .. version .. ': heedls needs 0.11 or newer (vim.lsp.config / vim.lsp.enable)')
   end
+  local options = heedls.options()
+  if #heedls.option_problems == 0 then
+    health.ok('options (vim.g.heedls): no problems')
+  end
+  for _, problem in ipairs(heedls.option_problems) do
+    health.warn('options: ' .. problem, { 'see :help heedls-options' })
+  end
   if heedls.use_native() then
     health.ok('inline suggestions: native vim.lsp.inline_completion')
   else
-    health.ok('inline suggestions: heedls ghost text (virtual text; ' .. heedls.options().inline.accept_key
-      .. ' accepts, ' .. heedls.options().inline.dismiss_key .. ' or <Esc> dismisses)')
+    health.ok('inline suggestions: heedls ghost text (virtual text; ' .. options.inline.accept_key
+      .. ' accepts, ' .. options.inline.dismiss_key .. ' or <Esc> dismisses)')
   end
 
   health.start('heedls: server')

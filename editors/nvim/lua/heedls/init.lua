@@ -15,8 +15,132 @@ local defaults = {
   },
 }
 
+-- The type each option must have; a value of another type is reported (once, and in
+-- :checkhealth heedls) and its default used instead, so a typo cannot break every Python buffer.
+local option_types = {
+  cmd = 'list of strings',
+  settings = 'table',
+  inline = {
+    enabled = 'boolean',
+    native = 'boolean',
+    debounce_ms = 'number',
+    accept_key = 'string',
+    dismiss_key = 'string',
+    next_key = 'string',
+  },
+}
+
+local function type_ok(value, want)
+  if want == 'list of strings' then
+    if type(value) ~= 'table' or #value == 0 or not vim.islist(value) then
+      return false
+    end
+    for _, part in ipairs(value) do
+      if type(part) ~= 'string' or part == '' then
+        return false
+      end
+    end
+    return true
+  elseif want == 'number' then
+    return type(value) == 'number' and value >= 0
+  elseif want == 'string' then
+    return type(value) == 'string' and value ~= ''
+  elseif want == 'table' then
+    return type(value) == 'table' and (next(value) == nil or not vim.islist(value))
+  end
+  return type(value) == want
+end
+
+local function describe(value)
+  return type(value) == 'string' and string.format('%q', value) or vim.inspect(value)
+end
+
+--- What is wrong with vim.g.heedls (the last time options() read it): one line per problem.
+---@type string[]
+M.option_problems = {}
+local warned = {}
+
+--- The options: vim.g.heedls over the defaults, each of the wrong type or unknown left out
+--- (reported once by vim.notify, and by :checkhealth heedls).
 function M.options()
-  return vim.tbl_deep_extend('force', defaults, vim.g.heedls or {})
+  local user = vim.g.heedls
+  local opts = vim.deepcopy(defaults)
+  local problems = {}
+  local function problem(fmt, ...)
+    table.insert(problems, string.format(fmt, ...))
+  end
+  if user ~= nil and type(user) ~= 'table' then
+    problem('vim.g.heedls must be a table, got %s: ignored', describe(user))
+    user = {}
+  end
+  for key, value in pairs(user or {}) do
+    local want = option_types[key]
+    if value == vim.NIL then -- JSON null: the default
+      value = nil
+    end
+    if want == nil then
+      problem('unknown option vim.g.heedls.%s: ignored', tostring(key))
+    elseif value == nil then -- luacheck: ignore 542
+    elseif type(want) == 'table' then
+      if type(value) ~= 'table' then
+        problem('vim.g.heedls.%s must be a table, got %s: ignored', key, describe(value))
+      else
+        for sub, subvalue in pairs(value) do
+          local subwant = want[sub]
+          if subvalue == vim.NIL then
+            subvalue = nil
+          end
+          if subwant == nil then
+            problem('unknown option vim.g.heedls.%s.%s: ignored', key, tostring(sub))
+          elseif subvalue ~= nil and not type_ok(subvalue, subwant) then
+            problem('vim.g.heedls.%s.%s must be a %s%s, got %s: using %s', key, sub, subwant,
+              subwant == 'number' and ' >= 0' or '', describe(subvalue), describe(defaults[key][sub]))
+          else
+            opts[key][sub] = subvalue
+          end
+        end
+      end
+    elseif not type_ok(value, want) then
+      problem('vim.g.heedls.%s must be a %s, got %s: ignored', key,
+        want == 'list of strings' and "list of strings such as { 'heedls', 'serve' }" or want, describe(value))
+    else
+      opts[key] = vim.deepcopy(value)
+    end
+  end
+  table.sort(problems)
+  M.option_problems = problems
+  for _, text in ipairs(problems) do
+    if not warned[text] then
+      warned[text] = true
+      vim.schedule(function()
+        vim.notify('heedls: ' .. text .. ' (see :help heedls-options)', vim.log.levels.WARN)
+      end)
+    end
+  end
+  return opts
+end
+
+--- For plugin managers that call setup(opts) (lazy.nvim's `opts`): merges opts into vim.g.heedls,
+--- the plugin's one place for options; calling it again merges again. Server settings reach the
+--- servers already running, and the ones started later; inline options apply to the buffers
+--- attached afterwards.
+---@param opts? table
+function M.setup(opts)
+  if opts ~= nil and type(opts) ~= 'table' then
+    vim.notify('heedls: setup() takes a table of options, got ' .. describe(opts) .. ' (see :help heedls-options)',
+      vim.log.levels.WARN)
+    return
+  end
+  local current = type(vim.g.heedls) == 'table' and vim.g.heedls or {}
+  vim.g.heedls = vim.tbl_deep_extend('force', current, opts or {})
+  local settings = M.server_settings()
+  if vim.lsp.config and (opts or {}).settings ~= nil then
+    vim.lsp.config('heedls', { init_options = settings, settings = { heedls = settings } })
+    for _, client in ipairs(vim.lsp.get_clients({ name = 'heedls' })) do
+      client.settings = vim.tbl_deep_extend('force', client.settings or {}, { heedls = settings })
+      client:notify('workspace/didChangeConfiguration', { settings = client.settings })
+    end
+  end
 end
 
 local function executable(path)
@@ -42,6 +166,35 @@ function M.resolve_cmd(root)
     end
   end
   return { 'heedls', 'serve' }, 'not found'
+end
+
+local missing_told = {}
+
+--- Whether the server command for `root` can start (its program exists and is executable); when
+--- not, says so once per command. config: the resolved vim.lsp.config.heedls (its cmd may be a
+--- user's list instead of heedls' function).
+function M.can_start(root, config)
+  local cmd, source
+  if config and type(config.cmd) == 'table' then
+    cmd, source = config.cmd, "vim.lsp.config('heedls').cmd"
+  else
+    cmd, source = M.resolve_cmd(root)
+  end
+  local exe = cmd[1]
+  if source ~= 'not found' and type(exe) == 'string' and vim.fn.executable(exe) == 1 then
+    return true
+  end
+  local key = table.concat(cmd, ' ')
+  if not missing_told[key] then
+    missing_told[key] = true
+    local why = source == 'not found' and 'heedls server not found (no vim.g.heedls.cmd, no heedls on $PATH, '
+        .. 'no .venv/venv in the project)'
+      or string.format('%s (from %s) is not executable', tostring(exe), source)
+    vim.schedule(function()
+      vim.notify('heedls: ' .. why .. ': not started. Run :checkhealth heedls', vim.log.levels.WARN)
+    end)
+  end
+  return false
 end
 
 function M.server_settings()
@@ -236,6 +389,98 @@ function M.native_dismiss(bufnr)
   return native_take(bufnr, false)
 end
 
+-- Insert-mode keys ------------------------------------------------------------------------------
+
+-- What a key did in a buffer before heedls mapped it there (the buffer's own mapping; false: none).
+---@type table<integer, table<string, table|false>>
+local replaced = {}
+
+local function is_ours(m)
+  return type(m) == 'table' and m.buffer == 1 and type(m.desc) == 'string' and vim.startswith(m.desc, 'heedls: ')
+end
+
+--- The mapping `key` has without heedls' own: the buffer-local one it replaced, else the global one.
+local function other_mapping(bufnr, key)
+  local own = replaced[bufnr] and replaced[bufnr][key]
+  if own then
+    return own
+  end
+  local raw = vim.keycode(key)
+  for _, m in ipairs(vim.api.nvim_get_keymap('i')) do
+    if m.lhs and vim.keycode(m.lhs) == raw then
+      return m
+    end
+  end
+end
+
+--- Keys that do what `m` (a maparg()/nvim_get_keymap() dict) does, from inside an <expr> mapping.
+local function keys_of(m, key)
+  if not m then
+    return vim.keycode(key)
+  end
+  local keys
+  if m.callback and m.expr ~= 1 then
+    -- run outside the <expr> (it may change the buffer), where the key would have run it
+    M._other_callback = m.callback
+    return vim.keycode("<Cmd>lua require('heedls')._run_other()<CR>")
+  elseif m.callback then
+    keys = m.callback()
+  elseif m.expr == 1 then
+    keys = vim.api.nvim_eval(m.rhs)
+  else
+    keys = m.rhs
+  end
+  if type(keys) ~= 'string' then
+    return ''
+  end
+  if m.expr ~= 1 or m.replace_keycodes == 1 then
+    keys = vim.keycode(keys)
+  end
+  if m.noremap ~= 1 and keys ~= '' and not vim.startswith(keys, vim.keycode(key)) then
+    vim.api.nvim_feedkeys(keys, 'im', false) -- mapped again, as a recursive mapping's keys are
+    return ''
+  end
+  return keys
+end
+
+function M._run_other()
+  local callback = M._other_callback
+  M._other_callback = nil
+  if callback then
+    callback()
+  end
+end
+
+--- Map `key` in Insert mode in `bufnr` for heedls: fn() (run where the buffer may not change)
+--- returns true when heedls handled the key, a function to run next (outside that lock) when it
+--- takes the key, or false: then the key does what it did before (the buffer's or the global
+--- mapping of it — a completion plugin's <Tab> — else the key itself).
+function M.map_insert_key(bufnr, key, desc, fn)
+  replaced[bufnr] = replaced[bufnr] or {}
+  local before = vim.api.nvim_buf_call(bufnr, function() return vim.fn.maparg(key, 'i', false, true) end)
+  if not is_ours(before) then
+    replaced[bufnr][key] = (type(before) == 'table' and before.buffer == 1) and before or false
+  end
+  vim.keymap.set('i', key, function()
+    local took = fn()
+    if type(took) == 'function' then
+      M._other_callback = took
+      return vim.keycode("<Cmd>lua require('heedls')._run_other()<CR>")
+    elseif took then
+      return ''
+    end
+    return keys_of(other_mapping(bufnr, key), key)
+  end, { buffer = bufnr, expr = true, replace_keycodes = false, desc = 'heedls: ' .. desc })
+end
+
+--- Native front end: leaving Insert mode without InsertLeave (CTRL-C, CTRL-O) leaves the native
+--- suggestion on screen and current (Tab would insert it at its old place later): take it off.
+local function leave_insert_native(bufnr)
+  if not vim.startswith(vim.v.event.new_mode or '', 'i') then
+    M.native_dismiss(bufnr)
+  end
+end
+
 function M.on_attach(client, bufnr)
   local opts = M.options().inline
   if not opts.enabled then
@@ -247,8 +492,14 @@ function M.on_attach(client, bufnr)
     vim.lsp.inline_completion.enable(M.enabled, { bufnr = bufnr })
     -- Leaving Insert mode takes the native suggestion off the screen (as Esc does in the fallback
     -- front end and in VS Code): a dismissal of the one on display.
+    local group = vim.api.nvim_create_augroup('heedls-native-' .. bufnr, { clear = true })
+    vim.api.nvim_create_autocmd('ModeChanged', {
+      group = group,
+      buffer = bufnr,
+      callback = function() leave_insert_native(bufnr) end,
+    })
     vim.api.nvim_create_autocmd({ 'InsertLeave', 'BufLeave' }, {
-      group = vim.api.nvim_create_augroup('heedls-native-' .. bufnr, { clear = true }),
+      group = group,
       buffer = bufnr,
       callback = function()
         local id = M.native_shown[bufnr]
@@ -259,15 +510,8 @@ function M.on_attach(client, bufnr)
         end
       end,
     })
-    local function map(key, fn, desc)
-      vim.keymap.set('i', key, function()
-        if not fn() then
-          return key
-        end
-      end, { buffer = bufnr, expr = true, replace_keycodes = true, desc = 'heedls: ' .. desc })
-    end
-    map(opts.accept_key, function() return M.native_accept(bufnr) end, 'accept suggestion')
-    map(opts.dismiss_key, function() return M.native_dismiss(bufnr) end, 'dismiss suggestion')
+    M.map_insert_key(bufnr, opts.accept_key, 'accept suggestion', function() return M.native_accept(bufnr) end)
+    M.map_insert_key(bufnr, opts.dismiss_key, 'dismiss suggestion', function() return M.native_dismiss(bufnr) end)
     vim.keymap.set('i', opts.next_key, function() vim.lsp.inline_completion.select({ bufnr = bufnr }) end,
       { buffer = bufnr, desc = 'heedls: next suggestion' })
   else

@@ -304,6 +304,17 @@ function M.attach(client, bufnr, opts)
     group = group, buffer = bufnr,
     callback = function() M.reject(bufnr, 'dismissed'); cancel_pending(bufnr) end,
   })
+  -- CTRL-C (and CTRL-O) leave Insert mode without InsertLeave: the ghost text would stay on
+  -- screen, and Tab would later insert it at its old place.
+  vim.api.nvim_create_autocmd('ModeChanged', {
+    group = group, buffer = bufnr,
+    callback = function()
+      if not vim.startswith(vim.v.event.new_mode or '', 'i') then
+        M.reject(bufnr, 'dismissed')
+        cancel_pending(bufnr)
+      end
+    end,
+  })
   vim.api.nvim_create_autocmd({ 'BufUnload', 'LspDetach' }, {
     group = group, buffer = bufnr,
     callback = function(args)
@@ -317,21 +328,15 @@ function M.attach(client, bufnr, opts)
     end,
   })
 
-  local function feed(key)
-    vim.api.nvim_feedkeys(vim.keycode(key), 'n', false)
-  end
-  vim.keymap.set('i', opts.accept_key, function()
-    if not M.accept(bufnr) then
-      feed(opts.accept_key)
-    end
-  end, { buffer = bufnr, desc = 'heedls: accept suggestion' })
-  vim.keymap.set('i', opts.dismiss_key, function()
-    if shown[bufnr] then
-      M.dismiss(bufnr)
-    else
-      feed(opts.dismiss_key)
-    end
-  end, { buffer = bufnr, desc = 'heedls: dismiss suggestion' })
+  -- No suggestion shown: the key does what it did without heedls (the user's own mapping, a
+  -- completion plugin's, else the key itself).
+  local heedls = require('heedls')
+  heedls.map_insert_key(bufnr, opts.accept_key, 'accept suggestion', function()
+    return shown[bufnr] ~= nil and function() M.accept(bufnr) end
+  end)
+  heedls.map_insert_key(bufnr, opts.dismiss_key, 'dismiss suggestion', function()
+    return shown[bufnr] ~= nil and function() M.dismiss(bufnr) end
+  end)
   vim.keymap.set('i', opts.next_key, function() M.request(bufnr, { invoked = true }) end,
     { buffer = bufnr, desc = 'heedls: ask for a suggestion' })
 end
