@@ -66,6 +66,8 @@ BASELINE_TEST_LIMIT_S = 0.6
 # the runner, stdlib-only and run as a script, writes the same string (`_ended_in`).
 RUN_ENDED = "TestRunEnded"
 SLOW_TEST_LIMIT_S = (1.5, 10.0)
+# The failing tests run this many more times on the original before the search: one that passes is flaky.
+REPRODUCE_RUNS = 2
 
 
 @dataclass
@@ -247,6 +249,7 @@ class Repairer:
         self.tried_singles: list[tuple[int, Candidate]] = []  # (progress, candidate) of failed single edits
         self.second_order_done = False
         self.rejected: list[PlausibleFix] = []  # passed in the search, failed the fresh-process check
+        self.confirm_timed_out: float | None = None  # the limit a fresh-process check ran out of
 
     # -- helpers -------------------------------------------------------------------------------
     def left(self) -> float:
@@ -420,6 +423,12 @@ class Repairer:
         self.floor_timeout = max(0.6, 3.0 * self.suite_s + 0.4)
         if baseline.status != "ok":
             self.run_timeout = max(self.run_timeout, 5.0)
+        flaky = self._flaky(baseline)
+        if flaky:
+            return self._result("error", (
+                f"{_shown(flaky)} failed on the unchanged code, then passed when run again: the test is flaky "
+                "(random, time- or order-dependent, or it depends on what an earlier run left behind), so no change "
+                "can be proven to fix it, and none is searched for. Make the test deterministic, or leave it out."))
 
         self.has_pytest = self.workers[0].has_pytest
         self.fast = self._check_fast(baseline)
@@ -465,6 +474,30 @@ class Repairer:
         if self.cancel.is_set():
             return self._result("cancelled", "Cancelled.")
         return self._finish()
+
+    def _flaky(self, baseline: RunResult) -> list[str]:
+        """The failing tests that pass when the baseline's tests run again on the unchanged code, in
+        the same order (a test failing for what an earlier test left in the module's state still
+        fails): REPRODUCE_RUNS more runs, untraced, while the budget allows. Such a test "passes"
+        with any candidate by chance: until 2026-12-03 a test failing 40 % of the time had fixes
+        offered, and confirmed, on lines no test runs (`-` → `+` in an untested function). Tests cut
+        by the watchdog are left out (a hang costs its limit)."""
+        ids = {t.nodeid for t in baseline.failed if not t.timeout}
+        order = [t.nodeid for t in baseline.tests if not t.timeout]
+        if not ids:
+            return []
+        for _ in range(REPRODUCE_RUNS):
+            if self.cancel.is_set() or self.left() < 2 * self.fixup_reserve() + 4 * self.suite_s:
+                break
+            again = self.workers[0].run(self.rel_module, self.original, self.rel_tests, order=order, only=order,
+                                        exitfirst=False, timeout_s=max(1.0, min(self.run_timeout, 0.2 * self.left())),
+                                        test_limit_s=self.test_limit)
+            self.runs += 1
+            passed = [t.nodeid for t in again.passed if t.nodeid in ids]
+            if passed:
+                log.info("repair: failing test(s) pass on a second run of the original: %s", passed)
+                return passed
+        return []
 
     def _test_strings(self) -> set[str]:
         """The string literals of the test files and of the files they take fixtures and expected
@@ -883,6 +916,8 @@ class Repairer:
             deselect = [arg for nodeid in self.set_aside for arg in ("--deselect", nodeid)]
             result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *deselect, *self.rel_tests],
                               cwd=copy, timeout_s=timeout, env={**env, "PYTHONHASHSEED": seed})
+            if result.timed_out:
+                self.confirm_timed_out = timeout
             return result.returncode == 0
 
     @contextlib.contextmanager
@@ -995,6 +1030,15 @@ class Repairer:
             why = _error_line(first) or "no message"
             return (f"The tests could not run ({first.get('nodeid') or 'collection'}: {why}), and no candidate "
                     f"made them run and pass within the budget ({self.tried} candidates tried).")
+        if self.rejected and self.confirm_timed_out is not None:
+            # not "flaky": pytest did not exit (a multiprocessing child, a thread or process the tests
+            # start and never stop: the search's runs end when the tests do, a fresh pytest when all is done)
+            shown = self.rejected[0]
+            return (f"{len(self.rejected)} candidate(s) made the tests pass in the search, but the fresh-process check "
+                    f"(`python -m pytest` in a clean copy) of line {shown.line}: {shown.description} did not finish "
+                    f"within {self.confirm_timed_out:.0f}s. If the tests pass, pytest is not exiting: a process or "
+                    "non-daemon thread the tests start and never stop (a multiprocessing child) keeps it waiting; "
+                    f"no fix is offered ({self.tried} candidates tried).")
         if self.rejected:  # "no candidate made them pass" would be false: say why none is offered
             shown = self.rejected[0]
             return (f"{len(self.rejected)} candidate(s) made the tests pass in the search but failed the fresh-process "

@@ -146,42 +146,74 @@ def workspace_fingerprint(root: Path, leave_out: Path) -> str:
     return digest.hexdigest()
 
 
+# How many files the copy's walk looks at, at most (a data folder of a million files is not listed).
+MAX_WALK_FILES = 100_000
+# Copied before any other file: the Python sources and the configuration pytest reads.
+_SOURCE_SUFFIXES = (".py", ".pyi", ".toml", ".cfg", ".ini", ".pth")
+
+
+def _copy_order(name: str) -> int:
+    return 0 if name.endswith(_SOURCE_SUFFIXES) else 1
+
+
 def _copy_files(root: Path, dest: Path) -> None:
     """Copy the source files a test run needs (skipping VCS, venvs, caches and huge files). A
     symbolic link to a file inside the workspace stays a link, to that file's copy (the module
     a test imports may be one: a copy without it fails every test); one to a file outside is
-    copied as that file, so that no run reaches into the real workspace or beyond."""
+    copied as that file, so that no run reaches into the real workspace or beyond. Past
+    MAX_COPY_FILES, what is left out is data, never a Python file or pytest's configuration while
+    there is room for them: until 2026-12-03 the first 5000 files walked were copied, and a project
+    with a folder of 6000 data files had a copy without its tests (every run: "file or directory
+    not found: tests/test_calc.py", the whole budget spent)."""
+    found: list[tuple[Path, str]] = []
+    folders: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not skipped_dir(d))
+        rel = Path(dirpath).relative_to(root)
+        folders.append(rel)
+        found.extend((rel, name) for name in sorted(filenames))
+        if len(found) >= MAX_WALK_FILES:
+            log.warning("workspace copy: the walk stopped at %d files", len(found))
+            break
+    if len(found) > MAX_COPY_FILES:
+        found.sort(key=lambda entry: _copy_order(entry[1]))  # stable: the walk's order within each kind
     count = 0
     big = 0
     real_root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not skipped_dir(d)]
-        rel = Path(dirpath).relative_to(root)
+    made: set[Path] = set()
+    for rel in folders[:MAX_COPY_FILES]:  # empty ones too (a test may write its output there)
         (dest / rel).mkdir(parents=True, exist_ok=True)
-        for name in filenames:
-            src = Path(dirpath) / name
-            try:
-                size = src.stat().st_size  # a broken link raises: skipped
-                if size > MAX_FILE_BYTES:
-                    if big + size > MAX_BIG_BYTES:
-                        log.info("workspace copy: %s (%d bytes) left out", src, size)
-                        continue
-                    big += size
-                target = src.resolve() if src.is_symlink() else None
-                if target is not None and target.is_file() and _inside(target, real_root):
-                    link = dest / rel / name
-                    link.symlink_to(os.path.relpath(dest / target.relative_to(real_root), link.parent))
-                else:
-                    copied = dest / rel / name
-                    shutil.copy2(src, copied)
-                    # candidates are written into the copy: a read-only checkout stays read-only, its copy not
-                    copied.chmod(copied.stat().st_mode | stat.S_IWUSR)
-            except OSError:
-                continue
-            count += 1
-            if count >= MAX_COPY_FILES:
-                log.warning("workspace copy truncated at %d files", count)
-                return
+        made.add(rel)
+    for rel, name in found:
+        src = root / rel / name
+        try:
+            st = src.stat()  # a broken link raises: skipped
+            if not stat.S_ISREG(st.st_mode):
+                continue  # a FIFO, a socket, a device: nothing a copy can hold (a FIFO's read would block)
+            size = st.st_size
+            if size > MAX_FILE_BYTES:
+                if big + size > MAX_BIG_BYTES:
+                    log.info("workspace copy: %s (%d bytes) left out", src, size)
+                    continue
+                big += size
+            if rel not in made:
+                (dest / rel).mkdir(parents=True, exist_ok=True)
+                made.add(rel)
+            target = src.resolve() if src.is_symlink() else None
+            if target is not None and target.is_file() and _inside(target, real_root):
+                link = dest / rel / name
+                link.symlink_to(os.path.relpath(dest / target.relative_to(real_root), link.parent))
+            else:
+                copied = dest / rel / name
+                shutil.copy2(src, copied)
+                # candidates are written into the copy: a read-only checkout stays read-only, its copy not
+                copied.chmod(copied.stat().st_mode | stat.S_IWUSR)
+        except (OSError, ValueError):
+            continue
+        count += 1
+        if count >= MAX_COPY_FILES:
+            log.warning("workspace copy truncated at %d files", count)
+            return
 
 
 def copy_workspace(root: Path, dest: Path) -> None:

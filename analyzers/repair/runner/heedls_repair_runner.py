@@ -786,11 +786,17 @@ def handle(req: dict) -> dict:
                     last_start = time.perf_counter()
                 if event.get("event") == "done":
                     status = "ok"
+            if status == "ok":
+                # The run is over at "done", not at the pipe's end: a process the test forked
+                # (multiprocessing, os.fork) holds the pipe's write end open, and every run then
+                # waited out its whole time limit and came back a "timeout" (no fix could pass).
+                break
     _kill_group(pid)
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+    _kill_orphans()
     response: dict = {"id": req.get("id"), "status": status, "rc": None, "tests": [], "collected": 0, "errors": []}
     started: dict | None = None  # the last test begun and not yet reported
     for event in events:
@@ -826,8 +832,75 @@ def _ended_in(started: dict, status: str, since: float) -> dict:
             "failure": {"type": "TestRunEnded", "message": why, "frames": []}}  # the engine's RUN_ENDED
 
 
+# Processes a test started that left the child's process group (setsid(), a daemon's double fork)
+# escape the group kill; heedls finds them by the run token in their environment, which a daemon
+# that clears its environment (`execve(..., {})`) no longer carries: one such `sleep 600` stayed
+# per run, hundreds in a search. With this process a child subreaper (Linux), every orphan of a
+# run is re-parented to it instead of to init, and is killed when the run ends.
+PR_SET_CHILD_SUBREAPER = 36
+SUBREAPER = False
+KEEP_CHILDREN = set()  # children of this process before the first run (a conftest's server): left alone (`serve`)
+
+
+def _become_subreaper() -> None:
+    global SUBREAPER
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        SUBREAPER = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except Exception:  # noqa: BLE001
+        SUBREAPER = False
+
+
+def _children() -> set:
+    """This process's children (Linux's /proc/self/task/*/children)."""
+    found = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open("/proc/self/task/%s/children" % tid) as f:
+                found.update(int(pid) for pid in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _kill_orphans() -> None:
+    """SIGKILL and reap the processes of the run that were re-parented to this one; a few rounds,
+    as killing one re-parents its own children here."""
+    if not SUBREAPER:
+        return
+    for _ in range(20):
+        orphans = _children() - KEEP_CHILDREN
+        for pid in orphans:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        reaped = False
+        while True:
+            try:
+                done, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done == 0:
+                break
+            reaped = True
+        if not orphans:
+            return
+        if not reaped:
+            time.sleep(0.005)
+
+
 def serve(fast: bool) -> None:
     import gc
+
+    if SUBREAPER:  # what collection started lives as long as this process, as in the user's session
+        KEEP_CHILDREN.update(_children())
 
     # forked children share the parent's pages copy-on-write: keep the collector from touching
     # (and so copying) every object the parent holds
@@ -858,6 +931,7 @@ def serve(fast: bool) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _become_subreaper()
     tests = sys.argv[1:]
     if HAVE_PYTEST and tests:
         # collect once in this (parent) process; requests are then served from inside the session
