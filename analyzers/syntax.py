@@ -54,6 +54,7 @@ class Source:
     raw: bytes
     decode_error: UnicodeDecodeError | None = None
     encoding: str = "utf-8"
+    declaration_error: str | None = None  # why the PEP 263 cookie / BOM was not taken (read as UTF-8)
 
 
 def read_source(path: Path | str) -> Source:
@@ -63,15 +64,16 @@ def read_source(path: Path | str) -> Source:
 
 
 def decode_source(raw: bytes) -> Source:
+    declared: str | None = None
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
-    except SyntaxError:  # an unknown coding cookie: compile() reports it
-        encoding = "utf-8"
+    except SyntaxError as exc:  # an unknown coding cookie: compile() reports it
+        encoding, declared = "utf-8", exc.msg
     try:
-        return Source(raw.decode(encoding), raw, None, encoding)
+        return Source(raw.decode(encoding), raw, None, encoding, declared)
     except UnicodeDecodeError as exc:
         # Keep going with replacement characters so the rest of the file is still checked.
-        return Source(raw.decode(encoding, "replace"), raw, exc, encoding)
+        return Source(raw.decode(encoding, "replace"), raw, exc, encoding, declared)
     except LookupError:
         return Source(raw.decode("utf-8", "replace"), raw, None, "utf-8")
 

@@ -17,7 +17,6 @@ import os
 import re
 import stat
 import sys
-import tokenize
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -140,26 +139,21 @@ def read_source(path: Path) -> tuple[str, list[str], bool]:
         raise Unreadable(f"too large (over {MAX_FILE_BYTES // 2**20} MB)")
     if b"\0" in data:
         raise Unreadable("not a text file (it contains NUL bytes)")
+    from heedls.analyzers.syntax import decode_source  # tree-sitter: not on every CLI start
+
+    source = decode_source(data)  # as the interpreter and `heedls check` decode it
     notes: list[str] = []
-    lines = iter(data.splitlines(keepends=True)[:2])
-    try:
-        encoding, _ = tokenize.detect_encoding(lambda: next(lines, b""))
-    except SyntaxError as exc:
-        # an unknown codec in the coding line, or a BOM that contradicts it, is worth a note; bytes
-        # that are no UTF-8 in the first lines ("invalid or missing encoding declaration") get theirs below
-        if "encoding declaration" not in exc.msg:
-            notes.append(f"{exc.msg}; reading it as UTF-8")
-        encoding = "utf-8"
-    replaced = False
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        replaced = True
-        line = data[: exc.start].count(b"\n") + 1
-        name = codecs.lookup(encoding).name
-        notes.append(f"not valid {name.upper() if name.startswith('utf') else name} (byte 0x{data[exc.start]:02x} "
+    # an unknown codec in the coding line, or a BOM that contradicts it, is worth a note; bytes that
+    # are no UTF-8 in the first lines ("invalid or missing encoding declaration") get theirs below
+    if source.declaration_error and "encoding declaration" not in source.declaration_error:
+        notes.append(f"{source.declaration_error}; reading it as UTF-8")
+    bad = source.decode_error
+    if bad is not None:
+        line = data[: bad.start].count(b"\n") + 1
+        name = codecs.lookup(source.encoding).name
+        notes.append(f"not valid {name.upper() if name.startswith('utf') else name} (byte 0x{data[bad.start]:02x} "
                      f"on line {line}): such bytes count as one character each and no suggestion copies them")
-        text = data.decode(encoding, errors="replace")
+    text, replaced = source.text, bad is not None
     return text.removeprefix("\ufeff"), notes, replaced  # a byte-order mark is no column (no editor shows it)
 
 
