@@ -85,7 +85,7 @@ class HeedlsProtocol(LanguageServerProtocol):
         except JsonRpcException as exc:
             if isinstance(data, dict) and "method" in data and "id" in data and "error" not in data:
                 msg_id = data["id"]
-                if isinstance(msg_id, (int, str)) and not isinstance(msg_id, bool):
+                if _usable_id(msg_id):
                     error = exc.to_response_error()
                     error.code = JsonRpcInvalidParams.CODE  # pygls says InternalError for params: absent
                     error.message = f"Invalid params: {data['method']} params do not match the protocol"
@@ -104,13 +104,14 @@ class HeedlsProtocol(LanguageServerProtocol):
             problem = _not_a_message(message)
             if problem is not None:  # JSON-RPC's Invalid Request, for the id it has if it is one
                 ident = message.get("id")
-                ident = ident if isinstance(ident, (int, str)) and not isinstance(ident, bool) else None
+                ident = ident if _usable_id(ident) else None
                 if "method" in message and "id" in message:  # a request: never answer a notification
                     self.send_error_for(ident, JsonRpcInvalidRequest(problem))
                 else:  # or a response
                     log.warning("a message was dropped: %s", problem)
                 return None
-            if message.get("method") == "$/cancelRequest" and not _an_id(message.get("params")):
+            params = message.get("params")
+            if message.get("method") == "$/cancelRequest" and not _usable_id(params.get("id") if isinstance(params, dict) else None):
                 # an id that is no number or string: pygls failed on it with a traceback
                 log.warning("a $/cancelRequest without a usable id was ignored")
                 return None
@@ -124,7 +125,7 @@ class HeedlsProtocol(LanguageServerProtocol):
             # a JSON body that is no message (`[1, 2]`, `42`, an object without "jsonrpc"): JSON-RPC's
             # Invalid Request, for the id it has if any, else a null one
             ident = message.get("id") if isinstance(message, dict) else None
-            ident = ident if isinstance(ident, (int, str)) and not isinstance(ident, bool) else None
+            ident = ident if _usable_id(ident) else None
             self.send_error_for(ident, JsonRpcInvalidRequest("not a JSON-RPC 2.0 message"))
             return None
         method = getattr(message, "method", None)
@@ -388,9 +389,8 @@ class RoutineProtocolErrors(logging.Filter):
         return not isinstance(error, JsonRpcException)
 
 
-def _an_id(params: Any) -> bool:
-    """Whether `params` carries a JSON-RPC id pygls can look up (a number or a string)."""
-    ident = params.get("id") if isinstance(params, dict) else None
+def _usable_id(ident: Any) -> bool:
+    """Whether `ident` is a JSON-RPC id pygls can answer and look up (a number or a string)."""
     return isinstance(ident, (int, str)) and not isinstance(ident, bool)
 
 
