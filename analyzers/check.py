@@ -428,6 +428,7 @@ def check_paths(
             if result.problem:
                 problems.append(result.problem)
             diagnostics.extend(result.diagnostics)
+    rel = Path(relative_to) if relative_to is not None else Path.cwd()
     tests_summary: dict[str, Any] | None = None
     if tests:
         # Paths of several projects: each project's tests in that project (its rootdir, conftest and
@@ -439,10 +440,9 @@ def check_paths(
             test_diagnostics, run_summary = _run_tests(project, test_targets(members, project), own, problems)
             diagnostics.extend(test_diagnostics)
             runs.append((project, run_summary))
-        tests_summary = runs[0][1] if len(runs) == 1 else _merged_runs(runs, Path(relative_to or Path.cwd()))
+        tests_summary = runs[0][1] if len(runs) == 1 else _merged_runs(runs, rel)
     diagnostics = order(dedupe(diagnostics))
     problems[:] = dict.fromkeys(problems)  # one project's words per run are said once
-    rel = Path(relative_to) if relative_to is not None else Path.cwd()
     _with_patches(diagnostics, rel)
     if explain:
         missing_rules = explain_all(diagnostics)

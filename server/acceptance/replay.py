@@ -237,20 +237,26 @@ def _load_chooser() -> Callable[[Any, Any], tuple[str, Any] | None]:
     return fn
 
 
-def provider_problems(name: str) -> list[str]:
-    """Why the HTTP provider `name` cannot work with the settings of the current folder (empty when
-    it can): a replay meant for it would be the local provider's, labelled so, all through."""
-    if name == "local":
-        return []
+def _provider_config(name: str) -> tuple[Any, list[str]]:
+    """The current folder's provider settings with `name` as the provider, and the settings' warnings."""
     from dataclasses import replace
     from typing import cast
 
     from heedls.server import config as config_mod
     from heedls.server.config import ProviderName
+
+    cfg, warnings = config_mod.load(Path.cwd())
+    return replace(cfg.provider, name=cast(ProviderName, name)), warnings
+
+
+def provider_problems(name: str) -> list[str]:
+    """Why the HTTP provider `name` cannot work with the settings of the current folder (empty when
+    it can): a replay meant for it would be the local provider's, labelled so, all through."""
+    if name == "local":
+        return []
     from heedls.server.providers.registry import config_problems
 
-    cfg, _ = config_mod.load(Path.cwd())
-    return config_problems(replace(cfg.provider, name=cast(ProviderName, name)))
+    return config_problems(_provider_config(name)[0])
 
 
 def _make_provider(name: str, workspace: Path, cache_dir: Path) -> Any:
@@ -264,19 +270,13 @@ def _make_provider(name: str, workspace: Path, cache_dir: Path) -> Any:
     local.index_now()
     if name == "local":
         return local
-    from heedls.server import config as config_mod
     from heedls.server.providers.registry import build_provider
 
-    cfg, warnings = config_mod.load(Path.cwd())
+    config, warnings = _provider_config(name)
     for warning in warnings:
         log.warning("%s", warning)
-    from dataclasses import replace
-    from typing import cast
-
-    from heedls.server.config import ProviderName
-
     # an unknown name is reported by build_provider, which then serves `local`
-    return build_provider(replace(cfg.provider, name=cast(ProviderName, name)), local)
+    return build_provider(config, local)
 
 
 async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provider: str = "local",
