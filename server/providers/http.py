@@ -221,11 +221,16 @@ async def _read_body(response: httpx.Response, where: str) -> bytearray:
     return body
 
 
+def printable(text: str, limit: int) -> str:
+    """At most `limit` characters of `text`, each one that does not print shown as `?` (for a
+    message quoting what a server or a setting holds)."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
 def _why(exc: httpx.HTTPError, api_key: str) -> str:
     """A transport error, said so a user can act on it (some have no text of their own)."""
-    reason = _scrub(str(exc), api_key)[:200]
     # The text may quote what the server sent (h11 quotes a bad header line): printable only.
-    reason = "".join(c if c.isprintable() else "?" for c in reason)
+    reason = printable(_scrub(str(exc), api_key), 200)
     if not reason or reason == type(exc).__name__:
         reason = {
             "ReadError": "the connection broke while reading the answer (reset by the server?)",

@@ -19,7 +19,7 @@ from heedls.server.config import ProviderConfig
 from heedls.server.providers.base import Provider
 from heedls.server.providers.breaker import CircuitBreaker
 from heedls.server.providers.fallback import FallbackProvider, tell
-from heedls.server.providers.http import HTTPProvider, redact_url
+from heedls.server.providers.http import HTTPProvider, printable, redact_url
 from heedls.server.providers.llamacpp import LlamaCppProvider
 from heedls.server.providers.ollama import OllamaProvider
 from heedls.server.providers.openai import OpenAIProvider
@@ -48,7 +48,7 @@ def config_problems(config: ProviderConfig) -> list[str]:
             parts = urlsplit(endpoint)
             _ = parts.port  # raises ValueError for a bad port
         except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
-            problems.append(f"provider.endpoint {_shown(endpoint)!r} is not an http(s) URL ({_printable(str(exc))})")
+            problems.append(f"provider.endpoint {_shown(endpoint)!r} is not an http(s) URL ({printable(str(exc), 80)})")
         else:
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 problems.append(f"provider.endpoint {_shown(endpoint)!r} is not an http(s) URL")
@@ -57,16 +57,12 @@ def config_problems(config: ProviderConfig) -> list[str]:
     return problems
 
 
-def _printable(text: str, limit: int = 80) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text[:limit])
-
-
 def _shown(endpoint: str) -> str:
     """The endpoint as the user wrote it, for a message, even when it does not parse: without a
     user:password part or a query string (either may hold a credential)."""
     text = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)[^/?#]*@", r"\1", endpoint)
     text = re.split(r"[?#]", text, maxsplit=1)[0]
-    return _printable(text, 100) or "<empty>"
+    return printable(text, 100) or "<empty>"
 
 
 def _is_local_host(host: str) -> bool:
