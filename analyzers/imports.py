@@ -14,17 +14,51 @@ import sys
 from heedls.analyzers.lines import split_lines
 
 # Names of the standard library that code uses without their module's prefix, each from one module
-# (where two modules have a name, as `sqrt` in math and cmath, the common one).
+# (where two modules have a name, as `sqrt` in math and cmath or `Iterable` in typing and
+# collections.abc, the common one). Names that are everyday words (`count`, `repeat`, `merge`,
+# `replace`, `digits`) are left out: undefined, they are more often a typo than a missing import.
 FROM_IMPORTS = {
-    **dict.fromkeys(("Counter", "defaultdict", "deque", "OrderedDict", "namedtuple"), "collections"),
-    **dict.fromkeys(("reduce", "lru_cache", "partial", "wraps", "cache", "cmp_to_key"), "functools"),
-    **dict.fromkeys(("chain", "permutations", "combinations", "product", "accumulate", "groupby",
-                     "zip_longest", "islice"), "itertools"),
-    **dict.fromkeys(("heappush", "heappop", "heapify"), "heapq"),
-    **dict.fromkeys(("bisect_left", "bisect_right", "insort"), "bisect"),
-    **dict.fromkeys(("sqrt", "floor", "ceil", "gcd", "inf", "pi", "isclose", "log2", "factorial"), "math"),
-    **dict.fromkeys(("dataclass", "field"), "dataclasses"),
-    "Path": "pathlib", "Fraction": "fractions", "Decimal": "decimal", "deepcopy": "copy", "Enum": "enum",
+    **dict.fromkeys(("Any", "Optional", "Union", "List", "Dict", "Set", "FrozenSet", "Tuple", "Type",
+                     "Callable", "Iterable", "Iterator", "Generator", "Sequence", "Mapping", "MutableMapping",
+                     "Awaitable", "Coroutine", "AsyncIterator", "TypeVar", "Generic", "Protocol", "Literal",
+                     "Final", "ClassVar", "NamedTuple", "TypedDict", "NoReturn", "Annotated", "Self", "cast",
+                     "overload", "TYPE_CHECKING", "IO", "TextIO", "BinaryIO"), "typing"),
+    **dict.fromkeys(("Counter", "defaultdict", "deque", "OrderedDict", "namedtuple", "ChainMap"), "collections"),
+    **dict.fromkeys(("reduce", "lru_cache", "partial", "wraps", "cache", "cmp_to_key", "cached_property",
+                     "total_ordering", "singledispatch"), "functools"),
+    **dict.fromkeys(("chain", "permutations", "combinations", "combinations_with_replacement", "product",
+                     "accumulate", "groupby", "zip_longest", "islice", "starmap", "takewhile", "dropwhile",
+                     "filterfalse", "pairwise"), "itertools"),
+    **dict.fromkeys(("heappush", "heappop", "heapify", "heappushpop", "heapreplace", "nlargest", "nsmallest"),
+                    "heapq"),
+    **dict.fromkeys(("bisect", "bisect_left", "bisect_right", "insort", "insort_left", "insort_right"), "bisect"),
+    **dict.fromkeys(("sqrt", "isqrt", "floor", "ceil", "gcd", "lcm", "inf", "nan", "pi", "tau", "isclose",
+                     "isnan", "isinf", "log", "log2", "log10", "exp", "sin", "cos", "tan", "atan2", "hypot",
+                     "radians", "degrees", "factorial", "comb", "perm", "prod", "fsum", "trunc", "copysign"), "math"),
+    **dict.fromkeys(("dataclass", "field", "fields", "asdict", "astuple"), "dataclasses"),
+    **dict.fromkeys(("contextmanager", "asynccontextmanager", "suppress", "redirect_stdout", "redirect_stderr",
+                     "ExitStack", "closing", "nullcontext"), "contextlib"),
+    **dict.fromkeys(("ABC", "ABCMeta", "abstractmethod"), "abc"),
+    **dict.fromkeys(("Enum", "IntEnum", "Flag", "IntFlag", "auto"), "enum"),
+    **dict.fromkeys(("mean", "median", "stdev", "pstdev", "variance"), "statistics"),
+    **dict.fromkeys(("randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform"), "random"),
+    **dict.fromkeys(("sleep", "perf_counter", "monotonic"), "time"),
+    **dict.fromkeys(("date", "timedelta", "timezone"), "datetime"),
+    **dict.fromkeys(("StringIO", "BytesIO"), "io"),
+    **dict.fromkeys(("Thread", "Lock", "RLock"), "threading"),
+    **dict.fromkeys(("ThreadPoolExecutor", "ProcessPoolExecutor", "as_completed"), "concurrent.futures"),
+    **dict.fromkeys(("itemgetter", "attrgetter", "methodcaller"), "operator"),
+    **dict.fromkeys(("ascii_lowercase", "ascii_uppercase", "ascii_letters"), "string"),
+    **dict.fromkeys(("urlparse", "urljoin", "urlencode"), "urllib.parse"),
+    **dict.fromkeys(("TemporaryDirectory", "NamedTemporaryFile", "mkdtemp"), "tempfile"),
+    **dict.fromkeys(("Popen", "PIPE", "CalledProcessError", "check_output"), "subprocess"),
+    **dict.fromkeys(("uuid4", "UUID"), "uuid"),
+    **dict.fromkeys(("SimpleNamespace", "MappingProxyType"), "types"),
+    "Path": "pathlib", "PurePath": "pathlib", "Fraction": "fractions", "Decimal": "decimal", "deepcopy": "copy",
+    "dedent": "textwrap", "ArgumentParser": "argparse", "getLogger": "logging", "rmtree": "shutil",
+    # a module's own name called bare: `pprint(x)`, `glob("*.py")`, `copy(x)`, `random()`, `time()`;
+    # read as a module (`time.time()`) it is `import time`
+    "pprint": "pprint", "glob": "glob", "copy": "copy", "random": "random", "time": "time", "datetime": "datetime",
 }
 
 
@@ -41,8 +75,12 @@ def insertion(text: str, tree: ast.Module, statement: str) -> tuple[int, str]:
     """(offset, text to insert there) that adds `statement` to the module `text` (parsed as `tree`),
     in the module's own line endings: right after its docstring and `__future__` imports; else
     before its first statement (beside its imports, or a blank line before other code, two before a
-    def or class)."""
+    def or class). A name the module already imports others from at the top level joins that
+    statement (`from typing import Any` -> `from typing import Any, Optional`), as isort would."""
     lines = split_lines(text)
+    merged = _into_existing(text, lines, tree, statement)
+    if merged is not None:
+        return merged
     newline = next((ln[len(ln.rstrip("\r\n")):] for ln in lines if ln.endswith(("\n", "\r"))), "\n")
     starts = [0]
     for line in lines:
@@ -71,3 +109,27 @@ def insertion(text: str, tree: ast.Module, statement: str) -> tuple[int, str]:
         blank = 1
     # a byte-order mark stays the file's first character
     return max(starts[lineno - 1], 1 if text.startswith("\ufeff") else 0), statement + newline * (1 + blank)
+
+
+def _into_existing(text: str, lines: list[str], tree: ast.Module, statement: str) -> tuple[int, str] | None:
+    """(offset, ", name") after the last name of the module's first top-level `from m import …`
+    of the same module, or None (another kind of statement, no such import, a star import)."""
+    words = statement.split()
+    if len(words) != 4 or words[0] != "from" or words[2] != "import":
+        return None
+    module, name = words[1], words[3]
+    for node in tree.body:
+        if not (isinstance(node, ast.ImportFrom) and node.module == module and node.level == 0):
+            continue
+        last = node.names[-1]
+        if last.name == "*" or any(a.name == name and a.asname is None for a in node.names):
+            return None
+        row, col = last.end_lineno, last.end_col_offset
+        if row is None or col is None or row > len(lines):
+            return None
+        line = lines[row - 1]
+        bom = row == 1 and line.startswith("\ufeff")  # the tree was parsed without it
+        body = line[1:] if bom else line
+        chars = len(body.encode("utf-8")[:col].decode("utf-8", "replace")) + bom  # ast columns are UTF-8 bytes
+        return sum(map(len, lines[:row - 1])) + chars, f", {name}"
+    return None

@@ -209,6 +209,31 @@ def test_a_name_one_standard_module_exports_gets_its_from_import_and_others_get_
     }
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # the everyday names of typing, time, contextlib … are known, not only collections'
+    ("def f(x: Optional[int]):\n    sleep(x)\n",
+     "from time import sleep\nfrom typing import Optional\n\n\ndef f(x: Optional[int]):\n    sleep(x)\n"),
+    # a module already imported from at the top level gets the name in that statement, as isort would
+    ("from typing import Any\n\nx: Optional[Any] = None\n", "from typing import Any, Optional\n\nx: Optional[Any] = None\n"),
+    ("from typing import (\n    Any,\n)\n\nx: Optional[Any] = None\n",
+     "from typing import (\n    Any, Optional,\n)\n\nx: Optional[Any] = None\n"),
+    # after a comment, a byte-order mark and a non-ASCII module name on the line (columns are bytes to ast)
+    ("\ufefffrom typing import Any  # é\r\nx: Optional[Any] = None\r\n",
+     "\ufefffrom typing import Any, Optional  # é\r\nx: Optional[Any] = None\r\n"),
+    # a star import, or one inside a block, is left alone: a new statement goes at the top
+    ("if True:\n    from typing import Any\nx: Optional[int] = None\n",
+     "from typing import Optional\n\nif True:\n    from typing import Any\nx: Optional[int] = None\n"),
+])
+def test_a_standard_name_gets_its_from_import_merged_into_the_modules_own(ws: Path, text: str, expected: str) -> None:
+    for _ in range(2):  # one fix at a time, each offered on the text as it then is (as in an editor)
+        found = [d for d in lint.lint_text(text, ws / "m.py", workspace=ws).diagnostics if d.code == "F821"]
+        if found:
+            (fix,) = found[0].fixes
+            assert fix.applicability == "unsafe"
+            text = check.apply_edits(text, fix, found[0].path)
+    assert text == expected
+
+
 def test_files_on_disk_get_the_fix_too(ws: Path) -> None:
     (ws / "geo.py").write_text("def f(a):\n    return math.sqrt(a)\n")
     (d,) = [d for d in lint.lint_paths([ws], workspace=ws).diagnostics if d.code == "F821"]
