@@ -9,6 +9,7 @@ third-party name may come from any of several packages.
 from __future__ import annotations
 
 import ast
+import importlib
 import sys
 
 from heedls.analyzers.lines import split_lines
@@ -62,13 +63,27 @@ FROM_IMPORTS = {
 }
 
 
-def statement_for(name: str, as_module: bool) -> str | None:
+def statement_for(name: str, as_module: bool, attribute: str | None = None) -> str | None:
     """`import name` when `name` is a standard module used as one (`name.attr`), `from m import
-    name` for a known name of module `m`, else None."""
+    name` for a known name of module `m`, else None. Where the module has a member of its own
+    name (`datetime`, `time`, `copy`), `attribute` (the `attr` read) tells which is meant:
+    `datetime.now()` is the class's, so `from datetime import datetime`."""
     if as_module and name in sys.stdlib_module_names and not name.startswith("_"):
+        if attribute and FROM_IMPORTS.get(name) == name and _member_not_module(name, attribute):
+            return f"from {name} import {name}"
         return f"import {name}"
     module = FROM_IMPORTS.get(name)
     return f"from {module} import {name}" if module else None
+
+
+def _member_not_module(name: str, attribute: str) -> bool:
+    """Is `attribute` an attribute of module `name`'s member `name` but not of the module? Only
+    for the few modules of FROM_IMPORTS named like their member (harmless to import)."""
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        return False
+    return not hasattr(module, attribute) and hasattr(getattr(module, name, None), attribute)
 
 
 def insertion(text: str, tree: ast.Module, statement: str) -> tuple[int, str]:

@@ -16,6 +16,7 @@ import ast
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ _SYNTAX_CODES = {None, "", "invalid-syntax", "E999"}
 # are warnings, as ruff's own language server shows them.
 _ERROR_CODES = {"F821", "F822", "F823", "F701", "F702", "F704", "F706", "F707", "E902", "PLE0101", "PLE0116"}
 # Unused things are drawn faded in editors (DiagnosticTag.Unnecessary); deprecated ones struck out.
+_IDENTIFIER = re.compile(r"[^\W\d]\w*")  # the attribute read after an undefined name and a dot
 _UNNECESSARY = {"F401", "F841", "F811", "F632", "ERA001", "ARG001", "ARG002", "RUF100"}
 _APPLICABILITY: dict[str, Applicability] = {"safe": "safe", "unsafe": "unsafe", "display-only": "display-only"}
 _BASE_ARGS = ["check", "--output-format", "json", "--no-cache", "--exit-zero", "--force-exclude"]
@@ -266,7 +268,10 @@ def add_import_fixes(diagnostics: list[Diagnostic], text_of: Callable[[str], str
             continue
         line = lines[start.line]
         name, following = line[start.character:end.character], line[end.character:end.character + 1]
-        statement = imports.statement_for(name, as_module=following == ".") if name.isidentifier() else None
+        attribute = _IDENTIFIER.match(line, end.character + 1) if following == "." else None
+        statement = imports.statement_for(name, as_module=following == ".",
+                                          attribute=attribute.group() if attribute else None) \
+            if name.isidentifier() else None
         if statement is None:
             continue
         if d.path not in trees:

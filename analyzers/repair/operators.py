@@ -318,7 +318,9 @@ class Generator:
         if not self._bound_nowhere(node) or node.id in self._imported:
             return
         parent = self.parents.get(node)
-        statement = imports.statement_for(node.id, as_module=isinstance(parent, ast.Attribute) and parent.value is node)
+        as_module = isinstance(parent, ast.Attribute) and parent.value is node
+        statement = imports.statement_for(node.id, as_module,
+                                          attribute=parent.attr if as_module and isinstance(parent, ast.Attribute) else None)
         if statement is None:
             return
         self._imported.add(node.id)

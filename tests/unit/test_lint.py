@@ -220,6 +220,10 @@ def test_a_name_one_standard_module_exports_gets_its_from_import_and_others_get_
     # after a comment, a byte-order mark and a non-ASCII module name on the line (columns are bytes to ast)
     ("\ufefffrom typing import Any  # é\r\nx: Optional[Any] = None\r\n",
      "\ufefffrom typing import Any, Optional  # é\r\nx: Optional[Any] = None\r\n"),
+    # a module whose member has its name: the attribute read tells which one is meant
+    ("t = datetime.now()\n", "from datetime import datetime\n\nt = datetime.now()\n"),
+    ("d = datetime.date.today()\n", "import datetime\n\nd = datetime.date.today()\n"),
+    ("t = time.time()\n", "import time\n\nt = time.time()\n"),
     # a star import, or one inside a block, is left alone: a new statement goes at the top
     ("if True:\n    from typing import Any\nx: Optional[int] = None\n",
      "from typing import Optional\n\nif True:\n    from typing import Any\nx: Optional[int] = None\n"),

@@ -195,6 +195,14 @@ def test_names_that_are_bound_somewhere_or_may_come_from_a_star_import_are_left_
         "    return [x for x in rest], osp, kw, kw"]  # only `kww` is defined nowhere
 
 
+def test_a_missing_import_joins_the_modules_own_from_import_and_reads_which_member_is_meant() -> None:
+    text = "from typing import Any\n\n\ndef stamp(x: Any) -> Optional[str]:\n    return datetime.now().isoformat()\n"
+    body = "\n\n\ndef stamp(x: Any) -> Optional[str]:\n    return datetime.now().isoformat()\n"
+    assert sorted(t for op, t in _all(text) if op == "missing-import") == [
+        "from datetime import datetime\nfrom typing import Any" + body,  # `now` is the class's, not the module's
+        "from typing import Any, Optional" + body]
+
+
 def test_a_short_string_becomes_another_of_its_function_or_changes_at_every_use() -> None:
     """Separators and markers: `"__"` where the function's other `"_"` was meant; the same wrong
     `" "` returned at every exit changes at every use at once (one candidate, one fix)."""
