@@ -101,6 +101,13 @@ def _fix(raw: dict[str, Any] | None, path: str, code: str, bom: bool = False) ->
     return Fix(title=f"{title} ({code})", edits=edits, applicability=applicability, source=SOURCE)
 
 
+def _broken_link(name: str) -> bool:
+    try:
+        return bool(name) and os.path.islink(name) and not os.path.exists(name)
+    except (OSError, ValueError):
+        return False
+
+
 def to_diagnostics(findings: Sequence[dict[str, Any]], path_override: str | None = None,
                    bom: bool = False) -> list[Diagnostic]:
     out: list[Diagnostic] = []
@@ -117,7 +124,14 @@ def to_diagnostics(findings: Sequence[dict[str, Any]], path_override: str | None
                 path = resolved[name] = str(Path(name).resolve())
         severity: Severity = "error" if code in _ERROR_CODES else "warning"
         message = str(item.get("message", ""))
-        if code == "E902" and "UTF-8" in message:
+        if code == "E902" and not path_override and _broken_link(str(item.get("filename") or "")):
+            # its resolved path is the missing target, which is no file of the project: name the
+            # link, and say what it is rather than "No such file or directory"
+            name = str(item.get("filename") or "")
+            path = str(Path(name).absolute())
+            severity = "warning"
+            message = f"not linted: a broken symbolic link (its target {os.readlink(name)} does not exist)"
+        elif code == "E902" and "UTF-8" in message:
             # ruff reads UTF-8 only; Python also reads a file whose coding cookie names another
             # encoding (latin-1), so this is no error in the code: say it was not linted
             severity = "information"

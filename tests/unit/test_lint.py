@@ -269,3 +269,15 @@ def test_when_ruff_fails_the_problem_says_why(tmp_path: Path) -> None:
     assert ruff is not None
     result = lint_paths([str(tmp_path / "a.py")], workspace=tmp_path, ruff=ruff)
     assert result.problem is not None and f"Failed to parse {tmp_path / 'pyproject.toml'}" in result.problem
+
+
+def test_a_broken_symbolic_link_is_named_as_such_at_the_link_not_at_its_missing_target(tmp_path: Path) -> None:
+    """ruff reports a dangling `x.py` link as E902 "No such file or directory"; resolved, its path
+    was the missing target (`../../nonexistent:1:1: error`), a file the project does not have."""
+    ws = tmp_path  # ruff's default rules (E902 is not among those `ws` selects)
+    (ws / "ok.py").write_text("x = 1\n")
+    (ws / "gone.py").symlink_to(ws / "nowhere" / "gone.py")
+    (d,) = [d for d in lint.lint_paths([ws], workspace=ws).diagnostics if d.code == "E902"]
+    assert Path(d.path) == ws / "gone.py"
+    assert d.severity == "warning"
+    assert d.message == f"not linted: a broken symbolic link (its target {ws / 'nowhere' / 'gone.py'} does not exist)"
