@@ -59,10 +59,20 @@ def serve(
     """Run the language server (stdio by default)."""
     import os
 
+    level = log_level.strip().upper()
+    if level not in LOG_LEVELS:
+        typer.echo(f"heedls: --log-level expects one of {', '.join(n.lower() for n in LOG_LEVELS)}, "
+                   f"got {log_level!r}", err=True)
+        raise typer.Exit(2)
+    address = _tcp_address(tcp) if tcp else None
     from heedls.server.app import configure_logging, create_server
 
     # HEEDLS_LOG_LEVEL lets editors and tests turn on debug logging without changing the command
-    configure_logging(os.environ.get("HEEDLS_LOG_LEVEL", log_level).upper())
+    wanted = os.environ.get("HEEDLS_LOG_LEVEL", "").strip().upper()
+    if wanted and wanted not in LOG_LEVELS:
+        typer.echo(f"heedls: HEEDLS_LOG_LEVEL={wanted.lower()!r} is not a level "
+                   f"({', '.join(n.lower() for n in LOG_LEVELS)}); using {level.lower()}", err=True)
+    configure_logging(wanted if wanted in LOG_LEVELS else level)
     seeded = {}
     if stub_provider is not None:
         from heedls.server.providers.static import StaticProvider
@@ -90,12 +100,8 @@ def serve(
             os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
-    if tcp:
-        host, _, port = tcp.rpartition(":")
-        if not port.isdigit():
-            typer.echo(f"heedls: --tcp expects HOST:PORT, got {tcp!r}", err=True)
-            raise typer.Exit(2)
-        server.start_tcp(host or "127.0.0.1", int(port))
+    if address is not None:
+        server.start_tcp(*address)
     else:
         from heedls.server.framing import LenientFrames
 
@@ -103,6 +109,34 @@ def serve(
     kill_running()
     # LSP: `exit` after `shutdown` is 0, anything else (no shutdown, the client gone) 1
     raise typer.Exit(0 if getattr(server.protocol, "_shutdown", False) else 1)
+
+
+LOG_LEVELS = ("ERROR", "WARNING", "INFO", "DEBUG")
+
+
+def _tcp_address(value: str) -> tuple[str, int]:
+    """(host, port) of `--tcp HOST:PORT` (`[::1]:2087` for IPv6; no host: 127.0.0.1), checked by
+    binding it once: a bad port, an unknown host or an address in use is one line and exit 2,
+    before the server starts (asyncio's traceback otherwise)."""
+    import socket
+
+    host, _, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    host = host or "127.0.0.1"
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        typer.echo(f"heedls: --tcp expects HOST:PORT with a port of 1-65535, got {value!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server does
+            probe.bind(where)
+    except (OSError, UnicodeError) as exc:  # gaierror is an OSError; an IDNA failure a UnicodeError
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        typer.echo(f"heedls: cannot listen on {value}: {reason}", err=True)
+        raise typer.Exit(2) from None
+    return host, int(port)
 
 
 for _name in COMMAND_MODULES:

@@ -89,3 +89,37 @@ def test_complete_applies_the_files_project_configuration_from_anywhere(tmp_path
     for cwd in (project, project / "pkg", tmp_path):
         out = heedls("complete", str(project / "pkg" / "stats.py") + ":29:24", cwd=cwd, env_dir=tmp_path)
         assert out.returncode == 0 and out.stdout == b"", (cwd, out.stdout)  # suggestions are off there
+
+
+def test_serve_refuses_a_tcp_address_it_cannot_listen_on_in_one_line_before_starting(tmp_path: Path) -> None:
+    """A bad port, an unknown host, an address of another machine or one in use was asyncio's
+    traceback (OverflowError, gaierror, OSError 98/99); each is now one line and exit 2."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = {
+            "127.0.0.1:99999": "--tcp expects HOST:PORT with a port of 1-65535, got '127.0.0.1:99999'",
+            "localhost:0": "--tcp expects HOST:PORT with a port of 1-65535, got 'localhost:0'",
+            "nosuch.invalid:2087": "cannot listen on nosuch.invalid:2087: ",
+            f"127.0.0.1:{port}": f"cannot listen on 127.0.0.1:{port}: Address already in use",
+        }
+        for address, said in cases.items():
+            out = heedls("serve", "--tcp", address, cwd=tmp_path, env_dir=tmp_path, stdin=b"")
+            err = out.stderr.decode()
+            assert out.returncode == 2 and err.startswith(f"heedls: {said}"), (address, err)
+            assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_serve_refuses_an_unknown_log_level_and_ignores_a_bad_one_from_the_environment(tmp_path: Path) -> None:
+    out = heedls("serve", "--log-level", "loud", cwd=tmp_path, env_dir=tmp_path, stdin=b"")
+    assert out.returncode == 2
+    assert out.stderr.decode() == "heedls: --log-level expects one of error, warning, info, debug, got 'loud'\n"
+    env = dict(os.environ, HEEDLS_LOG_LEVEL="verbose", HEEDLS_DATA_DIR=str(tmp_path / "d"))
+    served = subprocess.run([sys.executable, "-m", "heedls", "serve"], cwd=tmp_path, env=env, input=b"",
+                            capture_output=True, timeout=120)
+    err = served.stderr.decode()
+    assert "HEEDLS_LOG_LEVEL='verbose' is not a level" in err and "Traceback" not in err
+    assert served.returncode == 1  # the client went away without shutdown: LSP's exit status 1
