@@ -271,7 +271,34 @@ def _merge_section(current: Any, overrides: Mapping[str, Any], where: str, warni
             before = current.keep_accepted if 0.5 <= current.keep_accepted <= 1.0 else GateConfig.keep_accepted
             warnings.append(f"{where}.keepAccepted: {keep!r} must be between 0.5 and 1.0; using {before!r}")
             changes["keep_accepted"] = before
+    if isinstance(current, ProviderConfig):
+        _check_temperature(current, changes, where, warnings)
     return replace(current, **changes)
+
+
+# The largest `temperature` each provider's API takes. The OpenAI API (and servers following it to
+# the letter, Azure OpenAI) refuses more than 2 with HTTP 400 on every request, which served `local`
+# behind a breaker warning that only said "HTTP 400". Ollama's and llama.cpp's own APIs set no upper
+# bound (their samplers take any non-negative value).
+MAX_TEMPERATURE: dict[str, float] = {"openai": 2.0}
+
+
+def _check_temperature(current: ProviderConfig, changes: dict[str, Any], where: str, warnings: list[str]) -> None:
+    """A temperature the provider chosen (in this layer or an earlier one) refuses sets nothing: the
+    earlier layer's value is kept when that one is in range, else the default."""
+    name = changes.get("name", current.name)
+    top = MAX_TEMPERATURE.get(name)
+    value = changes.get("temperature", current.temperature)
+    if top is None or value <= top:
+        return
+    before = current.temperature if current.temperature <= top else ProviderConfig.temperature
+    if "temperature" in changes:
+        warnings.append(f"{where}.temperature: {value!r} is above {top:g}, the most the {name} API accepts (it "
+                        f"would refuse every request); using {before!r}")
+    else:  # this layer chose the provider; the temperature came from a layer before
+        warnings.append(f"{where}.name: the {name} API accepts a temperature of at most {top:g}, not the "
+                        f"{value!r} set before (it would refuse every request); using {before!r}")
+    changes["temperature"] = before
 
 
 def merge(base: HeedlsConfig, overrides: Any, source: str) -> tuple[HeedlsConfig, list[str]]:

@@ -93,7 +93,8 @@ class CircuitBreaker:
         # open: a request started before the breaker opened failed late; nothing new learned.
 
     def trip(self, cooldown_s: float) -> None:
-        """Open now for at least `cooldown_s` (the server said so: 429 with Retry-After)."""
+        """Open now for at least `cooldown_s` (the server said so: a 429 or 503 with Retry-After), at
+        most `max_cooldown_s`."""
         self.consecutive_failures = max(self.consecutive_failures, self.failure_threshold)
         self._probe_started = None
         self.cooldown_s = min(self.max_cooldown_s, max(self.cooldown_s, cooldown_s))

@@ -55,6 +55,10 @@ class ChatProvider(Protocol):
     ) -> list[str]: ...
 
 
+# Statuses whose `Retry-After` says how long to stay away: 429 (rate limit) and 503 (overloaded,
+# loading a model, in maintenance: what Azure OpenAI, vLLM, llama.cpp's server and proxies send).
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
 # What an error status most likely means for the user (the server's own text is logged at DEBUG only).
 _HINTS = {401: "the endpoint refused the API key", 403: "the API key may not use this endpoint or model",
           404: "no such model or path at the endpoint"}
@@ -183,8 +187,9 @@ class FallbackProvider:
         self.last_error = reason
         self.counts["failures"] += 1
         log.debug("provider %s failed: %s", self.name, reason)
-        if isinstance(exc, HTTPStatusProviderError) and exc.status == 429 and exc.retry_after_s:
-            # Rate-limited with an explicit wait: asking again sooner only prolongs it.
+        if isinstance(exc, HTTPStatusProviderError) and exc.status in RETRY_AFTER_STATUSES and exc.retry_after_s:
+            # Rate-limited or overloaded with an explicit wait: asking again sooner only prolongs it.
+            # Bounded by the breaker (at most its 10-minute cap, however long the server asked for).
             self.breaker.trip(exc.retry_after_s)
         else:
             self.breaker.record_failure()
