@@ -2,14 +2,19 @@
 
 FIM mode uses `POST /api/generate` with `prompt` = prefix and `suffix`: Ollama applies the model's
 own infill template (qwen2.5-coder, codellama:code, starcoder2, deepseek-coder ...). A model
-without one answers 400 "... does not support insert"; we then switch, for the rest of the
-session, to `raw: true` with the prompt built from `provider.fimTemplate`. Chat mode and `chat()`
-use `POST /api/chat`.
+without one answers 400 `{"error": "<model> does not support insert"}` (server/images.go
+CheckCapabilities, since Ollama 0.2.6: the model's full name, "does not support", then the missing
+capabilities one a line); on exactly that answer, and once the same request in `raw: true` with the
+prompt built from `provider.fimTemplate` has worked, we stay in raw mode for RAW_FIM_RETRY_S and
+then ask with `suffix` again (the model may have been re-created with a template). Any other 400
+that happens to mention "insert" is an ordinary failure. Chat mode and `chat()` use `POST /api/chat`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from typing import Any
 
 import httpx
@@ -27,10 +32,23 @@ from heedls.server.providers.http import (
     gather_n,
     require_dict,
     require_text,
+    server_label,
     stop_tokens,
 )
 
 log = logging.getLogger("heedls.providers")
+
+RAW_FIM_RETRY_S = 600.0  # how long raw mode stands in for a missing infill template before asking again
+
+# Ollama's whole error text for a model without an infill template: "<full model name> does not
+# support insert", other missing capabilities joined to it one a line ("completion\ninsert").
+_NO_INSERT = re.compile(r"\S+ does not support (?:[a-z][a-z ]*\n)*insert(?:\n[a-z][a-z ]*)*")
+
+
+def says_no_insert(status: int, detail: str) -> bool:
+    """Is this Ollama's answer to `suffix` for a model without an infill template? Exactly that
+    answer: not any 400 whose text mentions "insert" (an echo of the prompt, a proxy's page)."""
+    return status == 400 and _NO_INSERT.fullmatch(detail.strip()) is not None
 
 
 class OllamaProvider(HTTPProvider):
@@ -38,7 +56,15 @@ class OllamaProvider(HTTPProvider):
 
     def __init__(self, config: ProviderConfig, client: httpx.AsyncClient | None = None) -> None:
         super().__init__(config, client)
-        self.raw_fim = False  # set once the model turns out to have no infill template
+        # Until this time (time.monotonic()), the model is taken to have no infill template and the
+        # prompt is built from provider.fimTemplate (`raw`). Not for good: the model may be re-created
+        # (`ollama create`, a new pull) with one, and a confused server must not decide it for the session.
+        self.raw_until = 0.0
+        self._was_raw = False  # raw mode was in use: say so when the model takes `suffix` again
+
+    @property
+    def raw_fim(self) -> bool:
+        return time.monotonic() < self.raw_until
 
     def options(self, request: CompletionRequest | None, stop: list[str]) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -52,9 +78,9 @@ class OllamaProvider(HTTPProvider):
             options["stop"] = stop
         return options
 
-    def generate_payload(self, request: CompletionRequest) -> dict[str, Any]:
+    def generate_payload(self, request: CompletionRequest, *, raw: bool | None = None) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": self.model, "stream": False}
-        if self.raw_fim:
+        if self.raw_fim if raw is None else raw:
             template = self.config.fim_template or "{prefix}"
             payload["prompt"] = fill_template(template, request.prefix, request.suffix)
             payload["raw"] = True
@@ -71,14 +97,24 @@ class OllamaProvider(HTTPProvider):
         if self.config.mode == "chat":
             return await self._complete_chat(request, deadline_s)
         budget = Budget(deadline_s)
+        raw = self.raw_fim
         try:
-            data = await self.post("/api/generate", self.generate_payload(request), deadline_s)
+            data = await self.post("/api/generate", self.generate_payload(request, raw=raw), deadline_s)
         except HTTPStatusProviderError as exc:
-            if self.raw_fim or exc.status != 400 or "insert" not in exc.detail.lower():
+            if raw or not says_no_insert(exc.status, exc.detail):
                 raise
-            log.info("%s: model %s has no infill template; using provider.fimTemplate", self.where, self.model)
-            self.raw_fim = True
-            data = await self.post("/api/generate", self.generate_payload(request), budget.left())
+            raw = True
+            data = await self.post("/api/generate", self.generate_payload(request, raw=True), budget.left())
+            # Only now that the raw request worked: a server that is failing anyway switches nothing.
+            log.info("%s: model %s has no infill template (Ollama: does not support insert); using "
+                     "provider.fimTemplate for %.0f s, then asking with suffix again",
+                     self.where, self.model, RAW_FIM_RETRY_S)
+            self.raw_until = time.monotonic() + RAW_FIM_RETRY_S
+            self._was_raw = True
+        else:
+            if not raw and self._was_raw:
+                log.info("%s: model %s takes suffix again; using its infill template", self.where, self.model)
+                self._was_raw = False
         where = f"{self.where} /api/generate"
         text = clean_fim_completion(require_text(data.get("response"), where), request, where)
         if data.get("done") is False:
@@ -90,11 +126,11 @@ class OllamaProvider(HTTPProvider):
             Candidate(
                 text=text,
                 provider=self.name,
-                model=data.get("model") if isinstance(data.get("model"), str) else self.model or None,
+                model=server_label(data.get("model")) or self.model or None,
                 confidence=confidence,
                 logprob=logprob,
-                source="raw-fim" if self.raw_fim else "fim",
-                meta={"done_reason": data.get("done_reason")},
+                source="raw-fim" if raw else "fim",
+                meta={"done_reason": server_label(data.get("done_reason"))},
             )
         ]
 
@@ -154,4 +190,4 @@ def _logprobs(data: dict[str, Any]) -> list[float]:
     items = data.get("logprobs")
     if not isinstance(items, list):
         return []
-    return [i["logprob"] for i in items if isinstance(i, dict) and isinstance(i.get("logprob"), (int, float))]
+    return [i["logprob"] for i in items if isinstance(i, dict) and "logprob" in i]  # numbers: confidence_from_logprobs
