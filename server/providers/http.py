@@ -14,17 +14,22 @@ key, the request body (code) or the response body (which may echo code); those g
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email.utils
+import ipaddress
 import json
 import logging
 import math
 import re
+import socket
+import threading
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpcore
 import httpx
 from heedls.server.config import ProviderConfig
 from heedls.server.providers.base import Candidate, CompletionRequest, ProviderError
@@ -60,6 +65,205 @@ class HTTPStatusProviderError(ProviderError):
         self.retry_after_s = retry_after_s
 
 
+# -- name lookups ---------------------------------------------------------------------------------
+#
+# httpx (httpcore over anyio) looks a host name up with the event loop's getaddrinfo, on the loop's
+# default thread pool (min(32, cores + 4) threads, 6 on 2 cores). A request given up at its deadline,
+# or cancelled by the next keystroke, leaves its lookup running; against a resolver that hangs, a few
+# keystrokes filled that pool, and every `asyncio.to_thread` of the server (syntax check, ruff, test
+# runs) then waited for DNS. So the providers' lookups run here instead: on heedls' own daemon
+# threads (never the loop's pool; a process can exit with one still hanging), one lookup per host at
+# a time that every request for that host waits on, at most MAX_LOOKUPS hosts at once, and an answer
+# kept for LOOKUP_TTL_S.
+
+MAX_LOOKUPS = 4
+LOOKUP_TTL_S = 10.0
+HAPPY_EYEBALLS_DELAY_S = 0.25  # RFC 8305's "connection attempt delay", as anyio uses
+
+
+class Resolver:
+    """getaddrinfo for TCP connections: single-flight per (host, port), on daemon threads, cached briefly."""
+
+    def __init__(self, max_lookups: int = MAX_LOOKUPS, ttl_s: float = LOOKUP_TTL_S,
+                 lookup: Callable[..., Any] | None = None) -> None:
+        self.max_lookups = max_lookups
+        self.ttl_s = ttl_s
+        self._lookup = lookup  # None: socket.getaddrinfo as it is when called (tests patch it)
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, int], concurrent.futures.Future[list[str]]] = {}
+        self._cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """The host's addresses, IPv6 first then IPv4 then the rest (as anyio orders them).
+        Raises OSError (socket.gaierror) when the lookup fails."""
+        key = (host, port)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] > time.monotonic():
+                return cached[1]
+            future = self._pending.get(key)
+            if future is None:
+                if len(self._pending) >= self.max_lookups:
+                    raise OSError(f"{len(self._pending)} name lookups are already in flight")
+                future = concurrent.futures.Future()
+                try:
+                    threading.Thread(target=self._run, args=(key, future), name=f"heedls-dns {host}",
+                                     daemon=True).start()
+                except RuntimeError as exc:  # "can't start new thread": nothing left pending
+                    raise OSError(f"cannot look {host} up: {exc}") from exc
+                self._pending[key] = future
+        # A waiter of its own: a request giving up must not cancel the lookup the others wait for.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[list[str]] = loop.create_future()
+
+        def hand_over(done: concurrent.futures.Future[list[str]]) -> None:
+            try:
+                loop.call_soon_threadsafe(_settle, waiter, done)
+            except RuntimeError:  # that event loop is closed: nobody waits any more
+                pass
+
+        future.add_done_callback(hand_over)
+        return await waiter
+
+    def _run(self, key: tuple[str, int], future: concurrent.futures.Future[list[str]]) -> None:
+        try:
+            lookup = self._lookup or socket.getaddrinfo
+            infos = lookup(key[0], key[1], type=socket.SOCK_STREAM)
+            addresses = _ordered(infos)
+            if not addresses:
+                raise socket.gaierror(socket.EAI_NONAME, "no addresses")
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiters
+            with self._lock:
+                self._pending.pop(key, None)
+            future.set_exception(exc)
+            return
+        with self._lock:
+            self._pending.pop(key, None)
+            self._cache[key] = (time.monotonic() + self.ttl_s, addresses)
+            if len(self._cache) > 64:  # hosts come from the settings: a handful; never a leak
+                self._cache.clear()
+        future.set_result(addresses)
+
+
+def _settle(waiter: asyncio.Future[list[str]], done: concurrent.futures.Future[list[str]]) -> None:
+    if waiter.done():  # the request gave up (cancelled, out of time)
+        return
+    exc = done.exception()
+    if exc is not None:
+        waiter.set_exception(exc)
+    else:
+        waiter.set_result(done.result())
+
+
+def _ordered(found: Iterable[Any]) -> list[str]:
+    infos = list(found)
+    v6 = [i[4][0] for i in infos if i[0] == socket.AF_INET6]
+    v4 = [i[4][0] for i in infos if i[0] == socket.AF_INET]
+    ordered: list[str] = []
+    for address in [*v6[:1], *v4[:1], *v6[1:], *v4[1:]]:
+        if isinstance(address, str) and address not in ordered:
+            ordered.append(address)
+    return ordered
+
+
+_resolver = Resolver()
+
+
+class ResolvingBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend with the host name looked up by `Resolver`, then connected by
+    address (IPv6 first, the next address tried HAPPY_EYEBALLS_DELAY_S later, first to connect
+    wins). TLS still verifies and sends the host name: httpcore passes it to start_tls itself."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend, resolver: Resolver | None = None) -> None:
+        self.inner = inner
+        self.resolver = resolver or _resolver
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:  # an address already: nothing to look up
+            return await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await self.resolver.resolve(host, port)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"name lookup of {host} took longer than {timeout} s") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        return await self._connect_first(addresses, port, timeout, local_address, socket_options)
+
+    async def _connect_first(self, addresses: list[str], port: int, timeout: float | None,
+                             local_address: str | None, socket_options: Iterable[Any] | None,
+                             ) -> httpcore.AsyncNetworkStream:
+        options = list(socket_options or [])
+        attempts: list[asyncio.Task[httpcore.AsyncNetworkStream]] = []
+        errors: list[BaseException] = []
+        winner: httpcore.AsyncNetworkStream | None = None
+        try:
+            for i, address in enumerate(addresses):
+                attempts.append(asyncio.ensure_future(
+                    self.inner.connect_tcp(address, port, timeout, local_address, options)))
+                last = i == len(addresses) - 1
+                while winner is None:
+                    running = [t for t in attempts if not t.done()]
+                    if not running:
+                        break
+                    done, _ = await asyncio.wait(running, timeout=None if last else HAPPY_EYEBALLS_DELAY_S,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        if task.exception() is None and winner is None:
+                            winner = task.result()
+                        elif task.exception() is not None:
+                            errors.append(task.exception())  # type: ignore[arg-type]
+                    if not done or not last and any(t.exception() is not None for t in done):
+                        break  # the delay passed, or an attempt failed: start the next address now
+                if winner is not None:
+                    return winner
+        finally:
+            for task in attempts:
+                if not task.done():
+                    task.cancel()
+            if attempts:  # each cancelled attempt ends (or had just connected)
+                await asyncio.wait(attempts)
+            for task in attempts:
+                if not task.cancelled() and task.exception() is None and task.result() is not winner:
+                    await task.result().aclose()  # connected too late: not needed
+        raise errors[0] if errors else httpcore.ConnectError(f"cannot connect to port {port}")
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        return await self.inner.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+def _resolving_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    """httpx's own transport (as AsyncClient would build it) with `ResolvingBackend` under it."""
+    transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits)
+    pool = getattr(transport, "_pool", None)
+    inner = getattr(pool, "_network_backend", None)
+    if isinstance(inner, httpcore.AsyncNetworkBackend):
+        pool._network_backend = ResolvingBackend(inner)  # type: ignore[union-attr]
+    else:  # another httpx/httpcore layout: the loop's lookups, as before
+        log.debug("httpx transport without a network backend to wrap; name lookups use the event loop's")
+    return transport
+
+
 def make_client(
     transport: httpx.AsyncBaseTransport | None = None,
     *,
@@ -68,7 +272,7 @@ def make_client(
 ) -> httpx.AsyncClient:
     """A client with sane limits. `transport` is the seam for `httpx.MockTransport` in tests."""
     return httpx.AsyncClient(
-        transport=transport,
+        transport=transport if transport is not None else _resolving_transport(limits),
         timeout=timeout,
         limits=limits,
         # Model servers are local or explicitly configured; proxies from the environment would
@@ -317,7 +521,19 @@ async def post_json(
         raise ProviderError(f"{where}: response is JSON nested too deeply ({len(body)} bytes)") from exc
     except ValueError as exc:
         log.debug("%s answered with non-JSON (%d bytes)", where, len(body))
-        raise ProviderError(f"{where}: response is not JSON ({len(body)} bytes)") from exc
+        raise ProviderError(f"{where}: response is not JSON ({len(body)} bytes{_streamed(text)})") from exc
+
+
+def _streamed(text: str) -> str:
+    """Why a body is not one JSON object, when it is a stream although none was asked for (a proxy
+    or a server ignoring `"stream": false`): server-sent events, or one JSON object a line."""
+    head = text.lstrip()[:200]
+    if head.startswith(("data:", "event:")):
+        return "; server-sent events: the server streamed although asked not to"
+    first = head.split("\n", 1)[0].strip()
+    if first.startswith("{") and first.endswith("}") and "\n" in text.strip():
+        return "; one JSON object a line: the server streamed although asked not to"
+    return ""
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -399,17 +615,37 @@ def limit_suggestion(text: str, where: str) -> str:
     return text[: cut + 1]
 
 
-def confidence_from_logprobs(logprobs: list[float]) -> tuple[float | None, float | None]:
+# A token's log-probability is at most 0; below this it is nil for any purpose (e^-1000), and a
+# server's -1e308 twice summed to -inf, which reached the event store as "-Infinity" (not JSON).
+MIN_TOKEN_LOGPROB = -1000.0
+
+
+def confidence_from_logprobs(logprobs: list[Any]) -> tuple[float | None, float | None]:
     """(sum of token logprobs, mean token probability) or (None, None) when there are none.
 
     The mean per-token probability is what the acceptance gate uses as `confidence`: unlike the
-    sequence probability it does not punish longer suggestions."""
-    values = [v for v in logprobs if isinstance(v, (int, float)) and math.isfinite(v)]
+    sequence probability it does not punish longer suggestions. Only finite numbers count (not
+    true/false, strings or nested values), each held to [MIN_TOKEN_LOGPROB, 0] (a "logprob" of 5,
+    or a probability of 7, is a server's error, not certainty beyond 1): both results are finite."""
+    values = [min(0.0, max(MIN_TOKEN_LOGPROB, float(v))) for v in logprobs
+              if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     if not values:
         return None, None
-    total = float(sum(values))
-    mean_prob = sum(math.exp(min(0.0, v)) for v in values) / len(values)
+    total = math.fsum(values)
+    mean_prob = sum(math.exp(v) for v in values) / len(values)
     return total, mean_prob
+
+
+MAX_LABEL_CHARS = 200
+
+
+def server_label(value: Any) -> str | None:
+    """A short name the server gave (the model that answered, a finish reason) as something safe to
+    keep in a candidate, the event store and the status: printable text of at most MAX_LABEL_CHARS,
+    else None (a 100 KB "model" went into every event; an object as finish reason into the meta)."""
+    if not isinstance(value, str) or not value or len(value) > MAX_LABEL_CHARS or not value.isprintable():
+        return None
+    return value
 
 
 # <|fim_prefix|> (Qwen, DeepSeek, StarCoder2 <|file_sep|>), <fim_prefix> (StarCoder), <PRE> <SUF>

@@ -30,6 +30,7 @@ from heedls.server.providers.http import (
     gather_n,
     require_dict,
     require_text,
+    server_label,
     stop_tokens,
 )
 
@@ -105,7 +106,7 @@ class LlamaCppProvider(HTTPProvider):
         if not text.strip():
             return []
         logprob, confidence = confidence_from_logprobs(_token_logprobs(data))
-        model = data.get("model") if isinstance(data.get("model"), str) else None
+        model = server_label(data.get("model"))
         return [
             Candidate(
                 text=text,
@@ -114,7 +115,7 @@ class LlamaCppProvider(HTTPProvider):
                 confidence=confidence,
                 logprob=logprob,
                 source=source,
-                meta={"stop_type": data.get("stop_type")},
+                meta={"stop_type": server_label(data.get("stop_type"))},
             )
         ]
 
@@ -195,8 +196,9 @@ def _token_logprobs(data: dict[str, Any]) -> list[float]:
     for item in items:
         if not isinstance(item, dict):
             continue
-        if isinstance(item.get("logprob"), (int, float)):
-            out.append(float(item["logprob"]))
+        logprob = item.get("logprob")
+        if isinstance(logprob, (int, float)) and not isinstance(logprob, bool):
+            out.append(float(logprob))  # held to a finite value <= 0 by confidence_from_logprobs
             continue
         probs = item.get("probs")
         if isinstance(probs, list) and probs and isinstance(probs[0], dict):
@@ -205,6 +207,6 @@ def _token_logprobs(data: dict[str, Any]) -> list[float]:
                 probs[0],
             )
             prob = chosen.get("prob")
-            if isinstance(prob, (int, float)) and prob > 0:
-                out.append(math.log(prob))
+            if isinstance(prob, (int, float)) and not isinstance(prob, bool) and 0 < prob < math.inf:
+                out.append(math.log(min(1.0, prob)))
     return out

@@ -28,6 +28,7 @@ from heedls.server.providers.http import (
     fill_template,
     require_dict,
     require_text,
+    server_label,
     stop_tokens,
 )
 
@@ -88,7 +89,7 @@ class OpenAIProvider(HTTPProvider):
         data = await self.post(self.base + "/completions", self.fim_payload(request), deadline_s)
         where = f"{self.where} completions"
         choices = _choices(data, where, 1)
-        model = data.get("model") if isinstance(data.get("model"), str) else None
+        model = server_label(data.get("model"))
         out: list[Candidate] = []
         for choice in choices:
             text = clean_fim_completion(require_text(choice.get("text"), where), request, where)
@@ -102,7 +103,7 @@ class OpenAIProvider(HTTPProvider):
                         confidence=confidence,
                         logprob=logprob,
                         source="fim",
-                        meta={"finish_reason": choice.get("finish_reason")},
+                        meta={"finish_reason": server_label(choice.get("finish_reason"))},
                     )
                 )
         return out
@@ -168,7 +169,7 @@ class OpenAIProvider(HTTPProvider):
             payload["logprobs"] = True
         data = await self.post(self.base + "/chat/completions", payload, deadline_s)
         where = f"{self.where} chat/completions"
-        model = data.get("model") if isinstance(data.get("model"), str) else None
+        model = server_label(data.get("model"))
         out: list[tuple[str, float | None, float | None, str | None]] = []
         for choice in _choices(data, where, n):
             message = require_dict(choice.get("message"), where)
