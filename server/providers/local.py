@@ -138,6 +138,25 @@ class _Index:
     files: int
     tokens: int
     built_s: float
+    # The workspace folders the index was built over (resolved, as strings): a file's group is the
+    # position of its (innermost) folder here. Groups are used only when there are two folders or more.
+    folders: tuple[str, ...] = ()
+
+    def group_of(self, key: str) -> int | None:
+        """The group of the file `key` (a resolved path): its folder's position, None when it is
+        in no folder or the workspace has one folder (nothing to prefer)."""
+        if len(self.folders) < 2 or not key:
+            return None
+        return _group_of(key, self.folders)
+
+
+def _group_of(key: str, folders: tuple[str, ...]) -> int | None:
+    best: int | None = None
+    for i, folder in enumerate(folders):
+        if (key.startswith(folder) and key[len(folder):len(folder) + 1] in (os.sep, "")
+                and (best is None or len(folder) > len(folders[best]))):
+            best = i
+    return best
 
 
 @dataclass
@@ -630,15 +649,22 @@ class LocalProvider:
                 token_files.append((key, toks))
                 line_files.append((fids[key], lines))
             vocab = Vocab()
-            model = NgramModel(vocab, GlobalModel(vocab, token_files))
+            folders = tuple(str(folder) for folder in self.folders)
+            groups: dict[int, int] | None = None
+            if len(folders) > 1:  # the file's own folder is preferred (see _Index.group_of)
+                groups = {fid: g for key, fid in fids.items() if (g := _group_of(key, folders)) is not None}
+            model = NgramModel(vocab, GlobalModel(vocab, token_files,
+                                                  [groups.get(fids[key], -1) for key, _ in token_files]
+                                                  if groups else None))
             self._index = _Index(
                 vocab=vocab,
                 model=model,
-                lines=LineIndex(line_files),
+                lines=LineIndex(line_files, groups),
                 fids=fids,
                 files=len(fids),
                 tokens=total,
                 built_s=time.perf_counter() - started,
+                folders=folders,
             )
             if files is None:
                 # Only the files of this build stay tokenized in memory, as on disk (_save_store):
@@ -729,13 +755,13 @@ class LocalProvider:
 
     def _block_line(
         self, model: NgramModel, ctx: CursorContext, first: list[str], cache: CacheModel,
-        exclude: tuple[int, int] | None, until: float,
+        exclude: tuple[int, int] | None, until: float, prefer: int | None = None,
     ) -> tuple[str, float] | None:
         """The line opening the block after `first` (a line ending with ':'), when likely enough."""
         if time.perf_counter() >= until:
             return None
         context = ctx.tokens + first[: first.index(EOL) + 1 if EOL in first else len(first)] + [IND]
-        gens = model.generate(context[-(MAX_ORDER + 1):], "", cache, exclude, beam=2, until=until)
+        gens = model.generate(context[-(MAX_ORDER + 1):], "", cache, exclude, beam=2, until=until, prefer=prefer)
         if not gens or not gens[0].complete or gens[0].prob < BLOCK_LINE_MIN_PROB:
             return None
         text = render(gens[0].tokens, "")
@@ -813,6 +839,8 @@ class LocalProvider:
         key = str(Path(request.path).resolve()) if request.path else ""
         fid = idx.fids.get(key) if idx else None
         exclude = model.glob.spans.get(key) if (model.glob is not None and key) else None
+        # A multi-root workspace: the file's own folder's code counts more (ties go to it).
+        prefer = idx.group_of(key) if idx else None
         context = self._context(request, vocab, until)
         if context is None:
             return []  # out of time before the context was known: nothing rather than a late answer
@@ -837,7 +865,8 @@ class LocalProvider:
                 found[text] = (conf, source, meta)
 
         # Retrieval first: it is cheap and, when it fires, usually right.
-        for hit in lookup(idx.lines if idx else None, cache_lines, ctx.line_prefix, ctx.prev_lines, fid):
+        for hit in lookup(idx.lines if idx else None, cache_lines, ctx.line_prefix, ctx.prev_lines, fid,
+                          prefer=prefer):
             text = hit.line[len(ctx.line_prefix.lstrip()):]
             offer(text, hit.confidence, "retrieval",
                   {"kind": hit.kind, "support": hit.support, "total": hit.total})
@@ -853,14 +882,14 @@ class LocalProvider:
         if time.perf_counter() < until and not _bare_comment(ctx.pending):
             gens = model.generate(
                 ctx.tokens[-(MAX_ORDER + 1):], ctx.pending, cache, exclude,
-                first_tokens=first_tokens[:20] or None, until=until,
+                first_tokens=first_tokens[:20] or None, until=until, prefer=prefer,
             )
             for rank, gen in enumerate(gens):
                 text = render(gen.tokens, ctx.pending)
                 raw = gen.prob if gen.complete else gen.prob * 0.3
                 meta: dict[str, object] = {"order": gen.order, "complete": gen.complete}
                 if rank == 0 and self.block_lines and gen.complete and text.rstrip().endswith(":"):
-                    body = self._block_line(model, ctx, gen.tokens, cache, exclude, until)
+                    body = self._block_line(model, ctx, gen.tokens, cache, exclude, until, prefer)
                     if body is not None:
                         # The block's first line rides along; the confidence stays that of the
                         # first line (the benchmark scores the first line).

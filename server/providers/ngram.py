@@ -32,6 +32,9 @@ BEAM_PRUNE = math.log(50.0)  # beams 50x less likely than the best are dropped
 MAX_ORDER = 10  # longest context (tokens) used for counting
 _SORT_DEPTH = 16  # suffixes are sorted by their first 16 tokens: contexts up to that length work
 _SAMPLE = 2048  # above this many occurrences, successors are estimated from a stride sample
+# In a multi-root workspace, an occurrence in the requesting file's own folder counts this many
+# times: ties and near-ties go to that folder's code, a clear majority elsewhere still wins.
+OWN_GROUP_WEIGHT = 2.5
 
 
 class Vocab:
@@ -91,12 +94,15 @@ class Counts:
 class GlobalModel:
     """Suffix array over the reversed token stream of a set of files."""
 
-    def __init__(self, vocab: Vocab, files: list[tuple[str, list[str]]]) -> None:
+    def __init__(self, vocab: Vocab, files: list[tuple[str, list[str]]], groups: list[int] | None = None) -> None:
+        """`groups`: per file, its group (the workspace folder it belongs to), for `counts(prefer=)`."""
         self.vocab = vocab
         self.spans: dict[str, tuple[int, int]] = {}
         ids: list[int] = []
+        starts: list[int] = []
         for key, toks in files:
             start = len(ids)
+            starts.append(start)
             ids.extend(vocab.id(t) for t in toks)
             self.spans[key] = (start, len(ids))
         corpus = np.asarray(ids, dtype=np.int32)
@@ -116,6 +122,13 @@ class GlobalModel:
         # Successor (next token in reading order) and position (of the context's last token).
         self.succ = np.where(sa >= 1, rev[np.maximum(sa - 1, 0)], -1).astype(np.int32) if n else np.zeros(0, np.int32)
         self.orig = (n - 1 - sa).astype(np.int32) if n else np.zeros(0, np.int32)
+        # The group (workspace folder) of each suffix's context, in suffix-array order: only with two
+        # groups or more (2 bytes a token then); a single folder's index pays nothing for it.
+        self.group: npt.NDArray[np.int16] | None = None
+        if groups is not None and len(groups) == len(files) and len(set(groups)) > 1 and n:
+            per_file = np.asarray(groups, dtype=np.int16)
+            file_of = np.asarray(starts, dtype=np.int64).searchsorted(self.orig, side="right") - 1
+            self.group = per_file[file_of]
         size = max(len(vocab), 1)
         self.unigram = np.bincount(corpus, minlength=size).astype(np.float64) if n else np.zeros(size)
         vocab.freeze()
@@ -145,16 +158,32 @@ class GlobalModel:
             out.append((lo, hi))
         return out
 
-    def counts(self, lo: int, hi: int, exclude: tuple[int, int] | None) -> Counts | None:
+    def counts(self, lo: int, hi: int, exclude: tuple[int, int] | None, prefer: int | None = None) -> Counts | None:
+        """Successor counts of the SA range; with `prefer` (a group given at construction), each
+        occurrence in a file of that group counts OWN_GROUP_WEIGHT times."""
         step = max(1, (hi - lo) // _SAMPLE)
         succ = self.succ[lo:hi:step]
+        # Weighted only where counted exactly: a context seen more than _SAMPLE times (one or two
+        # common tokens) is no near-tie between folders, and weighting it is where the time would go.
+        group = self.group[lo:hi] if prefer is not None and self.group is not None and step == 1 else None
         if exclude is not None:
             orig = self.orig[lo:hi:step]
             keep = (orig < exclude[0]) | (orig >= exclude[1])
             succ = succ[keep]
-        succ = succ[succ >= 0]
+            group = group[keep] if group is not None else None
+        valid = succ >= 0
+        succ = succ[valid]
         if len(succ) == 0:
             return None
+        if group is not None:
+            own = group[valid] == prefer
+            if own.any():  # the own folder's occurrences once more, (OWN_GROUP_WEIGHT - 1) each
+                counted = _count(succ, float(step))
+                extra = _count(succ[own], (OWN_GROUP_WEIGHT - 1.0) * step)
+                for tok, count in extra.counts.items():
+                    counted.counts[tok] += count
+                counted.total += extra.total
+                return counted
         return _count(succ, float(step))
 
 
@@ -209,7 +238,8 @@ class CacheModel:
     def __init__(self, ids: list[int]) -> None:
         self.arr = np.asarray(ids, dtype=np.int32)
         self.steps: dict[tuple[int, ...], Step] = {}
-        self.steps_exclude: tuple[int, int] | None = None
+        # What the memoised steps were counted for: (the excluded span, the preferred group).
+        self.steps_exclude: tuple[tuple[int, int] | None, int | None] | None = None
 
     def all_counts(self, ctx: list[int], levels: int = 99) -> list[Counts | None]:
         """Counts for contexts of length 1..len(ctx) (ctx in reading order); only the longest
@@ -310,6 +340,7 @@ class NgramModel:
         cache: CacheModel | None,
         exclude: tuple[int, int] | None,
         memo: dict[tuple[int, ...], Step],
+        prefer: int | None = None,
     ) -> Step:
         key = tuple(ctx[-MAX_ORDER:])
         hit = memo.get(key)
@@ -326,7 +357,7 @@ class NgramModel:
             for i in range(len(ranges) - 1, -1, -1):
                 if found >= self.levels:
                     break
-                counted = self.glob.counts(ranges[i][0], ranges[i][1], exclude)
+                counted = self.glob.counts(ranges[i][0], ranges[i][1], exclude, prefer)
                 glevels[i] = counted
                 found += counted is not None
         clevels = cache.all_counts(ctx, self.levels) if cache is not None else []
@@ -357,18 +388,20 @@ class NgramModel:
         max_tokens: int = 24,
         first_tokens: list[str] | None = None,
         until: float | None = None,
+        prefer: int | None = None,
     ) -> list[Generation]:
-        """Most probable continuations up to the end of the line, best first."""
+        """Most probable continuations up to the end of the line, best first. `prefer`: the group
+        (workspace folder) of the requesting file, whose code counts more (GlobalModel.counts)."""
         vocab = self.vocab
         ctx = [vocab.get(t) for t in context]
         # Steps depend on the context, the cache and the exclusion only: keep them on the cache
         # model (one per document version), so the keystrokes typed on one line reuse them.
         memo: dict[tuple[int, ...], Step] = cache.steps if cache is not None else {}
-        if len(memo) > 4096 or (cache is not None and cache.steps_exclude != exclude):
+        if len(memo) > 4096 or (cache is not None and cache.steps_exclude != (exclude, prefer)):
             memo.clear()
             if cache is not None:
-                cache.steps_exclude = exclude
-        first = self.step(ctx, cache, exclude, memo)
+                cache.steps_exclude = (exclude, prefer)
+        first = self.step(ctx, cache, exclude, memo, prefer)
         order = len(first.levels)
         # First token: constrained to extend what is being typed.
         cand = [t for t in first.candidates(limit=40) if vocab.strings[t].startswith(pending)]
@@ -403,7 +436,7 @@ class NgramModel:
                 if vocab.strings[seq[-1]] in SPECIAL:
                     finished.append((lp, mn, seq))
                     continue
-                st = self.step(ctx + seq, cache, exclude, memo)
+                st = self.step(ctx + seq, cache, exclude, memo, prefer)
                 options = st.candidates(limit=beam + 2) or [vocab.get(EOL)]
                 for tok in options[: beam + 2]:
                     p = st.prob(tok)

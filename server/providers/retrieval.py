@@ -22,6 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 _MAX_SCAN = 3000  # prefix ranges larger than this are too ambiguous to be worth counting
+# In a multi-root workspace, a line in the requesting file's own folder counts this many times (as
+# in the n-gram model): ties and near-ties go to that folder's code, a clear majority elsewhere wins.
+OWN_GROUP_WEIGHT = 2.5
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,8 @@ class LineIndex:
     15 MB) stayed behind in the allocator's arenas after each rebuild: the server's RSS grew in
     steps of 30-100 MB every two minutes of typing."""
 
-    def __init__(self, files: list[tuple[int, list[str]]]) -> None:
+    def __init__(self, files: list[tuple[int, list[str]]], groups: dict[int, int] | None = None) -> None:
+        """`groups`: file id -> its group (the workspace folder it belongs to), for `prefer=`."""
         ids: dict[str, int] = {}
         self.texts: list[str] = []  # distinct stripped lines, by id
         seq = array("i")  # every line: the id of its text
@@ -85,18 +89,30 @@ class LineIndex:
         self._key1, self._pos1 = _sorted_keys(self._seq[after1 - 1].astype(np.int64), after1)
         self._key2, self._pos2 = _sorted_keys(self._seq[after2 - 2].astype(np.int64) * width + self._seq[after2 - 1], after2)
         self._width = width
+        # file id -> group, only with two groups or more: one folder's index pays nothing for it
+        self._group: npt.NDArray[np.int16] | None = None
+        if groups and len(set(groups.values())) > 1:
+            table = np.full(max(max(groups), int(self._fid.max()) if n else 0) + 1, -1, dtype=np.int16)
+            for fid, group in groups.items():
+                table[fid] = group
+            self._group = table
 
-    def prefix_counts(self, prefix: str, exclude: int | None) -> Counter[str] | None:
+    def grouped(self) -> bool:
+        return self._group is not None
+
+    def prefix_counts(self, prefix: str, exclude: int | None, prefer: int | None = None) -> Counter[str] | None:
         lo = bisect.bisect_left(self.lines, prefix)
         hi = bisect.bisect_right(self.lines, prefix + "\U0010ffff")
         if hi - lo > _MAX_SCAN:
             return None
         found = self._sorted_ids[lo:hi]
+        fids = self._sorted_fids[lo:hi]
         if exclude is not None:
-            found = found[self._sorted_fids[lo:hi] != exclude]
-        return self._counted(found)
+            keep = fids != exclude
+            found, fids = found[keep], fids[keep]
+        return self._counted(found, fids, prefer)
 
-    def next_counts(self, prev: tuple[str, ...], exclude: int | None) -> Counter[str]:
+    def next_counts(self, prev: tuple[str, ...], exclude: int | None, prefer: int | None = None) -> Counter[str]:
         last = self._ids.get(prev[-1])
         if last is None:
             return Counter()
@@ -110,11 +126,17 @@ class LineIndex:
         found = positions[int(keys.searchsorted(key)):int(keys.searchsorted(key, "right"))]
         if exclude is not None:
             found = found[self._fid[found] != exclude]
-        return self._counted(self._seq[found])
+        return self._counted(self._seq[found], self._fid[found], prefer)
 
-    def _counted(self, text_ids: npt.NDArray[np.int32]) -> Counter[str]:
+    def _counted(self, text_ids: npt.NDArray[np.int32], fids: npt.NDArray[np.int32] | None = None,
+                 prefer: int | None = None) -> Counter[str]:
         texts = self.texts
-        return Counter({texts[i]: c for i, c in Counter(text_ids.tolist()).items()})
+        counts = Counter({texts[i]: c for i, c in Counter(text_ids.tolist()).items()})
+        if prefer is not None and self._group is not None and fids is not None and len(fids):
+            own = self._group[fids] == prefer
+            for i, c in Counter(text_ids[own].tolist()).items():  # each own line: OWN_GROUP_WEIGHT in all
+                counts[texts[i]] += (OWN_GROUP_WEIGHT - 1.0) * c  # type: ignore[assignment]
+        return counts
 
 
 def _sorted_keys(keys: npt.NDArray[np.int64], positions: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
@@ -144,10 +166,12 @@ def lookup(
     exclude: int | None,
     cache_boost: float = 3.0,
     min_prefix: int = 3,
+    prefer: int | None = None,
 ) -> list[LineHit]:
     """Candidate whole lines for the cursor's line, best first.
 
     `cache_lines` are the current file's complete lines before the cursor (the cache component).
+    `prefer`: the group (workspace folder) of the current file, whose lines count more.
     """
     hits: list[LineHit] = []
     local = _clean(cache_lines)
@@ -155,7 +179,7 @@ def lookup(
     if len(stripped) >= min_prefix:
         counts: Counter[str] = Counter()
         if index is not None:
-            found = index.prefix_counts(stripped, exclude)
+            found = index.prefix_counts(stripped, exclude, prefer)
             if found:
                 counts.update(found)
         for ln in local:
@@ -168,7 +192,7 @@ def lookup(
         if len(prev_lines) < depth:
             continue
         key = tuple(prev_lines[-depth:])
-        counts = index.next_counts(key, exclude) if index is not None else Counter()
+        counts = index.next_counts(key, exclude, prefer) if index is not None else Counter()
         last = key[-1]
         for i in range(depth, len(local)):
             if local[i - 1] == last and (depth == 1 or local[i - 2] == key[0]):
