@@ -13,9 +13,11 @@ import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 from heedls.server import config as config_mod
 from heedls.server.config import HeedlsConfig
@@ -60,6 +62,10 @@ class HeedlsProtocol(LanguageServerProtocol):
     """
 
     _prune_at = 64
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._given_up: dict[Any, str] = {}  # see send_request: id -> method, oldest first
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         """Every JSON object stays plain data here; `handle_message` structures the body alone.
@@ -185,14 +191,56 @@ class HeedlsProtocol(LanguageServerProtocol):
                 future.cancel()
         self._shutdown = True
 
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
+        """pygls' didChange, but a change to a document that is not open (no didOpen, or after its
+        didClose) is ignored with a line in the log that says so: pygls failed on it, and the log
+        said only "KeyError: 'file:///…'"."""
+        uri = params.text_document.uri
+        if unquote(uri) not in self.workspace.text_documents:
+            log.warning("a change to %s, which is not open (no didOpen, or after didClose): ignored", uri)
+            return
+        yield from super().lsp_text_document__did_change(params)
+
+    _given_up_kept = 1024  # ids of requests given up on, remembered for a late answer
+
+    def send_request(self, method: str, params: Any | None = None, callback: Callable[[Any], None] | None = None,
+                     msg_id: Any = None) -> Any:
+        """pygls' request to the client, with its bookkeeping bounded. pygls files each request's
+        future and result type until the answer comes, and keeps the result type of one answered
+        with an error for ever; a request the client never answers (a `workspace/applyEdit` the
+        editor sat on, a progress `create`) stayed in both tables for the life of the server even
+        after its waiter gave up. A request given up on (its future cancelled: a timeout, its
+        caller cancelled, shutdown) leaves both at once; its id is remembered (the latest
+        `_given_up_kept`) so that a late answer is dropped quietly, not logged as unknown."""
+        ident = str(uuid.uuid4()) if msg_id is None else msg_id
+        future = super().send_request(method, params, callback, ident)
+
+        def forget(done: Any) -> None:
+            self._result_types.pop(ident, None)  # answered with an error, or never: pygls kept it
+            if not done.cancelled():
+                return
+            if self._request_futures.get(ident) is done:
+                self._request_futures.pop(ident, None)
+            self._given_up[ident] = method
+            while len(self._given_up) > self._given_up_kept:
+                self._given_up.pop(next(iter(self._given_up)))
+
+        future.add_done_callback(forget)
+        return future
+
     def _handle_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
         """A client's answer to a request the server gave up on (cancelled: its waiter stopped,
         or shutdown) is dropped quietly; pygls set it on the cancelled future, an InvalidStateError
-        traceback in the log."""
+        traceback in the log. An answer to an id the server never used is pygls' one warning."""
         future = self._request_futures.get(msg_id)
         if future is not None and future.cancelled():
             self._request_futures.pop(msg_id, None)
             log.debug("an answer to request %s, given up on: ignored", msg_id)
+            return
+        if future is None and _usable_id(msg_id) and msg_id in self._given_up:
+            method = self._given_up.pop(msg_id)
+            log.debug("a late answer to %s (request %s), given up on: ignored", method, msg_id)
             return
         super()._handle_response(msg_id, result, error)
 
@@ -385,8 +433,9 @@ class RoutineProtocolErrors(logging.Filter):
         if isinstance(record.msg, str) and record.msg.startswith("Unable to deserialize message"):
             return False  # the error it leads to is logged next (report_server_error), in one line
         error = record.exc_info[1] if record.exc_info else None
-        # report_server_error logs it, in one line (pygls calls it after each of these records)
-        return not isinstance(error, JsonRpcException)
+        # report_server_error logs it, in one line (pygls calls it after each of these records);
+        # a body that is not JSON (bad syntax, bytes that are not UTF-8) is answered a Parse error
+        return not isinstance(error, (JsonRpcException, json.JSONDecodeError, UnicodeDecodeError))
 
 
 def _usable_id(ident: Any) -> bool:

@@ -523,17 +523,19 @@ def register(server: HeedlsServer) -> None:
 async def _apply_edit(ls: HeedlsServer, edit: types.WorkspaceEdit) -> tuple[bool | None, str | None]:
     """Sends `edit` with workspace/applyEdit: (whether the client applied it, its reason if not).
     (None, None) when it did not answer within APPLY_TIMEOUT_S."""
-    answer = asyncio.wrap_future(ls.workspace_apply_edit(types.ApplyWorkspaceEditParams(edit=edit, label="heedls: validated fix")))
-    # shielded: cancelling the request's future would make a late answer raise in pygls' reader
-    answer.add_done_callback(lambda f: f.cancelled() or f.exception())  # a late error is no "never retrieved"
+    request = ls.workspace_apply_edit(types.ApplyWorkspaceEditParams(edit=edit, label="heedls: validated fix"))
     try:
-        outcome = await asyncio.wait_for(asyncio.shield(answer), APPLY_TIMEOUT_S)
+        outcome = await asyncio.wait_for(asyncio.wrap_future(request), APPLY_TIMEOUT_S)
     except TimeoutError:
-        log.warning("workspace/applyEdit: no answer within %gs", APPLY_TIMEOUT_S)
+        log.warning("workspace/applyEdit: no answer within %gs; given up (a later answer is ignored)", APPLY_TIMEOUT_S)
         return None, None
     except Exception as exc:  # noqa: BLE001 - an error answer: the client did not apply it
         log.warning("workspace/applyEdit failed: %s", exc)
         return False, str(exc) or type(exc).__name__
+    finally:
+        # Given up (timed out, or the command was cancelled): the request leaves the protocol's
+        # table (app.HeedlsProtocol.send_request); it stayed there for ever, waiting for an answer.
+        request.cancel()
     if not isinstance(outcome, types.ApplyWorkspaceEditResult):
         return None, None  # an answer that says nothing (null)
     return outcome.applied, outcome.failure_reason

@@ -9,6 +9,7 @@ import signal
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from heedls.analyzers.proc import pid_alive
 from heedls.server import config as config_mod
@@ -22,15 +23,18 @@ log = logging.getLogger(__name__)
 
 
 def _folder_paths(folders: Sequence[types.WorkspaceFolder] | None) -> list[Path]:
+    """The folders' paths on this machine. A URI that names none is left out: another scheme, or
+    a path that is not absolute here (a Windows client's `file:///c%3A/…` is `c:/…` to pygls),
+    which became a folder under the server's working directory."""
     paths = (uris.to_fs_path(folder.uri) for folder in folders or [])
-    return list(dict.fromkeys(Path(path) for path in paths if path))
+    return list(dict.fromkeys(Path(path) for path in paths if path and os.path.isabs(path)))
 
 
 def _given_root(params: types.InitializeParams) -> Path | None:
     """The root of a client that names no workspace folders: rootUri, else rootPath."""
     if params.root_uri:
         path = uris.to_fs_path(params.root_uri)
-        if path:
+        if path and os.path.isabs(path):
             return Path(path)
     if params.root_path:
         return Path(params.root_path)
@@ -61,6 +65,8 @@ class _ProjectFile:
 
     def _is_project_file(self, uri: str) -> bool:
         """A pyproject.toml at the top of a workspace folder (each folder's configures its documents)."""
+        if not unquote(uri.rpartition("/")[2]) == "pyproject.toml":  # cheap: a checkout reports thousands
+            return False
         path = uris.to_fs_path(uri)
         if not path or Path(path).name != "pyproject.toml":
             return False
@@ -204,6 +210,12 @@ def _empty(settings: Any) -> bool:
     return settings is None or settings == {} or settings == []
 
 
+def _cancelling() -> bool:
+    """Is the running task itself being cancelled (not just something it awaits)?"""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def _pull_settings(ls: HeedlsServer, *, window: bool = True) -> None:
     """Ask a client that answers workspace/configuration (VS Code, Helix, Zed, Sublime LSP, eglot,
     Neovim) for the `heedls` section: the window's (`window`; its answer is the editor's settings,
@@ -224,12 +236,28 @@ async def _pull_settings(ls: HeedlsServer, *, window: bool = True) -> None:
         asked["window"] += 1
     asked["folders"] += 1
     window_seq, folders_seq = asked["window"], asked["folders"]
+    # An earlier request still unanswered whose every answer would now be stale is given up: it
+    # left pygls' table only with its answer, and a client that never answers held one for
+    # every settings change of the session (its late answer is dropped quietly: app.py).
+    pending: dict[asyncio.Future[Any], tuple[int | None, int]] = ls.services.setdefault("settings_pulls", {})
+    for earlier, (earlier_window, earlier_folders) in list(pending.items()):
+        if (earlier_window is None or earlier_window != asked["window"]) and earlier_folders != asked["folders"]:
+            del pending[earlier]
+            earlier.cancel()
     request = asyncio.ensure_future(ls.workspace_configuration_async(types.ConfigurationParams(items=items)))
+    pending[request] = (window_seq if window else None, folders_seq)
     try:
         answer: Any = await _however_late(request)
+    except asyncio.CancelledError:
+        if not request.cancelled() or _cancelling():
+            raise  # the caller is cancelled (shutdown), not just this request
+        log.debug("workspace/configuration: superseded by a newer request, unanswered; given up")
+        return
     except Exception as exc:  # noqa: BLE001 - no settings from the client is not an error of ours
         log.debug("workspace/configuration failed: %s", exc)
         return
+    finally:
+        pending.pop(request, None)
     if answer is None:  # JSON-RPC's null result: no settings for any item
         answer = [None] * len(items)
     answers = list(answer) if isinstance(answer, (list, tuple)) else []
