@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import time
 import weakref
 from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
@@ -71,8 +72,31 @@ class _TestRun:
 
 
 def _path_of(uri: str) -> str | None:
+    """The file `uri` names on this machine (resolved), None for none. A path pygls makes that is
+    not absolute here (`file:///c%3A/…` from a Windows client is `c:/…`) names none: resolving it
+    made it a path under the server's working directory, and heedls.runTests ran that project's
+    tests."""
     path = uris.to_fs_path(uri)
-    return str(Path(path).resolve()) if path else None
+    return str(Path(path).resolve()) if path and os.path.isabs(path) else None
+
+
+def _gone_paths(uris_: Iterable[str]) -> set[str]:
+    """`_path_of` of files deleted: each folder resolved once (a file that is gone is no symlink),
+    not every file (a checkout deletes thousands, each resolved on the event loop)."""
+    folders: dict[str, str] = {}
+    paths: set[str] = set()
+    for uri in uris_:
+        path = uris.to_fs_path(uri)
+        if not path or not os.path.isabs(path):
+            continue
+        head, name = os.path.split(path)
+        if name in ("", ".", ".."):
+            paths.add(str(Path(path).resolve()))
+            continue
+        if head not in folders:
+            folders[head] = str(Path(head).resolve())
+        paths.add(os.path.join(folders[head], name))
+    return paths
 
 
 def _uri_of(path: str) -> str:
@@ -589,9 +613,9 @@ class DiagnosticsService:
         token = f"heedls-tests-{next(self._ids)}"
         progress = self.server.work_done_progress
         try:
-            # Shielded: a superseded run must not cancel pygls' pending request future, or the
-            # client's late reply hits a cancelled future (InvalidStateError in the log).
-            await asyncio.wait_for(asyncio.shield(progress.create_async(token)), 5.0)
+            # Not shielded: a request given up on (no answer in 5 s, or the run superseded) leaves
+            # pygls' table of pending requests, and a late answer is dropped quietly (app.py).
+            await asyncio.wait_for(progress.create_async(token), 5.0)
         except Exception:
             log.debug("work done progress create failed", exc_info=True)
             return None
@@ -740,9 +764,14 @@ class DiagnosticsService:
     def forget_files(self, uris: Sequence[str]) -> None:
         """Files that no longer exist: their diagnostics are cleared and no test result from them
         stays (a renamed test file's old failures doubled those of the new one)."""
-        gone = {p for p in (_path_of(uri) for uri in uris) if p is not None}  # resolved already
-        gone_uris = set(uris) | {self._uri_of(p) for p in gone}
-        touched: set[str] = set(gone_uris)
+        gone = _gone_paths(uris)
+        # The documents with diagnostics among them, also by the URI the client opened them by (a
+        # symlinked folder): looked up from the documents that have some, not from every file
+        # gone. Only those are published (empty): a checkout that deleted 30,000 files sent as
+        # many notifications for files that never had one, and held the event loop for seconds.
+        gone_uris = set(uris)
+        gone_uris |= {uri for uri in self._store if uri not in gone_uris and _path_of(uri) in gone}
+        touched: set[str] = {uri for uri in gone_uris if uri in self._store}
         for results in self._test_results.values():
             for key in [k for k in results if k in gone]:
                 touched.update(self._uri_of(d.path) for d in results.pop(key))
@@ -856,4 +885,6 @@ def register(server: HeedlsServer) -> None:
             uri = uri.get("uri")
         path = _path_of(uri) if isinstance(uri, str) and uri else None
         workspace = service._workspace_for(path)
+        if not workspace.is_dir():  # a document of a folder deleted or never on this disk
+            return {"ran": False, "reason": f"there is no folder {workspace} to run tests in"}
         return await service.run_tests(workspace, path)
