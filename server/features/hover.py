@@ -17,6 +17,7 @@ from heedls.analyzers.model import Diagnostic
 from heedls.server.app import HeedlsServer  # runtime import: pygls reads handler type hints
 from heedls.server.features.documents import opened
 from heedls.server.features.params import field as _field
+from heedls.server.positions import column_from_units, split_lines
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
@@ -38,20 +39,19 @@ def _diagnostics(server: HeedlsServer, uri: str) -> list[Diagnostic]:
 
 
 def _lines(server: HeedlsServer, uri: str) -> list[str] | None:
+    """The open document's lines, where the client breaks them, without their line breaks."""
     document = opened(server.workspace, uri)  # not open: no client-unit conversion beyond ASCII
-    return str(document.source).split("\n") if document is not None else None
+    return [line.rstrip("\r\n") for line in split_lines(str(document.source))] if document is not None else None
 
 
 def _to_python_char(server: HeedlsServer, lines: list[str] | None, line: int, character: int) -> int:
-    """Client (UTF-16) column -> Python str index, which analyzer ranges use."""
-    if lines is None or not 0 <= line < len(lines) or lines[line].isascii():
+    """Client column (the negotiated code units) -> the code-point column analyzer ranges use.
+    Past the line's end it is the line's end, as the LSP says, on every line: pygls' codec made it
+    the line's last character on a line that is not ASCII (a diagnostic ending just before it was
+    shown for a position past the end), where an ASCII line kept the column."""
+    if lines is None or not 0 <= line < len(lines):
         return character
-    try:
-        pos = server.workspace.position_codec.position_from_client_units(
-            lines, types.Position(line=line, character=character))
-        return int(pos.character)
-    except Exception:  # noqa: BLE001 -- out-of-range positions keep the client's column
-        return character
+    return column_from_units(lines[line], character, server.workspace.position_codec.encoding)
 
 
 def _to_client_char(server: HeedlsServer, lines: list[str] | None, line: int, character: int) -> int:

@@ -1,0 +1,184 @@
+"""An editor driving the server with unusual but legal input: document URIs that name no file of
+this machine (a Windows client's `file:///c%3A/…`, a folder that is gone), positions past the end
+of a line that is not ASCII. Each gets a clear answer or a graceful fallback, never an error
+from deep inside, and never work done somewhere the user did not ask for."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.framing import read_body
+
+
+class Editor:
+    """`heedls serve` over stdio, started in `cwd`, driven by hand-written JSON-RPC."""
+
+    def __init__(self, tmp: Path, cwd: Path) -> None:
+        env = dict(os.environ, HEEDLS_DATA_DIR=str(tmp / "data"), HEEDLS_CACHE_DIR=str(tmp / "cache"),
+                   PYTHONPATH=os.pathsep.join(sys.path))
+        self.stderr_path = tmp / "server.stderr"
+        with self.stderr_path.open("wb") as stderr:
+            self.proc = subprocess.Popen([sys.executable, "-m", "heedls", "serve", "--stub-provider", "print('ok')"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=cwd)
+        self.responses: dict[Any, Any] = {}
+        self.published: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while (body := read_body(self.proc.stdout)) is not None:
+            message = json.loads(body)
+            with self._lock:
+                if "id" in message and "method" not in message:
+                    self.responses[message["id"]] = message
+                elif message.get("method") == "textDocument/publishDiagnostics":
+                    self.published.append(message["params"])
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.proc.stdin.flush()
+
+    def raw(self, body: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.proc.stdin.flush()
+
+    def request(self, msg_id: Any, method: str, params: Any, timeout: float = 60.0) -> Any:
+        self.send({"id": msg_id, "method": method, "params": params})
+        return self.answer(msg_id, timeout)
+
+    def answer(self, msg_id: Any, timeout: float = 60.0) -> Any:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                if msg_id in self.responses:
+                    return self.responses[msg_id]
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the server exited with {self.proc.returncode}")
+            time.sleep(0.02)
+        raise AssertionError(f"no answer to {msg_id}")
+
+    def open(self, uri: str, text: str) -> None:
+        self.send({"method": "textDocument/didOpen",
+                   "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}}})
+
+    def diagnostics(self, uri: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The diagnostics last published for `uri`, once there are some."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._lock:
+                found = [p["diagnostics"] for p in self.published if p["uri"] == uri and p["diagnostics"]]
+            if found:
+                return found[-1]
+            time.sleep(0.05)
+        raise AssertionError(f"no diagnostics for {uri}")
+
+    def close(self) -> None:
+        try:
+            self.request("bye", "shutdown", None, 10)
+            self.send({"method": "exit"})
+            self.proc.wait(10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def started(tmp_path: Path):
+    """An editor with workspace `ws`, the server started in `elsewhere`: another project, whose
+    test writes `ran-elsewhere` when it is run."""
+    elsewhere, root = tmp_path / "elsewhere", tmp_path / "ws"
+    elsewhere.mkdir()
+    root.mkdir()
+    (elsewhere / "pyproject.toml").write_text("[project]\nname = 'elsewhere'\n")
+    (elsewhere / "test_other.py").write_text(
+        f"def test_other():\n    open({str(tmp_path / 'ran-elsewhere')!r}, 'w').close()\n")
+    editor = Editor(tmp_path, cwd=elsewhere)
+    caps = {"textDocument": {"inlineCompletion": {}, "publishDiagnostics": {}, "hover": {}},
+            "general": {"positionEncodings": ["utf-16"]}}
+    assert "result" in editor.request("init", "initialize", {"processId": None, "rootUri": root.as_uri(), "capabilities": caps})
+    editor.send({"method": "initialized", "params": {}})
+    yield editor, root, tmp_path
+    editor.close()
+
+
+def test_run_tests_for_a_windows_clients_uri_never_runs_the_tests_of_the_servers_working_directory(started) -> None:
+    editor, root, tmp = started
+    uri = "file:///c%3A/Users/me/project/m.py"  # on this machine, a path relative to nothing
+    editor.open(uri, "x = 1\n")
+
+    answer = editor.request(1, "workspace/executeCommand", {"command": "heedls.runTests", "arguments": [uri]})
+
+    assert "result" in answer, answer
+    assert not (tmp / "ran-elsewhere").exists()  # the server's working directory's project was tested
+
+
+def test_run_tests_for_a_document_whose_folder_is_not_on_disk_says_so(started) -> None:
+    editor, root, tmp = started
+    uri = (tmp / "gone" / "m.py").as_uri()
+    editor.open(uri, "x = 1\n")
+
+    answer = editor.request(1, "workspace/executeCommand", {"command": "heedls.runTests", "arguments": [uri]})
+
+    assert answer.get("result") == {"ran": False, "reason": f"there is no folder {tmp / 'gone'} to run tests in"}, answer
+    assert "Traceback" not in editor.stderr_path.read_text()
+
+
+LINES = 'print("e", undefined_one)\nprint("é", undefined_two)\n'  # ruff F821 on each name
+
+
+@pytest.mark.parametrize("line", [0, 1], ids=["ascii", "not-ascii"])
+def test_hover_past_the_end_of_a_line_is_hover_at_its_end_on_any_line(started, line: int) -> None:
+    editor, root, tmp = started
+    uri = (root / "names.py").as_uri()
+    editor.open(uri, LINES)
+    undefined = [d for d in editor.diagnostics(uri) if d.get("code") == "F821"]
+    assert [d["range"]["start"]["line"] for d in undefined] == [0, 1]
+    end = len(LINES.splitlines()[line])
+
+    def hover(character: int) -> Any:
+        return editor.request(f"hover-{line}-{character}", "textDocument/hover",
+                              {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}})["result"]
+
+    assert hover(end - 3) is not None  # on the undefined name
+    # past the end is the end, after ")": the name's diagnostic ends before it (pygls' conversion
+    # took the line that is not ASCII to its last character, inside the diagnostic's range)
+    assert hover(end) is None
+    assert hover(end + 40) is None
+
+
+def test_a_body_that_is_not_json_is_a_parse_error_and_one_line_in_the_log(started) -> None:
+    editor, root, tmp = started
+    editor.raw(b'{"jsonrpc": "2.0", "id": 5, "method": "heedls/status", "params": {"x": ')  # cut short
+    editor.raw(b'{"jsonrpc": "2.0", "id": 6, "method": "heedls/status", "params": {"x": "\xff"}}')
+
+    assert editor.answer(None)["error"]["code"] == -32700
+    assert "result" in editor.request(7, "heedls/status", None)  # it keeps serving
+    log = editor.stderr_path.read_text()
+    assert "Traceback" not in log, log  # pygls' 15-line traceback for each, then heedls' line
+    assert "Expecting value: line 1 column 72" in log and "can't decode byte 0xff" in log  # one line each
+
+
+def test_a_change_to_a_document_never_opened_is_ignored_and_the_log_says_so(started) -> None:
+    editor, root, tmp = started
+    uri = (root / "never opened.py").as_uri()
+    editor.send({"method": "textDocument/didChange", "params": {"textDocument": {"uri": uri, "version": 2},
+                                                                "contentChanges": [{"text": "x = 1\n"}]}})
+    editor.send({"method": "textDocument/didClose", "params": {"textDocument": {"uri": uri}}})
+
+    assert "result" in editor.request(1, "heedls/status", None)
+    log = editor.stderr_path.read_text()
+    assert f"a change to {uri}, which is not open (no didOpen, or after didClose): ignored" in log, log
+    assert "KeyError" not in log
