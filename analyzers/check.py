@@ -46,6 +46,7 @@ class CheckOptions:
     python: str | None = None
     timeout_s: float = 60.0
     trusted: bool = True
+    memory_limit_gb: float | None = None  # None: testrun's default; 0: no limit
 
 
 @dataclass
@@ -297,7 +298,8 @@ def _run_tests(
     except ImportError as exc:
         problems.append(f"tests were not run: the test runner is not available ({exc})")
         return [], {"ran": False, "reason": "unavailable"}
-    run = testrun.run_tests(workspace, targets, python=options.python, timeout_s=options.timeout_s)
+    run = testrun.run_tests(workspace, targets, python=options.python, timeout_s=options.timeout_s,
+                            memory_limit_gb=options.memory_limit_gb)
     if run.problem and not run.incomplete:
         # Asked for and not run (no pytest in the workspace's interpreter): no pass, as for a run
         # that did not complete: an error diagnostic, exit 1, an unsuccessful SARIF run. A warning

@@ -2,7 +2,9 @@
 diagnostics that point at the failing assertion *and* at the most likely cause in the code under test.
 
 The run happens in a child process (its own process group, killed whole at the timeout or on
-cancellation, see `proc.py`) with heedls' self-contained pytest plugin loaded from
+cancellation, see `proc.py`; under a supervisor, `proc.Limits`: a test that kills its parent or its
+group cannot reach heedls, daemons the tests leave are killed, and the processes' memory is capped,
+`memory_limit_gb`) with heedls' self-contained pytest plugin loaded from
 `pytest_plugin/` through PYTHONPATH; the plugin writes a JSON-lines report to a temporary file.
 
 Lines in `TestFailure`, `Frame`, `Suspect` are 1-based, as Python prints them; `Diagnostic` ranges
@@ -177,6 +179,7 @@ class TestRun:
     # (nodeid, when) of the failed tests the plugin has no failure record of (`--pdb` took the
     # exception, a strict XPASS, a crashed xdist worker): counted, so they must be shown too.
     unexplained: list[tuple[str, str]] = field(default_factory=list)
+    memory_limit: int = 0  # bytes the test processes could hold together (0: no limit)
 
     @property
     def total(self) -> int:
@@ -349,20 +352,44 @@ def _remove_report(report: Path) -> None:
     _REPORTS.discard(report)
 
 
+# The memory the test processes may hold together (resident, in GiB), unless configured: 8 GiB, or
+# half of the machine's memory when that is less. A test that allocates without bound is stopped
+# there and named, where it grew until the machine's OOM killer picked a process (maybe not it).
+DEFAULT_MEMORY_LIMIT_GB = 8.0
+
+
+def default_memory_limit_gb() -> float:
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return DEFAULT_MEMORY_LIMIT_GB
+    return min(DEFAULT_MEMORY_LIMIT_GB, physical / 2 / (1 << 30)) if physical > 0 else DEFAULT_MEMORY_LIMIT_GB
+
+
+def _limits(memory_limit_gb: float | None) -> proc.Limits:
+    """The run's supervision (proc.Limits): out of reach of a test that kills its parent or its
+    process group, daemons it leaves killed at the end, and `memory_limit_gb` (None: the default,
+    0: none)."""
+    gb = default_memory_limit_gb() if memory_limit_gb is None else memory_limit_gb
+    return proc.Limits(memory_bytes=int(max(gb, 0.0) * (1 << 30)))
+
+
 def run_tests(
     workspace: Path,
     targets: Sequence[str] | None,
     *,
     python: str | None = None,
     timeout_s: float = 60.0,
+    memory_limit_gb: float | None = None,
 ) -> TestRun:
     """Run pytest on `targets` (None/[] = the whole suite) and parse the plugin's report."""
     workspace = workspace.resolve()
     report = _report_path()
+    limits = _limits(memory_limit_gb)
     try:
         result = proc.run(_command(python or find_python(workspace), targets), workspace, timeout_s,
-                          env=_environ(workspace, report))
-        return parse_report(report, result, workspace, timeout_s, list(targets or []))
+                          env=_environ(workspace, report), limits=limits)
+        return parse_report(report, result, workspace, timeout_s, list(targets or []), limits.memory_bytes)
     finally:
         _remove_report(report)
 
@@ -373,15 +400,17 @@ async def run_tests_async(
     *,
     python: str | None = None,
     timeout_s: float = 60.0,
+    memory_limit_gb: float | None = None,
 ) -> TestRun:
     """As `run_tests`; cancelling the awaiting task kills the whole process group and re-raises."""
     workspace = workspace.resolve()
     report = _report_path()
+    limits = _limits(memory_limit_gb)
     try:
         result = await proc.run_async(_command(python or find_python(workspace), targets), workspace,
-                                      timeout_s, env=_environ(workspace, report))
+                                      timeout_s, env=_environ(workspace, report), limits=limits)
         return await asyncio.to_thread(parse_report, report, result, workspace, timeout_s,
-                                       list(targets or []))
+                                       list(targets or []), limits.memory_bytes)
     finally:
         _remove_report(report)
 
@@ -558,11 +587,15 @@ def _incomplete(code: int | None, result: proc.ProcResult, *, during: str = "") 
     return f"{_exit_words(code)}{during}: {words}"[:1000]
 
 
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):.3g} GiB"
+
+
 def parse_report(report: Path, result: proc.ProcResult, workspace: Path, timeout_s: float,
-                 targets: list[str]) -> TestRun:
+                 targets: list[str], memory_limit: int = 0) -> TestRun:
     events = _read_events(report)
     run = TestRun(outcome="passed", seconds=result.seconds, timeout_s=timeout_s,
-                  returncode=result.returncode, targets=targets)
+                  returncode=result.returncode, targets=targets, memory_limit=memory_limit)
     tail_source = (result.stderr or "") + ("\n" + result.stdout if result.stdout else "")
     run.stderr_tail = tail_source[-STDERR_TAIL:]
     running: str | None = None
@@ -619,6 +652,17 @@ def parse_report(report: Path, result: proc.ProcResult, workspace: Path, timeout
     if result.timed_out:
         run.outcome = "timeout"
         run.running_test = running
+        return run
+    if result.memory_exceeded:
+        # stopped by heedls: no pass, whatever ran before; the test that was running is named
+        where = (f"{running} was running" if running else
+                 "pytest was writing its report, after the tests (a failing test's captured output is held "
+                 "whole and shown there)" if outcomes else "the tests were being collected")
+        run.incomplete = (f"the memory limit of {_gib(memory_limit or result.memory_exceeded)} was exceeded "
+                          f"({result.memory_exceeded / (1 << 30):.2f} GiB resident) while {where}: the test run was stopped "
+                          "(tests.memory_limit_gb, `heedls check --memory-limit`)")
+        run.running_test = running
+        run.outcome = "failed" if run.failed or run.errors or run.failures else "error"
         return run
     session_started = any(e.get("event") == "session" for e in events)
     # The process's own exit status is the authority (a plugin may change it after our hook).

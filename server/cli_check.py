@@ -41,6 +41,11 @@ _TIMEOUT_HELP = (
     f"Wall-clock limit of the test run, seconds (default: the tests.timeout_s setting, {TestsConfig().timeout_s:g})."
 )
 
+_MEMORY_HELP = (
+    "Memory the test processes may hold together, GiB; a test past it is named and the run stopped "
+    "(default: 8, or half of the machine's memory when less; 0: no limit)."
+)
+
 
 class Format(str, Enum):
     text = "text"
@@ -264,7 +269,7 @@ def _test_run_incomplete(result: CheckResult) -> str | None:
 # -- the command ---------------------------------------------------------------------------------
 
 
-def _options(workspace: Path, timeout: float | None) -> tuple[Any, list[str]]:
+def _options(workspace: Path, timeout: float | None, memory_limit: float | None = None) -> tuple[Any, list[str]]:
     from heedls.analyzers.check import CheckOptions
     from heedls.server import config as config_mod
 
@@ -275,6 +280,7 @@ def _options(workspace: Path, timeout: float | None) -> tuple[Any, list[str]]:
             ruff=config.lint.ruff,
             python=config.tests.python or None,
             timeout_s=timeout if timeout is not None else config.tests.timeout_s,
+            memory_limit_gb=memory_limit if memory_limit is not None else config.tests.memory_limit_gb,
             # Asking for --tests on the command line is the user's consent to run them.
             trusted=True,
         ),
@@ -299,6 +305,7 @@ def run_check(
     fail_on: str,
     timeout: float | None,
     output: Path | None,
+    memory_limit: float | None = None,
 ) -> int:
     from heedls.analyzers import check, sarif
     from rich.console import Console
@@ -309,13 +316,13 @@ def run_check(
     cwd = Path.cwd()
     try:
         workspace = check.find_workspace(paths)
-        options, warnings = _options(workspace, timeout)
+        options, warnings = _options(workspace, timeout, memory_limit)
         for warning in warnings:
             err.print(f"heedls: configuration: {warning}", markup=False)
         # the workspace found from the paths again, so that paths of several projects run each
         # project's tests in that project
         def options_for(project: Path) -> Any:  # another project's own [tool.heedls]
-            own, said = _options(project, timeout)
+            own, said = _options(project, timeout, memory_limit)
             for warning in said:
                 err.print(f"heedls: configuration of {project}: {warning}", markup=False)
             return own
@@ -384,6 +391,10 @@ def register(app: typer.Typer) -> None:
         output: Annotated[
             Path | None, typer.Option("--output", "-o", help="Write the report to FILE instead of stdout.")
         ] = None,
+        memory_limit: Annotated[
+            float | None,
+            typer.Option("--memory-limit", min=0.0, metavar="GIB", help=_MEMORY_HELP),
+        ] = None,
     ) -> None:
         """Syntax errors, lint findings and (with --tests) test failures, explained.
 
@@ -402,6 +413,7 @@ def register(app: typer.Typer) -> None:
                 fail_on=fail_on.value,
                 timeout=timeout,
                 output=output,
+                memory_limit=memory_limit,
             )
         except _Terminated:
             raise typer.Exit(128 + signal.SIGTERM) from None

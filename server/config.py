@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from heedls.analyzers.testrun import default_memory_limit_gb
+
 ProviderName = Literal["local", "openai", "ollama", "llamacpp"]
 GateMode = Literal["off", "stage1", "cascade"]
 Privacy = Literal["full", "nocode"]
@@ -103,6 +105,10 @@ class TestsConfig:
     timeout_s: float = 60.0
     python: str = ""  # empty = auto-detect .venv/venv, else the interpreter running heedls
     debounce_ms: int = 400
+    # Resident memory the test processes may hold together, GiB (0 = no limit): a test that
+    # allocates without bound is stopped there and named (analyzers/testrun.py), where it grew
+    # until the machine's OOM killer picked a process, maybe the editor.
+    memory_limit_gb: float = field(default=default_memory_limit_gb(), metadata={"max": 1 << 20})
 
 
 @dataclass(frozen=True)

@@ -665,7 +665,8 @@ class DiagnosticsService:
         end_message = "cancelled"
         try:
             run = await testrun.run_tests_async(
-                workspace, targets, python=cfg.python or None, timeout_s=cfg.timeout_s
+                workspace, targets, python=cfg.python or None, timeout_s=cfg.timeout_s,
+                memory_limit_gb=cfg.memory_limit_gb
             )
             found = await asyncio.to_thread(testrun.failures_to_diagnostics, run, workspace)
             if run.outcome == "timeout" and not any(d.code == "timeout" for d in found):
