@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -99,6 +100,7 @@ def register(app: typer.Typer) -> None:
         """Find a fix that makes the failing tests pass (validated by running them)."""
         from heedls.analyzers.check import find_workspace, is_test_file
         from heedls.analyzers.repair.engine import RepairRequest, repair
+        from heedls.analyzers.repair.workers import Snapshot
         from heedls.server.app import configure_logging
         from heedls.server.files import ChangedOnDisk, rewrite_source
 
@@ -154,6 +156,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"heedls fix: {module} is not UTF-8 text (byte {before[exc.start]:#04x} at offset {exc.start}); "
                        "heedls fix edits UTF-8 source only", err=True)
             raise typer.Exit(2) from None
+        # The project as it is before the search: should the test runs have seen it writable (no
+        # read-only view here), what they changed in it is put back afterwards (workers.Snapshot).
+        root = find_workspace([Path(os.path.commonpath([module.resolve().parent,
+                                                         *[t.resolve().parent for t in test]]))])
+        snapshot = Snapshot.take(root)
         try:
             result = repair(
                 RepairRequest(module=module, tests=list(test), budget_s=budget_seconds, jobs=jobs, python=python,
@@ -162,6 +169,9 @@ def register(app: typer.Typer) -> None:
             )
         except _Terminated:  # cleaned up on the way (the runners, the copies); exit as the signal's
             raise typer.Exit(128 + signal.SIGTERM) from None
+        tampered = _check_project(snapshot)
+        if tampered:
+            write = False  # nothing written over a project in that state
         written = False
         if write and result.fixed and result.new_text is not None:
             try:
@@ -187,9 +197,43 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"{result.candidates_tried} candidates, {result.test_runs} test runs, {result.seconds:.1f}s", err=True
             )
-        if result.status == "error" or (write and result.fixed and not written):
+        if result.status == "error" or (write and result.fixed and not written) or tampered:
             raise typer.Exit(2)
         raise typer.Exit(0 if result.fixed or result.status == "no-failing-tests" else 1)
+
+
+def _check_project(snapshot: Any) -> bool:
+    """After the search: did the project's files change while it ran, where the test runs saw them
+    writable (workers.unprotected)? Then each changed file is put back as it was before the
+    search, its changed content kept beside it (`NAME.heedls-changed-TIME`: a test's write, or an
+    edit saved meanwhile: nothing is lost either way), and said on stderr. With the read-only view
+    the runs could not write there: a change is the user's own, left alone (and `--write` does
+    not write over the module's, as always)."""
+    from heedls.analyzers.repair import workers
+
+    why = workers.unprotected(snapshot.root)
+    if why is None:
+        return False
+    changed = snapshot.changed()
+    for rel in changed:
+        path = snapshot.root / rel
+        try:
+            restored, backup = snapshot.restore(rel)
+        except OSError as exc:
+            typer.echo(f"heedls fix: {path} changed during the search and could not be restored: "
+                       f"{exc.strerror or exc}", err=True)
+            continue
+        if not restored:
+            typer.echo(f"heedls fix: {path} changed during the search (too big to have been kept: not restored)",
+                       err=True)
+        else:
+            kept = f"; its changed content is in {backup}" if backup else " (it had been removed)"
+            typer.echo(f"heedls fix: {path} changed while the tests ran (a test that writes into the project by "
+                       f"absolute path?): restored as it was before the search{kept}", err=True)
+    if changed:
+        typer.echo(f"heedls fix: the test runs could not be given a read-only view of {snapshot.root} ({why}); "
+                   "fix the tests that write there, or run heedls fix where user namespaces are allowed", err=True)
+    return bool(changed)
 
 
 def discover_tests(module: Path) -> list[Path]:

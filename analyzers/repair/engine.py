@@ -40,6 +40,7 @@ from heedls.analyzers.repair.localize import LineScore, localise
 from heedls.analyzers.repair.naturalness import introduced_smells, smells
 from heedls.analyzers.repair.tidy import drop_redundant_parens
 from heedls.analyzers.repair.workers import (
+    CHECK_MEMORY_BYTES,
     PROFILER,
     RunResult,
     TestOutcome,
@@ -47,7 +48,9 @@ from heedls.analyzers.repair.workers import (
     WorkerError,
     copy_workspace,
     find_python,
+    note_unprotected,
     sandbox_env,
+    sandbox_limits,
     site_folders,
     workspace_fingerprint,
 )
@@ -914,8 +917,15 @@ class Repairer:
             env = sandbox_env(copy, self.root, self.autoload, self.site)
             # the set-aside tests ran in the search (`_check_set_aside`); here they would only cost their time
             deselect = [arg for nodeid in self.set_aside for arg in ("--deselect", nodeid)]
+            # supervised (proc.Limits): the real workspace read-only, out of reach of a test that kills
+            # its parent, and what the tests leave running (a daemon) killed at the end
             result = proc.run([self.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *deselect, *self.rel_tests],
-                              cwd=copy, timeout_s=timeout, env={**env, "PYTHONHASHSEED": seed})
+                              cwd=copy, timeout_s=timeout, env={**env, "PYTHONHASHSEED": seed},
+                              limits=sandbox_limits(self.root, copy.parent, CHECK_MEMORY_BYTES))
+            if result.readonly_error is not None:
+                note_unprotected(self.root, result.readonly_error)
+            if result.memory_exceeded:
+                log.info("repair: the fresh-process check held %d bytes, past its limit: stopped", result.memory_exceeded)
             if result.timed_out:
                 self.confirm_timed_out = timeout
             return result.returncode == 0

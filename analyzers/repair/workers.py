@@ -8,9 +8,11 @@ killed at once (cancellation, a hung runner, shutdown).
 Containment (see docs/repair.md): cwd is the copy, HOME and TMPDIR point inside it, PYTHONPATH
 entries inside the real workspace are dropped, each run has a wall-clock limit and its process
 group is SIGKILLed afterwards; a process that left the group (setsid(), a daemon) is found by the
-worker's run token in its environment and killed with the worker (proc.RUN_TOKEN_ENV). Remaining
-risk: code that writes to absolute paths or uses the network is not sandboxed, and a process that
-leaves the group and clears its environment outlives the worker.
+worker's run token in its environment and killed with the worker (proc.RUN_TOKEN_ENV), and the
+runner, a child subreaper, kills one that also cleared its environment. The real workspace is
+read-only to the runner and its runs (`sandbox_limits`, proc.readonly_view: a user + mount
+namespace); where the system allows none, `Snapshot` lets `heedls fix` put back what a run changed.
+Remaining risk: writes to absolute paths outside the workspace, and the network.
 """
 
 from __future__ import annotations
@@ -276,6 +278,9 @@ def sandbox_env(copy: Path, real_root: Path, autoload_plugins: bool, site: Seque
         env.pop("PYTHONPATH", None)
     if not autoload_plugins:
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    # any proc.run with this environment sees the real workspace read-only, the copy writable
+    env[proc_mod.SANDBOX_ROOT_ENV] = str(real_root.resolve())
+    env[proc_mod.SANDBOX_COPY_ENV] = str(copy.resolve())
     for key in list(env):  # the code under test has no business with provider keys
         if key.endswith(("_API_KEY", "_TOKEN")):
             env.pop(key, None)
@@ -321,6 +326,122 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
+# The memory the final fresh-process check's processes may hold together (the search's runs have an
+# address-space limit of 2 GiB each, runner/heedls_repair_runner.py): a test that allocates without
+# bound there only (its hash seed) is stopped, as it is in the search.
+CHECK_MEMORY_BYTES = 4 << 30
+
+
+def sandbox_limits(real_root: Path, copy: Path, memory_bytes: int = 0) -> proc_mod.Limits:
+    """A test run's view of the files: the real workspace read-only, but for the copy (and its
+    HOME and TMPDIR) when the temp folder is inside it."""
+    writable = (str(copy),) if _inside(copy, real_root) else ()
+    return proc_mod.Limits(memory_bytes=memory_bytes, readonly=(str(real_root),), writable=writable)
+
+
+_unprotected: dict[str, str] = {}  # real workspace -> why a test run saw it writable
+
+
+def note_unprotected(root: Path, why: str) -> None:
+    """A test run saw the real workspace writable (no read-only view here: user namespaces off, a
+    container's seccomp filter): warned once per workspace; `heedls fix` then checks its files
+    after the search against their state before it (server/cli_fix.py)."""
+    key = str(root.resolve())
+    if key not in _unprotected:
+        _unprotected[key] = why
+        log.warning("repair: the test runs see %s writable (read-only view not available: %s); "
+                    "a test that writes there by absolute path reaches your files", root, why)
+
+
+def unprotected(root: Path) -> str | None:
+    """Why a test run of this process saw `root` writable; None when every one saw it read-only."""
+    return _unprotected.get(str(root.resolve()))
+
+
+# What `Snapshot` keeps of the real workspace to put back: files up to this size, this much in all.
+SNAPSHOT_FILE_BYTES = 1 << 20
+SNAPSHOT_TOTAL_BYTES = 64 << 20
+
+
+@dataclass
+class Snapshot:
+    """The real workspace's files as they were before a search (size, mtime, and the content of
+    those up to SNAPSHOT_FILE_BYTES): where the test runs could not be given a read-only view of
+    it, what `heedls fix` checks it against afterwards, and puts back."""
+
+    root: Path
+    files: dict[str, tuple[int, int, bytes | None]] = field(default_factory=dict)
+
+    @classmethod
+    def take(cls, root: Path) -> Snapshot:
+        snap = cls(root.resolve())
+        kept = 0
+        for dirpath, dirnames, filenames in os.walk(snap.root):
+            dirnames[:] = sorted(d for d in dirnames if not skipped_dir(d))
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                try:
+                    st = path.lstat()
+                    if not stat.S_ISREG(st.st_mode):
+                        continue  # a link is the file it points to: that one is in the walk if it is ours
+                    content = None
+                    if st.st_size <= SNAPSHOT_FILE_BYTES and kept + st.st_size <= SNAPSHOT_TOTAL_BYTES:
+                        content = path.read_bytes()
+                        kept += len(content)
+                except OSError:
+                    continue
+                snap.files[str(path.relative_to(snap.root))] = (st.st_size, st.st_mtime_ns, content)
+                if len(snap.files) >= MAX_COPY_FILES:
+                    return snap
+        return snap
+
+    def changed(self) -> list[str]:
+        """The files (relative) that are not as they were: changed or removed."""
+        found = []
+        for rel, (size, mtime_ns, content) in self.files.items():
+            path = self.root / rel
+            try:
+                st = path.lstat()
+                if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+                    continue
+                if content is not None and stat.S_ISREG(st.st_mode) and path.read_bytes() == content:
+                    continue  # touched, not changed
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue
+            found.append(rel)
+        return found
+
+    def restore(self, rel: str) -> tuple[bool, Path | None]:
+        """Put `rel` back as it was, its present content first kept in a backup file beside it:
+        (restored, the backup). Not restored: a file too big to have been kept."""
+        _size, mtime_ns, content = self.files[rel]
+        path = self.root / rel
+        if content is None:
+            return False, None
+        backup = None
+        try:
+            current = path.read_bytes()
+        except FileNotFoundError:
+            current = None
+        if current is not None:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            backup = path.with_name(f"{path.name}.heedls-changed-{stamp}")
+            n = 1
+            while backup.exists():
+                n += 1
+                backup = path.with_name(f"{path.name}.heedls-changed-{stamp}-{n}")
+            backup.write_bytes(current)
+        tmp = path.with_name(f".{path.name}.heedls-restore-{secrets.token_hex(4)}")
+        tmp.write_bytes(content)
+        if current is not None:
+            shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+        return True, backup
+
+
 class WorkerError(RuntimeError):
     pass
 
@@ -351,20 +472,36 @@ class Worker:
         self._lock = threading.Lock()
         self.runs = 0
         self.closed = False
+        self.readonly_error: str | None = None
 
     # -- process management ------------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> None:
-        self.proc = subprocess.Popen(
-            [self.python, str(RUNNER), *self.tests],
-            cwd=str(self.copy),
-            env=self.env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # The runner sees the real workspace read-only (proc.readonly_view): a test that writes into
+        # the project by absolute path (a constant, an environment variable, a conftest's root)
+        # fails in the copy's run instead of overwriting the user's files.
+        argv, status_r, status_w = proc_mod.readonly_view([self.python, str(RUNNER), *self.tests],
+                                                          sandbox_limits(self.root, self.tmp))
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=str(self.copy),
+                env=self.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=(status_w,),
+            )
+        except BaseException:
+            os.close(status_r)
+            raise
+        finally:
+            os.close(status_w)
         self._buf = b""
         hello = self._read_line(timeout_s)
+        self.readonly_error = proc_mod.readonly_status(status_r)
+        if self.readonly_error is not None:
+            note_unprotected(self.root, self.readonly_error)
         if hello is None or not hello.get("ready"):
             self.kill()
             raise WorkerError("test runner did not start")

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,18 +118,37 @@ def test_write_keeps_the_files_crlf_line_endings(ws: Path) -> None:
     assert after != crlf and after.count(b"\r\n") == crlf.count(b"\r\n") and b"\n" not in after.replace(b"\r\n", b"")
 
 
-def test_write_never_overwrites_an_edit_saved_while_the_fix_was_searched_for(ws: Path) -> None:
-    """The user saves the module while the search runs (here: the tests' first run does it)."""
+def test_write_never_overwrites_an_edit_saved_while_the_fix_was_searched_for(ws: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The user saves the module while the search runs: here, while the tests' first run waits
+    (the test runs themselves see the project read-only, so the save comes from outside them)."""
+    outside = tmp_path_factory.mktemp("signals")
+    started, saved_flag = outside / "started", outside / "saved"
     saved = MODULE + "\n\n# the user's edit\n"
     (ws / "test_stats.py").write_text(
-        "import pathlib\n"
-        f"module = pathlib.Path({str(ws / 'stats.py')!r})\n"
-        "if '# the user' not in module.read_text():\n"
-        f"    module.write_text({saved!r})\n" + TESTS)
-    run = _heedls("fix", "stats.py", "--test", "test_stats.py", "--json", "--write", "--budget-seconds", "30", cwd=ws)
-    data = json.loads(run.stdout)
-    assert data["fixed"] is True and data["written"] is False and run.returncode == 2
-    assert "was saved while the fix was searched for: not written" in run.stderr
+        "import pathlib, time\n"
+        f"started, saved = pathlib.Path({str(started)!r}), pathlib.Path({str(saved_flag)!r})\n"
+        "if not started.exists():\n"
+        "    started.touch()\n"
+        "    for _ in range(200):  # until the user has saved (at most 10 s)\n"
+        "        if saved.exists():\n"
+        "            break\n"
+        "        time.sleep(0.05)\n" + TESTS)
+    fix = subprocess.Popen([sys.executable, "-m", "heedls", "fix", "stats.py", "--test", "test_stats.py", "--json",
+                            "--write", "--budget-seconds", "30"], cwd=ws, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    try:
+        for _ in range(1200):
+            if started.exists() or fix.poll() is not None:
+                break
+            time.sleep(0.05)
+        (ws / "stats.py").write_text(saved)
+        saved_flag.touch()
+        stdout, stderr = fix.communicate(timeout=120)
+    finally:
+        fix.kill()
+    data = json.loads(stdout)
+    assert data["fixed"] is True and data["written"] is False and fix.returncode == 2, stderr
+    assert "was saved while the fix was searched for: not written" in stderr
     assert (ws / "stats.py").read_text() == saved
 
 
