@@ -119,6 +119,15 @@ def _codes(console: Console) -> dict[str, tuple[str, str]] | None:
     return codes
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+# The most of a source line an excerpt shows: a 200,000-character line (minified, generated,
+# `((((…))))`) was printed whole for each finding on it, with as many carets under it.
+EXCERPT_COLUMNS = 200
+
+
 def _excerpt(out: _Lines, lines: list[str], diagnostic: Diagnostic) -> None:
     from rich.cells import cell_len  # an emoji or a CJK character takes two columns on the terminal
 
@@ -129,10 +138,17 @@ def _excerpt(out: _Lines, lines: list[str], diagnostic: Diagnostic) -> None:
     for number in range(start.line, last + 1):
         # the line's own break (a CRLF file's "\r") is not part of what is shown
         text = out.text(lines[number].removesuffix("\r").expandtabs(1)) if number < len(lines) else ""
-        out.lines.append(f"{out.style(f'{number + 1:>{width}} │', 'dim')} {text}")
         lo = start.character if number == start.line else len(text) - len(text.lstrip())
         hi = end.character if number == end.line else len(text)
         hi = max(hi, lo + 1)
+        if len(text) > EXCERPT_COLUMNS:  # a minified or generated line: the part around the finding
+            left = max(0, min(lo - EXCERPT_COLUMNS // 8, len(text) - EXCERPT_COLUMNS))
+            right = left + EXCERPT_COLUMNS
+            text = ("…" if left else "") + text[left:right] + ("…" if right < len(text) else "")
+            shift = left - (1 if left else 0)
+            lo = min(max(lo - shift, 0), len(text))
+            hi = max(min(hi - shift, len(text)), lo + 1)
+        out.lines.append(f"{out.style(f'{number + 1:>{width}} │', 'dim')} {text}")
         pad, marks = cell_len(text[:lo]), max(cell_len(text[lo:hi]), 1)
         gutter = " " * width + " │"
         out.lines.append(f"{out.style(gutter, 'dim')} {' ' * pad}{out.style('^' * marks, severity)}")
@@ -238,13 +254,14 @@ def print_text(console: Console, result: CheckResult, cwd: Path, fail_on: str) -
     _flush(console, chunk)
     s = result.summary
     if not result.diagnostics:
-        console.print(f"[green]All checks passed![/green] ({s.get('files', 0)} files)", highlight=False)
+        console.print(f"[green]All checks passed![/green] ({_count(s.get('files', 0), 'file')})", highlight=False)
     else:
-        parts = [f"{s.get('errors', 0)} errors", f"{s.get('warnings', 0)} warnings"]
+        parts = [_count(s.get("errors", 0), "error"), _count(s.get("warnings", 0), "warning")]
         if s.get("information") or s.get("hints"):
-            parts.append(f"{s.get('information', 0) + s.get('hints', 0)} notes")
+            parts.append(_count(s.get("information", 0) + s.get("hints", 0), "note"))
         console.print(
-            f"Found {len(result.diagnostics)} diagnostics ({', '.join(parts)}) in {s.get('files', 0)} files.",
+            f"Found {_count(len(result.diagnostics), 'diagnostic')} ({', '.join(parts)}) "
+            f"in {_count(s.get('files', 0), 'file')}.",
             highlight=False,
         )
         if s.get("fixable"):

@@ -111,7 +111,7 @@ def test_text_output_has_source_excerpts_and_no_colour_outside_a_terminal(projec
     assert "src/broken.py:5:12: error [syntax SyntaxError] '(' was never closed" in out
     assert "5 │     return (w * h" in out  # the source line
     assert "│            ^" in out  # and a caret under the bracket
-    assert "Found 2 diagnostics (1 errors, 1 warnings) in 3 files." in out
+    assert "Found 2 diagnostics (1 error, 1 warning) in 3 files." in out
     assert proc.returncode == 1
 
 
@@ -522,3 +522,20 @@ def _pytest_running_in(folder: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_a_finding_on_a_very_long_line_shows_the_part_around_it_not_the_whole_line(tmp_path: Path) -> None:
+    """A minified or generated line (here 200,000 characters) was printed whole, with a caret line as
+    long, for each finding on it: the excerpt is a window of EXCERPT_COLUMNS around the finding."""
+    from heedls.server.cli_check import EXCERPT_COLUMNS
+
+    (tmp_path / "deep.py").write_text("x = " + "(" * 100_000 + ")" * 100_000 + "\n")
+    done = subprocess.run([sys.executable, "-m", "heedls", "check", "deep.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False, env={**os.environ, "NO_COLOR": "1"})
+    assert "deep.py:1:205: error [syntax SyntaxError] too many nested parentheses" in done.stdout
+    assert max(map(len, done.stdout.splitlines())) <= EXCERPT_COLUMNS + 10
+    source, carets = [ln for ln in done.stdout.splitlines() if "│" in ln][:2]
+    assert source.startswith("1 │ …(((") and source.endswith("(…")
+    # column 205 is shown with EXCERPT_COLUMNS // 8 columns of the line before it, after the "…"
+    assert carets.strip(" │") == "^" and carets.index("^") == len("1 │ …") + EXCERPT_COLUMNS // 8
+    assert "(1 error, " in done.stdout and " in 1 file.\n" in done.stdout  # counted in the singular
