@@ -327,6 +327,31 @@ def _decode_diagnostic(path: str, source: Source) -> Diagnostic | None:
     )
 
 
+_COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*[-\w.]+")  # PEP 263's
+
+
+def _declaration_diagnostic(path: str, source: Source) -> Diagnostic | None:
+    """A coding declaration the interpreter refuses (`# coding: klingon`: "unknown encoding"): the
+    file cannot be imported at all, though its text, read as UTF-8, compiles (a str's cookie is
+    ignored), so it read as clean. Placed on the declaration's line."""
+    if source.declaration_error is None:
+        return None
+    lines = source.raw.split(b"\n", 2)[:2]
+    row = next((i for i, line in enumerate(lines) if _COOKIE.match(line)), 0)
+    width = len(lines[row].decode("utf-8", "replace").rstrip("\r")) if lines else 0
+    return Diagnostic(
+        path=path,
+        range=Range.of(row, 0, row, max(width, 1)),
+        severity="error",
+        source=SOURCE,
+        code="SyntaxError",
+        message=source.declaration_error,
+        url="https://peps.python.org/pep-0263/",
+        rank=1.1,
+        data={"origin": "compile", "kind": "coding declaration", "first": True},
+    )
+
+
 # -- documents -----------------------------------------------------------------------------------
 
 
@@ -424,7 +449,7 @@ def check_file(path: Path | str) -> list[Diagnostic]:
     """Syntax diagnostics of a file on disk, whatever its bytes."""
     source = read_source(path)
     name = str(Path(path).resolve())
-    decode = _decode_diagnostic(name, source)
+    decode = _decode_diagnostic(name, source) or _declaration_diagnostic(name, source)
     diagnostics = check_text(name, source.text)
     if decode is None:
         return diagnostics

@@ -298,6 +298,7 @@ def _options(workspace: Path, timeout: float | None, memory_limit: float | None 
             python=config.tests.python or None,
             timeout_s=timeout if timeout is not None else config.tests.timeout_s,
             memory_limit_gb=memory_limit if memory_limit is not None else config.tests.memory_limit_gb,
+            max_file_kb=config.lint.max_file_kb,
             # Asking for --tests on the command line is the user's consent to run them.
             trusted=True,
         ),

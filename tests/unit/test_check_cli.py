@@ -539,3 +539,30 @@ def test_a_finding_on_a_very_long_line_shows_the_part_around_it_not_the_whole_li
     # column 205 is shown with EXCERPT_COLUMNS // 8 columns of the line before it, after the "…"
     assert carets.strip(" │") == "^" and carets.index("^") == len("1 │ …") + EXCERPT_COLUMNS // 8
     assert "(1 error, " in done.stdout and " in 1 file.\n" in done.stdout  # counted in the singular
+
+
+def test_a_file_above_lint_max_file_kb_is_not_checked_and_said_so(tmp_path: Path) -> None:
+    """As an open document above lint.maxFileKb in the editor: a 300 MB file of NUL bytes took 2.5
+    minutes and 22 GB of memory (compile() and ruff) before; now it is skipped, by both, in a line."""
+    (tmp_path / "pyproject.toml").write_text("[tool.heedls.lint]\nmaxFileKb = 4\n")
+    (tmp_path / "big.py").write_text("x = 1\n" * 1000)  # 6 kB, a syntax error and a lint finding at its end
+    with (tmp_path / "big.py").open("a") as f:
+        f.write("import os\ny = (\n")
+    (tmp_path / "small.py").write_text("z = (\n")
+    done = subprocess.run([sys.executable, "-m", "heedls", "check", ".", "--format", "json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    report = json.loads(done.stdout)
+    assert {Path(d["path"]).name for d in report["diagnostics"]} == {"small.py"}
+    assert report["summary"]["problems"] == [
+        "big.py: 6 kB, above lint.maxFileKb (4 kB): not checked (raise the limit, or 0 for none)"]
+    assert "big.py: 6 kB, above lint.maxFileKb" in done.stderr and done.returncode == 1  # small.py's error
+
+
+def test_a_coding_declaration_python_refuses_is_an_error_on_its_line(tmp_path: Path) -> None:
+    """`# coding: klingon`: the interpreter cannot import the file ("unknown encoding"), though its
+    text, read as UTF-8, compiles; it read as clean."""
+    (tmp_path / "m.py").write_text("#!/usr/bin/env python\n# -*- coding: klingon -*-\nx = 1\n")
+    done = subprocess.run([sys.executable, "-m", "heedls", "check", "m.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False, env={**os.environ, "NO_COLOR": "1"})
+    assert done.returncode == 1
+    assert done.stdout.startswith("m.py:2:1: error [syntax SyntaxError] unknown encoding: klingon\n")
