@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import sys
+import time
 from collections import Counter
 from collections.abc import Mapping
 from enum import Enum
@@ -84,6 +85,12 @@ def eval_acceptance(
     if events.is_dir():
         _fail(f"{events}: not a file")
     try:
+        size = events.stat().st_size
+    except OSError:
+        size = 0
+    if size > _BIG_FILE_BYTES:  # ~1 minute per 300 MB, before the progress bar can start
+        typer.echo(f"eval: reading {events} ({size / 1e6:,.0f} MB)", err=True)
+    try:
         read = read_events(events)
     except OSError as exc:
         _fail(f"{events}: cannot read: {exc.strerror or exc}")
@@ -127,17 +134,26 @@ def eval_acceptance(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
+    console = Console(stderr=True)
     # the remaining time matters: the fits grow as sessions x rows (20 sessions of 100: a minute)
     with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
         rows_task = bar.add_task("features", total=len(loaded))
         folds_task = bar.add_task("sessions", total=None, visible=not pretrained)
+        # A live bar draws nothing where stderr is no terminal (CI, `2> log`): a 10^6-event file
+        # was minutes of silence there. Lines instead, as `heedls replay` prints them.
+        rows_line = _ProgressLines("features") if not console.is_terminal else None
+        folds_line = _ProgressLines("sessions fitted") if not console.is_terminal else None
 
         def rows_done(done: int, total: int) -> None:
             bar.update(rows_task, completed=done + 1, total=total)
+            if rows_line is not None:
+                rows_line(done + 1, total)
 
         def folds_done(done: int, total: int) -> None:
             bar.update(folds_task, completed=done, total=total)
+            if folds_line is not None:
+                folds_line(done, total)
 
         result = evaluate(loaded, stage.value, label=label.value, keep=keep, kind=kind.value, baselines=baselines,
                           pretrained=model, prior=prior_data, progress=rows_done, fold_progress=folds_done,
@@ -155,9 +171,38 @@ def eval_acceptance(
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
+        from heedls.server.telemetry.cli import _replace_what_stdout_cannot_encode
+
+        _replace_what_stdout_cannot_encode()  # `…`, `—` in a latin-1 or ASCII terminal: `?`, not a traceback
         _print_table(result)
     if not result.get("n"):  # nothing was evaluated: a failure, as for a file without events
         raise typer.Exit(1)
+
+
+_BIG_FILE_BYTES = 64_000_000
+
+
+class _ProgressLines:
+    """`eval: features 300000/1000000, 12 s` on stderr at each tenth of the total (and at the end),
+    for stderr that is no terminal; only once the step has run for 2 s, so that a small file
+    (cups-dev's features: a fraction of a second) adds no lines."""
+
+    QUIET_S = 2.0
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.started = time.perf_counter()
+        self.printed = False
+
+    def __call__(self, done: int, total: int) -> None:
+        step = max(1, total // 10)
+        if not (done % step == 0 or done == total):
+            return
+        seconds = time.perf_counter() - self.started
+        if seconds < self.QUIET_S and not (self.printed and done == total):
+            return
+        self.printed = True
+        print(f"eval: {self.what} {done}/{total}, {seconds:.0f} s", file=sys.stderr, flush=True)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

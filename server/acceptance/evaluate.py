@@ -126,9 +126,26 @@ def not_jsonl(path: Path | str, reader: str) -> str | None:
     format (`reader` is the command reading it); None when it does not look like one."""
     fmt = export_format(path)
     if fmt is None:
+        if _is_sqlite(path):  # the store itself, given where its export belongs
+            fix = (f"report on a store with --store {path}" if reader.startswith("heedls telemetry report")
+                   else f"write it with `heedls telemetry export --store {path} -o events.jsonl`")
+            return f"{path} is a SQLite database (a heedls telemetry store?), not JSONL: {reader} reads JSONL; {fix}"
         return None
     return (f"{path} looks like {EXPORT_FORMATS[fmt]} (an export with --format {fmt}): {reader} reads JSONL; "
             "export with --format jsonl")
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _is_sqlite(path: Path | str) -> bool:
+    try:
+        if not Path(path).is_file():  # a pipe cannot be read twice
+            return False
+        with open(path, "rb") as raw:
+            return raw.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError:
+        return False
 
 
 def load_events(path: Path | str) -> tuple[list[SuggestionEvent], int]:

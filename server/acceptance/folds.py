@@ -80,11 +80,15 @@ def fit_folds(job: FoldJob, sessions: Sequence[Any], jobs: int = 1,
             _fit_in_workers(job, sessions, min(jobs, len(sessions)), results, progress)
         except (BrokenProcessPool, OSError, RuntimeError) as exc:
             log.warning("leave-one-session-out workers failed (%s): fitting the remaining folds here", exc)
+    here = False
     for session in sessions:
         if session not in results:
             if progress is not None:
                 progress(len(results), len(sessions))
             results[session] = fit_fold(job, session)
+            here = True
+    if here and progress is not None:  # the last fold done: the count ended one short of the total
+        progress(len(results), len(sessions))
     return results
 
 

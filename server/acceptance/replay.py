@@ -103,10 +103,17 @@ def find_projects(sources: Sequence[Path]) -> list[tuple[Path, list[Path]]]:
                 log.warning("replay: %s %s; skipped", source, why)
             continue
         if not source.is_dir():
-            log.warning("replay: %s does not exist; skipped", source)
+            # a pipe or a device exists: "does not exist" sent the user looking for a typo
+            log.warning("replay: %s %s; skipped", source,
+                        "is neither a file nor a folder (a pipe, a socket or a device)" if source.exists()
+                        else "does not exist")
             continue
-        subs = sorted(p for p in source.iterdir() if p.is_dir() and (p / "__init__.py").exists()
-                      and p.name not in SKIP_PROJECTS and not p.name.startswith(("_", ".")))
+        try:
+            subs = sorted(p for p in source.iterdir() if p.is_dir() and (p / "__init__.py").exists()
+                          and p.name not in SKIP_PROJECTS and not p.name.startswith(("_", ".")))
+        except OSError as exc:  # a folder the user may not list: a PermissionError traceback until 2026-12-03
+            log.warning("replay: %s cannot be read (%s); skipped", source, exc.strerror or exc)
+            continue
         if subs:
             for sub in subs:
                 projects.setdefault(sub, []).extend(_eligible(sub.rglob("*.py")))
