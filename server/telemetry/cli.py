@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import stat
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -94,6 +95,7 @@ def _require_store(path: Path, nothing: str) -> tuple[int, float | None]:
     if not path.exists():
         _err(f"no telemetry recorded yet at {path}; {nothing}")
         raise typer.Exit(1)
+    _refuse_a_special_file(path)
     aside = sorted(p.name for p in path.parent.glob(f"{path.name}.corrupt-*") if not p.name.endswith("-wal"))
     if aside:
         _err(f"note: {len(aside)} earlier store(s) were set aside next to {path.name} ({', '.join(aside[-3:])}"
@@ -106,6 +108,22 @@ def _require_store(path: Path, nothing: str) -> tuple[int, float | None]:
         _err(f"note: {trimmed_phrase(count, up_to)} were removed from this store by its size cap "
              "(telemetry.max_size_mb): they are not included")
     return count, up_to
+
+
+def _refuse_a_special_file(path: Path) -> None:
+    """Exit 1 when the store named is a folder, a pipe or a device: SQLite waited forever for a
+    writer to open a FIFO (export and report hung until 2026-12-03) and called a folder a "disk
+    I/O error"."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # gone meanwhile, or unreadable: SQLite's own error says which
+    if stat.S_ISREG(mode):
+        return
+    kind = "a folder" if stat.S_ISDIR(mode) else "a pipe" if stat.S_ISFIFO(mode) else "not a regular file"
+    _err(f"cannot read {path}: {kind}, not a telemetry store (a SQLite file: heedls telemetry path prints "
+         "this workspace's)")
+    raise typer.Exit(1)
 
 
 def _reason(exc: OSError) -> str:
@@ -167,6 +185,37 @@ def _stdout_is_terminal() -> bool:
         return False
 
 
+def _have_pyarrow() -> bool:
+    """Whether Parquet can be written: pyarrow is a dependency, but a trimmed or broken install
+    (a platform without its wheels) may lack it."""
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _write_json_line(text: str) -> None:
+    """One JSON object on stdout, in UTF-8 (JSON's encoding) whatever the locale's: a stored name
+    in Cyrillic was a UnicodeEncodeError traceback under `PYTHONIOENCODING=ascii` or cp1252."""
+    from heedls.server.telemetry.export import _utf8_stdout
+
+    with _utf8_stdout() as out:
+        out.write(text + "\n")
+
+
+def _replace_what_stdout_cannot_encode() -> None:
+    """The tables are for reading: in a terminal or pipe whose encoding lacks a character (`→`,
+    `—`, a stored name; `LANG=…ISO-8859-1`, Windows' cp1252 when redirected) print `?` for it, as
+    a traceback half way through the tables did until 2026-12-03."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="replace")
+        except (ValueError, OSError):
+            pass
+
+
 def _warn_skipped(skipped: Skipped, source: Path | str) -> None:
     message = skipped.message(source)
     if message:
@@ -203,6 +252,11 @@ def export_cmd(
     if level not in PRIVACY_LEVELS:
         _err(f"--privacy must be one of {', '.join(PRIVACY_LEVELS)}")
         raise typer.Exit(2)
+    if fmt == "parquet" and not _have_pyarrow():
+        # a traceback (ModuleNotFoundError) after the store was opened, until 2026-12-03
+        _err("--format parquet needs pyarrow, which cannot be imported here (pip install pyarrow); "
+             "--format jsonl or csv need nothing more")
+        raise typer.Exit(2)
     target = _output_path(output, "-o")
     if fmt == "parquet" and target is None and _stdout_is_terminal():
         # -o is optional for every format (DESIGN.md): Parquet goes to a redirected stdout, as
@@ -223,6 +277,12 @@ def export_cmd(
         raise typer.Exit(1) from None
     except OSError as exc:
         raise _write_failed(str(target) if target is not None else "<stdout>", exc) from None
+    except KeyboardInterrupt:
+        # A file at -o is replaced only by a complete export; stdout (a shell's `> file`) has whole
+        # lines up to where it stopped, which would pass for the whole store: say so.
+        _err("export interrupted: " + (f"{target} is left as it was" if target is not None
+                                       else "what was written to stdout is incomplete"))
+        raise typer.Exit(130) from None
     _warn_skipped(skipped, path)
     _err(f"exported {count} events ({fmt}, {level})" + (f" to {target}" if target is not None else ""))
 
@@ -309,11 +369,11 @@ def report_cmd(
         _err(f"wrote {page}")
     try:
         if as_json:
-            sys.stdout.write(report_json(report) + "\n")
-            sys.stdout.flush()
+            _write_json_line(report_json(report))
             return
         from rich.console import Console
 
+        _replace_what_stdout_cannot_encode()
         render_terminal(report, Console())
         sys.stdout.flush()
     except OSError as exc:
@@ -358,6 +418,8 @@ def push_cmd(
         _err(f"{TOKEN_ENV} is not sent to {url}: it comes from pyproject.toml, not from you; "
              f"give it with --endpoint to send the token there")
     # A missing store is push()'s error too ("no telemetry recorded yet"), printed once below.
+    if path.exists():
+        _refuse_a_special_file(path)
     result = push(path, url, level, batch_size=batch_size, send_token=send_token)  # type: ignore[arg-type,unused-ignore]
     _warn_skipped(result.unreadable, path)
     if result.removed_unsent:  # never silently: the endpoint will not see them
@@ -365,7 +427,10 @@ def push_cmd(
              "the store's size cap (telemetry.max_size_mb) before they could be sent; push more often "
              "(before the store fills a fifth of its cap) or raise the cap")
     if as_json:
-        sys.stdout.write(dumps(result.to_dict()) + "\n")
+        try:
+            _write_json_line(dumps(result.to_dict()))
+        except OSError as exc:
+            raise _write_failed("<stdout>", exc) from None
     elif result.error:
         # what went through before the failure, if anything, then the error: not "pushed 0 events"
         if result.sent:

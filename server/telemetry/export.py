@@ -598,17 +598,43 @@ def write_text_file(path: Path | str, text: str) -> Path:
 def _text_stream(out: Path | str | IO[str] | None) -> Iterator[IO[str]]:
     """A path opened for writing (closed after), or a given stream / stdout (flushed after)."""
     if out is None or out == "-":
-        stream: IO[str] = sys.stdout
-    elif isinstance(out, (str, Path)):
+        with _utf8_stdout() as stdout:
+            yield stdout
+        return
+    if isinstance(out, (str, Path)):
         with open(out, "w", encoding="utf-8", newline="") as fh:
             yield fh
         return
-    else:
-        stream = out
+    stream = out
     try:
         yield stream
     finally:
         stream.flush()
+
+
+@contextlib.contextmanager
+def _utf8_stdout() -> Iterator[IO[str]]:
+    """stdout for an export: UTF-8 and no newline translation, the same bytes a file gets at -o,
+    whatever the locale. Through the locale's encoding (Windows' cp1252 for `> out.csv`, a POSIX
+    `LANG=en_US.ISO-8859-1`) a character it lacks (U+FFFD, any CJK or emoji in code) stopped the
+    export half way with a traceback, and Windows' text mode doubled the CSV's `\r` line ends."""
+    stdout = sys.stdout
+    buffer = getattr(stdout, "buffer", None)
+    if buffer is None:  # a stream of text only (replaced by a caller): it has its own encoding
+        try:
+            yield stdout
+        finally:
+            stdout.flush()
+        return
+    stdout.flush()
+    wrapper = io.TextIOWrapper(buffer, encoding="utf-8", newline="")
+    try:
+        yield wrapper
+    finally:
+        try:
+            wrapper.flush()
+        finally:
+            wrapper.detach()  # stdout's own buffer stays open
 
 
 def export_jsonl(events: Iterable[Item], privacy: PrivacyLevel, out: IO[str]) -> int:

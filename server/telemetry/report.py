@@ -286,7 +286,12 @@ def _pct(value: Any) -> str:
 
 
 def _ms(value: Any) -> str:
-    return "—" if value is None else f"{value:.0f}"
+    """A latency for a table cell: whole milliseconds, or 3 significant digits past a million (a
+    stored `latency_ms` of 1e308 printed 309 digits, which pushed every other column, the labels
+    and the figures, out of an 80-column table)."""
+    if value is None:
+        return "—"
+    return f"{value:.0f}" if abs(value) < 1e6 else f"{value:.3g}"
 
 
 def _plain(value: Any) -> Any:
@@ -348,14 +353,18 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
         legend = [(f"#{i}", str(key)) for i, (key, _) in enumerate(rows, 1)] if any(len(str(k)) > _LABEL_CHARS for k, _ in rows) else []
         if legend:
             rows = [(short, s) for (short, _), (_, s) in zip(legend, rows)]
-        for key, s in rows:
-            table.add_row(
-                _plain(key), str(s["requests"]), str(s["avoided_stage1"]), str(s["hidden_stage2"]), str(s["empty"]),
-                str(s["shown"]),
-                str(s["accepted"]), _pct(s["acceptance_rate"]), _pct(s["persistence_rate"]),
-                _ms(s["latency_ms"]["p50"]), _ms(s["latency_ms"]["p95"]),
-            )  # fmt: skip
-        console.print(table)
+        cells = [
+            (key, [str(s["requests"]), str(s["avoided_stage1"]), str(s["hidden_stage2"]), str(s["empty"]),
+                   str(s["shown"]), str(s["accepted"]), _pct(s["acceptance_rate"]), _pct(s["persistence_rate"]),
+                   _ms(s["latency_ms"]["p50"]), _ms(s["latency_ms"]["p95"])])
+            for key, s in rows
+        ]  # fmt: skip
+        for key, figures in cells:
+            table.add_row(_plain(key), *figures)
+        if _fits(console, table):
+            console.print(table)
+        else:
+            _print_as_lines(console, title, [c.header for c in table.columns[1:]], cells)
         for short, name in legend:
             console.print(f"  {short} = ", _plain(name), sep="", markup=False, highlight=False)
     console.print(
@@ -369,6 +378,36 @@ def render_terminal(report: dict[str, Any], console: Any) -> None:
 
 _LABEL_CHARS = 16
 _ROOMY_COLUMNS = 100
+
+
+def _fits(console: Any, table: Any) -> bool:
+    """Whether `table` shows every column whole in the console's width. In a narrower terminal (a
+    split pane, 50 columns) rich crops the figures it cannot fit — 3000 requests read `300`, 142
+    accepted `14` — and drops the label column: wrong numbers on no row of their own."""
+    from rich.measure import Measurement
+
+    # measured without the console's limit: Measurement.get clamps what it returns to that width
+    needed: int = Measurement.get(console, console.options.update_width(1_000_000), table).minimum
+    return needed <= int(console.width)
+
+
+def _print_as_lines(console: Any, title: str, names: list[Any], cells: list[tuple[Any, list[str]]]) -> None:
+    """A table too wide for the terminal, one row at a time: its label, then `name figure` pairs
+    that wrap between pairs, never inside a figure."""
+    from rich.text import Text
+
+    console.print(Text(title, style="italic"))
+    for key, figures in cells:
+        console.print(Text.assemble(" ", _plain(key)))
+        line = Text("   ")
+        for name, figure in zip(names, figures):
+            pair = f"{name} {figure}"
+            if len(line) > 3 and len(line) + 2 + len(pair) > console.width:
+                console.print(line, no_wrap=True, overflow="fold")
+                line = Text("   ")
+            line.append(("  " if len(line) > 3 else "") + pair)
+        console.print(line, no_wrap=True, overflow="fold")
+    console.print()
 
 
 # -- HTML ------------------------------------------------------------------------------------------
