@@ -193,8 +193,10 @@ class TestRun:
 
 # -- interpreter and related tests ----------------------------------------------------------------
 
-def find_python(workspace: Path, configured: str | None = None) -> str:
-    """The configured interpreter, else the workspace's `.venv`/`venv`/`env`, else our own."""
+def find_python(workspace: Path, configured: str | None = None, *, look_up: int = 0) -> str:
+    """The configured interpreter (a path relative to the workspace, or a venv folder, taken as
+    its interpreter), else the `.venv`/`venv`/`env` of the workspace or of up to `look_up` folders
+    above it, else our own. One rule for `heedls check --tests`, the server's runs and the repair."""
     if configured:
         candidate = Path(configured).expanduser()
         if not candidate.is_absolute():
@@ -204,11 +206,12 @@ def find_python(workspace: Path, configured: str | None = None) -> str:
         if candidate.exists():
             return str(candidate)
         log.warning("configured python %s does not exist; auto-detecting", configured)
-    for name in (".venv", "venv", "env"):
-        for rel in ("bin/python", "Scripts/python.exe"):
-            candidate = workspace / name / rel
-            if candidate.exists():
-                return str(candidate)
+    for folder in [workspace, *workspace.parents][: look_up + 1]:
+        for name in (".venv", "venv", "env"):
+            for rel in ("bin/python", "Scripts/python.exe"):
+                candidate = folder / name / rel
+                if candidate.exists():
+                    return str(candidate)
     return sys.executable
 
 
@@ -387,7 +390,7 @@ def run_tests(
     report = _report_path()
     limits = _limits(memory_limit_gb)
     try:
-        result = proc.run(_command(python or find_python(workspace), targets), workspace, timeout_s,
+        result = proc.run(_command(find_python(workspace, python), targets), workspace, timeout_s,
                           env=_environ(workspace, report), limits=limits)
         return parse_report(report, result, workspace, timeout_s, list(targets or []), limits.memory_bytes)
     finally:
@@ -407,7 +410,7 @@ async def run_tests_async(
     report = _report_path()
     limits = _limits(memory_limit_gb)
     try:
-        result = await proc.run_async(_command(python or find_python(workspace), targets), workspace,
+        result = await proc.run_async(_command(find_python(workspace, python), targets), workspace,
                                       timeout_s, env=_environ(workspace, report), limits=limits)
         return await asyncio.to_thread(parse_report, report, result, workspace, timeout_s,
                                        list(targets or []), limits.memory_bytes)

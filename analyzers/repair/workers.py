@@ -27,7 +27,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -110,15 +109,11 @@ class RunResult:
 
 
 def find_python(root: Path, configured: str = "") -> str:
-    """The workspace's interpreter: configured, else a .venv/venv in or above root, else ours."""
-    if configured:
-        return configured
-    for folder in [root, *root.parents][:4]:
-        for name in (".venv", "venv"):
-            candidate = folder / name / "bin" / "python"
-            if candidate.exists():
-                return str(candidate)
-    return sys.executable
+    """The workspace's interpreter: configured (a venv folder or a path relative to root too), else
+    a .venv/venv/env in root or up to three folders above it, else ours (testrun's one rule)."""
+    from heedls.analyzers.testrun import find_python as rule
+
+    return rule(root, configured or None, look_up=3)
 
 
 def skipped_dir(name: str) -> bool:

@@ -58,6 +58,24 @@ def test_find_python_prefers_configured_then_workspace_venv(tmp_path: Path) -> N
     assert find_python(tmp_path, "/does/not/exist") == str(venv_python)  # bad setting: auto-detect
 
 
+def test_a_venv_folder_as_the_configured_python_runs_the_tests_in_check_and_fix_alike(tmp_path: Path) -> None:
+    """`tests.python = ".venv"` (a folder, as documented) reached pytest's start as the command
+    itself ("could not run …/.venv: Permission denied"): run_tests and the repair's interpreter
+    now take it through find_python, and the repair also finds an `env/` folder."""
+    from heedls.analyzers.repair.workers import find_python as repair_python
+
+    root = _write(tmp_path / "ws", {"test_ok.py": "def test_ok():\n    assert True\n"})
+    wrapper = root / "myenv" / "bin" / "python"
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    run = run_tests(root, None, python=str(root / "myenv"), timeout_s=60)
+    assert run.outcome == "passed" and run.passed == 1, (run.problem, run.incomplete, run.stderr_tail)
+    assert repair_python(root, "myenv") == str(wrapper)  # relative to the project, a folder
+    (root / "myenv").rename(root / "env")
+    assert repair_python(root / "sub") == str(root / "env" / "bin" / "python")  # env/, from a folder below
+
+
 def test_related_tests_by_import_then_by_name(tmp_path: Path) -> None:
     ws = _write(tmp_path, {
         "pkg/__init__.py": "",
