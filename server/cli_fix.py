@@ -60,6 +60,10 @@ def build_chat(provider: str | None, endpoint: str | None, model: str | None, cf
 
     pc = cfg.provider
     if provider != "config":
+        if provider not in HTTP_PROVIDERS and provider != "local":
+            # a typo ran the model-free search without a word, exit 0
+            raise typer.BadParameter(f"{provider!r} is none of none, {', '.join(sorted(HTTP_PROVIDERS))}, config",
+                                     param_hint="--provider")
         pc = replace(pc, name=provider)
     if endpoint:
         pc = replace(pc, endpoint=endpoint)

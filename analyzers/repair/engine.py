@@ -436,7 +436,9 @@ class Repairer:
         self.has_pytest = self.workers[0].has_pytest
         self.fast = self._check_fast(baseline)
 
-        scores = localise(baseline.tests, self.rel_module, all_lines=set(range(1, self.original.count("\n") + 2)))
+        # the module's lines (a final line break ends the last line: no line after it to suspect)
+        lines = self.original.count("\n") + (0 if self.original.endswith("\n") else 1)
+        scores = localise(baseline.tests, self.rel_module, all_lines=set(range(1, max(lines, 1) + 1)))
         line_scores = {s.line: s.score for s in scores}
         if self.req.focus_line is not None:
             for ln in range(self.req.focus_line - 2, self.req.focus_line + 3):

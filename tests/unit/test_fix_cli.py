@@ -241,3 +241,21 @@ def test_the_bench_repairs_a_read_only_bug_set(tmp_path: Path) -> None:
     finally:
         for path in [tmp_path / "set", *(tmp_path / "set").rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_an_unknown_provider_is_a_usage_error_not_a_silent_model_free_search(ws: Path) -> None:
+    run = _heedls("fix", "stats.py", "--test", "test_stats.py", "--provider", "bogus", cwd=ws)
+    assert run.returncode == 2 and "'bogus' is none of none, llamacpp," in run.stderr
+    assert (ws / "stats.py").read_text() == MODULE
+
+
+def test_the_lines_named_most_suspicious_are_lines_of_the_module(tmp_path: Path) -> None:
+    """A 2-line module read "Most suspicious: line 1, line 2, line 3": the line after the final line
+    break was counted as one."""
+    (tmp_path / "m.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "test_m.py").write_text("import time\nfrom m import f\n\n\ndef test_f():\n    time.sleep(3)\n"
+                                        "    assert f() == 2\n")
+    run = _heedls("fix", "m.py", "--budget-seconds", "2", "--json", cwd=tmp_path)
+    explanation = json.loads(run.stdout)["explanation"]
+    assert "Most suspicious: line 1, line 2." in explanation or "Most suspicious: line 2, line 1." in explanation, \
+        explanation
