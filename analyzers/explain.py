@@ -476,7 +476,8 @@ def explain(diagnostic: Diagnostic) -> str:
             parts.append(f"Rule documentation: {diagnostic.url}")
         auto = [f for f in diagnostic.fixes if f.applicability in ("safe", "unsafe")]
         if auto and not any(f.applicability == "validated" for f in diagnostic.fixes):
-            parts.append(f"ruff can fix this automatically ({auto[0].applicability} fix: {auto[0].title}).")
+            who = "ruff" if auto[0].source == "ruff" else "heedls"  # F821's import comes from heedls (imports.py)
+            parts.append(f"{who} can fix this automatically ({auto[0].applicability} fix: {auto[0].title}).")
     elif diagnostic.explanation:
         parts.append(diagnostic.explanation)
     else:

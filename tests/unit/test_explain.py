@@ -233,3 +233,17 @@ def test_llm_failure_falls_back_to_the_unmarked_rules(tmp_path: Path) -> None:
     assert AI_MARK not in text and "colon" in text
     empty = asyncio.run(explain_with_llm(diag, _FakeChat("   ")))
     assert AI_MARK not in empty
+
+
+def test_an_automatic_fix_is_credited_to_whoever_offers_it() -> None:
+    """ruff has no fix for F821; the `Add import` one is heedls's (imports.py), and the explanation
+    said "ruff can fix this automatically"."""
+    edit = TextEdit("/w/geo.py", Range.of(0, 0, 0, 0), "import math\n")
+    ours = Diagnostic(path="/w/geo.py", range=Range.of(1, 11, 1, 15), severity="error", source="ruff", code="F821",
+                      message="Undefined name `math`",
+                      fixes=[Fix(title="Add `import math`", edits=(edit,), applicability="unsafe", source="heedls")])
+    theirs = Diagnostic(path="/w/geo.py", range=Range.of(0, 0, 0, 9), severity="warning", source="ruff", code="F401",
+                        message="`os` imported but unused",
+                        fixes=[Fix(title="Remove unused import", edits=(edit,), applicability="safe", source="ruff")])
+    assert "heedls can fix this automatically (unsafe fix: Add `import math`)." in explain(ours)
+    assert "ruff can fix this automatically (safe fix: Remove unused import)." in explain(theirs)
