@@ -451,10 +451,12 @@ def check_paths(
             diagnostics.extend(found)
             if problem:
                 problems.append(problem)
+        lint_state = "off" if not options.lint else "ok"
         if linted is not None:
             result = linted.result()
             if result.problem:
                 problems.append(result.problem)
+                lint_state = "failed"  # what ruff would have found is not in the result
             diagnostics.extend(result.diagnostics)
     rel = Path(relative_to) if relative_to is not None else Path.cwd()
     tests_summary: dict[str, Any] | None = None
@@ -492,6 +494,7 @@ def check_paths(
         "tests": tests_summary,
         "workspace": os.path.relpath(root, rel),
         "problems": problems,
+        "lint": lint_state,  # ok | off | failed (ruff missing, broken or out of time: see problems)
         "seconds": round(time.monotonic() - started, 3),
     }
     return CheckResult(diagnostics, summary, problems)

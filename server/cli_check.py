@@ -58,9 +58,36 @@ class FailOn(str, Enum):
     warning = "warning"
 
 
-def exit_code(diagnostics: list[Diagnostic], fail_on: str) -> int:
+def exit_code(diagnostics: list[Diagnostic], fail_on: str, lint_failed: bool = False) -> int:
+    """1 for findings at or above `fail_on`; else 2 when ruff did not run (a clean result that
+    leaves lint out must not pass a CI step), else 0."""
     threshold = _RANK[fail_on]
-    return EXIT_FINDINGS if any(_RANK.get(d.severity, 9) <= threshold for d in diagnostics) else EXIT_CLEAN
+    if any(_RANK.get(d.severity, 9) <= threshold for d in diagnostics):
+        return EXIT_FINDINGS
+    return EXIT_ERROR if lint_failed else EXIT_CLEAN
+
+
+class _Said(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"heedls: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _log_warnings_to_stderr() -> None:
+    """heedls' own log warnings (a configured ruff that is no executable, …) on stderr in the
+    command's words (`heedls: warning: …`), where Python's last resort printed them bare."""
+    logger = logging.getLogger("heedls")
+    if any(isinstance(h.formatter, _Said) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Said())
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+
+
+def _lint_failed(result: CheckResult) -> bool:
+    return result.summary.get("lint") == "failed"
 
 
 def to_json(result: CheckResult, cwd: Path) -> dict[str, Any]:
@@ -254,7 +281,11 @@ def print_text(console: Console, result: CheckResult, cwd: Path, fail_on: str) -
     _flush(console, chunk)
     s = result.summary
     if not result.diagnostics:
-        console.print(f"[green]All checks passed![/green] ({_count(s.get('files', 0), 'file')})", highlight=False)
+        if s.get("lint") == "failed":  # the warning above says why
+            console.print(f"[yellow]No findings, but ruff did not run:[/yellow] {_count(s.get('files', 0), 'file')} "
+                          "checked for syntax only.", highlight=False)
+        else:
+            console.print(f"[green]All checks passed![/green] ({_count(s.get('files', 0), 'file')})", highlight=False)
     else:
         parts = [_count(s.get("errors", 0), "error"), _count(s.get("warnings", 0), "warning")]
         if s.get("information") or s.get("hints"):
@@ -331,6 +362,7 @@ def run_check(
     from heedls import __version__
 
     err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+    _log_warnings_to_stderr()
     cwd = Path.cwd()
     try:
         workspace = check.find_workspace(paths)
@@ -361,6 +393,9 @@ def run_check(
     elif fmt == Format.sarif.value:
         doc = sarif.to_sarif(result.diagnostics, base=cwd, tool_version=__version__, problems=result.problems)
         incomplete = _test_run_incomplete(result)
+        if _lint_failed(result):  # not the whole story either: the lint part did not run
+            invocation = doc["runs"][0]["invocations"][0]
+            invocation["executionSuccessful"] = False
         if incomplete:
             # SARIF's way to say the findings are not the whole story: code scanning must not read
             # a test run that never ran as a clean one
@@ -378,7 +413,7 @@ def run_check(
         else:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
-        return exit_code(result.diagnostics, fail_on)
+        return exit_code(result.diagnostics, fail_on, _lint_failed(result))
     try:
         if fmt == Format.text.value:
             with output.open("w", encoding="utf-8") as handle:
@@ -389,7 +424,7 @@ def run_check(
     except OSError as exc:  # no such directory, a directory, a full disk: exit 2, never a traceback
         err.print(f"heedls check: cannot write {output}: {exc.strerror or exc}", markup=False)
         return EXIT_ERROR
-    return exit_code(result.diagnostics, fail_on)
+    return exit_code(result.diagnostics, fail_on, _lint_failed(result))
 
 
 def register(app: typer.Typer) -> None:
@@ -416,7 +451,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Syntax errors, lint findings and (with --tests) test failures, explained.
 
-        Exit status: 0 clean, 1 findings at or above --fail-on, 2 usage or internal error.
+        Exit status: 0 clean, 1 findings at or above --fail-on, 2 usage or internal error (or ruff did not run).
         """
         # `timeout`, a CI job's cancel or `kill` send SIGTERM: unwind as Ctrl+C does (the test run's
         # process group is killed and its report file removed on the way), where dying at once left

@@ -566,3 +566,37 @@ def test_a_coding_declaration_python_refuses_is_an_error_on_its_line(tmp_path: P
                           text=True, timeout=120, check=False, env={**os.environ, "NO_COLOR": "1"})
     assert done.returncode == 1
     assert done.stdout.startswith("m.py:2:1: error [syntax SyntaxError] unknown encoding: klingon\n")
+
+
+def test_a_clean_result_without_ruff_is_no_pass(tmp_path: Path) -> None:
+    """ruff configured wrong (here it prints garbage): "All checks passed!" and exit 0 let a CI step
+    pass with lint silently off. Now the summary says ruff did not run, exit 2, SARIF an unsuccessful
+    run; a finding is still exit 1."""
+    bad = tmp_path / "badruff"
+    bad.write_text("#!/bin/sh\necho garbage\n")
+    bad.chmod(0o755)
+    (tmp_path / "pyproject.toml").write_text('[tool.heedls.lint]\nruff = "./badruff"\n')
+    (tmp_path / "w.py").write_text("x = 1\n")
+
+    def check(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "heedls", "check", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120, check=False, env={**os.environ, "NO_COLOR": "1"})
+
+    text = check("w.py")
+    assert text.returncode == 2 and "All checks passed" not in text.stdout
+    assert "No findings, but ruff did not run: 1 file checked for syntax only." in text.stdout
+    assert "heedls: warning: ruff printed something that is not JSON" in text.stderr
+    assert json.loads(check("w.py", "--format", "json").stdout)["summary"]["lint"] == "failed"
+    sarif = json.loads(check("w.py", "--format", "sarif").stdout)
+    assert sarif["runs"][0]["invocations"][0]["executionSuccessful"] is False
+    (tmp_path / "w.py").write_text("x = (\n")
+    assert check("w.py").returncode == 1  # a finding: the exit status findings give
+
+
+def test_heedls_own_warnings_say_heedls(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.heedls.lint]\nruff = "nonexistent-ruff"\n')
+    (tmp_path / "w.py").write_text("x = 1\n")
+    done = subprocess.run([sys.executable, "-m", "heedls", "check", "w.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0  # ruff found elsewhere
+    assert "heedls: warning: configured ruff 'nonexistent-ruff' is not an executable; looking elsewhere" in done.stderr
