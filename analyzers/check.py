@@ -346,7 +346,7 @@ def _merged_runs(runs: Sequence[tuple[Path, dict[str, Any]]], relative_to: Path)
     """One `tests` summary for the runs of several projects: the counts added up, the worst
     outcome, every run that did not complete named, and each project's own under `projects`."""
     out: dict[str, Any] = {"ran": any(s.get("ran") for _, s in runs)}
-    for key in ("passed", "failed", "errors", "skipped", "failures"):
+    for key in ("passed", "failed", "errors", "skipped", "failures", "collected"):
         values = [s[key] for _, s in runs if isinstance(s.get(key), int)]
         if values:
             out[key] = sum(values)

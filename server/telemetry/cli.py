@@ -37,6 +37,10 @@ StoreOpt = Annotated[
 ]
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "es" if noun.endswith("ch") else "s")
+
+
 def _err(message: str) -> None:
     typer.echo(f"heedls: {message}", err=True)
 
@@ -434,10 +438,10 @@ def push_cmd(
     elif result.error:
         # what went through before the failure, if anything, then the error: not "pushed 0 events"
         if result.sent:
-            _err(f"pushed {result.sent} events in {result.batches} batches to {url} before the error")
+            _err(f"pushed {_n(result.sent, 'event')} in {_n(result.batches, 'batch')} to {url} before the error")
         _err(result.error)
     else:
-        _err(f"pushed {result.sent} events in {result.batches} batches to {url}")
+        _err(f"pushed {_n(result.sent, 'event')} in {_n(result.batches, 'batch')} to {url}")
     if result.error:
         raise typer.Exit(1)
 

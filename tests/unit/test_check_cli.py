@@ -430,6 +430,7 @@ def test_paths_of_two_projects_run_each_projects_tests_in_that_project(tmp_path:
     assert ("web/test_calc.py", "test_zero failed: add(0, 2) returned -2, expected 2") in failed
     tests = doc["summary"]["tests"]
     assert (tests["passed"], tests["failed"], tests["outcome"], tests["incomplete"]) == (1, 2, "failed", None)
+    assert tests["collected"] == 3  # as a single project's summary has it (docs/diagnostics.md)
     assert [(p["workspace"], p["passed"], p["failed"]) for p in tests["projects"]] == [("api", 1, 1), ("web", 0, 1)]
 
 
