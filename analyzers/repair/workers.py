@@ -109,10 +109,16 @@ class RunResult:
 
 
 def find_python(root: Path, configured: str = "") -> str:
-    """The workspace's interpreter: configured (a venv folder or a path relative to root too), else
-    a .venv/venv/env in root or up to three folders above it, else ours (testrun's one rule)."""
+    """The workspace's interpreter: configured (a venv folder or a path relative to root too; one
+    that does not exist is returned as given, for the error), else a .venv/venv/env in root or up
+    to three folders above it, else ours (testrun's one rule)."""
     from heedls.analyzers.testrun import find_python as rule
 
+    if configured:
+        given = Path(configured).expanduser()
+        given = given if given.is_absolute() else root / given
+        if not given.exists():  # asked for and missing: the runner's start names it (an error, not a guess)
+            return configured
     return rule(root, configured or None, look_up=3)
 
 
