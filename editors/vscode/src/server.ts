@@ -87,18 +87,55 @@ async function pythonExtensionInterpreter(resource: vscode.Uri | undefined): Pro
   }
 }
 
+function shown(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/**
+ * What is wrong with heedls.serverCommand / heedls.interpreter when settings.json gives them a value
+ * of another type (VS Code only underlines it there): `"heedls.serverCommand": 42`, `[null]`, an
+ * object. The extension says so instead of failing its activation on the value.
+ */
+export function settingProblem(): string | undefined {
+  const cfg = vscode.workspace.getConfiguration('heedls');
+  const command: unknown = cfg.get('serverCommand', []);
+  const okCommand =
+    command === undefined || command === null || typeof command === 'string' ||
+    (Array.isArray(command) && command.every((p) => typeof p === 'string'));
+  if (!okCommand) {
+    return `the setting heedls.serverCommand must be a list of strings, e.g. ["/opt/heedls/bin/heedls", "serve"], not ${shown(command)}`;
+  }
+  const interpreter: unknown = cfg.get('interpreter', '');
+  if (interpreter !== undefined && interpreter !== null && typeof interpreter !== 'string') {
+    return `the setting heedls.interpreter must be the path of a Python interpreter (a string), not ${shown(interpreter)}`;
+  }
+  return undefined;
+}
+
 export async function resolveServer(): Promise<ServerLaunch | undefined> {
   const cfg = vscode.workspace.getConfiguration('heedls');
   const folder = vscode.workspace.workspaceFolders?.[0];
 
-  const command = cfg.get<string[] | string>('serverCommand', []);
-  const parts = Array.isArray(command) ? command.filter((p) => p.length > 0) : command ? [command] : [];
+  // Values of another type are reported by settingProblem(); here they count as unset.
+  const command: unknown = cfg.get('serverCommand', []);
+  const parts = Array.isArray(command)
+    ? command.filter((p): p is string => typeof p === 'string' && p.length > 0)
+    : typeof command === 'string' && command.trim()
+      ? [command.trim()]
+      : [];
   if (parts.length > 0) {
     const cli = parts[parts.length - 1] === 'serve' ? parts.slice(0, -1) : [parts[0]];
     return { command: parts[0], args: parts.slice(1), source: 'setting heedls.serverCommand', cli };
   }
 
-  const interpreter = cfg.get<string>('interpreter', '').trim();
+  const rawInterpreter: unknown = cfg.get('interpreter', '');
+  const interpreter = typeof rawInterpreter === 'string' ? rawInterpreter.trim() : '';
   if (interpreter) {
     return fromInterpreter(interpreter, 'setting heedls.interpreter');
   }

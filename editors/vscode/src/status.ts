@@ -43,7 +43,9 @@ export class StatusItem implements vscode.Disposable {
   }
 
   setStatus(status: ServerStatus | undefined): void {
-    this.status = status;
+    // Whatever the server answered: only an object is a status (a string, a number, an array is not).
+    this.status = status && typeof status === 'object' && !Array.isArray(status) ? status : undefined;
+    status = this.status;
     if (typeof status?.enabled === 'boolean') {
       this.enabled = status.enabled;
     }
@@ -52,10 +54,28 @@ export class StatusItem implements vscode.Disposable {
 
   /** "23% hidden", or undefined before the gate has decided anything. */
   static hiddenLabel(gate: GateStatus | undefined): string | undefined {
-    if (!gate || typeof gate.hidden_share !== 'number' || !gate.requests) {
+    // A share is a finite number from 0 to 1 and needs requests to be a share of: a server that
+    // sends anything else (NaN, -3.5, 1e308, a string) gets the plain item, not "-350% hidden".
+    const share = gate?.hidden_share;
+    const requests = StatusItem.count(gate?.requests);
+    if (typeof share !== 'number' || !Number.isFinite(share) || share < 0 || share > 1 || !requests) {
       return undefined;
     }
-    return `${Math.round(gate.hidden_share * 100)}% hidden`;
+    return `${Math.round(share * 100)}% hidden`;
+  }
+
+  /** A count from the server: a non-negative safe integer, else undefined. */
+  static count(value: unknown): number | undefined {
+    return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  }
+
+  /** A name from the server, safe inside Markdown inline code: no backticks, no line breaks, short. */
+  static name(value: unknown): string | undefined {
+    if (typeof value !== 'string' && typeof value !== 'number') {
+      return undefined;
+    }
+    const text = String(value).replace(/[`\r\n]/g, '').trim();
+    return text ? (text.length > 60 ? `${text.slice(0, 57)}...` : text) : undefined;
   }
 
   private render(): void {
@@ -87,13 +107,16 @@ export class StatusItem implements vscode.Disposable {
     const gate = this.status?.gate;
     const md = new vscode.MarkdownString(undefined, true);
     md.appendMarkdown(`**heedls** — inline suggestions ${this.enabled ? 'on' : 'off'} (click to toggle)\n\n`);
-    if (this.status?.provider) {
-      md.appendMarkdown(`provider: \`${this.status.provider}\`\n\n`);
+    const provider = StatusItem.name(this.status?.provider);
+    if (provider) {
+      md.appendMarkdown(`provider: \`${provider}\`\n\n`);
     }
-    if (gate) {
-      md.appendMarkdown(`gate: \`${gate.mode ?? '?'}\`${gate.model_version ? ` (model ${gate.model_version})` : ''}\n\n`);
+    if (gate && typeof gate === 'object') {
+      const model = StatusItem.name(gate.model_version);
+      md.appendMarkdown(`gate: \`${StatusItem.name(gate.mode) ?? '?'}\`${model ? ` (model \`${model}\`)` : ''}\n\n`);
+      const n = (v: unknown) => (v === undefined || v === null ? '0' : String(StatusItem.count(v) ?? '?'));
       md.appendMarkdown(
-        `requests ${gate.requests ?? 0} · skipped before asking ${gate.skipped ?? 0} · hidden ${gate.hidden ?? 0}` +
+        `requests ${n(gate.requests)} · skipped before asking ${n(gate.skipped)} · hidden ${n(gate.hidden)}` +
           (hidden ? ` (${hidden})` : ''),
       );
     }
