@@ -5,94 +5,12 @@ from deep inside, and never work done somewhere the user did not ask for."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.framing import read_body
-
-
-class Editor:
-    """`heedls serve` over stdio, started in `cwd`, driven by hand-written JSON-RPC."""
-
-    def __init__(self, tmp: Path, cwd: Path) -> None:
-        env = dict(os.environ, HEEDLS_DATA_DIR=str(tmp / "data"), HEEDLS_CACHE_DIR=str(tmp / "cache"),
-                   PYTHONPATH=os.pathsep.join(sys.path))
-        self.stderr_path = tmp / "server.stderr"
-        with self.stderr_path.open("wb") as stderr:
-            self.proc = subprocess.Popen([sys.executable, "-m", "heedls", "serve", "--stub-provider", "print('ok')"],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=cwd)
-        self.responses: dict[Any, Any] = {}
-        self.published: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while (body := read_body(self.proc.stdout)) is not None:
-            message = json.loads(body)
-            with self._lock:
-                if "id" in message and "method" not in message:
-                    self.responses[message["id"]] = message
-                elif message.get("method") == "textDocument/publishDiagnostics":
-                    self.published.append(message["params"])
-
-    def send(self, message: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.proc.stdin.flush()
-
-    def raw(self, body: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.proc.stdin.flush()
-
-    def request(self, msg_id: Any, method: str, params: Any, timeout: float = 60.0) -> Any:
-        self.send({"id": msg_id, "method": method, "params": params})
-        return self.answer(msg_id, timeout)
-
-    def answer(self, msg_id: Any, timeout: float = 60.0) -> Any:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            with self._lock:
-                if msg_id in self.responses:
-                    return self.responses[msg_id]
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited with {self.proc.returncode}")
-            time.sleep(0.02)
-        raise AssertionError(f"no answer to {msg_id}")
-
-    def open(self, uri: str, text: str) -> None:
-        self.send({"method": "textDocument/didOpen",
-                   "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}}})
-
-    def diagnostics(self, uri: str, timeout: float = 30.0) -> list[dict[str, Any]]:
-        """The diagnostics last published for `uri`, once there are some."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            with self._lock:
-                found = [p["diagnostics"] for p in self.published if p["uri"] == uri and p["diagnostics"]]
-            if found:
-                return found[-1]
-            time.sleep(0.05)
-        raise AssertionError(f"no diagnostics for {uri}")
-
-    def close(self) -> None:
-        try:
-            self.request("bye", "shutdown", None, 10)
-            self.send({"method": "exit"})
-            self.proc.wait(10)
-        except Exception:
-            self.proc.kill()
-            self.proc.wait(10)
+from tests.support.raw_server import RawServer
 
 
 @pytest.fixture
@@ -105,7 +23,7 @@ def started(tmp_path: Path):
     (elsewhere / "pyproject.toml").write_text("[project]\nname = 'elsewhere'\n")
     (elsewhere / "test_other.py").write_text(
         f"def test_other():\n    open({str(tmp_path / 'ran-elsewhere')!r}, 'w').close()\n")
-    editor = Editor(tmp_path, cwd=elsewhere)
+    editor = RawServer(tmp_path, cwd=elsewhere)
     caps = {"textDocument": {"inlineCompletion": {}, "publishDiagnostics": {}, "hover": {}},
             "general": {"positionEncodings": ["utf-16"]}}
     assert "result" in editor.request("init", "initialize", {"processId": None, "rootUri": root.as_uri(), "capabilities": caps})
@@ -164,7 +82,7 @@ def test_a_body_that_is_not_json_is_a_parse_error_and_one_line_in_the_log(starte
     editor.raw(b'{"jsonrpc": "2.0", "id": 5, "method": "heedls/status", "params": {"x": ')  # cut short
     editor.raw(b'{"jsonrpc": "2.0", "id": 6, "method": "heedls/status", "params": {"x": "\xff"}}')
 
-    assert editor.answer(None)["error"]["code"] == -32700
+    assert editor.wait(None)["error"]["code"] == -32700
     assert "result" in editor.request(7, "heedls/status", None)  # it keeps serving
     log = editor.stderr_path.read_text()
     assert "Traceback" not in log, log  # pygls' 15-line traceback for each, then heedls' line

@@ -10,7 +10,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,88 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.framing import read_body
 from tests.support.processes import dead
-
-
-class RawServer:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp / "tmp"  # the server's temp folder: what it leaves there is seen
-        self.tmp.mkdir(exist_ok=True)
-        env = dict(os.environ, HEEDLS_DATA_DIR=str(tmp / "data"), HEEDLS_CACHE_DIR=str(tmp / "cache"),
-                   TMPDIR=str(self.tmp))
-        self.stderr_path = tmp / "server.stderr"
-        with self.stderr_path.open("wb") as stderr:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "heedls", "serve", "--stub-provider", "print('ok')"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                env=env,
-            )
-        self.responses: dict[Any, Any] = {}
-        self.shown: list[dict[str, Any]] = []  # window/showMessage: pop-ups in the editor
-        self._lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        out = self.proc.stdout
-        assert out is not None
-        while (body := read_body(out)) is not None:
-            try:
-                message = json.loads(body)
-            except ValueError:
-                continue
-            if "id" in message and "method" not in message:
-                with self._lock:
-                    self.responses[message["id"]] = message
-            elif message.get("method") == "window/showMessage":
-                with self._lock:
-                    self.shown.append(message.get("params") or {})
-
-    def raw(self, body: bytes, length: int | None = None) -> None:
-        assert self.proc.stdin is not None
-        header = f"Content-Length: {len(body) if length is None else length}\r\n\r\n".encode()
-        self.proc.stdin.write(header + body)
-        self.proc.stdin.flush()
-
-    def send(self, message: dict[str, Any]) -> None:
-        self.raw(json.dumps({"jsonrpc": "2.0", **message}).encode())
-
-    def wait(self, msg_id: Any, timeout: float = 20.0) -> Any:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            with self._lock:
-                if msg_id in self.responses:
-                    return self.responses[msg_id]
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}")
-            time.sleep(0.02)
-        raise AssertionError(f"no response to {msg_id}")
-
-    def initialize(self, root: Path) -> None:
-        self.send({"id": "init", "method": "initialize", "params": {"processId": None, "rootUri": root.as_uri(), "capabilities": {"textDocument": {"inlineCompletion": {}}}}})
-        assert "result" in self.wait("init")
-        self.send({"method": "initialized", "params": {}})
-
-    def open(self, uri: str, text: str) -> None:
-        self.send({"method": "textDocument/didOpen", "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}}})
-
-    def inline(self, msg_id: Any, uri: str, line: int, character: int) -> Any:
-        self.send({"id": msg_id, "method": "textDocument/inlineCompletion", "params": {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}, "context": {"triggerKind": 1}}})
-        return self.wait(msg_id)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def close(self) -> None:
-        try:
-            self.send({"id": "bye", "method": "shutdown"})
-            self.wait("bye", 5)
-            self.send({"method": "exit"})
-            self.proc.wait(5)
-        except Exception:
-            self.proc.kill()
+from tests.support.raw_server import RawServer
 
 
 @pytest.fixture

@@ -23,6 +23,27 @@ class _Discard:
         return None
 
 
+class Outbox:
+    """The server's output, read back as JSON messages (`server.protocol.set_writer(Outbox())`)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def write(self, data: bytes) -> None:
+        self.messages.append(json.loads(data.split(b"\r\n\r\n", 1)[1]))
+
+    def close(self) -> None:
+        return None
+
+    def requests(self, method: str) -> list[dict[str, Any]]:
+        """The server's requests to the client of `method`."""
+        return [m for m in self.messages if m.get("method") == method and "id" in m]
+
+    def published(self) -> list[dict[str, Any]]:
+        """The params of each textDocument/publishDiagnostics."""
+        return [m["params"] for m in self.messages if m.get("method") == "textDocument/publishDiagnostics"]
+
+
 class InProcessServer:
     """`create_server` with a static provider and its data and cache directories under `tmp_path`."""
 

@@ -4,34 +4,18 @@ diagnostics of those that had some are cleared, and nothing is sent for the othe
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from heedls.server.features import lifecycle
 
-from tests.support.in_process_server import InProcessServer
-
-
-class _Outbox:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-
-    def write(self, data: bytes) -> None:
-        self.messages.append(json.loads(data.split(b"\r\n\r\n", 1)[1]))
-
-    def close(self) -> None:
-        return None
-
-    def published(self) -> list[dict[str, Any]]:
-        return [m["params"] for m in self.messages if m.get("method") == "textDocument/publishDiagnostics"]
+from tests.support.in_process_server import InProcessServer, Outbox
 
 
 async def test_deleting_thousands_of_files_publishes_only_for_those_that_had_diagnostics(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     harness = InProcessServer(tmp_path, monkeypatch)
-    outbox = _Outbox()
+    outbox = Outbox()
     harness.protocol.set_writer(outbox)
     server, send = harness.server, harness.send
     root = tmp_path / "ws"

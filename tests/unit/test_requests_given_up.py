@@ -9,34 +9,17 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 from heedls.server.features import code_actions
 from lsprotocol import types
 
-from tests.support.in_process_server import InProcessServer
+from tests.support.in_process_server import InProcessServer, Outbox
 
 
-class _Outbox:
-    """The server's output, read back as JSON messages."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-
-    def write(self, data: bytes) -> None:
-        self.messages.append(json.loads(data.split(b"\r\n\r\n", 1)[1]))
-
-    def close(self) -> None:
-        return None
-
-    def requests(self, method: str) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m.get("method") == method and "id" in m]
-
-
-def _started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[InProcessServer, _Outbox]:
+def _started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[InProcessServer, Outbox]:
     harness = InProcessServer(tmp_path, monkeypatch)
-    outbox = _Outbox()
+    outbox = Outbox()
     harness.protocol.set_writer(outbox)
     root = tmp_path / "ws"
     root.mkdir()
@@ -112,7 +95,7 @@ async def test_settings_requests_a_client_never_answers_do_not_pile_up(
     """Each settings change asks the client for the folders' settings again; an earlier request
     still unanswered, whose answer would now be ignored as stale, is given up, not kept."""
     harness = InProcessServer(tmp_path, monkeypatch)
-    outbox = _Outbox()
+    outbox = Outbox()
     harness.protocol.set_writer(outbox)
     protocol, send = harness.protocol, harness.send
     root = tmp_path / "ws"
