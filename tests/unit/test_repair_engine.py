@@ -843,7 +843,9 @@ def test_a_3000_line_module_is_repaired_within_the_budget(tmp_path: Path) -> Non
     start = time.monotonic()
     result = repair(RepairRequest(tmp_path / "big.py", [tmp_path / "test_big.py"], budget_s=budget))
     assert time.monotonic() - start <= budget * 1.1
-    assert result.fixed and "if x > best:" in (result.new_text or "")
+    # `>` or `>=`: both make biggest() right; which one is met first within the budget depends on
+    # the host's speed (`>=` under load in one CI run)
+    assert result.fixed and ("if x > best:" in (result.new_text or "") or "if x >= best:" in (result.new_text or ""))
 
 
 @pytest.mark.parametrize("stop", ["raise KeyboardInterrupt", "pytest.exit('parity is wrong')"])
