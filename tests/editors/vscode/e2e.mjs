@@ -5,19 +5,15 @@
 // asserts on the results; this script only does what a person would do in the browser and records
 // what the editor showed and what the server stored (via `heedls telemetry export`).
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { session } from './session.mjs';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const require = createRequire(import.meta.url);
 const { chromium } = require(require.resolve('playwright-core', { paths: [config.playwrightDir, process.cwd()] }));
 
-const results = { steps: {} };
-const log = (...a) => console.error(`[e2e ${new Date().toISOString().slice(11, 23)}]`, ...a);
-const save = () => writeFileSync(config.results, JSON.stringify(results, null, 2));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-mkdirSync(config.artifacts, { recursive: true });
 
 function telemetry() {
   // The store the server writes for this workspace, in the event schema (latest state per id).
@@ -47,23 +43,10 @@ async function waitForEvent(pred, timeoutMs = 12000) {
   return { hit: undefined, events };
 }
 
-async function step(name, fn) {
-  const started = Date.now();
-  log(`step ${name}`);
-  try {
-    const detail = await fn();
-    results.steps[name] = { ok: true, seconds: (Date.now() - started) / 1000, ...(detail ?? {}) };
-  } catch (err) {
-    results.steps[name] = { ok: false, seconds: (Date.now() - started) / 1000, error: String(err?.stack ?? err).slice(0, 2000) };
-    log(`step ${name} failed: ${err}`);
-    await page?.screenshot({ path: path.join(config.artifacts, `vscode-failed-${name}.png`) }).catch(() => {});
-  }
-  save();
-  return results.steps[name].ok;
-}
 
 const GHOST = '.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text-decoration-preview, .monaco-editor .ghost-text';
 let browser, page;
+const { results, log, save, sleep, step, runCommand, outputChannel, toastTexts, openWorkbench } = session(config, 'e2e', () => page);
 
 async function openFile(name) {
   // A double click on the file in the Explorer (exact name: quick open would fuzzy-match test_x.py).
@@ -116,14 +99,6 @@ function serverPids() {
   return [...parents].filter(([, ppid]) => !parents.has(ppid)).map(([pid]) => pid);
 }
 
-async function runCommand(title) {
-  await page.keyboard.press('Control+Shift+P');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible', timeout: 15000 });
-  await input.fill(`>${title}`);
-  await page.locator('.quick-input-list .monaco-list-row').first().waitFor({ timeout: 15000 });
-  await page.keyboard.press('Enter');
-}
 
 async function editorText() {
   // The model's text is not in the DOM in full; read it from disk after saving.
@@ -396,20 +371,6 @@ async function mainFlow() {
 }
 
 /** Text of the heedls output channel (the extension host writes it under the user-data dir's logs). */
-function outputChannel() {
-  const found = [];
-  const walk = (dir) => {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (entry.name === 'heedls.log') found.push(readFileSync(full, 'utf8'));
-    }
-  };
-  try {
-    walk(path.join(config.userDir, 'logs'));
-  } catch { /* not written yet */ }
-  return found.join('\n');
-}
 
 async function waitOutput(pattern, timeoutMs) {
   const end = Date.now() + timeoutMs;
@@ -421,9 +382,6 @@ async function waitOutput(pattern, timeoutMs) {
   throw new Error(`${pattern} not in the heedls output within ${timeoutMs} ms:\n${outputChannel().slice(-2000)}`);
 }
 
-async function toastTexts() {
-  return (await page.locator('.notifications-toasts .notification-toast').allInnerTexts()).map((t) => t.replace(/\s+/g, ' ').trim());
-}
 
 async function waitToast(text, timeoutMs) {
   const toast = page.locator('.notifications-toasts .notification-toast', { hasText: text }).first();
@@ -604,20 +562,7 @@ async function multirootFlow() {
 }
 
 try {
-  browser = await chromium.launch({
-    executablePath: config.chromium,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.setDefaultTimeout(20000);
-
-  await step('workbench', async () => {
-    await page.goto(config.url, { waitUntil: 'domcontentloaded', timeout: 60000 });
-    await page.locator('.monaco-workbench').waitFor({ timeout: 60000 });
-    await page.locator('.statusbar').waitFor({ timeout: 30000 });
-  });
+  await openWorkbench(chromium, (b, p) => { browser = b; page = p; });
 
   if (config.scenario === 'untrusted') await untrustedFlow();
   else if (config.scenario === 'missing') await missingFlow();

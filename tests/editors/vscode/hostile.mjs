@@ -3,39 +3,19 @@
 // its modes by rewriting heedls.serverCommand in the remote's Machine/settings.json, as a user
 // would in the Settings UI; the fake server logs every message it got (config.fakeLog, JSON lines).
 // Usage: node hostile.mjs CONFIG.json
-import { readFileSync, writeFileSync, mkdirSync, readdirSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { session } from './session.mjs';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const require = createRequire(import.meta.url);
 const { chromium } = require(require.resolve('playwright-core', { paths: [config.playwrightDir, process.cwd()] }));
 
-const results = { steps: {} };
-const log = (...a) => console.error(`[hostile ${new Date().toISOString().slice(11, 23)}]`, ...a);
-const save = () => writeFileSync(config.results, JSON.stringify(results, null, 2));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-mkdirSync(config.artifacts, { recursive: true });
 let browser, page;
+const { results, log, save, sleep, step, runCommand, outputChannel, toastTexts, openWorkbench } = session(config, 'hostile', () => page, { shotEveryStep: true, extensionHostLog: true });
 
-async function step(name, fn) {
-  const started = Date.now();
-  log(`step ${name}`);
-  try {
-    const detail = await fn();
-    results.steps[name] = { ok: true, seconds: (Date.now() - started) / 1000, ...(detail ?? {}) };
-  } catch (err) {
-    results.steps[name] = { ok: false, seconds: (Date.now() - started) / 1000, error: String(err?.stack ?? err).slice(0, 2000) };
-    log(`step ${name} failed: ${err}`);
-  }
-  await page?.screenshot({ path: path.join(config.artifacts, `vscode-hostile-${name}.png`) }).catch(() => {});
-  save();
-  return results.steps[name].ok;
-}
 
-async function toastTexts() {
-  return (await page.locator('.notifications-toasts .notification-toast').allInnerTexts()).map((t) => t.replace(/\s+/g, ' ').trim());
-}
 
 /** Every notification so far (the notification center keeps those whose toast timed out). */
 async function notifications() {
@@ -50,30 +30,7 @@ async function notifications() {
   return rows;
 }
 
-async function runCommand(title) {
-  await page.keyboard.press('Control+Shift+P');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible', timeout: 15000 });
-  await input.fill(`>${title}`);
-  await page.locator('.quick-input-list .monaco-list-row').first().waitFor({ timeout: 15000 });
-  await sleep(200);
-  await page.keyboard.press('Enter');
-}
 
-function outputChannel() {
-  const found = [];
-  const walk = (dir) => {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (entry.name === 'heedls.log' || /exthost\.log$/.test(entry.name)) found.push(readFileSync(full, 'utf8'));
-    }
-  };
-  try {
-    walk(path.join(config.userDir, 'logs'));
-  } catch { /* not written yet */ }
-  return found.join('\n');
-}
 
 function fakeLog() {
   if (!existsSync(config.fakeLog)) return [];
@@ -259,19 +216,7 @@ async function hostileFlow() {
 }
 
 try {
-  browser = await chromium.launch({
-    executablePath: config.chromium,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage'],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.setDefaultTimeout(20000);
-  await step('workbench', async () => {
-    await page.goto(config.url, { waitUntil: 'domcontentloaded', timeout: 60000 });
-    await page.locator('.monaco-workbench').waitFor({ timeout: 60000 });
-    await page.locator('.statusbar').waitFor({ timeout: 30000 });
-  });
+  await openWorkbench(chromium, (b, p) => { browser = b; page = p; });
   await hostileFlow();
 } catch (err) {
   results.fatal = String(err?.stack ?? err);
