@@ -5,7 +5,7 @@
 // asserts on the results; this script only does what a person would do in the browser and records
 // what the editor showed and what the server stored (via `heedls telemetry export`).
 import { execFile } from 'node:child_process';
-import { readFileSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
+import { readFileSync, writeFileSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { session } from './session.mjs';

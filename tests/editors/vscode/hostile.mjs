@@ -5,7 +5,6 @@
 // Usage: node hostile.mjs CONFIG.json
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import path from 'node:path';
 import { session } from './session.mjs';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
