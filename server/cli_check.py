@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from heedls.server.config import TestsConfig
+from heedls.server.words import counted
 
 if TYPE_CHECKING:
     from heedls.analyzers.check import CheckResult
@@ -144,10 +145,6 @@ def _codes(console: Console) -> dict[str, tuple[str, str]] | None:
         before, _, after = captured.get().partition("\x00")
         codes[style] = (before, after)
     return codes
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 # The most of a source line an excerpt shows: a 200,000-character line (minified, generated,
@@ -282,17 +279,17 @@ def print_text(console: Console, result: CheckResult, cwd: Path, fail_on: str) -
     s = result.summary
     if not result.diagnostics:
         if s.get("lint") == "failed":  # the warning above says why
-            console.print(f"[yellow]No findings, but ruff did not run:[/yellow] {_count(s.get('files', 0), 'file')} "
+            console.print(f"[yellow]No findings, but ruff did not run:[/yellow] {counted(s.get('files', 0), 'file')} "
                           "checked for syntax only.", highlight=False)
         else:
-            console.print(f"[green]All checks passed![/green] ({_count(s.get('files', 0), 'file')})", highlight=False)
+            console.print(f"[green]All checks passed![/green] ({counted(s.get('files', 0), 'file')})", highlight=False)
     else:
-        parts = [_count(s.get("errors", 0), "error"), _count(s.get("warnings", 0), "warning")]
+        parts = [counted(s.get("errors", 0), "error"), counted(s.get("warnings", 0), "warning")]
         if s.get("information") or s.get("hints"):
-            parts.append(_count(s.get("information", 0) + s.get("hints", 0), "note"))
+            parts.append(counted(s.get("information", 0) + s.get("hints", 0), "note"))
         console.print(
-            f"Found {_count(len(result.diagnostics), 'diagnostic')} ({', '.join(parts)}) "
-            f"in {_count(s.get('files', 0), 'file')}.",
+            f"Found {counted(len(result.diagnostics), 'diagnostic')} ({', '.join(parts)}) "
+            f"in {counted(s.get('files', 0), 'file')}.",
             highlight=False,
         )
         if s.get("fixable"):

@@ -17,6 +17,7 @@ import typer
 from heedls.server import config as config_mod
 from heedls.server.config import HeedlsConfig, TelemetryConfig
 from heedls.server.telemetry.export import Skipped
+from heedls.server.words import counted
 
 telemetry = typer.Typer(
     name="telemetry",
@@ -35,10 +36,6 @@ StoreOpt = Annotated[
         help="Store file (default: this workspace's store, as heedls telemetry path prints it).",
     ),
 ]
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "es" if noun.endswith("ch") else "s")
 
 
 def _err(message: str) -> None:
@@ -438,10 +435,10 @@ def push_cmd(
     elif result.error:
         # what went through before the failure, if anything, then the error: not "pushed 0 events"
         if result.sent:
-            _err(f"pushed {_n(result.sent, 'event')} in {_n(result.batches, 'batch')} to {url} before the error")
+            _err(f"pushed {counted(result.sent, 'event')} in {counted(result.batches, 'batch')} to {url} before the error")
         _err(result.error)
     else:
-        _err(f"pushed {_n(result.sent, 'event')} in {_n(result.batches, 'batch')} to {url}")
+        _err(f"pushed {counted(result.sent, 'event')} in {counted(result.batches, 'batch')} to {url}")
     if result.error:
         raise typer.Exit(1)
 
