@@ -93,13 +93,13 @@ def insertion(text: str, tree: ast.Module, statement: str) -> tuple[int, str]:
     def or class). A name the module already imports others from at the top level joins that
     statement (`from typing import Any` -> `from typing import Any, Optional`), as isort would."""
     lines = split_lines(text)
-    merged = _into_existing(text, lines, tree, statement)
-    if merged is not None:
-        return merged
-    newline = next((ln[len(ln.rstrip("\r\n")):] for ln in lines if ln.endswith(("\n", "\r"))), "\n")
     starts = [0]
     for line in lines:
         starts.append(starts[-1] + len(line))
+    merged = _into_existing(lines, starts, tree, statement)
+    if merged is not None:
+        return merged
+    newline = next((ln[len(ln.rstrip("\r\n")):] for ln in lines if ln.endswith(("\n", "\r"))), "\n")
     body = tree.body
     i = 0
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
@@ -126,7 +126,7 @@ def insertion(text: str, tree: ast.Module, statement: str) -> tuple[int, str]:
     return max(starts[lineno - 1], 1 if text.startswith("\ufeff") else 0), statement + newline * (1 + blank)
 
 
-def _into_existing(text: str, lines: list[str], tree: ast.Module, statement: str) -> tuple[int, str] | None:
+def _into_existing(lines: list[str], starts: list[int], tree: ast.Module, statement: str) -> tuple[int, str] | None:
     """(offset, ", name") after the last name of the module's first top-level `from m import …`
     of the same module, or None (another kind of statement, no such import, a star import)."""
     words = statement.split()
@@ -146,5 +146,5 @@ def _into_existing(text: str, lines: list[str], tree: ast.Module, statement: str
         bom = row == 1 and line.startswith("\ufeff")  # the tree was parsed without it
         body = line[1:] if bom else line
         chars = len(body.encode("utf-8")[:col].decode("utf-8", "replace")) + bom  # ast columns are UTF-8 bytes
-        return sum(map(len, lines[:row - 1])) + chars, f", {name}"
+        return starts[row - 1] + chars, f", {name}"
     return None
