@@ -46,7 +46,7 @@ def _literal(text: str | None) -> Any:
     if text is None:
         return None
     try:
-        return ast.literal_eval(text)
+        return pyparse.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return _NOPE
 
@@ -293,7 +293,7 @@ def _why(failure: TestFailure, wrong: str | None) -> str | None:
             value = locals_.get(index)
             if value is None:
                 try:
-                    value = repr(ast.literal_eval(index))
+                    value = repr(pyparse.literal_eval(index))
                 except (ValueError, SyntaxError):
                     value = None
             if size is not None and value is not None:

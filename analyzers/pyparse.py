@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import threading
+from typing import Any
 
 # reentrant: a finaliser that runs inside a parse may parse too
 _LOCK = threading.RLock()
@@ -22,3 +23,14 @@ def parse(source: str | bytes, filename: str = "<unknown>") -> ast.Module:
     """`ast.parse(source, filename)` in "exec" mode, serialised across threads."""
     with _LOCK:
         return ast.parse(source, filename)
+
+
+def parse_expression(source: str) -> ast.expr:
+    """The body of `ast.parse(source, mode="eval")`, serialised across threads."""
+    with _LOCK:
+        return ast.parse(source, mode="eval").body
+
+
+def literal_eval(source: str) -> Any:
+    """`ast.literal_eval(source)`, whose parse is serialised across threads."""
+    return ast.literal_eval(parse_expression(source.lstrip(" \t")))

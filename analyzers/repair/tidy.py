@@ -15,6 +15,8 @@ import keyword
 import os
 import tokenize
 
+from heedls.analyzers import pyparse
+
 _LONE = (ast.Name, ast.Attribute, ast.Call, ast.Subscript, ast.Constant, ast.List, ast.Dict, ast.Set,
          ast.ListComp, ast.SetComp, ast.DictComp, ast.JoinedStr)
 _ROUNDS = 4  # nested leftovers, e.g. `((x))`; each round drops one pair
@@ -35,7 +37,7 @@ def _drop_one(original: str, new: str) -> str | None:
     tail = len(os.path.commonprefix([original[head:][::-1], new[head:][::-1]]))
     lo, hi = head, len(new) - tail  # the edit's range in `new`
     try:
-        reference = ast.dump(ast.parse(new))
+        reference = ast.dump(pyparse.parse(new))
         tokens = list(tokenize.generate_tokens(io.StringIO(new).readline))
     except (SyntaxError, ValueError, tokenize.TokenError, RecursionError, MemoryError):
         return None
@@ -43,7 +45,7 @@ def _drop_one(original: str, new: str) -> str | None:
     for start, end in _enclosing_pairs(tokens, starts, lo, hi):
         inner = new[start + 1 : end]
         try:
-            root = ast.parse(inner.strip(), mode="eval").body
+            root = pyparse.parse_expression(inner.strip())
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         if not isinstance(root, _LONE):
@@ -53,7 +55,7 @@ def _drop_one(original: str, new: str) -> str | None:
         right = " " if end + 1 < len(new) and _is_word(new[end + 1]) else ""
         candidate = new[:start] + left + inner.strip() + right + new[end + 1 :]
         try:
-            if ast.dump(ast.parse(candidate)) == reference:
+            if ast.dump(pyparse.parse(candidate)) == reference:
                 return candidate
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue

@@ -6,6 +6,7 @@ import ast
 import gc
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from heedls.analyzers.pyparse import parse
@@ -68,3 +69,32 @@ def test_the_bare_ast_parse_is_what_breaks_there() -> None:
     if not errors:
         pytest.skip("this interpreter keeps the AST constructor's depth per thread")
     assert isinstance(errors[0], SystemError) and "recursion depth mismatch" in str(errors[0])
+
+
+def test_literal_eval_and_expressions_are_serialised_too() -> None:
+    """`ast.literal_eval` parses as well: the explanations read literals in the server's threads."""
+    from heedls.analyzers.pyparse import literal_eval, parse_expression
+
+    expression = "[" + ", ".join(f"({i}, 'x{i}')" for i in range(300)) + "]"
+    assert _parse_while_another_thread_parses(lambda _source: parse_expression(expression)) == []
+    assert literal_eval("  {'a': (1, 2.5, None)}") == {"a": (1, 2.5, None)}
+
+
+def test_no_module_of_the_server_process_parses_without_the_lock() -> None:
+    """One unserialised `ast.parse` is enough to break a locked one in another thread (the repair's
+    tidy-up did it in a CI run). The runner and the pytest plugin run in the tests' own processes."""
+    import heedls
+
+    package = Path(heedls.__file__).resolve().parent.parent
+    own_processes = {"pyparse.py", "heedls_repair_runner.py", "heedls_repair_profile.py", "heedls_pytest_plugin.py"}
+    offenders = []
+    for folder in ("analyzers", "server", "heedls"):
+        for path in sorted((package / folder).rglob("*.py")):
+            if path.name in own_processes:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and isinstance(node.func.value, ast.Name) and node.func.value.id == "ast"
+                        and node.func.attr in ("parse", "literal_eval")):
+                    offenders.append(f"{path.relative_to(package)}:{node.lineno} ast.{node.func.attr}")
+    assert offenders == []
