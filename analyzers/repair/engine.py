@@ -253,6 +253,7 @@ class Repairer:
         self.second_order_done = False
         self.rejected: list[PlausibleFix] = []  # passed in the search, failed the fresh-process check
         self.confirm_timed_out: float | None = None  # the limit a fresh-process check ran out of
+        self.start_s = 0.0  # the slowest runner's start: what a Python and pytest start costs here, now
 
     # -- helpers -------------------------------------------------------------------------------
     def left(self) -> float:
@@ -308,6 +309,7 @@ class Repairer:
             worker.close()
         if not self.workers:
             raise WorkerError(f"could not start a test runner with {self.python}: {errors[:1]}")
+        self.start_s = max(w.start_s for w in self.workers)
 
     def close(self) -> None:
         self.cancel.set()  # a runner still starting closes itself (start_one) ...
@@ -907,7 +909,12 @@ class Repairer:
             # into the workspace (even over the module), and the scorer's one run starts clean.
             # The seeds' runs go side by side: one after the other, a fix found late overran the
             # budget by two runs' time.
-            timeout = max(1.0, min(self.left() + self.req.budget_s * 0.08, 10.0 + 3 * self.run_timeout))
+            # A fresh pytest starts Python and the project's plugins again, and xdist's `-n` (addopts)
+            # starts more of them: 16 s was too little for `-n 2` on a loaded 2-core machine (two
+            # controllers and four workers side by side). The runners' start, measured under the
+            # same load, scales the limit with it.
+            timeout = max(1.0, min(self.left() + self.req.budget_s * 0.08,
+                                   10.0 + 3 * self.run_timeout + 3 * self.start_s))
             with concurrent.futures.ThreadPoolExecutor(len(CONFIRM_HASH_SEEDS), "heedls-confirm") as pool:
                 runs = [pool.submit(self._confirm_run, fix.new_text, seed, timeout) for seed in CONFIRM_HASH_SEEDS]
                 return all(run.result() for run in runs)

@@ -474,6 +474,7 @@ class Worker:
         self.runs = 0
         self.closed = False
         self.readonly_error: str | None = None
+        self.start_s = 0.0  # Popen to the runner's hello: a Python and pytest start in this workspace
 
     # -- process management ------------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> None:
@@ -482,6 +483,7 @@ class Worker:
         # fails in the copy's run instead of overwriting the user's files.
         argv, status_r, status_w = proc_mod.readonly_view([self.python, str(RUNNER), *self.tests],
                                                           sandbox_limits(self.root, self.tmp))
+        started = time.monotonic()
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -500,6 +502,7 @@ class Worker:
             os.close(status_w)
         self._buf = b""
         hello = self._read_line(timeout_s)
+        self.start_s = time.monotonic() - started
         self.readonly_error = proc_mod.readonly_status(status_r)
         if self.readonly_error is not None:
             note_unprotected(self.root, self.readonly_error)
