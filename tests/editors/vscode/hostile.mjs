@@ -97,9 +97,11 @@ async function hostileFlow() {
   await step('crash_loop', async () => {
     await notifications();
     setServerCommand(fake('crash'));
-    await sleep(30000);
+    // The loop this guards against started it 5 times in 0.25 s; a restart after a pause (the
+    // languageclient's own policy) would show within these seconds as well.
+    await sleep(12000);
     const spawnsAt30 = fakeLog().filter((e) => e.mode === 'crash' && e.started).length;
-    await sleep(8000);
+    await sleep(5000);
     const spawns = fakeLog().filter((e) => e.mode === 'crash' && e.started).length;
     const status = await statusItem();
     return { spawnsAt30, spawns, status, toasts: await toastTexts(), notifications: await notifications(),
