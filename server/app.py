@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
@@ -66,6 +67,12 @@ class HeedlsProtocol(LanguageServerProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._given_up: dict[Any, str] = {}  # see send_request: id -> method, oldest first
+        # `shutdown` received; its handler sets `flushing` as it starts closing the telemetry
+        # stores (in a worker thread) and `flushed` once they are closed: an early `exit` waits
+        self._shutdown_received = False
+        self._exited = False
+        self.flushing = threading.Event()
+        self.flushed = threading.Event()
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         """Every JSON object stays plain data here; `handle_message` structures the body alone.
@@ -136,7 +143,19 @@ class HeedlsProtocol(LanguageServerProtocol):
             return None
         method = getattr(message, "method", None)
         is_request = isinstance(message, RPCRequest)
+        if method == types.EXIT and self._shutdown_received and not self._shutdown:
+            # `exit` while shutdown's clean-up still runs (a client that does not wait for the
+            # answer, or gave up waiting on a slow disk): exiting then interrupted the stores'
+            # close (an error in the log), and the status was 1 though shutdown had been received.
+            # Waited for here, blocking: nothing is served after exit, and the loop must not read
+            # on (a read of stdin in progress would keep the process from ending).
+            # (A close not started yet never will: the queue is written by the stores' atexit hook.)
+            if self.flushing.is_set() and not self.flushed.wait(self.EXIT_WAITS_FOR_FLUSH_S):
+                log.warning("exit: the telemetry was still being written after %.0f s; exiting anyway",
+                            self.EXIT_WAITS_FOR_FLUSH_S)
+            self._shutdown = True
         if method == types.EXIT or getattr(message, "jsonrpc", None) != self.VERSION:
+            self._exited = self._exited or method == types.EXIT
             super().handle_message(message)
             return None
         refusal: JsonRpcException | None = None
@@ -148,7 +167,7 @@ class HeedlsProtocol(LanguageServerProtocol):
             if not is_request:
                 return None
             refusal = JsonRpcServerNotInitialized("the server is not initialized yet: send initialize first")
-        elif self._shutdown and method is not None and is_request:
+        elif self._shutdown_received and method is not None and is_request:
             refusal = JsonRpcInvalidRequest("the server is shutting down: no more requests")
         if refusal is None:
             super().handle_message(message)
@@ -172,6 +191,14 @@ class HeedlsProtocol(LanguageServerProtocol):
         if inspect.isawaitable(written):
             asyncio.ensure_future(written)
 
+    def _send_data(self, data: Any) -> None:
+        # after `exit` the output is closed: an answer still due (a shutdown the client did not
+        # wait for) has no one to read it; pygls logged "Error sending data" with a traceback
+        if self._exited:
+            log.debug("after exit, not sent: %.200s", data)
+            return
+        super()._send_data(data)
+
     def _execute_handler(self, msg_id: Any, handler: Any, callback: Any, args: Any = None, kwargs: Any = None) -> None:
         super()._execute_handler(msg_id, handler, callback, args, kwargs)
         if len(self._request_futures) > self._prune_at:
@@ -183,6 +210,7 @@ class HeedlsProtocol(LanguageServerProtocol):
         command's future (a heedls.fix waiting for the client's workspace/applyEdit) removes its
         entry at once, and pygls' loop over the table itself failed ("dictionary changed size
         during iteration"): shutdown answered an internal error, and exit was status 1."""
+        self._shutdown_received = True
         if (user_handler := self.fm.features.get(types.SHUTDOWN)) is not None:
             yield user_handler, args, None
         current_id = self.msg_id  # the shutdown request's own future is answered, not cancelled
@@ -190,6 +218,8 @@ class HeedlsProtocol(LanguageServerProtocol):
             if msg_id != current_id and not future.done():
                 future.cancel()
         self._shutdown = True
+
+    EXIT_WAITS_FOR_FLUSH_S = 10.0
 
     @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
     def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
@@ -248,7 +278,14 @@ class HeedlsProtocol(LanguageServerProtocol):
         """pygls runs a command (`workspace/executeCommand`: heedls.fix, heedls.runTests) as a
         handler of its own under a generator, and `$/cancelRequest` cancels only the generator's
         future: the command ran on, and a cancelled fix still edited the buffer. Each step the
-        generator starts is cancelled with it."""
+        generator starts is cancelled with it. A step cancelled (the loop ending after `exit`)
+        cancels the generator's result: pygls read its result, and asyncio logged the
+        CancelledError as "Exception in callback"."""
+        if future is not None and future.cancelled():
+            gen.close()
+            if not result_future.done():
+                result_future.cancel()
+            return
         before = set(self._request_futures)
         super()._run_generator(future, gen=gen, result_future=result_future)
         for key in set(self._request_futures) - before:

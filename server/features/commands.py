@@ -221,11 +221,28 @@ def register(server: HeedlsServer) -> None:
         # Telemetry first: nothing the user did may be lost, whatever fails after this. Every
         # workspace folder's store is closed (services["telemetry"] is the start-up folder's).
         stores = ls.services.get("telemetry_folders") or ls.services.get("telemetry")
-        if stores is not None:
+        flushing, flushed = getattr(ls.protocol, "flushing", None), getattr(ls.protocol, "flushed", None)
+
+        def close_stores() -> None:  # an early `exit` waits for it (HeedlsProtocol.handle_message)
+            if flushing is not None:
+                flushing.set()
             try:
-                await asyncio.to_thread(stores.close)
-            except BaseException:
-                log.exception("telemetry close failed")
+                if stores is not None:
+                    stores.close()
+            finally:
+                if flushed is not None:
+                    flushed.set()
+
+        try:
+            await asyncio.to_thread(close_stores)
+        except asyncio.CancelledError:
+            # the client's `exit` came before this answer: the close it waited for has finished
+            # (else the queue is written by the stores' atexit hook)
+            if flushed is None or not flushed.is_set():
+                log.warning("exit came while the telemetry was being closed; its queue is written at exit")
+            raise
+        except BaseException:
+            log.exception("telemetry close failed")
         diagnostics = ls.services.get("diagnostics")
         stop = getattr(diagnostics, "shutdown", None)
         if stop is not None:

@@ -100,3 +100,30 @@ def test_a_change_to_a_document_never_opened_is_ignored_and_the_log_says_so(star
     log = editor.stderr_path.read_text()
     assert f"a change to {uri}, which is not open (no didOpen, or after didClose): ignored" in log, log
     assert "KeyError" not in log
+
+
+def test_exit_sent_before_shutdown_is_answered_still_keeps_the_log_and_is_status_0(tmp_path: Path) -> None:
+    """A client that sends `exit` right behind `shutdown` (without waiting for its answer, or after
+    giving up on a slow disk): the exit interrupted shutdown's close of the telemetry stores (an
+    ERROR with two tracebacks in the log) and the status was 1, though shutdown had been received.
+    The exit now waits for the close: the suggestion asked for just before is on disk, status 0."""
+    from heedls.server.telemetry.store import read_events
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    editor = RawServer(tmp_path)
+    editor.initialize(root)
+    uri = (root / "m.py").as_uri()
+    editor.open(uri, "def f():\n    \n")
+    editor.send({"method": "workspace/didChangeConfiguration",
+                 "params": {"settings": {"heedls": {"inline": {"debounceMs": 0}, "gate": {"mode": "off"}}}}})
+    answer = editor.inline("ask", uri, 1, 4)
+    items = answer["result"]["items"] if isinstance(answer["result"], dict) else answer["result"]
+    assert items, answer
+    editor.send({"id": "bye", "method": "shutdown"})
+    editor.send({"method": "exit"})  # at once
+    assert editor.proc.wait(30) == 0, editor.stderr()
+    log = editor.stderr()
+    assert "Traceback" not in log and "ERROR" not in log, log
+    events = [e for store in (tmp_path / "data").rglob("events.sqlite3") for e in read_events(store)]
+    assert any(e.suggestion for e in events), events  # the suggestion asked for is on disk
