@@ -14,7 +14,9 @@ Definitions (also in docs/telemetry.md):
 Days are UTC calendar days. Odd stored values count as unknown, never as a crash: a `ts` that is not
 a number of seconds a date can be made of (missing, a string, NaN, 1e20, milliseconds) puts the event
 on the day `unknown`; a `gate` that is not an object is no gate; a non-numeric or non-finite
-`latency_ms`/`decision_ms` is left out of the percentiles. Report JSON never holds NaN/Infinity.
+`latency_ms`/`decision_ms` is left out of the percentiles, and so is a negative one (no duration: a
+clock set back, another tool's value), which the histogram had no bin for. Report JSON never holds
+NaN/Infinity.
 
 How the gate's decision is read from an event: `gate["decision"]` ("skipped" | "hidden" | "shown" |
 "empty") when present; otherwise inferred: a stage score (or boolean) below its threshold (`threshold` a number or
@@ -193,10 +195,10 @@ class Bucket:
         elif outcome == "ignored":
             self.ignored += 1
         latency = number(d.get("latency_ms"))
-        if latency is not None and suggestion_length(d) is not None:
+        if latency is not None and latency >= 0 and suggestion_length(d) is not None:
             self.latencies.append(latency)
         decision = number(d.get("decision_ms"))
-        if decision is not None:
+        if decision is not None and decision >= 0:
             self.decisions.append(decision)
 
     def summary(self) -> dict[str, Any]:

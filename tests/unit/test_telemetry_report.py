@@ -239,6 +239,19 @@ def test_odd_stored_values_count_as_unknown_never_crash() -> None:
     assert "<svg" in render_html(report)
 
 
+def test_a_negative_latency_is_no_measurement_and_the_histogram_counts_every_one_that_is() -> None:
+    """A clock set back, or another tool's value: -40 ms was in the percentiles but in no bin of
+    the histogram, whose counts then did not add up to `latency_n`."""
+    events = [{"id": f"n{i}", "session": "s", "ts": T0, "suggestion": "x", "shown": True,
+               "latency_ms": latency, "decision_ms": decision}
+              for i, (latency, decision) in enumerate([(-40.0, -3.0), (0.0, 0.0), (12.0, 700.0), (250.0, 900.0)])]
+    report = compute_report(events)
+    total = report["total"]
+    assert total["latency_n"] == 3 and total["latency_ms"]["p50"] is not None and total["latency_ms"]["p50"] >= 0
+    assert sum(b["count"] for b in report["latency_histogram"]) == total["latency_n"]
+    assert total["decision_ms"]["p50"] is not None and total["decision_ms"]["p50"] >= 0
+
+
 def test_report_json_and_page_hold_no_nan() -> None:
     from heedls.server.telemetry.report import report_json
 
