@@ -4,9 +4,11 @@ How a replay is made (docs/acceptance.md has the rationale):
 1. *Projects*: each source directory holding packages (folders with `__init__.py`) yields one
    project per package; any other directory is one project; a file's project is its folder
    (a file named as a source follows the size rule below too, and is named when left out).
-   One project = one synthetic session (a developer working in one code base).
+   A session is one project's (a developer working in one code base, on one day).
 2. *Cut points*: per project up to `files_per_session` files (1 KB–200 KB of UTF-8 text) sampled
-   with the seed, `per_file` cuts each, visited top to bottom as a user writes. Half the cuts sit at
+   with the seed, `per_file` cuts each, visited top to bottom as a user writes. When these first
+   sessions plan too few cuts (a few projects), each project gives further sessions of its other
+   files, one per day, until the cuts are planned or its files are used. Half the cuts sit at
    a line start (after the indentation), half mid-line (a uniform column inside the line's code).
    Half of the requests see the rest of the file after the current line as the suffix (editing in
    the middle), half see none (writing new code at the end; the suffix is then really empty,
@@ -86,6 +88,31 @@ class Cut:
     column: int
     kind: str  # "start" | "mid"
     with_suffix: bool
+
+
+def _more_sessions(plan: Sequence[tuple[Path, list[Path]]], projects: Sequence[tuple[Path, list[Path]]],
+                   wanted: float, per_file: int, files_per_session: int, seed: int) -> list[tuple[Path, list[Path]]]:
+    """Further sessions of the planned projects (other files of each, another day), round after
+    round, while the first sessions plan fewer than `wanted` more cuts: one folder of code gave one
+    session of `files_per_session` files and stopped there (40 events of `--cuts 1000`, too few
+    sessions to evaluate). Drawn with an RNG of their own and visited after every first session, so
+    a replay its first sessions fill is the same as it was."""
+    if wanted <= 0:
+        return []
+    rng = random.Random(f"heedls-replay-more-sessions-{seed}")
+    files_of = dict(projects)
+    left = {root: [f for f in files_of.get(root, []) if f not in set(picked)] for root, picked in plan}
+    more: list[tuple[Path, list[Path]]] = []
+    while wanted > 0 and any(left.values()):
+        for root, _ in plan:
+            rest = left[root]
+            if not rest or wanted <= 0:
+                continue
+            picked = rng.sample(rest, min(files_per_session, len(rest)))
+            left[root] = [f for f in rest if f not in set(picked)]
+            more.append((root, picked))
+            wanted -= len(picked) * per_file
+    return more
 
 
 def find_projects(sources: Sequence[Path]) -> list[tuple[Path, list[Path]]]:
@@ -319,6 +346,7 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
         picked = rng.sample(files, min(files_per_session, len(files)))
         plan.append((root, picked))
         planned += len(picked) * per_file
+    plan += _more_sessions(plan, projects, 1.5 * cuts - planned, per_file, files_per_session, seed)
     events: list[SuggestionEvent] = [] if into is None else into
     done = 0
     with tempfile.TemporaryDirectory(prefix="heedls-replay-") as tmp:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from heedls.server.acceptance.replay import label_suggestion, replay, run
+from heedls.server.acceptance.replay import REPLAY_EPOCH, label_suggestion, replay, run
 from heedls.server.cli import app
 from heedls.server.events import SCHEMA, SuggestionEvent
 from heedls.server.providers.base import Candidate, CompletionRequest
@@ -103,6 +103,37 @@ def test_replay_emits_labelled_synthetic_events(tmp_path: Path) -> None:
                                make_provider=lambda ws, cache: Oracle(texts)))
     assert [(e.extra["replay"]["offset"], e.extra["replay"]["file"]) for e in again] == \
            [(e.extra["replay"]["offset"], e.extra["replay"]["file"]) for e in events]
+
+
+def test_one_folder_gives_a_session_per_files_per_session_files_until_the_cuts_are_planned(tmp_path: Path) -> None:
+    """One project was one session of `files_per_session` files: `--cuts 1000` on a user's own
+    folder made 40 events in one session, which leave-one-session-out cannot evaluate."""
+    project, texts = _project(tmp_path, files=9)
+    events = asyncio.run(replay([project], cuts=100, seed=0, per_file=2, files_per_session=4,
+                                make_provider=lambda ws, cache: Oracle(texts)))
+    sessions: dict[str, set[str]] = {}
+    for event in events:
+        sessions.setdefault(event.session, set()).add(event.extra["replay"]["file"])
+    assert sorted(len(files) for files in sessions.values()) == [1, 4, 4]  # each file in one session
+    assert len(set().union(*sessions.values())) == 9 and len(events) == 18
+    days = {session: {int((e.ts - REPLAY_EPOCH) // 86_400) for e in events if e.session == session}
+            for session in sessions}
+    assert sorted(min(d) for d in days.values()) == [0, 1, 2]  # a day each: separate sittings
+
+
+def test_projects_whose_first_sessions_plan_the_cuts_give_one_session_each(tmp_path: Path) -> None:
+    texts: dict[str, str] = {}
+    roots = []
+    for name in ("alpha", "beta"):
+        root = tmp_path / name
+        root.mkdir()
+        roots.append(root)
+        for i in range(6):
+            (root / f"m{i}.py").write_text(SOURCE)
+            texts[str((root / f"m{i}.py").resolve())] = SOURCE
+    events = asyncio.run(replay(roots, cuts=16, seed=0, per_file=2, files_per_session=4,
+                                make_provider=lambda ws, cache: Oracle(texts)))
+    assert len(events) == 16 and len({e.session for e in events}) == 2
 
 
 def test_replay_cli_file_round_trips(tmp_path: Path, monkeypatch: Any) -> None:
@@ -276,7 +307,7 @@ def test_nothing_replayed_is_an_error_and_fewer_cuts_a_note(tmp_path: Path, monk
     monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: Oracle(texts))
     result = _replay_cli(str(project), "-o", str(out), "--cuts", "500", "--per-file", "3")
     assert result.exit_code == 0, result.output
-    assert "only 6 of the 500 cuts asked could be made" in result.stderr
+    assert "only 6 of the 500 cuts asked could be made: the sources have too few files" in result.stderr
     assert len(out.read_text().splitlines()) == 6
 
 
