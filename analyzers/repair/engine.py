@@ -267,9 +267,10 @@ class Repairer:
         return max(min(5.0, max(1.0, FIXUP_RESERVE_SHARE * self.req.budget_s)), self._check_time())
 
     def _check_time(self) -> float:
-        """What the fresh-process check is likely to take: a Python start and the suite's time in
-        the baseline (traced, so an overestimate), at most 30 % of the budget."""
-        return min(0.3 * self.req.budget_s, 1.0 + self.suite_s)
+        """What the fresh-process check is likely to take: a Python and pytest start (the runners'
+        own start, measured under the same load; at least 1 s) and the suite's time in the
+        baseline (traced, so an overestimate), at most 30 % of the budget."""
+        return min(0.3 * self.req.budget_s, max(1.0, self.start_s) + self.suite_s)
 
     def stopped(self) -> bool:
         if self.cancel.is_set() or self.left() <= 0.15:
