@@ -161,6 +161,33 @@ def test_figures_come_with_session_bootstrap_intervals() -> None:
     assert ev.session_intervals(y[:20], p[:20], np.full(20, 0.5), groups[:20], "suggestion") is None
 
 
+@pytest.mark.parametrize("stage", ["context", "suggestion"])
+def test_a_bootstrap_draw_has_the_figures_of_its_sessions_events_put_together(stage: str) -> None:
+    """The intervals are weighted sums (a session drawn k times weighs k); they read as the figures of
+    each resample built event by event, up to a last digit of rounding. Tied scores, and a session
+    of one class, included."""
+    rng = np.random.default_rng(11)
+    n, sessions = 400, 12
+    groups = np.array([f"s{int(g)}" for g in rng.integers(0, sessions, n)], dtype=object)
+    y = (rng.random(n) < 0.35).astype(float)
+    y[groups == "s3"] = 1.0
+    p = np.round(rng.random(n), 1)  # many ties
+    thresholds = np.full(n, 0.3)
+    members = [np.flatnonzero(groups == g) for g in sorted(set(groups.tolist()))]
+    draw = np.random.default_rng(4)
+    built: dict[str, list[float]] = {}
+    for _ in range(300):
+        idx = np.concatenate([members[i] for i in draw.integers(0, len(members), len(members))])
+        for key, value in ev.metrics(y[idx], p[idx], thresholds[idx], stage).items():
+            if value is not None and key != "shown_share":
+                built.setdefault(key, []).append(value)
+    expected = {key: [float(np.percentile(values, q)) for q in (5.0, 95.0)] for key, values in built.items()}
+    got = ev.session_intervals(y, p, thresholds, groups, stage, reps=300, seed=4)
+    assert got is not None and set(got) == set(expected)
+    for key, bounds in expected.items():
+        assert got[key] == pytest.approx(bounds, abs=1.5e-4), key
+
+
 def test_ece_is_reported_beside_what_a_calibrated_model_shows_by_chance() -> None:
     # One score for everyone: a calibrated model's ECE is the gap between the bin's mean outcome
     # and its score, about 0.8 standard errors of a proportion.

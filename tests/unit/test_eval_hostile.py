@@ -111,6 +111,28 @@ def test_a_long_session_is_not_quadratic(tmp_path: Path) -> None:
     assert done.stdout.strip() == "40000"
 
 
+def test_many_sessions_are_not_quadratic() -> None:
+    # 50,000 events in 10,000 sessions (a team's export): the session bootstrap and the users' online
+    # bias compared every event with every session (`groups == session`), minutes for these three
+    # steps alone and hours at 10^6 events; now one pass groups them
+    script = (
+        "import numpy as np\n"
+        "from heedls.server.acceptance.adapt import online_decision_thresholds, online_shift\n"
+        "from heedls.server.acceptance.evaluate import session_intervals\n"
+        "n = 50_000\n"
+        "rng = np.random.default_rng(0)\n"
+        "groups = np.array([f's{i // 5}' for i in range(n)], dtype=object)\n"
+        "y, p = (rng.random(n) < 0.3).astype(float), rng.random(n)\n"
+        "ts = np.arange(n) * 10.0\n"
+        "thr = online_decision_thresholds(p, y, groups, ts, ts + 1.5, np.full(n, 0.2), 0.95)\n"
+        "shifted = online_shift(p, y, groups, ts, ts + 1.5)\n"
+        "print(sorted(session_intervals(y, shifted, thr, groups, 'context', reps=200)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(sorted(["auc", "hidden_rejected_at_95", "accepted_kept", "ece", "requests_avoided"]))
+
+
 def test_replay_of_an_unlistable_folder_or_a_pipe_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
