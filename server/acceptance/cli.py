@@ -272,9 +272,9 @@ def _print_table(result: dict[str, object]) -> None:
     keep = result.get("keep", 0.95)
     table = Table(title=f"acceptance, {result['stage']} stage: n={result['n']} positives={result['positives']}"
                         + ("" if keep == 0.95 else f" (hidden_rejected_at_95 and accepted_kept at keep >= {keep:g})"))
-    table.add_column("model")
-    for key in keys:
-        table.add_column(key, justify="right")
+    table.add_column("model", no_wrap=True)
+    for key in keys:  # the JSON's keys, with spaces where an 80-column terminal may break them
+        table.add_column(key.replace("_", " "), justify="right")
     rows = [("heedls", result)]
     baselines = result.get("baselines")
     if isinstance(baselines, dict):
