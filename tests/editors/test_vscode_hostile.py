@@ -109,6 +109,9 @@ def test_toggling_while_the_server_is_down_keeps_a_truthful_status(hostile: dict
 def test_settings_of_the_wrong_type_are_named_by_the_server(hostile: dict[str, Any]) -> None:
     step = _step(hostile, "real_server_bad_settings")
     assert any("debounce" in line.lower() for line in step["output"]), step["output"]
+    # a warning, in the log and on the server's stderr alike (languageclient filed all stderr as errors)
+    assert any("[warning]" in line for line in step["output"]), step["output"]
+    assert not [line for line in step["output"] if "[error]" in line], step["output"]
     assert not [t for t in step["toasts"] if STACK.search(t)], step["toasts"]
 
 

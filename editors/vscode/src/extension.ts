@@ -21,6 +21,7 @@ import { RESTART_SETTINGS, SECTION, serverSettings, type ServerSettings } from '
 import { StatusItem, type ServerStatus } from './status';
 import { RepairOnDemand } from './repair';
 import { SuggestionTracker } from './suggestions';
+import { pipeLines, pipeServerLog } from './serverLog';
 
 const MAX_RESTARTS = 4;
 const RESTART_WINDOW_MS = 3 * 60 * 1000;
@@ -204,6 +205,8 @@ function clientOptions(at: Attempt): LanguageClientOptions {
     },
     outputChannel: output,
     traceOutputChannel: trace,
+    // The server's warnings at their level, not all of stderr as errors (serverLog.ts).
+    stdioOptions: { stdout: pipeLines, stderr: pipeServerLog },
     // Failed requests are logged, never popped up: a slow or restarting server must not nag.
     revealOutputChannelOn: RevealOutputChannelOn.Never,
     // languageclient pops up the bare error of a failed initialize ("Pending response rejected since
