@@ -410,9 +410,12 @@ def code_actions(server: HeedlsServer, service: RepairService, params: types.Cod
     only = set(params.context.only or []) if params.context and params.context.only else None
     actions: list[types.CodeAction] = []
     wanted_ids = {str(_field(d.data, "id")) for d in (params.context.diagnostics if params.context else []) if d.data}
+    current = getattr(store, "fixes_current", None)
     for d in diagnostics:
         if not (_overlaps(d, params.range) or str(d.data.get("id")) in wanted_ids):
             continue
+        if callable(current) and d.fixes and not current(uri, d):
+            continue  # computed on an earlier text (the rerun is a debounce away): its edits name other lines now
         for fix in d.fixes:
             if fix.applicability in ("display-only", "hint") or not fix.edits:
                 continue

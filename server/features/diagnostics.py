@@ -1,8 +1,11 @@
-"""Diagnostics: syntax errors while typing, ruff on open/save, test failures on save.
+"""Diagnostics: syntax errors while typing, ruff while typing and on open/save, test failures on save.
 
 - syntax: on open at once, on change after one debounce (`lint.syntaxDebounceMs`; a newer change
   cancels the pending one); the tree-sitter tree is kept per document for incremental re-parsing.
-- ruff: on open and on save, in a worker thread (it is a subprocess).
+- ruff: on open and on save, and after an edit once typing pauses (`lint.lintDebounceMs`), in a
+  worker thread (it is a subprocess). Until a rerun has seen the text, the findings and fixes on
+  screen are the earlier text's: code actions leave out fixes computed on another text (their
+  edits name that text's lines), syntax findings' fixes too (`fixes_current`).
 - tests: on save after `tests.debounceMs`, only the tests related to the saved file, only when the
   workspace is trusted, never more than one run per workspace (a newer save cancels the older run,
   whose process group is killed), with `$/progress` (server-initiated work-done progress) and the
@@ -182,6 +185,9 @@ class DiagnosticsService:
         self._docs: dict[str, syntax.SyntaxDocument] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._store: dict[str, dict[str, list[Diagnostic]]] = {}
+        # (uri, source) -> the text the syntax or ruff findings of an open document were computed on:
+        # their fixes' edits name lines of that text, and an edit since moves them (fixes_current)
+        self._computed_on: dict[tuple[str, str], str] = {}
         # The URI the client opened a file by, where it is not the one derived from the path (through
         # a symlinked folder the analyzers report the resolved path: results published there would be
         # another file to the client). Only those: one entry per file ever opened grew for good.
@@ -223,7 +229,22 @@ class DiagnosticsService:
     def get(self, diagnostic_id: str) -> Diagnostic | None:
         return self._by_id.get(diagnostic_id)
 
-    def _set(self, uri: str, source: str, diagnostics: list[Diagnostic]) -> None:
+    def fixes_current(self, uri: str, diagnostic: Diagnostic) -> bool:
+        """Whether `diagnostic`'s fixes were computed on the open document's text as it is now.
+        ruff reruns a debounce after an edit: in between, its fix for the line of an unused import
+        would delete whatever line holds that place now (three lines typed above: a comment)."""
+        seen = self._computed_on.get((uri, diagnostic.source))
+        if seen is None:  # not from an analysis of an open document (pytest's, a closed file's)
+            return True
+        current = self._text(uri)
+        return current is None or current == seen
+
+    def _set(self, uri: str, source: str, diagnostics: list[Diagnostic], text: str | None = None) -> None:
+        """`text`: the open document's text the findings were computed on (see fixes_current)."""
+        if text is not None and diagnostics:
+            self._computed_on[(uri, source)] = text
+        else:
+            self._computed_on.pop((uri, source), None)
         per_source = self._store.setdefault(uri, {})
         for old in per_source.get(source, []):
             self._by_id.pop(str(old.data.get("id")), None)
@@ -446,7 +467,7 @@ class DiagnosticsService:
             else:
                 found = self._syntax_now(uri, text)
         if self._is_open(uri):
-            self._set(uri, SYNTAX, found)
+            self._set(uri, SYNTAX, found, text)
             self.publish([uri])
 
     @staticmethod
@@ -476,7 +497,7 @@ class DiagnosticsService:
         # lint may have been turned off while ruff ran (a settings answer, a saved pyproject.toml):
         # on_config cleared the document's findings then, and these must not bring them back
         if self._is_open(uri) and self._for(path).lint.enabled:
-            self._set(uri, RUFF, result.diagnostics)
+            self._set(uri, RUFF, result.diagnostics, text)
             self.publish([uri])
 
     # -- tests ----------------------------------------------------------------------------------
@@ -783,6 +804,8 @@ class DiagnosticsService:
                     results[key] = kept
         for uri in gone_uris:
             self._store.pop(uri, None)
+            for source in (SYNTAX, RUFF):
+                self._computed_on.pop((uri, source), None)
         self._republish_tests(touched, gone_uris)
 
     async def on_deleted(self, uris: list[str]) -> None:

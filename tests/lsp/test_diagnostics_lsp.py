@@ -296,6 +296,34 @@ async def test_ruff_follows_the_buffer_as_it_is_typed(lsp: Any, workspace: Path)
     await until(lambda: [d for d in _by_source(client, uri, "ruff") if d.range.start.line == 3], 15, "F401 on line 3")
 
 
+async def _ruff_fixes(client: Any, uri: str, diagnostic: types.Diagnostic) -> list[types.CodeAction]:
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), range=diagnostic.range,
+        context=types.CodeActionContext(diagnostics=[diagnostic])))
+    return [a for a in actions or [] if isinstance(a, types.CodeAction) and a.edit is not None
+            and any(d.source == "heedls/ruff" for d in a.diagnostics or [])]
+
+
+async def test_a_ruff_fix_is_not_offered_on_a_text_ruff_has_not_seen(lsp: Any, workspace: Path) -> None:
+    """ruff reruns a debounce after an edit. In between, the fix for an unused import named the line
+    the import had been on: with three lines typed above, applying it deleted a comment."""
+    (workspace / "pyproject.toml").write_text('[tool.ruff]\nlint.select = ["F"]\n')
+    client = await lsp(workspace, "vscode", options={**OPTIONS, "lint": {"lintDebounceMs": 3000}})
+    text = "import os\n\n\ndef f():\n    return 1\n"
+    uri = _open(client, workspace / "m.py", text)
+    [f401] = await until(lambda: _by_source(client, uri, "ruff"), 15, "F401")
+    assert await _ruff_fixes(client, uri, f401)  # on the text ruff ran on
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text="# a\n# b\n# c\n" + text)]))
+    assert await _ruff_fixes(client, uri, f401) == []  # line 0 is "# a" now
+    [moved] = await until(lambda: [d for d in _by_source(client, uri, "ruff") if d.range.start.line == 3], 15,
+                          "F401 on line 3")
+    [fix] = await _ruff_fixes(client, uri, moved)
+    assert fix.edit is not None and fix.edit.changes is not None
+    assert [e.range.start.line for e in fix.edit.changes[uri]] == [3]
+
+
 async def test_a_document_in_a_folder_with_a_space_or_an_accent_gets_its_diagnostics(lsp: Any, workspace: Path) -> None:
     """Editors send `my%20project/…` (percent-encoded); pygls keeps the document under the decoded
     URI. Results are published, on the URI the client sent."""
