@@ -22,6 +22,7 @@ FEW = ["gcd", "knapsack", "quicksort", "pascal", "flatten"]
 pytestmark = [pytest.mark.bench, pytest.mark.skipif(not QUIXBUGS.is_dir(), reason="bug set not available")]
 
 
+@pytest.mark.slow
 def test_a_few_quixbugs_are_fixed_without_a_model() -> None:
     bugs = [b for b in load_bugs(QUIXBUGS) if b["id"] in FEW]
     assert len(bugs) == len(FEW)

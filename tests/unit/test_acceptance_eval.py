@@ -136,6 +136,7 @@ def test_metrics_definitions() -> None:
     assert ev.auc(np.array([1, 1]), np.array([0.2, 0.3])) is None
 
 
+@pytest.mark.slow
 def test_learns_the_synthetic_signal() -> None:
     result = ev.evaluate(make_events(sessions=6, per_session=50, seed=5), "suggestion", kind="blend")
     assert result["auc"] > 0.7

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from heedls.server.events import write_jsonl
 
 from tests.unit.test_acceptance_data import make_events
@@ -63,6 +64,7 @@ def test_ctrl_c_stops_the_workers_at_once(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_workers_start_prints_no_traceback(tmp_path: Path) -> None:
     """A Ctrl-C in the first tenth of a second of the worker pool, while the forkserver and the
     workers are still starting, ends the eval as quietly as one later on: no Python start-up failure

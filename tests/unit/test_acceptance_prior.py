@@ -205,6 +205,7 @@ def test_the_shipped_prior_matches_the_feature_extractor_and_the_shipped_model()
     assert model.stages["suggestion@local"].meta["prior_sources"] == ["cups-dev"]
 
 
+@pytest.mark.slow
 def test_a_user_refit_learns_from_the_prior(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
     calibrating: list[int] = []

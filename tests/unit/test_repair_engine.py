@@ -383,6 +383,7 @@ def test_a_syntax_fix_says_the_tests_could_not_run_before(tmp_path: Path) -> Non
     assert "0 failing test(s)" not in result.explanation
 
 
+@pytest.mark.slow
 def test_async_tests_that_need_a_pytest_plugin_get_it(tmp_path: Path) -> None:
     """Runs keep pytest plugins off unless needed: async tests fail without pytest-asyncio as
     "not natively supported", and then the runners restart with plugins on."""
@@ -403,6 +404,7 @@ SLOW_SUITE = ("import time\n\nfrom calc import add, mul\n\n\ndef test_add():\n  
               "def test_mul_takes_a_while():\n    time.sleep(2.2)\n    assert mul(2, 3) == 6\n")
 
 
+@pytest.mark.slow
 def test_a_test_slower_than_the_baselines_watchdog_is_not_taken_for_a_hang(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -651,6 +653,7 @@ def test_a_slow_test_is_set_aside_from_the_search_and_the_fix_says_it_was_not_ch
     assert result.seconds < 15 + 2
 
 
+@pytest.mark.slow
 def test_a_test_the_bug_hangs_is_set_aside_and_the_fix_must_make_it_finish(tmp_path: Path) -> None:
     """One bug, one test failing and one hanging: the fix offered is the one the hung test passes with."""
     (tmp_path / "steps.py").write_text(

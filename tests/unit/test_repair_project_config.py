@@ -45,6 +45,7 @@ def test_an_addopts_option_of_an_installed_plugin_does_not_stop_the_repair(ws: P
     assert "return a + b" in (result.new_text or "")
 
 
+@pytest.mark.slow
 def test_xdist_in_addopts_does_not_take_the_search_runs_out_of_the_runner(ws: Path) -> None:
     """With plugins on, `-n 2` would run the tests in xdist's workers, where the runner neither
     traces nor times them: the search runs keep them in process (the option is still accepted)."""

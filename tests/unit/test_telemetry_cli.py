@@ -135,6 +135,7 @@ def test_explicit_store_and_push_without_endpoint(workspace: Path, tmp_path: Pat
 
 @pytest.mark.slow
 @pytest.mark.skipif(not CUPS.exists(), reason="shared acceptance data not available")
+@pytest.mark.slow
 def test_real_decisions_through_store_export_and_eval(workspace: Path, tmp_path: Path) -> None:
     """Real accept/reject events → store → export (full, nocode) → `heedls eval acceptance` reads them."""
     original = list(read_jsonl(CUPS))
