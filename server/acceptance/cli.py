@@ -323,6 +323,7 @@ def replay_command(
 ) -> None:
     """Cut real files, run the provider and post-processing, label by what the author wrote next."""
     from heedls.server.acceptance.replay import (
+        ALONE_FROM,
         LATENCIES,
         PROVIDERS,
         ReplayWriteError,
@@ -383,10 +384,11 @@ def replay_command(
               "1 KB-200 KB of UTF-8 text outside tests with lines of code to cut (a project needs two files "
               "unless it is the only one)", code=1)
     if summary["events"] < cuts:
-        typer.echo(f"heedls: note: only {summary['events']} of the {cuts} cuts asked could be made: the sources "
-                   f"have too few files for more (at most --per-file {per_file} cuts per file, fewer in short files; "
-                   f"{summary['sessions']} session(s) of at most --files-per-session {files_per_session} files)",
-                   err=True)
+        typer.echo(f"heedls: note: only {summary['events']} of the {cuts} cuts asked could be made "
+                   f"({summary['sessions']} session(s) of at most --files-per-session {files_per_session} files, "
+                   f"--per-file {per_file} cuts per file, fewer in short files; a project gives more than one "
+                   f"session only while there are fewer than {ALONE_FROM} projects, and then until its files "
+                   f"are used)", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,9 +6,10 @@ How a replay is made (docs/acceptance.md has the rationale):
    (a file named as a source follows the size rule below too, and is named when left out).
    A session is one project's (a developer working in one code base, on one day).
 2. *Cut points*: per project up to `files_per_session` files (1 KB–200 KB of UTF-8 text) sampled
-   with the seed, `per_file` cuts each, visited top to bottom as a user writes. When these first
-   sessions plan too few cuts (a few projects), each project gives further sessions of its other
-   files, one per day, until the cuts are planned or its files are used. Half the cuts sit at
+   with the seed, `per_file` cuts each, visited top to bottom as a user writes. With fewer than
+   ALONE_FROM (10) projects whose first sessions plan too few cuts (one folder of one's own code),
+   each project gives further sessions of its other files, one per day, until the cuts are planned
+   or its files are used; with more, each session stays a project of its own. Half the cuts sit at
    a line start (after the indentation), half mid-line (a uniform column inside the line's code).
    Half of the requests see the rest of the file after the current line as the suffix (editing in
    the middle), half see none (writing new code at the end; the suffix is then really empty,
@@ -72,6 +73,9 @@ MAX_SUFFIX_CHARS = 2000
 SKIP_PROJECTS = frozenset({"test", "tests", "encodings", "heedls", "__phello__", "pydoc_data", "idlelib",
                            "lib2to3", "turtledemo"})
 PROVIDERS: tuple[str, ...] = ("local", "openai", "ollama", "llamacpp")  # config.ProviderName
+# From this many projects on, each session is a project of its own: the sessions of one project share
+# its code and are less independent. Fewer projects give further sessions (_more_sessions).
+ALONE_FROM = 10
 REPLAY_EPOCH = 1_700_000_000.0  # synthetic clock start (2023-11-14), fixed for reproducibility
 LATENCIES: tuple[str, ...] = ("synthetic", "measured")
 # Medians of the synthetic latency (ms): the local provider answers in milliseconds, an LLM in tenths of a second.
@@ -346,7 +350,8 @@ async def replay(sources: Sequence[Path], cuts: int = 1000, seed: int = 0, provi
         picked = rng.sample(files, min(files_per_session, len(files)))
         plan.append((root, picked))
         planned += len(picked) * per_file
-    plan += _more_sessions(plan, projects, 1.5 * cuts - planned, per_file, files_per_session, seed)
+    if len(plan) < ALONE_FROM:
+        plan += _more_sessions(plan, projects, 1.5 * cuts - planned, per_file, files_per_session, seed)
     events: list[SuggestionEvent] = [] if into is None else into
     done = 0
     with tempfile.TemporaryDirectory(prefix="heedls-replay-") as tmp:

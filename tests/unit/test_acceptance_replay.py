@@ -136,6 +136,24 @@ def test_projects_whose_first_sessions_plan_the_cuts_give_one_session_each(tmp_p
     assert len(events) == 16 and len({e.session for e in events}) == 2
 
 
+def test_ten_projects_or_more_give_one_session_each_however_many_cuts_are_asked(tmp_path: Path) -> None:
+    """The sessions of one project share its code: with enough projects (the pinned corpus's 141),
+    each session is a code base of its own, and the replay the shipped model was trained on stays
+    what it was."""
+    texts: dict[str, str] = {}
+    roots = []
+    for k in range(10):
+        root = tmp_path / f"project{k}"
+        root.mkdir()
+        roots.append(root)
+        for i in range(6):
+            (root / f"m{i}.py").write_text(SOURCE)
+            texts[str((root / f"m{i}.py").resolve())] = SOURCE
+    events = asyncio.run(replay(roots, cuts=1000, seed=0, per_file=1, files_per_session=4,
+                                make_provider=lambda ws, cache: Oracle(texts)))
+    assert len(events) == 40 and len({e.session for e in events}) == 10
+
+
 def test_replay_cli_file_round_trips(tmp_path: Path, monkeypatch: Any) -> None:
     from heedls.server.acceptance import replay as replay_mod
 
@@ -307,7 +325,7 @@ def test_nothing_replayed_is_an_error_and_fewer_cuts_a_note(tmp_path: Path, monk
     monkeypatch.setattr(replay_mod, "_make_provider", lambda name, ws, cache: Oracle(texts))
     result = _replay_cli(str(project), "-o", str(out), "--cuts", "500", "--per-file", "3")
     assert result.exit_code == 0, result.output
-    assert "only 6 of the 500 cuts asked could be made: the sources have too few files" in result.stderr
+    assert "only 6 of the 500 cuts asked could be made (1 session(s)" in result.stderr
     assert len(out.read_text().splitlines()) == 6
 
 
