@@ -7,11 +7,13 @@ import * as readline from 'node:readline';
 import type { Readable } from 'node:stream';
 import type { LogOutputChannel } from 'vscode';
 
-export type Level = 'debug' | 'info' | 'warn' | 'error';
+export type Level = 'info' | 'warn' | 'error';
 
 const RECORD = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) /;
+// DEBUG records go in as info: the server already filters by `heedls.logLevel`, and the channel's
+// own level (Info unless the user changes it) would drop the debug lines the user asked for.
 const LEVELS: Record<string, Level> = {
-  DEBUG: 'debug', INFO: 'info', WARNING: 'warn', ERROR: 'error', CRITICAL: 'error',
+  DEBUG: 'info', INFO: 'info', WARNING: 'warn', ERROR: 'error', CRITICAL: 'error',
 };
 
 /** The level of a stderr line: a logging record's own; a line of no record (a traceback's, a
