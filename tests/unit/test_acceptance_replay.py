@@ -121,16 +121,21 @@ def test_one_folder_gives_a_session_per_files_per_session_files_until_the_cuts_a
     assert sorted(min(d) for d in days.values()) == [0, 1, 2]  # a day each: separate sittings
 
 
-def test_projects_whose_first_sessions_plan_the_cuts_give_one_session_each(tmp_path: Path) -> None:
+def _projects(tmp_path: Path, count: int, files: int = 6) -> tuple[list[Path], dict[str, str]]:
     texts: dict[str, str] = {}
     roots = []
-    for name in ("alpha", "beta"):
-        root = tmp_path / name
+    for k in range(count):
+        root = tmp_path / f"project{k}"
         root.mkdir()
         roots.append(root)
-        for i in range(6):
+        for i in range(files):
             (root / f"m{i}.py").write_text(SOURCE)
             texts[str((root / f"m{i}.py").resolve())] = SOURCE
+    return roots, texts
+
+
+def test_projects_whose_first_sessions_plan_the_cuts_give_one_session_each(tmp_path: Path) -> None:
+    roots, texts = _projects(tmp_path, 2)
     events = asyncio.run(replay(roots, cuts=16, seed=0, per_file=2, files_per_session=4,
                                 make_provider=lambda ws, cache: Oracle(texts)))
     assert len(events) == 16 and len({e.session for e in events}) == 2
@@ -140,15 +145,7 @@ def test_ten_projects_or_more_give_one_session_each_however_many_cuts_are_asked(
     """The sessions of one project share its code: with enough projects (the pinned corpus's 141),
     each session is a code base of its own, and the replay the shipped model was trained on stays
     what it was."""
-    texts: dict[str, str] = {}
-    roots = []
-    for k in range(10):
-        root = tmp_path / f"project{k}"
-        root.mkdir()
-        roots.append(root)
-        for i in range(6):
-            (root / f"m{i}.py").write_text(SOURCE)
-            texts[str((root / f"m{i}.py").resolve())] = SOURCE
+    roots, texts = _projects(tmp_path, 10)
     events = asyncio.run(replay(roots, cuts=1000, seed=0, per_file=1, files_per_session=4,
                                 make_provider=lambda ws, cache: Oracle(texts)))
     assert len(events) == 40 and len({e.session for e in events}) == 10
