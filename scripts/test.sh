@@ -27,6 +27,6 @@ fi
 rest=0 editors=0
 # --durations: the slowest tests, in every CI log, for keeping the suite within its ~15 minutes.
 .venv/bin/python -m pytest -m "not editor" -n auto --maxprocesses 4 --durations=20 || rest=$?
-.venv/bin/python -m pytest -m editor || editors=$?
+.venv/bin/python -m pytest -m editor --durations=10 || editors=$?
 echo "heedls tests: pytest exited $rest for the tests outside the editors, $editors for the editor end-to-end tests"
 [ "$rest" -eq 0 ] && [ "$editors" -eq 0 ]

@@ -105,7 +105,10 @@ def _more_sessions(plan: Sequence[tuple[Path, list[Path]]], projects: Sequence[t
         return []
     rng = random.Random(f"heedls-replay-more-sessions-{seed}")
     files_of = dict(projects)
-    left = {root: [f for f in files_of.get(root, []) if f not in set(picked)] for root, picked in plan}
+    left: dict[Path, list[Path]] = {}
+    for root, first in plan:
+        taken = set(first)
+        left[root] = [f for f in files_of.get(root, []) if f not in taken]
     more: list[tuple[Path, list[Path]]] = []
     while wanted > 0 and any(left.values()):
         for root, _ in plan:
@@ -113,7 +116,8 @@ def _more_sessions(plan: Sequence[tuple[Path, list[Path]]], projects: Sequence[t
             if not rest or wanted <= 0:
                 continue
             picked = rng.sample(rest, min(files_per_session, len(rest)))
-            left[root] = [f for f in rest if f not in set(picked)]
+            taken = set(picked)
+            left[root] = [f for f in rest if f not in taken]
             more.append((root, picked))
             wanted -= len(picked) * per_file
     return more
