@@ -359,6 +359,11 @@ def report_cmd(
             _err(f"cannot read {path}: {exc}")
             raise typer.Exit(1) from None
         _warn_skipped(skipped, path)
+        if cutoff is None and not report["total"]["requests"]:
+            # a store with no suggestion (telemetry on, nothing asked yet): as a missing one, no
+            # report of zeros and no page; with --since, an empty window is a report of zeros
+            _err(f"no suggestion recorded yet in {path}; nothing to report")
+            raise typer.Exit(1)
         report["store"] = str(path)
         if count:  # said on the page too: a report read later must not pass for the whole history
             report["trimmed"] = {"suggestions": count, "up_to_ts": up_to}

@@ -350,6 +350,23 @@ def test_report_on_a_missing_store_exits_1_and_writes_nothing(workspace: Path, t
     assert code == 1 and "no telemetry recorded yet" in err
 
 
+def test_report_on_a_store_with_no_suggestion_says_so_like_a_missing_one(workspace: Path, tmp_path: Path) -> None:
+    """Telemetry on, nothing asked yet: five tables of zeros and `— → —` were printed (exit 0)."""
+    empty = tmp_path / "empty.sqlite3"
+    TelemetryStore(empty).close()
+    page = tmp_path / "r.html"
+    for args in (["report"], ["report", "--json"], ["report", "--html", str(page)]):
+        code, out, err = no_traceback([*args, "--store", str(empty)])
+        assert code == 1 and out == "", args
+        assert err.count("no suggestion recorded yet") == 1 and "nothing to report" in err
+    assert not page.exists()
+    populate(empty, 3)
+    code, out, err = no_traceback(["report", "--json", "--store", str(empty), "--since", "1h"])
+    assert code == 0 and json.loads(out)["total"]["requests"] == 0  # nothing in the window: zeros
+    code, out, err = no_traceback(["report", "--json", "--store", str(empty)])
+    assert code == 0 and json.loads(out)["total"]["requests"] == 3
+
+
 def test_push_from_a_missing_store_exits_1(workspace: Path, tmp_path: Path) -> None:
     missing = str(tmp_path / "none.sqlite3")
     code, out, err = no_traceback(["push", "--store", missing, "--endpoint", "http://127.0.0.1:9/x"])
