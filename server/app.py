@@ -63,6 +63,7 @@ class HeedlsProtocol(LanguageServerProtocol):
     """
 
     _prune_at = 64
+    EXIT_WAITS_FOR_FLUSH_S = 10.0  # how long an early `exit` waits for the telemetry stores' close
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -218,8 +219,6 @@ class HeedlsProtocol(LanguageServerProtocol):
             if msg_id != current_id and not future.done():
                 future.cancel()
         self._shutdown = True
-
-    EXIT_WAITS_FOR_FLUSH_S = 10.0
 
     @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
     def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
