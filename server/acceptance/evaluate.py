@@ -484,11 +484,10 @@ def loso_predict(data: Dataset, features: Sequence[str], kind: Kind, keep: float
     folds: list[dict[str, Any]] = []
     sessions = sorted(set(data.groups.tolist()))
     results = fit_folds(job, sessions, jobs, progress)
-    for session in sessions:
-        test = data.groups == session
+    for session, test in zip(sessions, session_members(data.groups)):  # both in sorted session order
         p[test], threshold = results[session]
         thr[test] = threshold
-        folds.append({"session": session, "n": int(test.sum()), "threshold": round(threshold, 4)})
+        folds.append({"session": session, "n": int(test.size), "threshold": round(threshold, 4)})
     if adapt:  # per session, from that session's own held-out scores
         thr = with_decision_gap(data, p, thr, keep)
         p = with_user_bias(data, p)
