@@ -23,9 +23,13 @@ export function levelOf(line: string, previous: Level): Level {
   return match ? LEVELS[match[1]] : previous;
 }
 
+function eachLine(input: Readable, handle: (line: string) => void): void {
+  readline.createInterface({ input, crlfDelay: Infinity, terminal: false, historySize: 0 }).on('line', handle);
+}
+
 export function pipeServerLog(input: Readable, channel: LogOutputChannel): void {
   let level: Level = 'error';
-  readline.createInterface({ input, crlfDelay: Infinity, terminal: false, historySize: 0 }).on('line', (line) => {
+  eachLine(input, (line) => {
     level = levelOf(line, level);
     channel[level](line);
   });
@@ -33,7 +37,5 @@ export function pipeServerLog(input: Readable, channel: LogOutputChannel): void 
 
 /** What languageclient does with a server's stdout when it is not the protocol's channel. */
 export function pipeLines(input: Readable, channel: LogOutputChannel): void {
-  readline.createInterface({ input, crlfDelay: Infinity, terminal: false, historySize: 0 }).on('line', (line) => {
-    channel.info(line);
-  });
+  eachLine(input, (line) => channel.info(line));
 }
